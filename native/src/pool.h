@@ -1,0 +1,34 @@
+// The thread pool of the native backend: persistent workers that split a range of work items between them
+// with an atomic counter (dynamic scheduling), plus per-thread scratch buffers for packing and im2col.
+//
+// Compiled once, in the baseline translation unit. Kernels of every ISA call it through these plain
+// (non-inline) functions, which keeps ISA-specific code out of shared inline definitions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace cr {
+
+// fn(ctx, begin, end, tid) processes items [begin, end); tid is in [0, threads()).
+using TaskFn = void (*)(void* ctx, int64_t begin, int64_t end, int tid);
+
+// Run fn over [0, n) in chunks of `grain` items on all threads (the caller is thread 0) and return when every
+// chunk is done. Runs inline on the calling thread when the pool has one thread, when n <= grain, or when the
+// caller is already inside a parallel region (no nesting).
+void pool_run(int64_t n, int64_t grain, TaskFn fn, void* ctx);
+
+// Number of threads a parallel region uses (including the caller).
+int pool_threads();
+
+// Resize the pool to n threads (n >= 1); n = 0 means the hardware concurrency.
+void pool_set_threads(int n);
+
+// The id of the calling thread inside a parallel region (0 outside one).
+int pool_tid();
+
+// A 64-byte aligned buffer of at least `bytes` bytes owned by thread `tid`, one per `slot` (0..7). It stays
+// valid until the next call with the same (tid, slot). Contents are unspecified.
+void* scratch(int tid, int slot, size_t bytes);
+
+}  // namespace cr

@@ -1,0 +1,179 @@
+/**
+ * The backend interface: a small, typed set of kernels that run on strided views of typed arrays.
+ *
+ * Backends are dumb executors. They know nothing about broadcasting (a broadcast axis arrives as stride 0),
+ * dtype promotion, autodiff or user-facing shapes. Every kernel reads strided `View`s (any strides, including
+ * 0 and negative, any offset) and writes a freshly allocated *contiguous* output `out` (row-major, offset 0)
+ * whose dtype the caller chose. The only kernel that writes into a strided destination is `copy`.
+ *
+ * Storage is a plain typed array (bool = Uint8Array of 0/1), so CPU memory is managed by the garbage collector.
+ * A backend whose memory the collector cannot see (wasm heap, GPU) hands out typed-array views into its own
+ * memory from `alloc` and frees them itself (FinalizationRegistry); callers never dispose anything.
+ *
+ * The `js` backend is the specification: every other backend must agree with it (tests compare them).
+ */
+import type { DType, TypedArray } from "../dtype.ts";
+
+/** A strided view of a buffer. Element i0..in-1 lives at data[offset + sum(i_k * strides[k])]. */
+export interface View {
+  readonly data: TypedArray;
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  readonly offset: number;
+}
+
+/** Elementwise unary kernels. Input and output dtypes are equal unless noted. */
+export type UnaryOp =
+  | "neg"
+  | "abs"
+  | "sign" // -1, 0, 1 (NaN stays NaN)
+  | "exp"
+  | "log"
+  | "log1p"
+  | "expm1"
+  | "sqrt"
+  | "sin"
+  | "cos"
+  | "tan"
+  | "tanh"
+  | "sigmoid" // 1 / (1 + exp(-x)), computed without overflow for large |x|
+  | "erf" // error function, accurate to ~1e-15 relative in float64
+  | "relu" // max(x, 0); relu(NaN) = NaN
+  | "floor"
+  | "ceil"
+  | "round" // round half to even, as PyTorch and NumPy
+  | "not"; // logical not on bool (1 -> 0, 0 -> 1)
+
+/**
+ * Elementwise binary kernels on two views of the same shape (broadcast already expressed as stride 0).
+ * Arithmetic: inputs and output share one dtype. int32 arithmetic wraps like C int32 (add/sub/mul), `div` on
+ * int32 truncates toward zero (callers promote true division to float), `pow` on int32 is exact integer power.
+ * `maximum`/`minimum` propagate NaN. Comparisons (`eq` ... `ge`) write bool (Uint8Array 0/1) and read any dtype.
+ * Logical ops (`and`, `or`, `xor`) read bool and write bool.
+ */
+export type BinaryOp =
+  | "add"
+  | "sub"
+  | "mul"
+  | "div"
+  | "pow"
+  | "maximum"
+  | "minimum"
+  | "eq"
+  | "ne"
+  | "lt"
+  | "le"
+  | "gt"
+  | "ge"
+  | "and"
+  | "or"
+  | "xor";
+
+/** Reductions over a set of axes. sum/prod/max/min keep the input dtype (bool is never reduced). */
+export type ReduceOp = "sum" | "prod" | "max" | "min";
+
+export interface Conv2dParams {
+  /** [sh, sw] */
+  readonly stride: readonly [number, number];
+  /** [ph, pw], zero padding on both sides */
+  readonly padding: readonly [number, number];
+  /** [dh, dw] */
+  readonly dilation: readonly [number, number];
+  readonly groups: number;
+}
+
+export interface Pool2dParams {
+  /** [kh, kw] */
+  readonly kernel: readonly [number, number];
+  /** [sh, sw] */
+  readonly stride: readonly [number, number];
+  /** [ph, pw]: max-pool pads with -Infinity, avg-pool with 0 (counted in the divisor, PyTorch's default) */
+  readonly padding: readonly [number, number];
+}
+
+export interface Backend {
+  readonly name: string;
+
+  /** A zero-filled contiguous buffer of `size` elements. */
+  alloc(dtype: DType, size: number): TypedArray;
+
+  /** out[i] = op(x[i]). x and out have the same shape; out is contiguous. */
+  unary(op: UnaryOp, x: View, out: TypedArray): void;
+
+  /** out[i] = op(a[i], b[i]). a, b, out have the same shape; out is contiguous. */
+  binary(op: BinaryOp, a: View, b: View, out: TypedArray): void;
+
+  /** out[i] = cond[i] ? a[i] : b[i]. cond is bool; a, b, out share a dtype and one shape. */
+  where(cond: View, a: View, b: View, out: TypedArray): void;
+
+  /**
+   * Dtype conversion into out (whose dtype is the target): float -> int32 truncates toward zero (NaN -> 0),
+   * anything -> bool is (x != 0), bool -> number is 0/1, float64 -> float32 rounds.
+   */
+  cast(x: View, out: TypedArray): void;
+
+  /** Strided copy from src into the strided destination dst (same shape, same dtype). */
+  copy(src: View, dst: View): void;
+
+  /**
+   * Reduce `x` over `axes` (sorted, unique, may be empty = copy). out is contiguous with x's shape minus the
+   * reduced axes. sum of nothing is 0, prod of nothing is 1; max/min of an empty axis never reaches a backend.
+   * max/min propagate NaN.
+   */
+  reduce(op: ReduceOp, x: View, axes: readonly number[], out: TypedArray): void;
+
+  /**
+   * Index (int32) of the first maximum / minimum along `axis`; out has x's shape without `axis`.
+   * A NaN counts as the maximum (and the minimum), as in PyTorch.
+   */
+  argReduce(op: "argmax" | "argmin", x: View, axis: number, out: TypedArray): void;
+
+  /** Inclusive cumulative sum along `axis` (reverse = from the end). out has x's shape. */
+  cumsum(x: View, axis: number, reverse: boolean, out: TypedArray): void;
+
+  /**
+   * Batched matrix product. a: [...batch, M, K], b: [...batch, K, N] (the same batch shape, already broadcast,
+   * any strides, so transposed operands arrive as strided views), out: [...batch, M, N] contiguous.
+   * Float dtypes; int32 is allowed and exact.
+   */
+  dot(a: View, b: View, out: TypedArray): void;
+
+  /**
+   * Cross-correlation (PyTorch's conv2d without bias). x: [N, C, H, W], w: [O, C/groups, KH, KW],
+   * out: [N, O, OH, OW] with OH = floor((H + 2ph - dh(KH-1) - 1) / sh) + 1 (likewise OW).
+   */
+  conv2d(x: View, w: View, out: TypedArray, outShape: readonly number[], p: Conv2dParams): void;
+
+  /** Gradient of conv2d with respect to x: dy [N, O, OH, OW], w [O, C/g, KH, KW] -> out [N, C, H, W]. */
+  conv2dBackInput(dy: View, w: View, out: TypedArray, outShape: readonly number[], p: Conv2dParams): void;
+
+  /** Gradient of conv2d with respect to w: x [N, C, H, W], dy [N, O, OH, OW] -> out [O, C/g, KH, KW]. */
+  conv2dBackWeight(x: View, dy: View, out: TypedArray, outShape: readonly number[], p: Conv2dParams): void;
+
+  /** Max pooling. x [N, C, H, W] -> out [N, C, OH, OW], OH = floor((H + 2ph - kh) / sh) + 1. */
+  maxPool2d(x: View, out: TypedArray, outShape: readonly number[], p: Pool2dParams): void;
+
+  /**
+   * For each output of maxPool2d, the flat index (int32) h * W + w into its input plane of the first maximum
+   * in its window (padding never wins; NaN wins). out [N, C, OH, OW].
+   */
+  maxPool2dArgmax(x: View, out: TypedArray, outShape: readonly number[], p: Pool2dParams): void;
+
+  /** Average pooling, padding counted in the divisor (kh * kw). x [N, C, H, W] -> out [N, C, OH, OW]. */
+  avgPool2d(x: View, out: TypedArray, outShape: readonly number[], p: Pool2dParams): void;
+
+  /** Transpose of avgPool2d: dy [N, C, OH, OW] -> out [N, C, H, W] (out's shape given). */
+  avgPool2dBackward(dy: View, out: TypedArray, outShape: readonly number[], p: Pool2dParams): void;
+
+  /**
+   * Gather along `axis`: out[..., i, ...] = x[..., idx[..., i, ...], ...] where idx (int32) has the shape of out
+   * and matches x on every axis but `axis`. Indices are checked by the caller (0 <= idx < x.shape[axis]).
+   */
+  gather(x: View, axis: number, idx: View, out: TypedArray): void;
+
+  /**
+   * Transpose of gather: out (shape given, zero-initialised by alloc) gets out[..., idx[..., i, ...], ...] += src[..., i, ...].
+   * idx and src share a shape, which matches outShape on every axis but `axis`.
+   */
+  scatterAdd(src: View, axis: number, idx: View, out: TypedArray, outShape: readonly number[]): void;
+}

@@ -1,0 +1,54 @@
+/**
+ * The js backend: chainrule's reference implementation of the Backend interface, in plain TypeScript.
+ *
+ * It is the specification of every kernel. Each kernel is written for clarity first: inputs are flattened to
+ * row-major arrays (strided.ts holds the single odometer that understands strides), arithmetic runs on
+ * float64 JavaScript numbers, and the store into the output typed array does the final rounding or int32
+ * wrap. Every other backend is tested against this one on the same inputs. Memory is plain typed arrays owned
+ * by the garbage collector.
+ */
+import { allocTyped } from "../../dtype.ts";
+import type { Backend } from "../backend.ts";
+import { conv2d, conv2dBackInput, conv2dBackWeight } from "./conv.ts";
+import { binary, cast, unary, where } from "./elementwise.ts";
+import { gather, scatterAdd } from "./indexing.ts";
+import { dot } from "./linalg.ts";
+import { avgPool2d, avgPool2dBackward, maxPool2d, maxPool2dArgmax } from "./pool.ts";
+import { argReduce, cumsum, reduce } from "./reduce.ts";
+import { assertSameShape, copyStrided } from "./strided.ts";
+
+/**
+ * The reference backend.
+ *
+ * @example
+ * ```ts
+ * const a = { data: new Float64Array([1, 2, 3]), shape: [3], strides: [1], offset: 0 };
+ * const out = jsBackend.alloc("float64", 3);
+ * jsBackend.unary("exp", a, out); // out = [e, e^2, e^3]
+ * ```
+ */
+export const jsBackend: Backend = {
+  name: "js",
+  alloc: allocTyped,
+  unary,
+  binary,
+  where,
+  cast,
+  copy(src, dst) {
+    assertSameShape("copy", src.shape, dst.shape);
+    copyStrided(src, dst);
+  },
+  reduce,
+  argReduce,
+  cumsum,
+  dot,
+  conv2d,
+  conv2dBackInput,
+  conv2dBackWeight,
+  maxPool2d,
+  maxPool2dArgmax,
+  avgPool2d,
+  avgPool2dBackward,
+  gather,
+  scatterAdd,
+};

@@ -1,0 +1,383 @@
+/**
+ * Reverse mode: the tape traces and the backward pass.
+ *
+ * A tape trace records, for every primitive applied to its tracers, a `TapeNode`: the primitive, its params, the
+ * input avals, the saved primal values its VJP rule needs (nothing more: linear ops save no inputs), and edges to
+ * the nodes that produced its active inputs. Backward walks the nodes from the output in reverse topological
+ * order and applies each VJP rule with the library's own ops, so the backward computation is itself traced by any
+ * enclosing transform: that is what makes grad-of-grad and forward-over-reverse work.
+ *
+ * Two tapes share this machinery: the eager tape at level 1 (PyTorch-style `requiresGrad` tensors, where the
+ * tracer is the concrete tensor itself and `backward()` accumulates into `.grad`), and one functional tape per
+ * `vjp`/`grad` call at levels >= 2. Saved values are dropped as soon as backward has used them, unless the graph
+ * is retained; a second backward over a freed graph is an error.
+ */
+import { isFloat } from "../dtype.ts";
+import { AutodiffError, internal, ShapeError } from "../errors.ts";
+import { fmtShape, shapesEqual } from "../shape.ts";
+import { Tensor } from "../tensor/tensor.ts";
+import { accumulate, onesLike, zerosLike } from "./helpers.ts";
+import { type Aval, isZero, type MaybeZero, type Primitive } from "./primitive.ts";
+import { bind, type CallRule, noGrad, state, type Trace } from "./trace.ts";
+
+/** One recorded application of a primitive (or a higher-order call) on a tape. */
+export class TapeNode {
+  /** Node that produced each active input (null: a leaf or an inactive input). */
+  readonly parents: (TapeNode | null)[];
+  /** Output index within the parent node. */
+  readonly parentIdx: number[];
+  /** Leaf tensor for active inputs that are leaves. */
+  readonly leaves: (Tensor | null)[];
+  /** Tensors whose `.grad` should be kept (retainGrad), by output index. */
+  retained: (Tensor | null)[] | null = null;
+  freed = false;
+
+  constructor(
+    readonly name: string,
+    readonly prim: Primitive<unknown> | null,
+    readonly params: unknown,
+    /** Backward closure of a higher-order call (checkpoint, custom rules). */
+    public call: ((cts: readonly Tensor[]) => Tensor[]) | null,
+    readonly needs: readonly boolean[],
+    readonly avals: readonly Aval[],
+    readonly outAvals: readonly Aval[],
+    public saved: readonly (Tensor | null)[] | null,
+    public out: Tensor | null,
+    /** Versions of saved eager tensors when recorded, to detect in-place modification. */
+    readonly versions: readonly number[] | null,
+    inputs: readonly Tensor[],
+    isActive: (t: Tensor) => boolean,
+  ) {
+    const n = inputs.length;
+    this.parents = new Array(n).fill(null);
+    this.parentIdx = new Array(n).fill(0);
+    this.leaves = new Array(n).fill(null);
+    for (let i = 0; i < n; i++) {
+      if (!needs[i]) continue;
+      const a = inputs[i];
+      if (!isActive(a)) continue;
+      if (a._node !== null) {
+        this.parents[i] = a._node;
+        this.parentIdx[i] = a._outIndex;
+      } else this.leaves[i] = a;
+    }
+  }
+}
+
+/** Shared recording logic of both tapes. */
+abstract class TapeTraceBase implements Trace {
+  alive = true;
+  abstract readonly level: number;
+  abstract readonly kind: string;
+  /** Whether `t` is a traced value of this tape (a tracer, or an eager tensor that requires grad). */
+  abstract isActive(t: Tensor): boolean;
+  /** The value one level down. */
+  abstract unwrap(t: Tensor): Tensor;
+  /** Evaluate one level down. */
+  abstract lower<R>(fn: () => R): R;
+  /** Make `out` a traced value of this tape produced by `node`. */
+  abstract wrap(out: Tensor, node: TapeNode, index: number): Tensor;
+  /** What to save for backward: the primal (functional) or the eager tensor itself (createGraph). */
+  abstract saveValue(arg: Tensor): Tensor;
+
+  process<P>(prim: Primitive<P>, args: readonly Tensor[], params: P): Tensor {
+    const n = args.length;
+    const primals = new Array<Tensor>(n);
+    for (let i = 0; i < n; i++) primals[i] = this.isActive(args[i]) ? this.unwrap(args[i]) : args[i];
+    const out = this.lower(() => bind(prim, primals, params));
+    const d = prim.derivative;
+    if (d.kind === "zero" || !isFloat(out.dtype)) return out;
+    const needs = args.map((a) => this.isActive(a) && isFloat(a.dtype));
+    if (!needs.includes(true)) return out;
+    if (d.kind === "none") throw new AutodiffError(`${prim.name}: cannot differentiate: ${d.why}`);
+    if (state.kinkLog !== null && prim.atKink !== undefined) checkKink(prim, primals, out, params);
+    const saved = d.saveInputs ? args.map((a) => this.saveValue(a)) : null;
+    const node = new TapeNode(
+      prim.name,
+      prim as Primitive<unknown>,
+      params,
+      null,
+      needs,
+      args.map(avalOf),
+      [avalOf(out)],
+      saved,
+      null,
+      saved === null ? null : saved.map((s) => s._ver?.v ?? 0),
+      args,
+      (t) => this.isActive(t),
+    );
+    const res = this.wrap(out, node, 0);
+    if (d.saveOutput) node.out = this.saveValue(res);
+    return res;
+  }
+
+  processCall(call: CallRule, args: readonly Tensor[]): Tensor[] {
+    const primals = args.map((a) => (this.isActive(a) ? this.unwrap(a) : a));
+    const { outs, backward } = this.lower(() => call.vjp(primals, this.level === 1));
+    const needs = args.map((a) => this.isActive(a) && isFloat(a.dtype));
+    const node = new TapeNode(
+      call.name,
+      null,
+      null,
+      backward,
+      needs,
+      args.map(avalOf),
+      outs.map(avalOf),
+      null,
+      null,
+      null,
+      args,
+      (t) => this.isActive(t),
+    );
+    return outs.map((o, k) => (isFloat(o.dtype) ? this.wrap(o, node, k) : o));
+  }
+}
+
+function avalOf(t: Aval): Aval {
+  return { shape: t.shape, dtype: t.dtype };
+}
+
+function checkKink<P>(prim: Primitive<P>, primals: readonly Tensor[], out: Tensor, params: P): void {
+  const atKink = noGrad(() => prim.atKink!(primals, out, params));
+  if (atKink) {
+    state.kinkLog!.push({
+      op: prim.name,
+      message: `${prim.name} was evaluated exactly at a point where it is not differentiable; the derivative used there is the convention (0), not a true derivative`,
+    });
+  }
+}
+
+/** The functional tape of one `vjp`/`grad` call. */
+export class TapeTrace extends TapeTraceBase {
+  readonly kind = "vjp";
+  constructor(readonly level: number) {
+    super();
+  }
+  isActive(t: Tensor): boolean {
+    return t._trace === this;
+  }
+  unwrap(t: Tensor): Tensor {
+    return t._primal!;
+  }
+  lower<R>(fn: () => R): R {
+    return fn();
+  }
+  wrap(out: Tensor, node: TapeNode, index: number): Tensor {
+    const t = Tensor._tracer(this, out);
+    t._node = node;
+    t._outIndex = index;
+    return t;
+  }
+  saveValue(arg: Tensor): Tensor {
+    return arg._trace === this ? arg._primal! : arg;
+  }
+  /** A leaf tracer for an input of the function being differentiated. */
+  newInput(primal: Tensor): Tensor {
+    return Tensor._tracer(this, primal);
+  }
+}
+
+/** The eager tape (level 1): tensors with requiresGrad record their history here while grad mode is on. */
+class EagerTrace extends TapeTraceBase {
+  readonly kind = "eager autograd";
+  readonly level = 1;
+  isActive(t: Tensor): boolean {
+    return t._trace === null && t._requiresGrad;
+  }
+  unwrap(t: Tensor): Tensor {
+    return t;
+  }
+  lower<R>(fn: () => R): R {
+    return noGrad(fn);
+  }
+  wrap(out: Tensor, node: TapeNode, index: number): Tensor {
+    // `out` is a fresh tensor from a kernel or view: it becomes the non-leaf result itself.
+    out._requiresGrad = true;
+    out._node = node;
+    out._outIndex = index;
+    return out;
+  }
+  saveValue(arg: Tensor): Tensor {
+    return arg;
+  }
+}
+
+export const eagerTrace: Trace = new EagerTrace();
+
+/**
+ * Run backward from `roots` (traced values with their cotangents). Returns the cotangent of every leaf reached.
+ * With `retain` false the saved values are released as each node is processed.
+ */
+export function runBackward(
+  roots: readonly { value: Tensor; ct: Tensor }[],
+  retain: boolean,
+  what: string,
+): Map<Tensor, Tensor> {
+  const leafCts = new Map<Tensor, Tensor>();
+  const nodeCts = new Map<TapeNode, (Tensor | undefined)[]>();
+  const starts: TapeNode[] = [];
+  for (const { value, ct } of roots) {
+    if (value._node === null) addLeaf(leafCts, value, ct);
+    else {
+      addNodeCt(nodeCts, value._node, value._outIndex, ct);
+      starts.push(value._node);
+    }
+  }
+  const order = topoOrder(starts);
+  for (let k = order.length - 1; k >= 0; k--) {
+    const node = order[k];
+    const cts = nodeCts.get(node);
+    nodeCts.delete(node);
+    if (cts !== undefined) {
+      if (node.freed) {
+        throw new AutodiffError(
+          `${what}: the graph through '${node.name}' was already freed by an earlier backward pass; ` +
+            "pass {retainGraph: true} to the first backward() to differentiate the same graph twice",
+        );
+      }
+      if (node.retained !== null) {
+        node.retained.forEach((t, i) => {
+          if (t !== null && cts[i] !== undefined)
+            t.grad = t.grad === null ? cts[i]! : accumulate(t.grad, cts[i]!);
+        });
+      }
+      const grads = nodeVjp(node, cts);
+      for (let i = 0; i < node.needs.length; i++) {
+        const g = grads[i];
+        if (!node.needs[i] || g === undefined || isZero(g)) continue;
+        const av = node.avals[i];
+        if (!shapesEqual(g.shape, av.shape)) {
+          throw internal(
+            `vjp of '${node.name}' returned shape ${fmtShape(g.shape)} for input ${i} of shape ${fmtShape(av.shape)}`,
+          );
+        }
+        const gi = g.dtype === av.dtype ? g : g.to(av.dtype);
+        const p = node.parents[i];
+        if (p !== null) addNodeCt(nodeCts, p, node.parentIdx[i], gi);
+        else if (node.leaves[i] !== null) addLeaf(leafCts, node.leaves[i]!, gi);
+      }
+    }
+    if (!retain) {
+      node.freed = true;
+      node.saved = null;
+      node.out = null;
+      node.call = null;
+    }
+  }
+  return leafCts;
+}
+
+function nodeVjp(node: TapeNode, cts: readonly (Tensor | undefined)[]): readonly (MaybeZero | undefined)[] {
+  if (node.prim !== null) {
+    const d = node.prim.derivative;
+    if (d.kind !== "rule") throw internal(`node '${node.name}' has no rule`);
+    if (node.versions !== null && node.saved !== null) {
+      node.saved.forEach((s, i) => {
+        if (s !== null && s._ver !== null && s._ver.v !== node.versions![i]) {
+          throw new AutodiffError(
+            `backward of '${node.name}': input ${i} (shape ${fmtShape(s.shape)}) was modified in place after it was ` +
+              `used (version ${s._ver.v}, expected ${node.versions![i]}); clone it before modifying it`,
+          );
+        }
+      });
+    }
+    return d.vjp(
+      cts[0]!,
+      node.saved ?? node.avals.map(() => null),
+      node.out,
+      node.params,
+      node.needs,
+      node.avals,
+    );
+  }
+  const full = node.outAvals.map((av, i) => cts[i] ?? zerosLike(av));
+  return node.call!(full);
+}
+
+function addLeaf(m: Map<Tensor, Tensor>, leaf: Tensor, ct: Tensor): void {
+  const prev = m.get(leaf);
+  m.set(leaf, prev === undefined ? ct : accumulate(prev, ct));
+}
+
+function addNodeCt(m: Map<TapeNode, (Tensor | undefined)[]>, node: TapeNode, idx: number, ct: Tensor): void {
+  let arr = m.get(node);
+  if (arr === undefined) {
+    arr = new Array(node.outAvals.length).fill(undefined);
+    m.set(node, arr);
+  }
+  const prev = arr[idx];
+  arr[idx] = prev === undefined ? ct : accumulate(prev, ct);
+}
+
+/** Nodes reachable from `starts`, parents before children (iterative DFS post-order). */
+function topoOrder(starts: readonly TapeNode[]): TapeNode[] {
+  const order: TapeNode[] = [];
+  const seen = new Set<TapeNode>();
+  const stack: [TapeNode, number][] = [];
+  for (const s of starts) {
+    if (seen.has(s)) continue;
+    seen.add(s);
+    stack.push([s, 0]);
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1];
+      const [node, i] = top;
+      if (i < node.parents.length) {
+        top[1]++;
+        const p = node.parents[i];
+        if (p !== null && !seen.has(p)) {
+          seen.add(p);
+          stack.push([p, 0]);
+        }
+      } else {
+        stack.pop();
+        order.push(node);
+      }
+    }
+  }
+  return order;
+}
+
+/** `tensor.backward(seed?, opts)`: PyTorch-style reverse mode over the eager tape. */
+export function backwardEager(
+  t: Tensor,
+  seed?: Tensor,
+  opts: { retainGraph?: boolean; createGraph?: boolean } = {},
+): void {
+  if (t._trace !== null) {
+    throw new AutodiffError(
+      "backward: called on a tracer inside a transform (grad, vjp, jvp ...); use the transform's result instead",
+    );
+  }
+  if (!t._requiresGrad) {
+    throw new AutodiffError(
+      `backward: the tensor (shape ${fmtShape(t.shape)}) does not require grad and has no grad history; ` +
+        "set requiresGrad on the inputs you want gradients for",
+    );
+  }
+  if (seed === undefined) {
+    if (t.size !== 1) {
+      throw new AutodiffError(
+        `backward: a seed cotangent is required for a non-scalar output of shape ${fmtShape(t.shape)}; ` +
+          "call backward(seed) with a tensor of that shape, or reduce the output to a scalar first",
+      );
+    }
+    seed = onesLike(t);
+  } else if (!shapesEqual(seed.shape, t.shape)) {
+    throw new ShapeError(
+      `backward: seed shape ${fmtShape(seed.shape)} does not match output shape ${fmtShape(t.shape)}`,
+    );
+  }
+  const createGraph = opts.createGraph ?? false;
+  const retain = opts.retainGraph ?? createGraph;
+  const prev = state.gradEnabled;
+  state.gradEnabled = createGraph;
+  try {
+    const s = seed;
+    const leafCts = runBackward([{ value: t, ct: s }], retain, "backward");
+    for (const [leaf, g] of leafCts) {
+      leaf.grad = leaf.grad === null ? g : accumulate(leaf.grad, g);
+    }
+  } finally {
+    state.gradEnabled = prev;
+  }
+}

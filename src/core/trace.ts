@@ -1,0 +1,132 @@
+/**
+ * Tagged traces and `bind`, the single entry point through which every primitive application flows.
+ *
+ * Levels: 0 is plain evaluation; 1 is the eager tape (PyTorch-style `requiresGrad` tensors, active while grad
+ * mode is on); each call of a transform (`jvp`, `vjp`, `grad`, ...) pushes a new trace with the next level and
+ * pops it when it returns. `bind` hands a primitive to the trace of highest level among its arguments; that trace
+ * unwraps only its own tracers, applies the primitive to the primal values (which recursively binds at lower
+ * levels) and wraps the result. Tracers of another transform are just constants to it, which is what rules out
+ * perturbation confusion. A tracer used after its transform returned is reported as a leak.
+ */
+import { AutodiffError } from "../errors.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { evalTrace } from "./eval.ts";
+import type { Primitive } from "./primitive.ts";
+import { eagerTrace } from "./tape.ts";
+
+/** A trace: one level of interpretation. */
+export interface Trace {
+  readonly level: number;
+  /** False once the transform that created this trace has returned. */
+  alive: boolean;
+  /** Interpret `prim` applied to args (at least one of which belongs to this trace). */
+  process<P>(prim: Primitive<P>, args: readonly Tensor[], params: P): Tensor;
+  /** Interpret a higher-order call (checkpoint, custom rules) whose args include this trace's tracers. */
+  processCall(call: CallRule, args: readonly Tensor[]): Tensor[];
+  /** A short name for error messages. */
+  readonly kind: string;
+}
+
+/**
+ * A higher-order primitive: a function of several tensors to several tensors, with transform-specific
+ * behaviour (checkpoint recomputes in reverse mode; customJvp/customVjp supply rules).
+ */
+export interface CallRule {
+  readonly name: string;
+  /** Plain evaluation on primal values (which may be tracers of lower levels). */
+  readonly fn: (args: readonly Tensor[]) => Tensor[];
+  /** Forward mode: primal and tangent outputs; undefined means "just trace through fn". */
+  readonly jvp?: (primals: readonly Tensor[], tangents: readonly Tensor[]) => [Tensor[], Tensor[]];
+  /**
+   * Reverse mode: run the forward on primals, returning outputs and a backward closure mapping output
+   * cotangents to input cotangents. Used by the tape traces; `eager` is true on the eager (requiresGrad) tape.
+   */
+  readonly vjp: (
+    primals: readonly Tensor[],
+    eager: boolean,
+  ) => { outs: Tensor[]; backward: (cts: readonly Tensor[]) => Tensor[] };
+}
+
+/** Global autodiff state: the stack depth of transforms and the eager grad mode. */
+export const state = {
+  /** Next level to hand out; 0 and 1 are taken by evaluation and the eager tape. */
+  nextLevel: 2,
+  /** PyTorch's grad mode: when false, `requiresGrad` tensors are plain values (noGrad). */
+  gradEnabled: true,
+  /** Opt-in kink check: when set, rules applied at a non-differentiable point are reported here. */
+  kinkLog: null as null | KinkReport[],
+};
+
+export interface KinkReport {
+  readonly op: string;
+  readonly message: string;
+}
+
+/** Allocate a level for a new transform; `release` must be called when it returns. */
+export function pushLevel(): number {
+  return state.nextLevel++;
+}
+
+export function popLevel(level: number): void {
+  if (state.nextLevel !== level + 1) throw new Error(`internal: trace level ${level} popped out of order`);
+  state.nextLevel = level;
+}
+
+/** Run `fn` with eager grad recording disabled, like `torch.no_grad()`. */
+export function noGrad<T>(fn: () => T): T {
+  const prev = state.gradEnabled;
+  state.gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    state.gradEnabled = prev;
+  }
+}
+
+/** Run `fn` with eager grad recording enabled (inside a noGrad region, for example). */
+export function enableGrad<T>(fn: () => T): T {
+  const prev = state.gradEnabled;
+  state.gradEnabled = true;
+  try {
+    return fn();
+  } finally {
+    state.gradEnabled = prev;
+  }
+}
+
+/** The trace that should interpret an application to `args`: the one of highest level. */
+export function topTrace(args: readonly Tensor[]): Trace {
+  let top: Trace | null = null;
+  let level = 0;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const t = a._trace;
+    if (t !== null) {
+      if (t.level > level) {
+        level = t.level;
+        top = t;
+      }
+    } else if (level < 1 && a.requiresGrad && state.gradEnabled) {
+      level = 1;
+      top = eagerTrace;
+    }
+  }
+  if (top === null) return evalTrace;
+  if (!top.alive) {
+    throw new AutodiffError(
+      `a tracer of a ${top.kind} transform was used after that transform returned (it leaked out of the function ` +
+        "being transformed, for example through a closure or a global); return it as an output instead",
+    );
+  }
+  return top;
+}
+
+/** Apply a primitive: the one path every operation takes. */
+export function bind<P>(prim: Primitive<P>, args: readonly Tensor[], params: P): Tensor {
+  return topTrace(args).process(prim, args, params);
+}
+
+/** Apply a higher-order call rule. */
+export function bindCall(call: CallRule, args: readonly Tensor[]): Tensor[] {
+  return topTrace(args).processCall(call, args);
+}

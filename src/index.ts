@@ -1,0 +1,62 @@
+/**
+ * chainrule: deep learning on automatic differentiation, in TypeScript. Public exports only.
+ */
+export type { Backend, View } from "./backend/backend.ts";
+export { getBackend, listBackends, loadBackend, registerBackend, setBackend } from "./backend/registry.ts";
+export { grad, hessian, hvp, jacfwd, jacrev, jvp, linearize, valueAndGrad, vjp } from "./core/autodiff.ts";
+export type { GradOpts } from "./core/autodiff.ts";
+export { checkKinks, gradCheck } from "./core/check.ts";
+export type { GradCheckOpts, GradCheckReport } from "./core/check.ts";
+export { checkpoint, customJvp, customVjp } from "./core/custom.ts";
+export { enableGrad, noGrad } from "./core/trace.ts";
+export type { KinkReport } from "./core/trace.ts";
+export { DTYPES, promoteTypes } from "./dtype.ts";
+export type { DType, TypedArray } from "./dtype.ts";
+export { AutodiffError, DTypeError, FormatError, ShapeError } from "./errors.ts";
+export * from "./ops/creation.ts";
+export { einsum, matmul, outer } from "./ops/linalg.ts";
+export * from "./ops/math.ts";
+export { avgPool2d, conv2d, maxPool2d } from "./ops/nn.ts";
+export type { Conv2dOpts, Pool2dOpts } from "./ops/nn.ts";
+export {
+  all,
+  any,
+  argmax,
+  argmin,
+  cumsum,
+  logSoftmax,
+  logsumexp,
+  max,
+  mean,
+  min,
+  norm,
+  prod,
+  softmax,
+  std,
+  sum,
+  variance,
+} from "./ops/reduce.ts";
+export {
+  broadcastTo,
+  cat,
+  chunk,
+  detach,
+  expand,
+  flatten,
+  flip,
+  gather,
+  indexSelect,
+  narrow,
+  pad,
+  permute,
+  reshape,
+  split,
+  squeeze,
+  stack,
+  stopGradient,
+  transpose,
+  unsqueeze,
+} from "./ops/shape.ts";
+export type { IndexArg } from "./ops/shape.ts";
+export { Tensor } from "./tensor/tensor.ts";
+export { treeFlatten, treeMap, treeUnflatten } from "./tree.ts";

@@ -1,0 +1,109 @@
+/**
+ * Functional convolution and pooling (NCHW), with PyTorch's argument conventions and checks that name the op,
+ * the shapes and what was expected.
+ */
+import { DTypeError, ShapeError } from "../errors.ts";
+import { fmtShape } from "../shape.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import * as X from "./lax.ts";
+import { add, resultType } from "./math.ts";
+import { reshape } from "./shape.ts";
+
+type Pair = number | readonly [number, number];
+
+function pair(op: string, name: string, v: Pair, min: number): [number, number] {
+  const p: [number, number] = typeof v === "number" ? [v, v] : [v[0], v[1]];
+  if (!p.every((x) => Number.isInteger(x) && x >= min)) {
+    throw new RangeError(`${op}: ${name} must be integers >= ${min}, got ${JSON.stringify(v)}`);
+  }
+  return p;
+}
+
+export interface Conv2dOpts {
+  stride?: Pair;
+  padding?: Pair;
+  dilation?: Pair;
+  groups?: number;
+}
+
+/**
+ * 2-d cross-correlation (PyTorch's conv2d). x: [N, C, H, W], weight: [O, C / groups, KH, KW], bias: [O].
+ *
+ * @example
+ * ```ts
+ * const y = conv2d(randn([1, 3, 8, 8]), randn([4, 3, 3, 3]), null, { padding: 1 }); // [1, 4, 8, 8]
+ * ```
+ */
+export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv2dOpts = {}): Tensor {
+  const stride = pair("conv2d", "stride", opts.stride ?? 1, 1);
+  const padding = pair("conv2d", "padding", opts.padding ?? 0, 0);
+  const dilation = pair("conv2d", "dilation", opts.dilation ?? 1, 1);
+  const groups = opts.groups ?? 1;
+  if (x.ndim !== 4) throw new ShapeError(`conv2d: input must be 4-d [N, C, H, W], got ${fmtShape(x.shape)}`);
+  if (weight.ndim !== 4)
+    throw new ShapeError(`conv2d: weight must be 4-d [O, C/groups, KH, KW], got ${fmtShape(weight.shape)}`);
+  const [n, c, h, w] = x.shape;
+  const [o, cg, kh, kw] = weight.shape;
+  if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0 || o % groups !== 0) {
+    throw new ShapeError(`conv2d: groups=${groups} must divide input channels ${c} and output channels ${o}`);
+  }
+  if (cg * groups !== c) {
+    throw new ShapeError(
+      `conv2d: weight ${fmtShape(weight.shape)} expects ${cg * groups} input channels (groups=${groups}), input ${fmtShape(x.shape)} has ${c}`,
+    );
+  }
+  const oh = Math.floor((h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0]) + 1;
+  const ow = Math.floor((w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1]) + 1;
+  if (oh <= 0 || ow <= 0) {
+    throw new ShapeError(
+      `conv2d: kernel ${kh}x${kw} (dilation ${dilation}) is larger than the padded input ${h}x${w}`,
+    );
+  }
+  const d = resultType([x, weight]);
+  if (d !== "float32" && d !== "float64")
+    throw new DTypeError(`conv2d: expected float tensors, got ${x.dtype} and ${weight.dtype}`);
+  const y = X.conv2d(X.castTo(x, d), X.castTo(weight, d), {
+    stride,
+    padding,
+    dilation,
+    groups,
+    outShape: [n, o, oh, ow],
+  });
+  if (bias === undefined || bias === null) return y;
+  if (bias.ndim !== 1 || bias.shape[0] !== o) {
+    throw new ShapeError(`conv2d: bias must have shape [${o}], got ${fmtShape(bias.shape)}`);
+  }
+  return add(y, reshape(bias, [1, o, 1, 1]));
+}
+
+export interface Pool2dOpts {
+  stride?: Pair;
+  padding?: Pair;
+}
+
+function poolParams(op: string, x: Tensor, kernel: Pair, opts: Pool2dOpts) {
+  if (x.ndim !== 4) throw new ShapeError(`${op}: input must be 4-d [N, C, H, W], got ${fmtShape(x.shape)}`);
+  const k = pair(op, "kernel size", kernel, 1);
+  const stride = pair(op, "stride", opts.stride ?? k, 1);
+  const padding = pair(op, "padding", opts.padding ?? 0, 0);
+  if (padding[0] * 2 > k[0] || padding[1] * 2 > k[1]) {
+    throw new RangeError(`${op}: padding ${padding} must be at most half the kernel size ${k}`);
+  }
+  const [n, c, h, w] = x.shape;
+  const oh = Math.floor((h + 2 * padding[0] - k[0]) / stride[0]) + 1;
+  const ow = Math.floor((w + 2 * padding[1] - k[1]) / stride[1]) + 1;
+  if (oh <= 0 || ow <= 0)
+    throw new ShapeError(`${op}: kernel ${k} is larger than the padded input ${h}x${w}`);
+  return { kernel: k, stride, padding, outShape: [n, c, oh, ow] as const };
+}
+
+/** Max pooling over kh x kw windows (stride defaults to the kernel size). */
+export function maxPool2d(x: Tensor, kernel: Pair, opts: Pool2dOpts = {}): Tensor {
+  return X.maxPool2d(x, poolParams("maxPool2d", x, kernel, opts));
+}
+
+/** Average pooling (padding counted in the divisor, PyTorch's default). */
+export function avgPool2d(x: Tensor, kernel: Pair, opts: Pool2dOpts = {}): Tensor {
+  const t = x.dtype === "float32" || x.dtype === "float64" ? x : X.castTo(x, "float32");
+  return X.avgPool2d(t, { ...poolParams("avgPool2d", x, kernel, opts), inShape: x.shape });
+}

@@ -1,0 +1,388 @@
+/**
+ * Shape and indexing ops: reshape/view, squeeze/unsqueeze, permute/transpose, expand, slicing, narrow,
+ * split/chunk, cat/stack, pad, flip, gather/indexSelect; reading values out; detach; in-place copies.
+ * Most are views (no copy) through the movement primitives.
+ */
+import { getBackend } from "../backend/registry.ts";
+import { noGrad, state } from "../core/trace.ts";
+import { allocTyped, type TypedArray } from "../dtype.ts";
+import { AutodiffError, DTypeError, ShapeError } from "../errors.ts";
+import { viewOf, viewTensor } from "../prims/impl.ts";
+import { materialize } from "../prims/movement.ts";
+import {
+  checkShape,
+  contiguousStrides,
+  fmtShape,
+  isContiguous,
+  normAxes,
+  normAxis,
+  shapesEqual,
+  sizeOf,
+} from "../shape.ts";
+import { Tensor } from "../tensor/tensor.ts";
+import * as X from "./lax.ts";
+import { asTensor, cast, where } from "./math.ts";
+
+/** Accept `f(2, 3)` or `f([2, 3])`. */
+export function shapeArg(args: readonly (number | readonly number[])[]): number[] {
+  if (args.length === 1 && Array.isArray(args[0])) return [...(args[0] as readonly number[])];
+  return args as number[];
+}
+
+/** The concrete tensor under any number of tracer levels (values are the same at every level). */
+export function concreteOf(t: Tensor): Tensor {
+  let c = t;
+  while (c._trace !== null) c = c._primal!;
+  return c;
+}
+
+/** A contiguous copy of the values. */
+export function contiguousData(t: Tensor): TypedArray {
+  const c = concreteOf(t);
+  const out = allocTyped(c.dtype, c.size);
+  getBackend().copy(viewOf(c), { data: out, shape: c.shape, strides: contiguousStrides(c.shape), offset: 0 });
+  return out;
+}
+
+/** Values as nested JS arrays. */
+export function toNested(t: Tensor): unknown {
+  const data = contiguousData(t);
+  const isBool = t.dtype === "bool";
+  const shape = t.shape;
+  let pos = 0;
+  const build = (d: number): unknown => {
+    if (d === shape.length) {
+      const v = data[pos++];
+      return isBool ? v !== 0 : v;
+    }
+    const a: unknown[] = [];
+    for (let i = 0; i < shape[d]; i++) a.push(build(d + 1));
+    return a;
+  };
+  return build(0);
+}
+
+/** The value of a one-element tensor. */
+export function item(t: Tensor): number | boolean {
+  if (t.size !== 1)
+    throw new ShapeError(`item: expected a tensor with one element, got shape ${fmtShape(t.shape)}`);
+  const v = contiguousData(t)[0];
+  return t.dtype === "bool" ? v !== 0 : v;
+}
+
+/** Cut from every gradient computation: the concrete value, sharing storage. */
+export function detach(t: Tensor): Tensor {
+  const c = concreteOf(t);
+  return viewTensor(c, c.shape, c._strides, c._offset);
+}
+
+/** JAX's `stopGradient`: the value, treated as a constant by every transform. */
+export const stopGradient = detach;
+
+export function contiguous(t: Tensor): Tensor {
+  if (t._trace === null && isContiguous(t.shape, t._strides)) return t;
+  return clone(t);
+}
+
+/** A copy with its own storage (differentiable). */
+export function clone(t: Tensor): Tensor {
+  // multiplying by one would change -0; reshape of a fresh copy keeps values exact
+  if (t._trace === null && !t._requiresGrad) return materialize(t);
+  return X.unslice(
+    t,
+    t.shape,
+    t.shape.map(() => 0),
+    t.shape.map(() => 1),
+  );
+}
+
+export function reshape(t: Tensor, shape: readonly number[]): Tensor {
+  return X.reshape(t, checkShape("reshape", shape, t.size));
+}
+
+/** Like reshape, but an error (rather than a copy) if the data is not contiguous, as PyTorch's view. */
+export function view(t: Tensor, shape: readonly number[]): Tensor {
+  const c = concreteOf(t);
+  if (!isContiguous(c.shape, c._strides)) {
+    throw new ShapeError(
+      `view: the tensor of shape ${fmtShape(t.shape)} is not contiguous; use reshape() (which copies) or contiguous() first`,
+    );
+  }
+  return reshape(t, shape);
+}
+
+export function flatten(t: Tensor, startDim = 0, endDim = -1): Tensor {
+  if (t.ndim === 0) return reshape(t, [1]);
+  const s = normAxis("flatten", startDim, t.ndim);
+  const e = normAxis("flatten", endDim, t.ndim);
+  if (s > e) throw new RangeError(`flatten: startDim ${startDim} comes after endDim ${endDim}`);
+  const shape = [...t.shape.slice(0, s), sizeOf(t.shape.slice(s, e + 1)), ...t.shape.slice(e + 1)];
+  return X.reshape(t, shape);
+}
+
+export function squeeze(t: Tensor, dim?: number | readonly number[]): Tensor {
+  const axes =
+    dim === undefined
+      ? t.shape.map((d, i) => (d === 1 ? i : -1)).filter((i) => i >= 0)
+      : normAxes("squeeze", dim, t.ndim);
+  return X.reshape(
+    t,
+    t.shape.filter((d, i) => !(axes.includes(i) && d === 1)),
+  );
+}
+
+export function unsqueeze(t: Tensor, dim: number): Tensor {
+  const d = normAxis("unsqueeze", dim, t.ndim + 1);
+  const shape = [...t.shape];
+  shape.splice(d, 0, 1);
+  return X.reshape(t, shape);
+}
+
+export function permute(t: Tensor, dims: readonly number[]): Tensor {
+  if (dims.length !== t.ndim) {
+    throw new ShapeError(`permute: got ${dims.length} dims ${fmtShape(dims)} for a tensor of rank ${t.ndim}`);
+  }
+  const perm = dims.map((d) => normAxis("permute", d, t.ndim));
+  if (new Set(perm).size !== perm.length) throw new RangeError(`permute: repeated dim in ${fmtShape(dims)}`);
+  return perm.every((p, i) => p === i) ? t : X.permute(t, perm);
+}
+
+export function transpose(t: Tensor, dim0 = -2, dim1 = -1): Tensor {
+  if (t.ndim < 2 && dim0 === -2 && dim1 === -1) return t;
+  const a = normAxis("transpose", dim0, t.ndim);
+  const b = normAxis("transpose", dim1, t.ndim);
+  const perm = t.shape.map((_, i) => (i === a ? b : i === b ? a : i));
+  return permute(t, perm);
+}
+
+/** Expand size-1 dims (-1 keeps a dim); a view. */
+export function expand(t: Tensor, shape: readonly number[]): Tensor {
+  const lead = shape.length - t.ndim;
+  const target = shape.map((d, i) => (d === -1 && i >= lead ? t.shape[i - lead] : d));
+  return broadcastTo(t, target);
+}
+
+export function broadcastTo(t: Tensor, shape: readonly number[]): Tensor {
+  return X.broadcast(t, checkShape("broadcastTo", shape));
+}
+
+/** An index: a number (drops the dim), a [start, stop, step] slice (nulls for defaults), or null / ":" (all). */
+export type IndexArg = number | null | ":" | readonly [number | null, (number | null)?, (number | null)?];
+
+/** NumPy-style basic indexing, a view. */
+export function index(t: Tensor, idx: readonly IndexArg[]): Tensor {
+  if (idx.length > t.ndim) {
+    throw new RangeError(`index: too many indices (${idx.length}) for a tensor of rank ${t.ndim}`);
+  }
+  const starts: number[] = [];
+  const steps: number[] = [];
+  const shape: number[] = [];
+  const keep: number[] = [];
+  for (let i = 0; i < t.ndim; i++) {
+    const n = t.shape[i];
+    const a = i < idx.length ? idx[i] : null;
+    if (typeof a === "number") {
+      if (!Number.isInteger(a) || a < -n || a >= n) {
+        throw new RangeError(`index: index ${a} is out of range for dim ${i} of size ${n}`);
+      }
+      starts.push(a < 0 ? a + n : a);
+      steps.push(1);
+      shape.push(1);
+    } else if (a === null || a === ":") {
+      starts.push(0);
+      steps.push(1);
+      shape.push(n);
+      keep.push(i);
+    } else {
+      const step = a[2] ?? 1;
+      if (!Number.isInteger(step) || step <= 0) {
+        throw new RangeError(
+          `index: slice step must be a positive integer, got ${step} (use flip for reversal)`,
+        );
+      }
+      const clampIdx = (v: number) => Math.min(Math.max(v < 0 ? v + n : v, 0), n);
+      const start = clampIdx(a[0] ?? 0);
+      const stop = clampIdx(a[1] ?? n);
+      starts.push(start);
+      steps.push(step);
+      shape.push(stop > start ? Math.ceil((stop - start) / step) : 0);
+      keep.push(i);
+    }
+  }
+  const sliced =
+    shape.every((d, i) => d === t.shape[i]) && steps.every((s) => s === 1)
+      ? t
+      : X.slice(t, starts, steps, shape);
+  const outShape = keep.map((i) => shape[i]);
+  return shapesEqual(outShape, shape) ? sliced : X.reshape(sliced, outShape);
+}
+
+export function narrow(t: Tensor, dim: number, start: number, length: number): Tensor {
+  const d = normAxis("narrow", dim, t.ndim);
+  const n = t.shape[d];
+  const s = start < 0 ? start + n : start;
+  if (!Number.isInteger(s) || s < 0 || !Number.isInteger(length) || length < 0 || s + length > n) {
+    throw new RangeError(`narrow: start ${start} and length ${length} do not fit dim ${d} of size ${n}`);
+  }
+  const idx: IndexArg[] = t.shape.map((_, i) => (i === d ? [s, s + length] : null));
+  return index(t, idx);
+}
+
+export function split(t: Tensor, sizeOrSections: number | readonly number[], dim = 0): Tensor[] {
+  const d = normAxis("split", dim, t.ndim);
+  const n = t.shape[d];
+  let sizes: number[];
+  if (typeof sizeOrSections === "number") {
+    if (!Number.isInteger(sizeOrSections) || sizeOrSections <= 0) {
+      throw new RangeError(`split: split size must be a positive integer, got ${sizeOrSections}`);
+    }
+    sizes = [];
+    for (let s = 0; s < n; s += sizeOrSections) sizes.push(Math.min(sizeOrSections, n - s));
+  } else {
+    sizes = [...sizeOrSections];
+    const total = sizes.reduce((a, b) => a + b, 0);
+    if (total !== n)
+      throw new ShapeError(`split: sections ${fmtShape(sizes)} sum to ${total}, but dim ${d} has size ${n}`);
+  }
+  let start = 0;
+  return sizes.map((len) => {
+    const r = narrow(t, d, start, len);
+    start += len;
+    return r;
+  });
+}
+
+export function chunk(t: Tensor, chunks: number, dim = 0): Tensor[] {
+  const d = normAxis("chunk", dim, t.ndim);
+  if (!Number.isInteger(chunks) || chunks <= 0)
+    throw new RangeError(`chunk: chunks must be a positive integer, got ${chunks}`);
+  return split(t, Math.max(1, Math.ceil(t.shape[d] / chunks)), d);
+}
+
+/** Concatenate along an existing dim. */
+export function cat(ts: readonly Tensor[], dim = 0): Tensor {
+  if (ts.length === 0) throw new ShapeError("cat: expected a non-empty list of tensors");
+  const d = normAxis("cat", dim, ts[0].ndim);
+  for (const t of ts) {
+    if (t.ndim !== ts[0].ndim || t.shape.some((s, i) => i !== d && s !== ts[0].shape[i])) {
+      throw new ShapeError(
+        `cat: shapes ${fmtShape(ts[0].shape)} and ${fmtShape(t.shape)} differ outside dim ${d}`,
+      );
+    }
+  }
+  const dtype = ts.slice(1).reduce((a, t) => (a === t.dtype ? a : cast(t, a).dtype), ts[0].dtype);
+  const parts = ts.map((t) => cast(t, dtype));
+  return parts.length === 1 ? parts[0] : X.concat(parts, d);
+}
+
+/** Stack along a new dim. */
+export function stack(ts: readonly Tensor[], dim = 0): Tensor {
+  if (ts.length === 0) throw new ShapeError("stack: expected a non-empty list of tensors");
+  for (const t of ts) {
+    if (!shapesEqual(t.shape, ts[0].shape)) {
+      throw new ShapeError(
+        `stack: all tensors must have the same shape, got ${fmtShape(ts[0].shape)} and ${fmtShape(t.shape)}`,
+      );
+    }
+  }
+  const d = normAxis("stack", dim, ts[0].ndim + 1);
+  return cat(
+    ts.map((t) => unsqueeze(t, d)),
+    d,
+  );
+}
+
+/**
+ * Constant padding, PyTorch order: pads = [lastBefore, lastAfter, secondLastBefore, ...]. Negative pads crop.
+ */
+export function pad(t: Tensor, pads: readonly number[], value = 0): Tensor {
+  if (pads.length % 2 !== 0 || pads.length / 2 > t.ndim) {
+    throw new ShapeError(
+      `pad: expected an even number of pads for at most ${t.ndim} dims, got ${pads.length}`,
+    );
+  }
+  const before = t.shape.map(() => 0);
+  const after = t.shape.map(() => 0);
+  for (let k = 0; k < pads.length / 2; k++) {
+    before[t.ndim - 1 - k] = pads[2 * k];
+    after[t.ndim - 1 - k] = pads[2 * k + 1];
+  }
+  // crop first (negative pads), then pad
+  const cropIdx: IndexArg[] = t.shape.map((n, i) => [Math.max(0, -before[i]), n - Math.max(0, -after[i])]);
+  const x = before.some((b) => b < 0) || after.some((a) => a < 0) ? index(t, cropIdx) : t;
+  const b = before.map((v) => Math.max(0, v));
+  const outShape = x.shape.map((n, i) => n + b[i] + Math.max(0, after[i]));
+  const steps = x.shape.map(() => 1);
+  if (shapesEqual(outShape, x.shape)) return x;
+  const placed = X.unslice(x, outShape, b, steps);
+  if (value === 0) return placed;
+  const mask = X.unslice(asTensor(true, "bool").broadcastTo(x.shape), outShape, b, steps);
+  return where(mask, placed, value);
+}
+
+export function flip(t: Tensor, dims: number | readonly number[]): Tensor {
+  return X.flip(t, normAxes("flip", dims, t.ndim));
+}
+
+function checkIndex(op: string, idx: Tensor, n: number): void {
+  if (idx.dtype !== "int32") throw new DTypeError(`${op}: index must be int32, got ${idx.dtype}`);
+  const data = contiguousData(idx);
+  for (let i = 0; i < data.length; i++) {
+    if (data[i] < 0 || data[i] >= n)
+      throw new RangeError(`${op}: index ${data[i]} is out of range for size ${n}`);
+  }
+}
+
+/** out[i][j] = t[i][index[i][j]] along `dim` (index has t's rank; other dims must not exceed t's). */
+export function gather(t: Tensor, dim: number, idx: Tensor): Tensor {
+  const d = normAxis("gather", dim, t.ndim);
+  if (idx.ndim !== t.ndim)
+    throw new ShapeError(`gather: index rank ${idx.ndim} differs from input rank ${t.ndim}`);
+  for (let i = 0; i < t.ndim; i++) {
+    if (i !== d && idx.shape[i] > t.shape[i]) {
+      throw new ShapeError(
+        `gather: index shape ${fmtShape(idx.shape)} exceeds input shape ${fmtShape(t.shape)} at dim ${i}`,
+      );
+    }
+  }
+  checkIndex("gather", idx, t.shape[d]);
+  const src = idx.shape.every((s, i) => i === d || s === t.shape[i])
+    ? t
+    : index(
+        t,
+        idx.shape.map((s, i) => (i === d ? null : [0, s])),
+      );
+  return X.gather(src, detach(idx), d);
+}
+
+/** Select entries along `dim` by a 1-d int32 index. */
+export function indexSelect(t: Tensor, dim: number, idx: Tensor): Tensor {
+  const d = normAxis("indexSelect", dim, t.ndim);
+  if (idx.ndim !== 1)
+    throw new ShapeError(`indexSelect: index must be 1-d, got shape ${fmtShape(idx.shape)}`);
+  checkIndex("indexSelect", idx, t.shape[d]);
+  const idxShape = t.shape.map((_s, i) => (i === d ? idx.shape[0] : 1));
+  const full = t.shape.map((s, i) => (i === d ? idx.shape[0] : s));
+  const ib = X.broadcast(X.reshape(detach(idx), idxShape), full);
+  return X.gather(t, ib, d);
+}
+
+/** Write src (broadcast and cast) into dst's storage; bumps dst's version counter. */
+export function copyInto(dst: Tensor, src: Tensor | number): void {
+  if (dst._trace !== null)
+    throw new AutodiffError("in-place operation on a traced tensor inside a transform; use functional ops");
+  if (state.gradEnabled && dst._requiresGrad) {
+    throw new AutodiffError(
+      `in-place operation on a tensor that requires grad (shape ${fmtShape(dst.shape)}); do it inside noGrad(), or on detach()`,
+    );
+  }
+  noGrad(() => {
+    const s = X.broadcast(
+      X.castTo(src instanceof Tensor ? detach(src) : asTensor(src, dst.dtype), dst.dtype),
+      dst.shape,
+    );
+    const tmp = s._data === dst._data ? materialize(s) : s;
+    getBackend().copy(viewOf(tmp), viewOf(dst));
+  });
+  dst._ver!.v++;
+}

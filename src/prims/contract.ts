@@ -1,0 +1,197 @@
+/**
+ * Contraction primitives: batched matrix product, 2-d convolution with its two transposes, and pooling.
+ * dot and the convolutions are bilinear, and each transpose is again one of these primitives (never a
+ * broadcast-multiply-reduce that would materialise a huge intermediate).
+ */
+import type { Conv2dParams, Pool2dParams } from "../backend/backend.ts";
+import type { Primitive } from "../core/primitive.ts";
+import { DTypeError, ShapeError } from "../errors.ts";
+import * as X from "../ops/lax.ts";
+import { fmtShape, shapesEqual } from "../shape.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { allocOut, getBackend, viewOf } from "./impl.ts";
+import { bilinear, linear, rule, zeroDerivative } from "./rules.ts";
+
+/** Swap the last two axes (a view). */
+function mT(x: Tensor): Tensor {
+  const n = x.shape.length;
+  const perm = x.shape.map((_, i) => (i === n - 2 ? n - 1 : i === n - 1 ? n - 2 : i));
+  return X.permute(x, perm);
+}
+
+/** a [...B, M, K] @ b [...B, K, N] -> [...B, M, N]; batch shapes equal (broadcast by the ops layer). */
+export const dotP: Primitive<null> = {
+  name: "dot",
+  abstract([a, b]) {
+    const n = a.shape.length;
+    if (
+      n < 2 ||
+      b.shape.length !== n ||
+      a.shape[n - 1] !== b.shape[n - 2] ||
+      !shapesEqual(a.shape.slice(0, n - 2), b.shape.slice(0, n - 2))
+    ) {
+      throw new ShapeError(`internal: dot got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
+    }
+    if (a.dtype !== b.dtype || a.dtype === "bool")
+      throw new DTypeError(`matmul: unsupported dtypes ${a.dtype}, ${b.dtype}`);
+    return { shape: [...a.shape.slice(0, n - 1), b.shape[n - 1]], dtype: a.dtype };
+  },
+  impl([a, b], _p, out) {
+    const o = allocOut(out);
+    getBackend().dot(viewOf(a), viewOf(b), o._data!);
+    return o;
+  },
+  // d(a b) = da b + a db; transposes: ct b^T and a^T ct
+  derivative: bilinear<null>(
+    (a, b) => X.dot(a, b),
+    (ct, b) => X.dot(ct, mT(b)),
+    (ct, a) => X.dot(mT(a), ct),
+  ),
+};
+
+export interface ConvParams extends Conv2dParams {
+  /** Shape of the output (known for the transposes, which cannot infer it). */
+  readonly outShape: readonly number[];
+}
+
+function convP(
+  name: string,
+  run: (a: Tensor, b: Tensor, out: Tensor, p: ConvParams) => void,
+  derivative: Primitive<ConvParams>["derivative"],
+): Primitive<ConvParams> {
+  return {
+    name,
+    abstract([a, b], p) {
+      if (a.dtype !== b.dtype || a.dtype === "bool")
+        throw new DTypeError(`${name}: unsupported dtypes ${a.dtype}, ${b.dtype}`);
+      return { shape: p.outShape, dtype: a.dtype };
+    },
+    impl([a, b], p, out) {
+      const o = allocOut(out);
+      run(a, b, o, p);
+      return o;
+    },
+    derivative,
+  };
+}
+
+// conv2d(x, w): bilinear; d/dx is conv2dBackInput, d/dw is conv2dBackWeight.
+export const conv2dP: Primitive<ConvParams> = convP(
+  "conv2d",
+  (x, w, o, p) => getBackend().conv2d(viewOf(x), viewOf(w), o._data!, p.outShape, p),
+  bilinear<ConvParams>(
+    (x, w, p) => X.conv2d(x, w, p),
+    (ct, w, p, xShape) => X.conv2dBackInput(ct, w, p, xShape),
+    (ct, x, p, wShape) => X.conv2dBackWeight(x, ct, p, wShape),
+  ),
+);
+
+// backInput(dy, w) is the adjoint of x -> conv2d(x, w): <backInput(dy, w), c> = <dy, conv2d(c, w)>.
+export const conv2dBackInputP: Primitive<ConvParams> = convP(
+  "conv2dBackInput",
+  (dy, w, o, p) => getBackend().conv2dBackInput(viewOf(dy), viewOf(w), o._data!, p.outShape, p),
+  bilinear<ConvParams>(
+    (dy, w, p) => X.conv2dBackInput(dy, w, p, p.outShape),
+    (ct, w, p, dyShape) => X.conv2d(ct, w, { ...p, outShape: dyShape }),
+    (ct, dy, p, wShape) => X.conv2dBackWeight(ct, dy, p, wShape),
+  ),
+);
+
+// backWeight(x, dy) is the adjoint of w -> conv2d(x, w): <backWeight(x, dy), c> = <dy, conv2d(x, c)>.
+export const conv2dBackWeightP: Primitive<ConvParams> = convP(
+  "conv2dBackWeight",
+  (x, dy, o, p) => getBackend().conv2dBackWeight(viewOf(x), viewOf(dy), o._data!, p.outShape, p),
+  bilinear<ConvParams>(
+    (x, dy, p) => X.conv2dBackWeight(x, dy, p, p.outShape),
+    (ct, dy, p, xShape) => X.conv2dBackInput(dy, ct, p, xShape),
+    (ct, x, p, dyShape) => X.conv2d(x, ct, { ...p, outShape: dyShape }),
+  ),
+);
+
+export interface PoolParams extends Pool2dParams {
+  readonly outShape: readonly number[];
+}
+
+/** Indices of the max of each pooling window, flat within the input plane (int32: a constant). */
+export const maxPool2dArgmaxP: Primitive<PoolParams> = {
+  name: "maxPool2dArgmax",
+  abstract([_x], p) {
+    return { shape: p.outShape, dtype: "int32" };
+  },
+  impl([x], p, out) {
+    const o = allocOut(out);
+    getBackend().maxPool2dArgmax(viewOf(x), o._data!, p.outShape, p);
+    return o;
+  },
+  derivative: zeroDerivative,
+};
+
+/** Gather each window's max position from a [N, C, H, W] tensor using argmax indices. */
+function gatherPlanes(t: Tensor, idx: Tensor): Tensor {
+  const [n, c, h, w] = t.shape;
+  const [, , oh, ow] = idx.shape;
+  const flat = X.gather(X.reshape(t, [n, c, h * w]), X.reshape(idx, [n, c, oh * ow]), 2);
+  return X.reshape(flat, idx.shape);
+}
+
+// d maxPool(x) = dx at each window's argmax; the transpose scatter-adds back to those positions.
+export const maxPool2dP: Primitive<PoolParams> = {
+  name: "maxPool2d",
+  abstract([x], p) {
+    if (x.dtype === "bool") throw new DTypeError("maxPool2d: unsupported dtype bool");
+    return { shape: p.outShape, dtype: x.dtype };
+  },
+  impl([x], p, out) {
+    const o = allocOut(out);
+    getBackend().maxPool2d(viewOf(x), o._data!, p.outShape, p);
+    return o;
+  },
+  derivative: rule<PoolParams>(
+    ([x], [t], _o, p) => gatherPlanes(t as Tensor, X.maxPool2dArgmax(x, p)),
+    (ct, [x], _o, p) => {
+      const [n, c, h, w] = x!.shape;
+      const [, , oh, ow] = p.outShape;
+      const idx = X.reshape(X.maxPool2dArgmax(x!, p), [n, c, oh * ow]);
+      return [X.reshape(X.scatterAdd(X.reshape(ct, [n, c, oh * ow]), idx, 2, [n, c, h * w]), x!.shape)];
+    },
+  ),
+};
+
+export interface AvgPoolParams extends PoolParams {
+  readonly inShape: readonly number[];
+}
+
+// avgPool is linear; its transpose spreads each cotangent evenly over its window.
+export const avgPool2dP: Primitive<AvgPoolParams> = {
+  name: "avgPool2d",
+  abstract([x], p) {
+    if (x.dtype === "bool" || x.dtype === "int32")
+      throw new DTypeError(`avgPool2d: unsupported dtype ${x.dtype}`);
+    return { shape: p.outShape, dtype: x.dtype };
+  },
+  impl([x], p, out) {
+    const o = allocOut(out);
+    getBackend().avgPool2d(viewOf(x), o._data!, p.outShape, p);
+    return o;
+  },
+  derivative: linear<AvgPoolParams>(
+    ([t], p) => X.avgPool2d(t as Tensor, p),
+    (ct, _x, _o, p) => [X.avgPool2dBackward(ct, p)],
+  ),
+};
+
+export const avgPool2dBackwardP: Primitive<AvgPoolParams> = {
+  name: "avgPool2dBackward",
+  abstract([dy], p) {
+    return { shape: p.inShape, dtype: dy.dtype };
+  },
+  impl([dy], p, out) {
+    const o = allocOut(out);
+    getBackend().avgPool2dBackward(viewOf(dy), o._data!, p.inShape, p);
+    return o;
+  },
+  derivative: linear<AvgPoolParams>(
+    ([t], p) => X.avgPool2dBackward(t as Tensor, p),
+    (ct, _x, _o, p) => [X.avgPool2d(ct, p)],
+  ),
+};

@@ -1,0 +1,338 @@
+/**
+ * Elementwise primitives: unary math, binary arithmetic, comparisons and logic, select and cast.
+ * Operands of binary primitives arrive with equal shapes (the ops layer broadcasts with `broadcastP`) and,
+ * for arithmetic, equal dtypes (the ops layer promotes).
+ */
+import type { BinaryOp, UnaryOp } from "../backend/backend.ts";
+import type { Aval, Derivative, Primitive } from "../core/primitive.ts";
+import { isZero, Zero } from "../core/primitive.ts";
+import { type DType, isFloat } from "../dtype.ts";
+import { DTypeError, ShapeError } from "../errors.ts";
+import * as X from "../ops/lax.ts";
+import * as M from "../ops/math.ts";
+import { fmtShape, shapesEqual } from "../shape.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { allocOut, getBackend, viewOf } from "./impl.ts";
+import { elementwise, linear, rule, zeroDerivative } from "./rules.ts";
+
+const FLOAT_ONLY = new Set<UnaryOp>([
+  "exp",
+  "log",
+  "log1p",
+  "expm1",
+  "sqrt",
+  "sin",
+  "cos",
+  "tan",
+  "tanh",
+  "sigmoid",
+  "erf",
+]);
+
+function unary(
+  op: UnaryOp,
+  derivative: Derivative<null>,
+  atKink?: Primitive<null>["atKink"],
+): Primitive<null> {
+  return {
+    name: op,
+    abstract([x]) {
+      if (
+        op === "not" ? x.dtype !== "bool" : x.dtype === "bool" || (FLOAT_ONLY.has(op) && !isFloat(x.dtype))
+      ) {
+        throw new DTypeError(`${op}: unsupported dtype ${x.dtype}`);
+      }
+      return x;
+    },
+    impl([x], _p, out) {
+      const o = allocOut(out);
+      getBackend().unary(op, viewOf(x), o._data!);
+      return o;
+    },
+    derivative,
+    atKink,
+  };
+}
+
+const anyEqualZero = ([x]: readonly Tensor[]) => M.eq(x, 0).any().item() === true;
+
+// d(-x) = -dx
+export const negP = unary(
+  "neg",
+  linear<null>(
+    ([t]) => M.neg(t as Tensor),
+    (ct) => [M.neg(ct)],
+  ),
+);
+// d|x| = sign(x) dx (0 at x = 0, the subgradient convention)
+export const absP = unary(
+  "abs",
+  elementwise((x) => M.sign(x), "x"),
+  anyEqualZero,
+);
+export const signP = unary("sign", zeroDerivative);
+// d exp(x) = exp(x) dx
+export const expP = unary(
+  "exp",
+  elementwise((_x, y) => y, "out"),
+);
+// d log(x) = dx / x
+export const logP = unary(
+  "log",
+  elementwise((x) => M.reciprocal(x), "x"),
+);
+// d log1p(x) = dx / (1 + x)
+export const log1pP = unary(
+  "log1p",
+  elementwise((x) => M.reciprocal(M.add(x, 1)), "x"),
+);
+// d expm1(x) = exp(x) dx = (expm1(x) + 1) dx
+export const expm1P = unary(
+  "expm1",
+  elementwise((_x, y) => M.add(y, 1), "out"),
+);
+// d sqrt(x) = dx / (2 sqrt(x))
+export const sqrtP = unary(
+  "sqrt",
+  elementwise((_x, y) => M.div(0.5, y), "out"),
+);
+// d sin(x) = cos(x) dx
+export const sinP = unary(
+  "sin",
+  elementwise((x) => M.cos(x), "x"),
+);
+// d cos(x) = -sin(x) dx
+export const cosP = unary(
+  "cos",
+  elementwise((x) => M.neg(M.sin(x)), "x"),
+);
+// d tan(x) = (1 + tan(x)^2) dx
+export const tanP = unary(
+  "tan",
+  elementwise((_x, y) => M.add(M.mul(y, y), 1), "out"),
+);
+// d tanh(x) = (1 - tanh(x)^2) dx
+export const tanhP = unary(
+  "tanh",
+  elementwise((_x, y) => M.sub(1, M.mul(y, y)), "out"),
+);
+// d sigmoid(x) = s (1 - s) dx
+export const sigmoidP = unary(
+  "sigmoid",
+  elementwise((_x, s) => M.mul(s, M.sub(1, s)), "out"),
+);
+// d erf(x) = 2 / sqrt(pi) exp(-x^2) dx
+export const erfP = unary(
+  "erf",
+  elementwise((x) => M.mul(M.exp(M.neg(M.mul(x, x))), 2 / Math.sqrt(Math.PI)), "x"),
+);
+// d relu(x) = [x > 0] dx (0 at x = 0, the subgradient convention)
+export const reluP = unary(
+  "relu",
+  elementwise((x) => M.cast(M.gt(x, 0), x.dtype), "x"),
+  anyEqualZero,
+);
+export const floorP = unary("floor", zeroDerivative);
+export const ceilP = unary("ceil", zeroDerivative);
+export const roundP = unary("round", zeroDerivative);
+export const notP = unary("not", zeroDerivative);
+
+const ARITH = new Set<BinaryOp>(["add", "sub", "mul", "div", "pow", "maximum", "minimum"]);
+const LOGIC = new Set<BinaryOp>(["and", "or", "xor"]);
+
+function binary(
+  op: BinaryOp,
+  derivative: Derivative<null>,
+  atKink?: Primitive<null>["atKink"],
+): Primitive<null> {
+  return {
+    name: op,
+    abstract([a, b]): Aval {
+      if (!shapesEqual(a.shape, b.shape)) {
+        throw new ShapeError(`internal: ${op} got shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
+      }
+      if (ARITH.has(op)) {
+        if (a.dtype !== b.dtype || a.dtype === "bool") {
+          throw new DTypeError(`${op}: unsupported dtypes ${a.dtype} and ${b.dtype}`);
+        }
+        return a;
+      }
+      if (LOGIC.has(op) && (a.dtype !== "bool" || b.dtype !== "bool")) {
+        throw new DTypeError(`${op}: expected bool operands, got ${a.dtype} and ${b.dtype}`);
+      }
+      return { shape: a.shape, dtype: "bool" };
+    },
+    impl([a, b], _p, out) {
+      const o = allocOut(out);
+      getBackend().binary(op, viewOf(a), viewOf(b), o._data!);
+      return o;
+    },
+    derivative,
+    atKink,
+  };
+}
+
+// d(a + b) = da + db
+export const addP = binary(
+  "add",
+  linear<null>(
+    ([ta, tb]) => (isZero(ta) ? tb : isZero(tb) ? ta : M.add(ta, tb)),
+    (ct) => [ct, ct],
+  ),
+);
+// d(a - b) = da - db
+export const subP = binary(
+  "sub",
+  linear<null>(
+    ([ta, tb]) => (isZero(tb) ? ta : isZero(ta) ? M.neg(tb) : M.sub(ta, tb)),
+    (ct) => [ct, M.neg(ct)],
+  ),
+);
+// d(a b) = da b + a db
+export const mulP = binary(
+  "mul",
+  rule<null>(
+    ([a, b], [ta, tb], out) => {
+      const l = isZero(ta) ? null : M.mul(ta, b);
+      const r = isZero(tb) ? null : M.mul(a, tb);
+      return l === null ? (r ?? new Zero(out.shape, out.dtype)) : r === null ? l : M.add(l, r);
+    },
+    (ct, [a, b], _o, _p, needs) => [needs[0] ? M.mul(ct, b!) : ct, needs[1] ? M.mul(ct, a!) : ct],
+  ),
+);
+// d(a / b) = da / b - (a / b) db / b
+export const divP = binary(
+  "div",
+  rule<null>(
+    ([, b], [ta, tb], out) => {
+      const num = isZero(tb)
+        ? (ta as Tensor)
+        : isZero(ta)
+          ? M.neg(M.mul(tb, out))
+          : M.sub(ta, M.mul(tb, out));
+      return M.div(num, b);
+    },
+    (ct, [, b], out, _p, needs) => {
+      const g = M.div(ct, b!);
+      return [g, needs[1] ? M.neg(M.mul(g, out!)) : g];
+    },
+    { saveOutput: true },
+  ),
+);
+// d(a^b) = b a^(b-1) da + a^b log(a) db   (the log term is taken as 0 where a = 0)
+function powPartials(
+  a: Tensor,
+  b: Tensor,
+  out: Tensor,
+  needA: boolean,
+  needB: boolean,
+): [Tensor | null, Tensor | null] {
+  const da = needA ? M.mul(b, M.pow(a, M.sub(b, 1))) : null;
+  const db = needB ? M.mul(out, M.where(M.eq(a, 0), 0, M.log(M.where(M.eq(a, 0), 1, a)))) : null;
+  return [da, db];
+}
+export const powP = binary(
+  "pow",
+  rule<null>(
+    ([a, b], [ta, tb], out) => {
+      const [da, db] = powPartials(a, b, out, !isZero(ta), !isZero(tb));
+      const l = da === null ? null : M.mul(ta as Tensor, da);
+      const r = db === null ? null : M.mul(tb as Tensor, db);
+      return l === null ? r! : r === null ? l : M.add(l, r);
+    },
+    (ct, [a, b], out, _p, needs) => {
+      const [da, db] = powPartials(a!, b!, out!, needs[0], needs[1]);
+      return [da === null ? ct : M.mul(ct, da), db === null ? ct : M.mul(ct, db)];
+    },
+    { saveOutput: true },
+  ),
+);
+
+/**
+ * maximum/minimum: the derivative flows to the selected operand; at ties it is split equally (as PyTorch),
+ * which is where the kink check reports.
+ */
+function selectRule(pick: (a: Tensor, b: Tensor) => Tensor): Derivative<null> {
+  const weights = (a: Tensor, b: Tensor): [Tensor, Tensor] => {
+    const wa = M.add(M.cast(pick(a, b), a.dtype), M.mul(M.cast(M.eq(a, b), a.dtype), 0.5));
+    return [wa, M.sub(1, wa)];
+  };
+  return rule<null>(
+    ([a, b], [ta, tb]) => {
+      const [wa, wb] = weights(a, b);
+      return M.add(M.mul(X.instantiate(ta), wa), M.mul(X.instantiate(tb), wb));
+    },
+    (ct, [a, b]) => {
+      const [wa, wb] = weights(a!, b!);
+      return [M.mul(ct, wa), M.mul(ct, wb)];
+    },
+  );
+}
+const anyTie = ([a, b]: readonly Tensor[]) => M.eq(a, b).any().item() === true;
+export const maximumP = binary(
+  "maximum",
+  selectRule((a, b) => M.gt(a, b)),
+  anyTie,
+);
+export const minimumP = binary(
+  "minimum",
+  selectRule((a, b) => M.lt(a, b)),
+  anyTie,
+);
+export const eqP = binary("eq", zeroDerivative);
+export const neP = binary("ne", zeroDerivative);
+export const ltP = binary("lt", zeroDerivative);
+export const leP = binary("le", zeroDerivative);
+export const gtP = binary("gt", zeroDerivative);
+export const geP = binary("ge", zeroDerivative);
+export const andP = binary("and", zeroDerivative);
+export const orP = binary("or", zeroDerivative);
+export const xorP = binary("xor", zeroDerivative);
+
+/** where(cond, a, b): linear in a and b. */
+export const whereP: Primitive<null> = {
+  name: "where",
+  abstract([c, a, b]) {
+    if (c.dtype !== "bool") throw new DTypeError(`where: condition must be bool, got ${c.dtype}`);
+    if (!shapesEqual(c.shape, a.shape) || !shapesEqual(a.shape, b.shape) || a.dtype !== b.dtype) {
+      throw new ShapeError(
+        `internal: where got ${fmtShape(c.shape)}, ${fmtShape(a.shape)}, ${fmtShape(b.shape)}`,
+      );
+    }
+    return a;
+  },
+  impl([c, a, b], _p, out) {
+    const o = allocOut(out);
+    getBackend().where(viewOf(c), viewOf(a), viewOf(b), o._data!);
+    return o;
+  },
+  // d where(c, a, b) = where(c, da, db)
+  derivative: rule<null>(
+    ([c], [, ta, tb], out) =>
+      isZero(ta) && isZero(tb)
+        ? new Zero(out.shape, out.dtype)
+        : M.where(c, X.instantiate(ta), X.instantiate(tb)),
+    (ct, [c], _o, _p, needs) => [ct, needs[1] ? M.where(c!, ct, 0) : ct, needs[2] ? M.where(c!, 0, ct) : ct],
+  ),
+};
+
+export interface CastParams {
+  readonly dtype: DType;
+}
+
+/** Dtype conversion; differentiable between float dtypes (integer outputs are constants). */
+export const castP: Primitive<CastParams> = {
+  name: "cast",
+  abstract([x], p) {
+    return { shape: x.shape, dtype: p.dtype };
+  },
+  impl([x], _p, out) {
+    const o = allocOut(out);
+    getBackend().cast(viewOf(x), o._data!);
+    return o;
+  },
+  derivative: linear<CastParams>(
+    ([t], p) => M.cast(t as Tensor, p.dtype),
+    (ct, _x, _o, _p, _n, avals) => [M.cast(ct, avals[0].dtype)],
+  ),
+};

@@ -1,0 +1,46 @@
+/**
+ * Helpers for primitive implementations: turning tensors into backend views and allocating outputs.
+ */
+import type { View } from "../backend/backend.ts";
+import { getBackend } from "../backend/registry.ts";
+import type { Aval } from "../core/primitive.ts";
+import { allocTyped, type DType, type TypedArray } from "../dtype.ts";
+import { internal } from "../errors.ts";
+import { contiguousStrides, sizeOf } from "../shape.ts";
+import { Tensor } from "../tensor/tensor.ts";
+
+export { getBackend };
+
+/** The backend view of a concrete tensor. */
+export function viewOf(t: Tensor): View {
+  if (t._data === null) throw internal(`kernel input is not concrete (shape [${t.shape}])`);
+  return { data: t._data, shape: t.shape, strides: t._strides, offset: t._offset };
+}
+
+/** A fresh contiguous tensor for `aval`, allocated by the current backend. */
+export function allocOut(av: Aval): Tensor {
+  const data = getBackend().alloc(av.dtype, sizeOf(av.shape));
+  return Tensor._concrete(data, av.shape, av.dtype, contiguousStrides(av.shape));
+}
+
+/** A contiguous tensor over existing data. */
+export function fromData(data: TypedArray, shape: readonly number[], dtype: DType): Tensor {
+  return Tensor._concrete(data, shape, dtype, contiguousStrides(shape));
+}
+
+/** A 0-d constant (plain JS allocation: constants are tiny and backend-independent). */
+export function constant(v: number, dtype: DType): Tensor {
+  const d = allocTyped(dtype, 1);
+  d[0] = dtype === "int32" ? v | 0 : dtype === "bool" ? (v ? 1 : 0) : v;
+  return Tensor._concrete(d, [], dtype, []);
+}
+
+/** A view sharing `t`'s storage (and version counter) with new geometry. */
+export function viewTensor(
+  t: Tensor,
+  shape: readonly number[],
+  strides: readonly number[],
+  offset: number,
+): Tensor {
+  return Tensor._concrete(t._data!, shape, t.dtype, strides, offset, t._ver);
+}

@@ -1,0 +1,88 @@
+/**
+ * The closed set of primitives. `PrimName` lists them; the table below must name every one (the compiler checks
+ * it with `satisfies`), and each entry's type requires a shape rule, a kernel and a derivative, so a primitive
+ * without a rule does not compile. Everything else in chainrule is a composition of these.
+ */
+import type { Primitive } from "../core/primitive.ts";
+import * as C from "./contract.ts";
+import * as E from "./elementwise.ts";
+import * as V from "./movement.ts";
+import * as R from "./reduce.ts";
+
+export type PrimName =
+  | "neg"
+  | "abs"
+  | "sign"
+  | "exp"
+  | "log"
+  | "log1p"
+  | "expm1"
+  | "sqrt"
+  | "sin"
+  | "cos"
+  | "tan"
+  | "tanh"
+  | "sigmoid"
+  | "erf"
+  | "relu"
+  | "floor"
+  | "ceil"
+  | "round"
+  | "not"
+  | "add"
+  | "sub"
+  | "mul"
+  | "div"
+  | "pow"
+  | "maximum"
+  | "minimum"
+  | "eq"
+  | "ne"
+  | "lt"
+  | "le"
+  | "gt"
+  | "ge"
+  | "and"
+  | "or"
+  | "xor"
+  | "where"
+  | "cast"
+  | "sum"
+  | "prod"
+  | "max"
+  | "min"
+  | "argReduce"
+  | "cumsum"
+  | "reshape"
+  | "permute"
+  | "broadcast"
+  | "slice"
+  | "unslice"
+  | "concat"
+  | "flip"
+  | "gather"
+  | "scatterAdd"
+  | "dot"
+  | "conv2d"
+  | "conv2dBackInput"
+  | "conv2dBackWeight"
+  | "maxPool2d"
+  | "maxPool2dArgmax"
+  | "avgPool2d"
+  | "avgPool2dBackward";
+
+// biome-ignore format: one row per family reads better
+export const primitives = {
+  neg: E.negP, abs: E.absP, sign: E.signP, exp: E.expP, log: E.logP, log1p: E.log1pP, expm1: E.expm1P,
+  sqrt: E.sqrtP, sin: E.sinP, cos: E.cosP, tan: E.tanP, tanh: E.tanhP, sigmoid: E.sigmoidP, erf: E.erfP,
+  relu: E.reluP, floor: E.floorP, ceil: E.ceilP, round: E.roundP, not: E.notP,
+  add: E.addP, sub: E.subP, mul: E.mulP, div: E.divP, pow: E.powP, maximum: E.maximumP, minimum: E.minimumP,
+  eq: E.eqP, ne: E.neP, lt: E.ltP, le: E.leP, gt: E.gtP, ge: E.geP, and: E.andP, or: E.orP, xor: E.xorP,
+  where: E.whereP, cast: E.castP,
+  sum: R.sumP, prod: R.prodP, max: R.maxP, min: R.minP, argReduce: R.argReduceP, cumsum: R.cumsumP,
+  reshape: V.reshapeP, permute: V.permuteP, broadcast: V.broadcastP, slice: V.sliceP, unslice: V.unsliceP,
+  concat: V.concatP, flip: V.flipP, gather: V.gatherP, scatterAdd: V.scatterAddP,
+  dot: C.dotP, conv2d: C.conv2dP, conv2dBackInput: C.conv2dBackInputP, conv2dBackWeight: C.conv2dBackWeightP,
+  maxPool2d: C.maxPool2dP, maxPool2dArgmax: C.maxPool2dArgmaxP, avgPool2d: C.avgPool2dP,
+  avgPool2dBackward: C.avgPool2dBackwardP,
+} satisfies Record<PrimName, Primitive<never>>;

@@ -1,0 +1,279 @@
+/**
+ * Movement primitives: reshape, permute, broadcast, slice (and its transpose, unslice), concat, flip, gather and
+ * scatter-add. Reshape (of contiguous data), permute, broadcast, slice and flip are views: they return a tensor
+ * sharing the input's storage with new strides. All are linear, so their derivatives are transposes.
+ */
+import type { Primitive } from "../core/primitive.ts";
+import { isZero, Zero } from "../core/primitive.ts";
+import { ShapeError } from "../errors.ts";
+import * as X from "../ops/lax.ts";
+import { contiguousStrides, fmtShape, isContiguous, shapesEqual, sizeOf } from "../shape.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { allocOut, getBackend, viewOf, viewTensor } from "./impl.ts";
+import { linear } from "./rules.ts";
+
+/** A contiguous copy of any concrete tensor. */
+export function materialize(x: Tensor): Tensor {
+  const o = allocOut(x);
+  getBackend().copy(viewOf(x), viewOf(o));
+  return o;
+}
+
+export interface ShapeParams {
+  readonly shape: readonly number[];
+}
+
+export const reshapeP: Primitive<ShapeParams> = {
+  name: "reshape",
+  abstract([x], p) {
+    if (sizeOf(x.shape) !== sizeOf(p.shape)) {
+      throw new ShapeError(
+        `reshape: cannot reshape ${fmtShape(x.shape)} (${sizeOf(x.shape)} elements) to ${fmtShape(p.shape)}`,
+      );
+    }
+    return { shape: p.shape, dtype: x.dtype };
+  },
+  impl([x], p) {
+    const src = isContiguous(x.shape, x._strides) ? x : materialize(x);
+    return viewTensor(src, p.shape, contiguousStrides(p.shape), src._offset);
+  },
+  derivative: linear<ShapeParams>(
+    ([t], p) => (isZero(t) ? new Zero(p.shape, t.dtype) : X.reshape(t, p.shape)),
+    (ct, _x, _o, _p, _n, avals) => [X.reshape(ct, avals[0].shape)],
+  ),
+};
+
+export interface PermParams {
+  readonly perm: readonly number[];
+}
+
+export const permuteP: Primitive<PermParams> = {
+  name: "permute",
+  abstract([x], p) {
+    return { shape: p.perm.map((i) => x.shape[i]), dtype: x.dtype };
+  },
+  impl([x], p, out) {
+    return viewTensor(
+      x,
+      out.shape,
+      p.perm.map((i) => x._strides[i]),
+      x._offset,
+    );
+  },
+  derivative: linear<PermParams>(
+    ([t], p) => X.permute(t as Tensor, p.perm),
+    (ct, _x, _o, p) => {
+      const inv = new Array<number>(p.perm.length);
+      p.perm.forEach((d, i) => {
+        inv[d] = i;
+      });
+      return [X.permute(ct, inv)];
+    },
+  ),
+};
+
+/** Broadcast to `shape` (NumPy alignment from the right); a stride-0 view. */
+export const broadcastP: Primitive<ShapeParams> = {
+  name: "broadcast",
+  abstract([x], p) {
+    const lead = p.shape.length - x.shape.length;
+    const ok = lead >= 0 && x.shape.every((d, i) => d === 1 || d === p.shape[lead + i]);
+    if (!ok)
+      throw new ShapeError(`broadcastTo: cannot broadcast ${fmtShape(x.shape)} to ${fmtShape(p.shape)}`);
+    return { shape: p.shape, dtype: x.dtype };
+  },
+  impl([x], p) {
+    const lead = p.shape.length - x.shape.length;
+    const strides = p.shape.map((d, i) =>
+      i < lead || (x.shape[i - lead] === 1 && d !== 1) ? 0 : x._strides[i - lead],
+    );
+    return viewTensor(x, p.shape, strides, x._offset);
+  },
+  // transpose of broadcasting: sum over the broadcast axes
+  derivative: linear<ShapeParams>(
+    ([t], p) => X.broadcast(t as Tensor, p.shape),
+    (ct, _x, _o, _p, _n, avals) => [unbroadcast(ct, avals[0].shape)],
+  ),
+};
+
+/** Sum `ct` down to `shape` (the transpose of broadcasting `shape` to ct's shape). */
+export function unbroadcast(ct: Tensor, shape: readonly number[]): Tensor {
+  if (shapesEqual(ct.shape, shape)) return ct;
+  const lead = ct.shape.length - shape.length;
+  const axes: number[] = [];
+  for (let i = 0; i < ct.shape.length; i++) {
+    if (i < lead || (shape[i - lead] === 1 && ct.shape[i] !== 1)) axes.push(i);
+  }
+  const s = axes.length > 0 ? X.sumAxes(ct, axes) : ct;
+  return shapesEqual(s.shape, shape) ? s : X.reshape(s, shape);
+}
+
+export interface SliceParams {
+  readonly starts: readonly number[];
+  readonly steps: readonly number[];
+  /** Output shape. */
+  readonly shape: readonly number[];
+}
+
+/** Strided slice (steps >= 1): a view. */
+export const sliceP: Primitive<SliceParams> = {
+  name: "slice",
+  abstract([x], p) {
+    return { shape: p.shape, dtype: x.dtype };
+  },
+  impl([x], p) {
+    let off = x._offset;
+    const strides = x._strides.map((s, i) => {
+      off += p.starts[i] * s;
+      return s * p.steps[i];
+    });
+    return viewTensor(x, p.shape, strides, off);
+  },
+  derivative: linear<SliceParams>(
+    ([t], p) => X.slice(t as Tensor, p.starts, p.steps, p.shape),
+    (ct, _x, _o, p, _n, avals) => [X.unslice(ct, avals[0].shape, p.starts, p.steps)],
+  ),
+};
+
+export interface UnsliceParams {
+  readonly inShape: readonly number[];
+  readonly starts: readonly number[];
+  readonly steps: readonly number[];
+}
+
+/** Zeros of `inShape` with x written at the strided positions of a slice: the transpose of slice. */
+export const unsliceP: Primitive<UnsliceParams> = {
+  name: "unslice",
+  abstract([x], p) {
+    return { shape: p.inShape, dtype: x.dtype };
+  },
+  impl([x], p, out) {
+    const o = allocOut(out);
+    let off = 0;
+    const strides = o._strides.map((s, i) => {
+      off += p.starts[i] * s;
+      return s * p.steps[i];
+    });
+    getBackend().copy(viewOf(x), { data: o._data!, shape: x.shape, strides, offset: off });
+    return o;
+  },
+  derivative: linear<UnsliceParams>(
+    ([t], p) => X.unslice(t as Tensor, p.inShape, p.starts, p.steps),
+    (ct, _x, _o, p, _n, avals) => [X.slice(ct, p.starts, p.steps, avals[0].shape)],
+  ),
+};
+
+export interface AxisParams {
+  readonly axis: number;
+}
+
+/** Concatenate along `axis` (shapes checked by the ops layer). */
+export const concatP: Primitive<AxisParams> = {
+  name: "concat",
+  abstract(xs, p) {
+    const shape = [...xs[0].shape];
+    shape[p.axis] = xs.reduce((a, x) => a + x.shape[p.axis], 0);
+    return { shape, dtype: xs[0].dtype };
+  },
+  impl(xs, p, out) {
+    const o = allocOut(out);
+    let off = 0;
+    const step = o._strides[p.axis] ?? 0;
+    for (const x of xs) {
+      getBackend().copy(viewOf(x), { data: o._data!, shape: x.shape, strides: o._strides, offset: off });
+      off += x.shape[p.axis] * step;
+    }
+    return o;
+  },
+  // d concat(xs) = concat(dxs); the transpose slices the cotangent back into pieces
+  derivative: linear<AxisParams>(
+    (ts, p) => X.concat(ts.map(X.instantiate), p.axis),
+    (ct, _x, _o, p, _n, avals) => {
+      let start = 0;
+      return avals.map((av) => {
+        const starts = ct.shape.map((_, i) => (i === p.axis ? start : 0));
+        start += av.shape[p.axis];
+        return X.slice(
+          ct,
+          starts,
+          ct.shape.map(() => 1),
+          av.shape,
+        );
+      });
+    },
+  ),
+};
+
+export interface AxesListParams {
+  readonly axes: readonly number[];
+}
+
+/** Reverse the order along `axes`: a view with negative strides. */
+export const flipP: Primitive<AxesListParams> = {
+  name: "flip",
+  abstract([x]) {
+    return x;
+  },
+  impl([x], p) {
+    let off = x._offset;
+    const strides = x._strides.map((s, i) => {
+      if (!p.axes.includes(i) || x.shape[i] === 0) return s;
+      off += (x.shape[i] - 1) * s;
+      return -s;
+    });
+    return viewTensor(x, x.shape, strides, off);
+  },
+  derivative: linear<AxesListParams>(
+    ([t], p) => X.flip(t as Tensor, p.axes),
+    (ct, _x, _o, p) => [X.flip(ct, p.axes)],
+  ),
+};
+
+/** out = x gathered along axis by int32 idx (same rank, equal to x off the axis; range checked by ops). */
+export const gatherP: Primitive<AxisParams> = {
+  name: "gather",
+  abstract([x, idx], _p) {
+    return { shape: idx.shape, dtype: x.dtype };
+  },
+  impl([x, idx], p, out) {
+    const o = allocOut(out);
+    getBackend().gather(viewOf(x), p.axis, viewOf(idx), o._data!);
+    return o;
+  },
+  // linear in x; transpose: scatter-add the cotangent back to the gathered positions
+  derivative: {
+    kind: "rule",
+    jvp: ([, idx], [t], _o, p) => X.gather(t as Tensor, idx, p.axis),
+    vjp: (ct, [, idx], _o, p, _n, avals) => [
+      X.scatterAdd(ct, idx!, p.axis, avals[0].shape),
+      new Zero(idx!.shape, "int32"),
+    ],
+    saveInputs: true,
+    saveOutput: false,
+  },
+};
+
+export interface ScatterParams {
+  readonly axis: number;
+  readonly shape: readonly number[];
+}
+
+/** Zeros of `shape` with src added at idx along axis: the transpose of gather. */
+export const scatterAddP: Primitive<ScatterParams> = {
+  name: "scatterAdd",
+  abstract([src], p) {
+    return { shape: p.shape, dtype: src.dtype };
+  },
+  impl([src, idx], p, out) {
+    const o = allocOut(out);
+    getBackend().scatterAdd(viewOf(src), p.axis, viewOf(idx), o._data!, p.shape);
+    return o;
+  },
+  derivative: {
+    kind: "rule",
+    jvp: ([, idx], [t], _o, p) => X.scatterAdd(t as Tensor, idx, p.axis, p.shape),
+    vjp: (ct, [, idx], _o, p) => [X.gather(ct, idx!, p.axis), new Zero(idx!.shape, "int32")],
+    saveInputs: true,
+    saveOutput: false,
+  },
+};

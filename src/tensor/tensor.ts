@@ -1,0 +1,497 @@
+/**
+ * The Tensor: an n-d array with PyTorch-style methods, and the single value type every transform traces.
+ *
+ * One class serves three roles, told apart by fields rather than subclasses (so the hot dispatch path stays
+ * monomorphic and there is no class-initialisation cycle between the facade and the core):
+ * - a concrete tensor: `_data` is a typed array read through `_strides` and `_offset` (views share `_data`);
+ * - an eager-autograd tensor: concrete, plus `requiresGrad` and, for results, `_node` (PyTorch's grad_fn);
+ * - a tracer of a transform: `_trace` is set, `_primal` holds the value one level down, and `_tangent`
+ *   (forward mode) or `_node` (reverse mode) carries the derivative information.
+ * Methods are one-line delegations to the functions in `src/ops/`, which are the real implementation.
+ */
+import { getBackend } from "../backend/registry.ts";
+import type { MaybeZero } from "../core/primitive.ts";
+import { backwardEager, type TapeNode } from "../core/tape.ts";
+import type { Trace } from "../core/trace.ts";
+import { type DType, isFloat, type TypedArray } from "../dtype.ts";
+import { AutodiffError, DTypeError } from "../errors.ts";
+import * as L from "../ops/linalg.ts";
+import * as M from "../ops/math.ts";
+import * as R from "../ops/reduce.ts";
+import * as S from "../ops/shape.ts";
+import { formatTensor } from "./format.ts";
+
+type T = Tensor | number;
+type Dims = number | readonly number[];
+
+/** Options of reductions: which dims and whether to keep them as size 1. */
+export interface ReduceOpts {
+  dim?: Dims;
+  keepdim?: boolean;
+}
+
+export class Tensor {
+  /** @internal Typed array storage (concrete tensors only). */
+  _data: TypedArray | null = null;
+  /** @internal Strides in elements, one per dim. */
+  _strides: readonly number[] = [];
+  /** @internal Offset of element [0, ..., 0] in `_data`. */
+  _offset = 0;
+  /** @internal Version counter shared by all views of one storage; bumped by in-place writes. */
+  _ver: { v: number } | null = null;
+  /** @internal The trace this tensor is a tracer of (null for concrete tensors). */
+  _trace: Trace | null = null;
+  /** @internal The value one level down (tracers only). */
+  _primal: Tensor | null = null;
+  /** @internal Forward-mode tangent (JVP tracers only). */
+  _tangent: MaybeZero | null = null;
+  /** @internal The tape node that produced this value (reverse mode), null for leaves. */
+  _node: TapeNode | null = null;
+  /** @internal Which output of `_node` this is. */
+  _outIndex = 0;
+  /** @internal */
+  _requiresGrad = false;
+  /** @internal Keep `.grad` on a non-leaf after backward (retainGrad). */
+  _retainGrad = false;
+  /** Accumulated gradient after `backward()` (leaves with requiresGrad, or non-leaves with retainGrad). */
+  grad: Tensor | null = null;
+
+  /** @internal Use the creation functions (`tensor`, `zeros`, ...) instead. */
+  constructor(
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+  ) {}
+
+  /** @internal A concrete tensor over `data` (a view if strides/offset say so). */
+  static _concrete(
+    data: TypedArray,
+    shape: readonly number[],
+    dtype: DType,
+    strides: readonly number[],
+    offset = 0,
+    ver: { v: number } | null = null,
+  ): Tensor {
+    const t = new Tensor(shape, dtype);
+    t._data = data;
+    t._strides = strides;
+    t._offset = offset;
+    t._ver = ver ?? { v: 0 };
+    return t;
+  }
+
+  /** @internal A tracer of `trace` whose value one level down is `primal`. */
+  static _tracer(trace: Trace, primal: Tensor): Tensor {
+    const t = new Tensor(primal.shape, primal.dtype);
+    t._trace = trace;
+    t._primal = primal;
+    return t;
+  }
+
+  /** Number of dimensions. */
+  get ndim(): number {
+    return this.shape.length;
+  }
+
+  /** Total number of elements. */
+  get size(): number {
+    let n = 1;
+    for (const d of this.shape) n *= d;
+    return n;
+  }
+
+  /** Whether gradients are recorded for this tensor in eager mode (float dtypes only). */
+  get requiresGrad(): boolean {
+    return this._requiresGrad;
+  }
+
+  set requiresGrad(v: boolean) {
+    if (v && !isFloat(this.dtype)) {
+      throw new DTypeError(
+        `requiresGrad: only floating-point tensors can require gradients, got dtype ${this.dtype}`,
+      );
+    }
+    if (!v && this._node !== null) {
+      throw new AutodiffError(
+        "requiresGrad: cannot turn off requiresGrad on a non-leaf tensor; use detach()",
+      );
+    }
+    this._requiresGrad = v;
+  }
+
+  /** Set requiresGrad in place and return this tensor (PyTorch's `requires_grad_()`). */
+  requiresGrad_(v = true): this {
+    this.requiresGrad = v;
+    return this;
+  }
+
+  /** True for tensors created by the user rather than by an op that recorded a gradient. */
+  get isLeaf(): boolean {
+    return this._node === null;
+  }
+
+  /** Keep `.grad` for this non-leaf tensor during backward. */
+  retainGrad(): this {
+    this._retainGrad = true;
+    return this;
+  }
+
+  /** The backend this tensor's storage is used with. */
+  get backendName(): string {
+    return getBackend().name;
+  }
+
+  // ---- conversion -----------------------------------------------------------------------------------------
+  /** A contiguous copy of the values as a typed array (bool as Uint8Array). */
+  dataSync(): TypedArray {
+    return S.contiguousData(this);
+  }
+  /** The values as a typed array (async for parity with GPU backends). */
+  async data(): Promise<TypedArray> {
+    return this.dataSync();
+  }
+  /** The values as nested arrays (numbers; bool as booleans). */
+  toArray(): unknown {
+    return S.toNested(this);
+  }
+  /** The single value of a one-element tensor. */
+  item(): number | boolean {
+    return S.item(this);
+  }
+  /** PyTorch-like display: values, shape and dtype. */
+  toString(): string {
+    return formatTensor(this);
+  }
+  /** Convert to another dtype (differentiable between float dtypes). */
+  to(dtype: DType): Tensor {
+    return M.cast(this, dtype);
+  }
+  float(): Tensor {
+    return M.cast(this, "float32");
+  }
+  double(): Tensor {
+    return M.cast(this, "float64");
+  }
+  int(): Tensor {
+    return M.cast(this, "int32");
+  }
+  bool(): Tensor {
+    return M.cast(this, "bool");
+  }
+  /** A tensor sharing storage but cut from the gradient graph. */
+  detach(): Tensor {
+    return S.detach(this);
+  }
+  /** A contiguous copy (or this tensor if already contiguous). */
+  contiguous(): Tensor {
+    return S.contiguous(this);
+  }
+  clone(): Tensor {
+    return S.clone(this);
+  }
+
+  // ---- autodiff --------------------------------------------------------------------------------------------
+  /**
+   * Accumulate d(this)/d(leaf) into `leaf.grad` for every leaf that requires grad. A non-scalar tensor needs an
+   * explicit seed cotangent of its shape. The graph is freed afterwards unless `retainGraph`; `createGraph`
+   * records the backward computation so that gradients can be differentiated again.
+   */
+  backward(seed?: Tensor, opts?: { retainGraph?: boolean; createGraph?: boolean }): void {
+    backwardEager(this, seed, opts);
+  }
+
+  // ---- elementwise math -------------------------------------------------------------------------------------
+  add(o: T): Tensor {
+    return M.add(this, o);
+  }
+  sub(o: T): Tensor {
+    return M.sub(this, o);
+  }
+  mul(o: T): Tensor {
+    return M.mul(this, o);
+  }
+  div(o: T): Tensor {
+    return M.div(this, o);
+  }
+  pow(o: T): Tensor {
+    return M.pow(this, o);
+  }
+  neg(): Tensor {
+    return M.neg(this);
+  }
+  abs(): Tensor {
+    return M.abs(this);
+  }
+  sign(): Tensor {
+    return M.sign(this);
+  }
+  exp(): Tensor {
+    return M.exp(this);
+  }
+  log(): Tensor {
+    return M.log(this);
+  }
+  log1p(): Tensor {
+    return M.log1p(this);
+  }
+  expm1(): Tensor {
+    return M.expm1(this);
+  }
+  sqrt(): Tensor {
+    return M.sqrt(this);
+  }
+  rsqrt(): Tensor {
+    return M.rsqrt(this);
+  }
+  square(): Tensor {
+    return M.square(this);
+  }
+  reciprocal(): Tensor {
+    return M.reciprocal(this);
+  }
+  sin(): Tensor {
+    return M.sin(this);
+  }
+  cos(): Tensor {
+    return M.cos(this);
+  }
+  tan(): Tensor {
+    return M.tan(this);
+  }
+  tanh(): Tensor {
+    return M.tanh(this);
+  }
+  sigmoid(): Tensor {
+    return M.sigmoid(this);
+  }
+  relu(): Tensor {
+    return M.relu(this);
+  }
+  leakyRelu(slope = 0.01): Tensor {
+    return M.leakyRelu(this, slope);
+  }
+  elu(alpha = 1): Tensor {
+    return M.elu(this, alpha);
+  }
+  gelu(approximate: "none" | "tanh" = "none"): Tensor {
+    return M.gelu(this, approximate);
+  }
+  softplus(): Tensor {
+    return M.softplus(this);
+  }
+  erf(): Tensor {
+    return M.erf(this);
+  }
+  floor(): Tensor {
+    return M.floor(this);
+  }
+  ceil(): Tensor {
+    return M.ceil(this);
+  }
+  round(): Tensor {
+    return M.round(this);
+  }
+  clamp(min?: number | null, max?: number | null): Tensor {
+    return M.clamp(this, min, max);
+  }
+  minimum(o: T): Tensor {
+    return M.minimum(this, o);
+  }
+  maximum(o: T): Tensor {
+    return M.maximum(this, o);
+  }
+  eq(o: T): Tensor {
+    return M.eq(this, o);
+  }
+  ne(o: T): Tensor {
+    return M.ne(this, o);
+  }
+  lt(o: T): Tensor {
+    return M.lt(this, o);
+  }
+  le(o: T): Tensor {
+    return M.le(this, o);
+  }
+  gt(o: T): Tensor {
+    return M.gt(this, o);
+  }
+  ge(o: T): Tensor {
+    return M.ge(this, o);
+  }
+  logicalAnd(o: T): Tensor {
+    return M.logicalAnd(this, o);
+  }
+  logicalOr(o: T): Tensor {
+    return M.logicalOr(this, o);
+  }
+  logicalXor(o: T): Tensor {
+    return M.logicalXor(this, o);
+  }
+  logicalNot(): Tensor {
+    return M.logicalNot(this);
+  }
+  /** Elements where `mask` is true are replaced by `value`. */
+  maskedFill(mask: Tensor, value: number): Tensor {
+    return M.maskedFill(this, mask, value);
+  }
+
+  // ---- reductions ---------------------------------------------------------------------------------------------
+  sum(dim?: Dims, keepdim = false): Tensor {
+    return R.sum(this, dim, keepdim);
+  }
+  mean(dim?: Dims, keepdim = false): Tensor {
+    return R.mean(this, dim, keepdim);
+  }
+  prod(dim?: Dims, keepdim = false): Tensor {
+    return R.prod(this, dim, keepdim);
+  }
+  max(dim?: Dims, keepdim = false): Tensor {
+    return R.max(this, dim, keepdim);
+  }
+  min(dim?: Dims, keepdim = false): Tensor {
+    return R.min(this, dim, keepdim);
+  }
+  /** True where any element along dim is non-zero. */
+  any(dim?: Dims, keepdim = false): Tensor {
+    return R.any(this, dim, keepdim);
+  }
+  /** True where all elements along dim are non-zero. */
+  all(dim?: Dims, keepdim = false): Tensor {
+    return R.all(this, dim, keepdim);
+  }
+  argmax(dim?: number, keepdim = false): Tensor {
+    return R.argmax(this, dim, keepdim);
+  }
+  argmin(dim?: number, keepdim = false): Tensor {
+    return R.argmin(this, dim, keepdim);
+  }
+  var(dim?: Dims, keepdim = false, correction = 1): Tensor {
+    return R.variance(this, dim, keepdim, correction);
+  }
+  std(dim?: Dims, keepdim = false, correction = 1): Tensor {
+    return R.std(this, dim, keepdim, correction);
+  }
+  logsumexp(dim?: Dims, keepdim = false): Tensor {
+    return R.logsumexp(this, dim, keepdim);
+  }
+  norm(p: number = 2, dim?: Dims, keepdim = false): Tensor {
+    return R.norm(this, p, dim, keepdim);
+  }
+  softmax(dim = -1): Tensor {
+    return R.softmax(this, dim);
+  }
+  logSoftmax(dim = -1): Tensor {
+    return R.logSoftmax(this, dim);
+  }
+  cumsum(dim: number): Tensor {
+    return R.cumsum(this, dim);
+  }
+
+  // ---- shape --------------------------------------------------------------------------------------------------
+  reshape(...shape: number[] | [readonly number[]]): Tensor {
+    return S.reshape(this, S.shapeArg(shape));
+  }
+  view(...shape: number[] | [readonly number[]]): Tensor {
+    return S.view(this, S.shapeArg(shape));
+  }
+  flatten(startDim = 0, endDim = -1): Tensor {
+    return S.flatten(this, startDim, endDim);
+  }
+  squeeze(dim?: Dims): Tensor {
+    return S.squeeze(this, dim);
+  }
+  unsqueeze(dim: number): Tensor {
+    return S.unsqueeze(this, dim);
+  }
+  permute(...dims: number[] | [readonly number[]]): Tensor {
+    return S.permute(this, S.shapeArg(dims));
+  }
+  transpose(dim0 = -2, dim1 = -1): Tensor {
+    return S.transpose(this, dim0, dim1);
+  }
+  /** The transpose of a matrix (all dims reversed, as PyTorch's `.T`). */
+  get T(): Tensor {
+    return S.permute(
+      this,
+      this.shape.map((_, i) => this.shape.length - 1 - i),
+    );
+  }
+  expand(...shape: number[] | [readonly number[]]): Tensor {
+    return S.expand(this, S.shapeArg(shape));
+  }
+  broadcastTo(shape: readonly number[]): Tensor {
+    return S.broadcastTo(this, shape);
+  }
+  expandAs(o: Tensor): Tensor {
+    return S.broadcastTo(this, o.shape);
+  }
+  /**
+   * NumPy-style indexing: one entry per dim, a number (removes the dim), a slice `[start, stop, step]`
+   * (`null` for defaults, negatives count from the end), or `null`/`":"` for the whole dim.
+   */
+  index(...idx: S.IndexArg[]): Tensor {
+    return S.index(this, idx);
+  }
+  narrow(dim: number, start: number, length: number): Tensor {
+    return S.narrow(this, dim, start, length);
+  }
+  split(sizeOrSections: number | readonly number[], dim = 0): Tensor[] {
+    return S.split(this, sizeOrSections, dim);
+  }
+  chunk(chunks: number, dim = 0): Tensor[] {
+    return S.chunk(this, chunks, dim);
+  }
+  pad(pads: readonly number[], value = 0): Tensor {
+    return S.pad(this, pads, value);
+  }
+  flip(dims: Dims): Tensor {
+    return S.flip(this, dims);
+  }
+  gather(dim: number, index: Tensor): Tensor {
+    return S.gather(this, dim, index);
+  }
+  indexSelect(dim: number, index: Tensor): Tensor {
+    return S.indexSelect(this, dim, index);
+  }
+
+  // ---- linear algebra -------------------------------------------------------------------------------------------
+  matmul(o: Tensor): Tensor {
+    return L.matmul(this, o);
+  }
+  dot(o: Tensor): Tensor {
+    return L.dot(this, o);
+  }
+  outer(o: Tensor): Tensor {
+    return L.outer(this, o);
+  }
+
+  // ---- in place (eager, outside recorded graphs) ----------------------------------------------------------------
+  /** Copy `src` (broadcast to this shape) into this tensor's storage. Bumps the version counter. */
+  copy_(src: Tensor | number): this {
+    S.copyInto(this, src);
+    return this;
+  }
+  /** this += alpha * o, in place. */
+  add_(o: Tensor | number, alpha = 1): this {
+    S.copyInto(this, alpha === 1 ? M.add(this.detach(), o) : M.add(this.detach(), M.mul(o, alpha)));
+    return this;
+  }
+  /** this -= alpha * o, in place. */
+  sub_(o: Tensor | number, alpha = 1): this {
+    return this.add_(o, -alpha);
+  }
+  /** this *= o, in place. */
+  mul_(o: Tensor | number): this {
+    S.copyInto(this, M.mul(this.detach(), o));
+    return this;
+  }
+  /** Fill with zeros, in place. */
+  zero_(): this {
+    S.copyInto(this, 0);
+    return this;
+  }
+  /** Fill with `v`, in place. */
+  fill_(v: number): this {
+    S.copyInto(this, v);
+    return this;
+  }
+}

@@ -1,0 +1,28 @@
+/**
+ * Visualisation helpers: standalone SVG charts (line, scatter, bar, confusion matrix), a dependency-free PNG
+ * encoder with colour maps and image tiling, and terminal text charts. They work on plain numbers and typed
+ * arrays, so they run in Node and in browsers and do not depend on the tensor classes.
+ */
+export { barChart, type BarChartOptions, type BarData, type SparklineOptions, sparkline } from "./ascii.ts";
+export { type ConfusionSvgOptions, confusionMatrix, confusionMatrixSvg } from "./confusion.ts";
+export {
+  adler32,
+  crc32,
+  encodePng,
+  type HeatmapOptions,
+  heatmapPng,
+  heatmapToRgb,
+  type TileOptions,
+  tileImages,
+  upscale,
+} from "./png.ts";
+export {
+  type BarPlotOptions,
+  barPlot,
+  type LinePlotOptions,
+  type LineSeries,
+  linePlot,
+  type ScatterPlotOptions,
+  scatterPlot,
+} from "./svg-plot.ts";
+export { escapeXml, linearTicks, logTicks, niceStep } from "./svg.ts";
