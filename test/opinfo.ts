@@ -1,0 +1,760 @@
+/**
+ * The op table (the idea of PyTorch's OpInfo): every public op with sample inputs (odd sizes, broadcasting, 0-d,
+ * non-contiguous views), its input domain, a float64 reference, and whether it is differentiable. Generic suites
+ * in ops.test.ts walk it.
+ */
+import * as cr from "../src/index.ts";
+import { Generator, type Tensor, tensor } from "../src/index.ts";
+import {
+  alongAxis,
+  at,
+  conv2dNd,
+  erfRef,
+  mapN,
+  matmulNd,
+  type Nd,
+  poolNd,
+  reduceNd,
+  size,
+  unravel,
+} from "./ref.ts";
+
+export type Domain = "real" | "positive" | "awayFromZero" | "unit" | "small";
+
+export interface OpInfo {
+  name: string;
+  /** Sample argument lists (float64 tensors). */
+  samples: () => Tensor[][];
+  fn: (...xs: Tensor[]) => Tensor;
+  ref: (...xs: Nd[]) => Nd;
+  /** Differentiable with respect to every sample argument. */
+  diff: boolean;
+  /** Output dtype differs from input (comparisons, argmax): forward compares values only. */
+  tol?: number;
+  /** Options for gradCheck where the default finite-difference step does not suit the op. */
+  gradCheck?: { eps: number; atol: number; rtol: number };
+  /** Skip the second-order check (ops whose first derivative is piecewise constant is still fine to check). */
+  noSecondOrder?: boolean;
+}
+
+const g = new Generator(20261122);
+
+function draw(d: Domain): number {
+  const n = g.normal();
+  switch (d) {
+    case "real":
+      return n;
+    case "positive":
+      return 0.2 + Math.abs(n);
+    case "awayFromZero":
+      return (n < 0 ? -1 : 1) * (0.2 + Math.abs(n));
+    case "unit":
+      return 0.9 * Math.tanh(n);
+    case "small":
+      return 0.5 * Math.tanh(n);
+  }
+}
+
+/** A float64 tensor of `shape`; `nc` gives a non-contiguous (transposed) view with the same shape. */
+export function mk(shape: number[], d: Domain = "real", nc = false): Tensor {
+  const s =
+    nc && shape.length >= 2
+      ? [...shape.slice(0, -2), shape[shape.length - 1], shape[shape.length - 2]]
+      : shape;
+  const data = new Float64Array(size(s));
+  for (let i = 0; i < data.length; i++) data[i] = draw(d);
+  const t = tensor(data, { dtype: "float64", shape: s });
+  return nc && shape.length >= 2 ? t.transpose(-1, -2) : t;
+}
+
+const unaryShapes: [number[], boolean][] = [
+  [[], false],
+  [[7], false],
+  [[3, 4], true],
+  [[2, 3, 5], false],
+];
+const binaryShapes: [number[], number[], boolean][] = [
+  [[3, 4], [4], false],
+  [[2, 1, 3], [4, 1], false],
+  [[], [5], false],
+  [[3, 4], [3, 4], true],
+];
+
+function unary(
+  name: string,
+  fn: (x: Tensor) => Tensor,
+  f: (v: number) => number,
+  d: Domain = "real",
+  diff = true,
+): OpInfo {
+  return {
+    name,
+    samples: () => unaryShapes.map(([s, nc]) => [mk(s, d, nc)]),
+    fn,
+    ref: (x) => mapN(f, x),
+    diff,
+  };
+}
+
+function binary(
+  name: string,
+  fn: (a: Tensor, b: Tensor) => Tensor,
+  f: (a: number, b: number) => number,
+  da: Domain = "real",
+  db: Domain = "real",
+  diff = true,
+): OpInfo {
+  return {
+    name,
+    samples: () => binaryShapes.map(([sa, sb, nc]) => [mk(sa, da, nc), mk(sb, db, nc)]),
+    fn,
+    ref: (a, b) => mapN(f, a, b),
+    diff,
+  };
+}
+
+const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
+const roundHalfEven = (v: number) => {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+};
+const b2n = (b: boolean) => (b ? 1 : 0);
+const sumArr = (v: number[]) => v.reduce((a, b) => a + b, 0);
+const lse = (v: number[]) => {
+  const m = Math.max(...v);
+  return m + Math.log(sumArr(v.map((x) => Math.exp(x - m))));
+};
+const variance = (v: number[], c = 1) => {
+  const mu = sumArr(v) / v.length;
+  return sumArr(v.map((x) => (x - mu) ** 2)) / (v.length - c);
+};
+
+function reduction(
+  name: string,
+  fn: (x: Tensor, dim: number | number[] | undefined, keepdim: boolean) => Tensor,
+  f: (v: number[]) => number,
+  diff = true,
+): OpInfo[] {
+  const cases: [number[], number | number[] | undefined, boolean, boolean][] = [
+    [[5], undefined, false, false],
+    [[3, 4], 1, false, true],
+    [[2, 3, 4], [0, 2], true, false],
+    [[3, 4], -2, true, false],
+  ];
+  return cases.map(([shape, dim, keep, nc], k) => ({
+    name: `${name}#${k}`,
+    samples: () => [[mk(shape, "real", nc)]],
+    fn: (x: Tensor) => fn(x, dim, keep),
+    ref: (x: Nd) =>
+      reduceNd(x, dim === undefined ? undefined : typeof dim === "number" ? [dim] : dim, keep, f),
+    diff,
+  }));
+}
+
+function shapeOp(
+  name: string,
+  shape: number[],
+  fn: (x: Tensor) => Tensor,
+  ref: (x: Nd) => Nd,
+  nc = false,
+): OpInfo {
+  return { name, samples: () => [[mk(shape, "real", nc)]], fn, ref, diff: true };
+}
+
+/** Reference for any pure permutation/selection of elements: index map from output multi-index to input. */
+function gatherRef(outShape: number[], pick: (idx: number[]) => number[]): (x: Nd) => Nd {
+  return (x) => {
+    const data: number[] = [];
+    for (let i = 0; i < size(outShape); i++) data.push(at(x, pick(unravel(i, outShape))));
+    return { shape: outShape, data };
+  };
+}
+
+const idx = (v: number[][]) => tensor(v, { dtype: "int32" });
+
+export const OPS: OpInfo[] = [
+  // ---- unary math
+  unary(
+    "neg",
+    (x) => x.neg(),
+    (v) => -v,
+  ),
+  unary("abs", (x) => x.abs(), Math.abs, "awayFromZero"),
+  unary("sign", (x) => x.sign(), Math.sign, "awayFromZero", false),
+  unary("exp", (x) => x.exp(), Math.exp),
+  unary("log", (x) => x.log(), Math.log, "positive"),
+  unary("log1p", (x) => x.log1p(), Math.log1p, "positive"),
+  unary("expm1", (x) => x.expm1(), Math.expm1),
+  unary("sqrt", (x) => x.sqrt(), Math.sqrt, "positive"),
+  unary(
+    "rsqrt",
+    (x) => x.rsqrt(),
+    (v) => 1 / Math.sqrt(v),
+    "positive",
+  ),
+  unary(
+    "square",
+    (x) => x.square(),
+    (v) => v * v,
+  ),
+  unary(
+    "reciprocal",
+    (x) => x.reciprocal(),
+    (v) => 1 / v,
+    "awayFromZero",
+  ),
+  unary("sin", (x) => x.sin(), Math.sin),
+  unary("cos", (x) => x.cos(), Math.cos),
+  unary("tan", (x) => x.tan(), Math.tan, "unit"),
+  unary("tanh", (x) => x.tanh(), Math.tanh),
+  unary("sigmoid", (x) => x.sigmoid(), sigmoid),
+  unary(
+    "relu",
+    (x) => x.relu(),
+    (v) => Math.max(v, 0),
+    "awayFromZero",
+  ),
+  unary(
+    "leakyRelu",
+    (x) => x.leakyRelu(0.1),
+    (v) => (v > 0 ? v : 0.1 * v),
+    "awayFromZero",
+  ),
+  unary(
+    "elu",
+    (x) => x.elu(1.5),
+    (v) => (v > 0 ? v : 1.5 * Math.expm1(v)),
+    "awayFromZero",
+  ),
+  unary(
+    "gelu",
+    (x) => x.gelu(),
+    (v) => 0.5 * v * (1 + erfRef(v / Math.SQRT2)),
+  ),
+  unary(
+    "geluTanh",
+    (x) => x.gelu("tanh"),
+    (v) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3))),
+  ),
+  unary(
+    "softplus",
+    (x) => x.softplus(),
+    (v) => Math.log1p(Math.exp(v)),
+  ),
+  unary("erf", (x) => x.erf(), erfRef),
+  unary("floor", (x) => x.floor(), Math.floor, "real", false),
+  unary("ceil", (x) => x.ceil(), Math.ceil, "real", false),
+  unary(
+    "round",
+    (x) => x.mul(3).round(),
+    (v) => roundHalfEven(3 * v),
+    "real",
+    false,
+  ),
+  unary(
+    "clamp",
+    (x) => x.clamp(-0.5, 0.7),
+    (v) => Math.min(Math.max(v, -0.5), 0.7),
+  ),
+  unary(
+    "pow-scalar",
+    (x) => x.pow(3),
+    (v) => v ** 3,
+  ),
+  unary(
+    "scalar-div",
+    (x) => cr.div(2, x),
+    (v) => 2 / v,
+    "awayFromZero",
+  ),
+  {
+    ...unary(
+      "to-float32-and-back",
+      (x) => x.to("float32").to("float64"),
+      (v) => Math.fround(v),
+    ),
+    // finite differences through float32 rounding need a step far above float32's resolution
+    gradCheck: { eps: 1e-2, atol: 1e-4, rtol: 1e-4 },
+  },
+  // ---- binary
+  binary(
+    "add",
+    (a, b) => a.add(b),
+    (a, b) => a + b,
+  ),
+  binary(
+    "sub",
+    (a, b) => a.sub(b),
+    (a, b) => a - b,
+  ),
+  binary(
+    "mul",
+    (a, b) => a.mul(b),
+    (a, b) => a * b,
+  ),
+  binary(
+    "div",
+    (a, b) => a.div(b),
+    (a, b) => a / b,
+    "real",
+    "awayFromZero",
+  ),
+  binary(
+    "pow",
+    (a, b) => a.pow(b),
+    (a, b) => a ** b,
+    "positive",
+    "real",
+  ),
+  binary("maximum", (a, b) => a.maximum(b), Math.max),
+  binary("minimum", (a, b) => a.minimum(b), Math.min),
+  binary(
+    "eq",
+    (a, b) => a.eq(b.round()).to("float64"),
+    (a, b) => b2n(a === roundHalfEven(b)),
+    "real",
+    "real",
+    false,
+  ),
+  binary(
+    "ne",
+    (a, b) => a.ne(b).to("float64"),
+    (a, b) => b2n(a !== b),
+    "real",
+    "real",
+    false,
+  ),
+  binary(
+    "lt",
+    (a, b) => a.lt(b).to("float64"),
+    (a, b) => b2n(a < b),
+    "real",
+    "real",
+    false,
+  ),
+  binary(
+    "le",
+    (a, b) => a.le(b).to("float64"),
+    (a, b) => b2n(a <= b),
+    "real",
+    "real",
+    false,
+  ),
+  binary(
+    "gt",
+    (a, b) => a.gt(b).to("float64"),
+    (a, b) => b2n(a > b),
+    "real",
+    "real",
+    false,
+  ),
+  binary(
+    "ge",
+    (a, b) => a.ge(b).to("float64"),
+    (a, b) => b2n(a >= b),
+    "real",
+    "real",
+    false,
+  ),
+  binary(
+    "logicalAnd",
+    (a, b) => a.gt(0).logicalAnd(b.gt(0)).to("float64"),
+    (a, b) => b2n(a > 0 && b > 0),
+    "real",
+    "real",
+    false,
+  ),
+  binary(
+    "logicalOr",
+    (a, b) => a.gt(0).logicalOr(b.gt(0)).to("float64"),
+    (a, b) => b2n(a > 0 || b > 0),
+    "real",
+    "real",
+    false,
+  ),
+  binary(
+    "logicalXor",
+    (a, b) => a.gt(0).logicalXor(b.gt(0)).to("float64"),
+    (a, b) => b2n(a > 0 !== b > 0),
+    "real",
+    "real",
+    false,
+  ),
+  unary(
+    "logicalNot",
+    (x) => x.gt(0).logicalNot().to("float64"),
+    (v) => b2n(!(v > 0)),
+    "real",
+    false,
+  ),
+  binary(
+    "where",
+    (a, b) => cr.where(a.gt(b), a, b.mul(2)),
+    (a, b) => (a > b ? a : 2 * b),
+  ),
+  unary(
+    "maskedFill",
+    (x) => x.maskedFill(x.gt(0.3), 7),
+    (a) => (a > 0.3 ? 7 : a),
+    "awayFromZero",
+  ),
+  // ---- reductions
+  ...reduction("sum", (x, d, k) => x.sum(d, k), sumArr),
+  ...reduction(
+    "mean",
+    (x, d, k) => x.mean(d, k),
+    (v) => sumArr(v) / v.length,
+  ),
+  ...reduction(
+    "prod",
+    (x, d, k) => x.prod(d, k),
+    (v) => v.reduce((a, b) => a * b, 1),
+  ),
+  ...reduction(
+    "max",
+    (x, d, k) => x.max(d, k),
+    (v) => Math.max(...v),
+  ),
+  ...reduction(
+    "min",
+    (x, d, k) => x.min(d, k),
+    (v) => Math.min(...v),
+  ),
+  ...reduction(
+    "var",
+    (x, d, k) => x.var(d, k),
+    (v) => variance(v),
+  ),
+  ...reduction(
+    "std",
+    (x, d, k) => x.std(d, k),
+    (v) => Math.sqrt(variance(v)),
+  ),
+  ...reduction("logsumexp", (x, d, k) => x.logsumexp(d, k), lse),
+  ...reduction(
+    "norm2",
+    (x, d, k) => x.norm(2, d, k),
+    (v) => Math.sqrt(sumArr(v.map((a) => a * a))),
+  ),
+  ...reduction(
+    "norm3",
+    (x, d, k) => x.norm(3, d, k),
+    (v) => sumArr(v.map((a) => Math.abs(a) ** 3)) ** (1 / 3),
+  ),
+  ...reduction(
+    "normInf",
+    (x, d, k) => x.norm(Number.POSITIVE_INFINITY, d, k),
+    (v) => Math.max(...v.map(Math.abs)),
+  ),
+  ...reduction(
+    "any",
+    (x, d, k) => x.gt(0.5).any(d, k).to("float64"),
+    (v) => b2n(v.some((a) => a > 0.5)),
+    false,
+  ),
+  ...reduction(
+    "all",
+    (x, d, k) => x.gt(-1).all(d, k).to("float64"),
+    (v) => b2n(v.every((a) => a > -1)),
+    false,
+  ),
+  {
+    name: "argmax",
+    samples: () => [[mk([3, 5], "real", true)]],
+    fn: (x) => x.argmax(1).to("float64"),
+    ref: (x) => reduceNd(x, [1], false, (v) => v.indexOf(Math.max(...v))),
+    diff: false,
+  },
+  {
+    name: "argmin-flat",
+    samples: () => [[mk([3, 5])]],
+    fn: (x) => x.argmin().to("float64"),
+    ref: (x) => reduceNd(x, undefined, false, (v) => v.indexOf(Math.min(...v))),
+    diff: false,
+  },
+  {
+    name: "softmax",
+    samples: () => [[mk([3, 5], "real", true)], [mk([2, 3, 4])]],
+    fn: (x) => x.softmax(1),
+    ref: (x) =>
+      alongAxis(x, 1, (v) => {
+        const l = lse(v);
+        return v.map((a) => Math.exp(a - l));
+      }),
+    diff: true,
+  },
+  {
+    name: "logSoftmax",
+    samples: () => [[mk([3, 5])], [mk([2, 3, 4], "real", true)]],
+    fn: (x) => x.logSoftmax(-1),
+    ref: (x) =>
+      alongAxis(x, -1, (v) => {
+        const l = lse(v);
+        return v.map((a) => a - l);
+      }),
+    diff: true,
+  },
+  {
+    name: "cumsum",
+    samples: () => [[mk([4, 3], "real", true)], [mk([5])]],
+    fn: (x) => x.cumsum(0),
+    ref: (x) =>
+      alongAxis(x, 0, (v) => {
+        let s = 0;
+        return v.map((a) => (s += a));
+      }),
+    diff: true,
+  },
+  // ---- shape and indexing
+  shapeOp(
+    "reshape",
+    [3, 4],
+    (x) => x.reshape([2, -1, 3]),
+    (x) => ({ shape: [2, 2, 3], data: x.data }),
+    true,
+  ),
+  shapeOp(
+    "flatten",
+    [2, 3, 4],
+    (x) => x.flatten(1),
+    (x) => ({ shape: [2, 12], data: x.data }),
+  ),
+  shapeOp(
+    "squeeze",
+    [3, 1, 4],
+    (x) => x.squeeze(1),
+    (x) => ({ shape: [3, 4], data: x.data }),
+  ),
+  shapeOp(
+    "unsqueeze",
+    [3, 4],
+    (x) => x.unsqueeze(-1),
+    (x) => ({ shape: [3, 4, 1], data: x.data }),
+    true,
+  ),
+  shapeOp(
+    "permute",
+    [2, 3, 4],
+    (x) => x.permute(2, 0, 1),
+    gatherRef([4, 2, 3], ([a, b, c]) => [b, c, a]),
+  ),
+  shapeOp(
+    "T",
+    [3, 4],
+    (x) => x.T,
+    gatherRef([4, 3], ([a, b]) => [b, a]),
+    true,
+  ),
+  shapeOp(
+    "expand",
+    [3, 1],
+    (x) => x.expand(2, 3, 4),
+    gatherRef([2, 3, 4], ([, b]) => [b, 0]),
+  ),
+  shapeOp(
+    "index",
+    [5, 6],
+    (x) => x.index([1, null, 2], -2),
+    gatherRef([2], ([a]) => [1 + 2 * a, 4]),
+    true,
+  ),
+  shapeOp(
+    "index-neg",
+    [5, 6],
+    (x) => x.index([-4, -1], [null, null, 3]),
+    gatherRef([3, 2], ([a, b]) => [1 + a, 3 * b]),
+  ),
+  shapeOp(
+    "narrow",
+    [4, 5],
+    (x) => x.narrow(1, 1, 3),
+    gatherRef([4, 3], ([a, b]) => [a, b + 1]),
+  ),
+  shapeOp(
+    "split",
+    [7, 2],
+    (x) => cr.cat(x.split(3).reverse()),
+    gatherRef([7, 2], ([a, b]) => [a < 1 ? 6 : a < 4 ? a + 2 : a - 4, b]),
+  ),
+  shapeOp(
+    "chunk",
+    [2, 6],
+    (x) => x.chunk(3, 1)[1],
+    gatherRef([2, 2], ([a, b]) => [a, b + 2]),
+  ),
+  shapeOp(
+    "flip",
+    [3, 4],
+    (x) => x.flip([0, 1]),
+    gatherRef([3, 4], ([a, b]) => [2 - a, 3 - b]),
+    true,
+  ),
+  shapeOp(
+    "pad",
+    [2, 3],
+    (x) => x.pad([1, 2, 0, 1], 0.5),
+    (x) => {
+      const data: number[] = [];
+      for (let a = 0; a < 3; a++)
+        for (let b = 0; b < 6; b++) data.push(a < 2 && b >= 1 && b < 4 ? at(x, [a, b - 1]) : 0.5);
+      return { shape: [3, 6], data };
+    },
+    true,
+  ),
+  shapeOp(
+    "contiguous",
+    [3, 4],
+    (x) => x.contiguous(),
+    (x) => x,
+    true,
+  ),
+  shapeOp(
+    "clone",
+    [3, 4],
+    (x) => x.clone(),
+    (x) => x,
+    true,
+  ),
+  {
+    name: "cat",
+    samples: () => [[mk([2, 3]), mk([2, 1], "real"), mk([2, 4], "real", true)]],
+    fn: (a, b, c) => cr.cat([a, b, c], 1),
+    ref: (a, b, c) => {
+      const data: number[] = [];
+      for (let i = 0; i < 2; i++)
+        for (const t of [a, b, c]) for (let j = 0; j < t.shape[1]; j++) data.push(at(t, [i, j]));
+      return { shape: [2, 8], data };
+    },
+    diff: true,
+  },
+  {
+    name: "stack",
+    samples: () => [[mk([2, 3]), mk([2, 3], "real", true)]],
+    fn: (a, b) => cr.stack([a, b], 2),
+    ref: (a, b) =>
+      mapN((x) => x, {
+        shape: [2, 3, 2],
+        data: Array.from({ length: 12 }, (_, i) => (i % 2 === 0 ? a : b).data[Math.floor(i / 2)]),
+      }),
+    diff: true,
+  },
+  {
+    name: "gather",
+    samples: () => [[mk([3, 4], "real", true)]],
+    fn: (x) =>
+      x.gather(
+        1,
+        idx([
+          [0, 3, 3],
+          [2, 1, 0],
+          [1, 1, 2],
+        ]),
+      ),
+    ref: (x) =>
+      gatherRef([3, 3], ([a, b]) => [
+        a,
+        [
+          [0, 3, 3],
+          [2, 1, 0],
+          [1, 1, 2],
+        ][a][b],
+      ])(x),
+    diff: true,
+  },
+  {
+    name: "indexSelect",
+    samples: () => [[mk([4, 3])]],
+    fn: (x) => x.indexSelect(0, tensor([3, 0, 3, 1], { dtype: "int32" })),
+    ref: (x) => gatherRef([4, 3], ([a, b]) => [[3, 0, 3, 1][a], b])(x),
+    diff: true,
+  },
+  // ---- linear algebra
+  {
+    name: "matmul",
+    samples: () => [
+      [mk([3, 4]), mk([4, 5], "real", true)],
+      [mk([2, 1, 3, 4], "real", true), mk([5, 4, 2])],
+      [mk([4]), mk([4, 3])],
+      [mk([2, 3, 4]), mk([4])],
+      [mk([1, 1]), mk([1, 1])],
+    ],
+    fn: (a, b) => a.matmul(b),
+    ref: matmulNd,
+    diff: true,
+  },
+  {
+    name: "dot",
+    samples: () => [[mk([6]), mk([6])]],
+    fn: (a, b) => a.dot(b),
+    ref: (a, b) => ({ shape: [], data: [sumArr(a.data.map((v, i) => v * b.data[i]))] }),
+    diff: true,
+  },
+  {
+    name: "outer",
+    samples: () => [[mk([3]), mk([4])]],
+    fn: (a, b) => a.outer(b),
+    ref: (a, b) => mapN((x, y) => x * y, { shape: [3, 1], data: a.data }, b),
+    diff: true,
+  },
+  {
+    name: "einsum-bij,bjk",
+    samples: () => [[mk([2, 3, 4]), mk([2, 4, 5], "real", true)]],
+    fn: (a, b) => cr.einsum("bij,bjk->bik", a, b),
+    ref: matmulNd,
+    diff: true,
+  },
+  {
+    name: "einsum-ij,kj->ik-sum",
+    samples: () => [[mk([3, 4]), mk([2, 4])]],
+    fn: (a, b) => cr.einsum("ij,kj->ki", a, b),
+    ref: (a, b) => {
+      const r = matmulNd(a, { shape: [4, 2], data: gatherRef([4, 2], ([p, q]) => [q, p])(b).data });
+      return gatherRef([2, 3], ([p, q]) => [q, p])(r);
+    },
+    diff: true,
+  },
+  {
+    name: "einsum-trace-sum",
+    samples: () => [[mk([3, 4])]],
+    fn: (a) => cr.einsum("ij->j", a),
+    ref: (a) => reduceNd(a, [0], false, sumArr),
+    diff: true,
+  },
+  // ---- convolution and pooling
+  ...(
+    [
+      [[2, 3, 7, 6], [4, 3, 3, 3], 1, 1, 1, 1],
+      [[1, 4, 8, 7], [6, 2, 3, 2], 2, 2, 1, 2],
+      [[1, 2, 9, 9], [3, 2, 2, 3], 1, 0, 2, 1],
+    ] as [number[], number[], number, number, number, number][]
+  ).map(
+    ([xs, ws, stride, padding, dilation, groups], k): OpInfo => ({
+      name: `conv2d#${k}`,
+      samples: () => [[mk(xs), mk(ws)]],
+      fn: (x, w) => cr.conv2d(x, w, null, { stride, padding, dilation, groups }),
+      ref: (x, w) => conv2dNd(x, w, stride, padding, dilation, groups),
+      diff: true,
+    }),
+  ),
+  {
+    name: "conv2d-bias",
+    samples: () => [[mk([1, 2, 5, 5]), mk([3, 2, 3, 3]), mk([3])]],
+    fn: (x, w, b) => cr.conv2d(x, w, b),
+    ref: (x, w, b) => mapN((v, c) => v + c, conv2dNd(x, w, 1, 0, 1, 1), { shape: [3, 1, 1], data: b.data }),
+    diff: true,
+  },
+  {
+    name: "maxPool2d",
+    samples: () => [[mk([2, 3, 6, 7])]],
+    fn: (x) => cr.maxPool2d(x, 3, { stride: 2, padding: 1 }),
+    ref: (x) => poolNd(x, 3, 2, 1, "max"),
+    diff: true,
+  },
+  {
+    name: "avgPool2d",
+    samples: () => [[mk([2, 2, 5, 6], "real", true)]],
+    fn: (x) => cr.avgPool2d(x, 2),
+    ref: (x) => poolNd(x, 2, 2, 0, "avg"),
+    diff: true,
+  },
+];

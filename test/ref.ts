@@ -1,0 +1,208 @@
+/**
+ * Float64 reference implementations for the op table: plain loops over nested-index arrays, written
+ * independently of chainrule's kernels (no strides, no backends), so they can serve as the oracle.
+ */
+import type { Tensor } from "../src/index.ts";
+
+export interface Nd {
+  shape: number[];
+  data: number[];
+}
+
+export function nd(t: Tensor): Nd {
+  return { shape: [...t.shape], data: Array.from(t.dataSync(), Number) };
+}
+
+export function size(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+function strides(shape: readonly number[]): number[] {
+  const s: number[] = [];
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i];
+  }
+  return s;
+}
+
+/** Multi-index of flat position i. */
+export function unravel(i: number, shape: readonly number[]): number[] {
+  const idx = new Array(shape.length);
+  for (let d = shape.length - 1; d >= 0; d--) {
+    idx[d] = i % shape[d];
+    i = Math.floor(i / shape[d]);
+  }
+  return idx;
+}
+
+export function at(a: Nd, idx: readonly number[]): number {
+  const s = strides(a.shape);
+  let off = 0;
+  for (let d = 0; d < idx.length; d++) off += idx[d] * s[d];
+  return a.data[off];
+}
+
+/** Broadcast map over any number of arrays (NumPy rules). */
+export function mapN(f: (...v: number[]) => number, ...xs: Nd[]): Nd {
+  const n = Math.max(...xs.map((x) => x.shape.length));
+  const shape: number[] = [];
+  for (let i = 0; i < n; i++) {
+    shape.push(Math.max(...xs.map((x) => x.shape[x.shape.length - n + i] ?? 1)));
+  }
+  const data: number[] = [];
+  for (let i = 0; i < size(shape); i++) {
+    const idx = unravel(i, shape);
+    data.push(
+      f(
+        ...xs.map((x) =>
+          at(
+            x,
+            idx.slice(n - x.shape.length).map((v, k) => (x.shape[k] === 1 ? 0 : v)),
+          ),
+        ),
+      ),
+    );
+  }
+  return { shape, data };
+}
+
+/** Reduce over axes with keepdim. */
+export function reduceNd(
+  x: Nd,
+  axes: number[] | undefined,
+  keepdim: boolean,
+  f: (vals: number[]) => number,
+): Nd {
+  const ax =
+    axes === undefined ? x.shape.map((_, i) => i) : axes.map((a) => (a < 0 ? a + x.shape.length : a));
+  const kept = x.shape.map((d, i) => (ax.includes(i) ? 1 : d));
+  const groups = new Map<number, number[]>();
+  const ks = strides(kept);
+  for (let i = 0; i < x.data.length; i++) {
+    const idx = unravel(i, x.shape);
+    let off = 0;
+    idx.forEach((v, d) => {
+      if (!ax.includes(d)) off += v * ks[d];
+    });
+    if (!groups.has(off)) groups.set(off, []);
+    groups.get(off)!.push(x.data[i]);
+  }
+  const data: number[] = [];
+  for (let i = 0; i < size(kept); i++) data.push(f(groups.get(i) ?? []));
+  return { shape: keepdim ? kept : x.shape.filter((_, i) => !ax.includes(i)), data };
+}
+
+/** Apply f along one axis: f maps a 1-d slice to a slice of the same length. */
+export function alongAxis(x: Nd, axis: number, f: (v: number[]) => number[]): Nd {
+  const a = axis < 0 ? axis + x.shape.length : axis;
+  const out = [...x.data];
+  const s = strides(x.shape);
+  for (let i = 0; i < x.data.length; i++) {
+    const idx = unravel(i, x.shape);
+    if (idx[a] !== 0) continue;
+    const pos = Array.from({ length: x.shape[a] }, (_, k) => i + k * s[a]);
+    const r = f(pos.map((p) => x.data[p]));
+    pos.forEach((p, k) => {
+      out[p] = r[k];
+    });
+  }
+  return { shape: x.shape, data: out };
+}
+
+export function matmulNd(a: Nd, b: Nd): Nd {
+  const va = a.shape.length === 1;
+  const vb = b.shape.length === 1;
+  const A = va ? { shape: [1, a.shape[0]], data: a.data } : a;
+  const B = vb ? { shape: [b.shape[0], 1], data: b.data } : b;
+  const m = A.shape[A.shape.length - 2];
+  const k = A.shape[A.shape.length - 1];
+  const n = B.shape[B.shape.length - 1];
+  const ba = A.shape.slice(0, -2);
+  const bb = B.shape.slice(0, -2);
+  const nb = Math.max(ba.length, bb.length);
+  const batch: number[] = [];
+  for (let i = 0; i < nb; i++) batch.push(Math.max(ba[ba.length - nb + i] ?? 1, bb[bb.length - nb + i] ?? 1));
+  const data: number[] = [];
+  for (let bi = 0; bi < size(batch); bi++) {
+    const idx = unravel(bi, batch);
+    const ia = idx.slice(nb - ba.length).map((v, d) => (ba[d] === 1 ? 0 : v));
+    const ib = idx.slice(nb - bb.length).map((v, d) => (bb[d] === 1 ? 0 : v));
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let q = 0; q < k; q++) s += at(A, [...ia, i, q]) * at(B, [...ib, q, j]);
+        data.push(s);
+      }
+    }
+  }
+  let shape = [...batch, m, n];
+  if (va) shape = shape.filter((_, i) => i !== shape.length - 2);
+  if (vb) shape = shape.slice(0, -1);
+  return { shape, data };
+}
+
+export function conv2dNd(x: Nd, w: Nd, stride: number, pad: number, dil: number, groups: number): Nd {
+  const [n, c, h, wd] = x.shape;
+  const [o, cg, kh, kw] = w.shape;
+  const oh = Math.floor((h + 2 * pad - dil * (kh - 1) - 1) / stride) + 1;
+  const ow = Math.floor((wd + 2 * pad - dil * (kw - 1) - 1) / stride) + 1;
+  const og = o / groups;
+  const data: number[] = [];
+  for (let b = 0; b < n; b++)
+    for (let oc = 0; oc < o; oc++)
+      for (let i = 0; i < oh; i++)
+        for (let j = 0; j < ow; j++) {
+          let s = 0;
+          const g = Math.floor(oc / og);
+          for (let ic = 0; ic < cg; ic++)
+            for (let p = 0; p < kh; p++)
+              for (let q = 0; q < kw; q++) {
+                const y = i * stride - pad + p * dil;
+                const z = j * stride - pad + q * dil;
+                if (y < 0 || y >= h || z < 0 || z >= wd) continue;
+                s += at(x, [b, g * cg + ic, y, z]) * at(w, [oc, ic, p, q]);
+              }
+          data.push(s);
+        }
+  return { shape: [n, o, oh, ow], data };
+}
+
+export function poolNd(x: Nd, k: number, stride: number, pad: number, kind: "max" | "avg"): Nd {
+  const [n, c, h, w] = x.shape;
+  const oh = Math.floor((h + 2 * pad - k) / stride) + 1;
+  const ow = Math.floor((w + 2 * pad - k) / stride) + 1;
+  const data: number[] = [];
+  for (let b = 0; b < n; b++)
+    for (let ch = 0; ch < c; ch++)
+      for (let i = 0; i < oh; i++)
+        for (let j = 0; j < ow; j++) {
+          let m = Number.NEGATIVE_INFINITY;
+          let s = 0;
+          for (let p = 0; p < k; p++)
+            for (let q = 0; q < k; q++) {
+              const y = i * stride - pad + p;
+              const z = j * stride - pad + q;
+              if (y < 0 || y >= h || z < 0 || z >= w) continue;
+              const v = at(x, [b, ch, y, z]);
+              m = Math.max(m, v);
+              s += v;
+            }
+          data.push(kind === "max" ? m : s / (k * k));
+        }
+  return { shape: [n, c, oh, ow], data };
+}
+
+/** erf by its Maclaurin series (|x| < 3 is plenty for the test domains), summed in float64. */
+export function erfRef(x: number): number {
+  let term = x;
+  let sum = x;
+  for (let n = 1; n < 200; n++) {
+    term *= (-x * x) / n;
+    const add = term / (2 * n + 1);
+    sum += add;
+    if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+  }
+  return (2 / Math.sqrt(Math.PI)) * sum;
+}
