@@ -242,6 +242,20 @@ export const OPS: OpInfo[] = [
     (v) => Math.log1p(Math.exp(v)),
   ),
   unary("erf", (x) => x.erf(), erfRef),
+  unary(
+    "detach",
+    (x) => x.detach().mul(2),
+    (v) => 2 * v,
+    "real",
+    false,
+  ),
+  unary(
+    "stopGradient",
+    (x) => cr.stopGradient(x).add(1),
+    (v) => v + 1,
+    "real",
+    false,
+  ),
   unary("floor", (x) => x.floor(), Math.floor, "real", false),
   unary("ceil", (x) => x.ceil(), Math.ceil, "real", false),
   unary(
@@ -600,6 +614,25 @@ export const OPS: OpInfo[] = [
       return { shape: [3, 6], data };
     },
     true,
+  ),
+  shapeOp(
+    "transpose",
+    [2, 3, 4],
+    (x) => cr.transpose(x, 0, 2),
+    gatherRef([4, 3, 2], ([a, b, c]) => [c, b, a]),
+    true,
+  ),
+  shapeOp(
+    "broadcastTo",
+    [3, 1],
+    (x) => cr.broadcastTo(x, [2, 3, 5]),
+    gatherRef([2, 3, 5], ([, b]) => [b, 0]),
+  ),
+  shapeOp(
+    "view",
+    [3, 4],
+    (x) => x.view(4, 3),
+    (x) => ({ shape: [4, 3], data: x.data }),
   ),
   shapeOp(
     "contiguous",
