@@ -1,9 +1,10 @@
 // Thread pool and scratch memory (see pool.h).
 //
-// Protocol: the caller publishes a job (fn, ctx, n, grain), resets the shared chunk counter and bumps a
-// generation number. Each worker notices the new generation (it spins briefly after finishing a job, then
-// sleeps on a condition variable), takes chunks with fetch_add until the range is exhausted, and reports done.
-// The caller works on chunks too and then waits until all workers reported, so a job never outlives pool_run.
+// Protocol: the caller publishes a job (fn, ctx, n, grain), resets the shared chunk counter and opens the job.
+// Each worker notices the open job (it spins briefly after finishing a job, then sleeps on a condition
+// variable), takes chunks with fetch_add until the range is exhausted. The caller takes chunks too, then
+// closes the job and waits only for the workers that joined it (see Pool::worker_main), so a job never
+// outlives pool_run and a slow-to-wake worker never delays it.
 // The pool object is intentionally leaked: joinable std::threads in a static destructor would abort at exit.
 #include "pool.h"
 
@@ -34,12 +35,14 @@ struct Pool {
   std::vector<std::thread> workers;
   std::mutex mu;
   std::condition_variable cv;
-  std::atomic<uint64_t> gen{0};
-  std::atomic<int> done{0};
+  // (job number << 1) | open. A job is open while its chunks may be taken.
+  std::atomic<uint64_t> state{0};
+  uint64_t jobs = 0;
+  std::atomic<int> active{0};  // workers inside the current job
   std::atomic<int> sleeping{0};
   std::atomic<bool> stop{false};
   std::atomic<int64_t> next{0};
-  // The current job (written by the caller before bumping gen, read by workers after seeing it).
+  // The current job (written by the caller before opening it, read by workers after seeing it open).
   TaskFn fn = nullptr;
   void* ctx = nullptr;
   int64_t n = 0;
@@ -56,41 +59,54 @@ struct Pool {
     }
   }
 
-  void worker_main(int tid) {
+  bool has_new_job(uint64_t last) const {
+    uint64_t s = state.load();
+    return s != last && (s & 1) != 0;
+  }
+
+  // A worker joins an open job by registering in `active` and then re-checking that the job is still the
+  // open one. The caller closes the job before waiting for active == 0, so (all operations being seq_cst)
+  // a worker either registered before the close, and is waited for, or sees the job closed and leaves
+  // without touching it. Late or sleeping workers therefore never delay the caller: it simply does more of
+  // the chunks itself.
+  void worker_main(int tid, uint64_t last) {
     t_tid = tid;
     t_in_parallel = true;
-    uint64_t seen = gen.load(std::memory_order_acquire);
     for (;;) {
       // Spin for a short while: consecutive kernel calls then start without a futex wake-up.
       auto start = std::chrono::steady_clock::now();
       bool got = false;
       for (int spins = 0;; spins++) {
-        if (gen.load(std::memory_order_acquire) != seen) {
+        if (has_new_job(last) || stop.load(std::memory_order_relaxed)) {
           got = true;
           break;
         }
         CR_PAUSE();
         if ((spins & 255) == 255 &&
-            std::chrono::steady_clock::now() - start > std::chrono::microseconds(200))
+            std::chrono::steady_clock::now() - start > std::chrono::microseconds(100))
           break;
       }
       if (!got) {
         std::unique_lock<std::mutex> lk(mu);
         sleeping.fetch_add(1);
-        cv.wait(lk, [&] { return gen.load() != seen || stop.load(); });
+        cv.wait(lk, [&] { return has_new_job(last) || stop.load(); });
         sleeping.fetch_sub(1);
       }
       if (stop.load()) return;
-      seen = gen.load(std::memory_order_acquire);
-      work(tid);
-      done.fetch_add(1, std::memory_order_acq_rel);
+      const uint64_t s = state.load();
+      last = s;
+      if ((s & 1) == 0) continue;
+      active.fetch_add(1);
+      if (state.load() == s) work(tid);
+      active.fetch_sub(1);
     }
   }
 
   void start(int n_threads) {
     nthreads = n_threads;
     stop.store(false);
-    for (int t = 1; t < nthreads; t++) workers.emplace_back([this, t] { worker_main(t); });
+    const uint64_t s = state.load();
+    for (int t = 1; t < nthreads; t++) workers.emplace_back([this, t, s] { worker_main(t, s); });
   }
 
   void shutdown() {
@@ -102,6 +118,28 @@ struct Pool {
     for (auto& w : workers) w.join();
     workers.clear();
     nthreads = 1;
+  }
+
+  void run(int64_t n_, int64_t grain_, TaskFn fn_, void* ctx_) {
+    fn = fn_;
+    ctx = ctx_;
+    n = n_;
+    grain = grain_;
+    next.store(0, std::memory_order_relaxed);
+    const uint64_t open = (++jobs << 1) | 1;
+    state.store(open);  // seq_cst: pairs with `sleeping` (no lost wake-up) and with `active` (see above)
+    if (sleeping.load() > 0) {
+      { std::lock_guard<std::mutex> lk(mu); }
+      cv.notify_all();
+    }
+    t_in_parallel = true;
+    work(0);
+    t_in_parallel = false;
+    state.store(open & ~uint64_t(1));
+    for (int spins = 0; active.load() != 0; spins++) {
+      CR_PAUSE();
+      if ((spins & 1023) == 1023) std::this_thread::yield();  // a worker may share our CPU
+    }
   }
 };
 
@@ -144,22 +182,7 @@ void pool_run(int64_t n, int64_t grain, TaskFn fn, void* ctx) {
     fn(ctx, 0, n, 0);
     return;
   }
-  p.fn = fn;
-  p.ctx = ctx;
-  p.n = n;
-  p.grain = grain;
-  p.next.store(0, std::memory_order_relaxed);
-  p.done.store(0, std::memory_order_relaxed);
-  p.gen.fetch_add(1);  // seq_cst: pairs with the sleeping counter below (no lost wake-up)
-  if (p.sleeping.load() > 0) {
-    { std::lock_guard<std::mutex> lk(p.mu); }
-    p.cv.notify_all();
-  }
-  t_in_parallel = true;
-  p.work(0);
-  t_in_parallel = false;
-  const int nworkers = p.nthreads - 1;
-  while (p.done.load(std::memory_order_acquire) < nworkers) CR_PAUSE();
+  p.run(n, grain, fn, ctx);
 }
 
 int pool_threads() { return pool().nthreads; }

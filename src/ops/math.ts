@@ -57,6 +57,16 @@ export function prepare(op: string, args: readonly TensorLike[], dtype?: DType):
 }
 
 function arith(prim: Primitive<null>, op: string, a: TensorLike, b: TensorLike, floatOnly = false): Tensor {
+  // fast path: the common case of two tensors of one dtype and shape needs no promotion or broadcasting
+  if (
+    a instanceof Tensor &&
+    b instanceof Tensor &&
+    a.dtype === b.dtype &&
+    (floatOnly ? isFloat(a.dtype) : a.dtype !== "bool") &&
+    shapesEqual(a.shape, b.shape)
+  ) {
+    return bind(prim, [a, b], null);
+  }
   let d = resultType([a, b]);
   if (d === "bool") d = "int32";
   if (floatOnly && !isFloat(d)) d = "float32";
