@@ -5,7 +5,7 @@
  */
 import { isFloat } from "../dtype.ts";
 import { AutodiffError, DTypeError, ShapeError } from "../errors.ts";
-import { fmtShape, shapesEqual } from "../shape.ts";
+import { contiguousStrides, fmtShape, shapesEqual } from "../shape.ts";
 import { cat } from "../ops/shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { assertSameTree, treeFlatten, treeUnflatten, type TreeDef } from "../tree.ts";
@@ -281,12 +281,7 @@ export function hvp(f: (x: any) => Tensor, x: unknown, v: unknown): any {
 function basis(t: Tensor, i: number): Tensor {
   const data = new Float64Array(t.size);
   data[i] = 1;
-  return Tensor._concrete(
-    data,
-    t.shape,
-    "float64",
-    t.shape.map((_, k) => t.shape.slice(k + 1).reduce((a, b) => a * b, 1)),
-  ).to(t.dtype);
+  return Tensor._concrete(data, t.shape, "float64", contiguousStrides(t.shape)).to(t.dtype);
 }
 
 /** Stack a list of tensors of one shape into [n, ...shape]. */

@@ -5,6 +5,7 @@
  * non-differentiable primitive was evaluated exactly at its kink inside a derivative computation.
  */
 import { Generator } from "../ops/creation.ts";
+import { contiguousStrides } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { jvpFlat, vjpFlat } from "./autodiff.ts";
 import { type KinkReport, state } from "./trace.ts";
@@ -33,17 +34,7 @@ export interface GradCheckReport {
 function randomLike(t: Tensor, g: Generator): Tensor {
   const d = new Float64Array(t.size);
   for (let i = 0; i < d.length; i++) d[i] = g.normal();
-  return Tensor._concrete(d, t.shape, "float64", contiguous(t.shape));
-}
-
-function contiguous(shape: readonly number[]): number[] {
-  const s: number[] = [];
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    s[i] = acc;
-    acc *= shape[i];
-  }
-  return s;
+  return Tensor._concrete(d, t.shape, "float64", contiguousStrides(t.shape));
 }
 
 function vdot(a: readonly Tensor[], b: readonly Tensor[]): number {
