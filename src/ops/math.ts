@@ -160,9 +160,14 @@ export function gelu(x: Tensor, approximate: "none" | "tanh" = "none"): Tensor {
   }
   return mul(mul(x, 0.5), add(erf(mul(x, Math.SQRT1_2)), 1));
 }
-/** log(1 + exp(x)), computed stably as max(x, 0) + log1p(exp(-|x|)). */
+/**
+ * log(1 + exp(x)), computed stably as max(x, 0) + log1p(exp(-|x|)). Both pieces are written with one `where`
+ * so that at the kink x = 0 they take the same (x <= 0) side and the derivative is sigmoid(0) = 0.5; relu and
+ * abs separately would each report 0 there.
+ */
 export function softplus(x: Tensor): Tensor {
-  return add(relu(x), log1p(exp(neg(abs(x)))));
+  const pos = gt(x, 0);
+  return add(where(pos, x, 0), log1p(exp(where(pos, neg(x), x))));
 }
 /** Clamp into [min, max] (either may be omitted). */
 export function clamp(x: Tensor, min?: number | null, max?: number | null): Tensor {

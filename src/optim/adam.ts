@@ -1,0 +1,151 @@
+/**
+ * Adam (Kingma and Ba 2015) with the AMSGrad variant (Reddi et al. 2018), and AdamW (Loshchilov and Hutter
+ * 2019, decoupled weight decay), following torch.optim.Adam / AdamW:
+ *
+ *   t <- t + 1
+ *   AdamW: p <- p * (1 - lr * weightDecay)          (decoupled: the decay never enters the moments)
+ *   g <- (maximize ? -grad : grad)  (+ weightDecay * p for Adam: coupled L2)
+ *   m <- beta1 * m + (1 - beta1) * g
+ *   v <- beta2 * v + (1 - beta2) * g^2
+ *   amsgrad: vmax <- max(vmax, v), and vmax replaces v below
+ *   p <- p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+ *
+ * The AMSGrad maximum is taken over the raw second moments, then divided by the current bias correction,
+ * which is what PyTorch's implementation does (some versions of its documentation box write the max of the
+ * bias-corrected moments; the implementation is the reference here).
+ */
+import { zerosLike } from "../ops/creation.ts";
+import { maximum } from "../ops/math.ts";
+import { Tensor } from "../tensor/tensor.ts";
+import {
+  checkRange,
+  Optimizer,
+  type OptimState,
+  type ParamGroup,
+  type ParamsArg,
+  type StateSpec,
+} from "./optimizer.ts";
+
+/** Hyper-parameters of Adam and AdamW. */
+export interface AdamOptions {
+  /** Learning rate (default 1e-3). */
+  lr: number;
+  /** Decay rates of the first and second moment estimates (default [0.9, 0.999]). */
+  betas: [number, number];
+  /** Added to the denominator for stability (default 1e-8). */
+  eps: number;
+  /** Adam: L2 penalty added to the gradient (default 0); AdamW: decoupled decay rate (default 1e-2). */
+  weightDecay: number;
+  /** Use the running maximum of the second moment (AMSGrad). */
+  amsgrad: boolean;
+  /** Maximize the objective instead of minimizing it. */
+  maximize: boolean;
+}
+
+function checkAdam(name: string, h: Readonly<AdamOptions>): void {
+  checkRange(name, "lr", h.lr, h.lr >= 0, "lr >= 0");
+  checkRange(name, "eps", h.eps, h.eps >= 0, "eps >= 0");
+  const b = h.betas;
+  const okBetas =
+    Array.isArray(b) && b.length === 2 && b.every((x) => typeof x === "number" && x >= 0 && x < 1);
+  checkRange(name, "betas", b, okBetas, "two numbers in [0, 1)");
+  checkRange(name, "weightDecay", h.weightDecay, h.weightDecay >= 0, "weightDecay >= 0");
+}
+
+/** The shared update; `decoupled` selects AdamW's decay. */
+function adamUpdate(p: Tensor, grad: Tensor, state: OptimState, h: AdamOptions, decoupled: boolean): void {
+  const t = (state.step as number) + 1;
+  state.step = t;
+  const [beta1, beta2] = h.betas;
+  if (decoupled && h.weightDecay !== 0) p.mul_(1 - h.lr * h.weightDecay);
+  let g = h.maximize ? grad.neg() : grad;
+  if (!decoupled && h.weightDecay !== 0) g = g.add(p.mul(h.weightDecay));
+  const m = (state.expAvg as Tensor).mul(beta1).add(g.mul(1 - beta1));
+  const v = (state.expAvgSq as Tensor).mul(beta2).add(g.mul(g).mul(1 - beta2));
+  state.expAvg = m;
+  state.expAvgSq = v;
+  let second = v;
+  if (h.amsgrad) {
+    const prev = state.maxExpAvgSq instanceof Tensor ? state.maxExpAvgSq : zerosLike(p);
+    second = maximum(prev, v);
+    state.maxExpAvgSq = second;
+  }
+  const bc1 = 1 - beta1 ** t;
+  const bc2Sqrt = Math.sqrt(1 - beta2 ** t);
+  const denom = second.sqrt().div(bc2Sqrt).add(h.eps);
+  p.sub_(m.div(denom), h.lr / bc1);
+}
+
+const ADAM_DEFAULTS: AdamOptions = {
+  lr: 1e-3,
+  betas: [0.9, 0.999],
+  eps: 1e-8,
+  weightDecay: 0,
+  amsgrad: false,
+  maximize: false,
+};
+
+function adamSpec(h: AdamOptions): StateSpec {
+  const spec: StateSpec = { step: "number", expAvg: "tensor", expAvgSq: "tensor" };
+  if (h.amsgrad) spec.maxExpAvgSq = "tensor?";
+  return spec;
+}
+
+function adamInit(p: Tensor, h: AdamOptions): OptimState {
+  const st: OptimState = { step: 0, expAvg: zerosLike(p), expAvgSq: zerosLike(p) };
+  if (h.amsgrad) st.maxExpAvgSq = zerosLike(p);
+  return st;
+}
+
+/**
+ * Adam with optional AMSGrad and coupled (L2) weight decay (torch.optim.Adam).
+ *
+ * @example
+ * ```ts
+ * const opt = new Adam(model.parameters(), { lr: 1e-3, betas: [0.9, 0.999], amsgrad: true });
+ * ```
+ */
+export class Adam extends Optimizer<AdamOptions> {
+  constructor(params: ParamsArg<AdamOptions>, opts: Partial<AdamOptions> = {}) {
+    super("Adam", params, { ...ADAM_DEFAULTS, ...opts });
+  }
+  protected checkHyper(h: Readonly<AdamOptions>): void {
+    checkAdam("Adam", h);
+  }
+  protected stateSpec(h: ParamGroup<AdamOptions>): StateSpec {
+    return adamSpec(h);
+  }
+  protected initState(p: Tensor, h: ParamGroup<AdamOptions>): OptimState {
+    return adamInit(p, h);
+  }
+  protected update(p: Tensor, g: Tensor, state: OptimState, h: ParamGroup<AdamOptions>): void {
+    adamUpdate(p, g, state, h, false);
+  }
+}
+
+/**
+ * AdamW: Adam with decoupled weight decay, p <- p * (1 - lr * weightDecay) before the Adam step
+ * (torch.optim.AdamW; weightDecay defaults to 1e-2).
+ *
+ * @example
+ * ```ts
+ * const opt = new AdamW(model.parameters(), { lr: 1e-3, weightDecay: 0.05 });
+ * ```
+ */
+export class AdamW extends Optimizer<AdamOptions> {
+  constructor(params: ParamsArg<AdamOptions>, opts: Partial<AdamOptions> = {}) {
+    super("AdamW", params, { ...ADAM_DEFAULTS, weightDecay: 1e-2, ...opts });
+  }
+  protected checkHyper(h: Readonly<AdamOptions>): void {
+    checkAdam("AdamW", h);
+  }
+  protected stateSpec(h: ParamGroup<AdamOptions>): StateSpec {
+    return adamSpec(h);
+  }
+  protected initState(p: Tensor, h: ParamGroup<AdamOptions>): OptimState {
+    return adamInit(p, h);
+  }
+  protected update(p: Tensor, g: Tensor, state: OptimState, h: ParamGroup<AdamOptions>): void {
+    adamUpdate(p, g, state, h, true);
+  }
+}
