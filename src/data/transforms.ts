@@ -130,7 +130,7 @@ export function normalize(
   };
   const m = asStat(mean, "mean");
   const s = asStat(std, "std");
-  const zeroStd = typeof s === "number" ? s === 0 : (s.eq(0).any().item() as boolean);
+  const zeroStd = typeof s === "number" ? s === 0 : s.eq(0).any().item() !== 0;
   if (zeroStd) throw new RangeError("normalize: std must be non-zero");
   return (x: Tensor) => x.sub(m).div(s);
 }

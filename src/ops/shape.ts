@@ -62,12 +62,11 @@ export function toNested(t: Tensor): unknown {
   return build(0);
 }
 
-/** The value of a one-element tensor. */
-export function item(t: Tensor): number | boolean {
+/** The value of a one-element tensor as a number (a bool tensor gives 1 or 0). */
+export function item(t: Tensor): number {
   if (t.size !== 1)
     throw new ShapeError(`item: expected a tensor with one element, got shape ${fmtShape(t.shape)}`);
-  const v = contiguousData(t)[0];
-  return t.dtype === "bool" ? v !== 0 : v;
+  return contiguousData(t)[0];
 }
 
 /** Cut from every gradient computation: the concrete value, sharing storage. */

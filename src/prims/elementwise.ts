@@ -54,7 +54,7 @@ function unary(
   };
 }
 
-const anyEqualZero = ([x]: readonly Tensor[]) => M.eq(x, 0).any().item() === true;
+const anyEqualZero = ([x]: readonly Tensor[]) => M.eq(x, 0).any().item() !== 0;
 
 // d(-x) = -dx
 export const negP = unary(
@@ -268,7 +268,7 @@ function selectRule(pick: (a: Tensor, b: Tensor) => Tensor): Derivative<null> {
     },
   );
 }
-const anyTie = ([a, b]: readonly Tensor[]) => M.eq(a, b).any().item() === true;
+const anyTie = ([a, b]: readonly Tensor[]) => M.eq(a, b).any().item() !== 0;
 export const maximumP = binary(
   "maximum",
   selectRule((a, b) => M.gt(a, b)),

@@ -153,8 +153,8 @@ export class Tensor {
   toArray(): unknown {
     return S.toNested(this);
   }
-  /** The single value of a one-element tensor. */
-  item(): number | boolean {
+  /** The single value of a one-element tensor, as a number (bool gives 1 or 0). */
+  item(): number {
     return S.item(this);
   }
   /** PyTorch-like display: values, shape and dtype. */
