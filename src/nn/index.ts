@@ -1,0 +1,65 @@
+/**
+ * `nn`: modules, layers, initialisers and losses (PyTorch's `torch.nn`). Public exports only; the top-level
+ * index re-exports this as the `nn` namespace.
+ */
+export {
+  ELU,
+  GELU,
+  LeakyReLU,
+  LogSoftmax,
+  ReLU,
+  Sigmoid,
+  SiLU,
+  Softmax,
+  Softplus,
+  Tanh,
+} from "./activation.ts";
+export { BasicBlock, type BlockOpts, DenseBlock, DenseLayer } from "./blocks.ts";
+export { ModuleList, Sequential, type TensorModule } from "./container.ts";
+export { Conv2d, type Conv2dLayerOpts } from "./conv.ts";
+export { Dropout, type DropoutOpts } from "./dropout.ts";
+export { Embedding, type EmbeddingOpts } from "./embedding.ts";
+export * as init from "./init.ts";
+export { Flatten, Identity, Linear, type LinearOpts } from "./linear.ts";
+export {
+  type BCEOpts,
+  type BCEWithLogitsOpts,
+  binaryCrossEntropy,
+  binaryCrossEntropyWithLogits,
+  type CrossEntropyOpts,
+  crossEntropy,
+  type HuberOpts,
+  huberLoss,
+  l1Loss,
+  mseLoss,
+  nllLoss,
+  type Reduction,
+  type ReductionOpts,
+  type SmoothL1Opts,
+  smoothL1Loss,
+} from "./loss.ts";
+export {
+  BCELoss,
+  BCEWithLogitsLoss,
+  CrossEntropyLoss,
+  HuberLoss,
+  L1Loss,
+  Loss,
+  MSELoss,
+  NLLLoss,
+  SmoothL1Loss,
+} from "./loss-modules.ts";
+export {
+  type AnyModule,
+  type ForwardHook,
+  type ForwardPreHook,
+  functionalCall,
+  type HookHandle,
+  type LoadStateDictOpts,
+  type LoadStateDictResult,
+  Module,
+  parameter,
+} from "./module.ts";
+export { BatchNorm1d, BatchNorm2d, type BatchNormOpts, LayerNorm, type LayerNormOpts } from "./norm.ts";
+export { AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, type PoolOpts } from "./pool.ts";
+export { countParameters, formatCount } from "./summary.ts";
