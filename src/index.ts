@@ -60,3 +60,8 @@ export {
 export type { IndexArg } from "./ops/shape.ts";
 export { Tensor } from "./tensor/tensor.ts";
 export { treeFlatten, treeMap, treeUnflatten } from "./tree.ts";
+export * as data from "./data/index.ts";
+export * as io from "./io/index.ts";
+export * as nn from "./nn/index.ts";
+export * as optim from "./optim/index.ts";
+export * as viz from "./viz/index.ts";
