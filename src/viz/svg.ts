@@ -404,7 +404,7 @@ export function buildFrame(spec: FrameSpec): Frame {
   }
   if (spec.title) {
     over.push(
-      textEl(left + plotW / 2, 24, spec.title, "middle", `font-size="15" font-weight="bold" fill="#111"`),
+      textEl(spec.width / 2, 24, spec.title, "middle", `font-size="15" font-weight="bold" fill="#111"`),
     );
   }
   if (legW > 0) over.push(...legendSvg(spec.legend, left + plotW + 16, top));
