@@ -5,10 +5,20 @@
  */
 import type { Backend } from "./backend.ts";
 import { jsBackend } from "./js/index.ts";
+import { loadWasmBackend } from "./wasm/index.ts";
 
 type Loader = () => Backend | { error: string };
 
-const loaders = new Map<string, Loader>([["js", () => jsBackend]]);
+const loaders = new Map<string, Loader>([
+  ["js", () => jsBackend],
+  [
+    "wasm",
+    () => {
+      const r = loadWasmBackend();
+      return "error" in r ? r : r.backend;
+    },
+  ],
+]);
 const loaded = new Map<string, Backend | { error: string }>();
 let current: Backend = jsBackend;
 

@@ -5,7 +5,8 @@
  * JS numbers carry no int/float distinction, so `tensor([1, 2])` is float32 (the library default, as in
  * TensorFlow.js and jax-js); pass `{dtype: "int32"}` or an Int32Array for integers. Booleans give bool.
  */
-import { allocTyped, checkDType, type DType, dtypeOfTyped, type TypedArray } from "../dtype.ts";
+import { getBackend } from "../backend/registry.ts";
+import { checkDType, type DType, dtypeOfTyped, type TypedArray } from "../dtype.ts";
 import { ShapeError } from "../errors.ts";
 import { fromData } from "../prims/impl.ts";
 import { checkShape, fmtShape, sizeOf } from "../shape.ts";
@@ -65,7 +66,7 @@ export function tensor(
       );
     }
     const d = dtype ?? dtypeOfTyped(src);
-    const out = allocTyped(d, src.length);
+    const out = getBackend().alloc(d, src.length);
     for (let i = 0; i < src.length; i++) out[i] = src[i];
     return finish(fromData(out, shape, d), opts);
   }
@@ -94,7 +95,7 @@ export function tensor(
   };
   walk(data as Nested, 0, "data");
   const d = dtype ?? (sawBool ? "bool" : "float32");
-  const out = allocTyped(d, flat.length);
+  const out = getBackend().alloc(d, flat.length);
   for (let i = 0; i < flat.length; i++) {
     const v = flat[i];
     out[i] = typeof v === "boolean" ? (v ? 1 : 0) : d === "bool" ? (v !== 0 ? 1 : 0) : v;
@@ -106,7 +107,7 @@ export function tensor(
 export function full(shape: readonly number[], value: number | boolean, opts?: CreateOpts): Tensor {
   const d = opts?.dtype ?? (typeof value === "boolean" ? "bool" : "float32");
   const s = checkShape("full", shape);
-  const data = allocTyped(d, sizeOf(s));
+  const data = getBackend().alloc(d, sizeOf(s));
   const v = typeof value === "boolean" ? (value ? 1 : 0) : value;
   if (v !== 0) data.fill(v);
   return finish(fromData(data, s, d), opts);
@@ -138,7 +139,7 @@ export function arange(start: number, end?: number, step = 1, opts?: CreateOpts)
     throw new RangeError(`arange: step must be finite and non-zero, got ${step}`);
   const n = Math.max(0, Math.ceil((end - start) / step));
   const d = opts?.dtype ?? ([start, end, step].every(Number.isInteger) ? "int32" : "float32");
-  const data = allocTyped(d, n);
+  const data = getBackend().alloc(d, n);
   for (let i = 0; i < n; i++) data[i] = start + i * step;
   return finish(fromData(data, [n], d), opts);
 }
@@ -148,7 +149,7 @@ export function linspace(start: number, end: number, steps: number, opts?: Creat
   if (!Number.isInteger(steps) || steps < 0)
     throw new RangeError(`linspace: steps must be a non-negative integer, got ${steps}`);
   const d = opts?.dtype ?? "float32";
-  const data = allocTyped(d, steps);
+  const data = getBackend().alloc(d, steps);
   for (let i = 0; i < steps; i++) data[i] = steps === 1 ? start : start + ((end - start) * i) / (steps - 1);
   return finish(fromData(data, [steps], d), opts);
 }
@@ -243,7 +244,7 @@ function randFill(shape: readonly number[], opts: RandOpts | undefined, f: (g: G
   const d = opts?.dtype ?? "float32";
   const s = checkShape("rand", shape);
   const g = opts?.generator ?? defaultGenerator;
-  const data = allocTyped(d, sizeOf(s));
+  const data = getBackend().alloc(d, sizeOf(s));
   for (let i = 0; i < data.length; i++) data[i] = f(g);
   return finish(fromData(data, s, d), opts);
 }

@@ -251,15 +251,38 @@ struct StridedMat {
 // C[M x N] (leading dimension ldc) = A[M x K] B[K x N], or += when `accumulate`. With `parallel`, packing and
 // the tiles are spread over the pool; otherwise everything runs on the calling thread (tid = pool_tid()), which
 // is how batched or per-image GEMMs run one per thread. Returns false if scratch memory is unavailable.
+// Where the columns of C live. The identity map is a plain matrix; conv2d uses a map whose column space is
+// several images, each padded to a multiple of NR columns so that no tile straddles two images.
+struct IdentityColumns {
+  // Offset of column j (a multiple of NR) from the start of its row, and how many of the nr columns from j
+  // are real.
+  CR_INLINE i64 offset(i64 j) const { return j; }
+  CR_INLINE int valid(i64, int nr) const { return nr; }
+};
+
+template <class T, class LA, class LB, class CM>
+bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc, const CM& cm, bool parallel,
+                 bool accumulate);
+
 template <class T, class LA, class LB>
 bool gemm(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc, bool parallel, bool accumulate) {
+  return gemm_mapped<T>(M, N, K, la, lb, C, ldc, IdentityColumns{}, parallel, accumulate);
+}
+
+template <class T, class LA, class LB, class CM>
+bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc, const CM& cm, bool parallel,
+                 bool accumulate) {
   using B = Blocking<T>;
   constexpr int MR = B::MR;
   constexpr int NR = B::NR;
   if (M <= 0 || N <= 0) return true;
   if (K <= 0) {
     if (!accumulate)
-      for (i64 i = 0; i < M; i++) std::memset(C + i * ldc, 0, N * sizeof(T));
+      for (i64 i = 0; i < M; i++)
+        for (i64 j = 0; j < N; j += NR) {
+          const int nr = cm.valid(j, (int)imin<i64>(NR, N - j));
+          if (nr > 0) std::memset(C + i * ldc + cm.offset(j), 0, nr * sizeof(T));
+        }
     return true;
   }
   const int nth = parallel ? pool_threads() : 1;
@@ -309,12 +332,14 @@ bool gemm(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc, bool p
           const i64 b0 = (t % tb) * pb, b1 = imin(nb, b0 + pb);
           for (i64 jb = b0; jb < b1; jb++) {
             const i64 j = jb * NR;
-            const int nr = (int)imin<i64>(NR, nc - j);
+            const int nr = cm.valid(jc + j, (int)imin<i64>(NR, nc - j));
+            if (nr <= 0) continue;
             const T* bp = Bp + jb * kc * NR;
+            T* cj = C + cm.offset(jc + j);
             for (i64 ib = a0; ib < a1; ib++) {
               const i64 i = ib * MR;
               const int mr = (int)imin<i64>(MR, M - i);
-              micro_kernel<T>(kc, Ap + ib * kc * MR, bp, C + i * ldc + jc + j, ldc, mr, nr, acc);
+              micro_kernel<T>(kc, Ap + ib * kc * MR, bp, cj + i * ldc, ldc, mr, nr, acc);
             }
           }
         }

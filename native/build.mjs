@@ -1,0 +1,113 @@
+#!/usr/bin/env node
+/**
+ * Build the native backend addon (native/build/Release/chainrule_native.node) with node-gyp, offline.
+ *
+ * Run by `npm run build:native` and by npm's `install` step. It uses the Node headers installed next to the
+ * running node (e.g. /usr/include/node for /usr/bin/node) and passes that directory to node-gyp explicitly
+ * (--nodedir), so nothing is downloaded and no npmrc setting is needed. It never fails the install: if
+ * anything goes wrong it prints one message saying why, exits 0, and chainrule runs on its other backends.
+ *
+ * Environment: CHAINRULE_SKIP_NATIVE=1 skips the build; CHAINRULE_NATIVE_REBUILD=1 forces a clean rebuild.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const tag = "[chainrule native]";
+
+function log(msg) {
+  console.log(`${tag} ${msg}`);
+}
+
+/** Exit successfully after explaining why the native backend is not available. */
+function giveUp(reason) {
+  log(`not built: ${reason}`);
+  log("chainrule will use its js/wasm backends; run `npm run build:native` after fixing this to enable it.");
+  process.exit(0);
+}
+
+/** A directory D such that D/include/node/node_api.h exists (what node-gyp's --nodedir expects). */
+function findNodeDir() {
+  const candidates = [];
+  if (process.env.CHAINRULE_NODEDIR) candidates.push(process.env.CHAINRULE_NODEDIR);
+  // <prefix>/bin/node -> <prefix>/include/node
+  candidates.push(path.resolve(path.dirname(process.execPath), ".."));
+  candidates.push("/usr", "/usr/local");
+  for (const dir of candidates) {
+    if (existsSync(path.join(dir, "include", "node", "node_api.h"))) return dir;
+  }
+  return undefined;
+}
+
+/** The node-gyp entry script: npm's lifecycle variable, a local install, or the copy bundled with npm. */
+function findNodeGyp() {
+  const candidates = [];
+  if (process.env.npm_config_node_gyp) candidates.push(process.env.npm_config_node_gyp);
+  try {
+    const require = createRequire(import.meta.url);
+    candidates.push(require.resolve("node-gyp/bin/node-gyp.js"));
+  } catch {
+    // not installed locally
+  }
+  const prefix = path.resolve(path.dirname(process.execPath), "..");
+  candidates.push(
+    path.join(prefix, "lib", "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js"),
+    path.join(prefix, "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js"),
+    "/usr/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js",
+    "/usr/share/nodejs/node-gyp/bin/node-gyp.js",
+  );
+  const npmExec = process.env.npm_execpath;
+  if (npmExec) {
+    candidates.push(path.join(path.dirname(npmExec), "..", "node_modules", "node-gyp", "bin", "node-gyp.js"));
+  }
+  return candidates.find((c) => c && existsSync(c));
+}
+
+function main() {
+  if (process.env.CHAINRULE_SKIP_NATIVE === "1") giveUp("CHAINRULE_SKIP_NATIVE=1");
+  if (process.arch !== "x64") giveUp(`the kernels target x86-64, this machine is ${process.arch}`);
+  const nodeDir = findNodeDir();
+  if (!nodeDir) {
+    giveUp(
+      `no Node headers found (looked for include/node/node_api.h under ${path.resolve(path.dirname(process.execPath), "..")}, /usr, /usr/local; set CHAINRULE_NODEDIR)`,
+    );
+  }
+  const gyp = findNodeGyp();
+  if (!gyp) giveUp("node-gyp not found (it ships with npm; install npm or node-gyp)");
+  const rebuild =
+    process.env.CHAINRULE_NATIVE_REBUILD === "1" || !existsSync(path.join(here, "build", "Makefile"));
+  const jobs = String(Math.max(1, os.availableParallelism?.() ?? os.cpus().length));
+  const args = [gyp, rebuild ? "rebuild" : "build", `--nodedir=${nodeDir}`, "--release", "-j", jobs];
+  log(`node ${process.version}, headers ${path.join(nodeDir, "include", "node")}`);
+  log(`node-gyp ${gyp}`);
+  log(`${rebuild ? "rebuilding" : "building (incremental)"} in ${here} with ${jobs} jobs ...`);
+  const env = { ...process.env, npm_config_nodedir: nodeDir };
+  const t0 = Date.now();
+  const r = spawnSync(process.execPath, args, { cwd: here, env, encoding: "utf8" });
+  if (r.error) giveUp(`could not run node-gyp: ${r.error.message}`);
+  if (r.status !== 0) {
+    const out = `${r.stdout ?? ""}${r.stderr ?? ""}`.split("\n");
+    const errors = out.filter((l) => /error|not found|No such file/i.test(l)).slice(0, 8);
+    giveUp(
+      `node-gyp exited with status ${r.status}:\n  ${(errors.length ? errors : out.slice(-8)).join("\n  ")}`,
+    );
+  }
+  const addon = path.join(here, "build", "Release", "chainrule_native.node");
+  if (!existsSync(addon)) giveUp(`node-gyp succeeded but ${addon} is missing`);
+  // Load it once: a library that does not load (e.g. a missing symbol) is reported now, not at first use.
+  try {
+    const require = createRequire(import.meta.url);
+    const a = require(addon);
+    log(
+      `built ${path.relative(process.cwd(), addon)} in ${((Date.now() - t0) / 1000).toFixed(0)} s (kernels: ${a.isa()}, ${a.getNumThreads()} threads)`,
+    );
+  } catch (e) {
+    giveUp(`the addon was built but does not load: ${e instanceof Error ? e.message : e}`);
+  }
+}
+
+main();

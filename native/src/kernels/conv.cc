@@ -1,0 +1,285 @@
+// 2-D convolution (PyTorch's cross-correlation, NCHW, weight [O, C/groups, KH, KW]) and its two adjoints on
+// top of the packed GEMM of gemm.h, with the loaders of conv_loaders.h building im2col panels on the fly.
+//
+// With g the group, Cg = C/groups, Og = O/groups, P = OH*OW, k = (c, kh, kw) flattened:
+//   forward      y[:, g] (Og x N*P)  = W_g (Og x Cg*KH*KW) @ im2col(x[:, g]) (Cg*KH*KW x N*P): one GEMM for
+//                                      the whole batch (each image's columns padded to a multiple of NR),
+//                                      so the weights are packed once, not once per image
+//   weight grad  dW_g (Og x CgKK)    = dy[:, g] (Og x N*P) @ im2col(x[:, g])^T, the batch folded into the
+//                                      inner dimension; split into a fixed number of image chunks whose
+//                                      partial sums are added in order (parallel and deterministic)
+//   input grad   cols (CgKK x P)     = W_g^T (CgKK x Og) @ dy[n, g] (Og x P), then col2im adds each column
+//                                      back into the input window it came from (exact work for any stride)
+// int32 convolutions use direct loops with float64 sums, like the js backend.
+#include "conv_loaders.h"
+#include "map.h"
+#include "scalar.h"
+
+namespace cr {
+namespace CR_ISA_NS {
+namespace {
+
+CR_INLINE bool in_range(i64 v, i64 n) { return (uint64_t)v < (uint64_t)n; }
+
+// The weights as a matrix [O, Cg*KH*KW]: element (o, k) = p[o * rs + k * cs]. When the last three axes of w
+// do not merge into one stride, w is first copied into contiguous scratch.
+template <class T>
+struct WeightMat {
+  const T* p;
+  i64 rs, cs;
+};
+
+template <class T>
+WeightMat<T> weight_matrix(const View& w, const Geo& g, int slot) {
+  const T* wp = static_cast<const T*>(w.data) + w.offset;
+  const i64* s = w.strides;
+  // Merge the (c, kh, kw) axes, skipping extent-1 ones: each must step over exactly the next one.
+  const i64 ext[3] = {g.Cg, g.KH, g.KW};
+  i64 cs = 1, span = 1;
+  bool have = false, merged = true;
+  for (int d = 2; d >= 0; d--) {
+    if (ext[d] == 1) continue;
+    if (!have) cs = s[d + 1], have = true;
+    else if (s[d + 1] != cs * span) merged = false;
+    span *= ext[d];
+  }
+  if (merged) return WeightMat<T>{wp, s[0], cs};
+  T* tmp = static_cast<T*>(scratch(pool_tid(), slot, sizeof(T) * (size_t)(g.O * g.Cg * g.KH * g.KW)));
+  i64 t = 0;
+  for (i64 o = 0; o < g.O; o++)
+    for (i64 c = 0; c < g.Cg; c++)
+      for (i64 kh = 0; kh < g.KH; kh++)
+        for (i64 kw = 0; kw < g.KW; kw++) tmp[t++] = wp[o * s[0] + c * s[1] + kh * s[2] + kw * s[3]];
+  return WeightMat<T>{tmp, g.Cg * g.KH * g.KW, 1};
+}
+
+template <class T>
+bool conv_forward(const View& x, const View& w, T* out, const Geo& g) {
+  constexpr int NR = Blocking<T>::NR;
+  const T* xp = static_cast<const T*>(x.data) + x.offset;
+  const i64* xs = x.strides;
+  const WeightMat<T> wm = weight_matrix<T>(w, g, 3);
+  const i64 P = g.OH * g.OW, Kd = g.Cg * g.KH * g.KW;
+  const i64 Ppad = (P + NR - 1) / NR * NR;
+  const ConvColumns cm{Ppad, P, g.O * P};
+  bool ok = true;
+  auto run = [&](i64 gi, bool par) {
+    StridedMat<T> la{wm.p + gi * g.Og * wm.rs, wm.rs, wm.cs};
+    Im2colCols<T> lb{xp + gi * g.Cg * xs[1], xs[0], xs[1], xs[2], xs[3], Ppad, &g};
+    if (!gemm_mapped<T>(g.Og, g.N * Ppad, Kd, la, lb, out + gi * g.Og * P, P, cm, par, false)) ok = false;
+  };
+  if (g.G >= 2 * pool_threads()) {
+    par_for(g.G, 1, [&](i64 b, i64 e, int) {
+      for (i64 t = b; t < e; t++) run(t, false);
+    });
+  } else {
+    for (i64 t = 0; t < g.G; t++) run(t, true);
+  }
+  return ok;
+}
+
+template <class T>
+bool conv_back_weight(const View& x, const View& dy, T* out, const Geo& g) {
+  const T* xp = static_cast<const T*>(x.data) + x.offset;
+  const T* dp = static_cast<const T*>(dy.data) + dy.offset;
+  const i64* xs = x.strides;
+  const i64* ds = dy.strides;
+  const i64 CKK = g.Cg * g.KH * g.KW, P = g.OH * g.OW;
+  // Fixed chunks of images (independent of the thread count, so results are reproducible); each chunk
+  // computes partial weight gradients for every group, and the partials are summed in chunk order.
+  const i64 chunks = imin<i64>(g.N, 8);
+  const i64 per = (g.N + chunks - 1) / chunks;
+  const i64 wsize = g.O * CKK;
+  T* part = chunks > 1 ? static_cast<T*>(scratch(pool_tid(), 3, sizeof(T) * (size_t)(chunks * wsize))) : out;
+  if (!part) return false;
+  bool ok = true;
+  auto run = [&](i64 chunk, i64 gi, bool par) {
+    const i64 n0 = chunk * per, n1 = imin(g.N, n0 + per);
+    if (n1 <= n0) {
+      std::memset(part + chunk * wsize + gi * g.Og * CKK, 0, sizeof(T) * (size_t)(g.Og * CKK));
+      return;
+    }
+    DyRows<T> la{dp + n0 * ds[0] + gi * g.Og * ds[1], ds[0], ds[1], ds[2], ds[3], &g};
+    Im2colRows<T> lb{xp + n0 * xs[0] + gi * g.Cg * xs[1], xs[0], xs[1], xs[2], xs[3], &g};
+    T* c = part + chunk * wsize + gi * g.Og * CKK;
+    if (!gemm<T>(g.Og, CKK, (n1 - n0) * P, la, lb, c, CKK, par, false)) ok = false;
+  };
+  const i64 tasks = chunks * g.G;
+  if (tasks >= 2 * pool_threads()) {
+    par_for(tasks, 1, [&](i64 b, i64 e, int) {
+      for (i64 t = b; t < e; t++) run(t / g.G, t % g.G, false);
+    });
+  } else {
+    for (i64 t = 0; t < tasks; t++) run(t / g.G, t % g.G, true);
+  }
+  if (chunks > 1) {
+    par_for(wsize, 4096, [&](i64 b, i64 e, int) {
+      for (i64 i = b; i < e; i++) {
+        T s = part[i];
+        for (i64 c = 1; c < chunks; c++) s += part[c * wsize + i];
+        out[i] = s;
+      }
+    });
+  }
+  return ok;
+}
+
+// dx[c, ih, iw] += cols[(c, kh, kw), (oh, ow)] over the window positions inside the image.
+template <class T>
+void col2im(const T* cols, T* dx, const Geo& g) {
+  const i64 P = g.OH * g.OW;
+  for (i64 c = 0; c < g.Cg; c++)
+    for (i64 kh = 0; kh < g.KH; kh++)
+      for (i64 kw = 0; kw < g.KW; kw++) {
+        const T* row = cols + ((c * g.KH + kh) * g.KW + kw) * P;
+        T* plane = dx + c * g.H * g.W;
+        const i64 iw0 = kw * g.dw - g.pw;
+        // ow range with 0 <= ow*sw + iw0 < W
+        const i64 lo = iw0 >= 0 ? 0 : (-iw0 + g.sw - 1) / g.sw;
+        const i64 hi = imin(g.OW, g.W - iw0 <= 0 ? 0 : (g.W - iw0 + g.sw - 1) / g.sw);
+        for (i64 oh = 0; oh < g.OH; oh++) {
+          const i64 ih = oh * g.sh - g.ph + kh * g.dh;
+          if (!in_range(ih, g.H)) continue;
+          T* drow = plane + ih * g.W + iw0;
+          const T* srow = row + oh * g.OW;
+          if (g.sw == 1)
+            for (i64 ow = lo; ow < hi; ow++) drow[ow] += srow[ow];
+          else
+            for (i64 ow = lo; ow < hi; ow++) drow[ow * g.sw] += srow[ow];
+        }
+      }
+}
+
+template <class T>
+bool conv_back_input(const View& dy, const View& w, T* out, const Geo& g) {
+  const T* dp = static_cast<const T*>(dy.data) + dy.offset;
+  const i64* ds = dy.strides;
+  const WeightMat<T> wm = weight_matrix<T>(w, g, 3);
+  const i64 CKK = g.Cg * g.KH * g.KW, P = g.OH * g.OW, HW = g.H * g.W;
+  // dy[n, o] as a matrix row needs (oh, ow) to merge into one stride; otherwise go through a copy.
+  const bool merged = g.OH == 1 || ds[2] == g.OW * ds[3];
+  const i64 tasks = g.N * g.G;
+  const bool per_task = tasks >= 2 * pool_threads();
+  bool ok = true;
+  auto run = [&](i64 t, bool par) {
+    const i64 n = t / g.G, gi = t % g.G;
+    const int tid = pool_tid();
+    T* cols = static_cast<T*>(scratch(tid, 4, sizeof(T) * (size_t)imax<i64>(CKK * P, 1)));
+    const T* dyn = dp + n * ds[0] + gi * g.Og * ds[1];
+    i64 rs = ds[1], cs = ds[3];
+    if (!merged) {
+      T* tmp = static_cast<T*>(scratch(tid, 5, sizeof(T) * (size_t)imax<i64>(g.Og * P, 1)));
+      for (i64 o = 0; o < g.Og; o++)
+        for (i64 oh = 0; oh < g.OH; oh++)
+          for (i64 ow = 0; ow < g.OW; ow++) tmp[(o * g.OH + oh) * g.OW + ow] = dyn[o * ds[1] + oh * ds[2] + ow * ds[3]];
+      dyn = tmp;
+      rs = P;
+      cs = 1;
+    }
+    if (!cols) {
+      ok = false;
+      return;
+    }
+    // W_g^T: element (k, o) = w[g*Og + o, k]
+    StridedMat<T> la{wm.p + gi * g.Og * wm.rs, wm.cs, wm.rs};
+    StridedMat<T> lb{dyn, rs, cs};
+    if (!gemm<T>(CKK, P, g.Og, la, lb, cols, P, par, false)) ok = false;
+    T* dx = out + (n * g.C + gi * g.Cg) * HW;
+    std::memset(dx, 0, sizeof(T) * (size_t)(g.Cg * HW));
+    col2im(cols, dx, g);
+  };
+  if (per_task) {
+    par_for(tasks, 1, [&](i64 b, i64 e, int) {
+      for (i64 t = b; t < e; t++) run(t, false);
+    });
+  } else {
+    for (i64 t = 0; t < tasks; t++) run(t, true);
+  }
+  return ok;
+}
+
+template <class T>
+Err conv_float(int kind, const View& p, const View& q, T* out, const Geo& g) {
+  bool ok;
+  if (kind == 0) ok = conv_forward<T>(p, q, out, g);
+  else if (kind == 1) ok = conv_back_input<T>(p, q, out, g);
+  else ok = conv_back_weight<T>(p, q, out, g);
+  return ok ? nullptr : "conv2d: out of memory";
+}
+
+// Direct loops for int32 (float64 sums stored with ToInt32, as the js backend). Element (n, o, oh, ow) of y
+// pairs with x[n, g*Cg + c, ih, iw] and w[o, c, kh, kw]; each kind accumulates into its own operand.
+void conv_int(int kind, const View& p, const View& q, int32_t* out, const Geo& g) {
+  const int32_t* P = static_cast<const int32_t*>(p.data) + p.offset;
+  const int32_t* Q = static_cast<const int32_t*>(q.data) + q.offset;
+  const View& xv = kind == 1 ? q : p;  // unused for kind 1 except strides of w
+  (void)xv;
+  i64 size = kind == 0 ? g.N * g.O * g.OH * g.OW : kind == 1 ? g.N * g.C * g.H * g.W : g.O * g.Cg * g.KH * g.KW;
+  double* acc = static_cast<double*>(scratch(pool_tid(), 3, sizeof(double) * (size_t)imax<i64>(size, 1)));
+  for (i64 i = 0; i < size; i++) acc[i] = 0;
+  for (i64 n = 0; n < g.N; n++)
+    for (i64 o = 0; o < g.O; o++) {
+      const i64 gi = o / g.Og;
+      for (i64 c = 0; c < g.Cg; c++)
+        for (i64 kh = 0; kh < g.KH; kh++)
+          for (i64 kw = 0; kw < g.KW; kw++)
+            for (i64 oh = 0; oh < g.OH; oh++) {
+              const i64 ih = oh * g.sh - g.ph + kh * g.dh;
+              if (!in_range(ih, g.H)) continue;
+              for (i64 ow = 0; ow < g.OW; ow++) {
+                const i64 iw = ow * g.sw - g.pw + kw * g.dw;
+                if (!in_range(iw, g.W)) continue;
+                const i64 ch = gi * g.Cg + c;
+                if (kind == 0) {
+                  const double xv2 = P[n * p.strides[0] + ch * p.strides[1] + ih * p.strides[2] + iw * p.strides[3]];
+                  const double wv = Q[o * q.strides[0] + c * q.strides[1] + kh * q.strides[2] + kw * q.strides[3]];
+                  acc[((n * g.O + o) * g.OH + oh) * g.OW + ow] += xv2 * wv;
+                } else if (kind == 1) {
+                  const double dyv = P[n * p.strides[0] + o * p.strides[1] + oh * p.strides[2] + ow * p.strides[3]];
+                  const double wv = Q[o * q.strides[0] + c * q.strides[1] + kh * q.strides[2] + kw * q.strides[3]];
+                  acc[((n * g.C + ch) * g.H + ih) * g.W + iw] += dyv * wv;
+                } else {
+                  const double xv2 = P[n * p.strides[0] + ch * p.strides[1] + ih * p.strides[2] + iw * p.strides[3]];
+                  const double dyv = Q[n * q.strides[0] + o * q.strides[1] + oh * q.strides[2] + ow * q.strides[3]];
+                  acc[((o * g.Cg + c) * g.KH + kh) * g.KW + kw] += xv2 * dyv;
+                }
+              }
+            }
+    }
+  for (i64 i = 0; i < size; i++) out[i] = to_int32(acc[i]);
+}
+
+Err conv_impl(int kind, const View& p, const View& q, const Out& out, const int64_t* shape, const ConvParams& cp) {
+  if (p.ndim != 4 || q.ndim != 4) return "conv2d: operands must have rank 4";
+  if (p.dtype != q.dtype || p.dtype != out.dtype) return "conv2d: operands and out must share a dtype";
+  // Recover x, w and y shapes from (p, q, out shape) for each kind.
+  const i64* xs = kind == 1 ? shape : p.shape;
+  const i64* ws = kind == 2 ? shape : q.shape;
+  const i64* ys = kind == 0 ? shape : kind == 1 ? p.shape : q.shape;
+  Geo g;
+  g.N = xs[0], g.C = xs[1], g.H = xs[2], g.W = xs[3];
+  g.O = ws[0], g.Cg = ws[1], g.KH = ws[2], g.KW = ws[3];
+  g.OH = ys[2], g.OW = ys[3];
+  g.G = cp.groups;
+  g.sh = cp.sh, g.sw = cp.sw, g.ph = cp.ph, g.pw = cp.pw, g.dh = cp.dh, g.dw = cp.dw;
+  if (g.G < 1 || g.C != g.Cg * g.G || g.O % g.G != 0 || ys[0] != g.N || ys[1] != g.O || g.sh < 1 || g.sw < 1)
+    return "conv2d: inconsistent shapes or parameters";
+  g.Og = g.O / g.G;
+  const i64 osize = shape[0] * shape[1] * shape[2] * shape[3];
+  if (osize == 0) return nullptr;
+  switch (out.dtype) {
+    case F32: return conv_float<float>(kind, p, q, static_cast<float*>(out.data), g);
+    case F64: return conv_float<double>(kind, p, q, static_cast<double*>(out.data), g);
+    case I32: conv_int(kind, p, q, static_cast<int32_t*>(out.data), g); return nullptr;
+    default: return "conv2d: bool operands are not supported";
+  }
+}
+
+}  // namespace
+
+Err conv2d(int kind, const View& p, const View& q, const Out& out, const int64_t* shape, const ConvParams& cp) {
+  return conv_impl(kind, p, q, out, shape, cp);
+}
+
+}  // namespace CR_ISA_NS
+}  // namespace cr

@@ -1,0 +1,148 @@
+// Batched matrix product (the `dot` kernel): out[b] = a[b] @ b[b] for float32, float64 and int32.
+//
+// Float matrices go through the packed GEMM of gemm.h, reading a and b through their strides, so transposed
+// operands (a.mT arrives as strides [1, M]) cost nothing extra: the packing routines read them in whichever
+// order is contiguous. Many small matrices are spread one per thread; a few large ones use all threads each.
+// Tiny products skip packing. int32 is exact with wrap-around (i-k-j loops in uint32).
+#include "gemm.h"
+#include "map.h"
+#include "scalar.h"
+
+namespace cr {
+namespace CR_ISA_NS {
+namespace {
+
+// Small products: direct i-k-j loops, accumulating in T like the micro-kernel (no packing cost).
+template <class T>
+void small_gemm(i64 M, i64 N, i64 K, const T* a, i64 as0, i64 as1, const T* b, i64 bs0, i64 bs1, T* c) {
+  for (i64 i = 0; i < M; i++) {
+    T* ci = c + i * N;
+    for (i64 j = 0; j < N; j++) ci[j] = T(0);
+    for (i64 k = 0; k < K; k++) {
+      const T av = a[i * as0 + k * as1];
+      const T* bk = b + k * bs0;
+      if (bs1 == 1)
+        for (i64 j = 0; j < N; j++) ci[j] += av * bk[j];
+      else
+        for (i64 j = 0; j < N; j++) ci[j] += av * bk[j * bs1];
+    }
+  }
+}
+
+void int_gemm(i64 M, i64 N, i64 K, const int32_t* a, i64 as0, i64 as1, const int32_t* b, i64 bs0, i64 bs1,
+              int32_t* c) {
+  uint32_t* cu = reinterpret_cast<uint32_t*>(c);
+  for (i64 i = 0; i < M; i++) {
+    uint32_t* ci = cu + i * N;
+    for (i64 j = 0; j < N; j++) ci[j] = 0;
+    for (i64 k = 0; k < K; k++) {
+      const uint32_t av = (uint32_t)a[i * as0 + k * as1];
+      const int32_t* bk = b + k * bs0;
+      if (bs1 == 1)
+        for (i64 j = 0; j < N; j++) ci[j] += av * (uint32_t)bk[j];
+      else
+        for (i64 j = 0; j < N; j++) ci[j] += av * (uint32_t)bk[j * bs1];
+    }
+  }
+}
+
+struct DotShape {
+  i64 M, N, K, batch;
+  Iter<2> bit;  // batch axes: operand 0 = a, 1 = b
+};
+
+template <class T>
+Err dot_float(const View& a, const View& b, T* out, const DotShape& s) {
+  const i64 M = s.M, N = s.N, K = s.K;
+  const int nd = a.ndim;
+  const i64 as0 = a.strides[nd - 2], as1 = a.strides[nd - 1];
+  const i64 bs0 = b.strides[nd - 2], bs1 = b.strides[nd - 1];
+  const T* ap = static_cast<const T*>(a.data) + a.offset;
+  const T* bp = static_cast<const T*>(b.data) + b.offset;
+  const double flops = (double)M * N * K;
+  const bool tiny = flops <= 4096.0 || M == 1 || K == 0;
+  bool ok = true;
+  auto one = [&](i64 ao, i64 bo, T* c, bool parallel) {
+    if (tiny) {
+      small_gemm<T>(M, N, K, ap + ao, as0, as1, bp + bo, bs0, bs1, c);
+    } else {
+      StridedMat<T> la{ap + ao, as0, as1}, lb{bp + bo, bs0, bs1};
+      if (!gemm<T>(M, N, K, la, lb, c, N, parallel, false)) ok = false;
+    }
+  };
+  const Iter<2>& bit = s.bit;
+  const i64 sa = bit.st[0][bit.nd - 1], sb = bit.st[1][bit.nd - 1];
+  const bool per_thread = s.batch > 1 && (flops < 2e6 || s.batch >= 4 * pool_threads());
+  if (per_thread || tiny) {
+    // One matrix per task (each thread packs into its own scratch).
+    par_for(s.batch, imax<i64>(1, (i64)(65536.0 / (flops + 1))), [&](i64 lo, i64 hi, int) {
+      i64 idx = lo;
+      bit.walk(lo, hi, [&](const i64* off, i64 len) {
+        for (i64 t = 0; t < len; t++, idx++) one(off[0] + t * sa, off[1] + t * sb, out + idx * M * N, false);
+      });
+    });
+  } else {
+    i64 idx = 0;
+    bit.walk(0, s.batch, [&](const i64* off, i64 len) {
+      for (i64 t = 0; t < len; t++, idx++) one(off[0] + t * sa, off[1] + t * sb, out + idx * M * N, true);
+    });
+  }
+  return ok ? nullptr : "dot: out of memory";
+}
+
+Err dot_int(const View& a, const View& b, int32_t* out, const DotShape& s) {
+  const i64 M = s.M, N = s.N, K = s.K;
+  const int nd = a.ndim;
+  const i64 as0 = a.strides[nd - 2], as1 = a.strides[nd - 1];
+  const i64 bs0 = b.strides[nd - 2], bs1 = b.strides[nd - 1];
+  const int32_t* ap = static_cast<const int32_t*>(a.data) + a.offset;
+  const int32_t* bp = static_cast<const int32_t*>(b.data) + b.offset;
+  const Iter<2>& bit = s.bit;
+  const i64 sa = bit.st[0][bit.nd - 1], sb = bit.st[1][bit.nd - 1];
+  // Parallel over (batch, row) pairs: row i of matrix t is independent of every other row.
+  const i64 rows = s.batch * M;
+  par_for(rows, imax<i64>(1, 65536 / (N * K + 1)), [&](i64 lo, i64 hi, int) {
+    for (i64 r = lo; r < hi; r++) {
+      const i64 t = r / M, i = r % M;
+      i64 ao = 0, bo = 0;
+      bit.walk(t, t + 1, [&](const i64* off, i64) {
+        ao = off[0];
+        bo = off[1];
+      });
+      (void)sa;
+      (void)sb;
+      int_gemm(1, N, K, ap + ao + i * as0, as0, as1, bp + bo, bs0, bs1, out + r * N);
+    }
+  });
+  return nullptr;
+}
+
+Err dot_impl(const View& a, const View& b, const Out& out) {
+  const int nd = a.ndim;
+  if (nd < 2 || b.ndim != nd) return "dot: operands must have equal rank >= 2";
+  if (a.dtype != b.dtype || a.dtype != out.dtype) return "dot: a, b and out must share a dtype";
+  DotShape s;
+  s.M = a.shape[nd - 2];
+  s.K = a.shape[nd - 1];
+  s.N = b.shape[nd - 1];
+  if (b.shape[nd - 2] != s.K) return "dot: inner dimensions differ";
+  for (int d = 0; d < nd - 2; d++)
+    if (a.shape[d] != b.shape[d]) return "dot: batch dimensions differ";
+  const i64* st[2] = {a.strides, b.strides};
+  s.bit.init(nd - 2, a.shape, st);
+  s.batch = s.bit.size;
+  if (s.batch == 0 || s.M == 0 || s.N == 0) return nullptr;
+  switch (a.dtype) {
+    case F32: return dot_float<float>(a, b, static_cast<float*>(out.data), s);
+    case F64: return dot_float<double>(a, b, static_cast<double*>(out.data), s);
+    case I32: return dot_int(a, b, static_cast<int32_t*>(out.data), s);
+    default: return "dot: bool operands are not supported";
+  }
+}
+
+}  // namespace
+
+Err dot(const View& a, const View& b, const Out& out) { return dot_impl(a, b, out); }
+
+}  // namespace CR_ISA_NS
+}  // namespace cr

@@ -1,0 +1,326 @@
+// Elementwise kernels: unary, binary, where, cast and the strided copy.
+//
+// Fast paths cover the dtype combinations the library produces (float ops in their own precision, int32 with
+// C wrap-around, comparisons and logic into bool); every other combination goes through the float64 scalar
+// definitions of scalar.h and the typed-array store conversions, exactly like the js reference backend.
+// float32 transcendental functions use the float32 libm routines (within an ulp of the js backend, which
+// rounds the float64 result).
+#include <cstdlib>
+
+#include "map.h"
+#include "scalar.h"
+#include "vmath.h"
+
+namespace cr {
+namespace CR_ISA_NS {
+namespace {
+
+// float32 exp / log / tanh / sigmoid through the vectorisable vmath.h versions (AVX2 and AVX-512 builds).
+constexpr bool kVecMath = CR_ISA_LEVEL >= 1;
+
+template <class T>
+Err unary_float(int op, const View& x, void* o) {
+  constexpr i64 C = kGrainCheap, E = kGrainCostly;
+  if (sizeof(T) == 4 && kVecMath) {
+    switch (op) {
+      case U_EXP: map1<T, T>(x, o, C, [](T v) { return (T)exp_f32((float)v); }); return nullptr;
+      case U_LOG: map1<T, T>(x, o, C, [](T v) { return (T)log_f32((float)v); }); return nullptr;
+      case U_TANH: map1<T, T>(x, o, C, [](T v) { return (T)tanh_f32((float)v); }); return nullptr;
+      case U_SIGMOID: map1<T, T>(x, o, C, [](T v) { return (T)sigmoid_f32((float)v); }); return nullptr;
+      default: break;
+    }
+  }
+  switch (op) {
+    case U_NEG: map1<T, T>(x, o, C, [](T v) { return -v; }); break;
+    case U_ABS: map1<T, T>(x, o, C, [](T v) { return std::fabs(v); }); break;
+    case U_SIGN: map1<T, T>(x, o, C, [](T v) { return v > 0 ? T(1) : v < 0 ? T(-1) : v == 0 ? T(0) : v; }); break;
+    case U_EXP: map1<T, T>(x, o, E, [](T v) { return std::exp(v); }); break;
+    case U_LOG: map1<T, T>(x, o, E, [](T v) { return std::log(v); }); break;
+    case U_LOG1P: map1<T, T>(x, o, E, [](T v) { return std::log1p(v); }); break;
+    case U_EXPM1: map1<T, T>(x, o, E, [](T v) { return std::expm1(v); }); break;
+    case U_SQRT: map1<T, T>(x, o, C, [](T v) { return std::sqrt(v); }); break;
+    case U_SIN: map1<T, T>(x, o, E, [](T v) { return std::sin(v); }); break;
+    case U_COS: map1<T, T>(x, o, E, [](T v) { return std::cos(v); }); break;
+    case U_TAN: map1<T, T>(x, o, E, [](T v) { return std::tan(v); }); break;
+    case U_TANH: map1<T, T>(x, o, E, [](T v) { return std::tanh(v); }); break;
+    case U_SIGMOID:
+      if (sizeof(T) == 4)
+        map1<T, T>(x, o, E, [](T v) { return (T)sigmoid_f((float)v); });
+      else
+        map1<T, T>(x, o, E, [](T v) { return (T)sigmoid_d((double)v); });
+      break;
+    case U_ERF: map1<T, T>(x, o, E, [](T v) { return std::erf(v); }); break;
+    case U_RELU: map1<T, T>(x, o, C, [](T v) { return v > 0 ? v : v != v ? v : T(0); }); break;
+    case U_FLOOR: map1<T, T>(x, o, C, [](T v) { return std::floor(v); }); break;
+    case U_CEIL: map1<T, T>(x, o, C, [](T v) { return std::ceil(v); }); break;
+    case U_ROUND: map1<T, T>(x, o, C, [](T v) { return std::rint(v); }); break;  // ties to even
+    case U_NOT: map1<T, T>(x, o, C, [](T v) { return v == 0 ? T(1) : T(0); }); break;
+    default: return "unary: unknown op";
+  }
+  return nullptr;
+}
+
+// int32 ops that need no float64 detour; the others (exp, log ...) return false and take the generic path.
+bool unary_int32(int op, const View& x, void* o) {
+  using T = int32_t;
+  constexpr i64 C = kGrainCheap;
+  switch (op) {
+    case U_NEG: map1<T, T>(x, o, C, [](T v) { return wrap_neg(v); }); return true;
+    case U_ABS: map1<T, T>(x, o, C, [](T v) { return v < 0 ? wrap_neg(v) : v; }); return true;
+    case U_SIGN: map1<T, T>(x, o, C, [](T v) { return T((v > 0) - (v < 0)); }); return true;
+    case U_RELU: map1<T, T>(x, o, C, [](T v) { return v > 0 ? v : 0; }); return true;
+    case U_FLOOR:
+    case U_CEIL:
+    case U_ROUND: map1<T, T>(x, o, C, [](T v) { return v; }); return true;
+    case U_NOT: map1<T, T>(x, o, C, [](T v) { return T(v == 0); }); return true;
+    default: return false;
+  }
+}
+
+Err unary_impl(int op, const View& x, const Out& out) {
+  if (op < 0 || op >= U_COUNT) return "unary: unknown op";
+  if (x.dtype == out.dtype) {
+    if (x.dtype == F32) return unary_float<float>(op, x, out.data);
+    if (x.dtype == F64) return unary_float<double>(op, x, out.data);
+    if (x.dtype == I32 && unary_int32(op, x, out.data)) return nullptr;
+    if (x.dtype == BOOL && op == U_NOT) {
+      map1<uint8_t, uint8_t>(x, out.data, kGrainCheap, [](uint8_t v) { return uint8_t(v == 0); });
+      return nullptr;
+    }
+  }
+  const void* xd = x.data;
+  const int xt = x.dtype, ot = out.dtype;
+  void* od = out.data;
+  map1_index(x, kGrainCostly, [&](i64 i, i64 j) { store_double(od, ot, j, unary_ref(op, load_as_double(xd, xt, i))); });
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+template <class T>
+bool compare_logic(int op, const View& a, const View& b, void* o) {
+  using U = uint8_t;
+  constexpr i64 C = kGrainCheap;
+  switch (op) {
+    case B_EQ: map2<T, T, U>(a, b, o, C, [](T x, T y) { return U(x == y); }); return true;
+    case B_NE: map2<T, T, U>(a, b, o, C, [](T x, T y) { return U(x != y); }); return true;
+    case B_LT: map2<T, T, U>(a, b, o, C, [](T x, T y) { return U(x < y); }); return true;
+    case B_LE: map2<T, T, U>(a, b, o, C, [](T x, T y) { return U(x <= y); }); return true;
+    case B_GT: map2<T, T, U>(a, b, o, C, [](T x, T y) { return U(x > y); }); return true;
+    case B_GE: map2<T, T, U>(a, b, o, C, [](T x, T y) { return U(x >= y); }); return true;
+    case B_AND: map2<T, T, U>(a, b, o, C, [](T x, T y) { return U((x != 0) & (y != 0)); }); return true;
+    case B_OR: map2<T, T, U>(a, b, o, C, [](T x, T y) { return U((x != 0) | (y != 0)); }); return true;
+    case B_XOR: map2<T, T, U>(a, b, o, C, [](T x, T y) { return U((x != 0) ^ (y != 0)); }); return true;
+    default: return false;
+  }
+}
+
+template <class T>
+bool arith_float(int op, const View& a, const View& b, void* o) {
+  constexpr i64 C = kGrainCheap;
+  switch (op) {
+    case B_ADD: map2<T, T, T>(a, b, o, C, [](T x, T y) { return x + y; }); return true;
+    case B_SUB: map2<T, T, T>(a, b, o, C, [](T x, T y) { return x - y; }); return true;
+    case B_MUL: map2<T, T, T>(a, b, o, C, [](T x, T y) { return x * y; }); return true;
+    case B_DIV: map2<T, T, T>(a, b, o, C, [](T x, T y) { return x / y; }); return true;
+    case B_POW: map2<T, T, T>(a, b, o, kGrainCostly, [](T x, T y) { return std::pow(x, y); }); return true;
+    case B_MAX: map2<T, T, T>(a, b, o, C, [](T x, T y) { return fmax_js(x, y); }); return true;
+    case B_MIN: map2<T, T, T>(a, b, o, C, [](T x, T y) { return fmin_js(x, y); }); return true;
+    default: return false;
+  }
+}
+
+bool arith_int32(int op, const View& a, const View& b, void* o) {
+  using T = int32_t;
+  constexpr i64 C = kGrainCheap;
+  switch (op) {
+    case B_ADD: map2<T, T, T>(a, b, o, C, [](T x, T y) { return wrap_add(x, y); }); return true;
+    case B_SUB: map2<T, T, T>(a, b, o, C, [](T x, T y) { return wrap_sub(x, y); }); return true;
+    case B_MUL: map2<T, T, T>(a, b, o, C, [](T x, T y) { return wrap_mul(x, y); }); return true;
+    case B_DIV: map2<T, T, T>(a, b, o, C, [](T x, T y) { return div_int32(x, y); }); return true;
+    case B_POW: map2<T, T, T>(a, b, o, C, [](T x, T y) { return pow_int32(x, y); }); return true;
+    case B_MAX: map2<T, T, T>(a, b, o, C, [](T x, T y) { return x > y ? x : y; }); return true;
+    case B_MIN: map2<T, T, T>(a, b, o, C, [](T x, T y) { return x < y ? x : y; }); return true;
+    default: return false;
+  }
+}
+
+Err binary_impl(int op, const View& a, const View& b, const Out& out) {
+  if (op < 0 || op >= B_COUNT) return "binary: unknown op";
+  if (a.ndim != b.ndim) return "binary: operands of different rank";
+  for (int d = 0; d < a.ndim; d++)
+    if (a.shape[d] != b.shape[d]) return "binary: operands of different shape";
+  const bool cmp = op >= B_EQ;
+  if (a.dtype == b.dtype) {
+    if (cmp && out.dtype == BOOL) {
+      bool done = false;
+      switch (a.dtype) {
+        case F32: done = compare_logic<float>(op, a, b, out.data); break;
+        case F64: done = compare_logic<double>(op, a, b, out.data); break;
+        case I32: done = compare_logic<int32_t>(op, a, b, out.data); break;
+        default: done = compare_logic<uint8_t>(op, a, b, out.data); break;
+      }
+      if (done) return nullptr;
+    } else if (!cmp && out.dtype == a.dtype) {
+      bool done = false;
+      switch (a.dtype) {
+        case F32: done = arith_float<float>(op, a, b, out.data); break;
+        case F64: done = arith_float<double>(op, a, b, out.data); break;
+        case I32: done = arith_int32(op, a, b, out.data); break;
+        default: break;
+      }
+      if (done) return nullptr;
+    }
+  }
+  const void* ad = a.data;
+  const void* bd = b.data;
+  void* od = out.data;
+  const int at = a.dtype, bt = b.dtype, ot = out.dtype;
+  const bool int32 = at == I32;
+  map2_index(a, b, kGrainCostly, [&](i64 i, i64 j, i64 k) {
+    store_double(od, ot, k, binary_ref(op, load_as_double(ad, at, i), load_as_double(bd, bt, j), int32));
+  });
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+template <class T>
+void where_typed(const View& c, const View& a, const View& b, void* o) {
+  if (c.dtype == BOOL)
+    map3<uint8_t, T>(c, a, b, o, kGrainCheap, [](uint8_t z, T x, T y) { return z ? x : y; });
+  else if (c.dtype == I32)
+    map3<int32_t, T>(c, a, b, o, kGrainCheap, [](int32_t z, T x, T y) { return z != 0 ? x : y; });
+  else if (c.dtype == F32)
+    map3<float, T>(c, a, b, o, kGrainCheap, [](float z, T x, T y) { return z != 0 ? x : y; });
+  else
+    map3<double, T>(c, a, b, o, kGrainCheap, [](double z, T x, T y) { return z != 0 ? x : y; });
+}
+
+Err where_impl(const View& c, const View& a, const View& b, const Out& out) {
+  if (a.dtype != out.dtype || b.dtype != out.dtype) return "where: a, b and out must share a dtype";
+  if (c.ndim != a.ndim || c.ndim != b.ndim) return "where: operands of different rank";
+  for (int d = 0; d < c.ndim; d++)
+    if (c.shape[d] != a.shape[d] || c.shape[d] != b.shape[d]) return "where: operands of different shape";
+  switch (out.dtype) {
+    case F32: where_typed<float>(c, a, b, out.data); break;
+    case F64: where_typed<double>(c, a, b, out.data); break;
+    case I32: where_typed<int32_t>(c, a, b, out.data); break;
+    default: where_typed<uint8_t>(c, a, b, out.data); break;
+  }
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+template <class TI>
+void cast_from(const View& x, const Out& out) {
+  void* o = out.data;
+  constexpr i64 C = kGrainCheap;
+  switch (out.dtype) {
+    case F32: map1<TI, float>(x, o, C, [](TI v) { return (float)v; }); break;
+    case F64: map1<TI, double>(x, o, C, [](TI v) { return (double)v; }); break;
+    case I32:
+      if (sizeof(TI) <= 4 && (TI)0.5 == 0)  // int32 or bool source: exact
+        map1<TI, int32_t>(x, o, C, [](TI v) { return (int32_t)v; });
+      else
+        map1<TI, int32_t>(x, o, C, [](TI v) { return to_int32((double)v); });
+      break;
+    default: map1<TI, uint8_t>(x, o, C, [](TI v) { return uint8_t(v != 0); }); break;
+  }
+}
+
+Err cast_impl(const View& x, const Out& out) {
+  switch (x.dtype) {
+    case F32: cast_from<float>(x, out); break;
+    case F64: cast_from<double>(x, out); break;
+    case I32: cast_from<int32_t>(x, out); break;
+    default: cast_from<uint8_t>(x, out); break;
+  }
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+CR_INLINE int dtype_size(int dt) { return dt == F64 ? 8 : dt == BOOL ? 1 : 4; }
+
+// The element range [lo, hi] a view touches (for overlap detection).
+void view_extent(const View& v, i64* lo, i64* hi) {
+  i64 a = v.offset, b = v.offset;
+  for (int d = 0; d < v.ndim; d++) {
+    const i64 span = (v.shape[d] - 1) * v.strides[d];
+    if (span < 0) a += span;
+    else b += span;
+  }
+  *lo = a;
+  *hi = b;
+}
+
+template <class T>
+void copy_typed(const View& src, const View& dst) {
+  const i64* st[2] = {src.strides, dst.strides};
+  Iter<2> it;
+  it.init(src.ndim, src.shape, st);
+  if (it.size == 0) return;
+  const T* sp = static_cast<const T*>(src.data) + src.offset;
+  T* dp = static_cast<T*>(dst.data) + dst.offset;
+  const i64 ss = it.st[0][it.nd - 1], ds = it.st[1][it.nd - 1];
+  par_for(it.size, elem_grain(it.size, kGrainCheap), [&](i64 b, i64 e, int) {
+    it.walk(b, e, [&](const i64* off, i64 len) {
+      const T* s = sp + off[0];
+      T* d = dp + off[1];
+      if (ss == 1 && ds == 1) std::memcpy(d, s, len * sizeof(T));
+      else if (ds == 1)
+        for (i64 i = 0; i < len; i++) d[i] = s[i * ss];
+      else
+        for (i64 i = 0; i < len; i++) d[i * ds] = s[i * ss];
+    });
+  });
+}
+
+void copy_dispatch(const View& src, const View& dst) {
+  switch (dtype_size(src.dtype)) {
+    case 8: copy_typed<uint64_t>(src, dst); break;
+    case 4: copy_typed<uint32_t>(src, dst); break;
+    default: copy_typed<uint8_t>(src, dst); break;
+  }
+}
+
+Err copy_impl(const View& src, const View& dst) {
+  if (src.dtype != dst.dtype) return "copy: source and destination dtypes differ";
+  if (src.ndim != dst.ndim) return "copy: source and destination ranks differ";
+  for (int d = 0; d < src.ndim; d++)
+    if (src.shape[d] != dst.shape[d]) return "copy: source and destination shapes differ";
+  const i64 n = shape_size(src.ndim, src.shape);
+  if (n == 0) return nullptr;
+  // Overlapping source and destination in one buffer: stage the source through a contiguous copy.
+  const int es = dtype_size(src.dtype);
+  i64 slo, shi, dlo, dhi;
+  view_extent(src, &slo, &shi);
+  view_extent(dst, &dlo, &dhi);
+  const char* s0 = static_cast<const char*>(src.data) + slo * es;
+  const char* s1 = static_cast<const char*>(src.data) + (shi + 1) * es;
+  const char* d0 = static_cast<const char*>(dst.data) + dlo * es;
+  const char* d1 = static_cast<const char*>(dst.data) + (dhi + 1) * es;
+  if (s0 < d1 && d0 < s1) {
+    void* tmp = std::malloc((size_t)(n * es));
+    if (!tmp) return "copy: out of memory";
+    View t = src;
+    t.data = tmp;
+    t.offset = 0;
+    contiguous_strides(src.ndim, src.shape, t.strides);
+    copy_dispatch(src, t);
+    copy_dispatch(t, dst);
+    std::free(tmp);
+    return nullptr;
+  }
+  copy_dispatch(src, dst);
+  return nullptr;
+}
+
+}  // namespace
+
+Err unary(int op, const View& x, const Out& out) { return unary_impl(op, x, out); }
+Err binary(int op, const View& a, const View& b, const Out& out) { return binary_impl(op, a, b, out); }
+Err where(const View& c, const View& a, const View& b, const Out& out) { return where_impl(c, a, b, out); }
+Err cast(const View& x, const Out& out) { return cast_impl(x, out); }
+Err copy(const View& src, const View& dst) { return copy_impl(src, dst); }
+
+}  // namespace CR_ISA_NS
+}  // namespace cr

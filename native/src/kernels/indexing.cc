@@ -1,0 +1,147 @@
+// Indexing kernels: gather along an axis and its transpose, scatter_add.
+//
+//   gather:      out[..., i, ...] = x[..., idx[..., i, ...], ...]      (out has idx's shape)
+//   scatter_add: out[..., idx[..., i, ...], ...] += src[..., i, ...]   (out is accumulated into)
+// Indices are trusted (the caller checked 0 <= idx < extent). scatter_add is parallel over the positions off
+// the axis: two different such positions never write the same output element, so no atomics are needed.
+// float32 scatter sums accumulate in float64 like the js backend (when the output fits a 32 MB buffer;
+// larger outputs accumulate in float32 rather than doubling their memory).
+#include "map.h"
+#include "scalar.h"
+
+namespace cr {
+namespace CR_ISA_NS {
+namespace {
+
+template <class T>
+void gather_typed(const View& x, int axis, const View& idx, T* out) {
+  i64 ost[kMaxDims], xst[kMaxDims];
+  contiguous_strides(idx.ndim, idx.shape, ost);
+  for (int d = 0; d < x.ndim; d++) xst[d] = d == axis ? 0 : x.strides[d];
+  const i64* st[3] = {xst, idx.strides, ost};
+  Iter<3> it;
+  it.init(idx.ndim, idx.shape, st);
+  if (it.size == 0) return;
+  const T* xp = static_cast<const T*>(x.data) + x.offset;
+  const int32_t* ip = static_cast<const int32_t*>(idx.data) + idx.offset;
+  const i64 sax = x.strides[axis];
+  const i64 sx = it.st[0][it.nd - 1], si = it.st[1][it.nd - 1];
+  par_for(it.size, elem_grain(it.size, kGrainCheap / 4), [&](i64 b, i64 e, int) {
+    it.walk(b, e, [&](const i64* off, i64 len) {
+      const T* xs = xp + off[0];
+      const int32_t* is = ip + off[1];
+      T* o = out + off[2];
+      for (i64 i = 0; i < len; i++) o[i] = xs[i * sx + (i64)is[i * si] * sax];
+    });
+  });
+}
+
+Err gather_impl(const View& x, int axis, const View& idx, const Out& out) {
+  if (idx.dtype != I32) return "gather: indices must be int32";
+  if (out.dtype != x.dtype) return "gather: out must have the dtype of x";
+  if (x.ndim != idx.ndim || axis < 0 || axis >= (x.ndim > 0 ? x.ndim : 1)) return "gather: rank or axis mismatch";
+  if (x.ndim == 0) {  // gather on a scalar along "axis 0": the element itself
+    switch (x.dtype) {
+      case F64: *static_cast<double*>(out.data) = static_cast<const double*>(x.data)[x.offset]; break;
+      case F32: *static_cast<float*>(out.data) = static_cast<const float*>(x.data)[x.offset]; break;
+      case I32: *static_cast<int32_t*>(out.data) = static_cast<const int32_t*>(x.data)[x.offset]; break;
+      default: *static_cast<uint8_t*>(out.data) = static_cast<const uint8_t*>(x.data)[x.offset]; break;
+    }
+    return nullptr;
+  }
+  for (int d = 0; d < x.ndim; d++)
+    if (d != axis && x.shape[d] != idx.shape[d]) return "gather: x and indices differ off the axis";
+  switch (x.dtype) {
+    case F64: gather_typed<uint64_t>(x, axis, idx, static_cast<uint64_t*>(out.data)); break;
+    case F32:
+    case I32: gather_typed<uint32_t>(x, axis, idx, static_cast<uint32_t*>(out.data)); break;
+    default: gather_typed<uint8_t>(x, axis, idx, static_cast<uint8_t*>(out.data)); break;
+  }
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A is the accumulator element type: double for float (out may be a float64 staging copy), uint32 for int32.
+template <class TS, class A>
+void scatter_typed(const View& src, int axis, const View& idx, A* acc, const i64* oshape) {
+  // Kept axes (all but `axis`) with src, idx and out strides; the axis is looped inside.
+  const int nd = src.ndim;
+  i64 ofull[kMaxDims];
+  contiguous_strides(nd, oshape, ofull);
+  i64 kshape[kMaxDims], ks0[kMaxDims], ks1[kMaxDims], ks2[kMaxDims];
+  int nk = 0;
+  for (int d = 0; d < nd; d++) {
+    if (d == axis) continue;
+    kshape[nk] = src.shape[d];
+    ks0[nk] = src.strides[d];
+    ks1[nk] = idx.strides[d];
+    ks2[nk++] = ofull[d];
+  }
+  const i64* st[3] = {ks0, ks1, ks2};
+  Iter<3> it;
+  it.init(nk, kshape, st);
+  const i64 ai = src.shape[axis];
+  if (it.size == 0 || ai == 0) return;
+  const TS* sp = static_cast<const TS*>(src.data) + src.offset;
+  const int32_t* ip = static_cast<const int32_t*>(idx.data) + idx.offset;
+  const i64 ssa = src.strides[axis], isa = idx.strides[axis], osa = ofull[axis];
+  const i64 s0 = it.st[0][it.nd - 1], s1 = it.st[1][it.nd - 1], s2 = it.st[2][it.nd - 1];
+  par_for(it.size, imax<i64>(1, 16384 / ai), [&](i64 b, i64 e, int) {
+    it.walk(b, e, [&](const i64* off, i64 len) {
+      for (i64 a = 0; a < ai; a++) {
+        const TS* s = sp + off[0] + a * ssa;
+        const int32_t* ix = ip + off[1] + a * isa;
+        A* o = acc + off[2];
+        for (i64 j = 0; j < len; j++) o[j * s2 + (i64)ix[j * s1] * osa] += (A)s[j * s0];
+      }
+    });
+  });
+}
+
+Err scatter_impl(const View& src, int axis, const View& idx, const Out& out, const int64_t* oshape) {
+  if (idx.dtype != I32) return "scatterAdd: indices must be int32";
+  if (out.dtype != src.dtype) return "scatterAdd: out must have the dtype of src";
+  const int nd = src.ndim;
+  if (idx.ndim != nd || axis < 0 || axis >= (nd > 0 ? nd : 1)) return "scatterAdd: rank or axis mismatch";
+  for (int d = 0; d < nd; d++) {
+    if (src.shape[d] != idx.shape[d]) return "scatterAdd: src and indices differ in shape";
+    if (d != axis && oshape[d] != idx.shape[d]) return "scatterAdd: out and indices differ off the axis";
+  }
+  if (nd == 0) {  // a scalar scattered onto itself
+    View s1 = src, i1 = idx;
+    s1.ndim = i1.ndim = 1;
+    s1.shape[0] = i1.shape[0] = 1;
+    s1.strides[0] = i1.strides[0] = 0;
+    const int64_t one = 1;
+    return scatter_impl(s1, 0, i1, out, &one);
+  }
+  const i64 osize = shape_size(nd, oshape);
+  switch (src.dtype) {
+    case F64: scatter_typed<double, double>(src, axis, idx, static_cast<double*>(out.data), oshape); break;
+    case F32: {
+      float* o = static_cast<float*>(out.data);
+      double* acc = osize <= (i64)4 << 20 ? static_cast<double*>(scratch(pool_tid(), 5, sizeof(double) * (size_t)imax<i64>(osize, 1))) : nullptr;
+      if (acc) {
+        for (i64 i = 0; i < osize; i++) acc[i] = o[i];
+        scatter_typed<float, double>(src, axis, idx, acc, oshape);
+        for (i64 i = 0; i < osize; i++) o[i] = (float)acc[i];
+      } else {
+        scatter_typed<float, float>(src, axis, idx, o, oshape);
+      }
+      break;
+    }
+    case I32: scatter_typed<int32_t, uint32_t>(src, axis, idx, static_cast<uint32_t*>(out.data), oshape); break;
+    default: scatter_typed<uint8_t, uint8_t>(src, axis, idx, static_cast<uint8_t*>(out.data), oshape); break;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Err gather(const View& x, int axis, const View& idx, const Out& out) { return gather_impl(x, axis, idx, out); }
+Err scatter_add(const View& src, int axis, const View& idx, const Out& out, const int64_t* shape) {
+  return scatter_impl(src, axis, idx, out, shape);
+}
+
+}  // namespace CR_ISA_NS
+}  // namespace cr

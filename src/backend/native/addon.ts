@@ -1,0 +1,87 @@
+/**
+ * The shape of the compiled N-API addon (native/src/addon.cc) and the op-code tables shared with it.
+ *
+ * The addon takes typed arrays as arguments and computes on them in place; everything else (view offsets,
+ * shapes, strides and small parameters) travels through one preallocated Float64Array, the "meta" buffer,
+ * registered once with `init`. Op codes are indices into the C++ enums of native/src/common.h, in the order
+ * of the unions in backend.ts.
+ */
+import type { TypedArray } from "../../dtype.ts";
+import type { BinaryOp, ReduceOp, UnaryOp } from "../backend.ts";
+
+/** The functions the compiled addon exports. Kernel arguments are described in native/src/addon.cc. */
+export interface NativeAddon {
+  init(meta: Float64Array): void;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  isa(): string;
+  setIsa(name: string): boolean;
+  unary(op: number, x: TypedArray, out: TypedArray): void;
+  binary(op: number, a: TypedArray, b: TypedArray, out: TypedArray): void;
+  where(cond: TypedArray, a: TypedArray, b: TypedArray, out: TypedArray): void;
+  cast(x: TypedArray, out: TypedArray): void;
+  copy(src: TypedArray, dst: TypedArray): void;
+  reduce(op: number, x: TypedArray, out: TypedArray): void;
+  argReduce(isMin: number, x: TypedArray, out: TypedArray): void;
+  cumsum(x: TypedArray, out: TypedArray): void;
+  dot(a: TypedArray, b: TypedArray, out: TypedArray): void;
+  conv2d(kind: number, p: TypedArray, q: TypedArray, out: TypedArray): void;
+  pool2d(kind: number, x: TypedArray, out: TypedArray): void;
+  gather(x: TypedArray, idx: TypedArray, out: TypedArray): void;
+  scatterAdd(src: TypedArray, idx: TypedArray, out: TypedArray): void;
+}
+
+/** UnaryOp -> native code (enum UnaryOp in common.h). */
+export const UNARY_CODE: Record<UnaryOp, number> = {
+  neg: 0,
+  abs: 1,
+  sign: 2,
+  exp: 3,
+  log: 4,
+  log1p: 5,
+  expm1: 6,
+  sqrt: 7,
+  sin: 8,
+  cos: 9,
+  tan: 10,
+  tanh: 11,
+  sigmoid: 12,
+  erf: 13,
+  relu: 14,
+  floor: 15,
+  ceil: 16,
+  round: 17,
+  not: 18,
+};
+
+/** BinaryOp -> native code (enum BinaryOp in common.h). */
+export const BINARY_CODE: Record<BinaryOp, number> = {
+  add: 0,
+  sub: 1,
+  mul: 2,
+  div: 3,
+  pow: 4,
+  maximum: 5,
+  minimum: 6,
+  eq: 7,
+  ne: 8,
+  lt: 9,
+  le: 10,
+  gt: 11,
+  ge: 12,
+  and: 13,
+  or: 14,
+  xor: 15,
+};
+
+/** ReduceOp -> native code (enum ReduceOp in common.h). */
+export const REDUCE_CODE: Record<ReduceOp, number> = { sum: 0, prod: 1, max: 2, min: 3 };
+
+/** conv2d kinds and pool2d kinds of the addon. */
+export const CONV_FORWARD = 0;
+export const CONV_BACK_INPUT = 1;
+export const CONV_BACK_WEIGHT = 2;
+export const POOL_MAX = 0;
+export const POOL_MAX_ARGMAX = 1;
+export const POOL_AVG = 2;
+export const POOL_AVG_BACKWARD = 3;

@@ -1,0 +1,219 @@
+/**
+ * The native backend object: implements the Backend interface by marshalling each call to the N-API addon.
+ *
+ * Per-call cost is what matters for small tensors, so the path allocates nothing: views' offsets, shapes and
+ * strides are written into one module-level Float64Array (the meta buffer the addon reads), the typed arrays
+ * are passed as they are (the kernels work on them in place), and op names map to codes through constant
+ * tables. Allocation is plain typed arrays (garbage-collected, like the js backend).
+ */
+import { allocTyped, type TypedArray } from "../../dtype.ts";
+import type { Backend, Conv2dParams, Pool2dParams, View } from "../backend.ts";
+import {
+  BINARY_CODE,
+  CONV_BACK_INPUT,
+  CONV_BACK_WEIGHT,
+  CONV_FORWARD,
+  type NativeAddon,
+  POOL_AVG,
+  POOL_AVG_BACKWARD,
+  POOL_MAX,
+  POOL_MAX_ARGMAX,
+  REDUCE_CODE,
+  UNARY_CODE,
+} from "./addon.ts";
+
+/** The largest rank a native kernel accepts (kMaxDims in common.h). */
+export const MAX_RANK = 32;
+
+/**
+ * dtype code of a typed array (enum DType in common.h). Anything that is not one of the three wider types
+ * reads as bool (bytes), so a code never claims more bytes per element than the array has.
+ */
+function code(a: TypedArray): number {
+  return a instanceof Float32Array ? 0 : a instanceof Float64Array ? 1 : a instanceof Int32Array ? 2 : 3;
+}
+
+/**
+ * Build the Backend over a loaded addon. The meta buffer holds at most four views of rank 32 plus
+ * parameters: 4 * (2 + 64) + 48 numbers.
+ */
+export function createNativeBackend(addon: NativeAddon): Backend {
+  const meta = new Float64Array(512);
+  addon.init(meta);
+  let p = 0;
+
+  // Meta layout (read in this order by native/src/addon.cc): each view as dtype code, offset, rank, shape,
+  // strides; then the op's numbers; the output's dtype code last.
+  function put(v: View): void {
+    const nd = v.shape.length;
+    if (nd > MAX_RANK) {
+      throw new RangeError(`native backend: rank ${nd} exceeds the supported maximum of ${MAX_RANK}`);
+    }
+    meta[p++] = code(v.data);
+    meta[p++] = v.offset;
+    meta[p++] = nd;
+    for (let i = 0; i < nd; i++) meta[p++] = v.shape[i];
+    for (let i = 0; i < nd; i++) meta[p++] = v.strides[i];
+  }
+
+  function putShape(s: readonly number[]): void {
+    for (let i = 0; i < s.length; i++) meta[p++] = s[i];
+  }
+
+  function putConv(c: Conv2dParams): void {
+    meta[p++] = c.stride[0];
+    meta[p++] = c.stride[1];
+    meta[p++] = c.padding[0];
+    meta[p++] = c.padding[1];
+    meta[p++] = c.dilation[0];
+    meta[p++] = c.dilation[1];
+    meta[p++] = c.groups;
+  }
+
+  function putPool(c: Pool2dParams): void {
+    meta[p++] = c.kernel[0];
+    meta[p++] = c.kernel[1];
+    meta[p++] = c.stride[0];
+    meta[p++] = c.stride[1];
+    meta[p++] = c.padding[0];
+    meta[p++] = c.padding[1];
+  }
+
+  function conv(
+    kind: number,
+    a: View,
+    b: View,
+    out: Parameters<Backend["conv2d"]>[2],
+    s: readonly number[],
+    c: Conv2dParams,
+  ): void {
+    p = 0;
+    put(a);
+    put(b);
+    putShape(s);
+    putConv(c);
+    meta[p++] = code(out);
+    addon.conv2d(kind, a.data, b.data, out);
+  }
+
+  function pool(
+    kind: number,
+    x: View,
+    out: Parameters<Backend["maxPool2d"]>[1],
+    s: readonly number[],
+    c: Pool2dParams,
+  ): void {
+    p = 0;
+    put(x);
+    putShape(s);
+    putPool(c);
+    meta[p++] = code(out);
+    addon.pool2d(kind, x.data, out);
+  }
+
+  return {
+    name: "native",
+    alloc: allocTyped,
+    unary(op, x, out) {
+      p = 0;
+      put(x);
+      meta[p++] = code(out);
+      addon.unary(UNARY_CODE[op], x.data, out);
+    },
+    binary(op, a, b, out) {
+      p = 0;
+      put(a);
+      put(b);
+      meta[p++] = code(out);
+      addon.binary(BINARY_CODE[op], a.data, b.data, out);
+    },
+    where(cond, a, b, out) {
+      p = 0;
+      put(cond);
+      put(a);
+      put(b);
+      meta[p++] = code(out);
+      addon.where(cond.data, a.data, b.data, out);
+    },
+    cast(x, out) {
+      p = 0;
+      put(x);
+      meta[p++] = code(out);
+      addon.cast(x.data, out);
+    },
+    copy(src, dst) {
+      p = 0;
+      put(src);
+      put(dst);
+      addon.copy(src.data, dst.data);
+    },
+    reduce(op, x, axes, out) {
+      p = 0;
+      put(x);
+      meta[p++] = axes.length;
+      for (let i = 0; i < axes.length; i++) meta[p++] = axes[i];
+      meta[p++] = code(out);
+      addon.reduce(REDUCE_CODE[op], x.data, out);
+    },
+    argReduce(op, x, axis, out) {
+      p = 0;
+      put(x);
+      meta[p++] = axis;
+      meta[p++] = code(out);
+      addon.argReduce(op === "argmin" ? 1 : 0, x.data, out);
+    },
+    cumsum(x, axis, reverse, out) {
+      p = 0;
+      put(x);
+      meta[p++] = axis;
+      meta[p++] = reverse ? 1 : 0;
+      meta[p++] = code(out);
+      addon.cumsum(x.data, out);
+    },
+    dot(a, b, out) {
+      p = 0;
+      put(a);
+      put(b);
+      meta[p++] = code(out);
+      addon.dot(a.data, b.data, out);
+    },
+    conv2d(x, w, out, outShape, params) {
+      conv(CONV_FORWARD, x, w, out, outShape, params);
+    },
+    conv2dBackInput(dy, w, out, outShape, params) {
+      conv(CONV_BACK_INPUT, dy, w, out, outShape, params);
+    },
+    conv2dBackWeight(x, dy, out, outShape, params) {
+      conv(CONV_BACK_WEIGHT, x, dy, out, outShape, params);
+    },
+    maxPool2d(x, out, outShape, params) {
+      pool(POOL_MAX, x, out, outShape, params);
+    },
+    maxPool2dArgmax(x, out, outShape, params) {
+      pool(POOL_MAX_ARGMAX, x, out, outShape, params);
+    },
+    avgPool2d(x, out, outShape, params) {
+      pool(POOL_AVG, x, out, outShape, params);
+    },
+    avgPool2dBackward(dy, out, outShape, params) {
+      pool(POOL_AVG_BACKWARD, dy, out, outShape, params);
+    },
+    gather(x, axis, idx, out) {
+      p = 0;
+      put(x);
+      put(idx);
+      meta[p++] = axis;
+      meta[p++] = code(out);
+      addon.gather(x.data, idx.data, out);
+    },
+    scatterAdd(src, axis, idx, out, outShape) {
+      p = 0;
+      put(src);
+      put(idx);
+      meta[p++] = axis;
+      putShape(outShape);
+      meta[p++] = code(out);
+      addon.scatterAdd(src.data, idx.data, out);
+    },
+  };
+}

@@ -1,0 +1,203 @@
+/**
+ * Elementwise kernels of the wasm backend (unary, binary, where, cast, copy): argument checks, op codes, and
+ * the (dtype, op) pairs the wasm module implements. Each function returns false when the pair is not
+ * implemented in wasm; the backend then runs the js kernel on the same views (which are plain typed arrays).
+ */
+import { type DType, dtypeOfTyped, type TypedArray } from "../../dtype.ts";
+import { contiguousStrides, isContiguous, sizeOf } from "../../shape.ts";
+import type { BinaryOp, UnaryOp, View } from "../backend.ts";
+import { assertOutSize, assertSameShape } from "../js/strided.ts";
+import { type Ctx, coalesce, copyRaw, Scope, stageIn, stageOut, writeArgs } from "./context.ts";
+
+/** Unary ops in the order of their codes in wasm/assembly/elementwise.ts. */
+const UNARY_OPS: readonly UnaryOp[] = [
+  "neg",
+  "abs",
+  "sign",
+  "exp",
+  "log",
+  "log1p",
+  "expm1",
+  "sqrt",
+  "sin",
+  "cos",
+  "tan",
+  "tanh",
+  "sigmoid",
+  "erf",
+  "relu",
+  "floor",
+  "ceil",
+  "round",
+  "not",
+];
+
+/** Binary ops in the order of their codes in wasm/assembly/elementwise.ts. */
+const BINARY_OPS: readonly BinaryOp[] = [
+  "add",
+  "sub",
+  "mul",
+  "div",
+  "pow",
+  "maximum",
+  "minimum",
+  "eq",
+  "ne",
+  "lt",
+  "le",
+  "gt",
+  "ge",
+  "and",
+  "or",
+  "xor",
+];
+
+const UNARY_CODE = new Map(UNARY_OPS.map((op, i) => [op, i]));
+const BINARY_CODE = new Map(BINARY_OPS.map((op, i) => [op, i]));
+
+/** Element kind codes shared with the wasm module. */
+export const KIND: Record<DType, number> = { float32: 0, float64: 1, int32: 2, bool: 3 };
+
+const COMPARE = new Set<BinaryOp>(["eq", "ne", "lt", "le", "gt", "ge"]);
+const LOGICAL = new Set<BinaryOp>(["and", "or", "xor"]);
+const FLOAT_ARITH = new Set<BinaryOp>(["add", "sub", "mul", "div", "pow", "maximum", "minimum"]);
+const INT_ARITH = new Set<BinaryOp>(["add", "sub", "mul", "maximum", "minimum"]);
+
+/** The output dtype a binary op writes in wasm for input dtype `dt`, or null if wasm does not implement it. */
+function binaryOutType(op: BinaryOp, dt: DType): DType | null {
+  if (COMPARE.has(op)) return "bool";
+  if (dt === "bool") return LOGICAL.has(op) ? "bool" : null;
+  if (dt === "int32") return INT_ARITH.has(op) ? "int32" : null;
+  return FLOAT_ARITH.has(op) ? dt : null;
+}
+
+function unarySupported(op: UnaryOp, dt: DType): boolean {
+  if (dt === "bool") return op === "not";
+  if (dt === "int32") return op === "neg" || op === "abs" || op === "sign";
+  return op !== "not";
+}
+
+/** out = op(x) in wasm; false if (op, dtype) is not implemented there. */
+export function unary(c: Ctx, op: UnaryOp, x: View, out: TypedArray): boolean {
+  const dt = dtypeOfTyped(x.data);
+  if (dtypeOfTyped(out) !== dt || !unarySupported(op, dt)) return false;
+  const n = sizeOf(x.shape);
+  assertOutSize(op, out, n);
+  if (n === 0) return true;
+  const s = new Scope(c.heap);
+  try {
+    const X = stageIn(c, s, x);
+    const O = stageOut(c, s, out, n);
+    const g = coalesce(x.shape, [X.strides, contiguousStrides(x.shape)]);
+    if (g === null) return false;
+    const es = x.data.BYTES_PER_ELEMENT;
+    writeArgs(c, g.shape, g.strides, [es, es]);
+    c.k.unary(KIND[dt], UNARY_CODE.get(op)!, g.shape.length, c.args, X.ptr, O.ptr);
+    O.finish();
+    return true;
+  } finally {
+    s.release();
+  }
+}
+
+/** out = op(a, b) in wasm; false if (op, dtype) is not implemented there. */
+export function binary(c: Ctx, op: BinaryOp, a: View, b: View, out: TypedArray): boolean {
+  const dt = dtypeOfTyped(a.data);
+  if (dtypeOfTyped(b.data) !== dt || binaryOutType(op, dt) !== dtypeOfTyped(out)) return false;
+  assertSameShape(op, a.shape, b.shape);
+  const n = sizeOf(a.shape);
+  assertOutSize(op, out, n);
+  if (n === 0) return true;
+  const s = new Scope(c.heap);
+  try {
+    const A = stageIn(c, s, a);
+    const B = stageIn(c, s, b);
+    const O = stageOut(c, s, out, n);
+    const g = coalesce(a.shape, [A.strides, B.strides, contiguousStrides(a.shape)]);
+    if (g === null) return false;
+    const es = a.data.BYTES_PER_ELEMENT;
+    writeArgs(c, g.shape, g.strides, [es, es, out.BYTES_PER_ELEMENT]);
+    c.k.binary(KIND[dt], BINARY_CODE.get(op)!, g.shape.length, c.args, A.ptr, B.ptr, O.ptr);
+    O.finish();
+    return true;
+  } finally {
+    s.release();
+  }
+}
+
+/** out = cond ? a : b in wasm; false unless a, b and out share a dtype and cond is bool. */
+export function where(c: Ctx, cond: View, a: View, b: View, out: TypedArray): boolean {
+  const dt = dtypeOfTyped(out);
+  if (dtypeOfTyped(a.data) !== dt || dtypeOfTyped(b.data) !== dt || !(cond.data instanceof Uint8Array)) {
+    return false;
+  }
+  assertSameShape("where", cond.shape, a.shape);
+  assertSameShape("where", cond.shape, b.shape);
+  const n = sizeOf(cond.shape);
+  assertOutSize("where", out, n);
+  if (n === 0) return true;
+  const s = new Scope(c.heap);
+  try {
+    const C = stageIn(c, s, cond);
+    const A = stageIn(c, s, a);
+    const B = stageIn(c, s, b);
+    const O = stageOut(c, s, out, n);
+    const g = coalesce(a.shape, [C.strides, A.strides, B.strides, contiguousStrides(a.shape)]);
+    if (g === null) return false;
+    const es = out.BYTES_PER_ELEMENT;
+    writeArgs(c, g.shape, g.strides, [1, es, es, es]);
+    c.k.where(es, g.shape.length, c.args, C.ptr, A.ptr, B.ptr, O.ptr);
+    O.finish();
+    return true;
+  } finally {
+    s.release();
+  }
+}
+
+/** out = cast(x) to out's dtype, in wasm (every pair of dtypes). */
+export function cast(c: Ctx, x: View, out: TypedArray): boolean {
+  const n = sizeOf(x.shape);
+  assertOutSize("cast", out, n);
+  if (n === 0) return true;
+  const s = new Scope(c.heap);
+  try {
+    const X = stageIn(c, s, x);
+    const O = stageOut(c, s, out, n);
+    const g = coalesce(x.shape, [X.strides, contiguousStrides(x.shape)]);
+    if (g === null) return false;
+    writeArgs(c, g.shape, g.strides, [x.data.BYTES_PER_ELEMENT, out.BYTES_PER_ELEMENT]);
+    c.k.cast(KIND[dtypeOfTyped(x.data)], KIND[dtypeOfTyped(out)], g.shape.length, c.args, X.ptr, O.ptr);
+    O.finish();
+    return true;
+  } finally {
+    s.release();
+  }
+}
+
+/**
+ * Strided copy in wasm when the views share a dtype and at least one is in the heap (a plain destination must
+ * be contiguous: it is written through scratch); false otherwise (the js copy runs).
+ */
+export function copy(c: Ctx, src: View, dst: View): boolean {
+  assertSameShape("copy", src.shape, dst.shape);
+  const n = sizeOf(src.shape);
+  if (n === 0) return true;
+  if (dtypeOfTyped(src.data) !== dtypeOfTyped(dst.data)) return false;
+  const dstOwned = c.heap.owns(dst.data);
+  if (!dstOwned && (!c.heap.owns(src.data) || !isContiguous(dst.shape, dst.strides))) return false;
+  const es = src.data.BYTES_PER_ELEMENT;
+  const s = new Scope(c.heap);
+  try {
+    const S = stageIn(c, s, src);
+    if (dstOwned) {
+      copyRaw(c, es, src.shape, S, { ptr: dst.data.byteOffset + dst.offset * es, strides: dst.strides });
+      return true;
+    }
+    const O = stageOut(c, s, dst.data.subarray(dst.offset, dst.offset + n), n);
+    copyRaw(c, es, src.shape, S, { ptr: O.ptr, strides: contiguousStrides(src.shape) });
+    O.finish();
+    return true;
+  } finally {
+    s.release();
+  }
+}

@@ -1,0 +1,285 @@
+/**
+ * The wasm backend: the Backend interface on WebAssembly SIMD128 kernels (compiled from AssemblyScript in
+ * wasm/assembly), for browsers and as the portable fallback in Node.
+ *
+ * Tensor storage lives in wasm memory: `alloc` returns typed-array views into the heap (heap.ts), so kernels
+ * read and write it in place; arrays made elsewhere are staged through scratch (context.ts). The kernels that
+ * training spends its time in run in wasm: float32 GEMM (packed, blocked, SIMD) and float64 matmul, conv2d
+ * and both adjoints (im2col + GEMM), elementwise unary / binary (SIMD on contiguous and broadcast rows,
+ * strided fallback), where, cast, copy, reductions, pooling. The rest (gather, scatterAdd, argReduce, cumsum)
+ * and every (op, dtype) pair not implemented in wasm run the js reference kernel on the same views; so does
+ * any call for which the heap cannot supply scratch memory. Results agree with the js backend exactly for
+ * exact operations (+ - * / sqrt, comparisons, casts, max/min, pooling), within float32 summation error for
+ * GEMM / conv (they accumulate in float32; the reference in float64), and within about 2 ulp for the float32
+ * SIMD exp, log, sigmoid and tanh; other transcendental ops evaluate in float64 and round once, like js.
+ * Large float32 GEMMs (and so convolutions) are split over worker threads sharing the memory (threads.ts)
+ * where Node's worker_threads exist.
+ *
+ * @example
+ * ```ts
+ * const r = loadWasmBackend();
+ * if ("error" in r) console.warn(r.error);
+ * else setBackend(r.backend); // from ../registry.ts
+ * ```
+ */
+import { allocTyped, type TypedArray } from "../../dtype.ts";
+import type { Backend } from "../backend.ts";
+import { jsBackend as js } from "../js/index.ts";
+import { type Ctx, MAX_DIMS, OutOfHeap } from "./context.ts";
+import * as E from "./elementwise.ts";
+import { Heap, type HeapStats } from "./heap.ts";
+import * as L from "./linalg.ts";
+import {
+  type Instance,
+  instantiateKernels,
+  instantiateKernelsAsync,
+  type Prepared,
+  prepare,
+  type WasmOptions,
+} from "./module.ts";
+import * as R from "./reduce.ts";
+import { defaultWorkers, GemmPool } from "./threads.ts";
+
+export type { HeapStats } from "./heap.ts";
+export type { WasmOptions } from "./module.ts";
+
+/** The wasm backend object, with its memory statistics and explicit release. */
+export interface WasmBackend extends Backend {
+  /** Bytes currently allocated in the wasm heap (live tensor storage and in-flight scratch). */
+  backendBytes(): number;
+  /** Detailed heap statistics. */
+  heapStats(): HeapStats;
+  /**
+   * Free the storage of an array returned by `alloc` now rather than when it is garbage collected. The
+   * array (and every tensor viewing it) must not be used afterwards. False for any other array.
+   */
+  release(data: TypedArray): boolean;
+  /**
+   * How many calls of each kernel ran the js reference kernel instead of wasm (a dtype or op wasm does not
+   * implement, or no scratch memory). gather, scatterAdd, argReduce and cumsum always run js and are not
+   * counted.
+   */
+  fallbacks(): Record<string, number>;
+  /** True if the module uses relaxed SIMD (fused multiply-add). */
+  readonly relaxedSimd: boolean;
+  /** True if the heap is a shared (growable) memory. */
+  readonly sharedMemory: boolean;
+  /** Threads float32 GEMM runs on (1: no worker pool). */
+  readonly threads: number;
+  /** Stop the GEMM worker threads (later products run on the calling thread). */
+  stopThreads(): void;
+}
+
+const MIB = 1 << 20;
+
+/** Run `fast` (wasm); if it declines (false) or the heap is out of scratch, count it and run `slow` (js). */
+function run(counts: Map<string, number>, name: string, fast: () => boolean, slow: () => void): void {
+  try {
+    if (fast()) return;
+  } catch (e) {
+    if (!(e instanceof OutOfHeap)) throw e;
+  }
+  counts.set(name, (counts.get(name) ?? 0) + 1);
+  slow();
+}
+
+function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmBackend {
+  const k = inst.kernels;
+  const maxBytes = p.shared ? p.maxPages * 65536 : p.memory.buffer.byteLength;
+  const defaultLimit = p.shared ? 2048 * MIB : Math.floor(0.75 * maxBytes);
+  const limit = Math.min(
+    maxBytes,
+    opts.tensorMemoryMiB !== undefined ? opts.tensorMemoryMiB * MIB : defaultLimit,
+  );
+  const heap = new Heap(p.memory, p.shared, k.heapBase(), k.zero, Math.min(limit, 0.75 * maxBytes));
+  const args = heap.malloc(5 * MAX_DIMS * 4);
+  if (args < 0) throw new Error("wasm heap: no room for the kernel descriptor block");
+  const workers = opts.threads === undefined ? defaultWorkers() : Math.max(0, Math.floor(opts.threads) - 1);
+  const pool = p.shared ? GemmPool.start(inst.module, p.memory, workers) : null;
+  let c: Ctx = { k, heap, args, pool };
+  const baseBytes = heap.stats().liveBytes; // the descriptor block, not counted as allocated
+  const fallbacks = new Map<string, number>();
+  return {
+    name: "wasm",
+    relaxedSimd: p.relaxed,
+    get threads() {
+      return c.pool?.threads ?? 1;
+    },
+    stopThreads() {
+      c.pool?.close();
+      c = { ...c, pool: null };
+    },
+    sharedMemory: heap.shared,
+    alloc(dtype, size) {
+      if (size === 0) return allocTyped(dtype, 0);
+      return heap.allocView(dtype, size) ?? allocTyped(dtype, size);
+    },
+    unary: (op, x, out) =>
+      run(
+        fallbacks,
+        "unary",
+        () => E.unary(c, op, x, out),
+        () => js.unary(op, x, out),
+      ),
+    binary: (op, a, b, out) =>
+      run(
+        fallbacks,
+        "binary",
+        () => E.binary(c, op, a, b, out),
+        () => js.binary(op, a, b, out),
+      ),
+    where: (cond, a, b, out) =>
+      run(
+        fallbacks,
+        "where",
+        () => E.where(c, cond, a, b, out),
+        () => js.where(cond, a, b, out),
+      ),
+    cast: (x, out) =>
+      run(
+        fallbacks,
+        "cast",
+        () => E.cast(c, x, out),
+        () => js.cast(x, out),
+      ),
+    copy: (src, dst) =>
+      run(
+        fallbacks,
+        "copy",
+        () => E.copy(c, src, dst),
+        () => js.copy(src, dst),
+      ),
+    reduce: (op, x, axes, out) =>
+      run(
+        fallbacks,
+        "reduce",
+        () => R.reduce(c, op, x, axes, out),
+        () => js.reduce(op, x, axes, out),
+      ),
+    argReduce: js.argReduce,
+    cumsum: js.cumsum,
+    dot: (a, b, out) =>
+      run(
+        fallbacks,
+        "dot",
+        () => L.dot(c, a, b, out),
+        () => js.dot(a, b, out),
+      ),
+    conv2d: (x, w, out, outShape, p) =>
+      run(
+        fallbacks,
+        "conv2d",
+        () => L.conv2d(c, x, w, out, outShape, p),
+        () => js.conv2d(x, w, out, outShape, p),
+      ),
+    conv2dBackInput: (dy, w, out, outShape, p) =>
+      run(
+        fallbacks,
+        "conv2dBackInput",
+        () => L.conv2dBackInput(c, dy, w, out, outShape, p),
+        () => js.conv2dBackInput(dy, w, out, outShape, p),
+      ),
+    conv2dBackWeight: (x, dy, out, outShape, p) =>
+      run(
+        fallbacks,
+        "conv2dBackWeight",
+        () => L.conv2dBackWeight(c, x, dy, out, outShape, p),
+        () => js.conv2dBackWeight(x, dy, out, outShape, p),
+      ),
+    maxPool2d: (x, out, outShape, p) =>
+      run(
+        fallbacks,
+        "maxPool2d",
+        () => R.pool(c, 0, x, out, outShape, p),
+        () => js.maxPool2d(x, out, outShape, p),
+      ),
+    maxPool2dArgmax: (x, out, outShape, p) =>
+      run(
+        fallbacks,
+        "maxPool2dArgmax",
+        () => R.pool(c, 1, x, out, outShape, p),
+        () => js.maxPool2dArgmax(x, out, outShape, p),
+      ),
+    avgPool2d: (x, out, outShape, p) =>
+      run(
+        fallbacks,
+        "avgPool2d",
+        () => R.pool(c, 2, x, out, outShape, p),
+        () => js.avgPool2d(x, out, outShape, p),
+      ),
+    avgPool2dBackward: (dy, out, outShape, p) =>
+      run(
+        fallbacks,
+        "avgPool2dBackward",
+        () => R.avgPoolBackward(c, dy, out, outShape, p),
+        () => js.avgPool2dBackward(dy, out, outShape, p),
+      ),
+    gather: js.gather,
+    scatterAdd: js.scatterAdd,
+    backendBytes: () => heap.stats().liveBytes - baseBytes,
+    heapStats: () => heap.stats(),
+    release: (data) => heap.releaseView(data),
+    fallbacks: () => Object.fromEntries(fallbacks),
+  };
+}
+
+let cached: WasmBackend | null = null;
+
+/**
+ * Load the wasm backend synchronously (Node, workers). In a browser's main thread synchronous compilation of
+ * a module over 4 KB is refused: call `initWasmBackend()` there first, after which this returns the same
+ * backend. Returns the reason instead of throwing when WebAssembly SIMD is unavailable. Options apply to
+ * the first successful load only.
+ *
+ * @example
+ * ```ts
+ * const r = loadWasmBackend();
+ * const backend = "error" in r ? jsBackend : r.backend;
+ * ```
+ */
+export function loadWasmBackend(opts?: WasmOptions): { backend: WasmBackend } | { error: string } {
+  if (cached !== null) return { backend: cached };
+  try {
+    const p = prepare(opts);
+    cached = makeBackend(p, instantiateKernels(p), opts);
+    return { backend: cached };
+  } catch (e) {
+    return { error: `wasm backend unavailable: ${(e as Error).message}` };
+  }
+}
+
+/**
+ * Load the wasm backend asynchronously (works on a browser's main thread). Rejects with the reason if
+ * WebAssembly SIMD is unavailable.
+ *
+ * @example
+ * ```ts
+ * const backend = await initWasmBackend();
+ * setBackend(backend);
+ * ```
+ */
+export async function initWasmBackend(opts?: WasmOptions): Promise<WasmBackend> {
+  if (cached !== null) return cached;
+  const p = prepare(opts);
+  const inst = await instantiateKernelsAsync(p);
+  cached ??= makeBackend(p, inst, opts);
+  return cached;
+}
+
+/**
+ * A fresh, uncached wasm backend with its own memory (tests and benchmarks that compare module variants).
+ *
+ * @example
+ * ```ts
+ * const fixed = createWasmBackend({ memory: "fixed", fixedMemoryMiB: 64 });
+ * ```
+ */
+export function createWasmBackend(opts?: WasmOptions): WasmBackend {
+  const p = prepare(opts);
+  return makeBackend(p, instantiateKernels(p), opts);
+}
+
+/** Bytes currently allocated by the loaded wasm backend (0 if it is not loaded). */
+export function backendBytes(): number {
+  return cached === null ? 0 : cached.backendBytes();
+}

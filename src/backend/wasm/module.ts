@@ -1,0 +1,195 @@
+/**
+ * Loading the wasm kernels: choose the module variant the runtime supports, create its memory, instantiate.
+ *
+ * Two variants are embedded (kernels.generated.ts): relaxed SIMD (fused multiply-add; Node 20 needs
+ * --experimental-wasm-relaxed-simd, current browsers have it) and plain SIMD128, both importing a shared
+ * memory. Relaxed SIMD is detected by WebAssembly.validate of the relaxed module itself; shared memory by
+ * trying to create one (browsers without cross-origin isolation refuse), and without it the module's memory
+ * import is rewritten to non-shared (unshareMemoryImport). The shared memory reserves up to
+ * 4 GiB of address space (less if refused) and starts small; the fixed memory is reserved up front
+ * (`fixedMemoryMiB`, default 256) because a non-shared memory must never grow under live views.
+ * Synchronous compilation (`new WebAssembly.Module`) is fine in Node and workers; browsers refuse it for
+ * modules over 4 KB on the main thread, where `instantiateKernelsAsync` must be used.
+ */
+import { MAX_PAGES, relaxed as relaxedB64, simd as simdB64 } from "./kernels.generated.ts";
+
+/** Names of the kernel module's exported functions (see wasm/assembly/index.ts for their signatures). */
+const KERNEL_NAMES = [
+  "heapBase",
+  "zero",
+  "binary",
+  "unary",
+  "cast",
+  "copy",
+  "where",
+  "reduceF32",
+  "reduceF64",
+  "reduceI32",
+  "sgemm",
+  "sgemmBufA",
+  "sgemmBufB",
+  "dgemm",
+  "im2col",
+  "im2row",
+  "col2im",
+  "maxPool",
+  "avgPool",
+  "avgPoolBack",
+] as const;
+
+/** A kernel export: numbers (i32 values, pointers, byte strides) in, a number or nothing out. */
+export type KernelFn = (...args: number[]) => number;
+
+/** The exports of the kernel module. */
+export type Kernels = Record<(typeof KERNEL_NAMES)[number], KernelFn>;
+
+/** Type the exports, checking that every kernel is there. */
+function bindExports(exports: WebAssembly.Exports): Kernels {
+  const k: Partial<Kernels> = {};
+  for (const name of KERNEL_NAMES) {
+    const f = exports[name];
+    if (typeof f !== "function") throw new Error(`wasm kernels: export '${name}' is missing`);
+    k[name] = f as KernelFn;
+  }
+  return k as Kernels;
+}
+
+/** Options for creating the wasm memory. */
+export interface WasmOptions {
+  /** Size of the non-shared memory used when shared memory is unavailable (MiB, default 256). */
+  fixedMemoryMiB?: number;
+  /** Upper bound of the shared memory (MiB, default 4096 = wasm32's limit). */
+  maxMemoryMiB?: number;
+  /**
+   * How much of the memory tensor storage may take (MiB; default 2048 of a shared memory, 3/4 of a fixed
+   * one); beyond it `alloc` returns ordinary typed arrays (see heap.ts on why the heap needs a bound).
+   */
+  tensorMemoryMiB?: number;
+  /** Force a memory kind (tests): "shared" or "fixed". */
+  memory?: "shared" | "fixed";
+  /** Disable relaxed SIMD even where it validates (tests, benchmarks). */
+  noRelaxed?: boolean;
+  /**
+   * Threads for float32 GEMM (and so conv), counting the calling thread: 1 disables the worker pool. Default:
+   * the available cores, at most 4, where shared memory and worker_threads exist (Node); else 1.
+   */
+  threads?: number;
+}
+
+/** A chosen variant: its bytes, its memory and what it uses. */
+export interface Prepared {
+  bytes: Uint8Array<ArrayBuffer>;
+  memory: WebAssembly.Memory;
+  shared: boolean;
+  relaxed: boolean;
+  /** The memory's maximum size in 64 KiB pages. */
+  maxPages: number;
+}
+
+function decode(b64: string): Uint8Array<ArrayBuffer> {
+  if (typeof atob === "function") {
+    const s = atob(b64);
+    const out = new Uint8Array(s.length);
+    for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+    return out;
+  }
+  throw new Error("no base64 decoder (atob) in this runtime");
+}
+
+const PAGE_MIB = 16; // 64 KiB pages per MiB
+
+function sharedMemory(opts: WasmOptions): [WebAssembly.Memory, number] | null {
+  if (typeof SharedArrayBuffer === "undefined" || opts.memory === "fixed") return null;
+  const top = Math.min(MAX_PAGES, Math.floor((opts.maxMemoryMiB ?? 4096) * PAGE_MIB));
+  for (const maximum of [top, top >> 1, top >> 2, top >> 3]) {
+    if (maximum < 16) break;
+    try {
+      const m = new WebAssembly.Memory({ initial: 16, maximum, shared: true });
+      if (m.buffer instanceof SharedArrayBuffer) return [m, maximum];
+    } catch {
+      // refused (no cross-origin isolation) or too much address space: try smaller, then give up
+    }
+  }
+  return null;
+}
+
+/**
+ * The module bytes with its memory import made non-shared, for a fixed (non-shared) memory: the import
+ * section (id 2) holds one entry, env.memory, whose limits flags byte is 0x03 (maximum present, shared);
+ * 0x01 keeps the maximum and drops "shared". The modules use no atomics, so nothing else changes.
+ */
+export function unshareMemoryImport(src: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
+  const b = src.slice();
+  let p = 8; // magic + version
+  const leb = () => {
+    let r = 0;
+    let shift = 0;
+    for (;;) {
+      const byte = b[p++];
+      r += (byte & 0x7f) * 2 ** shift;
+      shift += 7;
+      if (byte < 0x80) return r;
+    }
+  };
+  while (p < b.length) {
+    const id = b[p++];
+    const size = leb();
+    const end = p + size;
+    if (id === 2) {
+      // the only import: count (1), module name "env", field name "memory", kind 2, limits
+      const count = leb();
+      const moduleLen = leb();
+      p += moduleLen;
+      const fieldLen = leb();
+      p += fieldLen;
+      const kind = b[p++];
+      if (count !== 1 || kind !== 2 || b[p] !== 0x03) {
+        throw new Error("unexpected imports in the kernel module (expected only a shared env.memory)");
+      }
+      b[p] = 0x01;
+      return b;
+    }
+    p = end;
+  }
+  throw new Error("the kernel module imports no shared memory");
+}
+
+/** Pick the module variant and create its memory. */
+export function prepare(opts: WasmOptions = {}): Prepared {
+  if (typeof WebAssembly !== "object") throw new Error("WebAssembly is not available in this runtime");
+  const relaxedBytes = opts.noRelaxed ? null : decode(relaxedB64);
+  const relaxed = relaxedBytes !== null && WebAssembly.validate(relaxedBytes);
+  const bytes = relaxed ? relaxedBytes! : decode(simdB64);
+  const mem = opts.memory === "fixed" ? null : sharedMemory(opts);
+  if (mem !== null) return { bytes, memory: mem[0], shared: true, relaxed, maxPages: mem[1] };
+  if (opts.memory === "shared") throw new Error("shared WebAssembly memory is not available here");
+  const pages = Math.min(MAX_PAGES, Math.max(16, Math.floor((opts.fixedMemoryMiB ?? 256) * PAGE_MIB)));
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  return { bytes: unshareMemoryImport(bytes), memory, shared: false, relaxed, maxPages: pages };
+}
+
+function checkSimd(bytes: Uint8Array<ArrayBuffer>): void {
+  if (!WebAssembly.validate(bytes)) throw new Error("this runtime does not support WebAssembly SIMD128");
+}
+
+/** An instantiated kernel module: its typed exports and the compiled module (for worker threads). */
+export interface Instance {
+  kernels: Kernels;
+  module: WebAssembly.Module;
+}
+
+/** Compile and instantiate synchronously (Node, workers; not the browser main thread). */
+export function instantiateKernels(p: Prepared): Instance {
+  checkSimd(p.bytes);
+  const module = new WebAssembly.Module(p.bytes);
+  const inst = new WebAssembly.Instance(module, { env: { memory: p.memory } });
+  return { kernels: bindExports(inst.exports), module };
+}
+
+/** Compile and instantiate asynchronously (any thread, any module size). */
+export async function instantiateKernelsAsync(p: Prepared): Promise<Instance> {
+  checkSimd(p.bytes);
+  const module = await WebAssembly.compile(p.bytes);
+  const inst = await WebAssembly.instantiate(module, { env: { memory: p.memory } });
+  return { kernels: bindExports(inst.exports), module };
+}

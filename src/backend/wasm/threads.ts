@@ -1,0 +1,194 @@
+/**
+ * Multi-threaded float32 GEMM for the wasm backend: worker threads that share the backend's wasm memory.
+ *
+ * Each worker instantiates the same compiled kernel module over the same shared WebAssembly.Memory, so it
+ * reads and writes tensors in place. A product C = A B is split into disjoint column blocks of C (or row
+ * blocks when C is tall and narrow), the main thread computes one block and each worker another, each with
+ * its own packing buffers (sgemm touches nothing else). Hand-off is through a small shared Int32Array per
+ * worker and Atomics.wait / notify: no messages, no event loop, so a synchronous kernel call can use it.
+ *   control[0]  job sequence number (main increments it to start a job; -1 asks the worker to exit)
+ *   control[1]  sequence number of the last finished job (worker sets it)
+ *   control[2..16)  the 14 sgemm arguments     control[16] ready flag     control[17] error flag
+ * Available where blocking waits are allowed on the calling thread and workers exist: Node's worker_threads
+ * (found with process.getBuiltinModule, so browsers never load it). Browsers run single-threaded.
+ */
+import type { Kernels } from "./module.ts";
+
+const ARGS = 2;
+const READY = 16;
+const ERROR = 17;
+const SLOTS = 18;
+/** Products smaller than this many multiply-adds run on one thread (a hand-off costs ~10-50 us). */
+const MIN_WORK = 1 << 21;
+
+/** The CommonJS source of a worker (run with eval: true). */
+const WORKER_SOURCE = `
+const { workerData } = require("node:worker_threads");
+const c = new Int32Array(workerData.control);
+let sgemm;
+try {
+  const inst = new WebAssembly.Instance(workerData.module, { env: { memory: workerData.memory } });
+  sgemm = inst.exports.sgemm;
+} catch (e) {
+  Atomics.store(c, ${ERROR}, 1);
+}
+Atomics.store(c, ${READY}, 1);
+Atomics.notify(c, ${READY});
+let seen = 0;
+while (sgemm !== undefined) {
+  Atomics.wait(c, 0, seen);
+  const seq = Atomics.load(c, 0);
+  if (seq === seen) continue;
+  if (seq < 0) break;
+  seen = seq;
+  try {
+    sgemm(c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12], c[13], c[14], c[15]);
+  } catch (e) {
+    Atomics.store(c, ${ERROR}, 1);
+  }
+  Atomics.store(c, 1, seq);
+  Atomics.notify(c, 1);
+}
+`;
+
+interface WorkerLike {
+  unref(): void;
+  terminate(): unknown;
+}
+interface WorkerThreadsModule {
+  Worker: new (src: string, opts: { eval: boolean; workerData: unknown }) => WorkerLike;
+}
+
+/** Worker count by default: one per further core (at most 3), none where workers do not exist. */
+export function defaultWorkers(): number {
+  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+  const os = proc?.getBuiltinModule?.("node:os") as { availableParallelism?: () => number } | undefined;
+  const cores = os?.availableParallelism?.() ?? 1;
+  return Math.max(0, Math.min(cores, 4) - 1);
+}
+
+/** One sgemm job: the 14 arguments of the wasm export. */
+export type SgemmArgs = [
+  m: number,
+  n: number,
+  k: number,
+  pa: number,
+  rsa: number,
+  csa: number,
+  pb: number,
+  rsb: number,
+  csb: number,
+  pc: number,
+  ldc: number,
+  accumulate: number,
+  bufA: number,
+  bufB: number,
+];
+
+/** A pool of GEMM worker threads sharing the heap. */
+export class GemmPool {
+  private seq = 0;
+  private constructor(
+    private readonly workers: WorkerLike[],
+    private readonly controls: Int32Array[],
+  ) {}
+
+  /** Number of threads a product may use (the workers and the calling thread). */
+  get threads(): number {
+    return this.workers.length + 1;
+  }
+
+  /**
+   * Start `count` workers over `memory` (shared) running `module`; null where threads are unavailable or
+   * the workers fail to start within a few seconds.
+   */
+  static start(module: WebAssembly.Module, memory: WebAssembly.Memory, count: number): GemmPool | null {
+    if (count < 1 || !(memory.buffer instanceof SharedArrayBuffer)) return null;
+    const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+    const wt = proc?.getBuiltinModule?.("node:worker_threads") as WorkerThreadsModule | undefined;
+    if (wt === undefined) return null;
+    const workers: WorkerLike[] = [];
+    const controls: Int32Array[] = [];
+    try {
+      for (let i = 0; i < count; i++) {
+        const control = new SharedArrayBuffer(SLOTS * 4);
+        const w = new wt.Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory, control } });
+        w.unref();
+        workers.push(w);
+        controls.push(new Int32Array(control));
+      }
+      for (const c of controls) {
+        if (Atomics.wait(c, READY, 0, 10000) === "timed-out" || c[ERROR] !== 0) throw new Error("worker");
+      }
+    } catch {
+      for (const w of workers) w.terminate();
+      return null;
+    }
+    return new GemmPool(workers, controls);
+  }
+
+  /**
+   * Run sgemm jobs: jobs[0] on the calling thread, jobs[i] on worker i - 1, all at once; returns when all are
+   * done. At most `threads` jobs.
+   */
+  run(k: Kernels, jobs: SgemmArgs[]): void {
+    const seq = ++this.seq;
+    for (let i = 1; i < jobs.length; i++) {
+      const c = this.controls[i - 1];
+      c.set(jobs[i], ARGS);
+      Atomics.store(c, 0, seq);
+      Atomics.notify(c, 0);
+    }
+    k.sgemm(...jobs[0]);
+    for (let i = 1; i < jobs.length; i++) {
+      const c = this.controls[i - 1];
+      for (let d = Atomics.load(c, 1); d !== seq; d = Atomics.load(c, 1)) {
+        if (Atomics.wait(c, 1, d, 60000) === "timed-out") throw new Error("wasm GEMM worker did not answer");
+      }
+      if (c[ERROR] !== 0) throw new Error("wasm GEMM worker failed");
+    }
+  }
+
+  /** Stop the workers. */
+  close(): void {
+    for (const c of this.controls) {
+      Atomics.store(c, 0, -1);
+      Atomics.notify(c, 0);
+    }
+    for (const w of this.workers) w.terminate();
+    this.workers.length = 0;
+    this.controls.length = 0;
+  }
+}
+
+/**
+ * Split one product over the pool: disjoint column blocks of C (multiples of 8 columns, the micro-tile
+ * width) when C is at least as wide as tall, else row blocks (multiples of 4 rows). `buffers(i)` gives the
+ * packing buffers of part i. Small products run whole on the calling thread.
+ */
+export function splitGemm(
+  threads: number,
+  a: SgemmArgs,
+  es: number,
+  buffers: (i: number) => [number, number],
+): SgemmArgs[] {
+  const [m, n, k, pa, rsa, csa, pb, rsb, csb, pc, ldc, acc] = a;
+  const parts: SgemmArgs[] = [];
+  if (threads <= 1 || m * n * k < MIN_WORK || (n < 16 && m < 8)) {
+    const [bA, bB] = buffers(0);
+    return [[m, n, k, pa, rsa, csa, pb, rsb, csb, pc, ldc, acc, bA, bB]];
+  }
+  const byCols = n >= m;
+  const total = byCols ? n : m;
+  const unit = byCols ? 8 : 4;
+  const chunk = Math.ceil(Math.ceil(total / threads) / unit) * unit;
+  for (let start = 0, i = 0; start < total; start += chunk, i++) {
+    const len = Math.min(chunk, total - start);
+    const [bA, bB] = buffers(i);
+    if (byCols)
+      parts.push([m, len, k, pa, rsa, csa, pb + start * csb, rsb, csb, pc + start * es, ldc, acc, bA, bB]);
+    else
+      parts.push([len, n, k, pa + start * rsa, rsa, csa, pb, rsb, csb, pc + start * ldc, ldc, acc, bA, bB]);
+  }
+  return parts;
+}

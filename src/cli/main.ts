@@ -1,0 +1,265 @@
+/**
+ * The `chainrule` command line: `chainrule train` and `chainrule eval`, parsed with commander.
+ *
+ * `main(argv)` parses the arguments, runs the command and resolves to the process exit code (0 done, 1 error,
+ * 130 interrupted by Ctrl-C) instead of exiting, so tests can call it in-process; bin/chainrule.mjs sets
+ * `process.exitCode` from it. Option values are checked by the same parsers `runTrain` uses (args.ts), so a bad
+ * value reads the same from the command line and from code. Only options given on the command line are passed
+ * on; the defaults live in one place (args.ts DEFAULTS), which also matters for `--resume`, where a given option
+ * must agree with the saved run.
+ */
+import { readFileSync } from "node:fs";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { setBackend } from "../backend/registry.ts";
+import { selectDefaultBackend } from "../node.ts";
+import {
+  BACKEND_NAMES,
+  ConfigError,
+  DATA_NAMES,
+  DEFAULT_LR,
+  DEFAULTS,
+  OPTIMIZER_NAMES,
+  parseData,
+  parseHidden,
+  parseNonNegativeInt,
+  parseNumberIn,
+  parsePositiveInt,
+  SCHEDULE_NAMES,
+  type TrainInput,
+} from "./args.ts";
+import { runEval } from "./eval.ts";
+import { MODEL_NAMES } from "./models.ts";
+import { runTrain } from "./train.ts";
+
+/** How `main` talks to the outside world (defaults: the process's streams and signals). */
+export interface MainIO {
+  /** Normal output lines. */
+  log?: (line: string) => void;
+  /** Error output (commander's messages and ours). */
+  error?: (text: string) => void;
+  /** Draw a redrawn progress bar (default: stdout is a TTY). */
+  tty?: boolean;
+  /** Install the SIGINT handler (default true). */
+  handleSignals?: boolean;
+}
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+      version?: string;
+    };
+    return pkg.version ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+/** Wrap one of args.ts's checks as a commander argument parser (its ConfigError becomes a usage error). */
+function parser<T>(check: (value: string) => T): (value: string) => T {
+  return (value: string) => {
+    try {
+      return check(value);
+    } catch (e) {
+      if (e instanceof ConfigError) {
+        // commander already names the option and the value: keep what is expected
+        const m = e.message.replace(/^--[\w-]+: /, "").replace(/^invalid value .*?; /, "");
+        throw new InvalidArgumentError(m.charAt(0).toUpperCase() + m.slice(1));
+      }
+      throw e;
+    }
+  };
+}
+
+const lrHelp = Object.entries(DEFAULT_LR)
+  .map(([k, v]) => `${k} ${v}`)
+  .join(", ");
+
+function trainCommand(io: Required<MainIO>, done: (code: number) => void): Command {
+  const cmd = new Command("train")
+    .description("train an image classifier and write metrics, weights, a checkpoint and charts")
+    .addOption(
+      new Option(
+        "--data <name|dir>",
+        `dataset: ${DATA_NAMES.join(", ")}, or a directory of MNIST-like IDX files`,
+      )
+        .default(DEFAULTS.data)
+        .argParser(parser(parseData)),
+    )
+    .addOption(new Option("--model <name>", "architecture").choices(MODEL_NAMES).default(DEFAULTS.model))
+    .addOption(
+      new Option("--hidden <sizes>", "hidden layer sizes of the mlp, comma-separated")
+        .default(DEFAULTS.hidden, DEFAULTS.hidden.join(","))
+        .argParser(parser(parseHidden)),
+    )
+    .addOption(
+      new Option("--dropout <p>", "dropout before the output layer (mlp, cnn)")
+        .default(DEFAULTS.dropout)
+        .argParser(parser((v) => parseNumberIn("--dropout", v, 0, 1))),
+    )
+    .addOption(
+      new Option("--epochs <n>", "number of epochs")
+        .default(DEFAULTS.epochs)
+        .argParser(parser((v) => parsePositiveInt("--epochs", v))),
+    )
+    .addOption(
+      new Option("--batch-size <n>", "examples per batch")
+        .default(DEFAULTS.batchSize)
+        .argParser(parser((v) => parsePositiveInt("--batch-size", v))),
+    )
+    .addOption(
+      new Option("--lr <rate>", `(peak) learning rate (default per optimizer: ${lrHelp})`).argParser(
+        parser((v) => parseNumberIn("--lr", v, 0, Number.POSITIVE_INFINITY)),
+      ),
+    )
+    .addOption(
+      new Option("--optimizer <name>", "optimizer").choices(OPTIMIZER_NAMES).default(DEFAULTS.optimizer),
+    )
+    .addOption(
+      new Option("--weight-decay <w>", "weight decay (L2 for sgd/adam/rmsprop/adagrad, decoupled for adamw)")
+        .default(DEFAULTS.weightDecay)
+        .argParser(parser((v) => parseNumberIn("--weight-decay", v, 0, Number.POSITIVE_INFINITY))),
+    )
+    .addOption(
+      new Option("--schedule <name>", "learning-rate schedule, stepped per batch")
+        .choices(SCHEDULE_NAMES)
+        .default(DEFAULTS.schedule),
+    )
+    .addOption(
+      new Option("--val-fraction <f>", "fraction of the training set held out for validation (seeded)")
+        .default(DEFAULTS.valFraction)
+        .argParser(parser((v) => parseNumberIn("--val-fraction", v, 0, 1))),
+    )
+    .addOption(
+      new Option("--seed <n>", "seed of the initialisation, the split, the shuffling and dropout")
+        .default(DEFAULTS.seed)
+        .argParser(parser((v) => parseNonNegativeInt("--seed", v))),
+    )
+    .addOption(new Option("--out <dir>", "output directory (default: runs/<timestamp>)"))
+    .addOption(
+      new Option("--resume <dir>", "continue the run saved in <dir> (give --epochs to train longer)"),
+    )
+    .addOption(
+      new Option(
+        "--backend <name>",
+        "kernel backend (default: $CHAINRULE_BACKEND, else native if it loads, else js)",
+      ).choices(BACKEND_NAMES),
+    )
+    .addOption(
+      new Option("--limit <n>", "use only the first n training examples").argParser(
+        parser((v) => parsePositiveInt("--limit", v)),
+      ),
+    )
+    .addOption(new Option("--no-plots", "do not write the SVG charts"))
+    .addOption(new Option("--quiet", "print only the final test accuracy"))
+    .action(async (_opts: Record<string, unknown>, self: Command) => {
+      // only what was given on the command line; args.ts fills the defaults (and checks --resume conflicts)
+      const given: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(self.opts())) {
+        if (k !== "resume" && self.getOptionValueSource(k) === "cli") given[k] = v;
+      }
+      const resume = self.opts().resume as string | undefined;
+      if (given.backend === undefined) selectDefaultBackend();
+      const controller = new AbortController();
+      let presses = 0;
+      const onSigint = () => {
+        presses++;
+        if (presses > 1) {
+          io.error("\ninterrupted again: exiting without saving\n");
+          process.exit(130);
+        }
+        io.error("\nCtrl-C: finishing the current step and saving a checkpoint (Ctrl-C again to quit now)\n");
+        controller.abort();
+      };
+      if (io.handleSignals) process.on("SIGINT", onSigint);
+      try {
+        const r = await runTrain(given as TrainInput, {
+          resume,
+          signal: controller.signal,
+          log: io.log,
+          tty: io.tty,
+        });
+        if (r.status === "interrupted") {
+          io.log(`resume with: chainrule train --resume ${r.outDir}`);
+          done(130);
+        } else {
+          done(0);
+        }
+      } finally {
+        if (io.handleSignals) process.off("SIGINT", onSigint);
+      }
+    });
+  return cmd;
+}
+
+function evalCommand(io: Required<MainIO>, done: (code: number) => void): Command {
+  return new Command("eval")
+    .description("evaluate a saved model on a test set: accuracy, confusion matrix, confusion.svg")
+    .requiredOption("--model-path <path>", "a run directory or its model.safetensors")
+    .addOption(
+      new Option("--data <name|dir>", "dataset (default: the one the model was trained on)").argParser(
+        parser(parseData),
+      ),
+    )
+    .addOption(new Option("--no-plots", "do not write confusion.svg"))
+    .addOption(new Option("--quiet", "print only the accuracy"))
+    .addOption(
+      new Option("--backend <name>", "kernel backend (default: native if it loads)").choices(BACKEND_NAMES),
+    )
+    .action(
+      (opts: { modelPath: string; data?: string; plots: boolean; quiet?: boolean; backend?: string }) => {
+        if (opts.backend === undefined) selectDefaultBackend();
+        else setBackend(opts.backend);
+        runEval({ modelPath: opts.modelPath, data: opts.data, plots: opts.plots, quiet: opts.quiet }, io.log);
+        done(0);
+      },
+    );
+}
+
+/**
+ * Run the command line `argv` (the arguments after the program name) and resolve to the exit code.
+ *
+ * @example
+ * ```ts
+ * process.exitCode = await main(process.argv.slice(2));
+ * await main(["train", "--epochs", "1", "--limit", "2000", "--out", "runs/t"]); // 0
+ * await main(["train", "--model", "vgg"]); // 1, after "error: option '--model <name>' argument 'vgg' is invalid. Allowed choices are mlp, cnn, resnet."
+ * ```
+ */
+export async function main(argv: readonly string[], ioIn: MainIO = {}): Promise<number> {
+  const io: Required<MainIO> = {
+    log: ioIn.log ?? ((l) => console.log(l)),
+    error: ioIn.error ?? ((t) => process.stderr.write(t)),
+    tty: ioIn.tty ?? process.stdout.isTTY === true,
+    handleSignals: ioIn.handleSignals ?? true,
+  };
+  let code = 0;
+  const done = (c: number) => {
+    code = c;
+  };
+  const program = new Command("chainrule")
+    .description("train and evaluate neural networks with chainrule")
+    .version(version())
+    .showHelpAfterError("(add --help for the options)")
+    .configureOutput({
+      writeOut: (s) => io.log(s.replace(/\n$/, "")),
+      writeErr: io.error,
+      outputError: io.error,
+    })
+    .exitOverride();
+  for (const sub of [trainCommand(io, done), evalCommand(io, done)]) {
+    program.addCommand(
+      sub
+        .exitOverride()
+        .showHelpAfterError("(add --help for the options)")
+        .configureOutput(program.configureOutput()),
+    );
+  }
+  try {
+    await program.parseAsync([...argv], { from: "user" });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    io.error(`error: ${(e as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * The model zoo of the `chainrule` command: image classifiers for [N, C, H, W] inputs, built from a small JSON
+ * description (`ModelSpec`) that is stored in the metadata of every saved model.safetensors, so `chainrule
+ * eval` (or any program) can rebuild the architecture before loading the weights.
+ *
+ * - `mlp`: Flatten, then Linear-ReLU for each hidden size (784-256-128-10 by default), optional Dropout before
+ *   the output layer.
+ * - `cnn`: the CNN of the benchmark, conv5x5x32-ReLU-maxpool2-conv5x5x64-ReLU-maxpool2-fc128-ReLU-fc10 (padding 2
+ *   keeps 28x28 -> 28 -> 14 -> 14 -> 7, so the first Linear sees 64 * 7 * 7 = 3136 features).
+ * - `resnet`: a small ResNet for 28x28 inputs: a 3x3 stem of 16 channels with BatchNorm, three stages of one
+ *   BasicBlock each (16, 32 and 64 channels, the last two halving the resolution: 28 -> 14 -> 7), global average
+ *   pooling and a Linear classifier (about 78k parameters).
+ *
+ * Every model starts with a fixed `Standardize` layer, (x - mean) / std with the training set's pixel mean and
+ * standard deviation, so the saved model takes raw [0, 1] pixels like the dataset loaders produce.
+ */
+import type { Generator } from "../ops/creation.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { ReLU } from "../nn/activation.ts";
+import { BasicBlock } from "../nn/blocks.ts";
+import { Sequential, type TensorModule } from "../nn/container.ts";
+import { Conv2d } from "../nn/conv.ts";
+import { Dropout } from "../nn/dropout.ts";
+import { Flatten, Linear } from "../nn/linear.ts";
+import { Module } from "../nn/module.ts";
+import { BatchNorm2d } from "../nn/norm.ts";
+import { AdaptiveAvgPool2d, MaxPool2d } from "../nn/pool.ts";
+
+/** The architectures of the zoo. */
+export const MODEL_NAMES = ["mlp", "cnn", "resnet"] as const;
+/** One of {@link MODEL_NAMES}. */
+export type ModelName = (typeof MODEL_NAMES)[number];
+
+/** Everything needed to rebuild a model (stored as JSON in model.safetensors metadata). */
+export interface ModelSpec {
+  name: ModelName;
+  /** Input shape of one example, [C, H, W]. */
+  inputShape: [number, number, number];
+  numClasses: number;
+  /** Hidden layer sizes of the MLP (ignored by the other models). */
+  hidden: number[];
+  /** Dropout probability before the output layer (mlp, cnn); 0 for none. */
+  dropout: number;
+  /** Pixel statistics of the training set: the model computes (x - mean) / std first. */
+  mean: number;
+  std: number;
+}
+
+/** The model's input normalisation as a layer: y = (x - mean) / std, with constants (nothing to train). */
+export class Standardize extends Module {
+  constructor(
+    readonly mean: number,
+    readonly std: number,
+  ) {
+    super();
+    if (!(std > 0)) throw new RangeError(`Standardize: std must be > 0, got ${std}`);
+  }
+
+  forward(x: Tensor): Tensor {
+    return x.sub(this.mean).div(this.std);
+  }
+
+  override extraRepr(): string {
+    return `mean=${this.mean.toFixed(4)}, std=${this.std.toFixed(4)}`;
+  }
+}
+
+/** A model of the zoo: a Sequential plus the spec it was built from. */
+export interface ZooModel {
+  spec: ModelSpec;
+  net: Sequential;
+}
+
+/** Options of {@link buildModel}. */
+export interface BuildModelOptions {
+  /** Generator of the Dropout masks (default: the global generator). */
+  dropoutGenerator?: Generator;
+}
+
+function mlp(spec: ModelSpec, opts: BuildModelOptions): TensorModule[] {
+  const [c, h, w] = spec.inputShape;
+  const layers: TensorModule[] = [new Flatten()];
+  let width = c * h * w;
+  for (const size of spec.hidden) {
+    layers.push(new Linear(width, size), new ReLU());
+    width = size;
+  }
+  if (spec.dropout > 0) layers.push(new Dropout(spec.dropout, { generator: opts.dropoutGenerator }));
+  layers.push(new Linear(width, spec.numClasses));
+  return layers;
+}
+
+function cnn(spec: ModelSpec, opts: BuildModelOptions): TensorModule[] {
+  const [c, h, w] = spec.inputShape;
+  // two 2x2 max-pools (floor division each time); padding 2 keeps the 5x5 convolutions size-preserving
+  const features = 64 * Math.floor(Math.floor(h / 2) / 2) * Math.floor(Math.floor(w / 2) / 2);
+  const layers: TensorModule[] = [
+    new Conv2d(c, 32, 5, { padding: 2 }),
+    new ReLU(),
+    new MaxPool2d(2),
+    new Conv2d(32, 64, 5, { padding: 2 }),
+    new ReLU(),
+    new MaxPool2d(2),
+    new Flatten(),
+    new Linear(features, 128),
+    new ReLU(),
+  ];
+  if (spec.dropout > 0) layers.push(new Dropout(spec.dropout, { generator: opts.dropoutGenerator }));
+  layers.push(new Linear(128, spec.numClasses));
+  return layers;
+}
+
+function resnet(spec: ModelSpec): TensorModule[] {
+  const [c] = spec.inputShape;
+  return [
+    new Conv2d(c, 16, 3, { padding: 1, bias: false }),
+    new BatchNorm2d(16),
+    new ReLU(),
+    new BasicBlock(16, 16),
+    new BasicBlock(16, 32, 2),
+    new BasicBlock(32, 64, 2),
+    new AdaptiveAvgPool2d(1),
+    new Flatten(),
+    new Linear(64, spec.numClasses),
+  ];
+}
+
+/**
+ * Build a fresh model (weights drawn from the global generator, so call `manualSeed` first for a reproducible
+ * initialisation) from its spec. The network is `Sequential(Standardize, ...layers)`; its parameters are named
+ * "1.weight", "1.bias", ... as PyTorch names a Sequential's.
+ *
+ * @example
+ * ```ts
+ * manualSeed(0);
+ * const { net } = buildModel({ name: "mlp", inputShape: [1, 28, 28], numClasses: 10, hidden: [256, 128],
+ *   dropout: 0, mean: 0.13, std: 0.31 });
+ * net.call(zeros([8, 1, 28, 28])).shape; // [8, 10]
+ * ```
+ */
+export function buildModel(spec: ModelSpec, opts: BuildModelOptions = {}): ZooModel {
+  checkSpec(spec);
+  const body = spec.name === "mlp" ? mlp(spec, opts) : spec.name === "cnn" ? cnn(spec, opts) : resnet(spec);
+  return { spec, net: new Sequential(new Standardize(spec.mean, spec.std), ...body) };
+}
+
+/** Validate a spec (for specs read back from files): throws naming the bad field and what was expected. */
+export function checkSpec(spec: ModelSpec): void {
+  const bad = (what: string): never => {
+    throw new Error(`model spec: ${what} (got ${JSON.stringify(spec)})`);
+  };
+  if (spec === null || typeof spec !== "object") bad("expected an object");
+  if (!(MODEL_NAMES as readonly string[]).includes(spec.name)) {
+    bad(`name must be one of ${MODEL_NAMES.join(", ")}`);
+  }
+  const posInt = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
+  if (!Array.isArray(spec.inputShape) || spec.inputShape.length !== 3 || !spec.inputShape.every(posInt)) {
+    bad("inputShape must be [C, H, W] of positive integers");
+  }
+  if (!posInt(spec.numClasses) || spec.numClasses < 2) bad("numClasses must be an integer >= 2");
+  if (!Array.isArray(spec.hidden) || !spec.hidden.every(posInt)) bad("hidden must be positive integers");
+  if (!(spec.dropout >= 0 && spec.dropout < 1)) bad("dropout must be in [0, 1)");
+  if (!Number.isFinite(spec.mean) || !(spec.std > 0)) bad("mean must be finite and std > 0");
+  const [, h, w] = spec.inputShape;
+  if (spec.name === "cnn" && (h < 4 || w < 4)) bad("the cnn needs inputs of at least 4x4");
+}
+
+/** Number of parameter elements of a module. */
+export function countParameters(m: Module): number {
+  return m.parameters().reduce((n, p) => n + p.size, 0);
+}

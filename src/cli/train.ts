@@ -1,0 +1,393 @@
+/**
+ * `chainrule train` as a function: `runTrain(config)` trains a model of the zoo on an image dataset, shows
+ * progress, evaluates on the validation split after each epoch and on the test set at the end, and writes
+ * metrics.json, model.safetensors, checkpoint.safetensors and the SVG charts to the output directory. The CLI
+ * calls exactly this function; tests call it in-process.
+ *
+ * Interruption: when `signal` aborts (the CLI aborts it on Ctrl-C), the current step finishes, then the
+ * checkpoint (model, optimizer, schedule position, the position in the epoch and the partial epoch sums) and
+ * metrics.json are written and the run returns with status "interrupted". `runTrain(overrides, { resume: dir })`
+ * continues from there; since every random stream is re-derived from the seed (see setup.ts), the resumed run
+ * takes the same steps the uninterrupted run would have taken (same batches, same Dropout masks).
+ *
+ * The loop yields to the event loop after every step (one setImmediate) so that signals are delivered while a
+ * long synchronous computation is running.
+ */
+import { existsSync, mkdirSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { getBackend, setBackend } from "../backend/registry.ts";
+import { DataLoader } from "../data/dataloader.ts";
+import { TensorDataset } from "../data/dataset.ts";
+import { loadCheckpoint, saveCheckpoint, saveSafetensors } from "../io/tensors-node.ts";
+import { noGrad } from "../core/trace.ts";
+import { Generator, manualSeed } from "../ops/creation.ts";
+import type { Sequential } from "../nn/container.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { crossEntropy } from "../nn/loss.ts";
+import type { OptimizerStateDict } from "../optim/optimizer.ts";
+import type { SchedulerStateDict } from "../optim/scheduler.ts";
+import { ConfigError, mergeResumeConfig, resolveConfig, type TrainConfig, type TrainInput } from "./args.ts";
+import { buildModel, countParameters, type ModelSpec } from "./models.ts";
+import { EpochProgress, formatDuration } from "./progress.ts";
+import {
+  type EpochMetrics,
+  epochHeader,
+  epochLine,
+  formatConfusion,
+  type MetricsFile,
+  type StepCurve,
+  type TestMetrics,
+  testMetrics,
+  writeConfusion,
+  writeCurves,
+  writeMetrics,
+} from "./report.ts";
+import {
+  applyScheduleAt,
+  confusionOf,
+  deriveSeed,
+  evaluate,
+  makeOptimizer,
+  makeScheduler,
+  prepareData,
+  STREAM,
+} from "./setup.ts";
+
+/** Metadata keys of model.safetensors. */
+export const MODEL_META = {
+  spec: "chainrule.model",
+  classes: "chainrule.classes",
+  data: "chainrule.data",
+} as const;
+
+/** How a run reports and is controlled (everything optional). */
+export interface TrainOptions {
+  /** Continue the run saved in this directory (or checkpoint file). */
+  resume?: string;
+  /** Abort to stop after the current step (the CLI aborts it on SIGINT). */
+  signal?: AbortSignal;
+  /** Line sink for the report (default console.log). */
+  log?: (line: string) => void;
+  /** Draw a redrawn progress bar (default: process.stdout.isTTY). */
+  tty?: boolean;
+  /** Called after every training step with the global step count (tests use it to interrupt). */
+  onStep?: (globalStep: number) => void;
+}
+
+/** What `runTrain` returns. */
+export interface TrainResult {
+  status: "completed" | "interrupted";
+  outDir: string;
+  config: TrainConfig;
+  metrics: MetricsFile;
+  /** Paths of the files written. */
+  files: string[];
+  /** The trained network (in eval mode after the final evaluation). */
+  net: Sequential;
+}
+
+/** Where a run is: epoch index (0-based) and steps done within it. */
+interface Position {
+  epoch: number;
+  step: number;
+  globalStep: number;
+}
+
+/** Running sums of the current epoch. */
+interface EpochSums {
+  loss: number;
+  correct: number;
+  count: number;
+  seconds: number;
+}
+
+/** Everything a checkpoint stores besides the model and optimizer tensors. */
+interface CheckpointExtra {
+  config: TrainConfig;
+  spec: ModelSpec;
+  classes: string[];
+  position: Position;
+  sums: EpochSums;
+  scheduler: SchedulerStateDict | null;
+  epochs: EpochMetrics[];
+  steps: StepCurve;
+  wallTime: number;
+  startedAt: string;
+}
+
+function checkpointPath(resume: string): string {
+  if (existsSync(resume) && statSync(resume).isDirectory()) return join(resume, "checkpoint.safetensors");
+  return resume;
+}
+
+function readResume(resume: string): {
+  extra: CheckpointExtra;
+  model: Record<string, Tensor>;
+  optim: OptimizerStateDict;
+} {
+  const path = checkpointPath(resume);
+  if (!existsSync(path)) {
+    throw new Error(
+      `--resume: no checkpoint at ${path} (expected the output directory of a chainrule train run)`,
+    );
+  }
+  const ck = loadCheckpoint(path);
+  const extra = ck.extra as CheckpointExtra | undefined;
+  if (
+    extra === undefined ||
+    extra.config === undefined ||
+    extra.position === undefined ||
+    ck.optimizer === undefined
+  ) {
+    throw new Error(`--resume: ${path} is not a checkpoint written by chainrule train`);
+  }
+  return { extra, model: ck.model, optim: ck.optimizer as OptimizerStateDict };
+}
+
+/**
+ * Train a model as `chainrule train` does and return the metrics. Throws a ConfigError for bad options.
+ *
+ * @example
+ * ```ts
+ * const r = await runTrain({ limit: 2000, epochs: 2, out: "runs/quick", quiet: true });
+ * r.metrics.test?.accuracy; // about 0.9
+ * await runTrain({ epochs: 3 }, { resume: "runs/quick" }); // one more epoch
+ * ```
+ */
+export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Promise<TrainResult> {
+  const log = opts.log ?? ((line: string) => console.log(line));
+  const saved = opts.resume === undefined ? null : readResume(opts.resume);
+  const config =
+    saved === null
+      ? resolveConfig(input)
+      : mergeResumeConfig(saved.extra.config, {
+          ...input,
+          // how this session runs and talks is its own choice, not the saved run's
+          quiet: input.quiet ?? false,
+          backend: input.backend ?? null,
+          out:
+            input.out ??
+            (existsSync(opts.resume!) && statSync(opts.resume!).isDirectory()
+              ? opts.resume
+              : saved.extra.config.out),
+        });
+  if (config.backend !== null) setBackend(config.backend);
+  const outDir = config.out;
+  const say = (line: string) => {
+    if (!config.quiet) log(line);
+  };
+
+  // ---- data, model, optimizer, schedule ----
+  const t0 = performance.now();
+  const data = prepareData(config);
+  const spec: ModelSpec = saved?.extra.spec ?? {
+    name: config.model,
+    inputShape: data.inputShape,
+    numClasses: data.classes.length,
+    hidden: config.model === "mlp" ? config.hidden : [],
+    dropout: config.dropout,
+    mean: data.mean,
+    std: data.std,
+  };
+  manualSeed(config.seed);
+  const dropoutGen = new Generator(0);
+  const { net } = buildModel(spec, { dropoutGenerator: dropoutGen });
+  const opt = makeOptimizer(config, net.parameters());
+  const dataset = new TensorDataset(data.train.x, data.train.y);
+  const stepsPerEpoch = Math.ceil(data.train.x.shape[0] / config.batchSize);
+  const sched = makeScheduler(config, opt, stepsPerEpoch);
+  let pos: Position = { epoch: 0, step: 0, globalStep: 0 };
+  let sums: EpochSums = { loss: 0, correct: 0, count: 0, seconds: 0 };
+  const epochs: EpochMetrics[] = saved?.extra.epochs ?? [];
+  const steps: StepCurve = saved?.extra.steps ?? { x: [], loss: [], acc: [] };
+  const wallBefore = saved?.extra.wallTime ?? 0;
+  const startedAt = saved?.extra.startedAt ?? new Date().toISOString();
+  if (saved !== null) {
+    net.loadStateDict(saved.model);
+    opt.loadStateDict(saved.optim);
+    pos = saved.extra.position;
+    sums = saved.extra.sums;
+    const done = pos.epoch + (pos.step > 0 ? 1 : 0);
+    if (config.epochs < done) {
+      throw new ConfigError(
+        `--epochs ${config.epochs}: the run being resumed has already trained ${done} epoch(s); give --epochs ${done} or more`,
+      );
+    }
+    if (sched !== null && saved.extra.scheduler !== null) {
+      sched.loadStateDict(saved.extra.scheduler);
+      // a different epoch count re-plans the schedule: take its value at the current step
+      if (config.epochs !== saved.extra.config.epochs) applyScheduleAt(sched, pos.globalStep);
+    }
+  }
+  mkdirSync(outDir, { recursive: true }); // only once the data and the model are there
+  const params = countParameters(net);
+  const backendName = getBackend().name;
+
+  const metricsFile = (
+    status: MetricsFile["status"],
+    test: TestMetrics | null,
+    wallTime: number,
+  ): MetricsFile => ({
+    status,
+    config,
+    model: { ...spec, parameters: params },
+    backend: backendName,
+    classes: data.classes,
+    sizes: { train: data.train.x.shape[0], val: data.val?.x.shape[0] ?? 0, test: data.test.x.shape[0] },
+    epochs,
+    steps,
+    test,
+    wallTime,
+    startedAt,
+    updatedAt: new Date().toISOString(),
+  });
+  const files = {
+    metrics: join(outDir, "metrics.json"),
+    model: join(outDir, "model.safetensors"),
+    checkpoint: join(outDir, "checkpoint.safetensors"),
+  };
+  const wall = () => wallBefore + (performance.now() - t0) / 1000;
+  const saveModel = () =>
+    saveSafetensors(files.model, net.stateDict(), {
+      [MODEL_META.spec]: JSON.stringify(spec),
+      [MODEL_META.classes]: JSON.stringify(data.classes),
+      [MODEL_META.data]: config.data,
+      format: "pt",
+    });
+  /** Write the checkpoint, the model and metrics.json; returns the metrics written. */
+  const saveState = (status: MetricsFile["status"], test: TestMetrics | null = null): MetricsFile => {
+    const extra: CheckpointExtra = {
+      config,
+      spec,
+      classes: data.classes,
+      position: pos,
+      sums,
+      scheduler: sched?.stateDict() ?? null,
+      epochs,
+      steps,
+      wallTime: wall(),
+      startedAt,
+    };
+    saveCheckpoint(files.checkpoint, {
+      model: net.stateDict(),
+      optimizer: opt.stateDict(),
+      extra: { ...extra },
+    });
+    saveModel();
+    const m = metricsFile(status, test, extra.wallTime);
+    writeMetrics(outDir, m);
+    return m;
+  };
+
+  const sizes = `${data.train.x.shape[0]} train / ${data.val?.x.shape[0] ?? 0} val / ${data.test.x.shape[0]} test`;
+  say(
+    `${saved === null ? "training" : `resuming at epoch ${pos.epoch + 1}, step ${pos.step}:`} ${spec.name} (${params.toLocaleString("en-US")} parameters) on ${config.data} (${sizes}), ` +
+      `${config.optimizer} lr ${config.lr} ${config.schedule === "none" ? "constant" : config.schedule}, batch ${config.batchSize}, ${config.epochs} epoch${config.epochs === 1 ? "" : "s"}, seed ${config.seed}, backend ${backendName}`,
+  );
+  say(`output: ${resolve(outDir)}`);
+  if (pos.epoch < config.epochs) say(epochHeader());
+
+  // ---- the loop ----
+  let lastLr = opt.paramGroups[0].lr; // the lr of the latest step (reported per epoch)
+  const progress = new EpochProgress({
+    tty: opts.tty ?? process.stdout.isTTY === true,
+    quiet: config.quiet,
+    log,
+  });
+  const interrupted = () => opts.signal?.aborted === true;
+  const stopHere = (): TrainResult => {
+    progress.stop();
+    const metrics = saveState("interrupted");
+    say(
+      `interrupted at epoch ${pos.epoch + 1}, step ${pos.step}/${stepsPerEpoch}; saved ${files.checkpoint}`,
+    );
+    return {
+      status: "interrupted",
+      outDir,
+      config,
+      metrics,
+      files: Object.values(files),
+      net,
+    };
+  };
+  while (pos.epoch < config.epochs) {
+    const epoch = pos.epoch;
+    const epochStart = performance.now() - sums.seconds * 1000;
+    const loader = new DataLoader(dataset, {
+      batchSize: config.batchSize,
+      shuffle: true,
+      generator: new Generator(deriveSeed(config.seed, STREAM.SHUFFLE, epoch)),
+    });
+    progress.start(epoch + 1, config.epochs, stepsPerEpoch, pos.step);
+    let b = 0;
+    for (const [x, y] of loader) {
+      if (b++ < pos.step) continue; // resumed mid-epoch: these batches were trained on before
+      if (interrupted()) return stopHere();
+      net.train();
+      dropoutGen.seed(deriveSeed(config.seed, STREAM.DROPOUT, pos.globalStep));
+      const logits = net.call(x);
+      const loss = crossEntropy(logits, y);
+      opt.zeroGrad();
+      loss.backward();
+      opt.step();
+      lastLr = opt.paramGroups[0].lr;
+      sched?.step();
+      const lossValue = loss.item();
+      const correct = noGrad(() => logits.argmax(1).eq(y).sum().item());
+      const n = y.shape[0];
+      sums.loss += lossValue * n;
+      sums.correct += correct;
+      sums.count += n;
+      pos = { epoch, step: pos.step + 1, globalStep: pos.globalStep + 1 };
+      steps.x.push(pos.globalStep / stepsPerEpoch);
+      steps.loss.push(lossValue);
+      steps.acc.push(correct / n);
+      const seconds = (performance.now() - epochStart) / 1000;
+      sums.seconds = seconds;
+      progress.update(pos.step, {
+        loss: sums.loss / sums.count,
+        speed: sums.count / Math.max(seconds, 1e-9),
+      });
+      opts.onStep?.(pos.globalStep);
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    if (interrupted()) return stopHere();
+    progress.stop();
+    const val = data.val === null ? null : evaluate(net, data.val);
+    const seconds = (performance.now() - epochStart) / 1000;
+    const m: EpochMetrics = {
+      epoch: epoch + 1,
+      trainLoss: sums.loss / sums.count,
+      trainAcc: sums.correct / sums.count,
+      valLoss: val?.loss ?? null,
+      valAcc: val?.accuracy ?? null,
+      lr: lastLr,
+      seconds,
+      examplesPerSec: sums.count / seconds,
+    };
+    epochs.push(m);
+    say(epochLine(m, config.epochs));
+    pos = { epoch: epoch + 1, step: 0, globalStep: pos.globalStep };
+    sums = { loss: 0, correct: 0, count: 0, seconds: 0 };
+    saveState("running");
+  }
+
+  // ---- test set and outputs ----
+  const t = evaluate(net, data.test);
+  const confusion = confusionOf(t.predictions, data.test.y, data.classes.length);
+  const test = testMetrics(confusion, t.loss);
+  const final = saveState("completed", test);
+  const written = [files.metrics, files.model, files.checkpoint];
+  if (config.plots) {
+    written.push(...writeCurves(outDir, final));
+    const title = `${spec.name} on ${config.data}: test`;
+    written.push(writeConfusion(join(outDir, "confusion.svg"), confusion, data.classes, title));
+  }
+  log(
+    `test accuracy ${(100 * test.accuracy).toFixed(2)}% (${test.correct}/${test.total}), loss ${test.loss.toFixed(4)}, wall time ${formatDuration(final.wallTime)}`,
+  );
+  say(formatConfusion(confusion, data.classes));
+  say("wrote:");
+  for (const f of written) say(`  ${f}`);
+  return { status: "completed", outDir, config, metrics: final, files: written, net };
+}

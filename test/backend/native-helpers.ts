@@ -1,0 +1,169 @@
+/**
+ * Helpers of the native backend conformance test (native.test.ts): the backend under test, random inputs
+ * in every memory layout (contiguous, transposed, gaps, negative strides, broadcast, offset), tolerant
+ * comparison, and `check`, which runs a kernel on the js reference and on every native instruction-set build
+ * with all threads and with one.
+ */
+import assert from "node:assert/strict";
+import type { Backend, View } from "../../src/backend/backend.ts";
+import { jsBackend as J } from "../../src/backend/js/index.ts";
+import {
+  loadNativeBackend,
+  nativeInfo,
+  setNativeIsa,
+  setNumThreads,
+} from "../../src/backend/native/index.ts";
+import { allocTyped, type DType, type TypedArray } from "../../src/dtype.ts";
+
+/** The load result: the backend or why it is unavailable (native.test.ts asserts that it loaded). */
+export const loaded = loadNativeBackend();
+export const N: Backend | undefined = "backend" in loaded ? loaded.backend : undefined;
+export const ISAS = N ? (["avx512", "avx2", "base"] as const).filter((i) => setNativeIsa(i)) : [];
+export const DEFAULT_THREADS = N ? nativeInfo().threads : 1;
+
+// ---------------------------------------------------------------------------------------------------------
+// Random inputs and views.
+
+export function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const FLOAT_SPECIAL = [Number.NaN, Infinity, -Infinity, 0, -0, 0.5, -0.5, 1.5, 2.5, -2.5, 1e30, -1e30, 1, -1];
+const INT_SPECIAL = [0, 1, -1, 2147483647, -2147483648, 65536, 123456789, -7];
+
+export type Gen = "normal" | "plain" | "small" | "positive" | "index";
+
+/** A random value of `dtype`: floats in [-3, 3) with 10% special values (NaN, +-Inf, +-0, ties ...). */
+function value(rng: () => number, dtype: DType, gen: Gen): number {
+  const u = rng();
+  if (dtype === "bool") return u < 0.5 ? 0 : 1;
+  if (dtype === "int32") {
+    if (gen === "normal" && u < 0.1) return INT_SPECIAL[Math.floor(rng() * INT_SPECIAL.length)];
+    if (gen === "positive") return Math.floor(u * 6);
+    return Math.floor(u * 21) - 10;
+  }
+  if (gen === "normal" && u < 0.1) return FLOAT_SPECIAL[Math.floor(rng() * FLOAT_SPECIAL.length)];
+  if (gen === "positive") return 0.1 + 3 * u;
+  if (gen === "small") return 2 * u - 1;
+  return 6 * u - 3;
+}
+
+/**
+ * Memory layouts. A layout gives, per axis, a step (1 contiguous, 2 gaps, -1 reversed, 0 broadcast) and an
+ * order of the axes in memory (transposed = reversed order), plus padding before the first element.
+ */
+export type Layout = "contiguous" | "transposed" | "gaps" | "reversed" | "broadcast" | "offset";
+export const LAYOUTS: readonly Layout[] = [
+  "contiguous",
+  "transposed",
+  "gaps",
+  "reversed",
+  "broadcast",
+  "offset",
+];
+
+export function makeView(
+  shape: readonly number[],
+  dtype: DType,
+  how: Layout,
+  rng: () => number,
+  gen: Gen = "normal",
+): View {
+  const nd = shape.length;
+  const steps = shape.map(() => 1);
+  let perm = shape.map((_, i) => i);
+  let pad = 0;
+  if (how === "transposed") perm = perm.reverse();
+  if (how === "gaps" && nd > 0) steps[nd - 1] = 2;
+  if (how === "reversed" && nd > 0) {
+    steps[0] = -1;
+    if (nd > 1) steps[nd - 1] = -2;
+  }
+  if (how === "broadcast") {
+    const d = shape.findIndex((n) => n > 1);
+    if (d >= 0) steps[d] = 0;
+  }
+  if (how === "offset") pad = 5;
+  const ext = shape.map((n, d) => (steps[d] === 0 || n === 0 ? 1 : (n - 1) * Math.abs(steps[d]) + 1));
+  const base = new Array<number>(nd);
+  let acc = 1;
+  for (let i = nd - 1; i >= 0; i--) {
+    base[perm[i]] = acc;
+    acc *= ext[perm[i]];
+  }
+  const strides = shape.map((_, d) => base[d] * steps[d]);
+  let offset = pad;
+  for (let d = 0; d < nd; d++) if (steps[d] < 0) offset += (shape[d] - 1) * base[d] * -steps[d];
+  const data = allocTyped(dtype, acc + 2 * pad);
+  for (let i = 0; i < data.length; i++) data[i] = value(rng, dtype, gen);
+  return { data, shape, strides, offset };
+}
+
+export const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+
+// ---------------------------------------------------------------------------------------------------------
+// Comparison.
+
+export interface Tol {
+  rtol: number;
+  atol: number;
+}
+export const EXACT: Tol = { rtol: 0, atol: 0 };
+
+export function tolFor(dtype: DType, f32: Tol, f64: Tol = { rtol: 1e-12, atol: 1e-12 }): Tol {
+  return dtype === "float32" ? f32 : dtype === "float64" ? f64 : EXACT;
+}
+
+export function assertClose(got: TypedArray, want: TypedArray, tol: Tol, what: string): void {
+  assert.equal(got.constructor, want.constructor, `${what}: dtype`);
+  assert.equal(got.length, want.length, `${what}: length`);
+  for (let i = 0; i < got.length; i++) {
+    const g = got[i];
+    const w = want[i];
+    if (Number.isNaN(w) || Number.isNaN(g)) {
+      if (Number.isNaN(w) && Number.isNaN(g)) continue;
+    } else if (g === w || Math.abs(g - w) <= tol.atol + tol.rtol * Math.abs(w)) {
+      continue;
+    }
+    assert.fail(`${what}: element ${i} is ${g}, the js backend gives ${w} (of ${got.length})`);
+  }
+}
+
+/**
+ * Run `run(backend)` (which allocates and returns its output) on the js backend and on every native ISA
+ * build, with all threads and with one, and compare each native result with the js one.
+ */
+export function check(what: string, tol: Tol, run: (b: Backend) => TypedArray): void {
+  const want = run(J);
+  for (const isa of ISAS) {
+    setNativeIsa(isa);
+    for (const threads of DEFAULT_THREADS > 1 ? [DEFAULT_THREADS, 1] : [1]) {
+      setNumThreads(threads);
+      const got = run(N!);
+      assertClose(got, want, tol, `${what} [${isa}, ${threads} thread${threads > 1 ? "s" : ""}]`);
+    }
+  }
+  setNumThreads(0);
+  setNativeIsa(ISAS[0]);
+}
+
+export const DTYPES: readonly DType[] = ["float32", "float64", "int32", "bool"];
+export const SHAPES: readonly (readonly number[])[] = [
+  [1],
+  [7],
+  [15],
+  [17],
+  [33],
+  [257],
+  [3, 5],
+  [4, 1, 9],
+  [2, 3, 4, 5],
+];
+export const EMPTY: readonly (readonly number[])[] = [[0], [3, 0], [0, 4, 2]];

@@ -1,0 +1,448 @@
+/**
+ * Conformance of the wasm backend with the js reference backend, part 1: elementwise kernels (unary, binary,
+ * where, cast, copy), reductions and the kernels delegated to js, on every dtype, at odd sizes, empty and 0-d
+ * shapes, and on every layout (contiguous, scrambled with negative strides and offsets, transposed,
+ * broadcast with stride 0), with inputs both in the wasm heap and in plain typed arrays; then the memory
+ * management (release paths, backendBytes, the fallbacks of a small fixed memory). Part 2 (GEMM, conv,
+ * pooling) is wasm-nn.test.ts; the garbage-collection soak runs in a child process (wasm-gc-child.ts).
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import type { BinaryOp, ReduceOp, UnaryOp, View } from "../../src/backend/backend.ts";
+import { createWasmBackend } from "../../src/backend/wasm/index.ts";
+import { sizeClass } from "../../src/backend/wasm/heap.ts";
+import { allocTyped, type DType } from "../../src/dtype.ts";
+import { contiguousStrides, sizeOf } from "../../src/shape.ts";
+import { inWasm, J, LAYOUTS, layout, ODD, outputs, prng, same, typed, values, W } from "./wasm-helpers.ts";
+
+const SHAPES: number[][] = [
+  [],
+  [0],
+  [2, 0, 3],
+  ...ODD.map((n) => [n]),
+  [3, 5],
+  [2, 3, 4],
+  [4, 1, 5],
+  [2, 17, 3],
+];
+const UNARY: readonly UnaryOp[] = [
+  "neg",
+  "abs",
+  "sign",
+  "exp",
+  "log",
+  "log1p",
+  "expm1",
+  "sqrt",
+  "sin",
+  "cos",
+  "tan",
+  "tanh",
+  "sigmoid",
+  "erf",
+  "relu",
+  "floor",
+  "ceil",
+  "round",
+];
+const SPECIAL = [Number.NaN, Infinity, -Infinity, 0, -0, 0.5, 1.5, -2.5, 40, -40, 1e-8, 100, -1e-30];
+
+/** Tolerance of a float unary op: 0 for the exact ones. */
+function unaryTol(op: UnaryOp, dt: DType): number {
+  const exact = ["neg", "abs", "sign", "relu", "floor", "ceil", "round", "sqrt"].includes(op);
+  return exact ? 0 : dt === "float32" ? 1e-6 : 1e-13;
+}
+
+test("unary: every op and dtype on every layout and size, heap and plain inputs", () => {
+  const rng = prng(11);
+  let checked = 0;
+  for (const dt of ["float32", "float64", "int32", "bool"] as const) {
+    const ops: UnaryOp[] = dt === "bool" ? ["not"] : dt === "int32" ? ["neg", "abs", "sign"] : [...UNARY];
+    for (const shape of SHAPES) {
+      for (const how of LAYOUTS) {
+        const heap = rng() < 0.5;
+        const vals = values(rng, sizeOf(shape), dt);
+        if (dt.startsWith("float") && shape.length === 1 && shape[0] >= 15) {
+          SPECIAL.forEach((s, i) => {
+            vals[i] = s;
+          });
+        }
+        if (dt === "int32" && vals.length > 2) vals[1] = -2147483648;
+        const { view } = layout(vals, shape, how, dt, heap, rng);
+        for (const op of ops) {
+          const [e, a] = outputs(dt, sizeOf(shape));
+          J.unary(op, view, e);
+          assert.ok(
+            inWasm("unary", () => W.unary(op, view, a)),
+            `${op} ${dt} ran in wasm`,
+          );
+          same(a, e, unaryTol(op, dt), `${op} ${dt} [${shape}] ${how}`);
+          checked++;
+        }
+      }
+    }
+  }
+  assert.ok(checked > 900);
+});
+
+test("unary: the float32 SIMD exp, log, sigmoid and tanh stay within about 2 ulp of js", () => {
+  const n = 20011;
+  const xs = Float32Array.from({ length: n }, (_, i) => -110 + (220 * i) / (n - 1));
+  xs.set([88.72, 88.73, -87.3, -103.9, 0.6249, 0.6251, -0.625, 1e-20, -1e-7, 9.1], 0);
+  const x: View = { data: W.alloc("float32", n), shape: [n], strides: [1], offset: 0 };
+  x.data.set(xs);
+  // log on positives from subnormal to huge, and its special values
+  const pos = Float32Array.from({ length: n }, (_, i) => 2 ** (-140 + (268 * i) / (n - 1)));
+  pos.set([0, -1, Infinity, Number.NaN, 1, 0.70710677, Math.SQRT1_2, 1 + 2 ** -23, 1 - 2 ** -24, 1e-45], 0);
+  const lx: View = { data: W.alloc("float32", n), shape: [n], strides: [1], offset: 0 };
+  lx.data.set(pos);
+  const [le, lw] = outputs("float32", n);
+  J.unary("log", lx, le);
+  W.unary("log", lx, lw);
+  same(lw.subarray(0, 4), le.subarray(0, 4), 0, "log special values");
+  for (let i = 4; i < n; i++) {
+    assert.ok(
+      lw[i] === le[i] || Math.abs(lw[i] - le[i]) <= 2.5e-7 * Math.abs(le[i]) + 1e-45,
+      `log(${pos[i]}) = ${lw[i]}, js ${le[i]}`,
+    );
+  }
+  for (const op of ["exp", "sigmoid", "tanh"] as const) {
+    const [e, w] = outputs("float32", n);
+    J.unary(op, x, e);
+    W.unary(op, x, w);
+    for (let i = 0; i < n; i++) {
+      const tol = 2.5e-7 * Math.abs(e[i]) + 1e-38; // ~2 ulp, or absolute in the subnormal range
+      assert.ok(Math.abs(w[i] - e[i]) <= tol || w[i] === e[i], `${op}(${xs[i]}) = ${w[i]}, js ${e[i]}`);
+    }
+  }
+});
+
+/** The elements of a view in row-major order (through the js copy). */
+function contiguous(v: View, dt: DType) {
+  const out = allocTyped(dt, sizeOf(v.shape));
+  J.copy(v, { data: out, shape: v.shape, strides: contiguousStrides(v.shape), offset: 0 });
+  return out;
+}
+
+const FLOAT_BINARY: readonly BinaryOp[] = ["add", "sub", "mul", "div", "pow", "maximum", "minimum"];
+const COMPARE: readonly BinaryOp[] = ["eq", "ne", "lt", "le", "gt", "ge"];
+
+function binaryOps(dt: DType): BinaryOp[] {
+  if (dt === "bool") return ["and", "or", "xor", ...COMPARE];
+  return [...FLOAT_BINARY, ...COMPARE];
+}
+
+test("binary: every op and dtype, mixed layouts (broadcast, transposed, scrambled), odd and empty sizes", () => {
+  const rng = prng(12);
+  for (const dt of ["float32", "float64", "int32", "bool"] as const) {
+    for (const shape of SHAPES) {
+      for (const ha of LAYOUTS) {
+        const hb = LAYOUTS[Math.floor(rng() * LAYOUTS.length)];
+        const n = sizeOf(shape);
+        const va = values(rng, n, dt);
+        const vb = values(rng, n, dt);
+        if (dt === "int32") {
+          // small exponents for pow, a few wrap-arounds for mul, zero divisors
+          for (let i = 0; i < n; i++) if (rng() < 0.1) vb[i] = Math.floor(rng() * 5);
+          if (n > 3) [va[0], vb[0], va[1], vb[1], vb[2]] = [2147483647, 3, -2147483648, -1, 0];
+        }
+        if (dt.startsWith("float") && n > 6) {
+          [va[0], vb[0], va[1], vb[1], va[2], vb[2], va[3], vb[3]] = [
+            Number.NaN,
+            1,
+            1,
+            Number.NaN,
+            -0,
+            0,
+            1,
+            0,
+          ];
+        }
+        if (n > 4) vb[4] = va[4]; // an equal pair for the comparisons
+        const a = layout(va, shape, ha, dt, rng() < 0.5, rng).view;
+        const b = layout(vb, shape, hb, dt, rng() < 0.5, rng).view;
+        for (const op of binaryOps(dt)) {
+          const outType: DType = COMPARE.includes(op) || dt === "bool" ? "bool" : dt;
+          const [e, w] = outputs(outType, n);
+          J.binary(op, a, b, e);
+          const wasm = inWasm("binary", () => W.binary(op, a, b, w));
+          assert.equal(wasm, !(dt === "int32" && (op === "div" || op === "pow")), `${op} ${dt} in wasm`);
+          same(w, e, op === "pow" && dt !== "int32" ? 1e-13 : 0, `${op} ${dt} [${shape}] ${ha}/${hb}`);
+        }
+      }
+    }
+  }
+});
+
+test("binary: a scalar broadcast over a large contiguous operand (both sides), 0-d operands", () => {
+  const rng = prng(13);
+  const n = 1031;
+  for (const dt of ["float32", "float64", "int32"] as const) {
+    const x: View = { data: typed(values(rng, n, dt), dt, true), shape: [n], strides: [1], offset: 0 };
+    const s: View = { data: typed([3], dt, false), shape: [n], strides: [0], offset: 0 };
+    for (const op of ["add", "sub", "mul", "maximum", "lt"] as const) {
+      for (const [a, b] of [
+        [x, s],
+        [s, x],
+      ]) {
+        const [e, w] = outputs(op === "lt" ? "bool" : dt, n);
+        J.binary(op, a, b, e);
+        W.binary(op, a, b, w);
+        same(w, e, 0, `${op} ${dt} scalar`);
+      }
+    }
+    const z: View = { data: typed([5, 7], dt, true), shape: [], strides: [], offset: 1 };
+    const [e, w] = outputs(dt, 1);
+    J.binary("mul", z, z, e);
+    W.binary("mul", z, z, w);
+    same(w, e, 0, `0-d ${dt}`);
+  }
+});
+
+test("where, cast (every dtype pair, int32 wrap-around, NaN) and strided copy", () => {
+  const rng = prng(14);
+  const dts = ["float32", "float64", "int32", "bool"] as const;
+  for (const shape of [[0], [1], [17], [3, 5], [2, 3, 4], [257]]) {
+    const n = sizeOf(shape);
+    for (const dt of dts) {
+      const cond = layout(values(rng, n, "bool"), shape, "scrambled", "bool", rng() < 0.5, rng).view;
+      const a = layout(values(rng, n, dt), shape, "broadcast", dt, true, rng).view;
+      const b = layout(values(rng, n, dt), shape, "transposed", dt, false, rng).view;
+      const [e, w] = outputs(dt, n);
+      J.where(cond, a, b, e);
+      assert.ok(inWasm("where", () => W.where(cond, a, b, w)));
+      same(w, e, 0, `where ${dt} [${shape}]`);
+      const vals = values(rng, n, dt);
+      if (dt.startsWith("float") && n > 8) {
+        vals.splice(0, 8, Number.NaN, Infinity, -2.5, 2.7, 3e9, -3e9, 1e20, -0);
+      }
+      const x = layout(vals, shape, "scrambled", dt, rng() < 0.5, rng).view;
+      for (const to of dts) {
+        const [ce, cw] = outputs(to, n);
+        J.cast(x, ce);
+        assert.ok(inWasm("cast", () => W.cast(x, cw)));
+        same(cw, ce, 0, `cast ${dt} -> ${to} [${shape}]`);
+      }
+      // strided copy into a transposed heap destination
+      const dstData = W.alloc(dt, n);
+      const dst: View = { data: dstData, shape: [...shape].reverse(), strides: [], offset: 0 };
+      const src = layout(values(rng, n, dt), shape, "scrambled", dt, true, rng).view;
+      const dstStrides = contiguousStrides([...shape].reverse()).reverse();
+      const expected = allocTyped(dt, n);
+      J.copy(src, { data: expected, shape, strides: dstStrides, offset: 0 });
+      assert.ok(inWasm("copy", () => W.copy(src, { ...dst, shape, strides: dstStrides })));
+      same(dstData, expected, 0, `copy ${dt} [${shape}]`);
+      // plain source into the heap, heap source into a plain contiguous destination (at an offset)
+      const plainSrc = layout(values(rng, n, dt), shape, "scrambled", dt, false, rng).view;
+      const back = allocTyped(dt, n);
+      J.copy(plainSrc, { data: back, shape, strides: dstStrides, offset: 0 });
+      assert.ok(inWasm("copy", () => W.copy(plainSrc, { ...dst, shape, strides: dstStrides })));
+      same(dstData, back, 0, `copy plain -> heap ${dt} [${shape}]`);
+      const plainDst = allocTyped(dt, n + 2);
+      const heapSrc: View = { data: dstData, shape, strides: dstStrides, offset: 0 };
+      assert.ok(
+        inWasm("copy", () =>
+          W.copy(heapSrc, { data: plainDst, shape, strides: contiguousStrides(shape), offset: 2 }),
+        ),
+      );
+      same(plainDst.subarray(2), contiguous(plainSrc, dt), 0, "heap -> plain");
+    }
+  }
+});
+
+test("reduce: every op, dtype and axis subset, strided inputs, empty axes, 0-d", () => {
+  const rng = prng(15);
+  const ops: readonly ReduceOp[] = ["sum", "prod", "max", "min"];
+  const cases: [number[], number[][]][] = [
+    [[], [[], [0]]],
+    [[257], [[0], []]],
+    [
+      [3, 0, 2],
+      [[1], [0, 2], [0]],
+    ],
+    [
+      [2, 3, 4, 5],
+      [[0], [3], [1, 2], [0, 2, 3], [0, 1, 2, 3], [1, 3], []],
+    ],
+    [
+      [7, 1, 33],
+      [[0, 2], [1], [2]],
+    ],
+    [
+      [17, 15],
+      [[0], [1], [0, 1]],
+    ],
+  ];
+  for (const dt of ["float32", "float64", "int32"] as const) {
+    for (const [shape, axesList] of cases) {
+      for (const how of LAYOUTS) {
+        const n = sizeOf(shape);
+        const vals = values(rng, n, dt).map((v) => (dt === "int32" ? v : v * 0.9 + 0.1 * Math.sign(v)));
+        if (dt !== "int32" && n > 40 && how === "contiguous") vals[37] = Number.NaN;
+        const x = layout(vals, shape, how, dt, rng() < 0.5, rng).view;
+        for (const axes of axesList) {
+          if (sizeOf(shape) === 0 && axes.length > 0) {
+            const kept = shape.filter((_, i) => !axes.includes(i));
+            if (sizeOf(kept) > 0 && axes.some((a) => shape[a] === 0)) {
+              // max/min of an empty axis never reaches a backend
+              for (const op of ["sum", "prod"] as const) check(op, x, axes, shape);
+              continue;
+            }
+          }
+          for (const op of ops) check(op, x, axes, shape);
+        }
+      }
+    }
+    function check(op: ReduceOp, x: View, axes: number[], shape: number[]) {
+      const k = sizeOf(shape.filter((_, i) => !axes.includes(i)));
+      const [e, w] = outputs(dt, x.shape.length === 0 ? 1 : k);
+      J.reduce(op, x, axes, e);
+      assert.ok(
+        inWasm("reduce", () => W.reduce(op, x, axes, w)),
+        `${op} ${dt} reduce in wasm`,
+      );
+      const tol = dt === "int32" ? 0 : dt === "float32" ? 1e-5 : 1e-12;
+      same(w, e, op === "max" || op === "min" ? 0 : tol, `${op} ${dt} [${shape}] axes [${axes}]`);
+    }
+  }
+});
+
+test("delegated kernels (argReduce, cumsum, gather, scatterAdd) agree with js on heap views", () => {
+  const rng = prng(16);
+  const x = layout(values(rng, 60, "float32"), [3, 4, 5], "scrambled", "float32", true, rng).view;
+  for (const axis of [0, 1, 2]) {
+    for (const op of ["argmax", "argmin"] as const) {
+      const [e, w] = outputs("int32", 60 / x.shape[axis]);
+      J.argReduce(op, x, axis, e);
+      W.argReduce(op, x, axis, w);
+      same(w, e, 0, `${op} axis ${axis}`);
+    }
+    const [e, w] = outputs("float32", 60);
+    J.cumsum(x, axis, axis === 1, e);
+    W.cumsum(x, axis, axis === 1, w);
+    same(w, e, 0, `cumsum axis ${axis}`);
+  }
+  const idx: View = {
+    data: typed([0, 2, 1, 2, 2, 0], "int32", true),
+    shape: [3, 2, 1],
+    strides: [2, 1, 1],
+    offset: 0,
+  };
+  const src: View = { data: W.alloc("float32", 5), shape: [3, 1, 5], strides: [5, 0, 1], offset: 0 };
+  src.data.set([1, 2, 3, 4, 5]);
+  const xs: View = { ...x, shape: [3, 4, 1], strides: [x.strides[0], x.strides[1], 0] };
+  const [ge, gw] = outputs("float32", 6);
+  J.gather(xs, 1, idx, ge);
+  W.gather(xs, 1, idx, gw);
+  same(gw, ge, 0, "gather");
+  const [se, sw] = outputs("float32", 12);
+  const s2: View = { ...src, shape: [3, 2, 1], strides: [1, 0, 0] };
+  J.scatterAdd(s2, 1, idx, se, [3, 4, 1]);
+  W.scatterAdd(s2, 1, idx, sw, [3, 4, 1]);
+  same(sw, se, 0, "scatterAdd");
+});
+
+test("memory: alloc is zero-filled heap views; release returns backendBytes to its start", () => {
+  const start = W.backendBytes();
+  const views = [];
+  for (let i = 0; i < 200; i++) {
+    const dt = (["float32", "float64", "int32", "bool"] as const)[i % 4];
+    const v = W.alloc(dt, 1 + ((i * 37) % 500));
+    assert.ok(
+      v.every((x) => x === 0),
+      "zero-filled",
+    );
+    v.fill(1); // dirty it: a reused block must come back zeroed
+    views.push(v);
+  }
+  assert.ok(W.backendBytes() > start + 200 * 16);
+  for (const v of views) assert.equal(W.release(v), true);
+  assert.equal(W.backendBytes(), start);
+  assert.equal(W.release(views[0]), false, "double release is refused");
+  assert.equal(W.release(new Float32Array(4)), false, "plain arrays are not released");
+  const again = W.alloc("float64", 300);
+  assert.ok(
+    again.every((x) => x === 0),
+    "a reused block is zero-filled",
+  );
+  W.release(again);
+  assert.equal(W.backendBytes(), start, "kernels free their scratch");
+  assert.equal(sizeClass(65), 80);
+  assert.equal(sizeClass(1), 16);
+  assert.equal(sizeClass(1000), 1024);
+  assert.equal(sizeClass(1025), 1280);
+});
+
+test("memory: growing the shared memory keeps earlier views valid; initWasmBackend returns the same backend", async () => {
+  assert.equal(W.sharedMemory, true, "Node has shared WebAssembly memory");
+  const early = W.alloc("float32", 1000);
+  early.fill(2.5);
+  const before = W.heapStats().memoryBytes;
+  const big = W.alloc("float32", (before + (64 << 20)) / 4); // forces the memory to grow
+  assert.ok(W.heapStats().memoryBytes > before);
+  assert.equal(early.length, 1000, "the old view is not detached");
+  assert.equal(early[999], 2.5);
+  const out = W.alloc("float32", 1000);
+  const v: View = { data: early, shape: [1000], strides: [1], offset: 0 };
+  W.binary("add", v, v, out);
+  assert.equal(out[500], 5);
+  W.release(big);
+  W.release(early);
+  W.release(out);
+  const { initWasmBackend } = await import("../../src/backend/wasm/index.ts");
+  assert.equal(await initWasmBackend(), W);
+});
+
+test("memory: kernels leave no scratch behind; a full fixed memory falls back to plain arrays and js", () => {
+  const rng = prng(17);
+  const start = W.backendBytes();
+  const a = layout(values(rng, 300, "float32"), [15, 20], "scrambled", "float32", false, rng).view;
+  const out = new Float32Array(300);
+  W.unary("exp", a, out); // plain input and output: both staged through scratch
+  W.reduce("sum", a, [0], new Float32Array(20));
+  assert.equal(W.backendBytes(), start);
+  // 1 MiB fixed memory: a 2 MiB tensor cannot live in it
+  const small = createWasmBackend({ memory: "fixed", fixedMemoryMiB: 1 });
+  assert.equal(small.sharedMemory, false);
+  const big = small.alloc("float32", 512 * 1024);
+  assert.equal(small.release(big), false, "the fallback is a plain array");
+  big.fill(0.5);
+  const e = new Float32Array(big.length);
+  const w = small.alloc("float32", big.length);
+  const view: View = { data: big, shape: [big.length], strides: [1], offset: 0 };
+  J.unary("exp", view, e);
+  // scratch does not fit either: the js kernel runs
+  const fb = small.fallbacks().unary ?? 0;
+  small.unary("exp", view, w);
+  assert.equal(small.fallbacks().unary, fb + 1);
+  same(w, e, 0, "fallback exp");
+  // a shared heap with a 1 MiB bound on tensor storage: larger tensors become plain arrays, kernels still
+  // run in wasm through scratch above the bound
+  const bounded = createWasmBackend({ tensorMemoryMiB: 1, threads: 1 });
+  const plain = bounded.alloc("float32", 512 * 1024);
+  assert.equal(bounded.release(plain), false, "over the bound: a plain array");
+  const inHeap = bounded.alloc("float32", 1024);
+  assert.equal(bounded.release(inHeap), true);
+  const pv: View = { data: plain.fill(-1), shape: [plain.length], strides: [1], offset: 0 };
+  const res = bounded.alloc("float32", plain.length);
+  bounded.unary("abs", pv, res);
+  assert.ok(res.every((x) => x === 1));
+  assert.deepEqual(bounded.fallbacks(), {});
+  assert.equal(bounded.backendBytes(), 0);
+  const m: View = { data: small.alloc("float32", 64 * 64), shape: [64, 64], strides: [64, 1], offset: 0 };
+  m.data.fill(1);
+  const c = small.alloc("float32", 64 * 64);
+  small.dot(m, m, c);
+  assert.equal(c[0], 64);
+});
+
+test("memory: garbage-collected views return their blocks (child process with --expose-gc)", () => {
+  const child = fileURLToPath(new URL("./wasm-gc-child.ts", import.meta.url));
+  const r = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", child], { encoding: "utf8" });
+  assert.equal(r.status, 0, `child failed: ${r.stderr}`);
+  const report = JSON.parse(r.stdout.trim().split("\n").pop()!);
+  assert.ok(report.peak > report.start + 1e6, `allocations were made: ${JSON.stringify(report)}`);
+  assert.ok(report.end <= report.start + 65536, `memory returned: ${JSON.stringify(report)}`);
+});

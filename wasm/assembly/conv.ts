@@ -1,0 +1,230 @@
+/**
+ * Convolution helpers and pooling kernels of the wasm backend (AssemblyScript, float32, NCHW).
+ *
+ * conv2d runs as im2col + sgemm (the JS side drives it): for one image and one group, im2col lays the input
+ * out as col[(c * KH + kh) * KW + kw, oh * OW + ow] = x[c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] (0 in the
+ * padding), so the convolution is W_g [Og, Cg*KH*KW] times col. col2im is its transpose (it accumulates), which
+ * turns the input gradient W_g^T dy into dx. Geometry is passed as an i32 descriptor `g` in wasm memory:
+ *   [C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw]
+ * Pooling follows the js backend exactly: max-pooling windows scan rows then columns, the first maximum wins
+ * and a NaN wins at once; average pooling divides by kh * kw (padding counted) and sums in float64.
+ */
+
+/** im2col of one contiguous [C, H, W] float32 image at `px` into col [C*KH*KW, OH*OW] at `pcol`. */
+export function im2col(g: usize, px: usize, pcol: usize): void {
+  const C = load<i32>(g), H = load<i32>(g, 4), W = load<i32>(g, 8), KH = load<i32>(g, 12), KW = load<i32>(g, 16);
+  const OH = load<i32>(g, 20), OW = load<i32>(g, 24), sh = load<i32>(g, 28), sw = load<i32>(g, 32);
+  const ph = load<i32>(g, 36), pw = load<i32>(g, 40), dh = load<i32>(g, 44), dw = load<i32>(g, 48);
+  let d = pcol;
+  for (let c = 0; c < C; c++) {
+    const plane = px + <usize>(c * H * W) * 4;
+    for (let i = 0; i < KH; i++) {
+      for (let j = 0; j < KW; j++) {
+        const shift = j * dw - pw; // iw = ow * sw + shift
+        // in-image columns: 0 <= ow*sw + shift < W
+        let lo = shift >= 0 ? 0 : (-shift + sw - 1) / sw;
+        let hi = W - 1 - shift < 0 ? 0 : (W - 1 - shift) / sw + 1;
+        if (lo > OW) lo = OW;
+        if (hi > OW) hi = OW;
+        if (hi < lo) hi = lo;
+        for (let oh = 0; oh < OH; oh++) {
+          const ih = oh * sh - ph + i * dh;
+          if (ih < 0 || ih >= H) {
+            memory.fill(d, 0, <usize>OW * 4);
+          } else {
+            if (lo > 0) memory.fill(d, 0, <usize>lo * 4);
+            const src = plane + <usize>(ih * W + shift) * 4;
+            if (sw == 1) {
+              memory.copy(d + <usize>lo * 4, src + <usize>lo * 4, <usize>(hi - lo) * 4);
+            } else {
+              for (let ow = lo; ow < hi; ow++) store<f32>(d + <usize>ow * 4, load<f32>(src + <usize>(ow * sw) * 4));
+            }
+            if (hi < OW) memory.fill(d + <usize>hi * 4, 0, <usize>(OW - hi) * 4);
+          }
+          d += <usize>OW * 4;
+        }
+      }
+    }
+  }
+}
+
+/**
+ * im2row: the transpose of im2col, rows [OH*OW, C*KH*KW] at `prow` (for the weight gradient, whose GEMM then
+ * reads both operands along contiguous rows).
+ */
+export function im2row(g: usize, px: usize, prow: usize): void {
+  const C = load<i32>(g), H = load<i32>(g, 4), W = load<i32>(g, 8), KH = load<i32>(g, 12), KW = load<i32>(g, 16);
+  const OH = load<i32>(g, 20), OW = load<i32>(g, 24), sh = load<i32>(g, 28), sw = load<i32>(g, 32);
+  const ph = load<i32>(g, 36), pw = load<i32>(g, 40), dh = load<i32>(g, 44), dw = load<i32>(g, 48);
+  let d = prow;
+  for (let oh = 0; oh < OH; oh++) {
+    for (let ow = 0; ow < OW; ow++) {
+      for (let c = 0; c < C; c++) {
+        const plane = px + <usize>(c * H * W) * 4;
+        for (let i = 0; i < KH; i++) {
+          const ih = oh * sh - ph + i * dh;
+          if (ih < 0 || ih >= H) {
+            memory.fill(d, 0, <usize>KW * 4);
+            d += <usize>KW * 4;
+            continue;
+          }
+          const row = plane + <usize>(ih * W) * 4;
+          for (let j = 0; j < KW; j++) {
+            const iw = ow * sw - pw + j * dw;
+            store<f32>(d, iw >= 0 && iw < W ? load<f32>(row + <usize>iw * 4) : 0);
+            d += 4;
+          }
+        }
+      }
+    }
+  }
+}
+
+/** col2im: dx[C, H, W] at `px` += the taps of col [C*KH*KW, OH*OW] at `pcol` (the transpose of im2col). */
+export function col2im(g: usize, pcol: usize, px: usize): void {
+  const C = load<i32>(g), H = load<i32>(g, 4), W = load<i32>(g, 8), KH = load<i32>(g, 12), KW = load<i32>(g, 16);
+  const OH = load<i32>(g, 20), OW = load<i32>(g, 24), sh = load<i32>(g, 28), sw = load<i32>(g, 32);
+  const ph = load<i32>(g, 36), pw = load<i32>(g, 40), dh = load<i32>(g, 44), dw = load<i32>(g, 48);
+  let s = pcol;
+  for (let c = 0; c < C; c++) {
+    const plane = px + <usize>(c * H * W) * 4;
+    for (let i = 0; i < KH; i++) {
+      for (let j = 0; j < KW; j++) {
+        const shift = j * dw - pw;
+        let lo = shift >= 0 ? 0 : (-shift + sw - 1) / sw;
+        let hi = W - 1 - shift < 0 ? 0 : (W - 1 - shift) / sw + 1;
+        if (lo > OW) lo = OW;
+        if (hi > OW) hi = OW;
+        for (let oh = 0; oh < OH; oh++) {
+          const ih = oh * sh - ph + i * dh;
+          if (ih >= 0 && ih < H) {
+            const dst = plane + <usize>(ih * W + shift) * 4;
+            if (sw == 1) {
+              let ow = lo;
+              for (; ow + 4 <= hi; ow += 4) {
+                const q = dst + <usize>ow * 4;
+                v128.store(q, f32x4.add(v128.load(q), v128.load(s + <usize>ow * 4)));
+              }
+              for (; ow < hi; ow++) {
+                const q = dst + <usize>ow * 4;
+                store<f32>(q, load<f32>(q) + load<f32>(s + <usize>ow * 4));
+              }
+            } else {
+              for (let ow = lo; ow < hi; ow++) {
+                const q = dst + <usize>(ow * sw) * 4;
+                store<f32>(q, load<f32>(q) + load<f32>(s + <usize>ow * 4));
+              }
+            }
+          }
+          s += <usize>OW * 4;
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Max pooling of contiguous float32 planes [P, H, W] at `px`. Descriptor g: [P, H, W, OH, OW, kh, kw, sh, sw,
+ * ph, pw]. mode 0 writes the maxima (float32) to `po`, mode 1 the argmax flat in-plane indices (int32).
+ */
+export function maxPool(g: usize, px: usize, po: usize, mode: i32): void {
+  const P = load<i32>(g), H = load<i32>(g, 4), W = load<i32>(g, 8), OH = load<i32>(g, 12), OW = load<i32>(g, 16);
+  const kh = load<i32>(g, 20), kw = load<i32>(g, 24), sh = load<i32>(g, 28), sw = load<i32>(g, 32);
+  const ph = load<i32>(g, 36), pw = load<i32>(g, 40);
+  let o = po;
+  for (let pl = 0; pl < P; pl++) {
+    const base = px + <usize>(pl * H * W) * 4;
+    for (let oh = 0; oh < OH; oh++) {
+      const i0 = max(0, oh * sh - ph);
+      const i1 = min(H, oh * sh - ph + kh);
+      for (let ow = 0; ow < OW; ow++) {
+        const j0 = max(0, ow * sw - pw);
+        const j1 = min(W, ow * sw - pw + kw);
+        let best = -1;
+        let bv: f32 = -Infinity;
+        for (let ih = i0; ih < i1; ih++) {
+          const row = base + <usize>(ih * W) * 4;
+          let j = j0;
+          for (; j < j1; j++) {
+            const v = load<f32>(row + <usize>j * 4);
+            if (v != v) {
+              best = ih * W + j;
+              bv = v;
+              break;
+            }
+            if (best < 0 || v > bv) {
+              best = ih * W + j;
+              bv = v;
+            }
+          }
+          if (j < j1) break; // a NaN ended the scan
+        }
+        if (mode == 0) store<f32>(o, best < 0 ? -Infinity : bv);
+        else store<i32>(o, best);
+        o += 4;
+      }
+    }
+  }
+}
+
+/** Average pooling (padding counted in the divisor kh * kw, sums in float64); descriptor as maxPool. */
+export function avgPool(g: usize, px: usize, po: usize): void {
+  const P = load<i32>(g), H = load<i32>(g, 4), W = load<i32>(g, 8), OH = load<i32>(g, 12), OW = load<i32>(g, 16);
+  const kh = load<i32>(g, 20), kw = load<i32>(g, 24), sh = load<i32>(g, 28), sw = load<i32>(g, 32);
+  const ph = load<i32>(g, 36), pw = load<i32>(g, 40);
+  const div = <f64>(kh * kw);
+  let o = po;
+  for (let pl = 0; pl < P; pl++) {
+    const base = px + <usize>(pl * H * W) * 4;
+    for (let oh = 0; oh < OH; oh++) {
+      const i0 = max(0, oh * sh - ph);
+      const i1 = min(H, oh * sh - ph + kh);
+      for (let ow = 0; ow < OW; ow++) {
+        const j0 = max(0, ow * sw - pw);
+        const j1 = min(W, ow * sw - pw + kw);
+        let acc: f64 = 0;
+        for (let ih = i0; ih < i1; ih++) {
+          const row = base + <usize>(ih * W) * 4;
+          for (let j = j0; j < j1; j++) acc += <f64>load<f32>(row + <usize>j * 4);
+        }
+        store<f32>(o, <f32>(acc / div));
+        o += 4;
+      }
+    }
+  }
+}
+
+/**
+ * Transpose of avgPool: dy [P, OH, OW] float32 at `pdy`, accumulated in float64 into `acc` [P, H, W] (zeroed
+ * here), then rounded into dx at `px`. Descriptor as maxPool.
+ */
+export function avgPoolBack(g: usize, pdy: usize, px: usize, acc: usize): void {
+  const P = load<i32>(g), H = load<i32>(g, 4), W = load<i32>(g, 8), OH = load<i32>(g, 12), OW = load<i32>(g, 16);
+  const kh = load<i32>(g, 20), kw = load<i32>(g, 24), sh = load<i32>(g, 28), sw = load<i32>(g, 32);
+  const ph = load<i32>(g, 36), pw = load<i32>(g, 40);
+  const div = <f64>(kh * kw);
+  const size = P * H * W;
+  memory.fill(acc, 0, <usize>size * 8);
+  let s = pdy;
+  for (let pl = 0; pl < P; pl++) {
+    const base = acc + <usize>(pl * H * W) * 8;
+    for (let oh = 0; oh < OH; oh++) {
+      const i0 = max(0, oh * sh - ph);
+      const i1 = min(H, oh * sh - ph + kh);
+      for (let ow = 0; ow < OW; ow++) {
+        const j0 = max(0, ow * sw - pw);
+        const j1 = min(W, ow * sw - pw + kw);
+        const gv = <f64>load<f32>(s) / div;
+        for (let ih = i0; ih < i1; ih++) {
+          const row = base + <usize>(ih * W) * 8;
+          for (let j = j0; j < j1; j++) {
+            const q = row + <usize>j * 8;
+            store<f64>(q, load<f64>(q) + gv);
+          }
+        }
+        s += 4;
+      }
+    }
+  }
+  for (let i = 0; i < size; i++) store<f32>(px + <usize>i * 4, <f32>load<f64>(acc + <usize>i * 8));
+}

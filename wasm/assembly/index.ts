@@ -1,0 +1,20 @@
+/**
+ * Entry point of the wasm backend's kernels (AssemblyScript). The module imports its memory (env.memory) and
+ * never allocates: the JS side (src/backend/wasm/heap.ts) owns the heap above `heapBase()` and passes
+ * pointers. Built by wasm/build.mjs into src/backend/wasm/kernels.generated.ts.
+ */
+export { binary, unary } from "./elementwise";
+export { cast, copy, where } from "./misc";
+export { reduceF32, reduceF64, reduceI32 } from "./reduce";
+export { dgemm, sgemm, sgemmBufA, sgemmBufB } from "./gemm";
+export { avgPool, avgPoolBack, col2im, im2col, im2row, maxPool } from "./conv";
+
+/** Zero `bytes` bytes at `ptr` (bulk memory.fill: far faster than a JS fill on a shared buffer). */
+export function zero(ptr: usize, bytes: usize): void {
+  memory.fill(ptr, 0, bytes);
+}
+
+/** First byte above the module's static data: where the JS heap may start. */
+export function heapBase(): usize {
+  return __heap_base;
+}
