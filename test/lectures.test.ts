@@ -107,7 +107,7 @@ describe("lecture examples", () => {
       z[i] = s / M[i][i];
     }
     const wStar = Array.from({ length: d }, (_, k) => a.reduce((acc, r, i) => acc + r[k] * z[i], 0));
-    Array.from(w.dataSync()).forEach((v, k) => close(v, wStar[k], 1e-6));
+    for (const [k, v] of Array.from(w.dataSync()).entries()) close(v, wStar[k], 1e-6);
     // a different interpolating solution has a larger norm
     close(num(loss(w)), 0, 1e-9);
   });

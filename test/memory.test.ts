@@ -46,7 +46,10 @@ test("eager and functional training loops keep memory flat (no dispose needed)",
   }
   const growth = samples[samples.length - 1] - start;
   // one step allocates ~100 KB of tensors; 3000 leaked steps would be ~300 MB
-  assert.ok(growth < 4 * 1024 * 1024, `memory grew by ${(growth / 1e6).toFixed(1)} MB over 3000 steps: ${samples}`);
+  assert.ok(
+    growth < 4 * 1024 * 1024,
+    `memory grew by ${(growth / 1e6).toFixed(1)} MB over 3000 steps: ${samples}`,
+  );
   assert.ok(Number.isFinite(loss(w1, w2).item() as number));
   assert.equal(tensor(1).add(1).item(), 2);
 });

@@ -33,7 +33,7 @@ const close = (a: number, b: number, tol = 1e-9) =>
 const closeArr = (a: Tensor, b: number[], tol = 1e-9) => {
   const d = Array.from(a.dataSync(), Number);
   assert.equal(d.length, b.length);
-  d.forEach((v, i) => close(v, b[i], tol));
+  for (const [i, v] of d.entries()) close(v, b[i], tol);
 };
 
 describe("nesting", () => {
