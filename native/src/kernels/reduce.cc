@@ -58,7 +58,7 @@ struct Red<T, R_MAX> {
   static CR_INLINE A init() {
     return std::is_floating_point<T>::value ? -(T)INFINITY : std::numeric_limits<T>::lowest();
   }
-  static CR_INLINE A step(A a, T x) { return (x > a || x != x) ? x : a; }
+  static CR_INLINE A step(A a, T x) { return ((x > a) | (x != x)) ? x : a; }
   static CR_INLINE A combine(A a, A b) { return a != a ? a : step(a, b); }
   static CR_INLINE T fin(A a) { return a; }
 };
@@ -68,7 +68,7 @@ struct Red<T, R_MIN> {
   static CR_INLINE A init() {
     return std::is_floating_point<T>::value ? (T)INFINITY : std::numeric_limits<T>::max();
   }
-  static CR_INLINE A step(A a, T x) { return (x < a || x != x) ? x : a; }
+  static CR_INLINE A step(A a, T x) { return ((x < a) | (x != x)) ? x : a; }
   static CR_INLINE A combine(A a, A b) { return a != a ? a : step(a, b); }
   static CR_INLINE T fin(A a) { return a; }
 };
@@ -83,7 +83,6 @@ CR_INLINE typename R::A reduce_run(const T* p, i64 n, i64 s, typename R::A a) {
     for (int l = 0; l < L; l++) acc[l] = R::init();
     i64 i = 0;
     for (; i + L <= n; i += L)
-#pragma GCC unroll 32
       for (int l = 0; l < L; l++) acc[l] = R::step(acc[l], p[i + l]);
     for (int l = 0; l < L; l++) a = R::combine(a, acc[l]);
     for (; i < n; i++) a = R::step(a, p[i]);
@@ -252,6 +251,63 @@ CR_INLINE bool better(T v, T best) {
   return MIN ? (v < best || v != v) : (v > best || v != v);
 }
 
+// Lane index type of the vector argmax: integers as wide as T (GCC vector extensions need equal widths).
+template <class T>
+struct LaneIndex {
+  using type = int32_t;
+};
+template <>
+struct LaneIndex<double> {
+  using type = int64_t;
+};
+
+// First max (min) of a contiguous run of n >= 64 / sizeof(T) elements (float, double or int32). One 64-byte
+// vector of lanes tracks, per lane, the first best of the indices congruent to it (GCC vector extensions:
+// branch-free compares and selects, one zmm on AVX-512, several narrower registers on the other builds);
+// the lanes are then merged (a NaN lane wins, then the best value, ties to the smaller index) and the tail
+// is scanned in order.
+template <class T, bool MIN>
+int32_t arg_run(const T* p, i64 n) {
+  using I = typename LaneIndex<T>::type;
+  constexpr int L = 64 / sizeof(T);
+  typedef T V __attribute__((vector_size(64)));
+  typedef I VI __attribute__((vector_size(64)));
+  V bv;
+  std::memcpy(&bv, p, sizeof(V));
+  VI bi, idx;
+  for (int l = 0; l < L; l++) bi[l] = l;
+  idx = bi;
+  i64 r = L;
+  for (; r + L <= n; r += L) {
+    V v;
+    std::memcpy(&v, p + r, sizeof(V));
+    idx += (I)L;
+    const VI take = (bv == bv) & (MIN ? ((v < bv) | (v != v)) : ((v > bv) | (v != v)));
+    bv = take ? v : bv;
+    bi = take ? idx : bi;
+  }
+  T best = bv[0];
+  I at = bi[0];
+  for (int l = 1; l < L; l++) {
+    const T v = bv[l];
+    bool take;
+    if (best != best) take = v != v && bi[l] < at;
+    else if (v != v) take = true;
+    else take = (MIN ? v < best : v > best) || (v == best && bi[l] < at);
+    if (take) {
+      best = v;
+      at = bi[l];
+    }
+  }
+  for (; r < n && best == best; r++) {
+    if (better<T, MIN>(p[r], best)) {
+      best = p[r];
+      at = (I)r;
+    }
+  }
+  return (int32_t)at;
+}
+
 template <class T, bool MIN>
 void arg_typed(const View& x, const Split& sp, int32_t* out) {
   const T* xp = static_cast<const T*>(x.data) + x.offset;
@@ -267,6 +323,12 @@ void arg_typed(const View& x, const Split& sp, int32_t* out) {
       if (!outer) {
         for (i64 j = 0; j < len; j++) {
           const T* p = xp + koff[0] + j * ks;
+          if constexpr (sizeof(T) >= 4) {
+            if (rs == 1 && R >= 64) {
+              out[koff[1] + j] = arg_run<T, MIN>(p, R);
+              continue;
+            }
+          }
           T best = p[0];
           int32_t bi = 0;
           if (best == best) {
