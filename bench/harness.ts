@@ -1,0 +1,147 @@
+/**
+ * Timing method shared by every framework adapter of the side-by-side benchmark (bench/torch_bench.py
+ * reimplements the same rules in Python so PyTorch is measured the same way).
+ *
+ * One *sample* is one call of a step function that computes and synchronises (reads a value back), so lazy
+ * or asynchronous frameworks cannot hide work. The rules:
+ * - warm-up: at least one call, and more until `warmupMs` has passed (JIT compilation, allocator growth and
+ *   V8 tier-up land here, not in the figures);
+ * - timed: at least `minReps` samples, then more until `budgetMs` has passed or `maxReps` is reached;
+ * - a step whose first call already exceeded `slowMs` is "slow": warm-up stops after that call and only
+ *   `slowReps` samples are taken (`verySlowReps` past `verySlowMs`); the note on the figure says so.
+ * The figure is the median of the samples, with min and max. The process CPU time over the timed samples
+ * divided by their wall time is recorded too: about 1 for one busy thread, about N for N busy threads, so a
+ * "1 thread" row that shows 2 is not single-threaded (V8's garbage-collector threads add a little).
+ */
+import { readFileSync } from "node:fs";
+
+/** How many samples to take (see the module comment). */
+export interface Method {
+  warmupMs: number;
+  budgetMs: number;
+  minReps: number;
+  maxReps: number;
+  slowMs: number;
+  slowReps: number;
+  verySlowMs: number;
+  verySlowReps: number;
+}
+
+/** The full run: about 2 s of samples per figure. */
+export const FULL_METHOD: Method = {
+  warmupMs: 400,
+  budgetMs: 2000,
+  minReps: 5,
+  maxReps: 30,
+  slowMs: 1500,
+  slowReps: 3,
+  verySlowMs: 10_000,
+  verySlowReps: 1,
+};
+
+/** `--quick`: a smoke test of the whole harness, figures are rough. */
+export const QUICK_METHOD: Method = {
+  warmupMs: 50,
+  budgetMs: 250,
+  minReps: 2,
+  maxReps: 5,
+  slowMs: 500,
+  slowReps: 1,
+  verySlowMs: 10_000,
+  verySlowReps: 1,
+};
+
+/** Median, min and max of the sample times, in milliseconds per call. */
+export interface Sample {
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+  reps: number;
+  /** Process CPU time / wall time over the timed samples (threads kept busy). */
+  cpu: number;
+  /** The value the first call returned (a checksum or the initial loss): frameworks should agree on it. */
+  check: number | null;
+  /** Why fewer samples than usual were taken, if they were. */
+  note?: string;
+}
+
+/** A step: one sample's work, returning a number read back from the framework (which forces completion). */
+export type Step = () => number | Promise<number>;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+async function call(step: Step): Promise<number> {
+  const r = step();
+  return typeof r === "number" ? r : await r;
+}
+
+/**
+ * Time `step` by the rules above.
+ *
+ * @example
+ * const s = await measure(() => a.matmul(b).dataSync()[0], FULL_METHOD);
+ * s.medianMs; // milliseconds per product
+ */
+export async function measure(step: Step, m: Method): Promise<Sample> {
+  let t = performance.now();
+  const check = await call(step);
+  const first = performance.now() - t;
+  const slow = first > m.slowMs;
+  if (!slow) {
+    const warmStart = performance.now();
+    let n = 1;
+    while (performance.now() - warmStart + first < m.warmupMs && n < 50) {
+      await call(step);
+      n++;
+    }
+  }
+  const times: number[] = [];
+  const slowReps = first > m.verySlowMs ? m.verySlowReps : m.slowReps;
+  const minReps = slow ? slowReps : m.minReps;
+  const maxReps = slow ? slowReps : m.maxReps;
+  const cpu0 = process.cpuUsage();
+  const start = performance.now();
+  while (times.length < minReps || (times.length < maxReps && performance.now() - start < m.budgetMs)) {
+    t = performance.now();
+    await call(step);
+    times.push(performance.now() - t);
+  }
+  const wall = performance.now() - start;
+  const used = process.cpuUsage(cpu0);
+  const out: Sample = {
+    medianMs: median(times),
+    minMs: Math.min(...times),
+    maxMs: Math.max(...times),
+    reps: times.length,
+    cpu: (used.user + used.system) / 1000 / wall,
+    check: Number.isFinite(check) ? check : null,
+  };
+  if (slow) out.note = `slow (first call ${(first / 1000).toFixed(1)} s): 1 warm-up, ${times.length} timed`;
+  return out;
+}
+
+/** Deterministic uniform numbers in [0, 1) (mulberry32): the same inputs for every framework. */
+export function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let z = s;
+    z = Math.imul(z ^ (z >>> 15), z | 1);
+    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
+    return ((z ^ (z >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The installed version of an npm package (read from node_modules; some packages do not export package.json). */
+export function packageVersion(name: string): string {
+  try {
+    const url = new URL(`../node_modules/${name}/package.json`, import.meta.url);
+    return (JSON.parse(readFileSync(url, "utf8")) as { version: string }).version;
+  } catch {
+    return "unknown";
+  }
+}

