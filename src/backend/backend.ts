@@ -91,6 +91,21 @@ export interface Pool2dParams {
   readonly padding: readonly [number, number];
 }
 
+/** Hyper-parameters of one fused Adam/AdamW update (see `Backend.adamUpdate`). */
+export interface AdamUpdateParams {
+  readonly lr: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  /** AdamW: p <- p (1 - lr wd) first, instead of adding wd p to the gradient. */
+  readonly decoupled: boolean;
+  readonly maximize: boolean;
+  /** 1 - beta1^t and sqrt(1 - beta2^t) for the step t being taken. */
+  readonly bc1: number;
+  readonly bc2Sqrt: number;
+}
+
 export interface Backend {
   readonly name: string;
 
@@ -176,4 +191,21 @@ export interface Backend {
    * idx and src share a shape, which matches outShape on every axis but `axis`.
    */
   scatterAdd(src: View, axis: number, idx: View, out: TypedArray, outShape: readonly number[]): void;
+
+  /**
+   * Optional fused kernel: one Adam/AdamW step in place, elementwise over contiguous arrays of one float dtype
+   * (g may be any view of the same shape). With float64 arithmetic per element:
+   *   decoupled: p *= 1 - lr wd;   g' = (maximize ? -g : g) (+ wd p unless decoupled)
+   *   m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2;  vmax = max(vmax, v) if vmax;
+   *   p -= (lr / bc1) m / (sqrt(vmax or v) / bc2Sqrt + eps)
+   * Callers fall back to composed ops when a backend does not provide it.
+   */
+  adamUpdate?(
+    p: TypedArray,
+    g: View,
+    m: TypedArray,
+    v: TypedArray,
+    vmax: TypedArray | null,
+    h: AdamUpdateParams,
+  ): void;
 }

@@ -14,7 +14,10 @@
  * which is what PyTorch's implementation does (some versions of its documentation box write the max of the
  * bias-corrected moments; the implementation is the reference here).
  */
+import { getBackend } from "../backend/registry.ts";
 import { zerosLike } from "../ops/creation.ts";
+import { viewOf } from "../prims/impl.ts";
+import { isContiguous } from "../shape.ts";
 import { maximum } from "../ops/math.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import {
@@ -56,6 +59,7 @@ function checkAdam(name: string, h: Readonly<AdamOptions>): void {
 function adamUpdate(p: Tensor, grad: Tensor, state: OptimState, h: AdamOptions, decoupled: boolean): void {
   const t = (state.step as number) + 1;
   state.step = t;
+  if (fusedAdam(p, grad, state, h, decoupled, t)) return;
   const [beta1, beta2] = h.betas;
   if (decoupled && h.weightDecay !== 0) p.mul_(1 - h.lr * h.weightDecay);
   let g = h.maximize ? grad.neg() : grad;
@@ -74,6 +78,66 @@ function adamUpdate(p: Tensor, grad: Tensor, state: OptimState, h: AdamOptions, 
   const bc2Sqrt = Math.sqrt(1 - beta2 ** t);
   const denom = second.sqrt().div(bc2Sqrt).add(h.eps);
   p.sub_(m.div(denom), h.lr / bc1);
+}
+
+/** Storage a fused kernel may update in place: a concrete, contiguous tensor owning all of its array. */
+function ownsContiguous(t: unknown): t is Tensor {
+  return (
+    t instanceof Tensor &&
+    t._data !== null &&
+    t._offset === 0 &&
+    t._data.length === t.size &&
+    isContiguous(t.shape, t._strides)
+  );
+}
+
+/**
+ * The same step through the backend's fused kernel when it has one: one pass, in place, no temporaries.
+ * Returns false (and changes nothing) when the kernel or the layouts it needs are not available.
+ */
+function fusedAdam(
+  p: Tensor,
+  g: Tensor,
+  state: OptimState,
+  h: AdamOptions,
+  decoupled: boolean,
+  t: number,
+): boolean {
+  const be = getBackend();
+  const vmax = h.amsgrad ? (state.maxExpAvgSq ?? zerosLike(p)) : null;
+  if (
+    be.adamUpdate === undefined ||
+    !ownsContiguous(p) ||
+    !ownsContiguous(state.expAvg) ||
+    !ownsContiguous(state.expAvgSq) ||
+    (vmax !== null && !ownsContiguous(vmax)) ||
+    g._data === null ||
+    g.dtype !== p.dtype
+  ) {
+    return false;
+  }
+  const [beta1, beta2] = h.betas;
+  be.adamUpdate(
+    p._data!,
+    viewOf(g),
+    state.expAvg._data!,
+    state.expAvgSq._data!,
+    vmax === null ? null : vmax._data!,
+    {
+      lr: h.lr,
+      beta1,
+      beta2,
+      eps: h.eps,
+      weightDecay: h.weightDecay,
+      decoupled,
+      maximize: h.maximize,
+      bc1: 1 - beta1 ** t,
+      bc2Sqrt: Math.sqrt(1 - beta2 ** t),
+    },
+  );
+  if (vmax !== null) state.maxExpAvgSq = vmax;
+  for (const x of [p, state.expAvg, state.expAvgSq]) x._ver!.v++;
+  return true;
 }
 
 const ADAM_DEFAULTS: AdamOptions = {

@@ -214,8 +214,8 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
 
   /**
    * A snapshot of the optimizer: state by parameter index (in group order), and each group's
-   * hyper-parameters with `params` replaced by the list of indices. State tensors are shared, not copied
-   * (the optimizer never writes into them, it replaces them).
+   * hyper-parameters with `params` replaced by the list of indices. State tensors are copied, since fused
+   * updates write into the optimizer's own state in place.
    */
   stateDict(): OptimizerStateDict {
     const state: Record<string, Record<string, Tensor | number>> = {};
@@ -225,7 +225,11 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
       const ids: number[] = [];
       for (const p of group.params) {
         const st = this.state.get(p);
-        if (st !== undefined) state[String(index)] = { ...st };
+        if (st !== undefined) {
+          const snap: Record<string, Tensor | number> = {};
+          for (const [k, v] of Object.entries(st)) snap[k] = v instanceof Tensor ? v.detach().clone() : v;
+          state[String(index)] = snap;
+        }
         ids.push(index++);
       }
       const rec: Record<string, unknown> = {};

@@ -13,6 +13,7 @@ import { conv2d, conv2dBackInput, conv2dBackWeight } from "./conv.ts";
 import { binary, cast, unary, where } from "./elementwise.ts";
 import { gather, scatterAdd } from "./indexing.ts";
 import { dot } from "./linalg.ts";
+import { adamUpdate } from "./optim.ts";
 import { avgPool2d, avgPool2dBackward, maxPool2d, maxPool2dArgmax } from "./pool.ts";
 import { argReduce, cumsum, reduce } from "./reduce.ts";
 import { assertSameShape, copyStrided } from "./strided.ts";
@@ -51,4 +52,5 @@ export const jsBackend: Backend = {
   avgPool2dBackward,
   gather,
   scatterAdd,
+  adamUpdate,
 };
