@@ -13,6 +13,7 @@
       "src/kernels/conv.cc",
       "src/kernels/pool2d.cc",
       "src/kernels/indexing.cc",
+      "src/kernels/optim.cc",
       "src/kernels/table.cc"
     ],
     "common_cflags": ["-O3", "-fPIC", "-std=gnu++17", "-fno-exceptions", "-fno-rtti", "-Wno-unused-parameter"]

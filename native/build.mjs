@@ -110,4 +110,8 @@ function main() {
   }
 }
 
-main();
+try {
+  main();
+} catch (e) {
+  giveUp(`unexpected error: ${e instanceof Error ? e.message : e}`);
+}

@@ -143,6 +143,7 @@ struct Call {
   }
 
   napi_value finish(Err e) {
+    if (scratch_failed()) fail("out of memory (scratch buffers)");
     if (e) fail(e);
     if (!ok()) napi_throw_error(env, nullptr, err);
     return nullptr;
@@ -337,6 +338,29 @@ napi_value ScatterAdd(napi_env env, napi_callback_info info) {
   return c.finish(g_kernels->scatter_add(src, axis, idx, o, shape));
 }
 
+// adamUpdate(p, g, m, v, vmax | null): meta = g view, then lr, beta1, beta2, eps, weightDecay, decoupled,
+// maximize, bc1, bc2Sqrt, then the dtype codes of p, m, v (and vmax).
+napi_value Adam(napi_env env, napi_callback_info info) {
+  Call c(env, info, "adamUpdate");
+  View g;
+  c.view(1, g);
+  AdamParams h;
+  h.lr = c.num(), h.beta1 = c.num(), h.beta2 = c.num(), h.eps = c.num(), h.weight_decay = c.num();
+  h.decoupled = c.num() != 0, h.maximize = c.num() != 0;
+  h.bc1 = c.num(), h.bc2_sqrt = c.num();
+  const int64_t n = c.ok() ? view_size(g) : 0;
+  Out p, m, v, x;
+  c.out(0, p, n);
+  c.out(2, m, n);
+  c.out(3, v, n);
+  napi_valuetype t = napi_null;
+  if (c.argc > 4) napi_typeof(env, c.argv[4], &t);
+  const bool has_max = t == napi_object;
+  if (has_max) c.out(4, x, n);
+  if (!c.ok()) return c.finish(nullptr);
+  return c.finish(g_kernels->adam(p, g, m, v, has_max ? &x : nullptr, h));
+}
+
 // ---------------------------------------------------------------------------------------------------------
 void finalize_instance(napi_env env, void* data, void*) {
   Instance* inst = static_cast<Instance*>(data);
@@ -453,6 +477,7 @@ NAPI_MODULE_INIT() {
       {"copy", Copy},         {"reduce", Reduce},               {"argReduce", ArgReduce},
       {"cumsum", Cumsum},     {"dot", Dot},                     {"conv2d", Conv2d},
       {"pool2d", Pool2d},     {"gather", Gather},               {"scatterAdd", ScatterAdd},
+      {"adamUpdate", Adam},
   };
   for (const Fn& f : fns) {
     napi_value v;

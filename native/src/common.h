@@ -56,6 +56,11 @@ struct PoolParams {
   int64_t kh, kw, sh, sw, ph, pw;
 };
 
+struct AdamParams {
+  double lr, beta1, beta2, eps, weight_decay, bc1, bc2_sqrt;
+  bool decoupled, maximize;
+};
+
 // Every kernel returns nullptr on success or a static error message (unsupported dtype combination ...).
 using Err = const char*;
 
@@ -78,6 +83,8 @@ struct Kernels {
   Err (*pool2d)(int kind, const View& x, const Out& out, const int64_t* shape, const PoolParams& pp);
   Err (*gather)(const View& x, int axis, const View& idx, const Out& out);
   Err (*scatter_add)(const View& src, int axis, const View& idx, const Out& out, const int64_t* shape);
+  // One fused Adam/AdamW step in place (vmax may be null); g has the shape of the flat p, m, v.
+  Err (*adam)(const Out& p, const View& g, const Out& m, const Out& v, const Out* vmax, const AdamParams& h);
 };
 
 const Kernels* kernels_avx512();

@@ -239,6 +239,8 @@ void pool_set_threads(int n) {
   p.start(n);
 }
 
+static std::atomic<bool> g_scratch_failed{false};
+
 void* scratch(int tid, int slot, size_t bytes) {
   Scratch& s = g_scratch[tid][slot];
   if (bytes == 0) bytes = 64;
@@ -247,8 +249,11 @@ void* scratch(int tid, int slot, size_t bytes) {
     size_t sz = (bytes + 63) / 64 * 64;
     s.ptr = std::aligned_alloc(64, sz);
     s.size = s.ptr ? sz : 0;
+    if (!s.ptr) g_scratch_failed.store(true);
   }
   return s.ptr;
 }
+
+bool scratch_failed() { return g_scratch_failed.exchange(false); }
 
 }  // namespace cr

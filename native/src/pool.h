@@ -28,7 +28,12 @@ void pool_set_threads(int n);
 int pool_tid();
 
 // A 64-byte aligned buffer of at least `bytes` bytes owned by thread `tid`, one per `slot` (0..7). It stays
-// valid until the next call with the same (tid, slot). Contents are unspecified.
+// valid until the next call with the same (tid, slot). Contents are unspecified. Returns nullptr if memory
+// is exhausted, and remembers the failure for scratch_failed().
 void* scratch(int tid, int slot, size_t bytes);
+
+// Whether a scratch allocation failed since the last call (the kernel's result is then invalid and the
+// N-API layer throws "out of memory"); clears the flag.
+bool scratch_failed();
 
 }  // namespace cr

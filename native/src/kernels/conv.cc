@@ -45,6 +45,7 @@ WeightMat<T> weight_matrix(const View& w, const Geo& g, int slot) {
   }
   if (merged) return WeightMat<T>{wp, s[0], cs};
   T* tmp = static_cast<T*>(scratch(pool_tid(), slot, sizeof(T) * (size_t)(g.O * g.Cg * g.KH * g.KW)));
+  if (!tmp) return WeightMat<T>{nullptr, 0, 0};
   i64 t = 0;
   for (i64 o = 0; o < g.O; o++)
     for (i64 c = 0; c < g.Cg; c++)
@@ -59,6 +60,7 @@ bool conv_forward(const View& x, const View& w, T* out, const Geo& g) {
   const T* xp = static_cast<const T*>(x.data) + x.offset;
   const i64* xs = x.strides;
   const WeightMat<T> wm = weight_matrix<T>(w, g, 3);
+  if (!wm.p) return false;
   const i64 P = g.OH * g.OW, Kd = g.Cg * g.KH * g.KW;
   const i64 Ppad = (P + NR - 1) / NR * NR;
   const ConvColumns cm{Ppad, P, g.O * P};
@@ -155,6 +157,7 @@ bool conv_back_input(const View& dy, const View& w, T* out, const Geo& g) {
   const T* dp = static_cast<const T*>(dy.data) + dy.offset;
   const i64* ds = dy.strides;
   const WeightMat<T> wm = weight_matrix<T>(w, g, 3);
+  if (!wm.p) return false;
   const i64 CKK = g.Cg * g.KH * g.KW, P = g.OH * g.OW, HW = g.H * g.W;
   // dy[n, o] as a matrix row needs (oh, ow) to merge into one stride; otherwise go through a copy.
   const bool merged = g.OH == 1 || ds[2] == g.OW * ds[3];
@@ -169,6 +172,10 @@ bool conv_back_input(const View& dy, const View& w, T* out, const Geo& g) {
     i64 rs = ds[1], cs = ds[3];
     if (!merged) {
       T* tmp = static_cast<T*>(scratch(tid, 5, sizeof(T) * (size_t)imax<i64>(g.Og * P, 1)));
+      if (!tmp) {
+        ok = false;
+        return;
+      }
       for (i64 o = 0; o < g.Og; o++)
         for (i64 oh = 0; oh < g.OH; oh++)
           for (i64 ow = 0; ow < g.OW; ow++) tmp[(o * g.OH + oh) * g.OW + ow] = dyn[o * ds[1] + oh * ds[2] + ow * ds[3]];
@@ -216,6 +223,7 @@ void conv_int(int kind, const View& p, const View& q, int32_t* out, const Geo& g
   (void)xv;
   i64 size = kind == 0 ? g.N * g.O * g.OH * g.OW : kind == 1 ? g.N * g.C * g.H * g.W : g.O * g.Cg * g.KH * g.KW;
   double* acc = static_cast<double*>(scratch(pool_tid(), 3, sizeof(double) * (size_t)imax<i64>(size, 1)));
+  if (!acc) return;  // reported by scratch_failed()
   for (i64 i = 0; i < size; i++) acc[i] = 0;
   for (i64 n = 0; n < g.N; n++)
     for (i64 o = 0; o < g.O; o++) {

@@ -123,6 +123,7 @@ struct Im2colRows {
     constexpr int NR = Blocking<T>::NR;
     const Geo& q = *g;
     Run* runs = static_cast<Run*>(scratch(pool_tid(), 6, sizeof(Run) * (size_t)(kc + 2)));
+    if (!runs) return;  // reported by scratch_failed()
     const int nruns = make_runs(q, k0, kc, runs);
     for (i64 jp = 0; jp < n; jp += NR, dst += kc * NR) {
       const int cols = (int)imin<i64>(NR, n - jp);
@@ -160,6 +161,7 @@ struct DyRows {
   void pack_a(T* dst, i64 i0, i64 m, i64 k0, i64 kc) const {
     constexpr int MR = Blocking<T>::MR;
     Run* runs = static_cast<Run*>(scratch(pool_tid(), 7, sizeof(Run) * (size_t)(kc + 2)));
+    if (!runs) return;  // reported by scratch_failed()
     const int nruns = make_runs(*g, k0, kc, runs);
     for (i64 ip = 0; ip < m; ip += MR, dst += kc * MR) {
       const int rows = (int)imin<i64>(MR, m - ip);

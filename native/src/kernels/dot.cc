@@ -29,6 +29,66 @@ void small_gemm(i64 M, i64 N, i64 K, const T* a, i64 as0, i64 as1, const T* b, i
   }
 }
 
+// sum_k x[k*sx] * y[k*sy], with 64 bytes of independent partial sums when both runs are contiguous.
+template <class T>
+CR_INLINE T dot_run(const T* x, i64 sx, const T* y, i64 sy, i64 K) {
+  if (sx == 1 && sy == 1 && K >= 64) {
+    constexpr int L = 64 / sizeof(T);
+    T acc[L];
+    for (int l = 0; l < L; l++) acc[l] = T(0);
+    i64 k = 0;
+    for (; k + L <= K; k += L)
+      for (int l = 0; l < L; l++) acc[l] += x[k + l] * y[k + l];
+    T s = T(0);
+    for (int l = 0; l < L; l++) s += acc[l];
+    for (; k < K; k++) s += x[k] * y[k];
+    return s;
+  }
+  T s = T(0);
+  for (i64 k = 0; k < K; k++) s += x[k * sx] * y[k * sy];
+  return s;
+}
+
+// Matrix-vector shapes (M == 1 or N == 1), where packing for the GEMM micro-kernel would cost as much as the
+// product itself: dot products along K when the operands are contiguous along K, else row updates
+// (c += a_k * b[k, :]) along a contiguous row of b. Parallel over output chunks when `parallel`.
+template <class T>
+void matvec(i64 M, i64 N, i64 K, const T* a, i64 as0, i64 as1, const T* b, i64 bs0, i64 bs1, T* c,
+            bool parallel) {
+  const i64 grain = imax<i64>(1, 32768 / imax<i64>(K, 1));
+  auto run = [&](i64 n, auto&& body) {
+    if (parallel) par_for(n, grain, body);
+    else body((i64)0, n, 0);
+  };
+  if (N == 1 && as0 == 1 && as1 != 1) {  // columns of a contiguous: c[i] += a[i, k] * b[k] over row chunks
+    run(M, [&](i64 lo, i64 hi, int) {
+      for (i64 i = lo; i < hi; i++) c[i] = T(0);
+      for (i64 k = 0; k < K; k++) {
+        const T bv = b[k * bs0];
+        const T* ak = a + k * as1;
+        for (i64 i = lo; i < hi; i++) c[i] += ak[i] * bv;
+      }
+    });
+  } else if (N == 1) {  // c[i] = a[i, :] . b[:, 0]
+    run(M, [&](i64 lo, i64 hi, int) {
+      for (i64 i = lo; i < hi; i++) c[i] = dot_run(a + i * as0, as1, b, bs0, K);
+    });
+  } else if (bs1 == 1) {  // M == 1, rows of b contiguous: c[j] += a[k] * b[k, j] over column chunks
+    run(N, [&](i64 lo, i64 hi, int) {
+      for (i64 j = lo; j < hi; j++) c[j] = T(0);
+      for (i64 k = 0; k < K; k++) {
+        const T av = a[k * as1];
+        const T* bk = b + k * bs0;
+        for (i64 j = lo; j < hi; j++) c[j] += av * bk[j];
+      }
+    });
+  } else {  // M == 1: c[j] = a[0, :] . b[:, j]
+    run(N, [&](i64 lo, i64 hi, int) {
+      for (i64 j = lo; j < hi; j++) c[j] = dot_run(a, as1, b + j * bs1, bs0, K);
+    });
+  }
+}
+
 void int_gemm(i64 M, i64 N, i64 K, const int32_t* a, i64 as0, i64 as1, const int32_t* b, i64 bs0, i64 bs1,
               int32_t* c) {
   uint32_t* cu = reinterpret_cast<uint32_t*>(c);
@@ -60,11 +120,14 @@ Err dot_float(const View& a, const View& b, T* out, const DotShape& s) {
   const T* ap = static_cast<const T*>(a.data) + a.offset;
   const T* bp = static_cast<const T*>(b.data) + b.offset;
   const double flops = (double)M * N * K;
-  const bool tiny = flops <= 4096.0 || M == 1 || K == 0;
+  const bool tiny = flops <= 4096.0 || K == 0;
+  const bool vec = M == 1 || N == 1;
   bool ok = true;
   auto one = [&](i64 ao, i64 bo, T* c, bool parallel) {
     if (tiny) {
       small_gemm<T>(M, N, K, ap + ao, as0, as1, bp + bo, bs0, bs1, c);
+    } else if (vec) {
+      matvec<T>(M, N, K, ap + ao, as0, as1, bp + bo, bs0, bs1, c, parallel);
     } else {
       StridedMat<T> la{ap + ao, as0, as1}, lb{bp + bo, bs0, bs1};
       if (!gemm<T>(M, N, K, la, lb, c, N, parallel, false)) ok = false;

@@ -19,6 +19,7 @@ Err conv2d(int kind, const View& p, const View& q, const Out& out, const int64_t
 Err pool2d(int kind, const View& x, const Out& out, const int64_t* shape, const PoolParams& pp);
 Err gather(const View& x, int axis, const View& idx, const Out& out);
 Err scatter_add(const View& src, int axis, const View& idx, const Out& out, const int64_t* shape);
+Err adam(const Out& p, const View& g, const Out& m, const Out& v, const Out* vmax, const AdamParams& h);
 
 }  // namespace CR_ISA_NS
 }  // namespace cr

@@ -112,6 +112,7 @@ struct Iter {
   // f(off[K], len), where operand k's run starts at off[k] and advances by st[k][nd - 1].
   template <class F>
   CR_INLINE void walk(i64 b, i64 e, F&& f) const {
+    if (b >= e) return;  // also covers an empty space (an extent 0 would divide by zero below)
     i64 idx[kMaxDims];
     i64 off[K];
     for (int k = 0; k < K; k++) off[k] = 0;

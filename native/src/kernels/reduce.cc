@@ -140,7 +140,8 @@ void reduce_typed(const View& x, const Split& sp, T* out) {
   const i64 ks = kept.st[0][kept.nd - 1];
   const i64 kn = kept.shape[kept.nd - 1];
   const bool outer = K > 1 && R > 1 && kn >= 8 && (ks < 0 ? -ks : ks) < (rs < 0 ? -rs : rs);
-  if (!outer && K < 4 * pool_threads() && R >= 65536) {
+  if (!outer && K < 4 * pool_threads() && R >= 65536 &&
+      scratch(pool_tid(), 2, sizeof(A) * (size_t)(R / red.shape[red.nd - 1] + 1))) {
     // Few outputs, long reductions: split each reduction into fixed chunks of whole inner runs.
     const i64 runs = red.size / red.shape[red.nd - 1];
     const i64 per = imax<i64>(1, 16384 / red.shape[red.nd - 1]);

@@ -29,6 +29,7 @@ export interface NativeAddon {
   pool2d(kind: number, x: TypedArray, out: TypedArray): void;
   gather(x: TypedArray, idx: TypedArray, out: TypedArray): void;
   scatterAdd(src: TypedArray, idx: TypedArray, out: TypedArray): void;
+  adamUpdate(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, vmax: TypedArray | null): void;
 }
 
 /** UnaryOp -> native code (enum UnaryOp in common.h). */

@@ -206,6 +206,24 @@ export function createNativeBackend(addon: NativeAddon): Backend {
       meta[p++] = code(out);
       addon.gather(x.data, idx.data, out);
     },
+    adamUpdate(param, g, m, v, vmax, h) {
+      p = 0;
+      put(g);
+      meta[p++] = h.lr;
+      meta[p++] = h.beta1;
+      meta[p++] = h.beta2;
+      meta[p++] = h.eps;
+      meta[p++] = h.weightDecay;
+      meta[p++] = h.decoupled ? 1 : 0;
+      meta[p++] = h.maximize ? 1 : 0;
+      meta[p++] = h.bc1;
+      meta[p++] = h.bc2Sqrt;
+      meta[p++] = code(param);
+      meta[p++] = code(m);
+      meta[p++] = code(v);
+      if (vmax !== null) meta[p++] = code(vmax);
+      addon.adamUpdate(param, g.data, m, v, vmax);
+    },
     scatterAdd(src, axis, idx, out, outShape) {
       p = 0;
       put(src);

@@ -18,7 +18,9 @@ function load(): { backend: Backend; addon: NativeAddon } | { error: string } {
   if (cached !== undefined) return cached;
   try {
     const require = createRequire(import.meta.url);
-    const addon = require(ADDON_PATH) as NativeAddon;
+    // CHAINRULE_NATIVE_ADDON: load another build of the addon (e.g. a sanitizer build in tests).
+    const path = (typeof process !== "undefined" && process.env.CHAINRULE_NATIVE_ADDON) || ADDON_PATH;
+    const addon = require(path) as NativeAddon;
     cached = { backend: createNativeBackend(addon), addon };
   } catch (e) {
     const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);

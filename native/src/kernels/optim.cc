@@ -1,0 +1,76 @@
+// Fused optimizer updates: one Adam/AdamW step in place over a parameter and its moment buffers, instead of
+// a dozen elementwise kernels that each allocate a parameter-sized temporary.
+//
+// Per element, in float64 with the stored (rounded) values reused exactly where the js reference reuses them:
+//   p' = p (1 - lr wd) if decoupled;  g' = (maximize ? -g : g) + (decoupled ? 0 : wd p')
+//   m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2;  vmax = max(vmax, v) (AMSGrad)
+//   p = p' - (lr / bc1) m / (sqrt(vmax or v) / bc2Sqrt + eps)
+#include "map.h"
+
+namespace cr {
+namespace CR_ISA_NS {
+namespace {
+
+template <class T>
+void adam_typed(T* p, const View& g, T* m, T* v, T* vmax, i64 n, const AdamParams& h) {
+  const double decay = h.decoupled ? 1 - h.lr * h.weight_decay : 1;
+  const double l2 = h.decoupled ? 0 : h.weight_decay;
+  const double step = h.lr / h.bc1;
+  const double b1 = h.beta1, b2 = h.beta2, eps = h.eps, bc2 = h.bc2_sqrt;
+  const double sign = h.maximize ? -1.0 : 1.0;
+  // g may be strided: walk it as the (only) operand of a map over p's flat index.
+  i64 ost[kMaxDims];
+  contiguous_strides(g.ndim, g.shape, ost);
+  const i64* st[2] = {g.strides, ost};
+  Iter<2> it;
+  it.init(g.ndim, g.shape, st);
+  if (it.size == 0) return;
+  const T* gp = static_cast<const T*>(g.data) + g.offset;
+  const i64 sg = it.st[0][it.nd - 1];
+  par_for(it.size, elem_grain(it.size, 8192), [&](i64 lo, i64 hi, int) {
+    it.walk(lo, hi, [&](const i64* off, i64 len) {
+      const T* gs = gp + off[0];
+      T* ps = p + off[1];
+      T* ms = m + off[1];
+      T* vs = v + off[1];
+      T* xs = vmax ? vmax + off[1] : nullptr;
+      for (i64 i = 0; i < len; i++) {
+        const double pi = (double)ps[i] * decay;
+        const double gi = sign * (double)gs[i * sg] + l2 * pi;
+        const T mi = (T)(b1 * (double)ms[i] + (1 - b1) * gi);
+        const T vi = (T)(b2 * (double)vs[i] + (1 - b2) * gi * gi);
+        ms[i] = mi;
+        vs[i] = vi;
+        T vu = vi;
+        if (xs) {
+          vu = xs[i] > vi || xs[i] != xs[i] ? xs[i] : vi;  // Math.max: NaN propagates
+          if (vi != vi) vu = vi;
+          xs[i] = vu;
+        }
+        ps[i] = (T)(pi - (step * (double)mi) / (std::sqrt((double)vu) / bc2 + eps));
+      }
+    });
+  });
+}
+
+}  // namespace
+
+Err adam(const Out& p, const View& g, const Out& m, const Out& v, const Out* vmax, const AdamParams& h) {
+  const i64 n = shape_size(g.ndim, g.shape);
+  if (g.dtype != p.dtype || m.dtype != p.dtype || v.dtype != p.dtype || (vmax && vmax->dtype != p.dtype))
+    return "adamUpdate: parameter, gradient and state must share a dtype";
+  if (p.length < n || m.length < n || v.length < n || (vmax && vmax->length < n))
+    return "adamUpdate: state buffers are smaller than the gradient";
+  if (p.dtype == F32)
+    adam_typed<float>(static_cast<float*>(p.data), g, static_cast<float*>(m.data), static_cast<float*>(v.data),
+                      vmax ? static_cast<float*>(vmax->data) : nullptr, n, h);
+  else if (p.dtype == F64)
+    adam_typed<double>(static_cast<double*>(p.data), g, static_cast<double*>(m.data),
+                       static_cast<double*>(v.data), vmax ? static_cast<double*>(vmax->data) : nullptr, n, h);
+  else
+    return "adamUpdate: float32 or float64 expected";
+  return nullptr;
+}
+
+}  // namespace CR_ISA_NS
+}  // namespace cr
