@@ -46,13 +46,21 @@ CR_INLINE int make_runs(const Geo& g, i64 q0, i64 count, Run* runs) {
 template <class T>
 CR_INLINE void clipped_copy(T* dst, i64 ds, const T* row, i64 xs3, i64 iw0, i64 sw, i64 len, i64 W) {
   // first and last t with 0 <= iw0 + t*sw < W
-  i64 a = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
-  i64 b = W - iw0 <= 0 ? 0 : (W - iw0 + sw - 1) / sw;
+  // (unit stride, the common case, needs no integer division: this runs once per short run of a panel)
+  i64 a, b;
+  if (sw == 1) {
+    a = iw0 >= 0 ? 0 : -iw0;
+    b = W - iw0 <= 0 ? 0 : W - iw0;
+  } else {
+    a = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
+    b = W - iw0 <= 0 ? 0 : (W - iw0 + sw - 1) / sw;
+  }
   a = imin(a, len);
   b = imax(a, imin(b, len));
   for (i64 t = 0; t < a; t++) dst[t * ds] = T(0);
   if (ds == 1 && sw == 1 && xs3 == 1) {
-    std::memcpy(dst + a, row + iw0 + a, (b - a) * sizeof(T));
+    const T* src = row + iw0;
+    for (i64 t = a; t < b; t++) dst[t] = src[t];
   } else {
     const T* src = row + (iw0 + a * sw) * xs3;
     const i64 step = sw * xs3;
