@@ -88,6 +88,17 @@ void scatter_typed(const View& src, int axis, const View& idx, A* acc, const i64
   const i64 s0 = it.st[0][it.nd - 1], s1 = it.st[1][it.nd - 1], s2 = it.st[2][it.nd - 1];
   par_for(it.size, imax<i64>(1, 16384 / ai), [&](i64 b, i64 e, int) {
     it.walk(b, e, [&](const i64* off, i64 len) {
+      if (ai >= len) {
+        // long axis (e.g. the flattened plane of max-pool's backward): one output row per kept position,
+        // read and written along the axis, which keeps src, idx and out accesses local
+        for (i64 j = 0; j < len; j++) {
+          const TS* s = sp + off[0] + j * s0;
+          const int32_t* ix = ip + off[1] + j * s1;
+          A* o = acc + off[2] + j * s2;
+          for (i64 a = 0; a < ai; a++) o[(i64)ix[a * isa] * osa] += (A)s[a * ssa];
+        }
+        return;
+      }
       for (i64 a = 0; a < ai; a++) {
         const TS* s = sp + off[0] + a * ssa;
         const int32_t* ix = ip + off[1] + a * isa;
@@ -122,9 +133,13 @@ Err scatter_impl(const View& src, int axis, const View& idx, const Out& out, con
       float* o = static_cast<float*>(out.data);
       double* acc = osize <= (i64)4 << 20 ? static_cast<double*>(scratch(pool_tid(), 5, sizeof(double) * (size_t)imax<i64>(osize, 1))) : nullptr;
       if (acc) {
-        for (i64 i = 0; i < osize; i++) acc[i] = o[i];
+        par_for(osize, 65536, [&](i64 b, i64 e, int) {
+          for (i64 i = b; i < e; i++) acc[i] = o[i];
+        });
         scatter_typed<float, double>(src, axis, idx, acc, oshape);
-        for (i64 i = 0; i < osize; i++) o[i] = (float)acc[i];
+        par_for(osize, 65536, [&](i64 b, i64 e, int) {
+          for (i64 i = b; i < e; i++) o[i] = (float)acc[i];
+        });
       } else {
         scatter_typed<float, float>(src, axis, idx, o, oshape);
       }
