@@ -22,27 +22,33 @@ export interface View {
   readonly offset: number;
 }
 
-/** Elementwise unary kernels. Input and output dtypes are equal unless noted. */
-export type UnaryOp =
-  | "neg"
-  | "abs"
-  | "sign" // -1, 0, 1 (NaN stays NaN)
-  | "exp"
-  | "log"
-  | "log1p"
-  | "expm1"
-  | "sqrt"
-  | "sin"
-  | "cos"
-  | "tan"
-  | "tanh"
-  | "sigmoid" // 1 / (1 + exp(-x)), computed without overflow for large |x|
-  | "erf" // error function, accurate to ~1e-15 relative in float64
-  | "relu" // max(x, 0); relu(NaN) = NaN
-  | "floor"
-  | "ceil"
-  | "round" // round half to even, as PyTorch and NumPy
-  | "not"; // logical not on bool (1 -> 0, 0 -> 1)
+/**
+ * Elementwise unary kernels, as a list (backends and tests iterate over it; the wasm backend's op codes are
+ * positions in it). Input and output dtypes are equal unless noted.
+ */
+export const UNARY_OPS = [
+  "neg",
+  "abs",
+  "sign", // -1, 0, 1 (NaN stays NaN)
+  "exp",
+  "log",
+  "log1p",
+  "expm1",
+  "sqrt",
+  "sin",
+  "cos",
+  "tan",
+  "tanh",
+  "sigmoid", // 1 / (1 + exp(-x)), computed without overflow for large |x|
+  "erf", // error function, accurate to ~1e-15 relative in float64
+  "relu", // max(x, 0); relu(NaN) = NaN
+  "floor",
+  "ceil",
+  "round", // round half to even, as PyTorch and NumPy
+  "not", // logical not on bool (1 -> 0, 0 -> 1)
+] as const;
+
+export type UnaryOp = (typeof UNARY_OPS)[number];
 
 /**
  * Elementwise binary kernels on two views of the same shape (broadcast already expressed as stride 0).

@@ -14,7 +14,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { BinaryOp, UnaryOp, View } from "../../src/backend/backend.ts";
+import { type BinaryOp, UNARY_OPS, type UnaryOp, type View } from "../../src/backend/backend.ts";
 import { setNativeIsa, setNumThreads } from "../../src/backend/native/index.ts";
 import type { DType } from "../../src/dtype.ts";
 import {
@@ -40,27 +40,7 @@ test("the native addon loads (built by npm run build:native)", () => {
 });
 
 // ---------------------------------------------------------------------------------------------------------
-const UNARY: readonly UnaryOp[] = [
-  "neg",
-  "abs",
-  "sign",
-  "exp",
-  "log",
-  "log1p",
-  "expm1",
-  "sqrt",
-  "sin",
-  "cos",
-  "tan",
-  "tanh",
-  "sigmoid",
-  "erf",
-  "relu",
-  "floor",
-  "ceil",
-  "round",
-  "not",
-];
+const UNARY: readonly UnaryOp[] = UNARY_OPS;
 
 test("unary: every op, dtype and layout", { skip: !N }, () => {
   const rng = prng(1);

@@ -5,32 +5,9 @@
  */
 import { type DType, dtypeOfTyped, type TypedArray } from "../../dtype.ts";
 import { contiguousStrides, isContiguous, sizeOf } from "../../shape.ts";
-import type { BinaryOp, UnaryOp, View } from "../backend.ts";
+import { type BinaryOp, UNARY_OPS, type UnaryOp, type View } from "../backend.ts";
 import { assertOutSize, assertSameShape } from "../js/strided.ts";
 import { type Ctx, coalesce, copyRaw, Scope, stageIn, stageOut, writeArgs } from "./context.ts";
-
-/** Unary ops in the order of their codes in wasm/assembly/elementwise.ts. */
-const UNARY_OPS: readonly UnaryOp[] = [
-  "neg",
-  "abs",
-  "sign",
-  "exp",
-  "log",
-  "log1p",
-  "expm1",
-  "sqrt",
-  "sin",
-  "cos",
-  "tan",
-  "tanh",
-  "sigmoid",
-  "erf",
-  "relu",
-  "floor",
-  "ceil",
-  "round",
-  "not",
-];
 
 /** Binary ops in the order of their codes in wasm/assembly/elementwise.ts. */
 const BINARY_OPS: readonly BinaryOp[] = [
@@ -52,6 +29,7 @@ const BINARY_OPS: readonly BinaryOp[] = [
   "xor",
 ];
 
+/** Op codes of wasm/assembly/elementwise.ts: positions in UNARY_OPS. */
 const UNARY_CODE = new Map(UNARY_OPS.map((op, i) => [op, i]));
 const BINARY_CODE = new Map(BINARY_OPS.map((op, i) => [op, i]));
 
