@@ -15,8 +15,8 @@ import { internal } from "../../errors.ts";
 import type { Conv2dParams, View } from "../backend.ts";
 import { assertOutSize, contiguousData } from "./strided.ts";
 
-/** All sizes of one convolution, from the x, w and y shapes. */
-interface ConvDims {
+/** All sizes of one convolution, from the x, w and y shapes (shared with the other backends). */
+export interface ConvDims {
   n: number;
   c: number;
   h: number;
@@ -28,9 +28,11 @@ interface ConvDims {
   kw: number;
   oh: number;
   ow: number;
+  groups: number;
 }
 
-function dims(
+/** Check x, w and y shapes of a convolution against its params and return the geometry. */
+export function convDims(
   op: string,
   xs: readonly number[],
   ws: readonly number[],
@@ -57,7 +59,7 @@ function dims(
   ) {
     throw internal(`${op}: inconsistent shapes x ${s(xs)}, w ${s(ws)}, y ${s(ys)} for groups ${g}`);
   }
-  const d: ConvDims = { n, c, h, w, o, cg, og: o / g, kh, kw, oh: ys[2], ow: ys[3] };
+  const d: ConvDims = { n, c, h, w, o, cg, og: o / g, kh, kw, oh: ys[2], ow: ys[3], groups: g };
   return d;
 }
 
@@ -115,7 +117,7 @@ export function conv2d(
   outShape: readonly number[],
   p: Conv2dParams,
 ): void {
-  const d = dims("conv2d", x.shape, w.shape, outShape, p);
+  const d = convDims("conv2d", x.shape, w.shape, outShape, p);
   const size = d.n * d.o * d.oh * d.ow;
   assertOutSize("conv2d", out, size);
   const X = contiguousData(x);
@@ -137,7 +139,7 @@ export function conv2dBackInput(
   outShape: readonly number[],
   p: Conv2dParams,
 ): void {
-  const d = dims("conv2dBackInput", outShape, w.shape, dy.shape, p);
+  const d = convDims("conv2dBackInput", outShape, w.shape, dy.shape, p);
   const size = d.n * d.c * d.h * d.w;
   assertOutSize("conv2dBackInput", out, size);
   const DY = contiguousData(dy);
@@ -159,7 +161,7 @@ export function conv2dBackWeight(
   outShape: readonly number[],
   p: Conv2dParams,
 ): void {
-  const d = dims("conv2dBackWeight", x.shape, outShape, dy.shape, p);
+  const d = convDims("conv2dBackWeight", x.shape, outShape, dy.shape, p);
   const size = d.o * d.cg * d.kh * d.kw;
   assertOutSize("conv2dBackWeight", out, size);
   const X = contiguousData(x);

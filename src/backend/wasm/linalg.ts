@@ -15,6 +15,7 @@ import { dtypeOfTyped, type TypedArray } from "../../dtype.ts";
 import { internal } from "../../errors.ts";
 import { sizeOf } from "../../shape.ts";
 import type { Conv2dParams, View } from "../backend.ts";
+import { type ConvDims, convDims } from "../js/conv.ts";
 import { assertOutSize } from "../js/strided.ts";
 import { type Ctx, Scope, stageContiguous, stageIn, stageOut, writeInts } from "./context.ts";
 import { splitGemm } from "./threads.ts";
@@ -123,50 +124,6 @@ function contiguousRowMajor(shape: readonly number[]): number[] {
 }
 
 /** Sizes of one convolution (checked like the js backend). */
-interface ConvDims {
-  n: number;
-  c: number;
-  h: number;
-  w: number;
-  o: number;
-  cg: number;
-  og: number;
-  kh: number;
-  kw: number;
-  oh: number;
-  ow: number;
-  groups: number;
-}
-
-function convDims(
-  op: string,
-  xs: readonly number[],
-  ws: readonly number[],
-  ys: readonly number[],
-  p: Conv2dParams,
-): ConvDims {
-  if (xs.length !== 4 || ws.length !== 4 || ys.length !== 4) {
-    throw internal(`${op}: expected rank-4 x, w, y, got ${fmt(xs)}, ${fmt(ws)}, ${fmt(ys)}`);
-  }
-  const [n, c, h, w] = xs;
-  const [o, cg, kh, kw] = ws;
-  const g = p.groups;
-  const oh = Math.floor((h + 2 * p.padding[0] - p.dilation[0] * (kh - 1) - 1) / p.stride[0]) + 1;
-  const ow = Math.floor((w + 2 * p.padding[1] - p.dilation[1] * (kw - 1) - 1) / p.stride[1]) + 1;
-  if (
-    !(g >= 1) ||
-    c !== cg * g ||
-    o % g !== 0 ||
-    ys[0] !== n ||
-    ys[1] !== o ||
-    ys[2] !== Math.max(oh, 0) ||
-    ys[3] !== Math.max(ow, 0)
-  ) {
-    throw internal(`${op}: inconsistent shapes x ${fmt(xs)}, w ${fmt(ws)}, y ${fmt(ys)} for groups ${g}`);
-  }
-  return { n, c, h, w, o, cg, og: o / g, kh, kw, oh: ys[2], ow: ys[3], groups: g };
-}
-
 /** The im2col geometry descriptor [Cg, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw]. */
 function geometry(d: ConvDims, p: Conv2dParams): number[] {
   return [d.cg, d.h, d.w, d.kh, d.kw, d.oh, d.ow, ...p.stride, ...p.padding, ...p.dilation];
