@@ -14,6 +14,7 @@
       "src/kernels/pool2d.cc",
       "src/kernels/indexing.cc",
       "src/kernels/optim.cc",
+      "src/kernels/softmax.cc",
       "src/kernels/table.cc"
     ],
     "common_cflags": ["-O3", "-fno-math-errno", "-fPIC", "-std=gnu++17", "-fno-exceptions", "-fno-rtti", "-Wno-unused-parameter"]

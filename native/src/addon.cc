@@ -361,6 +361,19 @@ napi_value Adam(napi_env env, napi_callback_info info) {
   return c.finish(g_kernels->adam(p, g, m, v, has_max ? &x : nullptr, h));
 }
 
+// softmax(log, x, out): meta = x view, axis, out dtype code. out has x's size.
+napi_value Softmax(napi_env env, napi_callback_info info) {
+  Call c(env, info, "softmax");
+  const int log = c.int_arg(0);
+  View x;
+  Out o;
+  c.view(1, x);
+  const int axis = (int)c.num();
+  c.out(2, o, c.ok() ? view_size(x) : 0);
+  if (!c.ok()) return c.finish(nullptr);
+  return c.finish(g_kernels->softmax(x, axis, log, o));
+}
+
 // ---------------------------------------------------------------------------------------------------------
 void finalize_instance(napi_env env, void* data, void*) {
   Instance* inst = static_cast<Instance*>(data);
@@ -478,6 +491,7 @@ NAPI_MODULE_INIT() {
       {"cumsum", Cumsum},     {"dot", Dot},                     {"conv2d", Conv2d},
       {"pool2d", Pool2d},     {"gather", Gather},               {"scatterAdd", ScatterAdd},
       {"adamUpdate", Adam},
+      {"softmax", Softmax},
   };
   for (const Fn& f : fns) {
     napi_value v;

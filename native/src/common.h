@@ -85,6 +85,8 @@ struct Kernels {
   Err (*scatter_add)(const View& src, int axis, const View& idx, const Out& out, const int64_t* shape);
   // One fused Adam/AdamW step in place (vmax may be null); g has the shape of the flat p, m, v.
   Err (*adam)(const Out& p, const View& g, const Out& m, const Out& v, const Out* vmax, const AdamParams& h);
+  // Fused softmax (log = 0) or log-softmax (log = 1) along `axis`; out is contiguous with x's shape.
+  Err (*softmax)(const View& x, int axis, int log, const Out& out);
 };
 
 const Kernels* kernels_avx512();

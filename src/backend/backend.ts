@@ -199,6 +199,21 @@ export interface Backend {
   scatterAdd(src: View, axis: number, idx: View, out: TypedArray, outShape: readonly number[]): void;
 
   /**
+   * Fused softmax (`log` false) or log-softmax (`log` true) of x (float32 or float64) along `axis`; out has x's
+   * shape and dtype. A 0-d x is treated as shape [1] (axis 0). Each row (the elements along `axis` at fixed
+   * other indices) is computed stably in one kernel: m = max(row), s = sum(exp(x - m)), then
+   *   log-softmax: (x - m) - log(s)        softmax: exp(x - m) / s
+   * Special rows: a row containing NaN, a row whose max is +Infinity and a row of only -Infinity are NaN
+   * throughout (as PyTorch); in any other row a -Infinity entry gives -Infinity (log) or 0 (softmax). An empty
+   * axis (or any empty x) writes nothing.
+   * Precision: the js reference computes in float64 and rounds once into a float32 out. Other backends may
+   * evaluate float32 rows with float32 exp (a few ulp) and a float64 sum: they agree with js to ~1e-6
+   * relative (softmax) / absolute (log-softmax), the float32 tolerance of the backend tests. float64 rows are
+   * computed in float64 everywhere.
+   */
+  softmax(x: View, axis: number, log: boolean, out: TypedArray): void;
+
+  /**
    * Optional fused kernel: one Adam/AdamW step in place, elementwise over contiguous arrays of one float dtype
    * (g may be any view of the same shape). With float64 arithmetic per element:
    *   decoupled: p *= 1 - lr wd;   g' = (maximize ? -g : g) (+ wd p unless decoupled)

@@ -66,6 +66,10 @@ export function minAxes(x: Tensor, axes: readonly number[]): Tensor {
 export function cumsumAxis(x: Tensor, axis: number, reverse: boolean): Tensor {
   return bind(R.cumsumP, [x], { axis, reverse });
 }
+/** Fused softmax (log = false) or log-softmax (log = true) of a float tensor along `axis` (rank >= 1). */
+export function softmaxAxis(x: Tensor, axis: number, log: boolean): Tensor {
+  return bind(log ? R.logSoftmaxP : R.softmaxP, [x], { axis });
+}
 export function castTo(x: Tensor, dtype: DType): Tensor {
   return x.dtype === dtype ? x : bind(E.castP, [x], { dtype });
 }

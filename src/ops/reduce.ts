@@ -1,7 +1,7 @@
 /**
  * Reductions with `dim` (one or several, negative allowed, default all) and `keepdim`; mean, var, std, norm,
- * logsumexp, softmax and logSoftmax (numerically stable: the max is subtracted, as a constant, before exp);
- * argmax/argmin; cumsum; any/all.
+ * logsumexp (numerically stable: the max is subtracted, as a constant, before exp); softmax and logSoftmax
+ * (fused primitives); argmax/argmin; cumsum; any/all.
  */
 import { bind } from "../core/trace.ts";
 import { isFloat } from "../dtype.ts";
@@ -112,17 +112,26 @@ export function norm(x: Tensor, p = 2, dim?: Dims, keepdim = false): Tensor {
   return pow(sum(pow(abs(x), p), dim, keepdim), 1 / p);
 }
 
-/** softmax along `dim`: exp(x - max) / sum(exp(x - max)). */
-export function softmax(x: Tensor, dim = -1): Tensor {
-  const d = normAxis("softmax", dim, x.ndim);
-  const e = exp(sub(x, detach(max(x, d, true))));
-  return div(e, sum(e, d, true));
+/**
+ * The fused softmax / log-softmax primitive along `dim` (one backend kernel per call; see Backend.softmax for
+ * NaN, infinite and empty rows). Integer and bool inputs compute in float32, like logsumexp; a 0-d tensor is a
+ * row of one.
+ */
+function softmaxOp(op: string, x: Tensor, dim: number, log: boolean): Tensor {
+  const d = normAxis(op, dim, x.ndim);
+  const t = isFloat(x.dtype) ? x : cast(x, "float32");
+  if (t.ndim === 0) return X.reshape(X.softmaxAxis(X.reshape(t, [1]), 0, log), []);
+  return X.softmaxAxis(t, d, log);
 }
 
-/** log(softmax(x)) along `dim`, computed as x - logsumexp(x). */
+/** softmax along `dim`: exp(x - max) / sum(exp(x - max)), fused into one kernel. */
+export function softmax(x: Tensor, dim = -1): Tensor {
+  return softmaxOp("softmax", x, dim, false);
+}
+
+/** log(softmax(x)) along `dim`: (x - max) - log(sum(exp(x - max))), fused into one kernel. */
 export function logSoftmax(x: Tensor, dim = -1): Tensor {
-  const d = normAxis("logSoftmax", dim, x.ndim);
-  return sub(x, logsumexp(x, d, true));
+  return softmaxOp("logSoftmax", x, dim, true);
 }
 
 function argReduce(op: "argmax" | "argmin", x: Tensor, dim: number | undefined, keepdim: boolean): Tensor {

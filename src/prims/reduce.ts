@@ -153,3 +153,54 @@ export const cumsumP: Primitive<CumsumParams> = {
 };
 
 export { Zero };
+
+export interface SoftmaxParams {
+  /** The axis the rows run along (non-negative, < rank; the ops layer makes a 0-d input [1]). */
+  readonly axis: number;
+}
+
+/** sum(v, axis) broadcast back over the axis (sum with keepdim, then expanded to v's shape). */
+function rowSum(v: Tensor, axis: number): Tensor {
+  return expandBack(X.sumAxes(v, [axis]), v.shape, [axis]);
+}
+
+function softmaxFamily(log: boolean): Primitive<SoftmaxParams> {
+  const name = log ? "logSoftmax" : "softmax";
+  return {
+    name,
+    abstract([x], p) {
+      if (x.dtype !== "float32" && x.dtype !== "float64") {
+        throw new DTypeError(`${name}: expected a float32 or float64 tensor, got ${x.dtype}`);
+      }
+      if (!Number.isInteger(p.axis) || p.axis < 0 || p.axis >= x.shape.length) {
+        throw new RangeError(`${name}: axis ${p.axis} is out of range for shape [${x.shape.join(", ")}]`);
+      }
+      return x;
+    },
+    impl([x], p, out) {
+      const o = allocOut(out);
+      getBackend().softmax(viewOf(x), p.axis, log, o._data!);
+      return o;
+    },
+    // Both rules read only the output y and are written with ops, so they differentiate again to any order.
+    derivative: log
+      ? // y = x - logsumexp(x): dy = dx - sum(softmax(x) dx), softmax(x) = exp(y); the transpose is
+        // ct - exp(y) sum(ct).
+        rule<SoftmaxParams>(
+          (_x, [t], y, p) => M.sub(t as Tensor, rowSum(M.mul(M.exp(y), t as Tensor), p.axis)),
+          (ct, _x, y, p) => [M.sub(ct, M.mul(M.exp(y!), rowSum(ct, p.axis)))],
+          { saveInputs: false, saveOutput: true },
+        )
+      : // s = softmax(x): ds = s (dx - sum(s dx)), a symmetric linear map, so the VJP has the same form.
+        rule<SoftmaxParams>(
+          (_x, [t], s, p) => M.mul(s, M.sub(t as Tensor, rowSum(M.mul(s, t as Tensor), p.axis))),
+          (ct, _x, s, p) => [M.mul(s!, M.sub(ct, rowSum(M.mul(ct, s!), p.axis)))],
+          { saveInputs: false, saveOutput: true },
+        ),
+  };
+}
+
+/** Fused log-softmax along one axis (one backend kernel: max, sum of exp, write). */
+export const logSoftmaxP = softmaxFamily(true);
+/** Fused softmax along one axis (the same kernel). */
+export const softmaxP = softmaxFamily(false);

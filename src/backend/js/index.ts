@@ -16,6 +16,7 @@ import { dot } from "./linalg.ts";
 import { adamUpdate } from "./optim.ts";
 import { avgPool2d, avgPool2dBackward, maxPool2d, maxPool2dArgmax } from "./pool.ts";
 import { argReduce, cumsum, reduce } from "./reduce.ts";
+import { softmax } from "./softmax.ts";
 import { assertSameShape, copyStrided } from "./strided.ts";
 
 /**
@@ -52,5 +53,6 @@ export const jsBackend: Backend = {
   avgPool2dBackward,
   gather,
   scatterAdd,
+  softmax,
   adamUpdate,
 };

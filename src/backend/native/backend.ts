@@ -233,5 +233,12 @@ export function createNativeBackend(addon: NativeAddon): Backend {
       meta[p++] = code(out);
       addon.scatterAdd(src.data, idx.data, out);
     },
+    softmax(x, axis, log, out) {
+      p = 0;
+      put(x);
+      meta[p++] = axis;
+      meta[p++] = code(out);
+      addon.softmax(log ? 1 : 0, x.data, out);
+    },
   };
 }

@@ -1,0 +1,79 @@
+/**
+ * Fused softmax / log-softmax of the js reference backend: one kernel per call, each row (the elements along
+ * `axis`) in three sweeps over a float64 copy of it: max, sum of exp(x - max), write.
+ *
+ * The rows are obtained like the reductions do it (reduce.ts): permute `axis` last and flatten, so row j is
+ * the contiguous run [j * r, (j + 1) * r). When the axis is already last in a contiguous input the rows are
+ * written straight into out; otherwise they are computed in the permuted layout and copied back.
+ */
+import type { TypedArray } from "../../dtype.ts";
+import { internal } from "../../errors.ts";
+import type { View } from "../backend.ts";
+import {
+  allocLike,
+  assertOutSize,
+  contiguousData,
+  contiguousView,
+  copyStrided,
+  permuteView,
+} from "./strided.ts";
+
+/**
+ * out = softmax(x) or logSoftmax(x) along `axis` (see Backend.softmax for the exact semantics). Arithmetic is
+ * float64 (JavaScript numbers); the store rounds into a float32 out.
+ */
+export function softmax(x: View, axis: number, log: boolean, out: TypedArray): void {
+  if (x.shape.length === 0) x = { data: x.data, shape: [1], strides: [0], offset: x.offset };
+  const nd = x.shape.length;
+  if (!Number.isInteger(axis) || axis < 0 || axis >= nd) {
+    throw internal(`softmax: axis ${axis} invalid for rank ${nd}`);
+  }
+  if (!(x.data instanceof Float32Array || x.data instanceof Float64Array)) {
+    throw internal("softmax: float32 or float64 input expected");
+  }
+  const perm: number[] = [];
+  for (let i = 0; i < nd; i++) if (i !== axis) perm.push(i);
+  perm.push(axis);
+  const r = x.shape[axis];
+  let n = 1;
+  for (const d of x.shape) n *= d;
+  assertOutSize("softmax", out, n);
+  if (n === 0) return;
+  const src = contiguousData(permuteView(x, perm));
+  // Axis last: the permuted layout is out's own layout, so rows go straight into out.
+  const direct = axis === nd - 1;
+  const dst = direct ? out : allocLike(out, n);
+  for (let base = 0; base < n; base += r) softmaxRow(src, dst, base, r, log);
+  if (!direct) {
+    const outView = contiguousView(out.subarray(0, n), x.shape);
+    const permOut = permuteView(outView, perm);
+    copyStrided(contiguousView(dst, permOut.shape), permOut);
+  }
+}
+
+/** One row [base, base + r) of src into dst. */
+function softmaxRow(src: TypedArray, dst: TypedArray, base: number, r: number, log: boolean): void {
+  const end = base + r;
+  let m = Number.NEGATIVE_INFINITY;
+  for (let i = base; i < end; i++) {
+    const v = src[i];
+    if (Number.isNaN(v)) {
+      m = v;
+      break;
+    }
+    if (v > m) m = v;
+  }
+  // NaN anywhere, a +Infinity max, or only -Infinity: exp(x - m) is NaN (or 0 / 0) for the row; say so once.
+  if (!(m > Number.NEGATIVE_INFINITY && m < Number.POSITIVE_INFINITY)) {
+    for (let i = base; i < end; i++) dst[i] = Number.NaN;
+    return;
+  }
+  let s = 0;
+  for (let i = base; i < end; i++) s += Math.exp(src[i] - m);
+  if (log) {
+    const lse = Math.log(s);
+    for (let i = base; i < end; i++) dst[i] = src[i] - m - lse;
+  } else {
+    for (let i = base; i < end; i++) dst[i] = Math.exp(src[i] - m) / s;
+  }
+}
