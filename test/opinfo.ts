@@ -16,6 +16,7 @@ import {
   poolNd,
   reduceNd,
   size,
+  softmaxNd,
   unravel,
 } from "./ref.ts";
 
@@ -111,6 +112,25 @@ function binary(
     ref: (a, b) => mapN(f, a, b),
     diff,
   };
+}
+
+/**
+ * Rows of softmax samples far from 0: a spread of 5 around row offsets of 1e4, -1e4, 700 and -3000 (exp
+ * overflows or underflows in float32 and float64 unless the row max is subtracted). Offsets vary along axis 0.
+ */
+function largeRows(shape: number[]): Tensor {
+  const off = [1e4, -1e4, 700, -3000];
+  const o = tensor(
+    Array.from({ length: shape[0] }, (_, i) => off[i % 4]),
+    { dtype: "float64" },
+  ).reshape([shape[0], ...shape.slice(1).map(() => 1)]);
+  return mk(shape).mul(5).add(o);
+}
+
+/** A [r, c] sample with -Infinity at fixed positions, every row keeping finite entries (column 0 never). */
+function withNegInf(r: number, c: number): Tensor {
+  const mask = Array.from({ length: r * c }, (_, i) => i % c !== 0 && (i * 7) % 3 === 0);
+  return cr.where(tensor(mask, { dtype: "bool" }).reshape([r, c]), Number.NEGATIVE_INFINITY, mk([r, c]));
 }
 
 const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
@@ -506,6 +526,76 @@ export const OPS: OpInfo[] = [
         const l = lse(v);
         return v.map((a) => a - l);
       }),
+    diff: true,
+  },
+  // The fused softmax / log-softmax primitives: every axis position, odd sizes, strided views, 0-d, large
+  // magnitudes and -Infinity entries (masking).
+  {
+    name: "logSoftmax dim 0",
+    samples: () => [[mk([7, 3])], [mk([5, 3], "real", true)], [mk([3, 2, 5])]],
+    fn: (x) => x.logSoftmax(0),
+    ref: (x) => softmaxNd(x, 0, true),
+    diff: true,
+  },
+  {
+    name: "softmax dim 1 of 3-d",
+    samples: () => [[mk([2, 5, 3], "real", true)], [mk([3, 33, 2])]],
+    fn: (x) => x.softmax(1),
+    ref: (x) => softmaxNd(x, 1, false),
+    diff: true,
+  },
+  {
+    name: "logSoftmax odd rows",
+    samples: () => [[mk([4, 17], "real", true)], [mk([1, 33])], [mk([9])]],
+    fn: (x) => x.logSoftmax(-1),
+    ref: (x) => softmaxNd(x, -1, true),
+    diff: true,
+  },
+  {
+    name: "softmax dim 0 odd rows",
+    samples: () => [[mk([17, 3], "real", true)], [mk([33])]],
+    fn: (x) => x.softmax(0),
+    ref: (x) => softmaxNd(x, 0, false),
+    diff: true,
+  },
+  {
+    name: "softmax 0-d and rows of one",
+    samples: () => [[mk([])], [mk([1])], [mk([2, 1], "real", true)]],
+    fn: (x) => x.softmax(-1).add(x.logSoftmax(-1)),
+    ref: (x) => mapN((a, b) => a + b, softmaxNd(x, -1, false), softmaxNd(x, -1, true)),
+    diff: true,
+  },
+  {
+    name: "logSoftmax large magnitude",
+    samples: () => [[largeRows([4, 6])], [largeRows([6, 4]).transpose(0, 1)]],
+    fn: (x) => x.logSoftmax(-1),
+    ref: (x) => softmaxNd(x, -1, true),
+    diff: true,
+  },
+  {
+    name: "softmax large magnitude",
+    samples: () => [[largeRows([4, 6])], [largeRows([6, 4]).transpose(0, 1)]],
+    fn: (x) => x.softmax(-1),
+    ref: (x) => softmaxNd(x, -1, false),
+    diff: true,
+  },
+  {
+    name: "softmax -inf entries",
+    samples: () => [[withNegInf(3, 5)], [withNegInf(5, 3).transpose(0, 1)]],
+    fn: (x) => x.softmax(-1),
+    ref: (x) => softmaxNd(x, -1, false),
+    diff: true,
+  },
+  {
+    // log-softmax is -Infinity at a -Infinity input: where() puts 0 there so that finite differences of the
+    // output stay finite (its derivative there is routed to 0 and exp(-Infinity) = 0 in the rules).
+    name: "logSoftmax -inf entries",
+    samples: () => [[withNegInf(3, 5)], [withNegInf(5, 3).transpose(0, 1)]],
+    fn: (x) => cr.where(x.gt(Number.NEGATIVE_INFINITY), x.logSoftmax(-1), 0),
+    ref: (x) => {
+      const y = softmaxNd(x, -1, true);
+      return { shape: y.shape, data: y.data.map((v) => (v === Number.NEGATIVE_INFINITY ? 0 : v)) };
+    },
     diff: true,
   },
   {

@@ -111,6 +111,22 @@ export function alongAxis(x: Nd, axis: number, f: (v: number[]) => number[]): Nd
   return { shape: x.shape, data: out };
 }
 
+/**
+ * softmax (log = false) or log-softmax (log = true) along `axis`, by the definition with the row max m
+ * subtracted: exp(x - m) / sum(exp(x - m)) or (x - m) - log(sum(exp(x - m))). A -Infinity entry gives 0 /
+ * -Infinity; a row holding NaN or +Infinity, or only -Infinity, is NaN throughout. A 0-d x is a row of one.
+ */
+export function softmaxNd(x: Nd, axis: number, log: boolean): Nd {
+  if (x.shape.length === 0) return { shape: [], data: softmaxNd({ shape: [1], data: x.data }, 0, log).data };
+  return alongAxis(x, axis, (v) => {
+    const m = Math.max(...v);
+    if (!Number.isFinite(m)) return v.map(() => Number.NaN);
+    let s = 0;
+    for (const a of v) s += Math.exp(a - m);
+    return v.map((a) => (log ? a - m - Math.log(s) : Math.exp(a - m) / s));
+  });
+}
+
 export function matmulNd(a: Nd, b: Nd): Nd {
   const va = a.shape.length === 1;
   const vb = b.shape.length === 1;

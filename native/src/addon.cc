@@ -374,6 +374,20 @@ napi_value Softmax(napi_env env, napi_callback_info info) {
   return c.finish(g_kernels->softmax(x, axis, log, o));
 }
 
+// softmaxBackward(log, y, ct, out): meta = y view, ct view, axis, out dtype code. out has y's size.
+napi_value SoftmaxBackward(napi_env env, napi_callback_info info) {
+  Call c(env, info, "softmaxBackward");
+  const int log = c.int_arg(0);
+  View y, ct;
+  Out o;
+  c.view(1, y);
+  c.view(2, ct);
+  const int axis = (int)c.num();
+  c.out(3, o, c.ok() ? view_size(y) : 0);
+  if (!c.ok()) return c.finish(nullptr);
+  return c.finish(g_kernels->softmax_backward(y, ct, axis, log, o));
+}
+
 // ---------------------------------------------------------------------------------------------------------
 void finalize_instance(napi_env env, void* data, void*) {
   Instance* inst = static_cast<Instance*>(data);
@@ -491,7 +505,7 @@ NAPI_MODULE_INIT() {
       {"cumsum", Cumsum},     {"dot", Dot},                     {"conv2d", Conv2d},
       {"pool2d", Pool2d},     {"gather", Gather},               {"scatterAdd", ScatterAdd},
       {"adamUpdate", Adam},
-      {"softmax", Softmax},
+      {"softmax", Softmax},   {"softmaxBackward", SoftmaxBackward},
   };
   for (const Fn& f : fns) {
     napi_value v;

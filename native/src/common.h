@@ -87,6 +87,8 @@ struct Kernels {
   Err (*adam)(const Out& p, const View& g, const Out& m, const Out& v, const Out* vmax, const AdamParams& h);
   // Fused softmax (log = 0) or log-softmax (log = 1) along `axis`; out is contiguous with x's shape.
   Err (*softmax)(const View& x, int axis, int log, const Out& out);
+  // Its VJP: y the softmax output, c the cotangent (same shape), out contiguous.
+  Err (*softmax_backward)(const View& y, const View& c, int axis, int log, const Out& out);
 };
 
 const Kernels* kernels_avx512();

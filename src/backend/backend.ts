@@ -214,6 +214,16 @@ export interface Backend {
   softmax(x: View, axis: number, log: boolean, out: TypedArray): void;
 
   /**
+   * The vector-Jacobian product of `softmax`, fused: y is the forward output (log-probabilities when `log`,
+   * probabilities otherwise), ct the cotangent (any strides, e.g. a stride-0 broadcast); y, ct and out share a
+   * shape and a float dtype. Per row along `axis`:
+   *   log:  out = ct - exp(y) sum(ct)          softmax:  out = y (ct - sum(ct y))
+   * No special rows: NaN and infinities propagate through the arithmetic. Precision as for `softmax` (js in
+   * float64, others with float32 exp and float64 sums).
+   */
+  softmaxBackward(y: View, ct: View, axis: number, log: boolean, out: TypedArray): void;
+
+  /**
    * Optional fused kernel: one Adam/AdamW step in place, elementwise over contiguous arrays of one float dtype
    * (g may be any view of the same shape). With float64 arithmetic per element:
    *   decoupled: p *= 1 - lr wd;   g' = (maximize ? -g : g) (+ wd p unless decoupled)

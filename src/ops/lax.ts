@@ -70,6 +70,10 @@ export function cumsumAxis(x: Tensor, axis: number, reverse: boolean): Tensor {
 export function softmaxAxis(x: Tensor, axis: number, log: boolean): Tensor {
   return bind(log ? R.logSoftmaxP : R.softmaxP, [x], { axis });
 }
+/** The fused VJP of softmaxAxis: y its output, ct the cotangent (see Backend.softmaxBackward). */
+export function softmaxBackward(y: Tensor, ct: Tensor, axis: number, log: boolean): Tensor {
+  return bind(log ? R.logSoftmaxBackwardP : R.softmaxBackwardP, [y, ct], { axis });
+}
 export function castTo(x: Tensor, dtype: DType): Tensor {
   return x.dtype === dtype ? x : bind(E.castP, [x], { dtype });
 }

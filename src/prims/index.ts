@@ -55,6 +55,8 @@ export type PrimName =
   | "cumsum"
   | "softmax"
   | "logSoftmax"
+  | "softmaxBackward"
+  | "logSoftmaxBackward"
   | "reshape"
   | "permute"
   | "broadcast"
@@ -82,7 +84,8 @@ export const primitives = {
   eq: E.eqP, ne: E.neP, lt: E.ltP, le: E.leP, gt: E.gtP, ge: E.geP, and: E.andP, or: E.orP, xor: E.xorP,
   where: E.whereP, cast: E.castP,
   sum: R.sumP, prod: R.prodP, max: R.maxP, min: R.minP, argReduce: R.argReduceP, cumsum: R.cumsumP,
-  softmax: R.softmaxP, logSoftmax: R.logSoftmaxP,
+  softmax: R.softmaxP, logSoftmax: R.logSoftmaxP, softmaxBackward: R.softmaxBackwardP,
+  logSoftmaxBackward: R.logSoftmaxBackwardP,
   reshape: V.reshapeP, permute: V.permuteP, broadcast: V.broadcastP, slice: V.sliceP, unslice: V.unsliceP,
   concat: V.concatP, flip: V.flipP, gather: V.gatherP, scatterAdd: V.scatterAddP,
   dot: C.dotP, conv2d: C.conv2dP, conv2dBackInput: C.conv2dBackInputP, conv2dBackWeight: C.conv2dBackWeightP,

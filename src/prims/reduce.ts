@@ -3,9 +3,9 @@
  * argmax/argmin along one axis, and cumulative sum.
  */
 import type { ReduceOp } from "../backend/backend.ts";
-import type { Primitive } from "../core/primitive.ts";
+import type { Aval, Primitive } from "../core/primitive.ts";
 import { isZero, Zero } from "../core/primitive.ts";
-import { DTypeError } from "../errors.ts";
+import { DTypeError, ShapeError } from "../errors.ts";
 import * as M from "../ops/math.ts";
 import * as X from "../ops/lax.ts";
 import * as S from "../ops/shape.ts";
@@ -164,17 +164,21 @@ function rowSum(v: Tensor, axis: number): Tensor {
   return expandBack(X.sumAxes(v, [axis]), v.shape, [axis]);
 }
 
+function checkFloatAxis(name: string, x: Aval, p: SoftmaxParams): void {
+  if (x.dtype !== "float32" && x.dtype !== "float64") {
+    throw new DTypeError(`${name}: expected a float32 or float64 tensor, got ${x.dtype}`);
+  }
+  if (!Number.isInteger(p.axis) || p.axis < 0 || p.axis >= x.shape.length) {
+    throw new RangeError(`${name}: axis ${p.axis} is out of range for shape [${x.shape.join(", ")}]`);
+  }
+}
+
 function softmaxFamily(log: boolean): Primitive<SoftmaxParams> {
   const name = log ? "logSoftmax" : "softmax";
   return {
     name,
     abstract([x], p) {
-      if (x.dtype !== "float32" && x.dtype !== "float64") {
-        throw new DTypeError(`${name}: expected a float32 or float64 tensor, got ${x.dtype}`);
-      }
-      if (!Number.isInteger(p.axis) || p.axis < 0 || p.axis >= x.shape.length) {
-        throw new RangeError(`${name}: axis ${p.axis} is out of range for shape [${x.shape.join(", ")}]`);
-      }
+      checkFloatAxis(name, x, p);
       return x;
     },
     impl([x], p, out) {
@@ -182,19 +186,21 @@ function softmaxFamily(log: boolean): Primitive<SoftmaxParams> {
       getBackend().softmax(viewOf(x), p.axis, log, o._data!);
       return o;
     },
-    // Both rules read only the output y and are written with ops, so they differentiate again to any order.
+    // Both rules read only the output y; the VJP is the fused backward primitive below, whose own rules are
+    // ops again, so derivatives nest to any order.
     derivative: log
-      ? // y = x - logsumexp(x): dy = dx - sum(softmax(x) dx), softmax(x) = exp(y); the transpose is
+      ? // y = x - logsumexp(x): dy = dx - sum(softmax(x) dx) with softmax(x) = exp(y); the transpose is
         // ct - exp(y) sum(ct).
         rule<SoftmaxParams>(
           (_x, [t], y, p) => M.sub(t as Tensor, rowSum(M.mul(M.exp(y), t as Tensor), p.axis)),
-          (ct, _x, y, p) => [M.sub(ct, M.mul(M.exp(y!), rowSum(ct, p.axis)))],
+          (ct, _x, y, p) => [X.softmaxBackward(y!, ct, p.axis, true)],
           { saveInputs: false, saveOutput: true },
         )
-      : // s = softmax(x): ds = s (dx - sum(s dx)), a symmetric linear map, so the VJP has the same form.
+      : // s = softmax(x): ds = s (dx - sum(s dx)), a symmetric linear map: the JVP and the VJP are the same
+        // fused map.
         rule<SoftmaxParams>(
-          (_x, [t], s, p) => M.mul(s, M.sub(t as Tensor, rowSum(M.mul(s, t as Tensor), p.axis))),
-          (ct, _x, s, p) => [M.mul(s!, M.sub(ct, rowSum(M.mul(ct, s!), p.axis)))],
+          (_x, [t], s, p) => X.softmaxBackward(s, t as Tensor, p.axis, false),
+          (ct, _x, s, p) => [X.softmaxBackward(s!, ct, p.axis, false)],
           { saveInputs: false, saveOutput: true },
         ),
   };
@@ -204,3 +210,72 @@ function softmaxFamily(log: boolean): Primitive<SoftmaxParams> {
 export const logSoftmaxP = softmaxFamily(true);
 /** Fused softmax along one axis (the same kernel). */
 export const softmaxP = softmaxFamily(false);
+
+/**
+ * The VJP maps of the two, fused (one kernel, Backend.softmaxBackward), as primitives of (y, c) with y the
+ * forward output and c the cotangent; S(v) = sum(v, axis) broadcast back:
+ *   log:      B(y, c) = c - e S(c),  e = exp(y)
+ *   softmax:  B(s, c) = s (c - S(c s))
+ * Both are linear in c, with B(y, tc) as the c-derivative. The y-derivatives and transposes (S is
+ * self-adjoint: <u, S(v)> = <S(u), v>):
+ *   log:      dB = B(y, tc) - e ty S(c);            VJP: y <- -e u S(c),  c <- u - S(e u)
+ *   softmax:  dB = B(s, tc) + ts (c - S(c s)) - s S(c ts);
+ *             VJP: s <- u (c - S(c s)) - c S(u s),  c <- B(s, u)  (the c-map is symmetric)
+ */
+function softmaxBackwardFamily(log: boolean): Primitive<SoftmaxParams> {
+  const name = log ? "logSoftmaxBackward" : "softmaxBackward";
+  const B = (y: Tensor, c: Tensor, axis: number) => X.softmaxBackward(y, c, axis, log);
+  return {
+    name,
+    abstract([y, c], p) {
+      checkFloatAxis(name, y, p);
+      if (c.dtype !== y.dtype) {
+        throw new DTypeError(`${name}: cotangent dtype ${c.dtype} differs from the output's ${y.dtype}`);
+      }
+      if (c.shape.length !== y.shape.length || c.shape.some((d, i) => d !== y.shape[i])) {
+        throw new ShapeError(
+          `${name}: cotangent shape [${c.shape.join(", ")}] differs from the output's [${y.shape.join(", ")}]`,
+        );
+      }
+      return y;
+    },
+    impl([y, c], p, out) {
+      const o = allocOut(out);
+      getBackend().softmaxBackward(viewOf(y), viewOf(c), p.axis, log, o._data!);
+      return o;
+    },
+    derivative: rule<SoftmaxParams>(
+      ([y, c], [ty, tc], _out, p) => {
+        const a = p.axis;
+        const parts: Tensor[] = [];
+        if (!isZero(tc)) parts.push(B(y, tc, a));
+        if (!isZero(ty)) {
+          if (log) parts.push(M.neg(M.mul(M.mul(M.exp(y), ty), rowSum(c, a))));
+          else {
+            parts.push(M.mul(ty, M.sub(c, rowSum(M.mul(c, y), a))));
+            parts.push(M.neg(M.mul(y, rowSum(M.mul(c, ty), a))));
+          }
+        }
+        return parts.length === 0 ? new Zero(y.shape, y.dtype) : parts.reduce((u, v) => M.add(u, v));
+      },
+      (u, [y, c], _out, p, needs) => {
+        const a = p.axis;
+        let dy: Tensor | Zero = new Zero(y!.shape, y!.dtype);
+        let dc: Tensor | Zero = new Zero(c!.shape, c!.dtype);
+        if (log) {
+          const e = M.exp(y!);
+          if (needs[0]) dy = M.neg(M.mul(M.mul(e, u), rowSum(c!, a)));
+          if (needs[1]) dc = M.sub(u, rowSum(M.mul(e, u), a));
+        } else {
+          if (needs[0])
+            dy = M.sub(M.mul(u, M.sub(c!, rowSum(M.mul(c!, y!), a))), M.mul(c!, rowSum(M.mul(u, y!), a)));
+          if (needs[1]) dc = B(y!, u, a);
+        }
+        return [dy, dc];
+      },
+    ),
+  };
+}
+
+export const logSoftmaxBackwardP = softmaxBackwardFamily(true);
+export const softmaxBackwardP = softmaxBackwardFamily(false);

@@ -21,6 +21,7 @@ Err gather(const View& x, int axis, const View& idx, const Out& out);
 Err scatter_add(const View& src, int axis, const View& idx, const Out& out, const int64_t* shape);
 Err adam(const Out& p, const View& g, const Out& m, const Out& v, const Out* vmax, const AdamParams& h);
 Err softmax(const View& x, int axis, int log, const Out& out);
+Err softmax_backward(const View& y, const View& c, int axis, int log, const Out& out);
 
 }  // namespace CR_ISA_NS
 }  // namespace cr

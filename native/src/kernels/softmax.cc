@@ -185,6 +185,85 @@ void softmax_typed(const View& x, int axis, T* out) {
   });
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// The VJP, out = c - exp(y) S(c) (log) or y (c - S(c y)) per row, S the row sum (float64). Rows at unit
+// stride in y, c and out run vector loops; others are gathered into contiguous scratch rows (c is often a
+// stride-0 broadcast, the gradient of a sum).
+
+// float64 sum of c[i] * y[i] in 16 independent lanes.
+template <class T>
+CR_INLINE double row_dot(const T* __restrict c, const T* __restrict y, i64 r) {
+  constexpr int L = 16;
+  double sv[L];
+  for (int l = 0; l < L; l++) sv[l] = 0;
+  i64 i = 0;
+  for (; i + L <= r; i += L)
+    for (int l = 0; l < L; l++) sv[l] += (double)c[i + l] * (double)y[i + l];
+  double s = 0;
+  for (int l = 0; l < L; l++) s += sv[l];
+  for (; i < r; i++) s += (double)c[i] * (double)y[i];
+  return s;
+}
+
+template <class T, bool LOG>
+void row_backward_unit(const T* __restrict y, const T* __restrict c, T* __restrict o, i64 r) {
+  if (LOG) {
+    const double s = row_sum(c, r);
+    for (i64 i = 0; i < r; i++) o[i] = (T)((double)c[i] - (double)exp_of(y[i]) * s);
+  } else {
+    const double s = row_dot(c, y, r);
+    for (i64 i = 0; i < r; i++) o[i] = (T)((double)y[i] * ((double)c[i] - s));
+  }
+}
+
+template <class T, bool LOG>
+void softmax_backward_typed(const View& y, const View& c, int axis, T* out) {
+  i64 ofull[kMaxDims];
+  contiguous_strides(y.ndim, y.shape, ofull);
+  i64 ks[kMaxDims], ky[kMaxDims], kc[kMaxDims], ko[kMaxDims];
+  int nk = 0;
+  for (int d = 0; d < y.ndim; d++) {
+    if (d == axis) continue;
+    ks[nk] = y.shape[d];
+    ky[nk] = y.strides[d];
+    kc[nk] = c.strides[d];
+    ko[nk++] = ofull[d];
+  }
+  Iter<3> kept;
+  const i64* kst[3] = {ky, kc, ko};
+  kept.init(nk, ks, kst);
+  const i64 K = kept.size, R = y.shape[axis];
+  if (K == 0 || R == 0) return;
+  const i64 ys = y.strides[axis], cs = c.strides[axis], os = ofull[axis];
+  const i64 kys = kept.st[0][kept.nd - 1], kcs = kept.st[1][kept.nd - 1], kos = kept.st[2][kept.nd - 1];
+  const bool unit = ys == 1 && cs == 1 && os == 1;
+  const T* yp = static_cast<const T*>(y.data) + y.offset;
+  const T* cp = static_cast<const T*>(c.data) + c.offset;
+  par_for(K, imax<i64>(1, 16384 / imax<i64>(R, 1)), [&](i64 b, i64 e, int tid) {
+    T* tmp = unit ? nullptr : static_cast<T*>(scratch(tid, 3, sizeof(T) * 3 * (size_t)R));
+    if (!unit && !tmp) return;  // out of memory: the N-API layer reports it
+    kept.walk(b, e, [&](const i64* off, i64 len) {
+      for (i64 j = 0; j < len; j++) {
+        const T* yr = yp + off[0] + j * kys;
+        const T* cr = cp + off[1] + j * kcs;
+        T* orow = out + off[2] + j * kos;
+        if (unit) {
+          row_backward_unit<T, LOG>(yr, cr, orow, R);
+          continue;
+        }
+        for (i64 i = 0; i < R; i++) tmp[i] = yr[i * ys];
+        for (i64 i = 0; i < R; i++) tmp[R + i] = cr[i * cs];
+        if (os == 1) {
+          row_backward_unit<T, LOG>(tmp, tmp + R, orow, R);
+        } else {
+          row_backward_unit<T, LOG>(tmp, tmp + R, tmp + 2 * R, R);
+          for (i64 i = 0; i < R; i++) orow[i * os] = tmp[2 * R + i];
+        }
+      }
+    });
+  });
+}
+
 }  // namespace
 
 Err softmax(const View& x, int axis, int log, const Out& out) {
@@ -204,6 +283,37 @@ Err softmax(const View& x, int axis, int log, const Out& out) {
     log ? softmax_typed<double, true>(v, axis, o) : softmax_typed<double, false>(v, axis, o);
   } else {
     return "softmax: float32 or float64 expected";
+  }
+  return nullptr;
+}
+
+}  // namespace CR_ISA_NS
+}  // namespace cr
+
+namespace cr {
+namespace CR_ISA_NS {
+
+Err softmax_backward(const View& y, const View& c, int axis, int log, const Out& out) {
+  if (y.dtype != out.dtype || c.dtype != out.dtype) return "softmaxBackward: y, ct and out must share a dtype";
+  if (c.ndim != y.ndim) return "softmaxBackward: y and ct ranks differ";
+  for (int d = 0; d < y.ndim; d++)
+    if (c.shape[d] != y.shape[d]) return "softmaxBackward: y and ct shapes differ";
+  View vy = y, vc = c;
+  if (vy.ndim == 0) {
+    vy.ndim = vc.ndim = 1;
+    vy.shape[0] = vc.shape[0] = 1;
+    vy.strides[0] = vc.strides[0] = 0;
+  }
+  if (axis < 0 || axis >= vy.ndim) return "softmaxBackward: invalid axis";
+  if (vy.dtype == F32) {
+    float* o = static_cast<float*>(out.data);
+    log ? softmax_backward_typed<float, true>(vy, vc, axis, o) : softmax_backward_typed<float, false>(vy, vc, axis, o);
+  } else if (vy.dtype == F64) {
+    double* o = static_cast<double*>(out.data);
+    log ? softmax_backward_typed<double, true>(vy, vc, axis, o)
+        : softmax_backward_typed<double, false>(vy, vc, axis, o);
+  } else {
+    return "softmaxBackward: float32 or float64 expected";
   }
   return nullptr;
 }

@@ -16,7 +16,7 @@ import { dot } from "./linalg.ts";
 import { adamUpdate } from "./optim.ts";
 import { avgPool2d, avgPool2dBackward, maxPool2d, maxPool2dArgmax } from "./pool.ts";
 import { argReduce, cumsum, reduce } from "./reduce.ts";
-import { softmax } from "./softmax.ts";
+import { softmax, softmaxBackward } from "./softmax.ts";
 import { assertSameShape, copyStrided } from "./strided.ts";
 
 /**
@@ -54,5 +54,6 @@ export const jsBackend: Backend = {
   gather,
   scatterAdd,
   softmax,
+  softmaxBackward,
   adamUpdate,
 };

@@ -1,6 +1,6 @@
 /**
- * Fused softmax / log-softmax of the js reference backend: one kernel per call, each row (the elements along
- * `axis`) in three sweeps over a float64 copy of it: max, sum of exp(x - max), write.
+ * Fused softmax / log-softmax of the js reference backend and their VJP: one kernel per call, each row (the
+ * elements along `axis`) in three sweeps (max, sum of exp(x - max), write; the VJP: sum, write), in float64.
  *
  * The rows are obtained like the reductions do it (reduce.ts): permute `axis` last and flatten, so row j is
  * the contiguous run [j * r, (j + 1) * r). When the axis is already last in a contiguous input the rows are
@@ -12,6 +12,7 @@ import type { View } from "../backend.ts";
 import {
   allocLike,
   assertOutSize,
+  assertSameShape,
   contiguousData,
   contiguousView,
   copyStrided,
@@ -75,5 +76,49 @@ function softmaxRow(src: TypedArray, dst: TypedArray, base: number, r: number, l
     for (let i = base; i < end; i++) dst[i] = src[i] - m - lse;
   } else {
     for (let i = base; i < end; i++) dst[i] = Math.exp(src[i] - m) / s;
+  }
+}
+
+/**
+ * The VJP of softmax / log-softmax along `axis` (see Backend.softmaxBackward): y the forward output, ct the
+ * cotangent, out = ct - exp(y) sum(ct) (log) or y (ct - sum(ct y)), per row, in float64.
+ */
+export function softmaxBackward(y: View, ct: View, axis: number, log: boolean, out: TypedArray): void {
+  if (y.shape.length === 0) {
+    y = { data: y.data, shape: [1], strides: [0], offset: y.offset };
+    ct = { data: ct.data, shape: [1], strides: [0], offset: ct.offset };
+  }
+  assertSameShape("softmaxBackward", y.shape, ct.shape);
+  const nd = y.shape.length;
+  if (!Number.isInteger(axis) || axis < 0 || axis >= nd) {
+    throw internal(`softmaxBackward: axis ${axis} invalid for rank ${nd}`);
+  }
+  const perm: number[] = [];
+  for (let i = 0; i < nd; i++) if (i !== axis) perm.push(i);
+  perm.push(axis);
+  const r = y.shape[axis];
+  let n = 1;
+  for (const d of y.shape) n *= d;
+  assertOutSize("softmaxBackward", out, n);
+  if (n === 0) return;
+  const ys = contiguousData(permuteView(y, perm));
+  const cs = contiguousData(permuteView(ct, perm));
+  const direct = axis === nd - 1;
+  const dst = direct ? out : allocLike(out, n);
+  for (let base = 0; base < n; base += r) {
+    const end = base + r;
+    let s = 0;
+    if (log) {
+      for (let i = base; i < end; i++) s += cs[i];
+      for (let i = base; i < end; i++) dst[i] = cs[i] - Math.exp(ys[i]) * s;
+    } else {
+      for (let i = base; i < end; i++) s += cs[i] * ys[i];
+      for (let i = base; i < end; i++) dst[i] = ys[i] * (cs[i] - s);
+    }
+  }
+  if (!direct) {
+    const outView = contiguousView(out.subarray(0, n), y.shape);
+    const permOut = permuteView(outView, perm);
+    copyStrided(contiguousView(dst, permOut.shape), permOut);
   }
 }

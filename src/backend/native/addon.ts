@@ -31,6 +31,7 @@ export interface NativeAddon {
   scatterAdd(src: TypedArray, idx: TypedArray, out: TypedArray): void;
   adamUpdate(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, vmax: TypedArray | null): void;
   softmax(log: number, x: TypedArray, out: TypedArray): void;
+  softmaxBackward(log: number, y: TypedArray, ct: TypedArray, out: TypedArray): void;
 }
 
 /** UnaryOp -> native code (enum UnaryOp in common.h). */

@@ -240,5 +240,13 @@ export function createNativeBackend(addon: NativeAddon): Backend {
       meta[p++] = code(out);
       addon.softmax(log ? 1 : 0, x.data, out);
     },
+    softmaxBackward(y, ct, axis, log, out) {
+      p = 0;
+      put(y);
+      put(ct);
+      meta[p++] = axis;
+      meta[p++] = code(out);
+      addon.softmaxBackward(log ? 1 : 0, y.data, ct.data, out);
+    },
   };
 }

@@ -217,6 +217,7 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
     gather: js.gather,
     scatterAdd: js.scatterAdd,
     softmax: js.softmax,
+    softmaxBackward: js.softmaxBackward,
     // fused Adam runs the js loop on the views (they are plain typed arrays), in place: no temporaries
     adamUpdate: js.adamUpdate,
     backendBytes: () => heap.stats().liveBytes - baseBytes,
