@@ -44,7 +44,8 @@ export function softmax(x: View, axis: number, log: boolean, out: TypedArray): v
   // Axis last: the permuted layout is out's own layout, so rows go straight into out.
   const direct = axis === nd - 1;
   const dst = direct ? out : allocLike(out, n);
-  for (let base = 0; base < n; base += r) softmaxRow(src, dst, base, r, log);
+  const e = new Float64Array(r); // exp(x - m) of the current row, kept in float64 for the softmax write
+  for (let base = 0; base < n; base += r) softmaxRow(src, dst, base, r, log, e);
   if (!direct) {
     const outView = contiguousView(out.subarray(0, n), x.shape);
     const permOut = permuteView(outView, perm);
@@ -52,8 +53,15 @@ export function softmax(x: View, axis: number, log: boolean, out: TypedArray): v
   }
 }
 
-/** One row [base, base + r) of src into dst. */
-function softmaxRow(src: TypedArray, dst: TypedArray, base: number, r: number, log: boolean): void {
+/** One row [base, base + r) of src into dst; `e` is scratch for r float64 values. */
+function softmaxRow(
+  src: TypedArray,
+  dst: TypedArray,
+  base: number,
+  r: number,
+  log: boolean,
+  e: Float64Array,
+): void {
   const end = base + r;
   let m = Number.NEGATIVE_INFINITY;
   for (let i = base; i < end; i++) {
@@ -70,12 +78,15 @@ function softmaxRow(src: TypedArray, dst: TypedArray, base: number, r: number, l
     return;
   }
   let s = 0;
-  for (let i = base; i < end; i++) s += Math.exp(src[i] - m);
+  for (let i = 0; i < r; i++) {
+    e[i] = Math.exp(src[base + i] - m);
+    s += e[i];
+  }
   if (log) {
     const lse = Math.log(s);
     for (let i = base; i < end; i++) dst[i] = src[i] - m - lse;
   } else {
-    for (let i = base; i < end; i++) dst[i] = Math.exp(src[i] - m) / s;
+    for (let i = 0; i < r; i++) dst[base + i] = e[i] / s;
   }
 }
 

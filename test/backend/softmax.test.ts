@@ -1,0 +1,347 @@
+/**
+ * The fused softmax / log-softmax kernels and their VJP kernel (Backend.softmax, Backend.softmaxBackward):
+ * hand-checked values and the special rows of the contract on the js reference; the native kernels against js
+ * on every layout, axis and instruction-set build (vector rows, blocked rows, gathered rows, parallel chunks);
+ * the wasm backend against js; and, through the ops, the derivative rules to third order and forward-over-
+ * reverse.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { Backend, View } from "../../src/backend/backend.ts";
+import { allocTyped, type DType, type TypedArray } from "../../src/dtype.ts";
+import { grad, gradCheck, hvp, logSoftmax, softmax, type Tensor, tensor, vjp } from "../../src/index.ts";
+import { mk } from "../opinfo.ts";
+import { check, LAYOUTS, makeView, N, prng, size, tolFor } from "./native-helpers.ts";
+import { J, W } from "./wasm-helpers.ts";
+
+function view(data: number[], shape: number[], dtype: DType = "float64"): View {
+  const a = allocTyped(dtype, data.length);
+  a.set(data);
+  const strides: number[] = [];
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    strides[i] = acc;
+    acc *= shape[i];
+  }
+  return { data: a, shape, strides, offset: 0 };
+}
+
+function run(b: Backend, x: View, axis: number, log: boolean): TypedArray {
+  const out = b.alloc(x.data instanceof Float32Array ? "float32" : "float64", size(x.shape));
+  b.softmax(x, axis, log, out);
+  return out;
+}
+
+function runBackward(b: Backend, y: View, ct: View, axis: number, log: boolean): TypedArray {
+  const out = b.alloc(y.data instanceof Float32Array ? "float32" : "float64", size(y.shape));
+  b.softmaxBackward(y, ct, axis, log, out);
+  return out;
+}
+
+function near(got: ArrayLike<number>, want: number[], tol = 1e-15): void {
+  assert.equal(got.length, want.length);
+  for (let i = 0; i < want.length; i++) {
+    if (Number.isNaN(want[i])) assert.ok(Number.isNaN(got[i]), `element ${i}: ${got[i]}, expected NaN`);
+    else if (!Number.isFinite(want[i])) assert.equal(got[i], want[i], `element ${i}`);
+    else
+      assert.ok(
+        Math.abs(got[i] - want[i]) <= tol * Math.max(1, Math.abs(want[i])),
+        `element ${i}: ${got[i]} vs ${want[i]}`,
+      );
+  }
+}
+
+const NAN = Number.NaN;
+const INF = Number.POSITIVE_INFINITY;
+
+// ---------------------------------------------------------------------------------------------------------
+test("js softmax: hand-checked rows along the last axis and along axis 0", () => {
+  const z = Math.exp(1) + Math.exp(2) + Math.exp(3);
+  near(run(J, view([1, 2, 3], [3]), 0, false), [Math.exp(1) / z, Math.exp(2) / z, Math.exp(3) / z]);
+  near(run(J, view([1, 2, 3], [3]), 0, true), [1 - Math.log(z), 2 - Math.log(z), 3 - Math.log(z)]);
+  // [[0, 1], [0, 3]] along axis 0: columns (0, 0) and (1, 3)
+  const c = Math.log(Math.exp(1) + Math.exp(3));
+  near(run(J, view([0, 1, 0, 3], [2, 2]), 0, true), [Math.log(0.5), 1 - c, Math.log(0.5), 3 - c]);
+  // shift invariance at magnitudes where exp overflows: the max is subtracted
+  near(
+    run(J, view([1e4, 1e4 + 1, -1e4], [3]), 0, true),
+    [-Math.log1p(Math.E), 1 - Math.log1p(Math.E), -2e4 - 1 - Math.log1p(1 / Math.E)],
+    1e-12,
+  );
+  // float32 out: computed in float64, rounded once
+  const out = run(J, view([0, Math.log(3)], [2], "float32"), 0, false);
+  assert.ok(out instanceof Float32Array);
+  near(out, [Math.fround(0.25), Math.fround(0.75)], 0);
+});
+
+test("js softmax: special rows (NaN, +Infinity, all -Infinity, -Infinity entries), 0-d and empty", () => {
+  const x = view([NAN, 1, 2, INF, 1, 2, -INF, -INF, -INF, -INF, 0, Math.log(3)], [4, 3]);
+  near(run(J, x, 1, false), [NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, 0, 0.25, 0.75]);
+  near(run(J, x, 1, true), [
+    NAN,
+    NAN,
+    NAN,
+    NAN,
+    NAN,
+    NAN,
+    NAN,
+    NAN,
+    NAN,
+    -INF,
+    Math.log(0.25),
+    Math.log(0.75),
+  ]);
+  const s = { data: new Float64Array([7]), shape: [], strides: [], offset: 0 };
+  near(run(J, s, 0, false), [1]);
+  near(run(J, s, 0, true), [0]);
+  for (const shape of [[0], [3, 0], [0, 4]]) {
+    const e = { data: new Float64Array(0), shape, strides: shape.map(() => 1), offset: 0 };
+    assert.equal(run(J, e, shape.length - 1, true).length, 0);
+  }
+});
+
+test("js softmaxBackward: ct - exp(y) sum(ct) and y (ct - sum(ct y)), by hand", () => {
+  const y = view([Math.log(0.25), Math.log(0.75)], [2]);
+  near(runBackward(J, y, view([1, 0], [2]), 0, true), [0.75, -0.75]);
+  const s = view([0.25, 0.75], [2]);
+  // sum(ct s) = 0.25: [0.25 (1 - 0.25), 0.75 (0 - 0.25)]
+  near(runBackward(J, s, view([1, 0], [2]), 0, false), [0.1875, -0.1875]);
+  // a stride-0 cotangent (the gradient of a sum) along axis 0 of [2, 2]
+  const y2 = view([Math.log(0.5), Math.log(0.25), Math.log(0.5), Math.log(0.75)], [2, 2]);
+  const ones = { data: new Float64Array([1]), shape: [2, 2], strides: [0, 0], offset: 0 };
+  near(runBackward(J, y2, ones, 0, true), [0, 1 - 0.25 * 2, 0, 1 - 0.75 * 2]);
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// native against js
+
+const SHAPES: number[][] = [
+  [1],
+  [7],
+  [17],
+  [33],
+  [257],
+  [3, 5],
+  [4, 1, 9],
+  [2, 3, 4, 5],
+  [3, 40, 5],
+  [2, 7, 37],
+  [5, 64],
+];
+
+test("native softmax / logSoftmax: every axis, layout and dtype, special values included", {
+  skip: !N,
+}, () => {
+  const rng = prng(11);
+  for (const dtype of ["float32", "float64"] as const) {
+    for (const shape of SHAPES) {
+      for (let axis = 0; axis < shape.length; axis++) {
+        for (const how of LAYOUTS) {
+          const x = makeView(shape, dtype, how, rng);
+          for (const log of [false, true]) {
+            check(
+              `softmax log=${log} ${dtype} [${shape}] axis ${axis} ${how}`,
+              tolFor(dtype, { rtol: 2e-6, atol: 2e-6 }),
+              (b) => run(b, x, axis, log),
+            );
+          }
+        }
+      }
+    }
+  }
+});
+
+test("native softmax: 0-d, empty axes and large inputs split over threads", { skip: !N }, () => {
+  const rng = prng(12);
+  const s = { data: new Float32Array([3]), shape: [], strides: [], offset: 0 };
+  check("softmax 0-d", tolFor("float32", { rtol: 0, atol: 0 }), (b) => run(b, s, 0, true));
+  for (const shape of [[0], [3, 0], [0, 4, 2]]) {
+    const x = makeView(shape, "float32", "contiguous", rng);
+    check(`softmax [${shape}]`, { rtol: 0, atol: 0 }, (b) => run(b, x, shape.length - 1, false));
+  }
+  for (const [shape, axis] of [
+    [[300, 401], 1],
+    [[300, 401], 0],
+    [[50, 30, 40], 1],
+  ] as [number[], number][]) {
+    for (const how of ["contiguous", "transposed"] as const) {
+      const x = makeView(shape, "float32", how, rng, "plain");
+      for (const log of [false, true]) {
+        check(`softmax log=${log} [${shape}] axis ${axis} ${how}`, { rtol: 2e-6, atol: 2e-6 }, (b) =>
+          run(b, x, axis, log),
+        );
+      }
+    }
+  }
+});
+
+test("native softmax: the special rows of the contract, in vector, blocked and gathered layouts", {
+  skip: !N,
+}, () => {
+  // 20 rows of 37: row k holds special values at a few positions (k mod 5 picks the kind)
+  const r = 37;
+  const rows = 40;
+  const vals: number[] = [];
+  for (let k = 0; k < rows; k++) {
+    for (let i = 0; i < r; i++) {
+      let v = Math.sin(k * 13 + i * 7) * 3;
+      const kind = k % 5;
+      if (kind === 1 && i === (k * 3) % r) v = NAN;
+      if (kind === 2 && i === (k * 5) % r) v = INF;
+      if (kind === 3) v = -INF;
+      if (kind === 4 && i % 3 === 0) v = -INF;
+      vals.push(v);
+    }
+  }
+  for (const dtype of ["float32", "float64"] as const) {
+    const x = view(vals, [rows, r], dtype);
+    // the same values with the rows along axis 0 ([37, 40], rows are columns: the blocked path)
+    const xt = { data: x.data, shape: [r, rows], strides: [1, r], offset: 0 };
+    for (const log of [false, true]) {
+      check(`special rows ${dtype} log=${log}`, tolFor(dtype, { rtol: 2e-6, atol: 2e-6 }), (b) =>
+        run(b, x, 1, log),
+      );
+      check(`special columns ${dtype} log=${log}`, tolFor(dtype, { rtol: 2e-6, atol: 2e-6 }), (b) =>
+        run(b, xt, 0, log),
+      );
+      const want = run(J, x, 1, log);
+      for (let k = 0; k < rows; k++) {
+        const nanRow = k % 5 === 1 || k % 5 === 2 || k % 5 === 3;
+        for (let i = 0; i < r; i++) {
+          const w = want[k * r + i];
+          if (nanRow) assert.ok(Number.isNaN(w), `row ${k} is NaN throughout`);
+          else if (k % 5 === 4 && i % 3 === 0) assert.equal(w, log ? -INF : 0);
+          else assert.ok(Number.isFinite(w));
+        }
+      }
+    }
+  }
+});
+
+test("native softmaxBackward: every axis and layout, broadcast cotangents", { skip: !N }, () => {
+  const rng = prng(13);
+  for (const dtype of ["float32", "float64"] as const) {
+    for (const shape of SHAPES) {
+      for (let axis = 0; axis < shape.length; axis++) {
+        for (const log of [false, true]) {
+          // y: a real (log-)softmax output, so exp(y) and the sums have their usual sizes
+          const y = {
+            data: run(J, makeView(shape, dtype, "contiguous", rng, "plain"), axis, log),
+            shape,
+            strides: contig(shape),
+            offset: 0,
+          };
+          const how = LAYOUTS[Math.floor(rng() * LAYOUTS.length)];
+          const ct = makeView(shape, dtype, how, rng, "plain");
+          check(
+            `softmaxBackward log=${log} ${dtype} [${shape}] axis ${axis} ct ${how}`,
+            tolFor(dtype, { rtol: 1e-5, atol: 1e-5 }),
+            (b) => runBackward(b, y, ct, axis, log),
+          );
+          const yt = makeView(shape, dtype, "transposed", rng, "small");
+          check(
+            `softmaxBackward log=${log} ${dtype} [${shape}] axis ${axis} y transposed`,
+            tolFor(dtype, { rtol: 1e-5, atol: 1e-5 }),
+            (b) => runBackward(b, yt, ct, axis, log),
+          );
+        }
+      }
+    }
+  }
+});
+
+function contig(shape: readonly number[]): number[] {
+  const st: number[] = [];
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    st[i] = acc;
+    acc *= shape[i];
+  }
+  return st;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+test("wasm softmax and softmaxBackward agree with js (heap and plain arrays)", () => {
+  const rng = prng(14);
+  for (const [shape, axis] of [
+    [[5, 7], 1],
+    [[4, 33, 3], 1],
+    [[9], 0],
+  ] as [number[], number][]) {
+    for (const log of [false, true]) {
+      const vals = Array.from({ length: size(shape) }, () => rng() * 8 - 4);
+      const x = view(vals, shape, "float32");
+      const xw = { ...x, data: W.alloc("float32", vals.length) };
+      xw.data.set(vals);
+      near(run(W, xw, axis, log), Array.from(run(J, x, axis, log)), 0);
+      const y = { data: run(W, xw, axis, log), shape, strides: contig(shape), offset: 0 };
+      near(runBackward(W, y, x, axis, log), Array.from(runBackward(J, y, x, axis, log)), 0);
+    }
+  }
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// The rules through the ops: third order in reverse mode, and forward-over-reverse against reverse-over-
+// reverse (the JVP rules of the backward primitives, which the op table's suites do not reach).
+
+test("softmax and logSoftmax derivatives nest: third order and forward-over-reverse", () => {
+  const x = mk([3, 5]);
+  const u = mk([3, 5]);
+  const v = mk([3, 5]);
+  for (const [name, f] of [
+    ["softmax", (a: Tensor) => softmax(a, 1)],
+    ["logSoftmax", (a: Tensor) => logSoftmax(a, 1)],
+    ["logSoftmax dim 0", (a: Tensor) => logSoftmax(a, 0)],
+  ] as const) {
+    const loss = (a: Tensor) =>
+      f(a)
+        .mul(u)
+        .sum()
+        .add(f(a).mul(f(a)).sum());
+    // reverse over reverse: the Hessian-vector product; its gradCheck is a third-order check
+    const hv = (a: Tensor) => grad((b: Tensor) => (grad(loss)(b) as Tensor).mul(v).sum())(a) as Tensor;
+    const r = gradCheck(hv, [x]);
+    assert.ok(r.ok, `${name}: ${r.worst}`);
+    // forward over reverse runs the JVP rules of the backward primitives
+    const fwd = hvp(loss, x, v) as Tensor;
+    near(fwd.dataSync(), Array.from(hv(x).dataSync()), 1e-12);
+  }
+});
+
+test("the VJP of softmax / logSoftmax is the dense Jacobian transpose, row by row", () => {
+  const x = mk([4, 6]);
+  const u = mk([4, 6]);
+  const xs = x.dataSync();
+  const us = u.dataSync();
+  for (const log of [false, true]) {
+    const [y, back] = vjp((a: Tensor) => (log ? logSoftmax(a, 1) : softmax(a, 1)), x);
+    const got = (back(u) as Tensor[])[0].dataSync();
+    const ys = (y as Tensor).dataSync();
+    for (let i = 0; i < 4; i++) {
+      // p = softmax of the row; J = diag(p) - p p^T (softmax) or I - 1 p^T (log-softmax)
+      const row = Array.from(xs.slice(i * 6, i * 6 + 6));
+      const m = Math.max(...row);
+      const e = row.map((a) => Math.exp(a - m));
+      const z = e.reduce((a, b) => a + b);
+      const p = e.map((a) => a / z);
+      for (let k = 0; k < 6; k++) near([ys[i * 6 + k]], [log ? Math.log(p[k]) : p[k]], 1e-14);
+      for (let k = 0; k < 6; k++) {
+        let want = 0;
+        for (let j = 0; j < 6; j++) {
+          const jac = log ? (j === k ? 1 : 0) - p[k] : p[j] * ((j === k ? 1 : 0) - p[k]);
+          want += us[i * 6 + j] * jac;
+        }
+        near([got[i * 6 + k]], [want], 1e-13);
+      }
+    }
+  }
+});
+
+test("softmax / logSoftmax ops: integer input computes in float32, dims are checked", () => {
+  const t = tensor([[1, 2, 3]], { dtype: "int32" });
+  const y = logSoftmax(t, -1);
+  assert.equal(y.dtype, "float32");
+  near(y.dataSync(), Array.from(run(J, view([1, 2, 3], [1, 3], "float32"), 1, true)), 0);
+  assert.throws(() => softmax(t, 2), /softmax: dim 2 is out of range for a tensor of rank 2/);
+  assert.throws(() => logSoftmax(t, -3), /logSoftmax: dim -3 is out of range/);
+});
