@@ -3,7 +3,8 @@
  *
  * Everything is a composition of differentiable ops, so every loss works with `backward()`, `grad`, `vjp`,
  * `jvp` and their nestings. The numerically delicate ones are written in their stable forms:
- * - cross-entropy goes through logSoftmax (x - logsumexp(x), max subtracted), never log(softmax(x));
+ * - cross-entropy goes through logSoftmax (the fused primitive: (x - max) - log(sum(exp(x - max))) in one
+ *   kernel, its backward in one more), never log(softmax(x));
  * - BCE with logits is softplus(x) - x y = max(x, 0) - x y + log1p(exp(-|x|)), finite for any |x|;
  * - BCE on probabilities clamps each log term at -100, as PyTorch, so p = 0 or 1 gives a finite loss.
  * Shapes and dtypes are checked up front; errors name the loss, the shapes and what was expected.

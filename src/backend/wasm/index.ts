@@ -6,8 +6,9 @@
  * read and write it in place; arrays made elsewhere are staged through scratch (context.ts). The kernels that
  * training spends its time in run in wasm: float32 GEMM (packed, blocked, SIMD) and float64 matmul, conv2d
  * and both adjoints (im2col + GEMM), elementwise unary / binary (SIMD on contiguous and broadcast rows,
- * strided fallback), where, cast, copy, reductions, pooling. The rest (gather, scatterAdd, argReduce, cumsum)
- * and every (op, dtype) pair not implemented in wasm run the js reference kernel on the same views; so does
+ * strided fallback), where, cast, copy, reductions, pooling. The rest (gather, scatterAdd, argReduce, cumsum,
+ * softmax and softmaxBackward: per-axis kernels whose one js pass over the heap views costs less than the
+ * several staged wasm kernels they replaced, except for very long rows) and every (op, dtype) pair not implemented in wasm run the js reference kernel on the same views; so does
  * any call for which the heap cannot supply scratch memory. Results agree with the js backend exactly for
  * exact operations (+ - * / sqrt, comparisons, casts, max/min, pooling), within float32 summation error for
  * GEMM / conv (they accumulate in float32; the reference in float64), and within about 2 ulp for the float32
@@ -56,8 +57,8 @@ export interface WasmBackend extends Backend {
   release(data: TypedArray): boolean;
   /**
    * How many calls of each kernel ran the js reference kernel instead of wasm (a dtype or op wasm does not
-   * implement, or no scratch memory). gather, scatterAdd, argReduce and cumsum always run js and are not
-   * counted.
+   * implement, or no scratch memory). gather, scatterAdd, argReduce, cumsum, softmax and softmaxBackward
+   * always run js and are not counted.
    */
   fallbacks(): Record<string, number>;
   /** True if the module uses relaxed SIMD (fused multiply-add). */
