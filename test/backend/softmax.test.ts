@@ -11,7 +11,8 @@ import type { Backend, View } from "../../src/backend/backend.ts";
 import { allocTyped, type DType, type TypedArray } from "../../src/dtype.ts";
 import { grad, gradCheck, hvp, logSoftmax, softmax, type Tensor, tensor, vjp } from "../../src/index.ts";
 import { mk } from "../opinfo.ts";
-import { check, LAYOUTS, makeView, N, prng, size, tolFor } from "./native-helpers.ts";
+import { COMPOSE_MIN_ELEMENTS } from "../../src/backend/wasm/softmax.ts";
+import { assertClose, check, LAYOUTS, makeView, N, prng, size, tolFor } from "./native-helpers.ts";
 import { J, W } from "./wasm-helpers.ts";
 
 function view(data: number[], shape: number[], dtype: DType = "float64"): View {
@@ -261,13 +262,14 @@ function contig(shape: readonly number[]): number[] {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-test("wasm softmax and softmaxBackward agree with js (heap and plain arrays)", () => {
+test("wasm softmax and softmaxBackward: the js kernel on small inputs (exactly js)", () => {
   const rng = prng(14);
   for (const [shape, axis] of [
     [[5, 7], 1],
     [[4, 33, 3], 1],
     [[9], 0],
   ] as [number[], number][]) {
+    assert.ok(size(shape) < COMPOSE_MIN_ELEMENTS);
     for (const log of [false, true]) {
       const vals = Array.from({ length: size(shape) }, () => rng() * 8 - 4);
       const x = view(vals, shape, "float32");
@@ -276,6 +278,42 @@ test("wasm softmax and softmaxBackward agree with js (heap and plain arrays)", (
       near(run(W, xw, axis, log), Array.from(run(J, x, axis, log)), 0);
       const y = { data: run(W, xw, axis, log), shape, strides: contig(shape), offset: 0 };
       near(runBackward(W, y, x, axis, log), Array.from(runBackward(J, y, x, axis, log)), 0);
+    }
+  }
+});
+
+test("wasm softmax and softmaxBackward: the composition of wasm kernels on large inputs, special values included", () => {
+  const rng = prng(15);
+  for (const dtype of ["float32", "float64"] as const) {
+    const tol = dtype === "float32" ? { f: 3e-6, b: 1e-5 } : { f: 1e-12, b: 1e-12 };
+    for (const [shape, axis] of [
+      [[64, 40], 1],
+      [[64, 40], 0],
+      [[3, 40, 37], 1],
+      [[3, 40, 37], 2],
+      [[2049], 0],
+    ] as [number[], number][]) {
+      assert.ok(size(shape) >= COMPOSE_MIN_ELEMENTS);
+      for (const how of ["contiguous", "transposed", "reversed", "broadcast"] as const) {
+        const x = makeView(shape, dtype, how, rng);
+        for (const log of [false, true]) {
+          const what = `wasm softmax log=${log} ${dtype} [${shape}] axis ${axis} ${how}`;
+          assertClose(run(W, x, axis, log), run(J, x, axis, log), { rtol: tol.f, atol: tol.f }, what);
+          const y = {
+            data: run(J, makeView(shape, dtype, "contiguous", rng, "plain"), axis, log),
+            shape,
+            strides: contig(shape),
+            offset: 0,
+          };
+          const ct = makeView(shape, dtype, how, rng, "plain");
+          assertClose(
+            runBackward(W, y, ct, axis, log),
+            runBackward(J, y, ct, axis, log),
+            { rtol: tol.b, atol: tol.b },
+            `${what} backward`,
+          );
+        }
+      }
     }
   }
 });

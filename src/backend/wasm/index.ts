@@ -6,9 +6,9 @@
  * read and write it in place; arrays made elsewhere are staged through scratch (context.ts). The kernels that
  * training spends its time in run in wasm: float32 GEMM (packed, blocked, SIMD) and float64 matmul, conv2d
  * and both adjoints (im2col + GEMM), elementwise unary / binary (SIMD on contiguous and broadcast rows,
- * strided fallback), where, cast, copy, reductions, pooling. The rest (gather, scatterAdd, argReduce, cumsum,
- * softmax and softmaxBackward: per-axis kernels whose one js pass over the heap views costs less than the
- * several staged wasm kernels they replaced, except for very long rows) and every (op, dtype) pair not implemented in wasm run the js reference kernel on the same views; so does
+ * strided fallback), where, cast, copy, reductions, pooling; softmax and its VJP are one js pass on small
+ * inputs and a composition of those wasm kernels on large ones (softmax.ts). The rest (gather, scatterAdd,
+ * argReduce, cumsum) and every (op, dtype) pair not implemented in wasm run the js reference kernel on the same views; so does
  * any call for which the heap cannot supply scratch memory. Results agree with the js backend exactly for
  * exact operations (+ - * / sqrt, comparisons, casts, max/min, pooling), within float32 summation error for
  * GEMM / conv (they accumulate in float32; the reference in float64), and within about 2 ulp for the float32
@@ -39,6 +39,7 @@ import {
   type WasmOptions,
 } from "./module.ts";
 import * as R from "./reduce.ts";
+import * as S from "./softmax.ts";
 import { defaultWorkers, GemmPool } from "./threads.ts";
 
 export type { HeapStats } from "./heap.ts";
@@ -57,8 +58,8 @@ export interface WasmBackend extends Backend {
   release(data: TypedArray): boolean;
   /**
    * How many calls of each kernel ran the js reference kernel instead of wasm (a dtype or op wasm does not
-   * implement, or no scratch memory). gather, scatterAdd, argReduce, cumsum, softmax and softmaxBackward
-   * always run js and are not counted.
+   * implement, or no scratch memory). gather, scatterAdd, argReduce and cumsum always run js and are not
+   * counted, nor are small softmax / softmaxBackward calls (see softmax.ts).
    */
   fallbacks(): Record<string, number>;
   /** True if the module uses relaxed SIMD (fused multiply-add). */
@@ -100,7 +101,7 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
   let c: Ctx = { k, heap, args, pool };
   const baseBytes = heap.stats().liveBytes; // the descriptor block, not counted as allocated
   const fallbacks = new Map<string, number>();
-  return {
+  const backend: WasmBackend = {
     name: "wasm",
     relaxedSimd: p.relaxed,
     get threads() {
@@ -217,8 +218,8 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
       ),
     gather: js.gather,
     scatterAdd: js.scatterAdd,
-    softmax: js.softmax,
-    softmaxBackward: js.softmaxBackward,
+    softmax: (x, axis, log, out) => S.softmax(backend, x, axis, log, out),
+    softmaxBackward: (y, ct, axis, log, out) => S.softmaxBackward(backend, y, ct, axis, log, out),
     // fused Adam runs the js loop on the views (they are plain typed arrays), in place: no temporaries
     adamUpdate: js.adamUpdate,
     backendBytes: () => heap.stats().liveBytes - baseBytes,
@@ -226,6 +227,7 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
     release: (data) => heap.releaseView(data),
     fallbacks: () => Object.fromEntries(fallbacks),
   };
+  return backend;
 }
 
 let cached: WasmBackend | null = null;
