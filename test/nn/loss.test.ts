@@ -1,11 +1,12 @@
 /**
  * Tests of the loss values: cross-entropy against a hand-written logsumexp formula (plain, label smoothing,
- * ignoreIndex, class weights, probability targets, [N, C, d] inputs) and against PyTorch reference numbers;
+ * ignoreIndex, class weights, probability targets, [N, C, d] inputs) and against PyTorch reference numbers,
+ * its plain fast path against the general one (values, gradients, the closed-form Hessian);
  * BCE-with-logits stability at |x| = 100; BCE clamping; MSE/L1/Huber/SmoothL1; the loss modules; error messages.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { DTypeError, ShapeError, type Tensor, tensor } from "../../src/index.ts";
+import { DTypeError, grad, hvp, ShapeError, type Tensor, tensor } from "../../src/index.ts";
 import {
   BCELoss,
   BCEWithLogitsLoss,
@@ -74,6 +75,42 @@ test("crossEntropy equals logsumexp(x_i) - x_i[t_i], averaged", () => {
   near(num(crossEntropy(logits, tensor(t, i32))), 1.7604182419602308);
   // nllLoss of logSoftmax is the same thing
   near(num(nllLoss(logits.logSoftmax(1), tensor(t, i32))), 1.7604182419602308);
+});
+
+test("crossEntropy's plain path (no weight, no ignored target, no smoothing) equals the general path exactly", () => {
+  // weights of ones take the general (masked, weighted) path; the values and gradients must not differ
+  const t = tensor([0, 3, 1, 2], i32);
+  const ones = tensor([1, 1, 1, 1], f64);
+  for (const reduction of ["mean", "sum", "none"] as const) {
+    const plain = crossEntropy(logits, t, { reduction });
+    const general = crossEntropy(logits, t, { reduction, weight: ones });
+    assert.deepEqual(Array.from(plain.dataSync()), Array.from(general.dataSync()), reduction);
+    const u = tensor([0.3, -1.2, 0.7, 2.0], f64);
+    const loss = (o: Record<string, unknown>) => (a: Tensor) =>
+      reduction === "none" ? crossEntropy(a, t, o).mul(u).sum() : crossEntropy(a, t, o);
+    const g1 = (grad(loss({ reduction })) as (a: Tensor) => Tensor)(logits).dataSync();
+    const g2 = (grad(loss({ reduction, weight: ones })) as (a: Tensor) => Tensor)(logits).dataSync();
+    nearAll(Array.from(g1), Array.from(g2), 1e-15);
+    // second order: the Hessian of the mean loss of row i is (diag(p_i) - p_i p_i^T) / N
+    if (reduction === "mean") {
+      const v = tensor(
+        X.map((r) => r.map((_, k) => (k === 1 ? 1 : 0))),
+        f64,
+      );
+      const hv = hvp(loss({ reduction }), logits, v) as Tensor;
+      const got = hv.toArray() as number[][];
+      X.forEach((row, i) => {
+        const m = Math.max(...row);
+        const e = row.map((a) => Math.exp(a - m));
+        const z = e.reduce((a, b) => a + b);
+        const p = e.map((a) => a / z);
+        // (H v)_k = (p_k [k = 1] - p_k p_1) / N
+        row.forEach((_, k) => {
+          near(got[i][k], ((k === 1 ? p[k] : 0) - p[k] * p[1]) / X.length, 1e-13, `H v [${i}, ${k}]`);
+        });
+      });
+    }
+  }
 });
 
 test("crossEntropy label smoothing: (1 - eps) one-hot + eps / C target", () => {
