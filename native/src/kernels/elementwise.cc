@@ -50,7 +50,12 @@ Err unary_float(int op, const View& x, void* o) {
         map1<T, T>(x, o, E, [](T v) { return (T)sigmoid_d((double)v); });
       break;
     case U_ERF: map1<T, T>(x, o, E, [](T v) { return std::erf(v); }); break;
-    case U_RELU: map1<T, T>(x, o, C, [](T v) { return v > 0 ? v : v != v ? v : T(0); }); break;
+    case U_RELU:  // branch-free (a blend), so it vectorises and random signs cost no mispredictions
+      map1<T, T>(x, o, C, [](T v) {
+        const T r = v > 0 ? v : T(0);
+        return v != v ? v : r;
+      });
+      break;
     case U_FLOOR: map1<T, T>(x, o, C, [](T v) { return std::floor(v); }); break;
     case U_CEIL: map1<T, T>(x, o, C, [](T v) { return std::ceil(v); }); break;
     case U_ROUND: map1<T, T>(x, o, C, [](T v) { return std::rint(v); }); break;  // ties to even
