@@ -115,8 +115,12 @@ export interface AdamUpdateParams {
 export interface Backend {
   readonly name: string;
 
-  /** A zero-filled contiguous buffer of `size` elements. */
-  alloc(dtype: DType, size: number): TypedArray;
+  /**
+   * A zero-filled contiguous buffer of `size` elements; with `uninitialized`, its contents are unspecified
+   * (the caller overwrites every element: every kernel output except scatterAdd's), which lets a backend
+   * skip zeroing large buffers.
+   */
+  alloc(dtype: DType, size: number, uninitialized?: boolean): TypedArray;
 
   /** out[i] = op(x[i]). x and out have the same shape; out is contiguous. */
   unary(op: UnaryOp, x: View, out: TypedArray): void;

@@ -216,11 +216,25 @@ void transpose_dy(T* dyT, i64 LD, const T* dyn, i64 s1, i64 s2, i64 s3, const DG
   const i64 P = d.OH * d.OW;
   for (i64 p = 0; p < P; p++)
     for (i64 o = d.Cout; o < LD; o++) dyT[p * LD + o] = T(0);
-  for (i64 o = 0; o < d.Cout; o++) {
-    const T* src = dyn + o * s1;
+  // Blocks of 8 channels: 8 sequential read streams, one 8-element run written per position (a channel at a
+  // time would write one element per cache line; this runs once per image, with few taps it is not small).
+  constexpr int B = 8;
+  for (i64 o0 = 0; o0 < d.Cout; o0 += B) {
+    const int nb = (int)imin<i64>(B, d.Cout - o0);
+    const T* src[B];
+    for (int r = 0; r < B; r++) src[r] = dyn + (o0 + imin(r, nb - 1)) * s1;
     i64 p = 0;
     for (i64 oh = 0; oh < d.OH; oh++)
-      for (i64 ow = 0; ow < d.OW; ow++, p++) dyT[p * LD + o] = src[oh * s2 + ow * s3];
+      for (i64 ow = 0; ow < d.OW; ow++, p++) {
+        const i64 at = oh * s2 + ow * s3;
+        T* dst = dyT + p * LD + o0;
+        if (nb == B) {
+#pragma GCC unroll 8
+          for (int r = 0; r < B; r++) dst[r] = src[r][at];
+        } else {
+          for (int r = 0; r < nb; r++) dst[r] = src[r][at];
+        }
+      }
   }
 }
 

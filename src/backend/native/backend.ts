@@ -4,9 +4,11 @@
  * Per-call cost is what matters for small tensors, so the path allocates nothing: views' offsets, shapes and
  * strides are written into one module-level Float64Array (the meta buffer the addon reads), the typed arrays
  * are passed as they are (the kernels work on them in place), and op names map to codes through constant
- * tables. Allocation is plain typed arrays (garbage-collected, like the js backend).
+ * tables. Allocation is plain typed arrays (garbage-collected, like the js backend); large outputs that the
+ * kernel overwrites entirely skip the zero fill (Buffer.allocUnsafeSlow), which with the addon's malloc
+ * settings makes them reused heap memory: no zeroing pass and no page faults.
  */
-import { allocTyped, type TypedArray } from "../../dtype.ts";
+import { allocTyped, bytesPerElement, type DType, type TypedArray, typedOver } from "../../dtype.ts";
 import type { Backend, Conv2dParams, Pool2dParams, View } from "../backend.ts";
 import {
   BINARY_CODE,
@@ -21,6 +23,15 @@ import {
   REDUCE_CODE,
   UNARY_CODE,
 } from "./addon.ts";
+
+/** Below this many bytes, zero-filled typed arrays are as cheap as uninitialised ones. */
+const UNINIT_MIN_BYTES = 16384;
+
+function allocNative(dtype: DType, size: number, uninitialized = false): TypedArray {
+  const bytes = size * bytesPerElement(dtype);
+  if (!uninitialized || bytes < UNINIT_MIN_BYTES) return allocTyped(dtype, size);
+  return typedOver(dtype, Buffer.allocUnsafeSlow(bytes).buffer, size);
+}
 
 /** The largest rank a native kernel accepts (kMaxDims in common.h). */
 export const MAX_RANK = 32;
@@ -113,7 +124,7 @@ export function createNativeBackend(addon: NativeAddon): Backend {
 
   return {
     name: "native",
-    alloc: allocTyped,
+    alloc: allocNative,
     unary(op, x, out) {
       p = 0;
       put(x);
