@@ -776,6 +776,49 @@ export const OPS: OpInfo[] = [
     ref: (x, w, b) => mapN((v, c) => v + c, conv2dNd(x, w, 1, 0, 1, 1), { shape: [3, 1, 1], data: b.data }),
     diff: true,
   },
+  // ---- fused bias + activation (bias draws below 0.1 in magnitude keep relu's inputs off its kink)
+  {
+    name: "biasActivation-relu",
+    samples: () => [
+      [mk([3, 4], "awayFromZero"), mk([4], "small").mul(0.2)],
+      [mk([5, 3], "awayFromZero", true), mk([3], "small").mul(0.2)],
+    ],
+    fn: (x, b) => cr.nn.biasActivation(x, b, "relu"),
+    ref: (x, b) => mapN((v, c) => Math.max(v + c, 0), x, b),
+    diff: true,
+  },
+  {
+    name: "biasActivation-tanh-dim1",
+    samples: () => [[mk([2, 3, 5]), mk([3])]],
+    fn: (x, b) => cr.nn.biasActivation(x, b, "tanh", 1),
+    ref: (x, b) => mapN((v, c) => Math.tanh(v + c), x, { shape: [3, 1], data: b.data }),
+    diff: true,
+  },
+  {
+    name: "biasActivation-sigmoid-nobias",
+    samples: () => [[mk([4, 3], "real", true)], [mk([])]],
+    fn: (x) => cr.nn.biasActivation(x, null, "sigmoid"),
+    ref: (x) => mapN(sigmoid, x),
+    diff: true,
+  },
+  {
+    name: "linear-sigmoid",
+    samples: () => [[mk([3, 4]), mk([2, 4]), mk([2])]],
+    fn: (x, w, b) => cr.nn.linear(x, w, b, { activation: "sigmoid" }),
+    ref: (x, w, b) => {
+      const wt = gatherRef([4, 2], ([p, q]) => [q, p])(w);
+      return mapN((v, c) => sigmoid(v + c), matmulNd(x, wt), b);
+    },
+    diff: true,
+  },
+  {
+    name: "conv2d-bias-tanh",
+    samples: () => [[mk([2, 2, 5, 5]), mk([3, 2, 3, 3]), mk([3])]],
+    fn: (x, w, b) => cr.conv2d(x, w, b, { padding: 1, activation: "tanh" }),
+    ref: (x, w, b) =>
+      mapN((v, c) => Math.tanh(v + c), conv2dNd(x, w, 1, 1, 1, 1), { shape: [3, 1, 1], data: b.data }),
+    diff: true,
+  },
   {
     name: "maxPool2d",
     samples: () => [[mk([2, 3, 6, 7])]],

@@ -195,6 +195,22 @@ napi_value Where(napi_env env, napi_callback_info info) {
   return c.finish(g_kernels->where(k, a, b, o));
 }
 
+// activation(kind, act, x, b | null, out): kind 0 out = act(x + b), kind 1 out = b * act'(x = act's output).
+napi_value Activation(napi_env env, napi_callback_info info) {
+  Call c(env, info, "activation");
+  const int kind = c.int_arg(0), act = c.int_arg(1);
+  View x, b;
+  Out o;
+  c.view(2, x);
+  napi_valuetype bt = napi_null;
+  if (c.argc > 3) napi_typeof(env, c.argv[3], &bt);
+  const bool has_b = bt != napi_null && bt != napi_undefined;
+  if (has_b) c.view(3, b);
+  c.out(4, o, c.ok() ? view_size(x) : 0);
+  if (!c.ok()) return c.finish(nullptr);
+  return c.finish(g_kernels->activation(kind, act, x, has_b ? &b : nullptr, o));
+}
+
 napi_value Cast(napi_env env, napi_callback_info info) {
   Call c(env, info, "cast");
   View x;
@@ -500,7 +516,7 @@ NAPI_MODULE_INIT() {
       {"copy", Copy},         {"reduce", Reduce},               {"argReduce", ArgReduce},
       {"cumsum", Cumsum},     {"dot", Dot},                     {"conv2d", Conv2d},
       {"pool2d", Pool2d},     {"gather", Gather},               {"scatterAdd", ScatterAdd},
-      {"adamUpdate", Adam},
+      {"adamUpdate", Adam},   {"activation", Activation},
   };
   for (const Fn& f : fns) {
     napi_value v;

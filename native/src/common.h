@@ -30,6 +30,7 @@ enum BinaryOp : int {
 };
 
 enum ReduceOp : int { R_SUM, R_PROD, R_MAX, R_MIN };
+enum ActOp : int { A_RELU, A_TANH, A_SIGMOID, A_COUNT };
 
 // A strided view: element (i0..in-1) is data[offset + sum(i_k * strides[k])], all counts in elements.
 struct View {
@@ -85,6 +86,9 @@ struct Kernels {
   Err (*scatter_add)(const View& src, int axis, const View& idx, const Out& out, const int64_t* shape);
   // One fused Adam/AdamW step in place (vmax may be null); g has the shape of the flat p, m, v.
   Err (*adam)(const Out& p, const View& g, const Out& m, const Out& v, const Out* vmax, const AdamParams& h);
+  // Fused activations (act: ActOp). kind 0: out = act(x + b), b may be null; kind 1: out = b * act'(.) written
+  // through x = act's output.
+  Err (*activation)(int kind, int act, const View& x, const View* b, const Out& out);
 };
 
 const Kernels* kernels_avx512();

@@ -50,6 +50,11 @@ export const UNARY_OPS = [
 
 export type UnaryOp = (typeof UNARY_OPS)[number];
 
+/** Activations with fused kernels (`biasAct`, `actGrad`); positions are the native codes (enum ActOp). */
+export const ACTIVATIONS = ["relu", "tanh", "sigmoid"] as const;
+
+export type Activation = (typeof ACTIVATIONS)[number];
+
 /**
  * Elementwise binary kernels on two views of the same shape (broadcast already expressed as stride 0).
  * Arithmetic: inputs and output share one dtype. int32 arithmetic wraps like C int32 (add/sub/mul), `div` on
@@ -127,6 +132,20 @@ export interface Backend {
 
   /** out[i] = op(a[i], b[i]). a, b, out have the same shape; out is contiguous. */
   binary(op: BinaryOp, a: View, b: View, out: TypedArray): void;
+
+  /**
+   * Fused bias and activation: out[i] = act(x[i] + b[i]), the sum rounded to the dtype first, so the result is
+   * the unfused add followed by the unary kernel. b is null (act(x) alone) or a view of x's shape (a bias
+   * broadcast by zero strides). Float dtypes, shared by x, b and out.
+   */
+  biasAct(act: Activation, x: View, b: View | null, out: TypedArray): void;
+
+  /**
+   * Activation gradient through the activation's output y: out[i] = ct[i] * act'(x[i]) with act' written in y:
+   * relu: y > 0 ? ct : 0 (0 where y is NaN), tanh: ct * (1 - y * y), sigmoid: ct * (y * (1 - y)), each
+   * product rounded to the dtype as the unfused rules round it. Float dtypes; y, ct, out share dtype and shape.
+   */
+  actGrad(act: Activation, y: View, ct: View, out: TypedArray): void;
 
   /** out[i] = cond[i] ? a[i] : b[i]. cond is bool; a, b, out share a dtype and one shape. */
   where(cond: View, a: View, b: View, out: TypedArray): void;

@@ -2,7 +2,7 @@
  * Thin wrappers that bind one primitive with exact params: no broadcasting, no promotion, no argument sugar.
  * Derivative rules and the public ops are written with these (the names follow JAX's `lax`).
  */
-import type { Conv2dParams, Pool2dParams } from "../backend/backend.ts";
+import type { Activation, Conv2dParams, Pool2dParams } from "../backend/backend.ts";
 import { bind } from "../core/trace.ts";
 import type { DType } from "../dtype.ts";
 import { isZero, type MaybeZero } from "../core/primitive.ts";
@@ -65,6 +65,12 @@ export function minAxes(x: Tensor, axes: readonly number[]): Tensor {
 }
 export function cumsumAxis(x: Tensor, axis: number, reverse: boolean): Tensor {
   return bind(R.cumsumP, [x], { axis, reverse });
+}
+export function biasAct(act: Activation, x: Tensor, b: Tensor | null): Tensor {
+  return bind(E.biasActP, b === null ? [x] : [x, b], { act });
+}
+export function actGrad(act: Activation, y: Tensor, ct: Tensor): Tensor {
+  return bind(E.actGradP, [y, ct], { act });
 }
 export function castTo(x: Tensor, dtype: DType): Tensor {
   return x.dtype === dtype ? x : bind(E.castP, [x], { dtype });

@@ -25,6 +25,8 @@ export type PrimName =
   | "sigmoid"
   | "erf"
   | "relu"
+  | "biasAct"
+  | "actGrad"
   | "floor"
   | "ceil"
   | "round"
@@ -75,7 +77,7 @@ export type PrimName =
 export const primitives = {
   neg: E.negP, abs: E.absP, sign: E.signP, exp: E.expP, log: E.logP, log1p: E.log1pP, expm1: E.expm1P,
   sqrt: E.sqrtP, sin: E.sinP, cos: E.cosP, tan: E.tanP, tanh: E.tanhP, sigmoid: E.sigmoidP, erf: E.erfP,
-  relu: E.reluP, floor: E.floorP, ceil: E.ceilP, round: E.roundP, not: E.notP,
+  relu: E.reluP, biasAct: E.biasActP, actGrad: E.actGradP, floor: E.floorP, ceil: E.ceilP, round: E.roundP, not: E.notP,
   add: E.addP, sub: E.subP, mul: E.mulP, div: E.divP, pow: E.powP, maximum: E.maximumP, minimum: E.minimumP,
   eq: E.eqP, ne: E.neP, lt: E.ltP, le: E.leP, gt: E.gtP, ge: E.geP, and: E.andP, or: E.orP, xor: E.xorP,
   where: E.whereP, cast: E.castP,

@@ -20,6 +20,7 @@ Err pool2d(int kind, const View& x, const Out& out, const int64_t* shape, const 
 Err gather(const View& x, int axis, const View& idx, const Out& out);
 Err scatter_add(const View& src, int axis, const View& idx, const Out& out, const int64_t* shape);
 Err adam(const Out& p, const View& g, const Out& m, const Out& v, const Out* vmax, const AdamParams& h);
+Err activation(int kind, int act, const View& x, const View* b, const Out& out);
 
 }  // namespace CR_ISA_NS
 }  // namespace cr

@@ -10,7 +10,7 @@
 import { allocTyped } from "../../dtype.ts";
 import type { Backend } from "../backend.ts";
 import { conv2d, conv2dBackInput, conv2dBackWeight } from "./conv.ts";
-import { binary, cast, unary, where } from "./elementwise.ts";
+import { actGrad, biasAct, binary, cast, unary, where } from "./elementwise.ts";
 import { gather, scatterAdd } from "./indexing.ts";
 import { dot } from "./linalg.ts";
 import { adamUpdate } from "./optim.ts";
@@ -34,6 +34,8 @@ export const jsBackend: Backend = {
   unary,
   binary,
   where,
+  biasAct,
+  actGrad,
   cast,
   copy(src, dst) {
     assertSameShape("copy", src.shape, dst.shape);

@@ -30,6 +30,7 @@ export interface NativeAddon {
   gather(x: TypedArray, idx: TypedArray, out: TypedArray): void;
   scatterAdd(src: TypedArray, idx: TypedArray, out: TypedArray): void;
   adamUpdate(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, vmax: TypedArray | null): void;
+  activation(kind: number, act: number, x: TypedArray, b: TypedArray | null, out: TypedArray): void;
 }
 
 /** UnaryOp -> native code (enum UnaryOp in common.h). */

@@ -9,7 +9,7 @@
  * settings makes them reused heap memory: no zeroing pass and no page faults.
  */
 import { allocTyped, bytesPerElement, type DType, type TypedArray, typedOver } from "../../dtype.ts";
-import type { Backend, Conv2dParams, Pool2dParams, View } from "../backend.ts";
+import { ACTIVATIONS, type Backend, type Conv2dParams, type Pool2dParams, type View } from "../backend.ts";
 import {
   BINARY_CODE,
   CONV_BACK_INPUT,
@@ -234,6 +234,20 @@ export function createNativeBackend(addon: NativeAddon): Backend {
       meta[p++] = code(v);
       if (vmax !== null) meta[p++] = code(vmax);
       addon.adamUpdate(param, g.data, m, v, vmax);
+    },
+    biasAct(act, x, b, out) {
+      p = 0;
+      put(x);
+      if (b !== null) put(b);
+      meta[p++] = code(out);
+      addon.activation(0, ACTIVATIONS.indexOf(act), x.data, b === null ? null : b.data, out);
+    },
+    actGrad(act, y, ct, out) {
+      p = 0;
+      put(y);
+      put(ct);
+      meta[p++] = code(out);
+      addon.activation(1, ACTIVATIONS.indexOf(act), y.data, ct.data, out);
     },
     scatterAdd(src, axis, idx, out, outShape) {
       p = 0;

@@ -216,6 +216,8 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
       ),
     gather: js.gather,
     scatterAdd: js.scatterAdd,
+    biasAct: js.biasAct,
+    actGrad: js.actGrad,
     // fused Adam runs the js loop on the views (they are plain typed arrays), in place: no temporaries
     adamUpdate: js.adamUpdate,
     backendBytes: () => heap.stats().liveBytes - baseBytes,
