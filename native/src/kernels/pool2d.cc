@@ -1,4 +1,5 @@
-// 2-D pooling (NCHW): max pooling, its argmax, average pooling and the transpose of average pooling.
+// 2-D pooling (NCHW): max pooling, its argmax, the transpose of max pooling at a point (its VJP), average
+// pooling and the transpose of average pooling.
 //
 // Window (oh, ow) covers input rows oh*sh - ph .. oh*sh - ph + kh - 1 (likewise columns). Max pooling treats
 // padding as -Infinity (it never wins) and takes the first maximum in row-major window order, a NaN winning
@@ -226,10 +227,163 @@ Err pool_impl(int kind, const View& x, const Out& out, const int64_t* shape, con
   return nullptr;
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Transpose of max pooling at x: dx[argmax of window (oh, ow)] += dy[oh, ow], every other position 0.
+//
+// Tiled windows (stride == kernel, no padding: the usual 2x2/2 CNN pool) touch every covered input exactly
+// once, so one pass per output row finds each window's first maximum and writes all kh*kw of its dx
+// entries (dy there, 0 elsewhere), then zeroes the uncovered right/bottom margins: dx is written once, with
+// no index tensor and no zero-fill pass. Any other geometry finds the argmaxes of a plane with the forward
+// kernel (max_pool_plane, into per-thread scratch) and scatters them into that plane while it is in cache:
+// disjoint windows store (a position belongs to at most one window), overlapping windows accumulate in
+// float64 in output order and round once, exactly like the js reference. `+ T(0)` turns a -0 into +0, as the
+// reference's sum starting from +0 does.
+
+// One row of 2x2 windows over contiguous rows x0, x1 into o0, o1 (ow windows). Branch-free selects in the
+// scan order a, b / c, d so that the first maximum (or first NaN) wins; written so the compiler vectorises
+// the loop (stride-2 loads and stores become shuffles).
+template <class T>
+CR_INLINE void back_row_2x2(const T* __restrict x0, const T* __restrict x1, const T* __restrict dy, T* __restrict o0,
+                            T* __restrict o1, i64 ow) {
+  for (i64 w = 0; w < ow; w++) {
+    const T a = x0[2 * w], b = x0[2 * w + 1], c = x1[2 * w], d = x1[2 * w + 1];
+    T bv = a;
+    int k = 0;
+    bool take = (bv == bv) & ((b > bv) | (b != b));
+    bv = take ? b : bv;
+    k = take ? 1 : k;
+    take = (bv == bv) & ((c > bv) | (c != c));
+    bv = take ? c : bv;
+    k = take ? 2 : k;
+    take = (bv == bv) & ((d > bv) | (d != d));
+    k = take ? 3 : k;
+    const T gv = dy[w] + T(0);
+    o0[2 * w] = k == 0 ? gv : T(0);
+    o0[2 * w + 1] = k == 1 ? gv : T(0);
+    o1[2 * w] = k == 2 ? gv : T(0);
+    o1[2 * w + 1] = k == 3 ? gv : T(0);
+  }
+}
+
+template <class T>
+void max_back_tiled_plane(const T* x, i64 s2, i64 s3, const T* dy, i64 d2, i64 d3, T* o, const PoolGeo& g) {
+  const i64 kh = g.kh, kw = g.kw, W = g.W, covered_w = g.OW * kw;
+  const bool fast2x2 = kh == 2 && kw == 2 && s3 == 1 && d3 == 1;
+  for (i64 oh = 0; oh < g.OH; oh++) {
+    const T* xr = x + oh * kh * s2;
+    const T* dr = dy + oh * d2;
+    T* orow = o + oh * kh * W;
+    if (fast2x2) {
+      back_row_2x2(xr, xr + s2, dr, orow, orow + W, g.OW);
+    } else {
+      for (i64 ow = 0; ow < g.OW; ow++) {
+        const T* xw = xr + ow * kw * s3;
+        T bv = xw[0];
+        i64 best = 0;
+        for (i64 i = 0; i < kh; i++)
+          for (i64 j = 0; j < kw; j++) {
+            const T v = xw[i * s2 + j * s3];
+            const bool take = (bv == bv) & ((v > bv) | (v != v));
+            bv = take ? v : bv;
+            best = take ? i * kw + j : best;
+          }
+        const T gv = dr[ow * d3] + T(0);
+        T* ow0 = orow + ow * kw;
+        for (i64 i = 0; i < kh; i++)
+          for (i64 j = 0; j < kw; j++) ow0[i * W + j] = i * kw + j == best ? gv : T(0);
+      }
+    }
+    for (i64 i = 0; i < kh; i++)
+      for (i64 w = covered_w; w < W; w++) orow[i * W + w] = T(0);
+  }
+  for (i64 i = g.OH * kh * W; i < g.H * W; i++) o[i] = T(0);
+}
+
+template <class T>
+void max_back_general_plane(const T* x, i64 s2, i64 s3, const T* dy, i64 d2, i64 d3, T* o, const PoolGeo& g,
+                            const Interior& in, int tid) {
+  const i64 hw = g.H * g.W, n_out = g.OH * g.OW;
+  int32_t* idx = static_cast<int32_t*>(scratch(tid, 5, sizeof(int32_t) * (size_t)imax<i64>(n_out, 1)));
+  if (!idx) return;  // reported by scratch_failed()
+  max_pool_plane<T>(x, s2, s3, g, in, nullptr, idx);
+  if (g.sh >= g.kh && g.sw >= g.kw) {
+    for (i64 i = 0; i < hw; i++) o[i] = T(0);
+    for (i64 oh = 0, t = 0; oh < g.OH; oh++)
+      for (i64 ow = 0; ow < g.OW; ow++, t++)
+        if (idx[t] >= 0) o[idx[t]] = dy[oh * d2 + ow * d3] + T(0);
+    return;
+  }
+  double* acc = static_cast<double*>(scratch(tid, 3, sizeof(double) * (size_t)hw));
+  if (!acc) return;  // reported by scratch_failed()
+  for (i64 i = 0; i < hw; i++) acc[i] = 0;
+  for (i64 oh = 0, t = 0; oh < g.OH; oh++)
+    for (i64 ow = 0; ow < g.OW; ow++, t++)
+      if (idx[t] >= 0) acc[idx[t]] += (double)dy[oh * d2 + ow * d3];
+  if (std::is_floating_point<T>::value)
+    for (i64 i = 0; i < hw; i++) o[i] = (T)acc[i];
+  else
+    for (i64 i = 0; i < hw; i++) o[i] = (T)to_int32(acc[i]);
+}
+
+template <class T>
+void max_back_typed(const View& x, const View& dy, T* out, const PoolGeo& g) {
+  const T* xp = static_cast<const T*>(x.data) + x.offset;
+  const T* dp = static_cast<const T*>(dy.data) + dy.offset;
+  const i64 s2 = x.strides[2], s3 = x.strides[3], d2 = dy.strides[2], d3 = dy.strides[3];
+  const bool tiled = g.sh == g.kh && g.sw == g.kw && g.ph == 0 && g.pw == 0;
+  Interior in{};
+  if (!tiled && !interior_tables(g, s2, s3, in)) return;  // reported by scratch_failed()
+  const i64 hw = g.H * g.W;
+  const i64 cost = imax<i64>(1, hw + g.OH * g.OW * g.kh * g.kw);
+  par_for(g.planes, imax<i64>(1, 16384 / cost), [&](i64 b, i64 e, int tid) {
+    for (i64 pl = b; pl < e; pl++) {
+      const i64 n = pl / g.C, c = pl % g.C;
+      const T* xpl = xp + n * x.strides[0] + c * x.strides[1];
+      const T* dpl = dp + n * dy.strides[0] + c * dy.strides[1];
+      if (tiled) max_back_tiled_plane(xpl, s2, s3, dpl, d2, d3, out + pl * hw, g);
+      else max_back_general_plane(xpl, s2, s3, dpl, d2, d3, out + pl * hw, g, in, tid);
+    }
+  });
+}
+
+Err max_back_impl(const View& x, const View& dy, const Out& out, const PoolParams& pp) {
+  if (x.ndim != 4 || dy.ndim != 4) return "maxPool2dBackward: x and dy must have rank 4";
+  if (x.dtype != dy.dtype || out.dtype != x.dtype) return "maxPool2dBackward: x, dy and out must share a dtype";
+  if (x.dtype == BOOL) return "maxPool2dBackward: bool is not supported";
+  PoolGeo g;
+  g.planes = x.shape[0] * x.shape[1];
+  g.C = x.shape[1];
+  g.H = x.shape[2], g.W = x.shape[3], g.OH = dy.shape[2], g.OW = dy.shape[3];
+  g.kh = pp.kh, g.kw = pp.kw, g.sh = pp.sh, g.sw = pp.sw, g.ph = pp.ph, g.pw = pp.pw;
+  if (g.kh < 1 || g.kw < 1 || g.sh < 1 || g.sw < 1 || g.ph < 0 || g.pw < 0)
+    return "maxPool2dBackward: invalid pooling parameters";
+  // dy must be exactly the pooled shape: the kernels index x through the window geometry of dy's positions.
+  const i64 oh = (g.H + 2 * g.ph - g.kh) >= 0 ? (g.H + 2 * g.ph - g.kh) / g.sh + 1 : 0;
+  const i64 ow = (g.W + 2 * g.pw - g.kw) >= 0 ? (g.W + 2 * g.pw - g.kw) / g.sw + 1 : 0;
+  if (dy.shape[0] != x.shape[0] || dy.shape[1] != x.shape[1] || g.OH != oh || g.OW != ow)
+    return "maxPool2dBackward: dy is not the pooled shape of x";
+  const i64 size = g.planes * g.H * g.W;
+  if (size == 0) return nullptr;
+  if (g.OH * g.OW == 0) {  // no window: dx is all zeros
+    std::memset(out.data, 0, (size_t)size * (x.dtype == F64 ? 8 : 4));
+    return nullptr;
+  }
+  switch (x.dtype) {
+    case F32: max_back_typed<float>(x, dy, static_cast<float*>(out.data), g); break;
+    case F64: max_back_typed<double>(x, dy, static_cast<double*>(out.data), g); break;
+    default: max_back_typed<int32_t>(x, dy, static_cast<int32_t*>(out.data), g); break;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 Err pool2d(int kind, const View& x, const Out& out, const int64_t* shape, const PoolParams& pp) {
   return pool_impl(kind, x, out, shape, pp);
+}
+
+Err max_pool2d_backward(const View& x, const View& dy, const Out& out, const PoolParams& pp) {
+  return max_back_impl(x, dy, out, pp);
 }
 
 }  // namespace CR_ISA_NS
