@@ -239,13 +239,11 @@ Err pool_impl(int kind, const View& x, const Out& out, const int64_t* shape, con
 // float64 in output order and round once, exactly like the js reference. `+ T(0)` turns a -0 into +0, as the
 // reference's sum starting from +0 does.
 
-// One row of 2x2 windows over contiguous rows x0, x1 into o0, o1 (ow windows). Branch-free selects in the
-// scan order a, b / c, d so that the first maximum (or first NaN) wins; written so the compiler vectorises
-// the loop (stride-2 loads and stores become shuffles).
+// One row of 2x2 windows over contiguous rows x0, x1 into o0, o1 (ow windows): in the scan order a, b / c, d
+// the first maximum (or first NaN) wins; the winner's position gets dy, the other three 0.
 template <class T>
-CR_INLINE void back_row_2x2(const T* __restrict x0, const T* __restrict x1, const T* __restrict dy, T* __restrict o0,
-                            T* __restrict o1, i64 ow) {
-  for (i64 w = 0; w < ow; w++) {
+CR_INLINE void back_2x2_scalar(const T* x0, const T* x1, const T* dy, T* o0, T* o1, i64 w0, i64 w1) {
+  for (i64 w = w0; w < w1; w++) {
     const T a = x0[2 * w], b = x0[2 * w + 1], c = x1[2 * w], d = x1[2 * w + 1];
     T bv = a;
     int k = 0;
@@ -263,6 +261,136 @@ CR_INLINE void back_row_2x2(const T* __restrict x0, const T* __restrict x1, cons
     o1[2 * w] = k == 2 ? gv : T(0);
     o1[2 * w + 1] = k == 3 ? gv : T(0);
   }
+}
+
+#if CR_ISA_LEVEL >= 1
+// The same select on AVX2 vectors of windows (8 float / 4 double). Splitting a row into its even and odd
+// columns with in-lane shuffles leaves the windows in the order 0 1 4 5 2 3 6 7 (float) / 0 2 1 3 (double); dy
+// is permuted the same way, and unpacklo/unpackhi of the even and odd results restore memory order exactly, so
+// the data rows need no cross-lane shuffle. The running winner index is kept as a float (0..3, exact). A row's
+// last, partial vector uses masked loads and buffered stores (Tail): a scalar tail compiles to unpredictable branches,
+// and with the common 14- and 7-window rows it cost more than the vector part.
+#define CR_POOL_TAKE(cmp, andv, orv, bv, v) \
+  andv(cmp(bv, bv, _CMP_ORD_Q), orv(cmp(v, bv, _CMP_GT_OQ), cmp(v, v, _CMP_UNORD_Q)))
+
+template <bool Tail>
+CR_INLINE void back_2x2_vec(const float* x0, const float* x1, const float* dy, float* o0, float* o1, int n) {
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1), two = _mm256_set1_ps(2),
+               three = _mm256_set1_ps(3);
+  __m256i lo = _mm256_setzero_si256(), hi = lo, md = lo;
+  if (Tail) {  // lanes of the first / second half of the 2n row elements, and of the n dy elements
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n), iota);
+    hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n - 8), iota);
+    md = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), iota);
+  }
+  auto ld = [&](const float* p, __m256i m) { return Tail ? _mm256_maskload_ps(p, m) : _mm256_loadu_ps(p); };
+  // A tail's stores go through a buffer (count = elements to keep): AMD cores run vmaskmov stores in
+  // microcode, several times slower than this.
+  auto st = [&](float* p, int count, __m256 v) {
+    if (Tail) {
+      alignas(32) float buf[8];
+      _mm256_store_ps(buf, v);
+      for (int i = 0; i < count; i++) p[i] = buf[i];
+    } else {
+      _mm256_storeu_ps(p, v);
+    }
+  };
+  const int c_lo = Tail ? imin(2 * n, 8) : 8, c_hi = Tail ? imax(2 * n - 8, 0) : 8;
+  const __m256 r0a = ld(x0, lo), r0b = ld(x0 + 8, hi), r1a = ld(x1, lo), r1b = ld(x1 + 8, hi);
+  const __m256 a = _mm256_shuffle_ps(r0a, r0b, _MM_SHUFFLE(2, 0, 2, 0));
+  const __m256 b = _mm256_shuffle_ps(r0a, r0b, _MM_SHUFFLE(3, 1, 3, 1));
+  const __m256 c = _mm256_shuffle_ps(r1a, r1b, _MM_SHUFFLE(2, 0, 2, 0));
+  const __m256 d = _mm256_shuffle_ps(r1a, r1b, _MM_SHUFFLE(3, 1, 3, 1));
+  __m256 bv = a, k = zero, t;
+  t = CR_POOL_TAKE(_mm256_cmp_ps, _mm256_and_ps, _mm256_or_ps, bv, b);
+  bv = _mm256_blendv_ps(bv, b, t);
+  k = _mm256_blendv_ps(k, one, t);
+  t = CR_POOL_TAKE(_mm256_cmp_ps, _mm256_and_ps, _mm256_or_ps, bv, c);
+  bv = _mm256_blendv_ps(bv, c, t);
+  k = _mm256_blendv_ps(k, two, t);
+  t = CR_POOL_TAKE(_mm256_cmp_ps, _mm256_and_ps, _mm256_or_ps, bv, d);
+  k = _mm256_blendv_ps(k, three, t);
+  const __m256 g0 = _mm256_add_ps(ld(dy, md), zero);  // -0 -> +0
+  const __m256 g = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(g0), _MM_SHUFFLE(3, 1, 2, 0)));
+  const __m256 e0 = _mm256_and_ps(_mm256_cmp_ps(k, zero, _CMP_EQ_OQ), g);
+  const __m256 d0 = _mm256_and_ps(_mm256_cmp_ps(k, one, _CMP_EQ_OQ), g);
+  const __m256 e1 = _mm256_and_ps(_mm256_cmp_ps(k, two, _CMP_EQ_OQ), g);
+  const __m256 d1 = _mm256_and_ps(_mm256_cmp_ps(k, three, _CMP_EQ_OQ), g);
+  st(o0, c_lo, _mm256_unpacklo_ps(e0, d0));
+  st(o0 + 8, c_hi, _mm256_unpackhi_ps(e0, d0));
+  st(o1, c_lo, _mm256_unpacklo_ps(e1, d1));
+  st(o1 + 8, c_hi, _mm256_unpackhi_ps(e1, d1));
+}
+
+template <bool Tail>
+CR_INLINE void back_2x2_vec(const double* x0, const double* x1, const double* dy, double* o0, double* o1, int n) {
+  const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1), two = _mm256_set1_pd(2),
+                three = _mm256_set1_pd(3);
+  __m256i lo = _mm256_setzero_si256(), hi = lo, md = lo;
+  if (Tail) {
+    const __m256i iota = _mm256_setr_epi64x(0, 1, 2, 3);
+    lo = _mm256_cmpgt_epi64(_mm256_set1_epi64x(2 * n), iota);
+    hi = _mm256_cmpgt_epi64(_mm256_set1_epi64x(2 * n - 4), iota);
+    md = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), iota);
+  }
+  auto ld = [&](const double* p, __m256i m) { return Tail ? _mm256_maskload_pd(p, m) : _mm256_loadu_pd(p); };
+  // A tail's stores go through a buffer (count = elements to keep): AMD cores run vmaskmov stores in
+  // microcode, several times slower than this.
+  auto st = [&](double* p, int count, __m256d v) {
+    if (Tail) {
+      alignas(32) double buf[4];
+      _mm256_store_pd(buf, v);
+      for (int i = 0; i < count; i++) p[i] = buf[i];
+    } else {
+      _mm256_storeu_pd(p, v);
+    }
+  };
+  const int c_lo = Tail ? imin(2 * n, 4) : 4, c_hi = Tail ? imax(2 * n - 4, 0) : 4;
+  const __m256d r0a = ld(x0, lo), r0b = ld(x0 + 4, hi), r1a = ld(x1, lo), r1b = ld(x1 + 4, hi);
+  const __m256d a = _mm256_unpacklo_pd(r0a, r0b), b = _mm256_unpackhi_pd(r0a, r0b);
+  const __m256d c = _mm256_unpacklo_pd(r1a, r1b), d = _mm256_unpackhi_pd(r1a, r1b);
+  __m256d bv = a, k = zero, t;
+  t = CR_POOL_TAKE(_mm256_cmp_pd, _mm256_and_pd, _mm256_or_pd, bv, b);
+  bv = _mm256_blendv_pd(bv, b, t);
+  k = _mm256_blendv_pd(k, one, t);
+  t = CR_POOL_TAKE(_mm256_cmp_pd, _mm256_and_pd, _mm256_or_pd, bv, c);
+  bv = _mm256_blendv_pd(bv, c, t);
+  k = _mm256_blendv_pd(k, two, t);
+  t = CR_POOL_TAKE(_mm256_cmp_pd, _mm256_and_pd, _mm256_or_pd, bv, d);
+  k = _mm256_blendv_pd(k, three, t);
+  const __m256d g = _mm256_permute4x64_pd(_mm256_add_pd(ld(dy, md), zero), _MM_SHUFFLE(3, 1, 2, 0));
+  const __m256d e0 = _mm256_and_pd(_mm256_cmp_pd(k, zero, _CMP_EQ_OQ), g);
+  const __m256d d0 = _mm256_and_pd(_mm256_cmp_pd(k, one, _CMP_EQ_OQ), g);
+  const __m256d e1 = _mm256_and_pd(_mm256_cmp_pd(k, two, _CMP_EQ_OQ), g);
+  const __m256d d1 = _mm256_and_pd(_mm256_cmp_pd(k, three, _CMP_EQ_OQ), g);
+  st(o0, c_lo, _mm256_unpacklo_pd(e0, d0));
+  st(o0 + 4, c_hi, _mm256_unpackhi_pd(e0, d0));
+  st(o1, c_lo, _mm256_unpacklo_pd(e1, d1));
+  st(o1 + 4, c_hi, _mm256_unpackhi_pd(e1, d1));
+}
+#undef CR_POOL_TAKE
+
+template <class T>
+CR_INLINE void back_row_2x2_vec(const T* x0, const T* x1, const T* dy, T* o0, T* o1, i64 ow) {
+  constexpr i64 V = 32 / sizeof(T);  // windows per vector
+  i64 w = 0;
+  for (; w + V <= ow; w += V) back_2x2_vec<false>(x0 + 2 * w, x1 + 2 * w, dy + w, o0 + 2 * w, o1 + 2 * w, (int)V);
+  if (w < ow) back_2x2_vec<true>(x0 + 2 * w, x1 + 2 * w, dy + w, o0 + 2 * w, o1 + 2 * w, (int)(ow - w));
+}
+
+CR_INLINE void back_row_2x2(const float* x0, const float* x1, const float* dy, float* o0, float* o1, i64 ow) {
+  back_row_2x2_vec(x0, x1, dy, o0, o1, ow);
+}
+CR_INLINE void back_row_2x2(const double* x0, const double* x1, const double* dy, double* o0, double* o1,
+                            i64 ow) {
+  back_row_2x2_vec(x0, x1, dy, o0, o1, ow);
+}
+#endif
+
+template <class T>
+CR_INLINE void back_row_2x2(const T* x0, const T* x1, const T* dy, T* o0, T* o1, i64 ow) {
+  back_2x2_scalar(x0, x1, dy, o0, o1, 0, ow);
 }
 
 template <class T>
