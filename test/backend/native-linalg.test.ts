@@ -248,6 +248,8 @@ test("maxPool2dBackward: tiled, disjoint, overlapping and padded windows, ties/N
     [2, 3, 9, 8],
     [1, 2, 5, 5],
     [3, 1, 7, 33],
+    [2, 3, 14, 14], // 7 windows a row: 128-bit float vectors / a 256-bit double vector plus an overlapping one
+    [1, 2, 6, 28], // 14 windows a row: a full and an overlapping 256-bit float vector
     [1, 2, 3, 301],
     [0, 3, 4, 4],
     [2, 0, 4, 4],

@@ -268,8 +268,8 @@ CR_INLINE void back_2x2_scalar(const T* x0, const T* x1, const T* dy, T* o0, T* 
 // columns with in-lane shuffles leaves the windows in the order 0 1 4 5 2 3 6 7 (float) / 0 2 1 3 (double); dy
 // is permuted the same way, and unpacklo/unpackhi of the even and odd results restore memory order exactly, so
 // the data rows need no cross-lane shuffle. The running winner index is kept as a float (0..3, exact). A row's
-// last, partial vector uses masked loads and buffered stores (Tail): a scalar tail compiles to unpredictable branches,
-// and with the common 14- and 7-window rows it cost more than the vector part.
+// row shorter than a vector uses masked loads and buffered stores (Tail): a scalar tail compiles to
+// unpredictable branches, and with the common 14- and 7-window rows it cost more than the vector part.
 #define CR_POOL_TAKE(cmp, andv, orv, bv, v) \
   andv(cmp(bv, bv, _CMP_ORD_Q), orv(cmp(v, bv, _CMP_GT_OQ), cmp(v, v, _CMP_UNORD_Q)))
 
@@ -369,14 +369,57 @@ CR_INLINE void back_2x2_vec(const double* x0, const double* x1, const double* dy
   st(o1, c_lo, _mm256_unpacklo_pd(e1, d1));
   st(o1 + 4, c_hi, _mm256_unpackhi_pd(e1, d1));
 }
+
+// Four float windows with 128-bit vectors (rows of 4..7 windows, e.g. 14-wide inputs): here the even/odd split
+// keeps the windows in memory order, so dy needs no permutation.
+CR_INLINE void back_2x2_sse(const float* x0, const float* x1, const float* dy, float* o0, float* o1) {
+  const __m128 zero = _mm_setzero_ps(), one = _mm_set1_ps(1), two = _mm_set1_ps(2), three = _mm_set1_ps(3);
+  const __m128 r0a = _mm_loadu_ps(x0), r0b = _mm_loadu_ps(x0 + 4), r1a = _mm_loadu_ps(x1), r1b = _mm_loadu_ps(x1 + 4);
+  const __m128 a = _mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(2, 0, 2, 0));
+  const __m128 b = _mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(3, 1, 3, 1));
+  const __m128 c = _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(2, 0, 2, 0));
+  const __m128 d = _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(3, 1, 3, 1));
+  __m128 bv = a, k = zero, t;
+  t = CR_POOL_TAKE(_mm_cmp_ps, _mm_and_ps, _mm_or_ps, bv, b);
+  bv = _mm_blendv_ps(bv, b, t);
+  k = _mm_blendv_ps(k, one, t);
+  t = CR_POOL_TAKE(_mm_cmp_ps, _mm_and_ps, _mm_or_ps, bv, c);
+  bv = _mm_blendv_ps(bv, c, t);
+  k = _mm_blendv_ps(k, two, t);
+  t = CR_POOL_TAKE(_mm_cmp_ps, _mm_and_ps, _mm_or_ps, bv, d);
+  k = _mm_blendv_ps(k, three, t);
+  const __m128 g = _mm_add_ps(_mm_loadu_ps(dy), zero);
+  const __m128 e0 = _mm_and_ps(_mm_cmp_ps(k, zero, _CMP_EQ_OQ), g);
+  const __m128 d0 = _mm_and_ps(_mm_cmp_ps(k, one, _CMP_EQ_OQ), g);
+  const __m128 e1 = _mm_and_ps(_mm_cmp_ps(k, two, _CMP_EQ_OQ), g);
+  const __m128 d1 = _mm_and_ps(_mm_cmp_ps(k, three, _CMP_EQ_OQ), g);
+  _mm_storeu_ps(o0, _mm_unpacklo_ps(e0, d0));
+  _mm_storeu_ps(o0 + 4, _mm_unpackhi_ps(e0, d0));
+  _mm_storeu_ps(o1, _mm_unpacklo_ps(e1, d1));
+  _mm_storeu_ps(o1 + 4, _mm_unpackhi_ps(e1, d1));
+}
 #undef CR_POOL_TAKE
 
+// A row of windows: full vectors, then one last full vector ending at the row's end that overlaps the previous
+// one (the overlapped windows are recomputed and rewritten with the same values), so only rows shorter than a
+// vector take the masked path.
 template <class T>
 CR_INLINE void back_row_2x2_vec(const T* x0, const T* x1, const T* dy, T* o0, T* o1, i64 ow) {
-  constexpr i64 V = 32 / sizeof(T);  // windows per vector
-  i64 w = 0;
-  for (; w + V <= ow; w += V) back_2x2_vec<false>(x0 + 2 * w, x1 + 2 * w, dy + w, o0 + 2 * w, o1 + 2 * w, (int)V);
-  if (w < ow) back_2x2_vec<true>(x0 + 2 * w, x1 + 2 * w, dy + w, o0 + 2 * w, o1 + 2 * w, (int)(ow - w));
+  constexpr i64 V = 32 / sizeof(T);  // windows per 256-bit vector
+  auto full = [&](i64 w) { back_2x2_vec<false>(x0 + 2 * w, x1 + 2 * w, dy + w, o0 + 2 * w, o1 + 2 * w, (int)V); };
+  if (ow >= V) {
+    i64 w = 0;
+    for (; w + V <= ow; w += V) full(w);
+    if (w < ow) full(ow - V);
+  } else if (sizeof(T) == 4 && ow >= 4) {
+    const float *f0 = reinterpret_cast<const float*>(x0), *f1 = reinterpret_cast<const float*>(x1),
+                *fd = reinterpret_cast<const float*>(dy);
+    float *p0 = reinterpret_cast<float*>(o0), *p1 = reinterpret_cast<float*>(o1);
+    back_2x2_sse(f0, f1, fd, p0, p1);
+    back_2x2_sse(f0 + 2 * (ow - 4), f1 + 2 * (ow - 4), fd + ow - 4, p0 + 2 * (ow - 4), p1 + 2 * (ow - 4));
+  } else {
+    back_2x2_vec<true>(x0, x1, dy, o0, o1, (int)ow);
+  }
 }
 
 CR_INLINE void back_row_2x2(const float* x0, const float* x1, const float* dy, float* o0, float* o1, i64 ow) {
