@@ -192,15 +192,19 @@ test("pooling: max, argmax, avg and avg backward with stride and padding, NaN wi
   ];
   for (const dtype of ["float32", "float64", "int32"] as const) {
     for (const p of params) {
-      for (const shape of [
+      for (const [shape, how] of [
         [2, 3, 9, 8],
         [1, 2, 5, 5],
+        [2, 3, 14, 14], // rows of 7 windows (2x2): the 128-bit / overlapping-vector paths of the 2x2 kernel
+        [1, 2, 6, 28],
         [1, 2, 3, 301],
-      ]) {
+      ].flatMap((s) => [
+        [s, "contiguous"] as const,
+        [s, LAYOUTS[Math.floor(rng() * LAYOUTS.length)]] as const,
+      ])) {
         const oh = Math.floor((shape[2] + 2 * p.padding[0] - p.kernel[0]) / p.stride[0]) + 1;
         const ow = Math.floor((shape[3] + 2 * p.padding[1] - p.kernel[1]) / p.stride[1]) + 1;
         const y = [shape[0], shape[1], oh, ow];
-        const how = LAYOUTS[Math.floor(rng() * LAYOUTS.length)];
         const x = makeView(shape, dtype, how, rng, "normal");
         const dy = makeView(y, dtype, "gaps", rng, "plain");
         const name = `${dtype} [${shape}] ${JSON.stringify(p)} ${how}`;

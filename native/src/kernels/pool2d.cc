@@ -140,6 +140,17 @@ void max_pool_plane(const T* x, i64 s2, i64 s3, const PoolGeo& g, const Interior
   }
 }
 
+// The 2x2 stride-2 unpadded case on unit-stride rows has SIMD kernels (defined with the backward ones below).
+CR_INLINE bool tiled_2x2(const PoolGeo& g) {
+  return g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0;
+}
+template <class T>
+constexpr bool has_2x2_simd() {
+  return CR_ISA_LEVEL >= 1 && (std::is_same<T, float>::value || std::is_same<T, double>::value);
+}
+template <class T>
+void max_2x2_plane(const T* x, i64 s2, const PoolGeo& g, T* out);
+
 template <class T>
 void pool_typed(int kind, const View& x, T* out_t, int32_t* out_i, const PoolGeo& g) {
   const T* xp = static_cast<const T*>(x.data) + x.offset;
@@ -147,12 +158,15 @@ void pool_typed(int kind, const View& x, T* out_t, int32_t* out_i, const PoolGeo
   const i64 per_plane = kind == 3 ? g.H * g.W : g.OH * g.OW;
   const i64 cost = imax<i64>(1, g.OH * g.OW * g.kh * g.kw);
   const double div = (double)(g.kh * g.kw);
+  const bool fast2x2 = kind == 0 && has_2x2_simd<T>() && tiled_2x2(g) && s3 == 1;
   Interior in{};
-  if ((kind == 0 || kind == 1) && !interior_tables(g, s2, s3, in)) return;  // reported by scratch_failed()
+  if ((kind == 0 || kind == 1) && !fast2x2 && !interior_tables(g, s2, s3, in)) return;  // see scratch_failed()
   par_for(g.planes, imax<i64>(1, 16384 / cost), [&](i64 b, i64 e, int tid) {
     for (i64 pl = b; pl < e; pl++) {
       const T* xpl = xp + (pl / g.C) * s0 + (pl % g.C) * s1;
-      if (kind == 0 || kind == 1) {
+      if (fast2x2) {
+        max_2x2_plane(xpl, s2, g, out_t + pl * per_plane);
+      } else if (kind == 0 || kind == 1) {
         const i64 o = pl * per_plane;
         max_pool_plane(xpl, s2, s3, g, in, out_t + o, kind == 1 ? out_i + o : nullptr);
       } else if (kind == 2) {
@@ -398,6 +412,44 @@ CR_INLINE void back_2x2_sse(const float* x0, const float* x1, const float* dy, f
   _mm_storeu_ps(o1, _mm_unpacklo_ps(e1, d1));
   _mm_storeu_ps(o1 + 4, _mm_unpackhi_ps(e1, d1));
 }
+// Forward 2x2 max pooling with the same selects: the running maximum is the output. The window order
+// 0 1 4 5 2 3 6 7 (float) / 0 2 1 3 (double) is undone by the 64-bit permute (0 2 1 3), its own inverse.
+CR_INLINE void fwd_2x2_vec(const float* x0, const float* x1, float* o) {
+  const __m256 r0a = _mm256_loadu_ps(x0), r0b = _mm256_loadu_ps(x0 + 8);
+  const __m256 r1a = _mm256_loadu_ps(x1), r1b = _mm256_loadu_ps(x1 + 8);
+  const __m256 b = _mm256_shuffle_ps(r0a, r0b, _MM_SHUFFLE(3, 1, 3, 1));
+  const __m256 c = _mm256_shuffle_ps(r1a, r1b, _MM_SHUFFLE(2, 0, 2, 0));
+  const __m256 d = _mm256_shuffle_ps(r1a, r1b, _MM_SHUFFLE(3, 1, 3, 1));
+  __m256 bv = _mm256_shuffle_ps(r0a, r0b, _MM_SHUFFLE(2, 0, 2, 0));
+  bv = _mm256_blendv_ps(bv, b, CR_POOL_TAKE(_mm256_cmp_ps, _mm256_and_ps, _mm256_or_ps, bv, b));
+  bv = _mm256_blendv_ps(bv, c, CR_POOL_TAKE(_mm256_cmp_ps, _mm256_and_ps, _mm256_or_ps, bv, c));
+  bv = _mm256_blendv_ps(bv, d, CR_POOL_TAKE(_mm256_cmp_ps, _mm256_and_ps, _mm256_or_ps, bv, d));
+  _mm256_storeu_ps(o, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(bv), _MM_SHUFFLE(3, 1, 2, 0))));
+}
+
+CR_INLINE void fwd_2x2_vec(const double* x0, const double* x1, double* o) {
+  const __m256d r0a = _mm256_loadu_pd(x0), r0b = _mm256_loadu_pd(x0 + 4);
+  const __m256d r1a = _mm256_loadu_pd(x1), r1b = _mm256_loadu_pd(x1 + 4);
+  const __m256d b = _mm256_unpackhi_pd(r0a, r0b), c = _mm256_unpacklo_pd(r1a, r1b),
+                d = _mm256_unpackhi_pd(r1a, r1b);
+  __m256d bv = _mm256_unpacklo_pd(r0a, r0b);
+  bv = _mm256_blendv_pd(bv, b, CR_POOL_TAKE(_mm256_cmp_pd, _mm256_and_pd, _mm256_or_pd, bv, b));
+  bv = _mm256_blendv_pd(bv, c, CR_POOL_TAKE(_mm256_cmp_pd, _mm256_and_pd, _mm256_or_pd, bv, c));
+  bv = _mm256_blendv_pd(bv, d, CR_POOL_TAKE(_mm256_cmp_pd, _mm256_and_pd, _mm256_or_pd, bv, d));
+  _mm256_storeu_pd(o, _mm256_permute4x64_pd(bv, _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+CR_INLINE void fwd_2x2_sse(const float* x0, const float* x1, float* o) {
+  const __m128 r0a = _mm_loadu_ps(x0), r0b = _mm_loadu_ps(x0 + 4), r1a = _mm_loadu_ps(x1), r1b = _mm_loadu_ps(x1 + 4);
+  const __m128 b = _mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(3, 1, 3, 1));
+  const __m128 c = _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(2, 0, 2, 0));
+  const __m128 d = _mm_shuffle_ps(r1a, r1b, _MM_SHUFFLE(3, 1, 3, 1));
+  __m128 bv = _mm_shuffle_ps(r0a, r0b, _MM_SHUFFLE(2, 0, 2, 0));
+  bv = _mm_blendv_ps(bv, b, CR_POOL_TAKE(_mm_cmp_ps, _mm_and_ps, _mm_or_ps, bv, b));
+  bv = _mm_blendv_ps(bv, c, CR_POOL_TAKE(_mm_cmp_ps, _mm_and_ps, _mm_or_ps, bv, c));
+  bv = _mm_blendv_ps(bv, d, CR_POOL_TAKE(_mm_cmp_ps, _mm_and_ps, _mm_or_ps, bv, d));
+  _mm_storeu_ps(o, bv);
+}
 #undef CR_POOL_TAKE
 
 // A row of windows: full vectors, then one last full vector ending at the row's end that overlaps the previous
@@ -422,6 +474,32 @@ CR_INLINE void back_row_2x2_vec(const T* x0, const T* x1, const T* dy, T* o0, T*
   }
 }
 
+// A row of forward windows, vectorised like back_row_2x2_vec (overlapping last vector); rows of fewer than 4
+// (float) / 4 (double) windows run the scalar select.
+template <class T>
+CR_INLINE void fwd_row_2x2(const T* x0, const T* x1, T* o, i64 ow) {
+  constexpr i64 V = 32 / sizeof(T);
+  i64 done = 0;
+  if (ow >= V) {
+    i64 w = 0;
+    for (; w + V <= ow; w += V) fwd_2x2_vec(x0 + 2 * w, x1 + 2 * w, o + w);
+    if (w < ow) fwd_2x2_vec(x0 + 2 * (ow - V), x1 + 2 * (ow - V), o + ow - V);
+    done = ow;
+  } else if (sizeof(T) == 4 && ow >= 4) {
+    const float *f0 = reinterpret_cast<const float*>(x0), *f1 = reinterpret_cast<const float*>(x1);
+    float* fo = reinterpret_cast<float*>(o);
+    fwd_2x2_sse(f0, f1, fo);
+    fwd_2x2_sse(f0 + 2 * (ow - 4), f1 + 2 * (ow - 4), fo + ow - 4);
+    done = ow;
+  }
+  for (i64 w = done; w < ow; w++) {
+    T bv = x0[2 * w];
+    const T cand[3] = {x0[2 * w + 1], x1[2 * w], x1[2 * w + 1]};
+    for (const T v : cand) bv = (bv == bv) & ((v > bv) | (v != v)) ? v : bv;
+    o[w] = bv;
+  }
+}
+
 CR_INLINE void back_row_2x2(const float* x0, const float* x1, const float* dy, float* o0, float* o1, i64 ow) {
   back_row_2x2_vec(x0, x1, dy, o0, o1, ow);
 }
@@ -430,6 +508,14 @@ CR_INLINE void back_row_2x2(const double* x0, const double* x1, const double* dy
   back_row_2x2_vec(x0, x1, dy, o0, o1, ow);
 }
 #endif
+
+template <class T>
+void max_2x2_plane(const T* x, i64 s2, const PoolGeo& g, T* out) {
+#if CR_ISA_LEVEL >= 1
+  if constexpr (has_2x2_simd<T>())
+    for (i64 oh = 0; oh < g.OH; oh++) fwd_row_2x2(x + 2 * oh * s2, x + (2 * oh + 1) * s2, out + oh * g.OW, g.OW);
+#endif
+}
 
 template <class T>
 CR_INLINE void back_row_2x2(const T* x0, const T* x1, const T* dy, T* o0, T* o1, i64 ow) {
