@@ -281,9 +281,10 @@ CR_INLINE void back_2x2_scalar(const T* x0, const T* x1, const T* dy, T* o0, T* 
 // The same select on AVX2 vectors of windows (8 float / 4 double). Splitting a row into its even and odd
 // columns with in-lane shuffles leaves the windows in the order 0 1 4 5 2 3 6 7 (float) / 0 2 1 3 (double); dy
 // is permuted the same way, and unpacklo/unpackhi of the even and odd results restore memory order exactly, so
-// the data rows need no cross-lane shuffle. The running winner index is kept as a float (0..3, exact). A row's
-// row shorter than a vector uses masked loads and buffered stores (Tail): a scalar tail compiles to
-// unpredictable branches, and with the common 14- and 7-window rows it cost more than the vector part.
+// the data rows need no cross-lane shuffle. The running winner index is kept as a float (0..3, exact). A row
+// shorter than a vector uses masked loads and buffered stores (Tail); longer rows end with an overlapping full
+// vector (back_row_2x2_vec). A scalar remainder compiled to unpredictable branches and, with the common rows of
+// 14 and 7 windows, cost more than the vector part.
 #define CR_POOL_TAKE(cmp, andv, orv, bv, v) \
   andv(cmp(bv, bv, _CMP_ORD_Q), orv(cmp(v, bv, _CMP_GT_OQ), cmp(v, v, _CMP_UNORD_Q)))
 
