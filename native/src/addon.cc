@@ -327,6 +327,22 @@ napi_value Pool2d(napi_env env, napi_callback_info info) {
   return c.finish(g_kernels->pool2d(kind, x, o, shape, pp));
 }
 
+// maxPool2dBackward(x, dy, out): meta = x view, dy view, kh, kw, sh, sw, ph, pw, out's dtype code.
+napi_value MaxPool2dBackward(napi_env env, napi_callback_info info) {
+  Call c(env, info, "maxPool2dBackward");
+  View x, dy;
+  Out o;
+  c.view(0, x);
+  c.view(1, dy);
+  PoolParams pp;
+  pp.kh = (int64_t)c.num(), pp.kw = (int64_t)c.num();
+  pp.sh = (int64_t)c.num(), pp.sw = (int64_t)c.num();
+  pp.ph = (int64_t)c.num(), pp.pw = (int64_t)c.num();
+  c.out(2, o, c.ok() ? view_size(x) : 0);
+  if (!c.ok()) return c.finish(nullptr);
+  return c.finish(g_kernels->max_pool2d_backward(x, dy, o, pp));
+}
+
 napi_value Gather(napi_env env, napi_callback_info info) {
   Call c(env, info, "gather");
   View x, idx;
@@ -516,7 +532,7 @@ NAPI_MODULE_INIT() {
       {"copy", Copy},         {"reduce", Reduce},               {"argReduce", ArgReduce},
       {"cumsum", Cumsum},     {"dot", Dot},                     {"conv2d", Conv2d},
       {"pool2d", Pool2d},     {"gather", Gather},               {"scatterAdd", ScatterAdd},
-      {"adamUpdate", Adam},   {"activation", Activation},
+      {"adamUpdate", Adam},   {"activation", Activation},       {"maxPool2dBackward", MaxPool2dBackward},
   };
   for (const Fn& f : fns) {
     napi_value v;

@@ -82,6 +82,8 @@ struct Kernels {
                 const ConvParams& cp);
   // kind: 0 max, 1 max argmax, 2 avg, 3 avg backward. shape = shape of out.
   Err (*pool2d)(int kind, const View& x, const Out& out, const int64_t* shape, const PoolParams& pp);
+  // Transpose of max pooling at x: dy [N, C, OH, OW] -> out [N, C, H, W] (x's shape).
+  Err (*max_pool2d_backward)(const View& x, const View& dy, const Out& out, const PoolParams& pp);
   Err (*gather)(const View& x, int axis, const View& idx, const Out& out);
   Err (*scatter_add)(const View& src, int axis, const View& idx, const Out& out, const int64_t* shape);
   // One fused Adam/AdamW step in place (vmax may be null); g has the shape of the flat p, m, v.

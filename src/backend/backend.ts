@@ -203,6 +203,17 @@ export interface Backend {
    */
   maxPool2dArgmax(x: View, out: TypedArray, outShape: readonly number[], p: Pool2dParams): void;
 
+  /**
+   * Transpose of maxPool2d at x (its VJP), x [N, C, H, W], dy [N, C, OH, OW] (one float dtype; int32 is
+   * allowed and wraps) -> out [N, C, H, W] (outShape = x's shape). Each dy[n, c, oh, ow] is added to the position
+   * of its window's first maximum, by exactly maxPool2dArgmax's rule (padding never wins, NaN wins, ties go to
+   * the first in row-major window order); positions that are no window's maximum are 0. Where windows overlap
+   * (stride < kernel) the terms meeting at one position are summed in float64 in output order, starting
+   * from +0, and rounded once. dy's values are never multiplied, so a NaN or Infinity in dy reaches only its
+   * own argmax position.
+   */
+  maxPool2dBackward(x: View, dy: View, out: TypedArray, outShape: readonly number[], p: Pool2dParams): void;
+
   /** Average pooling, padding counted in the divisor (kh * kw). x [N, C, H, W] -> out [N, C, OH, OW]. */
   avgPool2d(x: View, out: TypedArray, outShape: readonly number[], p: Pool2dParams): void;
 

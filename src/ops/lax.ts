@@ -96,6 +96,13 @@ export function maxPool2d(x: Tensor, p: C.PoolParams): Tensor {
 export function maxPool2dArgmax(x: Tensor, p: Pool2dParams & { outShape: readonly number[] }): Tensor {
   return bind(C.maxPool2dArgmaxP, [x], p);
 }
+/** The VJP of maxPool2d at x applied to dy (dy's shape is p.outShape); the result has x's shape. */
+export function maxPool2dBackward(x: Tensor, dy: Tensor, p: C.PoolParams): Tensor {
+  return bind(C.maxPool2dBackwardP, [x, dy], poolOnly(p));
+}
+function poolOnly(p: C.PoolParams): C.PoolParams {
+  return { kernel: p.kernel, stride: p.stride, padding: p.padding, outShape: p.outShape };
+}
 export function avgPool2d(x: Tensor, p: C.AvgPoolParams): Tensor {
   return bind(C.avgPool2dP, [x], p);
 }

@@ -70,6 +70,7 @@ export type PrimName =
   | "conv2dBackWeight"
   | "maxPool2d"
   | "maxPool2dArgmax"
+  | "maxPool2dBackward"
   | "avgPool2d"
   | "avgPool2dBackward";
 
@@ -85,6 +86,7 @@ export const primitives = {
   reshape: V.reshapeP, permute: V.permuteP, broadcast: V.broadcastP, slice: V.sliceP, unslice: V.unsliceP,
   concat: V.concatP, flip: V.flipP, gather: V.gatherP, scatterAdd: V.scatterAddP,
   dot: C.dotP, conv2d: C.conv2dP, conv2dBackInput: C.conv2dBackInputP, conv2dBackWeight: C.conv2dBackWeightP,
-  maxPool2d: C.maxPool2dP, maxPool2dArgmax: C.maxPool2dArgmaxP, avgPool2d: C.avgPool2dP,
+  maxPool2d: C.maxPool2dP, maxPool2dArgmax: C.maxPool2dArgmaxP,
+  maxPool2dBackward: C.maxPool2dBackwardP, avgPool2d: C.avgPool2dP,
   avgPool2dBackward: C.avgPool2dBackwardP,
 } satisfies Record<PrimName, Primitive<never>>;

@@ -14,7 +14,7 @@ import { actGrad, biasAct, binary, cast, unary, where } from "./elementwise.ts";
 import { gather, scatterAdd } from "./indexing.ts";
 import { dot } from "./linalg.ts";
 import { adamUpdate } from "./optim.ts";
-import { avgPool2d, avgPool2dBackward, maxPool2d, maxPool2dArgmax } from "./pool.ts";
+import { avgPool2d, avgPool2dBackward, maxPool2d, maxPool2dArgmax, maxPool2dBackward } from "./pool.ts";
 import { argReduce, cumsum, reduce } from "./reduce.ts";
 import { assertSameShape, copyStrided } from "./strided.ts";
 
@@ -50,6 +50,7 @@ export const jsBackend: Backend = {
   conv2dBackWeight,
   maxPool2d,
   maxPool2dArgmax,
+  maxPool2dBackward,
   avgPool2d,
   avgPool2dBackward,
   gather,

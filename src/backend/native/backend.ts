@@ -203,6 +203,20 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     maxPool2dArgmax(x, out, outShape, params) {
       pool(POOL_MAX_ARGMAX, x, out, outShape, params);
     },
+    maxPool2dBackward(x, dy, out, outShape, params) {
+      // out is x's shape by contract; the addon checks dy against x's pooled shape and out's length against x
+      if (outShape.length !== 4 || outShape.some((v, i) => v !== x.shape[i])) {
+        throw new RangeError(
+          `native maxPool2dBackward: output [${outShape.join(", ")}] is not the input's shape [${x.shape.join(", ")}]`,
+        );
+      }
+      p = 0;
+      put(x);
+      put(dy);
+      putPool(params);
+      meta[p++] = code(out);
+      addon.maxPool2dBackward(x.data, dy.data, out);
+    },
     avgPool2d(x, out, outShape, params) {
       pool(POOL_AVG, x, out, outShape, params);
     },

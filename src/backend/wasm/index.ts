@@ -200,6 +200,13 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
         () => R.pool(c, 1, x, out, outShape, p),
         () => js.maxPool2dArgmax(x, out, outShape, p),
       ),
+    maxPool2dBackward: (x, dy, out, outShape, p) =>
+      run(
+        fallbacks,
+        "maxPool2dBackward",
+        () => R.maxPoolBackward(c, x, dy, out, outShape, p),
+        () => js.maxPool2dBackward(x, dy, out, outShape, p),
+      ),
     avgPool2d: (x, out, outShape, p) =>
       run(
         fallbacks,
