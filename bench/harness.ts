@@ -4,8 +4,8 @@
  *
  * One *sample* is one call of a step function that computes and synchronises (reads a value back), so lazy
  * or asynchronous frameworks cannot hide work. The rules:
- * - warm-up: at least one call, and more until `warmupMs` has passed (JIT compilation, allocator growth and
- *   V8 tier-up land here, not in the figures);
+ * - warm-up: at least one call, and more until `warmupMs` has passed or 2,000 calls were made (JIT compilation,
+ *   allocator growth and V8 tier-up land here, not in the figures; a 30 us step needs hundreds of calls);
  * - timed: at least `minReps` samples, then more until `budgetMs` has passed or `maxReps` is reached;
  * - a step whose first call already exceeded `slowMs` is "slow": warm-up stops after that call and only
  *   `slowReps` samples are taken (`verySlowReps` past `verySlowMs`); the note on the figure says so.
@@ -94,7 +94,7 @@ export async function measure(step: Step, m: Method): Promise<Sample> {
   if (!slow) {
     const warmStart = performance.now();
     let n = 1;
-    while (performance.now() - warmStart + first < m.warmupMs && n < 50) {
+    while (performance.now() - warmStart + first < m.warmupMs && n < 2000) {
       await call(step);
       n++;
     }

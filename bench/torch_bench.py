@@ -42,7 +42,7 @@ def measure(step, m):
     if not slow:
         warm_start = now_ms()
         n = 1
-        while now_ms() - warm_start + first < m["warmup_ms"] and n < 50:
+        while now_ms() - warm_start + first < m["warmup_ms"] and n < 2000:
             step()
             n += 1
     slow_reps = m["very_slow_reps"] if first > m["very_slow_ms"] else m["slow_reps"]

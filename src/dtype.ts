@@ -25,6 +25,20 @@ export function allocTyped(dtype: DType, size: number): TypedArray {
 }
 
 /** The dtype a typed array stores (Uint8Array is bool). */
+/** A typed array of `size` elements of `dtype` over `buffer`, from byte `byteOffset`. */
+export function typedOver(dtype: DType, buffer: ArrayBufferLike, size: number, byteOffset = 0): TypedArray {
+  switch (dtype) {
+    case "float32":
+      return new Float32Array(buffer, byteOffset, size);
+    case "float64":
+      return new Float64Array(buffer, byteOffset, size);
+    case "int32":
+      return new Int32Array(buffer, byteOffset, size);
+    case "bool":
+      return new Uint8Array(buffer, byteOffset, size);
+  }
+}
+
 export function dtypeOfTyped(a: TypedArray): DType {
   if (a instanceof Float32Array) return "float32";
   if (a instanceof Float64Array) return "float64";

@@ -5,6 +5,7 @@
  */
 import * as cr from "../src/index.ts";
 import { Generator, type Tensor, tensor } from "../src/index.ts";
+import * as lax from "../src/ops/lax.ts";
 import {
   alongAxis,
   at,
@@ -12,7 +13,9 @@ import {
   erfRef,
   mapN,
   matmulNd,
+  maxPoolBackNd,
   type Nd,
+  type Pair2,
   poolNd,
   reduceNd,
   size,
@@ -191,6 +194,33 @@ function gatherRef(outShape: number[], pick: (idx: number[]) => number[]): (x: N
 }
 
 const idx = (v: number[][]) => tensor(v, { dtype: "int32" });
+
+/** Exact pooling params (as the primitives take them) for input shape xs. */
+function poolParams(xs: readonly number[], k: Pair2, s: Pair2, p: Pair2) {
+  const two = (v: Pair2): [number, number] => (typeof v === "number" ? [v, v] : [v[0], v[1]]);
+  const [kernel, stride, padding] = [two(k), two(s), two(p)];
+  const oh = Math.floor((xs[2] + 2 * padding[0] - kernel[0]) / stride[0]) + 1;
+  const ow = Math.floor((xs[3] + 2 * padding[1] - kernel[1]) / stride[1]) + 1;
+  return { kernel, stride, padding, outShape: [xs[0], xs[1], oh, ow] };
+}
+
+/**
+ * Pooling geometries shared by maxPool2d and its VJP primitive: [x shape, kernel, stride, padding, x (and dy)
+ * non-contiguous].
+ */
+const POOLS: [number[], Pair2, Pair2, Pair2, boolean][] = [
+  [[2, 3, 6, 7], 3, 2, 1, false], // overlapping, padded
+  [[2, 3, 7, 5], 2, 2, 0, true], // tiled 2x2 (the fused kernel path), odd sizes
+  [[1, 2, 7, 8], 2, 3, 0, false], // disjoint windows with gaps between them
+  [[1, 2, 5, 6], [3, 2], [1, 2], [1, 0], true], // rectangular, overlapping rows only
+  [[0, 2, 4, 4], 2, 2, 0, false], // empty
+];
+
+/** A fixed input full of ties (0 and -0 among them) and two NaNs: the first maximum / the NaN must win. */
+const TIES_SHAPE = [1, 2, 5, 5];
+const TIES = Array.from({ length: 50 }, (_, i) =>
+  i === 7 || i === 31 ? Number.NaN : i % 11 === 0 ? -0 : [0, 2, 1, 2, 0][i % 5],
+);
 
 export const OPS: OpInfo[] = [
   // ---- unary math
@@ -866,13 +896,94 @@ export const OPS: OpInfo[] = [
     ref: (x, w, b) => mapN((v, c) => v + c, conv2dNd(x, w, 1, 0, 1, 1), { shape: [3, 1, 1], data: b.data }),
     diff: true,
   },
+  // ---- fused bias + activation (bias draws below 0.1 in magnitude keep relu's inputs off its kink)
   {
-    name: "maxPool2d",
-    samples: () => [[mk([2, 3, 6, 7])]],
-    fn: (x) => cr.maxPool2d(x, 3, { stride: 2, padding: 1 }),
-    ref: (x) => poolNd(x, 3, 2, 1, "max"),
+    name: "biasActivation-relu",
+    samples: () => [
+      [mk([3, 4], "awayFromZero"), mk([4], "small").mul(0.2)],
+      [mk([5, 3], "awayFromZero", true), mk([3], "small").mul(0.2)],
+    ],
+    fn: (x, b) => cr.nn.biasActivation(x, b, "relu"),
+    ref: (x, b) => mapN((v, c) => Math.max(v + c, 0), x, b),
     diff: true,
   },
+  {
+    name: "biasActivation-tanh-dim1",
+    samples: () => [[mk([2, 3, 5]), mk([3])]],
+    fn: (x, b) => cr.nn.biasActivation(x, b, "tanh", 1),
+    ref: (x, b) => mapN((v, c) => Math.tanh(v + c), x, { shape: [3, 1], data: b.data }),
+    diff: true,
+  },
+  {
+    name: "biasActivation-sigmoid-nobias",
+    samples: () => [[mk([4, 3], "real", true)], [mk([])]],
+    fn: (x) => cr.nn.biasActivation(x, null, "sigmoid"),
+    ref: (x) => mapN(sigmoid, x),
+    diff: true,
+  },
+  {
+    name: "linear-sigmoid",
+    samples: () => [[mk([3, 4]), mk([2, 4]), mk([2])]],
+    fn: (x, w, b) => cr.nn.linear(x, w, b, { activation: "sigmoid" }),
+    ref: (x, w, b) => {
+      const wt = gatherRef([4, 2], ([p, q]) => [q, p])(w);
+      return mapN((v, c) => sigmoid(v + c), matmulNd(x, wt), b);
+    },
+    diff: true,
+  },
+  {
+    name: "conv2d-bias-tanh",
+    samples: () => [[mk([2, 2, 5, 5]), mk([3, 2, 3, 3]), mk([3])]],
+    fn: (x, w, b) => cr.conv2d(x, w, b, { padding: 1, activation: "tanh" }),
+    ref: (x, w, b) =>
+      mapN((v, c) => Math.tanh(v + c), conv2dNd(x, w, 1, 1, 1, 1), { shape: [3, 1, 1], data: b.data }),
+    diff: true,
+  },
+  ...POOLS.map(
+    ([xs, k, st, pad, nc], i): OpInfo => ({
+      name: `maxPool2d#${i}`,
+      samples: () => [[mk(xs, "real", nc)]],
+      fn: (x) => cr.maxPool2d(x, k, { stride: st, padding: pad }),
+      ref: (x) => poolNd(x, k, st, pad, "max"),
+      diff: true,
+    }),
+  ),
+  // The VJP of maxPool2d at x (a primitive linear in dy; x only selects positions): checked as an op in its own
+  // right, so its JVP, transpose and second derivatives are tested too. Ties and NaN windows are covered by the
+  // entries with a fixed x below (maxPool2d itself cannot be differentiated at a tie: central differences see
+  // the kink).
+  ...POOLS.map(([xs, k, st, pad, nc], i): OpInfo => {
+    const p = poolParams(xs, k, st, pad);
+    return {
+      name: `maxPool2dBackward#${i}`,
+      samples: () => [[mk(xs, "real", nc), mk(p.outShape, "real", nc)]],
+      fn: (x, dy) => lax.maxPool2dBackward(x, dy, p),
+      ref: (x, dy) => maxPoolBackNd(x, dy, k, st, pad),
+      diff: true,
+    };
+  }),
+  ...(
+    [
+      [3, 2, 1], // overlapping: several windows share a tied maximum and accumulate
+      [2, 2, 0], // tiled
+    ] as const
+  ).map(([k, st, pad], i): OpInfo => {
+    // x is fixed (a tie or NaN is a kink in x), so only dy is differentiated
+    const p = poolParams(TIES_SHAPE, k, st, pad);
+    const x = { shape: TIES_SHAPE, data: TIES };
+    return {
+      name: `maxPool2dBackward-ties-nan#${i}`,
+      samples: () => [[mk(p.outShape)]],
+      fn: (dy) =>
+        lax.maxPool2dBackward(
+          tensor(Float64Array.from(TIES), { dtype: "float64", shape: TIES_SHAPE }).to(dy.dtype),
+          dy,
+          p,
+        ),
+      ref: (dy) => maxPoolBackNd(x, dy, k, st, pad),
+      diff: true,
+    };
+  }),
   {
     name: "avgPool2d",
     samples: () => [[mk([2, 2, 5, 6], "real", true)]],

@@ -185,10 +185,17 @@ export function conv2dNd(x: Nd, w: Nd, stride: number, pad: number, dil: number,
   return { shape: [n, o, oh, ow], data };
 }
 
-export function poolNd(x: Nd, k: number, stride: number, pad: number, kind: "max" | "avg"): Nd {
+/** A pooling size given as one number (square) or [rows, columns]. */
+export type Pair2 = number | readonly [number, number];
+const pair2 = (v: Pair2): [number, number] => (typeof v === "number" ? [v, v] : [v[0], v[1]]);
+
+export function poolNd(x: Nd, k: Pair2, stride: Pair2, pad: Pair2, kind: "max" | "avg"): Nd {
   const [n, c, h, w] = x.shape;
-  const oh = Math.floor((h + 2 * pad - k) / stride) + 1;
-  const ow = Math.floor((w + 2 * pad - k) / stride) + 1;
+  const [kh, kw] = pair2(k);
+  const [sh, sw] = pair2(stride);
+  const [ph, pw] = pair2(pad);
+  const oh = Math.floor((h + 2 * ph - kh) / sh) + 1;
+  const ow = Math.floor((w + 2 * pw - kw) / sw) + 1;
   const data: number[] = [];
   for (let b = 0; b < n; b++)
     for (let ch = 0; ch < c; ch++)
@@ -196,18 +203,55 @@ export function poolNd(x: Nd, k: number, stride: number, pad: number, kind: "max
         for (let j = 0; j < ow; j++) {
           let m = Number.NEGATIVE_INFINITY;
           let s = 0;
-          for (let p = 0; p < k; p++)
-            for (let q = 0; q < k; q++) {
-              const y = i * stride - pad + p;
-              const z = j * stride - pad + q;
+          for (let p = 0; p < kh; p++)
+            for (let q = 0; q < kw; q++) {
+              const y = i * sh - ph + p;
+              const z = j * sw - pw + q;
               if (y < 0 || y >= h || z < 0 || z >= w) continue;
               const v = at(x, [b, ch, y, z]);
               m = Math.max(m, v);
               s += v;
             }
-          data.push(kind === "max" ? m : s / (k * k));
+          data.push(kind === "max" ? m : s / (kh * kw));
         }
   return { shape: [n, c, oh, ow], data };
+}
+
+/**
+ * The VJP of max pooling at x applied to dy, in plain loops: each dy[b, ch, i, j] is added to the first
+ * maximum of its window in row-major order (a NaN is taken at once; padding never wins).
+ */
+export function maxPoolBackNd(x: Nd, dy: Nd, k: Pair2, stride: Pair2, pad: Pair2): Nd {
+  const [n, c, h, w] = x.shape;
+  const [kh, kw] = pair2(k);
+  const [sh, sw] = pair2(stride);
+  const [ph, pw] = pair2(pad);
+  const [, , oh, ow] = dy.shape;
+  const data = new Array<number>(size(x.shape)).fill(0);
+  for (let b = 0; b < n; b++)
+    for (let ch = 0; ch < c; ch++)
+      for (let i = 0; i < oh; i++)
+        for (let j = 0; j < ow; j++) {
+          let best: number[] | null = null;
+          let bv = Number.NEGATIVE_INFINITY;
+          scan: for (let p = 0; p < kh; p++)
+            for (let q = 0; q < kw; q++) {
+              const y = i * sh - ph + p;
+              const z = j * sw - pw + q;
+              if (y < 0 || y >= h || z < 0 || z >= w) continue;
+              const v = at(x, [b, ch, y, z]);
+              if (Number.isNaN(v)) {
+                best = [y, z];
+                break scan;
+              }
+              if (best === null || v > bv) {
+                best = [y, z];
+                bv = v;
+              }
+            }
+          if (best !== null) data[((b * c + ch) * h + best[0]) * w + best[1]] += at(dy, [b, ch, i, j]);
+        }
+  return { shape: [n, c, h, w], data };
 }
 
 /** erf by its Maclaurin series (|x| < 3 is plenty for the test domains), summed in float64. */

@@ -30,6 +30,7 @@ enum BinaryOp : int {
 };
 
 enum ReduceOp : int { R_SUM, R_PROD, R_MAX, R_MIN };
+enum ActOp : int { A_RELU, A_TANH, A_SIGMOID, A_COUNT };
 
 // A strided view: element (i0..in-1) is data[offset + sum(i_k * strides[k])], all counts in elements.
 struct View {
@@ -81,10 +82,15 @@ struct Kernels {
                 const ConvParams& cp);
   // kind: 0 max, 1 max argmax, 2 avg, 3 avg backward. shape = shape of out.
   Err (*pool2d)(int kind, const View& x, const Out& out, const int64_t* shape, const PoolParams& pp);
+  // Transpose of max pooling at x: dy [N, C, OH, OW] -> out [N, C, H, W] (x's shape).
+  Err (*max_pool2d_backward)(const View& x, const View& dy, const Out& out, const PoolParams& pp);
   Err (*gather)(const View& x, int axis, const View& idx, const Out& out);
   Err (*scatter_add)(const View& src, int axis, const View& idx, const Out& out, const int64_t* shape);
   // One fused Adam/AdamW step in place (vmax may be null); g has the shape of the flat p, m, v.
   Err (*adam)(const Out& p, const View& g, const Out& m, const Out& v, const Out* vmax, const AdamParams& h);
+  // Fused activations (act: ActOp). kind 0: out = act(x + b), b may be null; kind 1: out = b * act'(.) written
+  // through x = act's output.
+  Err (*activation)(int kind, int act, const View& x, const View* b, const Out& out);
   // Fused softmax (log = 0) or log-softmax (log = 1) along `axis`; out is contiguous with x's shape.
   Err (*softmax)(const View& x, int axis, int log, const Out& out);
   // Its VJP: y the softmax output, c the cotangent (same shape), out contiguous.

@@ -50,6 +50,11 @@ export const UNARY_OPS = [
 
 export type UnaryOp = (typeof UNARY_OPS)[number];
 
+/** Activations with fused kernels (`biasAct`, `actGrad`); positions are the native codes (enum ActOp). */
+export const ACTIVATIONS = ["relu", "tanh", "sigmoid"] as const;
+
+export type Activation = (typeof ACTIVATIONS)[number];
+
 /**
  * Elementwise binary kernels on two views of the same shape (broadcast already expressed as stride 0).
  * Arithmetic: inputs and output share one dtype. int32 arithmetic wraps like C int32 (add/sub/mul), `div` on
@@ -115,14 +120,32 @@ export interface AdamUpdateParams {
 export interface Backend {
   readonly name: string;
 
-  /** A zero-filled contiguous buffer of `size` elements. */
-  alloc(dtype: DType, size: number): TypedArray;
+  /**
+   * A zero-filled contiguous buffer of `size` elements; with `uninitialized`, its contents are unspecified
+   * (the caller overwrites every element: every kernel output except scatterAdd's), which lets a backend
+   * skip zeroing large buffers.
+   */
+  alloc(dtype: DType, size: number, uninitialized?: boolean): TypedArray;
 
   /** out[i] = op(x[i]). x and out have the same shape; out is contiguous. */
   unary(op: UnaryOp, x: View, out: TypedArray): void;
 
   /** out[i] = op(a[i], b[i]). a, b, out have the same shape; out is contiguous. */
   binary(op: BinaryOp, a: View, b: View, out: TypedArray): void;
+
+  /**
+   * Fused bias and activation: out[i] = act(x[i] + b[i]), the sum rounded to the dtype first, so the result is
+   * the unfused add followed by the unary kernel. b is null (act(x) alone) or a view of x's shape (a bias
+   * broadcast by zero strides). Float dtypes, shared by x, b and out.
+   */
+  biasAct(act: Activation, x: View, b: View | null, out: TypedArray): void;
+
+  /**
+   * Activation gradient through the activation's output y: out[i] = ct[i] * act'(x[i]) with act' written in y:
+   * relu: y > 0 ? ct : 0 (0 where y is NaN), tanh: ct * (1 - y * y), sigmoid: ct * (y * (1 - y)), each
+   * product rounded to the dtype as the unfused rules round it. Float dtypes; y, ct, out share dtype and shape.
+   */
+  actGrad(act: Activation, y: View, ct: View, out: TypedArray): void;
 
   /** out[i] = cond[i] ? a[i] : b[i]. cond is bool; a, b, out share a dtype and one shape. */
   where(cond: View, a: View, b: View, out: TypedArray): void;
@@ -179,6 +202,17 @@ export interface Backend {
    * in its window (padding never wins; NaN wins). out [N, C, OH, OW].
    */
   maxPool2dArgmax(x: View, out: TypedArray, outShape: readonly number[], p: Pool2dParams): void;
+
+  /**
+   * Transpose of maxPool2d at x (its VJP), x [N, C, H, W], dy [N, C, OH, OW] (one float dtype; int32 is
+   * allowed and wraps) -> out [N, C, H, W] (outShape = x's shape). Each dy[n, c, oh, ow] is added to the position
+   * of its window's first maximum, by exactly maxPool2dArgmax's rule (padding never wins, NaN wins, ties go to
+   * the first in row-major window order); positions that are no window's maximum are 0. Where windows overlap
+   * (stride < kernel) the terms meeting at one position are summed in float64 in output order, starting
+   * from +0, and rounded once. dy's values are never multiplied, so a NaN or Infinity in dy reaches only its
+   * own argmax position.
+   */
+  maxPool2dBackward(x: View, dy: View, out: TypedArray, outShape: readonly number[], p: Pool2dParams): void;
 
   /** Average pooling, padding counted in the divisor (kh * kw). x [N, C, H, W] -> out [N, C, OH, OW]. */
   avgPool2d(x: View, out: TypedArray, outShape: readonly number[], p: Pool2dParams): void;

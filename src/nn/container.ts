@@ -4,7 +4,30 @@
  * "0.bias", "2.weight", ... as in PyTorch.
  */
 import type { Tensor } from "../tensor/tensor.ts";
+import type { Activation } from "../ops/nn.ts";
+import { ReLU, Sigmoid, Tanh } from "./activation.ts";
+import { Conv2d } from "./conv.ts";
+import { Linear } from "./linear.ts";
 import { type AnyModule, Module } from "./module.ts";
+
+/** Activation modules that fuse into a preceding Linear or Conv2d (exact classes: a subclass may differ). */
+const FUSABLE = new Map<unknown, Activation>([
+  [ReLU, "relu"],
+  [Tanh, "tanh"],
+  [Sigmoid, "sigmoid"],
+]);
+
+/**
+ * The activation to fuse when layer `m` is followed by activation module `next`: a Linear or Conv2d (exact
+ * class) then ReLU, Tanh or Sigmoid, neither with hooks. The pair then runs as one fused bias + activation
+ * kernel, forward and backward; results are identical, one temporary and one pass over memory fewer.
+ */
+function fusedActivation(m: AnyModule, next: AnyModule | undefined): Activation | undefined {
+  const layer: unknown = m.constructor;
+  if (next === undefined || (layer !== Linear && layer !== Conv2d)) return undefined;
+  const act = FUSABLE.get(next.constructor);
+  return act !== undefined && !m._hasHooks() && !next._hasHooks() ? act : undefined;
+}
 
 /** A module taking and returning one tensor: what a Sequential chains. */
 export type TensorModule = Module<[Tensor], Tensor>;
@@ -31,8 +54,18 @@ export class Sequential extends Module implements Iterable<TensorModule> {
   }
 
   forward(x: Tensor): Tensor {
+    const mods = this.#mods;
     let y = x;
-    for (const m of this.#mods) y = m.call(y);
+    for (let i = 0; i < mods.length; i++) {
+      const m = mods[i];
+      const act = fusedActivation(m, mods[i + 1]);
+      if (act === undefined) {
+        y = m.call(y);
+      } else {
+        y = (m as Linear | Conv2d)._forwardActivated(y, act);
+        i++;
+      }
+    }
     return y;
   }
 

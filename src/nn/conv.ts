@@ -5,7 +5,7 @@
  */
 import type { DType } from "../dtype.ts";
 import { ShapeError } from "../errors.ts";
-import { conv2d } from "../ops/nn.ts";
+import { type Activation, conv2d } from "../ops/nn.ts";
 import { fmtShape } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { calculateFans, kaimingUniform, uniform } from "./init.ts";
@@ -89,12 +89,17 @@ export class Conv2d extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    return this._forwardActivated(x);
+  }
+
+  /** @internal act(forward(x)), the activation fused into the bias add (Sequential uses it). */
+  _forwardActivated(x: Tensor, activation?: Activation): Tensor {
     if (x.ndim !== 4 || x.shape[1] !== this.inChannels) {
       throw new ShapeError(
         `Conv2d: expected input [N, ${this.inChannels}, H, W], got ${fmtShape(x.shape)} (weight ${fmtShape(this.weight.shape)})`,
       );
     }
-    const opts = { stride: this.stride, dilation: this.dilation, groups: this.groups };
+    const opts = { stride: this.stride, dilation: this.dilation, groups: this.groups, activation };
     if (this.padding !== "same") return conv2d(x, this.weight, this.bias, { ...opts, padding: this.padding });
     // "same": total padding dilation (k - 1) per axis; an odd total puts the extra one after
     const total = this.kernelSize.map((k, i) => this.dilation[i] * (k - 1));

@@ -20,6 +20,7 @@ export { Conv2d, type Conv2dLayerOpts } from "./conv.ts";
 export { Dropout, type DropoutOpts } from "./dropout.ts";
 export { Embedding, type EmbeddingOpts } from "./embedding.ts";
 export * as init from "./init.ts";
+export { type Activation, biasActivation, type LinearFnOpts, linear } from "../ops/nn.ts";
 export { Flatten, Identity, Linear, type LinearOpts } from "./linear.ts";
 export {
   type BCEOpts,

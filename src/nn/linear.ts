@@ -3,6 +3,7 @@
  * parameter-free shape layers that usually sit next to it: `Flatten` and `Identity`.
  */
 import type { DType } from "../dtype.ts";
+import { type Activation, linear } from "../ops/nn.ts";
 import { ShapeError } from "../errors.ts";
 import { fmtShape } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
@@ -57,13 +58,17 @@ export class Linear extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    return this._forwardActivated(x);
+  }
+
+  /** @internal act(forward(x)), the activation fused into the bias add (Sequential uses it). */
+  _forwardActivated(x: Tensor, activation?: Activation): Tensor {
     if (x.ndim < 1 || x.shape[x.ndim - 1] !== this.inFeatures) {
       throw new ShapeError(
         `Linear: expected input [..., ${this.inFeatures}], got ${fmtShape(x.shape)} (weight ${fmtShape(this.weight.shape)})`,
       );
     }
-    const y = x.matmul(this.weight.T);
-    return this.bias === null ? y : y.add(this.bias);
+    return linear(x, this.weight, this.bias, { activation });
   }
 
   override extraRepr(): string {

@@ -137,6 +137,11 @@ export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
     return t;
   }
 
+  /** @internal Whether any hook is registered (a container fusing layers must then call this one alone). */
+  _hasHooks(): boolean {
+    return this.#preHooks.length > 0 || this.#hooks.length > 0;
+  }
+
   /** Register a hook run after `forward` on every `call`. */
   registerForwardHook(h: ForwardHook): HookHandle {
     this.#hooks.push(h);

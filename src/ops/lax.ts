@@ -2,7 +2,7 @@
  * Thin wrappers that bind one primitive with exact params: no broadcasting, no promotion, no argument sugar.
  * Derivative rules and the public ops are written with these (the names follow JAX's `lax`).
  */
-import type { Conv2dParams, Pool2dParams } from "../backend/backend.ts";
+import type { Activation, Conv2dParams, Pool2dParams } from "../backend/backend.ts";
 import { bind } from "../core/trace.ts";
 import type { DType } from "../dtype.ts";
 import { isZero, type MaybeZero } from "../core/primitive.ts";
@@ -66,6 +66,12 @@ export function minAxes(x: Tensor, axes: readonly number[]): Tensor {
 export function cumsumAxis(x: Tensor, axis: number, reverse: boolean): Tensor {
   return bind(R.cumsumP, [x], { axis, reverse });
 }
+export function biasAct(act: Activation, x: Tensor, b: Tensor | null): Tensor {
+  return bind(E.biasActP, b === null ? [x] : [x, b], { act });
+}
+export function actGrad(act: Activation, y: Tensor, ct: Tensor): Tensor {
+  return bind(E.actGradP, [y, ct], { act });
+}
 /** Fused softmax (log = false) or log-softmax (log = true) of a float tensor along `axis` (rank >= 1). */
 export function softmaxAxis(x: Tensor, axis: number, log: boolean): Tensor {
   return bind(log ? R.logSoftmaxP : R.softmaxP, [x], { axis });
@@ -97,6 +103,13 @@ export function maxPool2d(x: Tensor, p: C.PoolParams): Tensor {
 }
 export function maxPool2dArgmax(x: Tensor, p: Pool2dParams & { outShape: readonly number[] }): Tensor {
   return bind(C.maxPool2dArgmaxP, [x], p);
+}
+/** The VJP of maxPool2d at x applied to dy (dy's shape is p.outShape); the result has x's shape. */
+export function maxPool2dBackward(x: Tensor, dy: Tensor, p: C.PoolParams): Tensor {
+  return bind(C.maxPool2dBackwardP, [x, dy], poolOnly(p));
+}
+function poolOnly(p: C.PoolParams): C.PoolParams {
+  return { kernel: p.kernel, stride: p.stride, padding: p.padding, outShape: p.outShape };
 }
 export function avgPool2d(x: Tensor, p: C.AvgPoolParams): Tensor {
   return bind(C.avgPool2dP, [x], p);

@@ -4,7 +4,7 @@
  * broadcast-multiply-reduce that would materialise a huge intermediate).
  */
 import type { Conv2dParams, Pool2dParams } from "../backend/backend.ts";
-import type { Primitive } from "../core/primitive.ts";
+import { isZero, type Primitive, Zero } from "../core/primitive.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
 import * as X from "../ops/lax.ts";
 import { fmtShape, shapesEqual } from "../shape.ts";
@@ -134,7 +134,8 @@ function gatherPlanes(t: Tensor, idx: Tensor): Tensor {
   return X.reshape(flat, idx.shape);
 }
 
-// d maxPool(x) = dx at each window's argmax; the transpose scatter-adds back to those positions.
+// d maxPool(x) = dx at each window's argmax. The transpose sends each cotangent back to its window's argmax:
+// the maxPool2dBackward primitive below (one fused kernel, no int32 index tensor and no zero-filled scatter).
 export const maxPool2dP: Primitive<PoolParams> = {
   name: "maxPool2d",
   abstract([x], p) {
@@ -148,11 +149,49 @@ export const maxPool2dP: Primitive<PoolParams> = {
   },
   derivative: rule<PoolParams>(
     ([x], [t], _o, p) => gatherPlanes(t as Tensor, X.maxPool2dArgmax(x, p)),
-    (ct, [x], _o, p) => {
-      const [n, c, h, w] = x!.shape;
-      const [, , oh, ow] = p.outShape;
-      const idx = X.reshape(X.maxPool2dArgmax(x!, p), [n, c, oh * ow]);
-      return [X.reshape(X.scatterAdd(X.reshape(ct, [n, c, oh * ow]), idx, 2, [n, c, h * w]), x!.shape)];
+    // (a cotangent seeded in another float dtype is brought to x's: the fused kernel takes one dtype)
+    (ct, [x], _o, p) => [X.maxPool2dBackward(x!, ct.dtype === x!.dtype ? ct : ct.to(x!.dtype), p)],
+  ),
+};
+
+/**
+ * maxPool2dBackward(x, dy) [N, C, H, W]: the VJP of maxPool2d at x applied to dy [N, C, OH, OW] (params: the
+ * forward pooling, outShape = dy's shape). Linear in dy; x only chooses where each dy lands, a piecewise-constant
+ * dependence whose derivative is zero almost everywhere (as for gather's indices). So the JVP is the same map
+ * applied to dy's tangent, and the transpose gathers the cotangent at each window's argmax, which is
+ * maxPool2d's JVP: second derivatives of max pooling stay exact.
+ */
+export const maxPool2dBackwardP: Primitive<PoolParams> = {
+  name: "maxPool2dBackward",
+  abstract([x, dy], p) {
+    if (x.dtype !== dy.dtype || x.dtype === "bool") {
+      throw new DTypeError(
+        `maxPool2dBackward: x and dy must share one numeric dtype, got ${x.dtype} and ${dy.dtype}`,
+      );
+    }
+    if (x.shape.length !== 4 || !shapesEqual(dy.shape, p.outShape)) {
+      throw new ShapeError(
+        `maxPool2dBackward: x ${fmtShape(x.shape)} must be [N, C, H, W] and dy ${fmtShape(dy.shape)} ` +
+          `the pooled shape ${fmtShape(p.outShape)}`,
+      );
+    }
+    return { shape: x.shape, dtype: dy.dtype };
+  },
+  impl([x, dy], p, out) {
+    const o = allocOut(out);
+    getBackend().maxPool2dBackward(viewOf(x), viewOf(dy), o._data!, x.shape, p);
+    return o;
+  },
+  derivative: rule<PoolParams>(
+    ([x], [, tdy], out, p) => (isZero(tdy) ? new Zero(out.shape, out.dtype) : X.maxPool2dBackward(x, tdy, p)),
+    (ct, [x], _o, p, needs, avals) => {
+      // x's cotangent is zero, but a real one when asked for (as PyTorch's zeros_like(self)): a symbolic Zero
+      // would leave an eager leaf x that reaches the loss only through here with no .grad at all
+      const zx = new Zero(avals[0].shape, avals[0].dtype);
+      return [
+        needs[0] ? X.instantiate(zx) : zx,
+        needs[1] ? gatherPlanes(ct, X.maxPool2dArgmax(x!, p)) : new Zero(avals[1].shape, avals[1].dtype),
+      ];
     },
   ),
 };

@@ -3,7 +3,7 @@
  * Operands of binary primitives arrive with equal shapes (the ops layer broadcasts with `broadcastP`) and,
  * for arithmetic, equal dtypes (the ops layer promotes).
  */
-import type { BinaryOp, UnaryOp } from "../backend/backend.ts";
+import type { Activation, BinaryOp, UnaryOp } from "../backend/backend.ts";
 import type { Aval, Derivative, Primitive } from "../core/primitive.ts";
 import { isZero, Zero } from "../core/primitive.ts";
 import { type DType, isFloat } from "../dtype.ts";
@@ -111,32 +111,30 @@ export const tanP = unary(
   "tan",
   elementwise((_x, y) => M.add(M.mul(y, y), 1), "out"),
 );
+/**
+ * Rules of an activation whose derivative is a function of its output y (relu: [y > 0], tanh: 1 - y^2,
+ * sigmoid: y (1 - y)): both directions are one fused `actGrad` kernel on the saved output.
+ */
+function throughOutput(act: Activation): Derivative<null> {
+  return rule<null>(
+    (_x, [t], out) => X.actGrad(act, out, t as Tensor),
+    (ct, _x, out) => [X.actGrad(act, out!, ct)],
+    { saveInputs: false, saveOutput: true },
+  );
+}
+
 // d tanh(x) = (1 - tanh(x)^2) dx
-export const tanhP = unary(
-  "tanh",
-  elementwise((_x, y) => M.sub(1, M.mul(y, y)), "out"),
-);
+export const tanhP = unary("tanh", throughOutput("tanh"));
 // d sigmoid(x) = s (1 - s) dx
-export const sigmoidP = unary(
-  "sigmoid",
-  elementwise((_x, s) => M.mul(s, M.sub(1, s)), "out"),
-);
+export const sigmoidP = unary("sigmoid", throughOutput("sigmoid"));
 // d erf(x) = 2 / sqrt(pi) exp(-x^2) dx
 export const erfP = unary(
   "erf",
   elementwise((x) => M.mul(M.exp(M.neg(M.mul(x, x))), 2 / Math.sqrt(Math.PI)), "x"),
 );
-// d relu(x) = [x > 0] dx (0 at x = 0, the subgradient convention); a select, not a multiply by a cast mask,
-// saves a pass and a temporary in every backward
-export const reluP = unary(
-  "relu",
-  rule<null>(
-    ([x], [t]) => M.where(M.gt(x, 0), t as Tensor, 0),
-    (ct, [,], out) => [M.where(M.gt(out!, 0), ct, 0)],
-    { saveInputs: false, saveOutput: true },
-  ),
-  anyEqualZero,
-);
+// d relu(x) = [x > 0] dx = [relu(x) > 0] dx (0 at x = 0, the subgradient convention); a select in one kernel,
+// not a multiply by a cast mask
+export const reluP = unary("relu", throughOutput("relu"), anyEqualZero);
 export const floorP = unary("floor", zeroDerivative);
 export const ceilP = unary("ceil", zeroDerivative);
 export const roundP = unary("round", zeroDerivative);
@@ -339,5 +337,83 @@ export const castP: Primitive<CastParams> = {
   derivative: linear<CastParams>(
     ([t], p) => M.cast(t as Tensor, p.dtype),
     (ct, _x, _o, _p, _n, avals) => [M.cast(ct, avals[0].dtype)],
+  ),
+};
+
+export interface ActParams {
+  readonly act: Activation;
+}
+
+function checkActOperands(op: string, xs: readonly Aval[]): Aval {
+  const [x] = xs;
+  if (!isFloat(x.dtype)) throw new DTypeError(`${op}: expected float tensors, got ${x.dtype}`);
+  for (const y of xs.slice(1)) {
+    if (!shapesEqual(x.shape, y.shape) || y.dtype !== x.dtype) {
+      throw new ShapeError(
+        `internal: ${op} got ${fmtShape(x.shape)} ${x.dtype} and ${fmtShape(y.shape)} ${y.dtype}`,
+      );
+    }
+  }
+  return x;
+}
+
+/**
+ * The fused bias and activation act(x + b), or act(x) with one operand; b arrives broadcast to x's shape (its
+ * broadcast's transpose sums the gradient back to the bias shape).
+ */
+export const biasActP: Primitive<ActParams> = {
+  name: "biasAct",
+  abstract: (xs) => checkActOperands("biasAct", xs),
+  impl(xs, p, out) {
+    const o = allocOut(out);
+    getBackend().biasAct(p.act, viewOf(xs[0]), xs.length > 1 ? viewOf(xs[1]) : null, o._data!);
+    return o;
+  },
+  // d act(x + b) = act'(x + b) (dx + db), the factor taken through the output by actGrad
+  derivative: rule<ActParams>(
+    (_xs, ts, out, p) => {
+      const live = ts.filter((t): t is Tensor => !isZero(t));
+      if (live.length === 0) return new Zero(out.shape, out.dtype);
+      return X.actGrad(p.act, out, live.length === 1 ? live[0] : M.add(live[0], live[1]));
+    },
+    (ct, _xs, out, p, _needs, avals) => {
+      const g = X.actGrad(p.act, out!, ct);
+      return avals.map(() => g);
+    },
+    { saveInputs: false, saveOutput: true },
+  ),
+  // relu's kink is x + b = 0
+  atKink: (xs, _out, p) => p.act === "relu" && anyEqualZero([xs.length > 1 ? M.add(xs[0], xs[1]) : xs[0]]),
+};
+
+/** d/dy of actGrad(y, ct) = ct act'(x(y)): 0 for relu (piecewise constant), -2 y ct for tanh, (1 - 2y) ct for sigmoid. */
+function actGradDy(act: Activation, y: Tensor, ct: Tensor, dy: Tensor): Tensor | null {
+  if (act === "relu") return null;
+  return M.mul(M.mul(dy, ct), act === "tanh" ? M.mul(y, -2) : M.sub(1, M.mul(y, 2)));
+}
+
+/**
+ * An activation's backward in one kernel: ct * act'(x) written through the activation's output y. Linear in ct;
+ * its own derivative in y keeps reverse-over-reverse and higher orders exact.
+ */
+export const actGradP: Primitive<ActParams> = {
+  name: "actGrad",
+  abstract: (xs) => checkActOperands("actGrad", xs),
+  impl([y, ct], p, out) {
+    const o = allocOut(out);
+    getBackend().actGrad(p.act, viewOf(y), viewOf(ct), o._data!);
+    return o;
+  },
+  derivative: rule<ActParams>(
+    ([y, ct], [ty, tct], out, p) => {
+      const a = isZero(tct) ? null : X.actGrad(p.act, y, tct);
+      const b = isZero(ty) ? null : actGradDy(p.act, y, ct, ty);
+      if (a === null) return b ?? new Zero(out.shape, out.dtype);
+      return b === null ? a : M.add(a, b);
+    },
+    (g, [y, ct], _out, p, needs, avals) => [
+      (needs[0] && actGradDy(p.act, y!, ct!, g)) || new Zero(avals[0].shape, avals[0].dtype),
+      needs[1] ? X.actGrad(p.act, y!, g) : new Zero(avals[1].shape, avals[1].dtype),
+    ],
   ),
 };

@@ -17,9 +17,12 @@ export function viewOf(t: Tensor): View {
   return { data: t._data, shape: t.shape, strides: t._strides, offset: t._offset };
 }
 
-/** A fresh contiguous tensor for `aval`, allocated by the current backend. */
-export function allocOut(av: Aval): Tensor {
-  const data = getBackend().alloc(av.dtype, sizeOf(av.shape));
+/**
+ * A fresh contiguous tensor for `aval`, allocated by the current backend: uninitialised (the kernel writes every
+ * element) unless `zeroed`.
+ */
+export function allocOut(av: Aval, zeroed = false): Tensor {
+  const data = getBackend().alloc(av.dtype, sizeOf(av.shape), !zeroed);
   return Tensor._concrete(data, av.shape, av.dtype, contiguousStrides(av.shape));
 }
 

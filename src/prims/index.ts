@@ -25,6 +25,8 @@ export type PrimName =
   | "sigmoid"
   | "erf"
   | "relu"
+  | "biasAct"
+  | "actGrad"
   | "floor"
   | "ceil"
   | "round"
@@ -72,6 +74,7 @@ export type PrimName =
   | "conv2dBackWeight"
   | "maxPool2d"
   | "maxPool2dArgmax"
+  | "maxPool2dBackward"
   | "avgPool2d"
   | "avgPool2dBackward";
 
@@ -79,7 +82,7 @@ export type PrimName =
 export const primitives = {
   neg: E.negP, abs: E.absP, sign: E.signP, exp: E.expP, log: E.logP, log1p: E.log1pP, expm1: E.expm1P,
   sqrt: E.sqrtP, sin: E.sinP, cos: E.cosP, tan: E.tanP, tanh: E.tanhP, sigmoid: E.sigmoidP, erf: E.erfP,
-  relu: E.reluP, floor: E.floorP, ceil: E.ceilP, round: E.roundP, not: E.notP,
+  relu: E.reluP, biasAct: E.biasActP, actGrad: E.actGradP, floor: E.floorP, ceil: E.ceilP, round: E.roundP, not: E.notP,
   add: E.addP, sub: E.subP, mul: E.mulP, div: E.divP, pow: E.powP, maximum: E.maximumP, minimum: E.minimumP,
   eq: E.eqP, ne: E.neP, lt: E.ltP, le: E.leP, gt: E.gtP, ge: E.geP, and: E.andP, or: E.orP, xor: E.xorP,
   where: E.whereP, cast: E.castP,
@@ -89,6 +92,7 @@ export const primitives = {
   reshape: V.reshapeP, permute: V.permuteP, broadcast: V.broadcastP, slice: V.sliceP, unslice: V.unsliceP,
   concat: V.concatP, flip: V.flipP, gather: V.gatherP, scatterAdd: V.scatterAddP,
   dot: C.dotP, conv2d: C.conv2dP, conv2dBackInput: C.conv2dBackInputP, conv2dBackWeight: C.conv2dBackWeightP,
-  maxPool2d: C.maxPool2dP, maxPool2dArgmax: C.maxPool2dArgmaxP, avgPool2d: C.avgPool2dP,
+  maxPool2d: C.maxPool2dP, maxPool2dArgmax: C.maxPool2dArgmaxP,
+  maxPool2dBackward: C.maxPool2dBackwardP, avgPool2d: C.avgPool2dP,
   avgPool2dBackward: C.avgPool2dBackwardP,
 } satisfies Record<PrimName, Primitive<never>>;

@@ -148,7 +148,7 @@ export const unsliceP: Primitive<UnsliceParams> = {
     return { shape: p.inShape, dtype: x.dtype };
   },
   impl([x], p, out) {
-    const o = allocOut(out);
+    const o = allocOut(out, true);
     let off = 0;
     const strides = o._strides.map((s, i) => {
       off += p.starts[i] * s;
@@ -265,7 +265,7 @@ export const scatterAddP: Primitive<ScatterParams> = {
     return { shape: p.shape, dtype: src.dtype };
   },
   impl([src, idx], p, out) {
-    const o = allocOut(out);
+    const o = allocOut(out, true);
     getBackend().scatterAdd(viewOf(src), p.axis, viewOf(idx), o._data!, p.shape);
     return o;
   },

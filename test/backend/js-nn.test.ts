@@ -173,6 +173,98 @@ test("maxPool2d: NaN wins, ties go to the first, multiple planes and strided inp
   for (let i = 0; i < idx.length; i++) assert.equal(vals[Math.floor(i / 6) * 20 + idx[i]], o1[i]);
 });
 
+test("maxPool2dBackward: hand-computed tiled, padded, overlapping, tie and NaN cases", () => {
+  const back = (x: number[], xs: number[], dy: number[], ys: number[], p: Pool2dParams) => {
+    const out = new Float64Array(sizeOf(xs)).fill(99); // every element must be written
+    B.maxPool2dBackward(v(x, xs), v(dy, ys), out, xs, p);
+    return arr(out);
+  };
+  // 2x2 stride 2: argmaxes 1, 6, 8, 10 (see the forward test above)
+  const x4 = [1, 5, 2, 0, 3, 4, 8, 8, -1, -2, -3, -4, -5, -6, -7, -8];
+  assert.deepEqual(
+    back(x4, [1, 1, 4, 4], [10, 20, 30, 40], [1, 1, 2, 2], pool(2, 2, 0)),
+    [0, 10, 0, 0, 0, 0, 20, 0, 30, 0, 40, 0, 0, 0, 0, 0],
+  );
+  // padding 1 on 3x3: argmaxes 0, 1, 3, 4; the last row and column belong to no window's max
+  const neg = [-1, -2, -3, -4, -5, -6, -7, -8, -9];
+  assert.deepEqual(
+    back(neg, [1, 1, 3, 3], [1, 2, 3, 4], [1, 1, 2, 2], pool(2, 2, 1)),
+    [1, 2, 0, 3, 4, 0, 0, 0, 0],
+  );
+  // overlapping (2x2 stride 1): the centre is the max of all four windows and collects all four terms
+  const peak = [1, 2, 1, 2, 9, 2, 1, 2, 1];
+  assert.deepEqual(
+    back(peak, [1, 1, 3, 3], [1, 2, 3, 4], [1, 1, 2, 2], pool(2, 1, 0)),
+    [0, 0, 0, 0, 10, 0, 0, 0, 0],
+  );
+  // ties go to the first in row-major window order, a NaN wins at once; stride 3 leaves the 9s outside every window
+  const ties = [7, 7, 9, 0, 7, 9, 9, 9, 9, 1, Number.NaN, 9, 7, 8, 9, 9, 9, 9];
+  assert.deepEqual(
+    back(ties, [2, 1, 3, 3], [1, 2], [2, 1, 1, 1], pool(2, 3, 0)),
+    [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0],
+  );
+  // a NaN or infinite cotangent reaches only its own argmax position
+  assert.deepEqual(back(x4, [1, 1, 4, 4], [Number.NaN, Infinity, 1, 1], [1, 1, 2, 2], pool(2, 2, 0)), [
+    0,
+    Number.NaN,
+    0,
+    0,
+    0,
+    0,
+    Infinity,
+    0,
+    1,
+    0,
+    1,
+    0,
+    0,
+    0,
+    0,
+    0,
+  ]);
+  // float32 output with overlap: terms are summed in float64 and rounded once
+  const o32 = new Float32Array(9);
+  B.maxPool2dBackward(
+    v(peak, [1, 1, 3, 3]),
+    v([1, 2 ** -30, 2 ** -30, 0], [1, 1, 2, 2]),
+    o32,
+    [1, 1, 3, 3],
+    pool(2, 1, 0),
+  );
+  assert.equal(o32[4], Math.fround(1 + 2 ** -29));
+});
+
+test("maxPool2dBackward is the adjoint of gathering at the argmax (random sizes, strided views)", () => {
+  const rng = prng(12);
+  let ran = 0;
+  for (let trial = 0; trial < 40; trial++) {
+    const kh = randInt(rng, 1, 3);
+    const kw = randInt(rng, 1, 3);
+    const p: Pool2dParams = {
+      kernel: [kh, kw],
+      stride: [randInt(rng, 1, 3), randInt(rng, 1, 3)],
+      padding: [randInt(rng, 0, kh >> 1), randInt(rng, 0, kw >> 1)],
+    };
+    const xs = [randInt(rng, 1, 2), randInt(rng, 1, 3), randInt(rng, 1, 7), randInt(rng, 1, 7)];
+    const oh = Math.floor((xs[2] + 2 * p.padding[0] - kh) / p.stride[0]) + 1;
+    const ow = Math.floor((xs[3] + 2 * p.padding[1] - kw) / p.stride[1]) + 1;
+    if (oh < 1 || ow < 1) continue;
+    const ys = [xs[0], xs[1], oh, ow];
+    const x = randn(rng, sizeOf(xs));
+    const dy = randn(rng, sizeOf(ys));
+    const u = randn(rng, sizeOf(xs));
+    const dx = new Float64Array(sizeOf(xs));
+    B.maxPool2dBackward(scrambled(x, xs, rng), scrambled(dy, ys, rng), dx, xs, p);
+    const idx = new Int32Array(sizeOf(ys));
+    B.maxPool2dArgmax(v(x, xs), idx, ys, p);
+    const plane = oh * ow;
+    const picked = Float64Array.from(idx, (i, o) => u[Math.floor(o / plane) * xs[2] * xs[3] + i]);
+    assert.ok(Math.abs(inner(dx, u) - inner(dy, picked)) < 1e-12, `trial ${trial}`);
+    ran++;
+  }
+  assert.ok(ran >= 20, `only ${ran} trials ran`);
+});
+
 test("avgPool2dBackward is the adjoint of avgPool2d (random sizes)", () => {
   const rng = prng(11);
   let ran = 0;

@@ -127,6 +127,17 @@ const CONV_CASES: ConvCase[] = [
   },
   { x: [5, 3, 12, 12], w: [8, 3, 5, 5], p: { stride: [1, 1], padding: [2, 2], dilation: [1, 1], groups: 1 } },
   { x: [2, 8, 6, 7], w: [8, 2, 3, 3], p: { stride: [1, 2], padding: [1, 1], dilation: [2, 1], groups: 4 } },
+  // unit stride takes the direct kernels (conv_direct.h): channel counts that are not a multiple of the tile,
+  // padding wider than the window reach (the input gradient then takes the im2col path), dilation with groups,
+  // images that are narrower than a vector, and the benchmark's first layer
+  { x: [9, 5, 7, 9], w: [10, 5, 3, 2], p: { stride: [1, 1], padding: [3, 2], dilation: [1, 1], groups: 1 } },
+  { x: [4, 6, 9, 10], w: [34, 3, 3, 3], p: { stride: [1, 1], padding: [2, 1], dilation: [2, 3], groups: 2 } },
+  { x: [3, 2, 3, 2], w: [5, 2, 2, 2], p: { stride: [1, 1], padding: [1, 0], dilation: [1, 1], groups: 1 } },
+  {
+    x: [3, 1, 28, 28],
+    w: [32, 1, 5, 5],
+    p: { stride: [1, 1], padding: [2, 2], dilation: [1, 1], groups: 1 },
+  },
 ];
 
 function convOut(c: ConvCase): number[] {
@@ -181,15 +192,19 @@ test("pooling: max, argmax, avg and avg backward with stride and padding, NaN wi
   ];
   for (const dtype of ["float32", "float64", "int32"] as const) {
     for (const p of params) {
-      for (const shape of [
+      for (const [shape, how] of [
         [2, 3, 9, 8],
         [1, 2, 5, 5],
+        [2, 3, 14, 14], // rows of 7 windows (2x2): the 128-bit / overlapping-vector paths of the 2x2 kernel
+        [1, 2, 6, 28],
         [1, 2, 3, 301],
-      ]) {
+      ].flatMap((s) => [
+        [s, "contiguous"] as const,
+        [s, LAYOUTS[Math.floor(rng() * LAYOUTS.length)]] as const,
+      ])) {
         const oh = Math.floor((shape[2] + 2 * p.padding[0] - p.kernel[0]) / p.stride[0]) + 1;
         const ow = Math.floor((shape[3] + 2 * p.padding[1] - p.kernel[1]) / p.stride[1]) + 1;
         const y = [shape[0], shape[1], oh, ow];
-        const how = LAYOUTS[Math.floor(rng() * LAYOUTS.length)];
         const x = makeView(shape, dtype, how, rng, "normal");
         const dy = makeView(y, dtype, "gaps", rng, "plain");
         const name = `${dtype} [${shape}] ${JSON.stringify(p)} ${how}`;
@@ -217,6 +232,65 @@ test("pooling: max, argmax, avg and avg backward with stride and padding, NaN wi
       }
     }
   }
+});
+
+// ---------------------------------------------------------------------------------------------------------
+test("maxPool2dBackward: tiled, disjoint, overlapping and padded windows, ties/NaN, strided x and dy, empty", {
+  skip: !N,
+}, () => {
+  const rng = prng(21);
+  const params: Pool2dParams[] = [
+    { kernel: [2, 2], stride: [2, 2], padding: [0, 0] }, // tiled 2x2: the fused fast path
+    { kernel: [3, 2], stride: [3, 2], padding: [0, 0] }, // tiled, other sizes
+    { kernel: [2, 2], stride: [3, 3], padding: [0, 0] }, // disjoint with gaps
+    { kernel: [2, 2], stride: [2, 2], padding: [1, 1] }, // disjoint, padded
+    { kernel: [3, 3], stride: [2, 2], padding: [1, 1] }, // overlapping
+    { kernel: [3, 2], stride: [1, 2], padding: [1, 0] }, // overlapping rows only
+    { kernel: [1, 1], stride: [1, 1], padding: [0, 0] },
+  ];
+  const shapes = [
+    [2, 3, 9, 8],
+    [1, 2, 5, 5],
+    [3, 1, 7, 33],
+    [2, 3, 14, 14], // 7 windows a row: 128-bit float vectors / a 256-bit double vector plus an overlapping one
+    [1, 2, 6, 28], // 14 windows a row: a full and an overlapping 256-bit float vector
+    [1, 2, 3, 301],
+    [0, 3, 4, 4],
+    [2, 0, 4, 4],
+    [1, 2, 1, 1], // smaller than most kernels: no window at all, dx is all zeros
+  ];
+  for (const dtype of ["float32", "float64", "int32"] as const) {
+    for (const p of params) {
+      for (const shape of shapes) {
+        const oh = Math.floor((shape[2] + 2 * p.padding[0] - p.kernel[0]) / p.stride[0]) + 1;
+        const ow = Math.floor((shape[3] + 2 * p.padding[1] - p.kernel[1]) / p.stride[1]) + 1;
+        const y = [shape[0], shape[1], Math.max(oh, 0), Math.max(ow, 0)];
+        for (const how of ["contiguous", LAYOUTS[Math.floor(rng() * LAYOUTS.length)]] as const) {
+          // "normal" draws 10% special values: NaN, +-Inf, +-0 and repeated values, so ties and NaN windows occur
+          const x = makeView(shape, dtype, how, rng, "normal");
+          const dy = makeView(y, dtype, how === "contiguous" ? "contiguous" : "gaps", rng, "normal");
+          // float64 accumulation in the same order on both sides: bit-identical results
+          check(`maxPool2dBackward ${dtype} [${shape}] ${JSON.stringify(p)} ${how}`, EXACT, (b) => {
+            const out = b.alloc(dtype, size(shape));
+            out.fill(7); // the kernel must write every element, not rely on a zeroed buffer
+            b.maxPool2dBackward(x, dy, out, shape, p);
+            return out;
+          });
+        }
+      }
+    }
+  }
+});
+
+test("maxPool2dBackward rejects a dy that is not the pooled shape of x", { skip: !N }, () => {
+  const rng = prng(22);
+  const x = makeView([1, 2, 6, 6], "float32", "contiguous", rng);
+  const dy = makeView([1, 2, 2, 3], "float32", "contiguous", rng);
+  const p: Pool2dParams = { kernel: [2, 2], stride: [2, 2], padding: [0, 0] };
+  assert.throws(
+    () => N!.maxPool2dBackward(x, dy, N!.alloc("float32", 72), [1, 2, 6, 6], p),
+    /maxPool2dBackward: dy is not the pooled shape of x/,
+  );
 });
 
 // ---------------------------------------------------------------------------------------------------------

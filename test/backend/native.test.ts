@@ -14,7 +14,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type BinaryOp, UNARY_OPS, type UnaryOp, type View } from "../../src/backend/backend.ts";
+import { ACTIVATIONS, type BinaryOp, UNARY_OPS, type UnaryOp, type View } from "../../src/backend/backend.ts";
 import { setNativeIsa, setNumThreads } from "../../src/backend/native/index.ts";
 import type { DType } from "../../src/dtype.ts";
 import {
@@ -69,6 +69,44 @@ test("unary: large contiguous and strided inputs (parallel chunks)", { skip: !N 
         b.unary(op, x, out);
         return out;
       });
+    }
+  }
+});
+
+// ---------------------------------------------------------------------------------------------------------
+test("biasAct and actGrad: every activation, float dtypes, broadcast bias, strided operands", {
+  skip: !N,
+}, () => {
+  const rng = prng(21);
+  const shapes = [...SHAPES, ...EMPTY, [64, 33, 7]];
+  for (const dtype of ["float32", "float64"] as const) {
+    const tol = tolFor(dtype, { rtol: 4e-6, atol: 2e-6 }, { rtol: 1e-14, atol: 1e-15 });
+    for (const act of ACTIVATIONS) {
+      for (const shape of shapes) {
+        const how = LAYOUTS[Math.floor(rng() * LAYOUTS.length)];
+        const x = makeView(shape, dtype, how, rng);
+        // the bias: one value per position of the last axis, broadcast over the others (stride 0)
+        const last = shape.length - 1;
+        const row = makeView(last >= 0 ? [shape[last]] : [], dtype, "contiguous", rng);
+        const b: View = { ...row, shape, strides: shape.map((_, d) => (d === last ? row.strides[0] : 0)) };
+        const what = `${act} ${dtype} [${shape}] ${how}`;
+        for (const bias of [b, null]) {
+          check(`biasAct ${what}${bias ? "" : " no bias"}`, tol, (be) => {
+            const out = be.alloc(dtype, size(shape));
+            be.biasAct(act, x, bias, out);
+            return out;
+          });
+        }
+        // y as the activation's own output (relu with exact zeros, tanh/sigmoid in range), ct any layout
+        const yv = makeView(shape, dtype, "contiguous", rng);
+        const y = { ...yv, data: yv.data.map((v) => (act === "relu" ? Math.max(v, 0) : Math.tanh(v))) };
+        const ct = makeView(shape, dtype, LAYOUTS[Math.floor(rng() * LAYOUTS.length)], rng);
+        check(`actGrad ${what}`, tol, (be) => {
+          const out = be.alloc(dtype, size(shape));
+          be.actGrad(act, y, ct, out);
+          return out;
+        });
+      }
     }
   }
 });

@@ -235,6 +235,9 @@ test("pooling: max, argmax, average and its transpose; padding, stride, NaN, str
     [[3, 1, 5, 9], { kernel: [2, 3], stride: [1, 3], padding: [1, 1] }],
     [[1, 1, 1, 1], { kernel: [1, 1], stride: [1, 1], padding: [0, 0] }],
     [[2, 2, 0, 4], { kernel: [1, 1], stride: [1, 1], padding: [0, 0] }],
+    [[2, 1, 7, 8], { kernel: [2, 2], stride: [3, 3], padding: [0, 0] }], // disjoint windows with gaps
+    [[1, 2, 9, 6], { kernel: [3, 3], stride: [3, 3], padding: [1, 0] }], // disjoint, padded rows
+    [[1, 2, 2, 6], { kernel: [3, 3], stride: [2, 2], padding: [0, 0] }], // no window: dx all zeros
   ];
   for (const dt of ["float32", "float64"] as const) {
     for (const [xs, p] of cases) {
@@ -277,6 +280,14 @@ test("pooling: max, argmax, average and its transpose; padding, stride, NaN, str
           wasm,
         );
         same(w, e, 0, `avgPool2dBackward ${what}`);
+        [e, w] = outputs(dt, sizeOf(xs));
+        w.fill(5); // every element must be written
+        J.maxPool2dBackward(x, dy, e, xs, p);
+        assert.equal(
+          inWasm("maxPool2dBackward", () => W.maxPool2dBackward(x, dy, w, xs, p)),
+          wasm,
+        );
+        same(w, e, 0, `maxPool2dBackward ${what}`);
       }
     }
   }

@@ -228,3 +228,62 @@ export function avgPoolBack(g: usize, pdy: usize, px: usize, acc: usize): void {
   }
   for (let i = 0; i < size; i++) store<f32>(px + <usize>i * 4, <f32>load<f64>(acc + <usize>i * 8));
 }
+
+/** Flat in-plane index of the first maximum of rows i0..i1-1, columns j0..j1-1 (a NaN wins), -1 if empty. */
+@inline
+function firstMax(base: usize, W: i32, i0: i32, i1: i32, j0: i32, j1: i32): i32 {
+  let best = -1;
+  let bv: f32 = -Infinity;
+  for (let ih = i0; ih < i1; ih++) {
+    const row = base + <usize>(ih * W) * 4;
+    for (let j = j0; j < j1; j++) {
+      const v = load<f32>(row + <usize>j * 4);
+      if (v != v) return ih * W + j;
+      if (best < 0 || v > bv) {
+        best = ih * W + j;
+        bv = v;
+      }
+    }
+  }
+  return best;
+}
+
+/**
+ * Transpose of maxPool at x (its VJP): x [P, H, W] at `px`, dy [P, OH, OW] at `pdy` (float32, contiguous) ->
+ * dx [P, H, W] at `pdx`: each dy goes to its window's first maximum, every other position is 0. Disjoint
+ * windows (stride >= kernel) store directly into the zeroed plane; overlapping ones sum in float64 into `acc`
+ * (one plane, H * W f64) in output order and round once, as the js reference does. Descriptor as maxPool.
+ */
+export function maxPoolBack(g: usize, px: usize, pdy: usize, pdx: usize, acc: usize): void {
+  const P = load<i32>(g), H = load<i32>(g, 4), W = load<i32>(g, 8), OH = load<i32>(g, 12), OW = load<i32>(g, 16);
+  const kh = load<i32>(g, 20), kw = load<i32>(g, 24), sh = load<i32>(g, 28), sw = load<i32>(g, 32);
+  const ph = load<i32>(g, 36), pw = load<i32>(g, 40);
+  const disjoint = sh >= kh && sw >= kw;
+  const HW = H * W;
+  let s = pdy;
+  for (let pl = 0; pl < P; pl++) {
+    const base = px + <usize>(pl * HW) * 4;
+    const dx = pdx + <usize>(pl * HW) * 4;
+    if (disjoint) memory.fill(dx, 0, <usize>HW * 4);
+    else memory.fill(acc, 0, <usize>HW * 8);
+    for (let oh = 0; oh < OH; oh++) {
+      const i0 = max(0, oh * sh - ph);
+      const i1 = min(H, oh * sh - ph + kh);
+      for (let ow = 0; ow < OW; ow++) {
+        const j0 = max(0, ow * sw - pw);
+        const j1 = min(W, ow * sw - pw + kw);
+        const best = firstMax(base, W, i0, i1, j0, j1);
+        if (best >= 0) {
+          // + 0 turns -0 into +0, like the reference's float64 sum that starts from +0
+          if (disjoint) store<f32>(dx + <usize>best * 4, load<f32>(s) + 0);
+          else {
+            const q = acc + <usize>best * 8;
+            store<f64>(q, load<f64>(q) + <f64>load<f32>(s));
+          }
+        }
+        s += 4;
+      }
+    }
+    if (!disjoint) for (let i = 0; i < HW; i++) store<f32>(dx + <usize>i * 4, <f32>load<f64>(acc + <usize>i * 8));
+  }
+}

@@ -11,6 +11,7 @@
 //   input grad   cols (CgKK x P)     = W_g^T (CgKK x Og) @ dy[n, g] (Og x P), then col2im adds each column
 //                                      back into the input window it came from (exact work for any stride)
 // int32 convolutions use direct loops with float64 sums, like the js backend.
+#include "conv_direct.h"
 #include "conv_loaders.h"
 #include "map.h"
 #include "scalar.h"
@@ -54,6 +55,48 @@ WeightMat<T> weight_matrix(const View& w, const Geo& g, int slot) {
   return WeightMat<T>{tmp, g.Cg * g.KH * g.KW, 1};
 }
 
+// Runs a unit-stride pass (forward, or the input gradient as a forward pass over dy) for every (image, group):
+// packs the filter of each group with a(gi, o, k), then per task builds the image's padded copy and computes
+// its output planes at out + (n * out_channels + gi * d.Cout) * OH * OW. Images are split over the pool when
+// there are enough of them; otherwise each image's tiles are.
+template <class T, class F>
+bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out, i64 out_channels, F a) {
+  constexpr int MR = DirectBlocking<T>::MR, NR = DirectBlocking<T>::NR;
+  const int caller = pool_tid();
+  const i64 fsz = filter_panels_size(d, MR);
+  T* Ap = static_cast<T*>(scratch(caller, 2, sizeof(T) * (size_t)(fsz * G)));
+  i64* off = static_cast<i64*>(scratch(caller, 7, sizeof(i64) * (size_t)d.K));
+  if (!Ap || !off) return false;
+  for (i64 gi = 0; gi < G; gi++) pack_filter<T>(Ap + gi * fsz, d, [&](i64 o, i64 k) { return a(gi, o, k); });
+  tap_offsets(off, d);
+  const i64 P = d.OH * d.OW, ntiles = direct_forward_tasks(d, MR, NR);
+  bool ok = true;
+  auto image = [&](i64 t, int tid, bool par) {
+    const i64 n = t / G, gi = t % G;
+    T* xpad = static_cast<T*>(scratch(tid, 4, sizeof(T) * (size_t)xpad_size(d)));
+    if (!xpad) {
+      ok = false;
+      return;
+    }
+    build_xpad(xpad, in + n * is[0] + gi * d.Cin * is[1], is[1], is[2], is[3], d);
+    T* y = out + (n * out_channels + gi * d.Cout) * P;
+    const T* ap = Ap + gi * fsz;
+    if (par)
+      par_for(ntiles, 1, [&](i64 b, i64 e, int) { direct_forward_tiles<T>(xpad, ap, off, y, d, b, e); });
+    else
+      direct_forward_tiles<T>(xpad, ap, off, y, d, 0, ntiles);
+  };
+  const i64 tasks = N * G;
+  if (tasks >= 2 * pool_threads()) {
+    par_for(tasks, 1, [&](i64 b, i64 e, int tid) {
+      for (i64 t = b; t < e; t++) image(t, tid, false);
+    });
+  } else {
+    for (i64 t = 0; t < tasks; t++) image(t, caller, true);
+  }
+  return ok;
+}
+
 template <class T>
 bool conv_forward(const View& x, const View& w, T* out, const Geo& g) {
   constexpr int NR = Blocking<T>::NR;
@@ -61,6 +104,11 @@ bool conv_forward(const View& x, const View& w, T* out, const Geo& g) {
   const i64* xs = x.strides;
   const WeightMat<T> wm = weight_matrix<T>(w, g, 3);
   if (!wm.p) return false;
+  if (g.sh == 1 && g.sw == 1) {
+    const DGeo d = dgeo<T>(g.Cg, g.H, g.W, g.Og, g.KH, g.KW, g.ph, g.pw, g.dh, g.dw, g.OH, g.OW);
+    return direct_pass<T>(xp, xs, g.N, g.G, d, out, g.O,
+                          [&](i64 gi, i64 o, i64 k) { return wm.p[(gi * g.Og + o) * wm.rs + k * wm.cs]; });
+  }
   const i64 P = g.OH * g.OW, Kd = g.Cg * g.KH * g.KW;
   const i64 Ppad = (P + NR - 1) / NR * NR;
   const ConvColumns cm{Ppad, P, g.O * P};
@@ -80,6 +128,62 @@ bool conv_forward(const View& x, const View& w, T* out, const Geo& g) {
   return ok;
 }
 
+// Unit-stride weight gradient (conv_direct.h). Same chunking as below: fixed chunks of images, each with its
+// own partial sums (tap-major: part[k * LD + o]), summed in chunk order, so results do not depend on the
+// thread count. With few chunks the tap tiles of each image are split over the pool instead, which keeps
+// every element's summation order.
+template <class T>
+bool conv_back_weight_direct(const T* xp, const i64* xs, const T* dp, const i64* ds, T* out, const Geo& g,
+                             i64 chunks, i64 per) {
+  constexpr int MR = DirectBlocking<T>::MR, NR = DirectBlocking<T>::NR;
+  const DGeo d = dgeo<T>(g.Cg, g.H, g.W, g.Og, g.KH, g.KW, g.ph, g.pw, g.dh, g.dw, g.OH, g.OW);
+  const int caller = pool_tid();
+  const i64 LD = (g.Og + NR - 1) / NR * NR, ktiles = (d.K + MR - 1) / MR, psize = ktiles * MR * LD;
+  T* part = static_cast<T*>(scratch(caller, 3, sizeof(T) * (size_t)(chunks * g.G * psize)));
+  i64* off = static_cast<i64*>(scratch(caller, 7, sizeof(i64) * (size_t)d.K));
+  if (!part || !off) return false;
+  tap_offsets(off, d);
+  bool ok = true;
+  auto task = [&](i64 t, int tid, bool par) {
+    const i64 chunk = t / g.G, gi = t % g.G;
+    T* acc = part + t * psize;
+    std::memset(acc, 0, sizeof(T) * (size_t)psize);
+    T* xpad = static_cast<T*>(scratch(tid, 4, sizeof(T) * (size_t)xpad_size(d)));
+    T* dyT = static_cast<T*>(scratch(tid, 5, sizeof(T) * (size_t)imax<i64>(g.OH * g.OW * LD, 1)));
+    if (!xpad || !dyT) {
+      ok = false;
+      return;
+    }
+    for (i64 n = chunk * per; n < imin(g.N, (chunk + 1) * per); n++) {
+      build_xpad(xpad, xp + n * xs[0] + gi * g.Cg * xs[1], xs[1], xs[2], xs[3], d);
+      transpose_dy(dyT, LD, dp + n * ds[0] + gi * g.Og * ds[1], ds[1], ds[2], ds[3], d);
+      if (par)
+        par_for(ktiles, 1, [&](i64 b, i64 e, int) { direct_wgrad_image<T>(xpad, off, dyT, LD, d, acc, b, e); });
+      else
+        direct_wgrad_image<T>(xpad, off, dyT, LD, d, acc, 0, ktiles);
+    }
+  };
+  const i64 tasks = chunks * g.G;
+  if (tasks >= 2 * pool_threads()) {
+    par_for(tasks, 1, [&](i64 b, i64 e, int tid) {
+      for (i64 t = b; t < e; t++) task(t, tid, false);
+    });
+  } else {
+    for (i64 t = 0; t < tasks; t++) task(t, caller, true);
+  }
+  if (!ok) return false;
+  // out[(gi * Og + o) * K + k] = sum over chunks of part[(chunk, gi)][k * LD + o]
+  par_for(g.O * d.K, 4096, [&](i64 b, i64 e, int) {
+    for (i64 i = b; i < e; i++) {
+      const i64 oa = i / d.K, k = i % d.K, gi = oa / g.Og, o = oa % g.Og;
+      T s = 0;
+      for (i64 c = 0; c < chunks; c++) s += part[(c * g.G + gi) * psize + k * LD + o];
+      out[i] = s;
+    }
+  });
+  return true;
+}
+
 template <class T>
 bool conv_back_weight(const View& x, const View& dy, T* out, const Geo& g) {
   const T* xp = static_cast<const T*>(x.data) + x.offset;
@@ -91,6 +195,7 @@ bool conv_back_weight(const View& x, const View& dy, T* out, const Geo& g) {
   // computes partial weight gradients for every group, and the partials are summed in chunk order.
   const i64 chunks = imin<i64>(g.N, 8);
   const i64 per = (g.N + chunks - 1) / chunks;
+  if (g.sh == 1 && g.sw == 1) return conv_back_weight_direct<T>(xp, xs, dp, ds, out, g, chunks, per);
   const i64 wsize = g.O * CKK;
   T* part = chunks > 1 ? static_cast<T*>(scratch(pool_tid(), 3, sizeof(T) * (size_t)(chunks * wsize))) : out;
   if (!part) return false;
@@ -158,6 +263,17 @@ bool conv_back_input(const View& dy, const View& w, T* out, const Geo& g) {
   const i64* ds = dy.strides;
   const WeightMat<T> wm = weight_matrix<T>(w, g, 3);
   if (!wm.p) return false;
+  // Unit stride: dx is a unit-stride convolution of dy, padded by d(K-1) - p, with the filter flipped in
+  // space and its channel axes swapped: w'[c, o, kh, kw] = w[o, c, KH-1-kh, KW-1-kw].
+  const i64 ph2 = g.dh * (g.KH - 1) - g.ph, pw2 = g.dw * (g.KW - 1) - g.pw;
+  if (g.sh == 1 && g.sw == 1 && ph2 >= 0 && pw2 >= 0) {
+    const DGeo d = dgeo<T>(g.Og, g.OH, g.OW, g.Cg, g.KH, g.KW, ph2, pw2, g.dh, g.dw, g.H, g.W);
+    const i64 KK = g.KH * g.KW;
+    return direct_pass<T>(dp, ds, g.N, g.G, d, out, g.C, [&](i64 gi, i64 c, i64 k) {
+      const i64 o = k / KK, r = KK - 1 - k % KK;  // r = (KH-1-kh) * KW + (KW-1-kw)
+      return wm.p[(gi * g.Og + o) * wm.rs + (c * KK + r) * wm.cs];
+    });
+  }
   const i64 CKK = g.Cg * g.KH * g.KW, P = g.OH * g.OW, HW = g.H * g.W;
   // dy[n, o] as a matrix row needs (oh, ow) to merge into one stride; otherwise go through a copy.
   const bool merged = g.OH == 1 || ds[2] == g.OW * ds[3];

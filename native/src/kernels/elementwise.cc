@@ -50,7 +50,12 @@ Err unary_float(int op, const View& x, void* o) {
         map1<T, T>(x, o, E, [](T v) { return (T)sigmoid_d((double)v); });
       break;
     case U_ERF: map1<T, T>(x, o, E, [](T v) { return std::erf(v); }); break;
-    case U_RELU: map1<T, T>(x, o, C, [](T v) { return v > 0 ? v : v != v ? v : T(0); }); break;
+    case U_RELU:  // branch-free (a blend), so it vectorises and random signs cost no mispredictions
+      map1<T, T>(x, o, C, [](T v) {
+        const T r = v > 0 ? v : T(0);
+        return v != v ? v : r;
+      });
+      break;
     case U_FLOOR: map1<T, T>(x, o, C, [](T v) { return std::floor(v); }); break;
     case U_CEIL: map1<T, T>(x, o, C, [](T v) { return std::ceil(v); }); break;
     case U_ROUND: map1<T, T>(x, o, C, [](T v) { return std::rint(v); }); break;  // ties to even
@@ -210,6 +215,64 @@ Err where_impl(const View& c, const View& a, const View& b, const Out& out) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Fused activations. The activation is applied to the bias sum rounded to T, and the gradient factors are
+// the same expressions as the unfused rules (tanh: 1 - y^2, sigmoid: y (1 - y)), so fused and unfused agree
+// up to how the compiler contracts multiply-adds.
+template <class T>
+CR_INLINE T act_apply(int act, T v) {
+  if (act == A_RELU) {
+    const T r = v > 0 ? v : T(0);
+    return v != v ? v : r;
+  }
+  if (sizeof(T) == 4 && kVecMath) return act == A_TANH ? (T)tanh_f32((float)v) : (T)sigmoid_f32((float)v);
+  if (act == A_TANH) return std::tanh(v);
+  return sizeof(T) == 4 ? (T)sigmoid_f((float)v) : (T)sigmoid_d((double)v);
+}
+
+template <class T, int ACT>
+void bias_act_typed(const View& x, const View* b, void* o) {
+  constexpr i64 G = ACT == A_RELU ? kGrainCheap : kGrainCostly;
+  if (b)
+    map2<T, T, T>(x, *b, o, G, [](T v, T c) { return act_apply<T>(ACT, T(v + c)); });
+  else
+    map1<T, T>(x, o, G, [](T v) { return act_apply<T>(ACT, v); });
+}
+
+template <class T, int ACT>
+void act_grad_typed(const View& y, const View& ct, void* o) {
+  if (ACT == A_RELU)
+    map2<T, T, T>(y, ct, o, kGrainCheap, [](T v, T g) { return v > 0 ? g : T(0); });
+  else if (ACT == A_TANH)
+    map2<T, T, T>(y, ct, o, kGrainCheap, [](T v, T g) { return g * T(T(1) - v * v); });
+  else
+    map2<T, T, T>(y, ct, o, kGrainCheap, [](T v, T g) { return g * T(v * T(T(1) - v)); });
+}
+
+template <class T>
+void activation_typed(int kind, int act, const View& x, const View* b, void* o) {
+  switch (act) {
+    case A_RELU: kind == 0 ? bias_act_typed<T, A_RELU>(x, b, o) : act_grad_typed<T, A_RELU>(x, *b, o); break;
+    case A_TANH: kind == 0 ? bias_act_typed<T, A_TANH>(x, b, o) : act_grad_typed<T, A_TANH>(x, *b, o); break;
+    default: kind == 0 ? bias_act_typed<T, A_SIGMOID>(x, b, o) : act_grad_typed<T, A_SIGMOID>(x, *b, o); break;
+  }
+}
+
+Err activation_impl(int kind, int act, const View& x, const View* b, const Out& out) {
+  if (act < 0 || act >= A_COUNT || kind < 0 || kind > 1) return "activation: unknown op";
+  if (kind == 1 && !b) return "activation: the gradient needs the cotangent";
+  if (x.dtype != out.dtype || (b && b->dtype != x.dtype)) return "activation: operands and out must share a dtype";
+  if (x.dtype != F32 && x.dtype != F64) return "activation: expected float32 or float64";
+  if (b) {
+    if (b->ndim != x.ndim) return "activation: operands of different rank";
+    for (int d = 0; d < x.ndim; d++)
+      if (b->shape[d] != x.shape[d]) return "activation: operands of different shape";
+  }
+  if (x.dtype == F32) activation_typed<float>(kind, act, x, b, out.data);
+  else activation_typed<double>(kind, act, x, b, out.data);
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------------------
 template <class TI>
 void cast_from(const View& x, const Out& out) {
   void* o = out.data;
@@ -321,6 +384,9 @@ Err binary(int op, const View& a, const View& b, const Out& out) { return binary
 Err where(const View& c, const View& a, const View& b, const Out& out) { return where_impl(c, a, b, out); }
 Err cast(const View& x, const Out& out) { return cast_impl(x, out); }
 Err copy(const View& src, const View& dst) { return copy_impl(src, dst); }
+Err activation(int kind, int act, const View& x, const View* b, const Out& out) {
+  return activation_impl(kind, act, x, b, out);
+}
 
 }  // namespace CR_ISA_NS
 }  // namespace cr

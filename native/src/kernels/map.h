@@ -111,6 +111,12 @@ void map3(const View& c, const View& a, const View& b, void* out_data, i64 grain
       T* __restrict o = op + off[3];
       if (sc == 1 && sa == 1 && sb == 1) {
         for (i64 i = 0; i < len; i++) o[i] = f(z[i], x[i], y[i]);
+      } else if (sc == 1 && sa == 1 && sb == 0) {  // where(c, a, scalar): the relu and mask gradients
+        const T v = y[0];
+        for (i64 i = 0; i < len; i++) o[i] = f(z[i], x[i], v);
+      } else if (sc == 1 && sa == 0 && sb == 1) {
+        const T v = x[0];
+        for (i64 i = 0; i < len; i++) o[i] = f(z[i], v, y[i]);
       } else {
         for (i64 i = 0; i < len; i++) o[i] = f(z[i * sc], x[i * sa], y[i * sb]);
       }

@@ -13,7 +13,8 @@ const Kernels* CR_CAT(kernels_, CR_ISA_NS)() {
   namespace K = CR_ISA_NS;
   static const Kernels table = {
       CR_STR(CR_ISA_NS), K::unary,  K::binary, K::where,  K::cast,   K::copy,   K::reduce,
-      K::arg_reduce,     K::cumsum, K::dot,    K::conv2d, K::pool2d, K::gather, K::scatter_add, K::adam,
+      K::arg_reduce,     K::cumsum, K::dot,    K::conv2d, K::pool2d, K::max_pool2d_backward,
+      K::gather,         K::scatter_add, K::adam, K::activation,
       K::softmax,        K::softmax_backward,
   };
   return &table;

@@ -9,7 +9,7 @@
  * (Math.imul, truncating division, exact power): their float64 result is not exact or not the integer one.
  */
 import type { TypedArray } from "../../dtype.ts";
-import type { BinaryOp, UnaryOp, View } from "../backend.ts";
+import type { Activation, BinaryOp, UnaryOp, View } from "../backend.ts";
 import { divInt32, erf, powFloat, powInt32, relu, roundHalfEven, sigmoid, sign } from "./scalar.ts";
 import { assertOutSize, assertSameShape, contiguousData, viewSize } from "./strided.ts";
 
@@ -88,6 +88,35 @@ export function binary(op: BinaryOp, a: View, b: View, out: TypedArray): void {
   const x = contiguousData(a);
   const y = contiguousData(b);
   for (let i = 0; i < n; i++) out[i] = f(x[i], y[i]);
+}
+
+/** out[i] = act(x[i] + b[i]) with the sum rounded to out's dtype; b null means act(x[i]). */
+export function biasAct(act: Activation, x: View, b: View | null, out: TypedArray): void {
+  const f = UNARY[act];
+  const n = viewSize(x);
+  assertOutSize("biasAct", out, n);
+  const src = contiguousData(x);
+  if (b === null) {
+    for (let i = 0; i < n; i++) out[i] = f(src[i]);
+    return;
+  }
+  assertSameShape("biasAct", x.shape, b.shape);
+  const bias = contiguousData(b);
+  const round = out instanceof Float32Array ? Math.fround : (v: number) => v;
+  for (let i = 0; i < n; i++) out[i] = f(round(src[i] + bias[i]));
+}
+
+/** out[i] = ct[i] * act'(x[i]) written through y = act(x), rounding each product as the unfused rules do. */
+export function actGrad(act: Activation, y: View, ct: View, out: TypedArray): void {
+  assertSameShape("actGrad", y.shape, ct.shape);
+  const n = viewSize(y);
+  assertOutSize("actGrad", out, n);
+  const ys = contiguousData(y);
+  const g = contiguousData(ct);
+  const r = out instanceof Float32Array ? Math.fround : (v: number) => v;
+  if (act === "relu") for (let i = 0; i < n; i++) out[i] = ys[i] > 0 ? g[i] : 0;
+  else if (act === "tanh") for (let i = 0; i < n; i++) out[i] = g[i] * r(1 - r(ys[i] * ys[i]));
+  else for (let i = 0; i < n; i++) out[i] = g[i] * r(ys[i] * r(1 - ys[i]));
 }
 
 /** out[i] = cond[i] ? a[i] : b[i]; cond is bool (nonzero counts as true). */

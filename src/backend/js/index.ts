@@ -10,11 +10,11 @@
 import { allocTyped } from "../../dtype.ts";
 import type { Backend } from "../backend.ts";
 import { conv2d, conv2dBackInput, conv2dBackWeight } from "./conv.ts";
-import { binary, cast, unary, where } from "./elementwise.ts";
+import { actGrad, biasAct, binary, cast, unary, where } from "./elementwise.ts";
 import { gather, scatterAdd } from "./indexing.ts";
 import { dot } from "./linalg.ts";
 import { adamUpdate } from "./optim.ts";
-import { avgPool2d, avgPool2dBackward, maxPool2d, maxPool2dArgmax } from "./pool.ts";
+import { avgPool2d, avgPool2dBackward, maxPool2d, maxPool2dArgmax, maxPool2dBackward } from "./pool.ts";
 import { argReduce, cumsum, reduce } from "./reduce.ts";
 import { softmax, softmaxBackward } from "./softmax.ts";
 import { assertSameShape, copyStrided } from "./strided.ts";
@@ -35,6 +35,8 @@ export const jsBackend: Backend = {
   unary,
   binary,
   where,
+  biasAct,
+  actGrad,
   cast,
   copy(src, dst) {
     assertSameShape("copy", src.shape, dst.shape);
@@ -49,6 +51,7 @@ export const jsBackend: Backend = {
   conv2dBackWeight,
   maxPool2d,
   maxPool2dArgmax,
+  maxPool2dBackward,
   avgPool2d,
   avgPool2dBackward,
   gather,

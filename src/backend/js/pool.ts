@@ -1,6 +1,6 @@
 /**
- * 2-D pooling kernels of the js reference backend (NCHW): max pooling, its argmax, average pooling and the
- * transpose of average pooling.
+ * 2-D pooling kernels of the js reference backend (NCHW): max pooling, its argmax, the transpose of max pooling
+ * at a point, average pooling and the transpose of average pooling.
  *
  * Window (oh, ow) covers input rows oh*sh - ph .. oh*sh - ph + kh - 1 (likewise columns). Positions outside
  * the image are padding: for max pooling they hold -Infinity (so they never win), for average pooling they
@@ -96,6 +96,40 @@ export function maxPool2dArgmax(
   const d = dims("maxPool2dArgmax", x.shape, outShape, p);
   assertOutSize("maxPool2dArgmax", out, d.planes * d.oh * d.ow);
   windowArgmax(contiguousData(x), d, p, out);
+}
+
+/**
+ * Transpose of max pooling at x (its VJP): dy [N, C, OH, OW] -> out [N, C, H, W] (outShape, x's shape). Each
+ * dy[oh, ow] goes to the position of its window's first maximum (windowArgmax: padding never wins, a NaN wins);
+ * every other position is 0. Where windows overlap (stride < kernel) a position can collect several terms: they
+ * are summed in float64 in output order (oh, then ow), starting from +0, and rounded once into out.
+ */
+export function maxPool2dBackward(
+  x: View,
+  dy: View,
+  out: TypedArray,
+  outShape: readonly number[],
+  p: Pool2dParams,
+): void {
+  const d = dims("maxPool2dBackward", x.shape, dy.shape, p);
+  if (outShape.length !== 4 || outShape.some((v, i) => v !== x.shape[i])) {
+    throw internal(
+      `maxPool2dBackward: output [${outShape.join(", ")}] is not the input's shape [${x.shape.join(", ")}]`,
+    );
+  }
+  const size = d.planes * d.h * d.w;
+  assertOutSize("maxPool2dBackward", out, size);
+  const nOut = d.planes * d.oh * d.ow;
+  const idx = new Int32Array(nOut);
+  windowArgmax(contiguousData(x), d, p, idx);
+  const DY = contiguousData(dy);
+  const acc = new Float64Array(size);
+  const plane = d.oh * d.ow;
+  for (let o = 0; o < nOut; o++) {
+    const i = idx[o];
+    if (i >= 0) acc[Math.floor(o / plane) * d.h * d.w + i] += DY[o];
+  }
+  for (let i = 0; i < size; i++) out[i] = acc[i];
 }
 
 /** Average pooling: out = (sum of the window's in-image elements) / (kh * kw). */

@@ -27,9 +27,11 @@ export interface NativeAddon {
   dot(a: TypedArray, b: TypedArray, out: TypedArray): void;
   conv2d(kind: number, p: TypedArray, q: TypedArray, out: TypedArray): void;
   pool2d(kind: number, x: TypedArray, out: TypedArray): void;
+  maxPool2dBackward(x: TypedArray, dy: TypedArray, out: TypedArray): void;
   gather(x: TypedArray, idx: TypedArray, out: TypedArray): void;
   scatterAdd(src: TypedArray, idx: TypedArray, out: TypedArray): void;
   adamUpdate(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, vmax: TypedArray | null): void;
+  activation(kind: number, act: number, x: TypedArray, b: TypedArray | null, out: TypedArray): void;
   softmax(log: number, x: TypedArray, out: TypedArray): void;
   softmaxBackward(log: number, y: TypedArray, ct: TypedArray, out: TypedArray): void;
 }

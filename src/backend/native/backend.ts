@@ -4,10 +4,12 @@
  * Per-call cost is what matters for small tensors, so the path allocates nothing: views' offsets, shapes and
  * strides are written into one module-level Float64Array (the meta buffer the addon reads), the typed arrays
  * are passed as they are (the kernels work on them in place), and op names map to codes through constant
- * tables. Allocation is plain typed arrays (garbage-collected, like the js backend).
+ * tables. Allocation is plain typed arrays (garbage-collected, like the js backend); large outputs that the
+ * kernel overwrites entirely skip the zero fill (Buffer.allocUnsafeSlow), which with the addon's malloc
+ * settings makes them reused heap memory: no zeroing pass and no page faults.
  */
-import { allocTyped, type TypedArray } from "../../dtype.ts";
-import type { Backend, Conv2dParams, Pool2dParams, View } from "../backend.ts";
+import { allocTyped, bytesPerElement, type DType, type TypedArray, typedOver } from "../../dtype.ts";
+import { ACTIVATIONS, type Backend, type Conv2dParams, type Pool2dParams, type View } from "../backend.ts";
 import {
   BINARY_CODE,
   CONV_BACK_INPUT,
@@ -21,6 +23,15 @@ import {
   REDUCE_CODE,
   UNARY_CODE,
 } from "./addon.ts";
+
+/** Below this many bytes, zero-filled typed arrays are as cheap as uninitialised ones. */
+const UNINIT_MIN_BYTES = 16384;
+
+function allocNative(dtype: DType, size: number, uninitialized = false): TypedArray {
+  const bytes = size * bytesPerElement(dtype);
+  if (!uninitialized || bytes < UNINIT_MIN_BYTES) return allocTyped(dtype, size);
+  return typedOver(dtype, Buffer.allocUnsafeSlow(bytes).buffer, size);
+}
 
 /** The largest rank a native kernel accepts (kMaxDims in common.h). */
 export const MAX_RANK = 32;
@@ -113,7 +124,7 @@ export function createNativeBackend(addon: NativeAddon): Backend {
 
   return {
     name: "native",
-    alloc: allocTyped,
+    alloc: allocNative,
     unary(op, x, out) {
       p = 0;
       put(x);
@@ -192,6 +203,20 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     maxPool2dArgmax(x, out, outShape, params) {
       pool(POOL_MAX_ARGMAX, x, out, outShape, params);
     },
+    maxPool2dBackward(x, dy, out, outShape, params) {
+      // out is x's shape by contract; the addon checks dy against x's pooled shape and out's length against x
+      if (outShape.length !== 4 || outShape.some((v, i) => v !== x.shape[i])) {
+        throw new RangeError(
+          `native maxPool2dBackward: output [${outShape.join(", ")}] is not the input's shape [${x.shape.join(", ")}]`,
+        );
+      }
+      p = 0;
+      put(x);
+      put(dy);
+      putPool(params);
+      meta[p++] = code(out);
+      addon.maxPool2dBackward(x.data, dy.data, out);
+    },
     avgPool2d(x, out, outShape, params) {
       pool(POOL_AVG, x, out, outShape, params);
     },
@@ -223,6 +248,20 @@ export function createNativeBackend(addon: NativeAddon): Backend {
       meta[p++] = code(v);
       if (vmax !== null) meta[p++] = code(vmax);
       addon.adamUpdate(param, g.data, m, v, vmax);
+    },
+    biasAct(act, x, b, out) {
+      p = 0;
+      put(x);
+      if (b !== null) put(b);
+      meta[p++] = code(out);
+      addon.activation(0, ACTIVATIONS.indexOf(act), x.data, b === null ? null : b.data, out);
+    },
+    actGrad(act, y, ct, out) {
+      p = 0;
+      put(y);
+      put(ct);
+      meta[p++] = code(out);
+      addon.activation(1, ACTIVATIONS.indexOf(act), y.data, ct.data, out);
     },
     scatterAdd(src, axis, idx, out, outShape) {
       p = 0;

@@ -202,6 +202,13 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
         () => R.pool(c, 1, x, out, outShape, p),
         () => js.maxPool2dArgmax(x, out, outShape, p),
       ),
+    maxPool2dBackward: (x, dy, out, outShape, p) =>
+      run(
+        fallbacks,
+        "maxPool2dBackward",
+        () => R.maxPoolBackward(c, x, dy, out, outShape, p),
+        () => js.maxPool2dBackward(x, dy, out, outShape, p),
+      ),
     avgPool2d: (x, out, outShape, p) =>
       run(
         fallbacks,
@@ -218,6 +225,8 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
       ),
     gather: js.gather,
     scatterAdd: js.scatterAdd,
+    biasAct: js.biasAct,
+    actGrad: js.actGrad,
     softmax: (x, axis, log, out) => S.softmax(backend, x, axis, log, out),
     softmaxBackward: (y, ct, axis, log, out) => S.softmaxBackward(backend, y, ct, axis, log, out),
     // fused Adam runs the js loop on the views (they are plain typed arrays), in place: no temporaries

@@ -33,6 +33,7 @@ const KERNEL_NAMES = [
   "im2row",
   "col2im",
   "maxPool",
+  "maxPoolBack",
   "avgPool",
   "avgPoolBack",
 ] as const;

@@ -5,7 +5,8 @@
  * (size-1 axes dropped), and each reduced run is removed in turn, innermost first, by one pass of the wasm
  * kernel over [outer, r, inner] (see wasm/assembly/reduce.ts). One pass covers the common cases (last axis,
  * first axis, a middle block); a batch-norm style reduction over (0, 2, 3) of NCHW takes two.
- * Pooling (float32) runs the wasm kernels on contiguous NCHW planes; other dtypes fall back to js.
+ * Pooling (float32) runs the wasm kernels on contiguous NCHW planes, forward and both transposes (average,
+ * and max at a point); other dtypes fall back to js.
  */
 import { dtypeOfTyped, type TypedArray } from "../../dtype.ts";
 import { internal } from "../../errors.ts";
@@ -174,6 +175,48 @@ export function avgPoolBackward(
       const DY = stageContiguous(c, s, dy);
       const acc = s.alloc(size * 8);
       c.k.avgPoolBack(writeInts(c, geo), DY, O.ptr, acc);
+    }
+    O.finish();
+    return true;
+  } finally {
+    s.release();
+  }
+}
+
+/**
+ * Transpose of max pooling at x in wasm (float32 only): dy [N, C, OH, OW] -> out [N, C, H, W] (x's shape).
+ * The float64 accumulator (one plane) is needed only where windows overlap.
+ */
+export function maxPoolBackward(
+  c: Ctx,
+  x: View,
+  dy: View,
+  out: TypedArray,
+  outShape: readonly number[],
+  p: Pool2dParams,
+): boolean {
+  const f32 = (a: TypedArray) => a instanceof Float32Array;
+  if (!f32(x.data) || !f32(dy.data) || !f32(out)) return false;
+  const geo = poolGeometry("maxPool2dBackward", x.shape, dy.shape, p);
+  if (outShape.length !== 4 || outShape.some((v, i) => v !== x.shape[i])) {
+    throw internal(
+      `maxPool2dBackward: output [${outShape.join(", ")}] is not the input's shape [${x.shape.join(", ")}]`,
+    );
+  }
+  const size = sizeOf(outShape);
+  assertOutSize("maxPool2dBackward", out, size);
+  if (size === 0) return true;
+  const s = new Scope(c.heap);
+  try {
+    const O = stageOut(c, s, out, size);
+    if (sizeOf(dy.shape) === 0) {
+      c.k.zero(O.ptr, size * 4); // no window: nothing reaches dx
+    } else {
+      const X = stageContiguous(c, s, x);
+      const DY = stageContiguous(c, s, dy);
+      const overlap = p.stride[0] < p.kernel[0] || p.stride[1] < p.kernel[1];
+      const acc = overlap ? s.alloc(outShape[2] * outShape[3] * 8) : 0;
+      c.k.maxPoolBack(writeInts(c, geo), X, DY, O.ptr, acc);
     }
     O.finish();
     return true;

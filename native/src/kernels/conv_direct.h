@@ -1,0 +1,254 @@
+// Direct convolution for unit stride, used by conv.cc for the forward pass, the input gradient (a forward pass
+// over the padded cotangent with the flipped, transposed filter) and the weight gradient.
+//
+// Why not im2col: the packed GEMM of gemm.h must copy every im2col element into a panel, and that copy costs
+// as much as the arithmetic when the channel count is small (a 5x5 filter over 32 channels makes 800 im2col
+// rows per output position, each used only O times). Here nothing is packed but the filter and one padded copy
+// of each input image: the GEMM's B operand is read straight from that copy.
+//
+// The "wide row" layout: each input plane is copied into `xpad` with row pitch Wp >= W + pw, zeros at the
+// left of every row (pw columns), ph zero rows above, ph + 1 below. Output position (oh, ow) is given the wide
+// index q = oh * Wp + ow, and then input tap (c, kh, kw) of that output is xpad[off(c, kh, kw) + q] with
+// off = c * PS + kh * dh * Wp + kw * dw: one constant offset per tap. So for NR consecutive wide positions the
+// NR inputs of a tap are consecutive in memory, one unaligned vector load, and the forward pass is a GEMM
+//   y[o, q] = sum_k A[o, k] * xpad[off[k] + q]
+// with the packed filter A. A window that runs past the right edge of a row wraps into the next row's left
+// padding, which is zero, as the padded image requires (this is why Wp = W + pw suffices, not W + 2 pw).
+// Wide positions with ow >= OW are computed and dropped: (Wp - OW) / Wp of the work (2/16 for a 5x5 "same"
+// convolution of a 14x14 image, against the 32/224 of padding each image to a multiple of NR in gemm.h).
+//
+// The weight gradient is the same sum with the roles turned: dW[o, k] = sum over images and *valid* positions
+// of dy[o, p] * xpad[off[k] + q(p)], vectorised over o (dy transposed per image) with MR taps per micro-tile;
+// it never reads a dropped position.
+#pragma once
+
+#include "gemm.h"
+
+namespace cr {
+namespace CR_ISA_NS {
+
+template <class T>
+struct DirectBlocking {
+  static constexpr int W = Simd<T>::W;
+  static constexpr int NV = 2;
+  static constexpr int NR = NV * W;
+  // Rows per micro-tile: MR x NV accumulators plus NV + 1 operands must fit the register file (32 zmm, 16 ymm
+  // or xmm). 8 rows waste nothing on the usual 8k channel counts.
+#if CR_ISA_LEVEL == 2
+  static constexpr int MR = 8;
+#elif CR_ISA_LEVEL == 1
+  static constexpr int MR = 6;
+#else
+  static constexpr int MR = 4;
+#endif
+};
+
+// One unit-stride convolution pass of one group: Cin input planes H x W -> Cout output planes OH x OW.
+struct DGeo {
+  i64 Cin, H, W, Cout, KH, KW, ph, pw, dh, dw, OH, OW;
+  i64 Wp, Hp, PS, K;  // row pitch, padded rows, plane stride of xpad, taps per output (Cin * KH * KW)
+};
+
+template <class T>
+DGeo dgeo(i64 Cin, i64 H, i64 W, i64 Cout, i64 KH, i64 KW, i64 ph, i64 pw, i64 dh, i64 dw, i64 OH, i64 OW) {
+  DGeo d{Cin, H, W, Cout, KH, KW, ph, pw, dh, dw, OH, OW, 0, 0, 0, Cin * KH * KW};
+  d.Wp = imax(W + pw, OW);
+  d.Hp = H + 2 * ph;
+  d.PS = (d.Hp + 1) * d.Wp + DirectBlocking<T>::NR;
+  return d;
+}
+
+// Elements of one image's xpad: Cin planes and one plane of zeros that over-reads of the last plane land in.
+CR_INLINE i64 xpad_size(const DGeo& d) { return (d.Cin + 1) * d.PS; }
+
+// Copy image planes x[c, ih, iw] = xn[c * s1 + ih * s2 + iw * s3] into the wide-row layout.
+template <class T>
+void build_xpad(T* xp, const T* xn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
+  std::memset(xp, 0, sizeof(T) * (size_t)xpad_size(d));
+  for (i64 c = 0; c < d.Cin; c++)
+    for (i64 ih = 0; ih < d.H; ih++) {
+      T* dst = xp + c * d.PS + (ih + d.ph) * d.Wp + d.pw;
+      const T* src = xn + c * s1 + ih * s2;
+      if (s3 == 1)
+        std::memcpy(dst, src, sizeof(T) * (size_t)d.W);
+      else
+        for (i64 iw = 0; iw < d.W; iw++) dst[iw] = src[iw * s3];
+    }
+}
+
+// Tap offsets off[k], k = (c, kh, kw) row-major.
+CR_INLINE void tap_offsets(i64* off, const DGeo& d) {
+  i64 k = 0;
+  for (i64 c = 0; c < d.Cin; c++)
+    for (i64 kh = 0; kh < d.KH; kh++)
+      for (i64 kw = 0; kw < d.KW; kw++) off[k++] = c * d.PS + kh * d.dh * d.Wp + kw * d.dw;
+}
+
+// Packed filter of one group: ceil(Cout / MR) panels, panel p holding A[p*MR + r, k] at [k * MR + r] (zero rows
+// past Cout). a(o, k) gives the element.
+template <class T, class F>
+void pack_filter(T* dst, const DGeo& d, F a) {
+  constexpr int MR = DirectBlocking<T>::MR;
+  for (i64 o0 = 0; o0 < d.Cout; o0 += MR, dst += d.K * MR)
+    for (i64 k = 0; k < d.K; k++)
+      for (int r = 0; r < MR; r++) dst[k * MR + r] = o0 + r < d.Cout ? a(o0 + r, k) : T(0);
+}
+
+CR_INLINE i64 filter_panels_size(const DGeo& d, int mr) { return (d.Cout + mr - 1) / mr * mr * d.K; }
+
+// tile[r][0..NR) = sum_k Ap[k][r] * xb[off[k] + 0..NR)
+template <class T>
+__attribute__((noinline)) void direct_tile(i64 K, const T* __restrict Ap, const T* __restrict xb,
+                                           const i64* __restrict off, T* __restrict tile) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int MR = DirectBlocking<T>::MR, NV = DirectBlocking<T>::NV, W = S::W, NR = NV * W;
+  V acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) acc[r][v] = S::zero();
+  for (i64 k = 0; k < K; k++) {
+    const T* b = xb + off[k];
+    V bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) bv[v] = S::loadu(b + v * W);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++) {
+      const V a = S::set1(Ap[r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) acc[r][v] = S::fma(a, bv[v], acc[r][v]);
+    }
+    Ap += MR;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) S::storeu(tile + r * NR + v * W, acc[r][v]);
+}
+
+// The output stretches of wide positions q0 .. q0 + NR: lane t, output index p = oh * OW + ow, length.
+struct Seg {
+  int t, len;
+  i64 p;
+};
+
+CR_INLINE int tile_segments(const DGeo& d, i64 q0, int nr, Seg* segs) {
+  int n = 0;
+  i64 oh = q0 / d.Wp, ow = q0 - oh * d.Wp;
+  for (int t = 0; t < nr && oh < d.OH;) {
+    const int len = (int)imin<i64>(nr - t, d.Wp - ow);
+    const int valid = ow < d.OW ? (int)imin<i64>(len, d.OW - ow) : 0;
+    if (valid > 0) segs[n++] = Seg{t, valid, oh * d.OW + ow};
+    t += len;
+    ow = 0;
+    oh++;
+  }
+  return n;
+}
+
+// Output planes of one image from its xpad: out[o * OH * OW + p], panels [pa0, pa1) x tiles [tb0, tb1) of the
+// (panel, tile) grid flattened as t = panel * ntiles + tile over [t0, t1).
+template <class T>
+void direct_forward_tiles(const T* xp, const T* Ap, const i64* off, T* out, const DGeo& d, i64 t0, i64 t1) {
+  constexpr int MR = DirectBlocking<T>::MR, NR = DirectBlocking<T>::NR;
+  const i64 ntiles = (d.OH * d.Wp + NR - 1) / NR, P = d.OH * d.OW;
+  alignas(64) T tile[MR * NR];
+  Seg segs[NR];
+  for (i64 t = t0; t < t1; t++) {
+    const i64 pa = t / ntiles, jt = t % ntiles;
+    const i64 q0 = jt * NR, o0 = pa * MR;
+    direct_tile<T>(d.K, Ap + pa * d.K * MR, xp + q0, off, tile);
+    const int ns = tile_segments(d, q0, NR, segs);
+    const int rows = (int)imin<i64>(MR, d.Cout - o0);
+    for (int r = 0; r < rows; r++) {
+      T* dst = out + (o0 + r) * P;
+      const T* src = tile + r * NR;
+      for (int s = 0; s < ns; s++) std::memcpy(dst + segs[s].p, src + segs[s].t, sizeof(T) * (size_t)segs[s].len);
+    }
+  }
+}
+
+CR_INLINE i64 direct_forward_tasks(const DGeo& d, int mr, int nr) {
+  return (d.Cout + mr - 1) / mr * ((d.OH * d.Wp + nr - 1) / nr);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Weight gradient. dyT holds one image's cotangent for the group transposed, dyT[p * LD + o] (LD = Cout rounded
+// up to NR, zero columns past Cout). acc (MR x LD, row-major) += the image's contribution to the taps
+// k0 .. k0 + MR (rows past K read tap K - 1 and are dropped by the caller).
+template <class T>
+__attribute__((noinline)) void direct_wgrad_tile(const T* __restrict xp, const i64* __restrict koff,
+                                                 const T* __restrict dyT, i64 LD, i64 o0, const DGeo& d,
+                                                 T* __restrict acc_mem) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int MR = DirectBlocking<T>::MR, NV = DirectBlocking<T>::NV, W = S::W;
+  V acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) acc[r][v] = S::loadu(acc_mem + r * LD + o0 + v * W);
+  const T* dp = dyT + o0;
+  for (i64 oh = 0; oh < d.OH; oh++) {
+    const T* xr = xp + oh * d.Wp;
+    for (i64 ow = 0; ow < d.OW; ow++, dp += LD) {
+      V bv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) bv[v] = S::loadu(dp + v * W);
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; r++) {
+        const V a = S::set1(xr[koff[r] + ow]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[r][v] = S::fma(a, bv[v], acc[r][v]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) S::storeu(acc_mem + r * LD + o0 + v * W, acc[r][v]);
+}
+
+// dyT[p * LD + o] = dyn[o * s1 + oh * s2 + ow * s3], zero for o >= Cout.
+template <class T>
+void transpose_dy(T* dyT, i64 LD, const T* dyn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
+  const i64 P = d.OH * d.OW;
+  for (i64 p = 0; p < P; p++)
+    for (i64 o = d.Cout; o < LD; o++) dyT[p * LD + o] = T(0);
+  // Blocks of 8 channels: 8 sequential read streams, one 8-element run written per position (a channel at a
+  // time would write one element per cache line; this runs once per image, with few taps it is not small).
+  constexpr int B = 8;
+  for (i64 o0 = 0; o0 < d.Cout; o0 += B) {
+    const int nb = (int)imin<i64>(B, d.Cout - o0);
+    const T* src[B];
+    for (int r = 0; r < B; r++) src[r] = dyn + (o0 + imin(r, nb - 1)) * s1;
+    i64 p = 0;
+    for (i64 oh = 0; oh < d.OH; oh++)
+      for (i64 ow = 0; ow < d.OW; ow++, p++) {
+        const i64 at = oh * s2 + ow * s3;
+        T* dst = dyT + p * LD + o0;
+        if (nb == B) {
+#pragma GCC unroll 8
+          for (int r = 0; r < B; r++) dst[r] = src[r][at];
+        } else {
+          for (int r = 0; r < nb; r++) dst[r] = src[r][at];
+        }
+      }
+  }
+}
+
+// acc (K rounded up to MR rows, LD columns) += one image's weight gradient for tap tiles [kt0, kt1).
+template <class T>
+void direct_wgrad_image(const T* xp, const i64* off, const T* dyT, i64 LD, const DGeo& d, T* acc, i64 kt0,
+                        i64 kt1) {
+  constexpr int MR = DirectBlocking<T>::MR, NR = DirectBlocking<T>::NR;
+  for (i64 kt = kt0; kt < kt1; kt++) {
+    i64 koff[MR];
+    for (int r = 0; r < MR; r++) koff[r] = off[imin<i64>(kt * MR + r, d.K - 1)];
+    for (i64 o0 = 0; o0 < LD; o0 += NR) direct_wgrad_tile<T>(xp, koff, dyT, LD, o0, d, acc + kt * MR * LD);
+  }
+}
+
+}  // namespace CR_ISA_NS
+}  // namespace cr

@@ -1,0 +1,104 @@
+/**
+ * Sequential fuses a Linear or Conv2d followed by ReLU, Tanh or Sigmoid into one bias + activation kernel. The
+ * fused model must give exactly the outputs and gradients of the same modules called one by one, use the fused
+ * kernel forward and backward, and step aside when a hook would observe the intermediate tensor.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { Backend } from "../../src/backend/backend.ts";
+import { getBackend, setBackend } from "../../src/backend/registry.ts";
+import { manualSeed, nn, randn, type Tensor } from "../../src/index.ts";
+
+const { Conv2d, Flatten, Linear, ReLU, Sequential, Sigmoid, Tanh } = nn;
+
+/** Run f with the current backend wrapped to count calls of the fused kernels. */
+function counting<T>(f: () => T): { result: T; biasAct: number; actGrad: number } {
+  const base = getBackend();
+  const n = { biasAct: 0, actGrad: 0 };
+  const spy: Backend = {
+    ...base,
+    biasAct(...a) {
+      n.biasAct++;
+      base.biasAct(...a);
+    },
+    actGrad(...a) {
+      n.actGrad++;
+      base.actGrad(...a);
+    },
+  };
+  setBackend(spy);
+  try {
+    return { result: f(), ...n };
+  } finally {
+    setBackend(base);
+  }
+}
+
+function build() {
+  manualSeed(7);
+  return new Sequential(
+    new Conv2d(2, 3, 3, { padding: 1 }),
+    new ReLU(),
+    new Flatten(),
+    new Linear(3 * 5 * 5, 6),
+    new Tanh(),
+    new Linear(6, 4),
+    new Sigmoid(),
+  );
+}
+
+/** Loss and parameter gradients, either through Sequential.call or calling each module in turn. */
+function run(model: nn.Sequential, x: Tensor, fused: boolean): { y: number[]; grads: number[][] } {
+  let y = x;
+  if (fused) y = model.call(x);
+  else for (const m of model) y = m.call(y);
+  for (const p of model.parameters()) p.grad = null;
+  y.square().sum().backward();
+  return { y: [...y.dataSync()], grads: model.parameters().map((p) => [...p.grad!.dataSync()]) };
+}
+
+test("Sequential fuses layer + activation pairs: same outputs and gradients, fused kernels both ways", () => {
+  const model = build();
+  const x = randn([2, 2, 5, 5]);
+  const plain = counting(() => run(model, x, false));
+  const fused = counting(() => run(model, x, true));
+  assert.equal(plain.biasAct, 0);
+  assert.equal(fused.biasAct, 3, "three layer + activation pairs fuse");
+  assert.equal(fused.actGrad, 3, "each fused pair's backward is one actGrad kernel");
+  assert.deepEqual(fused.result.y, plain.result.y);
+  assert.deepEqual(fused.result.grads, plain.result.grads);
+});
+
+test("Sequential does not fuse past a hook, a subclass, or a layer without a following activation", () => {
+  const model = build();
+  const x = randn([2, 2, 5, 5]);
+  const seen: number[][] = [];
+  const h = model.at(1).registerForwardHook((_m, args) => seen.push([...(args[0] as Tensor).shape]));
+  const hooked = counting(() => model.call(x));
+  assert.equal(hooked.biasAct, 2, "the hooked ReLU runs alone; the other two pairs still fuse");
+  assert.deepEqual(seen, [[2, 3, 5, 5]], "the hook saw the conv output");
+  h.remove();
+
+  class MyReLU extends ReLU {
+    override forward(t: Tensor): Tensor {
+      return t.relu().mul(2);
+    }
+  }
+  const sub = new Sequential(new Linear(3, 2), new MyReLU());
+  const y = counting(() => sub.call(randn([4, 3])));
+  assert.equal(y.biasAct, 0, "a subclass of ReLU may compute something else: not fused");
+
+  const tail = counting(() => new Sequential(new ReLU(), new Linear(3, 2)).call(randn([4, 3])));
+  assert.equal(tail.biasAct, 0);
+});
+
+test("biasActivation and linear check their arguments", () => {
+  const x = randn([2, 3]);
+  assert.throws(() => nn.biasActivation(x, randn([2]), "relu"), /biasActivation: bias must have shape \[3\]/);
+  assert.throws(
+    () => nn.biasActivation(x, null, "gelu" as "relu"),
+    /activation must be one of relu, tanh, sigmoid/,
+  );
+  assert.throws(() => nn.biasActivation(x, randn([3]), "relu", 2), /dim 2 is out of range/);
+  assert.throws(() => nn.linear(x, randn([4, 2])), /linear: expected input \[\.\.\., 2\]/);
+});
