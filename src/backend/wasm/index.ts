@@ -22,7 +22,7 @@
  * else setBackend(r.backend); // from ../registry.ts
  * ```
  */
-import { allocTyped, type TypedArray } from "../../dtype.ts";
+import { allocTyped } from "../../dtype.ts";
 import type { Backend } from "../backend.ts";
 import { jsBackend as js } from "../js/index.ts";
 import { type Ctx, MAX_DIMS, OutOfHeap } from "./context.ts";
@@ -43,34 +43,29 @@ import { defaultWorkers, GemmPool } from "./threads.ts";
 export type { HeapStats } from "./heap.ts";
 export type { WasmOptions } from "./module.ts";
 
-/** The wasm backend object, with its memory statistics and explicit release. */
+/** The wasm backend object, with its memory statistics. */
 export interface WasmBackend extends Backend {
-  /** Bytes currently allocated in the wasm heap (live tensor storage and in-flight scratch). */
+  /**
+   * Bytes of wasm memory the backend holds: the scratch arena's high-water mark (the largest footprint of one
+   * kernel call so far). Tensor storage is not counted: it is ordinary typed arrays, in the JS heap.
+   */
   backendBytes(): number;
-  /** Detailed heap statistics. */
+  /** Detailed statistics of the wasm memory. */
   heapStats(): HeapStats;
   /**
-   * Free the storage of an array returned by `alloc` now rather than when it is garbage collected. The
-   * array (and every tensor viewing it) must not be used afterwards. False for any other array.
-   */
-  release(data: TypedArray): boolean;
-  /**
    * How many calls of each kernel ran the js reference kernel instead of wasm (a dtype or op wasm does not
-   * implement, or no scratch memory). gather, scatterAdd, argReduce and cumsum always run js and are not
-   * counted.
+   * implement, or no scratch memory). argReduce and cumsum always run js and are not counted.
    */
   fallbacks(): Record<string, number>;
   /** True if the module uses relaxed SIMD (fused multiply-add). */
   readonly relaxedSimd: boolean;
-  /** True if the heap is a shared (growable) memory. */
+  /** True if the wasm memory is shared (needed for the GEMM worker threads). */
   readonly sharedMemory: boolean;
   /** Threads float32 GEMM runs on (1: no worker pool). */
   readonly threads: number;
   /** Stop the GEMM worker threads (later products run on the calling thread). */
   stopThreads(): void;
 }
-
-const MIB = 1 << 20;
 
 /** Run `fast` (wasm); if it declines (false) or the heap is out of scratch, count it and run `slow` (js). */
 function run(counts: Map<string, number>, name: string, fast: () => boolean, slow: () => void): void {
@@ -85,19 +80,13 @@ function run(counts: Map<string, number>, name: string, fast: () => boolean, slo
 
 function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmBackend {
   const k = inst.kernels;
-  const maxBytes = p.shared ? p.maxPages * 65536 : p.memory.buffer.byteLength;
-  const defaultLimit = p.shared ? 2048 * MIB : Math.floor(0.75 * maxBytes);
-  const limit = Math.min(
-    maxBytes,
-    opts.tensorMemoryMiB !== undefined ? opts.tensorMemoryMiB * MIB : defaultLimit,
-  );
-  const heap = new Heap(p.memory, p.shared, k.heapBase(), k.zero, Math.min(limit, 0.75 * maxBytes));
-  const args = heap.malloc(5 * MAX_DIMS * 4);
+  const heap = new Heap(p.memory, p.shared, k.heapBase(), p.maxPages * 65536);
+  const args = heap.alloc(5 * MAX_DIMS * 4); // permanent: below every scope's mark
   if (args < 0) throw new Error("wasm heap: no room for the kernel descriptor block");
+  const baseBytes = heap.stats().liveBytes; // the descriptor block, not counted as scratch
   const workers = opts.threads === undefined ? defaultWorkers() : Math.max(0, Math.floor(opts.threads) - 1);
   const pool = p.shared ? GemmPool.start(inst.module, p.memory, workers) : null;
   let c: Ctx = { k, heap, args, pool };
-  const baseBytes = heap.stats().liveBytes; // the descriptor block, not counted as allocated
   const fallbacks = new Map<string, number>();
   return {
     name: "wasm",
@@ -110,10 +99,8 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
       c = { ...c, pool: null };
     },
     sharedMemory: heap.shared,
-    alloc(dtype, size) {
-      if (size === 0) return allocTyped(dtype, 0);
-      return heap.allocView(dtype, size) ?? allocTyped(dtype, size);
-    },
+    // ordinary garbage-collected storage (see the module comment)
+    alloc: allocTyped,
     unary: (op, x, out) =>
       run(
         fallbacks,
@@ -218,9 +205,11 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
     scatterAdd: js.scatterAdd,
     // fused Adam runs the js loop on the views (they are plain typed arrays), in place: no temporaries
     adamUpdate: js.adamUpdate,
-    backendBytes: () => heap.stats().liveBytes - baseBytes,
-    heapStats: () => heap.stats(),
-    release: (data) => heap.releaseView(data),
+    backendBytes: () => heap.stats().peakBytes - baseBytes,
+    heapStats: () => {
+      const st = heap.stats();
+      return { ...st, liveBytes: st.liveBytes - baseBytes, peakBytes: st.peakBytes - baseBytes };
+    },
     fallbacks: () => Object.fromEntries(fallbacks),
   };
 }
@@ -273,7 +262,7 @@ export async function initWasmBackend(opts?: WasmOptions): Promise<WasmBackend> 
  *
  * @example
  * ```ts
- * const fixed = createWasmBackend({ memory: "fixed", fixedMemoryMiB: 64 });
+ * const small = createWasmBackend({ memory: "fixed", maxMemoryMiB: 64 });
  * ```
  */
 export function createWasmBackend(opts?: WasmOptions): WasmBackend {
