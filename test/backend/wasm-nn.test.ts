@@ -1,7 +1,8 @@
 /**
  * Conformance of the wasm backend with the js reference backend, part 2: batched GEMM (every transpose
  * combination, broadcast batch, odd sizes, sizes that cross the GEMM's cache blocks, empty inner dimension),
- * conv2d and its two adjoints (stride, padding, dilation, groups, 1x1), and pooling. float32 results are
+ * conv2d and its two adjoints (stride, padding, dilation, groups, 1x1), pooling, and the fused Adam update.
+ * float32 results are
  * compared with the float64-accumulating reference within the classic dot-product error bound
  * |c - c_ref| <= gamma * sum |a| |b| (computed by the reference on absolute values).
  */
@@ -277,6 +278,58 @@ test("pooling: max, argmax, average and its transpose; padding, stride, NaN, str
           wasm,
         );
         same(w, e, 0, `avgPool2dBackward ${what}`);
+      }
+    }
+  }
+});
+
+test("adamUpdate: Adam, AdamW, AMSGrad and maximize, float32 and float64, strided gradients, SIMD tails", () => {
+  const rng = prng(18);
+  for (const dt of ["float32", "float64"] as const) {
+    for (const [decoupled, amsgrad, maximize, weightDecay] of [
+      [false, false, false, 0],
+      [false, true, false, 0.01],
+      [true, false, true, 0.1],
+      [true, true, false, 0.05],
+    ] as const) {
+      for (const [shape, how] of [
+        [[1], "contiguous"],
+        [[37], "scrambled"],
+        [[70, 41], "transposed"],
+        [[5, 9], "broadcast"],
+      ] as const) {
+        const n = sizeOf(shape);
+        const g = layout(values(rng, n, dt), [...shape], how, dt, false, rng).view;
+        const init = (lo: number) => Float64Array.from(values(rng, n, dt), (x) => Math.abs(x) + lo);
+        const [p0, m0, v0, x0] = [values(rng, n, dt), values(rng, n, dt), init(0), init(0.5)];
+        const h = {
+          lr: 1e-2,
+          beta1: 0.9,
+          beta2: 0.999,
+          eps: 1e-8,
+          weightDecay,
+          decoupled,
+          maximize,
+          bc1: 1 - 0.9 ** 3,
+          bc2Sqrt: Math.sqrt(1 - 0.999 ** 3),
+        };
+        const run = (b: typeof W | typeof J) => {
+          const arrs = [p0, m0, v0, x0].map((a) => {
+            const t = b.alloc(dt, n);
+            t.set(a);
+            return t;
+          });
+          const ran = inWasm("adamUpdate", () =>
+            b.adamUpdate!(arrs[0], g, arrs[1], arrs[2], amsgrad ? arrs[3] : null, h),
+          );
+          return { arrs, ran };
+        };
+        const e = run(J).arrs;
+        const { arrs: w, ran } = run(W);
+        const what = `adamUpdate ${dt} [${shape}] ${how} ${JSON.stringify({ decoupled, amsgrad, maximize })}`;
+        assert.ok(ran, `${what} runs in wasm`);
+        // float64 follows the reference's operations exactly; float32 computes in float32 (a few ulp)
+        for (let i = 0; i < 4; i++) same(w[i], e[i], dt === "float64" ? 0 : 1e-6, `${what} array ${i}`);
       }
     }
   }

@@ -29,6 +29,7 @@ import { type Ctx, MAX_DIMS, OutOfHeap } from "./context.ts";
 import * as E from "./elementwise.ts";
 import { Heap, type HeapStats } from "./heap.ts";
 import * as L from "./linalg.ts";
+import * as O from "./optim.ts";
 import {
   type Instance,
   instantiateKernels,
@@ -203,8 +204,13 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
       ),
     gather: js.gather,
     scatterAdd: js.scatterAdd,
-    // fused Adam runs the js loop on the views (they are plain typed arrays), in place: no temporaries
-    adamUpdate: js.adamUpdate,
+    adamUpdate: (p, g, m, v, vmax, h) =>
+      run(
+        fallbacks,
+        "adamUpdate",
+        () => O.adamUpdate(c, p, g, m, v, vmax, h),
+        () => js.adamUpdate!(p, g, m, v, vmax, h),
+      ),
     backendBytes: () => heap.stats().peakBytes - baseBytes,
     heapStats: () => {
       const st = heap.stats();

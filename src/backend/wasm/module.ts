@@ -35,6 +35,8 @@ const KERNEL_NAMES = [
   "maxPool",
   "avgPool",
   "avgPoolBack",
+  "adamF32",
+  "adamF64",
 ] as const;
 
 /** A kernel export: numbers (i32 values, pointers, byte strides) in, a number or nothing out. */
