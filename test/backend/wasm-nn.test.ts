@@ -2,9 +2,8 @@
  * Conformance of the wasm backend with the js reference backend, part 2: batched GEMM (every transpose
  * combination, broadcast batch, odd sizes, sizes that cross the GEMM's cache blocks, empty inner dimension),
  * conv2d and its two adjoints (stride, padding, dilation, groups, 1x1), pooling, and the fused Adam update.
- * float32 results are
- * compared with the float64-accumulating reference within the classic dot-product error bound
- * |c - c_ref| <= gamma * sum |a| |b| (computed by the reference on absolute values).
+ * float32 results are compared with the float64-accumulating reference within the classic dot-product error
+ * bound |c - c_ref| <= gamma * sum |a| |b| (computed by the reference on absolute values).
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
