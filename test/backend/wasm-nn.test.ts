@@ -235,6 +235,10 @@ test("pooling: max, argmax, average and its transpose; padding, stride, NaN, str
     [[3, 1, 5, 9], { kernel: [2, 3], stride: [1, 3], padding: [1, 1] }],
     [[1, 1, 1, 1], { kernel: [1, 1], stride: [1, 1], padding: [0, 0] }],
     [[2, 2, 0, 4], { kernel: [1, 1], stride: [1, 1], padding: [0, 0] }],
+    // wide enough for the four-window SIMD path: stride 1, 2 (with padding) and 3
+    [[2, 2, 9, 13], { kernel: [3, 3], stride: [2, 1], padding: [1, 1] }],
+    [[1, 2, 6, 18], { kernel: [2, 2], stride: [2, 2], padding: [1, 1] }],
+    [[1, 3, 6, 20], { kernel: [2, 3], stride: [1, 3], padding: [0, 1] }],
   ];
   for (const dt of ["float32", "float64"] as const) {
     for (const [xs, p] of cases) {
@@ -242,6 +246,7 @@ test("pooling: max, argmax, average and its transpose; padding, stride, NaN, str
         const vals = values(rng, sizeOf(xs), dt);
         for (let i = 0; i < vals.length; i += 5) vals[i] = vals[i + 1] ?? 0; // ties: the first wins
         if (vals.length > 20) vals[13] = Number.NaN;
+        if (vals.length > 200) vals[101] = vals[150] = vals[151] = Number.NaN;
         const x = layout(vals, xs, how, dt, rng() < 0.5, rng).view;
         const oh = Math.max(0, Math.floor((xs[2] + 2 * p.padding[0] - p.kernel[0]) / p.stride[0]) + 1);
         const ow = Math.max(0, Math.floor((xs[3] + 2 * p.padding[1] - p.kernel[1]) / p.stride[1]) + 1);

@@ -123,45 +123,99 @@ export function col2im(g: usize, pcol: usize, px: usize): void {
   }
 }
 
+/** The max (or argmax) of one pooling window, scalar; the first maximum wins and a NaN wins at once. */
+@inline
+function windowMax(base: usize, W: i32, i0: i32, i1: i32, j0: i32, j1: i32, o: usize, mode: i32): void {
+  let best = -1;
+  let bv: f32 = -Infinity;
+  for (let ih = i0; ih < i1; ih++) {
+    const row = base + <usize>(ih * W) * 4;
+    let j = j0;
+    for (; j < j1; j++) {
+      const v = load<f32>(row + <usize>j * 4);
+      if (v != v) {
+        best = ih * W + j;
+        bv = v;
+        break;
+      }
+      if (best < 0 || v > bv) {
+        best = ih * W + j;
+        bv = v;
+      }
+    }
+    if (j < j1) break; // a NaN ended the scan
+  }
+  if (mode == 0) store<f32>(o, best < 0 ? -Infinity : bv);
+  else store<i32>(o, best);
+}
+
 /**
  * Max pooling of contiguous float32 planes [P, H, W] at `px`. Descriptor g: [P, H, W, OH, OW, kh, kw, sh, sw,
  * ph, pw]. mode 0 writes the maxima (float32) to `po`, mode 1 the argmax flat in-plane indices (int32).
+ *
+ * Four horizontally adjacent windows that lie inside the image's columns are done at once in SIMD lanes with
+ * compare + bitselect: on random data "greater than the best so far" is a coin flip, and the mispredicted
+ * branches of a scalar scan cost several times its loads. A tap is taken while no NaN has been taken, if it
+ * is greater than the best so far or a NaN (the first tap always), which keeps the scalar rule: the first
+ * maximum wins and a NaN wins at once. Edge windows run the scalar scan. With sw == 2 a tap vector is the
+ * even lanes of two loads, which may read one element past the window's row; the arena always holds the
+ * output block after the input, so that read stays in memory and its value is discarded.
  */
 export function maxPool(g: usize, px: usize, po: usize, mode: i32): void {
   const P = load<i32>(g), H = load<i32>(g, 4), W = load<i32>(g, 8), OH = load<i32>(g, 12), OW = load<i32>(g, 16);
   const kh = load<i32>(g, 20), kw = load<i32>(g, 24), sh = load<i32>(g, 28), sw = load<i32>(g, 32);
   const ph = load<i32>(g, 36), pw = load<i32>(g, 40);
+  // outputs [owLo, owHi) have every column of their window inside the image
+  const owLo = min(OW, (pw + sw - 1) / sw);
+  const owHi = W + pw - kw < 0 ? 0 : min(OW, (W + pw - kw) / sw + 1);
+  let lanes = i32x4.splat(0);
+  lanes = i32x4.replace_lane(lanes, 1, sw);
+  lanes = i32x4.replace_lane(lanes, 2, 2 * sw);
+  lanes = i32x4.replace_lane(lanes, 3, 3 * sw);
   let o = po;
   for (let pl = 0; pl < P; pl++) {
     const base = px + <usize>(pl * H * W) * 4;
     for (let oh = 0; oh < OH; oh++) {
       const i0 = max(0, oh * sh - ph);
       const i1 = min(H, oh * sh - ph + kh);
-      for (let ow = 0; ow < OW; ow++) {
-        const j0 = max(0, ow * sw - pw);
-        const j1 = min(W, ow * sw - pw + kw);
-        let best = -1;
-        let bv: f32 = -Infinity;
-        for (let ih = i0; ih < i1; ih++) {
-          const row = base + <usize>(ih * W) * 4;
-          let j = j0;
-          for (; j < j1; j++) {
-            const v = load<f32>(row + <usize>j * 4);
-            if (v != v) {
-              best = ih * W + j;
-              bv = v;
-              break;
-            }
-            if (best < 0 || v > bv) {
-              best = ih * W + j;
-              bv = v;
+      let ow = 0;
+      if (i0 < i1 && kw > 0) {
+        for (; ow < owLo; ow++, o += 4) windowMax(base, W, i0, i1, 0, min(W, ow * sw - pw + kw), o, mode);
+        for (; ow + 4 <= owHi; ow += 4, o += 16) {
+          const c0 = ow * sw - pw;
+          let bv = f32x4.splat(0);
+          let bi = i32x4.splat(0);
+          for (let ih = i0; ih < i1; ih++) {
+            const row = base + <usize>(ih * W) * 4;
+            for (let j = 0; j < kw; j++) {
+              const col = c0 + j;
+              const q = row + <usize>col * 4;
+              let v: v128;
+              if (sw == 1) v = v128.load(q);
+              else if (sw == 2) v = v128.shuffle<f32>(v128.load(q), v128.load(q, 16), 0, 2, 4, 6);
+              else {
+                const st = <usize>sw * 4;
+                v = f32x4.splat(load<f32>(q));
+                v = f32x4.replace_lane(v, 1, load<f32>(q + st));
+                v = f32x4.replace_lane(v, 2, load<f32>(q + 2 * st));
+                v = f32x4.replace_lane(v, 3, load<f32>(q + 3 * st));
+              }
+              const idx = i32x4.add(i32x4.splat(ih * W + col), lanes);
+              if (ih == i0 && j == 0) {
+                bv = v;
+                bi = idx;
+              } else {
+                const take = v128.and(f32x4.eq(bv, bv), v128.or(f32x4.gt(v, bv), f32x4.ne(v, v)));
+                bv = v128.bitselect(v, bv, take);
+                bi = v128.bitselect(idx, bi, take);
+              }
             }
           }
-          if (j < j1) break; // a NaN ended the scan
+          v128.store(o, mode == 0 ? bv : bi);
         }
-        if (mode == 0) store<f32>(o, best < 0 ? -Infinity : bv);
-        else store<i32>(o, best);
-        o += 4;
+      }
+      for (; ow < OW; ow++, o += 4) {
+        windowMax(base, W, i0, i1, max(0, ow * sw - pw), min(W, ow * sw - pw + kw), o, mode);
       }
     }
   }
