@@ -48,38 +48,6 @@ export function im2col(g: usize, px: usize, pcol: usize): void {
   }
 }
 
-/**
- * im2row: the transpose of im2col, rows [OH*OW, C*KH*KW] at `prow` (for the weight gradient, whose GEMM then
- * reads both operands along contiguous rows).
- */
-export function im2row(g: usize, px: usize, prow: usize): void {
-  const C = load<i32>(g), H = load<i32>(g, 4), W = load<i32>(g, 8), KH = load<i32>(g, 12), KW = load<i32>(g, 16);
-  const OH = load<i32>(g, 20), OW = load<i32>(g, 24), sh = load<i32>(g, 28), sw = load<i32>(g, 32);
-  const ph = load<i32>(g, 36), pw = load<i32>(g, 40), dh = load<i32>(g, 44), dw = load<i32>(g, 48);
-  let d = prow;
-  for (let oh = 0; oh < OH; oh++) {
-    for (let ow = 0; ow < OW; ow++) {
-      for (let c = 0; c < C; c++) {
-        const plane = px + <usize>(c * H * W) * 4;
-        for (let i = 0; i < KH; i++) {
-          const ih = oh * sh - ph + i * dh;
-          if (ih < 0 || ih >= H) {
-            memory.fill(d, 0, <usize>KW * 4);
-            d += <usize>KW * 4;
-            continue;
-          }
-          const row = plane + <usize>(ih * W) * 4;
-          for (let j = 0; j < KW; j++) {
-            const iw = ow * sw - pw + j * dw;
-            store<f32>(d, iw >= 0 && iw < W ? load<f32>(row + <usize>iw * 4) : 0);
-            d += 4;
-          }
-        }
-      }
-    }
-  }
-}
-
 /** col2im: dx[C, H, W] at `px` += the taps of col [C*KH*KW, OH*OW] at `pcol` (the transpose of im2col). */
 export function col2im(g: usize, pcol: usize, px: usize): void {
   const C = load<i32>(g), H = load<i32>(g, 4), W = load<i32>(g, 8), KH = load<i32>(g, 12), KW = load<i32>(g, 16);

@@ -7,7 +7,7 @@ export { binary, unary } from "./elementwise";
 export { cast, copy, where } from "./misc";
 export { reduceF32, reduceF64, reduceI32 } from "./reduce";
 export { dgemm, sgemm, sgemmBufA, sgemmBufB } from "./gemm";
-export { avgPool, avgPoolBack, col2im, im2col, im2row, maxPool } from "./conv";
+export { avgPool, avgPoolBack, col2im, im2col, maxPool } from "./conv";
 export { adamF32, adamF64 } from "./optim";
 
 /** Zero `bytes` bytes at `ptr` (bulk memory.fill: far faster than a JS fill on a shared buffer). */

@@ -30,7 +30,6 @@ const KERNEL_NAMES = [
   "sgemmBufB",
   "dgemm",
   "im2col",
-  "im2row",
   "col2im",
   "maxPool",
   "avgPool",
