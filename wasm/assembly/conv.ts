@@ -10,6 +10,14 @@
  * and a NaN wins at once; average pooling divides by kh * kw (padding counted) and sums in float64.
  */
 
+/** Zero the floats [from, to) of the row at `d`. */
+@inline
+function zeroF32(d: usize, from: i32, to: i32): void {
+  let i = from;
+  for (; i + 4 <= to; i += 4) v128.store(d + <usize>i * 4, f32x4.splat(0));
+  for (; i < to; i++) store<f32>(d + <usize>i * 4, 0);
+}
+
 /** im2col of one contiguous [C, H, W] float32 image at `px` into col [C*KH*KW, OH*OW] at `pcol`. */
 export function im2col(g: usize, px: usize, pcol: usize): void {
   const C = load<i32>(g), H = load<i32>(g, 4), W = load<i32>(g, 8), KH = load<i32>(g, 12), KW = load<i32>(g, 16);
@@ -27,19 +35,23 @@ export function im2col(g: usize, px: usize, pcol: usize): void {
         if (lo > OW) lo = OW;
         if (hi > OW) hi = OW;
         if (hi < lo) hi = lo;
+        // Rows are short (OW floats): inline loops, not memory.copy / memory.fill, whose calls out of the
+        // wasm code cost more than copying a few dozen floats.
         for (let oh = 0; oh < OH; oh++) {
           const ih = oh * sh - ph + i * dh;
           if (ih < 0 || ih >= H) {
-            memory.fill(d, 0, <usize>OW * 4);
+            zeroF32(d, 0, OW);
           } else {
-            if (lo > 0) memory.fill(d, 0, <usize>lo * 4);
+            zeroF32(d, 0, lo);
             const src = plane + <usize>(ih * W + shift) * 4;
             if (sw == 1) {
-              memory.copy(d + <usize>lo * 4, src + <usize>lo * 4, <usize>(hi - lo) * 4);
+              let ow = lo;
+              for (; ow + 4 <= hi; ow += 4) v128.store(d + <usize>ow * 4, v128.load(src + <usize>ow * 4));
+              for (; ow < hi; ow++) store<f32>(d + <usize>ow * 4, load<f32>(src + <usize>ow * 4));
             } else {
               for (let ow = lo; ow < hi; ow++) store<f32>(d + <usize>ow * 4, load<f32>(src + <usize>(ow * sw) * 4));
             }
-            if (hi < OW) memory.fill(d + <usize>hi * 4, 0, <usize>(OW - hi) * 4);
+            zeroF32(d, hi, OW);
           }
           d += <usize>OW * 4;
         }
