@@ -295,7 +295,7 @@ test("reduce: every op, dtype and axis subset, strided inputs, empty axes, 0-d",
   }
 });
 
-test("delegated kernels (argReduce, cumsum, gather, scatterAdd) agree with js on heap views", () => {
+test("delegated kernels (argReduce, cumsum, gather) and scatterAdd agree with js", () => {
   const rng = prng(16);
   const x = layout(values(rng, 60, "float32"), [3, 4, 5], "scrambled", "float32", true, rng).view;
   for (const axis of [0, 1, 2]) {
@@ -328,6 +328,49 @@ test("delegated kernels (argReduce, cumsum, gather, scatterAdd) agree with js on
   J.scatterAdd(s2, 1, idx, se, [3, 4, 1]);
   W.scatterAdd(s2, 1, idx, sw, [3, 4, 1]);
   same(sw, se, 0, "scatterAdd");
+});
+
+test("scatterAdd: float32 / float64 / int32 on every axis, duplicates, strided sources, accumulating out", () => {
+  const rng = prng(21);
+  for (const dt of ["float32", "float64", "int32"] as const) {
+    for (const axis of [0, 1, 2]) {
+      const outShape = [3, 5, 4];
+      const shape = [...outShape];
+      shape[axis] = 7; // more sources than slots: duplicates accumulate
+      const n = sizeOf(shape);
+      const src = layout(
+        values(rng, n, dt),
+        shape,
+        rng() < 0.5 ? "transposed" : "scrambled",
+        dt,
+        false,
+        rng,
+      ).view;
+      const idxVals = Array.from({ length: n }, () => Math.floor(rng() * outShape[axis]));
+      const idx = layout(idxVals, shape, "contiguous", "int32", false, rng).view;
+      const init = values(rng, sizeOf(outShape), dt);
+      const [e, w] = outputs(dt, sizeOf(outShape));
+      e.set(init);
+      w.set(init);
+      J.scatterAdd(src, axis, idx, e, outShape);
+      assert.ok(
+        inWasm("scatterAdd", () => W.scatterAdd(src, axis, idx, w, outShape)),
+        `scatterAdd ${dt} axis ${axis} in wasm`,
+      );
+      // the same additions in the same order (float32 through a float64 accumulator): exactly equal
+      same(w, e, 0, `scatterAdd ${dt} axis ${axis}`);
+    }
+  }
+  // an index out of range: wasm writes nothing and the reference runs
+  const src: View = { data: new Float32Array([1, 2, 3]), shape: [3], strides: [1], offset: 0 };
+  const idx: View = { data: new Int32Array([0, 4, 1]), shape: [3], strides: [1], offset: 0 };
+  const [e, w] = outputs("float32", 4);
+  J.scatterAdd(src, 0, idx, e, [4]);
+  assert.equal(
+    inWasm("scatterAdd", () => W.scatterAdd(src, 0, idx, w, [4])),
+    false,
+  );
+  same(w, e, 0, "scatterAdd with an index out of range");
 });
 
 test("memory: alloc gives zero-filled ordinary arrays; kernels leave no scratch behind", () => {

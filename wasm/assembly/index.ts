@@ -9,6 +9,7 @@ export { reduceF32, reduceF64, reduceI32 } from "./reduce";
 export { dgemm, sgemm, sgemmBufA, sgemmBufB } from "./gemm";
 export { avgPool, avgPoolBack, col2im, im2col, maxPool } from "./conv";
 export { adamF32, adamF64 } from "./optim";
+export { scatterAdd } from "./indexing";
 
 /** Zero `bytes` bytes at `ptr` (bulk memory.fill: far faster than a JS fill on a shared buffer). */
 export function zero(ptr: usize, bytes: usize): void {

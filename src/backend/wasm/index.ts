@@ -28,6 +28,7 @@ import { jsBackend as js } from "../js/index.ts";
 import { type Ctx, MAX_DIMS, OutOfHeap } from "./context.ts";
 import * as E from "./elementwise.ts";
 import { Heap, type HeapStats } from "./heap.ts";
+import * as X from "./indexing.ts";
 import * as L from "./linalg.ts";
 import * as O from "./optim.ts";
 import {
@@ -203,7 +204,13 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
         () => js.avgPool2dBackward(dy, out, outShape, p),
       ),
     gather: js.gather,
-    scatterAdd: js.scatterAdd,
+    scatterAdd: (src, axis, idx, out, outShape) =>
+      run(
+        fallbacks,
+        "scatterAdd",
+        () => X.scatterAdd(c, src, axis, idx, out, outShape),
+        () => js.scatterAdd(src, axis, idx, out, outShape),
+      ),
     adamUpdate: (p, g, m, v, vmax, h) =>
       run(
         fallbacks,

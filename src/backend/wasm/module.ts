@@ -36,6 +36,7 @@ const KERNEL_NAMES = [
   "avgPoolBack",
   "adamF32",
   "adamF64",
+  "scatterAdd",
 ] as const;
 
 /** A kernel export: numbers (i32 values, pointers, byte strides) in, a number or nothing out. */
