@@ -373,6 +373,36 @@ test("scatterAdd: float32 / float64 / int32 on every axis, duplicates, strided s
   same(w, e, 0, "scatterAdd with an index out of range");
 });
 
+test("sparse views of large arrays (span far beyond the element count) are gathered, not copied whole", () => {
+  const rng = prng(23);
+  const big = new Float32Array(200_000).map(() => rng() * 4 - 2);
+  const views: View[] = [
+    { data: big, shape: [50, 20], strides: [2000, 1], offset: 7 }, // contiguous runs of 20
+    { data: big, shape: [40, 3, 10], strides: [-4000, 1000, 1], offset: 170_000 }, // runs, negative stride
+    { data: big, shape: [300], strides: [97], offset: 3 }, // no contiguous run
+    { data: big, shape: [20, 15], strides: [5, 9000], offset: 11 }, // transposed and sparse
+  ];
+  for (const v of views) {
+    const n = sizeOf(v.shape);
+    const [e, w] = outputs("float32", n);
+    J.unary("exp", v, e);
+    assert.ok(inWasm("unary", () => W.unary("exp", v, w)));
+    same(w, e, 1e-6, `exp of a sparse view [${v.shape}] strides [${v.strides}]`);
+    const [e2, w2] = outputs("float32", n);
+    const dense: View = { data: e, shape: v.shape, strides: contiguousStrides(v.shape), offset: 0 };
+    J.binary("sub", v, dense, e2);
+    assert.ok(inWasm("binary", () => W.binary("sub", v, dense, w2)));
+    same(w2, e2, 0, `sub with a sparse view [${v.shape}]`);
+  }
+  // a sparse matrix operand of a product
+  const a = views[0];
+  const b: View = { data: big, shape: [20, 30], strides: [1, 3000], offset: 5 };
+  const [e, w] = outputs("float32", 50 * 30);
+  J.dot(a, b, e);
+  assert.ok(inWasm("dot", () => W.dot(a, b, w)));
+  same(w, e, 1e-5, "dot of sparse views");
+});
+
 test("memory: alloc gives zero-filled ordinary arrays; kernels leave no scratch behind", () => {
   const wasmBuffer = (x: { buffer: ArrayBufferLike }) => x.buffer instanceof SharedArrayBuffer;
   for (const dt of ["float32", "float64", "int32", "bool"] as const) {
