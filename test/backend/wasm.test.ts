@@ -373,6 +373,29 @@ test("scatterAdd: float32 / float64 / int32 on every axis, duplicates, strided s
   same(w, e, 0, "scatterAdd with an index out of range");
 });
 
+test("copy: 2-D transposes (the blocked SIMD kernel) at block multiples and ragged edges", () => {
+  const rng = prng(24);
+  for (const dt of ["float32", "int32", "float64"] as const) {
+    for (const [r, c] of [
+      [4, 4],
+      [8, 12],
+      [13, 7],
+      [33, 17],
+      [1, 9],
+      [70, 41],
+    ]) {
+      // storage [r, c]; the view is its transpose [c, r]
+      const vals = values(rng, r * c, dt);
+      const src: View = { data: typed(vals, dt, false), shape: [c, r], strides: [1, c], offset: 0 };
+      const [e, w] = outputs(dt, r * c);
+      const dst = (data: typeof e): View => ({ data, shape: [c, r], strides: [r, 1], offset: 0 });
+      J.copy(src, dst(e));
+      assert.ok(inWasm("copy", () => W.copy(src, dst(w))));
+      same(w, e, 0, `transpose ${dt} [${r}, ${c}]`);
+    }
+  }
+});
+
 test("sparse views of large arrays (span far beyond the element count) are gathered, not copied whole", () => {
   const rng = prng(23);
   const big = new Float32Array(200_000).map(() => rng() * 4 - 2);

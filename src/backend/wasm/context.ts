@@ -162,6 +162,15 @@ export function stageContiguous(c: Ctx, s: Scope, v: View): number {
 export function copyRaw(c: Ctx, es: number, shape: readonly number[], src: Operand, dst: Operand): void {
   const g = coalesce(shape, [src.strides, dst.strides]);
   if (g === null) throw new OutOfHeap(`copy: rank ${shape.length} exceeds ${MAX_DIMS}`);
+  if (es === 4 && g.shape.length === 2) {
+    // a 2-D transpose of contiguous storage into contiguous storage: the blocked SIMD kernel
+    const [R, C] = [g.shape[1], g.shape[0]];
+    const [ss, ds] = g.strides;
+    if (ss[0] === 1 && ss[1] === C && ds[0] === R && ds[1] === 1) {
+      c.k.transpose32(R, C, src.ptr, dst.ptr);
+      return;
+    }
+  }
   writeArgs(c, g.shape, g.strides, [es, es]);
   c.k.copy(es, g.shape.length, c.args, src.ptr, dst.ptr);
 }

@@ -21,6 +21,7 @@ const KERNEL_NAMES = [
   "unary",
   "cast",
   "copy",
+  "transpose32",
   "where",
   "reduceF32",
   "reduceF64",
