@@ -300,7 +300,7 @@ export function createWasmBackend(opts?: WasmOptions): WasmBackend {
   return makeBackend(p, instantiateKernels(p), opts);
 }
 
-/** Bytes currently allocated by the loaded wasm backend (0 if it is not loaded). */
+/** Bytes of wasm memory the loaded wasm backend holds for scratch (0 if it is not loaded); see WasmBackend. */
 export function backendBytes(): number {
   return cached === null ? 0 : cached.backendBytes();
 }
