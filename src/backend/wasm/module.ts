@@ -162,9 +162,18 @@ export function prepare(opts: WasmOptions = {}): Prepared {
   const mem = opts.memory === "fixed" ? null : sharedMemory(opts);
   if (mem !== null) return { bytes, memory: mem[0], shared: true, relaxed, maxPages: mem[1] };
   if (opts.memory === "shared") throw new Error("shared WebAssembly memory is not available here");
-  const pages = Math.min(MAX_PAGES, Math.max(16, Math.floor((opts.maxMemoryMiB ?? 4096) * PAGE_MIB)));
-  const memory = new WebAssembly.Memory({ initial: 16, maximum: pages });
-  return { bytes: unshareMemoryImport(bytes), memory, shared: false, relaxed, maxPages: pages };
+  const top = Math.min(MAX_PAGES, Math.max(16, Math.floor((opts.maxMemoryMiB ?? 4096) * PAGE_MIB)));
+  // a runtime short of address space may refuse a large maximum: try smaller ones
+  for (const pages of [top, top >> 1, top >> 2, top >> 3, 16]) {
+    if (pages < 16) continue;
+    try {
+      const memory = new WebAssembly.Memory({ initial: 16, maximum: pages });
+      return { bytes: unshareMemoryImport(bytes), memory, shared: false, relaxed, maxPages: pages };
+    } catch {
+      // try the next size
+    }
+  }
+  throw new Error("cannot create a WebAssembly memory");
 }
 
 function checkSimd(bytes: Uint8Array<ArrayBuffer>): void {
