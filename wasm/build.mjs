@@ -6,9 +6,10 @@
  * without a file system and without running this script.
  *
  * Two variants: relaxed SIMD (fused multiply-add) and plain SIMD128; the loader picks the best one the
- * runtime validates. Both import a shared memory (env.memory: a SharedArrayBuffer grows without detaching
- * views) and use no atomics; for runtimes without shared memory the loader flips the import's "shared" flag
- * in the bytes (module.ts). Neither contains an allocator: the heap is managed from JS.
+ * runtime validates. Both import a shared memory (env.memory: a SharedArrayBuffer, which the GEMM worker
+ * threads instantiate the module over too) and use no atomics; for runtimes without shared memory the
+ * loader flips the import's "shared" flag in the bytes (module.ts). Neither contains an allocator: the
+ * scratch arena is managed from JS (src/backend/wasm/heap.ts).
  *
  * Usage: node wasm/build.mjs [--check]   (--check: fail if the generated file is not up to date)
  */

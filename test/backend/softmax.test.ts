@@ -287,11 +287,11 @@ test("wasm softmax and softmaxBackward: the composition of wasm kernels on large
   for (const dtype of ["float32", "float64"] as const) {
     const tol = dtype === "float32" ? { f: 3e-6, b: 1e-5 } : { f: 1e-12, b: 1e-12 };
     for (const [shape, axis] of [
-      [[64, 40], 1],
-      [[64, 40], 0],
-      [[3, 40, 37], 1],
-      [[3, 40, 37], 2],
-      [[2049], 0],
+      [[256, 40], 1],
+      [[256, 40], 0],
+      [[3, 80, 37], 1],
+      [[3, 80, 37], 2],
+      [[8193], 0],
     ] as [number[], number][]) {
       assert.ok(size(shape) >= COMPOSE_MIN_ELEMENTS);
       for (const how of ["contiguous", "transposed", "reversed", "broadcast"] as const) {

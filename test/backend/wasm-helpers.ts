@@ -1,7 +1,7 @@
 /**
  * Shared helpers for the wasm backend tests: the backend under test, views of every layout (contiguous,
- * scrambled with gaps / negative strides / offset, transposed, broadcast with stride 0) placed either in the
- * wasm heap or in ordinary typed arrays, and comparison of a wasm kernel's output with the js reference.
+ * scrambled with gaps / negative strides / offset, transposed, broadcast with stride 0) in arrays made by the
+ * backend or directly, and comparison of a wasm kernel's output with the js reference.
  */
 import assert from "node:assert/strict";
 import type { View } from "../../src/backend/backend.ts";
@@ -22,7 +22,10 @@ export { prng };
 /** The odd sizes every elementwise kernel is tried at (tails of SIMD loops). */
 export const ODD = [1, 3, 7, 15, 17, 33, 257];
 
-/** A typed array of `dtype` holding `values`, in the wasm heap (`heap`) or a plain array. */
+/**
+ * A typed array of `dtype` holding `values`, made by the backend's alloc (`heap`) or directly. Both are ordinary
+ * arrays now that tensor storage is not in wasm memory; the flag keeps both producers covered.
+ */
 export function typed(values: ArrayLike<number>, dtype: DType, heap: boolean): TypedArray {
   const a = heap ? W.alloc(dtype, values.length) : allocTyped(dtype, values.length);
   for (let i = 0; i < values.length; i++) a[i] = values[i];

@@ -1,9 +1,9 @@
 /**
  * Conformance of the wasm backend with the js reference backend, part 2: batched GEMM (every transpose
  * combination, broadcast batch, odd sizes, sizes that cross the GEMM's cache blocks, empty inner dimension),
- * conv2d and its two adjoints (stride, padding, dilation, groups, 1x1), and pooling. float32 results are
- * compared with the float64-accumulating reference within the classic dot-product error bound
- * |c - c_ref| <= gamma * sum |a| |b| (computed by the reference on absolute values).
+ * conv2d and its two adjoints (stride, padding, dilation, groups, 1x1), pooling, and the fused Adam update.
+ * float32 results are compared with the float64-accumulating reference within the classic dot-product error
+ * bound |c - c_ref| <= gamma * sum |a| |b| (computed by the reference on absolute values).
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -238,6 +238,10 @@ test("pooling: max, argmax, average and its transpose; padding, stride, NaN, str
     [[2, 1, 7, 8], { kernel: [2, 2], stride: [3, 3], padding: [0, 0] }], // disjoint windows with gaps
     [[1, 2, 9, 6], { kernel: [3, 3], stride: [3, 3], padding: [1, 0] }], // disjoint, padded rows
     [[1, 2, 2, 6], { kernel: [3, 3], stride: [2, 2], padding: [0, 0] }], // no window: dx all zeros
+    // wide enough for the four-window SIMD path: stride 1, 2 (with padding) and 3
+    [[2, 2, 9, 13], { kernel: [3, 3], stride: [2, 1], padding: [1, 1] }],
+    [[1, 2, 6, 18], { kernel: [2, 2], stride: [2, 2], padding: [1, 1] }],
+    [[1, 3, 6, 20], { kernel: [2, 3], stride: [1, 3], padding: [0, 1] }],
   ];
   for (const dt of ["float32", "float64"] as const) {
     for (const [xs, p] of cases) {
@@ -245,6 +249,7 @@ test("pooling: max, argmax, average and its transpose; padding, stride, NaN, str
         const vals = values(rng, sizeOf(xs), dt);
         for (let i = 0; i < vals.length; i += 5) vals[i] = vals[i + 1] ?? 0; // ties: the first wins
         if (vals.length > 20) vals[13] = Number.NaN;
+        if (vals.length > 200) vals[101] = vals[150] = vals[151] = Number.NaN;
         const x = layout(vals, xs, how, dt, rng() < 0.5, rng).view;
         const oh = Math.max(0, Math.floor((xs[2] + 2 * p.padding[0] - p.kernel[0]) / p.stride[0]) + 1);
         const ow = Math.max(0, Math.floor((xs[3] + 2 * p.padding[1] - p.kernel[1]) / p.stride[1]) + 1);
@@ -288,6 +293,58 @@ test("pooling: max, argmax, average and its transpose; padding, stride, NaN, str
           wasm,
         );
         same(w, e, 0, `maxPool2dBackward ${what}`);
+      }
+    }
+  }
+});
+
+test("adamUpdate: Adam, AdamW, AMSGrad and maximize, float32 and float64, strided gradients, SIMD tails", () => {
+  const rng = prng(18);
+  for (const dt of ["float32", "float64"] as const) {
+    for (const [decoupled, amsgrad, maximize, weightDecay] of [
+      [false, false, false, 0],
+      [false, true, false, 0.01],
+      [true, false, true, 0.1],
+      [true, true, false, 0.05],
+    ] as const) {
+      for (const [shape, how] of [
+        [[1], "contiguous"],
+        [[37], "scrambled"],
+        [[70, 41], "transposed"],
+        [[5, 9], "broadcast"],
+      ] as const) {
+        const n = sizeOf(shape);
+        const g = layout(values(rng, n, dt), [...shape], how, dt, false, rng).view;
+        const init = (lo: number) => Float64Array.from(values(rng, n, dt), (x) => Math.abs(x) + lo);
+        const [p0, m0, v0, x0] = [values(rng, n, dt), values(rng, n, dt), init(0), init(0.5)];
+        const h = {
+          lr: 1e-2,
+          beta1: 0.9,
+          beta2: 0.999,
+          eps: 1e-8,
+          weightDecay,
+          decoupled,
+          maximize,
+          bc1: 1 - 0.9 ** 3,
+          bc2Sqrt: Math.sqrt(1 - 0.999 ** 3),
+        };
+        const run = (b: typeof W | typeof J) => {
+          const arrs = [p0, m0, v0, x0].map((a) => {
+            const t = b.alloc(dt, n);
+            t.set(a);
+            return t;
+          });
+          const ran = inWasm("adamUpdate", () =>
+            b.adamUpdate!(arrs[0], g, arrs[1], arrs[2], amsgrad ? arrs[3] : null, h),
+          );
+          return { arrs, ran };
+        };
+        const e = run(J).arrs;
+        const { arrs: w, ran } = run(W);
+        const what = `adamUpdate ${dt} [${shape}] ${how} ${JSON.stringify({ decoupled, amsgrad, maximize })}`;
+        assert.ok(ran, `${what} runs in wasm`);
+        // float64 follows the reference's operations exactly; float32 computes in float32 (a few ulp)
+        for (let i = 0; i < 4; i++) same(w[i], e[i], dt === "float64" ? 0 : 1e-6, `${what} array ${i}`);
       }
     }
   }

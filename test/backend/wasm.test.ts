@@ -2,9 +2,9 @@
  * Conformance of the wasm backend with the js reference backend, part 1: elementwise kernels (unary, binary,
  * where, cast, copy), reductions and the kernels delegated to js, on every dtype, at odd sizes, empty and 0-d
  * shapes, and on every layout (contiguous, scrambled with negative strides and offsets, transposed,
- * broadcast with stride 0), with inputs both in the wasm heap and in plain typed arrays; then the memory
- * management (release paths, backendBytes, the fallbacks of a small fixed memory). Part 2 (GEMM, conv,
- * pooling) is wasm-nn.test.ts; the garbage-collection soak runs in a child process (wasm-gc-child.ts).
+ * broadcast with stride 0); then the memory management (ordinary storage, the scratch arena, its growth, the
+ * fallback when it cannot grow). Part 2 (GEMM, conv, pooling, Adam) is wasm-nn.test.ts; the soak of a
+ * synchronous loop runs in a child process (wasm-gc-child.ts).
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -18,7 +18,6 @@ import {
   type View,
 } from "../../src/backend/backend.ts";
 import { createWasmBackend } from "../../src/backend/wasm/index.ts";
-import { sizeClass } from "../../src/backend/wasm/heap.ts";
 import { allocTyped, type DType } from "../../src/dtype.ts";
 import { contiguousStrides, sizeOf } from "../../src/shape.ts";
 import { inWasm, J, LAYOUTS, layout, ODD, outputs, prng, same, typed, values, W } from "./wasm-helpers.ts";
@@ -296,7 +295,7 @@ test("reduce: every op, dtype and axis subset, strided inputs, empty axes, 0-d",
   }
 });
 
-test("delegated kernels (argReduce, cumsum, gather, scatterAdd) agree with js on heap views", () => {
+test("delegated kernels (argReduce, cumsum, gather) and scatterAdd agree with js", () => {
   const rng = prng(16);
   const x = layout(values(rng, 60, "float32"), [3, 4, 5], "scrambled", "float32", true, rng).view;
   for (const axis of [0, 1, 2]) {
@@ -331,105 +330,196 @@ test("delegated kernels (argReduce, cumsum, gather, scatterAdd) agree with js on
   same(sw, se, 0, "scatterAdd");
 });
 
-test("memory: alloc is zero-filled heap views; release returns backendBytes to its start", () => {
-  const start = W.backendBytes();
-  const views = [];
-  for (let i = 0; i < 200; i++) {
-    const dt = (["float32", "float64", "int32", "bool"] as const)[i % 4];
-    const v = W.alloc(dt, 1 + ((i * 37) % 500));
+test("scatterAdd: float32 / float64 / int32 on every axis, duplicates, strided sources, accumulating out", () => {
+  const rng = prng(21);
+  for (const dt of ["float32", "float64", "int32"] as const) {
+    for (const axis of [0, 1, 2]) {
+      const outShape = [3, 5, 4];
+      const shape = [...outShape];
+      shape[axis] = 7; // more sources than slots: duplicates accumulate
+      const n = sizeOf(shape);
+      const src = layout(
+        values(rng, n, dt),
+        shape,
+        rng() < 0.5 ? "transposed" : "scrambled",
+        dt,
+        false,
+        rng,
+      ).view;
+      const idxVals = Array.from({ length: n }, () => Math.floor(rng() * outShape[axis]));
+      const idx = layout(idxVals, shape, "contiguous", "int32", false, rng).view;
+      const init = values(rng, sizeOf(outShape), dt);
+      const [e, w] = outputs(dt, sizeOf(outShape));
+      e.set(init);
+      w.set(init);
+      J.scatterAdd(src, axis, idx, e, outShape);
+      assert.ok(
+        inWasm("scatterAdd", () => W.scatterAdd(src, axis, idx, w, outShape)),
+        `scatterAdd ${dt} axis ${axis} in wasm`,
+      );
+      // the same additions in the same order (float32 through a float64 accumulator): exactly equal
+      same(w, e, 0, `scatterAdd ${dt} axis ${axis}`);
+    }
+  }
+  // an index out of range: wasm writes nothing and the reference runs
+  const src: View = { data: new Float32Array([1, 2, 3]), shape: [3], strides: [1], offset: 0 };
+  const idx: View = { data: new Int32Array([0, 4, 1]), shape: [3], strides: [1], offset: 0 };
+  const [e, w] = outputs("float32", 4);
+  J.scatterAdd(src, 0, idx, e, [4]);
+  assert.equal(
+    inWasm("scatterAdd", () => W.scatterAdd(src, 0, idx, w, [4])),
+    false,
+  );
+  same(w, e, 0, "scatterAdd with an index out of range");
+});
+
+test("copy: 2-D transposes (the blocked SIMD kernel) at block multiples and ragged edges", () => {
+  const rng = prng(24);
+  for (const dt of ["float32", "int32", "float64"] as const) {
+    for (const [r, c] of [
+      [4, 4],
+      [8, 12],
+      [13, 7],
+      [33, 17],
+      [1, 9],
+      [70, 41],
+    ]) {
+      // storage [r, c]; the view is its transpose [c, r]
+      const vals = values(rng, r * c, dt);
+      const src: View = { data: typed(vals, dt, false), shape: [c, r], strides: [1, c], offset: 0 };
+      const [e, w] = outputs(dt, r * c);
+      const dst = (data: typeof e): View => ({ data, shape: [c, r], strides: [r, 1], offset: 0 });
+      J.copy(src, dst(e));
+      assert.ok(inWasm("copy", () => W.copy(src, dst(w))));
+      same(w, e, 0, `transpose ${dt} [${r}, ${c}]`);
+    }
+  }
+});
+
+test("sparse views of large arrays (span far beyond the element count) are gathered, not copied whole", () => {
+  const rng = prng(23);
+  const big = new Float32Array(200_000).map(() => rng() * 4 - 2);
+  const views: View[] = [
+    { data: big, shape: [50, 20], strides: [2000, 1], offset: 7 }, // contiguous runs of 20
+    { data: big, shape: [40, 3, 10], strides: [-4000, 1000, 1], offset: 170_000 }, // runs, negative stride
+    { data: big, shape: [300], strides: [97], offset: 3 }, // no contiguous run
+    { data: big, shape: [20, 15], strides: [5, 9000], offset: 11 }, // transposed and sparse
+  ];
+  for (const v of views) {
+    const n = sizeOf(v.shape);
+    const [e, w] = outputs("float32", n);
+    J.unary("exp", v, e);
+    assert.ok(inWasm("unary", () => W.unary("exp", v, w)));
+    same(w, e, 1e-6, `exp of a sparse view [${v.shape}] strides [${v.strides}]`);
+    const [e2, w2] = outputs("float32", n);
+    const dense: View = { data: e, shape: v.shape, strides: contiguousStrides(v.shape), offset: 0 };
+    J.binary("sub", v, dense, e2);
+    assert.ok(inWasm("binary", () => W.binary("sub", v, dense, w2)));
+    same(w2, e2, 0, `sub with a sparse view [${v.shape}]`);
+  }
+  // a sparse matrix operand of a product
+  const a = views[0];
+  const b: View = { data: big, shape: [20, 30], strides: [1, 3000], offset: 5 };
+  const [e, w] = outputs("float32", 50 * 30);
+  J.dot(a, b, e);
+  assert.ok(inWasm("dot", () => W.dot(a, b, w)));
+  same(w, e, 1e-5, "dot of sparse views");
+});
+
+test("memory: alloc gives zero-filled ordinary arrays; kernels leave no scratch behind", () => {
+  const wasmBuffer = (x: { buffer: ArrayBufferLike }) => x.buffer instanceof SharedArrayBuffer;
+  for (const dt of ["float32", "float64", "int32", "bool"] as const) {
+    const v = W.alloc(dt, 300);
+    assert.equal(v.length, 300);
     assert.ok(
       v.every((x) => x === 0),
       "zero-filled",
     );
-    v.fill(1); // dirty it: a reused block must come back zeroed
-    views.push(v);
+    assert.ok(!wasmBuffer(v), "tensor storage is not in wasm memory");
   }
-  assert.ok(W.backendBytes() > start + 200 * 16);
-  for (const v of views) assert.equal(W.release(v), true);
-  assert.equal(W.backendBytes(), start);
-  assert.equal(W.release(views[0]), false, "double release is refused");
-  assert.equal(W.release(new Float32Array(4)), false, "plain arrays are not released");
-  const again = W.alloc("float64", 300);
-  assert.ok(
-    again.every((x) => x === 0),
-    "a reused block is zero-filled",
+  const rng = prng(19);
+  const a = layout(values(rng, 300, "float32"), [15, 20], "scrambled", "float32", false, rng).view;
+  const out = new Float32Array(300);
+  W.unary("exp", a, out);
+  W.reduce("sum", a, [0], new Float32Array(20));
+  W.dot(
+    { data: out, shape: [15, 20], strides: [20, 1], offset: 0 },
+    { data: out, shape: [20, 15], strides: [1, 20], offset: 0 },
+    new Float32Array(225),
   );
-  W.release(again);
-  assert.equal(W.backendBytes(), start, "kernels free their scratch");
-  assert.equal(sizeClass(65), 80);
-  assert.equal(sizeClass(1), 16);
-  assert.equal(sizeClass(1000), 1024);
-  assert.equal(sizeClass(1025), 1280);
+  assert.equal(W.heapStats().liveBytes, 0, "every call pops its scratch");
+  assert.ok(W.backendBytes() > 0 && W.backendBytes() === W.heapStats().peakBytes);
 });
 
-test("memory: growing the shared memory keeps earlier views valid; initWasmBackend returns the same backend", async () => {
+test("memory: the arena grows for a large call, then serves later calls without growing", async () => {
   assert.equal(W.sharedMemory, true, "Node has shared WebAssembly memory");
-  const early = W.alloc("float32", 1000);
-  early.fill(2.5);
-  const before = W.heapStats().memoryBytes;
-  const big = W.alloc("float32", (before + (64 << 20)) / 4); // forces the memory to grow
-  assert.ok(W.heapStats().memoryBytes > before);
-  assert.equal(early.length, 1000, "the old view is not detached");
-  assert.equal(early[999], 2.5);
-  const out = W.alloc("float32", 1000);
-  const v: View = { data: early, shape: [1000], strides: [1], offset: 0 };
-  W.binary("add", v, v, out);
-  assert.equal(out[500], 5);
-  W.release(big);
-  W.release(early);
-  W.release(out);
+  for (const kind of ["shared", "fixed"] as const) {
+    const b = kind === "shared" ? W : createWasmBackend({ memory: kind, threads: 1 });
+    assert.equal(b.sharedMemory, kind === "shared");
+    const before = b.heapStats().memoryBytes;
+    const fb = JSON.stringify(b.fallbacks());
+    const n = (before + (16 << 20)) / 4; // input and output do not fit: the memory grows
+    const x = new Float32Array(n).fill(-1.5);
+    const v: View = { data: x, shape: [n], strides: [1], offset: 0 };
+    const out = b.alloc("float32", n);
+    b.unary("abs", v, out);
+    const grown = b.heapStats().memoryBytes;
+    assert.ok(grown > before, `${kind}: the memory grew`);
+    assert.ok(
+      out.every((y) => y === 1.5),
+      `${kind}: results survive growth`,
+    );
+    for (let i = 0; i < 5; i++) b.binary("add", v, v, out);
+    assert.equal(out[n - 1], -3);
+    assert.equal(b.heapStats().memoryBytes, grown, `${kind}: same-sized calls reuse the arena`);
+    assert.equal(JSON.stringify(b.fallbacks()), fb, `${kind}: everything ran in wasm`);
+  }
   const { initWasmBackend } = await import("../../src/backend/wasm/index.ts");
   assert.equal(await initWasmBackend(), W);
 });
 
-test("memory: kernels leave no scratch behind; a full fixed memory falls back to plain arrays and js", () => {
-  const rng = prng(17);
-  const start = W.backendBytes();
-  const a = layout(values(rng, 300, "float32"), [15, 20], "scrambled", "float32", false, rng).view;
-  const out = new Float32Array(300);
-  W.unary("exp", a, out); // plain input and output: both staged through scratch
-  W.reduce("sum", a, [0], new Float32Array(20));
-  assert.equal(W.backendBytes(), start);
-  // 1 MiB fixed memory: a 2 MiB tensor cannot live in it
-  const small = createWasmBackend({ memory: "fixed", fixedMemoryMiB: 1 });
+test("memory: a call whose scratch cannot fit in the memory runs the js kernel", () => {
+  // 1 MiB memory: a 2 MiB operand cannot be staged
+  const small = createWasmBackend({ memory: "fixed", maxMemoryMiB: 1 });
   assert.equal(small.sharedMemory, false);
-  const big = small.alloc("float32", 512 * 1024);
-  assert.equal(small.release(big), false, "the fallback is a plain array");
-  big.fill(0.5);
-  const e = new Float32Array(big.length);
-  const w = small.alloc("float32", big.length);
+  const big = small.alloc("float32", 512 * 1024).fill(0.5);
   const view: View = { data: big, shape: [big.length], strides: [1], offset: 0 };
+  const e = new Float32Array(big.length);
   J.unary("exp", view, e);
-  // scratch does not fit either: the js kernel runs
+  const w = small.alloc("float32", big.length);
   const fb = small.fallbacks().unary ?? 0;
   small.unary("exp", view, w);
   assert.equal(small.fallbacks().unary, fb + 1);
   same(w, e, 0, "fallback exp");
-  // a shared heap with a 1 MiB bound on tensor storage: larger tensors become plain arrays, kernels still
-  // run in wasm through scratch above the bound
-  const bounded = createWasmBackend({ tensorMemoryMiB: 1, threads: 1 });
-  const plain = bounded.alloc("float32", 512 * 1024);
-  assert.equal(bounded.release(plain), false, "over the bound: a plain array");
-  const inHeap = bounded.alloc("float32", 1024);
-  assert.equal(bounded.release(inHeap), true);
-  const pv: View = { data: plain.fill(-1), shape: [plain.length], strides: [1], offset: 0 };
-  const res = bounded.alloc("float32", plain.length);
-  bounded.unary("abs", pv, res);
-  assert.ok(res.every((x) => x === 1));
-  assert.deepEqual(bounded.fallbacks(), {});
-  assert.equal(bounded.backendBytes(), 0);
-  const m: View = { data: small.alloc("float32", 64 * 64), shape: [64, 64], strides: [64, 1], offset: 0 };
-  m.data.fill(1);
+  assert.equal(small.heapStats().liveBytes, 0, "the failed call popped what it took");
+  // smaller calls still run in wasm
+  const m: View = {
+    data: small.alloc("float32", 64 * 64).fill(1),
+    shape: [64, 64],
+    strides: [64, 1],
+    offset: 0,
+  };
   const c = small.alloc("float32", 64 * 64);
   small.dot(m, m, c);
   assert.equal(c[0], 64);
+  assert.equal(small.fallbacks().dot, undefined);
 });
 
-test("memory: garbage-collected views return their blocks (child process with --expose-gc)", () => {
+test("memory: a synchronous loop of kernel calls keeps wasm memory and RSS flat (child process)", () => {
   const child = fileURLToPath(new URL("./wasm-gc-child.ts", import.meta.url));
   const r = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", child], { encoding: "utf8" });
   assert.equal(r.status, 0, `child failed: ${r.stderr}`);
-  const report = JSON.parse(r.stdout.trim().split("\n").pop()!);
-  assert.ok(report.peak > report.start + 1e6, `allocations were made: ${JSON.stringify(report)}`);
-  assert.ok(report.end <= report.start + 65536, `memory returned: ${JSON.stringify(report)}`);
+  const report = JSON.parse(r.stdout.trim().split("\n").pop()!) as {
+    allocatedMiB: number;
+    memory: number[];
+    rss: number[];
+  };
+  const msg = JSON.stringify(report);
+  assert.ok(report.allocatedMiB > 1000, `the loop allocated well over 1 GB of outputs: ${msg}`);
+  assert.ok(
+    report.memory.every((m) => m === report.memory[0]),
+    `wasm memory stops growing: ${msg}`,
+  );
+  const growth = report.rss[report.rss.length - 1] - report.rss[0];
+  assert.ok(growth < 64 * 2 ** 20, `RSS stops growing: ${msg}`);
 });

@@ -10,6 +10,14 @@
  * and a NaN wins at once; average pooling divides by kh * kw (padding counted) and sums in float64.
  */
 
+/** Zero the floats [from, to) of the row at `d`. */
+@inline
+function zeroF32(d: usize, from: i32, to: i32): void {
+  let i = from;
+  for (; i + 4 <= to; i += 4) v128.store(d + <usize>i * 4, f32x4.splat(0));
+  for (; i < to; i++) store<f32>(d + <usize>i * 4, 0);
+}
+
 /** im2col of one contiguous [C, H, W] float32 image at `px` into col [C*KH*KW, OH*OW] at `pcol`. */
 export function im2col(g: usize, px: usize, pcol: usize): void {
   const C = load<i32>(g), H = load<i32>(g, 4), W = load<i32>(g, 8), KH = load<i32>(g, 12), KW = load<i32>(g, 16);
@@ -27,53 +35,25 @@ export function im2col(g: usize, px: usize, pcol: usize): void {
         if (lo > OW) lo = OW;
         if (hi > OW) hi = OW;
         if (hi < lo) hi = lo;
+        // Rows are short (OW floats): inline loops, not memory.copy / memory.fill, whose calls out of the
+        // wasm code cost more than copying a few dozen floats.
         for (let oh = 0; oh < OH; oh++) {
           const ih = oh * sh - ph + i * dh;
           if (ih < 0 || ih >= H) {
-            memory.fill(d, 0, <usize>OW * 4);
+            zeroF32(d, 0, OW);
           } else {
-            if (lo > 0) memory.fill(d, 0, <usize>lo * 4);
+            zeroF32(d, 0, lo);
             const src = plane + <usize>(ih * W + shift) * 4;
             if (sw == 1) {
-              memory.copy(d + <usize>lo * 4, src + <usize>lo * 4, <usize>(hi - lo) * 4);
+              let ow = lo;
+              for (; ow + 4 <= hi; ow += 4) v128.store(d + <usize>ow * 4, v128.load(src + <usize>ow * 4));
+              for (; ow < hi; ow++) store<f32>(d + <usize>ow * 4, load<f32>(src + <usize>ow * 4));
             } else {
               for (let ow = lo; ow < hi; ow++) store<f32>(d + <usize>ow * 4, load<f32>(src + <usize>(ow * sw) * 4));
             }
-            if (hi < OW) memory.fill(d + <usize>hi * 4, 0, <usize>(OW - hi) * 4);
+            zeroF32(d, hi, OW);
           }
           d += <usize>OW * 4;
-        }
-      }
-    }
-  }
-}
-
-/**
- * im2row: the transpose of im2col, rows [OH*OW, C*KH*KW] at `prow` (for the weight gradient, whose GEMM then
- * reads both operands along contiguous rows).
- */
-export function im2row(g: usize, px: usize, prow: usize): void {
-  const C = load<i32>(g), H = load<i32>(g, 4), W = load<i32>(g, 8), KH = load<i32>(g, 12), KW = load<i32>(g, 16);
-  const OH = load<i32>(g, 20), OW = load<i32>(g, 24), sh = load<i32>(g, 28), sw = load<i32>(g, 32);
-  const ph = load<i32>(g, 36), pw = load<i32>(g, 40), dh = load<i32>(g, 44), dw = load<i32>(g, 48);
-  let d = prow;
-  for (let oh = 0; oh < OH; oh++) {
-    for (let ow = 0; ow < OW; ow++) {
-      for (let c = 0; c < C; c++) {
-        const plane = px + <usize>(c * H * W) * 4;
-        for (let i = 0; i < KH; i++) {
-          const ih = oh * sh - ph + i * dh;
-          if (ih < 0 || ih >= H) {
-            memory.fill(d, 0, <usize>KW * 4);
-            d += <usize>KW * 4;
-            continue;
-          }
-          const row = plane + <usize>(ih * W) * 4;
-          for (let j = 0; j < KW; j++) {
-            const iw = ow * sw - pw + j * dw;
-            store<f32>(d, iw >= 0 && iw < W ? load<f32>(row + <usize>iw * 4) : 0);
-            d += 4;
-          }
         }
       }
     }
@@ -123,45 +103,99 @@ export function col2im(g: usize, pcol: usize, px: usize): void {
   }
 }
 
+/** The max (or argmax) of one pooling window, scalar; the first maximum wins and a NaN wins at once. */
+@inline
+function windowMax(base: usize, W: i32, i0: i32, i1: i32, j0: i32, j1: i32, o: usize, mode: i32): void {
+  let best = -1;
+  let bv: f32 = -Infinity;
+  for (let ih = i0; ih < i1; ih++) {
+    const row = base + <usize>(ih * W) * 4;
+    let j = j0;
+    for (; j < j1; j++) {
+      const v = load<f32>(row + <usize>j * 4);
+      if (v != v) {
+        best = ih * W + j;
+        bv = v;
+        break;
+      }
+      if (best < 0 || v > bv) {
+        best = ih * W + j;
+        bv = v;
+      }
+    }
+    if (j < j1) break; // a NaN ended the scan
+  }
+  if (mode == 0) store<f32>(o, best < 0 ? -Infinity : bv);
+  else store<i32>(o, best);
+}
+
 /**
  * Max pooling of contiguous float32 planes [P, H, W] at `px`. Descriptor g: [P, H, W, OH, OW, kh, kw, sh, sw,
  * ph, pw]. mode 0 writes the maxima (float32) to `po`, mode 1 the argmax flat in-plane indices (int32).
+ *
+ * Four horizontally adjacent windows that lie inside the image's columns are done at once in SIMD lanes with
+ * compare + bitselect: on random data "greater than the best so far" is a coin flip, and the mispredicted
+ * branches of a scalar scan cost several times its loads. A tap is taken while no NaN has been taken, if it
+ * is greater than the best so far or a NaN (the first tap always), which keeps the scalar rule: the first
+ * maximum wins and a NaN wins at once. Edge windows run the scalar scan. With sw == 2 a tap vector is the
+ * even lanes of two loads, which may read one element past the window's row; the arena always holds the
+ * output block after the input, so that read stays in memory and its value is discarded.
  */
 export function maxPool(g: usize, px: usize, po: usize, mode: i32): void {
   const P = load<i32>(g), H = load<i32>(g, 4), W = load<i32>(g, 8), OH = load<i32>(g, 12), OW = load<i32>(g, 16);
   const kh = load<i32>(g, 20), kw = load<i32>(g, 24), sh = load<i32>(g, 28), sw = load<i32>(g, 32);
   const ph = load<i32>(g, 36), pw = load<i32>(g, 40);
+  // outputs [owLo, owHi) have every column of their window inside the image
+  const owLo = min(OW, (pw + sw - 1) / sw);
+  const owHi = W + pw - kw < 0 ? 0 : min(OW, (W + pw - kw) / sw + 1);
+  let lanes = i32x4.splat(0);
+  lanes = i32x4.replace_lane(lanes, 1, sw);
+  lanes = i32x4.replace_lane(lanes, 2, 2 * sw);
+  lanes = i32x4.replace_lane(lanes, 3, 3 * sw);
   let o = po;
   for (let pl = 0; pl < P; pl++) {
     const base = px + <usize>(pl * H * W) * 4;
     for (let oh = 0; oh < OH; oh++) {
       const i0 = max(0, oh * sh - ph);
       const i1 = min(H, oh * sh - ph + kh);
-      for (let ow = 0; ow < OW; ow++) {
-        const j0 = max(0, ow * sw - pw);
-        const j1 = min(W, ow * sw - pw + kw);
-        let best = -1;
-        let bv: f32 = -Infinity;
-        for (let ih = i0; ih < i1; ih++) {
-          const row = base + <usize>(ih * W) * 4;
-          let j = j0;
-          for (; j < j1; j++) {
-            const v = load<f32>(row + <usize>j * 4);
-            if (v != v) {
-              best = ih * W + j;
-              bv = v;
-              break;
-            }
-            if (best < 0 || v > bv) {
-              best = ih * W + j;
-              bv = v;
+      let ow = 0;
+      if (i0 < i1 && kw > 0) {
+        for (; ow < owLo; ow++, o += 4) windowMax(base, W, i0, i1, 0, min(W, ow * sw - pw + kw), o, mode);
+        for (; ow + 4 <= owHi; ow += 4, o += 16) {
+          const c0 = ow * sw - pw;
+          let bv = f32x4.splat(0);
+          let bi = i32x4.splat(0);
+          for (let ih = i0; ih < i1; ih++) {
+            const row = base + <usize>(ih * W) * 4;
+            for (let j = 0; j < kw; j++) {
+              const col = c0 + j;
+              const q = row + <usize>col * 4;
+              let v: v128;
+              if (sw == 1) v = v128.load(q);
+              else if (sw == 2) v = v128.shuffle<f32>(v128.load(q), v128.load(q, 16), 0, 2, 4, 6);
+              else {
+                const st = <usize>sw * 4;
+                v = f32x4.splat(load<f32>(q));
+                v = f32x4.replace_lane(v, 1, load<f32>(q + st));
+                v = f32x4.replace_lane(v, 2, load<f32>(q + 2 * st));
+                v = f32x4.replace_lane(v, 3, load<f32>(q + 3 * st));
+              }
+              const idx = i32x4.add(i32x4.splat(ih * W + col), lanes);
+              if (ih == i0 && j == 0) {
+                bv = v;
+                bi = idx;
+              } else {
+                const take = v128.and(f32x4.eq(bv, bv), v128.or(f32x4.gt(v, bv), f32x4.ne(v, v)));
+                bv = v128.bitselect(v, bv, take);
+                bi = v128.bitselect(idx, bi, take);
+              }
             }
           }
-          if (j < j1) break; // a NaN ended the scan
+          v128.store(o, mode == 0 ? bv : bi);
         }
-        if (mode == 0) store<f32>(o, best < 0 ? -Infinity : bv);
-        else store<i32>(o, best);
-        o += 4;
+      }
+      for (; ow < OW; ow++, o += 4) {
+        windowMax(base, W, i0, i1, max(0, ow * sw - pw), min(W, ow * sw - pw + kw), o, mode);
       }
     }
   }

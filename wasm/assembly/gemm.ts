@@ -86,6 +86,44 @@ function packB(kc: i32, nc: i32, b: usize, rsb: i32, csb: i32, dst: usize): void
         v128.store(d, v128.load(s, 16), 16);
         d += NR * 4;
       }
+    } else if (cols == NR && rsb == 4) {
+      // B transposed (each column contiguous along k: x W^T, conv weight gradients): 4 k-steps of the 8
+      // columns at a time, two 4x4 transposes in registers instead of 32 scalar strided loads
+      let p = 0;
+      const c1 = <usize>csb;
+      for (; p + 4 <= kc; p += 4) {
+        const s = base + <usize>(p * 4);
+        const v0 = v128.load(s);
+        const v1 = v128.load(s + c1);
+        const v2 = v128.load(s + 2 * c1);
+        const v3 = v128.load(s + 3 * c1);
+        const v4 = v128.load(s + 4 * c1);
+        const v5 = v128.load(s + 5 * c1);
+        const v6 = v128.load(s + 6 * c1);
+        const v7 = v128.load(s + 7 * c1);
+        const a0 = v128.shuffle<f32>(v0, v1, 0, 4, 1, 5);
+        const a1 = v128.shuffle<f32>(v0, v1, 2, 6, 3, 7);
+        const a2 = v128.shuffle<f32>(v2, v3, 0, 4, 1, 5);
+        const a3 = v128.shuffle<f32>(v2, v3, 2, 6, 3, 7);
+        const b0 = v128.shuffle<f32>(v4, v5, 0, 4, 1, 5);
+        const b1 = v128.shuffle<f32>(v4, v5, 2, 6, 3, 7);
+        const b2 = v128.shuffle<f32>(v6, v7, 0, 4, 1, 5);
+        const b3 = v128.shuffle<f32>(v6, v7, 2, 6, 3, 7);
+        v128.store(d, v128.shuffle<f32>(a0, a2, 0, 1, 4, 5));
+        v128.store(d, v128.shuffle<f32>(b0, b2, 0, 1, 4, 5), 16);
+        v128.store(d, v128.shuffle<f32>(a0, a2, 2, 3, 6, 7), 32);
+        v128.store(d, v128.shuffle<f32>(b0, b2, 2, 3, 6, 7), 48);
+        v128.store(d, v128.shuffle<f32>(a1, a3, 0, 1, 4, 5), 64);
+        v128.store(d, v128.shuffle<f32>(b1, b3, 0, 1, 4, 5), 80);
+        v128.store(d, v128.shuffle<f32>(a1, a3, 2, 3, 6, 7), 96);
+        v128.store(d, v128.shuffle<f32>(b1, b3, 2, 3, 6, 7), 112);
+        d += 4 * NR * 4;
+      }
+      for (; p < kc; p++) {
+        const s = base + <usize>(p * 4);
+        for (let j = 0; j < NR; j++) store<f32>(d + (<usize>j << 2), load<f32>(s + <usize>(j * csb)));
+        d += NR * 4;
+      }
     } else {
       for (let p = 0; p < kc; p++) {
         const s = base + <usize>(p * rsb);

@@ -4,10 +4,12 @@
  * pointers. Built by wasm/build.mjs into src/backend/wasm/kernels.generated.ts.
  */
 export { binary, unary } from "./elementwise";
-export { cast, copy, where } from "./misc";
+export { cast, copy, transpose32, where } from "./misc";
 export { reduceF32, reduceF64, reduceI32 } from "./reduce";
 export { dgemm, sgemm, sgemmBufA, sgemmBufB } from "./gemm";
-export { avgPool, avgPoolBack, col2im, im2col, im2row, maxPool, maxPoolBack } from "./conv";
+export { avgPool, avgPoolBack, col2im, im2col, maxPool, maxPoolBack } from "./conv";
+export { adamF32, adamF64 } from "./optim";
+export { scatterAdd } from "./indexing";
 
 /** Zero `bytes` bytes at `ptr` (bulk memory.fill: far faster than a JS fill on a shared buffer). */
 export function zero(ptr: usize, bytes: usize): void {

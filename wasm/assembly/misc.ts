@@ -98,3 +98,45 @@ class Cast { @inline row(op: i32, n: i32, p0: usize, s0: i32, p1: usize, s1: i32
 export function cast(from: i32, to: i32, nd: i32, args: usize, px: usize, po: usize): void {
   walk<Cast>(changetype<Cast>(0), from * 4 + to, nd, args, px, po, 0, 0);
 }
+
+/**
+ * dst [C, R] = transpose of src [R, C], both contiguous, 4-byte elements: 4 x 4 blocks transposed in
+ * registers (rows read and written 16 bytes at a time), scalar at the edges. The generic strided copy moves a
+ * transpose one element per strided load, which made staging a transposed weight gradient (x^T dy, for the
+ * fused Adam update) cost more than the update itself.
+ */
+export function transpose32(R: i32, C: i32, ps: usize, pd: usize): void {
+  const r4 = R & ~3;
+  const c4 = C & ~3;
+  const rs = <usize>C * 4; // src row stride, bytes
+  const ds = <usize>R * 4; // dst row stride, bytes
+  for (let r0 = 0; r0 < r4; r0 += 4) {
+    const s0 = ps + <usize>r0 * rs;
+    for (let c0 = 0; c0 < c4; c0 += 4) {
+      const s = s0 + <usize>c0 * 4;
+      const v0 = v128.load(s);
+      const v1 = v128.load(s + rs);
+      const v2 = v128.load(s + 2 * rs);
+      const v3 = v128.load(s + 3 * rs);
+      const a0 = v128.shuffle<f32>(v0, v1, 0, 4, 1, 5);
+      const a1 = v128.shuffle<f32>(v0, v1, 2, 6, 3, 7);
+      const a2 = v128.shuffle<f32>(v2, v3, 0, 4, 1, 5);
+      const a3 = v128.shuffle<f32>(v2, v3, 2, 6, 3, 7);
+      const d = pd + <usize>c0 * ds + <usize>r0 * 4;
+      v128.store(d, v128.shuffle<f32>(a0, a2, 0, 1, 4, 5));
+      v128.store(d + ds, v128.shuffle<f32>(a0, a2, 2, 3, 6, 7));
+      v128.store(d + 2 * ds, v128.shuffle<f32>(a1, a3, 0, 1, 4, 5));
+      v128.store(d + 3 * ds, v128.shuffle<f32>(a1, a3, 2, 3, 6, 7));
+    }
+    for (let r = r0; r < r0 + 4; r++) {
+      for (let c = c4; c < C; c++) {
+        store<u32>(pd + <usize>c * ds + <usize>r * 4, load<u32>(ps + <usize>r * rs + <usize>c * 4));
+      }
+    }
+  }
+  for (let r = r4; r < R; r++) {
+    for (let c = 0; c < C; c++) {
+      store<u32>(pd + <usize>c * ds + <usize>r * 4, load<u32>(ps + <usize>r * rs + <usize>c * 4));
+    }
+  }
+}

@@ -1,14 +1,13 @@
 /**
- * Plumbing between backend calls and wasm kernels: the per-backend context (kernels, heap, descriptor block),
- * per-call scratch scopes, staging of operands into wasm memory, and axis coalescing.
+ * Plumbing between backend calls and wasm kernels: the per-backend context (kernels, arena, descriptor block),
+ * per-call scratch scopes, staging of operands into wasm memory and of results out of it, and axis coalescing.
  *
- * Kernels read operands by pointer and byte stride. An operand whose storage is a view into the heap is read
- * in place (pointer = byteOffset + offset * elementSize, strides as given, including 0 and negative). Any
- * other typed array (made by JS code, e.g. `tensor([...])`) is first copied into scratch: the span of
- * storage it addresses when that is compact (keeping its strides, so a broadcast stays small), else its
- * elements in row-major order. Outputs not in the heap are computed in scratch and copied back. Scratch lives
- * for one call (`Scope`); if the heap cannot supply it, `OutOfHeap` is thrown and the backend runs the js
- * kernel instead.
+ * Tensor storage is ordinary typed arrays, outside wasm memory. A kernel call copies each operand into the
+ * arena (heap.ts): the span of storage the view addresses when that is compact (keeping its strides, so a
+ * transposed or broadcast operand costs nothing extra and a stride-0 broadcast stays small), else its elements
+ * in row-major order. Outputs are computed in the arena and copied out by `finish`. A call's scratch lives in
+ * a `Scope` popped when the call ends; if the arena cannot grow enough, `OutOfHeap` is thrown and the backend
+ * runs the js kernel instead.
  */
 import { dtypeOfTyped, type TypedArray } from "../../dtype.ts";
 import { contiguousStrides, isContiguous, sizeOf } from "../../shape.ts";
@@ -34,23 +33,52 @@ export interface Ctx {
 /** Thrown when scratch memory cannot be had; the backend then falls back to the js kernel. */
 export class OutOfHeap extends Error {}
 
-/** Scratch blocks held for the duration of one kernel call. */
+/** A copy of elements [lo, lo + len) of `data` at `ptr` in the arena. */
+interface Staged {
+  data: TypedArray;
+  lo: number;
+  len: number;
+  ptr: number;
+}
+
+/**
+ * The scratch of one kernel call: blocks taken from the arena's stack, all popped by `release`. Remembers
+ * what it staged, so an operand used twice in one call (x * x, x^T x) is copied in once.
+ */
 export class Scope {
-  private readonly ptrs: number[] = [];
-  constructor(private readonly heap: Heap) {}
+  private readonly mark: number;
+  private readonly staged: Staged[] = [];
+  constructor(private readonly heap: Heap) {
+    this.mark = heap.mark();
+  }
 
   /** A scratch block of `bytes` bytes (contents undefined). */
   alloc(bytes: number): number {
-    const p = this.heap.malloc(bytes);
+    const p = this.heap.alloc(bytes);
     if (p < 0) throw new OutOfHeap(`wasm heap: cannot allocate ${bytes} bytes of scratch`);
-    this.ptrs.push(p);
     return p;
   }
 
-  /** Free every block of this scope. */
+  /**
+   * Pointer of a copy of elements [lo, lo + len) of `data` (len > 0). `shared`: the copy is only read, so
+   * one made earlier in this call for an enclosing range may serve (inputs; never a block written back).
+   */
+  copyIn(data: TypedArray, lo: number, len: number, shared = true): number {
+    const es = data.BYTES_PER_ELEMENT;
+    if (shared) {
+      for (const st of this.staged) {
+        if (st.data === data && st.lo <= lo && lo + len <= st.lo + st.len) return st.ptr + (lo - st.lo) * es;
+      }
+    }
+    const p = this.alloc(len * es);
+    viewAt(this.heap.buffer, dtypeOfTyped(data), p, len).set(data.subarray(lo, lo + len));
+    if (shared) this.staged.push({ data, lo, len, ptr: p });
+    return p;
+  }
+
+  /** Pop every block of this scope. */
   release(): void {
-    for (const p of this.ptrs) this.heap.free(p);
-    this.ptrs.length = 0;
+    this.heap.reset(this.mark);
   }
 }
 
@@ -61,7 +89,7 @@ export interface Operand {
 }
 
 /** The extent [lo, hi] (element indices into data) that a view addresses. */
-function span(v: View): [number, number] {
+export function span(v: View): [number, number] {
   let lo = v.offset;
   let hi = v.offset;
   for (let i = 0; i < v.shape.length; i++) {
@@ -72,39 +100,59 @@ function span(v: View): [number, number] {
   return [lo, hi];
 }
 
+/**
+ * True if copying a view's whole span beats gathering its elements: a memcpy runs at 10-30 GB/s, a strided
+ * gather in JS at well under 1, so a span several times the element count is still the cheaper copy.
+ */
+function compact(len: number, n: number): boolean {
+  return len <= 8 * n + 4096;
+}
+
+/** Copy the elements of `v` in row-major order to `p` (contiguous), one contiguous inner run at a time. */
+function gatherInto(c: Ctx, v: View, p: number, n: number): void {
+  const dt = dtypeOfTyped(v.data);
+  const dst = viewAt(c.heap.buffer, dt, p, n);
+  const g = coalesce(v.shape, [v.strides]);
+  const inner = g === null ? 0 : g.shape[g.shape.length - 1];
+  if (g === null || g.strides[0][g.shape.length - 1] !== 1 || inner < 8) {
+    copyStrided(v, { data: dst, shape: v.shape, strides: contiguousStrides(v.shape), offset: 0 });
+    return;
+  }
+  const shape = g.shape;
+  const st = g.strides[0];
+  const nd = shape.length;
+  const idx = new Array<number>(nd).fill(0);
+  let src = v.offset;
+  for (let d = 0; d < n; d += inner) {
+    dst.set(v.data.subarray(src, src + inner), d);
+    for (let i = nd - 2; i >= 0; i--) {
+      src += st[i];
+      if (++idx[i] < shape[i]) break;
+      src -= st[i] * shape[i];
+      idx[i] = 0;
+    }
+  }
+}
+
 /** Make `v` readable by kernels (see the header). `v` must not be empty. */
 export function stageIn(c: Ctx, s: Scope, v: View): Operand {
   const es = v.data.BYTES_PER_ELEMENT;
-  if (c.heap.owns(v.data)) return { ptr: v.data.byteOffset + v.offset * es, strides: v.strides };
   const n = sizeOf(v.shape);
   const [lo, hi] = span(v);
   const len = hi - lo + 1;
-  if (len <= 2 * n + 16) {
-    const p = s.alloc(len * es);
-    const src = new Uint8Array(v.data.buffer, v.data.byteOffset + lo * es, len * es);
-    new Uint8Array(c.heap.buffer, p, len * es).set(src);
-    return { ptr: p + (v.offset - lo) * es, strides: v.strides };
-  }
+  if (compact(len, n)) return { ptr: s.copyIn(v.data, lo, len) + (v.offset - lo) * es, strides: v.strides };
   const p = s.alloc(n * es);
-  const dst = viewAt(c.heap.buffer, dtypeOfTyped(v.data), p, n);
-  copyStrided(v, { data: dst, shape: v.shape, strides: contiguousStrides(v.shape), offset: 0 });
+  gatherInto(c, v, p, n);
   return { ptr: p, strides: contiguousStrides(v.shape) };
 }
 
-/** Like stageIn, but the result is row-major contiguous (copied by the wasm copy kernel if needed). */
+/** Like stageIn, but the result is row-major contiguous (rearranged by the wasm copy kernel if needed). */
 export function stageContiguous(c: Ctx, s: Scope, v: View): number {
   const es = v.data.BYTES_PER_ELEMENT;
-  if (isContiguous(v.shape, v.strides)) {
-    if (c.heap.owns(v.data)) return v.data.byteOffset + v.offset * es;
-    const n = sizeOf(v.shape);
-    const p = s.alloc(n * es);
-    new Uint8Array(c.heap.buffer, p, n * es).set(
-      new Uint8Array(v.data.buffer, v.data.byteOffset + v.offset * es, n * es),
-    );
-    return p;
-  }
-  const src = stageIn(c, s, v);
   const n = sizeOf(v.shape);
+  if (isContiguous(v.shape, v.strides)) return s.copyIn(v.data, v.offset, n);
+  const src = stageIn(c, s, v);
+  if (isContiguous(v.shape, src.strides)) return src.ptr;
   const p = s.alloc(n * es);
   copyRaw(c, es, v.shape, src, { ptr: p, strides: contiguousStrides(v.shape) });
   return p;
@@ -114,19 +162,27 @@ export function stageContiguous(c: Ctx, s: Scope, v: View): number {
 export function copyRaw(c: Ctx, es: number, shape: readonly number[], src: Operand, dst: Operand): void {
   const g = coalesce(shape, [src.strides, dst.strides]);
   if (g === null) throw new OutOfHeap(`copy: rank ${shape.length} exceeds ${MAX_DIMS}`);
+  if (es === 4 && g.shape.length === 2) {
+    // a 2-D transpose of contiguous storage into contiguous storage: the blocked SIMD kernel
+    const [R, C] = [g.shape[1], g.shape[0]];
+    const [ss, ds] = g.strides;
+    if (ss[0] === 1 && ss[1] === C && ds[0] === R && ds[1] === 1) {
+      c.k.transpose32(R, C, src.ptr, dst.ptr);
+      return;
+    }
+  }
   writeArgs(c, g.shape, g.strides, [es, es]);
   c.k.copy(es, g.shape.length, c.args, src.ptr, dst.ptr);
 }
 
-/** Where a kernel writes `out`: in place if it is a heap view, else in scratch copied back by `finish`. */
+/** Where a kernel writes its output in the arena; `finish` copies it out to the output array. */
 export interface Output {
   readonly ptr: number;
   finish(): void;
 }
 
-/** The output operand for `n` elements of `out`. */
+/** The output operand for the first `n` elements of `out` (computed in scratch, copied out by `finish`). */
 export function stageOut(c: Ctx, s: Scope, out: TypedArray, n: number): Output {
-  if (c.heap.owns(out)) return { ptr: out.byteOffset, finish() {} };
   const dtype = dtypeOfTyped(out);
   const p = s.alloc(n * elemSize(dtype));
   return {

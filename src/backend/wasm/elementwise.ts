@@ -7,7 +7,8 @@ import { type DType, dtypeOfTyped, type TypedArray } from "../../dtype.ts";
 import { contiguousStrides, isContiguous, sizeOf } from "../../shape.ts";
 import { type BinaryOp, UNARY_OPS, type UnaryOp, type View } from "../backend.ts";
 import { assertOutSize, assertSameShape } from "../js/strided.ts";
-import { type Ctx, coalesce, copyRaw, Scope, stageIn, stageOut, writeArgs } from "./context.ts";
+import { type Ctx, coalesce, copyRaw, Scope, span, stageIn, stageOut, writeArgs } from "./context.ts";
+import { viewAt } from "./heap.ts";
 
 /** Binary ops in the order of their codes in wasm/assembly/elementwise.ts. */
 const BINARY_OPS: readonly BinaryOp[] = [
@@ -153,27 +154,31 @@ export function cast(c: Ctx, x: View, out: TypedArray): boolean {
 }
 
 /**
- * Strided copy in wasm when the views share a dtype and at least one is in the heap (a plain destination must
- * be contiguous: it is written through scratch); false otherwise (the js copy runs).
+ * Strided copy: a plain memcpy (TypedArray.set) when both views are contiguous; else in wasm through the
+ * arena when the destination's span is compact (it is copied in first, so the elements between its strides
+ * survive) and the dtypes agree; false otherwise (the js copy runs).
  */
 export function copy(c: Ctx, src: View, dst: View): boolean {
   assertSameShape("copy", src.shape, dst.shape);
   const n = sizeOf(src.shape);
   if (n === 0) return true;
   if (dtypeOfTyped(src.data) !== dtypeOfTyped(dst.data)) return false;
-  const dstOwned = c.heap.owns(dst.data);
-  if (!dstOwned && (!c.heap.owns(src.data) || !isContiguous(dst.shape, dst.strides))) return false;
+  const dstContiguous = isContiguous(dst.shape, dst.strides);
+  if (dstContiguous && isContiguous(src.shape, src.strides)) {
+    dst.data.set(src.data.subarray(src.offset, src.offset + n), dst.offset);
+    return true;
+  }
+  const [lo, hi] = span(dst);
+  const len = hi - lo + 1;
+  if (len > 2 * n + 4096) return false;
   const es = src.data.BYTES_PER_ELEMENT;
   const s = new Scope(c.heap);
   try {
     const S = stageIn(c, s, src);
-    if (dstOwned) {
-      copyRaw(c, es, src.shape, S, { ptr: dst.data.byteOffset + dst.offset * es, strides: dst.strides });
-      return true;
-    }
-    const O = stageOut(c, s, dst.data.subarray(dst.offset, dst.offset + n), n);
-    copyRaw(c, es, src.shape, S, { ptr: O.ptr, strides: contiguousStrides(src.shape) });
-    O.finish();
+    // a private copy of the destination span (never shared with the source's, which may overlap it)
+    const p = dstContiguous ? s.alloc(len * es) : s.copyIn(dst.data, lo, len, false);
+    copyRaw(c, es, src.shape, S, { ptr: p + (dst.offset - lo) * es, strides: dst.strides });
+    dst.data.set(viewAt(c.heap.buffer, dtypeOfTyped(dst.data), p, len), lo);
     return true;
   } finally {
     s.release();

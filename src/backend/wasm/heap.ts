@@ -1,26 +1,17 @@
 /**
- * The wasm backend's heap: the WebAssembly.Memory the kernels run on, a size-class allocator over it, and the
- * typed-array views it hands out as tensor storage.
+ * The wasm backend's scratch arena: the WebAssembly.Memory the kernels run on and a stack allocator over it.
+ * Tensor storage does NOT live here; it is ordinary garbage-collected typed arrays (see index.ts on why).
  *
- * Why this shape:
- * - Tensor storage must be plain typed arrays (the backend contract), yet live in wasm memory so kernels read
- *   it in place. `allocView` returns `new Float32Array(memory.buffer, ptr, n)`-style views; the garbage
- *   collector cannot see the block behind a view, so a FinalizationRegistry returns it to the allocator when
- *   the view is collected, and `releaseView` frees it at once (an optional fast path; unregisters the view).
- * - Growing a non-shared memory detaches its ArrayBuffer and would empty every live view. A shared memory
- *   (SharedArrayBuffer) never detaches: growth makes a new, longer buffer object over the same bytes, and old
- *   views stay valid. So the heap uses shared memory where the runtime allows it (Node; browsers with
- *   cross-origin isolation) and otherwise a fixed memory that never grows (when it is full, `allocView`
- *   returns null and the backend falls back to ordinary typed arrays, which kernels copy in and out).
- * - Allocator: blocks are rounded up to size classes (multiples of 16 bytes up to 64, then four classes per
- *   power of two, so at most 25% waste), each class keeps a LIFO free list, new blocks come from a bump
- *   pointer. No coalescing: a training loop reallocates the same shapes every step, which this serves in O(1).
- *   Memory is never returned to the system (wasm memory cannot shrink).
- * - FinalizationRegistry callbacks run only between tasks (and no API can run them sooner): a long
- *   synchronous loop keeps its garbage blocks until it yields (await) or frees them explicitly. So tensor
- *   storage may only fill the heap up to `viewLimit` (default 2 GiB of a shared memory, 3/4 of a fixed
- *   one); past it `allocView` returns null, the backend hands out ordinary (garbage-collected) typed arrays,
- *   and kernels copy those in and out of scratch, which keeps memory bounded at some cost in speed.
+ * - A kernel call stages its operands into the arena (context.ts), runs, copies its output out, and pops
+ *   everything it took: `mark()` before, `reset(mark)` after. Between calls the arena is empty, so its size is
+ *   the largest footprint of a single call (operands + packing / im2col buffers), reached once and reused
+ *   by every later call (warm in cache, no page faults).
+ * - The memory grows (doubling) when one call needs more, and never shrinks (wasm memory cannot). Growth of a
+ *   non-shared memory detaches its old ArrayBuffer; that is harmless here because no typed-array view of
+ *   this memory outlives the kernel call that made it (views are made after the allocations of a call). So
+ *   both kinds of memory grow: shared (SharedArrayBuffer, needed by the GEMM worker threads) and non-shared
+ *   (browsers without cross-origin isolation). When the memory cannot grow any more, `alloc` returns -1 and
+ *   the backend runs the js kernel for that call.
  */
 import type { DType, TypedArray } from "../../dtype.ts";
 
@@ -29,16 +20,9 @@ export function elemSize(dtype: DType): number {
   return dtype === "float64" ? 8 : dtype === "bool" ? 1 : 4;
 }
 
-/** The size class (block size in bytes) for a request of `bytes` > 0. */
-export function sizeClass(bytes: number): number {
-  if (bytes <= 64) return bytes <= 16 ? 16 : (bytes + 15) & ~15;
-  // step = 2^(floor(log2(bytes - 1)) - 2): four classes per power of two
-  const step =
-    bytes - 1 < 2 ** 31 ? 2 ** (29 - Math.clz32(bytes - 1)) : 2 ** (Math.floor(Math.log2(bytes - 1)) - 2);
-  return Math.ceil(bytes / step) * step;
-}
-
 const PAGE = 65536;
+/** Blocks start on cache-line boundaries (SIMD loads, and no false sharing between GEMM threads). */
+const ALIGN = 64;
 
 /** A typed-array view of `n` elements of `dtype` at byte `ptr` of `buffer`. */
 export function viewAt(buffer: ArrayBufferLike, dtype: DType, ptr: number, n: number): TypedArray {
@@ -54,59 +38,48 @@ export function viewAt(buffer: ArrayBufferLike, dtype: DType, ptr: number, n: nu
   }
 }
 
-/** Allocation statistics of a heap. */
+/** Statistics of the arena. */
 export interface HeapStats {
-  /** Bytes in blocks currently handed out (views and kernel scratch), counted at their size class. */
+  /** Bytes of scratch currently taken (0 between kernel calls). */
   liveBytes: number;
-  /** Number of such blocks. */
-  liveBlocks: number;
-  /** Bytes of wasm memory in use by the allocator (bump pointer), live or on free lists. */
-  reservedBytes: number;
+  /** The most scratch any call has taken (bytes above the module's static data). */
+  peakBytes: number;
   /** Current size of the wasm memory in bytes. */
   memoryBytes: number;
-  /** True if the memory is shared (growable without detaching views). */
+  /** True if the memory is shared (a SharedArrayBuffer, usable by the GEMM worker threads). */
   shared: boolean;
 }
 
-/** The allocator over one WebAssembly.Memory. */
+/** The stack allocator over one WebAssembly.Memory. */
 export class Heap {
   readonly memory: WebAssembly.Memory;
   readonly shared: boolean;
-  /** Every ArrayBuffer object this memory has exposed (a shared memory gets a new one per growth). */
-  private readonly buffers = new WeakSet<ArrayBufferLike>();
   private buf: ArrayBufferLike;
+  private readonly base: number;
   private top: number;
-  private readonly freeLists = new Map<number, number[]>();
-  /** Live blocks: pointer -> class size. */
-  private readonly live = new Map<number, number>();
-  private liveBytes = 0;
-  private readonly registry: FinalizationRegistry<number>;
+  private peak: number;
   private i32View: Int32Array;
 
   /**
    * @param base first usable byte (above the module's static data)
-   * @param zero clears a byte range (the kernel module's memory.fill: a JS fill of a Uint8Array over a
-   *   SharedArrayBuffer is some 25 times slower)
-   * @param viewLimit the bump pointer never passes this for tensor storage (allocView), so that kernel scratch
-   *   always has room above it; past it allocView reuses freed blocks or returns null
+   * @param limit the arena never grows the memory past this many bytes
    */
   constructor(
     memory: WebAssembly.Memory,
     shared: boolean,
     base: number,
-    private readonly zero: (ptr: number, bytes: number) => void,
-    private readonly viewLimit: number,
+    private readonly limit: number,
   ) {
     this.memory = memory;
     this.shared = shared;
     this.buf = memory.buffer;
-    this.buffers.add(this.buf);
     this.i32View = new Int32Array(this.buf);
-    this.top = Math.ceil(base / 64) * 64;
-    this.registry = new FinalizationRegistry((ptr: number) => this.free(ptr));
+    this.base = Math.ceil(base / ALIGN) * ALIGN;
+    this.top = this.base;
+    this.peak = this.base;
   }
 
-  /** The current ArrayBuffer of the memory (only this heap grows it, so it changes only in `grow`). */
+  /** The current ArrayBuffer of the memory (re-read after any `alloc`: growth replaces it). */
   get buffer(): ArrayBufferLike {
     return this.buf;
   }
@@ -116,61 +89,37 @@ export class Heap {
     return this.i32View;
   }
 
-  /** Take the memory's current buffer after growth. */
-  private refresh(): void {
-    const b = this.memory.buffer;
-    if (b !== this.buf) {
-      this.buf = b;
-      this.buffers.add(b);
-      this.i32View = new Int32Array(b);
-    }
+  /** The current top of the stack, for `reset`. */
+  mark(): number {
+    return this.top;
   }
 
-  /** True if `a` is a view into this heap's memory. */
-  owns(a: TypedArray): boolean {
-    return this.buffers.has(a.buffer);
+  /** Pop every block taken since `mark` was returned. */
+  reset(mark: number): void {
+    this.top = mark;
   }
 
-  /**
-   * A block of at least `bytes` bytes (16-byte aligned), or -1 if the memory is full. A new block (none of
-   * its class free) must end below `limit`.
-   */
-  malloc(bytes: number, limit = Number.POSITIVE_INFINITY): number {
-    const cls = sizeClass(Math.max(bytes, 1));
-    const list = this.freeLists.get(cls);
-    let ptr = list !== undefined && list.length > 0 ? list.pop()! : -1;
-    if (ptr < 0) {
-      const end = this.top + cls;
-      if (end > limit) return -1;
-      if (end > this.buffer.byteLength && !this.grow(end)) return -1;
-      ptr = this.top;
-      this.top = end;
-    }
-    this.live.set(ptr, cls);
-    this.liveBytes += cls;
+  /** A block of at least `bytes` bytes (64-byte aligned, contents undefined), or -1 if the memory is full. */
+  alloc(bytes: number): number {
+    const ptr = this.top;
+    const end = ptr + Math.ceil(Math.max(bytes, 1) / ALIGN) * ALIGN;
+    if (end > this.buf.byteLength && !this.grow(end)) return -1;
+    this.top = end;
+    if (end > this.peak) this.peak = end;
     return ptr;
   }
 
-  /** Return a block to its free list (ignores pointers that are not live blocks). */
-  free(ptr: number): void {
-    const cls = this.live.get(ptr);
-    if (cls === undefined) return;
-    this.live.delete(ptr);
-    this.liveBytes -= cls;
-    let list = this.freeLists.get(cls);
-    if (list === undefined) this.freeLists.set(cls, (list = []));
-    list.push(ptr);
-  }
-
-  /** Grow a shared memory to hold at least `end` bytes (doubling, within the maximum); false if impossible. */
+  /** Grow the memory to hold at least `end` bytes (doubling, within the limit); false if impossible. */
   private grow(end: number): boolean {
-    if (!this.shared) return false;
-    const have = this.buffer.byteLength;
-    const want = Math.max(Math.ceil(end / PAGE), Math.min(2 * (have / PAGE), have / PAGE + 16384));
-    for (const pages of [want, Math.ceil(end / PAGE)]) {
+    if (end > this.limit) return false;
+    const have = this.buf.byteLength / PAGE;
+    const need = Math.ceil(end / PAGE);
+    const cap = Math.floor(this.limit / PAGE);
+    for (const pages of [Math.min(cap, Math.max(need, 2 * have)), need]) {
       try {
-        this.memory.grow(pages - have / PAGE);
-        this.refresh();
+        this.memory.grow(pages - have);
+        this.buf = this.memory.buffer;
+        this.i32View = new Int32Array(this.buf);
         return true;
       } catch {
         // over the maximum or out of address space: try the exact size, then give up
@@ -179,37 +128,11 @@ export class Heap {
     return false;
   }
 
-  /**
-   * A zero-filled view of `n` elements of `dtype` in this heap, freed when collected (or by releaseView);
-   * null if the memory is full.
-   */
-  allocView(dtype: DType, n: number): TypedArray | null {
-    const bytes = n * elemSize(dtype);
-    const fresh = this.top;
-    const ptr = this.malloc(bytes, this.viewLimit);
-    if (ptr < 0) return null;
-    const v = viewAt(this.buffer, dtype, ptr, n);
-    if (ptr < fresh) this.zero(ptr, bytes); // reused block: clear it
-    this.registry.register(v, ptr, v);
-    return v;
-  }
-
-  /**
-   * Free the block behind a view returned by allocView now, instead of at garbage collection. The view must
-   * not be used afterwards. Returns false (and does nothing) for any other array, or a view already released.
-   */
-  releaseView(v: TypedArray): boolean {
-    if (!this.owns(v) || !this.registry.unregister(v)) return false;
-    this.free(v.byteOffset);
-    return true;
-  }
-
-  /** Allocation statistics. */
+  /** Arena statistics. */
   stats(): HeapStats {
     return {
-      liveBytes: this.liveBytes,
-      liveBlocks: this.live.size,
-      reservedBytes: this.top,
+      liveBytes: this.top - this.base,
+      peakBytes: this.peak - this.base,
       memoryBytes: this.buf.byteLength,
       shared: this.shared,
     };

@@ -7,8 +7,8 @@
  * groups, K = Cg * KH * KW, P = OH * OW):
  *   forward     y[n, g]  = W_g [Og, K]      @ col(x[n, g]) [K, P]
  *   backInput   dx[n, g] = col2im( W_g^T [K, Og] @ dy[n, g] [Og, P] )
- *   backWeight  dW_g     = sum_n dy[n, g] [Og, P] @ row(x[n, g]) [P, K]   (row = col^T, built directly)
- * A 1x1 convolution with stride 1 and no padding needs no im2col in the first two (col is the image).
+ *   backWeight  dW_g     = sum_n dy[n, g] [Og, P] @ col(x[n, g])^T [P, K]   (the transpose is a stride swap)
+ * A 1x1 convolution with stride 1 and no padding needs no im2col (col is the image).
  * float64 and int32 return false (the js kernels run).
  */
 import { dtypeOfTyped, type TypedArray } from "../../dtype.ts";
@@ -261,16 +261,18 @@ export function conv2dBackWeight(
     } else {
       const X = stageContiguous(c, s, x);
       const DY = stageContiguous(c, s, dy);
-      const rows = s.alloc(K * P * 4);
+      const direct = isPointwise(d, p);
+      const col = direct ? 0 : s.alloc(K * P * 4);
       const gemm = gemmRunner(c, s, d.og, K, P);
       const geo = geometry(d, p);
       for (let g = 0; g < d.groups; g++) {
         for (let n = 0; n < d.n; n++) {
           const px = X + (n * d.c + g * d.cg) * d.h * d.w * 4;
-          c.k.im2row(writeInts(c, geo), px, rows); // col^T [P, K], read along its rows
+          if (!direct) c.k.im2col(writeInts(c, geo), px, col);
           const pdy = DY + (n * d.o + g * d.og) * P * 4;
           const pdw = O.ptr + g * d.og * K * 4;
-          gemm(d.og, K, P, pdy, P * 4, 4, rows, K * 4, 4, pdw, K * 4, n > 0 ? 1 : 0);
+          // B = col^T [P, K]: read through transposed strides (sgemm packs it with in-register transposes)
+          gemm(d.og, K, P, pdy, P * 4, 4, direct ? px : col, 4, P * 4, pdw, K * 4, n > 0 ? 1 : 0);
         }
       }
     }

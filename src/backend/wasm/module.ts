@@ -5,9 +5,9 @@
  * --experimental-wasm-relaxed-simd, current browsers have it) and plain SIMD128, both importing a shared
  * memory. Relaxed SIMD is detected by WebAssembly.validate of the relaxed module itself; shared memory by
  * trying to create one (browsers without cross-origin isolation refuse), and without it the module's memory
- * import is rewritten to non-shared (unshareMemoryImport). The shared memory reserves up to
- * 4 GiB of address space (less if refused) and starts small; the fixed memory is reserved up front
- * (`fixedMemoryMiB`, default 256) because a non-shared memory must never grow under live views.
+ * import is rewritten to non-shared (unshareMemoryImport). Either memory starts at 1 MiB and grows on demand
+ * (heap.ts) up to `maxMemoryMiB` (default 4 GiB, wasm32's limit; a shared memory takes less if the runtime
+ * refuses to reserve that much). A non-shared memory may grow because no tensor lives in it (index.ts).
  * Synchronous compilation (`new WebAssembly.Module`) is fine in Node and workers; browsers refuse it for
  * modules over 4 KB on the main thread, where `instantiateKernelsAsync` must be used.
  */
@@ -21,6 +21,7 @@ const KERNEL_NAMES = [
   "unary",
   "cast",
   "copy",
+  "transpose32",
   "where",
   "reduceF32",
   "reduceF64",
@@ -30,12 +31,14 @@ const KERNEL_NAMES = [
   "sgemmBufB",
   "dgemm",
   "im2col",
-  "im2row",
   "col2im",
   "maxPool",
   "maxPoolBack",
   "avgPool",
   "avgPoolBack",
+  "adamF32",
+  "adamF64",
+  "scatterAdd",
 ] as const;
 
 /** A kernel export: numbers (i32 values, pointers, byte strides) in, a number or nothing out. */
@@ -57,16 +60,12 @@ function bindExports(exports: WebAssembly.Exports): Kernels {
 
 /** Options for creating the wasm memory. */
 export interface WasmOptions {
-  /** Size of the non-shared memory used when shared memory is unavailable (MiB, default 256). */
-  fixedMemoryMiB?: number;
-  /** Upper bound of the shared memory (MiB, default 4096 = wasm32's limit). */
-  maxMemoryMiB?: number;
   /**
-   * How much of the memory tensor storage may take (MiB; default 2048 of a shared memory, 3/4 of a fixed
-   * one); beyond it `alloc` returns ordinary typed arrays (see heap.ts on why the heap needs a bound).
+   * Upper bound of the wasm memory (MiB, default 4096 = wasm32's limit): the scratch of one kernel call must
+   * fit in it, or that call runs the js kernel.
    */
-  tensorMemoryMiB?: number;
-  /** Force a memory kind (tests): "shared" or "fixed". */
+  maxMemoryMiB?: number;
+  /** Force a memory kind (tests): "shared" or "fixed" (non-shared; no GEMM worker threads). */
   memory?: "shared" | "fixed";
   /** Disable relaxed SIMD even where it validates (tests, benchmarks). */
   noRelaxed?: boolean;
@@ -164,9 +163,18 @@ export function prepare(opts: WasmOptions = {}): Prepared {
   const mem = opts.memory === "fixed" ? null : sharedMemory(opts);
   if (mem !== null) return { bytes, memory: mem[0], shared: true, relaxed, maxPages: mem[1] };
   if (opts.memory === "shared") throw new Error("shared WebAssembly memory is not available here");
-  const pages = Math.min(MAX_PAGES, Math.max(16, Math.floor((opts.fixedMemoryMiB ?? 256) * PAGE_MIB)));
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-  return { bytes: unshareMemoryImport(bytes), memory, shared: false, relaxed, maxPages: pages };
+  const top = Math.min(MAX_PAGES, Math.max(16, Math.floor((opts.maxMemoryMiB ?? 4096) * PAGE_MIB)));
+  // a runtime short of address space may refuse a large maximum: try smaller ones
+  for (const pages of [top, top >> 1, top >> 2, top >> 3, 16]) {
+    if (pages < 16) continue;
+    try {
+      const memory = new WebAssembly.Memory({ initial: 16, maximum: pages });
+      return { bytes: unshareMemoryImport(bytes), memory, shared: false, relaxed, maxPages: pages };
+    } catch {
+      // try the next size
+    }
+  }
+  throw new Error("cannot create a WebAssembly memory");
 }
 
 function checkSimd(bytes: Uint8Array<ArrayBuffer>): void {

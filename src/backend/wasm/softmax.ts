@@ -1,14 +1,16 @@
 /**
  * Softmax / log-softmax and their VJP on the wasm backend.
  *
- * There is no wasm kernel for them: small inputs run the js reference kernel on the (heap) views, one pass
- * per row, which beats staging the five or six wasm kernels of a composition (a classifier's [128, 10]
- * logits: ~17 us instead of ~27). From about 2000 elements on, the composition of the backend's own SIMD
- * kernels (reduce max, sub, exp, reduce sum, log / div) wins: js's Math.exp costs ~12 ns per element
- * ([128, 1000]: ~0.26 ms composed instead of ~1.5 ms). The composition meets the Backend.softmax contract by
- * itself: a NaN or +Infinity max, or an all -Infinity row, makes x - max or the sum NaN for the whole row;
- * -Infinity entries give exp = 0. Precision is that of the wasm exp / log kernels (about 2 float32 ulp), within
- * the backend float32 tolerance of the js reference.
+ * There is no wasm kernel for them. Tensors are garbage-collected arrays that every wasm kernel call copies
+ * into and out of its scratch memory, so a composition of five or six wasm kernels (reduce max, sub, exp,
+ * reduce sum, log / div) pays for as many round trips; the js reference kernel reads the arrays in place, one
+ * pass per row, but pays ~11 ns per element for Math.exp. Measured (float32 log-softmax rows, one thread):
+ * [128, 10] js 18 us, composed 36 us; [128, 100] 145 vs 97 us; [128, 1000] 1.5 vs 0.74 ms; [4096, 1000] 47 vs
+ * 16 ms. So small inputs (a classifier's logits) run js and large ones the composition. The composition
+ * meets the Backend.softmax contract by itself: a NaN or +Infinity max, or an all -Infinity row, makes x - max
+ * or the sum NaN for the whole row; -Infinity entries give exp = 0. Its precision is that of the wasm exp / log
+ * kernels (about 2 float32 ulp), within the backend tests' float32 tolerance of the js reference. A one-call
+ * AssemblyScript row kernel would do better on large inputs still; it is left for when they matter in wasm.
  */
 import { dtypeOfTyped, type TypedArray } from "../../dtype.ts";
 import { contiguousStrides, sizeOf } from "../../shape.ts";
@@ -16,12 +18,10 @@ import type { Backend, View } from "../backend.ts";
 import { jsBackend as js } from "../js/index.ts";
 
 /** From this many elements on, the composition of wasm kernels is used (measured crossover: see above). */
-export const COMPOSE_MIN_ELEMENTS = 2048;
+export const COMPOSE_MIN_ELEMENTS = 8192;
 
-/** The backend the composition runs on: its kernels, allocation and early release of temporaries. */
-export interface ComposeHost extends Backend {
-  release(data: TypedArray): boolean;
-}
+/** The backend the composition runs on (its own kernels; temporaries are garbage-collected arrays). */
+export type ComposeHost = Backend;
 
 function full(data: TypedArray, shape: readonly number[]): View {
   return { data, shape, strides: contiguousStrides(shape), offset: 0 };
@@ -46,34 +46,32 @@ export function softmax(b: ComposeHost, x: View, axis: number, log: boolean, out
     js.softmax(x, axis, log, out);
     return;
   }
+  composedSoftmax(b, x, axis, log, out);
+}
+
+/** softmax from the backend's reduce / binary / unary kernels (float x of any size). */
+export function composedSoftmax(b: ComposeHost, x: View, axis: number, log: boolean, out: TypedArray): void {
+  const n = sizeOf(x.shape);
+  if (n === 0) return;
   x = atLeast1d(x);
   const shape = x.shape;
   const dt = dtypeOfTyped(out);
   const k = n / shape[axis];
-  const temps: TypedArray[] = [];
-  const tmp = (size: number) => {
-    const t = b.alloc(dt, size);
-    temps.push(t);
-    return t;
-  };
-  try {
-    const m = tmp(k);
-    b.reduce("max", x, [axis], m);
-    const d = tmp(n);
-    b.binary("sub", x, spread(m, shape, axis), d);
-    const e = tmp(n);
-    b.unary("exp", full(d, shape), e);
-    const s = tmp(k);
-    b.reduce("sum", full(e, shape), [axis], s);
-    if (log) {
-      const ls = tmp(k);
-      b.unary("log", full(s, [k]), ls);
-      b.binary("sub", full(d, shape), spread(ls, shape, axis), out);
-    } else {
-      b.binary("div", full(e, shape), spread(s, shape, axis), out);
-    }
-  } finally {
-    for (const t of temps) b.release(t);
+  const tmp = (size: number) => b.alloc(dt, size, true); // every temporary is overwritten whole
+  const m = tmp(k);
+  b.reduce("max", x, [axis], m);
+  const d = tmp(n);
+  b.binary("sub", x, spread(m, shape, axis), d);
+  const e = tmp(n);
+  b.unary("exp", full(d, shape), e);
+  const s = tmp(k);
+  b.reduce("sum", full(e, shape), [axis], s);
+  if (log) {
+    const ls = tmp(k);
+    b.unary("log", full(s, [k]), ls);
+    b.binary("sub", full(d, shape), spread(ls, shape, axis), out);
+  } else {
+    b.binary("div", full(e, shape), spread(s, shape, axis), out);
   }
 }
 
@@ -90,36 +88,41 @@ export function softmaxBackward(
     js.softmaxBackward(y, ct, axis, log, out);
     return;
   }
+  composedSoftmaxBackward(b, y, ct, axis, log, out);
+}
+
+/** softmaxBackward from the backend's reduce / binary / unary kernels (float y of any size). */
+export function composedSoftmaxBackward(
+  b: ComposeHost,
+  y: View,
+  ct: View,
+  axis: number,
+  log: boolean,
+  out: TypedArray,
+): void {
+  const n = sizeOf(y.shape);
+  if (n === 0) return;
   y = atLeast1d(y);
   ct = atLeast1d(ct);
   const shape = y.shape;
   const dt = dtypeOfTyped(out);
   const k = n / shape[axis];
-  const temps: TypedArray[] = [];
-  const tmp = (size: number) => {
-    const t = b.alloc(dt, size);
-    temps.push(t);
-    return t;
-  };
-  try {
-    const s = tmp(k);
-    const p = tmp(n);
-    if (log) {
-      // ct - exp(y) sum(ct)
-      b.reduce("sum", ct, [axis], s);
-      b.unary("exp", y, p);
-      const q = tmp(n);
-      b.binary("mul", full(p, shape), spread(s, shape, axis), q);
-      b.binary("sub", ct, full(q, shape), out);
-    } else {
-      // y (ct - sum(ct y))
-      b.binary("mul", ct, y, p);
-      b.reduce("sum", full(p, shape), [axis], s);
-      const q = tmp(n);
-      b.binary("sub", ct, spread(s, shape, axis), q);
-      b.binary("mul", y, full(q, shape), out);
-    }
-  } finally {
-    for (const t of temps) b.release(t);
+  const tmp = (size: number) => b.alloc(dt, size, true); // every temporary is overwritten whole
+  const s = tmp(k);
+  const p = tmp(n);
+  if (log) {
+    // ct - exp(y) sum(ct)
+    b.reduce("sum", ct, [axis], s);
+    b.unary("exp", y, p);
+    const q = tmp(n);
+    b.binary("mul", full(p, shape), spread(s, shape, axis), q);
+    b.binary("sub", ct, full(q, shape), out);
+  } else {
+    // y (ct - sum(ct y))
+    b.binary("mul", ct, y, p);
+    b.reduce("sum", full(p, shape), [axis], s);
+    const q = tmp(n);
+    b.binary("sub", ct, spread(s, shape, axis), q);
+    b.binary("mul", y, full(q, shape), out);
   }
 }

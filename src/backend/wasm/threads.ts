@@ -2,10 +2,11 @@
  * Multi-threaded float32 GEMM for the wasm backend: worker threads that share the backend's wasm memory.
  *
  * Each worker instantiates the same compiled kernel module over the same shared WebAssembly.Memory, so it
- * reads and writes tensors in place. A product C = A B is split into disjoint column blocks of C (or row
- * blocks when C is tall and narrow), the main thread computes one block and each worker another, each with
- * its own packing buffers (sgemm touches nothing else). Hand-off is through a small shared Int32Array per
- * worker and Atomics.wait / notify: no messages, no event loop, so a synchronous kernel call can use it.
+ * reads the operands staged in the arena and writes its block of C there. A product C = A B is split into
+ * disjoint column blocks of C (or row blocks when C is tall and narrow), the main thread computes one block
+ * and each worker another, each with its own packing buffers (sgemm touches nothing else). Hand-off is
+ * through a small shared Int32Array per worker and Atomics.wait / notify: no messages, no event loop, so a
+ * synchronous kernel call can use it.
  *   control[0]  job sequence number (main increments it to start a job; -1 asks the worker to exit)
  *   control[1]  sequence number of the last finished job (worker sets it)
  *   control[2..16)  the 14 sgemm arguments     control[16] ready flag     control[17] error flag
@@ -85,7 +86,7 @@ export type SgemmArgs = [
   bufB: number,
 ];
 
-/** A pool of GEMM worker threads sharing the heap. */
+/** A pool of GEMM worker threads sharing the wasm memory. */
 export class GemmPool {
   private seq = 0;
   private constructor(
