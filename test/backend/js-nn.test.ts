@@ -234,22 +234,28 @@ test("maxPool2dBackward: hand-computed tiled, padded, overlapping, tie and NaN c
   assert.equal(o32[4], Math.fround(1 + 2 ** -29));
 });
 
+/** A random pooling geometry (kernel 1-3, stride 1-3, padding up to half the kernel), or null if no window fits. */
+function randomPool(rng: () => number): { p: Pool2dParams; xs: number[]; ys: number[] } | null {
+  const kh = randInt(rng, 1, 3);
+  const kw = randInt(rng, 1, 3);
+  const p: Pool2dParams = {
+    kernel: [kh, kw],
+    stride: [randInt(rng, 1, 3), randInt(rng, 1, 3)],
+    padding: [randInt(rng, 0, kh >> 1), randInt(rng, 0, kw >> 1)],
+  };
+  const xs = [randInt(rng, 1, 2), randInt(rng, 1, 3), randInt(rng, 1, 7), randInt(rng, 1, 7)];
+  const oh = Math.floor((xs[2] + 2 * p.padding[0] - kh) / p.stride[0]) + 1;
+  const ow = Math.floor((xs[3] + 2 * p.padding[1] - kw) / p.stride[1]) + 1;
+  return oh < 1 || ow < 1 ? null : { p, xs, ys: [xs[0], xs[1], oh, ow] };
+}
+
 test("maxPool2dBackward is the adjoint of gathering at the argmax (random sizes, strided views)", () => {
   const rng = prng(12);
   let ran = 0;
   for (let trial = 0; trial < 40; trial++) {
-    const kh = randInt(rng, 1, 3);
-    const kw = randInt(rng, 1, 3);
-    const p: Pool2dParams = {
-      kernel: [kh, kw],
-      stride: [randInt(rng, 1, 3), randInt(rng, 1, 3)],
-      padding: [randInt(rng, 0, kh >> 1), randInt(rng, 0, kw >> 1)],
-    };
-    const xs = [randInt(rng, 1, 2), randInt(rng, 1, 3), randInt(rng, 1, 7), randInt(rng, 1, 7)];
-    const oh = Math.floor((xs[2] + 2 * p.padding[0] - kh) / p.stride[0]) + 1;
-    const ow = Math.floor((xs[3] + 2 * p.padding[1] - kw) / p.stride[1]) + 1;
-    if (oh < 1 || ow < 1) continue;
-    const ys = [xs[0], xs[1], oh, ow];
+    const g = randomPool(rng);
+    if (g === null) continue;
+    const { p, xs, ys } = g;
     const x = randn(rng, sizeOf(xs));
     const dy = randn(rng, sizeOf(ys));
     const u = randn(rng, sizeOf(xs));
@@ -257,7 +263,7 @@ test("maxPool2dBackward is the adjoint of gathering at the argmax (random sizes,
     B.maxPool2dBackward(scrambled(x, xs, rng), scrambled(dy, ys, rng), dx, xs, p);
     const idx = new Int32Array(sizeOf(ys));
     B.maxPool2dArgmax(v(x, xs), idx, ys, p);
-    const plane = oh * ow;
+    const plane = ys[2] * ys[3];
     const picked = Float64Array.from(idx, (i, o) => u[Math.floor(o / plane) * xs[2] * xs[3] + i]);
     assert.ok(Math.abs(inner(dx, u) - inner(dy, picked)) < 1e-12, `trial ${trial}`);
     ran++;
@@ -269,18 +275,9 @@ test("avgPool2dBackward is the adjoint of avgPool2d (random sizes)", () => {
   const rng = prng(11);
   let ran = 0;
   for (let trial = 0; trial < 40; trial++) {
-    const kh = randInt(rng, 1, 3);
-    const kw = randInt(rng, 1, 3);
-    const p: Pool2dParams = {
-      kernel: [kh, kw],
-      stride: [randInt(rng, 1, 3), randInt(rng, 1, 3)],
-      padding: [randInt(rng, 0, kh >> 1), randInt(rng, 0, kw >> 1)],
-    };
-    const xs = [randInt(rng, 1, 2), randInt(rng, 1, 3), randInt(rng, 1, 7), randInt(rng, 1, 7)];
-    const oh = Math.floor((xs[2] + 2 * p.padding[0] - kh) / p.stride[0]) + 1;
-    const ow = Math.floor((xs[3] + 2 * p.padding[1] - kw) / p.stride[1]) + 1;
-    if (oh < 1 || ow < 1) continue;
-    const ys = [xs[0], xs[1], oh, ow];
+    const g = randomPool(rng);
+    if (g === null) continue;
+    const { p, xs, ys } = g;
     const x = randn(rng, sizeOf(xs));
     const dy = randn(rng, sizeOf(ys));
     const y = new Float64Array(sizeOf(ys));

@@ -13,7 +13,7 @@
  *   (browsers without cross-origin isolation). When the memory cannot grow any more, `alloc` returns -1 and
  *   the backend runs the js kernel for that call.
  */
-import type { DType, TypedArray } from "../../dtype.ts";
+import { type DType, type TypedArray, typedOver } from "../../dtype.ts";
 
 /** Bytes per element of each dtype. */
 export function elemSize(dtype: DType): number {
@@ -26,16 +26,7 @@ const ALIGN = 64;
 
 /** A typed-array view of `n` elements of `dtype` at byte `ptr` of `buffer`. */
 export function viewAt(buffer: ArrayBufferLike, dtype: DType, ptr: number, n: number): TypedArray {
-  switch (dtype) {
-    case "float32":
-      return new Float32Array(buffer, ptr, n);
-    case "float64":
-      return new Float64Array(buffer, ptr, n);
-    case "int32":
-      return new Int32Array(buffer, ptr, n);
-    case "bool":
-      return new Uint8Array(buffer, ptr, n);
-  }
+  return typedOver(dtype, buffer, n, ptr);
 }
 
 /** Statistics of the arena. */
