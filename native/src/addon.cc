@@ -305,9 +305,16 @@ napi_value Conv2d(napi_env env, napi_callback_info info) {
   cp.ph = (int64_t)c.num(), cp.pw = (int64_t)c.num();
   cp.dh = (int64_t)c.num(), cp.dw = (int64_t)c.num();
   cp.groups = (int64_t)c.num();
+  // optional epilogue: argument 4 the bias array (or null) with its view in the meta buffer, then the act code
+  View b;
+  napi_valuetype bt = napi_null;
+  if (c.argc > 4) napi_typeof(env, c.argv[4], &bt);
+  const bool has_b = bt != napi_null && bt != napi_undefined;
+  if (has_b) c.view(4, b);
+  const int act = (int)c.num();
   c.out(3, o, shape[0] * shape[1] * shape[2] * shape[3]);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->conv2d(kind, p, q, o, shape, cp));
+  return c.finish(g_kernels->conv2d(kind, p, q, o, shape, cp, has_b ? &b : nullptr, act));
 }
 
 napi_value Pool2d(napi_env env, napi_callback_info info) {

@@ -78,8 +78,10 @@ struct Kernels {
   Err (*cumsum)(const View& x, int axis, int reverse, const Out& out);
   Err (*dot)(const View& a, const View& b, const Out& out);
   // kind: 0 forward (x, w), 1 input gradient (dy, w), 2 weight gradient (x, dy). shape = shape of out.
+  // The forward pass may end in an epilogue out = act(out + bias[o]): bias a 1-d view of O values or null,
+  // act an ActOp or -1 for none.
   Err (*conv2d)(int kind, const View& p, const View& q, const Out& out, const int64_t* shape,
-                const ConvParams& cp);
+                const ConvParams& cp, const View* bias, int act);
   // kind: 0 max, 1 max argmax, 2 avg, 3 avg backward. shape = shape of out.
   Err (*pool2d)(int kind, const View& x, const Out& out, const int64_t* shape, const PoolParams& pp);
   // Transpose of max pooling at x: dy [N, C, OH, OW] -> out [N, C, H, W] (x's shape).

@@ -83,6 +83,12 @@ export type BinaryOp =
 /** Reductions over a set of axes. sum/prod/max/min keep the input dtype (bool is never reduced). */
 export type ReduceOp = "sum" | "prod" | "max" | "min";
 
+/** What conv2d applies to its output: a bias per output channel ([O], any stride) and/or an activation. */
+export interface ConvEpilogue {
+  readonly bias: View | null;
+  readonly act: Activation | null;
+}
+
 export interface Conv2dParams {
   /** [sh, sw] */
   readonly stride: readonly [number, number];
@@ -183,10 +189,19 @@ export interface Backend {
   dot(a: View, b: View, out: TypedArray): void;
 
   /**
-   * Cross-correlation (PyTorch's conv2d without bias). x: [N, C, H, W], w: [O, C/groups, KH, KW],
-   * out: [N, O, OH, OW] with OH = floor((H + 2ph - dh(KH-1) - 1) / sh) + 1 (likewise OW).
+   * Cross-correlation (PyTorch's conv2d). x: [N, C, H, W], w: [O, C/groups, KH, KW], out: [N, O, OH, OW] with
+   * OH = floor((H + 2ph - dh(KH-1) - 1) / sh) + 1 (likewise OW). With an epilogue, out = act(y + bias[o]) where
+   * y is the convolution rounded to the dtype, and the sum is rounded before the activation: exactly the
+   * unfused conv, add and activation kernels (float dtypes).
    */
-  conv2d(x: View, w: View, out: TypedArray, outShape: readonly number[], p: Conv2dParams): void;
+  conv2d(
+    x: View,
+    w: View,
+    out: TypedArray,
+    outShape: readonly number[],
+    p: Conv2dParams,
+    epilogue?: ConvEpilogue,
+  ): void;
 
   /** Gradient of conv2d with respect to x: dy [N, O, OH, OW], w [O, C/g, KH, KW] -> out [N, C, H, W]. */
   conv2dBackInput(dy: View, w: View, out: TypedArray, outShape: readonly number[], p: Conv2dParams): void;

@@ -89,6 +89,15 @@ export function dot(a: Tensor, b: Tensor): Tensor {
 export function conv2d(x: Tensor, w: Tensor, p: C.ConvParams): Tensor {
   return bind(C.conv2dP, [x, w], p);
 }
+export function conv2dBiasAct(
+  x: Tensor,
+  w: Tensor,
+  b: Tensor | null,
+  act: Activation | null,
+  p: C.ConvParams,
+): Tensor {
+  return bind(C.conv2dBiasActP, b === null ? [x, w] : [x, w, b], { ...p, act });
+}
 export function conv2dBackInput(dy: Tensor, w: Tensor, p: Conv2dParams, xShape: readonly number[]): Tensor {
   return bind(C.conv2dBackInputP, [dy, w], { ...convOnly(p), outShape: xShape });
 }

@@ -147,22 +147,22 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
       `conv2d: kernel ${kh}x${kw} (dilation ${dilation}) is larger than the padded input ${h}x${w}`,
     );
   }
-  const d = resultType([x, weight]);
-  if (d !== "float32" && d !== "float64")
-    throw new DTypeError(`conv2d: expected float tensors, got ${x.dtype} and ${weight.dtype}`);
-  const y = X.conv2d(X.castTo(x, d), X.castTo(weight, d), {
-    stride,
-    padding,
-    dilation,
-    groups,
-    outShape: [n, o, oh, ow],
-  });
   const b = bias ?? null;
   if (b !== null && (b.ndim !== 1 || b.shape[0] !== o)) {
     throw new ShapeError(`conv2d: bias must have shape [${o}], got ${fmtShape(b.shape)}`);
   }
-  if (opts.activation !== undefined) return biasActivation(y, b, opts.activation, 1);
-  return b === null ? y : add(y, reshape(b, [1, o, 1, 1]));
+  const d = resultType(b === null ? [x, weight] : [x, weight, b]);
+  if (d !== "float32" && d !== "float64") {
+    throw new DTypeError(
+      `conv2d: expected float tensors, got ${x.dtype} and ${weight.dtype}${b === null ? "" : ` (bias ${b.dtype})`}`,
+    );
+  }
+  const params = { stride, padding, dilation, groups, outShape: [n, o, oh, ow] };
+  const xc = X.castTo(x, d);
+  const wc = X.castTo(weight, d);
+  if (b === null && opts.activation === undefined) return X.conv2d(xc, wc, params);
+  // bias and activation run in the convolution kernel's epilogue
+  return X.conv2dBiasAct(xc, wc, b === null ? null : X.castTo(b, d), opts.activation ?? null, params);
 }
 
 export interface Pool2dOpts {

@@ -72,6 +72,7 @@ export type PrimName =
   | "conv2d"
   | "conv2dBackInput"
   | "conv2dBackWeight"
+  | "conv2dBiasAct"
   | "maxPool2d"
   | "maxPool2dArgmax"
   | "maxPool2dBackward"
@@ -92,6 +93,7 @@ export const primitives = {
   reshape: V.reshapeP, permute: V.permuteP, broadcast: V.broadcastP, slice: V.sliceP, unslice: V.unsliceP,
   concat: V.concatP, flip: V.flipP, gather: V.gatherP, scatterAdd: V.scatterAddP,
   dot: C.dotP, conv2d: C.conv2dP, conv2dBackInput: C.conv2dBackInputP, conv2dBackWeight: C.conv2dBackWeightP,
+  conv2dBiasAct: C.conv2dBiasActP,
   maxPool2d: C.maxPool2dP, maxPool2dArgmax: C.maxPool2dArgmaxP,
   maxPool2dBackward: C.maxPool2dBackwardP, avgPool2d: C.avgPool2dP,
   avgPool2dBackward: C.avgPool2dBackwardP,

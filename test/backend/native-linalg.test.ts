@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { Conv2dParams, Pool2dParams, View } from "../../src/backend/backend.ts";
+import { ACTIVATIONS, type Conv2dParams, type Pool2dParams, type View } from "../../src/backend/backend.ts";
 import type { DType } from "../../src/dtype.ts";
 import {
   check,
@@ -167,6 +167,22 @@ test("conv2d and both adjoints: stride, padding, dilation, groups, strided input
         b.conv2d(x, w, out, y, c.p);
         return out;
       });
+      if (dtype !== "int32") {
+        // the forward epilogue: a bias per channel (a strided view) and each activation in turn
+        const bias = makeView([c.w[0]], dtype, rng() < 0.5 ? "contiguous" : "reversed", rng, gen);
+        for (const act of [null, ...ACTIVATIONS]) {
+          check(`conv2d + bias + ${act} ${name}`, tol, (b) => {
+            const out = b.alloc(dtype, size(y));
+            b.conv2d(x, w, out, y, c.p, { bias, act });
+            return out;
+          });
+        }
+        check(`conv2d + relu, no bias ${name}`, tol, (b) => {
+          const out = b.alloc(dtype, size(y));
+          b.conv2d(x, w, out, y, c.p, { bias: null, act: "relu" });
+          return out;
+        });
+      }
       check(`conv2dBackInput ${name}`, tol, (b) => {
         const out = b.alloc(dtype, size(c.x));
         b.conv2dBackInput(dy, w, out, c.x, c.p);

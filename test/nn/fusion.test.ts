@@ -11,12 +11,19 @@ import { manualSeed, nn, randn, type Tensor } from "../../src/index.ts";
 
 const { Conv2d, Flatten, Linear, ReLU, Sequential, Sigmoid, Tanh } = nn;
 
-/** Run f with the current backend wrapped to count calls of the fused kernels. */
-function counting<T>(f: () => T): { result: T; biasAct: number; actGrad: number } {
+/**
+ * Run f with the current backend wrapped to count calls of the fused kernels: biasAct, actGrad, and conv2d with
+ * an activation in its epilogue (convAct).
+ */
+function counting<T>(f: () => T): { result: T; biasAct: number; actGrad: number; convAct: number } {
   const base = getBackend();
-  const n = { biasAct: 0, actGrad: 0 };
+  const n = { biasAct: 0, actGrad: 0, convAct: 0 };
   const spy: Backend = {
     ...base,
+    conv2d(x, w, out, shape, p, ep) {
+      if (ep?.act) n.convAct++;
+      base.conv2d(x, w, out, shape, p, ep);
+    },
     biasAct(...a) {
       n.biasAct++;
       base.biasAct(...a);
@@ -62,8 +69,9 @@ test("Sequential fuses layer + activation pairs: same outputs and gradients, fus
   const x = randn([2, 2, 5, 5]);
   const plain = counting(() => run(model, x, false));
   const fused = counting(() => run(model, x, true));
-  assert.equal(plain.biasAct, 0);
-  assert.equal(fused.biasAct, 3, "three layer + activation pairs fuse");
+  assert.equal(plain.biasAct + plain.convAct, 0);
+  assert.equal(fused.convAct, 1, "the conv + relu pair runs in the convolution's epilogue");
+  assert.equal(fused.biasAct, 2, "the two linear + activation pairs run as biasAct");
   assert.equal(fused.actGrad, 3, "each fused pair's backward is one actGrad kernel");
   assert.deepEqual(fused.result.y, plain.result.y);
   assert.deepEqual(fused.result.grads, plain.result.grads);
@@ -75,7 +83,8 @@ test("Sequential does not fuse past a hook, a subclass, or a layer without a fol
   const seen: number[][] = [];
   const h = model.at(1).registerForwardHook((_m, args) => seen.push([...(args[0] as Tensor).shape]));
   const hooked = counting(() => model.call(x));
-  assert.equal(hooked.biasAct, 2, "the hooked ReLU runs alone; the other two pairs still fuse");
+  assert.equal(hooked.convAct, 0, "the hooked ReLU runs alone");
+  assert.equal(hooked.biasAct, 2, "the other two pairs still fuse");
   assert.deepEqual(seen, [[2, 3, 5, 5]], "the hook saw the conv output");
   h.remove();
 

@@ -11,6 +11,7 @@
 //   input grad   cols (CgKK x P)     = W_g^T (CgKK x Og) @ dy[n, g] (Og x P), then col2im adds each column
 //                                      back into the input window it came from (exact work for any stride)
 // int32 convolutions use direct loops with float64 sums, like the js backend.
+#include "act.h"
 #include "conv_direct.h"
 #include "conv_loaders.h"
 #include "map.h"
@@ -21,6 +22,16 @@ namespace CR_ISA_NS {
 namespace {
 
 CR_INLINE bool in_range(i64 v, i64 n) { return (uint64_t)v < (uint64_t)n; }
+
+// The forward epilogue out = act(out + bias[o]): bias a contiguous copy of the O values (null: none), act an
+// ActOp or -1.
+template <class T>
+struct Epilogue {
+  const T* bias;
+  int act;
+  bool any() const { return bias || act >= 0; }
+  void apply(T* row, i64 n, i64 o) const { bias_act_row<T>(row, n, bias ? bias[o] : T(0), act); }
+};
 
 // The weights as a matrix [O, Cg*KH*KW]: element (o, k) = p[o * rs + k * cs]. When the last three axes of w
 // do not merge into one stride, w is first copied into contiguous scratch.
@@ -60,7 +71,8 @@ WeightMat<T> weight_matrix(const View& w, const Geo& g, int slot) {
 // its output planes at out + (n * out_channels + gi * d.Cout) * OH * OW. Images are split over the pool when
 // there are enough of them; otherwise each image's tiles are.
 template <class T, class F>
-bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out, i64 out_channels, F a) {
+bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out, i64 out_channels, F a,
+                 Epilogue<T> ep = Epilogue<T>{nullptr, -1}) {
   constexpr int MR = DirectBlocking<T>::MR, NR = DirectBlocking<T>::NR;
   const int caller = pool_tid();
   const i64 fsz = filter_panels_size(d, MR);
@@ -81,10 +93,13 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
     build_xpad(xpad, in + n * is[0] + gi * d.Cin * is[1], is[1], is[2], is[3], d);
     T* y = out + (n * out_channels + gi * d.Cout) * P;
     const T* ap = Ap + gi * fsz;
+    auto post = [&](T* row, i64 n, i64 o) {
+      if (ep.any()) ep.apply(row, n, gi * d.Cout + o);
+    };
     if (par)
-      par_for(ntiles, 1, [&](i64 b, i64 e, int) { direct_forward_tiles<T>(xpad, ap, off, y, d, b, e); });
+      par_for(ntiles, 1, [&](i64 b, i64 e, int) { direct_forward_tiles<T>(xpad, ap, off, y, d, b, e, post); });
     else
-      direct_forward_tiles<T>(xpad, ap, off, y, d, 0, ntiles);
+      direct_forward_tiles<T>(xpad, ap, off, y, d, 0, ntiles, post);
   };
   const i64 tasks = N * G;
   if (tasks >= 2 * pool_threads()) {
@@ -98,16 +113,25 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
 }
 
 template <class T>
-bool conv_forward(const View& x, const View& w, T* out, const Geo& g) {
+bool conv_forward(const View& x, const View& w, T* out, const Geo& g, const View* bias, int act) {
   constexpr int NR = Blocking<T>::NR;
   const T* xp = static_cast<const T*>(x.data) + x.offset;
   const i64* xs = x.strides;
   const WeightMat<T> wm = weight_matrix<T>(w, g, 3);
   if (!wm.p) return false;
+  Epilogue<T> ep{nullptr, act};
+  if (bias) {  // a contiguous copy of the O bias values
+    T* bc = static_cast<T*>(scratch(pool_tid(), 6, sizeof(T) * (size_t)imax<i64>(g.O, 1)));
+    if (!bc) return false;
+    const T* bp = static_cast<const T*>(bias->data) + bias->offset;
+    for (i64 o = 0; o < g.O; o++) bc[o] = bp[o * bias->strides[0]];
+    ep.bias = bc;
+  }
   if (g.sh == 1 && g.sw == 1) {
     const DGeo d = dgeo<T>(g.Cg, g.H, g.W, g.Og, g.KH, g.KW, g.ph, g.pw, g.dh, g.dw, g.OH, g.OW);
-    return direct_pass<T>(xp, xs, g.N, g.G, d, out, g.O,
-                          [&](i64 gi, i64 o, i64 k) { return wm.p[(gi * g.Og + o) * wm.rs + k * wm.cs]; });
+    return direct_pass<T>(
+        xp, xs, g.N, g.G, d, out, g.O, [&](i64 gi, i64 o, i64 k) { return wm.p[(gi * g.Og + o) * wm.rs + k * wm.cs]; },
+        ep);
   }
   const i64 P = g.OH * g.OW, Kd = g.Cg * g.KH * g.KW;
   const i64 Ppad = (P + NR - 1) / NR * NR;
@@ -124,6 +148,11 @@ bool conv_forward(const View& x, const View& w, T* out, const Geo& g) {
     });
   } else {
     for (i64 t = 0; t < g.G; t++) run(t, true);
+  }
+  if (ok && ep.any()) {  // the epilogue as a pass over each (image, channel) plane
+    par_for(g.N * g.O, imax<i64>(1, 32768 / imax<i64>(P, 1)), [&](i64 b, i64 e, int) {
+      for (i64 t = b; t < e; t++) ep.apply(out + t * P, P, t % g.O);
+    });
   }
   return ok;
 }
@@ -322,9 +351,9 @@ bool conv_back_input(const View& dy, const View& w, T* out, const Geo& g) {
 }
 
 template <class T>
-Err conv_float(int kind, const View& p, const View& q, T* out, const Geo& g) {
+Err conv_float(int kind, const View& p, const View& q, T* out, const Geo& g, const View* bias, int act) {
   bool ok;
-  if (kind == 0) ok = conv_forward<T>(p, q, out, g);
+  if (kind == 0) ok = conv_forward<T>(p, q, out, g, bias, act);
   else if (kind == 1) ok = conv_back_input<T>(p, q, out, g);
   else ok = conv_back_weight<T>(p, q, out, g);
   return ok ? nullptr : "conv2d: out of memory";
@@ -373,7 +402,8 @@ void conv_int(int kind, const View& p, const View& q, int32_t* out, const Geo& g
   for (i64 i = 0; i < size; i++) out[i] = to_int32(acc[i]);
 }
 
-Err conv_impl(int kind, const View& p, const View& q, const Out& out, const int64_t* shape, const ConvParams& cp) {
+Err conv_impl(int kind, const View& p, const View& q, const Out& out, const int64_t* shape, const ConvParams& cp,
+              const View* bias, int act) {
   if (p.ndim != 4 || q.ndim != 4) return "conv2d: operands must have rank 4";
   if (p.dtype != q.dtype || p.dtype != out.dtype) return "conv2d: operands and out must share a dtype";
   // Recover x, w and y shapes from (p, q, out shape) for each kind.
@@ -389,11 +419,16 @@ Err conv_impl(int kind, const View& p, const View& q, const Out& out, const int6
   if (g.G < 1 || g.C != g.Cg * g.G || g.O % g.G != 0 || ys[0] != g.N || ys[1] != g.O || g.sh < 1 || g.sw < 1)
     return "conv2d: inconsistent shapes or parameters";
   g.Og = g.O / g.G;
+  if ((bias || act >= 0) && kind != 0) return "conv2d: only the forward pass takes a bias / activation epilogue";
+  if (act >= A_COUNT) return "conv2d: unknown activation";
+  if (bias && (bias->ndim != 1 || bias->shape[0] != g.O || bias->dtype != out.dtype))
+    return "conv2d: bias must be a 1-d view of O values of the output's dtype";
+  if ((bias || act >= 0) && out.dtype != F32 && out.dtype != F64) return "conv2d: the epilogue needs float operands";
   const i64 osize = shape[0] * shape[1] * shape[2] * shape[3];
   if (osize == 0) return nullptr;
   switch (out.dtype) {
-    case F32: return conv_float<float>(kind, p, q, static_cast<float*>(out.data), g);
-    case F64: return conv_float<double>(kind, p, q, static_cast<double*>(out.data), g);
+    case F32: return conv_float<float>(kind, p, q, static_cast<float*>(out.data), g, bias, act);
+    case F64: return conv_float<double>(kind, p, q, static_cast<double*>(out.data), g, bias, act);
     case I32: conv_int(kind, p, q, static_cast<int32_t*>(out.data), g); return nullptr;
     default: return "conv2d: bool operands are not supported";
   }
@@ -401,8 +436,9 @@ Err conv_impl(int kind, const View& p, const View& q, const Out& out, const int6
 
 }  // namespace
 
-Err conv2d(int kind, const View& p, const View& q, const Out& out, const int64_t* shape, const ConvParams& cp) {
-  return conv_impl(kind, p, q, out, shape, cp);
+Err conv2d(int kind, const View& p, const View& q, const Out& out, const int64_t* shape, const ConvParams& cp,
+           const View* bias, int act) {
+  return conv_impl(kind, p, q, out, shape, cp, bias, act);
 }
 
 }  // namespace CR_ISA_NS

@@ -147,10 +147,11 @@ CR_INLINE int tile_segments(const DGeo& d, i64 q0, int nr, Seg* segs) {
   return n;
 }
 
-// Output planes of one image from its xpad: out[o * OH * OW + p], panels [pa0, pa1) x tiles [tb0, tb1) of the
-// (panel, tile) grid flattened as t = panel * ntiles + tile over [t0, t1).
-template <class T>
-void direct_forward_tiles(const T* xp, const T* Ap, const i64* off, T* out, const DGeo& d, i64 t0, i64 t1) {
+// Output planes of one image from its xpad: out[o * OH * OW + p] for the (panel, tile) grid flattened as
+// t = panel * ntiles + tile over [t0, t1). post(row, NR, o) may rewrite a tile row of channel o before it is
+// stored (the bias + activation epilogue).
+template <class T, class F>
+void direct_forward_tiles(const T* xp, const T* Ap, const i64* off, T* out, const DGeo& d, i64 t0, i64 t1, F post) {
   constexpr int MR = DirectBlocking<T>::MR, NR = DirectBlocking<T>::NR;
   const i64 ntiles = (d.OH * d.Wp + NR - 1) / NR, P = d.OH * d.OW;
   alignas(64) T tile[MR * NR];
@@ -163,7 +164,8 @@ void direct_forward_tiles(const T* xp, const T* Ap, const i64* off, T* out, cons
     const int rows = (int)imin<i64>(MR, d.Cout - o0);
     for (int r = 0; r < rows; r++) {
       T* dst = out + (o0 + r) * P;
-      const T* src = tile + r * NR;
+      T* src = tile + r * NR;
+      post(src, NR, o0 + r);
       for (int s = 0; s < ns; s++) std::memcpy(dst + segs[s].p, src + segs[s].t, sizeof(T) * (size_t)segs[s].len);
     }
   }

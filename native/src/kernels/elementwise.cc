@@ -7,16 +7,13 @@
 // rounds the float64 result).
 #include <cstdlib>
 
+#include "act.h"
 #include "map.h"
-#include "scalar.h"
-#include "vmath.h"
 
 namespace cr {
 namespace CR_ISA_NS {
 namespace {
 
-// float32 exp / log / tanh / sigmoid through the vectorisable vmath.h versions (AVX2 and AVX-512 builds).
-constexpr bool kVecMath = CR_ISA_LEVEL >= 1;
 
 template <class T>
 Err unary_float(int op, const View& x, void* o) {
@@ -218,17 +215,6 @@ Err where_impl(const View& c, const View& a, const View& b, const Out& out) {
 // Fused activations. The activation is applied to the bias sum rounded to T, and the gradient factors are
 // the same expressions as the unfused rules (tanh: 1 - y^2, sigmoid: y (1 - y)), so fused and unfused agree
 // up to how the compiler contracts multiply-adds.
-template <class T>
-CR_INLINE T act_apply(int act, T v) {
-  if (act == A_RELU) {
-    const T r = v > 0 ? v : T(0);
-    return v != v ? v : r;
-  }
-  if (sizeof(T) == 4 && kVecMath) return act == A_TANH ? (T)tanh_f32((float)v) : (T)sigmoid_f32((float)v);
-  if (act == A_TANH) return std::tanh(v);
-  return sizeof(T) == 4 ? (T)sigmoid_f((float)v) : (T)sigmoid_d((double)v);
-}
-
 template <class T, int ACT>
 void bias_act_typed(const View& x, const View* b, void* o) {
   constexpr i64 G = ACT == A_RELU ? kGrainCheap : kGrainCostly;

@@ -15,7 +15,8 @@ Err reduce(int op, const View& x, const int* axes, int naxes, const Out& out);
 Err arg_reduce(int is_min, const View& x, int axis, const Out& out);
 Err cumsum(const View& x, int axis, int reverse, const Out& out);
 Err dot(const View& a, const View& b, const Out& out);
-Err conv2d(int kind, const View& p, const View& q, const Out& out, const int64_t* shape, const ConvParams& cp);
+Err conv2d(int kind, const View& p, const View& q, const Out& out, const int64_t* shape, const ConvParams& cp,
+           const View* bias, int act);
 Err pool2d(int kind, const View& x, const Out& out, const int64_t* shape, const PoolParams& pp);
 Err max_pool2d_backward(const View& x, const View& dy, const Out& out, const PoolParams& pp);
 Err gather(const View& x, int axis, const View& idx, const Out& out);

@@ -12,7 +12,9 @@
  */
 import type { TypedArray } from "../../dtype.ts";
 import { internal } from "../../errors.ts";
-import type { Conv2dParams, View } from "../backend.ts";
+import { contiguousStrides } from "../../shape.ts";
+import type { Conv2dParams, ConvEpilogue, View } from "../backend.ts";
+import { biasAct, binary } from "./elementwise.ts";
 import { assertOutSize, contiguousData } from "./strided.ts";
 
 /** All sizes of one convolution, from the x, w and y shapes (shared with the other backends). */
@@ -109,13 +111,33 @@ function store(acc: Float64Array, out: TypedArray): void {
   for (let i = 0; i < acc.length; i++) out[i] = acc[i];
 }
 
-/** y = conv2d(x, w): x [N, C, H, W], w [O, C/groups, KH, KW] -> out [N, O, OH, OW]. */
+/**
+ * out = act(out + bias[o]) in place over out [N, O, OH, OW] (contiguous): the conv2d epilogue, as the unfused add
+ * and activation kernels compute it.
+ */
+export function convEpilogue(out: TypedArray, outShape: readonly number[], ep: ConvEpilogue): void {
+  const view: View = { data: out, shape: outShape, strides: contiguousStrides(outShape), offset: 0 };
+  const b: View | null =
+    ep.bias === null
+      ? null
+      : {
+          data: ep.bias.data,
+          shape: outShape,
+          strides: [0, ep.bias.strides[0], 0, 0],
+          offset: ep.bias.offset,
+        };
+  if (ep.act !== null) biasAct(ep.act, view, b, out);
+  else if (b !== null) binary("add", view, b, out);
+}
+
+/** y = conv2d(x, w): x [N, C, H, W], w [O, C/groups, KH, KW] -> out [N, O, OH, OW]; then the epilogue if any. */
 export function conv2d(
   x: View,
   w: View,
   out: TypedArray,
   outShape: readonly number[],
   p: Conv2dParams,
+  epilogue?: ConvEpilogue,
 ): void {
   const d = convDims("conv2d", x.shape, w.shape, outShape, p);
   const size = d.n * d.o * d.oh * d.ow;
@@ -129,6 +151,7 @@ export function conv2d(
     for (let t = 0; t < count; t++) acc[yi + t] += X[xi + t * sw] * wv;
   });
   store(acc, out);
+  if (epilogue) convEpilogue(out, outShape, epilogue);
 }
 
 /** dx = conv2d transposed in x: dy [N, O, OH, OW], w [O, C/groups, KH, KW] -> out [N, C, H, W] (outShape). */

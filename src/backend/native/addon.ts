@@ -25,7 +25,7 @@ export interface NativeAddon {
   argReduce(isMin: number, x: TypedArray, out: TypedArray): void;
   cumsum(x: TypedArray, out: TypedArray): void;
   dot(a: TypedArray, b: TypedArray, out: TypedArray): void;
-  conv2d(kind: number, p: TypedArray, q: TypedArray, out: TypedArray): void;
+  conv2d(kind: number, p: TypedArray, q: TypedArray, out: TypedArray, bias?: TypedArray | null): void;
   pool2d(kind: number, x: TypedArray, out: TypedArray): void;
   maxPool2dBackward(x: TypedArray, dy: TypedArray, out: TypedArray): void;
   gather(x: TypedArray, idx: TypedArray, out: TypedArray): void;

@@ -9,7 +9,14 @@
  * settings makes them reused heap memory: no zeroing pass and no page faults.
  */
 import { allocTyped, bytesPerElement, type DType, type TypedArray, typedOver } from "../../dtype.ts";
-import { ACTIVATIONS, type Backend, type Conv2dParams, type Pool2dParams, type View } from "../backend.ts";
+import {
+  ACTIVATIONS,
+  type Backend,
+  type Conv2dParams,
+  type ConvEpilogue,
+  type Pool2dParams,
+  type View,
+} from "../backend.ts";
 import {
   BINARY_CODE,
   CONV_BACK_INPUT,
@@ -97,14 +104,18 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     out: Parameters<Backend["conv2d"]>[2],
     s: readonly number[],
     c: Conv2dParams,
+    ep?: ConvEpilogue,
   ): void {
     p = 0;
     put(a);
     put(b);
     putShape(s);
     putConv(c);
+    const bias = ep?.bias ?? null;
+    if (bias !== null) put(bias);
+    meta[p++] = ep?.act ? ACTIVATIONS.indexOf(ep.act) : -1;
     meta[p++] = code(out);
-    addon.conv2d(kind, a.data, b.data, out);
+    addon.conv2d(kind, a.data, b.data, out, bias === null ? null : bias.data);
   }
 
   function pool(
@@ -188,8 +199,8 @@ export function createNativeBackend(addon: NativeAddon): Backend {
       meta[p++] = code(out);
       addon.dot(a.data, b.data, out);
     },
-    conv2d(x, w, out, outShape, params) {
-      conv(CONV_FORWARD, x, w, out, outShape, params);
+    conv2d(x, w, out, outShape, params, epilogue) {
+      conv(CONV_FORWARD, x, w, out, outShape, params, epilogue);
     },
     conv2dBackInput(dy, w, out, outShape, params) {
       conv(CONV_BACK_INPUT, dy, w, out, outShape, params);

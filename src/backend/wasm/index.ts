@@ -43,6 +43,7 @@
  */
 import { allocTyped } from "../../dtype.ts";
 import type { Backend } from "../backend.ts";
+import { convEpilogue } from "../js/conv.ts";
 import { jsBackend as js } from "../js/index.ts";
 import { type Ctx, MAX_DIMS, OutOfHeap } from "./context.ts";
 import * as E from "./elementwise.ts";
@@ -175,13 +176,16 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
         () => L.dot(c, a, b, out),
         () => js.dot(a, b, out),
       ),
-    conv2d: (x, w, out, outShape, p) =>
+    conv2d: (x, w, out, outShape, p, epilogue) => {
       run(
         fallbacks,
         "conv2d",
         () => L.conv2d(c, x, w, out, outShape, p),
         () => js.conv2d(x, w, out, outShape, p),
-      ),
+      );
+      // the bias + activation epilogue runs the js kernels in place (storage is plain typed arrays)
+      if (epilogue) convEpilogue(out, outShape, epilogue);
+    },
     conv2dBackInput: (dy, w, out, outShape, p) =>
       run(
         fallbacks,
