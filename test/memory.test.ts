@@ -1,12 +1,14 @@
 /**
  * Memory manages itself: thousands of eager and functional training steps, with no dispose/tidy calls, keep the
  * heap and typed-array memory flat once the garbage collector has run; and on the wasm backend, a synchronous
- * training loop (which never lets FinalizationRegistry callbacks run) keeps the wasm memory and RSS flat.
+ * training loop (which never lets FinalizationRegistry callbacks run) keeps the wasm memory and RSS flat; so does
+ * a native CNN loop, whose freed tensor memory the addon keeps for reuse (mallopt) instead of returning it.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import v8 from "node:v8";
 import vm from "node:vm";
+import { loadNativeBackend } from "../src/backend/native/index.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import {
   getBackend,
@@ -115,6 +117,53 @@ test("wasm backend: a synchronous training loop keeps wasm memory and RSS flat",
       `the wasm memory stops growing: ${msg}`,
     );
     // 800 leaked steps would be over 500 MB
+    assert.ok(rss[rss.length - 1] - rss[0] < 64 * 2 ** 20, `RSS stops growing: ${msg}`);
+  } finally {
+    setBackend(previous);
+  }
+});
+
+test("native backend: a CNN training loop keeps tensor memory and RSS flat (with the addon's malloc settings)", () => {
+  const r = loadNativeBackend();
+  if ("error" in r) throw new Error(r.error);
+  const previous = getBackend();
+  setBackend(r.backend);
+  try {
+    manualSeed(5);
+    // conv + relu + pool (the direct convolution with its epilogue, the fused pool backward), then a linear layer
+    const model = new nn.Sequential(
+      new nn.Conv2d(1, 8, 3, { padding: 1 }),
+      new nn.ReLU(),
+      new nn.MaxPool2d(2),
+      new nn.Flatten(),
+      new nn.Linear(8 * 8 * 8, 10),
+    );
+    const opt = new optim.Adam(model.parameters(), { lr: 1e-3 });
+    const x = randn([32, 1, 16, 16]);
+    const y = randint(0, 10, [32]);
+    // each step allocates about 1 MB of tensors (the largest 260 KB, above the uninitialised-allocation cut-off)
+    const step = () => {
+      opt.zeroGrad();
+      const loss = nn.crossEntropy(model.call(x), y);
+      loss.backward();
+      opt.step();
+      return loss.item() as number;
+    };
+    for (let i = 0; i < 100; i++) step();
+    const used: number[] = [];
+    const rss: number[] = [];
+    let last = 0;
+    for (let i = 0; i < 800; i++) {
+      last = step();
+      if (i % 200 === 199) {
+        used.push(usedBytes());
+        rss.push(process.memoryUsage().rss);
+      }
+    }
+    const msg = JSON.stringify({ used, rss });
+    assert.ok(Number.isFinite(last) && last < 2.3, `the loop trains: loss ${last}`);
+    // 800 leaked steps would be about 800 MB
+    assert.ok(used[used.length - 1] - used[0] < 4 * 2 ** 20, `heap and array buffers stop growing: ${msg}`);
     assert.ok(rss[rss.length - 1] - rss[0] < 64 * 2 ** 20, `RSS stops growing: ${msg}`);
   } finally {
     setBackend(previous);
