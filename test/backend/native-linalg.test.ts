@@ -133,6 +133,9 @@ const CONV_CASES: ConvCase[] = [
   { x: [9, 5, 7, 9], w: [10, 5, 3, 2], p: { stride: [1, 1], padding: [3, 2], dilation: [1, 1], groups: 1 } },
   { x: [4, 6, 9, 10], w: [34, 3, 3, 3], p: { stride: [1, 1], padding: [2, 1], dilation: [2, 3], groups: 2 } },
   { x: [3, 2, 3, 2], w: [5, 2, 2, 2], p: { stride: [1, 1], padding: [1, 0], dilation: [1, 1], groups: 1 } },
+  // 64 and more channels per group: the wide weight-gradient tile (6 taps x 64 channels on AVX-512)
+  { x: [2, 3, 6, 7], w: [70, 3, 3, 3], p: { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 } },
+  { x: [5, 4, 5, 5], w: [128, 2, 3, 3], p: { stride: [1, 1], padding: [1, 2], dilation: [1, 1], groups: 2 } },
   {
     x: [3, 1, 28, 28],
     w: [32, 1, 5, 5],

@@ -161,10 +161,10 @@ bool conv_forward(const View& x, const View& w, T* out, const Geo& g, const View
 // own partial sums (tap-major: part[k * LD + o]), summed in chunk order, so results do not depend on the
 // thread count. With few chunks the tap tiles of each image are split over the pool instead, which keeps
 // every element's summation order.
-template <class T>
+template <class T, int MR, int NV>
 bool conv_back_weight_direct(const T* xp, const i64* xs, const T* dp, const i64* ds, T* out, const Geo& g,
                              i64 chunks, i64 per) {
-  constexpr int MR = DirectBlocking<T>::MR, NR = DirectBlocking<T>::NR;
+  constexpr int NR = NV * Simd<T>::W;
   const DGeo d = dgeo<T>(g.Cg, g.H, g.W, g.Og, g.KH, g.KW, g.ph, g.pw, g.dh, g.dw, g.OH, g.OW);
   const int caller = pool_tid();
   const i64 LD = (g.Og + NR - 1) / NR * NR, ktiles = (d.K + MR - 1) / MR, psize = ktiles * MR * LD;
@@ -187,9 +187,9 @@ bool conv_back_weight_direct(const T* xp, const i64* xs, const T* dp, const i64*
       build_xpad(xpad, xp + n * xs[0] + gi * g.Cg * xs[1], xs[1], xs[2], xs[3], d);
       transpose_dy(dyT, LD, dp + n * ds[0] + gi * g.Og * ds[1], ds[1], ds[2], ds[3], d);
       if (par)
-        par_for(ktiles, 1, [&](i64 b, i64 e, int) { direct_wgrad_image<T>(xpad, off, dyT, LD, d, acc, b, e); });
+        par_for(ktiles, 1, [&](i64 b, i64 e, int) { direct_wgrad_image<T, MR, NV>(xpad, off, dyT, LD, d, acc, b, e); });
       else
-        direct_wgrad_image<T>(xpad, off, dyT, LD, d, acc, 0, ktiles);
+        direct_wgrad_image<T, MR, NV>(xpad, off, dyT, LD, d, acc, 0, ktiles);
     }
   };
   const i64 tasks = chunks * g.G;
@@ -224,7 +224,12 @@ bool conv_back_weight(const View& x, const View& dy, T* out, const Geo& g) {
   // computes partial weight gradients for every group, and the partials are summed in chunk order.
   const i64 chunks = imin<i64>(g.N, 8);
   const i64 per = (g.N + chunks - 1) / chunks;
-  if (g.sh == 1 && g.sw == 1) return conv_back_weight_direct<T>(xp, xs, dp, ds, out, g, chunks, per);
+  if (g.sh == 1 && g.sw == 1) {
+#if CR_ISA_LEVEL == 2
+    if (g.Og >= 64) return conv_back_weight_direct<T, 6, 4>(xp, xs, dp, ds, out, g, chunks, per);
+#endif
+    return conv_back_weight_direct<T, DirectBlocking<T>::MR, 2>(xp, xs, dp, ds, out, g, chunks, per);
+  }
   const i64 wsize = g.O * CKK;
   T* part = chunks > 1 ? static_cast<T*>(scratch(pool_tid(), 3, sizeof(T) * (size_t)(chunks * wsize))) : out;
   if (!part) return false;
