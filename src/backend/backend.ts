@@ -7,8 +7,9 @@
  * whose dtype the caller chose. The only kernel that writes into a strided destination is `copy`.
  *
  * Storage is a plain typed array (bool = Uint8Array of 0/1), so CPU memory is managed by the garbage collector.
- * A backend whose memory the collector cannot see (wasm heap, GPU) hands out typed-array views into its own
- * memory from `alloc` and frees them itself (FinalizationRegistry); callers never dispose anything.
+ * Callers never dispose anything. A backend whose kernels run in memory the collector cannot see stages data
+ * through it per call instead of keeping tensors there (the wasm backend copies each call's operands into a
+ * scratch arena: finalizers never run inside a synchronous training loop, so memory they free would pile up).
  *
  * The `js` backend is the specification: every other backend must agree with it (tests compare them).
  */
