@@ -34,6 +34,18 @@ function usedBytes(): number {
   return m.heapUsed + m.arrayBuffers;
 }
 
+/** One Adam training step of `model` on (x, y) per call; returns the loss. */
+function adamStep(model: nn.Module, x: Tensor, y: Tensor): () => number {
+  const opt = new optim.Adam(model.parameters(), { lr: 1e-3 });
+  return () => {
+    opt.zeroGrad();
+    const loss = nn.crossEntropy(model.call(x) as Tensor, y);
+    loss.backward();
+    opt.step();
+    return loss.item() as number;
+  };
+}
+
 test("eager and functional training loops keep memory flat (no dispose needed)", () => {
   manualSeed(3);
   const x = randn([64, 32]);
@@ -79,19 +91,12 @@ test("wasm backend: a synchronous training loop keeps wasm memory and RSS flat",
   try {
     manualSeed(4);
     const model = new nn.Sequential(new nn.Linear(256, 256), new nn.ReLU(), new nn.Linear(256, 10));
-    const opt = new optim.Adam(model.parameters(), { lr: 1e-3 });
     const x = randn([64, 256]);
     const y = randint(0, 10, [64]);
     // no await anywhere: finalizers cannot run, so storage the GC does not reclaim by itself would pile up
     // (each step allocates about 0.65 MB: activations, gradients, temporaries; the previous design, storage
     // in wasm memory freed by a FinalizationRegistry, grew by that much per step here)
-    const step = () => {
-      opt.zeroGrad();
-      const loss = nn.crossEntropy(model.call(x), y);
-      loss.backward();
-      opt.step();
-      return loss.item() as number;
-    };
+    const step = adamStep(model, x, y);
     for (let i = 0; i < 100; i++) step();
     const wasmBytes: number[] = [];
     const memory: number[] = [];
@@ -138,17 +143,10 @@ test("native backend: a CNN training loop keeps tensor memory and RSS flat (with
       new nn.Flatten(),
       new nn.Linear(8 * 8 * 8, 10),
     );
-    const opt = new optim.Adam(model.parameters(), { lr: 1e-3 });
     const x = randn([32, 1, 16, 16]);
     const y = randint(0, 10, [32]);
     // each step allocates about 1 MB of tensors (the largest 260 KB, above the uninitialised-allocation cut-off)
-    const step = () => {
-      opt.zeroGrad();
-      const loss = nn.crossEntropy(model.call(x), y);
-      loss.backward();
-      opt.step();
-      return loss.item() as number;
-    };
+    const step = adamStep(model, x, y);
     for (let i = 0; i < 100; i++) step();
     const used: number[] = [];
     const rss: number[] = [];
