@@ -10,6 +10,7 @@
  *   control[0]  job sequence number (main increments it to start a job; -1 asks the worker to exit)
  *   control[1]  sequence number of the last finished job (worker sets it)
  *   control[2..16)  the 14 sgemm arguments     control[16] ready flag     control[17] error flag
+ * The workers run gemm-worker.mjs (a module file, see WORKER_URL).
  * Available where blocking waits are allowed on the calling thread and workers exist: Node's worker_threads
  * (found with process.getBuiltinModule, so browsers never load it). Browsers run single-threaded.
  */
@@ -22,42 +23,36 @@ const SLOTS = 18;
 /** Products smaller than this many multiply-adds run on one thread (a hand-off costs ~10-50 us). */
 const MIN_WORK = 1 << 21;
 
-/** The CommonJS source of a worker (run with eval: true). */
-const WORKER_SOURCE = `
-const { workerData } = require("node:worker_threads");
-const c = new Int32Array(workerData.control);
-let sgemm;
-try {
-  const inst = new WebAssembly.Instance(workerData.module, { env: { memory: workerData.memory } });
-  sgemm = inst.exports.sgemm;
-} catch (e) {
-  Atomics.store(c, ${ERROR}, 1);
-}
-Atomics.store(c, ${READY}, 1);
-Atomics.notify(c, ${READY});
-let seen = 0;
-while (sgemm !== undefined) {
-  Atomics.wait(c, 0, seen);
-  const seq = Atomics.load(c, 0);
-  if (seq === seen) continue;
-  if (seq < 0) break;
-  seen = seq;
-  try {
-    sgemm(c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12], c[13], c[14], c[15]);
-  } catch (e) {
-    Atomics.store(c, ${ERROR}, 1);
+/**
+ * The worker's module file, gemm-worker.mjs beside this module (in src/ and, copied by tsc, in dist/). A file
+ * rather than `eval: true` source, which inherits `--input-type=module` from the parent and then cannot run
+ * CommonJS.
+ */
+const WORKER_URL = "./gemm-worker.mjs";
+
+/**
+ * The parent's Node flags minus --input-type, which a worker inherits and which Node rejects for a worker
+ * started from a file (ERR_INPUT_TYPE_NOT_ALLOWED).
+ */
+function workerExecArgv(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--input-type") i++;
+    else if (!argv[i].startsWith("--input-type=")) out.push(argv[i]);
   }
-  Atomics.store(c, 1, seq);
-  Atomics.notify(c, 1);
+  return out;
 }
-`;
 
 interface WorkerLike {
   unref(): void;
   terminate(): unknown;
+  on(event: "error", listener: (e: unknown) => void): unknown;
 }
 interface WorkerThreadsModule {
-  Worker: new (src: string, opts: { eval: boolean; workerData: unknown }) => WorkerLike;
+  Worker: new (url: URL, opts: { workerData: unknown; execArgv: string[] }) => WorkerLike;
+}
+interface FsModule {
+  existsSync(path: URL): boolean;
 }
 
 /** Worker count by default: one per further core (at most 3), none where workers do not exist. */
@@ -105,15 +100,25 @@ export class GemmPool {
    */
   static start(module: WebAssembly.Module, memory: WebAssembly.Memory, count: number): GemmPool | null {
     if (count < 1 || !(memory.buffer instanceof SharedArrayBuffer)) return null;
-    const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+    const proc = (
+      globalThis as { process?: { getBuiltinModule?: (id: string) => unknown; execArgv?: string[] } }
+    ).process;
     const wt = proc?.getBuiltinModule?.("node:worker_threads") as WorkerThreadsModule | undefined;
     if (wt === undefined) return null;
+    const url = new URL(WORKER_URL, import.meta.url);
+    const execArgv = workerExecArgv(proc?.execArgv ?? []);
+    // a bundle that dropped the worker file runs single-threaded (instead of waiting for workers that fail)
+    const fs = proc?.getBuiltinModule?.("node:fs") as FsModule | undefined;
+    if (url.protocol !== "file:" || fs?.existsSync(url) !== true) return null;
     const workers: WorkerLike[] = [];
     const controls: Int32Array[] = [];
     try {
       for (let i = 0; i < count; i++) {
         const control = new SharedArrayBuffer(SLOTS * 4);
-        const w = new wt.Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory, control } });
+        const w = new wt.Worker(url, { workerData: { module, memory, control }, execArgv });
+        // an unhandled worker error would kill the process; a worker that never gets ready is caught below,
+        // and one failing later sets its error flag
+        w.on("error", () => {});
         w.unref();
         workers.push(w);
         controls.push(new Int32Array(control));
