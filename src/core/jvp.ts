@@ -8,7 +8,7 @@ import { isFloat } from "../dtype.ts";
 import { AutodiffError } from "../errors.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { zerosLike } from "./helpers.ts";
-import { isZero, type MaybeZero, type Primitive, Zero } from "./primitive.ts";
+import { isZero, kinkMessage, type MaybeZero, type Primitive, Zero } from "./primitive.ts";
 import { bind, type CallRule, noGrad, state, type Trace } from "./trace.ts";
 
 export class JVPTrace implements Trace {
@@ -56,10 +56,7 @@ export class JVPTrace implements Trace {
       prim.atKink !== undefined &&
       noGrad(() => prim.atKink!(primals, out, params))
     ) {
-      state.kinkLog.push({
-        op: prim.name,
-        message: `${prim.name} was evaluated exactly at a point where it is not differentiable; the derivative used there is the convention (0), not a true derivative`,
-      });
+      state.kinkLog.push({ op: prim.name, message: kinkMessage(prim) });
     }
     const tout = d.jvp(primals, tangents, out, params);
     if (isZero(tout)) return out;

@@ -92,4 +92,17 @@ export interface Primitive<P = unknown> {
    * not differentiable (relu at 0, abs at 0, max at ties, ...).
    */
   readonly atKink?: (primals: readonly Tensor[], out: Tensor, params: P) => boolean;
+  /**
+   * What the derivative rule uses at the kink, for the kink report (default "0"): e.g. maximum splits the
+   * gradient equally at ties, so its value there is 0.5 to each operand, not 0.
+   */
+  readonly kinkDerivative?: string;
+}
+
+/** The kink report's message for `prim`: where it was evaluated and the derivative value its rule used there. */
+export function kinkMessage(prim: { readonly name: string; readonly kinkDerivative?: string }): string {
+  return (
+    `${prim.name} was evaluated exactly at a point where it is not differentiable; the derivative used there is ` +
+    `the convention (${prim.kinkDerivative ?? "0"}), not a true derivative`
+  );
 }

@@ -11,13 +11,18 @@
  * tracer is the concrete tensor itself and `backward()` accumulates into `.grad`), and one functional tape per
  * `vjp`/`grad` call at levels >= 2. Saved values are dropped as soon as backward has used them, unless the graph
  * is retained; a second backward over a freed graph is an error.
+ *
+ * Saved values are guarded by version counters (shared by all views of one storage, bumped by in-place writes):
+ * the version of every saved input and of a saved output is recorded with the node, and backward refuses, with
+ * PyTorch's message, to use one that was modified since; otherwise the rule would silently use the new values.
+ * `retainGrad()` registers a non-leaf on its node, and backward accumulates the node's cotangent into `.grad`.
  */
 import { isFloat } from "../dtype.ts";
 import { AutodiffError, internal, ShapeError } from "../errors.ts";
 import { fmtShape, shapesEqual } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { accumulate, onesLike, zerosLike } from "./helpers.ts";
-import { type Aval, isZero, type MaybeZero, type Primitive } from "./primitive.ts";
+import { type Aval, isZero, kinkMessage, type MaybeZero, type Primitive } from "./primitive.ts";
 import { bind, type CallRule, noGrad, state, type Trace } from "./trace.ts";
 
 /** One recorded application of a primitive (or a higher-order call) on a tape. */
@@ -31,6 +36,8 @@ export class TapeNode {
   /** Tensors whose `.grad` should be kept (retainGrad), by output index. */
   retained: (Tensor | null)[] | null = null;
   freed = false;
+  /** Version of the saved output `out` when it was recorded (see `versions`). */
+  outVersion = 0;
 
   constructor(
     readonly name: string,
@@ -107,7 +114,11 @@ abstract class TapeTraceBase implements Trace {
       (t) => this.isActive(t),
     );
     const res = this.wrap(out, node, 0);
-    if (d.saveOutput) node.out = this.saveValue(res);
+    if (d.saveOutput) {
+      const o = this.saveValue(res);
+      node.out = o;
+      node.outVersion = o._ver === null ? 0 : o._ver.v;
+    }
     return res;
   }
 
@@ -139,12 +150,7 @@ function avalOf(t: Aval): Aval {
 
 function checkKink<P>(prim: Primitive<P>, primals: readonly Tensor[], out: Tensor, params: P): void {
   const atKink = noGrad(() => prim.atKink!(primals, out, params));
-  if (atKink) {
-    state.kinkLog!.push({
-      op: prim.name,
-      message: `${prim.name} was evaluated exactly at a point where it is not differentiable; the derivative used there is the convention (0), not a true derivative`,
-    });
-  }
+  if (atKink) state.kinkLog!.push({ op: prim.name, message: kinkMessage(prim) });
 }
 
 /** The functional tape of one `vjp`/`grad` call. */
@@ -274,12 +280,13 @@ function nodeVjp(node: TapeNode, cts: readonly (Tensor | undefined)[]): readonly
     if (node.versions !== null && node.saved !== null) {
       node.saved.forEach((s, i) => {
         if (s !== null && s._ver !== null && s._ver.v !== node.versions![i]) {
-          throw new AutodiffError(
-            `backward of '${node.name}': input ${i} (shape ${fmtShape(s.shape)}) was modified in place after it was ` +
-              `used (version ${s._ver.v}, expected ${node.versions![i]}); clone it before modifying it`,
-          );
+          throw modifiedInPlace(node, `input ${i}`, s, node.versions![i]);
         }
       });
+    }
+    const o = node.out;
+    if (o !== null && o._ver !== null && o._ver.v !== node.outVersion) {
+      throw modifiedInPlace(node, "its output", o, node.outVersion);
     }
     return d.vjp(
       cts[0]!,
@@ -292,6 +299,36 @@ function nodeVjp(node: TapeNode, cts: readonly (Tensor | undefined)[]): readonly
   }
   const full = node.outAvals.map((av, i) => cts[i] ?? zerosLike(av));
   return node.call!(full);
+}
+
+/** PyTorch's error for a saved tensor changed in place between the forward pass and backward. */
+function modifiedInPlace(node: TapeNode, which: string, t: Tensor, expected: number): AutodiffError {
+  return new AutodiffError(
+    `backward of '${node.name}': one of the variables needed for gradient computation has been modified by an ` +
+      `inplace operation: ${which} (shape ${fmtShape(t.shape)}, ${t.dtype}) is at version ${t._ver!.v}; ` +
+      `expected version ${expected} instead. Clone it (or compute it again) before modifying it in place`,
+  );
+}
+
+/**
+ * `t.retainGrad()` for an eager non-leaf: backward will accumulate t's cotangent into `t.grad`, as for a leaf.
+ * Leaves keep their gradient anyway, so for them this does nothing (as PyTorch).
+ */
+export function retainGradOf(t: Tensor): void {
+  if (t._trace !== null) {
+    throw new AutodiffError(
+      "retainGrad: called on a tracer inside a transform (grad, vjp, jvp ...); transforms return gradients instead",
+    );
+  }
+  if (!t._requiresGrad) {
+    throw new AutodiffError(
+      `retainGrad: the tensor (shape ${fmtShape(t.shape)}) does not require grad, so it has no gradient to retain`,
+    );
+  }
+  const node = t._node;
+  if (node === null) return;
+  if (node.retained === null) node.retained = new Array(node.outAvals.length).fill(null);
+  node.retained[t._outIndex] = t;
 }
 
 function addLeaf(m: Map<Tensor, Tensor>, leaf: Tensor, ct: Tensor): void {

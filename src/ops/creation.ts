@@ -4,12 +4,17 @@
  *
  * JS numbers carry no int/float distinction, so `tensor([1, 2])` is float32 (the library default, as in
  * TensorFlow.js and jax-js); pass `{dtype: "int32"}` or an Int32Array for integers. Booleans give bool.
+ *
+ * Every argument is checked before anything is allocated (as PyTorch does): shapes through `checkShape`
+ * (non-negative integers, at most 2^48 elements), range bounds finite, counts integers, and any value written
+ * into an int32 tensor finite and within int32 (PyTorch: "value cannot be converted to type int32_t without
+ * overflow"); a typed array would otherwise wrap it silently. Fractions are truncated toward zero, as PyTorch.
  */
 import { getBackend } from "../backend/registry.ts";
 import { checkDType, type DType, dtypeOfTyped, type TypedArray } from "../dtype.ts";
 import { ShapeError } from "../errors.ts";
 import { fromData } from "../prims/impl.ts";
-import { checkShape, fmtShape, sizeOf } from "../shape.ts";
+import { checkDims, checkShape, fmtShape, MAX_NUMEL, sizeOf } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
 export interface CreateOpts {
@@ -18,6 +23,36 @@ export interface CreateOpts {
 }
 
 type Nested = number | boolean | readonly Nested[];
+
+const INT32_MIN = -(2 ** 31);
+const INT32_MAX = 2 ** 31 - 1;
+
+/** Whether `v` can be stored in an int32 tensor without wrapping (fractions truncate toward zero). */
+function fitsInt32(v: number): boolean {
+  return Number.isFinite(v) && Math.trunc(v) >= INT32_MIN && Math.trunc(v) <= INT32_MAX;
+}
+
+function int32Overflow(op: string, what: string, v: number): RangeError {
+  return new RangeError(
+    `${op}: ${what} ${v} cannot be converted to int32 without overflow (int32 holds ${INT32_MIN} to ${INT32_MAX}); use a float dtype`,
+  );
+}
+
+/** A finite number, or a RangeError naming the op and the argument. */
+function checkFinite(op: string, name: string, v: unknown): number {
+  if (typeof v !== "number" || !Number.isFinite(v)) {
+    throw new RangeError(`${op}: ${name} must be a finite number, got ${String(v)}`);
+  }
+  return v;
+}
+
+/** A non-negative integer count (a length), bounded like every dim. */
+function checkCount(op: string, name: string, v: unknown): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > MAX_NUMEL) {
+    throw new RangeError(`${op}: ${name} must be a non-negative integer (at most 2^48), got ${String(v)}`);
+  }
+  return v;
+}
 
 function finish(t: Tensor, opts?: CreateOpts): Tensor {
   if (opts?.requiresGrad) t.requiresGrad = true;
@@ -66,11 +101,17 @@ export function tensor(
       );
     }
     const d = dtype ?? dtypeOfTyped(src);
+    if (d === "int32" && !(src instanceof Int32Array)) {
+      for (let i = 0; i < src.length; i++) {
+        if (!fitsInt32(src[i])) throw int32Overflow("tensor", `element ${i}`, src[i]);
+      }
+    }
     const out = getBackend().alloc(d, src.length);
     for (let i = 0; i < src.length; i++) out[i] = src[i];
     return finish(fromData(out, shape, d), opts);
   }
   const shape = inferShape(data as Nested);
+  checkDims("tensor", shape);
   let sawBool = false;
   const flat: (number | boolean)[] = [];
   const walk = (v: Nested, depth: number, path: string): void => {
@@ -81,6 +122,7 @@ export function tensor(
         throw new TypeError(`tensor: expected numbers or booleans, got ${typeof v} at ${path}`);
       }
       if (typeof v === "boolean") sawBool = true;
+      else if (dtype === "int32" && !fitsInt32(v)) throw int32Overflow("tensor", `value at ${path}`, v);
       flat.push(v as number | boolean);
       return;
     }
@@ -105,8 +147,22 @@ export function tensor(
 
 /** A tensor of `shape` filled with `value`. */
 export function full(shape: readonly number[], value: number | boolean, opts?: CreateOpts): Tensor {
-  const d = opts?.dtype ?? (typeof value === "boolean" ? "bool" : "float32");
-  const s = checkShape("full", shape);
+  return fillOp("full", shape, value, opts);
+}
+
+function fillOp(op: string, shape: readonly number[], value: number | boolean, opts?: CreateOpts): Tensor {
+  const d =
+    opts?.dtype === undefined
+      ? typeof value === "boolean"
+        ? "bool"
+        : "float32"
+      : checkDType(opts.dtype, op);
+  const s = checkShape(op, shape);
+  if (typeof value !== "number" && typeof value !== "boolean") {
+    throw new TypeError(`${op}: fill value must be a number or boolean, got ${typeof value}`);
+  }
+  if (d === "int32" && typeof value === "number" && !fitsInt32(value))
+    throw int32Overflow(op, "fill value", value);
   const data = getBackend().alloc(d, sizeOf(s));
   const v = typeof value === "boolean" ? (value ? 1 : 0) : value;
   if (v !== 0) data.fill(v);
@@ -114,10 +170,10 @@ export function full(shape: readonly number[], value: number | boolean, opts?: C
 }
 
 export function zeros(shape: readonly number[], opts?: CreateOpts): Tensor {
-  return full(shape, 0, opts);
+  return fillOp("zeros", shape, 0, opts);
 }
 export function ones(shape: readonly number[], opts?: CreateOpts): Tensor {
-  return full(shape, 1, opts);
+  return fillOp("ones", shape, 1, opts);
 }
 export function zerosLike(t: Tensor, opts?: CreateOpts): Tensor {
   return full(t.shape, 0, { dtype: t.dtype, ...opts });
@@ -129,26 +185,56 @@ export function fullLike(t: Tensor, value: number, opts?: CreateOpts): Tensor {
   return full(t.shape, value, { dtype: t.dtype, ...opts });
 }
 
-/** [start, start + step, ...) up to `end` (exclusive); `arange(n)` is 0..n-1. float32 unless all are integers. */
+/**
+ * [start, start + step, ...) up to `end` (exclusive); `arange(n)` is 0..n-1. int32 when all three are integers
+ * (then every value must fit int32), float32 otherwise. As PyTorch: bounds and step finite, step non-zero and
+ * pointing from start towards end (`arange(5, 0)` is an error, not an empty tensor).
+ */
 export function arange(start: number, end?: number, step = 1, opts?: CreateOpts): Tensor {
   if (end === undefined) {
     end = start;
     start = 0;
   }
-  if (step === 0 || !Number.isFinite(step))
-    throw new RangeError(`arange: step must be finite and non-zero, got ${step}`);
-  const n = Math.max(0, Math.ceil((end - start) / step));
-  const d = opts?.dtype ?? ([start, end, step].every(Number.isInteger) ? "int32" : "float32");
+  checkFinite("arange", "start", start);
+  checkFinite("arange", "end", end);
+  checkFinite("arange", "step", step);
+  if (step === 0) throw new RangeError("arange: step must be non-zero");
+  if ((end - start) * step < 0) {
+    throw new RangeError(
+      `arange: the range from ${start} to ${end} is inconsistent with the sign of step ${step} (it would never reach end)`,
+    );
+  }
+  const count = Math.ceil((end - start) / step);
+  const n = Math.max(0, count);
+  if (!(n <= MAX_NUMEL)) {
+    throw new RangeError(`arange: ${start} to ${end} by ${step} has ${count} values (more than 2^48)`);
+  }
+  const d =
+    opts?.dtype === undefined
+      ? [start, end, step].every(Number.isInteger)
+        ? "int32"
+        : "float32"
+      : checkDType(opts.dtype, "arange");
+  if (d === "int32" && n > 0) {
+    const last = start + (n - 1) * step;
+    if (!fitsInt32(start)) throw int32Overflow("arange", "start", start);
+    if (!fitsInt32(last)) throw int32Overflow("arange", "the last value", last);
+  }
   const data = getBackend().alloc(d, n);
   for (let i = 0; i < n; i++) data[i] = start + i * step;
   return finish(fromData(data, [n], d), opts);
 }
 
-/** `steps` evenly spaced values from start to end inclusive. */
+/** `steps` evenly spaced values from start to end inclusive (start and end finite). */
 export function linspace(start: number, end: number, steps: number, opts?: CreateOpts): Tensor {
-  if (!Number.isInteger(steps) || steps < 0)
-    throw new RangeError(`linspace: steps must be a non-negative integer, got ${steps}`);
-  const d = opts?.dtype ?? "float32";
+  checkFinite("linspace", "start", start);
+  checkFinite("linspace", "end", end);
+  checkCount("linspace", "steps", steps);
+  const d = opts?.dtype === undefined ? "float32" : checkDType(opts.dtype, "linspace");
+  if (d === "int32" && steps > 0) {
+    if (!fitsInt32(start)) throw int32Overflow("linspace", "start", start);
+    if (!fitsInt32(end)) throw int32Overflow("linspace", "end", end);
+  }
   const data = getBackend().alloc(d, steps);
   for (let i = 0; i < steps; i++) data[i] = steps === 1 ? start : start + ((end - start) * i) / (steps - 1);
   return finish(fromData(data, [steps], d), opts);
@@ -156,7 +242,7 @@ export function linspace(start: number, end: number, steps: number, opts?: Creat
 
 /** The n x m identity matrix. */
 export function eye(n: number, m = n, opts?: CreateOpts): Tensor {
-  const t = zeros([n, m], opts);
+  const t = fillOp("eye", [n, m], 0, opts);
   const data = t._data!;
   for (let i = 0; i < Math.min(n, m); i++) data[i * m + i] = 1;
   return t;
@@ -240,9 +326,14 @@ export interface RandOpts extends CreateOpts {
   generator?: Generator;
 }
 
-function randFill(shape: readonly number[], opts: RandOpts | undefined, f: (g: Generator) => number): Tensor {
-  const d = opts?.dtype ?? "float32";
-  const s = checkShape("rand", shape);
+function randFill(
+  op: string,
+  shape: readonly number[],
+  opts: RandOpts | undefined,
+  f: (g: Generator) => number,
+): Tensor {
+  const d = opts?.dtype === undefined ? "float32" : checkDType(opts.dtype, op);
+  const s = checkShape(op, shape);
   const g = opts?.generator ?? defaultGenerator;
   const data = getBackend().alloc(d, sizeOf(s));
   for (let i = 0; i < data.length; i++) data[i] = f(g);
@@ -251,21 +342,37 @@ function randFill(shape: readonly number[], opts: RandOpts | undefined, f: (g: G
 
 /** Uniform [0, 1). */
 export function rand(shape: readonly number[], opts?: RandOpts): Tensor {
-  return randFill(shape, opts, (g) => g.uniform());
+  return randFill("rand", shape, opts, (g) => g.uniform());
 }
 /** Standard normal. */
 export function randn(shape: readonly number[], opts?: RandOpts): Tensor {
-  return randFill(shape, opts, (g) => g.normal());
+  return randFill("randn", shape, opts, (g) => g.normal());
 }
-/** Uniform integers in [low, high), int32 by default. */
+/**
+ * Uniform integers in [low, high), int32 by default. low and high are integers; for an int32 result both ends
+ * must fit int32 (PyTorch refuses `randint(0, 2**40, ..., dtype=torch.int32)` too), and for any dtype the
+ * range must be at most 2^53 wide (the generator draws 53 random bits).
+ */
 export function randint(low: number, high: number, shape: readonly number[], opts?: RandOpts): Tensor {
-  if (!Number.isInteger(low) || !Number.isInteger(high) || high <= low) {
+  if (!Number.isSafeInteger(low) || !Number.isSafeInteger(high) || high <= low) {
     throw new RangeError(`randint: expected integers low < high, got ${low} and ${high}`);
   }
-  return randFill(shape, { dtype: "int32", ...opts }, (g) => g.int(low, high));
+  if (!(high - low <= 2 ** 53)) {
+    throw new RangeError(`randint: the range [${low}, ${high}) is wider than 2^53`);
+  }
+  const d = opts?.dtype === undefined ? "int32" : checkDType(opts.dtype, "randint");
+  if (d === "int32" && (low < INT32_MIN || high - 1 > INT32_MAX)) {
+    throw new RangeError(
+      `randint: the range [${low}, ${high}) does not fit int32 (${INT32_MIN} to ${INT32_MAX}); pass {dtype: "float64"}`,
+    );
+  }
+  return randFill("randint", shape, { ...opts, dtype: d }, (g) => g.int(low, high));
 }
-/** A uniformly random permutation of 0..n-1 (int32). */
+/** A uniformly random permutation of 0..n-1 (int32, so n is an integer from 0 to 2^31). */
 export function randperm(n: number, opts?: RandOpts): Tensor {
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > 2 ** 31) {
+    throw new RangeError(`randperm: n must be an integer from 0 to 2^31 (int32 values), got ${String(n)}`);
+  }
   const g = opts?.generator ?? defaultGenerator;
   const data = new Int32Array(n);
   for (let i = 0; i < n; i++) data[i] = i;

@@ -10,6 +10,7 @@ import { AutodiffError, DTypeError, ShapeError } from "../errors.ts";
 import { viewOf, viewTensor } from "../prims/impl.ts";
 import { materialize } from "../prims/movement.ts";
 import {
+  checkDims,
   checkShape,
   contiguousStrides,
   fmtShape,
@@ -18,6 +19,7 @@ import {
   normAxis,
   shapesEqual,
   sizeOf,
+  viewStrides,
 } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import * as X from "./lax.ts";
@@ -99,15 +101,16 @@ export function reshape(t: Tensor, shape: readonly number[]): Tensor {
   return X.reshape(t, checkShape("reshape", shape, t.size));
 }
 
-/** Like reshape, but an error (rather than a copy) if the data is not contiguous, as PyTorch's view. */
+/** Like reshape, but an error (rather than a copy) if the layout cannot be viewed as `shape`, as PyTorch's view. */
 export function view(t: Tensor, shape: readonly number[]): Tensor {
   const c = concreteOf(t);
-  if (!isContiguous(c.shape, c._strides)) {
+  const s = checkShape("view", shape, t.size);
+  if (viewStrides(c.shape, c._strides, s) === null) {
     throw new ShapeError(
-      `view: the tensor of shape ${fmtShape(t.shape)} is not contiguous; use reshape() (which copies) or contiguous() first`,
+      `view: the tensor of shape ${fmtShape(t.shape)} and strides ${fmtShape(c._strides)} cannot be viewed as ${fmtShape(s)} without a copy; use reshape() (which copies) or contiguous() first`,
     );
   }
-  return reshape(t, shape);
+  return X.reshape(t, s);
 }
 
 export function flatten(t: Tensor, startDim = 0, endDim = -1): Tensor {
@@ -158,7 +161,7 @@ export function transpose(t: Tensor, dim0 = -2, dim1 = -1): Tensor {
 export function expand(t: Tensor, shape: readonly number[]): Tensor {
   const lead = shape.length - t.ndim;
   const target = shape.map((d, i) => (d === -1 && i >= lead ? t.shape[i - lead] : d));
-  return broadcastTo(t, target);
+  return X.broadcast(t, checkShape("expand", target));
 }
 
 export function broadcastTo(t: Tensor, shape: readonly number[]): Tensor {
@@ -168,8 +171,33 @@ export function broadcastTo(t: Tensor, shape: readonly number[]): Tensor {
 /** An index: a number (drops the dim), a [start, stop, step] slice (nulls for defaults), or null / ":" (all). */
 export type IndexArg = number | null | ":" | readonly [number | null, (number | null)?, (number | null)?];
 
-/** NumPy-style basic indexing, a view. */
+/** Describe an index argument being rejected (it may be anything a caller passed). */
+function fmtIndexArg(a: unknown): string {
+  if (Array.isArray(a)) return `[${a.map((v) => fmtIndexArg(v)).join(", ")}]`;
+  return typeof a === "string" ? JSON.stringify(a) : String(a);
+}
+
+/** A slice bound: null/undefined (the default) or an integer, clamped into [0, n] as Python and PyTorch do. */
+function sliceBound(i: number, a: readonly unknown[], k: number, n: number, dflt: number): number {
+  const v = a[k];
+  if (v === null || v === undefined) return dflt;
+  if (typeof v !== "number" || !Number.isInteger(v)) {
+    throw new TypeError(
+      `index: slice ${fmtIndexArg(a)} for dim ${i}: ${k === 0 ? "start" : "stop"} must be an integer or null, got ${fmtIndexArg(v)}`,
+    );
+  }
+  return Math.min(Math.max(v < 0 ? v + n : v, 0), n);
+}
+
+/**
+ * NumPy-style basic indexing, always a view sharing storage (as PyTorch): integers pick one entry and drop the
+ * dim, `[start, stop, step]` slices keep it. Integers must be in range; slice bounds are clamped into the dim
+ * (as Python and PyTorch do); steps must be positive integers (negative steps: use flip, as in PyTorch).
+ * Anything else (fractional, NaN, strings, slices of the wrong length) is an error, never an empty result.
+ */
 export function index(t: Tensor, idx: readonly IndexArg[]): Tensor {
+  if (!Array.isArray(idx))
+    throw new TypeError(`index: expected an array of indices, got ${fmtIndexArg(idx)}`);
   if (idx.length > t.ndim) {
     throw new RangeError(`index: too many indices (${idx.length}) for a tensor of rank ${t.ndim}`);
   }
@@ -179,33 +207,44 @@ export function index(t: Tensor, idx: readonly IndexArg[]): Tensor {
   const keep: number[] = [];
   for (let i = 0; i < t.ndim; i++) {
     const n = t.shape[i];
-    const a = i < idx.length ? idx[i] : null;
+    const a: unknown = i < idx.length ? idx[i] : null;
     if (typeof a === "number") {
-      if (!Number.isInteger(a) || a < -n || a >= n) {
+      if (!Number.isInteger(a)) {
+        throw new TypeError(`index: index ${a} for dim ${i} is not an integer`);
+      }
+      if (a < -n || a >= n) {
         throw new RangeError(`index: index ${a} is out of range for dim ${i} of size ${n}`);
       }
       starts.push(a < 0 ? a + n : a);
       steps.push(1);
       shape.push(1);
-    } else if (a === null || a === ":") {
+    } else if (a === null || a === undefined || a === ":") {
       starts.push(0);
       steps.push(1);
       shape.push(n);
       keep.push(i);
-    } else {
-      const step = a[2] ?? 1;
-      if (!Number.isInteger(step) || step <= 0) {
-        throw new RangeError(
-          `index: slice step must be a positive integer, got ${step} (use flip for reversal)`,
+    } else if (Array.isArray(a) && a.length >= 1 && a.length <= 3) {
+      const st: unknown = a[2] ?? 1;
+      if (typeof st !== "number" || !Number.isInteger(st)) {
+        throw new TypeError(
+          `index: slice ${fmtIndexArg(a)} for dim ${i}: step must be an integer, got ${fmtIndexArg(st)}`,
         );
       }
-      const clampIdx = (v: number) => Math.min(Math.max(v < 0 ? v + n : v, 0), n);
-      const start = clampIdx(a[0] ?? 0);
-      const stop = clampIdx(a[1] ?? n);
+      if (st <= 0) {
+        throw new RangeError(
+          `index: slice ${fmtIndexArg(a)} for dim ${i}: step must be positive, got ${st} (use flip for reversal)`,
+        );
+      }
+      const start = sliceBound(i, a, 0, n, 0);
+      const stop = sliceBound(i, a, 1, n, n);
       starts.push(start);
-      steps.push(step);
-      shape.push(stop > start ? Math.ceil((stop - start) / step) : 0);
+      steps.push(st);
+      shape.push(stop > start ? Math.ceil((stop - start) / st) : 0);
       keep.push(i);
+    } else {
+      throw new TypeError(
+        `index: invalid index ${fmtIndexArg(a)} for dim ${i} (expected an integer, null, ":" or a [start, stop, step] slice)`,
+      );
     }
   }
   const sliced =
@@ -213,6 +252,7 @@ export function index(t: Tensor, idx: readonly IndexArg[]): Tensor {
       ? t
       : X.slice(t, starts, steps, shape);
   const outShape = keep.map((i) => shape[i]);
+  // dropping the size-1 dims of integer indices is always a view (reshape keeps views when strides allow)
   return shapesEqual(outShape, shape) ? sliced : X.reshape(sliced, outShape);
 }
 
@@ -239,6 +279,11 @@ export function split(t: Tensor, sizeOrSections: number | readonly number[], dim
     for (let s = 0; s < n; s += sizeOrSections) sizes.push(Math.min(sizeOrSections, n - s));
   } else {
     sizes = [...sizeOrSections];
+    for (const sz of sizes) {
+      if (!Number.isInteger(sz) || sz < 0) {
+        throw new RangeError(`split: section sizes must be non-negative integers, got ${fmtShape(sizes)}`);
+      }
+    }
     const total = sizes.reduce((a, b) => a + b, 0);
     if (total !== n)
       throw new ShapeError(`split: sections ${fmtShape(sizes)} sum to ${total}, but dim ${d} has size ${n}`);
@@ -300,6 +345,9 @@ export function pad(t: Tensor, pads: readonly number[], value = 0): Tensor {
       `pad: expected an even number of pads for at most ${t.ndim} dims, got ${pads.length}`,
     );
   }
+  for (const p of pads) {
+    if (!Number.isInteger(p)) throw new RangeError(`pad: pads must be integers, got ${fmtShape(pads)}`);
+  }
   const before = t.shape.map(() => 0);
   const after = t.shape.map(() => 0);
   for (let k = 0; k < pads.length / 2; k++) {
@@ -311,6 +359,7 @@ export function pad(t: Tensor, pads: readonly number[], value = 0): Tensor {
   const x = before.some((b) => b < 0) || after.some((a) => a < 0) ? index(t, cropIdx) : t;
   const b = before.map((v) => Math.max(0, v));
   const outShape = x.shape.map((n, i) => n + b[i] + Math.max(0, after[i]));
+  checkDims("pad", outShape);
   const steps = x.shape.map(() => 1);
   if (shapesEqual(outShape, x.shape)) return x;
   const placed = X.unslice(x, outShape, b, steps);

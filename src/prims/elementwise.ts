@@ -272,16 +272,23 @@ function selectRule(pick: (a: Tensor, b: Tensor) => Tensor): Derivative<null> {
   );
 }
 const anyTie = ([a, b]: readonly Tensor[]) => M.eq(a, b).any().item() !== 0;
-export const maximumP = binary(
-  "maximum",
-  selectRule((a, b) => M.gt(a, b)),
-  anyTie,
-);
-export const minimumP = binary(
-  "minimum",
-  selectRule((a, b) => M.lt(a, b)),
-  anyTie,
-);
+const TIE_SPLIT = "0.5 to each operand: at a tie the gradient is split equally";
+export const maximumP: Primitive<null> = {
+  ...binary(
+    "maximum",
+    selectRule((a, b) => M.gt(a, b)),
+    anyTie,
+  ),
+  kinkDerivative: TIE_SPLIT,
+};
+export const minimumP: Primitive<null> = {
+  ...binary(
+    "minimum",
+    selectRule((a, b) => M.lt(a, b)),
+    anyTie,
+  ),
+  kinkDerivative: TIE_SPLIT,
+};
 export const eqP = binary("eq", zeroDerivative);
 export const neP = binary("ne", zeroDerivative);
 export const ltP = binary("lt", zeroDerivative);

@@ -7,7 +7,7 @@ import type { Primitive } from "../core/primitive.ts";
 import { isZero, Zero } from "../core/primitive.ts";
 import { ShapeError } from "../errors.ts";
 import * as X from "../ops/lax.ts";
-import { contiguousStrides, fmtShape, isContiguous, shapesEqual, sizeOf } from "../shape.ts";
+import { checkDims, fmtShape, shapesEqual, sizeOf, viewStrides } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { allocOut, getBackend, viewOf, viewTensor } from "./impl.ts";
 import { linear } from "./rules.ts";
@@ -26,6 +26,7 @@ export interface ShapeParams {
 export const reshapeP: Primitive<ShapeParams> = {
   name: "reshape",
   abstract([x], p) {
+    checkDims("reshape", p.shape);
     if (sizeOf(x.shape) !== sizeOf(p.shape)) {
       throw new ShapeError(
         `reshape: cannot reshape ${fmtShape(x.shape)} (${sizeOf(x.shape)} elements) to ${fmtShape(p.shape)}`,
@@ -34,8 +35,12 @@ export const reshapeP: Primitive<ShapeParams> = {
     return { shape: p.shape, dtype: x.dtype };
   },
   impl([x], p) {
-    const src = isContiguous(x.shape, x._strides) ? x : materialize(x);
-    return viewTensor(src, p.shape, contiguousStrides(p.shape), src._offset);
+    // A view whenever the layout allows (as PyTorch's reshape): dropping an indexed dim of a strided slice, or
+    // splitting/merging contiguous runs of dims, shares storage; only a layout no strides can express copies.
+    const strides = viewStrides(x.shape, x._strides, p.shape);
+    if (strides !== null) return viewTensor(x, p.shape, strides, x._offset);
+    const src = materialize(x);
+    return viewTensor(src, p.shape, viewStrides(src.shape, src._strides, p.shape)!, src._offset);
   },
   derivative: linear<ShapeParams>(
     ([t], p) => (isZero(t) ? new Zero(p.shape, t.dtype) : X.reshape(t, p.shape)),
@@ -76,6 +81,8 @@ export const permuteP: Primitive<PermParams> = {
 export const broadcastP: Primitive<ShapeParams> = {
   name: "broadcast",
   abstract([x], p) {
+    // every expand/broadcast passes here: the one place a huge stride-0 view could be created
+    checkDims("broadcastTo", p.shape);
     const lead = p.shape.length - x.shape.length;
     const ok = lead >= 0 && x.shape.every((d, i) => d === 1 || d === p.shape[lead + i]);
     if (!ok)

@@ -106,8 +106,10 @@ function extremum(op: "max" | "min"): Primitive<AxesParams> {
         .item() as number) > 1,
   );
 }
-export const maxP = extremum("max");
-export const minP = extremum("min");
+// at ties the rule above shares the gradient equally, so the kink report must say so (not "0")
+const TIE_SHARE = "1/k to each of the k tied entries: at a tie the gradient is shared equally";
+export const maxP: Primitive<AxesParams> = { ...extremum("max"), kinkDerivative: TIE_SHARE };
+export const minP: Primitive<AxesParams> = { ...extremum("min"), kinkDerivative: TIE_SHARE };
 
 export interface ArgParams {
   readonly op: "argmax" | "argmin";

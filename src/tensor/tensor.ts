@@ -11,7 +11,7 @@
  */
 import { getBackend } from "../backend/registry.ts";
 import type { MaybeZero } from "../core/primitive.ts";
-import { backwardEager, type TapeNode } from "../core/tape.ts";
+import { backwardEager, retainGradOf, type TapeNode } from "../core/tape.ts";
 import type { Trace } from "../core/trace.ts";
 import { type DType, isFloat, type TypedArray } from "../dtype.ts";
 import { AutodiffError, DTypeError } from "../errors.ts";
@@ -129,10 +129,19 @@ export class Tensor {
     return this._node === null;
   }
 
-  /** Keep `.grad` for this non-leaf tensor during backward. */
+  /**
+   * Keep `.grad` for this non-leaf tensor: later backward passes accumulate its gradient into `.grad`, as for a
+   * leaf (PyTorch's `retain_grad()`; with `createGraph` the gradient is differentiable). Does nothing on a leaf.
+   */
   retainGrad(): this {
+    retainGradOf(this);
     this._retainGrad = true;
     return this;
+  }
+
+  /** Whether backward keeps `.grad` for this non-leaf (it called `retainGrad()`). */
+  get retainsGrad(): boolean {
+    return this._retainGrad && this._node !== null;
   }
 
   /** The backend this tensor's storage is used with. */
