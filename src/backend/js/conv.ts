@@ -8,7 +8,14 @@
  * conv2dBackInput and conv2dBackWeight are the transposes of this bilinear map in x and in w: they run the
  * very same loop nest and index arithmetic, only moving the accumulation, which makes them adjoint by
  * construction (the tests check <conv2d(x, w), dy> = <x, backInput(dy, w)> = <w, backWeight(x, dy)>).
- * Sums accumulate in float64 and are rounded once on store.
+ * Sums accumulate in the output's float dtype (float32 in float32, like PyTorch and the other backends'
+ * GEMMs; see linalg.ts for why the reference does not accumulate float32 in float64).
+ *
+ * Padding is zeros that take part in the products, as in PyTorch: a non-finite weight whose tap lands on
+ * padding makes that output NaN (0 * Inf, 0 * NaN), and a non-finite dy at an output where a tap lands on
+ * padding makes that weight's gradient NaN. The row loop below skips padding (it is the fast path for finite
+ * data), so `padTapsForward` / `padTapsBackWeight` put those NaNs in afterwards; the input gradient gets none
+ * (padding has no gradient). Issue 8 item 12; values checked against PyTorch 1.13 in test/backend/js-nn.test.ts.
  */
 import type { TypedArray } from "../../dtype.ts";
 import { internal } from "../../errors.ts";
@@ -106,9 +113,71 @@ function forEachRow(
   }
 }
 
-/** Copy a float64 accumulator into out (rounding for float32). */
-function store(acc: Float64Array, out: TypedArray): void {
+/** A zeroed accumulator of `size` elements in out's float precision. */
+function accumulator(out: TypedArray, size: number): Float32Array | Float64Array {
+  return out instanceof Float32Array ? new Float32Array(size) : new Float64Array(size);
+}
+
+/** Copy an accumulator into out. */
+function store(acc: Float32Array | Float64Array, out: TypedArray): void {
   for (let i = 0; i < acc.length; i++) out[i] = acc[i];
+}
+
+function hasNonFinite(a: TypedArray): boolean {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return true;
+  return false;
+}
+
+/** True if tap (kh, kw) of output (oh, ow) reads padding (an input position outside the image). */
+function tapInPadding(d: ConvDims, p: Conv2dParams, oh: number, ow: number, kh: number, kw: number): boolean {
+  const ih = oh * p.stride[0] - p.padding[0] + kh * p.dilation[0];
+  const iw = ow * p.stride[1] - p.padding[1] + kw * p.dilation[1];
+  return ih < 0 || ih >= d.h || iw < 0 || iw >= d.w;
+}
+
+/** Forward: y[n, o, oh, ow] = NaN where a non-finite w[o, c, kh, kw] multiplies a padding zero. */
+function padTapsForward(d: ConvDims, p: Conv2dParams, W: TypedArray, acc: Float32Array | Float64Array): void {
+  if (p.padding[0] === 0 && p.padding[1] === 0) return;
+  if (!hasNonFinite(W)) return;
+  for (let o = 0; o < d.o; o++) {
+    for (let i = 0; i < d.cg * d.kh * d.kw; i++) {
+      if (Number.isFinite(W[o * d.cg * d.kh * d.kw + i])) continue;
+      const kh = Math.floor(i / d.kw) % d.kh;
+      const kw = i % d.kw;
+      for (let n = 0; n < d.n; n++) {
+        const yPlane = (n * d.o + o) * d.oh * d.ow;
+        for (let oh = 0; oh < d.oh; oh++) {
+          for (let ow = 0; ow < d.ow; ow++) {
+            if (tapInPadding(d, p, oh, ow, kh, kw)) acc[yPlane + oh * d.ow + ow] = Number.NaN;
+          }
+        }
+      }
+    }
+  }
+}
+
+/** Weight gradient: dw[o, c, kh, kw] = NaN where that tap multiplies a padding zero by a non-finite dy. */
+function padTapsBackWeight(
+  d: ConvDims,
+  p: Conv2dParams,
+  DY: TypedArray,
+  acc: Float32Array | Float64Array,
+): void {
+  if (p.padding[0] === 0 && p.padding[1] === 0) return;
+  if (!hasNonFinite(DY)) return;
+  const plane = d.oh * d.ow;
+  for (let i = 0; i < DY.length; i++) {
+    if (Number.isFinite(DY[i])) continue;
+    const o = Math.floor(i / plane) % d.o;
+    const oh = Math.floor((i % plane) / d.ow);
+    const ow = i % d.ow;
+    for (let kh = 0; kh < d.kh; kh++) {
+      for (let kw = 0; kw < d.kw; kw++) {
+        if (!tapInPadding(d, p, oh, ow, kh, kw)) continue;
+        for (let c = 0; c < d.cg; c++) acc[((o * d.cg + c) * d.kh + kh) * d.kw + kw] = Number.NaN;
+      }
+    }
+  }
 }
 
 /**
@@ -144,12 +213,13 @@ export function conv2d(
   assertOutSize("conv2d", out, size);
   const X = contiguousData(x);
   const W = contiguousData(w);
-  const acc = new Float64Array(size);
+  const acc = accumulator(out, size);
   const sw = p.stride[1];
   forEachRow(d, p, (xi, wi, yi, count) => {
     const wv = W[wi];
     for (let t = 0; t < count; t++) acc[yi + t] += X[xi + t * sw] * wv;
   });
+  padTapsForward(d, p, W, acc);
   store(acc, out);
   if (epilogue) convEpilogue(out, outShape, epilogue);
 }
@@ -167,7 +237,7 @@ export function conv2dBackInput(
   assertOutSize("conv2dBackInput", out, size);
   const DY = contiguousData(dy);
   const W = contiguousData(w);
-  const acc = new Float64Array(size);
+  const acc = accumulator(out, size);
   const sw = p.stride[1];
   forEachRow(d, p, (xi, wi, yi, count) => {
     const wv = W[wi];
@@ -189,12 +259,15 @@ export function conv2dBackWeight(
   assertOutSize("conv2dBackWeight", out, size);
   const X = contiguousData(x);
   const DY = contiguousData(dy);
-  const acc = new Float64Array(size);
+  const acc = accumulator(out, size);
   const sw = p.stride[1];
+  const f32 = acc instanceof Float32Array;
   forEachRow(d, p, (xi, wi, yi, count) => {
-    let sum = 0;
-    for (let t = 0; t < count; t++) sum += X[xi + t * sw] * DY[yi + t];
-    acc[wi] += sum;
+    let sum = acc[wi];
+    if (f32) for (let t = 0; t < count; t++) sum = Math.fround(sum + X[xi + t * sw] * DY[yi + t]);
+    else for (let t = 0; t < count; t++) sum += X[xi + t * sw] * DY[yi + t];
+    acc[wi] = sum;
   });
+  padTapsBackWeight(d, p, DY, acc);
   store(acc, out);
 }

@@ -3,8 +3,15 @@
  *
  * out[b, i, j] = sum_k a[b, i, k] * b[b, k, j], computed with the cache-friendly i-k-j loop order over
  * row-major copies of the operands (a transposed operand arrives as a strided view and is made contiguous
- * once). Float products accumulate in a float64 row buffer and are rounded once on store, so a float32 result
- * is the correctly rounded float64 dot product; int32 accumulates with C wrap-around (Math.imul, Int32Array).
+ * once). Products accumulate in a row buffer of the output's dtype: float64 in float64, int32 with C wrap-around
+ * (Math.imul, Int32Array), and float32 in float32 (a Float32Array row: each step rounds acc + a*b to float32,
+ * the product being exact in float64, so a step is a fused multiply-add up to a rare double rounding).
+ * Why float32 accumulation and not a float64 sum rounded once (more accurate): PyTorch, the native GEMM and the
+ * wasm GEMM all accumulate float32 products in float32, so a sum whose partial sums overflow is +-Inf or NaN
+ * there, and the reference must say the same (issue 8 item 12: [3e38, 3e38, -3e38, -3e38, -3e38] . ones gives
+ * Inf in PyTorch, not -3e38). The cost is accuracy: the reference now carries the usual float32 summation error
+ * (k u sum |a||b| at worst), so tests compare other backends with it within twice that bound, and tests that
+ * need the exact product compute it in float64 (test/ref.ts).
  * Zeros in `a` are not skipped: 0 * Inf and 0 * NaN must still produce NaN.
  */
 import type { TypedArray } from "../../dtype.ts";
@@ -44,7 +51,7 @@ export function dot(a: View, b: View, out: TypedArray): void {
   else matmulFloat(A, B, out, batch, m, k, n);
 }
 
-/** Float i-k-j loop: row i of the result accumulates in a float64 buffer, rounded once on store. */
+/** Float i-k-j loop: row i of the result accumulates in a buffer of out's float dtype (see the module comment). */
 function matmulFloat(
   A: TypedArray,
   B: TypedArray,
@@ -54,7 +61,7 @@ function matmulFloat(
   k: number,
   n: number,
 ) {
-  const row = new Float64Array(n);
+  const row = out instanceof Float32Array ? new Float32Array(n) : new Float64Array(n);
   for (let t = 0; t < batch; t++) {
     for (let i = 0; i < m; i++) {
       row.fill(0);
