@@ -8,16 +8,32 @@
 // the op's extra numbers, in the order each entry point reads them.
 //
 // Every view is bounds-checked against its typed array before a kernel runs, so a wrong shape from
-// JavaScript raises an exception instead of reading out of bounds.
+// JavaScript raises an exception instead of reading out of bounds. The backend object is public, so nothing
+// read from the meta buffer is trusted: every count must be an integer of magnitude below 2^53 (the largest a
+// double carries exactly, and what JavaScript can describe), every view's element count (of its non-zero
+// extents, so that any partial product a kernel forms fits too) at most kMaxElements, spans are computed in
+// 128 bits, and indices handed to gather / scatterAdd are checked in one pass before the kernel runs.
+//
+// Threads: every JavaScript thread (the main thread and each worker_thread) calls into the same process-global
+// kernels, pool and scratch buffers (the addon is loaded once per process; each worker only gets its own
+// instance data). Scratch buffers are keyed by pool thread id and every JavaScript caller is id 0 of the pool,
+// so two concurrent calls would share (and reallocate under each other) the same buffers. g_call_mu therefore
+// makes one kernel call at a time own the pool and all scratch: the kernels already use every core, so
+// serialising whole calls loses no throughput, and it costs one uncontended mutex per call (~20 ns against
+// ~1 us of N-API overhead), where per-caller scratch would need every kernel to thread a caller id through and
+// would still oversubscribe the cores.
 #define NAPI_VERSION 8
 #include <node_api.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
 
+#include <cmath>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 #include "common.h"
 #include "pool.h"
@@ -32,6 +48,16 @@ struct Instance {
 };
 
 const Kernels* g_kernels = nullptr;
+
+// Serialises kernel calls (and thread-count / ISA changes) between JavaScript threads; see the header.
+std::mutex g_call_mu;
+
+// The largest element count (and integer) the addon accepts: 2^53 - 1, JavaScript's Number.MAX_SAFE_INTEGER.
+// Larger counts cannot reach a real buffer (only broadcast views could describe them) and would overflow the
+// 64-bit products and loop bounds of the kernels.
+constexpr int64_t kMaxElements = (int64_t(1) << 53) - 1;
+// Bound on strides, paddings, dilations and kernel extents of conv2d / pooling.
+constexpr int64_t kMaxParam = int64_t(1) << 31;
 
 const Kernels* best_kernels() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -54,7 +80,8 @@ struct Call {
   size_t meta_len = 0;
   size_t pos = 0;
   const char* op;
-  char err[200];
+  char err[320];
+  bool range = false;  // throw a RangeError (bad index) rather than an Error
 
   Call(napi_env e, napi_callback_info info, const char* name) : env(e), op(name) {
     err[0] = 0;
@@ -71,9 +98,43 @@ struct Call {
 
   bool ok() const { return err[0] == 0; }
 
-  void fail(const char* msg) {
+  // Record the first problem (printf-style message, prefixed with the op).
+  __attribute__((format(printf, 2, 3))) void fail(const char* fmt, ...) {
     if (!ok()) return;
-    std::snprintf(err, sizeof(err), "native %s: %s", op, msg);
+    int n = std::snprintf(err, sizeof(err), "native %s: ", op);
+    if (n < 0 || n >= (int)sizeof(err)) return;
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(err + n, sizeof(err) - n, fmt, ap);
+    va_end(ap);
+  }
+
+  // The next meta number as an integer (a count, stride, offset, axis or parameter named `what`); anything
+  // else (NaN, a fraction, beyond 2^53) fails, since casting it to int64 would be undefined or would wrap.
+  int64_t inum(const char* what) {
+    const double v = num();
+    if (!(v >= -(double)kMaxElements && v <= (double)kMaxElements) || v != std::floor(v)) {
+      fail("%s must be an integer of magnitude below 2^53, got %g", what, v);
+      return 0;
+    }
+    return (int64_t)v;
+  }
+
+  // The next meta number as an integer in [lo, hi] (an axis, a count of axes, a flag ...).
+  int64_t inum_in(const char* what, int64_t lo, int64_t hi) {
+    const int64_t v = inum(what);
+    if (ok() && (v < lo || v > hi)) fail("%s must be in [%lld, %lld], got %lld", what, (long long)lo, (long long)hi, (long long)v);
+    return ok() ? v : lo;
+  }
+
+  // a * b for counts already known to be in [0, kMaxElements]; fails (naming `what`) beyond kMaxElements.
+  int64_t mul(int64_t a, int64_t b, const char* what) {
+    const __int128 p = (__int128)a * b;
+    if (p > kMaxElements) {
+      fail("%s has more than 2^53 - 1 elements", what);
+      return 0;
+    }
+    return (int64_t)p;
   }
 
   double num() {
@@ -114,45 +175,96 @@ struct Call {
   // View from typed array argument i and the next meta entries; checks that it stays inside the array.
   void view(size_t i, View& v) {
     int64_t len = 0;
+    v.ndim = 0;
     if (!array(i, &v.data, &v.dtype, &len)) return;
-    v.offset = (int64_t)num();
+    v.offset = inum("a view offset");
     const double nd = num();
-    if (!(nd >= 0 && nd <= kMaxDims)) {
-      fail("rank must be between 0 and 32");
+    if (!(nd >= 0 && nd <= kMaxDims) || nd != std::floor(nd)) {
+      fail("rank must be an integer between 0 and 32, got %g", nd);
       return;
     }
     v.ndim = (int)nd;
     bool empty = false;
+    int64_t count = 1;  // product of the non-zero extents
     for (int d = 0; d < v.ndim; d++) {
-      v.shape[d] = (int64_t)num();
-      if (v.shape[d] < 0) fail("negative dimension");
+      v.shape[d] = inum("a dimension");
+      if (v.shape[d] < 0) fail("negative dimension %lld", (long long)v.shape[d]);
       if (v.shape[d] == 0) empty = true;
+      else if (ok()) count = mul(count, v.shape[d], "a view");
     }
-    for (int d = 0; d < v.ndim; d++) v.strides[d] = (int64_t)num();
-    if (!ok() || empty) return;
-    int64_t lo = v.offset, hi = v.offset;
+    for (int d = 0; d < v.ndim; d++) v.strides[d] = inum("a stride");
+    if (!ok()) {
+      v.ndim = 0;
+      return;
+    }
+    if (empty) return;
+    __int128 lo = v.offset, hi = v.offset;
     for (int d = 0; d < v.ndim; d++) {
-      const int64_t span = (v.shape[d] - 1) * v.strides[d];
+      const __int128 span = (__int128)(v.shape[d] - 1) * v.strides[d];
       if (span < 0) lo += span;
       else hi += span;
     }
-    if (lo < 0 || hi >= len) fail("view reaches outside its buffer (shape/strides/offset inconsistent with length)");
+    if (lo < 0 || hi >= len)
+      fail("view reaches outside its buffer (elements %lld..%lld of %lld; shape/strides/offset inconsistent with "
+           "length)",
+           (long long)(lo < INT64_MIN ? INT64_MIN : (int64_t)lo), (long long)(hi > INT64_MAX ? INT64_MAX : (int64_t)hi),
+           (long long)len);
+  }
+
+  // Pooling parameters: kernel extents, strides and paddings.
+  void pool_params(PoolParams& pp) {
+    pp.kh = inum_in("kernel size", 1, kMaxParam), pp.kw = inum_in("kernel size", 1, kMaxParam);
+    pp.sh = inum_in("stride", 1, kMaxParam), pp.sw = inum_in("stride", 1, kMaxParam);
+    pp.ph = inum_in("padding", 0, kMaxParam), pp.pw = inum_in("padding", 0, kMaxParam);
+  }
+
+  void fail_index(int64_t v, int64_t bound, int axis) {
+    fail("index %lld is out of bounds for axis %d of size %lld (expected 0 <= index < %lld)", (long long)v, axis,
+         (long long)bound, (long long)bound);
+    range = true;
   }
 
   // Contiguous output argument i holding at least `need` elements.
   void out(size_t i, Out& o, int64_t need) {
     if (!array(i, &o.data, &o.dtype, &o.length)) return;
-    if (o.length < need) fail("output buffer is too small");
+    if (o.length < need)
+      fail("output buffer is too small (%lld elements, %lld needed)", (long long)o.length, (long long)need);
   }
 
+  // Throw the recorded problem, if any (no kernel ran).
   napi_value finish(Err e) {
-    if (scratch_failed()) fail("out of memory (scratch buffers)");
-    if (e) fail(e);
-    if (!ok()) napi_throw_error(env, nullptr, err);
+    if (e) fail("%s", e);
+    if (!ok()) {
+      if (range) napi_throw_range_error(env, nullptr, err);
+      else napi_throw_error(env, nullptr, err);
+    }
     return nullptr;
+  }
+
+  // Run a kernel while owning the pool and the scratch buffers (g_call_mu, see the header), then throw its
+  // error or a scratch allocation failure.
+  // For gather / scatterAdd, `bound` is the extent along `axis` that indices must stay below.
+  template <class F>
+  napi_value run(F&& kernel, int64_t bound = 0, int axis = 0) {
+    if (!ok()) return finish(nullptr);
+    Err e;
+    bool oom, bad;
+    int64_t bad_value = 0;
+    {
+      std::lock_guard<std::mutex> lock(g_call_mu);
+      scratch_failed();  // clear stale flags
+      take_bad_index(&bad_value);
+      e = kernel();
+      oom = scratch_failed();
+      bad = take_bad_index(&bad_value);
+    }
+    if (bad) fail_index(bad_value, bound, axis);
+    if (oom) fail("out of memory (scratch buffers)");
+    return finish(e);
   }
 };
 
+// Element count of a checked view (at most kMaxElements, so the product cannot overflow).
 int64_t view_size(const View& v) {
   int64_t n = 1;
   for (int d = 0; d < v.ndim; d++) n *= v.shape[d];
@@ -168,7 +280,7 @@ napi_value Unary(napi_env env, napi_callback_info info) {
   c.view(1, x);
   c.out(2, o, c.ok() ? view_size(x) : 0);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->unary(op, x, o));
+  return c.run([&] { return g_kernels->unary(op, x, o); });
 }
 
 napi_value Binary(napi_env env, napi_callback_info info) {
@@ -180,7 +292,7 @@ napi_value Binary(napi_env env, napi_callback_info info) {
   c.view(2, b);
   c.out(3, o, c.ok() ? view_size(a) : 0);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->binary(op, a, b, o));
+  return c.run([&] { return g_kernels->binary(op, a, b, o); });
 }
 
 napi_value Where(napi_env env, napi_callback_info info) {
@@ -192,7 +304,7 @@ napi_value Where(napi_env env, napi_callback_info info) {
   c.view(2, b);
   c.out(3, o, c.ok() ? view_size(k) : 0);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->where(k, a, b, o));
+  return c.run([&] { return g_kernels->where(k, a, b, o); });
 }
 
 // activation(kind, act, x, b | null, out): kind 0 out = act(x + b), kind 1 out = b * act'(x = act's output).
@@ -208,7 +320,7 @@ napi_value Activation(napi_env env, napi_callback_info info) {
   if (has_b) c.view(3, b);
   c.out(4, o, c.ok() ? view_size(x) : 0);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->activation(kind, act, x, has_b ? &b : nullptr, o));
+  return c.run([&] { return g_kernels->activation(kind, act, x, has_b ? &b : nullptr, o); });
 }
 
 napi_value Cast(napi_env env, napi_callback_info info) {
@@ -218,7 +330,7 @@ napi_value Cast(napi_env env, napi_callback_info info) {
   c.view(0, x);
   c.out(1, o, c.ok() ? view_size(x) : 0);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->cast(x, o));
+  return c.run([&] { return g_kernels->cast(x, o); });
 }
 
 napi_value Copy(napi_env env, napi_callback_info info) {
@@ -227,7 +339,7 @@ napi_value Copy(napi_env env, napi_callback_info info) {
   c.view(0, s);
   c.view(1, d);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->copy(s, d));
+  return c.run([&] { return g_kernels->copy(s, d); });
 }
 
 napi_value Reduce(napi_env env, napi_callback_info info) {
@@ -237,16 +349,20 @@ napi_value Reduce(napi_env env, napi_callback_info info) {
   Out o;
   c.view(1, x);
   int axes[kMaxDims];
-  const int naxes = (int)c.num();
-  if (naxes < 0 || naxes > kMaxDims) c.fail("too many axes");
-  int64_t kept = c.ok() ? view_size(x) : 0;
+  const int naxes = (int)c.inum_in("the number of axes", 0, kMaxDims);
+  // The output holds the product of the kept extents (computed directly: dividing the element count by the
+  // reduced extents would give 0 for an empty reduced axis while the kernel still writes every kept element).
+  bool reduced[kMaxDims] = {false};
   for (int i = 0; c.ok() && i < naxes; i++) {
-    axes[i] = (int)c.num();
-    if (axes[i] >= 0 && axes[i] < x.ndim && x.shape[axes[i]] > 0) kept /= x.shape[axes[i]];
+    axes[i] = (int)c.inum_in("an axis", 0, x.ndim - 1);
+    if (c.ok()) reduced[axes[i]] = true;
   }
+  int64_t kept = 1;
+  for (int d = 0; c.ok() && d < x.ndim; d++)
+    if (!reduced[d]) kept *= x.shape[d];  // a sub-product of a checked view's extents: no overflow
   c.out(2, o, kept);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->reduce(op, x, axes, naxes, o));
+  return c.run([&] { return g_kernels->reduce(op, x, axes, naxes, o); });
 }
 
 napi_value ArgReduce(napi_env env, napi_callback_info info) {
@@ -255,12 +371,13 @@ napi_value ArgReduce(napi_env env, napi_callback_info info) {
   View x;
   Out o;
   c.view(1, x);
-  const int axis = (int)c.num();
-  int64_t kept = c.ok() ? view_size(x) : 0;
-  if (c.ok() && axis >= 0 && axis < x.ndim && x.shape[axis] > 0) kept /= x.shape[axis];
+  const int axis = (int)c.inum_in("axis", 0, x.ndim > 0 ? x.ndim - 1 : 0);
+  int64_t kept = 1;  // the extents off the axis (see Reduce)
+  for (int d = 0; c.ok() && d < x.ndim; d++)
+    if (d != axis) kept *= x.shape[d];
   c.out(2, o, kept);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->arg_reduce(is_min, x, axis, o));
+  return c.run([&] { return g_kernels->arg_reduce(is_min, x, axis, o); });
 }
 
 napi_value Cumsum(napi_env env, napi_callback_info info) {
@@ -268,11 +385,11 @@ napi_value Cumsum(napi_env env, napi_callback_info info) {
   View x;
   Out o;
   c.view(0, x);
-  const int axis = (int)c.num();
-  const int reverse = (int)c.num();
+  const int axis = (int)c.inum_in("axis", 0, x.ndim > 0 ? x.ndim - 1 : 0);
+  const int reverse = (int)c.inum_in("reverse", 0, 1);
   c.out(1, o, c.ok() ? view_size(x) : 0);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->cumsum(x, axis, reverse, o));
+  return c.run([&] { return g_kernels->cumsum(x, axis, reverse, o); });
 }
 
 napi_value Dot(napi_env env, napi_callback_info info) {
@@ -284,11 +401,11 @@ napi_value Dot(napi_env env, napi_callback_info info) {
   int64_t need = 0;  // batch * M * N
   if (c.ok() && a.ndim >= 2 && b.ndim == a.ndim) {
     need = b.shape[b.ndim - 1];
-    for (int d = 0; d < a.ndim - 1; d++) need *= a.shape[d];
+    for (int d = 0; d < a.ndim - 1; d++) need = c.mul(need, a.shape[d], "the product");
   }
   c.out(2, o, need);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->dot(a, b, o));
+  return c.run([&] { return g_kernels->dot(a, b, o); });
 }
 
 napi_value Conv2d(napi_env env, napi_callback_info info) {
@@ -299,22 +416,28 @@ napi_value Conv2d(napi_env env, napi_callback_info info) {
   c.view(1, p);
   c.view(2, q);
   int64_t shape[4];
-  for (int i = 0; i < 4; i++) shape[i] = (int64_t)c.num();
+  int64_t need = 1;
+  for (int i = 0; i < 4; i++) {
+    shape[i] = c.inum_in("an output dimension", 0, kMaxElements);
+    need = c.mul(need, shape[i], "the output");
+  }
+  // Bounds on the parameters keep every index product of the kernels inside int64 (2^31 * 2^53 < 2^85 is
+  // formed only in 128 bits, see conv_impl); meaningful values are far smaller.
   ConvParams cp;
-  cp.sh = (int64_t)c.num(), cp.sw = (int64_t)c.num();
-  cp.ph = (int64_t)c.num(), cp.pw = (int64_t)c.num();
-  cp.dh = (int64_t)c.num(), cp.dw = (int64_t)c.num();
-  cp.groups = (int64_t)c.num();
+  cp.sh = c.inum_in("stride", 1, kMaxParam), cp.sw = c.inum_in("stride", 1, kMaxParam);
+  cp.ph = c.inum_in("padding", 0, kMaxParam), cp.pw = c.inum_in("padding", 0, kMaxParam);
+  cp.dh = c.inum_in("dilation", 1, kMaxParam), cp.dw = c.inum_in("dilation", 1, kMaxParam);
+  cp.groups = c.inum_in("groups", 1, kMaxElements);
   // optional epilogue: argument 4 the bias array (or null) with its view in the meta buffer, then the act code
   View b;
   napi_valuetype bt = napi_null;
   if (c.argc > 4) napi_typeof(env, c.argv[4], &bt);
   const bool has_b = bt != napi_null && bt != napi_undefined;
   if (has_b) c.view(4, b);
-  const int act = (int)c.num();
-  c.out(3, o, shape[0] * shape[1] * shape[2] * shape[3]);
+  const int act = (int)c.inum_in("activation code", -1, A_COUNT - 1);
+  c.out(3, o, need);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->conv2d(kind, p, q, o, shape, cp, has_b ? &b : nullptr, act));
+  return c.run([&] { return g_kernels->conv2d(kind, p, q, o, shape, cp, has_b ? &b : nullptr, act); });
 }
 
 napi_value Pool2d(napi_env env, napi_callback_info info) {
@@ -324,14 +447,16 @@ napi_value Pool2d(napi_env env, napi_callback_info info) {
   Out o;
   c.view(1, x);
   int64_t shape[4];
-  for (int i = 0; i < 4; i++) shape[i] = (int64_t)c.num();
+  int64_t need = 1;
+  for (int i = 0; i < 4; i++) {
+    shape[i] = c.inum_in("an output dimension", 0, kMaxElements);
+    need = c.mul(need, shape[i], "the output");
+  }
   PoolParams pp;
-  pp.kh = (int64_t)c.num(), pp.kw = (int64_t)c.num();
-  pp.sh = (int64_t)c.num(), pp.sw = (int64_t)c.num();
-  pp.ph = (int64_t)c.num(), pp.pw = (int64_t)c.num();
-  c.out(2, o, shape[0] * shape[1] * shape[2] * shape[3]);
+  c.pool_params(pp);
+  c.out(2, o, need);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->pool2d(kind, x, o, shape, pp));
+  return c.run([&] { return g_kernels->pool2d(kind, x, o, shape, pp); });
 }
 
 // maxPool2dBackward(x, dy, out): meta = x view, dy view, kh, kw, sh, sw, ph, pw, out's dtype code.
@@ -342,12 +467,10 @@ napi_value MaxPool2dBackward(napi_env env, napi_callback_info info) {
   c.view(0, x);
   c.view(1, dy);
   PoolParams pp;
-  pp.kh = (int64_t)c.num(), pp.kw = (int64_t)c.num();
-  pp.sh = (int64_t)c.num(), pp.sw = (int64_t)c.num();
-  pp.ph = (int64_t)c.num(), pp.pw = (int64_t)c.num();
+  c.pool_params(pp);
   c.out(2, o, c.ok() ? view_size(x) : 0);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->max_pool2d_backward(x, dy, o, pp));
+  return c.run([&] { return g_kernels->max_pool2d_backward(x, dy, o, pp); });
 }
 
 napi_value Gather(napi_env env, napi_callback_info info) {
@@ -356,10 +479,13 @@ napi_value Gather(napi_env env, napi_callback_info info) {
   Out o;
   c.view(0, x);
   c.view(1, idx);
-  const int axis = (int)c.num();
+  const int axis = (int)c.inum_in("axis", 0, x.ndim > 0 ? x.ndim - 1 : 0);
   c.out(2, o, c.ok() ? view_size(idx) : 0);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->gather(x, axis, idx, o));
+  // The kernel checks each index as it reads it (0 <= index < x.shape[axis]) and skips a bad one; the first
+  // bad value is then reported here. (Checking in the kernel, not in a pass before it, also holds for indices
+  // in a SharedArrayBuffer that another thread changes meanwhile.)
+  return c.run([&] { return g_kernels->gather(x, axis, idx, o); }, x.ndim > 0 ? x.shape[axis] : 1, axis);
 }
 
 napi_value ScatterAdd(napi_env env, napi_callback_info info) {
@@ -368,16 +494,18 @@ napi_value ScatterAdd(napi_env env, napi_callback_info info) {
   Out o;
   c.view(0, src);
   c.view(1, idx);
-  const int axis = (int)c.num();
+  const int axis = (int)c.inum_in("axis", 0, src.ndim > 0 ? src.ndim - 1 : 0);
   int64_t shape[kMaxDims];
   int64_t need = 1;
   for (int d = 0; c.ok() && d < src.ndim; d++) {
-    shape[d] = (int64_t)c.num();
-    need *= shape[d];
+    shape[d] = c.inum_in("an output dimension", 0, kMaxElements);
+    need = c.mul(need, shape[d], "the output");
   }
   c.out(2, o, need);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->scatter_add(src, axis, idx, o, shape));
+  // Indices are checked in the kernel (0 <= index < outShape[axis]), as for gather.
+  return c.run([&] { return g_kernels->scatter_add(src, axis, idx, o, shape); }, src.ndim > 0 ? shape[axis] : 1,
+               axis);
 }
 
 // adamUpdate(p, g, m, v, vmax | null): meta = g view, then lr, beta1, beta2, eps, weightDecay, decoupled,
@@ -400,7 +528,7 @@ napi_value Adam(napi_env env, napi_callback_info info) {
   const bool has_max = t == napi_object;
   if (has_max) c.out(4, x, n);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->adam(p, g, m, v, has_max ? &x : nullptr, h));
+  return c.run([&] { return g_kernels->adam(p, g, m, v, has_max ? &x : nullptr, h); });
 }
 
 // softmax(log, x, out): meta = x view, axis, out dtype code. out has x's size.
@@ -410,10 +538,10 @@ napi_value Softmax(napi_env env, napi_callback_info info) {
   View x;
   Out o;
   c.view(1, x);
-  const int axis = (int)c.num();
+  const int axis = (int)c.inum_in("axis", 0, x.ndim > 0 ? x.ndim - 1 : 0);
   c.out(2, o, c.ok() ? view_size(x) : 0);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->softmax(x, axis, log, o));
+  return c.run([&] { return g_kernels->softmax(x, axis, log, o); });
 }
 
 // softmaxBackward(log, y, ct, out): meta = y view, ct view, axis, out dtype code. out has y's size.
@@ -424,10 +552,10 @@ napi_value SoftmaxBackward(napi_env env, napi_callback_info info) {
   Out o;
   c.view(1, y);
   c.view(2, ct);
-  const int axis = (int)c.num();
+  const int axis = (int)c.inum_in("axis", 0, y.ndim > 0 ? y.ndim - 1 : 0);
   c.out(3, o, c.ok() ? view_size(y) : 0);
   if (!c.ok()) return c.finish(nullptr);
-  return c.finish(g_kernels->softmax_backward(y, ct, axis, log, o));
+  return c.run([&] { return g_kernels->softmax_backward(y, ct, axis, log, o); });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -472,13 +600,19 @@ napi_value SetNumThreads(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, nullptr, "setNumThreads: expected a non-negative integer");
     return nullptr;
   }
+  std::lock_guard<std::mutex> lock(g_call_mu);  // never resize the pool under another thread's kernel
   pool_set_threads(n);
   return nullptr;
 }
 
 napi_value GetNumThreads(napi_env env, napi_callback_info) {
+  int n;
+  {
+    std::lock_guard<std::mutex> lock(g_call_mu);
+    n = pool_threads();
+  }
   napi_value v;
-  napi_create_int32(env, pool_threads(), &v);
+  napi_create_int32(env, n, &v);
   return v;
 }
 
@@ -489,7 +623,14 @@ napi_value string(napi_env env, const char* s) {
 }
 
 // isa(): the instruction set of the kernels in use.
-napi_value Isa(napi_env env, napi_callback_info) { return string(env, g_kernels->isa); }
+napi_value Isa(napi_env env, napi_callback_info) {
+  const char* isa;
+  {
+    std::lock_guard<std::mutex> lock(g_call_mu);
+    isa = g_kernels->isa;
+  }
+  return string(env, isa);
+}
 
 // setIsa(name): switch to the "avx512", "avx2" or "base" kernels (for tests); false if the CPU lacks it.
 napi_value SetIsa(napi_env env, napi_callback_info info) {
@@ -519,7 +660,10 @@ napi_value SetIsa(napi_env env, napi_callback_info info) {
     want = kernels_base();
     supported = true;
   }
-  if (want && supported) g_kernels = want;
+  if (want && supported) {
+    std::lock_guard<std::mutex> lock(g_call_mu);
+    g_kernels = want;
+  }
   napi_value v;
   napi_get_boolean(env, want && supported, &v);
   return v;
@@ -550,11 +694,17 @@ NAPI_MODULE_INIT() {
   using namespace cr;
   static const bool malloc_tuned = tune_malloc();
   (void)malloc_tuned;
-  if (!g_kernels) {
-    g_kernels = best_kernels();
-    const char* force = std::getenv("CHAINRULE_NATIVE_ISA");
-    if (force && std::strcmp(force, "base") == 0) g_kernels = kernels_base();
-    if (force && std::strcmp(force, "avx2") == 0 && g_kernels == kernels_avx512()) g_kernels = kernels_avx2();
+  {
+    // Each worker_thread that loads the addon runs this on its own thread, possibly while another thread runs
+    // kernels: the process-global state is set up under the call lock.
+    std::lock_guard<std::mutex> lock(g_call_mu);
+    if (!g_kernels) {
+      g_kernels = best_kernels();
+      const char* force = std::getenv("CHAINRULE_NATIVE_ISA");
+      if (force && std::strcmp(force, "base") == 0) g_kernels = kernels_base();
+      if (force && std::strcmp(force, "avx2") == 0 && g_kernels == kernels_avx512()) g_kernels = kernels_avx2();
+    }
+    pool_threads();  // start the pool now, sized by CHAINRULE_NUM_THREADS (see pool.cc), warning at load
   }
   struct Fn {
     const char* name;

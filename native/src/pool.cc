@@ -11,6 +11,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdarg>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -81,7 +83,8 @@ struct Pool {
   void* ctx = nullptr;
   int64_t n = 0;
   int64_t grain = 1;
-  // Serialises pool_run between JavaScript threads (each worker_thread loads the addon; the pool is global).
+  // Guards resizing against a running job. (Kernel calls from different JavaScript threads are already
+  // serialised as a whole by addon.cc, which also makes the per-thread scratch buffers safe.)
   std::mutex run_mu;
 
   void work(int tid) {
@@ -185,22 +188,58 @@ struct Pool {
 
 Pool* g_pool = nullptr;
 
+// Scratch buffers: kSlots per thread, grown on demand (never shrunk below what was asked last).
+constexpr int kSlots = 8;
+// The most threads the pool runs (the scratch table's size).
+constexpr int kMaxThreads = 256;
+
 int hardware_threads() {
   unsigned h = std::thread::hardware_concurrency();
+  if (h > (unsigned)kMaxThreads) h = kMaxThreads;
   return h == 0 ? 1 : (int)h;
+}
+
+// The pool's initial size: CHAINRULE_NUM_THREADS if set (a positive decimal integer, clamped to kMaxThreads),
+// else the hardware concurrency. A malformed value is not silently replaced: a warning on stderr names the
+// variable, the value and what was expected, and the default is used. Read once per process, when the first
+// kernel call (from any JavaScript thread) starts the pool.
+int initial_threads() {
+  const int hw = hardware_threads();
+  const char* s = std::getenv("CHAINRULE_NUM_THREADS");
+  if (!s || !*s) return hw;
+  const char* p = s;
+  while (*p == ' ' || *p == '\t') p++;
+  long long v = 0;
+  bool digits = false, ok = true;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    digits = true;
+    if (v < 1000000) v = v * 10 + (*p - '0');
+  }
+  while (*p == ' ' || *p == '\t') p++;
+  if (!digits || *p != 0 || v < 1) ok = false;
+  if (!ok) {
+    std::fprintf(stderr,
+                 "chainrule: ignoring CHAINRULE_NUM_THREADS=\"%s\": expected a positive integer (1 to %d); "
+                 "using %d threads\n",
+                 s, kMaxThreads, hw);
+    return hw;
+  }
+  if (v > kMaxThreads) {
+    std::fprintf(stderr, "chainrule: CHAINRULE_NUM_THREADS=%s exceeds the maximum of %d threads; using %d\n", s,
+                 kMaxThreads, kMaxThreads);
+    return kMaxThreads;
+  }
+  return (int)v;
 }
 
 Pool& pool() {
   if (!g_pool) {
     g_pool = new Pool();
-    g_pool->start(hardware_threads());
+    g_pool->start(initial_threads());
   }
   return *g_pool;
 }
 
-// Scratch buffers: kSlots per thread, grown on demand (never shrunk below what was asked last).
-constexpr int kSlots = 8;
-constexpr int kMaxThreads = 256;
 struct Scratch {
   void* ptr = nullptr;
   size_t size = 0;
@@ -255,5 +294,30 @@ void* scratch(int tid, int slot, size_t bytes) {
 }
 
 bool scratch_failed() { return g_scratch_failed.exchange(false); }
+
+static std::atomic<bool> g_bad_index{false};
+static std::atomic<int64_t> g_bad_value{0};
+
+void note_bad_index(int64_t v) {
+  if (!g_bad_index.load(std::memory_order_relaxed)) {
+    g_bad_value.store(v, std::memory_order_relaxed);
+    g_bad_index.store(true);
+  }
+}
+
+bool take_bad_index(int64_t* v) {
+  if (!g_bad_index.exchange(false)) return false;
+  *v = g_bad_value.load();
+  return true;
+}
+
+const char* err_fmt(const char* fmt, ...) {
+  static thread_local char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof(buf), fmt, ap);
+  va_end(ap);
+  return buf;
+}
 
 }  // namespace cr

@@ -36,4 +36,14 @@ void* scratch(int tid, int slot, size_t bytes);
 // N-API layer throws "out of memory"); clears the flag.
 bool scratch_failed();
 
+// Bad indices (gather / scatterAdd): a kernel that meets an index outside its bound skips the element and
+// records the value here; the N-API layer then throws. take_bad_index returns whether one was recorded since
+// the last call (storing it in *v) and clears the record. Kernel calls are serialised (addon.cc), so the
+// record belongs to the current call.
+void note_bad_index(int64_t v);
+bool take_bad_index(int64_t* v);
+
+// printf-style kernel error message in a per-thread buffer, valid until the next call on this thread.
+__attribute__((format(printf, 1, 2))) const char* err_fmt(const char* fmt, ...);
+
 }  // namespace cr

@@ -407,6 +407,18 @@ void conv_int(int kind, const View& p, const View& q, int32_t* out, const Geo& g
   for (i64 i = 0; i < size; i++) out[i] = to_int32(acc[i]);
 }
 
+// The forward epilogue over an all-zero output: out[n, o] = act(bias[o]) (only called for the forward pass).
+template <class T>
+void conv_empty_epilogue(T* out, const Geo& g, const View* bias, int act) {
+  if (!bias && act < 0) return;
+  const T* bp = bias ? static_cast<const T*>(bias->data) + bias->offset : nullptr;
+  const i64 P = g.OH * g.OW;
+  for (i64 t = 0; t < g.N * g.O; t++) {
+    const i64 o = t % g.O;
+    bias_act_row<T>(out + t * P, P, bp ? bp[o * bias->strides[0]] : T(0), act);
+  }
+}
+
 Err conv_impl(int kind, const View& p, const View& q, const Out& out, const int64_t* shape, const ConvParams& cp,
               const View* bias, int act) {
   if (p.ndim != 4 || q.ndim != 4) return "conv2d: operands must have rank 4";
@@ -429,8 +441,31 @@ Err conv_impl(int kind, const View& p, const View& q, const Out& out, const int6
   if (bias && (bias->ndim != 1 || bias->shape[0] != g.O || bias->dtype != out.dtype))
     return "conv2d: bias must be a 1-d view of O values of the output's dtype";
   if ((bias || act >= 0) && out.dtype != F32 && out.dtype != F64) return "conv2d: the epilogue needs float operands";
+  if (g.dh < 1 || g.dw < 1 || g.ph < 0 || g.pw < 0) return "conv2d: invalid dilation or padding";
+  // The output extents must be those the input, kernel and parameters give (the kernels derive every input
+  // position from them), and the padded input plane must be addressable. Computed in 128 bits: extents reach
+  // 2^53 and parameters 2^31 (checked by the N-API layer).
+  const __int128 eh = (__int128)g.H + 2 * (__int128)g.ph - (__int128)g.dh * (g.KH - 1) - 1;
+  const __int128 ew = (__int128)g.W + 2 * (__int128)g.pw - (__int128)g.dw * (g.KW - 1) - 1;
+  if ((__int128)g.OH != (eh >= 0 ? eh / g.sh + 1 : 0) || (__int128)g.OW != (ew >= 0 ? ew / g.sw + 1 : 0))
+    return "conv2d: the output extents do not match the input, kernel, stride, padding and dilation";
+  const __int128 padded = ((__int128)g.H + 2 * g.ph) * ((__int128)g.W + 2 * g.pw);
+  if (padded * (g.Cg > 0 ? g.Cg : 1) > ((__int128)1 << 53)) return "conv2d: the padded input is too large";
   const i64 osize = shape[0] * shape[1] * shape[2] * shape[3];
   if (osize == 0) return nullptr;
+  // Empty sums: no input channel or tap (forward), no output channel, tap or output position (input gradient),
+  // no image or output position (weight gradient), or an input plane with no element (only padding reaches
+  // the taps). The result is then zeros, plus the epilogue for the forward pass, as in the js backend; the
+  // blocked kernels below divide by these extents (image chunks, tiles) and must not see them.
+  const bool empty = kind == 0   ? g.Cg * g.KH * g.KW == 0 || g.H * g.W == 0
+                     : kind == 1 ? g.Og * g.KH * g.KW == 0 || g.OH * g.OW == 0
+                                 : g.N == 0 || g.OH * g.OW == 0 || g.H * g.W == 0;
+  if (empty) {
+    std::memset(out.data, 0, (size_t)osize * (out.dtype == F64 ? 8 : out.dtype == BOOL ? 1 : 4));
+    if (out.dtype == F32) conv_empty_epilogue<float>(static_cast<float*>(out.data), g, bias, act);
+    if (out.dtype == F64) conv_empty_epilogue<double>(static_cast<double*>(out.data), g, bias, act);
+    return nullptr;
+  }
   switch (out.dtype) {
     case F32: return conv_float<float>(kind, p, q, static_cast<float*>(out.data), g, bias, act);
     case F64: return conv_float<double>(kind, p, q, static_cast<double*>(out.data), g, bias, act);

@@ -2,7 +2,9 @@
 //
 //   gather:      out[..., i, ...] = x[..., idx[..., i, ...], ...]      (out has idx's shape)
 //   scatter_add: out[..., idx[..., i, ...], ...] += src[..., i, ...]   (out is accumulated into)
-// Indices are trusted (the caller checked 0 <= idx < extent). scatter_add is parallel over the positions off
+// Indices are checked as they are read (the backend object is public): one outside [0, extent) is skipped
+// (its output element set to 0 by gather, nothing added by scatter_add) and recorded with note_bad_index,
+// and the N-API layer throws; the compare is one predictable branch per element. scatter_add is parallel over the positions off
 // the axis: two different such positions never write the same output element, so no atomics are needed.
 // float32 scatter sums accumulate in float64 like the js backend (when the output fits a 32 MB buffer;
 // larger outputs accumulate in float32 rather than doubling their memory).
@@ -26,12 +28,21 @@ void gather_typed(const View& x, int axis, const View& idx, T* out) {
   const int32_t* ip = static_cast<const int32_t*>(idx.data) + idx.offset;
   const i64 sax = x.strides[axis];
   const i64 sx = it.st[0][it.nd - 1], si = it.st[1][it.nd - 1];
+  const uint64_t bound = (uint64_t)x.shape[axis];
   par_for(it.size, elem_grain(it.size, kGrainCheap / 4), [&](i64 b, i64 e, int) {
     it.walk(b, e, [&](const i64* off, i64 len) {
       const T* xs = xp + off[0];
       const int32_t* is = ip + off[1];
       T* o = out + off[2];
-      for (i64 i = 0; i < len; i++) o[i] = xs[i * sx + (i64)is[i * si] * sax];
+      for (i64 i = 0; i < len; i++) {
+        const i64 v = is[i * si];
+        if ((uint64_t)v >= bound) {  // negative values wrap to huge
+          note_bad_index(v);
+          o[i] = 0;
+          continue;
+        }
+        o[i] = xs[i * sx + v * sax];
+      }
     });
   });
 }
@@ -41,6 +52,11 @@ Err gather_impl(const View& x, int axis, const View& idx, const Out& out) {
   if (out.dtype != x.dtype) return "gather: out must have the dtype of x";
   if (x.ndim != idx.ndim || axis < 0 || axis >= (x.ndim > 0 ? x.ndim : 1)) return "gather: rank or axis mismatch";
   if (x.ndim == 0) {  // gather on a scalar along "axis 0": the element itself
+    const int32_t v = static_cast<const int32_t*>(idx.data)[idx.offset];
+    if (v != 0) {  // the only index into a scalar
+      note_bad_index(v);
+      return nullptr;
+    }
     switch (x.dtype) {
       case F64: *static_cast<double*>(out.data) = static_cast<const double*>(x.data)[x.offset]; break;
       case F32: *static_cast<float*>(out.data) = static_cast<const float*>(x.data)[x.offset]; break;
@@ -86,6 +102,7 @@ void scatter_typed(const View& src, int axis, const View& idx, A* acc, const i64
   const int32_t* ip = static_cast<const int32_t*>(idx.data) + idx.offset;
   const i64 ssa = src.strides[axis], isa = idx.strides[axis], osa = ofull[axis];
   const i64 s0 = it.st[0][it.nd - 1], s1 = it.st[1][it.nd - 1], s2 = it.st[2][it.nd - 1];
+  const uint64_t bound = (uint64_t)oshape[axis];
   par_for(it.size, imax<i64>(1, 16384 / ai), [&](i64 b, i64 e, int) {
     it.walk(b, e, [&](const i64* off, i64 len) {
       if (ai >= len) {
@@ -95,7 +112,11 @@ void scatter_typed(const View& src, int axis, const View& idx, A* acc, const i64
           const TS* s = sp + off[0] + j * s0;
           const int32_t* ix = ip + off[1] + j * s1;
           A* o = acc + off[2] + j * s2;
-          for (i64 a = 0; a < ai; a++) o[(i64)ix[a * isa] * osa] += (A)s[a * ssa];
+          for (i64 a = 0; a < ai; a++) {
+            const i64 v = ix[a * isa];
+            if ((uint64_t)v >= bound) note_bad_index(v);
+            else o[v * osa] += (A)s[a * ssa];
+          }
         }
         return;
       }
@@ -103,7 +124,11 @@ void scatter_typed(const View& src, int axis, const View& idx, A* acc, const i64
         const TS* s = sp + off[0] + a * ssa;
         const int32_t* ix = ip + off[1] + a * isa;
         A* o = acc + off[2];
-        for (i64 j = 0; j < len; j++) o[j * s2 + (i64)ix[j * s1] * osa] += (A)s[j * s0];
+        for (i64 j = 0; j < len; j++) {
+          const i64 v = ix[j * s1];
+          if ((uint64_t)v >= bound) note_bad_index(v);
+          else o[j * s2 + v * osa] += (A)s[j * s0];
+        }
       }
     });
   });

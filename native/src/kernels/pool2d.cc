@@ -228,6 +228,12 @@ Err pool_impl(int kind, const View& x, const Out& out, const int64_t* shape, con
   g.H = in[2], g.W = in[3], g.OH = os[2], g.OW = os[3];
   g.kh = pp.kh, g.kw = pp.kw, g.sh = pp.sh, g.sw = pp.sw, g.ph = pp.ph, g.pw = pp.pw;
   if (in[0] != os[0] || in[1] != os[1] || g.sh < 1 || g.sw < 1) return "pool2d: inconsistent shapes";
+  if (g.kh < 1 || g.kw < 1 || g.ph < 0 || g.pw < 0) return "pool2d: invalid pooling parameters";
+  // The output must be exactly the pooled shape of the input: the kernels derive window positions from it.
+  // (Parameters are at most 2^31 and extents 2^53, so these sums cannot overflow.)
+  const i64 eh = g.H + 2 * g.ph - g.kh, ew = g.W + 2 * g.pw - g.kw;
+  if (g.OH != (eh >= 0 ? eh / g.sh + 1 : 0) || g.OW != (ew >= 0 ? ew / g.sw + 1 : 0))
+    return "pool2d: the output is not the pooled shape of the input";
   if (kind == 1 && out.dtype != I32) return "maxPool2dArgmax: out must be int32";
   if (kind != 1 && out.dtype != x.dtype) return "pool2d: out must have the dtype of x";
   if (g.planes == 0 || shape[2] * shape[3] == 0) return nullptr;
