@@ -2,12 +2,16 @@
 /**
  * Build the native backend addon (native/build/Release/chainrule_native.node) with node-gyp, offline.
  *
- * Run by `npm run build:native` and by npm's `install` step. It uses the Node headers installed next to the
+ * Run by `npm run build:native` and by npm's `install` step. At install, a package that ships a prebuild for
+ * this platform (prebuilds/, made at pack time by scripts/prebuild.mjs) that loads needs no compiler: the
+ * script says so and exits. Otherwise it compiles. It uses the Node headers installed next to the
  * running node (e.g. /usr/include/node for /usr/bin/node) and passes that directory to node-gyp explicitly
  * (--nodedir), so nothing is downloaded and no npmrc setting is needed. It never fails the install: if
  * anything goes wrong it prints one message saying why, exits 0, and chainrule runs on its other backends.
  *
- * Environment: CHAINRULE_SKIP_NATIVE=1 skips the build; CHAINRULE_NATIVE_REBUILD=1 forces a clean rebuild.
+ * Environment: CHAINRULE_SKIP_NATIVE=1 skips the build; CHAINRULE_NATIVE_REBUILD=1 forces a clean rebuild
+ * (and compiles even when a prebuild matches); CHAINRULE_NATIVE_STRICT=1 makes a failed build exit 1 (the
+ * prebuild script at pack time: a package must not be packed without its addon).
  */
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -26,8 +30,37 @@ function log(msg) {
 /** Exit successfully after explaining why the native backend is not available. */
 function giveUp(reason) {
   log(`not built: ${reason}`);
-  log("chainrule will use its js/wasm backends; run `npm run build:native` after fixing this to enable it.");
+  if (process.env.CHAINRULE_NATIVE_STRICT === "1") process.exit(1);
+  const fix = here.includes(`${path.sep}node_modules${path.sep}`)
+    ? "npm rebuild chainrule"
+    : "npm run build:native";
+  log(`chainrule will use its wasm backend; run \`${fix}\` after fixing this to enable it.`);
   process.exit(0);
+}
+
+/**
+ * The prebuild node-gyp-build picks for this platform in ../prebuilds, if there is one and it loads (a
+ * prebuild that does not load, e.g. for another glibc, is reported and compiled over).
+ */
+function usablePrebuild() {
+  const require = createRequire(import.meta.url);
+  let file;
+  try {
+    file = require("node-gyp-build").path(path.join(here, ".."));
+  } catch {
+    return undefined; // no prebuild for this platform (or node-gyp-build absent): compile
+  }
+  // node-gyp-build also accepts <root>/build/Release, which is not a prebuild
+  if (!file.includes(`${path.sep}prebuilds${path.sep}`)) return undefined;
+  try {
+    const a = require(file);
+    return `${path.relative(path.join(here, ".."), file)} (kernels: ${a.isa()})`;
+  } catch (e) {
+    log(
+      `prebuild ${file} does not load (${e instanceof Error ? e.message.split("\n")[0] : e}); compiling instead`,
+    );
+    return undefined;
+  }
 }
 
 /** A directory D such that D/include/node/node_api.h exists (what node-gyp's --nodedir expects). */
@@ -69,6 +102,13 @@ function findNodeGyp() {
 
 function main() {
   if (process.env.CHAINRULE_SKIP_NATIVE === "1") giveUp("CHAINRULE_SKIP_NATIVE=1");
+  if (process.env.CHAINRULE_NATIVE_REBUILD !== "1") {
+    const prebuild = usablePrebuild();
+    if (prebuild !== undefined) {
+      log(`using the prebuilt addon ${prebuild}; nothing to compile`);
+      return;
+    }
+  }
   if (process.arch !== "x64") giveUp(`the kernels target x86-64, this machine is ${process.arch}`);
   const nodeDir = findNodeDir();
   if (!nodeDir) {

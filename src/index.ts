@@ -5,6 +5,8 @@ export type { Backend, View } from "./backend/backend.ts";
 export { getBackend, listBackends, loadBackend, registerBackend, setBackend } from "./backend/registry.ts";
 export { grad, hessian, hvp, jacfwd, jacrev, jvp, linearize, valueAndGrad, vjp } from "./core/autodiff.ts";
 export type { GradOpts } from "./core/autodiff.ts";
+export { init } from "./init.ts";
+export type { InitOptions, InitResult } from "./init.ts";
 export { checkKinks, gradCheck } from "./core/check.ts";
 export type { GradCheckOpts, GradCheckReport } from "./core/check.ts";
 export { checkpoint, customJvp, customVjp } from "./core/custom.ts";

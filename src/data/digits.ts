@@ -9,11 +9,21 @@
  * deterministic: all zeros in the package's order, then all ones, and so on. Shuffle with a seeded generator
  * before training. Pixel values are restored exactly to byte/255 (3-decimal rounding moves a value by at
  * most 0.0005 * 255 < 0.5 of a byte), the same scale as IDX images divided by 255. Node only.
+ *
+ * The published package does not depend on `mnist` (41 MB installed): its build (scripts/build.mjs) writes the
+ * same digits, in the same order, as two gzipped IDX files beside the compiled module (1.6 MB), and
+ * loadDigits reads those when they are there.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { FormatError } from "../errors.ts";
+import { readIdxFile } from "../io/idx-node.ts";
+
+/** The packed copy's file names, beside this module in dist/data (written by scripts/build.mjs). */
+export const DIGITS_IMAGES_FILE = "digits-images-idx3-ubyte.gz";
+export const DIGITS_LABELS_FILE = "digits-labels-idx1-ubyte.gz";
 
 const ROWS = 28;
 const COLS = 28;
@@ -50,6 +60,9 @@ function digitsDir(): string {
  * images.subarray(0, 784); // the first zero, pixels in [0, 1]
  */
 export function loadDigits(): Digits {
+  const packed = fileURLToPath(new URL(DIGITS_IMAGES_FILE, import.meta.url));
+  if (existsSync(packed))
+    return loadPackedDigits(packed, fileURLToPath(new URL(DIGITS_LABELS_FILE, import.meta.url)));
   const dir = digitsDir();
   const perClass: number[][] = [];
   let n = 0;
@@ -87,4 +100,24 @@ export function loadDigits(): Digits {
     img += count;
   }
   return { images, labels, n, rows: ROWS, cols: COLS };
+}
+
+/** The digits from the packed IDX files (images uint8 [n, 28, 28], labels uint8 [n]). */
+export function loadPackedDigits(imagesPath: string, labelsPath: string): Digits {
+  const img = readIdxFile(imagesPath);
+  const lab = readIdxFile(labelsPath);
+  const n = lab.shape[0];
+  if (
+    img.type !== "uint8" ||
+    img.shape.join() !== `${n},${ROWS},${COLS}` ||
+    lab.type !== "uint8" ||
+    lab.shape.length !== 1
+  ) {
+    throw new FormatError(
+      `loadDigits: ${imagesPath} / ${labelsPath}: expected uint8 images [n, ${ROWS}, ${COLS}] and uint8 labels [n], got ${img.type} [${img.shape}] and ${lab.type} [${lab.shape}]`,
+    );
+  }
+  const images = new Float32Array(n * PIXELS);
+  for (let i = 0; i < images.length; i++) images[i] = img.data[i] / 255;
+  return { images, labels: Int32Array.from(lab.data), n, rows: ROWS, cols: COLS };
 }

@@ -6,8 +6,67 @@
  * registered once with `init`. Op codes are indices into the C++ enums of native/src/common.h, in the order
  * of the unions in backend.ts.
  */
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
 import type { TypedArray } from "../../dtype.ts";
 import type { BinaryOp, ReduceOp, UnaryOp } from "../backend.ts";
+
+/**
+ * The package root, relative to this file (src/backend/native or dist/backend/native): it holds prebuilds/
+ * (the addon compiled at pack time, scripts/prebuild.mjs) and native/build/Release (a local compile).
+ */
+const PACKAGE_ROOT = new URL("../../../", import.meta.url);
+const LOCAL_BUILD = "native/build/Release/chainrule_native.node";
+
+/** Where the addon came from: a prebuild shipped in the package, a local compile, or $CHAINRULE_NATIVE_ADDON. */
+export type AddonSource = "prebuild" | "local build" | "CHAINRULE_NATIVE_ADDON";
+
+/**
+ * Load the addon, trying in order: $CHAINRULE_NATIVE_ADDON (e.g. a sanitizer build in tests), the prebuild
+ * for this platform in prebuilds/ (matched by node-gyp-build on platform, arch, libc and N-API), then the local
+ * compile in native/build/Release. Returns the addon and its path, or one sentence saying why none loaded
+ * (without advice: the caller knows the context and says what fixes it).
+ */
+export function loadAddon(): { addon: NativeAddon; path: string; source: AddonSource } | { error: string } {
+  const require = createRequire(import.meta.url);
+  const root = decodeURIComponent(PACKAGE_ROOT.pathname);
+  const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split("\n")[0];
+  const override = typeof process !== "undefined" ? process.env.CHAINRULE_NATIVE_ADDON : undefined;
+  if (override) {
+    try {
+      return { addon: require(override), path: override, source: "CHAINRULE_NATIVE_ADDON" };
+    } catch (e) {
+      return { error: `CHAINRULE_NATIVE_ADDON=${override} does not load: ${firstLine(e)}` };
+    }
+  }
+  const failures: string[] = [];
+  let prebuild: string | undefined;
+  try {
+    // node-gyp-build looks at <root>/build first (absent: our compile lives in native/build), then prebuilds/.
+    const gypBuild: { path(dir: string): string } = require("node-gyp-build");
+    prebuild = gypBuild.path(root);
+  } catch {
+    // node-gyp-build's message lists every tag it matched on; the platform is what a reader needs
+    failures.push(`no prebuild for ${process.platform}-${process.arch} in prebuilds/`);
+  }
+  if (prebuild !== undefined) {
+    try {
+      return { addon: require(prebuild), path: prebuild, source: "prebuild" };
+    } catch (e) {
+      failures.push(`the prebuild ${prebuild} does not load (${firstLine(e)})`);
+    }
+  }
+  const local = root + LOCAL_BUILD;
+  if (!existsSync(local)) failures.push(`no local build (${LOCAL_BUILD})`);
+  else {
+    try {
+      return { addon: require(local), path: local, source: "local build" };
+    } catch (e) {
+      failures.push(`the local build ${local} does not load (${firstLine(e)})`);
+    }
+  }
+  return { error: failures.join("; ") };
+}
 
 /** The functions the compiled addon exports. Kernel arguments are described in native/src/addon.cc. */
 export interface NativeAddon {

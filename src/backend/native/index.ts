@@ -4,29 +4,27 @@
  * cores. If the addon is missing or fails to load, `loadNativeBackend` returns the reason instead of
  * throwing, and the library keeps running on the other backends.
  */
-import { createRequire } from "node:module";
 import type { Backend } from "../backend.ts";
-import type { NativeAddon } from "./addon.ts";
+import { type AddonSource, loadAddon, type NativeAddon } from "./addon.ts";
 import { createNativeBackend } from "./backend.ts";
 
-/** Where node-gyp puts the addon, relative to this file (src/backend/native or dist/backend/native). */
-const ADDON_PATH = "../../../native/build/Release/chainrule_native.node";
+let cached:
+  | { backend: Backend; addon: NativeAddon; source: AddonSource; path: string }
+  | { error: string }
+  | undefined;
 
-let cached: { backend: Backend; addon: NativeAddon } | { error: string } | undefined;
-
-function load(): { backend: Backend; addon: NativeAddon } | { error: string } {
+function load():
+  | { backend: Backend; addon: NativeAddon; source: AddonSource; path: string }
+  | { error: string } {
   if (cached !== undefined) return cached;
-  try {
-    const require = createRequire(import.meta.url);
-    // CHAINRULE_NATIVE_ADDON: load another build of the addon (e.g. a sanitizer build in tests).
-    const path = (typeof process !== "undefined" && process.env.CHAINRULE_NATIVE_ADDON) || ADDON_PATH;
-    const addon = require(path) as NativeAddon;
-    cached = { backend: createNativeBackend(addon), addon };
-  } catch (e) {
-    const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
-    cached = {
-      error: `native backend unavailable (${msg}); build it with \`npm run build:native\` (needs g++, make, python3)`,
-    };
+  const r = loadAddon();
+  if ("error" in r) cached = r;
+  else {
+    try {
+      cached = { backend: createNativeBackend(r.addon), addon: r.addon, source: r.source, path: r.path };
+    } catch (e) {
+      cached = { error: `${r.path} loaded but failed to initialise (${e instanceof Error ? e.message : e})` };
+    }
   }
   return cached;
 }
@@ -68,17 +66,18 @@ export function setNumThreads(n: number): void {
 }
 
 /**
- * The native backend's thread count and the instruction set its kernels were compiled for
- * ("avx512", "avx2" or "base").
+ * The native backend's thread count, the instruction set its kernels run ("avx512", "avx2" or "base"), and
+ * which addon file loaded (the package's prebuild, a local compile, or $CHAINRULE_NATIVE_ADDON).
  *
  * @example
  * ```ts
- * nativeInfo(); // { threads: 2, isa: "avx512" }
+ * nativeInfo(); // { threads: 2, isa: "avx512", source: "prebuild", path: ".../prebuilds/linux-x64/node.napi.glibc.node" }
  * ```
  */
-export function nativeInfo(): { threads: number; isa: string } {
-  const a = addon("nativeInfo");
-  return { threads: a.getNumThreads(), isa: a.isa() };
+export function nativeInfo(): { threads: number; isa: string; source: AddonSource; path: string } {
+  const r = load();
+  if ("error" in r) throw new Error(`nativeInfo: ${r.error}`);
+  return { threads: r.addon.getNumThreads(), isa: r.addon.isa(), source: r.source, path: r.path };
 }
 
 /**
