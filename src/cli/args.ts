@@ -8,7 +8,7 @@
  * (the fastest model per accuracy point on that backend), Adam with a one-cycle schedule, batch 64, 4 epochs.
  */
 import { existsSync, statSync } from "node:fs";
-import { MODEL_NAMES, type ModelName } from "./models.ts";
+import { MODEL_NAMES, type ModelName, SPEC_LIMITS } from "./models.ts";
 
 /** Built-in datasets (anything else must be a directory of IDX files). */
 export const DATA_NAMES = ["digits", "fashion-mnist", "mnist"] as const;
@@ -100,25 +100,55 @@ function choice<T extends string>(option: string, value: unknown, choices: reado
   return value as T;
 }
 
-/** Parse/check a positive integer option. */
-export function parsePositiveInt(option: string, value: unknown): number {
-  const n = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
-  if (typeof n !== "number" || !Number.isInteger(n) || n <= 0) {
-    throw new ConfigError(`${option}: expected a positive integer, got ${JSON.stringify(value)}`);
+/**
+ * Upper bounds of the numeric options. Far beyond any sensible run, they stop values that only waste hours or
+ * memory before failing (`--epochs 1e300`), alias silently (`--seed` above 2^32 is reduced mod 2^32 by the
+ * generator) or diverge at once (`--lr 1e308`).
+ */
+export const LIMITS = {
+  epochs: 100_000,
+  batchSize: 1_048_576,
+  /** The generators take 32-bit seeds: a larger seed would alias a smaller one. */
+  seed: 2 ** 32 - 1,
+  limit: 2 ** 31 - 1,
+  lr: 10,
+  weightDecay: 1,
+  threads: 1024,
+} as const;
+
+/** Decimal integers only ("10", not "0x10", "1e3", "10.0" or " 10"). */
+const DECIMAL_INT = /^[0-9]+$/;
+/** A decimal number ("0.002", "2e-3", ".5"), not hex, binary, "Infinity" or an empty string. */
+const DECIMAL_NUMBER = /^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/;
+
+/** An integer option: a decimal string or a safe integer, else undefined. */
+function toInt(value: unknown): number | undefined {
+  if (typeof value === "string") return DECIMAL_INT.test(value) ? Number(value) : undefined;
+  return typeof value === "number" && Number.isSafeInteger(value) ? value : undefined;
+}
+
+/** Parse/check an integer option in [lo, max]. */
+function parseIntIn(option: string, value: unknown, lo: number, max: number, what: string): number {
+  const n = toInt(value);
+  if (n === undefined || n < lo || n > max) {
+    throw new ConfigError(
+      `${option}: expected ${what} (decimal digits) of at most ${max}, got ${JSON.stringify(value)}`,
+    );
   }
   return n;
 }
 
-/** Parse/check a non-negative integer option. */
-export function parseNonNegativeInt(option: string, value: unknown): number {
-  const n = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
-  if (typeof n !== "number" || !Number.isInteger(n) || n < 0) {
-    throw new ConfigError(`${option}: expected an integer >= 0, got ${JSON.stringify(value)}`);
-  }
-  return n;
+/** Parse/check a positive integer option (decimal digits only), at most `max`. */
+export function parsePositiveInt(option: string, value: unknown, max = Number.MAX_SAFE_INTEGER): number {
+  return parseIntIn(option, value, 1, max, "a positive integer");
 }
 
-/** Parse/check a number in [lo, hi) (hi exclusive unless `hiInclusive`). */
+/** Parse/check a non-negative integer option (decimal digits only), at most `max`. */
+export function parseNonNegativeInt(option: string, value: unknown, max = Number.MAX_SAFE_INTEGER): number {
+  return parseIntIn(option, value, 0, max, "an integer >= 0");
+}
+
+/** Parse/check a (decimal) number in [lo, hi) (hi exclusive unless `hiInclusive`). */
 export function parseNumberIn(
   option: string,
   value: unknown,
@@ -126,7 +156,7 @@ export function parseNumberIn(
   hi: number,
   hiInclusive = false,
 ): number {
-  const n = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
+  const n = typeof value === "string" ? (DECIMAL_NUMBER.test(value) ? Number(value) : Number.NaN) : value;
   const ok = typeof n === "number" && Number.isFinite(n) && n >= lo && (hiInclusive ? n <= hi : n < hi);
   if (!ok) {
     const range = hi === Number.POSITIVE_INFINITY ? `>= ${lo}` : `in [${lo}, ${hi}${hiInclusive ? "]" : ")"}`;
@@ -135,18 +165,31 @@ export function parseNumberIn(
   return n as number;
 }
 
-/** Parse "256,128" (or an array) into positive integer layer sizes. */
+/** Parse/check --lr: a number in [0, LIMITS.lr]. */
+export function parseLr(value: unknown): number {
+  return parseNumberIn("--lr", value, 0, LIMITS.lr, true);
+}
+
+/** Parse/check --weight-decay: a number in [0, LIMITS.weightDecay]. */
+export function parseWeightDecay(value: unknown): number {
+  return parseNumberIn("--weight-decay", value, 0, LIMITS.weightDecay, true);
+}
+
+/** Parse "256,128" (or an array) into positive integer layer sizes (bounded as model specs are). */
 export function parseHidden(value: unknown): number[] {
   const parts = Array.isArray(value) ? value : typeof value === "string" ? value.split(",") : null;
   if (parts === null) throw new ConfigError(`--hidden: expected sizes such as 256,128, got ${String(value)}`);
   const sizes = parts.map((p) => (typeof p === "string" ? p.trim() : p));
   // an empty list (--hidden "") means no hidden layer: a linear classifier
   if (sizes.length === 1 && sizes[0] === "") return [];
+  if (sizes.length > SPEC_LIMITS.hiddenLayers) {
+    throw new ConfigError(`--hidden: at most ${SPEC_LIMITS.hiddenLayers} hidden layers, got ${sizes.length}`);
+  }
   return sizes.map((s) => {
-    const n = typeof s === "string" && s !== "" ? Number(s) : s;
-    if (typeof n !== "number" || !Number.isInteger(n) || n <= 0) {
+    const n = toInt(s);
+    if (n === undefined || n <= 0 || n > SPEC_LIMITS.width) {
       throw new ConfigError(
-        `--hidden: expected comma-separated positive integers such as 256,128, got ${JSON.stringify(value)}`,
+        `--hidden: expected comma-separated positive integers of at most ${SPEC_LIMITS.width} such as 256,128, got ${JSON.stringify(value)}`,
       );
     }
     return n;
@@ -197,19 +240,16 @@ export function resolveConfig(input: TrainInput): TrainConfig {
     model: parseModel(v.model),
     hidden: parseHidden(v.hidden),
     dropout: parseNumberIn("--dropout", v.dropout, 0, 1),
-    epochs: parsePositiveInt("--epochs", v.epochs),
-    batchSize: parsePositiveInt("--batch-size", v.batchSize),
-    lr:
-      input.lr === undefined
-        ? DEFAULT_LR[optimizer]
-        : parseNumberIn("--lr", v.lr, 0, Number.POSITIVE_INFINITY),
+    epochs: parsePositiveInt("--epochs", v.epochs, LIMITS.epochs),
+    batchSize: parsePositiveInt("--batch-size", v.batchSize, LIMITS.batchSize),
+    lr: input.lr === undefined ? DEFAULT_LR[optimizer] : parseLr(v.lr),
     optimizer,
-    weightDecay: parseNumberIn("--weight-decay", v.weightDecay, 0, Number.POSITIVE_INFINITY),
+    weightDecay: parseWeightDecay(v.weightDecay),
     schedule: choice("--schedule", v.schedule, SCHEDULE_NAMES),
     valFraction: parseNumberIn("--val-fraction", v.valFraction, 0, 1),
-    seed: parseNonNegativeInt("--seed", v.seed),
+    seed: parseNonNegativeInt("--seed", v.seed, LIMITS.seed),
     out: typeof input.out === "string" && input.out !== "" ? input.out : defaultOutDir(),
-    limit: v.limit === null ? null : parsePositiveInt("--limit", v.limit),
+    limit: v.limit === null ? null : parsePositiveInt("--limit", v.limit, LIMITS.limit),
     backend,
     plots: Boolean(v.plots),
     quiet: Boolean(v.quiet),

@@ -6,14 +6,15 @@
 import { existsSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { loadImageDataset } from "../data/datasets.ts";
-import { CHECKPOINT_KEY } from "../io/tensors.ts";
+import { FormatError } from "../errors.ts";
+import { readSafetensorsFileHeader } from "../io/files-node.ts";
 import { loadCheckpoint, loadSafetensors } from "../io/tensors-node.ts";
 import type { Sequential } from "../nn/container.ts";
 import { parseData } from "./args.ts";
-import { buildModel, checkSpec, type ModelSpec } from "./models.ts";
+import { buildModel, type ModelSpec } from "./models.ts";
 import { formatConfusion, type TestMetrics, testMetrics, writeConfusion } from "./report.ts";
 import { confusionOf, evaluate } from "./setup.ts";
-import { MODEL_META } from "./train.ts";
+import { savedModelInfo } from "./saved.ts";
 
 /** Options of {@link runEval}. */
 export interface EvalInput {
@@ -63,41 +64,21 @@ export function loadModel(modelPath: string): LoadedModel {
   if (!existsSync(path)) {
     throw new Error(`--model-path: ${path} does not exist (give a run directory or its model.safetensors)`);
   }
-  const { tensors, metadata } = loadSafetensors(path);
-  if (metadata[CHECKPOINT_KEY] !== undefined) return fromCheckpoint(path);
-  const rawSpec = metadata[MODEL_META.spec];
-  if (rawSpec === undefined) {
-    throw new Error(
-      `--model-path: ${path} has no "${MODEL_META.spec}" metadata; it was not written by chainrule train, so the architecture is unknown`,
+  // Header first (regular files only, bounded header): the spec in the metadata is validated and compared
+  // with the tensors' shapes before the data is read or a layer is built.
+  const header = readSafetensorsFileHeader(path);
+  const info = savedModelInfo(path, header.metadata, header.entries);
+  const weights = info.checkpoint ? loadCheckpoint(path).model : loadSafetensors(path).tensors;
+  const { net } = buildModel(info.spec);
+  try {
+    net.loadStateDict(weights);
+  } catch (err) {
+    throw new FormatError(
+      `${path}: the tensors do not fit the model its metadata describes: ${(err as Error).message}`,
     );
   }
-  const spec = JSON.parse(rawSpec) as ModelSpec;
-  checkSpec(spec);
-  const classes =
-    metadata[MODEL_META.classes] === undefined
-      ? Array.from({ length: spec.numClasses }, (_, k) => String(k))
-      : (JSON.parse(metadata[MODEL_META.classes]) as string[]);
-  const { net } = buildModel(spec);
-  net.loadStateDict(tensors);
   net.eval();
-  return { net, spec, classes, data: metadata[MODEL_META.data] ?? "digits", path };
-}
-
-/** The model of a checkpoint.safetensors written by chainrule train (its extras hold the spec). */
-function fromCheckpoint(path: string): LoadedModel {
-  const ck = loadCheckpoint(path);
-  const extra = ck.extra as { spec?: ModelSpec; classes?: string[]; config?: { data?: string } } | undefined;
-  if (extra?.spec === undefined) {
-    throw new Error(
-      `--model-path: ${path} is a checkpoint without a model spec; it was not written by chainrule train`,
-    );
-  }
-  checkSpec(extra.spec);
-  const { net } = buildModel(extra.spec);
-  net.loadStateDict(ck.model);
-  net.eval();
-  const classes = extra.classes ?? Array.from({ length: extra.spec.numClasses }, (_, k) => String(k));
-  return { net, spec: extra.spec, classes, data: extra.config?.data ?? "digits", path };
+  return { net, spec: info.spec, classes: info.classes, data: info.data, path };
 }
 
 /**

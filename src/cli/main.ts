@@ -10,20 +10,23 @@
  */
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { setBackend } from "../backend/registry.ts";
-import { selectDefaultBackend } from "../node.ts";
+import { getBackend, setBackend } from "../backend/registry.ts";
+import { selectDefaultBackend, setNumThreads } from "../node.ts";
 import {
   BACKEND_NAMES,
   ConfigError,
   DATA_NAMES,
   DEFAULT_LR,
   DEFAULTS,
+  LIMITS,
   OPTIMIZER_NAMES,
   parseData,
   parseHidden,
+  parseLr,
   parseNonNegativeInt,
   parseNumberIn,
   parsePositiveInt,
+  parseWeightDecay,
   SCHEDULE_NAMES,
   type TrainInput,
 } from "./args.ts";
@@ -74,6 +77,22 @@ const lrHelp = Object.entries(DEFAULT_LR)
   .map(([k, v]) => `${k} ${v}`)
   .join(", ");
 
+/** `--threads N`: worker threads of the native backend (overrides $CHAINRULE_NUM_THREADS). */
+function threadsOption(): Option {
+  return new Option(
+    "--threads <n>",
+    "threads of the native backend's kernels (default: $CHAINRULE_NUM_THREADS, else one per core)",
+  ).argParser(parser((v) => parsePositiveInt("--threads", v, LIMITS.threads)));
+}
+
+/**
+ * Apply --threads once the backend is chosen. Only the native backend has a thread pool (js runs on the
+ * calling thread, wasm in its own workers), so with another backend the flag has nothing to set.
+ */
+function applyThreads(threads: number | undefined): void {
+  if (threads !== undefined && getBackend().name === "native") setNumThreads(threads);
+}
+
 function trainCommand(io: Required<MainIO>, done: (code: number) => void): Command {
   const cmd = new Command("train")
     .description("train an image classifier and write metrics, weights, a checkpoint and charts")
@@ -99,16 +118,16 @@ function trainCommand(io: Required<MainIO>, done: (code: number) => void): Comma
     .addOption(
       new Option("--epochs <n>", "number of epochs")
         .default(DEFAULTS.epochs)
-        .argParser(parser((v) => parsePositiveInt("--epochs", v))),
+        .argParser(parser((v) => parsePositiveInt("--epochs", v, LIMITS.epochs))),
     )
     .addOption(
       new Option("--batch-size <n>", "examples per batch")
         .default(DEFAULTS.batchSize)
-        .argParser(parser((v) => parsePositiveInt("--batch-size", v))),
+        .argParser(parser((v) => parsePositiveInt("--batch-size", v, LIMITS.batchSize))),
     )
     .addOption(
       new Option("--lr <rate>", `(peak) learning rate (default per optimizer: ${lrHelp})`).argParser(
-        parser((v) => parseNumberIn("--lr", v, 0, Number.POSITIVE_INFINITY)),
+        parser(parseLr),
       ),
     )
     .addOption(
@@ -117,7 +136,7 @@ function trainCommand(io: Required<MainIO>, done: (code: number) => void): Comma
     .addOption(
       new Option("--weight-decay <w>", "weight decay (L2 for sgd/adam/rmsprop/adagrad, decoupled for adamw)")
         .default(DEFAULTS.weightDecay)
-        .argParser(parser((v) => parseNumberIn("--weight-decay", v, 0, Number.POSITIVE_INFINITY))),
+        .argParser(parser(parseWeightDecay)),
     )
     .addOption(
       new Option("--schedule <name>", "learning-rate schedule, stepped per batch")
@@ -132,7 +151,7 @@ function trainCommand(io: Required<MainIO>, done: (code: number) => void): Comma
     .addOption(
       new Option("--seed <n>", "seed of the initialisation, the split, the shuffling and dropout")
         .default(DEFAULTS.seed)
-        .argParser(parser((v) => parseNonNegativeInt("--seed", v))),
+        .argParser(parser((v) => parseNonNegativeInt("--seed", v, LIMITS.seed))),
     )
     .addOption(new Option("--out <dir>", "output directory (default: runs/<timestamp>)"))
     .addOption(
@@ -146,19 +165,22 @@ function trainCommand(io: Required<MainIO>, done: (code: number) => void): Comma
     )
     .addOption(
       new Option("--limit <n>", "use only the first n training examples").argParser(
-        parser((v) => parsePositiveInt("--limit", v)),
+        parser((v) => parsePositiveInt("--limit", v, LIMITS.limit)),
       ),
     )
+    .addOption(threadsOption())
     .addOption(new Option("--no-plots", "do not write the SVG charts"))
     .addOption(new Option("--quiet", "print only the final test accuracy"))
     .action(async (_opts: Record<string, unknown>, self: Command) => {
       // only what was given on the command line; args.ts fills the defaults (and checks --resume conflicts)
       const given: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(self.opts())) {
-        if (k !== "resume" && self.getOptionValueSource(k) === "cli") given[k] = v;
+        if (k !== "resume" && k !== "threads" && self.getOptionValueSource(k) === "cli") given[k] = v;
       }
       const resume = self.opts().resume as string | undefined;
       if (given.backend === undefined) selectDefaultBackend();
+      else setBackend(given.backend as string);
+      applyThreads(self.opts().threads as number | undefined);
       const controller = new AbortController();
       let presses = 0;
       const onSigint = () => {
@@ -205,10 +227,19 @@ function evalCommand(io: Required<MainIO>, done: (code: number) => void): Comman
     .addOption(
       new Option("--backend <name>", "kernel backend (default: native if it loads)").choices(BACKEND_NAMES),
     )
+    .addOption(threadsOption())
     .action(
-      (opts: { modelPath: string; data?: string; plots: boolean; quiet?: boolean; backend?: string }) => {
+      (opts: {
+        modelPath: string;
+        data?: string;
+        plots: boolean;
+        quiet?: boolean;
+        backend?: string;
+        threads?: number;
+      }) => {
         if (opts.backend === undefined) selectDefaultBackend();
         else setBackend(opts.backend);
+        applyThreads(opts.threads);
         runEval({ modelPath: opts.modelPath, data: opts.data, plots: opts.plots, quiet: opts.quiet }, io.log);
         done(0);
       },

@@ -14,6 +14,7 @@
  * Every model starts with a fixed `Standardize` layer, (x - mean) / std with the training set's pixel mean and
  * standard deviation, so the saved model takes raw [0, 1] pixels like the dataset loaders produce.
  */
+import { FormatError } from "../errors.ts";
 import type { Generator } from "../ops/creation.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { ReLU } from "../nn/activation.ts";
@@ -144,25 +145,144 @@ export function buildModel(spec: ModelSpec, opts: BuildModelOptions = {}): ZooMo
   return { spec, net: new Sequential(new Standardize(spec.mean, spec.std), ...body) };
 }
 
-/** Validate a spec (for specs read back from files): throws naming the bad field and what was expected. */
-export function checkSpec(spec: ModelSpec): void {
-  const bad = (what: string): never => {
-    throw new Error(`model spec: ${what} (got ${JSON.stringify(spec)})`);
+/**
+ * Bounds of a model spec. A spec read from a file is untrusted: without bounds, 0.9 MB of metadata asking for
+ * `hidden: [3000000]` allocates gigabytes of weights before any tensor is compared with it. The bounds are far
+ * above anything this CLI trains in reasonable time (the largest allowed model is 2^27 = 134M parameters,
+ * 512 MB of float32).
+ */
+export const SPEC_LIMITS = {
+  hiddenLayers: 16,
+  width: 65_536,
+  channels: 64,
+  side: 1024,
+  classes: 100_000,
+  elements: 2 ** 27,
+} as const;
+
+/**
+ * The state-dict shapes an mlp or cnn spec implies ("2.weight" -> [256, 784], ...), computed from the spec
+ * alone, so a file's tensors can be compared with its spec before any layer is allocated. Null for the resnet,
+ * whose widths are fixed (its size depends only on the bounded channel and class counts).
+ */
+export function specWeightShapes(spec: ModelSpec): Map<string, number[]> | null {
+  const shapes = new Map<string, number[]>();
+  const linear = (index: number, inF: number, outF: number) => {
+    shapes.set(`${index}.weight`, [outF, inF]);
+    shapes.set(`${index}.bias`, [outF]);
   };
-  if (spec === null || typeof spec !== "object") bad("expected an object");
+  const [c, h, w] = spec.inputShape;
+  const dropout = spec.dropout > 0 ? 1 : 0;
+  if (spec.name === "mlp") {
+    // 0 Standardize, 1 Flatten, then Linear + ReLU per hidden size, [Dropout], Linear
+    let width = c * h * w;
+    let index = 2;
+    for (const size of spec.hidden) {
+      linear(index, width, size);
+      width = size;
+      index += 2;
+    }
+    linear(index + dropout, width, spec.numClasses);
+    return shapes;
+  }
+  if (spec.name === "cnn") {
+    // 0 Standardize, 1 Conv, 2 ReLU, 3 MaxPool, 4 Conv, 5 ReLU, 6 MaxPool, 7 Flatten, 8 Linear, 9 ReLU, ...
+    const features = 64 * Math.floor(Math.floor(h / 2) / 2) * Math.floor(Math.floor(w / 2) / 2);
+    shapes.set("1.weight", [32, c, 5, 5]);
+    shapes.set("1.bias", [32]);
+    shapes.set("4.weight", [64, 32, 5, 5]);
+    shapes.set("4.bias", [64]);
+    linear(8, features, 128);
+    linear(10 + dropout, 128, spec.numClasses);
+    return shapes;
+  }
+  return null;
+}
+
+/**
+ * Validate a spec (for specs read back from files): its fields, their types and the bounds of
+ * {@link SPEC_LIMITS}, including the total parameter count. Throws a FormatError naming `where` (for example
+ * `model.safetensors: metadata "chainrule.model"`), the bad field and what was expected.
+ */
+export function checkSpec(spec: ModelSpec, where = "model spec"): void {
+  const bad = (what: string): never => {
+    const got = JSON.stringify(spec);
+    throw new FormatError(`${where}: ${what} (got ${got.length > 300 ? `${got.slice(0, 300)}...` : got})`);
+  };
+  if (spec === null || typeof spec !== "object" || Array.isArray(spec)) bad("expected an object");
   if (!(MODEL_NAMES as readonly string[]).includes(spec.name)) {
-    bad(`name must be one of ${MODEL_NAMES.join(", ")}`);
+    bad(`"name" must be one of ${MODEL_NAMES.join(", ")}`);
   }
-  const posInt = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
-  if (!Array.isArray(spec.inputShape) || spec.inputShape.length !== 3 || !spec.inputShape.every(posInt)) {
-    bad("inputShape must be [C, H, W] of positive integers");
+  const intIn = (v: unknown, lo: number, hi: number) =>
+    typeof v === "number" && Number.isInteger(v) && v >= lo && v <= hi;
+  const { channels, side, classes, hiddenLayers, width, elements } = SPEC_LIMITS;
+  if (
+    !Array.isArray(spec.inputShape) ||
+    spec.inputShape.length !== 3 ||
+    !intIn(spec.inputShape[0], 1, channels) ||
+    !intIn(spec.inputShape[1], 1, side) ||
+    !intIn(spec.inputShape[2], 1, side)
+  ) {
+    bad(`"inputShape" must be [C, H, W] of integers with 1 <= C <= ${channels} and 1 <= H, W <= ${side}`);
   }
-  if (!posInt(spec.numClasses) || spec.numClasses < 2) bad("numClasses must be an integer >= 2");
-  if (!Array.isArray(spec.hidden) || !spec.hidden.every(posInt)) bad("hidden must be positive integers");
-  if (!(spec.dropout >= 0 && spec.dropout < 1)) bad("dropout must be in [0, 1)");
-  if (!Number.isFinite(spec.mean) || !(spec.std > 0)) bad("mean must be finite and std > 0");
+  if (!intIn(spec.numClasses, 2, classes)) bad(`"numClasses" must be an integer in [2, ${classes}]`);
+  if (
+    !Array.isArray(spec.hidden) ||
+    spec.hidden.length > hiddenLayers ||
+    !spec.hidden.every((v) => intIn(v, 1, width))
+  ) {
+    bad(`"hidden" must be at most ${hiddenLayers} integers in [1, ${width}]`);
+  }
+  if (typeof spec.dropout !== "number" || !(spec.dropout >= 0 && spec.dropout < 1)) {
+    bad(`"dropout" must be a number in [0, 1)`);
+  }
+  if (typeof spec.mean !== "number" || !Number.isFinite(spec.mean)) bad(`"mean" must be a finite number`);
+  if (typeof spec.std !== "number" || !(spec.std > 0 && Number.isFinite(spec.std))) {
+    bad(`"std" must be a finite number > 0`);
+  }
   const [, h, w] = spec.inputShape;
   if (spec.name === "cnn" && (h < 4 || w < 4)) bad("the cnn needs inputs of at least 4x4");
+  let total = 0;
+  for (const shape of specWeightShapes(spec)?.values() ?? []) total += shape.reduce((a, b) => a * b, 1);
+  if (total > elements) {
+    bad(`the model would have ${total} parameters, more than the limit of ${elements}`);
+  }
+}
+
+/**
+ * Compare a file's tensors (name and shape, from its header: nothing decoded yet) with the shapes its spec
+ * implies, before any layer is built. `prefix` is stripped from tensor names ("model." in checkpoints).
+ */
+export function checkTensorsMatchSpec(
+  spec: ModelSpec,
+  entries: readonly { name: string; shape: readonly number[] }[],
+  where: string,
+  prefix = "",
+): void {
+  const expected = specWeightShapes(spec);
+  if (expected === null) return; // resnet: fixed widths, bounded by checkSpec; loadStateDict checks shapes
+  const found = new Map<string, readonly number[]>();
+  for (const e of entries) if (e.name.startsWith(prefix)) found.set(e.name.slice(prefix.length), e.shape);
+  for (const [name, shape] of expected) {
+    const got = found.get(name);
+    if (got === undefined) {
+      throw new FormatError(
+        `${where}: tensor "${prefix}${name}" of shape [${shape.join(", ")}] that the model spec implies is missing`,
+      );
+    }
+    if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
+      throw new FormatError(
+        `${where}: tensor "${prefix}${name}" has shape [${got.join(", ")}] but the model spec implies [${shape.join(", ")}]`,
+      );
+    }
+  }
+  for (const name of found.keys()) {
+    if (!expected.has(name)) {
+      throw new FormatError(
+        `${where}: tensor "${prefix}${name}" is not part of the model its spec describes`,
+      );
+    }
+  }
 }
 
 /** Number of parameter elements of a module. */

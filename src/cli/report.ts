@@ -4,6 +4,7 @@
  * chainrule's own viz helpers.
  */
 import { writeFileSync } from "node:fs";
+import { writeFileAtomic } from "../io/files-node.ts";
 import { join } from "node:path";
 import { confusionMatrixSvg, linePlot } from "../viz/index.ts";
 import type { TrainConfig } from "./args.ts";
@@ -132,7 +133,8 @@ export function formatConfusion(confusion: number[][], classes: string[]): strin
 /** Write metrics.json into `dir`; returns its path. */
 export function writeMetrics(dir: string, m: MetricsFile): string {
   const path = join(dir, "metrics.json");
-  writeFileSync(path, `${JSON.stringify(m, null, 2)}\n`);
+  // atomic and durable like the safetensors outputs: a crash never leaves half a metrics.json
+  writeFileAtomic(path, `${JSON.stringify(m, null, 2)}\n`);
   return path;
 }
 

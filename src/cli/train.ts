@@ -14,10 +14,13 @@
  * long synchronous computation is running.
  */
 import { existsSync, mkdirSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { getBackend, setBackend } from "../backend/registry.ts";
 import { DataLoader } from "../data/dataloader.ts";
 import { TensorDataset } from "../data/dataset.ts";
+import { FormatError } from "../errors.ts";
+import { readSafetensorsFileHeader } from "../io/files-node.ts";
+import { CHECKPOINT_KEY } from "../io/tensors.ts";
 import { loadCheckpoint, saveCheckpoint, saveSafetensors } from "../io/tensors-node.ts";
 import { noGrad } from "../core/trace.ts";
 import { Generator, manualSeed } from "../ops/creation.ts";
@@ -28,6 +31,7 @@ import type { OptimizerStateDict } from "../optim/optimizer.ts";
 import type { SchedulerStateDict } from "../optim/scheduler.ts";
 import { ConfigError, mergeResumeConfig, resolveConfig, type TrainConfig, type TrainInput } from "./args.ts";
 import { buildModel, countParameters, type ModelSpec } from "./models.ts";
+import { lockOutDir } from "./outdir.ts";
 import { EpochProgress, formatDuration } from "./progress.ts";
 import {
   type EpochMetrics,
@@ -52,13 +56,13 @@ import {
   prepareData,
   STREAM,
 } from "./setup.ts";
+import { checkResumeExtra, MODEL_META, savedModelInfo } from "./saved.ts";
 
-/** Metadata keys of model.safetensors. */
-export const MODEL_META = {
-  spec: "chainrule.model",
-  classes: "chainrule.classes",
-  data: "chainrule.data",
-} as const;
+/** Metadata keys of model.safetensors (defined in saved.ts, which validates them when read back). */
+export { MODEL_META } from "./saved.ts";
+
+/** The files a run writes and rewrites (their temporary files are cleaned when a run takes the directory). */
+const OUTPUT_NAMES = ["checkpoint.safetensors", "model.safetensors", "metrics.json"] as const;
 
 /** How a run reports and is controlled (everything optional). */
 export interface TrainOptions {
@@ -120,7 +124,14 @@ function checkpointPath(resume: string): string {
   return resume;
 }
 
+/** The checkpoint's extras, once checkResumeExtra has checked every field the loop relies on. */
+function asCheckpointExtra(path: string, extra: unknown): CheckpointExtra {
+  checkResumeExtra(path, extra);
+  return extra as CheckpointExtra;
+}
+
 function readResume(resume: string): {
+  path: string;
   extra: CheckpointExtra;
   model: Record<string, Tensor>;
   optim: OptimizerStateDict;
@@ -131,17 +142,31 @@ function readResume(resume: string): {
       `--resume: no checkpoint at ${path} (expected the output directory of a chainrule train run)`,
     );
   }
-  const ck = loadCheckpoint(path);
-  const extra = ck.extra as CheckpointExtra | undefined;
-  if (
-    extra === undefined ||
-    extra.config === undefined ||
-    extra.position === undefined ||
-    ck.optimizer === undefined
-  ) {
+  // header first: the spec is checked against the tensors' shapes before any data is read
+  const header = readSafetensorsFileHeader(path);
+  if (header.metadata[CHECKPOINT_KEY] === undefined) {
     throw new Error(`--resume: ${path} is not a checkpoint written by chainrule train`);
   }
-  return { extra, model: ck.model, optim: ck.optimizer as OptimizerStateDict };
+  savedModelInfo(path, header.metadata, header.entries);
+  const ck = loadCheckpoint(path);
+  if (ck.extra === undefined || ck.optimizer === undefined) {
+    throw new Error(`--resume: ${path} is not a checkpoint written by chainrule train`);
+  }
+  const extra = asCheckpointExtra(path, ck.extra);
+  try {
+    resolveConfig(extra.config);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      throw new FormatError(`${path}: metadata "extra", key "config": ${err.message}`);
+    }
+    throw err;
+  }
+  return { path, extra, model: ck.model, optim: ck.optimizer as OptimizerStateDict };
+}
+
+/** The loss became NaN or infinite: training stops, keeping the last checkpoint written before it. */
+export class DivergedError extends Error {
+  override name = "DivergedError";
 }
 
 /**
@@ -165,11 +190,9 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
           // how this session runs and talks is its own choice, not the saved run's
           quiet: input.quiet ?? false,
           backend: input.backend ?? null,
-          out:
-            input.out ??
-            (existsSync(opts.resume!) && statSync(opts.resume!).isDirectory()
-              ? opts.resume
-              : saved.extra.config.out),
+          // where the user said: --out, else the directory holding the checkpoint (never the `out` recorded
+          // inside the checkpoint, which a received file could point anywhere)
+          out: input.out ?? dirname(saved.path),
         });
   if (config.backend !== null) setBackend(config.backend);
   const outDir = config.out;
@@ -220,174 +243,198 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
     }
   }
   mkdirSync(outDir, { recursive: true }); // only once the data and the model are there
-  const params = countParameters(net);
-  const backendName = getBackend().name;
+  // one run per directory; stale temporary files of a killed run are removed once the lock is held
+  const lock = lockOutDir(outDir, OUTPUT_NAMES);
+  try {
+    return await trainIn();
+  } finally {
+    lock.release();
+  }
 
-  const metricsFile = (
-    status: MetricsFile["status"],
-    test: TestMetrics | null,
-    wallTime: number,
-  ): MetricsFile => ({
-    status,
-    config,
-    model: { ...spec, parameters: params },
-    backend: backendName,
-    classes: data.classes,
-    sizes: { train: data.train.x.shape[0], val: data.val?.x.shape[0] ?? 0, test: data.test.x.shape[0] },
-    epochs,
-    steps,
-    test,
-    wallTime,
-    startedAt,
-    updatedAt: new Date().toISOString(),
-  });
-  const files = {
-    metrics: join(outDir, "metrics.json"),
-    model: join(outDir, "model.safetensors"),
-    checkpoint: join(outDir, "checkpoint.safetensors"),
-  };
-  const wall = () => wallBefore + (performance.now() - t0) / 1000;
-  const saveModel = () =>
-    saveSafetensors(files.model, net.stateDict(), {
-      [MODEL_META.spec]: JSON.stringify(spec),
-      [MODEL_META.classes]: JSON.stringify(data.classes),
-      [MODEL_META.data]: config.data,
-      format: "pt",
-    });
-  /** Write the checkpoint, the model and metrics.json; returns the metrics written. */
-  const saveState = (status: MetricsFile["status"], test: TestMetrics | null = null): MetricsFile => {
-    const extra: CheckpointExtra = {
+  async function trainIn(): Promise<TrainResult> {
+    const params = countParameters(net);
+    const backendName = getBackend().name;
+
+    const metricsFile = (
+      status: MetricsFile["status"],
+      test: TestMetrics | null,
+      wallTime: number,
+    ): MetricsFile => ({
+      status,
       config,
-      spec,
+      model: { ...spec, parameters: params },
+      backend: backendName,
       classes: data.classes,
-      position: pos,
-      sums,
-      scheduler: sched?.stateDict() ?? null,
+      sizes: { train: data.train.x.shape[0], val: data.val?.x.shape[0] ?? 0, test: data.test.x.shape[0] },
       epochs,
       steps,
-      wallTime: wall(),
+      test,
+      wallTime,
       startedAt,
-    };
-    saveCheckpoint(files.checkpoint, {
-      model: net.stateDict(),
-      optimizer: opt.stateDict(),
-      extra: { ...extra },
+      updatedAt: new Date().toISOString(),
     });
-    saveModel();
-    const m = metricsFile(status, test, extra.wallTime);
-    writeMetrics(outDir, m);
-    return m;
-  };
-
-  const sizes = `${data.train.x.shape[0]} train / ${data.val?.x.shape[0] ?? 0} val / ${data.test.x.shape[0]} test`;
-  say(
-    `${saved === null ? "training" : `resuming at epoch ${pos.epoch + 1}, step ${pos.step}:`} ${spec.name} (${params.toLocaleString("en-US")} parameters) on ${config.data} (${sizes}), ` +
-      `${config.optimizer} lr ${config.lr} ${config.schedule === "none" ? "constant" : config.schedule}, batch ${config.batchSize}, ${config.epochs} epoch${config.epochs === 1 ? "" : "s"}, seed ${config.seed}, backend ${backendName}`,
-  );
-  say(`output: ${resolve(outDir)}`);
-  if (pos.epoch < config.epochs) say(epochHeader());
-
-  // ---- the loop ----
-  let lastLr = opt.paramGroups[0].lr; // the lr of the latest step (reported per epoch)
-  const progress = new EpochProgress({
-    tty: opts.tty ?? process.stdout.isTTY === true,
-    quiet: config.quiet,
-    log,
-  });
-  const interrupted = () => opts.signal?.aborted === true;
-  const stopHere = (): TrainResult => {
-    progress.stop();
-    const metrics = saveState("interrupted");
-    say(
-      `interrupted at epoch ${pos.epoch + 1}, step ${pos.step}/${stepsPerEpoch}; saved ${files.checkpoint}`,
-    );
-    return {
-      status: "interrupted",
-      outDir,
-      config,
-      metrics,
-      files: Object.values(files),
-      net,
+    const files = {
+      metrics: join(outDir, "metrics.json"),
+      model: join(outDir, "model.safetensors"),
+      checkpoint: join(outDir, "checkpoint.safetensors"),
     };
-  };
-  while (pos.epoch < config.epochs) {
-    const epoch = pos.epoch;
-    const epochStart = performance.now() - sums.seconds * 1000;
-    const loader = new DataLoader(dataset, {
-      batchSize: config.batchSize,
-      shuffle: true,
-      generator: new Generator(deriveSeed(config.seed, STREAM.SHUFFLE, epoch)),
-    });
-    progress.start(epoch + 1, config.epochs, stepsPerEpoch, pos.step);
-    let b = 0;
-    for (const [x, y] of loader) {
-      if (b++ < pos.step) continue; // resumed mid-epoch: these batches were trained on before
-      if (interrupted()) return stopHere();
-      net.train();
-      dropoutGen.seed(deriveSeed(config.seed, STREAM.DROPOUT, pos.globalStep));
-      const logits = net.call(x);
-      const loss = crossEntropy(logits, y);
-      opt.zeroGrad();
-      loss.backward();
-      opt.step();
-      lastLr = opt.paramGroups[0].lr;
-      sched?.step();
-      const lossValue = loss.item();
-      const correct = noGrad(() => logits.argmax(1).eq(y).sum().item());
-      const n = y.shape[0];
-      sums.loss += lossValue * n;
-      sums.correct += correct;
-      sums.count += n;
-      pos = { epoch, step: pos.step + 1, globalStep: pos.globalStep + 1 };
-      steps.x.push(pos.globalStep / stepsPerEpoch);
-      steps.loss.push(lossValue);
-      steps.acc.push(correct / n);
-      const seconds = (performance.now() - epochStart) / 1000;
-      sums.seconds = seconds;
-      progress.update(pos.step, {
-        loss: sums.loss / sums.count,
-        speed: sums.count / Math.max(seconds, 1e-9),
+    const wall = () => wallBefore + (performance.now() - t0) / 1000;
+    const saveModel = () =>
+      saveSafetensors(files.model, net.stateDict(), {
+        [MODEL_META.spec]: JSON.stringify(spec),
+        [MODEL_META.classes]: JSON.stringify(data.classes),
+        [MODEL_META.data]: config.data,
+        format: "pt",
       });
-      opts.onStep?.(pos.globalStep);
-      await new Promise<void>((r) => setImmediate(r));
-    }
-    if (interrupted()) return stopHere();
-    progress.stop();
-    const val = data.val === null ? null : evaluate(net, data.val);
-    const seconds = (performance.now() - epochStart) / 1000;
-    const m: EpochMetrics = {
-      epoch: epoch + 1,
-      trainLoss: sums.loss / sums.count,
-      trainAcc: sums.correct / sums.count,
-      valLoss: val?.loss ?? null,
-      valAcc: val?.accuracy ?? null,
-      lr: lastLr,
-      seconds,
-      examplesPerSec: sums.count / seconds,
+    /** Write the checkpoint, the model and metrics.json; returns the metrics written. */
+    const saveState = (status: MetricsFile["status"], test: TestMetrics | null = null): MetricsFile => {
+      const extra: CheckpointExtra = {
+        config,
+        spec,
+        classes: data.classes,
+        position: pos,
+        sums,
+        scheduler: sched?.stateDict() ?? null,
+        epochs,
+        steps,
+        wallTime: wall(),
+        startedAt,
+      };
+      saveCheckpoint(files.checkpoint, {
+        model: net.stateDict(),
+        optimizer: opt.stateDict(),
+        extra: { ...extra },
+      });
+      saveModel();
+      const m = metricsFile(status, test, extra.wallTime);
+      writeMetrics(outDir, m);
+      return m;
     };
-    epochs.push(m);
-    say(epochLine(m, config.epochs));
-    pos = { epoch: epoch + 1, step: 0, globalStep: pos.globalStep };
-    sums = { loss: 0, correct: 0, count: 0, seconds: 0 };
-    saveState("running");
-  }
 
-  // ---- test set and outputs ----
-  const t = evaluate(net, data.test);
-  const confusion = confusionOf(t.predictions, data.test.y, data.classes.length);
-  const test = testMetrics(confusion, t.loss);
-  const final = saveState("completed", test);
-  const written = [files.metrics, files.model, files.checkpoint];
-  if (config.plots) {
-    written.push(...writeCurves(outDir, final));
-    const title = `${spec.name} on ${config.data}: test`;
-    written.push(writeConfusion(join(outDir, "confusion.svg"), confusion, data.classes, title));
+    const sizes = `${data.train.x.shape[0]} train / ${data.val?.x.shape[0] ?? 0} val / ${data.test.x.shape[0]} test`;
+    say(
+      `${saved === null ? "training" : `resuming at epoch ${pos.epoch + 1}, step ${pos.step}:`} ${spec.name} (${params.toLocaleString("en-US")} parameters) on ${config.data} (${sizes}), ` +
+        `${config.optimizer} lr ${config.lr} ${config.schedule === "none" ? "constant" : config.schedule}, batch ${config.batchSize}, ${config.epochs} epoch${config.epochs === 1 ? "" : "s"}, seed ${config.seed}, backend ${backendName}`,
+    );
+    say(`output: ${resolve(outDir)}`);
+    if (pos.epoch < config.epochs) say(epochHeader());
+
+    // ---- the loop ----
+    let lastLr = opt.paramGroups[0].lr; // the lr of the latest step (reported per epoch)
+    const progress = new EpochProgress({
+      tty: opts.tty ?? process.stdout.isTTY === true,
+      quiet: config.quiet,
+      log,
+    });
+    const interrupted = () => opts.signal?.aborted === true;
+    /** Nothing is saved from a diverged state: the checkpoint on disk is the last good one, if any. */
+    const diverged = (value: number): DivergedError => {
+      const kept =
+        epochs.length > 0 && existsSync(files.checkpoint)
+          ? `the last good checkpoint (after epoch ${epochs.length}) is kept in ${files.checkpoint}`
+          : "no checkpoint was written before it";
+      return new DivergedError(
+        `train: the loss became ${value} at epoch ${pos.epoch + 1}, step ${pos.step + 1} (global step ${pos.globalStep + 1}) with ${config.optimizer} lr ${config.lr}; training stopped (try a smaller --lr); ${kept}`,
+      );
+    };
+    const stopHere = (): TrainResult => {
+      progress.stop();
+      const metrics = saveState("interrupted");
+      say(
+        `interrupted at epoch ${pos.epoch + 1}, step ${pos.step}/${stepsPerEpoch}; saved ${files.checkpoint}`,
+      );
+      return {
+        status: "interrupted",
+        outDir,
+        config,
+        metrics,
+        files: Object.values(files),
+        net,
+      };
+    };
+    while (pos.epoch < config.epochs) {
+      const epoch = pos.epoch;
+      const epochStart = performance.now() - sums.seconds * 1000;
+      const loader = new DataLoader(dataset, {
+        batchSize: config.batchSize,
+        shuffle: true,
+        generator: new Generator(deriveSeed(config.seed, STREAM.SHUFFLE, epoch)),
+      });
+      progress.start(epoch + 1, config.epochs, stepsPerEpoch, pos.step);
+      let b = 0;
+      for (const [x, y] of loader) {
+        if (b++ < pos.step) continue; // resumed mid-epoch: these batches were trained on before
+        if (interrupted()) return stopHere();
+        net.train();
+        dropoutGen.seed(deriveSeed(config.seed, STREAM.DROPOUT, pos.globalStep));
+        const logits = net.call(x);
+        const loss = crossEntropy(logits, y);
+        const lossValue = loss.item();
+        if (!Number.isFinite(lossValue)) {
+          progress.stop();
+          throw diverged(lossValue);
+        }
+        opt.zeroGrad();
+        loss.backward();
+        opt.step();
+        lastLr = opt.paramGroups[0].lr;
+        sched?.step();
+        const correct = noGrad(() => logits.argmax(1).eq(y).sum().item());
+        const n = y.shape[0];
+        sums.loss += lossValue * n;
+        sums.correct += correct;
+        sums.count += n;
+        pos = { epoch, step: pos.step + 1, globalStep: pos.globalStep + 1 };
+        steps.x.push(pos.globalStep / stepsPerEpoch);
+        steps.loss.push(lossValue);
+        steps.acc.push(correct / n);
+        const seconds = (performance.now() - epochStart) / 1000;
+        sums.seconds = seconds;
+        progress.update(pos.step, {
+          loss: sums.loss / sums.count,
+          speed: sums.count / Math.max(seconds, 1e-9),
+        });
+        opts.onStep?.(pos.globalStep);
+        await new Promise<void>((r) => setImmediate(r));
+      }
+      if (interrupted()) return stopHere();
+      progress.stop();
+      const val = data.val === null ? null : evaluate(net, data.val);
+      const seconds = (performance.now() - epochStart) / 1000;
+      const m: EpochMetrics = {
+        epoch: epoch + 1,
+        trainLoss: sums.loss / sums.count,
+        trainAcc: sums.correct / sums.count,
+        valLoss: val?.loss ?? null,
+        valAcc: val?.accuracy ?? null,
+        lr: lastLr,
+        seconds,
+        examplesPerSec: sums.count / seconds,
+      };
+      epochs.push(m);
+      say(epochLine(m, config.epochs));
+      pos = { epoch: epoch + 1, step: 0, globalStep: pos.globalStep };
+      sums = { loss: 0, correct: 0, count: 0, seconds: 0 };
+      saveState("running");
+    }
+
+    // ---- test set and outputs ----
+    const t = evaluate(net, data.test);
+    const confusion = confusionOf(t.predictions, data.test.y, data.classes.length);
+    const test = testMetrics(confusion, t.loss);
+    const final = saveState("completed", test);
+    const written = [files.metrics, files.model, files.checkpoint];
+    if (config.plots) {
+      written.push(...writeCurves(outDir, final));
+      const title = `${spec.name} on ${config.data}: test`;
+      written.push(writeConfusion(join(outDir, "confusion.svg"), confusion, data.classes, title));
+    }
+    log(
+      `test accuracy ${(100 * test.accuracy).toFixed(2)}% (${test.correct}/${test.total}), loss ${test.loss.toFixed(4)}, wall time ${formatDuration(final.wallTime)}`,
+    );
+    say(formatConfusion(confusion, data.classes));
+    say("wrote:");
+    for (const f of written) say(`  ${f}`);
+    return { status: "completed", outDir, config, metrics: final, files: written, net };
   }
-  log(
-    `test accuracy ${(100 * test.accuracy).toFixed(2)}% (${test.correct}/${test.total}), loss ${test.loss.toFixed(4)}, wall time ${formatDuration(final.wallTime)}`,
-  );
-  say(formatConfusion(confusion, data.classes));
-  say("wrote:");
-  for (const f of written) say(`  ${f}`);
-  return { status: "completed", outDir, config, metrics: final, files: written, net };
 }

@@ -1,12 +1,12 @@
 /**
  * Node file helpers for safetensors (the format itself is in the browser-compatible safetensors.ts).
  *
- * Saving writes to a temporary file in the same directory and renames it over the target, so an interrupted
- * save (a crash mid-checkpoint) never leaves a truncated file where a good one was.
+ * Saving writes to a temporary file in the same directory, fsyncs it and renames it over the target, so an
+ * interrupted save (a crash mid-checkpoint) never leaves a truncated file where a good one was. Loading reads
+ * regular files only, header first (files-node.ts): a device, a FIFO or a huge announced header is refused
+ * before any large read; every error names the file.
  */
-import { randomBytes } from "node:crypto";
-import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import { namingFile, readSafetensorsFileBytes, writeFileAtomic } from "./files-node.ts";
 import type { RawTensor } from "./raw.ts";
 import {
   type ParsedSafetensors,
@@ -14,10 +14,6 @@ import {
   parseSafetensors,
   serializeSafetensors,
 } from "./safetensors.ts";
-
-function tempPath(path: string): string {
-  return `${path}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
-}
 
 /**
  * Write tensors (and optional string metadata) to a .safetensors file, atomically.
@@ -30,15 +26,8 @@ export async function saveSafetensorsFile(
   tensors: Record<string, RawTensor>,
   metadata?: Record<string, string>,
 ): Promise<void> {
-  const bytes = serializeSafetensors(tensors, metadata);
-  const tmp = tempPath(path);
-  try {
-    await writeFile(tmp, bytes);
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  // synchronous underneath: the write, its fsync and the rename must not interleave with other writes
+  writeFileAtomic(path, serializeSafetensors(tensors, metadata));
 }
 
 /**
@@ -51,7 +40,8 @@ export async function loadSafetensorsFile(
   path: string,
   opts?: ParseSafetensorsOptions,
 ): Promise<ParsedSafetensors> {
-  return parseSafetensors(await readFile(path), opts);
+  // header first, bounded, regular files only (see files-node.ts); errors name the file
+  return loadSafetensorsFileSync(path, opts);
 }
 
 /**
@@ -65,15 +55,7 @@ export function saveSafetensorsFileSync(
   tensors: Record<string, RawTensor>,
   metadata?: Record<string, string>,
 ): void {
-  const bytes = serializeSafetensors(tensors, metadata);
-  const tmp = tempPath(path);
-  try {
-    writeFileSync(tmp, bytes);
-    renameSync(tmp, path);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
+  writeFileAtomic(path, serializeSafetensors(tensors, metadata));
 }
 
 /**
@@ -83,5 +65,6 @@ export function saveSafetensorsFileSync(
  * const { tensors } = loadSafetensorsFileSync("model.safetensors");
  */
 export function loadSafetensorsFileSync(path: string, opts?: ParseSafetensorsOptions): ParsedSafetensors {
-  return parseSafetensors(readFileSync(path), opts);
+  const bytes = readSafetensorsFileBytes(path, opts);
+  return namingFile(path, () => parseSafetensors(bytes, opts));
 }

@@ -222,23 +222,75 @@ export function parseSafetensorsHeader(
   if (!(bytes instanceof Uint8Array)) {
     throw new FormatError(`${READ_OP}: expected a Uint8Array of file bytes, got ${describe(bytes)}`);
   }
+  return parseHeaderPrefix(bytes, bytes.length, opts);
+}
+
+/**
+ * The header length a safetensors file announces in its first 8 bytes, checked against the header cap and
+ * the file size, before anything else is read: a file reader calls this on the first 8 bytes, then reads
+ * exactly that many header bytes (never an unbounded amount).
+ *
+ * @example
+ * const n = safetensorsHeaderLength(first8Bytes, fileSize); // then read bytes [8, 8 + n)
+ */
+export function safetensorsHeaderLength(
+  first8: Uint8Array,
+  fileSize: number,
+  opts: ParseSafetensorsOptions = {},
+): number {
   const maxHeader = opts.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
-  if (bytes.length < 8) {
+  if (fileSize < 8 || first8.length < 8) {
     throw new FormatError(
-      `${READ_OP}: the file is ${bytes.length} bytes, too short for the 8-byte header length that starts a safetensors file`,
+      `${READ_OP}: the file is ${fileSize} bytes, too short for the 8-byte header length that starts a safetensors file`,
     );
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const view = new DataView(first8.buffer, first8.byteOffset, 8);
   const headerLen = view.getUint32(0, true) + view.getUint32(4, true) * 2 ** 32;
   if (headerLen > maxHeader) {
     throw new FormatError(
       `${READ_OP}: header length ${headerLen} exceeds the limit of ${maxHeader} bytes (raise opts.maxHeaderBytes if the file is trusted)`,
     );
   }
-  if (8 + headerLen > bytes.length) {
+  if (8 + headerLen > fileSize) {
     throw new FormatError(
-      `${READ_OP}: header length ${headerLen} runs past the end of the file (${bytes.length} bytes); the file is truncated or not safetensors`,
+      `${READ_OP}: header length ${headerLen} runs past the end of the file (${fileSize} bytes); the file is truncated or not safetensors`,
     );
+  }
+  return headerLen;
+}
+
+/**
+ * Parse and validate the header of a safetensors file of `fileSize` bytes from its first bytes (`prefix` must
+ * hold at least the 8-byte length and the header; the data buffer need not be there). Offsets are checked
+ * against `fileSize`, so a file reader can validate everything before it reads, or allocates for, the data.
+ *
+ * @example
+ * const header = parseSafetensorsHeaderPrefix(first8PlusHeader, fileSize);
+ */
+export function parseSafetensorsHeaderPrefix(
+  prefix: Uint8Array,
+  fileSize: number,
+  opts: ParseSafetensorsOptions = {},
+): SafetensorsHeader {
+  if (!(prefix instanceof Uint8Array)) {
+    throw new FormatError(`${READ_OP}: expected a Uint8Array of file bytes, got ${describe(prefix)}`);
+  }
+  if (!Number.isSafeInteger(fileSize) || fileSize < prefix.length) {
+    throw new FormatError(
+      `${READ_OP}: file size ${fileSize} is smaller than the ${prefix.length} bytes given`,
+    );
+  }
+  return parseHeaderPrefix(prefix, fileSize, opts);
+}
+
+function parseHeaderPrefix(
+  bytes: Uint8Array,
+  fileSize: number,
+  opts: ParseSafetensorsOptions,
+): SafetensorsHeader {
+  const headerLen = safetensorsHeaderLength(bytes, fileSize, opts);
+  if (8 + headerLen > bytes.length) {
+    throw new FormatError(`${READ_OP}: only ${bytes.length} bytes given, the header needs ${8 + headerLen}`);
   }
   let text: string;
   try {
@@ -255,7 +307,7 @@ export function parseSafetensorsHeader(
   if (!isJsonObject(json)) throw new FormatError(`${READ_OP}: the header must be a JSON object`);
 
   const dataStart = 8 + headerLen;
-  const dataLen = bytes.length - dataStart;
+  const dataLen = fileSize - dataStart;
   const metadata: Record<string, string> = {};
   const entries: SafetensorsEntry[] = [];
   for (const [name, v] of json) {

@@ -1,11 +1,11 @@
 /**
  * Node file helpers for tensors: save/load a .safetensors file of named tensors, and save/load a training
  * checkpoint (model weights, optimizer state, extras) as one .safetensors file. The byte encoding lives in
- * the browser-compatible tensors.ts; writes are atomic (temporary file + rename, see safetensors-node.ts), so
- * a crash mid-save never leaves a truncated checkpoint behind.
+ * the browser-compatible tensors.ts; writes are atomic and durable (temporary file, fsync, rename, see
+ * files-node.ts), so a crash mid-save never leaves a truncated checkpoint behind; reads accept regular files
+ * only, header first, and every error names the file.
  */
-import { randomBytes } from "node:crypto";
-import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { namingFile, readSafetensorsFileBytes, writeFileAtomic } from "./files-node.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import {
   type Checkpoint,
@@ -16,17 +16,8 @@ import {
   tensorsToSafetensors,
 } from "./tensors.ts";
 
-/** Write `bytes` to `path` through a temporary file in the same directory and a rename. */
-function writeAtomic(path: string, bytes: Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
-  try {
-    writeFileSync(tmp, bytes);
-    renameSync(tmp, path);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-}
+/** Write `bytes` to `path`: temporary file, fsync, rename, fsync of the directory (see files-node.ts). */
+const writeAtomic = writeFileAtomic;
 
 /**
  * Save named tensors (and optional string metadata) to a .safetensors file, atomically.
@@ -50,7 +41,8 @@ export function saveSafetensors(
  * model.loadStateDict(tensors);
  */
 export function loadSafetensors(path: string): TensorsWithMetadata {
-  return safetensorsToTensors(readFileSync(path));
+  const bytes = readSafetensorsFileBytes(path);
+  return namingFile(path, () => safetensorsToTensors(bytes));
 }
 
 /**
@@ -74,5 +66,6 @@ export function saveCheckpoint(path: string, ckpt: Checkpoint): void {
  * if (optimizer) opt.loadStateDict(optimizer);
  */
 export function loadCheckpoint(path: string): Checkpoint & { metadata: Record<string, string> } {
-  return safetensorsToCheckpoint(readFileSync(path));
+  const bytes = readSafetensorsFileBytes(path);
+  return namingFile(path, () => safetensorsToCheckpoint(bytes));
 }

@@ -15,6 +15,7 @@
 import { FormatError } from "../errors.ts";
 import { fromData } from "../prims/impl.ts";
 import { Tensor } from "../tensor/tensor.ts";
+import { isJsonObject, type JsonValue, parseJsonStrict } from "./json-strict.ts";
 import type { RawTensor } from "./raw.ts";
 import { parseSafetensors, serializeSafetensors } from "./safetensors.ts";
 import { setEntry } from "./raw.ts";
@@ -133,21 +134,19 @@ export function encodeValue(value: unknown, prefix: string, tensors: Record<stri
   return JSON.stringify(walk(value, prefix));
 }
 
-/** Inverse of {@link encodeValue}: parse `json`, resolving tensor references in `tensors`. */
+/**
+ * Inverse of {@link encodeValue}: parse `json`, resolving tensor references in `tensors`. The JSON comes from
+ * a file, so it is parsed strictly (duplicate keys are errors) with bounded nesting (64 levels; deeper JSON
+ * would otherwise overflow the stack of a recursive walk), and every error names the metadata key.
+ */
 export function decodeValue(json: string, tensors: Record<string, Tensor>, what: string): unknown {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(json);
-  } catch (err) {
-    throw new FormatError(`decodeValue: metadata '${what}' is not valid JSON (${(err as Error).message})`);
-  }
-  const walk = (v: unknown): unknown => {
+  const parsed = parseJsonStrict(json, `decodeValue: metadata '${what}'`);
+  const walk = (v: JsonValue): unknown => {
     if (Array.isArray(v)) return v.map(walk);
-    if (v === null || typeof v !== "object") return v;
-    const rec = v as Record<string, unknown>;
-    const keys = Object.keys(rec);
+    if (!isJsonObject(v)) return v;
+    const keys = [...v.keys()];
     if (keys.length === 1 && keys[0] === "$tensor") {
-      const name = rec.$tensor;
+      const name = v.get("$tensor");
       if (typeof name !== "string" || !Object.hasOwn(tensors, name)) {
         throw new FormatError(
           `decodeValue: metadata '${what}' refers to a tensor ${JSON.stringify(name)} the file lacks`,
@@ -156,20 +155,18 @@ export function decodeValue(json: string, tensors: Record<string, Tensor>, what:
       return tensors[name];
     }
     if (keys.length === 1 && keys[0] === "$number") {
-      const n = Number(rec.$number);
-      if (!["NaN", "Infinity", "-Infinity"].includes(String(rec.$number))) {
-        throw new FormatError(
-          `decodeValue: metadata '${what}' has a bad number ${JSON.stringify(rec.$number)}`,
-        );
+      const s = v.get("$number");
+      if (typeof s !== "string" || !["NaN", "Infinity", "-Infinity"].includes(s)) {
+        throw new FormatError(`decodeValue: metadata '${what}' has a bad number ${JSON.stringify(s)}`);
       }
-      return n;
+      return Number(s);
     }
     const out: Record<string, unknown> = {};
-    for (const k of keys) {
+    for (const [k, x] of v) {
       if (k.startsWith("$") && !k.startsWith("$$")) {
         throw new FormatError(`decodeValue: metadata '${what}' has an unknown marker key '${k}'`);
       }
-      setEntry(out, k.startsWith("$$") ? k.slice(1) : k, walk(rec[k]));
+      setEntry(out, k.startsWith("$$") ? k.slice(1) : k, walk(x));
     }
     return out;
   };

@@ -11,7 +11,9 @@
 import { noGrad } from "../core/trace.ts";
 import { isFloat } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
-import { defaultGenerator, type Generator, tensor } from "../ops/creation.ts";
+import { getBackend } from "../backend/registry.ts";
+import { defaultGenerator, type Generator } from "../ops/creation.ts";
+import { fromData } from "../prims/impl.ts";
 import { fmtShape } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 
@@ -104,11 +106,16 @@ function checkFloat(op: string, t: Tensor): void {
   if (!isFloat(t.dtype)) throw new DTypeError(`${op}: expected a float tensor, got ${t.dtype}`);
 }
 
-/** Fill t with values from f (computed in float64, then cast to t's dtype). */
+/**
+ * Fill t with values from f, staged in a buffer of t's own dtype (each value computed in float64 and rounded
+ * once, as a float64 buffer cast afterwards would). Staging in float64 and then converting cost 3x the
+ * weights on top of the weights themselves; this stages exactly one copy (2x peak), which copy_ needs so that
+ * the write bumps the version counter and respects views.
+ */
 function fillWith(t: Tensor, f: (i: number) => number): Tensor {
-  const vals = new Float64Array(t.size);
+  const vals = getBackend().alloc(t.dtype, t.size);
   for (let i = 0; i < vals.length; i++) vals[i] = f(i);
-  const src = tensor(vals, { shape: t.shape, dtype: t.dtype });
+  const src = fromData(vals, t.shape, t.dtype);
   noGrad(() => t.copy_(src));
   return t;
 }
