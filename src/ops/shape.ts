@@ -238,7 +238,9 @@ export function index(t: Tensor, idx: readonly IndexArg[]): Tensor {
       const start = sliceBound(i, a, 0, n, 0);
       const stop = sliceBound(i, a, 1, n, n);
       starts.push(start);
-      steps.push(st);
+      // a step of n or more picks at most one entry: clamp it so the view's stride stays small (a step of 2^62
+      // would give a stride no double can add exactly)
+      steps.push(Math.min(st, Math.max(n, 1)));
       shape.push(stop > start ? Math.ceil((stop - start) / st) : 0);
       keep.push(i);
     } else {

@@ -132,7 +132,8 @@ export const sliceP: Primitive<SliceParams> = {
     let off = x._offset;
     const strides = x._strides.map((s, i) => {
       off += p.starts[i] * s;
-      return s * p.steps[i];
+      // the stride of a dim with at most one entry is never used to step: keep it small and exact
+      return p.shape[i] <= 1 ? s : s * p.steps[i];
     });
     return viewTensor(x, p.shape, strides, off);
   },
