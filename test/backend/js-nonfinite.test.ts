@@ -5,9 +5,11 @@
  *
  * - conv2d padding is zeros that take part in the products: a non-finite weight whose tap lands on padding
  *   gives NaN there (0 * Inf), and a non-finite dy where a tap lands on padding gives that weight's gradient
- *   NaN; the input gradient gets nothing from padding. (PyTorch's general convolution path does this, as do the
- *   native and wasm im2col / direct kernels; the js reference used to skip padding. PyTorch's separate depthwise
- *   kernel skips padding, an artefact of that one code path which we do not copy.)
+ *   NaN; the input gradient gets nothing from padding. This is the convolution of the zero-padded input
+ *   (F.pad then conv2d, on every PyTorch path) and what PyTorch's own CPU kernels (im2col, slow_conv2d) compute;
+ *   the native and wasm kernels did so already, the js reference used to skip padding. PyTorch is not
+ *   consistent here: its oneDNN (mkldnn) float32 path and its depthwise kernel skip padding taps, so for some
+ *   float32 shapes PyTorch gives a finite value where we give NaN; we follow the definition, not that artefact.
  * - float32 matmul accumulates in float32, so partial sums may overflow to +-Inf: PyTorch gives Inf for
  *   [3e38, 3e38, -3e38, -3e38, -3e38] . ones(5), where a float64 sum (the old js reference) gives -3e38.
  */

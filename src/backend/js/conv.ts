@@ -15,7 +15,8 @@
  * padding makes that output NaN (0 * Inf, 0 * NaN), and a non-finite dy at an output where a tap lands on
  * padding makes that weight's gradient NaN. The row loop below skips padding (it is the fast path for finite
  * data), so `padTapsForward` / `padTapsBackWeight` put those NaNs in afterwards; the input gradient gets none
- * (padding has no gradient). Issue 8 item 12; values checked against PyTorch 1.13 in test/backend/js-nn.test.ts.
+ * (padding has no gradient). Issue 8 item 12; values checked against PyTorch 1.13 (its im2col path; its oneDNN
+ * and depthwise paths skip padding taps, an inconsistency we do not copy) in test/backend/js-nonfinite.test.ts.
  */
 import type { TypedArray } from "../../dtype.ts";
 import { internal } from "../../errors.ts";
