@@ -147,8 +147,8 @@ function makePeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
       };
     },
     dispatchJvp(k: number): Step {
-      const p = [tensor(2), tensor(3), tensor(1)];
-      const t = [tensor(1), tensor(1), tensor(1)];
+      const p: [Tensor, Tensor, Tensor] = [tensor(2), tensor(3), tensor(1)];
+      const t: [Tensor, Tensor, Tensor] = [tensor(1), tensor(1), tensor(1)];
       const f = (x: Tensor, y: Tensor, z: Tensor) => x.mul(y).add(z);
       return () => {
         let r: [Tensor, Tensor] | null = null;

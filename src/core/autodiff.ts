@@ -19,6 +19,58 @@ function toTensorLeaf(x: unknown): unknown {
   return typeof x === "number" ? Tensor._concrete(new Float32Array([x]), [], "float32", []) : x;
 }
 
+/*
+ * Types of the transforms (compile time only; the implementations below are untyped over pytrees).
+ * A gradient has the structure of its argument: tensor leaves stay tensors, other leaves come back as they
+ * went in (treeUnflatten keeps "static" leaves), and a number passed as a whole argument becomes a scalar
+ * Tensor (toTensorLeaf), so a parameter declared `number` has a Tensor gradient.
+ */
+
+/** The type of the gradient (or tangent, or cotangent) of an argument of type T. */
+export type GradOf<T> = T extends number ? Tensor : T;
+
+/** An argument the transforms accept for a parameter of type T: where a Tensor fits, a number does too. */
+export type ArgOf<T> = Tensor extends T ? T | number : T;
+
+/** The arguments the transforms accept for parameters P. */
+export type ArgsOf<P extends readonly unknown[]> = { [K in keyof P]: ArgOf<P[K]> };
+
+/** The gradients for each of parameters P, as the tuple vjp's pullback returns. */
+export type GradsOf<P extends readonly unknown[]> = { [K in keyof P]: GradOf<P[K]> };
+
+/** The `argnums` an options object selects (0 when absent). */
+type ArgnumsOf<O> = O extends { argnums: infer A extends number | readonly number[] } ? A : 0;
+
+/** The gradient(s) grad returns for parameters P and argnums A: one, or a tuple when A is an array. */
+export type GradAt<P extends readonly unknown[], A> = A extends number
+  ? GradOf<P[A]>
+  : A extends readonly number[]
+    ? { -readonly [K in keyof A]: GradOf<P[A[K] & number]> }
+    : never;
+
+/** The aux value of a `hasAux` function (its result's second element). */
+type AuxOf<R> = R extends readonly [unknown, infer X] ? X : never;
+
+/** Whether options turn `hasAux` on. */
+type HasAux<O> = O extends { hasAux: true } ? true : false;
+
+/** A function grad/valueAndGrad accept: a scalar Tensor, or [Tensor, aux] with `hasAux`. */
+export type ScalarFn = (...args: never[]) => Tensor | readonly [Tensor, unknown];
+
+/** What `grad(f, opts)` returns. */
+export type GradFn<F extends ScalarFn, O> = (
+  ...args: ArgsOf<Parameters<F>>
+) => HasAux<O> extends true
+  ? [GradAt<Parameters<F>, ArgnumsOf<O>>, AuxOf<ReturnType<F>>]
+  : GradAt<Parameters<F>, ArgnumsOf<O>>;
+
+/** What `valueAndGrad(f, opts)` returns. */
+export type ValueAndGradFn<F extends ScalarFn, O> = (
+  ...args: ArgsOf<Parameters<F>>
+) => HasAux<O> extends true
+  ? [Tensor, GradAt<Parameters<F>, ArgnumsOf<O>>, AuxOf<ReturnType<F>>]
+  : [Tensor, GradAt<Parameters<F>, ArgnumsOf<O>>];
+
 /** Flat reverse mode: run f on tape tracers; returns primal outputs and a backward function. */
 export function vjpFlat(
   f: (xs: Tensor[]) => Tensor[],
@@ -104,7 +156,15 @@ function outLeaves(op: string, out: unknown): [Tensor[], TreeDef] {
  * back(tensor([1, 1])); // [cos(0), cos(1)]
  * ```
  */
-export function vjp<Out>(
+export function vjp<F extends (...args: never[]) => unknown>(
+  f: F,
+  ...primals: ArgsOf<Parameters<F>>
+): [ReturnType<F>, (ct: ReturnType<F>) => GradsOf<Parameters<F>>];
+export function vjp(f: (...args: any[]) => unknown, ...primals: unknown[]): [any, (ct: any) => any] {
+  return vjpUntyped(f, ...primals);
+}
+
+function vjpUntyped<Out>(
   f: (...args: any[]) => Out,
   ...primals: unknown[]
 ): [Out, (ct: unknown) => unknown[]] {
@@ -147,7 +207,15 @@ export interface GradOpts {
  * const [v, g] = valueAndGrad((x: Tensor) => x.mul(x).sum())(tensor([1, 2])); // 5, [2, 4]
  * ```
  */
-export function valueAndGrad(
+export function valueAndGrad<F extends ScalarFn, const O extends GradOpts = {}>(
+  f: F,
+  opts?: O,
+): ValueAndGradFn<F, O>;
+export function valueAndGrad(f: ScalarFn, opts?: GradOpts): (...args: any[]) => any {
+  return valueAndGradUntyped(f, opts);
+}
+
+function valueAndGradUntyped(
   f: (...args: any[]) => unknown,
   opts: GradOpts = {},
 ): (...args: any[]) => [any, any, any?] {
@@ -209,8 +277,13 @@ export function valueAndGrad(
  * grad(grad((x: Tensor) => x.pow(3)))(tensor(2)); // 12
  * ```
  */
-export function grad(f: (...args: any[]) => unknown, opts: GradOpts = {}): (...args: any[]) => any {
-  const vg = valueAndGrad(f, opts);
+export function grad<F extends ScalarFn, const O extends GradOpts = {}>(f: F, opts?: O): GradFn<F, O>;
+export function grad(f: ScalarFn, opts?: GradOpts): (...args: any[]) => any {
+  return gradUntyped(f, opts);
+}
+
+function gradUntyped(f: (...args: any[]) => unknown, opts: GradOpts = {}): (...args: any[]) => any {
+  const vg = valueAndGradUntyped(f, opts);
   return (...args: unknown[]) => {
     const r = vg(...args);
     return opts.hasAux ? [r[1], r[2]] : r[1];
@@ -225,7 +298,20 @@ export function grad(f: (...args: any[]) => unknown, opts: GradOpts = {}): (...a
  * const [y, dy] = jvp((x: Tensor) => x.exp(), [tensor([0])], [tensor([1])]); // [1], [1]
  * ```
  */
-export function jvp<Out>(
+export function jvp<F extends (...args: never[]) => unknown>(
+  f: F,
+  primals: ArgsOf<Parameters<F>>,
+  tangents: ArgsOf<Parameters<F>>,
+): [ReturnType<F>, ReturnType<F>];
+export function jvp(
+  f: (...args: any[]) => unknown,
+  primals: readonly unknown[],
+  tangents: readonly unknown[],
+): [any, any] {
+  return jvpUntyped(f, primals, tangents);
+}
+
+function jvpUntyped<Out>(
   f: (...args: any[]) => Out,
   primals: readonly unknown[],
   tangents: readonly unknown[],
@@ -258,24 +344,29 @@ export function jvp<Out>(
  * Linearize f at primals: [f(primals), fJvp] where fJvp(...tangents) = J tangents. The linear map is recorded
  * once: fJvp transposes the recorded backward pass (the VJP of the VJP), so calling it never re-evaluates f.
  */
+export function linearize<F extends (...args: never[]) => unknown>(
+  f: F,
+  ...primals: ArgsOf<Parameters<F>>
+): [ReturnType<F>, (...tangents: ArgsOf<Parameters<F>>) => ReturnType<F>];
 export function linearize<Out>(
   f: (...args: any[]) => Out,
   ...primals: unknown[]
 ): [Out, (...tangents: unknown[]) => Out] {
-  const [out, back] = vjp(f, ...primals);
+  const [out, back] = vjpUntyped(f, ...primals);
   const [outLeavesList, outDef] = treeFlatten(out);
   const zeroCts = treeUnflatten(
     outDef,
     outLeavesList.map((o) => zerosLike(o)),
   );
-  const [, backOfBack] = vjp((ct: unknown) => back(ct), zeroCts);
+  const [, backOfBack] = vjpUntyped((ct: unknown) => back(ct), zeroCts);
   const fJvp = (...tangents: unknown[]): Out => backOfBack(tangents.map(toTensorLeaf))[0] as Out;
   return [out, fJvp];
 }
 
 /** Hessian-vector product of a scalar f (forward-over-reverse): H(x) v. */
+export function hvp<T>(f: (x: T) => Tensor, x: ArgOf<T>, v: ArgOf<T>): GradOf<T>;
 export function hvp(f: (x: any) => Tensor, x: unknown, v: unknown): any {
-  return jvp((y: unknown) => grad(f)(y), [x], [v])[1];
+  return jvpUntyped((y: unknown) => gradUntyped(f)(y), [x], [v])[1];
 }
 
 function basis(t: Tensor, i: number): Tensor {
@@ -299,7 +390,7 @@ export function jacfwd(f: (x: Tensor) => Tensor): (x: Tensor) => Tensor {
     const cols: Tensor[] = [];
     let outShape: readonly number[] = [];
     for (let i = 0; i < x.size; i++) {
-      const [y, t] = jvp(f, [x], [basis(x, i)]);
+      const [y, t] = jvpUntyped(f, [x], [basis(x, i)]);
       outShape = y.shape;
       cols.push(t);
     }
@@ -315,7 +406,7 @@ export function jacfwd(f: (x: Tensor) => Tensor): (x: Tensor) => Tensor {
 export function jacrev(f: (x: Tensor) => Tensor): (x: Tensor) => Tensor {
   return (x: Tensor) => {
     checkDifferentiable("jacrev", [x]);
-    const [y, back] = vjp(f, x);
+    const [y, back] = vjpUntyped(f, x);
     const rows: Tensor[] = [];
     for (let i = 0; i < y.size; i++) rows.push(back(basis(y, i))[0] as Tensor);
     return stackRows(rows, x.shape).reshape([...y.shape, ...x.shape]);
