@@ -5,11 +5,11 @@
  * between all dtypes (including NaN, Inf and out-of-range values into int32), reductions (including over
  * empty axes), matmul in every rank combination (sizes 0 and 1 included), conv2d (stride, padding, dilation,
  * groups, bias), max / avg pooling, softmax / logSoftmax, gather / indexSelect (with out-of-range indices,
- * which must be rejected the same way) and cumsum.
+ * which must be rejected the same way), cumsum, Tensor.index views, cat / stack and pad.
  */
 import type { DType } from "../../src/dtype.ts";
 import * as C from "../../src/index.ts";
-import type { Tensor } from "../../src/index.ts";
+import type { IndexArg, Tensor } from "../../src/index.ts";
 import { dim, type Input, input, int, magnitude, pick, type Rng, shape, size, type Values } from "./gen.ts";
 
 export interface Case {
@@ -25,7 +25,10 @@ export interface Case {
 }
 
 const FLOATS: readonly DType[] = ["float32", "float64"];
-const floatKind = (rng: Rng): Values => (rng() < 0.35 ? "special" : "plain");
+const floatKind = (rng: Rng): Values => {
+  const u = rng();
+  return u < 0.35 ? "special" : u < 0.45 ? "wide" : "plain";
+};
 
 const UNARY: Record<string, (x: Tensor) => Tensor> = {
   exp: C.exp,
@@ -214,6 +217,21 @@ function reduce(rng: Rng): Case {
   };
 }
 
+/**
+ * Keep float32 operands of a multiply-accumulate below 1e19 in magnitude, so that no single product overflows.
+ * An overflowing product is where a fused multiply-add (js, native, PyTorch on FMA hardware) and an unfused
+ * one (wasm where relaxed SIMD is unavailable, as in Node 20) legitimately part: fma(-3e38 + 2e19 * 2e19) is
+ * 1e38, mul-then-add gives Inf. Partial sums may still overflow (3e38 + 3e38), and every backend sums in the
+ * same order there, so that case is compared (issue 8 item 12).
+ */
+function noProductOverflow(inputs: Input[]): Input[] {
+  for (const inp of inputs) {
+    if (inp.dtype !== "float32") continue;
+    inp.values = inp.values.map((v) => (Math.abs(v) > 1e19 && Number.isFinite(v) ? Math.sign(v) * 1e19 : v));
+  }
+  return inputs;
+}
+
 function matmul(rng: Rng): Case {
   const [m, k, n] = [dim(rng, 6, 0.12), dim(rng, 6, 0.12), dim(rng, 6, 0.12)];
   const batch = rng() < 0.4 ? [dim(rng, 3, 0.1)] : [];
@@ -240,7 +258,10 @@ function matmul(rng: Rng): Case {
     ];
   const dt = pick(rng, FLOATS);
   const kind = floatKind(rng);
-  const inputs = [input(rng, sa, dt, kind), input(rng, sb, rng() < 0.8 ? dt : pick(rng, DTYPES), kind)];
+  const inputs = noProductOverflow([
+    input(rng, sa, dt, kind),
+    input(rng, sb, rng() < 0.8 ? dt : pick(rng, DTYPES), kind),
+  ]);
   const mg = magnitude(inputs);
   return {
     name: `matmul ${form}`,
@@ -271,6 +292,7 @@ function conv(rng: Rng): Case {
     input(rng, [og * groups, cg, kh, kw], dt, kind),
   ];
   if (rng() < 0.3) inputs.push(input(rng, [og * groups], dt, kind));
+  noProductOverflow(inputs);
   const act = rng() < 0.2 ? pick(rng, ["relu", "tanh", "sigmoid"] as const) : undefined;
   const mg = magnitude(inputs);
   return {
@@ -362,6 +384,129 @@ function cumsum(rng: Rng): Case {
   };
 }
 
+/** Tensor.index with integers (some negative, some out of range), ":", stepped slices (bounds past the ends) and null. */
+function indexView(rng: Rng): Case {
+  const s = shape(rng, 1, 3);
+  const args: IndexArg[] = [];
+  for (const n of s) {
+    const u = rng();
+    if (u < 0.25) args.push(n === 0 || rng() < 0.05 ? n + int(rng, 0, 2) : int(rng, -n, n - 1));
+    else if (u < 0.4) args.push(":");
+    else args.push([int(rng, -n - 1, n + 1), int(rng, -n - 1, n + 2), int(rng, 1, 3)]);
+    if (rng() < 0.1) args.push(null);
+  }
+  if (rng() < 0.3) args.pop();
+  const dt = pick(rng, DTYPES);
+  return {
+    name: `index(${JSON.stringify(args)})`,
+    inputs: [input(rng, s, dt, floatKind(rng))],
+    run: ([x]) => x.index(...args).mul(2),
+    scale: 0,
+    ulps: 0,
+    grad: dt === "float32" || dt === "float64",
+  };
+}
+
+/** cat / stack of two or three inputs in different layouts (and dtypes), and constant padding. */
+function join(rng: Rng): Case {
+  const op = pick(rng, ["cat", "stack", "pad"] as const);
+  const s = shape(rng, 1, 3);
+  const d = int(rng, 0, s.length - 1);
+  const dt = pick(rng, FLOATS);
+  if (op === "pad") {
+    const pads = Array.from({ length: 2 * int(rng, 1, s.length) }, () => int(rng, 0, 2));
+    const value = pick(rng, [0, -1.5, Number.NaN, Infinity]);
+    return {
+      name: `pad(${pads}, ${value})`,
+      inputs: [input(rng, s, dt, floatKind(rng))],
+      run: ([x]) => C.pad(x, pads, value),
+      scale: 0,
+      ulps: 0,
+      grad: true,
+    };
+  }
+  const n = int(rng, 2, 3);
+  const inputs = Array.from({ length: n }, () =>
+    input(
+      rng,
+      op === "cat" ? s.map((k, i) => (i === d ? dim(rng, 4) : k)) : s,
+      rng() < 0.8 ? dt : pick(rng, DTYPES),
+      floatKind(rng),
+    ),
+  );
+  return {
+    name: `${op}(dim ${d})`,
+    inputs,
+    run: (xs) => (op === "cat" ? C.cat(xs, d) : C.stack(xs, d)),
+    scale: 0,
+    ulps: 0,
+    grad: inputs.every((i) => i.dtype === "float32" || i.dtype === "float64"),
+  };
+}
+
+/**
+ * A few large cases, big enough for the native thread pool, the wasm GEMM workers and full-width vector loops
+ * (the small shapes elsewhere mostly run tails and scalar paths).
+ */
+function large(rng: Rng): Case {
+  const op = pick(rng, ["add", "exp", "sum", "max", "softmax", "matmul", "conv2d"] as const);
+  const dt = pick(rng, FLOATS);
+  const kind = floatKind(rng);
+  const big = [int(rng, 100, 300), int(rng, 100, 300)];
+  if (op === "matmul") {
+    const [m, k, n] = [int(rng, 60, 160), int(rng, 60, 300), int(rng, 60, 160)];
+    const inputs = noProductOverflow([input(rng, [m, k], dt, kind), input(rng, [k, n], dt, kind)]);
+    const mg = magnitude(inputs);
+    return {
+      name: `large matmul ${m}x${k}x${n}`,
+      inputs,
+      run: ([a, b]) => C.matmul(a, b),
+      scale: k * mg * mg,
+      ulps: 8,
+      grad: rng() < 0.3,
+    };
+  }
+  if (op === "conv2d") {
+    const inputs = noProductOverflow([
+      input(rng, [2, 8, 20, 20], dt, kind),
+      input(rng, [16, 8, 3, 3], dt, kind),
+    ]);
+    const mg = magnitude(inputs);
+    return {
+      name: "large conv2d groups 1 stride 1,1 padding 1,1 dilation 1,1",
+      inputs,
+      run: ([x, w]) => C.conv2d(x, w, null, { padding: 1 }),
+      scale: 73 * mg * mg,
+      ulps: 8,
+      grad: rng() < 0.3,
+    };
+  }
+  const inputs = [input(rng, big, dt, kind)];
+  if (op === "add") inputs.push(input(rng, [big[1]], dt, kind));
+  const m = magnitude(inputs);
+  const run: Record<typeof op, (xs: Tensor[]) => Tensor> = {
+    add: ([a, b]) => C.add(a, b),
+    exp: ([a]) => C.exp(a),
+    sum: ([a]) => C.sum(a, 1),
+    max: ([a]) => C.max(a, 0),
+    softmax: ([a]) => C.softmax(a, -1),
+    matmul: () => {
+      throw new Error("unreachable");
+    },
+    conv2d: () => {
+      throw new Error("unreachable");
+    },
+  };
+  return {
+    name: `large ${op}`,
+    inputs,
+    run: run[op],
+    scale: op === "sum" || op === "softmax" ? big[1] * m : 0,
+    ulps: 8,
+    grad: false,
+  };
+}
+
 /** Generators with their weights (how often each is drawn). */
 export const GENERATORS: readonly [(rng: Rng) => Case, number][] = [
   [unary, 4],
@@ -375,6 +520,9 @@ export const GENERATORS: readonly [(rng: Rng) => Case, number][] = [
   [softmax, 2],
   [indexing, 2],
   [cumsum, 1],
+  [indexView, 2],
+  [join, 1],
+  [large, 0.1],
 ];
 
 export function drawCase(rng: Rng): Case {

@@ -28,11 +28,15 @@ export function prng(seed: number): Rng {
 export const int = (rng: Rng, lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
 export const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)];
 
-/** A dim size: 0 sometimes, 1 often, else 2..max. */
+/**
+ * A dim size: 0 sometimes, 1 often, else 2..max, and now and then up to 4 * max + 3 (past SIMD widths and
+ * micro-kernel tiles, so vector loops and their tails run, not only scalar paths).
+ */
 export function dim(rng: Rng, max = 5, zero = 0.08): number {
   const u = rng();
   if (u < zero) return 0;
   if (u < zero + 0.25) return 1;
+  if (u > 0.95) return int(rng, max + 1, 4 * max + 3);
   return int(rng, 2, max);
 }
 
@@ -58,14 +62,18 @@ export interface Input {
   axes: number[];
 }
 
-/** Value kinds: plain floats, floats with NaN / +-Inf sprinkled in, positive floats, small ints. */
-export type Values = "plain" | "special" | "positive" | "index";
+/**
+ * Value kinds: plain floats in [-3, 3], floats with NaN / +-Inf sprinkled in, floats of any magnitude
+ * (1e-40 .. 1e40: float32 underflow and overflow), positive floats, indices in [0, hi).
+ */
+export type Values = "plain" | "special" | "wide" | "positive" | "index";
 
 function value(rng: Rng, dtype: DType, kind: Values, hi: number): number {
   if (dtype === "bool") return rng() < 0.5 ? 0 : 1;
   if (kind === "index") return int(rng, 0, Math.max(0, hi - 1));
   if (dtype === "int32") return kind === "positive" ? int(rng, 1, 9) : int(rng, -9, 9);
   if (kind === "special" && rng() < 0.15) return pick(rng, [Number.NaN, Infinity, -Infinity, 0, -0]);
+  if (kind === "wide" && dtype !== "int32") return (rng() < 0.5 ? -1 : 1) * 10 ** (rng() * 80 - 40);
   const u = rng();
   if (u < 0.05) return 0;
   if (u < 0.15) return int(rng, -3, 3) + (kind === "positive" ? 4 : 0);

@@ -11,7 +11,10 @@
  * there, and the reference must say the same (issue 8 item 12: [3e38, 3e38, -3e38, -3e38, -3e38] . ones gives
  * Inf in PyTorch, not -3e38). The cost is accuracy: the reference now carries the usual float32 summation error
  * (k u sum |a||b| at worst), so tests compare other backends with it within twice that bound, and tests that
- * need the exact product compute it in float64 (test/ref.ts).
+ * need the exact product compute it in float64 (test/ref.ts). Reductions (sum, mean, cumsum) are different:
+ * all three backends accumulate float32 in float64 there (cheap outside a GEMM's inner loop, and more
+ * accurate), so they agree with each other, and differ from PyTorch only when a float32 partial sum overflows
+ * while the total does not (sum([3e38, 3e38, -3e38]) is 3e38 here, Inf in PyTorch).
  * Zeros in `a` are not skipped: 0 * Inf and 0 * NaN must still produce NaN.
  */
 import type { TypedArray } from "../../dtype.ts";
