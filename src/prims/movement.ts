@@ -1,7 +1,9 @@
 /**
  * Movement primitives: reshape, permute, broadcast, slice (and its transpose, unslice), concat, flip, gather and
- * scatter-add. Reshape (of contiguous data), permute, broadcast, slice and flip are views: they return a tensor
- * sharing the input's storage with new strides. All are linear, so their derivatives are transposes.
+ * scatter-add. Reshape (whenever the strides allow, as PyTorch's), permute, broadcast, slice and flip are views:
+ * they return a tensor sharing the input's storage with new strides. All are linear, so their derivatives are
+ * transposes. Broadcast and reshape check their target shape (`checkDims`: at most 2^48 elements), the one place
+ * every expanded view passes.
  */
 import type { Primitive } from "../core/primitive.ts";
 import { isZero, Zero } from "../core/primitive.ts";
