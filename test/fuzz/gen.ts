@@ -73,7 +73,7 @@ function value(rng: Rng, dtype: DType, kind: Values, hi: number): number {
   if (kind === "index") return int(rng, 0, Math.max(0, hi - 1));
   if (dtype === "int32") return kind === "positive" ? int(rng, 1, 9) : int(rng, -9, 9);
   if (kind === "special" && rng() < 0.15) return pick(rng, [Number.NaN, Infinity, -Infinity, 0, -0]);
-  if (kind === "wide" && dtype !== "int32") return (rng() < 0.5 ? -1 : 1) * 10 ** (rng() * 80 - 40);
+  if (kind === "wide") return (rng() < 0.5 ? -1 : 1) * 10 ** (rng() * 80 - 40);
   const u = rng();
   if (u < 0.05) return 0;
   if (u < 0.15) return int(rng, -3, 3) + (kind === "positive" ? 4 : 0);
@@ -103,9 +103,15 @@ export function input(rng: Rng, s: number[], dtype: DType, kind: Values, view?: 
   return { shape: s, dtype, view: v, base, values, axes };
 }
 
-/** Build the input on the current backend: base storage, then the view through public ops. */
-export function build(inp: Input): Tensor {
-  const t = tensor(inp.values.length === 0 ? [] : inp.values, { dtype: inp.dtype }).reshape(inp.base);
+/** Build the input on the current backend: base storage (a leaf with gradient tracking if asked), then the view. */
+export function build(inp: Input, requiresGrad = false): { leaf: Tensor; view: Tensor } {
+  const leaf = tensor(inp.values.length === 0 ? [] : inp.values, { dtype: inp.dtype, requiresGrad });
+  return { leaf, view: applyView(leaf, inp) };
+}
+
+/** The view recipe of `inp` applied through public ops to its flat base storage. */
+export function applyView(flat: Tensor, inp: Input): Tensor {
+  const t = flat.reshape(inp.base);
   const nd = inp.shape.length;
   switch (inp.view) {
     case "contiguous":
@@ -122,7 +128,7 @@ export function build(inp: Input): Tensor {
   }
 }
 
-export function describe(inp: Input): string {
+export function describeInput(inp: Input): string {
   return `${inp.dtype}[${inp.shape.join(",")}] ${inp.view}${inp.axes.length > 0 ? `(${inp.axes.join(",")})` : ""}`;
 }
 
