@@ -256,7 +256,7 @@ function matmul(rng: Rng): Case {
       [m, k],
       [k, n],
     ];
-  const dt = pick(rng, FLOATS);
+  const dt = rng() < 0.15 ? "int32" : pick(rng, FLOATS);
   const kind = floatKind(rng);
   const inputs = noProductOverflow([
     input(rng, sa, dt, kind),

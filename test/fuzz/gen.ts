@@ -64,13 +64,15 @@ export interface Input {
 
 /**
  * Value kinds: plain floats in [-3, 3], floats with NaN / +-Inf sprinkled in, floats of any magnitude
- * (1e-40 .. 1e40: float32 underflow and overflow), positive floats, indices in [0, hi).
+ * (1e-40 .. 1e40: float32 underflow and overflow; for int32, half of them anywhere in the int32 range, so
+ * sums and products wrap), positive floats, indices in [0, hi).
  */
 export type Values = "plain" | "special" | "wide" | "positive" | "index";
 
 function value(rng: Rng, dtype: DType, kind: Values, hi: number): number {
   if (dtype === "bool") return rng() < 0.5 ? 0 : 1;
   if (kind === "index") return int(rng, 0, Math.max(0, hi - 1));
+  if (dtype === "int32" && kind === "wide" && rng() < 0.5) return int(rng, -(2 ** 31), 2 ** 31 - 1);
   if (dtype === "int32") return kind === "positive" ? int(rng, 1, 9) : int(rng, -9, 9);
   if (kind === "special" && rng() < 0.15) return pick(rng, [Number.NaN, Infinity, -Infinity, 0, -0]);
   if (kind === "wide") return (rng() < 0.5 ? -1 : 1) * 10 ** (rng() * 80 - 40);
