@@ -228,6 +228,14 @@ test("non-integer, NaN and out-of-range numbers in a call are rejected", { skip:
   ];
   for (const [x, re] of bad) assert.throws(() => B.unary("neg", x, o), re, JSON.stringify(x.shape));
   assert.throws(() => B.unary("neg", view(d, [12]), new Float32Array(11)), /output buffer is too small/);
+  // an empty reduced axis still writes every kept element: the output size is the kept extents' product
+  // (it was the element count divided by the reduced extents, 0 here, and 3 elements went past the array)
+  const e = view(new Float32Array(0), [3, 0]);
+  assert.throws(
+    () => B.reduce("sum", e, [1], new Float32Array(0)),
+    /output buffer is too small \(0 elements, 3 needed\)/,
+  );
+  assert.throws(() => B.argReduce("argmax", e, 1, new Int32Array(2)), /output buffer is too small/);
   assert.throws(() => B.reduce("sum", view(d, [3, 4]), [2], o), /axis must be in \[0, 1\]/);
   assert.throws(() => B.reduce("sum", view(d, [3, 4]), [Number.NaN], o), /axis must be an integer/);
   assert.throws(() => B.cumsum(view(d, [3, 4]), 5, false, o), /axis must be in/);

@@ -235,6 +235,8 @@ Err pool_impl(int kind, const View& x, const Out& out, const int64_t* shape, con
   if (g.OH != (eh >= 0 ? eh / g.sh + 1 : 0) || g.OW != (ew >= 0 ? ew / g.sw + 1 : 0))
     return "pool2d: the output is not the pooled shape of the input";
   if (kind == 1 && out.dtype != I32) return "maxPool2dArgmax: out must be int32";
+  // In-plane indices (argmax outputs, the interior tables) are int32.
+  if (kind <= 1 && g.H * g.W > INT32_MAX) return "maxPool2d: an input plane has more than 2^31 - 1 elements";
   if (kind != 1 && out.dtype != x.dtype) return "pool2d: out must have the dtype of x";
   if (g.planes == 0 || shape[2] * shape[3] == 0) return nullptr;
   int32_t* oi = static_cast<int32_t*>(out.data);
@@ -626,6 +628,7 @@ Err max_back_impl(const View& x, const View& dy, const Out& out, const PoolParam
   const i64 ow = (g.W + 2 * g.pw - g.kw) >= 0 ? (g.W + 2 * g.pw - g.kw) / g.sw + 1 : 0;
   if (dy.shape[0] != x.shape[0] || dy.shape[1] != x.shape[1] || g.OH != oh || g.OW != ow)
     return "maxPool2dBackward: dy is not the pooled shape of x";
+  if (g.H * g.W > INT32_MAX) return "maxPool2dBackward: an input plane has more than 2^31 - 1 elements";
   const i64 size = g.planes * g.H * g.W;
   if (size == 0) return nullptr;
   if (g.OH * g.OW == 0) {  // no window: dx is all zeros

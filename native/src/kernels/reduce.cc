@@ -379,6 +379,7 @@ Err arg_reduce_impl(int is_min, const View& x, int axis, const Out& out) {
     v.strides[0] = 0;
   }
   if (axis < 0 || axis >= v.ndim) return "argReduce: invalid axis";
+  if (v.shape[axis] > INT32_MAX) return "argReduce: the axis has more than 2^31 - 1 elements (int32 indices)";
   bool reduced[kMaxDims] = {false};
   reduced[axis] = true;
   Split sp;
