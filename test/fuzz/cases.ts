@@ -392,7 +392,10 @@ function indexView(rng: Rng): Case {
     const u = rng();
     if (u < 0.25) args.push(n === 0 || rng() < 0.05 ? n + int(rng, 0, 2) : int(rng, -n, n - 1));
     else if (u < 0.4) args.push(":");
-    else args.push([int(rng, -n - 1, n + 1), int(rng, -n - 1, n + 2), int(rng, 1, 3)]);
+    else if (rng() < 0.7) {
+      const start = int(rng, 0, Math.max(0, n - 1));
+      args.push([start, int(rng, start, n), int(rng, 1, 3)]);
+    } else args.push([int(rng, -n - 1, n + 1), int(rng, -n - 1, n + 2), int(rng, 1, 3)]); // clamped bounds
     if (rng() < 0.1) args.push(null);
   }
   if (rng() < 0.3) args.pop();
