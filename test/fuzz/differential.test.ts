@@ -43,11 +43,16 @@ function forward(b: Backend, c: Case): Outcome {
   return outcome(() => c.run(c.inputs.map((i) => build(i).view)));
 }
 
+/** The seed cotangent u: multiples of 1/8 in [-2, 2] (exact in every float dtype; zeros included). */
+function cotangent(seed: number, shape: readonly number[]): number[] {
+  const rng = prng(seed);
+  return Array.from({ length: size(shape) }, () => Math.round((rng() * 4 - 2) * 8) / 8);
+}
+
 /** Gradients of sum(op(x) * u) with respect to the base storage of every float input, on backend `b`. */
 function backward(b: Backend, c: Case, seed: number, outShape: number[]): Outcome {
   setBackend(b);
-  const urng = prng(seed);
-  const u = Array.from({ length: size(outShape) }, () => Math.round((urng() * 4 - 2) * 8) / 8);
+  const u = cotangent(seed, outShape);
   return outcome(() => {
     const float = (i: Input) => i.dtype === "float32" || i.dtype === "float64";
     const built = c.inputs.map((i) => build(i, float(i)));
@@ -108,10 +113,7 @@ function printCase(seed: number, index: number, others: Backend[]): void {
   }
   const want = forward(jsBackend, c);
   if (want.ok) {
-    const urng = prng(caseSeed + 1);
-    console.log(
-      `u ${show(Array.from({ length: size(want.shape) }, () => Math.round((urng() * 4 - 2) * 8) / 8))}`,
-    );
+    console.log(`u ${show(cotangent(caseSeed + 1, want.shape))}`);
   }
 }
 
@@ -135,9 +137,47 @@ for (const seed of SEEDS) {
       0,
       `${found.length} disagreement(s) with the js reference (rerun one with CHAINRULE_FUZZ_CASE=<seed>:<case>):\n` +
         found
-          .slice(0, 400)
+          .slice(0, 30)
           .map((f) => `${f.where}\n    ${f.what}`)
           .join("\n"),
     );
   });
 }
+
+test("the fuzzer notices a wrong kernel: a 1e-5 relative error in exp, a NaN from max, and their gradients", () => {
+  const wasm = backend("wasm");
+  // the wasm backend with two planted bugs: exp off by 1e-5 relative (about 80 float32 ulps) and one max
+  // result replaced by NaN; both reach gradients too (exp saves its output, max's VJP compares with it)
+  const broken: Backend = {
+    ...wasm,
+    name: "broken",
+    unary: (op, x, out) => {
+      wasm.unary(op, x, out);
+      if (op === "exp" && out.length > 2) out[2] *= 1 + 1e-5;
+    },
+    reduce: (op, x, axes, out) => {
+      wasm.reduce(op, x, axes, out);
+      if (op === "max" && out.length > 1) out[1] = Number.NaN;
+    },
+  };
+  const prev = setBackend("js");
+  const found: Finding[] = [];
+  try {
+    for (let i = 0; i < 400; i++) found.push(...runCase(SEEDS[0], i, [broken]));
+  } finally {
+    setBackend(prev);
+  }
+  const names = found.map((f) => f.where);
+  assert.ok(
+    names.some((n) => / exp /.test(n) || n.includes("logsumexp") || n.includes("softplus")),
+    "exp bug missed",
+  );
+  assert.ok(
+    names.some((n) => n.includes(": max(") && n.endsWith("[broken]")),
+    "max bug missed",
+  );
+  assert.ok(
+    names.some((n) => n.endsWith("[broken, gradient]")),
+    "no gradient disagreement reported",
+  );
+});
