@@ -31,10 +31,10 @@ const MIN_WORK = 1 << 21;
 const WORKER_URL = "./gemm-worker.mjs";
 
 /**
- * The parent's Node flags minus --input-type, which a worker inherits and which Node rejects for a worker
- * started from a file (ERR_INPUT_TYPE_NOT_ALLOWED).
+ * The parent's Node flags minus --input-type, which a worker inherits (from the command line and from
+ * NODE_OPTIONS) and which Node rejects for a worker started from a file (ERR_INPUT_TYPE_NOT_ALLOWED).
  */
-function workerExecArgv(argv: readonly string[]): string[] {
+function withoutInputType(argv: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--input-type") i++;
@@ -43,13 +43,23 @@ function workerExecArgv(argv: readonly string[]): string[] {
   return out;
 }
 
+/** The worker's environment: the parent's, with --input-type taken out of NODE_OPTIONS. */
+function workerEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
+  const opts = env.NODE_OPTIONS;
+  if (opts === undefined || !opts.includes("--input-type")) return env;
+  return { ...env, NODE_OPTIONS: withoutInputType(opts.split(/\s+/).filter((a) => a !== "")).join(" ") };
+}
+
 interface WorkerLike {
   unref(): void;
   terminate(): unknown;
   on(event: "error", listener: (e: unknown) => void): unknown;
 }
 interface WorkerThreadsModule {
-  Worker: new (url: URL, opts: { workerData: unknown; execArgv: string[] }) => WorkerLike;
+  Worker: new (
+    url: URL,
+    opts: { workerData: unknown; execArgv: string[]; env: Record<string, string | undefined> },
+  ) => WorkerLike;
 }
 interface FsModule {
   existsSync(path: URL): boolean;
@@ -101,12 +111,19 @@ export class GemmPool {
   static start(module: WebAssembly.Module, memory: WebAssembly.Memory, count: number): GemmPool | null {
     if (count < 1 || !(memory.buffer instanceof SharedArrayBuffer)) return null;
     const proc = (
-      globalThis as { process?: { getBuiltinModule?: (id: string) => unknown; execArgv?: string[] } }
+      globalThis as {
+        process?: {
+          getBuiltinModule?: (id: string) => unknown;
+          execArgv?: string[];
+          env?: Record<string, string | undefined>;
+        };
+      }
     ).process;
     const wt = proc?.getBuiltinModule?.("node:worker_threads") as WorkerThreadsModule | undefined;
     if (wt === undefined) return null;
     const url = new URL(WORKER_URL, import.meta.url);
-    const execArgv = workerExecArgv(proc?.execArgv ?? []);
+    const execArgv = withoutInputType(proc?.execArgv ?? []);
+    const env = workerEnv(proc?.env ?? {});
     // a bundle that dropped the worker file runs single-threaded (instead of waiting for workers that fail)
     const fs = proc?.getBuiltinModule?.("node:fs") as FsModule | undefined;
     if (url.protocol !== "file:" || fs?.existsSync(url) !== true) return null;
@@ -115,7 +132,7 @@ export class GemmPool {
     try {
       for (let i = 0; i < count; i++) {
         const control = new SharedArrayBuffer(SLOTS * 4);
-        const w = new wt.Worker(url, { workerData: { module, memory, control }, execArgv });
+        const w = new wt.Worker(url, { workerData: { module, memory, control }, execArgv, env });
         // an unhandled worker error would kill the process; a worker that never gets ready is caught below,
         // and one failing later sets its error flag
         w.on("error", () => {});
