@@ -214,18 +214,26 @@ test("installed with --ignore-scripts: native from the prebuild; without the add
   const train = ok("npx", ["chainrule", "train", "--epochs", "1"], dir);
   assert.match(train.stdout, /backend native/);
 
-  rmSync(path.join(dir, "node_modules/chainrule/prebuilds"), { recursive: true });
+  // the prebuild comes before a local build: a broken local build is not even tried while the prebuild loads
+  const local = path.join(dir, "node_modules/chainrule/native/build/Release");
+  mkdirSync(local, { recursive: true });
+  writeFileSync(path.join(local, "chainrule_native.node"), "not an ELF file");
   writeFileSync(
     path.join(dir, "which.mjs"),
-    `import { getBackend } from "chainrule";\nconsole.log(getBackend().name);\n`,
+    `import { getBackend, nativeInfo } from "chainrule";\nconst b = getBackend().name;\nconsole.log(b, b === "native" ? nativeInfo().source : "-");\n`,
   );
+  const first = ok("node", ["which.mjs"], dir);
+  assert.equal(first.stdout.trim(), "native prebuild");
+  assert.equal(first.stderr, "");
+
+  rmSync(path.join(dir, "node_modules/chainrule/prebuilds"), { recursive: true });
   const r = ok("node", ["which.mjs"], dir);
-  assert.equal(r.stdout.trim(), "wasm");
+  assert.equal(r.stdout.trim(), "wasm -");
   const lines = r.stderr.trim().split("\n");
   assert.equal(lines.length, 1, `one line: ${r.stderr}`);
   assert.match(
     lines[0],
-    /^chainrule: using the wasm backend; the native addon did not load: no prebuild for linux-x64/,
+    /^chainrule: using the wasm backend; the native addon did not load: no prebuild for linux-x64 in prebuilds\/; the local build \S+chainrule_native\.node does not load \(/,
   );
   assert.match(lines[0], /`npm rebuild chainrule`/);
   assert.doesNotMatch(lines[0], /unavailable \(.*unavailable/, "not nested");
