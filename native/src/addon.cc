@@ -113,7 +113,8 @@ struct Call {
   // else (NaN, a fraction, beyond 2^53) fails, since casting it to int64 would be undefined or would wrap.
   int64_t inum(const char* what) {
     const double v = num();
-    if (!(v >= -(double)kMaxElements && v <= (double)kMaxElements) || v != std::floor(v)) {
+    // (the range test first makes the cast defined; the cast back tests integrality without a libm call)
+    if (!(v >= -(double)kMaxElements && v <= (double)kMaxElements) || (double)(int64_t)v != v) {
       fail("%s must be an integer of magnitude below 2^53, got %g", what, v);
       return 0;
     }
@@ -179,7 +180,7 @@ struct Call {
     if (!array(i, &v.data, &v.dtype, &len)) return;
     v.offset = inum("a view offset");
     const double nd = num();
-    if (!(nd >= 0 && nd <= kMaxDims) || nd != std::floor(nd)) {
+    if (!(nd >= 0 && nd <= kMaxDims) || (double)(int)nd != nd) {
       fail("rank must be an integer between 0 and 32, got %g", nd);
       return;
     }
@@ -218,6 +219,17 @@ struct Call {
     pp.ph = inum_in("padding", 0, kMaxParam), pp.pw = inum_in("padding", 0, kMaxParam);
   }
 
+  // Whether typed array argument i lives in a SharedArrayBuffer (which another thread may change while a
+  // kernel runs: the index kernels then check each index as they use it rather than in a pass before).
+  int shared(size_t i) {
+    napi_value ab;
+    bool plain = false;
+    if (napi_get_typedarray_info(env, argv[i], nullptr, nullptr, nullptr, &ab, nullptr) != napi_ok ||
+        napi_is_arraybuffer(env, ab, &plain) != napi_ok)
+      return 1;
+    return plain ? 0 : 1;
+  }
+
   void fail_index(int64_t v, int64_t bound, int axis) {
     fail("index %lld is out of bounds for axis %d of size %lld (expected 0 <= index < %lld)", (long long)v, axis,
          (long long)bound, (long long)bound);
@@ -252,10 +264,8 @@ struct Call {
     int64_t bad_value = 0;
     {
       std::lock_guard<std::mutex> lock(g_call_mu);
-      scratch_failed();  // clear stale flags
-      take_bad_index(&bad_value);
       e = kernel();
-      oom = scratch_failed();
+      oom = scratch_failed();  // both clear their flag, so the next call starts clean
       bad = take_bad_index(&bad_value);
     }
     if (bad) fail_index(bad_value, bound, axis);
@@ -482,10 +492,9 @@ napi_value Gather(napi_env env, napi_callback_info info) {
   const int axis = (int)c.inum_in("axis", 0, x.ndim > 0 ? x.ndim - 1 : 0);
   c.out(2, o, c.ok() ? view_size(idx) : 0);
   if (!c.ok()) return c.finish(nullptr);
-  // The kernel checks each index as it reads it (0 <= index < x.shape[axis]) and skips a bad one; the first
-  // bad value is then reported here. (Checking in the kernel, not in a pass before it, also holds for indices
-  // in a SharedArrayBuffer that another thread changes meanwhile.)
-  return c.run([&] { return g_kernels->gather(x, axis, idx, o); }, x.ndim > 0 ? x.shape[axis] : 1, axis);
+  // The kernel checks the indices (0 <= index < x.shape[axis]) and reports a bad one, thrown here.
+  const int shared = c.ok() ? c.shared(1) : 0;
+  return c.run([&] { return g_kernels->gather(x, axis, idx, o, shared); }, x.ndim > 0 ? x.shape[axis] : 1, axis);
 }
 
 napi_value ScatterAdd(napi_env env, napi_callback_info info) {
@@ -504,7 +513,8 @@ napi_value ScatterAdd(napi_env env, napi_callback_info info) {
   c.out(2, o, need);
   if (!c.ok()) return c.finish(nullptr);
   // Indices are checked in the kernel (0 <= index < outShape[axis]), as for gather.
-  return c.run([&] { return g_kernels->scatter_add(src, axis, idx, o, shape); }, src.ndim > 0 ? shape[axis] : 1,
+  const int shared = c.ok() ? c.shared(1) : 0;
+  return c.run([&] { return g_kernels->scatter_add(src, axis, idx, o, shape, shared); }, src.ndim > 0 ? shape[axis] : 1,
                axis);
 }
 

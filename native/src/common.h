@@ -86,8 +86,10 @@ struct Kernels {
   Err (*pool2d)(int kind, const View& x, const Out& out, const int64_t* shape, const PoolParams& pp);
   // Transpose of max pooling at x: dy [N, C, OH, OW] -> out [N, C, H, W] (x's shape).
   Err (*max_pool2d_backward)(const View& x, const View& dy, const Out& out, const PoolParams& pp);
-  Err (*gather)(const View& x, int axis, const View& idx, const Out& out);
-  Err (*scatter_add)(const View& src, int axis, const View& idx, const Out& out, const int64_t* shape);
+  // Indices are checked against their bound (a bad one: nothing written, note_bad_index, see pool.h); with
+  // `shared` (idx lives in a SharedArrayBuffer another thread may change) each is checked as it is used.
+  Err (*gather)(const View& x, int axis, const View& idx, const Out& out, int shared);
+  Err (*scatter_add)(const View& src, int axis, const View& idx, const Out& out, const int64_t* shape, int shared);
   // One fused Adam/AdamW step in place (vmax may be null); g has the shape of the flat p, m, v.
   Err (*adam)(const Out& p, const View& g, const Out& m, const Out& v, const Out* vmax, const AdamParams& h);
   // Fused activations (act: ActOp). kind 0: out = act(x + b), b may be null; kind 1: out = b * act'(.) written

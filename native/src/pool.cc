@@ -293,7 +293,14 @@ void* scratch(int tid, int slot, size_t bytes) {
   return s.ptr;
 }
 
-bool scratch_failed() { return g_scratch_failed.exchange(false); }
+// The failure flags are set by any pool thread during a kernel call and read by the caller after it (pool_run
+// returning orders the workers' writes before the caller's reads); calls are serialised, so relaxed loads and
+// stores suffice and the common path (no failure) costs two plain loads, no locked instruction.
+bool scratch_failed() {
+  if (!g_scratch_failed.load(std::memory_order_relaxed)) return false;
+  g_scratch_failed.store(false, std::memory_order_relaxed);
+  return true;
+}
 
 static std::atomic<bool> g_bad_index{false};
 static std::atomic<int64_t> g_bad_value{0};
@@ -301,13 +308,14 @@ static std::atomic<int64_t> g_bad_value{0};
 void note_bad_index(int64_t v) {
   if (!g_bad_index.load(std::memory_order_relaxed)) {
     g_bad_value.store(v, std::memory_order_relaxed);
-    g_bad_index.store(true);
+    g_bad_index.store(true, std::memory_order_relaxed);
   }
 }
 
 bool take_bad_index(int64_t* v) {
-  if (!g_bad_index.exchange(false)) return false;
-  *v = g_bad_value.load();
+  if (!g_bad_index.load(std::memory_order_relaxed)) return false;
+  *v = g_bad_value.load(std::memory_order_relaxed);
+  g_bad_index.store(false, std::memory_order_relaxed);
   return true;
 }
 

@@ -150,6 +150,29 @@ test("gather / scatterAdd reject out-of-range indices with the index and the bou
       ),
     /index 4 .* axis 0 of size 4/,
   );
+  // indices in a SharedArrayBuffer (checked as they are used, since another thread could change them)
+  const sab = new Int32Array(new SharedArrayBuffer(4 * 9));
+  sab.set([4, 0, 2, 1, 1, 3, 0, 4, 4]);
+  const sGot = new Float32Array(9);
+  const sWant = new Float32Array(9);
+  B.gather(x, 1, view(sab, [3, 3]), sGot);
+  J.gather(x, 1, view(sab, [3, 3]), sWant);
+  assert.deepEqual(sGot, sWant);
+  const sOut = new Float32Array(15);
+  const sOutJ = new Float32Array(15);
+  B.scatterAdd(view(new Float32Array(9).fill(2), [3, 3]), 1, view(sab, [3, 3]), sOut, [3, 5]);
+  J.scatterAdd(view(new Float32Array(9).fill(2), [3, 3]), 1, view(sab, [3, 3]), sOutJ, [3, 5]);
+  assert.deepEqual(sOut, sOutJ);
+  sab[4] = 5;
+  assert.throws(
+    () => B.gather(x, 1, view(sab, [3, 3]), sGot),
+    /index 5 is out of bounds for axis 1 of size 5/,
+  );
+  sab[4] = -7;
+  assert.throws(
+    () => B.scatterAdd(view(new Float32Array(9), [3, 3]), 1, view(sab, [3, 3]), sOut, [3, 5]),
+    /index -7 is out of bounds for axis 1 of size 5/,
+  );
   // a scalar gathers only index 0
   assert.throws(
     () => B.gather(view(new Float32Array([7]), []), 0, view(new Int32Array([1]), []), new Float32Array(1)),

@@ -19,8 +19,8 @@ Err conv2d(int kind, const View& p, const View& q, const Out& out, const int64_t
            const View* bias, int act);
 Err pool2d(int kind, const View& x, const Out& out, const int64_t* shape, const PoolParams& pp);
 Err max_pool2d_backward(const View& x, const View& dy, const Out& out, const PoolParams& pp);
-Err gather(const View& x, int axis, const View& idx, const Out& out);
-Err scatter_add(const View& src, int axis, const View& idx, const Out& out, const int64_t* shape);
+Err gather(const View& x, int axis, const View& idx, const Out& out, int shared);
+Err scatter_add(const View& src, int axis, const View& idx, const Out& out, const int64_t* shape, int shared);
 Err adam(const Out& p, const View& g, const Out& m, const Out& v, const Out* vmax, const AdamParams& h);
 Err activation(int kind, int act, const View& x, const View* b, const Out& out);
 Err softmax(const View& x, int axis, int log, const Out& out);

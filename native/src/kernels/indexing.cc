@@ -2,9 +2,12 @@
 //
 //   gather:      out[..., i, ...] = x[..., idx[..., i, ...], ...]      (out has idx's shape)
 //   scatter_add: out[..., idx[..., i, ...], ...] += src[..., i, ...]   (out is accumulated into)
-// Indices are checked as they are read (the backend object is public): one outside [0, extent) is skipped
-// (its output element set to 0 by gather, nothing added by scatter_add) and recorded with note_bad_index,
-// and the N-API layer throws; the compare is one predictable branch per element. scatter_add is parallel over the positions off
+// Indices are checked (the backend object is public): one pass over them before the kernel, a min / max per
+// run that vectorises, and on a bad index nothing is written; the first bad value found is recorded with
+// note_bad_index and the N-API layer throws. Indices in a SharedArrayBuffer (`shared`) could change between
+// that pass and their use, so they are instead checked as they are used, branch-free (a bad one reads row 0
+// and the output element is then zeroed, or nothing is added); this costs ~30% on a cache-resident gather,
+// which is why it is not the default. scatter_add is parallel over the positions off
 // the axis: two different such positions never write the same output element, so no atomics are needed.
 // float32 scatter sums accumulate in float64 like the js backend (when the output fits a 32 MB buffer;
 // larger outputs accumulate in float32 rather than doubling their memory).
@@ -15,8 +18,48 @@ namespace cr {
 namespace CR_ISA_NS {
 namespace {
 
+// Whether every index of idx lies in [0, bound); if not, records a bad one (note_bad_index).
+bool indices_in_range(const View& idx, uint64_t bound) {
+  const i64* st[1] = {idx.strides};
+  Iter<1> it;
+  it.init(idx.ndim, idx.shape, st);
+  if (it.size == 0) return true;
+  const int32_t* ip = static_cast<const int32_t*>(idx.data) + idx.offset;
+  if (bound == 0) {  // an empty axis: no index is valid
+    note_bad_index(ip[0]);
+    return false;
+  }
+  const int32_t top = bound > (uint64_t)INT32_MAX ? INT32_MAX : (int32_t)(bound - 1);
+  const i64 s = it.st[0][it.nd - 1];
+  bool bad = false;
+  par_for(it.size, elem_grain(it.size, kGrainCheap), [&](i64 b, i64 e, int) {
+    it.walk(b, e, [&](const i64* off, i64 len) {
+      const int32_t* p = ip + off[0];
+      int32_t lo = 0, hi = 0;
+      if (s == 1)
+        for (i64 i = 0; i < len; i++) {
+          lo = p[i] < lo ? p[i] : lo;
+          hi = p[i] > hi ? p[i] : hi;
+        }
+      else
+        for (i64 i = 0; i < len; i++) {
+          lo = p[i * s] < lo ? p[i * s] : lo;
+          hi = p[i * s] > hi ? p[i * s] : hi;
+        }
+      if (lo >= 0 && hi <= top) return;
+      for (i64 i = 0; i < len; i++)
+        if (p[i * s] < 0 || p[i * s] > top) {
+          note_bad_index(p[i * s]);
+          break;
+        }
+      __atomic_store_n(&bad, true, __ATOMIC_RELAXED);
+    });
+  });
+  return !bad;
+}
+
 template <class T>
-void gather_typed(const View& x, int axis, const View& idx, T* out) {
+void gather_typed(const View& x, int axis, const View& idx, T* out, bool shared) {
   i64 ost[kMaxDims], xst[kMaxDims];
   contiguous_strides(idx.ndim, idx.shape, ost);
   for (int d = 0; d < x.ndim; d++) xst[d] = d == axis ? 0 : x.strides[d];
@@ -29,25 +72,49 @@ void gather_typed(const View& x, int axis, const View& idx, T* out) {
   const i64 sax = x.strides[axis];
   const i64 sx = it.st[0][it.nd - 1], si = it.st[1][it.nd - 1];
   const uint64_t bound = (uint64_t)x.shape[axis];
+  if (!shared) {
+    if (!indices_in_range(idx, bound)) return;
+    par_for(it.size, elem_grain(it.size, kGrainCheap / 4), [&](i64 b, i64 e, int) {
+      it.walk(b, e, [&](const i64* off, i64 len) {
+        const T* xs = xp + off[0];
+        const int32_t* is = ip + off[1];
+        T* o = out + off[2];
+        for (i64 i = 0; i < len; i++) o[i] = xs[i * sx + (i64)is[i * si] * sax];
+      });
+    });
+    return;
+  }
+  if (bound == 0) {  // no index is valid (and none may be read through)
+    note_bad_index(ip[0]);
+    return;
+  }
   par_for(it.size, elem_grain(it.size, kGrainCheap / 4), [&](i64 b, i64 e, int) {
     it.walk(b, e, [&](const i64* off, i64 len) {
       const T* xs = xp + off[0];
       const int32_t* is = ip + off[1];
       T* o = out + off[2];
+      // Branch-free check (the loop stays vectorisable): a bad index reads element 0 of its row (bound > 0
+      // here) and raises `bad`; the cold pass below then records it and zeroes those outputs.
+      bool bad = false;
       for (i64 i = 0; i < len; i++) {
         const i64 v = is[i * si];
-        if ((uint64_t)v >= bound) {  // negative values wrap to huge
-          note_bad_index(v);
-          o[i] = 0;
-          continue;
-        }
-        o[i] = xs[i * sx + v * sax];
+        const bool b = (uint64_t)v >= bound;  // negative values wrap to huge
+        bad |= b;
+        o[i] = xs[i * sx + (b ? 0 : v) * sax];
       }
+      if (bad)
+        for (i64 i = 0; i < len; i++) {
+          const i64 v = is[i * si];
+          if ((uint64_t)v >= bound) {
+            note_bad_index(v);
+            o[i] = 0;
+          }
+        }
     });
   });
 }
 
-Err gather_impl(const View& x, int axis, const View& idx, const Out& out) {
+Err gather_impl(const View& x, int axis, const View& idx, const Out& out, bool shared) {
   if (idx.dtype != I32) return "gather: indices must be int32";
   if (out.dtype != x.dtype) return "gather: out must have the dtype of x";
   if (x.ndim != idx.ndim || axis < 0 || axis >= (x.ndim > 0 ? x.ndim : 1)) return "gather: rank or axis mismatch";
@@ -68,18 +135,18 @@ Err gather_impl(const View& x, int axis, const View& idx, const Out& out) {
   for (int d = 0; d < x.ndim; d++)
     if (d != axis && x.shape[d] != idx.shape[d]) return "gather: x and indices differ off the axis";
   switch (x.dtype) {
-    case F64: gather_typed<uint64_t>(x, axis, idx, static_cast<uint64_t*>(out.data)); break;
+    case F64: gather_typed<uint64_t>(x, axis, idx, static_cast<uint64_t*>(out.data), shared); break;
     case F32:
-    case I32: gather_typed<uint32_t>(x, axis, idx, static_cast<uint32_t*>(out.data)); break;
-    default: gather_typed<uint8_t>(x, axis, idx, static_cast<uint8_t*>(out.data)); break;
+    case I32: gather_typed<uint32_t>(x, axis, idx, static_cast<uint32_t*>(out.data), shared); break;
+    default: gather_typed<uint8_t>(x, axis, idx, static_cast<uint8_t*>(out.data), shared); break;
   }
   return nullptr;
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // A is the accumulator element type: double for float (out may be a float64 staging copy), uint32 for int32.
-template <class TS, class A>
-void scatter_typed(const View& src, int axis, const View& idx, A* acc, const i64* oshape) {
+template <class TS, class A, bool Checked>
+void scatter_loop(const View& src, int axis, const View& idx, A* acc, const i64* oshape) {
   // Kept axes (all but `axis`) with src, idx and out strides; the axis is looped inside.
   const int nd = src.ndim;
   i64 ofull[kMaxDims];
@@ -114,7 +181,7 @@ void scatter_typed(const View& src, int axis, const View& idx, A* acc, const i64
           A* o = acc + off[2] + j * s2;
           for (i64 a = 0; a < ai; a++) {
             const i64 v = ix[a * isa];
-            if ((uint64_t)v >= bound) note_bad_index(v);
+            if (Checked && (uint64_t)v >= bound) note_bad_index(v);
             else o[v * osa] += (A)s[a * ssa];
           }
         }
@@ -126,7 +193,7 @@ void scatter_typed(const View& src, int axis, const View& idx, A* acc, const i64
         A* o = acc + off[2];
         for (i64 j = 0; j < len; j++) {
           const i64 v = ix[j * s1];
-          if ((uint64_t)v >= bound) note_bad_index(v);
+          if (Checked && (uint64_t)v >= bound) note_bad_index(v);
           else o[j * s2 + v * osa] += (A)s[j * s0];
         }
       }
@@ -134,7 +201,14 @@ void scatter_typed(const View& src, int axis, const View& idx, A* acc, const i64
   });
 }
 
-Err scatter_impl(const View& src, int axis, const View& idx, const Out& out, const int64_t* oshape) {
+// Checked: indices in shared memory, tested as they are used (otherwise indices_in_range ran before).
+template <class TS, class A>
+void scatter_typed(const View& src, int axis, const View& idx, A* acc, const i64* oshape, bool shared) {
+  if (shared) scatter_loop<TS, A, true>(src, axis, idx, acc, oshape);
+  else scatter_loop<TS, A, false>(src, axis, idx, acc, oshape);
+}
+
+Err scatter_impl(const View& src, int axis, const View& idx, const Out& out, const int64_t* oshape, bool shared) {
   if (idx.dtype != I32) return "scatterAdd: indices must be int32";
   if (out.dtype != src.dtype) return "scatterAdd: out must have the dtype of src";
   const int nd = src.ndim;
@@ -149,11 +223,12 @@ Err scatter_impl(const View& src, int axis, const View& idx, const Out& out, con
     s1.shape[0] = i1.shape[0] = 1;
     s1.strides[0] = i1.strides[0] = 0;
     const int64_t one = 1;
-    return scatter_impl(s1, 0, i1, out, &one);
+    return scatter_impl(s1, 0, i1, out, &one, shared);
   }
+  if (!shared && !indices_in_range(idx, (uint64_t)oshape[axis])) return nullptr;  // nothing written
   const i64 osize = shape_size(nd, oshape);
   switch (src.dtype) {
-    case F64: scatter_typed<double, double>(src, axis, idx, static_cast<double*>(out.data), oshape); break;
+    case F64: scatter_typed<double, double>(src, axis, idx, static_cast<double*>(out.data), oshape, shared); break;
     case F32: {
       float* o = static_cast<float*>(out.data);
       double* acc = osize <= (i64)4 << 20 ? static_cast<double*>(scratch(pool_tid(), 5, sizeof(double) * (size_t)imax<i64>(osize, 1))) : nullptr;
@@ -161,26 +236,28 @@ Err scatter_impl(const View& src, int axis, const View& idx, const Out& out, con
         par_for(osize, 65536, [&](i64 b, i64 e, int) {
           for (i64 i = b; i < e; i++) acc[i] = o[i];
         });
-        scatter_typed<float, double>(src, axis, idx, acc, oshape);
+        scatter_typed<float, double>(src, axis, idx, acc, oshape, shared);
         par_for(osize, 65536, [&](i64 b, i64 e, int) {
           for (i64 i = b; i < e; i++) o[i] = (float)acc[i];
         });
       } else {
-        scatter_typed<float, float>(src, axis, idx, o, oshape);
+        scatter_typed<float, float>(src, axis, idx, o, oshape, shared);
       }
       break;
     }
-    case I32: scatter_typed<int32_t, uint32_t>(src, axis, idx, static_cast<uint32_t*>(out.data), oshape); break;
-    default: scatter_typed<uint8_t, uint8_t>(src, axis, idx, static_cast<uint8_t*>(out.data), oshape); break;
+    case I32: scatter_typed<int32_t, uint32_t>(src, axis, idx, static_cast<uint32_t*>(out.data), oshape, shared); break;
+    default: scatter_typed<uint8_t, uint8_t>(src, axis, idx, static_cast<uint8_t*>(out.data), oshape, shared); break;
   }
   return nullptr;
 }
 
 }  // namespace
 
-Err gather(const View& x, int axis, const View& idx, const Out& out) { return gather_impl(x, axis, idx, out); }
-Err scatter_add(const View& src, int axis, const View& idx, const Out& out, const int64_t* shape) {
-  return scatter_impl(src, axis, idx, out, shape);
+Err gather(const View& x, int axis, const View& idx, const Out& out, int shared) {
+  return gather_impl(x, axis, idx, out, shared != 0);
+}
+Err scatter_add(const View& src, int axis, const View& idx, const Out& out, const int64_t* shape, int shared) {
+  return scatter_impl(src, axis, idx, out, shape, shared != 0);
 }
 
 }  // namespace CR_ISA_NS
