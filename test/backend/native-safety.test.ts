@@ -93,6 +93,47 @@ test("conv2d with no input channel or a 0x0 kernel gives the bias (was 'out of m
   }
 });
 
+test("conv2d with NaN / Inf weights and empty planes: native follows js and PyTorch (item 12)", {
+  skip: !N,
+}, () => {
+  // The input gradient sums only taps that meet real dy positions: w = [1, Inf] gives dx[0] = 1 (PyTorch 1.13:
+  // [1, inf, inf, inf]); native's direct pass used to multiply dy's padding zeros by Inf (NaN).
+  const n1 = onBoth(() => {
+    const x = tensor([[[[1, 2, 3, 4]]]], { requiresGrad: true });
+    const w = tensor([[[[1, Number.POSITIVE_INFINITY]]]], { requiresGrad: true });
+    conv2d(x, w).sum().backward();
+    return x.grad!.dataSync();
+  });
+  assert.deepEqual(Array.from(n1.native), [1, Infinity, Infinity, Infinity]);
+  // An empty image with padding: every output is padding zeros times the weight, NaN for a NaN weight.
+  const n2 = onBoth(() => {
+    const x = tensor(new Float32Array(0), { shape: [1, 1, 0, 2] });
+    return conv2d(x, tensor([[[[Number.NaN]]]]), tensor([0.5]), { padding: 1 }).dataSync();
+  });
+  assertClose(n2.native, n2.js, F32, "empty plane, padding 1, NaN weight");
+  assert.ok(Number.isNaN(n2.native[0]));
+  // both adjoints with non-finite weights or cotangents, several strides / paddings / dilations
+  for (const [stride, padding, dilation] of [
+    [1, 0, 1],
+    [1, 1, 1],
+    [1, 2, 2],
+    [2, 1, 1],
+  ]) {
+    const r = onBoth(() => {
+      const x = tensor(seq(2 * 2 * 5 * 6), { shape: [2, 2, 5, 6], requiresGrad: true });
+      const wv = seq(3 * 2 * 3 * 2);
+      wv[4] = Number.POSITIVE_INFINITY;
+      wv[7] = Number.NaN;
+      const w = tensor(wv, { shape: [3, 2, 3, 2], requiresGrad: true });
+      const y = conv2d(x, w, null, { stride, padding, dilation });
+      y.backward(tensor(seq(y.size), { shape: y.shape }));
+      return [y.dataSync(), x.grad!.dataSync(), w.grad!.dataSync()];
+    });
+    for (let i = 0; i < 3; i++)
+      assertClose(r.native[i], r.js[i], F32, `stride ${stride} padding ${padding} #${i}`);
+  }
+});
+
 // ---------------------------------------------------------------------------------------------------------
 const view = (data: TypedArray, shape: number[], strides?: number[], offset = 0): View => {
   const st = strides ?? shape.map((_, d) => shape.slice(d + 1).reduce((a, b) => a * b, 1));

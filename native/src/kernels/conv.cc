@@ -291,6 +291,21 @@ void col2im(const T* cols, T* dx, const Geo& g) {
       }
 }
 
+// Whether every element of the 4-d view w is finite (a pass over the filter, small next to the convolution).
+template <class T>
+bool all_finite(const View& w) {
+  const T* p = static_cast<const T*>(w.data) + w.offset;
+  const i64* s = w.strides;
+  T acc = 0;  // x * 0 is 0 for finite x and NaN for Inf / NaN
+  for (i64 a = 0; a < w.shape[0]; a++)
+    for (i64 b = 0; b < w.shape[1]; b++)
+      for (i64 c = 0; c < w.shape[2]; c++) {
+        const T* row = p + a * s[0] + b * s[1] + c * s[2];
+        for (i64 d = 0; d < w.shape[3]; d++) acc += row[d * s[3]] * T(0);
+      }
+  return acc == acc;
+}
+
 template <class T>
 bool conv_back_input(const View& dy, const View& w, T* out, const Geo& g) {
   const T* dp = static_cast<const T*>(dy.data) + dy.offset;
@@ -299,8 +314,11 @@ bool conv_back_input(const View& dy, const View& w, T* out, const Geo& g) {
   if (!wm.p) return false;
   // Unit stride: dx is a unit-stride convolution of dy, padded by d(K-1) - p, with the filter flipped in
   // space and its channel axes swapped: w'[c, o, kh, kw] = w[o, c, KH-1-kh, KW-1-kw].
+  // That pass multiplies the filter by dy's padding zeros too, which turns an infinite or NaN weight into NaN
+  // where PyTorch (and js) add nothing: the input gradient only sums taps that meet real dy positions. So
+  // filters with a non-finite weight take the GEMM + col2im path below, which never touches padding.
   const i64 ph2 = g.dh * (g.KH - 1) - g.ph, pw2 = g.dw * (g.KW - 1) - g.pw;
-  if (g.sh == 1 && g.sw == 1 && ph2 >= 0 && pw2 >= 0) {
+  if (g.sh == 1 && g.sw == 1 && ph2 >= 0 && pw2 >= 0 && all_finite<T>(w)) {
     const DGeo d = dgeo<T>(g.Og, g.OH, g.OW, g.Cg, g.KH, g.KW, ph2, pw2, g.dh, g.dw, g.H, g.W);
     const i64 KK = g.KH * g.KW;
     return direct_pass<T>(dp, ds, g.N, g.G, d, out, g.C, [&](i64 gi, i64 c, i64 k) {
@@ -454,12 +472,13 @@ Err conv_impl(int kind, const View& p, const View& q, const Out& out, const int6
   const i64 osize = shape[0] * shape[1] * shape[2] * shape[3];
   if (osize == 0) return nullptr;
   // Empty sums: no input channel or tap (forward), no output channel, tap or output position (input gradient),
-  // no image or output position (weight gradient), or an input plane with no element (only padding reaches
-  // the taps). The result is then zeros, plus the epilogue for the forward pass, as in the js backend; the
-  // blocked kernels below divide by these extents (image chunks, tiles) and must not see them.
-  const bool empty = kind == 0   ? g.Cg * g.KH * g.KW == 0 || g.H * g.W == 0
+  // no image or output position (weight gradient). The result is then zeros, plus the epilogue for the
+  // forward pass, as in the js backend; the blocked kernels below divide by these extents (image chunks,
+  // tiles) and must not see them. (An input plane with no element but padding is not empty: its padding
+  // zeros still multiply the weights, so a NaN or infinite weight gives NaN, as in PyTorch and js.)
+  const bool empty = kind == 0   ? g.Cg * g.KH * g.KW == 0
                      : kind == 1 ? g.Og * g.KH * g.KW == 0 || g.OH * g.OW == 0
-                                 : g.N == 0 || g.OH * g.OW == 0 || g.H * g.W == 0;
+                                 : g.N == 0 || g.OH * g.OW == 0;
   if (empty) {
     std::memset(out.data, 0, (size_t)osize * (out.dtype == F64 ? 8 : out.dtype == BOOL ? 1 : 4));
     if (out.dtype == F32) conv_empty_epilogue<float>(static_cast<float*>(out.data), g, bias, act);
