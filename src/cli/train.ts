@@ -15,6 +15,7 @@
  */
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
+import { nativeInfo } from "../backend/native/index.ts";
 import { getBackend, setBackend } from "../backend/registry.ts";
 import { DataLoader } from "../data/dataloader.ts";
 import { TensorDataset } from "../data/dataset.ts";
@@ -254,6 +255,10 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
   async function trainIn(): Promise<TrainResult> {
     const params = countParameters(net);
     const backendName = getBackend().name;
+    // the native kernels' thread count ($CHAINRULE_NUM_THREADS or --threads), shown with the backend
+    const threads = backendName === "native" ? nativeInfo().threads : 0;
+    const backendDesc =
+      threads > 0 ? `${backendName} (${threads} thread${threads === 1 ? "" : "s"})` : backendName;
 
     const metricsFile = (
       status: MetricsFile["status"],
@@ -314,7 +319,7 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
     const sizes = `${data.train.x.shape[0]} train / ${data.val?.x.shape[0] ?? 0} val / ${data.test.x.shape[0]} test`;
     say(
       `${saved === null ? "training" : `resuming at epoch ${pos.epoch + 1}, step ${pos.step}:`} ${spec.name} (${params.toLocaleString("en-US")} parameters) on ${config.data} (${sizes}), ` +
-        `${config.optimizer} lr ${config.lr} ${config.schedule === "none" ? "constant" : config.schedule}, batch ${config.batchSize}, ${config.epochs} epoch${config.epochs === 1 ? "" : "s"}, seed ${config.seed}, backend ${backendName}`,
+        `${config.optimizer} lr ${config.lr} ${config.schedule === "none" ? "constant" : config.schedule}, batch ${config.batchSize}, ${config.epochs} epoch${config.epochs === 1 ? "" : "s"}, seed ${config.seed}, backend ${backendDesc}`,
     );
     say(`output: ${resolve(outDir)}`);
     if (pos.epoch < config.epochs) say(epochHeader());

@@ -230,6 +230,31 @@ test("--threads sets the native backend's thread count (over any earlier setting
   }
 });
 
+test("the command honours $CHAINRULE_NUM_THREADS, and --threads overrides it", () => {
+  const cli = (args: string[]) =>
+    spawnSync(
+      process.execPath,
+      [
+        ...["--import", "tsx", "--input-type=module", "-e"],
+        'import { main } from "./src/cli/main.ts"; process.exitCode = await main(process.argv.slice(1));',
+        "--",
+        ...["train", "--backend", "native", "--limit", "100", "--epochs", "1", "--hidden", "8", "--no-plots"],
+        ...args,
+      ],
+      {
+        cwd: new URL("../..", import.meta.url),
+        encoding: "utf8",
+        env: { ...process.env, CHAINRULE_NUM_THREADS: "3" },
+      },
+    );
+  const byEnv = cli(["--out", join(tmp("env"), "o")]);
+  assert.equal(byEnv.status, 0, byEnv.stderr);
+  assert.match(byEnv.stdout, /backend native \(3 threads\)/);
+  const byFlag = cli(["--threads", "1", "--out", join(tmp("flag"), "o")]);
+  assert.equal(byFlag.status, 0, byFlag.stderr);
+  assert.match(byFlag.stdout, /backend native \(1 thread\)/);
+});
+
 test("a model file whose spec asks for huge layers is refused from its header, before anything is built", () => {
   const dir = tmp("huge");
   const src = join(runDir, "model.safetensors");
