@@ -9,9 +9,9 @@
 //
 // Every view is bounds-checked against its typed array before a kernel runs, so a wrong shape from
 // JavaScript raises an exception instead of reading out of bounds. The backend object is public, so nothing
-// read from the meta buffer is trusted: every count must be an integer of magnitude below 2^53 (the largest a
-// double carries exactly, and what JavaScript can describe), every view's element count (of its non-zero
-// extents, so that any partial product a kernel forms fits too) at most kMaxElements, spans are computed in
+// read from the meta buffer is trusted: every number must be an integer of magnitude below 2^53 (the largest a
+// double carries exactly), every view's element count (of its non-zero extents, so that any partial product a
+// kernel forms fits too) at most kMaxElements = 2^48 (MAX_NUMEL of src/shape.ts), spans are computed in
 // 128 bits, and indices handed to gather / scatterAdd are checked in one pass before the kernel runs.
 //
 // Threads: every JavaScript thread (the main thread and each worker_thread) calls into the same process-global
@@ -52,10 +52,12 @@ const Kernels* g_kernels = nullptr;
 // Serialises kernel calls (and thread-count / ISA changes) between JavaScript threads; see the header.
 std::mutex g_call_mu;
 
-// The largest element count (and integer) the addon accepts: 2^53 - 1, JavaScript's Number.MAX_SAFE_INTEGER.
-// Larger counts cannot reach a real buffer (only broadcast views could describe them) and would overflow the
-// 64-bit products and loop bounds of the kernels.
-constexpr int64_t kMaxElements = (int64_t(1) << 53) - 1;
+// The largest integer the meta buffer may carry: 2^53 - 1, JavaScript's Number.MAX_SAFE_INTEGER.
+constexpr int64_t kMaxInt = (int64_t(1) << 53) - 1;
+// The largest element count of any view or output: 2^48, the library's limit for any tensor or view (MAX_NUMEL
+// in src/shape.ts). Larger counts cannot reach a real buffer (only broadcast views describe them); they would
+// overflow the kernels' 64-bit products (2^32 x 2^32 wrapped to 0) or loop for days.
+constexpr int64_t kMaxElements = int64_t(1) << 48;
 // Bound on strides, paddings, dilations and kernel extents of conv2d / pooling.
 constexpr int64_t kMaxParam = int64_t(1) << 31;
 
@@ -114,7 +116,7 @@ struct Call {
   int64_t inum(const char* what) {
     const double v = num();
     // (the range test first makes the cast defined; the cast back tests integrality without a libm call)
-    if (!(v >= -(double)kMaxElements && v <= (double)kMaxElements) || (double)(int64_t)v != v) {
+    if (!(v >= -(double)kMaxInt && v <= (double)kMaxInt) || (double)(int64_t)v != v) {
       fail("%s must be an integer of magnitude below 2^53, got %g", what, v);
       return 0;
     }
@@ -132,7 +134,7 @@ struct Call {
   int64_t mul(int64_t a, int64_t b, const char* what) {
     const __int128 p = (__int128)a * b;
     if (p > kMaxElements) {
-      fail("%s has more than 2^53 - 1 elements", what);
+      fail("%s has more than 2^48 elements (the limit for any tensor or view)", what);
       return 0;
     }
     return (int64_t)p;
@@ -431,7 +433,7 @@ napi_value Conv2d(napi_env env, napi_callback_info info) {
     shape[i] = c.inum_in("an output dimension", 0, kMaxElements);
     need = c.mul(need, shape[i], "the output");
   }
-  // Bounds on the parameters keep every index product of the kernels inside int64 (2^31 * 2^53 < 2^85 is
+  // Bounds on the parameters keep every index product of the kernels inside int64 (2^31 * 2^48 < 2^80 is
   // formed only in 128 bits, see conv_impl); meaningful values are far smaller.
   ConvParams cp;
   cp.sh = c.inum_in("stride", 1, kMaxParam), cp.sw = c.inum_in("stride", 1, kMaxParam);

@@ -461,14 +461,14 @@ Err conv_impl(int kind, const View& p, const View& q, const Out& out, const int6
   if ((bias || act >= 0) && out.dtype != F32 && out.dtype != F64) return "conv2d: the epilogue needs float operands";
   if (g.dh < 1 || g.dw < 1 || g.ph < 0 || g.pw < 0) return "conv2d: invalid dilation or padding";
   // The output extents must be those the input, kernel and parameters give (the kernels derive every input
-  // position from them), and the padded input plane must be addressable. Computed in 128 bits: extents reach
-  // 2^53 and parameters 2^31 (checked by the N-API layer).
+  // position from them), and the padded input planes stay within the element limit. Computed in 128 bits:
+  // extents reach 2^48 and parameters 2^31 (checked by the N-API layer).
   const __int128 eh = (__int128)g.H + 2 * (__int128)g.ph - (__int128)g.dh * (g.KH - 1) - 1;
   const __int128 ew = (__int128)g.W + 2 * (__int128)g.pw - (__int128)g.dw * (g.KW - 1) - 1;
   if ((__int128)g.OH != (eh >= 0 ? eh / g.sh + 1 : 0) || (__int128)g.OW != (ew >= 0 ? ew / g.sw + 1 : 0))
     return "conv2d: the output extents do not match the input, kernel, stride, padding and dilation";
   const __int128 padded = ((__int128)g.H + 2 * g.ph) * ((__int128)g.W + 2 * g.pw);
-  if (padded * (g.Cg > 0 ? g.Cg : 1) > ((__int128)1 << 53)) return "conv2d: the padded input is too large";
+  if (padded * (g.Cg > 0 ? g.Cg : 1) > ((__int128)1 << 48)) return "conv2d: the padded input has more than 2^48 elements";
   const i64 osize = shape[0] * shape[1] * shape[2] * shape[3];
   if (osize == 0) return nullptr;
   // Empty sums: no input channel or tap (forward), no output channel, tap or output position (input gradient),
