@@ -406,3 +406,65 @@ test("specWeightShapes gives exactly the state-dict shapes of the built mlp and 
   }
   assert.equal(specWeightShapes({ ...base, name: "resnet" }), null);
 });
+
+test("metadata fuzzer: random edits of a saved model's spec and classes load correctly or fail naming the file", () => {
+  const dir = tmp("specfuzz");
+  const src = join(runDir, "model.safetensors");
+  const orig = parseSafetensors(readFileSync(src));
+  const spec = JSON.parse(orig.metadata["chainrule.model"]) as Record<string, unknown>;
+  let s = 12345;
+  const rand = () => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return s / 2 ** 32;
+  };
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
+  const values: unknown[] = [
+    null,
+    true,
+    "mlp",
+    "resnet",
+    "cnn",
+    0,
+    -1,
+    0.5,
+    1.5,
+    10,
+    2 ** 31,
+    2 ** 53,
+    1e308,
+    [],
+    [16],
+    [16, 16],
+    [3000000],
+    [1, 28, 28],
+    [3, 28, 28],
+    [1, 2, 2],
+    [0, 28, 28],
+    ["1", 28, 28],
+    {},
+    "x",
+  ];
+  let loaded = 0;
+  for (let it = 0; it < 150; it++) {
+    const edited: Record<string, unknown> = { ...spec };
+    for (let k = 1 + Math.floor(rand() * 2); k > 0; k--) {
+      const key = pick([...Object.keys(spec), "extra"]);
+      if (rand() < 0.15) delete edited[key];
+      else edited[key] = pick(values);
+    }
+    const meta: Record<string, string> = { ...orig.metadata, "chainrule.model": JSON.stringify(edited) };
+    if (rand() < 0.2) meta["chainrule.classes"] = JSON.stringify(pick(values));
+    const file = join(dir, `m${it}.safetensors`);
+    writeFileSync(file, serializeSafetensors(orig.tensors, meta));
+    try {
+      const m = loadModel(file);
+      assert.equal(m.spec.numClasses, 10, `iteration ${it}`);
+      loaded++;
+    } catch (e) {
+      if (!(e instanceof FormatError) || !e.message.includes(file)) {
+        assert.fail(`iteration ${it} ${JSON.stringify(edited)}: ${String(e)}`);
+      }
+    }
+  }
+  assert.ok(loaded > 5, `loaded ${loaded}`);
+});
