@@ -12,6 +12,12 @@
  *
  * The loop yields to the event loop after every step (one setImmediate) so that signals are delivered while a
  * long synchronous computation is running.
+ *
+ * Files: a run writes only into its output directory (`out`, or when resuming without `--out` the directory
+ * holding the checkpoint, never a directory named inside a checkpoint), holds a lock file there while it runs
+ * (outdir.ts), and writes each output atomically and durably: checkpoint first (what --resume trusts), then the
+ * model, metrics.json last, so metrics never describe a state the other files do not hold. A non-finite loss
+ * stops the run with a DivergedError before anything is saved from the diverged state.
  */
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -291,7 +297,7 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
         [MODEL_META.data]: config.data,
         format: "pt",
       });
-    /** Write the checkpoint, the model and metrics.json; returns the metrics written. */
+    /** Write the checkpoint, the model and metrics.json (in this order: metrics last); returns the metrics. */
     const saveState = (status: MetricsFile["status"], test: TestMetrics | null = null): MetricsFile => {
       const extra: CheckpointExtra = {
         config,
