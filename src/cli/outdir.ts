@@ -71,7 +71,7 @@ export function lockOutDir(dir: string, outputs: readonly string[]): OutDirLock 
     if (owner !== null && alive(owner)) {
       const who = owner === process.pid ? "this process" : `process ${owner}`;
       throw new OutDirLockedError(
-        `--out ${dir}: another chainrule train run (${who}) is writing to this directory (lock file ${path}); wait for it to finish, or choose another --out`,
+        `--out ${dir}: another chainrule train run (${who}) is writing to this directory (lock file ${path}); wait for it to finish or choose another --out (if no such run exists, delete the lock file)`,
       );
     }
     // stale: its owner is gone. Re-read just before removing, so a lock another process has just taken over
