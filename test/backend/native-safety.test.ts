@@ -293,6 +293,19 @@ test("non-integer, NaN and out-of-range numbers in a call are rejected", { skip:
   ];
   for (const [x, re] of bad) assert.throws(() => B.unary("neg", x, o), re, JSON.stringify(x.shape));
   assert.throws(() => B.unary("neg", view(d, [12]), new Float32Array(11)), /output buffer is too small/);
+  // a Uint8Array dressed up as a Float64Array (prototype changed) is still 16 bytes, never 16 float64 reads /
+  // writes: inside a larger buffer, the bytes after it must stay untouched
+  const backing = new Uint8Array(64).fill(7);
+  const fake = backing.subarray(0, 16);
+  Object.setPrototypeOf(fake, Float64Array.prototype);
+  const src = new Uint8Array(16);
+  Object.setPrototypeOf(src, Float64Array.prototype);
+  try {
+    B.copy(view(src, [16]), view(fake, [16]));
+  } catch {
+    // rejecting the call is fine too
+  }
+  assert.deepEqual(Array.from(backing.subarray(16)), new Array(48).fill(7));
   // an empty reduced axis still writes every kept element: the output size is the kept extents' product
   // (it was the element count divided by the reduced extents, 0 here, and 3 elements went past the array)
   const e = view(new Float32Array(0), [3, 0]);

@@ -44,11 +44,23 @@ function allocNative(dtype: DType, size: number, uninitialized = false): TypedAr
 export const MAX_RANK = 32;
 
 /**
+ * The getter of %TypedArray%.prototype[Symbol.toStringTag]: a typed array's internal type name, which (unlike
+ * instanceof, constructor or BYTES_PER_ELEMENT) a changed prototype cannot fake; undefined for anything else.
+ */
+const typedArrayName = Object.getOwnPropertyDescriptor(
+  Object.getPrototypeOf(Int8Array.prototype),
+  Symbol.toStringTag,
+)?.get;
+
+/**
  * dtype code of a typed array (enum DType in common.h). Anything that is not one of the three wider types
- * reads as bool (bytes), so a code never claims more bytes per element than the array has.
+ * reads as bool (bytes), so a code never claims more bytes per element than the array has: the addon reads
+ * and writes `length` elements of the coded width, so a Uint8Array passed off as a Float64Array (by
+ * Object.setPrototypeOf) must not get code 1.
  */
 function code(a: TypedArray): number {
-  return a instanceof Float32Array ? 0 : a instanceof Float64Array ? 1 : a instanceof Int32Array ? 2 : 3;
+  const name: unknown = typedArrayName?.call(a);
+  return name === "Float32Array" ? 0 : name === "Float64Array" ? 1 : name === "Int32Array" ? 2 : 3;
 }
 
 /**
