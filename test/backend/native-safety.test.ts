@@ -306,6 +306,23 @@ test("non-integer, NaN and out-of-range numbers in a call are rejected", { skip:
     // rejecting the call is fine too
   }
   assert.deepEqual(Array.from(backing.subarray(16)), new Array(48).fill(7));
+  // a view whose `data` getter answers a Float64Array when its type is coded and a Uint8Array afterwards
+  let reads = 0;
+  const small = new Uint8Array(64).fill(7);
+  const twoFaced = {
+    get data(): TypedArray {
+      return reads++ === 0 ? new Float64Array(16) : small.subarray(0, 16);
+    },
+    shape: [16],
+    strides: [1],
+    offset: 0,
+  };
+  try {
+    B.copy(view(new Float64Array(16).fill(1), [16]), twoFaced);
+  } catch {
+    // rejecting the call is fine too
+  }
+  assert.deepEqual(Array.from(small.subarray(16)), new Array(48).fill(7));
   // an empty reduced axis still writes every kept element: the output size is the kept extents' product
   // (it was the element count divided by the reduced extents, 0 here, and 3 elements went past the array)
   const e = view(new Float32Array(0), [3, 0]);

@@ -74,16 +74,20 @@ export function createNativeBackend(addon: NativeAddon): Backend {
 
   // Meta layout (read in this order by native/src/addon.cc): each view as dtype code, offset, rank, shape,
   // strides; then the op's numbers; the output's dtype code last.
-  function put(v: View): void {
+  // Returns the array it coded, which the caller must pass to the addon: reading `v.data` again could give
+  // another array (a getter) than the one whose type the code describes.
+  function put(v: View): TypedArray {
     const nd = v.shape.length;
     if (nd > MAX_RANK) {
       throw new RangeError(`native backend: rank ${nd} exceeds the supported maximum of ${MAX_RANK}`);
     }
-    meta[p++] = code(v.data);
+    const data = v.data;
+    meta[p++] = code(data);
     meta[p++] = v.offset;
     meta[p++] = nd;
     for (let i = 0; i < nd; i++) meta[p++] = v.shape[i];
     for (let i = 0; i < nd; i++) meta[p++] = v.strides[i];
+    return data;
   }
 
   function putShape(s: readonly number[]): void {
@@ -119,15 +123,15 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     ep?: ConvEpilogue,
   ): void {
     p = 0;
-    put(a);
-    put(b);
+    const aD = put(a);
+    const bD = put(b);
     putShape(s);
     putConv(c);
     const bias = ep?.bias ?? null;
-    if (bias !== null) put(bias);
+    const biasD = bias === null ? null : put(bias);
     meta[p++] = ep?.act ? ACTIVATIONS.indexOf(ep.act) : -1;
     meta[p++] = code(out);
-    addon.conv2d(kind, a.data, b.data, out, bias === null ? null : bias.data);
+    addon.conv2d(kind, aD, bD, out, biasD);
   }
 
   function pool(
@@ -138,11 +142,11 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     c: Pool2dParams,
   ): void {
     p = 0;
-    put(x);
+    const xD = put(x);
     putShape(s);
     putPool(c);
     meta[p++] = code(out);
-    addon.pool2d(kind, x.data, out);
+    addon.pool2d(kind, xD, out);
   }
 
   return {
@@ -150,66 +154,66 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     alloc: allocNative,
     unary(op, x, out) {
       p = 0;
-      put(x);
+      const xD = put(x);
       meta[p++] = code(out);
-      addon.unary(UNARY_CODE[op], x.data, out);
+      addon.unary(UNARY_CODE[op], xD, out);
     },
     binary(op, a, b, out) {
       p = 0;
-      put(a);
-      put(b);
+      const aD = put(a);
+      const bD = put(b);
       meta[p++] = code(out);
-      addon.binary(BINARY_CODE[op], a.data, b.data, out);
+      addon.binary(BINARY_CODE[op], aD, bD, out);
     },
     where(cond, a, b, out) {
       p = 0;
-      put(cond);
-      put(a);
-      put(b);
+      const condD = put(cond);
+      const aD = put(a);
+      const bD = put(b);
       meta[p++] = code(out);
-      addon.where(cond.data, a.data, b.data, out);
+      addon.where(condD, aD, bD, out);
     },
     cast(x, out) {
       p = 0;
-      put(x);
+      const xD = put(x);
       meta[p++] = code(out);
-      addon.cast(x.data, out);
+      addon.cast(xD, out);
     },
     copy(src, dst) {
       p = 0;
-      put(src);
-      put(dst);
-      addon.copy(src.data, dst.data);
+      const srcD = put(src);
+      const dstD = put(dst);
+      addon.copy(srcD, dstD);
     },
     reduce(op, x, axes, out) {
       p = 0;
-      put(x);
+      const xD = put(x);
       meta[p++] = axes.length;
       for (let i = 0; i < axes.length; i++) meta[p++] = axes[i];
       meta[p++] = code(out);
-      addon.reduce(REDUCE_CODE[op], x.data, out);
+      addon.reduce(REDUCE_CODE[op], xD, out);
     },
     argReduce(op, x, axis, out) {
       p = 0;
-      put(x);
+      const xD = put(x);
       meta[p++] = axis;
       meta[p++] = code(out);
-      addon.argReduce(op === "argmin" ? 1 : 0, x.data, out);
+      addon.argReduce(op === "argmin" ? 1 : 0, xD, out);
     },
     cumsum(x, axis, reverse, out) {
       p = 0;
-      put(x);
+      const xD = put(x);
       meta[p++] = axis;
       meta[p++] = reverse ? 1 : 0;
       meta[p++] = code(out);
-      addon.cumsum(x.data, out);
+      addon.cumsum(xD, out);
     },
     dot(a, b, out) {
       p = 0;
-      put(a);
-      put(b);
+      const aD = put(a);
+      const bD = put(b);
       meta[p++] = code(out);
-      addon.dot(a.data, b.data, out);
+      addon.dot(aD, bD, out);
     },
     conv2d(x, w, out, outShape, params, epilogue) {
       conv(CONV_FORWARD, x, w, out, outShape, params, epilogue);
@@ -234,11 +238,11 @@ export function createNativeBackend(addon: NativeAddon): Backend {
         );
       }
       p = 0;
-      put(x);
-      put(dy);
+      const xD = put(x);
+      const dyD = put(dy);
       putPool(params);
       meta[p++] = code(out);
-      addon.maxPool2dBackward(x.data, dy.data, out);
+      addon.maxPool2dBackward(xD, dyD, out);
     },
     avgPool2d(x, out, outShape, params) {
       pool(POOL_AVG, x, out, outShape, params);
@@ -248,15 +252,15 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     },
     gather(x, axis, idx, out) {
       p = 0;
-      put(x);
-      put(idx);
+      const xD = put(x);
+      const idxD = put(idx);
       meta[p++] = axis;
       meta[p++] = code(out);
-      addon.gather(x.data, idx.data, out);
+      addon.gather(xD, idxD, out);
     },
     adamUpdate(param, g, m, v, vmax, h) {
       p = 0;
-      put(g);
+      const gD = put(g);
       meta[p++] = h.lr;
       meta[p++] = h.beta1;
       meta[p++] = h.beta2;
@@ -270,45 +274,45 @@ export function createNativeBackend(addon: NativeAddon): Backend {
       meta[p++] = code(m);
       meta[p++] = code(v);
       if (vmax !== null) meta[p++] = code(vmax);
-      addon.adamUpdate(param, g.data, m, v, vmax);
+      addon.adamUpdate(param, gD, m, v, vmax);
     },
     biasAct(act, x, b, out) {
       p = 0;
-      put(x);
-      if (b !== null) put(b);
+      const xD = put(x);
+      const bD = b === null ? null : put(b);
       meta[p++] = code(out);
-      addon.activation(0, ACTIVATIONS.indexOf(act), x.data, b === null ? null : b.data, out);
+      addon.activation(0, ACTIVATIONS.indexOf(act), xD, bD, out);
     },
     actGrad(act, y, ct, out) {
       p = 0;
-      put(y);
-      put(ct);
+      const yD = put(y);
+      const ctD = put(ct);
       meta[p++] = code(out);
-      addon.activation(1, ACTIVATIONS.indexOf(act), y.data, ct.data, out);
+      addon.activation(1, ACTIVATIONS.indexOf(act), yD, ctD, out);
     },
     scatterAdd(src, axis, idx, out, outShape) {
       p = 0;
-      put(src);
-      put(idx);
+      const srcD = put(src);
+      const idxD = put(idx);
       meta[p++] = axis;
       putShape(outShape);
       meta[p++] = code(out);
-      addon.scatterAdd(src.data, idx.data, out);
+      addon.scatterAdd(srcD, idxD, out);
     },
     softmax(x, axis, log, out) {
       p = 0;
-      put(x);
+      const xD = put(x);
       meta[p++] = axis;
       meta[p++] = code(out);
-      addon.softmax(log ? 1 : 0, x.data, out);
+      addon.softmax(log ? 1 : 0, xD, out);
     },
     softmaxBackward(y, ct, axis, log, out) {
       p = 0;
-      put(y);
-      put(ct);
+      const yD = put(y);
+      const ctD = put(ct);
       meta[p++] = axis;
       meta[p++] = code(out);
-      addon.softmaxBackward(log ? 1 : 0, y.data, ct.data, out);
+      addon.softmaxBackward(log ? 1 : 0, yD, ctD, out);
     },
   };
 }
