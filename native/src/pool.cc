@@ -256,11 +256,9 @@ void pool_run(int64_t n, int64_t grain, TaskFn fn, void* ctx) {
     fn(ctx, 0, n, t_tid);
     return;
   }
-  std::unique_lock<std::mutex> run_lock(p.run_mu, std::try_to_lock);
-  if (!run_lock.owns_lock()) {  // another JS thread is using the pool: run serially
-    fn(ctx, 0, n, 0);
-    return;
-  }
+  // Uncontended: addon.cc lets one kernel call at a time run. (Running serially here when another JavaScript
+  // thread held the pool, as this once did, shared that thread's scratch buffers, id 0, with it.)
+  std::lock_guard<std::mutex> run_lock(p.run_mu);
   p.run(n, grain, fn, ctx);
 }
 

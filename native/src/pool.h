@@ -29,7 +29,8 @@ int pool_tid();
 
 // A 64-byte aligned buffer of at least `bytes` bytes owned by thread `tid`, one per `slot` (0..7). It stays
 // valid until the next call with the same (tid, slot). Contents are unspecified. Returns nullptr if memory
-// is exhausted, and remembers the failure for scratch_failed().
+// is exhausted, and remembers the failure for scratch_failed(). Every JavaScript thread calling a kernel is
+// tid 0, so the buffers are only safe because addon.cc runs one kernel call at a time (g_call_mu).
 void* scratch(int tid, int slot, size_t bytes);
 
 // Whether a scratch allocation failed since the last call (the kernel's result is then invalid and the
