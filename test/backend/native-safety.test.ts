@@ -347,6 +347,28 @@ test("non-integer, NaN and out-of-range numbers in a call are rejected", { skip:
   assert.throws(() => B.conv2d(x4, w4, y, [2, 4, 2, 2], { ...p, dilation: [1, 0] }), /dilation must be in/);
   assert.throws(() => B.conv2d(x4, w4, y, [2, 4, 2, 2], { ...p, padding: [-1, 0] }), /padding must be in/);
   assert.throws(() => B.conv2d(x4, w4, y, [2, 4, 2, 2], { ...p, groups: 0 }), /groups must be in/);
+  // A dilated 2x2 filter with a large padding pads dy by 2^30 on each side for the unit-stride input-gradient
+  // pass (2^62 elements: its buffer size wrapped); the result is the js one (no tap reaches dx: zeros).
+  const big = {
+    stride: [1, 1],
+    padding: [2 ** 30, 2 ** 30],
+    dilation: [2 ** 31, 2 ** 31],
+    groups: 1,
+  } as const;
+  const dxN = new Float32Array(1);
+  const dxJ = new Float32Array(1);
+  const one = view(new Float32Array([3]), [1, 1, 1, 1]);
+  const w22 = view(new Float32Array([1, 2, 3, 4]), [1, 1, 2, 2]);
+  B.conv2dBackInput(one, w22, dxN, [1, 1, 1, 1], big);
+  J.conv2dBackInput(one, w22, dxJ, [1, 1, 1, 1], big);
+  assert.deepEqual(dxN, dxJ);
+  // broadcast dy and filter of 2^48 elements each: the column buffer (2^96 elements) is refused, not wrapped
+  const bw = view(new Float32Array([1]), [1, 1, 2 ** 24, 2 ** 24], [0, 0, 0, 0]);
+  const bp = { stride: [1, 1], padding: [2 ** 24 - 1, 2 ** 24 - 1], dilation: [1, 1], groups: 1 } as const;
+  assert.throws(
+    () => B.conv2dBackInput(bw, bw, new Float32Array(1), [1, 1, 1, 1], bp),
+    /out of memory|2\^48/,
+  );
   // an output shape that is not the convolution's (the kernels derive input positions from it)
   assert.throws(() => B.conv2d(x4, w4, new Float32Array(64), [2, 4, 3, 2], p), /output extents do not match/);
   assert.throws(

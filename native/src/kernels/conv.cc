@@ -317,8 +317,12 @@ bool conv_back_input(const View& dy, const View& w, T* out, const Geo& g) {
   // That pass multiplies the filter by dy's padding zeros too, which turns an infinite or NaN weight into NaN
   // where PyTorch (and js) add nothing: the input gradient only sums taps that meet real dy positions. So
   // filters with a non-finite weight take the GEMM + col2im path below, which never touches padding.
+  // The padded dy planes must also stay within the element limit (a dilated filter with a large padding
+  // pads dy by up to 2^32 on each side even when dy and dx are small); otherwise the GEMM path runs.
   const i64 ph2 = g.dh * (g.KH - 1) - g.ph, pw2 = g.dw * (g.KW - 1) - g.pw;
-  if (g.sh == 1 && g.sw == 1 && ph2 >= 0 && pw2 >= 0 && all_finite<T>(w)) {
+  const bool fits = (__int128)(g.Og + 1) * ((__int128)g.OH + 2 * ph2 + 1) * ((__int128)g.OW + 2 * pw2 + 1) <=
+                    ((__int128)1 << 48);
+  if (g.sh == 1 && g.sw == 1 && ph2 >= 0 && pw2 >= 0 && fits && all_finite<T>(w)) {
     const DGeo d = dgeo<T>(g.Og, g.OH, g.OW, g.Cg, g.KH, g.KW, ph2, pw2, g.dh, g.dw, g.H, g.W);
     const i64 KK = g.KH * g.KW;
     return direct_pass<T>(dp, ds, g.N, g.G, d, out, g.C, [&](i64 gi, i64 c, i64 k) {
@@ -327,6 +331,7 @@ bool conv_back_input(const View& dy, const View& w, T* out, const Geo& g) {
     });
   }
   const i64 CKK = g.Cg * g.KH * g.KW, P = g.OH * g.OW, HW = g.H * g.W;
+  if ((__int128)CKK * P > ((__int128)1 << 48)) return false;  // its column buffer; reported as out of memory
   // dy[n, o] as a matrix row needs (oh, ow) to merge into one stride; otherwise go through a copy.
   const bool merged = g.OH == 1 || ds[2] == g.OW * ds[3];
   const i64 tasks = g.N * g.G;
@@ -451,7 +456,7 @@ Err conv_impl(int kind, const View& p, const View& q, const Out& out, const int6
   g.OH = ys[2], g.OW = ys[3];
   g.G = cp.groups;
   g.sh = cp.sh, g.sw = cp.sw, g.ph = cp.ph, g.pw = cp.pw, g.dh = cp.dh, g.dw = cp.dw;
-  if (g.G < 1 || g.C != g.Cg * g.G || g.O % g.G != 0 || ys[0] != g.N || ys[1] != g.O || g.sh < 1 || g.sw < 1)
+  if (g.G < 1 || (__int128)g.Cg * g.G != g.C || g.O % g.G != 0 || ys[0] != g.N || ys[1] != g.O || g.sh < 1 || g.sw < 1)
     return "conv2d: inconsistent shapes or parameters";
   g.Og = g.O / g.G;
   if ((bias || act >= 0) && kind != 0) return "conv2d: only the forward pass takes a bias / activation epilogue";
@@ -468,7 +473,8 @@ Err conv_impl(int kind, const View& p, const View& q, const Out& out, const int6
   if ((__int128)g.OH != (eh >= 0 ? eh / g.sh + 1 : 0) || (__int128)g.OW != (ew >= 0 ? ew / g.sw + 1 : 0))
     return "conv2d: the output extents do not match the input, kernel, stride, padding and dilation";
   const __int128 padded = ((__int128)g.H + 2 * g.ph) * ((__int128)g.W + 2 * g.pw);
-  if (padded * (g.Cg > 0 ? g.Cg : 1) > ((__int128)1 << 48)) return "conv2d: the padded input has more than 2^48 elements";
+  if (kind != 1 && padded * (g.Cg > 0 ? g.Cg : 1) > ((__int128)1 << 48))  // the kernels pad a copy of x
+    return "conv2d: the padded input has more than 2^48 elements";
   const i64 osize = shape[0] * shape[1] * shape[2] * shape[3];
   if (osize == 0) return nullptr;
   // Empty sums: no input channel or tap (forward), no output channel, tap or output position (input gradient),
