@@ -156,8 +156,9 @@ const MAKERS: ((rng: () => number) => Call)[] = [
 /** Paths of every number in args (views' shapes, strides and offsets, axes, parameters, lengths). */
 function numberPaths(v: unknown, path: (string | number)[] = [], acc: (string | number)[][] = []) {
   if (typeof v === "number") acc.push(path);
-  else if (Array.isArray(v)) v.forEach((x, i) => numberPaths(x, [...path, i], acc));
-  else if (v !== null && typeof v === "object" && !ArrayBuffer.isView(v)) {
+  else if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) numberPaths(v[i], [...path, i], acc);
+  } else if (v !== null && typeof v === "object" && !ArrayBuffer.isView(v)) {
     for (const [k, x] of Object.entries(v)) numberPaths(x, [...path, k], acc);
   }
   return acc;
