@@ -193,7 +193,13 @@ function reduce(rng: Rng): Case {
   const name = pick(rng, Object.keys(REDUCE));
   const s = shape(rng, 0, 3);
   const dtype = rng() < 0.75 ? pick(rng, FLOATS) : pick(rng, ["int32", "bool"] as const);
-  const inputs = [input(rng, s, dtype, floatKind(rng))];
+  // prod of wide magnitudes: whether a partial product underflows to 0 (or overflows) depends on the order of
+  // the multiplications, which differs between backends (js and native in index order, wasm in SIMD lanes):
+  // the product of 25 values around 1e-254 is 0 in one order and -1.1e-254 in another. Neither is wrong, so
+  // prod gets the kinds whose partial products stay in range.
+  let kind = floatKind(rng);
+  if (name === "prod" && kind === "wide") kind = "special";
+  const inputs = [input(rng, s, dtype, kind)];
   const nd = s.length;
   let dims: number | number[] | undefined;
   const u = rng();

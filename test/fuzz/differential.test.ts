@@ -29,7 +29,7 @@ import {
 } from "./gen.ts";
 
 const SEEDS = [11, 23, 37, 41, 59, 67];
-const CASES_PER_SEED = 2500;
+const CASES_PER_SEED = 6000;
 
 function backend(name: string): Backend {
   const b = loadBackend(name);
@@ -163,7 +163,7 @@ test("the fuzzer notices a wrong kernel: a 1e-5 relative error in exp, a NaN fro
   const prev = setBackend("js");
   const found: Finding[] = [];
   try {
-    for (let i = 0; i < 400; i++) found.push(...runCase(SEEDS[0], i, [broken]));
+    for (let i = 0; i < 800; i++) found.push(...runCase(11, i, [broken])); // a fixed seed: its cases include exp and max
   } finally {
     setBackend(prev);
   }
