@@ -8,7 +8,8 @@
  * Every argument is checked before anything is allocated (as PyTorch does): shapes through `checkShape`
  * (non-negative integers, at most 2^48 elements), range bounds finite, counts integers, and any value written
  * into an int32 tensor finite and within int32 (PyTorch: "value cannot be converted to type int32_t without
- * overflow"); a typed array would otherwise wrap it silently. Fractions are truncated toward zero, as PyTorch.
+ * overflow"); a typed array would otherwise wrap it silently. Fractional values given for an int32 tensor are
+ * truncated toward zero, as PyTorch does; fractional arange bounds for an int32 range are refused.
  */
 import { getBackend } from "../backend/registry.ts";
 import { checkDType, type DType, dtypeOfTyped, type TypedArray } from "../dtype.ts";
@@ -215,6 +216,13 @@ export function arange(start: number, end?: number, step = 1, opts?: CreateOpts)
         ? "int32"
         : "float32"
       : checkDType(opts.dtype, "arange");
+  if (d === "int32" && ![start, end, step].every(Number.isInteger)) {
+    // PyTorch casts the bounds to the integer type first (a step of 0.5 becomes 0, an error there); say plainly
+    // that an integer range needs integer arguments instead of guessing
+    throw new RangeError(
+      `arange: an int32 range needs integer start, end and step, got ${start}, ${end}, ${step}; pass a float dtype`,
+    );
+  }
   if (d === "int32" && n > 0) {
     const last = start + (n - 1) * step;
     if (!fitsInt32(start)) throw int32Overflow("arange", "start", start);
