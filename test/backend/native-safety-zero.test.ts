@@ -13,8 +13,11 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Backend, Conv2dParams, Pool2dParams, View } from "../../src/backend/backend.ts";
 import { jsBackend as J } from "../../src/backend/js/index.ts";
+import { setBackend } from "../../src/backend/registry.ts";
 import type { DType, TypedArray } from "../../src/dtype.ts";
-import { check, makeView, N, prng, size, tolFor } from "./native-helpers.ts";
+import { avgPool2d, conv2d, maxPool2d, type Tensor, tensor } from "../../src/index.ts";
+import { crossEntropy } from "../../src/nn/index.ts";
+import { assertClose, check, makeView, N, prng, size, tolFor } from "./native-helpers.ts";
 
 const F32 = { rtol: 2e-5, atol: 2e-5 };
 
@@ -334,6 +337,121 @@ test("elementwise, copy, gather, scatterAdd, adamUpdate on empty views, agree wi
         b.adamUpdate!(p, a, b.alloc(dtype, n), b.alloc(dtype, n), null, h);
         return p;
       });
+    }
+  }
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// The public ops, forward and backward, with empty extents: native must give what js gives (values, gradients,
+// or the same kind of error), never crash.
+
+const sizeOf = (sh: readonly number[]) => sh.reduce((a, b) => a * b, 1);
+const leaf = (sh: number[]) =>
+  tensor(
+    Float32Array.from({ length: sizeOf(sh) }, (_, i) => Math.cos(i + 1)),
+    { shape: sh, requiresGrad: true },
+  );
+
+type Case = [string, number[][], (...xs: Tensor[]) => Tensor];
+const OPS: Case[] = [
+  [
+    "matmul [2,0]@[0,3]",
+    [
+      [2, 0],
+      [0, 3],
+    ],
+    (a, b) => a.matmul(b),
+  ],
+  [
+    "matmul [0,4]@[4,3]",
+    [
+      [0, 4],
+      [4, 3],
+    ],
+    (a, b) => a.matmul(b),
+  ],
+  [
+    "batched matmul [0,2,3]@[0,3,2]",
+    [
+      [0, 2, 3],
+      [0, 3, 2],
+    ],
+    (a, b) => a.matmul(b),
+  ],
+  ["sum over an empty axis", [[3, 0]], (a) => a.sum(1)],
+  ["mean of [0, 4] along 1", [[0, 4]], (a) => a.mean(1)],
+  ["max along a kept empty axis", [[0, 5]], (a) => a.max(1)],
+  ["cumsum of [2, 0]", [[2, 0]], (a) => a.cumsum(1)],
+  ["softmax of [0, 7]", [[0, 7]], (a) => a.softmax(-1)],
+  ["logSoftmax of [3, 0] along 0", [[3, 0]], (a) => a.logSoftmax(0)],
+  ["tanh of [0]", [[0]], (a) => a.tanh()],
+  ["relu of [2, 0, 3]", [[2, 0, 3]], (a) => a.relu()],
+  [
+    "conv2d batch 0",
+    [
+      [0, 3, 5, 5],
+      [4, 3, 3, 3],
+    ],
+    (x, w) => conv2d(x, w, null, { padding: 1 }),
+  ],
+  [
+    "conv2d stride 2 batch 0",
+    [
+      [0, 2, 6, 6],
+      [2, 2, 2, 2],
+    ],
+    (x, w) => conv2d(x, w, null, { stride: 2 }),
+  ],
+  ["conv2d 0 channels", [[2, 0, 4, 4], [3, 0, 3, 3], [3]], (x, w, b) => conv2d(x, w, b, { padding: 1 })],
+  [
+    "conv2d 0 filters",
+    [
+      [2, 3, 4, 4],
+      [0, 3, 3, 3],
+    ],
+    (x, w) => conv2d(x, w),
+  ],
+  [
+    "conv2d groups 2, 0 filters per group",
+    [
+      [1, 4, 4, 4],
+      [0, 2, 3, 3],
+    ],
+    (x, w) => conv2d(x, w, null, { groups: 2 }),
+  ],
+  ["maxPool2d batch 0", [[0, 2, 4, 4]], (x) => maxPool2d(x, 2)],
+  ["maxPool2d 0 channels", [[2, 0, 4, 4]], (x) => maxPool2d(x, 2, { padding: 1 })],
+  ["avgPool2d batch 0", [[0, 2, 4, 4]], (x) => avgPool2d(x, 2)],
+  ["crossEntropy of 0 samples", [[0, 5]], (x) => crossEntropy(x, tensor(new Int32Array(0)))],
+  ["gather of 0 columns", [[3, 4]], (x) => x.gather(1, tensor(new Int32Array(0), { shape: [3, 0] }))],
+];
+
+test("public ops and their gradients with empty extents: native equals js", { skip: !N }, () => {
+  for (const [name, shapes, f] of OPS) {
+    const run = () => {
+      const xs = shapes.map(leaf);
+      const y = f(...xs);
+      y.sum().backward();
+      return [y.dataSync(), ...xs.map((x) => x.grad?.dataSync() ?? new Float32Array(0))];
+    };
+    setBackend(J);
+    let want: TypedArray[] | null = null;
+    let jsError: unknown = null;
+    try {
+      want = run();
+    } catch (e) {
+      jsError = e;
+    }
+    setBackend(N!);
+    try {
+      if (want === null) {
+        assert.throws(run, `${name}: js throws ${String(jsError)}, native must too`);
+        continue;
+      }
+      const got = run();
+      for (let i = 0; i < want.length; i++) assertClose(got[i], want[i], F32, `${name} #${i}`);
+    } finally {
+      setBackend(J);
     }
   }
 });
