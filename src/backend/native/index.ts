@@ -51,7 +51,10 @@ function addon(op: string): NativeAddon {
 }
 
 /**
- * Set the number of threads the native kernels use (n >= 1; 0 restores the default, the number of cores).
+ * Set the number of threads the native kernels use (n >= 1, at most 256; 0 restores the number of cores).
+ * The count at load is $CHAINRULE_NUM_THREADS when set (a positive integer, clamped to 256; a malformed value
+ * is reported on stderr, naming the variable, and the number of cores is used), else the number of cores.
+ * The native backend may be used from several threads (worker_threads): its kernel calls run one at a time.
  *
  * @example
  * ```ts
