@@ -5,7 +5,8 @@
  * builds a valid call of one kernel (small random shapes, every kernel of the Backend interface), then
  * corrupts one number of it: a dimension, stride or offset of a view, an axis, a convolution / pooling
  * parameter, an output shape entry or an output buffer's length, replaced by a neighbour (v - 1, v + 1, 2v + 1)
- * or an extreme (0, -1, 2^31, 2^32, 2^53, 2^62, NaN, Infinity, 0.5). The call must then either succeed or throw
+ * or an extreme (0, -1, 2^31, 2^32, 2^53, 2^62, NaN, Infinity, 0.5), or (one round in five) gives every output
+ * another dtype than its operands'. The call must then either succeed or throw
  * an Error (never crash the process), and every array a kernel writes is a window into a larger buffer whose
  * guard elements on both sides must keep their sentinel values. At the end the backend must still compute a
  * known result (no heap corruption left behind).
@@ -32,8 +33,12 @@ function sentinel(buf: TypedArray): number {
   return buf instanceof Uint8Array ? 0xa5 : buf instanceof Int32Array ? -0x5a5a5a5b : -12345.5;
 }
 
+/** When set, every output of the call gets this dtype instead (a dtype mismatch between operands). */
+let outDType: DType | null = null;
+
 /** A writable array of n elements of dtype, in the middle of a larger buffer with guard elements. */
-function out(dtype: DType, n: number): TypedArray {
+function out(requested: DType, n: number): TypedArray {
+  const dtype = outDType ?? requested;
   const len = Number.isInteger(n) && n >= 0 && n <= 1 << 20 ? n : 4;
   const buf = new CTORS[dtype](len + 2 * GUARD);
   buf.fill(sentinel(buf));
@@ -205,14 +210,21 @@ test("mutated calls of every native kernel throw or succeed, never write outside
       Number.POSITIVE_INFINITY,
       0.5,
     ]);
-    const args = mutate(call.args, path, value) as Record<string, unknown>;
-    const what = `round ${round}: ${call.name} with ${path.join(".")} = ${value} (was ${old})`;
+    // one round in five keeps the numbers and gives the outputs another dtype instead
+    const retype = rng() < 0.2;
+    const args = retype ? call.args : (mutate(call.args, path, value) as Record<string, unknown>);
+    outDType = retype ? pick(rng, ["float32", "float64", "int32", "bool"] as const) : null;
+    const what = retype
+      ? `round ${round}: ${call.name} with ${outDType} outputs`
+      : `round ${round}: ${call.name} with ${path.join(".")} = ${value} (was ${old})`;
     try {
       call.run(B, args);
       ran++;
     } catch (e) {
       assert.ok(e instanceof Error, `${what}: threw a non-Error ${String(e)}`);
       threw++;
+    } finally {
+      outDType = null;
     }
     checkGuards(what);
   }
