@@ -6,7 +6,7 @@
  * corrupts one number of it: a dimension, stride or offset of a view, an axis, a convolution / pooling
  * parameter, an output shape entry or an output buffer's length, replaced by a neighbour (v - 1, v + 1, 2v + 1)
  * or an extreme (0, -1, 2^31, 2^32, 2^53, 2^62, NaN, Infinity, 0.5), or (one round in five) gives every output
- * another dtype than its operands'. The call must then either succeed or throw
+ * another dtype than its operands', or (one in ten) one input view an array of another type. The call must then either succeed or throw
  * an Error (never crash the process), and every array a kernel writes is a window into a larger buffer whose
  * guard elements on both sides must keep their sentinel values. At the end the backend must still compute a
  * known result (no heap corruption left behind).
@@ -211,12 +211,24 @@ test("mutated calls of every native kernel throw or succeed, never write outside
       0.5,
     ]);
     // one round in five keeps the numbers and gives the outputs another dtype instead
-    const retype = rng() < 0.2;
-    const args = retype ? call.args : (mutate(call.args, path, value) as Record<string, unknown>);
+    const mode = rng();
+    const retype = mode < 0.2;
+    let args = retype ? call.args : (mutate(call.args, path, value) as Record<string, unknown>);
     outDType = retype ? pick(rng, ["float32", "float64", "int32", "bool"] as const) : null;
-    const what = retype
+    let what = retype
       ? `round ${round}: ${call.name} with ${outDType} outputs`
       : `round ${round}: ${call.name} with ${path.join(".")} = ${value} (was ${old})`;
+    if (mode >= 0.2 && mode < 0.3) {
+      // or one input view's array of another type (same element count)
+      const keys = Object.keys(call.args).filter((k) =>
+        ArrayBuffer.isView((call.args[k] as View | null)?.data),
+      );
+      const k = pick(rng, keys);
+      const dt = pick(rng, ["float32", "float64", "int32", "bool"] as const);
+      const v = call.args[k] as View;
+      args = { ...call.args, [k]: { ...v, data: new CTORS[dt](v.data.length) } };
+      what = `round ${round}: ${call.name} with ${k} as ${dt}`;
+    }
     try {
       call.run(B, args);
       ran++;
