@@ -23,6 +23,20 @@ export class FormatError extends Error {
   override name = "FormatError";
 }
 
+/**
+ * An output that cannot be allocated (the typed array or native buffer would exceed what the runtime allows):
+ * names the op, the shape, the dtype and the bytes asked for, instead of the runtime's bare RangeError.
+ */
+export class AllocationError extends RangeError {
+  override name = "AllocationError";
+  /** The op whose output it was, once known (the evaluator adds it). */
+  readonly op: string | undefined;
+  constructor(message: string, op?: string, options?: ErrorOptions) {
+    super(op === undefined ? message : `${op}: ${message}`, options);
+    this.op = op;
+  }
+}
+
 export function internal(msg: string): Error {
   return new Error(`internal: ${msg}`);
 }

@@ -14,7 +14,7 @@ export { enableGrad, noGrad } from "./core/trace.ts";
 export type { KinkReport } from "./core/trace.ts";
 export { DTYPES, promoteTypes } from "./dtype.ts";
 export type { DType, TypedArray } from "./dtype.ts";
-export { AutodiffError, DTypeError, FormatError, ShapeError } from "./errors.ts";
+export { AllocationError, AutodiffError, DTypeError, FormatError, ShapeError } from "./errors.ts";
 export * from "./ops/creation.ts";
 export { einsum, matmul, outer } from "./ops/linalg.ts";
 export * from "./ops/math.ts";

@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
+  AllocationError,
   arange,
   DTypeError,
   eye,
@@ -168,6 +169,28 @@ describe("one central size bound: 2^48 elements (item 4, TS side)", () => {
     assert.deepEqual(v.shape, [4096, 4096]);
     assert.equal(v.sum().item(), 2 ** 24);
     assert.deepEqual(tensor(1).expand(2 ** 24, 2 ** 24).shape, [2 ** 24, 2 ** 24]);
+  });
+});
+
+describe("outputs within the bound that no runtime can allocate fail with an AllocationError naming the op", () => {
+  test("creation ops and kernel outputs", () => {
+    for (const [f, op] of [
+      [() => zeros([2 ** 40]), "zeros"],
+      [() => randn([2 ** 20, 2 ** 20]), "randn"],
+      [() => full([2 ** 41], 1), "full"],
+      // a 2^24 x 2^24 matmul of two broadcast views: valid shapes, an impossible output
+      [
+        () =>
+          tensor(1)
+            .expand(2 ** 24, 1)
+            .matmul(tensor(1).expand(1, 2 ** 24)),
+        "dot",
+      ],
+    ] as const) {
+      const err = rejects(f, [op]);
+      assert.ok(err instanceof AllocationError, `${op}: ${err.name}`);
+      assert.match(err.message, /cannot allocate a tensor of shape \[\d+(, \d+)*\] \(float32, \d+ bytes\)/);
+    }
   });
 });
 

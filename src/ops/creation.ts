@@ -11,10 +11,9 @@
  * overflow"); a typed array would otherwise wrap it silently. Fractional values given for an int32 tensor are
  * truncated toward zero, as PyTorch does; fractional arange bounds for an int32 range are refused.
  */
-import { getBackend } from "../backend/registry.ts";
 import { checkDType, type DType, dtypeOfTyped, type TypedArray } from "../dtype.ts";
 import { ShapeError } from "../errors.ts";
-import { fromData } from "../prims/impl.ts";
+import { allocData, fromData } from "../prims/impl.ts";
 import { checkDims, checkShape, fmtShape, MAX_NUMEL, sizeOf } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
@@ -107,7 +106,7 @@ export function tensor(
         if (!fitsInt32(src[i])) throw int32Overflow("tensor", `element ${i}`, src[i]);
       }
     }
-    const out = getBackend().alloc(d, src.length);
+    const out = allocData(d, [src.length], false, "tensor");
     for (let i = 0; i < src.length; i++) out[i] = src[i];
     return finish(fromData(out, shape, d), opts);
   }
@@ -138,7 +137,7 @@ export function tensor(
   };
   walk(data as Nested, 0, "data");
   const d = dtype ?? (sawBool ? "bool" : "float32");
-  const out = getBackend().alloc(d, flat.length);
+  const out = allocData(d, [flat.length], false, "tensor");
   for (let i = 0; i < flat.length; i++) {
     const v = flat[i];
     out[i] = typeof v === "boolean" ? (v ? 1 : 0) : d === "bool" ? (v !== 0 ? 1 : 0) : v;
@@ -164,7 +163,7 @@ function fillOp(op: string, shape: readonly number[], value: number | boolean, o
   }
   if (d === "int32" && typeof value === "number" && !fitsInt32(value))
     throw int32Overflow(op, "fill value", value);
-  const data = getBackend().alloc(d, sizeOf(s));
+  const data = allocData(d, s, false, op);
   const v = typeof value === "boolean" ? (value ? 1 : 0) : value;
   if (v !== 0) data.fill(v);
   return finish(fromData(data, s, d), opts);
@@ -228,7 +227,7 @@ export function arange(start: number, end?: number, step = 1, opts?: CreateOpts)
     if (!fitsInt32(start)) throw int32Overflow("arange", "start", start);
     if (!fitsInt32(last)) throw int32Overflow("arange", "the last value", last);
   }
-  const data = getBackend().alloc(d, n);
+  const data = allocData(d, [n], false, "arange");
   for (let i = 0; i < n; i++) data[i] = start + i * step;
   return finish(fromData(data, [n], d), opts);
 }
@@ -243,7 +242,7 @@ export function linspace(start: number, end: number, steps: number, opts?: Creat
     if (!fitsInt32(start)) throw int32Overflow("linspace", "start", start);
     if (!fitsInt32(end)) throw int32Overflow("linspace", "end", end);
   }
-  const data = getBackend().alloc(d, steps);
+  const data = allocData(d, [steps], false, "linspace");
   for (let i = 0; i < steps; i++) data[i] = steps === 1 ? start : start + ((end - start) * i) / (steps - 1);
   return finish(fromData(data, [steps], d), opts);
 }
@@ -343,7 +342,7 @@ function randFill(
   const d = opts?.dtype === undefined ? "float32" : checkDType(opts.dtype, op);
   const s = checkShape(op, shape);
   const g = opts?.generator ?? defaultGenerator;
-  const data = getBackend().alloc(d, sizeOf(s));
+  const data = allocData(d, s, false, op);
   for (let i = 0; i < data.length; i++) data[i] = f(g);
   return finish(fromData(data, s, d), opts);
 }

@@ -4,9 +4,9 @@
 import type { View } from "../backend/backend.ts";
 import { getBackend } from "../backend/registry.ts";
 import type { Aval } from "../core/primitive.ts";
-import { allocTyped, type DType, type TypedArray } from "../dtype.ts";
-import { internal } from "../errors.ts";
-import { contiguousStrides, sizeOf } from "../shape.ts";
+import { allocTyped, bytesPerElement, type DType, type TypedArray } from "../dtype.ts";
+import { AllocationError, internal } from "../errors.ts";
+import { contiguousStrides, fmtShape, sizeOf } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
 export { getBackend };
@@ -22,8 +22,34 @@ export function viewOf(t: Tensor): View {
  * element) unless `zeroed`.
  */
 export function allocOut(av: Aval, zeroed = false): Tensor {
-  const data = getBackend().alloc(av.dtype, sizeOf(av.shape), !zeroed);
+  const data = allocData(av.dtype, av.shape, !zeroed);
   return Tensor._concrete(data, av.shape, av.dtype, contiguousStrides(av.shape));
+}
+
+/**
+ * Storage for a tensor of `shape` from the current backend. A runtime's own allocation failure ("Invalid typed
+ * array length", "Array buffer allocation failed", a Buffer size error) names nothing: it becomes an
+ * AllocationError saying what was asked for, with `op` when the caller knows it (the evaluator adds the
+ * primitive's name otherwise).
+ */
+export function allocData(
+  dtype: DType,
+  shape: readonly number[],
+  uninitialized = false,
+  op?: string,
+): TypedArray {
+  const n = sizeOf(shape);
+  try {
+    return getBackend().alloc(dtype, n, uninitialized);
+  } catch (e) {
+    const bytes = n * bytesPerElement(dtype);
+    const why = e instanceof Error ? e.message : String(e);
+    throw new AllocationError(
+      `cannot allocate a tensor of shape ${fmtShape(shape)} (${dtype}, ${bytes} bytes): ${why}`,
+      op,
+      { cause: e },
+    );
+  }
 }
 
 /** A contiguous tensor over existing data. */
