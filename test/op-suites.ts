@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import type { Backend } from "../src/backend/backend.ts";
 import { getBackend, setBackend } from "../src/backend/registry.ts";
 import { grad, gradCheck, type Tensor, tensor, vjp } from "../src/index.ts";
-import { mk, OPS } from "./opinfo.ts";
+import { mk, type OpInfo, OPS } from "./opinfo.ts";
 import { type Nd, nd } from "./ref.ts";
 
 function assertClose(got: Nd, want: Nd, rtol: number, atol: number, what: string): void {
@@ -23,6 +23,24 @@ function assertClose(got: Nd, want: Nd, rtol: number, atol: number, what: string
 
 function roundTo32(t: Tensor): Tensor {
   return t.to("float32");
+}
+
+/** JVP against central differences and VJP by the dot-product identity, on every sample of `op`. */
+export function checkFirstOrder(op: OpInfo): void {
+  for (const xs of op.samples()) {
+    const r = gradCheck(op.fn, xs, { directions: 2, ...op.gradCheck });
+    assert.ok(r.ok, r.worst);
+  }
+}
+
+/** The same checks on the VJP map of `op` (forward over reverse and reverse over reverse). */
+export function checkSecondOrder(op: OpInfo): void {
+  const xs = op.samples()[0];
+  const out = op.fn(...xs);
+  const u = mk([...out.shape]);
+  const vjpMap = (...ys: Tensor[]) => vjp((...zs: Tensor[]) => op.fn(...zs), ...ys)[1](u) as Tensor[];
+  const r = gradCheck(vjpMap, xs, { directions: 2, ...op.gradCheck });
+  assert.ok(r.ok, r.worst);
 }
 
 /**
@@ -69,25 +87,13 @@ export function opSuites(label: string, backend?: () => Backend): void {
 
   describe(`${label}: first-order derivatives in float64 (jvp vs central differences, vjp dot-product identity)`, () => {
     for (const op of OPS.filter((o) => o.diff)) {
-      test(op.name, () => {
-        for (const xs of op.samples()) {
-          const r = gradCheck(op.fn, xs, { directions: 2, ...op.gradCheck });
-          assert.ok(r.ok, r.worst);
-        }
-      });
+      test(op.name, () => checkFirstOrder(op));
     }
   });
 
   describe(`${label}: second-order derivatives in float64 (checks on the vjp map)`, () => {
     for (const op of OPS.filter((o) => o.diff && !o.noSecondOrder)) {
-      test(op.name, () => {
-        const xs = op.samples()[0];
-        const out = op.fn(...xs);
-        const u = mk([...out.shape]);
-        const vjpMap = (...ys: Tensor[]) => vjp((...zs: Tensor[]) => op.fn(...zs), ...ys)[1](u) as Tensor[];
-        const r = gradCheck(vjpMap, xs, { directions: 2, ...op.gradCheck });
-        assert.ok(r.ok, r.worst);
-      });
+      test(op.name, () => checkSecondOrder(op));
     }
   });
 

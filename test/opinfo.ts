@@ -9,6 +9,7 @@ import * as lax from "../src/ops/lax.ts";
 import {
   alongAxis,
   at,
+  avgPoolBackNd,
   conv2dNd,
   erfRef,
   mapN,
@@ -18,6 +19,7 @@ import {
   type Pair2,
   poolNd,
   reduceNd,
+  scatterAddNd,
   size,
   softmaxNd,
   unravel,
@@ -194,6 +196,13 @@ function gatherRef(outShape: number[], pick: (idx: number[]) => number[]): (x: N
 }
 
 const idx = (v: number[][]) => tensor(v, { dtype: "int32" });
+const SCATTER_IDX = [
+  [3, 0, 1],
+  [0, 0, 3],
+  [3, 2, 1],
+  [1, 2, 3],
+  [3, 0, 2],
+];
 
 /** Exact pooling params (as the primitives take them) for input shape xs. */
 function poolParams(xs: readonly number[], k: Pair2, s: Pair2, p: Pair2) {
@@ -989,6 +998,27 @@ export const OPS: OpInfo[] = [
     samples: () => [[mk([2, 2, 5, 6], "real", true)]],
     fn: (x) => cr.avgPool2d(x, 2),
     ref: (x) => poolNd(x, 2, 2, 0, "avg"),
+    diff: true,
+  },
+  // avgPool2d's VJP primitive as an op of its own (avgPool2d is linear, so its second-order check never
+  // differentiates the VJP): overlapping windows with padding
+  (() => {
+    const p = { ...poolParams([2, 2, 5, 6], 3, 2, 1), inShape: [2, 2, 5, 6] };
+    return {
+      name: "avgPool2dBackward",
+      samples: () => [[mk(p.outShape, "real", true)]],
+      fn: (dy: Tensor) => lax.avgPool2dBackward(dy, p),
+      ref: (dy: Nd) => avgPoolBackNd(dy, p.inShape, 3, 2, 1),
+      diff: true,
+    };
+  })(),
+  // gather's transpose as an op of its own, with repeated indices accumulating (gather's second-order check
+  // never differentiates it: gather is linear)
+  {
+    name: "scatterAdd",
+    samples: () => [[mk([5, 3])]],
+    fn: (src) => lax.scatterAdd(src, idx(SCATTER_IDX), 0, [4, 3]),
+    ref: (src) => scatterAddNd(src, SCATTER_IDX.flat(), 0, [4, 3]),
     diff: true,
   },
 ];

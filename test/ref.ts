@@ -266,3 +266,39 @@ export function erfRef(x: number): number {
   }
   return (2 / Math.sqrt(Math.PI)) * sum;
 }
+
+/** The VJP of average pooling (count includes padding) applied to dy: each dy spreads dy / (kh kw) over its window. */
+export function avgPoolBackNd(dy: Nd, inShape: readonly number[], k: Pair2, stride: Pair2, pad: Pair2): Nd {
+  const [n, c, h, w] = inShape;
+  const [kh, kw] = pair2(k);
+  const [sh, sw] = pair2(stride);
+  const [ph, pw] = pair2(pad);
+  const [, , oh, ow] = dy.shape;
+  const data = new Array<number>(size(inShape)).fill(0);
+  for (let b = 0; b < n; b++)
+    for (let ch = 0; ch < c; ch++)
+      for (let i = 0; i < oh; i++)
+        for (let j = 0; j < ow; j++) {
+          const v = at(dy, [b, ch, i, j]) / (kh * kw);
+          for (let p = 0; p < kh; p++)
+            for (let q = 0; q < kw; q++) {
+              const y = i * sh - ph + p;
+              const z = j * sw - pw + q;
+              if (y >= 0 && y < h && z >= 0 && z < w) data[((b * c + ch) * h + y) * w + z] += v;
+            }
+        }
+  return { shape: [...inShape], data };
+}
+
+/** Zeros of `shape` with src[i] added at index idx[i] along `axis` (idx given as plain numbers, src's shape). */
+export function scatterAddNd(src: Nd, idx: readonly number[], axis: number, shape: readonly number[]): Nd {
+  const data = new Array<number>(size(shape)).fill(0);
+  for (let i = 0; i < src.data.length; i++) {
+    const pos = unravel(i, src.shape);
+    pos[axis] = idx[i];
+    let flat = 0;
+    for (let d = 0; d < shape.length; d++) flat = flat * shape[d] + pos[d];
+    data[flat] += src.data[i];
+  }
+  return { shape: [...shape], data };
+}

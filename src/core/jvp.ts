@@ -8,7 +8,7 @@ import { isFloat } from "../dtype.ts";
 import { AutodiffError } from "../errors.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { zerosLike } from "./helpers.ts";
-import { isZero, kinkMessage, type MaybeZero, type Primitive, Zero } from "./primitive.ts";
+import { isZero, kinkMessage, type MaybeZero, type Primitive, ruleRecorder, Zero } from "./primitive.ts";
 import { bind, type CallRule, noGrad, state, type Trace } from "./trace.ts";
 
 export class JVPTrace implements Trace {
@@ -58,6 +58,7 @@ export class JVPTrace implements Trace {
     ) {
       state.kinkLog.push({ op: prim.name, message: kinkMessage(prim) });
     }
+    if (ruleRecorder !== null) ruleRecorder(prim.name, "jvp");
     const tout = d.jvp(primals, tangents, out, params);
     if (isZero(tout)) return out;
     return this.lift(out, tout.dtype === out.dtype ? tout : tout.to(out.dtype));

@@ -106,3 +106,15 @@ export function kinkMessage(prim: { readonly name: string; readonly kinkDerivati
     `the convention (${prim.kinkDerivative ?? "0"}), not a true derivative`
   );
 }
+
+/**
+ * Test-only usage recorder: when set, the transforms report each derivative rule they invoke (by primitive name
+ * and direction), so the coverage test can check the op table reaches every rule. Null in normal use: the
+ * check is one comparison on the rule path only (never on plain evaluation).
+ */
+export let ruleRecorder: ((prim: string, which: "jvp" | "vjp") => void) | null = null;
+
+/** Install (or, with null, remove) the rule recorder. */
+export function setRuleRecorder(f: ((prim: string, which: "jvp" | "vjp") => void) | null): void {
+  ruleRecorder = f;
+}

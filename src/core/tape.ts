@@ -22,7 +22,7 @@ import { AutodiffError, internal, ShapeError } from "../errors.ts";
 import { fmtShape, shapesEqual } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { accumulate, onesLike, zerosLike } from "./helpers.ts";
-import { type Aval, isZero, kinkMessage, type MaybeZero, type Primitive } from "./primitive.ts";
+import { type Aval, isZero, kinkMessage, type MaybeZero, type Primitive, ruleRecorder } from "./primitive.ts";
 import { bind, type CallRule, noGrad, state, type Trace } from "./trace.ts";
 
 /** One recorded application of a primitive (or a higher-order call) on a tape. */
@@ -288,6 +288,7 @@ function nodeVjp(node: TapeNode, cts: readonly (Tensor | undefined)[]): readonly
     if (o !== null && o._ver !== null && o._ver.v !== node.outVersion) {
       throw modifiedInPlace(node, "its output", o, node.outVersion);
     }
+    if (ruleRecorder !== null) ruleRecorder(node.prim.name, "vjp");
     return d.vjp(
       cts[0]!,
       node.saved ?? node.avals.map(() => null),

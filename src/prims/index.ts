@@ -1,83 +1,14 @@
 /**
- * The closed set of primitives. `PrimName` lists them; the table below must name every one (the compiler checks
- * it with `satisfies`), and each entry's type requires a shape rule, a kernel and a derivative, so a primitive
- * without a rule does not compile. Everything else in chainrule is a composition of these.
+ * The closed set of primitives: the table below is the registry. `PrimName` is derived from it and
+ * `primitive(name)` looks one up (test/coverage.test.ts walks it and checks every key equals its entry's name and
+ * every rule is exercised by the op table). Each entry's type requires a shape rule, a kernel and a derivative,
+ * so a primitive without a rule does not compile. Everything else in chainrule is a composition of these.
  */
 import type { Primitive } from "../core/primitive.ts";
 import * as C from "./contract.ts";
 import * as E from "./elementwise.ts";
 import * as V from "./movement.ts";
 import * as R from "./reduce.ts";
-
-export type PrimName =
-  | "neg"
-  | "abs"
-  | "sign"
-  | "exp"
-  | "log"
-  | "log1p"
-  | "expm1"
-  | "sqrt"
-  | "sin"
-  | "cos"
-  | "tan"
-  | "tanh"
-  | "sigmoid"
-  | "erf"
-  | "relu"
-  | "biasAct"
-  | "actGrad"
-  | "floor"
-  | "ceil"
-  | "round"
-  | "not"
-  | "add"
-  | "sub"
-  | "mul"
-  | "div"
-  | "pow"
-  | "maximum"
-  | "minimum"
-  | "eq"
-  | "ne"
-  | "lt"
-  | "le"
-  | "gt"
-  | "ge"
-  | "and"
-  | "or"
-  | "xor"
-  | "where"
-  | "cast"
-  | "sum"
-  | "prod"
-  | "max"
-  | "min"
-  | "argReduce"
-  | "cumsum"
-  | "softmax"
-  | "logSoftmax"
-  | "softmaxBackward"
-  | "logSoftmaxBackward"
-  | "reshape"
-  | "permute"
-  | "broadcast"
-  | "slice"
-  | "unslice"
-  | "concat"
-  | "flip"
-  | "gather"
-  | "scatterAdd"
-  | "dot"
-  | "conv2d"
-  | "conv2dBackInput"
-  | "conv2dBackWeight"
-  | "conv2dBiasAct"
-  | "maxPool2d"
-  | "maxPool2dArgmax"
-  | "maxPool2dBackward"
-  | "avgPool2d"
-  | "avgPool2dBackward";
 
 // biome-ignore format: one row per family reads better
 export const primitives = {
@@ -97,4 +28,12 @@ export const primitives = {
   maxPool2d: C.maxPool2dP, maxPool2dArgmax: C.maxPool2dArgmaxP,
   maxPool2dBackward: C.maxPool2dBackwardP, avgPool2d: C.avgPool2dP,
   avgPool2dBackward: C.avgPool2dBackwardP,
-} satisfies Record<PrimName, Primitive<never>>;
+} satisfies Record<string, Primitive<never>>;
+
+/** A primitive's name: derived from the table, so there is no second list to keep in step. */
+export type PrimName = keyof typeof primitives;
+
+/** The primitive registered under `name` (the table is the registry: a name's entry has that name). */
+export function primitive<N extends PrimName>(name: N): (typeof primitives)[N] {
+  return primitives[name];
+}
