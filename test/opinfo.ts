@@ -5,7 +5,7 @@
  */
 import * as cr from "../src/index.ts";
 import { Generator, type Tensor, tensor } from "../src/index.ts";
-import * as lax from "../src/ops/lax.ts";
+import * as lax from "../src/prims/lax.ts";
 import {
   alongAxis,
   at,

@@ -5,7 +5,7 @@
 import { DTypeError, ShapeError } from "../errors.ts";
 import { broadcastShapes, fmtShape } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import * as X from "./lax.ts";
+import * as X from "../prims/lax.ts";
 import { prepare, resultType } from "./math.ts";
 import { sum } from "./reduce.ts";
 import { permute, reshape, squeeze, unsqueeze } from "./shape.ts";

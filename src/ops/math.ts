@@ -12,7 +12,7 @@ import * as E from "../prims/elementwise.ts";
 import { constant } from "../prims/impl.ts";
 import { broadcastShapes, shapesEqual } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import * as X from "./lax.ts";
+import * as X from "../prims/lax.ts";
 
 export type TensorLike = Tensor | number | boolean;
 

@@ -7,7 +7,7 @@ import { isFloat } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
 import { fmtShape } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import * as X from "./lax.ts";
+import * as X from "../prims/lax.ts";
 import { add, resultType } from "./math.ts";
 import { matmul } from "./linalg.ts";
 import { reshape, transpose } from "./shape.ts";

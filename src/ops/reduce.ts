@@ -10,7 +10,7 @@ import * as R from "../prims/reduce.ts";
 import { keptShape } from "../prims/reduce.ts";
 import { fmtShape, normAxes, normAxis, sizeOf } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import * as X from "./lax.ts";
+import * as X from "../prims/lax.ts";
 import {
   abs,
   cast,

@@ -22,7 +22,7 @@ import {
   viewStrides,
 } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import * as X from "./lax.ts";
+import * as X from "../prims/lax.ts";
 import { asTensor, cast, where } from "./math.ts";
 
 /** Accept `f(2, 3)` or `f([2, 3])`. */

@@ -1,23 +1,28 @@
 /**
  * Contraction primitives: batched matrix product, 2-d convolution with its two transposes, and pooling.
  * dot and the convolutions are bilinear, and each transpose is again one of these primitives (never a
- * broadcast-multiply-reduce that would materialise a huge intermediate).
+ * broadcast-multiply-reduce that would materialise a huge intermediate). *
+ * Each primitive's binder (JAX's lax) is declared here too. Rules use only binders and Tensor methods; a method
+ * delegates to src/ops, which binds these primitives: the Tensor-facade loop, closed at call time only (see
+ * docs/architecture.md, "Layers").
  */
 import type { Activation, Conv2dParams, Pool2dParams } from "../backend/backend.ts";
 import { isZero, type Primitive, Zero } from "../core/primitive.ts";
+import { bind } from "../core/trace.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
-import * as X from "../ops/lax.ts";
-import * as M from "../ops/math.ts";
 import { fmtShape, shapesEqual } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { allocOut, getBackend, viewOf } from "./impl.ts";
+import { actGrad } from "./elementwise.ts";
+import { allocOut, getBackend, instantiate, viewOf } from "./impl.ts";
+import { broadcast, gather, permute, reshape } from "./movement.ts";
+import { sumAxes } from "./reduce.ts";
 import { bilinear, linear, rule, zeroDerivative } from "./rules.ts";
 
 /** Swap the last two axes (a view). */
 function mT(x: Tensor): Tensor {
   const n = x.shape.length;
   const perm = x.shape.map((_, i) => (i === n - 2 ? n - 1 : i === n - 1 ? n - 2 : i));
-  return X.permute(x, perm);
+  return permute(x, perm);
 }
 
 /** a [...B, M, K] @ b [...B, K, N] -> [...B, M, N]; batch shapes equal (broadcast by the ops layer). */
@@ -44,9 +49,9 @@ export const dotP: Primitive<null> = {
   },
   // d(a b) = da b + a db; transposes: ct b^T and a^T ct
   derivative: bilinear<null>(
-    (a, b) => X.dot(a, b),
-    (ct, b) => X.dot(ct, mT(b)),
-    (ct, a) => X.dot(mT(a), ct),
+    (a, b) => dot(a, b),
+    (ct, b) => dot(ct, mT(b)),
+    (ct, a) => dot(mT(a), ct),
   ),
 };
 
@@ -81,9 +86,9 @@ export const conv2dP: Primitive<ConvParams> = convP(
   "conv2d",
   (x, w, o, p) => getBackend().conv2d(viewOf(x), viewOf(w), o._data!, p.outShape, p),
   bilinear<ConvParams>(
-    (x, w, p) => X.conv2d(x, w, p),
-    (ct, w, p, xShape) => X.conv2dBackInput(ct, w, p, xShape),
-    (ct, x, p, wShape) => X.conv2dBackWeight(x, ct, p, wShape),
+    (x, w, p) => conv2d(x, w, p),
+    (ct, w, p, xShape) => conv2dBackInput(ct, w, p, xShape),
+    (ct, x, p, wShape) => conv2dBackWeight(x, ct, p, wShape),
   ),
 );
 
@@ -91,14 +96,9 @@ export interface ConvBiasActParams extends ConvParams {
   readonly act: Activation | null;
 }
 
-function convOnly(p: ConvBiasActParams): ConvParams {
-  return {
-    stride: p.stride,
-    padding: p.padding,
-    dilation: p.dilation,
-    groups: p.groups,
-    outShape: p.outShape,
-  };
+/** Exactly the convolution params of `p` (no activation or extra fields), with the given output shape. */
+function convOnly(p: Conv2dParams, outShape: readonly number[]): ConvParams {
+  return { stride: p.stride, padding: p.padding, dilation: p.dilation, groups: p.groups, outShape };
 }
 
 /**
@@ -129,24 +129,24 @@ export const conv2dBiasActP: Primitive<ConvBiasActParams> = {
   },
   derivative: rule<ConvBiasActParams>(
     ([x, w], [tx, tw, tb], out, p) => {
-      const cp = convOnly(p);
+      const cp = convOnly(p, p.outShape);
       const parts: Tensor[] = [];
-      if (!isZero(tx)) parts.push(X.conv2d(tx, w, cp));
-      if (!isZero(tw)) parts.push(X.conv2d(x, tw, cp));
+      if (!isZero(tx)) parts.push(conv2d(tx, w, cp));
+      if (!isZero(tw)) parts.push(conv2d(x, tw, cp));
       if (tb !== undefined && !isZero(tb))
-        parts.push(X.broadcast(X.reshape(tb, [1, tb.shape[0], 1, 1]), out.shape));
+        parts.push(broadcast(reshape(tb, [1, tb.shape[0], 1, 1]), out.shape));
       if (parts.length === 0) return new Zero(out.shape, out.dtype);
-      const tz = parts.reduce((a, t) => M.add(a, t));
-      return p.act === null ? tz : X.actGrad(p.act, out, tz);
+      const tz = parts.reduce((a, t) => a.add(t));
+      return p.act === null ? tz : actGrad(p.act, out, tz);
     },
     (ct, [x, w], out, p, needs, avals) => {
-      const g = p.act === null ? ct : X.actGrad(p.act, out!, ct);
-      const cp = convOnly(p);
+      const g = p.act === null ? ct : actGrad(p.act, out!, ct);
+      const cp = convOnly(p, p.outShape);
       return avals.map((av, i) => {
         if (!needs[i]) return new Zero(av.shape, av.dtype);
-        if (i === 0) return X.conv2dBackInput(g, w!, cp, av.shape);
-        if (i === 1) return X.conv2dBackWeight(x!, g, cp, av.shape);
-        return X.sumAxes(g, [0, 2, 3]);
+        if (i === 0) return conv2dBackInput(g, w!, cp, av.shape);
+        if (i === 1) return conv2dBackWeight(x!, g, cp, av.shape);
+        return sumAxes(g, [0, 2, 3]);
       });
     },
     { saveInputs: true, saveOutput: true },
@@ -154,9 +154,9 @@ export const conv2dBiasActP: Primitive<ConvBiasActParams> = {
   // relu's kink: a pre-activation of exactly 0
   atKink: ([x, w, b], _out, p) => {
     if (p.act !== "relu") return false;
-    const z = X.conv2d(x, w, convOnly(p));
-    const zb = b === undefined ? z : M.add(z, X.reshape(b, [1, b.shape[0], 1, 1]));
-    return M.eq(zb, 0).any().item() !== 0;
+    const z = conv2d(x, w, convOnly(p, p.outShape));
+    const zb = b === undefined ? z : z.add(reshape(b, [1, b.shape[0], 1, 1]));
+    return zb.eq(0).any().item() !== 0;
   },
 };
 
@@ -165,9 +165,9 @@ export const conv2dBackInputP: Primitive<ConvParams> = convP(
   "conv2dBackInput",
   (dy, w, o, p) => getBackend().conv2dBackInput(viewOf(dy), viewOf(w), o._data!, p.outShape, p),
   bilinear<ConvParams>(
-    (dy, w, p) => X.conv2dBackInput(dy, w, p, p.outShape),
-    (ct, w, p, dyShape) => X.conv2d(ct, w, { ...p, outShape: dyShape }),
-    (ct, dy, p, wShape) => X.conv2dBackWeight(ct, dy, p, wShape),
+    (dy, w, p) => conv2dBackInput(dy, w, p, p.outShape),
+    (ct, w, p, dyShape) => conv2d(ct, w, { ...p, outShape: dyShape }),
+    (ct, dy, p, wShape) => conv2dBackWeight(ct, dy, p, wShape),
   ),
 );
 
@@ -176,9 +176,9 @@ export const conv2dBackWeightP: Primitive<ConvParams> = convP(
   "conv2dBackWeight",
   (x, dy, o, p) => getBackend().conv2dBackWeight(viewOf(x), viewOf(dy), o._data!, p.outShape, p),
   bilinear<ConvParams>(
-    (x, dy, p) => X.conv2dBackWeight(x, dy, p, p.outShape),
-    (ct, dy, p, xShape) => X.conv2dBackInput(dy, ct, p, xShape),
-    (ct, x, p, dyShape) => X.conv2d(x, ct, { ...p, outShape: dyShape }),
+    (x, dy, p) => conv2dBackWeight(x, dy, p, p.outShape),
+    (ct, dy, p, xShape) => conv2dBackInput(dy, ct, p, xShape),
+    (ct, x, p, dyShape) => conv2d(x, ct, { ...p, outShape: dyShape }),
   ),
 );
 
@@ -204,8 +204,8 @@ export const maxPool2dArgmaxP: Primitive<PoolParams> = {
 function gatherPlanes(t: Tensor, idx: Tensor): Tensor {
   const [n, c, h, w] = t.shape;
   const [, , oh, ow] = idx.shape;
-  const flat = X.gather(X.reshape(t, [n, c, h * w]), X.reshape(idx, [n, c, oh * ow]), 2);
-  return X.reshape(flat, idx.shape);
+  const flat = gather(reshape(t, [n, c, h * w]), reshape(idx, [n, c, oh * ow]), 2);
+  return reshape(flat, idx.shape);
 }
 
 // d maxPool(x) = dx at each window's argmax. The transpose sends each cotangent back to its window's argmax:
@@ -222,9 +222,9 @@ export const maxPool2dP: Primitive<PoolParams> = {
     return o;
   },
   derivative: rule<PoolParams>(
-    ([x], [t], _o, p) => gatherPlanes(t as Tensor, X.maxPool2dArgmax(x, p)),
+    ([x], [t], _o, p) => gatherPlanes(t as Tensor, maxPool2dArgmax(x, p)),
     // (a cotangent seeded in another float dtype is brought to x's: the fused kernel takes one dtype)
-    (ct, [x], _o, p) => [X.maxPool2dBackward(x!, ct.dtype === x!.dtype ? ct : ct.to(x!.dtype), p)],
+    (ct, [x], _o, p) => [maxPool2dBackward(x!, ct.dtype === x!.dtype ? ct : ct.to(x!.dtype), p)],
   ),
 };
 
@@ -257,14 +257,14 @@ export const maxPool2dBackwardP: Primitive<PoolParams> = {
     return o;
   },
   derivative: rule<PoolParams>(
-    ([x], [, tdy], out, p) => (isZero(tdy) ? new Zero(out.shape, out.dtype) : X.maxPool2dBackward(x, tdy, p)),
+    ([x], [, tdy], out, p) => (isZero(tdy) ? new Zero(out.shape, out.dtype) : maxPool2dBackward(x, tdy, p)),
     (ct, [x], _o, p, needs, avals) => {
       // x's cotangent is zero, but a real one when asked for (as PyTorch's zeros_like(self)): a symbolic Zero
       // would leave an eager leaf x that reaches the loss only through here with no .grad at all
       const zx = new Zero(avals[0].shape, avals[0].dtype);
       return [
-        needs[0] ? X.instantiate(zx) : zx,
-        needs[1] ? gatherPlanes(ct, X.maxPool2dArgmax(x!, p)) : new Zero(avals[1].shape, avals[1].dtype),
+        needs[0] ? instantiate(zx) : zx,
+        needs[1] ? gatherPlanes(ct, maxPool2dArgmax(x!, p)) : new Zero(avals[1].shape, avals[1].dtype),
       ];
     },
   ),
@@ -288,8 +288,8 @@ export const avgPool2dP: Primitive<AvgPoolParams> = {
     return o;
   },
   derivative: linear<AvgPoolParams>(
-    ([t], p) => X.avgPool2d(t as Tensor, p),
-    (ct, _x, _o, p) => [X.avgPool2dBackward(ct, p)],
+    ([t], p) => avgPool2d(t as Tensor, p),
+    (ct, _x, _o, p) => [avgPool2dBackward(ct, p)],
   ),
 };
 
@@ -304,7 +304,49 @@ export const avgPool2dBackwardP: Primitive<AvgPoolParams> = {
     return o;
   },
   derivative: linear<AvgPoolParams>(
-    ([t], p) => X.avgPool2dBackward(t as Tensor, p),
-    (ct, _x, _o, p) => [X.avgPool2d(ct, p)],
+    ([t], p) => avgPool2dBackward(t as Tensor, p),
+    (ct, _x, _o, p) => [avgPool2d(ct, p)],
   ),
 };
+
+// Binders (JAX's lax): bind one primitive with exact params. Rules and the ops layer use these.
+export function dot(a: Tensor, b: Tensor): Tensor {
+  return bind(dotP, [a, b], null);
+}
+export function conv2d(x: Tensor, w: Tensor, p: ConvParams): Tensor {
+  return bind(conv2dP, [x, w], p);
+}
+export function conv2dBiasAct(
+  x: Tensor,
+  w: Tensor,
+  b: Tensor | null,
+  act: Activation | null,
+  p: ConvParams,
+): Tensor {
+  return bind(conv2dBiasActP, b === null ? [x, w] : [x, w, b], { ...p, act });
+}
+export function conv2dBackInput(dy: Tensor, w: Tensor, p: Conv2dParams, xShape: readonly number[]): Tensor {
+  return bind(conv2dBackInputP, [dy, w], convOnly(p, xShape));
+}
+export function conv2dBackWeight(x: Tensor, dy: Tensor, p: Conv2dParams, wShape: readonly number[]): Tensor {
+  return bind(conv2dBackWeightP, [x, dy], convOnly(p, wShape));
+}
+export function maxPool2d(x: Tensor, p: PoolParams): Tensor {
+  return bind(maxPool2dP, [x], p);
+}
+export function maxPool2dArgmax(x: Tensor, p: Pool2dParams & { outShape: readonly number[] }): Tensor {
+  return bind(maxPool2dArgmaxP, [x], p);
+}
+/** The VJP of maxPool2d at x applied to dy (dy's shape is p.outShape); the result has x's shape. */
+export function maxPool2dBackward(x: Tensor, dy: Tensor, p: PoolParams): Tensor {
+  return bind(maxPool2dBackwardP, [x, dy], poolOnly(p));
+}
+function poolOnly(p: PoolParams): PoolParams {
+  return { kernel: p.kernel, stride: p.stride, padding: p.padding, outShape: p.outShape };
+}
+export function avgPool2d(x: Tensor, p: AvgPoolParams): Tensor {
+  return bind(avgPool2dP, [x], p);
+}
+export function avgPool2dBackward(dy: Tensor, p: AvgPoolParams): Tensor {
+  return bind(avgPool2dBackwardP, [dy], p);
+}

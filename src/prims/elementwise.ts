@@ -1,18 +1,20 @@
 /**
  * Elementwise primitives: unary math, binary arithmetic, comparisons and logic, select and cast.
  * Operands of binary primitives arrive with equal shapes (the ops layer broadcasts with `broadcastP`) and,
- * for arithmetic, equal dtypes (the ops layer promotes).
+ * for arithmetic, equal dtypes (the ops layer promotes). *
+ * Each primitive's binder (JAX's lax) is declared here too. Rules use only binders and Tensor methods; a method
+ * delegates to src/ops, which binds these primitives: the Tensor-facade loop, closed at call time only (see
+ * docs/architecture.md, "Layers").
  */
 import type { Activation, BinaryOp, UnaryOp } from "../backend/backend.ts";
 import type { Aval, Derivative, Primitive } from "../core/primitive.ts";
 import { isZero, Zero } from "../core/primitive.ts";
+import { bind } from "../core/trace.ts";
 import { type DType, isFloat } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
-import * as X from "../ops/lax.ts";
-import * as M from "../ops/math.ts";
 import { fmtShape, shapesEqual } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { allocOut, getBackend, viewOf } from "./impl.ts";
+import { allocOut, getBackend, instantiate, viewOf } from "./impl.ts";
 import { elementwise, linear, rule, zeroDerivative } from "./rules.ts";
 
 const FLOAT_ONLY = new Set<UnaryOp>([
@@ -54,20 +56,20 @@ function unary(
   };
 }
 
-const anyEqualZero = ([x]: readonly Tensor[]) => M.eq(x, 0).any().item() !== 0;
+const anyEqualZero = ([x]: readonly Tensor[]) => x.eq(0).any().item() !== 0;
 
 // d(-x) = -dx
 export const negP = unary(
   "neg",
   linear<null>(
-    ([t]) => M.neg(t as Tensor),
-    (ct) => [M.neg(ct)],
+    ([t]) => (t as Tensor).neg(),
+    (ct) => [ct.neg()],
   ),
 );
 // d|x| = sign(x) dx (0 at x = 0, the subgradient convention)
 export const absP = unary(
   "abs",
-  elementwise((x) => M.sign(x), "x"),
+  elementwise((x) => x.sign(), "x"),
   anyEqualZero,
 );
 export const signP = unary("sign", zeroDerivative);
@@ -79,37 +81,37 @@ export const expP = unary(
 // d log(x) = dx / x
 export const logP = unary(
   "log",
-  elementwise((x) => M.reciprocal(x), "x"),
+  elementwise((x) => x.reciprocal(), "x"),
 );
 // d log1p(x) = dx / (1 + x)
 export const log1pP = unary(
   "log1p",
-  elementwise((x) => M.reciprocal(M.add(x, 1)), "x"),
+  elementwise((x) => x.add(1).reciprocal(), "x"),
 );
 // d expm1(x) = exp(x) dx = (expm1(x) + 1) dx
 export const expm1P = unary(
   "expm1",
-  elementwise((_x, y) => M.add(y, 1), "out"),
+  elementwise((_x, y) => y.add(1), "out"),
 );
 // d sqrt(x) = dx / (2 sqrt(x))
 export const sqrtP = unary(
   "sqrt",
-  elementwise((_x, y) => M.div(0.5, y), "out"),
+  elementwise((_x, y) => y.reciprocal().mul(0.5), "out"),
 );
 // d sin(x) = cos(x) dx
 export const sinP = unary(
   "sin",
-  elementwise((x) => M.cos(x), "x"),
+  elementwise((x) => x.cos(), "x"),
 );
 // d cos(x) = -sin(x) dx
 export const cosP = unary(
   "cos",
-  elementwise((x) => M.neg(M.sin(x)), "x"),
+  elementwise((x) => x.sin().neg(), "x"),
 );
 // d tan(x) = (1 + tan(x)^2) dx
 export const tanP = unary(
   "tan",
-  elementwise((_x, y) => M.add(M.mul(y, y), 1), "out"),
+  elementwise((_x, y) => y.mul(y).add(1), "out"),
 );
 /**
  * Rules of an activation whose derivative is a function of its output y (relu: [y > 0], tanh: 1 - y^2,
@@ -117,8 +119,8 @@ export const tanP = unary(
  */
 function throughOutput(act: Activation): Derivative<null> {
   return rule<null>(
-    (_x, [t], out) => X.actGrad(act, out, t as Tensor),
-    (ct, _x, out) => [X.actGrad(act, out!, ct)],
+    (_x, [t], out) => actGrad(act, out, t as Tensor),
+    (ct, _x, out) => [actGrad(act, out!, ct)],
     { saveInputs: false, saveOutput: true },
   );
 }
@@ -130,7 +132,15 @@ export const sigmoidP = unary("sigmoid", throughOutput("sigmoid"));
 // d erf(x) = 2 / sqrt(pi) exp(-x^2) dx
 export const erfP = unary(
   "erf",
-  elementwise((x) => M.mul(M.exp(M.neg(M.mul(x, x))), 2 / Math.sqrt(Math.PI)), "x"),
+  elementwise(
+    (x) =>
+      x
+        .mul(x)
+        .neg()
+        .exp()
+        .mul(2 / Math.sqrt(Math.PI)),
+    "x",
+  ),
 );
 // d relu(x) = [x > 0] dx = [relu(x) > 0] dx (0 at x = 0, the subgradient convention); a select in one kernel,
 // not a multiply by a cast mask
@@ -179,7 +189,7 @@ function binary(
 export const addP = binary(
   "add",
   linear<null>(
-    ([ta, tb]) => (isZero(ta) ? tb : isZero(tb) ? ta : M.add(ta, tb)),
+    ([ta, tb]) => (isZero(ta) ? tb : isZero(tb) ? ta : ta.add(tb)),
     (ct) => [ct, ct],
   ),
 );
@@ -187,8 +197,8 @@ export const addP = binary(
 export const subP = binary(
   "sub",
   linear<null>(
-    ([ta, tb]) => (isZero(tb) ? ta : isZero(ta) ? M.neg(tb) : M.sub(ta, tb)),
-    (ct) => [ct, M.neg(ct)],
+    ([ta, tb]) => (isZero(tb) ? ta : isZero(ta) ? tb.neg() : ta.sub(tb)),
+    (ct) => [ct, ct.neg()],
   ),
 );
 // d(a b) = da b + a db
@@ -196,11 +206,11 @@ export const mulP = binary(
   "mul",
   rule<null>(
     ([a, b], [ta, tb], out) => {
-      const l = isZero(ta) ? null : M.mul(ta, b);
-      const r = isZero(tb) ? null : M.mul(a, tb);
-      return l === null ? (r ?? new Zero(out.shape, out.dtype)) : r === null ? l : M.add(l, r);
+      const l = isZero(ta) ? null : ta.mul(b);
+      const r = isZero(tb) ? null : a.mul(tb);
+      return l === null ? (r ?? new Zero(out.shape, out.dtype)) : r === null ? l : l.add(r);
     },
-    (ct, [a, b], _o, _p, needs) => [needs[0] ? M.mul(ct, b!) : ct, needs[1] ? M.mul(ct, a!) : ct],
+    (ct, [a, b], _o, _p, needs) => [needs[0] ? ct.mul(b!) : ct, needs[1] ? ct.mul(a!) : ct],
   ),
 );
 // d(a / b) = da / b - (a / b) db / b
@@ -208,16 +218,12 @@ export const divP = binary(
   "div",
   rule<null>(
     ([, b], [ta, tb], out) => {
-      const num = isZero(tb)
-        ? (ta as Tensor)
-        : isZero(ta)
-          ? M.neg(M.mul(tb, out))
-          : M.sub(ta, M.mul(tb, out));
-      return M.div(num, b);
+      const num = isZero(tb) ? (ta as Tensor) : isZero(ta) ? tb.mul(out).neg() : ta.sub(tb.mul(out));
+      return num.div(b);
     },
     (ct, [, b], out, _p, needs) => {
-      const g = M.div(ct, b!);
-      return [g, needs[1] ? M.neg(M.mul(g, out!)) : g];
+      const g = ct.div(b!);
+      return [g, needs[1] ? g.mul(out!).neg() : g];
     },
     { saveOutput: true },
   ),
@@ -230,22 +236,23 @@ function powPartials(
   needA: boolean,
   needB: boolean,
 ): [Tensor | null, Tensor | null] {
-  const da = needA ? M.mul(b, M.pow(a, M.sub(b, 1))) : null;
-  const db = needB ? M.mul(out, M.where(M.eq(a, 0), 0, M.log(M.where(M.eq(a, 0), 1, a)))) : null;
-  return [da, db];
+  const da = needA ? b.mul(a.pow(b.sub(1))) : null;
+  if (!needB) return [da, null];
+  const a0 = a.eq(0);
+  return [da, out.mul(a.maskedFill(a0, 1).log().maskedFill(a0, 0))];
 }
 export const powP = binary(
   "pow",
   rule<null>(
     ([a, b], [ta, tb], out) => {
       const [da, db] = powPartials(a, b, out, !isZero(ta), !isZero(tb));
-      const l = da === null ? null : M.mul(ta as Tensor, da);
-      const r = db === null ? null : M.mul(tb as Tensor, db);
-      return l === null ? r! : r === null ? l : M.add(l, r);
+      const l = da === null ? null : (ta as Tensor).mul(da);
+      const r = db === null ? null : (tb as Tensor).mul(db);
+      return l === null ? r! : r === null ? l : l.add(r);
     },
     (ct, [a, b], out, _p, needs) => {
       const [da, db] = powPartials(a!, b!, out!, needs[0], needs[1]);
-      return [da === null ? ct : M.mul(ct, da), db === null ? ct : M.mul(ct, db)];
+      return [da === null ? ct : ct.mul(da), db === null ? ct : ct.mul(db)];
     },
     { saveOutput: true },
   ),
@@ -257,26 +264,26 @@ export const powP = binary(
  */
 function selectRule(pick: (a: Tensor, b: Tensor) => Tensor): Derivative<null> {
   const weights = (a: Tensor, b: Tensor): [Tensor, Tensor] => {
-    const wa = M.add(M.cast(pick(a, b), a.dtype), M.mul(M.cast(M.eq(a, b), a.dtype), 0.5));
-    return [wa, M.sub(1, wa)];
+    const wa = pick(a, b).to(a.dtype).add(a.eq(b).to(a.dtype).mul(0.5));
+    return [wa, wa.neg().add(1)];
   };
   return rule<null>(
     ([a, b], [ta, tb]) => {
       const [wa, wb] = weights(a, b);
-      return M.add(M.mul(X.instantiate(ta), wa), M.mul(X.instantiate(tb), wb));
+      return instantiate(ta).mul(wa).add(instantiate(tb).mul(wb));
     },
     (ct, [a, b]) => {
       const [wa, wb] = weights(a!, b!);
-      return [M.mul(ct, wa), M.mul(ct, wb)];
+      return [ct.mul(wa), ct.mul(wb)];
     },
   );
 }
-const anyTie = ([a, b]: readonly Tensor[]) => M.eq(a, b).any().item() !== 0;
+const anyTie = ([a, b]: readonly Tensor[]) => a.eq(b).any().item() !== 0;
 const TIE_SPLIT = "0.5 to each operand: at a tie the gradient is split equally";
 export const maximumP: Primitive<null> = {
   ...binary(
     "maximum",
-    selectRule((a, b) => M.gt(a, b)),
+    selectRule((a, b) => a.gt(b)),
     anyTie,
   ),
   kinkDerivative: TIE_SPLIT,
@@ -284,7 +291,7 @@ export const maximumP: Primitive<null> = {
 export const minimumP: Primitive<null> = {
   ...binary(
     "minimum",
-    selectRule((a, b) => M.lt(a, b)),
+    selectRule((a, b) => a.lt(b)),
     anyTie,
   ),
   kinkDerivative: TIE_SPLIT,
@@ -319,10 +326,12 @@ export const whereP: Primitive<null> = {
   // d where(c, a, b) = where(c, da, db)
   derivative: rule<null>(
     ([c], [, ta, tb], out) =>
-      isZero(ta) && isZero(tb)
-        ? new Zero(out.shape, out.dtype)
-        : M.where(c, X.instantiate(ta), X.instantiate(tb)),
-    (ct, [c], _o, _p, needs) => [ct, needs[1] ? M.where(c!, ct, 0) : ct, needs[2] ? M.where(c!, 0, ct) : ct],
+      isZero(ta) && isZero(tb) ? new Zero(out.shape, out.dtype) : where(c, instantiate(ta), instantiate(tb)),
+    (ct, [c], _o, _p, needs) => [
+      ct,
+      needs[1] ? ct.maskedFill(c!.logicalNot(), 0) : ct,
+      needs[2] ? ct.maskedFill(c!, 0) : ct,
+    ],
   ),
 };
 
@@ -342,8 +351,8 @@ export const castP: Primitive<CastParams> = {
     return o;
   },
   derivative: linear<CastParams>(
-    ([t], p) => M.cast(t as Tensor, p.dtype),
-    (ct, _x, _o, _p, _n, avals) => [M.cast(ct, avals[0].dtype)],
+    ([t], p) => castTo(t as Tensor, p.dtype),
+    (ct, _x, _o, _p, _n, avals) => [castTo(ct, avals[0].dtype)],
   ),
 };
 
@@ -381,22 +390,22 @@ export const biasActP: Primitive<ActParams> = {
     (_xs, ts, out, p) => {
       const live = ts.filter((t): t is Tensor => !isZero(t));
       if (live.length === 0) return new Zero(out.shape, out.dtype);
-      return X.actGrad(p.act, out, live.length === 1 ? live[0] : M.add(live[0], live[1]));
+      return actGrad(p.act, out, live.length === 1 ? live[0] : live[0].add(live[1]));
     },
     (ct, _xs, out, p, _needs, avals) => {
-      const g = X.actGrad(p.act, out!, ct);
+      const g = actGrad(p.act, out!, ct);
       return avals.map(() => g);
     },
     { saveInputs: false, saveOutput: true },
   ),
   // relu's kink is x + b = 0
-  atKink: (xs, _out, p) => p.act === "relu" && anyEqualZero([xs.length > 1 ? M.add(xs[0], xs[1]) : xs[0]]),
+  atKink: (xs, _out, p) => p.act === "relu" && anyEqualZero([xs.length > 1 ? xs[0].add(xs[1]) : xs[0]]),
 };
 
 /** d/dy of actGrad(y, ct) = ct act'(x(y)): 0 for relu (piecewise constant), -2 y ct for tanh, (1 - 2y) ct for sigmoid. */
 function actGradDy(act: Activation, y: Tensor, ct: Tensor, dy: Tensor): Tensor | null {
   if (act === "relu") return null;
-  return M.mul(M.mul(dy, ct), act === "tanh" ? M.mul(y, -2) : M.sub(1, M.mul(y, 2)));
+  return dy.mul(ct).mul(act === "tanh" ? y.mul(-2) : y.mul(-2).add(1));
 }
 
 /**
@@ -413,14 +422,30 @@ export const actGradP: Primitive<ActParams> = {
   },
   derivative: rule<ActParams>(
     ([y, ct], [ty, tct], out, p) => {
-      const a = isZero(tct) ? null : X.actGrad(p.act, y, tct);
+      const a = isZero(tct) ? null : actGrad(p.act, y, tct);
       const b = isZero(ty) ? null : actGradDy(p.act, y, ct, ty);
       if (a === null) return b ?? new Zero(out.shape, out.dtype);
-      return b === null ? a : M.add(a, b);
+      return b === null ? a : a.add(b);
     },
     (g, [y, ct], _out, p, needs, avals) => [
       (needs[0] && actGradDy(p.act, y!, ct!, g)) || new Zero(avals[0].shape, avals[0].dtype),
-      needs[1] ? X.actGrad(p.act, y!, g) : new Zero(avals[1].shape, avals[1].dtype),
+      needs[1] ? actGrad(p.act, y!, g) : new Zero(avals[1].shape, avals[1].dtype),
     ],
   ),
 };
+
+// Binders (JAX's lax): bind one primitive with exact params (equal shapes, no promotion). Rules and the ops layer
+// use these.
+/** where(c, a, b) of equal shapes and one dtype. */
+export function where(c: Tensor, a: Tensor, b: Tensor): Tensor {
+  return bind(whereP, [c, a, b], null);
+}
+export function castTo(x: Tensor, dtype: DType): Tensor {
+  return x.dtype === dtype ? x : bind(castP, [x], { dtype });
+}
+export function biasAct(act: Activation, x: Tensor, b: Tensor | null): Tensor {
+  return bind(biasActP, b === null ? [x] : [x, b], { act });
+}
+export function actGrad(act: Activation, y: Tensor, ct: Tensor): Tensor {
+  return bind(actGradP, [y, ct], { act });
+}

@@ -1,9 +1,10 @@
 /**
- * Helpers for primitive implementations: turning tensors into backend views and allocating outputs.
+ * Helpers for primitive implementations: turning tensors into backend views and allocating outputs (and
+ * instantiating symbolic zeros).
  */
 import type { View } from "../backend/backend.ts";
 import { getBackend } from "../backend/registry.ts";
-import type { Aval } from "../core/primitive.ts";
+import { type Aval, isZero, type MaybeZero } from "../core/primitive.ts";
 import { allocTyped, bytesPerElement, type DType, type TypedArray } from "../dtype.ts";
 import { AllocationError, internal } from "../errors.ts";
 import { contiguousStrides, fmtShape, sizeOf } from "../shape.ts";
@@ -72,4 +73,9 @@ export function viewTensor(
   offset: number,
 ): Tensor {
   return Tensor._concrete(t._data!, shape, t.dtype, strides, offset, t._ver);
+}
+
+/** A tangent or cotangent as a tensor: a symbolic zero becomes a fresh zero-filled one. */
+export function instantiate(t: MaybeZero): Tensor {
+  return isZero(t) ? allocOut(t, true) : t;
 }

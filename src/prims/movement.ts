@@ -3,15 +3,18 @@
  * scatter-add. Reshape (whenever the strides allow, as PyTorch's), permute, broadcast, slice and flip are views:
  * they return a tensor sharing the input's storage with new strides. All are linear, so their derivatives are
  * transposes. Broadcast and reshape check their target shape (`checkDims`: at most 2^48 elements), the one place
- * every expanded view passes.
+ * every expanded view passes. *
+ * Each primitive's binder (JAX's lax) is declared here too. Rules use only binders and Tensor methods; a method
+ * delegates to src/ops, which binds these primitives: the Tensor-facade loop, closed at call time only (see
+ * docs/architecture.md, "Layers").
  */
 import type { Primitive } from "../core/primitive.ts";
 import { isZero, Zero } from "../core/primitive.ts";
+import { bind } from "../core/trace.ts";
 import { ShapeError } from "../errors.ts";
-import * as X from "../ops/lax.ts";
 import { checkDims, fmtShape, shapesEqual, sizeOf, viewStrides } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { allocOut, getBackend, viewOf, viewTensor } from "./impl.ts";
+import { allocOut, getBackend, instantiate, viewOf, viewTensor } from "./impl.ts";
 import { linear } from "./rules.ts";
 
 /** A contiguous copy of any concrete tensor. */
@@ -45,8 +48,8 @@ export const reshapeP: Primitive<ShapeParams> = {
     return viewTensor(src, p.shape, viewStrides(src.shape, src._strides, p.shape)!, src._offset);
   },
   derivative: linear<ShapeParams>(
-    ([t], p) => (isZero(t) ? new Zero(p.shape, t.dtype) : X.reshape(t, p.shape)),
-    (ct, _x, _o, _p, _n, avals) => [X.reshape(ct, avals[0].shape)],
+    ([t], p) => (isZero(t) ? new Zero(p.shape, t.dtype) : reshape(t, p.shape)),
+    (ct, _x, _o, _p, _n, avals) => [reshape(ct, avals[0].shape)],
   ),
 };
 
@@ -68,13 +71,13 @@ export const permuteP: Primitive<PermParams> = {
     );
   },
   derivative: linear<PermParams>(
-    ([t], p) => X.permute(t as Tensor, p.perm),
+    ([t], p) => permute(t as Tensor, p.perm),
     (ct, _x, _o, p) => {
       const inv = new Array<number>(p.perm.length);
       p.perm.forEach((d, i) => {
         inv[d] = i;
       });
-      return [X.permute(ct, inv)];
+      return [permute(ct, inv)];
     },
   ),
 };
@@ -100,7 +103,7 @@ export const broadcastP: Primitive<ShapeParams> = {
   },
   // transpose of broadcasting: sum over the broadcast axes
   derivative: linear<ShapeParams>(
-    ([t], p) => X.broadcast(t as Tensor, p.shape),
+    ([t], p) => broadcast(t as Tensor, p.shape),
     (ct, _x, _o, _p, _n, avals) => [unbroadcast(ct, avals[0].shape)],
   ),
 };
@@ -113,8 +116,8 @@ export function unbroadcast(ct: Tensor, shape: readonly number[]): Tensor {
   for (let i = 0; i < ct.shape.length; i++) {
     if (i < lead || (shape[i - lead] === 1 && ct.shape[i] !== 1)) axes.push(i);
   }
-  const s = axes.length > 0 ? X.sumAxes(ct, axes) : ct;
-  return shapesEqual(s.shape, shape) ? s : X.reshape(s, shape);
+  const s = axes.length > 0 ? ct.sum(axes) : ct;
+  return shapesEqual(s.shape, shape) ? s : reshape(s, shape);
 }
 
 export interface SliceParams {
@@ -140,8 +143,8 @@ export const sliceP: Primitive<SliceParams> = {
     return viewTensor(x, p.shape, strides, off);
   },
   derivative: linear<SliceParams>(
-    ([t], p) => X.slice(t as Tensor, p.starts, p.steps, p.shape),
-    (ct, _x, _o, p, _n, avals) => [X.unslice(ct, avals[0].shape, p.starts, p.steps)],
+    ([t], p) => slice(t as Tensor, p.starts, p.steps, p.shape),
+    (ct, _x, _o, p, _n, avals) => [unslice(ct, avals[0].shape, p.starts, p.steps)],
   ),
 };
 
@@ -168,8 +171,8 @@ export const unsliceP: Primitive<UnsliceParams> = {
     return o;
   },
   derivative: linear<UnsliceParams>(
-    ([t], p) => X.unslice(t as Tensor, p.inShape, p.starts, p.steps),
-    (ct, _x, _o, p, _n, avals) => [X.slice(ct, p.starts, p.steps, avals[0].shape)],
+    ([t], p) => unslice(t as Tensor, p.inShape, p.starts, p.steps),
+    (ct, _x, _o, p, _n, avals) => [slice(ct, p.starts, p.steps, avals[0].shape)],
   ),
 };
 
@@ -197,13 +200,13 @@ export const concatP: Primitive<AxisParams> = {
   },
   // d concat(xs) = concat(dxs); the transpose slices the cotangent back into pieces
   derivative: linear<AxisParams>(
-    (ts, p) => X.concat(ts.map(X.instantiate), p.axis),
+    (ts, p) => concat(ts.map(instantiate), p.axis),
     (ct, _x, _o, p, _n, avals) => {
       let start = 0;
       return avals.map((av) => {
         const starts = ct.shape.map((_, i) => (i === p.axis ? start : 0));
         start += av.shape[p.axis];
-        return X.slice(
+        return slice(
           ct,
           starts,
           ct.shape.map(() => 1),
@@ -234,8 +237,8 @@ export const flipP: Primitive<AxesListParams> = {
     return viewTensor(x, x.shape, strides, off);
   },
   derivative: linear<AxesListParams>(
-    ([t], p) => X.flip(t as Tensor, p.axes),
-    (ct, _x, _o, p) => [X.flip(ct, p.axes)],
+    ([t], p) => flip(t as Tensor, p.axes),
+    (ct, _x, _o, p) => [flip(ct, p.axes)],
   ),
 };
 
@@ -253,9 +256,9 @@ export const gatherP: Primitive<AxisParams> = {
   // linear in x; transpose: scatter-add the cotangent back to the gathered positions
   derivative: {
     kind: "rule",
-    jvp: ([, idx], [t], _o, p) => X.gather(t as Tensor, idx, p.axis),
+    jvp: ([, idx], [t], _o, p) => gather(t as Tensor, idx, p.axis),
     vjp: (ct, [, idx], _o, p, _n, avals) => [
-      X.scatterAdd(ct, idx!, p.axis, avals[0].shape),
+      scatterAdd(ct, idx!, p.axis, avals[0].shape),
       new Zero(idx!.shape, "int32"),
     ],
     saveInputs: true,
@@ -281,9 +284,49 @@ export const scatterAddP: Primitive<ScatterParams> = {
   },
   derivative: {
     kind: "rule",
-    jvp: ([, idx], [t], _o, p) => X.scatterAdd(t as Tensor, idx, p.axis, p.shape),
-    vjp: (ct, [, idx], _o, p) => [X.gather(ct, idx!, p.axis), new Zero(idx!.shape, "int32")],
+    jvp: ([, idx], [t], _o, p) => scatterAdd(t as Tensor, idx, p.axis, p.shape),
+    vjp: (ct, [, idx], _o, p) => [gather(ct, idx!, p.axis), new Zero(idx!.shape, "int32")],
     saveInputs: true,
     saveOutput: false,
   },
 };
+
+// Binders (JAX's lax): bind one primitive with exact params, no broadcasting, promotion or argument sugar. Rules
+// and the ops layer use these.
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  return shapesEqual(x.shape, shape) ? x : bind(reshapeP, [x], { shape });
+}
+export function permute(x: Tensor, perm: readonly number[]): Tensor {
+  return bind(permuteP, [x], { perm });
+}
+export function broadcast(x: Tensor, shape: readonly number[]): Tensor {
+  return shapesEqual(x.shape, shape) ? x : bind(broadcastP, [x], { shape });
+}
+export function slice(
+  x: Tensor,
+  starts: readonly number[],
+  steps: readonly number[],
+  shape: readonly number[],
+): Tensor {
+  return bind(sliceP, [x], { starts, steps, shape });
+}
+export function unslice(
+  x: Tensor,
+  inShape: readonly number[],
+  starts: readonly number[],
+  steps: readonly number[],
+): Tensor {
+  return bind(unsliceP, [x], { inShape, starts, steps });
+}
+export function concat(xs: readonly Tensor[], axis: number): Tensor {
+  return bind(concatP, xs, { axis });
+}
+export function flip(x: Tensor, axes: readonly number[]): Tensor {
+  return bind(flipP, [x], { axes });
+}
+export function gather(x: Tensor, idx: Tensor, axis: number): Tensor {
+  return bind(gatherP, [x, idx], { axis });
+}
+export function scatterAdd(src: Tensor, idx: Tensor, axis: number, shape: readonly number[]): Tensor {
+  return bind(scatterAddP, [src, idx], { axis, shape });
+}

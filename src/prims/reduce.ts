@@ -1,16 +1,19 @@
 /**
  * Reduction primitives over a set of axes (the output drops them; `keepdim` is a reshape in the ops layer),
- * argmax/argmin along one axis, and cumulative sum.
+ * argmax/argmin along one axis, and cumulative sum. *
+ * Each primitive's binder (JAX's lax) is declared here too. Rules use only binders and Tensor methods; a method
+ * delegates to src/ops, which binds these primitives: the Tensor-facade loop, closed at call time only (see
+ * docs/architecture.md, "Layers").
  */
 import type { ReduceOp } from "../backend/backend.ts";
 import type { Aval, Primitive } from "../core/primitive.ts";
 import { isZero, Zero } from "../core/primitive.ts";
+import { bind } from "../core/trace.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
-import * as M from "../ops/math.ts";
-import * as X from "../ops/lax.ts";
-import * as S from "../ops/shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
+import { where } from "./elementwise.ts";
 import { allocOut, getBackend, viewOf } from "./impl.ts";
+import { broadcast, reshape } from "./movement.ts";
 import { linear, rule, zeroDerivative } from "./rules.ts";
 
 export interface AxesParams {
@@ -29,7 +32,7 @@ export function keptShape(shape: readonly number[], axes: readonly number[]): nu
 
 /** Broadcast a reduced tensor back to the input shape. */
 function expandBack(r: Tensor, inShape: readonly number[], axes: readonly number[]): Tensor {
-  return S.broadcastTo(S.reshape(r, keptShape(inShape, axes)), inShape);
+  return broadcast(reshape(r, keptShape(inShape, axes)), inShape);
 }
 
 function reduction(
@@ -57,7 +60,7 @@ function reduction(
 export const sumP = reduction(
   "sum",
   linear<AxesParams>(
-    ([t], p) => X.sumAxes(t as Tensor, p.axes),
+    ([t], p) => sumAxes(t as Tensor, p.axes),
     (ct, _x, _o, p, _n, avals) => [expandBack(ct, avals[0].shape, p.axes)],
   ),
 );
@@ -68,18 +71,18 @@ export const sumP = reduction(
  * more zeros it is 0 everywhere.
  */
 function prodOthers(x: Tensor, out: Tensor, axes: readonly number[]): Tensor {
-  const isz = M.eq(x, 0);
-  const nz = expandBack(X.sumAxes(M.cast(isz, "int32"), axes), x.shape, axes);
-  const safe = M.where(isz, 1, x);
-  const prodNz = expandBack(X.prodAxes(safe, axes), x.shape, axes);
+  const isz = x.eq(0);
+  const nz = expandBack(sumAxes(isz.to("int32"), axes), x.shape, axes);
+  const safe = x.maskedFill(isz, 1);
+  const prodNz = expandBack(prodAxes(safe, axes), x.shape, axes);
   const outB = expandBack(out, x.shape, axes);
-  return M.where(M.eq(nz, 0), M.div(outB, safe), M.where(M.logicalAnd(isz, M.eq(nz, 1)), prodNz, 0));
+  return where(nz.eq(0), outB.div(safe), prodNz.maskedFill(isz.logicalAnd(nz.eq(1)).logicalNot(), 0));
 }
 export const prodP = reduction(
   "prod",
   rule<AxesParams>(
-    ([x], [t], out, p) => X.sumAxes(M.mul(t as Tensor, prodOthers(x, out, p.axes)), p.axes),
-    (ct, [x], out, p) => [M.mul(expandBack(ct, x!.shape, p.axes), prodOthers(x!, out!, p.axes))],
+    ([x], [t], out, p) => sumAxes((t as Tensor).mul(prodOthers(x, out, p.axes)), p.axes),
+    (ct, [x], out, p) => [expandBack(ct, x!.shape, p.axes).mul(prodOthers(x!, out!, p.axes))],
     { saveOutput: true },
   ),
 );
@@ -89,19 +92,19 @@ export const prodP = reduction(
  * reports ties.
  */
 function argmaxWeights(x: Tensor, out: Tensor, axes: readonly number[]): Tensor {
-  const mask = M.cast(M.eq(x, expandBack(out, x.shape, axes)), x.dtype);
-  return M.div(mask, expandBack(X.sumAxes(mask, axes), x.shape, axes));
+  const mask = x.eq(expandBack(out, x.shape, axes)).to(x.dtype);
+  return mask.div(expandBack(sumAxes(mask, axes), x.shape, axes));
 }
 function extremum(op: "max" | "min"): Primitive<AxesParams> {
   return reduction(
     op,
     rule<AxesParams>(
-      ([x], [t], out, p) => X.sumAxes(M.mul(t as Tensor, argmaxWeights(x, out, p.axes)), p.axes),
-      (ct, [x], out, p) => [M.mul(expandBack(ct, x!.shape, p.axes), argmaxWeights(x!, out!, p.axes))],
+      ([x], [t], out, p) => sumAxes((t as Tensor).mul(argmaxWeights(x, out, p.axes)), p.axes),
+      (ct, [x], out, p) => [expandBack(ct, x!.shape, p.axes).mul(argmaxWeights(x!, out!, p.axes))],
       { saveOutput: true },
     ),
     ([x], out, p) =>
-      (X.sumAxes(M.cast(M.eq(x, expandBack(out, x.shape, p.axes)), "int32"), p.axes)
+      (sumAxes(x.eq(expandBack(out, x.shape, p.axes)).to("int32"), p.axes)
         .max()
         .item() as number) > 1,
   );
@@ -149,8 +152,8 @@ export const cumsumP: Primitive<CumsumParams> = {
     return o;
   },
   derivative: linear<CumsumParams>(
-    ([t], p) => (isZero(t) ? t : X.cumsumAxis(t, p.axis, p.reverse)),
-    (ct, _x, _o, p) => [X.cumsumAxis(ct, p.axis, !p.reverse)],
+    ([t], p) => (isZero(t) ? t : cumsumAxis(t, p.axis, p.reverse)),
+    (ct, _x, _o, p) => [cumsumAxis(ct, p.axis, !p.reverse)],
   ),
 };
 
@@ -163,7 +166,7 @@ export interface SoftmaxParams {
 
 /** sum(v, axis) broadcast back over the axis (sum with keepdim, then expanded to v's shape). */
 function rowSum(v: Tensor, axis: number): Tensor {
-  return expandBack(X.sumAxes(v, [axis]), v.shape, [axis]);
+  return expandBack(sumAxes(v, [axis]), v.shape, [axis]);
 }
 
 function checkFloatAxis(name: string, x: Aval, p: SoftmaxParams): void {
@@ -194,15 +197,15 @@ function softmaxFamily(log: boolean): Primitive<SoftmaxParams> {
       ? // y = x - logsumexp(x): dy = dx - sum(softmax(x) dx) with softmax(x) = exp(y); the transpose is
         // ct - exp(y) sum(ct).
         rule<SoftmaxParams>(
-          (_x, [t], y, p) => M.sub(t as Tensor, rowSum(M.mul(M.exp(y), t as Tensor), p.axis)),
-          (ct, _x, y, p) => [X.softmaxBackward(y!, ct, p.axis, true)],
+          (_x, [t], y, p) => (t as Tensor).sub(rowSum(y.exp().mul(t as Tensor), p.axis)),
+          (ct, _x, y, p) => [softmaxBackward(y!, ct, p.axis, true)],
           { saveInputs: false, saveOutput: true },
         )
       : // s = softmax(x): ds = s (dx - sum(s dx)), a symmetric linear map: the JVP and the VJP are the same
         // fused map.
         rule<SoftmaxParams>(
-          (_x, [t], s, p) => X.softmaxBackward(s, t as Tensor, p.axis, false),
-          (ct, _x, s, p) => [X.softmaxBackward(s!, ct, p.axis, false)],
+          (_x, [t], s, p) => softmaxBackward(s, t as Tensor, p.axis, false),
+          (ct, _x, s, p) => [softmaxBackward(s!, ct, p.axis, false)],
           { saveInputs: false, saveOutput: true },
         ),
   };
@@ -226,7 +229,7 @@ export const softmaxP = softmaxFamily(false);
  */
 function softmaxBackwardFamily(log: boolean): Primitive<SoftmaxParams> {
   const name = log ? "logSoftmaxBackward" : "softmaxBackward";
-  const B = (y: Tensor, c: Tensor, axis: number) => X.softmaxBackward(y, c, axis, log);
+  const B = (y: Tensor, c: Tensor, axis: number) => softmaxBackward(y, c, axis, log);
   return {
     name,
     abstract([y, c], p) {
@@ -252,25 +255,24 @@ function softmaxBackwardFamily(log: boolean): Primitive<SoftmaxParams> {
         const parts: Tensor[] = [];
         if (!isZero(tc)) parts.push(B(y, tc, a));
         if (!isZero(ty)) {
-          if (log) parts.push(M.neg(M.mul(M.mul(M.exp(y), ty), rowSum(c, a))));
+          if (log) parts.push(y.exp().mul(ty).mul(rowSum(c, a)).neg());
           else {
-            parts.push(M.mul(ty, M.sub(c, rowSum(M.mul(c, y), a))));
-            parts.push(M.neg(M.mul(y, rowSum(M.mul(c, ty), a))));
+            parts.push(ty.mul(c.sub(rowSum(c.mul(y), a))));
+            parts.push(y.mul(rowSum(c.mul(ty), a)).neg());
           }
         }
-        return parts.length === 0 ? new Zero(y.shape, y.dtype) : parts.reduce((u, v) => M.add(u, v));
+        return parts.length === 0 ? new Zero(y.shape, y.dtype) : parts.reduce((u, v) => u.add(v));
       },
       (u, [y, c], _out, p, needs) => {
         const a = p.axis;
         let dy: Tensor | Zero = new Zero(y!.shape, y!.dtype);
         let dc: Tensor | Zero = new Zero(c!.shape, c!.dtype);
         if (log) {
-          const e = M.exp(y!);
-          if (needs[0]) dy = M.neg(M.mul(M.mul(e, u), rowSum(c!, a)));
-          if (needs[1]) dc = M.sub(u, rowSum(M.mul(e, u), a));
+          const e = y!.exp();
+          if (needs[0]) dy = e.mul(u).mul(rowSum(c!, a)).neg();
+          if (needs[1]) dc = u.sub(rowSum(e.mul(u), a));
         } else {
-          if (needs[0])
-            dy = M.sub(M.mul(u, M.sub(c!, rowSum(M.mul(c!, y!), a))), M.mul(c!, rowSum(M.mul(u, y!), a)));
+          if (needs[0]) dy = u.mul(c!.sub(rowSum(c!.mul(y!), a))).sub(c!.mul(rowSum(u.mul(y!), a)));
           if (needs[1]) dc = B(y!, u, a);
         }
         return [dy, dc];
@@ -281,3 +283,28 @@ function softmaxBackwardFamily(log: boolean): Primitive<SoftmaxParams> {
 
 export const logSoftmaxBackwardP = softmaxBackwardFamily(true);
 export const softmaxBackwardP = softmaxBackwardFamily(false);
+
+// Binders (JAX's lax): bind one primitive with exact params. Rules and the ops layer use these.
+export function sumAxes(x: Tensor, axes: readonly number[]): Tensor {
+  return bind(sumP, [x], { axes });
+}
+export function prodAxes(x: Tensor, axes: readonly number[]): Tensor {
+  return bind(prodP, [x], { axes });
+}
+export function maxAxes(x: Tensor, axes: readonly number[]): Tensor {
+  return bind(maxP, [x], { axes });
+}
+export function minAxes(x: Tensor, axes: readonly number[]): Tensor {
+  return bind(minP, [x], { axes });
+}
+export function cumsumAxis(x: Tensor, axis: number, reverse: boolean): Tensor {
+  return bind(cumsumP, [x], { axis, reverse });
+}
+/** Fused softmax (log = false) or log-softmax (log = true) of a float tensor along `axis` (rank >= 1). */
+export function softmaxAxis(x: Tensor, axis: number, log: boolean): Tensor {
+  return bind(log ? logSoftmaxP : softmaxP, [x], { axis });
+}
+/** The fused VJP of softmaxAxis: y its output, ct the cotangent (see Backend.softmaxBackward). */
+export function softmaxBackward(y: Tensor, ct: Tensor, axis: number, log: boolean): Tensor {
+  return bind(log ? logSoftmaxBackwardP : softmaxBackwardP, [y, ct], { axis });
+}

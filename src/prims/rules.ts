@@ -2,8 +2,8 @@
  * Derivative-rule combinators. Each takes one mathematical statement of a derivative and gives both the JVP
  * (forward) and the VJP (reverse) rule, so a primitive's derivative is still written once.
  *
- * This module is a leaf of the import graph (it uses Tensor methods at run time, never the ops modules), because
- * primitive declarations call these combinators while their modules load.
+ * Primitive declarations call these while their modules load; the rules they build run later, with binders and
+ * Tensor methods (see docs/architecture.md, "Layers").
  */
 import type { Derivative, JvpRule, MaybeZero, VjpRule } from "../core/primitive.ts";
 import { isZero, Zero } from "../core/primitive.ts";
