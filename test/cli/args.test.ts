@@ -18,30 +18,13 @@ import {
   resolveConfig,
   type SCHEDULE_NAMES,
 } from "../../src/cli/args.ts";
-import { main } from "../../src/cli/main.ts";
 import { buildModel, countParameters, type ModelSpec } from "../../src/cli/models.ts";
 import { formatDuration } from "../../src/cli/progress.ts";
 import { ema, formatConfusion, testMetrics } from "../../src/cli/report.ts";
 import { deriveSeed, makeOptimizer, makeScheduler } from "../../src/cli/setup.ts";
 import { manualSeed, noGrad, rand, tensor, zeros } from "../../src/index.ts";
 import { crossEntropy } from "../../src/nn/loss.ts";
-
-/** Run main in-process, capturing its output. */
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(argv, {
-    log: (l) => {
-      out += `${l}\n`;
-    },
-    error: (t) => {
-      err += t;
-    },
-    tty: false,
-    handleSignals: false,
-  });
-  return { code, out, err };
-}
+import { run } from "./helpers.ts";
 
 test("bad --model and --data values give an error listing the choices", async () => {
   const m = await run(["train", "--model", "vgg"]);

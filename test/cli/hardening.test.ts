@@ -9,13 +9,11 @@
  */
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import { ConfigError, resolveConfig, type TrainInput } from "../../src/cli/args.ts";
 import { loadModel } from "../../src/cli/eval.ts";
-import { main } from "../../src/cli/main.ts";
 import { buildModel, type ModelSpec, specWeightShapes } from "../../src/cli/models.ts";
 import { LOCK_NAME, OutDirLockedError } from "../../src/cli/outdir.ts";
 import { runTrain } from "../../src/cli/train.ts";
@@ -23,33 +21,9 @@ import { FormatError } from "../../src/errors.ts";
 import { parseSafetensors, serializeSafetensors } from "../../src/io/safetensors.ts";
 import { loadCheckpoint, saveCheckpoint } from "../../src/io/tensors-node.ts";
 import { nativeInfo, setNumThreads } from "../../src/node.ts";
+import { run, tempDirs } from "./helpers.ts";
 
-const dirs: string[] = [];
-const tmp = (name: string) => {
-  const d = mkdtempSync(join(tmpdir(), `chainrule-hard-${name}-`));
-  dirs.push(d);
-  return d;
-};
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-/** Run main in-process, capturing its output. */
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(argv, {
-    log: (l) => {
-      out += `${l}\n`;
-    },
-    error: (t) => {
-      err += t;
-    },
-    tty: false,
-    handleSignals: false,
-  });
-  return { code, out, err };
-}
+const tmp = tempDirs("hard");
 
 const silent = { log: () => {}, tty: false };
 const small: TrainInput = {

@@ -8,10 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { loadModel, runEval } from "../../src/cli/eval.ts";
 import { main } from "../../src/cli/main.ts";
@@ -20,16 +19,9 @@ import { evaluate } from "../../src/cli/setup.ts";
 import { runTrain, type TrainResult } from "../../src/cli/train.ts";
 import { loadImageDataset } from "../../src/data/datasets.ts";
 import { parseXml } from "../viz/xml.ts";
+import { tempDirs } from "./helpers.ts";
 
-const dirs: string[] = [];
-const tmp = (name: string) => {
-  const d = mkdtempSync(join(tmpdir(), `chainrule-cli-${name}-`));
-  dirs.push(d);
-  return d;
-};
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs("cli");
 const silent = { log: () => {}, tty: false };
 // main() picks the native backend when none is given; these in-process calls stay on the reference backend
 const JS = ["--backend", "js"];
