@@ -283,7 +283,7 @@ int64_t view_size(const View& v) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-napi_value Unary(napi_env env, napi_callback_info info) {
+napi_value entry_unary(napi_env env, napi_callback_info info) {
   Call c(env, info, "unary");
   const int op = c.int_arg(0);
   View x;
@@ -294,7 +294,7 @@ napi_value Unary(napi_env env, napi_callback_info info) {
   return c.run([&] { return g_kernels->unary(op, x, o); });
 }
 
-napi_value Binary(napi_env env, napi_callback_info info) {
+napi_value entry_binary(napi_env env, napi_callback_info info) {
   Call c(env, info, "binary");
   const int op = c.int_arg(0);
   View a, b;
@@ -306,7 +306,7 @@ napi_value Binary(napi_env env, napi_callback_info info) {
   return c.run([&] { return g_kernels->binary(op, a, b, o); });
 }
 
-napi_value Where(napi_env env, napi_callback_info info) {
+napi_value entry_where(napi_env env, napi_callback_info info) {
   Call c(env, info, "where");
   View k, a, b;
   Out o;
@@ -319,7 +319,7 @@ napi_value Where(napi_env env, napi_callback_info info) {
 }
 
 // activation(kind, act, x, b | null, out): kind 0 out = act(x + b), kind 1 out = b * act'(x = act's output).
-napi_value Activation(napi_env env, napi_callback_info info) {
+napi_value entry_activation(napi_env env, napi_callback_info info) {
   Call c(env, info, "activation");
   const int kind = c.int_arg(0), act = c.int_arg(1);
   View x, b;
@@ -334,7 +334,7 @@ napi_value Activation(napi_env env, napi_callback_info info) {
   return c.run([&] { return g_kernels->activation(kind, act, x, has_b ? &b : nullptr, o); });
 }
 
-napi_value Cast(napi_env env, napi_callback_info info) {
+napi_value entry_cast(napi_env env, napi_callback_info info) {
   Call c(env, info, "cast");
   View x;
   Out o;
@@ -344,7 +344,7 @@ napi_value Cast(napi_env env, napi_callback_info info) {
   return c.run([&] { return g_kernels->cast(x, o); });
 }
 
-napi_value Copy(napi_env env, napi_callback_info info) {
+napi_value entry_copy(napi_env env, napi_callback_info info) {
   Call c(env, info, "copy");
   View s, d;
   c.view(0, s);
@@ -353,7 +353,7 @@ napi_value Copy(napi_env env, napi_callback_info info) {
   return c.run([&] { return g_kernels->copy(s, d); });
 }
 
-napi_value Reduce(napi_env env, napi_callback_info info) {
+napi_value entry_reduce(napi_env env, napi_callback_info info) {
   Call c(env, info, "reduce");
   const int op = c.int_arg(0);
   View x;
@@ -376,7 +376,7 @@ napi_value Reduce(napi_env env, napi_callback_info info) {
   return c.run([&] { return g_kernels->reduce(op, x, axes, naxes, o); });
 }
 
-napi_value ArgReduce(napi_env env, napi_callback_info info) {
+napi_value entry_arg_reduce(napi_env env, napi_callback_info info) {
   Call c(env, info, "argReduce");
   const int is_min = c.int_arg(0);
   View x;
@@ -391,7 +391,7 @@ napi_value ArgReduce(napi_env env, napi_callback_info info) {
   return c.run([&] { return g_kernels->arg_reduce(is_min, x, axis, o); });
 }
 
-napi_value Cumsum(napi_env env, napi_callback_info info) {
+napi_value entry_cumsum(napi_env env, napi_callback_info info) {
   Call c(env, info, "cumsum");
   View x;
   Out o;
@@ -403,7 +403,7 @@ napi_value Cumsum(napi_env env, napi_callback_info info) {
   return c.run([&] { return g_kernels->cumsum(x, axis, reverse, o); });
 }
 
-napi_value Dot(napi_env env, napi_callback_info info) {
+napi_value entry_dot(napi_env env, napi_callback_info info) {
   Call c(env, info, "dot");
   View a, b;
   Out o;
@@ -419,7 +419,7 @@ napi_value Dot(napi_env env, napi_callback_info info) {
   return c.run([&] { return g_kernels->dot(a, b, o); });
 }
 
-napi_value Conv2d(napi_env env, napi_callback_info info) {
+napi_value entry_conv2d(napi_env env, napi_callback_info info) {
   Call c(env, info, "conv2d");
   const int kind = c.int_arg(0);
   View p, q;
@@ -451,7 +451,7 @@ napi_value Conv2d(napi_env env, napi_callback_info info) {
   return c.run([&] { return g_kernels->conv2d(kind, p, q, o, shape, cp, has_b ? &b : nullptr, act); });
 }
 
-napi_value Pool2d(napi_env env, napi_callback_info info) {
+napi_value entry_pool2d(napi_env env, napi_callback_info info) {
   Call c(env, info, "pool2d");
   const int kind = c.int_arg(0);
   View x;
@@ -471,7 +471,7 @@ napi_value Pool2d(napi_env env, napi_callback_info info) {
 }
 
 // maxPool2dBackward(x, dy, out): meta = x view, dy view, kh, kw, sh, sw, ph, pw, out's dtype code.
-napi_value MaxPool2dBackward(napi_env env, napi_callback_info info) {
+napi_value entry_max_pool2d_backward(napi_env env, napi_callback_info info) {
   Call c(env, info, "maxPool2dBackward");
   View x, dy;
   Out o;
@@ -484,7 +484,7 @@ napi_value MaxPool2dBackward(napi_env env, napi_callback_info info) {
   return c.run([&] { return g_kernels->max_pool2d_backward(x, dy, o, pp); });
 }
 
-napi_value Gather(napi_env env, napi_callback_info info) {
+napi_value entry_gather(napi_env env, napi_callback_info info) {
   Call c(env, info, "gather");
   View x, idx;
   Out o;
@@ -498,7 +498,7 @@ napi_value Gather(napi_env env, napi_callback_info info) {
   return c.run([&] { return g_kernels->gather(x, axis, idx, o, shared); }, x.ndim > 0 ? x.shape[axis] : 1, axis);
 }
 
-napi_value ScatterAdd(napi_env env, napi_callback_info info) {
+napi_value entry_scatter_add(napi_env env, napi_callback_info info) {
   Call c(env, info, "scatterAdd");
   View src, idx;
   Out o;
@@ -521,7 +521,7 @@ napi_value ScatterAdd(napi_env env, napi_callback_info info) {
 
 // adamUpdate(p, g, m, v, vmax | null): meta = g view, then lr, beta1, beta2, eps, weightDecay, decoupled,
 // maximize, bc1, bc2Sqrt, then the dtype codes of p, m, v (and vmax).
-napi_value Adam(napi_env env, napi_callback_info info) {
+napi_value entry_adam(napi_env env, napi_callback_info info) {
   Call c(env, info, "adamUpdate");
   View g;
   c.view(1, g);
@@ -543,7 +543,7 @@ napi_value Adam(napi_env env, napi_callback_info info) {
 }
 
 // softmax(log, x, out): meta = x view, axis, out dtype code. out has x's size.
-napi_value Softmax(napi_env env, napi_callback_info info) {
+napi_value entry_softmax(napi_env env, napi_callback_info info) {
   Call c(env, info, "softmax");
   const int log = c.int_arg(0);
   View x;
@@ -556,7 +556,7 @@ napi_value Softmax(napi_env env, napi_callback_info info) {
 }
 
 // softmaxBackward(log, y, ct, out): meta = y view, ct view, axis, out dtype code. out has y's size.
-napi_value SoftmaxBackward(napi_env env, napi_callback_info info) {
+napi_value entry_softmax_backward(napi_env env, napi_callback_info info) {
   Call c(env, info, "softmaxBackward");
   const int log = c.int_arg(0);
   View y, ct;
@@ -680,6 +680,63 @@ napi_value SetIsa(napi_env env, napi_callback_info info) {
   return v;
 }
 
+// describe(): what kernels.def declares, for the TypeScript side to build its tables from (once, at load):
+// { unary, binary, reduce, activation: op names in code order, families: [{ name, serves, meta }] } where
+// name is the export, serves the Backend methods in `kind` order and meta the meta-buffer layout.
+napi_value names(napi_env env, const char* const* list, size_t n) {
+  napi_value a;
+  napi_create_array_with_length(env, n, &a);
+  for (size_t i = 0; i < n; i++) napi_set_element(env, a, (uint32_t)i, string(env, list[i]));
+  return a;
+}
+
+napi_value Describe(napi_env env, napi_callback_info) {
+  static const char* const unary[] = {
+#define CR_UNARY(code, js) #js,
+#include "kernels.def"
+  };
+  static const char* const binary[] = {
+#define CR_BINARY(code, js) #js,
+#include "kernels.def"
+  };
+  static const char* const reduce[] = {
+#define CR_REDUCE(code, js) #js,
+#include "kernels.def"
+  };
+  static const char* const act[] = {
+#define CR_ACT(code, js) #js,
+#include "kernels.def"
+  };
+  static_assert(sizeof(unary) / sizeof(*unary) == U_COUNT && sizeof(binary) / sizeof(*binary) == B_COUNT &&
+                    sizeof(reduce) / sizeof(*reduce) == R_COUNT && sizeof(act) / sizeof(*act) == A_COUNT,
+                "op lists and enums come from the same kernels.def");
+  struct Family {
+    const char *name, *serves, *meta;
+  };
+  static const Family families[] = {
+#define CR_KERNEL(name, js, params, serves, meta) {#js, serves, meta},
+#include "kernels.def"
+  };
+  napi_value o, fams;
+  napi_create_object(env, &o);
+  napi_set_named_property(env, o, "unary", names(env, unary, U_COUNT));
+  napi_set_named_property(env, o, "binary", names(env, binary, B_COUNT));
+  napi_set_named_property(env, o, "reduce", names(env, reduce, R_COUNT));
+  napi_set_named_property(env, o, "activation", names(env, act, A_COUNT));
+  const size_t nf = sizeof(families) / sizeof(*families);
+  napi_create_array_with_length(env, nf, &fams);
+  for (size_t i = 0; i < nf; i++) {
+    napi_value f;
+    napi_create_object(env, &f);
+    napi_set_named_property(env, f, "name", string(env, families[i].name));
+    napi_set_named_property(env, f, "serves", string(env, families[i].serves));
+    napi_set_named_property(env, f, "meta", string(env, families[i].meta));
+    napi_set_element(env, fams, (uint32_t)i, f);
+  }
+  napi_set_named_property(env, o, "families", fams);
+  return o;
+}
+
 }  // namespace
 }  // namespace cr
 
@@ -721,14 +778,10 @@ NAPI_MODULE_INIT() {
     const char* name;
     napi_callback cb;
   } fns[] = {
-      {"init", Init},         {"setNumThreads", SetNumThreads}, {"getNumThreads", GetNumThreads},
-      {"isa", Isa},           {"setIsa", SetIsa},               {"unary", Unary},
-      {"binary", Binary},     {"where", Where},                 {"cast", Cast},
-      {"copy", Copy},         {"reduce", Reduce},               {"argReduce", ArgReduce},
-      {"cumsum", Cumsum},     {"dot", Dot},                     {"conv2d", Conv2d},
-      {"pool2d", Pool2d},     {"gather", Gather},               {"scatterAdd", ScatterAdd},
-      {"adamUpdate", Adam},   {"activation", Activation},       {"maxPool2dBackward", MaxPool2dBackward},
-      {"softmax", Softmax},   {"softmaxBackward", SoftmaxBackward},
+      {"init", Init},       {"setNumThreads", SetNumThreads}, {"getNumThreads", GetNumThreads},
+      {"isa", Isa},         {"setIsa", SetIsa},               {"describe", Describe},
+#define CR_KERNEL(name, js, params, serves, meta) {#js, entry_##name},
+#include "kernels.def"
   };
   for (const Fn& f : fns) {
     napi_value v;

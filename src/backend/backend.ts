@@ -24,8 +24,8 @@ export interface View {
 }
 
 /**
- * Elementwise unary kernels, as a list (backends and tests iterate over it; the wasm backend's op codes are
- * positions in it). Input and output dtypes are equal unless noted.
+ * Elementwise unary kernels, as a list (backends and tests iterate over it; a backend declares the subset it
+ * implements, see `BackendImpl`). Input and output dtypes are equal unless noted.
  */
 export const UNARY_OPS = [
   "neg",
@@ -57,32 +57,38 @@ export const ACTIVATIONS = ["relu", "tanh", "sigmoid"] as const;
 export type Activation = (typeof ACTIVATIONS)[number];
 
 /**
- * Elementwise binary kernels on two views of the same shape (broadcast already expressed as stride 0).
+ * Elementwise binary kernels on two views of the same shape (broadcast already expressed as stride 0), as a
+ * list like UNARY_OPS.
  * Arithmetic: inputs and output share one dtype. int32 arithmetic wraps like C int32 (add/sub/mul), `div` on
  * int32 truncates toward zero (callers promote true division to float), `pow` on int32 is exact integer power.
  * `maximum`/`minimum` propagate NaN. Comparisons (`eq` ... `ge`) write bool (Uint8Array 0/1) and read any dtype.
  * Logical ops (`and`, `or`, `xor`) read bool and write bool.
  */
-export type BinaryOp =
-  | "add"
-  | "sub"
-  | "mul"
-  | "div"
-  | "pow"
-  | "maximum"
-  | "minimum"
-  | "eq"
-  | "ne"
-  | "lt"
-  | "le"
-  | "gt"
-  | "ge"
-  | "and"
-  | "or"
-  | "xor";
+export const BINARY_OPS = [
+  "add",
+  "sub",
+  "mul",
+  "div",
+  "pow",
+  "maximum",
+  "minimum",
+  "eq",
+  "ne",
+  "lt",
+  "le",
+  "gt",
+  "ge",
+  "and",
+  "or",
+  "xor",
+] as const;
+
+export type BinaryOp = (typeof BINARY_OPS)[number];
 
 /** Reductions over a set of axes. sum/prod/max/min keep the input dtype (bool is never reduced). */
-export type ReduceOp = "sum" | "prod" | "max" | "min";
+export const REDUCE_OPS = ["sum", "prod", "max", "min"] as const;
+
+export type ReduceOp = (typeof REDUCE_OPS)[number];
 
 /** What conv2d applies to its output: a bias per output channel ([O], any stride) and/or an activation. */
 export interface ConvEpilogue {
@@ -290,3 +296,54 @@ export interface Backend {
     h: AdamUpdateParams,
   ): void;
 }
+
+/** The kernels of the contract: every member of Backend but its name and allocator. */
+export type KernelName = Exclude<keyof Backend, "name" | "alloc">;
+
+/** Every kernel name once (a Record, so the compiler rejects a missing or unknown one). */
+const KERNEL_SET: Record<KernelName, true> = {
+  unary: true,
+  binary: true,
+  biasAct: true,
+  actGrad: true,
+  where: true,
+  cast: true,
+  copy: true,
+  reduce: true,
+  argReduce: true,
+  cumsum: true,
+  dot: true,
+  conv2d: true,
+  conv2dBackInput: true,
+  conv2dBackWeight: true,
+  maxPool2d: true,
+  maxPool2dArgmax: true,
+  maxPool2dBackward: true,
+  avgPool2d: true,
+  avgPool2dBackward: true,
+  gather: true,
+  scatterAdd: true,
+  softmax: true,
+  softmaxBackward: true,
+  adamUpdate: true,
+};
+
+/** The 24 kernel names, in the order of the interface. */
+export const KERNELS = Object.keys(KERNEL_SET) as KernelName[];
+
+/**
+ * What a backend implementation provides: a name, an allocator and any subset of the kernels. The registry
+ * (complete.ts, run once when a backend is loaded or selected) fills every omitted kernel with the js reference,
+ * and, where `unaryOps` / `binaryOps` / `reduceOps` list only some op codes, sends calls with the other codes to
+ * the js kernel. So a new op code or kernel needs only its js implementation; a backend gains it when it lists
+ * it. Fallback for other reasons (a dtype the backend lacks, no scratch memory) stays inside the backend.
+ */
+export type BackendImpl = Pick<Backend, "name" | "alloc"> &
+  Partial<Pick<Backend, KernelName>> & {
+    /** The unary op codes `unary` implements (default: all of UNARY_OPS). */
+    readonly unaryOps?: readonly UnaryOp[];
+    /** The binary op codes `binary` implements (default: all of BINARY_OPS). */
+    readonly binaryOps?: readonly BinaryOp[];
+    /** The reductions `reduce` implements (default: all of REDUCE_OPS). */
+    readonly reduceOps?: readonly ReduceOp[];
+  };

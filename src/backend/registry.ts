@@ -2,12 +2,15 @@
  * Which backend runs kernels. `js` (the reference) is always available; faster backends are registered by name
  * with a loader that either returns a backend or the reason it cannot run (so the library keeps working on the
  * others and can say why once). `CHAINRULE_BACKEND=js|native|wasm` or `setBackend(name)` choose explicitly.
+ * A backend may implement only some kernels (a BackendImpl): loading or selecting it completes it once with
+ * the js reference (complete.ts), so dispatch is a plain method call.
  */
-import type { Backend } from "./backend.ts";
+import type { Backend, BackendImpl } from "./backend.ts";
+import { completeBackend } from "./complete.ts";
 import { jsBackend } from "./js/index.ts";
 import { loadWasmBackend } from "./wasm/index.ts";
 
-type Loader = () => Backend | { error: string };
+type Loader = () => BackendImpl | { error: string };
 
 const loaders = new Map<string, Loader>([
   ["js", () => jsBackend],
@@ -42,7 +45,8 @@ export function loadBackend(name: string): Backend | { error: string } {
       b = { error: `unknown backend '${name}' (registered: ${[...loaders.keys()].join(", ")})` };
     } else {
       try {
-        b = loader();
+        const r = loader();
+        b = "error" in r ? r : completeBackend(r);
       } catch (e) {
         b = { error: (e as Error).message };
       }
@@ -52,11 +56,14 @@ export function loadBackend(name: string): Backend | { error: string } {
   return b;
 }
 
-/** Select the backend by name or object. Throws with the reason if it cannot be loaded. */
-export function setBackend(b: string | Backend): Backend {
+/**
+ * Select the backend by name or object (completed with js kernels where it omits some). Throws with the
+ * reason if it cannot be loaded.
+ */
+export function setBackend(b: string | BackendImpl): Backend {
   if (typeof b !== "string") {
-    current = b;
-    return b;
+    current = completeBackend(b);
+    return current;
   }
   const r = loadBackend(b);
   if ("error" in r) throw new Error(`setBackend('${b}'): ${r.error}`);

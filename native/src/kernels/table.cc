@@ -11,11 +11,12 @@ namespace cr {
 
 const Kernels* CR_CAT(kernels_, CR_ISA_NS)() {
   namespace K = CR_ISA_NS;
+  // Members in declaration order, both expanded from kernels.def: no slot can be missed or misplaced, and a
+  // kernel declared there but not defined in this ISA build fails at link time.
   static const Kernels table = {
-      CR_STR(CR_ISA_NS), K::unary,  K::binary, K::where,  K::cast,   K::copy,   K::reduce,
-      K::arg_reduce,     K::cumsum, K::dot,    K::conv2d, K::pool2d, K::max_pool2d_backward,
-      K::gather,         K::scatter_add, K::adam, K::activation,
-      K::softmax,        K::softmax_backward,
+      CR_STR(CR_ISA_NS),
+#define CR_KERNEL(name, js, params, serves, meta) K::name,
+#include "../kernels.def"
   };
   return &table;
 }

@@ -3,13 +3,12 @@
  *
  * The addon takes typed arrays as arguments and computes on them in place; everything else (view offsets,
  * shapes, strides and small parameters) travels through one preallocated Float64Array, the "meta" buffer,
- * registered once with `init`. Op codes are indices into the C++ enums of native/src/common.h, in the order
- * of the unions in backend.ts.
+ * registered once with `init`. Kernel families, their `kind` codes and op codes are declared once, in
+ * native/src/kernels.def; the addon reports them (`describe`) and backend.ts builds its tables from that.
  */
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { TypedArray } from "../../dtype.ts";
-import type { BinaryOp, ReduceOp, UnaryOp } from "../backend.ts";
 
 /**
  * The package root, relative to this file (src/backend/native or dist/backend/native): it holds prebuilds/
@@ -75,6 +74,7 @@ export interface NativeAddon {
   getNumThreads(): number;
   isa(): string;
   setIsa(name: string): boolean;
+  describe(): NativeDescription;
   unary(op: number, x: TypedArray, out: TypedArray): void;
   binary(op: number, a: TypedArray, b: TypedArray, out: TypedArray): void;
   where(cond: TypedArray, a: TypedArray, b: TypedArray, out: TypedArray): void;
@@ -95,57 +95,15 @@ export interface NativeAddon {
   softmaxBackward(log: number, y: TypedArray, ct: TypedArray, out: TypedArray): void;
 }
 
-/** UnaryOp -> native code (enum UnaryOp in common.h). */
-export const UNARY_CODE: Record<UnaryOp, number> = {
-  neg: 0,
-  abs: 1,
-  sign: 2,
-  exp: 3,
-  log: 4,
-  log1p: 5,
-  expm1: 6,
-  sqrt: 7,
-  sin: 8,
-  cos: 9,
-  tan: 10,
-  tanh: 11,
-  sigmoid: 12,
-  erf: 13,
-  relu: 14,
-  floor: 15,
-  ceil: 16,
-  round: 17,
-  not: 18,
-};
-
-/** BinaryOp -> native code (enum BinaryOp in common.h). */
-export const BINARY_CODE: Record<BinaryOp, number> = {
-  add: 0,
-  sub: 1,
-  mul: 2,
-  div: 3,
-  pow: 4,
-  maximum: 5,
-  minimum: 6,
-  eq: 7,
-  ne: 8,
-  lt: 9,
-  le: 10,
-  gt: 11,
-  ge: 12,
-  and: 13,
-  or: 14,
-  xor: 15,
-};
-
-/** ReduceOp -> native code (enum ReduceOp in common.h). */
-export const REDUCE_CODE: Record<ReduceOp, number> = { sum: 0, prod: 1, max: 2, min: 3 };
-
-/** conv2d kinds and pool2d kinds of the addon. */
-export const CONV_FORWARD = 0;
-export const CONV_BACK_INPUT = 1;
-export const CONV_BACK_WEIGHT = 2;
-export const POOL_MAX = 0;
-export const POOL_MAX_ARGMAX = 1;
-export const POOL_AVG = 2;
-export const POOL_AVG_BACKWARD = 3;
+/**
+ * What native/src/kernels.def declares, as the addon reports it: op names in code order (a code is the
+ * position), and each kernel family with the Backend methods it serves (space-separated, in `kind` order) and
+ * its meta-buffer layout (see the comment at the top of kernels.def).
+ */
+export interface NativeDescription {
+  readonly unary: readonly string[];
+  readonly binary: readonly string[];
+  readonly reduce: readonly string[];
+  readonly activation: readonly string[];
+  readonly families: readonly { readonly name: string; readonly serves: string; readonly meta: string }[];
+}

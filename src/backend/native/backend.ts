@@ -3,33 +3,35 @@
  *
  * Per-call cost is what matters for small tensors, so the path allocates nothing: views' offsets, shapes and
  * strides are written into one module-level Float64Array (the meta buffer the addon reads), the typed arrays
- * are passed as they are (the kernels work on them in place), and op names map to codes through constant
- * tables. Allocation is plain typed arrays (garbage-collected, like the js backend); large outputs that the
+ * are passed as they are (the kernels work on them in place), and op names map to codes through tables built
+ * once at load from what the addon reports of native/src/kernels.def (`describe`): op codes, and which kernel
+ * family and `kind` serves each Backend method. A method or op code the addon does not declare is left out, and
+ * the registry (../complete.ts) runs the js kernel for it. The meta layout of each family is written in
+ * kernels.def; test/backend/kernels-def.test.ts checks this file's packing against it. Allocation is plain typed arrays (garbage-collected, like the js backend); large outputs that the
  * kernel overwrites entirely skip the zero fill (Buffer.allocUnsafeSlow), which with the addon's malloc
  * settings makes them reused heap memory: no zeroing pass and no page faults.
  */
 import { allocTyped, bytesPerElement, type DType, type TypedArray, typedOver } from "../../dtype.ts";
 import {
   ACTIVATIONS,
+  type Activation,
+  BINARY_OPS,
   type Backend,
+  type BackendImpl,
+  type BinaryOp,
   type Conv2dParams,
   type ConvEpilogue,
+  KERNELS,
+  type KernelName,
   type Pool2dParams,
+  REDUCE_OPS,
+  type ReduceOp,
+  UNARY_OPS,
+  type UnaryOp,
   type View,
 } from "../backend.ts";
-import {
-  BINARY_CODE,
-  CONV_BACK_INPUT,
-  CONV_BACK_WEIGHT,
-  CONV_FORWARD,
-  type NativeAddon,
-  POOL_AVG,
-  POOL_AVG_BACKWARD,
-  POOL_MAX,
-  POOL_MAX_ARGMAX,
-  REDUCE_CODE,
-  UNARY_CODE,
-} from "./addon.ts";
+import { completeBackend } from "../complete.ts";
+import type { NativeAddon, NativeDescription } from "./addon.ts";
 
 /** Below this many bytes, zero-filled typed arrays are as cheap as uninitialised ones. */
 const UNINIT_MIN_BYTES = 16384;
@@ -63,6 +65,32 @@ function code(a: TypedArray): number {
   return name === "Float32Array" ? 0 : name === "Float64Array" ? 1 : name === "Int32Array" ? 2 : 3;
 }
 
+/** Op name -> code (its position in the addon's list) for the ops of `all` the addon declares. */
+function codes<Op extends string>(all: readonly Op[], declared: readonly string[]): Record<Op, number> {
+  const t = {} as Record<Op, number>;
+  for (const op of all) t[op] = declared.indexOf(op);
+  return t;
+}
+
+/** The ops of `all` that the addon declares, for BackendImpl's op lists. */
+function implemented<Op extends string>(all: readonly Op[], declared: readonly string[]): Op[] {
+  return all.filter((op) => declared.includes(op));
+}
+
+/**
+ * Backend method -> the `kind` its family takes (its position in the family's `serves`), for the methods the
+ * addon serves with an exported function.
+ */
+function kindsOf(addon: NativeAddon, d: NativeDescription): Map<string, number> {
+  const kinds = new Map<string, number>();
+  for (const f of d.families) {
+    if (typeof Reflect.get(addon, f.name) !== "function") continue;
+    const methods = f.serves.split(" ");
+    for (let i = 0; i < methods.length; i++) kinds.set(methods[i], i);
+  }
+  return kinds;
+}
+
 /**
  * Build the Backend over a loaded addon. The meta buffer holds at most four views of rank 32 plus
  * parameters: 4 * (2 + 64) + 48 numbers.
@@ -71,6 +99,22 @@ export function createNativeBackend(addon: NativeAddon): Backend {
   const meta = new Float64Array(512);
   addon.init(meta);
   let p = 0;
+  const d = addon.describe();
+  const unaryCode = codes<UnaryOp>(UNARY_OPS, d.unary);
+  const binaryCode = codes<BinaryOp>(BINARY_OPS, d.binary);
+  const reduceCode = codes<ReduceOp>(REDUCE_OPS, d.reduce);
+  const actCode = codes<Activation>(ACTIVATIONS, d.activation);
+  const kinds = kindsOf(addon, d);
+  const kind = (m: KernelName) => kinds.get(m) ?? -1;
+  const CONV_FORWARD = kind("conv2d");
+  const CONV_BACK_INPUT = kind("conv2dBackInput");
+  const CONV_BACK_WEIGHT = kind("conv2dBackWeight");
+  const POOL_MAX = kind("maxPool2d");
+  const POOL_MAX_ARGMAX = kind("maxPool2dArgmax");
+  const POOL_AVG = kind("avgPool2d");
+  const POOL_AVG_BACKWARD = kind("avgPool2dBackward");
+  const BIAS_ACT = kind("biasAct");
+  const ACT_GRAD = kind("actGrad");
 
   // Meta layout (read in this order by native/src/addon.cc): each view as dtype code, offset, rank, shape,
   // strides; then the op's numbers; the output's dtype code last.
@@ -129,7 +173,7 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     putConv(c);
     const bias = ep?.bias ?? null;
     const biasD = bias === null ? null : put(bias);
-    meta[p++] = ep?.act ? ACTIVATIONS.indexOf(ep.act) : -1;
+    meta[p++] = ep?.act ? actCode[ep.act] : -1;
     meta[p++] = code(out);
     addon.conv2d(kind, aD, bD, out, biasD);
   }
@@ -149,21 +193,21 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     addon.pool2d(kind, xD, out);
   }
 
-  return {
+  const all: Backend = {
     name: "native",
     alloc: allocNative,
     unary(op, x, out) {
       p = 0;
       const xD = put(x);
       meta[p++] = code(out);
-      addon.unary(UNARY_CODE[op], xD, out);
+      addon.unary(unaryCode[op], xD, out);
     },
     binary(op, a, b, out) {
       p = 0;
       const aD = put(a);
       const bD = put(b);
       meta[p++] = code(out);
-      addon.binary(BINARY_CODE[op], aD, bD, out);
+      addon.binary(binaryCode[op], aD, bD, out);
     },
     where(cond, a, b, out) {
       p = 0;
@@ -191,7 +235,7 @@ export function createNativeBackend(addon: NativeAddon): Backend {
       meta[p++] = axes.length;
       for (let i = 0; i < axes.length; i++) meta[p++] = axes[i];
       meta[p++] = code(out);
-      addon.reduce(REDUCE_CODE[op], xD, out);
+      addon.reduce(reduceCode[op], xD, out);
     },
     argReduce(op, x, axis, out) {
       p = 0;
@@ -281,14 +325,14 @@ export function createNativeBackend(addon: NativeAddon): Backend {
       const xD = put(x);
       const bD = b === null ? null : put(b);
       meta[p++] = code(out);
-      addon.activation(0, ACTIVATIONS.indexOf(act), xD, bD, out);
+      addon.activation(BIAS_ACT, actCode[act], xD, bD, out);
     },
     actGrad(act, y, ct, out) {
       p = 0;
       const yD = put(y);
       const ctD = put(ct);
       meta[p++] = code(out);
-      addon.activation(1, ACTIVATIONS.indexOf(act), yD, ctD, out);
+      addon.activation(ACT_GRAD, actCode[act], yD, ctD, out);
     },
     scatterAdd(src, axis, idx, out, outShape) {
       p = 0;
@@ -315,4 +359,19 @@ export function createNativeBackend(addon: NativeAddon): Backend {
       addon.softmaxBackward(log ? 1 : 0, yD, ctD, out);
     },
   };
+  // Offer only what the addon declares; the registry fills the rest with js kernels.
+  const impl: BackendImpl = {
+    name: all.name,
+    alloc: all.alloc,
+    unaryOps: implemented(UNARY_OPS, d.unary),
+    binaryOps: implemented(BINARY_OPS, d.binary),
+    reduceOps: implemented(REDUCE_OPS, d.reduce),
+  };
+  for (const m of KERNELS) if (kinds.has(m)) offer(impl, all, m);
+  return completeBackend(impl);
+}
+
+/** impl[m] = all[m] (a helper so that the member's type follows m). */
+function offer<K extends KernelName>(impl: Partial<Pick<Backend, KernelName>>, all: Backend, m: K): void {
+  impl[m] = all[m];
 }

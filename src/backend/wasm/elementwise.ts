@@ -5,13 +5,16 @@
  */
 import { type DType, dtypeOfTyped, type TypedArray } from "../../dtype.ts";
 import { contiguousStrides, isContiguous, sizeOf } from "../../shape.ts";
-import { type BinaryOp, UNARY_OPS, type UnaryOp, type View } from "../backend.ts";
+import type { BinaryOp, UnaryOp, View } from "../backend.ts";
 import { assertOutSize, assertSameShape } from "../js/strided.ts";
 import { type Ctx, coalesce, copyRaw, Scope, span, stageIn, stageOut, writeArgs } from "./context.ts";
 import { viewAt } from "./heap.ts";
 
-/** Binary ops in the order of their codes in wasm/assembly/elementwise.ts. */
-const BINARY_OPS: readonly BinaryOp[] = [
+/**
+ * Binary ops in the order of their codes in wasm/assembly/elementwise.ts: the binary ops this backend
+ * implements (its BackendImpl.binaryOps; others run the js kernel, see ../complete.ts).
+ */
+export const WASM_BINARY_OPS: readonly BinaryOp[] = [
   "add",
   "sub",
   "mul",
@@ -30,9 +33,31 @@ const BINARY_OPS: readonly BinaryOp[] = [
   "xor",
 ];
 
-/** Op codes of wasm/assembly/elementwise.ts: positions in UNARY_OPS. */
-const UNARY_CODE = new Map(UNARY_OPS.map((op, i) => [op, i]));
-const BINARY_CODE = new Map(BINARY_OPS.map((op, i) => [op, i]));
+/** Unary ops in the order of their codes in wasm/assembly/elementwise.ts (its BackendImpl.unaryOps). */
+export const WASM_UNARY_OPS: readonly UnaryOp[] = [
+  "neg",
+  "abs",
+  "sign",
+  "exp",
+  "log",
+  "log1p",
+  "expm1",
+  "sqrt",
+  "sin",
+  "cos",
+  "tan",
+  "tanh",
+  "sigmoid",
+  "erf",
+  "relu",
+  "floor",
+  "ceil",
+  "round",
+  "not",
+];
+
+const UNARY_CODE = new Map(WASM_UNARY_OPS.map((op, i) => [op, i]));
+const BINARY_CODE = new Map(WASM_BINARY_OPS.map((op, i) => [op, i]));
 
 /** Element kind codes shared with the wasm module. */
 export const KIND: Record<DType, number> = { float32: 0, float64: 1, int32: 2, bool: 3 };

@@ -42,7 +42,8 @@
  * ```
  */
 import { allocTyped } from "../../dtype.ts";
-import type { Backend } from "../backend.ts";
+import type { Backend, BackendImpl } from "../backend.ts";
+import { completeBackend } from "../complete.ts";
 import { convEpilogue } from "../js/conv.ts";
 import { jsBackend as js } from "../js/index.ts";
 import { type Ctx, MAX_DIMS, OutOfHeap } from "./context.ts";
@@ -112,19 +113,14 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
   const pool = p.shared ? GemmPool.start(inst.module, p.memory, workers) : null;
   let c: Ctx = { k, heap, args, pool };
   const fallbacks = new Map<string, number>();
-  const backend: WasmBackend = {
+  // The kernels wasm implements; the registry's completeBackend adds the js kernels for the rest (gather,
+  // argReduce, cumsum, biasAct, actGrad) and for op codes outside the module's lists.
+  const impl: BackendImpl = {
     name: "wasm",
-    relaxedSimd: p.relaxed,
-    get threads() {
-      return c.pool?.threads ?? 1;
-    },
-    stopThreads() {
-      c.pool?.close();
-      c = { ...c, pool: null };
-    },
-    sharedMemory: heap.shared,
     // ordinary garbage-collected storage (see the module comment)
     alloc: allocTyped,
+    unaryOps: E.WASM_UNARY_OPS,
+    binaryOps: E.WASM_BINARY_OPS,
     unary: (op, x, out) =>
       run(
         fallbacks,
@@ -167,8 +163,6 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
         () => R.reduce(c, op, x, axes, out),
         () => js.reduce(op, x, axes, out),
       ),
-    argReduce: js.argReduce,
-    cumsum: js.cumsum,
     dot: (a, b, out) =>
       run(
         fallbacks,
@@ -235,7 +229,6 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
         () => R.avgPoolBackward(c, dy, out, outShape, p),
         () => js.avgPool2dBackward(dy, out, outShape, p),
       ),
-    gather: js.gather,
     scatterAdd: (src, axis, idx, out, outShape) =>
       run(
         fallbacks,
@@ -243,8 +236,6 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
         () => X.scatterAdd(c, src, axis, idx, out, outShape),
         () => js.scatterAdd(src, axis, idx, out, outShape),
       ),
-    biasAct: js.biasAct,
-    actGrad: js.actGrad,
     softmax: (x, axis, log, out) => S.softmax(backend, x, axis, log, out),
     softmaxBackward: (y, ct, axis, log, out) => S.softmaxBackward(backend, y, ct, axis, log, out),
     adamUpdate: (p, g, m, v, vmax, h) =>
@@ -254,6 +245,18 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
         () => O.adamUpdate(c, p, g, m, v, vmax, h),
         () => js.adamUpdate!(p, g, m, v, vmax, h),
       ),
+  };
+  const backend: WasmBackend = {
+    ...completeBackend(impl),
+    relaxedSimd: p.relaxed,
+    get threads() {
+      return c.pool?.threads ?? 1;
+    },
+    stopThreads() {
+      c.pool?.close();
+      c = { ...c, pool: null };
+    },
+    sharedMemory: heap.shared,
     backendBytes: () => heap.stats().peakBytes - baseBytes,
     heapStats: () => {
       const st = heap.stats();
