@@ -29,7 +29,7 @@ import {
 const I = Infinity;
 const N = Number.NaN;
 
-/** js and wasm always; native when its addon loads (ops-native.test.ts and native.test.ts assert that it does). */
+/** js and wasm always; native when its addon loads (ops-native.test.ts and kernels.test.ts assert that it does). */
 function backends(): Backend[] {
   const out: Backend[] = [];
   for (const name of ["js", "wasm", "native"]) {

@@ -1,5 +1,5 @@
 /**
- * Helpers of the native backend conformance test (native.test.ts): the backend under test, random inputs
+ * Helpers of the native backend tests (safety, zero-size, fuzz, threads): the backend under test, random inputs
  * in every memory layout (contiguous, transposed, gaps, negative strides, broadcast, offset), tolerant
  * comparison, and `check`, which runs a kernel on the js reference and on every native instruction-set build
  * with all threads and with one.
@@ -15,7 +15,7 @@ import {
 } from "../../src/backend/native/index.ts";
 import { allocTyped, type DType, type TypedArray } from "../../src/dtype.ts";
 
-/** The load result: the backend or why it is unavailable (native.test.ts asserts that it loaded). */
+/** The load result: the backend or why it is unavailable (kernels.test.ts asserts that it loaded). */
 export const loaded = loadNativeBackend();
 export const N: Backend | undefined = "backend" in loaded ? loaded.backend : undefined;
 export const ISAS = N ? (["avx512", "avx2", "base"] as const).filter((i) => setNativeIsa(i)) : [];

@@ -1,9 +1,8 @@
 /**
  * The fused softmax / log-softmax kernels and their VJP kernel (Backend.softmax, Backend.softmaxBackward):
- * hand-checked values and the special rows of the contract on the js reference; the native kernels against js
- * on every layout, axis and instruction-set build (vector rows, blocked rows, gathered rows, parallel chunks);
- * the wasm backend against js; and, through the ops, the derivative rules to third order and forward-over-
- * reverse.
+ * hand-checked values and the special rows of the contract on the js reference, and, through the ops, the
+ * derivative rules to third order and forward-over-reverse. The native and wasm kernels are checked against
+ * js (special rows included) by the conformance suite, kernels.test.ts.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -11,9 +10,8 @@ import type { Backend, View } from "../../src/backend/backend.ts";
 import { allocTyped, type DType, type TypedArray } from "../../src/dtype.ts";
 import { grad, gradCheck, hvp, logSoftmax, softmax, type Tensor, tensor, vjp } from "../../src/index.ts";
 import { mk } from "../opinfo.ts";
-import { COMPOSE_MIN_ELEMENTS } from "../../src/backend/wasm/softmax.ts";
-import { assertClose, check, LAYOUTS, makeView, N, prng, size, tolFor } from "./native-helpers.ts";
-import { J, W } from "./wasm-helpers.ts";
+import { size } from "./conformance/views.ts";
+import { jsBackend as J } from "../../src/backend/js/index.ts";
 
 function view(data: number[], shape: number[], dtype: DType = "float64"): View {
   const a = allocTyped(dtype, data.length);
@@ -111,211 +109,6 @@ test("js softmaxBackward: ct - exp(y) sum(ct) and y (ct - sum(ct y)), by hand", 
   const y2 = view([Math.log(0.5), Math.log(0.25), Math.log(0.5), Math.log(0.75)], [2, 2]);
   const ones = { data: new Float64Array([1]), shape: [2, 2], strides: [0, 0], offset: 0 };
   near(runBackward(J, y2, ones, 0, true), [0, 1 - 0.25 * 2, 0, 1 - 0.75 * 2]);
-});
-
-// ---------------------------------------------------------------------------------------------------------
-// native against js
-
-const SHAPES: number[][] = [
-  [1],
-  [7],
-  [17],
-  [33],
-  [257],
-  [3, 5],
-  [4, 1, 9],
-  [2, 3, 4, 5],
-  [3, 40, 5],
-  [2, 7, 37],
-  [5, 64],
-];
-
-test("native softmax / logSoftmax: every axis, layout and dtype, special values included", {
-  skip: !N,
-}, () => {
-  const rng = prng(11);
-  for (const dtype of ["float32", "float64"] as const) {
-    for (const shape of SHAPES) {
-      for (let axis = 0; axis < shape.length; axis++) {
-        for (const how of LAYOUTS) {
-          const x = makeView(shape, dtype, how, rng);
-          for (const log of [false, true]) {
-            check(
-              `softmax log=${log} ${dtype} [${shape}] axis ${axis} ${how}`,
-              tolFor(dtype, { rtol: 2e-6, atol: 2e-6 }),
-              (b) => run(b, x, axis, log),
-            );
-          }
-        }
-      }
-    }
-  }
-});
-
-test("native softmax: 0-d, empty axes and large inputs split over threads", { skip: !N }, () => {
-  const rng = prng(12);
-  const s = { data: new Float32Array([3]), shape: [], strides: [], offset: 0 };
-  check("softmax 0-d", tolFor("float32", { rtol: 0, atol: 0 }), (b) => run(b, s, 0, true));
-  for (const shape of [[0], [3, 0], [0, 4, 2]]) {
-    const x = makeView(shape, "float32", "contiguous", rng);
-    check(`softmax [${shape}]`, { rtol: 0, atol: 0 }, (b) => run(b, x, shape.length - 1, false));
-  }
-  for (const [shape, axis] of [
-    [[300, 401], 1],
-    [[300, 401], 0],
-    [[50, 30, 40], 1],
-  ] as [number[], number][]) {
-    for (const how of ["contiguous", "transposed"] as const) {
-      const x = makeView(shape, "float32", how, rng, "plain");
-      for (const log of [false, true]) {
-        check(`softmax log=${log} [${shape}] axis ${axis} ${how}`, { rtol: 2e-6, atol: 2e-6 }, (b) =>
-          run(b, x, axis, log),
-        );
-      }
-    }
-  }
-});
-
-test("native softmax: the special rows of the contract, in vector, blocked and gathered layouts", {
-  skip: !N,
-}, () => {
-  // 20 rows of 37: row k holds special values at a few positions (k mod 5 picks the kind)
-  const r = 37;
-  const rows = 40;
-  const vals: number[] = [];
-  for (let k = 0; k < rows; k++) {
-    for (let i = 0; i < r; i++) {
-      let v = Math.sin(k * 13 + i * 7) * 3;
-      const kind = k % 5;
-      if (kind === 1 && i === (k * 3) % r) v = NAN;
-      if (kind === 2 && i === (k * 5) % r) v = INF;
-      if (kind === 3) v = -INF;
-      if (kind === 4 && i % 3 === 0) v = -INF;
-      vals.push(v);
-    }
-  }
-  for (const dtype of ["float32", "float64"] as const) {
-    const x = view(vals, [rows, r], dtype);
-    // the same values with the rows along axis 0 ([37, 40], rows are columns: the blocked path)
-    const xt = { data: x.data, shape: [r, rows], strides: [1, r], offset: 0 };
-    for (const log of [false, true]) {
-      check(`special rows ${dtype} log=${log}`, tolFor(dtype, { rtol: 2e-6, atol: 2e-6 }), (b) =>
-        run(b, x, 1, log),
-      );
-      check(`special columns ${dtype} log=${log}`, tolFor(dtype, { rtol: 2e-6, atol: 2e-6 }), (b) =>
-        run(b, xt, 0, log),
-      );
-      const want = run(J, x, 1, log);
-      for (let k = 0; k < rows; k++) {
-        const nanRow = k % 5 === 1 || k % 5 === 2 || k % 5 === 3;
-        for (let i = 0; i < r; i++) {
-          const w = want[k * r + i];
-          if (nanRow) assert.ok(Number.isNaN(w), `row ${k} is NaN throughout`);
-          else if (k % 5 === 4 && i % 3 === 0) assert.equal(w, log ? -INF : 0);
-          else assert.ok(Number.isFinite(w));
-        }
-      }
-    }
-  }
-});
-
-test("native softmaxBackward: every axis and layout, broadcast cotangents", { skip: !N }, () => {
-  const rng = prng(13);
-  for (const dtype of ["float32", "float64"] as const) {
-    for (const shape of SHAPES) {
-      for (let axis = 0; axis < shape.length; axis++) {
-        for (const log of [false, true]) {
-          // y: a real (log-)softmax output, so exp(y) and the sums have their usual sizes
-          const y = {
-            data: run(J, makeView(shape, dtype, "contiguous", rng, "plain"), axis, log),
-            shape,
-            strides: contig(shape),
-            offset: 0,
-          };
-          const how = LAYOUTS[Math.floor(rng() * LAYOUTS.length)];
-          const ct = makeView(shape, dtype, how, rng, "plain");
-          check(
-            `softmaxBackward log=${log} ${dtype} [${shape}] axis ${axis} ct ${how}`,
-            tolFor(dtype, { rtol: 1e-5, atol: 1e-5 }),
-            (b) => runBackward(b, y, ct, axis, log),
-          );
-          const yt = makeView(shape, dtype, "transposed", rng, "small");
-          check(
-            `softmaxBackward log=${log} ${dtype} [${shape}] axis ${axis} y transposed`,
-            tolFor(dtype, { rtol: 1e-5, atol: 1e-5 }),
-            (b) => runBackward(b, yt, ct, axis, log),
-          );
-        }
-      }
-    }
-  }
-});
-
-function contig(shape: readonly number[]): number[] {
-  const st: number[] = [];
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    st[i] = acc;
-    acc *= shape[i];
-  }
-  return st;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-test("wasm softmax and softmaxBackward: the js kernel on small inputs (exactly js)", () => {
-  const rng = prng(14);
-  for (const [shape, axis] of [
-    [[5, 7], 1],
-    [[4, 33, 3], 1],
-    [[9], 0],
-  ] as [number[], number][]) {
-    assert.ok(size(shape) < COMPOSE_MIN_ELEMENTS);
-    for (const log of [false, true]) {
-      const vals = Array.from({ length: size(shape) }, () => rng() * 8 - 4);
-      const x = view(vals, shape, "float32");
-      const xw = { ...x, data: W.alloc("float32", vals.length) };
-      xw.data.set(vals);
-      near(run(W, xw, axis, log), Array.from(run(J, x, axis, log)), 0);
-      const y = { data: run(W, xw, axis, log), shape, strides: contig(shape), offset: 0 };
-      near(runBackward(W, y, x, axis, log), Array.from(runBackward(J, y, x, axis, log)), 0);
-    }
-  }
-});
-
-test("wasm softmax and softmaxBackward: the composition of wasm kernels on large inputs, special values included", () => {
-  const rng = prng(15);
-  for (const dtype of ["float32", "float64"] as const) {
-    const tol = dtype === "float32" ? { f: 3e-6, b: 1e-5 } : { f: 1e-12, b: 1e-12 };
-    for (const [shape, axis] of [
-      [[256, 40], 1],
-      [[256, 40], 0],
-      [[3, 80, 37], 1],
-      [[3, 80, 37], 2],
-      [[8193], 0],
-    ] as [number[], number][]) {
-      assert.ok(size(shape) >= COMPOSE_MIN_ELEMENTS);
-      for (const how of ["contiguous", "transposed", "reversed", "broadcast"] as const) {
-        const x = makeView(shape, dtype, how, rng);
-        for (const log of [false, true]) {
-          const what = `wasm softmax log=${log} ${dtype} [${shape}] axis ${axis} ${how}`;
-          assertClose(run(W, x, axis, log), run(J, x, axis, log), { rtol: tol.f, atol: tol.f }, what);
-          const y = {
-            data: run(J, makeView(shape, dtype, "contiguous", rng, "plain"), axis, log),
-            shape,
-            strides: contig(shape),
-            offset: 0,
-          };
-          const ct = makeView(shape, dtype, how, rng, "plain");
-          assertClose(
-            runBackward(W, y, ct, axis, log),
-            runBackward(J, y, ct, axis, log),
-            { rtol: tol.b, atol: tol.b },
-            `${what} backward`,
-          );
-        }
-      }
-    }
-  }
 });
 
 // ---------------------------------------------------------------------------------------------------------

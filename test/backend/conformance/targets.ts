@@ -109,16 +109,37 @@ export function restoreDefaults(): void {
   setNativeIsa(ISAS[0]);
 }
 
-/** Whether the target's backend has its own code for `kernel` (otherwise it runs the js kernel). */
-export function provides(t: Target, kernel: Kernel): boolean {
-  const f = t.backend[kernel];
-  return f !== undefined && f !== J[kernel];
+/** An op list a backend implementation declares (BackendImpl's unaryOps ...), or undefined: every op. */
+function opList(b: object, key: "unaryOps" | "binaryOps" | "reduceOps"): readonly string[] | undefined {
+  const v: unknown = Reflect.get(b, key);
+  return Array.isArray(v) ? v : undefined;
 }
 
 /**
- * The calls the wasm backend declares it hands to the js kernel (it has no wasm code for them): by kernel,
- * dtype and op. Kernels not listed here either always run wasm code or are not counted (softmax: small inputs
- * run one js pass by design).
+ * Whether the target's backend has its own code for `kernel` (and for the op `variant` of a unary, binary or
+ * reduce row): false when the kernel is absent or is the js kernel itself, or when the backend declares an op
+ * list without `variant`. Read from the backend object, so a Partial backend is reported, not skipped.
+ */
+export function provides(t: Target, kernel: Kernel, variant = ""): boolean {
+  const f = t.backend[kernel];
+  if (f === undefined || f === J[kernel]) return false;
+  const key =
+    kernel === "unary"
+      ? "unaryOps"
+      : kernel === "binary"
+        ? "binaryOps"
+        : kernel === "reduce"
+          ? "reduceOps"
+          : null;
+  const ops = key === null ? undefined : opList(t.backend, key);
+  return ops === undefined || ops.includes(variant);
+}
+
+/**
+ * Where the wasm backend hands a call to the js kernel inside one of its own kernels (no wasm code for that op
+ * or dtype; counted by `fallbacks()`), by kernel, dtype and op. Everywhere this says false the call must run in
+ * wasm: the suite fails if the counter moves, so a kernel that silently stops running in wasm is caught.
+ * undefined: not counted (softmax: small inputs run one js pass by design) or not the backend's own kernel.
  */
 export function wasmRunsJs(kernel: Kernel, dtype: DType, op: string | undefined): boolean | undefined {
   switch (kernel) {
