@@ -1,0 +1,384 @@
+/**
+ * The TypeScript side of the native backend checked against native/src/kernels.def, the one declaration list
+ * of the native kernels (see its header): the def is parsed here, independently of the addon.
+ *
+ * - Every Backend kernel is served by exactly one native family, and every op name in the def is a TypeScript
+ *   op (so the codes the addon reports mean what the TS side thinks).
+ * - The compiled addon reports exactly the def (a stale build is caught) and exports every family.
+ * - The meta buffer: the native backend is built over a recording fake addon that reports the parsed def, each
+ *   Backend method is called once, and what it wrote into the meta buffer is walked token by token along the
+ *   family's `meta` layout (views, outputs' dtype codes, named numbers, in that order and nothing after), and
+ *   the `kind` it passed is the method's position in the family's `serves`.
+ */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { test } from "node:test";
+import {
+  ACTIVATIONS,
+  BINARY_OPS,
+  type Backend,
+  KERNELS,
+  REDUCE_OPS,
+  UNARY_OPS,
+  type View,
+} from "../../src/backend/backend.ts";
+import { loadAddon, type NativeAddon, type NativeDescription } from "../../src/backend/native/addon.ts";
+import { createNativeBackend } from "../../src/backend/native/backend.ts";
+import type { TypedArray } from "../../src/dtype.ts";
+
+const DEF = new URL("../../native/src/kernels.def", import.meta.url);
+
+/** Parse kernels.def the way the C preprocessor expands it: code lines only, comments dropped. */
+function parseDef(): NativeDescription {
+  const lines = readFileSync(DEF, "utf8").split("\n");
+  // drop comments and preprocessor lines (the defaults at the top), join continuation lines
+  const code = lines
+    .filter((l) => !l.trimStart().startsWith("#"))
+    .map((l) => l.replace(/\/\/.*$/, ""))
+    .join(" ");
+  const families: { name: string; serves: string; meta: string }[] = [];
+  // CR_KERNEL(name, js, (params...), "serves", "meta")
+  for (const m of code.matchAll(
+    /CR_KERNEL\(\s*(\w+)\s*,\s*(\w+)\s*,\s*\(([^()]*)\)\s*,\s*"([^"]*)"\s*,\s*"([^"]*)"\s*\)/g,
+  )) {
+    families.push({ name: m[2], serves: m[4], meta: m[5] });
+  }
+  const names = (macro: string) =>
+    [...code.matchAll(new RegExp(`${macro}\\(\\s*\\w+\\s*,\\s*(\\w+)\\s*\\)`, "g"))].map((m) => m[1]);
+  const kernelCount = [...code.matchAll(/CR_KERNEL\(/g)].length;
+  assert.equal(families.length, kernelCount, "every CR_KERNEL line of kernels.def parses");
+  return {
+    unary: names("CR_UNARY"),
+    binary: names("CR_BINARY"),
+    reduce: names("CR_REDUCE"),
+    activation: names("CR_ACT"),
+    families,
+  };
+}
+
+const def = parseDef();
+
+test("kernels.def: every Backend kernel is served by exactly one family, and nothing else", () => {
+  const served = def.families.flatMap((f) => f.serves.split(" "));
+  assert.deepEqual([...served].sort(), [...KERNELS].sort());
+  assert.equal(new Set(def.families.map((f) => f.name)).size, def.families.length, "family names are unique");
+});
+
+test("kernels.def: op names are TypeScript op names, each once; activations match ACTIVATIONS in order", () => {
+  const subset = (what: string, declared: readonly string[], ts: readonly string[]) => {
+    assert.equal(new Set(declared).size, declared.length, `${what}: duplicate op in kernels.def`);
+    for (const op of declared)
+      assert.ok(ts.includes(op), `${what}: kernels.def declares '${op}', unknown to TS`);
+  };
+  subset("unary", def.unary, UNARY_OPS);
+  subset("binary", def.binary, BINARY_OPS);
+  subset("reduce", def.reduce, REDUCE_OPS);
+  // biasAct / actGrad / conv2d's epilogue have no per-activation fallback: native must know every one
+  assert.deepEqual(def.activation, [...ACTIVATIONS]);
+});
+
+test("kernels.def: the compiled addon reports exactly the def and exports every family", (t) => {
+  const r = loadAddon();
+  if ("error" in r) {
+    t.skip(`native addon not built: ${r.error}`);
+    return;
+  }
+  assert.deepEqual(r.addon.describe(), def, "the addon is stale: run npm run build:native");
+  for (const f of def.families) assert.equal(typeof Reflect.get(r.addon, f.name), "function", f.name);
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// The meta layout, through a recording fake addon.
+
+interface Call {
+  fn: string;
+  args: unknown[];
+  meta: number[];
+}
+
+/** A fake addon reporting `d`, recording every kernel call with a copy of the meta buffer. */
+function fakeAddon(d: NativeDescription): { addon: NativeAddon; calls: Call[]; reset(): void } {
+  const calls: Call[] = [];
+  let meta = new Float64Array(0);
+  const rec =
+    (fn: string) =>
+    (...args: unknown[]) => {
+      calls.push({ fn, args, meta: Array.from(meta) });
+    };
+  const addon: NativeAddon = {
+    init(m) {
+      meta = m;
+    },
+    setNumThreads() {},
+    getNumThreads: () => 1,
+    isa: () => "fake",
+    setIsa: () => false,
+    describe: () => d,
+    unary: rec("unary"),
+    binary: rec("binary"),
+    where: rec("where"),
+    cast: rec("cast"),
+    copy: rec("copy"),
+    reduce: rec("reduce"),
+    argReduce: rec("argReduce"),
+    cumsum: rec("cumsum"),
+    dot: rec("dot"),
+    conv2d: rec("conv2d"),
+    pool2d: rec("pool2d"),
+    maxPool2dBackward: rec("maxPool2dBackward"),
+    gather: rec("gather"),
+    scatterAdd: rec("scatterAdd"),
+    adamUpdate: rec("adamUpdate"),
+    activation: rec("activation"),
+    softmax: rec("softmax"),
+    softmaxBackward: rec("softmaxBackward"),
+  };
+  // NaN marks the unwritten tail, so the test sees how much each call wrote
+  return { addon, calls, reset: () => meta.fill(Number.NaN) };
+}
+
+const view = (data: TypedArray, shape: number[], strides: number[], offset: number): View => ({
+  data,
+  shape,
+  strides,
+  offset,
+});
+const x = view(new Float32Array(12), [2, 3], [3, 1], 1);
+const y = view(new Float32Array(12), [2, 3], [1, 2], 0);
+const mask = view(new Uint8Array(6), [2, 3], [3, 1], 0);
+const idx = view(new Int32Array(6), [2, 3], [0, 1], 2);
+const x4 = view(new Float64Array(16), [1, 1, 4, 4], [16, 16, 4, 1], 0);
+const w4 = view(new Float64Array(9), [1, 1, 3, 3], [9, 9, 3, 1], 0);
+const bias = view(new Float64Array(1), [1], [1], 0);
+const out = new Float32Array(6);
+const out64 = new Float64Array(16);
+const conv = { stride: [1, 2], padding: [0, 1], dilation: [1, 1], groups: 1 } as const;
+const pool = { kernel: [2, 2], stride: [2, 1], padding: [1, 0] } as const;
+const adamH = {
+  lr: 0.1,
+  beta1: 0.9,
+  beta2: 0.99,
+  eps: 1e-8,
+  weightDecay: 0.01,
+  decoupled: true,
+  maximize: false,
+  bc1: 0.5,
+  bc2Sqrt: 0.25,
+};
+
+/** One call per Backend method: the views and outputs it must code (null: an absent optional), its numbers. */
+interface Sample {
+  call(b: Backend): void;
+  views: (View | null)[];
+  outs: (TypedArray | null)[];
+  values: Record<string, number | readonly number[]>;
+}
+
+const convVals = { stride: [1, 2], padding: [0, 1], dilation: [1, 1], groups: 1 };
+const poolVals = { shape: [1, 1, 2, 3], kernel: [2, 2], stride: [2, 1], padding: [1, 0] };
+const SAMPLES: Record<string, Sample[]> = {
+  unary: [{ call: (b) => b.unary("exp", x, out), views: [x], outs: [out], values: {} }],
+  binary: [{ call: (b) => b.binary("sub", x, y, out), views: [x, y], outs: [out], values: {} }],
+  biasAct: [
+    { call: (b) => b.biasAct("tanh", x, y, out), views: [x, y], outs: [out], values: {} },
+    { call: (b) => b.biasAct("relu", x, null, out), views: [x, null], outs: [out], values: {} },
+  ],
+  actGrad: [{ call: (b) => b.actGrad("sigmoid", x, y, out), views: [x, y], outs: [out], values: {} }],
+  where: [{ call: (b) => b.where(mask, x, y, out), views: [mask, x, y], outs: [out], values: {} }],
+  cast: [{ call: (b) => b.cast(x, out64), views: [x], outs: [out64], values: {} }],
+  copy: [{ call: (b) => b.copy(x, y), views: [x, y], outs: [], values: {} }],
+  reduce: [
+    { call: (b) => b.reduce("max", x, [0, 1], out), views: [x], outs: [out], values: { axes: [0, 1] } },
+  ],
+  argReduce: [
+    { call: (b) => b.argReduce("argmin", x, 1, out), views: [x], outs: [out], values: { axis: 1 } },
+  ],
+  cumsum: [
+    { call: (b) => b.cumsum(x, 0, true, out), views: [x], outs: [out], values: { axis: 0, reverse: 1 } },
+  ],
+  dot: [{ call: (b) => b.dot(x, y, out), views: [x, y], outs: [out], values: {} }],
+  conv2d: [
+    {
+      call: (b) => b.conv2d(x4, w4, out64, [1, 1, 2, 3], conv, { bias, act: "sigmoid" }),
+      views: [x4, w4, bias],
+      outs: [out64],
+      values: { shape: [1, 1, 2, 3], ...convVals, act: 2 },
+    },
+    {
+      call: (b) => b.conv2d(x4, w4, out64, [1, 1, 2, 3], conv),
+      views: [x4, w4, null],
+      outs: [out64],
+      values: { shape: [1, 1, 2, 3], ...convVals, act: -1 },
+    },
+  ],
+  conv2dBackInput: [
+    {
+      call: (b) => b.conv2dBackInput(x4, w4, out64, [1, 1, 4, 4], conv),
+      views: [x4, w4, null],
+      outs: [out64],
+      values: { shape: [1, 1, 4, 4], ...convVals, act: -1 },
+    },
+  ],
+  conv2dBackWeight: [
+    {
+      call: (b) => b.conv2dBackWeight(x4, x4, out64, [1, 1, 3, 3], conv),
+      views: [x4, x4, null],
+      outs: [out64],
+      values: { shape: [1, 1, 3, 3], ...convVals, act: -1 },
+    },
+  ],
+  maxPool2d: [
+    { call: (b) => b.maxPool2d(x4, out64, [1, 1, 2, 3], pool), views: [x4], outs: [out64], values: poolVals },
+  ],
+  maxPool2dArgmax: [
+    {
+      call: (b) => b.maxPool2dArgmax(x4, out, [1, 1, 2, 3], pool),
+      views: [x4],
+      outs: [out],
+      values: poolVals,
+    },
+  ],
+  avgPool2d: [
+    { call: (b) => b.avgPool2d(x4, out64, [1, 1, 2, 3], pool), views: [x4], outs: [out64], values: poolVals },
+  ],
+  avgPool2dBackward: [
+    {
+      call: (b) => b.avgPool2dBackward(x4, out64, [1, 1, 4, 4], pool),
+      views: [x4],
+      outs: [out64],
+      values: { ...poolVals, shape: [1, 1, 4, 4] },
+    },
+  ],
+  maxPool2dBackward: [
+    {
+      call: (b) => b.maxPool2dBackward(x4, w4, out64, [1, 1, 4, 4], pool),
+      views: [x4, w4],
+      outs: [out64],
+      values: poolVals,
+    },
+  ],
+  gather: [{ call: (b) => b.gather(x, 1, idx, out), views: [x, idx], outs: [out], values: { axis: 1 } }],
+  scatterAdd: [
+    {
+      call: (b) => b.scatterAdd(x, 1, idx, out, [2, 5]),
+      views: [x, idx],
+      outs: [out],
+      values: { axis: 1, shape: [2, 5] },
+    },
+  ],
+  softmax: [{ call: (b) => b.softmax(x, 1, true, out), views: [x], outs: [out], values: { axis: 1 } }],
+  softmaxBackward: [
+    { call: (b) => b.softmaxBackward(x, y, 0, false, out), views: [x, y], outs: [out], values: { axis: 0 } },
+  ],
+  adamUpdate: [
+    {
+      call: (b) => b.adamUpdate?.(out, x, out, out, out64, adamH),
+      views: [x],
+      outs: [out, out, out, out64],
+      values: { ...adamH, decoupled: 1, maximize: 0 },
+    },
+    {
+      call: (b) => b.adamUpdate?.(out, x, out, out, null, { ...adamH, decoupled: false, maximize: true }),
+      views: [x],
+      outs: [out, out, out, null],
+      values: { ...adamH, decoupled: 0, maximize: 1 },
+    },
+  ],
+};
+
+/** dtype code of enum DType (common.h). */
+function dtypeCode(a: TypedArray): number {
+  return a instanceof Float32Array ? 0 : a instanceof Float64Array ? 1 : a instanceof Int32Array ? 2 : 3;
+}
+
+/** Walk `meta` along the layout tokens, checking each field against the sample; returns the count read. */
+function walk(layout: string, meta: number[], s: Sample, where: string): number {
+  let pos = 0;
+  let v = 0;
+  let o = 0;
+  let rank = -1;
+  const next = (what: string) => {
+    assert.ok(
+      pos < meta.length && !Number.isNaN(meta[pos]),
+      `${where}: meta ends before ${what} (at ${pos})`,
+    );
+    return meta[pos++];
+  };
+  for (const tok of layout.split(" ")) {
+    if (tok === "view" || tok === "view?") {
+      const want = s.views[v++];
+      assert.ok(want !== undefined, `${where}: the layout has more views than the call`);
+      if (want === null) {
+        assert.equal(tok, "view?", `${where}: a required view is absent`);
+        continue;
+      }
+      const got = [next("dtype"), next("offset"), next("rank")];
+      assert.deepEqual(got, [dtypeCode(want.data), want.offset, want.shape.length], `${where}: view ${v}`);
+      const dims = Array.from({ length: 2 * want.shape.length }, () => next("shape/strides"));
+      assert.deepEqual(dims, [...want.shape, ...want.strides], `${where}: view ${v} shape and strides`);
+      if (rank < 0) rank = want.shape.length;
+    } else if (tok === "out" || tok === "out?") {
+      const want = s.outs[o++];
+      assert.ok(want !== undefined, `${where}: the layout has more outputs than the call`);
+      if (want === null) {
+        assert.equal(tok, "out?", `${where}: a required output is absent`);
+        continue;
+      }
+      assert.equal(next("an output code"), dtypeCode(want), `${where}: output ${o} dtype code`);
+    } else {
+      const m = /^(\w+)(?:\[(\d+|rank|#)\])?$/.exec(tok);
+      assert.ok(m, `${where}: bad layout token '${tok}'`);
+      const want = s.values[m[1]];
+      assert.ok(want !== undefined, `${where}: the sample gives no value for '${m[1]}'`);
+      if (m[2] === undefined) {
+        assert.equal(next(m[1]), want, `${where}: ${m[1]}`);
+        continue;
+      }
+      const list = typeof want === "number" ? [want] : want;
+      const n = m[2] === "#" ? next(`${m[1]} count`) : m[2] === "rank" ? rank : Number(m[2]);
+      assert.equal(n, list.length, `${where}: ${m[1]} count`);
+      assert.deepEqual(
+        Array.from({ length: n }, () => next(m[1])),
+        [...list],
+        `${where}: ${m[1]}`,
+      );
+    }
+  }
+  assert.equal(v, s.views.length, `${where}: the call coded views the layout does not have`);
+  assert.equal(o, s.outs.length, `${where}: the call coded outputs the layout does not have`);
+  return pos;
+}
+
+test("native backend.ts packs the meta buffer in the order kernels.def's `meta` layouts give", () => {
+  const fake = fakeAddon(def);
+  const backend = createNativeBackend(fake.addon);
+  assert.deepEqual(Object.keys(SAMPLES).sort(), [...KERNELS].sort(), "a sample for every kernel");
+  for (const f of def.families) {
+    const serves = f.serves.split(" ");
+    serves.forEach((method, kind) => {
+      for (const [i, s] of (SAMPLES[method] ?? []).entries()) {
+        const where = `${method} (sample ${i}, family ${f.name})`;
+        fake.reset();
+        fake.calls.length = 0;
+        s.call(backend);
+        assert.equal(fake.calls.length, 1, `${where}: one addon call`);
+        const c = fake.calls[0];
+        assert.equal(c.fn, f.name, `${where}: calls its family`);
+        const read = walk(f.meta, c.meta, s, where);
+        assert.ok(Number.isNaN(c.meta[read]), `${where}: wrote more meta than the layout has`);
+        if (serves.length > 1) assert.equal(c.args[0], kind, `${where}: kind`);
+      }
+    });
+  }
+});
+
+test("op codes and kinds come from the addon's description, not from a copy in TypeScript", () => {
+  // reversed op lists and families: the backend must pass the reported positions
+  const d: NativeDescription = { ...def, binary: [...def.binary].reverse(), unary: [...def.unary].reverse() };
+  const fake = fakeAddon(d);
+  const backend = createNativeBackend(fake.addon);
+  backend.binary("sub", x, y, out);
+  backend.unary("exp", x, out);
+  assert.equal(fake.calls[0].args[0], d.binary.indexOf("sub"));
+  assert.equal(fake.calls[1].args[0], d.unary.indexOf("exp"));
+});
