@@ -99,7 +99,7 @@ interface Call {
 /** A fake addon reporting `d`, recording every kernel call with a copy of the meta buffer. */
 function fakeAddon(d: NativeDescription): { addon: NativeAddon; calls: Call[]; reset(): void } {
   const calls: Call[] = [];
-  let meta = new Float64Array(0);
+  let meta: Float64Array = new Float64Array(0);
   const rec =
     (fn: string) =>
     (...args: unknown[]) => {
