@@ -1,7 +1,7 @@
 /**
  * chainrule: deep learning on automatic differentiation, in TypeScript. Public exports only.
  */
-export type { Backend, View } from "./backend/backend.ts";
+export type { Backend, BackendImpl, View } from "./backend/backend.ts";
 export { getBackend, listBackends, loadBackend, registerBackend, setBackend } from "./backend/registry.ts";
 export { grad, hessian, hvp, jacfwd, jacrev, jvp, linearize, valueAndGrad, vjp } from "./core/autodiff.ts";
 export type { GradOpts } from "./core/autodiff.ts";
