@@ -153,17 +153,3 @@ export function check(what: string, tol: Tol, run: (b: Backend) => TypedArray): 
   setNumThreads(0);
   setNativeIsa(ISAS[0]);
 }
-
-export const DTYPES: readonly DType[] = ["float32", "float64", "int32", "bool"];
-export const SHAPES: readonly (readonly number[])[] = [
-  [1],
-  [7],
-  [15],
-  [17],
-  [33],
-  [257],
-  [3, 5],
-  [4, 1, 9],
-  [2, 3, 4, 5],
-];
-export const EMPTY: readonly (readonly number[])[] = [[0], [3, 0], [0, 4, 2]];

@@ -12,28 +12,10 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { Conv2dParams, View } from "../../src/backend/backend.ts";
 import { createWasmBackend } from "../../src/backend/wasm/index.ts";
-import type { DType } from "../../src/dtype.ts";
-import { sizeOf } from "../../src/shape.ts";
-import {
-  absView,
-  inWasm,
-  J,
-  type Layout,
-  layout,
-  outputs,
-  prng,
-  same,
-  values,
-  W,
-  within,
-} from "./wasm-helpers.ts";
+import { absView, inWasm, J, outputs, prng, same, W, within } from "./wasm-helpers.ts";
+import { makeView } from "./conformance/views.ts";
 
 const U32 = 6e-8; // unit roundoff of float32
-
-/** A matrix operand [..., r, c] in the given layout (heap or plain storage). */
-function operand(rng: () => number, shape: number[], how: Layout, dt: DType) {
-  return layout(values(rng, sizeOf(shape), dt), shape, how, dt, rng() < 0.6, rng).view;
-}
 
 test("unary: the float32 SIMD exp, log, sigmoid and tanh stay within about 2 ulp of js", () => {
   const n = 20011;
@@ -89,8 +71,8 @@ test("dot and conv on a worker pool: bit-identical to one thread (column and row
     [61, 300, 1033],
     [1030, 129, 37],
   ]) {
-    const a = operand(rng, [m, k], "transposed", "float32");
-    const b = operand(rng, [k, n], "scrambled", "float32");
+    const a = makeView([m, k], "float32", "transposed", rng, "small");
+    const b = makeView([k, n], "float32", "scrambled", rng, "small");
     const [e1, e2] = [one.alloc("float32", m * n), pool.alloc("float32", m * n)];
     one.dot(a, b, e1);
     pool.dot(a, b, e2);
@@ -102,8 +84,8 @@ test("dot and conv on a worker pool: bit-identical to one thread (column and row
     within(e2, ref, bound, 2 * U32 * (k + 2), `pool dot vs js ${m}x${k}x${n}`);
   }
   const p: Conv2dParams = { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 };
-  const x = operand(rng, [2, 16, 20, 20], "contiguous", "float32");
-  const w = operand(rng, [32, 16, 3, 3], "contiguous", "float32");
+  const x = makeView([2, 16, 20, 20], "float32", "contiguous", rng, "small");
+  const w = makeView([32, 16, 3, 3], "float32", "contiguous", rng, "small");
   const y1 = one.alloc("float32", 2 * 32 * 400);
   const y2 = pool.alloc("float32", 2 * 32 * 400);
   one.conv2d(x, w, y1, [2, 32, 20, 20], p);
@@ -128,7 +110,7 @@ test("memory: alloc gives zero-filled ordinary arrays; kernels leave no scratch 
     assert.ok(!wasmBuffer(v), "tensor storage is not in wasm memory");
   }
   const rng = prng(19);
-  const a = layout(values(rng, 300, "float32"), [15, 20], "scrambled", "float32", false, rng).view;
+  const a = makeView([15, 20], "float32", "scrambled", rng, "small");
   const out = new Float32Array(300);
   W.unary("exp", a, out);
   W.reduce("sum", a, [0], new Float32Array(20));

@@ -15,7 +15,7 @@ import {
   type View,
 } from "../../../src/backend/backend.ts";
 import { allocTyped, type DType } from "../../../src/dtype.ts";
-import { type Case, EXACT, type Row, type Tol, type Tols } from "./runner.ts";
+import { type Case, kcase, EXACT, type Row, type Tol, type Tols } from "./runner.ts";
 import { broadcastRow, DEST_LAYOUTS, LAYOUTS, type Layout, makeView, prng, size } from "./views.ts";
 
 const F32: Tol = { rtol: 2e-6, atol: 1e-6 };
@@ -81,17 +81,11 @@ function unaryRow(op: UnaryOp): Row {
         shapes.forEach((shape, i) => {
           const how = shape === BIG ? (["contiguous", "transposed"] as const)[i % 2] : lay(i, 0);
           const x = makeView(shape, dtype, how, rng, shape === BIG ? "plain" : "special");
-          out.push({
-            label: `${dtype} ${name(shape)} ${how}`,
-            dtype,
-            tol: tolOf(tols, dtype),
-            outShape: shape,
-            run: (b, o) => {
-              const y = o(b, dtype, size(shape));
+          out.push(
+            kcase(`${dtype} ${name(shape)} ${how}`, dtype, tolOf(tols, dtype), shape, dtype, (b, y) => {
               b.unary(op, x, y);
-              return y;
-            },
-          });
+            }),
+          );
         });
         if (dtype === "float32") {
           for (const x of sparseViews())
@@ -104,17 +98,16 @@ function unaryRow(op: UnaryOp): Row {
 }
 
 function unaryCase(op: UnaryOp, x: View, dtype: DType, label: string): Case {
-  return {
+  return kcase(
     label,
     dtype,
-    tol: tolOf(EXACT_UNARY.includes(op) ? {} : FLOAT_TOLS, dtype),
-    outShape: x.shape,
-    run: (b, o) => {
-      const y = o(b, dtype, size(x.shape));
+    tolOf(EXACT_UNARY.includes(op) ? {} : FLOAT_TOLS, dtype),
+    x.shape,
+    dtype,
+    (b, y) => {
       b.unary(op, x, y);
-      return y;
     },
-  };
+  );
 }
 
 let sparse: View[] | undefined;
@@ -163,17 +156,18 @@ function binaryRow(op: BinaryOp): Row {
           if (size(shape) > 4 && ha === "contiguous" && hb !== "broadcast") {
             b2.data[b2.offset + b2.strides[b2.strides.length - 1]] = a.data[a.offset + a.strides.at(-1)!]; // a tie
           }
-          out.push({
-            label: `${dtype} ${name(shape)} ${ha}/${hb}`,
-            dtype,
-            tol: tolOf(tols, dtype),
-            outShape: shape,
-            run: (b, o) => {
-              const y = o(b, outType, size(shape));
-              b.binary(op, a, b2, y);
-              return y;
-            },
-          });
+          out.push(
+            kcase(
+              `${dtype} ${name(shape)} ${ha}/${hb}`,
+              dtype,
+              tolOf(tols, dtype),
+              shape,
+              outType,
+              (b, y) => {
+                b.binary(op, a, b2, y);
+              },
+            ),
+          );
         });
       }
       for (const dtype of dtypes) {
@@ -268,18 +262,19 @@ function binaryRow(op: BinaryOp): Row {
         ];
         const outType: DType = arith ? "float32" : "bool";
         for (const [what, other] of others) {
-          out.push({
-            label: `float32 [250, 300] against a ${what} broadcast, both orders`,
-            dtype: "float32",
-            tol: tolOf(tols, "float32"),
-            outShape: [2, 250, 300],
-            run: (b, o) => {
-              const y = o(b, outType, 2 * 250 * 300);
-              b.binary(op, full, other, y);
-              b.binary(op, other, full, y.subarray(250 * 300)); // an output with a byte offset
-              return y;
-            },
-          });
+          out.push(
+            kcase(
+              `float32 [250, 300] against a ${what} broadcast, both orders`,
+              "float32",
+              tolOf(tols, "float32"),
+              [2, 250, 300],
+              outType,
+              (b, y) => {
+                b.binary(op, full, other, y);
+                b.binary(op, other, full, y.subarray(250 * 300)); // an output with a byte offset
+              },
+            ),
+          );
         }
       }
       return out;
@@ -296,17 +291,9 @@ function binaryCase(
   tol: Tol,
   label: string,
 ): Case {
-  return {
-    label,
-    dtype,
-    tol,
-    outShape: a.shape,
-    run: (b, o) => {
-      const y = o(b, outType, size(a.shape));
-      b.binary(op, a, b2, y);
-      return y;
-    },
-  };
+  return kcase(label, dtype, tol, a.shape, outType, (b, y) => {
+    b.binary(op, a, b2, y);
+  });
 }
 
 // ---------------------------------------------------------------------------------- biasAct and actGrad
@@ -328,17 +315,18 @@ function biasActRow(act: Activation): Row {
           const last = shape.length - 1;
           const row = makeView(last >= 0 ? [shape[last]] : [], dtype, i % 2 ? "reversed" : "contiguous", rng);
           for (const bias of [broadcastRow(row, shape), null]) {
-            out.push({
-              label: `${dtype} ${name(shape)} x ${how}, ${bias ? "bias" : "no bias"}`,
-              dtype,
-              tol: tolOf(ACT_TOLS, dtype),
-              outShape: shape,
-              run: (b, o) => {
-                const y = o(b, dtype, size(shape));
-                b.biasAct(act, x, bias, y);
-                return y;
-              },
-            });
+            out.push(
+              kcase(
+                `${dtype} ${name(shape)} x ${how}, ${bias ? "bias" : "no bias"}`,
+                dtype,
+                tolOf(ACT_TOLS, dtype),
+                shape,
+                dtype,
+                (b, y) => {
+                  b.biasAct(act, x, bias, y);
+                },
+              ),
+            );
           }
         });
       }
@@ -362,17 +350,18 @@ function actGradRow(act: Activation): Row {
           const yv = makeView(shape, dtype, lay(i, 1), rng);
           const y = { ...yv, data: yv.data.map((v) => (act === "relu" ? Math.max(v, 0) : Math.tanh(v))) };
           const ct = makeView(shape, dtype, lay(i, 0), rng);
-          out.push({
-            label: `${dtype} ${name(shape)} y ${lay(i, 1)} ct ${lay(i, 0)}`,
-            dtype,
-            tol: tolOf(ACT_TOLS, dtype),
-            outShape: shape,
-            run: (b, o) => {
-              const r = o(b, dtype, size(shape));
-              b.actGrad(act, y, ct, r);
-              return r;
-            },
-          });
+          out.push(
+            kcase(
+              `${dtype} ${name(shape)} y ${lay(i, 1)} ct ${lay(i, 0)}`,
+              dtype,
+              tolOf(ACT_TOLS, dtype),
+              shape,
+              dtype,
+              (b, r) => {
+                b.actGrad(act, y, ct, r);
+              },
+            ),
+          );
         });
       }
       return out;
@@ -393,17 +382,16 @@ function whereRow(dtype: DType): Row {
         const c = makeView(shape, "bool", lay(i, 2), rng);
         const a = makeView(shape, dtype, lay(i, 0), rng);
         const b2 = makeView(shape, dtype, lay(i, 1), rng);
-        return {
-          label: `${name(shape)} cond ${lay(i, 2)} a ${lay(i, 0)} b ${lay(i, 1)}`,
+        return kcase(
+          `${name(shape)} cond ${lay(i, 2)} a ${lay(i, 0)} b ${lay(i, 1)}`,
           dtype,
-          tol: EXACT,
-          outShape: shape,
-          run: (b, o) => {
-            const y = o(b, dtype, size(shape));
+          EXACT,
+          shape,
+          dtype,
+          (b, y) => {
             b.where(c, a, b2, y);
-            return y;
           },
-        };
+        );
       });
     },
   };
@@ -434,32 +422,18 @@ function castRow(from: DType, to: DType): Row {
       const rng = prng(s);
       const out: Case[] = SHAPES.map((shape, i) => {
         const x = makeView(shape, from, lay(i, 0), rng);
-        return {
-          label: `${name(shape)} ${lay(i, 0)}`,
-          dtype: from,
-          tol: EXACT,
-          outShape: shape,
-          run: (b, o) => {
-            const y = o(b, to, size(shape));
-            b.cast(x, y);
-            return y;
-          },
-        };
+        return kcase(`${name(shape)} ${lay(i, 0)}`, from, EXACT, shape, to, (b, y) => {
+          b.cast(x, y);
+        });
       });
       if (from === "float64" || from === "float32") {
         const data = from === "float64" ? Float64Array.from(CAST_SPECIALS) : Float32Array.from(CAST_SPECIALS);
         const x: View = { data, shape: [data.length], strides: [1], offset: 0 };
-        out.push({
-          label: `the special values ${CAST_SPECIALS.join(", ")}`,
-          dtype: from,
-          tol: EXACT,
-          outShape: x.shape,
-          run: (b, o) => {
-            const y = o(b, to, data.length);
+        out.push(
+          kcase(`the special values ${CAST_SPECIALS.join(", ")}`, from, EXACT, x.shape, to, (b, y) => {
             b.cast(x, y);
-            return y;
-          },
-        });
+          }),
+        );
       }
       return out;
     },
@@ -505,17 +479,11 @@ function copyRow(dtype: DType): Row {
       ]) {
         const stored = makeView([r, c], dtype, "contiguous", rng);
         const src: View = { ...stored, shape: [c, r], strides: [1, c] };
-        out.push({
-          label: `transpose of a stored [${r}, ${c}]`,
-          dtype,
-          tol: EXACT,
-          outShape: [c, r],
-          run: (b, o) => {
-            const y = o(b, dtype, r * c);
+        out.push(
+          kcase(`transpose of a stored [${r}, ${c}]`, dtype, EXACT, [c, r], dtype, (b, y) => {
             b.copy(src, { data: y, shape: [c, r], strides: [r, 1], offset: 0 });
-            return y;
-          },
-        });
+          }),
+        );
       }
       return out;
     },

@@ -8,7 +8,7 @@ import type { AdamUpdateParams, View } from "../../../src/backend/backend.ts";
 import { jsBackend as J } from "../../../src/backend/js/index.ts";
 import { contiguousStrides } from "../../../src/shape.ts";
 import type { DType } from "../../../src/dtype.ts";
-import { type Case, EXACT, type Row, type Tol } from "./runner.ts";
+import { type Case, kcase, EXACT, type Row, type Tol } from "./runner.ts";
 import { type Gen, LAYOUTS, type Layout, makeView, prng, size } from "./views.ts";
 
 const lay = (i: number, list: readonly Layout[] = LAYOUTS): Layout => list[i % list.length];
@@ -47,32 +47,20 @@ function indexRow(kernel: "gather" | "scatterAdd", dtype: DType): Row {
           i++;
           if (kernel === "gather") {
             const x = makeView(base, dtype, how, rng);
-            out.push({
-              label,
-              dtype,
-              tol: EXACT,
-              outShape: iShape,
-              run: (b, o) => {
-                const y = o(b, dtype, size(iShape));
+            out.push(
+              kcase(label, dtype, EXACT, iShape, dtype, (b, y) => {
                 b.gather(x, axis, idx, y);
-                return y;
-              },
-            });
+              }),
+            );
           } else {
             const src = makeView(iShape, dtype, how, rng, "plain");
             const init = makeView(base, dtype, "contiguous", rng, "plain").data.subarray(0, size(base));
-            out.push({
-              label: `${label}, accumulating into existing contents`,
-              dtype,
-              tol,
-              outShape: base,
-              run: (b, o) => {
-                const y = o(b, dtype, size(base));
+            out.push(
+              kcase(`${label}, accumulating into existing contents`, dtype, tol, base, dtype, (b, y) => {
                 y.set(init);
                 b.scatterAdd(src, axis, idx, y, base);
-                return y;
-              },
-            });
+              }),
+            );
           }
         }
       }
@@ -86,31 +74,19 @@ function indexRow(kernel: "gather" | "scatterAdd", dtype: DType): Row {
       if (kernel === "gather") {
         const x0 = makeView([3, 4, 5], dtype, "scrambled", rng);
         const x: View = { ...x0, shape: [3, 4, 1], strides: [x0.strides[0], x0.strides[1], 0] };
-        out.push({
-          label: "broadcast x and idx",
-          dtype,
-          tol: EXACT,
-          outShape: [3, 2, 1],
-          run: (b, o) => {
-            const y = o(b, dtype, 6);
+        out.push(
+          kcase("broadcast x and idx", dtype, EXACT, [3, 2, 1], dtype, (b, y) => {
             b.gather(x, 1, idx, y);
-            return y;
-          },
-        });
+          }),
+        );
       } else {
         const s0 = makeView([5], dtype, "contiguous", rng, "plain");
         const src: View = { ...s0, shape: [3, 2, 1], strides: [1, 0, 0] };
-        out.push({
-          label: "broadcast src and idx",
-          dtype,
-          tol,
-          outShape: [3, 4, 1],
-          run: (b, o) => {
-            const y = o(b, dtype, 12).fill(0);
+        out.push(
+          kcase("broadcast src and idx", dtype, tol, [3, 4, 1], dtype, (b, y) => {
             b.scatterAdd(src, 1, idx, y, [3, 4, 1]);
-            return y;
-          },
-        });
+          }),
+        );
       }
       return out;
     },
@@ -165,17 +141,9 @@ function specialRows(dtype: DType): View {
 }
 
 function softmaxCase(x: View, axis: number, log: boolean, dtype: DType, label: string): Case {
-  return {
-    label,
-    dtype,
-    tol: TOL.fwd[dtype]!,
-    outShape: x.shape,
-    run: (b, o) => {
-      const y = o(b, dtype, size(x.shape));
-      b.softmax(x, axis, log, y);
-      return y;
-    },
-  };
+  return kcase(label, dtype, TOL.fwd[dtype]!, x.shape, dtype, (b, y) => {
+    b.softmax(x, axis, log, y);
+  });
 }
 
 function softmaxRow(dtype: DType, log: boolean): Row {
@@ -251,17 +219,11 @@ function softmaxBackwardRow(dtype: DType, log: boolean): Row {
       const rng = prng(7001 + dtype.length + (log ? 1 : 0));
       const out: Case[] = [];
       const add = (shape: number[], axis: number, yv: View, ct: View, label: string) =>
-        out.push({
-          label,
-          dtype,
-          tol: TOL.bwd[dtype]!,
-          outShape: shape,
-          run: (b, o) => {
-            const r = o(b, dtype, size(shape));
+        out.push(
+          kcase(label, dtype, TOL.bwd[dtype]!, shape, dtype, (b, r) => {
             b.softmaxBackward(yv, ct, axis, log, r);
-            return r;
-          },
-        });
+          }),
+        );
       let i = 0;
       const shapes: [number[], number, boolean][] = [
         ...SOFTMAX_SHAPES.flatMap((s) => s.map((_, a): [number[], number, boolean] => [s, a, false])),

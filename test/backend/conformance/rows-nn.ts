@@ -13,7 +13,7 @@ import {
 } from "../../../src/backend/backend.ts";
 import { jsBackend as J } from "../../../src/backend/js/index.ts";
 import type { DType, TypedArray } from "../../../src/dtype.ts";
-import { type Case, EXACT, type Out, type Row, type Tol } from "./runner.ts";
+import { type Case, kcase, EXACT, type Row, type Tol } from "./runner.ts";
 import { absView, type Gen, LAYOUTS, type Layout, makeView, prng, size } from "./views.ts";
 
 const U: Record<DType, number> = { float32: 6e-8, float64: 1.2e-16, int32: 0, bool: 0 };
@@ -46,22 +46,21 @@ function dotCase(a: View, b2: View, dtype: DType, label: string): Case {
   const nd = a.shape.length;
   const [m, k, n] = [a.shape[nd - 2], a.shape[nd - 1], b2.shape[nd - 1]];
   const outShape = [...a.shape.slice(0, -2), m, n];
-  return {
-    label: `${label} (${m}x${k} @ ${k}x${n}, batch [${a.shape.slice(0, -2)}])`,
+  return kcase(
+    `${label} (${m}x${k} @ ${k}x${n}, batch [${a.shape.slice(0, -2)}])`,
     dtype,
-    tol: productTol(dtype, k),
+    productTol(dtype, k),
     outShape,
-    run: (b, o) => {
-      const y = o(b, dtype, size(outShape));
+    dtype,
+    (b, y) => {
       b.dot(a, b2, y);
-      return y;
     },
-    bound: () => {
+    () => {
       const y = new Float64Array(size(outShape));
       J.dot(absView(a), absView(b2), y);
       return y;
     },
-  };
+  );
 }
 
 function dotRow(dtype: DType): Row {
@@ -338,22 +337,11 @@ function convCase(
   bound: (out: TypedArray) => void,
   rtol = 0,
 ): Case {
-  return {
-    label,
-    dtype,
-    tol: productTol(dtype, terms, rtol),
-    outShape: shape,
-    run: (b, o) => {
-      const r = o(b, dtype, size(shape));
-      run(b, r);
-      return r;
-    },
-    bound: () => {
-      const r = new Float64Array(size(shape));
-      bound(r);
-      return r;
-    },
-  };
+  return kcase(label, dtype, productTol(dtype, terms, rtol), shape, dtype, run, () => {
+    const r = new Float64Array(size(shape));
+    bound(r);
+    return r;
+  });
 }
 
 // -------------------------------------------------------------------------------------------------- pooling
@@ -435,17 +423,16 @@ function poolRow(kernel: PoolKernel): Row {
             else if (kernel === "avgPool2dBackward") b.avgPool2dBackward(dy, r, shape, p);
             else b.maxPool2dBackward(x, dy, r, shape, p);
           };
-          out.push({
-            label: kernel.endsWith("Backward") ? `${label} dy ${lay(i + 3, LAYOUTS)}` : label,
-            dtype,
-            tol,
-            outShape,
-            run: (b, o: Out) => {
-              const r = o(b, outType, size(outShape));
-              run(b, r);
-              return r;
-            },
-          });
+          out.push(
+            kcase(
+              kernel.endsWith("Backward") ? `${label} dy ${lay(i + 3, LAYOUTS)}` : label,
+              dtype,
+              tol,
+              outShape,
+              outType,
+              run,
+            ),
+          );
         });
       }
       return out;

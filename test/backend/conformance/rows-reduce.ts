@@ -5,8 +5,8 @@
 import type { ReduceOp, View } from "../../../src/backend/backend.ts";
 import type { DType } from "../../../src/dtype.ts";
 import { ALL, F64, lay, tolOf } from "./rows-elementwise.ts";
-import { type Case, EXACT, type Row, type Tol, type Tols } from "./runner.ts";
-import { type Gen, type Layout, makeView, prng, size } from "./views.ts";
+import { type Case, kcase, EXACT, type Row, type Tol, type Tols } from "./runner.ts";
+import { type Gen, type Layout, makeView, prng } from "./views.ts";
 
 const name = (shape: readonly number[]) => `[${shape}]`;
 let seed = 1500;
@@ -102,17 +102,9 @@ function reduceCase(
   tol: Tol,
   label: string,
 ): Case {
-  return {
-    label,
-    dtype,
-    tol,
-    outShape: kept,
-    run: (b, o) => {
-      const y = o(b, dtype, size(kept));
-      b.reduce(op, x, axes, y);
-      return y;
-    },
-  };
+  return kcase(label, dtype, tol, kept, dtype, (b, y) => {
+    b.reduce(op, x, axes, y);
+  });
 }
 
 function argReduceRow(op: "argmax" | "argmin"): Row {
@@ -138,17 +130,11 @@ function argReduceRow(op: "argmax" | "argmin"): Row {
             const how = lay(i + axis, 0);
             const x = makeView(shape, dtype, how, rng, gen);
             const kept = shape.filter((_, d) => d !== axis);
-            out.push({
-              label: `${dtype} ${name(shape)} axis ${axis} ${how}`,
-              dtype,
-              tol: EXACT,
-              outShape: kept,
-              run: (b, o) => {
-                const y = o(b, "int32", size(kept));
+            out.push(
+              kcase(`${dtype} ${name(shape)} axis ${axis} ${how}`, dtype, EXACT, kept, "int32", (b, y) => {
                 b.argReduce(op, x, axis, y);
-                return y;
-              },
-            });
+              }),
+            );
           }
         });
       }
@@ -173,17 +159,18 @@ function cumsumRow(from: DType): Row {
           for (const reverse of [false, true]) {
             const how = lay(i + axis + (reverse ? 1 : 0), 0);
             const x = makeView(shape, from, how, rng, "plain");
-            out.push({
-              label: `${name(shape)} axis ${axis}${reverse ? " reverse" : ""} ${how}`,
-              dtype: from,
-              tol,
-              outShape: shape,
-              run: (b, o) => {
-                const y = o(b, to, size(shape));
-                b.cumsum(x, axis, reverse, y);
-                return y;
-              },
-            });
+            out.push(
+              kcase(
+                `${name(shape)} axis ${axis}${reverse ? " reverse" : ""} ${how}`,
+                from,
+                tol,
+                shape,
+                to,
+                (b, y) => {
+                  b.cumsum(x, axis, reverse, y);
+                },
+              ),
+            );
           }
         }
       });

@@ -55,6 +55,34 @@ export interface Row {
   cases(): Case[];
 }
 
+/**
+ * A case whose result is one fresh output of `outType` and shape `outShape`, which `call` fills (the runner
+ * allocates it poisoned, on the backend under test).
+ */
+export function kcase(
+  label: string,
+  dtype: DType,
+  tol: Tol,
+  outShape: readonly number[],
+  outType: DType,
+  call: (b: Backend, out: TypedArray) => void,
+  bound?: () => TypedArray,
+): Case {
+  const n = outShape.reduce((a, d) => a * d, 1);
+  return {
+    label,
+    dtype,
+    tol,
+    outShape,
+    run: (b, o) => {
+      const y = o(b, outType, n);
+      call(b, y);
+      return y;
+    },
+    bound,
+  };
+}
+
 const POISON: Record<DType, number> = { float32: -777.25, float64: -777.25, int32: -777, bool: 7 };
 
 export const poisoned: Out = (b, dtype, n) => b.alloc(dtype, n, true).fill(POISON[dtype]);
