@@ -11,8 +11,9 @@ namespace cr {
 
 const Kernels* CR_CAT(kernels_, CR_ISA_NS)() {
   namespace K = CR_ISA_NS;
-  // Members in declaration order, both expanded from kernels.def: no slot can be missed or misplaced, and a
-  // kernel declared there but not defined in this ISA build fails at link time.
+  // Members in declaration order, both expanded from kernels.def: no slot can be missed or misplaced. A kernel
+  // declared there but not defined in this ISA build leaves an undefined symbol, so the addon fails to load
+  // (native/build.mjs loads it once after building and reports that).
   static const Kernels table = {
       CR_STR(CR_ISA_NS),
 #define CR_KERNEL(name, js, params, serves, meta) K::name,
