@@ -8,18 +8,9 @@ import type { BinaryOp, UnaryOp, View } from "../../src/backend/backend.ts";
 import { jsBackend as B } from "../../src/backend/js/index.ts";
 import type { DType, TypedArray } from "../../src/dtype.ts";
 import { contiguousStrides, sizeOf } from "../../src/shape.ts";
+import { prng } from "../prng.ts";
 
-/** mulberry32: a tiny seeded PRNG returning floats in [0, 1). */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng };
 
 /** A uniform integer in [lo, hi]. */
 export const randInt = (rng: () => number, lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));

@@ -14,6 +14,9 @@ import {
   setNumThreads,
 } from "../../src/backend/native/index.ts";
 import { allocTyped, type DType, type TypedArray } from "../../src/dtype.ts";
+import { prng } from "../prng.ts";
+
+export { prng };
 
 /** The load result: the backend or why it is unavailable (kernels.test.ts asserts that it loaded). */
 export const loaded = loadNativeBackend();
@@ -23,17 +26,6 @@ export const DEFAULT_THREADS = N ? nativeInfo().threads : 1;
 
 // ---------------------------------------------------------------------------------------------------------
 // Random inputs and views.
-
-export function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const FLOAT_SPECIAL = [Number.NaN, Infinity, -Infinity, 0, -0, 0.5, -0.5, 1.5, 2.5, -2.5, 1e30, -1e30, 1, -1];
 const INT_SPECIAL = [0, 1, -1, 2147483647, -2147483648, 65536, 123456789, -7];

@@ -14,17 +14,7 @@ import { loadNativeBackend } from "../../src/backend/native/index.ts";
 import { setBackend } from "../../src/backend/registry.ts";
 import { conv2d, matmul, tensor } from "../../src/index.ts";
 import { crossEntropy } from "../../src/nn/index.ts";
-
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from "../prng.ts";
 
 function randArray(n: number, rng: () => number): Float32Array {
   const a = new Float32Array(n);

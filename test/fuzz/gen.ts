@@ -10,20 +10,11 @@
  */
 import type { DType } from "../../src/dtype.ts";
 import { type Tensor, tensor } from "../../src/index.ts";
+import { prng } from "../prng.ts";
+
+export { prng };
 
 export type Rng = () => number;
-
-/** mulberry32: small, fast, and the same sequence everywhere for a seed. */
-export function prng(seed: number): Rng {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export const int = (rng: Rng, lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
 export const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)];

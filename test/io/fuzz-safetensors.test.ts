@@ -22,17 +22,11 @@ import { parseIdx, serializeIdx } from "../../src/io/idx.ts";
 import { readIdxFile } from "../../src/io/idx-node.ts";
 import { parseSafetensors } from "../../src/io/safetensors.ts";
 import { loadSafetensorsFileSync } from "../../src/io/safetensors-node.ts";
+import { prng } from "../prng.ts";
 
-/** mulberry32: a small seeded PRNG (the fuzzer must be reproducible, not cryptographic). */
+/** Seeded draws for the fuzzer (test/prng.ts). */
 function rng(seed: number): { next(): number; int(n: number): number; pick<T>(xs: readonly T[]): T } {
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
+  const next = prng(seed);
   return { next, int: (n) => Math.floor(next() * n), pick: (xs) => xs[Math.floor(next() * xs.length)] };
 }
 

@@ -6,18 +6,9 @@
  */
 import type { View } from "../../../src/backend/backend.ts";
 import { allocTyped, type DType } from "../../../src/dtype.ts";
+import { prng } from "../../prng.ts";
 
-/** mulberry32: a tiny seeded PRNG returning floats in [0, 1). */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng };
 
 // ties of rounding, saturation of exp / tanh / sigmoid (+-40, 100), tiny and huge magnitudes
 const FLOAT_SPECIAL = [
