@@ -36,6 +36,8 @@ function coverage<Op extends string>(
   return t;
 }
 
+type OpLists = { -readonly [K in "unaryOps" | "binaryOps" | "reduceOps"]?: BackendImpl[K] };
+
 /** True when `impl` provides every kernel and declares no partial op list: it is a Backend already. */
 function isComplete(impl: BackendImpl): impl is Backend {
   return (
@@ -64,8 +66,12 @@ function take<K extends KernelName>(b: Backend, impl: Partial<Pick<Backend, Kern
  */
 export function completeBackend(impl: BackendImpl): Backend {
   if (isComplete(impl)) return impl;
-  const b: Backend = { ...js, name: impl.name, alloc: impl.alloc };
+  const b: Backend & OpLists = { ...js, name: impl.name, alloc: impl.alloc };
   for (const k of KERNELS) take(b, impl, k);
+  // the declared lists stay readable on the result (the conformance suite reports which ops run js)
+  if (impl.unaryOps !== undefined) b.unaryOps = impl.unaryOps;
+  if (impl.binaryOps !== undefined) b.binaryOps = impl.binaryOps;
+  if (impl.reduceOps !== undefined) b.reduceOps = impl.reduceOps;
   const unaryOk = coverage<UnaryOp>(UNARY_OPS, impl.unaryOps);
   const unary = impl.unary;
   if (unary !== undefined && unaryOk !== null) {

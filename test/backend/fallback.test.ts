@@ -49,6 +49,7 @@ test("completeBackend: omitted kernels are the js kernels themselves; listed op 
   assert.deepEqual([...out], [3, 8], "mul is not listed: the js kernel ran");
   b.binary("lt", v([1, 5]), v([3, 4]), new Uint8Array(2));
   assert.deepEqual(seen, ["add"]);
+  assert.deepEqual(Reflect.get(b, "binaryOps"), ["add"], "the declared list stays readable");
 });
 
 test("completeBackend: no op list means every op; a complete backend is returned as it is", () => {

@@ -24,9 +24,9 @@
  * matmul, conv2d and both adjoints (im2col + GEMM), elementwise unary / binary (SIMD on contiguous and
  * broadcast rows, strided fallback), where, cast, copy, reductions, pooling, scatterAdd and the fused Adam
  * update; softmax and its VJP are one js pass on small inputs and a composition of those wasm kernels on
- * large ones (softmax.ts). gather (see indexing.ts), argReduce and cumsum, and every (op, dtype) pair not
- * implemented in wasm run the js reference kernel on the same arrays; so does any call whose scratch does not
- * fit in the memory.
+ * large ones (softmax.ts). The kernels it omits (gather, see indexing.ts; argReduce, cumsum, biasAct, actGrad)
+ * are filled with the js reference by ../complete.ts; every (op, dtype) pair not implemented in wasm runs the
+ * js kernel on the same arrays, as does any call whose scratch does not fit in the memory.
  * Results agree with the js backend exactly for exact operations (+ - * / sqrt, comparisons, casts, max/min,
  * pooling, scatterAdd), within float32 summation error for GEMM / conv (they accumulate in float32; the
  * reference in float64), within about 2 ulp for the float32 SIMD exp, log, sigmoid and tanh and within a few
@@ -78,7 +78,8 @@ export interface WasmBackend extends Backend {
   heapStats(): HeapStats;
   /**
    * How many calls of each kernel ran the js reference kernel instead of wasm (a dtype or op wasm does not
-   * implement, or no scratch memory). argReduce and cumsum always run js and are not counted, nor are small
+   * implement, or no scratch memory). Kernels and op codes wasm does not declare (gather, argReduce, cumsum,
+   * biasAct, actGrad; ops outside WASM_UNARY_OPS / WASM_BINARY_OPS) run js and are not counted, nor are small
    * softmax / softmaxBackward calls (see softmax.ts).
    */
   fallbacks(): Record<string, number>;
