@@ -14,12 +14,12 @@ import { bind } from "./trace.ts";
  * materialised at an API boundary costs one element, not the whole shape.
  */
 export function zerosLike(av: Aval): Tensor {
-  return bind(broadcastP, [constant(0, av.dtype)], { shape: av.shape, dims: [] });
+  return bind(broadcastP, [constant(0, av.dtype)], { shape: av.shape });
 }
 
 /** A ones tensor of the aval's shape and dtype (a broadcast view of one element). */
 export function onesLike(av: Aval): Tensor {
-  return bind(broadcastP, [constant(1, av.dtype)], { shape: av.shape, dims: [] });
+  return bind(broadcastP, [constant(1, av.dtype)], { shape: av.shape });
 }
 
 /** a + b for two cotangents of the same shape. */

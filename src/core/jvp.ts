@@ -8,8 +8,8 @@ import { isFloat } from "../dtype.ts";
 import { AutodiffError } from "../errors.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { zerosLike } from "./helpers.ts";
-import { isZero, kinkMessage, type MaybeZero, type Primitive, ruleRecorder, Zero } from "./primitive.ts";
-import { bind, type CallRule, noGrad, state, type Trace } from "./trace.ts";
+import { isZero, type MaybeZero, type Primitive, ruleRecorder, Zero } from "./primitive.ts";
+import { bind, type CallRule, checkKink, type Trace } from "./trace.ts";
 
 export class JVPTrace implements Trace {
   alive = true;
@@ -51,15 +51,9 @@ export class JVPTrace implements Trace {
     }
     if (!any) return out;
     if (d.kind === "none") throw new AutodiffError(`${prim.name}: cannot differentiate: ${d.why}`);
-    if (
-      state.kinkLog !== null &&
-      prim.atKink !== undefined &&
-      noGrad(() => prim.atKink!(primals, out, params))
-    ) {
-      state.kinkLog.push({ op: prim.name, message: kinkMessage(prim) });
-    }
+    checkKink(prim, primals, out, params);
     if (ruleRecorder !== null) ruleRecorder(prim.name, "jvp");
-    const tout = d.jvp(primals, tangents, out, params);
+    const tout = d.jvp(primals, tangents, out, params, prim);
     if (isZero(tout)) return out;
     return this.lift(out, tout.dtype === out.dtype ? tout : tout.to(out.dtype));
   }

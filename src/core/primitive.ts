@@ -39,13 +39,15 @@ export function isZero(t: unknown): t is Zero {
 
 /**
  * Forward-mode rule: the tangent of the output given primal inputs, their tangents (some symbolic zeros, never
- * all of them), the primal output, and params.
+ * all of them: so a unary primitive's one tangent is always a Tensor), the primal output, params, and the
+ * primitive itself (a linear primitive's JVP is the primitive bound on the tangents).
  */
 export type JvpRule<P> = (
   primals: readonly Tensor[],
   tangents: readonly MaybeZero[],
   out: Tensor,
   params: P,
+  self: Primitive<P>,
 ) => MaybeZero;
 
 /**
@@ -67,7 +69,8 @@ export type VjpRule<P> = (
 export type Derivative<P> =
   | {
       readonly kind: "rule";
-      readonly jvp: JvpRule<P>;
+      /** A JvpRule<P> (method syntax: `self` makes P invariant otherwise, and the registry widens P to never). */
+      jvp(...args: Parameters<JvpRule<P>>): MaybeZero;
       readonly vjp: VjpRule<P>;
       /** Reverse mode needs the primal inputs (default true); linear primitives need only avals. */
       readonly saveInputs: boolean;
@@ -78,6 +81,9 @@ export type Derivative<P> =
   | { readonly kind: "zero" }
   /** No derivative exists; differentiating through it is an error naming the op. */
   | { readonly kind: "none"; readonly why: string };
+
+/** Zero derivative: the output is piecewise constant or discrete. */
+export const zeroDerivative = { kind: "zero" } as const;
 
 /** One primitive operation: name, typed params, shape/dtype rule, kernel and derivative, in one place. */
 export interface Primitive<P = unknown> {

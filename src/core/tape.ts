@@ -22,8 +22,8 @@ import { AutodiffError, internal, ShapeError } from "../errors.ts";
 import { fmtShape, shapesEqual } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { accumulate, onesLike, zerosLike } from "./helpers.ts";
-import { type Aval, isZero, kinkMessage, type MaybeZero, type Primitive, ruleRecorder } from "./primitive.ts";
-import { bind, type CallRule, noGrad, state, type Trace } from "./trace.ts";
+import { type Aval, isZero, type MaybeZero, type Primitive, ruleRecorder } from "./primitive.ts";
+import { bind, type CallRule, checkKink, noGrad, state, type Trace } from "./trace.ts";
 
 /** One recorded application of a primitive (or a higher-order call) on a tape. */
 export class TapeNode {
@@ -97,7 +97,7 @@ abstract class TapeTraceBase implements Trace {
     const needs = args.map((a) => this.isActive(a) && isFloat(a.dtype));
     if (!needs.includes(true)) return out;
     if (d.kind === "none") throw new AutodiffError(`${prim.name}: cannot differentiate: ${d.why}`);
-    if (state.kinkLog !== null && prim.atKink !== undefined) checkKink(prim, primals, out, params);
+    checkKink(prim, primals, out, params);
     const saved = d.saveInputs ? args.map((a) => this.saveValue(a)) : null;
     const node = new TapeNode(
       prim.name,
@@ -146,11 +146,6 @@ abstract class TapeTraceBase implements Trace {
 
 function avalOf(t: Aval): Aval {
   return { shape: t.shape, dtype: t.dtype };
-}
-
-function checkKink<P>(prim: Primitive<P>, primals: readonly Tensor[], out: Tensor, params: P): void {
-  const atKink = noGrad(() => prim.atKink!(primals, out, params));
-  if (atKink) state.kinkLog!.push({ op: prim.name, message: kinkMessage(prim) });
 }
 
 /** The functional tape of one `vjp`/`grad` call. */

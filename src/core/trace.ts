@@ -11,7 +11,7 @@
 import { AutodiffError } from "../errors.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { evalTrace } from "./eval.ts";
-import type { Primitive } from "./primitive.ts";
+import { kinkMessage, type Primitive } from "./primitive.ts";
 import { eagerTrace } from "./tape.ts";
 
 /** A trace: one level of interpretation. */
@@ -119,6 +119,20 @@ export function topTrace(args: readonly Tensor[]): Trace {
     );
   }
   return top;
+}
+
+/**
+ * The kink check (opt-in, see `checkKinks`), shared by forward and reverse mode: called where a derivative rule
+ * is about to apply, it records `prim` if it is evaluated exactly at a point where it is not differentiable.
+ */
+export function checkKink<P>(prim: Primitive<P>, primals: readonly Tensor[], out: Tensor, params: P): void {
+  if (
+    state.kinkLog !== null &&
+    prim.atKink !== undefined &&
+    noGrad(() => prim.atKink!(primals, out, params))
+  ) {
+    state.kinkLog.push({ op: prim.name, message: kinkMessage(prim) });
+  }
 }
 
 /** Apply a primitive: the one path every operation takes. */

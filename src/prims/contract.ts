@@ -16,7 +16,7 @@ import { actGrad } from "./elementwise.ts";
 import { allocOut, getBackend, instantiate, viewOf } from "./impl.ts";
 import { broadcast, gather, permute, reshape } from "./movement.ts";
 import { sumAxes } from "./reduce.ts";
-import { bilinear, linear, rule, zeroDerivative } from "./rules.ts";
+import { bilinear, linear, linearIn, rule, unaryRule, zeroDerivative } from "./rules.ts";
 
 /** Swap the last two axes (a view). */
 function mT(x: Tensor): Tensor {
@@ -49,7 +49,6 @@ export const dotP: Primitive<null> = {
   },
   // d(a b) = da b + a db; transposes: ct b^T and a^T ct
   derivative: bilinear<null>(
-    (a, b) => dot(a, b),
     (ct, b) => dot(ct, mT(b)),
     (ct, a) => dot(mT(a), ct),
   ),
@@ -86,7 +85,6 @@ export const conv2dP: Primitive<ConvParams> = convP(
   "conv2d",
   (x, w, o, p) => getBackend().conv2d(viewOf(x), viewOf(w), o._data!, p.outShape, p),
   bilinear<ConvParams>(
-    (x, w, p) => conv2d(x, w, p),
     (ct, w, p, xShape) => conv2dBackInput(ct, w, p, xShape),
     (ct, x, p, wShape) => conv2dBackWeight(x, ct, p, wShape),
   ),
@@ -165,7 +163,6 @@ export const conv2dBackInputP: Primitive<ConvParams> = convP(
   "conv2dBackInput",
   (dy, w, o, p) => getBackend().conv2dBackInput(viewOf(dy), viewOf(w), o._data!, p.outShape, p),
   bilinear<ConvParams>(
-    (dy, w, p) => conv2dBackInput(dy, w, p, p.outShape),
     (ct, w, p, dyShape) => conv2d(ct, w, { ...p, outShape: dyShape }),
     (ct, dy, p, wShape) => conv2dBackWeight(ct, dy, p, wShape),
   ),
@@ -176,7 +173,6 @@ export const conv2dBackWeightP: Primitive<ConvParams> = convP(
   "conv2dBackWeight",
   (x, dy, o, p) => getBackend().conv2dBackWeight(viewOf(x), viewOf(dy), o._data!, p.outShape, p),
   bilinear<ConvParams>(
-    (x, dy, p) => conv2dBackWeight(x, dy, p, p.outShape),
     (ct, dy, p, xShape) => conv2dBackInput(dy, ct, p, xShape),
     (ct, x, p, dyShape) => conv2d(x, ct, { ...p, outShape: dyShape }),
   ),
@@ -221,8 +217,8 @@ export const maxPool2dP: Primitive<PoolParams> = {
     getBackend().maxPool2d(viewOf(x), o._data!, p.outShape, p);
     return o;
   },
-  derivative: rule<PoolParams>(
-    ([x], [t], _o, p) => gatherPlanes(t as Tensor, maxPool2dArgmax(x, p)),
+  derivative: unaryRule<PoolParams>(
+    (x, t, _o, p) => gatherPlanes(t, maxPool2dArgmax(x, p)),
     // (a cotangent seeded in another float dtype is brought to x's: the fused kernel takes one dtype)
     (ct, [x], _o, p) => [maxPool2dBackward(x!, ct.dtype === x!.dtype ? ct : ct.to(x!.dtype), p)],
   ),
@@ -256,18 +252,7 @@ export const maxPool2dBackwardP: Primitive<PoolParams> = {
     getBackend().maxPool2dBackward(viewOf(x), viewOf(dy), o._data!, x.shape, p);
     return o;
   },
-  derivative: rule<PoolParams>(
-    ([x], [, tdy], out, p) => (isZero(tdy) ? new Zero(out.shape, out.dtype) : maxPool2dBackward(x, tdy, p)),
-    (ct, [x], _o, p, needs, avals) => {
-      // x's cotangent is zero, but a real one when asked for (as PyTorch's zeros_like(self)): a symbolic Zero
-      // would leave an eager leaf x that reaches the loss only through here with no .grad at all
-      const zx = new Zero(avals[0].shape, avals[0].dtype);
-      return [
-        needs[0] ? instantiate(zx) : zx,
-        needs[1] ? gatherPlanes(ct, maxPool2dArgmax(x!, p)) : new Zero(avals[1].shape, avals[1].dtype),
-      ];
-    },
-  ),
+  derivative: linearIn<PoolParams>(1, (ct, [x], p) => gatherPlanes(ct, maxPool2dArgmax(x!, p))),
 };
 
 export interface AvgPoolParams extends PoolParams {
@@ -287,10 +272,7 @@ export const avgPool2dP: Primitive<AvgPoolParams> = {
     getBackend().avgPool2d(viewOf(x), o._data!, p.outShape, p);
     return o;
   },
-  derivative: linear<AvgPoolParams>(
-    ([t], p) => avgPool2d(t as Tensor, p),
-    (ct, _x, _o, p) => [avgPool2dBackward(ct, p)],
-  ),
+  derivative: linear<AvgPoolParams>((ct, _x, _o, p) => [avgPool2dBackward(ct, p)]),
 };
 
 export const avgPool2dBackwardP: Primitive<AvgPoolParams> = {
@@ -303,10 +285,7 @@ export const avgPool2dBackwardP: Primitive<AvgPoolParams> = {
     getBackend().avgPool2dBackward(viewOf(dy), o._data!, p.inShape, p);
     return o;
   },
-  derivative: linear<AvgPoolParams>(
-    ([t], p) => avgPool2dBackward(t as Tensor, p),
-    (ct, _x, _o, p) => [avgPool2d(ct, p)],
-  ),
+  derivative: linear<AvgPoolParams>((ct, _x, _o, p) => [avgPool2d(ct, p)]),
 };
 
 // Binders (JAX's lax): bind one primitive with exact params. Rules and the ops layer use these.

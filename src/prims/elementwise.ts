@@ -15,7 +15,7 @@ import { DTypeError, ShapeError } from "../errors.ts";
 import { fmtShape, shapesEqual } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { allocOut, getBackend, instantiate, viewOf } from "./impl.ts";
-import { elementwise, linear, rule, zeroDerivative } from "./rules.ts";
+import { elementwise, linear, rule, unaryRule, zeroDerivative } from "./rules.ts";
 
 const FLOAT_ONLY = new Set<UnaryOp>([
   "exp",
@@ -61,10 +61,7 @@ const anyEqualZero = ([x]: readonly Tensor[]) => x.eq(0).any().item() !== 0;
 // d(-x) = -dx
 export const negP = unary(
   "neg",
-  linear<null>(
-    ([t]) => (t as Tensor).neg(),
-    (ct) => [ct.neg()],
-  ),
+  linear<null>((ct) => [ct.neg()]),
 );
 // d|x| = sign(x) dx (0 at x = 0, the subgradient convention)
 export const absP = unary(
@@ -118,8 +115,8 @@ export const tanP = unary(
  * sigmoid: y (1 - y)): both directions are one fused `actGrad` kernel on the saved output.
  */
 function throughOutput(act: Activation): Derivative<null> {
-  return rule<null>(
-    (_x, [t], out) => actGrad(act, out, t as Tensor),
+  return unaryRule<null>(
+    (_x, t, out) => actGrad(act, out, t),
     (ct, _x, out) => [actGrad(act, out!, ct)],
     { saveInputs: false, saveOutput: true },
   );
@@ -186,19 +183,22 @@ function binary(
 }
 
 // d(a + b) = da + db
+// (linear, but a symbolic-zero operand skips the kernel instead of adding instantiated zeros)
 export const addP = binary(
   "add",
-  linear<null>(
-    ([ta, tb]) => (isZero(ta) ? tb : isZero(tb) ? ta : ta.add(tb)),
+  rule<null>(
+    (_, [ta, tb]) => (isZero(ta) ? tb : isZero(tb) ? ta : ta.add(tb)),
     (ct) => [ct, ct],
+    { saveInputs: false },
   ),
 );
 // d(a - b) = da - db
 export const subP = binary(
   "sub",
-  linear<null>(
-    ([ta, tb]) => (isZero(tb) ? ta : isZero(ta) ? tb.neg() : ta.sub(tb)),
+  rule<null>(
+    (_, [ta, tb]) => (isZero(tb) ? ta : isZero(ta) ? tb.neg() : ta.sub(tb)),
     (ct) => [ct, ct.neg()],
+    { saveInputs: false },
   ),
 );
 // d(a b) = da b + a db
@@ -218,8 +218,8 @@ export const divP = binary(
   "div",
   rule<null>(
     ([, b], [ta, tb], out) => {
-      const num = isZero(tb) ? (ta as Tensor) : isZero(ta) ? tb.mul(out).neg() : ta.sub(tb.mul(out));
-      return num.div(b);
+      if (isZero(ta)) return isZero(tb) ? new Zero(out.shape, out.dtype) : tb.mul(out).neg().div(b);
+      return (isZero(tb) ? ta : ta.sub(tb.mul(out))).div(b);
     },
     (ct, [, b], out, _p, needs) => {
       const g = ct.div(b!);
@@ -246,8 +246,8 @@ export const powP = binary(
   rule<null>(
     ([a, b], [ta, tb], out) => {
       const [da, db] = powPartials(a, b, out, !isZero(ta), !isZero(tb));
-      const l = da === null ? null : (ta as Tensor).mul(da);
-      const r = db === null ? null : (tb as Tensor).mul(db);
+      const l = isZero(ta) ? null : ta.mul(da!);
+      const r = isZero(tb) ? null : tb.mul(db!);
       return l === null ? r! : r === null ? l : l.add(r);
     },
     (ct, [a, b], out, _p, needs) => {
@@ -350,10 +350,7 @@ export const castP: Primitive<CastParams> = {
     getBackend().cast(viewOf(x), o._data!);
     return o;
   },
-  derivative: linear<CastParams>(
-    ([t], p) => castTo(t as Tensor, p.dtype),
-    (ct, _x, _o, _p, _n, avals) => [castTo(ct, avals[0].dtype)],
-  ),
+  derivative: linear<CastParams>((ct, _x, _o, _p, _n, avals) => [castTo(ct, avals[0].dtype)]),
 };
 
 export interface ActParams {

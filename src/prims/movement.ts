@@ -15,7 +15,7 @@ import { ShapeError } from "../errors.ts";
 import { checkDims, fmtShape, shapesEqual, sizeOf, viewStrides } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { allocOut, getBackend, instantiate, viewOf, viewTensor } from "./impl.ts";
-import { linear } from "./rules.ts";
+import { linear, linearIn } from "./rules.ts";
 
 /** A contiguous copy of any concrete tensor. */
 export function materialize(x: Tensor): Tensor {
@@ -47,10 +47,7 @@ export const reshapeP: Primitive<ShapeParams> = {
     const src = materialize(x);
     return viewTensor(src, p.shape, viewStrides(src.shape, src._strides, p.shape)!, src._offset);
   },
-  derivative: linear<ShapeParams>(
-    ([t], p) => (isZero(t) ? new Zero(p.shape, t.dtype) : reshape(t, p.shape)),
-    (ct, _x, _o, _p, _n, avals) => [reshape(ct, avals[0].shape)],
-  ),
+  derivative: linear<ShapeParams>((ct, _x, _o, _p, _n, avals) => [reshape(ct, avals[0].shape)]),
 };
 
 export interface PermParams {
@@ -70,16 +67,13 @@ export const permuteP: Primitive<PermParams> = {
       x._offset,
     );
   },
-  derivative: linear<PermParams>(
-    ([t], p) => permute(t as Tensor, p.perm),
-    (ct, _x, _o, p) => {
-      const inv = new Array<number>(p.perm.length);
-      p.perm.forEach((d, i) => {
-        inv[d] = i;
-      });
-      return [permute(ct, inv)];
-    },
-  ),
+  derivative: linear<PermParams>((ct, _x, _o, p) => {
+    const inv = new Array<number>(p.perm.length);
+    p.perm.forEach((d, i) => {
+      inv[d] = i;
+    });
+    return [permute(ct, inv)];
+  }),
 };
 
 /** Broadcast to `shape` (NumPy alignment from the right); a stride-0 view. */
@@ -102,10 +96,7 @@ export const broadcastP: Primitive<ShapeParams> = {
     return viewTensor(x, p.shape, strides, x._offset);
   },
   // transpose of broadcasting: sum over the broadcast axes
-  derivative: linear<ShapeParams>(
-    ([t], p) => broadcast(t as Tensor, p.shape),
-    (ct, _x, _o, _p, _n, avals) => [unbroadcast(ct, avals[0].shape)],
-  ),
+  derivative: linear<ShapeParams>((ct, _x, _o, _p, _n, avals) => [unbroadcast(ct, avals[0].shape)]),
 };
 
 /** Sum `ct` down to `shape` (the transpose of broadcasting `shape` to ct's shape). */
@@ -142,10 +133,9 @@ export const sliceP: Primitive<SliceParams> = {
     });
     return viewTensor(x, p.shape, strides, off);
   },
-  derivative: linear<SliceParams>(
-    ([t], p) => slice(t as Tensor, p.starts, p.steps, p.shape),
-    (ct, _x, _o, p, _n, avals) => [unslice(ct, avals[0].shape, p.starts, p.steps)],
-  ),
+  derivative: linear<SliceParams>((ct, _x, _o, p, _n, avals) => [
+    unslice(ct, avals[0].shape, p.starts, p.steps),
+  ]),
 };
 
 export interface UnsliceParams {
@@ -170,10 +160,9 @@ export const unsliceP: Primitive<UnsliceParams> = {
     getBackend().copy(viewOf(x), { data: o._data!, shape: x.shape, strides, offset: off });
     return o;
   },
-  derivative: linear<UnsliceParams>(
-    ([t], p) => unslice(t as Tensor, p.inShape, p.starts, p.steps),
-    (ct, _x, _o, p, _n, avals) => [slice(ct, p.starts, p.steps, avals[0].shape)],
-  ),
+  derivative: linear<UnsliceParams>((ct, _x, _o, p, _n, avals) => [
+    slice(ct, p.starts, p.steps, avals[0].shape),
+  ]),
 };
 
 export interface AxisParams {
@@ -199,22 +188,19 @@ export const concatP: Primitive<AxisParams> = {
     return o;
   },
   // d concat(xs) = concat(dxs); the transpose slices the cotangent back into pieces
-  derivative: linear<AxisParams>(
-    (ts, p) => concat(ts.map(instantiate), p.axis),
-    (ct, _x, _o, p, _n, avals) => {
-      let start = 0;
-      return avals.map((av) => {
-        const starts = ct.shape.map((_, i) => (i === p.axis ? start : 0));
-        start += av.shape[p.axis];
-        return slice(
-          ct,
-          starts,
-          ct.shape.map(() => 1),
-          av.shape,
-        );
-      });
-    },
-  ),
+  derivative: linear<AxisParams>((ct, _x, _o, p, _n, avals) => {
+    let start = 0;
+    return avals.map((av) => {
+      const starts = ct.shape.map((_, i) => (i === p.axis ? start : 0));
+      start += av.shape[p.axis];
+      return slice(
+        ct,
+        starts,
+        ct.shape.map(() => 1),
+        av.shape,
+      );
+    });
+  }),
 };
 
 export interface AxesListParams {
@@ -236,10 +222,7 @@ export const flipP: Primitive<AxesListParams> = {
     });
     return viewTensor(x, x.shape, strides, off);
   },
-  derivative: linear<AxesListParams>(
-    ([t], p) => flip(t as Tensor, p.axes),
-    (ct, _x, _o, p) => [flip(ct, p.axes)],
-  ),
+  derivative: linear<AxesListParams>((ct, _x, _o, p) => [flip(ct, p.axes)]),
 };
 
 /** out = x gathered along axis by int32 idx (same rank, equal to x off the axis; range checked by ops). */
@@ -254,16 +237,9 @@ export const gatherP: Primitive<AxisParams> = {
     return o;
   },
   // linear in x; transpose: scatter-add the cotangent back to the gathered positions
-  derivative: {
-    kind: "rule",
-    jvp: ([, idx], [t], _o, p) => gather(t as Tensor, idx, p.axis),
-    vjp: (ct, [, idx], _o, p, _n, avals) => [
-      scatterAdd(ct, idx!, p.axis, avals[0].shape),
-      new Zero(idx!.shape, "int32"),
-    ],
-    saveInputs: true,
-    saveOutput: false,
-  },
+  derivative: linearIn<AxisParams>(0, (ct, [, idx], p, avals) =>
+    scatterAdd(ct, idx!, p.axis, avals[0].shape),
+  ),
 };
 
 export interface ScatterParams {
@@ -282,13 +258,8 @@ export const scatterAddP: Primitive<ScatterParams> = {
     getBackend().scatterAdd(viewOf(src), p.axis, viewOf(idx), o._data!, p.shape);
     return o;
   },
-  derivative: {
-    kind: "rule",
-    jvp: ([, idx], [t], _o, p) => scatterAdd(t as Tensor, idx, p.axis, p.shape),
-    vjp: (ct, [, idx], _o, p) => [gather(ct, idx!, p.axis), new Zero(idx!.shape, "int32")],
-    saveInputs: true,
-    saveOutput: false,
-  },
+  // linear in src; transpose: gather the cotangent at the scattered positions
+  derivative: linearIn<ScatterParams>(0, (ct, [, idx], p) => gather(ct, idx!, p.axis)),
 };
 
 // Binders (JAX's lax): bind one primitive with exact params, no broadcasting, promotion or argument sugar. Rules

@@ -14,7 +14,7 @@ import type { Tensor } from "../tensor/tensor.ts";
 import { where } from "./elementwise.ts";
 import { allocOut, getBackend, viewOf } from "./impl.ts";
 import { broadcast, reshape } from "./movement.ts";
-import { linear, rule, zeroDerivative } from "./rules.ts";
+import { linear, rule, unaryRule, zeroDerivative } from "./rules.ts";
 
 export interface AxesParams {
   /** Sorted, unique, non-negative axes. */
@@ -59,10 +59,7 @@ function reduction(
 // d sum(x) = sum(dx); its transpose broadcasts the cotangent back.
 export const sumP = reduction(
   "sum",
-  linear<AxesParams>(
-    ([t], p) => sumAxes(t as Tensor, p.axes),
-    (ct, _x, _o, p, _n, avals) => [expandBack(ct, avals[0].shape, p.axes)],
-  ),
+  linear<AxesParams>((ct, _x, _o, p, _n, avals) => [expandBack(ct, avals[0].shape, p.axes)]),
 );
 
 /**
@@ -80,8 +77,8 @@ function prodOthers(x: Tensor, out: Tensor, axes: readonly number[]): Tensor {
 }
 export const prodP = reduction(
   "prod",
-  rule<AxesParams>(
-    ([x], [t], out, p) => sumAxes((t as Tensor).mul(prodOthers(x, out, p.axes)), p.axes),
+  unaryRule<AxesParams>(
+    (x, t, out, p) => sumAxes(t.mul(prodOthers(x, out, p.axes)), p.axes),
     (ct, [x], out, p) => [expandBack(ct, x!.shape, p.axes).mul(prodOthers(x!, out!, p.axes))],
     { saveOutput: true },
   ),
@@ -98,8 +95,8 @@ function argmaxWeights(x: Tensor, out: Tensor, axes: readonly number[]): Tensor 
 function extremum(op: "max" | "min"): Primitive<AxesParams> {
   return reduction(
     op,
-    rule<AxesParams>(
-      ([x], [t], out, p) => sumAxes((t as Tensor).mul(argmaxWeights(x, out, p.axes)), p.axes),
+    unaryRule<AxesParams>(
+      (x, t, out, p) => sumAxes(t.mul(argmaxWeights(x, out, p.axes)), p.axes),
       (ct, [x], out, p) => [expandBack(ct, x!.shape, p.axes).mul(argmaxWeights(x!, out!, p.axes))],
       { saveOutput: true },
     ),
@@ -151,10 +148,7 @@ export const cumsumP: Primitive<CumsumParams> = {
     getBackend().cumsum(viewOf(x), p.axis, p.reverse, o._data!);
     return o;
   },
-  derivative: linear<CumsumParams>(
-    ([t], p) => (isZero(t) ? t : cumsumAxis(t, p.axis, p.reverse)),
-    (ct, _x, _o, p) => [cumsumAxis(ct, p.axis, !p.reverse)],
-  ),
+  derivative: linear<CumsumParams>((ct, _x, _o, p) => [cumsumAxis(ct, p.axis, !p.reverse)]),
 };
 
 export { Zero };
@@ -196,15 +190,15 @@ function softmaxFamily(log: boolean): Primitive<SoftmaxParams> {
     derivative: log
       ? // y = x - logsumexp(x): dy = dx - sum(softmax(x) dx) with softmax(x) = exp(y); the transpose is
         // ct - exp(y) sum(ct).
-        rule<SoftmaxParams>(
-          (_x, [t], y, p) => (t as Tensor).sub(rowSum(y.exp().mul(t as Tensor), p.axis)),
+        unaryRule<SoftmaxParams>(
+          (_x, t, y, p) => t.sub(rowSum(y.exp().mul(t), p.axis)),
           (ct, _x, y, p) => [softmaxBackward(y!, ct, p.axis, true)],
           { saveInputs: false, saveOutput: true },
         )
       : // s = softmax(x): ds = s (dx - sum(s dx)), a symmetric linear map: the JVP and the VJP are the same
         // fused map.
-        rule<SoftmaxParams>(
-          (_x, [t], s, p) => softmaxBackward(s, t as Tensor, p.axis, false),
+        unaryRule<SoftmaxParams>(
+          (_x, t, s, p) => softmaxBackward(s, t, p.axis, false),
           (ct, _x, s, p) => [softmaxBackward(s!, ct, p.axis, false)],
           { saveInputs: false, saveOutput: true },
         ),

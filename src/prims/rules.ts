@@ -1,16 +1,20 @@
 /**
  * Derivative-rule combinators. Each takes one mathematical statement of a derivative and gives both the JVP
- * (forward) and the VJP (reverse) rule, so a primitive's derivative is still written once.
+ * (forward) and the VJP (reverse) rule, so a primitive's derivative is still written once. The JVP rules receive
+ * the primitive itself, so a linear or bilinear primitive states only its transposes: its JVP is the primitive
+ * bound on the tangents.
  *
  * Primitive declarations call these while their modules load; the rules they build run later, with binders and
  * Tensor methods (see docs/architecture.md, "Layers").
  */
-import type { Derivative, JvpRule, MaybeZero, VjpRule } from "../core/primitive.ts";
+import type { Aval, Derivative, JvpRule, MaybeZero, VjpRule } from "../core/primitive.ts";
 import { isZero, Zero } from "../core/primitive.ts";
+import { bind } from "../core/trace.ts";
 import type { Tensor } from "../tensor/tensor.ts";
+import { instantiate } from "./impl.ts";
 
-/** Zero derivative: the output is piecewise constant or discrete. */
-export const zeroDerivative = { kind: "zero" } as const;
+// (declared in the leaf core/primitive.ts: a prims module may load while this one is still loading)
+export { zeroDerivative } from "../core/primitive.ts";
 
 /** No derivative: differentiating through it is an error with this reason. */
 export function noDerivative(why: string): { readonly kind: "none"; readonly why: string } {
@@ -33,6 +37,18 @@ export function rule<P>(
 }
 
 /**
+ * A rule pair for a unary primitive. Its JVP receives the tangent as a Tensor: a rule runs only when some
+ * tangent is non-zero, and a unary primitive has one.
+ */
+export function unaryRule<P>(
+  jvp: (x: Tensor, t: Tensor, out: Tensor, params: P) => MaybeZero,
+  vjp: VjpRule<P>,
+  opts: { saveInputs?: boolean; saveOutput?: boolean } = {},
+): Derivative<P> {
+  return rule<P>((xs, ts, out, params) => jvp(xs[0], ts[0] as Tensor, out, params), vjp, opts);
+}
+
+/**
  * Elementwise unary with derivative df(x, out): jvp = t * df, vjp = ct * df. `uses` says which of x and out
  * df reads, so reverse mode saves only those.
  */
@@ -40,38 +56,65 @@ export function elementwise(
   df: (x: Tensor, out: Tensor) => Tensor,
   uses: "x" | "out" | "both",
 ): Derivative<null> {
-  return rule<null>(
-    ([x], [t], out) => (t as Tensor).mul(df(x, out)),
+  return unaryRule<null>(
+    (x, t, out) => t.mul(df(x, out)),
     (ct, [x], out) => [ct.mul(df(x!, out!))],
     { saveInputs: uses !== "out", saveOutput: uses !== "x" },
   );
 }
 
 /**
- * A primitive linear in all its inputs: jvp applies the same primitive to the tangents (zeros instantiated by
- * `apply`), vjp is the transpose. No values are saved.
+ * A primitive linear in all its inputs: the JVP is the primitive bound on the tangents (symbolic zeros
+ * instantiated), the VJP is `transpose`. No values are saved.
  */
-export function linear<P>(
-  apply: (tangents: readonly MaybeZero[], params: P) => MaybeZero,
-  transpose: VjpRule<P>,
-): Derivative<P> {
-  return rule<P>((_, tangents, _out, params) => apply(tangents, params), transpose, { saveInputs: false });
+export function linear<P>(transpose: VjpRule<P>): Derivative<P> {
+  return rule<P>((_, ts, _out, params, self) => bind(self, ts.map(instantiate), params), transpose, {
+    saveInputs: false,
+  });
 }
 
 /**
- * A bilinear primitive f(a, b): jvp = f(ta, b) + f(a, tb); vjp: the transposes with respect to each argument
- * (each uses the other primal). `f` is the primitive itself applied through ops.
+ * A primitive linear in input k, whose other inputs only select (indices, or a piecewise-constant argmax
+ * position: their derivative is zero): the JVP is the primitive with input k replaced by its tangent, the VJP
+ * `transpose` for input k and zeros for the others (instantiated when asked for, as PyTorch's zeros_like, so an
+ * eager leaf reaching the loss only through here still gets a .grad).
+ */
+export function linearIn<P>(
+  k: number,
+  transpose: (ct: Tensor, primals: readonly (Tensor | null)[], params: P, avals: readonly Aval[]) => Tensor,
+): Derivative<P> {
+  return rule<P>(
+    (xs, ts, out, params, self) => {
+      const tk = ts[k];
+      if (isZero(tk)) return new Zero(out.shape, out.dtype);
+      const args = xs.slice();
+      args[k] = tk;
+      return bind(self, args, params);
+    },
+    (ct, xs, _out, params, needs, avals) =>
+      avals.map((av, i) =>
+        !needs[i]
+          ? new Zero(av.shape, av.dtype)
+          : i === k
+            ? transpose(ct, xs, params, avals)
+            : instantiate(new Zero(av.shape, av.dtype)),
+      ),
+  );
+}
+
+/**
+ * A bilinear primitive f(a, b): the JVP is f(ta, b) + f(a, tb) (the primitive bound twice), the VJP the
+ * transposes with respect to each argument (each uses the other primal).
  */
 export function bilinear<P>(
-  f: (a: Tensor, b: Tensor, params: P) => Tensor,
   transposeA: (ct: Tensor, b: Tensor, params: P, aShape: readonly number[]) => Tensor,
   transposeB: (ct: Tensor, a: Tensor, params: P, bShape: readonly number[]) => Tensor,
 ): Derivative<P> {
   return rule<P>(
-    ([a, b], [ta, tb], _out, params) => {
-      const l = isZero(ta) ? null : f(ta, b, params);
-      const r = isZero(tb) ? null : f(a, tb, params);
-      return l === null ? (r ?? new Zero(_out.shape, _out.dtype)) : r === null ? l : l.add(r);
+    ([a, b], [ta, tb], out, params, self) => {
+      const l = isZero(ta) ? null : bind(self, [ta, b], params);
+      const r = isZero(tb) ? null : bind(self, [a, tb], params);
+      return l === null ? (r ?? new Zero(out.shape, out.dtype)) : r === null ? l : l.add(r);
     },
     (ct, [a, b], _out, params, needs, avals) => [
       needs[0] ? transposeA(ct, b!, params, avals[0].shape) : new Zero(avals[0].shape, avals[0].dtype),
