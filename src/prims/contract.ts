@@ -288,6 +288,14 @@ export const avgPool2dBackwardP: Primitive<AvgPoolParams> = {
   derivative: linear<AvgPoolParams>((ct, _x, _o, p) => [avgPool2d(ct, p)]),
 };
 
+/** This module's primitives by name: src/prims/index.ts merges the modules' tables into the registry. */
+// biome-ignore format: rows read better than one entry per line
+export const contractPrimitives = {
+  dot: dotP, conv2d: conv2dP, conv2dBackInput: conv2dBackInputP, conv2dBackWeight: conv2dBackWeightP,
+  conv2dBiasAct: conv2dBiasActP, maxPool2d: maxPool2dP, maxPool2dArgmax: maxPool2dArgmaxP,
+  maxPool2dBackward: maxPool2dBackwardP, avgPool2d: avgPool2dP, avgPool2dBackward: avgPool2dBackwardP,
+};
+
 // Binders (JAX's lax): bind one primitive with exact params. Rules and the ops layer use these.
 export function dot(a: Tensor, b: Tensor): Tensor {
   return bind(dotP, [a, b], null);

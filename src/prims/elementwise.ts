@@ -431,6 +431,16 @@ export const actGradP: Primitive<ActParams> = {
   ),
 };
 
+/** This module's primitives by name: src/prims/index.ts merges the modules' tables into the registry. */
+// biome-ignore format: rows read better than one entry per line
+export const elementwisePrimitives = {
+  neg: negP, abs: absP, sign: signP, exp: expP, log: logP, log1p: log1pP, expm1: expm1P, sqrt: sqrtP, sin: sinP,
+  cos: cosP, tan: tanP, tanh: tanhP, sigmoid: sigmoidP, erf: erfP, relu: reluP, biasAct: biasActP,
+  actGrad: actGradP, floor: floorP, ceil: ceilP, round: roundP, not: notP, add: addP, sub: subP, mul: mulP,
+  div: divP, pow: powP, maximum: maximumP, minimum: minimumP, eq: eqP, ne: neP, lt: ltP, le: leP, gt: gtP, ge: geP,
+  and: andP, or: orP, xor: xorP, where: whereP, cast: castP,
+};
+
 // Binders (JAX's lax): bind one primitive with exact params (equal shapes, no promotion). Rules and the ops layer
 // use these.
 /** where(c, a, b) of equal shapes and one dtype. */

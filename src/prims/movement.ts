@@ -262,6 +262,13 @@ export const scatterAddP: Primitive<ScatterParams> = {
   derivative: linearIn<ScatterParams>(0, (ct, [, idx], p) => gather(ct, idx!, p.axis)),
 };
 
+/** This module's primitives by name: src/prims/index.ts merges the modules' tables into the registry. */
+// biome-ignore format: rows read better than one entry per line
+export const movementPrimitives = {
+  reshape: reshapeP, permute: permuteP, broadcast: broadcastP, slice: sliceP, unslice: unsliceP, concat: concatP,
+  flip: flipP, gather: gatherP, scatterAdd: scatterAddP,
+};
+
 // Binders (JAX's lax): bind one primitive with exact params, no broadcasting, promotion or argument sugar. Rules
 // and the ops layer use these.
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {

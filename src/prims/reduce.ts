@@ -278,6 +278,13 @@ function softmaxBackwardFamily(log: boolean): Primitive<SoftmaxParams> {
 export const logSoftmaxBackwardP = softmaxBackwardFamily(true);
 export const softmaxBackwardP = softmaxBackwardFamily(false);
 
+/** This module's primitives by name: src/prims/index.ts merges the modules' tables into the registry. */
+// biome-ignore format: rows read better than one entry per line
+export const reducePrimitives = {
+  sum: sumP, prod: prodP, max: maxP, min: minP, argReduce: argReduceP, cumsum: cumsumP, softmax: softmaxP,
+  logSoftmax: logSoftmaxP, softmaxBackward: softmaxBackwardP, logSoftmaxBackward: logSoftmaxBackwardP,
+};
+
 // Binders (JAX's lax): bind one primitive with exact params. Rules and the ops layer use these.
 export function sumAxes(x: Tensor, axes: readonly number[]): Tensor {
   return bind(sumP, [x], { axes });
