@@ -381,6 +381,8 @@ export const OPS: OpInfo[] = [
   ),
   binary("maximum", (a, b) => a.maximum(b), Math.max),
   binary("minimum", (a, b) => a.minimum(b), Math.min),
+  // y away from 0: central differences must not straddle the branch cut (y = 0, x < 0)
+  binary("atan2", (y, x) => cr.atan2(y, x), Math.atan2, "awayFromZero", "real"),
   binary(
     "eq",
     (a, b) => a.eq(b.round()).to("float64"),

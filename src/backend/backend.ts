@@ -62,7 +62,8 @@ export type Activation = (typeof ACTIVATIONS)[number];
  * Arithmetic: inputs and output share one dtype. int32 arithmetic wraps like C int32 (add/sub/mul), `div` on
  * int32 truncates toward zero (callers promote true division to float), `pow` on int32 is exact integer power.
  * `maximum`/`minimum` propagate NaN. Comparisons (`eq` ... `ge`) write bool (Uint8Array 0/1) and read any dtype.
- * Logical ops (`and`, `or`, `xor`) read bool and write bool.
+ * Logical ops (`and`, `or`, `xor`) read bool and write bool. `atan2(a, b)` is the angle of the point (x = b,
+ * y = a) in [-pi, pi], float dtypes only, with C's signed-zero, infinity and NaN cases.
  */
 export const BINARY_OPS = [
   "add",
@@ -81,6 +82,7 @@ export const BINARY_OPS = [
   "and",
   "or",
   "xor",
+  "atan2",
 ] as const;
 
 export type BinaryOp = (typeof BINARY_OPS)[number];

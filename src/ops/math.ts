@@ -107,6 +107,11 @@ export function minimum(a: TensorLike, b: TensorLike): Tensor {
   return arith(E.minimumP, "minimum", a, b);
 }
 
+/** atan2(y, x): the angle of the point (x, y) in [-pi, pi], broadcasting (integers as float32, as PyTorch). */
+export function atan2(y: TensorLike, x: TensorLike): Tensor {
+  return arith(E.atan2P, "atan2", y, x, true);
+}
+
 function unaryOp(prim: Primitive<null>, op: string, x: TensorLike, float: boolean): Tensor {
   checkTensor(op, x);
   let t = x instanceof Tensor ? x : asTensor(x, resultType([x]));

@@ -147,7 +147,8 @@ export const ceilP = unary("ceil", zeroDerivative);
 export const roundP = unary("round", zeroDerivative);
 export const notP = unary("not", zeroDerivative);
 
-const ARITH = new Set<BinaryOp>(["add", "sub", "mul", "div", "pow", "maximum", "minimum"]);
+const ARITH = new Set<BinaryOp>(["add", "sub", "mul", "div", "pow", "maximum", "minimum", "atan2"]);
+const FLOAT_ONLY_BINARY = new Set<BinaryOp>(["atan2"]);
 const LOGIC = new Set<BinaryOp>(["and", "or", "xor"]);
 
 function binary(
@@ -162,7 +163,7 @@ function binary(
         throw new ShapeError(`internal: ${op} got shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
       }
       if (ARITH.has(op)) {
-        if (a.dtype !== b.dtype || a.dtype === "bool") {
+        if (a.dtype !== b.dtype || a.dtype === "bool" || (FLOAT_ONLY_BINARY.has(op) && !isFloat(a.dtype))) {
           throw new DTypeError(`${op}: unsupported dtypes ${a.dtype} and ${b.dtype}`);
         }
         return a;
@@ -296,6 +297,21 @@ export const minimumP: Primitive<null> = {
   ),
   kinkDerivative: TIE_SPLIT,
 };
+// d atan2(y, x) = (x dy - y dx) / (x^2 + y^2)
+export const atan2P = binary(
+  "atan2",
+  rule<null>(
+    ([y, x], [ty, tx]) => {
+      const l = isZero(ty) ? null : x.mul(ty);
+      const r = isZero(tx) ? null : y.mul(tx);
+      return (l === null ? r!.neg() : r === null ? l : l.sub(r)).div(x.mul(x).add(y.mul(y)));
+    },
+    (ct, [y, x], _o, _p, needs) => {
+      const g = ct.div(x!.mul(x!).add(y!.mul(y!)));
+      return [needs[0] ? g.mul(x!) : g, needs[1] ? g.mul(y!).neg() : g];
+    },
+  ),
+);
 export const eqP = binary("eq", zeroDerivative);
 export const neP = binary("ne", zeroDerivative);
 export const ltP = binary("lt", zeroDerivative);
@@ -437,7 +453,7 @@ export const elementwisePrimitives = {
   neg: negP, abs: absP, sign: signP, exp: expP, log: logP, log1p: log1pP, expm1: expm1P, sqrt: sqrtP, sin: sinP,
   cos: cosP, tan: tanP, tanh: tanhP, sigmoid: sigmoidP, erf: erfP, relu: reluP, biasAct: biasActP,
   actGrad: actGradP, floor: floorP, ceil: ceilP, round: roundP, not: notP, add: addP, sub: subP, mul: mulP,
-  div: divP, pow: powP, maximum: maximumP, minimum: minimumP, eq: eqP, ne: neP, lt: ltP, le: leP, gt: gtP, ge: geP,
+  div: divP, pow: powP, maximum: maximumP, minimum: minimumP, atan2: atan2P, eq: eqP, ne: neP, lt: ltP, le: leP, gt: gtP, ge: geP,
   and: andP, or: orP, xor: xorP, where: whereP, cast: castP,
 };
 

@@ -57,6 +57,7 @@ const BINARY: Record<BinaryOp, Fn2> = {
   and: (a, b) => (a !== 0 && b !== 0 ? 1 : 0),
   or: (a, b) => (a !== 0 || b !== 0 ? 1 : 0),
   xor: (a, b) => ((a !== 0) !== (b !== 0) ? 1 : 0),
+  atan2: Math.atan2,
 };
 
 /**

@@ -128,7 +128,8 @@ function sparseViews(): View[] {
 const ARITH = ["add", "sub", "mul", "div", "pow", "maximum", "minimum"] as const;
 const COMPARE = ["eq", "ne", "lt", "le", "gt", "ge"] as const;
 const LOGICAL = ["and", "or", "xor"] as const;
-const BINARY_OPS = [...ARITH, ...COMPARE, ...LOGICAL] satisfies readonly BinaryOp[];
+const FLOAT_ONLY = ["atan2"] as const;
+const BINARY_OPS = [...ARITH, ...COMPARE, ...LOGICAL, ...FLOAT_ONLY] satisfies readonly BinaryOp[];
 // every BinaryOp has a row: this line names a missing one
 export const BINARY_COMPLETE: [Exclude<BinaryOp, (typeof BINARY_OPS)[number]>] extends [never]
   ? true
@@ -137,7 +138,14 @@ export const BINARY_COMPLETE: [Exclude<BinaryOp, (typeof BINARY_OPS)[number]>] e
 function binaryRow(op: BinaryOp): Row {
   const arith = (ARITH as readonly string[]).includes(op);
   const logical = (LOGICAL as readonly string[]).includes(op);
-  const dtypes: readonly DType[] = logical ? ["bool"] : arith ? ["float32", "float64", "int32"] : ALL;
+  const floatOnly = (FLOAT_ONLY as readonly string[]).includes(op);
+  const dtypes: readonly DType[] = logical
+    ? ["bool"]
+    : floatOnly
+      ? ["float32", "float64"]
+      : arith
+        ? ["float32", "float64", "int32"]
+        : ALL;
   const tols = op === "pow" ? { float32: { rtol: 1e-6, atol: 0 }, float64: { rtol: 1e-13, atol: 0 } } : {};
   const s = seed++;
   return {
