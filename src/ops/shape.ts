@@ -31,16 +31,26 @@ export function shapeArg(args: readonly (number | readonly number[])[]): number[
   return args as number[];
 }
 
-/** The concrete tensor under any number of tracer levels (values are the same at every level). */
+/**
+ * The concrete tensor under any number of tracer levels (values are the same at every level). Under makeJaxpr
+ * the lowest level is an abstract tracer (no `_primal`, no data): that is returned, and readers of values check.
+ */
 export function concreteOf(t: Tensor): Tensor {
   let c = t;
-  while (c._trace !== null) c = c._primal!;
+  while (c._trace !== null && c._primal !== null) c = c._primal;
   return c;
 }
 
-/** A contiguous copy of the values. */
-export function contiguousData(t: Tensor): TypedArray {
+/** A contiguous copy of the values; `op` names the caller in the error for an abstract value (makeJaxpr). */
+export function contiguousData(t: Tensor, op = "dataSync"): TypedArray {
   const c = concreteOf(t);
+  if (c._data === null) {
+    throw new AutodiffError(
+      `${op}: needs the values of a tensor of shape ${fmtShape(t.shape)} and dtype ${t.dtype}, but the value is ` +
+        "abstract under makeJaxpr (a program is being traced from shapes and dtypes only); keep data-dependent " +
+        "logic outside the traced function or pass the value in as a constant",
+    );
+  }
   const out = allocTyped(c.dtype, c.size);
   getBackend().copy(viewOf(c), { data: out, shape: c.shape, strides: contiguousStrides(c.shape), offset: 0 });
   return out;
@@ -48,7 +58,7 @@ export function contiguousData(t: Tensor): TypedArray {
 
 /** Values as nested JS arrays. */
 export function toNested(t: Tensor): unknown {
-  const data = contiguousData(t);
+  const data = contiguousData(t, "toArray");
   const isBool = t.dtype === "bool";
   const shape = t.shape;
   let pos = 0;
@@ -68,12 +78,14 @@ export function toNested(t: Tensor): unknown {
 export function item(t: Tensor): number {
   if (t.size !== 1)
     throw new ShapeError(`item: expected a tensor with one element, got shape ${fmtShape(t.shape)}`);
-  return contiguousData(t)[0];
+  return contiguousData(t, "item")[0];
 }
 
 /** Cut from every gradient computation: the concrete value, sharing storage. */
 export function detach(t: Tensor): Tensor {
   const c = concreteOf(t);
+  // an abstract value (makeJaxpr) carries no derivative information of its own: it is already detached
+  if (c._data === null) return c;
   return viewTensor(c, c.shape, c._strides, c._offset);
 }
 
@@ -376,7 +388,7 @@ export function flip(t: Tensor, dims: number | readonly number[]): Tensor {
 
 function checkIndex(op: string, idx: Tensor, n: number): void {
   if (idx.dtype !== "int32") throw new DTypeError(`${op}: index must be int32, got ${idx.dtype}`);
-  const data = contiguousData(idx);
+  const data = contiguousData(idx, op);
   for (let i = 0; i < data.length; i++) {
     if (data[i] < 0 || data[i] >= n)
       throw new RangeError(`${op}: index ${data[i]} is out of range for size ${n}`);
