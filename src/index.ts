@@ -14,6 +14,8 @@ export { evalJaxpr } from "./core/jaxpr-eval.ts";
 export { makeJaxpr } from "./core/jaxpr-trace.ts";
 export { type Atom, type Eqn, Literal, Program, Var } from "./core/jaxpr.ts";
 export { enableGrad, noGrad } from "./core/trace.ts";
+export { vmap } from "./core/vmap.ts";
+export type { AxisSpec, VmapOpts } from "./core/vmap.ts";
 export type { KinkReport } from "./core/trace.ts";
 export { DTYPES, promoteTypes } from "./dtype.ts";
 export type { DType, TypedArray } from "./dtype.ts";

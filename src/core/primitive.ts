@@ -85,7 +85,20 @@ export type Derivative<P> =
 /** Zero derivative: the output is piecewise constant or discrete. */
 export const zeroDerivative = { kind: "zero" } as const;
 
-/** One primitive operation: name, typed params, shape/dtype rule, kernel and derivative, in one place. */
+/**
+ * Batching rule (vmap): apply the primitive to a whole batch. `args` are the arguments one level down, each
+ * batched along axis 0 (`batched[i]`) or shared by every example; the result is batched along axis 0 with
+ * `size` examples. Combinators in src/prims/batching.ts build the usual ones.
+ */
+export type BatchRule<P> = (
+  args: readonly Tensor[],
+  batched: readonly boolean[],
+  params: P,
+  size: number,
+  self: Primitive<P>,
+) => Tensor;
+
+/** One primitive operation: name, typed params, shape/dtype rule, kernel, derivative and batching rule, in one place. */
 export interface Primitive<P = unknown> {
   readonly name: string;
   /** Abstract evaluation: validates arguments (throwing errors that name the op) and returns the output aval. */
@@ -93,6 +106,8 @@ export interface Primitive<P = unknown> {
   /** Concrete evaluation on the current backend; args are concrete tensors. May return a view of an input. */
   readonly impl: (args: readonly Tensor[], params: P, out: Aval) => Tensor;
   readonly derivative: Derivative<P>;
+  /** A BatchRule<P> (method syntax for the same reason as `jvp`); required, so every primitive batches. */
+  batch(...args: Parameters<BatchRule<P>>): Tensor;
   /**
    * Kink check (opt-in, see `checkKinks`): true if the rule was applied exactly at a point where the primitive is
    * not differentiable (relu at 0, abs at 0, max at ties, ...).
@@ -118,9 +133,12 @@ export function kinkMessage(prim: { readonly name: string; readonly kinkDerivati
  * and direction), so the coverage test can check the op table reaches every rule. Null in normal use: the
  * check is one comparison on the rule path only (never on plain evaluation).
  */
-export let ruleRecorder: ((prim: string, which: "jvp" | "vjp") => void) | null = null;
+export let ruleRecorder: ((prim: string, which: RuleKind) => void) | null = null;
+
+/** Which rule of a primitive the recorder saw applied. */
+export type RuleKind = "jvp" | "vjp" | "batch";
 
 /** Install (or, with null, remove) the rule recorder. */
-export function setRuleRecorder(f: ((prim: string, which: "jvp" | "vjp") => void) | null): void {
+export function setRuleRecorder(f: ((prim: string, which: RuleKind) => void) | null): void {
   ruleRecorder = f;
 }

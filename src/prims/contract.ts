@@ -16,6 +16,7 @@ import { actGrad } from "./elementwise.ts";
 import { allocOut, getBackend, instantiate, viewOf } from "./impl.ts";
 import { broadcast, gather, permute, reshape } from "./movement.ts";
 import { sumAxes } from "./reduce.ts";
+import { batchAll, batchFoldN, batchLoop, withN } from "./batching.ts";
 import { bilinear, linear, linearIn, rule, unaryRule, zeroDerivative } from "./rules.ts";
 
 /** Swap the last two axes (a view). */
@@ -23,6 +24,28 @@ function mT(x: Tensor): Tensor {
   const n = x.shape.length;
   const perm = x.shape.map((_, i) => (i === n - 2 ? n - 1 : i === n - 1 ? n - 2 : i));
   return permute(x, perm);
+}
+
+/**
+ * dot's batching rule. With the right operand shared and no leading dims (x [n, M, K] against w [K, N], the
+ * per-example matmul of a linear layer), the batch folds into the rows: one [n*M, K] @ [K, N] product, no
+ * broadcast weight. Otherwise both operands are batched along axis 0 (the shared one broadcast) and dot's own
+ * batch dims do the rest.
+ */
+function batchDot(
+  args: readonly Tensor[],
+  batched: readonly boolean[],
+  p: null,
+  n: number,
+  self: Primitive<null>,
+): Tensor {
+  const [a, b] = args;
+  if (batched[0] && !batched[1] && b.shape.length === 2) {
+    const m = a.shape[1];
+    const out = dot(reshape(a, [n * m, a.shape[2]]), b);
+    return reshape(out, [n, m, b.shape[1]]);
+  }
+  return batchAll<null>()(args, batched, p, n, self);
 }
 
 /** a [...B, M, K] @ b [...B, K, N] -> [...B, M, N]; batch shapes equal (broadcast by the ops layer). */
@@ -48,6 +71,8 @@ export const dotP: Primitive<null> = {
     return o;
   },
   // d(a b) = da b + a db; transposes: ct b^T and a^T ct
+  // dot batches through its leading batch dims; a shared right operand folds the batch into the rows instead
+  batch: batchDot,
   derivative: bilinear<null>(
     (ct, b) => dot(ct, mT(b)),
     (ct, a) => dot(mT(a), ct),
@@ -63,6 +88,7 @@ function convP(
   name: string,
   run: (a: Tensor, b: Tensor, out: Tensor, p: ConvParams) => void,
   derivative: Primitive<ConvParams>["derivative"],
+  batch: Primitive<ConvParams>["batch"],
 ): Primitive<ConvParams> {
   return {
     name,
@@ -77,6 +103,7 @@ function convP(
       return o;
     },
     derivative,
+    batch,
   };
 }
 
@@ -88,6 +115,8 @@ export const conv2dP: Primitive<ConvParams> = convP(
     (ct, w, p, xShape) => conv2dBackInput(ct, w, p, xShape),
     (ct, x, p, wShape) => conv2dBackWeight(x, ct, p, wShape),
   ),
+  // x alone batched: the batch folds into N; a batched weight takes the declared loop fallback
+  batchFoldN<ConvParams>([0], (p, bn) => ({ ...p, outShape: withN(p.outShape, bn) })),
 );
 
 export interface ConvBiasActParams extends ConvParams {
@@ -125,6 +154,7 @@ export const conv2dBiasActP: Primitive<ConvBiasActParams> = {
     });
     return o;
   },
+  batch: batchFoldN<ConvBiasActParams>([0], (p, bn) => ({ ...p, outShape: withN(p.outShape, bn) })),
   derivative: rule<ConvBiasActParams>(
     ([x, w], [tx, tw, tb], out, p) => {
       const cp = convOnly(p, p.outShape);
@@ -166,6 +196,7 @@ export const conv2dBackInputP: Primitive<ConvParams> = convP(
     (ct, w, p, dyShape) => conv2d(ct, w, { ...p, outShape: dyShape }),
     (ct, dy, p, wShape) => conv2dBackWeight(ct, dy, p, wShape),
   ),
+  batchFoldN<ConvParams>([0], (p, bn) => ({ ...p, outShape: withN(p.outShape, bn) })),
 );
 
 // backWeight(x, dy) is the adjoint of w -> conv2d(x, w): <backWeight(x, dy), c> = <dy, conv2d(x, c)>.
@@ -176,6 +207,9 @@ export const conv2dBackWeightP: Primitive<ConvParams> = convP(
     (ct, dy, p, xShape) => conv2dBackInput(dy, ct, p, xShape),
     (ct, x, p, dyShape) => conv2d(x, ct, { ...p, outShape: dyShape }),
   ),
+  // the weight gradient sums over N, so the batch cannot fold into it: the declared loop fallback (one kernel
+  // call per example; a grouped convolution would do it in one, left for later)
+  batchLoop<ConvParams>(),
 );
 
 export interface PoolParams extends Pool2dParams {
@@ -193,6 +227,8 @@ export const maxPool2dArgmaxP: Primitive<PoolParams> = {
     getBackend().maxPool2dArgmax(viewOf(x), o._data!, p.outShape, p);
     return o;
   },
+  // pooling is per sample: the batch folds into N
+  batch: batchFoldN<PoolParams>([0], (p, bn) => ({ ...p, outShape: withN(p.outShape, bn) })),
   derivative: zeroDerivative,
 };
 
@@ -217,6 +253,7 @@ export const maxPool2dP: Primitive<PoolParams> = {
     getBackend().maxPool2d(viewOf(x), o._data!, p.outShape, p);
     return o;
   },
+  batch: batchFoldN<PoolParams>([0], (p, bn) => ({ ...p, outShape: withN(p.outShape, bn) })),
   derivative: unaryRule<PoolParams>(
     (x, t, _o, p) => gatherPlanes(t, maxPool2dArgmax(x, p)),
     // (a cotangent seeded in another float dtype is brought to x's: the fused kernel takes one dtype)
@@ -252,6 +289,7 @@ export const maxPool2dBackwardP: Primitive<PoolParams> = {
     getBackend().maxPool2dBackward(viewOf(x), viewOf(dy), o._data!, x.shape, p);
     return o;
   },
+  batch: batchFoldN<PoolParams>([0, 1], (p, bn) => ({ ...p, outShape: withN(p.outShape, bn) })),
   derivative: linearIn<PoolParams>(1, (ct, [x], p) => gatherPlanes(ct, maxPool2dArgmax(x!, p))),
 };
 
@@ -272,6 +310,11 @@ export const avgPool2dP: Primitive<AvgPoolParams> = {
     getBackend().avgPool2d(viewOf(x), o._data!, p.outShape, p);
     return o;
   },
+  batch: batchFoldN<AvgPoolParams>([0], (p, bn) => ({
+    ...p,
+    inShape: withN(p.inShape, bn),
+    outShape: withN(p.outShape, bn),
+  })),
   derivative: linear<AvgPoolParams>((ct, _x, _o, p) => [avgPool2dBackward(ct, p)]),
 };
 
@@ -285,6 +328,11 @@ export const avgPool2dBackwardP: Primitive<AvgPoolParams> = {
     getBackend().avgPool2dBackward(viewOf(dy), o._data!, p.inShape, p);
     return o;
   },
+  batch: batchFoldN<AvgPoolParams>([0], (p, bn) => ({
+    ...p,
+    inShape: withN(p.inShape, bn),
+    outShape: withN(p.outShape, bn),
+  })),
   derivative: linear<AvgPoolParams>((ct, _x, _o, p) => [avgPool2d(ct, p)]),
 };
 

@@ -15,6 +15,7 @@ import { DTypeError, ShapeError } from "../errors.ts";
 import { fmtShape, shapesEqual } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { allocOut, getBackend, instantiate, viewOf } from "./impl.ts";
+import { batchAll } from "./batching.ts";
 import { elementwise, linear, rule, unaryRule, zeroDerivative } from "./rules.ts";
 
 const FLOAT_ONLY = new Set<UnaryOp>([
@@ -52,6 +53,8 @@ function unary(
       return o;
     },
     derivative,
+    // elementwise: unbatched operands broadcast over the batch, the primitive bound once
+    batch: batchAll<null>(),
     atKink,
   };
 }
@@ -179,6 +182,8 @@ function binary(
       return o;
     },
     derivative,
+    // elementwise: unbatched operands broadcast over the batch, the primitive bound once
+    batch: batchAll<null>(),
     atKink,
   };
 }
@@ -349,6 +354,7 @@ export const whereP: Primitive<null> = {
       needs[2] ? ct.maskedFill(c!, 0) : ct,
     ],
   ),
+  batch: batchAll<null>(),
 };
 
 export interface CastParams {
@@ -367,6 +373,7 @@ export const castP: Primitive<CastParams> = {
     return o;
   },
   derivative: linear<CastParams>((ct, _x, _o, _p, _n, avals) => [castTo(ct, avals[0].dtype)]),
+  batch: batchAll<CastParams>(),
 };
 
 export interface ActParams {
@@ -411,6 +418,7 @@ export const biasActP: Primitive<ActParams> = {
     },
     { saveInputs: false, saveOutput: true },
   ),
+  batch: batchAll<ActParams>(),
   // relu's kink is x + b = 0
   atKink: (xs, _out, p) => p.act === "relu" && anyEqualZero([xs.length > 1 ? xs[0].add(xs[1]) : xs[0]]),
 };
@@ -445,6 +453,7 @@ export const actGradP: Primitive<ActParams> = {
       needs[1] ? actGrad(p.act, y!, g) : new Zero(avals[1].shape, avals[1].dtype),
     ],
   ),
+  batch: batchAll<ActParams>(),
 };
 
 /** This module's primitives by name: src/prims/index.ts merges the modules' tables into the registry. */

@@ -15,6 +15,7 @@ import { ShapeError } from "../errors.ts";
 import { checkDims, fmtShape, shapesEqual, sizeOf, viewStrides } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { allocOut, getBackend, instantiate, viewOf, viewTensor } from "./impl.ts";
+import { batchAll, shiftAxes } from "./batching.ts";
 import { linear, linearIn } from "./rules.ts";
 
 /** A contiguous copy of any concrete tensor. */
@@ -47,6 +48,8 @@ export const reshapeP: Primitive<ShapeParams> = {
     const src = materialize(x);
     return viewTensor(src, p.shape, viewStrides(src.shape, src._strides, p.shape)!, src._offset);
   },
+  // movement ops: the batch axis leads, so params gain it
+  batch: batchAll<ShapeParams>((p, n) => ({ shape: [n, ...p.shape] })),
   derivative: linear<ShapeParams>((ct, _x, _o, _p, _n, avals) => [reshape(ct, avals[0].shape)]),
 };
 
@@ -67,6 +70,7 @@ export const permuteP: Primitive<PermParams> = {
       x._offset,
     );
   },
+  batch: batchAll<PermParams>((p) => ({ perm: [0, ...shiftAxes(p.perm)] })),
   derivative: linear<PermParams>((ct, _x, _o, p) => {
     const inv = new Array<number>(p.perm.length);
     p.perm.forEach((d, i) => {
@@ -96,6 +100,12 @@ export const broadcastP: Primitive<ShapeParams> = {
     return viewTensor(x, p.shape, strides, x._offset);
   },
   // transpose of broadcasting: sum over the broadcast axes
+  // x [n, ...xs] to [n, ...shape]: x's dims first aligned right under the batch axis (size-1 dims inserted)
+  batch([x], _b, p, n) {
+    const lead = p.shape.length - (x.shape.length - 1);
+    const aligned = reshape(x, [n, ...new Array<number>(lead).fill(1), ...x.shape.slice(1)]);
+    return broadcast(aligned, [n, ...p.shape]);
+  },
   derivative: linear<ShapeParams>((ct, _x, _o, _p, _n, avals) => [unbroadcast(ct, avals[0].shape)]),
 };
 
@@ -133,6 +143,11 @@ export const sliceP: Primitive<SliceParams> = {
     });
     return viewTensor(x, p.shape, strides, off);
   },
+  batch: batchAll<SliceParams>((p, n) => ({
+    starts: [0, ...p.starts],
+    steps: [1, ...p.steps],
+    shape: [n, ...p.shape],
+  })),
   derivative: linear<SliceParams>((ct, _x, _o, p, _n, avals) => [
     unslice(ct, avals[0].shape, p.starts, p.steps),
   ]),
@@ -160,6 +175,11 @@ export const unsliceP: Primitive<UnsliceParams> = {
     getBackend().copy(viewOf(x), { data: o._data!, shape: x.shape, strides, offset: off });
     return o;
   },
+  batch: batchAll<UnsliceParams>((p, n) => ({
+    inShape: [n, ...p.inShape],
+    starts: [0, ...p.starts],
+    steps: [1, ...p.steps],
+  })),
   derivative: linear<UnsliceParams>((ct, _x, _o, p, _n, avals) => [
     slice(ct, p.starts, p.steps, avals[0].shape),
   ]),
@@ -188,6 +208,7 @@ export const concatP: Primitive<AxisParams> = {
     return o;
   },
   // d concat(xs) = concat(dxs); the transpose slices the cotangent back into pieces
+  batch: batchAll<AxisParams>((p) => ({ axis: p.axis + 1 })),
   derivative: linear<AxisParams>((ct, _x, _o, p, _n, avals) => {
     let start = 0;
     return avals.map((av) => {
@@ -222,6 +243,7 @@ export const flipP: Primitive<AxesListParams> = {
     });
     return viewTensor(x, x.shape, strides, off);
   },
+  batch: batchAll<AxesListParams>((p) => ({ axes: shiftAxes(p.axes) })),
   derivative: linear<AxesListParams>((ct, _x, _o, p) => [flip(ct, p.axes)]),
 };
 
@@ -237,6 +259,7 @@ export const gatherP: Primitive<AxisParams> = {
     return o;
   },
   // linear in x; transpose: scatter-add the cotangent back to the gathered positions
+  batch: batchAll<AxisParams>((p) => ({ axis: p.axis + 1 })),
   derivative: linearIn<AxisParams>(0, (ct, [, idx], p, avals) =>
     scatterAdd(ct, idx!, p.axis, avals[0].shape),
   ),
@@ -259,6 +282,7 @@ export const scatterAddP: Primitive<ScatterParams> = {
     return o;
   },
   // linear in src; transpose: gather the cotangent at the scattered positions
+  batch: batchAll<ScatterParams>((p, n) => ({ axis: p.axis + 1, shape: [n, ...p.shape] })),
   derivative: linearIn<ScatterParams>(0, (ct, [, idx], p) => gather(ct, idx!, p.axis)),
 };
 

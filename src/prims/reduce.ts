@@ -11,6 +11,7 @@ import { isZero, Zero } from "../core/primitive.ts";
 import { bind } from "../core/trace.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
 import type { Tensor } from "../tensor/tensor.ts";
+import { batchAll, shiftAxes } from "./batching.ts";
 import { where } from "./elementwise.ts";
 import { allocOut, getBackend, viewOf } from "./impl.ts";
 import { broadcast, reshape } from "./movement.ts";
@@ -51,6 +52,8 @@ function reduction(
       getBackend().reduce(op, viewOf(x), p.axes, o._data!);
       return o;
     },
+    // reductions: axes shift past the batch axis
+    batch: batchAll<AxesParams>((p) => ({ axes: shiftAxes(p.axes) })),
     derivative,
     atKink,
   };
@@ -128,6 +131,7 @@ export const argReduceP: Primitive<ArgParams> = {
     getBackend().argReduce(p.op, viewOf(x), p.axis, o._data!);
     return o;
   },
+  batch: batchAll<ArgParams>((p) => ({ op: p.op, axis: p.axis + 1 })),
   derivative: zeroDerivative,
 };
 
@@ -148,6 +152,7 @@ export const cumsumP: Primitive<CumsumParams> = {
     getBackend().cumsum(viewOf(x), p.axis, p.reverse, o._data!);
     return o;
   },
+  batch: batchAll<CumsumParams>((p) => ({ axis: p.axis + 1, reverse: p.reverse })),
   derivative: linear<CumsumParams>((ct, _x, _o, p) => [cumsumAxis(ct, p.axis, !p.reverse)]),
 };
 
@@ -187,6 +192,7 @@ function softmaxFamily(log: boolean): Primitive<SoftmaxParams> {
     },
     // Both rules read only the output y; the VJP is the fused backward primitive below, whose own rules are
     // ops again, so derivatives nest to any order.
+    batch: batchAll<SoftmaxParams>((p) => ({ axis: p.axis + 1 })),
     derivative: log
       ? // y = x - logsumexp(x): dy = dx - sum(softmax(x) dx) with softmax(x) = exp(y); the transpose is
         // ct - exp(y) sum(ct).
@@ -243,6 +249,7 @@ function softmaxBackwardFamily(log: boolean): Primitive<SoftmaxParams> {
       getBackend().softmaxBackward(viewOf(y), viewOf(c), p.axis, log, o._data!);
       return o;
     },
+    batch: batchAll<SoftmaxParams>((p) => ({ axis: p.axis + 1 })),
     derivative: rule<SoftmaxParams>(
       ([y, c], [ty, tc], _out, p) => {
         const a = p.axis;
