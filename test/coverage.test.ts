@@ -3,7 +3,8 @@
  * must invoke the JVP and the VJP rule of every primitive whose derivative is a rule, including the rules of the
  * backward primitives (softmaxBackward, maxPool2dBackward, conv2dBackInput/Weight, actGrad ...), which only
  * second-order rows reach. A primitive added without an op-table row that differentiates through it fails here,
- * by name. Also: the registry's keys are its entries' names.
+ * by name. Also: the registry's keys are its entries' names, and the vmap op-table checks (test/vmap-suites.ts)
+ * apply the batching rule of every primitive (the type makes a rule compulsory; this makes it tested).
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -11,6 +12,7 @@ import { setRuleRecorder } from "../src/core/primitive.ts";
 import { primitive, primitives } from "../src/prims/index.ts";
 import { checkFirstOrder, checkSecondOrder } from "./op-suites.ts";
 import { OPS } from "./opinfo.ts";
+import { checkBatchedGrad, checkBatching, checkShared } from "./vmap-suites.ts";
 
 test("the registry's keys are its primitives' names, and primitive(name) finds each", () => {
   for (const [key, p] of Object.entries(primitives)) {
@@ -36,4 +38,22 @@ test("the op table exercises the JVP and the VJP rule of every primitive with a 
     for (const which of ["jvp", "vjp"]) if (!used.has(`${name} ${which}`)) missing.push(`${name} ${which}`);
   }
   assert.deepEqual(missing, [], `rules the op table never invokes: ${missing.join(", ")}`);
+});
+
+test("the vmap op-table checks apply the batching rule of every primitive", () => {
+  const used = new Set<string>();
+  setRuleRecorder((prim, which) => {
+    if (which === "batch") used.add(prim);
+  });
+  try {
+    for (const op of OPS) {
+      checkBatching(op, 0);
+      checkShared(op);
+      if (op.diff) checkBatchedGrad(op);
+    }
+  } finally {
+    setRuleRecorder(null);
+  }
+  const missing = Object.keys(primitives).filter((name) => !used.has(name));
+  assert.deepEqual(missing, [], `batching rules the vmap op table never applies: ${missing.join(", ")}`);
 });

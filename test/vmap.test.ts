@@ -154,3 +154,15 @@ test("customVjp and customJvp rules are used under vmap, inside and outside grad
   close(ty, t.mul(xs.mul(xs)).mul(5));
   close(vmap((x: Tensor, u: Tensor) => jvp(cube, [x], [u])[1])(xs, t), t.mul(xs.mul(xs)).mul(5));
 });
+
+test("data-dependent reads under vmap are an error naming the op; detach and view keep the batch", () => {
+  const xs = randn([3, 4]);
+  assert.throws(
+    () => vmap((x: Tensor) => tensor(x.sum().item()))(xs),
+    (e: Error) => /item.*under vmap it stands for a whole batch/.test(e.message),
+  );
+  // detach under vmap is the per-example value (a regression: it used to return the whole batch)
+  close(vmap((x: Tensor) => x.detach().mul(x))(xs), xs.mul(xs));
+  close(vmap(grad((x: Tensor) => x.detach().mul(x).sum()))(xs), xs);
+  close(vmap((x: Tensor) => x.view([2, 2]))(xs), xs.reshape([3, 2, 2]));
+});

@@ -37,13 +37,20 @@ export function shapeArg(args: readonly (number | readonly number[])[]): number[
  */
 export function concreteOf(t: Tensor): Tensor {
   let c = t;
-  while (c._trace !== null && c._primal !== null) c = c._primal;
+  // a vmap tracer's value one level down is the whole batch, not the same value: the walk stops there
+  while (c._trace !== null && c._primal !== null && c._trace.kind !== "vmap") c = c._primal;
   return c;
 }
 
 /** A contiguous copy of the values; `op` names the caller in the error for an abstract value (makeJaxpr). */
 export function contiguousData(t: Tensor, op = "dataSync"): TypedArray {
   const c = concreteOf(t);
+  if (c._trace !== null && c._trace.kind === "vmap") {
+    throw new AutodiffError(
+      `${op}: needs the values of a tensor of shape ${fmtShape(t.shape)}, but under vmap it stands for a whole ` +
+        "batch of values; keep data-dependent logic outside the function being vmapped",
+    );
+  }
   if (c._data === null) {
     throw new AutodiffError(
       `${op}: needs the values of a tensor of shape ${fmtShape(t.shape)} and dtype ${t.dtype}, but the value is ` +
@@ -84,6 +91,13 @@ export function item(t: Tensor): number {
 /** Cut from every gradient computation: the concrete value, sharing storage. */
 export function detach(t: Tensor): Tensor {
   const c = concreteOf(t);
+  if (c._trace !== null && c._primal !== null) {
+    // under vmap: the same batch tracer over the detached batch
+    const d = new Tensor(c.shape, c.dtype);
+    d._trace = c._trace;
+    d._primal = detach(c._primal);
+    return d;
+  }
   // an abstract value (makeJaxpr) carries no derivative information of its own: it is already detached
   if (c._data === null) return c;
   return viewTensor(c, c.shape, c._strides, c._offset);
@@ -117,7 +131,8 @@ export function reshape(t: Tensor, shape: readonly number[]): Tensor {
 export function view(t: Tensor, shape: readonly number[]): Tensor {
   const c = concreteOf(t);
   const s = checkShape("view", shape, t.size);
-  if (viewStrides(c.shape, c._strides, s) === null) {
+  // (a vmap tracer has no layout of its own to check: its batch is laid out one level down)
+  if (c._trace?.kind !== "vmap" && viewStrides(c.shape, c._strides, s) === null) {
     throw new ShapeError(
       `view: the tensor of shape ${fmtShape(t.shape)} and strides ${fmtShape(c._strides)} cannot be viewed as ${fmtShape(s)} without a copy; use reshape() (which copies) or contiguous() first`,
     );
