@@ -23,6 +23,7 @@ import {
   tensor,
   type Var,
   vjp,
+  vmap,
 } from "../src/index.ts";
 
 const x1x2 = (x1: Tensor, x2: Tensor) => x1.sin().add(x1.mul(x2));
@@ -244,6 +245,19 @@ describe("makeJaxpr composes with the transforms", () => {
     );
     const [, t] = jvp((a: Tensor) => evalJaxpr(p, a, tensor(2)), [tensor(1)], [tensor(1)]);
     assert.equal((t as Tensor).item(), Math.fround(2 + Math.fround(Math.cos(1))));
+  });
+
+  test("vmap(grad(f)) traces to one batched program that evaluates to the per-example gradients", () => {
+    const f = (x: Tensor) => x.sin().mul(x).sum();
+    const xs = tensor([
+      [1, 2],
+      [3, 4],
+      [5, 6],
+    ]);
+    const p = makeJaxpr(vmap(grad(f)))(xs);
+    assert.deepEqual(p.invars[0].shape, [3, 2]);
+    assert.ok(p.eqns.every((e) => e.outputs[0].shape[0] === 3));
+    assert.deepEqual(evalJaxpr(p, xs).toArray(), vmap(grad(f))(xs).toArray());
   });
 
   test("grad of grad traces (second-order adjoints recorded)", () => {
