@@ -18,6 +18,7 @@ import {
   linearize,
   makeJaxpr,
   type Program,
+  randn,
   ShapeError,
   type Tensor,
   tensor,
@@ -25,6 +26,7 @@ import {
   vjp,
   vmap,
 } from "../src/index.ts";
+import { BatchNorm2d, crossEntropy, Linear, ReLU, Sequential } from "../src/nn/index.ts";
 
 const x1x2 = (x1: Tensor, x2: Tensor) => x1.sin().add(x1.mul(x2));
 
@@ -202,6 +204,21 @@ describe("makeJaxpr: structure", () => {
   });
 });
 
+describe("modules", () => {
+  test("an MLP's forward pass: parameters (and ops on them alone) enter as constants; evaluation equals forward", () => {
+    const m = new Sequential(new Linear(4, 3), new ReLU(), new Linear(3, 2));
+    const x = randn([5, 4]);
+    const p = makeJaxpr((z: Tensor) => m.forward(z))(x);
+    assert.deepEqual(
+      p.eqns.map((e) => e.name),
+      ["dot", "biasAct", "dot", "add"],
+    );
+    assert.equal(p.consts.length, 4);
+    const x2 = randn([5, 4]);
+    assert.deepEqual(evalJaxpr(p, x2).toArray(), m.forward(x2).toArray());
+  });
+});
+
 describe("makeJaxpr composes with the transforms", () => {
   test("jvp: the primal and the tangent equations (dual numbers)", () => {
     const p = makeJaxpr((x: Tensor, t: Tensor) => jvp((a: Tensor) => a.sin(), [x], [t]))(
@@ -338,6 +355,23 @@ describe("errors", () => {
           tensor([0], { dtype: "int32" }),
         ),
       /indexSelect: .*abstract under makeJaxpr/,
+    );
+  });
+
+  test("a data-dependent check in a module names the op; a running-statistics write is a clear error", () => {
+    const logits = tensor([
+      [1, 2],
+      [3, 4],
+    ]);
+    assert.throws(
+      () =>
+        makeJaxpr((z: Tensor, y: Tensor) => crossEntropy(z, y))(logits, tensor([0, 1], { dtype: "int32" })),
+      /^AutodiffError: crossEntropy: needs the values of a tensor of shape \[2\] and dtype int32, but the value is abstract under makeJaxpr/,
+    );
+    const bn = new BatchNorm2d(2);
+    assert.throws(
+      () => makeJaxpr((x: Tensor) => bn.forward(x))(randn([2, 2, 3, 3])),
+      /in-place write into a concrete tensor of shape \[2\]: the value written is a traced value of a makeJaxpr transform/,
     );
   });
 

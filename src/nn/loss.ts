@@ -154,7 +154,7 @@ function clampedLog(p: Tensor): Tensor {
 }
 
 function checkUnit(op: string, what: string, t: Tensor): void {
-  const data = contiguousData(t);
+  const data = contiguousData(t, op);
   for (let i = 0; i < data.length; i++) {
     if (!(data[i] >= 0 && data[i] <= 1)) {
       throw new RangeError(
@@ -266,7 +266,7 @@ function nllFromLogProbs(op: string, logp: Tensor, target: Tensor, opts: CrossEn
     );
   }
   const ignore = opts.ignoreIndex ?? -100;
-  const data = contiguousData(target);
+  const data = contiguousData(target, op);
   let ignored = false;
   for (let i = 0; i < data.length; i++) {
     if (data[i] === ignore) ignored = true;

@@ -453,11 +453,16 @@ export function copyInto(dst: Tensor, src: Tensor | number): void {
       `in-place operation on a tensor that requires grad (shape ${fmtShape(dst.shape)}); do it inside noGrad(), or on detach()`,
     );
   }
-  noGrad(() => {
-    const s = X.broadcast(
-      X.castTo(src instanceof Tensor ? detach(src) : asTensor(src, dst.dtype), dst.dtype),
-      dst.shape,
+  const value = src instanceof Tensor ? detach(src) : asTensor(src, dst.dtype);
+  if (value._trace !== null) {
+    // e.g. a running-statistics update inside makeJaxpr: the written value exists only as a traced one
+    throw new AutodiffError(
+      `in-place write into a concrete tensor of shape ${fmtShape(dst.shape)}: the value written is a traced value ` +
+        `of a ${value._trace.kind} transform (abstract under makeJaxpr, a whole batch under vmap), not concrete values`,
     );
+  }
+  noGrad(() => {
+    const s = X.broadcast(X.castTo(value, dst.dtype), dst.shape);
     const tmp = s._data === dst._data ? materialize(s) : s;
     getBackend().copy(viewOf(tmp), viewOf(dst));
   });
