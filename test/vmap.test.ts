@@ -10,6 +10,7 @@ import {
   customJvp,
   customVjp,
   grad,
+  makeJaxpr,
   jvp,
   randn,
   ShapeError,
@@ -91,6 +92,18 @@ test("errors name vmap, the input and the sizes", () => {
   );
   assert.throws(() => vmap(f, { inAxes: null })(randn([3]), randn([3])), /vmap: no input is mapped/);
   assert.throws(
+    () => vmap(f, { inAxes: [0] })(randn([3]), randn([3])),
+    /vmap: inAxes has 1 entries \(one per argument\) but the function got 2 arguments/,
+  );
+  assert.throws(
+    () =>
+      vmap((p: { a: Tensor; b: Tensor }) => p.a.add(p.b), { inAxes: [{ a: 0 }] })({
+        a: randn([3]),
+        b: randn([3]),
+      }),
+    /vmap: the axis spec of argument\[0\] has no entry for key "b"/,
+  );
+  assert.throws(
     () => vmap((x: Tensor) => x, { outAxes: null })(randn([3])),
     /vmap: output leaf 0 .*outAxes is null/,
   );
@@ -165,4 +178,15 @@ test("data-dependent reads under vmap are an error naming the op; detach and vie
   close(vmap((x: Tensor) => x.detach().mul(x))(xs), xs.mul(xs));
   close(vmap(grad((x: Tensor) => x.detach().mul(x).sum()))(xs), xs);
   close(vmap((x: Tensor) => x.view([2, 2]))(xs), xs.reshape([3, 2, 2]));
+});
+
+test("the program of vmap(grad(f)) is batched: the shared weight is folded into the rows, never broadcast", () => {
+  const f = (w: Tensor, x: Tensor) => x.matmul(w).tanh().sum();
+  const text = String(makeJaxpr(vmap(grad(f), { inAxes: [null, 0] }))(randn([3, 2]), randn([4, 3])));
+  // one [4,3] @ [3,2] product for the forward (the batch folded into the rows) and one batched outer product
+  // [4,3,1] @ [4,1,2] for the per-example weight gradients
+  assert.match(text, /f32\[4,2\] = dot \w+ a\n/);
+  assert.match(text, /f32\[4,3,2\] = dot \w+ \w+\n/);
+  assert.equal(text.match(/= dot /g)?.length, 2);
+  assert.doesNotMatch(text, /broadcast/);
 });

@@ -154,7 +154,10 @@ function axesOf(spec: AxisSpec | undefined, tree: unknown, what: string): (numbe
   }
   const obj = tree as Record<string, unknown>;
   const s = spec as { readonly [k: string]: AxisSpec };
-  return Object.keys(obj).flatMap((k) => axesOf(s[k] ?? null, obj[k], `${what}.${k}`));
+  return Object.keys(obj).flatMap((k) => {
+    if (!(k in s)) throw new ShapeError(`vmap: the axis spec of ${what} has no entry for key "${k}"`);
+    return axesOf(s[k], obj[k], `${what}.${k}`);
+  });
 }
 
 function checkAxis(axis: number, ndim: number, what: string): number {
@@ -179,6 +182,11 @@ function checkAxis(axis: number, ndim: number, what: string): number {
 export function vmap<A extends unknown[], R>(f: (...args: A) => R, opts: VmapOpts = {}): (...args: A) => R {
   return (...args: A): R => {
     const inSpec = opts.inAxes === undefined ? 0 : opts.inAxes;
+    if (Array.isArray(inSpec) && inSpec.length !== args.length) {
+      throw new ShapeError(
+        `vmap: inAxes has ${inSpec.length} entries (one per argument) but the function got ${args.length} arguments`,
+      );
+    }
     const [leaves, def] = treeFlatten(args);
     const axes = Array.isArray(inSpec) ? axesOf(inSpec, args, "argument") : axesOf(inSpec, args, "arguments");
     let size = -1;
