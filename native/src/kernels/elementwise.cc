@@ -127,6 +127,7 @@ bool arith_float(int op, const View& a, const View& b, void* o) {
     case B_POW: map2<T, T, T>(a, b, o, kGrainCostly, [](T x, T y) { return std::pow(x, y); }); return true;
     case B_MAX: map2<T, T, T>(a, b, o, C, [](T x, T y) { return fmax_js(x, y); }); return true;
     case B_MIN: map2<T, T, T>(a, b, o, C, [](T x, T y) { return fmin_js(x, y); }); return true;
+    case B_ATAN2: map2<T, T, T>(a, b, o, kGrainCostly, [](T y, T x) { return std::atan2(y, x); }); return true;
     default: return false;
   }
 }

@@ -133,6 +133,7 @@ CR_INLINE double binary_ref(int op, double a, double b, bool int32) {
     case B_POW: return int32 ? (double)pow_int32((int32_t)a, (int32_t)b) : std::pow(a, b);
     case B_MAX: return fmax_js(a, b);
     case B_MIN: return fmin_js(a, b);
+    case B_ATAN2: return std::atan2(a, b);
     case B_EQ: return a == b;
     case B_NE: return a != b;
     case B_LT: return a < b;
