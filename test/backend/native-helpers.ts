@@ -13,8 +13,9 @@ import {
   setNativeIsa,
   setNumThreads,
 } from "../../src/backend/native/index.ts";
-import { allocTyped, type DType, type TypedArray } from "../../src/dtype.ts";
+import type { DType, TypedArray } from "../../src/dtype.ts";
 import { prng } from "../prng.ts";
+import { layoutView } from "./conformance/views.ts";
 
 export { prng };
 
@@ -68,34 +69,7 @@ export function makeView(
   rng: () => number,
   gen: Gen = "normal",
 ): View {
-  const nd = shape.length;
-  const steps = shape.map(() => 1);
-  let perm = shape.map((_, i) => i);
-  let pad = 0;
-  if (how === "transposed") perm = perm.reverse();
-  if (how === "gaps" && nd > 0) steps[nd - 1] = 2;
-  if (how === "reversed" && nd > 0) {
-    steps[0] = -1;
-    if (nd > 1) steps[nd - 1] = -2;
-  }
-  if (how === "broadcast") {
-    const d = shape.findIndex((n) => n > 1);
-    if (d >= 0) steps[d] = 0;
-  }
-  if (how === "offset") pad = 5;
-  const ext = shape.map((n, d) => (steps[d] === 0 || n === 0 ? 1 : (n - 1) * Math.abs(steps[d]) + 1));
-  const base = new Array<number>(nd);
-  let acc = 1;
-  for (let i = nd - 1; i >= 0; i--) {
-    base[perm[i]] = acc;
-    acc *= ext[perm[i]];
-  }
-  const strides = shape.map((_, d) => base[d] * steps[d]);
-  let offset = pad;
-  for (let d = 0; d < nd; d++) if (steps[d] < 0) offset += (shape[d] - 1) * base[d] * -steps[d];
-  const data = allocTyped(dtype, acc + 2 * pad);
-  for (let i = 0; i < data.length; i++) data[i] = value(rng, dtype, gen);
-  return { data, shape, strides, offset };
+  return layoutView(shape, dtype, how, rng, () => value(rng, dtype, gen));
 }
 
 export const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);

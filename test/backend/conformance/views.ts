@@ -91,6 +91,20 @@ export function makeView(
   rng: () => number,
   gen: Gen = "special",
 ): View {
+  return layoutView(shape, dtype, how, rng, () => value(rng, dtype, gen));
+}
+
+/**
+ * A view of logical shape `shape` in layout `how` (`rng` draws the scrambled layout's steps) over a buffer of
+ * `dtype` whose every element, padding included, is `fill()`.
+ */
+export function layoutView(
+  shape: readonly number[],
+  dtype: DType,
+  how: Layout,
+  rng: () => number,
+  fill: () => number,
+): View {
   const nd = shape.length;
   const steps = shape.map(() => 1);
   let perm = shape.map((_, i) => i);
@@ -122,7 +136,7 @@ export function makeView(
   for (let d = 0; d < nd; d++)
     if (steps[d] < 0 && shape[d] > 0) offset += (shape[d] - 1) * base[d] * -steps[d];
   const data = allocTyped(dtype, acc + 2 * pad);
-  for (let i = 0; i < data.length; i++) data[i] = value(rng, dtype, gen);
+  for (let i = 0; i < data.length; i++) data[i] = fill();
   return { data, shape, strides, offset };
 }
 
