@@ -5,56 +5,19 @@
  */
 import { type DType, dtypeOfTyped, type TypedArray } from "../../dtype.ts";
 import { contiguousStrides, isContiguous, sizeOf } from "../../shape.ts";
-import type { BinaryOp, UnaryOp, View } from "../backend.ts";
+import { BINARY_OPS, type BinaryOp, UNARY_OPS, type UnaryOp, type View } from "../backend.ts";
 import { assertOutSize, assertSameShape } from "../js/strided.ts";
 import { type Ctx, coalesce, copyRaw, Scope, span, stageIn, stageOut, writeArgs } from "./context.ts";
 import { viewAt } from "./heap.ts";
 
 /**
- * Binary ops in the order of their codes in wasm/assembly/elementwise.ts: the binary ops this backend
- * implements (its BackendImpl.binaryOps; others run the js kernel, see ../complete.ts).
+ * The ops this backend implements (its BackendImpl lists; others run the js kernel, see ../complete.ts). The
+ * wasm module's op codes are positions in the contract's lists (wasm/assembly/elementwise.ts follows their
+ * order): every unary op, and the binary ops up to xor (atan2 and later codes run the js kernel). A code out of
+ * step with the module computes the wrong op, which the kernel conformance suite reports.
  */
-export const WASM_BINARY_OPS: readonly BinaryOp[] = [
-  "add",
-  "sub",
-  "mul",
-  "div",
-  "pow",
-  "maximum",
-  "minimum",
-  "eq",
-  "ne",
-  "lt",
-  "le",
-  "gt",
-  "ge",
-  "and",
-  "or",
-  "xor",
-];
-
-/** Unary ops in the order of their codes in wasm/assembly/elementwise.ts (its BackendImpl.unaryOps). */
-export const WASM_UNARY_OPS: readonly UnaryOp[] = [
-  "neg",
-  "abs",
-  "sign",
-  "exp",
-  "log",
-  "log1p",
-  "expm1",
-  "sqrt",
-  "sin",
-  "cos",
-  "tan",
-  "tanh",
-  "sigmoid",
-  "erf",
-  "relu",
-  "floor",
-  "ceil",
-  "round",
-  "not",
-];
+export const WASM_UNARY_OPS: readonly UnaryOp[] = UNARY_OPS;
+export const WASM_BINARY_OPS: readonly BinaryOp[] = BINARY_OPS.slice(0, BINARY_OPS.indexOf("xor") + 1);
 
 const UNARY_CODE = new Map(WASM_UNARY_OPS.map((op, i) => [op, i]));
 const BINARY_CODE = new Map(WASM_BINARY_OPS.map((op, i) => [op, i]));
