@@ -3,8 +3,10 @@
  */
 export type { Backend, BackendImpl, View } from "./backend/backend.ts";
 export { getBackend, listBackends, loadBackend, registerBackend, setBackend } from "./backend/registry.ts";
-export { grad, hessian, hvp, jacfwd, jacrev, jvp, linearize, valueAndGrad, vjp } from "./core/autodiff.ts";
+export { grad, hvp, jvp, linearize, valueAndGrad, vjp } from "./core/autodiff.ts";
 export type { GradOpts } from "./core/autodiff.ts";
+export { hessian, jacfwd, jacrev } from "./core/jacobian.ts";
+export type { JacOpts } from "./core/jacobian.ts";
 export { init } from "./init.ts";
 export type { InitOptions, InitResult } from "./init.ts";
 export { checkKinks, gradCheck } from "./core/check.ts";

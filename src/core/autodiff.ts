@@ -1,12 +1,11 @@
 /**
  * The public transforms: `vjp`, `grad`, `valueAndGrad` (reverse mode), `jvp`, `linearize` (forward mode), and
- * their compositions `hvp`, `jacfwd`, `jacrev`, `hessian`. Each accepts pytrees. Every call pushes a new tagged
- * trace (see trace.ts), so transforms nest to any depth without perturbation confusion.
+ * `hvp` (`jacfwd`, `jacrev`, `hessian` are in jacobian.ts, built on these and vmap). Each accepts pytrees. Every
+ * call pushes a new tagged trace (see trace.ts), so transforms nest to any depth without perturbation confusion.
  */
 import { isFloat } from "../dtype.ts";
 import { AutodiffError, DTypeError, ShapeError } from "../errors.ts";
-import { contiguousStrides, fmtShape, shapesEqual } from "../shape.ts";
-import { cat } from "../ops/shape.ts";
+import { fmtShape, shapesEqual } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { assertSameTree, treeFlatten, treeUnflatten, type TreeDef } from "../tree.ts";
 import { onesLike, zerosLike } from "./helpers.ts";
@@ -15,7 +14,7 @@ import { runBackward, TapeTrace } from "./tape.ts";
 import { popLevel, pushLevel } from "./trace.ts";
 
 /** Convert number leaves to tensors so users may pass `grad(f)(3)`. */
-function toTensorLeaf(x: unknown): unknown {
+export function toTensorLeaf(x: unknown): unknown {
   return typeof x === "number" ? Tensor._concrete(new Float32Array([x]), [], "float32", []) : x;
 }
 
@@ -39,7 +38,7 @@ export type ArgsOf<P extends readonly unknown[]> = { [K in keyof P]: ArgOf<P[K]>
 export type GradsOf<P extends readonly unknown[]> = { [K in keyof P]: GradOf<P[K]> };
 
 /** The `argnums` an options object selects (0 when absent). */
-type ArgnumsOf<O> = O extends { argnums: infer A extends number | readonly number[] } ? A : 0;
+export type ArgnumsOf<O> = O extends { argnums: infer A extends number | readonly number[] } ? A : 0;
 
 /** The gradient(s) grad returns for parameters P and argnums A: one, or a tuple when A is an array. */
 export type GradAt<P extends readonly unknown[], A> = A extends number
@@ -49,10 +48,10 @@ export type GradAt<P extends readonly unknown[], A> = A extends number
     : never;
 
 /** The aux value of a `hasAux` function (its result's second element). */
-type AuxOf<R> = R extends readonly [unknown, infer X] ? X : never;
+export type AuxOf<R> = R extends readonly [unknown, infer X] ? X : never;
 
 /** Whether options turn `hasAux` on. */
-type HasAux<O> = O extends { hasAux: true } ? true : false;
+export type HasAux<O> = O extends { hasAux: true } ? true : false;
 
 /** A function grad/valueAndGrad accept: a scalar Tensor, or [Tensor, aux] with `hasAux`. */
 export type ScalarFn = (...args: never[]) => Tensor | readonly [Tensor, unknown];
@@ -127,7 +126,7 @@ export function jvpFlat(
   return [ps, ts];
 }
 
-function checkDifferentiable(op: string, leaves: readonly Tensor[]): void {
+export function checkDifferentiable(op: string, leaves: readonly Tensor[]): void {
   leaves.forEach((t, i) => {
     if (!(t instanceof Tensor)) throw new TypeError(`${op}: input leaf ${i} is not a Tensor`);
     if (!isFloat(t.dtype)) {
@@ -367,53 +366,4 @@ export function linearize<Out>(
 export function hvp<T>(f: (x: T) => Tensor, x: ArgOf<T>, v: ArgOf<T>): GradOf<T>;
 export function hvp(f: (x: any) => Tensor, x: unknown, v: unknown): any {
   return jvpUntyped((y: unknown) => gradUntyped(f)(y), [x], [v])[1];
-}
-
-function basis(t: Tensor, i: number): Tensor {
-  const data = new Float64Array(t.size);
-  data[i] = 1;
-  return Tensor._concrete(data, t.shape, "float64", contiguousStrides(t.shape)).to(t.dtype);
-}
-
-/** Stack a list of tensors of one shape into [n, ...shape]. */
-function stackRows(rows: Tensor[], shape: readonly number[]): Tensor {
-  return cat(
-    rows.map((r) => r.reshape([1, ...shape])),
-    0,
-  );
-}
-
-/** Jacobian by forward mode (one JVP per input element): shape out.shape + x.shape. */
-export function jacfwd(f: (x: Tensor) => Tensor): (x: Tensor) => Tensor {
-  return (x: Tensor) => {
-    checkDifferentiable("jacfwd", [x]);
-    const cols: Tensor[] = [];
-    let outShape: readonly number[] = [];
-    for (let i = 0; i < x.size; i++) {
-      const [y, t] = jvpUntyped(f, [x], [basis(x, i)]);
-      outShape = y.shape;
-      cols.push(t);
-    }
-    if (x.size === 0) outShape = f(x).shape;
-    const m = stackRows(cols, outShape); // [x.size, ...out]
-    const n = outShape.length;
-    const perm = [...Array.from({ length: n }, (_, k) => k + 1), 0];
-    return m.permute(perm).reshape([...outShape, ...x.shape]);
-  };
-}
-
-/** Jacobian by reverse mode (one VJP per output element): shape out.shape + x.shape. */
-export function jacrev(f: (x: Tensor) => Tensor): (x: Tensor) => Tensor {
-  return (x: Tensor) => {
-    checkDifferentiable("jacrev", [x]);
-    const [y, back] = vjpUntyped(f, x);
-    const rows: Tensor[] = [];
-    for (let i = 0; i < y.size; i++) rows.push(back(basis(y, i))[0] as Tensor);
-    return stackRows(rows, x.shape).reshape([...y.shape, ...x.shape]);
-  };
-}
-
-/** Hessian of a scalar f: jacfwd(jacrev(f)), shape x.shape + x.shape. */
-export function hessian(f: (x: Tensor) => Tensor): (x: Tensor) => Tensor {
-  return jacfwd(jacrev((x) => f(x).reshape([])));
 }

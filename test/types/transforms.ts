@@ -1,14 +1,15 @@
 /**
- * Type-level tests of the transforms (grad, valueAndGrad, vjp, jvp, linearize, hvp, jacrev, hessian): checked by
+ * Type-level tests of the transforms (grad, valueAndGrad, vjp, jvp, linearize, hvp, jacrev, jacfwd, hessian): checked by
  * `tsc --noEmit` (npm run typecheck, part of npm test), never run. Each `expectType<Equal<A, B>>()` fails to
  * compile unless the inferred type A is exactly B, and each `@ts-expect-error` fails to compile if the line
  * below it type-checks. The functions are only declared inside `never`-called wrappers, so nothing executes.
  */
 import {
   grad,
-  type hessian,
+  hessian,
   hvp,
-  type jacrev,
+  jacfwd,
+  jacrev,
   jvp,
   linearize,
   type Tensor,
@@ -74,11 +75,25 @@ export function checks(x: Tensor, y: Tensor, p: Params): void {
   expectType<Equal<typeof lin, Tensor>>();
   expectType<Equal<ReturnType<typeof fJvp>, Tensor>>();
 
-  // hvp, jacrev, hessian
+  // hvp
   const hv = hvp((q: Params) => q.w.sum(), p, p);
   expectType<Equal<typeof hv, Params>>();
-  expectType<Equal<ReturnType<ReturnType<typeof jacrev>>, Tensor>>();
-  expectType<Equal<ReturnType<ReturnType<typeof hessian>>, Tensor>>();
+
+  // jacrev, jacfwd, hessian: the output's structure, each leaf replaced by the argument's structure
+  const j1 = jacrev((a: Tensor) => a.sin())(x);
+  expectType<Equal<typeof j1, Tensor>>();
+  const jn = jacfwd((a: Tensor) => a.square())(3);
+  expectType<Equal<typeof jn, Tensor>>();
+  const j2 = jacfwd((a: Tensor, q: Params) => ({ s: a.sum(), t: q.w }), { argnums: [0, 1] })(x, p);
+  expectType<Equal<typeof j2, { s: [Tensor, Params]; t: [Tensor, Params] }>>();
+  const j3 = jacrev((q: Params) => [q.w, q.b] as [Tensor, Tensor])(p);
+  expectType<Equal<typeof j3, [Params, Params]>>();
+  const j4 = jacrev((a: Tensor) => [a.exp(), "note"] as [Tensor, string], { hasAux: true })(x);
+  expectType<Equal<typeof j4, [Tensor, string]>>();
+  const h1 = hessian((a: Tensor) => a.square().sum())(x);
+  expectType<Equal<typeof h1, Tensor>>();
+  const h2 = hessian((a: Tensor, b: Tensor) => a.mul(b).sum(), { argnums: [0, 1] })(x, y);
+  expectType<Equal<typeof h2, [[Tensor, Tensor], [Tensor, Tensor]]>>();
 
   // what the types reject
   // @ts-expect-error grad needs a function returning a Tensor (a scalar), not a string
@@ -95,6 +110,8 @@ export function checks(x: Tensor, y: Tensor, p: Params): void {
   back(x);
   // @ts-expect-error jvp's tangents have the primals' structure
   jvp((a: Tensor, b: Tensor) => a.add(b), [x, y], [x]);
+  // @ts-expect-error a jacobian function takes f's parameters too
+  jacrev((a: Tensor) => a.sin())("x");
   // @ts-expect-error the gradient of a Tensor argument is not a number
   const wrong: number = grad((a: Tensor) => a.sum())(x);
   void wrong;
