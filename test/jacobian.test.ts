@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { Backend } from "../src/backend/backend.ts";
+import { isFloat } from "../src/dtype.ts";
 import {
   avgPool2d,
   checkpoint,
@@ -17,6 +18,7 @@ import {
   getBackend,
   grad,
   hessian,
+  hvp,
   jacfwd,
   jacrev,
   manualSeed,
@@ -32,6 +34,7 @@ import {
   where,
   zeros,
 } from "../src/index.ts";
+import { mk, OPS } from "./opinfo.ts";
 
 const f64 = { dtype: "float64" as const };
 const vals = (t: Tensor): number[] => Array.from(t.dataSync(), Number);
@@ -133,6 +136,22 @@ describe("closed forms", () => {
     closeTo(hessian((v: Tensor) => v.sin().sum())(x), diag(xs.map((v) => -Math.sin(v))));
     const A = randn([5, 5], f64);
     closeT(hessian((v: Tensor) => v.matmul(A).dot(v))(x), A.add(A.T));
+  });
+
+  test("identity, an output repeated, an output that is a non-differentiated argument, a linear function's hessian", () => {
+    const x = randn([2], f64);
+    const y = randn([3], f64);
+    for (const jac of [jacrev, jacfwd]) {
+      closeTo(jac((v: Tensor) => v)(x), diag([1, 1]));
+      const [a, b] = jac((v: Tensor) => [v, v] as const)(x);
+      closeTo(a, diag([1, 1]));
+      closeTo(b, diag([1, 1]));
+      const [c, d] = jac((v: Tensor, w: Tensor) => [w, v.mul(2)] as const)(x, y);
+      assert.deepEqual(c.shape, [3, 2]);
+      closeTo(c, new Array(6).fill(0));
+      closeTo(d, diag([2, 2]));
+    }
+    closeTo(hessian((v: Tensor) => v.sum())(x), [0, 0, 0, 0]);
   });
 
   test("the single-tensor form: shape out.shape + x.shape; a number argument is a float32 scalar", () => {
@@ -435,6 +454,73 @@ describe("every kind of op, through the batching rules", () => {
   });
 });
 
+describe("the op table: jacrev and jacfwd equal a jacobian stacked from one vjp per output element", () => {
+  /**
+   * The reference, independent of vmap: J[r] = the pullback of the r-th basis cotangent, one vjp call per output
+   * element, for each differentiable argument: [out.size, arg.size] as flat numbers.
+   */
+  function stackedVjp(fn: (...xs: Tensor[]) => Tensor, args: Tensor[], argnums: number[]): number[][][] {
+    const [out, back] = vjp(fn, ...args);
+    const rows: number[][][] = argnums.map(() => []);
+    for (let r = 0; r < out.size; r++) {
+      const e = new Float64Array(out.size);
+      e[r] = 1;
+      const cts = back(tensor(e, { dtype: out.dtype as "float64", shape: [...out.shape] }));
+      argnums.forEach((n, k) => {
+        rows[k].push(vals(cts[n]));
+      });
+    }
+    return rows;
+  }
+
+  for (const op of OPS.filter((o) => o.diff)) {
+    test(op.name, () => {
+      op.samples().forEach((args, s) => {
+        const argnums = args.map((x, i) => (isFloat(x.dtype) ? i : -1)).filter((i) => i >= 0);
+        const ref = stackedVjp(op.fn, args, argnums);
+        const out = op.fn(...args);
+        for (const [name, jac] of [
+          ["jacrev", jacrev],
+          ["jacfwd", jacfwd],
+        ] as const) {
+          const J = jac(op.fn, { argnums })(...args) as Tensor[];
+          argnums.forEach((n, k) => {
+            const what = `${op.name} sample ${s} ${name} wrt argument ${n}`;
+            assert.deepEqual(J[k].shape, [...out.shape, ...args[n].shape], what);
+            closeTo(J[k], ref[k].flat(), 1e-9, what);
+          });
+        }
+      });
+    });
+  }
+});
+
+describe("the op table: hessian equals one hvp per input element (second order through the batching rules)", () => {
+  for (const op of OPS.filter((o) => o.diff && !o.noSecondOrder)) {
+    test(op.name, () => {
+      const args = op.samples()[0];
+      const u = mk([...op.fn(...args).shape]);
+      const rest = args.slice(1);
+      const loss = (x: Tensor) =>
+        op
+          .fn(x, ...rest)
+          .mul(u)
+          .sum();
+      const x = args[0];
+      const H = hessian(loss)(x);
+      assert.deepEqual(H.shape, [...x.shape, ...x.shape]);
+      // column k of H is H e_k (hvp: forward over reverse, no vmap); H is symmetric, so it is row k too
+      const rows: number[] = [];
+      for (let k = 0; k < x.size; k++) {
+        const e = new Float64Array(x.size);
+        e[k] = 1;
+        rows.push(...vals(hvp(loss, x, tensor(e, { dtype: "float64", shape: [...x.shape] }))));
+      }
+      closeTo(H, rows, 1e-8, op.name);
+    });
+  }
+});
+
 describe("composition", () => {
   test("jacrev(jacfwd(f)) and jacfwd(jacfwd(f)) equal hessian(f)", () => {
     const A = randn([3, 3], f64);
@@ -473,6 +559,29 @@ describe("composition", () => {
       Hs,
       [0, 1, 2, 3].flatMap((n) => diag(xv.slice(n * 3, n * 3 + 3).map((v) => -Math.sin(v)))),
     );
+  });
+
+  test("vmap of a jacobian with hasAux batches the aux too; unused arguments and constant outputs give zeros", () => {
+    const xs = randn([3, 2], f64);
+    for (const jac of [jacrev, jacfwd]) {
+      const [J, aux] = vmap(jac((v: Tensor) => [v.exp(), v.sum()] as const, { hasAux: true }))(xs);
+      assert.deepEqual(J.shape, [3, 2, 2]);
+      const xv = vals(xs);
+      closeTo(
+        J,
+        [0, 1, 2].flatMap((n) => diag(xv.slice(2 * n, 2 * n + 2).map(Math.exp))),
+      );
+      closeTo(
+        aux,
+        [0, 1, 2].map((n) => xv[2 * n] + xv[2 * n + 1]),
+      );
+      const c = tensor([1, 2, 3], f64);
+      const [Ju, Jc] = jac((u: Tensor, _v: Tensor) => [u.sin(), c] as const, { argnums: 1 })(xs, c);
+      assert.deepEqual(Ju.shape, [3, 2, 3]);
+      closeTo(Ju, new Array(18).fill(0));
+      assert.deepEqual(Jc.shape, [3, 3]);
+      closeTo(Jc, new Array(9).fill(0));
+    }
   });
 
   test("grad of a function of a jacobian (reverse over vmap of reverse)", () => {
@@ -522,6 +631,52 @@ describe("composition", () => {
     const ref = fdMatrix(flat, leaves);
     const outs = flat(leaves);
     for (const [i, n] of names.entries()) closeTo(J[n], block(ref, outs, leaves, 0, i), 1e-6, n);
+  });
+});
+
+describe("a small CNN: fused Conv2d+ReLU, MaxPool2d, LayerNorm, Linear, cross-entropy", () => {
+  test("jacrev and jacfwd with respect to the input and the parameters equal central differences", () => {
+    manualSeed(11);
+    const o = { dtype: "float64" as const };
+    const net = new nn.Sequential(
+      new nn.Conv2d(2, 3, 3, { padding: 1, ...o }),
+      new nn.ReLU(),
+      new nn.MaxPool2d(2),
+      new nn.Flatten(),
+      new nn.LayerNorm(12, o),
+      new nn.Linear(12, 3, o),
+      new nn.Tanh(),
+    );
+    const x = randn([2, 2, 4, 4], f64);
+    const target = tensor([2, 0], { dtype: "int32" });
+    const names = net.namedParameters().map(([n]) => n);
+    const ps = Object.fromEntries(net.namedParameters().map(([n, p]) => [n, p.detach()]));
+    // per-example losses (a vector output) and the logits, as a pytree output
+    const f = (q: Record<string, Tensor>, v: Tensor) => {
+      const logits = nn.functionalCall(net, q, v);
+      return { loss: nn.crossEntropy(logits, target, { reduction: "none" }), logits };
+    };
+    const leaves = [...names.map((n) => ps[n]), x];
+    const flat = (ls: Tensor[]) => {
+      const r = f(Object.fromEntries(names.map((n, i) => [n, ls[i]])), ls[ls.length - 1]);
+      return [r.loss, r.logits];
+    };
+    const ref = fdMatrix(flat, leaves);
+    const outs = flat(leaves);
+    for (const jac of [jacrev, jacfwd]) {
+      // jax.jacrev(f, argnums=(0, 1))(ps, x) == {"loss": ({name: (2, *p.shape)}, (2, 2, 2, 4, 4)),
+      //                                        "logits": ({name: (2, 3, *p.shape)}, (2, 3, 2, 2, 4, 4))}
+      const J = jac(f, { argnums: [0, 1] })(ps, x);
+      assert.deepEqual(Object.keys(J), ["loss", "logits"]);
+      (["loss", "logits"] as const).forEach((k, j) => {
+        assert.deepEqual(J[k][1].shape, [...outs[j].shape, 2, 2, 4, 4]);
+        closeTo(J[k][1], block(ref, outs, leaves, j, names.length), 1e-6, `${k} wrt x`);
+        names.forEach((n, i) => {
+          assert.deepEqual(J[k][0][n].shape, [...outs[j].shape, ...ps[n].shape]);
+          closeTo(J[k][0][n], block(ref, outs, leaves, j, i), 1e-6, `${k} wrt ${n}`);
+        });
+      });
+    }
   });
 });
 
