@@ -18,6 +18,7 @@ import { Tensor } from "../tensor/tensor.ts";
 import { treeDescribe, treeFlatten, treeUnflatten } from "../tree.ts";
 import { type Atom, type Eqn, Literal, Program, Var } from "./jaxpr.ts";
 import type { Aval, Primitive } from "./primitive.ts";
+import { currentScope } from "./scope.ts";
 import { type CallRule, popLevel, pushLevel, type Trace } from "./trace.ts";
 
 /** The trace recording one program (the top-level one, or a call's body). */
@@ -70,6 +71,7 @@ class JaxprTrace implements Trace {
       outputs: [v],
       sub: null,
       rule: null,
+      scope: currentScope(),
     });
     return t;
   }
@@ -94,6 +96,7 @@ class JaxprTrace implements Trace {
       outputs,
       sub,
       rule: call,
+      scope: currentScope(),
     });
     return outs;
   }

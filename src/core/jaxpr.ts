@@ -12,6 +12,7 @@ import { fmtShape } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import type { TreeDef } from "../tree.ts";
 import type { Aval, Primitive } from "./primitive.ts";
+import type { ScopeFrame } from "./scope.ts";
 import type { CallRule } from "./trace.ts";
 
 /** A typed variable: bound once, by an input, a constant or an equation. */
@@ -54,6 +55,8 @@ export interface Eqn {
   readonly sub: Program | null;
   /** A call's rule, whose jvp/vjp the evaluator binds again (the custom rules are host functions). */
   readonly rule: CallRule | null;
+  /** The module call (named scope, `core/scope.ts`) the equation was recorded in; null or absent outside any. */
+  readonly scope?: ScopeFrame | null;
 }
 
 /** A traced program: constants, inputs, equations and outputs, with the pytree structure of arguments/result. */
@@ -85,7 +88,7 @@ export function fmtAval(a: Aval): string {
 }
 
 /** Variable names a, b, ..., z, ba, bb, ... (JAX's scheme), in order of first binding. */
-function varName(i: number): string {
+export function varName(i: number): string {
   let s = "";
   let n = i;
   do {
@@ -101,7 +104,7 @@ function fmtNumber(v: number, dtype: DType): string {
   return Number.isInteger(v) ? v.toFixed(1) : String(v);
 }
 
-function fmtLiteral(l: Literal): string {
+export function fmtLiteral(l: Literal): string {
   const c = l.value;
   return `${fmtNumber(c._data![c._offset], l.dtype)}:${fmtAval(l)}`;
 }
@@ -126,7 +129,7 @@ function fmtParam(v: unknown): string | null {
 }
 
 /** `[axes=[0], keepdim=false]`, or "" when there are no params. */
-function fmtParams(params: unknown): string {
+export function fmtParams(params: unknown): string {
   if (params === null || params === undefined) return "";
   if (typeof params === "object" && !Array.isArray(params) && !(params instanceof Tensor)) {
     const s = fmtParam(params)!;

@@ -23,6 +23,7 @@ import { fmtShape, shapesEqual } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { accumulate, onesLike, zerosLike } from "./helpers.ts";
 import { type Aval, isZero, type MaybeZero, type Primitive, ruleRecorder } from "./primitive.ts";
+import { adjointScope, currentScope, restoreScope, type ScopeFrame } from "./scope.ts";
 import { bind, type CallRule, checkKink, noGrad, state, type Trace } from "./trace.ts";
 
 /** One recorded application of a primitive (or a higher-order call) on a tape. */
@@ -38,6 +39,8 @@ export class TapeNode {
   freed = false;
   /** Version of the saved output `out` when it was recorded (see `versions`). */
   outVersion = 0;
+  /** The named scope (module call) it was recorded in; backward binds its adjoint equations there too. */
+  readonly scope: ScopeFrame | null = currentScope();
 
   constructor(
     readonly name: string,
@@ -242,7 +245,14 @@ export function runBackward(
             t.grad = t.grad === null ? cts[i]! : accumulate(t.grad, cts[i]!);
         });
       }
-      const grads = nodeVjp(node, cts);
+      const outer = currentScope();
+      restoreScope(adjointScope(node.scope));
+      let grads: readonly (MaybeZero | undefined)[];
+      try {
+        grads = nodeVjp(node, cts);
+      } finally {
+        restoreScope(outer);
+      }
       for (let i = 0; i < node.needs.length; i++) {
         const g = grads[i];
         if (!node.needs[i] || g === undefined || isZero(g)) continue;

@@ -17,6 +17,7 @@
  * `parameters()` and `stateDict()`), as in PyTorch: tensors made by `parameter()` or once seen requiring grad in
  * a parameter position are remembered in a WeakSet (identity-based, no mark on the Tensor itself).
  */
+import { enterScope, restoreScope } from "../core/scope.ts";
 import { noGrad } from "../core/trace.ts";
 import { type DType, isFloat } from "../dtype.ts";
 import { ShapeError } from "../errors.ts";
@@ -110,12 +111,17 @@ export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
   /** The computation. Implemented by subclasses; call modules through `call` so hooks run. */
   abstract forward(...args: In): Out;
 
-  /** Run the module: pre-hooks, `forward`, hooks. */
+  /** Run the module: pre-hooks, `forward`, hooks, inside the module's named scope (`core/scope.ts`). */
   call(...args: In): Out {
-    for (const h of this.#preHooks) h(this, args);
-    const out = this.forward(...args);
-    for (const h of this.#hooks) h(this, args, out);
-    return out;
+    const outer = enterScope(this);
+    try {
+      for (const h of this.#preHooks) h(this, args);
+      const out = this.forward(...args);
+      for (const h of this.#hooks) h(this, args, out);
+      return out;
+    } finally {
+      restoreScope(outer);
+    }
   }
 
   /**
