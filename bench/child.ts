@@ -44,6 +44,10 @@ function prepare(peer: Peer, store: Store, caseId: string): Step | Skip | undefi
       return peer.mlpStep?.(mlpInputs(store));
     case "cnn":
       return peer.cnnStep?.(cnnInputs(store));
+    case "vmap":
+      if (arg === "perexample") return peer.perExampleGrads?.(mlpInputs(store));
+      if (arg === "batched") return peer.batchedGrad?.(mlpInputs(store));
+      return { skip: `unknown case ${caseId}` };
     case "dispatch":
       if (arg === "add") return peer.dispatchAdd?.(DISPATCH_K.add);
       if (arg === "grad") return peer.dispatchGrad?.(DISPATCH_K.grad);

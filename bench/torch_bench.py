@@ -193,6 +193,42 @@ def main():
         y = t("cnn.y", (64,)).long()
         return lambda: train_step(model, opt, x, y).item()
 
+    def mlp_params():
+        # the MLP's weights as plain tensors, PyTorch layout w [out, in]
+        sizes = (784, 512, 256, 10)
+        return [
+            (t("mlp.l%d.w" % i, (sizes[i + 1], sizes[i])), t("mlp.l%d.b" % i, (sizes[i + 1],)))
+            for i in range(3)
+        ]
+
+    def mlp_loss(p, x, y1h, n):
+        h = x
+        for i, (w, b) in enumerate(p):
+            h = h @ w.t() + b
+            if i < len(p) - 1:
+                h = h.relu()
+        return -(h.log_softmax(-1) * y1h).sum() / n
+
+    def mlp_onehot():
+        return F.one_hot(t("mlp.y", (128,)).long(), 10).float()
+
+    def case_perexample():
+        from functorch import grad as fgrad
+        from functorch import vmap as fvmap
+
+        p = mlp_params()
+        x = t("mlp.x", (128, 784))
+        y1h = mlp_onehot()
+        per_ex = fvmap(fgrad(lambda q, xi, yi: mlp_loss(q, xi, yi, 1)), in_dims=(None, 0, 0))
+        return lambda: per_ex(p, x, y1h)[2][1][5, 3].item()
+
+    def case_batched():
+        p = [(w.requires_grad_(), b.requires_grad_()) for w, b in mlp_params()]
+        x = t("mlp.x", (128, 784))
+        y1h = mlp_onehot()
+        flat = [v for wb in p for v in wb]
+        return lambda: torch.autograd.grad(mlp_loss(p, x, y1h, 128), flat)[5][3].item()
+
     def case_add(k):
         zero = torch.zeros(1)
         one = torch.ones(1)
@@ -273,7 +309,12 @@ def main():
             acc = (model(images).argmax(1) == labels).float().mean().item()
         return {"seconds": seconds, "accuracy": acc, "finalLoss": final_loss, "epochs": epochs, "cpu": cpu}
 
-    factories = {"mlp.step": case_mlp, "cnn.step": case_cnn}
+    factories = {
+        "mlp.step": case_mlp,
+        "cnn.step": case_cnn,
+        "vmap.perexample": case_perexample,
+        "vmap.batched": case_batched,
+    }
     for n in (128, 256, 512, 1024):
         factories["sgemm.%d" % n] = (lambda n_: lambda: case_sgemm(n_))(n)
     factories["dispatch.add"] = lambda: case_add(DISPATCH_K["add"])

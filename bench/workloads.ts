@@ -27,8 +27,8 @@ export interface CaseSpec {
 }
 
 /** Workload names accepted by `--only`. */
-export type Workload = "sgemm" | "mlp" | "cnn" | "dispatch" | "e2e";
-export const WORKLOADS: readonly Workload[] = ["sgemm", "mlp", "cnn", "dispatch", "e2e"];
+export type Workload = "sgemm" | "mlp" | "cnn" | "dispatch" | "vmap" | "e2e";
+export const WORKLOADS: readonly Workload[] = ["sgemm", "mlp", "cnn", "dispatch", "vmap", "e2e"];
 
 export const SGEMM_SIZES = [128, 256, 512, 1024] as const;
 export const MLP_LAYERS = [784, 512, 256, 10] as const;
@@ -85,6 +85,22 @@ export const CASES: readonly CaseSpec[] = [
     workload: "dispatch",
     title: "x*y+z forward mode (jvp) on scalars (us per iteration)",
     unit: "us",
+    higherIsBetter: false,
+  },
+  {
+    id: "vmap.perexample",
+    workload: "vmap",
+    title:
+      "per-example gradients of the MLP 784-512-256-10 (cross-entropy), batch 128, through vmap(grad(loss)) (ms)",
+    unit: "ms",
+    higherIsBetter: false,
+  },
+  {
+    id: "vmap.batched",
+    workload: "vmap",
+    title:
+      "the same MLP's batched gradient of the mean loss, grad(loss), batch 128: the per-example row's yardstick (ms)",
+    unit: "ms",
     higherIsBetter: false,
   },
   {

@@ -133,6 +133,17 @@ describe("views and values", () => {
   });
 });
 
+test("mT transposes the last two dims of a batch of matrices (a view), and needs 2 dims", () => {
+  const t = arange(24).reshape(2, 3, 4);
+  const m = t.mT;
+  assert.deepEqual(m.shape, [2, 4, 3]);
+  assert.equal(m._data, t._data);
+  for (let b = 0; b < 2; b++)
+    for (let i = 0; i < 3; i++)
+      for (let j = 0; j < 4; j++) assert.equal(m.index(b, j, i).item(), b * 12 + i * 4 + j);
+  assert.throws(() => arange(3).mT, /mT: expected a tensor with at least 2 dims, got shape \[3\]/);
+});
+
 describe("bad input gives clear errors and leaves state intact", () => {
   const levelBefore = () => state.nextLevel;
 

@@ -11,7 +11,7 @@ import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Backend } from "../../src/backend/backend.ts";
 import { listBackends, loadBackend, setBackend } from "../../src/backend/registry.ts";
-import { jvp, noGrad, type Tensor, tensor } from "../../src/index.ts";
+import { arange, grad, jvp, noGrad, type Tensor, tensor, vmap } from "../../src/index.ts";
 import { Conv2d, crossEntropy, Flatten, Linear, MaxPool2d, ReLU, Sequential } from "../../src/nn/index.ts";
 import { Adam } from "../../src/optim/index.ts";
 import type { Step } from "../harness.ts";
@@ -80,6 +80,34 @@ function trainStep(model: Sequential, opt: Adam, x: Tensor, y: Tensor): Tensor {
   return loss;
 }
 
+type MlpParams = { w: Tensor; b: Tensor }[];
+
+/**
+ * The functional MLP loss of the vmap cases: cross-entropy of relu layers (weights in PyTorch's [out, in]
+ * layout, used through a transposed view) against one-hot targets, summed over the leading axes and divided by
+ * `n` (1 per example, the batch size for the batched mean).
+ */
+function mlpLoss(p: MlpParams, x: Tensor, y1h: Tensor, n: number): Tensor {
+  let h = x;
+  p.forEach((l, i) => {
+    h = h.matmul(l.w.mT).add(l.b);
+    if (i < p.length - 1) h = h.relu();
+  });
+  return h.logSoftmax(-1).mul(y1h).sum().neg().div(n);
+}
+
+/** The labels as one-hot float32 rows [batch, 10]. */
+function oneHot10(d: MlpData): Tensor {
+  return tensor(d.y, { dtype: "int32" })
+    .unsqueeze(1)
+    .eq(arange(10, undefined, 1, { dtype: "int32" }))
+    .to("float32");
+}
+
+function mlpParams(d: MlpData): MlpParams {
+  return d.layers.map((l) => ({ w: tensor(l.w, { shape: [l.out, l.in] }), b: tensor(l.b) }));
+}
+
 function makePeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
   const isJs = variant === "js";
   return {
@@ -122,6 +150,25 @@ function makePeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
       const x = tensor(d.x, { shape: [d.batch, 1, 28, 28] });
       const y = tensor(d.y, { dtype: "int32" });
       return () => trainStep(model, opt, x, y).item();
+    },
+    perExampleGrads(d: MlpData): Step {
+      const p = mlpParams(d);
+      const x = tensor(d.x, { shape: [d.batch, 784] });
+      const y1h = oneHot10(d);
+      const perEx = vmap(
+        grad((q: MlpParams, xi: Tensor, yi: Tensor) => mlpLoss(q, xi, yi, 1)),
+        {
+          inAxes: [null, 0, 0],
+        },
+      );
+      return () => (perEx(p, x, y1h) as MlpParams)[2].b.index(5, 3).item();
+    },
+    batchedGrad(d: MlpData): Step {
+      const p = mlpParams(d);
+      const x = tensor(d.x, { shape: [d.batch, 784] });
+      const y1h = oneHot10(d);
+      const g = grad((q: MlpParams) => mlpLoss(q, x, y1h, d.batch));
+      return () => (g(p) as MlpParams)[2].b.index(3).item();
     },
     dispatchAdd(k: number): Step {
       const zero = tensor([0]);

@@ -8,7 +8,19 @@
  * (p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)) because the optimizer lives in another
  * package. In Node there is no Web Worker global, so jax-js runs its wasm kernels on one thread.
  */
-import { blockUntilReady, init, jit, jvp, lax, nn, numpy as np, tree, valueAndGrad, grad } from "@jax-js/jax";
+import {
+  blockUntilReady,
+  grad,
+  init,
+  jit,
+  jvp,
+  lax,
+  nn,
+  numpy as np,
+  tree,
+  valueAndGrad,
+  vmap,
+} from "@jax-js/jax";
 import { packageVersion, type Step } from "../harness.ts";
 import {
   type CnnData,
@@ -172,6 +184,35 @@ function makePeer(variant: JaxVariant, opts: AdapterOpts): Peer {
       const x = f32(d.x, [d.batch, 784]);
       const y = oneHot(d.y);
       return async () => (await tr.run(x.ref, y.ref)).dataSync()[0];
+    },
+    perExampleGrads(d: MlpData): Step {
+      const p = mlpParams(d.layers);
+      const x = f32(d.x, [d.batch, 784]);
+      const y = oneHot(d.y);
+      const perEx = vmap(
+        grad((q: Params, xi: np.Array, yi: np.Array) => xent(mlpLogits(q, xi), yi, 1)),
+        [null, 0, 0],
+      );
+      const f = useJit ? jit(perEx) : perEx;
+      return async () => {
+        const g = (await blockUntilReady(f(tree.ref(p), x.ref, y.ref))) as Params;
+        const v = g.b2.ref.slice(5, 3).dataSync()[0];
+        tree.dispose(g);
+        return v;
+      };
+    },
+    batchedGrad(d: MlpData): Step {
+      const p = mlpParams(d.layers);
+      const x = f32(d.x, [d.batch, 784]);
+      const y = oneHot(d.y);
+      const g0 = grad((q: Params, xb: np.Array, yb: np.Array) => xent(mlpLogits(q, xb), yb, d.batch));
+      const f = useJit ? jit(g0) : g0;
+      return async () => {
+        const g = (await blockUntilReady(f(tree.ref(p), x.ref, y.ref))) as Params;
+        const v = g.b2.ref.slice(3).dataSync()[0];
+        tree.dispose(g);
+        return v;
+      };
     },
     cnnStep(d: CnnData): Step | Skip {
       if (useJit && !opts.full)

@@ -32,6 +32,13 @@ export interface Peer {
   dispatchGrad?(k: number): Step | Skip;
   /** k iterations of jvp of x*y+z on scalars, then one read. */
   dispatchJvp?(k: number): Step | Skip;
+  /**
+   * Per-example gradients of the MLP's cross-entropy with respect to every weight and bias, through the
+   * framework's vmap of grad; reads the last bias gradient of example 5, element 3.
+   */
+  perExampleGrads?(d: MlpData): Step | Skip;
+  /** The gradient of the mean loss over the batch, the same functional loss; reads the last bias gradient[3]. */
+  batchedGrad?(d: MlpData): Step | Skip;
   /** Train for d.epochs epochs and evaluate training accuracy. */
   e2e?(d: E2EData): Promise<E2EResult | Skip>;
 }

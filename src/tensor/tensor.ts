@@ -14,7 +14,8 @@ import type { MaybeZero } from "../core/primitive.ts";
 import { backwardEager, retainGradOf, type TapeNode } from "../core/tape.ts";
 import type { Trace } from "../core/trace.ts";
 import { type DType, isFloat, type TypedArray } from "../dtype.ts";
-import { AutodiffError, DTypeError } from "../errors.ts";
+import { AutodiffError, DTypeError, ShapeError } from "../errors.ts";
+import { fmtShape } from "../shape.ts";
 import * as L from "../ops/linalg.ts";
 import * as M from "../ops/math.ts";
 import * as R from "../ops/reduce.ts";
@@ -423,6 +424,12 @@ export class Tensor {
       this,
       this.shape.map((_, i) => this.shape.length - 1 - i),
     );
+  }
+  /** The transpose of the last two dims, a batch of matrices transposed (PyTorch's `.mT`); a view. */
+  get mT(): Tensor {
+    if (this.ndim < 2)
+      throw new ShapeError(`mT: expected a tensor with at least 2 dims, got shape ${fmtShape(this.shape)}`);
+    return S.transpose(this, -2, -1);
   }
   expand(...shape: number[] | [readonly number[]]): Tensor {
     return S.expand(this, S.shapeArg(shape));
