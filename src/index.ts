@@ -74,3 +74,4 @@ export * as io from "./io/index.ts";
 export * as nn from "./nn/index.ts";
 export * as optim from "./optim/index.ts";
 export * as viz from "./viz/index.ts";
+export { Graph, type GraphOptions, graph } from "./viz/graph.ts";

@@ -1,5 +1,5 @@
 /**
- * The `chainrule` command line: `chainrule train` and `chainrule eval`, parsed with commander.
+ * The `chainrule` command line: `chainrule train`, `chainrule eval` and `chainrule graph`, parsed with commander.
  *
  * `main(argv)` parses the arguments, runs the command and resolves to the process exit code (0 done, 1 error,
  * 130 interrupted by Ctrl-C) instead of exiting, so tests can call it in-process; bin/chainrule.mjs sets
@@ -31,6 +31,7 @@ import {
   type TrainInput,
 } from "./args.ts";
 import { runEval } from "./eval.ts";
+import { runGraph } from "./graph.ts";
 import { MODEL_NAMES } from "./models.ts";
 import { runTrain } from "./train.ts";
 
@@ -246,6 +247,50 @@ function evalCommand(io: Required<MainIO>, done: (code: number) => void): Comman
     );
 }
 
+function graphCommand(io: Required<MainIO>, done: (code: number) => void): Command {
+  return new Command("graph")
+    .description(
+      "draw a model's training step (forward, loss, and with --backward the gradient) as SVG or DOT",
+    )
+    .addOption(new Option("--model <name>", "architecture").choices(MODEL_NAMES).default(DEFAULTS.model))
+    .requiredOption("--out <file>", "output file: .svg (laid out by Graphviz) or .dot")
+    .addOption(new Option("--backward", "also draw the backward pass (adjoint equations of the gradient)"))
+    .addOption(
+      new Option("--depth <n>", "fold modules nested deeper than n into one box (0: the whole network)")
+        .default(1)
+        .argParser(parser((v) => parseNonNegativeInt("--depth", v, 64))),
+    )
+    .addOption(
+      new Option("--expand <paths>", "module paths drawn open, comma-separated (e.g. 4,4.conv1)").argParser(
+        (v) =>
+          v
+            .split(",")
+            .map((p) => p.trim())
+            .filter((p) => p !== ""),
+      ),
+    )
+    .addOption(
+      new Option("--hidden <sizes>", "hidden layer sizes of the mlp, comma-separated")
+        .default(DEFAULTS.hidden, DEFAULTS.hidden.join(","))
+        .argParser(parser(parseHidden)),
+    )
+    .addOption(new Option("--rankdir <dir>", "layout direction").choices(["TB", "LR"]).default("TB"))
+    .action(
+      async (opts: {
+        model: string;
+        out: string;
+        backward?: boolean;
+        depth: number;
+        expand?: string[];
+        hidden: number[];
+        rankdir: "TB" | "LR";
+      }) => {
+        await runGraph(opts, io.log);
+        done(0);
+      },
+    );
+}
+
 /**
  * Run the command line `argv` (the arguments after the program name) and resolve to the exit code.
  *
@@ -277,7 +322,7 @@ export async function main(argv: readonly string[], ioIn: MainIO = {}): Promise<
       outputError: io.error,
     })
     .exitOverride();
-  for (const sub of [trainCommand(io, done), evalCommand(io, done)]) {
+  for (const sub of [trainCommand(io, done), evalCommand(io, done), graphCommand(io, done)]) {
     program.addCommand(
       sub
         .exitOverride()
