@@ -5,7 +5,6 @@
  * after each keystroke or slider move; a syntax error is shown under the input with a caret at its position.
  */
 import * as cr from "../../src/index.ts";
-import { graph, type Sweep } from "../../src/viz/graph.ts";
 import { compile, ExprError, parse } from "./expr.ts";
 
 /** The panel's elements. */
@@ -77,14 +76,14 @@ export function setupGraphs(el: GraphElements) {
     const args = [cr.tensor(x, f64), cr.tensor(y, f64)];
     const tangents =
       seed === "x" ? [cr.tensor(1, f64), cr.tensor(0, f64)] : [cr.tensor(0, f64), cr.tensor(1, f64)];
-    const draw1 = (sweep: Sweep) =>
-      graph(f, {
+    const draw1 = (sweep: cr.viz.Sweep) =>
+      cr.graph(f, {
         sweep,
         inputNames: ["x", "y"],
         tangents: sweep === "tangent" ? tangents : undefined,
         rankdir: "TB",
       })(...args);
-    let gs: Record<Sweep, ReturnType<ReturnType<typeof graph>>>;
+    let gs: Record<cr.viz.Sweep, cr.Graph>;
     let svgs: string[];
     try {
       gs = { forward: draw1("forward"), reverse: draw1("reverse"), tangent: draw1("tangent") };
@@ -101,14 +100,16 @@ export function setupGraphs(el: GraphElements) {
     for (const box of [el.forward, el.reverse, el.tangent]) box.classList.remove("stale");
     // the output's numbers, from the pictures (an expression without x and y has a constant output)
     const outName = gs.tangent.data.values.find((v) => v.output === 0)?.name;
-    const out = (g: typeof gs.forward) => (outName === undefined ? undefined : g.value(outName));
-    const item = (t: cr.Tensor | undefined) => (t === undefined ? Number.NaN : t.item());
+    const out = (g: cr.Graph) => (outName === undefined ? undefined : g.value(outName));
+    // a constant output (a literal of the program) has no node: its value is f's, its derivatives are 0
+    const item = (t: cr.Tensor | undefined) =>
+      t !== undefined ? t.item() : outName === undefined ? 0 : Number.NaN;
     const drawn: Drawn = {
       expr: src,
       x,
       y,
       seed,
-      value: item(out(gs.forward)?.value),
+      value: outName === undefined ? f(args[0], args[1]).item() : item(out(gs.forward)?.value),
       dfdx: item(gs.reverse.value("x").adjoint),
       dfdy: item(gs.reverse.value("y").adjoint),
       tangent: item(out(gs.tangent)?.tangent),

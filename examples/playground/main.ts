@@ -12,13 +12,12 @@
  * "chainrule" instead of the sources.
  */
 import * as cr from "../../src/index.ts";
-import { setGraphvizLoader } from "../../src/viz/graph.ts";
 import { setupGraphs } from "./graphs.ts";
 import { setupMlp } from "./mlp.ts";
 import { setupSawtooth } from "./sawtooth.ts";
 
 // Graphviz (wasm) goes into the page's bundle: chainrule leaves its import to the application's bundler
-setGraphvizLoader(() => import("@viz-js/viz"));
+cr.viz.setGraphvizLoader(() => import("@viz-js/viz"));
 
 const byId = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -49,6 +48,7 @@ async function main() {
     pieces: byId("pieces"),
     plot: byId("sawtooth-plot"),
     countsPlot: byId("pieces-plot"),
+    graph: byId("sawtooth-graph"),
   });
   const mlp = setupMlp({
     dataset: byId("dataset"),

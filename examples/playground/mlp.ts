@@ -5,7 +5,6 @@
  * boxes of the model and the adjoint equations of the backward pass).
  */
 import * as cr from "../../src/index.ts";
-import { trainingStepGraph } from "../../src/viz/graph-model.ts";
 
 /** Points (n x 2, float32) and their classes (int32). */
 export interface ToyData {
@@ -188,7 +187,7 @@ export function setupMlp(el: MlpElements) {
     const gen = ++graphGen;
     const t = state.trainer;
     const idx = cr.tensor([0, 1, 2, 3], { dtype: "int32" });
-    const g = trainingStepGraph(t.model, t.data.x.indexSelect(0, idx), t.data.y.indexSelect(0, idx), {
+    const g = cr.viz.trainingStepGraph(t.model, t.data.x.indexSelect(0, idx), t.data.y.indexSelect(0, idx), {
       depth: el.openModules.checked ? undefined : 1,
       backward: el.showBackward.checked,
     });

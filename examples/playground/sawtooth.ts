@@ -37,11 +37,33 @@ export interface SawtoothElements {
   pieces: HTMLElement;
   plot: HTMLElement;
   countsPlot: HTMLElement;
+  /** The network's graph (depth <= 3) with the reverse sweep at one point. */
+  graph: HTMLElement;
 }
+
+/** The point the network's graph is evaluated at (not a kink at any depth: kinks are dyadic rationals). */
+const AT = 0.3;
 
 /** Wire the panel; returns its live state (for the page's test hook). */
 export function setupSawtooth(el: SawtoothElements) {
-  const state = { depth: -1, pieces: 0, counts: [] as number[] };
+  const state = { depth: -1, pieces: 0, counts: [] as number[], graphs: 0 };
+  let gen = 0;
+  const drawGraph = async (depth: number) => {
+    const my = ++gen;
+    if (depth > 3) {
+      el.graph.innerHTML = `<p class="help">The network's graph is drawn up to depth 3.</p>`;
+      return;
+    }
+    const g = cr.graph((x: cr.Tensor) => sawtooth(x, depth), {
+      sweep: "reverse",
+      inputNames: ["x"],
+      title: `f_${depth} at x = ${AT}: the adjoint of x is the slope f'(x)`,
+    })(cr.tensor(AT, f64));
+    const svg = await g.svg();
+    if (my !== gen) return;
+    el.graph.innerHTML = svg;
+    state.graphs++;
+  };
   const draw = () => {
     const depth = Number(el.depth.value);
     for (let d = state.counts.length; d <= depth; d++) state.counts.push(countPieces(d));
@@ -79,6 +101,7 @@ export function setupSawtooth(el: SawtoothElements) {
       `depth ${depth}: <b id="piece-count">${state.pieces}</b> linear pieces counted from the slopes autodiff ` +
       `reports (2<sup>${depth}</sup> = ${2 ** depth}), with only ${2 * depth} ReLU units; one hidden layer of ` +
       `${2 * depth} ReLUs gives at most ${2 * depth + 1}.`;
+    void drawGraph(depth);
   };
   el.depth.addEventListener("input", draw);
   draw();

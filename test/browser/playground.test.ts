@@ -136,6 +136,16 @@ test("the playground: graphs with values, adjoints and tangents, sawtooth pieces
     assert.equal(err.split("\n")[1], `${" ".repeat("x * (y + ".length)}^`, "the caret under the end");
     await typeExpr(page, "x * (y + 1)");
     await page.waitForSelector("#expr-error[hidden]", { timeout: 20_000 });
+    await until(page, `p.graphs.drawn.expr === "x * (y + 1)"`);
+    const d2 = await hook<{ value: number; dfdx: number; dfdy: number; tangent: number }>(
+      page,
+      "p.graphs.drawn",
+    );
+    assert.deepEqual(
+      [d2.value, d2.dfdx, d2.dfdy, d2.tangent],
+      [12, 6, 2, 2],
+      "x(y+1) at (2, 5): y+1, x, and x again",
+    );
 
     // ---- 2. sawtooth: pieces double with depth --------------------------------------------------------------
     for (const depth of [1, 4, 6]) {
@@ -149,6 +159,14 @@ test("the playground: graphs with values, adjoints and tangents, sawtooth pieces
       );
     }
     assert.match(await text("#sawtooth-plot"), /f_6\(x\): 64 linear pieces/);
+    // the network's graph at x = 0.3, depth 2: f_1 = 2x - 2 < 0 there, so f_2 = -2 f_1 - 2 and f_2' = -2 * 2 = -4
+    const drawnGraphs = await hook<number>(page, "p.sawtooth.graphs");
+    await page.evaluate(`(() => {
+      const e = document.getElementById("depth"); e.value = "2"; e.dispatchEvent(new Event("input"));
+    })()`);
+    await until(page, `p.sawtooth.graphs > ${drawnGraphs}`);
+    const sawGraph = await text("#sawtooth-graph");
+    assert.ok(sawGraph.includes("a\u0304 = -4") && sawGraph.includes("relu"), sawGraph);
 
     // ---- 3. the MLP trains: the loss falls -------------------------------------------------------------------
     await until(page, "p.mlp.stepGraphs > 0");
