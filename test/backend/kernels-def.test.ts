@@ -110,6 +110,7 @@ function fakeAddon(d: NativeDescription): { addon: NativeAddon; calls: Call[]; r
       meta = m;
     },
     setNumThreads() {},
+    adviseHeap() {},
     getNumThreads: () => 1,
     isa: () => "fake",
     setIsa: () => false,

@@ -75,6 +75,8 @@ export interface NativeAddon {
   isa(): string;
   setIsa(name: string): boolean;
   describe(): NativeDescription;
+  /** Ask for huge pages on the malloc heap grown since the last call (after a large allocation). */
+  adviseHeap(): void;
   unary(op: number, x: TypedArray, out: TypedArray): void;
   binary(op: number, a: TypedArray, b: TypedArray, out: TypedArray): void;
   where(cond: TypedArray, a: TypedArray, b: TypedArray, out: TypedArray): void;

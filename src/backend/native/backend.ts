@@ -42,6 +42,9 @@ function allocNative(dtype: DType, size: number, uninitialized = false): TypedAr
   return typedOver(dtype, Buffer.allocUnsafeSlow(bytes).buffer, size);
 }
 
+/** Allocations of at least this many bytes ask the addon for huge pages on the heap they came from. */
+const HUGE_PAGE = 2 << 20;
+
 /** The largest rank a native kernel accepts (kMaxDims in common.h). */
 export const MAX_RANK = 32;
 
@@ -98,6 +101,7 @@ function kindsOf(addon: NativeAddon, d: NativeDescription): Map<string, number> 
 export function createNativeBackend(addon: NativeAddon): Backend {
   const meta = new Float64Array(512);
   addon.init(meta);
+  const adviseHeap = typeof addon.adviseHeap === "function";
   let p = 0;
   const d = addon.describe();
   const unaryCode = codes<UnaryOp>(UNARY_OPS, d.unary);
@@ -195,7 +199,12 @@ export function createNativeBackend(addon: NativeAddon): Backend {
 
   const all: Backend = {
     name: "native",
-    alloc: allocNative,
+    alloc(dtype, size, uninitialized) {
+      const a = allocNative(dtype, size, uninitialized);
+      // fresh heap for a large tensor: huge pages before its first touch (see adviseHeap in addon.cc)
+      if (a.byteLength >= HUGE_PAGE && adviseHeap) addon.adviseHeap();
+      return a;
+    },
     unary(op, x, out) {
       p = 0;
       const xD = put(x);
