@@ -14,6 +14,8 @@ export type { GradCheckOpts, GradCheckReport } from "./core/check.ts";
 export { checkpoint, customJvp, customVjp } from "./core/custom.ts";
 export { evalJaxpr } from "./core/jaxpr-eval.ts";
 export { makeJaxpr } from "./core/jaxpr-trace.ts";
+export { type JitOpts, type Jitted, jit } from "./core/jit.ts";
+export { simplifyProgram } from "./core/jit-simplify.ts";
 export { type Atom, type Eqn, Literal, Program, Var } from "./core/jaxpr.ts";
 export { enableGrad, noGrad } from "./core/trace.ts";
 export { vmap } from "./core/vmap.ts";

@@ -22,6 +22,38 @@ function flatten(f: (...args: any[]) => unknown, inDef: TreeDef) {
 }
 
 /**
+ * Reverse mode by recomputation (checkpoint, and jit on the eager tape): the outputs come from `forward`; the
+ * backward pass differentiates `fn` again from the saved inputs. On the eager tape (`eager`) it records with grad
+ * enabled and runs backward into the leaves `fn` closes over (module parameters), as PyTorch's checkpoint does.
+ */
+export function recomputingVjp(
+  fn: (xs: readonly Tensor[]) => Tensor[],
+  forward: (xs: readonly Tensor[]) => Tensor[],
+  primals: readonly Tensor[],
+  eager: boolean,
+): { outs: Tensor[]; backward: (cts: readonly Tensor[]) => Tensor[] } {
+  const outs = forward(primals);
+  const backward = (cts: readonly Tensor[]): Tensor[] => {
+    if (eager) {
+      return enableGrad(() => {
+        const xs = primals.map((p) => {
+          const d = p.detach();
+          if (p.requiresGrad) d.requiresGrad = true;
+          return d;
+        });
+        const ys = fn(xs);
+        ys.forEach((y, i) => {
+          if (y.requiresGrad) y.backward(cts[i], { retainGraph: true });
+        });
+        return xs.map((x) => x.grad ?? zerosLike(x));
+      });
+    }
+    return vjpFlat(fn, primals, { retain: false }).backward(cts);
+  };
+  return { outs, backward };
+}
+
+/**
  * Gradient checkpointing: `checkpoint(f)` computes like f, but reverse mode keeps only f's inputs and recomputes
  * f's intermediates during backward. In eager mode the recomputation records a fresh graph (so parameters that
  * f closes over receive gradients, as in PyTorch); inside `grad`/`vjp`, pass everything f differentiates as
@@ -40,28 +72,7 @@ export function checkpoint<F extends (...args: any[]) => any>(f: F): F {
     const rule: CallRule = {
       name: "checkpoint",
       fn,
-      vjp: (primals, eager) => {
-        const outs = fn(primals);
-        const backward = (cts: readonly Tensor[]): Tensor[] => {
-          if (eager) {
-            // eager: recompute with recording on, run backward into closed-over leaves, return input cotangents
-            return enableGrad(() => {
-              const xs = primals.map((p) => {
-                const d = p.detach();
-                if (p.requiresGrad) d.requiresGrad = true;
-                return d;
-              });
-              const ys = fn(xs);
-              ys.forEach((y, i) => {
-                if (y.requiresGrad) y.backward(cts[i], { retainGraph: true });
-              });
-              return xs.map((x) => x.grad ?? zerosLike(x));
-            });
-          }
-          return vjpFlat(fn, primals, { retain: false }).backward(cts);
-        };
-        return { outs, backward };
-      },
+      vjp: (primals, eager) => recomputingVjp(fn, fn, primals, eager),
     };
     const outs = bindCall(rule, leaves);
     return treeUnflatten(box.outDef!, outs);

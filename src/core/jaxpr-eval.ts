@@ -34,7 +34,8 @@ export function evalFlat(p: Program, args: readonly Tensor[]): Tensor[] {
   return p.outs.map(read);
 }
 
-function evalCall(e: Eqn, ins: readonly Tensor[]): Tensor[] {
+/** Evaluate a call equation (checkpoint, customJvp, customVjp, jit) on its inputs through bindCall. */
+export function evalCall(e: Eqn, ins: readonly Tensor[]): Tensor[] {
   const sub = e.sub!;
   const orig = e.rule!;
   if (orig.name === "checkpoint") {

@@ -55,11 +55,27 @@ export const state = {
   gradEnabled: true,
   /** Opt-in kink check: when set, rules applied at a non-differentiable point are reported here. */
   kinkLog: null as null | KinkReport[],
+  /** Depth of `jit` traces in progress: random number generation is an error inside (it would be frozen). */
+  jitTracing: 0,
 };
 
 export interface KinkReport {
   readonly op: string;
   readonly message: string;
+}
+
+/**
+ * Called where random numbers are drawn on the host (rand, randn, randint, randperm, Dropout): inside a `jit`
+ * trace they would be drawn once and frozen into the compiled program as constants, so that is an error.
+ */
+export function checkNotJitTracing(op: string): void {
+  if (state.jitTracing > 0) {
+    throw new AutodiffError(
+      `${op}: random numbers drawn while jit traces a function would be frozen into the compiled program (the same ` +
+        "numbers at every call); draw them outside and pass them in as an argument (a dropout mask, a noise " +
+        "tensor), or put the model in eval mode",
+    );
+  }
 }
 
 /** Allocate a level for a new transform; `release` must be called when it returns. */

@@ -3,6 +3,7 @@
  * the survivors are scaled by 1 / (1 - p), so the expected output equals the input and eval mode is the
  * identity. The mask is drawn from the global generator (`manualSeed`) or the layer's own `Generator`.
  */
+import { checkNotJitTracing } from "../core/trace.ts";
 import { allocTyped } from "../dtype.ts";
 import { defaultGenerator, type Generator, tensor, zerosLike } from "../ops/creation.ts";
 import type { Tensor } from "../tensor/tensor.ts";
@@ -40,6 +41,7 @@ export class Dropout extends Module {
   forward(x: Tensor): Tensor {
     if (!this.training || this.p === 0) return x;
     if (this.p === 1) return x.mul(zerosLike(x, { dtype: x.dtype === "float64" ? "float64" : "float32" }));
+    checkNotJitTracing("Dropout");
     const g = this.#generator ?? defaultGenerator;
     const keep = 1 - this.p;
     const scale = 1 / keep;

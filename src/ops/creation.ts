@@ -12,6 +12,7 @@
  * truncated toward zero, as PyTorch does; fractional arange bounds for an int32 range are refused.
  */
 import { checkDType, type DType, dtypeOfTyped, type TypedArray } from "../dtype.ts";
+import { checkNotJitTracing } from "../core/trace.ts";
 import { ShapeError } from "../errors.ts";
 import { allocData, fromData } from "../prims/impl.ts";
 import { checkDims, checkShape, fmtShape, MAX_NUMEL, sizeOf } from "../shape.ts";
@@ -341,6 +342,7 @@ function randFill(
 ): Tensor {
   const d = opts?.dtype === undefined ? "float32" : checkDType(opts.dtype, op);
   const s = checkShape(op, shape);
+  checkNotJitTracing(op);
   const g = opts?.generator ?? defaultGenerator;
   const data = allocData(d, s, false, op);
   for (let i = 0; i < data.length; i++) data[i] = f(g);
@@ -380,6 +382,7 @@ export function randperm(n: number, opts?: RandOpts): Tensor {
   if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > 2 ** 31) {
     throw new RangeError(`randperm: n must be an integer from 0 to 2^31 (int32 values), got ${String(n)}`);
   }
+  checkNotJitTracing("randperm");
   const g = opts?.generator ?? defaultGenerator;
   const data = new Int32Array(n);
   for (let i = 0; i < n; i++) data[i] = i;

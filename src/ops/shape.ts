@@ -52,6 +52,7 @@ export function contiguousData(t: Tensor, op = "dataSync"): TypedArray {
     );
   }
   if (c._data === null) {
+    if (c._deleted !== null) throw new AutodiffError(`${op}: this tensor was deleted: ${c._deleted}`);
     throw new AutodiffError(
       `${op}: needs the values of a tensor of shape ${fmtShape(t.shape)} and dtype ${t.dtype}, but the value is ` +
         "abstract under makeJaxpr (a program is being traced from shapes and dtypes only); keep data-dependent " +

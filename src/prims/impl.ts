@@ -6,7 +6,7 @@ import type { View } from "../backend/backend.ts";
 import { getBackend } from "../backend/registry.ts";
 import { type Aval, isZero, type MaybeZero } from "../core/primitive.ts";
 import { allocTyped, bytesPerElement, type DType, type TypedArray } from "../dtype.ts";
-import { AllocationError, internal } from "../errors.ts";
+import { AllocationError, AutodiffError, internal } from "../errors.ts";
 import { contiguousStrides, fmtShape, sizeOf } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
@@ -14,8 +14,26 @@ export { getBackend };
 
 /** The backend view of a concrete tensor. */
 export function viewOf(t: Tensor): View {
-  if (t._data === null) throw internal(`kernel input is not concrete (shape [${t.shape}])`);
+  if (t._data === null) {
+    if (t._deleted !== null) throw new AutodiffError(`this tensor was deleted: ${t._deleted}`);
+    throw internal(`kernel input is not concrete (shape [${t.shape}])`);
+  }
   return { data: t._data, shape: t.shape, strides: t._strides, offset: t._offset };
+}
+
+/** Where a compiled program's executor serves output storage from (memory planning, core/jit-exec.ts). */
+export interface OutArena {
+  /** Storage for `n` elements of `dtype` (zero-filled if `zeroed`), from the arena's pool or fresh. */
+  take(dtype: DType, shape: readonly number[], n: number, zeroed: boolean): TypedArray;
+}
+
+let outArena: OutArena | null = null;
+
+/** Install (or, with null, remove) the arena `allocOut` serves from; returns the previous one. */
+export function setOutArena(a: OutArena | null): OutArena | null {
+  const prev = outArena;
+  outArena = a;
+  return prev;
 }
 
 /**
@@ -23,7 +41,11 @@ export function viewOf(t: Tensor): View {
  * element) unless `zeroed`.
  */
 export function allocOut(av: Aval, zeroed = false): Tensor {
-  const data = allocData(av.dtype, av.shape, !zeroed);
+  const arena = outArena;
+  const data =
+    arena === null
+      ? allocData(av.dtype, av.shape, !zeroed)
+      : arena.take(av.dtype, av.shape, sizeOf(av.shape), zeroed);
   return Tensor._concrete(data, av.shape, av.dtype, contiguousStrides(av.shape));
 }
 

@@ -54,6 +54,8 @@ export class Tensor {
   _requiresGrad = false;
   /** @internal Keep `.grad` on a non-leaf after backward (retainGrad). */
   _retainGrad = false;
+  /** @internal Why the storage is gone (a tensor donated to a jitted function); null for a live tensor. */
+  _deleted: string | null = null;
   /** Accumulated gradient after `backward()` (leaves with requiresGrad, or non-leaves with retainGrad). */
   grad: Tensor | null = null;
 

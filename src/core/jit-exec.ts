@@ -1,0 +1,325 @@
+/**
+ * The executor of compiled programs: a flat list of steps over numbered slots, run without tracing, dispatch,
+ * argument checks or broadcasting (all settled when the program was traced), and with planned memory.
+ *
+ * Each step calls a primitive's `impl` directly with the equation's params and its output aval. Slots are freed
+ * at their last use. Memory: while a step runs, `allocOut` (src/prims/impl.ts) takes its storage from the
+ * executor's arena, which serves a buffer of exactly that dtype and length from a pool when one is free. A buffer
+ * returns to the pool when no live slot refers to it any more (views count: a reshape of an intermediate keeps
+ * its storage alive), so within one call storage is reused as soon as its last reader has run, and across calls
+ * a steady-state call allocates only its outputs. Only storage the arena itself handed out (or a donated input's)
+ * is ever recycled; inputs, constants and anything a call equation produced are never touched.
+ */
+import { BINARY_OPS, UNARY_OPS } from "../backend/backend.ts";
+import type { DType, TypedArray } from "../dtype.ts";
+import { AllocationError } from "../errors.ts";
+import { allocData, type OutArena, setOutArena } from "../prims/impl.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { evalCall } from "./jaxpr-eval.ts";
+import { type Eqn, Literal, type Program, type Var } from "./jaxpr.ts";
+import type { Primitive } from "./primitive.ts";
+
+/**
+ * Primitives whose kernel reads element i of each operand and writes element i of the output, once: an operand
+ * of the output's exact layout that dies at this step can lend its storage to the output (an in-place update).
+ */
+const POINTWISE = new Set<string>([...UNARY_OPS, ...BINARY_OPS, "where"]);
+
+interface Step {
+  readonly eqn: Eqn;
+  readonly prim: Primitive<unknown> | null;
+  readonly ins: readonly number[];
+  readonly outs: readonly number[];
+  /** Slots whose last reader is this step (freed after it runs); includes unused outputs. */
+  readonly free: readonly number[];
+  /** The argument array handed to `impl`, refilled at every run. */
+  readonly args: Tensor[];
+  /** Argument positions whose storage the output may take (pointwise, same aval, last read here). */
+  readonly lend: readonly number[];
+}
+
+/** Storage served by the arena, keyed by dtype and length. */
+class Pool {
+  private readonly free = new Map<string, TypedArray[]>();
+  /** Bytes currently held in the pool. */
+  bytes = 0;
+  /** Buffers allocated fresh by the arena over the executor's lifetime (a test's measure of reuse). */
+  allocations = 0;
+  take(dtype: DType, n: number): TypedArray | null {
+    const list = this.free.get(`${dtype}:${n}`);
+    const b = list?.pop();
+    if (b === undefined) return null;
+    this.bytes -= b.byteLength;
+    return b;
+  }
+  put(dtype: DType, b: TypedArray): void {
+    const key = `${dtype}:${b.length}`;
+    let list = this.free.get(key);
+    if (list === undefined) {
+      list = [];
+      this.free.set(key, list);
+    }
+    list.push(b);
+    this.bytes += b.byteLength;
+  }
+}
+
+/** What the arena handed out during one step, and the dtype of each buffer it owns. */
+class Arena implements OutArena {
+  /** dtype of every buffer handed out during this run (owned: may be recycled when its readers are gone). */
+  readonly owned = new Map<TypedArray, DType>();
+  /** Buffers handed out during the current step. */
+  stepBufs: TypedArray[] = [];
+  constructor(private readonly pool: Pool) {}
+  /** Storage an operand dying at this step lends to the output; served first, if it fits. */
+  lent: TypedArray | null = null;
+  take(dtype: DType, shape: readonly number[], n: number, zeroed: boolean): TypedArray {
+    const l = this.lent;
+    if (l !== null && !zeroed && l.length === n && this.owned.get(l) === dtype) {
+      this.lent = null;
+      this.stepBufs.push(l);
+      return l;
+    }
+    let b = this.pool.take(dtype, n);
+    if (b === null) {
+      b = allocData(dtype, shape, !zeroed);
+      this.pool.allocations++;
+    } else if (zeroed) {
+      b.fill(0);
+    }
+    this.owned.set(b, dtype);
+    this.stepBufs.push(b);
+    return b;
+  }
+}
+
+/** A program compiled to steps; `run` may be called any number of times (not re-entrantly on one thread). */
+export class Executor {
+  private readonly steps: Step[] = [];
+  private readonly inSlots: number[];
+  private readonly outSlots: readonly (number | Tensor)[];
+  /** Slots holding constants and literals, filled once per run. */
+  private readonly fixed: [number, Tensor][] = [];
+  readonly pool = new Pool();
+  /** True while `run` runs (a re-entrant call, from a custom rule calling the same jitted function, evaluates). */
+  busy = false;
+  private readonly arena = new Arena(this.pool);
+  private readonly refs = new Map<TypedArray, number>();
+  private readonly slots: (Tensor | undefined)[];
+
+  constructor(readonly program: Program) {
+    const slotOf = new Map<Var, number>();
+    let n = 0;
+    const slot = (v: Var): number => {
+      let s = slotOf.get(v);
+      if (s === undefined) {
+        s = n++;
+        slotOf.set(v, s);
+      }
+      return s;
+    };
+    program.constvars.forEach((v, i) => {
+      this.fixed.push([slot(v), program.consts[i]]);
+    });
+    this.inSlots = program.invars.map(slot);
+    const lits = new Map<Literal, number>();
+    const atomSlot = (a: Var | Literal): number => {
+      if (!(a instanceof Literal)) return slot(a);
+      let s = lits.get(a);
+      if (s === undefined) {
+        s = n++;
+        lits.set(a, s);
+        this.fixed.push([s, a.value]);
+      }
+      return s;
+    };
+    const raw = program.eqns.map((e) => ({
+      eqn: e,
+      prim: e.prim,
+      ins: e.inputs.map(atomSlot),
+      outs: e.outputs.map(slot),
+    }));
+    this.outSlots = program.outs.map((o) => (o instanceof Literal ? o.value : slot(o)));
+    this.slots = new Array(n);
+    // last use of every slot; outputs, inputs and fixed slots are never freed
+    const keep = new Set<number>([...this.inSlots, ...this.fixed.map(([s]) => s)]);
+    for (const o of this.outSlots) if (typeof o === "number") keep.add(o);
+    const last = new Map<number, number>();
+    raw.forEach((r, i) => {
+      for (const s of r.ins) last.set(s, i);
+      for (const s of r.outs) if (!last.has(s)) last.set(s, i); // unused outputs die at once
+    });
+    const freeAt: number[][] = raw.map(() => []);
+    for (const [s, i] of last) if (!keep.has(s)) freeAt[i].push(s);
+    raw.forEach((r, i) => {
+      const out = r.eqn.outputs[0];
+      const lend: number[] = [];
+      if (r.prim !== null && POINTWISE.has(r.eqn.name)) {
+        r.eqn.inputs.forEach((a, k) => {
+          const s = r.ins[k];
+          // dies here: an intermediate freed after this step, or an input (lends only if donated, see run)
+          const dies = freeAt[i].includes(s) || (this.inSlots.includes(s) && last.get(s) === i);
+          const once = r.ins.indexOf(s) === k && r.ins.lastIndexOf(s) === k;
+          if (
+            dies &&
+            once &&
+            !(a instanceof Literal) &&
+            a.dtype === out.dtype &&
+            sameShape(a.shape, out.shape)
+          ) {
+            lend.push(k);
+          }
+        });
+      }
+      this.steps.push({ ...r, free: freeAt[i], args: new Array(r.ins.length), lend });
+    });
+  }
+
+  /**
+   * Run on concrete inputs. Buffers of `donated` inputs may be reused for intermediates and outputs once their
+   * last reader has run.
+   */
+  run(inputs: readonly Tensor[], donated: ReadonlySet<number> | null = null): Tensor[] {
+    if (this.busy) throw new Error("internal: a jit executor was re-entered");
+    this.busy = true;
+    const slots = this.slots;
+    for (const [s, t] of this.fixed) slots[s] = t;
+    for (let i = 0; i < this.inSlots.length; i++) slots[this.inSlots[i]] = inputs[i];
+    const arena = this.arena;
+    arena.owned.clear();
+    const refs = this.refs;
+    refs.clear();
+    // donated inputs whose storage is theirs alone become owned: one reference held by their input slot,
+    // dropped after their last reader (below), so the buffer is recycled once nothing reads it any more
+    const donatedLast = donated === null ? null : this.donatedLastUse(donated);
+    if (donatedLast !== null) {
+      for (const [i, at] of donatedLast) {
+        const t = inputs[i];
+        const shared =
+          inputs.some((u, j) => j !== i && u._data === t._data) ||
+          this.fixed.some(([, c]) => c._data === t._data);
+        if (t._data === null || t._offset !== 0 || t._data.length !== t.size || shared) {
+          donatedLast.delete(i);
+          continue;
+        }
+        arena.owned.set(t._data, t.dtype);
+        this.retain(t);
+        if (at === -1) {
+          this.release(t);
+          donatedLast.delete(i);
+        }
+      }
+    }
+    const prev = setOutArena(arena);
+    try {
+      for (let si = 0; si < this.steps.length; si++) {
+        const step = this.steps[si];
+        const ins = step.args;
+        for (let k = 0; k < ins.length; k++) ins[k] = slots[step.ins[k]]!;
+        if (step.prim !== null) {
+          arena.stepBufs = [];
+          // in place: an operand that dies here, owned by nothing else, lends its storage to the output
+          for (const k of step.lend) {
+            const t = ins[k];
+            const d = t._data;
+            // an input's storage is owned (so counted) only when it was donated and is dying here
+            if (d !== null && this.refs.get(d) === 1 && t._offset === 0 && d.length === t.size) {
+              const inputIdx = this.inSlots.indexOf(step.ins[k]);
+              if (inputIdx >= 0 && donatedLast?.get(inputIdx) !== si) continue;
+              if (!isContiguousLayout(t)) continue;
+              // its one reference stays with the operand's slot, released after this step as usual
+              arena.lent = d;
+              break;
+            }
+          }
+          let out: Tensor;
+          try {
+            out = step.prim.impl(ins, step.eqn.params, step.eqn.outputs[0]);
+          } catch (e) {
+            if (e instanceof AllocationError && e.op === undefined) {
+              throw new AllocationError(e.message, step.eqn.name, { cause: e.cause });
+            }
+            throw e;
+          }
+          arena.lent = null; // if not taken (the impl made no output of its own), the storage stays the operand's
+          // temporaries the impl took but did not return are dead now
+          for (const b of arena.stepBufs) {
+            if (b !== out._data && !refs.has(b)) this.pool.put(arena.owned.get(b)!, b);
+          }
+          slots[step.outs[0]] = out;
+          this.retain(out);
+        } else {
+          setOutArena(null);
+          const outs = evalCall(step.eqn, ins);
+          setOutArena(arena);
+          for (let i = 0; i < outs.length; i++) slots[step.outs[i]] = outs[i];
+        }
+        for (const s of step.free) {
+          this.release(slots[s]);
+          slots[s] = undefined;
+        }
+        if (donatedLast !== null) {
+          for (const [i, at] of donatedLast) if (at === si) this.release(inputs[i]);
+        }
+      }
+      return this.outSlots.map((o) => (typeof o === "number" ? slots[o]! : o));
+    } finally {
+      setOutArena(prev);
+      slots.fill(undefined);
+      for (const st of this.steps) st.args.fill(undefined as unknown as Tensor);
+      arena.owned.clear();
+      refs.clear();
+      this.busy = false;
+    }
+  }
+
+  /** One more live slot refers to `t`'s storage (counted only for storage the arena owns). */
+  private retain(t: Tensor): void {
+    const d = t._data;
+    if (d !== null && this.arena.owned.has(d)) this.refs.set(d, (this.refs.get(d) ?? 0) + 1);
+  }
+
+  /** A slot referring to `t`'s storage died: at the last one, owned storage returns to the pool. */
+  private release(t: Tensor | undefined): void {
+    const d = t?._data;
+    if (d === null || d === undefined) return;
+    const r = this.refs.get(d);
+    if (r === undefined) return;
+    if (r > 1) {
+      this.refs.set(d, r - 1);
+    } else {
+      this.refs.delete(d);
+      this.pool.put(this.arena.owned.get(d)!, d);
+    }
+  }
+
+  /** For each donated input (by index) not returned as an output: the step that reads it last, or -1. */
+  private donatedLastUse(donated: ReadonlySet<number>): Map<number, number> {
+    const res = new Map<number, number>();
+    const outs = new Set(this.outSlots.filter((o): o is number => typeof o === "number"));
+    for (const i of donated) {
+      const s = this.inSlots[i];
+      if (outs.has(s)) continue; // returned as it is
+      let at = -1;
+      this.steps.forEach((st, k) => {
+        if (st.ins.includes(s)) at = k;
+      });
+      res.set(i, at);
+    }
+    return res;
+  }
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** Row-major contiguous strides (size-1 dims may have any stride). */
+function isContiguousLayout(t: Tensor): boolean {
+  let expect = 1;
+  for (let d = t.shape.length - 1; d >= 0; d--) {
+    if (t.shape[d] !== 1 && t._strides[d] !== expect) return false;
+    expect *= t.shape[d];
+  }
+  return true;
+}

@@ -1,0 +1,281 @@
+/**
+ * `jit`: trace a function once per input signature into a program, simplify it, and run it through a compiled
+ * executor (core/jit-exec.ts) with planned memory.
+ *
+ * A jitted function is a higher-order call (a `CallRule` named "jit"), so every transform composes with it the
+ * way it does with checkpoint: on concrete inputs the executor runs; under vmap, jvp or makeJaxpr the call is
+ * traced through the simplified program (`vmap(jit(f))`, `makeJaxpr(jit(f))` show its equations); under grad/vjp
+ * the program is differentiated (its forward kept for the backward pass); on the eager tape (inputs with
+ * `requiresGrad`) the compiled forward runs and backward recomputes it with recording on, so closed-over
+ * parameters get their `.grad` as in eager code. `jit(grad(f))` compiles the whole gradient program.
+ *
+ * Semantics follow JAX: the function must be pure. Values it closes over are constants of the program: a closed
+ * over tensor is read from its storage at every call (so in-place updates of a parameter are seen), but anything
+ * computed from such values alone is computed once, at trace time; random numbers drawn while tracing would be
+ * frozen into the program, so drawing them is an error. Arguments are pytrees of tensors; numbers at the top
+ * level are traced as float32 scalars, numbers nested in a pytree and `staticArgnums` arguments are part of the
+ * signature (a new value traces again).
+ */
+import { Tensor } from "../tensor/tensor.ts";
+import { type TreeDef, treeUnflatten } from "../tree.ts";
+import { toTensorLeaf, vjpFlat } from "./autodiff.ts";
+import { recomputingVjp } from "./custom.ts";
+import { evalFlat } from "./jaxpr-eval.ts";
+import type { Program } from "./jaxpr.ts";
+import { makeJaxpr } from "./jaxpr-trace.ts";
+import { Executor } from "./jit-exec.ts";
+import { simplifyProgram } from "./jit-simplify.ts";
+import { bindCall, type CallRule, state } from "./trace.ts";
+
+export interface JitOpts {
+  /**
+   * Arguments (by position, negative from the end) that are not traced: their value is part of the signature,
+   * compared by value for numbers, strings, booleans, null and plain arrays/objects of those, by identity for
+   * anything else (a module, a function). Tensors cannot be static.
+   */
+  staticArgnums?: number | readonly number[];
+  /**
+   * Arguments whose tensors' storage the call may reuse for its intermediates and outputs (JAX's
+   * donate_argnums). After the call, donated tensors are deleted: using one is an error.
+   */
+  donateArgnums?: number | readonly number[];
+}
+
+/** A jitted function: call it like f; `lower` shows the compiled program for a signature. */
+export type Jitted<F extends (...args: any[]) => any> = F & {
+  /** The simplified program the executor runs for these arguments (traced now if not cached). */
+  lower(...args: Parameters<F>): Program;
+  /** How many signatures have been traced (each trace is one cache entry). */
+  readonly traceCount: number;
+  /** Drop every compiled signature. */
+  clearCache(): void;
+  /** Fresh buffers the executors allocated so far, and bytes held in their pools (memory planning at work). */
+  memoryStats(): { allocations: number; pooledBytes: number };
+};
+
+interface Entry {
+  readonly program: Program;
+  readonly exec: Executor;
+  /** Indices, among the flat input leaves, of the tensors of donated arguments. */
+  readonly donatedLeaves: ReadonlySet<number> | null;
+  readonly rule: CallRule;
+}
+
+function argnums(what: string, v: number | readonly number[] | undefined): number[] {
+  if (v === undefined) return [];
+  const list = typeof v === "number" ? [v] : [...v];
+  for (const i of list) {
+    if (!Number.isInteger(i)) throw new TypeError(`jit: ${what} must be integers, got ${String(i)}`);
+  }
+  return list;
+}
+
+/** Resolve negative positions against the call's argument count. */
+function resolve(what: string, list: readonly number[], n: number): Set<number> {
+  const out = new Set<number>();
+  for (const i of list) {
+    const k = i < 0 ? i + n : i;
+    if (k < 0 || k >= n) {
+      throw new RangeError(`jit: ${what} entry ${i} is out of range for a call with ${n} arguments`);
+    }
+    out.add(k);
+  }
+  return out;
+}
+
+const objectIds = new WeakMap<object, number>();
+let nextObjectId = 0;
+
+/** The signature key of a static argument's value. */
+function staticKey(v: unknown, pos: number): string {
+  if (v instanceof Tensor) {
+    throw new TypeError(
+      `jit: static argument ${pos} is a Tensor; tensors cannot be static (their values are not part of a ` +
+        "signature): pass it as an ordinary argument",
+    );
+  }
+  if (v === null || v === undefined) return String(v);
+  const t = typeof v;
+  if (t === "number" || t === "boolean" || t === "bigint") return `${t}:${String(v)}`;
+  if (t === "string") return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map((x) => staticKey(x, pos)).join(",")}]`;
+  if (t === "object" && Object.getPrototypeOf(v) === Object.prototype) {
+    return `{${Object.entries(v as object)
+      .map(([k, x]) => `${JSON.stringify(k)}:${staticKey(x, pos)}`)
+      .join(",")}}`;
+  }
+  let id = objectIds.get(v as object);
+  if (id === undefined) {
+    id = nextObjectId++;
+    objectIds.set(v as object, id);
+  }
+  return `@${id}`;
+}
+
+/** Flatten a dynamic argument into `leaves` (as treeFlatten does) and return its signature: structure, avals. */
+function signature(x: unknown, leaves: Tensor[]): string {
+  if (x instanceof Tensor) {
+    leaves.push(x);
+    return x.shape.length === 0 ? x.dtype : `${x.dtype}[${x.shape.join(",")}]`;
+  }
+  if (Array.isArray(x)) {
+    let s = "[";
+    for (const e of x) s += `${signature(e, leaves)},`;
+    return `${s}]`;
+  }
+  if (x !== null && typeof x === "object") {
+    const proto = Object.getPrototypeOf(x);
+    if (proto === Object.prototype || proto === null) {
+      let s = "{";
+      for (const k of Object.keys(x))
+        s += `${JSON.stringify(k)}:${signature((x as Record<string, unknown>)[k], leaves)},`;
+      return `${s}}`;
+    }
+  }
+  return staticKey(x, -1);
+}
+
+/**
+ * Compile `f`: the first call with a new signature (the structure, shapes and dtypes of the arguments, and the
+ * values of static ones) traces f into a program, simplifies it (nested jit inlined, identities, common
+ * subexpressions and dead code removed) and builds its executor; later calls with that signature run the
+ * executor directly: no per-op dispatch, and intermediate storage reused from a pool.
+ *
+ * @example
+ * ```ts
+ * const step = jit((p: Params, x: Tensor, y: Tensor) => {
+ *   const g = grad(loss)(p, x, y);
+ *   return p.map((w, i) => w.sub(g[i].mul(0.1)));
+ * }, { donateArgnums: 0 });
+ * params = step(params, x, y);
+ * ```
+ */
+export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {}): Jitted<F> {
+  if (typeof f !== "function") throw new TypeError("jit: expected a function");
+  const statics = argnums("staticArgnums", opts.staticArgnums);
+  const donates = argnums("donateArgnums", opts.donateArgnums);
+  const cache = new Map<string, Entry>();
+  let traces = 0;
+  let allocationsOfCleared = 0;
+
+  // the argument positions of the last call's arity, resolved once per arity
+  let lastArity = -1;
+  let st = new Set<number>();
+  let dn = new Set<number>();
+
+  /** Split a call's arguments: the signature key, the dynamic arguments (statics replaced by null), leaves. */
+  const prepare = (args: unknown[]) => {
+    const n = args.length;
+    if (n !== lastArity) {
+      st = resolve("staticArgnums", statics, n);
+      dn = resolve("donateArgnums", donates, n);
+      for (const i of dn) {
+        if (st.has(i)) throw new TypeError(`jit: argument ${i} is both static and donated`);
+      }
+      lastArity = n;
+    }
+    const dyn: unknown[] = new Array(n);
+    const leaves: Tensor[] = [];
+    let key = `${n}`;
+    let donatedLeaves: Set<number> | null = null;
+    for (let i = 0; i < n; i++) {
+      const a = args[i];
+      if (st.has(i)) {
+        dyn[i] = null;
+        key += `|s${staticKey(a, i)}`;
+        continue;
+      }
+      const d = toTensorLeaf(a);
+      dyn[i] = d;
+      const first = leaves.length;
+      key += `|${signature(d, leaves)}`;
+      if (dn.has(i)) {
+        donatedLeaves ??= new Set();
+        for (let j = first; j < leaves.length; j++) donatedLeaves.add(j);
+      }
+    }
+    return { st, dyn, leaves, key, donatedLeaves };
+  };
+
+  const compile = (args: unknown[], p: ReturnType<typeof prepare>): Entry => {
+    const { st, dyn } = p;
+    const call = (...dynArgs: unknown[]) => f(...args.map((a, i) => (st.has(i) ? a : dynArgs[i])));
+    state.jitTracing++;
+    let raw: Program;
+    try {
+      raw = makeJaxpr(call)(...dyn);
+    } finally {
+      state.jitTracing--;
+    }
+    traces++;
+    const program = simplifyProgram(raw);
+    const exec = new Executor(program);
+    const flat = (xs: readonly Tensor[]) => evalFlat(program, xs);
+    const donatedLeaves = p.donatedLeaves;
+    const rule: CallRule = {
+      name: "jit",
+      fn: (xs) => {
+        if (exec.busy) return flat(xs);
+        for (const x of xs) if (x._trace !== null || x._data === null) return flat(xs);
+        return exec.run(xs, donatedLeaves);
+      },
+      vjp: (primals, eager) => {
+        if (eager)
+          return recomputingVjp(flat, (xs) => (exec.busy ? flat(xs) : exec.run(xs, null)), primals, true);
+        return vjpFlat(flat, primals);
+      },
+    };
+    return { program, exec, donatedLeaves, rule };
+  };
+
+  const entryFor = (args: unknown[]) => {
+    const p = prepare(args);
+    let e = cache.get(p.key);
+    if (e === undefined) {
+      e = compile(args, p);
+      cache.set(p.key, e);
+    }
+    return { e, p };
+  };
+
+  const jitted = (...args: unknown[]) => {
+    const { e, p } = entryFor(args);
+    const outs = bindCall(e.rule, p.leaves);
+    if (e.donatedLeaves !== null) deleteDonated(p.leaves, e.donatedLeaves, outs);
+    return treeUnflatten(e.program.outTree as TreeDef, outs);
+  };
+  Object.defineProperty(jitted, "traceCount", { get: () => traces });
+  Object.defineProperty(jitted, "name", { value: `jit(${f.name || "anonymous"})` });
+  return Object.assign(jitted, {
+    lower: (...args: unknown[]) => entryFor(args).e.program,
+    clearCache: () => {
+      for (const e of cache.values()) allocationsOfCleared += e.exec.pool.allocations;
+      cache.clear();
+    },
+    memoryStats: () => {
+      let allocations = allocationsOfCleared;
+      let pooledBytes = 0;
+      for (const e of cache.values()) {
+        allocations += e.exec.pool.allocations;
+        pooledBytes += e.exec.pool.bytes;
+      }
+      return { allocations, pooledBytes };
+    },
+  }) as unknown as Jitted<F>;
+}
+
+/** Delete the donated input tensors after a call (their storage may now hold results), except any returned. */
+function deleteDonated(
+  leaves: readonly Tensor[],
+  donated: ReadonlySet<number>,
+  outs: readonly Tensor[],
+): void {
+  const returned = new Set(outs);
+  for (const i of donated) {
+    const t = leaves[i];
+    if (returned.has(t) || t._trace !== null || t._data === null) continue;
+    t._deleted =
+      "it was donated to a jitted function (donateArgnums), whose call may have reused its storage";
+    t._data = null;
+  }
+}
