@@ -31,6 +31,13 @@ export const FRAMEWORKS: readonly FrameworkSpec[] = [
     singleThread: true,
   },
   {
+    id: "cr-native-jit-1t",
+    label: "chainrule native jit 1 thread",
+    kind: "chainrule",
+    variant: "native-1t-jit",
+    singleThread: true,
+  },
+  {
     id: "cr-native-all",
     label: `chainrule native ${ALL} threads`,
     kind: "chainrule",

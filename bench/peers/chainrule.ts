@@ -11,8 +11,17 @@ import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Backend } from "../../src/backend/backend.ts";
 import { listBackends, loadBackend, setBackend } from "../../src/backend/registry.ts";
-import { arange, grad, jvp, noGrad, type Tensor, tensor, vmap } from "../../src/index.ts";
-import { Conv2d, crossEntropy, Flatten, Linear, MaxPool2d, ReLU, Sequential } from "../../src/nn/index.ts";
+import { arange, grad, jit, jvp, noGrad, type Tensor, tensor, vmap } from "../../src/index.ts";
+import {
+  Conv2d,
+  crossEntropy,
+  Flatten,
+  functionalCall,
+  Linear,
+  MaxPool2d,
+  ReLU,
+  Sequential,
+} from "../../src/nn/index.ts";
 import { Adam } from "../../src/optim/index.ts";
 import type { Step } from "../harness.ts";
 import type { CnnData, E2EData, E2EResult, LinearInit, MlpData } from "../workloads.ts";
@@ -21,7 +30,7 @@ import type { AdapterOpts, Created, Peer, Skip } from "./types.ts";
 type Loaded = { backend: Backend } | { error: string };
 
 /** The backend variants this adapter runs. */
-export type ChainruleVariant = "js" | "wasm-1t" | "wasm-all" | "native-1t" | "native-all";
+export type ChainruleVariant = "js" | "wasm-1t" | "wasm-all" | "native-1t" | "native-all" | "native-1t-jit";
 
 async function importBackendModule(kind: "native" | "wasm"): Promise<Record<string, unknown> | string> {
   const url = new URL(`../../src/backend/${kind}/index.ts`, import.meta.url);
@@ -108,8 +117,52 @@ function mlpParams(d: MlpData): MlpParams {
   return d.layers.map((l) => ({ w: tensor(l.w, { shape: [l.out, l.in] }), b: tensor(l.b) }));
 }
 
+type Dict = Record<string, Tensor>;
+
+/**
+ * A jitted functional training step of `model` with Adam in PyTorch's form, whose parameters and moments are
+ * pytrees passed in and returned (donated, so the update is written over them): one compiled program for the
+ * forward pass, cross-entropy (against one-hot targets, the same mean loss as crossEntropy), the backward pass and
+ * the update. `a` = lr / (1 - b1^t) and `c` = 1 / sqrt(1 - b2^t) are arguments, so the step traces once.
+ */
+function jitAdamStep(model: Sequential, x: Tensor, y: Int32Array, classes: number): () => number {
+  const y1h = tensor(y, { dtype: "int32" })
+    .unsqueeze(1)
+    .eq(arange(classes, undefined, 1, { dtype: "int32" }))
+    .to("float32");
+  const loss = (p: Dict) => functionalCall(model, p, x).logSoftmax(-1).mul(y1h).sum().neg().div(y.length);
+  const [b1, b2, eps] = [0.9, 0.999, 1e-8];
+  const step = jit(
+    (p: Dict, m: Dict, v: Dict, a: Tensor, c: Tensor) => {
+      const l = loss(p);
+      const g = grad(loss)(p) as Dict;
+      const p2: Dict = {};
+      const m2: Dict = {};
+      const v2: Dict = {};
+      for (const k of Object.keys(p)) {
+        m2[k] = m[k].mul(b1).add(g[k].mul(1 - b1));
+        v2[k] = v[k].mul(b2).add(g[k].square().mul(1 - b2));
+        p2[k] = p[k].sub(m2[k].mul(a).div(v2[k].sqrt().mul(c).add(eps)));
+      }
+      return [l, p2, m2, v2] as const;
+    },
+    { donateArgnums: [0, 1, 2] },
+  );
+  let p: Dict = Object.fromEntries(model.namedParameters().map(([n, t]) => [n, t.detach().clone()]));
+  let m: Dict = Object.fromEntries(Object.entries(p).map(([n, t]) => [n, t.mul(0)]));
+  let v: Dict = Object.fromEntries(Object.entries(p).map(([n, t]) => [n, t.mul(0)]));
+  let t = 0;
+  return () => {
+    t++;
+    const r = step(p, m, v, tensor(1e-3 / (1 - b1 ** t)), tensor(1 / Math.sqrt(1 - b2 ** t)));
+    [, p, m, v] = r;
+    return r[0].item();
+  };
+}
+
 function makePeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
   const isJs = variant === "js";
+  const useJit = variant.endsWith("-jit");
   return {
     sgemm(n: number, a: Float32Array, b: Float32Array): Step | Skip {
       if (isJs && n >= 1024 && !opts.full)
@@ -120,6 +173,7 @@ function makePeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
     },
     mlpStep(d: MlpData): Step {
       const model = mlp(d.layers);
+      if (useJit) return jitAdamStep(model, tensor(d.x, { shape: [d.batch, 784] }), d.y, 10);
       const opt = new Adam(model.parameters(), { lr: 1e-3 });
       const x = tensor(d.x, { shape: [d.batch, 784] });
       const y = tensor(d.y, { dtype: "int32" });
@@ -146,6 +200,7 @@ function makePeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
         new ReLU(),
         linear(d.f2),
       );
+      if (useJit) return jitAdamStep(model, tensor(d.x, { shape: [d.batch, 1, 28, 28] }), d.y, 10);
       const opt = new Adam(model.parameters(), { lr: 1e-3 });
       const x = tensor(d.x, { shape: [d.batch, 1, 28, 28] });
       const y = tensor(d.y, { dtype: "int32" });
@@ -180,6 +235,15 @@ function makePeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
       };
     },
     dispatchGrad(k: number): Step {
+      if (useJit) {
+        const g = jit(grad((a: Tensor, b: Tensor, c: Tensor) => a.mul(b).add(c), { argnums: [0, 1, 2] }));
+        const [a, b, c] = [tensor(2), tensor(3), tensor(1)];
+        return () => {
+          let r: Tensor[] = [];
+          for (let i = 0; i < k; i++) r = g(a, b, c) as Tensor[];
+          return r[0].item();
+        };
+      }
       const x = tensor(2, { requiresGrad: true });
       const y = tensor(3, { requiresGrad: true });
       const z = tensor(1, { requiresGrad: true });
@@ -229,13 +293,17 @@ function makePeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
   };
 }
 
+function useJitVariant(v: ChainruleVariant): boolean {
+  return v.endsWith("-jit");
+}
+
 /** Select the backend for `variant` (in this process, once) and return the chainrule peer. */
 export async function create(variant: ChainruleVariant, opts: AdapterOpts): Promise<Created> {
   const notes: string[] = [];
   let label = `chainrule ${variant}`;
   if (variant !== "js") {
     const kind = variant.startsWith("wasm") ? "wasm" : "native";
-    const want = variant.endsWith("-1t") ? 1 : cpus().length;
+    const want = variant.includes("-1t") ? 1 : cpus().length;
     const { loaded, mod } = await loadKind(kind, kind === "wasm" ? { threads: want } : undefined);
     if ("error" in loaded) return { unavailable: loaded.error };
     setBackend(loaded.backend);
@@ -247,7 +315,7 @@ export async function create(variant: ChainruleVariant, opts: AdapterOpts): Prom
       const setN = mod?.setNumThreads;
       if (typeof setN === "function") {
         (setN as (n: number) => void)(want);
-        label = `chainrule native ${want === 1 ? "1 thread" : `${want} threads`}`;
+        label = `chainrule native${useJitVariant(variant) ? " jit" : ""} ${want === 1 ? "1 thread" : `${want} threads`}`;
         const info = mod?.nativeInfo;
         if (typeof info === "function") {
           const { threads, isa } = (info as () => { threads: number; isa: string })();
