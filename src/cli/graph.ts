@@ -1,13 +1,18 @@
 /**
  * `chainrule graph`: draw a model's training step (forward pass and cross-entropy loss; with `--backward` also the
- * adjoint equations of the gradient with respect to the parameters) as SVG or Graphviz DOT.
+ * adjoint equations of the gradient with respect to the parameters) as SVG, Graphviz DOT, or an interactive HTML
+ * page.
  *
  * Each module call is a labelled box; modules nested deeper than `--depth` are folded into one box (edges labelled
  * with the shapes entering and leaving it), `--expand 4,4.conv1` opens chosen ones, and `--depth 0` folds the whole
  * network. The model is built as `chainrule train` builds it (seeded), on a small random batch: the structure does
  * not depend on the batch size, and only small values (the loss) are printed on the picture.
  *
- * The output file is checked before anything is traced (extension .svg or .dot; an existing path must be a
+ * An .html output is one self-contained page (`graphHtml`): it holds both the forward graph and the one with the
+ * backward pass (a toggle switches; `--backward` picks the first shown), and module boxes open and fold on click
+ * starting from the `--depth`/`--expand` view.
+ *
+ * The output file is checked before anything is traced (extension .svg, .dot or .html; an existing path must be a
  * regular file) and written atomically (`writeFileAtomic`: a temporary file renamed over the target, so a
  * symlink or a concurrent reader never sees half a file).
  */
@@ -15,6 +20,7 @@ import { lstatSync, mkdirSync } from "node:fs";
 import { dirname, extname, resolve } from "node:path";
 import { manualSeed, randn, tensor } from "../ops/creation.ts";
 import { writeFileAtomic } from "../io/files-node.ts";
+import { graphHtml } from "../viz/graph-html.ts";
 import { trainingStepGraph } from "../viz/graph-model.ts";
 import { ConfigError, DEFAULTS } from "./args.ts";
 import { buildModel, MODEL_NAMES, type ModelName } from "./models.ts";
@@ -22,7 +28,7 @@ import { buildModel, MODEL_NAMES, type ModelName } from "./models.ts";
 /** What `chainrule graph` takes. */
 export interface GraphCommandOptions {
   model: string;
-  /** Output file, .svg or .dot. */
+  /** Output file, .svg, .dot or .html (an interactive page). */
   out: string;
   backward?: boolean;
   /** Module boxes nested deeper than this are folded (default 1: the network's layers are boxes). */
@@ -40,10 +46,10 @@ export interface GraphCommandOptions {
 }
 
 /** The output formats, by file extension. */
-export const GRAPH_FORMATS = [".svg", ".dot"] as const;
+export const GRAPH_FORMATS = [".svg", ".dot", ".html"] as const;
 
 /** Check the output path before any work: a known extension, and not a directory, device or FIFO. */
-export function checkGraphOut(out: string): "svg" | "dot" {
+export function checkGraphOut(out: string): "svg" | "dot" | "html" {
   if (typeof out !== "string" || out.trim() === "")
     throw new ConfigError("--out: expected a file name such as graph.svg");
   const ext = extname(out).toLowerCase();
@@ -68,7 +74,7 @@ export function checkGraphOut(out: string): "svg" | "dot" {
         : "not a regular file";
     throw new ConfigError(`--out: ${out} is ${kind}; expected a file name such as graph.svg`);
   }
-  return ext === ".svg" ? "svg" : "dot";
+  return ext === ".svg" ? "svg" : ext === ".dot" ? "dot" : "html";
 }
 
 /**
@@ -121,14 +127,26 @@ export async function runGraph(
     Array.from({ length: batch }, (_, i) => i % 10),
     { dtype: "int32" },
   );
-  const g = trainingStepGraph(net, x, y, {
-    backward: opts.backward === true,
-    depth,
-    expand: opts.expand,
-    rankdir: opts.rankdir ?? "TB",
-    title: `${name} training step${opts.backward === true ? " (forward, loss and backward)" : " (forward and loss)"}`,
-  });
-  const text = format === "svg" ? await g.svg() : g.dot;
+  const step = (backward: boolean) =>
+    trainingStepGraph(net, x, y, {
+      backward,
+      depth,
+      expand: opts.expand,
+      rankdir: opts.rankdir ?? "TB",
+      title: `${name} training step${backward ? " (forward, loss and backward)" : " (forward and loss)"}`,
+    });
+  const g = step(opts.backward === true);
+  let text: string;
+  if (format === "html") {
+    // the page offers both pictures: the other one is traced too
+    const other = step(opts.backward !== true);
+    const [fwd, bwd] = opts.backward === true ? [other, g] : [g, other];
+    text = await graphHtml(fwd, {
+      backward: bwd,
+      showBackward: opts.backward === true,
+      title: `${name} training step`,
+    });
+  } else text = format === "svg" ? await g.svg() : g.dot;
   const path = resolve(opts.out);
   mkdirSync(dirname(path), { recursive: true });
   writeFileAtomic(path, text);

@@ -250,10 +250,13 @@ function evalCommand(io: Required<MainIO>, done: (code: number) => void): Comman
 function graphCommand(io: Required<MainIO>, done: (code: number) => void): Command {
   return new Command("graph")
     .description(
-      "draw a model's training step (forward, loss, and with --backward the gradient) as SVG or DOT",
+      "draw a model's training step (forward, loss, and with --backward the gradient) as SVG, DOT or an interactive HTML page",
     )
     .addOption(new Option("--model <name>", "architecture").choices(MODEL_NAMES).default(DEFAULTS.model))
-    .requiredOption("--out <file>", "output file: .svg (laid out by Graphviz) or .dot")
+    .requiredOption(
+      "--out <file>",
+      "output file: .svg (laid out by Graphviz), .dot, or .html (one page; click module boxes to open them)",
+    )
     .addOption(new Option("--backward", "also draw the backward pass (adjoint equations of the gradient)"))
     .addOption(
       new Option("--depth <n>", "fold modules nested deeper than n into one box (0: the whole network)")

@@ -122,6 +122,11 @@ export class Graph {
     this.edgeAdjoints = edges;
   }
 
+  /** The view it is drawn with by default (sweep, depth, expand/collapse, title, layout); a copy. */
+  get view(): DotView {
+    return { ...this.#view };
+  }
+
   /** Graphviz DOT text of the picture. */
   get dot(): string {
     return toDot(this.data, this.#view);
