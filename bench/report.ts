@@ -99,6 +99,14 @@ function speedRatio(c: CaseSpec, a: number, b: number): number {
   return c.higherIsBetter ? a / b : b / a;
 }
 
+/** The measured float32 FMA peak of one core in GFLOP/s (bench/fma-peak.c), and the core count; null if unknown. */
+let peak: { perCore: number; cores: number } | null = null;
+
+/** Set the peak that GFLOP/s rows are compared with (a "% of peak" column: 1 core, or all for multi-threaded). */
+export function setPeak(p: { perCore: number; cores: number } | null): void {
+  peak = p;
+}
+
 interface Row {
   label: string;
   cells: string[];
@@ -129,7 +137,15 @@ function tableRows(
   const cr1 = best((fw) => fw.chainrule && fw.singleThread);
   const crAll = best((fw) => fw.chainrule);
   const refs = [cr1, crAll === cr1 ? undefined : crAll].filter((x): x is FwInfo => x !== undefined);
-  const head = ["framework", `median ${c.unit}`, "min-max", "cpu/wall", "check"];
+  const withPeak = peak !== null && c.unit === "GFLOP/s";
+  const head = [
+    "framework",
+    `median ${c.unit}`,
+    ...(withPeak ? ["% of peak"] : []),
+    "min-max",
+    "cpu/wall",
+    "check",
+  ];
   if (cr1) head.push("cr 1T / peer");
   if (crAll && crAll !== cr1) head.push("cr best / peer");
   head.push("notes");
@@ -140,15 +156,20 @@ function tableRows(
     const cells: string[] = [];
     let note = "";
     if (f !== undefined) {
+      const ofPeak =
+        peak === null
+          ? ""
+          : `${((100 * f.value) / (peak.perCore * (fw.singleThread ? 1 : peak.cores))).toFixed(0)}%`;
       cells.push(
         fmtNum(f.value),
+        ...(withPeak ? [ofPeak] : []),
         f.lo === f.hi ? "(1 run)" : `${fmtNum(f.lo)}-${fmtNum(f.hi)}`,
         f.cpu,
         f.check,
       );
       note = f.note ?? "";
     } else {
-      cells.push("-", "", "", "");
+      cells.push("-", ...(withPeak ? [""] : []), "", "", "");
       if (fw.unavailable !== undefined) note = `unavailable: ${fw.unavailable}`;
       else if (r !== undefined && "skip" in r) note = `skipped: ${r.skip}`;
       else if (r !== undefined && "error" in r) note = `error: ${r.error}`;
@@ -182,7 +203,9 @@ export function textTable(c: CaseSpec, fws: FwInfo[], results: Map<string, CaseR
   const widths = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
   const line = (r: string[]) =>
     r
-      .map((s, i) => (i === last ? s : i === 0 || i === 4 ? s.padEnd(widths[i]) : s.padStart(widths[i])))
+      .map((s, i) =>
+        i === last ? s : i === 0 || head[i] === "check" ? s.padEnd(widths[i]) : s.padStart(widths[i]),
+      )
       .join("  ")
       .trimEnd();
   return [

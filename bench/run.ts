@@ -24,7 +24,7 @@ import { loadDigits } from "../src/data/digits.ts";
 import { childMain, RECORD_PREFIX } from "./child.ts";
 import { FRAMEWORKS, type FrameworkSpec } from "./frameworks.ts";
 import { FULL_METHOD, QUICK_METHOD, packageVersion } from "./harness.ts";
-import { type CaseResult, type FwInfo, fmtNum, markdownTable, textTable } from "./report.ts";
+import { type CaseResult, type FwInfo, fmtNum, markdownTable, setPeak, textTable } from "./report.ts";
 import { CASES, E2E_EPOCHS, generateInputs, WORKLOADS, type Workload, writeInputs } from "./workloads.ts";
 
 const PYTHON = "/usr/bin/python3";
@@ -119,15 +119,30 @@ function torchStatus(): string | null {
 
 type Rec = { type: string; fw: string; case?: string; [k: string]: unknown };
 
+/**
+ * The core single-threaded variants are pinned to (the last one), or null where `taskset` is missing. Pinning
+ * makes "1 thread" mean one core for every framework: V8's GC and compiler helper threads then count against
+ * chainrule's time instead of running on the other core for free.
+ */
+const PIN_CORE: number | null = (() => {
+  const r = spawnSync("taskset", ["-c", "0", "true"], { encoding: "utf8" });
+  return r.status === 0 ? cpus().length - 1 : null;
+})();
+
+/** The command line of a variant, pinned to one core when it is single-threaded. */
+function pinned(spec: FrameworkSpec, cmd: string, args: string[]): [string, string[]] {
+  if (!spec.singleThread || PIN_CORE === null) return [cmd, args];
+  return ["taskset", ["-c", String(PIN_CORE), cmd, ...args]];
+}
+
 /** Run one variant's process; resolve with its records (a crash or timeout becomes an error record). */
 function runChild(spec: FrameworkSpec, inputs: string, cases: string[], o: Options, onRec: (r: Rec) => void) {
   let proc: ChildProcess;
   const flags = [...(o.quick ? ["--quick"] : []), ...(o.full ? ["--full"] : [])];
   if (spec.kind === "torch") {
     const args = [TORCH_SCRIPT, "--inputs", inputs, "--threads", String(spec.threads ?? 1), "--fw", spec.id];
-    proc = spawn(PYTHON, [...args, "--cases", cases.join(","), ...flags], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const [cmd, argv] = pinned(spec, PYTHON, [...args, "--cases", cases.join(","), ...flags]);
+    proc = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"] });
   } else {
     const args = [
       "--import",
@@ -140,7 +155,8 @@ function runChild(spec: FrameworkSpec, inputs: string, cases: string[], o: Optio
       "--cases",
       cases.join(","),
     ];
-    proc = spawn(process.execPath, [...args, ...flags], { stdio: ["ignore", "pipe", "pipe"] });
+    const [cmd, argv] = pinned(spec, process.execPath, [...args, ...flags]);
+    proc = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"] });
   }
   const timeoutMs = o.quick ? 240_000 : 600_000;
   return new Promise<void>((resolve) => {
@@ -192,6 +208,56 @@ function busyWarning(load: number[]): string | null {
     : null;
 }
 
+/**
+ * The FMA peak of one core (GFLOP/s float32 at the widest vector width the CPU has), measured by compiling and
+ * running bench/fma-peak.c pinned to one core; null where no C compiler or taskset is available.
+ */
+function measurePeak(): { line: string; perCore: number } | null {
+  const src = fileURLToPath(new URL("./fma-peak.c", import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), "cr-peak-"));
+  try {
+    const exe = join(dir, "fma-peak");
+    const cc = spawnSync("cc", ["-O2", src, "-o", exe], { encoding: "utf8" });
+    if (cc.status !== 0) return null;
+    const [cmd, args] = PIN_CORE === null ? [exe, []] : ["taskset", ["-c", String(PIN_CORE), exe]];
+    const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 60_000 });
+    if (r.status !== 0) return null;
+    const widths = Object.fromEntries(
+      r.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.split(" "))
+        .map(([w, g]) => [w, Number(g)]),
+    ) as Record<string, number>;
+    const perCore = Math.max(...Object.values(widths));
+    if (!Number.isFinite(perCore)) return null;
+    const parts = Object.entries(widths).map(([w, g]) => `${w} ${g.toFixed(0)}`);
+    return { line: `measured FMA peak per core (float32 GFLOP/s): ${parts.join(", ")}`, perCore };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The CPU's vendor, family and model (e.g. Zen 4 is AMD family 25 model 17; Zen 5 family 26), and L2/L3 sizes. */
+function cpuIdLine(): string {
+  try {
+    const info = readFileSync("/proc/cpuinfo", "utf8");
+    const get = (k: string) => new RegExp(`^${k}\\s*:\\s*(.*)$`, "m").exec(info)?.[1] ?? "?";
+    const cache = (lvl: string) => {
+      try {
+        return readFileSync(`/sys/devices/system/cpu/cpu0/cache/index${lvl}/size`, "utf8").trim();
+      } catch {
+        return "?";
+      }
+    };
+    return `CPU id: ${get("vendor_id")} family ${get("cpu family")} model ${get("model")}; L2 ${cache("2")}, L3 ${cache("3")}`;
+  } catch {
+    return "CPU id: unknown";
+  }
+}
+
+let peakInfo: { line: string; perCore: number } | null | undefined;
+
 function machineLines(): string[] {
   const c = cpus();
   let flags = "";
@@ -202,8 +268,14 @@ function machineLines(): string[] {
   } catch {
     flags = "unknown";
   }
+  if (peakInfo === undefined) {
+    peakInfo = measurePeak();
+    setPeak(peakInfo === null ? null : { perCore: peakInfo.perCore, cores: c.length });
+  }
   return [
     `CPU: ${c[0]?.model ?? "unknown"}, ${c.length} cores (os.cpus()), SIMD: ${flags}`,
+    cpuIdLine(),
+    peakInfo?.line ?? "measured FMA peak: unavailable (no C compiler or taskset)",
     `memory: ${(totalmem() / 2 ** 30).toFixed(1)} GiB (${(freemem() / 2 ** 30).toFixed(1)} GiB free at start)`,
     `OS: ${process.platform} ${release()}; Node ${process.version}`,
   ];
@@ -361,7 +433,10 @@ function markdown(
       `within ${m.budgetMs} ms; median with min-max. A step whose first call took over ${m.slowMs} ms gets only ` +
       `${m.slowReps} timed call(s), over ${m.verySlowMs} ms ${m.verySlowReps} (noted in the table). cpu/wall is the ` +
       "process CPU time over the timed calls divided by their wall time: about 1 for one busy thread, 2 for two; " +
-      "below 1 means the process waited for a core (other load on the machine).",
+      "below 1 means the process waited for a core (other load on the machine). Single-threaded variants of every " +
+      "framework run pinned to one core (taskset), so helper threads (V8's GC and compiler) count against their " +
+      "time. GFLOP/s rows show the fraction of the measured FMA peak (bench/fma-peak.c: one core for 1-thread " +
+      "variants, all cores otherwise).",
     "- Each timed call ends by reading a value back from the framework (so lazy frameworks finish their work; jax-js " +
       "waits with blockUntilReady).",
     "- Training steps: forward, mean cross-entropy, backward, Adam (lr 1e-3, betas 0.9/0.999, eps 1e-8). chainrule uses " +
