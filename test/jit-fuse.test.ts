@@ -226,7 +226,7 @@ function fusedMatchesOps(b: () => Backend, label: string): void {
 }
 
 fusedMatchesOps(() => jsBackend, "js");
-// fusedMatchesOps(wasm, "wasm");
+fusedMatchesOps(wasm, "wasm");
 
 test("js: the interpreter (no code generation) gives the compiled kernel's bits", () => {
   const rng = new Rng(3);
@@ -422,7 +422,7 @@ function jitSuite(label: string, b: () => Backend): void {
 }
 
 jitSuite("js", () => jsBackend);
-// jitSuite("wasm", wasm);
+jitSuite("wasm", wasm);
 
 test("switching backends switches executors (fusion follows the backend)", () => {
   const prev = getBackend();
