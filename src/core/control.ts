@@ -44,11 +44,12 @@ function checkLeaves(
   got: readonly Aval[],
   path: string,
   expected: string,
+  rule: string,
 ): void {
   const dw = treeDescribe(wantDef);
   const dg = treeDescribe(gotDef);
   if (dw !== dg) {
-    throw new ShapeError(`${op}: ${what} has structure ${dg}, but ${expected} has structure ${dw}`);
+    throw new ShapeError(`${op}: ${what} has structure ${dg}, but ${expected} has structure ${dw}; ${rule}`);
   }
   const paths = leafPaths(wantDef, path);
   want.forEach((w, i) => {
@@ -56,17 +57,20 @@ function checkLeaves(
     if (!shapesEqual(w.shape, g.shape)) {
       throw new ShapeError(
         `${op}: ${what}: leaf ${paths[i]} has shape ${fmtShape(g.shape)}, but ${expected} has shape ` +
-          `${fmtShape(w.shape)} (dtype ${w.dtype}); a carry must keep its shape and dtype at every step`,
+          `${fmtShape(w.shape)} (dtype ${w.dtype}); ${rule}`,
       );
     }
     if (w.dtype !== g.dtype) {
       throw new DTypeError(
         `${op}: ${what}: leaf ${paths[i]} has dtype ${g.dtype}, but ${expected} has dtype ${w.dtype} (shape ` +
-          `${fmtShape(w.shape)}); cast it (.to("${w.dtype}")) so the carry keeps one dtype`,
+          `${fmtShape(w.shape)}); ${rule}`,
       );
     }
   });
 }
+
+const CARRY_RULE =
+  "a carry keeps its structure, shapes and dtypes at every step (cast with .to(dtype) if needed)";
 
 export interface ScanOpts {
   /** The number of steps; required when there are no xs, else it must equal their leading size. */
@@ -124,7 +128,17 @@ export function scan<C, X, Y>(
       throw new ShapeError("scan: the body must return a pair [carry, y] (y may be null)");
     }
     const [cl, cd] = treeFlatten(r[0]);
-    checkLeaves("scan", "the body's output carry", carryDef, carryAvals, cd, cl, "carry", "the input carry");
+    checkLeaves(
+      "scan",
+      "the body's output carry",
+      carryDef,
+      carryAvals,
+      cd,
+      cl,
+      "carry",
+      "the input carry",
+      CARRY_RULE,
+    );
     const [yl, yd] = treeFlatten(r[1]);
     yDef = yd;
     return [...cl, ...yl];
@@ -194,13 +208,14 @@ function branches(
   traced.slice(1).forEach((t, i) => {
     checkLeaves(
       op,
-      `${names[i + 1]} returns a value that`,
+      `${names[i + 1]}'s output`,
       first.outDef,
       firstAvals,
       t.outDef,
       t.prog.outs.map(avalOf),
       "out",
-      names[0],
+      `${names[0]}'s output`,
+      "every branch must return the same structure, shapes and dtypes",
     );
   });
   // every branch takes every branch's captured values (each reads its own), then the operands
@@ -291,7 +306,7 @@ export function whileLoop<T>(condFn: (v: T) => Tensor, bodyFn: (v: T) => T, init
   }, avals);
   const b = closeOver((ins) => {
     const [l, d] = treeFlatten(bodyFn(treeUnflatten(def, ins) as T));
-    checkLeaves("whileLoop", "bodyFn's output", def, avals, d, l, "carry", "the input carry");
+    checkLeaves("whileLoop", "bodyFn's output", def, avals, d, l, "carry", "the input carry", CARRY_RULE);
     return l;
   }, avals);
   const outs = bindWhile(
