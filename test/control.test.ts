@@ -601,7 +601,7 @@ describe("cond and switchCase", () => {
       () =>
         cond(
           tensor(true),
-          (a: Tensor) => [a],
+          (a: Tensor) => [a] as unknown as Tensor,
           (a: Tensor) => a,
           x,
         ),
@@ -693,7 +693,7 @@ describe("whileLoop and foriLoop", () => {
     assert.deepEqual(vals(ks), [0, 2, 5]);
     assertClose(ss, [0, 1, 2.5], 0, "per-example sums");
     // jvp under vmap: tangents of the batched while
-    const [, t] = jvp(vmap(f), [tensor(x0, F64)], [tensor([1, 1, 1, 1, 1], F64)]);
+    const [, t] = jvp((v: Tensor) => vmap(f)(v), [tensor(x0, F64)], [tensor([1, 1, 1, 1, 1], F64)]);
     assertClose(t as Tensor, [16, 4, 1, 32, 1], 0, "jvp of the per-example doubling");
   });
 
@@ -757,7 +757,7 @@ describe("errors", () => {
         /scan: .*leaf carry\.n has dtype float32, but the input carry has dtype float64/.test(e.message),
     );
     assert.throws(
-      () => scan((c: typeof init) => [[c.h, c.n], null], init, xs),
+      () => scan((c: typeof init) => [[c.h, c.n] as unknown as typeof init, null], init, xs),
       (e: unknown) =>
         e instanceof ShapeError &&
         /scan: the body's output carry has structure \[Tensor, Tensor\], but the input carry has structure \{h: Tensor, n: Tensor\}/.test(
