@@ -12,6 +12,7 @@ export type { InitOptions, InitResult } from "./init.ts";
 export { checkKinks, gradCheck } from "./core/check.ts";
 export type { GradCheckOpts, GradCheckReport } from "./core/check.ts";
 export { checkpoint, customJvp, customVjp } from "./core/custom.ts";
+export { cond, foriLoop, type ScanOpts, scan, switchCase, whileLoop } from "./core/control.ts";
 export { evalJaxpr } from "./core/jaxpr-eval.ts";
 export { makeJaxpr } from "./core/jaxpr-trace.ts";
 export { type JitOpts, type Jitted, jit } from "./core/jit.ts";

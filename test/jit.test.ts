@@ -4,7 +4,10 @@
  * every transform in either order, it traces once per signature, and its memory plan reuses storage.
  */
 import assert from "node:assert/strict";
-import { describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
+import type { Backend } from "../src/backend/backend.ts";
+import { getBackend, setBackend } from "../src/backend/registry.ts";
+import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import {
   checkpoint,
   customVjp,
@@ -39,24 +42,46 @@ function assertClose(got: Tensor, want: Tensor, tol: number, what: string): void
   assert.ok(d <= tol, `${what}: max difference ${d} > ${tol}`);
 }
 
-describe("op table: jit(op) equals the op, and jit of its VJP equals the VJP", () => {
-  for (const op of OPS) {
-    test(op.name, () => {
-      const jf = jit((...xs: Tensor[]) => op.fn(...xs));
-      op.samples().forEach((xs, k) => {
-        const want = op.fn(...xs);
-        assertSame(jf(...xs), want, `${op.name} sample ${k}`);
-        assertSame(jf(...xs), want, `${op.name} sample ${k}, second call`);
-      });
-      if (!op.diff) return;
-      const xs = op.samples()[0];
-      const u = mk([...op.fn(...xs).shape]);
-      const vjpMap = (...ys: Tensor[]) => vjp((...zs: Tensor[]) => op.fn(...zs), ...ys)[1](u) as Tensor[];
-      const got = jit(vjpMap)(...xs) as Tensor[];
-      const want = vjpMap(...xs);
-      for (let i = 0; i < want.length; i++) assertSame(got[i], want[i], `${op.name} cotangent ${i}`);
+/**
+ * The op table under jit, with `backend` selected (js when omitted): with fusion on (js and wasm implement
+ * `fused`), chains in the VJP programs run as fused kernels, which must give the unfused bits.
+ */
+function opTable(label: string, backend?: () => Backend): void {
+  describe(`op table${label}: jit(op) equals the op, and jit of its VJP equals the VJP`, () => {
+    let prev: Backend | null = null;
+    before(() => {
+      if (backend === undefined) return;
+      prev = getBackend();
+      setBackend(backend());
     });
-  }
+    after(() => {
+      if (prev !== null) setBackend(prev);
+    });
+    for (const op of OPS) {
+      test(op.name, () => {
+        const jf = jit((...xs: Tensor[]) => op.fn(...xs));
+        op.samples().forEach((xs, k) => {
+          const want = op.fn(...xs);
+          assertSame(jf(...xs), want, `${op.name} sample ${k}`);
+          assertSame(jf(...xs), want, `${op.name} sample ${k}, second call`);
+        });
+        if (!op.diff) return;
+        const xs = op.samples()[0];
+        const u = mk([...op.fn(...xs).shape]);
+        const vjpMap = (...ys: Tensor[]) => vjp((...zs: Tensor[]) => op.fn(...zs), ...ys)[1](u) as Tensor[];
+        const got = jit(vjpMap)(...xs) as Tensor[];
+        const want = vjpMap(...xs);
+        for (let i = 0; i < want.length; i++) assertSame(got[i], want[i], `${op.name} cotangent ${i}`);
+      });
+    }
+  });
+}
+
+opTable("");
+opTable(" on wasm", () => {
+  const r = loadWasmBackend();
+  if ("error" in r) throw new Error(r.error);
+  return r.backend;
 });
 
 const f = (x: Tensor, y: Tensor) => x.mul(y).add(x.sin()).sum();

@@ -87,6 +87,41 @@ export const BINARY_OPS = [
 
 export type BinaryOp = (typeof BINARY_OPS)[number];
 
+/**
+ * One instruction of a fused elementwise program (`Backend.fused`). Every instruction defines a new register
+ * (its position in the list); operands `a`, `b` name earlier registers.
+ */
+export type FusedInstr =
+  | { readonly kind: "input"; readonly index: number }
+  | { readonly kind: "const"; readonly value: number }
+  | { readonly kind: "unary"; readonly op: UnaryOp; readonly a: number }
+  | { readonly kind: "binary"; readonly op: BinaryOp; readonly a: number; readonly b: number };
+
+/**
+ * A fused elementwise program: registers of one float dtype, the last one the result. Built once (by
+ * `fusedProgram` in fused.ts) and then run any number of times, so it carries a flat form for kernels written
+ * in other languages and a key to cache compiled code by.
+ */
+export interface FusedProgram {
+  readonly dtype: "float32" | "float64";
+  readonly instrs: readonly FusedInstr[];
+  /**
+   * The flat form: 4 int32 per instruction, [kind, op, a, b]. kind: 0 input (a = input index), 1 const
+   * (a = index into `consts`), 2 unary (op = position in UNARY_OPS, a = register), 3 binary (op = position in
+   * BINARY_OPS, a and b = registers). Unused fields are 0.
+   */
+  readonly code: Int32Array;
+  /** The values of the const instructions, in order (already representable in `dtype`). */
+  readonly consts: Float64Array;
+  /** Number of input instructions' distinct indices: inputs are 0 .. numInputs - 1. */
+  readonly numInputs: number;
+  /**
+   * Identifies the program's structure (dtype and instructions, not the const values): equal keys, equal
+   * `code`. Backends cache compiled kernels by it and pass `consts` at run time.
+   */
+  readonly key: string;
+}
+
 /** Reductions over a set of axes. sum/prod/max/min keep the input dtype (bool is never reduced). */
 export const REDUCE_OPS = ["sum", "prod", "max", "min"] as const;
 
@@ -297,10 +332,27 @@ export interface Backend {
     vmax: TypedArray | null,
     h: AdamUpdateParams,
   ): void;
+
+  /**
+   * Optional fused elementwise kernel (jit's fusion, src/core/jit-fuse.ts): out = the last register of `prog`,
+   * evaluated elementwise. `inputs[k]` is the view read by `{ kind: "input", index: k }`, already broadcast to
+   * the output's shape (same rank; stride 0 on broadcast axes; any strides and offset) and of `prog.dtype`;
+   * `out` is contiguous with that shape. The result must be bit for bit what applying this backend's own
+   * `unary` / `binary` kernels instruction by instruction gives (a float32 register is rounded to float32
+   * after every instruction; a const register reads like a stride-0 view of the value). So a backend whose
+   * kernels approximate (wasm's SIMD float32 exp) uses the same approximation at the same elements.
+   * `out` may be the storage of an input that has out's contiguous layout (jit writes in place over a dying
+   * operand): element i of such an input is read before out[i] is written, and no other element of it after.
+   * Never filled in by completion (complete.ts): jit fuses only on backends that provide it.
+   */
+  fused?(prog: FusedProgram, inputs: readonly View[], out: TypedArray): void;
 }
 
-/** The kernels of the contract: every member of Backend but its name and allocator. */
-export type KernelName = Exclude<keyof Backend, "name" | "alloc">;
+/**
+ * The kernels of the contract: every member of Backend but its name, its allocator and the optional `fused`
+ * (which completion never fills: a backend fuses only with a kernel of its own).
+ */
+export type KernelName = Exclude<keyof Backend, "name" | "alloc" | "fused">;
 
 /** Every kernel name once (a Record, so the compiler rejects a missing or unknown one). */
 const KERNEL_SET: Record<KernelName, true> = {
@@ -341,7 +393,7 @@ export const KERNELS = Object.keys(KERNEL_SET) as KernelName[];
  * it. Fallback for other reasons (a dtype the backend lacks, no scratch memory) stays inside the backend.
  */
 export type BackendImpl = Pick<Backend, "name" | "alloc"> &
-  Partial<Pick<Backend, KernelName>> & {
+  Partial<Pick<Backend, KernelName | "fused">> & {
     /** The unary op codes `unary` implements (default: all of UNARY_OPS). */
     readonly unaryOps?: readonly UnaryOp[];
     /** The binary op codes `binary` implements (default: all of BINARY_OPS). */

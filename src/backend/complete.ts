@@ -7,6 +7,10 @@
  * kernel itself (no wrapper), and only a family whose op list leaves some codes out gets a wrapper, whose check
  * is one property load on a table with a key per op. A backend that provides every kernel and every op code is
  * returned as it is, so the common case adds nothing to a call.
+ *
+ * The optional `fused` kernel is the exception: it is never filled with the js one (whose float32 results need
+ * not match another backend's own unary kernels bit for bit), so `backend.fused !== undefined` says the backend
+ * implements fusion itself, which is what jit checks before fusing.
  */
 import {
   BINARY_OPS,
@@ -66,7 +70,8 @@ function take<K extends KernelName>(b: Backend, impl: Partial<Pick<Backend, Kern
  */
 export function completeBackend(impl: BackendImpl): Backend {
   if (isComplete(impl)) return impl;
-  const b: Backend & OpLists = { ...js, name: impl.name, alloc: impl.alloc };
+  // `fused` is never filled: a backend fuses only with a kernel of its own (jit asks for b.fused)
+  const b: Backend & OpLists = { ...js, name: impl.name, alloc: impl.alloc, fused: impl.fused };
   for (const k of KERNELS) take(b, impl, k);
   // the declared lists stay readable on the result (the conformance suite reports which ops run js)
   if (impl.unaryOps !== undefined) b.unaryOps = impl.unaryOps;

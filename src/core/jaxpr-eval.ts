@@ -36,8 +36,10 @@ export function evalFlat(p: Program, args: readonly Tensor[]): Tensor[] {
 
 /** Evaluate a call equation (checkpoint, customJvp, customVjp, jit) on its inputs through bindCall. */
 export function evalCall(e: Eqn, ins: readonly Tensor[]): Tensor[] {
-  const sub = e.sub!;
   const orig = e.rule!;
+  // control flow (scan, cond, while): the rule is built from the programs in its params alone; bind it again
+  if (orig.staged !== undefined) return bindCall(orig, ins);
+  const sub = e.sub!;
   if (orig.name === "checkpoint") {
     const fn = (xs: readonly Tensor[]) => evalFlat(sub, xs);
     const rule: CallRule = {

@@ -77,6 +77,7 @@ class JaxprTrace implements Trace {
   }
 
   processCall(call: CallRule, args: readonly Tensor[]): Tensor[] {
+    if (call.staged !== undefined) return this.recordStaged(call, args);
     const body = traceFlat(call.fn, args, null, null);
     // closed sub-program: the body's constants (concrete or tracers of this trace) become its leading inputs
     const sub = new Program([], [], [...body.constvars, ...body.invars], body.eqns, body.outs, null, null);
@@ -95,6 +96,29 @@ class JaxprTrace implements Trace {
       inputs,
       outputs,
       sub,
+      rule: call,
+      scope: currentScope(),
+    });
+    return outs;
+  }
+
+  /** A control-flow call (core/control.ts): one equation whose params already hold its closed bodies. */
+  private recordStaged(call: CallRule, args: readonly Tensor[]): Tensor[] {
+    const inputs = args.map((a) => this.atom(a));
+    const outs: Tensor[] = [];
+    const outputs: Var[] = [];
+    for (const av of call.staged!.outAvals) {
+      const [t, v] = this.fresh(av);
+      outs.push(t);
+      outputs.push(v);
+    }
+    this.eqns.push({
+      prim: null,
+      name: call.name,
+      params: call.staged!.params,
+      inputs,
+      outputs,
+      sub: null,
       rule: call,
       scope: currentScope(),
     });
@@ -127,8 +151,11 @@ function isUniform(t: Tensor): boolean {
   return true;
 }
 
-/** Trace a flat function on abstract copies of `avals` at a fresh level. */
-function traceFlat(
+/**
+ * Trace a flat function on abstract copies of `avals` at a fresh level. The values it closes over become the
+ * program's constants (concrete tensors, or tracers of enclosing transforms); core/control.ts closes over them.
+ */
+export function traceFlat(
   fn: (xs: readonly Tensor[]) => Tensor[],
   avals: readonly Aval[],
   inTree: Program["inTree"],

@@ -111,7 +111,7 @@ export function fmtLiteral(l: Literal): string {
 
 /** A param value, compactly: arrays as [..], objects as {k=v}, tensors by aval, functions omitted. */
 function fmtParam(v: unknown): string | null {
-  if (v === undefined || typeof v === "function") return null;
+  if (v === undefined || typeof v === "function" || isPrograms(v)) return null;
   if (v === null) return "null";
   if (typeof v === "number" || typeof v === "boolean") return String(v);
   if (typeof v === "string") return v;
@@ -126,6 +126,11 @@ function fmtParam(v: unknown): string | null {
     return `{${parts.join(", ")}}`;
   }
   return String(v);
+}
+
+/** A program, or a non-empty array of programs (control flow keeps its bodies in its params). */
+function isPrograms(v: unknown): v is Program | Program[] {
+  return v instanceof Program || (Array.isArray(v) && v.length > 0 && v.every((p) => p instanceof Program));
 }
 
 /** `[axes=[0], keepdim=false]`, or "" when there are no params. */
@@ -158,6 +163,17 @@ function printProgram(p: Program, indent: number): string {
     const args = e.inputs.map(atom).join(" ");
     let rhs = `${e.name}${fmtParams(e.params)}`;
     if (e.sub !== null) rhs += ` ${printProgram(e.sub, indent + 4)}`;
+    // bodies held in params (control flow): printed after the params, by name
+    if (e.params !== null && typeof e.params === "object") {
+      for (const [k, v] of Object.entries(e.params)) {
+        if (v instanceof Program) rhs += ` ${k}=${printProgram(v, indent + 4)}`;
+        else if (Array.isArray(v) && isPrograms(v)) {
+          v.forEach((b: Program, i: number) => {
+            rhs += ` ${k}[${i}]=${printProgram(b, indent + 4)}`;
+          });
+        }
+      }
+    }
     lines.push(`${pad}    ${lhs} = ${rhs} ${args}`.trimEnd());
   }
   lines.push(`${pad}  in (${p.outs.map(atom).join(", ")}) }`);

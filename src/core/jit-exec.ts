@@ -10,14 +10,15 @@
  * a steady-state call allocates only its outputs. Only storage the arena itself handed out (or a donated input's)
  * is ever recycled; inputs, constants and anything a call equation produced are never touched.
  */
-import { BINARY_OPS, UNARY_OPS } from "../backend/backend.ts";
+import { BINARY_OPS, type FusedProgram, UNARY_OPS, type View } from "../backend/backend.ts";
 import type { DType, TypedArray } from "../dtype.ts";
 import { AllocationError } from "../errors.ts";
-import { allocData, type OutArena, setOutArena } from "../prims/impl.ts";
+import { allocData, allocOut, getBackend, type OutArena, setOutArena, viewOf } from "../prims/impl.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { evalCall } from "./jaxpr-eval.ts";
-import { type Eqn, Literal, type Program, type Var } from "./jaxpr.ts";
-import type { Primitive } from "./primitive.ts";
+import { type Atom, type Eqn, Literal, type Program, type Var } from "./jaxpr.ts";
+import { type FusionGroup, planFusion } from "./jit-fuse.ts";
+import type { Aval, Primitive } from "./primitive.ts";
 
 /**
  * Primitives whose kernel reads element i of each operand and writes element i of the output, once: an operand
@@ -26,8 +27,13 @@ import type { Primitive } from "./primitive.ts";
 const POINTWISE = new Set<string>([...UNARY_OPS, ...BINARY_OPS, "where"]);
 
 interface Step {
+  /** The equation (for a fused step, the group's root). */
   readonly eqn: Eqn;
   readonly prim: Primitive<unknown> | null;
+  /** A fused step's program (its inputs are `ins`), run by the backend's `fused` kernel; else null. */
+  readonly fused: FusedProgram | null;
+  /** A fused step's views of its inputs, refilled at every run. */
+  readonly views: View[];
   readonly ins: readonly number[];
   readonly outs: readonly number[];
   /** Slots whose last reader is this step (freed after it runs); includes unused outputs. */
@@ -93,6 +99,15 @@ class Arena implements OutArena {
   }
 }
 
+/** Options of an executor. */
+export interface ExecutorOpts {
+  /**
+   * Fuse chains of elementwise equations into one `Backend.fused` call each (core/jit-fuse.ts): only for a
+   * backend that implements `fused` itself (the current backend when the executor runs must be that one).
+   */
+  readonly fuse?: boolean;
+}
+
 /** A program compiled to steps; `run` may be called any number of times (not re-entrantly on one thread). */
 export class Executor {
   private readonly steps: Step[] = [];
@@ -107,7 +122,13 @@ export class Executor {
   private readonly refs = new Map<TypedArray, number>();
   private readonly slots: (Tensor | undefined)[];
 
-  constructor(readonly program: Program) {
+  /** The fusion groups the steps run as fused kernels (empty without fusion). */
+  readonly fusion: readonly FusionGroup[];
+
+  constructor(
+    readonly program: Program,
+    opts: ExecutorOpts = {},
+  ) {
     const slotOf = new Map<Var, number>();
     let n = 0;
     const slot = (v: Var): number => {
@@ -133,12 +154,44 @@ export class Executor {
       }
       return s;
     };
-    const raw = program.eqns.map((e) => ({
-      eqn: e,
-      prim: e.prim,
-      ins: e.inputs.map(atomSlot),
-      outs: e.outputs.map(slot),
-    }));
+    this.fusion = opts.fuse === true ? planFusion(program) : [];
+    const groupAt = new Map<number, FusionGroup>();
+    const inGroup = new Set<number>();
+    for (const g of this.fusion) {
+      for (const m of g.members) inGroup.add(m);
+      groupAt.set(g.members[g.members.length - 1], g);
+    }
+    // one step per equation, but a fusion group is one step at its root's place (its members precede it)
+    const raw: {
+      eqn: Eqn;
+      prim: Primitive<unknown> | null;
+      fused: FusedProgram | null;
+      atoms: readonly Atom[];
+      ins: number[];
+      outs: number[];
+    }[] = [];
+    program.eqns.forEach((e, i) => {
+      const g = groupAt.get(i);
+      if (g !== undefined) {
+        raw.push({
+          eqn: e,
+          prim: null,
+          fused: g.program,
+          atoms: g.inputs,
+          ins: g.inputs.map(atomSlot),
+          outs: e.outputs.map(slot),
+        });
+      } else if (!inGroup.has(i)) {
+        raw.push({
+          eqn: e,
+          prim: e.prim,
+          fused: null,
+          atoms: e.inputs,
+          ins: e.inputs.map(atomSlot),
+          outs: e.outputs.map(slot),
+        });
+      }
+    });
     this.outSlots = program.outs.map((o) => (o instanceof Literal ? o.value : slot(o)));
     this.slots = new Array(n);
     // last use of every slot; outputs, inputs and fixed slots are never freed
@@ -154,8 +207,8 @@ export class Executor {
     raw.forEach((r, i) => {
       const out = r.eqn.outputs[0];
       const lend: number[] = [];
-      if (r.prim !== null && POINTWISE.has(r.eqn.name)) {
-        r.eqn.inputs.forEach((a, k) => {
+      if (r.fused !== null || (r.prim !== null && POINTWISE.has(r.eqn.name))) {
+        r.atoms.forEach((a, k) => {
           const s = r.ins[k];
           // dies here: an intermediate freed after this step, or an input (lends only if donated, see run)
           const dies = freeAt[i].includes(s) || (this.inSlots.includes(s) && last.get(s) === i);
@@ -171,7 +224,17 @@ export class Executor {
           }
         });
       }
-      this.steps.push({ ...r, free: freeAt[i], args: new Array(r.ins.length), lend });
+      this.steps.push({
+        eqn: r.eqn,
+        prim: r.prim,
+        fused: r.fused,
+        views: r.fused === null ? [] : new Array(r.ins.length),
+        ins: r.ins,
+        outs: r.outs,
+        free: freeAt[i],
+        args: new Array(r.ins.length),
+        lend,
+      });
     });
   }
 
@@ -216,7 +279,7 @@ export class Executor {
         const step = this.steps[si];
         const ins = step.args;
         for (let k = 0; k < ins.length; k++) ins[k] = slots[step.ins[k]]!;
-        if (step.prim !== null) {
+        if (step.prim !== null || step.fused !== null) {
           arena.stepBufs = [];
           // in place: an operand that dies here, owned by nothing else, lends its storage to the output
           for (const k of step.lend) {
@@ -234,7 +297,10 @@ export class Executor {
           }
           let out: Tensor;
           try {
-            out = step.prim.impl(ins, step.eqn.params, step.eqn.outputs[0]);
+            out =
+              step.fused !== null
+                ? runFused(step.fused, ins, step.views, step.eqn.outputs[0])
+                : step.prim!.impl(ins, step.eqn.params, step.eqn.outputs[0]);
           } catch (e) {
             if (e instanceof AllocationError && e.op === undefined) {
               throw new AllocationError(e.message, step.eqn.name, { cause: e.cause });
@@ -266,11 +332,19 @@ export class Executor {
     } finally {
       setOutArena(prev);
       slots.fill(undefined);
-      for (const st of this.steps) st.args.fill(undefined as unknown as Tensor);
+      for (const st of this.steps) {
+        st.args.fill(undefined as unknown as Tensor);
+        st.views.fill(undefined as unknown as View);
+      }
       arena.owned.clear();
       refs.clear();
       this.busy = false;
     }
+  }
+
+  /** Steps a run takes (a fusion group counts once). */
+  get stepCount(): number {
+    return this.steps.length;
   }
 
   /** One more live slot refers to `t`'s storage (counted only for storage the arena owns). */
@@ -308,6 +382,14 @@ export class Executor {
     }
     return res;
   }
+}
+
+/** A fused step: the output from the arena, the program run by the current backend's `fused` kernel. */
+function runFused(prog: FusedProgram, ins: readonly Tensor[], views: View[], aval: Aval): Tensor {
+  const o = allocOut(aval);
+  for (let k = 0; k < ins.length; k++) views[k] = viewOf(ins[k]);
+  getBackend().fused!(prog, views, o._data!);
+  return o;
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {

@@ -16,6 +16,8 @@
  * level are traced as float32 scalars, numbers nested in a pytree and `staticArgnums` arguments are part of the
  * signature (a new value traces again).
  */
+import type { Backend } from "../backend/backend.ts";
+import { getBackend } from "../backend/registry.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { type TreeDef, treeUnflatten } from "../tree.ts";
 import { toTensorLeaf, vjpFlat } from "./autodiff.ts";
@@ -55,7 +57,11 @@ export type Jitted<F extends (...args: any[]) => any> = F & {
 
 interface Entry {
   readonly program: Program;
-  readonly exec: Executor;
+  /**
+   * The executors built so far, one per backend (fusion depends on whether the backend has a `fused` kernel,
+   * so `setBackend` switches to another executor).
+   */
+  readonly execs: Map<Backend, Executor>;
   /** Indices, among the flat input leaves, of the tensors of donated arguments. */
   readonly donatedLeaves: ReadonlySet<number> | null;
   readonly rule: CallRule;
@@ -209,23 +215,37 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
     }
     traces++;
     const program = simplifyProgram(raw);
-    const exec = new Executor(program);
+    const execs = new Map<Backend, Executor>();
+    const execFor = (b: Backend): Executor => {
+      let x = execs.get(b);
+      if (x === undefined) {
+        x = new Executor(program, { fuse: b.fused !== undefined });
+        execs.set(b, x);
+      }
+      return x;
+    };
     const flat = (xs: readonly Tensor[]) => evalFlat(program, xs);
     const donatedLeaves = p.donatedLeaves;
     const rule: CallRule = {
       name: "jit",
       fn: (xs) => {
+        const exec = execFor(getBackend());
         if (exec.busy) return flat(xs);
         for (const x of xs) if (x._trace !== null || x._data === null) return flat(xs);
         return exec.run(xs, donatedLeaves);
       },
       vjp: (primals, eager) => {
-        if (eager)
-          return recomputingVjp(flat, (xs) => (exec.busy ? flat(xs) : exec.run(xs, null)), primals, true);
+        if (eager) {
+          const run = (xs: readonly Tensor[]) => {
+            const exec = execFor(getBackend());
+            return exec.busy ? flat(xs) : exec.run(xs, null);
+          };
+          return recomputingVjp(flat, run, primals, true);
+        }
         return vjpFlat(flat, primals);
       },
     };
-    return { program, exec, donatedLeaves, rule };
+    return { program, execs, donatedLeaves, rule };
   };
 
   const entryFor = (args: unknown[]) => {
@@ -249,15 +269,18 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
   return Object.assign(jitted, {
     lower: (...args: unknown[]) => entryFor(args).e.program,
     clearCache: () => {
-      for (const e of cache.values()) allocationsOfCleared += e.exec.pool.allocations;
+      for (const e of cache.values())
+        for (const x of e.execs.values()) allocationsOfCleared += x.pool.allocations;
       cache.clear();
     },
     memoryStats: () => {
       let allocations = allocationsOfCleared;
       let pooledBytes = 0;
       for (const e of cache.values()) {
-        allocations += e.exec.pool.allocations;
-        pooledBytes += e.exec.pool.bytes;
+        for (const x of e.execs.values()) {
+          allocations += x.pool.allocations;
+          pooledBytes += x.pool.bytes;
+        }
       }
       return { allocations, pooledBytes };
     },

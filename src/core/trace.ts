@@ -11,7 +11,7 @@
 import { AutodiffError } from "../errors.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { evalTrace } from "./eval.ts";
-import { kinkMessage, type Primitive } from "./primitive.ts";
+import { type Aval, kinkMessage, type Primitive } from "./primitive.ts";
 import { eagerTrace } from "./tape.ts";
 
 /** A trace: one level of interpretation. */
@@ -45,6 +45,21 @@ export interface CallRule {
     primals: readonly Tensor[],
     eager: boolean,
   ) => { outs: Tensor[]; backward: (cts: readonly Tensor[]) => Tensor[] };
+  /**
+   * Control flow (scan, cond, while, core/control.ts): a call whose bodies are already closed programs, held in
+   * `params`. makeJaxpr records it as one equation with these params and output avals instead of tracing `fn`,
+   * and the evaluator binds the same rule again (it depends on the programs alone).
+   */
+  readonly staged?: { readonly params: unknown; readonly outAvals: readonly Aval[] };
+  /**
+   * vmap: apply the call to values batched along axis 0 (`batched[i]` false: shared by every example); returns
+   * the outputs and which of them are batched. Undefined: vmap traces fn and the rules through generically.
+   */
+  readonly batch?: (
+    vals: readonly Tensor[],
+    batched: readonly boolean[],
+    size: number,
+  ) => { outs: Tensor[]; batched: boolean[] };
 }
 
 /** Global autodiff state: the stack depth of transforms and the eager grad mode. */
@@ -71,9 +86,9 @@ export interface KinkReport {
 export function checkNotJitTracing(op: string): void {
   if (state.jitTracing > 0) {
     throw new AutodiffError(
-      `${op}: random numbers drawn while jit traces a function would be frozen into the compiled program (the same ` +
-        "numbers at every call); draw them outside and pass them in as an argument (a dropout mask, a noise " +
-        "tensor), or put the model in eval mode",
+      `${op}: random numbers drawn while jit traces a function (or scan, cond, whileLoop trace a body) would be ` +
+        "frozen into the traced program (the same numbers at every call or iteration); draw them outside " +
+        "and pass them in as an argument (a dropout mask, a noise tensor), or put the model in eval mode",
     );
   }
 }

@@ -56,6 +56,10 @@ export class BatchTrace implements Trace {
   processCall(call: CallRule, args: readonly Tensor[]): Tensor[] {
     if (call.name === "checkpoint") return call.fn(args);
     const [vals, batched] = this.split(args);
+    if (call.batch !== undefined) {
+      const r = call.batch(vals, batched, this.size);
+      return r.outs.map((o, i) => (r.batched[i] ? this.lift(o) : o));
+    }
     const n = this.size;
     const cjvp = call.jvp;
     const batchedCall: CallRule = {

@@ -19,6 +19,17 @@ export { ModuleList, Sequential, type TensorModule } from "./container.ts";
 export { Conv2d, type Conv2dLayerOpts } from "./conv.ts";
 export { Dropout, type DropoutOpts } from "./dropout.ts";
 export { Embedding, type EmbeddingOpts } from "./embedding.ts";
+export {
+  dropoutRequests,
+  drawDropoutMasks,
+  type FunctionalApplyOpts,
+  functionalApply,
+  loadModuleState,
+  type MaskRequest,
+  type ModuleState,
+  moduleState,
+  needsDropoutMasks,
+} from "./functional.ts";
 export * as init from "./init.ts";
 export { type Activation, biasActivation, type LinearFnOpts, linear } from "../ops/nn.ts";
 export { Flatten, Identity, Linear, type LinearOpts } from "./linear.ts";

@@ -12,9 +12,10 @@
 import { noGrad } from "../core/trace.ts";
 import type { DType } from "../dtype.ts";
 import { ShapeError } from "../errors.ts";
-import { full, ones, zeros } from "../ops/creation.ts";
+import { full, ones, tensor, zeros } from "../ops/creation.ts";
 import { fmtShape, sizeOf } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
+import { functionalContext } from "./functional-context.ts";
 import { Module, parameter } from "./module.ts";
 
 /** Options of BatchNorm1d/2d. */
@@ -106,6 +107,22 @@ abstract class BatchNormBase extends Module {
   }
 
   private updateRunning(mean: Tensor, variance: Tensor, n: number): void {
+    if (functionalContext() !== null) {
+      // functionalApply: new buffers replace the old ones (returned to the caller), nothing is written in
+      // place, so the update can be traced; the same operations as below
+      const nbt = this.numBatchesTracked!.add(1);
+      const m = this.momentum ?? tensor(1, { dtype: "float64" }).div(nbt.to("float64"));
+      const keep = typeof m === "number" ? 1 - m : tensor(1, { dtype: "float64" }).sub(m);
+      const rm = this.runningMean!;
+      const rv = this.runningVar!;
+      const cast = (v: number | Tensor, t: Tensor) => (typeof v === "number" ? v : v.to(t.dtype));
+      const c = this.numFeatures;
+      const unbiased = variance.detach().mul(n / (n - 1));
+      this.numBatchesTracked = nbt;
+      this.runningMean = rm.mul(cast(keep, rm)).add(mean.detach().reshape([c]).mul(cast(m, rm)));
+      this.runningVar = rv.mul(cast(keep, rv)).add(unbiased.reshape([c]).mul(cast(m, rv)));
+      return;
+    }
     noGrad(() => {
       const nbt = this.numBatchesTracked!;
       nbt.add_(1);

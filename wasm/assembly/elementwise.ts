@@ -154,7 +154,7 @@ function cmpRow4<T>(op: i32, n: i32, pa: usize, sa: i32, pb: usize, sb: i32, po:
   cmpRow<T>(op, n - i, pa + <usize>(i * sa), sa, pb + <usize>(i * sb), sb, po + <usize>i);
 }
 
-function binRowF32(op: i32, n: i32, pa: usize, sa: i32, pb: usize, sb: i32, po: usize): void {
+export function binRowF32(op: i32, n: i32, pa: usize, sa: i32, pb: usize, sb: i32, po: usize): void {
   switch (op) {
     case ADD: row2<f32, AddF32>(changetype<AddF32>(0), true, n, pa, sa, pb, sb, po); break;
     case SUB: row2<f32, SubF32>(changetype<SubF32>(0), true, n, pa, sa, pb, sb, po); break;
@@ -167,7 +167,7 @@ function binRowF32(op: i32, n: i32, pa: usize, sa: i32, pb: usize, sb: i32, po: 
   }
 }
 
-function binRowF64(op: i32, n: i32, pa: usize, sa: i32, pb: usize, sb: i32, po: usize): void {
+export function binRowF64(op: i32, n: i32, pa: usize, sa: i32, pb: usize, sb: i32, po: usize): void {
   switch (op) {
     case ADD: row2<f64, AddF64>(changetype<AddF64>(0), true, n, pa, sa, pb, sb, po); break;
     case SUB: row2<f64, SubF64>(changetype<SubF64>(0), true, n, pa, sa, pb, sb, po); break;
@@ -226,7 +226,7 @@ const TAN = 10, TANH = 11, SIGMOID = 12, ERF = 13, RELU = 14, FLOOR = 15, CEIL =
 
 /** The float64 scalar definition of every float unary op (float32 rounds the result once). */
 @inline
-function unaryScalar(op: i32, x: f64): f64 {
+export function unaryScalar(op: i32, x: f64): f64 {
   switch (op) {
     case NEG: return -x;
     case ABS: return Math.abs(x);
@@ -298,7 +298,7 @@ function hasVecF32(op: i32): bool {
   return hasVec(op) || op == EXP || op == LOG || op == SIGMOID || op == TANH;
 }
 
-function unRowF32(op: i32, n: i32, pa: usize, sa: i32, po: usize): void {
+export function unRowF32(op: i32, n: i32, pa: usize, sa: i32, po: usize): void {
   let i = 0;
   if (sa == 4 && hasVecF32(op)) {
     for (; i + 4 <= n; i += 4) {
@@ -313,7 +313,7 @@ function unRowF32(op: i32, n: i32, pa: usize, sa: i32, po: usize): void {
   }
 }
 
-function unRowF64(op: i32, n: i32, pa: usize, sa: i32, po: usize): void {
+export function unRowF64(op: i32, n: i32, pa: usize, sa: i32, po: usize): void {
   let i = 0;
   if (sa == 8 && hasVec(op) && op != SIGN) {
     for (; i + 2 <= n; i += 2) {

@@ -17,7 +17,7 @@ type Fn1 = (x: number) => number;
 type Fn2 = (a: number, b: number) => number;
 
 /** The scalar definition of every unary op (inputs and outputs as float64 numbers). */
-const UNARY: Record<UnaryOp, Fn1> = {
+export const UNARY: Record<UnaryOp, Fn1> = {
   neg: (x) => -x,
   abs: Math.abs,
   sign,
@@ -40,7 +40,7 @@ const UNARY: Record<UnaryOp, Fn1> = {
 };
 
 /** The scalar definition of every binary op (float, bool, and int32 unless overridden below). */
-const BINARY: Record<BinaryOp, Fn2> = {
+export const BINARY: Record<BinaryOp, Fn2> = {
   add: (a, b) => a + b,
   sub: (a, b) => a - b,
   mul: (a, b) => a * b,

@@ -11,6 +11,7 @@ import { allocTyped } from "../../dtype.ts";
 import type { Backend } from "../backend.ts";
 import { conv2d, conv2dBackInput, conv2dBackWeight } from "./conv.ts";
 import { actGrad, biasAct, binary, cast, unary, where } from "./elementwise.ts";
+import { fused } from "./fused.ts";
 import { gather, scatterAdd } from "./indexing.ts";
 import { dot } from "./linalg.ts";
 import { adamUpdate } from "./optim.ts";
@@ -59,4 +60,5 @@ export const jsBackend: Backend = {
   softmax,
   softmaxBackward,
   adamUpdate,
+  fused,
 };

@@ -44,10 +44,12 @@
 import { allocTyped } from "../../dtype.ts";
 import type { Backend, BackendImpl } from "../backend.ts";
 import { completeBackend } from "../complete.ts";
+import { fusedByOps } from "../fused.ts";
 import { convEpilogue } from "../js/conv.ts";
 import { jsBackend as js } from "../js/index.ts";
 import { type Ctx, MAX_DIMS, OutOfHeap } from "./context.ts";
 import * as E from "./elementwise.ts";
+import * as F from "./fused.ts";
 import { Heap, type HeapStats } from "./heap.ts";
 import * as X from "./indexing.ts";
 import * as L from "./linalg.ts";
@@ -236,6 +238,18 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
         "scatterAdd",
         () => X.scatterAdd(c, src, axis, idx, out, outShape),
         () => js.scatterAdd(src, axis, idx, out, outShape),
+      ),
+    // jit's fused chains: a tile interpreter; programs it declines run op by op through this backend's own
+    // kernels (the same bits), not counted as fallbacks unless scratch ran out
+    fused: (prog, inputs, out) =>
+      run(
+        fallbacks,
+        "fused",
+        () => {
+          if (!F.fused(c, prog, inputs, out)) fusedByOps(backend, prog, inputs, out);
+          return true;
+        },
+        () => fusedByOps(backend, prog, inputs, out),
       ),
     softmax: (x, axis, log, out) => S.softmax(backend, x, axis, log, out),
     softmaxBackward: (y, ct, axis, log, out) => S.softmaxBackward(backend, y, ct, axis, log, out),

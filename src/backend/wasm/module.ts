@@ -39,6 +39,7 @@ const KERNEL_NAMES = [
   "adamF32",
   "adamF64",
   "scatterAdd",
+  "fused",
 ] as const;
 
 /** A kernel export: numbers (i32 values, pointers, byte strides) in, a number or nothing out. */

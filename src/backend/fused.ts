@@ -1,0 +1,183 @@
+/**
+ * Fused elementwise programs (`Backend.fused`): building one (checked, with its flat form and cache key) and the
+ * reference semantics, running it instruction by instruction through a backend's own `unary` / `binary`
+ * kernels. Backends use that reference as their fallback for programs their fused kernel does not handle.
+ */
+import { allocTyped, type TypedArray } from "../dtype.ts";
+import { sizeOf } from "../shape.ts";
+import {
+  type Backend,
+  BINARY_OPS,
+  type BinaryOp,
+  type FusedInstr,
+  type FusedProgram,
+  UNARY_OPS,
+  type UnaryOp,
+  type View,
+} from "./backend.ts";
+
+/** Instruction kinds of the flat form (`FusedProgram.code`). */
+export const FUSED_INPUT = 0;
+export const FUSED_CONST = 1;
+export const FUSED_UNARY = 2;
+export const FUSED_BINARY = 3;
+
+const UNARY_CODE = new Map<UnaryOp, number>(UNARY_OPS.map((op, i) => [op, i]));
+const BINARY_CODE = new Map<BinaryOp, number>(BINARY_OPS.map((op, i) => [op, i]));
+
+/** Ops a float program may use: every unary op but `not` (bool), and the arithmetic binary ops. */
+const FLOAT_UNARY = new Set<UnaryOp>(UNARY_OPS.filter((op) => op !== "not"));
+const FLOAT_BINARY = new Set<BinaryOp>(["add", "sub", "mul", "div", "pow", "maximum", "minimum", "atan2"]);
+
+/** True if `op` maps float operands to a float of the same dtype (so it may appear in a fused program). */
+export function isFusableOp(name: string): boolean {
+  return FLOAT_UNARY.has(name as UnaryOp) || FLOAT_BINARY.has(name as BinaryOp);
+}
+
+/**
+ * Check `instrs` and build the program: its flat form, its consts (rounded to `dtype`) and its structural key.
+ * Throws a TypeError naming the instruction when an operand is not an earlier register, an op is not a float
+ * elementwise op, or input indices are not 0 .. k-1.
+ *
+ * @example
+ * ```ts
+ * // out = tanh(x * 2) + x
+ * const p = fusedProgram("float32", [
+ *   { kind: "input", index: 0 }, { kind: "const", value: 2 }, { kind: "binary", op: "mul", a: 0, b: 1 },
+ *   { kind: "unary", op: "tanh", a: 2 }, { kind: "binary", op: "add", a: 3, b: 0 },
+ * ]);
+ * ```
+ */
+export function fusedProgram(dtype: "float32" | "float64", instrs: readonly FusedInstr[]): FusedProgram {
+  if (dtype !== "float32" && dtype !== "float64") {
+    throw new TypeError(`fusedProgram: dtype must be float32 or float64, got ${String(dtype)}`);
+  }
+  if (instrs.length === 0) throw new TypeError("fusedProgram: a program needs at least one instruction");
+  const code = new Int32Array(4 * instrs.length);
+  const consts: number[] = [];
+  const inputs = new Set<number>();
+  const round = dtype === "float32" ? Math.fround : (v: number) => v;
+  let key = dtype === "float32" ? "f32" : "f64";
+  const reg = (i: number, r: number, what: string) => {
+    if (!Number.isInteger(r) || r < 0 || r >= i) {
+      throw new TypeError(
+        `fusedProgram: instruction ${i}: operand ${what} = ${r} is not an earlier register`,
+      );
+    }
+    return r;
+  };
+  instrs.forEach((ins, i) => {
+    const o = 4 * i;
+    switch (ins.kind) {
+      case "input":
+        if (!Number.isInteger(ins.index) || ins.index < 0) {
+          throw new TypeError(`fusedProgram: instruction ${i}: input index ${ins.index} is not an index`);
+        }
+        code[o] = FUSED_INPUT;
+        code[o + 2] = ins.index;
+        inputs.add(ins.index);
+        key += `;i${ins.index}`;
+        break;
+      case "const":
+        code[o] = FUSED_CONST;
+        code[o + 2] = consts.length;
+        consts.push(round(ins.value));
+        key += ";c";
+        break;
+      case "unary":
+        if (!FLOAT_UNARY.has(ins.op)) {
+          throw new TypeError(`fusedProgram: instruction ${i}: '${ins.op}' is not a float elementwise op`);
+        }
+        code[o] = FUSED_UNARY;
+        code[o + 1] = UNARY_CODE.get(ins.op)!;
+        code[o + 2] = reg(i, ins.a, "a");
+        key += `;${ins.op} ${ins.a}`;
+        break;
+      case "binary":
+        if (!FLOAT_BINARY.has(ins.op)) {
+          throw new TypeError(`fusedProgram: instruction ${i}: '${ins.op}' is not a float elementwise op`);
+        }
+        code[o] = FUSED_BINARY;
+        code[o + 1] = BINARY_CODE.get(ins.op)!;
+        code[o + 2] = reg(i, ins.a, "a");
+        code[o + 3] = reg(i, ins.b, "b");
+        key += `;${ins.op} ${ins.a} ${ins.b}`;
+        break;
+      default:
+        throw new TypeError(
+          `fusedProgram: instruction ${i}: unknown kind ${(ins as { kind: unknown }).kind}`,
+        );
+    }
+  });
+  for (let k = 0; k < inputs.size; k++) {
+    if (!inputs.has(k)) throw new TypeError(`fusedProgram: inputs must be numbered 0..${inputs.size - 1}`);
+  }
+  return { dtype, instrs, code, consts: Float64Array.from(consts), numInputs: inputs.size, key };
+}
+
+/** The output shape a fused call computes: the inputs' (all equal), or [out.length] without inputs. */
+export function fusedShape(inputs: readonly View[], out: TypedArray): readonly number[] {
+  return inputs.length > 0 ? inputs[0].shape : [out.length];
+}
+
+/** Check a fused call's arguments against its program (shapes equal, dtypes, sizes); throws naming the problem. */
+export function checkFusedArgs(prog: FusedProgram, inputs: readonly View[], out: TypedArray): void {
+  if (inputs.length !== prog.numInputs) {
+    throw new TypeError(`fused: the program reads ${prog.numInputs} inputs, got ${inputs.length}`);
+  }
+  const want = prog.dtype === "float32" ? Float32Array : Float64Array;
+  const shape = fusedShape(inputs, out);
+  inputs.forEach((v, k) => {
+    if (!(v.data instanceof want)) throw new TypeError(`fused: input ${k} is not ${prog.dtype}`);
+    if (v.shape.length !== shape.length || v.shape.some((d, i) => d !== shape[i])) {
+      throw new TypeError(
+        `fused: input ${k} has shape [${v.shape}], expected [${shape}] (broadcast already)`,
+      );
+    }
+  });
+  if (!(out instanceof want)) throw new TypeError(`fused: out is not ${prog.dtype}`);
+  if (out.length < sizeOf(shape)) {
+    throw new TypeError(`fused: out has ${out.length} elements, the shape [${shape}] needs ${sizeOf(shape)}`);
+  }
+}
+
+/**
+ * The reference semantics of `Backend.fused`: run the program one instruction at a time through `b`'s own
+ * `unary` and `binary` kernels (a const is a stride-0 view of its value), each into a fresh contiguous
+ * temporary, the last one into `out`. Bit for bit what the unfused program computes on `b`.
+ */
+export function fusedByOps(b: Backend, prog: FusedProgram, inputs: readonly View[], out: TypedArray): void {
+  const shape = fusedShape(inputs, out);
+  const n = sizeOf(shape);
+  if (n === 0) return;
+  const zeros = shape.map(() => 0);
+  const contiguous = (data: TypedArray): View => {
+    const strides = new Array<number>(shape.length);
+    let s = 1;
+    for (let d = shape.length - 1; d >= 0; d--) {
+      strides[d] = s;
+      s *= shape[d];
+    }
+    return { data, shape, strides, offset: 0 };
+  };
+  const regs: View[] = [];
+  const last = prog.instrs.length - 1;
+  prog.instrs.forEach((ins, i) => {
+    if (ins.kind === "input") {
+      regs.push(inputs[ins.index]);
+      return;
+    }
+    if (ins.kind === "const") {
+      const d = allocTyped(prog.dtype, 1);
+      d[0] = ins.value;
+      regs.push({ data: d, shape, strides: zeros, offset: 0 });
+      return;
+    }
+    const dst = i === last ? out : b.alloc(prog.dtype, n, true);
+    if (ins.kind === "unary") b.unary(ins.op, regs[ins.a], dst);
+    else b.binary(ins.op, regs[ins.a], regs[ins.b], dst);
+    regs.push(contiguous(dst));
+  });
+  const r = prog.instrs[last];
+  if (r.kind === "input" || r.kind === "const") b.copy(regs[last], contiguous(out));
+}

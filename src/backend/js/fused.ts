@@ -1,0 +1,303 @@
+/**
+ * The js backend's fused elementwise kernel (`Backend.fused`): each distinct program is compiled once into a
+ * JavaScript function (`new Function`) whose loop body evaluates every register of the program for one element,
+ * so a chain of n ops is one pass over memory instead of n. Registers are float64 numbers; for float32 each
+ * instruction's result goes through Math.fround, exactly the rounding the unfused kernels' Float32Array stores
+ * do, and every op calls the very scalar function the unary / binary kernels use: results are bit for bit the
+ * unfused ones.
+ *
+ * Two loops per program: a flat one when every input is contiguous in the output's order or a single value
+ * broadcast everywhere (the common case: registers of broadcast inputs, consts and whatever depends only on them
+ * are computed once, before the loop), and a strided one (an odometer over the coalesced axes, one running
+ * offset per input) for anything else. Where code generation is refused (a Content-Security-Policy without
+ * 'unsafe-eval'), an interpreter runs the program one instruction at a time over whole arrays.
+ */
+import { allocTyped, type TypedArray } from "../../dtype.ts";
+import { isContiguous, sizeOf } from "../../shape.ts";
+import type { BinaryOp, FusedProgram, UnaryOp, View } from "../backend.ts";
+import { checkFusedArgs, fusedShape } from "../fused.ts";
+import { BINARY, UNARY } from "./elementwise.ts";
+import { contiguousData } from "./strided.ts";
+
+/** Expressions of the ops written inline (the same arithmetic, or the same Math function, as UNARY/BINARY). */
+const INLINE_UNARY: Partial<Record<UnaryOp, (a: string) => string>> = {
+  neg: (a) => `-${a}`,
+  abs: (a) => `Math.abs(${a})`,
+  exp: (a) => `Math.exp(${a})`,
+  log: (a) => `Math.log(${a})`,
+  log1p: (a) => `Math.log1p(${a})`,
+  expm1: (a) => `Math.expm1(${a})`,
+  sqrt: (a) => `Math.sqrt(${a})`,
+  sin: (a) => `Math.sin(${a})`,
+  cos: (a) => `Math.cos(${a})`,
+  tan: (a) => `Math.tan(${a})`,
+  tanh: (a) => `Math.tanh(${a})`,
+  floor: (a) => `Math.floor(${a})`,
+  ceil: (a) => `Math.ceil(${a})`,
+};
+const INLINE_BINARY: Partial<Record<BinaryOp, (a: string, b: string) => string>> = {
+  add: (a, b) => `${a} + ${b}`,
+  sub: (a, b) => `${a} - ${b}`,
+  mul: (a, b) => `${a} * ${b}`,
+  div: (a, b) => `${a} / ${b}`,
+  maximum: (a, b) => `Math.max(${a}, ${b})`,
+  minimum: (a, b) => `Math.min(${a}, ${b})`,
+  atan2: (a, b) => `Math.atan2(${a}, ${b})`,
+};
+
+/** A compiled flat loop: data and offset per input, consts, out, n. */
+type FlatFn = (d: TypedArray[], o: number[], c: Float64Array, out: TypedArray, n: number) => void;
+/** A compiled strided loop: data, offset and strides per input, the coalesced shape, consts, out, n. */
+type StridedFn = (
+  d: TypedArray[],
+  o: number[],
+  st: number[][],
+  shape: number[],
+  c: Float64Array,
+  out: TypedArray,
+  n: number,
+) => void;
+
+/** Per input: 'f' contiguous in the output's order, 's' one value broadcast everywhere. */
+type Pattern = string;
+
+const flatCache = new Map<string, FlatFn>();
+const stridedCache = new Map<string, StridedFn>();
+const CACHE_LIMIT = 2048;
+/** Set when `new Function` throws (a CSP forbids it): the interpreter runs from then on. */
+let noCodegen = false;
+
+/** The expression of instruction i (register names r0, r1, ...), unrounded. */
+function expr(prog: FusedProgram, i: number): string {
+  const ins = prog.instrs[i];
+  if (ins.kind === "unary") {
+    const f = INLINE_UNARY[ins.op];
+    return f !== undefined ? f(`r${ins.a}`) : `U_${ins.op}(r${ins.a})`;
+  }
+  if (ins.kind === "binary") {
+    const f = INLINE_BINARY[ins.op];
+    return f !== undefined ? f(`r${ins.a}`, `r${ins.b}`) : `B_${ins.op}(r${ins.a}, r${ins.b})`;
+  }
+  throw new Error("internal: expr of an input or const");
+}
+
+/** Declarations of the scalar helpers the program calls (those not written inline). */
+function helpers(prog: FusedProgram): string {
+  const seen = new Set<string>();
+  let s = "";
+  for (const ins of prog.instrs) {
+    if (ins.kind === "unary" && INLINE_UNARY[ins.op] === undefined && !seen.has(`U_${ins.op}`)) {
+      seen.add(`U_${ins.op}`);
+      s += `const U_${ins.op} = U.${ins.op};\n`;
+    } else if (ins.kind === "binary" && INLINE_BINARY[ins.op] === undefined && !seen.has(`B_${ins.op}`)) {
+      seen.add(`B_${ins.op}`);
+      s += `const B_${ins.op} = B.${ins.op};\n`;
+    }
+  }
+  return s;
+}
+
+/**
+ * The statements computing registers: those that vary per element go into `body` (reading inputs through
+ * `load(index)`), the invariant ones (consts, broadcast inputs and what depends only on them) into `pre`.
+ */
+function statements(
+  prog: FusedProgram,
+  varying: (inputIndex: number) => boolean,
+  load: (inputIndex: number) => string,
+): { pre: string; body: string } {
+  const f32 = prog.dtype === "float32";
+  const inv: boolean[] = [];
+  let pre = "";
+  let body = "";
+  let ci = 0;
+  prog.instrs.forEach((ins, i) => {
+    let line: string;
+    let invariant: boolean;
+    if (ins.kind === "input") {
+      invariant = !varying(ins.index);
+      line = `const r${i} = ${load(ins.index)};\n`;
+    } else if (ins.kind === "const") {
+      invariant = true;
+      line = `const r${i} = C[${ci++}];\n`;
+    } else {
+      invariant = inv[ins.a] && (ins.kind === "unary" || inv[ins.b]);
+      const e = expr(prog, i);
+      line = `const r${i} = ${f32 ? `fr(${e})` : e};\n`;
+    }
+    inv.push(invariant);
+    if (invariant) pre += line;
+    else body += line;
+  });
+  return { pre, body };
+}
+
+function compileFlat(prog: FusedProgram, pattern: Pattern): FlatFn {
+  const { pre, body } = statements(
+    prog,
+    (k) => pattern[k] === "f",
+    (k) => (pattern[k] === "f" ? `d${k}[o${k} + i]` : `d${k}[o${k}]`),
+  );
+  let head = "";
+  for (let k = 0; k < prog.numInputs; k++) head += `const d${k} = D[${k}], o${k} = O[${k}];\n`;
+  const last = prog.instrs.length - 1;
+  const src =
+    `"use strict";\nconst fr = Math.fround;\n${helpers(prog)}` +
+    `return function fusedFlat(D, O, C, out, n) {\n${head}${pre}` +
+    `for (let i = 0; i < n; i++) {\n${body}out[i] = r${last};\n}\n};`;
+  return new Function("U", "B", src)(UNARY, BINARY) as FlatFn;
+}
+
+function compileStrided(prog: FusedProgram): StridedFn {
+  const K = prog.numInputs;
+  const { pre, body } = statements(
+    prog,
+    () => true,
+    (k) => `d${k}[p${k} + j * s${k}]`,
+  );
+  let head = "const nd = shape.length, last = nd - 1, L = shape[last];\n";
+  head += "const idx = new Array(nd).fill(0);\n";
+  let step = "";
+  let back = "";
+  for (let k = 0; k < K; k++) {
+    head += `const d${k} = D[${k}], t${k} = ST[${k}], s${k} = t${k}[last];\nlet p${k} = O[${k}];\n`;
+    step += `p${k} += t${k}[ax]; `;
+    back += `p${k} -= t${k}[ax] * (shape[ax] - 1); `;
+  }
+  const last = prog.instrs.length - 1;
+  const src =
+    `"use strict";\nconst fr = Math.fround;\n${helpers(prog)}` +
+    `return function fusedStrided(D, O, ST, shape, C, out, n) {\n${head}${pre}` +
+    "let i = 0;\nwhile (i < n) {\nfor (let j = 0; j < L; j++) {\n" +
+    `${body}out[i++] = r${last};\n}\n` +
+    "for (let ax = last - 1; ax >= 0; ax--) {\n" +
+    `if (++idx[ax] < shape[ax]) { ${step}break; }\nidx[ax] = 0; ${back}\n}\n}\n};`;
+  return new Function("U", "B", src)(UNARY, BINARY) as StridedFn;
+}
+
+function cached<F>(cache: Map<string, F>, key: string, make: () => F): F {
+  let f = cache.get(key);
+  if (f === undefined) {
+    f = make();
+    if (cache.size >= CACHE_LIMIT) cache.clear();
+    cache.set(key, f);
+  }
+  return f;
+}
+
+/** True if every element of `v` is the one at its offset (every stride of an axis longer than 1 is 0). */
+function isBroadcastScalar(v: View): boolean {
+  for (let d = 0; d < v.shape.length; d++) if (v.shape[d] !== 1 && v.strides[d] !== 0) return false;
+  return true;
+}
+
+/**
+ * Coalesce the iteration space of the inputs (output row-major): drop size-1 axes, merge an axis into the next
+ * inner one when every input steps over it contiguously. At least one axis (a 0-d space becomes [1]).
+ */
+function coalesce(shape: readonly number[], strides: readonly (readonly number[])[]) {
+  const outShape: number[] = [];
+  const outStrides: number[][] = strides.map(() => []);
+  for (let i = shape.length - 1; i >= 0; i--) {
+    const d = shape[i];
+    if (d === 1) continue;
+    const l = outShape.length - 1;
+    if (l >= 0 && strides.every((st, k) => st[i] === outStrides[k][l] * outShape[l])) {
+      outShape[l] *= d;
+      continue;
+    }
+    outShape.push(d);
+    for (let k = 0; k < strides.length; k++) outStrides[k].push(strides[k][i]);
+  }
+  if (outShape.length === 0) {
+    outShape.push(1);
+    for (const st of outStrides) st.push(0);
+  }
+  outShape.reverse();
+  for (const st of outStrides) st.reverse();
+  return { shape: outShape, strides: outStrides };
+}
+
+/**
+ * The interpreter (no code generation): one instruction at a time over whole arrays of the dtype, so each
+ * store rounds as the unfused kernels do.
+ */
+function interpret(prog: FusedProgram, inputs: readonly View[], out: TypedArray, n: number): void {
+  type Reg = TypedArray | number;
+  const regs: Reg[] = [];
+  const last = prog.instrs.length - 1;
+  let ci = 0;
+  prog.instrs.forEach((ins, i) => {
+    if (ins.kind === "input") {
+      regs.push(contiguousData(inputs[ins.index]));
+      return;
+    }
+    if (ins.kind === "const") {
+      regs.push(prog.consts[ci++]);
+      return;
+    }
+    const dst = i === last ? out : allocTyped(prog.dtype, n);
+    const a = regs[ins.a];
+    if (ins.kind === "unary") {
+      const f = UNARY[ins.op];
+      if (typeof a === "number") dst.fill(f(a), 0, n);
+      else for (let j = 0; j < n; j++) dst[j] = f(a[j]);
+    } else {
+      const f = BINARY[ins.op];
+      const b = regs[ins.b];
+      for (let j = 0; j < n; j++) {
+        dst[j] = f(typeof a === "number" ? a : a[j], typeof b === "number" ? b : b[j]);
+      }
+    }
+    regs.push(dst);
+  });
+  const r = regs[last];
+  if (r !== out) {
+    if (typeof r === "number") out.fill(r, 0, n);
+    else out.set(r.subarray(0, n));
+  }
+}
+
+/** Backend.fused of the js backend (see the module comment). */
+export function fused(prog: FusedProgram, inputs: readonly View[], out: TypedArray): void {
+  checkFusedArgs(prog, inputs, out);
+  const shape = fusedShape(inputs, out);
+  const n = sizeOf(shape);
+  if (n === 0) return;
+  const last = prog.instrs[prog.instrs.length - 1];
+  if (noCodegen || last.kind === "input" || last.kind === "const") {
+    interpret(prog, inputs, out, n);
+    return;
+  }
+  const D = inputs.map((v) => v.data);
+  const O = inputs.map((v) => v.offset);
+  try {
+    let pattern = "";
+    for (const v of inputs) {
+      pattern += isBroadcastScalar(v) ? "s" : isContiguous(v.shape, v.strides) ? "f" : "g";
+    }
+    if (!pattern.includes("g")) {
+      const fn = cached(flatCache, `${prog.key}|${pattern}`, () => compileFlat(prog, pattern));
+      fn(D, O, prog.consts, out, n);
+      return;
+    }
+    const fn = cached(stridedCache, prog.key, () => compileStrided(prog));
+    const g = coalesce(
+      shape,
+      inputs.map((v) => v.strides),
+    );
+    fn(D, O, g.strides, g.shape, prog.consts, out, n);
+  } catch (e) {
+    // code generation refused (EvalError under a CSP): interpret from now on
+    if (!(e instanceof EvalError)) throw e;
+    noCodegen = true;
+    interpret(prog, inputs, out, n);
+  }
+}
+
+/** Switch code generation off (tests of the interpreter) or back on; returns the previous setting. */
+export function setFusedCodegen(on: boolean): boolean {
+  const prev = !noCodegen;
+  noCodegen = !on;
+  return prev;
+}

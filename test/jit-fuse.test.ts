@@ -1,0 +1,441 @@
+/**
+ * Fusion of elementwise chains under jit: the fused kernels (js, wasm) give exactly the bits of the unfused
+ * program on the same backend (random programs over every float unary/binary op, broadcast, transposed, sliced
+ * and flipped inputs, float32 and float64, empty to large sizes), the pass groups what it should, and jitted
+ * functions with fusion equal eager execution while memory planning keeps working.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import type { Backend, BinaryOp, FusedInstr, UnaryOp, View } from "../src/backend/backend.ts";
+import { fusedByOps, fusedProgram } from "../src/backend/fused.ts";
+import { jsBackend } from "../src/backend/js/index.ts";
+import { setFusedCodegen } from "../src/backend/js/fused.ts";
+import { getBackend, setBackend } from "../src/backend/registry.ts";
+import { loadWasmBackend } from "../src/backend/wasm/index.ts";
+import { Executor } from "../src/core/jit-exec.ts";
+import { planFusion } from "../src/core/jit-fuse.ts";
+import { jit, randn, type Tensor, tensor } from "../src/index.ts";
+import { prng } from "./prng.ts";
+
+/** Seeded random helpers over the tests' PRNG. */
+class Rng {
+  readonly next: () => number;
+  constructor(seed: number) {
+    this.next = prng(seed);
+  }
+  /** An integer in [lo, hi). */
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.next() * (hi - lo));
+  }
+  choice<T>(xs: readonly T[]): T {
+    return xs[this.int(0, xs.length)];
+  }
+}
+
+const UNARY: UnaryOp[] = [
+  "neg",
+  "abs",
+  "sign",
+  "exp",
+  "log",
+  "log1p",
+  "expm1",
+  "sqrt",
+  "sin",
+  "cos",
+  "tan",
+  "tanh",
+  "sigmoid",
+  "erf",
+  "relu",
+  "floor",
+  "ceil",
+  "round",
+];
+const BINARY: BinaryOp[] = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "atan2"];
+
+function wasm(): Backend {
+  const r = loadWasmBackend();
+  if ("error" in r) throw new Error(r.error);
+  return r.backend;
+}
+
+/** Equal bits, except that any NaN equals any NaN (payloads are not specified). */
+function assertSameBits(got: ArrayLike<number>, want: ArrayLike<number>, what: string): void {
+  assert.equal(got.length, want.length, `${what}: length`);
+  for (let i = 0; i < want.length; i++) {
+    const a = got[i];
+    const b = want[i];
+    if (!(Object.is(a, b) || (Number.isNaN(a) && Number.isNaN(b)))) {
+      assert.fail(`${what}: element ${i}: got ${a}, expected ${b}`);
+    }
+  }
+}
+
+/** A random program: `nIn` inputs, a few consts, then `nOps` ops over earlier registers (the last one an op). */
+function randomProgram(rng: Rng, dtype: "float32" | "float64", nIn: number, nOps: number, ops?: UnaryOp[]) {
+  const instrs: FusedInstr[] = [];
+  for (let k = 0; k < nIn; k++) instrs.push({ kind: "input", index: k });
+  const nConst = rng.int(0, 3);
+  for (let k = 0; k < nConst; k++)
+    instrs.push({ kind: "const", value: rng.choice([0.5, -1.25, 2, 3, 0, 1e-3]) });
+  for (let k = 0; k < nOps; k++) {
+    const r = instrs.length;
+    // prefer recent registers, so programs are chains with side branches
+    const pick = () => Math.max(0, r - 1 - rng.int(0, Math.min(r, 4)));
+    if (rng.next() < 0.45) instrs.push({ kind: "unary", op: rng.choice(ops ?? UNARY), a: pick() });
+    else instrs.push({ kind: "binary", op: rng.choice(BINARY), a: pick(), b: rng.int(0, r) });
+  }
+  return fusedProgram(dtype, instrs);
+}
+
+type Layout = "contiguous" | "broadcast" | "transposed" | "sliced" | "flipped" | "scalar";
+
+/** A view of `shape` with the given layout over fresh random data (values in [-3, 3]). */
+function makeView(rng: Rng, dtype: "float32" | "float64", shape: number[], layout: Layout): View {
+  const T = dtype === "float32" ? Float32Array : Float64Array;
+  const nd = shape.length;
+  const fill = (n: number) => {
+    const d = new T(n);
+    for (let i = 0; i < n; i++) d[i] = rng.next() * 6 - 3;
+    return d;
+  };
+  const contiguous = (sh: number[]) => {
+    const st = new Array<number>(sh.length);
+    let s = 1;
+    for (let d = sh.length - 1; d >= 0; d--) {
+      st[d] = s;
+      s *= sh[d];
+    }
+    return st;
+  };
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (layout === "scalar" || size === 0) {
+    return { data: fill(3), shape, strides: shape.map(() => 0), offset: 1 };
+  }
+  if (layout === "broadcast" && nd >= 1) {
+    // stride 0 on the first axis (a row broadcast down), contiguous otherwise
+    const inner = shape.slice(1);
+    const st = contiguous(inner);
+    return {
+      data: fill(
+        Math.max(
+          1,
+          inner.reduce((a, b) => a * b, 1),
+        ),
+      ),
+      shape,
+      strides: [0, ...st],
+      offset: 0,
+    };
+  }
+  if (layout === "transposed" && nd >= 2) {
+    // storage [..., b, a] read as [..., a, b]
+    const sh = [...shape.slice(0, -2), shape[nd - 1], shape[nd - 2]];
+    const st = contiguous(sh);
+    const strides = [...st.slice(0, -2), st[nd - 1], st[nd - 2]];
+    return { data: fill(size), shape, strides, offset: 0 };
+  }
+  if (layout === "sliced") {
+    // every other element of the last axis of a larger array, at an offset
+    const sh = [...shape];
+    sh[nd - 1] = 2 * shape[nd - 1] + 1;
+    const st = contiguous(sh);
+    return { data: fill(st[0] * sh[0] + 3), shape, strides: [...st.slice(0, -1), 2], offset: 3 };
+  }
+  if (layout === "flipped") {
+    const st = contiguous(shape);
+    return { data: fill(size), shape, strides: [...st.slice(0, -1), -1], offset: shape[nd - 1] - 1 };
+  }
+  return { data: fill(size + 2), shape, strides: contiguous(shape), offset: 2 };
+}
+
+const SHAPES: number[][] = [[0], [1], [7], [3, 5], [1031], [4, 33, 9], [2, 1, 6]];
+const LAYOUTS: Layout[] = ["contiguous", "broadcast", "transposed", "sliced", "flipped", "scalar"];
+
+function fusedMatchesOps(b: () => Backend, label: string): void {
+  describe(`${label}: fused equals the unfused program bit for bit`, () => {
+    for (const dtype of ["float32", "float64"] as const) {
+      test(`random programs, ${dtype}`, () => {
+        const be = b();
+        const rng = new Rng(dtype === "float32" ? 11 : 12);
+        let cases = 0;
+        for (const shape of SHAPES) {
+          for (let trial = 0; trial < 14; trial++) {
+            const nIn = rng.int(1, 4);
+            const prog = randomProgram(rng, dtype, nIn, rng.int(1, 12));
+            const inputs = Array.from({ length: nIn }, (_, k) =>
+              makeView(rng, dtype, shape, k === 0 && trial % 2 === 0 ? "contiguous" : rng.choice(LAYOUTS)),
+            );
+            const n = shape.reduce((x, y) => x * y, 1);
+            const T = dtype === "float32" ? Float32Array : Float64Array;
+            const got = new T(n);
+            const want = new T(n);
+            be.fused!(prog, inputs, got);
+            fusedByOps(be, prog, inputs, want);
+            assertSameBits(got, want, `${prog.key} on [${shape}]`);
+            cases++;
+          }
+        }
+        assert.ok(cases >= 90);
+      });
+    }
+
+    test("float32 transcendental ops read straight from inputs of every layout", () => {
+      // the wasm unary kernels approximate exp/log/tanh/sigmoid with SIMD on contiguous rows only: the fused
+      // kernel must follow the same split wherever an op reads an input directly
+      const be = b();
+      const rng = new Rng(5);
+      for (const op of ["exp", "log", "tanh", "sigmoid", "neg", "relu", "sign"] as UnaryOp[]) {
+        for (const shape of [[7], [5, 6], [5, 8], [3, 9], [1031]]) {
+          for (const layout of LAYOUTS) {
+            const prog = fusedProgram("float32", [
+              { kind: "input", index: 0 },
+              { kind: "unary", op, a: 0 },
+              { kind: "const", value: 1.5 },
+              { kind: "binary", op: "mul", a: 1, b: 2 },
+              { kind: "unary", op, a: 3 },
+            ]);
+            const x = makeView(rng, "float32", shape, layout);
+            const n = shape.reduce((p, q) => p * q, 1);
+            const got = new Float32Array(n);
+            const want = new Float32Array(n);
+            be.fused!(prog, [x], got);
+            fusedByOps(be, prog, [x], want);
+            assertSameBits(got, want, `${op} on ${layout} [${shape}]`);
+          }
+        }
+      }
+    });
+
+    test("the output may be the storage of a contiguous input (in place)", () => {
+      const be = b();
+      const rng = new Rng(8);
+      for (const dtype of ["float32", "float64"] as const) {
+        const prog = randomProgram(rng, dtype, 2, 8);
+        const x = makeView(rng, dtype, [1001], "contiguous");
+        const xs: View = { ...x, data: x.data.subarray(2), offset: 0 };
+        const y = makeView(rng, dtype, [1001], "broadcast");
+        const want = new (dtype === "float32" ? Float32Array : Float64Array)(1001);
+        fusedByOps(be, prog, [xs, y], want);
+        be.fused!(prog, [xs, y], xs.data);
+        assertSameBits(xs.data, want, `in place ${dtype}`);
+      }
+    });
+  });
+}
+
+fusedMatchesOps(() => jsBackend, "js");
+fusedMatchesOps(wasm, "wasm");
+
+test("js: the interpreter (no code generation) gives the compiled kernel's bits", () => {
+  const rng = new Rng(3);
+  for (let t = 0; t < 30; t++) {
+    const dtype = t % 2 === 0 ? "float32" : "float64";
+    const prog = randomProgram(rng, dtype, 2, 10);
+    const inputs = [makeView(rng, dtype, [6, 7], "transposed"), makeView(rng, dtype, [6, 7], "broadcast")];
+    const T = dtype === "float32" ? Float32Array : Float64Array;
+    const compiled = new T(42);
+    const interpreted = new T(42);
+    jsBackend.fused!(prog, inputs, compiled);
+    const prev = setFusedCodegen(false);
+    try {
+      jsBackend.fused!(prog, inputs, interpreted);
+    } finally {
+      setFusedCodegen(prev);
+    }
+    assertSameBits(interpreted, compiled, prog.key);
+  }
+});
+
+test("fusedProgram rejects malformed programs, naming the instruction", () => {
+  assert.throws(
+    () => fusedProgram("float32", [{ kind: "unary", op: "exp", a: 0 }]),
+    /instruction 0: operand a = 0 is not an earlier register/,
+  );
+  assert.throws(
+    () =>
+      fusedProgram("float32", [
+        { kind: "input", index: 0 },
+        { kind: "unary", op: "not", a: 0 },
+      ]),
+    /'not' is not a float elementwise op/,
+  );
+  assert.throws(() => fusedProgram("float32", [{ kind: "input", index: 1 }]), /inputs must be numbered 0..0/);
+  assert.throws(
+    () => fusedProgram("int32" as "float32", [{ kind: "input", index: 0 }]),
+    /float32 or float64/,
+  );
+});
+
+describe("the fusion pass", () => {
+  const groups = (f: (...xs: Tensor[]) => unknown, ...xs: Tensor[]) => {
+    const p = jit(f).lower(...xs);
+    return { p, gs: planFusion(p) };
+  };
+
+  test("a chain of elementwise ops is one group and one executor step", () => {
+    const x = randn([10]);
+    const { p, gs } = groups((v) => v.mul(1.5).add(0.5).tanh().mul(v).sub(0.25).exp(), x);
+    assert.equal(p.eqns.length, 6);
+    assert.equal(gs.length, 1);
+    assert.deepEqual(gs[0].members, [0, 1, 2, 3, 4, 5]);
+    assert.equal(gs[0].inputs.length, 1, "x read once");
+    assert.equal(gs[0].program.consts.length, 3);
+    assert.equal(new Executor(p, { fuse: true }).stepCount, 1);
+    assert.equal(new Executor(p).stepCount, 6);
+  });
+
+  test("an intermediate used outside the group ends the group", () => {
+    const x = randn([10]);
+    // t = exp(x * 2) is returned too: the group of tanh(t + 1) reads it as an input
+    const { gs } = groups((v) => {
+      const t = v.mul(2).exp();
+      return [t, t.add(1).tanh()];
+    }, x);
+    assert.deepEqual(
+      gs.map((g) => g.members),
+      [
+        [0, 1],
+        [2, 3],
+      ],
+    );
+    // read by a reduction: same
+    const r = groups((v) => {
+      const t = v.mul(2).exp();
+      return t.add(t.sum()).tanh();
+    }, x);
+    assert.ok(
+      r.gs.every((g) => !g.members.includes(2)),
+      "sum is not in a group",
+    );
+    assert.deepEqual(r.gs[0].members, [0, 1]);
+  });
+
+  test("a value read twice inside the group stays in it", () => {
+    const { gs } = groups(
+      (v) => {
+        const t = v.exp();
+        return t.mul(t).add(t.mul(2));
+      },
+      randn([5]),
+    );
+    assert.equal(gs.length, 1);
+    assert.equal(gs[0].members.length, 4);
+  });
+
+  test("different shapes do not fuse: a broadcast stands between, its output is an input", () => {
+    const a = randn([3]);
+    const z = randn([4, 3]);
+    const { p, gs } = groups((u, w) => u.exp().mul(w).tanh(), a, z);
+    const names = p.eqns.map((e) => e.name);
+    assert.deepEqual(names, ["exp", "broadcast", "mul", "tanh"]);
+    assert.deepEqual(
+      gs.map((g) => g.members),
+      [[2, 3]],
+      "exp ([3]) stays alone; mul and tanh ([4, 3]) fuse",
+    );
+    assert.equal(gs[0].inputs[0], p.eqns[1].outputs[0], "the broadcast view is read by the kernel");
+  });
+
+  test("only float ops of one dtype: comparisons, casts and int32 arithmetic stay out", () => {
+    const x = randn([6]);
+    const { gs } = groups((v) => v.mul(2).gt(0.5).to("float32").add(1).exp(), x);
+    assert.deepEqual(
+      gs.map((g) => g.members.length),
+      [2],
+      "add, exp after the cast",
+    );
+    const i = tensor([1, 2, 3], { dtype: "int32" });
+    assert.equal(groups((v) => v.add(1).mul(3).neg(), i).gs.length, 0);
+  });
+});
+
+function jitSuite(label: string, b: () => Backend): void {
+  describe(`${label}: jit with fusion equals eager`, () => {
+    let prev: Backend | null = null;
+    before(() => {
+      prev = getBackend();
+      setBackend(b());
+    });
+    after(() => {
+      if (prev !== null) setBackend(prev);
+    });
+    const chain = (v: Tensor) =>
+      v.mul(1.5).add(0.5).tanh().mul(v).sub(0.25).exp().mul(0.1).add(v).sigmoid().mul(2);
+
+    test("the 10-op chain, float32 and float64, several sizes", () => {
+      for (const dtype of ["float32", "float64"] as const) {
+        for (const shape of [[0], [1], [7], [33, 31], [4099]]) {
+          const v = randn(shape, { dtype });
+          const jf = jit(chain);
+          const want = chain(v).dataSync();
+          assertSameBits(jf(v).dataSync(), want, `${dtype} [${shape}]`);
+          assertSameBits(jf(v).dataSync(), want, `${dtype} [${shape}], second call`);
+        }
+      }
+    });
+
+    test("broadcast and transposed operands, a training-step-like update", () => {
+      const w = randn([16, 8]);
+      const g = randn([8, 16]).transpose(0, 1);
+      const bias = randn([8]);
+      const lr = tensor(0.01);
+      const f = (w: Tensor, g: Tensor, bias: Tensor, lr: Tensor) =>
+        w
+          .sub(g.mul(lr).add(w.mul(1e-4)))
+          .add(bias)
+          .relu()
+          .mul(w.sigmoid());
+      const want = f(w, g, bias, lr).dataSync();
+      const jf = jit(f);
+      assertSameBits(jf(w, g, bias, lr).dataSync(), want, "first call");
+      assertSameBits(jf(w, g, bias, lr).dataSync(), want, "second call");
+    });
+
+    test("memory planning: after the first call, a call allocates only its output", () => {
+      const a = randn([64, 64]);
+      const jf = jit((x: Tensor) => x.matmul(x).tanh().add(x).exp().mul(2).sum(0));
+      jf(a);
+      const after1 = jf.memoryStats().allocations;
+      for (let i = 0; i < 4; i++) jf(a);
+      assert.equal(jf.memoryStats().allocations - after1, 4);
+    });
+
+    test("donated storage is written over in place by a fused step", () => {
+      const step = jit((w: Tensor, g: Tensor) => w.sub(g.mul(0.5)).mul(0.9).add(0.1), { donateArgnums: 0 });
+      let w = tensor([1, 2, 3, 4, 5]);
+      const g = tensor([2, 2, 2, 2, 2]);
+      w = step(w, g);
+      const storage = w._data;
+      w = step(w, g);
+      assert.equal(w._data, storage, "the second update reused the donated storage");
+      const want = [1, 2, 3, 4, 5].map((x) => {
+        let y = x;
+        for (let i = 0; i < 2; i++)
+          y = Math.fround(Math.fround(Math.fround(y - 1) * Math.fround(0.9)) + Math.fround(0.1));
+        return y;
+      });
+      assertSameBits(w.dataSync(), want, "values");
+    });
+  });
+}
+
+jitSuite("js", () => jsBackend);
+jitSuite("wasm", wasm);
+
+test("switching backends switches executors (fusion follows the backend)", () => {
+  const prev = getBackend();
+  try {
+    const v = randn([257]);
+    const f = (x: Tensor) => x.exp().mul(0.5).tanh().add(x);
+    const jf = jit(f);
+    for (const b of [jsBackend, wasm(), jsBackend]) {
+      setBackend(b);
+      assertSameBits(jf(v).dataSync(), f(v).dataSync(), b.name);
+    }
+    assert.equal(jf.traceCount, 1, "one trace, one executor per backend");
+  } finally {
+    setBackend(prev);
+  }
+});
