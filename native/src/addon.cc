@@ -4,8 +4,9 @@
 // place (napi_get_typedarray_info gives their data pointer, nothing is copied); shapes, strides, offsets and
 // small parameters are written by JavaScript into one preallocated Float64Array (the "meta" buffer handed over
 // once by init()) and read here sequentially, so a call allocates nothing on either side.
-// Meta layout per view: dtype code, offset, ndim, shape[ndim], strides[ndim]; per output: dtype code; then
-// the op's extra numbers, in the order each entry point reads them.
+// What a family's call holds is its `meta` layout in kernels.def (the numbers, then per view: dtype code,
+// offset, ndim, shape[ndim], strides[ndim]; per output: its dtype code). Each layout is parsed at compile time
+// and its entry point generated from it (entry<F, member>): straight-line decoding, no per-family code here.
 //
 // Every view is bounds-checked against its typed array before a kernel runs, so a wrong shape from
 // JavaScript raises an exception instead of reading out of bounds. The backend object is public, so nothing
@@ -37,9 +38,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <type_traits>
+#include <utility>
 
 #include "common.h"
 #include "pool.h"
+
+#define CR_INLINE inline __attribute__((always_inline))
 
 namespace cr {
 namespace {
@@ -75,8 +80,129 @@ const Kernels* best_kernels() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Argument decoding. A Call collects everything; on the first problem it records a message and the entry
-// point throws it.
+// Layouts: each family's `meta` string of kernels.def, parsed at compile time (see the header of kernels.def).
+
+// The checked integers, by layout name: their range and how messages call them (and a list's count). hi =
+// kRank: below the first view's rank (0 for a rank-0 view), checked once the views are read.
+constexpr int64_t kRank = -1;
+struct Range {
+  const char *name, *what, *count_what;
+  int64_t lo, hi;
+};
+// (Bounds on the conv / pool parameters keep every index product of the kernels inside int64: 2^31 * 2^48 <
+// 2^80 is formed only in 128 bits, see conv_impl; meaningful values are far smaller.)
+constexpr Range kRanges[] = {{"axis", "axis", "", 0, kRank},
+                             {"axes", "an axis", "the number of axes", 0, kRank},
+                             {"shape", "an output dimension", "the number of output dimensions", 0, kMaxElements},
+                             {"reverse", "reverse", "", 0, 1},
+                             {"act", "activation code", "", -1, A_COUNT - 1},
+                             {"kernel", "kernel size", "", 1, kMaxParam},
+                             {"stride", "stride", "", 1, kMaxParam},
+                             {"padding", "padding", "", 0, kMaxParam},
+                             {"dilation", "dilation", "", 1, kMaxParam},
+                             {"groups", "groups", "", 1, kMaxElements}};
+
+constexpr int kMaxTok = 16, kMaxArrays = 4, kMaxInts = 96, kMaxFloats = 16;
+
+// A token: 'k' kind, 'i' integers, 'f' a float, 'v' a view, 'V' an optional view, 'x' indices, 'o' an output,
+// 'O' an optional output. Integers are n[at, at + len), a counted list (count '#' or 'r') n[at] then the list;
+// arrays are v[at] or o[at], from argument arg; an output holds at least `size` elements (the R of out:R).
+struct Tok {
+  char type = 0, count = 0, size = 0;
+  int len = 1, at = 0, arg = 0;
+  Range r{};
+  constexpr int first() const { return at + (count ? 1 : 0); }  // where the values start
+};
+
+// The integers as the kernel's parameters take them ('i' one, 'l' a list), in order.
+struct Item {
+  int at = 0, len = 0;
+  char type = 0;
+};
+
+struct Layout {
+  Tok tok[kMaxTok];
+  Item item[kMaxTok + 2];
+  int ntok = 0, nitem = 0, nn = 0, nf = 0, nv = 0, no = 0;
+  int shape = -1, axes = -1, idx = -1;  // tokens: `shape`, `axes` or `axis`, `idx`
+  char views[kMaxArrays] = {}, outs[kMaxArrays] = {};
+  bool bad = false;
+};
+
+constexpr bool is(const char* s, int n, const char* word) {
+  for (int i = 0; i < n; i++)
+    if (s[i] != word[i]) return false;
+  return word[n] == 0;
+}
+
+constexpr Layout parse(const char* s) {
+  Layout L;
+  for (int n = 0; *s; s += n + (s[n] == ' ')) {
+    n = 0;
+    while (s[n] && s[n] != ' ') n++;
+    int w = 0;  // the word before `[` or `:`
+    while (w < n && s[w] != '[' && s[w] != ':') w++;
+    Tok& k = L.tok[L.ntok++];
+    const int arg = (L.tok[0].type == 'k') + L.nv + L.no;
+    if (is(s, n, "kind")) {
+      k.type = 'k', k.at = L.nn++, L.item[L.nitem++] = {k.at, 1, 'i'};
+      L.bad |= L.ntok > 1;
+    } else if (is(s, n, "view") || is(s, n, "view?") || is(s, n, "idx")) {
+      k.type = n == 3 ? 'x' : n == 4 ? 'v' : 'V', k.at = L.nv, k.arg = arg;
+      L.views[L.nv++] = k.type == 'V' ? 'V' : 'v';
+      if (k.type == 'x') L.idx = L.ntok - 1;
+    } else if (is(s, w, "out") || is(s, w, "out?")) {
+      k.type = w == 3 ? 'o' : 'O', k.at = L.no, k.arg = arg, k.size = s[w + 1] == 'v' ? s[w + 2] : s[w + 1];
+      L.outs[L.no++] = k.type;
+      L.bad |= w == n || !(is(s + w + 1, n - w - 1, "v0") || is(s + w + 1, n - w - 1, "v1") ||
+                           is(s + w + 1, n - w - 1, "shape") || is(s + w + 1, n - w - 1, "kept") ||
+                           is(s + w + 1, n - w - 1, "dot"));
+    } else {
+      for (const Range& r : kRanges)
+        if (is(s, w, r.name)) k.type = 'i', k.r = r;
+      if (!k.type) {  // a float
+        k.type = 'f', k.at = L.nf++;
+        L.bad |= w != n;
+        continue;
+      }
+      if (is(s, w, "shape")) L.shape = L.ntok - 1;
+      if (k.r.hi == kRank) L.axes = L.ntok - 1;
+      k.count = w == n || (s[w + 1] >= '0' && s[w + 1] <= '9') ? 0 : s[w + 1] == '#' ? '#' : 'r';
+      k.len = k.count ? kMaxDims : w == n ? 1 : s[w + 1] - '0';
+      k.at = L.nn, L.nn += k.len + (k.count ? 1 : 0);
+      if (k.count == '#') L.item[L.nitem++] = {k.at, 1, 'i'};
+      L.item[L.nitem++] = {k.first(), k.len, w == n ? 'i' : 'l'};
+      L.bad |= w != n && (k.count ? !is(s + w, n - w, "[#]") && !is(s + w, n - w, "[rank]")
+                                  : s[w] != '[' || n != w + 3 || k.len < 1);
+    }
+  }
+  if (L.idx >= 0) L.item[L.nitem++] = {L.nn++, 1, 'i'};  // `shared`
+  for (int t = 0; t < L.ntok; t++) {  // what the outputs' sizes and the indices refer to must be there
+    const char z = L.tok[t].size;
+    L.bad |= (z == '0' && L.nv < 1) || ((z == '1' || z == 'd') && L.nv < 2) || (z == 's' && L.shape < 0) ||
+             (z == 'k' && (L.axes < 0 || L.nv < 1));
+  }
+  L.bad |= L.ntok > kMaxTok || L.nv > kMaxArrays || L.no > kMaxArrays || L.nn > kMaxInts || L.nf > kMaxFloats ||
+           (L.idx >= 0 && (L.axes < 0 || L.tok[L.axes].len != 1 || L.tok[L.axes].count));
+  return L;
+}
+
+enum Family : int {
+#define CR_KERNEL(name, js, params, serves, meta) F_##name,
+#include "kernels.def"
+};
+constexpr Layout kLayouts[] = {
+#define CR_KERNEL(name, js, params, serves, meta) parse(meta),
+#include "kernels.def"
+};
+constexpr const char* kExports[] = {
+#define CR_KERNEL(name, js, params, serves, meta) #js,
+#include "kernels.def"
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Argument decoding. A Call reads the arguments and the meta buffer; on the first problem it records a message
+// and the entry point throws it.
 struct Call {
   napi_env env;
   napi_value argv[8];
@@ -129,8 +255,12 @@ struct Call {
   // The next meta number as an integer in [lo, hi] (an axis, a count of axes, a flag ...).
   int64_t inum_in(const char* what, int64_t lo, int64_t hi) {
     const int64_t v = inum(what);
-    if (ok() && (v < lo || v > hi)) fail("%s must be in [%lld, %lld], got %lld", what, (long long)lo, (long long)hi, (long long)v);
+    if (ok() && (v < lo || v > hi)) in_range(what, v, lo, hi);
     return ok() ? v : lo;
+  }
+
+  void in_range(const char* what, int64_t v, int64_t lo, int64_t hi) {
+    if (v < lo || v > hi) fail("%s must be in [%lld, %lld], got %lld", what, (long long)lo, (long long)hi, (long long)v);
   }
 
   // a * b for counts already known to be in [0, kMaxElements]; fails (naming `what`) beyond kMaxElements.
@@ -155,6 +285,13 @@ struct Call {
     int32_t v = 0;
     if (i >= argc || napi_get_value_int32(env, argv[i], &v) != napi_ok) fail("expected an integer argument");
     return v;
+  }
+
+  // Whether argument i is given (not null or undefined): optional views and outputs.
+  bool present(size_t i) {
+    napi_valuetype t = napi_null;
+    if (i < argc) napi_typeof(env, argv[i], &t);
+    return t != napi_null && t != napi_undefined;
   }
 
   // Typed array argument i: data pointer and element count; its dtype code comes from the meta buffer.
@@ -217,13 +354,6 @@ struct Call {
            (long long)len);
   }
 
-  // Pooling parameters: kernel extents, strides and paddings.
-  void pool_params(PoolParams& pp) {
-    pp.kh = inum_in("kernel size", 1, kMaxParam), pp.kw = inum_in("kernel size", 1, kMaxParam);
-    pp.sh = inum_in("stride", 1, kMaxParam), pp.sw = inum_in("stride", 1, kMaxParam);
-    pp.ph = inum_in("padding", 0, kMaxParam), pp.pw = inum_in("padding", 0, kMaxParam);
-  }
-
   // Whether typed array argument i lives in a SharedArrayBuffer (which another thread may change while a
   // kernel runs: the index kernels then check each index as they use it rather than in a pass before).
   int shared(size_t i) {
@@ -233,19 +363,6 @@ struct Call {
         napi_is_arraybuffer(env, ab, &plain) != napi_ok)
       return 1;
     return plain ? 0 : 1;
-  }
-
-  void fail_index(int64_t v, int64_t bound, int axis) {
-    fail("index %lld is out of bounds for axis %d of size %lld (expected 0 <= index < %lld)", (long long)v, axis,
-         (long long)bound, (long long)bound);
-    range = true;
-  }
-
-  // Contiguous output argument i holding at least `need` elements.
-  void out(size_t i, Out& o, int64_t need) {
-    if (!array(i, &o.data, &o.dtype, &o.length)) return;
-    if (o.length < need)
-      fail("output buffer is too small (%lld elements, %lld needed)", (long long)o.length, (long long)need);
   }
 
   // Throw the recorded problem, if any (no kernel ran).
@@ -259,24 +376,36 @@ struct Call {
   }
 
   // Run a kernel while owning the pool and the scratch buffers (g_call_mu, see the header), then throw its
-  // error or a scratch allocation failure.
-  // For gather / scatterAdd, `bound` is the extent along `axis` that indices must stay below.
+  // error, a bad index (gather / scatterAdd: outside [0, bound) along axis) or a scratch allocation failure.
   template <class F>
-  napi_value run(F&& kernel, int64_t bound = 0, int axis = 0) {
+  napi_value run(F&& kernel, int64_t bound, int axis) {
     if (!ok()) return finish(nullptr);
     Err e;
     bool oom, bad;
-    int64_t bad_value = 0;
+    int64_t v = 0;
     {
       std::lock_guard<std::mutex> lock(g_call_mu);
       e = kernel();
       oom = scratch_failed();  // both clear their flag, so the next call starts clean
-      bad = take_bad_index(&bad_value);
+      bad = take_bad_index(&v);
     }
-    if (bad) fail_index(bad_value, bound, axis);
+    if (bad) {
+      fail("index %lld is out of bounds for axis %d of size %lld (expected 0 <= index < %lld)", (long long)v, axis,
+           (long long)bound, (long long)bound);
+      range = true;
+    }
     if (oom) fail("out of memory (scratch buffers)");
     return finish(e);
   }
+};
+
+// What a call decoded: its integers, floats, views and outputs, where its layout's tokens put them.
+struct Args {
+  int64_t n[kMaxInts];
+  double f[kMaxFloats];
+  View v[kMaxArrays];
+  Out o[kMaxArrays];
+  bool has_v[kMaxArrays], has_o[kMaxArrays];
 };
 
 // Element count of a checked view (at most kMaxElements, so the product cannot overflow).
@@ -286,291 +415,177 @@ int64_t view_size(const View& v) {
   return n;
 }
 
+// The decoding of token I of family F in three passes (each unrolled at compile time, so a family's call is
+// straight-line code): its numbers, its arrays, then the checks that need the views (axes against the rank,
+// `[rank]` counts) and the outputs' sizes.
+template <int F, int I>
+CR_INLINE void read_numbers(Call& c, Args& a) {
+  constexpr Tok k = kLayouts[F].tok[I];
+  if constexpr (k.type == 'k') a.n[k.at] = c.int_arg(0);
+  if constexpr (k.type == 'f') a.f[k.at] = c.num();
+  if constexpr (k.type == 'i') {
+    const int len = k.count ? (int)(a.n[k.at] = c.inum_in(k.r.count_what, 0, kMaxDims)) : k.len;
+    for (int i = 0; i < len && c.ok(); i++)
+      a.n[k.first() + i] = c.inum_in(k.r.what, k.r.lo, k.r.hi == kRank ? kMaxInt : k.r.hi);  // axes: see check
+  }
+}
+
+template <int F, int I>
+CR_INLINE void read_arrays(Call& c, Args& a) {
+  constexpr Tok k = kLayouts[F].tok[I];
+  if constexpr (k.type == 'v' || k.type == 'x') c.view(k.arg, a.v[k.at]);
+  if constexpr (k.type == 'V') {
+    a.has_v[k.at] = c.present(k.arg);
+    if (a.has_v[k.at]) c.view(k.arg, a.v[k.at]);
+  }
+  if constexpr (k.type == 'o' || k.type == 'O') {
+    a.has_o[k.at] = k.type == 'o' || c.present(k.arg);
+    if (a.has_o[k.at]) c.array(k.arg, &a.o[k.at].data, &a.o[k.at].dtype, &a.o[k.at].length);
+  }
+}
+
+template <int F, int I>
+CR_INLINE void check(Call& c, Args& a) {
+  constexpr Layout L = kLayouts[F];
+  constexpr Tok k = L.tok[I];
+  const View& x = a.v[0];
+  if constexpr (k.count == 'r') {
+    if (c.ok() && a.n[k.at] != x.ndim)
+      c.fail("%s is %lld, the first view's rank is %d", k.r.count_what, (long long)a.n[k.at], x.ndim);
+  }
+  if constexpr (k.type == 'i' && k.r.hi == kRank) {  // axes below the rank; a single axis of a scalar may be 0
+    const int len = c.ok() ? (k.count ? (int)a.n[k.at] : k.len) : 0;
+    for (int i = 0; i < len; i++) c.in_range(k.r.what, a.n[k.first() + i], 0, k.count || x.ndim ? x.ndim - 1 : 0);
+  }
+  if constexpr (k.type == 'o' || k.type == 'O') {
+    if (!c.ok() || !a.has_o[k.at]) return;
+    int64_t need = 1;
+    if constexpr (k.size == '0' || k.size == '1') need = view_size(a.v[k.size - '0']);
+    if constexpr (k.size == 's') {
+      constexpr Tok s = L.tok[L.shape];
+      for (int i = 0; i < (s.count ? (int)a.n[s.at] : s.len); i++) need = c.mul(need, a.n[s.first() + i], "the output");
+    }
+    if constexpr (k.size == 'k') {
+      // The product of the kept extents, computed directly: dividing the element count by the reduced extents
+      // would give 0 for an empty reduced axis while the kernel still writes every kept element.
+      constexpr Tok ax = L.tok[L.axes];
+      bool reduced[kMaxDims] = {false};
+      for (int i = 0; i < (ax.count ? (int)a.n[ax.at] : ax.len); i++) reduced[a.n[ax.first() + i]] = true;
+      for (int d = 0; d < x.ndim; d++)
+        if (!reduced[d]) need *= x.shape[d];  // a sub-product of a checked view's extents: no overflow
+    }
+    if constexpr (k.size == 'd') {  // batch * M * N
+      const View& y = a.v[1];
+      need = x.ndim >= 2 && y.ndim == x.ndim ? y.shape[y.ndim - 1] : 0;  // else the kernel rejects it
+      for (int d = 0; need && d < x.ndim - 1; d++) need = c.mul(need, x.shape[d], "the product");
+    }
+    const Out& o = a.o[k.at];
+    if (c.ok() && o.length < need)
+      c.fail("output buffer is too small (%lld elements, %lld needed)", (long long)o.length, (long long)need);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
-napi_value entry_unary(napi_env env, napi_callback_info info) {
-  Call c(env, info, "unary");
-  const int op = c.int_arg(0);
-  View x;
-  Out o;
-  c.view(1, x);
-  c.out(2, o, c.ok() ? view_size(x) : 0);
-  if (!c.ok()) return c.finish(nullptr);
-  return c.run([&] { return g_kernels->unary(op, x, o); });
+// Kernel parameters from a decoded call, by type, in parameter order. cat<P>() says what each takes: 'i' an
+// integer, 'l' a list, 's' / 'f' a struct of integers / floats (common.h, all its members of type Member), 'v'
+// / 'V' a view / optional view, 'o' / 'O' an output / optional output.
+template <class P>
+using Plain = std::remove_const_t<std::remove_reference_t<P>>;
+template <class P>
+constexpr char cat() {
+  if constexpr (std::is_same_v<P, int>) return 'i';
+  else if constexpr (std::is_same_v<P, const int64_t*>) return 'l';
+  else if constexpr (std::is_same_v<P, const View&>) return 'v';
+  else if constexpr (std::is_same_v<P, const View*>) return 'V';
+  else if constexpr (std::is_same_v<P, const Out&>) return 'o';
+  else if constexpr (std::is_same_v<P, const Out*>) return 'O';
+  else return std::is_same_v<typename Plain<P>::Member, double> ? 'f' : 's';
+}
+template <class P>
+constexpr int slots() {  // of a parameter struct: its members, each a number of the layout
+  if constexpr (cat<P>() == 's' || cat<P>() == 'f') return sizeof(Plain<P>) / sizeof(typename Plain<P>::Member);
+  return 1;
 }
 
-napi_value entry_binary(napi_env env, napi_callback_info info) {
-  Call c(env, info, "binary");
-  const int op = c.int_arg(0);
-  View a, b;
-  Out o;
-  c.view(1, a);
-  c.view(2, b);
-  c.out(3, o, c.ok() ? view_size(a) : 0);
-  if (!c.ok()) return c.finish(nullptr);
-  return c.run([&] { return g_kernels->binary(op, a, b, o); });
-}
-
-napi_value entry_where(napi_env env, napi_callback_info info) {
-  Call c(env, info, "where");
-  View k, a, b;
-  Out o;
-  c.view(0, k);
-  c.view(1, a);
-  c.view(2, b);
-  c.out(3, o, c.ok() ? view_size(k) : 0);
-  if (!c.ok()) return c.finish(nullptr);
-  return c.run([&] { return g_kernels->where(k, a, b, o); });
-}
-
-// activation(kind, act, x, b | null, out): kind 0 out = act(x + b), kind 1 out = b * act'(x = act's output).
-napi_value entry_activation(napi_env env, napi_callback_info info) {
-  Call c(env, info, "activation");
-  const int kind = c.int_arg(0), act = c.int_arg(1);
-  View x, b;
-  Out o;
-  c.view(2, x);
-  napi_valuetype bt = napi_null;
-  if (c.argc > 3) napi_typeof(env, c.argv[3], &bt);
-  const bool has_b = bt != napi_null && bt != napi_undefined;
-  if (has_b) c.view(3, b);
-  c.out(4, o, c.ok() ? view_size(x) : 0);
-  if (!c.ok()) return c.finish(nullptr);
-  return c.run([&] { return g_kernels->activation(kind, act, x, has_b ? &b : nullptr, o); });
-}
-
-napi_value entry_cast(napi_env env, napi_callback_info info) {
-  Call c(env, info, "cast");
-  View x;
-  Out o;
-  c.view(0, x);
-  c.out(1, o, c.ok() ? view_size(x) : 0);
-  if (!c.ok()) return c.finish(nullptr);
-  return c.run([&] { return g_kernels->cast(x, o); });
-}
-
-napi_value entry_copy(napi_env env, napi_callback_info info) {
-  Call c(env, info, "copy");
-  View s, d;
-  c.view(0, s);
-  c.view(1, d);
-  if (!c.ok()) return c.finish(nullptr);
-  return c.run([&] { return g_kernels->copy(s, d); });
-}
-
-napi_value entry_reduce(napi_env env, napi_callback_info info) {
-  Call c(env, info, "reduce");
-  const int op = c.int_arg(0);
-  View x;
-  Out o;
-  c.view(1, x);
-  int axes[kMaxDims];
-  const int naxes = (int)c.inum_in("the number of axes", 0, kMaxDims);
-  // The output holds the product of the kept extents (computed directly: dividing the element count by the
-  // reduced extents would give 0 for an empty reduced axis while the kernel still writes every kept element).
-  bool reduced[kMaxDims] = {false};
-  for (int i = 0; c.ok() && i < naxes; i++) {
-    axes[i] = (int)c.inum_in("an axis", 0, x.ndim - 1);
-    if (c.ok()) reduced[axes[i]] = true;
+// Where each parameter takes its value (in n, f, v or o), or bad >= 0: the first parameter that does not match
+// the layout (kMaxTok: the layout gives more than the parameters take).
+struct Plan {
+  int at[kMaxTok] = {};
+  int bad = -1;
+};
+template <class... P>
+constexpr Plan plan(const Layout& L) {
+  const char cats[] = {cat<P>()...};
+  const int slot[] = {slots<P>()...};
+  Plan p;
+  int it = 0, f = 0, v = 0, o = 0;
+  for (int i = 0; i < (int)sizeof...(P); i++) {
+    const char c = cats[i];
+    bool ok = true;
+    if (c == 'i' || c == 'l') ok = it < L.nitem && L.item[it].type == c, p.at[i] = L.item[it++].at;
+    if (c == 's') {
+      int got = 0;
+      for (p.at[i] = L.item[it].at; got < slot[i] && it < L.nitem && L.item[it].len < kMaxDims;)
+        got += L.item[it++].len;
+      ok = got == slot[i];
+    }
+    if (c == 'f') p.at[i] = f, ok = (f += slot[i]) <= L.nf;
+    if (c == 'v' || c == 'V') ok = v < L.nv && L.views[v] == c, p.at[i] = v++;
+    if (c == 'o' || c == 'O') ok = o < L.no && L.outs[o] == c, p.at[i] = o++;
+    if (!ok && p.bad < 0) p.bad = i;
   }
-  int64_t kept = 1;
-  for (int d = 0; c.ok() && d < x.ndim; d++)
-    if (!reduced[d]) kept *= x.shape[d];  // a sub-product of a checked view's extents: no overflow
-  c.out(2, o, kept);
-  if (!c.ok()) return c.finish(nullptr);
-  return c.run([&] { return g_kernels->reduce(op, x, axes, naxes, o); });
+  if (p.bad < 0 && (it != L.nitem || f != L.nf || v != L.nv || o != L.no)) p.bad = kMaxTok;
+  return p;
 }
 
-napi_value entry_arg_reduce(napi_env env, napi_callback_info info) {
-  Call c(env, info, "argReduce");
-  const int is_min = c.int_arg(0);
-  View x;
-  Out o;
-  c.view(1, x);
-  const int axis = (int)c.inum_in("axis", 0, x.ndim > 0 ? x.ndim - 1 : 0);
-  int64_t kept = 1;  // the extents off the axis (see Reduce)
-  for (int d = 0; c.ok() && d < x.ndim; d++)
-    if (d != axis) kept *= x.shape[d];
-  c.out(2, o, kept);
-  if (!c.ok()) return c.finish(nullptr);
-  return c.run([&] { return g_kernels->arg_reduce(is_min, x, axis, o); });
-}
-
-napi_value entry_cumsum(napi_env env, napi_callback_info info) {
-  Call c(env, info, "cumsum");
-  View x;
-  Out o;
-  c.view(0, x);
-  const int axis = (int)c.inum_in("axis", 0, x.ndim > 0 ? x.ndim - 1 : 0);
-  const int reverse = (int)c.inum_in("reverse", 0, 1);
-  c.out(1, o, c.ok() ? view_size(x) : 0);
-  if (!c.ok()) return c.finish(nullptr);
-  return c.run([&] { return g_kernels->cumsum(x, axis, reverse, o); });
-}
-
-napi_value entry_dot(napi_env env, napi_callback_info info) {
-  Call c(env, info, "dot");
-  View a, b;
-  Out o;
-  c.view(0, a);
-  c.view(1, b);
-  int64_t need = 0;  // batch * M * N
-  if (c.ok() && a.ndim >= 2 && b.ndim == a.ndim) {
-    need = b.shape[b.ndim - 1];
-    for (int d = 0; d < a.ndim - 1; d++) need = c.mul(need, a.shape[d], "the product");
+template <class P, int At>
+CR_INLINE decltype(auto) take(Args& a) {  // (a parameter struct by value: P is a reference to it)
+  constexpr char k = cat<P>();
+  if constexpr (k == 'i') return (int)a.n[At];
+  else if constexpr (k == 'l') return a.n + At;
+  else if constexpr (k == 'v') return a.v[At];
+  else if constexpr (k == 'V') return a.has_v[At] ? &a.v[At] : nullptr;
+  else if constexpr (k == 'o') return a.o[At];
+  else if constexpr (k == 'O') return a.has_o[At] ? &a.o[At] : nullptr;
+  else {
+    Plain<P> s;
+    std::memcpy(&s, k == 'f' ? (const void*)(a.f + At) : (const void*)(a.n + At), sizeof(s));
+    return s;
   }
-  c.out(2, o, need);
-  if (!c.ok()) return c.finish(nullptr);
-  return c.run([&] { return g_kernels->dot(a, b, o); });
 }
 
-napi_value entry_conv2d(napi_env env, napi_callback_info info) {
-  Call c(env, info, "conv2d");
-  const int kind = c.int_arg(0);
-  View p, q;
-  Out o;
-  c.view(1, p);
-  c.view(2, q);
-  int64_t shape[4];
-  int64_t need = 1;
-  for (int i = 0; i < 4; i++) {
-    shape[i] = c.inum_in("an output dimension", 0, kMaxElements);
-    need = c.mul(need, shape[i], "the output");
+// Kernel k with its parameters taken from a decoded call of family F.
+template <int F, class... P, size_t... I>
+CR_INLINE Err invoke(Err (*k)(P...), Args& a, std::index_sequence<I...>) {
+  constexpr Plan p = plan<P...>(kLayouts[F]);
+  static_assert(p.bad < 0, "kernels.def: a kernel's parameters do not match its layout");
+  return k(take<P, p.at[I]>(a)...);
+}
+
+// The N-API entry point of family F: decode its layout, then run its kernel (member m of Kernels).
+template <int F, class... P, size_t... T>
+CR_INLINE napi_value call(Call& c, Err (*Kernels::*m)(P...), std::index_sequence<T...>) {
+  constexpr Layout L = kLayouts[F];
+  static_assert(!L.bad, "kernels.def: a layout does not parse (see its header)");
+  Args a;
+  (read_numbers<F, T>(c, a), ...);
+  (read_arrays<F, T>(c, a), ...);
+  (check<F, T>(c, a), ...);
+  int axis = 0;
+  int64_t bound = 1;
+  if constexpr (L.idx >= 0) {
+    if (!c.ok()) return c.finish(nullptr);
+    axis = (int)a.n[L.tok[L.axes].at];
+    if (a.v[0].ndim > 0) bound = L.shape >= 0 ? a.n[L.tok[L.shape].first() + axis] : a.v[0].shape[axis];
+    a.n[L.nn - 1] = c.shared(L.tok[L.idx].arg);
   }
-  // Bounds on the parameters keep every index product of the kernels inside int64 (2^31 * 2^48 < 2^80 is
-  // formed only in 128 bits, see conv_impl); meaningful values are far smaller.
-  ConvParams cp;
-  cp.sh = c.inum_in("stride", 1, kMaxParam), cp.sw = c.inum_in("stride", 1, kMaxParam);
-  cp.ph = c.inum_in("padding", 0, kMaxParam), cp.pw = c.inum_in("padding", 0, kMaxParam);
-  cp.dh = c.inum_in("dilation", 1, kMaxParam), cp.dw = c.inum_in("dilation", 1, kMaxParam);
-  cp.groups = c.inum_in("groups", 1, kMaxElements);
-  // optional epilogue: argument 4 the bias array (or null) with its view in the meta buffer, then the act code
-  View b;
-  napi_valuetype bt = napi_null;
-  if (c.argc > 4) napi_typeof(env, c.argv[4], &bt);
-  const bool has_b = bt != napi_null && bt != napi_undefined;
-  if (has_b) c.view(4, b);
-  const int act = (int)c.inum_in("activation code", -1, A_COUNT - 1);
-  c.out(3, o, need);
-  if (!c.ok()) return c.finish(nullptr);
-  return c.run([&] { return g_kernels->conv2d(kind, p, q, o, shape, cp, has_b ? &b : nullptr, act); });
+  return c.run([&] { return invoke<F>(g_kernels->*m, a, std::index_sequence_for<P...>()); }, bound, axis);
 }
 
-napi_value entry_pool2d(napi_env env, napi_callback_info info) {
-  Call c(env, info, "pool2d");
-  const int kind = c.int_arg(0);
-  View x;
-  Out o;
-  c.view(1, x);
-  int64_t shape[4];
-  int64_t need = 1;
-  for (int i = 0; i < 4; i++) {
-    shape[i] = c.inum_in("an output dimension", 0, kMaxElements);
-    need = c.mul(need, shape[i], "the output");
-  }
-  PoolParams pp;
-  c.pool_params(pp);
-  c.out(2, o, need);
-  if (!c.ok()) return c.finish(nullptr);
-  return c.run([&] { return g_kernels->pool2d(kind, x, o, shape, pp); });
-}
-
-// maxPool2dBackward(x, dy, out): meta = x view, dy view, kh, kw, sh, sw, ph, pw, out's dtype code.
-napi_value entry_max_pool2d_backward(napi_env env, napi_callback_info info) {
-  Call c(env, info, "maxPool2dBackward");
-  View x, dy;
-  Out o;
-  c.view(0, x);
-  c.view(1, dy);
-  PoolParams pp;
-  c.pool_params(pp);
-  c.out(2, o, c.ok() ? view_size(x) : 0);
-  if (!c.ok()) return c.finish(nullptr);
-  return c.run([&] { return g_kernels->max_pool2d_backward(x, dy, o, pp); });
-}
-
-napi_value entry_gather(napi_env env, napi_callback_info info) {
-  Call c(env, info, "gather");
-  View x, idx;
-  Out o;
-  c.view(0, x);
-  c.view(1, idx);
-  const int axis = (int)c.inum_in("axis", 0, x.ndim > 0 ? x.ndim - 1 : 0);
-  c.out(2, o, c.ok() ? view_size(idx) : 0);
-  if (!c.ok()) return c.finish(nullptr);
-  // The kernel checks the indices (0 <= index < x.shape[axis]) and reports a bad one, thrown here.
-  const int shared = c.ok() ? c.shared(1) : 0;
-  return c.run([&] { return g_kernels->gather(x, axis, idx, o, shared); }, x.ndim > 0 ? x.shape[axis] : 1, axis);
-}
-
-napi_value entry_scatter_add(napi_env env, napi_callback_info info) {
-  Call c(env, info, "scatterAdd");
-  View src, idx;
-  Out o;
-  c.view(0, src);
-  c.view(1, idx);
-  const int axis = (int)c.inum_in("axis", 0, src.ndim > 0 ? src.ndim - 1 : 0);
-  int64_t shape[kMaxDims];
-  int64_t need = 1;
-  for (int d = 0; c.ok() && d < src.ndim; d++) {
-    shape[d] = c.inum_in("an output dimension", 0, kMaxElements);
-    need = c.mul(need, shape[d], "the output");
-  }
-  c.out(2, o, need);
-  if (!c.ok()) return c.finish(nullptr);
-  // Indices are checked in the kernel (0 <= index < outShape[axis]), as for gather.
-  const int shared = c.ok() ? c.shared(1) : 0;
-  return c.run([&] { return g_kernels->scatter_add(src, axis, idx, o, shape, shared); }, src.ndim > 0 ? shape[axis] : 1,
-               axis);
-}
-
-// adamUpdate(p, g, m, v, vmax | null): meta = g view, then lr, beta1, beta2, eps, weightDecay, decoupled,
-// maximize, bc1, bc2Sqrt, then the dtype codes of p, m, v (and vmax).
-napi_value entry_adam(napi_env env, napi_callback_info info) {
-  Call c(env, info, "adamUpdate");
-  View g;
-  c.view(1, g);
-  AdamParams h;
-  h.lr = c.num(), h.beta1 = c.num(), h.beta2 = c.num(), h.eps = c.num(), h.weight_decay = c.num();
-  h.decoupled = c.num() != 0, h.maximize = c.num() != 0;
-  h.bc1 = c.num(), h.bc2_sqrt = c.num();
-  const int64_t n = c.ok() ? view_size(g) : 0;
-  Out p, m, v, x;
-  c.out(0, p, n);
-  c.out(2, m, n);
-  c.out(3, v, n);
-  napi_valuetype t = napi_null;
-  if (c.argc > 4) napi_typeof(env, c.argv[4], &t);
-  const bool has_max = t == napi_object;
-  if (has_max) c.out(4, x, n);
-  if (!c.ok()) return c.finish(nullptr);
-  return c.run([&] { return g_kernels->adam(p, g, m, v, has_max ? &x : nullptr, h); });
-}
-
-// softmax(log, x, out): meta = x view, axis, out dtype code. out has x's size.
-napi_value entry_softmax(napi_env env, napi_callback_info info) {
-  Call c(env, info, "softmax");
-  const int log = c.int_arg(0);
-  View x;
-  Out o;
-  c.view(1, x);
-  const int axis = (int)c.inum_in("axis", 0, x.ndim > 0 ? x.ndim - 1 : 0);
-  c.out(2, o, c.ok() ? view_size(x) : 0);
-  if (!c.ok()) return c.finish(nullptr);
-  return c.run([&] { return g_kernels->softmax(x, axis, log, o); });
-}
-
-// softmaxBackward(log, y, ct, out): meta = y view, ct view, axis, out dtype code. out has y's size.
-napi_value entry_softmax_backward(napi_env env, napi_callback_info info) {
-  Call c(env, info, "softmaxBackward");
-  const int log = c.int_arg(0);
-  View y, ct;
-  Out o;
-  c.view(1, y);
-  c.view(2, ct);
-  const int axis = (int)c.inum_in("axis", 0, y.ndim > 0 ? y.ndim - 1 : 0);
-  c.out(3, o, c.ok() ? view_size(y) : 0);
-  if (!c.ok()) return c.finish(nullptr);
-  return c.run([&] { return g_kernels->softmax_backward(y, ct, axis, log, o); });
+template <int F, auto M>
+napi_value entry(napi_env env, napi_callback_info info) {
+  Call c(env, info, kExports[F]);
+  return call<F>(c, M, std::make_index_sequence<kLayouts[F].ntok>());
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -831,7 +846,7 @@ NAPI_MODULE_INIT() {
       {"init", Init},       {"setNumThreads", SetNumThreads}, {"getNumThreads", GetNumThreads},
       {"isa", Isa},         {"setIsa", SetIsa},               {"describe", Describe},
       {"adviseHeap", AdviseHeap},
-#define CR_KERNEL(name, js, params, serves, meta) {#js, entry_##name},
+#define CR_KERNEL(name, js, params, serves, meta) {#js, entry<F_##name, &Kernels::name>},
 #include "kernels.def"
   };
   for (const Fn& f : fns) {

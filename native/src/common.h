@@ -56,17 +56,21 @@ struct Out {
   int64_t length;
 };
 
+// Parameter structs, filled by addon.cc from consecutive numbers of a family's meta layout (their members, all
+// of type Member, in the layout's order: stride[2] padding[2] dilation[2] groups gives sh, sw, ph, pw, dh ...).
 struct ConvParams {
+  using Member = int64_t;
   int64_t sh, sw, ph, pw, dh, dw, groups;
 };
 
 struct PoolParams {
+  using Member = int64_t;
   int64_t kh, kw, sh, sw, ph, pw;
 };
 
 struct AdamParams {
-  double lr, beta1, beta2, eps, weight_decay, bc1, bc2_sqrt;
-  bool decoupled, maximize;
+  using Member = double;
+  double lr, beta1, beta2, eps, weight_decay, decoupled, maximize, bc1, bc2_sqrt;  // decoupled, maximize: 0 or 1
 };
 
 // Every kernel returns nullptr on success or a static error message (unsupported dtype combination ...).

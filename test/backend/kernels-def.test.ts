@@ -181,10 +181,10 @@ const SAMPLES: Record<string, Sample[]> = {
   unary: [{ call: (b) => b.unary("exp", x, out), views: [x], outs: [out], values: {} }],
   binary: [{ call: (b) => b.binary("sub", x, y, out), views: [x, y], outs: [out], values: {} }],
   biasAct: [
-    { call: (b) => b.biasAct("tanh", x, y, out), views: [x, y], outs: [out], values: {} },
-    { call: (b) => b.biasAct("relu", x, null, out), views: [x, null], outs: [out], values: {} },
+    { call: (b) => b.biasAct("tanh", x, y, out), views: [x, y], outs: [out], values: { act: 1 } },
+    { call: (b) => b.biasAct("relu", x, null, out), views: [x, null], outs: [out], values: { act: 0 } },
   ],
-  actGrad: [{ call: (b) => b.actGrad("sigmoid", x, y, out), views: [x, y], outs: [out], values: {} }],
+  actGrad: [{ call: (b) => b.actGrad("sigmoid", x, y, out), views: [x, y], outs: [out], values: { act: 2 } }],
   where: [{ call: (b) => b.where(mask, x, y, out), views: [mask, x, y], outs: [out], values: {} }],
   cast: [{ call: (b) => b.cast(x, out64), views: [x], outs: [out64], values: {} }],
   copy: [{ call: (b) => b.copy(x, y), views: [x, y], outs: [], values: {} }],
@@ -292,12 +292,15 @@ function dtypeCode(a: TypedArray): number {
   return a instanceof Float32Array ? 0 : a instanceof Float64Array ? 1 : a instanceof Int32Array ? 2 : 3;
 }
 
-/** Walk `meta` along the layout tokens, checking each field against the sample; returns the count read. */
-function walk(layout: string, meta: number[], s: Sample, where: string): number {
+/**
+ * Walk `meta` along the layout tokens, checking each field against the sample and that the typed arrays passed
+ * (after `kind`, if the layout has one) are the sample's, in the layout's order; returns the count of meta numbers read.
+ */
+function walk(layout: string, meta: number[], args: unknown[], s: Sample, where: string): number {
   let pos = 0;
   let v = 0;
   let o = 0;
-  let rank = -1;
+  let arg = layout.startsWith("kind") ? 1 : 0;
   const next = (what: string) => {
     assert.ok(
       pos < meta.length && !Number.isNaN(meta[pos]),
@@ -306,27 +309,31 @@ function walk(layout: string, meta: number[], s: Sample, where: string): number 
     return meta[pos++];
   };
   for (const tok of layout.split(" ")) {
-    if (tok === "view" || tok === "view?") {
+    if (tok === "kind") continue; // the first argument, checked by the caller
+    if (tok === "view" || tok === "view?" || tok === "idx") {
       const want = s.views[v++];
       assert.ok(want !== undefined, `${where}: the layout has more views than the call`);
       if (want === null) {
         assert.equal(tok, "view?", `${where}: a required view is absent`);
+        assert.equal(args[arg++], null, `${where}: an absent view is passed as null`);
         continue;
       }
+      assert.equal(args[arg++], want.data, `${where}: view ${v}'s array is argument ${arg - 1}`);
       const got = [next("dtype"), next("offset"), next("rank")];
       assert.deepEqual(got, [dtypeCode(want.data), want.offset, want.shape.length], `${where}: view ${v}`);
       const dims = Array.from({ length: 2 * want.shape.length }, () => next("shape/strides"));
       assert.deepEqual(dims, [...want.shape, ...want.strides], `${where}: view ${v} shape and strides`);
-      if (rank < 0) rank = want.shape.length;
-    } else if (tok === "out" || tok === "out?") {
+    } else if (/^out\??:(v0|v1|shape|kept|dot)$/.test(tok)) {
       const want = s.outs[o++];
       assert.ok(want !== undefined, `${where}: the layout has more outputs than the call`);
+      assert.equal(args[arg++], want, `${where}: output ${o} is argument ${arg - 1}`);
       if (want === null) {
-        assert.equal(tok, "out?", `${where}: a required output is absent`);
+        assert.ok(tok.startsWith("out?"), `${where}: a required output is absent`);
         continue;
       }
       assert.equal(next("an output code"), dtypeCode(want), `${where}: output ${o} dtype code`);
     } else {
+      assert.equal(v + o, 0, `${where}: numbers come before the arrays`);
       const m = /^(\w+)(?:\[(\d+|rank|#)\])?$/.exec(tok);
       assert.ok(m, `${where}: bad layout token '${tok}'`);
       const want = s.values[m[1]];
@@ -336,7 +343,9 @@ function walk(layout: string, meta: number[], s: Sample, where: string): number 
         continue;
       }
       const list = typeof want === "number" ? [want] : want;
-      const n = m[2] === "#" ? next(`${m[1]} count`) : m[2] === "rank" ? rank : Number(m[2]);
+      const n = /^\d+$/.test(m[2]) ? Number(m[2]) : next(`${m[1]} count`);
+      if (m[2] === "rank")
+        assert.equal(n, s.views[0]?.shape.length, `${where}: ${m[1]} has one per dimension`);
       assert.equal(n, list.length, `${where}: ${m[1]} count`);
       assert.deepEqual(
         Array.from({ length: n }, () => next(m[1])),
@@ -347,6 +356,7 @@ function walk(layout: string, meta: number[], s: Sample, where: string): number 
   }
   assert.equal(v, s.views.length, `${where}: the call coded views the layout does not have`);
   assert.equal(o, s.outs.length, `${where}: the call coded outputs the layout does not have`);
+  assert.equal(args.length, arg, `${where}: no arguments beyond the layout's arrays`);
   return pos;
 }
 
@@ -365,8 +375,9 @@ test("native backend.ts packs the meta buffer in the order kernels.def's `meta` 
         assert.equal(fake.calls.length, 1, `${where}: one addon call`);
         const c = fake.calls[0];
         assert.equal(c.fn, f.name, `${where}: calls its family`);
-        const read = walk(f.meta, c.meta, s, where);
+        const read = walk(f.meta, c.meta, c.args, s, where);
         assert.ok(Number.isNaN(c.meta[read]), `${where}: wrote more meta than the layout has`);
+        if (f.meta.startsWith("kind")) assert.equal(typeof c.args[0], "number", `${where}: kind first`);
         if (serves.length > 1) assert.equal(c.args[0], kind, `${where}: kind`);
       }
     });

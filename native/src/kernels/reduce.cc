@@ -214,7 +214,7 @@ void reduce_op(int op, const View& x, const Split& sp, T* out) {
   }
 }
 
-Err reduce_impl(int op, const View& x, const int* axes, int naxes, const Out& out) {
+Err reduce_impl(int op, const View& x, int naxes, const int64_t* axes, const Out& out) {
   if (op < R_SUM || op > R_MIN) return "reduce: unknown op";
   if (x.dtype != out.dtype) return "reduce: out must have the dtype of x";
   bool reduced[kMaxDims] = {false};
@@ -497,8 +497,8 @@ Err cumsum_impl(const View& x, int axis, int reverse, const Out& out) {
 
 }  // namespace
 
-Err reduce(int op, const View& x, const int* axes, int naxes, const Out& out) {
-  return reduce_impl(op, x, axes, naxes, out);
+Err reduce(int op, const View& x, int naxes, const int64_t* axes, const Out& out) {
+  return reduce_impl(op, x, naxes, axes, out);
 }
 Err arg_reduce(int is_min, const View& x, int axis, const Out& out) { return arg_reduce_impl(is_min, x, axis, out); }
 Err cumsum(const View& x, int axis, int reverse, const Out& out) { return cumsum_impl(x, axis, reverse, out); }

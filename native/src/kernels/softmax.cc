@@ -266,7 +266,7 @@ void softmax_backward_typed(const View& y, const View& c, int axis, T* out) {
 
 }  // namespace
 
-Err softmax(const View& x, int axis, int log, const Out& out) {
+Err softmax(int log, const View& x, int axis, const Out& out) {
   if (x.dtype != out.dtype) return "softmax: out must have the dtype of x";
   View v = x;
   if (v.ndim == 0) {  // a scalar is a row of one along "its" axis 0
@@ -293,7 +293,7 @@ Err softmax(const View& x, int axis, int log, const Out& out) {
 namespace cr {
 namespace CR_ISA_NS {
 
-Err softmax_backward(const View& y, const View& c, int axis, int log, const Out& out) {
+Err softmax_backward(int log, const View& y, const View& c, int axis, const Out& out) {
   if (y.dtype != out.dtype || c.dtype != out.dtype) return "softmaxBackward: y, ct and out must share a dtype";
   if (c.ndim != y.ndim) return "softmaxBackward: y and ct ranks differ";
   for (int d = 0; d < y.ndim; d++)

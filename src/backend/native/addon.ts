@@ -67,7 +67,10 @@ export function loadAddon(): { addon: NativeAddon; path: string; source: AddonSo
   return { error: failures.join("; ") };
 }
 
-/** The functions the compiled addon exports. Kernel arguments are described in native/src/addon.cc. */
+/**
+ * The functions the compiled addon exports: one per CR_KERNEL of native/src/kernels.def, called with `kind`
+ * when its layout has one, then the typed arrays of its layout (the rest is in the meta buffer), and these.
+ */
 export interface NativeAddon {
   init(meta: Float64Array): void;
   setNumThreads(n: number): void;
@@ -86,13 +89,13 @@ export interface NativeAddon {
   argReduce(isMin: number, x: TypedArray, out: TypedArray): void;
   cumsum(x: TypedArray, out: TypedArray): void;
   dot(a: TypedArray, b: TypedArray, out: TypedArray): void;
-  conv2d(kind: number, p: TypedArray, q: TypedArray, out: TypedArray, bias?: TypedArray | null): void;
+  conv2d(kind: number, p: TypedArray, q: TypedArray, bias: TypedArray | null, out: TypedArray): void;
   pool2d(kind: number, x: TypedArray, out: TypedArray): void;
   maxPool2dBackward(x: TypedArray, dy: TypedArray, out: TypedArray): void;
   gather(x: TypedArray, idx: TypedArray, out: TypedArray): void;
   scatterAdd(src: TypedArray, idx: TypedArray, out: TypedArray): void;
   adamUpdate(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, vmax: TypedArray | null): void;
-  activation(kind: number, act: number, x: TypedArray, b: TypedArray | null, out: TypedArray): void;
+  activation(kind: number, x: TypedArray, b: TypedArray | null, out: TypedArray): void;
   softmax(log: number, x: TypedArray, out: TypedArray): void;
   softmaxBackward(log: number, y: TypedArray, ct: TypedArray, out: TypedArray): void;
 }

@@ -7,8 +7,8 @@
  * once at load from what the addon reports of native/src/kernels.def (`describe`): op codes, and which kernel
  * family and `kind` serves each Backend method. A method or op code the addon does not declare is left out, and
  * the registry (../complete.ts) runs the js kernel for it. The meta layout of each family is written in
- * kernels.def; test/backend/kernels-def.test.ts checks this file's packing against it. Allocation is plain typed arrays (garbage-collected, like the js backend); large outputs that the
- * kernel overwrites entirely skip the zero fill (Buffer.allocUnsafeSlow), which with the addon's malloc
+ * kernels.def; test/backend/kernels-def.test.ts checks this file's packing against it. Allocation is plain
+ * typed arrays (garbage-collected, like the js backend); large outputs that the kernel overwrites entirely skip the zero fill (Buffer.allocUnsafeSlow), which with the addon's malloc
  * settings makes them reused heap memory: no zeroing pass and no page faults.
  */
 import { allocTyped, bytesPerElement, type DType, type TypedArray, typedOver } from "../../dtype.ts";
@@ -120,10 +120,10 @@ export function createNativeBackend(addon: NativeAddon): Backend {
   const BIAS_ACT = kind("biasAct");
   const ACT_GRAD = kind("actGrad");
 
-  // Meta layout (read in this order by native/src/addon.cc): each view as dtype code, offset, rank, shape,
-  // strides; then the op's numbers; the output's dtype code last.
-  // Returns the array it coded, which the caller must pass to the addon: reading `v.data` again could give
-  // another array (a getter) than the one whose type the code describes.
+  // Each method writes its family's call as kernels.def's `meta` layout gives it: the numbers first, then one
+  // view (put) or output dtype code (output) per typed array, written as the array is passed (JavaScript
+  // evaluates arguments in order). The arrays passed are those put / output return: reading `v.data` again
+  // could give another array (a getter) than the one whose type the code describes.
   function put(v: View): TypedArray {
     const nd = v.shape.length;
     if (nd > MAX_RANK) {
@@ -137,64 +137,39 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     for (let i = 0; i < nd; i++) meta[p++] = v.strides[i];
     return data;
   }
-
-  function putShape(s: readonly number[]): void {
-    for (let i = 0; i < s.length; i++) meta[p++] = s[i];
+  const opt = (v: View | null | undefined) => (v == null ? null : put(v));
+  function output(a: TypedArray): TypedArray {
+    meta[p++] = code(a);
+    return a;
   }
-
-  function putConv(c: Conv2dParams): void {
-    meta[p++] = c.stride[0];
-    meta[p++] = c.stride[1];
-    meta[p++] = c.padding[0];
-    meta[p++] = c.padding[1];
-    meta[p++] = c.dilation[0];
-    meta[p++] = c.dilation[1];
-    meta[p++] = c.groups;
+  /** Write the numbers of `s` (its first n). */
+  function list(s: readonly number[], n = s.length): void {
+    for (let i = 0; i < n; i++) meta[p++] = s[i];
   }
-
-  function putPool(c: Pool2dParams): void {
-    meta[p++] = c.kernel[0];
-    meta[p++] = c.kernel[1];
-    meta[p++] = c.stride[0];
-    meta[p++] = c.stride[1];
-    meta[p++] = c.padding[0];
-    meta[p++] = c.padding[1];
+  function pool(c: Pool2dParams, s?: readonly number[]): void {
+    p = 0;
+    if (s) list(s, 4);
+    list(c.kernel, 2);
+    list(c.stride, 2);
+    list(c.padding, 2);
   }
-
   function conv(
     kind: number,
     a: View,
     b: View,
-    out: Parameters<Backend["conv2d"]>[2],
+    out: TypedArray,
     s: readonly number[],
     c: Conv2dParams,
     ep?: ConvEpilogue,
-  ): void {
+  ) {
     p = 0;
-    const aD = put(a);
-    const bD = put(b);
-    putShape(s);
-    putConv(c);
-    const bias = ep?.bias ?? null;
-    const biasD = bias === null ? null : put(bias);
+    list(s, 4);
+    list(c.stride, 2);
+    list(c.padding, 2);
+    list(c.dilation, 2);
+    meta[p++] = c.groups;
     meta[p++] = ep?.act ? actCode[ep.act] : -1;
-    meta[p++] = code(out);
-    addon.conv2d(kind, aD, bD, out, biasD);
-  }
-
-  function pool(
-    kind: number,
-    x: View,
-    out: Parameters<Backend["maxPool2d"]>[1],
-    s: readonly number[],
-    c: Pool2dParams,
-  ): void {
-    p = 0;
-    const xD = put(x);
-    putShape(s);
-    putPool(c);
-    meta[p++] = code(out);
-    addon.pool2d(kind, xD, out);
+    addon.conv2d(kind, put(a), put(b), opt(ep?.bias), output(out));
   }
 
   const all: Backend = {
@@ -207,66 +182,44 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     },
     unary(op, x, out) {
       p = 0;
-      const xD = put(x);
-      meta[p++] = code(out);
-      addon.unary(unaryCode[op], xD, out);
+      addon.unary(unaryCode[op], put(x), output(out));
     },
     binary(op, a, b, out) {
       p = 0;
-      const aD = put(a);
-      const bD = put(b);
-      meta[p++] = code(out);
-      addon.binary(binaryCode[op], aD, bD, out);
+      addon.binary(binaryCode[op], put(a), put(b), output(out));
     },
     where(cond, a, b, out) {
       p = 0;
-      const condD = put(cond);
-      const aD = put(a);
-      const bD = put(b);
-      meta[p++] = code(out);
-      addon.where(condD, aD, bD, out);
+      addon.where(put(cond), put(a), put(b), output(out));
     },
     cast(x, out) {
       p = 0;
-      const xD = put(x);
-      meta[p++] = code(out);
-      addon.cast(xD, out);
+      addon.cast(put(x), output(out));
     },
     copy(src, dst) {
       p = 0;
-      const srcD = put(src);
-      const dstD = put(dst);
-      addon.copy(srcD, dstD);
+      addon.copy(put(src), put(dst));
     },
     reduce(op, x, axes, out) {
       p = 0;
-      const xD = put(x);
       meta[p++] = axes.length;
-      for (let i = 0; i < axes.length; i++) meta[p++] = axes[i];
-      meta[p++] = code(out);
-      addon.reduce(reduceCode[op], xD, out);
+      list(axes);
+      addon.reduce(reduceCode[op], put(x), output(out));
     },
     argReduce(op, x, axis, out) {
       p = 0;
-      const xD = put(x);
       meta[p++] = axis;
-      meta[p++] = code(out);
-      addon.argReduce(op === "argmin" ? 1 : 0, xD, out);
+      addon.argReduce(op === "argmin" ? 1 : 0, put(x), output(out));
     },
     cumsum(x, axis, reverse, out) {
       p = 0;
-      const xD = put(x);
       meta[p++] = axis;
       meta[p++] = reverse ? 1 : 0;
-      meta[p++] = code(out);
-      addon.cumsum(xD, out);
+      addon.cumsum(put(x), output(out));
     },
     dot(a, b, out) {
       p = 0;
-      const aD = put(a);
-      const bD = put(b);
-      meta[p++] = code(out);
-      addon.dot(aD, bD, out);
+      addon.dot(put(a), put(b), output(out));
     },
     conv2d(x, w, out, outShape, params, epilogue) {
       conv(CONV_FORWARD, x, w, out, outShape, params, epilogue);
@@ -278,10 +231,12 @@ export function createNativeBackend(addon: NativeAddon): Backend {
       conv(CONV_BACK_WEIGHT, x, dy, out, outShape, params);
     },
     maxPool2d(x, out, outShape, params) {
-      pool(POOL_MAX, x, out, outShape, params);
+      pool(params, outShape);
+      addon.pool2d(POOL_MAX, put(x), output(out));
     },
     maxPool2dArgmax(x, out, outShape, params) {
-      pool(POOL_MAX_ARGMAX, x, out, outShape, params);
+      pool(params, outShape);
+      addon.pool2d(POOL_MAX_ARGMAX, put(x), output(out));
     },
     maxPool2dBackward(x, dy, out, outShape, params) {
       // out is x's shape by contract; the addon checks dy against x's pooled shape and out's length against x
@@ -290,82 +245,63 @@ export function createNativeBackend(addon: NativeAddon): Backend {
           `native maxPool2dBackward: output [${outShape.join(", ")}] is not the input's shape [${x.shape.join(", ")}]`,
         );
       }
-      p = 0;
-      const xD = put(x);
-      const dyD = put(dy);
-      putPool(params);
-      meta[p++] = code(out);
-      addon.maxPool2dBackward(xD, dyD, out);
+      pool(params);
+      addon.maxPool2dBackward(put(x), put(dy), output(out));
     },
     avgPool2d(x, out, outShape, params) {
-      pool(POOL_AVG, x, out, outShape, params);
+      pool(params, outShape);
+      addon.pool2d(POOL_AVG, put(x), output(out));
     },
     avgPool2dBackward(dy, out, outShape, params) {
-      pool(POOL_AVG_BACKWARD, dy, out, outShape, params);
+      pool(params, outShape);
+      addon.pool2d(POOL_AVG_BACKWARD, put(dy), output(out));
     },
     gather(x, axis, idx, out) {
       p = 0;
-      const xD = put(x);
-      const idxD = put(idx);
       meta[p++] = axis;
-      meta[p++] = code(out);
-      addon.gather(xD, idxD, out);
-    },
-    adamUpdate(param, g, m, v, vmax, h) {
-      p = 0;
-      const gD = put(g);
-      meta[p++] = h.lr;
-      meta[p++] = h.beta1;
-      meta[p++] = h.beta2;
-      meta[p++] = h.eps;
-      meta[p++] = h.weightDecay;
-      meta[p++] = h.decoupled ? 1 : 0;
-      meta[p++] = h.maximize ? 1 : 0;
-      meta[p++] = h.bc1;
-      meta[p++] = h.bc2Sqrt;
-      meta[p++] = code(param);
-      meta[p++] = code(m);
-      meta[p++] = code(v);
-      if (vmax !== null) meta[p++] = code(vmax);
-      addon.adamUpdate(param, gD, m, v, vmax);
-    },
-    biasAct(act, x, b, out) {
-      p = 0;
-      const xD = put(x);
-      const bD = b === null ? null : put(b);
-      meta[p++] = code(out);
-      addon.activation(BIAS_ACT, actCode[act], xD, bD, out);
-    },
-    actGrad(act, y, ct, out) {
-      p = 0;
-      const yD = put(y);
-      const ctD = put(ct);
-      meta[p++] = code(out);
-      addon.activation(ACT_GRAD, actCode[act], yD, ctD, out);
+      addon.gather(put(x), put(idx), output(out));
     },
     scatterAdd(src, axis, idx, out, outShape) {
       p = 0;
-      const srcD = put(src);
-      const idxD = put(idx);
       meta[p++] = axis;
-      putShape(outShape);
-      meta[p++] = code(out);
-      addon.scatterAdd(srcD, idxD, out);
+      meta[p++] = outShape.length;
+      list(outShape);
+      addon.scatterAdd(put(src), put(idx), output(out));
+    },
+    adamUpdate(param, g, m, v, vmax, h) {
+      p = 0;
+      list([
+        h.lr,
+        h.beta1,
+        h.beta2,
+        h.eps,
+        h.weightDecay,
+        h.decoupled ? 1 : 0,
+        h.maximize ? 1 : 0,
+        h.bc1,
+        h.bc2Sqrt,
+      ]);
+      addon.adamUpdate(output(param), put(g), output(m), output(v), vmax && output(vmax));
+    },
+    biasAct(act, x, b, out) {
+      p = 0;
+      meta[p++] = actCode[act];
+      addon.activation(BIAS_ACT, put(x), opt(b), output(out));
+    },
+    actGrad(act, y, ct, out) {
+      p = 0;
+      meta[p++] = actCode[act];
+      addon.activation(ACT_GRAD, put(y), put(ct), output(out));
     },
     softmax(x, axis, log, out) {
       p = 0;
-      const xD = put(x);
       meta[p++] = axis;
-      meta[p++] = code(out);
-      addon.softmax(log ? 1 : 0, xD, out);
+      addon.softmax(log ? 1 : 0, put(x), output(out));
     },
     softmaxBackward(y, ct, axis, log, out) {
       p = 0;
-      const yD = put(y);
-      const ctD = put(ct);
       meta[p++] = axis;
-      meta[p++] = code(out);
-      addon.softmaxBackward(log ? 1 : 0, yD, ctD, out);
+      addon.softmaxBackward(log ? 1 : 0, put(y), put(ct), output(out));
     },
   };
   // Offer only what the addon declares; the registry fills the rest with js kernels. Built by one spread (a
