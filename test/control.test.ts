@@ -475,6 +475,23 @@ describe("scan: programs and jit", () => {
     );
   });
 
+  test("reverse mode saves per-step values only: no stacked weight transposes, no copies of xs", () => {
+    const args = rnnArgs();
+    const p = makeJaxpr(grad(rnnLoss, { argnums: [0, 4] }))(...args);
+    const fwd = p.eqns.find((e) => e.name === "scan" && !(e.params as { reverse: boolean }).reverse)!;
+    const stacked = fwd.outputs.slice(1).map((v) => v.shape.join("x"));
+    // ys [T, H], and per-step residuals of the carry's size; nothing of W's size ([T, H, H]) or of x's ([T, I])
+    for (const s of stacked) {
+      const [t, ...rest] = s.split("x").map(Number);
+      assert.equal(t, T);
+      assert.equal(
+        rest.reduce((a, b) => a * b, 1),
+        H,
+        `a stacked residual of shape ${s} (only carry-sized values expected)`,
+      );
+    }
+  });
+
   test("jit(scan) equals eager and traces once; scan inside jit(grad) equals eager grad", () => {
     const args = rnnArgs();
     let traces = 0;
