@@ -218,6 +218,51 @@ describe("scan: values", () => {
     assert.deepEqual(zs.shape, [0]);
   });
 
+  test("carries that alias xs, a closed-over tensor or the ys are never overwritten by later steps", () => {
+    const xs = rand([4, 3], 71);
+    const before = vals(xs);
+    const W = rand([3], 72);
+    const wBefore = vals(W);
+    // the carry is a row of xs, then a closed-over tensor, then a fresh value also returned as y
+    const [c, ys] = scan(
+      (cr: Tensor, x: Tensor) => [x, cr.mul(2)] as [Tensor, Tensor],
+      tensor([0, 0, 0], F64),
+      xs,
+    );
+    assertClose(c, before.slice(9), 0, "last row");
+    assertClose(ys, [0, 0, 0, ...before.slice(0, 9).map((v) => 2 * v)], 0, "ys");
+    const [c2, ys2] = scan(
+      (cr: Tensor, x: Tensor) => [W, cr.add(x)] as [Tensor, Tensor],
+      tensor([1, 1, 1], F64),
+      xs,
+    );
+    assertClose(c2, wBefore, 0, "closed-over carry");
+    assertClose(
+      ys2,
+      [...before.slice(0, 3).map((v) => v + 1), ...before.slice(3).map((v, i) => v + wBefore[i % 3])],
+      0,
+      "ys2",
+    );
+    const [c3, ys3] = scan(
+      (cr: Tensor, x: Tensor) => {
+        const n = cr.mul(x).add(1);
+        return [n, n] as [Tensor, Tensor];
+      },
+      tensor([1, 1, 1], F64),
+      xs,
+    );
+    const want: number[] = [];
+    let h = [1, 1, 1];
+    for (let t = 0; t < 4; t++) {
+      h = h.map((v, i) => v * before[t * 3 + i] + 1);
+      want.push(...h);
+    }
+    assertClose(ys3, want, 1e-15, "ys3");
+    assertClose(c3, want.slice(9), 1e-15, "c3");
+    assert.deepEqual(vals(xs), before);
+    assert.deepEqual(vals(W), wBefore);
+  });
+
   test("the body is traced once, not once per step", () => {
     let calls = 0;
     scan(
@@ -428,6 +473,23 @@ describe("scan: programs and jit", () => {
       scans.map((e) => (e.params as { reverse: boolean }).reverse),
       [false, true],
     );
+  });
+
+  test("reverse mode saves per-step values only: no stacked weight transposes, no copies of xs", () => {
+    const args = rnnArgs();
+    const p = makeJaxpr(grad(rnnLoss, { argnums: [0, 4] }))(...args);
+    const fwd = p.eqns.find((e) => e.name === "scan" && !(e.params as { reverse: boolean }).reverse)!;
+    const stacked = fwd.outputs.slice(1).map((v) => v.shape.join("x"));
+    // ys [T, H], and per-step residuals of the carry's size; nothing of W's size ([T, H, H]) or of x's ([T, I])
+    for (const s of stacked) {
+      const [t, ...rest] = s.split("x").map(Number);
+      assert.equal(t, T);
+      assert.equal(
+        rest.reduce((a, b) => a * b, 1),
+        H,
+        `a stacked residual of shape ${s} (only carry-sized values expected)`,
+      );
+    }
   });
 
   test("jit(scan) equals eager and traces once; scan inside jit(grad) equals eager grad", () => {
@@ -666,6 +728,15 @@ describe("whileLoop and foriLoop", () => {
       (e: unknown) => e instanceof AutodiffError && /whileLoop: reverse-mode.*scan.*foriLoop/.test(e.message),
     );
     assert.throws(() => vjp(f, a)[1](tensor(1, F64)), AutodiffError);
+    // on the eager tape the forward pass runs; backward through the loop is the error
+    const p = tensor(0.3, F64);
+    p.requiresGrad = true;
+    const ye = f(p);
+    assertClose(ye, js(0.3), 1e-13, "eager forward");
+    assert.throws(
+      () => ye.backward(),
+      (e: unknown) => e instanceof AutodiffError && /whileLoop/.test(e.message),
+    );
   });
 
   test("whileLoop under vmap: per-example trip counts, finished examples frozen", () => {

@@ -206,6 +206,9 @@ function traceFlatVjp(p: Program, n: number, avals: Aval[]): Program {
   return raw;
 }
 
+/** Primitives that only re-view their input (no arithmetic, no copy): recomputed rather than saved. */
+const VIEWS = new Set(["reshape", "permute", "broadcast", "slice", "flip"]);
+
 /** How an input of a VJP program is known: C (constant over the loop), K (known per step), U (a cotangent). */
 export type Known = "C" | "K" | "U";
 
@@ -223,8 +226,8 @@ export interface Split {
  * Partial evaluation of a VJP program: equations that depend on no cotangent form the forward part (run in the
  * forward pass); the others form the backward part. Known values the backward part reads are residuals, output
  * by the forward part, except values that depend only on C inputs (recomputed in the backward part instead of
- * being saved per step: a weight's transpose) and `bypass`ed K inputs (passed to the backward part directly,
- * e.g. scan's xs instead of a stacked copy).
+ * being saved per step: a weight's transpose), `bypass`ed K inputs (passed to the backward part directly,
+ * e.g. scan's xs instead of a stacked copy) and views of those (a reshape or transpose of a row of xs).
  */
 export function partialEval(
   p: Program,
@@ -255,6 +258,24 @@ export function partialEval(
   p.invars.forEach((v, i) => {
     invarIndex.set(v, i);
   });
+  const bypassed = (a: Atom) => {
+    const i = a instanceof Literal ? undefined : invarIndex.get(a);
+    return i !== undefined && bypass[i];
+  };
+  // known views (reshape, permute...) of bypassed inputs and constants cost nothing to recompute: not residuals
+  const views = new Set<Var>();
+  p.eqns.forEach((e, i) => {
+    if (
+      eqnCls[i] === "K" &&
+      e.prim !== null &&
+      VIEWS.has(e.name) &&
+      e.inputs.every((a) => of(a) === "C" || bypassed(a) || views.has(a as Var))
+    ) {
+      views.add(e.outputs[0]);
+    }
+  });
+  const viewEqn = new Map<Var, Eqn>();
+  for (const e of p.eqns) if (views.has(e.outputs[0])) viewEqn.set(e.outputs[0], e);
   const res: Var[] = [];
   const bypassUsed: number[] = [];
   const seen = new Set<Var>();
@@ -262,7 +283,9 @@ export function partialEval(
     if (a instanceof Literal || of(a) !== "K" || seen.has(a)) return;
     seen.add(a);
     const i = invarIndex.get(a);
+    const v = viewEqn.get(a);
     if (i !== undefined && bypass[i]) bypassUsed.push(i);
+    else if (v !== undefined) for (const b of v.inputs) need(b);
     else res.push(a);
   };
   p.eqns.forEach((e, i) => {
@@ -274,7 +297,7 @@ export function partialEval(
   const bwdEqns: Eqn[] = [];
   p.eqns.forEach((e, i) => {
     if (eqnCls[i] !== "U") fwdEqns.push(e);
-    if (eqnCls[i] !== "K") bwdEqns.push(e);
+    if (eqnCls[i] !== "K" || views.has(e.outputs[0])) bwdEqns.push(e);
   });
   const inOf = (c: Known) => p.invars.filter((_, i) => cls[i] === c);
   const fwd = new Program(

@@ -22,6 +22,7 @@ import { where } from "../ops/math.ts";
 import { broadcast, concat, permute, reshape, slice } from "../prims/movement.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import {
+  allConcrete,
   avalOf,
   batchProgram,
   groups,
@@ -34,7 +35,8 @@ import {
 } from "./control-programs.ts";
 import { accumulate, zerosLike } from "./helpers.ts";
 import { evalFlat } from "./jaxpr-eval.ts";
-import type { Program } from "./jaxpr.ts";
+import { Program } from "./jaxpr.ts";
+import { simplifyProgram } from "./jit-simplify.ts";
 import type { Aval } from "./primitive.ts";
 import { bindCall, type CallRule } from "./trace.ts";
 
@@ -89,6 +91,21 @@ function stackRows(rows: readonly Tensor[], av: Aval): Tensor {
   return parts.length === 1 ? parts[0] : concat(parts, 0);
 }
 
+/**
+ * The carries (inputs `offset + j`) a loop step may donate to the body's executor, so their buffers are reused
+ * for the next carry: those computed by the previous step and shared with nothing the loop keeps (`kept`: the
+ * operands and the ys). Null when the body has call equations (their outputs may view an input the executor
+ * does not track), or when nothing qualifies.
+ */
+function donatable(carry: readonly Tensor[], offset: number, kept: Set<unknown> | null): Set<number> | null {
+  if (kept === null) return null;
+  let d: Set<number> | null = null;
+  carry.forEach((c, j) => {
+    if (c._data !== null && !kept.has(c._data)) (d ??= new Set()).add(offset + j);
+  });
+  return d;
+}
+
 function scanEval(params: ScanParams, args: readonly Tensor[]): Tensor[] {
   const { body, length, reverse, numConsts: nc, numCarry: nk } = params;
   const consts = args.slice(0, nc);
@@ -96,23 +113,14 @@ function scanEval(params: ScanParams, args: readonly Tensor[]): Tensor[] {
   const xs = args.slice(nc + nk);
   const ny = body.outs.length - nk;
   const ys: Tensor[][] = Array.from({ length: ny }, () => new Array<Tensor>(length));
-  const concrete = args.every((a) => a._trace === null && a._data !== null);
   // storage the loop must never recycle: the operands, and every per-step output kept in ys
-  // (only for bodies of primitives alone: a call equation's output may view an input the executor cannot see)
-  const donate = concrete && memo(body, "scan-donate", () => body.eqns.every((e) => e.prim !== null));
+  const donate =
+    allConcrete(args) && memo(body, "loop-donate", () => body.eqns.every((e) => e.prim !== null));
   const kept = donate ? new Set(args.map((a) => a._data)) : null;
-  const donated = new Set<number>();
   for (let t = 0; t < length; t++) {
     const i = reverse ? length - 1 - t : t;
     const ins = [...consts, ...carry, ...xs.map((x) => rowOf(x, i))];
-    // a carry computed by the previous step and shared with nothing kept is donated: its buffer is reused
-    donated.clear();
-    if (kept !== null && t > 0) {
-      carry.forEach((c, j) => {
-        if (c._data !== null && !kept.has(c._data)) donated.add(nc + j);
-      });
-    }
-    const outs = runProgram(body, ins, donated.size > 0 ? donated : null);
+    const outs = runProgram(body, ins, t > 0 ? donatable(carry, nc, kept) : null);
     carry = outs.slice(0, nk);
     for (let j = 0; j < ny; j++) {
       const y = outs[nk + j];
@@ -165,19 +173,30 @@ function scanVjp(
   const nIn = body.invars.length;
   const nx = nIn - nc - nk;
   const ny = body.outs.length - nk;
-  const split = memo(body, `scan-split:${nc}:${nk}`, () => {
+  const { split, fwd, fromY } = memo(body, `scan-split:${nc}:${nk}`, () => {
     const vp = vjpProgram(body);
-    return partialEval(
+    const sp = partialEval(
       vp,
       vp.invars.map((_, i) => (i < nc ? "C" : i < nIn ? "K" : "U")),
       body.outs.length,
       vp.invars.map((_, i) => i >= nc + nk && i < nIn),
     );
+    // a residual that is also one of the ys (often the carry itself) is read from the stacked ys, not saved twice
+    const f = sp.fwd;
+    const ysOut = f.outs.slice(nk, nk + ny);
+    const from = f.outs.slice(nk + ny).map((r) => ysOut.indexOf(r));
+    const kept = f.outs.filter((_, i) => i < nk + ny || from[i - nk - ny] < 0);
+    const fw =
+      kept.length === f.outs.length
+        ? f
+        : simplifyProgram(new Program(f.constvars, f.consts, f.invars, f.eqns, kept, null, null));
+    return { split: sp, fwd: fw, fromY: from };
   });
   const [consts, init, xs] = groups(ps, [nc, nk, nx]);
-  const fo = bindScan({ body: split.fwd, length, reverse, numConsts: nc, numCarry: nk }, ps);
+  const fo = bindScan({ body: fwd, length, reverse, numConsts: nc, numCarry: nk }, ps);
   const outs = fo.slice(0, nk + ny);
-  const res = fo.slice(nk + ny);
+  let saved = nk + ny;
+  const res = fromY.map((m) => (m >= 0 ? outs[nk + m] : fo[saved++]));
   const fc = consts.map(isF);
   const fk = init.map(isF);
   const fx = xs.map(isF);
@@ -456,13 +475,16 @@ function whileEval(params: WhileParams, args: readonly Tensor[]): Tensor[] {
   const cc = args.slice(0, ncc);
   const bc = args.slice(ncc, ncc + nbc);
   let carry = args.slice(ncc + nbc);
-  for (;;) {
+  const donate =
+    allConcrete(args) && memo(body, "loop-donate", () => body.eqns.every((e) => e.prim !== null));
+  const kept = donate ? new Set(args.map((a) => a._data)) : null;
+  for (let t = 0; ; t++) {
     const p = runProgram(cond, [...cc, ...carry])[0];
     if (p._data === null || p._trace !== null) {
       // only reached with tracers below (a bound rule runs on concrete values); read it the checked way
       if (p.item() === 0) break;
     } else if (p._data[p._offset] === 0) break;
-    carry = runProgram(body, [...bc, ...carry]);
+    carry = runProgram(body, [...bc, ...carry], t > 0 ? donatable(carry, nbc, kept) : null);
   }
   return carry;
 }

@@ -2,8 +2,9 @@
  * The executor of compiled programs: a flat list of steps over numbered slots, run without tracing, dispatch,
  * argument checks or broadcasting (all settled when the program was traced), and with planned memory.
  *
- * Each step calls a primitive's `impl` directly with the equation's params and its output aval. Slots are freed
- * at their last use. Memory: while a step runs, `allocOut` (src/prims/impl.ts) takes its storage from the
+ * Each step calls a primitive's `impl` directly with the equation's params and its output aval, or, for a group
+ * of elementwise equations fused by core/jit-fuse.ts (`fuse` option), the backend's `fused` kernel once. Slots
+ * are freed at their last use. Memory: while a step runs, `allocOut` (src/prims/impl.ts) takes its storage from the
  * executor's arena, which serves a buffer of exactly that dtype and length from a pool when one is free. A buffer
  * returns to the pool when no live slot refers to it any more (views count: a reshape of an intermediate keeps
  * its storage alive), so within one call storage is reused as soon as its last reader has run, and across calls
