@@ -785,6 +785,10 @@ describe("whileLoop and foriLoop", () => {
     const g = (x: Tensor, n: Tensor) => foriLoop(0, n, body(x), tensor(0.5, F64));
     const p = makeJaxpr(g)(tensor(1.3, F64), tensor(4, { dtype: "int32" }));
     assert.ok(p.eqns.some((e) => e.name === "while"));
+    assert.match(
+      String(p),
+      /while\[condNumConsts=0, bodyNumConsts=1\] cond=\{ lambda ; [^\n]*\n\s+\w+:bool\[\] = lt [^\n]*\n[^\n]*\} body=\{ lambda/,
+    );
     assert.ok(!p.eqns.some((e) => e.name === "scan"));
     const jg = jit(g);
     const js0 = (x: number, n: number) => {

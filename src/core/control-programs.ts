@@ -7,6 +7,8 @@
  * Every derived program is traced once per source program (memoized), so a jitted function calling scan under
  * grad derives the body's VJP once, not once per call.
  */
+import type { Backend } from "../backend/backend.ts";
+import { getBackend } from "../backend/registry.ts";
 import { isFloat } from "../dtype.ts";
 import { internal } from "../errors.ts";
 import { broadcast } from "../prims/movement.ts";
@@ -95,7 +97,7 @@ export function memo<T>(p: object, key: string, make: () => T): T {
   return v;
 }
 
-const executors = new WeakMap<Program, Executor>();
+const executors = new WeakMap<Program, Map<Backend, Executor>>();
 
 /** Whether every tensor is a plain concrete value (no tracer, no deleted storage). */
 export function allConcrete(xs: readonly Tensor[]): boolean {
@@ -104,8 +106,9 @@ export function allConcrete(xs: readonly Tensor[]): boolean {
 }
 
 /**
- * Run a program: on concrete values through its jit executor (compiled once per program and reused at every
- * iteration: no tracing, dispatch or argument checks, intermediates from the executor's pool), else through the
+ * Run a program: on concrete values through its jit executor (compiled once per program and backend, reused at
+ * every iteration: no tracing, dispatch or argument checks, intermediates from the executor's pool, elementwise
+ * chains fused where the backend can), else through the
  * evaluator (each equation bound, so enclosing traces see it).
  */
 export function runProgram(
@@ -114,10 +117,19 @@ export function runProgram(
   donated: ReadonlySet<number> | null = null,
 ): Tensor[] {
   if (!allConcrete(args)) return evalFlat(p, args);
-  let ex = executors.get(p);
+  let byBackend = executors.get(p);
+  if (byBackend === undefined) {
+    byBackend = new Map();
+    executors.set(p, byBackend);
+  }
+  // one per backend, as jit does: elementwise chains are fused when the backend has a fused kernel
+  const b = getBackend();
+  let ex = byBackend.get(b);
   if (ex === undefined) {
-    ex = new Executor(simplifyProgram(p));
-    executors.set(p, ex);
+    ex = new Executor(byBackend.values().next().value?.program ?? simplifyProgram(p), {
+      fuse: b.fused !== undefined,
+    });
+    byBackend.set(b, ex);
   }
   if (ex.busy) return evalFlat(p, args);
   return ex.run(args, donated);

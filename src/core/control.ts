@@ -183,9 +183,9 @@ function toIndex(op: string, v: Tensor | number | boolean, isPred: boolean): Ten
 function branches(
   op: string,
   index: Tensor,
-  fns: readonly ((...a: any[]) => unknown)[],
+  fns: readonly ((...a: never[]) => unknown)[],
   operands: unknown[],
-): any {
+): unknown {
   if (!Array.isArray(fns) || fns.length === 0)
     throw new TypeError(`${op}: expected a non-empty array of branches`);
   fns.forEach((g, i) => {
@@ -196,7 +196,7 @@ function branches(
   const traced = fns.map((g) => {
     let outDef: TreeDef | null = null;
     const c = closeOver((ins) => {
-      const [l, d] = treeFlatten(g(...(treeUnflatten(opDef, ins) as unknown[])));
+      const [l, d] = treeFlatten(g(...(treeUnflatten(opDef, ins) as never[])));
       outDef = d;
       return l;
     }, opAvals);
@@ -264,11 +264,11 @@ function branches(
  */
 export function cond<R>(
   pred: Tensor | boolean | number,
-  trueFn: (...operands: any[]) => R,
-  falseFn: (...operands: any[]) => R,
+  trueFn: (...operands: never[]) => R,
+  falseFn: (...operands: never[]) => R,
   ...operands: unknown[]
 ): R {
-  return branches("cond", toIndex("cond", pred, true), [falseFn, trueFn], operands);
+  return branches("cond", toIndex("cond", pred, true), [falseFn, trueFn], operands) as R;
 }
 
 /**
@@ -278,10 +278,10 @@ export function cond<R>(
  */
 export function switchCase<R>(
   index: Tensor | number,
-  fns: readonly ((...operands: any[]) => R)[],
+  fns: readonly ((...operands: never[]) => R)[],
   ...operands: unknown[]
 ): R {
-  return branches("switchCase", toIndex("switchCase", index, false), fns, operands);
+  return branches("switchCase", toIndex("switchCase", index, false), fns, operands) as R;
 }
 
 /**
