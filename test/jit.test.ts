@@ -279,6 +279,22 @@ describe("memory planning", () => {
     assert.ok(jf.memoryStats().pooledBytes >= 64 * 64 * 4, "intermediates held for reuse");
   });
 
+  test("a call equation returning a view of an intermediate keeps its storage alive", () => {
+    // checkpoint's body returns a reshape of its (intermediate) input; the intermediate's slot dies at the call,
+    // and the view must still read the right values after later steps have run
+    const jf = jit((a: Tensor) => {
+      const t = a.mul(2);
+      const v = checkpoint((u: Tensor) => u.reshape([-1]))(t);
+      const w = a.add(1).exp().sum().mul(0); // later steps that would take a recycled buffer
+      return v.add(w);
+    });
+    const a = tensor([
+      [1, 2],
+      [3, 4],
+    ]);
+    for (let i = 0; i < 3; i++) assert.deepEqual(jf(a).toArray(), [2, 4, 6, 8]);
+  });
+
   test("donateArgnums: an update reuses the donated storage, and the donated tensor is deleted", () => {
     const step = jit((w: Tensor, g: Tensor) => w.sub(g.mul(0.5)), { donateArgnums: 0 });
     let w = tensor([1, 2, 3]);

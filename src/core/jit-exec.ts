@@ -319,7 +319,11 @@ export class Executor {
           setOutArena(null);
           const outs = evalCall(step.eqn, ins);
           setOutArena(arena);
-          for (let i = 0; i < outs.length; i++) slots[step.outs[i]] = outs[i];
+          for (let i = 0; i < outs.length; i++) {
+            slots[step.outs[i]] = outs[i];
+            // a call may return (a view of) an operand: its storage is then referred to by this slot too
+            this.retain(outs[i]);
+          }
         }
         for (const s of step.free) {
           this.release(slots[s]);
