@@ -49,6 +49,8 @@ export interface TrainConfig {
   /** Write loss.svg, accuracy.svg and confusion.svg. */
   plots: boolean;
   quiet: boolean;
+  /** Run each training step as one jit-compiled program (forward, backward and optimizer update). */
+  jit: boolean;
 }
 
 /** What a caller may give: any subset of the config (defaults fill the rest). */
@@ -71,6 +73,7 @@ export const DEFAULTS = {
   backend: null,
   plots: true,
   quiet: false,
+  jit: false,
 } as const satisfies Omit<TrainConfig, "lr" | "out">;
 
 /** Default (peak) learning rate of each optimizer. */
@@ -84,7 +87,14 @@ export const DEFAULT_LR: Record<OptimizerName, number> = {
 };
 
 /** Keys that may differ from the saved config when resuming (everything else must match it). */
-export const RESUMABLE_KEYS: readonly (keyof TrainConfig)[] = ["epochs", "out", "backend", "plots", "quiet"];
+export const RESUMABLE_KEYS: readonly (keyof TrainConfig)[] = [
+  "epochs",
+  "out",
+  "backend",
+  "plots",
+  "quiet",
+  "jit",
+];
 
 /** A bad option value; the message names the option, the value and what is allowed. */
 export class ConfigError extends Error {
@@ -253,6 +263,7 @@ export function resolveConfig(input: TrainInput): TrainConfig {
     backend,
     plots: Boolean(v.plots),
     quiet: Boolean(v.quiet),
+    jit: Boolean(v.jit),
   };
 }
 

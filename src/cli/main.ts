@@ -170,6 +170,9 @@ function trainCommand(io: Required<MainIO>, done: (code: number) => void): Comma
       ),
     )
     .addOption(threadsOption())
+    .addOption(
+      new Option("--jit", "run each training step as one compiled program (forward, backward, update)"),
+    )
     .addOption(new Option("--no-plots", "do not write the SVG charts"))
     .addOption(new Option("--quiet", "print only the final test accuracy"))
     .action(async (_opts: Record<string, unknown>, self: Command) => {

@@ -30,11 +30,20 @@ import { readSafetensorsFileHeader } from "../io/files-node.ts";
 import { CHECKPOINT_KEY } from "../io/tensors.ts";
 import { loadCheckpoint, saveCheckpoint, saveSafetensors } from "../io/tensors-node.ts";
 import { noGrad } from "../core/trace.ts";
-import { Generator, manualSeed } from "../ops/creation.ts";
+import { arange, Generator, manualSeed } from "../ops/creation.ts";
 import type { Sequential } from "../nn/container.ts";
+import { loadModuleState } from "../nn/functional.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { crossEntropy } from "../nn/loss.ts";
-import type { OptimizerStateDict } from "../optim/optimizer.ts";
+import {
+  fromOptimizer,
+  type FunctionalOptimizer,
+  hyperOf,
+  stateFromOptimizer,
+  stateToOptimizer,
+} from "../optim/functional.ts";
+import { makeTrainStep, type TrainState } from "../optim/functional-step.ts";
+import type { Optimizer, OptimizerStateDict } from "../optim/optimizer.ts";
 import type { SchedulerStateDict } from "../optim/scheduler.ts";
 import { ConfigError, mergeResumeConfig, resolveConfig, type TrainConfig, type TrainInput } from "./args.ts";
 import { buildModel, countParameters, type ModelSpec } from "./models.ts";
@@ -171,6 +180,37 @@ function readResume(resume: string): {
   return { path, extra, model: ck.model, optim: ck.optimizer as OptimizerStateDict };
 }
 
+/**
+ * The --jit path: parameters, buffers and optimizer state live in one state pytree stepped by a jitted training
+ * step (forward, cross-entropy, backward, update; the state donated), with the learning rate and momentum read
+ * from the stateful optimizer's group each step, so its scheduler drives the run as in the eager path. `sync`
+ * writes the state back into the model and the optimizer (before evaluation and checkpoints). Dropout masks are
+ * drawn by the layers' generator outside the program, in the order the eager forward draws them.
+ */
+function jitTrainer(net: Sequential, opt: Optimizer<{ lr: number }>, numClasses: number) {
+  const f: FunctionalOptimizer = fromOptimizer(opt);
+  const named = Object.fromEntries(net.namedParameters().filter(([, p]) => p.requiresGrad));
+  const classes = arange(numClasses, undefined, 1, { dtype: "int32" });
+  // one-hot targets: crossEntropy's class-index path checks the indices on the host, which a trace cannot do
+  const loss = (logits: Tensor, y: Tensor) =>
+    crossEntropy(logits, y.unsqueeze(1).eq(classes).to(logits.dtype));
+  const step = makeTrainStep(net, loss, f);
+  let state: TrainState | null = null; // made at the first step, from the model and optimizer as loaded
+  return {
+    step(x: Tensor, y: Tensor): [Tensor, Tensor] {
+      state ??= { ...step.init(), opt: stateFromOptimizer(f, opt, named) };
+      const [l, next, logits] = step(state, x, y, hyperOf(f, opt));
+      state = next;
+      return [l, logits];
+    },
+    sync(): void {
+      if (state === null) return;
+      loadModuleState(net, state);
+      stateToOptimizer(f, state.opt, opt, named);
+    },
+  };
+}
+
 /** The loss became NaN or infinite: training stops, keeping the last checkpoint written before it. */
 export class DivergedError extends Error {
   override name = "DivergedError";
@@ -197,6 +237,7 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
           // how this session runs and talks is its own choice, not the saved run's
           quiet: input.quiet ?? false,
           backend: input.backend ?? null,
+          jit: input.jit ?? false,
           // where the user said: --out, else the directory holding the checkpoint (never the `out` recorded
           // inside the checkpoint, which a received file could point anywhere)
           out: input.out ?? dirname(saved.path),
@@ -226,6 +267,7 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
   const dataset = new TensorDataset(data.train.x, data.train.y);
   const stepsPerEpoch = Math.ceil(data.train.x.shape[0] / config.batchSize);
   const sched = makeScheduler(config, opt, stepsPerEpoch);
+  const jitted = config.jit ? jitTrainer(net, opt, data.classes.length) : null;
   let pos: Position = { epoch: 0, step: 0, globalStep: 0 };
   let sums: EpochSums = { loss: 0, correct: 0, count: 0, seconds: 0 };
   const epochs: EpochMetrics[] = saved?.extra.epochs ?? [];
@@ -350,6 +392,7 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
     };
     const stopHere = (): TrainResult => {
       progress.stop();
+      jitted?.sync();
       const metrics = saveState("interrupted");
       say(
         `interrupted at epoch ${pos.epoch + 1}, step ${pos.step}/${stepsPerEpoch}; saved ${files.checkpoint}`,
@@ -378,16 +421,28 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
         if (interrupted()) return stopHere();
         net.train();
         dropoutGen.seed(deriveSeed(config.seed, STREAM.DROPOUT, pos.globalStep));
-        const logits = net.call(x);
-        const loss = crossEntropy(logits, y);
-        const lossValue = loss.item();
-        if (!Number.isFinite(lossValue)) {
-          progress.stop();
-          throw diverged(lossValue);
+        let logits: Tensor;
+        let lossValue: number;
+        if (jitted !== null) {
+          const [loss, out] = jitted.step(x, y);
+          logits = out;
+          lossValue = loss.item();
+          if (!Number.isFinite(lossValue)) {
+            progress.stop();
+            throw diverged(lossValue);
+          }
+        } else {
+          logits = net.call(x);
+          const loss = crossEntropy(logits, y);
+          lossValue = loss.item();
+          if (!Number.isFinite(lossValue)) {
+            progress.stop();
+            throw diverged(lossValue);
+          }
+          opt.zeroGrad();
+          loss.backward();
+          opt.step();
         }
-        opt.zeroGrad();
-        loss.backward();
-        opt.step();
         lastLr = opt.paramGroups[0].lr;
         sched?.step();
         const correct = noGrad(() => logits.argmax(1).eq(y).sum().item());
@@ -410,6 +465,7 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
       }
       if (interrupted()) return stopHere();
       progress.stop();
+      jitted?.sync();
       const val = data.val === null ? null : evaluate(net, data.val);
       const seconds = (performance.now() - epochStart) / 1000;
       const m: EpochMetrics = {
