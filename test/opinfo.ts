@@ -25,7 +25,7 @@ import {
   unravel,
 } from "./ref.ts";
 
-export type Domain = "real" | "positive" | "awayFromZero" | "unit" | "small";
+export type Domain = "real" | "positive" | "awayFromZero" | "unit" | "small" | "aboveOne";
 
 export interface OpInfo {
   name: string;
@@ -58,6 +58,8 @@ function draw(d: Domain): number {
       return 0.9 * Math.tanh(n);
     case "small":
       return 0.5 * Math.tanh(n);
+    case "aboveOne":
+      return 1.2 + Math.abs(n);
   }
 }
 
@@ -301,6 +303,22 @@ export const OPS: OpInfo[] = [
     (v) => Math.log1p(Math.exp(v)),
   ),
   unary("erf", (x) => x.erf(), erfRef),
+  // inverse trigonometric and hyperbolic functions (references: the JS Math functions, float64)
+  unary("asin", (x) => x.asin(), Math.asin, "unit"),
+  unary("acos", (x) => x.acos(), Math.acos, "unit"),
+  unary("atan", (x) => x.atan(), Math.atan),
+  unary("sinh", (x) => x.sinh(), Math.sinh),
+  unary("cosh", (x) => x.cosh(), Math.cosh),
+  unary("asinh", (x) => x.asinh(), Math.asinh),
+  unary("acosh", (x) => x.acosh(), Math.acosh, "aboveOne"),
+  unary("atanh", (x) => x.atanh(), Math.atanh, "unit"),
+  unary("log2", (x) => x.log2(), Math.log2, "positive"),
+  unary("log10", (x) => x.log10(), Math.log10, "positive"),
+  unary(
+    "atan2-method",
+    (x) => x.atan2(0.5),
+    (v) => Math.atan2(v, 0.5),
+  ),
   unary(
     "detach",
     (x) => x.detach().mul(2),

@@ -47,6 +47,18 @@ export const UNARY_OPS = [
   "ceil",
   "round", // round half to even, as PyTorch and NumPy
   "not", // logical not on bool (1 -> 0, 0 -> 1)
+  // inverse trigonometric and hyperbolic functions, base-2 and base-10 logarithms (float dtypes; C's domain
+  // cases: NaN outside the domain, +-Infinity at the poles of atanh/log2/log10)
+  "asin",
+  "acos",
+  "atan",
+  "sinh",
+  "cosh",
+  "asinh",
+  "acosh",
+  "atanh",
+  "log2",
+  "log10",
 ] as const;
 
 export type UnaryOp = (typeof UNARY_OPS)[number];

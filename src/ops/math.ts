@@ -138,6 +138,26 @@ export const relu = (x: TensorLike) => unaryOp(E.reluP, "relu", x, false);
 export const floor = (x: TensorLike) => unaryOp(E.floorP, "floor", x, true);
 export const ceil = (x: TensorLike) => unaryOp(E.ceilP, "ceil", x, true);
 export const round = (x: TensorLike) => unaryOp(E.roundP, "round", x, true);
+/** Inverse sine (NaN outside [-1, 1]); integers are computed as float32, as PyTorch. */
+export const asin = (x: TensorLike) => unaryOp(E.asinP, "asin", x, true);
+/** Inverse cosine (NaN outside [-1, 1]). */
+export const acos = (x: TensorLike) => unaryOp(E.acosP, "acos", x, true);
+/** Inverse tangent. */
+export const atan = (x: TensorLike) => unaryOp(E.atanP, "atan", x, true);
+/** Hyperbolic sine. */
+export const sinh = (x: TensorLike) => unaryOp(E.sinhP, "sinh", x, true);
+/** Hyperbolic cosine. */
+export const cosh = (x: TensorLike) => unaryOp(E.coshP, "cosh", x, true);
+/** Inverse hyperbolic sine. */
+export const asinh = (x: TensorLike) => unaryOp(E.asinhP, "asinh", x, true);
+/** Inverse hyperbolic cosine (NaN below 1). */
+export const acosh = (x: TensorLike) => unaryOp(E.acoshP, "acosh", x, true);
+/** Inverse hyperbolic tangent (NaN outside [-1, 1], +-Infinity at +-1). */
+export const atanh = (x: TensorLike) => unaryOp(E.atanhP, "atanh", x, true);
+/** Base-2 logarithm (its own kernel, not log(x) / ln 2: exact at powers of two). */
+export const log2 = (x: TensorLike) => unaryOp(E.log2P, "log2", x, true);
+/** Base-10 logarithm (its own kernel: exact at powers of ten). */
+export const log10 = (x: TensorLike) => unaryOp(E.log10P, "log10", x, true);
 
 /** 1 / sqrt(x). */
 export const rsqrt = (x: TensorLike) => div(1, sqrt(x));

@@ -30,6 +30,16 @@ const FLOAT_ONLY = new Set<UnaryOp>([
   "tanh",
   "sigmoid",
   "erf",
+  "asin",
+  "acos",
+  "atan",
+  "sinh",
+  "cosh",
+  "asinh",
+  "acosh",
+  "atanh",
+  "log2",
+  "log10",
 ]);
 
 function unary(
@@ -112,6 +122,56 @@ export const cosP = unary(
 export const tanP = unary(
   "tan",
   elementwise((_x, y) => y.mul(y).add(1), "out"),
+);
+// d asin(x) = dx / sqrt(1 - x^2)
+export const asinP = unary(
+  "asin",
+  elementwise((x) => x.mul(x).neg().add(1).rsqrt(), "x"),
+);
+// d acos(x) = -dx / sqrt(1 - x^2)
+export const acosP = unary(
+  "acos",
+  elementwise((x) => x.mul(x).neg().add(1).rsqrt().neg(), "x"),
+);
+// d atan(x) = dx / (1 + x^2)
+export const atanP = unary(
+  "atan",
+  elementwise((x) => x.mul(x).add(1).reciprocal(), "x"),
+);
+// d sinh(x) = cosh(x) dx
+export const sinhP = unary(
+  "sinh",
+  elementwise((x) => x.cosh(), "x"),
+);
+// d cosh(x) = sinh(x) dx
+export const coshP = unary(
+  "cosh",
+  elementwise((x) => x.sinh(), "x"),
+);
+// d asinh(x) = dx / sqrt(x^2 + 1)
+export const asinhP = unary(
+  "asinh",
+  elementwise((x) => x.mul(x).add(1).rsqrt(), "x"),
+);
+// d acosh(x) = dx / sqrt(x^2 - 1)
+export const acoshP = unary(
+  "acosh",
+  elementwise((x) => x.mul(x).sub(1).rsqrt(), "x"),
+);
+// d atanh(x) = dx / (1 - x^2)
+export const atanhP = unary(
+  "atanh",
+  elementwise((x) => x.mul(x).neg().add(1).reciprocal(), "x"),
+);
+// d log2(x) = dx / (x ln 2)
+export const log2P = unary(
+  "log2",
+  elementwise((x) => x.mul(Math.LN2).reciprocal(), "x"),
+);
+// d log10(x) = dx / (x ln 10)
+export const log10P = unary(
+  "log10",
+  elementwise((x) => x.mul(Math.LN10).reciprocal(), "x"),
 );
 /**
  * Rules of an activation whose derivative is a function of its output y (relu: [y > 0], tanh: 1 - y^2,
@@ -463,7 +523,8 @@ export const elementwisePrimitives = {
   cos: cosP, tan: tanP, tanh: tanhP, sigmoid: sigmoidP, erf: erfP, relu: reluP, biasAct: biasActP,
   actGrad: actGradP, floor: floorP, ceil: ceilP, round: roundP, not: notP, add: addP, sub: subP, mul: mulP,
   div: divP, pow: powP, maximum: maximumP, minimum: minimumP, atan2: atan2P, eq: eqP, ne: neP, lt: ltP, le: leP, gt: gtP, ge: geP,
-  and: andP, or: orP, xor: xorP, where: whereP, cast: castP,
+  and: andP, or: orP, xor: xorP, where: whereP, cast: castP, asin: asinP, acos: acosP, atan: atanP, sinh: sinhP,
+  cosh: coshP, asinh: asinhP, acosh: acoshP, atanh: atanhP, log2: log2P, log10: log10P,
 };
 
 // Binders (JAX's lax): bind one primitive with exact params (equal shapes, no promotion). Rules and the ops layer

@@ -512,4 +512,40 @@ export class Tensor {
     S.copyInto(this, v);
     return this;
   }
+
+  // ---- inverse trigonometric and hyperbolic functions, logarithms in base 2 and 10 (issue 13)
+  asin(): Tensor {
+    return M.asin(this);
+  }
+  acos(): Tensor {
+    return M.acos(this);
+  }
+  atan(): Tensor {
+    return M.atan(this);
+  }
+  /** atan2(this, x): the angle of the point (x, this). */
+  atan2(x: T): Tensor {
+    return M.atan2(this, x);
+  }
+  sinh(): Tensor {
+    return M.sinh(this);
+  }
+  cosh(): Tensor {
+    return M.cosh(this);
+  }
+  asinh(): Tensor {
+    return M.asinh(this);
+  }
+  acosh(): Tensor {
+    return M.acosh(this);
+  }
+  atanh(): Tensor {
+    return M.atanh(this);
+  }
+  log2(): Tensor {
+    return M.log2(this);
+  }
+  log10(): Tensor {
+    return M.log10(this);
+  }
 }

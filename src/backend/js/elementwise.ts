@@ -37,6 +37,16 @@ export const UNARY: Record<UnaryOp, Fn1> = {
   ceil: Math.ceil,
   round: roundHalfEven,
   not: (x) => (x === 0 ? 1 : 0),
+  asin: Math.asin,
+  acos: Math.acos,
+  atan: Math.atan,
+  sinh: Math.sinh,
+  cosh: Math.cosh,
+  asinh: Math.asinh,
+  acosh: Math.acosh,
+  atanh: Math.atanh,
+  log2: Math.log2,
+  log10: Math.log10,
 };
 
 /** The scalar definition of every binary op (float, bool, and int32 unless overridden below). */

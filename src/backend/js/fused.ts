@@ -34,6 +34,16 @@ const INLINE_UNARY: Partial<Record<UnaryOp, (a: string) => string>> = {
   tanh: (a) => `Math.tanh(${a})`,
   floor: (a) => `Math.floor(${a})`,
   ceil: (a) => `Math.ceil(${a})`,
+  asin: (a) => `Math.asin(${a})`,
+  acos: (a) => `Math.acos(${a})`,
+  atan: (a) => `Math.atan(${a})`,
+  sinh: (a) => `Math.sinh(${a})`,
+  cosh: (a) => `Math.cosh(${a})`,
+  asinh: (a) => `Math.asinh(${a})`,
+  acosh: (a) => `Math.acosh(${a})`,
+  atanh: (a) => `Math.atanh(${a})`,
+  log2: (a) => `Math.log2(${a})`,
+  log10: (a) => `Math.log10(${a})`,
 };
 const INLINE_BINARY: Partial<Record<BinaryOp, (a: string, b: string) => string>> = {
   add: (a, b) => `${a} + ${b}`,

@@ -12,7 +12,7 @@
 import type { TypedArray } from "../../dtype.ts";
 import { contiguousStrides, sizeOf } from "../../shape.ts";
 import type { FusedProgram, View } from "../backend.ts";
-import { checkFusedArgs, FUSED_BINARY, FUSED_CONST, FUSED_INPUT, fusedShape } from "../fused.ts";
+import { checkFusedArgs, FUSED_BINARY, FUSED_CONST, FUSED_INPUT, FUSED_UNARY, fusedShape } from "../fused.ts";
 import { type Ctx, coalesce, Scope, stageIn, stageOut } from "./context.ts";
 import { WASM_BINARY_OPS, WASM_UNARY_OPS } from "./elementwise.ts";
 import { viewAt } from "./heap.ts";
@@ -55,6 +55,7 @@ export function fused(c: Ctx, prog: FusedProgram, inputs: readonly View[], out: 
     const k = code[4 * i];
     // the module's op codes are the contract's positions up to the end of its lists
     if (k === FUSED_BINARY && code[4 * i + 1] >= WASM_BINARY_OPS.length) return false;
+    if (k === FUSED_UNARY && code[4 * i + 1] >= WASM_UNARY_OPS.length) return false;
   }
   const shape = fusedShape(inputs, out);
   const n = sizeOf(shape);

@@ -1,0 +1,116 @@
+/**
+ * The ops of issue 13 against PyTorch 1.13: the expected values below were computed with torch 1.13 (float64
+ * unless noted) and pasted here; the op table (test/opinfo.ts) checks the same ops against float64 references
+ * on every backend, with their derivatives.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import * as cr from "../src/index.ts";
+import { grad, type Tensor, tensor } from "../src/index.ts";
+
+const f64 = (v: unknown) => tensor(v as number[], { dtype: "float64" });
+
+function close(got: Tensor | number[], want: number[], rtol = 1e-14, what = ""): void {
+  const g = Array.isArray(got) ? got : Array.from(got.dataSync(), Number);
+  assert.equal(g.length, want.length, `${what}: length`);
+  for (let i = 0; i < want.length; i++) {
+    const w = want[i];
+    const v = g[i];
+    if (Number.isNaN(w)) assert.ok(Number.isNaN(v), `${what}[${i}]: got ${v}, expected NaN`);
+    else if (!Number.isFinite(w)) assert.equal(v, w, `${what}[${i}]`);
+    else
+      assert.ok(Math.abs(v - w) <= rtol * Math.max(1, Math.abs(w)), `${what}[${i}]: got ${v}, expected ${w}`);
+  }
+}
+
+describe("inverse trigonometric and hyperbolic functions, log2, log10 (torch 1.13)", () => {
+  const x = [-0.9, -0.3, 0.0, 0.45, 0.99];
+  // [op, values at x, derivative at x] from torch
+  const rows: [string, number[], number[]][] = [
+    [
+      "asin",
+      [-1.1197695149986342, -0.30469265401539747, 0.0, 0.4667653390472964, 1.4292568534704693],
+      [2.294157338705618, 1.0482848367219182, 1.0, 1.1197850219117087, 7.088812050083354],
+    ],
+    [
+      "acos",
+      [2.6905658417935308, 1.8754889808102941, 1.5707963267948966, 1.1040309877476002, 0.1415394733244273],
+      [-2.294157338705618, -1.0482848367219182, -1.0, -1.1197850219117087, -7.088812050083354],
+    ],
+    [
+      "atan",
+      [-0.7328151017865066, -0.2914567944778671, 0.0, 0.4228539261329407, 0.7803730800666359],
+      [0.5524861878453039, 0.9174311926605504, 1.0, 0.8316008316008315, 0.5050249987374376],
+    ],
+    [
+      "sinh",
+      [-1.0265167257081753, -0.3045202934471426, 0.0, 0.46534201693419774, 1.1598288906636083],
+      [1.4330863854487745, 1.0453385141288605, 1.0, 1.102970168555971, 1.5314055816856538],
+    ],
+    [
+      "cosh",
+      [1.4330863854487745, 1.0453385141288605, 1.0, 1.102970168555971, 1.5314055816856538],
+      [-1.0265167257081753, -0.3045202934471426, 0.0, 0.46534201693419774, 1.1598288906636083],
+    ],
+    [
+      "asinh",
+      [-0.8088669356527824, -0.29567304756342244, 0.0, 0.43604966885174057, 0.8742848121872949],
+      [0.7432941462471663, 0.9578262852211513, 1.0, 0.9119215051751063, 0.7106511090102073],
+    ],
+    [
+      "atanh",
+      [-1.4722194895832204, -0.30951960420311175, 0.0, 0.48470027859405174, 2.6466524123622457],
+      [5.263157894736843, 1.0989010989010988, 1.0, 1.2539184952978057, 50.25125628140696],
+    ],
+  ];
+  for (const [op, want, dwant] of rows) {
+    test(op, () => {
+      const f = (t: Tensor) => (cr as unknown as Record<string, (t: Tensor) => Tensor>)[op](t);
+      close(f(f64(x)), want, 1e-14, op);
+      close(grad((t: Tensor) => f(t).sum())(f64(x)) as Tensor, dwant, 1e-13, `${op}'`);
+      // the method form and float32
+      close((f64(x) as unknown as Record<string, () => Tensor>)[op](), want, 1e-14, `${op} method`);
+      close(f(f64(x).to("float32")), want.map(Math.fround), 1e-6, `${op} float32`);
+    });
+  }
+  test("acosh, log2, log10 and their derivatives", () => {
+    const a = f64([1.0, 1.5, 3.0, 10.0]);
+    close(cr.acosh(a), [0.0, 0.9624236501192069, 1.762747174039086, 2.993222846126381], 1e-14, "acosh");
+    close(
+      grad((t: Tensor) => t.acosh().sum())(a) as Tensor,
+      [Infinity, 0.8944271909999159, 0.35355339059327373, 0.10050378152592121],
+      1e-13,
+      "acosh'",
+    );
+    const l = f64([0.125, 1.0, 3.0, 1000.0, 1e-300]);
+    // exact at powers of two and ten (a dedicated kernel, not log(x) / ln 2)
+    close(cr.log2(l), [-3.0, 0.0, 1.584962500721156, 9.965784284662087, -996.5784284662087], 0, "log2");
+    close(cr.log10(l), [-0.9030899869919435, 0.0, 0.47712125471966244, 3.0, -300.0], 0, "log10");
+    close(
+      grad((t: Tensor) => t.log2().sum())(l) as Tensor,
+      [
+        11.541560327111707, 1.4426950408889634, 0.48089834696298783, 0.0014426950408889636,
+        1.4426950408889635e300,
+      ],
+      1e-14,
+      "log2'",
+    );
+    close(
+      grad((t: Tensor) => t.log10().sum())(l) as Tensor,
+      [
+        3.474355855226015, 0.43429448190325187, 0.14476482730108395, 0.00043429448190325184,
+        4.342944819032518e299,
+      ],
+      1e-14,
+      "log10'",
+    );
+  });
+  test("domain edges and integer inputs as in torch", () => {
+    close(cr.asin(tensor([2.0, -1.0])), [Number.NaN, -1.5707963705062866], 0, "asin edge (float32)");
+    close(cr.atanh(tensor([1.0, -1.0])), [Infinity, -Infinity], 0, "atanh poles");
+    close(cr.acosh(tensor([0.5])), [Number.NaN], 0, "acosh below 1");
+    const li = cr.log2(tensor([8, 1024], { dtype: "int32" }));
+    assert.equal(li.dtype, "float32");
+    close(li, [3, 10], 0, "log2 int32");
+  });
+});
