@@ -114,3 +114,91 @@ describe("inverse trigonometric and hyperbolic functions, log2, log10 (torch 1.1
     close(li, [3, 10], 0, "log2 int32");
   });
 });
+
+describe("tril/triu, repeat/tile, roll, meshgrid, cumprod (torch 1.13)", () => {
+  const x = () =>
+    f64([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
+  test("repeat and tile", () => {
+    const r = x().repeat(2, 1, 2);
+    assert.deepEqual(r.toArray(), [
+      [
+        [1, 2, 3, 1, 2, 3],
+        [4, 5, 6, 4, 5, 6],
+      ],
+      [
+        [1, 2, 3, 1, 2, 3],
+        [4, 5, 6, 4, 5, 6],
+      ],
+    ]);
+    assert.deepEqual(x().tile([2]).toArray(), [
+      [1, 2, 3, 1, 2, 3],
+      [4, 5, 6, 4, 5, 6],
+    ]);
+    assert.throws(() => x().repeat(2), /repeat: got 1 repeats \[2\] for a tensor of rank 2/);
+  });
+  test("roll", () => {
+    assert.deepEqual(cr.roll(x(), 1).toArray(), [
+      [6, 1, 2],
+      [3, 4, 5],
+    ]);
+    assert.deepEqual(x().roll([1, -1], [0, 1]).toArray(), [
+      [5, 6, 4],
+      [2, 3, 1],
+    ]);
+    assert.deepEqual(x().roll(5, 1).toArray(), [
+      [2, 3, 1],
+      [5, 6, 4],
+    ]);
+    assert.throws(() => x().roll([1, 2], 0), /roll: got 2 shifts \[1, 2\] and 1 dims \[0\]/);
+  });
+  test("tril and triu with diagonal offsets", () => {
+    assert.deepEqual(x().tril(-1).toArray(), [
+      [0, 0, 0],
+      [4, 0, 0],
+    ]);
+    assert.deepEqual(x().triu(1).toArray(), [
+      [0, 2, 3],
+      [0, 0, 6],
+    ]);
+    assert.deepEqual(x().tril(1).toArray(), [
+      [1, 2, 0],
+      [4, 5, 6],
+    ]);
+    assert.throws(() => f64([1, 2]).tril(), /tril: expected a tensor of at least 2 dims .* got shape \[2\]/);
+  });
+  test("meshgrid xy", () => {
+    const [p, q] = cr.meshgrid([f64([1, 2, 3]), f64([4, 5])], { indexing: "xy" });
+    assert.deepEqual(p.toArray(), [
+      [1, 2, 3],
+      [1, 2, 3],
+    ]);
+    assert.deepEqual(q.toArray(), [
+      [4, 4, 4],
+      [5, 5, 5],
+    ]);
+  });
+  test("cumprod and its gradient at zeros", () => {
+    const w = f64([1, 2, 3, 4, 5]);
+    const c1 = f64([2, 0, 3, -1, 0.5]);
+    close(cr.cumprod(c1, 0), [2, 0, 0, -0, -0], 0, "cumprod");
+    close(
+      grad((t: Tensor) => t.cumprod(0).mul(w).sum())(c1) as Tensor,
+      [1, -17, 0, 0, 0],
+      0,
+      "cumprod' one zero",
+    );
+    const c2 = f64([2, 0, 3, 0, 0.5]);
+    close(
+      grad((t: Tensor) => t.cumprod(0).mul(w).sum())(c2) as Tensor,
+      [1, 22, 0, 0, 0],
+      0,
+      "cumprod' two zeros",
+    );
+    const b = cr.cumprod(tensor([true, true, false]), 0);
+    assert.equal(b.dtype, "int32");
+    assert.deepEqual(b.toArray(), [1, 1, 0]);
+  });
+});

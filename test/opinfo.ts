@@ -233,6 +233,23 @@ const TIES = Array.from({ length: 50 }, (_, i) =>
   i === 7 || i === 31 ? Number.NaN : i % 11 === 0 ? -0 : [0, 2, 1, 2, 0][i % 5],
 );
 
+/** The values 0 .. n-1 laid along `shape` (a column [n, 1] or a row [n]), for index-dependent references. */
+function iotaNd(shape: number[]): Nd {
+  return { shape, data: Array.from({ length: size(shape) }, (_, i) => i) };
+}
+
+/** A 0/1 multiplier putting zeros into cumprod's input: column 0 one zero, column 1 two, column 2 none. */
+const ZEROS_5x3 = tensor(
+  [
+    [1, 1, 1],
+    [1, 0, 1],
+    [0, 1, 1],
+    [1, 0, 1],
+    [1, 1, 1],
+  ],
+  { dtype: "float64" },
+);
+
 export const OPS: OpInfo[] = [
   // ---- unary math
   unary(
@@ -848,6 +865,108 @@ export const OPS: OpInfo[] = [
     samples: () => [[mk([4, 3])]],
     fn: (x) => x.indexSelect(0, tensor([3, 0, 3, 1], { dtype: "int32" })),
     ref: (x) => gatherRef([4, 3], ([a, b]) => [[3, 0, 3, 1][a], b])(x),
+    diff: true,
+  },
+  // ---- shape manipulations of issue 13 (compositions: tril/triu select, repeat/tile broadcast, roll concat)
+  shapeOp(
+    "tril",
+    [2, 4, 5],
+    (x) => x.tril(),
+    (x) => mapN((v, i, j) => (j - i <= 0 ? v : 0), x, iotaNd([4, 1]), iotaNd([5])),
+  ),
+  shapeOp(
+    "tril-diag1-nc",
+    [5, 3],
+    (x) => cr.tril(x, 1),
+    (x) => mapN((v, i, j) => (j - i <= 1 ? v : 0), x, iotaNd([5, 1]), iotaNd([3])),
+    true,
+  ),
+  shapeOp(
+    "triu-diag-neg2",
+    [3, 6, 4],
+    (x) => x.triu(-2),
+    (x) => mapN((v, i, j) => (j - i >= -2 ? v : 0), x, iotaNd([6, 1]), iotaNd([4])),
+  ),
+  shapeOp(
+    "repeat",
+    [2, 3],
+    (x) => x.repeat(2, 1, 3),
+    gatherRef([2, 2, 9], ([, b, c]) => [b, c % 3]),
+    true,
+  ),
+  shapeOp(
+    "tile",
+    [3, 1, 2],
+    (x) => x.tile(2, 3),
+    gatherRef([3, 2, 6], ([a, b, c]) => [a, b % 1, c % 2]),
+  ),
+  shapeOp(
+    "roll-dims",
+    [3, 5],
+    (x) => x.roll([1, -7], [0, 1]),
+    gatherRef([3, 5], ([a, b]) => [(a + 2) % 3, (b + 7) % 5]),
+    true,
+  ),
+  shapeOp(
+    "roll-flat",
+    [3, 4],
+    (x) => cr.roll(x, 5),
+    gatherRef([3, 4], ([a, b]) => {
+      const k = (a * 4 + b + 12 - 5) % 12;
+      return [Math.floor(k / 4), k % 4];
+    }),
+  ),
+  {
+    name: "meshgrid-ij",
+    samples: () => [[mk([3]), mk([4]), mk([])]],
+    fn: (a, b, c) => {
+      const [p, q, r] = cr.meshgrid([a, b, c]);
+      return p.mul(q.add(2)).add(r);
+    },
+    ref: (a, b, c) =>
+      mapN(
+        (p, q, r) => p * (q + 2) + r,
+        { shape: [3, 1, 1], data: a.data },
+        { shape: [4, 1], data: b.data },
+        c,
+      ),
+    diff: true,
+  },
+  {
+    name: "meshgrid-xy",
+    samples: () => [[mk([3]), mk([4])]],
+    fn: (a, b) => {
+      const [p, q] = cr.meshgrid([a, b], { indexing: "xy" });
+      return p.mul(3).sub(q);
+    },
+    ref: (a, b) => mapN((p, q) => 3 * p - q, a, { shape: [4, 1], data: b.data }),
+    diff: true,
+  },
+  {
+    name: "cumprod",
+    samples: () => [[mk([4, 3], "awayFromZero", true)], [mk([5])], [mk([2, 3, 4])]],
+    fn: (x) => x.cumprod(-1),
+    ref: (x) =>
+      alongAxis(x, x.shape.length - 1, (v) => {
+        let p = 1;
+        return v.map((a) => (p *= a));
+      }),
+    diff: true,
+  },
+  {
+    name: "cumprod-with-zeros",
+    samples: () => [[mk([5, 3])]],
+    // zeros at fixed positions (one, two and none per column): the derivative is exact there, as torch's
+    fn: (x) => x.mul(ZEROS_5x3.to(x.dtype)).cumprod(0),
+    ref: (x) =>
+      alongAxis(
+        mapN((a, z) => a * z, x, { shape: [5, 3], data: (ZEROS_5x3.toArray() as number[][]).flat() }),
+        0,
+        (v) => {
+          let p = 1;
+          return v.map((a) => (p *= a));
+        },
+      ),
     diff: true,
   },
   // ---- linear algebra

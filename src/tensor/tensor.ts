@@ -17,6 +17,7 @@ import { type DType, isFloat, type TypedArray } from "../dtype.ts";
 import { AutodiffError, DTypeError, ShapeError } from "../errors.ts";
 import { fmtShape } from "../shape.ts";
 import * as L from "../ops/linalg.ts";
+import * as P from "../ops/manip.ts";
 import * as M from "../ops/math.ts";
 import * as R from "../ops/reduce.ts";
 import * as S from "../ops/shape.ts";
@@ -547,5 +548,31 @@ export class Tensor {
   }
   log10(): Tensor {
     return M.log10(this);
+  }
+
+  // ---- shape manipulations (issue 13)
+  /** The lower triangle of the matrices in the last two dims (entries with j - i <= diagonal). */
+  tril(diagonal = 0): Tensor {
+    return P.tril(this, diagonal);
+  }
+  /** The upper triangle of the matrices in the last two dims (entries with j - i >= diagonal). */
+  triu(diagonal = 0): Tensor {
+    return P.triu(this, diagonal);
+  }
+  /** Tiled `reps[i]` times along dim i (PyTorch's `repeat`: at least one count per dim). */
+  repeat(...reps: number[] | [readonly number[]]): Tensor {
+    return P.repeat(this, S.shapeArg(reps));
+  }
+  /** Tiled along dims (PyTorch's `tile`: fewer counts than dims are padded with leading 1s). */
+  tile(...reps: number[] | [readonly number[]]): Tensor {
+    return P.tile(this, S.shapeArg(reps));
+  }
+  /** Rolled cyclically by `shifts` along `dims` (flat without dims). */
+  roll(shifts: number | readonly number[], dims?: number | readonly number[]): Tensor {
+    return P.roll(this, shifts, dims);
+  }
+  /** Running products along `dim`. */
+  cumprod(dim: number): Tensor {
+    return P.cumprod(this, dim);
   }
 }
