@@ -23,7 +23,15 @@ import {
   vmap,
   zeros,
 } from "../src/index.ts";
-import { Dropout, functionalCall, Linear, ReLU, Sequential } from "../src/nn/index.ts";
+import {
+  crossEntropy,
+  Dropout,
+  Embedding,
+  functionalCall,
+  Linear,
+  ReLU,
+  Sequential,
+} from "../src/nn/index.ts";
 import { mk, OPS } from "./opinfo.ts";
 
 function assertSame(got: Tensor, want: Tensor, what: string): void {
@@ -241,6 +249,39 @@ describe("signatures and the cache", () => {
     drop.eval();
     assert.deepEqual(jit((a: Tensor) => drop.call(a))(tensor([1, 2])).toArray(), [1, 2]);
     assert.throws(() => jit((a: Tensor) => a.item())(tensor(1)), /item: needs the values/);
+  });
+});
+
+describe("value-reading argument checks under jit", () => {
+  test("crossEntropy with class indices, gather and Embedding trace; bad indices fail when the program runs", () => {
+    const logits = randn([4, 5], { dtype: "float64" });
+    const y = tensor([0, 4, 2, 1], { dtype: "int32" });
+    const ce = jit((l: Tensor, t: Tensor) => crossEntropy(l, t));
+    assertClose(ce(logits, y), crossEntropy(logits, y), 1e-15, "crossEntropy");
+    const yIgnored = tensor([0, -100, 2, 1], { dtype: "int32" });
+    assertClose(ce(logits, yIgnored), crossEntropy(logits, yIgnored), 1e-15, "ignoreIndex");
+    assert.throws(
+      () => ce(logits, tensor([0, 7, 2, 1], { dtype: "int32" })),
+      /gather: index 7 is out of bounds/,
+    );
+    const g = jit((a: Tensor, i: Tensor) => a.gather(1, i));
+    assertSame(
+      g(logits, tensor([[1], [0], [4], [2]], { dtype: "int32" })),
+      logits.gather(1, tensor([[1], [0], [4], [2]], { dtype: "int32" })),
+      "gather",
+    );
+    assert.throws(
+      () => g(logits, tensor([[1], [0], [5], [2]], { dtype: "int32" })),
+      /gather: index \d+ is out of bounds/,
+    );
+    const emb = new Embedding(6, 3);
+    const je = jit((i: Tensor) => emb.call(i));
+    assertSame(
+      je(tensor([5, 0, 2], { dtype: "int32" })),
+      emb.call(tensor([5, 0, 2], { dtype: "int32" })),
+      "Embedding",
+    );
+    assert.throws(() => je(tensor([6, 0, 2], { dtype: "int32" })), /gather: index \d+ is out of bounds/);
   });
 });
 

@@ -133,6 +133,14 @@ describe("pytrees", () => {
     close(v.item(), 5);
     closeArr(gg, [2, 4]);
     closeArr(aux.note, [2, 4]);
+    // aux comes back as plain values (not tracers of the finished vjp): usable in further ops and transforms
+    assert.equal(aux.note._trace, null);
+    closeArr(aux.note.add(1), [3, 5]);
+    const [, , aux2] = valueAndGrad((x: Tensor) => [x.sum(), { n: 3, t: [x.exp()] }], { hasAux: true })(
+      tensor([0], f64),
+    );
+    assert.equal(aux2.n, 3);
+    closeArr(grad((y: Tensor) => aux2.t[0].mul(y).sum())(tensor([2], f64)) as Tensor, [1]);
   });
 
   test("vjp and jvp with pytrees in and out; wrong tangent structure is an error", () => {

@@ -230,7 +230,9 @@ function valueAndGradUntyped(
     const diffArgs = nums.map((n) => args[n]);
     const [leaves, def] = treeFlatten(diffArgs);
     checkDifferentiable("grad", leaves);
-    let aux: unknown;
+    // aux leaves leave the traced function as extra outputs (so they come back as values, not as tracers of the
+    // finished trace), and are never seeded
+    let auxDef: TreeDef | null = null;
     const { outs, backward } = vjpFlat(
       (xs) => {
         const sub = treeUnflatten(def, xs) as unknown[];
@@ -239,11 +241,12 @@ function valueAndGradUntyped(
           full[n] = sub[i];
         });
         let out = f(...full);
+        let auxLeaves: Tensor[] = [];
         if (opts.hasAux) {
           if (!Array.isArray(out) || out.length !== 2) {
             throw new TypeError("grad: with hasAux the function must return [value, aux]");
           }
-          aux = out[1];
+          [auxLeaves, auxDef] = treeFlatten(out[1]);
           out = out[0];
         }
         if (!(out instanceof Tensor))
@@ -255,14 +258,14 @@ function valueAndGradUntyped(
         }
         if (!isFloat(out.dtype))
           throw new DTypeError(`grad: the output must be floating point, got ${out.dtype}`);
-        return [out];
+        return [out, ...auxLeaves];
       },
       leaves,
       { retain: false },
     );
     const g = treeUnflatten(def, backward([onesLike(outs[0])])) as unknown[];
     const grads = typeof argnums === "number" ? g[0] : g;
-    return opts.hasAux ? [outs[0], grads, aux] : [outs[0], grads];
+    return opts.hasAux ? [outs[0], grads, treeUnflatten(auxDef!, outs.slice(1))] : [outs[0], grads];
   };
 }
 

@@ -4,7 +4,7 @@
  */
 import type { DType } from "../dtype.ts";
 import { DTypeError } from "../errors.ts";
-import { contiguousData } from "../ops/shape.ts";
+import { hostValues } from "../ops/shape.ts";
 import { fmtShape } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { normal } from "./init.ts";
@@ -66,8 +66,8 @@ export class Embedding extends Module {
         `Embedding: indices must be int32, got ${indices.dtype} of shape ${fmtShape(indices.shape)} (use .int())`,
       );
     }
-    const data = contiguousData(indices);
-    for (let i = 0; i < data.length; i++) {
+    const data = hostValues(indices, "Embedding");
+    for (let i = 0; data !== null && i < data.length; i++) {
       if (data[i] < 0 || data[i] >= this.numEmbeddings) {
         throw new RangeError(
           `Embedding: index ${data[i]} is out of range for ${this.numEmbeddings} embeddings (indices of shape ${fmtShape(indices.shape)})`,

@@ -12,7 +12,7 @@
 import { isFloat } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
 import { gt, log, where } from "../ops/math.ts";
-import { contiguousData } from "../ops/shape.ts";
+import { contiguousData, hostValues } from "../ops/shape.ts";
 import { fmtShape, shapesEqual } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 
@@ -266,9 +266,11 @@ function nllFromLogProbs(op: string, logp: Tensor, target: Tensor, opts: CrossEn
     );
   }
   const ignore = opts.ignoreIndex ?? -100;
-  const data = contiguousData(target, op);
-  let ignored = false;
-  for (let i = 0; i < data.length; i++) {
+  // traced targets (jit, makeJaxpr): which are ignored is unknown until the program runs, so the general path
+  // below (which handles both) is taken, and the range is checked by the gather kernel at run time
+  const data = hostValues(target, op);
+  let ignored = data === null;
+  for (let i = 0; data !== null && i < data.length; i++) {
     if (data[i] === ignore) ignored = true;
     else if (data[i] < 0 || data[i] >= c) {
       throw new RangeError(

@@ -64,6 +64,19 @@ export function contiguousData(t: Tensor, op = "dataSync"): TypedArray {
   return out;
 }
 
+/**
+ * The values of `t` where the host can know them, for argument checks that read values (index ranges): a
+ * concrete tensor's, or under jvp/grad tracing the primal's, or under vmap the whole batch's. Null for a value
+ * that is abstract because makeJaxpr or jit is tracing it: its values exist only when the program runs, so such a
+ * check is left to the kernels (which validate indices) or skipped.
+ */
+export function hostValues(t: Tensor, op: string): TypedArray | null {
+  let c = concreteOf(t);
+  while (c._trace !== null && c._trace.kind === "vmap" && c._primal !== null) c = concreteOf(c._primal);
+  if (c._data === null && c._deleted === null && c._trace !== null) return null;
+  return contiguousData(c, op);
+}
+
 /** Values as nested JS arrays. */
 export function toNested(t: Tensor): unknown {
   const data = contiguousData(t, "toArray");
@@ -404,7 +417,8 @@ export function flip(t: Tensor, dims: number | readonly number[]): Tensor {
 
 function checkIndex(op: string, idx: Tensor, n: number): void {
   if (idx.dtype !== "int32") throw new DTypeError(`${op}: index must be int32, got ${idx.dtype}`);
-  const data = contiguousData(idx, op);
+  const data = hostValues(idx, op);
+  if (data === null) return; // traced: the gather/scatter kernels check every index when the program runs
   for (let i = 0; i < data.length; i++) {
     if (data[i] < 0 || data[i] >= n)
       throw new RangeError(`${op}: index ${data[i]} is out of range for size ${n}`);

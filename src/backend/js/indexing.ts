@@ -30,6 +30,22 @@ function around(op: string, a: readonly number[], b: readonly number[], axis: nu
   return { outer, inner };
 }
 
+/**
+ * Every index in [0, bound), or a RangeError naming the kernel, the index, the axis and its size (as the native
+ * backend reports it). The reference checks too: under jit the ops layer cannot read traced indices, so the
+ * kernels are where a bad index is caught, and an unchecked one would read outside its row.
+ */
+function checkIndices(op: string, I: TypedArray, axis: number, bound: number): void {
+  for (let k = 0; k < I.length; k++) {
+    const v = I[k];
+    if (!(v >= 0 && v < bound)) {
+      throw new RangeError(
+        `${op}: index ${v} is out of bounds for axis ${axis} of size ${bound} (expected 0 <= index < ${bound})`,
+      );
+    }
+  }
+}
+
 /** out[..., i, ...] = x[..., idx[..., i, ...], ...] along `axis`; out has idx's shape. */
 export function gather(x: View, axis: number, idx: View, out: TypedArray): void {
   const { outer, inner } = around("gather", x.shape, idx.shape, axis);
@@ -38,6 +54,7 @@ export function gather(x: View, axis: number, idx: View, out: TypedArray): void 
   assertOutSize("gather", out, outer * ai * inner);
   const X = contiguousData(x);
   const I = contiguousData(idx);
+  checkIndices("gather", I, axis, ax);
   let k = 0;
   for (let o = 0; o < outer; o++) {
     for (let a = 0; a < ai; a++) {
@@ -65,6 +82,7 @@ export function scatterAdd(
   assertOutSize("scatterAdd", out, size);
   const S = contiguousData(src);
   const I = contiguousData(idx);
+  checkIndices("scatterAdd", I, axis, ao);
   const acc = out instanceof Float32Array ? Float64Array.from(out.subarray(0, size)) : out;
   let k = 0;
   for (let o = 0; o < outer; o++) {
