@@ -202,3 +202,93 @@ describe("tril/triu, repeat/tile, roll, meshgrid, cumprod (torch 1.13)", () => {
     assert.deepEqual(b.toArray(), [1, 1, 0]);
   });
 });
+
+describe("sort, argsort, topk (torch 1.13, stable=True)", () => {
+  const x = () =>
+    f64([
+      [3, 1, Number.NaN, 1, -0, 0, 2],
+      [5, 5, -1, 5, 2, 2, 0],
+    ]);
+  test("stable sort, ascending and descending, NaN largest", () => {
+    const [v, i] = x().sort();
+    close(v, [-0, 0, 1, 1, 2, 3, Number.NaN, -1, 0, 2, 2, 5, 5, 5], 0, "values");
+    assert.deepEqual(i.toArray(), [
+      [4, 5, 1, 3, 6, 0, 2],
+      [2, 6, 4, 5, 0, 1, 3],
+    ]);
+    assert.equal(i.dtype, "int32");
+    const d = cr.sort(x(), { descending: true });
+    close(d.values, [Number.NaN, 3, 2, 1, 1, -0, 0, 5, 5, 5, 2, 2, 0, -1], 0, "descending values");
+    assert.deepEqual(d.indices.toArray(), [
+      [2, 0, 6, 1, 3, 4, 5],
+      [0, 1, 3, 4, 5, 6, 2],
+    ]);
+    assert.deepEqual(cr.argsort(x(), 0).toArray(), [
+      [0, 0, 1, 0, 0, 0, 1],
+      [1, 1, 0, 1, 1, 1, 0],
+    ]);
+  });
+  test("gradients go to the selected positions", () => {
+    const y = f64([4, 1, 4, 2, 4, 0]);
+    const w = f64([0, 1, 2, 3, 4, 5]);
+    // torch: sort(descending, stable) indices [0, 2, 4, 3, 1, 5], gradient of sum(values * w)
+    assert.deepEqual(y.sort(0, true).indices.toArray(), [0, 2, 4, 3, 1, 5]);
+    close(
+      grad((t: Tensor) => t.sort(0, true).values.mul(w).sum())(y) as Tensor,
+      [0, 4, 1, 3, 2, 5],
+      0,
+      "sort'",
+    );
+    // topk of distinct values (torch leaves the order of ties to the implementation; ours takes the first)
+    const z = f64([0.5, 3, -2, 7, 1, 6]);
+    const t = z.topk(3);
+    close(t.values, [7, 6, 3], 0, "topk values");
+    assert.deepEqual(t.indices.toArray(), [3, 5, 1]);
+    const s = z.topk(2, { largest: false });
+    close(s.values, [-2, 0.5], 0, "topk smallest");
+    assert.deepEqual(s.indices.toArray(), [2, 0]);
+    close(
+      grad((u: Tensor) =>
+        u
+          .topk(2)
+          .values.mul(f64([1, 10]))
+          .sum(),
+      )(z) as Tensor,
+      [0, 0, 0, 1, 0, 10],
+      0,
+      "topk'",
+    );
+    // at a tie, the gradient goes to the positions selected (here the first two of three equal maxima)
+    close(
+      grad((u: Tensor) =>
+        u
+          .topk(2)
+          .values.mul(f64([1, 10]))
+          .sum(),
+      )(f64([4, 1, 4, 2, 4, 0])) as Tensor,
+      [1, 0, 10, 0, 0, 0],
+      0,
+      "topk' at ties",
+    );
+  });
+  test("errors name the op, the shape and what was expected", () => {
+    assert.throws(
+      () => f64([1, 2, 3]).topk(4),
+      /topk: k = 4 is out of range for dim -1 of size 3 \(shape \[3\]\); expected an integer in \[0, 3\]/,
+    );
+    assert.throws(() => f64([1, 2, 3]).sort(1), /sort: dim 1 is out of range for a tensor of rank 1/);
+    assert.throws(() => f64([1, 2, 3]).topk(1.5), /topk: k = 1.5/);
+  });
+  test("the js argsort kernel on a strided view (reversed rows, -0 and NaN)", async () => {
+    const { argsort } = await import("../src/backend/js/sort.ts");
+    const data = new Float64Array([9, Number.NaN, 1, -0, 0, 1, 3]);
+    // [2, 3] view reading positions (6, 4, 2) and (5, 3, 1): strides [-1, -2], offset 6
+    const out = new Int32Array(6);
+    argsort({ data, shape: [2, 3], strides: [-1, -2], offset: 6 }, 1, false, out);
+    // rows [3, 0, 1] and [1, -0, NaN]
+    assert.deepEqual([...out], [1, 2, 0, 1, 0, 2]);
+    argsort({ data, shape: [2, 3], strides: [-1, -2], offset: 6 }, 0, true, out);
+    // columns [3, 1], [0, -0] (equal: order kept), [1, NaN]
+    assert.deepEqual([...out], [0, 0, 1, 1, 1, 0]);
+  });
+});

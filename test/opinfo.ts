@@ -22,6 +22,7 @@ import {
   scatterAddNd,
   size,
   softmaxNd,
+  sortNd,
   unravel,
 } from "./ref.ts";
 
@@ -968,6 +969,78 @@ export const OPS: OpInfo[] = [
         },
       ),
     diff: true,
+  },
+  // ---- sorting (values are a gather with the stable permutation; indices are constants)
+  {
+    name: "sort",
+    samples: () => [[mk([4, 7], "real", true)], [mk([9])], [mk([2, 3, 5])], [mk([])]],
+    fn: (x) => x.sort().values,
+    ref: (x) => (x.shape.length === 0 ? x : sortNd(x, -1, false, x.shape[x.shape.length - 1], false)),
+    diff: true,
+  },
+  {
+    name: "sort-descending-dim0",
+    samples: () => [[mk([5, 3], "real", true)], [mk([4, 2, 3])]],
+    fn: (x) => cr.sort(x, 0, true)[0],
+    ref: (x) => sortNd(x, 0, true, x.shape[0], false),
+    diff: true,
+  },
+  {
+    name: "sort-ties-indices",
+    // rounding to halves makes ties; the indices as float64 (a constant output)
+    samples: () => [[mk([3, 8], "real", true)], [mk([11])]],
+    fn: (x) => x.mul(2).round().sort({ descending: true }).indices.to("float64"),
+    ref: (x) =>
+      sortNd(
+        mapN((v) => roundHalfEven(2 * v), x),
+        -1,
+        true,
+        x.shape[x.shape.length - 1],
+        true,
+      ),
+    diff: false,
+  },
+  {
+    name: "argsort-dim1",
+    samples: () => [[mk([3, 6, 2])]],
+    fn: (x) => x.mul(2).round().argsort(1).to("float64"),
+    ref: (x) =>
+      sortNd(
+        mapN((v) => roundHalfEven(2 * v), x),
+        1,
+        false,
+        6,
+        true,
+      ),
+    diff: false,
+  },
+  {
+    name: "topk",
+    samples: () => [[mk([4, 7], "real", true)], [mk([3, 2, 5])]],
+    fn: (x) => x.topk(3).values,
+    ref: (x) => sortNd(x, -1, true, 3, false),
+    diff: true,
+  },
+  {
+    name: "topk-smallest-dim0",
+    samples: () => [[mk([6, 3], "real", true)], [mk([5, 2, 2])]],
+    fn: (x) => cr.topk(x, 2, { dim: 0, largest: false }).values,
+    ref: (x) => sortNd(x, 0, false, 2, false),
+    diff: true,
+  },
+  {
+    name: "topk-indices",
+    samples: () => [[mk([5, 6], "real", true)]],
+    fn: (x) => x.mul(2).round().topk(4, 1).indices.to("float64"),
+    ref: (x) =>
+      sortNd(
+        mapN((v) => roundHalfEven(2 * v), x),
+        1,
+        true,
+        4,
+        true,
+      ),
+    diff: false,
   },
   // ---- linear algebra
   {

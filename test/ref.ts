@@ -302,3 +302,43 @@ export function scatterAddNd(src: Nd, idx: readonly number[], axis: number, shap
   }
   return { shape: [...shape], data };
 }
+
+/**
+ * The stable sorting order of v (positions), by insertion sort: ascending, or descending with `desc`; NaN above
+ * every number; equal values (-0 and +0 included) keep their order.
+ */
+export function stableOrder(v: readonly number[], desc: boolean): number[] {
+  const key = (a: number) => (Number.isNaN(a) ? Number.POSITIVE_INFINITY : a);
+  // strictly before: a NaN is above +Infinity too
+  const above = (a: number, b: number) =>
+    Number.isNaN(a) ? !Number.isNaN(b) : Number.isNaN(b) ? false : key(a) > key(b);
+  const order: number[] = [];
+  for (let i = 0; i < v.length; i++) {
+    let p = order.length;
+    while (p > 0 && (desc ? above(v[i], v[order[p - 1]]) : above(v[order[p - 1]], v[i]))) p--;
+    order.splice(p, 0, i);
+  }
+  return order;
+}
+
+/**
+ * The first k of each row's stable order along `axis` (all of it when k is the row length): the values, or the
+ * positions when `indices`.
+ */
+export function sortNd(x: Nd, axis: number, desc: boolean, k: number, indices: boolean): Nd {
+  const a = axis < 0 ? axis + x.shape.length : axis;
+  const shape = x.shape.map((d, i) => (i === a ? k : d));
+  const data: number[] = [];
+  for (let i = 0; i < size(shape); i++) {
+    const idx = unravel(i, shape);
+    const row = Array.from({ length: x.shape[a] }, (_, j) =>
+      at(
+        x,
+        idx.map((v, d) => (d === a ? j : v)),
+      ),
+    );
+    const pos = stableOrder(row, desc)[idx[a]];
+    data.push(indices ? pos : row[pos]);
+  }
+  return { shape, data };
+}

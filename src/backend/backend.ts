@@ -358,13 +358,24 @@ export interface Backend {
    * Never filled in by completion (complete.ts): jit fuses only on backends that provide it.
    */
   fused?(prog: FusedProgram, inputs: readonly View[], out: TypedArray): void;
+
+  /**
+   * Optional kernel: the stable sorting permutation along `axis`. out (int32, x's shape, contiguous) gets, for
+   * each row along `axis`, the positions of the row's elements in ascending order (descending with
+   * `descending`); equal elements keep their order (-0 equals +0); NaN sorts above every number (last
+   * ascending, first descending), as PyTorch's stable sort. Any dtype (bool as 0/1). A 0-d x is a row of one.
+   * Callers run the js reference (src/backend/js/sort.ts) when a backend omits it; completion does not fill it,
+   * so a backend that serves every kernel of KERNELS stays unwrapped.
+   */
+  argsort?(x: View, axis: number, descending: boolean, out: TypedArray): void;
 }
 
 /**
- * The kernels of the contract: every member of Backend but its name, its allocator and the optional `fused`
- * (which completion never fills: a backend fuses only with a kernel of its own).
+ * The kernels of the contract: every member of Backend but its name, its allocator, the optional `fused`
+ * (which completion never fills: a backend fuses only with a kernel of its own) and the optional `argsort`
+ * (whose callers use the js reference when a backend omits it).
  */
-export type KernelName = Exclude<keyof Backend, "name" | "alloc" | "fused">;
+export type KernelName = Exclude<keyof Backend, "name" | "alloc" | "fused" | "argsort">;
 
 /** Every kernel name once (a Record, so the compiler rejects a missing or unknown one). */
 const KERNEL_SET: Record<KernelName, true> = {
@@ -405,7 +416,7 @@ export const KERNELS = Object.keys(KERNEL_SET) as KernelName[];
  * it. Fallback for other reasons (a dtype the backend lacks, no scratch memory) stays inside the backend.
  */
 export type BackendImpl = Pick<Backend, "name" | "alloc"> &
-  Partial<Pick<Backend, KernelName | "fused">> & {
+  Partial<Pick<Backend, KernelName | "fused" | "argsort">> & {
     /** The unary op codes `unary` implements (default: all of UNARY_OPS). */
     readonly unaryOps?: readonly UnaryOp[];
     /** The binary op codes `binary` implements (default: all of BINARY_OPS). */

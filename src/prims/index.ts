@@ -10,12 +10,14 @@ import * as C from "./contract.ts";
 import * as E from "./elementwise.ts";
 import * as V from "./movement.ts";
 import * as R from "./reduce.ts";
+import * as So from "./sort.ts";
 
 export const primitives = {
   ...E.elementwisePrimitives,
   ...R.reducePrimitives,
   ...V.movementPrimitives,
   ...C.contractPrimitives,
+  ...So.sortPrimitives,
 } satisfies Record<string, Primitive<never>>;
 
 /** A primitive's name: derived from the table, so there is no second list to keep in step. */

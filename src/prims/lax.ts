@@ -19,3 +19,4 @@ export {
 } from "./contract.ts";
 export { broadcast, concat, flip, gather, permute, reshape, scatterAdd, slice, unslice } from "./movement.ts";
 export { cumsumAxis, maxAxes, minAxes, prodAxes, softmaxAxis, softmaxBackward, sumAxes } from "./reduce.ts";
+export { argsortAxis } from "./sort.ts";

@@ -21,6 +21,7 @@ import * as P from "../ops/manip.ts";
 import * as M from "../ops/math.ts";
 import * as R from "../ops/reduce.ts";
 import * as S from "../ops/shape.ts";
+import * as So from "../ops/sort.ts";
 import { formatTensor } from "./format.ts";
 
 type T = Tensor | number;
@@ -574,5 +575,19 @@ export class Tensor {
   /** Running products along `dim`. */
   cumprod(dim: number): Tensor {
     return P.cumprod(this, dim);
+  }
+
+  // ---- sorting (issue 13)
+  /** Sorted values and their positions along `dim` (stable; `x.sort()` or `x.sort({ dim, descending })`). */
+  sort(opts: So.SortOpts | number = {}, descending?: boolean): So.ValuesIndices {
+    return So.sort(this, opts, descending);
+  }
+  /** The positions that sort this tensor along `dim` (int32, stable). */
+  argsort(opts: So.SortOpts | number = {}, descending?: boolean): Tensor {
+    return So.argsort(this, opts, descending);
+  }
+  /** The k largest (or smallest) values and their positions along `dim`, sorted. */
+  topk(k: number, opts: So.TopkOpts | number = {}, largest?: boolean): So.ValuesIndices {
+    return So.topk(this, k, opts, largest);
   }
 }

@@ -18,6 +18,7 @@ import { adamUpdate } from "./optim.ts";
 import { avgPool2d, avgPool2dBackward, maxPool2d, maxPool2dArgmax, maxPool2dBackward } from "./pool.ts";
 import { argReduce, cumsum, reduce } from "./reduce.ts";
 import { softmax, softmaxBackward } from "./softmax.ts";
+import { argsort } from "./sort.ts";
 import { assertSameShape, copyStrided } from "./strided.ts";
 
 /**
@@ -46,6 +47,7 @@ export const jsBackend: Backend = {
   reduce,
   argReduce,
   cumsum,
+  argsort,
   dot,
   conv2d,
   conv2dBackInput,
