@@ -386,3 +386,324 @@ export function warmupCosine(
   const cos = new CosineAnnealingLR(optimizer, { tMax: totalIters - warmupIters, etaMin: opts.etaMin ?? 0 });
   return new SequentialLR(optimizer, { schedulers: [warm, cos], milestones: [warmupIters] });
 }
+
+/**
+ * Multiply the lr by `factor` for the first totalIters epochs, then use it as is (torch ConstantLR):
+ * lr = baseLr * (epoch < totalIters ? factor : 1). A simple warmup.
+ *
+ * @example
+ * ```ts
+ * const sched = new ConstantLR(opt, { factor: 0.5, totalIters: 4 });
+ * ```
+ */
+export class ConstantLR extends LRScheduler {
+  readonly factor: number;
+  readonly totalIters: number;
+  constructor(optimizer: SchedulableOptimizer, opts: { factor?: number; totalIters?: number } = {}) {
+    super("ConstantLR", optimizer);
+    this.factor = opts.factor ?? 1 / 3;
+    this.totalIters = opts.totalIters ?? 5;
+    const f = this.factor;
+    checkRange("ConstantLR", "factor", f, f >= 0 && f <= 1, "a number in [0, 1]");
+    checkRange("ConstantLR", "totalIters", this.totalIters, this.totalIters >= 0, ">= 0");
+    this.initialStep();
+  }
+  lrAt(epoch: number): number[] {
+    return this.baseLrs.map((b) => b * (epoch >= this.totalIters ? 1 : this.factor));
+  }
+}
+
+/**
+ * Polynomial decay to zero over totalIters epochs, zero afterwards (torch PolynomialLR):
+ * lr = baseLr * (1 - min(epoch, totalIters) / totalIters)^power.
+ *
+ * @example
+ * ```ts
+ * const sched = new PolynomialLR(opt, { totalIters: 100, power: 2 });
+ * ```
+ */
+export class PolynomialLR extends LRScheduler {
+  readonly totalIters: number;
+  readonly power: number;
+  constructor(optimizer: SchedulableOptimizer, opts: { totalIters?: number; power?: number } = {}) {
+    super("PolynomialLR", optimizer);
+    this.totalIters = opts.totalIters ?? 5;
+    this.power = opts.power ?? 1;
+    checkRange("PolynomialLR", "totalIters", this.totalIters, this.totalIters > 0, "> 0");
+    checkRange("PolynomialLR", "power", this.power, Number.isFinite(this.power), "a finite number");
+    this.initialStep();
+  }
+  lrAt(epoch: number): number[] {
+    const f = (1 - Math.min(this.totalIters, epoch) / this.totalIters) ** this.power;
+    return this.baseLrs.map((b) => b * f);
+  }
+}
+
+/**
+ * SGDR: cosine annealing with warm restarts (Loshchilov and Hutter 2017; torch CosineAnnealingWarmRestarts).
+ * Within a period of tI epochs, lr = etaMin + (baseLr - etaMin) * (1 + cos(pi * tCur / tI)) / 2; the first
+ * period has t0 epochs and each next one tMult times as many.
+ *
+ * `step()` advances one epoch; `step(epoch)` jumps to any epoch, fractional ones included, so it can be called
+ * every batch with `epoch + i / itersPerEpoch`. Mixing the two follows PyTorch: a plain `step()` after
+ * `step(7.5)` moves the position within the period to 8.5, while `lastEpoch` (7, then 8) counts whole epochs.
+ *
+ * @example
+ * ```ts
+ * const sched = new CosineAnnealingWarmRestarts(opt, { t0: 10, tMult: 2, etaMin: 1e-5 });
+ * for (let epoch = 0; epoch < 70; epoch++) {
+ *   for (let i = 0; i < iters; i++) { trainBatch(); sched.step(epoch + i / iters); }
+ * }
+ * ```
+ */
+export class CosineAnnealingWarmRestarts extends LRScheduler {
+  readonly t0: number;
+  readonly tMult: number;
+  readonly etaMin: number;
+  /** Length of the current period. */
+  tI: number;
+  /** Position within the current period (may be fractional). */
+  tCur: number;
+  constructor(optimizer: SchedulableOptimizer, opts: { t0: number; tMult?: number; etaMin?: number }) {
+    super("CosineAnnealingWarmRestarts", optimizer);
+    this.t0 = opts.t0;
+    this.tMult = opts.tMult ?? 1;
+    this.etaMin = opts.etaMin ?? 0;
+    const name = "CosineAnnealingWarmRestarts";
+    checkRange(name, "t0", this.t0, Number.isInteger(this.t0) && this.t0 > 0, "an integer > 0");
+    checkRange(name, "tMult", this.tMult, Number.isInteger(this.tMult) && this.tMult >= 1, "an integer >= 1");
+    checkRange(name, "etaMin", this.etaMin, Number.isFinite(this.etaMin), "a finite number");
+    this.tI = this.t0;
+    this.tCur = -1;
+    this.initialStep();
+  }
+
+  /** The period length and the position within it at `epoch` (>= 0, may be fractional). */
+  private locate(epoch: number): [tI: number, tCur: number] {
+    if (epoch < this.t0) return [this.t0, epoch];
+    if (this.tMult === 1) return [this.t0, epoch % this.t0];
+    const m = this.tMult;
+    const n = Math.trunc(Math.log((epoch / this.t0) * (m - 1) + 1) / Math.log(m));
+    return [this.t0 * m ** n, epoch - (this.t0 * (m ** n - 1)) / (m - 1)];
+  }
+
+  private lrsFor(tCur: number, tI: number): number[] {
+    const c = (1 + Math.cos((Math.PI * tCur) / tI)) / 2;
+    return this.baseLrs.map((b) => this.etaMin + (b - this.etaMin) * c);
+  }
+
+  lrAt(epoch: number): number[] {
+    const [tI, tCur] = this.locate(epoch);
+    return this.lrsFor(tCur, tI);
+  }
+
+  /** Advance one epoch, or go to `epoch` (a non-negative number, fractional allowed). */
+  override step(epoch?: number): void {
+    let e = epoch;
+    if (e === undefined && this.lastEpoch < 0) e = 0;
+    if (e === undefined) {
+      e = this.lastEpoch + 1;
+      this.tCur += 1;
+      if (this.tCur >= this.tI) {
+        this.tCur -= this.tI;
+        this.tI *= this.tMult;
+      }
+    } else {
+      checkRange("CosineAnnealingWarmRestarts.step", "epoch", e, e >= 0, "a number >= 0");
+      [this.tI, this.tCur] = this.locate(e);
+    }
+    this.lastEpoch = Math.floor(e);
+    this.apply(this.lrsFor(this.tCur, this.tI));
+  }
+
+  override stateDict(): SchedulerStateDict {
+    return { ...super.stateDict(), tI: this.tI, tCur: this.tCur };
+  }
+
+  override loadStateDict(sd: SchedulerStateDict): void {
+    super.loadStateDict(sd);
+    if (typeof sd.tI === "number" && typeof sd.tCur === "number") {
+      this.tI = sd.tI;
+      this.tCur = sd.tCur;
+    } else {
+      [this.tI, this.tCur] = this.locate(Math.max(0, sd.lastEpoch));
+    }
+  }
+}
+
+/** Options of CyclicLR (PyTorch's names in camelCase). */
+export interface CyclicLROptions {
+  /** Lower lr boundary, one for all groups or one per group; the groups' lr is set to it at construction. */
+  baseLr: number | readonly number[];
+  /** Upper lr boundary (one, or one per group). */
+  maxLr: number | readonly number[];
+  /** Iterations in the rising half of a cycle (default 2000). */
+  stepSizeUp?: number;
+  /** Iterations in the falling half (default stepSizeUp). */
+  stepSizeDown?: number;
+  /** Amplitude policy when no scaleFn is given (default "triangular"). */
+  mode?: "triangular" | "triangular2" | "exp_range";
+  /** exp_range's amplitude factor gamma^iteration (default 1). */
+  gamma?: number;
+  /** Custom amplitude scale, in [0, 1]; replaces `mode`. */
+  scaleFn?: (x: number) => number;
+  /** Whether scaleFn receives the cycle number (default) or the iteration. */
+  scaleMode?: "cycle" | "iterations";
+  /** Cycle momentum (or Adam's beta1) inversely to the lr (default true). */
+  cycleMomentum?: boolean;
+  /** Lower momentum boundary, reached at the lr peak (default 0.8; one, or one per group). */
+  baseMomentum?: number | readonly number[];
+  /** Upper momentum boundary, at the cycle's start (default 0.9; one, or one per group). */
+  maxMomentum?: number | readonly number[];
+}
+
+/**
+ * Cyclical learning rates (Smith 2017; torch CyclicLR): the lr goes from baseLr up to maxLr over stepSizeUp
+ * iterations and back over stepSizeDown, with the amplitude scaled per cycle ("triangular": 1,
+ * "triangular2": halved each cycle) or per iteration ("exp_range": gamma^iteration), or by a custom scaleFn.
+ * Momentum moves the opposite way between maxMomentum and baseMomentum. Call `step()` after every batch.
+ *
+ * With cycleMomentum, a group without `momentum` but with `betas` (Adam) has its beta1 cycled, as PyTorch 2
+ * does (1.13 refuses such optimizers).
+ *
+ * @example
+ * ```ts
+ * const opt = new SGD(params, { lr: 0.01, momentum: 0.9 });
+ * const sched = new CyclicLR(opt, { baseLr: 0.01, maxLr: 0.1, stepSizeUp: 500, mode: "triangular2" });
+ * ```
+ */
+export class CyclicLR extends LRScheduler {
+  readonly maxLrs: number[];
+  readonly totalSize: number;
+  readonly stepRatio: number;
+  readonly mode: "triangular" | "triangular2" | "exp_range";
+  readonly gamma: number;
+  readonly scaleMode: "cycle" | "iterations";
+  readonly cycleMomentum: boolean;
+  readonly baseMomentums: number[] = [];
+  readonly maxMomentums: number[] = [];
+  private readonly scale: (x: number) => number;
+  private readonly useBeta1: boolean[] = [];
+
+  constructor(optimizer: SchedulableOptimizer, opts: CyclicLROptions) {
+    // as PyTorch: the groups start at baseLr, which also becomes their initialLr when they have none
+    super("CyclicLR", CyclicLR.startAtBase(optimizer, opts));
+    const name = "CyclicLR";
+    const groups = optimizer.paramGroups;
+    this.baseLrs = perGroup(name, "baseLr", opts.baseLr, groups.length);
+    this.maxLrs = perGroup(name, "maxLr", opts.maxLr, groups.length);
+    const up = opts.stepSizeUp ?? 2000;
+    const down = opts.stepSizeDown ?? up;
+    checkRange(name, "stepSizeUp", up, up > 0, "> 0");
+    checkRange(name, "stepSizeDown", down, down > 0, "> 0");
+    this.totalSize = up + down;
+    this.stepRatio = up / this.totalSize;
+    this.mode = opts.mode ?? "triangular";
+    this.gamma = opts.gamma ?? 1;
+    if (opts.scaleFn !== undefined) {
+      if (typeof opts.scaleFn !== "function") throw new TypeError("CyclicLR: scaleFn must be a function");
+      const mode = opts.scaleMode ?? "cycle";
+      checkRange(
+        name,
+        "scaleMode",
+        mode,
+        mode === "cycle" || mode === "iterations",
+        '"cycle" or "iterations"',
+      );
+      this.scale = opts.scaleFn;
+      this.scaleMode = mode;
+    } else {
+      const mode = this.mode;
+      checkRange(
+        name,
+        "mode",
+        mode,
+        mode === "triangular" || mode === "triangular2" || mode === "exp_range",
+        '"triangular", "triangular2" or "exp_range" (or pass a scaleFn)',
+      );
+      if (mode === "triangular") this.scale = () => 1;
+      else if (mode === "triangular2") this.scale = (x) => 1 / 2 ** (x - 1);
+      else this.scale = (x) => this.gamma ** x;
+      this.scaleMode = mode === "exp_range" ? "iterations" : "cycle";
+    }
+    this.cycleMomentum = opts.cycleMomentum ?? true;
+    if (this.cycleMomentum) {
+      const base = perGroup(name, "baseMomentum", opts.baseMomentum ?? 0.8, groups.length);
+      this.maxMomentums = perGroup(name, "maxMomentum", opts.maxMomentum ?? 0.9, groups.length);
+      groups.forEach((g, i) => {
+        this.useBeta1.push(typeof g.momentum !== "number" && Array.isArray(g.betas));
+        if (!this.useBeta1[i] && typeof g.momentum !== "number") {
+          throw new Error(
+            `CyclicLR: cycleMomentum needs a "momentum" or "betas" hyper-parameter in group ${i}; pass cycleMomentum: false`,
+          );
+        }
+      });
+      this.baseMomentums = base;
+      this.setMomentums(base);
+    }
+    this.initialStep();
+  }
+
+  private static startAtBase(optimizer: SchedulableOptimizer, opts: CyclicLROptions): SchedulableOptimizer {
+    if (optimizer === null || typeof optimizer !== "object" || !Array.isArray(optimizer.paramGroups)) {
+      throw new TypeError("CyclicLR: expected an optimizer (an object with paramGroups)");
+    }
+    const base = perGroup("CyclicLR", "baseLr", opts?.baseLr, optimizer.paramGroups.length);
+    optimizer.paramGroups.forEach((g, i) => {
+      g.lr = base[i];
+    });
+    return optimizer;
+  }
+
+  /** Cycle number (from 1) and the fraction of the amplitude at `epoch`. */
+  private position(epoch: number): [cycle: number, factor: number] {
+    const cycle = Math.floor(1 + epoch / this.totalSize);
+    const x = 1 + epoch / this.totalSize - cycle;
+    const f = x <= this.stepRatio ? x / this.stepRatio : (x - 1) / (this.stepRatio - 1);
+    return [cycle, f];
+  }
+
+  lrAt(epoch: number): number[] {
+    const [cycle, f] = this.position(epoch);
+    const s = this.scale(this.scaleMode === "cycle" ? cycle : epoch);
+    return this.baseLrs.map((b, i) => b + (this.maxLrs[i] - b) * f * s);
+  }
+
+  /** The momentum (or beta1) of each group at `epoch` (the groups' values when cycleMomentum is off). */
+  momentumAt(epoch: number): number[] {
+    if (!this.cycleMomentum) return [];
+    const [cycle, f] = this.position(epoch);
+    const s = this.scale(this.scaleMode === "cycle" ? cycle : epoch);
+    return this.maxMomentums.map((m, i) => m - (m - this.baseMomentums[i]) * f * s);
+  }
+
+  private setMomentums(moms: number[]): void {
+    this.optimizer.paramGroups.forEach((g, i) => {
+      if (this.useBeta1[i]) {
+        const betas = g.betas as number[];
+        g.betas = [moms[i], ...betas.slice(1)];
+      } else {
+        g.momentum = moms[i];
+      }
+    });
+  }
+
+  override step(): void {
+    super.step();
+    if (this.cycleMomentum) this.setMomentums(this.momentumAt(this.lastEpoch));
+  }
+}
+
+/** One value per group from a number or a list (whose length must match). */
+function perGroup(opt: string, key: string, v: unknown, n: number): number[] {
+  if (Array.isArray(v)) {
+    if (v.length !== n)
+      throw new RangeError(`${opt}: expected ${n} values for ${key} (one per group), got ${v.length}`);
+    v.forEach((x, i) => {
+      checkRange(opt, `${key}[${i}]`, x, typeof x === "number" && Number.isFinite(x), "a finite number");
+    });
+    return v.slice();
+  }
+  checkRange(opt, key, v, typeof v === "number" && Number.isFinite(v), "a finite number (or one per group)");
+  return Array.from({ length: n }, () => v as number);
+}
