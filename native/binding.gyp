@@ -8,6 +8,7 @@
   "variables": {
     "kernel_sources": [
       "src/kernels/elementwise.cc",
+      "src/kernels/fused.cc",
       "src/kernels/reduce.cc",
       "src/kernels/dot.cc",
       "src/kernels/conv.cc",

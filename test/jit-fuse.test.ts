@@ -1,5 +1,6 @@
 /**
- * Fusion of elementwise chains under jit: the fused kernels (js, wasm) give exactly the bits of the unfused
+ * Fusion of elementwise chains under jit: the fused kernels (js, wasm, native: each instruction set, one and
+ * two threads) give exactly the bits of the unfused
  * program on the same backend (random programs over every float unary/binary op, broadcast, transposed, sliced
  * and flipped inputs, float32 and float64, empty to large sizes), the pass groups what it should, and jitted
  * functions with fusion equal eager execution while memory planning keeps working.
@@ -11,6 +12,7 @@ import { fusedByOps, fusedProgram } from "../src/backend/fused.ts";
 import { jsBackend } from "../src/backend/js/index.ts";
 import { setFusedCodegen } from "../src/backend/js/fused.ts";
 import { getBackend, setBackend } from "../src/backend/registry.ts";
+import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { Executor } from "../src/core/jit-exec.ts";
 import { planFusion } from "../src/core/jit-fuse.ts";
@@ -153,8 +155,33 @@ function makeView(rng: Rng, dtype: "float32" | "float64", shape: number[], layou
 const SHAPES: number[][] = [[0], [1], [7], [3, 5], [1031], [4, 33, 9], [2, 1, 6]];
 const LAYOUTS: Layout[] = ["contiguous", "broadcast", "transposed", "sliced", "flipped", "scalar"];
 
-function fusedMatchesOps(b: () => Backend, label: string): void {
+function fusedMatchesOps(b: () => Backend, label: string, large = false): void {
   describe(`${label}: fused equals the unfused program bit for bit`, () => {
+    if (large) {
+      test("large outputs (split over threads), every layout", () => {
+        const be = b();
+        const rng = new Rng(21);
+        for (const dtype of ["float32", "float64"] as const) {
+          for (const shape of [[70001], [3, 5, 4099]]) {
+            for (let trial = 0; trial < 4; trial++) {
+              const nIn = rng.int(1, 4);
+              const prog = randomProgram(rng, dtype, nIn, rng.int(4, 14));
+              const inputs = Array.from({ length: nIn }, (_, k) =>
+                makeView(rng, dtype, shape, k === 0 ? "contiguous" : rng.choice(LAYOUTS)),
+              );
+              const n = shape.reduce((x, y) => x * y, 1);
+              const T = dtype === "float32" ? Float32Array : Float64Array;
+              const got = new T(n);
+              const want = new T(n);
+              be.fused!(prog, inputs, got);
+              fusedByOps(be, prog, inputs, want);
+              assertSameBits(got, want, `${prog.key} on [${shape}]`);
+            }
+          }
+        }
+      });
+    }
+
     for (const dtype of ["float32", "float64"] as const) {
       test(`random programs, ${dtype}`, () => {
         const be = b();
@@ -227,6 +254,31 @@ function fusedMatchesOps(b: () => Backend, label: string): void {
 
 fusedMatchesOps(() => jsBackend, "js");
 fusedMatchesOps(wasm, "wasm");
+
+const nativeLoaded = loadNativeBackend();
+const native = "backend" in nativeLoaded ? nativeLoaded.backend : undefined;
+if (native !== undefined) {
+  // every instruction-set build this CPU runs, with one thread and two (each test selects its configuration)
+  const isa0 = nativeInfo().isa as "avx512" | "avx2" | "base";
+  const threads0 = nativeInfo().threads;
+  const isas = (["avx512", "avx2", "base"] as const).filter((i) => setNativeIsa(i));
+  setNativeIsa(isa0);
+  after(() => {
+    setNativeIsa(isa0);
+    setNumThreads(threads0);
+  });
+  test("native declares the fused kernel", () => assert.equal(typeof native.fused, "function"));
+  for (const isa of isas) {
+    for (const threads of [1, 2]) {
+      const select = () => {
+        assert.ok(setNativeIsa(isa));
+        setNumThreads(threads);
+        return native;
+      };
+      fusedMatchesOps(select, `native ${isa}, ${threads} thread${threads > 1 ? "s" : ""}`, true);
+    }
+  }
+}
 
 test("js: the interpreter (no code generation) gives the compiled kernel's bits", () => {
   const rng = new Rng(3);
@@ -423,6 +475,7 @@ function jitSuite(label: string, b: () => Backend): void {
 
 jitSuite("js", () => jsBackend);
 jitSuite("wasm", wasm);
+if (native !== undefined) jitSuite("native", () => native);
 
 test("switching backends switches executors (fusion follows the backend)", () => {
   const prev = getBackend();
@@ -430,7 +483,7 @@ test("switching backends switches executors (fusion follows the backend)", () =>
     const v = randn([257]);
     const f = (x: Tensor) => x.exp().mul(0.5).tanh().add(x);
     const jf = jit(f);
-    for (const b of [jsBackend, wasm(), jsBackend]) {
+    for (const b of [jsBackend, wasm(), ...(native ? [native] : []), jsBackend]) {
       setBackend(b);
       assertSameBits(jf(v).dataSync(), f(v).dataSync(), b.name);
     }

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { Backend } from "../src/backend/backend.ts";
 import { getBackend, setBackend } from "../src/backend/registry.ts";
+import { loadNativeBackend } from "../src/backend/native/index.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import {
   checkpoint,
@@ -51,7 +52,7 @@ function assertClose(got: Tensor, want: Tensor, tol: number, what: string): void
 }
 
 /**
- * The op table under jit, with `backend` selected (js when omitted): with fusion on (js and wasm implement
+ * The op table under jit, with `backend` selected (js when omitted): with fusion on (js, wasm and native implement
  * `fused`), chains in the VJP programs run as fused kernels, which must give the unfused bits.
  */
 function opTable(label: string, backend?: () => Backend): void {
@@ -91,6 +92,13 @@ opTable(" on wasm", () => {
   if ("error" in r) throw new Error(r.error);
   return r.backend;
 });
+if ("backend" in loadNativeBackend()) {
+  opTable(" on native", () => {
+    const r = loadNativeBackend();
+    if ("error" in r) throw new Error(r.error);
+    return r.backend;
+  });
+}
 
 const f = (x: Tensor, y: Tensor) => x.mul(y).add(x.sin()).sum();
 

@@ -103,9 +103,11 @@ constexpr Range kRanges[] = {{"axis", "axis", "", 0, kRank},
                              {"groups", "groups", "", 1, kMaxElements}};
 
 constexpr int kMaxTok = 16, kMaxArrays = 4, kMaxInts = 96, kMaxFloats = 16;
+// The most array arguments a call may have: the fixed ones and a `views[#]` list.
+constexpr int kMaxArgs = 8 + kMaxListViews;
 
 // A token: 'k' kind, 'i' integers, 'f' a float, 'v' a view, 'V' an optional view, 'x' indices, 'o' an output,
-// 'O' an optional output. Integers are n[at, at + len), a counted list (count '#' or 'r') n[at] then the list;
+// 'O' an optional output, 'L' a list of views (its count in the meta buffer, then its views, from argument arg on). Integers are n[at, at + len), a counted list (count '#' or 'r') n[at] then the list;
 // arrays are v[at] or o[at], from argument arg; an output holds at least `size` elements (the R of out:R).
 struct Tok {
   char type = 0, count = 0, size = 0;
@@ -124,7 +126,7 @@ struct Layout {
   Tok tok[kMaxTok];
   Item item[kMaxTok + 2];
   int ntok = 0, nitem = 0, nn = 0, nf = 0, nv = 0, no = 0;
-  int shape = -1, axes = -1, idx = -1;  // tokens: `shape`, `axes` or `axis`, `idx`
+  int shape = -1, axes = -1, idx = -1, list = -1;  // tokens: `shape`, `axes` or `axis`, `idx`, `views[#]`
   char views[kMaxArrays] = {}, outs[kMaxArrays] = {};
   bool bad = false;
 };
@@ -144,7 +146,11 @@ constexpr Layout parse(const char* s) {
     while (w < n && s[w] != '[' && s[w] != ':') w++;
     Tok& k = L.tok[L.ntok++];
     const int arg = (L.tok[0].type == 'k') + L.nv + L.no;
-    if (is(s, n, "kind")) {
+    if (is(s, n, "views[#]")) {  // the last token: its views are the last arguments, however many
+      k.type = 'L', k.arg = arg;
+      L.bad |= L.list >= 0;
+      L.list = L.ntok - 1;
+    } else if (is(s, n, "kind")) {
       k.type = 'k', k.at = L.nn++, L.item[L.nitem++] = {k.at, 1, 'i'};
       L.bad |= L.ntok > 1;
     } else if (is(s, n, "view") || is(s, n, "view?") || is(s, n, "idx")) {
@@ -177,6 +183,7 @@ constexpr Layout parse(const char* s) {
     }
   }
   if (L.idx >= 0) L.item[L.nitem++] = {L.nn++, 1, 'i'};  // `shared`
+  L.bad |= L.list >= 0 && L.list != L.ntok - 1;
   for (int t = 0; t < L.ntok; t++) {  // what the outputs' sizes and the indices refer to must be there
     const char z = L.tok[t].size;
     L.bad |= (z == '0' && L.nv < 1) || ((z == '1' || z == 'd') && L.nv < 2) || (z == 's' && L.shape < 0) ||
@@ -205,8 +212,8 @@ constexpr const char* kExports[] = {
 // and the entry point throws it.
 struct Call {
   napi_env env;
-  napi_value argv[8];
-  size_t argc = 8;
+  napi_value argv[kMaxArgs];
+  size_t argc = kMaxArgs;
   const double* meta = nullptr;
   size_t meta_len = 0;
   size_t pos = 0;
@@ -406,6 +413,8 @@ struct Args {
   View v[kMaxArrays];
   Out o[kMaxArrays];
   bool has_v[kMaxArrays], has_o[kMaxArrays];
+  View* list;  // a `views[#]` list: storage for kMaxListViews views (only in a family that has one)
+  int nlist;
 };
 
 // Element count of a checked view (at most kMaxElements, so the product cannot overflow).
@@ -437,6 +446,10 @@ CR_INLINE void read_arrays(Call& c, Args& a) {
   if constexpr (k.type == 'V') {
     a.has_v[k.at] = c.present(k.arg);
     if (a.has_v[k.at]) c.view(k.arg, a.v[k.at]);
+  }
+  if constexpr (k.type == 'L') {
+    a.nlist = (int)c.inum_in("the view list's length", 0, kMaxListViews);
+    for (int i = 0; i < a.nlist && c.ok(); i++) c.view(k.arg + i, a.list[i]);
   }
   if constexpr (k.type == 'o' || k.type == 'O') {
     a.has_o[k.at] = k.type == 'o' || c.present(k.arg);
@@ -499,6 +512,7 @@ constexpr char cat() {
   else if constexpr (std::is_same_v<P, const View*>) return 'V';
   else if constexpr (std::is_same_v<P, const Out&>) return 'o';
   else if constexpr (std::is_same_v<P, const Out*>) return 'O';
+  else if constexpr (std::is_same_v<P, const Views&>) return 'L';
   else return std::is_same_v<typename Plain<P>::Member, double> ? 'f' : 's';
 }
 template <class P>
@@ -519,6 +533,7 @@ constexpr Plan plan(const Layout& L) {
   const int slot[] = {slots<P>()...};
   Plan p;
   int it = 0, f = 0, v = 0, o = 0;
+  bool list = false;
   for (int i = 0; i < (int)sizeof...(P); i++) {
     const char c = cats[i];
     bool ok = true;
@@ -532,9 +547,10 @@ constexpr Plan plan(const Layout& L) {
     if (c == 'f') p.at[i] = f, ok = (f += slot[i]) <= L.nf;
     if (c == 'v' || c == 'V') ok = v < L.nv && L.views[v] == c, p.at[i] = v++;
     if (c == 'o' || c == 'O') ok = o < L.no && L.outs[o] == c, p.at[i] = o++;
+    if (c == 'L') ok = L.list >= 0 && !list, list = true;
     if (!ok && p.bad < 0) p.bad = i;
   }
-  if (p.bad < 0 && (it != L.nitem || f != L.nf || v != L.nv || o != L.no)) p.bad = kMaxTok;
+  if (p.bad < 0 && (it != L.nitem || f != L.nf || v != L.nv || o != L.no || list != (L.list >= 0))) p.bad = kMaxTok;
   return p;
 }
 
@@ -547,6 +563,7 @@ CR_INLINE decltype(auto) take(Args& a) {  // (a parameter struct by value: P is 
   else if constexpr (k == 'V') return a.has_v[At] ? &a.v[At] : nullptr;
   else if constexpr (k == 'o') return a.o[At];
   else if constexpr (k == 'O') return a.has_o[At] ? &a.o[At] : nullptr;
+  else if constexpr (k == 'L') return Views{a.nlist, a.list};
   else {
     Plain<P> s;
     std::memcpy(&s, k == 'f' ? (const void*)(a.f + At) : (const void*)(a.n + At), sizeof(s));
@@ -568,6 +585,9 @@ CR_INLINE napi_value call(Call& c, Err (*Kernels::*m)(P...), std::index_sequence
   constexpr Layout L = kLayouts[F];
   static_assert(!L.bad, "kernels.def: a layout does not parse (see its header)");
   Args a;
+  View list[L.list >= 0 ? kMaxListViews : 1];
+  a.list = list;
+  a.nlist = 0;
   (read_numbers<F, T>(c, a), ...);
   (read_arrays<F, T>(c, a), ...);
   (check<F, T>(c, a), ...);

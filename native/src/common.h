@@ -49,6 +49,13 @@ struct View {
   int64_t strides[kMaxDims];
 };
 
+// A list of views (a layout's `views[#]`, see kernels.def): n of them, each checked like any other view.
+constexpr int kMaxListViews = 64;
+struct Views {
+  int n;
+  const View* v;
+};
+
 // A contiguous output buffer.
 struct Out {
   void* data;

@@ -22,6 +22,7 @@ import {
   UNARY_OPS,
   type View,
 } from "../../src/backend/backend.ts";
+import { fusedProgram } from "../../src/backend/fused.ts";
 import { loadAddon, type NativeAddon, type NativeDescription } from "../../src/backend/native/addon.ts";
 import { createNativeBackend } from "../../src/backend/native/backend.ts";
 import type { TypedArray } from "../../src/dtype.ts";
@@ -58,9 +59,12 @@ function parseDef(): NativeDescription {
 
 const def = parseDef();
 
+/** The Backend methods native serves: every kernel, and the optional `fused` (jit's fused programs). */
+const SERVED = [...KERNELS, "fused"];
+
 test("kernels.def: every Backend kernel is served by exactly one family, and nothing else", () => {
   const served = def.families.flatMap((f) => f.serves.split(" "));
-  assert.deepEqual([...served].sort(), [...KERNELS].sort());
+  assert.deepEqual([...served].sort(), [...SERVED].sort());
   assert.equal(new Set(def.families.map((f) => f.name)).size, def.families.length, "family names are unique");
 });
 
@@ -133,6 +137,7 @@ function fakeAddon(d: NativeDescription): { addon: NativeAddon; calls: Call[]; r
     activation: rec("activation"),
     softmax: rec("softmax"),
     softmaxBackward: rec("softmaxBackward"),
+    fused: rec("fused"),
   };
   // NaN marks the unwritten tail, so the test sees how much each call wrote
   return { addon, calls, reset: () => meta.fill(Number.NaN) };
@@ -173,11 +178,47 @@ interface Sample {
   views: (View | null)[];
   outs: (TypedArray | null)[];
   values: Record<string, number | readonly number[]>;
+  /** The views of a `views[#]` list. */
+  list?: View[];
+  /** Views passed as a copy (the program code, translated to the addon's op codes): compared by contents. */
+  byValue?: number[];
 }
 
 const convVals = { stride: [1, 2], padding: [0, 1], dilation: [1, 1], groups: 1 };
 const poolVals = { shape: [1, 1, 2, 3], kernel: [2, 2], stride: [2, 1], padding: [1, 0] };
+const prog = fusedProgram("float32", [
+  { kind: "input", index: 0 },
+  { kind: "input", index: 1 },
+  { kind: "const", value: 2 },
+  { kind: "binary", op: "atan2", a: 0, b: 2 },
+  { kind: "unary", op: "tanh", a: 3 },
+  { kind: "binary", op: "mul", a: 4, b: 1 },
+]);
 const SAMPLES: Record<string, Sample[]> = {
+  fused: [
+    {
+      call: (b) => b.fused?.(prog, [x, y], out),
+      views: [
+        // the program's code, with the op codes the (fake) addon reports
+        view(
+          Int32Array.from([
+            ...[0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0],
+            ...[3, def.binary.indexOf("atan2"), 0, 2],
+            ...[2, def.unary.indexOf("tanh"), 3, 0],
+            ...[3, def.binary.indexOf("mul"), 4, 1],
+          ]),
+          [24],
+          [1],
+          0,
+        ),
+        view(prog.consts, [1], [1], 0),
+      ],
+      byValue: [0],
+      list: [x, y],
+      outs: [out],
+      values: { shape: [2, 3] },
+    },
+  ],
   unary: [{ call: (b) => b.unary("exp", x, out), views: [x], outs: [out], values: {} }],
   binary: [{ call: (b) => b.binary("sub", x, y, out), views: [x, y], outs: [out], values: {} }],
   biasAct: [
@@ -308,6 +349,15 @@ function walk(layout: string, meta: number[], args: unknown[], s: Sample, where:
     );
     return meta[pos++];
   };
+  const checkView = (want: View, which: number | string, byValue: boolean) => {
+    const a = args[arg++] as TypedArray;
+    if (byValue) assert.deepEqual(a, want.data, `${where}: view ${which}'s contents (argument ${arg - 1})`);
+    else assert.equal(a, want.data, `${where}: view ${which}'s array is argument ${arg - 1}`);
+    const got = [next("dtype"), next("offset"), next("rank")];
+    assert.deepEqual(got, [dtypeCode(want.data), want.offset, want.shape.length], `${where}: view ${which}`);
+    const dims = Array.from({ length: 2 * want.shape.length }, () => next("shape/strides"));
+    assert.deepEqual(dims, [...want.shape, ...want.strides], `${where}: view ${which} shape and strides`);
+  };
   for (const tok of layout.split(" ")) {
     if (tok === "kind") continue; // the first argument, checked by the caller
     if (tok === "view" || tok === "view?" || tok === "idx") {
@@ -318,11 +368,11 @@ function walk(layout: string, meta: number[], args: unknown[], s: Sample, where:
         assert.equal(args[arg++], null, `${where}: an absent view is passed as null`);
         continue;
       }
-      assert.equal(args[arg++], want.data, `${where}: view ${v}'s array is argument ${arg - 1}`);
-      const got = [next("dtype"), next("offset"), next("rank")];
-      assert.deepEqual(got, [dtypeCode(want.data), want.offset, want.shape.length], `${where}: view ${v}`);
-      const dims = Array.from({ length: 2 * want.shape.length }, () => next("shape/strides"));
-      assert.deepEqual(dims, [...want.shape, ...want.strides], `${where}: view ${v} shape and strides`);
+      checkView(want, v - 1, s.byValue?.includes(v - 1) ?? false);
+    } else if (tok === "views[#]") {
+      const list = s.list ?? [];
+      assert.equal(next("the list's length"), list.length, `${where}: the list's length`);
+      for (const [i, want] of list.entries()) checkView(want, `list ${i}`, false);
     } else if (/^out\??:(v0|v1|shape|kept|dot)$/.test(tok)) {
       const want = s.outs[o++];
       assert.ok(want !== undefined, `${where}: the layout has more outputs than the call`);
@@ -363,7 +413,7 @@ function walk(layout: string, meta: number[], args: unknown[], s: Sample, where:
 test("native backend.ts packs the meta buffer in the order kernels.def's `meta` layouts give", () => {
   const fake = fakeAddon(def);
   const backend = createNativeBackend(fake.addon);
-  assert.deepEqual(Object.keys(SAMPLES).sort(), [...KERNELS].sort(), "a sample for every kernel");
+  assert.deepEqual(Object.keys(SAMPLES).sort(), [...SERVED].sort(), "a sample for every kernel");
   for (const f of def.families) {
     const serves = f.serves.split(" ");
     serves.forEach((method, kind) => {

@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "act.h"
+#include "ew_ops.h"
 #include "map.h"
 
 namespace cr {
@@ -17,49 +18,8 @@ namespace {
 
 template <class T>
 Err unary_float(int op, const View& x, void* o) {
-  constexpr i64 C = kGrainCheap, E = kGrainCostly;
-  if (sizeof(T) == 4 && kVecMath) {
-    switch (op) {
-      case U_EXP: map1<T, T>(x, o, C, [](T v) { return (T)exp_f32((float)v); }); return nullptr;
-      case U_LOG: map1<T, T>(x, o, C, [](T v) { return (T)log_f32((float)v); }); return nullptr;
-      case U_TANH: map1<T, T>(x, o, C, [](T v) { return (T)tanh_f32((float)v); }); return nullptr;
-      case U_SIGMOID: map1<T, T>(x, o, C, [](T v) { return (T)sigmoid_f32((float)v); }); return nullptr;
-      default: break;
-    }
-  }
-  switch (op) {
-    case U_NEG: map1<T, T>(x, o, C, [](T v) { return -v; }); break;
-    case U_ABS: map1<T, T>(x, o, C, [](T v) { return std::fabs(v); }); break;
-    case U_SIGN: map1<T, T>(x, o, C, [](T v) { return v > 0 ? T(1) : v < 0 ? T(-1) : v == 0 ? T(0) : v; }); break;
-    case U_EXP: map1<T, T>(x, o, E, [](T v) { return std::exp(v); }); break;
-    case U_LOG: map1<T, T>(x, o, E, [](T v) { return std::log(v); }); break;
-    case U_LOG1P: map1<T, T>(x, o, E, [](T v) { return std::log1p(v); }); break;
-    case U_EXPM1: map1<T, T>(x, o, E, [](T v) { return std::expm1(v); }); break;
-    case U_SQRT: map1<T, T>(x, o, C, [](T v) { return std::sqrt(v); }); break;
-    case U_SIN: map1<T, T>(x, o, E, [](T v) { return std::sin(v); }); break;
-    case U_COS: map1<T, T>(x, o, E, [](T v) { return std::cos(v); }); break;
-    case U_TAN: map1<T, T>(x, o, E, [](T v) { return std::tan(v); }); break;
-    case U_TANH: map1<T, T>(x, o, E, [](T v) { return std::tanh(v); }); break;
-    case U_SIGMOID:
-      if (sizeof(T) == 4)
-        map1<T, T>(x, o, E, [](T v) { return (T)sigmoid_f((float)v); });
-      else
-        map1<T, T>(x, o, E, [](T v) { return (T)sigmoid_d((double)v); });
-      break;
-    case U_ERF: map1<T, T>(x, o, E, [](T v) { return std::erf(v); }); break;
-    case U_RELU:  // branch-free (a blend), so it vectorises and random signs cost no mispredictions
-      map1<T, T>(x, o, C, [](T v) {
-        const T r = v > 0 ? v : T(0);
-        return v != v ? v : r;
-      });
-      break;
-    case U_FLOOR: map1<T, T>(x, o, C, [](T v) { return std::floor(v); }); break;
-    case U_CEIL: map1<T, T>(x, o, C, [](T v) { return std::ceil(v); }); break;
-    case U_ROUND: map1<T, T>(x, o, C, [](T v) { return std::rint(v); }); break;  // ties to even
-    case U_NOT: map1<T, T>(x, o, C, [](T v) { return v == 0 ? T(1) : T(0); }); break;
-    default: return "unary: unknown op";
-  }
-  return nullptr;
+  const bool known = with_float_unary<T>(op, [&](auto f, i64 grain) { map1<T, T>(x, o, grain, f); });
+  return known ? nullptr : "unary: unknown op";
 }
 
 // int32 ops that need no float64 detour; the others (exp, log ...) return false and take the generic path.
@@ -118,18 +78,7 @@ bool compare_logic(int op, const View& a, const View& b, void* o) {
 
 template <class T>
 bool arith_float(int op, const View& a, const View& b, void* o) {
-  constexpr i64 C = kGrainCheap;
-  switch (op) {
-    case B_ADD: map2<T, T, T>(a, b, o, C, [](T x, T y) { return x + y; }); return true;
-    case B_SUB: map2<T, T, T>(a, b, o, C, [](T x, T y) { return x - y; }); return true;
-    case B_MUL: map2<T, T, T>(a, b, o, C, [](T x, T y) { return x * y; }); return true;
-    case B_DIV: map2<T, T, T>(a, b, o, C, [](T x, T y) { return x / y; }); return true;
-    case B_POW: map2<T, T, T>(a, b, o, kGrainCostly, [](T x, T y) { return std::pow(x, y); }); return true;
-    case B_MAX: map2<T, T, T>(a, b, o, C, [](T x, T y) { return fmax_js(x, y); }); return true;
-    case B_MIN: map2<T, T, T>(a, b, o, C, [](T x, T y) { return fmin_js(x, y); }); return true;
-    case B_ATAN2: map2<T, T, T>(a, b, o, kGrainCostly, [](T y, T x) { return std::atan2(y, x); }); return true;
-    default: return false;
-  }
+  return with_float_binary<T>(op, [&](auto f, i64 grain) { map2<T, T, T>(a, b, o, grain, f); });
 }
 
 bool arith_int32(int op, const View& a, const View& b, void* o) {

@@ -98,6 +98,8 @@ export interface NativeAddon {
   activation(kind: number, x: TypedArray, b: TypedArray | null, out: TypedArray): void;
   softmax(log: number, x: TypedArray, out: TypedArray): void;
   softmaxBackward(log: number, y: TypedArray, ct: TypedArray, out: TypedArray): void;
+  /** jit's fused elementwise program (absent from an addon built before it): code, consts, out, the inputs. */
+  fused?(code: Int32Array, consts: Float64Array, out: TypedArray, ...inputs: TypedArray[]): void;
 }
 
 /**

@@ -31,6 +31,7 @@ import {
   type View,
 } from "../backend.ts";
 import { completeBackend } from "../complete.ts";
+import { checkFusedArgs, FUSED_BINARY, FUSED_UNARY, fusedByOps, fusedShape } from "../fused.ts";
 import type { NativeAddon, NativeDescription } from "./addon.ts";
 
 /** Below this many bytes, zero-filled typed arrays are as cheap as uninitialised ones. */
@@ -47,6 +48,10 @@ const HUGE_PAGE = 2 << 20;
 
 /** The largest rank a native kernel accepts (kMaxDims in common.h). */
 export const MAX_RANK = 32;
+
+/** The most inputs and instructions of a program the native fused kernel runs (kMaxListViews, kMaxInstr). */
+const FUSED_MAX_INPUTS = 64;
+const FUSED_MAX_INSTRS = 4096;
 
 /**
  * The getter of %TypedArray%.prototype[Symbol.toStringTag]: a typed array's internal type name, which (unlike
@@ -95,11 +100,11 @@ function kindsOf(addon: NativeAddon, d: NativeDescription): Map<string, number> 
 }
 
 /**
- * Build the Backend over a loaded addon. The meta buffer holds at most four views of rank 32 plus
- * parameters: 4 * (2 + 64) + 48 numbers.
+ * Build the Backend over a loaded addon. The meta buffer holds the largest call: `fused` with 66 views of rank
+ * 32 (the program's code and consts, 64 inputs) and the output's shape, 66 * (3 + 64) + 36 numbers.
  */
 export function createNativeBackend(addon: NativeAddon): Backend {
-  const meta = new Float64Array(512);
+  const meta = new Float64Array(4608);
   addon.init(meta);
   const adviseHeap = typeof addon.adviseHeap === "function";
   let p = 0;
@@ -304,16 +309,71 @@ export function createNativeBackend(addon: NativeAddon): Backend {
       addon.softmaxBackward(log ? 1 : 0, put(y), put(ct), output(out));
     },
   };
+  // jit's fused programs (Backend.fused, declared only when the addon has the kernel). The meta layout:
+  // the output's shape, then code and consts as 1-d views, the output, the number of inputs and each input.
+  // Programs beyond the kernel's limits (never made by jit's fusion pass) or with an op the addon does not
+  // declare run op by op.
+  const fusedFn = kinds.has("fused") ? addon.fused : undefined;
+  const args: TypedArray[] = [];
+  // A program's code with the addon's op codes (FusedProgram.code holds positions in UNARY_OPS / BINARY_OPS),
+  // once per program; null when it uses an op the addon does not declare.
+  const nativeCode = new WeakMap<Int32Array, Int32Array | null>();
+  const translate = (code: Int32Array): Int32Array | null => {
+    let c = nativeCode.get(code);
+    if (c === undefined) {
+      c = Int32Array.from(code);
+      for (let i = 0; i < c.length; i += 4) {
+        if (c[i] === FUSED_UNARY) c[i + 1] = unaryCode[UNARY_OPS[c[i + 1]]] ?? -1;
+        else if (c[i] === FUSED_BINARY) c[i + 1] = binaryCode[BINARY_OPS[c[i + 1]]] ?? -1;
+        if ((c[i] === FUSED_UNARY || c[i] === FUSED_BINARY) && c[i + 1] < 0) c = null;
+        if (c === null) break;
+      }
+      nativeCode.set(code, c);
+    }
+    return c;
+  };
+  const fused: Pick<Backend, "fused"> =
+    fusedFn === undefined
+      ? {}
+      : {
+          fused(prog, inputs, out) {
+            checkFusedArgs(prog, inputs, out);
+            const code = translate(prog.code);
+            if (code === null || inputs.length > FUSED_MAX_INPUTS || prog.instrs.length > FUSED_MAX_INSTRS) {
+              fusedByOps(backend, prog, inputs, out);
+              return;
+            }
+            const shape = fusedShape(inputs, out);
+            p = 0;
+            meta[p++] = shape.length;
+            list(shape);
+            args.length = 0;
+            args.push(
+              put({ data: code, shape: [code.length], strides: [1], offset: 0 }),
+              put({ data: prog.consts, shape: [prog.consts.length], strides: [1], offset: 0 }),
+              output(out),
+            );
+            meta[p++] = inputs.length;
+            for (const v of inputs) args.push(put(v));
+            try {
+              fusedFn.apply(addon, args as [Int32Array, Float64Array, TypedArray, ...TypedArray[]]);
+            } finally {
+              args.length = 0; // hold no tensor storage between calls
+            }
+          },
+        };
   // Offer only what the addon declares; the registry fills the rest with js kernels. Built by one spread (a
   // literal's fast properties): adding the 24 methods by keyed stores would leave the object in dictionary
   // mode, a hash lookup on every getBackend().<kernel> (measured: +30-60 ns per eager op).
   const impl: BackendImpl = {
     ...all,
+    ...fused,
     unaryOps: implemented(UNARY_OPS, d.unary),
     binaryOps: implemented(BINARY_OPS, d.binary),
     reduceOps: implemented(REDUCE_OPS, d.reduce),
   };
   // (only a stale or partial addon gets here; the object may then leave fast mode)
   for (const m of KERNELS) if (!kinds.has(m)) delete impl[m];
-  return completeBackend(impl);
+  const backend = completeBackend(impl);
+  return backend;
 }

@@ -1,0 +1,84 @@
+// The float unary and binary ops of the elementwise kernels as scalar functions, written once: `unary` and
+// `binary` (elementwise.cc) map them over strided views, `fused` (fused.cc) over the register tiles of a jit
+// program, so a fused chain computes every element with exactly the code of the unfused kernels.
+//
+// with_float_unary<T>(op, g) calls g(f, grain) with the function of op (T -> T) and the parallel grain its map
+// uses; with_float_binary<T>(op, g) likewise with f: (T, T) -> T for the arithmetic codes (B_ADD .. B_ATAN2).
+// Both return false for an op they do not have. float32 exp, log, tanh and sigmoid use the branch-free
+// vmath.h versions in the AVX2 / AVX-512 builds (they vectorise; libm does not): each element's result is the
+// same whether a loop runs it in a vector lane or alone, so any split of a row gives the same bits.
+#pragma once
+
+#include "act.h"
+#include "map.h"
+
+namespace cr {
+namespace CR_ISA_NS {
+
+template <class T, class G>
+CR_INLINE bool with_float_unary(int op, G&& g) {
+  constexpr i64 C = kGrainCheap, E = kGrainCostly;
+  if (sizeof(T) == 4 && kVecMath) {
+    switch (op) {
+      case U_EXP: g([](T v) { return (T)exp_f32((float)v); }, C); return true;
+      case U_LOG: g([](T v) { return (T)log_f32((float)v); }, C); return true;
+      case U_TANH: g([](T v) { return (T)tanh_f32((float)v); }, C); return true;
+      case U_SIGMOID: g([](T v) { return (T)sigmoid_f32((float)v); }, C); return true;
+      default: break;
+    }
+  }
+  switch (op) {
+    case U_NEG: g([](T v) { return -v; }, C); break;
+    case U_ABS: g([](T v) { return std::fabs(v); }, C); break;
+    case U_SIGN: g([](T v) { return v > 0 ? T(1) : v < 0 ? T(-1) : v == 0 ? T(0) : v; }, C); break;
+    case U_EXP: g([](T v) { return std::exp(v); }, E); break;
+    case U_LOG: g([](T v) { return std::log(v); }, E); break;
+    case U_LOG1P: g([](T v) { return std::log1p(v); }, E); break;
+    case U_EXPM1: g([](T v) { return std::expm1(v); }, E); break;
+    case U_SQRT: g([](T v) { return std::sqrt(v); }, C); break;
+    case U_SIN: g([](T v) { return std::sin(v); }, E); break;
+    case U_COS: g([](T v) { return std::cos(v); }, E); break;
+    case U_TAN: g([](T v) { return std::tan(v); }, E); break;
+    case U_TANH: g([](T v) { return std::tanh(v); }, E); break;
+    case U_SIGMOID:
+      if (sizeof(T) == 4)
+        g([](T v) { return (T)sigmoid_f((float)v); }, E);
+      else
+        g([](T v) { return (T)sigmoid_d((double)v); }, E);
+      break;
+    case U_ERF: g([](T v) { return std::erf(v); }, E); break;
+    case U_RELU:  // branch-free (a blend), so it vectorises and random signs cost no mispredictions
+      g(
+          [](T v) {
+            const T r = v > 0 ? v : T(0);
+            return v != v ? v : r;
+          },
+          C);
+      break;
+    case U_FLOOR: g([](T v) { return std::floor(v); }, C); break;
+    case U_CEIL: g([](T v) { return std::ceil(v); }, C); break;
+    case U_ROUND: g([](T v) { return std::rint(v); }, C); break;  // ties to even
+    case U_NOT: g([](T v) { return v == 0 ? T(1) : T(0); }, C); break;
+    default: return false;
+  }
+  return true;
+}
+
+template <class T, class G>
+CR_INLINE bool with_float_binary(int op, G&& g) {
+  constexpr i64 C = kGrainCheap, E = kGrainCostly;
+  switch (op) {
+    case B_ADD: g([](T x, T y) { return x + y; }, C); return true;
+    case B_SUB: g([](T x, T y) { return x - y; }, C); return true;
+    case B_MUL: g([](T x, T y) { return x * y; }, C); return true;
+    case B_DIV: g([](T x, T y) { return x / y; }, C); return true;
+    case B_POW: g([](T x, T y) { return std::pow(x, y); }, E); return true;
+    case B_MAX: g([](T x, T y) { return fmax_js(x, y); }, C); return true;
+    case B_MIN: g([](T x, T y) { return fmin_js(x, y); }, C); return true;
+    case B_ATAN2: g([](T y, T x) { return std::atan2(y, x); }, E); return true;
+    default: return false;
+  }
+}
+
+}  // namespace CR_ISA_NS
+}  // namespace cr

@@ -1,0 +1,309 @@
+// The fused elementwise kernel (jit's fusion, Backend.fused): a tile interpreter.
+//
+// A program is a list of instructions, each defining one register: an input, a const, or a float unary /
+// binary op of earlier registers (FusedProgram in src/backend/backend.ts; 4 int32 per instruction,
+// [kind, op, a, b]). The output is computed kTile elements at a time: for each tile every instruction runs
+// over the tile through the scalar functions of the unary / binary kernels themselves (ew_ops.h), reading its
+// operands from small register tiles that stay in the L1 cache, so a chain of n ops costs one pass over memory
+// instead of n, with the bits of the unfused kernels: each op computes each element with the same code, and
+// rounds to the dtype, as the unfused kernel would (the vmath.h functions give an element the same result in a
+// vector lane as alone, so where a tile starts does not matter).
+//
+// Before the tile loop, per call: every register that does not vary across the output becomes one value (a
+// const, an input whose every stride is 0, an op of such registers: computed once, as the unfused kernels do
+// for a stride-0 operand), each input is classed as flat (contiguous in the output's order: its tile is read
+// in place) or gathered (any other strides, incl. negative and partial broadcasts: copied into a tile through
+// the strided iterator), ops whose result is never read are dropped, and register tiles are assigned by
+// liveness (a tile is reused once its register's last reader has run). The last instruction writes the output
+// tile directly. Tiles are split over the thread pool; each tile's work is the same on any thread, so the
+// result does not depend on the thread count.
+//
+// The output may be the storage of an input read in the output's contiguous layout (jit writes a dying
+// operand in place): a tile of the input is read only by the instructions of that tile, all of which run
+// before its last instruction writes it.
+//
+// Everything is checked first (the N-API layer has checked the views against their buffers and the output's
+// size): dtypes, ranks and shapes of the inputs, instruction kinds, op codes (float ops only: not `not`, not a
+// comparison), registers defined before use, const and input indices in range, the number of inputs.
+#include <cstdlib>
+
+#include "ew_ops.h"
+#include "map.h"
+
+namespace cr {
+namespace CR_ISA_NS {
+namespace {
+
+// Instruction kinds of FusedProgram.code (FUSED_INPUT ... in src/backend/fused.ts).
+constexpr int kInput = 0, kConst = 1, kUnary = 2, kBinary = 3;
+// The most instructions a program may have (jit's groups have at most 256 ops and their operands).
+constexpr i64 kMaxInstr = 4096;
+
+// How the tile loop treats a register.
+enum Mode : int {
+  M_DEAD,    // never read (and not the result): skipped
+  M_FIXED,   // one value for the whole output
+  M_FLAT,    // an input contiguous in the output's order: its tile is read in place
+  M_GATHER,  // an input with other strides: its tile is copied into a register tile
+  M_OP,      // a unary / binary op computed per tile
+};
+
+struct Ins {
+  int kind, op, a, b;
+  int mode;
+  int buf;    // register tile (M_GATHER, M_OP); -1 for the result of an op, written straight into the output
+  bool fa, fb;  // M_OP: operand a / b is M_FIXED (read with stride 0)
+};
+
+// Elements per tile: 4 KiB register tiles (a multiple of every vector width).
+template <class T>
+constexpr i64 tile_of() {
+  return 4096 / (i64)sizeof(T);
+}
+
+template <class T>
+CR_INLINE void unary_row(int op, const T* x, T* d, i64 len) {
+  with_float_unary<T>(op, [&](auto f, i64) {
+    const T* __restrict s = x;
+    T* __restrict o = d;
+    for (i64 j = 0; j < len; j++) o[j] = f(s[j]);
+  });
+}
+
+// At most one of the operands is fixed (an op of two fixed registers is fixed itself).
+template <class T>
+CR_INLINE void binary_row(int op, const T* x, bool fx, const T* y, bool fy, T* d, i64 len) {
+  with_float_binary<T>(op, [&](auto f, i64) {
+    const T* __restrict p = x;
+    const T* __restrict q = y;
+    T* __restrict o = d;
+    if (!fx && !fy) {
+      for (i64 j = 0; j < len; j++) o[j] = f(p[j], q[j]);
+    } else if (fy) {
+      const T v = q[0];
+      for (i64 j = 0; j < len; j++) o[j] = f(p[j], v);
+    } else {
+      const T v = p[0];
+      for (i64 j = 0; j < len; j++) o[j] = f(v, q[j]);
+    }
+  });
+}
+
+// Elements [t0, t0 + len) (output order) of an input into d.
+template <class T>
+CR_INLINE void gather_tile(const Iter<2>& it, const T* base, i64 t0, i64 len, T* d) {
+  const i64 ss = it.st[0][it.nd - 1];
+  it.walk(t0, t0 + len, [&](const i64* off, i64 run) {
+    const T* s = base + off[0];
+    T* o = d + (off[1] - t0);
+    if (ss == 1) std::memcpy(o, s, (size_t)run * sizeof(T));
+    else
+      for (i64 j = 0; j < run; j++) o[j] = s[j * ss];
+  });
+}
+
+// A checked program and the per-call plan of its registers (memory from one malloc).
+struct Prog {
+  int ninstr = 0, last = 0, nbuf = 0, nops = 0;
+  Ins* ins = nullptr;
+  Iter<2>* iters = nullptr;  // per input, over (input strides, output strides)
+  int* input_mode = nullptr;   // per input: M_FIXED, M_FLAT or M_GATHER
+  void* mem = nullptr;
+  ~Prog() { std::free(mem); }
+};
+
+// Decode and check the program against the inputs; class the inputs. nullptr or the problem.
+Err decode(int nd, const int64_t* shape, const View& code, const View& consts, int dtype, const Views& in, Prog& P) {
+  if (code.dtype != I32 || code.ndim != 1) return "the program code must be a 1-d int32 view";
+  if (consts.dtype != F64 || consts.ndim != 1) return "the program consts must be a 1-d float64 view";
+  const i64 len = code.shape[0];
+  if (len % 4 != 0) return err_fmt("the program code has %lld ints, not 4 per instruction", (long long)len);
+  if (len == 0) return "a program needs at least one instruction";
+  if (len / 4 > kMaxInstr) return err_fmt("a program has at most %lld instructions, got %lld", (long long)kMaxInstr, (long long)(len / 4));
+  for (int k = 0; k < in.n; k++) {
+    const View& v = in.v[k];
+    if (v.dtype != dtype) return err_fmt("input %d's dtype differs from the output's", k);
+    bool same = v.ndim == nd;
+    for (int d = 0; same && d < nd; d++) same = v.shape[d] == shape[d];
+    if (!same) return err_fmt("input %d's shape is not the output's (inputs come broadcast to it)", k);
+  }
+  P.ninstr = (int)(len / 4);
+  P.last = P.ninstr - 1;
+  const size_t bytes = sizeof(Ins) * P.ninstr + sizeof(Iter<2>) * in.n + sizeof(int) * in.n;
+  P.mem = std::malloc(bytes);
+  if (!P.mem) return "out of memory";
+  P.ins = static_cast<Ins*>(P.mem);
+  P.iters = reinterpret_cast<Iter<2>*>(P.ins + P.ninstr);
+  P.input_mode = reinterpret_cast<int*>(P.iters + in.n);
+  const int32_t* c = static_cast<const int32_t*>(code.data) + code.offset;
+  const i64 cs = code.strides[0];
+  const i64 nconst = consts.shape[0];
+  int reads = 0;  // 1 + the largest input index read
+  for (int i = 0; i < P.ninstr; i++) {
+    Ins& s = P.ins[i];
+    s.kind = c[(4 * i) * cs], s.op = c[(4 * i + 1) * cs], s.a = c[(4 * i + 2) * cs], s.b = c[(4 * i + 3) * cs];
+    s.mode = M_DEAD, s.buf = -1, s.fa = s.fb = false;
+    switch (s.kind) {
+      case kInput:
+        if (s.a < 0 || s.a >= in.n) return err_fmt("instruction %d reads input %d of %d", i, s.a, in.n);
+        reads = imax(reads, s.a + 1);
+        break;
+      case kConst:
+        if (s.a < 0 || s.a >= nconst) return err_fmt("instruction %d reads const %d of %lld", i, s.a, (long long)nconst);
+        break;
+      case kUnary:
+        if (s.op < 0 || s.op >= U_COUNT || s.op == U_NOT)
+          return err_fmt("instruction %d: unary op code %d is not a float elementwise op", i, s.op);
+        if (s.a < 0 || s.a >= i) return err_fmt("instruction %d: operand a = %d is not an earlier register", i, s.a);
+        break;
+      case kBinary:
+        if (s.op < 0 || s.op > B_ATAN2)
+          return err_fmt("instruction %d: binary op code %d is not a float elementwise op", i, s.op);
+        if (s.a < 0 || s.a >= i) return err_fmt("instruction %d: operand a = %d is not an earlier register", i, s.a);
+        if (s.b < 0 || s.b >= i) return err_fmt("instruction %d: operand b = %d is not an earlier register", i, s.b);
+        break;
+      default: return err_fmt("instruction %d: unknown kind %d", i, s.kind);
+    }
+  }
+  if (reads != in.n) return err_fmt("the program reads %d input(s), got %d", reads, in.n);
+  // Class the inputs: the iterator drops size-1 axes and merges axes the input and the output both step
+  // through linearly, so a contiguous input is one axis of stride 1 and a broadcast value has only stride 0.
+  i64 ost[kMaxDims];
+  contiguous_strides(nd, shape, ost);
+  for (int k = 0; k < in.n; k++) {
+    const i64* st[2] = {in.v[k].strides, ost};
+    Iter<2>& it = P.iters[k];
+    it.init(nd, shape, st);
+    bool zero = true;
+    for (int d = 0; d < it.nd; d++) zero = zero && it.st[0][d] == 0;
+    P.input_mode[k] = zero ? M_FIXED : it.nd == 1 && it.st[0][0] == 1 ? M_FLAT : M_GATHER;
+  }
+  return nullptr;
+}
+
+// Modes (fixed values computed into `fixed`), liveness and register tiles.
+template <class T>
+void plan(Prog& P, const View& consts, const Views& in, T* fixed) {
+  Ins* ins = P.ins;
+  const double* cv = static_cast<const double*>(consts.data) + consts.offset;
+  for (int i = 0; i < P.ninstr; i++) {
+    Ins& s = ins[i];
+    if (s.kind == kInput) {
+      s.mode = P.input_mode[s.a];
+      if (s.mode == M_FIXED) fixed[i] = static_cast<const T*>(in.v[s.a].data)[in.v[s.a].offset];
+    } else if (s.kind == kConst) {
+      s.mode = M_FIXED;
+      fixed[i] = (T)cv[s.a * consts.strides[0]];
+    } else {
+      s.fa = ins[s.a].mode == M_FIXED;
+      s.fb = s.kind == kBinary && ins[s.b].mode == M_FIXED;
+      if (s.fa && (s.kind == kUnary || s.fb)) {  // computed once, like the unfused kernels' stride-0 paths
+        s.mode = M_FIXED;
+        if (s.kind == kUnary) unary_row<T>(s.op, &fixed[s.a], &fixed[i], 1);
+        else with_float_binary<T>(s.op, [&](auto f, i64) { fixed[i] = f(fixed[s.a], fixed[s.b]); });
+      } else {
+        s.mode = M_OP;
+      }
+    }
+  }
+  // Registers the result needs (backwards), each one's last reader, then tiles by liveness.
+  int* last_use = reinterpret_cast<int*>(fixed + P.ninstr);  // (space reserved by the caller)
+  int* free_list = last_use + P.ninstr;
+  for (int i = 0; i < P.ninstr; i++) last_use[i] = -1;
+  last_use[P.last] = P.ninstr;  // read at the end
+  for (int i = P.last; i >= 0; i--) {
+    Ins& s = ins[i];
+    if (last_use[i] < 0) {
+      if (s.mode != M_FIXED) s.mode = M_DEAD;
+      continue;
+    }
+    if (s.mode != M_OP) continue;
+    P.nops++;
+    if (last_use[s.a] < 0) last_use[s.a] = i;
+    if (s.kind == kBinary && last_use[s.b] < 0) last_use[s.b] = i;
+  }
+  int nfree = 0;
+  for (int i = 0; i < P.ninstr; i++) {
+    Ins& s = ins[i];
+    if (s.mode == M_GATHER || (s.mode == M_OP && i != P.last)) s.buf = nfree > 0 ? free_list[--nfree] : P.nbuf++;
+    if (s.mode != M_OP) continue;
+    // operands read for the last time here: their tiles are free for later registers (not for this one's)
+    if (ins[s.a].buf >= 0 && last_use[s.a] == i) free_list[nfree++] = ins[s.a].buf;
+    if (s.kind == kBinary && s.b != s.a && ins[s.b].buf >= 0 && last_use[s.b] == i) free_list[nfree++] = ins[s.b].buf;
+  }
+}
+
+template <class T>
+void run_tile(const Prog& P, const Views& in, i64 t0, i64 len, T* tiles, const T** cur, T* out) {
+  constexpr i64 tile = tile_of<T>();
+  for (int i = 0; i <= P.last; i++) {
+    const Ins& s = P.ins[i];
+    switch (s.mode) {
+      case M_FLAT: cur[i] = static_cast<const T*>(in.v[s.a].data) + in.v[s.a].offset + t0; break;
+      case M_GATHER: {
+        T* d = tiles + s.buf * tile;
+        gather_tile<T>(P.iters[s.a], static_cast<const T*>(in.v[s.a].data) + in.v[s.a].offset, t0, len, d);
+        cur[i] = d;
+        break;
+      }
+      case M_OP: {
+        T* d = s.buf < 0 ? out + t0 : tiles + s.buf * tile;
+        if (s.kind == kUnary) unary_row<T>(s.op, cur[s.a], d, len);
+        else binary_row<T>(s.op, cur[s.a], s.fa, cur[s.b], s.fb, d, len);
+        cur[i] = d;
+        break;
+      }
+      default: break;  // fixed: cur set once; dead: skipped
+    }
+  }
+  const Ins& r = P.ins[P.last];
+  if (r.mode == M_OP) return;
+  T* o = out + t0;
+  if (r.mode == M_FIXED) {
+    const T v = cur[P.last][0];
+    for (i64 j = 0; j < len; j++) o[j] = v;
+  } else {
+    std::memmove(o, cur[P.last], (size_t)len * sizeof(T));  // (an input that is the output's storage: o == src)
+  }
+}
+
+template <class T>
+Err fused_typed(const View& consts, const Views& in, T* out, i64 n, Prog& P) {
+  // fixed values, then (as ints) last_use and the free list of plan()
+  T* fixed = static_cast<T*>(std::malloc(sizeof(T) * P.ninstr + 2 * sizeof(int) * P.ninstr));
+  if (!fixed) return "out of memory";
+  plan<T>(P, consts, in, fixed);
+  constexpr i64 tile = tile_of<T>();
+  const i64 ntiles = (n + tile - 1) / tile;
+  const i64 grain = elem_grain(n, imax<i64>(kGrainCostly, kGrainCheap / imax(P.nops, 1)));
+  const size_t tiles_bytes = sizeof(T) * (size_t)(P.nbuf * tile);
+  par_for(ntiles, imax<i64>(1, grain / tile), [&](i64 b, i64 e, int tid) {
+    char* mem = static_cast<char*>(scratch(tid, 0, tiles_bytes + sizeof(T*) * P.ninstr));
+    if (!mem) return;  // reported by scratch_failed()
+    T* tiles = reinterpret_cast<T*>(mem);
+    const T** cur = reinterpret_cast<const T**>(mem + tiles_bytes);
+    for (int i = 0; i < P.ninstr; i++) cur[i] = &fixed[i];
+    for (i64 t = b; t < e; t++) run_tile<T>(P, in, t * tile, imin(tile, n - t * tile), tiles, cur, out);
+  });
+  std::free(fixed);
+  return nullptr;
+}
+
+Err fused_impl(int nd, const int64_t* shape, const View& code, const View& consts, const Out& out, const Views& in) {
+  if (out.dtype != F32 && out.dtype != F64) return "expected a float32 or float64 output";
+  Prog P;
+  if (Err e = decode(nd, shape, code, consts, out.dtype, in, P)) return e;
+  const i64 n = shape_size(nd, shape);
+  if (n == 0) return nullptr;
+  if (out.dtype == F32) return fused_typed<float>(consts, in, static_cast<float*>(out.data), n, P);
+  return fused_typed<double>(consts, in, static_cast<double*>(out.data), n, P);
+}
+
+}  // namespace
+
+Err fused(int nd, const int64_t* shape, const View& code, const View& consts, const Out& out, const Views& in) {
+  return fused_impl(nd, shape, code, consts, out, in);
+}
+
+}  // namespace CR_ISA_NS
+}  // namespace cr
