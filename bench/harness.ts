@@ -14,6 +14,7 @@
  * "1 thread" row that shows 2 is not single-threaded (V8's garbage-collector threads add a little).
  */
 import { readFileSync } from "node:fs";
+import { PerformanceObserver } from "node:perf_hooks";
 
 /** How many samples to take (see the module comment). */
 export interface Method {
@@ -63,6 +64,9 @@ export interface Sample {
   check: number | null;
   /** Why fewer samples than usual were taken, if they were. */
   note?: string;
+  /** Garbage collections per timed call, and their pause time per call in ms (JS frameworks only). */
+  gcPerCall?: number;
+  gcMsPerCall?: number;
 }
 
 /** A step: one sample's work, returning a number read back from the framework (which forces completion). */
@@ -103,6 +107,12 @@ export async function measure(step: Step, m: Method): Promise<Sample> {
   const slowReps = first > m.verySlowMs ? m.verySlowReps : m.slowReps;
   const minReps = slow ? slowReps : m.minReps;
   const maxReps = slow ? slowReps : m.maxReps;
+  // garbage collections during the timed calls (V8's gc performance entries), reported per call
+  const seen: PerformanceEntry[] = [];
+  const gcs = new PerformanceObserver((list) => {
+    seen.push(...list.getEntries());
+  });
+  gcs.observe({ entryTypes: ["gc"] });
   const cpu0 = process.cpuUsage();
   const start = performance.now();
   while (times.length < minReps || (times.length < maxReps && performance.now() - start < m.budgetMs)) {
@@ -112,6 +122,13 @@ export async function measure(step: Step, m: Method): Promise<Sample> {
   }
   const wall = performance.now() - start;
   const used = process.cpuUsage(cpu0);
+  // gc entries are queued for the event loop: let it turn before reading them
+  for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+  const gcEntries = [...seen, ...gcs.takeRecords()].filter(
+    (e) => e.startTime >= start && e.startTime <= start + wall,
+  );
+  gcs.disconnect();
+  const gcMs = gcEntries.reduce((a, e) => a + e.duration, 0);
   const out: Sample = {
     medianMs: median(times),
     minMs: Math.min(...times),
@@ -120,6 +137,8 @@ export async function measure(step: Step, m: Method): Promise<Sample> {
     cpu: (used.user + used.system) / 1000 / wall,
     check: Number.isFinite(check) ? check : null,
   };
+  out.gcPerCall = gcEntries.length / times.length;
+  out.gcMsPerCall = gcMs / times.length;
   if (slow) out.note = `slow (first call ${(first / 1000).toFixed(1)} s): 1 warm-up, ${times.length} timed`;
   return out;
 }

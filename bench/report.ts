@@ -31,6 +31,8 @@ export type CaseResult =
         cpu?: number;
         check: number | null;
         note?: string;
+        gcPerCall?: number;
+        gcMsPerCall?: number;
       };
     }
   | { e2e: { seconds: number; accuracy: number; finalLoss: number; cpu?: number } }
@@ -73,7 +75,11 @@ function figureOf(c: CaseSpec, r: CaseResult): Figure | null {
     const u = (ms: number) => (ms * 1000) / k;
     return { value: u(s.medianMs), lo: u(s.minMs), hi: u(s.maxMs), cpu, check, note: s.note };
   }
-  return { value: s.medianMs, lo: s.minMs, hi: s.maxMs, cpu, check, note: s.note };
+  // per-step figures: how many garbage collections a step triggers, and their pause (JS frameworks)
+  const gc =
+    s.gcPerCall === undefined ? "" : `GC ${fmtNum(s.gcPerCall)}/call, ${fmtNum(s.gcMsPerCall ?? 0)} ms/call`;
+  const note = [s.note, gc].filter(Boolean).join("; ");
+  return { value: s.medianMs, lo: s.minMs, hi: s.maxMs, cpu, check, note };
 }
 
 function fmtCpu(v: number | undefined): string {
