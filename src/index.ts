@@ -29,6 +29,7 @@ export * from "./ops/creation.ts";
 export { einsum, matmul, outer } from "./ops/linalg.ts";
 export * from "./ops/math.ts";
 export { cumprod, meshgrid, repeat, roll, tile, tril, triu } from "./ops/manip.ts";
+export { indexPut, maskedSelect, scatter } from "./ops/indexing.ts";
 export { argsort, type SortOpts, sort, type TopkOpts, topk, type ValuesIndices } from "./ops/sort.ts";
 export { avgPool2d, conv2d, maxPool2d } from "./ops/nn.ts";
 export type { Conv2dOpts, Pool2dOpts } from "./ops/nn.ts";

@@ -292,3 +292,57 @@ describe("sort, argsort, topk (torch 1.13, stable=True)", () => {
     assert.deepEqual([...out], [0, 0, 1, 1, 1, 0]);
   });
 });
+
+describe("scatter, indexPut, maskedSelect, index with a mask and an ellipsis (torch 1.13)", () => {
+  const i32 = (v: unknown) => tensor(v as number[], { dtype: "int32" });
+  test("values", () => {
+    const s = cr.zeros([3, 4]).scatter(
+      1,
+      i32([
+        [0, 3],
+        [2, 1],
+      ]),
+      tensor([
+        [1, 2],
+        [3, 4],
+      ]),
+    );
+    assert.deepEqual(s.toArray(), [
+      [1, 0, 0, 2],
+      [0, 4, 3, 0],
+      [0, 0, 0, 0],
+    ]);
+    const a = cr.scatter(cr.zeros([3, 4]), 0, i32([[0, 1, 0, 0]]), cr.ones([1, 4]), { reduce: "add" });
+    assert.deepEqual(a.toArray(), [
+      [1, 0, 1, 1],
+      [0, 1, 0, 0],
+      [0, 0, 0, 0],
+    ]);
+    const y = cr.arange(6).to("float32").reshape(2, 3);
+    const p = y.indexPut([i32([1, 0, 1]), i32([2, 0, 2])], tensor([10, 20, 30]), { accumulate: true });
+    assert.deepEqual(p.toArray(), [
+      [20, 1, 2],
+      [3, 4, 45],
+    ]);
+    const m = tensor([true, false, true], { dtype: "bool" });
+    assert.deepEqual(y.maskedSelect(m).toArray(), [0, 2, 3, 5]);
+    assert.deepEqual(y.index("...", tensor([false, true, true], { dtype: "bool" })).toArray(), [
+      [1, 2],
+      [4, 5],
+    ]);
+  });
+  test("errors", () => {
+    const y = cr.zeros([2, 3]);
+    assert.throws(
+      () => y.indexPut([i32([2])], 1),
+      /indexPut: index 0 value 2 is out of range for a dim of size 2/,
+    );
+    assert.throws(() => y.indexPut([i32([1, 1])], 1), /indexPut: position 1 is written more than once/);
+    assert.throws(() => y.scatter(1, i32([[0, 0]]), 1), /scatter: index writes a position twice along dim 1/);
+    assert.throws(
+      () => y.index(tensor([true, false, true], { dtype: "bool" })),
+      /index: the mask of shape \[3\] does not match the dims 0 .. 0 of the indexed tensor of shape \[2, 3\]/,
+    );
+    assert.throws(() => y.maskedSelect(tensor([true, false], { dtype: "bool" })), /maskedSelect/);
+  });
+});

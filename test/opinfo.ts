@@ -251,6 +251,9 @@ const ZEROS_5x3 = tensor(
   { dtype: "float64" },
 );
 
+/** A fixed bool mask of 4 entries (true at 1 and 3). */
+const MASK_4 = tensor([false, true, false, true], { dtype: "bool" });
+
 export const OPS: OpInfo[] = [
   // ---- unary math
   unary(
@@ -1041,6 +1044,123 @@ export const OPS: OpInfo[] = [
         true,
       ),
     diff: false,
+  },
+  // ---- scatter and advanced indexing (index and mask tensors are constants)
+  {
+    name: "scatter",
+    samples: () => [[mk([4, 5]), mk([3, 4], "real", true)]],
+    fn: (x, src) =>
+      x.scatter(
+        1,
+        idx([
+          [0, 4, 2],
+          [3, 1, 0],
+        ]),
+        src,
+      ),
+    ref: (x, src) => {
+      const data = [...x.data];
+      [
+        [0, 4, 2],
+        [3, 1, 0],
+      ].forEach((row, i) => {
+        row.forEach((c, j) => {
+          data[i * 5 + c] = at(src, [i, j]);
+        });
+      });
+      return { shape: [4, 5], data };
+    },
+    diff: true,
+  },
+  {
+    name: "scatter-add",
+    samples: () => [[mk([3, 4]), mk([5, 3])]],
+    fn: (x, src) =>
+      cr.scatter(x, 0, idx(SCATTER_IDX.map((r) => r.map((v) => v % 3))), src, { reduce: "add" }),
+    ref: (x, src) =>
+      mapN((a, b) => a + b, x, {
+        shape: [3, 4],
+        data: [
+          ...scatterAddNd(
+            src,
+            SCATTER_IDX.flat().map((v) => v % 3),
+            0,
+            [3, 3],
+          ).data.flatMap((v, i) => ((i + 1) % 3 === 0 ? [v, 0] : [v])),
+        ],
+      }),
+    diff: true,
+  },
+  {
+    name: "indexPut",
+    samples: () => [
+      [mk([4, 3, 2]), mk([3, 2])],
+      [mk([4, 3, 2], "real"), mk([2])],
+    ],
+    fn: (x, v) =>
+      x.indexPut([idx([[3], [0], [-2]] as number[][]).reshape(3), tensor([1, 0, 2], { dtype: "int32" })], v),
+    ref: (x, v) => {
+      const data = [...x.data];
+      const vv = mapN((_a, b) => b, { shape: [3, 2], data: new Array(6).fill(0) }, v);
+      [
+        [3, 1],
+        [0, 0],
+        [2, 2],
+      ].forEach(([a, b], r) => {
+        for (let c = 0; c < 2; c++) data[a * 6 + b * 2 + c] = vv.data[r * 2 + c];
+      });
+      return { shape: [4, 3, 2], data };
+    },
+    diff: true,
+  },
+  {
+    name: "indexPut-accumulate",
+    samples: () => [[mk([5, 3]), mk([4, 3])]],
+    fn: (x, v) => cr.indexPut(x, [tensor([1, 4, 1, 0], { dtype: "int32" })], v, { accumulate: true }),
+    ref: (x, v) => {
+      const data = [...x.data];
+      [1, 4, 1, 0].forEach((a, r) => {
+        for (let c = 0; c < 3; c++) data[a * 3 + c] += at(v, [r, c]);
+      });
+      return { shape: [5, 3], data };
+    },
+    diff: true,
+  },
+  {
+    name: "maskedSelect",
+    samples: () => [[mk([3, 4], "real", true)]],
+    fn: (x) => x.maskedSelect(MASK_4),
+    ref: (x) => ({ shape: [6], data: [0, 1, 2].flatMap((i) => [1, 3].map((j) => at(x, [i, j]))) }),
+    diff: true,
+  },
+  {
+    name: "index-bool-mask-ellipsis",
+    samples: () => [[mk([2, 3, 4])]],
+    fn: (x) => x.index("...", MASK_4),
+    ref: (x) => ({
+      shape: [2, 3, 2],
+      data: [0, 1].flatMap((a) => [0, 1, 2].flatMap((b) => [1, 3].map((c) => at(x, [a, b, c])))),
+    }),
+    diff: true,
+  },
+  {
+    name: "index-int-tensor",
+    samples: () => [[mk([4, 5], "real", true)]],
+    fn: (x) =>
+      x
+        .index(
+          1,
+          tensor(
+            [
+              [4, -1],
+              [0, 2],
+            ],
+            { dtype: "int32" },
+          ),
+        )
+        .reshape(4),
+    ref: (x) => ({ shape: [4], data: [4, 4, 0, 2].map((c) => at(x, [1, c])) }),
+    diff: true,
   },
   // ---- linear algebra
   {

@@ -23,7 +23,8 @@ import {
 } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import * as X from "../prims/lax.ts";
-import { asTensor, cast, where } from "./math.ts";
+import { selectByMask } from "./indexing.ts";
+import { add, asTensor, cast, lt, where } from "./math.ts";
 
 /** Accept `f(2, 3)` or `f([2, 3])`. */
 export function shapeArg(args: readonly (number | readonly number[])[]): number[] {
@@ -236,9 +237,49 @@ function sliceBound(i: number, a: readonly unknown[], k: number, n: number, dflt
  * (as Python and PyTorch do); steps must be positive integers (negative steps: use flip, as in PyTorch).
  * Anything else (fractional, NaN, strings, slices of the wrong length) is an error, never an empty result.
  */
-export function index(t: Tensor, idx: readonly IndexArg[]): Tensor {
-  if (!Array.isArray(idx))
-    throw new TypeError(`index: expected an array of indices, got ${fmtIndexArg(idx)}`);
+export function index(t: Tensor, idxIn: readonly (IndexArg | "..." | Tensor)[]): Tensor {
+  if (!Array.isArray(idxIn))
+    throw new TypeError(`index: expected an array of indices, got ${fmtIndexArg(idxIn)}`);
+  // an ellipsis stands for as many full slices as the other entries leave dims (PyTorch's `...`)
+  const ell = idxIn.indexOf("...");
+  let expanded: readonly (IndexArg | "..." | Tensor)[] = idxIn;
+  if (ell >= 0) {
+    if (idxIn.indexOf("...", ell + 1) >= 0)
+      throw new TypeError('index: at most one ellipsis ("...") is allowed');
+    const used = idxIn.reduce<number>(
+      (a, v, i) => a + (i === ell ? 0 : v instanceof Tensor ? Math.max(v.ndim, 1) : 1),
+      0,
+    );
+    const fill = new Array<IndexArg>(Math.max(0, t.ndim - used)).fill(":");
+    expanded = [...idxIn.slice(0, ell), ...fill, ...idxIn.slice(ell + 1)];
+  }
+  // one index tensor (a bool mask over its dims, or int32 positions along one dim): basic indexing first, then
+  // a gather at the place that dim lands
+  const ti = expanded.findIndex((v) => v instanceof Tensor);
+  if (ti >= 0) {
+    const it = expanded[ti] as Tensor;
+    if (expanded.findIndex((v, i) => i > ti && v instanceof Tensor) >= 0) {
+      throw new TypeError("index: at most one index tensor is supported (use indexPut or gather for more)");
+    }
+    const span = it.dtype === "bool" ? it.ndim : 1;
+    const basic: IndexArg[] = [
+      ...(expanded.slice(0, ti) as IndexArg[]),
+      ...new Array<IndexArg>(span).fill(":"),
+      ...(expanded.slice(ti + 1) as IndexArg[]),
+    ];
+    const r = index(t, basic);
+    const at = (expanded.slice(0, ti) as IndexArg[]).filter((v) => typeof v !== "number").length;
+    if (it.dtype === "bool") return selectByMask(r, it, at);
+    if (it.dtype !== "int32")
+      throw new DTypeError(`index: an index tensor must be int32 or bool, got ${it.dtype}`);
+    const flat = indexSelect(
+      r,
+      at,
+      reshape(it.dtype === "int32" ? wrapNegative(it, r.shape[at]) : it, [it.size]),
+    );
+    return reshape(flat, [...r.shape.slice(0, at), ...it.shape, ...r.shape.slice(at + 1)]);
+  }
+  const idx = expanded as readonly IndexArg[];
   if (idx.length > t.ndim) {
     throw new RangeError(`index: too many indices (${idx.length}) for a tensor of rank ${t.ndim}`);
   }
@@ -482,4 +523,9 @@ export function copyInto(dst: Tensor, src: Tensor | number): void {
     getBackend().copy(viewOf(tmp), viewOf(dst));
   });
   dst._ver!.v++;
+}
+
+/** PyTorch's negative positions (-1 is the last) made non-negative, for an int32 index into a dim of size n. */
+function wrapNegative(idx: Tensor, n: number): Tensor {
+  return where(lt(idx, 0), add(idx, n), idx);
 }

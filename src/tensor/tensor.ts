@@ -16,6 +16,7 @@ import type { Trace } from "../core/trace.ts";
 import { type DType, isFloat, type TypedArray } from "../dtype.ts";
 import { AutodiffError, DTypeError, ShapeError } from "../errors.ts";
 import { fmtShape } from "../shape.ts";
+import * as I from "../ops/indexing.ts";
 import * as L from "../ops/linalg.ts";
 import * as P from "../ops/manip.ts";
 import * as M from "../ops/math.ts";
@@ -448,7 +449,7 @@ export class Tensor {
    * NumPy-style indexing: one entry per dim, a number (removes the dim), a slice `[start, stop, step]`
    * (`null` for defaults, negatives count from the end), or `null`/`":"` for the whole dim.
    */
-  index(...idx: S.IndexArg[]): Tensor {
+  index(...idx: (S.IndexArg | "..." | Tensor)[]): Tensor {
     return S.index(this, idx);
   }
   narrow(dim: number, start: number, length: number): Tensor {
@@ -589,5 +590,19 @@ export class Tensor {
   /** The k largest (or smallest) values and their positions along `dim`, sorted. */
   topk(k: number, opts: So.TopkOpts | number = {}, largest?: boolean): So.ValuesIndices {
     return So.topk(this, k, opts, largest);
+  }
+
+  // ---- scatter and advanced indexing (issue 13)
+  /** A copy with src written (or added, reduce "add") at `index` along `dim` (PyTorch's `scatter`). */
+  scatter(dim: number, index: Tensor, src: Tensor | number, opts: { reduce?: "add" | "none" } = {}): Tensor {
+    return I.scatter(this, dim, index, src, opts);
+  }
+  /** A copy with values written (or added, accumulate) at the positions of `indices` (PyTorch's `index_put`). */
+  indexPut(indices: readonly Tensor[], values: Tensor | number, opts: { accumulate?: boolean } = {}): Tensor {
+    return I.indexPut(this, indices, values, opts);
+  }
+  /** The entries where mask is true, as a 1-d tensor (PyTorch's `masked_select`). */
+  maskedSelect(mask: Tensor): Tensor {
+    return I.maskedSelect(this, mask);
   }
 }
