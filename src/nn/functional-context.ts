@@ -1,5 +1,5 @@
 /**
- * @internal The functional mode of `functionalApply` (functional.ts), read by the layers that keep state or
+ * The functional mode (internal: not part of the public API) of `functionalApply` (functional.ts), read by the layers that keep state or
  * draw random numbers: while it is active, BatchNorm replaces its running-statistics buffers with new tensors
  * instead of writing into them, and Dropout takes its masks from the caller instead of its generator. A
  * separate module so that the layers do not import functional.ts (which imports them).
