@@ -1,14 +1,15 @@
 /**
- * Containers: `Sequential` (modules applied in order) and `ModuleList` (a list of modules whose use the parent
- * decides). Their children are named by position, "0", "1", ..., so a Sequential's parameters are "0.weight",
- * "0.bias", "2.weight", ... as in PyTorch.
+ * Containers: `Sequential` (modules applied in order), `ModuleList` (a list of modules whose use the parent
+ * decides), `ModuleDict` (modules by key) and `ParameterList`. Children of the lists are named by position,
+ * "0", "1", ..., so a Sequential's parameters are "0.weight", "0.bias", "2.weight", ... as in PyTorch.
  */
-import type { Tensor } from "../tensor/tensor.ts";
+import { noGrad } from "../core/trace.ts";
+import { Tensor } from "../tensor/tensor.ts";
 import type { Activation } from "../ops/nn.ts";
 import { ReLU, Sigmoid, Tanh } from "./activation.ts";
 import { Conv2d } from "./conv.ts";
 import { Linear } from "./linear.ts";
-import { type AnyModule, Module } from "./module.ts";
+import { type AnyModule, Module, parameter } from "./module.ts";
 
 /** Activation modules that fuse into a preceding Linear or Conv2d (exact classes: a subclass may differ). */
 const FUSABLE = new Map<unknown, Activation>([
@@ -155,5 +156,147 @@ export class ModuleList<M extends AnyModule = AnyModule> extends Module implemen
 
   [Symbol.iterator](): Iterator<M> {
     return this.#mods[Symbol.iterator]();
+  }
+}
+
+/**
+ * Submodules registered under string keys, in insertion order (PyTorch's nn.ModuleDict): parameters are named
+ * "key.weight", ... The parent's forward decides how to use them.
+ *
+ * @example
+ * ```ts
+ * const heads = new ModuleDict({ cls: new Linear(64, 10), box: new Linear(64, 4) });
+ * heads.get("cls").call(x);
+ * heads.namedParameters().map(([n]) => n); // ["cls.weight", "cls.bias", "box.weight", "box.bias"]
+ * ```
+ */
+export class ModuleDict<M extends AnyModule = AnyModule> extends Module implements Iterable<[string, M]> {
+  readonly #mods = new Map<string, M>();
+
+  constructor(modules: Record<string, M> | Iterable<[string, M]> = {}) {
+    super();
+    const entries = Symbol.iterator in modules ? modules : Object.entries(modules);
+    for (const [k, m] of entries as Iterable<[string, M]>) this.set(k, m);
+  }
+
+  /** A ModuleDict has no forward of its own; look its modules up in the parent module's forward. */
+  forward(_x: Tensor): Tensor {
+    throw new Error("ModuleDict: has no forward; use its modules in the parent module's forward");
+  }
+
+  override namedChildren(): [string, AnyModule][] {
+    return [...this.#mods];
+  }
+
+  /** The module under `key` (an error naming the keys if absent). */
+  get(key: string): M {
+    const m = this.#mods.get(key);
+    if (m === undefined) {
+      throw new RangeError(
+        `ModuleDict: no module "${key}" (keys: ${[...this.#mods.keys()].map((k) => `"${k}"`).join(", ")})`,
+      );
+    }
+    return m;
+  }
+
+  /** Add or replace the module under `key` (a replaced key keeps its position, as a Python dict). */
+  set(key: string, m: M): this {
+    if (!(m instanceof Module)) throw new TypeError(`ModuleDict.set: value of "${key}" is not a Module`);
+    if (key === "" || key.includes(".")) {
+      throw new RangeError(`ModuleDict: key "${key}" must be non-empty and contain no "."`);
+    }
+    this.#mods.set(key, m);
+    return this;
+  }
+
+  has(key: string): boolean {
+    return this.#mods.has(key);
+  }
+
+  /** Remove the module under `key`; returns it (undefined if absent). */
+  delete(key: string): M | undefined {
+    const m = this.#mods.get(key);
+    this.#mods.delete(key);
+    return m;
+  }
+
+  keys(): string[] {
+    return [...this.#mods.keys()];
+  }
+
+  values(): M[] {
+    return [...this.#mods.values()];
+  }
+
+  get size(): number {
+    return this.#mods.size;
+  }
+
+  [Symbol.iterator](): Iterator<[string, M]> {
+    return this.#mods[Symbol.iterator]();
+  }
+}
+
+/**
+ * A list of parameters registered under their positions "0", "1", ... (PyTorch's nn.ParameterList). A tensor
+ * that is not yet a parameter (does not require grad) is copied into a new parameter, as `nn.Parameter(t)`.
+ *
+ * @example
+ * ```ts
+ * class Scales extends Module {
+ *   s = new ParameterList([ones([4]), ones([4])]);
+ *   forward(x: Tensor) {
+ *     for (const p of this.s) x = x.mul(p);
+ *     return x;
+ *   }
+ * }
+ * new Scales().namedParameters().map(([n]) => n); // ["s.0", "s.1"]
+ * ```
+ */
+export class ParameterList extends Module implements Iterable<Tensor> {
+  // the parameters are own properties "0", "1", ... of this object: Module's discovery names them so
+  #length = 0;
+
+  constructor(params: Iterable<Tensor> = []) {
+    super();
+    for (const p of params) this.append(p);
+  }
+
+  /** A ParameterList has no forward of its own; use its parameters in the parent module's forward. */
+  forward(_x: Tensor): Tensor {
+    throw new Error("ParameterList: has no forward; use its parameters in the parent module's forward");
+  }
+
+  get length(): number {
+    return this.#length;
+  }
+
+  /** The parameter at position i (negative counts from the end). */
+  at(i: number): Tensor {
+    const j = i < 0 ? i + this.#length : i;
+    if (!Number.isInteger(j) || j < 0 || j >= this.#length) {
+      throw new RangeError(`ParameterList: index ${i} is out of range for length ${this.#length}`);
+    }
+    return Reflect.get(this, String(j)) as Tensor;
+  }
+
+  append(p: Tensor): this {
+    if (!(p instanceof Tensor)) throw new TypeError("ParameterList.append: argument is not a Tensor");
+    let q = p;
+    if (!p.requiresGrad) {
+      q = parameter(p.shape, p.dtype);
+      noGrad(() => q.copy_(p));
+    }
+    Reflect.set(this, String(this.#length++), q);
+    return this;
+  }
+
+  extend(ps: Iterable<Tensor>): this {
+    for (const p of ps) this.append(p);
+    return this;
+  }
+
+  *[Symbol.iterator](): Iterator<Tensor> {
+    for (let i = 0; i < this.#length; i++) yield this.at(i);
   }
 }

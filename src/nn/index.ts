@@ -14,8 +14,19 @@ export {
   Softplus,
   Tanh,
 } from "./activation.ts";
+export {
+  applyRotary,
+  causalMask,
+  MultiheadAttention,
+  type MultiheadAttentionCallOpts,
+  type MultiheadAttentionOpts,
+  rotaryCosSin,
+  type SDPAOpts,
+  scaledDotProductAttention,
+  sinusoidalPositionEncoding,
+} from "./attention.ts";
 export { BasicBlock, type BlockOpts, DenseBlock, DenseLayer } from "./blocks.ts";
-export { ModuleList, Sequential, type TensorModule } from "./container.ts";
+export { ModuleDict, ModuleList, ParameterList, Sequential, type TensorModule } from "./container.ts";
 export { Conv2d, type Conv2dLayerOpts } from "./conv.ts";
 export { Dropout, type DropoutOpts } from "./dropout.ts";
 export { Embedding, type EmbeddingOpts } from "./embedding.ts";
@@ -73,5 +84,15 @@ export {
   parameter,
 } from "./module.ts";
 export { BatchNorm1d, BatchNorm2d, type BatchNormOpts, LayerNorm, type LayerNormOpts } from "./norm.ts";
+export { GroupNorm, type GroupNormOpts, RMSNorm, type RMSNormOpts } from "./norm-more.ts";
 export { AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, type PoolOpts } from "./pool.ts";
 export { countParameters, formatCount } from "./summary.ts";
+export {
+  type DecoderCallOpts,
+  type EncoderCallOpts,
+  TransformerDecoder,
+  TransformerDecoderLayer,
+  TransformerEncoder,
+  TransformerEncoderLayer,
+  type TransformerLayerOpts,
+} from "./transformer.ts";
