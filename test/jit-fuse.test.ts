@@ -158,16 +158,23 @@ const LAYOUTS: Layout[] = ["contiguous", "broadcast", "transposed", "sliced", "f
 function fusedMatchesOps(b: () => Backend, label: string, large = false): void {
   describe(`${label}: fused equals the unfused program bit for bit`, () => {
     if (large) {
-      test("large outputs (split over threads), every layout", () => {
+      test("large outputs (split over threads), every layout; matrices with a transposed input", () => {
+        // (native iterates over 2-d blocks of a matrix when an input is read transposed)
         const be = b();
         const rng = new Rng(21);
         for (const dtype of ["float32", "float64"] as const) {
-          for (const shape of [[70001], [3, 5, 4099]]) {
+          for (const shape of [[70001], [3, 5, 4099], [33, 17], [130, 70], [1, 64, 48], [16, 300]]) {
             for (let trial = 0; trial < 4; trial++) {
               const nIn = rng.int(1, 4);
               const prog = randomProgram(rng, dtype, nIn, rng.int(4, 14));
+              const matrix = shape.filter((d) => d > 1).length === 2;
               const inputs = Array.from({ length: nIn }, (_, k) =>
-                makeView(rng, dtype, shape, k === 0 ? "contiguous" : rng.choice(LAYOUTS)),
+                makeView(
+                  rng,
+                  dtype,
+                  shape,
+                  k === 0 ? (matrix ? "transposed" : "contiguous") : rng.choice(LAYOUTS),
+                ),
               );
               const n = shape.reduce((x, y) => x * y, 1);
               const T = dtype === "float32" ? Float32Array : Float64Array;
@@ -238,15 +245,22 @@ function fusedMatchesOps(b: () => Backend, label: string, large = false): void {
     test("the output may be the storage of a contiguous input (in place)", () => {
       const be = b();
       const rng = new Rng(8);
+      const cases = [
+        { shape: [1001], other: "broadcast" },
+        { shape: [40, 50], other: "transposed" },
+      ] as const;
       for (const dtype of ["float32", "float64"] as const) {
-        const prog = randomProgram(rng, dtype, 2, 8);
-        const x = makeView(rng, dtype, [1001], "contiguous");
-        const xs: View = { ...x, data: x.data.subarray(2), offset: 0 };
-        const y = makeView(rng, dtype, [1001], "broadcast");
-        const want = new (dtype === "float32" ? Float32Array : Float64Array)(1001);
-        fusedByOps(be, prog, [xs, y], want);
-        be.fused!(prog, [xs, y], xs.data);
-        assertSameBits(xs.data, want, `in place ${dtype}`);
+        for (const { shape, other } of cases) {
+          const prog = randomProgram(rng, dtype, 2, 8);
+          const n = shape.reduce((p, q) => p * q, 1);
+          const x = makeView(rng, dtype, [...shape], "contiguous");
+          const xs: View = { ...x, data: x.data.subarray(2, 2 + n), offset: 0 };
+          const y = makeView(rng, dtype, [...shape], other);
+          const want = new (dtype === "float32" ? Float32Array : Float64Array)(n);
+          fusedByOps(be, prog, [xs, y], want);
+          be.fused!(prog, [xs, y], xs.data);
+          assertSameBits(xs.data, want, `in place ${dtype} [${shape}]`);
+        }
       }
     });
   });

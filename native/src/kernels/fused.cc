@@ -102,9 +102,35 @@ CR_INLINE void gather_tile(const Iter<2>& it, const T* base, i64 t0, i64 len, T*
   });
 }
 
+// Elements [i0, i0 + r) x [j0, j0 + c) of a 2-d operand (strides s0, s1) into d, row-major. An operand whose
+// rows are the longer stride (a transpose) is read down its columns, so each cache line it loads serves r
+// elements of the block.
+template <class T>
+CR_INLINE void gather_block(const T* base, i64 s0, i64 s1, i64 i0, i64 j0, i64 r, i64 c, T* d) {
+  const T* p = base + i0 * s0 + j0 * s1;
+  if ((s0 < 0 ? -s0 : s0) < (s1 < 0 ? -s1 : s1)) {
+    for (i64 jj = 0; jj < c; jj++) {
+      const T* q = p + jj * s1;
+      for (i64 ii = 0; ii < r; ii++) d[ii * c + jj] = q[ii * s0];
+    }
+  } else {
+    for (i64 ii = 0; ii < r; ii++) {
+      const T* q = p + ii * s0;
+      if (s1 == 1) std::memcpy(d + ii * c, q, (size_t)c * sizeof(T));
+      else
+        for (i64 jj = 0; jj < c; jj++) d[ii * c + jj] = q[jj * s1];
+    }
+  }
+}
+
 // A checked program and the per-call plan of its registers (memory from one malloc).
 struct Prog {
   int ninstr = 0, last = 0, nbuf = 0, nops = 0;
+  // Blocked iteration: the output is 2-d (size-1 axes aside, extents A x B along axes d0, d1) and an input
+  // is read transposed; tiles are then blocks of the output, each input's strides along d0, d1 in st0, st1.
+  bool blocked = false;
+  i64 A = 0, B = 0;
+  i64 st0[kMaxListViews], st1[kMaxListViews];
   Ins* ins = nullptr;
   Iter<2>* iters = nullptr;  // per input, over (input strides, output strides)
   int* input_mode = nullptr;   // per input: M_FIXED, M_FLAT or M_GATHER
@@ -178,6 +204,27 @@ Err decode(int nd, const int64_t* shape, const View& code, const View& consts, i
     for (int d = 0; d < it.nd; d++) zero = zero && it.st[0][d] == 0;
     P.input_mode[k] = zero ? M_FIXED : it.nd == 1 && it.st[0][0] == 1 ? M_FLAT : M_GATHER;
   }
+  // A transposed input (the weight gradients jit's programs read as transposes of a matrix product) read in
+  // output order touches a new cache line per element: iterate over 2-d blocks instead.
+  int d0 = -1, d1 = -1, big = 0;
+  for (int d = 0; d < nd; d++) {
+    if (shape[d] == 1) continue;
+    big++;
+    if (d0 < 0) d0 = d;
+    else d1 = d;
+  }
+  if (big == 2 && shape[d0] >= 16 && shape[d1] >= 16) {
+    for (int k = 0; k < in.n; k++) {
+      const i64 s0 = in.v[k].strides[d0], s1 = in.v[k].strides[d1];
+      P.st0[k] = s0, P.st1[k] = s1;
+      if (P.input_mode[k] == M_GATHER && s1 != 0 && (s0 < 0 ? -s0 : s0) < (s1 < 0 ? -s1 : s1)) P.blocked = true;
+    }
+  }
+  if (P.blocked) {
+    P.A = shape[d0], P.B = shape[d1];
+    for (int k = 0; k < in.n; k++)
+      if (P.input_mode[k] == M_FLAT) P.input_mode[k] = M_GATHER;  // a block is not contiguous in the output
+  }
   return nullptr;
 }
 
@@ -225,7 +272,7 @@ void plan(Prog& P, const View& consts, const Views& in, T* fixed) {
   int nfree = 0;
   for (int i = 0; i < P.ninstr; i++) {
     Ins& s = ins[i];
-    if (s.mode == M_GATHER || (s.mode == M_OP && i != P.last)) s.buf = nfree > 0 ? free_list[--nfree] : P.nbuf++;
+    if (s.mode == M_GATHER || (s.mode == M_OP && (i != P.last || P.blocked))) s.buf = nfree > 0 ? free_list[--nfree] : P.nbuf++;
     if (s.mode != M_OP) continue;
     // operands read for the last time here: their tiles are free for later registers (not for this one's)
     if (ins[s.a].buf >= 0 && last_use[s.a] == i) free_list[nfree++] = ins[s.a].buf;
@@ -267,6 +314,36 @@ void run_tile(const Prog& P, const Views& in, i64 t0, i64 len, T* tiles, const T
   }
 }
 
+// One block of a blocked iteration: rows [i0, i0 + r), columns [j0, j0 + c) of the 2-d output.
+template <class T>
+void run_block(const Prog& P, const Views& in, i64 i0, i64 j0, i64 r, i64 c, T* tiles, const T** cur, T* out) {
+  constexpr i64 tile = tile_of<T>();
+  const i64 len = r * c;
+  for (int i = 0; i <= P.last; i++) {
+    const Ins& s = P.ins[i];
+    if (s.mode == M_GATHER) {
+      T* d = tiles + s.buf * tile;
+      const T* base = static_cast<const T*>(in.v[s.a].data) + in.v[s.a].offset;
+      gather_block<T>(base, P.st0[s.a], P.st1[s.a], i0, j0, r, c, d);
+      cur[i] = d;
+    } else if (s.mode == M_OP) {
+      T* d = tiles + s.buf * tile;
+      if (s.kind == kUnary) unary_row<T>(s.op, cur[s.a], d, len);
+      else binary_row<T>(s.op, cur[s.a], s.fa, cur[s.b], s.fb, d, len);
+      cur[i] = d;
+    }
+  }
+  const bool fixed = P.ins[P.last].mode == M_FIXED;
+  const T* res = cur[P.last];
+  for (i64 ii = 0; ii < r; ii++) {
+    T* o = out + (i0 + ii) * P.B + j0;
+    if (fixed)
+      for (i64 jj = 0; jj < c; jj++) o[jj] = res[0];
+    else
+      std::memcpy(o, res + ii * c, (size_t)c * sizeof(T));
+  }
+}
+
 template <class T>
 Err fused_typed(const View& consts, const Views& in, T* out, i64 n, Prog& P) {
   // fixed values, then (as ints) last_use and the free list of plan()
@@ -274,7 +351,10 @@ Err fused_typed(const View& consts, const Views& in, T* out, i64 n, Prog& P) {
   if (!fixed) return "out of memory";
   plan<T>(P, consts, in, fixed);
   constexpr i64 tile = tile_of<T>();
-  const i64 ntiles = (n + tile - 1) / tile;
+  // blocks of br x bc = tile elements, row-major over the output
+  constexpr i64 bc = 32, br = tile / bc;
+  const i64 nbr = (P.A + br - 1) / br, nbc = (P.B + bc - 1) / bc;
+  const i64 ntiles = P.blocked ? nbr * nbc : (n + tile - 1) / tile;
   const i64 grain = elem_grain(n, imax<i64>(kGrainCostly, kGrainCheap / imax(P.nops, 1)));
   const size_t tiles_bytes = sizeof(T) * (size_t)(P.nbuf * tile);
   par_for(ntiles, imax<i64>(1, grain / tile), [&](i64 b, i64 e, int tid) {
@@ -283,6 +363,13 @@ Err fused_typed(const View& consts, const Views& in, T* out, i64 n, Prog& P) {
     T* tiles = reinterpret_cast<T*>(mem);
     const T** cur = reinterpret_cast<const T**>(mem + tiles_bytes);
     for (int i = 0; i < P.ninstr; i++) cur[i] = &fixed[i];
+    if (P.blocked) {
+      for (i64 t = b; t < e; t++) {
+        const i64 i0 = (t / nbc) * br, j0 = (t % nbc) * bc;
+        run_block<T>(P, in, i0, j0, imin(br, P.A - i0), imin(bc, P.B - j0), tiles, cur, out);
+      }
+      return;
+    }
     for (i64 t = b; t < e; t++) run_tile<T>(P, in, t * tile, imin(tile, n - t * tile), tiles, cur, out);
   });
   std::free(fixed);
