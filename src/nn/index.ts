@@ -86,6 +86,18 @@ export {
 export { BatchNorm1d, BatchNorm2d, type BatchNormOpts, LayerNorm, type LayerNormOpts } from "./norm.ts";
 export { GroupNorm, type GroupNormOpts, RMSNorm, type RMSNormOpts } from "./norm-more.ts";
 export { AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, type PoolOpts } from "./pool.ts";
+export {
+  GRU,
+  GRUCell,
+  LSTM,
+  LSTMCell,
+  type LSTMOpts,
+  RNN,
+  type RNNBaseOpts,
+  RNNCell,
+  type RNNCellOpts,
+  type RNNOpts,
+} from "./rnn.ts";
 export { countParameters, formatCount } from "./summary.ts";
 export {
   type DecoderCallOpts,
