@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
   gradCheck,
+  io,
   jit,
   manualSeed,
   noGrad,
@@ -371,4 +372,74 @@ test("training: a 1-layer encoder learns to reverse short sequences (loss falls 
   const last = losses.slice(-10).reduce((a, b) => a + b) / 10;
   assert.ok(first > 1.9, `initial loss near ln 8: ${first}`);
   assert.ok(last < 0.25, `loss ${first.toFixed(3)} -> ${last.toFixed(3)}`);
+});
+
+/*
+ * A TransformerEncoderLayer initialised by PyTorch 1.13 itself, its state dict written as safetensors (the
+ * format's 8-byte header length, JSON header, raw little-endian data; the `safetensors` package is not
+ * installed here) and its output on det([3, 2, 4], 21), by this script:
+ *
+ * import base64, json, math, struct, torch
+ * import torch.nn as nn
+ * torch.set_default_dtype(torch.float64)
+ * torch.manual_seed(0)
+ * def det(shape, seed):
+ *     n = math.prod(shape)
+ *     return torch.tensor([math.sin(2.3 * i + 1.1 * seed + 0.5) * 0.9 for i in range(n)]).reshape(shape)
+ * layer = nn.TransformerEncoderLayer(4, 2, dim_feedforward=6, dropout=0.0)  # PyTorch's own initialisation
+ * header, blobs, off = {}, [], 0
+ * for k, t in layer.state_dict().items():
+ *     b = t.contiguous().numpy().tobytes()
+ *     header[k] = {"dtype": "F64", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+ *     blobs.append(b); off += len(b)
+ * h = json.dumps(header, separators=(",", ":")).encode()
+ * h += b" " * (-len(h) % 8)
+ * data = struct.pack("<Q", len(h)) + h + b"".join(blobs)
+ * print(base64.b64encode(data).decode())
+ * print(json.dumps([round(x, 12) for x in layer(det([3, 2, 4], 21)).flatten().tolist()]))
+ */
+const TORCH_LAYER_SAFETENSORS = [
+  "eAMAAAAAAAB7InNlbGZfYXR0bi5pbl9wcm9qX3dlaWdodCI6eyJkdHlwZSI6IkY2NCIsInNoYXBlIjpbMTIsNF0sImRhdGFfb2Zm",
+  "c2V0cyI6WzAsMzg0XX0sInNlbGZfYXR0bi5pbl9wcm9qX2JpYXMiOnsiZHR5cGUiOiJGNjQiLCJzaGFwZSI6WzEyXSwiZGF0YV9v",
+  "ZmZzZXRzIjpbMzg0LDQ4MF19LCJzZWxmX2F0dG4ub3V0X3Byb2oud2VpZ2h0Ijp7ImR0eXBlIjoiRjY0Iiwic2hhcGUiOls0LDRd",
+  "LCJkYXRhX29mZnNldHMiOls0ODAsNjA4XX0sInNlbGZfYXR0bi5vdXRfcHJvai5iaWFzIjp7ImR0eXBlIjoiRjY0Iiwic2hhcGUi",
+  "Ols0XSwiZGF0YV9vZmZzZXRzIjpbNjA4LDY0MF19LCJsaW5lYXIxLndlaWdodCI6eyJkdHlwZSI6IkY2NCIsInNoYXBlIjpbNiw0",
+  "XSwiZGF0YV9vZmZzZXRzIjpbNjQwLDgzMl19LCJsaW5lYXIxLmJpYXMiOnsiZHR5cGUiOiJGNjQiLCJzaGFwZSI6WzZdLCJkYXRh",
+  "X29mZnNldHMiOls4MzIsODgwXX0sImxpbmVhcjIud2VpZ2h0Ijp7ImR0eXBlIjoiRjY0Iiwic2hhcGUiOls0LDZdLCJkYXRhX29m",
+  "ZnNldHMiOls4ODAsMTA3Ml19LCJsaW5lYXIyLmJpYXMiOnsiZHR5cGUiOiJGNjQiLCJzaGFwZSI6WzRdLCJkYXRhX29mZnNldHMi",
+  "OlsxMDcyLDExMDRdfSwibm9ybTEud2VpZ2h0Ijp7ImR0eXBlIjoiRjY0Iiwic2hhcGUiOls0XSwiZGF0YV9vZmZzZXRzIjpbMTEw",
+  "NCwxMTM2XX0sIm5vcm0xLmJpYXMiOnsiZHR5cGUiOiJGNjQiLCJzaGFwZSI6WzRdLCJkYXRhX29mZnNldHMiOlsxMTM2LDExNjhd",
+  "fSwibm9ybTIud2VpZ2h0Ijp7ImR0eXBlIjoiRjY0Iiwic2hhcGUiOls0XSwiZGF0YV9vZmZzZXRzIjpbMTE2OCwxMjAwXX0sIm5v",
+  "cm0yLmJpYXMiOnsiZHR5cGUiOiJGNjQiLCJzaGFwZSI6WzRdLCJkYXRhX29mZnNldHMiOlsxMjAwLDEyMzJdfX0gICAgICBgl0qb",
+  "2bPWvwwmPN/4tMs/AYGNWyOX3r/+vc4k08mdP9ah+Sa9edW/Mr9pmt9Csj/ct29pgHG7Py0JL5/shcw/DNa5osU70z/Ime0B7FjV",
+  "v4wLe8tdStg/UpnHbOh4xD+3SuQXYNbXvxvPbsF4ONu/hl2SdYMxl79g5H654VzgP0zNRjlClrY//Fk1bOUKmL+2P/LzxjTXP2Vd",
+  "TYetssS/ppItamnb0b8FI6y+yfjhv99qccY7ftM/w1InR7nOyL+RM29eQPinP1TuLepZF6W/Fw6Incx93D/rk14Nmvzhv3m6THAR",
+  "feM/veJtX2zC3T/S9Q/qW53UP4Q7AXArItO/cUYVgWRU2L/yP6Psyx3jP8OM8IGN6tU/BqG6ax6nxb9Vs0gR86S0P1MQgU/359I/",
+  "ya8QHMdr478uyrENhDa6P1I1ix2H27U/OYWHXBq04b8X6PSOOWrav8JGmClSi+M/GvXt0AWQvz+vKJuGcIDbv1cUoUSLmMC/zBpx",
+  "DSN83D8AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+  "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABdVIkvWRXeP/8yh2DXmco/T9DaRcLLpL/N+sqxh+3aP0t7h34mkMI/463NxCqi0j9R",
+  "i6lnt5HUv58I7cXnDsO/X2xmLsLStD/79N4WFhvLv49dWwGTIai/o25AClGv1L+70sltnobCv8cQSrAuNb8///YMNFWWkr+/hhah",
+  "ZU+uvwAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAtxUWp5ri2L9fxqLxRc/TPwWTosG7ftI/U3ztBMUM0z9/dOWNl+G3",
+  "v1Ou/M2dn8w/AS3E9W0+37/XIbA7/ifPv6mbcwoa7dO/AeX2R4uY1b9/ohRyQvRzvw3NZ5/6Hta/g0MyPTpP0b8PKXSn4OK2v/Ng",
+  "+SETHsC/o5Cf3lpL1L9fG0UU4ai5vz9GeUkwGpI/b9hyVd+svD8vHnihsB68vz/CbVQRrKM/U9/OcetJ07+/ZNbspx6yvwN2R68X",
+  "0NY/oGhaS2cC2z+U1jVRvo/dv5hsFQ8BEso/pNZQNNm91L8alfTkqpPUv4jsjKuPdtS/B4gNB1uuwT/CzvQ3vVG4Pw+g0aasVdG/",
+  "iPdyg/bj2D/tpQldGYnCP9LMxtE7+qk/51gS/v1kpr97x5bTaZLYP9QqZoO79Vg/YaYcmcKo2D+LODL+c2XTP2Pdx7SbOMy/uwOa",
+  "asw8xj+T0QPUlQOnvyNRjBo+D5w/7BqFjWE+0r+S4CV5ioHAP8ou+cdt19e/u3inNMw+Qb/vfqiBGzimv7r3s4Vous4/p6M2bUBp",
+  "xL/Muo+4U7vCv1/WvfsPMcY/P2Sa/ocH17/ZmnQE8HrUP52pLko8P9e/S59MoHmN1D8AAAAAAADwPwAAAAAAAPA/AAAAAAAA8D8A",
+  "AAAAAADwPwAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA8D8AAAAAAADwPwAAAAAAAPA/AAAAAAAA8D8AAAAA",
+  "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",
+].join("");
+const TORCH_LAYER_OUT = [
+  -1.243930508688, 1.426334654771, 0.356869837973, -0.539273984056, 0.617673601055, -0.698727585203,
+  -1.209861718222, 1.29091570237, -1.245891624738, 1.118556480729, 0.834524318754, -0.707189174745,
+  0.413443494777, -0.249770355453, -1.451737657316, 1.288064517993, -1.155388013632, 0.669342116716,
+  1.267448381517, -0.781402484601, 0.155303915786, 0.211006857915, -1.573162513372, 1.206851739671,
+];
+
+test("a TransformerEncoderLayer saved by PyTorch (safetensors) loads by its state-dict names and matches", () => {
+  const { tensors } = io.safetensorsToTensors(new Uint8Array(Buffer.from(TORCH_LAYER_SAFETENSORS, "base64")));
+  const layer = new TransformerEncoderLayer(4, 2, small);
+  const r = layer.loadStateDict(tensors);
+  assert.deepEqual([r.missingKeys, r.unexpectedKeys], [[], []]);
+  close(layer.call(det([3, 2, 4], 21)), TORCH_LAYER_OUT, 1e-9, "PyTorch-initialised layer");
 });
