@@ -557,3 +557,17 @@ test("ModuleDict and ParameterList: PyTorch names, state dicts, lookups", () => 
   noGrad(() => pl.at(-1).mul_(3));
   assert.equal(pl.at(2).sum().item(), 12);
 });
+
+test("MultiheadAttention initialisation as PyTorch: xavier_uniform projections, zero biases", () => {
+  manualSeed(12);
+  const m = new MultiheadAttention(16, 4);
+  const bound = Math.sqrt(6 / (16 + 48)); // in_proj_weight [48, 16]
+  const w = m.in_proj_weight!;
+  assert.ok(w.abs().max().item() <= bound);
+  assert.ok(w.abs().max().item() > 0.9 * bound, "spread over the whole interval");
+  assert.equal(m.in_proj_bias!.abs().sum().item(), 0);
+  assert.equal(m.out_proj.bias!.abs().sum().item(), 0);
+  const s = new MultiheadAttention(16, 4, { kdim: 8, vdim: 8 });
+  assert.ok(s.k_proj_weight!.abs().max().item() <= Math.sqrt(6 / (8 + 16)));
+  assert.equal(s.in_proj_weight, null);
+});

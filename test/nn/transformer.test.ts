@@ -310,6 +310,24 @@ test("TransformerEncoderLayer: gradCheck in float64 through the input and every 
   assert.ok(report.ok, report.worst);
 });
 
+test("RMSNorm and GroupNorm: gradCheck in float64 (input and affine parameters)", () => {
+  manualSeed(25);
+  const rms = new RMSNorm(5, f64);
+  const gn = new GroupNorm(2, 4, f64);
+  noGrad(() => {
+    rms.weight!.copy_(randn([5], f64));
+    gn.weight!.copy_(randn([4], f64));
+    gn.bias!.copy_(randn([4], f64));
+  });
+  const r1 = gradCheck((x, w) => functionalCall(rms, { weight: w }, x), [randn([3, 5], f64), rms.weight!]);
+  assert.ok(r1.ok, r1.worst);
+  const r2 = gradCheck(
+    (x, w, b) => functionalCall(gn, { weight: w, bias: b }, x),
+    [randn([2, 4, 3], f64), gn.weight!, gn.bias!],
+  );
+  assert.ok(r2.ok, r2.worst);
+});
+
 test("eval vs train: dropout is off in eval mode (eval equals a dropout-0 layer), on in training", () => {
   manualSeed(22);
   const a = new TransformerEncoderLayer(8, 2, { dimFeedforward: 16, dropout: 0.3, ...f64 });
