@@ -51,6 +51,7 @@ import {
   randint,
   randn,
   type Tensor,
+  tensor,
   vmap,
   zeros,
 } from "../../src/index.ts";
@@ -67,7 +68,7 @@ import {
   RNNCell,
 } from "../../src/nn/index.ts";
 import { setRnnTimeLoop } from "../../src/nn/rnn.ts";
-import { Adam } from "../../src/optim/index.ts";
+import { Adam, functional, makeTrainStep } from "../../src/optim/index.ts";
 
 const f64 = { dtype: "float64" as const };
 
@@ -536,6 +537,12 @@ test("gradCheck in float64 (input, initial states, every parameter) for each kin
 test("dropout between layers, in training mode only, never after the last layer", () => {
   manualSeed(22);
   const lstm = new LSTM(3, 4, { numLayers: 2, dropout: 1, ...f64 });
+  // the dropout is a child module without parameters: the state dict stays PyTorch's
+  assert.deepEqual(
+    lstm.namedModules().map(([n]) => n),
+    ["", "interLayerDropout"],
+  );
+  assert.equal(Object.keys(lstm.stateDict()).length, 8);
   const x1 = randn([5, 2, 3], f64);
   const x2 = randn([5, 2, 3], f64);
   // train, p = 1: layer 1 reads zeros, so its output does not depend on the input; layer 0's state does
@@ -622,4 +629,34 @@ test("training: an LSTM learns to count the ones of a 6-bit sequence", () => {
   const last = losses.slice(-5).reduce((a, b) => a + b) / 5;
   assert.ok(first > 1.5, `initial loss ${first}`);
   assert.ok(last < 0.35 * first, `loss went from ${first} to ${last}`);
+});
+
+test("makeTrainStep: a jitted training step of a 2-layer LSTM with dropout equals its eager twin", () => {
+  class Net extends Module {
+    lstm = new LSTM(3, 4, { numLayers: 2, dropout: 0.3, batchFirst: true, ...f64 });
+    head = new Linear(4, 2, f64);
+    forward(x: Tensor): Tensor {
+      return this.head.call(this.lstm.call(x)[0].narrow(1, 4, 1).squeeze(1));
+    }
+  }
+  manualSeed(26);
+  const net = new Net();
+  const x = randn([3, 5, 3], f64);
+  const y = randn([3, 2], f64);
+  const loss = (out: Tensor, t: Tensor) => out.sub(t).square().mean();
+  const results = [true, false].map((useJit) => {
+    manualSeed(27); // the same dropout masks for both
+    const step = makeTrainStep(net, loss, functional.adam({ lr: 0.01 }), { jit: useJit });
+    let state = step.init();
+    const losses: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      let l: Tensor;
+      [l, state] = step(state, x, y);
+      losses.push(l.item());
+    }
+    return { losses, w: Array.from(state.params["lstm.weight_hh_l1"].dataSync()) };
+  });
+  close(tensor(results[0].losses, f64), results[1].losses, 1e-12, "losses");
+  close(tensor(results[0].w, f64), results[1].w, 1e-12, "weight_hh_l1 after 3 steps");
+  assert.ok(results[0].losses[2] < results[0].losses[0]);
 });
