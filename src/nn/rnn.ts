@@ -24,7 +24,7 @@
  */
 import { scan } from "../core/control.ts";
 import type { DType } from "../dtype.ts";
-import { ShapeError } from "../errors.ts";
+import { DTypeError, ShapeError } from "../errors.ts";
 import type { Generator } from "../ops/creation.ts";
 import { zeros } from "../ops/creation.ts";
 import { linear } from "../ops/nn.ts";
@@ -158,6 +158,15 @@ function runSequence(mode: Mode, xp: Tensor, s0: Carry, w: CellWeights, reverse:
   return [stack(ys, 0), s];
 }
 
+/** The input must have the weights' dtype, as in PyTorch (a float32 input does not silently become float64). */
+function checkDType(op: string, input: Tensor, weight: Tensor): void {
+  if (input.dtype !== weight.dtype) {
+    throw new DTypeError(
+      `${op}: input is ${input.dtype} but the weights are ${weight.dtype} (convert the input with .to("${weight.dtype}") or the module with .to("${input.dtype}"))`,
+    );
+  }
+}
+
 function checkSize(op: string, name: string, v: number, min: number): void {
   if (!Number.isInteger(v) || v < min)
     throw new RangeError(`${op}: ${name} must be an integer >= ${min}, got ${v}`);
@@ -272,6 +281,7 @@ abstract class RNNBase<H> extends Module<[Tensor, H?], [Tensor, H]> {
         `${op}: input has ${input.shape[input.ndim - 1]} features (shape ${fmtShape(input.shape)}), expected inputSize ${this.inputSize}`,
       );
     }
+    checkDType(op, input, this.#weights(0, 0).wIh);
     const batched = input.ndim === 3;
     let x = !batched ? input.unsqueeze(1) : this.batchFirst ? input.transpose(0, 1) : input;
     const B = x.shape[1];
@@ -466,6 +476,7 @@ abstract class CellBase<H> extends Module<[Tensor, H?], H> {
         `${op}: expected input of shape [batch, ${this.inputSize}] or [${this.inputSize}], got ${fmtShape(input.shape)}`,
       );
     }
+    checkDType(op, input, this.weight_ih);
     const batched = input.ndim === 2;
     const x = batched ? input : input.unsqueeze(0);
     const B = x.shape[0];

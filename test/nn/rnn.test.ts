@@ -413,6 +413,14 @@ test("shapes as PyTorch's: batchFirst, bidirectional, projections, unbatched inp
     /RNN: expected h0 of shape \[1, 2, 6\]/,
   );
   assert.throws(() => new LSTM(5, 6, { projSize: 6 }), /projSize must be smaller than hiddenSize/);
+  assert.throws(
+    () => new LSTM(5, 6, f64).call(zeros([7, 2, 5])),
+    /LSTM: input is float32 but the weights are float64/,
+  );
+  assert.throws(
+    () => new GRUCell(5, 6).call(zeros([2, 5], f64)),
+    /GRUCell: input is float64 but the weights are float32/,
+  );
   assert.throws(() => new RNN(5, 6, { nonlinearity: "gelu" as "relu" }), /nonlinearity/);
 });
 
