@@ -7,8 +7,8 @@
  *
  * The layers are compositions of existing ops: per layer and direction, one matmul projects the whole input
  * sequence (`x W_ih^T + b`), then a loop over time adds the hidden projection `h W_hh^T` and applies the gate
- * nonlinearities. The loop is a `scan` (core/control.ts): a traced program (jit, makeJaxpr, grad's tape of a
- * jitted step) holds one scan equation instead of T copies of the cell, reverse mode is the reverse scan, and
+ * nonlinearities. The loop is a `scan` (core/control.ts): a traced program (jit, makeJaxpr, a jitted
+ * makeTrainStep) holds one scan equation instead of T copies of the cell, reverse mode is the reverse scan, and
  * eagerly the scan body runs through a compiled executor that reuses its buffers. Measured eagerly (native
  * backend, one thread pinned to a core of a shared 2-core machine; LSTM(28, 128), 28 steps, batch 128, forward
  * and backward; 5 alternating runs of 15 steps each) the scan took 65-80 ms per step (median; best 40-58 ms)
@@ -125,8 +125,8 @@ function cellStep(mode: Mode, xp: Tensor, s: Carry, w: CellWeights): Carry {
   }
 }
 
-/** @internal How the time loop runs: one `scan` (the default), or a JavaScript loop of eager ops. */
-export let rnnTimeLoop: "scan" | "unrolled" = "scan";
+/** How the time loop runs: one `scan` (the default), or a JavaScript loop of eager ops. */
+let rnnTimeLoop: "scan" | "unrolled" = "scan";
 /** @internal Select the time loop (tests and the measurement of the two). */
 export function setRnnTimeLoop(v: "scan" | "unrolled"): void {
   rnnTimeLoop = v;
