@@ -18,7 +18,7 @@
  */
 import type { Backend } from "../backend/backend.ts";
 import { getBackend } from "../backend/registry.ts";
-import { Tensor } from "../tensor/tensor.ts";
+import { deletedTensors, Tensor } from "../tensor/tensor.ts";
 import { type TreeDef, treeUnflatten } from "../tree.ts";
 import { toTensorLeaf, vjpFlat } from "./autodiff.ts";
 import { recomputingVjp } from "./custom.ts";
@@ -297,8 +297,10 @@ function deleteDonated(
   for (const i of donated) {
     const t = leaves[i];
     if (returned.has(t) || t._trace !== null || t._data === null) continue;
-    t._deleted =
-      "it was donated to a jitted function (donateArgnums), whose call may have reused its storage";
+    deletedTensors.set(
+      t,
+      "it was donated to a jitted function (donateArgnums), whose call may have reused its storage",
+    );
     t._data = null;
   }
 }

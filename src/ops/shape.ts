@@ -21,7 +21,7 @@ import {
   sizeOf,
   viewStrides,
 } from "../shape.ts";
-import { Tensor } from "../tensor/tensor.ts";
+import { deletedTensors, Tensor } from "../tensor/tensor.ts";
 import * as X from "../prims/lax.ts";
 import { selectByMask } from "./indexing.ts";
 import { add, asTensor, cast, lt, where } from "./math.ts";
@@ -53,7 +53,8 @@ export function contiguousData(t: Tensor, op = "dataSync"): TypedArray {
     );
   }
   if (c._data === null) {
-    if (c._deleted !== null) throw new AutodiffError(`${op}: this tensor was deleted: ${c._deleted}`);
+    const gone = deletedTensors.get(c);
+    if (gone !== undefined) throw new AutodiffError(`${op}: this tensor was deleted: ${gone}`);
     throw new AutodiffError(
       `${op}: needs the values of a tensor of shape ${fmtShape(t.shape)} and dtype ${t.dtype}, but the value is ` +
         "abstract under makeJaxpr (a program is being traced from shapes and dtypes only); keep data-dependent " +
@@ -74,7 +75,7 @@ export function contiguousData(t: Tensor, op = "dataSync"): TypedArray {
 export function hostValues(t: Tensor, op: string): TypedArray | null {
   let c = concreteOf(t);
   while (c._trace !== null && c._trace.kind === "vmap" && c._primal !== null) c = concreteOf(c._primal);
-  if (c._data === null && c._deleted === null && c._trace !== null) return null;
+  if (c._data === null && !deletedTensors.has(c) && c._trace !== null) return null;
   return contiguousData(c, op);
 }
 

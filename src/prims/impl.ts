@@ -8,14 +8,15 @@ import { type Aval, isZero, type MaybeZero } from "../core/primitive.ts";
 import { allocTyped, bytesPerElement, type DType, type TypedArray } from "../dtype.ts";
 import { AllocationError, AutodiffError, internal } from "../errors.ts";
 import { contiguousStrides, fmtShape, sizeOf } from "../shape.ts";
-import { Tensor } from "../tensor/tensor.ts";
+import { deletedTensors, Tensor } from "../tensor/tensor.ts";
 
 export { getBackend };
 
 /** The backend view of a concrete tensor. */
 export function viewOf(t: Tensor): View {
   if (t._data === null) {
-    if (t._deleted !== null) throw new AutodiffError(`this tensor was deleted: ${t._deleted}`);
+    const gone = deletedTensors.get(t);
+    if (gone !== undefined) throw new AutodiffError(`this tensor was deleted: ${gone}`);
     throw internal(`kernel input is not concrete (shape [${t.shape}])`);
   }
   return { data: t._data, shape: t.shape, strides: t._strides, offset: t._offset };

@@ -34,6 +34,12 @@ export interface ReduceOpts {
   keepdim?: boolean;
 }
 
+/**
+ * @internal Tensors whose storage is gone (donated to a jitted function), with the reason. A side table rather
+ * than a field, so that the eager path's tensors stay as small and as fast to create as before.
+ */
+export const deletedTensors = new WeakMap<Tensor, string>();
+
 export class Tensor {
   /** @internal Typed array storage (concrete tensors only). */
   _data: TypedArray | null = null;
@@ -57,8 +63,6 @@ export class Tensor {
   _requiresGrad = false;
   /** @internal Keep `.grad` on a non-leaf after backward (retainGrad). */
   _retainGrad = false;
-  /** @internal Why the storage is gone (a tensor donated to a jitted function); null for a live tensor. */
-  _deleted: string | null = null;
   /** Accumulated gradient after `backward()` (leaves with requiresGrad, or non-leaves with retainGrad). */
   grad: Tensor | null = null;
 
