@@ -182,7 +182,7 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     alloc(dtype, size, uninitialized) {
       const a = allocNative(dtype, size, uninitialized);
       // fresh heap for a large tensor: huge pages before its first touch (see adviseHeap in addon.cc)
-      if (a.byteLength >= HUGE_PAGE && adviseHeap) addon.adviseHeap();
+      if (size >= HUGE_PAGE / 8 && adviseHeap && a.byteLength >= HUGE_PAGE) addon.adviseHeap();
       return a;
     },
     unary(op, x, out) {
