@@ -39,27 +39,31 @@ export function treeFlatten(tree: unknown): [Tensor[], TreeDef] {
 
 /** Rebuild a pytree of structure `def` from leaves. */
 export function treeUnflatten(def: TreeDef, leaves: readonly unknown[]): unknown {
-  let i = 0;
-  const build = (d: TreeDef): unknown => {
-    switch (d.kind) {
-      case "leaf":
-        return leaves[i++];
-      case "array":
-        return d.children.map(build);
-      case "object": {
-        const o: Record<string, unknown> = {};
-        d.keys.forEach((k, j) => {
-          o[k] = build(d.children[j]);
-        });
-        return o;
-      }
-      case "static":
-        return d.value;
-    }
-  };
-  const r = build(def);
-  if (i !== leaves.length) throw new Error(`internal: treeUnflatten used ${i} of ${leaves.length} leaves`);
+  const at = { i: 0 };
+  const r = build(def, leaves, at);
+  if (at.i !== leaves.length)
+    throw new Error(`internal: treeUnflatten used ${at.i} of ${leaves.length} leaves`);
   return r;
+}
+
+// a module-level function rather than a closure per call: transforms unflatten on every call (jit's hot path)
+function build(d: TreeDef, leaves: readonly unknown[], at: { i: number }): unknown {
+  switch (d.kind) {
+    case "leaf":
+      return leaves[at.i++];
+    case "array": {
+      const a = new Array(d.children.length);
+      for (let k = 0; k < a.length; k++) a[k] = build(d.children[k], leaves, at);
+      return a;
+    }
+    case "object": {
+      const o: Record<string, unknown> = {};
+      for (let k = 0; k < d.keys.length; k++) o[d.keys[k]] = build(d.children[k], leaves, at);
+      return o;
+    }
+    case "static":
+      return d.value;
+  }
 }
 
 /** Map `f` over the tensor leaves of a pytree. */

@@ -247,12 +247,11 @@ export class Executor {
     if (this.busy) throw new Error("internal: a jit executor was re-entered");
     this.busy = true;
     const slots = this.slots;
-    for (const [s, t] of this.fixed) slots[s] = t;
+    for (let i = 0; i < this.fixed.length; i++) slots[this.fixed[i][0]] = this.fixed[i][1];
     for (let i = 0; i < this.inSlots.length; i++) slots[this.inSlots[i]] = inputs[i];
     const arena = this.arena;
-    arena.owned.clear();
+    // (Map.clear allocates a fresh table in V8: the maps are cleared in `finally`, only when non-empty)
     const refs = this.refs;
-    refs.clear();
     // donated inputs whose storage is theirs alone become owned: one reference held by their input slot,
     // dropped after their last reader (below), so the buffer is recycled once nothing reads it any more
     const donatedLast = donated === null ? null : this.donatedLastUse(donated);
@@ -341,8 +340,8 @@ export class Executor {
         st.args.fill(undefined as unknown as Tensor);
         st.views.fill(undefined as unknown as View);
       }
-      arena.owned.clear();
-      refs.clear();
+      if (arena.owned.size > 0) arena.owned.clear();
+      if (refs.size > 0) refs.clear();
       this.busy = false;
     }
   }

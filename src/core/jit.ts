@@ -168,6 +168,9 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
   let lastArity = -1;
   let st = new Set<number>();
   let dn = new Set<number>();
+  // the same as flags by position: the per-call loop reads these (no Set lookups on the hot path)
+  let isStatic: boolean[] = [];
+  let isDonated: boolean[] = [];
 
   /** Split a call's arguments: the signature key, the dynamic arguments (statics replaced by null), leaves. */
   const prepare = (args: unknown[]) => {
@@ -178,6 +181,8 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
       for (const i of dn) {
         if (st.has(i)) throw new TypeError(`jit: argument ${i} is both static and donated`);
       }
+      isStatic = Array.from({ length: n }, (_, i) => st.has(i));
+      isDonated = Array.from({ length: n }, (_, i) => dn.has(i));
       lastArity = n;
     }
     const dyn: unknown[] = new Array(n);
@@ -186,7 +191,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
     let donatedLeaves: Set<number> | null = null;
     for (let i = 0; i < n; i++) {
       const a = args[i];
-      if (st.has(i)) {
+      if (isStatic[i]) {
         dyn[i] = null;
         key += `|s${staticKey(a, i)}`;
         continue;
@@ -195,7 +200,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
       dyn[i] = d;
       const first = leaves.length;
       key += `|${signature(d, leaves)}`;
-      if (dn.has(i)) {
+      if (isDonated[i]) {
         donatedLeaves ??= new Set();
         for (let j = first; j < leaves.length; j++) donatedLeaves.add(j);
       }
