@@ -18,6 +18,7 @@ import {
   type ParamGroup,
   type ParamsArg,
   type StateSpec,
+  stepGrad,
 } from "./optimizer.ts";
 
 /** Hyper-parameters of Adadelta. */
@@ -64,8 +65,7 @@ export class Adadelta extends Optimizer<AdadeltaOptions> {
 
   protected update(p: Tensor, grad: Tensor, state: OptimState, h: ParamGroup<AdadeltaOptions>): void {
     state.step = (state.step as number) + 1;
-    let g = h.maximize ? grad.neg() : grad;
-    if (h.weightDecay !== 0) g = g.add(p.mul(h.weightDecay));
+    const g = stepGrad(p, grad, h.maximize, h.weightDecay);
     const v = (state.squareAvg as Tensor).mul(h.rho).add(g.mul(g).mul(1 - h.rho));
     const std = v.add(h.eps).sqrt();
     const delta = (state.accDelta as Tensor).add(h.eps).sqrt().div(std).mul(g);

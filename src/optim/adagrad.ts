@@ -17,6 +17,7 @@ import {
   type ParamGroup,
   type ParamsArg,
   type StateSpec,
+  stepGrad,
 } from "./optimizer.ts";
 
 /** Hyper-parameters of AdaGrad. */
@@ -81,8 +82,7 @@ export class Adagrad extends Optimizer<AdagradOptions> {
   protected update(p: Tensor, grad: Tensor, state: OptimState, h: ParamGroup<AdagradOptions>): void {
     const t = (state.step as number) + 1;
     state.step = t;
-    let g = h.maximize ? grad.neg() : grad;
-    if (h.weightDecay !== 0) g = g.add(p.mul(h.weightDecay));
+    const g = stepGrad(p, grad, h.maximize, h.weightDecay);
     const clr = h.lr / (1 + (t - 1) * h.lrDecay);
     const sum = (state.sum as Tensor).add(g.mul(g));
     state.sum = sum;

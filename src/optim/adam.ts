@@ -27,6 +27,7 @@ import {
   type ParamGroup,
   type ParamsArg,
   type StateSpec,
+  stepGrad,
 } from "./optimizer.ts";
 
 /** Hyper-parameters of Adam and AdamW. */
@@ -62,8 +63,7 @@ function adamUpdate(p: Tensor, grad: Tensor, state: OptimState, h: AdamOptions, 
   if (fusedAdam(p, grad, state, h, decoupled, t)) return;
   const [beta1, beta2] = h.betas;
   if (decoupled && h.weightDecay !== 0) p.mul_(1 - h.lr * h.weightDecay);
-  let g = h.maximize ? grad.neg() : grad;
-  if (!decoupled && h.weightDecay !== 0) g = g.add(p.mul(h.weightDecay));
+  const g = stepGrad(p, grad, h.maximize, decoupled ? 0 : h.weightDecay);
   const m = (state.expAvg as Tensor).mul(beta1).add(g.mul(1 - beta1));
   const v = (state.expAvgSq as Tensor).mul(beta2).add(g.mul(g).mul(1 - beta2));
   state.expAvg = m;

@@ -11,22 +11,18 @@
 import { zerosLike } from "../ops/creation.ts";
 import { maximum } from "../ops/math.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { checkAdamFamily } from "./nadam.ts";
-import { Optimizer, type OptimState, type ParamGroup, type ParamsArg, type StateSpec } from "./optimizer.ts";
+import { type AdamFamilyOptions, checkAdamFamily } from "./nadam.ts";
+import {
+  Optimizer,
+  type OptimState,
+  type ParamGroup,
+  type ParamsArg,
+  type StateSpec,
+  stepGrad,
+} from "./optimizer.ts";
 
 /** Hyper-parameters of Adamax. */
-export interface AdamaxOptions {
-  /** Learning rate (default 2e-3). */
-  lr: number;
-  /** Decay rates of the first moment and of the infinity norm (default [0.9, 0.999]). */
-  betas: [number, number];
-  /** Added to |g| in the infinity norm (default 1e-8). */
-  eps: number;
-  /** L2 penalty coefficient added to the gradient (default 0). */
-  weightDecay: number;
-  /** Maximize the objective instead of minimizing it. */
-  maximize: boolean;
-}
+export type AdamaxOptions = AdamFamilyOptions;
 
 /**
  * Adamax (torch.optim.Adamax).
@@ -64,8 +60,7 @@ export class Adamax extends Optimizer<AdamaxOptions> {
     const t = (state.step as number) + 1;
     state.step = t;
     const [beta1, beta2] = h.betas;
-    let g = h.maximize ? grad.neg() : grad;
-    if (h.weightDecay !== 0) g = g.add(p.mul(h.weightDecay));
+    const g = stepGrad(p, grad, h.maximize, h.weightDecay);
     const m = (state.expAvg as Tensor).mul(beta1).add(g.mul(1 - beta1));
     const u = maximum((state.expInf as Tensor).mul(beta2), g.abs().add(h.eps));
     state.expAvg = m;

@@ -26,22 +26,27 @@ import {
   type ParamGroup,
   type ParamsArg,
   type StateSpec,
+  stepGrad,
 } from "./optimizer.ts";
 
-/** Hyper-parameters of NAdam. */
-export interface NAdamOptions {
-  /** Learning rate (default 2e-3). */
+/** Hyper-parameters shared by the Adam family (RAdam, Adamax, NAdam). */
+export interface AdamFamilyOptions {
+  /** Learning rate (default 1e-3; 2e-3 for Adamax and NAdam). */
   lr: number;
-  /** Decay rates of the first and second moment estimates (default [0.9, 0.999]). */
+  /** Decay rates of the first moment and of the second moment (Adamax: of the infinity norm); default [0.9, 0.999]. */
   betas: [number, number];
-  /** Added to the denominator for stability (default 1e-8). */
+  /** Added to the denominator for stability (Adamax: to |g| in the infinity norm); default 1e-8. */
   eps: number;
   /** L2 penalty coefficient added to the gradient (default 0). */
   weightDecay: number;
-  /** How fast the momentum schedule mu_t approaches beta1 (default 4e-3). */
-  momentumDecay: number;
   /** Maximize the objective instead of minimizing it. */
   maximize: boolean;
+}
+
+/** Hyper-parameters of NAdam. */
+export interface NAdamOptions extends AdamFamilyOptions {
+  /** How fast the momentum schedule mu_t approaches beta1 (default 4e-3). */
+  momentumDecay: number;
 }
 
 /**
@@ -98,8 +103,7 @@ export class NAdam extends Optimizer<NAdamOptions> {
     const t = (state.step as number) + 1;
     state.step = t;
     const [beta1, beta2] = h.betas;
-    let g = h.maximize ? grad.neg() : grad;
-    if (h.weightDecay !== 0) g = g.add(p.mul(h.weightDecay));
+    const g = stepGrad(p, grad, h.maximize, h.weightDecay);
     const mu = beta1 * (1 - 0.5 * 0.96 ** (t * h.momentumDecay));
     const muNext = beta1 * (1 - 0.5 * 0.96 ** ((t + 1) * h.momentumDecay));
     const muProduct = (state.muProduct as number) * mu;

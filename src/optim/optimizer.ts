@@ -338,6 +338,15 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
  * Internal helper of the optim modules: throw a RangeError unless `ok` (NaN always fails), worded
  * `${opt}: invalid ${key} ${value} (expected ${what})`.
  */
+/**
+ * The gradient an update step uses: negated for `maximize`, plus the L2 penalty weightDecay * p (coupled weight
+ * decay, as every PyTorch optimizer but AdamW applies it).
+ */
+export function stepGrad(p: Tensor, grad: Tensor, maximize: boolean, weightDecay: number): Tensor {
+  const g = maximize ? grad.neg() : grad;
+  return weightDecay !== 0 ? g.add(p.mul(weightDecay)) : g;
+}
+
 export function checkRange(opt: string, key: string, value: unknown, ok: boolean, what: string): void {
   if (!ok || (typeof value === "number" && Number.isNaN(value))) {
     const shown = typeof value === "number" ? String(value) : JSON.stringify(value);

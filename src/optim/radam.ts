@@ -17,22 +17,18 @@
  */
 import { zerosLike } from "../ops/creation.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { checkAdamFamily } from "./nadam.ts";
-import { Optimizer, type OptimState, type ParamGroup, type ParamsArg, type StateSpec } from "./optimizer.ts";
+import { type AdamFamilyOptions, checkAdamFamily } from "./nadam.ts";
+import {
+  Optimizer,
+  type OptimState,
+  type ParamGroup,
+  type ParamsArg,
+  type StateSpec,
+  stepGrad,
+} from "./optimizer.ts";
 
 /** Hyper-parameters of RAdam. */
-export interface RAdamOptions {
-  /** Learning rate (default 1e-3). */
-  lr: number;
-  /** Decay rates of the first and second moment estimates (default [0.9, 0.999]). */
-  betas: [number, number];
-  /** Added to the denominator for stability (default 1e-8). */
-  eps: number;
-  /** L2 penalty coefficient added to the gradient (default 0). */
-  weightDecay: number;
-  /** Maximize the objective instead of minimizing it. */
-  maximize: boolean;
-}
+export type RAdamOptions = AdamFamilyOptions;
 
 /**
  * RAdam (torch.optim.RAdam).
@@ -70,8 +66,7 @@ export class RAdam extends Optimizer<RAdamOptions> {
     const t = (state.step as number) + 1;
     state.step = t;
     const [beta1, beta2] = h.betas;
-    let g = h.maximize ? grad.neg() : grad;
-    if (h.weightDecay !== 0) g = g.add(p.mul(h.weightDecay));
+    const g = stepGrad(p, grad, h.maximize, h.weightDecay);
     const m = (state.expAvg as Tensor).mul(beta1).add(g.mul(1 - beta1));
     const v = (state.expAvgSq as Tensor).mul(beta2).add(g.mul(g).mul(1 - beta2));
     state.expAvg = m;

@@ -18,6 +18,7 @@ import {
   type ParamGroup,
   type ParamsArg,
   type StateSpec,
+  stepGrad,
 } from "./optimizer.ts";
 
 /** Hyper-parameters of RMSProp. */
@@ -84,8 +85,7 @@ export class RMSprop extends Optimizer<RMSpropOptions> {
 
   protected update(p: Tensor, grad: Tensor, state: OptimState, h: ParamGroup<RMSpropOptions>): void {
     state.step = (state.step as number) + 1;
-    let g = h.maximize ? grad.neg() : grad;
-    if (h.weightDecay !== 0) g = g.add(p.mul(h.weightDecay));
+    const g = stepGrad(p, grad, h.maximize, h.weightDecay);
     const v = (state.squareAvg as Tensor).mul(h.alpha).add(g.mul(g).mul(1 - h.alpha));
     state.squareAvg = v;
     let denom: Tensor;

@@ -15,6 +15,7 @@ import {
   type ParamGroup,
   type ParamsArg,
   type StateSpec,
+  stepGrad,
 } from "./optimizer.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 
@@ -77,8 +78,7 @@ export class SGD extends Optimizer<SGDOptions> {
   }
 
   protected update(p: Tensor, grad: Tensor, state: OptimState, h: ParamGroup<SGDOptions>): void {
-    let g = h.maximize ? grad.neg() : grad;
-    if (h.weightDecay !== 0) g = g.add(p.mul(h.weightDecay));
+    let g = stepGrad(p, grad, h.maximize, h.weightDecay);
     if (h.momentum !== 0) {
       const prev = state.momentumBuffer;
       // the first buffer is the gradient itself (no dampening), as PyTorch
