@@ -329,6 +329,51 @@ export interface Backend {
   softmaxBackward(y: View, ct: View, axis: number, log: boolean, out: TypedArray): void;
 
   /**
+   * Fused scaled dot-product attention, computed blockwise with an online softmax (no [L, S] score matrix).
+   * q [...B, L, E], k [...B, S, E], v [...B, S, Ev], mask null or [...B, L, S] (additive, e.g. -Infinity to
+   * drop a score; any strides, a broadcast mask has stride 0): the same batch shape B everywhere, one float
+   * dtype. Scores s_ij = scale * (q_i . k_j) + mask_ij, over j <= i only when `causal` (top-left aligned).
+   * out is contiguous [...B, L, Ev + 1]: out[..., i, :Ev] = sum_j softmax(s_i)_j v_j and out[..., i, Ev] =
+   * lse_i = log sum_j exp(s_ij), the row's logsumexp, which attentionBackward reads.
+   * Special rows: S = 0 (no keys) gives output 0 and lse -Infinity; a row whose every score is -Infinity
+   * (fully masked) gives output NaN and lse -Infinity (PyTorch's composed softmax gives NaN there too); NaN
+   * or +Infinity scores make the row NaN.
+   * Precision: js computes in float64 and rounds once; other backends may run float32 inputs in float32
+   * (products, exp and sums), agreeing with js to ~1e-5 relative.
+   */
+  attention(
+    q: View,
+    k: View,
+    v: View,
+    mask: View | null,
+    causal: boolean,
+    scale: number,
+    out: TypedArray,
+  ): void;
+
+  /**
+   * The VJP of `attention`, FlashAttention-2 style: the probabilities are recomputed block by block from the
+   * saved lse as p_ij = exp(s_ij - lse_i) (entries excluded by `causal` are skipped; -Infinity scores give 0,
+   * a fully masked row NaN). q, k, v, mask, causal and scale as for attention; o its output [...B, L, Ev + 1]
+   * (lse in the last column) and dout a cotangent of that shape (its last column the cotangent of lse). With
+   * D_i = sum_e dout_ie o_ie - dout_i,Ev and ds_ij = p_ij (dout_i . v_j - D_i):
+   *   dq_i = scale sum_j ds_ij k_j,   dk_j = scale sum_i ds_ij q_i,   dv_j = sum_i p_ij dout_i[:Ev].
+   * out is contiguous [...B, L * E + S * E + S * Ev]: per batch element dq [L, E], dk [S, E], dv [S, Ev],
+   * each row-major. Precision as for attention.
+   */
+  attentionBackward(
+    q: View,
+    k: View,
+    v: View,
+    mask: View | null,
+    o: View,
+    dout: View,
+    causal: boolean,
+    scale: number,
+    out: TypedArray,
+  ): void;
+
+  /**
    * Optional fused kernel: one Adam/AdamW step in place, elementwise over contiguous arrays of one float dtype
    * (g may be any view of the same shape). With float64 arithmetic per element:
    *   decoupled: p *= 1 - lr wd;   g' = (maximize ? -g : g) (+ wd p unless decoupled)
@@ -402,10 +447,12 @@ const KERNEL_SET: Record<KernelName, true> = {
   scatterAdd: true,
   softmax: true,
   softmaxBackward: true,
+  attention: true,
+  attentionBackward: true,
   adamUpdate: true,
 };
 
-/** The 24 kernel names, in the order of the interface. */
+/** The 26 kernel names, in the order of the interface. */
 export const KERNELS = Object.keys(KERNEL_SET) as KernelName[];
 
 /**

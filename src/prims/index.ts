@@ -6,6 +6,7 @@
  * without a rule does not compile. Everything else in chainrule is a composition of these.
  */
 import type { Primitive } from "../core/primitive.ts";
+import * as A from "./attention.ts";
 import * as C from "./contract.ts";
 import * as E from "./elementwise.ts";
 import * as V from "./movement.ts";
@@ -18,6 +19,7 @@ export const primitives = {
   ...V.movementPrimitives,
   ...C.contractPrimitives,
   ...So.sortPrimitives,
+  ...A.attentionPrimitives,
 } satisfies Record<string, Primitive<never>>;
 
 /** A primitive's name: derived from the table, so there is no second list to keep in step. */

@@ -9,6 +9,7 @@
  */
 import { allocTyped } from "../../dtype.ts";
 import type { Backend } from "../backend.ts";
+import { attention, attentionBackward } from "./attention.ts";
 import { conv2d, conv2dBackInput, conv2dBackWeight } from "./conv.ts";
 import { actGrad, biasAct, binary, cast, unary, where } from "./elementwise.ts";
 import { fused } from "./fused.ts";
@@ -61,6 +62,8 @@ export const jsBackend: Backend = {
   scatterAdd,
   softmax,
   softmaxBackward,
+  attention,
+  attentionBackward,
   adamUpdate,
   fused,
 };

@@ -308,6 +308,35 @@ export function createNativeBackend(addon: NativeAddon): Backend {
       meta[p++] = axis;
       addon.softmaxBackward(log ? 1 : 0, put(y), put(ct), output(out));
     },
+    attention(q, k, v, mask, causal, scale, out) {
+      p = 0;
+      meta[p++] = scale;
+      const nd = q.shape.length;
+      meta[p++] = nd;
+      list(q.shape, nd - 1);
+      meta[p++] = nd >= 2 ? v.shape[nd - 1] + 1 : 0;
+      addon.attention(causal ? 1 : 0, put(q), put(k), put(v), opt(mask), output(out));
+    },
+    attentionBackward(q, k, v, mask, o, dout, causal, scale, out) {
+      p = 0;
+      meta[p++] = scale;
+      const nd = q.shape.length;
+      meta[p++] = nd;
+      list(q.shape, nd - 2);
+      // the output's shape: [...B, 1, L E + S E + S Ev] (rank nd, so the kernel checks it against the views)
+      const [l, e] = [q.shape[nd - 2], q.shape[nd - 1]];
+      const [s, ev] = [k.shape[nd - 2], v.shape[nd - 1]];
+      meta[p++] = 1;
+      meta[p++] = l * e + s * e + s * ev;
+      const a = output(out);
+      if (mask === null) {
+        meta[p++] = 5;
+        addon.attentionBackward(causal ? 1 : 0, a, put(q), put(k), put(v), put(o), put(dout));
+      } else {
+        meta[p++] = 6;
+        addon.attentionBackward(causal ? 1 : 0, a, put(q), put(k), put(v), put(mask), put(o), put(dout));
+      }
+    },
   };
   // jit's fused programs (Backend.fused, declared only when the addon has the kernel). The meta layout:
   // the output's shape, then code and consts as 1-d views, the output, the number of inputs and each input.
