@@ -1400,7 +1400,10 @@ export const OPS: OpInfo[] = [
     name: "scaledDotProductAttention bool mask",
     samples: () => [[mk([2, 4, 3]), mk([2, 5, 3], "real", true), mk([2, 5, 2])]],
     fn: (q, k, v) => cr.nn.scaledDotProductAttention(q, k, v, { attnMask: tensor(ATTN_KEEP).gt(0) }),
-    ref: (q, k, v) => attentionNd(q, k, v, { shape: [4, 5], data: ATTN_KEEP.flat() }, false, 1 / Math.sqrt(3), { boolMask: true }),
+    ref: (q, k, v) =>
+      attentionNd(q, k, v, { shape: [4, 5], data: ATTN_KEEP.flat() }, false, 1 / Math.sqrt(3), {
+        boolMask: true,
+      }),
     diff: true,
   },
   {

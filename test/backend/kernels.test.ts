@@ -53,7 +53,13 @@ import { MISC_ROWS } from "./conformance/rows-misc.ts";
 import { NN_ROWS_A } from "./conformance/rows-nn.ts";
 import { KERNELS, nativeLoad, provides, TARGETS } from "./conformance/targets.ts";
 
-const ROWS: readonly Row[] = [...ELEMENTWISE_ROWS, ...REDUCE_ROWS, ...NN_ROWS_A, ...MISC_ROWS, ...ATTENTION_ROWS];
+const ROWS: readonly Row[] = [
+  ...ELEMENTWISE_ROWS,
+  ...REDUCE_ROWS,
+  ...NN_ROWS_A,
+  ...MISC_ROWS,
+  ...ATTENTION_ROWS,
+];
 
 test("the native addon loads (built by npm run build:native)", () => {
   assert.ok("backend" in nativeLoad, "error" in nativeLoad ? nativeLoad.error : "");

@@ -57,7 +57,12 @@ function maskView(sh: Shape, how: Mask, dtype: DType, rng: () => number, i: numb
     for (let t = 0; t < size(full); t++) if (t % 5 === 1 || t % (sh.l * sh.s) < sh.s) m.data[t] = -Infinity;
     return m;
   }
-  return { data: row.data, shape: full, strides: [...full.map(() => 0).slice(0, -1), row.strides[0]], offset: row.offset };
+  return {
+    data: row.data,
+    shape: full,
+    strides: [...full.map(() => 0).slice(0, -1), row.strides[0]],
+    offset: row.offset,
+  };
 }
 
 interface Inputs {
@@ -94,7 +99,15 @@ function inputs(dtype: DType, seed: number): Inputs[] {
   const k = makeView([2, 11, 4], dtype, "contiguous", rng, "plain");
   q.data[5] = Number.NaN;
   k.data[30] = Number.NaN;
-  out.push({ q, k, v: makeView([2, 11, 3], dtype, "gaps", rng, "plain"), mask: null, causal: false, scale: 0.5, label: "NaN in q and k" });
+  out.push({
+    q,
+    k,
+    v: makeView([2, 11, 3], dtype, "gaps", rng, "plain"),
+    mask: null,
+    causal: false,
+    scale: 0.5,
+    label: "NaN in q and k",
+  });
   return out;
 }
 
@@ -102,13 +115,21 @@ function forwardRow(dtype: "float32" | "float64"): Row {
   return {
     kernel: "attention",
     variant: dtype,
-    covers: "odd sizes around the tiles, empty dims, causal, full / broadcast / -Infinity masks, strided q k v, NaN",
+    covers:
+      "odd sizes around the tiles, empty dims, causal, full / broadcast / -Infinity masks, strided q k v, NaN",
     cases: () =>
       inputs(dtype, 9101 + dtype.length).map(
         (c): Case =>
-          kcase(c.label, dtype, TOL[dtype], [...c.q.shape.slice(0, -1), c.v.shape[c.v.shape.length - 1] + 1], dtype, (b, o) => {
-            b.attention(c.q, c.k, c.v, c.mask, c.causal, c.scale, o);
-          }),
+          kcase(
+            c.label,
+            dtype,
+            TOL[dtype],
+            [...c.q.shape.slice(0, -1), c.v.shape[c.v.shape.length - 1] + 1],
+            dtype,
+            (b, o) => {
+              b.attention(c.q, c.k, c.v, c.mask, c.causal, c.scale, o);
+            },
+          ),
       ),
   };
 }
@@ -117,7 +138,8 @@ function backwardRow(dtype: "float32" | "float64"): Row {
   return {
     kernel: "attentionBackward",
     variant: dtype,
-    covers: "the forward row's cases, o from js's forward, dout with a non-zero lse column in rotating layouts",
+    covers:
+      "the forward row's cases, o from js's forward, dout with a non-zero lse column in rotating layouts",
     cases: () => {
       const rng = prng(9201 + dtype.length);
       return inputs(dtype, 9101 + dtype.length).map((c, i): Case => {
@@ -130,9 +152,16 @@ function backwardRow(dtype: "float32" | "float64"): Row {
         const ov: View = { data: o, shape: oShape, strides: contiguousStrides(oShape), offset: 0 };
         const g = makeView(oShape, dtype, lay(i + 4), rng, "small");
         const per = l * e + s * e + s * ev;
-        return kcase(`${c.label} dout ${lay(i + 4)}`, dtype, TOL[dtype], [...c.q.shape.slice(0, -2), per], dtype, (b, r) => {
-          b.attentionBackward(c.q, c.k, c.v, c.mask, ov, g, c.causal, c.scale, r);
-        });
+        return kcase(
+          `${c.label} dout ${lay(i + 4)}`,
+          dtype,
+          TOL[dtype],
+          [...c.q.shape.slice(0, -2), per],
+          dtype,
+          (b, r) => {
+            b.attentionBackward(c.q, c.k, c.v, c.mask, ov, g, c.causal, c.scale, r);
+          },
+        );
       });
     },
   };
