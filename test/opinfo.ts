@@ -749,6 +749,19 @@ export const OPS: OpInfo[] = [
     gatherRef([3, 2], ([a, b]) => [1 + a, 3 * b]),
   ),
   shapeOp(
+    "index-newaxis",
+    [5, 6],
+    (x) => x.index(null, [1, null, 2], null, "...", null),
+    gatherRef([1, 2, 1, 6, 1], ([, a, , b]) => [1 + 2 * a, b]),
+    true,
+  ),
+  shapeOp(
+    "index-newaxis-int",
+    [4, 3],
+    (x) => x.index(2, null),
+    gatherRef([1, 3], ([, b]) => [2, b]),
+  ),
+  shapeOp(
     "narrow",
     [4, 5],
     (x) => x.narrow(1, 1, 3),
