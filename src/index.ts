@@ -24,9 +24,17 @@ export type { AxisSpec, VmapOpts } from "./core/vmap.ts";
 export type { KinkReport } from "./core/trace.ts";
 export { DTYPES, promoteTypes } from "./dtype.ts";
 export type { DType, TypedArray } from "./dtype.ts";
-export { AllocationError, AutodiffError, DTypeError, FormatError, ShapeError } from "./errors.ts";
+export {
+  AllocationError,
+  AutodiffError,
+  DTypeError,
+  FormatError,
+  LinAlgError,
+  ShapeError,
+} from "./errors.ts";
 export * from "./ops/creation.ts";
 export { einsum, matmul, outer } from "./ops/linalg.ts";
+export * as linalg from "./ops/decomp.ts";
 export * from "./ops/math.ts";
 export { cumprod, meshgrid, repeat, roll, tile, tril, triu } from "./ops/manip.ts";
 export { indexPut, maskedSelect, scatter } from "./ops/indexing.ts";
