@@ -42,6 +42,14 @@ export { argsort, type SortOpts, sort, type TopkOpts, topk, type ValuesIndices }
 export { avgPool2d, conv2d, maxPool2d } from "./ops/nn.ts";
 export type { Conv2dOpts, Pool2dOpts } from "./ops/nn.ts";
 export {
+  type Conv1dOpts,
+  type ConvTranspose1dOpts,
+  type ConvTranspose2dOpts,
+  conv1d,
+  convTranspose1d,
+  convTranspose2d,
+} from "./ops/conv.ts";
+export {
   all,
   any,
   argmax,
