@@ -342,3 +342,139 @@ export function sortNd(x: Nd, axis: number, desc: boolean, k: number, indices: b
   }
   return { shape, data };
 }
+
+// ---- linear algebra (cr.linalg): plain textbook algorithms on number[][] matrices, batched over leading dims
+
+/** The matrices of the last two axes of x, in order. */
+export function matricesOf(x: Nd): number[][][] {
+  const r = x.shape.length;
+  const m = x.shape[r - 2];
+  const n = x.shape[r - 1];
+  const out: number[][][] = [];
+  for (let b = 0; b < x.data.length / (m * n || 1) && m * n > 0; b++) {
+    out.push(Array.from({ length: m }, (_, i) => x.data.slice(b * m * n + i * n, b * m * n + (i + 1) * n)));
+  }
+  return out;
+}
+
+/** Nd of batch shape `batch` from one matrix (or vector, or number) per batch element. */
+export function fromMatrices(batch: readonly number[], mats: (number[][] | number[] | number)[]): Nd {
+  const first = mats[0];
+  const inner =
+    typeof first === "number"
+      ? []
+      : Array.isArray(first[0])
+        ? [first.length, (first[0] as number[]).length]
+        : [first.length];
+  const data = mats.flatMap((m) =>
+    typeof m === "number" ? [m] : ((m as (number | number[])[]).flat() as number[]),
+  );
+  return { shape: [...batch, ...inner], data };
+}
+
+export function transposeM(a: number[][]): number[][] {
+  return (a[0] ?? []).map((_, j) => a.map((row) => row[j]));
+}
+
+export function mulM(a: number[][], b: number[][]): number[][] {
+  return a.map((row) => b[0].map((_, j) => row.reduce((s, v, k) => s + v * b[k][j], 0)));
+}
+
+/** a + c I. */
+export function shiftM(a: number[][], c: number): number[][] {
+  return a.map((row, i) => row.map((v, j) => (i === j ? v + c : v)));
+}
+
+/** X with A X = B by Gaussian elimination with partial pivoting (B n x k). */
+export function gaussSolve(A: number[][], B: number[][]): number[][] {
+  const n = A.length;
+  const M = A.map((row, i) => [...row, ...B[i]]);
+  for (let c = 0; c < n; c++) {
+    let p = c;
+    for (let i = c + 1; i < n; i++) if (Math.abs(M[i][c]) > Math.abs(M[p][c])) p = i;
+    [M[c], M[p]] = [M[p], M[c]];
+    for (let i = 0; i < n; i++) {
+      if (i === c) continue;
+      const f = M[i][c] / M[c][c];
+      for (let j = c; j < M[i].length; j++) M[i][j] -= f * M[c][j];
+    }
+  }
+  return M.map((row, i) => row.slice(n).map((v) => v / M[i][i]));
+}
+
+/** det by Gaussian elimination with partial pivoting. */
+export function detRef(A: number[][]): number {
+  const n = A.length;
+  const M = A.map((r) => [...r]);
+  let d = 1;
+  for (let c = 0; c < n; c++) {
+    let p = c;
+    for (let i = c + 1; i < n; i++) if (Math.abs(M[i][c]) > Math.abs(M[p][c])) p = i;
+    if (p !== c) {
+      [M[c], M[p]] = [M[p], M[c]];
+      d = -d;
+    }
+    d *= M[c][c];
+    if (M[c][c] === 0) return 0;
+    for (let i = c + 1; i < n; i++) {
+      const f = M[i][c] / M[c][c];
+      for (let j = c; j < n; j++) M[i][j] -= f * M[c][j];
+    }
+  }
+  return d;
+}
+
+/** Cholesky-Banachiewicz: lower L with A = L L^T. */
+export function choleskyRef(A: number[][]): number[][] {
+  const n = A.length;
+  const L = A.map(() => new Array<number>(n).fill(0));
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j <= i; j++) {
+      let s = A[i][j];
+      for (let k = 0; k < j; k++) s -= L[i][k] * L[j][k];
+      L[i][j] = i === j ? Math.sqrt(s) : s / L[j][j];
+    }
+  }
+  return L;
+}
+
+/**
+ * QR by modified Gram-Schmidt with R's diagonal positive (the unique such factorization): Q m x k, R k x n,
+ * k = min(m, n); the columns after the first k are projected on Q.
+ */
+export function mgsQR(A: number[][]): { Q: number[][]; R: number[][] } {
+  const m = A.length;
+  const n = A[0].length;
+  const k = Math.min(m, n);
+  const cols = transposeM(A);
+  const qs: number[][] = [];
+  const R = Array.from({ length: k }, () => new Array<number>(n).fill(0));
+  for (let j = 0; j < n; j++) {
+    const v = [...cols[j]];
+    for (let i = 0; i < Math.min(j, k); i++) {
+      const r = qs[i].reduce((s, q, t) => s + q * v[t], 0);
+      R[i][j] = r;
+      for (let t = 0; t < m; t++) v[t] -= r * qs[i][t];
+    }
+    if (j < k) {
+      const nrm = Math.hypot(...v);
+      R[j][j] = nrm;
+      qs.push(v.map((x) => x / nrm));
+    }
+  }
+  return { Q: transposeM(qs), R };
+}
+
+/** Eigenvalues of a symmetric 3 x 3 matrix, ascending (the trigonometric solution of the characteristic cubic). */
+export function symEig3(A: number[][]): number[] {
+  const q = (A[0][0] + A[1][1] + A[2][2]) / 3;
+  const p1 = A[0][1] ** 2 + A[0][2] ** 2 + A[1][2] ** 2;
+  const p2 = (A[0][0] - q) ** 2 + (A[1][1] - q) ** 2 + (A[2][2] - q) ** 2 + 2 * p1;
+  const p = Math.sqrt(p2 / 6);
+  const B = A.map((row, i) => row.map((v, j) => (v - (i === j ? q : 0)) / p));
+  const r = Math.max(-1, Math.min(1, detRef(B) / 2));
+  const phi = Math.acos(r) / 3;
+  const e1 = q + 2 * p * Math.cos(phi);
+  const e3 = q + 2 * p * Math.cos(phi + (2 * Math.PI) / 3);
+  return [e3, 3 * q - e1 - e3, e1];
+}
