@@ -35,6 +35,7 @@ export {
 export * from "./ops/creation.ts";
 export { einsum, matmul, outer } from "./ops/linalg.ts";
 export * as linalg from "./ops/decomp.ts";
+export { type MultinomialOpts, multinomial } from "./ops/random.ts";
 export * from "./ops/math.ts";
 export { cumprod, meshgrid, repeat, roll, tile, tril, triu } from "./ops/manip.ts";
 export { indexPut, maskedSelect, scatter } from "./ops/indexing.ts";

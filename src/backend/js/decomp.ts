@@ -132,10 +132,12 @@ function triangularSolve(
     if (op !== null && !unitDiagonal) {
       for (let i = 0; i < n; i++) {
         if (A[ao + i * n + i] === 0) {
-          throw new LinAlgError(
-            `${op}: ${batchPrefix(a, b)}The solver failed because the input matrix is singular ` +
-              `(U[${i}, ${i}] of its LU factorization is zero).`,
-          );
+          // PyTorch's wording: inv names the (1-based) zero diagonal element of U, solve does not
+          const why =
+            op === "linalg.inv"
+              ? `The diagonal element ${i + 1} is zero, the inversion could not be completed because the input matrix is singular.`
+              : "The solver failed because the input matrix is singular.";
+          throw new LinAlgError(`${op}: ${batchPrefix(a, b)}${why}`);
         }
       }
     }
