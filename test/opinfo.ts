@@ -20,7 +20,9 @@ import {
   symEig3,
   transposeM,
   avgPoolBackNd,
+  conv1dNd,
   conv2dNd,
+  convTranspose2dNd,
   erfRef,
   mapN,
   matmulNd,
@@ -1450,6 +1452,88 @@ export const OPS: OpInfo[] = [
     samples: () => [[mk([1, 2, 5, 5]), mk([3, 2, 3, 3]), mk([3])]],
     fn: (x, w, b) => cr.conv2d(x, w, b),
     ref: (x, w, b) => mapN((v, c) => v + c, conv2dNd(x, w, 1, 0, 1, 1), { shape: [3, 1, 1], data: b.data }),
+    diff: true,
+  },
+  // ---- conv1d (conv2d over [N, C, 1, L]) and the transposed convolutions (conv2dBackInput), issue 13
+  ...(
+    [
+      [[2, 4, 9], [6, 2, 3], 2, 1, 2, 2],
+      [[1, 3, 5], [2, 3, 2], 1, 0, 1, 1],
+    ] as [number[], number[], number, number, number, number][]
+  ).map(
+    ([xs, ws, stride, padding, dilation, groups], k): OpInfo => ({
+      name: `conv1d#${k}`,
+      samples: () => [[mk(xs, "real", k === 1), mk(ws)]],
+      fn: (x, w) => cr.conv1d(x, w, null, { stride, padding, dilation, groups }),
+      ref: (x, w) => conv1dNd(x, w, stride, padding, dilation, groups),
+      diff: true,
+    }),
+  ),
+  {
+    name: "conv1d-same-bias",
+    samples: () => [[mk([2, 3, 7]), mk([4, 3, 4]), mk([4])]],
+    fn: (x, w, b) => cr.conv1d(x, w, b, { padding: "same" }),
+    // total padding 3: one before, two after
+    ref: (x, w, b) =>
+      mapN(
+        (v, c) => v + c,
+        conv1dNd(
+          {
+            shape: [2, 3, 8],
+            data: gatherRef([2, 3, 8], ([p, q, r]) => [p, q, Math.min(r, 6)])(x).data.map((v, i) =>
+              i % 8 === 7 ? 0 : v,
+            ),
+          },
+          w,
+          1,
+          1,
+          1,
+          1,
+        ),
+        { shape: [4, 1], data: b.data },
+      ),
+    diff: true,
+  },
+  ...(
+    [
+      [[2, 3, 4, 3], [3, 2, 3, 2], [2, 3], [1, 0], [1, 2], [1, 1], 1],
+      [[1, 4, 3, 4], [4, 1, 2, 3], [2, 2], [1, 1], [0, 0], [2, 1], 2],
+      [[1, 2, 3, 3], [2, 2, 2, 2], [1, 1], [0, 2], [1, 1], [2, 2], 1],
+    ] as [number[], number[], Pair2, Pair2, Pair2, Pair2, number][]
+  ).map(
+    ([xs, ws, stride, padding, outputPadding, dilation, groups], k): OpInfo => ({
+      name: `convTranspose2d#${k}`,
+      samples: () => [[mk(xs, "real", k === 0), mk(ws)]],
+      fn: (x, w) => cr.convTranspose2d(x, w, null, { stride, padding, outputPadding, dilation, groups }),
+      ref: (x, w) =>
+        convTranspose2dNd(
+          x,
+          w,
+          stride as [number, number],
+          padding as [number, number],
+          outputPadding as [number, number],
+          dilation as [number, number],
+          groups,
+        ),
+      diff: true,
+    }),
+  ),
+  {
+    name: "convTranspose1d-bias",
+    samples: () => [[mk([2, 3, 4]), mk([3, 2, 4]), mk([2])]],
+    fn: (x, w, b) => cr.convTranspose1d(x, w, b, { stride: 3, padding: 2, outputPadding: 1 }),
+    ref: (x, w, b) => {
+      const y = convTranspose2dNd(
+        { shape: [2, 3, 1, 4], data: x.data },
+        { shape: [3, 2, 1, 4], data: w.data },
+        [1, 3],
+        [0, 2],
+        [0, 1],
+        [1, 1],
+        1,
+      );
+      return mapN((v, c) => v + c, { shape: [2, 2, 10], data: y.data }, { shape: [2, 1], data: b.data });
+    },
     diff: true,
   },
   // ---- fused bias + activation (bias draws below 0.1 in magnitude keep relu's inputs off its kink)

@@ -478,3 +478,64 @@ export function symEig3(A: number[][]): number[] {
   const e3 = q + 2 * p * Math.cos(phi + (2 * Math.PI) / 3);
   return [e3, 3 * q - e1 - e3, e1];
 }
+
+/** 1-d cross-correlation, x [N, C, L], w [O, C / groups, K], zero padding `pad` on both ends. */
+export function conv1dNd(x: Nd, w: Nd, stride: number, pad: number, dil: number, groups: number): Nd {
+  const [n, , l] = x.shape;
+  const [o, cg, k] = w.shape;
+  const ol = Math.floor((l + 2 * pad - dil * (k - 1) - 1) / stride) + 1;
+  const og = o / groups;
+  const data: number[] = [];
+  for (let b = 0; b < n; b++)
+    for (let oc = 0; oc < o; oc++)
+      for (let i = 0; i < ol; i++) {
+        let s = 0;
+        const g = Math.floor(oc / og);
+        for (let ic = 0; ic < cg; ic++)
+          for (let q = 0; q < k; q++) {
+            const z = i * stride - pad + q * dil;
+            if (z >= 0 && z < l) s += at(x, [b, g * cg + ic, z]) * at(w, [oc, ic, q]);
+          }
+        data.push(s);
+      }
+  return { shape: [n, o, ol], data };
+}
+
+/**
+ * 2-d transposed convolution by its definition: each input entry x[b, ci, i, j] adds x * w[ci, oc, p, q] at
+ * output row i stride - pad + p dil (column likewise) of channel group(ci) * (Cout / groups) + oc; w is
+ * [Cin, Cout / groups, KH, KW]. Pairs are [rows, columns].
+ */
+export function convTranspose2dNd(
+  x: Nd,
+  w: Nd,
+  stride: readonly [number, number],
+  pad: readonly [number, number],
+  outPad: readonly [number, number],
+  dil: readonly [number, number],
+  groups: number,
+): Nd {
+  const [n, cin, h, wd] = x.shape;
+  const [, og, kh, kw] = w.shape;
+  const cout = og * groups;
+  const oh = (h - 1) * stride[0] - 2 * pad[0] + dil[0] * (kh - 1) + outPad[0] + 1;
+  const ow = (wd - 1) * stride[1] - 2 * pad[1] + dil[1] * (kw - 1) + outPad[1] + 1;
+  const data = new Array<number>(n * cout * oh * ow).fill(0);
+  const ig = cin / groups;
+  for (let b = 0; b < n; b++)
+    for (let ci = 0; ci < cin; ci++)
+      for (let i = 0; i < h; i++)
+        for (let j = 0; j < wd; j++) {
+          const v = at(x, [b, ci, i, j]);
+          const g = Math.floor(ci / ig);
+          for (let oc = 0; oc < og; oc++)
+            for (let p = 0; p < kh; p++)
+              for (let q = 0; q < kw; q++) {
+                const y = i * stride[0] - pad[0] + p * dil[0];
+                const z = j * stride[1] - pad[1] + q * dil[1];
+                if (y < 0 || y >= oh || z < 0 || z >= ow) continue;
+                data[((b * cout + g * og + oc) * oh + y) * ow + z] += v * at(w, [ci, oc, p, q]);
+              }
+        }
+  return { shape: [n, cout, oh, ow], data };
+}
