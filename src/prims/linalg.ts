@@ -13,12 +13,12 @@
  * and Tensor methods so they differentiate again:
  * - cholesky, eigh: the input is taken as symmetric (only one triangle is read); the rules use the symmetric
  *   part of a tangent and return symmetric gradients, as PyTorch's.
- * - eigh, svd: the rules divide by eigenvalue gaps w_j - w_i (singular-value gaps s_j^2 - s_i^2). With a
- *   repeated value the derivative of the vectors does not exist: as in PyTorch, a loss that depends on how the
- *   vectors are chosen inside the repeated space gets inf/NaN there. A term whose numerator is exactly zero
- *   (a gauge-invariant loss: eigenvalues or singular values alone, U diag(S) Vh, ...) counts as zero instead
- *   of 0/0 (`quot`), so those losses keep finite gradients at repeated values, as in PyTorch (which skips the
- *   term when the vectors get no gradient).
+ * - eigh, svd: the rules divide by eigenvalue gaps w_j - w_i (singular-value gaps s_j^2 - s_i^2, and by
+ *   the singular values for a non-square input). With a repeated value the derivative of the vectors does not
+ *   exist, and as in PyTorch a loss that uses the vectors gets inf/NaN there (also a gauge-invariant one such
+ *   as U diag(S) Vh, whose terms are 0/0 at that point); a loss of the values alone keeps its finite gradient
+ *   (`safeGaps`: PyTorch skips the vector terms when the vectors get no gradient, we see that their cotangent
+ *   is zero). Forward mode divides by the gaps as they are.
  * - qr: differentiable for m >= n in "reduced" mode and for m <= n in any mode; mode "complete" with m > n
  *   is an error (Q's extra columns are not determined by A), as in PyTorch.
  * - svd with full matrices and m != n: the reverse rule uses the first min(m, n) columns only (PyTorch does the
@@ -82,14 +82,32 @@ function offDiag(x: Tensor): Tensor {
 }
 
 /**
- * x / e elementwise (e broadcast to x), except that 0 / 0 is 0: a term with an exactly zero numerator
- * contributes nothing even where its denominator (an eigenvalue gap) vanishes. The safe denominator is
- * selected with `where` on the denominator only, so no NaN enters a derivative of this through its unused side.
+ * The denominators of the eigenvector / singular-vector terms: the gaps E (w_j - w_i, or s_j^2 - s_i^2) with
+ * ones on the diagonal (whose numerators are zero), and, in the matrices of the batch whose vectors get no
+ * cotangent at all (`unused`, [..., 1, 1] bool: a loss of the eigenvalues or singular values alone), ones
+ * wherever a gap is zero. Elsewhere a zero gap stays zero, so a loss that uses the vectors at a repeated value
+ * gets inf/NaN, as in PyTorch (which skips the vector terms when the vectors get no gradient, and divides by
+ * the gaps otherwise). Selected with `where` on the denominator only, so no NaN enters a derivative through an
+ * unused side.
  */
-function quot(x: Tensor, e: Tensor): Tensor {
-  const eb = e.expand(x.shape);
-  const bothZero = x.eq(0).logicalAnd(eb.eq(0));
-  return x.div(where(bothZero, onesLike(x), eb));
+function safeGaps(E: Tensor, unused: Tensor | null): Tensor {
+  const n = E.shape[E.shape.length - 1];
+  const diag = castTo(eyeOf(n, "float64"), "bool").expand(E.shape);
+  const one = diag.logicalOr(unused === null ? diag : unused.expand(E.shape).logicalAnd(E.eq(0)));
+  return where(one, onesLike(E), E);
+}
+
+/** Singular values as denominators: zeros replaced by ones in matrices whose vectors get no cotangent. */
+function safeS(S: Tensor, unused: Tensor): Tensor {
+  return where(unused.expand(S.shape).logicalAnd(S.eq(0)), onesLike(S), S);
+}
+
+/** [..., 1, 1] bool: every entry of every given [..., r, c] tensor is zero. */
+function allZero(...xs: Tensor[]): Tensor {
+  return xs
+    .map((x) => x.abs().sum([-2, -1], true))
+    .reduce((a, b) => a.add(b))
+    .eq(0);
 }
 
 /** Ones of x's shape and dtype (a broadcast constant). */
@@ -424,7 +442,7 @@ export interface EighParams {
  * Symmetric eigendecomposition: [..., n, n] -> packed [..., n+1, n] (eigenvalues ascending in row 0,
  * eigenvectors as the columns of rows 1..n). With P = V^T sym(dA) V and E[i, j] = w_j - w_i: dw = diag(P),
  * dV = V (offdiag(P) / E); reverse: dA-bar = V (diag(w-bar) + skew(V^T V-bar) / E) V^T with
- * skew(K) = (K - K^T) / 2 (PyTorch's linalg_eig_backward for Hermitian input). Division by a zero gap: `quot`.
+ * skew(K) = (K - K^T) / 2 (PyTorch's linalg_eig_backward for Hermitian input). Zero gaps: `safeGaps`.
  */
 export const eighP: Primitive<EighParams> = {
   name: "eigh",
@@ -447,7 +465,7 @@ export const eighP: Primitive<EighParams> = {
       const P = mT(V)
         .matmul(sym(ta as Tensor))
         .matmul(V);
-      const dV = V.matmul(quot(offDiag(P), E));
+      const dV = V.matmul(offDiag(P).div(safeGaps(E, null)));
       return placeAt(diagRow(P), out.shape, 0).add(placeAt(dV, out.shape, 1));
     },
     (ct, _xs, out) => {
@@ -456,7 +474,11 @@ export const eighP: Primitive<EighParams> = {
       const V = out!.narrow(-2, 1, n);
       const E = w.sub(mT(w));
       const K = mT(V).matmul(ct.narrow(-2, 1, n));
-      const inner = quot(K.sub(mT(K)).mul(0.5), E).add(diagEmbed(ct.narrow(-2, 0, 1)));
+      const gaps = safeGaps(E, allZero(K));
+      const inner = K.sub(mT(K))
+        .mul(0.5)
+        .div(gaps)
+        .add(diagEmbed(ct.narrow(-2, 0, 1)));
       return [V.matmul(inner).matmul(mT(V))];
     },
     { saveInputs: false, saveOutput: true },
@@ -494,8 +516,8 @@ export function svdUnpack(
  * singular vectors, P = U^T dA V and E[i, j] = s_j^2 - s_i^2 (JAX's svd_jvp_rule, PyTorch's svd_backward):
  * dS = diag(P), dU = U (offdiag(P S + S P^T) / E) + (I - U U^T) dA V S^-1 (m > k),
  * dV = V (offdiag(S P + P^T S) / E) + (I - V V^T) dA^T U S^-1 (n > k); reverse:
- * dA-bar = U ((J - J^T)/E S + S (K - K^T)/E + diag(S-bar)) V^T + (I - U U^T) U-bar S^-1 V^T (m > k)
- * + U S^-1 V-bar^T (I - V V^T) (n > k), J = U^T U-bar, K = V^T V-bar. Division by a zero gap: `quot`.
+ * dA-bar = U (((J - J^T) S + S (K - K^T)) / E + diag(S-bar)) V^T + (I - U U^T) U-bar S^-1 V^T (m > k)
+ * + U S^-1 V-bar^T (I - V V^T) (n > k), J = U^T U-bar, K = V^T V-bar. Zero gaps: `safeGaps`.
  */
 export const svdP: Primitive<SvdParams> = {
   name: "svd",
@@ -526,15 +548,16 @@ export const svdP: Primitive<SvdParams> = {
       const S2 = S.mul(S);
       const E = S2.sub(mT(S2));
       const P = mT(U).matmul(dA).matmul(V);
-      let dU = U.matmul(quot(offDiag(P.mul(S).add(St.mul(mT(P)))), E));
-      let dV = V.matmul(quot(offDiag(St.mul(P).add(mT(P).mul(S))), E));
+      const gaps = safeGaps(E, null);
+      let dU = U.matmul(offDiag(P.mul(S).add(St.mul(mT(P)))).div(gaps));
+      let dV = V.matmul(offDiag(St.mul(P).add(mT(P).mul(S))).div(gaps));
       if (m > k) {
         const dAV = dA.matmul(V);
-        dU = dU.add(quot(dAV.sub(U.matmul(mT(U).matmul(dAV))), S));
+        dU = dU.add(dAV.sub(U.matmul(mT(U).matmul(dAV))).div(S));
       }
       if (n > k) {
         const dAU = mT(dA).matmul(U);
-        dV = dV.add(quot(dAU.sub(V.matmul(mT(V).matmul(dAU))), S));
+        dV = dV.add(dAU.sub(V.matmul(mT(V).matmul(dAU))).div(S));
       }
       return placeAt(dU, out.shape, 0)
         .add(placeAt(diagRow(P), out.shape, m))
@@ -553,13 +576,15 @@ export const svdP: Primitive<SvdParams> = {
       const E = S2.sub(mT(S2));
       const J = mT(U).matmul(gU);
       const K = mT(V).matmul(gV);
-      const inner = quot(J.sub(mT(J)), E)
+      const unused = allZero(J, K);
+      const inner = J.sub(mT(J))
         .mul(S)
-        .add(St.mul(quot(K.sub(mT(K)), E)))
+        .add(St.mul(K.sub(mT(K))))
+        .div(safeGaps(E, unused))
         .add(diagEmbed(gS));
       let gA = U.matmul(inner).matmul(mT(V));
-      if (m > k) gA = gA.add(quot(gU.sub(U.matmul(J)), S).matmul(mT(V)));
-      if (n > k) gA = gA.add(U.matmul(quot(mT(gV.sub(V.matmul(K))), St)));
+      if (m > k) gA = gA.add(gU.sub(U.matmul(J)).div(safeS(S, unused)).matmul(mT(V)));
+      if (n > k) gA = gA.add(U.matmul(mT(gV.sub(V.matmul(K))).div(mT(safeS(S, unused)))));
       return [gA];
     },
     { saveInputs: false, saveOutput: true },
