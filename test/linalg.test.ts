@@ -410,7 +410,7 @@ describe("linalg reconstruction identities (batched, non-contiguous, float32 and
       const d = vals(la.det(a));
       const { sign, logabsdet } = la.slogdet(a);
       const sl = vals(sign.mul(logabsdet.exp()));
-      d.forEach((v, i) => assert.ok(Math.abs(v - sl[i]) <= tol * 10 * Math.abs(v)));
+      for (const [i, v] of d.entries()) assert.ok(Math.abs(v - sl[i]) <= tol * 10 * Math.abs(v));
       // det = product of the eigenvalues for a symmetric matrix
       const e = vals(la.eigvalsh(spd));
       const ds = vals(la.det(spd));
