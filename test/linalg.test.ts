@@ -328,6 +328,18 @@ describe("linalg gradients against PyTorch 1.13 (float64)", () => {
     const cof = [0, 1, 2].flatMap((i) => [0, 1, 2].map((j) => (-1) ** (i + j) * minor(i, j) + 0));
     assert.deepEqual(cof, [4, 4, -4, -2, -2, 2, 0, 0, 0]);
     close(grad((x: Tensor) => la.det(x))(f64(S)), cof, 1e-12, "det at rank n-1");
+    // diag(0, 1): d det = dA[0][0] (PyTorch 1.13 gives zeros here too)
+    close(
+      grad((x: Tensor) => la.det(x))(
+        f64([
+          [0, 0],
+          [0, 1],
+        ]),
+      ),
+      [1, 0, 0, 0],
+      1e-14,
+      "diag(0, 1)",
+    );
     // a rank-1 and a zero matrix: all cofactors vanish
     close(grad((x: Tensor) => la.det(x))(cr.ones([3, 3], { dtype: "float64" })), new Array(9).fill(0), 1e-12);
     close(grad((x: Tensor) => la.det(x))(cr.zeros([3, 3], { dtype: "float64" })), new Array(9).fill(0), 0);
