@@ -50,6 +50,7 @@ export {
   convTranspose1d,
   convTranspose2d,
 } from "./ops/conv.ts";
+export { type InterpolateMode, type InterpolateOpts, interpolate } from "./nn/upsample.ts";
 export {
   all,
   any,

@@ -117,6 +117,15 @@ export {
 } from "./rnn.ts";
 export { countParameters, formatCount } from "./summary.ts";
 export {
+  type InterpolateMode,
+  type InterpolateOpts,
+  interpolate,
+  Upsample,
+  type UpsampleOpts,
+  UpsamplingBilinear2d,
+  UpsamplingNearest2d,
+} from "./upsample.ts";
+export {
   type DecoderCallOpts,
   type EncoderCallOpts,
   TransformerDecoder,
