@@ -265,6 +265,63 @@ describe("linalg gradients against PyTorch 1.13 (float64)", () => {
     };
     close(grad(eighLoss)(f64(A)), T.geighmix, 1e-12, "eigh");
   });
+  test("wide qr and svd, eigh UPLO U, inv, cholesky upper, solve with a broadcast vector", () => {
+    // torch 1.13, float64, with W = M.T (3 x 4), w = arange(1., 13.).reshape(3, 4), c9 = arange(9.).reshape(3, 3):
+    //   Q, R = qr(W): Q.sum() + (R * w).sum();  U, S, Vh = svd(W, full_matrices=False): (Vh.abs() * w).sum() + S.sum()
+    //   (eigh(A, UPLO="U").eigenvalues * [1, -2, 3]).sum();  (inv(G) * c9).sum();  (cholesky(A, upper=True) * c9).sum()
+    //   (solve(stack([G, A]), b) * [[1, 2, 3], [4, 5, 6]]).sum() with b = [1, -1, 2] (gradients of both)
+    // biome-ignore format: torch's values, as printed
+    const want = {
+      qrwide: [3.973752752662452, 3.888115338942384, 2.71696762321081, 2.990329882802197, -1.410497853675045, -1.583511150513007, 1.475742800231494, 0.9237218126686, 3.602246788095536, 5.620072523482722, 13.016922452023332, 14.635732479272107],
+      svdwide: [1.023824555307173, -0.087269630990485, -0.240004092294813, 0.128654816769925, -0.551771936393234, -0.901577214717933, 0.966067015210583, -1.139880424622032, -1.345933049903618, -0.832708361631548, 1.096805945779195, 2.39672262215153],
+      eighU: [1.441937172076661, -0.440722567359896, 1.44436638151019, -0.440722567359896, -0.675732928416423, 1.640287929304039, 1.444366381510189, 1.640287929304039, 1.233795756339761],
+      inv: [-0.253308128544423, -0.540642722117202, -0.589792060491494, 0.289224952741021, 0.12476370510397, 0.136105860113422, -3.164461247637051, -3.306238185255198, -3.606805293005672],
+      cholU: [0.639767016866645, -0.805289706022173, -0.876889180722205, -0.805289706022173, 1.206045378311055, 1.507556722888818, -0.876889180722205, 1.507556722888818, 2.0],
+      solveA: [-0.204158790170132, -0.272211720226843, -0.771266540642722, 0.017013232514178, 0.022684310018904, 0.064272211720227, -1.037807183364839, -1.383742911153119, -3.920604914933837, -0.024018595041322, 0.06198347107438, -0.051136363636364, -0.256198347107438, 0.661157024793388, -0.545454545454545, -0.176136363636364, 0.454545454545455, -0.375],
+      solveb: [0.658102766798419, 1.411067193675889, 3.652173913043478],
+    };
+    const W = f64(M).mT.contiguous();
+    const w = cr.arange(1, 13, 1, { dtype: "float64" }).reshape(3, 4);
+    const c9 = cr.arange(0, 9, 1, { dtype: "float64" }).reshape(3, 3);
+    const qrLoss = (x: Tensor) => {
+      const { Q, R } = la.qr(x);
+      return Q.sum().add(R.mul(w).sum());
+    };
+    close(grad(qrLoss)(W), want.qrwide, 1e-12, "qr wide");
+    const svdLoss = (x: Tensor) => {
+      const { S, Vh } = la.svd(x, { fullMatrices: false });
+      return Vh.abs().mul(w).sum().add(S.sum());
+    };
+    close(grad(svdLoss)(W), want.svdwide, 1e-12, "svd wide");
+    const eighLoss = (x: Tensor) =>
+      la
+        .eigh(x, "U")
+        .eigenvalues.mul(f64([1, -2, 3]))
+        .sum();
+    close(grad(eighLoss)(f64(A)), want.eighU, 1e-12, "eigh U");
+    close(grad((x: Tensor) => la.inv(x).mul(c9).sum())(f64(G)), want.inv, 1e-12, "inv");
+    close(
+      grad((x: Tensor) => la.cholesky(x, { upper: true }).mul(c9).sum())(f64(A)),
+      want.cholU,
+      1e-12,
+      "cholesky upper",
+    );
+    const [gA, gb] = grad(
+      (a: Tensor, b: Tensor) =>
+        la
+          .solve(a, b)
+          .mul(
+            f64([
+              [1, 2, 3],
+              [4, 5, 6],
+            ]),
+          )
+          .sum(),
+      { argnums: [0, 1] },
+    )(cr.stack([f64(G), f64(A)]), f64([1, -1, 2])) as Tensor[];
+    close(gA, want.solveA, 1e-12, "solve batched A");
+    close(gb, want.solveb, 1e-12, "solve broadcast b");
+  });
   test("repeated eigenvalues / singular values: losses of the values alone stay finite (as PyTorch)", () => {
     close(grad((a: Tensor) => la.eigh(a).eigenvalues.pow(2).sum())(eyeLike(3)), T.geighI, TOL, "eigh at I");
     close(grad((a: Tensor) => la.svdvals(a).sum())(eyeLike(3)), T.gsvdI, TOL, "svdvals at I");
