@@ -578,6 +578,35 @@ describe("linalg under vmap and jit", () => {
     const g2 = grad((x: Tensor) => la.det(x).sum())(sq);
     assert.ok(maxDiff(g1, g2) < 1e-12);
   });
+  test("jit(grad) equals grad, and hessians (forward over reverse) are symmetric and finite", () => {
+    const a = randn([3, 3]);
+    const I = eyeLike(3);
+    const losses: [string, (x: Tensor) => Tensor][] = [
+      ["det", (x) => la.det(x)],
+      ["slogdet", (x) => la.slogdet(x).logabsdet],
+      ["svdvals", (x) => la.svdvals(x).sum()],
+      [
+        "eigh",
+        (x) =>
+          la
+            .eigh(x.add(x.mT))
+            .eigenvectors.pow(2)
+            .mul(f64([0, 1, 2]))
+            .sum(),
+      ],
+      ["qr", (x) => la.qr(x).R.pow(2).sum()],
+      ["cholesky", (x) => la.cholesky(x.matmul(x.mT).add(I)).sum()],
+      ["inv", (x) => la.inv(x).sum()],
+    ];
+    for (const [name, f] of losses) {
+      assert.equal(maxDiff(cr.jit(grad(f))(a), grad(f)(a)), 0, `${name}: jit(grad)`);
+      const h = cr.hessian(f)(a) as Tensor;
+      assert.deepEqual(h.shape, [3, 3, 3, 3]);
+      const hm = h.reshape(9, 9);
+      assert.ok(vals(hm).every(Number.isFinite), `${name}: finite`);
+      assert.ok(maxDiff(hm, hm.mT) < 1e-10, `${name}: symmetric`);
+    }
+  });
   test("jit: solve compiles, and a singular matrix is still an error when the program runs", () => {
     const f = cr.jit((a: Tensor, b: Tensor) => la.solve(a, b));
     const a = f64(G);
