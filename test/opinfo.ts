@@ -24,6 +24,7 @@ import {
   conv2dNd,
   convTranspose2dNd,
   erfRef,
+  interpolateNd,
   mapN,
   matmulNd,
   maxPoolBackNd,
@@ -1536,6 +1537,26 @@ export const OPS: OpInfo[] = [
     },
     diff: true,
   },
+  // ---- interpolate (separable gathers with constant weights), issue 13
+  ...(
+    [
+      [[2, 3, 4, 3], [5, 7], "nearest", undefined, "nearest"],
+      [[1, 2, 5], [3], "linear", undefined, "linear"],
+      [[2, 2, 3, 4], [5, 3], "bilinear", undefined, "linear"],
+      [[1, 2, 3, 4], [4, 7], "bilinear", true, "linear"],
+      [[1, 1, 3, 4], [5, 6], "bicubic", undefined, "cubic"],
+      [[1, 1, 4, 3], [6, 2], "bicubic", true, "cubic"],
+      [[1, 1, 2, 3, 2], [3, 2, 4], "trilinear", undefined, "linear"],
+    ] as [number[], number[], cr.InterpolateMode, boolean | undefined, "nearest" | "linear" | "cubic"][]
+  ).map(
+    ([xs, size, mode, alignCorners, kind], k): OpInfo => ({
+      name: `interpolate-${mode}#${k}`,
+      samples: () => [[mk(xs, "real", k === 2)]],
+      fn: (x) => cr.interpolate(x, { size, mode, alignCorners }),
+      ref: (x) => interpolateNd(x, size, kind, alignCorners),
+      diff: true,
+    }),
+  ),
   // ---- fused bias + activation (bias draws below 0.1 in magnitude keep relu's inputs off its kink)
   {
     name: "biasActivation-relu",

@@ -539,3 +539,67 @@ export function convTranspose2dNd(
         }
   return { shape: [n, cout, oh, ow], data };
 }
+
+/**
+ * Resampling of the spatial dims of x [N, C, ...spatial] to `out` (PyTorch 1.13's interpolate with `size`), by
+ * its definition: each output entry is the sum over every combination of per-axis source taps of the product
+ * of their weights times the source entry. Per axis: nearest floor(dst * in / out) (ratio and product in
+ * float32, as PyTorch), linear with half-pixel centres clamped at 0 (or alignCorners), cubic convolution
+ * (a = -0.75) with border samples repeated.
+ */
+export function interpolateNd(
+  x: Nd,
+  out: readonly number[],
+  mode: "nearest" | "linear" | "cubic",
+  alignCorners = false,
+): Nd {
+  const [n, c, ...inSp] = x.shape;
+  const axisTaps = inSp.map((size, ax): [number, number][][] => {
+    const m = out[ax];
+    return Array.from({ length: m }, (_, j) => {
+      if (mode === "nearest") {
+        const r = Math.fround(size / m);
+        return [[Math.min(Math.floor(Math.fround(j * r)), size - 1), 1]];
+      }
+      if (mode === "linear" && size === m) return [[j, 1]];
+      const ratio = alignCorners ? (m > 1 ? (size - 1) / (m - 1) : 0) : size / m;
+      let s = alignCorners ? ratio * j : ratio * (j + 0.5) - 0.5;
+      const clampI = (i: number) => Math.min(Math.max(i, 0), size - 1);
+      if (mode === "linear") {
+        if (s < 0) s = 0;
+        const i0 = Math.min(Math.floor(s), size - 1);
+        const t = s - i0;
+        return [
+          [i0, 1 - t],
+          [clampI(i0 + 1), t],
+        ];
+      }
+      const i0 = Math.floor(s);
+      const t = s - i0;
+      const a = -0.75;
+      const k = (d: number) => {
+        const u = Math.abs(d);
+        if (u <= 1) return (a + 2) * u ** 3 - (a + 3) * u ** 2 + 1;
+        if (u < 2) return a * u ** 3 - 5 * a * u ** 2 + 8 * a * u - 4 * a;
+        return 0;
+      };
+      return [-1, 0, 1, 2].map((o): [number, number] => [clampI(i0 + o), k(t - o)]);
+    });
+  });
+  const shape = [n, c, ...out];
+  const data: number[] = [];
+  for (let f = 0; f < size(shape); f++) {
+    const [b, ch, ...dst] = unravel(f, shape);
+    let acc = 0;
+    const walk = (ax: number, w: number, src: number[]): void => {
+      if (ax === dst.length) {
+        acc += w * at(x, [b, ch, ...src]);
+        return;
+      }
+      for (const [i, wi] of axisTaps[ax][dst[ax]]) walk(ax + 1, w * wi, [...src, i]);
+    };
+    walk(0, 1, []);
+    data.push(acc);
+  }
+  return { shape, data };
+}
