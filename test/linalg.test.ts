@@ -551,6 +551,38 @@ describe("linalg edge shapes", () => {
     );
     assert.deepEqual(grad((x: Tensor) => la.det(x).sum())(a).shape, [0, 3, 3]);
   });
+  test("non-finite entries: NaN decompositions for eigh and svd (only the affected batch element)", () => {
+    const a = cr.stack([
+      f64([
+        [Number.NaN, 1],
+        [1, 1],
+      ]),
+      f64([
+        [2, 0],
+        [0, 3],
+      ]),
+    ]);
+    const e = la.eigh(a);
+    assert.ok(vals(e.eigenvalues.narrow(0, 0, 1)).every(Number.isNaN));
+    assert.ok(vals(e.eigenvectors.narrow(0, 0, 1)).every(Number.isNaN));
+    close(e.eigenvalues.narrow(0, 1, 1), [2, 3]);
+    const s = la.svd(
+      a.mul(
+        f64([
+          [
+            [1, Number.POSITIVE_INFINITY],
+            [1, 1],
+          ],
+          [
+            [1, 1],
+            [1, 1],
+          ],
+        ]),
+      ),
+    );
+    assert.ok([s.U, s.S, s.Vh].every((t) => vals(t.narrow(0, 0, 1)).every(Number.isNaN)));
+    close(s.S.narrow(0, 1, 1), [3, 2]);
+  });
   test("1 x 1 and 0 x 0 matrices", () => {
     const a = f64([[[-2]], [[5]]]);
     close(la.inv(a), [-0.5, 0.2]);

@@ -413,14 +413,14 @@ export interface LinalgKernels {
   /**
    * Symmetric eigendecomposition of a [..., n, n] (only its `lower` or upper triangle read): out [..., n+1, n],
    * row 0 the eigenvalues ascending, rows 1..n the eigenvectors as columns, each with its largest-magnitude
-   * entry positive (the first one on ties).
+   * entry positive (the first one on ties). A matrix with a non-finite entry gives NaN throughout.
    */
   eigh(a: View, lower: boolean, out: TypedArray): void;
   /**
    * Singular value decomposition of a [..., m, n], k = min(m, n): U [m, ku], S [k] descending, Vh [kv, n] with
    * ku = kv = k, or ku = m, kv = n with `full`; packed as out [..., m + 1 + kv, max(ku, n)], U in rows 0..m-1,
    * S in row m, Vh in the rows after. The largest-magnitude entry of each of the first k columns of U is
-   * positive (the first one on ties).
+   * positive (the first one on ties). A matrix with a non-finite entry gives NaN throughout.
    */
   svd(a: View, full: boolean, out: TypedArray): void;
   /** Determinant of a [..., n, n] (from LU with partial pivoting): out [...]. */

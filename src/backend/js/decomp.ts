@@ -8,7 +8,8 @@
  * eigenvalues and singular values to high relative accuracy; they are slower than LAPACK's divide and conquer
  * (several O(n^3) sweeps), which is fine for a reference (and for the small matrices a differentiable model
  * uses). Eigenvector and singular-vector signs are fixed here by a rule (the largest-magnitude entry of a
- * column is positive) since LAPACK's signs are unspecified: results match PyTorch up to those signs.
+ * column is positive) since LAPACK's signs are unspecified: results match PyTorch up to those signs. A matrix
+ * with a non-finite entry has no eigen- or singular value decomposition: eigh and svd give NaN throughout it.
  */
 import type { TypedArray } from "../../dtype.ts";
 import { internal, LinAlgError } from "../../errors.ts";
@@ -245,6 +246,12 @@ function qr(a: View, complete: boolean, out: TypedArray): void {
   }
 }
 
+/** Whether every entry of `w` is finite. */
+function allFinite(w: Float64Array): boolean {
+  for (let i = 0; i < w.length; i++) if (!Number.isFinite(w[i])) return false;
+  return true;
+}
+
 /** Make the largest-magnitude entry of column j of the row-major r x cols `M` positive; returns -1 if flipped. */
 function fixSign(M: Float64Array, r: number, cols: number, j: number): number {
   let best = 0;
@@ -278,6 +285,11 @@ function eigh(a: View, lower: boolean, out: TypedArray): void {
   const src = contiguousData(a);
   for (let b = 0; b < batch; b++) {
     const raw = load(src, b, n, n);
+    const o = b * per;
+    if (!allFinite(raw)) {
+      out.fill(Number.NaN, o, o + per);
+      continue;
+    }
     const A = new Float64Array(n * n);
     for (let i = 0; i < n; i++) {
       for (let j = 0; j < n; j++) {
@@ -292,7 +304,6 @@ function eigh(a: View, lower: boolean, out: TypedArray): void {
     const order = w.map((_, i) => i).sort((i, j) => w[i] - w[j] || i - j);
     reorderColumns(V, n, n, order);
     for (let j = 0; j < n; j++) fixSign(V, n, n, j);
-    const o = b * per;
     for (let j = 0; j < n; j++) out[o + j] = w[order[j]];
     for (let i = 0; i < n * n; i++) out[o + n + i] = V[i];
   }
@@ -455,6 +466,11 @@ function svd(a: View, full: boolean, out: TypedArray): void {
   const src = contiguousData(a);
   for (let b = 0; b < batch; b++) {
     const A = load(src, b, m, n);
+    const o = b * per;
+    if (!allFinite(A)) {
+      out.fill(Number.NaN, o, o + per);
+      continue;
+    }
     // tall: work on A (m x n); wide: on A^T (n x m), whose left vectors are A's right ones
     const tall = m >= n;
     const r = tall ? m : n;
@@ -505,7 +521,6 @@ function svd(a: View, full: boolean, out: TypedArray): void {
     for (let j = 0; j < k; j++) {
       if (fixSign(U, m, ku, j) < 0) for (let i = 0; i < n; i++) V[i * kv + j] = -V[i * kv + j];
     }
-    const o = b * per;
     out.fill(0, o, o + per);
     for (let i = 0; i < m; i++) for (let j = 0; j < ku; j++) out[o + i * w + j] = U[i * ku + j];
     for (let j = 0; j < k; j++) out[o + m * w + j] = sv[j];
