@@ -474,3 +474,42 @@ describe("nn.Upsample, UpsamplingNearest2d, UpsamplingBilinear2d", () => {
     assert.deepEqual(gs[0].shape, [2, 3, 2, 2]);
   });
 });
+
+describe("the new layers in a jitted training step", () => {
+  test("makeTrainStep: jit losses equal the eager twin's (Conv1d, ConvTranspose2d, Upsample)", () => {
+    const F64 = { dtype: "float64" as const };
+    const build = () =>
+      new nn.Sequential(
+        new nn.ConvTranspose2d(2, 3, 3, { stride: 2, padding: 1, outputPadding: 1, ...F64 }),
+        new nn.Tanh(),
+        new nn.Upsample({ size: [5, 6], mode: "bilinear" }),
+        new nn.Flatten(2),
+        new nn.Conv1d(3, 2, 3, { stride: 2, ...F64 }),
+      );
+    cr.manualSeed(5);
+    const m1 = build();
+    const m2 = build();
+    m2.loadStateDict(m1.stateDict());
+    const x = seq([4, 2, 3, 4], 0.3);
+    const y = seq([4, 2, 14], 1.7);
+    const loss = (out: Tensor, t: Tensor) => nn.mseLoss(out, t);
+    const f = cr.optim.functional.sgd({ lr: 0.1, momentum: 0.9 });
+    const stepE = cr.optim.makeTrainStep(m1, loss, f, { jit: false });
+    const stepJ = cr.optim.makeTrainStep(m2, loss, f);
+    let se = stepE.init();
+    let sj = stepJ.init();
+    const le: number[] = [];
+    const lj: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const [a, s1] = stepE(se, x, y);
+      const [b, s2] = stepJ(sj, x, y);
+      le.push(a.item());
+      lj.push(b.item());
+      se = s1;
+      sj = s2;
+    }
+    assert.equal(stepJ.traceCount, 1);
+    close(tensor(lj, F64), le, "jit vs eager losses", 1e-12);
+    assert.ok(le[3] < le[0], `the loss decreases: ${le}`);
+  });
+});
