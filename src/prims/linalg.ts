@@ -102,10 +102,10 @@ function safeS(S: Tensor, unused: Tensor): Tensor {
   return where(unused.expand(S.shape).logicalAnd(S.eq(0)), onesLike(S), S);
 }
 
-/** [..., 1, 1] bool: every entry of every given [..., r, c] tensor is zero. */
+/** [..., 1, 1] bool: every entry of every given [..., r, c] tensor is zero (a test: nothing to differentiate). */
 function allZero(...xs: Tensor[]): Tensor {
   return xs
-    .map((x) => x.abs().sum([-2, -1], true))
+    .map((x) => x.detach().abs().sum([-2, -1], true))
     .reduce((a, b) => a.add(b))
     .eq(0);
 }
@@ -133,7 +133,7 @@ function block(x: Tensor, r0: number, r: number, c: number): Tensor {
   return x.narrow(-2, r0, r).narrow(-1, 0, c);
 }
 
-/** A [..., n, n] bool -> float tensor of x's dtype with P[i, j] = (perm[i] == j) from the perm row [..., 1, n]. */
+/** The permutation matrix P[i, j] = (perm[i] == j) ([..., n, n], the row's dtype) of a perm row [..., 1, n]. */
 function permMatrix(permRow: Tensor): Tensor {
   const n = permRow.shape[permRow.shape.length - 1];
   const idx = new Float64Array(n);
