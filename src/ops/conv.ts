@@ -33,7 +33,7 @@ function floatType(op: string, xs: readonly (Tensor | null)[]): "float32" | "flo
   return d;
 }
 
-/** The one example of a result computed with a batch of one added. */
+/** A result computed with a leading batch of one, without that batch dim (the unbatched forms). */
 function unbatched(y: Tensor): Tensor {
   return reshape(y, y.shape.slice(1));
 }
