@@ -290,7 +290,7 @@ function outputPaddingFor(
  * up.call(randn([1, 16, 7, 7])); // [1, 8, 14, 14]
  * ```
  */
-export class ConvTranspose2d extends Module {
+export class ConvTranspose2d extends Module<[Tensor, (readonly number[])?]> {
   weight: Tensor;
   bias: Tensor | null;
   readonly kernelSize: [number, number];
@@ -359,7 +359,7 @@ export class ConvTranspose2d extends Module {
  * 1-d transposed convolution layer (PyTorch's ConvTranspose1d): x [N, inChannels, L] -> [N, outChannels, L']
  * with L' = (L - 1) stride - 2 padding + dilation (k - 1) + outputPadding + 1; weight [in, out / groups, k].
  */
-export class ConvTranspose1d extends Module {
+export class ConvTranspose1d extends Module<[Tensor, (readonly number[])?]> {
   weight: Tensor;
   bias: Tensor | null;
   readonly stride: number;
