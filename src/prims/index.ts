@@ -11,6 +11,7 @@ import * as C from "./contract.ts";
 import * as E from "./elementwise.ts";
 import * as V from "./movement.ts";
 import * as R from "./reduce.ts";
+import * as La from "./linalg.ts";
 import * as So from "./sort.ts";
 
 export const primitives = {
@@ -20,6 +21,7 @@ export const primitives = {
   ...C.contractPrimitives,
   ...So.sortPrimitives,
   ...A.attentionPrimitives,
+  ...La.linalgPrimitives,
 } satisfies Record<string, Primitive<never>>;
 
 /** A primitive's name: derived from the table, so there is no second list to keep in step. */
