@@ -17,6 +17,7 @@
       "src/kernels/optim.cc",
       "src/kernels/softmax.cc",
       "src/kernels/attention.cc",
+      "src/kernels/rnn_cell.cc",
       "src/kernels/table.cc"
     ],
     "common_cflags": ["-O3", "-fno-math-errno", "-fPIC", "-std=gnu++17", "-fno-exceptions", "-fno-rtti", "-Wno-unused-parameter"]
