@@ -6,11 +6,14 @@
 import * as cr from "../src/index.ts";
 import { Generator, type Tensor, tensor } from "../src/index.ts";
 import { sdpa } from "../src/prims/attention.ts";
+import { gruCell, lstmCell } from "../src/prims/rnn.ts";
 import * as lax from "../src/prims/lax.ts";
 import {
   alongAxis,
   at,
   attentionNd,
+  gruCellNd,
+  lstmCellNd,
   choleskyRef,
   detRef,
   fromMatrices,
@@ -1734,6 +1737,29 @@ export const OPS: OpInfo[] = [
     ],
     fn: (q, k, v, m) => sdpa(q, k, v, m, { scale: 0.8, causal: true }),
     ref: (q, k, v, m) => attentionNd(q, k, v, m, true, 0.8, { lse: true }),
+    diff: true,
+  },
+  // Fused recurrent cells (their VJPs lstmCellBackward / gruCellBackward are reached by the second-order checks).
+  {
+    name: "lstmCell (fused LSTM step, [h', c'])",
+    samples: () => [
+      [mk([3, 8]), mk([3, 2])],
+      [mk([2, 3, 12], "real", true), mk([2, 3, 3])],
+      [mk([4]), mk([1])],
+    ],
+    fn: (g, c) => lstmCell(g, c),
+    ref: (g, c) => lstmCellNd(g, c),
+    diff: true,
+  },
+  {
+    name: "gruCell (fused GRU step)",
+    samples: () => [
+      [mk([3, 6]), mk([3, 6]), mk([3, 2])],
+      [mk([2, 9], "real", true), mk([2, 9]), mk([2, 3], "real", true)],
+      [mk([3]), mk([3]), mk([1])],
+    ],
+    fn: (x, hp, h) => gruCell(x, hp, h),
+    ref: (x, hp, h) => gruCellNd(x, hp, h),
     diff: true,
   },
 ];

@@ -668,3 +668,41 @@ export function interpolateNd(
   }
   return { shape, data };
 }
+
+const sigm = (x: number) => 1 / (1 + Math.exp(-x));
+
+/** One LSTM step's elementwise part by its definition: gates [..., 4H] (i, f, g, o), c [..., H] -> [h', c']. */
+export function lstmCellNd(g: Nd, c: Nd): Nd {
+  const h = c.shape[c.shape.length - 1];
+  const rows = size(c.shape) / h;
+  const data: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    const gate = (k: number, j: number) => g.data[r * 4 * h + k * h + j];
+    const hs: number[] = [];
+    const cs: number[] = [];
+    for (let j = 0; j < h; j++) {
+      const cp = sigm(gate(1, j)) * c.data[r * h + j] + sigm(gate(0, j)) * Math.tanh(gate(2, j));
+      hs.push(sigm(gate(3, j)) * Math.tanh(cp));
+      cs.push(cp);
+    }
+    data.push(...hs, ...cs);
+  }
+  return { shape: [...c.shape.slice(0, -1), 2 * h], data };
+}
+
+/** One GRU step's elementwise part by its definition (PyTorch's r, z, n): h' = (1 - z) n + z h. */
+export function gruCellNd(x: Nd, hp: Nd, hv: Nd): Nd {
+  const h = hv.shape[hv.shape.length - 1];
+  const rows = size(hv.shape) / h;
+  const data: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < h; j++) {
+      const at3 = (t: Nd, k: number) => t.data[r * 3 * h + k * h + j];
+      const rg = sigm(at3(x, 0) + at3(hp, 0));
+      const z = sigm(at3(x, 1) + at3(hp, 1));
+      const n = Math.tanh(at3(x, 2) + rg * at3(hp, 2));
+      data.push((1 - z) * n + z * hv.data[r * h + j]);
+    }
+  }
+  return { shape: [...hv.shape], data };
+}

@@ -374,6 +374,36 @@ export interface Backend {
   ): void;
 
   /**
+   * The elementwise part of one LSTM step, fused: gates [...B, 4H] (the two matmuls' sum, in PyTorch's order
+   * i, f, g, o), c [...B, H] (any strides); out contiguous [...B, 2H] = [h', c'] with
+   *   c' = sigmoid(f) c + sigmoid(i) tanh(g),   h' = sigmoid(o) tanh(c').
+   * Float dtypes, shared. js computes in float64; others may compute float32 in float32 (~1e-6 relative).
+   */
+  lstmCell(gates: View, c: View, out: TypedArray): void;
+
+  /**
+   * The VJP of lstmCell: gates and c as there, ct [...B, 2H] the cotangent of [h', c']; out contiguous
+   * [...B, 5H] = [d gates (i, f, g, o), dc]. With dc' = ct_c + ct_h sigmoid(o) (1 - tanh(c')^2):
+   *   di = dc' tanh(g) i (1 - i), df = dc' c f (1 - f), dg = dc' i (1 - tanh(g)^2), do = ct_h tanh(c') o (1 - o),
+   *   dc = dc' f   (i, f, o the sigmoids of their gates).
+   */
+  lstmCellBackward(gates: View, c: View, ct: View, out: TypedArray): void;
+
+  /**
+   * The elementwise part of one GRU step, fused: xp [...B, 3H] (x W_ih^T + b_ih) and hp [...B, 3H]
+   * (h W_hh^T + b_hh), each in PyTorch's order r, z, n, and h [...B, H]; out contiguous [...B, H] with
+   *   r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r h_n),   h' = n + z (h - n).
+   */
+  gruCell(xp: View, hp: View, h: View, out: TypedArray): void;
+
+  /**
+   * The VJP of gruCell: ct [...B, H] the cotangent of h'; out contiguous [...B, 7H] = [dxp (3H), dhp (3H), dh]
+   * with dn' = ct (1 - z) (1 - n^2), dz' = ct (h - n) z (1 - z), dr' = dn' h_n r (1 - r):
+   *   dxp = [dr', dz', dn'],  dhp = [dr', dz', dn' r],  dh = ct z.
+   */
+  gruCellBackward(xp: View, hp: View, h: View, ct: View, out: TypedArray): void;
+
+  /**
    * Optional fused kernel: one Adam/AdamW step in place, elementwise over contiguous arrays of one float dtype
    * (g may be any view of the same shape). With float64 arithmetic per element:
    *   decoupled: p *= 1 - lr wd;   g' = (maximize ? -g : g) (+ wd p unless decoupled)
@@ -506,10 +536,14 @@ const KERNEL_SET: Record<KernelName, true> = {
   softmaxBackward: true,
   attention: true,
   attentionBackward: true,
+  lstmCell: true,
+  lstmCellBackward: true,
+  gruCell: true,
+  gruCellBackward: true,
   adamUpdate: true,
 };
 
-/** The 26 kernel names, in the order of the interface. */
+/** The 30 kernel names, in the order of the interface. */
 export const KERNELS = Object.keys(KERNEL_SET) as KernelName[];
 
 /**

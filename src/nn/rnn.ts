@@ -29,6 +29,7 @@ import type { Generator } from "../ops/creation.ts";
 import { zeros } from "../ops/creation.ts";
 import { linear } from "../ops/nn.ts";
 import { cat, stack } from "../ops/shape.ts";
+import { gruCell, lstmCell } from "../prims/rnn.ts";
 import { fmtShape } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { Dropout } from "./dropout.ts";
@@ -106,22 +107,18 @@ function cellStep(mode: Mode, xp: Tensor, s: Carry, w: CellWeights): Carry {
     case "RNN_RELU":
       return { h: xp.add(s.h.matmul(w.wHh.transpose(0, 1))).relu(), c: null };
     case "LSTM": {
-      const [i, f, g, o] = xp.add(s.h.matmul(w.wHh.transpose(0, 1))).chunk(4, -1);
-      const c = f.sigmoid().mul(s.c!).add(i.sigmoid().mul(g.tanh()));
-      let h = o.sigmoid().mul(c.tanh());
+      // the gates' nonlinearities and the state update in one fused kernel (and one for its VJP)
+      const gates = xp.add(s.h.matmul(w.wHh.transpose(0, 1)));
+      const hc = lstmCell(gates, s.c!);
+      const n = s.c!.shape[s.c!.ndim - 1];
+      const c = hc.narrow(-1, n, n);
+      let h = hc.narrow(-1, 0, n);
       if (w.wHr !== null) h = h.matmul(w.wHr.transpose(0, 1));
       return { h, c };
     }
-    case "GRU": {
-      const hp = linear(s.h, w.wHh, w.bHh);
-      const [xr, xz, xn] = xp.chunk(3, -1);
-      const [hr, hz, hn] = hp.chunk(3, -1);
-      const r = xr.add(hr).sigmoid();
-      const z = xz.add(hz).sigmoid();
-      const n = xn.add(r.mul(hn)).tanh();
-      // (1 - z) n + z h
-      return { h: n.add(z.mul(s.h.sub(n))), c: null };
-    }
+    case "GRU":
+      // r, z, n and (1 - z) n + z h in one fused kernel (and one for its VJP)
+      return { h: gruCell(xp, linear(s.h, w.wHh, w.bHh), s.h), c: null };
   }
 }
 

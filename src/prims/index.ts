@@ -11,6 +11,7 @@ import * as C from "./contract.ts";
 import * as E from "./elementwise.ts";
 import * as V from "./movement.ts";
 import * as R from "./reduce.ts";
+import * as Rn from "./rnn.ts";
 import * as La from "./linalg.ts";
 import * as So from "./sort.ts";
 
@@ -21,6 +22,7 @@ export const primitives = {
   ...C.contractPrimitives,
   ...So.sortPrimitives,
   ...A.attentionPrimitives,
+  ...Rn.rnnPrimitives,
   ...La.linalgPrimitives,
 } satisfies Record<string, Primitive<never>>;
 

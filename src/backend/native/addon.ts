@@ -109,6 +109,8 @@ export interface NativeAddon {
   ): void;
   /** Its VJP (kind: causal 0/1): out, then the list q, k, v, [mask,] o, dout. */
   attentionBackward(causal: number, out: TypedArray, ...inputs: TypedArray[]): void;
+  /** Fused recurrent cells (kind: lstmCell, lstmCellBackward, gruCell, gruCellBackward): out, then the operands. */
+  rnnCell(kind: number, out: TypedArray, ...inputs: TypedArray[]): void;
   /** jit's fused elementwise program (absent from an addon built before it): code, consts, out, the inputs. */
   fused?(code: Int32Array, consts: Float64Array, out: TypedArray, ...inputs: TypedArray[]): void;
 }

@@ -124,6 +124,10 @@ export function createNativeBackend(addon: NativeAddon): Backend {
   const POOL_AVG_BACKWARD = kind("avgPool2dBackward");
   const BIAS_ACT = kind("biasAct");
   const ACT_GRAD = kind("actGrad");
+  const LSTM = kind("lstmCell");
+  const LSTM_BACKWARD = kind("lstmCellBackward");
+  const GRU = kind("gruCell");
+  const GRU_BACKWARD = kind("gruCellBackward");
 
   // Each method writes its family's call as kernels.def's `meta` layout gives it: the numbers first, then one
   // view (put) or output dtype code (output) per typed array, written as the array is passed (JavaScript
@@ -143,6 +147,20 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     return data;
   }
   const opt = (v: View | null | undefined) => (v == null ? null : put(v));
+  /** A recurrent cell: the output's shape (the first operand's with last dim `width`), the output, the operands. */
+  function cell(k: number, width: number, out: TypedArray, ...vs: View[]): void {
+    p = 0;
+    const x = vs[0];
+    const nd = x.shape.length;
+    meta[p++] = nd;
+    list(x.shape, nd - 1);
+    if (nd > 0) meta[p++] = width;
+    const o = output(out);
+    meta[p++] = vs.length;
+    if (vs.length === 2) addon.rnnCell(k, o, put(vs[0]), put(vs[1]));
+    else if (vs.length === 3) addon.rnnCell(k, o, put(vs[0]), put(vs[1]), put(vs[2]));
+    else addon.rnnCell(k, o, put(vs[0]), put(vs[1]), put(vs[2]), put(vs[3]));
+  }
   function output(a: TypedArray): TypedArray {
     meta[p++] = code(a);
     return a;
@@ -316,6 +334,18 @@ export function createNativeBackend(addon: NativeAddon): Backend {
       list(q.shape, nd - 1);
       meta[p++] = nd >= 2 ? v.shape[nd - 1] + 1 : 0;
       addon.attention(causal ? 1 : 0, put(q), put(k), put(v), opt(mask), output(out));
+    },
+    lstmCell(gates, c, out) {
+      cell(LSTM, 2 * c.shape[c.shape.length - 1], out, gates, c);
+    },
+    lstmCellBackward(gates, c, ct, out) {
+      cell(LSTM_BACKWARD, 5 * c.shape[c.shape.length - 1], out, gates, c, ct);
+    },
+    gruCell(xp, hp, h, out) {
+      cell(GRU, h.shape[h.shape.length - 1], out, xp, hp, h);
+    },
+    gruCellBackward(xp, hp, h, ct, out) {
+      cell(GRU_BACKWARD, 7 * h.shape[h.shape.length - 1], out, xp, hp, h, ct);
     },
     attentionBackward(q, k, v, mask, o, dout, causal, scale, out) {
       p = 0;
