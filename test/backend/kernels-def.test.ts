@@ -139,6 +139,7 @@ function fakeAddon(d: NativeDescription): { addon: NativeAddon; calls: Call[]; r
     softmaxBackward: rec("softmaxBackward"),
     attention: rec("attention"),
     attentionBackward: rec("attentionBackward"),
+    rnnCell: rec("rnnCell"),
     fused: rec("fused"),
   };
   // NaN marks the unwritten tail, so the test sees how much each call wrote
@@ -161,6 +162,10 @@ const bias = view(new Float64Array(1), [1], [1], 0);
 // attention operands: q = k = x [2, 3], v = y [2, 3], a mask [2, 2] and an output [2, 4]
 const x4b = view(new Float32Array(4), [2, 2], [2, 1], 0);
 const xo = view(new Float32Array(8), [2, 4], [4, 1], 0);
+// recurrent cells with H = 1: gates [2, 4], states [2, 1], a cotangent [2, 2]
+const xg = view(new Float32Array(8), [2, 4], [4, 1], 0);
+const xh = view(new Float32Array(2), [2, 1], [1, 1], 0);
+const xh2 = view(new Float32Array(4), [2, 2], [1, 2], 0);
 const out = new Float32Array(6);
 const out64 = new Float64Array(16);
 const conv = { stride: [1, 2], padding: [0, 1], dilation: [1, 1], groups: 1 } as const;
@@ -329,6 +334,42 @@ const SAMPLES: Record<string, Sample[]> = {
       views: [x, x, y, x4b],
       outs: [out],
       values: { scale: 0.5, shape: [2, 4] },
+    },
+  ],
+  lstmCell: [
+    {
+      call: (b) => b.lstmCell(xg, xh, out),
+      views: [],
+      list: [xg, xh],
+      outs: [out],
+      values: { shape: [2, 2] },
+    },
+  ],
+  lstmCellBackward: [
+    {
+      call: (b) => b.lstmCellBackward(xg, xh, xh2, out),
+      views: [],
+      list: [xg, xh, xh2],
+      outs: [out],
+      values: { shape: [2, 5] },
+    },
+  ],
+  gruCell: [
+    {
+      call: (b) => b.gruCell(x, y, xh, out),
+      views: [],
+      list: [x, y, xh],
+      outs: [out],
+      values: { shape: [2, 1] },
+    },
+  ],
+  gruCellBackward: [
+    {
+      call: (b) => b.gruCellBackward(x, y, xh, xh, out),
+      views: [],
+      list: [x, y, xh, xh],
+      outs: [out],
+      values: { shape: [2, 7] },
     },
   ],
   attentionBackward: [

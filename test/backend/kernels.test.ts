@@ -45,7 +45,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ATTENTION_ROWS } from "./conformance/rows-attention.ts";
+import { ATTENTION_ROWS, CELL_ROWS } from "./conformance/rows-attention.ts";
 import { checkRow, type Row } from "./conformance/runner.ts";
 import { ELEMENTWISE_ROWS } from "./conformance/rows-elementwise.ts";
 import { REDUCE_ROWS } from "./conformance/rows-reduce.ts";
@@ -59,6 +59,7 @@ const ROWS: readonly Row[] = [
   ...NN_ROWS_A,
   ...MISC_ROWS,
   ...ATTENTION_ROWS,
+  ...CELL_ROWS,
 ];
 
 test("the native addon loads (built by npm run build:native)", () => {

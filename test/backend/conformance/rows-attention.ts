@@ -173,3 +173,62 @@ export const ATTENTION_ROWS: readonly Row[] = [
   backwardRow("float32"),
   backwardRow("float64"),
 ];
+
+// ------------------------------------------------------------------------------------- recurrent cells
+type CellKernel = "lstmCell" | "lstmCellBackward" | "gruCell" | "gruCellBackward";
+/** Operand widths (in units of H) and the output's. */
+const CELLS: Record<CellKernel, [number[], number]> = {
+  lstmCell: [[4, 1], 2],
+  lstmCellBackward: [[4, 1, 2], 5],
+  gruCell: [[3, 3, 1], 1],
+  gruCellBackward: [[3, 3, 1, 1], 7],
+};
+
+function cellRow(kernel: CellKernel, dtype: "float32" | "float64"): Row {
+  const [widths, ow] = CELLS[kernel];
+  return {
+    kernel,
+    variant: dtype,
+    covers:
+      "rows x H from 1 x 1 to 70 x 33, 1-d and 3-d, every layout, special values (saturating gates, NaN)",
+    cases: () => {
+      const rng = prng(9301 + kernel.length + dtype.length);
+      const out: Case[] = [];
+      let i = 0;
+      for (const [lead, h] of [
+        [[1], 1],
+        [[], 5],
+        [[3], 7],
+        [[2, 3], 4],
+        [[70], 33],
+        [[0], 3],
+        [[4], 0],
+      ] as [number[], number][]) {
+        const vs = widths.map((w, k) =>
+          makeView([...lead, w * h], dtype, lay(i + k), rng, k === 0 ? "special" : "plain"),
+        );
+        const label = `lead [${lead}] H ${h} layouts ${widths.map((_, k) => lay(i + k)).join(", ")}`;
+        i++;
+        out.push(
+          kcase(label, dtype, TOL_CELL[dtype], [...lead, ow * h], dtype, (b, o) => {
+            if (kernel === "lstmCell") b.lstmCell(vs[0], vs[1], o);
+            else if (kernel === "lstmCellBackward") b.lstmCellBackward(vs[0], vs[1], vs[2], o);
+            else if (kernel === "gruCell") b.gruCell(vs[0], vs[1], vs[2], o);
+            else b.gruCellBackward(vs[0], vs[1], vs[2], vs[3], o);
+          }),
+        );
+      }
+      return out;
+    },
+  };
+}
+
+// float32 through vmath's tanh / sigmoid (1-3 ulp) and float32 products; special gate values (1e30, NaN ...)
+const TOL_CELL: Record<"float32" | "float64", Tol> = {
+  float32: { rtol: 1e-5, atol: 1e-5 },
+  float64: { rtol: 1e-12, atol: 1e-14 },
+};
+
+export const CELL_ROWS: readonly Row[] = (
+  ["lstmCell", "lstmCellBackward", "gruCell", "gruCellBackward"] as const
+).flatMap((k) => [cellRow(k, "float32"), cellRow(k, "float64")]);
