@@ -27,8 +27,8 @@ export interface CaseSpec {
 }
 
 /** Workload names accepted by `--only`. */
-export type Workload = "sgemm" | "mlp" | "cnn" | "dispatch" | "vmap" | "e2e";
-export const WORKLOADS: readonly Workload[] = ["sgemm", "mlp", "cnn", "dispatch", "vmap", "e2e"];
+export type Workload = "sgemm" | "mlp" | "cnn" | "dispatch" | "vmap" | "attn" | "e2e";
+export const WORKLOADS: readonly Workload[] = ["sgemm", "mlp", "cnn", "dispatch", "vmap", "attn", "e2e"];
 
 export const SGEMM_SIZES = [128, 256, 512, 1024] as const;
 export const MLP_LAYERS = [784, 512, 256, 10] as const;
@@ -38,6 +38,8 @@ export const E2E_LAYERS = [784, 256, 128, 10] as const;
 export const E2E_BATCH = 128;
 export const E2E_EPOCHS = 5;
 export const LR = 1e-3;
+/** The attention row: batch, heads, sequence length (L = S) and head size. */
+export const ATTN = { batch: 8, heads: 8, len: 512, dim: 64 } as const;
 /** Inner iterations per sample of the dispatch cases (per-op figures are sample time / K). */
 export const DISPATCH_K = { add: 1000, grad: 200, jvp: 200 } as const;
 
@@ -104,6 +106,20 @@ export const CASES: readonly CaseSpec[] = [
     higherIsBetter: false,
   },
   {
+    id: "attn.fused",
+    workload: "attn",
+    title: `attention forward + backward, batch ${ATTN.batch}, ${ATTN.heads} heads, L = S = ${ATTN.len}, E = ${ATTN.dim}, float32: fused kernel (ms)`,
+    unit: "ms",
+    higherIsBetter: false,
+  },
+  {
+    id: "attn.composed",
+    workload: "attn",
+    title: "the same attention composed (softmax(q k^T / sqrt(E)) v, the [L, S] scores materialised) (ms)",
+    unit: "ms",
+    higherIsBetter: false,
+  },
+  {
     id: "e2e.mlp",
     workload: "e2e",
     title:
@@ -112,6 +128,18 @@ export const CASES: readonly CaseSpec[] = [
     higherIsBetter: false,
   },
 ];
+
+/** The attention row's inputs: q, k, v and the cotangent w, each [batch, heads, len, dim] float32. */
+export interface AttnData {
+  batch: number;
+  heads: number;
+  len: number;
+  dim: number;
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  w: Float32Array;
+}
 
 /** A Linear layer's initial weights, PyTorch layout: w [out, in], b [out]. */
 export interface LinearInit {
@@ -250,6 +278,8 @@ export function generateInputs(
   }
   putLinear(s, "cnn.f1", linearInit(rand, 64 * 7 * 7, 128));
   putLinear(s, "cnn.f2", linearInit(rand, 128, 10));
+  const an = ATTN.batch * ATTN.heads * ATTN.len * ATTN.dim;
+  for (const name of ["q", "k", "v", "w"]) s.set(`attn.${name}`, uniform(rand, an, 1));
   s.set("e2e.images", digits.images);
   s.set("e2e.labels", digits.labels);
   const perm = new Int32Array(epochs * digits.n);
@@ -348,6 +378,11 @@ export function cnnInputs(s: Store): CnnData {
 }
 
 /** The end-to-end inputs. */
+export function attnInputs(s: Store): AttnData {
+  const get = (name: string) => s.get(`attn.${name}`) as Float32Array;
+  return { ...ATTN, q: get("q"), k: get("k"), v: get("v"), w: get("w") };
+}
+
 export function e2eInputs(s: Store): E2EData {
   const labelsArr = get(s, "e2e.labels", Int32Array);
   const n = labelsArr.length;
