@@ -52,7 +52,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Backend } from "../src/backend/backend.ts";
 import { jsBackend } from "../src/backend/js/index.ts";
-import { loadNativeBackend } from "../src/backend/native/index.ts";
+import { loadNativeBackend, nativeInfo, setNumThreads } from "../src/backend/native/index.ts";
 import { getBackend, setBackend } from "../src/backend/registry.ts";
 import { grad, jit, makeJaxpr, manualSeed, nn, randn, type Tensor, tensor } from "../src/index.ts";
 import { _attention } from "../src/nn/attention.ts";
@@ -452,5 +452,38 @@ test("native: a long sequence (L = S = 2048, E = 64) runs without an [L, S] matr
         );
       }
     }
+  });
+});
+
+test("native: attention and its backward give the same bits on 1 thread and on all", {
+  skip: !("backend" in loaded),
+}, () => {
+  if (!("backend" in loaded)) return;
+  on(loaded.backend, () => {
+    manualSeed(5);
+    const q = randn([3, 2, 100, 24]);
+    const k = randn([3, 2, 130, 24]);
+    const v = randn([3, 2, 130, 16]);
+    const w = randn([3, 2, 100, 16]);
+    const run = () => {
+      const out = nn.scaledDotProductAttention(q, k, v, { isCausal: true });
+      const g = grad(
+        (a: Tensor, b: Tensor, c: Tensor) => nn.scaledDotProductAttention(a, b, c).mul(w).sum(),
+        {
+          argnums: [0, 1, 2],
+        },
+      )(q, k, v) as Tensor[];
+      return [out, ...g].map((t) => Array.from(t.dataSync()));
+    };
+    const threads = nativeInfo().threads;
+    setNumThreads(1);
+    let one: number[][];
+    try {
+      one = run();
+    } finally {
+      setNumThreads(threads);
+    }
+    const all = run();
+    one.forEach((a, i) => assert.deepEqual(a, all[i], `output ${i}`));
   });
 });
