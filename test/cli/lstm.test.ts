@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { resolveConfig } from "../../src/cli/args.ts";
+import { resolveConfig, type TrainInput } from "../../src/cli/args.ts";
 import { buildModel, specWeightShapes } from "../../src/cli/models.ts";
 import { clippedOptimizer, runTrain } from "../../src/cli/train.ts";
 import { manualSeed, tensor, zeros } from "../../src/ops/creation.ts";
@@ -15,7 +15,7 @@ import { run, tempDirs } from "./helpers.ts";
 
 const tmp = tempDirs("cli-lstm");
 const silent = { log: () => {}, tty: false };
-const base = {
+const base: TrainInput = {
   model: "lstm",
   hidden: [32],
   limit: 320,
@@ -28,7 +28,7 @@ const base = {
   quiet: true,
   plots: false,
   backend: "js",
-} as const;
+};
 
 test("lstm: PyTorch's state-dict names and shapes, [N, 10] logits from 28 rows", () => {
   manualSeed(0);
