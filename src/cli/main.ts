@@ -365,9 +365,10 @@ function graphCommand(io: Required<MainIO>, done: (code: number) => void): Comma
       ),
     )
     .addOption(
-      new Option("--hidden <sizes>", "hidden layer sizes of the mlp, comma-separated")
-        .default(DEFAULTS.hidden, DEFAULTS.hidden.join(","))
-        .argParser(parser(parseHidden)),
+      new Option(
+        "--hidden <sizes>",
+        "hidden layer sizes of the mlp, comma-separated (default 256,128); the lstm's hidden size (default 128)",
+      ).argParser(parser(parseHidden)),
     )
     .addOption(new Option("--rankdir <dir>", "layout direction").choices(["TB", "LR"]).default("TB"))
     .action(
@@ -377,7 +378,7 @@ function graphCommand(io: Required<MainIO>, done: (code: number) => void): Comma
         backward?: boolean;
         depth: number;
         expand?: string[];
-        hidden: number[];
+        hidden?: number[];
         rankdir: "TB" | "LR";
       }) => {
         await runGraph(opts, io.log);
