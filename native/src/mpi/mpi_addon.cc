@@ -235,21 +235,8 @@ std::string run(Op& op) {
       if (rc == MPI_SUCCESS && op.red == kMean) scaleMean(op.b, op.elem, op.b.count);
       break;
     case kSend:
-      rc = MPI_Send(op.a.ptr, int(op.a.count), dt, op.peer, op.tag, g.comm);
-      break;
-    case kRecv: {
-      MPI_Status st;
-      rc = MPI_Recv(op.a.ptr, int(op.a.count), dt, op.peer, op.tag, g.comm, &st);
-      if (rc == MPI_SUCCESS) {
-        int got = 0;
-        MPI_Get_count(&st, dt, &got);
-        if (got != op.a.count) {
-          return "recv: expected " + std::to_string(op.a.count) + " elements from rank " +
-                 std::to_string(op.peer) + ", the message had " + std::to_string(got);
-        }
-      }
-      break;
-    }
+    case kRecv:
+      break;  // started as nonblocking requests by commMain, completed by pollPending
     case kBarrier:
       rc = MPI_Barrier(g.comm);
       break;
@@ -258,6 +245,55 @@ std::string run(Op& op) {
   }
   if (rc != MPI_SUCCESS) return mpiError(kKindNames[op.kind], rc);
   return std::string();
+}
+
+// Point-to-point operations are nonblocking on the communication thread (MPI_Isend / MPI_Irecv), so that a
+// send waiting for its matching receive never holds up the operations queued after it (a ring of sends then
+// receives would otherwise deadlock once messages are too large for MPI's eager protocol).
+struct Pending {
+  std::shared_ptr<Op> op;
+  MPI_Request req;
+};
+
+void complete(Op& op, const std::string& err) {
+  {
+    std::lock_guard<std::mutex> lk(op.m);
+    op.error = err;
+    op.done = true;
+  }
+  op.cv.notify_all();
+}
+
+std::string startP2P(Op& op, MPI_Request* req) {
+  MPI_Datatype dt = mpiType(op.a, op.elem);
+  int rc = op.kind == kSend ? MPI_Isend(op.a.ptr, int(op.a.count), dt, op.peer, op.tag, g.comm, req)
+                            : MPI_Irecv(op.a.ptr, int(op.a.count), dt, op.peer, op.tag, g.comm, req);
+  return rc == MPI_SUCCESS ? std::string() : mpiError(kKindNames[op.kind], rc);
+}
+
+void pollPending(std::deque<Pending>& pending, bool block) {
+  for (auto it = pending.begin(); it != pending.end();) {
+    int flag = 0;
+    MPI_Status st;
+    int rc = block ? MPI_Wait(&it->req, &st) : MPI_Test(&it->req, &flag, &st);
+    if (rc == MPI_SUCCESS && !block && !flag) {
+      ++it;
+      continue;
+    }
+    Op& op = *it->op;
+    std::string err;
+    if (rc != MPI_SUCCESS) err = mpiError(kKindNames[op.kind], rc);
+    else if (op.kind == kRecv) {
+      int got = 0;
+      MPI_Get_count(&st, mpiType(op.a, op.elem), &got);
+      if (got != op.a.count) {
+        err = "recv: expected " + std::to_string(op.a.count) + " elements from rank " + std::to_string(op.peer) +
+              ", the message had " + std::to_string(got);
+      }
+    }
+    complete(op, err);
+    it = pending.erase(it);
+  }
 }
 
 void commMain() {
@@ -283,15 +319,33 @@ void commMain() {
   }
   g.cv.notify_all();
   if (rc != MPI_SUCCESS) return;
+  std::deque<Pending> pending;
   for (;;) {
     std::shared_ptr<Op> op;
     {
       std::unique_lock<std::mutex> lk(g.m);
-      g.cv.wait(lk, [] { return !g.queue.empty(); });
-      op = g.queue.front();
-      g.queue.pop_front();
+      if (pending.empty()) g.cv.wait(lk, [] { return !g.queue.empty(); });
+      else g.cv.wait_for(lk, std::chrono::microseconds(50), [] { return !g.queue.empty(); });
+      if (!g.queue.empty()) {
+        op = g.queue.front();
+        g.queue.pop_front();
+      }
     }
+    if (op == nullptr) {
+      pollPending(pending, false);
+      continue;
+    }
+    if (op->kind == kSend || op->kind == kRecv) {
+      MPI_Request req;
+      std::string err = startP2P(*op, &req);
+      if (!err.empty()) complete(*op, err);
+      else pending.push_back({op, req});
+      pollPending(pending, false);
+      continue;
+    }
+    if (op->kind == kStop) pollPending(pending, true);
     std::string err = op->kind == kStop ? std::string() : run(*op);
+    if (!pending.empty()) pollPending(pending, false);
     if (op->kind == kStop) {
       MPI_Op_free(&g.bf16Sum);
       MPI_Op_free(&g.bf16Max);
@@ -300,12 +354,7 @@ void commMain() {
       MPI_Comm_free(&g.comm);
       MPI_Finalize();
     }
-    {
-      std::lock_guard<std::mutex> lk(op->m);
-      op->error = err;
-      op->done = true;
-    }
-    op->cv.notify_all();
+    complete(*op, err);
     if (op->kind == kStop) return;
   }
 }
