@@ -28,3 +28,4 @@ export {
   isMpiAvailable,
   type ProcessGroupInfo,
 } from "./process-group.ts";
+export { type DDPOptions, DistributedDataParallel } from "./ddp.ts";
