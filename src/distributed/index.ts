@@ -29,3 +29,4 @@ export {
   type ProcessGroupInfo,
 } from "./process-group.ts";
 export { type DDPOptions, DistributedDataParallel } from "./ddp.ts";
+export { isMainProcess, loadCheckpoint, log0, saveCheckpoint, stripModulePrefix } from "./checkpoint.ts";

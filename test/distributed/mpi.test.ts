@@ -1,0 +1,108 @@
+// Multi-process tests under mpirun (2 and 4 local processes, --oversubscribe): collectives against a reference
+// for every op and dtype, DDP against single-process training, faults ending the job promptly, and resuming
+// from a checkpoint after a rank was killed, on another world size. Skipped, with the reason printed, only
+// where mpirun is not installed (`.ci/run` installs Open MPI).
+import assert from "node:assert/strict";
+import { type SpawnSyncReturns, spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "../..");
+const probe = spawnSync("mpirun", ["--version"], { encoding: "utf8" });
+const skip =
+  probe.error !== undefined || probe.status !== 0
+    ? "mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev); the multi-process tests need it"
+    : false;
+if (skip) console.log(`# skipping test/distributed/mpi.test.ts: ${skip}`);
+const built = existsSync(path.join(root, "native/build/Release/chainrule_mpi.node"));
+
+const env = {
+  ...process.env,
+  // containers often run tests as root, which Open MPI refuses without these
+  OMPI_ALLOW_RUN_AS_ROOT: "1",
+  OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: "1",
+  // more ranks than cores: yield instead of spinning while waiting
+  OMPI_MCA_mpi_yield_when_idle: "1",
+  CHAINRULE_NUM_THREADS: "1",
+};
+
+function mpirun(np: number, script: string, extra: Record<string, string> = {}, timeout = 90_000): SpawnSyncReturns<string> {
+  return spawnSync(
+    "mpirun",
+    ["--oversubscribe", "-np", String(np), process.execPath, "--import", "tsx", path.join(here, script)],
+    { cwd: root, env: { ...env, ...extra }, encoding: "utf8", timeout },
+  );
+}
+
+function expectOk(r: SpawnSyncReturns<string>, np: number, what: string): void {
+  assert.equal(r.status, 0, `${what} failed (status ${r.status}, signal ${r.signal}):\n${r.stdout}\n${r.stderr}`);
+  for (let k = 0; k < np; k++) assert.match(r.stdout, new RegExp(`^ok ${k}\\b`, "m"), `${what}: rank ${k} did not finish`);
+}
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), "chainrule-dist-"));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+test("the MPI binding was built where MPI is installed", { skip }, () => {
+  assert.ok(built, "native/build/Release/chainrule_mpi.node is missing: run `npm run build:native`");
+});
+
+for (const np of [2, 4]) {
+  test(`collectives on ${np} processes: every op and dtype, empty and non-contiguous tensors, async`, { skip }, () => {
+    expectOk(mpirun(np, "collectives-child.ts"), np, "collectives-child");
+  });
+  test(`DistributedDataParallel on ${np} processes equals one process on the global batch`, { skip }, () => {
+    const r = mpirun(np, "ddp-child.ts");
+    expectOk(r, np, "ddp-child");
+    assert.equal(r.stdout.match(/^ok /gm)?.length, 3 * np, r.stdout);
+  });
+}
+
+for (const [fault, message] of [
+  ["throw", /rank 1 of 2: failed with an (uncaught exception|unhandled promise rejection):\nError: injected failure on rank 1/],
+  ["exit", /rank 1 of 2 is exiting with code 3; ending the job/],
+  ["timeout", /allReduce did not complete within 1500 ms; another rank has stopped/],
+] as const) {
+  test(`a fault on one rank (${fault}) ends the whole job promptly, with a clear message`, { skip }, () => {
+    const t0 = Date.now();
+    const r = mpirun(2, "fault-child.ts", { FAULT: fault }, 60_000);
+    const secs = (Date.now() - t0) / 1000;
+    assert.notEqual(r.status, 0, `the job should fail:\n${r.stdout}\n${r.stderr}`);
+    assert.equal(r.signal, null, `mpirun hung and was killed after ${secs} s`);
+    assert.match(r.stderr, message);
+    assert.doesNotMatch(r.stdout, /should not happen/);
+  });
+}
+
+test("a checkpoint written before a rank is killed resumes on 4 processes and on 1", { skip }, () => {
+  const ckpt = path.join(tmp, "ckpt.safetensors");
+  const killed = mpirun(2, "resume-child.ts", { CKPT: ckpt, KILL_AT: "3" });
+  assert.notEqual(killed.status, 0, "the killed job must fail");
+  assert.ok(existsSync(ckpt), "rank 0 wrote checkpoints before the kill");
+  const copy = path.join(tmp, "ckpt-1.safetensors");
+  copyFileSync(ckpt, copy);
+  const r4 = mpirun(4, "resume-child.ts", { CKPT: ckpt });
+  assert.equal(r4.status, 0, `${r4.stdout}\n${r4.stderr}`);
+  assert.match(r4.stdout, /resumed at step 3 on 4 process\(es\)/);
+  assert.match(r4.stdout, /ok: resumed training matches 6 uninterrupted steps/);
+  // one process, no launcher, no MPI
+  const r1 = spawnSync(process.execPath, ["--import", "tsx", path.join(here, "resume-child.ts")], {
+    cwd: root,
+    env: { ...env, CKPT: copy },
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  assert.equal(r1.status, 0, `${r1.stdout}\n${r1.stderr}`);
+  assert.match(r1.stdout, /resumed at step 3 on 1 process\(es\)/);
+  assert.match(r1.stdout, /ok: resumed training matches/);
+});
+
+test("under mpirun without the MPI binding, initProcessGroup says what to install", { skip }, () => {
+  const r = mpirun(1, "fault-child.ts", { CHAINRULE_MPI_ADDON: path.join(tmp, "missing.node") }, 60_000);
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /started by mpirun \(Open MPI\) \(world size 1\) but the MPI binding is not available/);
+  assert.match(r.stderr, /apt-get install openmpi-bin libopenmpi-dev/);
+});
