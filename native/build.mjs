@@ -132,13 +132,16 @@ function main() {
   const reconfigure =
     !rebuild &&
     (configured !== (mpi !== undefined) ||
-      statSync(path.join(here, "binding.gyp")).mtimeMs > statSync(path.join(here, "build", "Makefile")).mtimeMs);
+      statSync(path.join(here, "binding.gyp")).mtimeMs >
+        statSync(path.join(here, "build", "Makefile")).mtimeMs);
   const jobs = String(Math.max(1, os.availableParallelism?.() ?? os.cpus().length));
   const steps = rebuild ? ["rebuild"] : reconfigure ? ["configure", "build"] : ["build"];
   const args = [gyp, ...steps, `--nodedir=${nodeDir}`, "--release", "-j", jobs];
   log(`node ${process.version}, headers ${path.join(nodeDir, "include", "node")}`);
   log(`node-gyp ${gyp}`);
-  log(`${rebuild ? "rebuilding" : reconfigure ? "configuring and building" : "building (incremental)"} in ${here} with ${jobs} jobs ...`);
+  log(
+    `${rebuild ? "rebuilding" : reconfigure ? "configuring and building" : "building (incremental)"} in ${here} with ${jobs} jobs ...`,
+  );
   const env = { ...process.env, npm_config_nodedir: nodeDir };
   const t0 = Date.now();
   const r = spawnSync(process.execPath, args, { cwd: here, env, encoding: "utf8" });

@@ -160,7 +160,9 @@ export class DataLoader<T, B = Collated<T>> implements Iterable<B> {
     this.collate = opts.collate;
     this.sampler = opts.sampler;
     if (this.sampler !== undefined && this.shuffle) {
-      throw new TypeError("DataLoader: sampler and shuffle exclude each other (the sampler decides the order)");
+      throw new TypeError(
+        "DataLoader: sampler and shuffle exclude each other (the sampler decides the order)",
+      );
     }
   }
 
@@ -179,7 +181,8 @@ export class DataLoader<T, B = Collated<T>> implements Iterable<B> {
     if (this.sampler !== undefined) {
       const order = Int32Array.from(this.sampler);
       for (const i of order) {
-        if (!(i >= 0 && i < n)) throw new RangeError(`DataLoader: the sampler gave index ${i}, outside [0, ${n})`);
+        if (!(i >= 0 && i < n))
+          throw new RangeError(`DataLoader: the sampler gave index ${i}, outside [0, ${n})`);
       }
       return order;
     }

@@ -56,7 +56,9 @@ export class DistributedSampler implements Sampler {
       throw new RangeError(`DistributedSampler: numReplicas must be a positive integer, got ${numReplicas}`);
     }
     if (!Number.isInteger(rank) || rank < 0 || rank >= numReplicas) {
-      throw new RangeError(`DistributedSampler: rank must be an integer in [0, ${numReplicas - 1}], got ${rank}`);
+      throw new RangeError(
+        `DistributedSampler: rank must be an integer in [0, ${numReplicas - 1}], got ${rank}`,
+      );
     }
     this.numReplicas = numReplicas;
     this.rank = rank;
@@ -65,7 +67,9 @@ export class DistributedSampler implements Sampler {
     this.dropLast = opts.dropLast ?? false;
     const n = dataset.length;
     this.length =
-      this.dropLast && n % numReplicas !== 0 ? Math.ceil((n - numReplicas) / numReplicas) : Math.ceil(n / numReplicas);
+      this.dropLast && n % numReplicas !== 0
+        ? Math.ceil((n - numReplicas) / numReplicas)
+        : Math.ceil(n / numReplicas);
     if (this.length < 0) this.length = 0;
     this.totalSize = this.length * numReplicas;
   }

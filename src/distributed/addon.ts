@@ -33,7 +33,14 @@ export const RED = { sum: 0, mean: 1, max: 2, min: 3 } as const;
 export interface MpiAddon {
   init(timeoutMs: number): { rank: number; size: number; threadLevel: string; version: string };
   info(): { version: string; initialized: boolean };
-  allReduce(a: TypedArray, off: number, n: number, elem: number, red: number, async: boolean): MpiWork | undefined;
+  allReduce(
+    a: TypedArray,
+    off: number,
+    n: number,
+    elem: number,
+    red: number,
+    async: boolean,
+  ): MpiWork | undefined;
   broadcast(a: TypedArray, off: number, n: number, root: number, async: boolean): MpiWork | undefined;
   allGather(
     a: TypedArray,

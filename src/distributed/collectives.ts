@@ -260,7 +260,9 @@ export function allGather(out: Tensor | readonly Tensor[], t: Tensor, opts: Asyn
   if (Array.isArray(out)) {
     const list = out.map((o, i) => concreteTensor(o, name, `output ${i}`));
     if (list.length !== g.worldSize) {
-      throw new ShapeError(`${name}: expected a list of ${g.worldSize} output tensors (the world size), got ${list.length}`);
+      throw new ShapeError(
+        `${name}: expected a list of ${g.worldSize} output tensors (the world size), got ${list.length}`,
+      );
     }
     list.forEach((o, i) => {
       checkSame(name, x, o, `output ${i}`);
@@ -321,7 +323,12 @@ export function reduceScatter(
   op?: ReduceOp,
   opts?: { async?: false },
 ): Tensor;
-export function reduceScatter(out: Tensor, input: Tensor | readonly Tensor[], op: ReduceOp, opts: { async: true }): Work;
+export function reduceScatter(
+  out: Tensor,
+  input: Tensor | readonly Tensor[],
+  op: ReduceOp,
+  opts: { async: true },
+): Work;
 export function reduceScatter(
   out: Tensor,
   input: Tensor | readonly Tensor[],
@@ -337,7 +344,9 @@ export function reduceScatter(
   if (Array.isArray(input)) {
     const list = input.map((t, i) => concreteTensor(t, name, `input ${i}`));
     if (list.length !== g.worldSize) {
-      throw new ShapeError(`${name}: expected a list of ${g.worldSize} input tensors (the world size), got ${list.length}`);
+      throw new ShapeError(
+        `${name}: expected a list of ${g.worldSize} input tensors (the world size), got ${list.length}`,
+      );
     }
     list.forEach((t, i) => {
       checkSame(name, o, t, `input ${i}`);
@@ -350,7 +359,9 @@ export function reduceScatter(
     const parts = list.map((t) => contiguousData(t, name));
     const Ctor = parts[0]?.constructor as { new (n: number): TypedArray } | undefined;
     const buf = Ctor === undefined ? new Float32Array(0) : new Ctor(n * g.worldSize);
-    parts.forEach((p, i) => buf.set(p, i * n));
+    parts.forEach((p, i) => {
+      buf.set(p, i * n);
+    });
     src = { data: buf, off: 0, n: buf.length, writeBack: null };
   } else {
     const x = concreteTensor(input as Tensor, name, "the input");
@@ -397,7 +408,12 @@ export function send(t: Tensor, dst: number, opts: P2POpts = {}): Work | undefin
   checkRank(name, "dst", dst, g);
   if (dst === g.rank) throw new RangeError(`${name}: dst ${dst} is this rank; send to another rank`);
   const s = slabOf(x, name, "the tensor", false);
-  return launch(name, opts.async, (a) => g.addon.send(s.data, s.off, s.n, dst, opts.tag ?? 0, a), () => {});
+  return launch(
+    name,
+    opts.async,
+    (a) => g.addon.send(s.data, s.off, s.n, dst, opts.tag ?? 0, a),
+    () => {},
+  );
 }
 
 /** Receive into `t` (in place) a tensor sent by rank `src` with the same tag. */
@@ -428,5 +444,10 @@ export function barrier(opts: { async: true }): Work;
 export function barrier(opts: AsyncOpt = {}): Work | undefined {
   const g = mpiGroup("barrier");
   if (g.addon === null) return opts.async ? new Work("barrier", undefined) : undefined;
-  return launch("barrier", opts.async, (a) => g.addon.barrier(a), () => {});
+  return launch(
+    "barrier",
+    opts.async,
+    (a) => g.addon.barrier(a),
+    () => {},
+  );
 }

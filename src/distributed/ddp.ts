@@ -101,7 +101,9 @@ export class DistributedDataParallel<In extends unknown[] = [Tensor], Out = Tens
     checkSameModel(op, module);
     // every replica starts from rank 0's parameters and buffers
     noGrad(() => {
-      const works = [...module.parameters(), ...module.buffers()].map((t) => broadcast(t, 0, { async: true }));
+      const works = [...module.parameters(), ...module.buffers()].map((t) =>
+        broadcast(t, 0, { async: true }),
+      );
       for (const w of works) w.wait();
     });
     // buckets: reverse registration order, one dtype per bucket, up to capMb each
@@ -130,7 +132,14 @@ export class DistributedDataParallel<In extends unknown[] = [Tensor], Out = Tens
         n += p.size;
         this.#where.set(p, { bucket: bi, index: i });
       });
-      this.#buckets.push({ dtype, data: allocTyped(dtype, n), params, offsets, pending: params.length, work: null });
+      this.#buckets.push({
+        dtype,
+        data: allocTyped(dtype, n),
+        params,
+        offsets,
+        pending: params.length,
+        work: null,
+      });
     });
     for (const [, p] of named) {
       this.#hooks.push(p.registerPostAccumulateGradHook((t) => this.#gradReady(t)));
@@ -145,7 +154,9 @@ export class DistributedDataParallel<In extends unknown[] = [Tensor], Out = Tens
           `${missing.length} parameter(s) (${missing
             .slice(0, 5)
             .map((p) => `${this.#names.get(p)} ${fmtShape(p.shape)}`)
-            .join(", ")}${missing.length > 5 ? ", ..." : ""}), so their gradients were not averaged over the ranks; ` +
+            .join(
+              ", ",
+            )}${missing.length > 5 ? ", ..." : ""}), so their gradients were not averaged over the ranks; ` +
           "construct it with { findUnusedParameters: true } if some parameters are unused in forward",
       );
     }
@@ -205,7 +216,9 @@ export class DistributedDataParallel<In extends unknown[] = [Tensor], Out = Tens
     const b = this.#buckets[at.bucket];
     const g = p.grad!;
     if (g._data === null) {
-      throw new TypeError("DistributedDataParallel: gradients must be concrete tensors (backward with createGraph is not supported)");
+      throw new TypeError(
+        "DistributedDataParallel: gradients must be concrete tensors (backward with createGraph is not supported)",
+      );
     }
     getBackend().copy(viewOf(g), {
       data: b.data,

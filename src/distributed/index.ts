@@ -30,3 +30,5 @@ export {
 } from "./process-group.ts";
 export { type DDPOptions, DistributedDataParallel } from "./ddp.ts";
 export { isMainProcess, loadCheckpoint, log0, saveCheckpoint, stripModulePrefix } from "./checkpoint.ts";
+export { allReduceSum } from "./functional.ts";
+export { SyncBatchNorm } from "../nn/sync-batchnorm.ts";

@@ -94,7 +94,9 @@ export function initProcessGroup(opts: InitProcessGroupOptions = {}): ProcessGro
     throw new RangeError(`initProcessGroup: timeoutMs must be a non-negative number of ms, got ${timeoutMs}`);
   }
   if (group !== null) {
-    throw new Error("initProcessGroup: the process group is already initialised (call destroyProcessGroup first)");
+    throw new Error(
+      "initProcessGroup: the process group is already initialised (call destroyProcessGroup first)",
+    );
   }
   const env = launcherEnv();
   if (env === undefined) {
@@ -178,7 +180,10 @@ function installExitHandler(): void {
     const g = group;
     if (g === null || g.addon === null) return;
     if (code !== 0 && g.worldSize > 1) {
-      g.addon.abort(code, `chainrule.distributed: rank ${g.rank} of ${g.worldSize} is exiting with code ${code}; ending the job`);
+      g.addon.abort(
+        code,
+        `chainrule.distributed: rank ${g.rank} of ${g.worldSize} is exiting with code ${code}; ending the job`,
+      );
     }
     group = null;
     g.addon.finalize();

@@ -40,17 +40,27 @@ for (const dt of DT) {
       continue;
     }
     distributed.allReduce(a, op);
-    assert.deepEqual(flat(a), Array.from({ length: 15 }, (_, i) => reduce(dt, op, i)), `${dt} ${op} contiguous`);
+    assert.deepEqual(
+      flat(a),
+      Array.from({ length: 15 }, (_, i) => reduce(dt, op, i)),
+      `${dt} ${op} contiguous`,
+    );
     // non-contiguous: the transpose of a [3, 5] base; the result lands in the base's storage
     const base = make(dt, [3, 5], data(dt, rank, 15));
     const tr = base.transpose(0, 1);
     const ret = distributed.allReduce(tr, op);
     assert.equal(ret, tr);
-    assert.deepEqual(flat(base), Array.from({ length: 15 }, (_, i) => reduce(dt, op, i)), `${dt} ${op} transposed`);
+    assert.deepEqual(
+      flat(base),
+      Array.from({ length: 15 }, (_, i) => reduce(dt, op, i)),
+      `${dt} ${op} transposed`,
+    );
     // a contiguous view at an offset: rows 1..2 of [4, 5]; rows 0 and 3 untouched
     const b4 = make(dt, [4, 5], data(dt, rank, 20));
     distributed.allReduce(b4.narrow(0, 1, 2), op);
-    const want = Array.from({ length: 20 }, (_, i) => (i >= 5 && i < 15 ? reduce(dt, op, i) : v(dt, rank, i)));
+    const want = Array.from({ length: 20 }, (_, i) =>
+      i >= 5 && i < 15 ? reduce(dt, op, i) : v(dt, rank, i),
+    );
     assert.deepEqual(flat(b4), want, `${dt} ${op} offset view`);
     // async, overlapping two operations
     const c1 = make(dt, [7], data(dt, rank, 7));
@@ -60,7 +70,11 @@ for (const dt of DT) {
     w2.wait();
     await w1.promise();
     w1.wait(); // idempotent
-    assert.deepEqual(flat(c1), Array.from({ length: 7 }, (_, i) => reduce(dt, op, i)), `${dt} ${op} async`);
+    assert.deepEqual(
+      flat(c1),
+      Array.from({ length: 7 }, (_, i) => reduce(dt, op, i)),
+      `${dt} ${op} async`,
+    );
     assert.deepEqual(
       flat(c2),
       [0, 3, 1, 4, 2, 5].map((i) => reduce(dt, op, i)),
@@ -87,7 +101,9 @@ for (const dt of DT) {
   const gin = make(dt, [2, 3], data(dt, rank, n));
   const list = Array.from({ length: size }, () => zeros([2, 3], { dtype: dt }));
   distributed.allGather(list, gin);
-  list.forEach((t, r) => assert.deepEqual(flat(t), data(dt, r, n), `${dt} allGather list ${r}`));
+  list.forEach((t, r) => {
+    assert.deepEqual(flat(t), data(dt, r, n), `${dt} allGather list ${r}`);
+  });
   const all = zeros([size * 3, 2], { dtype: dt });
   distributed.allGather(all, make(dt, [2, 3], data(dt, rank, n)).transpose(0, 1), { async: true }).wait();
   const tIdx = [0, 3, 1, 4, 2, 5];
@@ -112,10 +128,19 @@ for (const dt of DT) {
       Array.from({ length: m }, (_, j) => reduce(dt, op, rank * m + j)),
       `${dt} ${op} reduceScatter`,
     );
-    const parts = Array.from({ length: size }, (_, b) => make(dt, [m], data(dt, rank, m, (j) => b * m + j)));
+    const parts = Array.from({ length: size }, (_, b) =>
+      make(
+        dt,
+        [m],
+        data(dt, rank, m, (j) => b * m + j),
+      ),
+    );
     const out2 = zeros([1, m], { dtype: dt }).transpose(0, 1);
     distributed.reduceScatter(out2, parts, op, { async: true }).wait();
-    assert.deepEqual(flat(out2), Array.from({ length: m }, (_, j) => reduce(dt, op, rank * m + j)));
+    assert.deepEqual(
+      flat(out2),
+      Array.from({ length: m }, (_, j) => reduce(dt, op, rank * m + j)),
+    );
   }
 
   // send / recv in a ring (large enough to need MPI's rendezvous protocol), async send, sync recv

@@ -8,14 +8,17 @@ import type { Tensor } from "../../src/tensor/tensor.ts";
 
 const { rank, worldSize } = distributed.initProcessGroup({ timeoutMs: 20000 });
 
-function run(dtype: DType, bucketCapMb: number, unused: boolean): void {
+function run(dtype: DType, bucketCapMb: number, unused: boolean, bn = false): void {
   class Net extends nn.Module {
     fc1 = new nn.Linear(5, 16, { dtype });
     fc2 = new nn.Linear(16, 8, { dtype });
     fc3 = new nn.Linear(8, 3, { dtype });
     spare = new nn.Linear(3, 3, { dtype }); // used only when !unused
+    norm: nn.Module | null = bn ? new nn.BatchNorm1d(16, { dtype }) : null;
     forward(x: Tensor): Tensor {
-      const h = this.fc3.call(this.fc2.call(this.fc1.call(x).tanh()).tanh());
+      const h = this.fc3.call(
+        this.fc2.call((bn ? this.norm!.call(this.fc1.call(x)) : this.fc1.call(x)).tanh()).tanh(),
+      );
       return unused ? h : this.spare.call(h);
     }
   }
@@ -38,7 +41,9 @@ function run(dtype: DType, bucketCapMb: number, unused: boolean): void {
 
   // DDP: other ranks start from a different model, which the construction replaces by rank 0's
   manualSeed(rank === 0 ? 0 : 100 + rank);
-  const local = new Net();
+  // with bn: SyncBatchNorm over the ranks' shares equals BatchNorm over the global batch
+  const local = bn ? nn.SyncBatchNorm.convertSyncBatchnorm(new Net()) : new Net();
+  if (bn) assert.ok(local.norm instanceof nn.SyncBatchNorm);
   const ddp = new distributed.DistributedDataParallel(local, { bucketCapMb, findUnusedParameters: unused });
   if (bucketCapMb < 0.001) assert.ok(ddp.bucketSizes().length > 2, `several buckets: ${ddp.bucketSizes()}`);
   const opt = new optim.SGD(ddp.parameters(), { lr: 0.1, momentum: 0.9 });
@@ -64,6 +69,18 @@ function run(dtype: DType, bucketCapMb: number, unused: boolean): void {
       assert.ok(d <= tol, `${name}[${k}]: ddp ${a[k]} vs single process ${b[k]} (${dtype}, rank ${rank})`);
     }
   });
+  if (bn) {
+    const rb = ref.namedBuffers();
+    ddp.module.namedBuffers().forEach(([name, b], i) => {
+      const a = b.dataSync();
+      const r = rb[i][1].dataSync();
+      for (let k = 0; k < a.length; k++)
+        assert.ok(
+          Math.abs(a[k] - r[k]) <= tol * Math.max(1, Math.abs(r[k])),
+          `buffer ${name}[${k}]: ${a[k]} vs ${r[k]}`,
+        );
+    });
+  }
   // every replica holds the same parameters
   noGrad(() => {
     for (const p of ddp.parameters()) {
@@ -73,7 +90,7 @@ function run(dtype: DType, bucketCapMb: number, unused: boolean): void {
     }
   });
   console.log(
-    `ok ${rank} ${dtype} bucketCapMb=${bucketCapMb} unused=${unused}: worst relative difference ${worst.toExponential(2)}`,
+    `ok ${rank} ${dtype} bucketCapMb=${bucketCapMb} unused=${unused} syncBatchNorm=${bn}: worst relative difference ${worst.toExponential(2)}`,
   );
   ddp.dispose();
 }
@@ -81,3 +98,4 @@ function run(dtype: DType, bucketCapMb: number, unused: boolean): void {
 run("float64", 25, false);
 run("float32", 0.00005, false);
 run("float64", 25, true);
+run("float64", 25, false, true);

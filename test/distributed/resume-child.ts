@@ -13,14 +13,22 @@ const ckpt = process.env.CKPT!;
 const killAt = Number(process.env.KILL_AT ?? -1);
 const { rank, worldSize } = distributed.initProcessGroup({ timeoutMs: 20000 });
 
-const makeModel = () => new nn.Sequential(new nn.Linear(4, 6, { dtype: "float64" }), new nn.Tanh(), new nn.Linear(6, 2, { dtype: "float64" }));
+const makeModel = () =>
+  new nn.Sequential(
+    new nn.Linear(4, 6, { dtype: "float64" }),
+    new nn.Tanh(),
+    new nn.Linear(6, 2, { dtype: "float64" }),
+  );
 manualSeed(5);
 const X = randn([STEPS * GLOBAL, 4], { dtype: "float64" });
 const Y = randn([STEPS * GLOBAL, 2], { dtype: "float64" });
 const ds = new data.TensorDataset(X, Y);
 // global batch b is examples [b*GLOBAL, (b+1)*GLOBAL); this rank's share by DistributedSampler without shuffling
 const batch = (b: number): [Tensor, Tensor] => {
-  const sub = new data.Subset(ds, Array.from({ length: GLOBAL }, (_, i) => b * GLOBAL + i));
+  const sub = new data.Subset(
+    ds,
+    Array.from({ length: GLOBAL }, (_, i) => b * GLOBAL + i),
+  );
   const sampler = new data.DistributedSampler(sub, { numReplicas: worldSize, rank, shuffle: false });
   const idx = [...sampler];
   const rows = idx.map((i) => b * GLOBAL + i);
@@ -48,7 +56,11 @@ for (let s = start; s < STEPS; s++) {
   opt.zeroGrad();
   nn.mseLoss(ddp.call(x), y).backward();
   opt.step();
-  distributed.saveCheckpoint(ckpt, { model: ddp.stateDict(), optimizer: opt.stateDict(), extra: { step: s + 1 } });
+  distributed.saveCheckpoint(ckpt, {
+    model: ddp.stateDict(),
+    optimizer: opt.stateDict(),
+    extra: { step: s + 1 },
+  });
 }
 
 // the reference: one process, whole global batches, no interruption
@@ -64,6 +76,7 @@ const got = model.parameters();
 ref.parameters().forEach((p, i) => {
   const a = got[i].dataSync();
   const b = p.dataSync();
-  for (let k = 0; k < a.length; k++) assert.ok(Math.abs(a[k] - b[k]) <= 1e-12, `param ${i}[${k}]: ${a[k]} vs ${b[k]}`);
+  for (let k = 0; k < a.length; k++)
+    assert.ok(Math.abs(a[k] - b[k]) <= 1e-12, `param ${i}[${k}]: ${a[k]} vs ${b[k]}`);
 });
 distributed.log0(`ok: resumed training matches ${STEPS} uninterrupted steps`);

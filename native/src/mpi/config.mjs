@@ -42,7 +42,8 @@ export function findMpi() {
   for (const pkg of ["ompi", "mpich"]) {
     const c = run("pkg-config", ["--cflags", pkg]);
     const l = run("pkg-config", ["--libs", pkg]);
-    if (c !== undefined && l !== undefined) candidates.push({ cflags: split(c), libs: split(l), how: `pkg-config ${pkg}` });
+    if (c !== undefined && l !== undefined)
+      candidates.push({ cflags: split(c), libs: split(l), how: `pkg-config ${pkg}` });
   }
   for (const c of candidates) {
     const dirs = c.cflags.filter((t) => t.startsWith("-I")).map((t) => t.slice(2));
@@ -62,5 +63,8 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   if (what === "found") console.log(mpi === undefined ? "0" : "1");
   else if (what === "cflags") console.log(mpi === undefined ? "" : mpi.cflags.join(" "));
   else if (what === "libs") console.log(mpi === undefined ? "" : mpi.libs.join(" "));
-  else console.log(mpi === undefined ? "no MPI found" : `${mpi.how}: ${mpi.cflags.join(" ")} ${mpi.libs.join(" ")}`);
+  else
+    console.log(
+      mpi === undefined ? "no MPI found" : `${mpi.how}: ${mpi.cflags.join(" ")} ${mpi.libs.join(" ")}`,
+    );
 }
