@@ -4,7 +4,7 @@
 // where mpirun is not installed (`.ci/run` installs Open MPI).
 import assert from "node:assert/strict";
 import { type SpawnSyncReturns, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
@@ -123,4 +123,47 @@ test("under mpirun without the MPI binding, initProcessGroup says what to instal
     /started by mpirun \(Open MPI\) \(world size 1\) but the MPI binding is not available/,
   );
   assert.match(r.stderr, /apt-get install openmpi-bin libopenmpi-dev/);
+});
+
+test("chainrule train --distributed on 2 processes takes the steps of a one-process run; rank 0 alone prints", {
+  skip,
+}, () => {
+  const args = ["train", "--limit", "200", "--epochs", "1", "--batch-size", "50", "--no-plots"];
+  const bin = path.join(root, "bin", "chainrule.mjs");
+  const one = spawnSync(process.execPath, [bin, ...args, "--out", path.join(tmp, "one")], {
+    cwd: root,
+    env,
+    encoding: "utf8",
+    timeout: 90_000,
+  });
+  assert.equal(one.status, 0, `${one.stdout}\n${one.stderr}`);
+  const two = spawnSync(
+    "mpirun",
+    [
+      "--oversubscribe",
+      "-np",
+      "2",
+      process.execPath,
+      bin,
+      ...args,
+      "--distributed",
+      "--out",
+      path.join(tmp, "two"),
+    ],
+    { cwd: root, env, encoding: "utf8", timeout: 90_000 },
+  );
+  assert.equal(two.status, 0, `${two.stdout}\n${two.stderr}`);
+  assert.equal(two.stdout.match(/^training mlp/gm)?.length, 1, "one header, from rank 0");
+  assert.equal(two.stdout.match(/^test accuracy/gm)?.length, 1, "one result line, from rank 0");
+  const read = (d: string) =>
+    JSON.parse(readFileSync(path.join(tmp, d, "metrics.json"), "utf8")) as {
+      test: { loss: number; correct: number };
+      epochs: { trainLoss: number }[];
+    };
+  const a = read("one");
+  const b = read("two");
+  // float32: the same global batches, gradients summed in another order
+  assert.ok(Math.abs(a.test.loss - b.test.loss) <= 1e-5 * a.test.loss, `${a.test.loss} vs ${b.test.loss}`);
+  assert.ok(Math.abs(a.epochs[0].trainLoss - b.epochs[0].trainLoss) <= 1e-5 * a.epochs[0].trainLoss);
+  assert.ok(Math.abs(a.test.correct - b.test.correct) <= 2, `${a.test.correct} vs ${b.test.correct} correct`);
 });
