@@ -58,6 +58,11 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 
 test("the MPI binding was built where MPI is installed", { skip }, () => {
   assert.ok(built, "native/build/Release/chainrule_mpi.node is missing: run `npm run build:native`");
+  // the kernel addon stays free of libmpi: users without MPI load it as before
+  const ldd = spawnSync("ldd", [path.join(root, "native/build/Release/chainrule_native.node")], {
+    encoding: "utf8",
+  });
+  if (ldd.status === 0) assert.doesNotMatch(ldd.stdout, /libmpi/);
 });
 
 for (const np of [2, 4]) {
