@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { distributed, type DType, tensor, zeros } from "../../src/node.ts";
 import type { Tensor } from "../../src/tensor/tensor.ts";
 
-const { rank, worldSize: size } = distributed.initProcessGroup({ timeoutMs: 20000 });
+const { rank, worldSize: size } = distributed.initProcessGroup({ timeoutMs: 120_000 });
 const DT: DType[] = ["float32", "float64", "int32", "bool"];
 const OPS = ["sum", "mean", "max", "min"] as const;
 

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { distributed, type DType, manualSeed, nn, noGrad, optim, randn } from "../../src/node.ts";
 import type { Tensor } from "../../src/tensor/tensor.ts";
 
-const { rank, worldSize } = distributed.initProcessGroup({ timeoutMs: 20000 });
+const { rank, worldSize } = distributed.initProcessGroup({ timeoutMs: 120_000 });
 
 function run(dtype: DType, bucketCapMb: number, unused: boolean, bn = false): void {
   class Net extends nn.Module {

@@ -11,7 +11,7 @@ const STEPS = 6;
 const GLOBAL = 8;
 const ckpt = process.env.CKPT!;
 const killAt = Number(process.env.KILL_AT ?? -1);
-const { rank, worldSize } = distributed.initProcessGroup({ timeoutMs: 20000 });
+const { rank, worldSize } = distributed.initProcessGroup({ timeoutMs: 120_000 });
 
 const makeModel = () =>
   new nn.Sequential(
