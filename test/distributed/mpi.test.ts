@@ -62,7 +62,7 @@ function mpirun(
   np: number,
   script: string,
   extra: Record<string, string> = {},
-  timeout = 120_000,
+  timeout = 240_000,
 ): Promise<Ran> {
   const args = [
     "--oversubscribe",
