@@ -2,6 +2,7 @@
 // computes alone from the formula that generated every rank's data. Prints "ok <rank>" at the end; an assertion
 // failure is an uncaught exception, which ends the job with a non-zero status.
 import assert from "node:assert/strict";
+import { loadMpiAddon } from "../../src/distributed/addon.ts";
 import { distributed, type DType, tensor, zeros } from "../../src/node.ts";
 import type { Tensor } from "../../src/tensor/tensor.ts";
 
@@ -162,6 +163,36 @@ assert.throws(
   /broadcast view whose elements share memory/,
 );
 assert.throws(() => distributed.send(zeros([1]), rank), /is this rank/);
+// the binding itself never trusts a size, an offset or a dtype from JavaScript (issue 8)
+const loaded = loadMpiAddon();
+assert.ok("addon" in loaded);
+const raw = loaded.addon;
+const f = new Float32Array(8);
+assert.throws(
+  () => raw.allReduce(f, 4, 5, 0, 0, false),
+  /elements \[4, 9\) are outside its Float32Array of length 8/,
+);
+assert.throws(() => raw.allReduce(f, -1, 2, 0, 0, false), /the element offset must be an integer/);
+assert.throws(() => raw.allReduce(f, 0, Number.NaN, 0, 0, false), /the element count must be an integer/);
+assert.throws(() => raw.allReduce(f, 0, 1.5, 0, 0, false), /the element count must be an integer/);
+assert.throws(() => raw.allReduce(f, 0, 8, 1, 0, false), /bool data must be a Uint8Array, got Float32Array/);
+assert.throws(() => raw.allReduce(new Int32Array(2), 0, 2, 0, 1, false), /'mean' needs floating-point data/);
+assert.throws(() => raw.allReduce(f, 0, 8, 0, 9, false), /the reduction must be an integer in \[0, 3\]/);
+assert.throws(
+  () => raw.allGather(f, 0, 2, new Float32Array(2 * size + 1), 0, 2 * size + 1, false),
+  /expected world size/,
+);
+assert.throws(
+  () => raw.allGather(f, 0, 2, new Float64Array(2 * size), 0, 2 * size, false),
+  /the output is a Float64Array, the input a Float32Array/,
+);
+assert.throws(() => raw.broadcast(f, 0, 8, size, false), /the source rank must be an integer in \[0, /);
+assert.throws(() => raw.send(f, 0, 8, 0, 40000, false), /the tag must be an integer in \[0, 32767\]/);
+assert.throws(
+  () => raw.allReduce([1, 2] as unknown as Float32Array, 0, 2, 0, 0, false),
+  /must be a typed array/,
+);
+
 distributed.barrier();
 await distributed.barrier({ async: true }).promise();
 console.log(`ok ${rank}`);
