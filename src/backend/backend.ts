@@ -110,7 +110,7 @@ export type FusedInstr =
   | { readonly kind: "binary"; readonly op: BinaryOp; readonly a: number; readonly b: number };
 
 /**
- * A fused elementwise program: registers of one float dtype, the last one the result. Built once (by
+ * A fused elementwise program: registers of one float dtype, some of them the results (`outputs`). Built once (by
  * `fusedProgram` in fused.ts) and then run any number of times, so it carries a flat form for kernels written
  * in other languages and a key to cache compiled code by.
  */
@@ -127,6 +127,11 @@ export interface FusedProgram {
   readonly consts: Float64Array;
   /** Number of input instructions' distinct indices: inputs are 0 .. numInputs - 1. */
   readonly numInputs: number;
+  /**
+   * The registers written out, in the order of the kernel's `outs` (by default the last register alone): a
+   * group of jit's fusion may hand several values on, e.g. an optimizer's new moments and parameters.
+   */
+  readonly outputs: Int32Array;
   /**
    * Identifies the program's structure (dtype and instructions, not the const values): equal keys, equal
    * `code`. Backends cache compiled kernels by it and pass `consts` at run time.
@@ -421,18 +426,19 @@ export interface Backend {
   ): void;
 
   /**
-   * Optional fused elementwise kernel (jit's fusion, src/core/jit-fuse.ts): out = the last register of `prog`,
-   * evaluated elementwise. `inputs[k]` is the view read by `{ kind: "input", index: k }`, already broadcast to
-   * the output's shape (same rank; stride 0 on broadcast axes; any strides and offset) and of `prog.dtype`;
-   * `out` is contiguous with that shape. The result must be bit for bit what applying this backend's own
+   * Optional fused elementwise kernel (jit's fusion, src/core/jit-fuse.ts): outs[j] = the register
+   * `prog.outputs[j]`, evaluated elementwise. `inputs[k]` is the view read by `{ kind: "input", index: k }`,
+   * already broadcast to the outputs' shape (same rank; stride 0 on broadcast axes; any strides and offset) and
+   * of `prog.dtype`; each of `outs` is contiguous with that shape. The result must be bit for bit what applying this backend's own
    * `unary` / `binary` kernels instruction by instruction gives (a float32 register is rounded to float32
    * after every instruction; a const register reads like a stride-0 view of the value). So a backend whose
    * kernels approximate (wasm's SIMD float32 exp) uses the same approximation at the same elements.
-   * `out` may be the storage of an input that has out's contiguous layout (jit writes in place over a dying
-   * operand): element i of such an input is read before out[i] is written, and no other element of it after.
+   * An out may be the storage of an input that has its contiguous layout (jit writes in place over a dying
+   * operand): element i of every input is read before element i of any out is written, and no other element
+   * of that input after.
    * Never filled in by completion (complete.ts): jit fuses only on backends that provide it.
    */
-  fused?(prog: FusedProgram, inputs: readonly View[], out: TypedArray): void;
+  fused?(prog: FusedProgram, inputs: readonly View[], outs: readonly TypedArray[]): void;
 
   /**
    * Optional kernel: the stable sorting permutation along `axis`. out (int32, x's shape, contiguous) gets, for

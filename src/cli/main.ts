@@ -222,11 +222,18 @@ function trainCommand(io: Required<MainIO>, done: (code: number) => void): Comma
     )
     .addOption(new Option("--no-plots", "do not write the SVG charts"))
     .addOption(new Option("--quiet", "print only the final test accuracy"))
+    .addOption(
+      new Option(
+        "--distributed",
+        "data-parallel over the processes of `mpirun -np N` (rank 0 prints and writes)",
+      ),
+    )
     .action(async (_opts: Record<string, unknown>, self: Command) => {
       // only what was given on the command line; args.ts fills the defaults (and checks --resume conflicts)
       const given: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(self.opts())) {
-        if (k !== "resume" && k !== "threads" && self.getOptionValueSource(k) === "cli") given[k] = v;
+        const own = k === "resume" || k === "threads" || k === "distributed";
+        if (!own && self.getOptionValueSource(k) === "cli") given[k] = v;
       }
       const resume = self.opts().resume as string | undefined;
       if (given.backend === undefined) selectDefaultBackend();
@@ -245,7 +252,11 @@ function trainCommand(io: Required<MainIO>, done: (code: number) => void): Comma
       };
       if (io.handleSignals) process.on("SIGINT", onSigint);
       try {
-        const how = { resume, signal: controller.signal, log: io.log, tty: io.tty };
+        const distributed = self.opts().distributed === true;
+        if (distributed && given.model === "transformer") {
+          throw new ConfigError("--distributed: not supported with --model transformer yet");
+        }
+        const how = { resume, distributed, signal: controller.signal, log: io.log, tty: io.tty };
         const r =
           given.model === "transformer"
             ? await runTrainText(given as TrainInput, how)
@@ -365,9 +376,10 @@ function graphCommand(io: Required<MainIO>, done: (code: number) => void): Comma
       ),
     )
     .addOption(
-      new Option("--hidden <sizes>", "hidden layer sizes of the mlp, comma-separated")
-        .default(DEFAULTS.hidden, DEFAULTS.hidden.join(","))
-        .argParser(parser(parseHidden)),
+      new Option(
+        "--hidden <sizes>",
+        "hidden layer sizes of the mlp, comma-separated (default 256,128); the lstm's hidden size (default 128)",
+      ).argParser(parser(parseHidden)),
     )
     .addOption(new Option("--rankdir <dir>", "layout direction").choices(["TB", "LR"]).default("TB"))
     .action(
@@ -377,7 +389,7 @@ function graphCommand(io: Required<MainIO>, done: (code: number) => void): Comma
         backward?: boolean;
         depth: number;
         expand?: string[];
-        hidden: number[];
+        hidden?: number[];
         rankdir: "TB" | "LR";
       }) => {
         await runGraph(opts, io.log);
