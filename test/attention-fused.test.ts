@@ -484,6 +484,6 @@ test("native: attention and its backward give the same bits on 1 thread and on a
       setNumThreads(threads);
     }
     const all = run();
-    one.forEach((a, i) => assert.deepEqual(a, all[i], `output ${i}`));
+    for (const [i, a] of one.entries()) assert.deepEqual(a, all[i], `output ${i}`);
   });
 });
