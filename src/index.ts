@@ -23,6 +23,14 @@ export { vmap } from "./core/vmap.ts";
 export type { AxisSpec, VmapOpts } from "./core/vmap.ts";
 export type { KinkReport } from "./core/trace.ts";
 export { BFloat16Bits, DTYPES, Float16Bits, isHalf, promoteTypes } from "./dtype.ts";
+export {
+  type AutocastOpts,
+  autocast,
+  autocastDtype,
+  GradScaler,
+  type GradScalerOpts,
+  type GradScalerState,
+} from "./amp.ts";
 export type { DType, TypedArray } from "./dtype.ts";
 export { AllocationError, AutodiffError, DTypeError, FormatError, ShapeError } from "./errors.ts";
 export * from "./ops/creation.ts";

@@ -49,14 +49,15 @@ const isBF16NaN = (h: number) => (h & 0x7f80) === 0x7f80 && (h & 0x7f) !== 0;
 // subnormal and smallest normal, the smallest subnormal 2^-24 and the tie 2^-25 (-> 0) and just above it (-> 1),
 // float32 subnormals (bfloat16 keeps them), overflow to inf, NaN.
 const F32_BITS = [
-  0, 2147483648, 1065353216, 3212836864, 1051372203, 1199562752, 1199566592, 1199566848, 1199570944, 1315859240,
-  3463342888, 947912704, 947896320, 864026624, 855638016, 855638017, 841731191, 868220928, 1065365508,
-  1065357312, 1065365504, 1065361416, 2137108966, 2139081118, 4286564766, 1065385984, 1065451520, 1065418752,
-  524288, 1, 71362, 1036831949, 3224238164, 1150964267, 2139095040, 4286578688, 2143289344,
+  0, 2147483648, 1065353216, 3212836864, 1051372203, 1199562752, 1199566592, 1199566848, 1199570944,
+  1315859240, 3463342888, 947912704, 947896320, 864026624, 855638016, 855638017, 841731191, 868220928,
+  1065365508, 1065357312, 1065365504, 1065361416, 2137108966, 2139081118, 4286564766, 1065385984, 1065451520,
+  1065418752, 524288, 1, 71362, 1036831949, 3224238164, 1150964267, 2139095040, 4286578688, 2143289344,
 ];
 const TORCH_F16 = [
-  0, 32768, 15360, 48128, 13653, 31743, 31743, 31744, 31744, 31744, 64512, 1024, 1023, 1, 0, 1, 0, 2, 15362, 15360,
-  15362, 15361, 31744, 31744, 64512, 15364, 15372, 15368, 0, 0, 0, 11878, 49520, 25811, 31744, 64512, 32256,
+  0, 32768, 15360, 48128, 13653, 31743, 31743, 31744, 31744, 31744, 64512, 1024, 1023, 1, 0, 1, 0, 2, 15362,
+  15360, 15362, 15361, 31744, 31744, 64512, 15364, 15372, 15368, 0, 0, 0, 11878, 49520, 25811, 31744, 64512,
+  32256,
 ];
 // (PyTorch's vectorised bfloat16 cast writes NaN as 0xffff, its scalar one as 0x7fc0: both are NaN; chainrule
 // writes 0x7fc0 with the sign kept)
@@ -68,14 +69,14 @@ const TORCH_BF16 = [
 
 describe("rounding float32 to float16 / bfloat16 (PyTorch 1.13 bit patterns)", () => {
   const f32 = new Float32Array(new Uint32Array(F32_BITS).buffer);
-  for (const [dtype, want, isNaN] of [
+  for (const [dtype, want, isNaNBits] of [
     ["float16", TORCH_F16, isF16NaN],
     ["bfloat16", TORCH_BF16, isBF16NaN],
   ] as const) {
     test(`${dtype}: the cast kernel`, () => {
       const got = bitsOf(tensor(f32).to(dtype));
       for (let i = 0; i < want.length; i++) {
-        if (isNaN(want[i])) assert.ok(isNaN(got[i]), `${dtype} NaN at ${i}: ${got[i]}`);
+        if (isNaNBits(want[i])) assert.ok(isNaNBits(got[i]), `${dtype} NaN at ${i}: ${got[i]}`);
         else assert.equal(got[i], want[i], `${dtype} of float32 bits ${F32_BITS[i]} (${f32[i]})`);
       }
     });
@@ -83,7 +84,7 @@ describe("rounding float32 to float16 / bfloat16 (PyTorch 1.13 bit patterns)", (
       const got = bitsOf(tensor(Array.from(f32), { dtype }));
       const scalar = dtype === "float16" ? f32BitsToF16Bits : f32BitsToBF16Bits;
       for (let i = 0; i < want.length; i++) {
-        if (isNaN(want[i])) continue;
+        if (isNaNBits(want[i])) continue;
         assert.equal(got[i], want[i], `tensor(${f32[i]}, ${dtype})`);
         assert.equal(scalar(F32_BITS[i]), want[i]);
       }
@@ -139,10 +140,17 @@ describe("casts and promotion", () => {
   test("casts into a half go through float32 and round to nearest even (PyTorch 1.13)", () => {
     // torch.tensor([2049, 2051, 65535, -70000], dtype=torch.int32).half() -> [2048, 2052, inf, -inf]
     assert.deepEqual(tensor([2049, 2051, 65535, -70000], { dtype: "int32" }).to("float16").toArray(), [
-      2048, 2052, Infinity, -Infinity,
+      2048,
+      2052,
+      Infinity,
+      -Infinity,
     ]);
     // torch.tensor([257, 259, 1e39], dtype=torch.float64).bfloat16() -> [256, 260, inf]
-    assert.deepEqual(tensor([257, 259, 1e39], { dtype: "float64" }).to("bfloat16").toArray(), [256, 260, Infinity]);
+    assert.deepEqual(tensor([257, 259, 1e39], { dtype: "float64" }).to("bfloat16").toArray(), [
+      256,
+      260,
+      Infinity,
+    ]);
     // half -> int32 truncates toward zero; -> bool is x != 0 (NaN is true)
     assert.deepEqual(tensor([2.75, -2.75, 0.5], { dtype: "float16" }).to("int32").toArray(), [2, -2, 0]);
     assert.deepEqual(tensor([0, Number.NaN, -0.25], { dtype: "bfloat16" }).to("bool").toArray(), [
@@ -184,30 +192,50 @@ describe("casts and promotion", () => {
 // within a tolerance with the former.
 const OPS = {
   float16: {
-    a: [17567, 47883, 50825, 16082, 49794, 50226, 15575, 16647, 49233, 48343, 48937, 14430, 49444, 17051, 49773],
-    b: [13796, 48844, 15482, 49498, 50311, 15474, 17503, 16804, 16550, 14491, 17301, 50110, 49343, 44034, 49232],
-    m: [
-      14529, 15915, 14351, 47290, 44537, 14719, 47797, 4942, 15036, 46695, 15400, 13755, 46047, 16539, 49031, 43613,
-      48174, 48039, 10315, 14766,
+    a: [
+      17567, 47883, 50825, 16082, 49794, 50226, 15575, 16647, 49233, 48343, 48937, 14430, 49444, 17051, 49773,
     ],
-    add: [17661, 49449, 50538, 48068, 51144, 49707, 17813, 17750, 12624, 47379, 16384, 49830, 50418, 17019, 50526],
-    mul: [16078, 15868, 51024, 50320, 19294, 50346, 17738, 18199, 50436, 47507, 50889, 49210, 17945, 45726, 18158],
-    exp: [22106, 13986, 5618, 17792, 10482, 9143, 17077, 18989, 12133, 13509, 12632, 16104, 11494, 20172, 10535],
+    b: [
+      13796, 48844, 15482, 49498, 50311, 15474, 17503, 16804, 16550, 14491, 17301, 50110, 49343, 44034, 49232,
+    ],
+    m: [
+      14529, 15915, 14351, 47290, 44537, 14719, 47797, 4942, 15036, 46695, 15400, 13755, 46047, 16539, 49031,
+      43613, 48174, 48039, 10315, 14766,
+    ],
+    add: [
+      17661, 49449, 50538, 48068, 51144, 49707, 17813, 17750, 12624, 47379, 16384, 49830, 50418, 17019, 50526,
+    ],
+    mul: [
+      16078, 15868, 51024, 50320, 19294, 50346, 17738, 18199, 50436, 47507, 50889, 49210, 17945, 45726, 18158,
+    ],
+    exp: [
+      22106, 13986, 5618, 17792, 10482, 9143, 17077, 18989, 12133, 13509, 12632, 16104, 11494, 20172, 10535,
+    ],
     sum: [51700],
     sum1: [50264, 50094, 50035],
     matmulF32: [13548, 19467, 50951, 51063, 15673, 51514, 17147, 16706, 47582, 18601, 51502, 49310],
     matmulTorch: null,
   },
   bfloat16: {
-    a: [16582, 48602, 15937, 49171, 16467, 16644, 16135, 49203, 49297, 49150, 16510, 15844, 48987, 48845, 16566],
-    b: [16661, 49072, 49025, 49303, 16492, 16518, 16481, 16294, 49318, 49280, 16426, 16403, 15919, 16172, 16340],
-    m: [
-      49102, 48885, 48659, 48802, 48519, 48823, 49096, 48822, 16266, 15879, 16329, 16200, 49034, 48953, 16316, 16013,
-      16171, 49023, 49048, 49049,
+    a: [
+      16582, 48602, 15937, 49171, 16467, 16644, 16135, 49203, 49297, 49150, 16510, 15844, 48987, 48845, 16566,
     ],
-    add: [16760, 49086, 48978, 49376, 16608, 16711, 16513, 49088, 49436, 49344, 16596, 16410, 48943, 16011, 16619],
-    mul: [16998, 15894, 48707, 16685, 16707, 16906, 16365, 49256, 16828, 16638, 16681, 16003, 48662, 48778, 16663],
-    exp: [17395, 16230, 16283, 15822, 16856, 17775, 16345, 15738, 15408, 15885, 16980, 16271, 16090, 16172, 17300],
+    b: [
+      16661, 49072, 49025, 49303, 16492, 16518, 16481, 16294, 49318, 49280, 16426, 16403, 15919, 16172, 16340,
+    ],
+    m: [
+      49102, 48885, 48659, 48802, 48519, 48823, 49096, 48822, 16266, 15879, 16329, 16200, 49034, 48953, 16316,
+      16013, 16171, 49023, 49048, 49049,
+    ],
+    add: [
+      16760, 49086, 48978, 49376, 16608, 16711, 16513, 49088, 49436, 49344, 16596, 16410, 48943, 16011, 16619,
+    ],
+    mul: [
+      16998, 15894, 48707, 16685, 16707, 16906, 16365, 49256, 16828, 16638, 16681, 16003, 48662, 48778, 16663,
+    ],
+    exp: [
+      17395, 16230, 16283, 15822, 16856, 17775, 16345, 15738, 15408, 15885, 16980, 16271, 16090, 16172, 17300,
+    ],
     sum: [16756],
     sum1: [16617, 48905, 16648],
     matmulF32: [49314, 49297, 49399, 49355, 49484, 16191, 49451, 49271, 49222, 49390, 49431, 49422],
@@ -261,13 +289,24 @@ describe("movement and selection on 16-bit storage", () => {
       };
       check(x.T, [bits[0], bits[3], bits[1], bits[4], bits[2], bits[5]], "transpose");
       check(x.T.contiguous(), [bits[0], bits[3], bits[1], bits[4], bits[2], bits[5]], "contiguous");
-      check(x.T.reshape([6]), [bits[0], bits[3], bits[1], bits[4], bits[2], bits[5]], "reshape of a transpose");
+      check(
+        x.T.reshape([6]),
+        [bits[0], bits[3], bits[1], bits[4], bits[2], bits[5]],
+        "reshape of a transpose",
+      );
       check(x.flip(1), [bits[2], bits[1], bits[0], bits[5], bits[4], bits[3]], "flip");
       check(x.index(":", [1, null]), [bits[1], bits[2], bits[4], bits[5]], "slice");
       check(cat([x, x], 0), [...bits, ...bits], "cat");
       check(x.gather(1, tensor([[2], [0]], { dtype: "int32" })), [bits[2], bits[3]], "gather");
       check(
-        where(tensor([[true, false, true], [false, true, false]]), x, x.flip(1)),
+        where(
+          tensor([
+            [true, false, true],
+            [false, true, false],
+          ]),
+          x,
+          x.flip(1),
+        ),
         [bits[0], bits[1], bits[2], bits[5], bits[4], bits[3]],
         "where",
       );
@@ -298,7 +337,13 @@ describe("derivatives, jit and vmap", () => {
   });
 
   test("jit and vmap run half programs with the eager results", () => {
-    const x = tensor([[1.5, -2, 0.1], [3, 4, 5]], { dtype: "bfloat16" });
+    const x = tensor(
+      [
+        [1.5, -2, 0.1],
+        [3, 4, 5],
+      ],
+      { dtype: "bfloat16" },
+    );
     const f = (t: Tensor) => t.mul(t).add(1).exp().sum(1);
     const eager = f(x);
     const jitted = jit(f)(x) as Tensor;
@@ -339,7 +384,9 @@ describe("safetensors F16 / BF16", () => {
   });
 
   test("float16 / bfloat16 tensors save as F16 / BF16 and round-trip bit for bit", () => {
-    const h = tensor([1, -2.5, 65504, 1e-7, Number.POSITIVE_INFINITY, 0.1], { dtype: "float16" }).reshape([2, 3]);
+    const h = tensor([1, -2.5, 65504, 1e-7, Number.POSITIVE_INFINITY, 0.1], { dtype: "float16" }).reshape([
+      2, 3,
+    ]);
     const b = tensor([3.140625, -1e30, 2 ** -130, Number.NaN], { dtype: "bfloat16" });
     const bytes = io.tensorsToSafetensors({ h: h.T, b, f: tensor([0.5]) });
     const header = io.parseSafetensorsHeader(bytes);
