@@ -14,6 +14,8 @@ import {
   grad,
   io,
   jit,
+  nn,
+  optim,
   promoteTypes,
   type Tensor,
   tensor,
@@ -312,6 +314,45 @@ describe("movement and selection on 16-bit storage", () => {
       );
       check(x.expand([2, 2, 3]).reshape([12]).index([6, null]), bits, "broadcast");
     }
+  });
+});
+
+describe("optimizers and state dicts with half tensors", () => {
+  test("Adam on bfloat16 parameters follows float32 Adam to bfloat16 precision", () => {
+    const x0 = [1.5, -1.25, 2, 3.75, -2.5];
+    const run = (dtype: "float32" | "bfloat16") => {
+      const p = tensor(x0, { dtype, requiresGrad: true });
+      const opt = new optim.Adam([p], { lr: 0.1 });
+      for (let i = 0; i < 5; i++) {
+        opt.zeroGrad();
+        p.mul(p).sum().backward();
+        opt.step();
+      }
+      assert.equal(p.dtype, dtype);
+      return p.dataSync();
+    };
+    const f = run("float32");
+    const b = run("bfloat16");
+    // Adam moves each coordinate by about lr per step: 5 steps from x0, rounded to bfloat16 each step
+    for (let i = 0; i < f.length; i++)
+      assert.ok(Math.abs(b[i] - f[i]) <= 0.03 * Math.abs(f[i]) + 0.02, `${b[i]} vs ${f[i]}`);
+    for (let i = 0; i < f.length; i++) assert.ok(Math.abs(f[i] - x0[i]) > 0.3, "the parameters moved");
+  });
+
+  test("a float32 module loads bfloat16 / float16 weights by casting them", () => {
+    const lin = new nn.Linear(3, 2);
+    const w = tensor(
+      [
+        [1.5, -2, 0.25],
+        [3, 4, 5],
+      ],
+      { dtype: "bfloat16" },
+    );
+    const b = tensor([0.1, -0.1], { dtype: "float16" });
+    lin.loadStateDict({ weight: w, bias: b });
+    assert.equal(lin.weight.dtype, "float32");
+    assert.deepEqual(lin.weight.toArray(), w.toArray());
+    assert.deepEqual(lin.bias!.toArray(), b.toArray());
   });
 });
 
