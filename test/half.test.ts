@@ -11,12 +11,16 @@ import {
   BFloat16Bits,
   cat,
   Float16Bits,
+  getBackend,
   grad,
+  init,
   io,
   jit,
+  loadBackend,
   nn,
   optim,
   promoteTypes,
+  setBackend,
   type Tensor,
   tensor,
   vmap,
@@ -353,6 +357,40 @@ describe("optimizers and state dicts with half tensors", () => {
     assert.equal(lin.weight.dtype, "float32");
     assert.deepEqual(lin.weight.toArray(), w.toArray());
     assert.deepEqual(lin.bias!.toArray(), b.toArray());
+  });
+});
+
+describe("backends", () => {
+  test("js, wasm and native give the same bits (half storage never reaches their arithmetic kernels)", async () => {
+    await init();
+    const prev = getBackend().name;
+    const results: [string, number[][]][] = [];
+    try {
+      for (const name of ["js", "wasm", "native"]) {
+        if ("error" in loadBackend(name)) continue;
+        setBackend(name);
+        const out: number[][] = [];
+        for (const dtype of ["float16", "bfloat16"] as const) {
+          const x = tensor(
+            [
+              [1.5, -2, 3.25],
+              [4, 5, -6],
+              [0.1, 0.2, 0.3],
+            ],
+            { dtype, requiresGrad: true },
+          );
+          const y = x.matmul(x.T).tanh().mul(x.sum(0)).softmax(1).sum();
+          y.backward();
+          out.push(bitsOf(y), bitsOf(x.grad!), bitsOf(cat([x.T, x.flip(0)], 1).detach()));
+        }
+        results.push([name, out]);
+      }
+    } finally {
+      setBackend(prev);
+    }
+    assert.ok(results.length >= 2);
+    for (const [name, r] of results.slice(1))
+      assert.deepEqual(r, results[0][1], `${name} vs ${results[0][0]}`);
   });
 });
 
