@@ -458,7 +458,9 @@ export class Tensor {
   }
   /**
    * NumPy-style indexing: one entry per dim, a number (removes the dim), a slice `[start, stop, step]`
-   * (`null` for defaults, negatives count from the end), or `null`/`":"` for the whole dim.
+   * (`null` for defaults, negatives count from the end) or `":"` for the whole dim; `null` inserts a new axis
+   * of size 1 (PyTorch's `None`) and `"..."` stands for the dims the other entries leave. `x.index(":", null)`
+   * is PyTorch's `x[:, None]`.
    */
   index(...idx: (S.IndexArg | "..." | Tensor)[]): Tensor {
     return S.index(this, idx);

@@ -241,15 +241,15 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
       ),
     // jit's fused chains: a tile interpreter; programs it declines run op by op through this backend's own
     // kernels (the same bits), not counted as fallbacks unless scratch ran out
-    fused: (prog, inputs, out) =>
+    fused: (prog, inputs, outs) =>
       run(
         fallbacks,
         "fused",
         () => {
-          if (!F.fused(c, prog, inputs, out)) fusedByOps(backend, prog, inputs, out);
+          if (!F.fused(c, prog, inputs, outs)) fusedByOps(backend, prog, inputs, outs);
           return true;
         },
-        () => fusedByOps(backend, prog, inputs, out),
+        () => fusedByOps(backend, prog, inputs, outs),
       ),
     softmax: (x, axis, log, out) => S.softmax(backend, x, axis, log, out),
     softmaxBackward: (y, ct, axis, log, out) => S.softmaxBackward(backend, y, ct, axis, log, out),
