@@ -168,6 +168,16 @@ describe("casts and promotion", () => {
     assert.deepEqual(bitsOf(tensor([3.140625, 1e-6], { dtype: "bfloat16" }).to("float16")), [0x4248, 17]);
   });
 
+  test("a plain Uint16Array holds numbers; Float16Bits / BFloat16Bits hold bit patterns", () => {
+    assert.deepEqual(tensor(new Uint16Array([1, 65535])).toArray(), [1, 65535]);
+    assert.equal(tensor(new Uint16Array([1])).dtype, "int32");
+    assert.deepEqual(tensor(new Uint16Array([0x3c00]), { dtype: "float16" }).toArray(), [0x3c00]);
+    assert.deepEqual(tensor(new Float16Bits([0x3c00])).toArray(), [1]);
+    assert.deepEqual(tensor(new BFloat16Bits([0x3c00])).toArray(), [2 ** -7]);
+    // bit patterns converted to another dtype by value
+    assert.deepEqual(tensor(new Float16Bits([0x3c00, 0xc100]), { dtype: "int32" }).toArray(), [1, -2]);
+  });
+
   test("promotion follows PyTorch", () => {
     assert.equal(promoteTypes("float16", "bfloat16"), "float32");
     assert.equal(promoteTypes("float16", "float32"), "float32");

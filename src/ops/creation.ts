@@ -11,7 +11,15 @@
  * overflow"); a typed array would otherwise wrap it silently. Fractional values given for an int32 tensor are
  * truncated toward zero, as PyTorch does; fractional arange bounds for an int32 range are refused.
  */
-import { checkDType, type DType, dtypeOfTyped, isHalf, type TypedArray } from "../dtype.ts";
+import {
+  BFloat16Bits,
+  checkDType,
+  type DType,
+  dtypeOfTyped,
+  Float16Bits,
+  isHalf,
+  type TypedArray,
+} from "../dtype.ts";
 import { toBF16Bits, toF16Bits } from "../io/half.ts";
 import { castKernel } from "../prims/half.ts";
 import { contiguousStorage } from "./shape.ts";
@@ -113,7 +121,11 @@ export function tensor(
     return finish(fromData(contiguousStorage(c, "tensor"), c.shape, c.dtype), opts);
   }
   if (ArrayBuffer.isView(data)) {
-    const src = data as TypedArray;
+    // a plain Uint16Array holds numbers (int32 by default); only Float16Bits / BFloat16Bits hold 16-bit floats
+    const given = data as TypedArray;
+    const plain16 =
+      given instanceof Uint16Array && !(given instanceof Float16Bits || given instanceof BFloat16Bits);
+    const src = plain16 ? Int32Array.from(given) : given;
     const shape = opts?.shape ? checkShape("tensor", opts.shape) : [src.length];
     if (sizeOf(shape) !== src.length) {
       throw new ShapeError(
