@@ -65,6 +65,12 @@ CR_INLINE float from_f16(uint16_t h) {
 }
 
 CR_INLINE uint16_t load16(const uint8_t* p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+// Two consecutive 16-bit values (both bytes of each inside the checked view), the first in the low half.
+CR_INLINE uint32_t load32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
 
 // dst[i] = f32 -> 16-bit of src[i * s] for i in [lo, hi)
 void narrow_run(const float* src, i64 s, uint8_t* dst, i64 lo, i64 hi, bool bf) {
@@ -236,6 +242,11 @@ Err gemm_bf16(int nd, const int64_t* shape, const View& a, const View& b, const 
           continue;
         }
         const uint8_t* ai = At + i * am;
+        if (ak == 2) {  // a row is contiguous: its pairs are its 32-bit words
+          for (i64 p = 0; p < K / 2; p++) row[p] = load32(ai + 4 * p);
+          if (K % 2) row[kp - 1] = load16(ai + 2 * (K - 1));
+          continue;
+        }
         for (i64 p = 0; p < kp; p++) {
           const uint32_t lo16 = load16(ai + 2 * p * ak);
           const uint32_t hi16 = 2 * p + 1 < K ? load16(ai + (2 * p + 1) * ak) : 0;
@@ -247,6 +258,18 @@ Err gemm_bf16(int nd, const int64_t* shape, const View& a, const View& b, const 
     par_for(nb, 1, [&](i64 lo, i64 hi, int) {
       for (i64 q = lo; q < hi; q++) {
         uint32_t* panel = pb + q * kp * kNR;
+        if (bk == 2) {  // b's columns are contiguous (a transposed weight): a pair is one 32-bit word
+          for (int j = 0; j < kNR; j++) {
+            const i64 col = q * kNR + j;
+            const uint8_t* bc = Bt + col * bn;
+            for (i64 p = 0; p < kp; p++) {
+              uint32_t v = 0;
+              if (col < N) v = 2 * p + 1 < K ? load32(bc + 4 * p) : load16(bc + 4 * p);
+              panel[p * kNR + j] = v;
+            }
+          }
+          continue;
+        }
         for (i64 p = 0; p < kp; p++) {
           const uint8_t* r0 = Bt + 2 * p * bk;
           const uint8_t* r1 = Bt + (2 * p + 1) * bk;
