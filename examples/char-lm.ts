@@ -13,7 +13,18 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { arange, Generator, manualSeed, nn, noGrad, optim, type Tensor, tensor, viz } from "../src/node.ts";
+import {
+  arange,
+  Generator,
+  manualSeed,
+  multinomial,
+  nn,
+  noGrad,
+  optim,
+  type Tensor,
+  tensor,
+  viz,
+} from "../src/node.ts";
 
 const { values: opts } = parseArgs({
   options: {
@@ -140,11 +151,8 @@ noGrad(() => {
       .call(tensor([ctx], { dtype: "int32" }))
       .narrow(1, ctx.length - 1, 1)
       .reshape([-1]);
-    const p = logits.div(0.8).softmax(0).dataSync();
-    let u = gen.uniform();
-    let next = 0;
-    while (next < p.length - 1 && u >= p[next]) u -= p[next++];
-    out.push(next);
+    // softmax(logits / temperature), then one draw from that distribution
+    out.push(multinomial(logits.div(0.8).softmax(0), 1, { generator: gen }).item());
   }
 });
 console.log(`sample:\n${out.map((i) => vocab[i]).join("")}`);

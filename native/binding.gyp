@@ -18,6 +18,7 @@
       "src/kernels/softmax.cc",
       "src/kernels/attention.cc",
       "src/kernels/rnn_cell.cc",
+      "src/kernels/half.cc",
       "src/kernels/table.cc"
     ],
     "common_cflags": ["-O3", "-fno-math-errno", "-fPIC", "-std=gnu++17", "-fno-exceptions", "-fno-rtti", "-Wno-unused-parameter"]

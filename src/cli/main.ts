@@ -102,7 +102,9 @@ function applyThreads(threads: number | undefined): void {
 
 function trainCommand(io: Required<MainIO>, done: (code: number) => void): Command {
   const cmd = new Command("train")
-    .description("train an image classifier and write metrics, weights, a checkpoint and charts")
+    .description(
+      "train an image classifier (or, with --model transformer, a character-level language model) and write metrics, weights, a checkpoint and charts",
+    )
     .addOption(
       new Option(
         "--data <name|dir|text:file>",
@@ -212,9 +214,10 @@ function trainCommand(io: Required<MainIO>, done: (code: number) => void): Comma
       ).choices(BACKEND_NAMES),
     )
     .addOption(
-      new Option("--limit <n>", "use only the first n training examples").argParser(
-        parser((v) => parsePositiveInt("--limit", v, LIMITS.limit)),
-      ),
+      new Option(
+        "--limit <n>",
+        "use only the first n training examples (transformer: the first n characters of the text)",
+      ).argParser(parser((v) => parsePositiveInt("--limit", v, LIMITS.limit))),
     )
     .addOption(threadsOption())
     .addOption(
@@ -313,16 +316,16 @@ function sampleCommand(io: Required<MainIO>, done: (code: number) => void): Comm
       "generate text with a character-level language model trained by chainrule train --model transformer",
     )
     .requiredOption("--model-path <path>", "a run directory or its model.safetensors")
-    .addOption(new Option("--prompt <text>", "the text to continue (default: a newline)").default(""))
-    .addOption(new Option("--length <n>", "characters to generate").default("500"))
+    .addOption(new Option("--prompt <text>", "the text to continue").default("", "a newline"))
+    .addOption(new Option("--length <n>", "characters to generate").default("500", "500"))
     .addOption(
       new Option(
         "--temperature <t>",
         "softmax temperature (lower: more conservative; 0: always the likeliest)",
-      ).default("0.8"),
+      ).default("0.8", "0.8"),
     )
     .addOption(new Option("--top-k <k>", "draw only among the k likeliest characters (default: all)"))
-    .addOption(new Option("--seed <n>", "seed of the draws").default("0"))
+    .addOption(new Option("--seed <n>", "seed of the draws").default("0", "0"))
     .addOption(
       new Option("--backend <name>", "kernel backend (default: native if it loads)").choices(BACKEND_NAMES),
     )

@@ -13,6 +13,7 @@
  * matmuls, materialising [..., L, S]); MultiheadAttention also composes when it returns its weights
  * (needWeights, the default). `_attention` stays the reference the fused path is tested against.
  */
+import { castLow } from "../amp.ts";
 import { checkNotJitTracing } from "../core/trace.ts";
 import type { DType } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
@@ -168,6 +169,10 @@ export function _attention(
   opts: SDPAOpts & { dropout?: (w: Tensor) => Tensor },
   boolMeans: "keep" | "drop",
 ): [Tensor, Tensor] {
+  // autocast: float32 q, k, v in the autocast dtype (src/amp.ts)
+  q = castLow(q);
+  k = castLow(k);
+  v = castLow(v);
   if (q.ndim < 2 || k.ndim < 2 || v.ndim < 2) {
     throw new ShapeError(
       `${op}: q, k, v must have at least 2 dims [..., L, E], got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}, ${fmtShape(v.shape)}`,
