@@ -13,7 +13,7 @@
  * matmuls, materialising [..., L, S]); MultiheadAttention also composes when it returns its weights
  * (needWeights, the default). `_attention` stays the reference the fused path is tested against.
  */
-import { castLow } from "../amp.ts";
+import { autocastDtype, castLow } from "../amp.ts";
 import { checkNotJitTracing } from "../core/trace.ts";
 import type { DType } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
@@ -93,9 +93,17 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   return _attention(op, q, k, v, opts, "keep")[0];
 }
 
-/** The fused primitive serves q, k, v of one float dtype (the composition promotes mixed dtypes). */
+/**
+ * The fused primitive serves q, k, v of one float dtype (the composition promotes mixed dtypes), outside
+ * autocast (whose lower-precision attention is the composition's, src/amp.ts).
+ */
 function fusable(q: Tensor, k: Tensor, v: Tensor): boolean {
-  return (q.dtype === "float32" || q.dtype === "float64") && k.dtype === q.dtype && v.dtype === q.dtype;
+  return (
+    (q.dtype === "float32" || q.dtype === "float64") &&
+    k.dtype === q.dtype &&
+    v.dtype === q.dtype &&
+    autocastDtype() === null
+  );
 }
 
 function checkQKV(op: string, q: Tensor, k: Tensor, v: Tensor): void {
