@@ -1,0 +1,464 @@
+/**
+ * The webgpu test's page (bundled by esbuild, run in Chromium with a WebGPU adapter by webgpu.test.ts).
+ *
+ * 1. Without an adapter it reports `{ skip: reason }` and stops.
+ * 2. `await init({ backend: "webgpu" })`, then every WGSL kernel is called directly on random strided views
+ *    (transposed, flipped, stepped, offset, broadcast), odd sizes and empty shapes, in float32 / int32 / bool,
+ *    and compared with the js reference kernel on the same values. Inputs alternate between device arrays
+ *    filled on the host (uploaded on first use) and ordinary typed arrays (uploaded per call).
+ * 3. The sync-read error, `await t.data()` and the memory figure.
+ * 4. The MLP scenario (webgpu-scenario.ts) on webgpu; the Node side compares it with js.
+ */
+import type { Activation, BinaryOp, ReduceOp, UnaryOp, View } from "../../src/backend/backend.ts";
+import { syncToHost } from "../../src/backend/device.ts";
+import { jsBackend as J } from "../../src/backend/js/index.ts";
+import { webgpuInfo, webgpuMemory } from "../../src/backend/webgpu/index.ts";
+import { allocTyped, type DType, type TypedArray } from "../../src/dtype.ts";
+import * as cr from "../../src/index.ts";
+import { mlpStepsAsync } from "./webgpu-scenario.ts";
+
+/** mulberry32: a small seeded generator (values reproducible run to run). */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const rng = prng(20261206);
+const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+
+const SHAPES: readonly (readonly number[])[] = [
+  [],
+  [0],
+  [3, 0],
+  [1],
+  [7],
+  [17],
+  [257],
+  [3, 5],
+  [4, 1, 9],
+  [2, 3, 4, 5],
+  [2, 17, 3],
+  [33, 65],
+];
+
+type Gen = (r: () => number) => number;
+const GENS: Record<string, Gen> = {
+  any: (r) => (r() - 0.5) * 6,
+  unit: (r) => (r() - 0.5) * 1.98, // (-0.99, 0.99): asin, acos, atanh
+  pos: (r) => 0.05 + r() * 4, // log, sqrt, pow bases
+  big: (r) => 1.01 + r() * 4, // acosh
+  int: (r) => Math.floor((r() - 0.5) * 40),
+  small: (r) => Math.floor(r() * 5), // int powers
+  bool: (r) => (r() < 0.5 ? 1 : 0),
+};
+
+/** A pair of views with the same values: one for js (an ordinary array), one for webgpu (device or ordinary). */
+interface Pair {
+  js: View;
+  gpu: View;
+}
+
+let flip = 0;
+/**
+ * A random strided view of `shape`: axes permuted, some stepped by 2, some flipped (negative stride), an
+ * offset, and with `broadcast` some axes of stride 0.
+ */
+function randView(shape: readonly number[], dtype: DType, gen: Gen, broadcast = false): Pair {
+  const r = shape.length;
+  const order = shape.map((_, i) => i).sort(() => rng() - 0.5);
+  const step = shape.map(() => (rng() < 0.3 ? 2 : 1));
+  const strides = new Array<number>(r).fill(0);
+  let s = 1;
+  for (let k = r - 1; k >= 0; k--) {
+    const d = order[k];
+    strides[d] = s * step[d];
+    s *= Math.max(1, shape[d] * step[d]);
+  }
+  let offset = rng() < 0.5 ? 3 : 0;
+  const total = s + offset;
+  for (let d = 0; d < r; d++) {
+    if (rng() < 0.3 && shape[d] > 1) {
+      offset += (shape[d] - 1) * strides[d];
+      strides[d] = -strides[d];
+    }
+    if (broadcast && rng() < 0.2) strides[d] = 0;
+  }
+  const host = allocTyped(dtype, total);
+  for (let i = 0; i < total; i++) host[i] = gen(rng);
+  let dev: TypedArray = host;
+  if (flip++ % 2 === 0) {
+    dev = cr.getBackend().alloc(dtype, total);
+    for (let i = 0; i < total; i++) dev[i] = host[i];
+  }
+  return { js: { data: host, shape, strides, offset }, gpu: { data: dev, shape, strides, offset } };
+}
+
+interface Tol {
+  rtol: number;
+  atol: number;
+}
+const F32: Tol = { rtol: 2e-5, atol: 2e-5 };
+const EXACT: Tol = { rtol: 0, atol: 0 };
+
+const failures: string[] = [];
+let checked = 0;
+
+/** Run `call` on js and webgpu into fresh outputs of `outShape` and compare the values. */
+async function check(
+  label: string,
+  outType: DType,
+  outShape: readonly number[],
+  tol: Tol,
+  call: (b: cr.Backend, side: "js" | "gpu", out: TypedArray) => void,
+): Promise<void> {
+  checked++;
+  const n = size(outShape);
+  const want = allocTyped(outType, n);
+  const got = cr.getBackend().alloc(outType, n, true);
+  try {
+    call(J, "js", want);
+    call(cr.getBackend(), "gpu", got);
+    await syncToHost(got);
+  } catch (e) {
+    failures.push(`${label}: threw ${e instanceof Error ? e.message : e}`);
+    return;
+  }
+  for (let i = 0; i < n; i++) {
+    const a = got[i];
+    const b = want[i];
+    if (Number.isNaN(a) && Number.isNaN(b)) continue;
+    if (!(Math.abs(a - b) <= tol.atol + tol.rtol * Math.abs(b))) {
+      failures.push(`${label}: element ${i} of ${n}: got ${a}, expected ${b}`);
+      return;
+    }
+  }
+}
+
+const pick = <T>(xs: readonly T[], i: number): T => xs[i % xs.length];
+
+const UNARY: [UnaryOp, string][] = [
+  ["neg", "any"],
+  ["abs", "any"],
+  ["sign", "any"],
+  ["exp", "any"],
+  ["log", "pos"],
+  ["log1p", "pos"],
+  ["expm1", "any"],
+  ["sqrt", "pos"],
+  ["sin", "any"],
+  ["cos", "any"],
+  ["tan", "unit"],
+  ["tanh", "any"],
+  ["sigmoid", "any"],
+  ["erf", "any"],
+  ["relu", "any"],
+  ["floor", "any"],
+  ["ceil", "any"],
+  ["round", "any"],
+  ["asin", "unit"],
+  ["acos", "unit"],
+  ["atan", "any"],
+  ["sinh", "any"],
+  ["cosh", "any"],
+  ["asinh", "any"],
+  ["acosh", "big"],
+  ["atanh", "unit"],
+  ["log2", "pos"],
+  ["log10", "pos"],
+];
+const BINARY_F: [BinaryOp, string, string][] = [
+  ["add", "any", "any"],
+  ["sub", "any", "any"],
+  ["mul", "any", "any"],
+  ["div", "any", "pos"],
+  ["pow", "pos", "any"],
+  ["maximum", "any", "any"],
+  ["minimum", "any", "any"],
+  ["eq", "small", "small"],
+  ["ne", "small", "small"],
+  ["lt", "any", "any"],
+  ["le", "small", "small"],
+  ["gt", "any", "any"],
+  ["ge", "small", "small"],
+  ["atan2", "any", "any"],
+];
+const BINARY_I: [BinaryOp, string, string][] = [
+  ["add", "int", "int"],
+  ["sub", "int", "int"],
+  ["mul", "int", "int"],
+  ["div", "int", "int"],
+  ["pow", "int", "small"],
+  ["maximum", "int", "int"],
+  ["minimum", "int", "int"],
+  ["eq", "small", "small"],
+  ["lt", "int", "int"],
+  ["ge", "small", "small"],
+];
+
+async function kernelChecks(): Promise<void> {
+  let i = 0;
+  for (const [op, gen] of UNARY) {
+    for (const shape of [pick(SHAPES, i), pick(SHAPES, i + 5), [33, 65]]) {
+      const x = randView(shape, "float32", GENS[gen], true);
+      await check(`unary ${op} float32 [${shape}]`, "float32", shape, F32, (b, s, o) => b.unary(op, x[s], o));
+      i++;
+    }
+  }
+  for (const op of ["neg", "abs", "sign"] as const) {
+    for (const shape of SHAPES) {
+      const x = randView(shape, "int32", GENS.int, true);
+      await check(`unary ${op} int32 [${shape}]`, "int32", shape, EXACT, (b, s, o) => b.unary(op, x[s], o));
+    }
+  }
+  for (const shape of SHAPES) {
+    const x = randView(shape, "bool", GENS.bool, true);
+    await check(`unary not bool [${shape}]`, "bool", shape, EXACT, (b, s, o) => b.unary("not", x[s], o));
+  }
+  const binary = async (op: BinaryOp, dtype: DType, ga: string, gb: string, shape: readonly number[]) => {
+    const a = randView(shape, dtype, GENS[ga], true);
+    const c = randView(shape, dtype, GENS[gb], true);
+    const cmp = ["eq", "ne", "lt", "le", "gt", "ge", "and", "or", "xor"].includes(op);
+    const tol = dtype === "float32" && !cmp ? F32 : EXACT;
+    await check(`binary ${op} ${dtype} [${shape}]`, cmp ? "bool" : dtype, shape, tol, (b, s, o) =>
+      b.binary(op, a[s], c[s], o),
+    );
+  };
+  i = 0;
+  for (const [op, ga, gb] of BINARY_F) {
+    for (const k of [0, 4, 9]) await binary(op, "float32", ga, gb, pick(SHAPES, i + k));
+    i++;
+  }
+  for (const [op, ga, gb] of BINARY_I) {
+    for (const k of [0, 4, 9]) await binary(op, "int32", ga, gb, pick(SHAPES, i + k));
+    i++;
+  }
+  for (const op of ["and", "or", "xor", "eq"] as const) {
+    for (const k of [0, 6, 10]) await binary(op, "bool", "bool", "bool", pick(SHAPES, i + k));
+    i++;
+  }
+  // fused bias + activation, activation gradient
+  for (const act of ["relu", "tanh", "sigmoid"] as Activation[]) {
+    for (const shape of [[7], [3, 5], [2, 17, 3], [0]]) {
+      const x = randView(shape, "float32", GENS.any);
+      const bias = randView(shape, "float32", GENS.any, true);
+      await check(`biasAct ${act} [${shape}]`, "float32", shape, F32, (b, s, o) =>
+        b.biasAct(act, x[s], bias[s], o),
+      );
+      await check(`biasAct ${act} no bias [${shape}]`, "float32", shape, F32, (b, s, o) =>
+        b.biasAct(act, x[s], null, o),
+      );
+      const y = randView(shape, "float32", (r) => r());
+      const ct = randView(shape, "float32", GENS.any, true);
+      await check(`actGrad ${act} [${shape}]`, "float32", shape, F32, (b, s, o) =>
+        b.actGrad(act, y[s], ct[s], o),
+      );
+    }
+  }
+  // where, cast, copy
+  for (const dtype of ["float32", "int32", "bool"] as DType[]) {
+    const g = dtype === "float32" ? GENS.any : dtype === "int32" ? GENS.int : GENS.bool;
+    for (const shape of SHAPES) {
+      const c = randView(shape, "bool", GENS.bool, true);
+      const a = randView(shape, dtype, g, true);
+      const d = randView(shape, dtype, g, true);
+      await check(`where ${dtype} [${shape}]`, dtype, shape, EXACT, (b, s, o) =>
+        b.where(c[s], a[s], d[s], o),
+      );
+      for (const to of ["float32", "int32", "bool"] as DType[]) {
+        await check(`cast ${dtype}->${to} [${shape}]`, to, shape, EXACT, (b, s, o) => b.cast(a[s], o));
+      }
+      // copy into a strided destination: the destination's untouched elements must keep their values
+      const src = randView(shape, dtype, g, true);
+      const dst = randView(shape, dtype, g);
+      const total = dst.js.data.length;
+      await check(`copy ${dtype} [${shape}] into a strided view`, dtype, [total], EXACT, (b, s, o) => {
+        for (let k = 0; k < total; k++) o[k] = dst.js.data[k];
+        b.copy(src[s], { ...dst[s], data: o });
+      });
+    }
+  }
+  // reductions over random axis sets
+  const REDS: ReduceOp[] = ["sum", "prod", "max", "min"];
+  i = 0;
+  for (const shape of [...SHAPES, [3, 200], [130, 2, 3]]) {
+    for (const dtype of ["float32", "int32"] as DType[]) {
+      const op = REDS[i++ % 4];
+      const r = shape.length;
+      const axes = shape.map((_, k) => k).filter(() => rng() < 0.5);
+      if (axes.some((a) => shape[a] === 0) && (op === "max" || op === "min")) continue;
+      const g = op === "prod" ? (x: () => number) => 0.5 + x() : dtype === "float32" ? GENS.any : GENS.small;
+      const x = randView(shape, dtype, g, true);
+      const outShape = shape.filter((_, k) => !axes.includes(k));
+      const K = size(axes.map((a) => shape[a]));
+      const tol = dtype === "int32" ? EXACT : { rtol: 1e-5, atol: 1e-6 * (K + 1) };
+      await check(
+        `reduce ${op} ${dtype} [${shape}] axes [${axes}] (rank ${r})`,
+        dtype,
+        outShape,
+        tol,
+        (b, s, o) => b.reduce(op, x[s], axes, o),
+      );
+    }
+  }
+  // all axes of a large array (tree reduction with many strides per thread)
+  {
+    const x = randView([1000, 37], "float32", GENS.any);
+    await check("reduce sum float32 [1000,37] all", "float32", [], { rtol: 1e-5, atol: 1e-3 }, (b, s, o) =>
+      b.reduce("sum", x[s], [0, 1], o),
+    );
+  }
+  // matrix products: batched, transposed views (the random layouts), odd sizes, K = 0
+  const DOTS: [number[], number, number, number][] = [
+    [[], 1, 1, 1],
+    [[], 7, 5, 3],
+    [[], 17, 33, 9],
+    [[3], 4, 19, 21],
+    [[2, 3], 5, 6, 7],
+    [[], 64, 48, 40],
+    [[], 3, 0, 4],
+    [[2], 0, 3, 4],
+  ];
+  for (const dtype of ["float32", "int32"] as DType[]) {
+    for (const [batch, M, K, N] of DOTS) {
+      const a = randView([...batch, M, K], dtype, dtype === "float32" ? GENS.any : GENS.small, true);
+      const c = randView([...batch, K, N], dtype, dtype === "float32" ? GENS.any : GENS.small, true);
+      const tol = dtype === "int32" ? EXACT : { rtol: 1e-5, atol: 2e-6 * 9 * (K + 1) };
+      await check(`dot ${dtype} [${batch}] ${M}x${K}x${N}`, dtype, [...batch, M, N], tol, (b, s, o) =>
+        b.dot(a[s], c[s], o),
+      );
+    }
+  }
+  // softmax and its VJP along every axis
+  for (const shape of [[], [7], [3, 5], [4, 1, 9], [2, 17, 3], [3, 200], [0, 4]]) {
+    for (let axis = 0; axis < Math.max(1, shape.length); axis++) {
+      for (const log of [false, true]) {
+        const x = randView(shape, "float32", GENS.any);
+        await check(`softmax log=${log} [${shape}] axis ${axis}`, "float32", shape, F32, (b, s, o) =>
+          b.softmax(x[s], axis, log, o),
+        );
+        const yv = allocTyped("float32", size(shape));
+        J.softmax(x.js, axis, log, yv);
+        const st = shape.map((_, k) => shape.slice(k + 1).reduce((p, q) => p * q, 1));
+        const y: View = { data: yv, shape, strides: st, offset: 0 };
+        const ct = randView(shape, "float32", GENS.any, true);
+        await check(`softmaxBackward log=${log} [${shape}] axis ${axis}`, "float32", shape, F32, (b, s, o) =>
+          b.softmaxBackward(y, ct[s], axis, log, o),
+        );
+      }
+    }
+  }
+  // gather and scatterAdd along every axis
+  for (const dtype of ["float32", "int32"] as DType[]) {
+    const base = [4, 5, 6];
+    for (let axis = 0; axis < 3; axis++) {
+      for (const extent of [3, 7, 0]) {
+        const iShape = [...base];
+        iShape[axis] = extent;
+        const g = dtype === "float32" ? GENS.any : GENS.int;
+        const x = randView(base, dtype, g, true);
+        const idx = randView(iShape, "int32", (r) => Math.floor(r() * base[axis]));
+        await check(`gather ${dtype} axis ${axis} ${extent}`, dtype, iShape, EXACT, (b, s, o) =>
+          b.gather(x[s], axis, idx[s], o),
+        );
+        const src = randView(iShape, dtype, g, true);
+        const tol = dtype === "float32" ? F32 : EXACT;
+        await check(`scatterAdd ${dtype} axis ${axis} ${extent}`, dtype, base, tol, (b, s, o) => {
+          for (let k = 0; k < o.length; k++) o[k] = k % 3;
+          b.scatterAdd(src[s], axis, idx[s], o, base);
+        });
+      }
+    }
+  }
+  // Adam update in place (float32 on the GPU vs float64 arithmetic in js)
+  for (const amsgrad of [false, true]) {
+    for (const decoupled of [false, true]) {
+      const n = 37;
+      const gv = randView([n], "float32", GENS.any, true);
+      const init = Array.from({ length: 4 * n }, () => rng());
+      const h = {
+        lr: 0.01,
+        beta1: 0.9,
+        beta2: 0.99,
+        eps: 1e-8,
+        weightDecay: 0.1,
+        decoupled,
+        maximize: amsgrad,
+        bc1: 0.19,
+        bc2Sqrt: Math.sqrt(0.0199),
+      };
+      await check(
+        `adamUpdate amsgrad=${amsgrad} decoupled=${decoupled}`,
+        "float32",
+        [4 * n],
+        F32,
+        (b, s, o) => {
+          const parts = [0, 1, 2, 3].map(() => b.alloc("float32", n));
+          parts.forEach((p, k) => {
+            for (let j = 0; j < n; j++) p[j] = init[k * n + j] + (k === 2 ? 0 : 0);
+          });
+          b.adamUpdate!(parts[0], gv[s], parts[1], parts[2], amsgrad ? parts[3] : null, h);
+          // gather the four states into o with a copy kernel per part (device-to-device on webgpu)
+          parts.forEach((p, k) => {
+            b.copy(
+              { data: p, shape: [n], strides: [1], offset: 0 },
+              { data: o, shape: [n], strides: [1], offset: k * n },
+            );
+          });
+        },
+      );
+    }
+  }
+}
+
+/** A synchronous read of GPU-written values fails naming `await t.data()`; after it, reads work. */
+async function syncReadChecks(): Promise<{ message: string; afterData: number; sum: number[] }> {
+  const t = cr.tensor([1, 2, 3, 4]).mul(2).sum();
+  let message = "";
+  try {
+    t.item();
+  } catch (e) {
+    message = `${(e as Error).name}: ${(e as Error).message}`;
+  }
+  const sum = Array.from(await t.data());
+  return { message, afterData: t.item(), sum };
+}
+
+/** Bytes in use grow with live tensors; dropped tensors' buffers return to the pool after a collection. */
+async function memoryChecks(): Promise<{ before: number; held: number; afterGc: number; pool: number }> {
+  const before = webgpuMemory()!.bytesInUse;
+  let keep: cr.Tensor[] | null = [];
+  for (let k = 0; k < 8; k++) keep.push(cr.ones([256, 256]).mul(k));
+  await keep[7].data();
+  const held = webgpuMemory()!.bytesInUse;
+  keep = null;
+  const gc = (globalThis as { gc?: () => void }).gc;
+  for (let k = 0; k < 5 && gc; k++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await cr.zeros([1]).add(1).data(); // a flush: freed buffers enter the pool
+  const m = webgpuMemory()!;
+  return { before, held, afterGc: m.bytesInUse, pool: m.bytesInPool };
+}
+
+async function run() {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  const adapter = nav?.gpu ? await nav.gpu.requestAdapter() : null;
+  if (adapter === null) return { skip: nav?.gpu ? "no WebGPU adapter" : "no navigator.gpu" };
+  const init = await cr.init({ backend: "webgpu" });
+  const t0 = performance.now();
+  await kernelChecks();
+  const kernelsMs = performance.now() - t0;
+  const syncRead = await syncReadChecks();
+  const memory = await memoryChecks();
+  const mlp = await mlpStepsAsync(3, 3);
+  return { init, info: webgpuInfo(), checked, failures, kernelsMs, syncRead, memory, mlp };
+}
+
+Object.assign(globalThis, { __result: run() });

@@ -1,0 +1,95 @@
+/**
+ * The webgpu backend in headless Chromium with a WebGPU adapter (Debian's chromium ships SwiftShader:
+ * `--enable-unsafe-webgpu --use-webgpu-adapter=swiftshader`). The page (webgpu-page.ts) checks every WGSL
+ * kernel against the js reference on random strided views, the synchronous-read error, the memory figure and
+ * an MLP's SGD and Adam steps; here the MLP's losses, first gradient and trained logits are compared with the
+ * same scenario run on the js backend in Node. Skips, saying why, only when the browser has no adapter.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+import { setBackend } from "../../src/index.ts";
+import { MODULE_PAGE, runPage } from "./chromium.ts";
+import { type MlpResult, mlpStepsAsync } from "./webgpu-scenario.ts";
+
+interface Report {
+  skip?: string;
+  init: { backend: string; fallback?: string };
+  info: { adapter: string; submits: number; dispatches: number };
+  checked: number;
+  failures: string[];
+  kernelsMs: number;
+  syncRead: { message: string; afterData: number; sum: number[] };
+  memory: { before: number; held: number; afterGc: number; pool: number };
+  mlp: MlpResult;
+}
+
+function close(got: readonly number[], want: readonly number[], tol: number, what: string): void {
+  assert.equal(got.length, want.length, `${what}: length`);
+  got.forEach((g, i) => {
+    assert.ok(Math.abs(g - want[i]) <= tol * (1 + Math.abs(want[i])), `${what}[${i}]: ${g} vs ${want[i]}`);
+  });
+}
+
+test("webgpu backend in Chromium: kernels vs js, sync-read error, memory, MLP training", async (t) => {
+  const bundled = await build({
+    entryPoints: [fileURLToPath(new URL("./webgpu-page.ts", import.meta.url))],
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: "es2022",
+    write: false,
+    logLevel: "silent",
+  });
+  const { result, errors } = await runPage(
+    {
+      "/": MODULE_PAGE,
+      "/page.js": { type: "text/javascript", body: bundled.outputFiles[0].text },
+    },
+    {
+      args: ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--js-flags=--expose-gc"],
+      timeoutMs: 90_000,
+    },
+  );
+  assert.deepEqual(errors, [], "page errors");
+  assert.ok(
+    result !== null && typeof result === "object" && "ok" in result,
+    `the page failed: ${JSON.stringify(result)}`,
+  );
+  const r = result.ok as Report;
+  if (r.skip !== undefined) {
+    console.log(`# webgpu test skipped: ${r.skip}`);
+    t.skip(r.skip);
+    return;
+  }
+  console.log(
+    `# adapter: ${r.info.adapter}; ${r.checked} kernel checks in ${Math.round(r.kernelsMs)} ms; ` +
+      `${r.info.dispatches} dispatches in ${r.info.submits} submissions`,
+  );
+  assert.deepEqual(r.init, { backend: "webgpu" });
+  assert.ok(r.checked > 500, `kernel checks ran: ${r.checked}`);
+  assert.deepEqual(r.failures, [], "webgpu kernels vs js");
+  assert.ok(r.info.submits < r.info.dispatches, "dispatches are batched into fewer submissions");
+
+  // sync reads fail naming the async call; after it they work
+  assert.match(r.syncRead.message, /^DeviceReadError: .*await t\.data\(\)/);
+  assert.deepEqual(r.syncRead.sum, [20]);
+  assert.equal(r.syncRead.afterData, 20);
+
+  // eight 256x256 float32 tensors held: at least 2 MiB in use; dropped and collected: back in the pool
+  assert.ok(r.memory.held - r.memory.before >= 8 * 256 * 256 * 4, `in use: ${JSON.stringify(r.memory)}`);
+  assert.ok(
+    r.memory.afterGc < r.memory.held - 8 * 256 * 256 * 4 + 1,
+    `released: ${JSON.stringify(r.memory)}`,
+  );
+  assert.ok(r.memory.pool >= 8 * 256 * 256 * 4, `pooled: ${JSON.stringify(r.memory)}`);
+
+  // the same MLP steps on the js reference backend in Node
+  setBackend("js");
+  const want = await mlpStepsAsync(3, 3);
+  close(r.mlp.grad0, want.grad0, 1e-4, "first weight gradient on webgpu vs js");
+  close(r.mlp.losses, want.losses, 1e-4, "MLP losses on webgpu vs js");
+  close(r.mlp.logits, want.logits, 1e-4, "trained logits on webgpu vs js");
+  assert.ok(r.mlp.losses[5] < r.mlp.losses[0] - 0.05, `the loss falls: ${r.mlp.losses}`);
+});
