@@ -9,13 +9,21 @@
  * 3. The sync-read error, `await t.data()` and the memory figure.
  * 4. The MLP scenario (webgpu-scenario.ts) on webgpu; the Node side compares it with js.
  */
-import type { Activation, BinaryOp, ReduceOp, UnaryOp, View } from "../../src/backend/backend.ts";
+import type {
+  Activation,
+  BinaryOp,
+  Conv2dParams,
+  Pool2dParams,
+  ReduceOp,
+  UnaryOp,
+  View,
+} from "../../src/backend/backend.ts";
 import { syncToHost } from "../../src/backend/device.ts";
 import { jsBackend as J } from "../../src/backend/js/index.ts";
 import { webgpuInfo, webgpuMemory } from "../../src/backend/webgpu/index.ts";
 import { allocTyped, type DType, type TypedArray } from "../../src/dtype.ts";
 import * as cr from "../../src/index.ts";
-import { mlpStepsAsync } from "./webgpu-scenario.ts";
+import { cnnStepsAsync, mlpStepsAsync } from "./webgpu-scenario.ts";
 
 /** mulberry32: a small seeded generator (values reproducible run to run). */
 function prng(seed: number): () => number {
@@ -375,6 +383,77 @@ async function kernelChecks(): Promise<void> {
       }
     }
   }
+  // convolutions (groups, stride, padding, dilation, bias and activation epilogue) and their two adjoints
+  const CONVS: [number[], number, number[], Conv2dParams, Activation | null, boolean][] = [
+    [[2, 3, 7, 6], 4, [3, 3], { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 }, "relu", true],
+    [[1, 4, 9, 8], 6, [3, 2], { stride: [2, 1], padding: [1, 0], dilation: [1, 2], groups: 2 }, null, false],
+    [[2, 2, 5, 5], 2, [1, 1], { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 2 }, "tanh", true],
+    [
+      [1, 3, 6, 7],
+      2,
+      [2, 3],
+      { stride: [2, 2], padding: [1, 1], dilation: [1, 1], groups: 1 },
+      "sigmoid",
+      false,
+    ],
+  ];
+  for (const [xs, O, [KH, KW], p, act, withBias] of CONVS) {
+    const [N, C, H, W] = xs;
+    const OH = Math.floor((H + 2 * p.padding[0] - p.dilation[0] * (KH - 1) - 1) / p.stride[0]) + 1;
+    const OW = Math.floor((W + 2 * p.padding[1] - p.dilation[1] * (KW - 1) - 1) / p.stride[1]) + 1;
+    const ws = [O, C / p.groups, KH, KW];
+    const ys = [N, O, OH, OW];
+    const x = randView(xs, "float32", GENS.any);
+    const w = randView(ws, "float32", GENS.any);
+    const bias = withBias ? randView([O], "float32", GENS.any) : null;
+    const dy = randView(ys, "float32", GENS.any);
+    const terms = (C / p.groups) * KH * KW + 1;
+    const tol = { rtol: 1e-5, atol: 2e-6 * 9 * terms };
+    const label = `[${xs}] O=${O} k=${KH}x${KW} ${JSON.stringify(p)}`;
+    await check(`conv2d ${label} ${act} bias=${withBias}`, "float32", ys, tol, (b, s, o) =>
+      b.conv2d(x[s], w[s], o, ys, p, { bias: bias === null ? null : bias[s], act }),
+    );
+    await check(
+      `conv2dBackInput ${label}`,
+      "float32",
+      xs,
+      { rtol: 1e-5, atol: 2e-6 * 9 * O * KH * KW },
+      (b, s, o) => b.conv2dBackInput(dy[s], w[s], o, xs, p),
+    );
+    await check(
+      `conv2dBackWeight ${label}`,
+      "float32",
+      ws,
+      { rtol: 1e-5, atol: 2e-6 * 9 * N * OH * OW },
+      (b, s, o) => b.conv2dBackWeight(x[s], dy[s], o, ws, p),
+    );
+  }
+  // pooling and its adjoints
+  const POOLS: Pool2dParams[] = [
+    { kernel: [2, 2], stride: [2, 2], padding: [0, 0] },
+    { kernel: [3, 3], stride: [2, 2], padding: [1, 1] },
+    { kernel: [3, 2], stride: [1, 1], padding: [1, 1] },
+  ];
+  for (const p of POOLS) {
+    const xs = [2, 3, 7, 6];
+    const OH = Math.floor((xs[2] + 2 * p.padding[0] - p.kernel[0]) / p.stride[0]) + 1;
+    const OW = Math.floor((xs[3] + 2 * p.padding[1] - p.kernel[1]) / p.stride[1]) + 1;
+    const ys = [2, 3, OH, OW];
+    const x = randView(xs, "float32", GENS.small); // small integers: ties, the first maximum must win
+    const dy = randView(ys, "float32", GENS.any);
+    const label = JSON.stringify(p);
+    await check(`maxPool2d ${label}`, "float32", ys, EXACT, (b, s, o) => b.maxPool2d(x[s], o, ys, p));
+    await check(`maxPool2dArgmax ${label}`, "int32", ys, EXACT, (b, s, o) =>
+      b.maxPool2dArgmax(x[s], o, ys, p),
+    );
+    await check(`avgPool2d ${label}`, "float32", ys, F32, (b, s, o) => b.avgPool2d(x[s], o, ys, p));
+    await check(`maxPool2dBackward ${label}`, "float32", xs, F32, (b, s, o) =>
+      b.maxPool2dBackward(x[s], dy[s], o, xs, p),
+    );
+    await check(`avgPool2dBackward ${label}`, "float32", xs, F32, (b, s, o) =>
+      b.avgPool2dBackward(dy[s], o, xs, p),
+    );
+  }
   // Adam update in place (float32 on the GPU vs float64 arithmetic in js)
   for (const amsgrad of [false, true]) {
     for (const decoupled of [false, true]) {
@@ -458,7 +537,8 @@ async function run() {
   const syncRead = await syncReadChecks();
   const memory = await memoryChecks();
   const mlp = await mlpStepsAsync(3, 3);
-  return { init, info: webgpuInfo(), checked, failures, kernelsMs, syncRead, memory, mlp };
+  const cnn = await cnnStepsAsync(4);
+  return { init, info: webgpuInfo(), checked, failures, kernelsMs, syncRead, memory, mlp, cnn };
 }
 
 Object.assign(globalThis, { __result: run() });

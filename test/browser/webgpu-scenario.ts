@@ -42,3 +42,36 @@ export async function mlpStepsAsync(sgdSteps: number, adamSteps: number): Promis
   const logits = cr.noGrad(() => model.call(x.narrow(0, 0, 2)));
   return { losses, logits: Array.from(await logits.data(), Number), grad0 };
 }
+
+/**
+ * A small CNN (conv 3x3 with padding and the fused ReLU, max-pool 2, conv, avg-pool, linear) on 8 random
+ * 1x8x8 images: the losses of `steps` SGD steps with momentum, read asynchronously.
+ */
+export async function cnnStepsAsync(steps: number): Promise<number[]> {
+  cr.manualSeed(3);
+  const g = new cr.Generator(5);
+  const x = cr.tensor(Array.from({ length: 8 * 64 }, () => g.normal())).reshape([8, 1, 8, 8]);
+  const y = cr.tensor(
+    Array.from({ length: 8 }, (_, i) => i % 3),
+    { dtype: "int32" },
+  );
+  const model = new cr.nn.Sequential(
+    new cr.nn.Conv2d(1, 4, 3, { padding: 1 }),
+    new cr.nn.ReLU(),
+    new cr.nn.MaxPool2d(2),
+    new cr.nn.Conv2d(4, 6, 3, { padding: 1 }),
+    new cr.nn.AvgPool2d(2),
+    new cr.nn.Flatten(),
+    new cr.nn.Linear(24, 3),
+  );
+  const opt = new cr.optim.SGD(model.parameters(), { lr: 0.05, momentum: 0.9 });
+  const losses: number[] = [];
+  for (let s = 0; s < steps; s++) {
+    opt.zeroGrad();
+    const loss = cr.nn.crossEntropy(model.call(x), y);
+    losses.push((await loss.data())[0]);
+    loss.backward();
+    opt.step();
+  }
+  return losses;
+}

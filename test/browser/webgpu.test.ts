@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { setBackend } from "../../src/index.ts";
 import { MODULE_PAGE, runPage } from "./chromium.ts";
-import { type MlpResult, mlpStepsAsync } from "./webgpu-scenario.ts";
+import { cnnStepsAsync, type MlpResult, mlpStepsAsync } from "./webgpu-scenario.ts";
 
 interface Report {
   skip?: string;
@@ -23,6 +23,7 @@ interface Report {
   syncRead: { message: string; afterData: number; sum: number[] };
   memory: { before: number; held: number; afterGc: number; pool: number };
   mlp: MlpResult;
+  cnn: number[];
 }
 
 function close(got: readonly number[], want: readonly number[], tol: number, what: string): void {
@@ -32,7 +33,7 @@ function close(got: readonly number[], want: readonly number[], tol: number, wha
   });
 }
 
-test("webgpu backend in Chromium: kernels vs js, sync-read error, memory, MLP training", async (t) => {
+test("webgpu backend in Chromium: kernels vs js, sync-read error, memory, MLP and CNN training", async (t) => {
   const bundled = await build({
     entryPoints: [fileURLToPath(new URL("./webgpu-page.ts", import.meta.url))],
     bundle: true,
@@ -92,4 +93,7 @@ test("webgpu backend in Chromium: kernels vs js, sync-read error, memory, MLP tr
   close(r.mlp.losses, want.losses, 1e-4, "MLP losses on webgpu vs js");
   close(r.mlp.logits, want.logits, 1e-4, "trained logits on webgpu vs js");
   assert.ok(r.mlp.losses[5] < r.mlp.losses[0] - 0.05, `the loss falls: ${r.mlp.losses}`);
+  // the CNN (convolutions, pooling and their gradients on the GPU)
+  close(r.cnn, await cnnStepsAsync(4), 1e-4, "CNN losses on webgpu vs js");
+  assert.ok(r.cnn[3] < r.cnn[0], `the CNN loss falls: ${r.cnn}`);
 });

@@ -61,6 +61,14 @@ function build(g: Gpu): BackendImpl {
     softmax: k.softmax.bind(k),
     softmaxBackward: k.softmaxBackward.bind(k),
     adamUpdate: k.adamUpdate.bind(k),
+    conv2d: k.conv2d.bind(k),
+    conv2dBackInput: k.conv2dBackInput.bind(k),
+    conv2dBackWeight: k.conv2dBackWeight.bind(k),
+    maxPool2d: k.maxPool2d.bind(k),
+    maxPool2dArgmax: k.maxPool2dArgmax.bind(k),
+    maxPool2dBackward: k.maxPool2dBackward.bind(k),
+    avgPool2d: k.avgPool2d.bind(k),
+    avgPool2dBackward: k.avgPool2dBackward.bind(k),
   };
   for (const name of HOST_KERNELS) impl[name] = hostKernel(name, js[name] as (...a: never[]) => void);
   return impl as unknown as BackendImpl;

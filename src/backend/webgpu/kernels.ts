@@ -4,7 +4,19 @@
  * ordinary host array) runs the js kernel on the host copies instead (`onHost`), which works as long as every
  * input's host copy is valid and fails with a message naming the kernel otherwise.
  */
-import type { Activation, AdamUpdateParams, Backend, BinaryOp, ReduceOp, UnaryOp, View } from "../backend.ts";
+import {
+  ACTIVATIONS,
+  type Activation,
+  type AdamUpdateParams,
+  type Backend,
+  type BinaryOp,
+  type Conv2dParams,
+  type ConvEpilogue,
+  type Pool2dParams,
+  type ReduceOp,
+  type UnaryOp,
+  type View,
+} from "../backend.ts";
 import { DeviceReadError, deviceReadMessage } from "../device.ts";
 import { jsBackend as js } from "../js/index.ts";
 import type { DType, TypedArray } from "../../dtype.ts";
@@ -14,10 +26,15 @@ import {
   actGradExpr,
   adamShader,
   binaryExpr,
+  conv2dBackInputShader,
+  conv2dBackWeightShader,
+  conv2dShader,
   dotShader,
   EW_GROUP,
   elementwiseShader,
   gatherShader,
+  poolBackwardShader,
+  poolShader,
   reduceShader,
   scatterAddShader,
   softmaxBackwardShader,
@@ -394,6 +411,207 @@ export class Kernels {
     this.gpu.dispatch(pipe, bufs, params, grid(Math.ceil(n / EW_GROUP)));
   }
 
+  /** The convolution parameter block (CONV_PARAMS order) for views a (the "x" slot) and b (the "w" slot). */
+  private convParams(
+    dims: readonly number[],
+    p: Conv2dParams,
+    a: View,
+    b: View,
+    bias: View | null,
+    act: number,
+  ): number[] {
+    return [
+      ...dims,
+      p.stride[0],
+      p.stride[1],
+      p.padding[0],
+      p.padding[1],
+      p.dilation[0],
+      p.dilation[1],
+      p.groups,
+      a.offset,
+      ...a.strides,
+      b.offset,
+      ...b.strides,
+      bias?.offset ?? 0,
+      bias?.strides[0] ?? 0,
+      act,
+    ];
+  }
+
+  conv2d(
+    x: View,
+    w: View,
+    out: TypedArray,
+    outShape: readonly number[],
+    p: Conv2dParams,
+    epilogue?: ConvEpilogue,
+  ): void {
+    if (dtypeOf(out) !== "float32" || !this.gpuOut(out)) {
+      onHost("conv2d", [x.data, w.data, epilogue?.bias?.data ?? null]);
+      js.conv2d(x, w, out, outShape, p, epilogue);
+      return;
+    }
+    const n = size(outShape);
+    if (n === 0) return;
+    const [N, C, H, W] = x.shape;
+    const [O, , KH, KW] = w.shape;
+    const bias = epilogue?.bias ?? null;
+    const act = epilogue?.act ? ACTIVATIONS.indexOf(epilogue.act) + 1 : 0;
+    const ins: [TypedArray, GpuDType][] = [
+      [x.data, "float32"],
+      [w.data, "float32"],
+    ];
+    if (bias !== null) ins.push([bias.data, "float32"]);
+    const bufs = this.buffers(ins, out);
+    const params = this.convParams([N, C, H, W, O, outShape[2], outShape[3], KH, KW], p, x, w, bias, act);
+    const pipe = this.gpu.pipeline(`conv:${bias !== null}`, () => conv2dShader(bias !== null));
+    this.gpu.dispatch(pipe, bufs, params, grid(Math.ceil(n / EW_GROUP)));
+  }
+
+  conv2dBackInput(dy: View, w: View, out: TypedArray, outShape: readonly number[], p: Conv2dParams): void {
+    if (dtypeOf(out) !== "float32" || !this.gpuOut(out)) {
+      onHost("conv2dBackInput", [dy.data, w.data]);
+      js.conv2dBackInput(dy, w, out, outShape, p);
+      return;
+    }
+    const n = size(outShape);
+    if (n === 0) return;
+    const [N, C, H, W] = outShape;
+    const [O, , KH, KW] = w.shape;
+    const bufs = this.buffers(
+      [
+        [dy.data, "float32"],
+        [w.data, "float32"],
+      ],
+      out,
+    );
+    const params = this.convParams([N, C, H, W, O, dy.shape[2], dy.shape[3], KH, KW], p, dy, w, null, 0);
+    const pipe = this.gpu.pipeline("convbi", conv2dBackInputShader);
+    this.gpu.dispatch(pipe, bufs, params, grid(Math.ceil(n / EW_GROUP)));
+  }
+
+  conv2dBackWeight(x: View, dy: View, out: TypedArray, outShape: readonly number[], p: Conv2dParams): void {
+    if (dtypeOf(out) !== "float32" || !this.gpuOut(out)) {
+      onHost("conv2dBackWeight", [x.data, dy.data]);
+      js.conv2dBackWeight(x, dy, out, outShape, p);
+      return;
+    }
+    const n = size(outShape);
+    if (n === 0) return;
+    const [N, C, H, W] = x.shape;
+    const [O, , KH, KW] = outShape;
+    const bufs = this.buffers(
+      [
+        [x.data, "float32"],
+        [dy.data, "float32"],
+      ],
+      out,
+    );
+    const params = this.convParams([N, C, H, W, O, dy.shape[2], dy.shape[3], KH, KW], p, x, dy, null, 0);
+    const pipe = this.gpu.pipeline("convbw", conv2dBackWeightShader);
+    this.gpu.dispatch(pipe, bufs, params, grid(n));
+  }
+
+  /** The pooling parameter block (POOL_PARAMS order): a in the x* slots, b (or a again) in the y* slots. */
+  private poolParams(
+    xShape: readonly number[],
+    oShape: readonly number[],
+    p: Pool2dParams,
+    a: View,
+    b: View,
+  ) {
+    return [
+      ...xShape,
+      oShape[2],
+      oShape[3],
+      p.kernel[0],
+      p.kernel[1],
+      p.stride[0],
+      p.stride[1],
+      p.padding[0],
+      p.padding[1],
+      a.offset,
+      ...a.strides,
+      b.offset,
+      ...b.strides,
+    ];
+  }
+
+  private pool(
+    kind: 0 | 1 | 2,
+    name: "maxPool2d" | "maxPool2dArgmax" | "avgPool2d",
+    x: View,
+    out: TypedArray,
+    outShape: readonly number[],
+    p: Pool2dParams,
+  ): void {
+    if (dtypeOf(x.data) !== "float32" || !this.gpuOut(out)) {
+      onHost(name, [x.data]);
+      js[name](x, out, outShape, p);
+      return;
+    }
+    const n = size(outShape);
+    if (n === 0) return;
+    const bufs = this.buffers([[x.data, "float32"]], out);
+    const pipe = this.gpu.pipeline(`pool:${kind}`, () => poolShader(kind));
+    this.gpu.dispatch(pipe, bufs, this.poolParams(x.shape, outShape, p, x, x), grid(Math.ceil(n / EW_GROUP)));
+  }
+
+  maxPool2d(x: View, out: TypedArray, outShape: readonly number[], p: Pool2dParams): void {
+    this.pool(0, "maxPool2d", x, out, outShape, p);
+  }
+
+  maxPool2dArgmax(x: View, out: TypedArray, outShape: readonly number[], p: Pool2dParams): void {
+    this.pool(1, "maxPool2dArgmax", x, out, outShape, p);
+  }
+
+  avgPool2d(x: View, out: TypedArray, outShape: readonly number[], p: Pool2dParams): void {
+    this.pool(2, "avgPool2d", x, out, outShape, p);
+  }
+
+  maxPool2dBackward(x: View, dy: View, out: TypedArray, outShape: readonly number[], p: Pool2dParams): void {
+    if (dtypeOf(out) !== "float32" || !this.gpuOut(out)) {
+      onHost("maxPool2dBackward", [x.data, dy.data]);
+      js.maxPool2dBackward(x, dy, out, outShape, p);
+      return;
+    }
+    const n = size(outShape);
+    if (n === 0) return;
+    const bufs = this.buffers(
+      [
+        [dy.data, "float32"],
+        [x.data, "float32"],
+      ],
+      out,
+    );
+    const pipe = this.gpu.pipeline("poolb:0", () => poolBackwardShader(0));
+    this.gpu.dispatch(
+      pipe,
+      bufs,
+      this.poolParams(outShape, dy.shape, p, dy, x),
+      grid(Math.ceil(n / EW_GROUP)),
+    );
+  }
+
+  avgPool2dBackward(dy: View, out: TypedArray, outShape: readonly number[], p: Pool2dParams): void {
+    if (dtypeOf(out) !== "float32" || !this.gpuOut(out)) {
+      onHost("avgPool2dBackward", [dy.data]);
+      js.avgPool2dBackward(dy, out, outShape, p);
+      return;
+    }
+    const n = size(outShape);
+    if (n === 0) return;
+    const bufs = this.buffers([[dy.data, "float32"]], out);
+    const pipe = this.gpu.pipeline("poolb:2", () => poolBackwardShader(2));
+    this.gpu.dispatch(
+      pipe,
+      bufs,
+      this.poolParams(outShape, dy.shape, p, dy, dy),
+      grid(Math.ceil(n / EW_GROUP)),
+    );
+  }
+
   adamUpdate(
     p: TypedArray,
     g: View,
@@ -450,15 +668,4 @@ function contiguousView(data: TypedArray, shape: readonly number[]): View {
 }
 
 /** Kernels the webgpu backend serves from the host (js) copies: every one it has no WGSL for. */
-export const HOST_KERNELS = [
-  "argReduce",
-  "cumsum",
-  "conv2d",
-  "conv2dBackInput",
-  "conv2dBackWeight",
-  "maxPool2d",
-  "maxPool2dArgmax",
-  "maxPool2dBackward",
-  "avgPool2d",
-  "avgPool2dBackward",
-] as const satisfies readonly (keyof Backend)[];
+export const HOST_KERNELS = ["argReduce", "cumsum"] as const satisfies readonly (keyof Backend)[];

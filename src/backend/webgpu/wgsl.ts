@@ -604,3 +604,277 @@ ${MAIN} {
   out0[i] = p - (step * m) / (sqrt(vh) / bc2 + eps);
 }`;
 }
+
+// ------------------------------------------------------------------------------------ convolution, pooling
+
+/** `let` declarations of named int parameters P[0..], in order. */
+function named(names: readonly string[]): string {
+  return names.map((n, i) => `  let ${n} = P[${i}];`).join("\n");
+}
+
+/** The parameter names of the convolution kernels (x, w or dy, bias as 4-d strided views). */
+export const CONV_PARAMS = [
+  "N",
+  "C",
+  "H",
+  "W",
+  "O",
+  "OH",
+  "OW",
+  "KH",
+  "KW",
+  "sh",
+  "sw",
+  "ph",
+  "pw",
+  "dh",
+  "dw",
+  "G",
+  "xo",
+  "xs0",
+  "xs1",
+  "xs2",
+  "xs3",
+  "wo",
+  "ws0",
+  "ws1",
+  "ws2",
+  "ws3",
+  "bo",
+  "bs",
+  "act",
+] as const;
+
+/**
+ * Direct convolution, one thread per output element [n, o, oh, ow] (x = in0, w = in1, bias = in2 when
+ * `bias`); the epilogue adds bias[o] and applies act (0 none, 1 relu, 2 tanh, 3 sigmoid).
+ */
+export function conv2dShader(bias: boolean): string {
+  const ins: GpuDType[] = bias ? ["float32", "float32", "float32"] : ["float32", "float32"];
+  return `${header(ins, ["float32"])}
+${MAIN} {
+  ${LINEAR_ID}
+${named(CONV_PARAMS)}
+  if (i >= N * O * OH * OW) { return; }
+  let ow = i % OW;
+  let oh = (i / OW) % OH;
+  let o = (i / (OW * OH)) % O;
+  let n = i / (OW * OH * O);
+  let cg = C / G;
+  let g = o / (O / G);
+  var acc = 0.0;
+  for (var ci = 0; ci < cg; ci++) {
+    let c = g * cg + ci;
+    for (var kh = 0; kh < KH; kh++) {
+      let ih = oh * sh - ph + kh * dh;
+      if (ih < 0 || ih >= H) { continue; }
+      for (var kw = 0; kw < KW; kw++) {
+        let iw = ow * sw - pw + kw * dw;
+        if (iw < 0 || iw >= W) { continue; }
+        acc += in0[xo + n * xs0 + c * xs1 + ih * xs2 + iw * xs3] * in1[wo + o * ws0 + ci * ws1 + kh * ws2 + kw * ws3];
+      }
+    }
+  }
+  ${bias ? "acc = acc + in2[bo + o * bs];" : ""}
+  if (act == 1) { acc = f_relu(acc); } else if (act == 2) { acc = f_tanh(acc); } else if (act == 3) { acc = f_sigmoid(acc); }
+  out0[i] = acc;
+}`;
+}
+
+/** Gradient of conv2d with respect to x: one thread per [n, c, h, w] (dy = in0 as "x", w = in1). */
+export function conv2dBackInputShader(): string {
+  return `${header(["float32", "float32"], ["float32"])}
+${MAIN} {
+  ${LINEAR_ID}
+${named(CONV_PARAMS)}
+  if (i >= N * C * H * W) { return; }
+  let iw = i % W;
+  let ih = (i / W) % H;
+  let c = (i / (W * H)) % C;
+  let n = i / (W * H * C);
+  let cg = C / G;
+  let og = O / G;
+  let g = c / cg;
+  let ci = c - g * cg;
+  var acc = 0.0;
+  for (var kh = 0; kh < KH; kh++) {
+    let th = ih + ph - kh * dh;
+    if (th < 0 || th % sh != 0) { continue; }
+    let oh = th / sh;
+    if (oh >= OH) { continue; }
+    for (var kw = 0; kw < KW; kw++) {
+      let tw = iw + pw - kw * dw;
+      if (tw < 0 || tw % sw != 0) { continue; }
+      let ow = tw / sw;
+      if (ow >= OW) { continue; }
+      for (var oo = 0; oo < og; oo++) {
+        let o = g * og + oo;
+        acc += in0[xo + n * xs0 + o * xs1 + oh * xs2 + ow * xs3] * in1[wo + o * ws0 + ci * ws1 + kh * ws2 + kw * ws3];
+      }
+    }
+  }
+  out0[i] = acc;
+}`;
+}
+
+/**
+ * Gradient of conv2d with respect to w: one workgroup per weight element [o, ci, kh, kw], its threads sharing
+ * the N * OH * OW terms, combined by a tree in workgroup memory (x = in0, dy = in1 in the "w" slots).
+ */
+export function conv2dBackWeightShader(): string {
+  return `${header(["float32", "float32"], ["float32"])}
+var<workgroup> sh_: array<f32, ${RED_GROUP}>;
+@compute @workgroup_size(${RED_GROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = i32(wid.x + wid.y * nwg.x);
+${named(CONV_PARAMS)}
+  let cg = C / G;
+  let valid = i < O * cg * KH * KW;
+  let kw = i % KW;
+  let kh = (i / KW) % KH;
+  let ci = (i / (KW * KH)) % cg;
+  let o = i / (KW * KH * cg);
+  let g = o / (O / G);
+  let c = g * cg + ci;
+  var acc = 0.0;
+  if (valid) {
+    for (var t = i32(lid.x); t < N * OH * OW; t += ${RED_GROUP}) {
+      let ow = t % OW;
+      let oh = (t / OW) % OH;
+      let n = t / (OW * OH);
+      let ih = oh * sh - ph + kh * dh;
+      let iw = ow * sw - pw + kw * dw;
+      if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
+        acc += in0[xo + n * xs0 + c * xs1 + ih * xs2 + iw * xs3] * in1[wo + n * ws0 + o * ws1 + oh * ws2 + ow * ws3];
+      }
+    }
+  }
+  sh_[lid.x] = acc;
+  workgroupBarrier();
+  for (var s = ${RED_GROUP / 2}u; s > 0u; s = s >> 1u) {
+    if (lid.x < s) { sh_[lid.x] = sh_[lid.x] + sh_[lid.x + s]; }
+    workgroupBarrier();
+  }
+  if (valid && lid.x == 0u) { out0[i] = sh_[0]; }
+}`;
+}
+
+/** The parameter names of the pooling kernels (x or dy a 4-d strided view, in0; x of maxPool2dBackward in1). */
+export const POOL_PARAMS = [
+  "N",
+  "C",
+  "H",
+  "W",
+  "OH",
+  "OW",
+  "KH",
+  "KW",
+  "sh",
+  "sw",
+  "ph",
+  "pw",
+  "xo",
+  "xs0",
+  "xs1",
+  "xs2",
+  "xs3",
+  "yo",
+  "ys0",
+  "ys1",
+  "ys2",
+  "ys3",
+] as const;
+
+/** The first maximum of window (oh, ow) of plane (n, c) of in{src} (padding never wins, NaN wins): h * W + w. */
+const WINDOW_ARGMAX = (src: string, pre: string) => `
+fn ${pre}argmax(n: i32, c: i32, oh: i32, ow: i32) -> i32 {
+${named(POOL_PARAMS)}
+  var best = -1;
+  var bv = 0.0;
+  for (var kh = 0; kh < KH; kh++) {
+    let ih = oh * sh - ph + kh;
+    if (ih < 0 || ih >= H) { continue; }
+    for (var kw = 0; kw < KW; kw++) {
+      let iw = ow * sw - pw + kw;
+      if (iw < 0 || iw >= W) { continue; }
+      let v = ${src}[${pre === "" ? "xo + n * xs0 + c * xs1 + ih * xs2 + iw * xs3" : "yo + n * ys0 + c * ys1 + ih * ys2 + iw * ys3"}];
+      if (f_isnan(v)) { return ih * W + iw; }
+      if (best < 0 || v > bv) { best = ih * W + iw; bv = v; }
+    }
+  }
+  return best;
+}`;
+
+/**
+ * Pooling forward: kind 0 max, 1 argmax (int32 out), 2 average (padding counted in the divisor). One thread
+ * per output [n, c, oh, ow].
+ */
+export function poolShader(kind: 0 | 1 | 2): string {
+  const out: GpuDType = kind === 1 ? "int32" : "float32";
+  const body =
+    kind === 2
+      ? `  var acc = 0.0;
+  for (var kh = 0; kh < KH; kh++) {
+    let ih = oh * sh - ph + kh;
+    if (ih < 0 || ih >= H) { continue; }
+    for (var kw = 0; kw < KW; kw++) {
+      let iw = ow * sw - pw + kw;
+      if (iw < 0 || iw >= W) { continue; }
+      acc += in0[xo + n * xs0 + c * xs1 + ih * xs2 + iw * xs3];
+    }
+  }
+  out0[i] = acc / f32(KH * KW);`
+      : `  let a = argmax(n, c, oh, ow);
+  ${kind === 1 ? "out0[i] = a;" : "out0[i] = in0[xo + n * xs0 + c * xs1 + (a / W) * xs2 + (a % W) * xs3];"}`;
+  return `${header(["float32"], [out])}
+${WINDOW_ARGMAX("in0", "")}
+${MAIN} {
+  ${LINEAR_ID}
+${named(POOL_PARAMS)}
+  if (i >= N * C * OH * OW) { return; }
+  let ow = i % OW;
+  let oh = (i / OW) % OH;
+  let c = (i / (OW * OH)) % C;
+  let n = i / (OW * OH * C);
+${body}
+}`;
+}
+
+/**
+ * Pooling backward, one thread per input position [n, c, h, w] summing the windows that cover it: kind 0 max
+ * (dy = in0, x = in1 read through the y* strides; a window adds its dy where its argmax is this position), 2
+ * average (dy = in0; every covering window adds dy / (KH * KW)).
+ */
+export function poolBackwardShader(kind: 0 | 2): string {
+  const ins: GpuDType[] = kind === 0 ? ["float32", "float32"] : ["float32"];
+  const add =
+    kind === 0
+      ? "if (xargmax(n, c, oh, ow) == ih * W + iw) { acc += in0[xo + n * xs0 + c * xs1 + oh * xs2 + ow * xs3]; }"
+      : "acc += in0[xo + n * xs0 + c * xs1 + oh * xs2 + ow * xs3];";
+  return `${header(ins, ["float32"])}
+${kind === 0 ? WINDOW_ARGMAX("in1", "x") : ""}
+${MAIN} {
+  ${LINEAR_ID}
+${named(POOL_PARAMS)}
+  if (i >= N * C * H * W) { return; }
+  let iw = i % W;
+  let ih = (i / W) % H;
+  let c = (i / (W * H)) % C;
+  let n = i / (W * H * C);
+  var acc = 0.0;
+  for (var kh = 0; kh < KH; kh++) {
+    let th = ih + ph - kh;
+    if (th < 0 || th % sh != 0) { continue; }
+    let oh = th / sh;
+    if (oh >= OH) { continue; }
+    for (var kw = 0; kw < KW; kw++) {
+      let tw = iw + pw - kw;
+      if (tw < 0 || tw % sw != 0) { continue; }
+      let ow = tw / sw;
+      if (ow >= OW) { continue; }
+      ${add}
+    }
+  }
+  ${kind === 2 ? "out0[i] = acc / f32(KH * KW);" : "out0[i] = acc;"}
+}`;
+}
