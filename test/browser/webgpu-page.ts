@@ -23,6 +23,8 @@ import { jsBackend as J } from "../../src/backend/js/index.ts";
 import { webgpuInfo, webgpuMemory } from "../../src/backend/webgpu/index.ts";
 import { allocTyped, type DType, type TypedArray } from "../../src/dtype.ts";
 import * as cr from "../../src/index.ts";
+import { OPS } from "../opinfo.ts";
+import { type Nd, nd } from "../ref.ts";
 import { cnnStepsAsync, mlpStepsAsync } from "./webgpu-scenario.ts";
 
 /** mulberry32: a small seeded generator (values reproducible run to run). */
@@ -495,6 +497,47 @@ async function kernelChecks(): Promise<void> {
   }
 }
 
+/** The first element where `got` is not within atol + rtol |want| of `want`, or null if all are. */
+function ndMismatch(got: Nd, want: Nd, rtol: number, atol: number): string | null {
+  if (got.shape.join() !== want.shape.join()) return `shape [${got.shape}], expected [${want.shape}]`;
+  for (let i = 0; i < want.data.length; i++) {
+    const a = got.data[i];
+    const b = want.data[i];
+    if (Number.isNaN(a) && Number.isNaN(b)) continue;
+    if (!(Math.abs(a - b) <= atol + rtol * Math.abs(b))) return `element ${i}: got ${a}, expected ${b}`;
+  }
+  return null;
+}
+
+/**
+ * The op table's forward checks in float32 on webgpu against the float64 references (the tolerance of the
+ * browser test, 2e-5): every sample's inputs are cast to float32, the op runs, its result is read with
+ * `await data()`. Ops that need a synchronous read of a GPU-computed value inside (e.g. an index checked on
+ * the host) throw DeviceReadError: they are listed apart, not counted as failures.
+ */
+async function opTableChecks(): Promise<{ checked: number; failures: string[]; syncOnly: string[] }> {
+  const failures: string[] = [];
+  const syncOnly = new Set<string>();
+  let n = 0;
+  for (const op of OPS) {
+    const samples = op.samples();
+    for (let k = 0; k < samples.length; k++) {
+      try {
+        const xs32 = samples[k].map((x) => x.to("float32"));
+        const y = op.fn(...xs32);
+        await y.data();
+        const m = ndMismatch(nd(y), op.ref(...xs32.map(nd)), 2e-5, 2e-5);
+        if (m !== null) failures.push(`${op.name} sample ${k}: ${m}`);
+        n++;
+      } catch (e) {
+        if (e instanceof Error && e.name === "DeviceReadError") syncOnly.add(op.name);
+        else failures.push(`${op.name} sample ${k}: threw ${e instanceof Error ? e.message : e}`);
+      }
+    }
+  }
+  return { checked: n, failures, syncOnly: [...syncOnly] };
+}
+
 /** A synchronous read of GPU-written values fails naming `await t.data()`; after it, reads work. */
 async function syncReadChecks(): Promise<{ message: string; afterData: number; sum: number[] }> {
   const t = cr.tensor([1, 2, 3, 4]).mul(2).sum();
@@ -538,7 +581,8 @@ async function run() {
   const memory = await memoryChecks();
   const mlp = await mlpStepsAsync(3, 3);
   const cnn = await cnnStepsAsync(4);
-  return { init, info: webgpuInfo(), checked, failures, kernelsMs, syncRead, memory, mlp, cnn };
+  const opTable = await opTableChecks();
+  return { init, info: webgpuInfo(), checked, failures, kernelsMs, syncRead, memory, mlp, cnn, opTable };
 }
 
 Object.assign(globalThis, { __result: run() });
