@@ -316,6 +316,31 @@ async function kernelChecks(): Promise<void> {
       );
     }
   }
+  // argmax / argmin (ties: the first wins) and cumsum (both directions) along every axis
+  for (const shape of [[7], [3, 5], [4, 1, 9], [2, 17, 3], [3, 70]]) {
+    for (let axis = 0; axis < shape.length; axis++) {
+      for (const dtype of ["float32", "int32"] as DType[]) {
+        const x = randView(shape, dtype, GENS.small, true);
+        const rest = shape.filter((_, k) => k !== axis);
+        for (const op of ["argmax", "argmin"] as const) {
+          await check(`argReduce ${op} ${dtype} [${shape}] axis ${axis}`, "int32", rest, EXACT, (b, s, o) =>
+            b.argReduce(op, x[s], axis, o),
+          );
+        }
+        const y = randView(shape, dtype, dtype === "float32" ? GENS.any : GENS.int, true);
+        for (const reverse of [false, true]) {
+          const tol = dtype === "float32" ? { rtol: 1e-5, atol: 1e-5 * shape[axis] } : EXACT;
+          await check(
+            `cumsum ${dtype} [${shape}] axis ${axis} reverse=${reverse}`,
+            dtype,
+            shape,
+            tol,
+            (b, s, o) => b.cumsum(y[s], axis, reverse, o),
+          );
+        }
+      }
+    }
+  }
   // all axes of a large array (tree reduction with many strides per thread)
   {
     const x = randView([1000, 37], "float32", GENS.any);

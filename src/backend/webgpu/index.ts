@@ -9,10 +9,9 @@
  * DeviceReadError naming it.
  */
 import type { BackendImpl } from "../backend.ts";
-import { jsBackend as js } from "../js/index.ts";
 import { allocTyped, type DType, type TypedArray } from "../../dtype.ts";
 import { Gpu, type GpuMemory } from "./gpu.ts";
-import { HOST_KERNELS, Kernels, onHost } from "./kernels.ts";
+import { Kernels } from "./kernels.ts";
 
 export type { GpuMemory } from "./gpu.ts";
 
@@ -25,22 +24,9 @@ function gpuApi(): GPU | undefined {
   return nav?.gpu;
 }
 
-/** Wrap a js kernel so that it runs on host copies, with a clear error when an input's values are on the GPU. */
-function hostKernel<F extends (...args: never[]) => void>(name: string, f: F): F {
-  return ((...args: unknown[]) => {
-    const arrays: TypedArray[] = [];
-    for (const a of args) {
-      if (a !== null && typeof a === "object" && "data" in a && "strides" in a)
-        arrays.push((a as { data: TypedArray }).data);
-    }
-    onHost(name, arrays);
-    return (f as unknown as (...a: unknown[]) => void)(...args);
-  }) as unknown as F;
-}
-
 function build(g: Gpu): BackendImpl {
   const k = new Kernels(g);
-  const impl: Record<string, unknown> = {
+  return {
     name: "webgpu",
     alloc(dtype: DType, size: number): TypedArray {
       // float64 has no WGSL type: its tensors live on the host and run the js kernels; empty tensors need no buffer
@@ -61,6 +47,8 @@ function build(g: Gpu): BackendImpl {
     softmax: k.softmax.bind(k),
     softmaxBackward: k.softmaxBackward.bind(k),
     adamUpdate: k.adamUpdate.bind(k),
+    argReduce: k.argReduce.bind(k),
+    cumsum: k.cumsum.bind(k),
     conv2d: k.conv2d.bind(k),
     conv2dBackInput: k.conv2dBackInput.bind(k),
     conv2dBackWeight: k.conv2dBackWeight.bind(k),
@@ -70,8 +58,6 @@ function build(g: Gpu): BackendImpl {
     avgPool2d: k.avgPool2d.bind(k),
     avgPool2dBackward: k.avgPool2dBackward.bind(k),
   };
-  for (const name of HOST_KERNELS) impl[name] = hostKernel(name, js[name] as (...a: never[]) => void);
-  return impl as unknown as BackendImpl;
 }
 
 /**

@@ -8,7 +8,6 @@ import {
   ACTIVATIONS,
   type Activation,
   type AdamUpdateParams,
-  type Backend,
   type BinaryOp,
   type Conv2dParams,
   type ConvEpilogue,
@@ -36,6 +35,7 @@ import {
   poolBackwardShader,
   poolShader,
   reduceShader,
+  rowScanShader,
   scatterAddShader,
   softmaxBackwardShader,
   softmaxShader,
@@ -365,6 +365,42 @@ export class Kernels {
     this.gpu.dispatch(pipe, bufs, params, grid(R));
   }
 
+  argReduce(op: "argmax" | "argmin", x: View, axis: number, out: TypedArray): void {
+    const d = dtypeOf(x.data);
+    if ((d !== "float32" && d !== "int32") || !this.gpuOut(out)) {
+      onHost("argReduce", [x.data]);
+      js.argReduce(op, x, axis, out);
+      return;
+    }
+    // out has x's shape without `axis`: as a row view, axis stride 0
+    const ov = contiguousView(
+      out,
+      x.shape.filter((_, i) => i !== axis),
+    );
+    const os = [...ov.strides];
+    os.splice(axis, 0, 0);
+    const { R, L, params } = this.rowParams([x, { ...ov, shape: x.shape, strides: os }], axis);
+    if (R * L === 0) return;
+    const bufs = this.buffers([[x.data, d]], out);
+    const pipe = this.gpu.pipeline(`ar:${op}:${d}`, () => rowScanShader(op, d));
+    this.gpu.dispatch(pipe, bufs, params, grid(Math.ceil(R / EW_GROUP)));
+  }
+
+  cumsum(x: View, axis: number, reverse: boolean, out: TypedArray): void {
+    const d = dtypeOf(out);
+    if ((d !== "float32" && d !== "int32") || !this.gpuOut(out)) {
+      onHost("cumsum", [x.data]);
+      js.cumsum(x, axis, reverse, out);
+      return;
+    }
+    const { R, L, params } = this.rowParams([x, contiguousView(out, x.shape)], axis);
+    if (R * L === 0) return;
+    const kind = reverse ? "cumsumRev" : "cumsum";
+    const bufs = this.buffers([[x.data, d]], out);
+    const pipe = this.gpu.pipeline(`cs:${kind}:${d}`, () => rowScanShader(kind, d));
+    this.gpu.dispatch(pipe, bufs, params, grid(Math.ceil(R / EW_GROUP)));
+  }
+
   gather(x: View, axis: number, idx: View, out: TypedArray): void {
     const d = dtypeOf(out);
     if (!onGpu(d) || !this.gpuOut(out)) {
@@ -666,6 +702,3 @@ function contiguousView(data: TypedArray, shape: readonly number[]): View {
   }
   return { data, shape, strides, offset: 0 };
 }
-
-/** Kernels the webgpu backend serves from the host (js) copies: every one it has no WGSL for. */
-export const HOST_KERNELS = ["argReduce", "cumsum"] as const satisfies readonly (keyof Backend)[];

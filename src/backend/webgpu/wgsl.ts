@@ -420,12 +420,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
  * memory. Parameters: [R (rows), L (row length), rank (of the other axes), shape, then per operand (inputs, then
  * the contiguous output) (off, axisStride, strides[rank])].
  */
-function rowHeader(n: number): string {
+function rowHeader(n: number, rowExpr = "i32(wid.x + wid.y * nwg.x)"): string {
   const lines = [
     "  let R = P[0];",
     "  let L = P[1];",
     "  let rank = P[2];",
-    "  let row = i32(wid.x + wid.y * nwg.x);",
+    `  let row = ${rowExpr};`,
     "  let valid = row < R;",
     "  var rem = row;",
   ];
@@ -876,5 +876,45 @@ ${named(POOL_PARAMS)}
     }
   }
   ${kind === 2 ? "out0[i] = acc / f32(KH * KW);" : "out0[i] = acc;"}
+}`;
+}
+
+/**
+ * One thread per row along an axis, serial along it (row parameters as for softmax: in0, then the contiguous
+ * out0): kind "argmax" / "argmin" (int32 out: the first extremum, the first NaN wins) or "cumsum" /
+ * "cumsumRev" (inclusive running sum, from the end for the latter).
+ */
+export function rowScanShader(kind: "argmax" | "argmin" | "cumsum" | "cumsumRev", d: GpuDType): string {
+  const t = wgslType(d);
+  const isF = d === "float32";
+  let body: string;
+  if (kind === "argmax" || kind === "argmin") {
+    const better = kind === "argmax" ? ">" : "<";
+    body = `
+  var best = 0;
+  var bv = in0[b0];
+  for (var j = 0; j < L; j++) {
+    let v = in0[b0 + j * a0];
+    ${isF ? "if (f_isnan(v)) { best = j; break; }" : ""}
+    if (v ${better} bv) { best = j; bv = v; }
+  }
+  out0[b1] = best;`;
+  } else {
+    const rev = kind === "cumsumRev";
+    body = `
+  var acc: ${t} = ${isF ? "0.0" : "0"};
+  for (var q = 0; q < L; q++) {
+    let j = ${rev ? "L - 1 - q" : "q"};
+    acc += in0[b0 + j * a0];
+    out0[b1 + j * a1] = acc;
+  }`;
+  }
+  const out: GpuDType = kind === "argmax" || kind === "argmin" ? "int32" : d;
+  return `${header([d], [out])}
+${MAIN} {
+  ${LINEAR_ID}
+${rowHeader(2, "i")}
+  if (!valid) { return; }
+${body}
 }`;
 }
