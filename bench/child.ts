@@ -11,9 +11,11 @@ import {
   DISPATCH_K,
   type E2EResult,
   e2eInputs,
+  lstmInputs,
   mlpInputs,
   readInputs,
   sgemmInputs,
+  transformerInputs,
 } from "./workloads.ts";
 
 /** The marker that starts every record line. */
@@ -42,8 +44,18 @@ function prepare(peer: Peer, store: Store, caseId: string): Step | Skip | undefi
     }
     case "mlp":
       return peer.mlpStep?.(mlpInputs(store));
+    case "bf16": {
+      if (arg === "mlp") return peer.bf16MlpStep?.(mlpInputs(store));
+      const n = Number(arg.replace("gemm", ""));
+      const { a, b } = sgemmInputs(store, n);
+      return peer.bf16Gemm?.(n, a, b);
+    }
     case "cnn":
       return peer.cnnStep?.(cnnInputs(store));
+    case "transformer":
+      return peer.transformerStep?.(transformerInputs(store));
+    case "lstm":
+      return peer.lstmStep?.(lstmInputs(store));
     case "vmap":
       if (arg === "perexample") return peer.perExampleGrads?.(mlpInputs(store));
       if (arg === "batched") return peer.batchedGrad?.(mlpInputs(store));

@@ -16,6 +16,7 @@
       "src/kernels/indexing.cc",
       "src/kernels/optim.cc",
       "src/kernels/softmax.cc",
+      "src/kernels/half.cc",
       "src/kernels/table.cc"
     ],
     "common_cflags": ["-O3", "-fno-math-errno", "-fPIC", "-std=gnu++17", "-fno-exceptions", "-fno-rtti", "-Wno-unused-parameter"]
@@ -54,5 +55,19 @@
       "dependencies": ["kernels_avx512", "kernels_avx2", "kernels_base"],
       "libraries": ["-lpthread"]
     }
+  ],
+  # The MPI binding (src/mpi, chainrule_mpi.node): a separate addon, so the kernel addon never links libmpi;
+  # configured only where src/mpi/config.mjs finds MPI headers and libmpi (distributed.initProcessGroup loads it).
+  "conditions": [
+    ["<!(node src/mpi/config.mjs found)==1", {
+      "targets": [
+        {
+          "target_name": "chainrule_mpi",
+          "sources": ["src/mpi/mpi_addon.cc"],
+          "cflags": ["<!@(node src/mpi/config.mjs cflags)"],
+          "libraries": ["<!@(node src/mpi/config.mjs libs)", "-lpthread", "-ldl"]
+        }
+      ]
+    }]
   ]
 }

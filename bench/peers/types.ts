@@ -7,7 +7,7 @@
  * is absent means the framework has no such API (reported as "n/a").
  */
 import type { Step } from "../harness.ts";
-import type { CnnData, E2EData, E2EResult, MlpData } from "../workloads.ts";
+import type { CnnData, E2EData, E2EResult, LstmData, MlpData, TransformerData } from "../workloads.ts";
 
 /** A case this framework does not run, and why. */
 export interface Skip {
@@ -25,7 +25,15 @@ export interface AdapterOpts {
 export interface Peer {
   sgemm?(n: number, a: Float32Array, b: Float32Array): Step | Skip;
   mlpStep?(d: MlpData): Step | Skip;
+  /** The n x n product of a and b rounded to bfloat16, accumulating in float32 (bf16.gemmN). */
+  bf16Gemm?(n: number, a: Float32Array, b: Float32Array): Step | Skip;
+  /** mlpStep with the forward under bfloat16 autocast, weights and optimizer in float32 (bf16.mlp). */
+  bf16MlpStep?(d: MlpData): Step | Skip;
   cnnStep?(d: CnnData): Step | Skip;
+  /** One training step (forward, cross-entropy over every position, backward, Adam) of the char Transformer. */
+  transformerStep?(d: TransformerData): Step | Skip;
+  /** One training step of the row-by-row LSTM classifier. */
+  lstmStep?(d: LstmData): Step | Skip;
   /** A chain of k adds of one-element tensors, then one read. */
   dispatchAdd?(k: number): Step | Skip;
   /** k iterations of forward + backward of x*y+z on scalars, then one read. */

@@ -102,7 +102,9 @@ function applyThreads(threads: number | undefined): void {
 
 function trainCommand(io: Required<MainIO>, done: (code: number) => void): Command {
   const cmd = new Command("train")
-    .description("train an image classifier and write metrics, weights, a checkpoint and charts")
+    .description(
+      "train an image classifier (or, with --model transformer, a character-level language model) and write metrics, weights, a checkpoint and charts",
+    )
     .addOption(
       new Option(
         "--data <name|dir|text:file>",
@@ -212,9 +214,10 @@ function trainCommand(io: Required<MainIO>, done: (code: number) => void): Comma
       ).choices(BACKEND_NAMES),
     )
     .addOption(
-      new Option("--limit <n>", "use only the first n training examples").argParser(
-        parser((v) => parsePositiveInt("--limit", v, LIMITS.limit)),
-      ),
+      new Option(
+        "--limit <n>",
+        "use only the first n training examples (transformer: the first n characters of the text)",
+      ).argParser(parser((v) => parsePositiveInt("--limit", v, LIMITS.limit))),
     )
     .addOption(threadsOption())
     .addOption(
@@ -222,11 +225,18 @@ function trainCommand(io: Required<MainIO>, done: (code: number) => void): Comma
     )
     .addOption(new Option("--no-plots", "do not write the SVG charts"))
     .addOption(new Option("--quiet", "print only the final test accuracy"))
+    .addOption(
+      new Option(
+        "--distributed",
+        "data-parallel over the processes of `mpirun -np N` (rank 0 prints and writes)",
+      ),
+    )
     .action(async (_opts: Record<string, unknown>, self: Command) => {
       // only what was given on the command line; args.ts fills the defaults (and checks --resume conflicts)
       const given: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(self.opts())) {
-        if (k !== "resume" && k !== "threads" && self.getOptionValueSource(k) === "cli") given[k] = v;
+        const own = k === "resume" || k === "threads" || k === "distributed";
+        if (!own && self.getOptionValueSource(k) === "cli") given[k] = v;
       }
       const resume = self.opts().resume as string | undefined;
       if (given.backend === undefined) selectDefaultBackend();
@@ -245,7 +255,11 @@ function trainCommand(io: Required<MainIO>, done: (code: number) => void): Comma
       };
       if (io.handleSignals) process.on("SIGINT", onSigint);
       try {
-        const how = { resume, signal: controller.signal, log: io.log, tty: io.tty };
+        const distributed = self.opts().distributed === true;
+        if (distributed && given.model === "transformer") {
+          throw new ConfigError("--distributed: not supported with --model transformer yet");
+        }
+        const how = { resume, distributed, signal: controller.signal, log: io.log, tty: io.tty };
         const r =
           given.model === "transformer"
             ? await runTrainText(given as TrainInput, how)
@@ -302,16 +316,16 @@ function sampleCommand(io: Required<MainIO>, done: (code: number) => void): Comm
       "generate text with a character-level language model trained by chainrule train --model transformer",
     )
     .requiredOption("--model-path <path>", "a run directory or its model.safetensors")
-    .addOption(new Option("--prompt <text>", "the text to continue (default: a newline)").default(""))
-    .addOption(new Option("--length <n>", "characters to generate").default("500"))
+    .addOption(new Option("--prompt <text>", "the text to continue").default("", "a newline"))
+    .addOption(new Option("--length <n>", "characters to generate").default("500", "500"))
     .addOption(
       new Option(
         "--temperature <t>",
         "softmax temperature (lower: more conservative; 0: always the likeliest)",
-      ).default("0.8"),
+      ).default("0.8", "0.8"),
     )
     .addOption(new Option("--top-k <k>", "draw only among the k likeliest characters (default: all)"))
-    .addOption(new Option("--seed <n>", "seed of the draws").default("0"))
+    .addOption(new Option("--seed <n>", "seed of the draws").default("0", "0"))
     .addOption(
       new Option("--backend <name>", "kernel backend (default: native if it loads)").choices(BACKEND_NAMES),
     )
@@ -365,9 +379,10 @@ function graphCommand(io: Required<MainIO>, done: (code: number) => void): Comma
       ),
     )
     .addOption(
-      new Option("--hidden <sizes>", "hidden layer sizes of the mlp, comma-separated")
-        .default(DEFAULTS.hidden, DEFAULTS.hidden.join(","))
-        .argParser(parser(parseHidden)),
+      new Option(
+        "--hidden <sizes>",
+        "hidden layer sizes of the mlp, comma-separated (default 256,128); the lstm's hidden size (default 128)",
+      ).argParser(parser(parseHidden)),
     )
     .addOption(new Option("--rankdir <dir>", "layout direction").choices(["TB", "LR"]).default("TB"))
     .action(
@@ -377,7 +392,7 @@ function graphCommand(io: Required<MainIO>, done: (code: number) => void): Comma
         backward?: boolean;
         depth: number;
         expand?: string[];
-        hidden: number[];
+        hidden?: number[];
         rankdir: "TB" | "LR";
       }) => {
         await runGraph(opts, io.log);

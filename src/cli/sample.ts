@@ -2,8 +2,8 @@
  * `chainrule sample` as a function: load the character-level Transformer a `chainrule train --model
  * transformer` run saved, and continue a prompt one character at a time: the model reads the last `context`
  * characters, its next-character logits are divided by the temperature, all but the `topK` largest dropped,
- * and the next character drawn from the softmax with a seeded generator (temperature 0: always the most likely
- * character).
+ * and the next character drawn from the softmax by `multinomial` with a seeded generator (temperature 0:
+ * always the most likely character).
  */
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -12,6 +12,7 @@ import { FormatError } from "../errors.ts";
 import { readSafetensorsFileHeader } from "../io/files-node.ts";
 import { loadSafetensors } from "../io/tensors-node.ts";
 import { Generator, tensor } from "../ops/creation.ts";
+import { multinomial } from "../ops/random.ts";
 import { ConfigError, parseNonNegativeInt, parseNumberIn, parsePositiveInt, LIMITS } from "./args.ts";
 import { metadataJson } from "./saved.ts";
 import { CharTransformer, checkTextSpec, TEXT_MODEL_META, type TextModelSpec, Vocab } from "./text-model.ts";
@@ -90,7 +91,10 @@ export function loadTextModel(modelPath: string): LoadedTextModel {
   return { net, spec, vocab: new Vocab(spec.vocab), path };
 }
 
-/** Index drawn from unnormalised logits (float64 on the host) by temperature, top-k and a uniform draw. */
+/**
+ * An index drawn from logits: the k largest kept (all with `topK` null), softmax(logits / temperature) computed
+ * in float64 on the host, one `multinomial` draw from `gen`; temperature 0 returns the argmax.
+ */
 export function drawNext(
   logits: ArrayLike<number>,
   temperature: number,
@@ -113,17 +117,9 @@ export function drawNext(
       total += p[i];
     }
   }
-  // a categorical draw: the first index whose cumulative probability exceeds u
-  const u = gen.uniform() * total;
-  let acc = 0;
-  let last = best;
-  for (let i = 0; i < n; i++) {
-    if (p[i] === 0) continue;
-    acc += p[i];
-    last = i;
-    if (u < acc) return i;
-  }
-  return last;
+  if (!(total > 0)) return best;
+  // one categorical draw from the (unnormalised) weights
+  return multinomial(tensor(p, { dtype: "float64" }), 1, { generator: gen }).item();
 }
 
 /**

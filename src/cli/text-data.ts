@@ -117,13 +117,16 @@ function windowStarts(n: number, len: number, offset: number): Int32Array {
 
 /**
  * The windows of one training epoch: a seeded offset in [0, context) and a seeded order of the
- * non-overlapping windows of context + 1 characters from there (input = the first context characters,
+ * non-overlapping windows of context + 1 characters from there (as many in every epoch) (input = the first context characters,
  * target = the last context characters).
  */
 export function epochWindows(n: number, context: number, gen: Generator): Int32Array {
   const len = context + 1;
-  const offset = n - len >= context ? gen.int(0, context) : 0;
-  const starts = windowStarts(n, len, offset);
+  const shifted = n - len >= context;
+  const offset = shifted ? gen.int(0, context) : 0;
+  // the same number of windows whatever the offset (that of the largest one), so every epoch has as many steps
+  const count = Math.floor((n - (shifted ? context - 1 : 0)) / len);
+  const starts = windowStarts(n, len, offset).slice(0, count);
   for (let i = starts.length - 1; i > 0; i--) {
     const j = gen.int(0, i + 1);
     const t = starts[i];

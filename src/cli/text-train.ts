@@ -293,7 +293,8 @@ export async function runTrainText(input: TrainInput, opts: TrainOptions = {}): 
         steps.x.push(globalStep);
         steps.loss.push(lossValue);
         const seconds = (performance.now() - epochStart) / 1000;
-        progress.update(b + 1, { loss: lossValue / LN2, speed: (count * config.batchSize * T) / seconds });
+        // the bar shows bits per character and windows (examples) per second
+        progress.update(b + 1, { loss: lossValue / LN2, speed: (count * config.batchSize) / seconds });
         if (globalStep % config.evalEvery === 0 && b + 1 < stepsPerEpoch) {
           const e = heldOut(globalStep, PERIODIC_EVAL_WINDOWS);
           if (e !== null && !config.quiet) {

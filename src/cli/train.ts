@@ -76,6 +76,7 @@ import {
   STREAM,
 } from "./setup.ts";
 import { checkResumeExtra, MODEL_META, savedModelInfo } from "./saved.ts";
+import { startDistributedRun } from "../distributed/train-run.ts";
 
 /** Metadata keys of model.safetensors (defined in saved.ts, which validates them when read back). */
 export { MODEL_META } from "./saved.ts";
@@ -95,6 +96,12 @@ export interface TrainOptions {
   tty?: boolean;
   /** Called after every training step with the global step count (tests use it to interrupt). */
   onStep?: (globalStep: number) => void;
+  /**
+   * Data-parallel training over the ranks of an MPI job (`mpirun -np N chainrule train --distributed`): each
+   * global batch is split over the ranks, gradients are averaged (DistributedDataParallel), and only rank 0
+   * prints and writes files. See src/distributed/train-run.ts.
+   */
+  distributed?: boolean;
 }
 
 /** What `runTrain` returns. */
@@ -263,7 +270,8 @@ export class DivergedError extends Error {
  * ```
  */
 export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Promise<TrainResult> {
-  const log = opts.log ?? ((line: string) => console.log(line));
+  const dist = opts.distributed ? startDistributedRun() : null;
+  const log = dist?.isMain === false ? () => {} : (opts.log ?? ((line: string) => console.log(line)));
   if (input.model === "transformer") {
     throw new ConfigError(
       "runTrain: --model transformer is a language model; train it with runTrainText (text-train.ts)",
@@ -336,9 +344,12 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
       if (config.epochs !== saved.extra.config.epochs) applyScheduleAt(sched, pos.globalStep);
     }
   }
+  if (dist !== null && jitted !== null)
+    throw new ConfigError("--distributed: --jit is not supported with it yet");
+  const model = dist?.wrap(net) ?? net; // after a resume loaded the weights: DDP broadcasts rank 0's
   mkdirSync(outDir, { recursive: true }); // only once the data and the model are there
   // one run per directory; stale temporary files of a killed run are removed once the lock is held
-  const lock = lockOutDir(outDir, OUTPUT_NAMES);
+  const lock = dist?.isMain === false ? { release() {} } : lockOutDir(outDir, OUTPUT_NAMES);
   try {
     return await trainIn();
   } finally {
@@ -386,6 +397,7 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
       });
     /** Write the checkpoint, the model and metrics.json (in this order: metrics last); returns the metrics. */
     const saveState = (status: MetricsFile["status"], test: TestMetrics | null = null): MetricsFile => {
+      if (dist?.isMain === false) return metricsFile(status, test, wall()); // rank 0 writes
       const extra: CheckpointExtra = {
         config,
         spec,
@@ -420,7 +432,7 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
     // ---- the loop ----
     let lastLr = opt.paramGroups[0].lr; // the lr of the latest step (reported per epoch)
     const progress = new EpochProgress({
-      tty: opts.tty ?? process.stdout.isTTY === true,
+      tty: dist?.isMain === false ? false : (opts.tty ?? process.stdout.isTTY === true),
       quiet: config.quiet,
       log,
     });
@@ -461,8 +473,9 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
       });
       progress.start(epoch + 1, config.epochs, stepsPerEpoch, pos.step);
       let b = 0;
-      for (const [x, y] of loader) {
+      for (const [gx, gy] of loader) {
         if (b++ < pos.step) continue; // resumed mid-epoch: these batches were trained on before
+        const [x, y, share, rows] = dist?.shard(gx, gy) ?? [gx, gy, 1, gy.shape[0]];
         if (interrupted()) return stopHere();
         net.train();
         dropoutGen.seed(deriveSeed(config.seed, STREAM.DROPOUT, pos.globalStep));
@@ -477,7 +490,7 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
             throw diverged(lossValue);
           }
         } else {
-          logits = net.call(x);
+          logits = model.call(x) as Tensor;
           const loss = crossEntropy(logits, y);
           lossValue = loss.item();
           if (!Number.isFinite(lossValue)) {
@@ -485,14 +498,18 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
             throw diverged(lossValue);
           }
           opt.zeroGrad();
-          loss.backward();
+          (share === 1 ? loss : loss.mul(share)).backward();
           if (config.clipGrad > 0) clipGradNorm_(net.parameters(), config.clipGrad);
           opt.step();
         }
         lastLr = opt.paramGroups[0].lr;
         sched?.step();
-        const correct = noGrad(() => logits.argmax(1).eq(y).sum().item());
-        const n = y.shape[0];
+        const [lossAll, correct, n] = (dist?.reduceStep ?? ((l: number, c: number, k: number) => [l, c, k]))(
+          rows === 0 ? 0 : lossValue * rows,
+          rows === 0 ? 0 : noGrad(() => logits.argmax(1).eq(y).sum().item()),
+          rows,
+        );
+        lossValue = lossAll / n;
         sums.loss += lossValue * n;
         sums.correct += correct;
         sums.count += n;
@@ -537,7 +554,7 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
     const test = testMetrics(confusion, t.loss);
     const final = saveState("completed", test);
     const written = [files.metrics, files.model, files.checkpoint];
-    if (config.plots) {
+    if (config.plots && dist?.isMain !== false) {
       written.push(...writeCurves(outDir, final));
       const title = `${spec.name} on ${config.data}: test`;
       written.push(writeConfusion(join(outDir, "confusion.svg"), confusion, data.classes, title));

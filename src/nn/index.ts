@@ -102,6 +102,7 @@ export {
 } from "./module.ts";
 export { BatchNorm1d, BatchNorm2d, type BatchNormOpts, LayerNorm, type LayerNormOpts } from "./norm.ts";
 export { GroupNorm, type GroupNormOpts, RMSNorm, type RMSNormOpts } from "./norm-more.ts";
+export { SyncBatchNorm } from "./sync-batchnorm.ts";
 export { AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, type PoolOpts } from "./pool.ts";
 export {
   GRU,

@@ -12,7 +12,7 @@
 import { syncToHost } from "../backend/device.ts";
 import { getBackend } from "../backend/registry.ts";
 import type { MaybeZero } from "../core/primitive.ts";
-import { backwardEager, retainGradOf, type TapeNode } from "../core/tape.ts";
+import { backwardEager, registerPostAccumulateGradHook, retainGradOf, type TapeNode } from "../core/tape.ts";
 import type { Trace } from "../core/trace.ts";
 import { type DType, isFloat, type TypedArray } from "../dtype.ts";
 import { AutodiffError, DTypeError, ShapeError } from "../errors.ts";
@@ -150,6 +150,15 @@ export class Tensor {
     return this;
   }
 
+  /**
+   * Call `fn(this)` each time an eager backward pass has accumulated this leaf's gradient into `.grad`, as soon
+   * as it is final within the pass (PyTorch's `register_post_accumulate_grad_hook`). Returns a handle with
+   * `remove()`.
+   */
+  registerPostAccumulateGradHook(fn: (t: Tensor) => void): { remove(): void } {
+    return registerPostAccumulateGradHook(this, fn);
+  }
+
   /** Whether backward keeps `.grad` for this non-leaf (it called `retainGrad()`). */
   get retainsGrad(): boolean {
     return this._retainGrad && this._node !== null;
@@ -161,9 +170,16 @@ export class Tensor {
   }
 
   // ---- conversion -----------------------------------------------------------------------------------------
-  /** A contiguous copy of the values as a typed array (bool as Uint8Array). */
+  /** A contiguous copy of the values as a typed array (bool as Uint8Array, float16/bfloat16 as Float32Array). */
   dataSync(): TypedArray {
     return S.contiguousData(this);
+  }
+  /**
+   * A contiguous copy of the storage: as `dataSync`, except that float16 / bfloat16 give their 16-bit patterns
+   * (a `Float16Bits` / `BFloat16Bits`) where `dataSync` gives their values as a Float32Array.
+   */
+  storageSync(): TypedArray {
+    return S.contiguousStorage(this);
   }
   /**
    * The values as a typed array. On a device backend (webgpu) this reads the device copy back first, which is

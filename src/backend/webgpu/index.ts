@@ -29,8 +29,11 @@ function build(g: Gpu): BackendImpl {
   return {
     name: "webgpu",
     alloc(dtype: DType, size: number): TypedArray {
-      // float64 has no WGSL type: its tensors live on the host and run the js kernels; empty tensors need no buffer
-      if (dtype === "float64" || size === 0) return allocTyped(dtype, size);
+      // float64 has no WGSL type (and float16/bfloat16 no kernels here yet): such tensors live on the host and
+      // run the js kernels; empty tensors need no buffer
+      if ((dtype !== "float32" && dtype !== "int32" && dtype !== "bool") || size === 0) {
+        return allocTyped(dtype, size);
+      }
       return g.alloc(dtype, size);
     },
     unary: k.unary.bind(k),

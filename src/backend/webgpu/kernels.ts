@@ -18,7 +18,7 @@ import {
 } from "../backend.ts";
 import { DeviceReadError, deviceReadMessage } from "../device.ts";
 import { jsBackend as js } from "../js/index.ts";
-import type { DType, TypedArray } from "../../dtype.ts";
+import type { TypedArray } from "../../dtype.ts";
 import { type Gpu, type GpuDType, gpuStorage } from "./gpu.ts";
 import {
   actExpr,
@@ -47,15 +47,16 @@ import {
 const MAX_GROUPS = 65535;
 
 /** The dtype of a typed array (device arrays report theirs through their prototype). */
-function dtypeOf(a: TypedArray): DType {
+function dtypeOf(a: TypedArray): GpuDType | "host" {
   if (a instanceof Float32Array) return "float32";
   if (a instanceof Int32Array) return "int32";
   if (a instanceof Uint8Array) return "bool";
-  return "float64";
+  // float64, float16, bfloat16: no GPU storage on this backend (ordinary host arrays, js kernels)
+  return "host";
 }
 
-function onGpu(d: DType): d is GpuDType {
-  return d !== "float64";
+function onGpu(d: GpuDType | "host"): d is GpuDType {
+  return d !== "host";
 }
 
 function size(shape: readonly number[]): number {
@@ -240,7 +241,7 @@ export class Kernels {
 
   reduce(op: ReduceOp, x: View, axes: readonly number[], out: TypedArray): void {
     const d = dtypeOf(out);
-    if (d === "float64" || d === "bool" || !this.gpuOut(out)) {
+    if (d === "host" || d === "bool" || !this.gpuOut(out)) {
       onHost("reduce", [x.data]);
       js.reduce(op, x, axes, out);
       return;
@@ -270,7 +271,7 @@ export class Kernels {
 
   dot(a: View, b: View, out: TypedArray): void {
     const d = dtypeOf(out);
-    if (d === "float64" || d === "bool" || !this.gpuOut(out)) {
+    if (d === "host" || d === "bool" || !this.gpuOut(out)) {
       onHost("dot", [a.data, b.data]);
       js.dot(a, b, out);
       return;
@@ -425,7 +426,7 @@ export class Kernels {
 
   scatterAdd(src: View, axis: number, idx: View, out: TypedArray, outShape: readonly number[]): void {
     const d = dtypeOf(out);
-    if (d === "float64" || d === "bool" || !this.gpuOut(out)) {
+    if (d === "host" || d === "bool" || !this.gpuOut(out)) {
       onHost("scatterAdd", [src.data, idx.data, out]);
       js.scatterAdd(src, axis, idx, out, outShape);
       return;
