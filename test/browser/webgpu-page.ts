@@ -564,16 +564,29 @@ async function opTableChecks(): Promise<{ checked: number; failures: string[]; s
 }
 
 /** A synchronous read of GPU-written values fails naming `await t.data()`; after it, reads work. */
-async function syncReadChecks(): Promise<{ message: string; afterData: number; sum: number[] }> {
+async function syncReadChecks(): Promise<{
+  message: string;
+  afterData: number;
+  sum: number[];
+  toFloat64: string;
+  fresh: number[];
+}> {
   const t = cr.tensor([1, 2, 3, 4]).mul(2).sum();
-  let message = "";
-  try {
-    t.item();
-  } catch (e) {
-    message = `${(e as Error).name}: ${(e as Error).message}`;
-  }
+  const err = (f: () => unknown) => {
+    try {
+      f();
+      return "";
+    } catch (e) {
+      return `${(e as Error).name}: ${(e as Error).message}`;
+    }
+  };
+  const message = err(() => t.item());
+  // float64 lives on the host: casting GPU-written values to it needs them there first
+  const toFloat64 = err(() => cr.tensor([1, 2]).mul(2).to("float64"));
   const sum = Array.from(await t.data());
-  return { message, afterData: t.item(), sum };
+  // a freshly created tensor has valid host values: synchronous reads work before any kernel ran on it
+  const fresh = Array.from(cr.tensor([5, 6]).dataSync());
+  return { message, afterData: t.item(), sum, toFloat64, fresh };
 }
 
 /** Bytes in use grow with live tensors; dropped tensors' buffers return to the pool after a collection. */

@@ -20,7 +20,7 @@ interface Report {
   checked: number;
   failures: string[];
   kernelsMs: number;
-  syncRead: { message: string; afterData: number; sum: number[] };
+  syncRead: { message: string; afterData: number; sum: number[]; toFloat64: string; fresh: number[] };
   memory: { before: number; held: number; afterGc: number; pool: number };
   mlp: MlpResult;
   cnn: number[];
@@ -78,6 +78,8 @@ test("webgpu backend in Chromium: kernels vs js, sync-read error, memory, MLP an
   assert.match(r.syncRead.message, /^DeviceReadError: .*await t\.data\(\)/);
   assert.deepEqual(r.syncRead.sum, [20]);
   assert.equal(r.syncRead.afterData, 20);
+  assert.match(r.syncRead.toFloat64, /^DeviceReadError: webgpu: kernel 'cast' .*await t\.data\(\)/);
+  assert.deepEqual(r.syncRead.fresh, [5, 6]);
 
   // eight 256x256 float32 tensors held: at least 2 MiB in use; dropped and collected: back in the pool
   const mib2 = 8 * 256 * 256 * 4;
