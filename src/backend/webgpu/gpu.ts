@@ -24,6 +24,8 @@ export const DEVICE_BYTES = 4;
 
 const PARAMS_BYTES = 1 << 16;
 const PARAM_ALIGN = 256;
+/** Room kept for one dispatch's parameters (a rank-32 view set needs well under this). */
+const PARAM_RESERVE = 4096;
 const DATA_USAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
 
 /** The size class of a request: powers of two and 1.5x powers of two, at least 16 bytes. */
@@ -201,6 +203,8 @@ export class Gpu {
   private paramUsed = 0;
   private readonly pool = new Map<number, GPUBuffer[]>();
   private pendingFree: GPUBuffer[] = [];
+  /** Temporaries of the dispatch being prepared: freed once it is recorded (a flush meanwhile keeps them). */
+  private temps: GPUBuffer[] = [];
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly finalizer = new FinalizationRegistry<GpuStorage>((s) => this.release(s));
   private inUse = 0;
@@ -293,7 +297,7 @@ export class Gpu {
   temporary(host: TypedArray, dtype: GpuDType): GPUBuffer {
     const b = this.acquire(host.length * DEVICE_BYTES);
     this.upload(b, host, dtype);
-    this.free(b);
+    this.temps.push(b);
     return b;
   }
 
@@ -301,7 +305,7 @@ export class Gpu {
   snapshot(src: GPUBuffer): GPUBuffer {
     const b = this.acquire(src.size);
     this.endPass().copyBufferToBuffer(src, 0, b, 0, src.size);
-    this.free(b);
+    this.temps.push(b);
     return b;
   }
 
@@ -329,6 +333,14 @@ export class Gpu {
       this.pipelines.set(key, p);
     }
     return p;
+  }
+
+  /**
+   * Make room for one dispatch's parameters before its buffers are prepared: a flush between preparing them
+   * (uploads, snapshots) and recording the dispatch would let a pooled snapshot be reused too early.
+   */
+  reserve(): void {
+    if (this.paramUsed + PARAM_RESERVE > PARAMS_BYTES) this.flush();
   }
 
   /**
@@ -361,6 +373,8 @@ export class Gpu {
     this.pass.setBindGroup(0, group);
     this.pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
     this.dispatches++;
+    for (const b of this.temps) this.free(b);
+    this.temps = [];
   }
 
   /** Submit the pending batch (parameters first), and let the buffers freed meanwhile be reused. */

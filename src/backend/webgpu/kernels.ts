@@ -105,6 +105,7 @@ export class Kernels {
    * snapshot, since a dispatch may not read and write one buffer.
    */
   private buffers(inputs: readonly [TypedArray, GpuDType][], out: TypedArray, partial = false): GPUBuffer[] {
+    this.gpu.reserve();
     const ins = inputs.map(([data, d]) => this.input(data, d));
     const ob = gpuStorage(out)!.writeBuffer(partial);
     const bufs = ins.map((b) => (b === ob ? this.gpu.snapshot(b) : b));
@@ -666,6 +667,7 @@ export class Kernels {
     }
     const n = p.length;
     if (n === 0) return;
+    this.gpu.reserve();
     const gb = this.input(g.data, "float32");
     const bufs = storages.map((s) => s!.writeBuffer(true));
     const gbuf = bufs.includes(gb) ? this.gpu.snapshot(gb) : gb;
