@@ -607,6 +607,22 @@ async function memoryChecks(): Promise<{ before: number; held: number; afterGc: 
   return { before, held, afterGc: m.bytesInUse, pool: m.bytesInPool };
 }
 
+/** A jitted function (memory planning, no fusion: this backend has no `fused`) on webgpu, run twice. */
+async function jitCheck(): Promise<number[]> {
+  const f = cr.jit((a: cr.Tensor, b: cr.Tensor) => a.mul(b).add(1).relu().matmul(b.transpose(0, 1)).sum(1));
+  const a = cr.tensor([
+    [1, -2, 3],
+    [0.5, 4, -1],
+  ]);
+  const b = cr.tensor([
+    [2, 1, -1],
+    [1, 1, 1],
+  ]);
+  const first = Array.from(await (f(a, b) as cr.Tensor).data());
+  const second = Array.from(await (f(a, b) as cr.Tensor).data());
+  return [...first, ...second];
+}
+
 async function run() {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   const adapter = nav?.gpu ? await nav.gpu.requestAdapter() : null;
@@ -620,7 +636,8 @@ async function run() {
   const mlp = await mlpStepsAsync(3, 3);
   const cnn = await cnnStepsAsync(4);
   const opTable = await opTableChecks();
-  return { init, info: webgpuInfo(), checked, failures, kernelsMs, syncRead, memory, mlp, cnn, opTable };
+  const jit = await jitCheck();
+  return { init, info: webgpuInfo(), checked, failures, kernelsMs, syncRead, memory, mlp, cnn, opTable, jit };
 }
 
 Object.assign(globalThis, { __result: run() });

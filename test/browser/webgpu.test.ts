@@ -25,6 +25,7 @@ interface Report {
   mlp: MlpResult;
   cnn: number[];
   opTable: { checked: number; failures: string[]; syncOnly: string[] };
+  jit: number[];
 }
 
 function close(got: readonly number[], want: readonly number[], tol: number, what: string): void {
@@ -97,6 +98,10 @@ test("webgpu backend in Chromium: kernels vs js, sync-read error, memory, MLP an
   // the CNN (convolutions, pooling and their gradients on the GPU)
   close(r.cnn, await cnnStepsAsync(4), 1e-4, "CNN losses on webgpu vs js");
   assert.ok(r.cnn[3] < r.cnn[0], `the CNN loss falls: ${r.cnn}`);
+
+  // jit on webgpu: relu(a * b + 1) = [[3, 0, 0], [1.5, 5, 0]]; times b^T, summed over rows:
+  // row 0: [3*2, 3*1] -> 6 + 3 = 9; row 1: [1.5*2 + 5*1, 1.5 + 5] -> 8 + 6.5 = 14.5
+  assert.deepEqual(r.jit, [9, 14.5, 9, 14.5], "jitted function on webgpu, twice");
 
   // the op table's float32 forward checks on webgpu (ops reading GPU values synchronously listed apart)
   console.log(

@@ -164,6 +164,9 @@ const handler: ProxyHandler<GpuStorage> = {
       if (isIndex(p)) return (s.hostArray() as unknown as Record<string, number>)[p];
       if (p === "length") return s.length;
       if (p === "BYTES_PER_ELEMENT") return s.dtype === "bool" ? 1 : 4;
+      // the host array's sizes (memory accounting reads them; they need no values)
+      if (p === "byteLength") return s.length * (s.dtype === "bool" ? 1 : 4);
+      if (p === "byteOffset") return 0;
       if (p === "constructor") return PROTOS[s.dtype].constructor;
     }
     const h = s.hostArray();
