@@ -570,6 +570,7 @@ async function syncReadChecks(): Promise<{
   sum: number[];
   toFloat64: string;
   fresh: number[];
+  lstm: string;
 }> {
   const t = cr.tensor([1, 2, 3, 4]).mul(2).sum();
   const err = (f: () => unknown) => {
@@ -583,10 +584,17 @@ async function syncReadChecks(): Promise<{
   const message = err(() => t.item());
   // float64 lives on the host: casting GPU-written values to it needs them there first
   const toFloat64 = err(() => cr.tensor([1, 2]).mul(2).to("float64"));
+  // a kernel without WGSL (the fused LSTM cell) on GPU-written inputs: the error names it
+  const gates = cr.ones([2, 4]).mul(1);
+  const cell = cr.ones([2, 1]).mul(1);
+  const view = (x: cr.Tensor): View => ({ data: x._data!, shape: x.shape, strides: x._strides, offset: 0 });
+  const lstm = err(() =>
+    cr.getBackend().lstmCell(view(gates), view(cell), cr.getBackend().alloc("float32", 6)),
+  );
   const sum = Array.from(await t.data());
   // a freshly created tensor has valid host values: synchronous reads work before any kernel ran on it
   const fresh = Array.from(cr.tensor([5, 6]).dataSync());
-  return { message, afterData: t.item(), sum, toFloat64, fresh };
+  return { message, afterData: t.item(), sum, toFloat64, fresh, lstm };
 }
 
 /** Bytes in use grow with live tensors; dropped tensors' buffers return to the pool after a collection. */

@@ -20,7 +20,14 @@ interface Report {
   checked: number;
   failures: string[];
   kernelsMs: number;
-  syncRead: { message: string; afterData: number; sum: number[]; toFloat64: string; fresh: number[] };
+  syncRead: {
+    message: string;
+    afterData: number;
+    sum: number[];
+    toFloat64: string;
+    fresh: number[];
+    lstm: string;
+  };
   memory: { before: number; held: number; afterGc: number; pool: number };
   mlp: MlpResult;
   cnn: number[];
@@ -81,6 +88,7 @@ test("webgpu backend in Chromium: kernels vs js, sync-read error, memory, MLP an
   assert.equal(r.syncRead.afterData, 20);
   assert.match(r.syncRead.toFloat64, /^DeviceReadError: webgpu: kernel 'cast' .*await t\.data\(\)/);
   assert.deepEqual(r.syncRead.fresh, [5, 6]);
+  assert.match(r.syncRead.lstm, /^DeviceReadError: webgpu: kernel 'lstmCell' has no WGSL implementation/);
 
   // eight 256x256 float32 tensors held: at least 2 MiB in use; dropped and collected: back in the pool
   const mib2 = 8 * 256 * 256 * 4;

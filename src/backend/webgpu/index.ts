@@ -8,10 +8,11 @@
  * the js reference. Values are read with `await t.data()`; synchronous reads of GPU-written values fail with a
  * DeviceReadError naming it.
  */
-import type { BackendImpl } from "../backend.ts";
+import { type Backend, type BackendImpl, KERNELS, type KernelName, type View } from "../backend.ts";
+import { jsBackend as js } from "../js/index.ts";
 import { allocTyped, type DType, type TypedArray } from "../../dtype.ts";
 import { Gpu, type GpuMemory } from "./gpu.ts";
-import { Kernels } from "./kernels.ts";
+import { Kernels, onHost } from "./kernels.ts";
 
 export type { GpuMemory } from "./gpu.ts";
 
@@ -24,7 +25,31 @@ function gpuApi(): GPU | undefined {
   return nav?.gpu;
 }
 
+/**
+ * A js kernel run on the host copies, failing with a message naming it when an input's values are on the GPU
+ * only (for the kernels this backend has no WGSL for; completion would otherwise fill them with the bare js
+ * kernel, whose failure would not name it).
+ */
+function hostKernel(name: KernelName): Backend[KernelName] {
+  const f = js[name] as (...args: unknown[]) => void;
+  return ((...args: unknown[]) => {
+    const arrays: TypedArray[] = [];
+    for (const a of args) {
+      if (a !== null && typeof a === "object" && "data" in a && "strides" in a) arrays.push((a as View).data);
+    }
+    onHost(name, arrays);
+    f(...args);
+  }) as Backend[KernelName];
+}
+
 function build(g: Gpu): BackendImpl {
+  const impl = gpuKernels(g);
+  const host: Partial<Record<KernelName, unknown>> = {};
+  for (const name of KERNELS) if (impl[name] === undefined) host[name] = hostKernel(name);
+  return { ...impl, ...host } as BackendImpl;
+}
+
+function gpuKernels(g: Gpu): BackendImpl {
   const k = new Kernels(g);
   return {
     name: "webgpu",
