@@ -8,12 +8,14 @@
  */
 import { registerBackend, setBackend } from "./backend/registry.ts";
 import { initWasmBackend } from "./backend/wasm/index.ts";
+import { initWebgpuBackend } from "./backend/webgpu/index.ts";
 
 /** Options of {@link init}. */
 export interface InitOptions {
   /**
    * The backend to use: "wasm" (the default; fails if WebAssembly SIMD is unavailable instead of falling
-   * back), "js", or any registered name ("native" under Node).
+   * back), "webgpu" (falls back to wasm, saying so on the console, when no WebGPU adapter is available), "js",
+   * or any registered name ("native" under Node).
    */
   backend?: string;
 }
@@ -36,6 +38,21 @@ export interface InitResult {
  */
 export async function init(opts: InitOptions = {}): Promise<InitResult> {
   const want = opts.backend;
+  if (want === "webgpu") {
+    try {
+      const gpu = await initWebgpuBackend();
+      registerBackend("webgpu", () => gpu);
+      return { backend: setBackend(gpu).name };
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      console.warn(`chainrule: webgpu unavailable (${why}); falling back to wasm`);
+      const r = await init();
+      return {
+        backend: r.backend,
+        fallback: `webgpu unavailable: ${why}${r.fallback ? `; ${r.fallback}` : ""}`,
+      };
+    }
+  }
   if (want !== undefined && want !== "wasm") {
     return { backend: setBackend(want).name };
   }

@@ -9,6 +9,7 @@ import type { Backend, BackendImpl } from "./backend.ts";
 import { completeBackend } from "./complete.ts";
 import { jsBackend } from "./js/index.ts";
 import { loadWasmBackend } from "./wasm/index.ts";
+import { webgpuBackendIfReady } from "./webgpu/index.ts";
 
 type Loader = () => BackendImpl | { error: string };
 
@@ -20,6 +21,14 @@ const loaders = new Map<string, Loader>([
       const r = loadWasmBackend();
       return "error" in r ? r : r.backend;
     },
+  ],
+  [
+    // optional, never the default: the device is requested asynchronously by `await init({ backend: "webgpu" })`
+    "webgpu",
+    () =>
+      webgpuBackendIfReady() ?? {
+        error: 'the webgpu backend needs `await init({ backend: "webgpu" })` first',
+      },
   ],
 ]);
 const loaded = new Map<string, Backend | { error: string }>();

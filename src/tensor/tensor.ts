@@ -9,6 +9,7 @@
  *   (forward mode) or `_node` (reverse mode) carries the derivative information.
  * Methods are one-line delegations to the functions in `src/ops/`, which are the real implementation.
  */
+import { syncToHost } from "../backend/device.ts";
 import { getBackend } from "../backend/registry.ts";
 import type { MaybeZero } from "../core/primitive.ts";
 import { backwardEager, registerPostAccumulateGradHook, retainGradOf, type TapeNode } from "../core/tape.ts";
@@ -180,8 +181,12 @@ export class Tensor {
   storageSync(): TypedArray {
     return S.contiguousStorage(this);
   }
-  /** The values as a typed array (async for parity with GPU backends). */
+  /**
+   * The values as a typed array. On a device backend (webgpu) this reads the device copy back first, which is
+   * why it is async; on the CPU backends it is `dataSync()`.
+   */
   async data(): Promise<TypedArray> {
+    await syncToHost(S.concreteOf(this)._data);
     return this.dataSync();
   }
   /** The values as nested arrays (numbers; bool as booleans). */

@@ -42,7 +42,7 @@ function serve(files: Record<string, Served>): Promise<Server> {
 /** The page at / of `files` in Chromium, after `window.__result` settles: its value, the page's errors. */
 export async function runPage(
   files: Record<string, Served>,
-  opts: { timeoutMs?: number; onPage?: (page: Page) => Promise<void> } = {},
+  opts: { timeoutMs?: number; onPage?: (page: Page) => Promise<void>; args?: readonly string[] } = {},
 ): Promise<{ result: unknown; errors: string[] }> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(
@@ -50,7 +50,11 @@ export async function runPage(
     );
   }
   const server = await serve(files);
-  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+  const browser = await puppeteer.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [...FLAGS, ...(opts.args ?? [])],
+  });
   try {
     const page = await browser.newPage();
     const errors: string[] = [];

@@ -1,0 +1,433 @@
+/// <reference types="@webgpu/types" />
+/**
+ * The WebGPU device context: storage (device arrays with a coherent host copy), the size-class buffer pool,
+ * command batching and the pipeline cache.
+ *
+ * Batching: kernels record dispatches into one open command encoder (one compute pass) and their parameters
+ * (shapes, strides, offsets) into one host array; `flush` writes the parameters into a single GPU buffer and
+ * submits everything at once. A batch is flushed when the parameter block is full, when a read-back needs
+ * results, or when an upload would overwrite a buffer the pending batch still uses.
+ *
+ * Memory: every GPU tensor's storage is a device array (see src/backend/device.ts) over a `GpuStorage`. Its
+ * buffer comes from a pool keyed by size class; when the device array is garbage-collected a
+ * FinalizationRegistry returns the buffer, which re-enters the pool at the next flush (never during a batch
+ * that may still read it).
+ */
+import { DeviceReadError, type DeviceStorage, deviceReadMessage, registerDeviceArray } from "../device.ts";
+import { allocTyped, type DType, type TypedArray } from "../../dtype.ts";
+
+/** The dtypes that live on the GPU (float64 has no WGSL type and stays on the host). */
+export type GpuDType = "float32" | "int32" | "bool";
+
+/** Bytes per element on the device: bool is stored as u32 (WGSL has no 8-bit storage). */
+export const DEVICE_BYTES = 4;
+
+const PARAMS_BYTES = 1 << 16;
+const PARAM_ALIGN = 256;
+/** Room kept for one dispatch's parameters (a rank-32 view set needs well under this). */
+const PARAM_RESERVE = 4096;
+const DATA_USAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
+
+/** The size class of a request: powers of two and 1.5x powers of two, at least 16 bytes. */
+export function sizeClass(bytes: number): number {
+  if (bytes <= 16) return 16;
+  const p = 2 ** Math.ceil(Math.log2(bytes));
+  return bytes <= (p * 3) / 4 ? (p * 3) / 4 : p;
+}
+
+/** The memory figure of the webgpu backend. */
+export interface GpuMemory {
+  /** Bytes of GPU buffers held by live tensors (size classes, so a little more than the tensors need). */
+  bytesInUse: number;
+  /** Bytes of free buffers kept in the pool for reuse (including those waiting for the batch to be submitted). */
+  bytesInPool: number;
+  buffersInUse: number;
+  buffersInPool: number;
+}
+
+const READ_ONLY_METHODS = new Set<string | symbol>([
+  "slice",
+  "indexOf",
+  "lastIndexOf",
+  "includes",
+  "join",
+  "toString",
+  "toLocaleString",
+  "forEach",
+  "map",
+  "filter",
+  "reduce",
+  "reduceRight",
+  "every",
+  "some",
+  "find",
+  "findIndex",
+  "findLast",
+  "findLastIndex",
+  "at",
+  "entries",
+  "keys",
+  "values",
+  Symbol.iterator,
+]);
+
+/**
+ * The storage behind one device array: a GPU buffer (allocated on first device use) and a host copy (allocated
+ * on first host access), with a validity flag each. A kernel writing the buffer invalidates the host copy; a
+ * host write invalidates the buffer (it is uploaded again before the next kernel reads it).
+ */
+export class GpuStorage implements DeviceStorage {
+  readonly backend = "webgpu";
+  buffer: GPUBuffer | null = null;
+  /** The host copy; null with `hostOk` means all zeros (nothing materialised yet). */
+  host: TypedArray | null = null;
+  hostOk = true;
+  devOk = false;
+  /** The batch that last used the buffer (an upload into it must wait until that batch is submitted). */
+  lastUsed = 0;
+  /** Bumped by every device write (a read-back in flight checks it). */
+  ver = 0;
+
+  constructor(
+    readonly gpu: Gpu,
+    readonly dtype: GpuDType,
+    readonly length: number,
+  ) {}
+
+  hostValid(): boolean {
+    return this.hostOk;
+  }
+
+  toHost(): Promise<void> {
+    return this.gpu.readBack(this);
+  }
+
+  /** The host copy for a synchronous access, or a DeviceReadError when only the device has the values. */
+  hostArray(): TypedArray {
+    if (!this.hostOk) throw new DeviceReadError(deviceReadMessage("webgpu", "synchronous access"));
+    this.host ??= allocTyped(this.dtype, this.length);
+    return this.host;
+  }
+
+  /** The GPU buffer holding the current values (uploaded from the host copy if that is newer). */
+  deviceBuffer(): GPUBuffer {
+    const g = this.gpu;
+    if (!this.devOk) {
+      if (this.buffer === null) this.buffer = g.acquire(this.length * DEVICE_BYTES);
+      else if (this.lastUsed === g.epoch) g.flush();
+      if (this.host !== null) g.upload(this.buffer, this.host, this.dtype);
+      else g.clear(this.buffer);
+      this.devOk = true;
+    }
+    this.lastUsed = g.epoch;
+    return this.buffer!;
+  }
+
+  /** The buffer a kernel is about to overwrite entirely (or partly, with `partial`: the old values kept). */
+  writeBuffer(partial: boolean): GPUBuffer {
+    const g = this.gpu;
+    if (partial || this.buffer === null) {
+      if (partial) this.deviceBuffer();
+      else this.buffer = g.acquire(this.length * DEVICE_BYTES);
+    }
+    this.devOk = true;
+    this.hostOk = false;
+    this.host = null;
+    this.ver++;
+    this.lastUsed = g.epoch;
+    return this.buffer!;
+  }
+}
+
+const storageOf = new WeakMap<object, GpuStorage>();
+
+/** The GpuStorage behind a device array of this backend, or undefined for an ordinary typed array. */
+export function gpuStorage(data: TypedArray): GpuStorage | undefined {
+  return storageOf.get(data);
+}
+
+const PROTOS: Record<GpuDType, object> = {
+  float32: Float32Array.prototype,
+  int32: Int32Array.prototype,
+  bool: Uint8Array.prototype,
+};
+
+function isIndex(p: string): boolean {
+  const c = p.charCodeAt(0);
+  return c >= 48 && c <= 57;
+}
+
+/** One handler for every device array: element access goes to the host copy, with the validity rules. */
+const handler: ProxyHandler<GpuStorage> = {
+  get(s, p) {
+    if (typeof p === "string") {
+      if (isIndex(p)) return (s.hostArray() as unknown as Record<string, number>)[p];
+      if (p === "length") return s.length;
+      if (p === "BYTES_PER_ELEMENT") return s.dtype === "bool" ? 1 : 4;
+      // the host array's sizes (memory accounting reads them; they need no values)
+      if (p === "byteLength") return s.length * (s.dtype === "bool" ? 1 : 4);
+      if (p === "byteOffset") return 0;
+      if (p === "constructor") return PROTOS[s.dtype].constructor;
+    }
+    const h = s.hostArray();
+    const v = Reflect.get(h, p, h);
+    if (typeof v !== "function") return v;
+    // a method may write (set, fill, sort, an alias from subarray): the device copy is stale from now on
+    if (!READ_ONLY_METHODS.has(p)) s.devOk = false;
+    return (v as (...a: unknown[]) => unknown).bind(h);
+  },
+  set(s, p, v) {
+    if (typeof p === "string" && isIndex(p)) {
+      (s.hostArray() as unknown as Record<string, unknown>)[p] = v;
+      s.devOk = false;
+      return true;
+    }
+    return false;
+  },
+  has(s, p) {
+    if (typeof p === "string" && isIndex(p)) return Number(p) < s.length;
+    return p in PROTOS[s.dtype];
+  },
+  getPrototypeOf(s) {
+    return PROTOS[s.dtype];
+  },
+};
+
+/** The WebGPU device, its pool, the pending batch and the compiled pipelines. */
+export class Gpu {
+  /** Id of the batch being recorded. */
+  epoch = 1;
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private readonly params: GPUBuffer;
+  private readonly paramHost = new ArrayBuffer(PARAMS_BYTES);
+  private readonly paramI32 = new Int32Array(this.paramHost);
+  private readonly paramF32 = new Float32Array(this.paramHost);
+  private paramUsed = 0;
+  private readonly pool = new Map<number, GPUBuffer[]>();
+  private pendingFree: GPUBuffer[] = [];
+  /** Temporaries of the dispatch being prepared: freed once it is recorded (a flush meanwhile keeps them). */
+  private temps: GPUBuffer[] = [];
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly finalizer = new FinalizationRegistry<GpuStorage>((s) => this.release(s));
+  private inUse = 0;
+  private inUseCount = 0;
+  private pooled = 0;
+  private pooledCount = 0;
+  /** Submissions so far (for tests: batching keeps this well below the number of kernels). */
+  submits = 0;
+  dispatches = 0;
+
+  constructor(
+    readonly device: GPUDevice,
+    readonly adapterInfo: string,
+  ) {
+    this.params = device.createBuffer({ size: PARAMS_BYTES, usage: 0x80 | 0x08 });
+  }
+
+  /** A new device array of `length` elements (zero-filled: nothing is uploaded until first use). */
+  alloc(dtype: GpuDType, length: number): TypedArray {
+    const s = new GpuStorage(this, dtype, length);
+    const arr = new Proxy(s, handler) as unknown as TypedArray;
+    storageOf.set(arr, s);
+    registerDeviceArray(arr, s);
+    this.finalizer.register(arr, s);
+    return arr;
+  }
+
+  // ---- buffers ----------------------------------------------------------------------------------------------
+
+  /** A buffer of at least `bytes` from the pool or fresh. */
+  acquire(bytes: number): GPUBuffer {
+    const size = sizeClass(bytes);
+    const free = this.pool.get(size);
+    let b = free?.pop();
+    if (b !== undefined) {
+      this.pooled -= size;
+      this.pooledCount--;
+    } else {
+      b = this.device.createBuffer({ size, usage: DATA_USAGE });
+    }
+    this.inUse += size;
+    this.inUseCount++;
+    return b;
+  }
+
+  /** Give a buffer back; it becomes reusable once the batch that may read it is submitted. */
+  free(b: GPUBuffer): void {
+    this.inUse -= b.size;
+    this.inUseCount--;
+    this.pooled += b.size;
+    this.pooledCount++;
+    this.pendingFree.push(b);
+  }
+
+  private release(s: GpuStorage): void {
+    if (s.buffer !== null) this.free(s.buffer);
+    s.buffer = null;
+  }
+
+  memory(): GpuMemory {
+    return {
+      bytesInUse: this.inUse,
+      bytesInPool: this.pooled,
+      buffersInUse: this.inUseCount,
+      buffersInPool: this.pooledCount,
+    };
+  }
+
+  /** Destroy every pooled buffer (their memory goes back to the driver). */
+  emptyPool(): void {
+    this.flush();
+    for (const list of this.pool.values()) for (const b of list) b.destroy();
+    this.pool.clear();
+    this.pooled = 0;
+    this.pooledCount = 0;
+  }
+
+  /** Host values into `buf` (queued before the pending batch: the caller made sure it does not use `buf`). */
+  upload(buf: GPUBuffer, host: TypedArray, dtype: DType): void {
+    const src = dtype === "bool" ? Uint32Array.from(host as Uint8Array) : host;
+    if (src.length > 0) this.device.queue.writeBuffer(buf, 0, src.buffer, src.byteOffset, src.byteLength);
+  }
+
+  /** Zero `buf` (recorded in the batch). */
+  clear(buf: GPUBuffer): void {
+    this.endPass().clearBuffer(buf);
+  }
+
+  /** A temporary buffer holding `host` (an ordinary typed array used as a kernel input). */
+  temporary(host: TypedArray, dtype: GpuDType): GPUBuffer {
+    const b = this.acquire(host.length * DEVICE_BYTES);
+    this.upload(b, host, dtype);
+    this.temps.push(b);
+    return b;
+  }
+
+  /** A copy of `src` into a temporary buffer, recorded in the batch (to read and write one buffer in a kernel). */
+  snapshot(src: GPUBuffer): GPUBuffer {
+    const b = this.acquire(src.size);
+    this.endPass().copyBufferToBuffer(src, 0, b, 0, src.size);
+    this.temps.push(b);
+    return b;
+  }
+
+  // ---- recording and submission -----------------------------------------------------------------------------
+
+  private encoderNow(): GPUCommandEncoder {
+    this.encoder ??= this.device.createCommandEncoder();
+    return this.encoder;
+  }
+
+  private endPass(): GPUCommandEncoder {
+    if (this.pass !== null) {
+      this.pass.end();
+      this.pass = null;
+    }
+    return this.encoderNow();
+  }
+
+  /** The compiled pipeline for `key`, built from `code()` on first use. */
+  pipeline(key: string, code: () => string): GPUComputePipeline {
+    let p = this.pipelines.get(key);
+    if (p === undefined) {
+      const module = this.device.createShaderModule({ code: code() });
+      p = this.device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" } });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  /**
+   * Make room for one dispatch's parameters before its buffers are prepared: a flush between preparing them
+   * (uploads, snapshots) and recording the dispatch would let a pooled snapshot be reused too early.
+   */
+  reserve(): void {
+    if (this.paramUsed + PARAM_RESERVE > PARAMS_BYTES) this.flush();
+  }
+
+  /**
+   * Record one dispatch: `params` (int32 words; floats go in as their bits) become the last binding, after
+   * `buffers` (inputs first, the output last as the shader declares them).
+   */
+  dispatch(
+    pipe: GPUComputePipeline,
+    buffers: readonly GPUBuffer[],
+    params: readonly number[],
+    groups: [number, number, number],
+    floats: readonly number[] = [],
+  ): void {
+    const words = params.length + floats.length;
+    const bytes = Math.max(16, words * 4);
+    if (this.paramUsed + bytes > PARAMS_BYTES) this.flush();
+    const at = this.paramUsed;
+    const w = at / 4;
+    for (let i = 0; i < params.length; i++) this.paramI32[w + i] = params[i];
+    for (let i = 0; i < floats.length; i++) this.paramF32[w + params.length + i] = floats[i];
+    this.paramUsed = Math.ceil((at + bytes) / PARAM_ALIGN) * PARAM_ALIGN;
+    const entries: GPUBindGroupEntry[] = buffers.map((buffer, binding) => ({
+      binding,
+      resource: { buffer },
+    }));
+    entries.push({ binding: buffers.length, resource: { buffer: this.params, offset: at, size: bytes } });
+    const group = this.device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries });
+    if (this.pass === null) this.pass = this.encoderNow().beginComputePass();
+    this.pass.setPipeline(pipe);
+    this.pass.setBindGroup(0, group);
+    this.pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    this.dispatches++;
+    for (const b of this.temps) this.free(b);
+    this.temps = [];
+  }
+
+  /** Submit the pending batch (parameters first), and let the buffers freed meanwhile be reused. */
+  flush(): void {
+    if (this.encoder === null) return;
+    this.endPass();
+    if (this.paramUsed > 0) this.device.queue.writeBuffer(this.params, 0, this.paramHost, 0, this.paramUsed);
+    this.device.queue.submit([this.encoder.finish()]);
+    this.submits++;
+    this.encoder = null;
+    this.paramUsed = 0;
+    this.epoch++;
+    for (const b of this.pendingFree) {
+      let list = this.pool.get(b.size);
+      if (list === undefined) this.pool.set(b.size, (list = []));
+      list.push(b);
+    }
+    this.pendingFree = [];
+  }
+
+  /** Read a storage's buffer back into its host copy. */
+  async readBack(s: GpuStorage): Promise<void> {
+    while (!s.hostOk) {
+      const ver = s.ver;
+      const bytes = s.length * DEVICE_BYTES;
+      if (bytes === 0 || s.buffer === null) {
+        s.hostOk = true;
+        return;
+      }
+      const staging = this.device.createBuffer({ size: Math.max(16, bytes), usage: 0x01 | 0x08 }); // MAP_READ | COPY_DST
+      this.endPass().copyBufferToBuffer(s.buffer, 0, staging, 0, bytes);
+      this.flush();
+      await staging.mapAsync(1); // GPUMapMode.READ
+      const raw = staging.getMappedRange(0, bytes);
+      let host: TypedArray;
+      if (s.dtype === "bool") host = Uint8Array.from(new Uint32Array(raw));
+      else if (s.dtype === "int32") host = new Int32Array(raw.slice(0));
+      else host = new Float32Array(raw.slice(0));
+      staging.unmap();
+      staging.destroy();
+      if (s.ver === ver) {
+        s.host = host;
+        s.hostOk = true;
+      }
+    }
+  }
+
+  /** Resolves when every submitted command has run (and the pending batch is submitted). */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+  }
+}

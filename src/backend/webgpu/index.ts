@@ -1,0 +1,144 @@
+/// <reference types="@webgpu/types" />
+/**
+ * The webgpu backend: kernels in WGSL compute shaders on tensors that stay in GPU buffers (docs/webgpu.md).
+ *
+ * It is optional and never the default: `await init({ backend: "webgpu" })` requests an adapter and a device,
+ * builds the backend and selects it (falling back to wasm, with one console line, when there is no adapter).
+ * float32, int32 and bool live on the GPU; float64 (no WGSL type) stays in host memory and its kernels run on
+ * the js reference. Values are read with `await t.data()`; synchronous reads of GPU-written values fail with a
+ * DeviceReadError naming it.
+ */
+import { type Backend, type BackendImpl, KERNELS, type KernelName, type View } from "../backend.ts";
+import { jsBackend as js } from "../js/index.ts";
+import { allocTyped, type DType, type TypedArray } from "../../dtype.ts";
+import { Gpu, type GpuMemory } from "./gpu.ts";
+import { Kernels, onHost } from "./kernels.ts";
+
+export type { GpuMemory } from "./gpu.ts";
+
+let gpu: Gpu | null = null;
+let backend: BackendImpl | null = null;
+
+/** The navigator.gpu of this environment, if any (browsers; Node with a WebGPU implementation installed). */
+function gpuApi(): GPU | undefined {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  return nav?.gpu;
+}
+
+/**
+ * A js kernel run on the host copies, failing with a message naming it when an input's values are on the GPU
+ * only (for the kernels this backend has no WGSL for; completion would otherwise fill them with the bare js
+ * kernel, whose failure would not name it).
+ */
+function hostKernel(name: KernelName): Backend[KernelName] {
+  const f = js[name] as (...args: unknown[]) => void;
+  return ((...args: unknown[]) => {
+    const arrays: TypedArray[] = [];
+    for (const a of args) {
+      if (a !== null && typeof a === "object" && "data" in a && "strides" in a) arrays.push((a as View).data);
+    }
+    onHost(name, arrays);
+    f(...args);
+  }) as Backend[KernelName];
+}
+
+function build(g: Gpu): BackendImpl {
+  const impl = gpuKernels(g);
+  const host: Partial<Record<KernelName, unknown>> = {};
+  for (const name of KERNELS) if (impl[name] === undefined) host[name] = hostKernel(name);
+  return { ...impl, ...host } as BackendImpl;
+}
+
+function gpuKernels(g: Gpu): BackendImpl {
+  const k = new Kernels(g);
+  return {
+    name: "webgpu",
+    alloc(dtype: DType, size: number): TypedArray {
+      // float64 has no WGSL type (and float16/bfloat16 no kernels here yet): such tensors live on the host and
+      // run the js kernels; empty tensors need no buffer
+      if ((dtype !== "float32" && dtype !== "int32" && dtype !== "bool") || size === 0) {
+        return allocTyped(dtype, size);
+      }
+      return g.alloc(dtype, size);
+    },
+    unary: k.unary.bind(k),
+    binary: k.binary.bind(k),
+    biasAct: k.biasAct.bind(k),
+    actGrad: k.actGrad.bind(k),
+    where: k.where.bind(k),
+    cast: k.cast.bind(k),
+    copy: k.copy.bind(k),
+    reduce: k.reduce.bind(k),
+    dot: k.dot.bind(k),
+    gather: k.gather.bind(k),
+    scatterAdd: k.scatterAdd.bind(k),
+    softmax: k.softmax.bind(k),
+    softmaxBackward: k.softmaxBackward.bind(k),
+    adamUpdate: k.adamUpdate.bind(k),
+    argReduce: k.argReduce.bind(k),
+    cumsum: k.cumsum.bind(k),
+    conv2d: k.conv2d.bind(k),
+    conv2dBackInput: k.conv2dBackInput.bind(k),
+    conv2dBackWeight: k.conv2dBackWeight.bind(k),
+    maxPool2d: k.maxPool2d.bind(k),
+    maxPool2dArgmax: k.maxPool2dArgmax.bind(k),
+    maxPool2dBackward: k.maxPool2dBackward.bind(k),
+    avgPool2d: k.avgPool2d.bind(k),
+    avgPool2dBackward: k.avgPool2dBackward.bind(k),
+  };
+}
+
+/**
+ * Request a WebGPU adapter and device and build the backend (once). Rejects with the reason when WebGPU is
+ * unavailable (no `navigator.gpu`, no adapter, or the device request fails).
+ */
+export async function initWebgpuBackend(): Promise<BackendImpl> {
+  if (backend !== null) return backend;
+  const api = gpuApi();
+  if (api === undefined) throw new Error("WebGPU is not available here (no navigator.gpu)");
+  const adapter = await api.requestAdapter();
+  if (adapter === null) throw new Error("no WebGPU adapter is available");
+  const device = await adapter.requestDevice();
+  const info = (adapter as { info?: GPUAdapterInfo }).info;
+  const desc = info
+    ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ")
+    : "";
+  device.addEventListener("uncapturederror", (e) => {
+    console.error(`chainrule webgpu: ${(e as GPUUncapturedErrorEvent).error.message}`);
+  });
+  gpu = new Gpu(device, desc || "unknown adapter");
+  backend = build(gpu);
+  return backend;
+}
+
+/** The webgpu backend if `initWebgpuBackend` has built it (for the registry's synchronous loader). */
+export function webgpuBackendIfReady(): BackendImpl | null {
+  return backend;
+}
+
+/**
+ * GPU memory of the webgpu backend: bytes held by live tensors and bytes kept in the buffer pool (null before
+ * the backend is initialised). Buffers return to the pool when their tensors are garbage-collected, which
+ * happens only between tasks: a loop that never awaits keeps its dead tensors' buffers until it does.
+ */
+export function webgpuMemory(): GpuMemory | null {
+  return gpu === null ? null : gpu.memory();
+}
+
+/**
+ * Information about the webgpu backend for tests and diagnostics: the adapter, and how many submissions and
+ * dispatches it has made (batching keeps the first well below the second). Null before initialisation.
+ */
+export function webgpuInfo(): { adapter: string; submits: number; dispatches: number } | null {
+  return gpu === null ? null : { adapter: gpu.adapterInfo, submits: gpu.submits, dispatches: gpu.dispatches };
+}
+
+/** Resolves when all recorded GPU work has run (submitting the pending batch first). */
+export async function webgpuSync(): Promise<void> {
+  if (gpu !== null) await gpu.sync();
+}
+
+/** Destroy the pooled (free) GPU buffers. */
+export function webgpuEmptyPool(): void {
+  gpu?.emptyPool();
+}
