@@ -243,3 +243,13 @@ export function writeInts(c: Ctx, values: readonly number[]): number {
   c.heap.i32.set(values, c.args >> 2);
   return c.args;
 }
+
+/** Run `body` with a fresh scratch scope, popped when it returns or throws. */
+export function withScope<T>(c: Ctx, body: (s: Scope) => T): T {
+  const s = new Scope(c.heap);
+  try {
+    return body(s);
+  } finally {
+    s.release();
+  }
+}

@@ -13,7 +13,7 @@ import type { TypedArray } from "../../dtype.ts";
 import { contiguousStrides, sizeOf } from "../../shape.ts";
 import type { FusedProgram, View } from "../backend.ts";
 import { checkFusedArgs, FUSED_BINARY, FUSED_CONST, FUSED_INPUT, FUSED_UNARY, fusedShape } from "../fused.ts";
-import { type Ctx, coalesce, Scope, stageIn, stageOut } from "./context.ts";
+import { coalesce, type Ctx, stageIn, stageOut, withScope } from "./context.ts";
 import { WASM_BINARY_OPS, WASM_UNARY_OPS } from "./elementwise.ts";
 import { viewAt } from "./heap.ts";
 
@@ -64,8 +64,7 @@ export function fused(c: Ctx, prog: FusedProgram, inputs: readonly View[], out: 
   const es = f32 ? 4 : 8;
   const vec = f32 ? VEC_F32 : VEC_F64;
   const outStrides = contiguousStrides(shape);
-  const s = new Scope(c.heap);
-  try {
+  return withScope(c, (s) => {
     // inputs: staged, classified
     const inKind: number[] = [];
     const inPtr: number[] = [];
@@ -167,7 +166,5 @@ export function fused(c: Ctx, prog: FusedProgram, inputs: readonly View[], out: 
     c.k.fused(f32 ? 0 : 1, m, desc, cur, n, tile, O.ptr);
     O.finish();
     return true;
-  } finally {
-    s.release();
-  }
+  });
 }
