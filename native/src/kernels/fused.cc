@@ -376,7 +376,9 @@ Err fused_typed(const View& consts, const Views& in, T* out, i64 n, Prog& P) {
   return nullptr;
 }
 
-Err fused_impl(int nd, const int64_t* shape, const View& code, const View& consts, const Out& out, const Views& in) {
+}  // namespace
+
+Err fused(int nd, const int64_t* shape, const View& code, const View& consts, const Out& out, const Views& in) {
   if (out.dtype != F32 && out.dtype != F64) return "expected a float32 or float64 output";
   Prog P;
   if (Err e = decode(nd, shape, code, consts, out.dtype, in, P)) return e;
@@ -384,12 +386,6 @@ Err fused_impl(int nd, const int64_t* shape, const View& code, const View& const
   if (n == 0) return nullptr;
   if (out.dtype == F32) return fused_typed<float>(consts, in, static_cast<float*>(out.data), n, P);
   return fused_typed<double>(consts, in, static_cast<double*>(out.data), n, P);
-}
-
-}  // namespace
-
-Err fused(int nd, const int64_t* shape, const View& code, const View& consts, const Out& out, const Views& in) {
-  return fused_impl(nd, shape, code, consts, out, in);
 }
 
 }  // namespace CR_ISA_NS
