@@ -6,7 +6,7 @@
  * delegates to src/ops, which binds these primitives: the Tensor-facade loop, closed at call time only (see
  * docs/architecture.md, "Layers").
  */
-import type { Activation, BinaryOp, UnaryOp } from "../backend/backend.ts";
+import { type Activation, type BinaryOp, UNARY_OPS, type UnaryOp } from "../backend/backend.ts";
 import type { Aval, Derivative, Primitive } from "../core/primitive.ts";
 import { isZero, Zero } from "../core/primitive.ts";
 import { bind } from "../core/trace.ts";
@@ -18,29 +18,10 @@ import { allocOut, getBackend, instantiate, viewOf } from "./impl.ts";
 import { batchAll } from "./batching.ts";
 import { elementwise, linear, rule, unaryRule, zeroDerivative } from "./rules.ts";
 
-const FLOAT_ONLY = new Set<UnaryOp>([
-  "exp",
-  "log",
-  "log1p",
-  "expm1",
-  "sqrt",
-  "sin",
-  "cos",
-  "tan",
-  "tanh",
-  "sigmoid",
-  "erf",
-  "asin",
-  "acos",
-  "atan",
-  "sinh",
-  "cosh",
-  "asinh",
-  "acosh",
-  "atanh",
-  "log2",
-  "log10",
-]);
+/** The unary ops defined on float dtypes only: all but these, which int32 has too (and `not`, on bool). */
+const FLOAT_ONLY = new Set<UnaryOp>(
+  UNARY_OPS.filter((op) => !["neg", "abs", "sign", "relu", "floor", "ceil", "round", "not"].includes(op)),
+);
 
 function unary(
   op: UnaryOp,
