@@ -11,9 +11,11 @@ import {
   DISPATCH_K,
   type E2EResult,
   e2eInputs,
+  lstmInputs,
   mlpInputs,
   readInputs,
   sgemmInputs,
+  transformerInputs,
 } from "./workloads.ts";
 
 /** The marker that starts every record line. */
@@ -44,6 +46,10 @@ function prepare(peer: Peer, store: Store, caseId: string): Step | Skip | undefi
       return peer.mlpStep?.(mlpInputs(store));
     case "cnn":
       return peer.cnnStep?.(cnnInputs(store));
+    case "transformer":
+      return peer.transformerStep?.(transformerInputs(store));
+    case "lstm":
+      return peer.lstmStep?.(lstmInputs(store));
     case "vmap":
       if (arg === "perexample") return peer.perExampleGrads?.(mlpInputs(store));
       if (arg === "batched") return peer.batchedGrad?.(mlpInputs(store));

@@ -23,6 +23,9 @@ QUICK = dict(
     warmup_ms=50, budget_ms=250, min_reps=2, max_reps=5, slow_ms=500, slow_reps=1, very_slow_ms=10000, very_slow_reps=1
 )
 DISPATCH_K = {"add": 1000, "grad": 200, "jvp": 200}
+# bench/workloads.ts TRANSFORMER and LSTM_BENCH
+TRANSFORMER = dict(vocab=96, width=128, layers=4, heads=4, context=128, batch=32)
+LSTM_BENCH = dict(batch=64, hidden=128, steps=28, input=28, classes=10)
 
 
 def emit(rec):
@@ -193,6 +196,60 @@ def main():
         y = t("cnn.y", (64,)).long()
         return lambda: train_step(model, opt, x, y).item()
 
+    def load_state(model, prefix):
+        # the shared initial weights, by state-dict name (flat arrays reshaped to the model's shapes)
+        sd = model.state_dict()
+        model.load_state_dict({k: t(prefix + k, tuple(v.shape)) for k, v in sd.items()})
+
+    class CharTransformer(nn.Module):
+        # chainrule's src/cli/text-model.ts CharTransformer: token + learned position embeddings, pre-norm GELU
+        # TransformerEncoder with a final LayerNorm, causal mask, Linear head; the same parameter names
+        def __init__(self, c):
+            super().__init__()
+            e = c["width"]
+            self.tok = nn.Embedding(c["vocab"], e)
+            self.pos = nn.Embedding(c["context"], e)
+            layer = nn.TransformerEncoderLayer(
+                e, c["heads"], 4 * e, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+            )
+            self.blocks = nn.TransformerEncoder(layer, c["layers"], norm=nn.LayerNorm(e), enable_nested_tensor=False)
+            self.head = nn.Linear(e, c["vocab"])
+            n = c["context"]
+            self.register_buffer("mask", torch.triu(torch.full((n, n), float("-inf")), 1), persistent=False)
+
+        def forward(self, x):
+            n = x.shape[1]
+            h = self.tok(x) + self.pos(torch.arange(n))
+            return self.head(self.blocks(h, mask=self.mask[:n, :n])).reshape(-1, self.head.out_features)
+
+    class RowLstm(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.lstm = nn.LSTM(c["input"], c["hidden"], batch_first=True)
+            self.fc = nn.Linear(c["hidden"], c["classes"])
+
+        def forward(self, x):
+            out, _ = self.lstm(x)
+            return self.fc(out[:, -1])
+
+    def case_transformer():
+        c = TRANSFORMER
+        model = CharTransformer(c)
+        load_state(model, "tfm.")
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        x = t("tfm.x", (c["batch"], c["context"])).long()
+        y = t("tfm.y", (c["batch"] * c["context"],)).long()
+        return lambda: train_step(model, opt, x, y).item()
+
+    def case_lstm():
+        c = LSTM_BENCH
+        model = RowLstm(c)
+        load_state(model, "lstm.")
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        x = t("lstm.x", (c["batch"], c["steps"], c["input"]))
+        y = t("lstm.y", (c["batch"],)).long()
+        return lambda: train_step(model, opt, x, y).item()
+
     def mlp_params():
         # the MLP's weights as plain tensors, PyTorch layout w [out, in]
         sizes = (784, 512, 256, 10)
@@ -312,6 +369,8 @@ def main():
     factories = {
         "mlp.step": case_mlp,
         "cnn.step": case_cnn,
+        "transformer.step": case_transformer,
+        "lstm.step": case_lstm,
         "vmap.perexample": case_perexample,
         "vmap.batched": case_batched,
     }

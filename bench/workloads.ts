@@ -27,8 +27,17 @@ export interface CaseSpec {
 }
 
 /** Workload names accepted by `--only`. */
-export type Workload = "sgemm" | "mlp" | "cnn" | "dispatch" | "vmap" | "e2e";
-export const WORKLOADS: readonly Workload[] = ["sgemm", "mlp", "cnn", "dispatch", "vmap", "e2e"];
+export type Workload = "sgemm" | "mlp" | "cnn" | "transformer" | "lstm" | "dispatch" | "vmap" | "e2e";
+export const WORKLOADS: readonly Workload[] = [
+  "sgemm",
+  "mlp",
+  "cnn",
+  "transformer",
+  "lstm",
+  "dispatch",
+  "vmap",
+  "e2e",
+];
 
 export const SGEMM_SIZES = [128, 256, 512, 1024] as const;
 export const MLP_LAYERS = [784, 512, 256, 10] as const;
@@ -38,6 +47,14 @@ export const E2E_LAYERS = [784, 256, 128, 10] as const;
 export const E2E_BATCH = 128;
 export const E2E_EPOCHS = 5;
 export const LR = 1e-3;
+/**
+ * The character-level Transformer of `chainrule train --model transformer` (its default size): a decoder-only
+ * stack of pre-norm GELU layers over a synthetic vocabulary, batch 32 windows of 128 characters.
+ */
+export const TRANSFORMER = { vocab: 96, width: 128, layers: 4, heads: 4, context: 128, batch: 32 } as const;
+/** The row-by-row LSTM of `chainrule train --model lstm`: 28 steps of 28 pixels, hidden 128, batch 64. */
+export const LSTM_BENCH = { batch: 64, hidden: 128, steps: 28, input: 28, classes: 10 } as const;
+
 /** Inner iterations per sample of the dispatch cases (per-op figures are sample time / K). */
 export const DISPATCH_K = { add: 1000, grad: 200, jvp: 200 } as const;
 
@@ -63,6 +80,20 @@ export const CASES: readonly CaseSpec[] = [
     id: "cnn.step",
     workload: "cnn",
     title: "CNN training step (conv5x5x32-pool-conv5x5x64-pool-fc128-fc10), batch 64, Adam (ms per step)",
+    unit: "ms",
+    higherIsBetter: false,
+  },
+  {
+    id: "transformer.step",
+    workload: "transformer",
+    title: `char Transformer training step (${TRANSFORMER.layers} pre-norm layers, width ${TRANSFORMER.width}, ${TRANSFORMER.heads} heads, causal), batch ${TRANSFORMER.batch} x ${TRANSFORMER.context}, Adam (ms per step)`,
+    unit: "ms",
+    higherIsBetter: false,
+  },
+  {
+    id: "lstm.step",
+    workload: "lstm",
+    title: `LSTM training step (28 rows of 28 pixels, hidden ${LSTM_BENCH.hidden}, last state -> Linear 10), batch ${LSTM_BENCH.batch}, Adam (ms per step)`,
     unit: "ms",
     higherIsBetter: false,
   },
@@ -147,6 +178,74 @@ export interface CnnData {
   c2: ConvInit;
   f1: LinearInit;
   f2: LinearInit;
+}
+
+/** A model's initial weights by PyTorch state-dict name (flat arrays in that tensor's row-major order). */
+export type StateInit = { name: string; shape: number[]; data: Float32Array }[];
+
+/** Transformer step inputs: token windows x [batch, context], next tokens y, initial weights. */
+export interface TransformerData {
+  x: Int32Array;
+  y: Int32Array;
+  params: StateInit;
+}
+
+/** LSTM step inputs: images x [batch, 28, 28] read row by row, labels, initial weights. */
+export interface LstmData {
+  x: Float32Array;
+  y: Int32Array;
+  params: StateInit;
+}
+
+/**
+ * The Transformer's parameters, PyTorch names and shapes: tok (Embedding), pos (learned positions), blocks
+ * (nn.TransformerEncoder of nn.TransformerEncoderLayer, with a final LayerNorm), head (Linear), with the init
+ * of each: "n" = N(0, 0.02) (GPT-2), "0" zeros, "1" ones.
+ */
+export function transformerParamShapes(): [string, number[], "n" | "0" | "1"][] {
+  const { vocab: v, width: e, layers, context } = TRANSFORMER;
+  const out: [string, number[], "n" | "0" | "1"][] = [
+    ["tok.weight", [v, e], "n"],
+    ["pos.weight", [context, e], "n"],
+  ];
+  for (let l = 0; l < layers; l++) {
+    const p = `blocks.layers.${l}.`;
+    out.push(
+      [`${p}self_attn.in_proj_weight`, [3 * e, e], "n"],
+      [`${p}self_attn.in_proj_bias`, [3 * e], "0"],
+      [`${p}self_attn.out_proj.weight`, [e, e], "n"],
+      [`${p}self_attn.out_proj.bias`, [e], "0"],
+      [`${p}linear1.weight`, [4 * e, e], "n"],
+      [`${p}linear1.bias`, [4 * e], "0"],
+      [`${p}linear2.weight`, [e, 4 * e], "n"],
+      [`${p}linear2.bias`, [e], "0"],
+      [`${p}norm1.weight`, [e], "1"],
+      [`${p}norm1.bias`, [e], "0"],
+      [`${p}norm2.weight`, [e], "1"],
+      [`${p}norm2.bias`, [e], "0"],
+    );
+  }
+  out.push(
+    ["blocks.norm.weight", [e], "1"],
+    ["blocks.norm.bias", [e], "0"],
+    ["head.weight", [v, e], "n"],
+    ["head.bias", [v], "0"],
+  );
+  return out;
+}
+
+/** The LSTM classifier's parameters (PyTorch names lstm.* of nn.LSTM and fc.* of nn.Linear) and init bounds. */
+export function lstmParamShapes(): [string, number[], number][] {
+  const { hidden: h, input, classes } = LSTM_BENCH;
+  const b = 1 / Math.sqrt(h);
+  return [
+    ["lstm.weight_ih_l0", [4 * h, input], b],
+    ["lstm.weight_hh_l0", [4 * h, h], b],
+    ["lstm.bias_ih_l0", [4 * h], b],
+    ["lstm.bias_hh_l0", [4 * h], b],
+    ["fc.weight", [classes, h], b],
+    ["fc.bias", [classes], b],
+  ];
 }
 
 /** End-to-end inputs: the digits, one permutation per epoch, initial weights. Last partial batch dropped. */
@@ -256,7 +355,50 @@ export function generateInputs(
   for (let e = 0; e < epochs; e++) perm.set(permutation(rand, digits.n), e * digits.n);
   s.set("e2e.perm", perm);
   for (let i = 0; i < 3; i++) putLinear(s, `e2e.l${i}`, linearInit(rand, E2E_LAYERS[i], E2E_LAYERS[i + 1]));
+  // drawn after everything above, so the earlier inputs are the same as before these rows existed
+  const { vocab, context, batch } = TRANSFORMER;
+  const text = Int32Array.from({ length: batch * (context + 1) }, () => Math.floor(rand() * vocab));
+  const x = new Int32Array(batch * context);
+  const y = new Int32Array(batch * context);
+  for (let i = 0; i < batch; i++) {
+    x.set(text.subarray(i * (context + 1), i * (context + 1) + context), i * context);
+    y.set(text.subarray(i * (context + 1) + 1, (i + 1) * (context + 1)), i * context);
+  }
+  s.set("tfm.x", x);
+  s.set("tfm.y", y);
+  for (const [name, shape, init] of transformerParamShapes()) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    s.set(
+      `tfm.${name}`,
+      init === "n" ? gaussian(rand, n, 0.02) : new Float32Array(n).fill(init === "1" ? 1 : 0),
+    );
+  }
+  s.set(
+    "lstm.x",
+    Float32Array.from({ length: LSTM_BENCH.batch * 784 }, () => rand()),
+  );
+  s.set("lstm.y", labels(rand, LSTM_BENCH.batch));
+  for (const [name, shape, bound] of lstmParamShapes()) {
+    s.set(
+      `lstm.${name}`,
+      uniform(
+        rand,
+        shape.reduce((a, b) => a * b, 1),
+        bound,
+      ),
+    );
+  }
   return s;
+}
+
+/** N(0, std^2) values (Box-Muller on the bench PRNG). */
+function gaussian(rand: () => number, n: number, std: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = 1 - rand(); // (0, 1]
+    a[i] = std * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rand());
+  }
+  return a;
 }
 
 /** Write the inputs in the safetensors layout (see the module comment). */
@@ -362,6 +504,32 @@ export function e2eInputs(s: Store): E2EData {
     batch: E2E_BATCH,
     lr: LR,
     layers,
+  };
+}
+
+/** The Transformer step inputs. */
+export function transformerInputs(s: Store): TransformerData {
+  return {
+    x: get(s, "tfm.x", Int32Array),
+    y: get(s, "tfm.y", Int32Array),
+    params: transformerParamShapes().map(([name, shape]) => ({
+      name,
+      shape,
+      data: get(s, `tfm.${name}`, Float32Array),
+    })),
+  };
+}
+
+/** The LSTM step inputs. */
+export function lstmInputs(s: Store): LstmData {
+  return {
+    x: get(s, "lstm.x", Float32Array),
+    y: get(s, "lstm.y", Int32Array),
+    params: lstmParamShapes().map(([name, shape]) => ({
+      name,
+      shape,
+      data: get(s, `lstm.${name}`, Float32Array),
+    })),
   };
 }
 

@@ -54,5 +54,19 @@
       "dependencies": ["kernels_avx512", "kernels_avx2", "kernels_base"],
       "libraries": ["-lpthread"]
     }
+  ],
+  # The MPI binding (src/mpi, chainrule_mpi.node): a separate addon, so the kernel addon never links libmpi;
+  # configured only where src/mpi/config.mjs finds MPI headers and libmpi (distributed.initProcessGroup loads it).
+  "conditions": [
+    ["<!(node src/mpi/config.mjs found)==1", {
+      "targets": [
+        {
+          "target_name": "chainrule_mpi",
+          "sources": ["src/mpi/mpi_addon.cc"],
+          "cflags": ["<!@(node src/mpi/config.mjs cflags)"],
+          "libraries": ["<!@(node src/mpi/config.mjs libs)", "-lpthread", "-ldl"]
+        }
+      ]
+    }]
   ]
 }

@@ -9,16 +9,21 @@
  * (--nodedir), so nothing is downloaded and no npmrc setting is needed. It never fails the install: if
  * anything goes wrong it prints one message saying why, exits 0, and chainrule runs on its other backends.
  *
+ * Where MPI is installed (native/src/mpi/config.mjs finds mpi.h and libmpi), it also builds the small MPI addon
+ * chainrule_mpi.node that `distributed.initProcessGroup` loads; without MPI that target is left out and the
+ * build goes on (CHAINRULE_SKIP_MPI=1 leaves it out anyway).
+ *
  * Environment: CHAINRULE_SKIP_NATIVE=1 skips the build; CHAINRULE_NATIVE_REBUILD=1 forces a clean rebuild
  * (and compiles even when a prebuild matches); CHAINRULE_NATIVE_STRICT=1 makes a failed build exit 1 (the
  * prebuild script at pack time: a package must not be packed without its addon).
  */
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { findMpi } from "./src/mpi/config.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const tag = "[chainrule native]";
@@ -120,11 +125,23 @@ function main() {
   if (!gyp) giveUp("node-gyp not found (it ships with npm; install npm or node-gyp)");
   const rebuild =
     process.env.CHAINRULE_NATIVE_REBUILD === "1" || !existsSync(path.join(here, "build", "Makefile"));
+  // The optional MPI addon (src/mpi) is configured only where MPI is found: configure again when that changed
+  // since the last configure, or when binding.gyp did (the kernels are not recompiled by a configure).
+  const mpi = findMpi();
+  const configured = existsSync(path.join(here, "build", "chainrule_mpi.target.mk"));
+  const reconfigure =
+    !rebuild &&
+    (configured !== (mpi !== undefined) ||
+      statSync(path.join(here, "binding.gyp")).mtimeMs >
+        statSync(path.join(here, "build", "Makefile")).mtimeMs);
   const jobs = String(Math.max(1, os.availableParallelism?.() ?? os.cpus().length));
-  const args = [gyp, rebuild ? "rebuild" : "build", `--nodedir=${nodeDir}`, "--release", "-j", jobs];
+  const steps = rebuild ? ["rebuild"] : reconfigure ? ["configure", "build"] : ["build"];
+  const args = [gyp, ...steps, `--nodedir=${nodeDir}`, "--release", "-j", jobs];
   log(`node ${process.version}, headers ${path.join(nodeDir, "include", "node")}`);
   log(`node-gyp ${gyp}`);
-  log(`${rebuild ? "rebuilding" : "building (incremental)"} in ${here} with ${jobs} jobs ...`);
+  log(
+    `${rebuild ? "rebuilding" : reconfigure ? "configuring and building" : "building (incremental)"} in ${here} with ${jobs} jobs ...`,
+  );
   const env = { ...process.env, npm_config_nodedir: nodeDir };
   const t0 = Date.now();
   const r = spawnSync(process.execPath, args, { cwd: here, env, encoding: "utf8" });
@@ -147,6 +164,28 @@ function main() {
     );
   } catch (e) {
     giveUp(`the addon was built but does not load: ${e instanceof Error ? e.message : e}`);
+  }
+  reportMpi(mpi);
+}
+
+/** Say whether the optional MPI addon (distributed training) was built; never fails the build. */
+function reportMpi(mpi) {
+  if (mpi === undefined) {
+    log(
+      "MPI binding not built: no MPI found (distributed training across processes needs `apt-get install openmpi-bin libopenmpi-dev`, then `npm run build:native`)",
+    );
+    return;
+  }
+  const file = path.join(here, "build", "Release", "chainrule_mpi.node");
+  if (!existsSync(file)) {
+    log(`MPI binding not built although ${mpi.how} found MPI (see the node-gyp output above)`);
+    return;
+  }
+  try {
+    const require = createRequire(import.meta.url);
+    log(`built the MPI binding ${path.relative(process.cwd(), file)} (${require(file).info().version})`);
+  } catch (e) {
+    log(`the MPI binding was built but does not load: ${e instanceof Error ? e.message.split("\n")[0] : e}`);
   }
 }
 

@@ -8,7 +8,8 @@
  * node-gyp-build reads: prebuilds/linux-x64/node.napi.glibc.node (N-API, so one file for every Node >= 20).
  * Installing the package then needs no compiler and no install script. The file is not kept in git: it is
  * built from native/src here (an incremental node-gyp build, strict: packing fails if it does not build), and
- * removed after packing so a checkout keeps loading its own fresh native/build.
+ * removed after packing so a checkout keeps loading its own fresh native/build. The MPI binding, where it was
+ * built, goes to prebuilds/mpi/linux-x64/chainrule_mpi.node.
  */
 import { spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
@@ -60,3 +61,16 @@ const target = path.join(outDir, "linux-x64", "node.napi.glibc.node");
 mkdirSync(path.dirname(target), { recursive: true });
 copyFileSync(built, target);
 console.log(`prebuild: ${path.relative(root, target)} (${(statSync(target).size / 1024).toFixed(0)} KiB)`);
+
+// The optional MPI binding (distributed training), built where MPI was found: packed beside, in a directory
+// node-gyp-build does not scan (src/distributed/addon.ts loads it by path). It needs the same libmpi soname
+// at run time (Open MPI's libmpi.so.40); elsewhere initProcessGroup says to install MPI and rebuild.
+const mpiBuilt = path.join(root, "native", "build", "Release", "chainrule_mpi.node");
+if (existsSync(mpiBuilt)) {
+  const mpiTarget = path.join(outDir, "mpi", "linux-x64", "chainrule_mpi.node");
+  mkdirSync(path.dirname(mpiTarget), { recursive: true });
+  copyFileSync(mpiBuilt, mpiTarget);
+  console.log(`prebuild: ${path.relative(root, mpiTarget)} (MPI binding)`);
+} else {
+  console.log("prebuild: no MPI binding to pack (MPI was not found when the addon was built)");
+}

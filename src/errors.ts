@@ -18,6 +18,14 @@ export class AutodiffError extends Error {
   override name = "AutodiffError";
 }
 
+/**
+ * A linear-algebra failure that depends on the values (PyTorch's torch.linalg.LinAlgError): a singular matrix in
+ * solve/inv, a matrix that is not positive-definite in cholesky.
+ */
+export class LinAlgError extends Error {
+  override name = "LinAlgError";
+}
+
 /** Malformed input data or files. */
 export class FormatError extends Error {
   override name = "FormatError";

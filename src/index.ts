@@ -24,15 +24,33 @@ export type { AxisSpec, VmapOpts } from "./core/vmap.ts";
 export type { KinkReport } from "./core/trace.ts";
 export { DTYPES, promoteTypes } from "./dtype.ts";
 export type { DType, TypedArray } from "./dtype.ts";
-export { AllocationError, AutodiffError, DTypeError, FormatError, ShapeError } from "./errors.ts";
+export {
+  AllocationError,
+  AutodiffError,
+  DTypeError,
+  FormatError,
+  LinAlgError,
+  ShapeError,
+} from "./errors.ts";
 export * from "./ops/creation.ts";
 export { einsum, matmul, outer } from "./ops/linalg.ts";
+export * as linalg from "./ops/decomp.ts";
+export { type MultinomialOpts, multinomial } from "./ops/random.ts";
 export * from "./ops/math.ts";
 export { cumprod, meshgrid, repeat, roll, tile, tril, triu } from "./ops/manip.ts";
 export { indexPut, maskedSelect, scatter } from "./ops/indexing.ts";
 export { argsort, type SortOpts, sort, type TopkOpts, topk, type ValuesIndices } from "./ops/sort.ts";
 export { avgPool2d, conv2d, maxPool2d } from "./ops/nn.ts";
 export type { Conv2dOpts, Pool2dOpts } from "./ops/nn.ts";
+export {
+  type Conv1dOpts,
+  type ConvTranspose1dOpts,
+  type ConvTranspose2dOpts,
+  conv1d,
+  convTranspose1d,
+  convTranspose2d,
+} from "./ops/conv.ts";
+export { type InterpolateMode, type InterpolateOpts, interpolate } from "./nn/upsample.ts";
 export {
   all,
   any,

@@ -9,6 +9,7 @@ import { type InitOptions, type InitResult, init as initBackend } from "./init.t
 
 export * from "./index.ts";
 export * as files from "./node-files.ts";
+export * as distributed from "./distributed/index.ts";
 export { type GraphHtmlOptions, graphHtml } from "./viz/graph-html.ts";
 
 export { nativeInfo, setNumThreads } from "./backend/native/index.ts";

@@ -5,7 +5,7 @@
  * use both cores. fashion-cnn needs the Debian package dataset-fashion-mnist and is skipped without it.
  */
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -115,6 +115,50 @@ describe("examples", { concurrency: 2 }, () => {
     assert.ok(acc >= 0 && acc <= 100);
     assertSvg(join(out, "curves.svg"));
     assert.ok(statSync(join(out, "model.safetensors")).size > 0);
+  });
+
+  test("lstm-rows: an LSTM reads the digits row by row and beats chance", async () => {
+    const { stdout, out } = await runExample("lstm-rows", [
+      ...["--epochs", "3", "--limit", "512", "--test-limit", "200", "--hidden", "32", "--lr", "1e-2"],
+    ]);
+    assert.match(stdout, /digits: 512 training and 200 test images/);
+    assert.match(stdout, /LSTM/);
+    assert.ok(percent(stdout, /final test accuracy:/) > 25, stdout); // chance is 10%
+    assertSvg(join(out, "loss.svg"));
+  });
+
+  test("char-lm: a tiny Transformer on a generated text learns below the uniform bits per character", async () => {
+    const text = join(OUT, "char-lm.txt");
+    const words = ["ab", "ba", "abc", "cab"];
+    let s = "";
+    for (let i = 0; s.length < 3000; i++) s += `${words[(i * 7) % 4]} ${words[(i * 3) % 4]}\n`;
+    writeFileSync(text, s);
+    const { stdout, out } = await runExample("char-lm", [
+      ...[
+        "--text",
+        text,
+        "--steps",
+        "50",
+        "--layers",
+        "1",
+        "--width",
+        "16",
+        "--heads",
+        "2",
+        "--context",
+        "16",
+      ],
+      ...["--batch", "8", "--lr", "1e-2", "--sample-length", "40"],
+    ]);
+    // 5 characters (a, b, c, space, newline): log2 5 = 2.32 bits for a uniform guess
+    assert.match(stdout, /vocabulary of 5/);
+    const m = stdout.match(/final held-out: ([0-9.]+) bits per character/);
+    assert.ok(m, stdout);
+    assert.ok(Number(m[1]) < 2, stdout);
+    const sample = stdout.split("sample:\n")[1].split("\nwrote")[0];
+    assert.equal(sample.length, 41); // the newline it starts from and 40 characters
+    assert.match(sample, /^[abc \n]+$/);
+    assertSvg(join(out, "loss.svg"));
   });
 
   const fashionDir = "/usr/share/datasets/fashion-mnist";

@@ -346,3 +346,67 @@ describe("scatter, indexPut, maskedSelect, index with a mask and an ellipsis (to
     assert.throws(() => y.maskedSelect(tensor([true, false], { dtype: "bool" })), /maskedSelect/);
   });
 });
+
+// python3 -c 'import torch; x = torch.arange(24., dtype=torch.float64).reshape(2, 3, 4); ...' (torch 1.13)
+describe("index with null as a new axis (PyTorch's None) and an ellipsis (torch 1.13)", () => {
+  const x = cr.arange(24, undefined, 1, { dtype: "float64" }).reshape(2, 3, 4);
+  test("shapes and values", () => {
+    // x[:, None].shape, x[None].shape, x[..., None].shape, x[1, None, ..., None, 2].shape, x[None, ..., None].shape
+    assert.deepEqual(x.index(":", null).shape, [2, 1, 3, 4]);
+    assert.deepEqual(x.index(null).shape, [1, 2, 3, 4]);
+    assert.deepEqual(x.index("...", null).shape, [2, 3, 4, 1]);
+    assert.deepEqual(x.index(null, "...", null).shape, [1, 2, 3, 4, 1]);
+    // x[1, None, :, None, 2].tolist() == [[[14.0], [18.0], [22.0]]]; the ellipsis form has the same shape
+    assert.deepEqual(x.index(1, null, ":", null, 2).toArray(), [[[14], [18], [22]]]);
+    assert.deepEqual(x.index(1, null, "...", null, 2).shape, [1, 3, 1]);
+    // x[None, 0, None, [1, 2]].tolist() (a slice 1:3 here)
+    assert.deepEqual(x.index(null, 0, null, [1, 3]).toArray(), [
+      [
+        [
+          [4, 5, 6, 7],
+          [8, 9, 10, 11],
+        ],
+      ],
+    ]);
+    // x[:, None, [2, 0]].shape == [2, 1, 2, 4]; x[None, ..., mask].shape == [1, 2, 3, 2]
+    const ix = tensor([2, 0], { dtype: "int32" });
+    const xi = x.index(":", null, ix);
+    assert.deepEqual(xi.shape, [2, 1, 2, 4]);
+    assert.deepEqual(xi.index(1, 0, 0).toArray(), [20, 21, 22, 23]);
+    const mask = tensor([true, false, true, false], { dtype: "bool" });
+    assert.deepEqual(x.index(null, "...", mask).shape, [1, 2, 3, 2]);
+    // 0-d: torch.tensor(5.)[None].shape == [1], [None, ..., None] == [1, 1]
+    assert.deepEqual(f64(5).index(null).toArray(), [5]);
+    assert.deepEqual(f64(5).index(null, "...", null).shape, [1, 1]);
+    // a view: writes show through
+    const base = x.clone();
+    base.index(null, 1, ":", null).fill_(-1);
+    assert.deepEqual(base.index(1, 0).toArray(), [-1, -1, -1, -1]);
+    // the whole dim is ":" (null no longer means it); too many dims still an error
+    assert.throws(() => x.index(0, 0, 0, 0), /index: too many indices \(4\) for a tensor of rank 3/);
+    assert.deepEqual(x.index(null, null, null, null, 0, 0, 0).shape, [1, 1, 1, 1]);
+  });
+  test("gradient, vmap, jit and makeJaxpr", () => {
+    // w[1, None, :, None, 2] * [[[1], [2], [3]]], summed: w.grad has 1, 2, 3 at w[1, :, 2]
+    const c = f64([[[1], [2], [3]]]);
+    const f = (w: Tensor) => w.index(1, null, ":", null, 2).mul(c).sum();
+    const g = grad(f)(x);
+    const want = new Array(24).fill(0);
+    want[12 + 2] = 1;
+    want[16 + 2] = 2;
+    want[20 + 2] = 3;
+    close(g, want, 0, "grad");
+    // vmap over the leading axis: per example [3, 4] -> [1, 3, 1]
+    const h = (w: Tensor) => w.index(null, "...", 2, null);
+    const vm = cr.vmap(h)(x);
+    assert.deepEqual(vm.shape, [2, 1, 3, 1]);
+    close(vm, [2, 6, 10, 14, 18, 22], 0, "vmap");
+    const jh = cr.jit(h);
+    close(jh(x.index(0)), [2, 6, 10], 0, "jit");
+    close(jh(x.index(1)), [14, 18, 22], 0, "jit again");
+    const jg = cr.jit(grad(f));
+    close(jg(x), want, 0, "jit(grad)");
+    const prog = cr.makeJaxpr(h)(x.index(0));
+    assert.match(String(prog), /reshape/);
+  });
+});

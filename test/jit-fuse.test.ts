@@ -152,6 +152,17 @@ function makeView(rng: Rng, dtype: "float32" | "float64", shape: number[], layou
   return { data: fill(size + 2), shape, strides: contiguous(shape), offset: 2 };
 }
 
+/** Row-major strides of `shape`. */
+function contiguous(shape: readonly number[]): number[] {
+  const st = new Array<number>(shape.length);
+  let s = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    st[d] = s;
+    s *= shape[d];
+  }
+  return st;
+}
+
 const SHAPES: number[][] = [[0], [1], [7], [3, 5], [1031], [4, 33, 9], [2, 1, 6]];
 const LAYOUTS: Layout[] = ["contiguous", "broadcast", "transposed", "sliced", "flipped", "scalar"];
 
@@ -180,8 +191,8 @@ function fusedMatchesOps(b: () => Backend, label: string, large = false): void {
               const T = dtype === "float32" ? Float32Array : Float64Array;
               const got = new T(n);
               const want = new T(n);
-              be.fused!(prog, inputs, got);
-              fusedByOps(be, prog, inputs, want);
+              be.fused!(prog, inputs, [got]);
+              fusedByOps(be, prog, inputs, [want]);
               assertSameBits(got, want, `${prog.key} on [${shape}]`);
             }
           }
@@ -205,8 +216,8 @@ function fusedMatchesOps(b: () => Backend, label: string, large = false): void {
             const T = dtype === "float32" ? Float32Array : Float64Array;
             const got = new T(n);
             const want = new T(n);
-            be.fused!(prog, inputs, got);
-            fusedByOps(be, prog, inputs, want);
+            be.fused!(prog, inputs, [got]);
+            fusedByOps(be, prog, inputs, [want]);
             assertSameBits(got, want, `${prog.key} on [${shape}]`);
             cases++;
           }
@@ -234,9 +245,55 @@ function fusedMatchesOps(b: () => Backend, label: string, large = false): void {
             const n = shape.reduce((p, q) => p * q, 1);
             const got = new Float32Array(n);
             const want = new Float32Array(n);
-            be.fused!(prog, [x], got);
-            fusedByOps(be, prog, [x], want);
+            be.fused!(prog, [x], [got]);
+            fusedByOps(be, prog, [x], [want]);
             assertSameBits(got, want, `${op} on ${layout} [${shape}]`);
+          }
+        }
+      }
+    });
+
+    test("several outputs, some written over contiguous inputs (in place)", () => {
+      const be = b();
+      const rng = new Rng(31);
+      for (const dtype of ["float32", "float64"] as const) {
+        const T = dtype === "float32" ? Float32Array : Float64Array;
+        for (const shape of [[0], [9], [1029], [40, 50], [3, 7, 5]]) {
+          for (let trial = 0; trial < 6; trial++) {
+            const nIn = rng.int(1, 4);
+            const base = randomProgram(rng, dtype, nIn, rng.int(2, 12));
+            // 1 to 4 distinct op registers
+            const ops = base.instrs.flatMap((ins, r) =>
+              ins.kind === "unary" || ins.kind === "binary" ? [r] : [],
+            );
+            const regs = new Set<number>([base.instrs.length - 1]);
+            const want = Math.min(rng.int(1, 5), ops.length);
+            while (regs.size < want) regs.add(rng.choice(ops));
+            const outputs = [...regs].sort(() => rng.next() - 0.5);
+            const prog = fusedProgram(dtype, base.instrs, outputs);
+            const n = shape.reduce((x, y) => x * y, 1);
+            const inputs = Array.from({ length: nIn }, () =>
+              makeView(rng, dtype, shape, rng.choice(LAYOUTS)),
+            );
+            // a contiguous input j lends its storage to output j, where there are both
+            const outs = outputs.map(() => new T(n));
+            for (let j = 0; j < Math.min(nIn, outs.length); j++) {
+              if (rng.next() < 0.5) {
+                inputs[j] = {
+                  data: new T(n).map(() => rng.next() * 6 - 3),
+                  shape,
+                  strides: contiguous(shape),
+                  offset: 0,
+                };
+                outs[j] = inputs[j].data as InstanceType<typeof T>;
+              }
+            }
+            const wants = outs.map(() => new T(n));
+            fusedByOps(be, prog, inputs, wants);
+            be.fused!(prog, inputs, outs);
+            for (let j = 0; j < outs.length; j++) {
+              assertSameBits(outs[j], wants[j], `${prog.key} out ${j} on [${shape}]`);
+            }
           }
         }
       }
@@ -257,8 +314,8 @@ function fusedMatchesOps(b: () => Backend, label: string, large = false): void {
           const xs: View = { ...x, data: x.data.subarray(2, 2 + n), offset: 0 };
           const y = makeView(rng, dtype, [...shape], other);
           const want = new (dtype === "float32" ? Float32Array : Float64Array)(n);
-          fusedByOps(be, prog, [xs, y], want);
-          be.fused!(prog, [xs, y], xs.data);
+          fusedByOps(be, prog, [xs, y], [want]);
+          be.fused!(prog, [xs, y], [xs.data]);
           assertSameBits(xs.data, want, `in place ${dtype} [${shape}]`);
         }
       }
@@ -303,10 +360,10 @@ test("js: the interpreter (no code generation) gives the compiled kernel's bits"
     const T = dtype === "float32" ? Float32Array : Float64Array;
     const compiled = new T(42);
     const interpreted = new T(42);
-    jsBackend.fused!(prog, inputs, compiled);
+    jsBackend.fused!(prog, inputs, [compiled]);
     const prev = setFusedCodegen(false);
     try {
-      jsBackend.fused!(prog, inputs, interpreted);
+      jsBackend.fused!(prog, inputs, [interpreted]);
     } finally {
       setFusedCodegen(prev);
     }
@@ -328,6 +385,42 @@ test("fusedProgram rejects malformed programs, naming the instruction", () => {
     /'not' is not a float elementwise op/,
   );
   assert.throws(() => fusedProgram("float32", [{ kind: "input", index: 1 }]), /inputs must be numbered 0..0/);
+  assert.throws(
+    () =>
+      fusedProgram(
+        "float32",
+        [
+          { kind: "input", index: 0 },
+          { kind: "unary", op: "exp", a: 0 },
+        ],
+        [1, 0],
+      ),
+    /output 1 = 0 is an input; only op results are written out/,
+  );
+  assert.throws(
+    () =>
+      fusedProgram(
+        "float32",
+        [
+          { kind: "input", index: 0 },
+          { kind: "unary", op: "exp", a: 0 },
+        ],
+        [1, 1],
+      ),
+    /register 1 is written out twice/,
+  );
+  assert.throws(
+    () =>
+      fusedProgram(
+        "float32",
+        [
+          { kind: "input", index: 0 },
+          { kind: "unary", op: "exp", a: 0 },
+        ],
+        [],
+      ),
+    /needs at least one output/,
+  );
   assert.throws(
     () => fusedProgram("int32" as "float32", [{ kind: "input", index: 0 }]),
     /float32 or float64/,
@@ -352,21 +445,33 @@ describe("the fusion pass", () => {
     assert.equal(new Executor(p).stepCount, 6);
   });
 
-  test("an intermediate used outside the group ends the group", () => {
+  test("an intermediate also read after the group is another output of it", () => {
     const x = randn([10]);
-    // t = exp(x * 2) is returned too: the group of tanh(t + 1) reads it as an input
-    const { gs } = groups((v) => {
+    // t = exp(x * 2) is returned too: one group computes t and tanh(t + 1), and hands both on
+    const { p, gs } = groups((v) => {
       const t = v.mul(2).exp();
       return [t, t.add(1).tanh()];
     }, x);
     assert.deepEqual(
       gs.map((g) => g.members),
+      [[0, 1, 2, 3]],
+    );
+    assert.deepEqual(gs[0].outputs, [p.eqns[1].outputs[0], p.eqns[3].outputs[0]]);
+    assert.deepEqual([...gs[0].program.outputs], [3, 6], "registers of exp and tanh (after x, 2 and 1)");
+    assert.equal(new Executor(p, { fuse: true }).stepCount, 1);
+    // without multi-output fusion: two groups
+    assert.deepEqual(
+      planFusion(p, false).map((g) => g.members),
       [
         [0, 1],
         [2, 3],
       ],
     );
-    // read by a reduction: same
+  });
+
+  test("an intermediate read by something that runs before the group's end ends the group", () => {
+    // t is read by a reduction whose result the rest of the group reads: t cannot wait for the group's end
+    const x = randn([10]);
     const r = groups((v) => {
       const t = v.mul(2).exp();
       return t.add(t.sum()).tanh();
@@ -376,6 +481,24 @@ describe("the fusion pass", () => {
       "sum is not in a group",
     );
     assert.deepEqual(r.gs[0].members, [0, 1]);
+    assert.equal(r.gs[0].outputs.length, 1);
+  });
+
+  test("Adam's update is one group: new moments and parameters in one pass", () => {
+    const [b1, b2] = [0.9, 0.999];
+    const upd = (p: Tensor, g: Tensor, m: Tensor, v: Tensor, a: Tensor, c: Tensor) => {
+      const m2 = m.mul(b1).add(g.mul(1 - b1));
+      const v2 = v.mul(b2).add(g.square().mul(1 - b2));
+      return [p.sub(m2.mul(a).div(v2.sqrt().mul(c).add(1e-8))), m2, v2];
+    };
+    const args = [randn([33]), randn([33]), randn([33]), randn([33]).abs(), tensor(1e-3), tensor(1.2)];
+    const { p, gs } = groups(upd, ...args);
+    assert.equal(gs.length, 1);
+    assert.equal(gs[0].outputs.length, 3);
+    assert.equal(
+      new Executor(p, { fuse: true }).stepCount,
+      p.eqns.filter((e) => e.name === "broadcast").length + 1,
+    );
   });
 
   test("a value read twice inside the group stays in it", () => {

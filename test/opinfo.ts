@@ -9,9 +9,22 @@ import * as lax from "../src/prims/lax.ts";
 import {
   alongAxis,
   at,
+  choleskyRef,
+  detRef,
+  fromMatrices,
+  gaussSolve,
+  matricesOf,
+  mgsQR,
+  mulM,
+  shiftM,
+  symEig3,
+  transposeM,
   avgPoolBackNd,
+  conv1dNd,
   conv2dNd,
+  convTranspose2dNd,
   erfRef,
+  interpolateNd,
   mapN,
   matmulNd,
   maxPoolBackNd,
@@ -253,6 +266,34 @@ const ZEROS_5x3 = tensor(
 
 /** A fixed bool mask of 4 entries (true at 1 and 3). */
 const MASK_4 = tensor([false, true, false, true], { dtype: "bool" });
+
+/** a + 3I: a well-conditioned matrix from a standard normal draw (linalg rows). */
+function well(a: Tensor): Tensor {
+  const n = a.shape[a.ndim - 1];
+  return a.add(cr.eye(n, n, { dtype: a.dtype }).mul(3));
+}
+
+/** a a^T + I: symmetric positive-definite. */
+function spd(a: Tensor): Tensor {
+  const n = a.shape[a.ndim - 1];
+  return a.matmul(a.mT).add(cr.eye(n, n, { dtype: a.dtype }));
+}
+
+/** The broadcast of two batch shapes. */
+function broadcastBatch(a: readonly number[], b: readonly number[]): number[] {
+  const n = Math.max(a.length, b.length);
+  return Array.from({ length: n }, (_, i) => Math.max(a[a.length - n + i] ?? 1, b[b.length - n + i] ?? 1));
+}
+
+/** x broadcast to `shape` (materialised). */
+function expandNd(x: Nd, shape: number[]): Nd {
+  return mapN((v) => v, x, { shape, data: new Array<number>(size(shape)).fill(0) });
+}
+
+/** The transpose of the last two axes. */
+function transposeNd(x: Nd): Nd {
+  return fromMatrices(x.shape.slice(0, -2), matricesOf(x).map(transposeM));
+}
 
 export const OPS: OpInfo[] = [
   // ---- unary math
@@ -749,6 +790,19 @@ export const OPS: OpInfo[] = [
     gatherRef([3, 2], ([a, b]) => [1 + a, 3 * b]),
   ),
   shapeOp(
+    "index-newaxis",
+    [5, 6],
+    (x) => x.index(null, [1, null, 2], null, "...", null),
+    gatherRef([1, 2, 1, 6, 1], ([, a, , b]) => [1 + 2 * a, b]),
+    true,
+  ),
+  shapeOp(
+    "index-newaxis-int",
+    [4, 3],
+    (x) => x.index(2, null),
+    gatherRef([1, 3], ([, b]) => [2, b]),
+  ),
+  shapeOp(
     "narrow",
     [4, 5],
     (x) => x.narrow(1, 1, 3),
@@ -1214,6 +1268,170 @@ export const OPS: OpInfo[] = [
     ref: (a) => reduceNd(a, [0], false, sumArr),
     diff: true,
   },
+  // ---- cr.linalg (float64 references in test/ref.ts: Gaussian elimination, Cholesky-Banachiewicz, modified
+  // Gram-Schmidt, the trigonometric 3 x 3 eigenvalue formula). Inputs are made well-conditioned (a + 3I), symmetric
+  // (a + a^T) or positive-definite (a a^T + I) where the op needs it; decompositions whose factors are defined only
+  // up to signs enter through gauge-invariant wrappers (R's diagonal made positive, V diag(w^3) V^T, U diag(S^3) Vh).
+  {
+    name: "linalg.solve",
+    samples: () => [
+      [mk([3, 3]), mk([3, 2])],
+      [mk([2, 4, 4], "real", true), mk([4])],
+      [mk([2, 1, 3, 3]), mk([4, 3, 1], "real", true)],
+      [mk([1, 1]), mk([1, 1])],
+    ],
+    fn: (a, b) => cr.linalg.solve(well(a), b),
+    ref: (a, b) => {
+      const vec = b.shape.length === 1;
+      const bm = vec ? { shape: [b.shape[0], 1], data: b.data } : b;
+      const batch = broadcastBatch(a.shape.slice(0, -2), bm.shape.slice(0, -2));
+      const as = matricesOf(expandNd(a, [...batch, ...a.shape.slice(-2)]));
+      const bs = matricesOf(expandNd(bm, [...batch, ...bm.shape.slice(-2)]));
+      const r = fromMatrices(
+        batch,
+        as.map((m, i) => gaussSolve(shiftM(m, 3), bs[i])),
+      );
+      return vec ? { shape: r.shape.slice(0, -1), data: r.data } : r;
+    },
+    diff: true,
+  },
+  {
+    name: "linalg.solve-left-false",
+    samples: () => [[mk([3, 3], "real", true), mk([2, 3])]],
+    fn: (a, b) => cr.linalg.solve(well(a), b, { left: false }),
+    ref: (a, b) => {
+      const [m] = matricesOf(a);
+      const [r] = matricesOf(b);
+      return fromMatrices([], [transposeM(gaussSolve(transposeM(shiftM(m, 3)), transposeM(r)))]);
+    },
+    diff: true,
+  },
+  {
+    name: "linalg.inv",
+    samples: () => [[mk([4, 4])], [mk([2, 3, 3], "real", true)], [mk([1, 1])]],
+    fn: (a) => cr.linalg.inv(well(a)),
+    ref: (a) =>
+      fromMatrices(
+        a.shape.slice(0, -2),
+        matricesOf(a).map((m) =>
+          gaussSolve(
+            shiftM(m, 3),
+            shiftM(m, 3).map((r, i) => r.map((_, j) => (i === j ? 1 : 0))),
+          ),
+        ),
+      ),
+    diff: true,
+  },
+  {
+    name: "linalg.det",
+    samples: () => [[mk([3, 3])], [mk([2, 4, 4], "real", true)], [mk([1, 1])]],
+    fn: (a) => cr.linalg.det(a),
+    ref: (a) => fromMatrices(a.shape.slice(0, -2), matricesOf(a).map(detRef)),
+    diff: true,
+  },
+  {
+    name: "linalg.slogdet-logabsdet",
+    samples: () => [[mk([3, 3])], [mk([2, 4, 4], "real", true)]],
+    fn: (a) => cr.linalg.slogdet(a).logabsdet,
+    ref: (a) =>
+      fromMatrices(
+        a.shape.slice(0, -2),
+        matricesOf(a).map((m) => Math.log(Math.abs(detRef(m)))),
+      ),
+    diff: true,
+  },
+  ...[false, true].map(
+    (upper): OpInfo => ({
+      name: `linalg.cholesky${upper ? "-upper" : ""}`,
+      samples: () => [[mk([3, 3])], [mk([2, 4, 4], "real", true)], [mk([1, 1])]],
+      fn: (a) => cr.linalg.cholesky(spd(a), { upper }),
+      ref: (a) =>
+        fromMatrices(
+          a.shape.slice(0, -2),
+          matricesOf(a).map((m) => {
+            const l = choleskyRef(shiftM(mulM(m, transposeM(m)), 1));
+            return upper ? transposeM(l) : l;
+          }),
+        ),
+      diff: true,
+    }),
+  ),
+  ...(["Q", "R"] as const).map(
+    (part): OpInfo => ({
+      name: `linalg.qr-${part}-positive-diagonal`,
+      samples: () => [[mk([4, 3])], [mk([3, 5])], [mk([2, 4, 3], "real", true)], [mk([3, 3])]],
+      fn: (a) => {
+        const { Q, R } = cr.linalg.qr(a);
+        const k = R.shape[R.ndim - 2];
+        const s = R.narrow(-1, 0, k)
+          .mul(cr.eye(k, k, { dtype: a.dtype }))
+          .sum(-1)
+          .sign();
+        return part === "Q" ? Q.mul(s.unsqueeze(-2)) : R.mul(s.unsqueeze(-1));
+      },
+      ref: (a) =>
+        fromMatrices(
+          a.shape.slice(0, -2),
+          matricesOf(a).map((m) => mgsQR(m)[part]),
+        ),
+      diff: true,
+    }),
+  ),
+  ...(["L", "U"] as const).map(
+    (uplo): OpInfo => ({
+      name: `linalg.eigvalsh-${uplo}`,
+      samples: () => [[mk([3, 3])], [mk([2, 3, 3], "real", true)]],
+      fn: (a) => cr.linalg.eigvalsh(a.add(a.mT), uplo),
+      ref: (a) =>
+        fromMatrices(
+          a.shape.slice(0, -2),
+          matricesOf(a).map((m) => symEig3(m.map((r, i) => r.map((v, j) => v + m[j][i])))),
+        ),
+      diff: true,
+    }),
+  ),
+  {
+    name: "linalg.eigh-V-diag(w^3)-Vt",
+    samples: () => [[mk([4, 4])], [mk([2, 3, 3], "real", true)]],
+    fn: (a) => {
+      const { eigenvalues: w, eigenvectors: v } = cr.linalg.eigh(a.add(a.mT));
+      return v.mul(w.pow(3).unsqueeze(-2)).matmul(v.mT);
+    },
+    ref: (a) => {
+      const s = mapN((x, y) => x + y, a, transposeNd(a));
+      return matmulNd(matmulNd(s, s), s);
+    },
+    diff: true,
+  },
+  {
+    name: "linalg.svdvals",
+    samples: () => [[mk([5, 3])], [mk([2, 3, 4], "real", true)], [mk([3, 3])]],
+    fn: (a) => cr.linalg.svdvals(a),
+    ref: (a) =>
+      fromMatrices(
+        a.shape.slice(0, -2),
+        matricesOf(a).map((m) => {
+          const g = m.length >= m[0].length ? mulM(transposeM(m), m) : mulM(m, transposeM(m));
+          return symEig3(g).reverse().map(Math.sqrt);
+        }),
+      ),
+    diff: true,
+  },
+  ...[false, true].map(
+    (full): OpInfo => ({
+      name: `linalg.svd-U-diag(S^3)-Vh${full ? "-full-square" : ""}`,
+      samples: () =>
+        full
+          ? [[mk([3, 3])], [mk([2, 4, 4], "real", true)]]
+          : [[mk([4, 3])], [mk([3, 5])], [mk([2, 3, 3], "real", true)]],
+      fn: (a) => {
+        const { U, S, Vh } = cr.linalg.svd(a, { fullMatrices: full });
+        return U.mul(S.pow(3).unsqueeze(-2)).matmul(Vh);
+      },
+      ref: (a) => matmulNd(matmulNd(a, transposeNd(a)), a),
+      diff: true,
+    }),
+  ),
   // ---- convolution and pooling
   ...(
     [
@@ -1237,6 +1455,108 @@ export const OPS: OpInfo[] = [
     ref: (x, w, b) => mapN((v, c) => v + c, conv2dNd(x, w, 1, 0, 1, 1), { shape: [3, 1, 1], data: b.data }),
     diff: true,
   },
+  // ---- conv1d (conv2d over [N, C, 1, L]) and the transposed convolutions (conv2dBackInput), issue 13
+  ...(
+    [
+      [[2, 4, 9], [6, 2, 3], 2, 1, 2, 2],
+      [[1, 3, 5], [2, 3, 2], 1, 0, 1, 1],
+    ] as [number[], number[], number, number, number, number][]
+  ).map(
+    ([xs, ws, stride, padding, dilation, groups], k): OpInfo => ({
+      name: `conv1d#${k}`,
+      samples: () => [[mk(xs, "real", k === 1), mk(ws)]],
+      fn: (x, w) => cr.conv1d(x, w, null, { stride, padding, dilation, groups }),
+      ref: (x, w) => conv1dNd(x, w, stride, padding, dilation, groups),
+      diff: true,
+    }),
+  ),
+  {
+    name: "conv1d-same-bias",
+    samples: () => [[mk([2, 3, 7]), mk([4, 3, 4]), mk([4])]],
+    fn: (x, w, b) => cr.conv1d(x, w, b, { padding: "same" }),
+    // total padding 3: one before, two after
+    ref: (x, w, b) =>
+      mapN(
+        (v, c) => v + c,
+        conv1dNd(
+          {
+            shape: [2, 3, 8],
+            data: gatherRef([2, 3, 8], ([p, q, r]) => [p, q, Math.min(r, 6)])(x).data.map((v, i) =>
+              i % 8 === 7 ? 0 : v,
+            ),
+          },
+          w,
+          1,
+          1,
+          1,
+          1,
+        ),
+        { shape: [4, 1], data: b.data },
+      ),
+    diff: true,
+  },
+  ...(
+    [
+      [[2, 3, 4, 3], [3, 2, 3, 2], [2, 3], [1, 0], [1, 2], [1, 1], 1],
+      [[1, 4, 3, 4], [4, 1, 2, 3], [2, 2], [1, 1], [0, 0], [2, 1], 2],
+      [[1, 2, 3, 3], [2, 2, 2, 2], [1, 1], [0, 2], [1, 1], [2, 2], 1],
+    ] as [number[], number[], Pair2, Pair2, Pair2, Pair2, number][]
+  ).map(
+    ([xs, ws, stride, padding, outputPadding, dilation, groups], k): OpInfo => ({
+      name: `convTranspose2d#${k}`,
+      samples: () => [[mk(xs, "real", k === 0), mk(ws)]],
+      fn: (x, w) => cr.convTranspose2d(x, w, null, { stride, padding, outputPadding, dilation, groups }),
+      ref: (x, w) =>
+        convTranspose2dNd(
+          x,
+          w,
+          stride as [number, number],
+          padding as [number, number],
+          outputPadding as [number, number],
+          dilation as [number, number],
+          groups,
+        ),
+      diff: true,
+    }),
+  ),
+  {
+    name: "convTranspose1d-bias",
+    samples: () => [[mk([2, 3, 4]), mk([3, 2, 4]), mk([2])]],
+    fn: (x, w, b) => cr.convTranspose1d(x, w, b, { stride: 3, padding: 2, outputPadding: 1 }),
+    ref: (x, w, b) => {
+      const y = convTranspose2dNd(
+        { shape: [2, 3, 1, 4], data: x.data },
+        { shape: [3, 2, 1, 4], data: w.data },
+        [1, 3],
+        [0, 2],
+        [0, 1],
+        [1, 1],
+        1,
+      );
+      return mapN((v, c) => v + c, { shape: [2, 2, 10], data: y.data }, { shape: [2, 1], data: b.data });
+    },
+    diff: true,
+  },
+  // ---- interpolate (separable gathers with constant weights), issue 13
+  ...(
+    [
+      [[2, 3, 4, 3], [5, 7], "nearest", undefined, "nearest"],
+      [[1, 2, 5], [3], "linear", undefined, "linear"],
+      [[2, 2, 3, 4], [5, 3], "bilinear", undefined, "linear"],
+      [[1, 2, 3, 4], [4, 7], "bilinear", true, "linear"],
+      [[1, 1, 3, 4], [5, 6], "bicubic", undefined, "cubic"],
+      [[1, 1, 4, 3], [6, 2], "bicubic", true, "cubic"],
+      [[1, 1, 2, 3, 2], [3, 2, 4], "trilinear", undefined, "linear"],
+    ] as [number[], number[], cr.InterpolateMode, boolean | undefined, "nearest" | "linear" | "cubic"][]
+  ).map(
+    ([xs, size, mode, alignCorners, kind], k): OpInfo => ({
+      name: `interpolate-${mode}#${k}`,
+      samples: () => [[mk(xs, "real", k === 2)]],
+      fn: (x) => cr.interpolate(x, { size, mode, alignCorners }),
+      ref: (x) => interpolateNd(x, size, kind, alignCorners),
+      diff: true,
+    }),
+  ),
   // ---- fused bias + activation (bias draws below 0.1 in magnitude keep relu's inputs off its kink)
   {
     name: "biasActivation-relu",

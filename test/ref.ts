@@ -342,3 +342,264 @@ export function sortNd(x: Nd, axis: number, desc: boolean, k: number, indices: b
   }
   return { shape, data };
 }
+
+// ---- linear algebra (cr.linalg): plain textbook algorithms on number[][] matrices, batched over leading dims
+
+/** The matrices of the last two axes of x, in order. */
+export function matricesOf(x: Nd): number[][][] {
+  const r = x.shape.length;
+  const m = x.shape[r - 2];
+  const n = x.shape[r - 1];
+  const out: number[][][] = [];
+  for (let b = 0; b < x.data.length / (m * n || 1) && m * n > 0; b++) {
+    out.push(Array.from({ length: m }, (_, i) => x.data.slice(b * m * n + i * n, b * m * n + (i + 1) * n)));
+  }
+  return out;
+}
+
+/** Nd of batch shape `batch` from one matrix (or vector, or number) per batch element. */
+export function fromMatrices(batch: readonly number[], mats: (number[][] | number[] | number)[]): Nd {
+  const first = mats[0];
+  const inner =
+    typeof first === "number"
+      ? []
+      : Array.isArray(first[0])
+        ? [first.length, (first[0] as number[]).length]
+        : [first.length];
+  const data = mats.flatMap((m) =>
+    typeof m === "number" ? [m] : ((m as (number | number[])[]).flat() as number[]),
+  );
+  return { shape: [...batch, ...inner], data };
+}
+
+export function transposeM(a: number[][]): number[][] {
+  return (a[0] ?? []).map((_, j) => a.map((row) => row[j]));
+}
+
+export function mulM(a: number[][], b: number[][]): number[][] {
+  return a.map((row) => b[0].map((_, j) => row.reduce((s, v, k) => s + v * b[k][j], 0)));
+}
+
+/** a + c I. */
+export function shiftM(a: number[][], c: number): number[][] {
+  return a.map((row, i) => row.map((v, j) => (i === j ? v + c : v)));
+}
+
+/** X with A X = B by Gaussian elimination with partial pivoting (B n x k). */
+export function gaussSolve(A: number[][], B: number[][]): number[][] {
+  const n = A.length;
+  const M = A.map((row, i) => [...row, ...B[i]]);
+  for (let c = 0; c < n; c++) {
+    let p = c;
+    for (let i = c + 1; i < n; i++) if (Math.abs(M[i][c]) > Math.abs(M[p][c])) p = i;
+    [M[c], M[p]] = [M[p], M[c]];
+    for (let i = 0; i < n; i++) {
+      if (i === c) continue;
+      const f = M[i][c] / M[c][c];
+      for (let j = c; j < M[i].length; j++) M[i][j] -= f * M[c][j];
+    }
+  }
+  return M.map((row, i) => row.slice(n).map((v) => v / M[i][i]));
+}
+
+/** det by Gaussian elimination with partial pivoting. */
+export function detRef(A: number[][]): number {
+  const n = A.length;
+  const M = A.map((r) => [...r]);
+  let d = 1;
+  for (let c = 0; c < n; c++) {
+    let p = c;
+    for (let i = c + 1; i < n; i++) if (Math.abs(M[i][c]) > Math.abs(M[p][c])) p = i;
+    if (p !== c) {
+      [M[c], M[p]] = [M[p], M[c]];
+      d = -d;
+    }
+    d *= M[c][c];
+    if (M[c][c] === 0) return 0;
+    for (let i = c + 1; i < n; i++) {
+      const f = M[i][c] / M[c][c];
+      for (let j = c; j < n; j++) M[i][j] -= f * M[c][j];
+    }
+  }
+  return d;
+}
+
+/** Cholesky-Banachiewicz: lower L with A = L L^T. */
+export function choleskyRef(A: number[][]): number[][] {
+  const n = A.length;
+  const L = A.map(() => new Array<number>(n).fill(0));
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j <= i; j++) {
+      let s = A[i][j];
+      for (let k = 0; k < j; k++) s -= L[i][k] * L[j][k];
+      L[i][j] = i === j ? Math.sqrt(s) : s / L[j][j];
+    }
+  }
+  return L;
+}
+
+/**
+ * QR by modified Gram-Schmidt with R's diagonal positive (the unique such factorization): Q m x k, R k x n,
+ * k = min(m, n); the columns after the first k are projected on Q.
+ */
+export function mgsQR(A: number[][]): { Q: number[][]; R: number[][] } {
+  const m = A.length;
+  const n = A[0].length;
+  const k = Math.min(m, n);
+  const cols = transposeM(A);
+  const qs: number[][] = [];
+  const R = Array.from({ length: k }, () => new Array<number>(n).fill(0));
+  for (let j = 0; j < n; j++) {
+    const v = [...cols[j]];
+    for (let i = 0; i < Math.min(j, k); i++) {
+      const r = qs[i].reduce((s, q, t) => s + q * v[t], 0);
+      R[i][j] = r;
+      for (let t = 0; t < m; t++) v[t] -= r * qs[i][t];
+    }
+    if (j < k) {
+      const nrm = Math.hypot(...v);
+      R[j][j] = nrm;
+      qs.push(v.map((x) => x / nrm));
+    }
+  }
+  return { Q: transposeM(qs), R };
+}
+
+/** Eigenvalues of a symmetric 3 x 3 matrix, ascending (the trigonometric solution of the characteristic cubic). */
+export function symEig3(A: number[][]): number[] {
+  const q = (A[0][0] + A[1][1] + A[2][2]) / 3;
+  const p1 = A[0][1] ** 2 + A[0][2] ** 2 + A[1][2] ** 2;
+  const p2 = (A[0][0] - q) ** 2 + (A[1][1] - q) ** 2 + (A[2][2] - q) ** 2 + 2 * p1;
+  const p = Math.sqrt(p2 / 6);
+  const B = A.map((row, i) => row.map((v, j) => (v - (i === j ? q : 0)) / p));
+  const r = Math.max(-1, Math.min(1, detRef(B) / 2));
+  const phi = Math.acos(r) / 3;
+  const e1 = q + 2 * p * Math.cos(phi);
+  const e3 = q + 2 * p * Math.cos(phi + (2 * Math.PI) / 3);
+  return [e3, 3 * q - e1 - e3, e1];
+}
+
+/** 1-d cross-correlation, x [N, C, L], w [O, C / groups, K], zero padding `pad` on both ends. */
+export function conv1dNd(x: Nd, w: Nd, stride: number, pad: number, dil: number, groups: number): Nd {
+  const [n, , l] = x.shape;
+  const [o, cg, k] = w.shape;
+  const ol = Math.floor((l + 2 * pad - dil * (k - 1) - 1) / stride) + 1;
+  const og = o / groups;
+  const data: number[] = [];
+  for (let b = 0; b < n; b++)
+    for (let oc = 0; oc < o; oc++)
+      for (let i = 0; i < ol; i++) {
+        let s = 0;
+        const g = Math.floor(oc / og);
+        for (let ic = 0; ic < cg; ic++)
+          for (let q = 0; q < k; q++) {
+            const z = i * stride - pad + q * dil;
+            if (z >= 0 && z < l) s += at(x, [b, g * cg + ic, z]) * at(w, [oc, ic, q]);
+          }
+        data.push(s);
+      }
+  return { shape: [n, o, ol], data };
+}
+
+/**
+ * 2-d transposed convolution by its definition: each input entry x[b, ci, i, j] adds x * w[ci, oc, p, q] at
+ * output row i stride - pad + p dil (column likewise) of channel group(ci) * (Cout / groups) + oc; w is
+ * [Cin, Cout / groups, KH, KW]. Pairs are [rows, columns].
+ */
+export function convTranspose2dNd(
+  x: Nd,
+  w: Nd,
+  stride: readonly [number, number],
+  pad: readonly [number, number],
+  outPad: readonly [number, number],
+  dil: readonly [number, number],
+  groups: number,
+): Nd {
+  const [n, cin, h, wd] = x.shape;
+  const [, og, kh, kw] = w.shape;
+  const cout = og * groups;
+  const oh = (h - 1) * stride[0] - 2 * pad[0] + dil[0] * (kh - 1) + outPad[0] + 1;
+  const ow = (wd - 1) * stride[1] - 2 * pad[1] + dil[1] * (kw - 1) + outPad[1] + 1;
+  const data = new Array<number>(n * cout * oh * ow).fill(0);
+  const ig = cin / groups;
+  for (let b = 0; b < n; b++)
+    for (let ci = 0; ci < cin; ci++)
+      for (let i = 0; i < h; i++)
+        for (let j = 0; j < wd; j++) {
+          const v = at(x, [b, ci, i, j]);
+          const g = Math.floor(ci / ig);
+          for (let oc = 0; oc < og; oc++)
+            for (let p = 0; p < kh; p++)
+              for (let q = 0; q < kw; q++) {
+                const y = i * stride[0] - pad[0] + p * dil[0];
+                const z = j * stride[1] - pad[1] + q * dil[1];
+                if (y < 0 || y >= oh || z < 0 || z >= ow) continue;
+                data[((b * cout + g * og + oc) * oh + y) * ow + z] += v * at(w, [ci, oc, p, q]);
+              }
+        }
+  return { shape: [n, cout, oh, ow], data };
+}
+
+/**
+ * Resampling of the spatial dims of x [N, C, ...spatial] to `out` (PyTorch 1.13's interpolate with `size`), by
+ * its definition: each output entry is the sum over every combination of per-axis source taps of the product
+ * of their weights times the source entry. Per axis: nearest floor(dst * in / out) (ratio and product in
+ * float32, as PyTorch), linear with half-pixel centres clamped at 0 (or alignCorners), cubic convolution
+ * (a = -0.75) with border samples repeated.
+ */
+export function interpolateNd(
+  x: Nd,
+  out: readonly number[],
+  mode: "nearest" | "linear" | "cubic",
+  alignCorners = false,
+): Nd {
+  const [n, c, ...inSp] = x.shape;
+  const axisTaps = inSp.map((size, ax): [number, number][][] => {
+    const m = out[ax];
+    return Array.from({ length: m }, (_, j) => {
+      if (mode === "nearest") {
+        const r = Math.fround(size / m);
+        return [[Math.min(Math.floor(Math.fround(j * r)), size - 1), 1]];
+      }
+      if (mode === "linear" && size === m) return [[j, 1]];
+      const ratio = alignCorners ? (m > 1 ? (size - 1) / (m - 1) : 0) : size / m;
+      let s = alignCorners ? ratio * j : ratio * (j + 0.5) - 0.5;
+      const clampI = (i: number) => Math.min(Math.max(i, 0), size - 1);
+      if (mode === "linear") {
+        if (s < 0) s = 0;
+        const i0 = Math.min(Math.floor(s), size - 1);
+        const t = s - i0;
+        return [
+          [i0, 1 - t],
+          [clampI(i0 + 1), t],
+        ];
+      }
+      const i0 = Math.floor(s);
+      const t = s - i0;
+      const a = -0.75;
+      const k = (d: number) => {
+        const u = Math.abs(d);
+        if (u <= 1) return (a + 2) * u ** 3 - (a + 3) * u ** 2 + 1;
+        if (u < 2) return a * u ** 3 - 5 * a * u ** 2 + 8 * a * u - 4 * a;
+        return 0;
+      };
+      return [-1, 0, 1, 2].map((o): [number, number] => [clampI(i0 + o), k(t - o)]);
+    });
+  });
+  const shape = [n, c, ...out];
+  const data: number[] = [];
+  for (let f = 0; f < size(shape); f++) {
+    const [b, ch, ...dst] = unravel(f, shape);
+    let acc = 0;
+    const walk = (ax: number, w: number, src: number[]): void => {
+      if (ax === dst.length) {
+        acc += w * at(x, [b, ch, ...src]);
+        return;
+      }
+      for (const [i, wi] of axisTaps[ax][dst[ax]]) walk(ax + 1, w * wi, [...src, i]);
+    };
+    walk(0, 1, []);
+    data.push(acc);
+  }
+  return { shape, data };
+}

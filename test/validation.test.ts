@@ -218,7 +218,7 @@ describe("slices are validated; out-of-range bounds clamp as in PyTorch (item 10
   test("out-of-range bounds clamp (torch: t[-100:100] is all of t, t[3:1] is empty)", () => {
     assert.deepEqual(t.index([-100, 100]).toArray(), t.toArray());
     assert.deepEqual(t.index([3, 1]).shape, [0, 5]);
-    assert.deepEqual(t.index(null, [-2]).toArray(), [
+    assert.deepEqual(t.index(":", [-2]).toArray(), [
       [3, 4],
       [8, 9],
       [13, 14],
@@ -266,7 +266,7 @@ describe("basic indexing returns views (item 11)", () => {
     assert.equal(t.index(0, 1).item(), 1);
     rejects(() => rows.view(10), ["view"], /cannot be viewed as \[10\] without a copy/);
     // splitting a contiguous dim of a sliced tensor is a view
-    const cols = t.index(null, [0, 4]).view(4, 2, 2);
+    const cols = t.index(":", [0, 4]).view(4, 2, 2);
     cols.index(3, 1, 1).fill_(7);
     assert.equal(t.index(3, 3).item(), 7);
   });
@@ -333,17 +333,25 @@ function slicePositions(n: number, s: readonly (number | null | undefined)[]): n
   return out;
 }
 
-/** Reference model of basic indexing on a nested array: expected nested values, or null when invalid. */
+/**
+ * Reference model of basic indexing on a nested array: expected nested values, or null when invalid. null
+ * entries are new axes (PyTorch's None): they consume no dim and wrap the values below them in one more level.
+ */
 function refIndex(base: unknown, shape: readonly number[], idx: readonly unknown[]): unknown | null {
-  if (idx.length > shape.length) return null;
-  const pick: (number[] | number)[] = [];
-  for (let d = 0; d < shape.length; d++) {
-    const a = d < idx.length ? idx[d] : null;
-    const n = shape[d];
+  const dimEntries = idx.filter((a) => a !== null);
+  if (dimEntries.length > shape.length) return null;
+  const pick: (number[] | number | "new")[] = [];
+  let d = 0;
+  for (const a of [...idx, ...new Array<unknown>(shape.length - dimEntries.length).fill(":")]) {
+    if (a === null) {
+      pick.push("new");
+      continue;
+    }
+    const n = shape[d++];
     if (typeof a === "number") {
       if (!Number.isInteger(a) || a < -n || a >= n) return null;
       pick.push(a < 0 ? a + n : a);
-    } else if (a === null || a === undefined || a === ":") {
+    } else if (a === undefined || a === ":") {
       pick.push(slicePositions(n, []));
     } else if (Array.isArray(a) && a.length >= 1 && a.length <= 3) {
       const ok = a.every((v) => v == null || (typeof v === "number" && Number.isInteger(v)));
@@ -354,6 +362,7 @@ function refIndex(base: unknown, shape: readonly number[], idx: readonly unknown
   const walk = (v: unknown, d: number): unknown => {
     if (d === pick.length) return v;
     const p = pick[d];
+    if (p === "new") return [walk(v, d + 1)];
     const arr = v as unknown[];
     return typeof p === "number" ? walk(arr[p], d + 1) : p.map((i) => walk(arr[i], d + 1));
   };

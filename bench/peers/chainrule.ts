@@ -18,13 +18,27 @@ import {
   Flatten,
   functionalCall,
   Linear,
+  LSTM,
   MaxPool2d,
+  Module,
   ReLU,
   Sequential,
 } from "../../src/nn/index.ts";
+import { CharTransformer } from "../../src/cli/text-model.ts";
 import { Adam } from "../../src/optim/index.ts";
 import type { Step } from "../harness.ts";
-import type { CnnData, E2EData, E2EResult, LinearInit, MlpData } from "../workloads.ts";
+import {
+  type CnnData,
+  type E2EData,
+  type E2EResult,
+  type LinearInit,
+  LSTM_BENCH,
+  type LstmData,
+  type MlpData,
+  type StateInit,
+  TRANSFORMER,
+  type TransformerData,
+} from "../workloads.ts";
 import type { AdapterOpts, Created, Peer, Skip } from "./types.ts";
 
 type Loaded = { backend: Backend } | { error: string };
@@ -87,6 +101,27 @@ function trainStep(model: Sequential, opt: Adam, x: Tensor, y: Tensor): Tensor {
   loss.backward();
   opt.step();
   return loss;
+}
+
+/** Logits [B, T, V] -> [B * T, V], so the per-position loss is the step's ordinary cross-entropy. */
+class Positions extends Module {
+  forward(x: Tensor): Tensor {
+    return x.reshape([-1, x.shape[2]]);
+  }
+}
+
+/** The row-by-row LSTM classifier: LSTM over [B, 28, 28], its last output -> Linear. */
+class RowLstm extends Module {
+  lstm = new LSTM(LSTM_BENCH.input, LSTM_BENCH.hidden, { batchFirst: true });
+  fc = new Linear(LSTM_BENCH.hidden, LSTM_BENCH.classes);
+  forward(x: Tensor): Tensor {
+    const [out] = this.lstm.call(x);
+    return this.fc.call(out.narrow(1, x.shape[1] - 1, 1).reshape([x.shape[0], LSTM_BENCH.hidden]));
+  }
+}
+
+function load(m: Module, init: StateInit): void {
+  m.loadStateDict(Object.fromEntries(init.map((p) => [p.name, tensor(p.data, { shape: p.shape })])));
 }
 
 type MlpParams = { w: Tensor; b: Tensor }[];
@@ -203,6 +238,36 @@ function makePeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
       if (useJit) return jitAdamStep(model, tensor(d.x, { shape: [d.batch, 1, 28, 28] }), d.y, 10);
       const opt = new Adam(model.parameters(), { lr: 1e-3 });
       const x = tensor(d.x, { shape: [d.batch, 1, 28, 28] });
+      const y = tensor(d.y, { dtype: "int32" });
+      return () => trainStep(model, opt, x, y).item();
+    },
+    transformerStep(d: TransformerData): Step {
+      const { vocab, layers, width, heads, context, batch } = TRANSFORMER;
+      const chars = Array.from({ length: vocab }, (_, i) => String.fromCharCode(32 + i));
+      const lm = new CharTransformer({
+        name: "transformer",
+        vocab: chars,
+        layers,
+        width,
+        heads,
+        context,
+        dropout: 0,
+      });
+      load(lm, d.params);
+      const model = new Sequential(lm, new Positions());
+      const x = tensor(d.x, { dtype: "int32", shape: [batch, context] });
+      if (useJit) return jitAdamStep(model, x, d.y, vocab);
+      const opt = new Adam(model.parameters(), { lr: 1e-3 });
+      const y = tensor(d.y, { dtype: "int32" });
+      return () => trainStep(model, opt, x, y).item();
+    },
+    lstmStep(d: LstmData): Step {
+      const net = new RowLstm();
+      load(net, d.params);
+      const model = new Sequential(net);
+      const x = tensor(d.x, { shape: [LSTM_BENCH.batch, LSTM_BENCH.steps, LSTM_BENCH.input] });
+      if (useJit) return jitAdamStep(model, x, d.y, LSTM_BENCH.classes);
+      const opt = new Adam(model.parameters(), { lr: 1e-3 });
       const y = tensor(d.y, { dtype: "int32" });
       return () => trainStep(model, opt, x, y).item();
     },

@@ -7,7 +7,7 @@
  * is absent means the framework has no such API (reported as "n/a").
  */
 import type { Step } from "../harness.ts";
-import type { CnnData, E2EData, E2EResult, MlpData } from "../workloads.ts";
+import type { CnnData, E2EData, E2EResult, LstmData, MlpData, TransformerData } from "../workloads.ts";
 
 /** A case this framework does not run, and why. */
 export interface Skip {
@@ -26,6 +26,10 @@ export interface Peer {
   sgemm?(n: number, a: Float32Array, b: Float32Array): Step | Skip;
   mlpStep?(d: MlpData): Step | Skip;
   cnnStep?(d: CnnData): Step | Skip;
+  /** One training step (forward, cross-entropy over every position, backward, Adam) of the char Transformer. */
+  transformerStep?(d: TransformerData): Step | Skip;
+  /** One training step of the row-by-row LSTM classifier. */
+  lstmStep?(d: LstmData): Step | Skip;
   /** A chain of k adds of one-element tensors, then one read. */
   dispatchAdd?(k: number): Step | Skip;
   /** k iterations of forward + backward of x*y+z on scalars, then one read. */

@@ -110,7 +110,7 @@ export type FusedInstr =
   | { readonly kind: "binary"; readonly op: BinaryOp; readonly a: number; readonly b: number };
 
 /**
- * A fused elementwise program: registers of one float dtype, the last one the result. Built once (by
+ * A fused elementwise program: registers of one float dtype, some of them the results (`outputs`). Built once (by
  * `fusedProgram` in fused.ts) and then run any number of times, so it carries a flat form for kernels written
  * in other languages and a key to cache compiled code by.
  */
@@ -127,6 +127,11 @@ export interface FusedProgram {
   readonly consts: Float64Array;
   /** Number of input instructions' distinct indices: inputs are 0 .. numInputs - 1. */
   readonly numInputs: number;
+  /**
+   * The registers written out, in the order of the kernel's `outs` (by default the last register alone): a
+   * group of jit's fusion may hand several values on, e.g. an optimizer's new moments and parameters.
+   */
+  readonly outputs: Int32Array;
   /**
    * Identifies the program's structure (dtype and instructions, not the const values): equal keys, equal
    * `code`. Backends cache compiled kernels by it and pass `consts` at run time.
@@ -346,18 +351,19 @@ export interface Backend {
   ): void;
 
   /**
-   * Optional fused elementwise kernel (jit's fusion, src/core/jit-fuse.ts): out = the last register of `prog`,
-   * evaluated elementwise. `inputs[k]` is the view read by `{ kind: "input", index: k }`, already broadcast to
-   * the output's shape (same rank; stride 0 on broadcast axes; any strides and offset) and of `prog.dtype`;
-   * `out` is contiguous with that shape. The result must be bit for bit what applying this backend's own
+   * Optional fused elementwise kernel (jit's fusion, src/core/jit-fuse.ts): outs[j] = the register
+   * `prog.outputs[j]`, evaluated elementwise. `inputs[k]` is the view read by `{ kind: "input", index: k }`,
+   * already broadcast to the outputs' shape (same rank; stride 0 on broadcast axes; any strides and offset) and
+   * of `prog.dtype`; each of `outs` is contiguous with that shape. The result must be bit for bit what applying this backend's own
    * `unary` / `binary` kernels instruction by instruction gives (a float32 register is rounded to float32
    * after every instruction; a const register reads like a stride-0 view of the value). So a backend whose
    * kernels approximate (wasm's SIMD float32 exp) uses the same approximation at the same elements.
-   * `out` may be the storage of an input that has out's contiguous layout (jit writes in place over a dying
-   * operand): element i of such an input is read before out[i] is written, and no other element of it after.
+   * An out may be the storage of an input that has its contiguous layout (jit writes in place over a dying
+   * operand): element i of every input is read before element i of any out is written, and no other element
+   * of that input after.
    * Never filled in by completion (complete.ts): jit fuses only on backends that provide it.
    */
-  fused?(prog: FusedProgram, inputs: readonly View[], out: TypedArray): void;
+  fused?(prog: FusedProgram, inputs: readonly View[], outs: readonly TypedArray[]): void;
 
   /**
    * Optional kernel: the stable sorting permutation along `axis`. out (int32, x's shape, contiguous) gets, for
@@ -368,14 +374,71 @@ export interface Backend {
    * so a backend that serves every kernel of KERNELS stays unwrapped.
    */
   argsort?(x: View, axis: number, descending: boolean, out: TypedArray): void;
+
+  /**
+   * Optional dense linear-algebra kernels behind `cr.linalg` (LU, triangular solve, Cholesky, QR, symmetric
+   * eigendecomposition, SVD, determinant); each one's contract is on `LinalgKernels`. Callers run the js
+   * reference (src/backend/js/decomp.ts) when a backend omits it; completion does not fill it.
+   */
+  linalg?: LinalgKernels;
+}
+
+/**
+ * Dense linear-algebra kernels, batched over every leading dimension of their matrix operands (float32 or
+ * float64; out has the input's dtype, contiguous). Packed outputs hold several results in one array (one
+ * output per primitive); the layout is stated per kernel.
+ */
+export interface LinalgKernels {
+  /**
+   * LU with partial pivoting of a [..., n, n]: out [..., n+1, n], rows 0..n-1 the unit-lower L (below the
+   * diagonal) and U (on and above), row n the row permutation p as numbers (L U = rows p[0], p[1], ... of a). A
+   * zero pivot leaves its column unscaled (U gets a zero diagonal), as LAPACK's getrf.
+   */
+  lu(a: View, out: TypedArray): void;
+  /**
+   * x = a^-1 b for a triangular a [..., n, n] (only its `lower` or upper triangle is read; with `unitDiagonal`
+   * the diagonal is taken as ones) and b [..., n, k] of the same batch shape: out [..., n, k]. With `op` set, a
+   * zero on the diagonal throws a LinAlgError naming `op` (and the batch element); otherwise it gives inf/NaN.
+   */
+  triangularSolve(
+    a: View,
+    b: View,
+    lower: boolean,
+    unitDiagonal: boolean,
+    op: string | null,
+    out: TypedArray,
+  ): void;
+  /** Lower Cholesky factor of a [..., n, n] (lower triangle read); a LinAlgError if not positive-definite. */
+  cholesky(a: View, out: TypedArray): void;
+  /**
+   * Householder QR of a [..., m, n] (R's diagonal signs as LAPACK's geqrf): Q [m, c] and R [c, n] with c =
+   * min(m, n), or c = m with `complete`; packed as out [..., m + c, max(c, n)], Q in rows 0..m-1, columns
+   * 0..c-1, R in rows m.., columns 0..n-1, zeros elsewhere.
+   */
+  qr(a: View, complete: boolean, out: TypedArray): void;
+  /**
+   * Symmetric eigendecomposition of a [..., n, n] (only its `lower` or upper triangle read): out [..., n+1, n],
+   * row 0 the eigenvalues ascending, rows 1..n the eigenvectors as columns, each with its largest-magnitude
+   * entry positive (the first one on ties). A matrix with a non-finite entry gives NaN throughout.
+   */
+  eigh(a: View, lower: boolean, out: TypedArray): void;
+  /**
+   * Singular value decomposition of a [..., m, n], k = min(m, n): U [m, ku], S [k] descending, Vh [kv, n] with
+   * ku = kv = k, or ku = m, kv = n with `full`; packed as out [..., m + 1 + kv, max(ku, n)], U in rows 0..m-1,
+   * S in row m, Vh in the rows after. The largest-magnitude entry of each of the first k columns of U is
+   * positive (the first one on ties). A matrix with a non-finite entry gives NaN throughout.
+   */
+  svd(a: View, full: boolean, out: TypedArray): void;
+  /** Determinant of a [..., n, n] (from LU with partial pivoting): out [...]. */
+  det(a: View, out: TypedArray): void;
 }
 
 /**
  * The kernels of the contract: every member of Backend but its name, its allocator, the optional `fused`
- * (which completion never fills: a backend fuses only with a kernel of its own) and the optional `argsort`
- * (whose callers use the js reference when a backend omits it).
+ * (which completion never fills: a backend fuses only with a kernel of its own) and the optional `argsort` and
+ * `linalg` (whose callers use the js reference when a backend omits them).
  */
-export type KernelName = Exclude<keyof Backend, "name" | "alloc" | "fused" | "argsort">;
+export type KernelName = Exclude<keyof Backend, "name" | "alloc" | "fused" | "argsort" | "linalg">;
 
 /** Every kernel name once (a Record, so the compiler rejects a missing or unknown one). */
 const KERNEL_SET: Record<KernelName, true> = {
@@ -416,7 +479,7 @@ export const KERNELS = Object.keys(KERNEL_SET) as KernelName[];
  * it. Fallback for other reasons (a dtype the backend lacks, no scratch memory) stays inside the backend.
  */
 export type BackendImpl = Pick<Backend, "name" | "alloc"> &
-  Partial<Pick<Backend, KernelName | "fused" | "argsort">> & {
+  Partial<Pick<Backend, KernelName | "fused" | "argsort" | "linalg">> & {
     /** The unary op codes `unary` implements (default: all of UNARY_OPS). */
     readonly unaryOps?: readonly UnaryOp[];
     /** The binary op codes `binary` implements (default: all of BINARY_OPS). */

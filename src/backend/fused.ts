@@ -21,6 +21,8 @@ export const FUSED_INPUT = 0;
 export const FUSED_CONST = 1;
 export const FUSED_UNARY = 2;
 export const FUSED_BINARY = 3;
+/** Not an instruction of FusedProgram.code: the native kernel's store of a register to an output. */
+export const FUSED_STORE = 4;
 
 const UNARY_CODE = new Map<UnaryOp, number>(UNARY_OPS.map((op, i) => [op, i]));
 const BINARY_CODE = new Map<BinaryOp, number>(BINARY_OPS.map((op, i) => [op, i]));
@@ -36,8 +38,9 @@ export function isFusableOp(name: string): boolean {
 
 /**
  * Check `instrs` and build the program: its flat form, its consts (rounded to `dtype`) and its structural key.
- * Throws a TypeError naming the instruction when an operand is not an earlier register, an op is not a float
- * elementwise op, or input indices are not 0 .. k-1.
+ * `outputs` are the registers written out (default: the last one), each an op's result, once. Throws a TypeError naming the instruction
+ * when an operand is not an earlier register, an op is not a float elementwise op, or input indices are not
+ * 0 .. k-1, or naming the output that is not a register.
  *
  * @example
  * ```ts
@@ -48,7 +51,11 @@ export function isFusableOp(name: string): boolean {
  * ]);
  * ```
  */
-export function fusedProgram(dtype: "float32" | "float64", instrs: readonly FusedInstr[]): FusedProgram {
+export function fusedProgram(
+  dtype: "float32" | "float64",
+  instrs: readonly FusedInstr[],
+  outputs: readonly number[] = [instrs.length - 1],
+): FusedProgram {
   if (dtype !== "float32" && dtype !== "float64") {
     throw new TypeError(`fusedProgram: dtype must be float32 or float64, got ${String(dtype)}`);
   }
@@ -112,21 +119,48 @@ export function fusedProgram(dtype: "float32" | "float64", instrs: readonly Fuse
   for (let k = 0; k < inputs.size; k++) {
     if (!inputs.has(k)) throw new TypeError(`fusedProgram: inputs must be numbered 0..${inputs.size - 1}`);
   }
-  return { dtype, instrs, code, consts: Float64Array.from(consts), numInputs: inputs.size, key };
+  if (outputs.length === 0) throw new TypeError("fusedProgram: a program needs at least one output");
+  outputs.forEach((r, j) => {
+    if (!Number.isInteger(r) || r < 0 || r >= instrs.length) {
+      throw new TypeError(`fusedProgram: output ${j} = ${r} is not a register`);
+    }
+    const k = instrs[r].kind;
+    if (k === "input" || k === "const") {
+      throw new TypeError(`fusedProgram: output ${j} = ${r} is an ${k}; only op results are written out`);
+    }
+    if (outputs.indexOf(r) !== j) throw new TypeError(`fusedProgram: register ${r} is written out twice`);
+  });
+  if (outputs.length !== 1 || outputs[0] !== instrs.length - 1) key += `;->${outputs.join(",")}`;
+  return {
+    dtype,
+    instrs,
+    code,
+    consts: Float64Array.from(consts),
+    numInputs: inputs.size,
+    outputs: Int32Array.from(outputs),
+    key,
+  };
 }
 
-/** The output shape a fused call computes: the inputs' (all equal), or [out.length] without inputs. */
-export function fusedShape(inputs: readonly View[], out: TypedArray): readonly number[] {
-  return inputs.length > 0 ? inputs[0].shape : [out.length];
+/** The output shape a fused call computes: the inputs' (all equal), or [outs[0].length] without inputs. */
+export function fusedShape(inputs: readonly View[], outs: readonly TypedArray[]): readonly number[] {
+  return inputs.length > 0 ? inputs[0].shape : [outs[0].length];
 }
 
 /** Check a fused call's arguments against its program (shapes equal, dtypes, sizes); throws naming the problem. */
-export function checkFusedArgs(prog: FusedProgram, inputs: readonly View[], out: TypedArray): void {
+export function checkFusedArgs(
+  prog: FusedProgram,
+  inputs: readonly View[],
+  outs: readonly TypedArray[],
+): void {
   if (inputs.length !== prog.numInputs) {
     throw new TypeError(`fused: the program reads ${prog.numInputs} inputs, got ${inputs.length}`);
   }
+  if (outs.length !== prog.outputs.length) {
+    throw new TypeError(`fused: the program writes ${prog.outputs.length} outputs, got ${outs.length}`);
+  }
   const want = prog.dtype === "float32" ? Float32Array : Float64Array;
-  const shape = fusedShape(inputs, out);
+  const shape = fusedShape(inputs, outs);
   inputs.forEach((v, k) => {
     if (!(v.data instanceof want)) throw new TypeError(`fused: input ${k} is not ${prog.dtype}`);
     if (v.shape.length !== shape.length || v.shape.some((d, i) => d !== shape[i])) {
@@ -135,19 +169,31 @@ export function checkFusedArgs(prog: FusedProgram, inputs: readonly View[], out:
       );
     }
   });
-  if (!(out instanceof want)) throw new TypeError(`fused: out is not ${prog.dtype}`);
-  if (out.length < sizeOf(shape)) {
-    throw new TypeError(`fused: out has ${out.length} elements, the shape [${shape}] needs ${sizeOf(shape)}`);
-  }
+  outs.forEach((out, j) => {
+    if (!(out instanceof want)) throw new TypeError(`fused: out ${j} is not ${prog.dtype}`);
+    if (out.length < sizeOf(shape)) {
+      throw new TypeError(
+        `fused: out ${j} has ${out.length} elements, the shape [${shape}] needs ${sizeOf(shape)}`,
+      );
+    }
+    if (outs.indexOf(out) !== j)
+      throw new TypeError(`fused: outs ${outs.indexOf(out)} and ${j} are one array`);
+  });
 }
 
 /**
  * The reference semantics of `Backend.fused`: run the program one instruction at a time through `b`'s own
  * `unary` and `binary` kernels (a const is a stride-0 view of its value), each into a fresh contiguous
- * temporary, the last one into `out`. Bit for bit what the unfused program computes on `b`.
+ * temporary, then copy the output registers into `outs` (after every instruction ran: an out may be an
+ * input's storage). Bit for bit what the unfused program computes on `b`.
  */
-export function fusedByOps(b: Backend, prog: FusedProgram, inputs: readonly View[], out: TypedArray): void {
-  const shape = fusedShape(inputs, out);
+export function fusedByOps(
+  b: Backend,
+  prog: FusedProgram,
+  inputs: readonly View[],
+  outs: readonly TypedArray[],
+): void {
+  const shape = fusedShape(inputs, outs);
   const n = sizeOf(shape);
   if (n === 0) return;
   const zeros = shape.map(() => 0);
@@ -161,8 +207,7 @@ export function fusedByOps(b: Backend, prog: FusedProgram, inputs: readonly View
     return { data, shape, strides, offset: 0 };
   };
   const regs: View[] = [];
-  const last = prog.instrs.length - 1;
-  prog.instrs.forEach((ins, i) => {
+  prog.instrs.forEach((ins) => {
     if (ins.kind === "input") {
       regs.push(inputs[ins.index]);
       return;
@@ -173,11 +218,10 @@ export function fusedByOps(b: Backend, prog: FusedProgram, inputs: readonly View
       regs.push({ data: d, shape, strides: zeros, offset: 0 });
       return;
     }
-    const dst = i === last ? out : b.alloc(prog.dtype, n, true);
+    const dst = b.alloc(prog.dtype, n, true);
     if (ins.kind === "unary") b.unary(ins.op, regs[ins.a], dst);
     else b.binary(ins.op, regs[ins.a], regs[ins.b], dst);
     regs.push(contiguous(dst));
   });
-  const r = prog.instrs[last];
-  if (r.kind === "input" || r.kind === "const") b.copy(regs[last], contiguous(out));
+  for (let j = 0; j < outs.length; j++) b.copy(regs[prog.outputs[j]], contiguous(outs[j]));
 }

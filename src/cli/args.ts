@@ -6,12 +6,18 @@
  * The defaults are chosen so that `chainrule train` with no arguments finishes in about a minute on a 2-core
  * machine with the js reference backend and reaches about 95% test accuracy on the embedded digits: the MLP
  * (the fastest model per accuracy point on that backend), Adam with a one-cycle schedule, batch 64, 4 epochs.
+ * Some models change a few defaults ({@link MODEL_DEFAULTS}): the row-by-row LSTM trains longer with gradient
+ * clipping, the character-level Transformer reads the fortunes corpus in batches of 32 windows.
  */
 import { existsSync, statSync } from "node:fs";
 import { MODEL_NAMES, type ModelName, SPEC_LIMITS } from "./models.ts";
 
 /** Built-in datasets (anything else must be a directory of IDX files). */
 export const DATA_NAMES = ["digits", "fashion-mnist", "mnist"] as const;
+/** Built-in text corpora of `--model transformer` (any other text: `text:<file>`). */
+export const TEXT_DATA_NAMES = ["fortunes"] as const;
+/** The prefix of a text file given as `--data text:<file>`. */
+export const TEXT_PREFIX = "text:";
 /** Optimizers: "momentum" is SGD with momentum 0.9 (Nesterov off). */
 export const OPTIMIZER_NAMES = ["sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad"] as const;
 /** Learning-rate schedules (all stepped once per batch). */
@@ -27,10 +33,22 @@ export interface TrainConfig {
   /** "digits", "fashion-mnist", "mnist", or a directory holding an MNIST-like IDX quadruple. */
   data: string;
   model: ModelName;
-  /** Hidden layer sizes of the MLP. */
+  /** Hidden layer sizes of the MLP; the LSTM's hidden size (one entry per stacked layer, all equal). */
   hidden: number[];
-  /** Dropout before the output layer (mlp and cnn). */
+  /** Dropout before the output layer (mlp, cnn, lstm); everywhere inside the Transformer's layers. */
   dropout: number;
+  /** Transformer: number of layers. */
+  layers: number;
+  /** Transformer: model width (embedding size); the feed-forward block is 4 times wider. */
+  width: number;
+  /** Transformer: attention heads (must divide width). */
+  heads: number;
+  /** Transformer: context length in characters. */
+  context: number;
+  /** Clip the gradients' joint 2-norm to this value before each update (0: no clipping). */
+  clipGrad: number;
+  /** Transformer: evaluate the held-out loss every this many steps (and at the end of every epoch). */
+  evalEvery: number;
   epochs: number;
   batchSize: number;
   lr: number;
@@ -62,6 +80,12 @@ export const DEFAULTS = {
   model: "mlp",
   hidden: [256, 128],
   dropout: 0,
+  layers: 4,
+  width: 128,
+  heads: 4,
+  context: 128,
+  clipGrad: 0,
+  evalEvery: 100,
   epochs: 4,
   batchSize: 64,
   optimizer: "adam",
@@ -75,6 +99,17 @@ export const DEFAULTS = {
   quiet: false,
   jit: false,
 } as const satisfies Omit<TrainConfig, "lr" | "out">;
+
+/**
+ * Defaults that differ per model (applied where the caller gave no value). The LSTM on 28 rows: gradient
+ * clipping at norm 1 (the usual guard of recurrent nets), hidden size 128, 10 epochs. The Transformer: the
+ * fortunes corpus, batches of 32 windows of `context` characters, clipping at 1, one epoch (one pass over the
+ * training text's windows).
+ */
+export const MODEL_DEFAULTS: Partial<Record<ModelName, Partial<Omit<TrainConfig, "lr" | "out">>>> = {
+  lstm: { hidden: [128], clipGrad: 1, epochs: 10 },
+  transformer: { data: "fortunes", batchSize: 32, clipGrad: 1, epochs: 1 },
+};
 
 /** Default (peak) learning rate of each optimizer. */
 export const DEFAULT_LR: Record<OptimizerName, number> = {
@@ -124,6 +159,12 @@ export const LIMITS = {
   lr: 10,
   weightDecay: 1,
   threads: 1024,
+  layers: 64,
+  width: 8192,
+  heads: 256,
+  context: 65_536,
+  clipGrad: 1e6,
+  evalEvery: 1_000_000,
 } as const;
 
 /** Decimal integers only ("10", not "0x10", "1e3", "10.0" or " 10"). */
@@ -217,6 +258,33 @@ export function parseData(value: unknown): string {
   );
 }
 
+/**
+ * Check a `chainrule train --data` value: an image dataset (as {@link parseData}), a built-in text corpus
+ * ("fortunes") or `text:<file>` naming an existing file.
+ */
+export function parseTrainData(value: unknown): string {
+  if (typeof value === "string" && (TEXT_DATA_NAMES as readonly string[]).includes(value)) return value;
+  if (typeof value === "string" && value.startsWith(TEXT_PREFIX)) {
+    const file = value.slice(TEXT_PREFIX.length);
+    if (file !== "" && existsSync(file) && statSync(file).isFile()) return value;
+    throw new ConfigError(
+      `--data: invalid value ${JSON.stringify(value)}; ${TEXT_PREFIX}<file> must name an existing text file`,
+    );
+  }
+  try {
+    return parseData(value);
+  } catch {
+    throw new ConfigError(
+      `--data: invalid value ${JSON.stringify(value)}; expected one of ${[...DATA_NAMES, ...TEXT_DATA_NAMES].join(", ")}, ${TEXT_PREFIX}<file> (a text file, --model transformer), or the path of a directory of IDX files`,
+    );
+  }
+}
+
+/** True if a --data value names text (a corpus of `--model transformer`), not images. */
+export function isTextData(data: string): boolean {
+  return (TEXT_DATA_NAMES as readonly string[]).includes(data) || data.startsWith(TEXT_PREFIX);
+}
+
 /** Parse/check a model name. */
 export function parseModel(value: unknown): ModelName {
   return choice("--model", value, MODEL_NAMES);
@@ -234,7 +302,7 @@ export function defaultOutDir(now = new Date()): string {
  * @example
  * ```ts
  * resolveConfig({ model: "cnn", epochs: 2 }); // { data: "digits", model: "cnn", ..., lr: 0.002, ... }
- * resolveConfig({ model: "vgg" });            // ConfigError: --model: invalid value "vgg"; expected one of mlp, cnn, resnet
+ * resolveConfig({ model: "vgg" });            // ConfigError: --model: invalid value "vgg"; expected one of mlp, cnn, resnet, lstm, transformer
  * ```
  */
 export function resolveConfig(input: TrainInput): TrainConfig {
@@ -242,14 +310,40 @@ export function resolveConfig(input: TrainInput): TrainConfig {
   for (const k of Object.keys(input)) {
     if (!known.has(k)) throw new ConfigError(`unknown training option "${k}"`);
   }
-  const v = { ...DEFAULTS, ...stripUndefined(input) };
+  const model = parseModel(input.model ?? DEFAULTS.model);
+  const v = { ...DEFAULTS, ...MODEL_DEFAULTS[model], ...stripUndefined(input) };
   const optimizer = choice("--optimizer", v.optimizer, OPTIMIZER_NAMES);
   const backend = v.backend === null ? null : choice("--backend", v.backend, BACKEND_NAMES);
+  const data = parseTrainData(v.data);
+  if (isTextData(data) !== (model === "transformer")) {
+    throw new ConfigError(
+      model === "transformer"
+        ? `--data ${data}: --model transformer is a character-level language model; give a text corpus (${TEXT_DATA_NAMES.join(", ")} or ${TEXT_PREFIX}<file>)`
+        : `--data ${data}: a text corpus is read by --model transformer only; --model ${model} classifies images (${DATA_NAMES.join(", ")} or a directory of IDX files)`,
+    );
+  }
+  const hidden = parseHidden(v.hidden);
+  if (model === "lstm" && (hidden.length === 0 || hidden.some((h) => h !== hidden[0]))) {
+    throw new ConfigError(
+      `--hidden: the lstm takes one hidden size per stacked layer, all equal (such as 128 or 128,128), got ${JSON.stringify(v.hidden)}`,
+    );
+  }
+  const width = parsePositiveInt("--width", v.width, LIMITS.width);
+  const heads = parsePositiveInt("--heads", v.heads, LIMITS.heads);
+  if (width % heads !== 0) {
+    throw new ConfigError(`--heads: the number of heads must divide --width ${width}, got ${heads}`);
+  }
   return {
-    data: parseData(v.data),
-    model: parseModel(v.model),
-    hidden: parseHidden(v.hidden),
+    data,
+    model,
+    hidden,
     dropout: parseNumberIn("--dropout", v.dropout, 0, 1),
+    layers: parsePositiveInt("--layers", v.layers, LIMITS.layers),
+    width,
+    heads,
+    context: parsePositiveInt("--context", v.context, LIMITS.context),
+    clipGrad: parseNumberIn("--clip-grad", v.clipGrad, 0, LIMITS.clipGrad, true),
+    evalEvery: parsePositiveInt("--eval-every", v.evalEvery, LIMITS.evalEvery),
     epochs: parsePositiveInt("--epochs", v.epochs, LIMITS.epochs),
     batchSize: parsePositiveInt("--batch-size", v.batchSize, LIMITS.batchSize),
     lr: input.lr === undefined ? DEFAULT_LR[optimizer] : parseLr(v.lr),

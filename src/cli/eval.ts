@@ -15,6 +15,7 @@ import { buildModel, type ModelSpec } from "./models.ts";
 import { formatConfusion, type TestMetrics, testMetrics, writeConfusion } from "./report.ts";
 import { confusionOf, evaluate } from "./setup.ts";
 import { savedModelInfo } from "./saved.ts";
+import { TEXT_MODEL_META } from "./text-model.ts";
 
 /** Options of {@link runEval}. */
 export interface EvalInput {
@@ -67,6 +68,11 @@ export function loadModel(modelPath: string): LoadedModel {
   // Header first (regular files only, bounded header): the spec in the metadata is validated and compared
   // with the tensors' shapes before the data is read or a layer is built.
   const header = readSafetensorsFileHeader(path);
+  if (header.metadata[TEXT_MODEL_META] !== undefined) {
+    throw new FormatError(
+      `${path}: a character-level language model (chainrule train --model transformer); generate text with chainrule sample --model-path ${modelPath}`,
+    );
+  }
   const info = savedModelInfo(path, header.metadata, header.entries);
   const weights = info.checkpoint ? loadCheckpoint(path).model : loadSafetensors(path).tensors;
   const { net } = buildModel(info.spec);

@@ -23,7 +23,7 @@ import { writeFileAtomic } from "../io/files-node.ts";
 import { graphHtml } from "../viz/graph-html.ts";
 import { trainingStepGraph } from "../viz/graph-model.ts";
 import { ConfigError, DEFAULTS } from "./args.ts";
-import { buildModel, MODEL_NAMES, type ModelName } from "./models.ts";
+import { buildModel, IMAGE_MODEL_NAMES, type ImageModelName } from "./models.ts";
 
 /** What `chainrule graph` takes. */
 export interface GraphCommandOptions {
@@ -89,9 +89,9 @@ export async function runGraph(
   opts: GraphCommandOptions,
   log: (line: string) => void = () => {},
 ): Promise<{ path: string; eqns: number }> {
-  if (!(MODEL_NAMES as readonly string[]).includes(opts.model)) {
+  if (!(IMAGE_MODEL_NAMES as readonly string[]).includes(opts.model)) {
     throw new ConfigError(
-      `--model: invalid value ${JSON.stringify(opts.model)}; expected one of ${MODEL_NAMES.join(", ")}`,
+      `--model: invalid value ${JSON.stringify(opts.model)}; expected one of ${IMAGE_MODEL_NAMES.join(", ")}`,
     );
   }
   const format = checkGraphOut(opts.out);
@@ -102,13 +102,13 @@ export async function runGraph(
   const depth = opts.depth ?? 1;
   if (!Number.isInteger(depth) || depth < 0)
     throw new ConfigError(`--depth: expected an integer >= 0, got ${depth}`);
-  const name = opts.model as ModelName;
+  const name = opts.model as ImageModelName;
   manualSeed(opts.seed ?? 0);
   const { net } = buildModel({
     name,
     inputShape: [1, 28, 28],
     numClasses: 10,
-    hidden: opts.hidden ?? [...DEFAULTS.hidden],
+    hidden: opts.hidden ?? (name === "lstm" ? [128] : [...DEFAULTS.hidden]),
     dropout: 0,
     mean: 0.1307,
     std: 0.3081,

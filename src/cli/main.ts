@@ -1,5 +1,6 @@
 /**
- * The `chainrule` command line: `chainrule train`, `chainrule eval` and `chainrule graph`, parsed with commander.
+ * The `chainrule` command line: `chainrule train`, `chainrule eval`, `chainrule sample` and `chainrule graph`,
+ * parsed with commander.
  *
  * `main(argv)` parses the arguments, runs the command and resolves to the process exit code (0 done, 1 error,
  * 130 interrupted by Ctrl-C) instead of exiting, so tests can call it in-process; bin/chainrule.mjs sets
@@ -22,6 +23,9 @@ import {
   OPTIMIZER_NAMES,
   parseData,
   parseHidden,
+  parseTrainData,
+  TEXT_DATA_NAMES,
+  TEXT_PREFIX,
   parseLr,
   parseNonNegativeInt,
   parseNumberIn,
@@ -32,7 +36,9 @@ import {
 } from "./args.ts";
 import { runEval } from "./eval.ts";
 import { runGraph } from "./graph.ts";
-import { MODEL_NAMES } from "./models.ts";
+import { IMAGE_MODEL_NAMES, MODEL_NAMES } from "./models.ts";
+import { runSample } from "./sample.ts";
+import { runTrainText } from "./text-train.ts";
 import { runTrain } from "./train.ts";
 
 /** How `main` talks to the outside world (defaults: the process's streams and signals). */
@@ -96,35 +102,78 @@ function applyThreads(threads: number | undefined): void {
 
 function trainCommand(io: Required<MainIO>, done: (code: number) => void): Command {
   const cmd = new Command("train")
-    .description("train an image classifier and write metrics, weights, a checkpoint and charts")
+    .description(
+      "train an image classifier (or, with --model transformer, a character-level language model) and write metrics, weights, a checkpoint and charts",
+    )
     .addOption(
       new Option(
-        "--data <name|dir>",
-        `dataset: ${DATA_NAMES.join(", ")}, or a directory of MNIST-like IDX files`,
+        "--data <name|dir|text:file>",
+        `dataset: ${DATA_NAMES.join(", ")}, or a directory of MNIST-like IDX files; --model transformer: ${TEXT_DATA_NAMES.join(", ")} (Debian's fortunes package) or ${TEXT_PREFIX}<file> (default: digits; fortunes for the transformer)`,
+      ).argParser(parser(parseTrainData)),
+    )
+    .addOption(
+      new Option(
+        "--model <name>",
+        "architecture: image classifiers mlp, cnn, resnet, lstm (rows as a sequence); transformer: a character-level language model",
       )
-        .default(DEFAULTS.data)
-        .argParser(parser(parseData)),
-    )
-    .addOption(new Option("--model <name>", "architecture").choices(MODEL_NAMES).default(DEFAULTS.model))
-    .addOption(
-      new Option("--hidden <sizes>", "hidden layer sizes of the mlp, comma-separated")
-        .default(DEFAULTS.hidden, DEFAULTS.hidden.join(","))
-        .argParser(parser(parseHidden)),
+        .choices(MODEL_NAMES)
+        .default(DEFAULTS.model),
     )
     .addOption(
-      new Option("--dropout <p>", "dropout before the output layer (mlp, cnn)")
+      new Option(
+        "--hidden <sizes>",
+        "hidden layer sizes of the mlp, comma-separated (default 256,128); the lstm's hidden size, one per layer (default 128)",
+      ).argParser(parser(parseHidden)),
+    )
+    .addOption(
+      new Option(
+        "--dropout <p>",
+        "dropout before the output layer (mlp, cnn, lstm); inside the transformer's layers",
+      )
         .default(DEFAULTS.dropout)
         .argParser(parser((v) => parseNumberIn("--dropout", v, 0, 1))),
     )
     .addOption(
-      new Option("--epochs <n>", "number of epochs")
-        .default(DEFAULTS.epochs)
-        .argParser(parser((v) => parsePositiveInt("--epochs", v, LIMITS.epochs))),
+      new Option("--layers <n>", "transformer: layers")
+        .default(DEFAULTS.layers)
+        .argParser(parser((v) => parsePositiveInt("--layers", v, LIMITS.layers))),
     )
     .addOption(
-      new Option("--batch-size <n>", "examples per batch")
-        .default(DEFAULTS.batchSize)
-        .argParser(parser((v) => parsePositiveInt("--batch-size", v, LIMITS.batchSize))),
+      new Option("--width <n>", "transformer: model width (the feed-forward block is 4x wider)")
+        .default(DEFAULTS.width)
+        .argParser(parser((v) => parsePositiveInt("--width", v, LIMITS.width))),
+    )
+    .addOption(
+      new Option("--heads <n>", "transformer: attention heads (must divide --width)")
+        .default(DEFAULTS.heads)
+        .argParser(parser((v) => parsePositiveInt("--heads", v, LIMITS.heads))),
+    )
+    .addOption(
+      new Option("--context <n>", "transformer: context length in characters")
+        .default(DEFAULTS.context)
+        .argParser(parser((v) => parsePositiveInt("--context", v, LIMITS.context))),
+    )
+    .addOption(
+      new Option(
+        "--clip-grad <norm>",
+        "clip the gradients' joint 2-norm to this value (0: off; default 1 for lstm and transformer, else 0)",
+      ).argParser(parser((v) => parseNumberIn("--clip-grad", v, 0, LIMITS.clipGrad, true))),
+    )
+    .addOption(
+      new Option("--eval-every <steps>", "transformer: held-out loss every this many steps")
+        .default(DEFAULTS.evalEvery)
+        .argParser(parser((v) => parsePositiveInt("--eval-every", v, LIMITS.evalEvery))),
+    )
+    .addOption(
+      new Option(
+        "--epochs <n>",
+        "number of epochs (default 4; lstm 10; transformer 1, one pass over the training text)",
+      ).argParser(parser((v) => parsePositiveInt("--epochs", v, LIMITS.epochs))),
+    )
+    .addOption(
+      new Option("--batch-size <n>", "examples per batch (default 64; transformer 32 windows)").argParser(
+        parser((v) => parsePositiveInt("--batch-size", v, LIMITS.batchSize)),
+      ),
     )
     .addOption(
       new Option("--lr <rate>", `(peak) learning rate (default per optimizer: ${lrHelp})`).argParser(
@@ -165,9 +214,10 @@ function trainCommand(io: Required<MainIO>, done: (code: number) => void): Comma
       ).choices(BACKEND_NAMES),
     )
     .addOption(
-      new Option("--limit <n>", "use only the first n training examples").argParser(
-        parser((v) => parsePositiveInt("--limit", v, LIMITS.limit)),
-      ),
+      new Option(
+        "--limit <n>",
+        "use only the first n training examples (transformer: the first n characters of the text)",
+      ).argParser(parser((v) => parsePositiveInt("--limit", v, LIMITS.limit))),
     )
     .addOption(threadsOption())
     .addOption(
@@ -175,11 +225,18 @@ function trainCommand(io: Required<MainIO>, done: (code: number) => void): Comma
     )
     .addOption(new Option("--no-plots", "do not write the SVG charts"))
     .addOption(new Option("--quiet", "print only the final test accuracy"))
+    .addOption(
+      new Option(
+        "--distributed",
+        "data-parallel over the processes of `mpirun -np N` (rank 0 prints and writes)",
+      ),
+    )
     .action(async (_opts: Record<string, unknown>, self: Command) => {
       // only what was given on the command line; args.ts fills the defaults (and checks --resume conflicts)
       const given: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(self.opts())) {
-        if (k !== "resume" && k !== "threads" && self.getOptionValueSource(k) === "cli") given[k] = v;
+        const own = k === "resume" || k === "threads" || k === "distributed";
+        if (!own && self.getOptionValueSource(k) === "cli") given[k] = v;
       }
       const resume = self.opts().resume as string | undefined;
       if (given.backend === undefined) selectDefaultBackend();
@@ -198,14 +255,17 @@ function trainCommand(io: Required<MainIO>, done: (code: number) => void): Comma
       };
       if (io.handleSignals) process.on("SIGINT", onSigint);
       try {
-        const r = await runTrain(given as TrainInput, {
-          resume,
-          signal: controller.signal,
-          log: io.log,
-          tty: io.tty,
-        });
+        const distributed = self.opts().distributed === true;
+        if (distributed && given.model === "transformer") {
+          throw new ConfigError("--distributed: not supported with --model transformer yet");
+        }
+        const how = { resume, distributed, signal: controller.signal, log: io.log, tty: io.tty };
+        const r =
+          given.model === "transformer"
+            ? await runTrainText(given as TrainInput, how)
+            : await runTrain(given as TrainInput, how);
         if (r.status === "interrupted") {
-          io.log(`resume with: chainrule train --resume ${r.outDir}`);
+          if (given.model !== "transformer") io.log(`resume with: chainrule train --resume ${r.outDir}`);
           done(130);
         } else {
           done(0);
@@ -250,12 +310,55 @@ function evalCommand(io: Required<MainIO>, done: (code: number) => void): Comman
     );
 }
 
+function sampleCommand(io: Required<MainIO>, done: (code: number) => void): Command {
+  return new Command("sample")
+    .description(
+      "generate text with a character-level language model trained by chainrule train --model transformer",
+    )
+    .requiredOption("--model-path <path>", "a run directory or its model.safetensors")
+    .addOption(new Option("--prompt <text>", "the text to continue").default("", "a newline"))
+    .addOption(new Option("--length <n>", "characters to generate").default("500", "500"))
+    .addOption(
+      new Option(
+        "--temperature <t>",
+        "softmax temperature (lower: more conservative; 0: always the likeliest)",
+      ).default("0.8", "0.8"),
+    )
+    .addOption(new Option("--top-k <k>", "draw only among the k likeliest characters (default: all)"))
+    .addOption(new Option("--seed <n>", "seed of the draws").default("0", "0"))
+    .addOption(
+      new Option("--backend <name>", "kernel backend (default: native if it loads)").choices(BACKEND_NAMES),
+    )
+    .addOption(threadsOption())
+    .action(
+      (opts: {
+        modelPath: string;
+        prompt: string;
+        length: string;
+        temperature: string;
+        topK?: string;
+        seed: string;
+        backend?: string;
+        threads?: number;
+      }) => {
+        if (opts.backend === undefined) selectDefaultBackend();
+        else setBackend(opts.backend);
+        applyThreads(opts.threads);
+        const r = runSample(opts);
+        io.log(r.prompt + r.text);
+        done(0);
+      },
+    );
+}
+
 function graphCommand(io: Required<MainIO>, done: (code: number) => void): Command {
   return new Command("graph")
     .description(
       "draw a model's training step (forward, loss, and with --backward the gradient) as SVG, DOT or an interactive HTML page",
     )
-    .addOption(new Option("--model <name>", "architecture").choices(MODEL_NAMES).default(DEFAULTS.model))
+    .addOption(
+      new Option("--model <name>", "architecture").choices(IMAGE_MODEL_NAMES).default(DEFAULTS.model),
+    )
     .requiredOption(
       "--out <file>",
       "output file: .svg (laid out by Graphviz), .dot, or .html (one page; click module boxes to open them)",
@@ -276,9 +379,10 @@ function graphCommand(io: Required<MainIO>, done: (code: number) => void): Comma
       ),
     )
     .addOption(
-      new Option("--hidden <sizes>", "hidden layer sizes of the mlp, comma-separated")
-        .default(DEFAULTS.hidden, DEFAULTS.hidden.join(","))
-        .argParser(parser(parseHidden)),
+      new Option(
+        "--hidden <sizes>",
+        "hidden layer sizes of the mlp, comma-separated (default 256,128); the lstm's hidden size (default 128)",
+      ).argParser(parser(parseHidden)),
     )
     .addOption(new Option("--rankdir <dir>", "layout direction").choices(["TB", "LR"]).default("TB"))
     .action(
@@ -288,7 +392,7 @@ function graphCommand(io: Required<MainIO>, done: (code: number) => void): Comma
         backward?: boolean;
         depth: number;
         expand?: string[];
-        hidden: number[];
+        hidden?: number[];
         rankdir: "TB" | "LR";
       }) => {
         await runGraph(opts, io.log);
@@ -304,7 +408,7 @@ function graphCommand(io: Required<MainIO>, done: (code: number) => void): Comma
  * ```ts
  * process.exitCode = await main(process.argv.slice(2));
  * await main(["train", "--epochs", "1", "--limit", "2000", "--out", "runs/t"]); // 0
- * await main(["train", "--model", "vgg"]); // 1, after "error: option '--model <name>' argument 'vgg' is invalid. Allowed choices are mlp, cnn, resnet."
+ * await main(["train", "--model", "vgg"]); // 1, after "error: option '--model <name>' argument 'vgg' is invalid. Allowed choices are mlp, cnn, resnet, lstm, transformer."
  * ```
  */
 export async function main(argv: readonly string[], ioIn: MainIO = {}): Promise<number> {
@@ -328,7 +432,12 @@ export async function main(argv: readonly string[], ioIn: MainIO = {}): Promise<
       outputError: io.error,
     })
     .exitOverride();
-  for (const sub of [trainCommand(io, done), evalCommand(io, done), graphCommand(io, done)]) {
+  for (const sub of [
+    trainCommand(io, done),
+    evalCommand(io, done),
+    sampleCommand(io, done),
+    graphCommand(io, done),
+  ]) {
     program.addCommand(
       sub
         .exitOverride()

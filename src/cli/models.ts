@@ -10,6 +10,12 @@
  * - `resnet`: a small ResNet for 28x28 inputs: a 3x3 stem of 16 channels with BatchNorm, three stages of one
  *   BasicBlock each (16, 32 and 64 channels, the last two halving the resolution: 28 -> 14 -> 7), global average
  *   pooling and a Linear classifier (about 78k parameters).
+ * - `lstm`: sequence classification: the image read row by row (28 steps of 28 pixels for a 28x28 image) by an
+ *   LSTM (one layer per hidden size; all sizes equal, 128 by default), its last output (the final hidden state
+ *   of the top layer) into a Linear classifier.
+ *
+ * The character-level `transformer` of `chainrule train --model transformer` is not an image classifier: it
+ * lives in text-model.ts.
  *
  * Every model starts with a fixed `Standardize` layer, (x - mean) / std with the training set's pixel mean and
  * standard deviation, so the saved model takes raw [0, 1] pixels like the dataset loaders produce.
@@ -26,21 +32,27 @@ import { Flatten, Linear } from "../nn/linear.ts";
 import { Module } from "../nn/module.ts";
 import { BatchNorm2d } from "../nn/norm.ts";
 import { AdaptiveAvgPool2d, MaxPool2d } from "../nn/pool.ts";
+import { LSTM } from "../nn/rnn.ts";
+import { ShapeError } from "../errors.ts";
 
-/** The architectures of the zoo. */
-export const MODEL_NAMES = ["mlp", "cnn", "resnet"] as const;
+/** The image classifiers of the zoo (what a {@link ModelSpec} describes). */
+export const IMAGE_MODEL_NAMES = ["mlp", "cnn", "resnet", "lstm"] as const;
+/** One of {@link IMAGE_MODEL_NAMES}. */
+export type ImageModelName = (typeof IMAGE_MODEL_NAMES)[number];
+/** Every architecture `chainrule train --model` accepts: the image classifiers and the character-level LM. */
+export const MODEL_NAMES = [...IMAGE_MODEL_NAMES, "transformer"] as const;
 /** One of {@link MODEL_NAMES}. */
 export type ModelName = (typeof MODEL_NAMES)[number];
 
 /** Everything needed to rebuild a model (stored as JSON in model.safetensors metadata). */
 export interface ModelSpec {
-  name: ModelName;
+  name: ImageModelName;
   /** Input shape of one example, [C, H, W]. */
   inputShape: [number, number, number];
   numClasses: number;
-  /** Hidden layer sizes of the MLP (ignored by the other models). */
+  /** Hidden layer sizes of the MLP, or the LSTM's hidden size per layer (ignored by the other models). */
   hidden: number[];
-  /** Dropout probability before the output layer (mlp, cnn); 0 for none. */
+  /** Dropout probability before the output layer (mlp, cnn, lstm); 0 for none. */
   dropout: number;
   /** Pixel statistics of the training set: the model computes (x - mean) / std first. */
   mean: number;
@@ -64,6 +76,55 @@ export class Standardize extends Module {
   override extraRepr(): string {
     return `mean=${this.mean.toFixed(4)}, std=${this.std.toFixed(4)}`;
   }
+}
+
+/**
+ * An image [N, C, H, W] read as a sequence of its H rows ([N, H, C * W]: each step sees one row of every
+ * channel) by an LSTM; the output is the LSTM's last output [N, hidden] (the top layer's final hidden state).
+ * Parameters `lstm.weight_ih_l0`, ... as PyTorch names an LSTM attribute.
+ */
+export class RowLSTM extends Module {
+  lstm: LSTM;
+
+  constructor(
+    readonly inputSize: number,
+    readonly hiddenSize: number,
+    readonly numLayers = 1,
+  ) {
+    super();
+    this.lstm = new LSTM(inputSize, hiddenSize, { numLayers, batchFirst: true });
+  }
+
+  forward(x: Tensor): Tensor {
+    if (x.ndim !== 4 || x.shape[1] * x.shape[3] !== this.inputSize) {
+      throw new ShapeError(
+        `RowLSTM: expected images [N, C, H, W] with C * W = ${this.inputSize}, got [${x.shape.join(", ")}]`,
+      );
+    }
+    const [n, c, h, w] = x.shape;
+    const rows = c === 1 ? x.reshape([n, h, w]) : x.permute([0, 2, 1, 3]).reshape([n, h, c * w]);
+    const [out] = this.lstm.call(rows);
+    return out.narrow(1, h - 1, 1).reshape([n, this.hiddenSize]);
+  }
+
+  override extraRepr(): string {
+    return `rows of ${this.inputSize} -> ${this.hiddenSize}${this.numLayers > 1 ? `, numLayers=${this.numLayers}` : ""}`;
+  }
+}
+
+/** The LSTM's hidden size and layer count from spec.hidden (all sizes equal; [] means the default 128). */
+function lstmSize(spec: ModelSpec): { hidden: number; layers: number } {
+  const hs = spec.hidden.length === 0 ? [128] : spec.hidden;
+  return { hidden: hs[0], layers: hs.length };
+}
+
+function lstm(spec: ModelSpec, opts: BuildModelOptions): TensorModule[] {
+  const [c, , w] = spec.inputShape;
+  const { hidden, layers } = lstmSize(spec);
+  const out: TensorModule[] = [new RowLSTM(c * w, hidden, layers)];
+  if (spec.dropout > 0) out.push(new Dropout(spec.dropout, { generator: opts.dropoutGenerator }));
+  out.push(new Linear(hidden, spec.numClasses));
+  return out;
 }
 
 /** A model of the zoo: a Sequential plus the spec it was built from. */
@@ -141,7 +202,14 @@ function resnet(spec: ModelSpec): TensorModule[] {
  */
 export function buildModel(spec: ModelSpec, opts: BuildModelOptions = {}): ZooModel {
   checkSpec(spec);
-  const body = spec.name === "mlp" ? mlp(spec, opts) : spec.name === "cnn" ? cnn(spec, opts) : resnet(spec);
+  const body =
+    spec.name === "mlp"
+      ? mlp(spec, opts)
+      : spec.name === "cnn"
+        ? cnn(spec, opts)
+        : spec.name === "lstm"
+          ? lstm(spec, opts)
+          : resnet(spec);
   return { spec, net: new Sequential(new Standardize(spec.mean, spec.std), ...body) };
 }
 
@@ -161,7 +229,7 @@ export const SPEC_LIMITS = {
 } as const;
 
 /**
- * The state-dict shapes an mlp or cnn spec implies ("2.weight" -> [256, 784], ...), computed from the spec
+ * The state-dict shapes an mlp, cnn or lstm spec implies ("2.weight" -> [256, 784], ...), computed from the spec
  * alone, so a file's tensors can be compared with its spec before any layer is allocated. Null for the resnet,
  * whose widths are fixed (its size depends only on the bounded channel and class counts).
  */
@@ -196,6 +264,19 @@ export function specWeightShapes(spec: ModelSpec): Map<string, number[]> | null 
     linear(10 + dropout, 128, spec.numClasses);
     return shapes;
   }
+  if (spec.name === "lstm") {
+    // 0 Standardize, 1 RowLSTM, [Dropout], Linear
+    const [c, , w] = spec.inputShape;
+    const { hidden, layers } = lstmSize(spec);
+    for (let l = 0; l < layers; l++) {
+      shapes.set(`1.lstm.weight_ih_l${l}`, [4 * hidden, l === 0 ? c * w : hidden]);
+      shapes.set(`1.lstm.weight_hh_l${l}`, [4 * hidden, hidden]);
+      shapes.set(`1.lstm.bias_ih_l${l}`, [4 * hidden]);
+      shapes.set(`1.lstm.bias_hh_l${l}`, [4 * hidden]);
+    }
+    linear(2 + dropout, hidden, spec.numClasses);
+    return shapes;
+  }
   return null;
 }
 
@@ -210,8 +291,8 @@ export function checkSpec(spec: ModelSpec, where = "model spec"): void {
     throw new FormatError(`${where}: ${what} (got ${got.length > 300 ? `${got.slice(0, 300)}...` : got})`);
   };
   if (spec === null || typeof spec !== "object" || Array.isArray(spec)) bad("expected an object");
-  if (!(MODEL_NAMES as readonly string[]).includes(spec.name)) {
-    bad(`"name" must be one of ${MODEL_NAMES.join(", ")}`);
+  if (!(IMAGE_MODEL_NAMES as readonly string[]).includes(spec.name)) {
+    bad(`"name" must be one of ${IMAGE_MODEL_NAMES.join(", ")}`);
   }
   const intIn = (v: unknown, lo: number, hi: number) =>
     typeof v === "number" && Number.isInteger(v) && v >= lo && v <= hi;
@@ -242,6 +323,9 @@ export function checkSpec(spec: ModelSpec, where = "model spec"): void {
   }
   const [, h, w] = spec.inputShape;
   if (spec.name === "cnn" && (h < 4 || w < 4)) bad("the cnn needs inputs of at least 4x4");
+  if (spec.name === "lstm" && spec.hidden.some((v) => v !== spec.hidden[0])) {
+    bad(`"hidden" of the lstm must be equal sizes (one per stacked layer)`);
+  }
   let total = 0;
   for (const shape of specWeightShapes(spec)?.values() ?? []) total += shape.reduce((a, b) => a * b, 1);
   if (total > elements) {

@@ -33,6 +33,7 @@ import { noGrad } from "../core/trace.ts";
 import { arange, Generator, manualSeed } from "../ops/creation.ts";
 import type { Sequential } from "../nn/container.ts";
 import { loadModuleState } from "../nn/functional.ts";
+import type { Module } from "../nn/module.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { crossEntropy } from "../nn/loss.ts";
 import {
@@ -43,6 +44,8 @@ import {
   stateToOptimizer,
 } from "../optim/functional.ts";
 import { makeTrainStep, type TrainState } from "../optim/functional-step.ts";
+import { clipGradNorm_ } from "../optim/clip.ts";
+import { treeFlatten, treeMap } from "../tree.ts";
 import type { Optimizer, OptimizerStateDict } from "../optim/optimizer.ts";
 import type { SchedulerStateDict } from "../optim/scheduler.ts";
 import { ConfigError, mergeResumeConfig, resolveConfig, type TrainConfig, type TrainInput } from "./args.ts";
@@ -73,6 +76,7 @@ import {
   STREAM,
 } from "./setup.ts";
 import { checkResumeExtra, MODEL_META, savedModelInfo } from "./saved.ts";
+import { startDistributedRun } from "../distributed/train-run.ts";
 
 /** Metadata keys of model.safetensors (defined in saved.ts, which validates them when read back). */
 export { MODEL_META } from "./saved.ts";
@@ -92,6 +96,12 @@ export interface TrainOptions {
   tty?: boolean;
   /** Called after every training step with the global step count (tests use it to interrupt). */
   onStep?: (globalStep: number) => void;
+  /**
+   * Data-parallel training over the ranks of an MPI job (`mpirun -np N chainrule train --distributed`): each
+   * global batch is split over the ranks, gradients are averaged (DistributedDataParallel), and only rank 0
+   * prints and writes files. See src/distributed/train-run.ts.
+   */
+  distributed?: boolean;
 }
 
 /** What `runTrain` returns. */
@@ -181,20 +191,21 @@ function readResume(resume: string): {
 }
 
 /**
- * The --jit path: parameters, buffers and optimizer state live in one state pytree stepped by a jitted training
+ * The --jit path (also of the text model): parameters, buffers and optimizer state live in one state pytree stepped by a jitted training
  * step (forward, cross-entropy, backward, update; the state donated), with the learning rate and momentum read
  * from the stateful optimizer's group each step, so its scheduler drives the run as in the eager path. `sync`
  * writes the state back into the model and the optimizer (before evaluation and checkpoints). Dropout masks are
  * drawn by the layers' generator outside the program, in the order the eager forward draws them.
  */
-function jitTrainer(net: Sequential, opt: Optimizer<{ lr: number }>, numClasses: number) {
+export function jitTrainer(
+  net: Module<[Tensor], Tensor>,
+  opt: Optimizer<{ lr: number }>,
+  loss: (logits: Tensor, y: Tensor) => Tensor,
+  clipGrad: number,
+) {
   const f: FunctionalOptimizer = fromOptimizer(opt);
   const named = Object.fromEntries(net.namedParameters().filter(([, p]) => p.requiresGrad));
-  const classes = arange(numClasses, undefined, 1, { dtype: "int32" });
-  // one-hot targets: crossEntropy's class-index path checks the indices on the host, which a trace cannot do
-  const loss = (logits: Tensor, y: Tensor) =>
-    crossEntropy(logits, y.unsqueeze(1).eq(classes).to(logits.dtype));
-  const step = makeTrainStep(net, loss, f);
+  const step = makeTrainStep(net, loss, clipGrad > 0 ? clippedOptimizer(f, clipGrad) : f);
   let state: TrainState | null = null; // made at the first step, from the model and optimizer as loaded
   return {
     step(x: Tensor, y: Tensor): [Tensor, Tensor] {
@@ -207,6 +218,38 @@ function jitTrainer(net: Sequential, opt: Optimizer<{ lr: number }>, numClasses:
       if (state === null) return;
       loadModuleState(net, state);
       stateToOptimizer(f, state.opt, opt, named);
+    },
+  };
+}
+
+/**
+ * Cross-entropy of logits [N, C] against class indices [N] as one-hot targets: crossEntropy's class-index path
+ * checks the indices on the host, which a trace cannot do.
+ */
+export function oneHotCrossEntropy(numClasses: number): (logits: Tensor, y: Tensor) => Tensor {
+  const classes = arange(numClasses, undefined, 1, { dtype: "int32" });
+  return (logits, y) => crossEntropy(logits, y.unsqueeze(1).eq(classes).to(logits.dtype));
+}
+
+/**
+ * `f` with the gradients' joint 2-norm clipped to `maxNorm` before each update (clipGradNorm_ as traceable
+ * tensor arithmetic: the scale min(1, maxNorm / (norm + 1e-6)) stays on the device), for jitted steps.
+ */
+export function clippedOptimizer(f: FunctionalOptimizer, maxNorm: number): FunctionalOptimizer {
+  return {
+    name: f.name,
+    options: f.options,
+    dynamic: f.dynamic,
+    moments: f.moments,
+    init: (params) => f.init(params),
+    update(grads, state, params, hyper) {
+      const leaves = treeFlatten(grads)[0];
+      if (leaves.length === 0) return f.update(grads, state, params, hyper);
+      let sq = leaves[0].square().sum().to("float64");
+      for (let i = 1; i < leaves.length; i++) sq = sq.add(leaves[i].square().sum().to("float64"));
+      const coef = sq.sqrt().add(1e-6).reciprocal().mul(maxNorm).clamp(null, 1);
+      const scaled = treeMap(grads, (g) => g.mul(coef.to(g.dtype))) as typeof grads;
+      return f.update(scaled, state, params, hyper);
     },
   };
 }
@@ -227,7 +270,13 @@ export class DivergedError extends Error {
  * ```
  */
 export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Promise<TrainResult> {
-  const log = opts.log ?? ((line: string) => console.log(line));
+  const dist = opts.distributed ? startDistributedRun() : null;
+  const log = dist?.isMain === false ? () => {} : (opts.log ?? ((line: string) => console.log(line)));
+  if (input.model === "transformer") {
+    throw new ConfigError(
+      "runTrain: --model transformer is a language model; train it with runTrainText (text-train.ts)",
+    );
+  }
   const saved = opts.resume === undefined ? null : readResume(opts.resume);
   const config =
     saved === null
@@ -251,11 +300,13 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
   // ---- data, model, optimizer, schedule ----
   const t0 = performance.now();
   const data = prepareData(config);
+  if (config.model === "transformer")
+    throw new ConfigError("runTrain: --model transformer: use runTrainText");
   const spec: ModelSpec = saved?.extra.spec ?? {
     name: config.model,
     inputShape: data.inputShape,
     numClasses: data.classes.length,
-    hidden: config.model === "mlp" ? config.hidden : [],
+    hidden: config.model === "mlp" || config.model === "lstm" ? config.hidden : [],
     dropout: config.dropout,
     mean: data.mean,
     std: data.std,
@@ -267,7 +318,9 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
   const dataset = new TensorDataset(data.train.x, data.train.y);
   const stepsPerEpoch = Math.ceil(data.train.x.shape[0] / config.batchSize);
   const sched = makeScheduler(config, opt, stepsPerEpoch);
-  const jitted = config.jit ? jitTrainer(net, opt, data.classes.length) : null;
+  const jitted = config.jit
+    ? jitTrainer(net, opt, oneHotCrossEntropy(data.classes.length), config.clipGrad)
+    : null;
   let pos: Position = { epoch: 0, step: 0, globalStep: 0 };
   let sums: EpochSums = { loss: 0, correct: 0, count: 0, seconds: 0 };
   const epochs: EpochMetrics[] = saved?.extra.epochs ?? [];
@@ -291,9 +344,12 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
       if (config.epochs !== saved.extra.config.epochs) applyScheduleAt(sched, pos.globalStep);
     }
   }
+  if (dist !== null && jitted !== null)
+    throw new ConfigError("--distributed: --jit is not supported with it yet");
+  const model = dist?.wrap(net) ?? net; // after a resume loaded the weights: DDP broadcasts rank 0's
   mkdirSync(outDir, { recursive: true }); // only once the data and the model are there
   // one run per directory; stale temporary files of a killed run are removed once the lock is held
-  const lock = lockOutDir(outDir, OUTPUT_NAMES);
+  const lock = dist?.isMain === false ? { release() {} } : lockOutDir(outDir, OUTPUT_NAMES);
   try {
     return await trainIn();
   } finally {
@@ -341,6 +397,7 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
       });
     /** Write the checkpoint, the model and metrics.json (in this order: metrics last); returns the metrics. */
     const saveState = (status: MetricsFile["status"], test: TestMetrics | null = null): MetricsFile => {
+      if (dist?.isMain === false) return metricsFile(status, test, wall()); // rank 0 writes
       const extra: CheckpointExtra = {
         config,
         spec,
@@ -375,7 +432,7 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
     // ---- the loop ----
     let lastLr = opt.paramGroups[0].lr; // the lr of the latest step (reported per epoch)
     const progress = new EpochProgress({
-      tty: opts.tty ?? process.stdout.isTTY === true,
+      tty: dist?.isMain === false ? false : (opts.tty ?? process.stdout.isTTY === true),
       quiet: config.quiet,
       log,
     });
@@ -416,8 +473,9 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
       });
       progress.start(epoch + 1, config.epochs, stepsPerEpoch, pos.step);
       let b = 0;
-      for (const [x, y] of loader) {
+      for (const [gx, gy] of loader) {
         if (b++ < pos.step) continue; // resumed mid-epoch: these batches were trained on before
+        const [x, y, share, rows] = dist?.shard(gx, gy) ?? [gx, gy, 1, gy.shape[0]];
         if (interrupted()) return stopHere();
         net.train();
         dropoutGen.seed(deriveSeed(config.seed, STREAM.DROPOUT, pos.globalStep));
@@ -432,7 +490,7 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
             throw diverged(lossValue);
           }
         } else {
-          logits = net.call(x);
+          logits = model.call(x) as Tensor;
           const loss = crossEntropy(logits, y);
           lossValue = loss.item();
           if (!Number.isFinite(lossValue)) {
@@ -440,13 +498,18 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
             throw diverged(lossValue);
           }
           opt.zeroGrad();
-          loss.backward();
+          (share === 1 ? loss : loss.mul(share)).backward();
+          if (config.clipGrad > 0) clipGradNorm_(net.parameters(), config.clipGrad);
           opt.step();
         }
         lastLr = opt.paramGroups[0].lr;
         sched?.step();
-        const correct = noGrad(() => logits.argmax(1).eq(y).sum().item());
-        const n = y.shape[0];
+        const [lossAll, correct, n] = (dist?.reduceStep ?? ((l: number, c: number, k: number) => [l, c, k]))(
+          rows === 0 ? 0 : lossValue * rows,
+          rows === 0 ? 0 : noGrad(() => logits.argmax(1).eq(y).sum().item()),
+          rows,
+        );
+        lossValue = lossAll / n;
         sums.loss += lossValue * n;
         sums.correct += correct;
         sums.count += n;
@@ -491,7 +554,7 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
     const test = testMetrics(confusion, t.loss);
     const final = saveState("completed", test);
     const written = [files.metrics, files.model, files.checkpoint];
-    if (config.plots) {
+    if (config.plots && dist?.isMain !== false) {
       written.push(...writeCurves(outDir, final));
       const title = `${spec.name} on ${config.data}: test`;
       written.push(writeConfusion(join(outDir, "confusion.svg"), confusion, data.classes, title));

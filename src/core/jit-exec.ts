@@ -43,6 +43,12 @@ interface Step {
   readonly args: Tensor[];
   /** Argument positions whose storage the output may take (pointwise, same aval, last read here). */
   readonly lend: readonly number[];
+  /** The outputs' avals (the variables of `outs`). */
+  readonly outAvals: readonly Var[];
+  /** The tensors the step made, one per slot of `outs`, refilled at every run. */
+  readonly results: Tensor[];
+  /** A fused step's output storage, refilled at every run. */
+  readonly outData: TypedArray[];
 }
 
 /** Storage served by the arena, keyed by dtype and length. */
@@ -78,14 +84,17 @@ class Arena implements OutArena {
   /** Buffers handed out during the current step. */
   stepBufs: TypedArray[] = [];
   constructor(private readonly pool: Pool) {}
-  /** Storage an operand dying at this step lends to the output; served first, if it fits. */
-  lent: TypedArray | null = null;
+  /** Storage operands dying at this step lend to its outputs; served first, each once, where it fits. */
+  readonly lent: TypedArray[] = [];
   take(dtype: DType, shape: readonly number[], n: number, zeroed: boolean): TypedArray {
-    const l = this.lent;
-    if (l !== null && !zeroed && l.length === n && this.owned.get(l) === dtype) {
-      this.lent = null;
-      this.stepBufs.push(l);
-      return l;
+    const lent = this.lent;
+    for (let i = 0; i < lent.length; i++) {
+      const l = lent[i];
+      if (!zeroed && l.length === n && this.owned.get(l) === dtype) {
+        lent.splice(i, 1);
+        this.stepBufs.push(l);
+        return l;
+      }
     }
     let b = this.pool.take(dtype, n);
     if (b === null) {
@@ -169,7 +178,7 @@ export class Executor {
       fused: FusedProgram | null;
       atoms: readonly Atom[];
       ins: number[];
-      outs: number[];
+      outVars: readonly Var[];
     }[] = [];
     program.eqns.forEach((e, i) => {
       const g = groupAt.get(i);
@@ -180,7 +189,7 @@ export class Executor {
           fused: g.program,
           atoms: g.inputs,
           ins: g.inputs.map(atomSlot),
-          outs: e.outputs.map(slot),
+          outVars: g.outputs,
         });
       } else if (!inGroup.has(i)) {
         raw.push({
@@ -189,7 +198,7 @@ export class Executor {
           fused: null,
           atoms: e.inputs,
           ins: e.inputs.map(atomSlot),
-          outs: e.outputs.map(slot),
+          outVars: e.outputs,
         });
       }
     });
@@ -199,9 +208,10 @@ export class Executor {
     const keep = new Set<number>([...this.inSlots, ...this.fixed.map(([s]) => s)]);
     for (const o of this.outSlots) if (typeof o === "number") keep.add(o);
     const last = new Map<number, number>();
+    const rawOuts = raw.map((r) => r.outVars.map(slot));
     raw.forEach((r, i) => {
       for (const s of r.ins) last.set(s, i);
-      for (const s of r.outs) if (!last.has(s)) last.set(s, i); // unused outputs die at once
+      for (const s of rawOuts[i]) if (!last.has(s)) last.set(s, i); // unused outputs die at once
     });
     const freeAt: number[][] = raw.map(() => []);
     for (const [s, i] of last) if (!keep.has(s)) freeAt[i].push(s);
@@ -231,10 +241,13 @@ export class Executor {
         fused: r.fused,
         views: r.fused === null ? [] : new Array(r.ins.length),
         ins: r.ins,
-        outs: r.outs,
+        outs: rawOuts[i],
         free: freeAt[i],
         args: new Array(r.ins.length),
         lend,
+        outAvals: r.outVars,
+        results: new Array(r.outVars.length),
+        outData: new Array(r.fused === null ? 0 : r.outVars.length),
       });
     });
   }
@@ -281,7 +294,8 @@ export class Executor {
         for (let k = 0; k < ins.length; k++) ins[k] = slots[step.ins[k]]!;
         if (step.prim !== null || step.fused !== null) {
           arena.stepBufs = [];
-          // in place: an operand that dies here, owned by nothing else, lends its storage to the output
+          // in place: an operand that dies here, owned by nothing else, lends its storage to an output
+          const results = step.results;
           for (const k of step.lend) {
             const t = ins[k];
             const d = t._data;
@@ -291,29 +305,28 @@ export class Executor {
               if (inputIdx >= 0 && donatedLast?.get(inputIdx) !== si) continue;
               if (!isContiguousLayout(t)) continue;
               // its one reference stays with the operand's slot, released after this step as usual
-              arena.lent = d;
-              break;
+              arena.lent.push(d);
+              if (arena.lent.length === results.length) break;
             }
           }
-          let out: Tensor;
           try {
-            out =
-              step.fused !== null
-                ? runFused(step.fused, ins, step.views, step.eqn.outputs[0])
-                : step.prim!.impl(ins, step.eqn.params, step.eqn.outputs[0]);
+            if (step.fused !== null) runFused(step, ins);
+            else results[0] = step.prim!.impl(ins, step.eqn.params, step.eqn.outputs[0]);
           } catch (e) {
             if (e instanceof AllocationError && e.op === undefined) {
               throw new AllocationError(e.message, step.eqn.name, { cause: e.cause });
             }
             throw e;
           }
-          arena.lent = null; // if not taken (the impl made no output of its own), the storage stays the operand's
+          arena.lent.length = 0; // if not taken (the impl made no output of its own), the storage stays the operand's
           // temporaries the impl took but did not return are dead now
           for (const b of arena.stepBufs) {
-            if (b !== out._data && !refs.has(b)) this.pool.put(arena.owned.get(b)!, b);
+            if (!refs.has(b) && !isResult(results, b)) this.pool.put(arena.owned.get(b)!, b);
           }
-          slots[step.outs[0]] = out;
-          this.retain(out);
+          for (let j = 0; j < results.length; j++) {
+            slots[step.outs[j]] = results[j];
+            this.retain(results[j]);
+          }
         } else {
           setOutArena(null);
           const outs = evalCall(step.eqn, ins);
@@ -339,6 +352,8 @@ export class Executor {
       for (const st of this.steps) {
         st.args.fill(undefined as unknown as Tensor);
         st.views.fill(undefined as unknown as View);
+        st.results.fill(undefined as unknown as Tensor);
+        st.outData.fill(undefined as unknown as TypedArray);
       }
       if (arena.owned.size > 0) arena.owned.clear();
       if (refs.size > 0) refs.clear();
@@ -388,12 +403,21 @@ export class Executor {
   }
 }
 
-/** A fused step: the output from the arena, the program run by the current backend's `fused` kernel. */
-function runFused(prog: FusedProgram, ins: readonly Tensor[], views: View[], aval: Aval): Tensor {
-  const o = allocOut(aval);
+/** A fused step: the outputs from the arena, the program run by the current backend's `fused` kernel. */
+function runFused(step: Step, ins: readonly Tensor[]): void {
+  const { results, outData, views } = step;
+  for (let j = 0; j < results.length; j++) {
+    results[j] = allocOut(step.outAvals[j]);
+    outData[j] = results[j]._data!;
+  }
   for (let k = 0; k < ins.length; k++) views[k] = viewOf(ins[k]);
-  getBackend().fused!(prog, views, o._data!);
-  return o;
+  getBackend().fused!(step.fused!, views, outData);
+}
+
+/** True if `b` is the storage of one of `results`. */
+function isResult(results: readonly Tensor[], b: TypedArray): boolean {
+  for (let j = 0; j < results.length; j++) if (results[j]._data === b) return true;
+  return false;
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {

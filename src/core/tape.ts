@@ -216,6 +216,7 @@ export function runBackward(
   roots: readonly { value: Tensor; ct: Tensor }[],
   retain: boolean,
   what: string,
+  onLeafDone?: (leaf: Tensor, ct: Tensor) => void,
 ): Map<Tensor, Tensor> {
   const leafCts = new Map<Tensor, Tensor>();
   const nodeCts = new Map<TapeNode, (Tensor | undefined)[]>();
@@ -228,6 +229,10 @@ export function runBackward(
     }
   }
   const order = topoOrder(starts);
+  // Leaves with post-accumulate hooks are handed to `onLeafDone` as soon as the last node that feeds them ran
+  // (lowest position in `order`), so the hooks overlap the rest of the pass (DistributedDataParallel starts
+  // reducing gradients there). Not computed when no leaf has a hook.
+  const doneAt = onLeafDone !== undefined && hookedLeafCount > 0 ? leavesDoneAt(order) : null;
   for (let k = order.length - 1; k >= 0; k--) {
     const node = order[k];
     const cts = nodeCts.get(node);
@@ -274,8 +279,80 @@ export function runBackward(
       node.out = null;
       node.call = null;
     }
+    const done = doneAt?.get(k);
+    if (done !== undefined) {
+      for (const leaf of done) {
+        const ct = leafCts.get(leaf);
+        if (ct === undefined) continue;
+        leafCts.delete(leaf);
+        onLeafDone!(leaf, ct);
+      }
+    }
   }
   return leafCts;
+}
+
+/** For each hooked leaf fed by a node of `order`, the lowest such position: where its cotangent is final. */
+function leavesDoneAt(order: readonly TapeNode[]): Map<number, Tensor[]> {
+  const last = new Map<Tensor, number>();
+  for (let k = order.length - 1; k >= 0; k--) {
+    for (const leaf of order[k].leaves) {
+      if (leaf !== null && postAccumulateHooks.has(leaf)) last.set(leaf, k);
+    }
+  }
+  const byPos = new Map<number, Tensor[]>();
+  for (const [leaf, k] of last) {
+    const list = byPos.get(k);
+    if (list === undefined) byPos.set(k, [leaf]);
+    else list.push(leaf);
+  }
+  return byPos;
+}
+
+/** Hooks run right after backward accumulated a leaf's gradient into `.grad` (PyTorch 2.1's post-accumulate hooks). */
+const postAccumulateHooks = new WeakMap<Tensor, ((t: Tensor) => void)[]>();
+/** How many leaves have hooks: zero keeps backward free of any bookkeeping for them. */
+let hookedLeafCount = 0;
+
+/**
+ * `t.registerPostAccumulateGradHook(fn)`: after an eager backward pass has accumulated `t`'s gradient into
+ * `t.grad`, call `fn(t)`. It runs during the pass, as soon as no later node can add to the gradient (so work
+ * started there overlaps the rest of backward), and only for leaves that received a gradient. Returns a
+ * handle whose `remove()` unregisters it.
+ */
+export function registerPostAccumulateGradHook(t: Tensor, fn: (t: Tensor) => void): { remove(): void } {
+  if (t._trace !== null || t._node !== null || !t._requiresGrad) {
+    throw new AutodiffError(
+      "registerPostAccumulateGradHook: only a leaf tensor that requires grad accumulates a gradient " +
+        `(got a ${t._trace !== null ? "tracer" : t._node !== null ? "non-leaf" : "tensor without requiresGrad"} of shape ${fmtShape(t.shape)})`,
+    );
+  }
+  let list = postAccumulateHooks.get(t);
+  if (list === undefined) {
+    list = [];
+    postAccumulateHooks.set(t, list);
+    hookedLeafCount++;
+  }
+  list.push(fn);
+  return {
+    remove: () => {
+      const l = postAccumulateHooks.get(t);
+      const i = l === undefined ? -1 : l.indexOf(fn);
+      if (l === undefined || i < 0) return;
+      l.splice(i, 1);
+      if (l.length === 0) {
+        postAccumulateHooks.delete(t);
+        hookedLeafCount--;
+      }
+    },
+  };
+}
+
+/** Accumulate `g` into `leaf.grad`, then run the leaf's post-accumulate hooks. */
+function accumulateLeaf(leaf: Tensor, g: Tensor): void {
+  leaf.grad = leaf.grad === null ? g : accumulate(leaf.grad, g);
+  const hooks = hookedLeafCount > 0 ? postAccumulateHooks.get(leaf) : undefined;
+  if (hooks !== undefined) for (const h of hooks.slice()) h(leaf);
 }
 
 function nodeVjp(node: TapeNode, cts: readonly (Tensor | undefined)[]): readonly (MaybeZero | undefined)[] {
@@ -416,10 +493,8 @@ export function backwardEager(
   state.gradEnabled = createGraph;
   try {
     const s = seed;
-    const leafCts = runBackward([{ value: t, ct: s }], retain, "backward");
-    for (const [leaf, g] of leafCts) {
-      leaf.grad = leaf.grad === null ? g : accumulate(leaf.grad, g);
-    }
+    const leafCts = runBackward([{ value: t, ct: s }], retain, "backward", accumulateLeaf);
+    for (const [leaf, g] of leafCts) accumulateLeaf(leaf, g);
   } finally {
     state.gradEnabled = prev;
   }

@@ -39,6 +39,16 @@ export interface DataLoaderOptions<T, B> {
   generator?: Generator;
   /** Turn a list of examples into a batch (default: {@link defaultCollate}). */
   collate?: (examples: T[]) => B;
+  /**
+   * The example indices of each epoch, drawn anew at each iteration (e.g. a {@link DistributedSampler}: this
+   * rank's share); excludes `shuffle`.
+   */
+  sampler?: Sampler;
+}
+
+/** A source of example indices for a DataLoader: iterable once per epoch, with its length. */
+export interface Sampler extends Iterable<number> {
+  readonly length: number;
 }
 
 /**
@@ -130,6 +140,7 @@ export class DataLoader<T, B = Collated<T>> implements Iterable<B> {
   readonly dropLast: boolean;
   readonly generator: Generator | undefined;
   private readonly collate: ((examples: T[]) => B) | undefined;
+  readonly sampler: Sampler | undefined;
 
   constructor(dataset: Dataset<T>, opts: DataLoaderOptions<T, B> = {}) {
     const batchSize = opts.batchSize ?? 1;
@@ -147,11 +158,17 @@ export class DataLoader<T, B = Collated<T>> implements Iterable<B> {
     this.dropLast = opts.dropLast ?? false;
     this.generator = opts.generator;
     this.collate = opts.collate;
+    this.sampler = opts.sampler;
+    if (this.sampler !== undefined && this.shuffle) {
+      throw new TypeError(
+        "DataLoader: sampler and shuffle exclude each other (the sampler decides the order)",
+      );
+    }
   }
 
   /** Number of batches in one epoch. */
   get length(): number {
-    const n = this.dataset.length;
+    const n = this.sampler?.length ?? this.dataset.length;
     return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
   }
 
@@ -161,6 +178,14 @@ export class DataLoader<T, B = Collated<T>> implements Iterable<B> {
    */
   private epochOrder(): Int32Array {
     const n = this.dataset.length;
+    if (this.sampler !== undefined) {
+      const order = Int32Array.from(this.sampler);
+      for (const i of order) {
+        if (!(i >= 0 && i < n))
+          throw new RangeError(`DataLoader: the sampler gave index ${i}, outside [0, ${n})`);
+      }
+      return order;
+    }
     if (this.shuffle) {
       return randperm(n, { generator: this.generator ?? defaultGenerator }).dataSync() as Int32Array;
     }

@@ -4,7 +4,14 @@
  * dataset loaders (loadImageDataset in datasets.ts, loadDigits in digits.ts) read files and are exported from
  * the Node entry point instead.
  */
-export { type Collated, DataLoader, type DataLoaderOptions, defaultCollate } from "./dataloader.ts";
+export {
+  type Collated,
+  DataLoader,
+  type DataLoaderOptions,
+  defaultCollate,
+  type Sampler,
+} from "./dataloader.ts";
+export { DistributedSampler, type DistributedSamplerOptions } from "./distributed-sampler.ts";
 export {
   type BatchedDataset,
   type Dataset,

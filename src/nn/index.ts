@@ -27,7 +27,24 @@ export {
 } from "./attention.ts";
 export { BasicBlock, type BlockOpts, DenseBlock, DenseLayer } from "./blocks.ts";
 export { ModuleDict, ModuleList, ParameterList, Sequential, type TensorModule } from "./container.ts";
-export { Conv2d, type Conv2dLayerOpts } from "./conv.ts";
+export {
+  Conv1d,
+  type Conv1dLayerOpts,
+  Conv2d,
+  type Conv2dLayerOpts,
+  ConvTranspose1d,
+  type ConvTranspose1dLayerOpts,
+  ConvTranspose2d,
+  type ConvTranspose2dLayerOpts,
+} from "./conv.ts";
+export {
+  type Conv1dOpts,
+  type ConvTranspose1dOpts,
+  type ConvTranspose2dOpts,
+  conv1d,
+  convTranspose1d,
+  convTranspose2d,
+} from "../ops/conv.ts";
 export { Dropout, type DropoutOpts } from "./dropout.ts";
 export { Embedding, type EmbeddingOpts } from "./embedding.ts";
 export {
@@ -85,6 +102,7 @@ export {
 } from "./module.ts";
 export { BatchNorm1d, BatchNorm2d, type BatchNormOpts, LayerNorm, type LayerNormOpts } from "./norm.ts";
 export { GroupNorm, type GroupNormOpts, RMSNorm, type RMSNormOpts } from "./norm-more.ts";
+export { SyncBatchNorm } from "./sync-batchnorm.ts";
 export { AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, type PoolOpts } from "./pool.ts";
 export {
   GRU,
@@ -99,6 +117,15 @@ export {
   type RNNOpts,
 } from "./rnn.ts";
 export { countParameters, formatCount } from "./summary.ts";
+export {
+  type InterpolateMode,
+  type InterpolateOpts,
+  interpolate,
+  Upsample,
+  type UpsampleOpts,
+  UpsamplingBilinear2d,
+  UpsamplingNearest2d,
+} from "./upsample.ts";
 export {
   type DecoderCallOpts,
   type EncoderCallOpts,

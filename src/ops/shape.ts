@@ -211,7 +211,11 @@ export function broadcastTo(t: Tensor, shape: readonly number[]): Tensor {
   return X.broadcast(t, checkShape("broadcastTo", shape));
 }
 
-/** An index: a number (drops the dim), a [start, stop, step] slice (nulls for defaults), or null / ":" (all). */
+/**
+ * An index entry: a number (picks one entry and drops the dim), a `[start, stop, step]` slice (nulls inside
+ * for the defaults), `":"` (the whole dim), or `null`, a new axis of size 1 (PyTorch's `None`, NumPy's
+ * `np.newaxis`; it consumes no dim of the input).
+ */
 export type IndexArg = number | null | ":" | readonly [number | null, (number | null)?, (number | null)?];
 
 /** Describe an index argument being rejected (it may be anything a caller passed). */
@@ -234,9 +238,11 @@ function sliceBound(i: number, a: readonly unknown[], k: number, n: number, dflt
 
 /**
  * NumPy-style basic indexing, always a view sharing storage (as PyTorch): integers pick one entry and drop the
- * dim, `[start, stop, step]` slices keep it. Integers must be in range; slice bounds are clamped into the dim
- * (as Python and PyTorch do); steps must be positive integers (negative steps: use flip, as in PyTorch).
- * Anything else (fractional, NaN, strings, slices of the wrong length) is an error, never an empty result.
+ * dim, `[start, stop, step]` slices and `":"` keep it, `null` inserts a new axis of size 1 (PyTorch's `None`),
+ * and one `"..."` stands for as many `":"` as the other entries leave dims. Integers must be in range; slice
+ * bounds are clamped into the dim (as Python and PyTorch do); steps must be positive integers (negative steps:
+ * use flip, as in PyTorch). Anything else (fractional, NaN, strings, slices of the wrong length) is an error,
+ * never an empty result. Dims past the last entry are kept whole.
  */
 export function index(t: Tensor, idxIn: readonly (IndexArg | "..." | Tensor)[]): Tensor {
   if (!Array.isArray(idxIn))
@@ -248,7 +254,8 @@ export function index(t: Tensor, idxIn: readonly (IndexArg | "..." | Tensor)[]):
     if (idxIn.indexOf("...", ell + 1) >= 0)
       throw new TypeError('index: at most one ellipsis ("...") is allowed');
     const used = idxIn.reduce<number>(
-      (a, v, i) => a + (i === ell ? 0 : v instanceof Tensor ? Math.max(v.ndim, 1) : 1),
+      // a new axis (null) consumes no dim of t
+      (a, v, i) => a + (i === ell || v === null ? 0 : v instanceof Tensor ? Math.max(v.ndim, 1) : 1),
       0,
     );
     const fill = new Array<IndexArg>(Math.max(0, t.ndim - used)).fill(":");
@@ -280,7 +287,19 @@ export function index(t: Tensor, idxIn: readonly (IndexArg | "..." | Tensor)[]):
     );
     return reshape(flat, [...r.shape.slice(0, at), ...it.shape, ...r.shape.slice(at + 1)]);
   }
-  const idx = expanded as readonly IndexArg[];
+  // new axes (null) are set aside: the other entries index t's dims in order, and each null puts a size-1 dim
+  // in the output where it stands
+  const entries = expanded as readonly IndexArg[];
+  const idx: IndexArg[] = [];
+  const newAxes: number[] = []; // output positions of the new axes, counted among the dims kept so far
+  let kept = 0;
+  for (const a of entries) {
+    if (a === null) newAxes.push(kept + newAxes.length);
+    else {
+      idx.push(a);
+      if (typeof a !== "number") kept++;
+    }
+  }
   if (idx.length > t.ndim) {
     throw new RangeError(`index: too many indices (${idx.length}) for a tensor of rank ${t.ndim}`);
   }
@@ -290,7 +309,7 @@ export function index(t: Tensor, idxIn: readonly (IndexArg | "..." | Tensor)[]):
   const keep: number[] = [];
   for (let i = 0; i < t.ndim; i++) {
     const n = t.shape[i];
-    const a: unknown = i < idx.length ? idx[i] : null;
+    const a: unknown = i < idx.length ? idx[i] : ":";
     if (typeof a === "number") {
       if (!Number.isInteger(a)) {
         throw new TypeError(`index: index ${a} for dim ${i} is not an integer`);
@@ -301,7 +320,7 @@ export function index(t: Tensor, idxIn: readonly (IndexArg | "..." | Tensor)[]):
       starts.push(a < 0 ? a + n : a);
       steps.push(1);
       shape.push(1);
-    } else if (a === null || a === undefined || a === ":") {
+    } else if (a === ":" || a === undefined) {
       starts.push(0);
       steps.push(1);
       shape.push(n);
@@ -328,7 +347,7 @@ export function index(t: Tensor, idxIn: readonly (IndexArg | "..." | Tensor)[]):
       keep.push(i);
     } else {
       throw new TypeError(
-        `index: invalid index ${fmtIndexArg(a)} for dim ${i} (expected an integer, null, ":" or a [start, stop, step] slice)`,
+        `index: invalid index ${fmtIndexArg(a)} for dim ${i} (expected an integer, ":", a [start, stop, step] slice, null for a new axis, or "...")`,
       );
     }
   }
@@ -337,7 +356,9 @@ export function index(t: Tensor, idxIn: readonly (IndexArg | "..." | Tensor)[]):
       ? t
       : X.slice(t, starts, steps, shape);
   const outShape = keep.map((i) => shape[i]);
-  // dropping the size-1 dims of integer indices is always a view (reshape keeps views when strides allow)
+  for (const p of newAxes) outShape.splice(p, 0, 1);
+  // dropping the size-1 dims of integer indices and adding new ones is always a view (reshape keeps views when
+  // strides allow)
   return shapesEqual(outShape, shape) ? sliced : X.reshape(sliced, outShape);
 }
 
@@ -348,7 +369,7 @@ export function narrow(t: Tensor, dim: number, start: number, length: number): T
   if (!Number.isInteger(s) || s < 0 || !Number.isInteger(length) || length < 0 || s + length > n) {
     throw new RangeError(`narrow: start ${start} and length ${length} do not fit dim ${d} of size ${n}`);
   }
-  const idx: IndexArg[] = t.shape.map((_, i) => (i === d ? [s, s + length] : null));
+  const idx: IndexArg[] = t.shape.map((_, i) => (i === d ? [s, s + length] : ":"));
   return index(t, idx);
 }
 
@@ -484,7 +505,7 @@ export function gather(t: Tensor, dim: number, idx: Tensor): Tensor {
     ? t
     : index(
         t,
-        idx.shape.map((s, i) => (i === d ? null : [0, s])),
+        idx.shape.map((s, i) => (i === d ? ":" : [0, s])),
       );
   return X.gather(src, detach(idx), d);
 }

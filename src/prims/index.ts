@@ -10,6 +10,7 @@ import * as C from "./contract.ts";
 import * as E from "./elementwise.ts";
 import * as V from "./movement.ts";
 import * as R from "./reduce.ts";
+import * as La from "./linalg.ts";
 import * as So from "./sort.ts";
 
 export const primitives = {
@@ -18,6 +19,7 @@ export const primitives = {
   ...V.movementPrimitives,
   ...C.contractPrimitives,
   ...So.sortPrimitives,
+  ...La.linalgPrimitives,
 } satisfies Record<string, Primitive<never>>;
 
 /** A primitive's name: derived from the table, so there is no second list to keep in step. */

@@ -20,3 +20,4 @@ export {
 export { broadcast, concat, flip, gather, permute, reshape, scatterAdd, slice, unslice } from "./movement.ts";
 export { cumsumAxis, maxAxes, minAxes, prodAxes, softmaxAxis, softmaxBackward, sumAxes } from "./reduce.ts";
 export { argsortAxis } from "./sort.ts";
+export * as linalg from "./linalg.ts";

@@ -11,7 +11,7 @@
  */
 import { getBackend } from "../backend/registry.ts";
 import type { MaybeZero } from "../core/primitive.ts";
-import { backwardEager, retainGradOf, type TapeNode } from "../core/tape.ts";
+import { backwardEager, registerPostAccumulateGradHook, retainGradOf, type TapeNode } from "../core/tape.ts";
 import type { Trace } from "../core/trace.ts";
 import { type DType, isFloat, type TypedArray } from "../dtype.ts";
 import { AutodiffError, DTypeError, ShapeError } from "../errors.ts";
@@ -147,6 +147,15 @@ export class Tensor {
     retainGradOf(this);
     this._retainGrad = true;
     return this;
+  }
+
+  /**
+   * Call `fn(this)` each time an eager backward pass has accumulated this leaf's gradient into `.grad`, as soon
+   * as it is final within the pass (PyTorch's `register_post_accumulate_grad_hook`). Returns a handle with
+   * `remove()`.
+   */
+  registerPostAccumulateGradHook(fn: (t: Tensor) => void): { remove(): void } {
+    return registerPostAccumulateGradHook(this, fn);
   }
 
   /** Whether backward keeps `.grad` for this non-leaf (it called `retainGrad()`). */
@@ -451,7 +460,9 @@ export class Tensor {
   }
   /**
    * NumPy-style indexing: one entry per dim, a number (removes the dim), a slice `[start, stop, step]`
-   * (`null` for defaults, negatives count from the end), or `null`/`":"` for the whole dim.
+   * (`null` for defaults, negatives count from the end) or `":"` for the whole dim; `null` inserts a new axis
+   * of size 1 (PyTorch's `None`) and `"..."` stands for the dims the other entries leave. `x.index(":", null)`
+   * is PyTorch's `x[:, None]`.
    */
   index(...idx: (S.IndexArg | "..." | Tensor)[]): Tensor {
     return S.index(this, idx);

@@ -197,17 +197,18 @@ const prog = fusedProgram("float32", [
 const SAMPLES: Record<string, Sample[]> = {
   fused: [
     {
-      call: (b) => b.fused?.(prog, [x, y], out),
+      call: (b) => b.fused?.(prog, [x, y], [out]),
       views: [
-        // the program's code, with the op codes the (fake) addon reports
+        // the program's code, with the op codes the (fake) addon reports, and a store per output
         view(
           Int32Array.from([
             ...[0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0],
             ...[3, def.binary.indexOf("atan2"), 0, 2],
             ...[2, def.unary.indexOf("tanh"), 3, 0],
             ...[3, def.binary.indexOf("mul"), 4, 1],
+            ...[4, 0, 5, 0], // the store of the output
           ]),
-          [24],
+          [28],
           [1],
           0,
         ),

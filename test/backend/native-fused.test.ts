@@ -88,8 +88,14 @@ test("malformed programs are rejected, naming the kernel and the problem, with n
     ["const out of range", withCode(set(4 * 1 + 2, 5)), /instruction 1 reads const 5 of 1/],
     ["input out of range", withCode(set(4 * 4 + 2, 2)), /instruction 4 reads input 2 of 2/],
     ["an input never read", withCode(set(4 * 4 + 2, 0)), /the program reads 1 input\(s\), got 2/],
-    ["code not 4 ints per instruction", withCode(code.slice(0, 22)), /22 ints, not 4 per instruction/],
+    // (the backend appends one store, 4 ints, to the 22)
+    ["code not 4 ints per instruction", withCode(code.slice(0, 22)), /26 ints, not 4 per instruction/],
     ["no instruction", withCode([]), /at least one instruction/],
+    [
+      "a store of no instruction's register",
+      { ...PROG, outputs: Int32Array.from([9]) },
+      /store 0: register 9 is not an instruction's/,
+    ],
     [
       "too many instructions",
       withCode([...code, ...new Array(4 * 4096).fill(0)]),
@@ -111,7 +117,7 @@ test("malformed programs are rejected, naming the kernel and the problem, with n
   cases.push(["a comparison", withCode(eqCode, eqProg), /binary op code \d+ is not a float elementwise op/]);
   for (const [what, prog, re] of cases) {
     const w = window(10);
-    assert.throws(() => N!.fused!(prog, [x, y], w.out), re, what);
+    assert.throws(() => N!.fused!(prog, [x, y], [w.out]), re, what);
     assert.ok(w.out.every((v) => v === GUARD) && w.intact(), `${what}: nothing written`);
   }
 });
@@ -121,13 +127,16 @@ test("calls whose views do not fit their buffers or the limits are rejected", { 
   const x = vec(rng, 10);
   const y = vec(rng, 10);
   const w = window(10);
-  assert.throws(() => N!.fused!(PROG, [x, { ...y, offset: 5 }], w.out), /native fused: view reaches outside/);
   assert.throws(
-    () => N!.fused!(PROG, [{ ...x, strides: [2] }, y], w.out),
+    () => N!.fused!(PROG, [x, { ...y, offset: 5 }], [w.out]),
     /native fused: view reaches outside/,
   );
   assert.throws(
-    () => N!.fused!(PROG, [x, { ...y, offset: -1 }], w.out),
+    () => N!.fused!(PROG, [{ ...x, strides: [2] }, y], [w.out]),
+    /native fused: view reaches outside/,
+  );
+  assert.throws(
+    () => N!.fused!(PROG, [x, { ...y, offset: -1 }], [w.out]),
     /native fused: view reaches outside/,
   );
   // a huge broadcast: the output cannot hold it, whatever the strides say
@@ -140,11 +149,11 @@ test("calls whose views do not fit their buffers or the limits are rejected", { 
           { ...x, shape: big, strides: [0, 0] },
           { ...y, shape: big, strides: [0, 0] },
         ],
-        w.out,
+        [w.out],
       ),
     /fused/,
   );
-  assert.throws(() => N!.fused!(PROG, [x], w.out), /fused: the program reads 2 inputs, got 1/);
+  assert.throws(() => N!.fused!(PROG, [x], [w.out]), /fused: the program reads 2 inputs, got 1/);
   assert.ok(w.out.every((v) => v === GUARD) && w.intact(), "nothing written");
 });
 
@@ -182,7 +191,7 @@ test("mutated calls throw or succeed, never write outside their output", { skip 
     }
     const w = window(n);
     try {
-      N!.fused!(prog, inputs, w.out);
+      N!.fused!(prog, inputs, [w.out]);
       ran++;
     } catch (e) {
       assert.ok(e instanceof Error && /fused/.test(e.message), `an Error naming the kernel, got ${e}`);
@@ -210,8 +219,8 @@ test("64 inputs run in the kernel; more run op by op, with the same bits", { ski
     );
     const got = new Float32Array(35);
     const want = new Float32Array(35);
-    N!.fused!(prog, inputs, got);
-    fusedByOps(N!, prog, inputs, want);
+    N!.fused!(prog, inputs, [got]);
+    fusedByOps(N!, prog, inputs, [want]);
     assert.deepEqual(got, want, `${k} inputs`);
   }
 });

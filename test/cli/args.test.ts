@@ -35,7 +35,7 @@ test("bad --model and --data values give an error listing the choices", async ()
   const d = await run(["train", "--data", "no-such-dataset"]);
   assert.equal(d.code, 1);
   assert.match(d.err, /--data/);
-  assert.match(d.err, /digits, fashion-mnist, mnist, or the path of a directory/);
+  assert.match(d.err, /digits, fashion-mnist, mnist, fortunes, text:<file> .*, or the path of a directory/);
   const o = await run(["train", "--optimizer", "lbfgs"]);
   assert.equal(o.code, 1);
   assert.match(o.err, /sgd, momentum, adam, adamw, rmsprop, adagrad/);
@@ -100,7 +100,7 @@ test("resolveConfig fills the defaults and checks in-process configs the same wa
   assert.match(resolveConfig({}).out, /^runs\/\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d$/);
   assert.throws(() => resolveConfig({ model: "vgg" as "mlp" }), {
     name: "ConfigError",
-    message: '--model: invalid value "vgg"; expected one of mlp, cnn, resnet',
+    message: '--model: invalid value "vgg"; expected one of mlp, cnn, resnet, lstm, transformer',
   });
   assert.throws(
     () => resolveConfig({ data: "/nonexistent/dir" }),

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { before, test } from "node:test";
 import { setBackend } from "../../src/backend/registry.ts";
 import { runGraph } from "../../src/cli/graph.ts";
-import { buildModel, type ModelName } from "../../src/cli/models.ts";
+import { buildModel, type ImageModelName } from "../../src/cli/models.ts";
 import { crossEntropy } from "../../src/nn/loss.ts";
 import { manualSeed, randn, tensor } from "../../src/ops/creation.ts";
 import { trainingStepGraph } from "../../src/viz/graph-model.ts";
@@ -21,7 +21,7 @@ import { run, tempDirs } from "./helpers.ts";
 before(() => setBackend("js"));
 const tmp = tempDirs("graph");
 
-function model(name: ModelName) {
+function model(name: ImageModelName) {
   manualSeed(0);
   return buildModel({
     name,

@@ -66,7 +66,7 @@ test("standardize per channel on images: stats [C, 1, 1], every channel mean 0 /
   assert.deepEqual(mean.shape, [2, 1, 1]);
   const z = transform(x);
   for (let c = 0; c < 2; c++) {
-    const ch = z.index(null, c).dataSync();
+    const ch = z.index(":", c).dataSync();
     const s = columnStats(ch, ch.length, 1);
     close(s.mean[0], 0, 1e-5, `channel ${c} mean`);
     close(s.std[0], 1, 1e-4, `channel ${c} std`);

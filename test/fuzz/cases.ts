@@ -390,7 +390,7 @@ function cumsum(rng: Rng): Case {
   };
 }
 
-/** Tensor.index with integers (some negative, some out of range), ":", stepped slices (bounds past the ends) and null. */
+/** Tensor.index with integers (some negative, some out of range), ":", stepped slices (bounds past the ends) and null (new axes). */
 function indexView(rng: Rng): Case {
   const s = shape(rng, 1, 3);
   const args: IndexArg[] = [];

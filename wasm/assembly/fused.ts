@@ -18,8 +18,9 @@
  * kind: FLAT (an input contiguous in output order at ptr), GATHER (an input read through the strided
  * descriptor at aux from base ptr into buf), FIXED (one value at ptr, read with stride 0: a const or a
  * broadcast scalar), UNARY / BINARY (op code as in elementwise.ts, operands a and b are registers, result in
- * buf; the last instruction writes the output instead). `cur` holds one pointer per register: where its
- * current tile is.
+ * buf). flags: SCALAR_ONLY, OUT_DIRECT (an output register: its result goes to buf + the tile's byte offset, a
+ * contiguous output, instead of a tile buffer). `cur` holds one pointer per register: where its current tile
+ * is.
  */
 import { binRowF32, binRowF64, unaryScalar, unRowF32, unRowF64 } from "./elementwise";
 
@@ -30,6 +31,8 @@ const UNARY = 3;
 const BINARY = 4;
 /** flags: evaluate a unary op in scalar float64 at every element (it reads a strided input). */
 const SCALAR_ONLY = 1;
+/** flags: an output register, written at buf + the tile's offset. */
+const OUT_DIRECT = 2;
 
 /**
  * Copy elements [t0, t0 + len) (output row-major order) of a strided operand into dst. The descriptor at g:
@@ -94,11 +97,11 @@ function gather(es: i32, g: usize, src: usize, t0: i32, len: i32, dst: usize): v
 
 /**
  * Run a fused program over n elements: kind 0 float32, 1 float64; `ninstr` instructions described at `desc`,
- * `cur` scratch for ninstr pointers, tiles of `tile` elements (a multiple of 4), output (contiguous) at po.
+ * `cur` scratch for ninstr pointers, tiles of `tile` elements (a multiple of 4); outputs as OUT_DIRECT
+ * instructions.
  */
-export function fused(kind: i32, ninstr: i32, desc: usize, cur: usize, n: i32, tile: i32, po: usize): void {
+export function fused(kind: i32, ninstr: i32, desc: usize, cur: usize, n: i32, tile: i32): void {
   const es = kind == 0 ? 4 : 8;
-  const last = ninstr - 1;
   for (let t0 = 0; t0 < n; t0 += tile) {
     const len = min(tile, n - t0);
     const off = <usize>(t0 * es);
@@ -114,7 +117,8 @@ export function fused(kind: i32, ninstr: i32, desc: usize, cur: usize, n: i32, t
         store<u32>(slot, load<u32>(d, 24));
         continue;
       }
-      const dst: usize = i == last ? po + off : <usize>load<u32>(d, 20);
+      const buf = <usize>load<u32>(d, 20);
+      const dst: usize = load<i32>(d, 16) & OUT_DIRECT ? buf + off : buf;
       if (k == GATHER) {
         gather(es, <usize>load<u32>(d, 28), <usize>load<u32>(d, 24), t0, len, dst);
       } else {

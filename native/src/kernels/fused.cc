@@ -2,7 +2,9 @@
 //
 // A program is a list of instructions, each defining one register: an input, a const, or a float unary /
 // binary op of earlier registers (FusedProgram in src/backend/backend.ts; 4 int32 per instruction,
-// [kind, op, a, b]). The output is computed kTile elements at a time: for each tile every instruction runs
+// [kind, op, a, b]), followed by one store per output ([4, 0, register, j]: output 0 is `out`, output j > 0
+// the view in[nin + j - 1] after the nin inputs, contiguous). The outputs are computed kTile elements at a
+// time: for each tile every instruction runs
 // over the tile through the scalar functions of the unary / binary kernels themselves (ew_ops.h), reading its
 // operands from small register tiles that stay in the L1 cache, so a chain of n ops costs one pass over memory
 // instead of n, with the bits of the unfused kernels: each op computes each element with the same code, and
@@ -14,17 +16,19 @@
 // for a stride-0 operand), each input is classed as flat (contiguous in the output's order: its tile is read
 // in place) or gathered (any other strides, incl. negative and partial broadcasts: copied into a tile through
 // the strided iterator), ops whose result is never read are dropped, and register tiles are assigned by
-// liveness (a tile is reused once its register's last reader has run). The last instruction writes the output
-// tile directly. Tiles are split over the thread pool; each tile's work is the same on any thread, so the
-// result does not depend on the thread count.
+// liveness (a tile is reused once its register's last reader has run). A single output computed by the last
+// instruction is written into the output tile directly; otherwise each output register's tile is copied out
+// after the tile's last instruction. Tiles are split over the thread pool; each tile's work is the same on any
+// thread, so the result does not depend on the thread count.
 //
-// The output may be the storage of an input read in the output's contiguous layout (jit writes a dying
-// operand in place): a tile of the input is read only by the instructions of that tile, all of which run
-// before its last instruction writes it.
+// An output may be the storage of an input read in the outputs' contiguous layout (jit writes a dying operand
+// in place): a tile of the input is read only by the instructions of that tile, all of which run before the
+// tile's outputs are written.
 //
 // Everything is checked first (the N-API layer has checked the views against their buffers and the output's
 // size): dtypes, ranks and shapes of the inputs, instruction kinds, op codes (float ops only: not `not`, not a
-// comparison), registers defined before use, const and input indices in range, the number of inputs.
+// comparison), registers defined before use, const and input indices in range, the number of inputs, the
+// stores (after every other instruction, outputs numbered in order) and the output views' layout.
 #include <cstdlib>
 
 #include "ew_ops.h"
@@ -35,7 +39,7 @@ namespace CR_ISA_NS {
 namespace {
 
 // Instruction kinds of FusedProgram.code (FUSED_INPUT ... in src/backend/fused.ts).
-constexpr int kInput = 0, kConst = 1, kUnary = 2, kBinary = 3;
+constexpr int kInput = 0, kConst = 1, kUnary = 2, kBinary = 3, kStore = 4;
 // The most instructions a program may have (jit's groups have at most 256 ops and their operands).
 constexpr i64 kMaxInstr = 4096;
 
@@ -126,6 +130,10 @@ CR_INLINE void gather_block(const T* base, i64 s0, i64 s1, i64 i0, i64 j0, i64 r
 // A checked program and the per-call plan of its registers (memory from one malloc).
 struct Prog {
   int ninstr = 0, last = 0, nbuf = 0, nops = 0;
+  int nin = 0, nout = 0;
+  bool direct = false;  // one output, the last instruction's op: written straight into the output tile
+  int out_reg[kMaxListViews + 1];
+  void* out_data[kMaxListViews + 1];  // each output's first element
   // Blocked iteration: the output is 2-d (size-1 axes aside, extents A x B along axes d0, d1) and an input
   // is read transposed; tiles are then blocks of the output, each input's strides along d0, d1 in st0, st1.
   bool blocked = false;
@@ -139,7 +147,9 @@ struct Prog {
 };
 
 // Decode and check the program against the inputs; class the inputs. nullptr or the problem.
-Err decode(int nd, const int64_t* shape, const View& code, const View& consts, int dtype, const Views& in, Prog& P) {
+Err decode(int nd, const int64_t* shape, const View& code, const View& consts, const Out& out, const Views& in,
+           Prog& P) {
+  const int dtype = out.dtype;
   if (code.dtype != I32 || code.ndim != 1) return "the program code must be a 1-d int32 view";
   if (consts.dtype != F64 || consts.ndim != 1) return "the program consts must be a 1-d float64 view";
   const i64 len = code.shape[0];
@@ -153,16 +163,42 @@ Err decode(int nd, const int64_t* shape, const View& code, const View& consts, i
     for (int d = 0; same && d < nd; d++) same = v.shape[d] == shape[d];
     if (!same) return err_fmt("input %d's shape is not the output's (inputs come broadcast to it)", k);
   }
-  P.ninstr = (int)(len / 4);
+  const int32_t* c = static_cast<const int32_t*>(code.data) + code.offset;
+  const i64 cs = code.strides[0];
+  // the stores: after every other instruction, output j the j-th
+  int total = (int)(len / 4), first_store = total;
+  while (first_store > 0 && c[(4 * (first_store - 1)) * cs] == kStore) first_store--;
+  P.ninstr = first_store;
+  P.nout = total - first_store;
+  if (P.ninstr == 0) return "a program needs at least one instruction before its stores";
+  if (P.nout == 0) return "a program needs at least one store";
+  if (P.nout > in.n + 1) return err_fmt("a program stores %d outputs, but only %d views came", P.nout, in.n + 1);
+  P.nin = in.n - (P.nout - 1);
   P.last = P.ninstr - 1;
+  for (int j = 0; j < P.nout; j++) {
+    const int i = P.ninstr + j;
+    const int reg = c[(4 * i + 2) * cs], slot = c[(4 * i + 3) * cs];
+    if (reg < 0 || reg >= P.ninstr) return err_fmt("store %d: register %d is not an instruction's", j, reg);
+    if (slot != j) return err_fmt("store %d writes output %d (stores must come in output order)", j, slot);
+    P.out_reg[j] = reg;
+  }
+  const size_t es = dtype == F32 ? 4 : 8;
+  P.out_data[0] = out.data;
+  for (int j = 1; j < P.nout; j++) {
+    const View& v = in.v[P.nin + j - 1];
+    i64 expect = 1;
+    for (int d = nd - 1; d >= 0; d--) {
+      if (v.shape[d] != 1 && v.strides[d] != expect) return err_fmt("output %d is not contiguous", j);
+      expect *= v.shape[d];
+    }
+    P.out_data[j] = static_cast<char*>(v.data) + (size_t)v.offset * es;
+  }
   const size_t bytes = sizeof(Ins) * P.ninstr + sizeof(Iter<2>) * in.n + sizeof(int) * in.n;
   P.mem = std::malloc(bytes);
   if (!P.mem) return "out of memory";
   P.ins = static_cast<Ins*>(P.mem);
   P.iters = reinterpret_cast<Iter<2>*>(P.ins + P.ninstr);
   P.input_mode = reinterpret_cast<int*>(P.iters + in.n);
-  const int32_t* c = static_cast<const int32_t*>(code.data) + code.offset;
-  const i64 cs = code.strides[0];
   const i64 nconst = consts.shape[0];
   int reads = 0;  // 1 + the largest input index read
   for (int i = 0; i < P.ninstr; i++) {
@@ -171,7 +207,7 @@ Err decode(int nd, const int64_t* shape, const View& code, const View& consts, i
     s.mode = M_DEAD, s.buf = -1, s.fa = s.fb = false;
     switch (s.kind) {
       case kInput:
-        if (s.a < 0 || s.a >= in.n) return err_fmt("instruction %d reads input %d of %d", i, s.a, in.n);
+        if (s.a < 0 || s.a >= P.nin) return err_fmt("instruction %d reads input %d of %d", i, s.a, P.nin);
         reads = imax(reads, s.a + 1);
         break;
       case kConst:
@@ -191,12 +227,12 @@ Err decode(int nd, const int64_t* shape, const View& code, const View& consts, i
       default: return err_fmt("instruction %d: unknown kind %d", i, s.kind);
     }
   }
-  if (reads != in.n) return err_fmt("the program reads %d input(s), got %d", reads, in.n);
+  if (reads != P.nin) return err_fmt("the program reads %d input(s), got %d", reads, P.nin);
   // Class the inputs: the iterator drops size-1 axes and merges axes the input and the output both step
   // through linearly, so a contiguous input is one axis of stride 1 and a broadcast value has only stride 0.
   i64 ost[kMaxDims];
   contiguous_strides(nd, shape, ost);
-  for (int k = 0; k < in.n; k++) {
+  for (int k = 0; k < P.nin; k++) {
     const i64* st[2] = {in.v[k].strides, ost};
     Iter<2>& it = P.iters[k];
     it.init(nd, shape, st);
@@ -214,7 +250,7 @@ Err decode(int nd, const int64_t* shape, const View& code, const View& consts, i
     else d1 = d;
   }
   if (big == 2 && shape[d0] >= 16 && shape[d1] >= 16) {
-    for (int k = 0; k < in.n; k++) {
+    for (int k = 0; k < P.nin; k++) {
       const i64 s0 = in.v[k].strides[d0], s1 = in.v[k].strides[d1];
       P.st0[k] = s0, P.st1[k] = s1;
       if (P.input_mode[k] == M_GATHER && s1 != 0 && (s0 < 0 ? -s0 : s0) < (s1 < 0 ? -s1 : s1)) P.blocked = true;
@@ -222,7 +258,7 @@ Err decode(int nd, const int64_t* shape, const View& code, const View& consts, i
   }
   if (P.blocked) {
     P.A = shape[d0], P.B = shape[d1];
-    for (int k = 0; k < in.n; k++)
+    for (int k = 0; k < P.nin; k++)
       if (P.input_mode[k] == M_FLAT) P.input_mode[k] = M_GATHER;  // a block is not contiguous in the output
   }
   return nullptr;
@@ -253,11 +289,11 @@ void plan(Prog& P, const View& consts, const Views& in, T* fixed) {
       }
     }
   }
-  // Registers the result needs (backwards), each one's last reader, then tiles by liveness.
+  // Registers the outputs need (backwards), each one's last reader, then tiles by liveness.
   int* last_use = reinterpret_cast<int*>(fixed + P.ninstr);  // (space reserved by the caller)
   int* free_list = last_use + P.ninstr;
   for (int i = 0; i < P.ninstr; i++) last_use[i] = -1;
-  last_use[P.last] = P.ninstr;  // read at the end
+  for (int j = 0; j < P.nout; j++) last_use[P.out_reg[j]] = P.ninstr;  // read at the end
   for (int i = P.last; i >= 0; i--) {
     Ins& s = ins[i];
     if (last_use[i] < 0) {
@@ -269,10 +305,12 @@ void plan(Prog& P, const View& consts, const Views& in, T* fixed) {
     if (last_use[s.a] < 0) last_use[s.a] = i;
     if (s.kind == kBinary && last_use[s.b] < 0) last_use[s.b] = i;
   }
+  P.direct = P.nout == 1 && P.out_reg[0] == P.last && !P.blocked && ins[P.last].mode == M_OP;
   int nfree = 0;
   for (int i = 0; i < P.ninstr; i++) {
     Ins& s = ins[i];
-    if (s.mode == M_GATHER || (s.mode == M_OP && (i != P.last || P.blocked))) s.buf = nfree > 0 ? free_list[--nfree] : P.nbuf++;
+    if (s.mode == M_GATHER || (s.mode == M_OP && !(P.direct && i == P.last)))
+      s.buf = nfree > 0 ? free_list[--nfree] : P.nbuf++;
     if (s.mode != M_OP) continue;
     // operands read for the last time here: their tiles are free for later registers (not for this one's)
     if (ins[s.a].buf >= 0 && last_use[s.a] == i) free_list[nfree++] = ins[s.a].buf;
@@ -281,7 +319,8 @@ void plan(Prog& P, const View& consts, const Views& in, T* fixed) {
 }
 
 template <class T>
-void run_tile(const Prog& P, const Views& in, i64 t0, i64 len, T* tiles, const T** cur, T* out) {
+void run_tile(const Prog& P, const Views& in, i64 t0, i64 len, T* tiles, const T** cur) {
+  T* out = static_cast<T*>(P.out_data[0]);
   constexpr i64 tile = tile_of<T>();
   for (int i = 0; i <= P.last; i++) {
     const Ins& s = P.ins[i];
@@ -303,20 +342,22 @@ void run_tile(const Prog& P, const Views& in, i64 t0, i64 len, T* tiles, const T
       default: break;  // fixed: cur set once; dead: skipped
     }
   }
-  const Ins& r = P.ins[P.last];
-  if (r.mode == M_OP) return;
-  T* o = out + t0;
-  if (r.mode == M_FIXED) {
-    const T v = cur[P.last][0];
-    for (i64 j = 0; j < len; j++) o[j] = v;
-  } else {
-    std::memmove(o, cur[P.last], (size_t)len * sizeof(T));  // (an input that is the output's storage: o == src)
+  if (P.direct) return;
+  for (int j = 0; j < P.nout; j++) {
+    const int r = P.out_reg[j];
+    T* o = static_cast<T*>(P.out_data[j]) + t0;
+    if (P.ins[r].mode == M_FIXED) {
+      const T v = cur[r][0];
+      for (i64 e = 0; e < len; e++) o[e] = v;
+    } else {
+      std::memmove(o, cur[r], (size_t)len * sizeof(T));  // (an input that is the output's storage: o == src)
+    }
   }
 }
 
 // One block of a blocked iteration: rows [i0, i0 + r), columns [j0, j0 + c) of the 2-d output.
 template <class T>
-void run_block(const Prog& P, const Views& in, i64 i0, i64 j0, i64 r, i64 c, T* tiles, const T** cur, T* out) {
+void run_block(const Prog& P, const Views& in, i64 i0, i64 j0, i64 r, i64 c, T* tiles, const T** cur) {
   constexpr i64 tile = tile_of<T>();
   const i64 len = r * c;
   for (int i = 0; i <= P.last; i++) {
@@ -333,19 +374,21 @@ void run_block(const Prog& P, const Views& in, i64 i0, i64 j0, i64 r, i64 c, T* 
       cur[i] = d;
     }
   }
-  const bool fixed = P.ins[P.last].mode == M_FIXED;
-  const T* res = cur[P.last];
-  for (i64 ii = 0; ii < r; ii++) {
-    T* o = out + (i0 + ii) * P.B + j0;
-    if (fixed)
-      for (i64 jj = 0; jj < c; jj++) o[jj] = res[0];
-    else
-      std::memcpy(o, res + ii * c, (size_t)c * sizeof(T));
+  for (int j = 0; j < P.nout; j++) {
+    const bool fixed = P.ins[P.out_reg[j]].mode == M_FIXED;
+    const T* res = cur[P.out_reg[j]];
+    for (i64 ii = 0; ii < r; ii++) {
+      T* o = static_cast<T*>(P.out_data[j]) + (i0 + ii) * P.B + j0;
+      if (fixed)
+        for (i64 jj = 0; jj < c; jj++) o[jj] = res[0];
+      else
+        std::memcpy(o, res + ii * c, (size_t)c * sizeof(T));
+    }
   }
 }
 
 template <class T>
-Err fused_typed(const View& consts, const Views& in, T* out, i64 n, Prog& P) {
+Err fused_typed(const View& consts, const Views& in, i64 n, Prog& P) {
   // fixed values, then (as ints) last_use and the free list of plan()
   T* fixed = static_cast<T*>(std::malloc(sizeof(T) * P.ninstr + 2 * sizeof(int) * P.ninstr));
   if (!fixed) return "out of memory";
@@ -366,11 +409,11 @@ Err fused_typed(const View& consts, const Views& in, T* out, i64 n, Prog& P) {
     if (P.blocked) {
       for (i64 t = b; t < e; t++) {
         const i64 i0 = (t / nbc) * br, j0 = (t % nbc) * bc;
-        run_block<T>(P, in, i0, j0, imin(br, P.A - i0), imin(bc, P.B - j0), tiles, cur, out);
+        run_block<T>(P, in, i0, j0, imin(br, P.A - i0), imin(bc, P.B - j0), tiles, cur);
       }
       return;
     }
-    for (i64 t = b; t < e; t++) run_tile<T>(P, in, t * tile, imin(tile, n - t * tile), tiles, cur, out);
+    for (i64 t = b; t < e; t++) run_tile<T>(P, in, t * tile, imin(tile, n - t * tile), tiles, cur);
   });
   std::free(fixed);
   return nullptr;
@@ -381,11 +424,11 @@ Err fused_typed(const View& consts, const Views& in, T* out, i64 n, Prog& P) {
 Err fused(int nd, const int64_t* shape, const View& code, const View& consts, const Out& out, const Views& in) {
   if (out.dtype != F32 && out.dtype != F64) return "expected a float32 or float64 output";
   Prog P;
-  if (Err e = decode(nd, shape, code, consts, out.dtype, in, P)) return e;
+  if (Err e = decode(nd, shape, code, consts, out, in, P)) return e;
   const i64 n = shape_size(nd, shape);
   if (n == 0) return nullptr;
-  if (out.dtype == F32) return fused_typed<float>(consts, in, static_cast<float*>(out.data), n, P);
-  return fused_typed<double>(consts, in, static_cast<double*>(out.data), n, P);
+  if (out.dtype == F32) return fused_typed<float>(consts, in, n, P);
+  return fused_typed<double>(consts, in, n, P);
 }
 
 }  // namespace CR_ISA_NS

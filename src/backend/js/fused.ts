@@ -55,16 +55,16 @@ const INLINE_BINARY: Partial<Record<BinaryOp, (a: string, b: string) => string>>
   atan2: (a, b) => `Math.atan2(${a}, ${b})`,
 };
 
-/** A compiled flat loop: data and offset per input, consts, out, n. */
-type FlatFn = (d: TypedArray[], o: number[], c: Float64Array, out: TypedArray, n: number) => void;
-/** A compiled strided loop: data, offset and strides per input, the coalesced shape, consts, out, n. */
+/** A compiled flat loop: data and offset per input, consts, outs, n. */
+type FlatFn = (d: TypedArray[], o: number[], c: Float64Array, outs: readonly TypedArray[], n: number) => void;
+/** A compiled strided loop: data, offset and strides per input, the coalesced shape, consts, outs, n. */
 type StridedFn = (
   d: TypedArray[],
   o: number[],
   st: number[][],
   shape: number[],
   c: Float64Array,
-  out: TypedArray,
+  outs: readonly TypedArray[],
   n: number,
 ) => void;
 
@@ -142,6 +142,17 @@ function statements(
   return { pre, body };
 }
 
+/** Declarations of the output arrays (w0, w1, ...) and the statement storing element `at` of each. */
+function stores(prog: FusedProgram, at: string): { decl: string; store: string } {
+  let decl = "";
+  let store = "";
+  prog.outputs.forEach((r, j) => {
+    decl += `const w${j} = W[${j}];\n`;
+    store += `w${j}[${at}] = r${r};\n`;
+  });
+  return { decl, store };
+}
+
 function compileFlat(prog: FusedProgram, pattern: Pattern): FlatFn {
   const { pre, body } = statements(
     prog,
@@ -150,11 +161,11 @@ function compileFlat(prog: FusedProgram, pattern: Pattern): FlatFn {
   );
   let head = "";
   for (let k = 0; k < prog.numInputs; k++) head += `const d${k} = D[${k}], o${k} = O[${k}];\n`;
-  const last = prog.instrs.length - 1;
+  const { decl, store } = stores(prog, "i");
   const src =
     `"use strict";\nconst fr = Math.fround;\n${helpers(prog)}` +
-    `return function fusedFlat(D, O, C, out, n) {\n${head}${pre}` +
-    `for (let i = 0; i < n; i++) {\n${body}out[i] = r${last};\n}\n};`;
+    `return function fusedFlat(D, O, C, W, n) {\n${head}${decl}${pre}` +
+    `for (let i = 0; i < n; i++) {\n${body}${store}}\n};`;
   return new Function("U", "B", src)(UNARY, BINARY) as FlatFn;
 }
 
@@ -174,12 +185,12 @@ function compileStrided(prog: FusedProgram): StridedFn {
     step += `p${k} += t${k}[ax]; `;
     back += `p${k} -= t${k}[ax] * (shape[ax] - 1); `;
   }
-  const last = prog.instrs.length - 1;
+  const { decl, store } = stores(prog, "i");
   const src =
     `"use strict";\nconst fr = Math.fround;\n${helpers(prog)}` +
-    `return function fusedStrided(D, O, ST, shape, C, out, n) {\n${head}${pre}` +
+    `return function fusedStrided(D, O, ST, shape, C, W, n) {\n${head}${decl}${pre}` +
     "let i = 0;\nwhile (i < n) {\nfor (let j = 0; j < L; j++) {\n" +
-    `${body}out[i++] = r${last};\n}\n` +
+    `${body}${store}i++;\n}\n` +
     "for (let ax = last - 1; ax >= 0; ax--) {\n" +
     `if (++idx[ax] < shape[ax]) { ${step}break; }\nidx[ax] = 0; ${back}\n}\n}\n};`;
   return new Function("U", "B", src)(UNARY, BINARY) as StridedFn;
@@ -213,14 +224,19 @@ function coalesce(shape: readonly number[], strides: readonly (readonly number[]
 
 /**
  * The interpreter (no code generation): one instruction at a time over whole arrays of the dtype, so each
- * store rounds as the unfused kernels do.
+ * store rounds as the unfused kernels do; the outputs are copied out at the end (an out may be an input's
+ * storage).
  */
-function interpret(prog: FusedProgram, inputs: readonly View[], out: TypedArray, n: number): void {
+function interpret(
+  prog: FusedProgram,
+  inputs: readonly View[],
+  outs: readonly TypedArray[],
+  n: number,
+): void {
   type Reg = TypedArray | number;
   const regs: Reg[] = [];
-  const last = prog.instrs.length - 1;
   let ci = 0;
-  prog.instrs.forEach((ins, i) => {
+  prog.instrs.forEach((ins) => {
     if (ins.kind === "input") {
       regs.push(contiguousData(inputs[ins.index]));
       return;
@@ -229,7 +245,7 @@ function interpret(prog: FusedProgram, inputs: readonly View[], out: TypedArray,
       regs.push(prog.consts[ci++]);
       return;
     }
-    const dst = i === last ? out : allocTyped(prog.dtype, n);
+    const dst = allocTyped(prog.dtype, n);
     const a = regs[ins.a];
     if (ins.kind === "unary") {
       const f = UNARY[ins.op];
@@ -244,22 +260,21 @@ function interpret(prog: FusedProgram, inputs: readonly View[], out: TypedArray,
     }
     regs.push(dst);
   });
-  const r = regs[last];
-  if (r !== out) {
-    if (typeof r === "number") out.fill(r, 0, n);
-    else out.set(r.subarray(0, n));
-  }
+  prog.outputs.forEach((k, j) => {
+    const r = regs[k];
+    if (typeof r === "number") outs[j].fill(r, 0, n);
+    else outs[j].set(r.subarray(0, n));
+  });
 }
 
 /** Backend.fused of the js backend (see the module comment). */
-export function fused(prog: FusedProgram, inputs: readonly View[], out: TypedArray): void {
-  checkFusedArgs(prog, inputs, out);
-  const shape = fusedShape(inputs, out);
+export function fused(prog: FusedProgram, inputs: readonly View[], outs: readonly TypedArray[]): void {
+  checkFusedArgs(prog, inputs, outs);
+  const shape = fusedShape(inputs, outs);
   const n = sizeOf(shape);
   if (n === 0) return;
-  const last = prog.instrs[prog.instrs.length - 1];
-  if (noCodegen || last.kind === "input" || last.kind === "const") {
-    interpret(prog, inputs, out, n);
+  if (noCodegen) {
+    interpret(prog, inputs, outs, n);
     return;
   }
   const D = inputs.map((v) => v.data);
@@ -271,7 +286,7 @@ export function fused(prog: FusedProgram, inputs: readonly View[], out: TypedArr
     }
     if (!pattern.includes("g")) {
       const fn = cached(flatCache, `${prog.key}|${pattern}`, () => compileFlat(prog, pattern));
-      fn(D, O, prog.consts, out, n);
+      fn(D, O, prog.consts, outs, n);
       return;
     }
     const fn = cached(stridedCache, prog.key, () => compileStrided(prog));
@@ -279,12 +294,12 @@ export function fused(prog: FusedProgram, inputs: readonly View[], out: TypedArr
       shape,
       inputs.map((v) => v.strides),
     );
-    fn(D, O, g.strides, g.shape, prog.consts, out, n);
+    fn(D, O, g.strides, g.shape, prog.consts, outs, n);
   } catch (e) {
     // code generation refused (EvalError under a CSP): interpret from now on
     if (!(e instanceof EvalError)) throw e;
     noCodegen = true;
-    interpret(prog, inputs, out, n);
+    interpret(prog, inputs, outs, n);
   }
 }
 

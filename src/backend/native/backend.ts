@@ -21,6 +21,7 @@ import {
   type BinaryOp,
   type Conv2dParams,
   type ConvEpilogue,
+  type FusedProgram,
   KERNELS,
   type KernelName,
   type Pool2dParams,
@@ -31,7 +32,8 @@ import {
   type View,
 } from "../backend.ts";
 import { completeBackend } from "../complete.ts";
-import { checkFusedArgs, FUSED_BINARY, FUSED_UNARY, fusedByOps, fusedShape } from "../fused.ts";
+import { checkFusedArgs, FUSED_BINARY, FUSED_STORE, FUSED_UNARY, fusedByOps, fusedShape } from "../fused.ts";
+import { contiguousStrides } from "../../shape.ts";
 import type { NativeAddon, NativeDescription } from "./addon.ts";
 
 /** Below this many bytes, zero-filled typed arrays are as cheap as uninitialised ones. */
@@ -310,25 +312,31 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     },
   };
   // jit's fused programs (Backend.fused, declared only when the addon has the kernel). The meta layout:
-  // the output's shape, then code and consts as 1-d views, the output, the number of inputs and each input.
+  // the output's shape, then code (ending in one store per output) and consts as 1-d views, the first
+  // output, the number of views and each input, then the other outputs (kernels/fused.cc).
   // Programs beyond the kernel's limits (never made by jit's fusion pass) or with an op the addon does not
   // declare run op by op.
   const fusedFn = kinds.has("fused") ? addon.fused : undefined;
   const args: TypedArray[] = [];
-  // A program's code with the addon's op codes (FusedProgram.code holds positions in UNARY_OPS / BINARY_OPS),
-  // once per program; null when it uses an op the addon does not declare.
-  const nativeCode = new WeakMap<Int32Array, Int32Array | null>();
-  const translate = (code: Int32Array): Int32Array | null => {
-    let c = nativeCode.get(code);
+  // A program's code with the addon's op codes (FusedProgram.code holds positions in UNARY_OPS / BINARY_OPS)
+  // and its stores ([4, 0, register, j] per output j), once per program; null when it uses an op the addon
+  // does not declare.
+  const nativeCode = new WeakMap<FusedProgram, Int32Array | null>();
+  const translate = (prog: FusedProgram): Int32Array | null => {
+    let c = nativeCode.get(prog);
     if (c === undefined) {
-      c = Int32Array.from(code);
-      for (let i = 0; i < c.length; i += 4) {
+      const code = prog.code;
+      c = new Int32Array(code.length + 4 * prog.outputs.length);
+      c.set(code);
+      for (let j = 0; j < prog.outputs.length; j++)
+        c.set([FUSED_STORE, 0, prog.outputs[j], j], code.length + 4 * j);
+      for (let i = 0; i < code.length; i += 4) {
         if (c[i] === FUSED_UNARY) c[i + 1] = unaryCode[UNARY_OPS[c[i + 1]]] ?? -1;
         else if (c[i] === FUSED_BINARY) c[i + 1] = binaryCode[BINARY_OPS[c[i + 1]]] ?? -1;
         if ((c[i] === FUSED_UNARY || c[i] === FUSED_BINARY) && c[i + 1] < 0) c = null;
         if (c === null) break;
       }
-      nativeCode.set(code, c);
+      nativeCode.set(prog, c);
     }
     return c;
   };
@@ -336,14 +344,18 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     fusedFn === undefined
       ? {}
       : {
-          fused(prog, inputs, out) {
-            checkFusedArgs(prog, inputs, out);
-            const code = translate(prog.code);
-            if (code === null || inputs.length > FUSED_MAX_INPUTS || prog.instrs.length > FUSED_MAX_INSTRS) {
-              fusedByOps(backend, prog, inputs, out);
+          fused(prog, inputs, outs) {
+            checkFusedArgs(prog, inputs, outs);
+            const code = translate(prog);
+            if (
+              code === null ||
+              inputs.length + outs.length - 1 > FUSED_MAX_INPUTS ||
+              prog.instrs.length + outs.length > FUSED_MAX_INSTRS
+            ) {
+              fusedByOps(backend, prog, inputs, outs);
               return;
             }
-            const shape = fusedShape(inputs, out);
+            const shape = fusedShape(inputs, outs);
             p = 0;
             meta[p++] = shape.length;
             list(shape);
@@ -351,10 +363,15 @@ export function createNativeBackend(addon: NativeAddon): Backend {
             args.push(
               put({ data: code, shape: [code.length], strides: [1], offset: 0 }),
               put({ data: prog.consts, shape: [prog.consts.length], strides: [1], offset: 0 }),
-              output(out),
+              output(outs[0]),
             );
-            meta[p++] = inputs.length;
+            meta[p++] = inputs.length + outs.length - 1;
             for (const v of inputs) args.push(put(v));
+            if (outs.length > 1) {
+              const strides = contiguousStrides(shape);
+              for (let j = 1; j < outs.length; j++)
+                args.push(put({ data: outs[j], shape, strides, offset: 0 }));
+            }
             try {
               fusedFn.apply(addon, args as [Int32Array, Float64Array, TypedArray, ...TypedArray[]]);
             } finally {

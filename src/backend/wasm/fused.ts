@@ -1,11 +1,12 @@
 /**
  * The wasm backend's fused elementwise kernel (`Backend.fused`): stages the inputs into the arena, describes the
  * program to the tile interpreter of wasm/assembly/fused.ts (register tile buffers assigned by liveness, consts
- * and broadcast scalars as stride-0 values, strided inputs gathered per tile) and copies the output out.
+ * and broadcast scalars as stride-0 values, strided inputs gathered per tile, output registers written straight
+ * into their staged outputs) and copies the outputs out.
  *
  * Returns false, and the backend runs the program op by op through its own kernels (fused.ts's fusedByOps,
  * the same bits), for what the interpreter does not reproduce exactly: an op outside the module's lists (atan2),
- * a program whose result is an input or a const, and a unary op with a SIMD form reading an input whose rows
+ * and a unary op with a SIMD form reading an input whose rows
  * the unfused kernel would split into SIMD and scalar parts differently from a contiguous array (contiguous
  * rows whose length is not a multiple of 4, as in a slice).
  */
@@ -24,6 +25,8 @@ const FIXED = 2;
 const UNARY = 3;
 const BINARY = 4;
 const SCALAR_ONLY = 1;
+/** flags: an output register, written at its buffer pointer + the tile's offset (its staged output). */
+const OUT_DIRECT = 2;
 
 /** Elements per tile (a multiple of 4): a few KiB per register buffer, so a program's tiles stay in L1. */
 const TILE = 512;
@@ -45,19 +48,23 @@ const VEC_F64 = new Set(
 );
 
 /** Run `prog` in wasm (see the module comment); false if it must run op by op. */
-export function fused(c: Ctx, prog: FusedProgram, inputs: readonly View[], out: TypedArray): boolean {
-  checkFusedArgs(prog, inputs, out);
+export function fused(
+  c: Ctx,
+  prog: FusedProgram,
+  inputs: readonly View[],
+  outs: readonly TypedArray[],
+): boolean {
+  checkFusedArgs(prog, inputs, outs);
   const code = prog.code;
   const m = code.length >> 2;
-  const lastKind = code[4 * (m - 1)];
-  if (lastKind === FUSED_INPUT || lastKind === FUSED_CONST) return false;
+  const outputs = prog.outputs;
   for (let i = 0; i < m; i++) {
     const k = code[4 * i];
     // the module's op codes are the contract's positions up to the end of its lists
     if (k === FUSED_BINARY && code[4 * i + 1] >= WASM_BINARY_OPS.length) return false;
     if (k === FUSED_UNARY && code[4 * i + 1] >= WASM_UNARY_OPS.length) return false;
   }
-  const shape = fusedShape(inputs, out);
+  const shape = fusedShape(inputs, outs);
   const n = sizeOf(shape);
   if (n === 0) return true;
   const f32 = prog.dtype === "float32";
@@ -117,6 +124,8 @@ export function fused(c: Ctx, prog: FusedProgram, inputs: readonly View[], out: 
     const aux = new Int32Array(m);
     const free: number[] = [];
     let nbuf = 0;
+    const isOut = new Uint8Array(m);
+    for (const r of outputs) isOut[r] = 1;
     const constAt = s.alloc(Math.max(1, prog.consts.length) * es);
     const constView = viewAt(c.heap.buffer, prog.dtype, constAt, prog.consts.length);
     constView.set(prog.consts);
@@ -144,8 +153,14 @@ export function fused(c: Ctx, prog: FusedProgram, inputs: readonly View[], out: 
           if (lastUse[r] === i && buf[r] >= 0 && !free.includes(buf[r])) free.push(buf[r]);
         }
       }
-      if ((kinds[i] === GATHER || kinds[i] >= UNARY) && i < m - 1) buf[i] = free.pop() ?? nbuf++;
+      if (isOut[i]) flags[i] |= OUT_DIRECT;
+      else if (kinds[i] === GATHER || kinds[i] >= UNARY) buf[i] = free.pop() ?? nbuf++;
     }
+    const staged = outs.map((o) => stageOut(c, s, o, n));
+    const outAt = new Int32Array(m);
+    outputs.forEach((r, j) => {
+      outAt[r] = staged[j].ptr;
+    });
     const tile = Math.min(TILE, Math.ceil(n / 4) * 4);
     const bufBase = s.alloc(Math.max(1, nbuf) * tile * es);
     const desc = s.alloc(32 * m);
@@ -158,13 +173,12 @@ export function fused(c: Ctx, prog: FusedProgram, inputs: readonly View[], out: 
       d[q++] = code[4 * i + 2];
       d[q++] = code[4 * i + 3];
       d[q++] = flags[i];
-      d[q++] = buf[i] >= 0 ? bufBase + buf[i] * tile * es : 0;
+      d[q++] = isOut[i] ? outAt[i] : buf[i] >= 0 ? bufBase + buf[i] * tile * es : 0;
       d[q++] = ptr[i];
       d[q++] = aux[i];
     }
-    const O = stageOut(c, s, out, n);
-    c.k.fused(f32 ? 0 : 1, m, desc, cur, n, tile, O.ptr);
-    O.finish();
+    c.k.fused(f32 ? 0 : 1, m, desc, cur, n, tile);
+    for (const o of staged) o.finish();
     return true;
   });
 }

@@ -164,11 +164,11 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
     // kernels (the same bits), not counted as fallbacks unless scratch ran out
     fused: kernel(
       "fused",
-      (prog, inputs, out) => {
-        if (!F.fused(c, prog, inputs, out)) fusedByOps(backend, prog, inputs, out);
+      (prog, inputs, outs) => {
+        if (!F.fused(c, prog, inputs, outs)) fusedByOps(backend, prog, inputs, outs);
         return true;
       },
-      (prog, inputs, out) => fusedByOps(backend, prog, inputs, out),
+      (prog, inputs, outs) => fusedByOps(backend, prog, inputs, outs),
     ),
     softmax: (x, axis, log, out) => S.softmax(backend, x, axis, log, out),
     softmaxBackward: (y, ct, axis, log, out) => S.softmaxBackward(backend, y, ct, axis, log, out),
