@@ -44,6 +44,12 @@ function prepare(peer: Peer, store: Store, caseId: string): Step | Skip | undefi
     }
     case "mlp":
       return peer.mlpStep?.(mlpInputs(store));
+    case "bf16": {
+      if (arg === "mlp") return peer.bf16MlpStep?.(mlpInputs(store));
+      const n = Number(arg.replace("gemm", ""));
+      const { a, b } = sgemmInputs(store, n);
+      return peer.bf16Gemm?.(n, a, b);
+    }
     case "cnn":
       return peer.cnnStep?.(cnnInputs(store));
     case "transformer":

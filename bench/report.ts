@@ -65,7 +65,7 @@ function figureOf(c: CaseSpec, r: CaseResult): Figure | null {
   const check = s.check === null ? "" : fmtCheck(s.check);
   const cpu = fmtCpu(s.cpu);
   if (c.unit === "GFLOP/s") {
-    const n = SGEMM_SIZES.find((k) => c.id === `sgemm.${k}`) ?? 0;
+    const n = SGEMM_SIZES.find((k) => c.id === `sgemm.${k}` || c.id === `bf16.gemm${k}`) ?? 0;
     const g = (ms: number) => (2 * n ** 3) / (ms * 1e6);
     return { value: g(s.medianMs), lo: g(s.maxMs), hi: g(s.minMs), cpu, check, note: s.note };
   }

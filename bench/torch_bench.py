@@ -178,6 +178,28 @@ def main():
         y = t("mlp.y", (128,)).long()
         return lambda: train_step(model, opt, x, y).item()
 
+    def case_bf16_gemm(n):
+        # bfloat16 operands; PyTorch 1.13's CPU bf16 mm (oneDNN) accumulates in float32
+        a = t("sgemm.a.%d" % n, (n, n)).bfloat16()
+        b = t("sgemm.b.%d" % n, (n, n)).bfloat16()
+        return lambda: torch.mm(a, b)[0, 0].item()
+
+    def case_bf16_mlp():
+        model = mlp("mlp", (784, 512, 256, 10))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        x = t("mlp.x", (128, 784))
+        y = t("mlp.y", (128,)).long()
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss.item()
+
+        return step
+
     def case_cnn():
         model = nn.Sequential(
             conv("cnn.c1", 1, 32),
@@ -368,6 +390,7 @@ def main():
 
     factories = {
         "mlp.step": case_mlp,
+        "bf16.mlp": case_bf16_mlp,
         "cnn.step": case_cnn,
         "transformer.step": case_transformer,
         "lstm.step": case_lstm,
@@ -376,6 +399,8 @@ def main():
     }
     for n in (128, 256, 512, 1024):
         factories["sgemm.%d" % n] = (lambda n_: lambda: case_sgemm(n_))(n)
+    for n in (256, 1024):
+        factories["bf16.gemm%d" % n] = (lambda n_: lambda: case_bf16_gemm(n_))(n)
     factories["dispatch.add"] = lambda: case_add(DISPATCH_K["add"])
     factories["dispatch.grad"] = lambda: case_grad(DISPATCH_K["grad"])
     factories["dispatch.jvp"] = lambda: case_jvp(DISPATCH_K["jvp"])

@@ -27,7 +27,16 @@ export interface CaseSpec {
 }
 
 /** Workload names accepted by `--only`. */
-export type Workload = "sgemm" | "mlp" | "cnn" | "transformer" | "lstm" | "dispatch" | "vmap" | "e2e";
+export type Workload =
+  | "sgemm"
+  | "mlp"
+  | "cnn"
+  | "transformer"
+  | "lstm"
+  | "dispatch"
+  | "vmap"
+  | "e2e"
+  | "bf16";
 export const WORKLOADS: readonly Workload[] = [
   "sgemm",
   "mlp",
@@ -37,9 +46,12 @@ export const WORKLOADS: readonly Workload[] = [
   "dispatch",
   "vmap",
   "e2e",
+  "bf16",
 ];
 
 export const SGEMM_SIZES = [128, 256, 512, 1024] as const;
+/** Sizes of the bfloat16 GEMM rows (their operands are the sgemm inputs of that size, rounded to bfloat16). */
+export const BF16_GEMM_SIZES = [256, 1024] as const;
 export const MLP_LAYERS = [784, 512, 256, 10] as const;
 export const MLP_BATCH = 128;
 export const CNN_BATCH = 64;
@@ -131,6 +143,23 @@ export const CASES: readonly CaseSpec[] = [
     workload: "vmap",
     title:
       "the same MLP's batched gradient of the mean loss, grad(loss), batch 128: the per-example row's yardstick (ms)",
+    unit: "ms",
+    higherIsBetter: false,
+  },
+  ...BF16_GEMM_SIZES.map(
+    (n): CaseSpec => ({
+      id: `bf16.gemm${n}`,
+      workload: "bf16",
+      title: `bf16 gemm ${n}x${n}, bfloat16 operands, float32 accumulation, bfloat16 out (GFLOP/s = 2 n^3 / t)`,
+      unit: "GFLOP/s",
+      higherIsBetter: true,
+    }),
+  ),
+  {
+    id: "bf16.mlp",
+    workload: "bf16",
+    title:
+      "MLP 784-512-256-10 training step as mlp.step under bfloat16 autocast, float32 master weights (ms per step)",
     unit: "ms",
     higherIsBetter: false,
   },

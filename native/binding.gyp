@@ -16,6 +16,7 @@
       "src/kernels/indexing.cc",
       "src/kernels/optim.cc",
       "src/kernels/softmax.cc",
+      "src/kernels/half.cc",
       "src/kernels/table.cc"
     ],
     "common_cflags": ["-O3", "-fno-math-errno", "-fPIC", "-std=gnu++17", "-fno-exceptions", "-fno-rtti", "-Wno-unused-parameter"]

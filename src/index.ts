@@ -22,7 +22,15 @@ export { enableGrad, noGrad } from "./core/trace.ts";
 export { vmap } from "./core/vmap.ts";
 export type { AxisSpec, VmapOpts } from "./core/vmap.ts";
 export type { KinkReport } from "./core/trace.ts";
-export { DTYPES, promoteTypes } from "./dtype.ts";
+export { BFloat16Bits, DTYPES, Float16Bits, isHalf, promoteTypes } from "./dtype.ts";
+export {
+  type AutocastOpts,
+  autocast,
+  autocastDtype,
+  GradScaler,
+  type GradScalerOpts,
+  type GradScalerState,
+} from "./amp.ts";
 export type { DType, TypedArray } from "./dtype.ts";
 export {
   AllocationError,

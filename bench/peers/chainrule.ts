@@ -11,7 +11,7 @@ import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Backend } from "../../src/backend/backend.ts";
 import { listBackends, loadBackend, setBackend } from "../../src/backend/registry.ts";
-import { arange, grad, jit, jvp, noGrad, type Tensor, tensor, vmap } from "../../src/index.ts";
+import { arange, autocast, grad, jit, jvp, noGrad, type Tensor, tensor, vmap } from "../../src/index.ts";
 import {
   Conv2d,
   crossEntropy,
@@ -95,9 +95,11 @@ function mlp(layers: LinearInit[]): Sequential {
   return new Sequential(linear(layers[0]), new ReLU(), linear(layers[1]), new ReLU(), linear(layers[2]));
 }
 
-function trainStep(model: Sequential, opt: Adam, x: Tensor, y: Tensor): Tensor {
+function trainStep(model: Sequential, opt: Adam, x: Tensor, y: Tensor, bf16 = false): Tensor {
   opt.zeroGrad();
-  const loss = crossEntropy(model.call(x), y);
+  const loss = bf16
+    ? autocast({ dtype: "bfloat16" }, () => crossEntropy(model.call(x), y))
+    : crossEntropy(model.call(x), y);
   loss.backward();
   opt.step();
   return loss;
@@ -205,6 +207,21 @@ function makePeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
       const ta = tensor(a, { shape: [n, n] });
       const tb = tensor(b, { shape: [n, n] });
       return () => ta.matmul(tb).index(0, 0).item();
+    },
+    bf16Gemm(n: number, a: Float32Array, b: Float32Array): Step | Skip {
+      if (isJs && n >= 1024 && !opts.full)
+        return { skip: "js reference: skipped at n=1024 (seconds per product)" };
+      const ta = tensor(a, { shape: [n, n] }).to("bfloat16");
+      const tb = tensor(b, { shape: [n, n] }).to("bfloat16");
+      return () => ta.matmul(tb).index(0, 0).item();
+    },
+    bf16MlpStep(d: MlpData): Step | Skip {
+      if (useJit) return { skip: "the bf16 row runs eagerly (autocast under jit is traced like any op)" };
+      const model = mlp(d.layers);
+      const opt = new Adam(model.parameters(), { lr: 1e-3 });
+      const x = tensor(d.x, { shape: [d.batch, 784] });
+      const y = tensor(d.y, { dtype: "int32" });
+      return () => trainStep(model, opt, x, y, true).item();
     },
     mlpStep(d: MlpData): Step {
       const model = mlp(d.layers);

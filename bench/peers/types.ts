@@ -25,6 +25,10 @@ export interface AdapterOpts {
 export interface Peer {
   sgemm?(n: number, a: Float32Array, b: Float32Array): Step | Skip;
   mlpStep?(d: MlpData): Step | Skip;
+  /** The n x n product of a and b rounded to bfloat16, accumulating in float32 (bf16.gemmN). */
+  bf16Gemm?(n: number, a: Float32Array, b: Float32Array): Step | Skip;
+  /** mlpStep with the forward under bfloat16 autocast, weights and optimizer in float32 (bf16.mlp). */
+  bf16MlpStep?(d: MlpData): Step | Skip;
   cnnStep?(d: CnnData): Step | Skip;
   /** One training step (forward, cross-entropy over every position, backward, Adam) of the char Transformer. */
   transformerStep?(d: TransformerData): Step | Skip;

@@ -3,6 +3,7 @@
  * current backend. Higher-order calls simply run their function.
  */
 import { AllocationError } from "../errors.ts";
+import { runImpl } from "../prims/half.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { Aval, Primitive } from "./primitive.ts";
 import type { CallRule, Trace } from "./trace.ts";
@@ -14,7 +15,7 @@ export const evalTrace: Trace = {
   process<P>(prim: Primitive<P>, args: readonly Tensor[], params: P): Tensor {
     const out: Aval = prim.abstract(args, params);
     try {
-      return prim.impl(args, params, out);
+      return runImpl(prim, args, params, out);
     } catch (e) {
       // allocOut reports a failed allocation without knowing the op; name it here (rarely taken, no cost otherwise)
       if (e instanceof AllocationError && e.op === undefined) {

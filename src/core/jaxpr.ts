@@ -80,7 +80,14 @@ export class Program {
   }
 }
 
-const SHORT: Record<DType, string> = { float32: "f32", float64: "f64", int32: "i32", bool: "bool" };
+const SHORT: Record<DType, string> = {
+  float32: "f32",
+  float64: "f64",
+  int32: "i32",
+  bool: "bool",
+  float16: "f16",
+  bfloat16: "bf16",
+};
 
 /** `f32[3,4]`: the abbreviated dtype and the shape. */
 export function fmtAval(a: Aval): string {

@@ -14,6 +14,7 @@
 import { BINARY_OPS, type FusedProgram, UNARY_OPS, type View } from "../backend/backend.ts";
 import type { DType, TypedArray } from "../dtype.ts";
 import { AllocationError } from "../errors.ts";
+import { runImpl } from "../prims/half.ts";
 import { allocData, allocOut, getBackend, type OutArena, setOutArena, viewOf } from "../prims/impl.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { evalCall } from "./jaxpr-eval.ts";
@@ -311,7 +312,7 @@ export class Executor {
           }
           try {
             if (step.fused !== null) runFused(step, ins);
-            else results[0] = step.prim!.impl(ins, step.eqn.params, step.eqn.outputs[0]);
+            else results[0] = runImpl(step.prim!, ins, step.eqn.params, step.eqn.outputs[0]);
           } catch (e) {
             if (e instanceof AllocationError && e.op === undefined) {
               throw new AllocationError(e.message, step.eqn.name, { cause: e.cause });

@@ -1,6 +1,8 @@
 /**
- * 16-bit floating-point formats that model files use but chainrule does not compute in: IEEE 754 binary16
- * (F16, "half") and bfloat16 (BF16). Readers widen them to float32, which holds every value of both exactly.
+ * The 16-bit floating-point formats: IEEE 754 binary16 (F16, "half", chainrule's float16) and bfloat16 (BF16).
+ * float32 holds every value of both exactly, so widening is exact; narrowing rounds to nearest, ties to even.
+ * The tensor dtypes store these bit patterns (src/dtype.ts) and compute in float32; the bulk conversions here
+ * are the js cast kernel's (src/backend/js/half.ts) and the safetensors reader's.
  *
  * binary16: 1 sign bit, 5 exponent bits (bias 15), 10 mantissa bits.
  *   exponent 0       -> subnormal: (-1)^s * m * 2^-24
@@ -102,4 +104,97 @@ export function decodeBF16(bytes: Uint8Array, offset: number, n: number): Float3
   const bits = new Uint32Array(out.buffer);
   for (let i = 0, p = offset; i < n; i++, p += 2) bits[i] = ((bytes[p] | (bytes[p + 1] << 8)) << 16) >>> 0;
   return out;
+}
+
+// One float32 seen as its bits: the scalar conversions below go through it.
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+
+/**
+ * Round the float32 with bit pattern `x` (an unsigned 32-bit integer) to binary16 bits, to nearest with ties to
+ * even: magnitudes from 65520 up become Infinity, values below 2^-14 round to subnormals (or to zero), NaN
+ * becomes the quiet NaN 0x7e00 with its sign kept (as PyTorch's c10::Half).
+ *
+ * @example
+ * f32BitsToF16Bits(0x3f800000); // 0x3c00 (1.0)
+ */
+export function f32BitsToF16Bits(x: number): number {
+  const sign = (x >>> 16) & 0x8000;
+  const a = x & 0x7fffffff;
+  if (a > 0x7f800000) return sign | 0x7e00;
+  // 65520 (0x477ff000) is halfway between 65504 and 2^16: ties to even round it up, to Infinity
+  if (a >= 0x477ff000) return sign | 0x7c00;
+  if (a < 0x38800000) {
+    // below 2^-14: a subnormal m * 2^-24 (m = 1024 rounds up to the smallest normal, the same bit pattern).
+    // The shift keeps the implicit bit; round on the bits shifted out.
+    if (a < 0x33000000) return sign; // below 2^-25: rounds to zero (2^-25 itself ties to the even zero)
+    const e = a >>> 23; // 102..112
+    const mant = (a & 0x7fffff) | 0x800000;
+    const shift = 126 - e; // value = mant * 2^(e - 150) = (mant >> (126 - e)) * 2^-24
+    const q = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    return sign | (rem > half || (rem === half && (q & 1) === 1) ? q + 1 : q);
+  }
+  // normal: rebias the exponent (127 -> 15), keep the top 10 mantissa bits, round on the 13 dropped ones (a
+  // carry out of the mantissa steps the exponent, which is the right result)
+  const h = (((a >>> 23) - 112) << 10) | ((a >>> 13) & 0x3ff);
+  const rem = a & 0x1fff;
+  return sign | (rem > 0x1000 || (rem === 0x1000 && (h & 1) === 1) ? h + 1 : h);
+}
+
+/**
+ * Round the float32 with bit pattern `x` to bfloat16 bits, to nearest with ties to even (overflow goes to
+ * Infinity by the carry); NaN becomes the quiet NaN 0x7fc0 with its sign kept.
+ *
+ * @example
+ * f32BitsToBF16Bits(0x3f808000); // 0x3f80: the tie 1 + 2^-8 rounds to the even 1.0
+ */
+export function f32BitsToBF16Bits(x: number): number {
+  if ((x & 0x7fffffff) > 0x7f800000) return ((x >>> 16) & 0x8000) | 0x7fc0;
+  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/**
+ * A number rounded to binary16 bits through float32 first (as PyTorch converts a double: to float, then to
+ * half). Differs from {@link numberToF16Bits} only for the rare doubles whose first rounding makes a tie.
+ */
+export function toF16Bits(v: number): number {
+  f32Scratch[0] = v;
+  return f32BitsToF16Bits(u32Scratch[0]);
+}
+
+/** A number rounded to bfloat16 bits through float32 first (as PyTorch converts a double). */
+export function toBF16Bits(v: number): number {
+  f32Scratch[0] = v;
+  return f32BitsToBF16Bits(u32Scratch[0]);
+}
+
+/** The value of binary16 bits `h` as a number (exact; a table lookup). */
+export function f16Value(h: number): number {
+  return f16ToF32Table()[h & 0xffff];
+}
+
+/** The value of bfloat16 bits `h` as a number (exact). */
+export function bf16Value(h: number): number {
+  u32Scratch[0] = (h & 0xffff) << 16;
+  return f32Scratch[0];
+}
+
+/** out[i] = the float32 value of the 16-bit pattern src[i] (bfloat16 when `bf`, else binary16), exactly. */
+export function widenHalfInto(src: Uint16Array, out: Float32Array, n: number, bf: boolean): void {
+  if (bf) {
+    const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
+    for (let i = 0; i < n; i++) bits[i] = src[i] << 16;
+  } else {
+    const table = f16ToF32Table();
+    for (let i = 0; i < n; i++) out[i] = table[src[i]];
+  }
+}
+
+/** out[i] = src[i] rounded to the 16-bit format (bfloat16 when `bf`, else binary16), to nearest even. */
+export function narrowHalfInto(src: Float32Array, out: Uint16Array, n: number, bf: boolean): void {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  if (bf) for (let i = 0; i < n; i++) out[i] = f32BitsToBF16Bits(bits[i]);
+  else for (let i = 0; i < n; i++) out[i] = f32BitsToF16Bits(bits[i]);
 }

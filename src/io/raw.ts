@@ -5,13 +5,14 @@
  * without a backend, and usable from a worker or a build script. The tensor layer wraps a RawTensor into a
  * Tensor (and a Tensor's contiguous storage is exactly a RawTensor).
  */
-import { allocTyped, type DType, type TypedArray } from "../dtype.ts";
+import { allocTyped, DTYPES, type DType, type TypedArray } from "../dtype.ts";
 import { FormatError } from "../errors.ts";
 import { fmtShape, sizeOf } from "../shape.ts";
 
 /**
  * A dense row-major tensor held in a typed array of the dtype's storage type
- * (float32 -> Float32Array, float64 -> Float64Array, int32 -> Int32Array, bool -> Uint8Array of 0/1).
+ * (float32 -> Float32Array, float64 -> Float64Array, int32 -> Int32Array, bool -> Uint8Array of 0/1,
+ * float16 -> Float16Bits, bfloat16 -> BFloat16Bits: bit patterns, see src/dtype.ts).
  *
  * @example
  * const t: RawTensor = { dtype: "float32", shape: [2, 2], data: new Float32Array([1, 2, 3, 4]) };
@@ -35,9 +36,9 @@ export function checkRawTensor(op: string, name: string, t: RawTensor): void {
     throw new FormatError(`${op}: tensor '${name}' is not a {dtype, shape, data} record`);
   }
   const { dtype, shape, data } = t;
-  if (dtype !== "float32" && dtype !== "float64" && dtype !== "int32" && dtype !== "bool") {
+  if (!(DTYPES as readonly string[]).includes(dtype)) {
     throw new FormatError(
-      `${op}: tensor '${name}' has unknown dtype '${String(dtype)}' (expected float32, float64, int32 or bool)`,
+      `${op}: tensor '${name}' has unknown dtype '${String(dtype)}' (expected one of ${DTYPES.join(", ")})`,
     );
   }
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {

@@ -8,22 +8,22 @@
  * overlap; data is little-endian, row-major. Writers pad the header with spaces to a multiple of 8 bytes.
  *
  * Writing matches the reference implementation byte for byte: tensors ordered by decreasing dtype alignment
- * (F64, F32, I32, BOOL) then by name (code-point order, as Rust compares UTF-8 bytes), compact JSON with
+ * (F64, F32, I32, BF16, F16, BOOL: the reference's dtype enum, descending) then by name (code-point order, as Rust compares UTF-8 bytes), compact JSON with
  * "__metadata__" first, so that with the 8-aligned header every tensor starts at a multiple of its item size
  * in the file (a memory-mapping reader can use it without copying).
  *
  * Reading never trusts the header: its size is capped, the JSON is parsed strictly (duplicate keys are
  * errors), every entry, shape and offset is validated, and the data is copied into fresh aligned typed arrays
- * (a tensor inside a file buffer may start at an odd address, which Float32Array views cannot). Besides
- * chainrule's F32/F64/I32/BOOL, readers accept F16 and BF16 (widened to float32 exactly), I8/U8/I16/U16 (to
- * int32) and I64/U64/U32 (to int32 when every element fits, else an error).
+ * (a tensor inside a file buffer may start at an odd address, which Float32Array views cannot). chainrule's
+ * F32/F64/I32/BOOL/F16/BF16 are read as such (F16 and BF16 as float16 / bfloat16 tensors holding the file's
+ * bit patterns); readers also accept I8/U8/I16/U16 (to int32) and I64/U64/U32 (to int32 when every element
+ * fits, else an error).
  *
  * This module is browser-compatible (DataView/TextEncoder, no Buffer); file helpers are in safetensors-node.ts.
  */
-import type { DType } from "../dtype.ts";
+import { BFloat16Bits, type DType, Float16Bits } from "../dtype.ts";
 import { FormatError } from "../errors.ts";
 import { fmtShape } from "../shape.ts";
-import { decodeBF16, decodeF16 } from "./half.ts";
 import { isJsonObject, type JsonValue, parseJsonStrict } from "./json-strict.ts";
 import { checkRawTensor, HOST_LITTLE_ENDIAN, type RawTensor, setEntry } from "./raw.ts";
 
@@ -65,10 +65,19 @@ const FILE_DTYPE: Record<DType, SafetensorsDtype> = {
   float64: "F64",
   int32: "I32",
   bool: "BOOL",
+  float16: "F16",
+  bfloat16: "BF16",
 };
 
 /** Position in the reference implementation's dtype enum (increasing alignment); writers sort by it, descending. */
-const ENUM_RANK: Record<DType, number> = { bool: 0, int32: 9, float32: 11, float64: 12 };
+const ENUM_RANK: Record<DType, number> = {
+  bool: 0,
+  float16: 7,
+  bfloat16: 8,
+  int32: 9,
+  float32: 11,
+  float64: 12,
+};
 
 /** The reference implementation's header cap; larger headers are refused before anything is decoded. */
 export const DEFAULT_MAX_HEADER_BYTES = 100_000_000;
@@ -184,6 +193,8 @@ function writeLE(out: Uint8Array, view: DataView, pos: number, t: RawTensor): vo
     for (let i = 0; i < d.length; i++) view.setFloat32(pos + 4 * i, d[i], true);
   } else if (t.dtype === "float64") {
     for (let i = 0; i < d.length; i++) view.setFloat64(pos + 8 * i, d[i], true);
+  } else if (t.dtype === "float16" || t.dtype === "bfloat16") {
+    for (let i = 0; i < d.length; i++) view.setUint16(pos + 2 * i, d[i], true);
   } else {
     for (let i = 0; i < d.length; i++) view.setInt32(pos + 4 * i, d[i], true);
   }
@@ -448,9 +459,13 @@ function decodeEntry(bytes: Uint8Array, dataStart: number, e: SafetensorsEntry):
       return { dtype: "bool", shape, data: out };
     }
     case "F16":
-      return { dtype: "float32", shape, data: decodeF16(bytes, off, n) };
-    case "BF16":
-      return { dtype: "float32", shape, data: decodeBF16(bytes, off, n) };
+    case "BF16": {
+      // the bit patterns as they are: a float16 / bfloat16 tensor (widen with .to("float32"), exactly)
+      const out = e.dtype === "F16" ? new Float16Bits(n) : new BFloat16Bits(n);
+      if (HOST_LITTLE_ENDIAN) new Uint8Array(out.buffer).set(bytes.subarray(off, off + 2 * n));
+      else for (let i = 0; i < n; i++) out[i] = view.getUint16(off + 2 * i, true);
+      return { dtype: e.dtype === "F16" ? "float16" : "bfloat16", shape, data: out };
+    }
     default:
       return { dtype: "int32", shape, data: decodeIntToInt32(view, off, n, e) };
   }

@@ -13,6 +13,7 @@
  * "chainrule.checkpoint" = "1" marking the format. Browser-compatible (file helpers are in tensors-node.ts).
  */
 import { FormatError } from "../errors.ts";
+import { contiguousStorage } from "../ops/shape.ts";
 import { fromData } from "../prims/impl.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { isJsonObject, type JsonValue, parseJsonStrict } from "./json-strict.ts";
@@ -49,12 +50,13 @@ const CHECKPOINT_VERSION = "1";
 
 /** The RawTensor holding a contiguous copy of `t` (detached; works for tracers and views). */
 function toRaw(t: Tensor): RawTensor {
-  return { dtype: t.dtype, shape: [...t.shape], data: t.dataSync() };
+  return { dtype: t.dtype, shape: [...t.shape], data: contiguousStorage(t, "toRaw") };
 }
 
 /**
  * Serialize named tensors (and optional string metadata) to safetensors bytes. Tensors are read as values
- * (detached, made contiguous); bool is stored as BOOL, int32 as I32, float32/float64 as F32/F64.
+ * (detached, made contiguous); bool is stored as BOOL, int32 as I32, float32/float64 as F32/F64,
+ * float16/bfloat16 as F16/BF16 (their bit patterns).
  *
  * @example
  * const bytes = tensorsToSafetensors({ "fc.weight": w, "fc.bias": b }, { epoch: "3" });
@@ -75,7 +77,7 @@ export function tensorsToSafetensors(
 
 /**
  * Parse safetensors bytes into tensors and metadata. Files from other tools are accepted as parseSafetensors
- * reads them (F16/BF16 widen to float32, small integer types to int32).
+ * reads them (F16/BF16 as float16/bfloat16 tensors, small integer types to int32).
  *
  * @example
  * const { tensors, metadata } = safetensorsToTensors(bytes);

@@ -6,6 +6,7 @@
  *
  * Everything here materialises the [..., L, S] score matrix; a fused (flash-style) kernel is future work.
  */
+import { castLow } from "../amp.ts";
 import { checkNotJitTracing } from "../core/trace.ts";
 import type { DType } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
@@ -83,6 +84,10 @@ export function _attention(
   opts: SDPAOpts & { dropout?: (w: Tensor) => Tensor },
   boolMeans: "keep" | "drop",
 ): [Tensor, Tensor] {
+  // autocast: float32 q, k, v in the autocast dtype (src/amp.ts)
+  q = castLow(q);
+  k = castLow(k);
+  v = castLow(v);
   if (q.ndim < 2 || k.ndim < 2 || v.ndim < 2) {
     throw new ShapeError(
       `${op}: q, k, v must have at least 2 dims [..., L, E], got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}, ${fmtShape(v.shape)}`,

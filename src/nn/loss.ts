@@ -9,6 +9,7 @@
  * - BCE on probabilities clamps each log term at -100, as PyTorch, so p = 0 or 1 gives a finite loss.
  * Shapes and dtypes are checked up front; errors name the loss, the shapes and what was expected.
  */
+import { castFloat32 } from "../amp.ts";
 import { isFloat } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
 import { gt, log, where } from "../ops/math.ts";
@@ -75,6 +76,8 @@ function checkWeight(op: string, name: string, w: Tensor, shape: readonly number
  * ```
  */
 export function mseLoss(input: Tensor, target: Tensor, opts: ReductionOpts = {}): Tensor {
+  input = castFloat32(input); // autocast computes losses in float32 (src/amp.ts)
+  target = castFloat32(target);
   checkPair("mseLoss", input, target);
   return reduce("mseLoss", input.sub(target).square(), opts.reduction);
 }
@@ -383,6 +386,7 @@ export function nllLoss(
   opts: Omit<CrossEntropyOpts, "labelSmoothing"> = {},
 ): Tensor {
   const op = "nllLoss";
+  input = castFloat32(input); // autocast computes losses in float32 (src/amp.ts)
   classDimOf(op, input);
   if (target.dtype !== "int32") {
     throw new DTypeError(

@@ -11,7 +11,18 @@
  * overflow"); a typed array would otherwise wrap it silently. Fractional values given for an int32 tensor are
  * truncated toward zero, as PyTorch does; fractional arange bounds for an int32 range are refused.
  */
-import { checkDType, type DType, dtypeOfTyped, type TypedArray } from "../dtype.ts";
+import {
+  BFloat16Bits,
+  checkDType,
+  type DType,
+  dtypeOfTyped,
+  Float16Bits,
+  isHalf,
+  type TypedArray,
+} from "../dtype.ts";
+import { toBF16Bits, toF16Bits } from "../io/half.ts";
+import { castKernel } from "../prims/half.ts";
+import { contiguousStorage } from "./shape.ts";
 import { checkNotJitTracing } from "../core/trace.ts";
 import { ShapeError } from "../errors.ts";
 import { allocData, fromData } from "../prims/impl.ts";
@@ -55,6 +66,22 @@ function checkCount(op: string, name: string, v: unknown): number {
   return v;
 }
 
+/**
+ * Storage to write the values of a new tensor of dtype `d` into as numbers: float32 for the 16-bit floats
+ * (whose storage holds bit patterns), which `asStored` then rounds once into the dtype's storage.
+ */
+function valuesFor(d: DType, shape: readonly number[], op: string): TypedArray {
+  return allocData(isHalf(d) ? "float32" : d, shape, false, op);
+}
+
+/** The storage of dtype `d` for values written by `valuesFor` (rounded to a 16-bit float when `d` is one). */
+function asStored(data: TypedArray, d: DType, op: string): TypedArray {
+  if (!isHalf(d)) return data;
+  const out = allocData(d, [data.length], false, op);
+  castKernel({ data, shape: [data.length], strides: [1], offset: 0 }, out);
+  return out;
+}
+
 function finish(t: Tensor, opts?: CreateOpts): Tensor {
   if (opts?.requiresGrad) t.requiresGrad = true;
   return t;
@@ -91,10 +118,14 @@ export function tensor(
       .detach()
       .contiguous()
       .to(dtype ?? data.dtype);
-    return finish(fromData(c.dataSync(), c.shape, c.dtype), opts);
+    return finish(fromData(contiguousStorage(c, "tensor"), c.shape, c.dtype), opts);
   }
   if (ArrayBuffer.isView(data)) {
-    const src = data as TypedArray;
+    // a plain Uint16Array holds numbers (int32 by default); only Float16Bits / BFloat16Bits hold 16-bit floats
+    const given = data as TypedArray;
+    const plain16 =
+      given instanceof Uint16Array && !(given instanceof Float16Bits || given instanceof BFloat16Bits);
+    const src = plain16 ? Int32Array.from(given) : given;
     const shape = opts?.shape ? checkShape("tensor", opts.shape) : [src.length];
     if (sizeOf(shape) !== src.length) {
       throw new ShapeError(
@@ -106,6 +137,18 @@ export function tensor(
       for (let i = 0; i < src.length; i++) {
         if (!fitsInt32(src[i])) throw int32Overflow("tensor", `element ${i}`, src[i]);
       }
+    }
+    if (src instanceof Uint16Array && dtypeOfTyped(src) === d) {
+      // float16 / bfloat16 bit patterns of the same format: copied as they are
+      const out = allocData(d, [src.length], false, "tensor");
+      out.set(src);
+      return finish(fromData(out, shape, d), opts);
+    }
+    if (src instanceof Uint16Array || isHalf(d)) {
+      // a conversion to or from a 16-bit float: the cast kernel (through float32, rounding to nearest even)
+      const out = allocData(d, [src.length], false, "tensor");
+      castKernel({ data: src, shape: [src.length], strides: [1], offset: 0 }, out);
+      return finish(fromData(out, shape, d), opts);
     }
     const out = allocData(d, [src.length], false, "tensor");
     for (let i = 0; i < src.length; i++) out[i] = src[i];
@@ -138,12 +181,12 @@ export function tensor(
   };
   walk(data as Nested, 0, "data");
   const d = dtype ?? (sawBool ? "bool" : "float32");
-  const out = allocData(d, [flat.length], false, "tensor");
+  const out = valuesFor(d, [flat.length], "tensor");
   for (let i = 0; i < flat.length; i++) {
     const v = flat[i];
     out[i] = typeof v === "boolean" ? (v ? 1 : 0) : d === "bool" ? (v !== 0 ? 1 : 0) : v;
   }
-  return finish(fromData(out, shape, d), opts);
+  return finish(fromData(asStored(out, d, "tensor"), shape, d), opts);
 }
 
 /** A tensor of `shape` filled with `value`. */
@@ -166,7 +209,9 @@ function fillOp(op: string, shape: readonly number[], value: number | boolean, o
     throw int32Overflow(op, "fill value", value);
   const data = allocData(d, s, false, op);
   const v = typeof value === "boolean" ? (value ? 1 : 0) : value;
-  if (v !== 0) data.fill(v);
+  // a 16-bit float stores the bit pattern of the value rounded to it
+  if (v !== 0 || Object.is(v, -0))
+    data.fill(d === "float16" ? toF16Bits(v) : d === "bfloat16" ? toBF16Bits(v) : v);
   return finish(fromData(data, s, d), opts);
 }
 
@@ -228,9 +273,9 @@ export function arange(start: number, end?: number, step = 1, opts?: CreateOpts)
     if (!fitsInt32(start)) throw int32Overflow("arange", "start", start);
     if (!fitsInt32(last)) throw int32Overflow("arange", "the last value", last);
   }
-  const data = allocData(d, [n], false, "arange");
+  const data = valuesFor(d, [n], "arange");
   for (let i = 0; i < n; i++) data[i] = start + i * step;
-  return finish(fromData(data, [n], d), opts);
+  return finish(fromData(asStored(data, d, "arange"), [n], d), opts);
 }
 
 /** `steps` evenly spaced values from start to end inclusive (start and end finite). */
@@ -243,16 +288,17 @@ export function linspace(start: number, end: number, steps: number, opts?: Creat
     if (!fitsInt32(start)) throw int32Overflow("linspace", "start", start);
     if (!fitsInt32(end)) throw int32Overflow("linspace", "end", end);
   }
-  const data = allocData(d, [steps], false, "linspace");
+  const data = valuesFor(d, [steps], "linspace");
   for (let i = 0; i < steps; i++) data[i] = steps === 1 ? start : start + ((end - start) * i) / (steps - 1);
-  return finish(fromData(data, [steps], d), opts);
+  return finish(fromData(asStored(data, d, "linspace"), [steps], d), opts);
 }
 
 /** The n x m identity matrix. */
 export function eye(n: number, m = n, opts?: CreateOpts): Tensor {
   const t = fillOp("eye", [n, m], 0, opts);
   const data = t._data!;
-  for (let i = 0; i < Math.min(n, m); i++) data[i * m + i] = 1;
+  const one = t.dtype === "float16" ? toF16Bits(1) : t.dtype === "bfloat16" ? toBF16Bits(1) : 1;
+  for (let i = 0; i < Math.min(n, m); i++) data[i * m + i] = one;
   return t;
 }
 
@@ -344,9 +390,9 @@ function randFill(
   const s = checkShape(op, shape);
   checkNotJitTracing(op);
   const g = opts?.generator ?? defaultGenerator;
-  const data = allocData(d, s, false, op);
+  const data = valuesFor(d, s, op);
   for (let i = 0; i < data.length; i++) data[i] = f(g);
-  return finish(fromData(data, s, d), opts);
+  return finish(fromData(asStored(data, d, op), s, d), opts);
 }
 
 /** Uniform [0, 1). */

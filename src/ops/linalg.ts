@@ -2,6 +2,7 @@
  * Linear algebra: matmul with NumPy semantics (1-d operands promoted, batch dims broadcast), dot, outer, and
  * einsum for one or two operands, which lowers to permute/reshape/sum and one batched `dot` primitive.
  */
+import { castLow } from "../amp.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
 import { broadcastShapes, fmtShape } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
@@ -21,6 +22,8 @@ function promote2(op: string, a: Tensor, b: Tensor): [Tensor, Tensor] {
  * a 1-d left operand is a row vector and a 1-d right operand a column vector (their added dim is removed).
  */
 export function matmul(a: Tensor, b: Tensor): Tensor {
+  a = castLow(a); // float32 -> the autocast dtype while autocast is on (src/amp.ts)
+  b = castLow(b);
   if (a.ndim === 0 || b.ndim === 0) {
     throw new ShapeError(
       `matmul: both operands need at least 1 dim, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`,

@@ -2,6 +2,7 @@
  * Functional layers: convolution and pooling (NCHW), linear, and the fused bias + activation they can end in,
  * with PyTorch's argument conventions and checks that name the op, the shapes and what was expected.
  */
+import { castLow, castLowOpt } from "../amp.ts";
 import { ACTIVATIONS, type Activation } from "../backend/backend.ts";
 import { isFloat } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
@@ -96,7 +97,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Li
     );
   }
   const y = matmul(x, transpose(weight, 0, 1));
-  const b = bias ?? null;
+  const b = castLowOpt(bias) ?? null; // autocast: the bias in the product's dtype, as PyTorch's linear
   if (b !== null && (b.ndim !== 1 || b.shape[0] !== weight.shape[0])) {
     throw new ShapeError(`linear: bias must have shape [${weight.shape[0]}], got ${fmtShape(b.shape)}`);
   }
@@ -122,6 +123,10 @@ export interface Conv2dOpts {
  * ```
  */
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv2dOpts = {}): Tensor {
+  // autocast: float32 operands in the autocast dtype (src/amp.ts)
+  x = castLow(x);
+  weight = castLow(weight);
+  bias = castLowOpt(bias);
   const stride = pair("conv2d", "stride", opts.stride ?? 1, 1);
   const padding = pair("conv2d", "padding", opts.padding ?? 0, 0);
   const dilation = pair("conv2d", "dilation", opts.dilation ?? 1, 1);
@@ -152,7 +157,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
     throw new ShapeError(`conv2d: bias must have shape [${o}], got ${fmtShape(b.shape)}`);
   }
   const d = resultType(b === null ? [x, weight] : [x, weight, b]);
-  if (d !== "float32" && d !== "float64") {
+  if (!isFloat(d)) {
     throw new DTypeError(
       `conv2d: expected float tensors, got ${x.dtype} and ${weight.dtype}${b === null ? "" : ` (bias ${b.dtype})`}`,
     );

@@ -3,6 +3,7 @@
  * logsumexp (numerically stable: the max is subtracted, as a constant, before exp); softmax and logSoftmax
  * (fused primitives); argmax/argmin; cumsum; any/all.
  */
+import { castFloat32 } from "../amp.ts";
 import { bind } from "../core/trace.ts";
 import { isFloat } from "../dtype.ts";
 import { ShapeError } from "../errors.ts";
@@ -119,7 +120,8 @@ export function norm(x: Tensor, p = 2, dim?: Dims, keepdim = false): Tensor {
  */
 function softmaxOp(op: string, x: Tensor, dim: number, log: boolean): Tensor {
   const d = normAxis(op, dim, x.ndim);
-  const t = isFloat(x.dtype) ? x : cast(x, "float32");
+  // autocast runs softmax in float32 (src/amp.ts)
+  const t = isFloat(x.dtype) ? castFloat32(x) : cast(x, "float32");
   if (t.ndim === 0) return X.reshape(X.softmaxAxis(X.reshape(t, [1]), 0, log), []);
   return X.softmaxAxis(t, d, log);
 }

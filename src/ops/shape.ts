@@ -3,10 +3,10 @@
  * split/chunk, cat/stack, pad, flip, gather/indexSelect; reading values out; detach; in-place copies.
  * Most are views (no copy) through the movement primitives.
  */
-import { getBackend } from "../backend/registry.ts";
 import { noGrad, state } from "../core/trace.ts";
-import { allocTyped, type TypedArray } from "../dtype.ts";
+import { allocTyped, isHalf, type TypedArray } from "../dtype.ts";
 import { AutodiffError, DTypeError, ShapeError } from "../errors.ts";
+import { backendFor, castKernel } from "../prims/half.ts";
 import { viewOf, viewTensor } from "../prims/impl.ts";
 import { materialize } from "../prims/movement.ts";
 import {
@@ -43,8 +43,11 @@ export function concreteOf(t: Tensor): Tensor {
   return c;
 }
 
-/** A contiguous copy of the values; `op` names the caller in the error for an abstract value (makeJaxpr). */
-export function contiguousData(t: Tensor, op = "dataSync"): TypedArray {
+/**
+ * A contiguous copy of the values (float16 / bfloat16 as a Float32Array, exactly; with `wantStorage` their bit
+ * patterns); `op` names the caller in the error for an abstract value (makeJaxpr).
+ */
+export function contiguousData(t: Tensor, op = "dataSync", wantStorage = false): TypedArray {
   const c = concreteOf(t);
   if (c._trace !== null && c._trace.kind === "vmap") {
     throw new AutodiffError(
@@ -62,8 +65,27 @@ export function contiguousData(t: Tensor, op = "dataSync"): TypedArray {
     );
   }
   const out = allocTyped(c.dtype, c.size);
-  getBackend().copy(viewOf(c), { data: out, shape: c.shape, strides: contiguousStrides(c.shape), offset: 0 });
+  backendFor(c.dtype).copy(viewOf(c), {
+    data: out,
+    shape: c.shape,
+    strides: contiguousStrides(c.shape),
+    offset: 0,
+  });
+  if (!wantStorage && isHalf(c.dtype)) {
+    // float16 / bfloat16: the values (exact in float32), not the bit patterns
+    const f = new Float32Array(c.size);
+    castKernel({ data: out, shape: [c.size], strides: [1], offset: 0 }, f);
+    return f;
+  }
   return out;
+}
+
+/**
+ * A contiguous copy of `t`'s storage: as `contiguousData`, but float16 / bfloat16 give their 16-bit patterns
+ * (a `Float16Bits` / `BFloat16Bits`) instead of float32 values (what file writers need).
+ */
+export function contiguousStorage(t: Tensor, op = "storage"): TypedArray {
+  return contiguousData(t, op, true);
 }
 
 /**
@@ -542,7 +564,7 @@ export function copyInto(dst: Tensor, src: Tensor | number): void {
   noGrad(() => {
     const s = X.broadcast(X.castTo(value, dst.dtype), dst.shape);
     const tmp = s._data === dst._data ? materialize(s) : s;
-    getBackend().copy(viewOf(tmp), viewOf(dst));
+    backendFor(dst.dtype).copy(viewOf(tmp), viewOf(dst));
   });
   dst._ver!.v++;
 }

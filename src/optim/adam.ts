@@ -14,6 +14,7 @@
  * which is what PyTorch's implementation does (some versions of its documentation box write the max of the
  * bias-corrected moments; the implementation is the reference here).
  */
+import { isHalf } from "../dtype.ts";
 import { getBackend } from "../backend/registry.ts";
 import { zerosLike } from "../ops/creation.ts";
 import { viewOf } from "../prims/impl.ts";
@@ -112,7 +113,8 @@ function fusedAdam(
     !ownsContiguous(state.expAvgSq) ||
     (vmax !== null && !ownsContiguous(vmax)) ||
     g._data === null ||
-    g.dtype !== p.dtype
+    g.dtype !== p.dtype ||
+    isHalf(p.dtype) // the fused kernels update float32/float64 storage; half parameters compose the ops
   ) {
     return false;
   }

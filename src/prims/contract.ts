@@ -6,6 +6,7 @@
  * delegates to src/ops, which binds these primitives: the Tensor-facade loop, closed at call time only (see
  * docs/architecture.md, "Layers").
  */
+import { isFloat } from "../dtype.ts";
 import type { Activation, Conv2dParams, Pool2dParams } from "../backend/backend.ts";
 import { isZero, type Primitive, Zero } from "../core/primitive.ts";
 import { bind } from "../core/trace.ts";
@@ -137,7 +138,7 @@ function convOnly(p: Conv2dParams, outShape: readonly number[]): ConvParams {
 export const conv2dBiasActP: Primitive<ConvBiasActParams> = {
   name: "conv2dBiasAct",
   abstract([x, w, b], p) {
-    if (x.dtype !== w.dtype || (x.dtype !== "float32" && x.dtype !== "float64"))
+    if (x.dtype !== w.dtype || !isFloat(x.dtype))
       throw new DTypeError(`conv2dBiasAct: unsupported dtypes ${x.dtype}, ${w.dtype}`);
     if (b !== undefined && (b.dtype !== x.dtype || b.shape.length !== 1 || b.shape[0] !== p.outShape[1])) {
       throw new ShapeError(

@@ -14,6 +14,7 @@ import { type DType, isFloat } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
 import { fmtShape, shapesEqual } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
+import { backendFor, castKernel } from "./half.ts";
 import { allocOut, getBackend, instantiate, viewOf } from "./impl.ts";
 import { batchAll } from "./batching.ts";
 import { elementwise, linear, rule, unaryRule, zeroDerivative } from "./rules.ts";
@@ -382,7 +383,7 @@ export const whereP: Primitive<null> = {
   },
   impl([c, a, b], _p, out) {
     const o = allocOut(out);
-    getBackend().where(viewOf(c), viewOf(a), viewOf(b), o._data!);
+    backendFor(out.dtype).where(viewOf(c), viewOf(a), viewOf(b), o._data!);
     return o;
   },
   // d where(c, a, b) = where(c, da, db)
@@ -410,7 +411,7 @@ export const castP: Primitive<CastParams> = {
   },
   impl([x], _p, out) {
     const o = allocOut(out);
-    getBackend().cast(viewOf(x), o._data!);
+    castKernel(viewOf(x), o._data!);
     return o;
   },
   derivative: linear<CastParams>((ct, _x, _o, _p, _n, avals) => [castTo(ct, avals[0].dtype)]),

@@ -7,6 +7,7 @@ import { getBackend } from "../backend/registry.ts";
 import { type Aval, isZero, type MaybeZero } from "../core/primitive.ts";
 import { allocTyped, bytesPerElement, type DType, type TypedArray } from "../dtype.ts";
 import { AllocationError, AutodiffError, internal } from "../errors.ts";
+import { toBF16Bits, toF16Bits } from "../io/half.ts";
 import { contiguousStrides, fmtShape, sizeOf } from "../shape.ts";
 import { deletedTensors, Tensor } from "../tensor/tensor.ts";
 
@@ -84,7 +85,18 @@ export function fromData(data: TypedArray, shape: readonly number[], dtype: DTyp
 /** A 0-d constant (plain JS allocation: constants are tiny and backend-independent). */
 export function constant(v: number, dtype: DType): Tensor {
   const d = allocTyped(dtype, 1);
-  d[0] = dtype === "int32" ? v | 0 : dtype === "bool" ? (v ? 1 : 0) : v;
+  d[0] =
+    dtype === "int32"
+      ? v | 0
+      : dtype === "bool"
+        ? v
+          ? 1
+          : 0
+        : dtype === "float16"
+          ? toF16Bits(v)
+          : dtype === "bfloat16"
+            ? toBF16Bits(v)
+            : v;
   return Tensor._concrete(d, [], dtype, []);
 }
 

@@ -14,6 +14,7 @@ import { bind } from "../core/trace.ts";
 import { ShapeError } from "../errors.ts";
 import { checkDims, fmtShape, shapesEqual, sizeOf, viewStrides } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
+import { backendFor } from "./half.ts";
 import { allocOut, getBackend, instantiate, viewOf, viewTensor } from "./impl.ts";
 import { batchAll, shiftAxes } from "./batching.ts";
 import { linear, linearIn } from "./rules.ts";
@@ -21,7 +22,7 @@ import { linear, linearIn } from "./rules.ts";
 /** A contiguous copy of any concrete tensor. */
 export function materialize(x: Tensor): Tensor {
   const o = allocOut(x);
-  getBackend().copy(viewOf(x), viewOf(o));
+  backendFor(x.dtype).copy(viewOf(x), viewOf(o));
   return o;
 }
 
@@ -172,7 +173,7 @@ export const unsliceP: Primitive<UnsliceParams> = {
       off += p.starts[i] * s;
       return s * p.steps[i];
     });
-    getBackend().copy(viewOf(x), { data: o._data!, shape: x.shape, strides, offset: off });
+    backendFor(x.dtype).copy(viewOf(x), { data: o._data!, shape: x.shape, strides, offset: off });
     return o;
   },
   batch: batchAll<UnsliceParams>((p, n) => ({
@@ -202,7 +203,12 @@ export const concatP: Primitive<AxisParams> = {
     let off = 0;
     const step = o._strides[p.axis] ?? 0;
     for (const x of xs) {
-      getBackend().copy(viewOf(x), { data: o._data!, shape: x.shape, strides: o._strides, offset: off });
+      backendFor(x.dtype).copy(viewOf(x), {
+        data: o._data!,
+        shape: x.shape,
+        strides: o._strides,
+        offset: off,
+      });
       off += x.shape[p.axis] * step;
     }
     return o;
@@ -255,7 +261,7 @@ export const gatherP: Primitive<AxisParams> = {
   },
   impl([x, idx], p, out) {
     const o = allocOut(out);
-    getBackend().gather(viewOf(x), p.axis, viewOf(idx), o._data!);
+    backendFor(x.dtype).gather(viewOf(x), p.axis, viewOf(idx), o._data!);
     return o;
   },
   // linear in x; transpose: scatter-add the cotangent back to the gathered positions

@@ -5,6 +5,7 @@
  * delegates to src/ops, which binds these primitives: the Tensor-facade loop, closed at call time only (see
  * docs/architecture.md, "Layers").
  */
+import { isFloat } from "../dtype.ts";
 import type { ReduceOp } from "../backend/backend.ts";
 import type { Aval, Primitive } from "../core/primitive.ts";
 import { isZero, Zero } from "../core/primitive.ts";
@@ -169,8 +170,8 @@ function rowSum(v: Tensor, axis: number): Tensor {
 }
 
 function checkFloatAxis(name: string, x: Aval, p: SoftmaxParams): void {
-  if (x.dtype !== "float32" && x.dtype !== "float64") {
-    throw new DTypeError(`${name}: expected a float32 or float64 tensor, got ${x.dtype}`);
+  if (!isFloat(x.dtype)) {
+    throw new DTypeError(`${name}: expected a float tensor, got ${x.dtype}`);
   }
   if (!Number.isInteger(p.axis) || p.axis < 0 || p.axis >= x.shape.length) {
     throw new RangeError(`${name}: axis ${p.axis} is out of range for shape [${x.shape.join(", ")}]`);

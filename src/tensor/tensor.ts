@@ -169,9 +169,16 @@ export class Tensor {
   }
 
   // ---- conversion -----------------------------------------------------------------------------------------
-  /** A contiguous copy of the values as a typed array (bool as Uint8Array). */
+  /** A contiguous copy of the values as a typed array (bool as Uint8Array, float16/bfloat16 as Float32Array). */
   dataSync(): TypedArray {
     return S.contiguousData(this);
+  }
+  /**
+   * A contiguous copy of the storage: as `dataSync`, except that float16 / bfloat16 give their 16-bit patterns
+   * (a `Float16Bits` / `BFloat16Bits`) where `dataSync` gives their values as a Float32Array.
+   */
+  storageSync(): TypedArray {
+    return S.contiguousStorage(this);
   }
   /** The values as a typed array (async for parity with GPU backends). */
   async data(): Promise<TypedArray> {

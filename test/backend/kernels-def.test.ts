@@ -25,7 +25,9 @@ import {
 import { fusedProgram } from "../../src/backend/fused.ts";
 import { loadAddon, type NativeAddon, type NativeDescription } from "../../src/backend/native/addon.ts";
 import { createNativeBackend } from "../../src/backend/native/backend.ts";
-import type { TypedArray } from "../../src/dtype.ts";
+import { bytesOf } from "../../src/backend/native/half.ts";
+import { halfKernelsOf } from "../../src/backend/half.ts";
+import { BFloat16Bits, Float16Bits, type TypedArray } from "../../src/dtype.ts";
 
 const DEF = new URL("../../native/src/kernels.def", import.meta.url);
 
@@ -59,8 +61,12 @@ function parseDef(): NativeDescription {
 
 const def = parseDef();
 
-/** The Backend methods native serves: every kernel, and the optional `fused` (jit's fused programs). */
-const SERVED = [...KERNELS, "fused"];
+/**
+ * The methods native serves: every Backend kernel, the optional `fused` (jit's fused programs), and the
+ * float16 / bfloat16 kernels registered beside the Backend (src/backend/half.ts).
+ */
+const HALF = ["castHalf", "dotBF16"];
+const SERVED = [...KERNELS, "fused", ...HALF];
 
 test("kernels.def: every Backend kernel is served by exactly one family, and nothing else", () => {
   const served = def.families.flatMap((f) => f.serves.split(" "));
@@ -138,6 +144,8 @@ function fakeAddon(d: NativeDescription): { addon: NativeAddon; calls: Call[]; r
     softmax: rec("softmax"),
     softmaxBackward: rec("softmaxBackward"),
     fused: rec("fused"),
+    halfCast: rec("halfCast"),
+    dotBF16: rec("dotBF16"),
   };
   // NaN marks the unwritten tail, so the test sees how much each call wrote
   return { addon, calls, reset: () => meta.fill(Number.NaN) };
@@ -194,7 +202,39 @@ const prog = fusedProgram("float32", [
   { kind: "unary", op: "tanh", a: 3 },
   { kind: "binary", op: "mul", a: 4, b: 1 },
 ]);
+// float16 / bfloat16: 16-bit storage travels as its bytes with a trailing [2] axis (src/backend/native/half.ts)
+const h32 = view(new Float32Array(80), [70], [1], 5);
+const hOut = new Float16Bits(70);
+const bIn = new BFloat16Bits(80);
+const bOut = new Float32Array(70);
+const gA = new BFloat16Bits(1200);
+const gB = new BFloat16Bits(602);
+const gOut = new Float32Array(800);
+const half = (b: Backend) => halfKernelsOf(b.name)!;
+
 const SAMPLES: Record<string, Sample[]> = {
+  castHalf: [
+    {
+      call: (b) => half(b).castHalf!(h32, hOut),
+      views: [h32],
+      outs: [bytesOf(hOut)],
+      values: { shape: [70] },
+    },
+    {
+      call: (b) => half(b).castHalf!(view(bIn, [70], [1], 3), bOut),
+      views: [view(bytesOf(bIn), [70, 2], [2, 1], 6)],
+      outs: [bOut],
+      values: { shape: [70] },
+    },
+  ],
+  dotBF16: [
+    {
+      call: (b) => half(b).dotBF16!(view(gA, [40, 30], [30, 1], 0), view(gB, [30, 20], [1, 30], 2), gOut),
+      views: [view(bytesOf(gA), [40, 30, 2], [60, 2, 1], 0), view(bytesOf(gB), [30, 20, 2], [2, 60, 1], 4)],
+      outs: [gOut],
+      values: { shape: [40, 20] },
+    },
+  ],
   fused: [
     {
       call: (b) => b.fused?.(prog, [x, y], [out]),

@@ -15,7 +15,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Backend, View } from "../../src/backend/backend.ts";
 import { jsBackend as J } from "../../src/backend/js/index.ts";
-import type { DType, TypedArray } from "../../src/dtype.ts";
+import { BFloat16Bits, type DType, Float16Bits, type TypedArray } from "../../src/dtype.ts";
 import { N, prng } from "./native-helpers.ts";
 
 const GUARD = 64;
@@ -24,13 +24,21 @@ const CTORS = {
   float64: Float64Array,
   int32: Int32Array,
   bool: Uint8Array,
+  float16: Float16Bits,
+  bfloat16: BFloat16Bits,
 } as const;
 
 /** Output windows handed out in the current round, to check their guards afterwards. */
 let guarded: { buf: TypedArray; n: number }[] = [];
 
 function sentinel(buf: TypedArray): number {
-  return buf instanceof Uint8Array ? 0xa5 : buf instanceof Int32Array ? -0x5a5a5a5b : -12345.5;
+  return buf instanceof Uint8Array
+    ? 0xa5
+    : buf instanceof Uint16Array
+      ? 0xa5a5
+      : buf instanceof Int32Array
+        ? -0x5a5a5a5b
+        : -12345.5;
 }
 
 /** When set, every output of the call gets this dtype instead (a dtype mismatch between operands). */

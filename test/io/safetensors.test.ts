@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { FormatError } from "../../src/errors.ts";
-import { f16BitsToNumber, numberToF16Bits } from "../../src/io/half.ts";
+import { decodeBF16, decodeF16, f16BitsToNumber, numberToF16Bits } from "../../src/io/half.ts";
 import type { RawTensor } from "../../src/io/raw.ts";
 import { parseSafetensors, parseSafetensorsHeader, serializeSafetensors } from "../../src/io/safetensors.ts";
 import {
@@ -215,7 +215,7 @@ test("a tensor named __proto__ is an ordinary entry", () => {
   assert.deepEqual([...Object.getOwnPropertyDescriptor(tensors, "__proto__")!.value.data], [4]);
 });
 
-test("F16 widens to float32 exactly for all 65536 bit patterns", () => {
+test("F16 reads as float16 bit patterns, which widen to float32 exactly, for all 65536 patterns", () => {
   const bits = new Uint16Array(65536);
   for (let h = 0; h < 65536; h++) bits[h] = h;
   const bytes = file(
@@ -224,8 +224,9 @@ test("F16 widens to float32 exactly for all 65536 bit patterns", () => {
   );
   const { tensors, fileDtypes } = parseSafetensors(bytes);
   assert.equal(fileDtypes.h, "F16");
-  const t = tensors.h;
-  assert.equal(t.dtype, "float32");
+  assert.equal(tensors.h.dtype, "float16");
+  assert.deepEqual([...tensors.h.data], [...bits]);
+  const t = { data: decodeF16(new Uint8Array(tensors.h.data.buffer), 0, 65536) };
   let nans = 0;
   for (let h = 0; h < 65536; h++) {
     const v = t.data[h];
@@ -264,14 +265,16 @@ test("numberToF16Bits rounds to nearest, ties to even, and overflows to Infinity
   assert.equal(numberToF16Bits(-0), 0x8000);
 });
 
-test("BF16 widens bit-exactly to float32", () => {
+test("BF16 reads as bfloat16 bit patterns, which widen bit-exactly to float32", () => {
   // 1.0 = 0x3F80, -2.5 = 0xC020, 3.140625 = 0x4049, +Inf = 0x7F80, smallest subnormal 0x0001.
   const data = [0x80, 0x3f, 0x20, 0xc0, 0x49, 0x40, 0x80, 0x7f, 0x01, 0x00];
   const { tensors } = parseSafetensors(
     file({ b: { dtype: "BF16", shape: [5], data_offsets: [0, 10] } }, data),
   );
-  assert.equal(tensors.b.dtype, "float32");
-  assert.deepEqual([...tensors.b.data], [1, -2.5, 3.140625, Infinity, 2 ** -133]);
+  assert.equal(tensors.b.dtype, "bfloat16");
+  assert.deepEqual([...tensors.b.data], [0x3f80, 0xc020, 0x4049, 0x7f80, 0x0001]);
+  const wide = decodeBF16(new Uint8Array(tensors.b.data.buffer), 0, 5);
+  assert.deepEqual([...wide], [1, -2.5, 3.140625, Infinity, 2 ** -133]);
 });
 
 test("small integer dtypes widen to int32", () => {
@@ -475,8 +478,12 @@ test("rejects BOOL bytes other than 0 and 1", () => {
 test("serialize validates its input", () => {
   const w = (t: object) => () => serializeSafetensors({ w: t as RawTensor });
   assert.throws(
+    w({ dtype: "float8", shape: [1], data: new Float32Array(1) }),
+    /tensor 'w' has unknown dtype 'float8'/,
+  );
+  assert.throws(
     w({ dtype: "float16", shape: [1], data: new Float32Array(1) }),
-    /tensor 'w' has unknown dtype 'float16'/,
+    /tensor 'w' of dtype float16 must store its data in a Float16Bits, got Float32Array/,
   );
   assert.throws(
     w({ dtype: "float32", shape: [3], data: new Float32Array(2) }),

@@ -8,6 +8,7 @@
  * behaviour for add/sub (whose float64 result is exact). int32 mul/div/pow need their own scalar functions
  * (Math.imul, truncating division, exact power): their float64 result is not exact or not the integer one.
  */
+import { castHalf } from "./half.ts";
 import type { TypedArray } from "../../dtype.ts";
 import type { Activation, BinaryOp, UnaryOp, View } from "../backend.ts";
 import { divInt32, erf, powFloat, powInt32, relu, roundHalfEven, sigmoid, sign } from "./scalar.ts";
@@ -152,7 +153,9 @@ export function cast(x: View, out: TypedArray): void {
   const n = viewSize(x);
   assertOutSize("cast", out, n);
   const src = contiguousData(x);
-  if (out instanceof Uint8Array) {
+  if (src instanceof Uint16Array || out instanceof Uint16Array) {
+    castHalf(src, out, n); // float16 / bfloat16 storage: through float32, rounding to nearest even
+  } else if (out instanceof Uint8Array) {
     for (let i = 0; i < n; i++) out[i] = src[i] !== 0 ? 1 : 0;
   } else {
     for (let i = 0; i < n; i++) out[i] = src[i];

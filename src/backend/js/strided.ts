@@ -23,6 +23,8 @@ export function allocLike(like: TypedArray, n: number): TypedArray {
   if (like instanceof Float64Array) return new Float64Array(n);
   if (like instanceof Float32Array) return new Float32Array(n);
   if (like instanceof Int32Array) return new Int32Array(n);
+  // float16 / bfloat16 storage: the same subclass, so the format is kept
+  if (like instanceof Uint16Array) return new (like.constructor as Uint16ArrayConstructor)(n);
   return new Uint8Array(n);
 }
 

@@ -100,6 +100,10 @@ export interface NativeAddon {
   softmaxBackward(log: number, y: TypedArray, ct: TypedArray, out: TypedArray): void;
   /** jit's fused elementwise program (absent from an addon built before it): code, consts, out, the inputs. */
   fused?(code: Int32Array, consts: Float64Array, out: TypedArray, ...inputs: TypedArray[]): void;
+  /** float16 / bfloat16 casts (native/src/kernels/half.cc; absent from an addon built before them). */
+  halfCast?(kind: number, x: TypedArray, out: TypedArray): void;
+  /** The bfloat16 GEMM with float32 accumulation (throws when the CPU or ISA build lacks AVX512_BF16). */
+  dotBF16?(a: TypedArray, b: TypedArray, out: TypedArray): void;
 }
 
 /**

@@ -33,8 +33,10 @@ import {
 } from "../backend.ts";
 import { completeBackend } from "../complete.ts";
 import { checkFusedArgs, FUSED_BINARY, FUSED_STORE, FUSED_UNARY, fusedByOps, fusedShape } from "../fused.ts";
+import { registerHalfKernels } from "../half.ts";
 import { contiguousStrides } from "../../shape.ts";
 import type { NativeAddon, NativeDescription } from "./addon.ts";
+import { createNativeHalfKernels } from "./half.ts";
 
 /** Below this many bytes, zero-filled typed arrays are as cheap as uninitialised ones. */
 const UNINIT_MIN_BYTES = 16384;
@@ -392,5 +394,8 @@ export function createNativeBackend(addon: NativeAddon): Backend {
   // (only a stale or partial addon gets here; the object may then leave fast mode)
   for (const m of KERNELS) if (!kinds.has(m)) delete impl[m];
   const backend = completeBackend(impl);
+  // float16 / bfloat16 casts and the bfloat16 GEMM, beside the Backend contract (see ../half.ts)
+  const half = createNativeHalfKernels(addon, meta);
+  if (half !== undefined) registerHalfKernels(backend.name, half);
   return backend;
 }

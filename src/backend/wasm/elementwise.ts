@@ -24,7 +24,15 @@ const UNARY_CODE = new Map(WASM_UNARY_OPS.map((op, i) => [op, i]));
 const BINARY_CODE = new Map(WASM_BINARY_OPS.map((op, i) => [op, i]));
 
 /** Element kind codes shared with the wasm module. */
-export const KIND: Record<DType, number> = { float32: 0, float64: 1, int32: 2, bool: 3 };
+// the 16-bit float dtypes never reach wasm kernels (their copies and casts run on js, see prims/impl.ts)
+export const KIND: Record<DType, number> = {
+  float32: 0,
+  float64: 1,
+  int32: 2,
+  bool: 3,
+  float16: -1,
+  bfloat16: -1,
+};
 
 const COMPARE = new Set<BinaryOp>(["eq", "ne", "lt", "le", "gt", "ge"]);
 const LOGICAL = new Set<BinaryOp>(["and", "or", "xor"]);

@@ -83,7 +83,14 @@ export function kcase(
   };
 }
 
-const POISON: Record<DType, number> = { float32: -777.25, float64: -777.25, int32: -777, bool: 7 };
+const POISON: Record<DType, number> = {
+  float32: -777.25,
+  float64: -777.25,
+  int32: -777,
+  bool: 7,
+  float16: 0xfc01, // a NaN bit pattern
+  bfloat16: 0xff81,
+};
 
 export const poisoned: Out = (b, dtype, n) => b.alloc(dtype, n, true).fill(POISON[dtype]);
 

@@ -1,0 +1,242 @@
+/**
+ * Mixed precision: `autocast` (PyTorch's `torch.autocast` for CPU) and `GradScaler` (`torch.cuda.amp.GradScaler`).
+ *
+ * Under `autocast({ dtype: "bfloat16" }, fn)` the ops that profit from lower precision (matmul and linear,
+ * conv2d, scaledDotProductAttention) cast their float32 operands to the autocast dtype and compute in it: a
+ * half matrix product widens its operands to float32, accumulates in float32 (on native with AVX512_BF16,
+ * bfloat16 x bfloat16 products go through vdpbf16ps) and rounds its output once to the autocast dtype. The ops
+ * that need range or precision (softmax, logSoftmax, layerNorm and the losses) cast half operands to float32;
+ * every other op runs in the dtype it is given. Parameters stay float32 ("master weights"): the casts are
+ * ordinary differentiable ops, so gradients reaching the parameters are float32. float64 operands are never
+ * cast. The setting is read when an op runs (or is traced: a jitted function keeps the casts it was traced
+ * with).
+ *
+ * float16's narrow range makes small gradients underflow; `GradScaler` multiplies the loss by a large factor
+ * before backward, divides the gradients by it before the optimizer step, skips steps whose gradients hold an
+ * Infinity or NaN, and adapts the factor (halved after such a step, doubled after `growthInterval` good ones).
+ */
+import { type DType, isHalf } from "./dtype.ts";
+import type { Optimizer } from "./optim/optimizer.ts";
+import type { Tensor } from "./tensor/tensor.ts";
+import { noGrad } from "./core/trace.ts";
+
+/** The lower-precision dtype autocast casts to, or null when autocast is off (the fast path: one load). */
+const amp: { dtype: "bfloat16" | "float16" | null } = { dtype: null };
+
+export interface AutocastOpts {
+  /** The lower-precision dtype (default bfloat16, PyTorch's CPU default). */
+  dtype?: "bfloat16" | "float16";
+  /** Whether autocast is on inside `fn` (default true); `enabled: false` turns an enclosing autocast off. */
+  enabled?: boolean;
+}
+
+/**
+ * Run `fn` with autocast set as `opts` says, and return its result; the previous setting is restored after
+ * (also when `fn` throws). Nesting works as in PyTorch: the innermost call decides.
+ *
+ * @example
+ * ```ts
+ * const loss = autocast({ dtype: "bfloat16" }, () => nn.crossEntropy(model.forward(x), y));
+ * loss.backward(); // parameters' gradients are float32
+ * ```
+ */
+export function autocast<T>(opts: AutocastOpts, fn: () => T): T {
+  const dtype = opts.dtype ?? "bfloat16";
+  if (dtype !== "bfloat16" && dtype !== "float16") {
+    throw new TypeError(`autocast: dtype must be "bfloat16" or "float16", got ${String(dtype)}`);
+  }
+  const prev = amp.dtype;
+  amp.dtype = opts.enabled === false ? null : dtype;
+  try {
+    return fn();
+  } finally {
+    amp.dtype = prev;
+  }
+}
+
+/** The autocast dtype in effect, or null (PyTorch's `torch.is_autocast_enabled` plus its dtype). */
+export function autocastDtype(): DType | null {
+  return amp.dtype;
+}
+
+/** @internal An operand of a lower-precision op: float32 becomes the autocast dtype while autocast is on. */
+export function castLow(x: Tensor): Tensor {
+  const d = amp.dtype;
+  return d === null || x.dtype !== "float32" ? x : x.to(d);
+}
+
+/** @internal `castLow` for an optional operand (a bias). */
+export function castLowOpt(x: Tensor | null | undefined): Tensor | null | undefined {
+  return x === null || x === undefined ? x : castLow(x);
+}
+
+/** @internal An operand of a float32 op (softmax, norms, losses): a half becomes float32 while autocast is on. */
+export function castFloat32(x: Tensor): Tensor {
+  return amp.dtype === null || !isHalf(x.dtype) ? x : x.to("float32");
+}
+
+export interface GradScalerOpts {
+  /** The first scale factor (default 2^16). */
+  initScale?: number;
+  /** Factor the scale is multiplied by after `growthInterval` steps without Infinity/NaN (default 2). */
+  growthFactor?: number;
+  /** Factor the scale is multiplied by after a step with Infinity/NaN gradients (default 0.5). */
+  backoffFactor?: number;
+  /** Good steps before the scale grows (default 2000). */
+  growthInterval?: number;
+  /** When false every method passes through: scale returns the loss, step just steps (default true). */
+  enabled?: boolean;
+}
+
+/** `GradScaler`'s state, as `stateDict` returns it (PyTorch's keys, camel-cased). */
+export interface GradScalerState {
+  scale: number;
+  growthFactor: number;
+  backoffFactor: number;
+  growthInterval: number;
+  growthTracker: number;
+}
+
+/**
+ * Dynamic loss scaling for float16 training (PyTorch's GradScaler):
+ *
+ * ```ts
+ * const scaler = new GradScaler();
+ * for (const [x, y] of batches) {
+ *   opt.zeroGrad();
+ *   const loss = autocast({ dtype: "float16" }, () => nn.crossEntropy(model.forward(x), y));
+ *   scaler.scale(loss).backward();
+ *   scaler.step(opt);   // unscales the gradients; skipped if any is Infinity or NaN
+ *   scaler.update();    // adapts the scale
+ * }
+ * ```
+ */
+export class GradScaler {
+  private scaleValue: number;
+  private readonly growthFactor: number;
+  private readonly backoffFactor: number;
+  private readonly growthInterval: number;
+  private growthTracker = 0;
+  readonly enabled: boolean;
+  /** Optimizers unscaled in this iteration, with whether their gradients held Infinity or NaN. */
+  private readonly unscaled = new Map<Optimizer, boolean>();
+
+  constructor(opts: GradScalerOpts = {}) {
+    this.scaleValue = opts.initScale ?? 2 ** 16;
+    this.growthFactor = opts.growthFactor ?? 2;
+    this.backoffFactor = opts.backoffFactor ?? 0.5;
+    this.growthInterval = opts.growthInterval ?? 2000;
+    this.enabled = opts.enabled ?? true;
+    const pos = (name: string, v: number) => {
+      if (!(Number.isFinite(v) && v > 0))
+        throw new RangeError(`GradScaler: ${name} must be a positive number, got ${v}`);
+    };
+    pos("initScale", this.scaleValue);
+    pos("growthFactor", this.growthFactor);
+    pos("backoffFactor", this.backoffFactor);
+    if (this.growthFactor <= 1)
+      throw new RangeError(`GradScaler: growthFactor must be > 1, got ${this.growthFactor}`);
+    if (this.backoffFactor >= 1)
+      throw new RangeError(`GradScaler: backoffFactor must be < 1, got ${this.backoffFactor}`);
+    if (!Number.isInteger(this.growthInterval) || this.growthInterval < 1) {
+      throw new RangeError(
+        `GradScaler: growthInterval must be a positive integer, got ${this.growthInterval}`,
+      );
+    }
+  }
+
+  /** The current scale factor. */
+  getScale(): number {
+    return this.enabled ? this.scaleValue : 1;
+  }
+
+  /** The loss (or any output) multiplied by the scale factor, in its own dtype. */
+  scale(loss: Tensor): Tensor {
+    return this.enabled ? loss.mul(this.scaleValue) : loss;
+  }
+
+  /**
+   * Divide the gradients of `optimizer`'s parameters by the scale (in float32 or wider, then in the gradient's
+   * dtype) and record whether any is Infinity or NaN. Call it before clipping gradients; `step` calls it when
+   * it has not been called for this optimizer since the last `update`.
+   */
+  unscale_(optimizer: Optimizer): void {
+    if (!this.enabled) return;
+    if (this.unscaled.has(optimizer)) {
+      throw new Error("GradScaler.unscale_: already called for this optimizer since the last update()");
+    }
+    const inv = 1 / this.scaleValue;
+    let found = false;
+    noGrad(() => {
+      for (const g of optimizer.paramGroups) {
+        for (const p of g.params) {
+          const grad = p.grad;
+          if (grad === null) continue;
+          const wide = isHalf(grad.dtype) ? grad.to("float32") : grad;
+          const u = wide.mul(inv);
+          // x * 0 is NaN exactly where x is Infinity or NaN
+          if (Number.isNaN(u.mul(0).sum().item())) found = true;
+          p.grad = u.dtype === grad.dtype ? u : u.to(grad.dtype);
+        }
+      }
+    });
+    this.unscaled.set(optimizer, found);
+  }
+
+  /**
+   * Unscale (if not done yet) and take `optimizer.step()` unless a gradient holds Infinity or NaN; returns
+   * whether the step was taken.
+   */
+  step(optimizer: Optimizer): boolean {
+    if (!this.enabled) {
+      optimizer.step();
+      return true;
+    }
+    if (!this.unscaled.has(optimizer)) this.unscale_(optimizer);
+    if (this.unscaled.get(optimizer)) return false;
+    optimizer.step();
+    return true;
+  }
+
+  /**
+   * Adapt the scale after an iteration's steps: multiplied by `backoffFactor` if any unscaled optimizer found
+   * Infinity/NaN, else by `growthFactor` every `growthInterval` iterations; or set to `newScale` if given.
+   */
+  update(newScale?: number): void {
+    if (!this.enabled) return;
+    if (newScale !== undefined) {
+      if (!(Number.isFinite(newScale) && newScale > 0))
+        throw new RangeError(`GradScaler.update: newScale must be a positive number, got ${newScale}`);
+      this.scaleValue = newScale;
+    } else if ([...this.unscaled.values()].some((f) => f)) {
+      this.scaleValue *= this.backoffFactor;
+      this.growthTracker = 0;
+    } else if (this.unscaled.size > 0) {
+      this.growthTracker++;
+      if (this.growthTracker === this.growthInterval) {
+        this.scaleValue *= this.growthFactor;
+        this.growthTracker = 0;
+      }
+    }
+    this.unscaled.clear();
+  }
+
+  /** The scale and growth state (to checkpoint). */
+  stateDict(): GradScalerState {
+    return {
+      scale: this.scaleValue,
+      growthFactor: this.growthFactor,
+      backoffFactor: this.backoffFactor,
+      growthInterval: this.growthInterval,
+      growthTracker: this.growthTracker,
+    };
+  }
+
+  /** Restore the scale and growth tracker saved by `stateDict`. */
+  loadStateDict(s: Pick<GradScalerState, "scale" | "growthTracker">): void {
+    if (!(Number.isFinite(s.scale) && s.scale > 0))
+      throw new RangeError(`GradScaler.loadStateDict: scale must be a positive number, got ${s.scale}`);
+    this.scaleValue = s.scale;
+    this.growthTracker = s.growthTracker;
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * Optional fast kernels for the 16-bit float dtypes, kept beside the Backend contract rather than in it: the
+ * contract's kernels never see float16/bfloat16 storage (the primitive layer widens it to float32, see
+ * src/prims/half.ts), so only a cast and a bfloat16 GEMM can use it. A backend registers what it has under its
+ * name; everything else runs the js cast and the float32 GEMM of the widened operands.
+ */
+import type { TypedArray } from "../dtype.ts";
+import type { View } from "./backend.ts";
+
+export interface HalfKernels {
+  /**
+   * out = cast(x) where x or out (contiguous) is float16/bfloat16 storage; the other side is float32. Returns
+   * false for a pair it does not handle (the caller runs the js cast).
+   */
+  castHalf?(x: View, out: TypedArray): boolean;
+  /**
+   * Batched matrix product of bfloat16 operands with float32 accumulation into a float32 out: a [...batch, M,
+   * K], b [...batch, K, N] (any strides), out [...batch, M, N] contiguous; each product of two bfloat16 values
+   * is exact in float32. Returns false when it cannot run (the caller widens and runs the float32 GEMM).
+   */
+  dotBF16?(a: View, b: View, out: Float32Array): boolean;
+}
+
+const registered = new Map<string, HalfKernels>();
+
+/** Register the half kernels of the backend named `name` (replaces an earlier registration). */
+export function registerHalfKernels(name: string, k: HalfKernels): void {
+  registered.set(name, k);
+}
+
+/** The half kernels of the backend named `name`, or undefined. */
+export function halfKernelsOf(name: string): HalfKernels | undefined {
+  return registered.get(name);
+}

@@ -1,0 +1,117 @@
+/**
+ * The native backend's float16 / bfloat16 kernels (src/backend/half.ts's HalfKernels): vectorised casts between
+ * float32 and the 16-bit formats, and the bfloat16 GEMM (vdpbf16ps, when the CPU has AVX512_BF16). The addon's
+ * dtype codes have no 16-bit type, so 16-bit storage is passed as a Uint8Array over the same bytes and each view
+ * gains a trailing axis of the two bytes of a value (extent 2, stride 1; the other strides and the offset
+ * doubled): the addon then bounds-checks every byte the kernel reads (native/src/kernels/half.cc). Layouts are
+ * kernels.def's (`half_cast`: "kind shape[#] view out:shape"; `gemm_bf16`: "shape[#] view view out:shape").
+ */
+import { BFloat16Bits, type TypedArray } from "../../dtype.ts";
+import { isContiguous, sizeOf } from "../../shape.ts";
+import type { View } from "../backend.ts";
+import type { HalfKernels } from "../half.ts";
+import type { NativeAddon } from "./addon.ts";
+
+/** Below this many elements a cast stays in js (a call costs about as much as the loop). */
+const CAST_MIN = 64;
+/** Below this many multiply-adds the widened float32 product is as fast. */
+const GEMM_MIN = 4096;
+/** The largest rank of a native view (kMaxDims); a 16-bit view needs one more axis. */
+const MAX_RANK = 32;
+
+const byteViews = new WeakMap<Uint16Array, Uint8Array>();
+
+/**
+ * The bytes of 16-bit storage, as the Uint8Array the addon reads (code BOOL: one byte per element); one per
+ * storage array, so repeated calls on a tensor allocate nothing.
+ */
+export function bytesOf(u: Uint16Array): Uint8Array {
+  let b = byteViews.get(u);
+  if (b === undefined) {
+    b = new Uint8Array(u.buffer, u.byteOffset, u.byteLength);
+    byteViews.set(u, b);
+  }
+  return b;
+}
+
+/**
+ * The half kernels over a loaded addon, writing their calls into the backend's meta buffer (the one the addon
+ * was initialised with); undefined when the addon has none.
+ */
+export function createNativeHalfKernels(addon: NativeAddon, meta: Float64Array): HalfKernels | undefined {
+  const halfCast = addon.halfCast;
+  const dotBF16 = addon.dotBF16;
+  if (typeof halfCast !== "function" || typeof dotBF16 !== "function") return undefined;
+  /** ISA builds whose dotBF16 reported that it cannot run (no AVX512_BF16). */
+  const noGemm = new Set<string>();
+  let p = 0;
+  /** A float32 view: dtype code 0, offset, rank, shape, strides. */
+  function putF32(offset: number, shape: readonly number[], strides: readonly number[]): void {
+    meta[p++] = 0;
+    meta[p++] = offset;
+    meta[p++] = shape.length;
+    for (const d of shape) meta[p++] = d;
+    for (const s of strides) meta[p++] = s;
+  }
+  /** A 16-bit view as bytes: code 3, offset and strides doubled, a trailing [2] of stride 1. */
+  function put16(offset: number, shape: readonly number[], strides: readonly number[]): void {
+    meta[p++] = 3;
+    meta[p++] = 2 * offset;
+    meta[p++] = shape.length + 1;
+    for (const d of shape) meta[p++] = d;
+    meta[p++] = 2;
+    for (const s of strides) meta[p++] = 2 * s;
+    meta[p++] = 1;
+  }
+  return {
+    castHalf(x: View, out: TypedArray): boolean {
+      const n = sizeOf(x.shape);
+      if (n < CAST_MIN || !isContiguous(x.shape, x.strides)) return false;
+      const src = x.data;
+      p = 0;
+      if (src instanceof Float32Array && out instanceof Uint16Array) {
+        meta[p++] = 1;
+        meta[p++] = n;
+        putF32(x.offset, [n], [1]);
+        meta[p++] = 3;
+        halfCast.call(addon, out instanceof BFloat16Bits ? 1 : 0, src, bytesOf(out));
+        return true;
+      }
+      if (src instanceof Uint16Array && out instanceof Float32Array) {
+        meta[p++] = 1;
+        meta[p++] = n;
+        put16(x.offset, [n], [1]);
+        meta[p++] = 0;
+        halfCast.call(addon, src instanceof BFloat16Bits ? 3 : 2, bytesOf(src), out);
+        return true;
+      }
+      return false;
+    },
+    dotBF16(av: View, bv: View, out: Float32Array): boolean {
+      const nd = av.shape.length;
+      if (nd < 2 || nd + 1 > MAX_RANK || bv.shape.length !== nd) return false;
+      if (!(av.data instanceof BFloat16Bits && bv.data instanceof BFloat16Bits)) return false;
+      const shape = [...av.shape.slice(0, nd - 1), bv.shape[nd - 1]];
+      if (sizeOf(shape) * av.shape[nd - 1] < GEMM_MIN) return false;
+      const isa = addon.isa();
+      if (noGemm.has(isa)) return false;
+      p = 0;
+      meta[p++] = nd;
+      for (const d of shape) meta[p++] = d;
+      put16(av.offset, av.shape, av.strides);
+      put16(bv.offset, bv.shape, bv.strides);
+      meta[p++] = 0;
+      try {
+        dotBF16.call(addon, bytesOf(av.data), bytesOf(bv.data), out);
+      } catch (e) {
+        // the ISA build or the CPU has no AVX512_BF16: the caller widens and runs the float32 GEMM
+        if (e instanceof Error && e.message.includes("AVX512_BF16")) {
+          noGemm.add(isa);
+          return false;
+        }
+        throw e;
+      }
+      return true;
+    },
+  };
+}

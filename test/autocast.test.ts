@@ -1,0 +1,186 @@
+/**
+ * Mixed precision: autocast (which ops run in the lower precision, master weights and gradients in float32, a
+ * small MLP trained under bfloat16 and float16 autocast against float32 training) and GradScaler (scaling,
+ * unscaling, skipped steps on Infinity/NaN, growth and backoff of the scale as torch.cuda.amp.GradScaler).
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import {
+  autocast,
+  autocastDtype,
+  conv2d,
+  GradScaler,
+  manualSeed,
+  nn,
+  optim,
+  randn,
+  type Tensor,
+  tensor,
+} from "../src/node.ts";
+
+describe("autocast", () => {
+  test("matmul, linear, conv2d and attention run in the autocast dtype; softmax and losses in float32", () => {
+    const a = randn([4, 8]);
+    const w = randn([5, 8]);
+    const b = randn([5]);
+    assert.equal(autocastDtype(), null);
+    autocast({ dtype: "bfloat16" }, () => {
+      assert.equal(autocastDtype(), "bfloat16");
+      assert.equal(a.matmul(w.T).dtype, "bfloat16");
+      assert.equal(nn.linear(a, w, b).dtype, "bfloat16");
+      assert.equal(conv2d(randn([1, 2, 5, 5]), randn([3, 2, 3, 3]), randn([3])).dtype, "bfloat16");
+      const q = randn([2, 3, 4]);
+      assert.equal(nn.scaledDotProductAttention(q, q, q).dtype, "bfloat16");
+      const logits = nn.linear(a, w, b);
+      assert.equal(logits.softmax(-1).dtype, "float32");
+      assert.equal(nn.crossEntropy(logits, tensor([0, 1, 2, 3], { dtype: "int32" })).dtype, "float32");
+      assert.equal(nn.mseLoss(logits, randn([4, 5])).dtype, "float32");
+      // other ops keep their operands' dtype; float64 is never cast
+      assert.equal(logits.relu().dtype, "bfloat16");
+      assert.equal(a.add(1).dtype, "float32");
+      assert.equal(a.to("float64").matmul(w.T.to("float64")).dtype, "float64");
+      autocast({ enabled: false }, () => assert.equal(a.matmul(w.T).dtype, "float32"));
+      autocast({ dtype: "float16" }, () => assert.equal(a.matmul(w.T).dtype, "float16"));
+      assert.equal(autocastDtype(), "bfloat16");
+    });
+    assert.equal(autocastDtype(), null);
+    assert.throws(() => autocast({ dtype: "float32" as never }, () => 0), /autocast: dtype must be/);
+  });
+
+  test("the product is the float32 product of the rounded operands, rounded once", () => {
+    const a = randn([6, 7]);
+    const w = randn([7, 3]);
+    const got = autocast({ dtype: "bfloat16" }, () => a.matmul(w));
+    const want = a.to("bfloat16").to("float32").matmul(w.to("bfloat16").to("float32")).to("bfloat16");
+    assert.deepEqual(Array.from(got.storageSync()), Array.from(want.storageSync()));
+  });
+
+  test("master weights stay float32 and their gradients are float32", () => {
+    const lin = new nn.Linear(8, 4);
+    const x = randn([3, 8]);
+    const loss = autocast({ dtype: "bfloat16" }, () => nn.mseLoss(lin.call(x) as Tensor, randn([3, 4])));
+    loss.backward();
+    assert.equal(lin.weight.dtype, "float32");
+    assert.equal(lin.weight.grad!.dtype, "float32");
+    assert.equal(lin.bias!.grad!.dtype, "float32");
+  });
+
+  /** Train a 2-layer MLP on a fixed regression-free classification problem; returns the loss curve. */
+  function train(dtype: "bfloat16" | "float16" | null, scaler?: GradScaler): number[] {
+    manualSeed(7);
+    const x = randn([64, 10]);
+    const wTrue = randn([10, 3]);
+    const y = x.matmul(wTrue).argmax(1);
+    const model = new nn.Sequential(new nn.Linear(10, 32), new nn.ReLU(), new nn.Linear(32, 3));
+    const opt = new optim.SGD(model.parameters(), { lr: 0.2 });
+    const losses: number[] = [];
+    for (let step = 0; step < 60; step++) {
+      opt.zeroGrad();
+      const run = () => nn.crossEntropy(model.call(x) as Tensor, y);
+      const loss = dtype === null ? run() : autocast({ dtype }, run);
+      losses.push(loss.item());
+      if (scaler !== undefined) {
+        scaler.scale(loss).backward();
+        scaler.step(opt);
+        scaler.update();
+      } else {
+        loss.backward();
+        opt.step();
+      }
+    }
+    for (const p of model.parameters()) assert.equal(p.dtype, "float32");
+    return losses;
+  }
+
+  test("an MLP trained under bfloat16 / float16 autocast follows float32 training", () => {
+    const f32 = train(null);
+    const bf16 = train("bfloat16");
+    const f16 = train("float16", new GradScaler({ initScale: 1024 }));
+    assert.ok(f32[59] < 0.5 * f32[0], `float32 training converges: ${f32[0]} -> ${f32[59]}`);
+    for (const [name, l] of [
+      ["bfloat16", bf16],
+      ["float16", f16],
+    ] as const) {
+      assert.ok(l[59] < 0.5 * l[0], `${name}: the loss decreases (${l[0]} -> ${l[59]})`);
+      // the same curve within the lower precision's rounding (bfloat16 keeps 8 bits, float16 11)
+      const tol = name === "bfloat16" ? 0.05 : 0.01;
+      for (let i = 0; i < l.length; i++) {
+        assert.ok(
+          Math.abs(l[i] - f32[i]) <= tol * Math.max(1, f32[i]),
+          `${name} step ${i}: ${l[i]} vs ${f32[i]}`,
+        );
+      }
+    }
+  });
+});
+
+describe("GradScaler", () => {
+  test("scales the loss, unscales the gradients and steps", () => {
+    const p = tensor([1, 2], { requiresGrad: true });
+    const opt = new optim.SGD([p], { lr: 0.5 });
+    const s = new GradScaler({ initScale: 8 });
+    const loss = p.mul(p).sum(); // grad 2p = [2, 4]
+    const scaled = s.scale(loss);
+    assert.equal(scaled.item(), 8 * 5);
+    scaled.backward();
+    assert.deepEqual(p.grad!.toArray(), [16, 32]);
+    assert.equal(s.step(opt), true);
+    assert.deepEqual(p.grad!.toArray(), [2, 4]);
+    assert.deepEqual(p.toArray(), [0, 0]);
+    s.update();
+    assert.equal(s.getScale(), 8);
+  });
+
+  test("skips the step on Infinity or NaN gradients and backs off; grows after growthInterval good steps", () => {
+    const p = tensor([1, 2], { requiresGrad: true });
+    const opt = new optim.SGD([p], { lr: 0.1 });
+    const s = new GradScaler({ initScale: 2 ** 10, growthInterval: 2, growthFactor: 4, backoffFactor: 0.25 });
+    const iteration = (bad: number) => {
+      opt.zeroGrad();
+      s.scale(p.mul(tensor([1, bad])).sum()).backward();
+      const took = s.step(opt);
+      s.update();
+      return took;
+    };
+    assert.equal(iteration(Number.POSITIVE_INFINITY), false);
+    assert.deepEqual(p.toArray(), [1, 2], "skipped: parameters unchanged");
+    assert.equal(s.getScale(), 2 ** 8);
+    assert.equal(iteration(Number.NaN), false);
+    assert.equal(s.getScale(), 2 ** 6);
+    assert.equal(iteration(1), true);
+    assert.equal(s.getScale(), 2 ** 6);
+    assert.equal(iteration(1), true);
+    assert.equal(s.getScale(), 2 ** 8, "grown after 2 good steps");
+    // two float32 steps p - fround(0.1 * 1)
+    const two = (v: number) => Math.fround(Math.fround(v - Math.fround(0.1)) - Math.fround(0.1));
+    assert.deepEqual(p.toArray(), [two(1), two(2)]);
+    assert.deepEqual(s.stateDict(), {
+      scale: 2 ** 8,
+      growthFactor: 4,
+      backoffFactor: 0.25,
+      growthInterval: 2,
+      growthTracker: 0,
+    });
+  });
+
+  test("a float16 overflow in the scaled backward is caught", () => {
+    // float16 holds at most 65504: a scaled float16 loss of 1e5 is Infinity, so its gradients are too
+    const p = tensor([300, 400], { dtype: "float16", requiresGrad: true });
+    const opt = new optim.SGD([p], { lr: 0.1 });
+    const s = new GradScaler({ initScale: 2 ** 16 });
+    s.scale(p.mul(p).sum()).backward();
+    assert.equal(s.step(opt), false);
+    s.update();
+    assert.equal(s.getScale(), 2 ** 15);
+    assert.deepEqual(p.toArray(), [300, 400]);
+  });
+
+  test("disabled scaler passes through; bad options are refused", () => {
+    const s = new GradScaler({ enabled: false });
+    const l = tensor(3);
+    assert.equal(s.scale(l), l);
+    assert.equal(s.getScale(), 1);
+    assert.throws(() => new GradScaler({ initScale: 0 }), /initScale must be a positive number/);
+    assert.throws(() => new GradScaler({ growthInterval: 1.5 }), /growthInterval must be a positive integer/);
+  });
+});
