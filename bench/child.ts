@@ -7,6 +7,7 @@ import { createFramework, FRAMEWORKS } from "./frameworks.ts";
 import { FULL_METHOD, measure, QUICK_METHOD, type Step } from "./harness.ts";
 import { isSkip, type Peer, type Skip } from "./peers/types.ts";
 import {
+  attnInputs,
   cnnInputs,
   DISPATCH_K,
   type E2EResult,
@@ -60,6 +61,8 @@ function prepare(peer: Peer, store: Store, caseId: string): Step | Skip | undefi
       if (arg === "perexample") return peer.perExampleGrads?.(mlpInputs(store));
       if (arg === "batched") return peer.batchedGrad?.(mlpInputs(store));
       return { skip: `unknown case ${caseId}` };
+    case "attn":
+      return peer.attention?.(attnInputs(store), arg === "fused");
     case "dispatch":
       if (arg === "add") return peer.dispatchAdd?.(DISPATCH_K.add);
       if (arg === "grad") return peer.dispatchGrad?.(DISPATCH_K.grad);

@@ -4,7 +4,7 @@
  *
  * Options (after `npm run bench --`):
  *   --quick            fewer samples, 1 epoch end-to-end, slow cases skipped: a smoke test
- *   --only a,b         workloads: sgemm, mlp, cnn, transformer, lstm, dispatch, vmap, e2e
+ *   --only a,b         workloads: sgemm, mlp, cnn, transformer, lstm, dispatch, vmap, attn, e2e
  *   --fw id,id         framework variants (ids in bench/frameworks.ts), e.g. cr-native-1t,torch-1t
  *   --full             also run the cases skipped by default for being very slow (js e2e, jax-js jit CNN, ...)
  *   --out FILE         where to write the Markdown results (default bench/RESULTS.md; --quick writes nothing

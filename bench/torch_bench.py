@@ -23,6 +23,7 @@ QUICK = dict(
     warmup_ms=50, budget_ms=250, min_reps=2, max_reps=5, slow_ms=500, slow_reps=1, very_slow_ms=10000, very_slow_reps=1
 )
 DISPATCH_K = {"add": 1000, "grad": 200, "jvp": 200}
+ATTN = {"batch": 8, "heads": 8, "len": 512, "dim": 64}  # ATTN of bench/workloads.ts
 # bench/workloads.ts TRANSFORMER and LSTM_BENCH
 TRANSFORMER = dict(vocab=96, width=128, layers=4, heads=4, context=128, batch=32)
 LSTM_BENCH = dict(batch=64, hidden=128, steps=28, input=28, classes=10)
@@ -308,6 +309,18 @@ def main():
         flat = [v for wb in p for v in wb]
         return lambda: torch.autograd.grad(mlp_loss(p, x, y1h, 128), flat)[5][3].item()
 
+    def case_attention():
+        # PyTorch 1.13 has no fused scaled_dot_product_attention: the composition, as chainrule's composed row
+        shape = (ATTN["batch"], ATTN["heads"], ATTN["len"], ATTN["dim"])
+        q, k, v = [t("attn.%s" % n, shape).requires_grad_() for n in "qkv"]
+        w = t("attn.w", shape)
+        scale = 1.0 / math.sqrt(shape[-1])
+
+        def step():
+            out = torch.softmax(q @ k.transpose(-2, -1) * scale, -1) @ v
+            return torch.autograd.grad((out * w).sum(), (q, k, v))[0][0, 0, 0, 0].item()
+        return step
+
     def case_add(k):
         zero = torch.zeros(1)
         one = torch.ones(1)
@@ -396,6 +409,7 @@ def main():
         "lstm.step": case_lstm,
         "vmap.perexample": case_perexample,
         "vmap.batched": case_batched,
+        "attn.composed": case_attention,
     }
     for n in (128, 256, 512, 1024):
         factories["sgemm.%d" % n] = (lambda n_: lambda: case_sgemm(n_))(n)
@@ -410,6 +424,9 @@ def main():
         try:
             if case == "e2e.mlp":
                 emit({"type": "case", "fw": fw, "case": case, "e2e": e2e()})
+                continue
+            if case == "attn.fused":
+                emit({"type": "case", "fw": fw, "case": case, "skip": "PyTorch 1.13 has no fused attention"})
                 continue
             if case not in factories:
                 emit({"type": "case", "fw": fw, "case": case, "skip": "unknown case"})

@@ -35,6 +35,7 @@ export type Workload =
   | "lstm"
   | "dispatch"
   | "vmap"
+  | "attn"
   | "e2e"
   | "bf16";
 export const WORKLOADS: readonly Workload[] = [
@@ -45,6 +46,7 @@ export const WORKLOADS: readonly Workload[] = [
   "lstm",
   "dispatch",
   "vmap",
+  "attn",
   "e2e",
   "bf16",
 ];
@@ -67,6 +69,8 @@ export const TRANSFORMER = { vocab: 96, width: 128, layers: 4, heads: 4, context
 /** The row-by-row LSTM of `chainrule train --model lstm`: 28 steps of 28 pixels, hidden 128, batch 64. */
 export const LSTM_BENCH = { batch: 64, hidden: 128, steps: 28, input: 28, classes: 10 } as const;
 
+/** The attention row: batch, heads, sequence length (L = S) and head size. */
+export const ATTN = { batch: 8, heads: 8, len: 512, dim: 64 } as const;
 /** Inner iterations per sample of the dispatch cases (per-op figures are sample time / K). */
 export const DISPATCH_K = { add: 1000, grad: 200, jvp: 200 } as const;
 
@@ -164,6 +168,20 @@ export const CASES: readonly CaseSpec[] = [
     higherIsBetter: false,
   },
   {
+    id: "attn.fused",
+    workload: "attn",
+    title: `attention forward + backward, batch ${ATTN.batch}, ${ATTN.heads} heads, L = S = ${ATTN.len}, E = ${ATTN.dim}, float32: fused kernel (ms)`,
+    unit: "ms",
+    higherIsBetter: false,
+  },
+  {
+    id: "attn.composed",
+    workload: "attn",
+    title: "the same attention composed (softmax(q k^T / sqrt(E)) v, the [L, S] scores materialised) (ms)",
+    unit: "ms",
+    higherIsBetter: false,
+  },
+  {
     id: "e2e.mlp",
     workload: "e2e",
     title:
@@ -172,6 +190,18 @@ export const CASES: readonly CaseSpec[] = [
     higherIsBetter: false,
   },
 ];
+
+/** The attention row's inputs: q, k, v and the cotangent w, each [batch, heads, len, dim] float32. */
+export interface AttnData {
+  batch: number;
+  heads: number;
+  len: number;
+  dim: number;
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  w: Float32Array;
+}
 
 /** A Linear layer's initial weights, PyTorch layout: w [out, in], b [out]. */
 export interface LinearInit {
@@ -378,6 +408,8 @@ export function generateInputs(
   }
   putLinear(s, "cnn.f1", linearInit(rand, 64 * 7 * 7, 128));
   putLinear(s, "cnn.f2", linearInit(rand, 128, 10));
+  const an = ATTN.batch * ATTN.heads * ATTN.len * ATTN.dim;
+  for (const name of ["q", "k", "v", "w"]) s.set(`attn.${name}`, uniform(rand, an, 1));
   s.set("e2e.images", digits.images);
   s.set("e2e.labels", digits.labels);
   const perm = new Int32Array(epochs * digits.n);
@@ -519,6 +551,11 @@ export function cnnInputs(s: Store): CnnData {
 }
 
 /** The end-to-end inputs. */
+export function attnInputs(s: Store): AttnData {
+  const get = (name: string) => s.get(`attn.${name}`) as Float32Array;
+  return { ...ATTN, q: get("q"), k: get("k"), v: get("v"), w: get("w") };
+}
+
 export function e2eInputs(s: Store): E2EData {
   const labelsArr = get(s, "e2e.labels", Int32Array);
   const n = labelsArr.length;

@@ -5,10 +5,15 @@
  */
 import * as cr from "../src/index.ts";
 import { Generator, type Tensor, tensor } from "../src/index.ts";
+import { sdpa } from "../src/prims/attention.ts";
+import { gruCell, lstmCell } from "../src/prims/rnn.ts";
 import * as lax from "../src/prims/lax.ts";
 import {
   alongAxis,
   at,
+  attentionNd,
+  gruCellNd,
+  lstmCellNd,
   choleskyRef,
   detRef,
   fromMatrices,
@@ -58,6 +63,14 @@ export interface OpInfo {
 }
 
 const g = new Generator(20261122);
+
+/** The keep pattern of the bool-mask attention row (every query row keeps at least one key). */
+const ATTN_KEEP = [
+  [1, 0, 1, 1, 0],
+  [0, 0, 0, 0, 1],
+  [1, 1, 1, 1, 1],
+  [0, 1, 0, 1, 0],
+];
 
 function draw(d: Domain): number {
   const n = g.normal();
@@ -1671,6 +1684,82 @@ export const OPS: OpInfo[] = [
     samples: () => [[mk([5, 3])]],
     fn: (src) => lax.scatterAdd(src, idx(SCATTER_IDX), 0, [4, 3]),
     ref: (src) => scatterAddNd(src, SCATTER_IDX.flat(), 0, [4, 3]),
+    diff: true,
+  },
+  // Fused attention (the sdpa primitive; its VJP sdpaBackward is reached by the second-order checks): batch
+  // broadcasting, L != S, E != Ev, odd sizes, strided views, causal, float masks (differentiable) and bool masks.
+  {
+    name: "scaledDotProductAttention",
+    samples: () => [
+      [mk([2, 5, 3]), mk([2, 7, 3]), mk([2, 7, 4])],
+      [mk([2, 3, 4, 3], "real", true), mk([3, 7, 3]), mk([1, 7, 2], "real", true)],
+      [mk([1, 1]), mk([1, 1]), mk([1, 1])],
+    ],
+    fn: (q, k, v) => cr.nn.scaledDotProductAttention(q, k, v),
+    ref: (q, k, v) => attentionNd(q, k, v, null, false, 1 / Math.sqrt(q.shape[q.shape.length - 1])),
+    diff: true,
+  },
+  {
+    name: "scaledDotProductAttention causal, scale",
+    samples: () => [
+      [mk([2, 6, 3]), mk([2, 4, 3], "real", true), mk([2, 4, 5])],
+      [mk([3, 5]), mk([7, 5]), mk([7, 2])],
+    ],
+    fn: (q, k, v) => cr.nn.scaledDotProductAttention(q, k, v, { isCausal: true, scale: 0.6 }),
+    ref: (q, k, v) => attentionNd(q, k, v, null, true, 0.6),
+    diff: true,
+  },
+  {
+    name: "scaledDotProductAttention float mask",
+    samples: () => [
+      [mk([2, 4, 3]), mk([2, 5, 3]), mk([2, 5, 2]), mk([4, 5])],
+      [mk([2, 3, 2]), mk([2, 6, 2]), mk([2, 6, 3], "real", true), mk([2, 1, 6])],
+    ],
+    fn: (q, k, v, m) => cr.nn.scaledDotProductAttention(q, k, v, { attnMask: m }),
+    ref: (q, k, v, m) => attentionNd(q, k, v, m, false, 1 / Math.sqrt(q.shape[q.shape.length - 1])),
+    diff: true,
+  },
+  {
+    name: "scaledDotProductAttention bool mask",
+    samples: () => [[mk([2, 4, 3]), mk([2, 5, 3], "real", true), mk([2, 5, 2])]],
+    fn: (q, k, v) => cr.nn.scaledDotProductAttention(q, k, v, { attnMask: tensor(ATTN_KEEP).gt(0) }),
+    ref: (q, k, v) =>
+      attentionNd(q, k, v, { shape: [4, 5], data: ATTN_KEEP.flat() }, false, 1 / Math.sqrt(3), {
+        boolMask: true,
+      }),
+    diff: true,
+  },
+  {
+    name: "sdpa with its logsumexp column",
+    samples: () => [
+      [mk([2, 3, 4]), mk([2, 5, 4], "real", true), mk([2, 5, 2]), mk([2, 3, 5])],
+      [mk([1, 7, 2]), mk([1, 6, 2]), mk([1, 6, 3]), mk([1, 7, 6], "real", true)],
+    ],
+    fn: (q, k, v, m) => sdpa(q, k, v, m, { scale: 0.8, causal: true }),
+    ref: (q, k, v, m) => attentionNd(q, k, v, m, true, 0.8, { lse: true }),
+    diff: true,
+  },
+  // Fused recurrent cells (their VJPs lstmCellBackward / gruCellBackward are reached by the second-order checks).
+  {
+    name: "lstmCell (fused LSTM step, [h', c'])",
+    samples: () => [
+      [mk([3, 8]), mk([3, 2])],
+      [mk([2, 3, 12], "real", true), mk([2, 3, 3])],
+      [mk([4]), mk([1])],
+    ],
+    fn: (g, c) => lstmCell(g, c),
+    ref: (g, c) => lstmCellNd(g, c),
+    diff: true,
+  },
+  {
+    name: "gruCell (fused GRU step)",
+    samples: () => [
+      [mk([3, 6]), mk([3, 6]), mk([3, 2])],
+      [mk([2, 9], "real", true), mk([2, 9]), mk([2, 3], "real", true)],
+      [mk([3]), mk([3]), mk([1])],
+    ],
+    fn: (x, hp, h) => gruCell(x, hp, h),
+    ref: (x, hp, h) => gruCellNd(x, hp, h),
     diff: true,
   },
 ];

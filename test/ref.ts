@@ -343,6 +343,71 @@ export function sortNd(x: Nd, axis: number, desc: boolean, k: number, indices: b
   return { shape, data };
 }
 
+/**
+ * Scaled dot-product attention by its definition: out[..., i, :] = sum_j softmax_j(scale q_i . k_j + mask_ij)
+ * v_j, the leading dims of q [..., L, E], k [..., S, E], v [..., S, Ev] and mask (broadcastable to [..., L, S];
+ * a bool one as 1 = keep, 0 = drop) broadcast; causal keeps j <= i. With `lse`, the row logsumexp is appended
+ * as a last column ([..., L, Ev + 1]).
+ */
+export function attentionNd(
+  q: Nd,
+  k: Nd,
+  v: Nd,
+  mask: Nd | null,
+  causal: boolean,
+  scale: number,
+  opts: { boolMask?: boolean; lse?: boolean } = {},
+): Nd {
+  const r = (x: Nd) => x.shape.length;
+  const [l, e] = q.shape.slice(-2);
+  const [s, ev] = [k.shape[r(k) - 2], v.shape[r(v) - 1]];
+  const leads = [q, k, v].map((x) => x.shape.slice(0, -2));
+  if (mask !== null) leads.push(mask.shape.slice(0, -2));
+  const nb = Math.max(...leads.map((x) => x.length));
+  const lead: number[] = [];
+  for (let i = 0; i < nb; i++) lead.push(Math.max(...leads.map((x) => x[x.length - nb + i] ?? 1)));
+  // element [...b, i, j] of x, broadcasting its leading dims and (for a mask) its last two
+  const get = (x: Nd, b: number[], i: number, j: number) => {
+    const n = r(x);
+    const idx = x.shape.map((d, a) => {
+      if (a === n - 2) return d === 1 ? 0 : i;
+      if (a === n - 1) return d === 1 ? 0 : j;
+      const bi = b[b.length - (n - 2) + a];
+      return d === 1 ? 0 : bi;
+    });
+    return at(x, idx);
+  };
+  const w = opts.lse ? ev + 1 : ev;
+  const data: number[] = [];
+  for (let bflat = 0; bflat < size(lead); bflat++) {
+    const b = unravel(bflat, lead);
+    for (let i = 0; i < l; i++) {
+      const sc: number[] = [];
+      for (let j = 0; j < s; j++) {
+        let x = 0;
+        for (let c = 0; c < e; c++) x += get(q, b, i, c) * get(k, b, j, c);
+        x *= scale;
+        if (mask !== null) {
+          const m = mask.shape.length < 2 ? at(mask, mask.shape.length === 0 ? [] : [j]) : get(mask, b, i, j);
+          x = opts.boolMask ? (m ? x : -Infinity) : x + m;
+        }
+        if (causal && j > i) x = -Infinity;
+        sc.push(x);
+      }
+      const mx = Math.max(...sc);
+      const ex = sc.map((x) => Math.exp(x - mx));
+      const tot = ex.reduce((a, c) => a + c, 0);
+      for (let c = 0; c < ev; c++) {
+        let o = 0;
+        for (let j = 0; j < s; j++) o += (ex[j] / tot) * get(v, b, j, c);
+        data.push(o);
+      }
+      if (opts.lse) data.push(mx + Math.log(tot));
+    }
+  }
+  return { shape: [...lead, l, w], data };
+}
+
 // ---- linear algebra (cr.linalg): plain textbook algorithms on number[][] matrices, batched over leading dims
 
 /** The matrices of the last two axes of x, in order. */
@@ -602,4 +667,42 @@ export function interpolateNd(
     data.push(acc);
   }
   return { shape, data };
+}
+
+const sigm = (x: number) => 1 / (1 + Math.exp(-x));
+
+/** One LSTM step's elementwise part by its definition: gates [..., 4H] (i, f, g, o), c [..., H] -> [h', c']. */
+export function lstmCellNd(g: Nd, c: Nd): Nd {
+  const h = c.shape[c.shape.length - 1];
+  const rows = size(c.shape) / h;
+  const data: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    const gate = (k: number, j: number) => g.data[r * 4 * h + k * h + j];
+    const hs: number[] = [];
+    const cs: number[] = [];
+    for (let j = 0; j < h; j++) {
+      const cp = sigm(gate(1, j)) * c.data[r * h + j] + sigm(gate(0, j)) * Math.tanh(gate(2, j));
+      hs.push(sigm(gate(3, j)) * Math.tanh(cp));
+      cs.push(cp);
+    }
+    data.push(...hs, ...cs);
+  }
+  return { shape: [...c.shape.slice(0, -1), 2 * h], data };
+}
+
+/** One GRU step's elementwise part by its definition (PyTorch's r, z, n): h' = (1 - z) n + z h. */
+export function gruCellNd(x: Nd, hp: Nd, hv: Nd): Nd {
+  const h = hv.shape[hv.shape.length - 1];
+  const rows = size(hv.shape) / h;
+  const data: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < h; j++) {
+      const at3 = (t: Nd, k: number) => t.data[r * 3 * h + k * h + j];
+      const rg = sigm(at3(x, 0) + at3(hp, 0));
+      const z = sigm(at3(x, 1) + at3(hp, 1));
+      const n = Math.tanh(at3(x, 2) + rg * at3(hp, 2));
+      data.push((1 - z) * n + z * hv.data[r * h + j]);
+    }
+  }
+  return { shape: [...hv.shape], data };
 }

@@ -23,11 +23,14 @@ import {
   Module,
   ReLU,
   Sequential,
+  scaledDotProductAttention,
 } from "../../src/nn/index.ts";
 import { CharTransformer } from "../../src/cli/text-model.ts";
+import { _attention } from "../../src/nn/attention.ts";
 import { Adam } from "../../src/optim/index.ts";
 import type { Step } from "../harness.ts";
 import {
+  type AttnData,
   type CnnData,
   type E2EData,
   type E2EResult,
@@ -306,6 +309,15 @@ function makePeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
       const y1h = oneHot10(d);
       const g = grad((q: MlpParams) => mlpLoss(q, x, y1h, d.batch));
       return () => (g(p) as MlpParams)[2].b.index(3).item();
+    },
+    attention(d: AttnData, fused: boolean): Step {
+      const shape = [d.batch, d.heads, d.len, d.dim];
+      const [q, k, v, w] = [d.q, d.k, d.v, d.w].map((a) => tensor(a, { shape }));
+      const attn = fused
+        ? (a: Tensor, b: Tensor, c: Tensor) => scaledDotProductAttention(a, b, c)
+        : (a: Tensor, b: Tensor, c: Tensor) => _attention("attention", a, b, c, {}, "keep")[0];
+      const g = grad((a: Tensor, b: Tensor, c: Tensor) => attn(a, b, c).mul(w).sum(), { argnums: [0, 1, 2] });
+      return () => (g(q, k, v) as Tensor[])[0].index(0, 0, 0, 0).item();
     },
     dispatchAdd(k: number): Step {
       const zero = tensor([0]);

@@ -7,7 +7,15 @@
  * is absent means the framework has no such API (reported as "n/a").
  */
 import type { Step } from "../harness.ts";
-import type { CnnData, E2EData, E2EResult, LstmData, MlpData, TransformerData } from "../workloads.ts";
+import type {
+  AttnData,
+  CnnData,
+  E2EData,
+  E2EResult,
+  LstmData,
+  MlpData,
+  TransformerData,
+} from "../workloads.ts";
 
 /** A case this framework does not run, and why. */
 export interface Skip {
@@ -47,6 +55,12 @@ export interface Peer {
   perExampleGrads?(d: MlpData): Step | Skip;
   /** The gradient of the mean loss over the batch, the same functional loss; reads the last bias gradient[3]. */
   batchedGrad?(d: MlpData): Step | Skip;
+  /**
+   * Attention forward and backward: the gradients of sum(attention(q, k, v) * w) with respect to q, k and v,
+   * through the framework's fused attention (`fused`) or the composition softmax(q k^T / sqrt(E)) v; reads
+   * dq[0, 0, 0, 0].
+   */
+  attention?(d: AttnData, fused: boolean): Step | Skip;
   /** Train for d.epochs epochs and evaluate training accuracy. */
   e2e?(d: E2EData): Promise<E2EResult | Skip>;
 }

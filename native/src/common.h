@@ -80,6 +80,11 @@ struct AdamParams {
   double lr, beta1, beta2, eps, weight_decay, decoupled, maximize, bc1, bc2_sqrt;  // decoupled, maximize: 0 or 1
 };
 
+struct AttnParams {
+  using Member = double;
+  double scale;  // multiplies q k^T (attention, attention_backward)
+};
+
 // Every kernel returns nullptr on success or a static error message (unsupported dtype combination ...).
 using Err = const char*;
 

@@ -334,6 +334,81 @@ export interface Backend {
   softmaxBackward(y: View, ct: View, axis: number, log: boolean, out: TypedArray): void;
 
   /**
+   * Fused scaled dot-product attention, computed blockwise with an online softmax (no [L, S] score matrix).
+   * q [...B, L, E], k [...B, S, E], v [...B, S, Ev], mask null or [...B, L, S] (additive, e.g. -Infinity to
+   * drop a score; any strides, a broadcast mask has stride 0): the same batch shape B everywhere, one float
+   * dtype. Scores s_ij = scale * (q_i . k_j) + mask_ij, over j <= i only when `causal` (top-left aligned).
+   * out is contiguous [...B, L, Ev + 1]: out[..., i, :Ev] = sum_j softmax(s_i)_j v_j and out[..., i, Ev] =
+   * lse_i = log sum_j exp(s_ij), the row's logsumexp, which attentionBackward reads.
+   * Special rows: S = 0 (no keys) gives output 0 and lse -Infinity; a row whose every score is -Infinity
+   * (fully masked) gives output NaN and lse -Infinity (PyTorch's composed softmax gives NaN there too); NaN
+   * or +Infinity scores make the row NaN.
+   * Precision: js computes in float64 and rounds once; other backends may run float32 inputs in float32
+   * (products, exp and sums), agreeing with js to ~1e-5 relative.
+   */
+  attention(
+    q: View,
+    k: View,
+    v: View,
+    mask: View | null,
+    causal: boolean,
+    scale: number,
+    out: TypedArray,
+  ): void;
+
+  /**
+   * The VJP of `attention`, FlashAttention-2 style: the probabilities are recomputed block by block from the
+   * saved lse as p_ij = exp(s_ij - lse_i) (entries excluded by `causal` are skipped; -Infinity scores give 0,
+   * a fully masked row NaN). q, k, v, mask, causal and scale as for attention; o its output [...B, L, Ev + 1]
+   * (lse in the last column) and dout a cotangent of that shape (its last column the cotangent of lse). With
+   * D_i = sum_e dout_ie o_ie - dout_i,Ev and ds_ij = p_ij (dout_i . v_j - D_i):
+   *   dq_i = scale sum_j ds_ij k_j,   dk_j = scale sum_i ds_ij q_i,   dv_j = sum_i p_ij dout_i[:Ev].
+   * out is contiguous [...B, L * E + S * E + S * Ev]: per batch element dq [L, E], dk [S, E], dv [S, Ev],
+   * each row-major. Precision as for attention.
+   */
+  attentionBackward(
+    q: View,
+    k: View,
+    v: View,
+    mask: View | null,
+    o: View,
+    dout: View,
+    causal: boolean,
+    scale: number,
+    out: TypedArray,
+  ): void;
+
+  /**
+   * The elementwise part of one LSTM step, fused: gates [...B, 4H] (the two matmuls' sum, in PyTorch's order
+   * i, f, g, o), c [...B, H] (any strides); out contiguous [...B, 2H] = [h', c'] with
+   *   c' = sigmoid(f) c + sigmoid(i) tanh(g),   h' = sigmoid(o) tanh(c').
+   * Float dtypes, shared. js computes in float64; others may compute float32 in float32 (~1e-6 relative).
+   */
+  lstmCell(gates: View, c: View, out: TypedArray): void;
+
+  /**
+   * The VJP of lstmCell: gates and c as there, ct [...B, 2H] the cotangent of [h', c']; out contiguous
+   * [...B, 5H] = [d gates (i, f, g, o), dc]. With dc' = ct_c + ct_h sigmoid(o) (1 - tanh(c')^2):
+   *   di = dc' tanh(g) i (1 - i), df = dc' c f (1 - f), dg = dc' i (1 - tanh(g)^2), do = ct_h tanh(c') o (1 - o),
+   *   dc = dc' f   (i, f, o the sigmoids of their gates).
+   */
+  lstmCellBackward(gates: View, c: View, ct: View, out: TypedArray): void;
+
+  /**
+   * The elementwise part of one GRU step, fused: xp [...B, 3H] (x W_ih^T + b_ih) and hp [...B, 3H]
+   * (h W_hh^T + b_hh), each in PyTorch's order r, z, n, and h [...B, H]; out contiguous [...B, H] with
+   *   r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r h_n),   h' = n + z (h - n).
+   */
+  gruCell(xp: View, hp: View, h: View, out: TypedArray): void;
+
+  /**
+   * The VJP of gruCell: ct [...B, H] the cotangent of h'; out contiguous [...B, 7H] = [dxp (3H), dhp (3H), dh]
+   * with dn' = ct (1 - z) (1 - n^2), dz' = ct (h - n) z (1 - z), dr' = dn' h_n r (1 - r):
+   *   dxp = [dr', dz', dn'],  dhp = [dr', dz', dn' r],  dh = ct z.
+   */
+  gruCellBackward(xp: View, hp: View, h: View, ct: View, out: TypedArray): void;
+
+  /**
    * Optional fused kernel: one Adam/AdamW step in place, elementwise over contiguous arrays of one float dtype
    * (g may be any view of the same shape). With float64 arithmetic per element:
    *   decoupled: p *= 1 - lr wd;   g' = (maximize ? -g : g) (+ wd p unless decoupled)
@@ -465,10 +540,16 @@ const KERNEL_SET: Record<KernelName, true> = {
   scatterAdd: true,
   softmax: true,
   softmaxBackward: true,
+  attention: true,
+  attentionBackward: true,
+  lstmCell: true,
+  lstmCellBackward: true,
+  gruCell: true,
+  gruCellBackward: true,
   adamUpdate: true,
 };
 
-/** The 24 kernel names, in the order of the interface. */
+/** The 30 kernel names, in the order of the interface. */
 export const KERNELS = Object.keys(KERNEL_SET) as KernelName[];
 
 /**

@@ -102,12 +102,12 @@ export const DEFAULTS = {
 
 /**
  * Defaults that differ per model (applied where the caller gave no value). The LSTM on 28 rows: gradient
- * clipping at norm 1 (the usual guard of recurrent nets), hidden size 128, 10 epochs. The Transformer: the
+ * clipping at norm 1 (the usual guard of recurrent nets), hidden size 128, 12 epochs. The Transformer: the
  * fortunes corpus, batches of 32 windows of `context` characters, clipping at 1, one epoch (one pass over the
  * training text's windows).
  */
 export const MODEL_DEFAULTS: Partial<Record<ModelName, Partial<Omit<TrainConfig, "lr" | "out">>>> = {
-  lstm: { hidden: [128], clipGrad: 1, epochs: 10 },
+  lstm: { hidden: [128], clipGrad: 1, epochs: 12 },
   transformer: { data: "fortunes", batchSize: 32, clipGrad: 1, epochs: 1 },
 };
 

@@ -167,7 +167,7 @@ function trainCommand(io: Required<MainIO>, done: (code: number) => void): Comma
     .addOption(
       new Option(
         "--epochs <n>",
-        "number of epochs (default 4; lstm 10; transformer 1, one pass over the training text)",
+        "number of epochs (default 4; lstm 12; transformer 1, one pass over the training text)",
       ).argParser(parser((v) => parsePositiveInt("--epochs", v, LIMITS.epochs))),
     )
     .addOption(

@@ -1,19 +1,27 @@
 /**
- * Attention (Vaswani et al., 2017) as a composition of existing ops: `scaledDotProductAttention` (PyTorch 2.x's
- * F.scaled_dot_product_attention), `MultiheadAttention` (PyTorch 1.13's nn.MultiheadAttention, same parameter
- * names so a PyTorch state dict loads), and position encodings: `sinusoidalPositionEncoding` and rotary
- * embeddings (`rotaryCosSin`, `applyRotary`, GPT-NeoX/LLaMA half-split convention).
+ * Attention (Vaswani et al., 2017): `scaledDotProductAttention` (PyTorch 2.x's F.scaled_dot_product_attention),
+ * `MultiheadAttention` (PyTorch 1.13's nn.MultiheadAttention, same parameter names so a PyTorch state dict
+ * loads), and position encodings: `sinusoidalPositionEncoding` and rotary embeddings (`rotaryCosSin`,
+ * `applyRotary`, GPT-NeoX/LLaMA half-split convention).
  *
- * Everything here materialises the [..., L, S] score matrix; a fused (flash-style) kernel is future work.
+ * Without dropout, attention runs the fused `sdpa` primitive (src/prims/attention.ts): one flash-style kernel
+ * forward and one backward (Backend.attention / attentionBackward), which never materialise the [..., L, S]
+ * score matrix (the native kernel tiles queries against keys with an online softmax; memory O(L E)). Masks are
+ * passed to the kernel as additive masks broadcast by stride-0 views, so an [L, S] or [N, 1, 1, S] mask stays
+ * its own size. With dropout (dropoutP > 0, a dropoutMask, or MultiheadAttention training with dropout) the
+ * attention weights themselves are needed, and the composition `_attention` runs instead (softmax of masked
+ * matmuls, materialising [..., L, S]); MultiheadAttention also composes when it returns its weights
+ * (needWeights, the default). `_attention` stays the reference the fused path is tested against.
  */
 import { castLow } from "../amp.ts";
 import { checkNotJitTracing } from "../core/trace.ts";
 import type { DType } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
-import { type Generator, ones, tensor } from "../ops/creation.ts";
+import { type Generator, ones, tensor, zeros } from "../ops/creation.ts";
 import { linear } from "../ops/nn.ts";
 import { cat } from "../ops/shape.ts";
-import { fmtShape, shapesEqual } from "../shape.ts";
+import { sdpa } from "../prims/attention.ts";
+import { broadcastShapes, fmtShape, shapesEqual } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { Dropout } from "./dropout.ts";
 import { constant, xavierUniform } from "./init.ts";
@@ -72,7 +80,84 @@ export function _applyMask(scores: Tensor, mask: Tensor, boolMeans: "keep" | "dr
  * ```
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: SDPAOpts = {}): Tensor {
-  return _attention("scaledDotProductAttention", q, k, v, opts, "keep")[0];
+  const op = "scaledDotProductAttention";
+  if ((opts.dropoutP ?? 0) === 0 && opts.dropoutMask === undefined && fusable(q, k, v)) {
+    checkQKV(op, q, k, v);
+    if (opts.isCausal && opts.attnMask != null) {
+      throw new Error(`${op}: pass either attnMask or isCausal, not both (as PyTorch)`);
+    }
+    const mask = opts.attnMask == null ? null : _additiveMask(op, opts.attnMask, q.dtype, "keep");
+    const scale = opts.scale ?? 1 / Math.sqrt(q.shape[q.ndim - 1]);
+    return _fusedAttention(q, k, v, mask, opts.isCausal ?? false, scale);
+  }
+  return _attention(op, q, k, v, opts, "keep")[0];
+}
+
+/** The fused primitive serves q, k, v of one float dtype (the composition promotes mixed dtypes). */
+function fusable(q: Tensor, k: Tensor, v: Tensor): boolean {
+  return (q.dtype === "float32" || q.dtype === "float64") && k.dtype === q.dtype && v.dtype === q.dtype;
+}
+
+function checkQKV(op: string, q: Tensor, k: Tensor, v: Tensor): void {
+  if (q.ndim < 2 || k.ndim < 2 || v.ndim < 2) {
+    throw new ShapeError(
+      `${op}: q, k, v must have at least 2 dims [..., L, E], got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}, ${fmtShape(v.shape)}`,
+    );
+  }
+  const e = q.shape[q.ndim - 1];
+  const s = k.shape[k.ndim - 2];
+  if (k.shape[k.ndim - 1] !== e || v.shape[v.ndim - 2] !== s) {
+    throw new ShapeError(
+      `${op}: expected q [..., L, E], k [..., S, E], v [..., S, Ev], got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}, ${fmtShape(v.shape)}`,
+    );
+  }
+}
+
+/**
+ * A mask as the additive mask the fused kernel reads, at the mask's own size: a float mask as it is (it must
+ * have the scores' dtype), a bool one as 0 / -Infinity (`keep`: true attends; `drop`: true is masked out).
+ * @internal
+ */
+export function _additiveMask(op: string, mask: Tensor, dtype: DType, boolMeans: "keep" | "drop"): Tensor {
+  checkFloatMask(op, mask, dtype);
+  if (mask.dtype !== "bool") return mask;
+  return zeros(mask.shape, { dtype }).maskedFill(boolMeans === "keep" ? mask.logicalNot() : mask, -Infinity);
+}
+
+/**
+ * Fused attention through the `sdpa` primitive: q [..., L, E], k [..., S, E], v [..., S, Ev], an additive mask
+ * broadcastable to [..., L, S] (or null), batch dims broadcast (stride-0 views, nothing copied). Returns
+ * [..., L, Ev]. Arguments are checked by the caller.
+ * @internal
+ */
+export function _fusedAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  mask: Tensor | null,
+  causal: boolean,
+  scale: number,
+): Tensor {
+  const op = "scaledDotProductAttention";
+  const lead = (t: Tensor, keep: number) => t.shape.slice(0, Math.max(0, t.ndim - keep));
+  let batch = broadcastShapes(op, lead(q, 2), lead(k, 2));
+  batch = broadcastShapes(op, batch, lead(v, 2));
+  const l = q.shape[q.ndim - 2];
+  const s = k.shape[k.ndim - 2];
+  if (mask !== null) {
+    const full = broadcastShapes(op, [...batch, l, s], mask.shape);
+    batch = full.slice(0, -2);
+  }
+  const to = (t: Tensor, rows: number, cols: number) => t.broadcastTo([...batch, rows, cols]);
+  const ev = v.shape[v.ndim - 1];
+  const out = sdpa(
+    to(q, l, q.shape[q.ndim - 1]),
+    to(k, s, k.shape[k.ndim - 1]),
+    to(v, s, ev),
+    mask === null ? null : to(mask, l, s),
+    { scale, causal },
+  );
+  return out.narrow(-1, 0, ev);
 }
 
 /** @internal SDPA returning [output, attention weights after dropout]. */
@@ -305,28 +390,40 @@ export class MultiheadAttention extends Module<
           `${op}: attnMask must be [L, S] = [${l}, ${s}] or [N * numHeads, L, S] = [${n * h}, ${l}, ${s}], got ${fmtShape(am.shape)}`,
         );
       }
-    } else if (opts.isCausal) {
-      mask = causalMask(l, s).logicalNot();
     }
+    const causal = am === null && (opts.isCausal ?? false);
     const kpm = opts.keyPaddingMask ?? null;
-    const scores0 = heads(q, l)
-      .matmul(heads(k, s).transpose(-2, -1))
-      .mul(1 / Math.sqrt(d));
-    let scores = mask === null ? scores0 : _applyMask(scores0, mask, "drop");
     if (kpm !== null) {
       checkFloatMask(op, kpm, dtype);
       const want = batched ? [n, s] : [s];
       if (!shapesEqual(kpm.shape, want)) {
         throw new ShapeError(`${op}: keyPaddingMask must be ${fmtShape(want)}, got ${fmtShape(kpm.shape)}`);
       }
-      scores = _applyMask(scores, kpm.reshape([n, 1, 1, s]), "drop");
     }
+    const needWeights = opts.needWeights ?? true;
+    if (!needWeights && !(this.training && this.dropout > 0) && fusable(q, k, v)) {
+      // the fused kernel: masks as additive masks of their own size, the causal mask as the kernel's flag
+      let m = mask === null ? null : _additiveMask(op, mask, dtype, "drop");
+      if (kpm !== null) {
+        const km = _additiveMask(op, kpm.reshape([n, 1, 1, s]), dtype, "drop");
+        m = m === null ? km : m.add(km);
+      }
+      const o = _fusedAttention(heads(q, l), heads(k, s), heads(v, s), m, causal, 1 / Math.sqrt(d));
+      const out = this.out_proj.call(o.permute([0, 2, 1, 3]).reshape([n, l, this.embedDim]));
+      return [!batched ? out.squeeze(0) : this.batchFirst ? out : out.transpose(0, 1), null];
+    }
+    if (causal) mask = causalMask(l, s).logicalNot();
+    const scores0 = heads(q, l)
+      .matmul(heads(k, s).transpose(-2, -1))
+      .mul(1 / Math.sqrt(d));
+    let scores = mask === null ? scores0 : _applyMask(scores0, mask, "drop");
+    if (kpm !== null) scores = _applyMask(scores, kpm.reshape([n, 1, 1, s]), "drop");
     let w = scores.softmax(-1);
     if (this.training && this.dropout > 0) w = this.attnDropout.call(w);
     const o = w.matmul(heads(v, s)).permute([0, 2, 1, 3]).reshape([n, l, this.embedDim]);
     let out = this.out_proj.call(o);
     out = !batched ? out.squeeze(0) : this.batchFirst ? out : out.transpose(0, 1);
-    if (!(opts.needWeights ?? true)) return [out, null];
+    if (!needWeights) return [out, null];
     let weights = (opts.averageAttnWeights ?? true) ? w.mean(1) : w;
     if (!batched) weights = weights.squeeze(0);
     return [out, weights];

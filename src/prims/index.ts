@@ -6,10 +6,12 @@
  * without a rule does not compile. Everything else in chainrule is a composition of these.
  */
 import type { Primitive } from "../core/primitive.ts";
+import * as A from "./attention.ts";
 import * as C from "./contract.ts";
 import * as E from "./elementwise.ts";
 import * as V from "./movement.ts";
 import * as R from "./reduce.ts";
+import * as Rn from "./rnn.ts";
 import * as La from "./linalg.ts";
 import * as So from "./sort.ts";
 
@@ -19,6 +21,8 @@ export const primitives = {
   ...V.movementPrimitives,
   ...C.contractPrimitives,
   ...So.sortPrimitives,
+  ...A.attentionPrimitives,
+  ...Rn.rnnPrimitives,
   ...La.linalgPrimitives,
 } satisfies Record<string, Primitive<never>>;
 

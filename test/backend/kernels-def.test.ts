@@ -143,6 +143,9 @@ function fakeAddon(d: NativeDescription): { addon: NativeAddon; calls: Call[]; r
     activation: rec("activation"),
     softmax: rec("softmax"),
     softmaxBackward: rec("softmaxBackward"),
+    attention: rec("attention"),
+    attentionBackward: rec("attentionBackward"),
+    rnnCell: rec("rnnCell"),
     fused: rec("fused"),
     halfCast: rec("halfCast"),
     dotBF16: rec("dotBF16"),
@@ -164,6 +167,13 @@ const idx = view(new Int32Array(6), [2, 3], [0, 1], 2);
 const x4 = view(new Float64Array(16), [1, 1, 4, 4], [16, 16, 4, 1], 0);
 const w4 = view(new Float64Array(9), [1, 1, 3, 3], [9, 9, 3, 1], 0);
 const bias = view(new Float64Array(1), [1], [1], 0);
+// attention operands: q = k = x [2, 3], v = y [2, 3], a mask [2, 2] and an output [2, 4]
+const x4b = view(new Float32Array(4), [2, 2], [2, 1], 0);
+const xo = view(new Float32Array(8), [2, 4], [4, 1], 0);
+// recurrent cells with H = 1: gates [2, 4], states [2, 1], a cotangent [2, 2]
+const xg = view(new Float32Array(8), [2, 4], [4, 1], 0);
+const xh = view(new Float32Array(2), [2, 1], [1, 1], 0);
+const xh2 = view(new Float32Array(4), [2, 2], [1, 2], 0);
 const out = new Float32Array(6);
 const out64 = new Float64Array(16);
 const conv = { stride: [1, 2], padding: [0, 1], dilation: [1, 1], groups: 1 } as const;
@@ -352,6 +362,72 @@ const SAMPLES: Record<string, Sample[]> = {
   softmax: [{ call: (b) => b.softmax(x, 1, true, out), views: [x], outs: [out], values: { axis: 1 } }],
   softmaxBackward: [
     { call: (b) => b.softmaxBackward(x, y, 0, false, out), views: [x, y], outs: [out], values: { axis: 0 } },
+  ],
+  attention: [
+    {
+      call: (b) => b.attention(x, x, y, null, true, 0.25, out),
+      views: [x, x, y, null],
+      outs: [out],
+      values: { scale: 0.25, shape: [2, 4] },
+    },
+    {
+      call: (b) => b.attention(x, x, y, x4b, false, 0.5, out),
+      views: [x, x, y, x4b],
+      outs: [out],
+      values: { scale: 0.5, shape: [2, 4] },
+    },
+  ],
+  lstmCell: [
+    {
+      call: (b) => b.lstmCell(xg, xh, out),
+      views: [],
+      list: [xg, xh],
+      outs: [out],
+      values: { shape: [2, 2] },
+    },
+  ],
+  lstmCellBackward: [
+    {
+      call: (b) => b.lstmCellBackward(xg, xh, xh2, out),
+      views: [],
+      list: [xg, xh, xh2],
+      outs: [out],
+      values: { shape: [2, 5] },
+    },
+  ],
+  gruCell: [
+    {
+      call: (b) => b.gruCell(x, y, xh, out),
+      views: [],
+      list: [x, y, xh],
+      outs: [out],
+      values: { shape: [2, 1] },
+    },
+  ],
+  gruCellBackward: [
+    {
+      call: (b) => b.gruCellBackward(x, y, xh, xh, out),
+      views: [],
+      list: [x, y, xh, xh],
+      outs: [out],
+      values: { shape: [2, 7] },
+    },
+  ],
+  attentionBackward: [
+    {
+      call: (b) => b.attentionBackward(x, x, y, null, xo, xo, true, 0.25, out),
+      views: [],
+      list: [x, x, y, xo, xo],
+      outs: [out],
+      values: { scale: 0.25, shape: [1, 2 * 3 + 2 * 3 + 2 * 3] },
+    },
+    {
+      call: (b) => b.attentionBackward(x, x, y, x4b, xo, xo, false, 0.5, out),
+      views: [],
+      list: [x, x, y, x4b, xo, xo],
+      outs: [out],
+      values: { scale: 0.5, shape: [1, 18] },
+    },
   ],
   adamUpdate: [
     {

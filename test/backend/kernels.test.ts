@@ -45,6 +45,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { ATTENTION_ROWS, CELL_ROWS } from "./conformance/rows-attention.ts";
 import { checkRow, type Row } from "./conformance/runner.ts";
 import { ELEMENTWISE_ROWS } from "./conformance/rows-elementwise.ts";
 import { REDUCE_ROWS } from "./conformance/rows-reduce.ts";
@@ -52,7 +53,14 @@ import { MISC_ROWS } from "./conformance/rows-misc.ts";
 import { NN_ROWS_A } from "./conformance/rows-nn.ts";
 import { KERNELS, nativeLoad, provides, TARGETS } from "./conformance/targets.ts";
 
-const ROWS: readonly Row[] = [...ELEMENTWISE_ROWS, ...REDUCE_ROWS, ...NN_ROWS_A, ...MISC_ROWS];
+const ROWS: readonly Row[] = [
+  ...ELEMENTWISE_ROWS,
+  ...REDUCE_ROWS,
+  ...NN_ROWS_A,
+  ...MISC_ROWS,
+  ...ATTENTION_ROWS,
+  ...CELL_ROWS,
+];
 
 test("the native addon loads (built by npm run build:native)", () => {
   assert.ok("backend" in nativeLoad, "error" in nativeLoad ? nativeLoad.error : "");

@@ -122,6 +122,14 @@ const MAKERS: ((rng: () => number) => Call)[] = [
     return { name: "softmax", args: { x: input(sh, d, r), axis: 1, len: sizeOf(sh) }, run: (b, a) => b.softmax(V(a, "x"), n(a, "axis"), true, out(d, n(a, "len"))) }; },
   (r) => { const d = fl(r), sh = shapeOf(r, 3);
     return { name: "softmaxBackward", args: { y: input(sh, d, r), c: input(sh, d, r), axis: 2, len: sizeOf(sh) }, run: (b, a) => b.softmaxBackward(V(a, "y"), V(a, "c"), n(a, "axis"), false, out(d, n(a, "len"))) }; },
+  (r) => { const d = fl(r), [nb, l, sk, e] = shapeOf(r, 4);
+    return { name: "attention", args: { q: input([nb, l, e], d, r), k: input([nb, sk, e], d, r), v: input([nb, sk, 3], d, r), m: input([nb, l, sk], d, r), len: nb * l * 4 }, run: (b, a) => b.attention(V(a, "q"), V(a, "k"), V(a, "v"), V(a, "m"), true, 0.5, out(d, n(a, "len"))) }; },
+  (r) => { const d = fl(r), [nb, l, sk, e] = shapeOf(r, 4);
+    return { name: "attentionBackward", args: { q: input([nb, l, e], d, r), k: input([nb, sk, e], d, r), v: input([nb, sk, 3], d, r), o: input([nb, l, 4], d, r), g: input([nb, l, 4], d, r), len: nb * (l * e + sk * e + sk * 3) }, run: (b, a) => b.attentionBackward(V(a, "q"), V(a, "k"), V(a, "v"), null, V(a, "o"), V(a, "g"), false, 0.5, out(d, n(a, "len"))) }; },
+  (r) => { const d = fl(r), [nb, h] = shapeOf(r, 2);
+    return { name: "lstmCellBackward", args: { g: input([nb, 4 * h], d, r), c: input([nb, h], d, r), ct: input([nb, 2 * h], d, r), len: nb * 5 * h }, run: (b, a) => b.lstmCellBackward(V(a, "g"), V(a, "c"), V(a, "ct"), out(d, n(a, "len"))) }; },
+  (r) => { const d = fl(r), [nb, h] = shapeOf(r, 2);
+    return { name: "gruCell", args: { x: input([nb, 3 * h], d, r), hp: input([nb, 3 * h], d, r), h: input([nb, h], d, r), len: nb * h }, run: (b, a) => b.gruCell(V(a, "x"), V(a, "hp"), V(a, "h"), out(d, n(a, "len"))) }; },
   (r) => { const d = fl(r), sh = shapeOf(r, 2);
     return { name: "biasAct", args: { x: input(sh, d, r), bias: input(sh, d, r), len: sizeOf(sh) }, run: (b, a) => b.biasAct("tanh", V(a, "x"), V(a, "bias"), out(d, n(a, "len"))) }; },
   (r) => { const d = fl(r), sh = shapeOf(r, 2);

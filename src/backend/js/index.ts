@@ -9,6 +9,8 @@
  */
 import { allocTyped } from "../../dtype.ts";
 import type { Backend } from "../backend.ts";
+import { attention, attentionBackward } from "./attention.ts";
+import { gruCell, gruCellBackward, lstmCell, lstmCellBackward } from "./rnn-cell.ts";
 import { conv2d, conv2dBackInput, conv2dBackWeight } from "./conv.ts";
 import { actGrad, biasAct, binary, cast, unary, where } from "./elementwise.ts";
 import { fused } from "./fused.ts";
@@ -61,6 +63,12 @@ export const jsBackend: Backend = {
   scatterAdd,
   softmax,
   softmaxBackward,
+  attention,
+  attentionBackward,
+  lstmCell,
+  lstmCellBackward,
+  gruCell,
+  gruCellBackward,
   adamUpdate,
   fused,
 };

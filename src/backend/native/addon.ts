@@ -98,6 +98,19 @@ export interface NativeAddon {
   activation(kind: number, x: TypedArray, b: TypedArray | null, out: TypedArray): void;
   softmax(log: number, x: TypedArray, out: TypedArray): void;
   softmaxBackward(log: number, y: TypedArray, ct: TypedArray, out: TypedArray): void;
+  /** Fused attention (kind: causal 0/1): q, k, v, mask or null, out. */
+  attention(
+    causal: number,
+    q: TypedArray,
+    k: TypedArray,
+    v: TypedArray,
+    mask: TypedArray | null,
+    out: TypedArray,
+  ): void;
+  /** Its VJP (kind: causal 0/1): out, then the list q, k, v, [mask,] o, dout. */
+  attentionBackward(causal: number, out: TypedArray, ...inputs: TypedArray[]): void;
+  /** Fused recurrent cells (kind: lstmCell, lstmCellBackward, gruCell, gruCellBackward): out, then the operands. */
+  rnnCell(kind: number, out: TypedArray, ...inputs: TypedArray[]): void;
   /** jit's fused elementwise program (absent from an addon built before it): code, consts, out, the inputs. */
   fused?(code: Int32Array, consts: Float64Array, out: TypedArray, ...inputs: TypedArray[]): void;
   /** float16 / bfloat16 casts (native/src/kernels/half.cc; absent from an addon built before them). */

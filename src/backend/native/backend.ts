@@ -128,6 +128,10 @@ export function createNativeBackend(addon: NativeAddon): Backend {
   const POOL_AVG_BACKWARD = kind("avgPool2dBackward");
   const BIAS_ACT = kind("biasAct");
   const ACT_GRAD = kind("actGrad");
+  const LSTM = kind("lstmCell");
+  const LSTM_BACKWARD = kind("lstmCellBackward");
+  const GRU = kind("gruCell");
+  const GRU_BACKWARD = kind("gruCellBackward");
 
   // Each method writes its family's call as kernels.def's `meta` layout gives it: the numbers first, then one
   // view (put) or output dtype code (output) per typed array, written as the array is passed (JavaScript
@@ -147,6 +151,20 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     return data;
   }
   const opt = (v: View | null | undefined) => (v == null ? null : put(v));
+  /** A recurrent cell: the output's shape (the first operand's with last dim `width`), the output, the operands. */
+  function cell(k: number, width: number, out: TypedArray, ...vs: View[]): void {
+    p = 0;
+    const x = vs[0];
+    const nd = x.shape.length;
+    meta[p++] = nd;
+    list(x.shape, nd - 1);
+    if (nd > 0) meta[p++] = width;
+    const o = output(out);
+    meta[p++] = vs.length;
+    if (vs.length === 2) addon.rnnCell(k, o, put(vs[0]), put(vs[1]));
+    else if (vs.length === 3) addon.rnnCell(k, o, put(vs[0]), put(vs[1]), put(vs[2]));
+    else addon.rnnCell(k, o, put(vs[0]), put(vs[1]), put(vs[2]), put(vs[3]));
+  }
   function output(a: TypedArray): TypedArray {
     meta[p++] = code(a);
     return a;
@@ -311,6 +329,47 @@ export function createNativeBackend(addon: NativeAddon): Backend {
       p = 0;
       meta[p++] = axis;
       addon.softmaxBackward(log ? 1 : 0, put(y), put(ct), output(out));
+    },
+    attention(q, k, v, mask, causal, scale, out) {
+      p = 0;
+      meta[p++] = scale;
+      const nd = q.shape.length;
+      meta[p++] = nd;
+      list(q.shape, nd - 1);
+      meta[p++] = nd >= 2 ? v.shape[nd - 1] + 1 : 0;
+      addon.attention(causal ? 1 : 0, put(q), put(k), put(v), opt(mask), output(out));
+    },
+    lstmCell(gates, c, out) {
+      cell(LSTM, 2 * c.shape[c.shape.length - 1], out, gates, c);
+    },
+    lstmCellBackward(gates, c, ct, out) {
+      cell(LSTM_BACKWARD, 5 * c.shape[c.shape.length - 1], out, gates, c, ct);
+    },
+    gruCell(xp, hp, h, out) {
+      cell(GRU, h.shape[h.shape.length - 1], out, xp, hp, h);
+    },
+    gruCellBackward(xp, hp, h, ct, out) {
+      cell(GRU_BACKWARD, 7 * h.shape[h.shape.length - 1], out, xp, hp, h, ct);
+    },
+    attentionBackward(q, k, v, mask, o, dout, causal, scale, out) {
+      p = 0;
+      meta[p++] = scale;
+      const nd = q.shape.length;
+      meta[p++] = nd;
+      list(q.shape, nd - 2);
+      // the output's shape: [...B, 1, L E + S E + S Ev] (rank nd, so the kernel checks it against the views)
+      const [l, e] = [q.shape[nd - 2], q.shape[nd - 1]];
+      const [s, ev] = [k.shape[nd - 2], v.shape[nd - 1]];
+      meta[p++] = 1;
+      meta[p++] = l * e + s * e + s * ev;
+      const a = output(out);
+      if (mask === null) {
+        meta[p++] = 5;
+        addon.attentionBackward(causal ? 1 : 0, a, put(q), put(k), put(v), put(o), put(dout));
+      } else {
+        meta[p++] = 6;
+        addon.attentionBackward(causal ? 1 : 0, a, put(q), put(k), put(v), put(mask), put(o), put(dout));
+      }
     },
   };
   // jit's fused programs (Backend.fused, declared only when the addon has the kernel). The meta layout:
