@@ -69,13 +69,21 @@ constexpr int64_t kMaxElements = int64_t(1) << 48;
 // Bound on strides, paddings, dilations and kernel extents of conv2d / pooling.
 constexpr int64_t kMaxParam = int64_t(1) << 31;
 
-const Kernels* best_kernels() {
+// The kernels of the ISA build `name` ("avx512", "avx2" or "base"), or nullptr if this CPU lacks it.
+const Kernels* kernels_named(const char* name) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma"))
-    return kernels_avx512();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return kernels_avx2();
+  const bool fma = __builtin_cpu_supports("fma");
+  if (std::strcmp(name, "avx512") == 0)
+    return fma && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") ? kernels_avx512() : nullptr;
+  if (std::strcmp(name, "avx2") == 0) return fma && __builtin_cpu_supports("avx2") ? kernels_avx2() : nullptr;
 #endif
+  return std::strcmp(name, "base") == 0 ? kernels_base() : nullptr;
+}
+
+const Kernels* best_kernels() {
+  for (const char* isa : {"avx512", "avx2"})
+    if (const Kernels* k = kernels_named(isa)) return k;
   return kernels_base();
 }
 
@@ -733,29 +741,13 @@ napi_value SetIsa(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, nullptr, "setIsa: expected a string");
     return nullptr;
   }
-  const Kernels* want = nullptr;
-  bool supported = false;
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  if (std::strcmp(name, "avx512") == 0) {
-    want = kernels_avx512();
-    supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-                __builtin_cpu_supports("fma");
-  } else if (std::strcmp(name, "avx2") == 0) {
-    want = kernels_avx2();
-    supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }
-#endif
-  if (std::strcmp(name, "base") == 0) {
-    want = kernels_base();
-    supported = true;
-  }
-  if (want && supported) {
+  const Kernels* want = kernels_named(name);
+  if (want) {
     std::lock_guard<std::mutex> lock(g_call_mu);
     g_kernels = want;
   }
   napi_value v;
-  napi_get_boolean(env, want && supported, &v);
+  napi_get_boolean(env, want != nullptr, &v);
   return v;
 }
 
@@ -854,10 +846,10 @@ NAPI_MODULE_INIT() {
     // kernels: the process-global state is set up under the call lock.
     std::lock_guard<std::mutex> lock(g_call_mu);
     if (!g_kernels) {
-      g_kernels = best_kernels();
+      // CHAINRULE_NATIVE_ISA may ask for a lesser build than the best this CPU runs ("avx2", "base")
       const char* force = std::getenv("CHAINRULE_NATIVE_ISA");
-      if (force && std::strcmp(force, "base") == 0) g_kernels = kernels_base();
-      if (force && std::strcmp(force, "avx2") == 0 && g_kernels == kernels_avx512()) g_kernels = kernels_avx2();
+      const Kernels* forced = force ? kernels_named(force) : nullptr;
+      g_kernels = forced ? forced : best_kernels();
     }
     pool_threads();  // start the pool now, sized by CHAINRULE_NUM_THREADS (see pool.cc), warning at load
   }

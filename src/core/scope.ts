@@ -44,10 +44,3 @@ export function adjointScope(frame: ScopeFrame | null): ScopeFrame | null {
   if (frame === null || frame.adjoint === true) return frame;
   return { owner: frame.owner, parent: frame.parent, adjoint: true };
 }
-
-/** The owners of a scope, outermost first (empty for null). */
-export function scopeOwners(frame: ScopeFrame | null | undefined): object[] {
-  const out: object[] = [];
-  for (let f = frame ?? null; f !== null; f = f.parent) out.push(f.owner);
-  return out.reverse();
-}

@@ -9,7 +9,6 @@
  *   a <- rho * a + (1 - rho) * delta^2
  *   p <- p - lr * delta
  */
-import { zerosLike } from "../ops/creation.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import {
   checkRange,
@@ -57,10 +56,6 @@ export class Adadelta extends Optimizer<AdadeltaOptions> {
 
   protected stateSpec(): StateSpec {
     return { step: "number", squareAvg: "tensor", accDelta: "tensor" };
-  }
-
-  protected initState(p: Tensor): OptimState {
-    return { step: 0, squareAvg: zerosLike(p), accDelta: zerosLike(p) };
   }
 
   protected update(p: Tensor, grad: Tensor, state: OptimState, h: ParamGroup<AdadeltaOptions>): void {

@@ -75,7 +75,7 @@ export class Adagrad extends Optimizer<AdagradOptions> {
     return { step: "number", sum: "tensor" };
   }
 
-  protected initState(p: Tensor, h: ParamGroup<AdagradOptions>): OptimState {
+  protected override initState(p: Tensor, h: ParamGroup<AdagradOptions>): OptimState {
     return { step: 0, sum: fullLike(p, h.initialAccumulatorValue) };
   }
 

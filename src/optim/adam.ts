@@ -157,12 +157,6 @@ function adamSpec(h: AdamOptions): StateSpec {
   return spec;
 }
 
-function adamInit(p: Tensor, h: AdamOptions): OptimState {
-  const st: OptimState = { step: 0, expAvg: zerosLike(p), expAvgSq: zerosLike(p) };
-  if (h.amsgrad) st.maxExpAvgSq = zerosLike(p);
-  return st;
-}
-
 /**
  * Adam with optional AMSGrad and coupled (L2) weight decay (torch.optim.Adam).
  *
@@ -180,9 +174,6 @@ export class Adam extends Optimizer<AdamOptions> {
   }
   protected stateSpec(h: ParamGroup<AdamOptions>): StateSpec {
     return adamSpec(h);
-  }
-  protected initState(p: Tensor, h: ParamGroup<AdamOptions>): OptimState {
-    return adamInit(p, h);
   }
   protected update(p: Tensor, g: Tensor, state: OptimState, h: ParamGroup<AdamOptions>): void {
     adamUpdate(p, g, state, h, false);
@@ -207,9 +198,6 @@ export class AdamW extends Optimizer<AdamOptions> {
   }
   protected stateSpec(h: ParamGroup<AdamOptions>): StateSpec {
     return adamSpec(h);
-  }
-  protected initState(p: Tensor, h: ParamGroup<AdamOptions>): OptimState {
-    return adamInit(p, h);
   }
   protected update(p: Tensor, g: Tensor, state: OptimState, h: ParamGroup<AdamOptions>): void {
     adamUpdate(p, g, state, h, true);

@@ -8,7 +8,6 @@
  *   u <- max(beta2 * u, |g| + eps)
  *   p <- p - lr / (1 - beta1^t) * m / u
  */
-import { zerosLike } from "../ops/creation.ts";
 import { maximum } from "../ops/math.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { type AdamFamilyOptions, checkAdamFamily } from "./nadam.ts";
@@ -50,10 +49,6 @@ export class Adamax extends Optimizer<AdamaxOptions> {
 
   protected stateSpec(): StateSpec {
     return { step: "number", expAvg: "tensor", expInf: "tensor" };
-  }
-
-  protected initState(p: Tensor): OptimState {
-    return { step: 0, expAvg: zerosLike(p), expInf: zerosLike(p) };
   }
 
   protected update(p: Tensor, grad: Tensor, state: OptimState, h: ParamGroup<AdamaxOptions>): void {

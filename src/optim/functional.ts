@@ -35,7 +35,7 @@ import { Tensor } from "../tensor/tensor.ts";
 import { type TreeDef, treeFlatten, treeUnflatten } from "../tree.ts";
 import { Adagrad, type AdagradOptions } from "./adagrad.ts";
 import { Adam, type AdamOptions, AdamW } from "./adam.ts";
-import { checkRange, type Optimizer, type OptimState } from "./optimizer.ts";
+import { type BaseHyper, checkRange, type Optimizer, type OptimState, stepGrad } from "./optimizer.ts";
 import { RMSprop, type RMSpropOptions } from "./rmsprop.ts";
 import { SGD, type SGDOptions } from "./sgd.ts";
 
@@ -215,11 +215,12 @@ function makeFunctional(spec: Spec): FunctionalOptimizer {
 
 const ONE = () => tensor(1, { dtype: "float64" });
 
-/** The gradient after `maximize` and coupled (L2) weight decay. */
-function direction(p: Tensor, g: Tensor, maximize: boolean, weightDecay: number): Tensor {
-  let d = maximize ? g.neg() : g;
-  if (weightDecay !== 0) d = d.add(p.mul(weightDecay));
-  return d;
+/** `opts` completed with the defaults of the stateful twin `Opt`, and checked by it (with its messages). */
+function optionsOf<H extends BaseHyper>(
+  Opt: new (params: Tensor[], opts: Partial<H>) => Optimizer<H>,
+  opts: Partial<H>,
+): H {
+  return { ...new Opt([zerosLike(tensor(0))], opts).defaults };
 }
 
 /**
@@ -232,16 +233,7 @@ function direction(p: Tensor, g: Tensor, maximize: boolean, weightDecay: number)
  * ```
  */
 export function sgd(opts: Partial<SGDOptions> = {}): FunctionalOptimizer {
-  const o: SGDOptions = {
-    lr: 1e-3,
-    momentum: 0,
-    dampening: 0,
-    weightDecay: 0,
-    nesterov: false,
-    maximize: false,
-    ...opts,
-  };
-  new SGD([zerosLike(tensor(0))], o); // the stateful class's checks, with its messages
+  const o = optionsOf(SGD, opts);
   const withMomentum = o.momentum !== 0;
   return makeFunctional({
     name: "SGD",
@@ -250,7 +242,7 @@ export function sgd(opts: Partial<SGDOptions> = {}): FunctionalOptimizer {
     moments: withMomentum ? { momentumBuffer: zerosLike } : {},
     coefs: (h, _t, step) => ({ lr: h.lr, momentum: h.momentum, first: step.eq(0) }),
     leaf: (p, grad, m, c) => {
-      let g = direction(p, grad, o.maximize, o.weightDecay);
+      let g = stepGrad(p, grad, o.maximize, o.weightDecay);
       const out: Record<string, Tensor> = {};
       if (withMomentum) {
         const mom = c.get("momentum", p.dtype);
@@ -289,7 +281,7 @@ function adamLike(name: "Adam" | "AdamW", o: AdamOptions): FunctionalOptimizer {
     leaf: (p0, grad, m, c) => {
       const dt = p0.dtype;
       const p = decoupled && o.weightDecay !== 0 ? p0.mul(c.get("decay", dt)) : p0;
-      const g = direction(p, grad, o.maximize, decoupled ? 0 : o.weightDecay);
+      const g = stepGrad(p, grad, o.maximize, decoupled ? 0 : o.weightDecay);
       const expAvg = m.expAvg.mul(c.get("beta1", dt)).add(g.mul(c.get("oneMinusBeta1", dt)));
       const expAvgSq = m.expAvgSq.mul(beta2).add(g.mul(g).mul(1 - beta2));
       const out: Record<string, Tensor> = { expAvg, expAvgSq };
@@ -304,15 +296,6 @@ function adamLike(name: "Adam" | "AdamW", o: AdamOptions): FunctionalOptimizer {
   });
 }
 
-const ADAM_DEFAULTS: AdamOptions = {
-  lr: 1e-3,
-  betas: [0.9, 0.999],
-  eps: 1e-8,
-  weightDecay: 0,
-  amsgrad: false,
-  maximize: false,
-};
-
 /**
  * Adam with optional AMSGrad and coupled L2 weight decay (torch.optim.Adam's rule, see adam.ts). Dynamic:
  * `lr`, `beta1`. State: `expAvg`, `expAvgSq` (and `maxExpAvgSq` with amsgrad).
@@ -323,9 +306,7 @@ const ADAM_DEFAULTS: AdamOptions = {
  * ```
  */
 export function adam(opts: Partial<AdamOptions> = {}): FunctionalOptimizer {
-  const o = { ...ADAM_DEFAULTS, ...opts };
-  new Adam([zerosLike(tensor(0))], o);
-  return adamLike("Adam", o);
+  return adamLike("Adam", optionsOf(Adam, opts));
 }
 
 /**
@@ -337,9 +318,7 @@ export function adam(opts: Partial<AdamOptions> = {}): FunctionalOptimizer {
  * ```
  */
 export function adamw(opts: Partial<AdamOptions> = {}): FunctionalOptimizer {
-  const o = { ...ADAM_DEFAULTS, weightDecay: 1e-2, ...opts };
-  new AdamW([zerosLike(tensor(0))], o);
-  return adamLike("AdamW", o);
+  return adamLike("AdamW", optionsOf(AdamW, opts));
 }
 
 /**
@@ -352,17 +331,7 @@ export function adamw(opts: Partial<AdamOptions> = {}): FunctionalOptimizer {
  * ```
  */
 export function rmsprop(opts: Partial<RMSpropOptions> = {}): FunctionalOptimizer {
-  const o: RMSpropOptions = {
-    lr: 1e-2,
-    alpha: 0.99,
-    eps: 1e-8,
-    weightDecay: 0,
-    momentum: 0,
-    centered: false,
-    maximize: false,
-    ...opts,
-  };
-  new RMSprop([zerosLike(tensor(0))], o);
+  const o = optionsOf(RMSprop, opts);
   const moments: Record<string, (p: Tensor) => Tensor> = { squareAvg: zerosLike };
   if (o.momentum > 0) moments.momentumBuffer = zerosLike;
   if (o.centered) moments.gradAvg = zerosLike;
@@ -373,7 +342,7 @@ export function rmsprop(opts: Partial<RMSpropOptions> = {}): FunctionalOptimizer
     moments,
     coefs: (h) => ({ lr: h.lr, momentum: h.momentum }),
     leaf: (p, grad, m, c) => {
-      const g = direction(p, grad, o.maximize, o.weightDecay);
+      const g = stepGrad(p, grad, o.maximize, o.weightDecay);
       const squareAvg = m.squareAvg.mul(o.alpha).add(g.mul(g).mul(1 - o.alpha));
       const out: Record<string, Tensor> = { squareAvg };
       let denom: Tensor;
@@ -404,16 +373,7 @@ export function rmsprop(opts: Partial<RMSpropOptions> = {}): FunctionalOptimizer
  * ```
  */
 export function adagrad(opts: Partial<AdagradOptions> = {}): FunctionalOptimizer {
-  const o: AdagradOptions = {
-    lr: 1e-2,
-    lrDecay: 0,
-    weightDecay: 0,
-    initialAccumulatorValue: 0,
-    eps: 1e-10,
-    maximize: false,
-    ...opts,
-  };
-  new Adagrad([zerosLike(tensor(0))], o);
+  const o = optionsOf(Adagrad, opts);
   return makeFunctional({
     name: "Adagrad",
     options: { ...o },
@@ -421,7 +381,7 @@ export function adagrad(opts: Partial<AdagradOptions> = {}): FunctionalOptimizer
     moments: { sum: (p) => fullLike(p, o.initialAccumulatorValue) },
     coefs: (h, t) => ({ clr: h.lr.div(t.sub(1).mul(o.lrDecay).add(1)) }),
     leaf: (p, grad, m, c) => {
-      const g = direction(p, grad, o.maximize, o.weightDecay);
+      const g = stepGrad(p, grad, o.maximize, o.weightDecay);
       const sum = m.sum.add(g.mul(g));
       return [p.sub(g.div(sum.sqrt().add(o.eps)).mul(c.get("clr", p.dtype))), { sum }];
     },

@@ -21,7 +21,6 @@ import {
   checkRange,
   Optimizer,
   type OptimizerStateDict,
-  type OptimState,
   type ParamGroupSpec,
   type ParamsArg,
   type StateSpec,
@@ -291,9 +290,6 @@ export class LBFGS extends Optimizer<LBFGSOptions> {
   }
 
   protected stateSpec(): StateSpec {
-    return {};
-  }
-  protected initState(): OptimState {
     return {};
   }
   protected update(): void {

@@ -95,7 +95,7 @@ export class NAdam extends Optimizer<NAdamOptions> {
     return { step: "number", muProduct: "number", expAvg: "tensor", expAvgSq: "tensor" };
   }
 
-  protected initState(p: Tensor): OptimState {
+  protected override initState(p: Tensor): OptimState {
     return { step: 0, muProduct: 1, expAvg: zerosLike(p), expAvgSq: zerosLike(p) };
   }
 

@@ -19,6 +19,7 @@
 import { enableGrad, noGrad } from "../core/trace.ts";
 import { isFloat } from "../dtype.ts";
 import { AutodiffError, DTypeError, ShapeError } from "../errors.ts";
+import { zerosLike } from "../ops/creation.ts";
 import { fmtShape, shapesEqual } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
@@ -110,8 +111,18 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
   protected abstract checkHyper(h: Readonly<H>): void;
   /** Which state entries a parameter of this group has (for `loadStateDict` checks). */
   protected abstract stateSpec(group: ParamGroup<H>): StateSpec;
-  /** The state of parameter `p` before its first update. */
-  protected abstract initState(p: Tensor, group: ParamGroup<H>): OptimState;
+  /**
+   * The state of parameter `p` before its first update: by default 0 for each number of the group's state spec
+   * and zeros shaped like `p` for each tensor (optional tensors, "tensor?", are left to the update to create).
+   */
+  protected initState(p: Tensor, group: ParamGroup<H>): OptimState {
+    const st: OptimState = {};
+    for (const [k, kind] of Object.entries(this.stateSpec(group))) {
+      if (kind === "number") st[k] = 0;
+      else if (kind === "tensor") st[k] = zerosLike(p);
+    }
+    return st;
+  }
   /**
    * One update of `p` (in place) from gradient `g` (detached, same dtype and shape as `p`), under noGrad.
    * Mutates `state`.
@@ -335,10 +346,6 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
 }
 
 /**
- * Internal helper of the optim modules: throw a RangeError unless `ok` (NaN always fails), worded
- * `${opt}: invalid ${key} ${value} (expected ${what})`.
- */
-/**
  * The gradient an update step uses: negated for `maximize`, plus the L2 penalty weightDecay * p (coupled weight
  * decay, as every PyTorch optimizer but AdamW applies it).
  */
@@ -347,6 +354,10 @@ export function stepGrad(p: Tensor, grad: Tensor, maximize: boolean, weightDecay
   return weightDecay !== 0 ? g.add(p.mul(weightDecay)) : g;
 }
 
+/**
+ * Internal helper of the optim modules: throw a RangeError unless `ok` (NaN always fails), worded
+ * `${opt}: invalid ${key} ${value} (expected ${what})`.
+ */
 export function checkRange(opt: string, key: string, value: unknown, ok: boolean, what: string): void {
   if (!ok || (typeof value === "number" && Number.isNaN(value))) {
     const shown = typeof value === "number" ? String(value) : JSON.stringify(value);

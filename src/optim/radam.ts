@@ -15,7 +15,6 @@
  * `maximize` is not in PyTorch 1.13's RAdam; it is PyTorch 2's option of the same name (the gradient is
  * negated first).
  */
-import { zerosLike } from "../ops/creation.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { type AdamFamilyOptions, checkAdamFamily } from "./nadam.ts";
 import {
@@ -56,10 +55,6 @@ export class RAdam extends Optimizer<RAdamOptions> {
 
   protected stateSpec(): StateSpec {
     return { step: "number", expAvg: "tensor", expAvgSq: "tensor" };
-  }
-
-  protected initState(p: Tensor): OptimState {
-    return { step: 0, expAvg: zerosLike(p), expAvgSq: zerosLike(p) };
   }
 
   protected update(p: Tensor, grad: Tensor, state: OptimState, h: ParamGroup<RAdamOptions>): void {

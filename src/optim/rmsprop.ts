@@ -76,13 +76,6 @@ export class RMSprop extends Optimizer<RMSpropOptions> {
     return spec;
   }
 
-  protected initState(p: Tensor, h: ParamGroup<RMSpropOptions>): OptimState {
-    const st: OptimState = { step: 0, squareAvg: zerosLike(p) };
-    if (h.momentum > 0) st.momentumBuffer = zerosLike(p);
-    if (h.centered) st.gradAvg = zerosLike(p);
-    return st;
-  }
-
   protected update(p: Tensor, grad: Tensor, state: OptimState, h: ParamGroup<RMSpropOptions>): void {
     state.step = (state.step as number) + 1;
     const g = stepGrad(p, grad, h.maximize, h.weightDecay);

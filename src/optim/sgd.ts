@@ -73,10 +73,6 @@ export class SGD extends Optimizer<SGDOptions> {
     return { momentumBuffer: "tensor?" };
   }
 
-  protected initState(): OptimState {
-    return {};
-  }
-
   protected update(p: Tensor, grad: Tensor, state: OptimState, h: ParamGroup<SGDOptions>): void {
     let g = stepGrad(p, grad, h.maximize, h.weightDecay);
     if (h.momentum !== 0) {

@@ -14,7 +14,7 @@ import { DTypeError, ShapeError } from "../errors.ts";
 import { fmtShape, shapesEqual } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { actGrad } from "./elementwise.ts";
-import { allocOut, getBackend, instantiate, viewOf } from "./impl.ts";
+import { allocOut, getBackend, viewOf } from "./impl.ts";
 import { broadcast, gather, permute, reshape } from "./movement.ts";
 import { sumAxes } from "./reduce.ts";
 import { batchAll, batchFoldN, batchLoop, withN } from "./batching.ts";
@@ -298,6 +298,13 @@ export interface AvgPoolParams extends PoolParams {
   readonly inShape: readonly number[];
 }
 
+/** The batching rule of avgPool2d and its transpose: the batch folded into N of both shapes. */
+const batchAvgPool = batchFoldN<AvgPoolParams>([0], (p, bn) => ({
+  ...p,
+  inShape: withN(p.inShape, bn),
+  outShape: withN(p.outShape, bn),
+}));
+
 // avgPool is linear; its transpose spreads each cotangent evenly over its window.
 export const avgPool2dP: Primitive<AvgPoolParams> = {
   name: "avgPool2d",
@@ -311,11 +318,7 @@ export const avgPool2dP: Primitive<AvgPoolParams> = {
     getBackend().avgPool2d(viewOf(x), o._data!, p.outShape, p);
     return o;
   },
-  batch: batchFoldN<AvgPoolParams>([0], (p, bn) => ({
-    ...p,
-    inShape: withN(p.inShape, bn),
-    outShape: withN(p.outShape, bn),
-  })),
+  batch: batchAvgPool,
   derivative: linear<AvgPoolParams>((ct, _x, _o, p) => [avgPool2dBackward(ct, p)]),
 };
 
@@ -329,11 +332,7 @@ export const avgPool2dBackwardP: Primitive<AvgPoolParams> = {
     getBackend().avgPool2dBackward(viewOf(dy), o._data!, p.inShape, p);
     return o;
   },
-  batch: batchFoldN<AvgPoolParams>([0], (p, bn) => ({
-    ...p,
-    inShape: withN(p.inShape, bn),
-    outShape: withN(p.outShape, bn),
-  })),
+  batch: batchAvgPool,
   derivative: linear<AvgPoolParams>((ct, _x, _o, p) => [avgPool2d(ct, p)]),
 };
 

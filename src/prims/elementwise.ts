@@ -6,7 +6,7 @@
  * delegates to src/ops, which binds these primitives: the Tensor-facade loop, closed at call time only (see
  * docs/architecture.md, "Layers").
  */
-import type { Activation, BinaryOp, UnaryOp } from "../backend/backend.ts";
+import { type Activation, type BinaryOp, UNARY_OPS, type UnaryOp } from "../backend/backend.ts";
 import type { Aval, Derivative, Primitive } from "../core/primitive.ts";
 import { isZero, Zero } from "../core/primitive.ts";
 import { bind } from "../core/trace.ts";
@@ -19,29 +19,10 @@ import { allocOut, getBackend, instantiate, viewOf } from "./impl.ts";
 import { batchAll } from "./batching.ts";
 import { elementwise, linear, rule, unaryRule, zeroDerivative } from "./rules.ts";
 
-const FLOAT_ONLY = new Set<UnaryOp>([
-  "exp",
-  "log",
-  "log1p",
-  "expm1",
-  "sqrt",
-  "sin",
-  "cos",
-  "tan",
-  "tanh",
-  "sigmoid",
-  "erf",
-  "asin",
-  "acos",
-  "atan",
-  "sinh",
-  "cosh",
-  "asinh",
-  "acosh",
-  "atanh",
-  "log2",
-  "log10",
-]);
+/** The unary ops defined on float dtypes only: all but these, which int32 has too (and `not`, on bool). */
+const FLOAT_ONLY = new Set<UnaryOp>(
+  UNARY_OPS.filter((op) => !["neg", "abs", "sign", "relu", "floor", "ceil", "round", "not"].includes(op)),
+);
 
 function unary(
   op: UnaryOp,
@@ -70,6 +51,23 @@ function unary(
   };
 }
 
+/** A unary primitive whose derivative is a function of its input: d op(x) = df(x) dx (x is saved). */
+function ofInput(
+  op: UnaryOp,
+  df: (x: Tensor) => Tensor,
+  atKink?: Primitive<null>["atKink"],
+): Primitive<null> {
+  return unary(op, elementwise(df, "x"), atKink);
+}
+
+/** A unary primitive whose derivative is a function of its output: d op(x) = df(op(x)) dx (op(x) is saved). */
+function ofOutput(op: UnaryOp, df: (y: Tensor) => Tensor): Primitive<null> {
+  return unary(
+    op,
+    elementwise((_x, y) => df(y), "out"),
+  );
+}
+
 const anyEqualZero = ([x]: readonly Tensor[]) => x.eq(0).any().item() !== 0;
 
 // d(-x) = -dx
@@ -78,102 +76,44 @@ export const negP = unary(
   linear<null>((ct) => [ct.neg()]),
 );
 // d|x| = sign(x) dx (0 at x = 0, the subgradient convention)
-export const absP = unary(
-  "abs",
-  elementwise((x) => x.sign(), "x"),
-  anyEqualZero,
-);
+export const absP = ofInput("abs", (x) => x.sign(), anyEqualZero);
 export const signP = unary("sign", zeroDerivative);
 // d exp(x) = exp(x) dx
-export const expP = unary(
-  "exp",
-  elementwise((_x, y) => y, "out"),
-);
+export const expP = ofOutput("exp", (y) => y);
 // d log(x) = dx / x
-export const logP = unary(
-  "log",
-  elementwise((x) => x.reciprocal(), "x"),
-);
+export const logP = ofInput("log", (x) => x.reciprocal());
 // d log1p(x) = dx / (1 + x)
-export const log1pP = unary(
-  "log1p",
-  elementwise((x) => x.add(1).reciprocal(), "x"),
-);
+export const log1pP = ofInput("log1p", (x) => x.add(1).reciprocal());
 // d expm1(x) = exp(x) dx = (expm1(x) + 1) dx
-export const expm1P = unary(
-  "expm1",
-  elementwise((_x, y) => y.add(1), "out"),
-);
+export const expm1P = ofOutput("expm1", (y) => y.add(1));
 // d sqrt(x) = dx / (2 sqrt(x))
-export const sqrtP = unary(
-  "sqrt",
-  elementwise((_x, y) => y.reciprocal().mul(0.5), "out"),
-);
+export const sqrtP = ofOutput("sqrt", (y) => y.reciprocal().mul(0.5));
 // d sin(x) = cos(x) dx
-export const sinP = unary(
-  "sin",
-  elementwise((x) => x.cos(), "x"),
-);
+export const sinP = ofInput("sin", (x) => x.cos());
 // d cos(x) = -sin(x) dx
-export const cosP = unary(
-  "cos",
-  elementwise((x) => x.sin().neg(), "x"),
-);
+export const cosP = ofInput("cos", (x) => x.sin().neg());
 // d tan(x) = (1 + tan(x)^2) dx
-export const tanP = unary(
-  "tan",
-  elementwise((_x, y) => y.mul(y).add(1), "out"),
-);
+export const tanP = ofOutput("tan", (y) => y.mul(y).add(1));
 // d asin(x) = dx / sqrt(1 - x^2)
-export const asinP = unary(
-  "asin",
-  elementwise((x) => x.mul(x).neg().add(1).rsqrt(), "x"),
-);
+export const asinP = ofInput("asin", (x) => x.mul(x).neg().add(1).rsqrt());
 // d acos(x) = -dx / sqrt(1 - x^2)
-export const acosP = unary(
-  "acos",
-  elementwise((x) => x.mul(x).neg().add(1).rsqrt().neg(), "x"),
-);
+export const acosP = ofInput("acos", (x) => x.mul(x).neg().add(1).rsqrt().neg());
 // d atan(x) = dx / (1 + x^2)
-export const atanP = unary(
-  "atan",
-  elementwise((x) => x.mul(x).add(1).reciprocal(), "x"),
-);
+export const atanP = ofInput("atan", (x) => x.mul(x).add(1).reciprocal());
 // d sinh(x) = cosh(x) dx
-export const sinhP = unary(
-  "sinh",
-  elementwise((x) => x.cosh(), "x"),
-);
+export const sinhP = ofInput("sinh", (x) => x.cosh());
 // d cosh(x) = sinh(x) dx
-export const coshP = unary(
-  "cosh",
-  elementwise((x) => x.sinh(), "x"),
-);
+export const coshP = ofInput("cosh", (x) => x.sinh());
 // d asinh(x) = dx / sqrt(x^2 + 1)
-export const asinhP = unary(
-  "asinh",
-  elementwise((x) => x.mul(x).add(1).rsqrt(), "x"),
-);
+export const asinhP = ofInput("asinh", (x) => x.mul(x).add(1).rsqrt());
 // d acosh(x) = dx / sqrt(x^2 - 1)
-export const acoshP = unary(
-  "acosh",
-  elementwise((x) => x.mul(x).sub(1).rsqrt(), "x"),
-);
+export const acoshP = ofInput("acosh", (x) => x.mul(x).sub(1).rsqrt());
 // d atanh(x) = dx / (1 - x^2)
-export const atanhP = unary(
-  "atanh",
-  elementwise((x) => x.mul(x).neg().add(1).reciprocal(), "x"),
-);
+export const atanhP = ofInput("atanh", (x) => x.mul(x).neg().add(1).reciprocal());
 // d log2(x) = dx / (x ln 2)
-export const log2P = unary(
-  "log2",
-  elementwise((x) => x.mul(Math.LN2).reciprocal(), "x"),
-);
+export const log2P = ofInput("log2", (x) => x.mul(Math.LN2).reciprocal());
 // d log10(x) = dx / (x ln 10)
-export const log10P = unary(
-  "log10",
-  elementwise((x) => x.mul(Math.LN10).reciprocal(), "x"),
-);
+export const log10P = ofInput("log10", (x) => x.mul(Math.LN10).reciprocal());
 /**
  * Rules of an activation whose derivative is a function of its output y (relu: [y > 0], tanh: 1 - y^2,
  * sigmoid: y (1 - y)): both directions are one fused `actGrad` kernel on the saved output.
@@ -191,17 +131,12 @@ export const tanhP = unary("tanh", throughOutput("tanh"));
 // d sigmoid(x) = s (1 - s) dx
 export const sigmoidP = unary("sigmoid", throughOutput("sigmoid"));
 // d erf(x) = 2 / sqrt(pi) exp(-x^2) dx
-export const erfP = unary(
-  "erf",
-  elementwise(
-    (x) =>
-      x
-        .mul(x)
-        .neg()
-        .exp()
-        .mul(2 / Math.sqrt(Math.PI)),
-    "x",
-  ),
+export const erfP = ofInput("erf", (x) =>
+  x
+    .mul(x)
+    .neg()
+    .exp()
+    .mul(2 / Math.sqrt(Math.PI)),
 );
 // d relu(x) = [x > 0] dx = [relu(x) > 0] dx (0 at x = 0, the subgradient convention); a select in one kernel,
 // not a multiply by a cast mask

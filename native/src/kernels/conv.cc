@@ -442,8 +442,10 @@ void conv_empty_epilogue(T* out, const Geo& g, const View* bias, int act) {
   }
 }
 
-Err conv_impl(int kind, const View& p, const View& q, const Out& out, const int64_t* shape, const ConvParams& cp,
-              const View* bias, int act) {
+}  // namespace
+
+Err conv2d(int kind, const View& p, const View& q, const Out& out, const int64_t* shape, const ConvParams& cp,
+           const View* bias, int act) {
   if (p.ndim != 4 || q.ndim != 4) return "conv2d: operands must have rank 4";
   if (p.dtype != q.dtype || p.dtype != out.dtype) return "conv2d: operands and out must share a dtype";
   // Recover x, w and y shapes from (p, q, out shape) for each kind.
@@ -497,13 +499,6 @@ Err conv_impl(int kind, const View& p, const View& q, const Out& out, const int6
     case I32: conv_int(kind, p, q, static_cast<int32_t*>(out.data), g); return nullptr;
     default: return "conv2d: bool operands are not supported";
   }
-}
-
-}  // namespace
-
-Err conv2d(int kind, const View& p, const View& q, const Out& out, const int64_t* shape, const ConvParams& cp,
-           const View* bias, int act) {
-  return conv_impl(kind, p, q, out, shape, cp, bias, act);
 }
 
 }  // namespace CR_ISA_NS

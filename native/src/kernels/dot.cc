@@ -180,7 +180,9 @@ Err dot_int(const View& a, const View& b, int32_t* out, const DotShape& s) {
   return nullptr;
 }
 
-Err dot_impl(const View& a, const View& b, const Out& out) {
+}  // namespace
+
+Err dot(const View& a, const View& b, const Out& out) {
   const int nd = a.ndim;
   if (nd < 2 || b.ndim != nd) return "dot: operands must have equal rank >= 2";
   if (a.dtype != b.dtype || a.dtype != out.dtype) return "dot: a, b and out must share a dtype";
@@ -202,10 +204,6 @@ Err dot_impl(const View& a, const View& b, const Out& out) {
     default: return "dot: bool operands are not supported";
   }
 }
-
-}  // namespace
-
-Err dot(const View& a, const View& b, const Out& out) { return dot_impl(a, b, out); }
 
 }  // namespace CR_ISA_NS
 }  // namespace cr

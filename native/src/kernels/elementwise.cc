@@ -39,24 +39,6 @@ bool unary_int32(int op, const View& x, void* o) {
   }
 }
 
-Err unary_impl(int op, const View& x, const Out& out) {
-  if (op < 0 || op >= U_COUNT) return "unary: unknown op";
-  if (x.dtype == out.dtype) {
-    if (x.dtype == F32) return unary_float<float>(op, x, out.data);
-    if (x.dtype == F64) return unary_float<double>(op, x, out.data);
-    if (x.dtype == I32 && unary_int32(op, x, out.data)) return nullptr;
-    if (x.dtype == BOOL && op == U_NOT) {
-      map1<uint8_t, uint8_t>(x, out.data, kGrainCheap, [](uint8_t v) { return uint8_t(v == 0); });
-      return nullptr;
-    }
-  }
-  const void* xd = x.data;
-  const int xt = x.dtype, ot = out.dtype;
-  void* od = out.data;
-  map1_index(x, kGrainCostly, [&](i64 i, i64 j) { store_double(od, ot, j, unary_ref(op, load_as_double(xd, xt, i))); });
-  return nullptr;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 template <class T>
 bool compare_logic(int op, const View& a, const View& b, void* o) {
@@ -96,44 +78,6 @@ bool arith_int32(int op, const View& a, const View& b, void* o) {
   }
 }
 
-Err binary_impl(int op, const View& a, const View& b, const Out& out) {
-  if (op < 0 || op >= B_COUNT) return "binary: unknown op";
-  if (a.ndim != b.ndim) return "binary: operands of different rank";
-  for (int d = 0; d < a.ndim; d++)
-    if (a.shape[d] != b.shape[d]) return "binary: operands of different shape";
-  const bool cmp = op >= B_EQ;
-  if (a.dtype == b.dtype) {
-    if (cmp && out.dtype == BOOL) {
-      bool done = false;
-      switch (a.dtype) {
-        case F32: done = compare_logic<float>(op, a, b, out.data); break;
-        case F64: done = compare_logic<double>(op, a, b, out.data); break;
-        case I32: done = compare_logic<int32_t>(op, a, b, out.data); break;
-        default: done = compare_logic<uint8_t>(op, a, b, out.data); break;
-      }
-      if (done) return nullptr;
-    } else if (!cmp && out.dtype == a.dtype) {
-      bool done = false;
-      switch (a.dtype) {
-        case F32: done = arith_float<float>(op, a, b, out.data); break;
-        case F64: done = arith_float<double>(op, a, b, out.data); break;
-        case I32: done = arith_int32(op, a, b, out.data); break;
-        default: break;
-      }
-      if (done) return nullptr;
-    }
-  }
-  const void* ad = a.data;
-  const void* bd = b.data;
-  void* od = out.data;
-  const int at = a.dtype, bt = b.dtype, ot = out.dtype;
-  const bool int32 = at == I32;
-  map2_index(a, b, kGrainCostly, [&](i64 i, i64 j, i64 k) {
-    store_double(od, ot, k, binary_ref(op, load_as_double(ad, at, i), load_as_double(bd, bt, j), int32));
-  });
-  return nullptr;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 template <class T>
 void where_typed(const View& c, const View& a, const View& b, void* o) {
@@ -145,20 +89,6 @@ void where_typed(const View& c, const View& a, const View& b, void* o) {
     map3<float, T>(c, a, b, o, kGrainCheap, [](float z, T x, T y) { return z != 0 ? x : y; });
   else
     map3<double, T>(c, a, b, o, kGrainCheap, [](double z, T x, T y) { return z != 0 ? x : y; });
-}
-
-Err where_impl(const View& c, const View& a, const View& b, const Out& out) {
-  if (a.dtype != out.dtype || b.dtype != out.dtype) return "where: a, b and out must share a dtype";
-  if (c.ndim != a.ndim || c.ndim != b.ndim) return "where: operands of different rank";
-  for (int d = 0; d < c.ndim; d++)
-    if (c.shape[d] != a.shape[d] || c.shape[d] != b.shape[d]) return "where: operands of different shape";
-  switch (out.dtype) {
-    case F32: where_typed<float>(c, a, b, out.data); break;
-    case F64: where_typed<double>(c, a, b, out.data); break;
-    case I32: where_typed<int32_t>(c, a, b, out.data); break;
-    default: where_typed<uint8_t>(c, a, b, out.data); break;
-  }
-  return nullptr;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -193,21 +123,6 @@ void activation_typed(int kind, int act, const View& x, const View* b, void* o) 
   }
 }
 
-Err activation_impl(int kind, int act, const View& x, const View* b, const Out& out) {
-  if (act < 0 || act >= A_COUNT || kind < 0 || kind > 1) return "activation: unknown op";
-  if (kind == 1 && !b) return "activation: the gradient needs the cotangent";
-  if (x.dtype != out.dtype || (b && b->dtype != x.dtype)) return "activation: operands and out must share a dtype";
-  if (x.dtype != F32 && x.dtype != F64) return "activation: expected float32 or float64";
-  if (b) {
-    if (b->ndim != x.ndim) return "activation: operands of different rank";
-    for (int d = 0; d < x.ndim; d++)
-      if (b->shape[d] != x.shape[d]) return "activation: operands of different shape";
-  }
-  if (x.dtype == F32) activation_typed<float>(kind, act, x, b, out.data);
-  else activation_typed<double>(kind, act, x, b, out.data);
-  return nullptr;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 template <class TI>
 void cast_from(const View& x, const Out& out) {
@@ -224,16 +139,6 @@ void cast_from(const View& x, const Out& out) {
       break;
     default: map1<TI, uint8_t>(x, o, C, [](TI v) { return uint8_t(v != 0); }); break;
   }
-}
-
-Err cast_impl(const View& x, const Out& out) {
-  switch (x.dtype) {
-    case F32: cast_from<float>(x, out); break;
-    case F64: cast_from<double>(x, out); break;
-    case I32: cast_from<int32_t>(x, out); break;
-    default: cast_from<uint8_t>(x, out); break;
-  }
-  return nullptr;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -281,7 +186,104 @@ void copy_dispatch(const View& src, const View& dst) {
   }
 }
 
-Err copy_impl(const View& src, const View& dst) {
+}  // namespace
+
+Err unary(int op, const View& x, const Out& out) {
+  if (op < 0 || op >= U_COUNT) return "unary: unknown op";
+  if (x.dtype == out.dtype) {
+    if (x.dtype == F32) return unary_float<float>(op, x, out.data);
+    if (x.dtype == F64) return unary_float<double>(op, x, out.data);
+    if (x.dtype == I32 && unary_int32(op, x, out.data)) return nullptr;
+    if (x.dtype == BOOL && op == U_NOT) {
+      map1<uint8_t, uint8_t>(x, out.data, kGrainCheap, [](uint8_t v) { return uint8_t(v == 0); });
+      return nullptr;
+    }
+  }
+  const void* xd = x.data;
+  const int xt = x.dtype, ot = out.dtype;
+  void* od = out.data;
+  map1_index(x, kGrainCostly, [&](i64 i, i64 j) { store_double(od, ot, j, unary_ref(op, load_as_double(xd, xt, i))); });
+  return nullptr;
+}
+
+Err binary(int op, const View& a, const View& b, const Out& out) {
+  if (op < 0 || op >= B_COUNT) return "binary: unknown op";
+  if (a.ndim != b.ndim) return "binary: operands of different rank";
+  for (int d = 0; d < a.ndim; d++)
+    if (a.shape[d] != b.shape[d]) return "binary: operands of different shape";
+  const bool cmp = op >= B_EQ;
+  if (a.dtype == b.dtype) {
+    if (cmp && out.dtype == BOOL) {
+      bool done = false;
+      switch (a.dtype) {
+        case F32: done = compare_logic<float>(op, a, b, out.data); break;
+        case F64: done = compare_logic<double>(op, a, b, out.data); break;
+        case I32: done = compare_logic<int32_t>(op, a, b, out.data); break;
+        default: done = compare_logic<uint8_t>(op, a, b, out.data); break;
+      }
+      if (done) return nullptr;
+    } else if (!cmp && out.dtype == a.dtype) {
+      bool done = false;
+      switch (a.dtype) {
+        case F32: done = arith_float<float>(op, a, b, out.data); break;
+        case F64: done = arith_float<double>(op, a, b, out.data); break;
+        case I32: done = arith_int32(op, a, b, out.data); break;
+        default: break;
+      }
+      if (done) return nullptr;
+    }
+  }
+  const void* ad = a.data;
+  const void* bd = b.data;
+  void* od = out.data;
+  const int at = a.dtype, bt = b.dtype, ot = out.dtype;
+  const bool int32 = at == I32;
+  map2_index(a, b, kGrainCostly, [&](i64 i, i64 j, i64 k) {
+    store_double(od, ot, k, binary_ref(op, load_as_double(ad, at, i), load_as_double(bd, bt, j), int32));
+  });
+  return nullptr;
+}
+
+Err where(const View& c, const View& a, const View& b, const Out& out) {
+  if (a.dtype != out.dtype || b.dtype != out.dtype) return "where: a, b and out must share a dtype";
+  if (c.ndim != a.ndim || c.ndim != b.ndim) return "where: operands of different rank";
+  for (int d = 0; d < c.ndim; d++)
+    if (c.shape[d] != a.shape[d] || c.shape[d] != b.shape[d]) return "where: operands of different shape";
+  switch (out.dtype) {
+    case F32: where_typed<float>(c, a, b, out.data); break;
+    case F64: where_typed<double>(c, a, b, out.data); break;
+    case I32: where_typed<int32_t>(c, a, b, out.data); break;
+    default: where_typed<uint8_t>(c, a, b, out.data); break;
+  }
+  return nullptr;
+}
+
+Err activation(int kind, int act, const View& x, const View* b, const Out& out) {
+  if (act < 0 || act >= A_COUNT || kind < 0 || kind > 1) return "activation: unknown op";
+  if (kind == 1 && !b) return "activation: the gradient needs the cotangent";
+  if (x.dtype != out.dtype || (b && b->dtype != x.dtype)) return "activation: operands and out must share a dtype";
+  if (x.dtype != F32 && x.dtype != F64) return "activation: expected float32 or float64";
+  if (b) {
+    if (b->ndim != x.ndim) return "activation: operands of different rank";
+    for (int d = 0; d < x.ndim; d++)
+      if (b->shape[d] != x.shape[d]) return "activation: operands of different shape";
+  }
+  if (x.dtype == F32) activation_typed<float>(kind, act, x, b, out.data);
+  else activation_typed<double>(kind, act, x, b, out.data);
+  return nullptr;
+}
+
+Err cast(const View& x, const Out& out) {
+  switch (x.dtype) {
+    case F32: cast_from<float>(x, out); break;
+    case F64: cast_from<double>(x, out); break;
+    case I32: cast_from<int32_t>(x, out); break;
+    default: cast_from<uint8_t>(x, out); break;
+  }
+  return nullptr;
+}
+
+Err copy(const View& src, const View& dst) {
   if (src.dtype != dst.dtype) return "copy: source and destination dtypes differ";
   if (src.ndim != dst.ndim) return "copy: source and destination ranks differ";
   for (int d = 0; d < src.ndim; d++)
@@ -311,17 +313,6 @@ Err copy_impl(const View& src, const View& dst) {
   }
   copy_dispatch(src, dst);
   return nullptr;
-}
-
-}  // namespace
-
-Err unary(int op, const View& x, const Out& out) { return unary_impl(op, x, out); }
-Err binary(int op, const View& a, const View& b, const Out& out) { return binary_impl(op, a, b, out); }
-Err where(const View& c, const View& a, const View& b, const Out& out) { return where_impl(c, a, b, out); }
-Err cast(const View& x, const Out& out) { return cast_impl(x, out); }
-Err copy(const View& src, const View& dst) { return copy_impl(src, dst); }
-Err activation(int kind, int act, const View& x, const View* b, const Out& out) {
-  return activation_impl(kind, act, x, b, out);
 }
 
 }  // namespace CR_ISA_NS

@@ -419,7 +419,9 @@ Err fused_typed(const View& consts, const Views& in, i64 n, Prog& P) {
   return nullptr;
 }
 
-Err fused_impl(int nd, const int64_t* shape, const View& code, const View& consts, const Out& out, const Views& in) {
+}  // namespace
+
+Err fused(int nd, const int64_t* shape, const View& code, const View& consts, const Out& out, const Views& in) {
   if (out.dtype != F32 && out.dtype != F64) return "expected a float32 or float64 output";
   Prog P;
   if (Err e = decode(nd, shape, code, consts, out, in, P)) return e;
@@ -427,12 +429,6 @@ Err fused_impl(int nd, const int64_t* shape, const View& code, const View& const
   if (n == 0) return nullptr;
   if (out.dtype == F32) return fused_typed<float>(consts, in, n, P);
   return fused_typed<double>(consts, in, n, P);
-}
-
-}  // namespace
-
-Err fused(int nd, const int64_t* shape, const View& code, const View& consts, const Out& out, const Views& in) {
-  return fused_impl(nd, shape, code, consts, out, in);
 }
 
 }  // namespace CR_ISA_NS

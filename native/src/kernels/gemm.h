@@ -23,95 +23,39 @@ namespace CR_ISA_NS {
 template <class T>
 struct Simd;
 
-#if CR_ISA_LEVEL == 2
-template <>
-struct Simd<float> {
-  using V = __m512;
-  static constexpr int W = 16;
-  static constexpr int MR = 12;
-  static constexpr int NV = 2;
-  static CR_INLINE V zero() { return _mm512_setzero_ps(); }
-  static CR_INLINE V load(const float* p) { return _mm512_load_ps(p); }
-  static CR_INLINE V loadu(const float* p) { return _mm512_loadu_ps(p); }
-  static CR_INLINE void storeu(float* p, V v) { _mm512_storeu_ps(p, v); }
-  static CR_INLINE V set1(float x) { return _mm512_set1_ps(x); }
-  static CR_INLINE V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-  static CR_INLINE V add(V a, V b) { return _mm512_add_ps(a, b); }
-};
-template <>
-struct Simd<double> {
-  using V = __m512d;
-  static constexpr int W = 8;
-  static constexpr int MR = 12;
-  static constexpr int NV = 2;
-  static CR_INLINE V zero() { return _mm512_setzero_pd(); }
-  static CR_INLINE V load(const double* p) { return _mm512_load_pd(p); }
-  static CR_INLINE V loadu(const double* p) { return _mm512_loadu_pd(p); }
-  static CR_INLINE void storeu(double* p, V v) { _mm512_storeu_pd(p, v); }
-  static CR_INLINE V set1(double x) { return _mm512_set1_pd(x); }
-  static CR_INLINE V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
-  static CR_INLINE V add(V a, V b) { return _mm512_add_pd(a, b); }
-};
-#elif CR_ISA_LEVEL == 1
-template <>
-struct Simd<float> {
-  using V = __m256;
-  static constexpr int W = 8;
-  static constexpr int MR = 6;
-  static constexpr int NV = 2;
-  static CR_INLINE V zero() { return _mm256_setzero_ps(); }
-  static CR_INLINE V load(const float* p) { return _mm256_load_ps(p); }
-  static CR_INLINE V loadu(const float* p) { return _mm256_loadu_ps(p); }
-  static CR_INLINE void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
-  static CR_INLINE V set1(float x) { return _mm256_set1_ps(x); }
-  static CR_INLINE V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static CR_INLINE V add(V a, V b) { return _mm256_add_ps(a, b); }
-};
-template <>
-struct Simd<double> {
-  using V = __m256d;
-  static constexpr int W = 4;
-  static constexpr int MR = 6;
-  static constexpr int NV = 2;
-  static CR_INLINE V zero() { return _mm256_setzero_pd(); }
-  static CR_INLINE V load(const double* p) { return _mm256_load_pd(p); }
-  static CR_INLINE V loadu(const double* p) { return _mm256_loadu_pd(p); }
-  static CR_INLINE void storeu(double* p, V v) { _mm256_storeu_pd(p, v); }
-  static CR_INLINE V set1(double x) { return _mm256_set1_pd(x); }
-  static CR_INLINE V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
-  static CR_INLINE V add(V a, V b) { return _mm256_add_pd(a, b); }
-};
+// One specialisation per element type and instruction set, from the intrinsics' prefix P (_mm512, _mm256, _mm)
+// and suffix S (ps, pd); MR rows of the micro-kernel tile (its MR x NV accumulators fill the register file).
+#define CR_SIMD(T, VT, P, S, WIDTH, ROWS)                                          \
+  template <>                                                                      \
+  struct Simd<T> {                                                                 \
+    using V = VT;                                                                  \
+    static constexpr int W = WIDTH, MR = ROWS, NV = 2;                             \
+    static CR_INLINE V zero() { return P##_setzero_##S(); }                        \
+    static CR_INLINE V load(const T* p) { return P##_load_##S(p); }                \
+    static CR_INLINE V loadu(const T* p) { return P##_loadu_##S(p); }              \
+    static CR_INLINE void storeu(T* p, V v) { P##_storeu_##S(p, v); }              \
+    static CR_INLINE V set1(T x) { return P##_set1_##S(x); }                       \
+    static CR_INLINE V fma(V a, V b, V c) { return CR_SIMD_FMA(P, S, a, b, c); }   \
+    static CR_INLINE V add(V a, V b) { return P##_add_##S(a, b); }                 \
+  };
+#if CR_ISA_LEVEL >= 1
+#define CR_SIMD_FMA(P, S, a, b, c) P##_fmadd_##S(a, b, c)
 #else
 // Baseline x86-64 has SSE2 but no FMA: multiply then add (rounding differs from the FMA builds by an ulp).
-template <>
-struct Simd<float> {
-  using V = __m128;
-  static constexpr int W = 4;
-  static constexpr int MR = 4;
-  static constexpr int NV = 2;
-  static CR_INLINE V zero() { return _mm_setzero_ps(); }
-  static CR_INLINE V load(const float* p) { return _mm_load_ps(p); }
-  static CR_INLINE V loadu(const float* p) { return _mm_loadu_ps(p); }
-  static CR_INLINE void storeu(float* p, V v) { _mm_storeu_ps(p, v); }
-  static CR_INLINE V set1(float x) { return _mm_set1_ps(x); }
-  static CR_INLINE V fma(V a, V b, V c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
-  static CR_INLINE V add(V a, V b) { return _mm_add_ps(a, b); }
-};
-template <>
-struct Simd<double> {
-  using V = __m128d;
-  static constexpr int W = 2;
-  static constexpr int MR = 4;
-  static constexpr int NV = 2;
-  static CR_INLINE V zero() { return _mm_setzero_pd(); }
-  static CR_INLINE V load(const double* p) { return _mm_load_pd(p); }
-  static CR_INLINE V loadu(const double* p) { return _mm_loadu_pd(p); }
-  static CR_INLINE void storeu(double* p, V v) { _mm_storeu_pd(p, v); }
-  static CR_INLINE V set1(double x) { return _mm_set1_pd(x); }
-  static CR_INLINE V fma(V a, V b, V c) { return _mm_add_pd(_mm_mul_pd(a, b), c); }
-  static CR_INLINE V add(V a, V b) { return _mm_add_pd(a, b); }
-};
+#define CR_SIMD_FMA(P, S, a, b, c) P##_add_##S(P##_mul_##S(a, b), c)
 #endif
+#if CR_ISA_LEVEL == 2
+CR_SIMD(float, __m512, _mm512, ps, 16, 12)
+CR_SIMD(double, __m512d, _mm512, pd, 8, 12)
+#elif CR_ISA_LEVEL == 1
+CR_SIMD(float, __m256, _mm256, ps, 8, 6)
+CR_SIMD(double, __m256d, _mm256, pd, 4, 6)
+#else
+CR_SIMD(float, __m128, _mm, ps, 4, 4)
+CR_SIMD(double, __m128d, _mm, pd, 2, 4)
+#endif
+#undef CR_SIMD
+#undef CR_SIMD_FMA
 
 // Blocking: KC deep slices (an A panel of MR x KC stays in L1 next to a B panel), NC wide B blocks (a packed
 // B block of KC x NC fits in L2).

@@ -114,35 +114,6 @@ void gather_typed(const View& x, int axis, const View& idx, T* out, bool shared)
   });
 }
 
-Err gather_impl(const View& x, int axis, const View& idx, const Out& out, bool shared) {
-  if (idx.dtype != I32) return "gather: indices must be int32";
-  if (out.dtype != x.dtype) return "gather: out must have the dtype of x";
-  if (x.ndim != idx.ndim || axis < 0 || axis >= (x.ndim > 0 ? x.ndim : 1)) return "gather: rank or axis mismatch";
-  if (x.ndim == 0) {  // gather on a scalar along "axis 0": the element itself
-    const int32_t v = static_cast<const int32_t*>(idx.data)[idx.offset];
-    if (v != 0) {  // the only index into a scalar
-      note_bad_index(v);
-      return nullptr;
-    }
-    switch (x.dtype) {
-      case F64: *static_cast<double*>(out.data) = static_cast<const double*>(x.data)[x.offset]; break;
-      case F32: *static_cast<float*>(out.data) = static_cast<const float*>(x.data)[x.offset]; break;
-      case I32: *static_cast<int32_t*>(out.data) = static_cast<const int32_t*>(x.data)[x.offset]; break;
-      default: *static_cast<uint8_t*>(out.data) = static_cast<const uint8_t*>(x.data)[x.offset]; break;
-    }
-    return nullptr;
-  }
-  for (int d = 0; d < x.ndim; d++)
-    if (d != axis && x.shape[d] != idx.shape[d]) return "gather: x and indices differ off the axis";
-  switch (x.dtype) {
-    case F64: gather_typed<uint64_t>(x, axis, idx, static_cast<uint64_t*>(out.data), shared); break;
-    case F32:
-    case I32: gather_typed<uint32_t>(x, axis, idx, static_cast<uint32_t*>(out.data), shared); break;
-    default: gather_typed<uint8_t>(x, axis, idx, static_cast<uint8_t*>(out.data), shared); break;
-  }
-  return nullptr;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // A is the accumulator element type: double for float (out may be a float64 staging copy), uint32 for int32.
 template <class TS, class A, bool Checked>
@@ -208,7 +179,38 @@ void scatter_typed(const View& src, int axis, const View& idx, A* acc, const i64
   else scatter_loop<TS, A, false>(src, axis, idx, acc, oshape);
 }
 
-Err scatter_impl(const View& src, int axis, const View& idx, const Out& out, const int64_t* oshape, bool shared) {
+}  // namespace
+
+Err gather(const View& x, int axis, const View& idx, const Out& out, int shared) {
+  if (idx.dtype != I32) return "gather: indices must be int32";
+  if (out.dtype != x.dtype) return "gather: out must have the dtype of x";
+  if (x.ndim != idx.ndim || axis < 0 || axis >= (x.ndim > 0 ? x.ndim : 1)) return "gather: rank or axis mismatch";
+  if (x.ndim == 0) {  // gather on a scalar along "axis 0": the element itself
+    const int32_t v = static_cast<const int32_t*>(idx.data)[idx.offset];
+    if (v != 0) {  // the only index into a scalar
+      note_bad_index(v);
+      return nullptr;
+    }
+    switch (x.dtype) {
+      case F64: *static_cast<double*>(out.data) = static_cast<const double*>(x.data)[x.offset]; break;
+      case F32: *static_cast<float*>(out.data) = static_cast<const float*>(x.data)[x.offset]; break;
+      case I32: *static_cast<int32_t*>(out.data) = static_cast<const int32_t*>(x.data)[x.offset]; break;
+      default: *static_cast<uint8_t*>(out.data) = static_cast<const uint8_t*>(x.data)[x.offset]; break;
+    }
+    return nullptr;
+  }
+  for (int d = 0; d < x.ndim; d++)
+    if (d != axis && x.shape[d] != idx.shape[d]) return "gather: x and indices differ off the axis";
+  switch (x.dtype) {
+    case F64: gather_typed<uint64_t>(x, axis, idx, static_cast<uint64_t*>(out.data), shared); break;
+    case F32:
+    case I32: gather_typed<uint32_t>(x, axis, idx, static_cast<uint32_t*>(out.data), shared); break;
+    default: gather_typed<uint8_t>(x, axis, idx, static_cast<uint8_t*>(out.data), shared); break;
+  }
+  return nullptr;
+}
+
+Err scatter_add(const View& src, int axis, const View& idx, const Out& out, const int64_t* oshape, int shared) {
   if (idx.dtype != I32) return "scatterAdd: indices must be int32";
   if (out.dtype != src.dtype) return "scatterAdd: out must have the dtype of src";
   const int nd = src.ndim;
@@ -218,12 +220,8 @@ Err scatter_impl(const View& src, int axis, const View& idx, const Out& out, con
     if (d != axis && oshape[d] != idx.shape[d]) return "scatterAdd: out and indices differ off the axis";
   }
   if (nd == 0) {  // a scalar scattered onto itself
-    View s1 = src, i1 = idx;
-    s1.ndim = i1.ndim = 1;
-    s1.shape[0] = i1.shape[0] = 1;
-    s1.strides[0] = i1.strides[0] = 0;
     const int64_t one = 1;
-    return scatter_impl(s1, 0, i1, out, &one, shared);
+    return scatter_add(at_least_1d(src), 0, at_least_1d(idx), out, &one, shared);
   }
   if (!shared && !indices_in_range(idx, (uint64_t)oshape[axis])) return nullptr;  // nothing written
   const i64 osize = shape_size(nd, oshape);
@@ -249,15 +247,6 @@ Err scatter_impl(const View& src, int axis, const View& idx, const Out& out, con
     default: scatter_typed<uint8_t, uint8_t>(src, axis, idx, static_cast<uint8_t*>(out.data), oshape, shared); break;
   }
   return nullptr;
-}
-
-}  // namespace
-
-Err gather(const View& x, int axis, const View& idx, const Out& out, int shared) {
-  return gather_impl(x, axis, idx, out, shared != 0);
-}
-Err scatter_add(const View& src, int axis, const View& idx, const Out& out, const int64_t* shape, int shared) {
-  return scatter_impl(src, axis, idx, out, shape, shared != 0);
 }
 
 }  // namespace CR_ISA_NS

@@ -18,6 +18,17 @@ CR_INLINE void contiguous_strides(int nd, const i64* shape, i64* st) {
   }
 }
 
+// A rank-0 view as a row of one along "its" axis 0 (extent 1, stride 0); any other view as it is.
+CR_INLINE View at_least_1d(const View& x) {
+  View v = x;
+  if (v.ndim == 0) {
+    v.ndim = 1;
+    v.shape[0] = 1;
+    v.strides[0] = 0;
+  }
+  return v;
+}
+
 CR_INLINE i64 shape_size(int nd, const i64* shape) {
   i64 n = 1;
   for (int d = 0; d < nd; d++) n *= shape[d];

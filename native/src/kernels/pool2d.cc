@@ -216,39 +216,6 @@ void pool_typed(int kind, const View& x, T* out_t, int32_t* out_i, const PoolGeo
   });
 }
 
-Err pool_impl(int kind, const View& x, const Out& out, const int64_t* shape, const PoolParams& pp) {
-  if (x.ndim != 4) return "pool2d: input must have rank 4";
-  if (kind < 0 || kind > 3) return "pool2d: unknown kind";
-  // Input and output geometry: for the backward pass x is dy and `shape` is the input's.
-  const i64* in = kind == 3 ? shape : x.shape;
-  const i64* os = kind == 3 ? x.shape : shape;
-  PoolGeo g;
-  g.planes = in[0] * in[1];
-  g.C = in[1];
-  g.H = in[2], g.W = in[3], g.OH = os[2], g.OW = os[3];
-  g.kh = pp.kh, g.kw = pp.kw, g.sh = pp.sh, g.sw = pp.sw, g.ph = pp.ph, g.pw = pp.pw;
-  if (in[0] != os[0] || in[1] != os[1] || g.sh < 1 || g.sw < 1) return "pool2d: inconsistent shapes";
-  if (g.kh < 1 || g.kw < 1 || g.ph < 0 || g.pw < 0) return "pool2d: invalid pooling parameters";
-  // The output must be exactly the pooled shape of the input: the kernels derive window positions from it.
-  // (Parameters are at most 2^31 and extents 2^53, so these sums cannot overflow.)
-  const i64 eh = g.H + 2 * g.ph - g.kh, ew = g.W + 2 * g.pw - g.kw;
-  if (g.OH != (eh >= 0 ? eh / g.sh + 1 : 0) || g.OW != (ew >= 0 ? ew / g.sw + 1 : 0))
-    return "pool2d: the output is not the pooled shape of the input";
-  if (kind == 1 && out.dtype != I32) return "maxPool2dArgmax: out must be int32";
-  // In-plane indices (argmax outputs, the interior tables) are int32.
-  if (kind <= 1 && g.H * g.W > INT32_MAX) return "maxPool2d: an input plane has more than 2^31 - 1 elements";
-  if (kind != 1 && out.dtype != x.dtype) return "pool2d: out must have the dtype of x";
-  if (g.planes == 0 || shape[2] * shape[3] == 0) return nullptr;
-  int32_t* oi = static_cast<int32_t*>(out.data);
-  switch (x.dtype) {
-    case F32: pool_typed<float>(kind, x, static_cast<float*>(out.data), oi, g); break;
-    case F64: pool_typed<double>(kind, x, static_cast<double*>(out.data), oi, g); break;
-    case I32: pool_typed<int32_t>(kind, x, static_cast<int32_t*>(out.data), oi, g); break;
-    default: pool_typed<uint8_t>(kind, x, static_cast<uint8_t*>(out.data), oi, g); break;
-  }
-  return nullptr;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Transpose of max pooling at x: dx[argmax of window (oh, ow)] += dy[oh, ow], every other position 0.
 //
@@ -612,7 +579,42 @@ void max_back_typed(const View& x, const View& dy, T* out, const PoolGeo& g) {
   });
 }
 
-Err max_back_impl(const View& x, const View& dy, const Out& out, const PoolParams& pp) {
+}  // namespace
+
+Err pool2d(int kind, const View& x, const Out& out, const int64_t* shape, const PoolParams& pp) {
+  if (x.ndim != 4) return "pool2d: input must have rank 4";
+  if (kind < 0 || kind > 3) return "pool2d: unknown kind";
+  // Input and output geometry: for the backward pass x is dy and `shape` is the input's.
+  const i64* in = kind == 3 ? shape : x.shape;
+  const i64* os = kind == 3 ? x.shape : shape;
+  PoolGeo g;
+  g.planes = in[0] * in[1];
+  g.C = in[1];
+  g.H = in[2], g.W = in[3], g.OH = os[2], g.OW = os[3];
+  g.kh = pp.kh, g.kw = pp.kw, g.sh = pp.sh, g.sw = pp.sw, g.ph = pp.ph, g.pw = pp.pw;
+  if (in[0] != os[0] || in[1] != os[1] || g.sh < 1 || g.sw < 1) return "pool2d: inconsistent shapes";
+  if (g.kh < 1 || g.kw < 1 || g.ph < 0 || g.pw < 0) return "pool2d: invalid pooling parameters";
+  // The output must be exactly the pooled shape of the input: the kernels derive window positions from it.
+  // (Parameters are at most 2^31 and extents 2^53, so these sums cannot overflow.)
+  const i64 eh = g.H + 2 * g.ph - g.kh, ew = g.W + 2 * g.pw - g.kw;
+  if (g.OH != (eh >= 0 ? eh / g.sh + 1 : 0) || g.OW != (ew >= 0 ? ew / g.sw + 1 : 0))
+    return "pool2d: the output is not the pooled shape of the input";
+  if (kind == 1 && out.dtype != I32) return "maxPool2dArgmax: out must be int32";
+  // In-plane indices (argmax outputs, the interior tables) are int32.
+  if (kind <= 1 && g.H * g.W > INT32_MAX) return "maxPool2d: an input plane has more than 2^31 - 1 elements";
+  if (kind != 1 && out.dtype != x.dtype) return "pool2d: out must have the dtype of x";
+  if (g.planes == 0 || shape[2] * shape[3] == 0) return nullptr;
+  int32_t* oi = static_cast<int32_t*>(out.data);
+  switch (x.dtype) {
+    case F32: pool_typed<float>(kind, x, static_cast<float*>(out.data), oi, g); break;
+    case F64: pool_typed<double>(kind, x, static_cast<double*>(out.data), oi, g); break;
+    case I32: pool_typed<int32_t>(kind, x, static_cast<int32_t*>(out.data), oi, g); break;
+    default: pool_typed<uint8_t>(kind, x, static_cast<uint8_t*>(out.data), oi, g); break;
+  }
+  return nullptr;
+}
+
+Err max_pool2d_backward(const View& x, const View& dy, const Out& out, const PoolParams& pp) {
   if (x.ndim != 4 || dy.ndim != 4) return "maxPool2dBackward: x and dy must have rank 4";
   if (x.dtype != dy.dtype || out.dtype != x.dtype) return "maxPool2dBackward: x, dy and out must share a dtype";
   if (x.dtype == BOOL) return "maxPool2dBackward: bool is not supported";
@@ -641,16 +643,6 @@ Err max_back_impl(const View& x, const View& dy, const Out& out, const PoolParam
     default: max_back_typed<int32_t>(x, dy, static_cast<int32_t*>(out.data), g); break;
   }
   return nullptr;
-}
-
-}  // namespace
-
-Err pool2d(int kind, const View& x, const Out& out, const int64_t* shape, const PoolParams& pp) {
-  return pool_impl(kind, x, out, shape, pp);
-}
-
-Err max_pool2d_backward(const View& x, const View& dy, const Out& out, const PoolParams& pp) {
-  return max_back_impl(x, dy, out, pp);
 }
 
 }  // namespace CR_ISA_NS

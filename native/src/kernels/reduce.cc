@@ -214,37 +214,6 @@ void reduce_op(int op, const View& x, const Split& sp, T* out) {
   }
 }
 
-Err reduce_impl(int op, const View& x, int naxes, const int64_t* axes, const Out& out) {
-  if (op < R_SUM || op > R_MIN) return "reduce: unknown op";
-  if (x.dtype != out.dtype) return "reduce: out must have the dtype of x";
-  bool reduced[kMaxDims] = {false};
-  View v = x;
-  if (v.ndim == 0 && naxes > 0) {  // a scalar reduced over "its" axis 0 is itself
-    v.ndim = 1;
-    v.shape[0] = 1;
-    v.strides[0] = 0;
-  }
-  for (int i = 0; i < naxes; i++) {
-    if (axes[i] < 0 || axes[i] >= v.ndim || reduced[axes[i]]) return "reduce: invalid axes";
-    reduced[axes[i]] = true;
-  }
-  Split sp;
-  split_axes(v, reduced, sp);
-  if (sp.K == 0) return nullptr;
-  if (sp.R == 0 && (op == R_MAX || op == R_MIN) && (x.dtype == I32 || x.dtype == BOOL)) {
-    // Never requested by the library; match the js backend (+-Infinity stored into an integer array is 0).
-    std::memset(out.data, 0, (size_t)sp.K * (x.dtype == I32 ? 4 : 1));
-    return nullptr;
-  }
-  switch (x.dtype) {
-    case F32: reduce_op<float>(op, v, sp, static_cast<float*>(out.data)); break;
-    case F64: reduce_op<double>(op, v, sp, static_cast<double*>(out.data)); break;
-    case I32: reduce_op<int32_t>(op, v, sp, static_cast<int32_t*>(out.data)); break;
-    default: reduce_op<uint8_t>(op, v, sp, static_cast<uint8_t*>(out.data)); break;
-  }
-  return nullptr;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // arg_reduce: index of the first max (min) along one axis; a NaN wins at once.
 template <class T, bool MIN>
@@ -370,35 +339,6 @@ void arg_typed(const View& x, const Split& sp, int32_t* out) {
   });
 }
 
-Err arg_reduce_impl(int is_min, const View& x, int axis, const Out& out) {
-  if (out.dtype != I32) return "argReduce: out must be int32";
-  View v = x;
-  if (v.ndim == 0) {
-    v.ndim = 1;
-    v.shape[0] = 1;
-    v.strides[0] = 0;
-  }
-  if (axis < 0 || axis >= v.ndim) return "argReduce: invalid axis";
-  if (v.shape[axis] > INT32_MAX) return "argReduce: the axis has more than 2^31 - 1 elements (int32 indices)";
-  bool reduced[kMaxDims] = {false};
-  reduced[axis] = true;
-  Split sp;
-  split_axes(v, reduced, sp);
-  if (sp.K == 0) return nullptr;
-  int32_t* o = static_cast<int32_t*>(out.data);
-  if (sp.R == 0) {
-    for (i64 i = 0; i < sp.K; i++) o[i] = 0;
-    return nullptr;
-  }
-  switch (x.dtype) {
-    case F32: is_min ? arg_typed<float, true>(v, sp, o) : arg_typed<float, false>(v, sp, o); break;
-    case F64: is_min ? arg_typed<double, true>(v, sp, o) : arg_typed<double, false>(v, sp, o); break;
-    case I32: is_min ? arg_typed<int32_t, true>(v, sp, o) : arg_typed<int32_t, false>(v, sp, o); break;
-    default: is_min ? arg_typed<uint8_t, true>(v, sp, o) : arg_typed<uint8_t, false>(v, sp, o); break;
-  }
-  return nullptr;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // cumsum along one axis. The running sum is float64 for float outputs (stored, rounded, at every step) and
 // wraps for int32, like the js backend; any input dtype is read as a number.
@@ -470,13 +410,60 @@ Err cumsum_from(const View& x, const Split& sp, i64 os, bool rev, const Out& out
   return nullptr;
 }
 
-Err cumsum_impl(const View& x, int axis, int reverse, const Out& out) {
-  View v = x;
-  if (v.ndim == 0) {
-    v.ndim = 1;
-    v.shape[0] = 1;
-    v.strides[0] = 0;
+}  // namespace
+
+Err reduce(int op, const View& x, int naxes, const int64_t* axes, const Out& out) {
+  if (op < R_SUM || op > R_MIN) return "reduce: unknown op";
+  if (x.dtype != out.dtype) return "reduce: out must have the dtype of x";
+  bool reduced[kMaxDims] = {false};
+  const View v = naxes > 0 ? at_least_1d(x) : x;  // a scalar reduced over "its" axis 0 is itself
+  for (int i = 0; i < naxes; i++) {
+    if (axes[i] < 0 || axes[i] >= v.ndim || reduced[axes[i]]) return "reduce: invalid axes";
+    reduced[axes[i]] = true;
   }
+  Split sp;
+  split_axes(v, reduced, sp);
+  if (sp.K == 0) return nullptr;
+  if (sp.R == 0 && (op == R_MAX || op == R_MIN) && (x.dtype == I32 || x.dtype == BOOL)) {
+    // Never requested by the library; match the js backend (+-Infinity stored into an integer array is 0).
+    std::memset(out.data, 0, (size_t)sp.K * (x.dtype == I32 ? 4 : 1));
+    return nullptr;
+  }
+  switch (x.dtype) {
+    case F32: reduce_op<float>(op, v, sp, static_cast<float*>(out.data)); break;
+    case F64: reduce_op<double>(op, v, sp, static_cast<double*>(out.data)); break;
+    case I32: reduce_op<int32_t>(op, v, sp, static_cast<int32_t*>(out.data)); break;
+    default: reduce_op<uint8_t>(op, v, sp, static_cast<uint8_t*>(out.data)); break;
+  }
+  return nullptr;
+}
+
+Err arg_reduce(int is_min, const View& x, int axis, const Out& out) {
+  if (out.dtype != I32) return "argReduce: out must be int32";
+  const View v = at_least_1d(x);
+  if (axis < 0 || axis >= v.ndim) return "argReduce: invalid axis";
+  if (v.shape[axis] > INT32_MAX) return "argReduce: the axis has more than 2^31 - 1 elements (int32 indices)";
+  bool reduced[kMaxDims] = {false};
+  reduced[axis] = true;
+  Split sp;
+  split_axes(v, reduced, sp);
+  if (sp.K == 0) return nullptr;
+  int32_t* o = static_cast<int32_t*>(out.data);
+  if (sp.R == 0) {
+    for (i64 i = 0; i < sp.K; i++) o[i] = 0;
+    return nullptr;
+  }
+  switch (x.dtype) {
+    case F32: is_min ? arg_typed<float, true>(v, sp, o) : arg_typed<float, false>(v, sp, o); break;
+    case F64: is_min ? arg_typed<double, true>(v, sp, o) : arg_typed<double, false>(v, sp, o); break;
+    case I32: is_min ? arg_typed<int32_t, true>(v, sp, o) : arg_typed<int32_t, false>(v, sp, o); break;
+    default: is_min ? arg_typed<uint8_t, true>(v, sp, o) : arg_typed<uint8_t, false>(v, sp, o); break;
+  }
+  return nullptr;
+}
+
+Err cumsum(const View& x, int axis, int reverse, const Out& out) {
+  const View v = at_least_1d(x);
   if (axis < 0 || axis >= v.ndim) return "cumsum: invalid axis";
   bool reduced[kMaxDims] = {false};
   reduced[axis] = true;
@@ -494,14 +481,6 @@ Err cumsum_impl(const View& x, int axis, int reverse, const Out& out) {
     default: return cumsum_from<uint8_t>(v, sp, os, reverse, out);
   }
 }
-
-}  // namespace
-
-Err reduce(int op, const View& x, int naxes, const int64_t* axes, const Out& out) {
-  return reduce_impl(op, x, naxes, axes, out);
-}
-Err arg_reduce(int is_min, const View& x, int axis, const Out& out) { return arg_reduce_impl(is_min, x, axis, out); }
-Err cumsum(const View& x, int axis, int reverse, const Out& out) { return cumsum_impl(x, axis, reverse, out); }
 
 }  // namespace CR_ISA_NS
 }  // namespace cr

@@ -49,19 +49,25 @@ CR_INLINE T row_max(const T* x, i64 r) {
   return m;
 }
 
-// float64 sum of a unit-stride row in 16 independent lanes (the order depends on the row length alone).
-template <class T>
-CR_INLINE double row_sum(const T* __restrict x, i64 r) {
+// float64 sum of term(i) over a row of r in 16 independent lanes (the order depends on the row length alone).
+template <class F>
+CR_INLINE double lanes_sum(i64 r, F term) {
   constexpr int L = 16;
   double sv[L];
   for (int l = 0; l < L; l++) sv[l] = 0;
   i64 i = 0;
   for (; i + L <= r; i += L)
-    for (int l = 0; l < L; l++) sv[l] += (double)x[i + l];
+    for (int l = 0; l < L; l++) sv[l] += term(i + l);
   double s = 0;
   for (int l = 0; l < L; l++) s += sv[l];
-  for (; i < r; i++) s += (double)x[i];
+  for (; i < r; i++) s += term(i);
   return s;
+}
+
+// float64 sum of a unit-stride row.
+template <class T>
+CR_INLINE double row_sum(const T* __restrict x, i64 r) {
+  return lanes_sum(r, [&](i64 i) { return (double)x[i]; });
 }
 
 // One row at unit stride in x and out. exp(x - m) goes to out first (a plain map the compiler vectorises),
@@ -190,19 +196,10 @@ void softmax_typed(const View& x, int axis, T* out) {
 // stride in y, c and out run vector loops; others are gathered into contiguous scratch rows (c is often a
 // stride-0 broadcast, the gradient of a sum).
 
-// float64 sum of c[i] * y[i] in 16 independent lanes.
+// float64 sum of c[i] * y[i].
 template <class T>
 CR_INLINE double row_dot(const T* __restrict c, const T* __restrict y, i64 r) {
-  constexpr int L = 16;
-  double sv[L];
-  for (int l = 0; l < L; l++) sv[l] = 0;
-  i64 i = 0;
-  for (; i + L <= r; i += L)
-    for (int l = 0; l < L; l++) sv[l] += (double)c[i + l] * (double)y[i + l];
-  double s = 0;
-  for (int l = 0; l < L; l++) s += sv[l];
-  for (; i < r; i++) s += (double)c[i] * (double)y[i];
-  return s;
+  return lanes_sum(r, [&](i64 i) { return (double)c[i] * (double)y[i]; });
 }
 
 template <class T, bool LOG>
@@ -268,12 +265,7 @@ void softmax_backward_typed(const View& y, const View& c, int axis, T* out) {
 
 Err softmax(int log, const View& x, int axis, const Out& out) {
   if (x.dtype != out.dtype) return "softmax: out must have the dtype of x";
-  View v = x;
-  if (v.ndim == 0) {  // a scalar is a row of one along "its" axis 0
-    v.ndim = 1;
-    v.shape[0] = 1;
-    v.strides[0] = 0;
-  }
+  const View v = at_least_1d(x);  // a scalar is a row of one along "its" axis 0
   if (axis < 0 || axis >= v.ndim) return "softmax: invalid axis";
   if (v.dtype == F32) {
     float* o = static_cast<float*>(out.data);
@@ -287,23 +279,12 @@ Err softmax(int log, const View& x, int axis, const Out& out) {
   return nullptr;
 }
 
-}  // namespace CR_ISA_NS
-}  // namespace cr
-
-namespace cr {
-namespace CR_ISA_NS {
-
 Err softmax_backward(int log, const View& y, const View& c, int axis, const Out& out) {
   if (y.dtype != out.dtype || c.dtype != out.dtype) return "softmaxBackward: y, ct and out must share a dtype";
   if (c.ndim != y.ndim) return "softmaxBackward: y and ct ranks differ";
   for (int d = 0; d < y.ndim; d++)
     if (c.shape[d] != y.shape[d]) return "softmaxBackward: y and ct shapes differ";
-  View vy = y, vc = c;
-  if (vy.ndim == 0) {
-    vy.ndim = vc.ndim = 1;
-    vy.shape[0] = vc.shape[0] = 1;
-    vy.strides[0] = vc.strides[0] = 0;
-  }
+  const View vy = at_least_1d(y), vc = at_least_1d(c);
   if (axis < 0 || axis >= vy.ndim) return "softmaxBackward: invalid axis";
   if (vy.dtype == F32) {
     float* o = static_cast<float*>(out.data);

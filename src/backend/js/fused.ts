@@ -17,7 +17,7 @@ import { isContiguous, sizeOf } from "../../shape.ts";
 import type { BinaryOp, FusedProgram, UnaryOp, View } from "../backend.ts";
 import { checkFusedArgs, fusedShape } from "../fused.ts";
 import { BINARY, UNARY } from "./elementwise.ts";
-import { contiguousData } from "./strided.ts";
+import { type Coalesced, coalesceAxes, contiguousData } from "./strided.ts";
 
 /** Expressions of the ops written inline (the same arithmetic, or the same Math function, as UNARY/BINARY). */
 const INLINE_UNARY: Partial<Record<UnaryOp, (a: string) => string>> = {
@@ -212,31 +212,14 @@ function isBroadcastScalar(v: View): boolean {
   return true;
 }
 
-/**
- * Coalesce the iteration space of the inputs (output row-major): drop size-1 axes, merge an axis into the next
- * inner one when every input steps over it contiguously. At least one axis (a 0-d space becomes [1]).
- */
-function coalesce(shape: readonly number[], strides: readonly (readonly number[])[]) {
-  const outShape: number[] = [];
-  const outStrides: number[][] = strides.map(() => []);
-  for (let i = shape.length - 1; i >= 0; i--) {
-    const d = shape[i];
-    if (d === 1) continue;
-    const l = outShape.length - 1;
-    if (l >= 0 && strides.every((st, k) => st[i] === outStrides[k][l] * outShape[l])) {
-      outShape[l] *= d;
-      continue;
-    }
-    outShape.push(d);
-    for (let k = 0; k < strides.length; k++) outStrides[k].push(strides[k][i]);
+/** The iteration space of the inputs (output row-major) coalesced, with at least one axis (0-d: [1]). */
+function coalesce(shape: readonly number[], strides: readonly (readonly number[])[]): Coalesced {
+  const g = coalesceAxes(shape, strides);
+  if (g.shape.length === 0) {
+    g.shape.push(1);
+    for (const st of g.strides) st.push(0);
   }
-  if (outShape.length === 0) {
-    outShape.push(1);
-    for (const st of outStrides) st.push(0);
-  }
-  outShape.reverse();
-  for (const st of outStrides) st.reverse();
-  return { shape: outShape, strides: outStrides };
+  return g;
 }
 
 /**

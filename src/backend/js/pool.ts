@@ -8,10 +8,11 @@
  */
 import type { TypedArray } from "../../dtype.ts";
 import { internal } from "../../errors.ts";
+import { fmtShape } from "../../shape.ts";
 import type { Pool2dParams, View } from "../backend.ts";
 import { assertOutSize, contiguousData } from "./strided.ts";
 
-interface PoolDims {
+export interface PoolDims {
   planes: number; // N * C
   h: number;
   w: number;
@@ -19,17 +20,40 @@ interface PoolDims {
   ow: number;
 }
 
-function dims(op: string, xs: readonly number[], ys: readonly number[], p: Pool2dParams): PoolDims {
-  const s = (a: readonly number[]) => `[${a.join(", ")}]`;
+/** The sizes of a pooling of input shape xs into output shape ys, checked (the backends share the check). */
+export function poolDims(
+  op: string,
+  xs: readonly number[],
+  ys: readonly number[],
+  p: Pool2dParams,
+): PoolDims {
   if (xs.length !== 4 || ys.length !== 4 || xs[0] !== ys[0] || xs[1] !== ys[1]) {
-    throw internal(`${op}: inconsistent input ${s(xs)} and output ${s(ys)}`);
+    throw internal(`${op}: inconsistent input ${fmtShape(xs)} and output ${fmtShape(ys)}`);
   }
   const ohExpect = Math.floor((xs[2] + 2 * p.padding[0] - p.kernel[0]) / p.stride[0]) + 1;
   const owExpect = Math.floor((xs[3] + 2 * p.padding[1] - p.kernel[1]) / p.stride[1]) + 1;
   if (ys[2] !== Math.max(ohExpect, 0) || ys[3] !== Math.max(owExpect, 0)) {
-    throw internal(`${op}: output ${s(ys)} does not match input ${s(xs)} with kernel ${s(p.kernel)}`);
+    throw internal(
+      `${op}: output ${fmtShape(ys)} does not match input ${fmtShape(xs)} with kernel ${fmtShape(p.kernel)}`,
+    );
   }
   return { planes: xs[0] * xs[1], h: xs[2], w: xs[3], oh: ys[2], ow: ys[3] };
+}
+
+/** poolDims of maxPool2dBackward (x -> dy), whose output must have x's shape. */
+export function maxPoolBackwardDims(
+  x: View,
+  dy: View,
+  outShape: readonly number[],
+  p: Pool2dParams,
+): PoolDims {
+  const d = poolDims("maxPool2dBackward", x.shape, dy.shape, p);
+  if (outShape.length !== 4 || outShape.some((v, i) => v !== x.shape[i])) {
+    throw internal(
+      `maxPool2dBackward: output ${fmtShape(outShape)} is not the input's shape ${fmtShape(x.shape)}`,
+    );
+  }
+  return d;
 }
 
 /**
@@ -73,7 +97,7 @@ function windowArgmax(X: TypedArray, d: PoolDims, p: Pool2dParams, out: TypedArr
 
 /** Max pooling: x [N, C, H, W] -> out [N, C, OH, OW]; NaN propagates; padding is -Infinity. */
 export function maxPool2d(x: View, out: TypedArray, outShape: readonly number[], p: Pool2dParams): void {
-  const d = dims("maxPool2d", x.shape, outShape, p);
+  const d = poolDims("maxPool2d", x.shape, outShape, p);
   const size = d.planes * d.oh * d.ow;
   assertOutSize("maxPool2d", out, size);
   const X = contiguousData(x);
@@ -93,7 +117,7 @@ export function maxPool2dArgmax(
   outShape: readonly number[],
   p: Pool2dParams,
 ): void {
-  const d = dims("maxPool2dArgmax", x.shape, outShape, p);
+  const d = poolDims("maxPool2dArgmax", x.shape, outShape, p);
   assertOutSize("maxPool2dArgmax", out, d.planes * d.oh * d.ow);
   windowArgmax(contiguousData(x), d, p, out);
 }
@@ -111,12 +135,7 @@ export function maxPool2dBackward(
   outShape: readonly number[],
   p: Pool2dParams,
 ): void {
-  const d = dims("maxPool2dBackward", x.shape, dy.shape, p);
-  if (outShape.length !== 4 || outShape.some((v, i) => v !== x.shape[i])) {
-    throw internal(
-      `maxPool2dBackward: output [${outShape.join(", ")}] is not the input's shape [${x.shape.join(", ")}]`,
-    );
-  }
+  const d = maxPoolBackwardDims(x, dy, outShape, p);
   const size = d.planes * d.h * d.w;
   assertOutSize("maxPool2dBackward", out, size);
   const nOut = d.planes * d.oh * d.ow;
@@ -134,7 +153,7 @@ export function maxPool2dBackward(
 
 /** Average pooling: out = (sum of the window's in-image elements) / (kh * kw). */
 export function avgPool2d(x: View, out: TypedArray, outShape: readonly number[], p: Pool2dParams): void {
-  const d = dims("avgPool2d", x.shape, outShape, p);
+  const d = poolDims("avgPool2d", x.shape, outShape, p);
   assertOutSize("avgPool2d", out, d.planes * d.oh * d.ow);
   const X = contiguousData(x);
   const [kh, kw] = p.kernel;
@@ -171,7 +190,7 @@ export function avgPool2dBackward(
   outShape: readonly number[],
   p: Pool2dParams,
 ): void {
-  const d = dims("avgPool2dBackward", outShape, dy.shape, p);
+  const d = poolDims("avgPool2dBackward", outShape, dy.shape, p);
   const size = d.planes * d.h * d.w;
   assertOutSize("avgPool2dBackward", out, size);
   const DY = contiguousData(dy);

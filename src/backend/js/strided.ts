@@ -110,3 +110,33 @@ export function assertSameShape(op: string, a: readonly number[], b: readonly nu
 export function assertOutSize(op: string, out: TypedArray, n: number): void {
   if (out.length < n) throw internal(`${op}: output buffer has ${out.length} elements, expected ${n}`);
 }
+
+/** An iteration space after coalescing: its extents and each operand's strides along them. */
+export interface Coalesced {
+  shape: number[];
+  strides: number[][];
+}
+
+/**
+ * Coalesce the axes of an iteration space shared by several operands (element strides): drop size-1 axes
+ * and merge an axis into the next inner one when every operand steps over it contiguously
+ * (stride[i] = stride[i + 1] * shape[i + 1]). A space of no axis longer than 1 gives no axes.
+ */
+export function coalesceAxes(shape: readonly number[], strides: readonly (readonly number[])[]): Coalesced {
+  const outShape: number[] = [];
+  const outStrides: number[][] = strides.map(() => []);
+  for (let i = shape.length - 1; i >= 0; i--) {
+    const d = shape[i];
+    if (d === 1) continue;
+    const last = outShape.length - 1;
+    if (last >= 0 && strides.every((st, k) => st[i] === outStrides[k][last] * outShape[last])) {
+      outShape[last] *= d;
+      continue;
+    }
+    outShape.push(d);
+    for (let k = 0; k < strides.length; k++) outStrides[k].push(strides[k][i]);
+  }
+  outShape.reverse();
+  for (const st of outStrides) st.reverse();
+  return { shape: outShape, strides: outStrides };
+}

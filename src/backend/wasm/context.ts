@@ -12,7 +12,7 @@
 import { dtypeOfTyped, type TypedArray } from "../../dtype.ts";
 import { contiguousStrides, isContiguous, sizeOf } from "../../shape.ts";
 import type { View } from "../backend.ts";
-import { copyStrided } from "../js/strided.ts";
+import { type Coalesced, coalesceAxes, copyStrided } from "../js/strided.ts";
 import { elemSize, type Heap, viewAt } from "./heap.ts";
 import type { Kernels } from "./module.ts";
 import type { GemmPool } from "./threads.ts";
@@ -193,32 +193,13 @@ export function stageOut(c: Ctx, s: Scope, out: TypedArray, n: number): Output {
   };
 }
 
-/**
- * Coalesce the axes of an iteration space shared by several operands (element strides): drop size-1 axes
- * and merge an axis into the next inner one when every operand steps over it contiguously
- * (stride[i] = stride[i + 1] * shape[i + 1]). Null if the result still has more than MAX_DIMS axes.
- */
+/** coalesceAxes (js/strided.ts), or null if the result still has more than MAX_DIMS axes. */
 export function coalesce(
   shape: readonly number[],
   strides: readonly (readonly number[])[],
-): { shape: number[]; strides: number[][] } | null {
-  const outShape: number[] = [];
-  const outStrides: number[][] = strides.map(() => []);
-  for (let i = shape.length - 1; i >= 0; i--) {
-    const d = shape[i];
-    if (d === 1) continue;
-    const last = outShape.length - 1;
-    if (last >= 0 && strides.every((st, k) => st[i] === outStrides[k][last] * outShape[last])) {
-      outShape[last] *= d;
-      continue;
-    }
-    outShape.push(d);
-    for (let k = 0; k < strides.length; k++) outStrides[k].push(strides[k][i]);
-  }
-  if (outShape.length > MAX_DIMS) return null;
-  outShape.reverse();
-  for (const st of outStrides) st.reverse();
-  return { shape: outShape, strides: outStrides };
+): Coalesced | null {
+  const g = coalesceAxes(shape, strides);
+  return g.shape.length > MAX_DIMS ? null : g;
 }
 
 /** Write a walk descriptor: shape, then each operand's strides scaled to bytes (up to four operands). */
@@ -242,4 +223,14 @@ export function writeArgs(
 export function writeInts(c: Ctx, values: readonly number[]): number {
   c.heap.i32.set(values, c.args >> 2);
   return c.args;
+}
+
+/** Run `body` with a fresh scratch scope, popped when it returns or throws. */
+export function withScope<T>(c: Ctx, body: (s: Scope) => T): T {
+  const s = new Scope(c.heap);
+  try {
+    return body(s);
+  } finally {
+    s.release();
+  }
 }

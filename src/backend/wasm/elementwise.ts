@@ -7,7 +7,7 @@ import { type DType, dtypeOfTyped, type TypedArray } from "../../dtype.ts";
 import { contiguousStrides, isContiguous, sizeOf } from "../../shape.ts";
 import { BINARY_OPS, type BinaryOp, UNARY_OPS, type UnaryOp, type View } from "../backend.ts";
 import { assertOutSize, assertSameShape } from "../js/strided.ts";
-import { type Ctx, coalesce, copyRaw, Scope, span, stageIn, stageOut, writeArgs } from "./context.ts";
+import { coalesce, copyRaw, type Ctx, span, stageIn, stageOut, withScope, writeArgs } from "./context.ts";
 import { viewAt } from "./heap.ts";
 
 /**
@@ -60,8 +60,7 @@ export function unary(c: Ctx, op: UnaryOp, x: View, out: TypedArray): boolean {
   const n = sizeOf(x.shape);
   assertOutSize(op, out, n);
   if (n === 0) return true;
-  const s = new Scope(c.heap);
-  try {
+  return withScope(c, (s) => {
     const X = stageIn(c, s, x);
     const O = stageOut(c, s, out, n);
     const g = coalesce(x.shape, [X.strides, contiguousStrides(x.shape)]);
@@ -71,9 +70,7 @@ export function unary(c: Ctx, op: UnaryOp, x: View, out: TypedArray): boolean {
     c.k.unary(KIND[dt], UNARY_CODE.get(op)!, g.shape.length, c.args, X.ptr, O.ptr);
     O.finish();
     return true;
-  } finally {
-    s.release();
-  }
+  });
 }
 
 /** out = op(a, b) in wasm; false if (op, dtype) is not implemented there. */
@@ -84,8 +81,7 @@ export function binary(c: Ctx, op: BinaryOp, a: View, b: View, out: TypedArray):
   const n = sizeOf(a.shape);
   assertOutSize(op, out, n);
   if (n === 0) return true;
-  const s = new Scope(c.heap);
-  try {
+  return withScope(c, (s) => {
     const A = stageIn(c, s, a);
     const B = stageIn(c, s, b);
     const O = stageOut(c, s, out, n);
@@ -96,9 +92,7 @@ export function binary(c: Ctx, op: BinaryOp, a: View, b: View, out: TypedArray):
     c.k.binary(KIND[dt], BINARY_CODE.get(op)!, g.shape.length, c.args, A.ptr, B.ptr, O.ptr);
     O.finish();
     return true;
-  } finally {
-    s.release();
-  }
+  });
 }
 
 /** out = cond ? a : b in wasm; false unless a, b and out share a dtype and cond is bool. */
@@ -112,8 +106,7 @@ export function where(c: Ctx, cond: View, a: View, b: View, out: TypedArray): bo
   const n = sizeOf(cond.shape);
   assertOutSize("where", out, n);
   if (n === 0) return true;
-  const s = new Scope(c.heap);
-  try {
+  return withScope(c, (s) => {
     const C = stageIn(c, s, cond);
     const A = stageIn(c, s, a);
     const B = stageIn(c, s, b);
@@ -125,9 +118,7 @@ export function where(c: Ctx, cond: View, a: View, b: View, out: TypedArray): bo
     c.k.where(es, g.shape.length, c.args, C.ptr, A.ptr, B.ptr, O.ptr);
     O.finish();
     return true;
-  } finally {
-    s.release();
-  }
+  });
 }
 
 /** out = cast(x) to out's dtype, in wasm (every pair of dtypes). */
@@ -135,8 +126,7 @@ export function cast(c: Ctx, x: View, out: TypedArray): boolean {
   const n = sizeOf(x.shape);
   assertOutSize("cast", out, n);
   if (n === 0) return true;
-  const s = new Scope(c.heap);
-  try {
+  return withScope(c, (s) => {
     const X = stageIn(c, s, x);
     const O = stageOut(c, s, out, n);
     const g = coalesce(x.shape, [X.strides, contiguousStrides(x.shape)]);
@@ -145,9 +135,7 @@ export function cast(c: Ctx, x: View, out: TypedArray): boolean {
     c.k.cast(KIND[dtypeOfTyped(x.data)], KIND[dtypeOfTyped(out)], g.shape.length, c.args, X.ptr, O.ptr);
     O.finish();
     return true;
-  } finally {
-    s.release();
-  }
+  });
 }
 
 /**
@@ -169,15 +157,12 @@ export function copy(c: Ctx, src: View, dst: View): boolean {
   const len = hi - lo + 1;
   if (len > 2 * n + 4096) return false;
   const es = src.data.BYTES_PER_ELEMENT;
-  const s = new Scope(c.heap);
-  try {
+  return withScope(c, (s) => {
     const S = stageIn(c, s, src);
     // a private copy of the destination span (never shared with the source's, which may overlap it)
     const p = dstContiguous ? s.alloc(len * es) : s.copyIn(dst.data, lo, len, false);
     copyRaw(c, es, src.shape, S, { ptr: p + (dst.offset - lo) * es, strides: dst.strides });
     dst.data.set(viewAt(c.heap.buffer, dtypeOfTyped(dst.data), p, len), lo);
     return true;
-  } finally {
-    s.release();
-  }
+  });
 }

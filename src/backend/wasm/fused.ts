@@ -14,7 +14,7 @@ import type { TypedArray } from "../../dtype.ts";
 import { contiguousStrides, sizeOf } from "../../shape.ts";
 import type { FusedProgram, View } from "../backend.ts";
 import { checkFusedArgs, FUSED_BINARY, FUSED_CONST, FUSED_INPUT, FUSED_UNARY, fusedShape } from "../fused.ts";
-import { type Ctx, coalesce, Scope, stageIn, stageOut } from "./context.ts";
+import { coalesce, type Ctx, stageIn, stageOut, withScope } from "./context.ts";
 import { WASM_BINARY_OPS, WASM_UNARY_OPS } from "./elementwise.ts";
 import { viewAt } from "./heap.ts";
 
@@ -71,8 +71,7 @@ export function fused(
   const es = f32 ? 4 : 8;
   const vec = f32 ? VEC_F32 : VEC_F64;
   const outStrides = contiguousStrides(shape);
-  const s = new Scope(c.heap);
-  try {
+  return withScope(c, (s) => {
     // inputs: staged, classified
     const inKind: number[] = [];
     const inPtr: number[] = [];
@@ -181,7 +180,5 @@ export function fused(
     c.k.fused(f32 ? 0 : 1, m, desc, cur, n, tile);
     for (const o of staged) o.finish();
     return true;
-  } finally {
-    s.release();
-  }
+  });
 }

@@ -42,7 +42,7 @@
  * ```
  */
 import { allocTyped } from "../../dtype.ts";
-import type { Backend, BackendImpl } from "../backend.ts";
+import type { Backend, BackendImpl, KernelName } from "../backend.ts";
 import { completeBackend } from "../complete.ts";
 import { fusedByOps } from "../fused.ts";
 import { convEpilogue } from "../js/conv.ts";
@@ -67,6 +67,9 @@ import * as S from "./softmax.ts";
 import { defaultWorkers, GemmPool } from "./threads.ts";
 
 export type { HeapStats } from "./heap.ts";
+
+/** A kernel of the Backend interface by name (the optional ones included). */
+type Kernel<K extends KernelName | "fused"> = NonNullable<Backend[K]>;
 export type { WasmOptions } from "./module.ts";
 
 /** The wasm backend object, with its memory statistics. */
@@ -95,17 +98,6 @@ export interface WasmBackend extends Backend {
   stopThreads(): void;
 }
 
-/** Run `fast` (wasm); if it declines (false) or the heap is out of scratch, count it and run `slow` (js). */
-function run(counts: Map<string, number>, name: string, fast: () => boolean, slow: () => void): void {
-  try {
-    if (fast()) return;
-  } catch (e) {
-    if (!(e instanceof OutOfHeap)) throw e;
-  }
-  counts.set(name, (counts.get(name) ?? 0) + 1);
-  slow();
-}
-
 function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmBackend {
   const k = inst.kernels;
   const heap = new Heap(p.memory, p.shared, k.heapBase(), p.maxPages * 65536);
@@ -116,6 +108,26 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
   const pool = p.shared ? GemmPool.start(inst.module, p.memory, workers) : null;
   let c: Ctx = { k, heap, args, pool };
   const fallbacks = new Map<string, number>();
+  /**
+   * Kernel `name` running `fast` (wasm); if it declines (false) or the heap is out of scratch, the call is
+   * counted and `slow` runs (by default the js kernel of the same name).
+   */
+  function kernel<K extends KernelName | "fused">(
+    name: K,
+    fast: (...a: Parameters<Kernel<K>>) => boolean,
+    slow = js[name] as Kernel<K>,
+  ): Kernel<K> {
+    return ((...a: Parameters<Kernel<K>>) => {
+      try {
+        if (fast(...a)) return;
+      } catch (e) {
+        if (!(e instanceof OutOfHeap)) throw e;
+      }
+      fallbacks.set(name, (fallbacks.get(name) ?? 0) + 1);
+      (slow as (...a: Parameters<Kernel<K>>) => void)(...a);
+    }) as Kernel<K>;
+  }
+  const conv2d = kernel("conv2d", (x, w, out, outShape, p) => L.conv2d(c, x, w, out, outShape, p));
   // The kernels wasm implements; the registry's completeBackend adds the js kernels for the rest (gather,
   // argReduce, cumsum, biasAct, actGrad) and for op codes outside the module's lists.
   const impl: BackendImpl = {
@@ -124,142 +136,43 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
     alloc: allocTyped,
     unaryOps: E.WASM_UNARY_OPS,
     binaryOps: E.WASM_BINARY_OPS,
-    unary: (op, x, out) =>
-      run(
-        fallbacks,
-        "unary",
-        () => E.unary(c, op, x, out),
-        () => js.unary(op, x, out),
-      ),
-    binary: (op, a, b, out) =>
-      run(
-        fallbacks,
-        "binary",
-        () => E.binary(c, op, a, b, out),
-        () => js.binary(op, a, b, out),
-      ),
-    where: (cond, a, b, out) =>
-      run(
-        fallbacks,
-        "where",
-        () => E.where(c, cond, a, b, out),
-        () => js.where(cond, a, b, out),
-      ),
-    cast: (x, out) =>
-      run(
-        fallbacks,
-        "cast",
-        () => E.cast(c, x, out),
-        () => js.cast(x, out),
-      ),
-    copy: (src, dst) =>
-      run(
-        fallbacks,
-        "copy",
-        () => E.copy(c, src, dst),
-        () => js.copy(src, dst),
-      ),
-    reduce: (op, x, axes, out) =>
-      run(
-        fallbacks,
-        "reduce",
-        () => R.reduce(c, op, x, axes, out),
-        () => js.reduce(op, x, axes, out),
-      ),
-    dot: (a, b, out) =>
-      run(
-        fallbacks,
-        "dot",
-        () => L.dot(c, a, b, out),
-        () => js.dot(a, b, out),
-      ),
+    unary: kernel("unary", (op, x, out) => E.unary(c, op, x, out)),
+    binary: kernel("binary", (op, a, b, out) => E.binary(c, op, a, b, out)),
+    where: kernel("where", (cond, a, b, out) => E.where(c, cond, a, b, out)),
+    cast: kernel("cast", (x, out) => E.cast(c, x, out)),
+    copy: kernel("copy", (src, dst) => E.copy(c, src, dst)),
+    reduce: kernel("reduce", (op, x, axes, out) => R.reduce(c, op, x, axes, out)),
+    dot: kernel("dot", (a, b, out) => L.dot(c, a, b, out)),
     conv2d: (x, w, out, outShape, p, epilogue) => {
-      run(
-        fallbacks,
-        "conv2d",
-        () => L.conv2d(c, x, w, out, outShape, p),
-        () => js.conv2d(x, w, out, outShape, p),
-      );
+      conv2d(x, w, out, outShape, p);
       // the bias + activation epilogue runs the js kernels in place (storage is plain typed arrays)
       if (epilogue) convEpilogue(out, outShape, epilogue);
     },
-    conv2dBackInput: (dy, w, out, outShape, p) =>
-      run(
-        fallbacks,
-        "conv2dBackInput",
-        () => L.conv2dBackInput(c, dy, w, out, outShape, p),
-        () => js.conv2dBackInput(dy, w, out, outShape, p),
-      ),
-    conv2dBackWeight: (x, dy, out, outShape, p) =>
-      run(
-        fallbacks,
-        "conv2dBackWeight",
-        () => L.conv2dBackWeight(c, x, dy, out, outShape, p),
-        () => js.conv2dBackWeight(x, dy, out, outShape, p),
-      ),
-    maxPool2d: (x, out, outShape, p) =>
-      run(
-        fallbacks,
-        "maxPool2d",
-        () => R.pool(c, 0, x, out, outShape, p),
-        () => js.maxPool2d(x, out, outShape, p),
-      ),
-    maxPool2dArgmax: (x, out, outShape, p) =>
-      run(
-        fallbacks,
-        "maxPool2dArgmax",
-        () => R.pool(c, 1, x, out, outShape, p),
-        () => js.maxPool2dArgmax(x, out, outShape, p),
-      ),
-    maxPool2dBackward: (x, dy, out, outShape, p) =>
-      run(
-        fallbacks,
-        "maxPool2dBackward",
-        () => R.maxPoolBackward(c, x, dy, out, outShape, p),
-        () => js.maxPool2dBackward(x, dy, out, outShape, p),
-      ),
-    avgPool2d: (x, out, outShape, p) =>
-      run(
-        fallbacks,
-        "avgPool2d",
-        () => R.pool(c, 2, x, out, outShape, p),
-        () => js.avgPool2d(x, out, outShape, p),
-      ),
-    avgPool2dBackward: (dy, out, outShape, p) =>
-      run(
-        fallbacks,
-        "avgPool2dBackward",
-        () => R.avgPoolBackward(c, dy, out, outShape, p),
-        () => js.avgPool2dBackward(dy, out, outShape, p),
-      ),
-    scatterAdd: (src, axis, idx, out, outShape) =>
-      run(
-        fallbacks,
-        "scatterAdd",
-        () => X.scatterAdd(c, src, axis, idx, out, outShape),
-        () => js.scatterAdd(src, axis, idx, out, outShape),
-      ),
+    conv2dBackInput: kernel("conv2dBackInput", (dy, w, out, s, p) => L.conv2dBackInput(c, dy, w, out, s, p)),
+    conv2dBackWeight: kernel("conv2dBackWeight", (x, dy, out, s, p) =>
+      L.conv2dBackWeight(c, x, dy, out, s, p),
+    ),
+    maxPool2d: kernel("maxPool2d", (x, out, outShape, p) => R.pool(c, 0, x, out, outShape, p)),
+    maxPool2dArgmax: kernel("maxPool2dArgmax", (x, out, outShape, p) => R.pool(c, 1, x, out, outShape, p)),
+    maxPool2dBackward: kernel("maxPool2dBackward", (x, dy, out, s, p) =>
+      R.maxPoolBackward(c, x, dy, out, s, p),
+    ),
+    avgPool2d: kernel("avgPool2d", (x, out, outShape, p) => R.pool(c, 2, x, out, outShape, p)),
+    avgPool2dBackward: kernel("avgPool2dBackward", (dy, out, s, p) => R.avgPoolBackward(c, dy, out, s, p)),
+    scatterAdd: kernel("scatterAdd", (src, axis, idx, out, s) => X.scatterAdd(c, src, axis, idx, out, s)),
     // jit's fused chains: a tile interpreter; programs it declines run op by op through this backend's own
     // kernels (the same bits), not counted as fallbacks unless scratch ran out
-    fused: (prog, inputs, outs) =>
-      run(
-        fallbacks,
-        "fused",
-        () => {
-          if (!F.fused(c, prog, inputs, outs)) fusedByOps(backend, prog, inputs, outs);
-          return true;
-        },
-        () => fusedByOps(backend, prog, inputs, outs),
-      ),
+    fused: kernel(
+      "fused",
+      (prog, inputs, outs) => {
+        if (!F.fused(c, prog, inputs, outs)) fusedByOps(backend, prog, inputs, outs);
+        return true;
+      },
+      (prog, inputs, outs) => fusedByOps(backend, prog, inputs, outs),
+    ),
     softmax: (x, axis, log, out) => S.softmax(backend, x, axis, log, out),
     softmaxBackward: (y, ct, axis, log, out) => S.softmaxBackward(backend, y, ct, axis, log, out),
-    adamUpdate: (p, g, m, v, vmax, h) =>
-      run(
-        fallbacks,
-        "adamUpdate",
-        () => O.adamUpdate(c, p, g, m, v, vmax, h),
-        () => js.adamUpdate!(p, g, m, v, vmax, h),
-      ),
+    adamUpdate: kernel("adamUpdate", (p, g, m, v, vmax, h) => O.adamUpdate(c, p, g, m, v, vmax, h)),
   };
   const backend: WasmBackend = {
     ...completeBackend(impl),

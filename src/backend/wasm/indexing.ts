@@ -7,7 +7,7 @@
 import { dtypeOfTyped, type TypedArray } from "../../dtype.ts";
 import { sizeOf } from "../../shape.ts";
 import type { View } from "../backend.ts";
-import { type Ctx, Scope, stageContiguous } from "./context.ts";
+import { type Ctx, stageContiguous, withScope } from "./context.ts";
 import { KIND } from "./elementwise.ts";
 import { viewAt } from "./heap.ts";
 
@@ -41,8 +41,7 @@ export function scatterAdd(
   const size = outer * ao * inner;
   if (out.length < size) return false;
   if (sizeOf(idx.shape) === 0 || size === 0) return true;
-  const s = new Scope(c.heap);
-  try {
+  return withScope(c, (s) => {
     const S = stageContiguous(c, s, src);
     const I = stageContiguous(c, s, idx);
     const O = s.copyIn(out, 0, size, false); // accumulated into: its current contents count
@@ -50,7 +49,5 @@ export function scatterAdd(
     if (c.k.scatterAdd(KIND[dt], outer, ai, inner, ao, S, I, O, acc) === 0) return false;
     out.set(viewAt(c.heap.buffer, dt, O, size));
     return true;
-  } finally {
-    s.release();
-  }
+  });
 }

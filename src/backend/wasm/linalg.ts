@@ -13,14 +13,12 @@
  */
 import { dtypeOfTyped, type TypedArray } from "../../dtype.ts";
 import { internal } from "../../errors.ts";
-import { sizeOf } from "../../shape.ts";
+import { contiguousStrides, fmtShape, sizeOf } from "../../shape.ts";
 import type { Conv2dParams, View } from "../backend.ts";
 import { type ConvDims, convDims } from "../js/conv.ts";
 import { assertOutSize } from "../js/strided.ts";
-import { type Ctx, Scope, stageContiguous, stageIn, stageOut, writeInts } from "./context.ts";
+import { type Ctx, type Scope, stageContiguous, stageIn, stageOut, withScope, writeInts } from "./context.ts";
 import { splitGemm } from "./threads.ts";
-
-const fmt = (s: readonly number[]) => `[${s.join(", ")}]`;
 
 /** sgemm without its buffer arguments: (m, n, k, pa, rsa, csa, pb, rsb, csb, pc, ldc, accumulate). */
 type Gemm = (
@@ -52,26 +50,25 @@ export function dot(c: Ctx, a: View, b: View, out: TypedArray): boolean {
   }
   const ra = a.shape.length;
   if (ra < 2 || b.shape.length !== ra) {
-    throw internal(`dot: operand shapes ${fmt(a.shape)} and ${fmt(b.shape)}: rank < 2 or unequal`);
+    throw internal(`dot: operand shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)}: rank < 2 or unequal`);
   }
   const batchShape = a.shape.slice(0, ra - 2);
   for (let i = 0; i < ra - 2; i++) {
     if (a.shape[i] !== b.shape[i]) {
-      throw internal(`dot: batch dimensions of ${fmt(a.shape)} and ${fmt(b.shape)} differ`);
+      throw internal(`dot: batch dimensions of ${fmtShape(a.shape)} and ${fmtShape(b.shape)} differ`);
     }
   }
   const [m, k] = a.shape.slice(ra - 2);
   const n = b.shape[ra - 1];
   if (b.shape[ra - 2] !== k) {
     throw internal(
-      `dot: inner dimensions of ${fmt(a.shape)} and ${fmt(b.shape)} differ (${k} vs ${b.shape[ra - 2]})`,
+      `dot: inner dimensions of ${fmtShape(a.shape)} and ${fmtShape(b.shape)} differ (${k} vs ${b.shape[ra - 2]})`,
     );
   }
   const batch = sizeOf(batchShape);
   assertOutSize("dot", out, batch * m * n);
   if (batch * m * n === 0) return true;
-  const s = new Scope(c.heap);
-  try {
+  return withScope(c, (s) => {
     const es = out.BYTES_PER_ELEMENT;
     const O = stageOut(c, s, out, batch * m * n);
     let A = { ptr: 0, strides: a.strides as readonly number[] };
@@ -80,7 +77,7 @@ export function dot(c: Ctx, a: View, b: View, out: TypedArray): boolean {
       A = stageIn(c, s, a);
       if (dt === "float64" && b.strides[ra - 1] !== 1 && n > 1) {
         // dgemm wants contiguous rows of B: a row-major copy
-        B = { ptr: stageContiguous(c, s, b), strides: contiguousRowMajor(b.shape) };
+        B = { ptr: stageContiguous(c, s, b), strides: contiguousStrides(b.shape) };
       } else {
         B = stageIn(c, s, b);
       }
@@ -108,22 +105,9 @@ export function dot(c: Ctx, a: View, b: View, out: TypedArray): boolean {
     }
     O.finish();
     return true;
-  } finally {
-    s.release();
-  }
+  });
 }
 
-function contiguousRowMajor(shape: readonly number[]): number[] {
-  const st = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    st[i] = acc;
-    acc *= shape[i];
-  }
-  return st;
-}
-
-/** Sizes of one convolution (checked like the js backend). */
 /** The im2col geometry descriptor [Cg, H, W, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw]. */
 function geometry(d: ConvDims, p: Conv2dParams): number[] {
   return [d.cg, d.h, d.w, d.kh, d.kw, d.oh, d.ow, ...p.stride, ...p.padding, ...p.dilation];
@@ -161,8 +145,7 @@ export function conv2d(
   if (size === 0) return true;
   const K = d.cg * d.kh * d.kw;
   const P = d.oh * d.ow;
-  const s = new Scope(c.heap);
-  try {
+  return withScope(c, (s) => {
     const O = stageOut(c, s, out, size);
     if (K === 0) {
       c.k.zero(O.ptr, size * 4);
@@ -185,9 +168,7 @@ export function conv2d(
     }
     O.finish();
     return true;
-  } finally {
-    s.release();
-  }
+  });
 }
 
 /** Gradient of conv2d with respect to x, in wasm (float32 only). */
@@ -206,8 +187,7 @@ export function conv2dBackInput(
   if (size === 0) return true;
   const K = d.cg * d.kh * d.kw;
   const P = d.oh * d.ow;
-  const s = new Scope(c.heap);
-  try {
+  return withScope(c, (s) => {
     const O = stageOut(c, s, out, size);
     const direct = isPointwise(d, p);
     const work = K > 0 && P > 0 && d.og > 0;
@@ -232,9 +212,7 @@ export function conv2dBackInput(
     }
     O.finish();
     return true;
-  } finally {
-    s.release();
-  }
+  });
 }
 
 /** Gradient of conv2d with respect to w, in wasm (float32 only). */
@@ -253,8 +231,7 @@ export function conv2dBackWeight(
   assertOutSize("conv2dBackWeight", out, size);
   if (size === 0) return true;
   const P = d.oh * d.ow;
-  const s = new Scope(c.heap);
-  try {
+  return withScope(c, (s) => {
     const O = stageOut(c, s, out, size);
     if (d.n === 0 || P === 0) {
       c.k.zero(O.ptr, size * 4);
@@ -278,7 +255,5 @@ export function conv2dBackWeight(
     }
     O.finish();
     return true;
-  } finally {
-    s.release();
-  }
+  });
 }

@@ -7,7 +7,7 @@ import { dtypeOfTyped, type TypedArray } from "../../dtype.ts";
 import { sizeOf } from "../../shape.ts";
 import type { AdamUpdateParams, View } from "../backend.ts";
 import { assertOutSize } from "../js/strided.ts";
-import { type Ctx, Scope, stageContiguous } from "./context.ts";
+import { type Ctx, stageContiguous, withScope } from "./context.ts";
 import { viewAt } from "./heap.ts";
 
 /** The Adam step in wasm; false unless every array is float32, or every one float64. */
@@ -29,8 +29,7 @@ export function adamUpdate(
   assertOutSize("adamUpdate", v, n);
   if (vmax !== null) assertOutSize("adamUpdate", vmax, n);
   if (n === 0) return true;
-  const s = new Scope(c.heap);
-  try {
+  return withScope(c, (s) => {
     const G = stageContiguous(c, s, g);
     // private copies of what is written back (never shared with the gradient's staging)
     const P = s.copyIn(p, 0, n, false);
@@ -56,7 +55,5 @@ export function adamUpdate(
     v.set(viewAt(buf, dt, V, n));
     if (vmax !== null) vmax.set(viewAt(buf, dt, X, n));
     return true;
-  } finally {
-    s.release();
-  }
+  });
 }

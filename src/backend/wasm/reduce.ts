@@ -10,10 +10,11 @@
  */
 import { dtypeOfTyped, type TypedArray } from "../../dtype.ts";
 import { internal } from "../../errors.ts";
-import { sizeOf } from "../../shape.ts";
+import { contiguousStrides, sizeOf } from "../../shape.ts";
 import type { Pool2dParams, ReduceOp, View } from "../backend.ts";
+import { maxPoolBackwardDims, type PoolDims, poolDims } from "../js/pool.ts";
 import { assertOutSize } from "../js/strided.ts";
-import { copyRaw, type Ctx, Scope, stageContiguous, stageIn, stageOut, writeInts } from "./context.ts";
+import { copyRaw, type Ctx, stageContiguous, stageIn, stageOut, withScope, writeInts } from "./context.ts";
 
 const REDUCE_CODE: Record<ReduceOp, number> = { sum: 0, prod: 1, max: 2, min: 3 };
 
@@ -53,12 +54,11 @@ export function reduce(c: Ctx, op: ReduceOp, x: View, axes: readonly number[], o
     }
   }
   const es = out.BYTES_PER_ELEMENT;
-  const s = new Scope(c.heap);
-  try {
+  return withScope(c, (s) => {
     if (!red.includes(true)) {
       // nothing to reduce (no axes, or only size-1 axes): a copy into the contiguous out
       const O = stageOut(c, s, out, kept);
-      copyRaw(c, es, x.shape, stageIn(c, s, x), { ptr: O.ptr, strides: contiguous(x.shape) });
+      copyRaw(c, es, x.shape, stageIn(c, s, x), { ptr: O.ptr, strides: contiguousStrides(x.shape) });
       O.finish();
       return true;
     }
@@ -86,9 +86,7 @@ export function reduce(c: Ctx, op: ReduceOp, x: View, axes: readonly number[], o
     }
     O.finish();
     return true;
-  } finally {
-    s.release();
-  }
+  });
 }
 
 function prod(a: readonly number[], from: number, to = a.length): number {
@@ -97,28 +95,9 @@ function prod(a: readonly number[], from: number, to = a.length): number {
   return p;
 }
 
-function contiguous(shape: readonly number[]): number[] {
-  const st = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    st[i] = acc;
-    acc *= shape[i];
-  }
-  return st;
-}
-
-/** Pooling geometry descriptor [P, H, W, OH, OW, kh, kw, sh, sw, ph, pw], checked like the js backend. */
-function poolGeometry(op: string, xs: readonly number[], ys: readonly number[], p: Pool2dParams): number[] {
-  const s = (a: readonly number[]) => `[${a.join(", ")}]`;
-  if (xs.length !== 4 || ys.length !== 4 || xs[0] !== ys[0] || xs[1] !== ys[1]) {
-    throw internal(`${op}: inconsistent input ${s(xs)} and output ${s(ys)}`);
-  }
-  const oh = Math.floor((xs[2] + 2 * p.padding[0] - p.kernel[0]) / p.stride[0]) + 1;
-  const ow = Math.floor((xs[3] + 2 * p.padding[1] - p.kernel[1]) / p.stride[1]) + 1;
-  if (ys[2] !== Math.max(oh, 0) || ys[3] !== Math.max(ow, 0)) {
-    throw internal(`${op}: output ${s(ys)} does not match input ${s(xs)} with kernel ${s(p.kernel)}`);
-  }
-  return [xs[0] * xs[1], xs[2], xs[3], ys[2], ys[3], ...p.kernel, ...p.stride, ...p.padding];
+/** Pooling geometry descriptor [P, H, W, OH, OW, kh, kw, sh, sw, ph, pw] of checked sizes. */
+function poolGeometry(d: PoolDims, p: Pool2dParams): number[] {
+  return [d.planes, d.h, d.w, d.oh, d.ow, ...p.kernel, ...p.stride, ...p.padding];
 }
 
 /**
@@ -136,21 +115,18 @@ export function pool(
   const outOk = mode === 1 ? out instanceof Int32Array : out instanceof Float32Array;
   if (!(x.data instanceof Float32Array) || !outOk) return false;
   const op = mode === 0 ? "maxPool2d" : mode === 1 ? "maxPool2dArgmax" : "avgPool2d";
-  const geo = poolGeometry(op, x.shape, outShape, p);
+  const geo = poolGeometry(poolDims(op, x.shape, outShape, p), p);
   const size = sizeOf(outShape);
   assertOutSize(op, out, size);
   if (size === 0) return true;
-  const s = new Scope(c.heap);
-  try {
+  return withScope(c, (s) => {
     const X = stageContiguous(c, s, x);
     const O = stageOut(c, s, out, size);
     if (mode === 2) c.k.avgPool(writeInts(c, geo), X, O.ptr);
     else c.k.maxPool(writeInts(c, geo), X, O.ptr, mode);
     O.finish();
     return true;
-  } finally {
-    s.release();
-  }
+  });
 }
 
 /** Transpose of average pooling in wasm (float32 only). */
@@ -162,12 +138,11 @@ export function avgPoolBackward(
   p: Pool2dParams,
 ): boolean {
   if (!(dy.data instanceof Float32Array) || !(out instanceof Float32Array)) return false;
-  const geo = poolGeometry("avgPool2dBackward", outShape, dy.shape, p);
+  const geo = poolGeometry(poolDims("avgPool2dBackward", outShape, dy.shape, p), p);
   const size = sizeOf(outShape);
   assertOutSize("avgPool2dBackward", out, size);
   if (size === 0) return true;
-  const s = new Scope(c.heap);
-  try {
+  return withScope(c, (s) => {
     const O = stageOut(c, s, out, size);
     if (sizeOf(dy.shape) === 0) {
       c.k.zero(O.ptr, size * 4);
@@ -178,9 +153,7 @@ export function avgPoolBackward(
     }
     O.finish();
     return true;
-  } finally {
-    s.release();
-  }
+  });
 }
 
 /**
@@ -197,17 +170,11 @@ export function maxPoolBackward(
 ): boolean {
   const f32 = (a: TypedArray) => a instanceof Float32Array;
   if (!f32(x.data) || !f32(dy.data) || !f32(out)) return false;
-  const geo = poolGeometry("maxPool2dBackward", x.shape, dy.shape, p);
-  if (outShape.length !== 4 || outShape.some((v, i) => v !== x.shape[i])) {
-    throw internal(
-      `maxPool2dBackward: output [${outShape.join(", ")}] is not the input's shape [${x.shape.join(", ")}]`,
-    );
-  }
+  const geo = poolGeometry(maxPoolBackwardDims(x, dy, outShape, p), p);
   const size = sizeOf(outShape);
   assertOutSize("maxPool2dBackward", out, size);
   if (size === 0) return true;
-  const s = new Scope(c.heap);
-  try {
+  return withScope(c, (s) => {
     const O = stageOut(c, s, out, size);
     if (sizeOf(dy.shape) === 0) {
       c.k.zero(O.ptr, size * 4); // no window: nothing reaches dx
@@ -220,7 +187,5 @@ export function maxPoolBackward(
     }
     O.finish();
     return true;
-  } finally {
-    s.release();
-  }
+  });
 }

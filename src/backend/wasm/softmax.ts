@@ -20,9 +20,6 @@ import { jsBackend as js } from "../js/index.ts";
 /** From this many elements on, the composition of wasm kernels is used (measured crossover: see above). */
 export const COMPOSE_MIN_ELEMENTS = 8192;
 
-/** The backend the composition runs on (its own kernels; temporaries are garbage-collected arrays). */
-export type ComposeHost = Backend;
-
 function full(data: TypedArray, shape: readonly number[]): View {
   return { data, shape, strides: contiguousStrides(shape), offset: 0 };
 }
@@ -40,19 +37,13 @@ function atLeast1d(v: View): View {
   return v.shape.length > 0 ? v : { data: v.data, shape: [1], strides: [0], offset: v.offset };
 }
 
-export function softmax(b: ComposeHost, x: View, axis: number, log: boolean, out: TypedArray): void {
+export function softmax(b: Backend, x: View, axis: number, log: boolean, out: TypedArray): void {
   const n = sizeOf(x.shape);
   if (n < COMPOSE_MIN_ELEMENTS || !(x.data instanceof Float32Array || x.data instanceof Float64Array)) {
     js.softmax(x, axis, log, out);
     return;
   }
-  composedSoftmax(b, x, axis, log, out);
-}
-
-/** softmax from the backend's reduce / binary / unary kernels (float x of any size). */
-export function composedSoftmax(b: ComposeHost, x: View, axis: number, log: boolean, out: TypedArray): void {
-  const n = sizeOf(x.shape);
-  if (n === 0) return;
+  // the composition of the backend's (b's) reduce / binary / unary kernels
   x = atLeast1d(x);
   const shape = x.shape;
   const dt = dtypeOfTyped(out);
@@ -76,7 +67,7 @@ export function composedSoftmax(b: ComposeHost, x: View, axis: number, log: bool
 }
 
 export function softmaxBackward(
-  b: ComposeHost,
+  b: Backend,
   y: View,
   ct: View,
   axis: number,
@@ -88,20 +79,7 @@ export function softmaxBackward(
     js.softmaxBackward(y, ct, axis, log, out);
     return;
   }
-  composedSoftmaxBackward(b, y, ct, axis, log, out);
-}
-
-/** softmaxBackward from the backend's reduce / binary / unary kernels (float y of any size). */
-export function composedSoftmaxBackward(
-  b: ComposeHost,
-  y: View,
-  ct: View,
-  axis: number,
-  log: boolean,
-  out: TypedArray,
-): void {
-  const n = sizeOf(y.shape);
-  if (n === 0) return;
+  // the composition of the backend's (b's) reduce / binary / unary kernels
   y = atLeast1d(y);
   ct = atLeast1d(ct);
   const shape = y.shape;
