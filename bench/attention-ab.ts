@@ -47,10 +47,14 @@ const mem = arg("mem", "");
 if (mem !== "") {
   const f = step(Number(arg("len", "1024")), mem === "fused");
   for (let i = 0; i < Number(arg("steps", "3")); i++) f();
-  console.log(`${mem} L=${arg("len", "1024")}: done, rss now ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`);
+  console.log(
+    `${mem} L=${arg("len", "1024")}: done, rss now ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`,
+  );
 } else {
   const rounds = Number(arg("rounds", "9"));
-  console.log(`batch ${ATTN.batch}, heads ${ATTN.heads}, E ${ATTN.dim}, float32, forward + backward${causal ? ", causal" : ""}`);
+  console.log(
+    `batch ${ATTN.batch}, heads ${ATTN.heads}, E ${ATTN.dim}, float32, forward + backward${causal ? ", causal" : ""}`,
+  );
   for (const len of arg("lens", "128,512,1024").split(",").map(Number)) {
     const f = step(len, true);
     const c = step(len, false);

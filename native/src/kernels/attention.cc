@@ -1,22 +1,29 @@
-// Fused scaled dot-product attention, flash-style (Backend.attention / attentionBackward; the js kernels in
-// src/backend/js/attention.ts are the specification).
+// Fused scaled dot-product attention, FlashAttention-2 style (Backend.attention / attentionBackward; the js
+// kernels in src/backend/js/attention.ts are the specification).
 //
-// Forward (FlashAttention): a task is one batch entry and one tile of BR query rows. It walks the keys in tiles
-// of BC: the BR x BC score tile is formed in scratch (Q rows against a transposed K tile, so the inner loop is
-// an axpy over the BC keys that vectorises without reassociation), each row's running max m, sum l and
-// unnormalised output acc are rescaled by exp(m - m') when a tile raises the max, and the tile's exp(s - m')
-// are accumulated into acc against the V tile. At the end out = acc / l and lse = m + log l. Memory per thread
-// is O((BR + BC) (E + Ev) + BR BC): no [L, S] matrix exists, whatever the sequence length.
+// The tiled kernels (fast_forward, fast_backward, below the exact loops): per batch entry, blocks of FBR = 64
+// queries (32 when L <= 32) against blocks of FBC = 64 keys. Every product of a block pair is a small GEMM on a
+// register-blocked SIMD micro-kernel (fl_kernel: 8 x 32 float32 / 8 x 16 float64 accumulators with AVX-512,
+// 4 x 2 vectors with AVX2 and SSE2). The score tile is kept transposed, St [keys][queries], so that SIMD lanes
+// run over queries: the online softmax's per-query max, sum, lse and D are vectors, and P^T, dS^T come out in
+// the layouts the next products read without repacking.
+//   forward:  St = K Qt; per query m' = max(m, column max), alpha = exp(m - m'), P^T = exp(St - m'),
+//             l = alpha l + column sums, acc = alpha acc + P V; at the end out = acc / l, lse = m + log l.
+//   backward: P^T = exp(K Qt - lse), dS^T = scale P^T (V dOt - D) with D_i = dout_i . o_i - dlse_i, then
+//             dV += P^T dO, dK += dS^T Q, dQ += dS K.
+// The backward runs one task per batch entry (key blocks outer, query blocks inner; dk, dv of a key block and
+// dq of the entry accumulate in per-thread scratch), or, with fewer than 2 entries per thread, two passes
+// (dk, dv per key-block chunk, then dq per query-block chunk). Either way each output has one owner and its
+// products are accumulated in the same order, so results do not depend on the thread count. Causal attention
+// skips the blocks above the diagonal and writes exact zeros (P, dS) for the keys j > i inside diagonal blocks.
+// The operands of a batch entry are repacked once per task (K and V as MR-row panels, K, q and dout as padded
+// rows, q and dout blocks transposed): O((L + S)(E + Ev)) scratch per thread, never an [L, S] matrix.
+// float32 runs in float32 (exp through vmath.h's exp_f32 in the AVX builds) with float64 row sums l; float64 in
+// float64.
 //
-// Backward (FlashAttention-2): probabilities are recomputed tile by tile as p = exp(s - lse). Two passes keep
-// every output owned by one task, so nothing is accumulated across threads and results do not depend on the
-// thread count: pass 1, one task per (batch entry, key tile), accumulates dk and dv over all query rows; pass 2,
-// one task per (batch entry, query tile), accumulates dq over all key tiles (recomputing the scores once more,
-// about 1.4x the arithmetic of a single pass with atomics). D_i = dout_i . o_i - dlse_i is computed first.
-//
-// Operands are gathered tile by tile into contiguous scratch (any strides: the mask is typically a stride-0
-// broadcast), at a cost of 1 / (2 BR) of the arithmetic. float32 runs in float32 (exp through vmath.h's exp_f32
-// in the AVX builds) with float64 row sums; float64 in float64.
+// The exact loops (exact_forward, exact_backward; the previous kernels, 32 x 64 tiles of scalar-vectorised
+// loops) run only for causal attention over non-finite q, k, v or dout: the spec skips the keys j > i, whereas
+// the tiled products multiply them by an exact 0, which differs only there (0 x Inf = NaN).
 //
 // Semantics of the special rows are the js kernel's: causal skips the keys j > i, no keys gives output 0 and
 // lse -Infinity, a row of only -Infinity scores output NaN and lse -Infinity, NaN or +Infinity scores NaN.
@@ -28,8 +35,8 @@ namespace cr {
 namespace CR_ISA_NS {
 namespace {
 
-constexpr i64 BR = 32;  // query rows per tile
-constexpr i64 BC = 64;  // keys per tile
+constexpr i64 BR = 32;  // query rows per tile of the exact loops
+constexpr i64 BC = 64;  // keys per tile of the exact loops
 
 CR_INLINE float exp_t(float v) { return CR_ISA_LEVEL >= 1 ? exp_f32(v) : std::exp(v); }
 CR_INLINE double exp_t(double v) { return std::exp(v); }
@@ -420,7 +427,7 @@ struct Fl {
   static constexpr int NV = 2;                           // vectors per row
   static constexpr int NR = NV * W;                      // columns of the register tile
 };
-constexpr i64 FBR = 64;  // queries per block (a multiple of every NR and MR)
+// Queries per block, FBR: 64, or 32 when L <= 32 (a template parameter; both are multiples of every NR and MR).
 constexpr i64 FBC = 64;  // keys per block (a multiple of every MR)
 
 CR_INLINE i64 rup(i64 x, i64 m) { return (x + m - 1) / m * m; }
@@ -509,7 +516,7 @@ void fl_pack_rows(const View& x, i64 base, i64 r0, i64 r1, i64 n, i64 cols, i64 
 }
 
 // The query block [i0, i0 + FBR) transposed: dst[c FBR + i] = x[i0 + i][c] (zero for rows past n).
-template <class T>
+template <class T, i64 FBR>
 void fl_pack_lanes(const View& x, i64 base, i64 i0, i64 n, i64 cols, T* __restrict dst) {
   const T* p = static_cast<const T*>(x.data) + base;
   const i64 sr = x.strides[x.ndim - 2], sc = x.strides[x.ndim - 1];
@@ -543,7 +550,7 @@ bool fl_finite(const View& x, const Dims& d, i64 rows, i64 cols) {
 
 // Scale, mask and causal exclusion of score row jj (key) of a transposed tile: s[i] for the queries i0 + i,
 // i < FBR; padded lanes (i >= nr) and keys a query may not see (jj > i0 + i) get -Infinity.
-template <class T>
+template <class T, i64 FBR>
 CR_INLINE void fl_score_row(T* __restrict s, T scale, const T* mrow, i64 msr, i64 i0, i64 nr, i64 jj,
                             bool causal) {
   for (i64 i = 0; i < FBR; i++) s[i] *= scale;
@@ -560,7 +567,7 @@ CR_INLINE void fl_score_row(T* __restrict s, T scale, const T* mrow, i64 msr, i6
     for (i64 i = 0, ce = imin(FBR, jj - i0); i < ce; i++) s[i] = -(T)INFINITY;
 }
 
-template <class T>
+template <class T, i64 FBR>
 void fast_forward(const Dims& d, const View& q, const View& k, const View& v, const View* mask, bool causal, T scale,
                   T* out) {
   using F = Fl<T>;
@@ -598,7 +605,7 @@ void fast_forward(const Dims& d, const View& q, const View& k, const View& v, co
       fl_pack_rows(v, batch_offset(v, d, b), 0, kend, S, ev, evp, vr);
       for (i64 qb = qb0; qb < qb1; qb++) {
         const i64 i0 = qb * FBR, nr = imin(FBR, L - i0);
-        fl_pack_lanes(q, qo, i0, L, e, qt);
+        fl_pack_lanes<T, FBR>(q, qo, i0, L, e, qt);
         for (i64 i = 0; i < FBR; i++) {
           m[i] = -(T)INFINITY;
           l[i] = 0;
@@ -612,7 +619,7 @@ void fast_forward(const Dims& d, const View& q, const View& k, const View& v, co
           for (i64 i = 0; i < FBR; i++) bm[i] = -(T)INFINITY;
           for (i64 j = 0; j < nc; j++) {
             T* s = st + j * FBR;
-            fl_score_row(s, scale, mb ? mb + (j0 + j) * msc + i0 * msr : nullptr, msr, i0, nr, j0 + j, cz);
+            fl_score_row<T, FBR>(s, scale, mb ? mb + (j0 + j) * msc + i0 * msr : nullptr, msr, i0, nr, j0 + j, cz);
             for (i64 i = 0; i < FBR; i++) bm[i] = (s[i] > bm[i] || s[i] != s[i]) ? s[i] : bm[i];  // NaN sticks
           }
           for (i64 i = 0; i < FBR; i++) {
@@ -670,7 +677,7 @@ struct FlBack {
   T *ka, *va, *kr;       // k, v as MR-row panels [spad][E or Ev]; k rows [spad][ep]
 };
 
-template <class T>
+template <class T, i64 FBR>
 void fast_backward(const Dims& d, const View& q, const View& k, const View& v, const View* mask, const View& g,
                    const T* dl, bool causal, T scale, T* out) {
   using F = Fl<T>;
@@ -703,8 +710,8 @@ void fast_backward(const Dims& d, const View& q, const View& k, const View& v, c
   auto pack_queries = [&](FlBack<T>& P, i64 b, i64 qb0, i64 qb1) {
     const i64 qo = batch_offset(q, d, b), go = batch_offset(g, d, b);
     for (i64 qb = qb0; qb < qb1; qb++) {
-      fl_pack_lanes(q, qo, qb * FBR, L, e, P.qt + qb * FBR * e);
-      fl_pack_lanes(g, go, qb * FBR, L, ev, P.gt + qb * FBR * ev);
+      fl_pack_lanes<T, FBR>(q, qo, qb * FBR, L, e, P.qt + qb * FBR * e);
+      fl_pack_lanes<T, FBR>(g, go, qb * FBR, L, ev, P.gt + qb * FBR * ev);
     }
     fl_pack_rows(q, qo, qb0 * FBR, qb1 * FBR, L, e, ep, P.qr + qb0 * FBR * ep);
     fl_pack_rows(g, go, qb0 * FBR, qb1 * FBR, L, ev, evp, P.gr + qb0 * FBR * evp);
@@ -732,7 +739,7 @@ void fast_backward(const Dims& d, const View& q, const View& k, const View& v, c
     for (i64 j = 0; j < nc; j++) {
       T* s = st + j * FBR;
       T* dp = dpt + j * FBR;
-      fl_score_row(s, scale, mb ? mb + (j0 + j) * msc + i0 * msr : nullptr, msr, i0, nr, j0 + j, false);
+      fl_score_row<T, FBR>(s, scale, mb ? mb + (j0 + j) * msc + i0 * msr : nullptr, msr, i0, nr, j0 + j, false);
       for (i64 i = 0; i < FBR; i++) {
         const T p = exp_t((T)(s[i] - ls[i]));
         s[i] = p;
@@ -858,7 +865,10 @@ void backward_dispatch(const Dims& d, const View& q, const View& k, const View& 
     return;
   }
   const T* dl = d_and_lse<T>(d, o, g);
-  if (dl) fast_backward<T>(d, q, k, v, mask, g, dl, causal, scale, out);
+  if (dl) {
+    if (d.l <= 32) fast_backward<T, 32>(d, q, k, v, mask, g, dl, causal, scale, out);
+    else fast_backward<T, 64>(d, q, k, v, mask, g, dl, causal, scale, out);
+  }
 }
 
 }  // namespace
@@ -874,11 +884,13 @@ Err attention(int causal, const AttnParams& ap, int nd, const int64_t* shape, co
   if (q.dtype == F32) {
     float* o = static_cast<float*>(out.data);
     if (causal && !fl_finite<float>(v, d, d.s, d.ev)) exact_forward<float>(d, q, k, v, mask, true, (float)ap.scale, o);
-    else fast_forward<float>(d, q, k, v, mask, causal != 0, (float)ap.scale, o);
+    else if (d.l <= 32) fast_forward<float, 32>(d, q, k, v, mask, causal != 0, (float)ap.scale, o);
+    else fast_forward<float, 64>(d, q, k, v, mask, causal != 0, (float)ap.scale, o);
   } else {
     double* o = static_cast<double*>(out.data);
     if (causal && !fl_finite<double>(v, d, d.s, d.ev)) exact_forward<double>(d, q, k, v, mask, true, ap.scale, o);
-    else fast_forward<double>(d, q, k, v, mask, causal != 0, ap.scale, o);
+    else if (d.l <= 32) fast_forward<double, 32>(d, q, k, v, mask, causal != 0, ap.scale, o);
+    else fast_forward<double, 64>(d, q, k, v, mask, causal != 0, ap.scale, o);
   }
   return nullptr;
 }
