@@ -600,7 +600,7 @@ void fast_forward(const Dims& d, const View& q, const View& k, const View& v, co
       if (qb0 >= qb1) continue;
       const i64 qo = batch_offset(q, d, b);
       const T* mb = mask ? mdata + batch_offset(*mask, d, b) : nullptr;
-      const i64 kend = rup(causal ? imin(S, qb1 * FBR) : S, FBC);  // keys any query of the task sees
+      const i64 kend = rup(causal ? imin(S, qb1 * FBR) : S, MR);  // keys any query of the task sees (whole panels)
       fl_pack_panels(k, batch_offset(k, d, b), 0, kend, S, e, ka);
       fl_pack_rows(v, batch_offset(v, d, b), 0, kend, S, ev, evp, vr);
       for (i64 qb = qb0; qb < qb1; qb++) {
@@ -713,8 +713,10 @@ void fast_backward(const Dims& d, const View& q, const View& k, const View& v, c
       fl_pack_lanes<T, FBR>(q, qo, qb * FBR, L, e, P.qt + qb * FBR * e);
       fl_pack_lanes<T, FBR>(g, go, qb * FBR, L, ev, P.gt + qb * FBR * ev);
     }
-    fl_pack_rows(q, qo, qb0 * FBR, qb1 * FBR, L, e, ep, P.qr + qb0 * FBR * ep);
-    fl_pack_rows(g, go, qb0 * FBR, qb1 * FBR, L, ev, evp, P.gr + qb0 * FBR * evp);
+    // rows past L are never read (the products' depth is the block's real queries)
+    const i64 r1 = imin(qb1 * FBR, L);
+    fl_pack_rows(q, qo, qb0 * FBR, r1, L, e, ep, P.qr + qb0 * FBR * ep);
+    fl_pack_rows(g, go, qb0 * FBR, r1, L, ev, evp, P.gr + qb0 * FBR * evp);
     for (i64 i = qb0 * FBR; i < qb1 * FBR; i++) {
       P.dd[i] = i < L ? dl[2 * (b * L + i)] : (T)0;
       P.lse[i] = i < L ? dl[2 * (b * L + i) + 1] : (T)INFINITY;
@@ -722,9 +724,11 @@ void fast_backward(const Dims& d, const View& q, const View& k, const View& v, c
   };
   auto pack_keys = [&](FlBack<T>& P, i64 b, i64 kb0, i64 kb1) {
     const i64 ko = batch_offset(k, d, b), vo = batch_offset(v, d, b);
-    fl_pack_panels(k, ko, kb0 * FBC, kb1 * FBC, S, e, P.ka + kb0 * FBC * e);
-    fl_pack_panels(v, vo, kb0 * FBC, kb1 * FBC, S, ev, P.va + kb0 * FBC * ev);
-    fl_pack_rows(k, ko, kb0 * FBC, kb1 * FBC, S, e, ep, P.kr + kb0 * FBC * ep);
+    // up to the last whole panel of keys (the products read ceil(nc / MR) panels, nc rows)
+    const i64 r1 = imin(kb1 * FBC, rup(S, MR));
+    fl_pack_panels(k, ko, kb0 * FBC, r1, S, e, P.ka + kb0 * FBC * e);
+    fl_pack_panels(v, vo, kb0 * FBC, r1, S, ev, P.va + kb0 * FBC * ev);
+    fl_pack_rows(k, ko, kb0 * FBC, r1, S, e, ep, P.kr + kb0 * FBC * ep);
   };
   // One (query block, key block) pair: P^T into st, scale dS^T into dpt, then dk, dv (rows of the key block,
   // when given) and dq (rows of the query block, when given) accumulate.
@@ -771,6 +775,12 @@ void fast_backward(const Dims& d, const View& q, const View& k, const View& v, c
       for (i64 c = 0; c < ev; c++) ov[j * ev + c] = dv[j * evp + c];
     }
   };
+  // rows [0, whole panels of the key block) of the dk, dv accumulators
+  auto zero_kv = [&](i64 kb, T* dk, T* dv) {
+    const i64 rows = rup(imin(FBC, S - kb * FBC), MR);
+    for (i64 x = 0; x < rows * ep; x++) dk[x] = 0;
+    for (i64 x = 0; x < rows * evp; x++) dv[x] = 0;
+  };
   auto first_qb = [&](i64 kb) { return causal ? (kb * FBC) / FBR : (i64)0; };
   auto end_kb = [&](i64 qb) { return causal ? (imin(S, qb * FBR + FBR) + FBC - 1) / FBC : kblocks; };
 
@@ -792,7 +802,7 @@ void fast_backward(const Dims& d, const View& q, const View& k, const View& v, c
         pack_keys(P, b, 0, kblocks);
         for (i64 x = 0; x < lpad * ep; x++) dqa[x] = 0;
         for (i64 kb = 0; kb < kblocks; kb++) {
-          for (i64 x = 0; x < FBC * (ep + evp); x++) dk[x] = 0;
+          zero_kv(kb, dk, dv);
           for (i64 qb = first_qb(kb); qb < qblocks; qb++) pair(P, st, dpt, mb, qb, kb, dk, dv, dqa + qb * FBR * ep);
           store_kv(b, kb, dk, dv);
         }
@@ -823,7 +833,7 @@ void fast_backward(const Dims& d, const View& q, const View& k, const View& v, c
       pack_keys(P, b, kb0, kb1);
       pack_queries(P, b, first_qb(kb0), qblocks);
       for (i64 kb = kb0; kb < kb1; kb++) {
-        for (i64 x = 0; x < FBC * (ep + evp); x++) dk[x] = 0;
+        zero_kv(kb, dk, dv);
         for (i64 qb = first_qb(kb); qb < qblocks; qb++) pair(P, st, dpt, mb, qb, kb, dk, dv, nullptr);
         store_kv(b, kb, dk, dv);
       }
