@@ -111,7 +111,8 @@ describe("under mpirun", { concurrency: 2 }, () => {
     }, async () => {
       const r = await mpirun(np, "ddp-child.ts");
       expectOk(r, np, "ddp-child");
-      assert.equal(r.stdout.match(/^ok /gm)?.length, 4 * np, r.stdout);
+      assert.equal(r.stdout.match(/^ok /gm)?.length, 7 * np, r.stdout);
+      assert.equal(r.stdout.match(/bit for bit equal/g)?.length, 3 * np, r.stdout);
     });
   }
 
