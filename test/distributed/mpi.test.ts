@@ -114,6 +114,11 @@ describe("under mpirun", { concurrency: 2 }, () => {
       assert.equal(r.stdout.match(/^ok /gm)?.length, 7 * np, r.stdout);
       assert.equal(r.stdout.match(/bit for bit equal/g)?.length, 3 * np, r.stdout);
     });
+    test(`a jitted data-parallel step on ${np} processes equals eager DistributedDataParallel`, {
+      skip,
+    }, async () => {
+      expectOk(await mpirun(np, "jit-child.ts"), np, "jit-child");
+    });
   }
 
   for (const [fault, message] of [
