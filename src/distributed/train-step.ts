@@ -64,7 +64,10 @@ export interface DistributedTrainStep<X, Y, Out> {
  * gradients are packed into one flat buffer per dtype, so there is one collective per dtype. With
  * `deterministic`, each buffer is all-gathered and summed in rank order as a pairwise tree (DDP's order).
  */
-export function allReduceGradients(grads: readonly Tensor[], opts: { deterministic?: boolean } = {}): Tensor[] {
+export function allReduceGradients(
+  grads: readonly Tensor[],
+  opts: { deterministic?: boolean } = {},
+): Tensor[] {
   const g = currentGroup("allReduceGradients");
   if (g.worldSize === 1) return [...grads];
   const groups = new Map<DType, number[]>();
@@ -74,8 +77,13 @@ export function allReduceGradients(grads: readonly Tensor[], opts: { determinist
     groups.set(t.dtype, list);
   });
   const out: Tensor[] = new Array(grads.length);
-  const pending: { dtype: DType; idx: number[]; flat: TypedArray; gathered: TypedArray | null; work: Work }[] =
-    [];
+  const pending: {
+    dtype: DType;
+    idx: number[];
+    flat: TypedArray;
+    gathered: TypedArray | null;
+    work: Work;
+  }[] = [];
   for (const [dtype, idx] of groups) {
     const n = idx.reduce((a, i) => a + grads[i].size, 0);
     const flat = allocTyped(dtype, n);
