@@ -9,6 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { files } from "../../src/node.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
@@ -205,6 +206,57 @@ describe("under mpirun", { concurrency: 2 }, () => {
     assert.ok(
       Math.abs(a.test.correct - b.test.correct) <= 2,
       `${a.test.correct} vs ${b.test.correct} correct`,
+    );
+  });
+
+  test("chainrule train --distributed --jit on 2 processes takes the steps of the eager distributed run", {
+    skip,
+  }, async () => {
+    // batch 45: the ranks' shares are 22 and 23 rows (weighted losses), the last batch 20
+    const args = [
+      "train",
+      "--limit",
+      "200",
+      "--epochs",
+      "1",
+      "--batch-size",
+      "45",
+      "--no-plots",
+      "--distributed",
+    ];
+    const bin = path.join(root, "bin", "chainrule.mjs");
+    const mpiArgs = ["--oversubscribe", "-np", "2", process.execPath, bin, ...args];
+    const [eager, jitted] = [path.join(tmp, "ddp-eager"), path.join(tmp, "ddp-jit")];
+    const a = await runAsync("mpirun", [...mpiArgs, "--out", eager], {}, 240_000);
+    assert.equal(a.status, 0, `${a.stdout}\n${a.stderr}`);
+    const b = await runAsync("mpirun", [...mpiArgs, "--jit", "--out", jitted], {}, 240_000);
+    assert.equal(b.status, 0, `${b.stdout}\n${b.stderr}`);
+    assert.equal(b.stdout.match(/^test accuracy/gm)?.length, 1, "one result line, from rank 0");
+    const pa = files.loadSafetensors(path.join(eager, "model.safetensors")).tensors;
+    const pb = files.loadSafetensors(path.join(jitted, "model.safetensors")).tensors;
+    assert.deepEqual(Object.keys(pb).sort(), Object.keys(pa).sort());
+    let worst = 0;
+    for (const k of Object.keys(pa)) {
+      const x = pa[k].dataSync();
+      const y = pb[k].dataSync();
+      for (let i = 0; i < x.length; i++) {
+        worst = Math.max(worst, Math.abs(x[i] - y[i]) / Math.max(1, Math.abs(x[i])));
+      }
+    }
+    // float32: the compiled program may evaluate in another order (fusion); 5 steps apart by ~1e-7
+    assert.ok(worst <= 1e-5, `parameters of the jitted run differ by ${worst} relative`);
+    const metrics = (d: string) =>
+      JSON.parse(readFileSync(path.join(d, "metrics.json"), "utf8")) as {
+        config: { jit: boolean };
+        test: { loss: number };
+      };
+    const ma = metrics(eager);
+    const mb = metrics(jitted);
+    assert.equal(ma.config.jit, false);
+    assert.equal(mb.config.jit, true, "the second run took the jitted path");
+    assert.ok(
+      Math.abs(ma.test.loss - mb.test.loss) <= 1e-5 * ma.test.loss,
+      `${ma.test.loss} vs ${mb.test.loss}`,
     );
   });
 });
