@@ -105,7 +105,9 @@ describe("under mpirun", { concurrency: 2 }, () => {
     test(`collectives on ${np} processes: every op and dtype, empty and non-contiguous tensors, async`, {
       skip,
     }, async () => {
-      expectOk(await mpirun(np, "collectives-child.ts"), np, "collectives-child");
+      const r = await mpirun(np, "collectives-child.ts");
+      expectOk(r, np, "collectives-child");
+      assert.match(r.stdout, /overlap: the all-reduce completed in the background/);
     });
     test(`DistributedDataParallel on ${np} processes equals one process on the global batch`, {
       skip,
@@ -143,7 +145,9 @@ describe("under mpirun", { concurrency: 2 }, () => {
     });
   }
 
-  test("a checkpoint written before a rank is killed resumes on 4 processes and on 1", { skip }, async () => {
+  test("a checkpoint written before a rank is killed on 2 processes resumes on 4 and on 1", {
+    skip,
+  }, async () => {
     const ckpt = path.join(tmp, "ckpt.safetensors");
     const killed = await mpirun(2, "resume-child.ts", { CKPT: ckpt, KILL_AT: "3" });
     assert.notEqual(killed.status, 0, "the killed job must fail");
@@ -164,6 +168,17 @@ describe("under mpirun", { concurrency: 2 }, () => {
     assert.equal(r1.status, 0, `${r1.stdout}\n${r1.stderr}`);
     assert.match(r1.stdout, /resumed at step 3 on 1 process\(es\)/);
     assert.match(r1.stdout, /ok: resumed training matches/);
+  });
+
+  test("a checkpoint written before a rank is killed on 4 processes resumes on 2", { skip }, async () => {
+    const ckpt = path.join(tmp, "ckpt-4to2.safetensors");
+    const killed = await mpirun(4, "resume-child.ts", { CKPT: ckpt, KILL_AT: "3" });
+    assert.notEqual(killed.status, 0, "the killed job must fail");
+    assert.ok(existsSync(ckpt), "rank 0 wrote checkpoints before the kill");
+    const r2 = await mpirun(2, "resume-child.ts", { CKPT: ckpt });
+    assert.equal(r2.status, 0, `${r2.stdout}\n${r2.stderr}`);
+    assert.match(r2.stdout, /resumed at step 3 on 2 process\(es\)/);
+    assert.match(r2.stdout, /ok: resumed training matches 6 uninterrupted steps/);
   });
 
   test("under mpirun without the MPI binding, initProcessGroup says what to install", { skip }, async () => {
