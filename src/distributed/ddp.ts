@@ -216,6 +216,14 @@ export class DistributedDataParallel<In extends unknown[] = [Tensor], Out = Tens
     return this.#buckets.map((b) => b.data.length);
   }
 
+  /**
+   * How many buckets' reductions are in flight: started during the current backward and not yet waited for.
+   * Read inside a gradient hook, it shows communication overlapping the rest of backward (for tests and tuning).
+   */
+  bucketsInFlight(): number {
+    return this.#buckets.filter((b) => b.work !== null).length;
+  }
+
   #reset(): void {
     this.#prepared = false;
     this.#readyParams.clear();

@@ -47,6 +47,10 @@ function run(dtype: DType, bucketCapMb: number, unused: boolean, bn = false): vo
   // with bn: SyncBatchNorm over the ranks' shares equals BatchNorm over the global batch
   const local = bn ? nn.SyncBatchNorm.convertSyncBatchnorm(new Net()) : new Net();
   if (bn) assert.ok(local.norm instanceof nn.SyncBatchNorm);
+  // overlap: when the first layer's weight gradient (one of the last of backward) is accumulated, this hook runs
+  // before DDP's own hook for it (hooks run in registration order); the later layers' buckets are then in flight
+  const inFlight: number[] = [];
+  local.fc1.weight.registerPostAccumulateGradHook(() => inFlight.push(ddp.bucketsInFlight()));
   const ddp = new distributed.DistributedDataParallel(local, { bucketCapMb, findUnusedParameters: unused });
   if (bucketCapMb < 0.001) assert.ok(ddp.bucketSizes().length > 2, `several buckets: ${ddp.bucketSizes()}`);
   const opt = new optim.SGD(ddp.parameters(), { lr: 0.1, momentum: 0.9 });
@@ -57,6 +61,12 @@ function run(dtype: DType, bucketCapMb: number, unused: boolean, bn = false): vo
     const y = ys[s].narrow(0, rank * per, per);
     nn.mseLoss(ddp.call(x), y).backward();
     opt.step();
+  }
+  assert.equal(inFlight.length, STEPS);
+  if (bucketCapMb < 0.001) {
+    // tiny buckets: at least fc3's and fc2's all-reduces were started while backward had fc1 still to do
+    const lastLayers = ddp.bucketSizes().length - 2;
+    for (const k of inFlight) assert.ok(k >= lastLayers, `buckets in flight during backward: ${inFlight}`);
   }
 
   const tol = dtype === "float64" ? 1e-12 : 2e-6;
