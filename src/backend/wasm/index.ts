@@ -47,6 +47,7 @@ import { completeBackend } from "../complete.ts";
 import { fusedByOps } from "../fused.ts";
 import { convEpilogue } from "../js/conv.ts";
 import { jsBackend as js } from "../js/index.ts";
+import * as A from "./attention.ts";
 import { type Ctx, MAX_DIMS, OutOfHeap } from "./context.ts";
 import * as E from "./elementwise.ts";
 import * as F from "./fused.ts";
@@ -173,6 +174,12 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
     softmax: (x, axis, log, out) => S.softmax(backend, x, axis, log, out),
     softmaxBackward: (y, ct, axis, log, out) => S.softmaxBackward(backend, y, ct, axis, log, out),
     adamUpdate: kernel("adamUpdate", (p, g, m, v, vmax, h) => O.adamUpdate(c, p, g, m, v, vmax, h)),
+    attention: kernel("attention", (q, k, v, mask, causal, scale, out) =>
+      A.attention(c, q, k, v, mask, causal, scale, out),
+    ),
+    attentionBackward: kernel("attentionBackward", (q, k, v, mask, o, dout, causal, scale, out) =>
+      A.attentionBackward(c, q, k, v, mask, o, dout, causal, scale, out),
+    ),
   };
   const backend: WasmBackend = {
     ...completeBackend(impl),

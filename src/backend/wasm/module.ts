@@ -40,6 +40,11 @@ const KERNEL_NAMES = [
   "adamF64",
   "scatterAdd",
   "fused",
+  "attnF32",
+  "attnF64",
+  "attnBackF32",
+  "attnBackF64",
+  "attnWork",
 ] as const;
 
 /** A kernel export: numbers (i32 values, pointers, byte strides) in, a number or nothing out. */

@@ -139,6 +139,8 @@ export function wasmRunsJs(kernel: Kernel, dtype: DType, op: string | undefined)
     case "cast":
     case "copy":
     case "adamUpdate":
+    case "attention":
+    case "attentionBackward":
       return false;
     default:
       return undefined;

@@ -1,0 +1,224 @@
+/**
+ * Fused scaled dot-product attention of the wasm backend (Backend.attention, Backend.attentionBackward; kernels
+ * in wasm/assembly/attention.ts, flash-style: query tiles, keys streamed in tiles, online softmax, no [L, S]
+ * matrix). The operands are staged into the arena as they are (strides kept, so a stride-0 broadcast mask stays
+ * one row), the kernel runs once per batch entry with the entry's pointers, and the output is copied out.
+ * float32 and float64; other dtypes, or operands whose shapes or dtypes disagree, return false (the js kernel
+ * then runs and reports the error).
+ */
+import { dtypeOfTyped, type TypedArray } from "../../dtype.ts";
+import { sizeOf } from "../../shape.ts";
+import type { View } from "../backend.ts";
+import { assertOutSize } from "../js/strided.ts";
+import { type Ctx, type Operand, type Scope, stageIn, stageOut, withScope } from "./context.ts";
+
+/** Sizes of one call: nb batch entries, L queries, S keys, E and Ev features; null if the shapes disagree. */
+function dims(
+  q: View,
+  k: View,
+  v: View,
+  mask: View | null,
+): { lead: number[]; nb: number; l: number; s: number; e: number; ev: number } | null {
+  const nd = q.shape.length;
+  if (nd < 2 || k.shape.length !== nd || v.shape.length !== nd) return null;
+  if (mask !== null && mask.shape.length !== nd) return null;
+  const lead = q.shape.slice(0, nd - 2);
+  for (let d = 0; d < nd - 2; d++) {
+    const n = lead[d];
+    if (k.shape[d] !== n || v.shape[d] !== n || (mask !== null && mask.shape[d] !== n)) return null;
+  }
+  const [l, e] = q.shape.slice(nd - 2);
+  const s = k.shape[nd - 2];
+  const ev = v.shape[nd - 1];
+  if (k.shape[nd - 1] !== e || v.shape[nd - 2] !== s) return null;
+  if (mask !== null && (mask.shape[nd - 2] !== l || mask.shape[nd - 1] !== s)) return null;
+  return { lead, nb: sizeOf(lead), l, s, e, ev };
+}
+
+/** The common float dtype of the arrays, or null. */
+function floatDtype(arrays: readonly TypedArray[]): "float32" | "float64" | null {
+  const dt = dtypeOfTyped(arrays[0]);
+  if (dt !== "float32" && dt !== "float64") return null;
+  return arrays.every((a) => dtypeOfTyped(a) === dt) ? dt : null;
+}
+
+/** A staged operand: its element pointer and element strides (an empty view gets a harmless pointer). */
+function stage(c: Ctx, s: Scope, v: View | null, dummy: number): Operand | null {
+  if (v === null) return null;
+  if (sizeOf(v.shape) === 0) return { ptr: dummy, strides: v.strides.map(() => 0) };
+  return stageIn(c, s, v);
+}
+
+/**
+ * For each batch entry (row-major over `lead`), the pointer of that entry in each operand (null operands
+ * give 0), passed to `body` with the entry's index.
+ */
+function eachBatch(
+  lead: readonly number[],
+  ops: readonly (Operand | null)[],
+  es: number,
+  body: (b: number, ptrs: number[]) => void,
+): void {
+  const nb = sizeOf(lead);
+  const idx = new Array<number>(lead.length).fill(0);
+  for (let b = 0; b < nb; b++) {
+    const ptrs = ops.map((o) => {
+      if (o === null) return 0;
+      let off = 0;
+      for (let d = 0; d < lead.length; d++) off += idx[d] * o.strides[d];
+      return o.ptr + off * es;
+    });
+    body(b, ptrs);
+    for (let d = lead.length - 1; d >= 0; d--) {
+      if (++idx[d] < lead[d]) break;
+      idx[d] = 0;
+    }
+  }
+}
+
+/** Byte strides of the last two axes of a staged operand ([0, 0] for none). */
+function inner(o: Operand | null, es: number): [number, number] {
+  if (o === null) return [0, 0];
+  const n = o.strides.length;
+  return [o.strides[n - 2] * es, o.strides[n - 1] * es];
+}
+
+/** Backend.attention in wasm; false for dtypes or shapes it does not handle. */
+export function attention(
+  c: Ctx,
+  q: View,
+  k: View,
+  v: View,
+  mask: View | null,
+  causal: boolean,
+  scale: number,
+  out: TypedArray,
+): boolean {
+  const dt = floatDtype([q.data, k.data, v.data, out, ...(mask === null ? [] : [mask.data])]);
+  const d = dims(q, k, v, mask);
+  if (dt === null || d === null) return false;
+  const { lead, nb, l, s, e, ev } = d;
+  const n = nb * l * (ev + 1);
+  assertOutSize("attention", out, n);
+  if (n === 0) return true;
+  const es = out.BYTES_PER_ELEMENT;
+  return withScope(c, (sc) => {
+    const O = stageOut(c, sc, out, n);
+    const work = sc.alloc(c.k.attnWork(l, s, e, ev, es, 0));
+    const ops = [q, k, v, mask].map((x) => stage(c, sc, x, work));
+    const [Q, K, V, M] = ops;
+    const [qsl, qse] = inner(Q, es);
+    const [ksl, kse] = inner(K, es);
+    const [vsl, vse] = inner(V, es);
+    const [msl, mss] = inner(M, es);
+    const f = dt === "float32" ? c.k.attnF32 : c.k.attnF64;
+    const per = l * (ev + 1) * es;
+    eachBatch(lead, ops, es, (b, [pq, pk, pv, pm]) => {
+      f(
+        l,
+        s,
+        e,
+        ev,
+        pq,
+        qsl,
+        qse,
+        pk,
+        ksl,
+        kse,
+        pv,
+        vsl,
+        vse,
+        pm,
+        msl,
+        mss,
+        causal ? 1 : 0,
+        scale,
+        O.ptr + b * per,
+        work,
+      );
+    });
+    O.finish();
+    return true;
+  });
+}
+
+/** Backend.attentionBackward in wasm; false for dtypes or shapes it does not handle. */
+export function attentionBackward(
+  c: Ctx,
+  q: View,
+  k: View,
+  v: View,
+  mask: View | null,
+  o: View,
+  dout: View,
+  causal: boolean,
+  scale: number,
+  out: TypedArray,
+): boolean {
+  const dt = floatDtype([
+    q.data,
+    k.data,
+    v.data,
+    o.data,
+    dout.data,
+    out,
+    ...(mask === null ? [] : [mask.data]),
+  ]);
+  const d = dims(q, k, v, mask);
+  if (dt === null || d === null) return false;
+  const { lead, nb, l, s, e, ev } = d;
+  const nd = q.shape.length;
+  for (const t of [o, dout]) {
+    if (t.shape.length !== nd || t.shape[nd - 2] !== l || t.shape[nd - 1] !== ev + 1) return false;
+    for (let a = 0; a < nd - 2; a++) if (t.shape[a] !== lead[a]) return false;
+  }
+  const per = l * e + s * e + s * ev;
+  assertOutSize("attentionBackward", out, nb * per);
+  if (nb * per === 0) return true;
+  const es = out.BYTES_PER_ELEMENT;
+  return withScope(c, (sc) => {
+    const O = stageOut(c, sc, out, nb * per);
+    const work = sc.alloc(c.k.attnWork(l, s, e, ev, es, 1));
+    const ops = [q, k, v, mask, o, dout].map((x) => stage(c, sc, x, work));
+    const [Q, K, V, M, OO, G] = ops;
+    const [qsl, qse] = inner(Q, es);
+    const [ksl, kse] = inner(K, es);
+    const [vsl, vse] = inner(V, es);
+    const [msl, mss] = inner(M, es);
+    const [osl, ose] = inner(OO, es);
+    const [gsl, gse] = inner(G, es);
+    const f = dt === "float32" ? c.k.attnBackF32 : c.k.attnBackF64;
+    eachBatch(lead, ops, es, (b, [pq, pk, pv, pm, po, pg]) => {
+      f(
+        l,
+        s,
+        e,
+        ev,
+        pq,
+        qsl,
+        qse,
+        pk,
+        ksl,
+        kse,
+        pv,
+        vsl,
+        vse,
+        pm,
+        msl,
+        mss,
+        po,
+        osl,
+        ose,
+        pg,
+        gsl,
+        gse,
+        causal ? 1 : 0,
+        scale,
+        O.ptr + b * per * es,
+        work,
+      );
+    });
+    O.finish();
+    return true;
+  });
+}
