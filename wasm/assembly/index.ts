@@ -12,6 +12,7 @@ export { avgPool, avgPoolBack, col2im, im2col, maxPool, maxPoolBack } from "./co
 export { adamF32, adamF64 } from "./optim";
 export { scatterAdd } from "./indexing";
 export { attnBackF32, attnBackF64, attnF32, attnF64, attnWork } from "./attention";
+export { gruCell, gruCellBack, lstmCell, lstmCellBack } from "./rnn";
 
 /** Zero `bytes` bytes at `ptr` (bulk memory.fill: far faster than a JS fill on a shared buffer). */
 export function zero(ptr: usize, bytes: usize): void {

@@ -64,6 +64,7 @@ import {
   type WasmOptions,
 } from "./module.ts";
 import * as R from "./reduce.ts";
+import * as C from "./rnn.ts";
 import * as S from "./softmax.ts";
 import { defaultWorkers, GemmPool } from "./threads.ts";
 
@@ -179,6 +180,12 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
     ),
     attentionBackward: kernel("attentionBackward", (q, k, v, mask, o, dout, causal, scale, out) =>
       A.attentionBackward(c, q, k, v, mask, o, dout, causal, scale, out),
+    ),
+    lstmCell: kernel("lstmCell", (g, cv, out) => C.lstmCell(c, g, cv, out)),
+    lstmCellBackward: kernel("lstmCellBackward", (g, cv, ct, out) => C.lstmCellBackward(c, g, cv, ct, out)),
+    gruCell: kernel("gruCell", (xp, hp, h, out) => C.gruCell(c, xp, hp, h, out)),
+    gruCellBackward: kernel("gruCellBackward", (xp, hp, h, ct, out) =>
+      C.gruCellBackward(c, xp, hp, h, ct, out),
     ),
   };
   const backend: WasmBackend = {

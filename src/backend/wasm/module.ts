@@ -45,6 +45,10 @@ const KERNEL_NAMES = [
   "attnBackF32",
   "attnBackF64",
   "attnWork",
+  "lstmCell",
+  "lstmCellBack",
+  "gruCell",
+  "gruCellBack",
 ] as const;
 
 /** A kernel export: numbers (i32 values, pointers, byte strides) in, a number or nothing out. */

@@ -141,6 +141,10 @@ export function wasmRunsJs(kernel: Kernel, dtype: DType, op: string | undefined)
     case "adamUpdate":
     case "attention":
     case "attentionBackward":
+    case "lstmCell":
+    case "lstmCellBackward":
+    case "gruCell":
+    case "gruCellBackward":
       return false;
     default:
       return undefined;
