@@ -22,8 +22,8 @@
  *
  * The kernels that training spends its time in run in wasm: float32 GEMM (packed, blocked, SIMD) and float64
  * matmul, conv2d and both adjoints (im2col + GEMM), elementwise unary / binary (SIMD on contiguous and
- * broadcast rows, strided fallback), where, cast, copy, reductions, pooling, scatterAdd and the fused Adam
- * update; softmax and its VJP are one js pass on small inputs and a composition of those wasm kernels on
+ * broadcast rows, strided fallback), where, cast, copy, reductions, pooling, scatterAdd, the fused Adam
+ * update, flash-style attention and its VJP (attention.ts) and the fused LSTM / GRU cells (rnn.ts); softmax and its VJP are one js pass on small inputs and a composition of those wasm kernels on
  * large ones (softmax.ts). The kernels it omits (gather, see indexing.ts; argReduce, cumsum, biasAct, actGrad)
  * are filled with the js reference by ../complete.ts; every (op, dtype) pair not implemented in wasm runs the
  * js kernel on the same arrays, as does any call whose scratch does not fit in the memory.
