@@ -117,3 +117,49 @@ test("wasm attention: L = S = 2048 causal runs in scratch linear in L, and match
     near(d[hh * per + 2 * n * e + j * e + c], dv[c], 1e-4, `dv head ${hh} key ${j} col ${c}`);
   }
 });
+
+test("wasm attention on the worker pool: the same bits as one thread, float32 and float64, with a mask", (t) => {
+  const pool = createWasmBackend();
+  if (pool.threads < 2) {
+    t.diagnostic("no worker pool on this machine: compared one thread with itself");
+  }
+  const one = createWasmBackend({ threads: 1 });
+  for (const dtype of ["float32", "float64"] as const) {
+    const rnd = prng(dtype.length);
+    // 2 x 3 batch entries (enough work to split), odd sizes, a key-padding mask broadcast by stride 0
+    const [lead, l, s, e, ev] = [[2, 3], 100, 130, 40, 24];
+    const mk = (shape: number[]) => {
+      const v = view(shape, rnd);
+      return dtype === "float32" ? v : { ...v, data: Float64Array.from(v.data) };
+    };
+    const q = mk([...lead, l, e]);
+    const k = mk([...lead, s, e]);
+    const v = mk([...lead, s, ev]);
+    const row = mk([s]);
+    for (let j = 0; j < s; j += 7) row.data[j] = -Infinity;
+    const mask: View = { data: row.data, shape: [...lead, l, s], strides: [0, 0, 0, 1], offset: 0 };
+    const g = mk([...lead, l, ev + 1]);
+    const nb = 6;
+    const run = (b: typeof one) => {
+      const o =
+        dtype === "float32" ? new Float32Array(nb * l * (ev + 1)) : new Float64Array(nb * l * (ev + 1));
+      b.attention(q, k, v, mask, false, 0.2, o);
+      const ov: View = {
+        data: o,
+        shape: [...lead, l, ev + 1],
+        strides: [3 * l * (ev + 1), l * (ev + 1), ev + 1, 1],
+        offset: 0,
+      };
+      const per = l * e + s * e + s * ev;
+      const d = dtype === "float32" ? new Float32Array(nb * per) : new Float64Array(nb * per);
+      b.attentionBackward(q, k, v, mask, ov, g, true, 0.2, d);
+      return [o, d];
+    };
+    const [o1, d1] = run(one);
+    const [o2, d2] = run(pool);
+    assert.deepEqual(o2, o1, `${dtype} forward`);
+    assert.deepEqual(d2, d1, `${dtype} backward`);
+    assert.deepEqual(pool.fallbacks(), {});
+  }
+  pool.stopThreads();
+});

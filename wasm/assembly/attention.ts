@@ -1,6 +1,7 @@
 /**
  * Fused scaled dot-product attention of the wasm backend (AssemblyScript, SIMD128): Backend.attention and
- * Backend.attentionBackward for one batch entry per call, float32 and float64 (the js kernels in
+ * Backend.attentionBackward over a table of batch entries (each call runs its entries in turn; the JS side
+ * splits the entries over the worker threads), float32 and float64 (the js kernels in
  * src/backend/js/attention.ts are the specification).
  *
  * Forward (FlashAttention): the queries run in tiles of BR rows, the keys stream past in tiles of BC. For each
@@ -549,124 +550,93 @@ function attnBackward<T>(
   }
 }
 
-/** float32 attention of one batch entry (see attnForward). */
-export function attnF32(
+/**
+ * Forward attention of `count` batch entries: entry t's pointers (q, k, v, mask or 0, out) are the five i32 at
+ * table + 20 t; sizes and byte strides as for attnForward, shared by every entry. es: 4 (float32) or 8
+ * (float64). Entries run one after the other on this thread, reusing `work` (attnWork(..., 0) bytes).
+ */
+export function attnFwd(
+  es: i32,
+  count: i32,
+  table: usize,
   l: i32,
   s: i32,
   e: i32,
   ev: i32,
-  pq: usize,
   qsl: i32,
   qse: i32,
-  pk: usize,
   ksl: i32,
   kse: i32,
-  pv: usize,
   vsl: i32,
   vse: i32,
-  pm: usize,
   msl: i32,
   mss: i32,
   causal: i32,
   scale: f64,
-  out: usize,
   work: usize,
 ): void {
-  attnForward<f32>(l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, causal != 0, <f32>scale, out, work);
+  for (let t = 0; t < count; t++) {
+    const p = table + <usize>t * 20;
+    const pq = <usize>load<u32>(p);
+    const pk = <usize>load<u32>(p, 4);
+    const pv = <usize>load<u32>(p, 8);
+    const pm = <usize>load<u32>(p, 12);
+    const po = <usize>load<u32>(p, 16);
+    if (es == 4) {
+      attnForward<f32>(l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, causal != 0, <f32>scale, po, work);
+    } else {
+      attnForward<f64>(l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, causal != 0, scale, po, work);
+    }
+  }
 }
 
-/** float64 attention of one batch entry (see attnForward). */
-export function attnF64(
+/**
+ * The attention VJP of `count` batch entries: entry t's pointers (q, k, v, mask or 0, o, dout, out) are the
+ * seven i32 at table + 28 t; the rest as for attnFwd and attnBackward (work: attnWork(..., 1) bytes).
+ */
+export function attnBwd(
+  es: i32,
+  count: i32,
+  table: usize,
   l: i32,
   s: i32,
   e: i32,
   ev: i32,
-  pq: usize,
   qsl: i32,
   qse: i32,
-  pk: usize,
   ksl: i32,
   kse: i32,
-  pv: usize,
   vsl: i32,
   vse: i32,
-  pm: usize,
   msl: i32,
   mss: i32,
-  causal: i32,
-  scale: f64,
-  out: usize,
-  work: usize,
-): void {
-  attnForward<f64>(l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, causal != 0, scale, out, work);
-}
-
-/** float32 attention VJP of one batch entry (see attnBackward). */
-export function attnBackF32(
-  l: i32,
-  s: i32,
-  e: i32,
-  ev: i32,
-  pq: usize,
-  qsl: i32,
-  qse: i32,
-  pk: usize,
-  ksl: i32,
-  kse: i32,
-  pv: usize,
-  vsl: i32,
-  vse: i32,
-  pm: usize,
-  msl: i32,
-  mss: i32,
-  po: usize,
   osl: i32,
   ose: i32,
-  pg: usize,
   gsl: i32,
   gse: i32,
   causal: i32,
   scale: f64,
-  out: usize,
   work: usize,
 ): void {
-  attnBackward<f32>(
-    l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, po, osl, ose, pg, gsl, gse,
-    causal != 0, <f32>scale, out, work,
-  );
-}
-
-/** float64 attention VJP of one batch entry (see attnBackward). */
-export function attnBackF64(
-  l: i32,
-  s: i32,
-  e: i32,
-  ev: i32,
-  pq: usize,
-  qsl: i32,
-  qse: i32,
-  pk: usize,
-  ksl: i32,
-  kse: i32,
-  pv: usize,
-  vsl: i32,
-  vse: i32,
-  pm: usize,
-  msl: i32,
-  mss: i32,
-  po: usize,
-  osl: i32,
-  ose: i32,
-  pg: usize,
-  gsl: i32,
-  gse: i32,
-  causal: i32,
-  scale: f64,
-  out: usize,
-  work: usize,
-): void {
-  attnBackward<f64>(
-    l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, po, osl, ose, pg, gsl, gse,
-    causal != 0, scale, out, work,
-  );
+  for (let t = 0; t < count; t++) {
+    const p = table + <usize>t * 28;
+    const pq = <usize>load<u32>(p);
+    const pk = <usize>load<u32>(p, 4);
+    const pv = <usize>load<u32>(p, 8);
+    const pm = <usize>load<u32>(p, 12);
+    const po = <usize>load<u32>(p, 16);
+    const pg = <usize>load<u32>(p, 20);
+    const out = <usize>load<u32>(p, 24);
+    if (es == 4) {
+      attnBackward<f32>(
+        l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, po, osl, ose, pg, gsl, gse,
+        causal != 0, <f32>scale, out, work,
+      );
+    } else {
+      attnBackward<f64>(
+        l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, po, osl, ose, pg, gsl, gse,
+        causal != 0, scale, out, work,
+      );
+    }
+  }
 }

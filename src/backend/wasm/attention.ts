@@ -2,7 +2,10 @@
  * Fused scaled dot-product attention of the wasm backend (Backend.attention, Backend.attentionBackward; kernels
  * in wasm/assembly/attention.ts, flash-style: query tiles, keys streamed in tiles, online softmax, no [L, S]
  * matrix). The operands are staged into the arena as they are (strides kept, so a stride-0 broadcast mask stays
- * one row), the kernel runs once per batch entry with the entry's pointers, and the output is copied out.
+ * one row), a table of every batch entry's pointers is written beside them, and the kernel runs the entries;
+ * with the worker pool (threads.ts) and enough work, the entries are split into one contiguous range per
+ * thread, each with its own work buffer (every entry writes only its own output, so the result does not
+ * depend on the split). The output is copied out at the end.
  * float32 and float64; other dtypes, or operands whose shapes or dtypes disagree, return false (the js kernel
  * then runs and reports the error).
  */
@@ -11,6 +14,10 @@ import { sizeOf } from "../../shape.ts";
 import type { View } from "../backend.ts";
 import { assertOutSize } from "../js/strided.ts";
 import { type Ctx, type Operand, type Scope, stageIn, stageOut, withScope } from "./context.ts";
+import type { CALLS } from "./threads.ts";
+
+/** Calls with fewer multiply-adds than this run on one thread (a hand-off costs ~10-50 us). */
+const MIN_WORK = 1 << 21;
 
 /** Sizes of one call: nb batch entries, L queries, S keys, E and Ev features; null if the shapes disagree. */
 function dims(
@@ -50,30 +57,63 @@ function stage(c: Ctx, s: Scope, v: View | null, dummy: number): Operand | null 
 }
 
 /**
- * For each batch entry (row-major over `lead`), the pointer of that entry in each operand (null operands
- * give 0), passed to `body` with the entry's index.
+ * Write the pointer table: for each batch entry (row-major over `lead`), the entry's pointer in each operand
+ * (null operands give 0) and then its output pointer (out + entry * outBytes), as i32 at `table`.
  */
-function eachBatch(
+function writeTable(
+  c: Ctx,
+  table: number,
   lead: readonly number[],
   ops: readonly (Operand | null)[],
   es: number,
-  body: (b: number, ptrs: number[]) => void,
+  out: number,
+  outBytes: number,
 ): void {
   const nb = sizeOf(lead);
   const idx = new Array<number>(lead.length).fill(0);
+  const t = c.heap.i32;
+  let w = table >> 2;
   for (let b = 0; b < nb; b++) {
-    const ptrs = ops.map((o) => {
-      if (o === null) return 0;
+    for (const o of ops) {
       let off = 0;
-      for (let d = 0; d < lead.length; d++) off += idx[d] * o.strides[d];
-      return o.ptr + off * es;
-    });
-    body(b, ptrs);
+      if (o !== null) for (let d = 0; d < lead.length; d++) off += idx[d] * o.strides[d];
+      t[w++] = o === null ? 0 : o.ptr + off * es;
+    }
+    t[w++] = out + b * outBytes;
     for (let d = lead.length - 1; d >= 0; d--) {
       if (++idx[d] < lead[d]) break;
       idx[d] = 0;
     }
   }
+}
+
+/**
+ * Run kernel `name` over nb batch entries whose table rows are `row` bytes apart: args(count, table, work) gives
+ * one call's arguments. One thread, or one contiguous range of entries per pool thread when there is enough
+ * work (`flops` multiply-adds per entry), each with its own `workBytes` of scratch.
+ */
+function runEntries(
+  c: Ctx,
+  s: Scope,
+  name: (typeof CALLS)[number],
+  nb: number,
+  table: number,
+  row: number,
+  flops: number,
+  workBytes: number,
+  args: (count: number, table: number, work: number) => number[],
+): void {
+  const threads = Math.min(c.pool?.threads ?? 1, nb);
+  if (threads <= 1 || nb * flops < MIN_WORK) {
+    c.k[name](...args(nb, table, s.alloc(workBytes)));
+    return;
+  }
+  const chunk = Math.ceil(nb / threads);
+  const jobs: number[][] = [];
+  for (let b0 = 0; b0 < nb; b0 += chunk) {
+    jobs.push(args(Math.min(chunk, nb - b0), table + b0 * row, s.alloc(workBytes)));
+  }
+  c.pool!.call(c.k, name, jobs);
 }
 
 /** Byte strides of the last two axes of a staged operand ([0, 0] for none). */
@@ -104,39 +144,35 @@ export function attention(
   const es = out.BYTES_PER_ELEMENT;
   return withScope(c, (sc) => {
     const O = stageOut(c, sc, out, n);
-    const work = sc.alloc(c.k.attnWork(l, s, e, ev, es, 0));
-    const ops = [q, k, v, mask].map((x) => stage(c, sc, x, work));
+    const table = sc.alloc(nb * 5 * 4);
+    const ops = [q, k, v, mask].map((x) => stage(c, sc, x, table));
     const [Q, K, V, M] = ops;
     const [qsl, qse] = inner(Q, es);
     const [ksl, kse] = inner(K, es);
     const [vsl, vse] = inner(V, es);
     const [msl, mss] = inner(M, es);
-    const f = dt === "float32" ? c.k.attnF32 : c.k.attnF64;
-    const per = l * (ev + 1) * es;
-    eachBatch(lead, ops, es, (b, [pq, pk, pv, pm]) => {
-      f(
-        l,
-        s,
-        e,
-        ev,
-        pq,
-        qsl,
-        qse,
-        pk,
-        ksl,
-        kse,
-        pv,
-        vsl,
-        vse,
-        pm,
-        msl,
-        mss,
-        causal ? 1 : 0,
-        scale,
-        O.ptr + b * per,
-        work,
-      );
-    });
+    writeTable(c, table, lead, ops, es, O.ptr, l * (ev + 1) * es);
+    const work = c.k.attnWork(l, s, e, ev, es, 0);
+    runEntries(c, sc, "attnFwd", nb, table, 5 * 4, l * s * (e + ev), work, (count, tab, wk) => [
+      es,
+      count,
+      tab,
+      l,
+      s,
+      e,
+      ev,
+      qsl,
+      qse,
+      ksl,
+      kse,
+      vsl,
+      vse,
+      msl,
+      mss,
+      causal ? 1 : 0,
+      scale,
+      wk,
+    ]);
     O.finish();
     return true;
   });
@@ -178,8 +214,8 @@ export function attentionBackward(
   const es = out.BYTES_PER_ELEMENT;
   return withScope(c, (sc) => {
     const O = stageOut(c, sc, out, nb * per);
-    const work = sc.alloc(c.k.attnWork(l, s, e, ev, es, 1));
-    const ops = [q, k, v, mask, o, dout].map((x) => stage(c, sc, x, work));
+    const table = sc.alloc(nb * 7 * 4);
+    const ops = [q, k, v, mask, o, dout].map((x) => stage(c, sc, x, table));
     const [Q, K, V, M, OO, G] = ops;
     const [qsl, qse] = inner(Q, es);
     const [ksl, kse] = inner(K, es);
@@ -187,37 +223,32 @@ export function attentionBackward(
     const [msl, mss] = inner(M, es);
     const [osl, ose] = inner(OO, es);
     const [gsl, gse] = inner(G, es);
-    const f = dt === "float32" ? c.k.attnBackF32 : c.k.attnBackF64;
-    eachBatch(lead, ops, es, (b, [pq, pk, pv, pm, po, pg]) => {
-      f(
-        l,
-        s,
-        e,
-        ev,
-        pq,
-        qsl,
-        qse,
-        pk,
-        ksl,
-        kse,
-        pv,
-        vsl,
-        vse,
-        pm,
-        msl,
-        mss,
-        po,
-        osl,
-        ose,
-        pg,
-        gsl,
-        gse,
-        causal ? 1 : 0,
-        scale,
-        O.ptr + b * per * es,
-        work,
-      );
-    });
+    writeTable(c, table, lead, ops, es, O.ptr, per * es);
+    const work = c.k.attnWork(l, s, e, ev, es, 1);
+    runEntries(c, sc, "attnBwd", nb, table, 7 * 4, 3 * l * s * (e + ev), work, (count, tab, wk) => [
+      es,
+      count,
+      tab,
+      l,
+      s,
+      e,
+      ev,
+      qsl,
+      qse,
+      ksl,
+      kse,
+      vsl,
+      vse,
+      msl,
+      mss,
+      osl,
+      ose,
+      gsl,
+      gse,
+      causal ? 1 : 0,
+      scale,
+      wk,
+    ]);
     O.finish();
     return true;
   });
