@@ -5,9 +5,9 @@
  *   - old: the fused primitive running the js reference kernels (what the wasm backend did before it had its own
  *     attention kernels).
  * The variants run interleaved in one process, round after round, and the script prints the median of each and
- * the median per-round ratios, which stay meaningful on a loaded machine where absolute times do not. Each
- * variant runs on a one-thread wasm backend (the fused kernels are single-threaded) and the composed one also
- * with the GEMM worker pool.
+ * the median per-round ratios, which stay meaningful on a loaded machine where absolute times do not. The
+ * wasm variants run on a one-thread backend and on one with the worker pool (the fused kernels split the heads
+ * over it, the composition its GEMMs).
  *
  * Run: node --import tsx bench/attention-wasm.ts   (add --experimental-wasm-relaxed-simd before --import for FMA)
  */
@@ -63,6 +63,7 @@ for (const len of [128, 512]) {
   const variants: [string, Backend, () => void][] = [
     ["wasm fused (1 thread)", W1, step(fused)],
     ["wasm composed (1 thread)", W1, step(composed)],
+    ["wasm fused (pool)", WP, step(fused)],
     ["wasm composed (pool)", WP, step(composed)],
     ["old: js kernels", OLD, step(fused)],
   ];

@@ -31,8 +31,8 @@
  * pooling, scatterAdd), within float32 summation error for GEMM / conv (they accumulate in float32; the
  * reference in float64), within about 2 ulp for the float32 SIMD exp, log, sigmoid and tanh and within a few
  * ulp for float32 Adam (computed in float32; the reference in float64); other transcendental ops evaluate in
- * float64 and round once, like js. Large float32 GEMMs (and so convolutions) are split over worker threads
- * sharing the memory (threads.ts) where Node's worker_threads exist.
+ * float64 and round once, like js. Large float32 GEMMs (and so convolutions) and the heads of large attention
+ * calls are split over worker threads sharing the memory (threads.ts) where Node's worker_threads exist.
  *
  * @example
  * ```ts
