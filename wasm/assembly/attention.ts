@@ -252,17 +252,24 @@ function scoreRow<T>(row: usize, je: i32, ncp: i32, scale: T, mrow: usize, mss: 
   for (let j = je; j < ncp; j++) store<T>(row + <usize>j * es, <T>-Infinity);
 }
 
-/** Bytes of scratch attnF32 / attnF64 (backward = 0) or attnBackF32 / attnBackF64 (backward = 1) need. */
-export function attnWork(l: i32, s: i32, e: i32, ev: i32, es: i32, backward: i32): i32 {
+/**
+ * Bytes of scratch one attnFwd (backward = 0) or attnBwd (backward = 1) call needs for its entries, in float64
+ * (the JS side refuses sizes beyond the memory instead of seeing a wrapped i32).
+ */
+export function attnWork(l: i32, s: i32, e: i32, ev: i32, es: i32, backward: i32): f64 {
   const NR = 32 / es;
-  const lp = roundUp(l, MR);
-  const sp = roundUp(s, NR);
-  const ep = roundUp(e, NR);
-  const evp = roundUp(ev, NR);
-  let n = lp * ep + e * sp + sp * evp + BR * BC + BR * evp;
-  if (backward != 0) n = lp * ep + sp * ep + e * sp + ev * sp + lp * evp + 2 * BR * BC + lp * ep + sp * ep + sp * evp;
+  const lp = <f64>roundUp(l, MR);
+  const sp = <f64>roundUp(s, NR);
+  const ep = <f64>roundUp(e, NR);
+  const evp = <f64>roundUp(ev, NR);
+  const fe = <f64>e;
+  const fev = <f64>ev;
+  let n = lp * ep + fe * sp + sp * evp + <f64>(BR * BC) + <f64>BR * evp;
+  if (backward != 0) {
+    n = lp * ep + sp * ep + fe * sp + fev * sp + lp * evp + <f64>(2 * BR * BC) + lp * ep + sp * ep + sp * evp;
+  }
   // + the row statistics (float64) and 16-byte alignment slack per buffer
-  return n * es + 2 * (lp + BR) * 8 + 16 * 16;
+  return n * <f64>es + 2 * (lp + <f64>BR) * 8 + 16 * 16;
 }
 
 @inline

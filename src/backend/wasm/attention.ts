@@ -39,6 +39,8 @@ function dims(
   const ev = v.shape[nd - 1];
   if (k.shape[nd - 1] !== e || v.shape[nd - 2] !== s) return null;
   if (mask !== null && (mask.shape[nd - 2] !== l || mask.shape[nd - 1] !== s)) return null;
+  // the kernels take i32 sizes (anything larger could not be staged anyway)
+  if (Math.max(l, s, e, ev) > 0x7fffffff) return null;
   return { lead, nb: sizeOf(lead), l, s, e, ev };
 }
 
