@@ -278,8 +278,9 @@ function align16(p: usize): usize {
 }
 
 /**
- * out [L, Ev + 1] (contiguous) = attention of one batch entry. q [L, E], k [S, E], v [S, Ev], mask [L, S]
- * (pm = 0: none) at the given pointers with byte strides; work: attnWork(l, s, e, ev, sizeof<T>, 0) bytes.
+ * Rows [r0, r1) of out [L, Ev + 1] (contiguous) = attention of one batch entry (r0 a multiple of BR). q [L, E],
+ * k [S, E], v [S, Ev], mask [L, S] (pm = 0: none) at the given pointers with byte strides; work:
+ * attnWork(l, s, e, ev, sizeof<T>, 0) bytes.
  */
 function attnForward<T>(
   l: i32,
@@ -302,8 +303,10 @@ function attnForward<T>(
   scale: T,
   out: usize,
   work: usize,
+  r0: i32,
+  r1: i32,
 ): void {
-  if (l <= 0) return;
+  if (r1 <= r0) return;
   const es = sizeof<T>();
   const NR = nrOf<T>();
   const lp = roundUp(l, MR);
@@ -317,15 +320,17 @@ function attnForward<T>(
   const ACC = align16(ST + <usize>(BR * BC) * es);
   const M = align16(ACC + <usize>(BR * evp) * es); // running max per row (f64)
   const LS = M + <usize>BR * 8; // running sum per row (f64)
-  stageRows<T>(pq, qsl, qse, l, e, Q, ep, lp);
-  if (s > 0) {
-    stageT<T>(pk, ksl, kse, s, e, KT, sp);
-    stageRows<T>(pv, vsl, vse, s, ev, V, evp, sp);
+  // the rows [r0, r1) of q, and the keys those rows see
+  stageRows<T>(pq + <usize>(r0 * qsl), qsl, qse, r1 - r0, e, Q + <usize>(r0 * ep) * es, ep, roundUp(r1 - r0, MR));
+  const sees = causal ? min(s, r1) : s;
+  if (sees > 0) {
+    stageT<T>(pk, ksl, kse, sees, e, KT, sp);
+    stageRows<T>(pv, vsl, vse, sees, ev, V, evp, sp);
   }
   const w = ev + 1;
   const rowB = <usize>BC * es;
-  for (let i0 = 0; i0 < l; i0 += BR) {
-    const nr = min(BR, l - i0);
+  for (let i0 = r0; i0 < r1; i0 += BR) {
+    const nr = min(BR, r1 - i0);
     const nrp = roundUp(nr, MR);
     for (let i = 0; i < nr; i++) {
       store<f64>(M + <usize>i * 8, -Infinity);
@@ -560,7 +565,8 @@ function attnBackward<T>(
 /**
  * Forward attention of `count` batch entries: entry t's pointers (q, k, v, mask or 0, out) are the five i32 at
  * table + 20 t; sizes and byte strides as for attnForward, shared by every entry. es: 4 (float32) or 8
- * (float64). Entries run one after the other on this thread, reusing `work` (attnWork(..., 0) bytes).
+ * (float64). Entries run one after the other on this thread, reusing `work` (attnWork(..., 0) bytes); each
+ * computes its query rows [r0, r1) (r0 a multiple of 32), so that threads may share one entry's rows.
  */
 export function attnFwd(
   es: i32,
@@ -581,6 +587,8 @@ export function attnFwd(
   causal: i32,
   scale: f64,
   work: usize,
+  r0: i32,
+  r1: i32,
 ): void {
   for (let t = 0; t < count; t++) {
     const p = table + <usize>t * 20;
@@ -590,9 +598,9 @@ export function attnFwd(
     const pm = <usize>load<u32>(p, 12);
     const po = <usize>load<u32>(p, 16);
     if (es == 4) {
-      attnForward<f32>(l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, causal != 0, <f32>scale, po, work);
+      attnForward<f32>(l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, causal != 0, <f32>scale, po, work, r0, r1);
     } else {
-      attnForward<f64>(l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, causal != 0, scale, po, work);
+      attnForward<f64>(l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, causal != 0, scale, po, work, r0, r1);
     }
   }
 }

@@ -89,31 +89,51 @@ function writeTable(
   }
 }
 
+/** Query rows per tile of the kernels (wasm/assembly/attention.ts BR): row ranges start at multiples of it. */
+const BR = 32;
+
 /**
- * Run kernel `name` over nb batch entries whose table rows are `row` bytes apart: args(count, table, work) gives
- * one call's arguments. One thread, or one contiguous range of entries per pool thread when there is enough
- * work (`flops` multiply-adds per entry), each with its own `workBytes` of scratch.
+ * Run kernel `name` over nb batch entries whose table rows are `row` bytes apart: args(count, table, work, r0,
+ * r1) gives one call's arguments (query rows [r0, r1) of each entry). One thread, or, on the pool with enough
+ * work (`flops` multiply-adds per entry), one contiguous range of entries per thread, each with its own
+ * `workBytes` of scratch; with fewer entries than threads and `rows` (the forward: rows are independent) the
+ * threads share every entry, one range of query rows each (balanced for the triangle of a causal mask). Every
+ * output element is computed by one thread in the same order whatever the split.
  */
 function runEntries(
   c: Ctx,
   s: Scope,
   name: (typeof CALLS)[number],
   nb: number,
+  l: number,
   table: number,
   row: number,
   flops: number,
   workBytes: number,
-  args: (count: number, table: number, work: number) => number[],
+  rows: false | { causal: boolean },
+  args: (count: number, table: number, work: number, r0: number, r1: number) => number[],
 ): void {
-  const threads = Math.min(c.pool?.threads ?? 1, nb);
+  const pool = c.pool?.threads ?? 1;
+  const byRows = rows !== false && nb < pool && l > BR;
+  const threads = Math.min(pool, byRows ? Math.ceil(l / BR) : nb);
   if (threads <= 1 || nb * flops < MIN_WORK) {
-    c.k[name](...args(nb, table, s.alloc(workBytes)));
+    c.k[name](...args(nb, table, s.alloc(workBytes), 0, l));
     return;
   }
-  const chunk = Math.ceil(nb / threads);
   const jobs: number[][] = [];
-  for (let b0 = 0; b0 < nb; b0 += chunk) {
-    jobs.push(args(Math.min(chunk, nb - b0), table + b0 * row, s.alloc(workBytes)));
+  if (byRows) {
+    // boundaries at equal shares of the work: l t / T rows, or l sqrt(t / T) under a causal mask
+    const cut = (t: number) =>
+      t === threads ? l : Math.round((l * (rows.causal ? Math.sqrt(t / threads) : t / threads)) / BR) * BR;
+    for (let t = 0; t < threads; t++) {
+      const [r0, r1] = [cut(t), cut(t + 1)];
+      if (r1 > r0) jobs.push(args(nb, table, s.alloc(workBytes), r0, r1));
+    }
+  } else {
+    const chunk = Math.ceil(nb / threads);
+    for (let b0 = 0; b0 < nb; b0 += chunk) {
+      jobs.push(args(Math.min(chunk, nb - b0), table + b0 * row, s.alloc(workBytes), 0, l));
+    }
   }
   c.pool!.call(c.k, name, jobs);
 }
@@ -155,26 +175,40 @@ export function attention(
     const [msl, mss] = inner(M, es);
     writeTable(c, table, lead, ops, es, O.ptr, l * (ev + 1) * es);
     const work = c.k.attnWork(l, s, e, ev, es, 0);
-    runEntries(c, sc, "attnFwd", nb, table, 5 * 4, l * s * (e + ev), work, (count, tab, wk) => [
-      es,
-      count,
-      tab,
+    runEntries(
+      c,
+      sc,
+      "attnFwd",
+      nb,
       l,
-      s,
-      e,
-      ev,
-      qsl,
-      qse,
-      ksl,
-      kse,
-      vsl,
-      vse,
-      msl,
-      mss,
-      causal ? 1 : 0,
-      scale,
-      wk,
-    ]);
+      table,
+      5 * 4,
+      l * s * (e + ev),
+      work,
+      { causal },
+      (count, tab, wk, r0, r1) => [
+        es,
+        count,
+        tab,
+        l,
+        s,
+        e,
+        ev,
+        qsl,
+        qse,
+        ksl,
+        kse,
+        vsl,
+        vse,
+        msl,
+        mss,
+        causal ? 1 : 0,
+        scale,
+        wk,
+        r0,
+        r1,
+      ],
+    );
     O.finish();
     return true;
   });
@@ -227,7 +261,7 @@ export function attentionBackward(
     const [gsl, gse] = inner(G, es);
     writeTable(c, table, lead, ops, es, O.ptr, per * es);
     const work = c.k.attnWork(l, s, e, ev, es, 1);
-    runEntries(c, sc, "attnBwd", nb, table, 7 * 4, 3 * l * s * (e + ev), work, (count, tab, wk) => [
+    runEntries(c, sc, "attnBwd", nb, l, table, 7 * 4, 3 * l * s * (e + ev), work, false, (count, tab, wk) => [
       es,
       count,
       tab,
