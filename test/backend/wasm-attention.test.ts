@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { View } from "../../src/backend/backend.ts";
+import { jsBackend as J } from "../../src/backend/js/index.ts";
 import { createWasmBackend } from "../../src/backend/wasm/index.ts";
 import { prng } from "./conformance/views.ts";
 
@@ -164,7 +165,7 @@ test("wasm attention on the worker pool: the same bits as one thread, float32 an
   pool.stopThreads();
 });
 
-test("wasm attention forward of one long entry on the worker pool: query rows split, the same bits", () => {
+test("wasm attention of one long entry on the worker pool: rows and keys split, the same bits", () => {
   const pool = createWasmBackend();
   const one = createWasmBackend({ threads: 1 });
   const rnd = prng(3);
@@ -180,6 +181,24 @@ test("wasm attention forward of one long entry on the worker pool: query rows sp
     };
     const want = run(one);
     assert.deepEqual(run(pool), want, causal ? "causal" : "full");
+    // the backward: dq by query rows, dk and dv by keys, on each thread
+    const ov: View = { data: want, shape: [1, l, e + 1], strides: [l * (e + 1), e + 1, 1], offset: 0 };
+    const g = view([1, l, e + 1], rnd);
+    const back = (b: typeof one) => {
+      const d = new Float32Array(l * e + 2 * s * e);
+      b.attentionBackward(q, k, v, null, ov, g, causal, 0.15, d);
+      return d;
+    };
+    const d1 = back(one);
+    assert.deepEqual(back(pool), d1, `${causal ? "causal" : "full"} backward`);
+    const js = new Float32Array(d1.length);
+    J.attentionBackward(q, k, v, null, ov, g, causal, 0.15, js);
+    for (let t = 0; t < js.length; t++) {
+      assert.ok(
+        Math.abs(d1[t] - js[t]) <= 1e-4 * (1 + Math.abs(js[t])),
+        `backward element ${t}: ${d1[t]} vs ${js[t]}`,
+      );
+    }
     // and the split rows are right, not only equal: row 299 against a float64 loop
     const i = l - 1;
     const end = causal ? Math.min(s, i + 1) : s;

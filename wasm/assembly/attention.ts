@@ -425,9 +425,12 @@ function attnForward<T>(
 }
 
 /**
- * out [L E + S E + S Ev] (contiguous: dq, dk, dv row-major) = the attention VJP of one batch entry. q, k, v,
- * mask as for attnForward; o and dout [L, Ev + 1] with byte strides; work: attnWork(l, s, e, ev, sizeof<T>, 1)
- * bytes.
+ * out [L E + S E + S Ev] (contiguous: dq, dk, dv row-major) = the attention VJP of one batch entry, or the part
+ * of it this call owns: dq rows [r0, r1) and dk, dv rows [c0, c1) (r0 a multiple of BR, c0 of BC). q, k, v, mask
+ * as for attnForward; o and dout [L, Ev + 1] with byte strides; work: attnWork(l, s, e, ev, sizeof<T>, 1) bytes.
+ * Owning everything, it makes one pass over the tiles; otherwise two (FlashAttention-2's split): the key tiles
+ * [c0, c1) against every query tile for dk, dv, then the query tiles [r0, r1) against every key tile for dq.
+ * Either way each output element sums its terms in the same order, so a split gives the same bits.
  */
 function attnBackward<T>(
   l: i32,
@@ -456,6 +459,10 @@ function attnBackward<T>(
   scale: T,
   out: usize,
   work: usize,
+  r0: i32,
+  r1: i32,
+  c0: i32,
+  c1: i32,
 ): void {
   const es = sizeof<T>();
   const NR = nrOf<T>();
@@ -495,70 +502,78 @@ function attnBackward<T>(
   }
   const rowB = <usize>BC * es;
   const vscale = v128.splat<T>(scale);
-  for (let i0 = 0; i0 < l && s > 0; i0 += BR) {
-    const nr = min(BR, l - i0);
-    const nrp = roundUp(nr, MR);
-    const send = causal ? min(s, i0 + nr) : s;
-    for (let j0 = 0; j0 < send; j0 += BC) {
-      const nc = min(BC, send - j0);
-      const ncp = roundUp(nc, NR);
-      const qt = Q + <usize>(i0 * ep) * es;
-      const gt = GO + <usize>(i0 * evp) * es;
-      // scores and dP = dO V^T for the tile
-      tileGemm<T>(nrp, ncp, e, qt, <usize>ep * es, es, KT + <usize>j0 * es, <usize>sp * es, ST, rowB, false);
-      tileGemm<T>(nrp, ncp, ev, gt, <usize>evp * es, es, VT + <usize>j0 * es, <usize>sp * es, DP, rowB, false);
-      for (let i = 0; i < nr; i++) {
-        const row = ST + <usize>i * rowB;
-        const drow = DP + <usize>i * rowB;
-        const je = causal ? max(0, min(nc, i0 + i - j0 + 1)) : nc;
-        const mrow = pm == 0 ? 0 : pm + <usize>((i0 + i) * msl) + <usize>(j0 * mss);
-        scoreRow<T>(row, je, ncp, scale, mrow, mss);
-        const vl = v128.splat<T>(<T>load<f64>(LSE + <usize>(i0 + i) * 8));
-        const vd = v128.splat<T>(<T>load<f64>(DD + <usize>(i0 + i) * 8));
-        // P = exp(x - lse) and dS = scale P (dP - D) over whole vectors, then exact zeros from je on
-        for (let j = 0; j < ncp; j += 16 / <i32>es) {
-          const o = <usize>j * es;
-          const p = expV<T>(v128.sub<T>(v128.load(row + o), vl));
-          v128.store(row + o, p);
-          v128.store(drow + o, v128.mul<T>(vscale, v128.mul<T>(p, v128.sub<T>(v128.load(drow + o), vd))));
+  const whole = r0 <= 0 && r1 >= l && c0 <= 0 && c1 >= s;
+  // pass 0: everything at once; pass 1: keys [c0, c1), dk and dv only; pass 2: rows [r0, r1), dq only
+  const lastPass = whole ? 0 : 2;
+  for (let pass = whole ? 0 : 1; pass <= lastPass; pass++) {
+    const doKV = pass != 2;
+    const doQ = pass != 1;
+    const qb = pass == 2 ? r1 : l;
+    const ka = pass == 1 ? c0 : 0;
+    const kb = pass == 1 ? c1 : s;
+    for (let i0 = pass == 2 ? r0 : 0; i0 < qb && s > 0; i0 += BR) {
+      const nr = min(BR, qb - i0);
+      const nrp = roundUp(nr, MR);
+      const send = min(kb, causal ? min(s, i0 + nr) : s);
+      for (let j0 = ka; j0 < send; j0 += BC) {
+        const nc = min(BC, send - j0);
+        const ncp = roundUp(nc, NR);
+        const qt = Q + <usize>(i0 * ep) * es;
+        const gt = GO + <usize>(i0 * evp) * es;
+        // scores and dP = dO V^T for the tile
+        tileGemm<T>(nrp, ncp, e, qt, <usize>ep * es, es, KT + <usize>j0 * es, <usize>sp * es, ST, rowB, false);
+        tileGemm<T>(nrp, ncp, ev, gt, <usize>evp * es, es, VT + <usize>j0 * es, <usize>sp * es, DP, rowB, false);
+        for (let i = 0; i < nr; i++) {
+          const row = ST + <usize>i * rowB;
+          const drow = DP + <usize>i * rowB;
+          const je = causal ? max(0, min(nc, i0 + i - j0 + 1)) : nc;
+          const mrow = pm == 0 ? 0 : pm + <usize>((i0 + i) * msl) + <usize>(j0 * mss);
+          scoreRow<T>(row, je, ncp, scale, mrow, mss);
+          const vl = v128.splat<T>(<T>load<f64>(LSE + <usize>(i0 + i) * 8));
+          const vd = v128.splat<T>(<T>load<f64>(DD + <usize>(i0 + i) * 8));
+          // P = exp(x - lse) and dS = scale P (dP - D) over whole vectors, then exact zeros from je on
+          for (let j = 0; j < ncp; j += 16 / <i32>es) {
+            const o = <usize>j * es;
+            const p = expV<T>(v128.sub<T>(v128.load(row + o), vl));
+            v128.store(row + o, p);
+            v128.store(drow + o, v128.mul<T>(vscale, v128.mul<T>(p, v128.sub<T>(v128.load(drow + o), vd))));
+          }
+          for (let j = je; j < ncp; j++) {
+            store<T>(row + <usize>j * es, 0);
+            store<T>(drow + <usize>j * es, 0);
+          }
         }
-        for (let j = je; j < ncp; j++) {
-          store<T>(row + <usize>j * es, 0);
-          store<T>(drow + <usize>j * es, 0);
+        // dv[j0.., :] += P^T dO,  dk[j0.., :] += dS^T Q   (P^T read through swapped strides; kc = the tile's rows)
+        if (doKV) {
+          tileGemm<T>(ncp, evp, nr, ST, es, rowB, gt, <usize>evp * es, DV + <usize>(j0 * evp) * es, <usize>evp * es, true);
+          tileGemm<T>(ncp, ep, nr, DP, es, rowB, qt, <usize>ep * es, DK + <usize>(j0 * ep) * es, <usize>ep * es, true);
         }
+        // dq[i0.., :] += dS K[j0.., :]   (rows nr..nrp of dS are never zeroed: they only reach padded dq rows)
+        if (doQ) tileGemm<T>(
+          nrp,
+          ep,
+          nc,
+          DP,
+          rowB,
+          es,
+          K + <usize>(j0 * ep) * es,
+          <usize>ep * es,
+          DQ + <usize>(i0 * ep) * es,
+          <usize>ep * es,
+          true,
+        );
       }
-      // dv[j0.., :] += P^T dO,  dk[j0.., :] += dS^T Q   (P^T read through swapped strides; kc = the tile's rows)
-      tileGemm<T>(ncp, evp, nr, ST, es, rowB, gt, <usize>evp * es, DV + <usize>(j0 * evp) * es, <usize>evp * es, true);
-      tileGemm<T>(ncp, ep, nr, DP, es, rowB, qt, <usize>ep * es, DK + <usize>(j0 * ep) * es, <usize>ep * es, true);
-      // dq[i0.., :] += dS K[j0.., :]   (rows nr..nrp of dS are never zeroed: they only reach padded dq rows)
-      tileGemm<T>(
-        nrp,
-        ep,
-        nc,
-        DP,
-        rowB,
-        es,
-        K + <usize>(j0 * ep) * es,
-        <usize>ep * es,
-        DQ + <usize>(i0 * ep) * es,
-        <usize>ep * es,
-        true,
-      );
     }
   }
-  // out: dq [L, E], dk [S, E], dv [S, Ev]
-  let o = out;
-  for (let i = 0; i < l; i++) {
-    memory.copy(o, DQ + <usize>(i * ep) * es, <usize>e * es);
-    o += <usize>e * es;
-  }
-  for (let j = 0; j < s; j++) {
-    memory.copy(o, DK + <usize>(j * ep) * es, <usize>e * es);
-    o += <usize>e * es;
-  }
-  for (let j = 0; j < s; j++) {
-    memory.copy(o, DV + <usize>(j * evp) * es, <usize>ev * es);
-    o += <usize>ev * es;
+  // out: dq [L, E], dk [S, E], dv [S, Ev]; the rows this call owns
+  const ue = <usize>e * es;
+  const uev = <usize>ev * es;
+  for (let i = max(r0, 0); i < min(r1, l); i++) memory.copy(out + <usize>i * ue, DQ + <usize>(i * ep) * es, ue);
+  const dkOut = out + <usize>l * ue;
+  const dvOut = dkOut + <usize>s * ue;
+  for (let j = max(c0, 0); j < min(c1, s); j++) {
+    memory.copy(dkOut + <usize>j * ue, DK + <usize>(j * ep) * es, ue);
+    memory.copy(dvOut + <usize>j * uev, DV + <usize>(j * evp) * es, uev);
   }
 }
 
@@ -607,7 +622,8 @@ export function attnFwd(
 
 /**
  * The attention VJP of `count` batch entries: entry t's pointers (q, k, v, mask or 0, o, dout, out) are the
- * seven i32 at table + 28 t; the rest as for attnFwd and attnBackward (work: attnWork(..., 1) bytes).
+ * seven i32 at table + 28 t; the rest as for attnFwd and attnBackward (work: attnWork(..., 1) bytes): each
+ * entry's dq rows [r0, r1) and dk, dv rows [c0, c1), so that threads may share one entry.
  */
 export function attnBwd(
   es: i32,
@@ -632,6 +648,10 @@ export function attnBwd(
   causal: i32,
   scale: f64,
   work: usize,
+  r0: i32,
+  r1: i32,
+  c0: i32,
+  c1: i32,
 ): void {
   for (let t = 0; t < count; t++) {
     const p = table + <usize>t * 28;
@@ -645,12 +665,12 @@ export function attnBwd(
     if (es == 4) {
       attnBackward<f32>(
         l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, po, osl, ose, pg, gsl, gse,
-        causal != 0, <f32>scale, out, work,
+        causal != 0, <f32>scale, out, work, r0, r1, c0, c1,
       );
     } else {
       attnBackward<f64>(
         l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, po, osl, ose, pg, gsl, gse,
-        causal != 0, scale, out, work,
+        causal != 0, scale, out, work, r0, r1, c0, c1,
       );
     }
   }

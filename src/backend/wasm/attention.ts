@@ -89,16 +89,31 @@ function writeTable(
   }
 }
 
-/** Query rows per tile of the kernels (wasm/assembly/attention.ts BR): row ranges start at multiples of it. */
+/** Query rows and keys per tile of the kernels (wasm/assembly/attention.ts BR, BC): ranges start at multiples. */
 const BR = 32;
+const BC = 64;
+
+/**
+ * Boundaries t = 0..parts of `n` items split into `parts` ranges of equal work, at multiples of `unit`: equal
+ * counts, or under a causal mask equal areas of the triangle, where item i costs ~i (`rising`, query rows) or
+ * ~n - i (keys).
+ */
+function cuts(n: number, parts: number, unit: number, causal: boolean, rising: boolean): number[] {
+  const share = (f: number) => (!causal ? f : rising ? Math.sqrt(f) : 1 - Math.sqrt(1 - f));
+  const out = [0];
+  for (let t = 1; t < parts; t++) out.push(Math.min(n, Math.round((n * share(t / parts)) / unit) * unit));
+  out.push(n);
+  return out;
+}
 
 /**
  * Run kernel `name` over nb batch entries whose table rows are `row` bytes apart: args(count, table, work, r0,
- * r1) gives one call's arguments (query rows [r0, r1) of each entry). One thread, or, on the pool with enough
- * work (`flops` multiply-adds per entry), one contiguous range of entries per thread, each with its own
- * `workBytes` of scratch; with fewer entries than threads and `rows` (the forward: rows are independent) the
- * threads share every entry, one range of query rows each (balanced for the triangle of a causal mask). Every
- * output element is computed by one thread in the same order whatever the split.
+ * r1, c0, c1) gives one call's arguments (the query rows [r0, r1) and, for the backward, the keys [c0, c1) it
+ * owns in each entry). One thread, or, on the pool with enough work (`flops` multiply-adds per entry), one
+ * contiguous range of entries per thread, each with its own `workBytes` of scratch; with fewer entries than
+ * threads the threads share every entry, one range of query rows (and keys, when `keys` is given) each,
+ * balanced for the triangle of a causal mask. Every output element sums its terms in the same order whatever the
+ * split, so results do not depend on the thread count.
  */
 function runEntries(
   c: Ctx,
@@ -106,33 +121,43 @@ function runEntries(
   name: (typeof CALLS)[number],
   nb: number,
   l: number,
+  keys: number | null,
+  causal: boolean,
   table: number,
   row: number,
   flops: number,
   workBytes: number,
-  rows: false | { causal: boolean },
-  args: (count: number, table: number, work: number, r0: number, r1: number) => number[],
+  args: (
+    count: number,
+    table: number,
+    work: number,
+    r0: number,
+    r1: number,
+    c0: number,
+    c1: number,
+  ) => number[],
 ): void {
+  const S = keys ?? 0;
   const pool = c.pool?.threads ?? 1;
-  const byRows = rows !== false && nb < pool && l > BR;
-  const threads = Math.min(pool, byRows ? Math.ceil(l / BR) : nb);
+  const share = nb < pool && (l > BR || S > BC);
+  const threads = Math.min(pool, share ? Math.max(Math.ceil(l / BR), Math.ceil(S / BC)) : nb);
   if (threads <= 1 || nb * flops < MIN_WORK) {
-    c.k[name](...args(nb, table, s.alloc(workBytes), 0, l));
+    c.k[name](...args(nb, table, s.alloc(workBytes), 0, l, 0, S));
     return;
   }
   const jobs: number[][] = [];
-  if (byRows) {
-    // boundaries at equal shares of the work: l t / T rows, or l sqrt(t / T) under a causal mask
-    const cut = (t: number) =>
-      t === threads ? l : Math.round((l * (rows.causal ? Math.sqrt(t / threads) : t / threads)) / BR) * BR;
+  if (share) {
+    const rc = cuts(l, threads, BR, causal, true);
+    const kc = cuts(S, threads, BC, causal, false);
     for (let t = 0; t < threads; t++) {
-      const [r0, r1] = [cut(t), cut(t + 1)];
-      if (r1 > r0) jobs.push(args(nb, table, s.alloc(workBytes), r0, r1));
+      if (rc[t + 1] > rc[t] || kc[t + 1] > kc[t]) {
+        jobs.push(args(nb, table, s.alloc(workBytes), rc[t], rc[t + 1], kc[t], kc[t + 1]));
+      }
     }
   } else {
     const chunk = Math.ceil(nb / threads);
     for (let b0 = 0; b0 < nb; b0 += chunk) {
-      jobs.push(args(Math.min(chunk, nb - b0), table + b0 * row, s.alloc(workBytes), 0, l));
+      jobs.push(args(Math.min(chunk, nb - b0), table + b0 * row, s.alloc(workBytes), 0, l, 0, S));
     }
   }
   c.pool!.call(c.k, name, jobs);
@@ -181,11 +206,12 @@ export function attention(
       "attnFwd",
       nb,
       l,
+      null,
+      causal,
       table,
       5 * 4,
       l * s * (e + ev),
       work,
-      { causal },
       (count, tab, wk, r0, r1) => [
         es,
         count,
@@ -261,30 +287,47 @@ export function attentionBackward(
     const [gsl, gse] = inner(G, es);
     writeTable(c, table, lead, ops, es, O.ptr, per * es);
     const work = c.k.attnWork(l, s, e, ev, es, 1);
-    runEntries(c, sc, "attnBwd", nb, l, table, 7 * 4, 3 * l * s * (e + ev), work, false, (count, tab, wk) => [
-      es,
-      count,
-      tab,
+    runEntries(
+      c,
+      sc,
+      "attnBwd",
+      nb,
       l,
       s,
-      e,
-      ev,
-      qsl,
-      qse,
-      ksl,
-      kse,
-      vsl,
-      vse,
-      msl,
-      mss,
-      osl,
-      ose,
-      gsl,
-      gse,
-      causal ? 1 : 0,
-      scale,
-      wk,
-    ]);
+      causal,
+      table,
+      7 * 4,
+      3 * l * s * (e + ev),
+      work,
+      (count, tab, wk, r0, r1, c0, c1) => [
+        es,
+        count,
+        tab,
+        l,
+        s,
+        e,
+        ev,
+        qsl,
+        qse,
+        ksl,
+        kse,
+        vsl,
+        vse,
+        msl,
+        mss,
+        osl,
+        ose,
+        gsl,
+        gse,
+        causal ? 1 : 0,
+        scale,
+        wk,
+        r0,
+        r1,
+        c0,
+        c1,
+      ],
+    );
     O.finish();
     return true;
   });
