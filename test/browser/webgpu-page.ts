@@ -26,6 +26,7 @@ import * as cr from "../../src/index.ts";
 import { OPS } from "../opinfo.ts";
 import { type Nd, nd } from "../ref.ts";
 import { cnnStepsAsync, mlpStepsAsync } from "./webgpu-scenario.ts";
+import type { WebgpuReport } from "./webgpu-report.ts";
 
 /** mulberry32: a small seeded generator (values reproducible run to run). */
 function prng(seed: number): () => number {
@@ -631,11 +632,15 @@ async function jitCheck(): Promise<number[]> {
   return [...first, ...second];
 }
 
-async function run() {
-  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
-  const adapter = nav?.gpu ? await nav.gpu.requestAdapter() : null;
-  if (adapter === null) return { skip: nav?.gpu ? "no WebGPU adapter" : "no navigator.gpu" };
+/**
+ * Everything above, in order (the page runs it; the Node test of the npm package `webgpu` calls it too).
+ * `opTable: false` leaves out the op table's forward checks.
+ */
+export async function runWebgpuChecks(
+  opts: { opTable?: boolean } = {},
+): Promise<WebgpuReport | { skip: string }> {
   const init = await cr.init({ backend: "webgpu" });
+  if (init.backend !== "webgpu") return { skip: init.fallback ?? `init chose ${init.backend}` };
   const t0 = performance.now();
   await kernelChecks();
   const kernelsMs = performance.now() - t0;
@@ -643,9 +648,22 @@ async function run() {
   const memory = await memoryChecks();
   const mlp = await mlpStepsAsync(3, 3);
   const cnn = await cnnStepsAsync(4);
-  const opTable = await opTableChecks();
+  const opTable = opts.opTable === false ? null : await opTableChecks();
   const jit = await jitCheck();
-  return { init, info: webgpuInfo(), checked, failures, kernelsMs, syncRead, memory, mlp, cnn, opTable, jit };
+  return {
+    init,
+    info: webgpuInfo()!,
+    checked,
+    failures,
+    kernelsMs,
+    syncRead,
+    memory,
+    mlp,
+    cnn,
+    opTable,
+    jit,
+  };
 }
 
-Object.assign(globalThis, { __result: run() });
+// the page (a browser); imported by a Node test, it only exports
+if (typeof window !== "undefined") Object.assign(globalThis, { __result: runWebgpuChecks() });

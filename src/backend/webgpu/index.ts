@@ -4,6 +4,8 @@
  *
  * It is optional and never the default: `await init({ backend: "webgpu" })` requests an adapter and a device,
  * builds the backend and selects it (falling back to wasm, with one console line, when there is no adapter).
+ * Browsers provide WebGPU as `navigator.gpu`; under Node it comes from the npm package `webgpu` (Dawn, with a
+ * Vulkan driver), imported only then.
  * float32, int32 and bool live on the GPU; float64 (no WGSL type) stays in host memory and its kernels run on
  * the js reference. Values are read with `await t.data()`; synchronous reads of GPU-written values fail with a
  * DeviceReadError naming it.
@@ -20,9 +22,66 @@ let gpu: Gpu | null = null;
 let backend: BackendImpl | null = null;
 
 /** The navigator.gpu of this environment, if any (browsers; Node with a WebGPU implementation installed). */
-function gpuApi(): GPU | undefined {
+function navigatorGpu(): GPU | undefined {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   return nav?.gpu;
+}
+
+/** Under Node (where the npm package `webgpu` can provide WebGPU), not in a browser or a worker. */
+function isNode(): boolean {
+  const p = (globalThis as { process?: { versions?: { node?: string } } }).process;
+  return typeof p?.versions?.node === "string";
+}
+
+/** The part of the npm package `webgpu` (Dawn's Node binding) that is used: `create(dawnOptions)`. */
+export interface DawnModule {
+  create(options: string[]): GPU;
+}
+
+/** Dawn's GPU object under Node, kept alive with the backend. */
+let dawnGpu: GPU | null = null;
+
+/** Imports the npm package `webgpu`; the specifier is a variable so that bundlers leave it alone. */
+let loadDawn: () => Promise<DawnModule> = () => {
+  const specifier = "webgpu";
+  return import(/* @vite-ignore */ specifier) as Promise<DawnModule>;
+};
+
+/**
+ * Replace how the npm package `webgpu` is loaded (tests simulate a missing package or a missing driver with
+ * it); returns the previous loader.
+ */
+export function setDawnLoader(loader: () => Promise<DawnModule>): () => Promise<DawnModule> {
+  const old = loadDawn;
+  loadDawn = loader;
+  dawnGpu = null;
+  return old;
+}
+
+/** What a Node user needs for an adapter (the message of the fallback line). */
+export const NODE_NEEDS =
+  "a Vulkan driver: on Debian/Ubuntu `apt-get install mesa-vulkan-drivers` (Mesa's software lavapipe; " +
+  "Debian 12's Mesa 22.3 is too old for Dawn, take it from bookworm-backports) or the GPU vendor's driver";
+
+/**
+ * The WebGPU entry point: `navigator.gpu` where the environment has one, else (under Node) the npm package
+ * `webgpu`, imported lazily and only here, so the core has no dependency on it. Rejects saying what is missing.
+ */
+async function gpuApi(): Promise<{ api: GPU; dawn: boolean }> {
+  const nav = navigatorGpu();
+  if (nav !== undefined) return { api: nav, dawn: false };
+  if (!isNode()) throw new Error("WebGPU is not available here (no navigator.gpu)");
+  let mod: DawnModule;
+  try {
+    mod = await loadDawn();
+  } catch (e) {
+    const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    throw new Error(
+      `no navigator.gpu, and the npm package \`webgpu\` (Dawn) could not be loaded (${why}): \`npm install webgpu\``,
+    );
+  }
+  dawnGpu ??= mod.create([]);
+  return { api: dawnGpu, dawn: true };
 }
 
 /**
@@ -94,10 +153,15 @@ function gpuKernels(g: Gpu): BackendImpl {
  */
 export async function initWebgpuBackend(): Promise<BackendImpl> {
   if (backend !== null) return backend;
-  const api = gpuApi();
-  if (api === undefined) throw new Error("WebGPU is not available here (no navigator.gpu)");
+  const { api, dawn } = await gpuApi();
   const adapter = await api.requestAdapter();
-  if (adapter === null) throw new Error("no WebGPU adapter is available");
+  if (adapter === null) {
+    throw new Error(
+      dawn
+        ? `the npm package \`webgpu\` (Dawn) found no adapter: it needs ${NODE_NEEDS}`
+        : "no WebGPU adapter is available",
+    );
+  }
   const device = await adapter.requestDevice();
   const info = (adapter as { info?: GPUAdapterInfo }).info;
   const desc = info
