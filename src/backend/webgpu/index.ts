@@ -20,6 +20,8 @@ export type { GpuMemory } from "./gpu.ts";
 
 let gpu: Gpu | null = null;
 let backend: BackendImpl | null = null;
+/** Whether the adapter is a software one (set with the backend). */
+let software = false;
 
 /** The navigator.gpu of this environment, if any (browsers; Node with a WebGPU implementation installed). */
 function navigatorGpu(): GPU | undefined {
@@ -163,10 +165,15 @@ export async function initWebgpuBackend(): Promise<BackendImpl> {
     );
   }
   const device = await adapter.requestDevice();
-  const info = (adapter as { info?: GPUAdapterInfo }).info;
+  const info = (adapter as { info?: GPUAdapterInfo & { isFallbackAdapter?: boolean } }).info;
   const desc = info
     ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ")
     : "";
+  // a CPU rasterizer (lavapipe/llvmpipe, SwiftShader, WARP): correct, but its speed is no GPU's
+  software =
+    info?.isFallbackAdapter === true ||
+    (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter === true ||
+    /software|swiftshader|llvmpipe|lavapipe|warp/i.test(desc);
   device.addEventListener("uncapturederror", (e) => {
     console.error(`chainrule webgpu: ${(e as GPUUncapturedErrorEvent).error.message}`);
   });
@@ -190,11 +197,20 @@ export function webgpuMemory(): GpuMemory | null {
 }
 
 /**
- * Information about the webgpu backend for tests and diagnostics: the adapter, and how many submissions and
- * dispatches it has made (batching keeps the first well below the second). Null before initialisation.
+ * Information about the webgpu backend for tests and diagnostics: the adapter, whether it is a software one
+ * (a CPU rasterizer such as lavapipe or SwiftShader: correct, but no measure of GPU speed), and how many
+ * submissions and dispatches it has made (batching keeps the first well below the second). Null before
+ * initialisation.
  */
-export function webgpuInfo(): { adapter: string; submits: number; dispatches: number } | null {
-  return gpu === null ? null : { adapter: gpu.adapterInfo, submits: gpu.submits, dispatches: gpu.dispatches };
+export function webgpuInfo(): {
+  adapter: string;
+  software: boolean;
+  submits: number;
+  dispatches: number;
+} | null {
+  return gpu === null
+    ? null
+    : { adapter: gpu.adapterInfo, software, submits: gpu.submits, dispatches: gpu.dispatches };
 }
 
 /** Resolves when all recorded GPU work has run (submitting the pending batch first). */
