@@ -10,7 +10,7 @@ import { cnnStepsAsync, type MlpResult, mlpStepsAsync } from "./webgpu-scenario.
 /** What `runWebgpuChecks` reports (as JSON from the page, or directly in Node). */
 export interface WebgpuReport {
   skip?: string;
-  init: { backend: string; fallback?: string };
+  init: { backend: string; fallback?: string; adapter?: string };
   info: { adapter: string; submits: number; dispatches: number };
   checked: number;
   failures: string[];
@@ -50,7 +50,7 @@ export async function assertWebgpuReport(
     `# adapter: ${r.info.adapter}; ${r.checked} kernel checks in ${Math.round(r.kernelsMs)} ms; ` +
       `${r.info.dispatches} dispatches in ${r.info.submits} submissions`,
   );
-  assert.deepEqual(r.init, { backend: "webgpu" });
+  assert.deepEqual(r.init, { backend: "webgpu", adapter: r.info.adapter }, "init names the adapter");
   assert.ok(r.checked > 500, `kernel checks ran: ${r.checked}`);
   assert.deepEqual(r.failures, [], "webgpu kernels vs js");
   assert.ok(r.info.submits < r.info.dispatches, "dispatches are batched into fewer submissions");
