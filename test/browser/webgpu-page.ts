@@ -565,14 +565,7 @@ async function opTableChecks(): Promise<{ checked: number; failures: string[]; s
 }
 
 /** A synchronous read of GPU-written values fails naming `await t.data()`; after it, reads work. */
-async function syncReadChecks(): Promise<{
-  message: string;
-  afterData: number;
-  sum: number[];
-  toFloat64: string;
-  fresh: number[];
-  lstm: string;
-}> {
+async function syncReadChecks(): Promise<WebgpuReport["syncRead"]> {
   const t = cr.tensor([1, 2, 3, 4]).mul(2).sum();
   const err = (f: () => unknown) => {
     try {
@@ -599,7 +592,7 @@ async function syncReadChecks(): Promise<{
 }
 
 /** Bytes in use grow with live tensors; dropped tensors' buffers return to the pool after a collection. */
-async function memoryChecks(): Promise<{ before: number; held: number; afterGc: number; pool: number }> {
+async function memoryChecks(): Promise<WebgpuReport["memory"]> {
   const before = webgpuMemory()!.bytesInUse;
   let keep: cr.Tensor[] | null = [];
   for (let k = 0; k < 8; k++) keep.push(cr.ones([256, 256]).mul(k));

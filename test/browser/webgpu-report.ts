@@ -11,7 +11,7 @@ import { cnnStepsAsync, type MlpResult, mlpStepsAsync } from "./webgpu-scenario.
 export interface WebgpuReport {
   skip?: string;
   init: { backend: string; fallback?: string; adapter?: string };
-  info: { adapter: string; submits: number; dispatches: number };
+  info: { adapter: string; software?: boolean; submits: number; dispatches: number };
   checked: number;
   failures: string[];
   kernelsMs: number;
@@ -31,7 +31,8 @@ export interface WebgpuReport {
   jit: number[];
 }
 
-export function close(got: readonly number[], want: readonly number[], tol: number, what: string): void {
+/** Elementwise |got - want| <= tol (1 + |want|), naming `what` and the index on failure. */
+function close(got: readonly number[], want: readonly number[], tol: number, what: string): void {
   assert.equal(got.length, want.length, `${what}: length`);
   got.forEach((g, i) => {
     assert.ok(Math.abs(g - want[i]) <= tol * (1 + Math.abs(want[i])), `${what}[${i}]: ${g} vs ${want[i]}`);

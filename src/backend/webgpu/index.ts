@@ -43,9 +43,12 @@ export interface DawnModule {
 /** Dawn's GPU object under Node, kept alive with the backend. */
 let dawnGpu: GPU | null = null;
 
-/** Imports the npm package `webgpu`; the specifier is a variable so that bundlers leave it alone. */
+/**
+ * Imports the npm package `webgpu`. The specifier is computed so that bundlers leave it alone (a literal, even
+ * one folded from a constant by a minifier, would make them resolve the package for the browser bundle).
+ */
 let loadDawn: () => Promise<DawnModule> = () => {
-  const specifier = "webgpu";
+  const specifier = ["web", "gpu"].join("");
   return import(/* @vite-ignore */ specifier) as Promise<DawnModule>;
 };
 
