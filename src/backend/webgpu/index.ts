@@ -55,6 +55,7 @@ let loadDawn: () => Promise<DawnModule> = () => {
 /**
  * Replace how the npm package `webgpu` is loaded (tests simulate a missing package or a missing driver with
  * it); returns the previous loader.
+ * @internal
  */
 export function setDawnLoader(loader: () => Promise<DawnModule>): () => Promise<DawnModule> {
   const old = loadDawn;
