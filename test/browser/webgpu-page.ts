@@ -25,8 +25,8 @@ import { allocTyped, type DType, type TypedArray } from "../../src/dtype.ts";
 import * as cr from "../../src/index.ts";
 import { OPS } from "../opinfo.ts";
 import { type Nd, nd } from "../ref.ts";
-import { cnnStepsAsync, mlpStepsAsync } from "./webgpu-scenario.ts";
 import type { WebgpuReport } from "./webgpu-report.ts";
+import { cnnStepsAsync, mlpStepsAsync } from "./webgpu-scenario.ts";
 
 /** mulberry32: a small seeded generator (values reproducible run to run). */
 function prng(seed: number): () => number {
