@@ -556,62 +556,59 @@ test("native: a long sequence (L = S = 2048, E = 64) runs without an [L, S] matr
   });
 });
 
-test("native kernels: causal attention over NaN or infinite inputs skips the keys j > i, as the js kernels", {
-  skip: !("backend" in loaded),
-}, () => {
-  if (!("backend" in loaded)) return;
-  const nb = loaded.backend;
-  // the tiled kernels multiply the excluded keys by an exact 0 (0 x Inf = NaN); these inputs take its exact loops
-  const same = (got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string) => {
-    assert.equal(got.length, want.length, what);
-    for (let t = 0; t < want.length; t++) {
-      const [g, w] = [got[t], want[t]];
-      const ok = Number.isFinite(w) ? Math.abs(g - w) <= tol * (1 + Math.abs(w)) : Object.is(g, w);
-      assert.ok(ok, `${what}[${t}]: got ${g}, expected ${w}`);
-    }
-  };
-  for (const dtype of ["float32", "float64"] as const) {
-    const view = (shape: number[], f: (i: number) => number) => {
-      const n = shape.reduce((a, b) => a * b, 1);
-      const data = dtype === "float32" ? new Float32Array(n) : new Float64Array(n);
-      for (let i = 0; i < n; i++) data[i] = f(i);
-      const strides = shape.map((_, d) => shape.slice(d + 1).reduce((a, b) => a * b, 1));
-      return { data, shape, strides, offset: 0 };
+for (const nb of BACKENDS.filter((b) => b !== jsBackend))
+  test(`${nb.name} kernels: causal attention over NaN or infinite inputs skips the keys j > i, as the js kernels`, () => {
+    // the tiled kernels multiply the excluded keys by an exact 0 (0 x Inf = NaN); these inputs take its exact loops
+    const same = (got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string) => {
+      assert.equal(got.length, want.length, what);
+      for (let t = 0; t < want.length; t++) {
+        const [g, w] = [got[t], want[t]];
+        const ok = Number.isFinite(w) ? Math.abs(g - w) <= tol * (1 + Math.abs(w)) : Object.is(g, w);
+        assert.ok(ok, `${what}[${t}]: got ${g}, expected ${w}`);
+      }
     };
-    const q = view([2, 9, 4], (i) => (i === 5 ? Number.NaN : Math.sin(0.7 * i)));
-    const k = view([2, 11, 4], (i) => (i === 30 ? Number.NaN : Math.cos(0.3 * i)));
-    const v = view([2, 11, 3], (i) => Math.sin(0.45 * i + 1));
-    const vInf = view([2, 11, 3], (i) => (i === 22 ? Number.POSITIVE_INFINITY : Math.sin(0.45 * i + 1)));
-    const dout = view([2, 9, 4], (i) => Math.cos(0.21 * i));
-    for (const [name, qq, kk, vv] of [
-      ["NaN in q and k", q, k, v],
-      [
-        "Infinity in v",
-        view([2, 9, 4], (i) => Math.sin(0.7 * i)),
-        view([2, 11, 4], (i) => Math.cos(0.3 * i)),
-        vInf,
-      ],
-    ] as const) {
-      const want = jsBackend.alloc(dtype, 2 * 9 * 4);
-      const got = nb.alloc(dtype, 2 * 9 * 4);
-      jsBackend.attention(qq, kk, vv, null, true, 0.5, want);
-      nb.attention(qq, kk, vv, null, true, 0.5, got);
-      same(got, want, 1e-5, `${dtype} ${name} forward`);
-      const o = { data: want, shape: [2, 9, 4], strides: [36, 4, 1], offset: 0 };
-      const per = 9 * 4 + 11 * 4 + 11 * 3;
-      const gw = jsBackend.alloc(dtype, 2 * per);
-      const gg = nb.alloc(dtype, 2 * per);
-      jsBackend.attentionBackward(qq, kk, vv, null, o, dout, true, 0.5, gw);
-      nb.attentionBackward(qq, kk, vv, null, o, dout, true, 0.5, gg);
-      same(gg, gw, 1e-4, `${dtype} ${name} backward`);
-      // and the contract holds something finite to compare: rows before the bad key are numbers
-      assert.ok(
-        Array.from(want).some((x) => Number.isFinite(x)) &&
-          Array.from(gw).some((x) => Number.isNaN(x) === false),
-      );
+    for (const dtype of ["float32", "float64"] as const) {
+      const view = (shape: number[], f: (i: number) => number) => {
+        const n = shape.reduce((a, b) => a * b, 1);
+        const data = dtype === "float32" ? new Float32Array(n) : new Float64Array(n);
+        for (let i = 0; i < n; i++) data[i] = f(i);
+        const strides = shape.map((_, d) => shape.slice(d + 1).reduce((a, b) => a * b, 1));
+        return { data, shape, strides, offset: 0 };
+      };
+      const q = view([2, 9, 4], (i) => (i === 5 ? Number.NaN : Math.sin(0.7 * i)));
+      const k = view([2, 11, 4], (i) => (i === 30 ? Number.NaN : Math.cos(0.3 * i)));
+      const v = view([2, 11, 3], (i) => Math.sin(0.45 * i + 1));
+      const vInf = view([2, 11, 3], (i) => (i === 22 ? Number.POSITIVE_INFINITY : Math.sin(0.45 * i + 1)));
+      const dout = view([2, 9, 4], (i) => Math.cos(0.21 * i));
+      for (const [name, qq, kk, vv] of [
+        ["NaN in q and k", q, k, v],
+        [
+          "Infinity in v",
+          view([2, 9, 4], (i) => Math.sin(0.7 * i)),
+          view([2, 11, 4], (i) => Math.cos(0.3 * i)),
+          vInf,
+        ],
+      ] as const) {
+        const want = jsBackend.alloc(dtype, 2 * 9 * 4);
+        const got = nb.alloc(dtype, 2 * 9 * 4);
+        jsBackend.attention(qq, kk, vv, null, true, 0.5, want);
+        nb.attention(qq, kk, vv, null, true, 0.5, got);
+        same(got, want, 1e-5, `${dtype} ${name} forward`);
+        const o = { data: want, shape: [2, 9, 4], strides: [36, 4, 1], offset: 0 };
+        const per = 9 * 4 + 11 * 4 + 11 * 3;
+        const gw = jsBackend.alloc(dtype, 2 * per);
+        const gg = nb.alloc(dtype, 2 * per);
+        jsBackend.attentionBackward(qq, kk, vv, null, o, dout, true, 0.5, gw);
+        nb.attentionBackward(qq, kk, vv, null, o, dout, true, 0.5, gg);
+        same(gg, gw, 1e-4, `${dtype} ${name} backward`);
+        // and the contract holds something finite to compare: rows before the bad key are numbers
+        assert.ok(
+          Array.from(want).some((x) => Number.isFinite(x)) &&
+            Array.from(gw).some((x) => Number.isNaN(x) === false),
+        );
+      }
     }
-  }
-});
+  });
 
 test("native: one batch entry (the two-pass backward on several threads) gives the bits of one thread", {
   skip: !("backend" in loaded),
