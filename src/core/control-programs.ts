@@ -128,6 +128,7 @@ export function runProgram(
   if (ex === undefined) {
     ex = new Executor(byBackend.values().next().value?.program ?? simplifyProgram(p), {
       fuse: b.fused !== undefined,
+      fuseReduce: b.fusedReduce === true,
     });
     byBackend.set(b, ex);
   }

@@ -117,6 +117,11 @@ export interface ExecutorOpts {
    * backend that implements `fused` itself (the current backend when the executor runs must be that one).
    */
   readonly fuse?: boolean;
+  /**
+   * With `fuse`, also fuse the elementwise chains feeding a float sum / max / min into the reduction (a
+   * reducing program, `FusedProgram.reduce`): only for a backend declaring `fusedReduce`.
+   */
+  readonly fuseReduce?: boolean;
 }
 
 /** A program compiled to steps; `run` may be called any number of times (not re-entrantly on one thread). */
@@ -165,7 +170,7 @@ export class Executor {
       }
       return s;
     };
-    this.fusion = opts.fuse === true ? planFusion(program) : [];
+    this.fusion = opts.fuse === true ? planFusion(program, { reduce: opts.fuseReduce === true }) : [];
     const groupAt = new Map<number, FusionGroup>();
     const inGroup = new Set<number>();
     for (const g of this.fusion) {
@@ -217,7 +222,8 @@ export class Executor {
     const freeAt: number[][] = raw.map(() => []);
     for (const [s, i] of last) if (!keep.has(s)) freeAt[i].push(s);
     raw.forEach((r, i) => {
-      const out = r.eqn.outputs[0];
+      // (a fused step's outputs share one shape, but a reducing step's last: its first output decides)
+      const out = r.outVars[0];
       const lend: number[] = [];
       if (r.fused !== null || (r.prim !== null && POINTWISE.has(r.eqn.name))) {
         r.atoms.forEach((a, k) => {

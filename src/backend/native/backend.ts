@@ -32,7 +32,16 @@ import {
   type View,
 } from "../backend.ts";
 import { completeBackend } from "../complete.ts";
-import { checkFusedArgs, FUSED_BINARY, FUSED_STORE, FUSED_UNARY, fusedByOps, fusedShape } from "../fused.ts";
+import {
+  checkFusedArgs,
+  FUSED_BINARY,
+  FUSED_REDUCE,
+  FUSED_STORE,
+  FUSED_UNARY,
+  fusedByOps,
+  fusedShape,
+  reducedShape,
+} from "../fused.ts";
 import { registerHalfKernels } from "../half.ts";
 import { contiguousStrides } from "../../shape.ts";
 import type { NativeAddon, NativeDescription } from "./addon.ts";
@@ -387,10 +396,23 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     let c = nativeCode.get(prog);
     if (c === undefined) {
       const code = prog.code;
-      c = new Int32Array(code.length + 4 * prog.outputs.length);
+      const red = prog.reduce;
+      c = new Int32Array(code.length + 4 * prog.outputs.length + (red === undefined ? 0 : 4));
       c.set(code);
       for (let j = 0; j < prog.outputs.length; j++)
         c.set([FUSED_STORE, 0, prog.outputs[j], j], code.length + 4 * j);
+      if (red !== undefined) {
+        // the reduction terminal [5, op, register, mask of the reduced axes] (ranks up to 30)
+        let mask = 0;
+        for (const a of red.axes) mask = a < 30 ? mask | (1 << a) : -1;
+        const op = reduceCode[red.op];
+        if (mask < 0 || op === undefined || op < 0) c = null;
+        else c.set([FUSED_REDUCE, op, red.reg, mask], c.length - 4);
+      }
+      if (c === null) {
+        nativeCode.set(prog, null);
+        return null;
+      }
       for (let i = 0; i < code.length; i += 4) {
         if (c[i] === FUSED_UNARY) c[i + 1] = unaryCode[UNARY_OPS[c[i + 1]]] ?? -1;
         else if (c[i] === FUSED_BINARY) c[i + 1] = binaryCode[BINARY_OPS[c[i + 1]]] ?? -1;
@@ -401,10 +423,11 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     }
     return c;
   };
-  const fused: Pick<Backend, "fused"> =
+  const fused: Pick<Backend, "fused" | "fusedReduce"> =
     fusedFn === undefined
       ? {}
       : {
+          fusedReduce: true,
           fused(prog, inputs, outs) {
             checkFusedArgs(prog, inputs, outs);
             const code = translate(prog);
@@ -417,21 +440,25 @@ export function createNativeBackend(addon: NativeAddon): Backend {
               return;
             }
             const shape = fusedShape(inputs, outs);
+            // a reducing program: `shape` and `out` are the reduced output's, every stored output a view
+            const red = prog.reduce !== undefined;
+            const first = red ? outs.length - 1 : 0;
+            const oshape = red ? reducedShape(shape, prog.reduce!.axes) : shape;
             p = 0;
-            meta[p++] = shape.length;
-            list(shape);
+            meta[p++] = oshape.length;
+            list(oshape);
             args.length = 0;
             args.push(
               put({ data: code, shape: [code.length], strides: [1], offset: 0 }),
               put({ data: prog.consts, shape: [prog.consts.length], strides: [1], offset: 0 }),
-              output(outs[0]),
+              output(outs[first]),
             );
             meta[p++] = inputs.length + outs.length - 1;
             for (const v of inputs) args.push(put(v));
             if (outs.length > 1) {
               const strides = contiguousStrides(shape);
-              for (let j = 1; j < outs.length; j++)
-                args.push(put({ data: outs[j], shape, strides, offset: 0 }));
+              for (let j = 0; j < outs.length; j++)
+                if (j !== first) args.push(put({ data: outs[j], shape, strides, offset: 0 }));
             }
             try {
               fusedFn.apply(addon, args as [Int32Array, Float64Array, TypedArray, ...TypedArray[]]);
