@@ -466,6 +466,16 @@ export interface Backend {
   readonly fusedReduce?: boolean;
 
   /**
+   * Optional GEMM epilogue kernel (jit's epilogue fusion): the matrix product of a and b (as `dot`, float32 /
+   * float64, batched alike), then `prog` over it as `fused` runs it, with input 0 the product (`inputs[k]` is
+   * read by input k + 1, already broadcast to the product's shape) and outs as for `fused` (outs[0] may hold
+   * the product meanwhile). Results equal `dot` followed by `fused` bit for bit; the point is that each block of
+   * the product is finished by the chain (bias, activation, scale, residual) while in cache, never stored and
+   * read back. jit uses it only on backends that provide it; never filled in by completion.
+   */
+  dotFused?(prog: FusedProgram, a: View, b: View, inputs: readonly View[], outs: readonly TypedArray[]): void;
+
+  /**
    * Optional kernel: the stable sorting permutation along `axis`. out (int32, x's shape, contiguous) gets, for
    * each row along `axis`, the positions of the row's elements in ascending order (descending with
    * `descending`); equal elements keep their order (-0 equals +0); NaN sorts above every number (last
@@ -540,7 +550,7 @@ export interface LinalgKernels {
  */
 export type KernelName = Exclude<
   keyof Backend,
-  "name" | "alloc" | "fused" | "fusedReduce" | "argsort" | "linalg"
+  "name" | "alloc" | "fused" | "fusedReduce" | "dotFused" | "argsort" | "linalg"
 >;
 
 /** Every kernel name once (a Record, so the compiler rejects a missing or unknown one). */
@@ -588,7 +598,7 @@ export const KERNELS = Object.keys(KERNEL_SET) as KernelName[];
  * it. Fallback for other reasons (a dtype the backend lacks, no scratch memory) stays inside the backend.
  */
 export type BackendImpl = Pick<Backend, "name" | "alloc"> &
-  Partial<Pick<Backend, KernelName | "fused" | "fusedReduce" | "argsort" | "linalg">> & {
+  Partial<Pick<Backend, KernelName | "fused" | "fusedReduce" | "dotFused" | "argsort" | "linalg">> & {
     /** The unary op codes `unary` implements (default: all of UNARY_OPS). */
     readonly unaryOps?: readonly UnaryOp[];
     /** The binary op codes `binary` implements (default: all of BINARY_OPS). */

@@ -77,6 +77,7 @@ export function completeBackend(impl: BackendImpl): Backend {
     alloc: impl.alloc,
     fused: impl.fused,
     fusedReduce: impl.fused !== undefined && impl.fusedReduce === true,
+    dotFused: impl.dotFused,
   };
   for (const k of KERNELS) take(b, impl, k);
   // the declared lists stay readable on the result (the conformance suite reports which ops run js)

@@ -278,3 +278,30 @@ export function fusedByOps(
   for (let j = 0; j < prog.outputs.length; j++) b.copy(regs[prog.outputs[j]], contiguous(outs[j]));
   if (red !== undefined) b.reduce(red.op, regs[red.reg], red.axes, outs[outs.length - 1]);
 }
+
+/**
+ * The reference semantics of `Backend.dotFused`: `b.dot` into a temporary, then `b.fused` (or, without one,
+ * `fusedByOps`) with the product as input 0.
+ */
+export function dotFusedByOps(
+  b: Backend,
+  prog: FusedProgram,
+  x: View,
+  y: View,
+  inputs: readonly View[],
+  outs: readonly TypedArray[],
+): void {
+  const nd = x.shape.length;
+  const shape = [...x.shape.slice(0, nd - 1), y.shape[nd - 1]];
+  const n = sizeOf(shape);
+  const prod = b.alloc(prog.dtype, n, true);
+  b.dot(x, y, prod);
+  const strides = new Array<number>(nd);
+  for (let d = nd - 1, s = 1; d >= 0; d--) {
+    strides[d] = s;
+    s *= shape[d];
+  }
+  const all = [{ data: prod, shape, strides, offset: 0 }, ...inputs];
+  if (b.fused !== undefined) b.fused(prog, all, outs);
+  else fusedByOps(b, prog, all, outs);
+}

@@ -129,6 +129,7 @@ export function runProgram(
     ex = new Executor(byBackend.values().next().value?.program ?? simplifyProgram(p), {
       fuse: b.fused !== undefined,
       fuseReduce: b.fusedReduce === true,
+      fuseEpilogue: b.dotFused !== undefined,
     });
     byBackend.set(b, ex);
   }

@@ -37,6 +37,11 @@ export interface FusionGroup {
    */
   readonly outputs: readonly Var[];
   readonly program: FusedProgram;
+  /**
+   * A GEMM epilogue group: the `dot` equation whose product is the program's input 0 (`inputs[0]`, read by
+   * nothing else), run with the chain by `Backend.dotFused`; its index is among `members`. Else undefined.
+   */
+  readonly dot?: Eqn;
 }
 
 /** Largest group (equations); a longer chain becomes several groups. */
@@ -70,6 +75,12 @@ export interface FusionOptions {
    * `fusedReduce`).
    */
   readonly reduce?: boolean;
+  /**
+   * A float `dot` whose product only an elementwise group reads joins that group as its producer (GEMM epilogue
+   * fusion: bias, activation, scale, residual run on each block of the product as the GEMM finishes it), so a
+   * group of one elementwise equation is kept then (default false: for backends with `dotFused`).
+   */
+  readonly epilogue?: boolean;
 }
 
 /**
@@ -131,12 +142,56 @@ export function planFusion(program: Program, opts: FusionOptions | boolean = {})
     groupOf[i] = g;
     members[g].push(i);
   }
+  // GEMM epilogues: a float dot read only by one elementwise group (not a program output) joins it
+  const dotOf = new Map<number, number>(); // group -> its dot's equation
+  if (o.epilogue === true) {
+    const producer = new Map<Var, number>();
+    eqns.forEach((e, i) => {
+      for (const v of e.outputs) producer.set(v, i);
+    });
+    members.forEach((m, g) => {
+      const root = m[0];
+      if (!fusable(eqns[root])) return; // (a reducing group: no epilogue)
+      const dt = eqns[root].outputs[0].dtype;
+      for (let k = m.length - 1; k >= 0 && !dotOf.has(g); k--) {
+        for (const a of eqns[m[k]].inputs) {
+          if (a instanceof Literal) continue;
+          const d = producer.get(a);
+          if (d === undefined || groupOf[d] >= 0) continue;
+          const e = eqns[d];
+          if (e.name !== "dot" || e.prim === null || e.outputs.length !== 1 || a.dtype !== dt) continue;
+          if (e.inputs.some((x) => x.dtype !== dt) || a.shape.length < 2 || outputs.has(a)) continue;
+          if (!(consumers.get(a) ?? []).every((c) => groupOf[c] === g)) continue;
+          dotOf.set(g, d);
+          groupOf[d] = g;
+          break;
+        }
+      }
+    });
+  }
   const groups: FusionGroup[] = [];
-  for (const m of members) {
-    if (m.length < 2) continue;
+  for (let g = 0; g < members.length; g++) {
+    const m = members[g];
+    const dot = dotOf.get(g);
+    if (m.length < (dot === undefined ? 2 : 1)) continue;
     m.reverse();
     const root = m[m.length - 1];
     const reducing = !fusable(eqns[root]);
+    if (dot !== undefined) {
+      const group = build(
+        eqns,
+        m,
+        (i) =>
+          i === root ||
+          outputs.has(eqns[i].outputs[0]) ||
+          (consumers.get(eqns[i].outputs[0]) ?? []).some((c) => groupOf[c] !== groupOf[i]),
+        false,
+        eqns[dot].outputs[0],
+      );
+      const all = [...m, dot].sort((x, y) => x - y);
+      groups.push({ ...group, members: all, dot: eqns[dot] });
+      continue;
+    }
     groups.push(
       build(
         eqns,
@@ -162,6 +217,7 @@ function build(
   members: readonly number[],
   handsOn: (i: number) => boolean,
   reducing: boolean,
+  first?: Var,
 ): FusionGroup {
   const instrs: FusedInstr[] = [];
   const inputs: Var[] = [];
@@ -189,6 +245,7 @@ function build(
     }
     return r;
   };
+  if (first !== undefined) operand(first); // (a GEMM epilogue's product: input 0)
   const outs: Var[] = [];
   const outRegs: number[] = [];
   const body = reducing ? members.slice(0, -1) : members;

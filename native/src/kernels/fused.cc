@@ -48,6 +48,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "dot_ep.h"
 #include "ew_ops.h"
 #include "map.h"
 
@@ -172,7 +173,7 @@ struct Prog {
 
 // Decode and check the program against the inputs; class the inputs. nullptr or the problem.
 Err decode(int nd, const int64_t* shape, const View& code, const View& consts, const Out& out, const Views& in,
-           Prog& P) {
+           Prog& P, bool rows_only = false) {
   const int dtype = out.dtype;
   if (code.dtype != I32 || code.ndim != 1) return "the program code must be a 1-d int32 view";
   if (consts.dtype != F64 || consts.ndim != 1) return "the program consts must be a 1-d float64 view";
@@ -304,7 +305,7 @@ Err decode(int nd, const int64_t* shape, const View& code, const View& consts, c
     if (d0 < 0) d0 = d;
     else d1 = d;
   }
-  if (big == 2 && shape[d0] >= 16 && shape[d1] >= 16) {
+  if (big == 2 && shape[d0] >= 16 && shape[d1] >= 16 && !rows_only) {
     for (int k = 0; k < P.nin; k++) {
       const i64 s0 = in.v[k].strides[d0], s1 = in.v[k].strides[d1];
       P.st0[k] = s0, P.st1[k] = s1;
@@ -652,7 +653,76 @@ Err fused_typed(const View& consts, const Views& in, i64 n, Prog& P, T* red_out)
   return nullptr;
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// GEMM epilogue fusion: the program runs over each block of the product as the GEMM finishes it (dot_ep.h),
+// one row segment at a time through run_tile, with the product (stored in `out`) as input 0.
+template <class T>
+struct RowsEpilogue final : DotEpilogue {
+  const Prog* P;
+  const Views* in;
+  T* fixed;
+  i64 M, N;
+  size_t tiles_bytes;
+  void rows(i64 mat, i64 i0, i64 i1, i64 j0, i64 j1, int tid) const override {
+    constexpr i64 tile = tile_of<T>();
+    char* mem = static_cast<char*>(scratch(tid, 5, tiles_bytes + sizeof(T*) * P->ninstr));
+    if (!mem) return;  // reported by scratch_failed()
+    T* tiles = reinterpret_cast<T*>(mem);
+    const T** cur = reinterpret_cast<const T**>(mem + tiles_bytes);
+    for (int i = 0; i < P->ninstr; i++) cur[i] = &fixed[i];
+    for (i64 i = i0; i < i1; i++) {
+      const i64 base = (mat * M + i) * N;
+      for (i64 j = j0; j < j1; j += tile) run_tile<T>(*P, *in, base + j, imin(tile, j1 - j), tiles, cur);
+    }
+  }
+};
+
+template <class T>
+Err dot_fused_typed(const View& a, const View& b, const View& consts, const Out& out, const Views& in, Prog& P,
+                    i64 M, i64 N) {
+  T* fixed = static_cast<T*>(std::malloc(sizeof(T) * P.ninstr + 2 * sizeof(int) * P.ninstr));
+  if (!fixed) return "out of memory";
+  plan<T>(P, consts, in, fixed);
+  RowsEpilogue<T> ep;
+  ep.P = &P, ep.in = &in, ep.fixed = fixed, ep.M = M, ep.N = N;
+  ep.tiles_bytes = sizeof(T) * (size_t)(P.nbuf * tile_of<T>());
+  Err e = dot_ep(a, b, out, &ep);
+  std::free(fixed);
+  return e;
+}
+
 }  // namespace
+
+Err dot_fused(const View& a, const View& b, const View& code, const View& consts, const Out& out, const Views& in) {
+  if (out.dtype != F32 && out.dtype != F64) return "dotFused: expected float32 or float64 operands";
+  const int nd = a.ndim;
+  if (nd < 2 || b.ndim != nd) return "dotFused: operands must have equal rank >= 2";
+  if (a.dtype != out.dtype || b.dtype != out.dtype) return "dotFused: a, b and out must share a dtype";
+  if (in.n + 1 > kMaxListViews) return "dotFused: too many views";
+  // the product's shape, and a view of it in `out` (input 0 of the program)
+  View* vs = static_cast<View*>(std::malloc(sizeof(View) * (size_t)(in.n + 1)));
+  if (!vs) return "out of memory";
+  View& prod = vs[0];
+  prod.data = out.data;
+  prod.dtype = out.dtype;
+  prod.ndim = nd;
+  prod.offset = 0;
+  for (int d = 0; d < nd - 1; d++) prod.shape[d] = a.shape[d];
+  prod.shape[nd - 1] = b.shape[nd - 1];
+  contiguous_strides(nd, prod.shape, prod.strides);
+  for (int k = 0; k < in.n; k++) vs[k + 1] = in.v[k];
+  Views all{in.n + 1, vs};
+  Prog P;
+  Err e = decode(nd, prod.shape, code, consts, out, all, P, true);
+  if (!e && P.red_op >= 0) e = "dotFused: a program with a reduction cannot be an epilogue";
+  if (!e) {
+    const i64 M = prod.shape[nd - 2], N = prod.shape[nd - 1];
+    e = out.dtype == F32 ? dot_fused_typed<float>(a, b, consts, out, all, P, M, N)
+                         : dot_fused_typed<double>(a, b, consts, out, all, P, M, N);
+  }
+  std::free(vs);
+  return e;
+}
 
 Err fused(int nd, const int64_t* shape, const View& code, const View& consts, const Out& out, const Views& in) {
   if (out.dtype != F32 && out.dtype != F64) return "expected a float32 or float64 output";

@@ -38,6 +38,7 @@ import {
   FUSED_REDUCE,
   FUSED_STORE,
   FUSED_UNARY,
+  dotFusedByOps,
   fusedByOps,
   fusedShape,
   reducedShape,
@@ -467,12 +468,58 @@ export function createNativeBackend(addon: NativeAddon): Backend {
             }
           },
         };
+  // jit's GEMM epilogues (Backend.dotFused): a, b, the program's code and consts, the output (holding the
+  // product while the epilogue runs over it), then the list: the program's other inputs and the other outputs.
+  const dotFusedFn = kinds.has("dotFused") && fusedFn !== undefined ? addon.dotFused : undefined;
+  const dotFused: Pick<Backend, "dotFused"> =
+    dotFusedFn === undefined
+      ? {}
+      : {
+          dotFused(prog, a, b, inputs, outs) {
+            const nd = a.shape.length;
+            const shape = [...a.shape.slice(0, nd - 1), b.shape[nd - 1]];
+            const code = prog.reduce === undefined ? translate(prog) : null;
+            if (
+              code === null ||
+              nd < 2 ||
+              b.shape.length !== nd ||
+              inputs.length + outs.length > FUSED_MAX_INPUTS ||
+              prog.instrs.length + outs.length > FUSED_MAX_INSTRS ||
+              !(a.data instanceof Float32Array || a.data instanceof Float64Array)
+            ) {
+              dotFusedByOps(backend, prog, a, b, inputs, outs);
+              return;
+            }
+            const strides = contiguousStrides(shape);
+            const prodView = { data: outs[0], shape, strides, offset: 0 };
+            checkFusedArgs(prog, [prodView, ...inputs], outs);
+            p = 0;
+            args.length = 0;
+            args.push(
+              put(a),
+              put(b),
+              put({ data: code, shape: [code.length], strides: [1], offset: 0 }),
+              put({ data: prog.consts, shape: [prog.consts.length], strides: [1], offset: 0 }),
+              output(outs[0]),
+            );
+            meta[p++] = inputs.length + outs.length - 1;
+            for (const v of inputs) args.push(put(v));
+            for (let j = 1; j < outs.length; j++)
+              args.push(put({ data: outs[j], shape, strides, offset: 0 }));
+            try {
+              dotFusedFn.apply(addon, args as [TypedArray, TypedArray, Int32Array, Float64Array, TypedArray]);
+            } finally {
+              args.length = 0;
+            }
+          },
+        };
   // Offer only what the addon declares; the registry fills the rest with js kernels. Built by one spread (a
   // literal's fast properties): adding the 24 methods by keyed stores would leave the object in dictionary
   // mode, a hash lookup on every getBackend().<kernel> (measured: +30-60 ns per eager op).
   const impl: BackendImpl = {
     ...all,
     ...fused,
+    ...dotFused,
     unaryOps: implemented(UNARY_OPS, d.unary),
     binaryOps: implemented(BINARY_OPS, d.binary),
     reduceOps: implemented(REDUCE_OPS, d.reduce),
