@@ -244,6 +244,14 @@ function jitSuite(label: string, b: () => Backend): void {
           [50, 20],
         ],
       ],
+      [
+        "one element",
+        (x, w) => x.matmul(w.mT).add(w),
+        [
+          [1, 1],
+          [1, 1],
+        ],
+      ],
     ];
     for (const [name, f, shapes] of fns) {
       test(`${name}: bit for bit, float32 and float64, twice`, () => {

@@ -715,6 +715,8 @@ Err dot_fused(const View& a, const View& b, const View& code, const View& consts
   Prog P;
   Err e = decode(nd, prod.shape, code, consts, out, all, P, true);
   if (!e && P.red_op >= 0) e = "dotFused: a program with a reduction cannot be an epilogue";
+  // the product is not there yet when plan() reads fixed values: a one-element product is read per tile
+  if (!e && P.input_mode[0] == M_FIXED) P.input_mode[0] = M_FLAT;
   if (!e) {
     const i64 M = prod.shape[nd - 2], N = prod.shape[nd - 1];
     e = out.dtype == F32 ? dot_fused_typed<float>(a, b, consts, out, all, P, M, N)
