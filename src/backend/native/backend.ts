@@ -490,9 +490,13 @@ export function createNativeBackend(addon: NativeAddon): Backend {
               dotFusedByOps(backend, prog, a, b, inputs, outs);
               return;
             }
+            // (the kernel checks the views' shapes and dtypes against the product; no array built per call here)
+            if (outs.length !== prog.outputs.length || inputs.length !== prog.numInputs - 1) {
+              throw new TypeError(
+                `dotFused: the program reads ${prog.numInputs - 1} inputs besides the product and writes ${prog.outputs.length} outputs, got ${inputs.length} and ${outs.length}`,
+              );
+            }
             const strides = contiguousStrides(shape);
-            const prodView = { data: outs[0], shape, strides, offset: 0 };
-            checkFusedArgs(prog, [prodView, ...inputs], outs);
             p = 0;
             args.length = 0;
             args.push(
