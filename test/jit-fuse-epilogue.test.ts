@@ -288,3 +288,26 @@ jitSuite("wasm", () => {
   return r.backend;
 });
 if (native !== undefined) jitSuite("native", () => native);
+
+test("native dotFused rejects inputs of another shape or dtype, naming the problem", {
+  skip: native === undefined,
+}, () => {
+  const prog = fusedProgram("float32", [
+    { kind: "input", index: 0 },
+    { kind: "input", index: 1 },
+    { kind: "binary", op: "add", a: 0, b: 1 },
+  ]);
+  const a: View = { data: new Float32Array(6).fill(1), shape: [2, 3], strides: [3, 1], offset: 0 };
+  const b: View = { data: new Float32Array(12).fill(1), shape: [3, 4], strides: [4, 1], offset: 0 };
+  const out = new Float32Array(8);
+  const wrongShape: View = { data: new Float32Array(6), shape: [2, 3], strides: [3, 1], offset: 0 };
+  assert.throws(
+    () => native!.dotFused!(prog, a, b, [wrongShape], [out]),
+    /input 1's shape is not the output's/,
+  );
+  const wrongType: View = { data: new Float64Array(8), shape: [2, 4], strides: [4, 1], offset: 0 };
+  assert.throws(() => native!.dotFused!(prog, a, b, [wrongType], [out]), /dtype/);
+  const bias: View = { data: Float32Array.from([1, 2, 3, 4]), shape: [2, 4], strides: [0, 1], offset: 0 };
+  native!.dotFused!(prog, a, b, [bias], [out]);
+  assert.deepEqual([...out], [4, 5, 6, 7, 4, 5, 6, 7]);
+});

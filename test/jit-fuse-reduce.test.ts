@@ -468,3 +468,31 @@ function jitSuite(label: string, b: () => Backend): void {
 jitSuite("js", () => jsBackend);
 jitSuite("wasm", wasm);
 if (native !== undefined) jitSuite("native", () => native);
+
+test("native: a malformed reducing program is rejected, naming the problem, before anything is written", {
+  skip: native === undefined,
+}, () => {
+  const body: FusedInstr[] = [
+    { kind: "input", index: 0 },
+    { kind: "unary", op: "exp", a: 0 },
+  ];
+  const good = fusedProgram("float32", body, [], { op: "sum", reg: 1, axes: [1] });
+  const x: View = { data: new Float32Array(12).fill(1), shape: [3, 4], strides: [4, 1], offset: 0 };
+  const out = new Float32Array(3).fill(7);
+  // the structured program checked, a corrupted copy sent: the kernel's own checks answer
+  const bad = (reduce: FusedReduce) => ({ ...good, reduce });
+  assert.throws(
+    () => native!.fused!(bad({ op: "sum", reg: 5, axes: [1] }), [x], [out]),
+    /reduction reads register 5/,
+  );
+  assert.throws(
+    () => native!.fused!(bad({ op: "sum", reg: 1, axes: [2] }), [x], [out]),
+    /reduce axes \[2\] out of range/,
+  );
+  assert.deepEqual([...out], [7, 7, 7], "nothing written");
+  native!.fused!(good, [x], [out]);
+  assert.deepEqual(
+    [...out],
+    [4 * Math.fround(Math.E), 4 * Math.fround(Math.E), 4 * Math.fround(Math.E)].map(Math.fround),
+  );
+});
