@@ -20,7 +20,7 @@ import type { Tensor } from "../tensor/tensor.ts";
 import { evalCall } from "./jaxpr-eval.ts";
 import { type Atom, type Eqn, Literal, type Program, type Var } from "./jaxpr.ts";
 import { type FusionGroup, planFusion } from "./jit-fuse.ts";
-import type { Aval, Primitive } from "./primitive.ts";
+import type { Primitive } from "./primitive.ts";
 
 /**
  * Primitives whose kernel reads element i of each operand and writes element i of the output, once: an operand
