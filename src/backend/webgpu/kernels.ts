@@ -43,6 +43,14 @@ import {
   unaryExpr,
   wgslType,
 } from "./wgsl.ts";
+import {
+  ATT_BQ,
+  ATT_DC,
+  attentionBackwardShader,
+  attentionParams,
+  attentionShader,
+} from "./wgsl-attention.ts";
+import { CELL_WIDTHS, type CellKind, cellShader } from "./wgsl-rnn.ts";
 
 const MAX_GROUPS = 65535;
 
@@ -650,6 +658,115 @@ export class Kernels {
     );
   }
 
+  // ---- fused attention and recurrent cells (wgsl-attention.ts, wgsl-rnn.ts) --------------------------------
+
+  attention(
+    q: View,
+    k: View,
+    v: View,
+    mask: View | null,
+    causal: boolean,
+    scale: number,
+    out: TypedArray,
+  ): void {
+    if (dtypeOf(out) !== "float32" || !this.gpuOut(out)) {
+      onHost("attention", [q.data, k.data, v.data, mask?.data ?? null]);
+      js.attention(q, k, v, mask, causal, scale, out);
+      return;
+    }
+    const d = attentionDims(q, k, v);
+    if (d.nb * d.l === 0) return;
+    const nc = Math.max(1, Math.ceil(d.ev / ATT_DC));
+    const ins = mask === null ? [q, k, v] : [q, k, v, mask];
+    const bufs = this.buffers(
+      ins.map((x) => [x.data, "float32"]),
+      out,
+    );
+    const params = attentionParams(d, d.lead, causal, scale, nc, [q, k, v, mask]);
+    const pipe = this.gpu.pipeline(`att:${mask !== null}`, () => attentionShader(mask !== null));
+    this.gpu.dispatch(pipe, bufs, params, grid(d.nb * Math.ceil(d.l / ATT_BQ) * nc));
+  }
+
+  attentionBackward(
+    q: View,
+    k: View,
+    v: View,
+    mask: View | null,
+    o: View,
+    dout: View,
+    causal: boolean,
+    scale: number,
+    out: TypedArray,
+  ): void {
+    if (dtypeOf(out) !== "float32" || !this.gpuOut(out)) {
+      onHost("attentionBackward", [q.data, k.data, v.data, mask?.data ?? null, o.data, dout.data]);
+      js.attentionBackward(q, k, v, mask, o, dout, causal, scale, out);
+      return;
+    }
+    const d = attentionDims(q, k, v);
+    if (d.nb * (d.l * d.e + d.s * d.e + d.s * d.ev) === 0) return;
+    const ins = mask === null ? [q, k, v, o, dout] : [q, k, v, mask, o, dout];
+    // one preparation for both dispatches (each writes its part of out)
+    const bufs = this.buffers(
+      ins.map((x) => [x.data, "float32"]),
+      out,
+    );
+    const params = attentionParams(d, d.lead, causal, scale, 0, [q, k, v, mask, o, dout]);
+    const m = mask !== null;
+    const kvGroups = d.nb * Math.ceil(d.s / ATT_BQ) * (Math.ceil(d.e / ATT_DC) + Math.ceil(d.ev / ATT_DC));
+    if (kvGroups > 0) {
+      const pipe = this.gpu.pipeline(`attb:dkv:${m}`, () => attentionBackwardShader("dkv", m));
+      this.gpu.dispatch(pipe, bufs, params, grid(kvGroups));
+    }
+    const qGroups = d.nb * Math.ceil(d.l / ATT_BQ) * Math.ceil(d.e / ATT_DC);
+    if (qGroups > 0) {
+      const pipe = this.gpu.pipeline(`attb:dq:${m}`, () => attentionBackwardShader("dq", m));
+      this.gpu.dispatch(pipe, bufs, params, grid(qGroups));
+    }
+  }
+
+  /** One of the fused recurrent cells: rows over the leading axes, one thread per (row, hidden unit). */
+  private cell(kind: CellKind, views: readonly View[], out: TypedArray): void {
+    if (dtypeOf(out) !== "float32" || !this.gpuOut(out)) {
+      onHost(
+        kind,
+        views.map((v) => v.data),
+      );
+      (js[kind] as (...a: unknown[]) => void)(...views, out);
+      return;
+    }
+    const x = views[0];
+    const nd = x.shape.length;
+    const H = x.shape[nd - 1] / CELL_WIDTHS[kind].ins[0];
+    const lead = x.shape.slice(0, nd - 1);
+    const n = size(lead) * H;
+    if (n === 0) return;
+    const bufs = this.buffers(
+      views.map((v) => [v.data, "float32"]),
+      out,
+    );
+    const params = [n, H, lead.length, ...lead];
+    for (const v of views) params.push(v.offset, ...v.strides.slice(0, nd - 1), v.strides[nd - 1]);
+    const pipe = this.gpu.pipeline(`cell:${kind}`, () => cellShader(kind));
+    this.gpu.dispatch(pipe, bufs, params, grid(Math.ceil(n / EW_GROUP)));
+  }
+
+  lstmCell(gates: View, c: View, out: TypedArray): void {
+    this.cell("lstmCell", [gates, c], out);
+  }
+
+  lstmCellBackward(gates: View, c: View, ct: View, out: TypedArray): void {
+    this.cell("lstmCellBackward", [gates, c, ct], out);
+  }
+
+  gruCell(xp: View, hp: View, h: View, out: TypedArray): void {
+    this.cell("gruCell", [xp, hp, h], out);
+  }
+
+  gruCellBackward(xp: View, hp: View, h: View, ct: View, out: TypedArray): void {
+    this.cell("gruCellBackward", [xp, hp, h, ct], out);
+  }
+
   adamUpdate(
     p: TypedArray,
     g: View,
@@ -685,6 +802,20 @@ export class Kernels {
     const pipe = this.gpu.pipeline(`adam:${vmax !== null}`, () => adamShader(vmax !== null));
     this.gpu.dispatch(pipe, [gbuf, ...bufs], params, grid(Math.ceil(n / EW_GROUP)), floats);
   }
+}
+
+/** The sizes of an attention call (the primitive checked the shapes): q [...B, L, E], k [...B, S, E], v [..., Ev]. */
+function attentionDims(q: View, k: View, v: View) {
+  const nd = q.shape.length;
+  const lead = q.shape.slice(0, nd - 2);
+  return {
+    lead,
+    nb: size(lead),
+    l: q.shape[nd - 2],
+    e: q.shape[nd - 1],
+    s: k.shape[nd - 2],
+    ev: v.shape[nd - 1],
+  };
 }
 
 function isContiguous(v: View): boolean {

@@ -23,7 +23,7 @@ export const RED_GROUP = 64;
 export const TILE = 16;
 
 /** Float helpers the op expressions use (unused ones cost nothing: compilers drop them). */
-const FLOAT_PRELUDE = /* wgsl */ `
+export const FLOAT_PRELUDE = /* wgsl */ `
 fn f_isnan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
 // NaN and Infinity are no WGSL constants (constant expressions reject them): read them from private variables
 var<private> NAN_BITS: u32 = 0x7fc00000u;
@@ -204,7 +204,11 @@ export function actGradExpr(act: Activation, y: string, ct: string): string {
   return `(${ct} * (${y} * (1.0 - ${y})))`;
 }
 
-function header(inputs: readonly GpuDType[], outputs: readonly GpuDType[]): string {
+/**
+ * The bindings of a shader (inputs in0.. read-only, outputs out0.. read-write, then the parameter block P) and
+ * the float helpers.
+ */
+export function header(inputs: readonly GpuDType[], outputs: readonly GpuDType[]): string {
   const lines: string[] = [];
   inputs.forEach((d, k) => {
     lines.push(`@group(0) @binding(${k}) var<storage, read> in${k}: array<${wgslType(d)}>;`);
@@ -218,8 +222,10 @@ function header(inputs: readonly GpuDType[], outputs: readonly GpuDType[]): stri
   return lines.join("\n");
 }
 
-const LINEAR_ID = `let i = i32(gid.x + gid.y * nwg.x * ${EW_GROUP}u);`;
-const MAIN = `@compute @workgroup_size(${EW_GROUP})
+/** The linear thread index `i` of a one-thread-per-element kernel (2-D grids past 65535 workgroups). */
+export const LINEAR_ID = `let i = i32(gid.x + gid.y * nwg.x * ${EW_GROUP}u);`;
+/** The entry point of a one-thread-per-element kernel (EW_GROUP threads per workgroup). */
+export const MAIN = `@compute @workgroup_size(${EW_GROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)`;
 
 /**
