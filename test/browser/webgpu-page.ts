@@ -614,7 +614,7 @@ async function memoryChecks(): Promise<{ before: number; held: number; afterGc: 
   return { before, held, afterGc: m.bytesInUse, pool: m.bytesInPool };
 }
 
-/** A jitted function (memory planning, no fusion: this backend has no `fused`) on webgpu, run twice. */
+/** A jitted function (memory planning and elementwise fusion) on webgpu, run twice. */
 async function jitCheck(): Promise<number[]> {
   const f = cr.jit((a: cr.Tensor, b: cr.Tensor) => a.mul(b).add(1).relu().matmul(b.transpose(0, 1)).sum(1));
   const a = cr.tensor([
@@ -638,7 +638,15 @@ async function run() {
   const t0 = performance.now();
   await kernelChecks();
   // the WGSL kernels of attention, the recurrent cells, argsort and jit's fusion (webgpu-wgsl-checks.ts)
-  await wgslKernelChecks({ check, randView });
+  await wgslKernelChecks({
+    check,
+    randView,
+    rng,
+    note(failure) {
+      checked++;
+      if (failure !== null) failures.push(failure);
+    },
+  });
   const kernelsMs = performance.now() - t0;
   const syncRead = await syncReadChecks();
   const memory = await memoryChecks();

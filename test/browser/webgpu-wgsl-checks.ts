@@ -3,8 +3,11 @@
  * cells, argsort, jit's fused kernel): each against the js kernel on random shapes, odd sizes, empty tensors
  * and strided views. Called by webgpu-page.ts with its checking kit (its `check`, `randView`, generators).
  */
-import type { View } from "../../src/backend/backend.ts";
+import type { BinaryOp, FusedInstr, UnaryOp, View } from "../../src/backend/backend.ts";
+import { syncToHost } from "../../src/backend/device.ts";
+import { fusedByOps, fusedProgram } from "../../src/backend/fused.ts";
 import { jsBackend as J } from "../../src/backend/js/index.ts";
+import { webgpuInfo } from "../../src/backend/webgpu/index.ts";
 import { allocTyped, type DType, type TypedArray } from "../../src/dtype.ts";
 import * as cr from "../../src/index.ts";
 
@@ -28,6 +31,9 @@ export interface CheckKit {
     call: (b: cr.Backend, side: "js" | "gpu", out: TypedArray) => void,
   ): Promise<void>;
   randView(shape: readonly number[], dtype: DType, gen: Gen, broadcast?: boolean): Pair;
+  /** Count one check, failed with `failure` unless it is null. */
+  note(failure: string | null): void;
+  rng(): number;
 }
 
 const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
@@ -135,8 +141,163 @@ async function cellChecks(kit: CheckKit): Promise<void> {
   }
 }
 
-/** Every check of this file; returns how many kernel calls were compared. */
+const F_UNARY: UnaryOp[] = ["neg", "abs", "exp", "tanh", "sigmoid", "sin", "cos", "relu", "erf", "floor"];
+const F_BINARY: BinaryOp[] = ["add", "sub", "mul", "maximum", "minimum", "div"];
+
+/**
+ * A random program over `k` inputs with `len` ops (and a const or two); its last register and, with `multi`,
+ * one or two earlier op registers are written out. Divisions divide by 1.5 + |x| and exp reads tanh(x), so
+ * values stay finite.
+ */
+function randProgram(rng: () => number, k: number, len: number, multi: boolean) {
+  const instrs: FusedInstr[] = [];
+  for (let j = 0; j < k; j++) instrs.push({ kind: "input", index: j });
+  instrs.push({ kind: "const", value: 1.5 + rng() });
+  const ops: number[] = [];
+  const pick = () => Math.floor(rng() * instrs.length);
+  const push = (ins: FusedInstr) => {
+    instrs.push(ins);
+    ops.push(instrs.length - 1);
+    return instrs.length - 1;
+  };
+  for (let t = 0; t < len; t++) {
+    if (rng() < 0.5) {
+      const op = F_UNARY[Math.floor(rng() * F_UNARY.length)];
+      const a = pick();
+      push(
+        op === "exp"
+          ? { kind: "unary", op, a: push({ kind: "unary", op: "tanh", a }) }
+          : { kind: "unary", op, a },
+      );
+    } else {
+      const op = F_BINARY[Math.floor(rng() * F_BINARY.length)];
+      const a = pick();
+      let b = pick();
+      if (op === "div") {
+        const abs = push({ kind: "unary", op: "abs", a: b });
+        b = push({ kind: "binary", op: "add", a: abs, b: k });
+      }
+      push({ kind: "binary", op, a, b });
+    }
+  }
+  const outputs = [instrs.length - 1];
+  if (multi) {
+    for (const r of ops.slice(0, -1)) if (rng() < 0.3 && outputs.length < 3) outputs.unshift(r);
+  }
+  return fusedProgram("float32", instrs, outputs);
+}
+
+/**
+ * The fused kernel: against js's fused kernel (tolerance) and against this backend's own kernels run op by op
+ * (fusedByOps on webgpu: the contract asks for the same bits), on random programs, strided and broadcast
+ * inputs, empty shapes, several outputs, an output over an input's storage, and more operands than a shader
+ * binds (the op-by-op path).
+ */
+async function fusedChecks(kit: CheckKit): Promise<void> {
+  const shapes = [[], [0], [1], [7], [3, 5], [2, 17, 3], [4, 1, 9], [33, 65]];
+  const gpu = cr.getBackend();
+  let t = 0;
+  for (const k of [1, 2, 3, 7]) {
+    for (const multi of [false, true]) {
+      const shape = shapes[t++ % shapes.length];
+      const prog = randProgram(() => kit.rng(), k, 3 + (t % 5), multi);
+      const ins = Array.from({ length: k }, () => kit.randView(shape, "float32", any, true));
+      const n = size(shape);
+      const label = `fused k=${k} outs=${prog.outputs.length} [${shape}] ${prog.key}`;
+      const js = Array.from(prog.outputs, () => allocTyped("float32", n));
+      J.fused!(
+        prog,
+        ins.map((p) => p.js),
+        js,
+      );
+      const got = Array.from(prog.outputs, () => gpu.alloc("float32", n));
+      const ref = Array.from(prog.outputs, () => gpu.alloc("float32", n));
+      let failure: string | null = null;
+      try {
+        gpu.fused!(
+          prog,
+          ins.map((p) => p.gpu),
+          got,
+        );
+        fusedByOps(
+          gpu,
+          prog,
+          ins.map((p) => p.gpu),
+          ref,
+        );
+        for (const a of [...got, ...ref]) await syncToHost(a);
+        for (let j = 0; j < got.length && failure === null; j++) {
+          for (let i = 0; i < n; i++) {
+            const [g, r, w] = [got[j][i], ref[j][i], js[j][i]];
+            if (!Object.is(g, r) && !(Number.isNaN(g) && Number.isNaN(r))) {
+              failure = `${label}: out ${j} element ${i}: fused ${g}, op by op ${r}`;
+              break;
+            }
+            if (!(Math.abs(g - w) <= 2e-5 + 2e-5 * Math.abs(w))) {
+              failure = `${label}: out ${j} element ${i}: got ${g}, js ${w}`;
+              break;
+            }
+          }
+        }
+      } catch (e) {
+        failure = `${label}: threw ${e instanceof Error ? e.message : e}`;
+      }
+      kit.note(failure);
+    }
+  }
+  // in place: the output is the storage of a contiguous input (x * 2 + tanh(x) written over x)
+  {
+    const prog = fusedProgram("float32", [
+      { kind: "input", index: 0 },
+      { kind: "const", value: 2 },
+      { kind: "binary", op: "mul", a: 0, b: 1 },
+      { kind: "unary", op: "tanh", a: 0 },
+      { kind: "binary", op: "add", a: 2, b: 3 },
+    ]);
+    const n = 37;
+    const x0 = Array.from({ length: n }, () => any(() => kit.rng()));
+    const x = gpu.alloc("float32", n);
+    for (let i = 0; i < n; i++) x[i] = x0[i];
+    const v: View = { data: x, shape: [n], strides: [1], offset: 0 };
+    let failure: string | null = null;
+    gpu.fused!(prog, [v], [x]);
+    await syncToHost(x);
+    for (let i = 0; i < n && failure === null; i++) {
+      const want = Math.fround(
+        Math.fround(2 * Math.fround(x0[i])) + Math.fround(Math.tanh(Math.fround(x0[i]))),
+      );
+      if (!(Math.abs(x[i] - want) <= 2e-6 * (1 + Math.abs(want))))
+        failure = `fused in place: element ${i}: got ${x[i]}, expected ${want}`;
+    }
+    kit.note(failure);
+  }
+}
+
+/** jit on webgpu fuses: a chain of five elementwise ops runs as one dispatch, with the values of js. */
+async function jitFusionCheck(kit: CheckKit): Promise<void> {
+  const f = cr.jit((x: cr.Tensor, y: cr.Tensor) => x.mul(2).add(y).tanh().mul(x).sub(1));
+  const xv = [0.5, -1, 2, 0.25, -3, 1.5];
+  const yv = [1, 2, -0.5, 0, 0.75, -2];
+  const x = cr.tensor(xv).reshape([2, 3]);
+  const y = cr.tensor(yv).reshape([2, 3]);
+  await (f(x, y) as cr.Tensor).data(); // traced and planned
+  const before = webgpuInfo()!.dispatches;
+  const out = f(x, y) as cr.Tensor;
+  const got = Array.from(await out.data());
+  const dispatches = webgpuInfo()!.dispatches - before;
+  let failure: string | null = dispatches === 1 ? null : `jit fusion: ${dispatches} dispatches, expected 1`;
+  got.forEach((g, i) => {
+    const want = Math.tanh(xv[i] * 2 + yv[i]) * xv[i] - 1;
+    if (failure === null && !(Math.abs(g - want) <= 1e-6 * (1 + Math.abs(want))))
+      failure = `jit fusion: element ${i}: got ${g}, expected ${want}`;
+  });
+  kit.note(failure);
+}
+
+/** Every check of this file. */
 export async function wgslKernelChecks(kit: CheckKit): Promise<void> {
   await attentionChecks(kit);
   await cellChecks(kit);
+  await fusedChecks(kit);
+  await jitFusionCheck(kit);
 }

@@ -92,6 +92,8 @@ function gpuKernels(g: Gpu): BackendImpl {
     lstmCellBackward: k.lstmCellBackward.bind(k),
     gruCell: k.gruCell.bind(k),
     gruCellBackward: k.gruCellBackward.bind(k),
+    // jit's elementwise fusion: one dispatch per fused group (wgsl-fused.ts)
+    fused: k.fused.bind(k),
   };
 }
 

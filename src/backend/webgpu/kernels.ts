@@ -11,12 +11,15 @@ import {
   type BinaryOp,
   type Conv2dParams,
   type ConvEpilogue,
+  type FusedProgram,
   type Pool2dParams,
   type ReduceOp,
   type UnaryOp,
+  type Backend,
   type View,
 } from "../backend.ts";
 import { DeviceReadError, deviceReadMessage } from "../device.ts";
+import { checkFusedArgs, fusedByOps, fusedShape } from "../fused.ts";
 import { jsBackend as js } from "../js/index.ts";
 import type { TypedArray } from "../../dtype.ts";
 import { type Gpu, type GpuDType, gpuStorage } from "./gpu.ts";
@@ -50,6 +53,7 @@ import {
   attentionParams,
   attentionShader,
 } from "./wgsl-attention.ts";
+import { fusedShader } from "./wgsl-fused.ts";
 import { CELL_WIDTHS, type CellKind, cellShader } from "./wgsl-rnn.ts";
 
 const MAX_GROUPS = 65535;
@@ -765,6 +769,58 @@ export class Kernels {
 
   gruCellBackward(xp: View, hp: View, h: View, ct: View, out: TypedArray): void {
     this.cell("gruCellBackward", [xp, hp, h, ct], out);
+  }
+
+  // ---- jit's fused elementwise kernel (wgsl-fused.ts) --------------------------------------------------------
+
+  /**
+   * One dispatch per fused program (its shader compiled once per `prog.key`). float64 programs and outputs in
+   * host memory run js's fused kernel on the host copies; a program with more inputs and outputs than a shader
+   * may bind runs instruction by instruction through this backend's own kernels (the same values).
+   */
+  fused(prog: FusedProgram, inputs: readonly View[], outs: readonly TypedArray[]): void {
+    checkFusedArgs(prog, inputs, outs);
+    if (prog.dtype !== "float32" || outs.some((o) => !this.gpuOut(o))) {
+      onHost(
+        "fused",
+        inputs.map((v) => v.data),
+      );
+      js.fused!(prog, inputs, outs);
+      return;
+    }
+    const shape = fusedShape(inputs, outs);
+    const n = size(shape);
+    if (n === 0) return;
+    if (inputs.length + outs.length + 1 > this.gpu.device.limits.maxStorageBuffersPerShaderStage) {
+      fusedByOps(this.asBackend(), prog, inputs, outs);
+      return;
+    }
+    this.gpu.reserve();
+    const ins = inputs.map((v) => this.input(v.data, "float32"));
+    const obs = outs.map((o) => gpuStorage(o)!.writeBuffer(false));
+    // jit writes in place over a dying input: read it from a snapshot (a dispatch may not read and write one buffer)
+    const bufs = ins.map((b) => (obs.includes(b) ? this.gpu.snapshot(b) : b));
+    const rank = Math.max(1, shape.length);
+    const params = [n, rank, ...(shape.length === 0 ? [1] : shape)];
+    for (const v of inputs) params.push(v.offset, ...(shape.length === 0 ? [0] : v.strides));
+    const pipe = this.gpu.pipeline(`fused:${prog.key}`, () => fusedShader(prog));
+    this.gpu.dispatch(
+      pipe,
+      [...bufs, ...obs],
+      params,
+      grid(Math.ceil(n / EW_GROUP)),
+      Array.from(prog.consts),
+    );
+  }
+
+  /** The kernels fusedByOps needs, as a Backend (the allocator and the elementwise kernels of this device). */
+  private asBackend(): Backend {
+    return {
+      alloc: (d: GpuDType, n: number) => this.gpu.alloc(d, n),
+      unary: this.unary.bind(this),
+      binary: this.binary.bind(this),
+      copy: this.copy.bind(this),
+    } as unknown as Backend;
   }
 
   adamUpdate(
