@@ -294,10 +294,53 @@ async function jitFusionCheck(kit: CheckKit): Promise<void> {
   kit.note(failure);
 }
 
+/** Float values with many ties, both zeros, infinities and NaN. */
+const SPECIAL = [Number.NaN, -0, 0, Infinity, -Infinity, 1.5, -2.25, 3, -1e-30, 1e30];
+const sortGen: Record<string, Gen> = {
+  float32: (r) => (r() < 0.3 ? SPECIAL[Math.floor(r() * SPECIAL.length)] : Math.floor((r() - 0.5) * 12) / 2),
+  int32: (r) => Math.floor((r() - 0.5) * 20) * (r() < 0.1 ? 100000000 : 1),
+  bool: (r) => (r() < 0.5 ? 1 : 0),
+};
+
+/** argsort (stable, NaN last ascending / first descending) against js: workgroup rows and long rows. */
+async function argsortChecks(kit: CheckKit): Promise<void> {
+  const cases: [number[], number][] = [
+    [[], 0],
+    [[0], 0],
+    [[3, 0], 1],
+    [[1], 0],
+    [[7], 0],
+    [[3, 5], 0],
+    [[3, 5], 1],
+    [[2, 17, 3], 1],
+    [[4, 1, 9], 2],
+    [[1024], 0],
+    [[2, 1025], 1],
+    [[1500, 3], 0],
+  ];
+  let t = 0;
+  for (const [shape, axis] of cases) {
+    for (const dtype of ["float32", "int32", "bool"] as DType[]) {
+      if (dtype === "bool" && t++ % 2 === 1) continue;
+      const x = kit.randView(shape, dtype, sortGen[dtype], true);
+      for (const descending of [false, true]) {
+        await kit.check(
+          `argsort ${dtype} [${shape}] axis ${axis} descending=${descending}`,
+          "int32",
+          shape,
+          { rtol: 0, atol: 0 },
+          (b, s, o) => b.argsort!(x[s], axis, descending, o),
+        );
+      }
+    }
+  }
+}
+
 /** Every check of this file. */
 export async function wgslKernelChecks(kit: CheckKit): Promise<void> {
   await attentionChecks(kit);
   await cellChecks(kit);
+  await argsortChecks(kit);
   await fusedChecks(kit);
   await jitFusionCheck(kit);
 }

@@ -94,6 +94,8 @@ function gpuKernels(g: Gpu): BackendImpl {
     gruCellBackward: k.gruCellBackward.bind(k),
     // jit's elementwise fusion: one dispatch per fused group (wgsl-fused.ts)
     fused: k.fused.bind(k),
+    // the optional argsort: sort, argsort and topk indices on the device (wgsl-sort.ts)
+    argsort: k.argsort.bind(k),
   };
 }
 

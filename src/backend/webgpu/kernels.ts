@@ -55,6 +55,13 @@ import {
 } from "./wgsl-attention.ts";
 import { fusedShader } from "./wgsl-fused.ts";
 import { CELL_WIDTHS, type CellKind, cellShader } from "./wgsl-rnn.ts";
+import {
+  argsortFinalShader,
+  argsortInitShader,
+  argsortShader,
+  argsortStepShader,
+  LOCAL_SORT,
+} from "./wgsl-sort.ts";
 
 const MAX_GROUPS = 65535;
 
@@ -769,6 +776,63 @@ export class Kernels {
 
   gruCellBackward(xp: View, hp: View, h: View, ct: View, out: TypedArray): void {
     this.cell("gruCellBackward", [xp, hp, h, ct], out);
+  }
+
+  // ---- argsort (wgsl-sort.ts) --------------------------------------------------------------------------------
+
+  /**
+   * The stable sorting permutation along `axis` by bitonic networks: in workgroup memory for rows of at most
+   * LOCAL_SORT elements, else through a scratch buffer with one dispatch per compare-exchange stage.
+   */
+  argsort(x: View, axis: number, descending: boolean, out: TypedArray): void {
+    const d = dtypeOf(x.data);
+    if (!onGpu(d) || !this.gpuOut(out)) {
+      onHost("argsort", [x.data]);
+      js.argsort!(x, axis, descending, out);
+      return;
+    }
+    const xv = x.shape.length === 0 ? { ...x, shape: [1], strides: [0] } : x;
+    const ax = x.shape.length === 0 ? 0 : axis;
+    const { R, L, params } = this.rowParams([xv, contiguousView(out, xv.shape)], ax);
+    if (R * L === 0) return;
+    const NP = 2 ** Math.ceil(Math.log2(L));
+    params.push(NP, descending ? 1 : 0);
+    const g = this.gpu;
+    if (NP <= LOCAL_SORT) {
+      const bufs = this.buffers([[x.data, d]], out);
+      g.dispatch(
+        g.pipeline(`sort:${d}`, () => argsortShader(d)),
+        bufs,
+        params,
+        grid(R),
+      );
+      return;
+    }
+    const total = R * NP;
+    const pairs = g.acquire(total * 8);
+    g.reserve();
+    const xb = this.input(x.data, d);
+    g.dispatch(
+      g.pipeline(`sort0:${d}`, () => argsortInitShader(d)),
+      [xb, pairs],
+      params,
+      grid(Math.ceil(total / EW_GROUP)),
+    );
+    const step = g.pipeline("sort1", argsortStepShader);
+    for (let k = 2; k <= NP; k *= 2) {
+      for (let j = k >> 1; j > 0; j >>= 1) {
+        g.dispatch(step, [pairs], [total, NP, k, j], grid(Math.ceil(total / EW_GROUP)));
+      }
+    }
+    g.reserve();
+    const ob = gpuStorage(out)!.writeBuffer(false);
+    g.dispatch(
+      g.pipeline("sort2", argsortFinalShader),
+      [pairs, ob],
+      params,
+      grid(Math.ceil((R * L) / EW_GROUP)),
+    );
+    g.free(pairs);
   }
 
   // ---- jit's fused elementwise kernel (wgsl-fused.ts) --------------------------------------------------------

@@ -426,7 +426,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
  * memory. Parameters: [R (rows), L (row length), rank (of the other axes), shape, then per operand (inputs, then
  * the contiguous output) (off, axisStride, strides[rank])].
  */
-function rowHeader(n: number, rowExpr = "i32(wid.x + wid.y * nwg.x)"): string {
+export function rowHeader(n: number, rowExpr = "i32(wid.x + wid.y * nwg.x)"): string {
   const lines = [
     "  let R = P[0];",
     "  let L = P[1];",
