@@ -336,11 +336,43 @@ async function argsortChecks(kit: CheckKit): Promise<void> {
   }
 }
 
+/**
+ * The register-blocked matrix product (M and N above 16): batched, transposed and stepped random views, sizes
+ * not multiples of the 64 x 64 block or of the 16-deep k tile, float32 and int32.
+ */
+async function blockedDotChecks(kit: CheckKit): Promise<void> {
+  const cases: [number[], number, number, number][] = [
+    [[], 17, 1, 17],
+    [[], 64, 16, 64],
+    [[], 65, 33, 129],
+    [[], 130, 70, 97],
+    [[3], 40, 19, 70],
+    [[2, 2], 33, 64, 20],
+    [[], 200, 0, 31],
+  ];
+  for (const dtype of ["float32", "int32"] as DType[]) {
+    const g: Gen = dtype === "float32" ? any : (r) => Math.floor(r() * 5);
+    for (const [batch, M, K, N] of cases) {
+      const a = kit.randView([...batch, M, K], dtype, g, true);
+      const c = kit.randView([...batch, K, N], dtype, g, true);
+      const tol = dtype === "int32" ? { rtol: 0, atol: 0 } : { rtol: 1e-5, atol: 2e-6 * 9 * (K + 1) };
+      await kit.check(
+        `dot (blocked) ${dtype} [${batch}] ${M}x${K}x${N}`,
+        dtype,
+        [...batch, M, N],
+        tol,
+        (b, s, o) => b.dot(a[s], c[s], o),
+      );
+    }
+  }
+}
+
 /** Every check of this file. */
 export async function wgslKernelChecks(kit: CheckKit): Promise<void> {
   await attentionChecks(kit);
   await cellChecks(kit);
   await argsortChecks(kit);
+  await blockedDotChecks(kit);
   await fusedChecks(kit);
   await jitFusionCheck(kit);
 }

@@ -31,6 +31,8 @@ import {
   conv2dBackInputShader,
   conv2dBackWeightShader,
   conv2dShader,
+  BIG_TILE,
+  dotBlockedShader,
   dotShader,
   EW_GROUP,
   elementwiseShader,
@@ -314,7 +316,12 @@ export class Kernels {
       ],
       out,
     );
-    const pipe = this.gpu.pipeline(`dot:${d}`, () => dotShader(d));
+    // register blocking (64 x 64 blocks, 4 x 4 per thread) once both sides fill more than a 16 x 16 tile
+    const blocked = M > TILE && N > TILE;
+    const tile = blocked ? BIG_TILE : TILE;
+    const pipe = blocked
+      ? this.gpu.pipeline(`dot64:${d}`, () => dotBlockedShader(d))
+      : this.gpu.pipeline(`dot:${d}`, () => dotShader(d));
     const tail = [a.offset, a.strides[r - 2], a.strides[r - 1], b.offset, b.strides[r - 2], b.strides[r - 1]];
     for (let base = 0; base < B; base += MAX_GROUPS) {
       const params = [
@@ -329,8 +336,8 @@ export class Kernels {
         ...tail,
       ];
       const groups: [number, number, number] = [
-        Math.ceil(N / TILE),
-        Math.ceil(M / TILE),
+        Math.ceil(N / tile),
+        Math.ceil(M / tile),
         Math.min(MAX_GROUPS, B - base),
       ];
       this.gpu.dispatch(pipe, bufs, params, groups);

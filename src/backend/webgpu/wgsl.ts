@@ -570,6 +570,88 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`;
 }
 
+/** Output tile edge of the register-blocked matrix product (each of its 16 x 16 threads computes 4 x 4). */
+export const BIG_TILE = 64;
+
+/**
+ * Batched matrix product with register blocking: a 16 x 16 workgroup computes a 64 x 64 block of the output,
+ * each thread a 4 x 4 sub-block (rows ty + 16 i, columns tx + 16 j: neighbouring threads write neighbouring
+ * columns), from 64 x 16 tiles of a and 16 x 64 tiles of b staged in workgroup memory (8 KiB for f32); every
+ * value read from workgroup memory feeds four products. Each output still sums its K terms in order, as the
+ * 16 x 16 kernel does. Parameters as dotShader's.
+ */
+export function dotBlockedShader(d: GpuDType): string {
+  const t = wgslType(d);
+  const zero = d === "float32" ? "0.0" : "0";
+  return `${header([d, d], [d])}
+var<workgroup> ta: array<array<${t}, 64>, 16>;
+var<workgroup> tb: array<array<${t}, 64>, 16>;
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let M = P[0];
+  let N = P[1];
+  let K = P[2];
+  let br = P[3];
+  let e = 5 + 3 * br;
+  var rem = i32(wid.z) + P[4];
+  var oa = P[e];
+  var ob = P[e + 3];
+  for (var q = br - 1; q >= 0; q--) {
+    let s = P[5 + q];
+    let c = rem % s;
+    rem = rem / s;
+    oa += c * P[5 + br + q];
+    ob += c * P[5 + 2 * br + q];
+  }
+  let aSM = P[e + 1];
+  let aSK = P[e + 2];
+  let bSK = P[e + 4];
+  let bSN = P[e + 5];
+  let tx = i32(lid.x);
+  let ty = i32(lid.y);
+  let tid = ty * 16 + tx;
+  let row0 = i32(wid.y) * 64;
+  let col0 = i32(wid.x) * 64;
+  var acc: array<${t}, 16>;
+  for (var k0 = 0; k0 < K; k0 += 16) {
+    for (var u = 0; u < 4; u++) {
+      let idx = tid + u * 256;
+      let m = idx / 16;
+      let ka = k0 + idx % 16;
+      var va: ${t} = ${zero};
+      if (row0 + m < M && ka < K) { va = in0[oa + (row0 + m) * aSM + ka * aSK]; }
+      ta[idx % 16][m] = va;
+      let kb = k0 + idx / 64;
+      let n = idx % 64;
+      var vb: ${t} = ${zero};
+      if (col0 + n < N && kb < K) { vb = in1[ob + kb * bSK + (col0 + n) * bSN]; }
+      tb[idx / 64][n] = vb;
+    }
+    workgroupBarrier();
+    for (var k = 0; k < 16; k++) {
+      var a: array<${t}, 4>;
+      var b: array<${t}, 4>;
+      for (var i = 0; i < 4; i++) {
+        a[i] = ta[k][ty + 16 * i];
+        b[i] = tb[k][tx + 16 * i];
+      }
+      for (var i = 0; i < 4; i++) {
+        for (var j = 0; j < 4; j++) { acc[i * 4 + j] += a[i] * b[j]; }
+      }
+    }
+    workgroupBarrier();
+  }
+  let base = (i32(wid.z) + P[4]) * M * N;
+  for (var i = 0; i < 4; i++) {
+    let row = row0 + ty + 16 * i;
+    for (var j = 0; j < 4; j++) {
+      let col = col0 + tx + 16 * j;
+      if (row < M && col < N) { out0[base + row * N + col] = acc[i * 4 + j]; }
+    }
+  }
+}`;
+}
+
 /**
  * Adam/AdamW in place: p, m, v (and vmax) contiguous read-write, g = in0 strided like an elementwise input.
  * Parameters: [n, rank, shape, gOff, gStrides] then floats [decay, l2, b1, b2, step, bc2Sqrt, eps, sign].
