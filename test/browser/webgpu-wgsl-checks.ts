@@ -367,6 +367,51 @@ async function blockedDotChecks(kit: CheckKit): Promise<void> {
   }
 }
 
+/**
+ * An LSTM, a GRU and causal self-attention (the fused kernels' forward and backward passes through autograd):
+ * the loss and some parameter gradients, read asynchronously, on the current backend.
+ */
+async function sequenceModel(): Promise<number[]> {
+  cr.manualSeed(5);
+  const g = new cr.Generator(9);
+  const x = cr.tensor(Array.from({ length: 2 * 7 * 8 }, () => g.normal())).reshape([2, 7, 8]);
+  const lstm = new cr.nn.LSTM(8, 12, { batchFirst: true });
+  const gru = new cr.nn.GRU(12, 12, { batchFirst: true });
+  const [h] = lstm.call(x);
+  const [h2] = gru.call(h);
+  const q = h2.reshape([2, 7, 2, 6]).transpose(1, 2);
+  const att = cr.nn.scaledDotProductAttention(q, q.mul(0.5), q, { isCausal: true });
+  const loss = att.mul(att).mean();
+  loss.backward();
+  const out = [(await loss.data())[0]];
+  for (const p of [...lstm.parameters(), ...gru.parameters()]) {
+    out.push(...Array.from((await p.grad!.data()).subarray(0, 5), Number));
+  }
+  return out;
+}
+
+/** The sequence model on webgpu and on js (switched to in the page) agree. */
+async function sequenceModelCheck(kit: CheckKit): Promise<void> {
+  let failure: string | null = null;
+  try {
+    const before = webgpuInfo()!.dispatches;
+    const got = await sequenceModel();
+    const dispatches = webgpuInfo()!.dispatches - before;
+    cr.setBackend("js");
+    const want = await sequenceModel();
+    cr.setBackend("webgpu");
+    if (dispatches < 100) failure = `sequence model: only ${dispatches} dispatches`;
+    got.forEach((v, i) => {
+      if (failure === null && !(Math.abs(v - want[i]) <= 1e-4 * (1 + Math.abs(want[i]))))
+        failure = `sequence model: value ${i} (0 the loss, then 5 gradient values per parameter): got ${v}, js ${want[i]}`;
+    });
+  } catch (e) {
+    failure = `sequence model: threw ${e instanceof Error ? e.message : e}`;
+    cr.setBackend("webgpu");
+  }
+  kit.note(failure);
+}
+
 /** Every check of this file. */
 export async function wgslKernelChecks(kit: CheckKit): Promise<void> {
   await attentionChecks(kit);
@@ -375,4 +420,5 @@ export async function wgslKernelChecks(kit: CheckKit): Promise<void> {
   await blockedDotChecks(kit);
   await fusedChecks(kit);
   await jitFusionCheck(kit);
+  await sequenceModelCheck(kit);
 }
