@@ -67,7 +67,7 @@ const ATTENTION: AttCase[] = [
   [[0], 3, 3, 3, 3, true, "none"],
   [[1], 9, 9, 0, 4, false, "none"],
   [[1], 9, 9, 4, 0, true, "rand"],
-  [[], 70, 50, 24, 40, true, "none"],
+  [[], 40, 35, 24, 40, true, "none"],
 ];
 
 async function attentionChecks(kit: CheckKit): Promise<void> {
@@ -322,8 +322,11 @@ async function argsortChecks(kit: CheckKit): Promise<void> {
   for (const [shape, axis] of cases) {
     for (const dtype of ["float32", "int32", "bool"] as DType[]) {
       if (dtype === "bool" && t++ % 2 === 1) continue;
+      // long rows (one dispatch per network stage): float32 both ways, int32 ascending
+      const long = shape[axis] > 1024;
+      if (long && dtype === "bool") continue;
       const x = kit.randView(shape, dtype, sortGen[dtype], true);
-      for (const descending of [false, true]) {
+      for (const descending of long && dtype === "int32" ? [false] : [false, true]) {
         await kit.check(
           `argsort ${dtype} [${shape}] axis ${axis} descending=${descending}`,
           "int32",

@@ -59,7 +59,7 @@ test("webgpu backend in Chromium: kernels vs js, sync-read error, memory, MLP an
     },
     {
       args: ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--js-flags=--expose-gc"],
-      timeoutMs: 90_000,
+      timeoutMs: 180_000, // SwiftShader on a shared CPU: the page takes 40-80 s
     },
   );
   assert.deepEqual(errors, [], "page errors");
