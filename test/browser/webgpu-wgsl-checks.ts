@@ -317,6 +317,7 @@ async function argsortChecks(kit: CheckKit): Promise<void> {
     [[1024], 0],
     [[2, 1025], 1],
     [[1500, 3], 0],
+    [[3000], 0],
   ];
   let t = 0;
   for (const [shape, axis] of cases) {

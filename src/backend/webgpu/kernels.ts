@@ -58,8 +58,8 @@ import {
 import { fusedShader } from "./wgsl-fused.ts";
 import { CELL_WIDTHS, type CellKind, cellShader } from "./wgsl-rnn.ts";
 import {
+  argsortBlockShader,
   argsortFinalShader,
-  argsortInitShader,
   argsortShader,
   argsortStepShader,
   LOCAL_SORT,
@@ -816,20 +816,23 @@ export class Kernels {
       return;
     }
     const total = R * NP;
+    const blocks = total / LOCAL_SORT;
     const pairs = g.acquire(total * 8);
     g.reserve();
     const xb = this.input(x.data, d);
     g.dispatch(
-      g.pipeline(`sort0:${d}`, () => argsortInitShader(d)),
+      g.pipeline(`sortb:${d}`, () => argsortBlockShader(d, true)),
       [xb, pairs],
       params,
-      grid(Math.ceil(total / EW_GROUP)),
+      grid(blocks),
     );
     const step = g.pipeline("sort1", argsortStepShader);
-    for (let k = 2; k <= NP; k *= 2) {
-      for (let j = k >> 1; j > 0; j >>= 1) {
+    const merge = g.pipeline("sortm", () => argsortBlockShader(d, false));
+    for (let k = 2 * LOCAL_SORT; k <= NP; k *= 2) {
+      for (let j = k >> 1; j >= LOCAL_SORT; j >>= 1) {
         g.dispatch(step, [pairs], [total, NP, k, j], grid(Math.ceil(total / EW_GROUP)));
       }
+      g.dispatch(merge, [pairs], [blocks, NP, k], grid(blocks));
     }
     g.reserve();
     const ob = gpuStorage(out)!.writeBuffer(false);

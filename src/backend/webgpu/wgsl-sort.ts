@@ -7,9 +7,11 @@
  * 0xffffffff) sorts after everything.
  *
  * - rows of at most LOCAL_SORT elements: one workgroup per row sorts it in workgroup memory (`argsortShader`);
- * - longer rows: the pairs of every row, padded to a power of two NP, go to a scratch buffer
- *   (`argsortInitShader`), each of the log2(NP) (log2(NP) + 1) / 2 compare-exchange stages is one dispatch over
- *   all rows (`argsortStepShader`), and the indices are written out (`argsortFinalShader`).
+ * - longer rows, padded to a power of two NP in a scratch buffer of pairs: every LOCAL_SORT-block is sorted in
+ *   workgroup memory (`argsortBlockShader`, presort: the stages k <= LOCAL_SORT), then each wider stage k runs
+ *   its steps j >= LOCAL_SORT one dispatch each over global memory (`argsortStepShader`) and its steps
+ *   j < LOCAL_SORT in workgroup memory again (a merge); the indices are written out last (`argsortFinalShader`).
+ *   For NP = 2^m that is (m - 10)(m - 9) / 2 global steps plus m - 9 block passes and the last write: 4 dispatches for 2048.
  *
  * Row parameters as the row kernels' (wgsl.ts rowHeader: x, then the contiguous int32 out), then [NP, desc].
  */
@@ -92,32 +94,94 @@ ${rowHeader(2)}
 }`;
 }
 
-/** Long rows, step 1: one thread per (row, position < NP) writes its (key, index) pair into the scratch. */
-export function argsortInitShader(d: GpuDType): string {
-  return `@group(0) @binding(0) var<storage, read> in0: array<${wgslType(d)}>;
+/** The compare-exchange stages (k, j) for j from `j0` down to 1 on the block in sk/si (global positions base + t). */
+const LOCAL_STAGES = (k: string, j0: string) => `
+    for (var j = ${j0}; j > 0; j = j / 2) {
+      for (var t = i32(lid.x); t < ${LOCAL_SORT}; t += ${SORT_GROUP}) {
+        let p = t ^ j;
+        if (p > t) {
+          let ka = sk[t];
+          let kb = sk[p];
+          let ia = si[t];
+          let ib = si[p];
+          let gt = ka > kb || (ka == kb && ia > ib);
+          if (gt == (((base + t) & ${k}) == 0)) {
+            sk[t] = kb;
+            sk[p] = ka;
+            si[t] = ib;
+            si[p] = ia;
+          }
+        }
+      }
+      workgroupBarrier();
+    }`;
+
+/**
+ * Long rows, in workgroup memory, one workgroup per LOCAL_SORT-block of a row: with `presort`, the block's
+ * (key, index) pairs are formed from x and every stage k <= LOCAL_SORT runs (in0 x, pairs, P: the row
+ * parameters, [NP, desc]); otherwise (a merge) the block is read from the scratch and the stages j < LOCAL_SORT
+ * of stage k = P[2] run (pairs, P = [rows * blocks, NP, k]). The pairs go back to the scratch. Directions come
+ * from the global position, so this is the same network as the stage-per-dispatch one.
+ */
+export function argsortBlockShader(d: GpuDType, presort: boolean): string {
+  const B = LOCAL_SORT;
+  const bindings = presort
+    ? `@group(0) @binding(0) var<storage, read> in0: array<${wgslType(d)}>;
 @group(0) @binding(1) var<storage, read_write> pairs: array<vec2<u32>>;
 @group(0) @binding(2) var<storage, read> P: array<i32>;
 ${FLOAT_PRELUDE}
-${keyFn(d)}
-${MAIN} {
-  ${LINEAR_ID}
+${keyFn(d)}`
+    : `@group(0) @binding(0) var<storage, read_write> pairs: array<vec2<u32>>;
+@group(0) @binding(1) var<storage, read> P: array<i32>;`;
+  const load = presort
+    ? `
   let NP = P[${TAIL}];
   let desc = P[${TAIL} + 1] != 0;
-  if (i >= P[0] * NP) { return; }
-  let t = i % NP;
-${rowHeader(2, "i / NP")}
-  var kk = 0xffffffffu;
-  var ix = 0xffffffffu;
-  if (t < L) {
-    kk = skey(in0[b0 + t * a0]);
-    if (desc) { kk = ~kk; }
-    ix = u32(t);
+  let nblk = NP / ${B};
+  if (g >= P[0] * nblk) { return; }
+  let base = (g % nblk) * ${B};
+${rowHeader(2, "g / nblk")}
+  for (var t = i32(lid.x); t < ${B}; t += ${SORT_GROUP}) {
+    var kk = 0xffffffffu;
+    var ix = 0xffffffffu;
+    if (base + t < L) {
+      kk = skey(in0[b0 + (base + t) * a0]);
+      if (desc) { kk = ~kk; }
+      ix = u32(base + t);
+    }
+    sk[t] = kk;
+    si[t] = ix;
   }
-  pairs[i] = vec2<u32>(kk, ix);
+  workgroupBarrier();
+  for (var k = 2; k <= ${B}; k = k * 2) {${LOCAL_STAGES("k", "k / 2")}
+  }`
+    : `
+  let NP = P[1];
+  let nblk = NP / ${B};
+  if (g >= P[0]) { return; }
+  let base = (g % nblk) * ${B};
+  let k = P[2];
+  for (var t = i32(lid.x); t < ${B}; t += ${SORT_GROUP}) {
+    let v = pairs[g * ${B} + t];
+    sk[t] = v.x;
+    si[t] = v.y;
+  }
+  workgroupBarrier();
+  ${LOCAL_STAGES("k", `${B / 2}`)}`;
+  return `${bindings}
+var<workgroup> sk: array<u32, ${B}>;
+var<workgroup> si: array<u32, ${B}>;
+@compute @workgroup_size(${SORT_GROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let g = i32(wid.x + wid.y * nwg.x);
+${load}
+  for (var t = i32(lid.x); t < ${B}; t += ${SORT_GROUP}) {
+    pairs[g * ${B} + t] = vec2<u32>(sk[t], si[t]);
+  }
 }`;
 }
 
-/** Long rows, one compare-exchange stage (k, j) over every row. Parameters: [rows * NP, NP, k, j]. */
+/** Long rows, one compare-exchange step (k, j >= LOCAL_SORT) over every row. Parameters: [rows * NP, NP, k, j]. */
 export function argsortStepShader(): string {
   return `@group(0) @binding(0) var<storage, read_write> pairs: array<vec2<u32>>;
 @group(0) @binding(1) var<storage, read> P: array<i32>;
