@@ -273,6 +273,28 @@ async function fusedChecks(kit: CheckKit): Promise<void> {
   }
 }
 
+/** A program without inputs (consts only) fills its output: 2 * 3 - exp(0.5) everywhere, computed in float32. */
+async function fusedConstChecks(kit: CheckKit): Promise<void> {
+  const prog = fusedProgram("float32", [
+    { kind: "const", value: 2 },
+    { kind: "const", value: 3 },
+    { kind: "binary", op: "mul", a: 0, b: 1 },
+    { kind: "const", value: 0.5 },
+    { kind: "unary", op: "exp", a: 3 },
+    { kind: "binary", op: "sub", a: 2, b: 4 },
+  ]);
+  const out = cr.getBackend().alloc("float32", 300);
+  cr.getBackend().fused!(prog, [], [out]);
+  await syncToHost(out);
+  const want = Math.fround(6 - Math.fround(Math.exp(0.5)));
+  let failure: string | null = null;
+  for (let i = 0; i < 300 && failure === null; i++) {
+    if (!(Math.abs(out[i] - want) <= 1e-6))
+      failure = `fused consts only: element ${i}: got ${out[i]}, expected ${want}`;
+  }
+  kit.note(failure);
+}
+
 /** jit on webgpu fuses: a chain of five elementwise ops runs as one dispatch, with the values of js. */
 async function jitFusionCheck(kit: CheckKit): Promise<void> {
   const f = cr.jit((x: cr.Tensor, y: cr.Tensor) => x.mul(2).add(y).tanh().mul(x).sub(1));
@@ -423,6 +445,7 @@ export async function wgslKernelChecks(kit: CheckKit): Promise<void> {
   await argsortChecks(kit);
   await blockedDotChecks(kit);
   await fusedChecks(kit);
+  await fusedConstChecks(kit);
   await jitFusionCheck(kit);
   await sequenceModelCheck(kit);
 }
