@@ -3,7 +3,14 @@
  * cells, argsort, jit's fused kernel): each against the js kernel on random shapes, odd sizes, empty tensors
  * and strided views. Called by webgpu-page.ts with its checking kit (its `check`, `randView`, generators).
  */
-import type { BinaryOp, FusedInstr, UnaryOp, View } from "../../src/backend/backend.ts";
+import type {
+  Activation,
+  BinaryOp,
+  Conv2dParams,
+  FusedInstr,
+  UnaryOp,
+  View,
+} from "../../src/backend/backend.ts";
 import { syncToHost } from "../../src/backend/device.ts";
 import { fusedByOps, fusedProgram } from "../../src/backend/fused.ts";
 import { jsBackend as J } from "../../src/backend/js/index.ts";
@@ -438,12 +445,64 @@ async function sequenceModelCheck(kit: CheckKit): Promise<void> {
   kit.note(failure);
 }
 
+/**
+ * conv2d as an implicit GEMM (more than 16 output channels per group): groups, strides, padding, dilation,
+ * bias and activation epilogues, more than 64 channels, strided views.
+ */
+async function convGemmChecks(kit: CheckKit): Promise<void> {
+  const cases: [number[], number, [number, number], Conv2dParams, Activation | null, boolean][] = [
+    [
+      [2, 3, 9, 8],
+      20,
+      [3, 3],
+      { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 },
+      "relu",
+      true,
+    ],
+    [[1, 4, 7, 7], 34, [3, 2], { stride: [2, 1], padding: [1, 0], dilation: [1, 2], groups: 2 }, null, false],
+    [
+      [3, 2, 5, 6],
+      70,
+      [1, 1],
+      { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 },
+      "sigmoid",
+      true,
+    ],
+    [
+      [1, 3, 12, 11],
+      18,
+      [2, 3],
+      { stride: [2, 2], padding: [1, 1], dilation: [1, 1], groups: 1 },
+      "tanh",
+      false,
+    ],
+  ];
+  for (const [xs, O, [KH, KW], p, act, withBias] of cases) {
+    const [N, C, H, W] = xs;
+    const OH = Math.floor((H + 2 * p.padding[0] - p.dilation[0] * (KH - 1) - 1) / p.stride[0]) + 1;
+    const OW = Math.floor((W + 2 * p.padding[1] - p.dilation[1] * (KW - 1) - 1) / p.stride[1]) + 1;
+    const ys = [N, O, OH, OW];
+    const x = kit.randView(xs, "float32", any);
+    const w = kit.randView([O, C / p.groups, KH, KW], "float32", any);
+    const bias = withBias ? kit.randView([O], "float32", any) : null;
+    const terms = (C / p.groups) * KH * KW + 1;
+    await kit.check(
+      `conv2d (implicit GEMM) [${xs}] O=${O} k=${KH}x${KW} ${JSON.stringify(p)} ${act} bias=${withBias}`,
+      "float32",
+      ys,
+      { rtol: 1e-5, atol: 2e-6 * 9 * terms },
+      (b, s, o) => b.conv2d(x[s], w[s], o, ys, p, { bias: bias === null ? null : bias[s], act }),
+    );
+  }
+}
+
 /** Every check of this file. */
 export async function wgslKernelChecks(kit: CheckKit): Promise<void> {
   await attentionChecks(kit);
   await cellChecks(kit);
   await argsortChecks(kit);
   await blockedDotChecks(kit);
+  await convGemmChecks(kit);
   await fusedChecks(kit);
   await fusedConstChecks(kit);
   await jitFusionCheck(kit);

@@ -30,6 +30,7 @@ import {
   binaryExpr,
   conv2dBackInputShader,
   conv2dBackWeightShader,
+  conv2dGemmShader,
   conv2dShader,
   BIG_TILE,
   dotBlockedShader,
@@ -529,6 +530,14 @@ export class Kernels {
     if (bias !== null) ins.push([bias.data, "float32"]);
     const bufs = this.buffers(ins, out);
     const params = this.convParams([N, C, H, W, O, outShape[2], outShape[3], KH, KW], p, x, w, bias, act);
+    // an implicit GEMM per group once a group has more than 16 output channels and positions
+    const og = O / p.groups;
+    const cols = N * outShape[2] * outShape[3];
+    if (og > TILE && cols > TILE && Math.ceil(cols / BIG_TILE) <= MAX_GROUPS) {
+      const pipe = this.gpu.pipeline(`convgemm:${bias !== null}`, () => conv2dGemmShader(bias !== null));
+      this.gpu.dispatch(pipe, bufs, params, [Math.ceil(cols / BIG_TILE), Math.ceil(og / BIG_TILE), p.groups]);
+      return;
+    }
     const pipe = this.gpu.pipeline(`conv:${bias !== null}`, () => conv2dShader(bias !== null));
     this.gpu.dispatch(pipe, bufs, params, grid(Math.ceil(n / EW_GROUP)));
   }

@@ -769,6 +769,96 @@ ${named(CONV_PARAMS)}
 }`;
 }
 
+/**
+ * conv2d as an implicit GEMM per group, register-blocked like dotBlockedShader: out[o, (n, oh, ow)] =
+ * sum over k = (ci, kh, kw) of w[o, k] x[n, g cg + ci, ih, iw], the x tile gathered on the fly (im2col never
+ * exists; taps in the padding read 0). A 16 x 16 workgroup computes a 64 x 64 block (output channels of group
+ * wid.z by output positions), 4 x 4 per thread. Terms are added in the direct kernel's order (ci, kh, kw).
+ * Bindings and parameters as conv2dShader's; bias and activation as its epilogue.
+ */
+export function conv2dGemmShader(bias: boolean): string {
+  const ins: GpuDType[] = bias ? ["float32", "float32", "float32"] : ["float32", "float32"];
+  return `${header(ins, ["float32"])}
+var<workgroup> ta: array<array<f32, 64>, 16>;
+var<workgroup> tb: array<array<f32, 64>, 16>;
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+${named(CONV_PARAMS)}
+  let g = i32(wid.z);
+  let cg = C / G;
+  let og = O / G;
+  let KK = cg * KH * KW;
+  let NC = N * OH * OW;
+  let tx = i32(lid.x);
+  let ty = i32(lid.y);
+  let tid = ty * 16 + tx;
+  let row0 = i32(wid.y) * 64;
+  let col0 = i32(wid.x) * 64;
+  var acc: array<f32, 16>;
+  for (var k0 = 0; k0 < KK; k0 += 16) {
+    for (var u = 0; u < 4; u++) {
+      let idx = tid + u * 256;
+      let m = idx / 16;
+      let ka = k0 + idx % 16;
+      var va = 0.0;
+      if (row0 + m < og && ka < KK) {
+        let kw = ka % KW;
+        let kh = (ka / KW) % KH;
+        let ci = ka / (KW * KH);
+        va = in1[wo + (g * og + row0 + m) * ws0 + ci * ws1 + kh * ws2 + kw * ws3];
+      }
+      ta[idx % 16][m] = va;
+      let kb = k0 + idx / 64;
+      let col = col0 + idx % 64;
+      var vb = 0.0;
+      if (col < NC && kb < KK) {
+        let kw = kb % KW;
+        let kh = (kb / KW) % KH;
+        let ci = kb / (KW * KH);
+        let ow = col % OW;
+        let oh = (col / OW) % OH;
+        let n = col / (OW * OH);
+        let ih = oh * sh - ph + kh * dh;
+        let iw = ow * sw - pw + kw * dw;
+        if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
+          vb = in0[xo + n * xs0 + (g * cg + ci) * xs1 + ih * xs2 + iw * xs3];
+        }
+      }
+      tb[idx / 64][idx % 64] = vb;
+    }
+    workgroupBarrier();
+    for (var k = 0; k < 16; k++) {
+      var a: array<f32, 4>;
+      var b: array<f32, 4>;
+      for (var i = 0; i < 4; i++) {
+        a[i] = ta[k][ty + 16 * i];
+        b[i] = tb[k][tx + 16 * i];
+      }
+      for (var i = 0; i < 4; i++) {
+        for (var j = 0; j < 4; j++) { acc[i * 4 + j] += a[i] * b[j]; }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0; i < 4; i++) {
+    let m = row0 + ty + 16 * i;
+    if (m >= og) { continue; }
+    let o = g * og + m;
+    for (var j = 0; j < 4; j++) {
+      let col = col0 + tx + 16 * j;
+      if (col >= NC) { continue; }
+      var y = acc[i * 4 + j];
+      ${bias ? "y = y + in2[bo + o * bs];" : ""}
+      if (act == 1) { y = f_relu(y); } else if (act == 2) { y = f_tanh(y); } else if (act == 3) { y = f_sigmoid(y); }
+      let ow = col % OW;
+      let oh = (col / OW) % OH;
+      let n = col / (OW * OH);
+      out0[((n * O + o) * OH + oh) * OW + ow] = y;
+    }
+  }
+}`;
+}
+
 /** Gradient of conv2d with respect to x: one thread per [n, c, h, w] (dy = in0 as "x", w = in1). */
 export function conv2dBackInputShader(): string {
   return `${header(["float32", "float32"], ["float32"])}
