@@ -446,8 +446,9 @@ async function sequenceModelCheck(kit: CheckKit): Promise<void> {
 }
 
 /**
- * conv2d as an implicit GEMM (more than 16 output channels per group): groups, strides, padding, dilation,
- * bias and activation epilogues, more than 64 channels, strided views.
+ * The convolutions as implicit GEMMs (more than 16 output channels per group for conv2d and its weight
+ * gradient, more than 16 input channels per group for the input gradient; smaller ones here take the direct
+ * kernels): groups, strides, padding, dilation, bias and activation epilogues, more than 64 channels.
  */
 async function convGemmChecks(kit: CheckKit): Promise<void> {
   const cases: [number[], number, [number, number], Conv2dParams, Activation | null, boolean][] = [
@@ -476,6 +477,15 @@ async function convGemmChecks(kit: CheckKit): Promise<void> {
       "tanh",
       false,
     ],
+    [[2, 20, 6, 5], 18, [3, 3], { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 }, null, true],
+    [
+      [1, 36, 5, 7],
+      34,
+      [2, 3],
+      { stride: [2, 1], padding: [1, 0], dilation: [1, 2], groups: 2 },
+      "relu",
+      false,
+    ],
   ];
   for (const [xs, O, [KH, KW], p, act, withBias] of cases) {
     const [N, C, H, W] = xs;
@@ -492,6 +502,23 @@ async function convGemmChecks(kit: CheckKit): Promise<void> {
       ys,
       { rtol: 1e-5, atol: 2e-6 * 9 * terms },
       (b, s, o) => b.conv2d(x[s], w[s], o, ys, p, { bias: bias === null ? null : bias[s], act }),
+    );
+    const ws = [O, C / p.groups, KH, KW];
+    const dy = kit.randView(ys, "float32", any);
+    const label = `[${xs}] O=${O} k=${KH}x${KW} ${JSON.stringify(p)}`;
+    await kit.check(
+      `conv2dBackInput (implicit GEMM) ${label}`,
+      "float32",
+      xs,
+      { rtol: 1e-5, atol: 2e-6 * 9 * O * KH * KW },
+      (b, s, o) => b.conv2dBackInput(dy[s], w[s], o, xs, p),
+    );
+    await kit.check(
+      `conv2dBackWeight (implicit GEMM) ${label}`,
+      "float32",
+      ws,
+      { rtol: 1e-5, atol: 2e-6 * 9 * N * OH * OW },
+      (b, s, o) => b.conv2dBackWeight(x[s], dy[s], o, ws, p),
     );
   }
 }

@@ -28,7 +28,9 @@ import {
   actGradExpr,
   adamShader,
   binaryExpr,
+  conv2dBackInputGemmShader,
   conv2dBackInputShader,
+  conv2dBackWeightGemmShader,
   conv2dBackWeightShader,
   conv2dGemmShader,
   conv2dShader,
@@ -476,6 +478,14 @@ export class Kernels {
     this.gpu.dispatch(pipe, bufs, params, grid(Math.ceil(n / EW_GROUP)));
   }
 
+  /**
+   * Whether a convolution runs as an implicit GEMM per group ([rows, cols] per group): once both sides fill
+   * more than a 16 x 16 tile (and the column blocks fit one grid dimension, the groups being the third).
+   */
+  private gemmFits(rows: number, cols: number): boolean {
+    return rows > TILE && cols > TILE && Math.ceil(cols / BIG_TILE) <= MAX_GROUPS;
+  }
+
   /** The convolution parameter block (CONV_PARAMS order) for views a (the "x" slot) and b (the "w" slot). */
   private convParams(
     dims: readonly number[],
@@ -533,9 +543,9 @@ export class Kernels {
     // an implicit GEMM per group once a group has more than 16 output channels and positions
     const og = O / p.groups;
     const cols = N * outShape[2] * outShape[3];
-    if (og > TILE && cols > TILE && Math.ceil(cols / BIG_TILE) <= MAX_GROUPS) {
+    if (this.gemmFits(og, cols)) {
       const pipe = this.gpu.pipeline(`convgemm:${bias !== null}`, () => conv2dGemmShader(bias !== null));
-      this.gpu.dispatch(pipe, bufs, params, [Math.ceil(cols / BIG_TILE), Math.ceil(og / BIG_TILE), p.groups]);
+      this.gpu.dispatch(pipe, bufs, params, gemmGrid(og, cols, p.groups));
       return;
     }
     const pipe = this.gpu.pipeline(`conv:${bias !== null}`, () => conv2dShader(bias !== null));
@@ -560,6 +570,12 @@ export class Kernels {
       out,
     );
     const params = this.convParams([N, C, H, W, O, dy.shape[2], dy.shape[3], KH, KW], p, dy, w, null, 0);
+    const cols = N * H * W;
+    if (this.gemmFits(C / p.groups, cols)) {
+      const pipe = this.gpu.pipeline("convbigemm", conv2dBackInputGemmShader);
+      this.gpu.dispatch(pipe, bufs, params, gemmGrid(C / p.groups, cols, p.groups));
+      return;
+    }
     const pipe = this.gpu.pipeline("convbi", conv2dBackInputShader);
     this.gpu.dispatch(pipe, bufs, params, grid(Math.ceil(n / EW_GROUP)));
   }
@@ -582,6 +598,12 @@ export class Kernels {
       out,
     );
     const params = this.convParams([N, C, H, W, O, dy.shape[2], dy.shape[3], KH, KW], p, x, dy, null, 0);
+    const cols = (C / p.groups) * KH * KW;
+    if (this.gemmFits(O / p.groups, cols)) {
+      const pipe = this.gpu.pipeline("convbwgemm", conv2dBackWeightGemmShader);
+      this.gpu.dispatch(pipe, bufs, params, gemmGrid(O / p.groups, cols, p.groups));
+      return;
+    }
     const pipe = this.gpu.pipeline("convbw", conv2dBackWeightShader);
     this.gpu.dispatch(pipe, bufs, params, grid(n));
   }
@@ -892,7 +914,7 @@ export class Kernels {
       [...bufs, ...obs],
       params,
       grid(Math.ceil(n / EW_GROUP)),
-      Array.from(prog.consts),
+      [...prog.consts, 0], // the consts, then the zero word wgsl-fused.ts's opq reads
     );
   }
 
@@ -941,6 +963,11 @@ export class Kernels {
     const pipe = this.gpu.pipeline(`adam:${vmax !== null}`, () => adamShader(vmax !== null));
     this.gpu.dispatch(pipe, [gbuf, ...bufs], params, grid(Math.ceil(n / EW_GROUP)), floats);
   }
+}
+
+/** The workgroups of a convolution's implicit GEMM: 64 x 64 blocks of [rows, cols], one layer per group. */
+function gemmGrid(rows: number, cols: number, groups: number): [number, number, number] {
+  return [Math.ceil(cols / BIG_TILE), Math.ceil(rows / BIG_TILE), groups];
 }
 
 /** The sizes of an attention call (the primitive checked the shapes): q [...B, L, E], k [...B, S, E], v [..., Ev]. */

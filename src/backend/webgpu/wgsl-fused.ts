@@ -5,7 +5,8 @@
  * unfused kernel would have stored. Several outputs leave the same pass.
  *
  * Bindings: the inputs in0.. (strided views broadcast to the output shape), the outputs out0.. (contiguous),
- * P. Parameters: [n, rank, shape[rank], per input (offset, strides[rank])], then the consts as f32 bits.
+ * P. Parameters: [n, rank, shape[rank], per input (offset, strides[rank])], then the consts as f32 bits, then
+ * a 0 word (the opaque identity between registers).
  */
 import type { FusedProgram } from "../backend.ts";
 import { binaryExpr, header, LINEAR_ID, MAIN, unaryExpr } from "./wgsl.ts";
@@ -28,18 +29,28 @@ export function fusedShader(prog: FusedProgram): string {
     else if (ins.kind === "unary") e = unaryExpr(ins.op, "float32", `r${ins.a}`);
     else e = binaryExpr(ins.op, "float32", `r${ins.a}`, `r${ins.b}`);
     if (e === null) throw new Error(`internal: fused: no WGSL form for instruction ${i}`);
-    lines.push(`let r${i}: f32 = ${e};`);
+    // an op's result passes an opaque integer identity: the compiler can neither contract it into the next
+    // op (fma) nor simplify across ops (x * (y / x) to y), so each register holds what the op's own kernel
+    // would have stored
+    lines.push(
+      ins.kind === "unary" || ins.kind === "binary"
+        ? `let r${i}: f32 = opq(${e});`
+        : `let r${i}: f32 = ${e};`,
+    );
   });
   prog.outputs.forEach((r, j) => {
     lines.push(`out${j}[i] = r${r};`);
   });
   const outs = Array.from(prog.outputs, () => "float32" as const);
   return `${header(new Array(k).fill("float32"), outs)}
+var<private> zmask: u32;
+fn opq(x: f32) -> f32 { return bitcast<f32>(bitcast<u32>(x) ^ zmask); }
 ${MAIN} {
   ${LINEAR_ID}
   if (i >= P[0]) { return; }
   let rank = P[1];
   let cbase = 2 + rank + ${k} * (rank + 1);
+  zmask = bitcast<u32>(P[cbase + ${prog.consts.length}]);
   var rem = i;
   ${decl.join("\n  ")}
   for (var d = rank - 1; d >= 0; d--) {

@@ -770,14 +770,19 @@ ${named(CONV_PARAMS)}
 }
 
 /**
- * conv2d as an implicit GEMM per group, register-blocked like dotBlockedShader: out[o, (n, oh, ow)] =
- * sum over k = (ci, kh, kw) of w[o, k] x[n, g cg + ci, ih, iw], the x tile gathered on the fly (im2col never
- * exists; taps in the padding read 0). A 16 x 16 workgroup computes a 64 x 64 block (output channels of group
- * wid.z by output positions), 4 x 4 per thread. Terms are added in the direct kernel's order (ci, kh, kw).
- * Bindings and parameters as conv2dShader's; bias and activation as its epilogue.
+ * An implicit GEMM per group g = wid.z over the convolution parameters (CONV_PARAMS), register-blocked like
+ * dotBlockedShader: a 16 x 16 workgroup computes a 64 x 64 block of the group's [M, NC] result, 4 x 4 per
+ * thread, from 64 x 16 tiles of A and 16 x 64 tiles of B gathered on the fly (`loadA` sets va from row m and
+ * reduction index ka, `loadB` sets vb from reduction index kb and column col; both run only in range), then
+ * `store` writes y for (m, col). Terms are added in the order of the reduction index.
  */
-export function conv2dGemmShader(bias: boolean): string {
-  const ins: GpuDType[] = bias ? ["float32", "float32", "float32"] : ["float32", "float32"];
+function convGemm(
+  ins: readonly GpuDType[],
+  dims: { M: string; NC: string; KK: string },
+  loadA: string,
+  loadB: string,
+  store: string,
+): string {
   return `${header(ins, ["float32"])}
 var<workgroup> ta: array<array<f32, 64>, 16>;
 var<workgroup> tb: array<array<f32, 64>, 16>;
@@ -787,8 +792,9 @@ ${named(CONV_PARAMS)}
   let g = i32(wid.z);
   let cg = C / G;
   let og = O / G;
-  let KK = cg * KH * KW;
-  let NC = N * OH * OW;
+  let M = ${dims.M};
+  let NC = ${dims.NC};
+  let KK = ${dims.KK};
   let tx = i32(lid.x);
   let ty = i32(lid.y);
   let tid = ty * 16 + tx;
@@ -798,31 +804,16 @@ ${named(CONV_PARAMS)}
   for (var k0 = 0; k0 < KK; k0 += 16) {
     for (var u = 0; u < 4; u++) {
       let idx = tid + u * 256;
-      let m = idx / 16;
+      let m = row0 + idx / 16;
       let ka = k0 + idx % 16;
       var va = 0.0;
-      if (row0 + m < og && ka < KK) {
-        let kw = ka % KW;
-        let kh = (ka / KW) % KH;
-        let ci = ka / (KW * KH);
-        va = in1[wo + (g * og + row0 + m) * ws0 + ci * ws1 + kh * ws2 + kw * ws3];
+      if (m < M && ka < KK) {${loadA}
       }
-      ta[idx % 16][m] = va;
+      ta[idx % 16][idx / 16] = va;
       let kb = k0 + idx / 64;
       let col = col0 + idx % 64;
       var vb = 0.0;
-      if (col < NC && kb < KK) {
-        let kw = kb % KW;
-        let kh = (kb / KW) % KH;
-        let ci = kb / (KW * KH);
-        let ow = col % OW;
-        let oh = (col / OW) % OH;
-        let n = col / (OW * OH);
-        let ih = oh * sh - ph + kh * dh;
-        let iw = ow * sw - pw + kw * dw;
-        if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
-          vb = in0[xo + n * xs0 + (g * cg + ci) * xs1 + ih * xs2 + iw * xs3];
-        }
+      if (col < NC && kb < KK) {${loadB}
       }
       tb[idx / 64][idx % 64] = vb;
     }
@@ -842,21 +833,117 @@ ${named(CONV_PARAMS)}
   }
   for (var i = 0; i < 4; i++) {
     let m = row0 + ty + 16 * i;
-    if (m >= og) { continue; }
-    let o = g * og + m;
+    if (m >= M) { continue; }
     for (var j = 0; j < 4; j++) {
       let col = col0 + tx + 16 * j;
       if (col >= NC) { continue; }
-      var y = acc[i * 4 + j];
+      var y = acc[i * 4 + j];${store}
+    }
+  }
+}`;
+}
+
+/**
+ * conv2d as an implicit GEMM per group: rows the group's output channels, columns the output positions
+ * (n, oh, ow), reduction (ci, kh, kw) in the direct kernel's order; the x tile is gathered on the fly (im2col
+ * never exists; padding taps read 0). Bindings and parameters as conv2dShader's, and its epilogue.
+ */
+export function conv2dGemmShader(bias: boolean): string {
+  const ins: GpuDType[] = bias ? ["float32", "float32", "float32"] : ["float32", "float32"];
+  return convGemm(
+    ins,
+    { M: "og", NC: "N * OH * OW", KK: "cg * KH * KW" },
+    `
+        let kw = ka % KW;
+        let kh = (ka / KW) % KH;
+        let ci = ka / (KW * KH);
+        va = in1[wo + (g * og + m) * ws0 + ci * ws1 + kh * ws2 + kw * ws3];`,
+    `
+        let kw = kb % KW;
+        let kh = (kb / KW) % KH;
+        let ci = kb / (KW * KH);
+        let ow = col % OW;
+        let oh = (col / OW) % OH;
+        let n = col / (OW * OH);
+        let ih = oh * sh - ph + kh * dh;
+        let iw = ow * sw - pw + kw * dw;
+        if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
+          vb = in0[xo + n * xs0 + (g * cg + ci) * xs1 + ih * xs2 + iw * xs3];
+        }`,
+    `
+      let o = g * og + m;
       ${bias ? "y = y + in2[bo + o * bs];" : ""}
       if (act == 1) { y = f_relu(y); } else if (act == 2) { y = f_tanh(y); } else if (act == 3) { y = f_sigmoid(y); }
       let ow = col % OW;
       let oh = (col / OW) % OH;
       let n = col / (OW * OH);
-      out0[((n * O + o) * OH + oh) * OW + ow] = y;
-    }
-  }
-}`;
+      out0[((n * O + o) * OH + oh) * OW + ow] = y;`,
+  );
+}
+
+/**
+ * conv2dBackInput as an implicit GEMM per group: rows the group's input channels ci, columns the input
+ * positions (n, ih, iw), reduction (kh, kw, oo) in the direct kernel's order; the dy tile gathered on the fly
+ * (0 where no output position reaches the input one). Bindings and parameters as conv2dBackInputShader's.
+ */
+export function conv2dBackInputGemmShader(): string {
+  return convGemm(
+    ["float32", "float32"],
+    { M: "cg", NC: "N * H * W", KK: "KH * KW * og" },
+    `
+        let oo = ka % og;
+        let kw = (ka / og) % KW;
+        let kh = ka / (og * KW);
+        va = in1[wo + (g * og + oo) * ws0 + m * ws1 + kh * ws2 + kw * ws3];`,
+    `
+        let oo = kb % og;
+        let kw = (kb / og) % KW;
+        let kh = kb / (og * KW);
+        let iw = col % W;
+        let ih = (col / W) % H;
+        let n = col / (W * H);
+        let th = ih + ph - kh * dh;
+        let tw = iw + pw - kw * dw;
+        if (th >= 0 && tw >= 0 && th % sh == 0 && tw % sw == 0 && th / sh < OH && tw / sw < OW) {
+          vb = in0[xo + n * xs0 + (g * og + oo) * xs1 + (th / sh) * xs2 + (tw / sw) * xs3];
+        }`,
+    `
+      let iw = col % W;
+      let ih = (col / W) % H;
+      let n = col / (W * H);
+      out0[((n * C + g * cg + m) * H + ih) * W + iw] = y;`,
+  );
+}
+
+/**
+ * conv2dBackWeight as an implicit GEMM per group: rows the group's output channels, columns (ci, kh, kw),
+ * reduction over the N * OH * OW output positions (dy rows and x columns gathered on the fly). Bindings and
+ * parameters as conv2dBackWeightShader's (x in the x slots, dy in the w slots).
+ */
+export function conv2dBackWeightGemmShader(): string {
+  return convGemm(
+    ["float32", "float32"],
+    { M: "og", NC: "cg * KH * KW", KK: "N * OH * OW" },
+    `
+        let ow = ka % OW;
+        let oh = (ka / OW) % OH;
+        let n = ka / (OW * OH);
+        va = in1[wo + n * ws0 + (g * og + m) * ws1 + oh * ws2 + ow * ws3];`,
+    `
+        let ow = kb % OW;
+        let oh = (kb / OW) % OH;
+        let n = kb / (OW * OH);
+        let kw = col % KW;
+        let kh = (col / KW) % KH;
+        let ci = col / (KW * KH);
+        let ih = oh * sh - ph + kh * dh;
+        let iw = ow * sw - pw + kw * dw;
+        if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
+          vb = in0[xo + n * xs0 + (g * cg + ci) * xs1 + ih * xs2 + iw * xs3];
+        }`,
+    `
+      out0[(g * og + m) * cg * KH * KW + col] = y;`,
+  );
 }
 
 /** Gradient of conv2d with respect to x: one thread per [n, c, h, w] (dy = in0 as "x", w = in1). */
