@@ -150,6 +150,17 @@ function gpuKernels(g: Gpu): BackendImpl {
     maxPool2dBackward: k.maxPool2dBackward.bind(k),
     avgPool2d: k.avgPool2d.bind(k),
     avgPool2dBackward: k.avgPool2dBackward.bind(k),
+    // fused attention, recurrent cells (wgsl-attention.ts, wgsl-rnn.ts)
+    attention: k.attention.bind(k),
+    attentionBackward: k.attentionBackward.bind(k),
+    lstmCell: k.lstmCell.bind(k),
+    lstmCellBackward: k.lstmCellBackward.bind(k),
+    gruCell: k.gruCell.bind(k),
+    gruCellBackward: k.gruCellBackward.bind(k),
+    // jit's elementwise fusion: one dispatch per fused group (wgsl-fused.ts)
+    fused: k.fused.bind(k),
+    // the optional argsort: sort, argsort and topk indices on the device (wgsl-sort.ts)
+    argsort: k.argsort.bind(k),
   };
 }
 
