@@ -146,24 +146,34 @@ async function checkDerivs(
   const p32 = await values(p32t);
   const m32 = await values(m32t);
   const jtu32 = await values(jtu32t);
-  // host (float64) at the same points
-  const [, jv64t] = jvpFlat((zs) => flatOf(f64, zs), xs64, v64);
-  const p64 = await values(
-    flatOf(
-      f64,
-      plus.map((p) => p[1]),
-    ),
-  );
-  const m64 = await values(
-    flatOf(
-      f64,
-      minus.map((p) => p[1]),
-    ),
-  );
-  const jv64 = await values(jv64t);
-  const jtu64 = await values(
-    vjpFlat((zs) => flatOf(f64, zs), xs64, { retain: false }).backward(u.map((p) => p[1])),
-  );
+  // host (float64) at the same points, on the js backend (on webgpu, bool kernels inside a float64 backward
+  // would run on the GPU and the float64 kernels after them could not read their results synchronously)
+  cr.setBackend("js");
+  let p64: Float64Array[];
+  let m64: Float64Array[];
+  let jv64: Float64Array[];
+  let jtu64: Float64Array[];
+  try {
+    const [, jv64t] = jvpFlat((zs) => flatOf(f64, zs), xs64, v64);
+    p64 = await values(
+      flatOf(
+        f64,
+        plus.map((p) => p[1]),
+      ),
+    );
+    m64 = await values(
+      flatOf(
+        f64,
+        minus.map((p) => p[1]),
+      ),
+    );
+    jv64 = await values(jv64t);
+    jtu64 = await values(
+      vjpFlat((zs) => flatOf(f64, zs), xs64, { retain: false }).backward(u.map((p) => p[1])),
+    );
+  } finally {
+    cr.setBackend("webgpu");
+  }
   const uv = await values(u.map((p) => p[1]));
 
   // JVP vs the device's central differences
