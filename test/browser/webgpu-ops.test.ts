@@ -69,7 +69,7 @@ test("webgpu in Chromium: op-table derivatives in float32, cast-at-the-end forwa
     t.skip(r.skip);
     return;
   }
-  assert.deepEqual(r.init, { backend: "webgpu" });
+  assert.equal(r.init.backend, "webgpu");
 
   const d = r.derivs;
   console.log(
