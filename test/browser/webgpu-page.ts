@@ -20,6 +20,7 @@ import type {
 } from "../../src/backend/backend.ts";
 import { syncToHost } from "../../src/backend/device.ts";
 import { jsBackend as J } from "../../src/backend/js/index.ts";
+import { gpuStorage } from "../../src/backend/webgpu/gpu.ts";
 import { webgpuInfo, webgpuMemory } from "../../src/backend/webgpu/index.ts";
 import { allocTyped, type DType, type TypedArray } from "../../src/dtype.ts";
 import * as cr from "../../src/index.ts";
@@ -104,9 +105,12 @@ function randView(shape: readonly number[], dtype: DType, gen: Gen, broadcast = 
   const host = allocTyped(dtype, total);
   for (let i = 0; i < total; i++) host[i] = gen(rng);
   let dev: TypedArray = host;
-  if (flip++ % 2 === 0) {
+  // int32 / bool values only the host has run on the host (index.ts, hostFirst): upload them, so that their
+  // kernels run the WGSL
+  if (flip++ % 2 === 0 || dtype !== "float32") {
     dev = cr.getBackend().alloc(dtype, total);
     for (let i = 0; i < total; i++) dev[i] = host[i];
+    if (dtype !== "float32") gpuStorage(dev)?.deviceBuffer();
   }
   return { js: { data: host, shape, strides, offset }, gpu: { data: dev, shape, strides, offset } };
 }
