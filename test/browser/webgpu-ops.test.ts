@@ -35,17 +35,11 @@ interface Report {
 }
 
 /**
- * The rows allowed to stop at a synchronous read (printed, not counted): linalg (its optional kernel has no
- * WGSL and runs js on host copies), the sort-index rows (argsort's optional kernel, the same until it has WGSL),
- * and any row stopped by one of the kernels still without WGSL on some branches (attention, the RNN cells,
- * argsort), named in the error. Anything else failing so is a regression.
+ * The rows allowed to stop at a synchronous read (printed, not counted): linalg only (its optional kernel has
+ * no WGSL and runs js on host copies). Every other kernel has WGSL, so anything else failing so is a regression.
  */
-function mayStayOnHost(what: string, why: string): boolean {
-  if (/^linalg\./.test(what)) return true;
-  if (/^(sort-ties-indices|argsort-dim1|topk-indices)\b/.test(what)) return true;
-  return /kernel '(attention|attentionBackward|lstmCell|lstmCellBackward|gruCell|gruCellBackward|argsort)' has no WGSL/.test(
-    why,
-  );
+function mayStayOnHost(what: string, _why: string): boolean {
+  return /^linalg\./.test(what);
 }
 
 function close(got: readonly number[], want: readonly number[], tol: number, what: string): void {
@@ -138,13 +132,7 @@ test("webgpu in Chromium: op-table derivatives in float32, cast-at-the-end forwa
     ["Transformer", r.transformer, () => transformerStepsAsync(4)],
   ];
   for (const [name, got, js] of scenarios) {
-    await t.test(`${name} training on webgpu vs js`, async (st) => {
-      // a kernel without WGSL on GPU-written values (the fused LSTM cell, attention before their WGSL lands)
-      // is reported as a TODO naming it, visibly; any other error fails
-      if (got.error !== undefined && /has no WGSL implementation/.test(got.error)) {
-        st.todo(got.error);
-        return;
-      }
+    await t.test(`${name} training on webgpu vs js`, async () => {
       assert.equal(got.error, undefined, `${name} on webgpu threw`);
       const g = got as { losses: number[]; grad0: number[] };
       const want = await js();
