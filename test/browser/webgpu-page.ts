@@ -28,6 +28,7 @@ import { OPS } from "../opinfo.ts";
 import { type Nd, nd } from "../ref.ts";
 import type { WebgpuReport } from "./webgpu-report.ts";
 import { cnnStepsAsync, mlpStepsAsync } from "./webgpu-scenario.ts";
+import { linalgKernelChecks } from "./webgpu-linalg-checks.ts";
 import { wgslKernelChecks } from "./webgpu-wgsl-checks.ts";
 
 /** mulberry32: a small seeded generator (values reproducible run to run). */
@@ -641,6 +642,16 @@ export async function runWebgpuChecks(
   await kernelChecks();
   // the WGSL kernels of attention, the recurrent cells, argsort and jit's fusion (webgpu-wgsl-checks.ts)
   await wgslKernelChecks({
+    check,
+    randView,
+    rng,
+    note(failure) {
+      checked++;
+      if (failure !== null) failures.push(failure);
+    },
+  });
+  // the linalg kernels: lu, triangularSolve, cholesky (webgpu-linalg-checks.ts)
+  await linalgKernelChecks({
     check,
     randView,
     rng,

@@ -15,6 +15,7 @@ import { jsBackend as js } from "../js/index.ts";
 import { allocTyped, type DType, type TypedArray } from "../../dtype.ts";
 import { Gpu, type GpuMemory, gpuStorage } from "./gpu.ts";
 import { Kernels, onHost } from "./kernels.ts";
+import { webgpuLinalg } from "./wgsl-linalg.ts";
 
 export type { GpuMemory } from "./gpu.ts";
 
@@ -213,6 +214,8 @@ function gpuKernels(g: Gpu): BackendImpl {
     fused: k.fused.bind(k),
     // the optional argsort: sort, argsort and topk indices on the device (wgsl-sort.ts)
     argsort: k.argsort.bind(k),
+    // the optional linalg kernels: lu, triangularSolve, cholesky on the device (wgsl-linalg.ts)
+    linalg: webgpuLinalg(g),
   };
 }
 

@@ -1,0 +1,341 @@
+/// <reference types="@webgpu/types" />
+/**
+ * The optional `linalg` kernels of the webgpu backend (Backend.linalg; src/backend/js/decomp.ts is the
+ * specification): LU with partial pivoting, triangular solve and Cholesky in WGSL, float32 only. One workgroup
+ * per matrix of the batch works in place in the (contiguous) output buffer: serial over the pivot / diagonal
+ * column, parallel over the rows and columns it updates, with a storage barrier between the steps. The input
+ * views may be strided (any batch shape and strides).
+ *
+ * Differences from the js reference, which computes in float64 and rounds once: the arithmetic is float32
+ * (pivots are chosen on float32 values), and a value-dependent failure cannot throw from the device (that
+ * would need a synchronous read of GPU values):
+ * - cholesky writes NaN throughout a matrix that is not positive-definite; when the input's host copy is
+ *   valid, the js kernel also runs on it first (into a scratch array) so that the LinAlgError of the contract
+ *   is thrown as on the other backends;
+ * - triangularSolve with `op` checks for a zero diagonal on the host when `a`'s host copy is valid (the
+ *   LinAlgError of the contract); on device-only values the zero diagonal gives inf/NaN, as with `op` null.
+ * qr, eigh, svd and det run the js reference on the host copies (a DeviceReadError naming the kernel when an
+ * input's values are on the GPU only); float64 operands and host outputs run js as every kernel here does.
+ *
+ * Parameters (int32 words): [batch, nb, batchShape[nb], rows, cols, flags, then per matrix operand
+ * (offset, batchStrides[nb], rowStride, colStride)].
+ */
+import type { TypedArray } from "../../dtype.ts";
+import type { LinalgKernels, View } from "../backend.ts";
+import { linalgKernels as jsLinalg } from "../js/decomp.ts";
+import { type Gpu, gpuStorage } from "./gpu.ts";
+import { header } from "./wgsl.ts";
+import { onHost } from "./kernels.ts";
+
+/** Threads per workgroup (one workgroup per matrix). */
+const LA_GROUP = 64;
+const MAX_GROUPS = 65535;
+
+/** Offsets of a matrix operand's parameters and the batch-offset function. */
+const OPERANDS = /* wgsl */ `
+fn opq(k: i32) -> i32 { return 5 + P[1] + k * (P[1] + 3); }
+fn opOff(q: i32, b: i32) -> i32 {
+  let nb = P[1];
+  var o = P[q];
+  var r = b;
+  for (var d = nb - 1; d >= 0; d--) {
+    let s = P[2 + d];
+    o += (r % s) * P[q + 1 + d];
+    r = r / s;
+  }
+  return o;
+}
+fn rowStride(q: i32) -> i32 { return P[q + 1 + P[1]]; }
+fn colStride(q: i32) -> i32 { return P[q + 2 + P[1]]; }`;
+
+const ENTRY = `@compute @workgroup_size(${LA_GROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let b = i32(wid.x + wid.y * nwg.x);
+  if (b >= P[0]) { return; }
+  let t = i32(lid.x);
+  let n = P[2 + P[1]];`;
+
+/**
+ * LU with partial pivoting: in0 a [..., n, n], out0 [..., n+1, n] (L and U in rows 0..n-1, the permutation as
+ * numbers in row n). The pivot is the first largest |entry| of the column (a NaN diagonal keeps its row), as
+ * the js reference's; a zero pivot leaves its column unscaled.
+ */
+export function luShader(): string {
+  return `${header(["float32"], ["float32"])}
+${OPERANDS}
+var<workgroup> rv: array<f32, ${LA_GROUP}>;
+var<workgroup> ri: array<i32, ${LA_GROUP}>;
+${ENTRY}
+  let qa = opq(0);
+  let ao = opOff(qa, b);
+  let rs = rowStride(qa);
+  let cs = colStride(qa);
+  let o = b * (n + 1) * n;
+  for (var e = t; e < n * n; e += ${LA_GROUP}) { out0[o + e] = in0[ao + (e / n) * rs + (e % n) * cs]; }
+  for (var e = t; e < n; e += ${LA_GROUP}) { out0[o + n * n + e] = f32(e); }
+  storageBarrier();
+  for (var k = 0; k < n; k++) {
+    let dk = abs(out0[o + k * n + k]);
+    var best = -1.0;
+    var bi = -1;
+    for (var i = k + t; i < n; i += ${LA_GROUP}) {
+      let v = abs(out0[o + i * n + k]);
+      if (v > best) { best = v; bi = i; }
+    }
+    rv[t] = best;
+    ri[t] = bi;
+    workgroupBarrier();
+    for (var h = ${LA_GROUP / 2}; h > 0; h = h / 2) {
+      if (t < h) {
+        let v2 = rv[t + h];
+        let i2 = ri[t + h];
+        if (i2 >= 0 && (ri[t] < 0 || v2 > rv[t] || (v2 == rv[t] && i2 < ri[t]))) {
+          rv[t] = v2;
+          ri[t] = i2;
+        }
+      }
+      workgroupBarrier();
+    }
+    var p = ri[0];
+    if (f_isnan(dk) || p < 0) { p = k; }
+    if (p != k) {
+      for (var j = t; j < n; j += ${LA_GROUP}) {
+        let x = out0[o + k * n + j];
+        out0[o + k * n + j] = out0[o + p * n + j];
+        out0[o + p * n + j] = x;
+      }
+      if (t == 0) {
+        let x = out0[o + n * n + k];
+        out0[o + n * n + k] = out0[o + n * n + p];
+        out0[o + n * n + p] = x;
+      }
+    }
+    storageBarrier();
+    let piv = out0[o + k * n + k];
+    if (piv != 0.0) {
+      for (var i = k + 1 + t; i < n; i += ${LA_GROUP}) { out0[o + i * n + k] = out0[o + i * n + k] / piv; }
+    }
+    storageBarrier();
+    let w = n - k - 1;
+    if (piv != 0.0) {
+      for (var e = t; e < w * w; e += ${LA_GROUP}) {
+        let i = k + 1 + e / w;
+        let l = out0[o + i * n + k];
+        if (l != 0.0) {
+          let j = k + 1 + e % w;
+          out0[o + i * n + j] = out0[o + i * n + j] - l * out0[o + k * n + j];
+        }
+      }
+    }
+    storageBarrier();
+  }
+}`;
+}
+
+/**
+ * x = a^-1 b: in0 a [..., n, n], in1 b [..., n, k], out0 [..., n, k]; flags bit 0 lower, bit 1 unit diagonal.
+ * Column-oriented: once row i of x is final, it is divided by the diagonal and subtracted from the rows after
+ * it (before it, upper), one (row, column) pair per thread.
+ */
+export function triangularSolveShader(): string {
+  return `${header(["float32", "float32"], ["float32"])}
+${OPERANDS}
+${ENTRY}
+  let k = P[3 + P[1]];
+  let lower = (P[4 + P[1]] & 1) != 0;
+  let unit = (P[4 + P[1]] & 2) != 0;
+  let qa = opq(0);
+  let ao = opOff(qa, b);
+  let ars = rowStride(qa);
+  let acs = colStride(qa);
+  let qb = opq(1);
+  let bo = opOff(qb, b);
+  let brs = rowStride(qb);
+  let bcs = colStride(qb);
+  let o = b * n * k;
+  for (var e = t; e < n * k; e += ${LA_GROUP}) { out0[o + e] = in1[bo + (e / k) * brs + (e % k) * bcs]; }
+  storageBarrier();
+  for (var s = 0; s < n; s++) {
+    let i = select(n - 1 - s, s, lower);
+    if (!unit) {
+      let d = in0[ao + i * ars + i * acs];
+      for (var c = t; c < k; c += ${LA_GROUP}) { out0[o + i * k + c] = out0[o + i * k + c] / d; }
+    }
+    storageBarrier();
+    let r0 = select(0, i + 1, lower);
+    let nr = select(i, n - 1 - i, lower);
+    for (var e = t; e < nr * k; e += ${LA_GROUP}) {
+      let r = r0 + e / k;
+      let c = e % k;
+      out0[o + r * k + c] = out0[o + r * k + c] - in0[ao + r * ars + i * acs] * out0[o + i * k + c];
+    }
+    storageBarrier();
+  }
+}`;
+}
+
+/**
+ * Lower Cholesky factor: in0 a [..., n, n] (lower triangle read), out0 [..., n, n]. Right-looking: the column
+ * is scaled by the root of its diagonal, then the trailing lower triangle updated. A diagonal that is not
+ * positive (or NaN) marks the matrix, which is then overwritten with NaN.
+ */
+export function choleskyShader(): string {
+  return `${header(["float32"], ["float32"])}
+${OPERANDS}
+var<workgroup> bad: u32;
+${ENTRY}
+  let qa = opq(0);
+  let ao = opOff(qa, b);
+  let rs = rowStride(qa);
+  let cs = colStride(qa);
+  let o = b * n * n;
+  for (var e = t; e < n * n; e += ${LA_GROUP}) {
+    let i = e / n;
+    let j = e % n;
+    var v = 0.0;
+    if (j <= i) { v = in0[ao + i * rs + j * cs]; }
+    out0[o + e] = v;
+  }
+  storageBarrier();
+  for (var j = 0; j < n; j++) {
+    let d = out0[o + j * n + j];
+    if (t == 0 && !(d > 0.0)) { bad = 1u; }
+    let r = sqrt(d);
+    storageBarrier();
+    for (var i = j + t; i < n; i += ${LA_GROUP}) {
+      if (i == j) { out0[o + j * n + j] = r; } else { out0[o + i * n + j] = out0[o + i * n + j] / r; }
+    }
+    storageBarrier();
+    let w = n - j - 1;
+    for (var e = t; e < w * w; e += ${LA_GROUP}) {
+      let i = j + 1 + e / w;
+      let c = j + 1 + e % w;
+      if (c <= i) { out0[o + i * n + c] = out0[o + i * n + c] - out0[o + i * n + j] * out0[o + c * n + j]; }
+    }
+    storageBarrier();
+  }
+  workgroupBarrier();
+  if (bad != 0u) {
+    for (var e = t; e < n * n; e += ${LA_GROUP}) { out0[o + e] = f_nan(); }
+  }
+}`;
+}
+
+/** Workgroup counts for one workgroup per matrix. */
+function grid(groups: number): [number, number, number] {
+  if (groups <= MAX_GROUPS) return [groups, 1, 1];
+  return [MAX_GROUPS, Math.ceil(groups / MAX_GROUPS), 1];
+}
+
+/** The batch shape (every dimension but the last two) and the number of matrices. */
+function batchOf(v: View): { shape: number[]; count: number } {
+  const shape = v.shape.slice(0, v.shape.length - 2);
+  let count = 1;
+  for (const s of shape) count *= s;
+  return { shape, count };
+}
+
+/** The parameter words of a call (see the module comment). */
+function params(views: readonly View[], rows: number, cols: number, flags: number): number[] {
+  const { shape, count } = batchOf(views[0]);
+  const p = [count, shape.length, ...shape, rows, cols, flags];
+  for (const v of views) {
+    const r = v.shape.length;
+    p.push(v.offset, ...v.strides.slice(0, r - 2), v.strides[r - 2], v.strides[r - 1]);
+  }
+  return p;
+}
+
+/** The host copy of `a` is valid (an ordinary array, or a device array read back or written on the host). */
+function hostReadable(a: TypedArray): boolean {
+  const s = gpuStorage(a);
+  return s === undefined || s.hostOk;
+}
+
+/**
+ * The webgpu backend's linalg kernels on device `g`: lu, triangularSolve and cholesky in WGSL for float32
+ * device outputs; everything else (and float64) on the js reference over the host copies.
+ */
+export function webgpuLinalg(g: Gpu): LinalgKernels {
+  /** The output is a float32 device array (or empty) and every input float32: the WGSL path. */
+  const onDevice = (out: TypedArray, ins: readonly View[]): boolean =>
+    out instanceof Float32Array &&
+    (out.length === 0 || gpuStorage(out) !== undefined) &&
+    ins.every((v) => v.data instanceof Float32Array);
+
+  /** Record one dispatch over `ins` into `out`, one workgroup per matrix. */
+  const run = (key: string, code: () => string, ins: readonly View[], out: TypedArray, p: number[]): void => {
+    if (p[0] === 0 || out.length === 0) return;
+    g.reserve();
+    const ob = gpuStorage(out)!.writeBuffer(false);
+    const bufs = ins.map((v) => {
+      const s = gpuStorage(v.data);
+      const b = s === undefined ? g.temporary(v.data, "float32") : s.deviceBuffer();
+      return b === ob ? g.snapshot(b) : b;
+    });
+    g.dispatch(g.pipeline(key, code), [...bufs, ob], p, grid(p[0]));
+  };
+
+  /** A kernel without WGSL: js on the host copies, failing with a message naming it for device-only values. */
+  const host =
+    <K extends "qr" | "eigh" | "svd" | "det">(name: K) =>
+    (...args: Parameters<LinalgKernels[K]>): void => {
+      onHost(name, [(args[0] as View).data]);
+      (jsLinalg[name] as (...a: unknown[]) => void)(...args);
+    };
+
+  return {
+    lu(a: View, out: TypedArray): void {
+      if (!onDevice(out, [a])) {
+        onHost("lu", [a.data]);
+        jsLinalg.lu(a, out);
+        return;
+      }
+      const n = a.shape[a.shape.length - 1];
+      run("la:lu", luShader, [a], out, params([a], n, n, 0));
+    },
+    triangularSolve(
+      a: View,
+      b: View,
+      lower: boolean,
+      unitDiagonal: boolean,
+      op: string | null,
+      out: TypedArray,
+    ): void {
+      if (!onDevice(out, [a, b])) {
+        onHost("triangularSolve", [a.data, b.data]);
+        jsLinalg.triangularSolve(a, b, lower, unitDiagonal, op, out);
+        return;
+      }
+      const n = a.shape[a.shape.length - 1];
+      const k = b.shape[b.shape.length - 1];
+      if (op !== null && !unitDiagonal && hostReadable(a.data)) {
+        // the zero-diagonal check of the contract, on the host copy (the js kernel over no columns of b)
+        const none = {
+          data: new Float32Array(0),
+          shape: [...b.shape.slice(0, -1), 0],
+          strides: b.strides,
+          offset: 0,
+        };
+        jsLinalg.triangularSolve(a, none, lower, false, op, new Float32Array(0));
+      }
+      const flags = (lower ? 1 : 0) | (unitDiagonal ? 2 : 0);
+      run("la:trsv", triangularSolveShader, [a, b], out, params([a, b], n, k, flags));
+    },
+    cholesky(a: View, out: TypedArray): void {
+      if (!onDevice(out, [a])) {
+        onHost("cholesky", [a.data]);
+        jsLinalg.cholesky(a, out);
+        return;
+      }
+      // the LinAlgError of the contract where the values can be read (device-only values get NaN instead)
+      if (hostReadable(a.data)) jsLinalg.cholesky(a, new Float64Array(out.length));
+      const n = a.shape[a.shape.length - 1];
+      run("la:chol", choleskyShader, [a], out, params([a], n, n, 0));
+    },
+    qr: host("qr"),
+    eigh: host("eigh"),
+    svd: host("svd"),
+    det: host("det"),
+  };
+}

@@ -1,0 +1,240 @@
+/**
+ * Browser-page checks of the webgpu backend's linalg kernels (wgsl-linalg.ts: lu, triangularSolve, cholesky)
+ * against the js reference (src/backend/js/decomp.ts) on batched, strided and odd-sized matrices and empty
+ * batches, plus the value-dependent failures: a zero pivot column, a zero diagonal with `op` (host-readable
+ * and device-only), a matrix that is not positive-definite. Called by webgpu-page.ts with its checking kit.
+ */
+import type { View } from "../../src/backend/backend.ts";
+import { syncToHost } from "../../src/backend/device.ts";
+import { linalgKernels as J } from "../../src/backend/js/decomp.ts";
+import type { TypedArray } from "../../src/dtype.ts";
+import { LinAlgError } from "../../src/errors.ts";
+import * as cr from "../../src/index.ts";
+import type { CheckKit } from "./webgpu-wgsl-checks.ts";
+
+interface Pair {
+  js: View;
+  gpu: View;
+}
+
+const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+
+/**
+ * A batch of rows x cols matrices with entries f(batch, i, j) in a random layout: row- or column-major, rows or
+ * matrices padded, an offset, a reversed batch axis. `where`: "host" (a device array written on the host: its
+ * host copy valid), "device" (copied on the GPU: device-only values) or "plain" (an ordinary array).
+ */
+function matPair(
+  kit: CheckKit,
+  batch: readonly number[],
+  rows: number,
+  cols: number,
+  f: (b: number, i: number, j: number) => number,
+  where: "host" | "device" | "plain",
+): Pair {
+  const colMajor = kit.rng() < 0.5;
+  const pad = kit.rng() < 0.5 ? 1 : 0;
+  const inner = colMajor ? rows : cols;
+  const outer = colMajor ? cols : rows;
+  const ld = inner + pad;
+  const per = ld * outer + pad * 3;
+  const rs = colMajor ? 1 : ld;
+  const cs = colMajor ? ld : 1;
+  const bstrides = new Array<number>(batch.length);
+  let s = per;
+  for (let d = batch.length - 1; d >= 0; d--) {
+    bstrides[d] = s;
+    s *= batch[d];
+  }
+  let offset = kit.rng() < 0.5 ? 2 : 0;
+  const total = s + offset;
+  if (batch.length > 0 && batch[0] > 1 && kit.rng() < 0.5) {
+    offset += (batch[0] - 1) * bstrides[0];
+    bstrides[0] = -bstrides[0];
+  }
+  const host = new Float32Array(total).fill(Number.NaN); // padding never read
+  const nb = size(batch);
+  for (let b = 0; b < nb; b++) {
+    let o = offset;
+    let r = b;
+    for (let d = batch.length - 1; d >= 0; d--) {
+      o += (r % batch[d]) * bstrides[d];
+      r = Math.floor(r / batch[d]);
+    }
+    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) host[o + i * rs + j * cs] = f(b, i, j);
+  }
+  const shape = [...batch, rows, cols];
+  const strides = [...bstrides, rs, cs];
+  const g = cr.getBackend();
+  let dev: TypedArray = host;
+  if (where !== "plain" && total > 0) {
+    dev = g.alloc("float32", total);
+    if (where === "host") {
+      for (let i = 0; i < total; i++) dev[i] = host[i];
+    } else {
+      const tmp = g.alloc("float32", total);
+      for (let i = 0; i < total; i++) tmp[i] = host[i];
+      const flat = (data: TypedArray): View => ({ data, shape: [total], strides: [1], offset: 0 });
+      g.copy(flat(tmp), flat(dev));
+    }
+  }
+  return { js: { data: host, shape, strides, offset }, gpu: { data: dev, shape, strides, offset } };
+}
+
+const WHERE = ["host", "device", "plain"] as const;
+const TOL = (n: number) => ({ rtol: 2e-3, atol: 1e-4 * (1 + n) });
+
+/** [batch, n] of the square kernels (n = 0 and empty batches included). */
+const SQUARE: [number[], number][] = [
+  [[], 1],
+  [[], 3],
+  [[2], 17],
+  [[3, 2], 5],
+  [[], 33],
+  [[2], 70],
+  [[0], 4],
+  [[2], 0],
+  [[1, 1], 2],
+];
+
+async function luChecks(kit: CheckKit): Promise<void> {
+  let w = 0;
+  for (const [batch, n] of SQUARE) {
+    const a = matPair(kit, batch, n, n, () => (kit.rng() - 0.5) * 4, WHERE[w++ % 3]);
+    await kit.check(`lu [${batch}] n=${n}`, "float32", [...batch, n + 1, n], TOL(n), (b, s, o) =>
+      (s === "js" ? J : b.linalg!).lu(a[s], o),
+    );
+  }
+  // a zero pivot column (left unscaled), a zero row, and ties in the pivot search (the first one wins)
+  const fixed: [string, number[]][] = [
+    ["zero column", [0, 1, 2, 0, 3, 4, 0, 5, 6]],
+    ["zero row", [1, 2, 3, 0, 0, 0, 4, 5, 7]],
+    ["ties", [1, 2, 3, -2, 1, 0, 2, 4, 1]],
+  ];
+  for (const [what, m] of fixed) {
+    const a = matPair(kit, [2], 3, 3, (b, i, j) => m[i * 3 + j] * (b + 1), WHERE[w++ % 3]);
+    await kit.check(`lu ${what}`, "float32", [2, 4, 3], TOL(3), (b, s, o) =>
+      (s === "js" ? J : b.linalg!).lu(a[s], o),
+    );
+  }
+}
+
+/** A well-conditioned triangular-solve operand: diagonal 2..3 (or its sign flipped), small off-diagonal. */
+const triEntry = (kit: CheckKit) => (_b: number, i: number, j: number) =>
+  i === j
+    ? (kit.rng() < 0.5 ? -1 : 1) * (2 + kit.rng())
+    : (kit.rng() - 0.5) * (2 / Math.max(1, Math.abs(i - j)));
+
+async function triangularSolveChecks(kit: CheckKit): Promise<void> {
+  const cases: [number[], number, number][] = [
+    [[], 1, 1],
+    [[], 3, 2],
+    [[2], 17, 5],
+    [[], 33, 1],
+    [[3, 2], 6, 9],
+    [[2], 70, 3],
+    [[0], 4, 2],
+    [[2], 5, 0],
+    [[2], 0, 3],
+  ];
+  let w = 0;
+  for (const [batch, n, k] of cases) {
+    for (const lower of [true, false]) {
+      for (const unitDiagonal of [false, true]) {
+        const op = w % 2 === 0 ? null : "linalg.solve";
+        const a = matPair(kit, batch, n, n, triEntry(kit), WHERE[w % 3]);
+        const rhs = matPair(kit, batch, n, k, () => (kit.rng() - 0.5) * 4, WHERE[(w + 1) % 3]);
+        w++;
+        const label = `triangularSolve [${batch}] n=${n} k=${k} lower=${lower} unit=${unitDiagonal} op=${op}`;
+        await kit.check(label, "float32", [...batch, n, k], TOL(n), (b, s, o) =>
+          (s === "js" ? J : b.linalg!).triangularSolve(a[s], rhs[s], lower, unitDiagonal, op, o),
+        );
+      }
+    }
+  }
+  // a zero on the diagonal with `op`: a LinAlgError where a's values can be read on the host, inf/NaN in the
+  // solution on device-only values (no synchronous read); unitDiagonal never reads it
+  const g = cr.getBackend();
+  for (const where of WHERE) {
+    const a = matPair(
+      kit,
+      [2],
+      4,
+      4,
+      (b, i, j) => (b === 1 && i === 2 && j === 2 ? 0 : i === j ? 2 : 0.5),
+      where,
+    );
+    const rhs = matPair(kit, [2], 4, 2, () => 1, "host");
+    const out = g.alloc("float32", 16);
+    let failure: string | null = null;
+    try {
+      g.linalg!.triangularSolve(a.gpu, rhs.gpu, true, false, "linalg.solve", out);
+      await syncToHost(out);
+      if (where !== "device") failure = `triangularSolve zero diagonal (${where}): no LinAlgError`;
+      else if (
+        out.slice(0, 8).some((x) => !Number.isFinite(x)) ||
+        !out.slice(8).some((x) => !Number.isFinite(x))
+      )
+        failure = `triangularSolve zero diagonal (device): want inf/NaN in batch element 1 only, got ${out}`;
+    } catch (e) {
+      const want = "linalg.solve: (Batch element 1): The solver failed because the input matrix is singular.";
+      if (where === "device" || !(e instanceof LinAlgError) || e.message !== want) {
+        failure = `triangularSolve zero diagonal (${where}): threw ${e}`;
+      }
+    }
+    kit.note(failure);
+  }
+}
+
+async function choleskyChecks(kit: CheckKit): Promise<void> {
+  let w = 0;
+  for (const [batch, n] of SQUARE) {
+    // A = M M^T + n I (lower triangle), the upper triangle junk that must not be read
+    const nb = size(batch);
+    const M = Array.from({ length: nb * n * n }, () => kit.rng() - 0.5);
+    const spd = (b: number, i: number, j: number) => {
+      if (j > i) return 1e3 * (kit.rng() - 0.5);
+      let s = i === j ? n : 0;
+      for (let p = 0; p < n; p++) s += M[b * n * n + i * n + p] * M[b * n * n + j * n + p];
+      return s;
+    };
+    const a = matPair(kit, batch, n, n, spd, WHERE[w++ % 3]);
+    await kit.check(`cholesky [${batch}] n=${n}`, "float32", [...batch, n, n], TOL(n), (b, s, o) =>
+      (s === "js" ? J : b.linalg!).cholesky(a[s], o),
+    );
+  }
+  // not positive-definite (batch element 1, its leading minor of order 2): the LinAlgError where the values
+  // can be read on the host; NaN throughout that matrix (only) on device-only values
+  const g = cr.getBackend();
+  const m0 = [4, 0, 0, 2, 5, 0, 1, 1, 6];
+  const m1 = [1, 0, 0, 2, 1, 0, 0, 0, 1];
+  for (const where of WHERE) {
+    const a = matPair(kit, [2], 3, 3, (b, i, j) => (b === 0 ? m0 : m1)[i * 3 + j], where);
+    const out = g.alloc("float32", 18);
+    let failure: string | null = null;
+    try {
+      g.linalg!.cholesky(a.gpu, out);
+      await syncToHost(out);
+      const want = new Float32Array(9);
+      J.cholesky({ data: new Float32Array(m0), shape: [3, 3], strides: [3, 1], offset: 0 }, want);
+      if (where !== "device") failure = `cholesky not positive-definite (${where}): no LinAlgError`;
+      else if (
+        !out.slice(9).every(Number.isNaN) ||
+        out.slice(0, 9).some((x, i) => Math.abs(x - want[i]) > 1e-5)
+      )
+        failure = `cholesky not positive-definite (device): want the first factor and NaN, got ${out}`;
+    } catch (e) {
+      if (where === "device" || !(e instanceof LinAlgError) || !/Batch element 1.*order 2/.test(e.message)) {
+        failure = `cholesky not positive-definite (${where}): threw ${e}`;
+      }
+    }
+    kit.note(failure);
+  }
+}
+
+/** The linalg kernels' checks (each call compared with the js reference by `kit.check`). */
+export async function linalgKernelChecks(kit: CheckKit): Promise<void> {
+  await luChecks(kit);
+  await triangularSolveChecks(kit);
+  await choleskyChecks(kit);
+}
