@@ -1,5 +1,5 @@
 /**
- * Browser-page checks of the webgpu backend's linalg kernels (wgsl-linalg.ts: lu, triangularSolve, cholesky)
+ * Browser-page checks of the webgpu backend's linalg kernels (wgsl-linalg.ts: lu, triangularSolve, cholesky, qr)
  * against the js reference (src/backend/js/decomp.ts) on batched, strided and odd-sized matrices and empty
  * batches, plus the value-dependent failures: a zero pivot column, a zero diagonal with `op` (host-readable
  * and device-only), a matrix that is not positive-definite. Called by webgpu-page.ts with its checking kit.
@@ -232,9 +232,48 @@ async function choleskyChecks(kit: CheckKit): Promise<void> {
   }
 }
 
+async function qrChecks(kit: CheckKit): Promise<void> {
+  const cases: [number[], number, number, boolean][] = [
+    [[], 1, 1, false],
+    [[], 3, 3, true],
+    [[2], 17, 17, false],
+    [[], 33, 5, false],
+    [[], 33, 5, true],
+    [[2], 5, 33, false],
+    [[2], 5, 8, true],
+    [[3, 2], 6, 4, true],
+    [[], 70, 66, false],
+    [[0], 3, 3, false],
+    [[2], 0, 3, true],
+    [[2], 3, 0, false],
+  ];
+  let w = 0;
+  for (const [batch, m, n, complete] of cases) {
+    const c = complete ? m : Math.min(m, n);
+    const a = matPair(kit, batch, m, n, () => (kit.rng() - 0.5) * 4, WHERE[w++ % 3]);
+    const label = `qr [${batch}] ${m}x${n} complete=${complete}`;
+    await kit.check(label, "float32", [...batch, m + c, Math.max(c, n)], TOL(Math.max(m, n)), (b, s, o) =>
+      (s === "js" ? J : b.linalg!).qr(a[s], complete, o),
+    );
+  }
+  // a zero column (no reflector: tau 0) and a negative leading entry (R's diagonal sign)
+  const a = matPair(
+    kit,
+    [2],
+    4,
+    3,
+    (b, i, j) => (j === 1 ? 0 : b === 0 ? i + j * j - 2 : -1 - i * j),
+    "device",
+  );
+  await kit.check("qr zero column", "float32", [2, 7, 3], TOL(4), (b, s, o) =>
+    (s === "js" ? J : b.linalg!).qr(a[s], false, o),
+  );
+}
+
 /** The linalg kernels' checks (each call compared with the js reference by `kit.check`). */
 export async function linalgKernelChecks(kit: CheckKit): Promise<void> {
   await luChecks(kit);
   await triangularSolveChecks(kit);
   await choleskyChecks(kit);
+  await qrChecks(kit);
 }

@@ -221,6 +221,112 @@ ${ENTRY}
 }`;
 }
 
+/**
+ * Householder QR (LAPACK's geqrf reflectors, R's diagonal signs as its): in0 a [..., m, n], out0 the packed
+ * [..., m + c, max(c, n)] (Q, then R; zeros elsewhere), out1 scratch [batch, m * n + k] (the reflectors below
+ * R's diagonal and tau). Flags bit 0: complete (c = m, else c = min(m, n)). Column norms are scaled by the
+ * column's largest magnitude (as hypot), reduced in workgroup memory; one thread per column applies a
+ * reflector.
+ */
+export function qrShader(): string {
+  return `${header(["float32"], ["float32", "float32"])}
+${OPERANDS}
+var<workgroup> red: array<f32, ${LA_GROUP}>;
+${ENTRY}
+  let m = n;
+  let nc = P[3 + P[1]];
+  let kk = min(m, nc);
+  let c = select(kk, m, (P[4 + P[1]] & 1) != 0);
+  let w = max(c, nc);
+  let qa = opq(0);
+  let ao = opOff(qa, b);
+  let rs = rowStride(qa);
+  let cs = colStride(qa);
+  let so = b * (m * nc + kk);
+  let o = b * (m + c) * w;
+  for (var e = t; e < m * nc; e += ${LA_GROUP}) { out1[so + e] = in0[ao + (e / nc) * rs + (e % nc) * cs]; }
+  for (var e = t; e < (m + c) * w; e += ${LA_GROUP}) {
+    let i = e / w;
+    out0[o + e] = select(0.0, 1.0, i < m && i == e % w);
+  }
+  storageBarrier();
+  for (var j = 0; j < kk; j++) {
+    var mx = 0.0;
+    for (var i = j + 1 + t; i < m; i += ${LA_GROUP}) { mx = max(mx, abs(out1[so + i * nc + j])); }
+    red[t] = mx;
+    workgroupBarrier();
+    for (var h = ${LA_GROUP / 2}; h > 0; h = h / 2) {
+      if (t < h) { red[t] = max(red[t], red[t + h]); }
+      workgroupBarrier();
+    }
+    let top = red[0];
+    workgroupBarrier();
+    var ss = 0.0;
+    if (top > 0.0) {
+      for (var i = j + 1 + t; i < m; i += ${LA_GROUP}) {
+        let x = out1[so + i * nc + j] / top;
+        ss += x * x;
+      }
+    }
+    red[t] = ss;
+    workgroupBarrier();
+    for (var h = ${LA_GROUP / 2}; h > 0; h = h / 2) {
+      if (t < h) { red[t] = red[t] + red[t + h]; }
+      workgroupBarrier();
+    }
+    let xnorm = top * sqrt(red[0]);
+    let alpha = out1[so + j * nc + j];
+    let hm = max(abs(alpha), xnorm);
+    var beta = 0.0;
+    var tau = 0.0;
+    var scale = 0.0;
+    if (xnorm != 0.0) {
+      let ah = alpha / hm;
+      let xh = xnorm / hm;
+      beta = -select(-1.0, 1.0, alpha >= 0.0) * hm * sqrt(ah * ah + xh * xh);
+      tau = (beta - alpha) / beta;
+      scale = 1.0 / (alpha - beta);
+    }
+    storageBarrier();
+    if (xnorm != 0.0) {
+      for (var i = j + 1 + t; i < m; i += ${LA_GROUP}) { out1[so + i * nc + j] = out1[so + i * nc + j] * scale; }
+      if (t == 0) { out1[so + j * nc + j] = beta; }
+    }
+    if (t == 0) { out1[so + m * nc + j] = tau; }
+    storageBarrier();
+    if (xnorm != 0.0) {
+      for (var col = j + 1 + t; col < nc; col += ${LA_GROUP}) {
+        var s = out1[so + j * nc + col];
+        for (var i = j + 1; i < m; i++) { s += out1[so + i * nc + j] * out1[so + i * nc + col]; }
+        s *= tau;
+        out1[so + j * nc + col] = out1[so + j * nc + col] - s;
+        for (var i = j + 1; i < m; i++) { out1[so + i * nc + col] = out1[so + i * nc + col] - s * out1[so + i * nc + j]; }
+      }
+    }
+    storageBarrier();
+  }
+  for (var j = kk - 1; j >= 0; j--) {
+    let tau = out1[so + m * nc + j];
+    if (tau != 0.0) {
+      for (var col = t; col < c; col += ${LA_GROUP}) {
+        var s = out0[o + j * w + col];
+        for (var i = j + 1; i < m; i++) { s += out1[so + i * nc + j] * out0[o + i * w + col]; }
+        s *= tau;
+        out0[o + j * w + col] = out0[o + j * w + col] - s;
+        for (var i = j + 1; i < m; i++) { out0[o + i * w + col] = out0[o + i * w + col] - s * out1[so + i * nc + j]; }
+      }
+    }
+    storageBarrier();
+  }
+  let rr = min(c, m);
+  for (var e = t; e < rr * nc; e += ${LA_GROUP}) {
+    let i = e / nc;
+    let col = e % nc;
+    if (col >= i) { out0[o + (m + i) * w + col] = out1[so + i * nc + col]; }
+  }
+}`;
+}
+
 /** Workgroup counts for one workgroup per matrix. */
 function grid(groups: number): [number, number, number] {
   if (groups <= MAX_GROUPS) return [groups, 1, 1];
@@ -264,7 +370,14 @@ export function webgpuLinalg(g: Gpu): LinalgKernels {
     ins.every((v) => v.data instanceof Float32Array);
 
   /** Record one dispatch over `ins` into `out`, one workgroup per matrix. */
-  const run = (key: string, code: () => string, ins: readonly View[], out: TypedArray, p: number[]): void => {
+  const run = (
+    key: string,
+    code: () => string,
+    ins: readonly View[],
+    out: TypedArray,
+    p: number[],
+    extra: readonly GPUBuffer[] = [],
+  ): void => {
     if (p[0] === 0 || out.length === 0) return;
     g.reserve();
     const ob = gpuStorage(out)!.writeBuffer(false);
@@ -273,12 +386,12 @@ export function webgpuLinalg(g: Gpu): LinalgKernels {
       const b = s === undefined ? g.temporary(v.data, "float32") : s.deviceBuffer();
       return b === ob ? g.snapshot(b) : b;
     });
-    g.dispatch(g.pipeline(key, code), [...bufs, ob], p, grid(p[0]));
+    g.dispatch(g.pipeline(key, code), [...bufs, ob, ...extra], p, grid(p[0]));
   };
 
   /** A kernel without WGSL: js on the host copies, failing with a message naming it for device-only values. */
   const host =
-    <K extends "qr" | "eigh" | "svd" | "det">(name: K) =>
+    <K extends "eigh" | "svd" | "det">(name: K) =>
     (...args: Parameters<LinalgKernels[K]>): void => {
       onHost(name, [(args[0] as View).data]);
       (jsLinalg[name] as (...a: unknown[]) => void)(...args);
@@ -333,7 +446,21 @@ export function webgpuLinalg(g: Gpu): LinalgKernels {
       const n = a.shape[a.shape.length - 1];
       run("la:chol", choleskyShader, [a], out, params([a], n, n, 0));
     },
-    qr: host("qr"),
+    qr(a: View, complete: boolean, out: TypedArray): void {
+      if (!onDevice(out, [a])) {
+        onHost("qr", [a.data]);
+        jsLinalg.qr(a, complete, out);
+        return;
+      }
+      const m = a.shape[a.shape.length - 2];
+      const n = a.shape[a.shape.length - 1];
+      const p = params([a], m, n, complete ? 1 : 0);
+      if (p[0] === 0 || out.length === 0) return;
+      // the reflectors and tau of every matrix in a scratch buffer (at least one word: no empty bindings)
+      const scratch = g.acquire(Math.max(1, p[0] * (m * n + Math.min(m, n))) * 4);
+      run("la:qr", qrShader, [a], out, p, [scratch]);
+      g.free(scratch);
+    },
     eigh: host("eigh"),
     svd: host("svd"),
     det: host("det"),
