@@ -1,5 +1,5 @@
 /**
- * Browser-page checks of the webgpu backend's linalg kernels (wgsl-linalg.ts: lu, triangularSolve, cholesky, qr)
+ * Browser-page checks of the webgpu backend's linalg kernels (wgsl-linalg.ts: lu, det, triangularSolve, cholesky, qr)
  * against the js reference (src/backend/js/decomp.ts) on batched, strided and odd-sized matrices and empty
  * batches, plus the value-dependent failures: a zero pivot column, a zero diagonal with `op` (host-readable
  * and device-only), a matrix that is not positive-definite. Called by webgpu-page.ts with its checking kit.
@@ -105,6 +105,13 @@ async function luChecks(kit: CheckKit): Promise<void> {
       (s === "js" ? J : b.linalg!).lu(a[s], o),
     );
   }
+  // det: the same LU (into a scratch buffer) and the diagonal's product with the permutation's sign
+  for (const [batch, n] of [...SQUARE, [[4], 6] as [number[], number]]) {
+    const a = matPair(kit, batch, n, n, () => (kit.rng() - 0.5) * 3, WHERE[w++ % 3]);
+    await kit.check(`det [${batch}] n=${n}`, "float32", batch, TOL(n), (b, s, o) =>
+      (s === "js" ? J : b.linalg!).det(a[s], o),
+    );
+  }
   // a zero pivot column (left unscaled), a zero row, and ties in the pivot search (the first one wins)
   const fixed: [string, number[]][] = [
     ["zero column", [0, 1, 2, 0, 3, 4, 0, 5, 6]],
@@ -115,6 +122,9 @@ async function luChecks(kit: CheckKit): Promise<void> {
     const a = matPair(kit, [2], 3, 3, (b, i, j) => m[i * 3 + j] * (b + 1), WHERE[w++ % 3]);
     await kit.check(`lu ${what}`, "float32", [2, 4, 3], TOL(3), (b, s, o) =>
       (s === "js" ? J : b.linalg!).lu(a[s], o),
+    );
+    await kit.check(`det ${what}`, "float32", [2], TOL(3), (b, s, o) =>
+      (s === "js" ? J : b.linalg!).det(a[s], o),
     );
   }
 }

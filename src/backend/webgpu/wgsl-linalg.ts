@@ -1,7 +1,8 @@
 /// <reference types="@webgpu/types" />
 /**
  * The optional `linalg` kernels of the webgpu backend (Backend.linalg; src/backend/js/decomp.ts is the
- * specification): LU with partial pivoting, triangular solve and Cholesky in WGSL, float32 only. One workgroup
+ * specification): LU with partial pivoting, triangular solve, Cholesky, Householder QR and the determinant
+ * (from LU) in WGSL, float32 only. One workgroup
  * per matrix of the batch works in place in the (contiguous) output buffer: serial over the pivot / diagonal
  * column, parallel over the rows and columns it updates, with a storage barrier between the steps. The input
  * views may be strided (any batch shape and strides).
@@ -14,7 +15,7 @@
  *   is thrown as on the other backends;
  * - triangularSolve with `op` checks for a zero diagonal on the host when `a`'s host copy is valid (the
  *   LinAlgError of the contract); on device-only values the zero diagonal gives inf/NaN, as with `op` null.
- * qr, eigh, svd and det run the js reference on the host copies (a DeviceReadError naming the kernel when an
+ * eigh and svd run the js reference on the host copies (a DeviceReadError naming the kernel when an
  * input's values are on the GPU only); float64 operands and host outputs run js as every kernel here does.
  *
  * Parameters (int32 words): [batch, nb, batchShape[nb], rows, cols, flags, then per matrix operand
@@ -327,6 +328,36 @@ ${ENTRY}
 }`;
 }
 
+/**
+ * Determinants from LU factors: in0 the packed LU [batch, n+1, n] (luShader's output), out0 [batch]; one
+ * thread per matrix: the product of U's diagonal, negated for an odd permutation (n minus its number of
+ * cycles, each cycle counted at its smallest element). Parameters [batch, n].
+ */
+export function detShader(): string {
+  return `${header(["float32"], ["float32"])}
+@compute @workgroup_size(${LA_GROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let b = i32(gid.x + gid.y * nwg.x * ${LA_GROUP}u);
+  if (b >= P[0]) { return; }
+  let n = P[1];
+  let o = b * (n + 1) * n;
+  var d = 1.0;
+  for (var i = 0; i < n; i++) { d *= in0[o + i * n + i]; }
+  var cycles = 0;
+  for (var i = 0; i < n; i++) {
+    var j = i32(in0[o + n * n + i]);
+    var lead = true;
+    while (j != i) {
+      if (j < i) { lead = false; break; }
+      j = i32(in0[o + n * n + j]);
+    }
+    if (lead) { cycles++; }
+  }
+  if (((n - cycles) & 1) != 0) { d = -d; }
+  out0[b] = d;
+}`;
+}
+
 /** Workgroup counts for one workgroup per matrix. */
 function grid(groups: number): [number, number, number] {
   if (groups <= MAX_GROUPS) return [groups, 1, 1];
@@ -391,7 +422,7 @@ export function webgpuLinalg(g: Gpu): LinalgKernels {
 
   /** A kernel without WGSL: js on the host copies, failing with a message naming it for device-only values. */
   const host =
-    <K extends "eigh" | "svd" | "det">(name: K) =>
+    <K extends "eigh" | "svd">(name: K) =>
     (...args: Parameters<LinalgKernels[K]>): void => {
       onHost(name, [(args[0] as View).data]);
       (jsLinalg[name] as (...a: unknown[]) => void)(...args);
@@ -463,6 +494,29 @@ export function webgpuLinalg(g: Gpu): LinalgKernels {
     },
     eigh: host("eigh"),
     svd: host("svd"),
-    det: host("det"),
+    det(a: View, out: TypedArray): void {
+      if (!onDevice(out, [a])) {
+        onHost("det", [a.data]);
+        jsLinalg.det(a, out);
+        return;
+      }
+      const n = a.shape[a.shape.length - 1];
+      const p = params([a], n, n, 0);
+      if (p[0] === 0) return;
+      if (n === 0) {
+        out.fill(1); // the empty product
+        return;
+      }
+      // LU into a scratch buffer, then one thread per matrix
+      const lu = g.acquire(p[0] * (n + 1) * n * 4);
+      g.reserve();
+      const s = gpuStorage(a.data);
+      const ab = s === undefined ? g.temporary(a.data, "float32") : s.deviceBuffer();
+      g.dispatch(g.pipeline("la:lu", luShader), [ab, lu], p, grid(p[0]));
+      g.reserve();
+      const ob = gpuStorage(out)!.writeBuffer(false);
+      g.dispatch(g.pipeline("la:det", detShader), [lu, ob], [p[0], n], grid(Math.ceil(p[0] / LA_GROUP)));
+      g.free(lu);
+    },
   };
 }
