@@ -1,5 +1,5 @@
 /**
- * Browser-page checks of the webgpu backend's linalg kernels (wgsl-linalg.ts: lu, det, triangularSolve, cholesky, qr)
+ * Browser-page checks of the webgpu backend's linalg kernels (wgsl-linalg.ts: lu, det, triangularSolve, cholesky, qr, eigh)
  * against the js reference (src/backend/js/decomp.ts) on batched, strided and odd-sized matrices and empty
  * batches, plus the value-dependent failures: a zero pivot column, a zero diagonal with `op` (host-readable
  * and device-only), a matrix that is not positive-definite. Called by webgpu-page.ts with its checking kit.
@@ -280,10 +280,40 @@ async function qrChecks(kit: CheckKit): Promise<void> {
   );
 }
 
+async function eighChecks(kit: CheckKit): Promise<void> {
+  let w = 0;
+  for (const [batch, n] of SQUARE) {
+    for (const lower of [true, false]) {
+      // only one triangle is read: the other is junk
+      const a = matPair(kit, batch, n, n, () => (kit.rng() - 0.5) * 4, WHERE[w++ % 3]);
+      await kit.check(
+        `eigh [${batch}] n=${n} lower=${lower}`,
+        "float32",
+        [...batch, n + 1, n],
+        TOL(n),
+        (b, s, o) => (s === "js" ? J : b.linalg!).eigh(a[s], lower, o),
+      );
+    }
+  }
+  // a non-finite entry in the read triangle: NaN throughout that matrix only
+  const a = matPair(
+    kit,
+    [2],
+    3,
+    3,
+    (b, i, j) => (b === 1 && i === 2 && j === 0 ? Infinity : i + j),
+    "device",
+  );
+  await kit.check("eigh non-finite", "float32", [2, 4, 3], TOL(3), (b, s, o) =>
+    (s === "js" ? J : b.linalg!).eigh(a[s], true, o),
+  );
+}
+
 /** The linalg kernels' checks (each call compared with the js reference by `kit.check`). */
 export async function linalgKernelChecks(kit: CheckKit): Promise<void> {
   await luChecks(kit);
   await triangularSolveChecks(kit);
   await choleskyChecks(kit);
   await qrChecks(kit);
+  await eighChecks(kit);
 }

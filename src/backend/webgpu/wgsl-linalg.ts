@@ -358,6 +358,124 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }`;
 }
 
+/**
+ * Symmetric eigendecomposition by cyclic Jacobi, as the js reference: in0 a [..., n, n] (flags bit 0: the lower
+ * triangle is read, else the upper), out0 [..., n+1, n] (eigenvalues ascending, then the eigenvectors as
+ * columns, each with its largest-magnitude entry positive), out1 scratch [batch, 2 n n] (A, then V). One
+ * rotation at a time, its row, column and V updates parallel over k; an entry negligible beside both diagonal
+ * entries (float32 eps) is set to zero instead of rotated, and the sweeps end when none rotates (at most 100).
+ * A matrix with a non-finite entry gives NaN throughout.
+ */
+export function eighShader(): string {
+  return `${header(["float32"], ["float32", "float32"])}
+${OPERANDS}
+var<workgroup> bad: u32;
+var<workgroup> rotated: u32;
+${ENTRY}
+  let lower = (P[4 + P[1]] & 1) != 0;
+  let qa = opq(0);
+  let ao = opOff(qa, b);
+  let rs = rowStride(qa);
+  let cs = colStride(qa);
+  let so = b * 2 * n * n;
+  let vo = so + n * n;
+  let o = b * (n + 1) * n;
+  for (var e = t; e < n * n; e += ${LA_GROUP}) {
+    let i = e / n;
+    let j = e % n;
+    var x = in0[ao + j * rs + i * cs];
+    if (select(i <= j, i >= j, lower)) { x = in0[ao + i * rs + j * cs]; }
+    if (f_isnan(x) || abs(x) == f_inf()) { bad = 1u; }
+    out1[so + e] = x;
+    out1[vo + e] = select(0.0, 1.0, i == j);
+  }
+  let failed = workgroupUniformLoad(&bad);
+  storageBarrier();
+  var sweeps = 100;
+  if (failed != 0u) { sweeps = 0; }
+  for (var sweep = 0; sweep < sweeps; sweep++) {
+    for (var p = 0; p < n - 1; p++) {
+      for (var q = p + 1; q < n; q++) {
+        let apq = out1[so + p * n + q];
+        let app = out1[so + p * n + p];
+        let aqq = out1[so + q * n + q];
+        let small = abs(apq) <= ${(2 ** -24).toExponential()} * sqrt(abs(app)) * sqrt(abs(aqq));
+        let rot = apq != 0.0 && !small;
+        var c = 1.0;
+        var sn = 0.0;
+        var tt = 0.0;
+        if (rot) {
+          let theta = (aqq - app) / (2.0 * apq);
+          tt = select(-1.0, 1.0, theta >= 0.0) / (abs(theta) + sqrt(theta * theta + 1.0));
+          c = 1.0 / sqrt(tt * tt + 1.0);
+          sn = tt * c;
+        }
+        storageBarrier();
+        if (rot) {
+          for (var k = t; k < n; k += ${LA_GROUP}) {
+            let akp = out1[so + k * n + p];
+            let akq = out1[so + k * n + q];
+            out1[so + k * n + p] = c * akp - sn * akq;
+            out1[so + k * n + q] = sn * akp + c * akq;
+            let vkp = out1[vo + k * n + p];
+            let vkq = out1[vo + k * n + q];
+            out1[vo + k * n + p] = c * vkp - sn * vkq;
+            out1[vo + k * n + q] = sn * vkp + c * vkq;
+          }
+        }
+        storageBarrier();
+        if (rot) {
+          for (var k = t; k < n; k += ${LA_GROUP}) {
+            let apk = out1[so + p * n + k];
+            let aqk = out1[so + q * n + k];
+            out1[so + p * n + k] = c * apk - sn * aqk;
+            out1[so + q * n + k] = sn * apk + c * aqk;
+          }
+        }
+        storageBarrier();
+        if (t == 0 && apq != 0.0) {
+          if (rot) {
+            out1[so + p * n + p] = app - tt * apq;
+            out1[so + q * n + q] = aqq + tt * apq;
+            rotated = 1u;
+          }
+          out1[so + p * n + q] = 0.0;
+          out1[so + q * n + p] = 0.0;
+        }
+        storageBarrier();
+      }
+    }
+    let more = workgroupUniformLoad(&rotated);
+    if (more == 0u) { break; }
+    workgroupBarrier();
+    if (t == 0) { rotated = 0u; }
+  }
+  storageBarrier();
+  for (var j = t; j < n; j += ${LA_GROUP}) {
+    if (failed != 0u) {
+      out0[o + j] = f_nan();
+      for (var i = 0; i < n; i++) { out0[o + n + i * n + j] = f_nan(); }
+      continue;
+    }
+    let wj = out1[so + j * n + j];
+    var rank = 0;
+    for (var i = 0; i < n; i++) {
+      let wi = out1[so + i * n + i];
+      if (wi < wj || (wi == wj && i < j)) { rank++; }
+    }
+    var best = 0.0;
+    var at = 0;
+    for (var i = 0; i < n; i++) {
+      let v = abs(out1[vo + i * n + j]);
+      if (v > best) { best = v; at = i; }
+    }
+    let sg = select(-1.0, 1.0, out1[vo + at * n + j] >= 0.0);
+    out0[o + rank] = wj;
+    for (var i = 0; i < n; i++) { out0[o + n + i * n + rank] = sg * out1[vo + i * n + j]; }
+  }
+}`;
+}
+
 /** Workgroup counts for one workgroup per matrix. */
 function grid(groups: number): [number, number, number] {
   if (groups <= MAX_GROUPS) return [groups, 1, 1];
@@ -422,7 +540,7 @@ export function webgpuLinalg(g: Gpu): LinalgKernels {
 
   /** A kernel without WGSL: js on the host copies, failing with a message naming it for device-only values. */
   const host =
-    <K extends "eigh" | "svd">(name: K) =>
+    <K extends "svd">(name: K) =>
     (...args: Parameters<LinalgKernels[K]>): void => {
       onHost(name, [(args[0] as View).data]);
       (jsLinalg[name] as (...a: unknown[]) => void)(...args);
@@ -492,7 +610,19 @@ export function webgpuLinalg(g: Gpu): LinalgKernels {
       run("la:qr", qrShader, [a], out, p, [scratch]);
       g.free(scratch);
     },
-    eigh: host("eigh"),
+    eigh(a: View, lower: boolean, out: TypedArray): void {
+      if (!onDevice(out, [a])) {
+        onHost("eigh", [a.data]);
+        jsLinalg.eigh(a, lower, out);
+        return;
+      }
+      const n = a.shape[a.shape.length - 1];
+      const p = params([a], n, n, lower ? 1 : 0);
+      if (p[0] === 0 || out.length === 0) return;
+      const scratch = g.acquire(p[0] * 2 * n * n * 4);
+      run("la:eigh", eighShader, [a], out, p, [scratch]);
+      g.free(scratch);
+    },
     svd: host("svd"),
     det(a: View, out: TypedArray): void {
       if (!onDevice(out, [a])) {
