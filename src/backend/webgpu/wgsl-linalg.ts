@@ -1,8 +1,8 @@
 /// <reference types="@webgpu/types" />
 /**
  * The optional `linalg` kernels of the webgpu backend (Backend.linalg; src/backend/js/decomp.ts is the
- * specification): LU with partial pivoting, triangular solve, Cholesky, Householder QR and the determinant
- * (from LU) in WGSL, float32 only. One workgroup
+ * specification): LU with partial pivoting, the determinant (from LU), triangular solve, Cholesky,
+ * Householder QR and the symmetric eigendecomposition (cyclic Jacobi) in WGSL, float32 only. One workgroup
  * per matrix of the batch works in place in the (contiguous) output buffer: serial over the pivot / diagonal
  * column, parallel over the rows and columns it updates, with a storage barrier between the steps. The input
  * views may be strided (any batch shape and strides).
@@ -15,7 +15,7 @@
  *   is thrown as on the other backends;
  * - triangularSolve with `op` checks for a zero diagonal on the host when `a`'s host copy is valid (the
  *   LinAlgError of the contract); on device-only values the zero diagonal gives inf/NaN, as with `op` null.
- * eigh and svd run the js reference on the host copies (a DeviceReadError naming the kernel when an
+ * svd runs the js reference on the host copies (a DeviceReadError naming the kernel when an
  * input's values are on the GPU only); float64 operands and host outputs run js as every kernel here does.
  *
  * Parameters (int32 words): [batch, nb, batchShape[nb], rows, cols, flags, then per matrix operand
@@ -508,8 +508,8 @@ function hostReadable(a: TypedArray): boolean {
 }
 
 /**
- * The webgpu backend's linalg kernels on device `g`: lu, triangularSolve and cholesky in WGSL for float32
- * device outputs; everything else (and float64) on the js reference over the host copies.
+ * The webgpu backend's linalg kernels on device `g`: all but svd in WGSL for float32 device outputs; svd (and
+ * float64) on the js reference over the host copies.
  */
 export function webgpuLinalg(g: Gpu): LinalgKernels {
   /** The output is a float32 device array (or empty) and every input float32: the WGSL path. */
