@@ -16,6 +16,7 @@ import { halfKernelsOf } from "../backend/half.ts";
 import { jsBackend } from "../backend/js/index.ts";
 import type { Aval, Primitive } from "../core/primitive.ts";
 import { type DType, isHalf, type TypedArray } from "../dtype.ts";
+import { contiguousStrides, sizeOf } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { allocOut, getBackend, viewOf } from "./impl.ts";
 
@@ -42,11 +43,58 @@ export function backendFor(dtype: DType): Backend {
 export function castKernel(x: View, out: TypedArray): void {
   if (x.data instanceof Uint16Array || out instanceof Uint16Array) {
     const k = halfKernelsOf(getBackend().name);
-    if (k?.castHalf?.(x, out)) return;
+    if (k?.castHalf !== undefined && (k.castHalf(x, out) || castStrided(k.castHalf, x, out))) return;
     jsBackend.cast(x, out);
     return;
   }
   getBackend().cast(x, out);
+}
+
+/** Below this many elements a strided cast stays in the js kernel. */
+const STRIDED_MIN = 1024;
+
+/**
+ * A cast between float32 and a 16-bit float of a strided view (a transposed weight, a broadcast bias) through
+ * the backend's contiguous cast and its strided copy, instead of the js kernel's per-element loop: float32 ->
+ * 16-bit copies the view contiguous first; 16-bit -> float32 widens the storage range the view spans (when it
+ * is at most twice the view's size: transposes, broadcasts, most slices) and copies the view out of it, else
+ * copies the 16-bit view contiguous (js) and widens that. Returns false for what it does not handle.
+ */
+function castStrided(cast: (x: View, out: TypedArray) => boolean, x: View, out: TypedArray): boolean {
+  const { shape, strides } = x;
+  const n = sizeOf(shape);
+  if (n < STRIDED_MIN) return false;
+  const dense = contiguousStrides(shape);
+  const backend = getBackend();
+  if (x.data instanceof Float32Array && out instanceof Uint16Array) {
+    const tmp = new Float32Array(n);
+    backend.copy(x, { data: tmp, shape, strides: dense, offset: 0 });
+    return cast({ data: tmp, shape, strides: dense, offset: 0 }, out);
+  }
+  if (x.data instanceof Uint16Array && out instanceof Float32Array) {
+    let lo = x.offset;
+    let hi = x.offset;
+    for (let i = 0; i < shape.length; i++) {
+      const e = (shape[i] - 1) * strides[i];
+      if (e < 0) lo += e;
+      else hi += e;
+    }
+    const span = hi - lo + 1;
+    if (span <= 2 * n) {
+      const wide = new Float32Array(span);
+      if (!cast({ data: x.data, shape: [span], strides: [1], offset: lo }, wide)) return false;
+      backend.copy(
+        { data: wide, shape, strides, offset: x.offset - lo },
+        { data: out, shape, strides: dense, offset: 0 },
+      );
+      return true;
+    }
+    const Ctor = x.data.constructor as new (n: number) => Uint16Array;
+    const packed = new Ctor(n);
+    jsBackend.copy(x, { data: packed, shape, strides: dense, offset: 0 });
+    return cast({ data: packed, shape, strides: dense, offset: 0 }, out);
+  }
+  return false;
 }
 
 /** A fresh float32 tensor holding the values of half `t` (exact). */
