@@ -544,7 +544,10 @@ test("LSTM: second-order gradients through lstmSequence equal the generic scan's
   // the squared norm of the input gradient, differentiated with respect to the weights
   const gg = grad((ps: Tensor[]) => {
     const gx = grad((xi: Tensor) => {
-      const [o] = functionalCall(lstm, Object.fromEntries(names.map((n, i) => [n, ps[i]])), xi) as [Tensor];
+      const [o] = functionalCall(lstm, Object.fromEntries(names.map((n, i) => [n, ps[i]])), xi) as [
+        Tensor,
+        unknown,
+      ];
       return o.tanh().sum();
     })(x) as Tensor;
     return gx.square().sum();
