@@ -18,10 +18,23 @@
 import { type DType, isHalf } from "./dtype.ts";
 import type { Optimizer } from "./optim/optimizer.ts";
 import type { Tensor } from "./tensor/tensor.ts";
-import { noGrad } from "./core/trace.ts";
+import { noGrad, state } from "./core/trace.ts";
 
 /** The lower-precision dtype autocast casts to, or null when autocast is off (the fast path: one load). */
 const amp: { dtype: "bfloat16" | "float16" | null } = { dtype: null };
+
+/** A cached cast of a leaf: the version of the leaf's storage it was made from, and the cast. */
+interface CachedCast {
+  ver: number;
+  cast: Tensor;
+}
+/**
+ * The casts of float32 leaves that require gradients (parameters), made in the outermost autocast region in
+ * progress (null outside one): PyTorch's autocast cache. A weight used several times in a region (an
+ * unrolled recurrence, tied embeddings) is cast once; an in-place write to it (an optimizer step) bumps its
+ * version, and the next use casts again. The cache is dropped when the outermost region exits.
+ */
+let castCache: { bfloat16: WeakMap<Tensor, CachedCast>; float16: WeakMap<Tensor, CachedCast> } | null = null;
 
 export interface AutocastOpts {
   /** The lower-precision dtype (default bfloat16, PyTorch's CPU default). */
@@ -46,11 +59,14 @@ export function autocast<T>(opts: AutocastOpts, fn: () => T): T {
     throw new TypeError(`autocast: dtype must be "bfloat16" or "float16", got ${String(dtype)}`);
   }
   const prev = amp.dtype;
+  const outer = castCache === null;
   amp.dtype = opts.enabled === false ? null : dtype;
+  if (outer) castCache = { bfloat16: new WeakMap(), float16: new WeakMap() };
   try {
     return fn();
   } finally {
     amp.dtype = prev;
+    if (outer) castCache = null;
   }
 }
 
@@ -62,7 +78,19 @@ export function autocastDtype(): DType | null {
 /** @internal An operand of a lower-precision op: float32 becomes the autocast dtype while autocast is on. */
 export function castLow(x: Tensor): Tensor {
   const d = amp.dtype;
-  return d === null || x.dtype !== "float32" ? x : x.to(d);
+  if (d === null || x.dtype !== "float32") return x;
+  // cache the casts of concrete leaves that require gradients (recorded on the eager tape: grad mode on)
+  const cache = castCache?.[d];
+  if (cache === undefined || !x.requiresGrad || x._node !== null || x._ver === null || !state.gradEnabled) {
+    return x.to(d);
+  }
+  const hit = cache.get(x);
+  if (hit !== undefined && hit.ver === x._ver.v && hit.cast._node?.freed !== true) {
+    return hit.cast;
+  }
+  const cast = x.to(d);
+  cache.set(x, { ver: x._ver.v, cast });
+  return cast;
 }
 
 /** @internal `castLow` for an optional operand (a bias). */

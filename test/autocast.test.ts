@@ -17,6 +17,7 @@ import {
   type Tensor,
   tensor,
 } from "../src/node.ts";
+import { castLow } from "../src/amp.ts";
 
 describe("autocast", () => {
   test("matmul, linear, conv2d and attention run in the autocast dtype; softmax and losses in float32", () => {
@@ -91,6 +92,58 @@ describe("autocast", () => {
     for (const p of model.parameters()) assert.equal(p.dtype, "float32");
     return losses;
   }
+
+  test("casts of parameters are cached within a region, recast after an in-place update, dropped on exit", () => {
+    manualSeed(3);
+    const w = randn([5, 8]).requiresGrad_();
+    const x = randn([3, 8]);
+    let first: Tensor | null = null;
+    autocast({ dtype: "bfloat16" }, () => {
+      first = castLow(w);
+      assert.equal(castLow(w), first, "the second use of the weight reuses its cast");
+      assert.equal(first.dtype, "bfloat16");
+      assert.notEqual(castLow(x), castLow(x), "a tensor that does not require gradients is not cached");
+      assert.equal(castLow(w.mul(1)).dtype, "bfloat16");
+      // two uses of the cached cast: the gradient has both contributions, d/dw sum(3 x w^T) = 3 colsum(x)
+      const y = nn.linear(x, w).sum().add(nn.linear(x, w).mul(2).sum());
+      y.backward();
+      const colsum = x.sum(0).dataSync();
+      const g = w.grad!.dataSync();
+      assert.equal(w.grad!.dtype, "float32");
+      for (let i = 0; i < 5; i++)
+        for (let j = 0; j < 8; j++)
+          assert.ok(Math.abs(g[i * 8 + j] - 3 * colsum[j]) <= 0.02 * (1 + Math.abs(3 * colsum[j])));
+      // that backward freed the cast's graph: the next use casts again and can be differentiated
+      const again = castLow(w);
+      assert.notEqual(again, first);
+      w.grad = null;
+      nn.linear(x, w).sum().backward();
+      assert.ok(w.grad !== null);
+      // an optimizer step writes the weight in place (its version changes): the next use sees the new values
+      const before = castLow(w);
+      assert.equal(castLow(w), before);
+      new optim.SGD([w], { lr: 0.5 }).step();
+      const after = castLow(w);
+      assert.notEqual(after, before);
+      assert.deepEqual(Array.from(after.storageSync()), Array.from(w.detach().to("bfloat16").storageSync()));
+      // float16 in a nested region is cached separately
+      autocast({ dtype: "float16" }, () => assert.equal(castLow(w).dtype, "float16"));
+      assert.equal(castLow(w), after);
+    });
+    autocast({ dtype: "bfloat16" }, () => assert.notEqual(castLow(w), first, "a new region casts afresh"));
+  });
+
+  test("recurrent layers run in float32 under autocast, as PyTorch 1.13's LSTM and GRU on CPU", () => {
+    const x = randn([4, 2, 3]);
+    autocast({ dtype: "bfloat16" }, () => {
+      const [o, [h, c]] = new nn.LSTM(3, 5).call(x);
+      assert.deepEqual([o.dtype, h.dtype, c.dtype], ["float32", "float32", "float32"]);
+      assert.equal(new nn.GRU(3, 5).call(x)[0].dtype, "float32");
+      assert.equal(new nn.LSTMCell(3, 5).call(x.index(0))[0].dtype, "float32");
+      // and the enclosing region is still on afterwards
+      assert.equal(autocastDtype(), "bfloat16");
+    });
+  });
 
   test("an MLP trained under bfloat16 / float16 autocast follows float32 training", () => {
     const f32 = train(null);

@@ -24,6 +24,7 @@
  * - GRU (r, z, n): r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r (h W_hn^T + b_hn)),
  *   h' = (1 - z) n + z h, the reset gate applied to the hidden projection including its bias, as PyTorch.
  */
+import { autocast, autocastDtype } from "../amp.ts";
 import { scan } from "../core/control.ts";
 import { bindCall, type CallRule } from "../core/trace.ts";
 import type { DType } from "../dtype.ts";
@@ -355,6 +356,8 @@ abstract class RNNBase<H> extends Module<[Tensor, H?], [Tensor, H]> {
   protected abstract get _op(): string;
 
   forward(input: Tensor, hx?: H): [Tensor, H] {
+    // autocast: the recurrent layers compute in float32, as PyTorch 1.13's LSTM and GRU on CPU do
+    if (autocastDtype() !== null) return autocast({ enabled: false }, () => this.forward(input, hx));
     const op = this._op;
     const mode = this.#mode;
     if (input.ndim !== 2 && input.ndim !== 3) {
@@ -556,6 +559,7 @@ abstract class CellBase<H> extends Module<[Tensor, H?], H> {
 
   /** One step on input [B, in] (or unbatched [in]) from h (and c) [B, H] (or [H]); zeros when not given. */
   protected _step(input: Tensor, h: Tensor | null, c: Tensor | null): Carry {
+    if (autocastDtype() !== null) return autocast({ enabled: false }, () => this._step(input, h, c));
     const op = this._op;
     if ((input.ndim !== 1 && input.ndim !== 2) || input.shape[input.ndim - 1] !== this.inputSize) {
       throw new ShapeError(

@@ -96,7 +96,8 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Li
       `linear: expected input [..., ${weight.shape[1]}] for weight ${fmtShape(weight.shape)}, got ${fmtShape(x.shape)}`,
     );
   }
-  const y = matmul(x, transpose(weight, 0, 1));
+  // autocast: the weight itself is cast (a cached, contiguous cast of a parameter), then transposed
+  const y = matmul(castLow(x), transpose(castLow(weight), 0, 1));
   const b = castLowOpt(bias) ?? null; // autocast: the bias in the product's dtype, as PyTorch's linear
   if (b !== null && (b.ndim !== 1 || b.shape[0] !== weight.shape[0])) {
     throw new ShapeError(`linear: bias must have shape [${weight.shape[0]}], got ${fmtShape(b.shape)}`);
