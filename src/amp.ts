@@ -18,7 +18,7 @@
 import { type DType, isHalf } from "./dtype.ts";
 import type { Optimizer } from "./optim/optimizer.ts";
 import type { Tensor } from "./tensor/tensor.ts";
-import { noGrad, state } from "./core/trace.ts";
+import { bindCall, type CallRule, noGrad, state } from "./core/trace.ts";
 
 /** The lower-precision dtype autocast casts to, or null when autocast is off (the fast path: one load). */
 const amp: { dtype: "bfloat16" | "float16" | null } = { dtype: null };
@@ -91,6 +91,52 @@ export function castLow(x: Tensor): Tensor {
   const cast = x.to(d);
   cache.set(x, { ver: x._ver.v, cast });
   return cast;
+}
+
+/**
+ * @internal The product `x weight^T` of a linear layer under autocast, for a float32 `weight` [out, in] (a
+ * master weight) and x [..., in] (float32 or the autocast dtype): the forward is the composition (both cast
+ * to the autocast dtype, the low-precision GEMM, its output in the autocast dtype), and its reverse mode gives
+ * the weight its float32 gradient straight from one float32-accumulated GEMM in the weight's own layout,
+ * dp^T x, of the widened cotangent and input (products of 16-bit values are exact in float32), instead of a
+ * 16-bit GEMM output of the transposed shape that is rounded, transposed and widened again. (PyTorch rounds
+ * that gradient to the 16-bit dtype before widening it; this one is not rounded.) The input's cotangent is
+ * the low-precision product dp weight, as in the composition. Forward mode and vmap trace the composition;
+ * the backward is made of differentiable ops.
+ */
+export function lowLinear(x: Tensor, weight: Tensor): Tensor {
+  const d = amp.dtype;
+  if (d === null) throw new Error("lowLinear: autocast is off");
+  const low = (t: Tensor) => (t.dtype === "float32" ? t.to(d) : t);
+  // an input that needs no gradient (the data) is a constant of the call, so its cotangent is never computed
+  const needX = x._trace !== null || x.requiresGrad;
+  const split = (args: readonly Tensor[]): [Tensor, Tensor] => (needX ? [args[0], args[1]] : [x, args[0]]);
+  const rule: CallRule = {
+    name: "autocastLinear",
+    fn: (args) => {
+      const [xa, w] = split(args);
+      return [low(xa).matmul(low(w).transpose(0, 1))];
+    },
+    vjp: (args) => {
+      const [xa, w] = split(args);
+      const xl = low(xa);
+      const wl = low(w);
+      return {
+        outs: [xl.matmul(wl.transpose(0, 1))],
+        backward: ([dp]) => {
+          const n = w.shape[0];
+          const k = w.shape[1];
+          const dw = dp
+            .reshape([-1, n])
+            .to("float32")
+            .transpose(0, 1)
+            .matmul(xl.reshape([-1, k]).to("float32"));
+          return needX ? [dp.matmul(wl), dw] : [dw];
+        },
+      };
+    },
+  };
+  return bindCall(rule, needX ? [x, weight] : [weight])[0];
 }
 
 /** @internal `castLow` for an optional operand (a bias). */

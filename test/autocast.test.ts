@@ -93,9 +93,51 @@ describe("autocast", () => {
     return losses;
   }
 
+  test("linear under autocast: the composition's forward; float32 weight gradients from one float32-accumulated GEMM", () => {
+    manualSeed(4);
+    const x = randn([2, 3, 24]).requiresGrad_();
+    const w = randn([17, 24]).requiresGrad_();
+    const b = randn([17]).requiresGrad_();
+    const ct = randn([2, 3, 17]);
+    const y = autocast({ dtype: "bfloat16" }, () => nn.linear(x, w, b));
+    assert.equal(y.dtype, "bfloat16");
+    // forward: bit for bit the composition of the casts, the bfloat16 product and the bias add
+    const xb = x.detach().to("bfloat16");
+    const wb = w.detach().to("bfloat16");
+    const want = xb.matmul(wb.T).add(b.detach().to("bfloat16"));
+    assert.deepEqual(Array.from(y.storageSync()), Array.from(want.storageSync()));
+    y.to("float32").mul(ct).sum().backward();
+    assert.deepEqual([x.grad!.dtype, w.grad!.dtype, b.grad!.dtype], ["float32", "float32", "float32"]);
+    // dw = dp^T x_b in float64 from the bfloat16 cotangent and the rounded input (an independent computation):
+    // within float32 accumulation error, not rounded to bfloat16
+    const dp = ct.to("bfloat16").to("float64").reshape([6, 17]);
+    const ref = dp.T.matmul(xb.to("float64").reshape([6, 24])).dataSync();
+    const mag = dp
+      .abs()
+      .T.matmul(xb.to("float64").abs().reshape([6, 24]))
+      .dataSync();
+    const got = w.grad!.dataSync();
+    for (let i = 0; i < ref.length; i++)
+      assert.ok(
+        Math.abs(got[i] - ref[i]) <= 8 * 2 ** -24 * mag[i] + 1e-30,
+        `dw[${i}]: ${got[i]} vs ${ref[i]}`,
+      );
+    // dx: the bfloat16 product dp w_b widened, as the composition computes it
+    const dx = ct.to("bfloat16").matmul(wb).to("float32");
+    assert.deepEqual(Array.from(x.grad!.dataSync()), Array.from(dx.dataSync()));
+    // a data input that needs no gradient: the same weight gradient
+    const w2 = w.detach().clone().requiresGrad_();
+    autocast({ dtype: "bfloat16" }, () => nn.linear(x.detach(), w2, b.detach()))
+      .to("float32")
+      .mul(ct)
+      .sum()
+      .backward();
+    assert.deepEqual(Array.from(w2.grad!.dataSync()), Array.from(got));
+  });
+
   test("casts of parameters are cached within a region, recast after an in-place update, dropped on exit", () => {
     manualSeed(3);
-    const w = randn([5, 8]).requiresGrad_();
+    const w = randn([8, 5]).requiresGrad_();
     const x = randn([3, 8]);
     let first: Tensor | null = null;
     autocast({ dtype: "bfloat16" }, () => {
@@ -105,19 +147,19 @@ describe("autocast", () => {
       assert.notEqual(castLow(x), castLow(x), "a tensor that does not require gradients is not cached");
       assert.equal(castLow(w.mul(1)).dtype, "bfloat16");
       // two uses of the cached cast: the gradient has both contributions, d/dw sum(3 x w^T) = 3 colsum(x)
-      const y = nn.linear(x, w).sum().add(nn.linear(x, w).mul(2).sum());
+      const y = x.matmul(w).sum().add(x.matmul(w).mul(2).sum());
       y.backward();
       const colsum = x.sum(0).dataSync();
       const g = w.grad!.dataSync();
       assert.equal(w.grad!.dtype, "float32");
-      for (let i = 0; i < 5; i++)
-        for (let j = 0; j < 8; j++)
-          assert.ok(Math.abs(g[i * 8 + j] - 3 * colsum[j]) <= 0.02 * (1 + Math.abs(3 * colsum[j])));
+      for (let j = 0; j < 8; j++)
+        for (let i = 0; i < 5; i++)
+          assert.ok(Math.abs(g[j * 5 + i] - 3 * colsum[j]) <= 0.02 * (1 + Math.abs(3 * colsum[j])));
       // that backward freed the cast's graph: the next use casts again and can be differentiated
       const again = castLow(w);
       assert.notEqual(again, first);
       w.grad = null;
-      nn.linear(x, w).sum().backward();
+      x.matmul(w).sum().backward();
       assert.ok(w.grad !== null);
       // an optimizer step writes the weight in place (its version changes): the next use sees the new values
       const before = castLow(w);
