@@ -17,6 +17,7 @@
  */
 import { type DType, isHalf } from "./dtype.ts";
 import type { Optimizer } from "./optim/optimizer.ts";
+import { dotBF16Float32 } from "./prims/half.ts";
 import type { Tensor } from "./tensor/tensor.ts";
 import { bindCall, type CallRule, noGrad, state } from "./core/trace.ts";
 
@@ -126,11 +127,16 @@ export function lowLinear(x: Tensor, weight: Tensor): Tensor {
         backward: ([dp]) => {
           const n = w.shape[0];
           const k = w.shape[1];
-          const dw = dp
-            .reshape([-1, n])
-            .to("float32")
-            .transpose(0, 1)
-            .matmul(xl.reshape([-1, k]).to("float32"));
+          const p2 = dp.reshape([-1, n]);
+          const x2 = xl.reshape([-1, k]);
+          // values that need no further derivative: the bfloat16 GEMM's float32 accumulators directly
+          const plain =
+            dp._trace === null &&
+            xl._trace === null &&
+            !(state.gradEnabled && (dp.requiresGrad || xl.requiresGrad));
+          const dw =
+            (plain ? dotBF16Float32(p2.transpose(0, 1), x2) : null) ??
+            p2.to("float32").transpose(0, 1).matmul(x2.to("float32"));
           return needX ? [dp.matmul(wl), dw] : [dw];
         },
       };

@@ -93,47 +93,60 @@ describe("autocast", () => {
     return losses;
   }
 
-  test("linear under autocast: the composition's forward; float32 weight gradients from one float32-accumulated GEMM", () => {
-    manualSeed(4);
-    const x = randn([2, 3, 24]).requiresGrad_();
-    const w = randn([17, 24]).requiresGrad_();
-    const b = randn([17]).requiresGrad_();
-    const ct = randn([2, 3, 17]);
-    const y = autocast({ dtype: "bfloat16" }, () => nn.linear(x, w, b));
-    assert.equal(y.dtype, "bfloat16");
-    // forward: bit for bit the composition of the casts, the bfloat16 product and the bias add
-    const xb = x.detach().to("bfloat16");
-    const wb = w.detach().to("bfloat16");
-    const want = xb.matmul(wb.T).add(b.detach().to("bfloat16"));
-    assert.deepEqual(Array.from(y.storageSync()), Array.from(want.storageSync()));
-    y.to("float32").mul(ct).sum().backward();
-    assert.deepEqual([x.grad!.dtype, w.grad!.dtype, b.grad!.dtype], ["float32", "float32", "float32"]);
-    // dw = dp^T x_b in float64 from the bfloat16 cotangent and the rounded input (an independent computation):
-    // within float32 accumulation error, not rounded to bfloat16
-    const dp = ct.to("bfloat16").to("float64").reshape([6, 17]);
-    const ref = dp.T.matmul(xb.to("float64").reshape([6, 24])).dataSync();
-    const mag = dp
-      .abs()
-      .T.matmul(xb.to("float64").abs().reshape([6, 24]))
-      .dataSync();
-    const got = w.grad!.dataSync();
-    for (let i = 0; i < ref.length; i++)
-      assert.ok(
-        Math.abs(got[i] - ref[i]) <= 8 * 2 ** -24 * mag[i] + 1e-30,
-        `dw[${i}]: ${got[i]} vs ${ref[i]}`,
-      );
-    // dx: the bfloat16 product dp w_b widened, as the composition computes it
-    const dx = ct.to("bfloat16").matmul(wb).to("float32");
-    assert.deepEqual(Array.from(x.grad!.dataSync()), Array.from(dx.dataSync()));
-    // a data input that needs no gradient: the same weight gradient
-    const w2 = w.detach().clone().requiresGrad_();
-    autocast({ dtype: "bfloat16" }, () => nn.linear(x.detach(), w2, b.detach()))
-      .to("float32")
-      .mul(ct)
-      .sum()
-      .backward();
-    assert.deepEqual(Array.from(w2.grad!.dataSync()), Array.from(got));
-  });
+  // small (the widened float32 GEMM) and large enough for the native bfloat16 GEMM's float32 accumulators
+  for (const [B, T, K, N] of [
+    [2, 3, 24, 17],
+    [3, 50, 64, 41],
+  ])
+    test(`linear under autocast [${B}, ${T}, ${K}] x [${N}, ${K}]: the composition's forward; float32 weight gradients from one float32-accumulated GEMM`, () => {
+      manualSeed(4);
+      const x = randn([B, T, K]).requiresGrad_();
+      const w = randn([N, K]).requiresGrad_();
+      const b = randn([N]).requiresGrad_();
+      const ct = randn([B, T, N]);
+      const y = autocast({ dtype: "bfloat16" }, () => nn.linear(x, w, b));
+      assert.equal(y.dtype, "bfloat16");
+      // forward: bit for bit the composition of the casts, the bfloat16 product and the bias add
+      const xb = x.detach().to("bfloat16");
+      const wb = w.detach().to("bfloat16");
+      const want = xb.matmul(wb.T).add(b.detach().to("bfloat16"));
+      assert.deepEqual(Array.from(y.storageSync()), Array.from(want.storageSync()));
+      y.to("float32").mul(ct).sum().backward();
+      assert.deepEqual([x.grad!.dtype, w.grad!.dtype, b.grad!.dtype], ["float32", "float32", "float32"]);
+      // dw = dp^T x_b in float64 from the bfloat16 cotangent and the rounded input (an independent computation):
+      // within float32 accumulation error, not rounded to bfloat16
+      const dp = ct
+        .to("bfloat16")
+        .to("float64")
+        .reshape([B * T, N]);
+      const ref = dp.T.matmul(xb.to("float64").reshape([B * T, K])).dataSync();
+      const mag = dp
+        .abs()
+        .T.matmul(
+          xb
+            .to("float64")
+            .abs()
+            .reshape([B * T, K]),
+        )
+        .dataSync();
+      const got = w.grad!.dataSync();
+      for (let i = 0; i < ref.length; i++)
+        assert.ok(
+          Math.abs(got[i] - ref[i]) <= (B * T + 2) * 2 ** -24 * mag[i] + 1e-30,
+          `dw[${i}]: ${got[i]} vs ${ref[i]}`,
+        );
+      // dx: the bfloat16 product dp w_b widened, as the composition computes it
+      const dx = ct.to("bfloat16").matmul(wb).to("float32");
+      assert.deepEqual(Array.from(x.grad!.dataSync()), Array.from(dx.dataSync()));
+      // a data input that needs no gradient: the same weight gradient
+      const w2 = w.detach().clone().requiresGrad_();
+      autocast({ dtype: "bfloat16" }, () => nn.linear(x.detach(), w2, b.detach()))
+        .to("float32")
+        .mul(ct)
+        .sum()
+        .backward();
+      assert.deepEqual(Array.from(w2.grad!.dataSync()), Array.from(got));
+    });
 
   test("casts of parameters are cached within a region, recast after an in-place update, dropped on exit", () => {
     manualSeed(3);

@@ -111,6 +111,20 @@ export function narrow(t: Tensor, dtype: DType): Tensor {
   return o;
 }
 
+/**
+ * The float32 product a @ b of two concrete bfloat16 matrices straight from the backend's bfloat16 GEMM (its
+ * float32 accumulators, not rounded), or null when the backend has none or declines (the caller widens and
+ * multiplies). Not differentiable: for values that need no further derivative (autocast's weight gradient).
+ */
+export function dotBF16Float32(a: Tensor, b: Tensor): Tensor | null {
+  if (a.dtype !== "bfloat16" || b.dtype !== "bfloat16" || a._data === null || b._data === null) return null;
+  if (a.ndim !== 2 || b.ndim !== 2 || a.shape[1] !== b.shape[0]) return null;
+  const k = halfKernelsOf(getBackend().name);
+  if (k?.dotBF16 === undefined) return null;
+  const o = allocOut({ shape: [a.shape[0], b.shape[1]], dtype: "float32" });
+  return k.dotBF16(viewOf(a), viewOf(b), o._data as Float32Array) ? o : null;
+}
+
 /** Whether any argument is a 16-bit float tensor. */
 function anyHalf(args: readonly Tensor[]): boolean {
   for (let i = 0; i < args.length; i++) {
