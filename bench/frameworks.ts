@@ -17,6 +17,8 @@ export interface FrameworkSpec {
   singleThread: boolean;
   /** PyTorch thread count. */
   threads?: number;
+  /** Runs on a GPU (no CPU-peak percentage; not a reference of the chainrule ratio columns). */
+  gpu?: boolean;
 }
 
 const ALL = cpus().length;
@@ -59,6 +61,16 @@ export const FRAMEWORKS: readonly FrameworkSpec[] = [
     singleThread: false,
   },
   { id: "cr-js", label: "chainrule js (reference)", kind: "chainrule", variant: "js", singleThread: true },
+  // the sgemm, MLP and CNN rows on a WebGPU adapter (in Node through the npm package `webgpu`, Dawn);
+  // unavailable, saying why, without one
+  {
+    id: "cr-webgpu",
+    label: "chainrule webgpu",
+    kind: "chainrule",
+    variant: "webgpu",
+    singleThread: false,
+    gpu: true,
+  },
   { id: "torch-1t", label: "PyTorch 1 thread", kind: "torch", variant: "1", singleThread: true, threads: 1 },
   {
     id: "torch-all",

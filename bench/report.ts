@@ -17,6 +17,8 @@ export interface FwInfo {
   notes: string[];
   chainrule: boolean;
   singleThread: boolean;
+  /** Runs on a GPU: no CPU-peak percentage, and not a reference of the ratio columns. */
+  gpu?: boolean;
   unavailable?: string;
 }
 
@@ -140,8 +142,8 @@ function tableRows(
     }
     return out;
   };
-  const cr1 = best((fw) => fw.chainrule && fw.singleThread);
-  const crAll = best((fw) => fw.chainrule);
+  const cr1 = best((fw) => fw.chainrule && fw.singleThread && !fw.gpu);
+  const crAll = best((fw) => fw.chainrule && !fw.gpu);
   const refs = [cr1, crAll === cr1 ? undefined : crAll].filter((x): x is FwInfo => x !== undefined);
   const withPeak = peak !== null && c.unit === "GFLOP/s";
   const head = [
@@ -163,7 +165,7 @@ function tableRows(
     let note = "";
     if (f !== undefined) {
       const ofPeak =
-        peak === null
+        peak === null || fw.gpu
           ? ""
           : `${((100 * f.value) / (peak.perCore * (fw.singleThread ? 1 : peak.cores))).toFixed(0)}%`;
       cells.push(

@@ -5,7 +5,9 @@
  * Options (after `npm run bench --`):
  *   --quick            fewer samples, 1 epoch end-to-end, slow cases skipped: a smoke test
  *   --only a,b         workloads: sgemm, mlp, cnn, transformer, lstm, dispatch, vmap, attn, e2e
- *   --fw id,id         framework variants (ids in bench/frameworks.ts), e.g. cr-native-1t,torch-1t
+ *   --fw id,id         framework variants (ids in bench/frameworks.ts), e.g. cr-native-1t,torch-1t;
+ *                      cr-webgpu runs the sgemm, MLP and CNN rows on a WebGPU adapter (Node: the npm package
+ *                      `webgpu` and a Vulkan driver, docs/webgpu.md), e.g. --only sgemm,mlp,cnn --fw cr-webgpu
  *   --full             also run the cases skipped by default for being very slow (js e2e, jax-js jit CNN, ...)
  *   --out FILE         where to write the Markdown results (default bench/RESULTS.md; --quick writes nothing
  *                      unless --out is given); --no-write to only print
@@ -322,6 +324,7 @@ async function main(): Promise<void> {
     notes: [],
     chainrule: f.kind === "chainrule",
     singleThread: f.singleThread,
+    gpu: f.gpu,
   }));
   const results = new Map<string, Map<string, CaseResult>>(cases.map((c) => [c.id, new Map()]));
   const torchWhy = o.fws.some((f) => f.kind === "torch") ? torchStatus() : null;

@@ -8,7 +8,7 @@
  */
 import { registerBackend, setBackend } from "./backend/registry.ts";
 import { initWasmBackend } from "./backend/wasm/index.ts";
-import { initWebgpuBackend } from "./backend/webgpu/index.ts";
+import { initWebgpuBackend, webgpuInfo } from "./backend/webgpu/index.ts";
 
 /** Options of {@link init}. */
 export interface InitOptions {
@@ -20,10 +20,12 @@ export interface InitOptions {
   backend?: string;
 }
 
-/** What {@link init} chose: the backend's name and, if it fell back from wasm to js, why. */
+/** What {@link init} chose: the backend's name and, if it fell back (webgpu to wasm, wasm to js), why. */
 export interface InitResult {
   backend: string;
   fallback?: string;
+  /** With webgpu: the adapter (vendor, architecture, device, description), e.g. to tell a software one. */
+  adapter?: string;
 }
 
 /**
@@ -42,7 +44,7 @@ export async function init(opts: InitOptions = {}): Promise<InitResult> {
     try {
       const gpu = await initWebgpuBackend();
       registerBackend("webgpu", () => gpu);
-      return { backend: setBackend(gpu).name };
+      return { backend: setBackend(gpu).name, adapter: webgpuInfo()?.adapter };
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
       console.warn(`chainrule: webgpu unavailable (${why}); falling back to wasm`);

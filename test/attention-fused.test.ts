@@ -1,6 +1,6 @@
 /**
  * The fused attention primitive (sdpa, src/prims/attention.ts) behind nn.scaledDotProductAttention and
- * MultiheadAttention, on the js reference and (when built) the native backend:
+ * MultiheadAttention, on the js reference, the wasm backend and (when built) the native backend:
  * - float64 values and gradients against PyTorch 1.13 (which has no F.scaled_dot_product_attention, so the
  *   reference is softmax(q k^T scale + mask) v composed in torch, by the script below);
  * - against the composed path (_attention, which materialises the scores) on random inputs: odd sizes around
@@ -54,6 +54,7 @@ import type { Backend } from "../src/backend/backend.ts";
 import { jsBackend } from "../src/backend/js/index.ts";
 import { loadNativeBackend, nativeInfo, setNumThreads } from "../src/backend/native/index.ts";
 import { getBackend, setBackend } from "../src/backend/registry.ts";
+import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { grad, jit, makeJaxpr, manualSeed, nn, randn, type Tensor, tensor } from "../src/index.ts";
 import { _attention } from "../src/nn/attention.ts";
 
@@ -239,7 +240,12 @@ const TORCH = {
 };
 
 const loaded = loadNativeBackend();
-const BACKENDS: Backend[] = [jsBackend, ...("backend" in loaded ? [loaded.backend] : [])];
+const wasm = loadWasmBackend();
+const BACKENDS: Backend[] = [
+  jsBackend,
+  ...("backend" in loaded ? [loaded.backend] : []),
+  ...("backend" in wasm ? [wasm.backend] : []),
+];
 
 function on<T>(b: Backend, f: () => T): T {
   const prev = getBackend();

@@ -1,9 +1,9 @@
 /**
  * The fused recurrent cells (lstmCell, gruCell and their backward primitives, src/prims/rnn.ts) inside nn.LSTM,
- * nn.GRU and the single-step cells, on the native backend against the js reference: outputs and the gradients
+ * nn.GRU and the single-step cells, on the native and wasm backends against the js reference: outputs and the gradients
  * of the input and of every parameter (eager backward), float64 (to 1e-12) and float32, multi-layer,
  * bidirectional, with projections, hidden sizes off the vector width. The cells' values against PyTorch 1.13 are
- * in test/nn/rnn.test.ts (on the js kernels, which this file ties native to); their derivatives (JVP, VJP,
+ * in test/nn/rnn.test.ts (on the js kernels, which this file ties native and wasm to); their derivatives (JVP, VJP,
  * second order, vmap) are op-table rows (test/opinfo.ts); kernel conformance on every ISA and thread count is in
  * test/backend/conformance/rows-attention.ts.
  */
@@ -13,10 +13,12 @@ import type { Backend } from "../src/backend/backend.ts";
 import { jsBackend } from "../src/backend/js/index.ts";
 import { loadNativeBackend } from "../src/backend/native/index.ts";
 import { getBackend, setBackend } from "../src/backend/registry.ts";
+import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { manualSeed, randn, type Tensor, tensor } from "../src/index.ts";
 import { GRU, GRUCell, LSTM, LSTMCell, type Module } from "../src/nn/index.ts";
 
 const loaded = loadNativeBackend();
+const wasm = loadWasmBackend();
 
 function on<T>(b: Backend, f: () => T): T {
   const prev = getBackend();
@@ -28,11 +30,19 @@ function on<T>(b: Backend, f: () => T): T {
   }
 }
 
-test("native fused cells equal the js reference in nn.LSTM, nn.GRU, LSTMCell and GRUCell", {
-  skip: !("backend" in loaded),
-}, () => {
-  if (!("backend" in loaded)) return;
-  const native = loaded.backend;
+for (const [label, load] of [
+  ["native", loaded],
+  ["wasm", wasm],
+] as const) {
+  test(`${label} fused cells equal the js reference in nn.LSTM, nn.GRU, LSTMCell and GRUCell`, {
+    skip: !("backend" in load),
+  }, () => {
+    if (!("backend" in load)) return;
+    tiesToJs(label, load.backend);
+  });
+}
+
+function tiesToJs(label: string, native: Backend): void {
   for (const dtype of ["float64", "float32"] as const) {
     const tol = dtype === "float64" ? 1e-12 : 5e-5;
     manualSeed(3);
@@ -71,10 +81,10 @@ test("native fused cells equal the js reference in nn.LSTM, nn.GRU, LSTMCell and
           const g = nat[i][j];
           assert.ok(
             Math.abs(g - v) <= tol * (1 + Math.abs(v)),
-            `${dtype} ${name} result ${i}[${j}]: native ${g}, js ${v}`,
+            `${dtype} ${name} result ${i}[${j}]: ${label} ${g}, js ${v}`,
           );
         }
       }
     }
   }
-});
+}

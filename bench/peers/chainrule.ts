@@ -11,7 +11,19 @@ import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Backend } from "../../src/backend/backend.ts";
 import { listBackends, loadBackend, setBackend } from "../../src/backend/registry.ts";
-import { arange, autocast, grad, jit, jvp, noGrad, type Tensor, tensor, vmap } from "../../src/index.ts";
+import { webgpuInfo } from "../../src/backend/webgpu/index.ts";
+import {
+  arange,
+  autocast,
+  grad,
+  init,
+  jit,
+  jvp,
+  noGrad,
+  type Tensor,
+  tensor,
+  vmap,
+} from "../../src/index.ts";
 import {
   Conv2d,
   crossEntropy,
@@ -47,7 +59,14 @@ import type { AdapterOpts, Created, Peer, Skip } from "./types.ts";
 type Loaded = { backend: Backend } | { error: string };
 
 /** The backend variants this adapter runs. */
-export type ChainruleVariant = "js" | "wasm-1t" | "wasm-all" | "native-1t" | "native-all" | "native-1t-jit";
+export type ChainruleVariant =
+  | "js"
+  | "wasm-1t"
+  | "wasm-all"
+  | "native-1t"
+  | "native-all"
+  | "native-1t-jit"
+  | "webgpu";
 
 async function importBackendModule(kind: "native" | "wasm"): Promise<Record<string, unknown> | string> {
   const url = new URL(`../../src/backend/${kind}/index.ts`, import.meta.url);
@@ -200,16 +219,44 @@ function jitAdamStep(model: Sequential, x: Tensor, y: Int32Array, classes: numbe
   };
 }
 
+/**
+ * A one-element tensor's value: `item()`, or on webgpu (values on the device) an asynchronous read of a
+ * one-element copy (reading a view would copy its whole storage back).
+ */
+function readOne(t: Tensor, onDevice: boolean): number | Promise<number> {
+  return onDevice ? readOneAsync(t) : t.item();
+}
+
+async function readOneAsync(t: Tensor): Promise<number> {
+  return Number((await t.clone().data())[0]);
+}
+
+/** The webgpu variant runs the sgemm, MLP and CNN rows; the other methods say so. */
+function webgpuRowsOnly(p: Peer): Peer {
+  const skip = { skip: "webgpu: only the sgemm, MLP and CNN rows run on this backend" };
+  const out: Peer = { sgemm: p.sgemm, mlpStep: p.mlpStep, cnnStep: p.cnnStep, e2e: async () => skip };
+  for (const k of Object.keys(p) as (keyof Peer)[]) {
+    if (!(k in out)) (out as Record<string, unknown>)[k] = () => skip;
+  }
+  return out;
+}
+
 function makePeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
+  const peer = cpuPeer(variant, opts);
+  return variant === "webgpu" ? webgpuRowsOnly(peer) : peer;
+}
+
+function cpuPeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
   const isJs = variant === "js";
   const useJit = variant.endsWith("-jit");
+  const dev = variant === "webgpu";
   return {
     sgemm(n: number, a: Float32Array, b: Float32Array): Step | Skip {
       if (isJs && n >= 1024 && !opts.full)
         return { skip: "js reference: skipped at n=1024 (seconds per product)" };
       const ta = tensor(a, { shape: [n, n] });
       const tb = tensor(b, { shape: [n, n] });
-      return () => ta.matmul(tb).index(0, 0).item();
+      return () => readOne(ta.matmul(tb).index(0, 0), dev);
     },
     bf16Gemm(n: number, a: Float32Array, b: Float32Array): Step | Skip {
       if (isJs && n >= 1024 && !opts.full)
@@ -232,7 +279,7 @@ function makePeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
       const opt = new Adam(model.parameters(), { lr: 1e-3 });
       const x = tensor(d.x, { shape: [d.batch, 784] });
       const y = tensor(d.y, { dtype: "int32" });
-      return () => trainStep(model, opt, x, y).item();
+      return () => readOne(trainStep(model, opt, x, y), dev);
     },
     cnnStep(d: CnnData): Step {
       const c1 = new Conv2d(1, 32, 5, { padding: 2 });
@@ -259,7 +306,7 @@ function makePeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
       const opt = new Adam(model.parameters(), { lr: 1e-3 });
       const x = tensor(d.x, { shape: [d.batch, 1, 28, 28] });
       const y = tensor(d.y, { dtype: "int32" });
-      return () => trainStep(model, opt, x, y).item();
+      return () => readOne(trainStep(model, opt, x, y), dev);
     },
     transformerStep(d: TransformerData): Step {
       const { vocab, layers, width, heads, context, batch } = TRANSFORMER;
@@ -395,7 +442,20 @@ function useJitVariant(v: ChainruleVariant): boolean {
 export async function create(variant: ChainruleVariant, opts: AdapterOpts): Promise<Created> {
   const notes: string[] = [];
   let label = `chainrule ${variant}`;
-  if (variant !== "js") {
+  if (variant === "webgpu") {
+    const r = await init({ backend: "webgpu" });
+    if (r.backend !== "webgpu") return { unavailable: r.fallback ?? `init chose ${r.backend}` };
+    const info = webgpuInfo()!;
+    label = "chainrule webgpu";
+    notes.push(`adapter: ${info.adapter}`);
+    if (info.software) {
+      label = "chainrule webgpu (software adapter)";
+      notes.push(
+        "a software adapter (a CPU rasterizer): these rows check correctness (the check column agrees with the " +
+          "other rows), they do not measure GPU speed",
+      );
+    }
+  } else if (variant !== "js") {
     const kind = variant.startsWith("wasm") ? "wasm" : "native";
     const want = variant.includes("-1t") ? 1 : cpus().length;
     const { loaded, mod } = await loadKind(kind, kind === "wasm" ? { threads: want } : undefined);

@@ -3,7 +3,9 @@
  * trains and then a few test digits with their predicted class. Served (and bundled by esbuild) by serve.ts:
  * `npm run demo:browser`. In your own project, import from "chainrule" instead of the sources.
  *
- * URL parameters: epochs (default 3), limit (training examples, default 8000).
+ * URL parameters: epochs (default 3), limit (training examples, default 8000), backend (`webgpu` trains on the
+ * GPU where the browser has WebGPU, falling back to wasm otherwise; the page's backend menu sets it). Values
+ * are read with `await t.data()`, which every backend supports (webgpu has no synchronous reads).
  */
 import * as cr from "../../src/index.ts";
 
@@ -11,6 +13,24 @@ const params = new URLSearchParams(location.search);
 const epochs = Number(params.get("epochs") ?? 3);
 const limit = Number(params.get("limit") ?? 8000);
 const status = document.getElementById("status") as HTMLElement;
+
+/**
+ * The backend menu: wasm (the default) or WebGPU, offered where the browser has `navigator.gpu`; choosing one
+ * reloads the page with `?backend=`.
+ */
+function backendMenu(current: string): void {
+  const menu = document.getElementById("backend") as HTMLSelectElement;
+  const gpu = menu.querySelector('option[value="webgpu"]') as HTMLOptionElement;
+  if (!("gpu" in navigator)) {
+    gpu.disabled = true;
+    gpu.textContent = "WebGPU (not in this browser)";
+  }
+  menu.value = current === "webgpu" ? "webgpu" : "wasm";
+  menu.onchange = () => {
+    params.set("backend", menu.value);
+    location.search = params.toString();
+  };
+}
 
 /** Fetch a gzipped IDX file and parse it (the browser's DecompressionStream gunzips). */
 async function fetchIdx(url: string): Promise<cr.io.IdxArray> {
@@ -75,8 +95,11 @@ function drawDigit(pixels: Uint8Array, pred: number, label: number): HTMLElement
 }
 
 async function main() {
-  const { backend } = await cr.init();
-  status.textContent = `backend ${backend}; loading the digits…`;
+  const { backend, fallback } = await cr.init(
+    params.get("backend") === "webgpu" ? { backend: "webgpu" } : {},
+  );
+  backendMenu(backend);
+  status.textContent = `backend ${backend}${fallback ? ` (${fallback})` : ""}; loading the digits…`;
   const [images, labels] = await Promise.all([
     fetchIdx("./digits-images-idx3-ubyte.gz"),
     fetchIdx("./digits-labels-idx1-ubyte.gz"),
@@ -110,11 +133,14 @@ async function main() {
   const t0 = performance.now();
   for (let e = 0; e < epochs; e++) {
     for (const [xb, yb] of loader) {
+      // crossEntropy checks the class indices on the host: on webgpu the batch's labels (gathered on the GPU)
+      // must be read back first (on wasm their values are already there)
+      await yb.data();
       opt.zeroGrad();
       const loss = cr.nn.crossEntropy(model.call(xb), yb);
       loss.backward();
       opt.step();
-      losses.push(loss.item());
+      losses.push((await loss.data())[0]);
       if (losses.length % 10 === 0) {
         drawLoss(canvas, losses, totalSteps);
         status.textContent = `backend ${backend}; epoch ${e + 1}/${epochs}, loss ${losses.at(-1)?.toFixed(3)}`;
@@ -124,12 +150,13 @@ async function main() {
   }
   drawLoss(canvas, losses, totalSteps);
   const pred = cr.noGrad(() => model.call(xTest).argmax(1));
-  const accuracy = pred.eq(yTest).sum().item() / nTest;
+  const accuracy = (await pred.eq(yTest).sum().data())[0] / nTest;
   const seconds = (performance.now() - t0) / 1000;
   status.textContent = `backend ${backend}: ${losses.length} steps in ${seconds.toFixed(1)} s, test accuracy ${(100 * accuracy).toFixed(1)}% on ${nTest} digits`;
-  const preds = Array.from(pred.narrow(0, 0, 18).dataSync(), Number);
-  const truth = Array.from(yTest.narrow(0, 0, 18).dataSync(), Number);
-  const testPixels = Array.from(order.narrow(0, 0, 18).dataSync(), Number);
+  const first18 = async (t: cr.Tensor) => Array.from(await t.narrow(0, 0, 18).data(), Number);
+  const preds = await first18(pred);
+  const truth = await first18(yTest);
+  const testPixels = await first18(order);
   const box = document.getElementById("preds") as HTMLElement;
   preds.forEach((p, i) => {
     const k = testPixels[i];

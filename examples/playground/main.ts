@@ -7,7 +7,8 @@
  * 3. a small MLP training live on a 2-D toy problem, with its loss curve and one training step as a graph
  *    (mlp.ts).
  *
- * URL parameter: backend (default wasm; "js" for the reference backend). Once started, `window.playground`
+ * URL parameter: backend (default wasm; "js" for the reference backend; "webgpu" where the browser has WebGPU,
+ * falling back to wasm otherwise), also set by the backend menu. Once started, `window.playground`
  * holds the panels' state for the browser test (test/browser/playground.test.ts). In your own project, import from
  * "chainrule" instead of the sources.
  */
@@ -21,13 +22,34 @@ cr.viz.setGraphvizLoader(() => import("@viz-js/viz"));
 
 const byId = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 
+/**
+ * The backend menu: wasm, js, or WebGPU where the browser has `navigator.gpu`; choosing one reloads the page
+ * with `?backend=`.
+ */
+function backendMenu(current: string): void {
+  const menu = byId<HTMLSelectElement>("backend-choice");
+  const gpu = menu.querySelector('option[value="webgpu"]') as HTMLOptionElement;
+  if (!("gpu" in navigator)) {
+    gpu.disabled = true;
+    gpu.textContent = "WebGPU (not in this browser)";
+  }
+  menu.value = current;
+  menu.onchange = () => {
+    const params = new URLSearchParams(location.search);
+    params.set("backend", menu.value);
+    location.search = params.toString();
+  };
+}
+
 async function main() {
   const badge = byId("backend");
-  const { backend } = await cr.init({
+  const { backend, fallback } = await cr.init({
     backend: new URLSearchParams(location.search).get("backend") ?? "wasm",
   });
   badge.textContent = `backend: ${backend}`;
+  if (fallback !== undefined) badge.title = fallback;
   badge.classList.add(backend);
+  backendMenu(backend);
   const graphs = setupGraphs({
     expr: byId("expr"),
     x: byId("x"),

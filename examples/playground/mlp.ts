@@ -71,25 +71,28 @@ export class Trainer {
     this.opt = new cr.optim.Adam(this.model.parameters(), { lr: 0.01 });
   }
 
-  /** One full-batch step; returns the loss before the update. */
-  step(): number {
+  /**
+   * One full-batch step; resolves to the loss before the update. Values are read with `await t.data()`, which
+   * every backend supports (on webgpu they live on the GPU and cannot be read synchronously).
+   */
+  async step(): Promise<number> {
     this.opt.zeroGrad();
     const loss = cr.nn.crossEntropy(this.model.call(this.data.x), this.data.y);
     loss.backward();
     this.opt.step();
-    const v = loss.item();
+    const v = (await loss.data())[0];
     this.losses.push(v);
     return v;
   }
 
   /** Fraction of the points classified right. */
-  accuracy(): number {
+  async accuracy(): Promise<number> {
     const pred = cr.noGrad(() => this.model.call(this.data.x).argmax(1));
-    return pred.eq(this.data.y).sum().item() / this.data.labels.length;
+    return (await pred.eq(this.data.y).sum().data())[0] / this.data.labels.length;
   }
 
   /** P(class 1) on a `k` x `k` grid over [-lim, lim]^2, row by row from the top. */
-  probabilities(k: number, lim: number): Float32Array {
+  async probabilities(k: number, lim: number): Promise<Float32Array> {
     const pts = new Float32Array(2 * k * k);
     for (let r = 0; r < k; r++) {
       for (let c = 0; c < k; c++) {
@@ -98,18 +101,18 @@ export class Trainer {
       }
     }
     const p = cr.noGrad(() => cr.softmax(this.model.call(cr.tensor(pts, { shape: [k * k, 2] })), 1));
-    return p.narrow(1, 1, 1).contiguous().dataSync() as Float32Array;
+    return (await p.narrow(1, 1, 1).contiguous().data()) as Float32Array;
   }
 }
 
 const LIM = 2.6;
 
 /** Decision regions (blue: class 0, orange: class 1, paler where the model is unsure) and the points. */
-function drawBoundary(canvas: HTMLCanvasElement, t: Trainer): void {
+async function drawBoundary(canvas: HTMLCanvasElement, t: Trainer): Promise<void> {
   const ctx = canvas.getContext("2d") as CanvasRenderingContext2D;
   const { width: w, height: h } = canvas;
   const k = 100;
-  const p = t.probabilities(k, LIM);
+  const p = await t.probabilities(k, LIM);
   const cw = w / k;
   const ch = h / k;
   for (let r = 0; r < k; r++) {
@@ -165,9 +168,9 @@ export function setupMlp(el: MlpElements) {
   };
   let graphGen = 0;
 
-  const redraw = () => {
+  const redraw = async () => {
     const t = state.trainer;
-    drawBoundary(el.boundary, t);
+    await drawBoundary(el.boundary, t);
     el.lossPlot.innerHTML = cr.viz.linePlot({
       title: "training loss (cross-entropy)",
       xLabel: "step",
@@ -178,19 +181,35 @@ export function setupMlp(el: MlpElements) {
       series: [{ name: "full batch", y: t.losses.length > 0 ? t.losses : [Number.NaN] }],
     });
     const last = t.losses.at(-1);
+    const acc = last === undefined ? 0 : await t.accuracy();
     el.status.textContent =
       `step ${t.losses.length}` +
-      (last === undefined ? "" : `, loss ${last.toFixed(4)}, accuracy ${(100 * t.accuracy()).toFixed(1)}%`);
+      (last === undefined ? "" : `, loss ${last.toFixed(4)}, accuracy ${(100 * acc).toFixed(1)}%`);
   };
 
   const drawStepGraph = async () => {
     const gen = ++graphGen;
     const t = state.trainer;
     const idx = cr.tensor([0, 1, 2, 3], { dtype: "int32" });
-    const g = cr.viz.trainingStepGraph(t.model, t.data.x.indexSelect(0, idx), t.data.y.indexSelect(0, idx), {
-      depth: el.openModules.checked ? undefined : 1,
-      backward: el.showBackward.checked,
-    });
+    const x4 = t.data.x.indexSelect(0, idx);
+    const y4 = t.data.y.indexSelect(0, idx);
+    const opts = { depth: el.openModules.checked ? undefined : 1, backward: el.showBackward.checked };
+    const backend = cr.getBackend();
+    let g: cr.viz.Graph;
+    if (backend.name === "webgpu") {
+      // the picture shows every value, read synchronously: on webgpu, bring the (tiny) model's and the four
+      // points' values to the host and trace the step on the js backend
+      await Promise.all([...t.model.parameters(), x4, y4].map((p) => p.data()));
+      if (gen !== graphGen || t !== state.trainer || state.running) return;
+      cr.setBackend("js");
+      try {
+        g = cr.viz.trainingStepGraph(t.model, x4, y4, opts);
+      } finally {
+        cr.setBackend(backend);
+      }
+    } else {
+      g = cr.viz.trainingStepGraph(t.model, x4, y4, opts);
+    }
     const svg = await g.svg();
     if (gen !== graphGen) return;
     el.stepGraph.innerHTML = svg;
@@ -200,8 +219,8 @@ export function setupMlp(el: MlpElements) {
   const loop = async () => {
     while (state.running) {
       // a few steps, then let the page paint
-      for (let i = Number(el.speed.value); i > 0; i--) state.trainer.step();
-      redraw();
+      for (let i = Number(el.speed.value); i > 0; i--) await state.trainer.step();
+      await redraw();
       await new Promise((r) => requestAnimationFrame(r));
     }
   };
@@ -217,15 +236,15 @@ export function setupMlp(el: MlpElements) {
   const reset = () => {
     setRunning(false);
     state.trainer = new Trainer(el.dataset.value === "spirals" ? "spirals" : "moons");
-    redraw();
+    void redraw();
     void drawStepGraph();
   };
 
   el.train.addEventListener("click", () => setRunning(!state.running));
-  el.step.addEventListener("click", () => {
+  el.step.addEventListener("click", async () => {
     setRunning(false);
-    state.trainer.step();
-    redraw();
+    await state.trainer.step();
+    await redraw();
     void drawStepGraph();
   });
   el.reset.addEventListener("click", reset);

@@ -77,6 +77,7 @@ import {
 } from "./setup.ts";
 import { checkResumeExtra, MODEL_META, savedModelInfo } from "./saved.ts";
 import { startDistributedRun } from "../distributed/train-run.ts";
+import { makeDistributedTrainStep } from "../distributed/train-step.ts";
 
 /** Metadata keys of model.safetensors (defined in saved.ts, which validates them when read back). */
 export { MODEL_META } from "./saved.ts";
@@ -222,6 +223,44 @@ export function jitTrainer(
   };
 }
 
+/** A jitted trainer: `step` returns [loss, logits]; `sync` writes the state back into the model and optimizer. */
+interface JitTrainer {
+  /** One step; `weight` multiplies the loss before backward (a rank's share, --distributed). */
+  step(x: Tensor, y: Tensor, weight?: number): [Tensor, Tensor];
+  sync(): void;
+}
+
+/**
+ * --jit with --distributed: jitTrainer's contract on the ranks of the process group, through
+ * distributed.makeDistributedTrainStep (forward and backward compiled, the gradients averaged over the ranks,
+ * then the clipped update compiled), so that clipping sees the averaged gradients, as in the eager DDP path.
+ * The first step starts every rank from rank 0's parameters and buffers.
+ */
+function jitDistributedTrainer(
+  net: Module<[Tensor], Tensor>,
+  opt: Optimizer<{ lr: number }>,
+  loss: (logits: Tensor, y: Tensor) => Tensor,
+  clipGrad: number,
+): JitTrainer {
+  const f: FunctionalOptimizer = fromOptimizer(opt);
+  const named = Object.fromEntries(net.namedParameters().filter(([, p]) => p.requiresGrad));
+  const step = makeDistributedTrainStep(net, loss, clipGrad > 0 ? clippedOptimizer(f, clipGrad) : f);
+  let state: TrainState | null = null;
+  return {
+    step(x, y, weight = 1) {
+      state ??= { ...step.init(), opt: stateFromOptimizer(f, opt, named) };
+      const [l, next, logits] = step(state, x, y, hyperOf(f, opt), weight);
+      state = next;
+      return [l, logits];
+    },
+    sync() {
+      if (state === null) return;
+      loadModuleState(net, state);
+      stateToOptimizer(f, state.opt, opt, named);
+    },
+  };
+}
+
 /**
  * Cross-entropy of logits [N, C] against class indices [N] as one-hot targets: crossEntropy's class-index path
  * checks the indices on the host, which a trace cannot do.
@@ -318,9 +357,11 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
   const dataset = new TensorDataset(data.train.x, data.train.y);
   const stepsPerEpoch = Math.ceil(data.train.x.shape[0] / config.batchSize);
   const sched = makeScheduler(config, opt, stepsPerEpoch);
-  const jitted = config.jit
-    ? jitTrainer(net, opt, oneHotCrossEntropy(data.classes.length), config.clipGrad)
-    : null;
+  const jitted: JitTrainer | null = !config.jit
+    ? null
+    : dist !== null
+      ? jitDistributedTrainer(net, opt, oneHotCrossEntropy(data.classes.length), config.clipGrad)
+      : jitTrainer(net, opt, oneHotCrossEntropy(data.classes.length), config.clipGrad);
   let pos: Position = { epoch: 0, step: 0, globalStep: 0 };
   let sums: EpochSums = { loss: 0, correct: 0, count: 0, seconds: 0 };
   const epochs: EpochMetrics[] = saved?.extra.epochs ?? [];
@@ -344,9 +385,8 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
       if (config.epochs !== saved.extra.config.epochs) applyScheduleAt(sched, pos.globalStep);
     }
   }
-  if (dist !== null && jitted !== null)
-    throw new ConfigError("--distributed: --jit is not supported with it yet");
-  const model = dist?.wrap(net) ?? net; // after a resume loaded the weights: DDP broadcasts rank 0's
+  // after a resume loaded the weights: DDP broadcasts rank 0's (the jitted step does at its first call)
+  const model = dist !== null && jitted === null ? dist.wrap(net) : net;
   mkdirSync(outDir, { recursive: true }); // only once the data and the model are there
   // one run per directory; stale temporary files of a killed run are removed once the lock is held
   const lock = dist?.isMain === false ? { release() {} } : lockOutDir(outDir, OUTPUT_NAMES);
@@ -482,7 +522,7 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
         let logits: Tensor;
         let lossValue: number;
         if (jitted !== null) {
-          const [loss, out] = jitted.step(x, y);
+          const [loss, out] = jitted.step(x, y, share);
           logits = out;
           lossValue = loss.item();
           if (!Number.isFinite(lossValue)) {

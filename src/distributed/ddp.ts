@@ -24,7 +24,7 @@ import { viewOf } from "../prims/impl.ts";
 import { contiguousStrides, fmtShape } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import type { TapeNode } from "../core/tape.ts";
-import { allReduce, broadcast, type Work } from "./collectives.ts";
+import { allGather, allReduce, broadcast, type Work } from "./collectives.ts";
 import { currentGroup } from "./process-group.ts";
 
 /** Options of {@link DistributedDataParallel}. */
@@ -40,6 +40,17 @@ export interface DDPOptions {
    * parameter; the view is overwritten by the next synchronised backward.
    */
   gradientAsBucketView?: boolean;
+  /**
+   * Average the gradients in a defined order instead of MPI's (default false). Each bucket is all-gathered and
+   * every rank sums the ranks' gradients itself, in rank order as a pairwise tree (level by level: 0+1, 2+3, ...,
+   * then the pairs' sums in the same way; an odd last element moves up a level unchanged), then divides by the
+   * world size. MPI chooses its all-reduce algorithm by message size and world size, and a ring sums every
+   * chunk of the buffer in another order; this mode makes the result a function of the ranks' gradients alone,
+   * so a run can be reproduced bit for bit in one process (see docs/distributed.md, "Bit for bit"). It costs an
+   * all-gather, (worldSize - 1) x the bucket's bytes received per rank instead of about 2 x, and worldSize x the
+   * bucket's memory.
+   */
+  deterministic?: boolean;
 }
 
 interface Bucket {
@@ -49,6 +60,8 @@ interface Bucket {
   offsets: number[];
   pending: number;
   work: Work | null;
+  /** deterministic: the ranks' copies of the bucket, side by side (allocated at the first use). */
+  gathered: TypedArray | null;
 }
 
 /**
@@ -77,6 +90,7 @@ export class DistributedDataParallel<In extends unknown[] = [Tensor], Out = Tens
   readonly #broadcastBuffers: boolean;
   readonly #findUnused: boolean;
   readonly #asView: boolean;
+  readonly #deterministic: boolean;
   #sync = true;
   /** Whether the current iteration expects gradients to be reduced (set by a forward with grad on). */
   #prepared = false;
@@ -96,6 +110,7 @@ export class DistributedDataParallel<In extends unknown[] = [Tensor], Out = Tens
     this.#broadcastBuffers = opts.broadcastBuffers ?? true;
     this.#findUnused = opts.findUnusedParameters ?? false;
     this.#asView = opts.gradientAsBucketView ?? false;
+    this.#deterministic = opts.deterministic ?? false;
     const named = module.namedParameters().filter(([, p]) => p.requiresGrad);
     for (const [n, p] of named) this.#names.set(p, n);
     checkSameModel(op, module);
@@ -139,6 +154,7 @@ export class DistributedDataParallel<In extends unknown[] = [Tensor], Out = Tens
         offsets,
         pending: params.length,
         work: null,
+        gathered: null,
       });
     });
     for (const [, p] of named) {
@@ -200,6 +216,14 @@ export class DistributedDataParallel<In extends unknown[] = [Tensor], Out = Tens
     return this.#buckets.map((b) => b.data.length);
   }
 
+  /**
+   * How many buckets' reductions are in flight: started during the current backward and not yet waited for.
+   * Read inside a gradient hook, it shows communication overlapping the rest of backward (for tests and tuning).
+   */
+  bucketsInFlight(): number {
+    return this.#buckets.filter((b) => b.work !== null).length;
+  }
+
   #reset(): void {
     this.#prepared = false;
     this.#readyParams.clear();
@@ -236,7 +260,13 @@ export class DistributedDataParallel<In extends unknown[] = [Tensor], Out = Tens
     while (this.#nextLaunch < this.#buckets.length && this.#buckets[this.#nextLaunch].pending === 0) {
       const nb = this.#buckets[this.#nextLaunch++];
       const flat = Tensor._concrete(nb.data, [nb.data.length], nb.dtype, [1]);
-      nb.work = this.#worldSize > 1 ? allReduce(flat, "mean", { async: true }) : null;
+      if (this.#worldSize <= 1) nb.work = null;
+      else if (!this.#deterministic) nb.work = allReduce(flat, "mean", { async: true });
+      else {
+        nb.gathered ??= allocTyped(nb.dtype, nb.data.length * this.#worldSize);
+        const all = Tensor._concrete(nb.gathered, [nb.gathered.length], nb.dtype, [1]);
+        nb.work = allGather(all, flat, { async: true });
+      }
     }
     if (this.#nextLaunch === this.#buckets.length) this.#finish();
   }
@@ -245,6 +275,7 @@ export class DistributedDataParallel<In extends unknown[] = [Tensor], Out = Tens
     for (const b of this.#buckets) {
       b.work?.wait();
       b.work = null;
+      if (this.#deterministic && this.#worldSize > 1) treeMean(b.gathered!, b.data, this.#worldSize);
       b.params.forEach((p, i) => {
         const off = b.offsets[i];
         const data = this.#asView ? b.data.subarray(off, off + p.size) : b.data.slice(off, off + p.size);
@@ -281,6 +312,32 @@ export class DistributedDataParallel<In extends unknown[] = [Tensor], Out = Tens
       b.data.fill(0, b.offsets[at.index], b.offsets[at.index] + p.size);
       this.#markReady(p, b);
     }
+  }
+}
+
+/**
+ * `out[i]` = the mean of the `w` blocks of `gathered` (block r = rank r's values), summed as a pairwise tree in
+ * rank order, level by level ((g0 + g1) + (g2 + g3) for 4 ranks; an odd last block moves up unchanged), then
+ * divided by `w`. Float32 sums are computed in double and rounded once to float32, which is the correctly rounded
+ * float32 sum (a double holds more than twice float32's precision, so the double rounding is harmless).
+ */
+export function treeMean(gathered: TypedArray, out: TypedArray, w: number): void {
+  const n = out.length;
+  const level = new Float64Array(w);
+  const f32 = out instanceof Float32Array;
+  for (let i = 0; i < n; i++) {
+    for (let r = 0; r < w; r++) level[r] = gathered[r * n + i] as number;
+    let m = w;
+    while (m > 1) {
+      const half = m >> 1;
+      for (let k = 0; k < half; k++) {
+        const s = level[2 * k] + level[2 * k + 1];
+        level[k] = f32 ? Math.fround(s) : s;
+      }
+      if (m & 1) level[half] = level[m - 1];
+      m = half + (m & 1);
+    }
+    out[i] = level[0] / w;
   }
 }
 

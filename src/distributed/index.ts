@@ -29,6 +29,12 @@ export {
   type ProcessGroupInfo,
 } from "./process-group.ts";
 export { type DDPOptions, DistributedDataParallel } from "./ddp.ts";
+export {
+  allReduceGradients,
+  type DistributedTrainStep,
+  type DistributedTrainStepOpts,
+  makeDistributedTrainStep,
+} from "./train-step.ts";
 export { isMainProcess, loadCheckpoint, log0, saveCheckpoint, stripModulePrefix } from "./checkpoint.ts";
 export { allReduceSum } from "./functional.ts";
 export { SyncBatchNorm } from "../nn/sync-batchnorm.ts";

@@ -21,6 +21,9 @@ export const FLAGS = [
   "--disable-sync",
 ];
 
+/** Extra flags for a WebGPU adapter in headless Chromium: Debian's chromium ships SwiftShader's. */
+export const WEBGPU_FLAGS = ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader"];
+
 /** A file to serve: its content and MIME type. */
 export interface Served {
   body: string | Uint8Array;

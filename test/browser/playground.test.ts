@@ -2,8 +2,9 @@
  * The lecture playground (examples/playground, `npm run playground`) in headless Chromium, driven through its DOM:
  * type an expression and check the numbers on the three graphs against calculus, break the expression and check
  * the error points at the mistake, move the sawtooth depth and check the counted pieces are 2^depth, train the
- * MLP for a while and check the loss fell; then a screenshot (runs/playground.png, for a look). The expression
- * parser is also checked on its own, in Node.
+ * MLP for a while and check the loss fell; then a screenshot (runs/playground.png, for a look). Then the same
+ * page with WebGPU chosen (Chromium's SwiftShader adapter): the MLP trains on the GPU. The expression parser is
+ * also checked on its own, in Node.
  */
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -11,7 +12,7 @@ import { test } from "node:test";
 import puppeteer, { type Page } from "puppeteer-core";
 import { ExprError, parse, show } from "../../examples/playground/expr.ts";
 import { startPlayground } from "../../examples/playground/serve.ts";
-import { CHROMIUM, FLAGS } from "./chromium.ts";
+import { CHROMIUM, FLAGS, WEBGPU_FLAGS } from "./chromium.ts";
 
 test("the expression parser: precedence, implicit products, constants, errors with their position", () => {
   const read = (s: string) => show(parse(s));
@@ -57,9 +58,21 @@ async function typeExpr(page: Page, text: string): Promise<void> {
   await page.type("#expr", text);
 }
 
-test("the playground: graphs with values, adjoints and tangents, sawtooth pieces, a live MLP, on wasm", async () => {
+/**
+ * Open the playground (with the URL `query`, Chromium's extra `args`) in a 1400 x 900 page, wait until it has
+ * started, run `body` on the page and its collected errors, and close everything.
+ */
+async function withPlayground(
+  query: string,
+  args: readonly string[],
+  body: (page: Page, errors: string[]) => Promise<void>,
+): Promise<void> {
   const server = await startPlayground(0);
-  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+  const browser = await puppeteer.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [...FLAGS, ...args],
+  });
   try {
     const page = await browser.newPage();
     await page.setViewport({ width: 1400, height: 900 });
@@ -68,11 +81,48 @@ test("the playground: graphs with values, adjoints and tangents, sawtooth pieces
     page.on("console", (m) => {
       if (m.type() === "error") errors.push(`console.error: ${m.text()}`);
     });
-    await page.goto(server.url);
+    await page.goto(`${server.url}${query}`);
     await page.waitForFunction("window.playground !== undefined || window.playgroundError !== undefined");
     assert.equal(await page.evaluate("window.playgroundError"), undefined);
+    await body(page, errors);
+  } finally {
+    await browser.close();
+    server.close();
+  }
+}
+
+/** The MLP panel: its step graph is drawn, it trains 150 steps and the loss falls. */
+async function checkMlpTrains(page: Page, timeout: number): Promise<void> {
+  const text = (id: string) => page.$eval(id, (e) => e.textContent ?? "");
+  await until(page, "p.mlp.stepGraphs > 0", timeout);
+  const stepGraph = await text("#step-graph");
+  for (const box of ["Linear(2\u219216)", "Tanh()", "Linear(16\u21922)", "(adjoint)"]) {
+    assert.ok(stepGraph.includes(box), `step graph shows "${box}"`);
+  }
+  await page.evaluate(`document.getElementById("speed").value = "20"`);
+  await page.click("#train");
+  await until(page, "p.mlp.trainer.losses.length >= 150", timeout);
+  await page.click("#train"); // pause
+  const losses = await hook<number[]>(page, "p.mlp.trainer.losses");
+  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+  assert.ok(losses[0] > 0.5, `the first loss is that of guessing (ln 2 = 0.69): ${losses[0]}`);
+  assert.ok(
+    mean(losses.slice(-10)) < 0.3 * mean(losses.slice(0, 10)),
+    `the loss falls: ${losses.join(", ")}`,
+  );
+  await until(
+    page,
+    `document.getElementById("mlp-status").textContent.startsWith("step " + p.mlp.trainer.losses.length + ", loss ")`,
+    timeout,
+  );
+  assert.match(await text("#loss-plot"), /training loss/);
+}
+
+test("the playground: graphs with values, adjoints and tangents, sawtooth pieces, a live MLP, on wasm", async () => {
+  await withPlayground("", [], async (page, errors) => {
     assert.equal(await hook(page, "p.backend"), "wasm");
     assert.equal(await page.$eval("#backend", (e) => e.textContent), "backend: wasm");
+    assert.equal(await page.$eval("#backend-choice", (e) => (e as HTMLSelectElement).value), "wasm");
 
     // ---- 1. three sweeps of an expression typed in --------------------------------------------------------
     await typeExpr(page, "sin(x) + x*y");
@@ -169,25 +219,7 @@ test("the playground: graphs with values, adjoints and tangents, sawtooth pieces
     assert.ok(sawGraph.includes("a\u0304 = -4") && sawGraph.includes("relu"), sawGraph);
 
     // ---- 3. the MLP trains: the loss falls -------------------------------------------------------------------
-    await until(page, "p.mlp.stepGraphs > 0");
-    const stepGraph = await text("#step-graph");
-    for (const box of ["Linear(2\u219216)", "Tanh()", "Linear(16\u21922)", "(adjoint)"]) {
-      assert.ok(stepGraph.includes(box), `step graph shows "${box}"`);
-    }
-    await page.evaluate(`document.getElementById("speed").value = "20"`);
-    await page.click("#train");
-    await until(page, "p.mlp.trainer.losses.length >= 150", 30_000);
-    await page.click("#train"); // pause
-    const losses = await hook<number[]>(page, "p.mlp.trainer.losses");
-    const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
-    assert.ok(losses[0] > 0.5, `the first loss is that of guessing (ln 2 = 0.69): ${losses[0]}`);
-    assert.ok(
-      mean(losses.slice(-10)) < 0.3 * mean(losses.slice(0, 10)),
-      `the loss falls: ${losses.join(", ")}`,
-    );
-    const status = await text("#mlp-status");
-    assert.match(status, new RegExp(`^step ${losses.length}, loss `), status);
-    assert.match(await text("#loss-plot"), /training loss/);
+    await checkMlpTrains(page, 30_000);
     assert.deepEqual(errors, []);
 
     await page.evaluate("window.scrollTo(0, 0)");
@@ -200,8 +232,33 @@ test("the playground: graphs with values, adjoints and tangents, sawtooth pieces
     assert.ok(png.length > 50_000, `a page with pictures, not a blank one: ${png.length} bytes`);
     mkdirSync("runs", { recursive: true });
     writeFileSync("runs/playground.png", png);
-  } finally {
-    await browser.close();
-    server.close();
-  }
+  });
+});
+
+test("the playground with WebGPU chosen: the MLP trains on webgpu, the float64 panels run on the host", async (t) => {
+  await withPlayground("?backend=webgpu", WEBGPU_FLAGS, async (page, errors) => {
+    const backend = await hook<string>(page, "p.backend");
+    if (backend !== "webgpu") {
+      const why = await page.$eval("#backend", (e) => (e as HTMLElement).title);
+      console.log(`# webgpu playground test skipped: no WebGPU adapter in this Chromium (${why})`);
+      t.skip(why);
+      return;
+    }
+    assert.equal(await page.$eval("#backend", (e) => e.textContent), "backend: webgpu");
+    const menu = await page.$eval("#backend-choice", (e) => {
+      const sel = e as HTMLSelectElement;
+      return [sel.value, (sel.querySelector('option[value="webgpu"]') as HTMLOptionElement).disabled];
+    });
+    assert.deepEqual(menu, ["webgpu", false], "the menu shows WebGPU, offered");
+    // panel 1 (float64 scalars, on the host): the default x^2 + log(y) at (3, 2)
+    await until(page, `p.graphs.drawn.expr === "x^2 + log(y)"`);
+    const d = await hook<{ value: number; dfdx: number; dfdy: number }>(page, "p.graphs.drawn");
+    assert.ok(Math.abs(d.value - (9 + Math.log(2))) < 1e-12, `f(3, 2) = ${d.value}`);
+    assert.deepEqual([d.dfdx, d.dfdy], [6, 0.5], "∂f/∂x = 2x, ∂f/∂y = 1/y");
+    // panel 2: the sawtooth's pieces at the default depth 3
+    assert.equal(await hook<number>(page, "p.sawtooth.pieces"), 8);
+    // panel 3 on the GPU
+    await checkMlpTrains(page, 120_000);
+    assert.deepEqual(errors, []);
+  });
 });

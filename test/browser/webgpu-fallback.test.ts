@@ -1,13 +1,15 @@
 /**
- * The webgpu backend where WebGPU is missing (Node has no navigator.gpu): it is registered but never the
- * default, selecting it by name says to call init first, and `await init({ backend: "webgpu" })` falls back to
- * wasm with one console line saying why. Also the device-storage bookkeeping that needs no GPU: ordinary typed
- * arrays are no device arrays, and `syncToHost` leaves them alone.
+ * The webgpu backend where WebGPU is missing (Node has no navigator.gpu, and the npm package `webgpu` is
+ * simulated missing, or present without an adapter): it is registered but never the default, selecting it by
+ * name says to call init first, and `await init({ backend: "webgpu" })` falls back to wasm with one console
+ * line naming what is missing. Also the device-storage bookkeeping that needs no GPU: ordinary typed arrays are
+ * no device arrays, and `syncToHost` leaves them alone.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { deviceStorageOf, syncToHost } from "../../src/backend/device.ts";
 import { sizeClass } from "../../src/backend/webgpu/gpu.ts";
+import { setDawnLoader } from "../../src/backend/webgpu/index.ts";
 import * as cr from "../../src/index.ts";
 
 test("webgpu is registered, optional, and init falls back to wasm without an adapter", async () => {
@@ -16,20 +18,40 @@ test("webgpu is registered, optional, and init falls back to wasm without an ada
   const r = cr.loadBackend("webgpu");
   assert.ok("error" in r && /await init\(\{ backend: "webgpu" \}\)/.test(r.error), JSON.stringify(r));
 
-  const warned: string[] = [];
-  const warn = console.warn;
-  console.warn = (...a: unknown[]) => warned.push(a.join(" "));
-  let res: cr.InitResult;
+  const initWarned = async (): Promise<[cr.InitResult, string[]]> => {
+    const warned: string[] = [];
+    const warn = console.warn;
+    console.warn = (...a: unknown[]) => warned.push(a.join(" "));
+    try {
+      return [await cr.init({ backend: "webgpu" }), warned];
+    } finally {
+      console.warn = warn;
+    }
+  };
+  // the npm package `webgpu` missing: the line names it and how to install it
+  const old = setDawnLoader(() => import("webgpu-not-installed-here" as string));
   try {
-    res = await cr.init({ backend: "webgpu" });
+    const [res, warned] = await initWarned();
+    assert.equal(res.backend, "wasm");
+    assert.match(
+      res.fallback ?? "",
+      /^webgpu unavailable: no navigator\.gpu, and the npm package `webgpu` \(Dawn\) could not be loaded .*`npm install webgpu`$/,
+    );
+    assert.equal(warned.length, 1, "one console line");
+    assert.match(warned[0], /webgpu unavailable .*falling back to wasm/);
+    assert.equal(cr.getBackend().name, "wasm");
+    // the package present but no adapter (no Vulkan driver): the line names the driver and its Debian package
+    setDawnLoader(async () => ({ create: () => ({ requestAdapter: async () => null }) as unknown as GPU }));
+    const [res2, warned2] = await initWarned();
+    assert.equal(res2.backend, "wasm");
+    assert.match(
+      res2.fallback ?? "",
+      /found no adapter: it needs a Vulkan driver: .*apt-get install mesa-vulkan-drivers/,
+    );
+    assert.equal(warned2.length, 1, "one console line");
   } finally {
-    console.warn = warn;
+    setDawnLoader(old);
   }
-  assert.equal(res.backend, "wasm");
-  assert.match(res.fallback ?? "", /^webgpu unavailable: WebGPU is not available here \(no navigator\.gpu\)/);
-  assert.equal(warned.length, 1, "one console line");
-  assert.match(warned[0], /webgpu unavailable .*falling back to wasm/);
-  assert.equal(cr.getBackend().name, "wasm");
   // still works as usual, and data() is the synchronous values
   const t = cr.tensor([1, 2, 3]).mul(2);
   assert.deepEqual(Array.from(await t.data()), [2, 4, 6]);

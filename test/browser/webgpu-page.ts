@@ -25,6 +25,7 @@ import { allocTyped, type DType, type TypedArray } from "../../src/dtype.ts";
 import * as cr from "../../src/index.ts";
 import { OPS } from "../opinfo.ts";
 import { type Nd, nd } from "../ref.ts";
+import type { WebgpuReport } from "./webgpu-report.ts";
 import { cnnStepsAsync, mlpStepsAsync } from "./webgpu-scenario.ts";
 
 /** mulberry32: a small seeded generator (values reproducible run to run). */
@@ -564,14 +565,7 @@ async function opTableChecks(): Promise<{ checked: number; failures: string[]; s
 }
 
 /** A synchronous read of GPU-written values fails naming `await t.data()`; after it, reads work. */
-async function syncReadChecks(): Promise<{
-  message: string;
-  afterData: number;
-  sum: number[];
-  toFloat64: string;
-  fresh: number[];
-  lstm: string;
-}> {
+async function syncReadChecks(): Promise<WebgpuReport["syncRead"]> {
   const t = cr.tensor([1, 2, 3, 4]).mul(2).sum();
   const err = (f: () => unknown) => {
     try {
@@ -598,7 +592,7 @@ async function syncReadChecks(): Promise<{
 }
 
 /** Bytes in use grow with live tensors; dropped tensors' buffers return to the pool after a collection. */
-async function memoryChecks(): Promise<{ before: number; held: number; afterGc: number; pool: number }> {
+async function memoryChecks(): Promise<WebgpuReport["memory"]> {
   const before = webgpuMemory()!.bytesInUse;
   let keep: cr.Tensor[] | null = [];
   for (let k = 0; k < 8; k++) keep.push(cr.ones([256, 256]).mul(k));
@@ -631,11 +625,15 @@ async function jitCheck(): Promise<number[]> {
   return [...first, ...second];
 }
 
-async function run() {
-  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
-  const adapter = nav?.gpu ? await nav.gpu.requestAdapter() : null;
-  if (adapter === null) return { skip: nav?.gpu ? "no WebGPU adapter" : "no navigator.gpu" };
+/**
+ * Everything above, in order (the page runs it; the Node test of the npm package `webgpu` calls it too).
+ * `opTable: false` leaves out the op table's forward checks.
+ */
+export async function runWebgpuChecks(
+  opts: { opTable?: boolean } = {},
+): Promise<WebgpuReport | { skip: string }> {
   const init = await cr.init({ backend: "webgpu" });
+  if (init.backend !== "webgpu") return { skip: init.fallback ?? `init chose ${init.backend}` };
   const t0 = performance.now();
   await kernelChecks();
   const kernelsMs = performance.now() - t0;
@@ -643,9 +641,22 @@ async function run() {
   const memory = await memoryChecks();
   const mlp = await mlpStepsAsync(3, 3);
   const cnn = await cnnStepsAsync(4);
-  const opTable = await opTableChecks();
+  const opTable = opts.opTable === false ? null : await opTableChecks();
   const jit = await jitCheck();
-  return { init, info: webgpuInfo(), checked, failures, kernelsMs, syncRead, memory, mlp, cnn, opTable, jit };
+  return {
+    init,
+    info: webgpuInfo()!,
+    checked,
+    failures,
+    kernelsMs,
+    syncRead,
+    memory,
+    mlp,
+    cnn,
+    opTable,
+    jit,
+  };
 }
 
-Object.assign(globalThis, { __result: run() });
+// the page (a browser); imported by a Node test, it only exports
+if (typeof window !== "undefined") Object.assign(globalThis, { __result: runWebgpuChecks() });

@@ -2,8 +2,11 @@
 // computes alone from the formula that generated every rank's data. Prints "ok <rank>" at the end; an assertion
 // failure is an uncaught exception, which ends the job with a non-zero status.
 import assert from "node:assert/strict";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { loadMpiAddon } from "../../src/distributed/addon.ts";
-import { distributed, type DType, tensor, zeros } from "../../src/node.ts";
+import { distributed, type DType, randn, tensor, zeros } from "../../src/node.ts";
 import type { Tensor } from "../../src/tensor/tensor.ts";
 
 const { rank, worldSize: size } = distributed.initProcessGroup({ timeoutMs: 120_000 });
@@ -192,6 +195,51 @@ assert.throws(
   () => raw.allReduce([1, 2] as unknown as Float32Array, 0, 2, 0, 0, false),
   /must be a typed array/,
 );
+
+// Async overlaps compute, proved by ordering, not timing: rank 0 starts an async all-reduce that cannot complete
+// before the other ranks join it, and they join only after a file rank 0 writes once the call has returned
+// (a side channel outside MPI). Rank 0 then computes, polling isCompleted() between chunks without calling
+// wait(): the collective must finish while it computes, driven by the binding's communication thread.
+{
+  const tag = tensor([rank === 0 ? Math.floor(Math.random() * 1e9) : 0], { dtype: "int32" });
+  distributed.broadcast(tag, 0);
+  const gate = path.join(os.tmpdir(), `chainrule-overlap-${tag.item()}`);
+  const n = 100_000;
+  const t = tensor(
+    Array.from({ length: n }, (_, i) => (i % 5) + rank),
+    { dtype: "float64" },
+  );
+  if (rank === 0) {
+    const w = distributed.allReduce(t, "sum", { async: true });
+    assert.equal(w.isCompleted(), false, "the all-reduce completed before the other ranks could join it");
+    writeFileSync(gate, "go");
+    const a = randn([96, 96], { dtype: "float64" });
+    let chunks = 0;
+    const t0 = Date.now();
+    let done = false;
+    while (!done && Date.now() - t0 < 60_000) {
+      a.matmul(a).tanh().sum().item(); // compute on the JavaScript thread
+      chunks++;
+      done = w.isCompleted();
+    }
+    assert.ok(done, `the all-reduce did not complete in the background during ${chunks} compute chunks`);
+    w.wait();
+    console.log(`overlap: the all-reduce completed in the background after ${chunks} compute chunk(s)`);
+  } else {
+    const t0 = Date.now();
+    while (!existsSync(gate)) {
+      assert.ok(Date.now() - t0 < 60_000, "rank 0 never opened the gate");
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    }
+    distributed.allReduce(t, "sum");
+  }
+  const sumRanks = (size * (size - 1)) / 2;
+  const got = t.dataSync();
+  for (let i = 0; i < n; i += 997)
+    assert.equal(got[i], size * (i % 5) + sumRanks, `overlap all-reduce [${i}]`);
+  distributed.barrier();
+  if (rank === 0) rmSync(gate, { force: true });
+}
 
 distributed.barrier();
 await distributed.barrier({ async: true }).promise();

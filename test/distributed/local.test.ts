@@ -2,6 +2,7 @@
 // which do not need a launcher to be checked.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { treeMean } from "../../src/distributed/ddp.ts";
 import { data, distributed, manualSeed, nn, optim, randn, tensor, zeros } from "../../src/node.ts";
 
 test("without a launcher the process group is one process and needs no MPI", () => {
@@ -159,4 +160,32 @@ test("SyncBatchNorm without a process group is BatchNorm; convertSyncBatchnorm k
   const rb = ref.buffers();
   for (const [i, p] of net.parameters().entries()) close(p.grad!.dataSync(), rp[i].grad!.dataSync());
   for (const [i, t] of net.buffers().entries()) close(t.dataSync(), rb[i].dataSync());
+});
+
+test("the deterministic order: ranks' gradients summed pairwise in rank order, level by level, then / worldSize", () => {
+  // 2^53 < 1e16: neighbouring doubles there are 2 apart, so 1e16 + 1 rounds (to even) back to 1e16 and the
+  // order of the additions shows in the result
+  const big = 1e16;
+  const mean = (vals: number[]) => {
+    const out = new Float64Array(1);
+    treeMean(Float64Array.from(vals), out, vals.length);
+    return out[0];
+  };
+  // 4 ranks: ((g0 + g1) + (g2 + g3)) / 4 = (1e16 + -1e16) / 4 = 0; a left-to-right sum would give 1 / 4
+  assert.equal(mean([big, 1, -big, 1]), 0);
+  // 3 ranks: (g0 + g1) + g2; 5 ranks: ((g0 + g1) + (g2 + g3)) + g4
+  assert.equal(mean([1, big, -big]), 0); // (1 + 1e16) - 1e16 = 0, where 1 + (1e16 - 1e16) would give 1 / 3
+  assert.equal(mean([1, 1, big, -big, 3]), (2 + 0 + 3) / 5);
+  // 2 ranks: one addition; 1 rank: the value
+  assert.equal(mean([0.1, 0.2]), (0.1 + 0.2) / 2);
+  assert.equal(mean([0.7]), 0.7);
+  // several elements, float32: block r of `gathered` is rank r's; each sum rounded to float32
+  const out = new Float32Array(2);
+  treeMean(Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8]), out, 4);
+  assert.deepEqual(Array.from(out), [(1 + 3 + 5 + 7) / 4, (2 + 4 + 6 + 8) / 4]);
+  const f = Math.fround;
+  const t32 = new Float32Array(1);
+  treeMean(Float32Array.from([f(1e8), 3, f(-1e8), 3]), t32, 4);
+  // float32 spacing at 1e8 is 8: 1e8 + 3 rounds to 1e8, so the tree gives 0 (a double sum would give 6 / 4)
+  assert.equal(t32[0], 0);
 });

@@ -9,6 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { files } from "../../src/node.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
@@ -104,14 +105,22 @@ describe("under mpirun", { concurrency: 2 }, () => {
     test(`collectives on ${np} processes: every op and dtype, empty and non-contiguous tensors, async`, {
       skip,
     }, async () => {
-      expectOk(await mpirun(np, "collectives-child.ts"), np, "collectives-child");
+      const r = await mpirun(np, "collectives-child.ts");
+      expectOk(r, np, "collectives-child");
+      assert.match(r.stdout, /overlap: the all-reduce completed in the background/);
     });
     test(`DistributedDataParallel on ${np} processes equals one process on the global batch`, {
       skip,
     }, async () => {
       const r = await mpirun(np, "ddp-child.ts");
       expectOk(r, np, "ddp-child");
-      assert.equal(r.stdout.match(/^ok /gm)?.length, 4 * np, r.stdout);
+      assert.equal(r.stdout.match(/^ok /gm)?.length, 7 * np, r.stdout);
+      assert.equal(r.stdout.match(/bit for bit equal/g)?.length, 3 * np, r.stdout);
+    });
+    test(`a jitted data-parallel step on ${np} processes equals eager DistributedDataParallel`, {
+      skip,
+    }, async () => {
+      expectOk(await mpirun(np, "jit-child.ts"), np, "jit-child");
     });
   }
 
@@ -136,7 +145,9 @@ describe("under mpirun", { concurrency: 2 }, () => {
     });
   }
 
-  test("a checkpoint written before a rank is killed resumes on 4 processes and on 1", { skip }, async () => {
+  test("a checkpoint written before a rank is killed on 2 processes resumes on 4 and on 1", {
+    skip,
+  }, async () => {
     const ckpt = path.join(tmp, "ckpt.safetensors");
     const killed = await mpirun(2, "resume-child.ts", { CKPT: ckpt, KILL_AT: "3" });
     assert.notEqual(killed.status, 0, "the killed job must fail");
@@ -157,6 +168,17 @@ describe("under mpirun", { concurrency: 2 }, () => {
     assert.equal(r1.status, 0, `${r1.stdout}\n${r1.stderr}`);
     assert.match(r1.stdout, /resumed at step 3 on 1 process\(es\)/);
     assert.match(r1.stdout, /ok: resumed training matches/);
+  });
+
+  test("a checkpoint written before a rank is killed on 4 processes resumes on 2", { skip }, async () => {
+    const ckpt = path.join(tmp, "ckpt-4to2.safetensors");
+    const killed = await mpirun(4, "resume-child.ts", { CKPT: ckpt, KILL_AT: "3" });
+    assert.notEqual(killed.status, 0, "the killed job must fail");
+    assert.ok(existsSync(ckpt), "rank 0 wrote checkpoints before the kill");
+    const r2 = await mpirun(2, "resume-child.ts", { CKPT: ckpt });
+    assert.equal(r2.status, 0, `${r2.stdout}\n${r2.stderr}`);
+    assert.match(r2.stdout, /resumed at step 3 on 2 process\(es\)/);
+    assert.match(r2.stdout, /ok: resumed training matches 6 uninterrupted steps/);
   });
 
   test("under mpirun without the MPI binding, initProcessGroup says what to install", { skip }, async () => {
@@ -199,6 +221,57 @@ describe("under mpirun", { concurrency: 2 }, () => {
     assert.ok(
       Math.abs(a.test.correct - b.test.correct) <= 2,
       `${a.test.correct} vs ${b.test.correct} correct`,
+    );
+  });
+
+  test("chainrule train --distributed --jit on 2 processes takes the steps of the eager distributed run", {
+    skip,
+  }, async () => {
+    // batch 45: the ranks' shares are 22 and 23 rows (weighted losses), the last batch 20
+    const args = [
+      "train",
+      "--limit",
+      "200",
+      "--epochs",
+      "1",
+      "--batch-size",
+      "45",
+      "--no-plots",
+      "--distributed",
+    ];
+    const bin = path.join(root, "bin", "chainrule.mjs");
+    const mpiArgs = ["--oversubscribe", "-np", "2", process.execPath, bin, ...args];
+    const [eager, jitted] = [path.join(tmp, "ddp-eager"), path.join(tmp, "ddp-jit")];
+    const a = await runAsync("mpirun", [...mpiArgs, "--out", eager], {}, 240_000);
+    assert.equal(a.status, 0, `${a.stdout}\n${a.stderr}`);
+    const b = await runAsync("mpirun", [...mpiArgs, "--jit", "--out", jitted], {}, 240_000);
+    assert.equal(b.status, 0, `${b.stdout}\n${b.stderr}`);
+    assert.equal(b.stdout.match(/^test accuracy/gm)?.length, 1, "one result line, from rank 0");
+    const pa = files.loadSafetensors(path.join(eager, "model.safetensors")).tensors;
+    const pb = files.loadSafetensors(path.join(jitted, "model.safetensors")).tensors;
+    assert.deepEqual(Object.keys(pb).sort(), Object.keys(pa).sort());
+    let worst = 0;
+    for (const k of Object.keys(pa)) {
+      const x = pa[k].dataSync();
+      const y = pb[k].dataSync();
+      for (let i = 0; i < x.length; i++) {
+        worst = Math.max(worst, Math.abs(x[i] - y[i]) / Math.max(1, Math.abs(x[i])));
+      }
+    }
+    // float32: the compiled program may evaluate in another order (fusion); 5 steps apart by ~1e-7
+    assert.ok(worst <= 1e-5, `parameters of the jitted run differ by ${worst} relative`);
+    const metrics = (d: string) =>
+      JSON.parse(readFileSync(path.join(d, "metrics.json"), "utf8")) as {
+        config: { jit: boolean };
+        test: { loss: number };
+      };
+    const ma = metrics(eager);
+    const mb = metrics(jitted);
+    assert.equal(ma.config.jit, false);
+    assert.equal(mb.config.jit, true, "the second run took the jitted path");
+    assert.ok(
+      Math.abs(ma.test.loss - mb.test.loss) <= 1e-5 * ma.test.loss,
+      `${ma.test.loss} vs ${mb.test.loss}`,
     );
   });
 });

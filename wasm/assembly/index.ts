@@ -11,6 +11,8 @@ export { dgemm, sgemm, sgemmBufA, sgemmBufB } from "./gemm";
 export { avgPool, avgPoolBack, col2im, im2col, maxPool, maxPoolBack } from "./conv";
 export { adamF32, adamF64 } from "./optim";
 export { scatterAdd } from "./indexing";
+export { attnBwd, attnFwd, attnWork } from "./attention";
+export { gruCell, gruCellBack, lstmCell, lstmCellBack } from "./rnn";
 
 /** Zero `bytes` bytes at `ptr` (bulk memory.fill: far faster than a JS fill on a shared buffer). */
 export function zero(ptr: usize, bytes: usize): void {

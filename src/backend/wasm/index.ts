@@ -22,8 +22,8 @@
  *
  * The kernels that training spends its time in run in wasm: float32 GEMM (packed, blocked, SIMD) and float64
  * matmul, conv2d and both adjoints (im2col + GEMM), elementwise unary / binary (SIMD on contiguous and
- * broadcast rows, strided fallback), where, cast, copy, reductions, pooling, scatterAdd and the fused Adam
- * update; softmax and its VJP are one js pass on small inputs and a composition of those wasm kernels on
+ * broadcast rows, strided fallback), where, cast, copy, reductions, pooling, scatterAdd, the fused Adam
+ * update, flash-style attention and its VJP (attention.ts) and the fused LSTM / GRU cells (rnn.ts); softmax and its VJP are one js pass on small inputs and a composition of those wasm kernels on
  * large ones (softmax.ts). The kernels it omits (gather, see indexing.ts; argReduce, cumsum, biasAct, actGrad)
  * are filled with the js reference by ../complete.ts; every (op, dtype) pair not implemented in wasm runs the
  * js kernel on the same arrays, as does any call whose scratch does not fit in the memory.
@@ -31,8 +31,8 @@
  * pooling, scatterAdd), within float32 summation error for GEMM / conv (they accumulate in float32; the
  * reference in float64), within about 2 ulp for the float32 SIMD exp, log, sigmoid and tanh and within a few
  * ulp for float32 Adam (computed in float32; the reference in float64); other transcendental ops evaluate in
- * float64 and round once, like js. Large float32 GEMMs (and so convolutions) are split over worker threads
- * sharing the memory (threads.ts) where Node's worker_threads exist.
+ * float64 and round once, like js. Large float32 GEMMs (and so convolutions) and the heads of large attention
+ * calls are split over worker threads sharing the memory (threads.ts) where Node's worker_threads exist.
  *
  * @example
  * ```ts
@@ -47,6 +47,7 @@ import { completeBackend } from "../complete.ts";
 import { fusedByOps } from "../fused.ts";
 import { convEpilogue } from "../js/conv.ts";
 import { jsBackend as js } from "../js/index.ts";
+import * as A from "./attention.ts";
 import { type Ctx, MAX_DIMS, OutOfHeap } from "./context.ts";
 import * as E from "./elementwise.ts";
 import * as F from "./fused.ts";
@@ -63,6 +64,7 @@ import {
   type WasmOptions,
 } from "./module.ts";
 import * as R from "./reduce.ts";
+import * as C from "./rnn.ts";
 import * as S from "./softmax.ts";
 import { defaultWorkers, GemmPool } from "./threads.ts";
 
@@ -173,6 +175,18 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
     softmax: (x, axis, log, out) => S.softmax(backend, x, axis, log, out),
     softmaxBackward: (y, ct, axis, log, out) => S.softmaxBackward(backend, y, ct, axis, log, out),
     adamUpdate: kernel("adamUpdate", (p, g, m, v, vmax, h) => O.adamUpdate(c, p, g, m, v, vmax, h)),
+    attention: kernel("attention", (q, k, v, mask, causal, scale, out) =>
+      A.attention(c, q, k, v, mask, causal, scale, out),
+    ),
+    attentionBackward: kernel("attentionBackward", (q, k, v, mask, o, dout, causal, scale, out) =>
+      A.attentionBackward(c, q, k, v, mask, o, dout, causal, scale, out),
+    ),
+    lstmCell: kernel("lstmCell", (g, cv, out) => C.lstmCell(c, g, cv, out)),
+    lstmCellBackward: kernel("lstmCellBackward", (g, cv, ct, out) => C.lstmCellBackward(c, g, cv, ct, out)),
+    gruCell: kernel("gruCell", (xp, hp, h, out) => C.gruCell(c, xp, hp, h, out)),
+    gruCellBackward: kernel("gruCellBackward", (xp, hp, h, ct, out) =>
+      C.gruCellBackward(c, xp, hp, h, ct, out),
+    ),
   };
   const backend: WasmBackend = {
     ...completeBackend(impl),

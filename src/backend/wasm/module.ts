@@ -40,6 +40,13 @@ const KERNEL_NAMES = [
   "adamF64",
   "scatterAdd",
   "fused",
+  "attnFwd",
+  "attnBwd",
+  "attnWork",
+  "lstmCell",
+  "lstmCellBack",
+  "gruCell",
+  "gruCellBack",
 ] as const;
 
 /** A kernel export: numbers (i32 values, pointers, byte strides) in, a number or nothing out. */

@@ -10,6 +10,9 @@
  *   control[0]  job sequence number (main increments it to start a job; -1 asks the worker to exit)
  *   control[1]  sequence number of the last finished job (worker sets it)
  *   control[2..16)  the 14 sgemm arguments     control[16] ready flag     control[17] error flag
+ *   control[18]  the job's kernel: 0 sgemm (arguments above), else CALLS[kind - 1] with the float64 arguments
+ *   at byte CALL_ARGS of the same buffer (up to MAX_CALL_ARGS; pointers and sizes are exact in float64).
+ * Besides sgemm, the pool runs the attention kernels, whose batch entries are split over the threads.
  * The workers run gemm-worker.mjs (a module file, see WORKER_URL).
  * Available where blocking waits are allowed on the calling thread and workers exist: Node's worker_threads
  * (found with process.getBuiltinModule, so browsers never load it). Browsers run single-threaded.
@@ -19,7 +22,13 @@ import type { Kernels } from "./module.ts";
 const ARGS = 2;
 const READY = 16;
 const ERROR = 17;
-const SLOTS = 18;
+const KIND = 18;
+const SLOTS = 20;
+/** Byte offset of the float64 arguments of a non-sgemm job in the control buffer. */
+const CALL_ARGS = SLOTS * 4;
+const MAX_CALL_ARGS = 32;
+/** Kernel exports a worker may run besides sgemm (kind = index + 1); the same list is in gemm-worker.mjs. */
+export const CALLS = ["attnFwd", "attnBwd"] as const;
 /** Products smaller than this many multiply-adds run on one thread (a hand-off costs ~10-50 us). */
 const MIN_WORK = 1 << 21;
 
@@ -97,6 +106,7 @@ export class GemmPool {
   private constructor(
     private readonly workers: WorkerLike[],
     private readonly controls: Int32Array[],
+    private readonly callArgs: Float64Array[],
   ) {}
 
   /** Number of threads a product may use (the workers and the calling thread). */
@@ -129,16 +139,18 @@ export class GemmPool {
     if (url.protocol !== "file:" || fs?.existsSync(url) !== true) return null;
     const workers: WorkerLike[] = [];
     const controls: Int32Array[] = [];
+    const callArgs: Float64Array[] = [];
     try {
       for (let i = 0; i < count; i++) {
-        const control = new SharedArrayBuffer(SLOTS * 4);
+        const control = new SharedArrayBuffer(CALL_ARGS + MAX_CALL_ARGS * 8);
+        callArgs.push(new Float64Array(control, CALL_ARGS, MAX_CALL_ARGS));
         const w = new wt.Worker(url, { workerData: { module, memory, control }, execArgv, env });
         // an unhandled worker error would kill the process; a worker that never gets ready is caught below,
         // and one failing later sets its error flag
         w.on("error", () => {});
         w.unref();
         workers.push(w);
-        controls.push(new Int32Array(control));
+        controls.push(new Int32Array(control, 0, SLOTS));
       }
       for (const c of controls) {
         if (Atomics.wait(c, READY, 0, 10000) === "timed-out" || c[ERROR] !== 0) throw new Error("worker");
@@ -147,7 +159,7 @@ export class GemmPool {
       for (const w of workers) w.terminate();
       return null;
     }
-    return new GemmPool(workers, controls);
+    return new GemmPool(workers, controls, callArgs);
   }
 
   /**
@@ -159,11 +171,39 @@ export class GemmPool {
     for (let i = 1; i < jobs.length; i++) {
       const c = this.controls[i - 1];
       c.set(jobs[i], ARGS);
+      c[KIND] = 0;
       Atomics.store(c, 0, seq);
       Atomics.notify(c, 0);
     }
     k.sgemm(...jobs[0]);
+    this.join(jobs.length, seq);
+  }
+
+  /**
+   * Run calls of kernel `name` (one of CALLS): jobs[0] on the calling thread, jobs[i] on worker i - 1, all at
+   * once; returns when all are done. At most `threads` jobs, each at most MAX_CALL_ARGS arguments; the jobs
+   * must touch disjoint memory (their own outputs and scratch).
+   */
+  call(k: Kernels, name: (typeof CALLS)[number], jobs: number[][]): void {
+    const seq = ++this.seq;
+    const kind = CALLS.indexOf(name) + 1;
     for (let i = 1; i < jobs.length; i++) {
+      const c = this.controls[i - 1];
+      if (jobs[i].length > MAX_CALL_ARGS)
+        throw new Error(`wasm pool: ${name} has more than ${MAX_CALL_ARGS} arguments`);
+      this.callArgs[i - 1].set(jobs[i]);
+      c[ARGS] = jobs[i].length;
+      c[KIND] = kind;
+      Atomics.store(c, 0, seq);
+      Atomics.notify(c, 0);
+    }
+    k[name](...jobs[0]);
+    this.join(jobs.length, seq);
+  }
+
+  /** Wait for workers 0 .. n - 2 to finish job `seq`. */
+  private join(n: number, seq: number): void {
+    for (let i = 1; i < n; i++) {
       const c = this.controls[i - 1];
       for (let d = Atomics.load(c, 1); d !== seq; d = Atomics.load(c, 1)) {
         if (Atomics.wait(c, 1, d, 60000) === "timed-out") throw new Error("wasm GEMM worker did not answer");

@@ -4,6 +4,8 @@
  *
  * It is optional and never the default: `await init({ backend: "webgpu" })` requests an adapter and a device,
  * builds the backend and selects it (falling back to wasm, with one console line, when there is no adapter).
+ * Browsers provide WebGPU as `navigator.gpu`; under Node it comes from the npm package `webgpu` (Dawn, with a
+ * Vulkan driver), imported only then.
  * float32, int32 and bool live on the GPU; float64 (no WGSL type) stays in host memory and its kernels run on
  * the js reference. Values are read with `await t.data()`; synchronous reads of GPU-written values fail with a
  * DeviceReadError naming it.
@@ -18,11 +20,74 @@ export type { GpuMemory } from "./gpu.ts";
 
 let gpu: Gpu | null = null;
 let backend: BackendImpl | null = null;
+/** Whether the adapter is a software one (set with the backend). */
+let software = false;
 
 /** The navigator.gpu of this environment, if any (browsers; Node with a WebGPU implementation installed). */
-function gpuApi(): GPU | undefined {
+function navigatorGpu(): GPU | undefined {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   return nav?.gpu;
+}
+
+/** Under Node (where the npm package `webgpu` can provide WebGPU), not in a browser or a worker. */
+function isNode(): boolean {
+  const p = (globalThis as { process?: { versions?: { node?: string } } }).process;
+  return typeof p?.versions?.node === "string";
+}
+
+/** The part of the npm package `webgpu` (Dawn's Node binding) that is used: `create(dawnOptions)`. */
+export interface DawnModule {
+  create(options: string[]): GPU;
+}
+
+/** Dawn's GPU object under Node, kept alive with the backend. */
+let dawnGpu: GPU | null = null;
+
+/**
+ * Imports the npm package `webgpu`. The specifier is computed so that bundlers leave it alone (a literal, even
+ * one folded from a constant by a minifier, would make them resolve the package for the browser bundle).
+ */
+let loadDawn: () => Promise<DawnModule> = () => {
+  const specifier = ["web", "gpu"].join("");
+  return import(/* @vite-ignore */ specifier) as Promise<DawnModule>;
+};
+
+/**
+ * Replace how the npm package `webgpu` is loaded (tests simulate a missing package or a missing driver with
+ * it); returns the previous loader.
+ * @internal
+ */
+export function setDawnLoader(loader: () => Promise<DawnModule>): () => Promise<DawnModule> {
+  const old = loadDawn;
+  loadDawn = loader;
+  dawnGpu = null;
+  return old;
+}
+
+/** What a Node user needs for an adapter (the message of the fallback line). */
+export const NODE_NEEDS =
+  "a Vulkan driver: on Debian/Ubuntu `apt-get install mesa-vulkan-drivers` (Mesa's software lavapipe; " +
+  "Debian 12's Mesa 22.3 is too old for Dawn, take it from bookworm-backports) or the GPU vendor's driver";
+
+/**
+ * The WebGPU entry point: `navigator.gpu` where the environment has one, else (under Node) the npm package
+ * `webgpu`, imported lazily and only here, so the core has no dependency on it. Rejects saying what is missing.
+ */
+async function gpuApi(): Promise<{ api: GPU; dawn: boolean }> {
+  const nav = navigatorGpu();
+  if (nav !== undefined) return { api: nav, dawn: false };
+  if (!isNode()) throw new Error("WebGPU is not available here (no navigator.gpu)");
+  let mod: DawnModule;
+  try {
+    mod = await loadDawn();
+  } catch (e) {
+    const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    throw new Error(
+      `no navigator.gpu, and the npm package \`webgpu\` (Dawn) could not be loaded (${why}): \`npm install webgpu\``,
+    );
+  }
+  dawnGpu ??= mod.create([]);
+  return { api: dawnGpu, dawn: true };
 }
 
 /**
@@ -94,15 +159,25 @@ function gpuKernels(g: Gpu): BackendImpl {
  */
 export async function initWebgpuBackend(): Promise<BackendImpl> {
   if (backend !== null) return backend;
-  const api = gpuApi();
-  if (api === undefined) throw new Error("WebGPU is not available here (no navigator.gpu)");
+  const { api, dawn } = await gpuApi();
   const adapter = await api.requestAdapter();
-  if (adapter === null) throw new Error("no WebGPU adapter is available");
+  if (adapter === null) {
+    throw new Error(
+      dawn
+        ? `the npm package \`webgpu\` (Dawn) found no adapter: it needs ${NODE_NEEDS}`
+        : "no WebGPU adapter is available",
+    );
+  }
   const device = await adapter.requestDevice();
-  const info = (adapter as { info?: GPUAdapterInfo }).info;
+  const info = (adapter as { info?: GPUAdapterInfo & { isFallbackAdapter?: boolean } }).info;
   const desc = info
     ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ")
     : "";
+  // a CPU rasterizer (lavapipe/llvmpipe, SwiftShader, WARP): correct, but its speed is no GPU's
+  software =
+    info?.isFallbackAdapter === true ||
+    (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter === true ||
+    /software|swiftshader|llvmpipe|lavapipe|warp/i.test(desc);
   device.addEventListener("uncapturederror", (e) => {
     console.error(`chainrule webgpu: ${(e as GPUUncapturedErrorEvent).error.message}`);
   });
@@ -126,11 +201,20 @@ export function webgpuMemory(): GpuMemory | null {
 }
 
 /**
- * Information about the webgpu backend for tests and diagnostics: the adapter, and how many submissions and
- * dispatches it has made (batching keeps the first well below the second). Null before initialisation.
+ * Information about the webgpu backend for tests and diagnostics: the adapter, whether it is a software one
+ * (a CPU rasterizer such as lavapipe or SwiftShader: correct, but no measure of GPU speed), and how many
+ * submissions and dispatches it has made (batching keeps the first well below the second). Null before
+ * initialisation.
  */
-export function webgpuInfo(): { adapter: string; submits: number; dispatches: number } | null {
-  return gpu === null ? null : { adapter: gpu.adapterInfo, submits: gpu.submits, dispatches: gpu.dispatches };
+export function webgpuInfo(): {
+  adapter: string;
+  software: boolean;
+  submits: number;
+  dispatches: number;
+} | null {
+  return gpu === null
+    ? null
+    : { adapter: gpu.adapterInfo, software, submits: gpu.submits, dispatches: gpu.dispatches };
 }
 
 /** Resolves when all recorded GPU work has run (submitting the pending batch first). */

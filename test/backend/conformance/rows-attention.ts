@@ -1,6 +1,7 @@
 /**
  * Table rows of the fused attention kernels (Backend.attention, Backend.attentionBackward) per dtype: odd sizes
- * around the native tiles (32 query rows, 64 keys: 1, 7, 33, 65, 130), L != S, E != Ev, empty L, S, E, Ev and
+ * around the native and wasm tiles (32 query rows, 64 keys: 1, 7, 33, 65, 130), one case large enough for wasm's
+ * worker pool (eight batch entries, L = S = 80), L != S, E != Ev, empty L, S, E, Ev and
  * batch, causal and not, no mask / a full mask / a mask broadcast over batch and rows (stride 0) / a mask with
  * -Infinity entries and a fully masked row, q, k, v in rotating layouts, and NaN inputs. The backward rows read
  * a real forward output (js) and a cotangent whose lse column is non-zero.
@@ -34,6 +35,8 @@ const SHAPES: Shape[] = [
   { lead: [2, 3], l: 33, s: 70, e: 16, ev: 8 },
   { lead: [1], l: 130, s: 67, e: 33, ev: 5 },
   { lead: [2], l: 65, s: 130, e: 8, ev: 12 },
+  // enough work for wasm to split the eight batch entries over its worker pool
+  { lead: [2, 4], l: 80, s: 80, e: 32, ev: 16 },
   { lead: [3], l: 0, s: 4, e: 2, ev: 2 },
   { lead: [2], l: 5, s: 0, e: 3, ev: 2 },
   { lead: [1], l: 4, s: 3, e: 0, ev: 2 },

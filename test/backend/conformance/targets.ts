@@ -139,6 +139,12 @@ export function wasmRunsJs(kernel: Kernel, dtype: DType, op: string | undefined)
     case "cast":
     case "copy":
     case "adamUpdate":
+    case "attention":
+    case "attentionBackward":
+    case "lstmCell":
+    case "lstmCellBackward":
+    case "gruCell":
+    case "gruCellBackward":
       return false;
     default:
       return undefined;
