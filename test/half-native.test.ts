@@ -163,6 +163,25 @@ describe("casts of strided views through the native kernels", {
       }
     }
   });
+  test("ops on strided 16-bit views (broadcast, transposed, reversed) equal the ops on float32 copies, rounded once", () => {
+    for (const dtype of ["bfloat16", "float16"] as const) {
+      const a = randn([64, 40]).to(dtype);
+      const b = randn([40]).to(dtype);
+      const m = randn([40, 64]).to(dtype);
+      const cases: [string, Tensor, Tensor][] = [
+        ["broadcast", a.add(b), a.to("float32").add(b.to("float32")).to(dtype)],
+        ["transposed", m.T.mul(a), m.T.contiguous().to("float32").mul(a.to("float32")).to(dtype)],
+        [
+          "reversed",
+          a.flip([0, 1]).sub(m.T),
+          a.flip([0, 1]).contiguous().to("float32").sub(m.T.to("float32")).to(dtype),
+        ],
+      ];
+      for (const [name, got, want] of cases)
+        assert.deepEqual(Array.from(got.storageSync()), Array.from(want.storageSync()), `${dtype} ${name}`);
+    }
+  });
+
   test("float32 -> 16-bit equals the js cast bit for bit", () => {
     for (const Ctor of [Float16Bits, BFloat16Bits]) {
       for (const v of views(4100)) {

@@ -16,8 +16,8 @@ import { halfKernelsOf } from "../backend/half.ts";
 import { jsBackend } from "../backend/js/index.ts";
 import type { Aval, Primitive } from "../core/primitive.ts";
 import { type DType, isHalf, type TypedArray } from "../dtype.ts";
-import { contiguousStrides, sizeOf } from "../shape.ts";
-import type { Tensor } from "../tensor/tensor.ts";
+import { contiguousStrides, isContiguous, sizeOf } from "../shape.ts";
+import { Tensor } from "../tensor/tensor.ts";
 import { allocOut, getBackend, viewOf } from "./impl.ts";
 
 /** Primitives whose kernels only move, select or convert elements: they run on 16-bit storage directly. */
@@ -97,8 +97,30 @@ function castStrided(cast: (x: View, out: TypedArray) => boolean, x: View, out: 
   return false;
 }
 
-/** A fresh float32 tensor holding the values of half `t` (exact). */
+/**
+ * A fresh float32 tensor holding the values of half `t` (exact). A strided view (a broadcast bias, a
+ * transposed matrix) whose storage range is at most twice its size is widened over that range and returned
+ * as the same view of the widened copy (the kernels take any strides), without a strided copy.
+ */
 export function widen(t: Tensor): Tensor {
+  const k = halfKernelsOf(getBackend().name);
+  if (k?.castHalf !== undefined && t._data !== null && !isContiguous(t.shape, t._strides)) {
+    let lo = t._offset;
+    let hi = t._offset;
+    for (let i = 0; i < t.shape.length; i++) {
+      const e = (t.shape[i] - 1) * t._strides[i];
+      if (e < 0) lo += e;
+      else hi += e;
+    }
+    const span = hi - lo + 1;
+    const n = sizeOf(t.shape);
+    if (n >= STRIDED_MIN && span <= 2 * n) {
+      const wide = new Float32Array(span);
+      if (k.castHalf({ data: t._data, shape: [span], strides: [1], offset: lo }, wide)) {
+        return Tensor._concrete(wide, t.shape, "float32", t._strides, t._offset - lo);
+      }
+    }
+  }
   const o = allocOut({ shape: t.shape, dtype: "float32" });
   castKernel(viewOf(t), o._data!);
   return o;
