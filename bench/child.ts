@@ -7,6 +7,7 @@ import { createFramework, FRAMEWORKS } from "./frameworks.ts";
 import { FULL_METHOD, measure, QUICK_METHOD, type Step } from "./harness.ts";
 import { isSkip, type Peer, type Skip } from "./peers/types.ts";
 import {
+  ATTN_LONG,
   attnInputs,
   cnnInputs,
   DISPATCH_K,
@@ -61,8 +62,11 @@ function prepare(peer: Peer, store: Store, caseId: string): Step | Skip | undefi
       if (arg === "perexample") return peer.perExampleGrads?.(mlpInputs(store));
       if (arg === "batched") return peer.batchedGrad?.(mlpInputs(store));
       return { skip: `unknown case ${caseId}` };
-    case "attn":
-      return peer.attention?.(attnInputs(store), arg === "fused");
+    case "attn": {
+      // attn.fused, attn.composed; attn.fused1024, attn.composed1024 also report their peak memory
+      const long = arg.endsWith(String(ATTN_LONG));
+      return peer.attention?.(attnInputs(store, long ? ATTN_LONG : undefined), arg.startsWith("fused"), long);
+    }
     case "dispatch":
       if (arg === "add") return peer.dispatchAdd?.(DISPATCH_K.add);
       if (arg === "grad") return peer.dispatchGrad?.(DISPATCH_K.grad);

@@ -71,6 +71,11 @@ export const LSTM_BENCH = { batch: 64, hidden: 128, steps: 28, input: 28, classe
 
 /** The attention row: batch, heads, sequence length (L = S) and head size. */
 export const ATTN = { batch: 8, heads: 8, len: 512, dim: 64 } as const;
+/**
+ * The long attention rows (issue 13): L = S = 1024, the row's inputs repeated along L. Their check column is the
+ * step's peak memory above the resident set before it (MiB, /proc/self/status VmHWM after a GC and a reset).
+ */
+export const ATTN_LONG = 1024;
 /** Inner iterations per sample of the dispatch cases (per-op figures are sample time / K). */
 export const DISPATCH_K = { add: 1000, grad: 200, jvp: 200 } as const;
 
@@ -178,6 +183,20 @@ export const CASES: readonly CaseSpec[] = [
     id: "attn.composed",
     workload: "attn",
     title: "the same attention composed (softmax(q k^T / sqrt(E)) v, the [L, S] scores materialised) (ms)",
+    unit: "ms",
+    higherIsBetter: false,
+  },
+  {
+    id: "attn.fused1024",
+    workload: "attn",
+    title: `the fused attention at L = S = ${ATTN_LONG} (ms, including a forced GC; check column: the step's peak memory above the resident set before it, MiB)`,
+    unit: "ms",
+    higherIsBetter: false,
+  },
+  {
+    id: "attn.composed1024",
+    workload: "attn",
+    title: `the composed attention at L = S = ${ATTN_LONG} (ms, including a forced GC; check column: the step's peak memory above the resident set before it, MiB)`,
     unit: "ms",
     higherIsBetter: false,
   },
@@ -551,9 +570,20 @@ export function cnnInputs(s: Store): CnnData {
 }
 
 /** The end-to-end inputs. */
-export function attnInputs(s: Store): AttnData {
-  const get = (name: string) => s.get(`attn.${name}`) as Float32Array;
-  return { ...ATTN, q: get("q"), k: get("k"), v: get("v"), w: get("w") };
+/** The attention row's inputs; with len > ATTN.len (a multiple of it) each head's rows repeated to len rows. */
+export function attnInputs(s: Store, len: number = ATTN.len): AttnData {
+  const { batch, heads, dim } = ATTN;
+  const rows = ATTN.len * dim;
+  const get = (name: string) => {
+    const a = s.get(`attn.${name}`) as Float32Array;
+    if (len === ATTN.len) return a;
+    const out = new Float32Array(batch * heads * len * dim);
+    for (let h = 0; h < batch * heads; h++)
+      for (let r = 0; r < len / ATTN.len; r++)
+        out.set(a.subarray(h * rows, (h + 1) * rows), (h * len + r * ATTN.len) * dim);
+    return out;
+  };
+  return { ...ATTN, len, q: get("q"), k: get("k"), v: get("v"), w: get("w") };
 }
 
 export function e2eInputs(s: Store): E2EData {

@@ -381,6 +381,101 @@ for (const b of BACKENDS) {
     });
   });
 
+  test(`${b.name}: the native kernel's block edges: L, S around 64, head dims 1 to 128, causal L != S, fully masked rows`, () => {
+    on(b, () => {
+      manualSeed(17);
+      // the native kernels tile 64 queries x 64 keys and pad head dims to the SIMD width (16 or 32 floats)
+      const sizes: [number[], number, number, number, number][] = [
+        [[2], 65, 65, 1, 1],
+        [[1, 2], 127, 129, 7, 7],
+        [[2], 64, 64, 64, 64],
+        [[2], 129, 200, 80, 80],
+        [[2], 200, 70, 128, 128],
+        [[2], 70, 150, 128, 40],
+      ];
+      for (const dtype of ["float64", "float32"] as const) {
+        const tol = dtype === "float64" ? 1e-10 : 2e-4;
+        for (const [lead, l, s, e, ev] of sizes) {
+          const q = randn([...lead, l, e], { dtype });
+          const k = randn([...lead, s, e], { dtype });
+          const v = randn([...lead, s, ev], { dtype });
+          // key padding: batch entry 0 keeps its first s - 5 keys, entry 1 none (every row fully masked, NaN)
+          const pad = tensor(
+            Array.from({ length: 2 }, (_, bi) => [
+              Array.from({ length: s }, (_, j) => bi === 0 && j < s - 5),
+            ]),
+          );
+          const keyPad = lead.length === 1 ? pad : pad.unsqueeze(0);
+          // query row 3 fully masked, the other rows keep every other key
+          const rows = tensor(
+            Array.from({ length: l }, (_, i) =>
+              Array.from({ length: s }, (_, j) => i !== 3 && (i + j) % 2 === 0),
+            ),
+          );
+          for (const opts of [
+            {},
+            { isCausal: true },
+            { attnMask: keyPad },
+            { attnMask: rows },
+          ] as nn.SDPAOpts[]) {
+            const what = `${dtype} [${lead}] L ${l} S ${s} E ${e} Ev ${ev} ${JSON.stringify(Object.keys(opts))}`;
+            const f = nn.scaledDotProductAttention(q, k, v, opts);
+            const c = _attention("ref", q, k, v, opts, "keep")[0];
+            close(f, Array.from(c.to("float64").dataSync()), tol, `${what} out`);
+            if (opts.attnMask === keyPad) {
+              // the contract: a row with no visible key is NaN (as PyTorch); entry 0's rows are finite
+              const fo = f.to("float64").dataSync();
+              const per = l * ev;
+              for (let t = 0; t < fo.length; t++) {
+                const entry = Math.floor(t / per) % 2;
+                assert.equal(Number.isNaN(fo[t]), entry === 1, `${what} out[${t}]`);
+              }
+            }
+            const w = randn(f.shape, { dtype });
+            const lossOf = (fn: typeof nn.scaledDotProductAttention) => (a: Tensor, bb: Tensor, cc: Tensor) =>
+              fn(a, bb, cc, opts).mul(w).sum();
+            const gf = grad(lossOf(nn.scaledDotProductAttention), { argnums: [0, 1, 2] })(
+              q,
+              k,
+              v,
+            ) as Tensor[];
+            const gc = grad(
+              lossOf((a, bb, cc, o) => _attention("ref", a, bb, cc, o ?? {}, "keep")[0]),
+              {
+                argnums: [0, 1, 2],
+              },
+            )(q, k, v) as Tensor[];
+            // A fully masked row has p = exp(-Inf - (-Inf)) = NaN in the fused backward (the kernels' contract,
+            // src/backend/js/attention.ts), so its NaN reaches dq of that row and dk, dv of its batch entry; the
+            // composition (and PyTorch 1.13's masked_fill + softmax) give dq = 0 there and a finite dk, dv NaN.
+            // So: gradients compared where no fully masked row is involved, dv NaN where one is.
+            const widths = [e, e, ev];
+            const rowsOf = [l, s, s];
+            for (const [i, g] of gf.entries()) {
+              const got = Array.from(g.to("float64").dataSync());
+              const want = Array.from(gc[i].to("float64").dataSync());
+              const entrySize = rowsOf[i] * widths[i];
+              const involved = (t: number) =>
+                opts.attnMask === keyPad
+                  ? Math.floor(t / entrySize) % 2 === 1
+                  : opts.attnMask === rows
+                    ? i > 0 || Math.floor(t / widths[i]) % l === 3
+                    : false;
+              const keep = got.map((_, t) => !involved(t));
+              close(
+                got.filter((_, t) => keep[t]),
+                want.filter((_, t) => keep[t]),
+                tol * 5,
+                `${what} grad ${i}`,
+              );
+              if (i === 2) for (let t = 0; t < got.length; t++) if (!keep[t]) assert.ok(Number.isNaN(got[t]));
+            }
+          }
+        }
+      }
+    });
+  });
+
   test(`${b.name}: MultiheadAttention's fused path (needWeights false) equals its composed path`, () => {
     on(b, () => {
       manualSeed(3);
@@ -457,6 +552,94 @@ test("native: a long sequence (L = S = 2048, E = 64) runs without an [L, S] matr
           `head ${hh} row ${i} col ${c}: ${got} vs ${want}`,
         );
       }
+    }
+  });
+});
+
+for (const nb of BACKENDS.filter((b) => b !== jsBackend))
+  test(`${nb.name} kernels: causal attention over NaN or infinite inputs skips the keys j > i, as the js kernels`, () => {
+    // the tiled kernels multiply the excluded keys by an exact 0 (0 x Inf = NaN); these inputs take its exact loops
+    const same = (got: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string) => {
+      assert.equal(got.length, want.length, what);
+      for (let t = 0; t < want.length; t++) {
+        const [g, w] = [got[t], want[t]];
+        const ok = Number.isFinite(w) ? Math.abs(g - w) <= tol * (1 + Math.abs(w)) : Object.is(g, w);
+        assert.ok(ok, `${what}[${t}]: got ${g}, expected ${w}`);
+      }
+    };
+    for (const dtype of ["float32", "float64"] as const) {
+      const view = (shape: number[], f: (i: number) => number) => {
+        const n = shape.reduce((a, b) => a * b, 1);
+        const data = dtype === "float32" ? new Float32Array(n) : new Float64Array(n);
+        for (let i = 0; i < n; i++) data[i] = f(i);
+        const strides = shape.map((_, d) => shape.slice(d + 1).reduce((a, b) => a * b, 1));
+        return { data, shape, strides, offset: 0 };
+      };
+      const q = view([2, 9, 4], (i) => (i === 5 ? Number.NaN : Math.sin(0.7 * i)));
+      const k = view([2, 11, 4], (i) => (i === 30 ? Number.NaN : Math.cos(0.3 * i)));
+      const v = view([2, 11, 3], (i) => Math.sin(0.45 * i + 1));
+      const vInf = view([2, 11, 3], (i) => (i === 22 ? Number.POSITIVE_INFINITY : Math.sin(0.45 * i + 1)));
+      const dout = view([2, 9, 4], (i) => Math.cos(0.21 * i));
+      for (const [name, qq, kk, vv] of [
+        ["NaN in q and k", q, k, v],
+        [
+          "Infinity in v",
+          view([2, 9, 4], (i) => Math.sin(0.7 * i)),
+          view([2, 11, 4], (i) => Math.cos(0.3 * i)),
+          vInf,
+        ],
+      ] as const) {
+        const want = jsBackend.alloc(dtype, 2 * 9 * 4);
+        const got = nb.alloc(dtype, 2 * 9 * 4);
+        jsBackend.attention(qq, kk, vv, null, true, 0.5, want);
+        nb.attention(qq, kk, vv, null, true, 0.5, got);
+        same(got, want, 1e-5, `${dtype} ${name} forward`);
+        const o = { data: want, shape: [2, 9, 4], strides: [36, 4, 1], offset: 0 };
+        const per = 9 * 4 + 11 * 4 + 11 * 3;
+        const gw = jsBackend.alloc(dtype, 2 * per);
+        const gg = nb.alloc(dtype, 2 * per);
+        jsBackend.attentionBackward(qq, kk, vv, null, o, dout, true, 0.5, gw);
+        nb.attentionBackward(qq, kk, vv, null, o, dout, true, 0.5, gg);
+        same(gg, gw, 1e-4, `${dtype} ${name} backward`);
+        // and the contract holds something finite to compare: rows before the bad key are numbers
+        assert.ok(
+          Array.from(want).some((x) => Number.isFinite(x)) &&
+            Array.from(gw).some((x) => Number.isNaN(x) === false),
+        );
+      }
+    }
+  });
+
+test("native: one batch entry (the two-pass backward on several threads) gives the bits of one thread", {
+  skip: !("backend" in loaded),
+}, () => {
+  if (!("backend" in loaded)) return;
+  on(loaded.backend, () => {
+    manualSeed(6);
+    const q = randn([1, 300, 40]);
+    const k = randn([1, 250, 40]);
+    const v = randn([1, 250, 24]);
+    const w = randn([1, 300, 24]);
+    const run = (causal: boolean) => {
+      const opts = { isCausal: causal };
+      const out = nn.scaledDotProductAttention(q, k, v, opts);
+      const g = grad(
+        (a: Tensor, b: Tensor, c: Tensor) => nn.scaledDotProductAttention(a, b, c, opts).mul(w).sum(),
+        { argnums: [0, 1, 2] },
+      )(q, k, v) as Tensor[];
+      return [out, ...g].map((t) => Array.from(t.dataSync()));
+    };
+    const threads = nativeInfo().threads;
+    for (const causal of [false, true]) {
+      setNumThreads(1);
+      let one: number[][];
+      try {
+        one = run(causal);
+      } finally {
+        setNumThreads(threads);
+      }
+      const all = run(causal);
+      for (const [i, a] of one.entries()) assert.deepEqual(a, all[i], `causal ${causal} output ${i}`);
     }
   });
 });

@@ -6,9 +6,11 @@
  * The training steps use chainrule's own nn (Sequential, Linear, Conv2d, MaxPool2d, crossEntropy) and
  * optim.Adam with eager autograd (`loss.backward()`), the way a user would write them.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import type { Backend } from "../../src/backend/backend.ts";
 import { listBackends, loadBackend, setBackend } from "../../src/backend/registry.ts";
 import { webgpuInfo } from "../../src/backend/webgpu/index.ts";
@@ -57,6 +59,12 @@ import {
 import type { AdapterOpts, Created, Peer, Skip } from "./types.ts";
 
 type Loaded = { backend: Backend } | { error: string };
+
+/** A full garbage collection (V8's gc(), exposed at run time for the peak-memory rows). */
+function collectGarbage(): void {
+  setFlagsFromString("--expose-gc");
+  (runInNewContext("gc") as () => void)();
+}
 
 /** The backend variants this adapter runs. */
 export type ChainruleVariant =
@@ -357,14 +365,26 @@ function cpuPeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
       const g = grad((q: MlpParams) => mlpLoss(q, x, y1h, d.batch));
       return () => (g(p) as MlpParams)[2].b.index(3).item();
     },
-    attention(d: AttnData, fused: boolean): Step {
+    attention(d: AttnData, fused: boolean, peakMemory = false): Step {
       const shape = [d.batch, d.heads, d.len, d.dim];
       const [q, k, v, w] = [d.q, d.k, d.v, d.w].map((a) => tensor(a, { shape }));
       const attn = fused
         ? (a: Tensor, b: Tensor, c: Tensor) => scaledDotProductAttention(a, b, c)
         : (a: Tensor, b: Tensor, c: Tensor) => _attention("attention", a, b, c, {}, "keep")[0];
       const g = grad((a: Tensor, b: Tensor, c: Tensor) => attn(a, b, c).mul(w).sum(), { argnums: [0, 1, 2] });
-      return () => (g(q, k, v) as Tensor[])[0].index(0, 0, 0, 0).item();
+      const step = () => (g(q, k, v) as Tensor[])[0].index(0, 0, 0, 0).item();
+      if (!peakMemory) return step;
+      return () => {
+        // the previous step's buffers go first (a GC frees them), then the kernel's high-water mark is reset
+        collectGarbage();
+        writeFileSync("/proc/self/clear_refs", "5");
+        const before = process.memoryUsage().rss;
+        step();
+        const hwm = Number(
+          /VmHWM:\s*(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? Number.NaN,
+        );
+        return (hwm * 1024 - before) / 2 ** 20;
+      };
     },
     dispatchAdd(k: number): Step {
       const zero = tensor([0]);

@@ -133,10 +133,27 @@ export interface FusedProgram {
    */
   readonly outputs: Int32Array;
   /**
-   * Identifies the program's structure (dtype and instructions, not the const values): equal keys, equal
-   * `code`. Backends cache compiled kernels by it and pass `consts` at run time.
+   * Identifies the program's structure (dtype, instructions, outputs and reduction, not the const values):
+   * equal keys, equal `code`. Backends cache compiled kernels by it and pass `consts` at run time.
    */
   readonly key: string;
+  /**
+   * A reduction terminal (jit's reduction fusion), or undefined for a purely elementwise program. With one,
+   * the register `reduce.reg` is reduced over `reduce.axes` of the program's shape (the inputs' shape) into one
+   * more output after those of `outputs` (which may then be empty): contiguous, of the shape without the axes.
+   * Only backends declaring `fusedReduce` receive such programs.
+   */
+  readonly reduce?: FusedReduce;
+}
+
+/** The reduction a fused program ends in (`FusedProgram.reduce`). */
+export interface FusedReduce {
+  /** sum (accumulated in float64 for float32, as `reduce` does), max or min (NaN propagates). */
+  readonly op: "sum" | "max" | "min";
+  /** The register reduced: an op's result. */
+  readonly reg: number;
+  /** The reduced axes of the program's shape: sorted, unique, non-negative (may be empty: a copy). */
+  readonly axes: readonly number[];
 }
 
 /** Reductions over a set of axes. sum/prod/max/min keep the input dtype (bool is never reduced). */
@@ -441,6 +458,24 @@ export interface Backend {
   fused?(prog: FusedProgram, inputs: readonly View[], outs: readonly TypedArray[]): void;
 
   /**
+   * True if `fused` also runs programs with a reduction terminal (`FusedProgram.reduce`): outs then ends with
+   * the reduced output (contiguous, the inputs' shape without the reduced axes), computed as this backend's
+   * `reduce` kernel would from the materialised register, up to the summation order its docs state (jit fuses
+   * reductions only on such backends). Never filled in by completion.
+   */
+  readonly fusedReduce?: boolean;
+
+  /**
+   * Optional GEMM epilogue kernel (jit's epilogue fusion): the matrix product of a and b (as `dot`, float32 /
+   * float64, batched alike), then `prog` over it as `fused` runs it, with input 0 the product (`inputs[k]` is
+   * read by input k + 1, already broadcast to the product's shape) and outs as for `fused` (outs[0] may hold
+   * the product meanwhile). Results equal `dot` followed by `fused` bit for bit; the point is that each block of
+   * the product is finished by the chain (bias, activation, scale, residual) while in cache, never stored and
+   * read back. jit uses it only on backends that provide it; never filled in by completion.
+   */
+  dotFused?(prog: FusedProgram, a: View, b: View, inputs: readonly View[], outs: readonly TypedArray[]): void;
+
+  /**
    * Optional kernel: the stable sorting permutation along `axis`. out (int32, x's shape, contiguous) gets, for
    * each row along `axis`, the positions of the row's elements in ascending order (descending with
    * `descending`); equal elements keep their order (-0 equals +0); NaN sorts above every number (last
@@ -513,7 +548,10 @@ export interface LinalgKernels {
  * (which completion never fills: a backend fuses only with a kernel of its own) and the optional `argsort` and
  * `linalg` (whose callers use the js reference when a backend omits them).
  */
-export type KernelName = Exclude<keyof Backend, "name" | "alloc" | "fused" | "argsort" | "linalg">;
+export type KernelName = Exclude<
+  keyof Backend,
+  "name" | "alloc" | "fused" | "fusedReduce" | "dotFused" | "argsort" | "linalg"
+>;
 
 /** Every kernel name once (a Record, so the compiler rejects a missing or unknown one). */
 const KERNEL_SET: Record<KernelName, true> = {
@@ -560,7 +598,7 @@ export const KERNELS = Object.keys(KERNEL_SET) as KernelName[];
  * it. Fallback for other reasons (a dtype the backend lacks, no scratch memory) stays inside the backend.
  */
 export type BackendImpl = Pick<Backend, "name" | "alloc"> &
-  Partial<Pick<Backend, KernelName | "fused" | "argsort" | "linalg">> & {
+  Partial<Pick<Backend, KernelName | "fused" | "fusedReduce" | "dotFused" | "argsort" | "linalg">> & {
     /** The unary op codes `unary` implements (default: all of UNARY_OPS). */
     readonly unaryOps?: readonly UnaryOp[];
     /** The binary op codes `binary` implements (default: all of BINARY_OPS). */

@@ -71,7 +71,14 @@ function take<K extends KernelName>(b: Backend, impl: Partial<Pick<Backend, Kern
 export function completeBackend(impl: BackendImpl): Backend {
   if (isComplete(impl)) return impl;
   // `fused` is never filled: a backend fuses only with a kernel of its own (jit asks for b.fused)
-  const b: Backend & OpLists = { ...js, name: impl.name, alloc: impl.alloc, fused: impl.fused };
+  const b: Backend & OpLists = {
+    ...js,
+    name: impl.name,
+    alloc: impl.alloc,
+    fused: impl.fused,
+    fusedReduce: impl.fused !== undefined && impl.fusedReduce === true,
+    dotFused: impl.dotFused,
+  };
   for (const k of KERNELS) take(b, impl, k);
   // the declared lists stay readable on the result (the conformance suite reports which ops run js)
   if (impl.unaryOps !== undefined) b.unaryOps = impl.unaryOps;

@@ -11,6 +11,7 @@ import {
   type BinaryOp,
   type FusedInstr,
   type FusedProgram,
+  type FusedReduce,
   UNARY_OPS,
   type UnaryOp,
   type View,
@@ -23,6 +24,8 @@ export const FUSED_UNARY = 2;
 export const FUSED_BINARY = 3;
 /** Not an instruction of FusedProgram.code: the native kernel's store of a register to an output. */
 export const FUSED_STORE = 4;
+/** Not an instruction of FusedProgram.code: the native kernel's reduction terminal [5, op, register, 0]. */
+export const FUSED_REDUCE = 5;
 
 const UNARY_CODE = new Map<UnaryOp, number>(UNARY_OPS.map((op, i) => [op, i]));
 const BINARY_CODE = new Map<BinaryOp, number>(BINARY_OPS.map((op, i) => [op, i]));
@@ -55,6 +58,7 @@ export function fusedProgram(
   dtype: "float32" | "float64",
   instrs: readonly FusedInstr[],
   outputs: readonly number[] = [instrs.length - 1],
+  reduce?: FusedReduce,
 ): FusedProgram {
   if (dtype !== "float32" && dtype !== "float64") {
     throw new TypeError(`fusedProgram: dtype must be float32 or float64, got ${String(dtype)}`);
@@ -119,7 +123,30 @@ export function fusedProgram(
   for (let k = 0; k < inputs.size; k++) {
     if (!inputs.has(k)) throw new TypeError(`fusedProgram: inputs must be numbered 0..${inputs.size - 1}`);
   }
-  if (outputs.length === 0) throw new TypeError("fusedProgram: a program needs at least one output");
+  if (outputs.length === 0 && reduce === undefined) {
+    throw new TypeError("fusedProgram: a program needs at least one output");
+  }
+  if (reduce !== undefined) {
+    if (reduce.op !== "sum" && reduce.op !== "max" && reduce.op !== "min") {
+      throw new TypeError(`fusedProgram: reduce op must be sum, max or min, got ${String(reduce.op)}`);
+    }
+    const r = reduce.reg;
+    if (!Number.isInteger(r) || r < 0 || r >= instrs.length) {
+      throw new TypeError(`fusedProgram: the reduced register ${r} is not a register`);
+    }
+    const k = instrs[r].kind;
+    if (k === "input" || k === "const") {
+      throw new TypeError(`fusedProgram: the reduced register ${r} is an ${k}; only op results are reduced`);
+    }
+    if (inputs.size === 0) throw new TypeError("fusedProgram: a reducing program needs an input (its shape)");
+    reduce.axes.forEach((a, i) => {
+      if (!Number.isInteger(a) || a < 0 || (i > 0 && a <= reduce.axes[i - 1])) {
+        throw new TypeError(
+          `fusedProgram: reduce axes [${reduce.axes.join(", ")}] must be sorted, unique, non-negative`,
+        );
+      }
+    });
+  }
   outputs.forEach((r, j) => {
     if (!Number.isInteger(r) || r < 0 || r >= instrs.length) {
       throw new TypeError(`fusedProgram: output ${j} = ${r} is not a register`);
@@ -131,7 +158,7 @@ export function fusedProgram(
     if (outputs.indexOf(r) !== j) throw new TypeError(`fusedProgram: register ${r} is written out twice`);
   });
   if (outputs.length !== 1 || outputs[0] !== instrs.length - 1) key += `;->${outputs.join(",")}`;
-  return {
+  const prog: FusedProgram = {
     dtype,
     instrs,
     code,
@@ -140,9 +167,20 @@ export function fusedProgram(
     outputs: Int32Array.from(outputs),
     key,
   };
+  if (reduce === undefined) return prog;
+  const red: FusedReduce = { op: reduce.op, reg: reduce.reg, axes: Object.freeze([...reduce.axes]) };
+  return { ...prog, key: `${key};R${red.op} ${red.reg} @${red.axes.join(",")}`, reduce: red };
 }
 
-/** The output shape a fused call computes: the inputs' (all equal), or [outs[0].length] without inputs. */
+/** The shape of a reducing program's reduced output: `shape` without the reduced axes. */
+export function reducedShape(shape: readonly number[], axes: readonly number[]): number[] {
+  return shape.filter((_, d) => !axes.includes(d));
+}
+
+/**
+ * The shape a fused call computes over: the inputs' (all equal), or [outs[0].length] without inputs (a
+ * reducing program always has inputs).
+ */
 export function fusedShape(inputs: readonly View[], outs: readonly TypedArray[]): readonly number[] {
   return inputs.length > 0 ? inputs[0].shape : [outs[0].length];
 }
@@ -156,11 +194,18 @@ export function checkFusedArgs(
   if (inputs.length !== prog.numInputs) {
     throw new TypeError(`fused: the program reads ${prog.numInputs} inputs, got ${inputs.length}`);
   }
-  if (outs.length !== prog.outputs.length) {
-    throw new TypeError(`fused: the program writes ${prog.outputs.length} outputs, got ${outs.length}`);
+  const nout = prog.outputs.length + (prog.reduce === undefined ? 0 : 1);
+  if (outs.length !== nout) {
+    throw new TypeError(`fused: the program writes ${nout} outputs, got ${outs.length}`);
   }
   const want = prog.dtype === "float32" ? Float32Array : Float64Array;
   const shape = fusedShape(inputs, outs);
+  if (prog.reduce !== undefined) {
+    const ax = prog.reduce.axes;
+    if (ax.length > 0 && ax[ax.length - 1] >= shape.length) {
+      throw new TypeError(`fused: reduce axes [${ax.join(", ")}] out of range for shape [${shape}]`);
+    }
+  }
   inputs.forEach((v, k) => {
     if (!(v.data instanceof want)) throw new TypeError(`fused: input ${k} is not ${prog.dtype}`);
     if (v.shape.length !== shape.length || v.shape.some((d, i) => d !== shape[i])) {
@@ -171,9 +216,10 @@ export function checkFusedArgs(
   });
   outs.forEach((out, j) => {
     if (!(out instanceof want)) throw new TypeError(`fused: out ${j} is not ${prog.dtype}`);
-    if (out.length < sizeOf(shape)) {
+    const sh = j === prog.outputs.length ? reducedShape(shape, prog.reduce!.axes) : shape;
+    if (out.length < sizeOf(sh)) {
       throw new TypeError(
-        `fused: out ${j} has ${out.length} elements, the shape [${shape}] needs ${sizeOf(shape)}`,
+        `fused: out ${j} has ${out.length} elements, the shape [${sh}] needs ${sizeOf(sh)}`,
       );
     }
     if (outs.indexOf(out) !== j)
@@ -185,7 +231,8 @@ export function checkFusedArgs(
  * The reference semantics of `Backend.fused`: run the program one instruction at a time through `b`'s own
  * `unary` and `binary` kernels (a const is a stride-0 view of its value), each into a fresh contiguous
  * temporary, then copy the output registers into `outs` (after every instruction ran: an out may be an
- * input's storage). Bit for bit what the unfused program computes on `b`.
+ * input's storage) and reduce the reduced register with `b.reduce`. Bit for bit what the unfused program
+ * computes on `b`.
  */
 export function fusedByOps(
   b: Backend,
@@ -195,7 +242,12 @@ export function fusedByOps(
 ): void {
   const shape = fusedShape(inputs, outs);
   const n = sizeOf(shape);
-  if (n === 0) return;
+  const red = prog.reduce;
+  if (n === 0) {
+    // the reduction of nothing: sum 0 (max / min of an empty axis never reaches a kernel)
+    if (red !== undefined) outs[outs.length - 1].fill(0, 0, sizeOf(reducedShape(shape, red.axes)));
+    return;
+  }
   const zeros = shape.map(() => 0);
   const contiguous = (data: TypedArray): View => {
     const strides = new Array<number>(shape.length);
@@ -223,5 +275,33 @@ export function fusedByOps(
     else b.binary(ins.op, regs[ins.a], regs[ins.b], dst);
     regs.push(contiguous(dst));
   });
-  for (let j = 0; j < outs.length; j++) b.copy(regs[prog.outputs[j]], contiguous(outs[j]));
+  for (let j = 0; j < prog.outputs.length; j++) b.copy(regs[prog.outputs[j]], contiguous(outs[j]));
+  if (red !== undefined) b.reduce(red.op, regs[red.reg], red.axes, outs[outs.length - 1]);
+}
+
+/**
+ * The reference semantics of `Backend.dotFused`: `b.dot` into a temporary, then `b.fused` (or, without one,
+ * `fusedByOps`) with the product as input 0.
+ */
+export function dotFusedByOps(
+  b: Backend,
+  prog: FusedProgram,
+  x: View,
+  y: View,
+  inputs: readonly View[],
+  outs: readonly TypedArray[],
+): void {
+  const nd = x.shape.length;
+  const shape = [...x.shape.slice(0, nd - 1), y.shape[nd - 1]];
+  const n = sizeOf(shape);
+  const prod = b.alloc(prog.dtype, n, true);
+  b.dot(x, y, prod);
+  const strides = new Array<number>(nd);
+  for (let d = nd - 1, s = 1; d >= 0; d--) {
+    strides[d] = s;
+    s *= shape[d];
+  }
+  const all = [{ data: prod, shape, strides, offset: 0 }, ...inputs];
+  if (b.fused !== undefined) b.fused(prog, all, outs);
+  else fusedByOps(b, prog, all, outs);
 }

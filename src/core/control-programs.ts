@@ -128,6 +128,8 @@ export function runProgram(
   if (ex === undefined) {
     ex = new Executor(byBackend.values().next().value?.program ?? simplifyProgram(p), {
       fuse: b.fused !== undefined,
+      fuseReduce: b.fusedReduce === true,
+      fuseEpilogue: b.dotFused !== undefined,
     });
     byBackend.set(b, ex);
   }

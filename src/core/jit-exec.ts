@@ -20,7 +20,7 @@ import type { Tensor } from "../tensor/tensor.ts";
 import { evalCall } from "./jaxpr-eval.ts";
 import { type Atom, type Eqn, Literal, type Program, type Var } from "./jaxpr.ts";
 import { type FusionGroup, planFusion } from "./jit-fuse.ts";
-import type { Aval, Primitive } from "./primitive.ts";
+import type { Primitive } from "./primitive.ts";
 
 /**
  * Primitives whose kernel reads element i of each operand and writes element i of the output, once: an operand
@@ -34,7 +34,9 @@ interface Step {
   readonly prim: Primitive<unknown> | null;
   /** A fused step's program (its inputs are `ins`), run by the backend's `fused` kernel; else null. */
   readonly fused: FusedProgram | null;
-  /** A fused step's views of its inputs, refilled at every run. */
+  /** A GEMM epilogue step (`fused` runs after the dot of its first two operands, by Backend.dotFused). */
+  readonly dot: boolean;
+  /** A fused step's views of its inputs (an epilogue's: after the dot's operands), refilled at every run. */
   readonly views: View[];
   readonly ins: readonly number[];
   readonly outs: readonly number[];
@@ -117,6 +119,16 @@ export interface ExecutorOpts {
    * backend that implements `fused` itself (the current backend when the executor runs must be that one).
    */
   readonly fuse?: boolean;
+  /**
+   * With `fuse`, also fuse the elementwise chains feeding a float sum / max / min into the reduction (a
+   * reducing program, `FusedProgram.reduce`): only for a backend declaring `fusedReduce`.
+   */
+  readonly fuseReduce?: boolean;
+  /**
+   * With `fuse`, also run a float `dot` and the elementwise chain reading its product as one
+   * `Backend.dotFused` call (GEMM epilogue fusion): only for a backend that provides `dotFused`.
+   */
+  readonly fuseEpilogue?: boolean;
 }
 
 /** A program compiled to steps; `run` may be called any number of times (not re-entrantly on one thread). */
@@ -165,7 +177,10 @@ export class Executor {
       }
       return s;
     };
-    this.fusion = opts.fuse === true ? planFusion(program) : [];
+    this.fusion =
+      opts.fuse === true
+        ? planFusion(program, { reduce: opts.fuseReduce === true, epilogue: opts.fuseEpilogue === true })
+        : [];
     const groupAt = new Map<number, FusionGroup>();
     const inGroup = new Set<number>();
     for (const g of this.fusion) {
@@ -177,6 +192,7 @@ export class Executor {
       eqn: Eqn;
       prim: Primitive<unknown> | null;
       fused: FusedProgram | null;
+      dot: boolean;
       atoms: readonly Atom[];
       ins: number[];
       outVars: readonly Var[];
@@ -184,12 +200,15 @@ export class Executor {
     program.eqns.forEach((e, i) => {
       const g = groupAt.get(i);
       if (g !== undefined) {
+        // a GEMM epilogue reads the dot's operands in place of the product (its input 0)
+        const atoms = g.dot === undefined ? g.inputs : [...g.dot.inputs, ...g.inputs.slice(1)];
         raw.push({
           eqn: e,
           prim: null,
           fused: g.program,
-          atoms: g.inputs,
-          ins: g.inputs.map(atomSlot),
+          dot: g.dot !== undefined,
+          atoms,
+          ins: atoms.map(atomSlot),
           outVars: g.outputs,
         });
       } else if (!inGroup.has(i)) {
@@ -197,6 +216,7 @@ export class Executor {
           eqn: e,
           prim: e.prim,
           fused: null,
+          dot: false,
           atoms: e.inputs,
           ins: e.inputs.map(atomSlot),
           outVars: e.outputs,
@@ -217,9 +237,11 @@ export class Executor {
     const freeAt: number[][] = raw.map(() => []);
     for (const [s, i] of last) if (!keep.has(s)) freeAt[i].push(s);
     raw.forEach((r, i) => {
-      const out = r.eqn.outputs[0];
+      // (a fused step's outputs share one shape, but a reducing step's last: its first output decides)
+      const out = r.outVars[0];
       const lend: number[] = [];
-      if (r.fused !== null || (r.prim !== null && POINTWISE.has(r.eqn.name))) {
+      // (not a GEMM epilogue: the product is stored in its first output before the chain reads the operands)
+      if ((r.fused !== null && !r.dot) || (r.prim !== null && POINTWISE.has(r.eqn.name))) {
         r.atoms.forEach((a, k) => {
           const s = r.ins[k];
           // dies here: an intermediate freed after this step, or an input (lends only if donated, see run)
@@ -240,7 +262,8 @@ export class Executor {
         eqn: r.eqn,
         prim: r.prim,
         fused: r.fused,
-        views: r.fused === null ? [] : new Array(r.ins.length),
+        dot: r.dot,
+        views: r.fused === null ? [] : new Array(r.ins.length - (r.dot ? 2 : 0)),
         ins: r.ins,
         outs: rawOuts[i],
         free: freeAt[i],
@@ -410,6 +433,11 @@ function runFused(step: Step, ins: readonly Tensor[]): void {
   for (let j = 0; j < results.length; j++) {
     results[j] = allocOut(step.outAvals[j]);
     outData[j] = results[j]._data!;
+  }
+  if (step.dot) {
+    for (let k = 2; k < ins.length; k++) views[k - 2] = viewOf(ins[k]);
+    getBackend().dotFused!(step.fused!, viewOf(ins[0]), viewOf(ins[1]), views, outData);
+    return;
   }
   for (let k = 0; k < ins.length; k++) views[k] = viewOf(ins[k]);
   getBackend().fused!(step.fused!, views, outData);

@@ -14,9 +14,15 @@
  * inputs, literals become consts. The group runs as one step at its root's place: every member precedes the
  * root, and no path leaves the group and comes back, since whatever reads a member outside runs after the
  * root, and everything a member reads runs before it.
+ *
+ * With `reduce`, a float sum / max / min is always the root of a group of its own, and the chain producing its
+ * operand joins it as above: the group computes the chain and folds the operand into the reduced output in one
+ * pass (`FusedProgram.reduce`), storing a member only when something after the group reads it (softmax's exp,
+ * which the division reads too). Of several groups reading a value, it may join the one whose root runs
+ * first, as another output, when the others run later.
  */
 import { fusedProgram, isFusableOp } from "../backend/fused.ts";
-import type { BinaryOp, FusedInstr, FusedProgram, UnaryOp } from "../backend/backend.ts";
+import type { BinaryOp, FusedInstr, FusedProgram, FusedReduce, UnaryOp } from "../backend/backend.ts";
 import { type Atom, type Eqn, Literal, type Program, type Var } from "./jaxpr.ts";
 
 /** One fused step: which equations it replaces, what it reads and writes, and the program it runs. */
@@ -25,9 +31,17 @@ export interface FusionGroup {
   readonly members: readonly number[];
   /** The group's inputs, in the order of the program's input indices. */
   readonly inputs: readonly Var[];
-  /** The values it hands on (the root's, and any member's read after it), in the order of program.outputs. */
+  /**
+   * The values it hands on (the root's, and any member's read after it), in the order of program.outputs; for
+   * a reducing group (the root a reduction: `program.reduce`), the members' first and the reduction's last.
+   */
   readonly outputs: readonly Var[];
   readonly program: FusedProgram;
+  /**
+   * A GEMM epilogue group: the `dot` equation whose product is the program's input 0 (`inputs[0]`, read by
+   * nothing else), run with the chain by `Backend.dotFused`; its index is among `members`. Else undefined.
+   */
+  readonly dot?: Eqn;
 }
 
 /** Largest group (equations); a longer chain becomes several groups. */
@@ -40,6 +54,35 @@ function fusable(e: Eqn): boolean {
   return e.inputs.every((a) => a.dtype === dt);
 }
 
+/** A float sum / max / min of a variable over axes of its rank: it may end a group (a reduction terminal). */
+function reducible(e: Eqn): boolean {
+  if (e.prim === null || e.outputs.length !== 1 || e.inputs.length !== 1) return false;
+  if (e.name !== "sum" && e.name !== "max" && e.name !== "min") return false;
+  const x = e.inputs[0];
+  if (x instanceof Literal || (x.dtype !== "float32" && x.dtype !== "float64")) return false;
+  if (e.outputs[0].dtype !== x.dtype) return false;
+  const axes = (e.params as { axes?: readonly number[] }).axes;
+  return Array.isArray(axes) && axes.every((a, i) => a < x.shape.length && (i === 0 || a > axes[i - 1]));
+}
+
+/** Options of `planFusion`. */
+export interface FusionOptions {
+  /** Members read after the group become further outputs (default true); false: single-output groups. */
+  readonly multiOutput?: boolean;
+  /**
+   * A float sum / max / min may end a group (`FusedProgram.reduce`): the chain feeding it is computed and
+   * reduced in one pass, its value never stored unless read elsewhere (default false: for backends declaring
+   * `fusedReduce`).
+   */
+  readonly reduce?: boolean;
+  /**
+   * A float `dot` whose product only an elementwise group reads joins that group as its producer (GEMM epilogue
+   * fusion: bias, activation, scale, residual run on each block of the product as the GEMM finishes it), so a
+   * group of one elementwise equation is kept then (default false: for backends with `dotFused`).
+   */
+  readonly epilogue?: boolean;
+}
+
 /**
  * The fusion groups of `program` (groups of at least two equations; anything else runs as it is).
  *
@@ -50,7 +93,10 @@ function fusable(e: Eqn): boolean {
  * ```
  * `multiOutput: false` keeps to the single-output groups (every member but the root read inside only).
  */
-export function planFusion(program: Program, multiOutput = true): FusionGroup[] {
+export function planFusion(program: Program, opts: FusionOptions | boolean = {}): FusionGroup[] {
+  const o: FusionOptions = typeof opts === "boolean" ? { multiOutput: opts } : opts;
+  const multiOutput = o.multiOutput !== false;
+  const reduce = o.reduce === true;
   const eqns = program.eqns;
   const consumers = new Map<Var, number[]>();
   eqns.forEach((e, i) => {
@@ -68,14 +114,20 @@ export function planFusion(program: Program, multiOutput = true): FusionGroup[] 
   const runsAt = (c: number) => (groupOf[c] >= 0 ? members[groupOf[c]][0] : c);
   for (let i = eqns.length - 1; i >= 0; i--) {
     const e = eqns[i];
+    if (reduce && reducible(e)) {
+      // a reduction is always a group's root (nothing of its input's shape can follow it in a group)
+      groupOf[i] = members.length;
+      members.push([i]);
+      continue;
+    }
     if (!fusable(e)) continue;
     const v = e.outputs[0];
     const cs = consumers.get(v) ?? [];
+    // the candidate: of the groups reading v, the one whose root runs first (the others read v later)
     let g = -1;
     for (const c of cs) {
       if (groupOf[c] < 0) continue;
-      if (g < 0) g = groupOf[c];
-      else if (groupOf[c] !== g) g = -2; // read by two groups
+      if (g < 0 || members[groupOf[c]][0] < members[g][0]) g = groupOf[c];
     }
     if (g >= 0) {
       const root = members[g][0];
@@ -90,18 +142,65 @@ export function planFusion(program: Program, multiOutput = true): FusionGroup[] 
     groupOf[i] = g;
     members[g].push(i);
   }
+  // GEMM epilogues: a float dot read only by one elementwise group (not a program output) joins it
+  const dotOf = new Map<number, number>(); // group -> its dot's equation
+  if (o.epilogue === true) {
+    const producer = new Map<Var, number>();
+    eqns.forEach((e, i) => {
+      for (const v of e.outputs) producer.set(v, i);
+    });
+    members.forEach((m, g) => {
+      const root = m[0];
+      if (!fusable(eqns[root])) return; // (a reducing group: no epilogue)
+      const dt = eqns[root].outputs[0].dtype;
+      for (let k = m.length - 1; k >= 0 && !dotOf.has(g); k--) {
+        for (const a of eqns[m[k]].inputs) {
+          if (a instanceof Literal) continue;
+          const d = producer.get(a);
+          if (d === undefined || groupOf[d] >= 0) continue;
+          const e = eqns[d];
+          if (e.name !== "dot" || e.prim === null || e.outputs.length !== 1 || a.dtype !== dt) continue;
+          if (e.inputs.some((x) => x.dtype !== dt) || a.shape.length < 2 || outputs.has(a)) continue;
+          if (!(consumers.get(a) ?? []).every((c) => groupOf[c] === g)) continue;
+          dotOf.set(g, d);
+          groupOf[d] = g;
+          break;
+        }
+      }
+    });
+  }
   const groups: FusionGroup[] = [];
-  for (const m of members) {
-    if (m.length < 2) continue;
+  for (let g = 0; g < members.length; g++) {
+    const m = members[g];
+    const dot = dotOf.get(g);
+    if (m.length < (dot === undefined ? 2 : 1)) continue;
     m.reverse();
+    const root = m[m.length - 1];
+    const reducing = !fusable(eqns[root]);
+    if (dot !== undefined) {
+      const group = build(
+        eqns,
+        m,
+        (i) =>
+          i === root ||
+          outputs.has(eqns[i].outputs[0]) ||
+          (consumers.get(eqns[i].outputs[0]) ?? []).some((c) => groupOf[c] !== groupOf[i]),
+        false,
+        eqns[dot].outputs[0],
+      );
+      const all = [...m, dot].sort((x, y) => x - y);
+      groups.push({ ...group, members: all, dot: eqns[dot] });
+      continue;
+    }
     groups.push(
       build(
         eqns,
         m,
         (i) =>
-          i === m[m.length - 1] ||
+          (i === root && !reducing) ||
           outputs.has(eqns[i].outputs[0]) ||
           (consumers.get(eqns[i].outputs[0]) ?? []).some((c) => groupOf[c] !== groupOf[i]),
+        reducing,
       ),
     );
   }
@@ -109,11 +208,16 @@ export function planFusion(program: Program, multiOutput = true): FusionGroup[] 
   return groups;
 }
 
-/** The fused program of one group (members ascending); `handsOn(i)`: member i's value is read after it. */
+/**
+ * The fused program of one group (members ascending); `handsOn(i)`: member i's value is read after it;
+ * `reducing`: the root is a reduction of a member (the program's reduction terminal, its last output).
+ */
 function build(
   eqns: readonly Eqn[],
   members: readonly number[],
   handsOn: (i: number) => boolean,
+  reducing: boolean,
+  first?: Var,
 ): FusionGroup {
   const instrs: FusedInstr[] = [];
   const inputs: Var[] = [];
@@ -141,9 +245,11 @@ function build(
     }
     return r;
   };
+  if (first !== undefined) operand(first); // (a GEMM epilogue's product: input 0)
   const outs: Var[] = [];
   const outRegs: number[] = [];
-  for (const i of members) {
+  const body = reducing ? members.slice(0, -1) : members;
+  for (const i of body) {
     const e = eqns[i];
     if (e.inputs.length === 1) {
       const a = operand(e.inputs[0]);
@@ -159,5 +265,13 @@ function build(
       outRegs.push(instrs.length - 1);
     }
   }
-  return { members, inputs, outputs: outs, program: fusedProgram(dtype, instrs, outRegs) };
+  if (!reducing) return { members, inputs, outputs: outs, program: fusedProgram(dtype, instrs, outRegs) };
+  const root = eqns[members[members.length - 1]];
+  const reduce: FusedReduce = {
+    op: root.name as FusedReduce["op"],
+    reg: reg.get(root.inputs[0] as Var)!,
+    axes: (root.params as { axes: readonly number[] }).axes,
+  };
+  outs.push(root.outputs[0]);
+  return { members, inputs, outputs: outs, program: fusedProgram(dtype, instrs, outRegs, reduce) };
 }

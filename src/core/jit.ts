@@ -224,7 +224,11 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
     const execFor = (b: Backend): Executor => {
       let x = execs.get(b);
       if (x === undefined) {
-        x = new Executor(program, { fuse: b.fused !== undefined });
+        x = new Executor(program, {
+          fuse: b.fused !== undefined,
+          fuseReduce: b.fusedReduce === true,
+          fuseEpilogue: b.dotFused !== undefined,
+        });
         execs.set(b, x);
       }
       return x;

@@ -9,7 +9,7 @@
  * thread while JavaScript goes on computing, and `wait()` (or `await work.promise()`) completes it.
  * Operations start in the order they are called, which must be the same on every rank (as in MPI).
  */
-import type { TypedArray } from "../dtype.ts";
+import { isFloat, isHalf, type TypedArray } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
 import { copyInto, contiguousData } from "../ops/shape.ts";
 import { contiguousStrides, fmtShape, isContiguous } from "../shape.ts";
@@ -117,7 +117,7 @@ function concreteTensor(t: unknown, op: string, what: string): Tensor {
 
 function slabOf(t: Tensor, op: string, what: string, written: boolean): Slab {
   const data = t._data!;
-  if (isContiguous(t.shape, t._strides)) {
+  if (isContiguous(t.shape, t._strides) && !isHalf(t.dtype)) {
     return { data, off: t._offset, n: t.size, writeBack: null };
   }
   if (written && t.shape.some((d, i) => d > 1 && t._strides[i] === 0)) {
@@ -126,10 +126,13 @@ function slabOf(t: Tensor, op: string, what: string, written: boolean): Slab {
         "elements share memory; the result cannot be written into it. Pass a contiguous tensor (clone())",
     );
   }
+  // float16 / bfloat16 travel as float32 (contiguousData gives their values widened, exactly): MPI has no
+  // 16-bit float type, so reductions run in float32 and the result is rounded once when it is written back
   const staged = contiguousData(t, op);
+  const stagedDtype = isHalf(t.dtype) ? "float32" : t.dtype;
   const writeBack = written
     ? () => {
-        const src = Tensor._concrete(staged, t.shape, t.dtype, contiguousStrides(t.shape));
+        const src = Tensor._concrete(staged, t.shape, stagedDtype, contiguousStrides(t.shape));
         noGrad(() => copyInto(t, src));
       }
     : null;
@@ -145,7 +148,7 @@ function redOf(op: string, red: string, t: Tensor): number {
   if (code === undefined) {
     throw new TypeError(`${op}: unknown reduction '${red}'; expected one of sum, mean, max, min`);
   }
-  if (red === "mean" && t.dtype !== "float32" && t.dtype !== "float64") {
+  if (red === "mean" && !isFloat(t.dtype)) {
     throw new DTypeError(`${op}: reduction 'mean' needs a floating-point tensor, got ${t.dtype}`);
   }
   return code;
@@ -277,7 +280,8 @@ export function allGather(out: Tensor | readonly Tensor[], t: Tensor, opts: Asyn
     target = { data: buf, off: 0, n: buf.length, writeBack: null };
     finish = () => {
       list.forEach((o, i) => {
-        const part = Tensor._concrete(buf, o.shape, o.dtype, contiguousStrides(o.shape), i * n);
+        const dt = isHalf(o.dtype) ? "float32" : o.dtype; // halves were staged as float32 (slabOf)
+        const part = Tensor._concrete(buf, o.shape, dt, contiguousStrides(o.shape), i * n);
         noGrad(() => copyInto(o, part));
       });
     };

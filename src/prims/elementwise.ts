@@ -344,9 +344,11 @@ export const whereP: Primitive<null> = {
   derivative: rule<null>(
     ([c], [, ta, tb], out) =>
       isZero(ta) && isZero(tb) ? new Zero(out.shape, out.dtype) : where(c, instantiate(ta), instantiate(tb)),
+    // where(c, ct, 0) rather than maskedFill(not c): no bool kernel on the residual (on webgpu a bool `not`
+    // runs on the GPU, and a float64 backward on the host could then not read its result)
     (ct, [c], _o, _p, needs) => [
       ct,
-      needs[1] ? ct.maskedFill(c!.logicalNot(), 0) : ct,
+      needs[1] ? where(c!, ct, instantiate(new Zero(ct.shape, ct.dtype))) : ct,
       needs[2] ? ct.maskedFill(c!, 0) : ct,
     ],
   ),

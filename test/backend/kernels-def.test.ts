@@ -62,11 +62,12 @@ function parseDef(): NativeDescription {
 const def = parseDef();
 
 /**
- * The methods native serves: every Backend kernel, the optional `fused` (jit's fused programs), and the
+ * The methods native serves: every Backend kernel, the optional `fused` and `dotFused` (jit's fused programs
+ * and GEMM epilogues), and the
  * float16 / bfloat16 kernels registered beside the Backend (src/backend/half.ts).
  */
 const HALF = ["castHalf", "dotBF16"];
-const SERVED = [...KERNELS, "fused", ...HALF];
+const SERVED = [...KERNELS, "fused", "dotFused", ...HALF];
 
 test("kernels.def: every Backend kernel is served by exactly one family, and nothing else", () => {
   const served = def.families.flatMap((f) => f.serves.split(" "));
@@ -147,6 +148,7 @@ function fakeAddon(d: NativeDescription): { addon: NativeAddon; calls: Call[]; r
     attentionBackward: rec("attentionBackward"),
     rnnCell: rec("rnnCell"),
     fused: rec("fused"),
+    dotFused: rec("dotFused"),
     halfCast: rec("halfCast"),
     dotBF16: rec("dotBF16"),
   };
@@ -212,6 +214,15 @@ const prog = fusedProgram("float32", [
   { kind: "unary", op: "tanh", a: 3 },
   { kind: "binary", op: "mul", a: 4, b: 1 },
 ]);
+// relu(a @ b + bias): the product is input 0
+const dotProg = fusedProgram("float32", [
+  { kind: "input", index: 0 },
+  { kind: "input", index: 1 },
+  { kind: "binary", op: "add", a: 0, b: 1 },
+  { kind: "unary", op: "relu", a: 2 },
+]);
+const y32 = view(new Float32Array(12), [3, 2], [2, 1], 0);
+const bias22 = view(new Float32Array(2), [2, 2], [0, 1], 0);
 // float16 / bfloat16: 16-bit storage travels as its bytes with a trailing [2] axis (src/backend/native/half.ts)
 const h32 = view(new Float32Array(80), [70], [1], 5);
 const hOut = new Float16Bits(70);
@@ -268,6 +279,31 @@ const SAMPLES: Record<string, Sample[]> = {
       list: [x, y],
       outs: [out],
       values: { shape: [2, 3] },
+    },
+  ],
+  dotFused: [
+    {
+      call: (b) => b.dotFused?.(dotProg, x, y32, [bias22], [out]),
+      views: [
+        x,
+        y32,
+        view(
+          Int32Array.from([
+            ...[0, 0, 0, 0, 0, 0, 1, 0],
+            ...[3, def.binary.indexOf("add"), 0, 1],
+            ...[2, def.unary.indexOf("relu"), 2, 0],
+            ...[4, 0, 3, 0], // the store of the output
+          ]),
+          [20],
+          [1],
+          0,
+        ),
+        view(dotProg.consts, [0], [1], 0),
+      ],
+      byValue: [2],
+      list: [bias22],
+      outs: [out],
+      values: {},
     },
   ],
   unary: [{ call: (b) => b.unary("exp", x, out), views: [x], outs: [out], values: {} }],

@@ -57,6 +57,8 @@ export async function runPage(
     executablePath: CHROMIUM,
     headless: true,
     args: [...FLAGS, ...(opts.args ?? [])],
+    // page.evaluate awaits the page's result in one protocol call: let it last as long as the page may
+    protocolTimeout: Math.max(180_000, opts.timeoutMs ?? 0),
   });
   try {
     const page = await browser.newPage();

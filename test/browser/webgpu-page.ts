@@ -20,6 +20,7 @@ import type {
 } from "../../src/backend/backend.ts";
 import { syncToHost } from "../../src/backend/device.ts";
 import { jsBackend as J } from "../../src/backend/js/index.ts";
+import { gpuStorage } from "../../src/backend/webgpu/gpu.ts";
 import { webgpuInfo, webgpuMemory } from "../../src/backend/webgpu/index.ts";
 import { allocTyped, type DType, type TypedArray } from "../../src/dtype.ts";
 import * as cr from "../../src/index.ts";
@@ -27,6 +28,7 @@ import { OPS } from "../opinfo.ts";
 import { type Nd, nd } from "../ref.ts";
 import type { WebgpuReport } from "./webgpu-report.ts";
 import { cnnStepsAsync, mlpStepsAsync } from "./webgpu-scenario.ts";
+import { wgslKernelChecks } from "./webgpu-wgsl-checks.ts";
 
 /** mulberry32: a small seeded generator (values reproducible run to run). */
 function prng(seed: number): () => number {
@@ -103,9 +105,12 @@ function randView(shape: readonly number[], dtype: DType, gen: Gen, broadcast = 
   const host = allocTyped(dtype, total);
   for (let i = 0; i < total; i++) host[i] = gen(rng);
   let dev: TypedArray = host;
-  if (flip++ % 2 === 0) {
+  // int32 / bool values only the host has run on the host (index.ts, hostFirst): upload them, so that their
+  // kernels run the WGSL
+  if (flip++ % 2 === 0 || dtype !== "float32") {
     dev = cr.getBackend().alloc(dtype, total);
     for (let i = 0; i < total; i++) dev[i] = host[i];
+    if (dtype !== "float32") gpuStorage(dev)?.deviceBuffer();
   }
   return { js: { data: host, shape, strides, offset }, gpu: { data: dev, shape, strides, offset } };
 }
@@ -143,7 +148,7 @@ async function check(
   for (let i = 0; i < n; i++) {
     const a = got[i];
     const b = want[i];
-    if (Number.isNaN(a) && Number.isNaN(b)) continue;
+    if (a === b || (Number.isNaN(a) && Number.isNaN(b))) continue;
     if (!(Math.abs(a - b) <= tol.atol + tol.rtol * Math.abs(b))) {
       failures.push(`${label}: element ${i} of ${n}: got ${a}, expected ${b}`);
       return;
@@ -578,13 +583,11 @@ async function syncReadChecks(): Promise<WebgpuReport["syncRead"]> {
   const message = err(() => t.item());
   // float64 lives on the host: casting GPU-written values to it needs them there first
   const toFloat64 = err(() => cr.tensor([1, 2]).mul(2).to("float64"));
-  // a kernel without WGSL (the fused LSTM cell) on GPU-written inputs: the error names it
+  // a call without a WGSL form (the fused LSTM cell into a host array) on GPU-written inputs: the error names it
   const gates = cr.ones([2, 4]).mul(1);
   const cell = cr.ones([2, 1]).mul(1);
   const view = (x: cr.Tensor): View => ({ data: x._data!, shape: x.shape, strides: x._strides, offset: 0 });
-  const lstm = err(() =>
-    cr.getBackend().lstmCell(view(gates), view(cell), cr.getBackend().alloc("float32", 6)),
-  );
+  const lstm = err(() => cr.getBackend().lstmCell(view(gates), view(cell), new Float32Array(4)));
   const sum = Array.from(await t.data());
   // a freshly created tensor has valid host values: synchronous reads work before any kernel ran on it
   const fresh = Array.from(cr.tensor([5, 6]).dataSync());
@@ -609,7 +612,7 @@ async function memoryChecks(): Promise<WebgpuReport["memory"]> {
   return { before, held, afterGc: m.bytesInUse, pool: m.bytesInPool };
 }
 
-/** A jitted function (memory planning, no fusion: this backend has no `fused`) on webgpu, run twice. */
+/** A jitted function (memory planning and elementwise fusion) on webgpu, run twice. */
 async function jitCheck(): Promise<number[]> {
   const f = cr.jit((a: cr.Tensor, b: cr.Tensor) => a.mul(b).add(1).relu().matmul(b.transpose(0, 1)).sum(1));
   const a = cr.tensor([
@@ -636,6 +639,16 @@ export async function runWebgpuChecks(
   if (init.backend !== "webgpu") return { skip: init.fallback ?? `init chose ${init.backend}` };
   const t0 = performance.now();
   await kernelChecks();
+  // the WGSL kernels of attention, the recurrent cells, argsort and jit's fusion (webgpu-wgsl-checks.ts)
+  await wgslKernelChecks({
+    check,
+    randView,
+    rng,
+    note(failure) {
+      checked++;
+      if (failure !== null) failures.push(failure);
+    },
+  });
   const kernelsMs = performance.now() - t0;
   const syncRead = await syncReadChecks();
   const memory = await memoryChecks();

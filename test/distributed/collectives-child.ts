@@ -10,10 +10,11 @@ import { distributed, type DType, randn, tensor, zeros } from "../../src/node.ts
 import type { Tensor } from "../../src/tensor/tensor.ts";
 
 const { rank, worldSize: size } = distributed.initProcessGroup({ timeoutMs: 120_000 });
-const DT: DType[] = ["float32", "float64", "int32", "bool"];
+const DT: DType[] = ["float32", "float64", "int32", "bool", "float16", "bfloat16"];
 const OPS = ["sum", "mean", "max", "min"] as const;
 
-/** Element i of rank r's data (halves and integers: sums and means by 2 or 4 are exact in float32). */
+/** Element i of rank r's data (halves and integers: sums and means by 2 or 4 are exact in float32, and in
+ * float16 / bfloat16: at most 7 significant bits). */
 function v(dt: DType, r: number, i: number): number {
   if (dt === "bool") return (i + r) % 3 === 0 ? 1 : 0;
   if (dt === "int32") return (r + 1) * ((i % 7) - 3) + r;

@@ -1,25 +1,33 @@
-// Fused scaled dot-product attention, flash-style (Backend.attention / attentionBackward; the js kernels in
-// src/backend/js/attention.ts are the specification).
+// Fused scaled dot-product attention, FlashAttention-2 style (Backend.attention / attentionBackward; the js
+// kernels in src/backend/js/attention.ts are the specification).
 //
-// Forward (FlashAttention): a task is one batch entry and one tile of BR query rows. It walks the keys in tiles
-// of BC: the BR x BC score tile is formed in scratch (Q rows against a transposed K tile, so the inner loop is
-// an axpy over the BC keys that vectorises without reassociation), each row's running max m, sum l and
-// unnormalised output acc are rescaled by exp(m - m') when a tile raises the max, and the tile's exp(s - m')
-// are accumulated into acc against the V tile. At the end out = acc / l and lse = m + log l. Memory per thread
-// is O((BR + BC) (E + Ev) + BR BC): no [L, S] matrix exists, whatever the sequence length.
+// The tiled kernels (fast_forward, fast_backward, below the exact loops): per batch entry, blocks of FBR = 64
+// queries (32 when L <= 32) against blocks of FBC = 64 keys. Every product of a block pair is a small GEMM on a
+// register-blocked SIMD micro-kernel (fl_kernel: 8 x 32 float32 / 8 x 16 float64 accumulators with AVX-512,
+// 4 x 2 vectors with AVX2 and SSE2). The score tile is kept transposed, St [keys][queries], so that SIMD lanes
+// run over queries: the online softmax's per-query max, sum, lse and D are vectors, and P^T, dS^T come out in
+// the layouts the next products read without repacking.
+//   forward:  St = K Qt; per query m' = max(m, column max), alpha = exp(m - m'), P^T = exp(St - m'),
+//             l = alpha l + column sums, acc = alpha acc + P V; at the end out = acc / l, lse = m + log l.
+//   backward: P^T = exp(K Qt - lse), dS^T = scale P^T (V dOt - D) with D_i = dout_i . o_i - dlse_i, then
+//             dV += P^T dO, dK += dS^T Q, dQ += dS K.
+// The backward runs one task per batch entry (key blocks outer, query blocks inner; dk, dv of a key block and
+// dq of the entry accumulate in per-thread scratch), or, with fewer than 2 entries per thread, two passes
+// (dk, dv per key-block chunk, then dq per query-block chunk). Either way each output has one owner and its
+// products are accumulated in the same order, so results do not depend on the thread count. Causal attention
+// skips the blocks above the diagonal and writes exact zeros (P, dS) for the keys j > i inside diagonal blocks.
+// The operands of a batch entry are repacked once per task (K and V as MR-row panels, K, q and dout as padded
+// rows, q and dout blocks transposed): O((L + S)(E + Ev)) scratch per thread, never an [L, S] matrix.
+// float32 runs in float32 (exp through vmath.h's exp_f32 in the AVX builds) with float64 row sums l; float64 in
+// float64.
 //
-// Backward (FlashAttention-2): probabilities are recomputed tile by tile as p = exp(s - lse). Two passes keep
-// every output owned by one task, so nothing is accumulated across threads and results do not depend on the
-// thread count: pass 1, one task per (batch entry, key tile), accumulates dk and dv over all query rows; pass 2,
-// one task per (batch entry, query tile), accumulates dq over all key tiles (recomputing the scores once more,
-// about 1.4x the arithmetic of a single pass with atomics). D_i = dout_i . o_i - dlse_i is computed first.
-//
-// Operands are gathered tile by tile into contiguous scratch (any strides: the mask is typically a stride-0
-// broadcast), at a cost of 1 / (2 BR) of the arithmetic. float32 runs in float32 (exp through vmath.h's exp_f32
-// in the AVX builds) with float64 row sums; float64 in float64.
+// The exact loops (exact_forward, exact_backward; the previous kernels, 32 x 64 tiles of scalar-vectorised
+// loops) run only for causal attention over non-finite q, k, v or dout: the spec skips the keys j > i, whereas
+// the tiled products multiply them by an exact 0, which differs only there (0 x Inf = NaN).
 //
 // Semantics of the special rows are the js kernel's: causal skips the keys j > i, no keys gives output 0 and
 // lse -Infinity, a row of only -Infinity scores output NaN and lse -Infinity, NaN or +Infinity scores NaN.
+#include "gemm.h"
 #include "map.h"
 #include "vmath.h"
 
@@ -27,8 +35,8 @@ namespace cr {
 namespace CR_ISA_NS {
 namespace {
 
-constexpr i64 BR = 32;  // query rows per tile
-constexpr i64 BC = 64;  // keys per tile
+constexpr i64 BR = 32;  // query rows per tile of the exact loops
+constexpr i64 BC = 64;  // keys per tile of the exact loops
 
 CR_INLINE float exp_t(float v) { return CR_ISA_LEVEL >= 1 ? exp_f32(v) : std::exp(v); }
 CR_INLINE double exp_t(double v) { return std::exp(v); }
@@ -148,7 +156,7 @@ CR_INLINE i64 row_end(bool causal, i64 i0, i64 i, i64 j0, i64 nc) {
 }
 
 template <class T>
-void forward_typed(const Dims& d, const View& q, const View& k, const View& v, const View* mask, bool causal, T scale,
+void exact_forward(const Dims& d, const View& q, const View& k, const View& v, const View* mask, bool causal, T scale,
                    T* out) {
   const i64 tiles = (d.l + BR - 1) / BR;
   const i64 e = d.e, ev = d.ev, w = d.ev + 1;
@@ -280,18 +288,17 @@ CR_INLINE BackTile<T> back_scratch(int tid, i64 e, i64 ev, bool& ok) {
   return t;
 }
 
+// D_i = dout_i . o_i - dlse_i and lse_i for every row b * L + i (at 2 r and 2 r + 1), in float64 sums, in the
+// calling thread's scratch slot 7 (worker tasks use slots 0..2). nullptr if memory is exhausted.
 template <class T>
-void backward_typed(const Dims& d, const View& q, const View& k, const View& v, const View* mask, const View& o,
-                    const View& g, bool causal, T scale, T* out) {
-  const i64 e = d.e, ev = d.ev, L = d.l, S = d.s;
-  const i64 per = L * e + S * e + S * ev;
+T* d_and_lse(const Dims& d, const View& o, const View& g) {
+  const i64 ev = d.ev, L = d.l;
   const i64 osr = o.strides[o.ndim - 2], osc = o.strides[o.ndim - 1];
   const i64 gsr = g.strides[g.ndim - 2], gsc = g.strides[g.ndim - 1];
   const T* op = static_cast<const T*>(o.data);
   const T* gp = static_cast<const T*>(g.data);
-  // D_i = dout_i . o_i - dlse_i and lse_i for every row, in float64 sums (owned by the caller's slot 7)
   T* dl = static_cast<T*>(scratch(pool_tid(), 7, sizeof(T) * (size_t)(2 * d.nb * L) + 64));
-  if (!dl) return;
+  if (!dl) return nullptr;
   par_for(d.nb * L, 256, [&](i64 r0, i64 r1, int) {
     for (i64 r = r0; r < r1; r++) {
       const i64 b = r / L, i = r % L;
@@ -303,6 +310,16 @@ void backward_typed(const Dims& d, const View& q, const View& k, const View& v, 
       dl[2 * r + 1] = orow[ev * osc];
     }
   });
+  return dl;
+}
+
+template <class T>
+void exact_backward(const Dims& d, const View& q, const View& k, const View& v, const View* mask, const View& o,
+                    const View& g, bool causal, T scale, T* out) {
+  const i64 e = d.e, ev = d.ev, L = d.l, S = d.s;
+  const i64 per = L * e + S * e + S * ev;
+  const T* dl = d_and_lse<T>(d, o, g);
+  if (!dl) return;
   const i64 qtiles = (L + BR - 1) / BR, ktiles = (S + BC - 1) / BC;
   // rows [i0, i0 + nr) of batch b into the tile's q, dout, lse, D
   auto load_rows = [&](BackTile<T>& t, i64 b, i64 i0, i64 nr) {
@@ -387,6 +404,483 @@ void backward_typed(const Dims& d, const View& q, const View& k, const View& v, 
   });
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// The fast kernels (FlashAttention-2 with register-blocked SIMD tiles).
+//
+// Blocks of FBR = 64 queries by FBC = 64 keys. Score tiles are kept transposed, St [keys][queries], so that the
+// SIMD lanes run over the queries: the online softmax's per-query state (running max m, sum l, lse, D) is one
+// vector per lane group, the max over keys is an elementwise max of rows, and P^T and dS^T come out in the
+// layouts the next products read directly (no per-tile packing). Every product is one small GEMM,
+//   forward:  St = K Qt (depth E),  O += P V (depth keys)
+//   backward: St = K Qt, dPt = V dOt (depth Ev), dV += Pt dO, dK += dSt Q (depth queries), dQ += dS K (depth keys)
+// computed by fl_kernel, an MR x NR register tile (AVX-512: 8 rows x 2 vectors, 16 accumulators) whose A operand
+// is read through compile-time strides (a packed panel, a row or a column of a score tile) and whose B operand
+// is a row-major, NR-padded matrix. The operands of one batch entry are repacked once per task into these
+// layouts (K and V as MR-row panels, K, q and dout as padded rows, q and dout blocks transposed): O(L E + S E)
+// per thread, never an [L, S] matrix.
+template <class T>
+struct Fl {
+  using S = Simd<T>;
+  using V = typename S::V;
+  static constexpr int W = S::W;
+  static constexpr int MR = CR_ISA_LEVEL == 2 ? 8 : 4;  // rows of the register tile
+  static constexpr int NV = 2;                           // vectors per row
+  static constexpr int NR = NV * W;                      // columns of the register tile
+};
+// Queries per block, FBR: 64, or 32 when L <= 32 (a template parameter; both are multiples of every NR and MR).
+constexpr i64 FBC = 64;  // keys per block (a multiple of every MR)
+
+CR_INLINE i64 rup(i64 x, i64 m) { return (x + m - 1) / m * m; }
+
+// C[MR][NR] (+)= sum_{k < kc} A(r, k) B[k][0..NR), A(r, k) = a[r ARS + k AKS], B row k at b + k ldb.
+template <class T, int ARS, int AKS>
+__attribute__((noinline)) void fl_kernel(i64 kc, const T* __restrict a, const T* __restrict b, i64 ldb,
+                                         T* __restrict c, i64 ldc, bool accumulate) {
+  using F = Fl<T>;
+  using S = typename F::S;
+  using V = typename F::V;
+  constexpr int MR = F::MR, NV = F::NV, W = F::W;
+  V acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+    for (int x = 0; x < NV; x++) acc[r][x] = S::zero();
+  for (i64 k = 0; k < kc; k++) {
+    V bv[NV];
+#pragma GCC unroll 4
+    for (int x = 0; x < NV; x++) bv[x] = S::loadu(b + x * W);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++) {
+      const V av = S::set1(a[r * ARS]);
+#pragma GCC unroll 4
+      for (int x = 0; x < NV; x++) acc[r][x] = S::fma(av, bv[x], acc[r][x]);
+    }
+    a += AKS;
+    b += ldb;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++) {
+    T* cr = c + r * ldc;
+#pragma GCC unroll 4
+    for (int x = 0; x < NV; x++) S::storeu(cr + x * W, accumulate ? S::add(S::loadu(cr + x * W), acc[r][x]) : acc[r][x]);
+  }
+}
+
+// C (mp row panels of MR, np column panels of NR; leading dimension ldc) (+)= A B, row panel p of A at a + p aps.
+template <class T, int ARS, int AKS>
+CR_INLINE void fl_mm(i64 mp, i64 np, i64 kc, const T* a, i64 aps, const T* b, i64 ldb, T* c, i64 ldc,
+                     bool accumulate) {
+  constexpr int MR = Fl<T>::MR, NR = Fl<T>::NR;
+  for (i64 x = 0; x < np; x++)
+    for (i64 p = 0; p < mp; p++)
+      fl_kernel<T, ARS, AKS>(kc, a + p * aps, b + x * NR, ldb, c + p * MR * ldc + x * NR, ldc, accumulate);
+}
+
+// Rows [r0, r1) of a [.., R, C] view (batch offset base) as MR-row panels: dst[((r - r0) / MR * cols + c) MR +
+// (r - r0) % MR] = x[r][c] for r < n (the view's rows), zero after; r0 a multiple of MR, r1 of MR too.
+template <class T>
+void fl_pack_panels(const View& x, i64 base, i64 r0, i64 r1, i64 n, i64 cols, T* __restrict dst) {
+  constexpr int MR = Fl<T>::MR;
+  const T* p = static_cast<const T*>(x.data) + base;
+  const i64 sr = x.strides[x.ndim - 2], sc = x.strides[x.ndim - 1];
+  for (i64 r = r0; r < r1; r++) {
+    T* d = dst + ((r - r0) / MR) * cols * MR + (r - r0) % MR;
+    if (r < n) {
+      const T* row = p + r * sr;
+      for (i64 c = 0; c < cols; c++) d[c * MR] = row[c * sc];
+    } else {
+      for (i64 c = 0; c < cols; c++) d[c * MR] = 0;
+    }
+  }
+}
+
+// Rows [r0, r1) as padded rows: dst[(r - r0) ld + c] = x[r][c] for r < n and c < cols, zero elsewhere (c < ld).
+template <class T>
+void fl_pack_rows(const View& x, i64 base, i64 r0, i64 r1, i64 n, i64 cols, i64 ld, T* __restrict dst) {
+  const T* p = static_cast<const T*>(x.data) + base;
+  const i64 sr = x.strides[x.ndim - 2], sc = x.strides[x.ndim - 1];
+  for (i64 r = r0; r < r1; r++) {
+    T* d = dst + (r - r0) * ld;
+    i64 c = 0;
+    if (r < n) {
+      const T* row = p + r * sr;
+      if (sc == 1) {
+        std::memcpy(d, row, sizeof(T) * (size_t)cols);
+        c = cols;
+      } else {
+        for (; c < cols; c++) d[c] = row[c * sc];
+      }
+    }
+    for (; c < ld; c++) d[c] = 0;
+  }
+}
+
+// The query block [i0, i0 + FBR) transposed: dst[c FBR + i] = x[i0 + i][c] (zero for rows past n).
+template <class T, i64 FBR>
+void fl_pack_lanes(const View& x, i64 base, i64 i0, i64 n, i64 cols, T* __restrict dst) {
+  const T* p = static_cast<const T*>(x.data) + base;
+  const i64 sr = x.strides[x.ndim - 2], sc = x.strides[x.ndim - 1];
+  const i64 nr = imin(FBR, n - i0);
+  for (i64 i = 0; i < nr; i++) {
+    const T* row = p + (i0 + i) * sr;
+    for (i64 c = 0; c < cols; c++) dst[c * FBR + i] = row[c * sc];
+  }
+  for (i64 c = 0; c < cols; c++)
+    for (i64 i = nr; i < FBR; i++) dst[c * FBR + i] = 0;
+}
+
+// Whether every element of x's first `cols` columns (all batch entries and rows) is finite.
+template <class T>
+bool fl_finite(const View& x, const Dims& d, i64 rows, i64 cols) {
+  const T* p = static_cast<const T*>(x.data);
+  const i64 sr = x.strides[x.ndim - 2], sc = x.strides[x.ndim - 1];
+  for (i64 b = 0; b < d.nb; b++) {
+    const T* pb = p + batch_offset(x, d, b);
+    for (i64 r = 0; r < rows; r++) {
+      bool ok = true;
+      for (i64 c = 0; c < cols; c++) {
+        const T y = pb[r * sr + c * sc];
+        ok &= y - y == 0;  // false for NaN and +-Infinity
+      }
+      if (!ok) return false;
+    }
+  }
+  return true;
+}
+
+// Scale, mask and causal exclusion of score row jj (key) of a transposed tile: s[i] for the queries i0 + i,
+// i < FBR; padded lanes (i >= nr) and keys a query may not see (jj > i0 + i) get -Infinity.
+template <class T, i64 FBR>
+CR_INLINE void fl_score_row(T* __restrict s, T scale, const T* mrow, i64 msr, i64 i0, i64 nr, i64 jj,
+                            bool causal) {
+  for (i64 i = 0; i < FBR; i++) s[i] *= scale;
+  if (mrow) {
+    if (msr == 0) {
+      const T mv = mrow[0];
+      for (i64 i = 0; i < FBR; i++) s[i] += mv;
+    } else {
+      for (i64 i = 0; i < nr; i++) s[i] += mrow[i * msr];
+    }
+  }
+  for (i64 i = nr; i < FBR; i++) s[i] = -(T)INFINITY;
+  if (causal)
+    for (i64 i = 0, ce = imin(FBR, jj - i0); i < ce; i++) s[i] = -(T)INFINITY;
+}
+
+template <class T, i64 FBR>
+void fast_forward(const Dims& d, const View& q, const View& k, const View& v, const View* mask, bool causal, T scale,
+                  T* out) {
+  using F = Fl<T>;
+  constexpr int MR = F::MR, NR = F::NR;
+  const i64 e = d.e, ev = d.ev, w = d.ev + 1, L = d.l, S = d.s;
+  const i64 evp = rup(ev, NR), spad = rup(S, FBC);
+  const i64 qblocks = (L + FBR - 1) / FBR;
+  // Tasks: a batch entry's query blocks, split in up to 4 x threads pieces when there are few entries (each
+  // task packs its entry's keys once; the split does not change any result)
+  const i64 split = imin(qblocks, imax<i64>(1, (4 * pool_threads() + d.nb - 1) / d.nb));
+  const i64 per = (qblocks + split - 1) / split;
+  const T* mdata = mask ? static_cast<const T*>(mask->data) : nullptr;
+  const i64 msr = mask ? mask->strides[mask->ndim - 2] : 0, msc = mask ? mask->strides[mask->ndim - 1] : 0;
+  par_for(d.nb * split, 1, [&](i64 t0, i64 t1, int tid) {
+    // slot 0: ka [spad][E] as panels, vr [spad][evp]; slot 1: qt [E][FBR], st [FBC][FBR], acc [FBR][evp], state
+    T* ka = static_cast<T*>(scratch(tid, 0, sizeof(T) * (size_t)(spad * (e + evp)) + 64));
+    const size_t n1 = (size_t)(e * FBR + FBC * FBR + FBR * evp + 4 * FBR);
+    T* qt = static_cast<T*>(scratch(tid, 1, sizeof(T) * n1 + sizeof(double) * FBR + 128));
+    if (!ka || !qt) return;  // out of memory: the N-API layer reports it
+    T* vr = ka + spad * e;
+    T* st = qt + e * FBR;
+    T* acc = st + FBC * FBR;
+    T* m = acc + FBR * evp;  // running max per query
+    T* bm = m + FBR;         // the block's max
+    T* ms = bm + FBR;        // the max used as the exponent's offset (0 while every score is -Infinity)
+    T* cs = ms + FBR;        // alpha, then the block's column sums
+    alignas(64) double l[FBR];
+    for (i64 task = t0; task < t1; task++) {
+      const i64 b = task / split, qb0 = (task % split) * per, qb1 = imin(qblocks, qb0 + per);
+      if (qb0 >= qb1) continue;
+      const i64 qo = batch_offset(q, d, b);
+      const T* mb = mask ? mdata + batch_offset(*mask, d, b) : nullptr;
+      const i64 kend = rup(causal ? imin(S, qb1 * FBR) : S, MR);  // keys any query of the task sees (whole panels)
+      fl_pack_panels(k, batch_offset(k, d, b), 0, kend, S, e, ka);
+      fl_pack_rows(v, batch_offset(v, d, b), 0, kend, S, ev, evp, vr);
+      for (i64 qb = qb0; qb < qb1; qb++) {
+        const i64 i0 = qb * FBR, nr = imin(FBR, L - i0);
+        fl_pack_lanes<T, FBR>(q, qo, i0, L, e, qt);
+        for (i64 i = 0; i < FBR; i++) {
+          m[i] = -(T)INFINITY;
+          l[i] = 0;
+        }
+        for (i64 x = 0; x < FBR * evp; x++) acc[x] = 0;
+        const i64 send = causal ? imin(S, i0 + nr) : S;
+        for (i64 j0 = 0; j0 < send; j0 += FBC) {
+          const i64 nc = imin(FBC, send - j0);
+          fl_mm<T, 1, MR>((nc + MR - 1) / MR, FBR / NR, e, ka + j0 * e, MR * e, qt, FBR, st, FBR, false);
+          const bool cz = causal && j0 + nc - 1 > i0;  // the block crosses the diagonal
+          for (i64 i = 0; i < FBR; i++) bm[i] = -(T)INFINITY;
+          for (i64 j = 0; j < nc; j++) {
+            T* s = st + j * FBR;
+            fl_score_row<T, FBR>(s, scale, mb ? mb + (j0 + j) * msc + i0 * msr : nullptr, msr, i0, nr, j0 + j, cz);
+            for (i64 i = 0; i < FBR; i++) bm[i] = (s[i] > bm[i] || s[i] != s[i]) ? s[i] : bm[i];  // NaN sticks
+          }
+          for (i64 i = 0; i < FBR; i++) {
+            const T mo = m[i], bb = bm[i];
+            const T mn = (bb > mo || bb != bb || mo != mo) ? (mo != mo ? mo : bb) : mo;
+            const T off = mn == -(T)INFINITY ? (T)0 : mn;
+            cs[i] = exp_t((T)(mo - off));  // alpha: 0 while the row had nothing, NaN once it has a NaN
+            m[i] = mn;
+            ms[i] = off;
+          }
+          for (i64 i = 0; i < FBR; i++) {
+            const T al = cs[i];
+            l[i] *= (double)al;
+            T* a = acc + i * evp;
+            for (i64 c = 0; c < evp; c++) a[c] *= al;
+          }
+          for (i64 i = 0; i < FBR; i++) cs[i] = 0;
+          for (i64 j = 0; j < nc; j++) {
+            T* s = st + j * FBR;
+            for (i64 i = 0; i < FBR; i++) {
+              const T p = exp_t((T)(s[i] - ms[i]));
+              s[i] = p;
+              cs[i] += p;
+            }
+          }
+          for (i64 i = 0; i < FBR; i++) l[i] += (double)cs[i];
+          // acc += P V: A(query, key) = st[key][query]
+          fl_mm<T, 1, FBR>(FBR / MR, evp / NR, nc, st, MR, vr + j0 * evp, evp, acc, evp, true);
+        }
+        for (i64 i = 0; i < nr; i++) {
+          T* o = out + (b * L + i0 + i) * w;
+          if (S == 0) {  // no keys (causal rows always see key 0)
+            for (i64 c = 0; c < ev; c++) o[c] = 0;
+            o[ev] = -(T)INFINITY;
+          } else if (l[i] == 0) {
+            for (i64 c = 0; c < ev; c++) o[c] = (T)NAN;
+            o[ev] = -(T)INFINITY;
+          } else {
+            const double inv = 1.0 / l[i];
+            const T* a = acc + i * evp;
+            for (i64 c = 0; c < ev; c++) o[c] = (T)((double)a[c] * inv);
+            o[ev] = (T)((double)m[i] + std::log(l[i]));
+          }
+        }
+      }
+    }
+  });
+}
+
+// One batch entry's operands in the backward's layouts (per thread; a range of blocks is filled per task).
+template <class T>
+struct FlBack {
+  T *qt, *qr, *gt, *gr;  // q and dout blocks transposed [qblocks][E or Ev][FBR]; q, dout rows [lpad][ep / evp]
+  T *lse, *dd;           // [lpad] (padding: +Infinity, 0)
+  T *ka, *va, *kr;       // k, v as MR-row panels [spad][E or Ev]; k rows [spad][ep]
+};
+
+template <class T, i64 FBR>
+void fast_backward(const Dims& d, const View& q, const View& k, const View& v, const View* mask, const View& g,
+                   const T* dl, bool causal, T scale, T* out) {
+  using F = Fl<T>;
+  constexpr int MR = F::MR, NR = F::NR;
+  const i64 e = d.e, ev = d.ev, L = d.l, S = d.s;
+  const i64 per = L * e + S * e + S * ev;
+  const i64 ep = rup(e, NR), evp = rup(ev, NR);
+  const i64 qblocks = (L + FBR - 1) / FBR, kblocks = (S + FBC - 1) / FBC;
+  const i64 lpad = qblocks * FBR, spad = kblocks * FBC;
+  const T* mdata = mask ? static_cast<const T*>(mask->data) : nullptr;
+  const i64 msr = mask ? mask->strides[mask->ndim - 2] : 0, msc = mask ? mask->strides[mask->ndim - 1] : 0;
+  const int nth = pool_threads();
+  const size_t npack = (size_t)(lpad * (e + ev + ep + evp + 2) + spad * (e + ev + ep));
+
+  auto setup = [&](int tid, FlBack<T>& P) -> bool {
+    T* p = static_cast<T*>(scratch(tid, 0, sizeof(T) * npack + 64));
+    if (!p) return false;
+    P.qt = p;
+    P.gt = P.qt + lpad * e;
+    P.qr = P.gt + lpad * ev;
+    P.gr = P.qr + lpad * ep;
+    P.lse = P.gr + lpad * evp;
+    P.dd = P.lse + lpad;
+    P.ka = P.dd + lpad;
+    P.va = P.ka + spad * e;
+    P.kr = P.va + spad * ev;
+    return true;
+  };
+  // query blocks [qb0, qb1) and key blocks [kb0, kb1) of batch entry b
+  auto pack_queries = [&](FlBack<T>& P, i64 b, i64 qb0, i64 qb1) {
+    const i64 qo = batch_offset(q, d, b), go = batch_offset(g, d, b);
+    for (i64 qb = qb0; qb < qb1; qb++) {
+      fl_pack_lanes<T, FBR>(q, qo, qb * FBR, L, e, P.qt + qb * FBR * e);
+      fl_pack_lanes<T, FBR>(g, go, qb * FBR, L, ev, P.gt + qb * FBR * ev);
+    }
+    // rows past L are never read (the products' depth is the block's real queries)
+    const i64 r1 = imin(qb1 * FBR, L);
+    fl_pack_rows(q, qo, qb0 * FBR, r1, L, e, ep, P.qr + qb0 * FBR * ep);
+    fl_pack_rows(g, go, qb0 * FBR, r1, L, ev, evp, P.gr + qb0 * FBR * evp);
+    for (i64 i = qb0 * FBR; i < qb1 * FBR; i++) {
+      P.dd[i] = i < L ? dl[2 * (b * L + i)] : (T)0;
+      P.lse[i] = i < L ? dl[2 * (b * L + i) + 1] : (T)INFINITY;
+    }
+  };
+  auto pack_keys = [&](FlBack<T>& P, i64 b, i64 kb0, i64 kb1) {
+    const i64 ko = batch_offset(k, d, b), vo = batch_offset(v, d, b);
+    // up to the last whole panel of keys (the products read ceil(nc / MR) panels, nc rows)
+    const i64 r1 = imin(kb1 * FBC, rup(S, MR));
+    fl_pack_panels(k, ko, kb0 * FBC, r1, S, e, P.ka + kb0 * FBC * e);
+    fl_pack_panels(v, vo, kb0 * FBC, r1, S, ev, P.va + kb0 * FBC * ev);
+    fl_pack_rows(k, ko, kb0 * FBC, r1, S, e, ep, P.kr + kb0 * FBC * ep);
+  };
+  // One (query block, key block) pair: P^T into st, scale dS^T into dpt, then dk, dv (rows of the key block,
+  // when given) and dq (rows of the query block, when given) accumulate.
+  auto pair = [&](const FlBack<T>& P, T* st, T* dpt, const T* mb, i64 qb, i64 kb, T* dk, T* dv, T* dq) {
+    const i64 i0 = qb * FBR, j0 = kb * FBC, nr = imin(FBR, L - i0), nc = imin(FBC, S - j0);
+    const i64 mpk = (nc + MR - 1) / MR;
+    fl_mm<T, 1, MR>(mpk, FBR / NR, e, P.ka + j0 * e, MR * e, P.qt + qb * FBR * e, FBR, st, FBR, false);
+    fl_mm<T, 1, MR>(mpk, FBR / NR, ev, P.va + j0 * ev, MR * ev, P.gt + qb * FBR * ev, FBR, dpt, FBR, false);
+    const bool cz = causal && j0 + nc - 1 > i0;
+    const T* ls = P.lse + i0;
+    const T* dd = P.dd + i0;
+    for (i64 j = 0; j < nc; j++) {
+      T* s = st + j * FBR;
+      T* dp = dpt + j * FBR;
+      fl_score_row<T, FBR>(s, scale, mb ? mb + (j0 + j) * msc + i0 * msr : nullptr, msr, i0, nr, j0 + j, false);
+      for (i64 i = 0; i < FBR; i++) {
+        const T p = exp_t((T)(s[i] - ls[i]));
+        s[i] = p;
+        dp[i] = scale * p * (dp[i] - dd[i]);
+      }
+      // keys a query may not see and padded queries contribute exactly nothing
+      for (i64 i = nr; i < FBR; i++) s[i] = dp[i] = 0;
+      if (cz)
+        for (i64 i = 0, ce = imin(FBR, j0 + j - i0); i < ce; i++) s[i] = dp[i] = 0;
+    }
+    if (dv) {
+      // dv += P^T dout, dk += dS^T q: A(key, query) = st[key][query], depth the nr queries
+      fl_mm<T, FBR, 1>(mpk, evp / NR, nr, st, MR * FBR, P.gr + i0 * evp, evp, dv, evp, true);
+      fl_mm<T, FBR, 1>(mpk, ep / NR, nr, dpt, MR * FBR, P.qr + i0 * ep, ep, dk, ep, true);
+    }
+    // dq += dS k: A(query, key) = dpt[key][query], depth the nc keys
+    if (dq) fl_mm<T, 1, FBR>((nr + MR - 1) / MR, ep / NR, nc, dpt, MR, P.kr + j0 * ep, ep, dq, ep, true);
+  };
+  // tile scratch (slot 1): st, dpt [FBC][FBR], dk [FBC][ep], dv [FBC][evp]
+  auto tiles = [&](int tid) -> T* {
+    return static_cast<T*>(scratch(tid, 1, sizeof(T) * (size_t)(2 * FBC * FBR + FBC * (ep + evp)) + 64));
+  };
+  auto store_kv = [&](i64 b, i64 kb, const T* dk, const T* dv) {
+    const i64 j0 = kb * FBC, nc = imin(FBC, S - j0);
+    T* ok = out + b * per + L * e + j0 * e;
+    T* ov = out + b * per + L * e + S * e + j0 * ev;
+    for (i64 j = 0; j < nc; j++) {
+      for (i64 c = 0; c < e; c++) ok[j * e + c] = dk[j * ep + c];
+      for (i64 c = 0; c < ev; c++) ov[j * ev + c] = dv[j * evp + c];
+    }
+  };
+  // rows [0, whole panels of the key block) of the dk, dv accumulators
+  auto zero_kv = [&](i64 kb, T* dk, T* dv) {
+    const i64 rows = rup(imin(FBC, S - kb * FBC), MR);
+    for (i64 x = 0; x < rows * ep; x++) dk[x] = 0;
+    for (i64 x = 0; x < rows * evp; x++) dv[x] = 0;
+  };
+  auto first_qb = [&](i64 kb) { return causal ? (kb * FBC) / FBR : (i64)0; };
+  auto end_kb = [&](i64 qb) { return causal ? (imin(S, qb * FBR + FBR) + FBC - 1) / FBC : kblocks; };
+
+  if (d.nb >= 2 * nth || nth == 1) {
+    // One pass per batch entry: key blocks outer, query blocks inner; dk, dv of a key block in registers'
+    // reach, dq of the whole entry in scratch (slot 2). The task owns every output of its entry.
+    par_for(d.nb, 1, [&](i64 t0, i64 t1, int tid) {
+      FlBack<T> P;
+      T* tl = tiles(tid);
+      T* dqa = static_cast<T*>(scratch(tid, 2, sizeof(T) * (size_t)(lpad * ep) + 64));
+      if (!setup(tid, P) || !tl || !dqa) return;
+      T* st = tl;
+      T* dpt = st + FBC * FBR;
+      T* dk = dpt + FBC * FBR;
+      T* dv = dk + FBC * ep;
+      for (i64 b = t0; b < t1; b++) {
+        const T* mb = mask ? mdata + batch_offset(*mask, d, b) : nullptr;
+        pack_queries(P, b, 0, qblocks);
+        pack_keys(P, b, 0, kblocks);
+        for (i64 x = 0; x < lpad * ep; x++) dqa[x] = 0;
+        for (i64 kb = 0; kb < kblocks; kb++) {
+          zero_kv(kb, dk, dv);
+          for (i64 qb = first_qb(kb); qb < qblocks; qb++) pair(P, st, dpt, mb, qb, kb, dk, dv, dqa + qb * FBR * ep);
+          store_kv(b, kb, dk, dv);
+        }
+        T* oq = out + b * per;
+        for (i64 i = 0; i < L; i++)
+          for (i64 c = 0; c < e; c++) oq[i * e + c] = dqa[i * ep + c];
+      }
+    });
+    return;
+  }
+  // Few batch entries: two passes so that every output still has one owner, pass 1 over key blocks (dk, dv),
+  // pass 2 over query blocks (dq), each split in chunks for up to 4 x threads tasks. The products and their
+  // order of accumulation are those of the one-pass loop, so the bits do not depend on the thread count.
+  const i64 ksplit = imax<i64>(1, imin(kblocks, (4 * nth + d.nb - 1) / d.nb));  // S = 0: one empty task
+  const i64 kper = (kblocks + ksplit - 1) / ksplit;
+  par_for(d.nb * ksplit, 1, [&](i64 t0, i64 t1, int tid) {
+    FlBack<T> P;
+    T* tl = tiles(tid);
+    if (!setup(tid, P) || !tl) return;
+    T* st = tl;
+    T* dpt = st + FBC * FBR;
+    T* dk = dpt + FBC * FBR;
+    T* dv = dk + FBC * ep;
+    for (i64 task = t0; task < t1; task++) {
+      const i64 b = task / ksplit, kb0 = (task % ksplit) * kper, kb1 = imin(kblocks, kb0 + kper);
+      if (kb0 >= kb1) continue;
+      const T* mb = mask ? mdata + batch_offset(*mask, d, b) : nullptr;
+      pack_keys(P, b, kb0, kb1);
+      pack_queries(P, b, first_qb(kb0), qblocks);
+      for (i64 kb = kb0; kb < kb1; kb++) {
+        zero_kv(kb, dk, dv);
+        for (i64 qb = first_qb(kb); qb < qblocks; qb++) pair(P, st, dpt, mb, qb, kb, dk, dv, nullptr);
+        store_kv(b, kb, dk, dv);
+      }
+    }
+  });
+  const i64 qsplit = imin(qblocks, imax<i64>(1, (4 * nth + d.nb - 1) / d.nb));
+  const i64 qper = (qblocks + qsplit - 1) / qsplit;
+  par_for(d.nb * qsplit, 1, [&](i64 t0, i64 t1, int tid) {
+    FlBack<T> P;
+    T* tl = tiles(tid);
+    T* dqa = static_cast<T*>(scratch(tid, 2, sizeof(T) * (size_t)(FBR * ep) + 64));
+    if (!setup(tid, P) || !tl || !dqa) return;
+    T* st = tl;
+    T* dpt = st + FBC * FBR;
+    for (i64 task = t0; task < t1; task++) {
+      const i64 b = task / qsplit, qb0 = (task % qsplit) * qper, qb1 = imin(qblocks, qb0 + qper);
+      if (qb0 >= qb1) continue;
+      const T* mb = mask ? mdata + batch_offset(*mask, d, b) : nullptr;
+      pack_queries(P, b, qb0, qb1);
+      pack_keys(P, b, 0, end_kb(qb1 - 1));
+      for (i64 qb = qb0; qb < qb1; qb++) {
+        for (i64 x = 0; x < FBR * ep; x++) dqa[x] = 0;
+        for (i64 kb = 0; kb < end_kb(qb); kb++) pair(P, st, dpt, mb, qb, kb, nullptr, nullptr, dqa);
+        const i64 i0 = qb * FBR, nr = imin(FBR, L - i0);
+        T* oq = out + b * per + i0 * e;
+        for (i64 i = 0; i < nr; i++)
+          for (i64 c = 0; c < e; c++) oq[i * e + c] = dqa[i * ep + c];
+      }
+    }
+  });
+}
+
+// The exact loops for causal attention over non-finite q, k or dout (see attention()), else the tiled kernels.
+template <class T>
+void backward_dispatch(const Dims& d, const View& q, const View& k, const View& v, const View* mask, const View& o,
+                       const View& g, bool causal, T scale, T* out) {
+  if (causal && (!fl_finite<T>(q, d, d.l, d.e) || !fl_finite<T>(k, d, d.s, d.e) || !fl_finite<T>(g, d, d.l, d.ev))) {
+    exact_backward<T>(d, q, k, v, mask, o, g, true, scale, out);
+    return;
+  }
+  const T* dl = d_and_lse<T>(d, o, g);
+  if (dl) {
+    if (d.l <= 32) fast_backward<T, 32>(d, q, k, v, mask, g, dl, causal, scale, out);
+    else fast_backward<T, 64>(d, q, k, v, mask, g, dl, causal, scale, out);
+  }
+}
+
 }  // namespace
 
 Err attention(int causal, const AttnParams& ap, int nd, const int64_t* shape, const View& q, const View& k,
@@ -395,8 +889,19 @@ Err attention(int causal, const AttnParams& ap, int nd, const int64_t* shape, co
   if (Err err = check_dims("attention", q, k, v, mask, nd, shape, false, d)) return err;
   if (out.dtype != q.dtype) return "attention: out must have the dtype of q";
   if (d.nb == 0 || d.l == 0) return nullptr;
-  if (q.dtype == F32) forward_typed<float>(d, q, k, v, mask, causal != 0, (float)ap.scale, static_cast<float*>(out.data));
-  else forward_typed<double>(d, q, k, v, mask, causal != 0, ap.scale, static_cast<double*>(out.data));
+  // Causal attention skips the keys j > i outright, whereas the tiled products multiply them by an exact 0: the
+  // same unless a value there is NaN or infinite (0 x Inf), so such inputs take the exact loops.
+  if (q.dtype == F32) {
+    float* o = static_cast<float*>(out.data);
+    if (causal && !fl_finite<float>(v, d, d.s, d.ev)) exact_forward<float>(d, q, k, v, mask, true, (float)ap.scale, o);
+    else if (d.l <= 32) fast_forward<float, 32>(d, q, k, v, mask, causal != 0, (float)ap.scale, o);
+    else fast_forward<float, 64>(d, q, k, v, mask, causal != 0, (float)ap.scale, o);
+  } else {
+    double* o = static_cast<double*>(out.data);
+    if (causal && !fl_finite<double>(v, d, d.s, d.ev)) exact_forward<double>(d, q, k, v, mask, true, ap.scale, o);
+    else if (d.l <= 32) fast_forward<double, 32>(d, q, k, v, mask, causal != 0, ap.scale, o);
+    else fast_forward<double, 64>(d, q, k, v, mask, causal != 0, ap.scale, o);
+  }
   return nullptr;
 }
 
@@ -426,9 +931,8 @@ Err attention_backward(int causal, const AttnParams& ap, int nd, const int64_t* 
     std::memset(out.data, 0, (size_t)(d.nb * per) * (q.dtype == F32 ? 4 : 8));
     return nullptr;
   }
-  if (q.dtype == F32)
-    backward_typed<float>(d, q, k, v, mask, o, g, causal != 0, (float)ap.scale, static_cast<float*>(out.data));
-  else backward_typed<double>(d, q, k, v, mask, o, g, causal != 0, ap.scale, static_cast<double*>(out.data));
+  if (q.dtype == F32) backward_dispatch<float>(d, q, k, v, mask, o, g, causal != 0, (float)ap.scale, static_cast<float*>(out.data));
+  else backward_dispatch<double>(d, q, k, v, mask, o, g, causal != 0, ap.scale, static_cast<double*>(out.data));
   return nullptr;
 }
 

@@ -4,6 +4,7 @@
 // operands (a.mT arrives as strides [1, M]) cost nothing extra: the packing routines read them in whichever
 // order is contiguous. Many small matrices are spread one per thread; a few large ones use all threads each.
 // Tiny products skip packing. int32 is exact with wrap-around (i-k-j loops in uint32).
+#include "dot_ep.h"
 #include "gemm.h"
 #include "map.h"
 #include "scalar.h"
@@ -111,8 +112,15 @@ struct DotShape {
   Iter<2> bit;  // batch axes: operand 0 = a, 1 = b
 };
 
+// The GEMM's block hook for matrix `mat` of a batch, forwarding to a DotEpilogue.
+struct MatEpilogue final : BlockEpilogue {
+  const DotEpilogue* ep;
+  i64 mat;
+  void block(i64 i0, i64 i1, i64 j0, i64 j1, int tid) const override { ep->rows(mat, i0, i1, j0, j1, tid); }
+};
+
 template <class T>
-Err dot_float(const View& a, const View& b, T* out, const DotShape& s) {
+Err dot_float(const View& a, const View& b, T* out, const DotShape& s, const DotEpilogue* ep) {
   const i64 M = s.M, N = s.N, K = s.K;
   const int nd = a.ndim;
   const i64 as0 = a.strides[nd - 2], as1 = a.strides[nd - 1];
@@ -123,14 +131,19 @@ Err dot_float(const View& a, const View& b, T* out, const DotShape& s) {
   const bool tiny = flops <= 4096.0 || K == 0;
   const bool vec = M == 1 || N == 1;
   bool ok = true;
-  auto one = [&](i64 ao, i64 bo, T* c, bool parallel) {
+  auto one = [&](i64 ao, i64 bo, i64 mat, bool parallel, int tid) {
+    T* c = out + mat * M * N;
     if (tiny) {
       small_gemm<T>(M, N, K, ap + ao, as0, as1, bp + bo, bs0, bs1, c);
+      if (ep) ep->rows(mat, 0, M, 0, N, tid);
     } else if (vec) {
       matvec<T>(M, N, K, ap + ao, as0, as1, bp + bo, bs0, bs1, c, parallel);
+      if (ep) ep->rows(mat, 0, M, 0, N, tid);
     } else {
       StridedMat<T> la{ap + ao, as0, as1}, lb{bp + bo, bs0, bs1};
-      if (!gemm<T>(M, N, K, la, lb, c, N, parallel, false)) ok = false;
+      MatEpilogue me;
+      me.ep = ep, me.mat = mat;
+      if (!gemm<T>(M, N, K, la, lb, c, N, parallel, false, ep ? &me : nullptr)) ok = false;
     }
   };
   const Iter<2>& bit = s.bit;
@@ -138,16 +151,16 @@ Err dot_float(const View& a, const View& b, T* out, const DotShape& s) {
   const bool per_thread = s.batch > 1 && (flops < 2e6 || s.batch >= 4 * pool_threads());
   if (per_thread || tiny) {
     // One matrix per task (each thread packs into its own scratch).
-    par_for(s.batch, imax<i64>(1, (i64)(65536.0 / (flops + 1))), [&](i64 lo, i64 hi, int) {
+    par_for(s.batch, imax<i64>(1, (i64)(65536.0 / (flops + 1))), [&](i64 lo, i64 hi, int tid) {
       i64 idx = lo;
       bit.walk(lo, hi, [&](const i64* off, i64 len) {
-        for (i64 t = 0; t < len; t++, idx++) one(off[0] + t * sa, off[1] + t * sb, out + idx * M * N, false);
+        for (i64 t = 0; t < len; t++, idx++) one(off[0] + t * sa, off[1] + t * sb, idx, false, tid);
       });
     });
   } else {
     i64 idx = 0;
     bit.walk(0, s.batch, [&](const i64* off, i64 len) {
-      for (i64 t = 0; t < len; t++, idx++) one(off[0] + t * sa, off[1] + t * sb, out + idx * M * N, true);
+      for (i64 t = 0; t < len; t++, idx++) one(off[0] + t * sa, off[1] + t * sb, idx, true, pool_tid());
     });
   }
   return ok ? nullptr : "dot: out of memory";
@@ -182,7 +195,9 @@ Err dot_int(const View& a, const View& b, int32_t* out, const DotShape& s) {
 
 }  // namespace
 
-Err dot(const View& a, const View& b, const Out& out) {
+Err dot(const View& a, const View& b, const Out& out) { return dot_ep(a, b, out, nullptr); }
+
+Err dot_ep(const View& a, const View& b, const Out& out, const DotEpilogue* ep) {
   const int nd = a.ndim;
   if (nd < 2 || b.ndim != nd) return "dot: operands must have equal rank >= 2";
   if (a.dtype != b.dtype || a.dtype != out.dtype) return "dot: a, b and out must share a dtype";
@@ -198,9 +213,11 @@ Err dot(const View& a, const View& b, const Out& out) {
   s.batch = s.bit.size;
   if (s.batch == 0 || s.M == 0 || s.N == 0) return nullptr;
   switch (a.dtype) {
-    case F32: return dot_float<float>(a, b, static_cast<float*>(out.data), s);
-    case F64: return dot_float<double>(a, b, static_cast<double*>(out.data), s);
-    case I32: return dot_int(a, b, static_cast<int32_t*>(out.data), s);
+    case F32: return dot_float<float>(a, b, static_cast<float*>(out.data), s, ep);
+    case F64: return dot_float<double>(a, b, static_cast<double*>(out.data), s, ep);
+    case I32:
+      if (ep) return "dot: an epilogue needs float operands";
+      return dot_int(a, b, static_cast<int32_t*>(out.data), s);
     default: return "dot: bool operands are not supported";
   }
 }

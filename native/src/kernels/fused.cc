@@ -25,12 +25,30 @@
 // in place): a tile of the input is read only by the instructions of that tile, all of which run before the
 // tile's outputs are written.
 //
+// A reducing program (FusedProgram.reduce, jit's reduction fusion) ends in [5, op, register, mask] after its
+// stores: the register is also folded, per tile, into the reduction over the axes in `mask` (bit d: axis d) of
+// the inputs' shape. Then `out` is the reduced output (`shape` is its shape: the inputs' without those axes)
+// and every stored output is a view after the inputs. Sums accumulate in double (both dtypes), max / min in
+// the dtype (NaN sticks), in the reduce kernel's order wherever the materialised register would be reduced by
+// it with the same association (reduce.cc):
+//  - the reduced axes are the innermost ones (size-1 axes aside; so each output is one contiguous run of R
+//    elements of the register): per output, L independent lane accumulators over whole blocks of L
+//    elements (element r to lane r % L; L = 16 for sums, 128 bytes of T for max / min) combined in lane
+//    order, then the tail in order, as reduce_run does when R >= 32 (R < 32: one accumulator in order); rows
+//    are split over the threads (each row's fold is sequential, so the thread count does not matter);
+//  - otherwise every output accumulates its elements in row-major order of the reduced axes on one thread
+//    (reduce.cc's "outer" order, its order for strided runs); only where reduce.cc would use lanes over a
+//    contiguous inner run of 32 or more reduced elements between kept axes does the association differ.
+//
 // Everything is checked first (the N-API layer has checked the views against their buffers and the output's
 // size): dtypes, ranks and shapes of the inputs, instruction kinds, op codes (float ops only: not `not`, not a
 // comparison), registers defined before use, const and input indices in range, the number of inputs, the
 // stores (after every other instruction, outputs numbered in order) and the output views' layout.
 #include <cstdlib>
+#include <limits>
+#include <type_traits>
 
+#include "dot_ep.h"
 #include "ew_ops.h"
 #include "map.h"
 
@@ -39,7 +57,7 @@ namespace CR_ISA_NS {
 namespace {
 
 // Instruction kinds of FusedProgram.code (FUSED_INPUT ... in src/backend/fused.ts).
-constexpr int kInput = 0, kConst = 1, kUnary = 2, kBinary = 3, kStore = 4;
+constexpr int kInput = 0, kConst = 1, kUnary = 2, kBinary = 3, kStore = 4, kReduce = 5;
 // The most instructions a program may have (jit's groups have at most 256 ops and their operands).
 constexpr i64 kMaxInstr = 4096;
 
@@ -139,6 +157,13 @@ struct Prog {
   bool blocked = false;
   i64 A = 0, B = 0;
   i64 st0[kMaxListViews], st1[kMaxListViews];
+  // The reduction terminal (red_op >= 0): its register, the domain (the inputs' shape) and the fold's plan.
+  int red_op = -1, red_reg = -1;
+  int dnd = 0;
+  i64 dshape[kMaxDims];
+  bool red_inner = false;  // the reduced axes are the innermost: output k is the run [k R, (k + 1) R)
+  i64 K = 0, R = 0;        // outputs, reduced elements per output
+  Iter<1> acc_it;          // over the domain, with each element's output offset (0 stride along reduced axes)
   Ins* ins = nullptr;
   Iter<2>* iters = nullptr;  // per input, over (input strides, output strides)
   int* input_mode = nullptr;   // per input: M_FIXED, M_FLAT or M_GATHER
@@ -148,7 +173,7 @@ struct Prog {
 
 // Decode and check the program against the inputs; class the inputs. nullptr or the problem.
 Err decode(int nd, const int64_t* shape, const View& code, const View& consts, const Out& out, const Views& in,
-           Prog& P) {
+           Prog& P, bool rows_only = false) {
   const int dtype = out.dtype;
   if (code.dtype != I32 || code.ndim != 1) return "the program code must be a 1-d int32 view";
   if (consts.dtype != F64 || consts.ndim != 1) return "the program consts must be a 1-d float64 view";
@@ -156,6 +181,32 @@ Err decode(int nd, const int64_t* shape, const View& code, const View& consts, c
   if (len % 4 != 0) return err_fmt("the program code has %lld ints, not 4 per instruction", (long long)len);
   if (len == 0) return "a program needs at least one instruction";
   if (len / 4 > kMaxInstr) return err_fmt("a program has at most %lld instructions, got %lld", (long long)kMaxInstr, (long long)(len / 4));
+  const int32_t* c = static_cast<const int32_t*>(code.data) + code.offset;
+  const i64 cs = code.strides[0];
+  int total = (int)(len / 4);
+  // A reducing program: the domain is the inputs' shape, `shape` the reduced output's.
+  int mask = 0;
+  if (c[(4 * (total - 1)) * cs] == kReduce) {
+    const int i = total - 1;
+    P.red_op = c[(4 * i + 1) * cs], P.red_reg = c[(4 * i + 2) * cs], mask = c[(4 * i + 3) * cs];
+    total--;
+    if (P.red_op != R_SUM && P.red_op != R_MAX && P.red_op != R_MIN)
+      return err_fmt("the reduction's op code %d is not sum, max or min", P.red_op);
+    if (in.n == 0) return "a reducing program needs an input (its shape)";
+    const View& v0 = in.v[0];
+    if (v0.ndim > 30 || (mask >> v0.ndim) != 0 || mask < 0)
+      return err_fmt("the reduction's axis mask %d does not fit rank %d", mask, v0.ndim);
+    P.dnd = v0.ndim;
+    int kd = 0;
+    bool same = true;
+    for (int d = 0; d < v0.ndim; d++) {
+      P.dshape[d] = v0.shape[d];
+      if (!((mask >> d) & 1)) same = same && kd < nd && shape[kd++] == v0.shape[d];
+    }
+    if (!same || kd != nd) return "the output's shape is not the inputs' without the reduced axes";
+    nd = P.dnd;
+    shape = P.dshape;
+  }
   for (int k = 0; k < in.n; k++) {
     const View& v = in.v[k];
     if (v.dtype != dtype) return err_fmt("input %d's dtype differs from the output's", k);
@@ -163,17 +214,21 @@ Err decode(int nd, const int64_t* shape, const View& code, const View& consts, c
     for (int d = 0; same && d < nd; d++) same = v.shape[d] == shape[d];
     if (!same) return err_fmt("input %d's shape is not the output's (inputs come broadcast to it)", k);
   }
-  const int32_t* c = static_cast<const int32_t*>(code.data) + code.offset;
-  const i64 cs = code.strides[0];
   // the stores: after every other instruction, output j the j-th
-  int total = (int)(len / 4), first_store = total;
+  int first_store = total;
   while (first_store > 0 && c[(4 * (first_store - 1)) * cs] == kStore) first_store--;
   P.ninstr = first_store;
   P.nout = total - first_store;
+  const bool red = P.red_op >= 0;
   if (P.ninstr == 0) return "a program needs at least one instruction before its stores";
-  if (P.nout == 0) return "a program needs at least one store";
-  if (P.nout > in.n + 1) return err_fmt("a program stores %d outputs, but only %d views came", P.nout, in.n + 1);
-  P.nin = in.n - (P.nout - 1);
+  if (P.nout == 0 && !red) return "a program needs at least one store";
+  // without a reduction, output 0 is `out` and the others views after the inputs; with one, all are views
+  const int nviews = P.nout - (red ? 0 : 1);
+  if (nviews > in.n) return err_fmt("a program stores %d outputs, but only %d views came", P.nout, in.n + 1);
+  P.nin = in.n - nviews;
+  if (red && P.nin < 1) return "a reducing program needs an input (its shape)";
+  if (red && (P.red_reg < 0 || P.red_reg >= P.ninstr))
+    return err_fmt("the reduction reads register %d, not an instruction's", P.red_reg);
   P.last = P.ninstr - 1;
   for (int j = 0; j < P.nout; j++) {
     const int i = P.ninstr + j;
@@ -183,9 +238,10 @@ Err decode(int nd, const int64_t* shape, const View& code, const View& consts, c
     P.out_reg[j] = reg;
   }
   const size_t es = dtype == F32 ? 4 : 8;
-  P.out_data[0] = out.data;
-  for (int j = 1; j < P.nout; j++) {
-    const View& v = in.v[P.nin + j - 1];
+  if (!red) P.out_data[0] = out.data;
+  for (int j = red ? 0 : 1; j < P.nout; j++) {
+    const View& v = in.v[P.nin + j - (red ? 0 : 1)];
+    if (red && (v.ndim != nd || v.dtype != dtype)) return err_fmt("output %d is not of the inputs' shape", j);
     i64 expect = 1;
     for (int d = nd - 1; d >= 0; d--) {
       if (v.shape[d] != 1 && v.strides[d] != expect) return err_fmt("output %d is not contiguous", j);
@@ -249,12 +305,37 @@ Err decode(int nd, const int64_t* shape, const View& code, const View& consts, c
     if (d0 < 0) d0 = d;
     else d1 = d;
   }
-  if (big == 2 && shape[d0] >= 16 && shape[d1] >= 16) {
+  if (big == 2 && shape[d0] >= 16 && shape[d1] >= 16 && !rows_only) {
     for (int k = 0; k < P.nin; k++) {
       const i64 s0 = in.v[k].strides[d0], s1 = in.v[k].strides[d1];
       P.st0[k] = s0, P.st1[k] = s1;
       if (P.input_mode[k] == M_GATHER && s1 != 0 && (s0 < 0 ? -s0 : s0) < (s1 < 0 ? -s1 : s1)) P.blocked = true;
     }
+  }
+  if (red) {
+    P.blocked = false;  // a reduction folds in the domain's row-major order
+    // each element's output offset: the reduced output's contiguous strides, 0 along reduced axes
+    i64 ks[kMaxDims], kst[kMaxDims], ast[kMaxDims];
+    int kn = 0;
+    for (int d = 0; d < nd; d++)
+      if (!((mask >> d) & 1)) ks[kn++] = shape[d];
+    contiguous_strides(kn, ks, kst);
+    P.K = shape_size(kn, ks);
+    P.R = 1;
+    int last_kept = -1, first_red = nd;
+    for (int d = 0, j = 0; d < nd; d++) {
+      if ((mask >> d) & 1) {
+        ast[d] = 0;
+        P.R *= shape[d];
+        if (shape[d] != 1 && first_red == nd) first_red = d;
+      } else {
+        ast[d] = kst[j++];
+        if (shape[d] != 1) last_kept = d;
+      }
+    }
+    P.red_inner = last_kept < first_red;
+    const i64* st[1] = {ast};
+    P.acc_it.init(nd, shape, st);
   }
   if (P.blocked) {
     P.A = shape[d0], P.B = shape[d1];
@@ -294,6 +375,7 @@ void plan(Prog& P, const View& consts, const Views& in, T* fixed) {
   int* free_list = last_use + P.ninstr;
   for (int i = 0; i < P.ninstr; i++) last_use[i] = -1;
   for (int j = 0; j < P.nout; j++) last_use[P.out_reg[j]] = P.ninstr;  // read at the end
+  if (P.red_op >= 0) last_use[P.red_reg] = P.ninstr;
   for (int i = P.last; i >= 0; i--) {
     Ins& s = ins[i];
     if (last_use[i] < 0) {
@@ -305,7 +387,7 @@ void plan(Prog& P, const View& consts, const Views& in, T* fixed) {
     if (last_use[s.a] < 0) last_use[s.a] = i;
     if (s.kind == kBinary && last_use[s.b] < 0) last_use[s.b] = i;
   }
-  P.direct = P.nout == 1 && P.out_reg[0] == P.last && !P.blocked && ins[P.last].mode == M_OP;
+  P.direct = P.red_op < 0 && P.nout == 1 && P.out_reg[0] == P.last && !P.blocked && ins[P.last].mode == M_OP;
   int nfree = 0;
   for (int i = 0; i < P.ninstr; i++) {
     Ins& s = ins[i];
@@ -387,8 +469,150 @@ void run_block(const Prog& P, const Views& in, i64 i0, i64 j0, i64 r, i64 c, T* 
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// The reduction terminal's fold (see the header): OP's accumulator type, start, step and lane combine are
+// reduce.cc's (sums in double, max / min in T, the first NaN sticking).
+template <class T, int OP>
+struct Fold {
+  using A = typename std::conditional<OP == R_SUM, double, T>::type;
+  static constexpr int L = 64 / (int)sizeof(A) * 2;
+  static CR_INLINE A init() {
+    return OP == R_SUM ? A(0) : OP == R_MAX ? -std::numeric_limits<A>::infinity() : std::numeric_limits<A>::infinity();
+  }
+  static CR_INLINE A step(A a, T x) {
+    if (OP == R_SUM) return a + (A)x;
+    if (OP == R_MAX) return ((x > a) | (x != x)) ? (A)x : a;
+    return ((x < a) | (x != x)) ? (A)x : a;
+  }
+  static CR_INLINE A combine(A a, A b) { return OP == R_SUM ? a + b : (a != a ? a : step(a, (T)b)); }
+};
+
+// One output row of an inner reduction, fed in order: element r of the row goes to lane r % L while r is in
+// the whole blocks (rows of 32 or more), the lanes are then combined in order, and the tail follows, as
+// reduce_run folds a contiguous run.
+template <class T, int OP>
+struct RowFold {
+  using F = Fold<T, OP>;
+  using A = typename F::A;
+  static constexpr int L = F::L;
+  A lane[L];
+  A a;
+  i64 full = 0;  // elements folded into lanes (a multiple of L; 0: none)
+  bool combined = false;
+  void start(i64 R) {
+    full = R >= 32 ? R / L * L : 0;
+    combined = full == 0;
+    for (int l = 0; l < L; l++) lane[l] = F::init();
+    a = F::init();
+  }
+  // elements [r, r + n) of the row
+  CR_INLINE void feed(const T* v, bool fixed, i64 r, i64 n) {
+    i64 e = r + n, j = 0;
+    if (r < full) {
+      const i64 le = imin(e, full);
+      if (fixed) {
+        for (; r < le; r++) lane[r % L] = F::step(lane[r % L], v[0]);
+      } else {
+        for (; r < le && r % L != 0; r++, j++) lane[r % L] = F::step(lane[r % L], v[j]);
+        for (; r + L <= le; r += L, j += L)
+          for (int l = 0; l < L; l++) lane[l] = F::step(lane[l], v[j + l]);
+        for (; r < le; r++, j++) lane[r % L] = F::step(lane[r % L], v[j]);
+      }
+    }
+    if (r == full && !combined) {
+      for (int l = 0; l < L; l++) a = F::combine(a, lane[l]);
+      combined = true;
+    }
+    for (; r < e; r++, j++) a = F::step(a, v[fixed ? 0 : j]);
+  }
+};
+
+// Run a reducing program: tiles as run_tile computes them, each folded into the outputs as it is done.
+// False when out of memory.
+template <class T, int OP>
+bool reduce_tiles(const Prog& P, const Views& in, T* fixed, T* out, i64 n, size_t tiles_bytes) {
+  using F = Fold<T, OP>;
+  using A = typename F::A;
+  constexpr i64 tile = tile_of<T>();
+  const int reg = P.red_reg;
+  const bool reg_fixed = P.ins[reg].mode == M_FIXED;
+  if (P.red_inner) {
+    // rows of R contiguous elements, split over the threads; a tile never spans a chunk's end
+    const i64 R = P.R, K = P.K;
+    if (R == 0) {
+      for (i64 k = 0; k < K; k++) out[k] = (T)F::init();
+      return true;
+    }
+    const i64 grain = imax<i64>(1, elem_grain(n, imax<i64>(kGrainCostly, kGrainCheap / imax(P.nops, 1))) / R);
+    par_for(K, grain, [&](i64 b, i64 e, int tid) {
+      char* mem = static_cast<char*>(scratch(tid, 0, tiles_bytes + sizeof(T*) * P.ninstr + sizeof(RowFold<T, OP>)));
+      if (!mem) return;  // reported by scratch_failed()
+      T* tiles = reinterpret_cast<T*>(mem);
+      const T** cur = reinterpret_cast<const T**>(mem + tiles_bytes);
+      RowFold<T, OP>& rf = *reinterpret_cast<RowFold<T, OP>*>(mem + tiles_bytes + sizeof(T*) * P.ninstr);
+      for (int i = 0; i < P.ninstr; i++) cur[i] = &fixed[i];
+      i64 k = b, r = 0;  // the row being folded and its next element
+      rf.start(R);
+      for (i64 t0 = b * R, t1 = e * R; t0 < t1; t0 += tile) {
+        const i64 len = imin(tile, t1 - t0);
+        run_tile<T>(P, in, t0, len, tiles, cur);
+        const T* v = cur[reg];
+        for (i64 p = 0; p < len;) {
+          const i64 m = imin(len - p, R - r);
+          rf.feed(reg_fixed ? v : v + p, reg_fixed, r, m);
+          p += m, r += m;
+          if (r == R) {
+            out[k++] = (T)rf.a;
+            r = 0;
+            rf.start(R);
+          }
+        }
+      }
+    });
+    return true;
+  }
+  // any other axes: one accumulator per output, elements in row-major order, on this thread
+  const i64 K = P.K;
+  A* acc = static_cast<A*>(std::malloc(sizeof(A) * (size_t)imax<i64>(K, 1)));
+  char* mem = static_cast<char*>(scratch(pool_tid(), 0, tiles_bytes + sizeof(T*) * P.ninstr));
+  if (!acc || !mem) {
+    std::free(acc);
+    return acc != nullptr;  // (no scratch: reported by scratch_failed())
+  }
+  for (i64 k = 0; k < K; k++) acc[k] = F::init();
+  T* tiles = reinterpret_cast<T*>(mem);
+  const T** cur = reinterpret_cast<const T**>(mem + tiles_bytes);
+  for (int i = 0; i < P.ninstr; i++) cur[i] = &fixed[i];
+  const Iter<1>& it = P.acc_it;
+  const i64 sa = it.st[0][it.nd - 1];
+  for (i64 t0 = 0; t0 < n; t0 += tile) {
+    const i64 len = imin(tile, n - t0);
+    run_tile<T>(P, in, t0, len, tiles, cur);
+    const T* v = cur[reg];
+    i64 p = 0;
+    it.walk(t0, t0 + len, [&](const i64* off, i64 run) {
+      const T* x = reg_fixed ? v : v + p;
+      A* q = acc + off[0];
+      if (sa == 0) {
+        A a = q[0];
+        if (reg_fixed)
+          for (i64 j = 0; j < run; j++) a = F::step(a, x[0]);
+        else
+          for (i64 j = 0; j < run; j++) a = F::step(a, x[j]);
+        q[0] = a;
+      } else {
+        for (i64 j = 0; j < run; j++) q[j * sa] = F::step(q[j * sa], x[reg_fixed ? 0 : j]);
+      }
+      p += run;
+    });
+  }
+  for (i64 k = 0; k < K; k++) out[k] = (T)acc[k];
+  std::free(acc);
+  return true;
+}
+
 template <class T>
-Err fused_typed(const View& consts, const Views& in, i64 n, Prog& P) {
+Err fused_typed(const View& consts, const Views& in, i64 n, Prog& P, T* red_out) {
   // fixed values, then (as ints) last_use and the free list of plan()
   T* fixed = static_cast<T*>(std::malloc(sizeof(T) * P.ninstr + 2 * sizeof(int) * P.ninstr));
   if (!fixed) return "out of memory";
@@ -400,6 +624,16 @@ Err fused_typed(const View& consts, const Views& in, i64 n, Prog& P) {
   const i64 ntiles = P.blocked ? nbr * nbc : (n + tile - 1) / tile;
   const i64 grain = elem_grain(n, imax<i64>(kGrainCostly, kGrainCheap / imax(P.nops, 1)));
   const size_t tiles_bytes = sizeof(T) * (size_t)(P.nbuf * tile);
+  if (P.red_op >= 0) {
+    bool ok;
+    switch (P.red_op) {
+      case R_SUM: ok = reduce_tiles<T, R_SUM>(P, in, fixed, red_out, n, tiles_bytes); break;
+      case R_MAX: ok = reduce_tiles<T, R_MAX>(P, in, fixed, red_out, n, tiles_bytes); break;
+      default: ok = reduce_tiles<T, R_MIN>(P, in, fixed, red_out, n, tiles_bytes); break;
+    }
+    std::free(fixed);
+    return ok ? nullptr : "out of memory";
+  }
   par_for(ntiles, imax<i64>(1, grain / tile), [&](i64 b, i64 e, int tid) {
     char* mem = static_cast<char*>(scratch(tid, 0, tiles_bytes + sizeof(T*) * P.ninstr));
     if (!mem) return;  // reported by scratch_failed()
@@ -419,16 +653,96 @@ Err fused_typed(const View& consts, const Views& in, i64 n, Prog& P) {
   return nullptr;
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// GEMM epilogue fusion: the program runs over each block of the product as the GEMM finishes it (dot_ep.h),
+// one row segment at a time through run_tile, with the product (stored in `out`) as input 0.
+template <class T>
+struct RowsEpilogue final : DotEpilogue {
+  const Prog* P;
+  const Views* in;
+  T* fixed;
+  i64 M, N;
+  size_t tiles_bytes;
+  void rows(i64 mat, i64 i0, i64 i1, i64 j0, i64 j1, int tid) const override {
+    constexpr i64 tile = tile_of<T>();
+    char* mem = static_cast<char*>(scratch(tid, 5, tiles_bytes + sizeof(T*) * P->ninstr));
+    if (!mem) return;  // reported by scratch_failed()
+    T* tiles = reinterpret_cast<T*>(mem);
+    const T** cur = reinterpret_cast<const T**>(mem + tiles_bytes);
+    for (int i = 0; i < P->ninstr; i++) cur[i] = &fixed[i];
+    for (i64 i = i0; i < i1; i++) {
+      const i64 base = (mat * M + i) * N;
+      for (i64 j = j0; j < j1; j += tile) run_tile<T>(*P, *in, base + j, imin(tile, j1 - j), tiles, cur);
+    }
+  }
+};
+
+template <class T>
+Err dot_fused_typed(const View& a, const View& b, const View& consts, const Out& out, const Views& in, Prog& P,
+                    i64 M, i64 N) {
+  T* fixed = static_cast<T*>(std::malloc(sizeof(T) * P.ninstr + 2 * sizeof(int) * P.ninstr));
+  if (!fixed) return "out of memory";
+  plan<T>(P, consts, in, fixed);
+  RowsEpilogue<T> ep;
+  ep.P = &P, ep.in = &in, ep.fixed = fixed, ep.M = M, ep.N = N;
+  ep.tiles_bytes = sizeof(T) * (size_t)(P.nbuf * tile_of<T>());
+  Err e = dot_ep(a, b, out, &ep);
+  std::free(fixed);
+  return e;
+}
+
 }  // namespace
+
+Err dot_fused(const View& a, const View& b, const View& code, const View& consts, const Out& out, const Views& in) {
+  if (out.dtype != F32 && out.dtype != F64) return "dotFused: expected float32 or float64 operands";
+  const int nd = a.ndim;
+  if (nd < 2 || b.ndim != nd) return "dotFused: operands must have equal rank >= 2";
+  if (a.dtype != out.dtype || b.dtype != out.dtype) return "dotFused: a, b and out must share a dtype";
+  if (in.n + 1 > kMaxListViews) return "dotFused: too many views";
+  // the product's shape, and a view of it in `out` (input 0 of the program)
+  View* vs = static_cast<View*>(std::malloc(sizeof(View) * (size_t)(in.n + 1)));
+  if (!vs) return "out of memory";
+  View& prod = vs[0];
+  prod.data = out.data;
+  prod.dtype = out.dtype;
+  prod.ndim = nd;
+  prod.offset = 0;
+  for (int d = 0; d < nd - 1; d++) prod.shape[d] = a.shape[d];
+  prod.shape[nd - 1] = b.shape[nd - 1];
+  contiguous_strides(nd, prod.shape, prod.strides);
+  for (int k = 0; k < in.n; k++) vs[k + 1] = in.v[k];
+  Views all{in.n + 1, vs};
+  Prog P;
+  Err e = decode(nd, prod.shape, code, consts, out, all, P, true);
+  if (!e && P.red_op >= 0) e = "dotFused: a program with a reduction cannot be an epilogue";
+  // the product is not there yet when plan() reads fixed values: a one-element product is read per tile
+  if (!e && P.input_mode[0] == M_FIXED) P.input_mode[0] = M_FLAT;
+  if (!e) {
+    const i64 M = prod.shape[nd - 2], N = prod.shape[nd - 1];
+    e = out.dtype == F32 ? dot_fused_typed<float>(a, b, consts, out, all, P, M, N)
+                         : dot_fused_typed<double>(a, b, consts, out, all, P, M, N);
+  }
+  std::free(vs);
+  return e;
+}
 
 Err fused(int nd, const int64_t* shape, const View& code, const View& consts, const Out& out, const Views& in) {
   if (out.dtype != F32 && out.dtype != F64) return "expected a float32 or float64 output";
   Prog P;
   if (Err e = decode(nd, shape, code, consts, out, in, P)) return e;
-  const i64 n = shape_size(nd, shape);
-  if (n == 0) return nullptr;
-  if (out.dtype == F32) return fused_typed<float>(consts, in, n, P);
-  return fused_typed<double>(consts, in, n, P);
+  const bool red = P.red_op >= 0;
+  const i64 n = red ? shape_size(P.dnd, P.dshape) : shape_size(nd, shape);
+  if (n == 0 && !red) return nullptr;
+  if (n == 0) {  // the reduction of nothing: sum 0 (max / min of an empty axis never reach a kernel)
+    const i64 k = shape_size(nd, shape);
+    if (out.dtype == F32)
+      for (i64 i = 0; i < k; i++) static_cast<float*>(out.data)[i] = 0.f;
+    else
+      for (i64 i = 0; i < k; i++) static_cast<double*>(out.data)[i] = 0.0;
+    return nullptr;
+  }
+  if (out.dtype == F32) return fused_typed<float>(consts, in, n, P, static_cast<float*>(out.data));
+  return fused_typed<double>(consts, in, n, P, static_cast<double*>(out.data));
 }
 
 }  // namespace CR_ISA_NS

@@ -204,18 +204,26 @@ struct IdentityColumns {
   CR_INLINE int valid(i64, int nr) const { return nr; }
 };
 
+// An epilogue hook: called once per finished block of C (rows [i0, i1), columns [j0, j1)), by the thread that
+// computed it, right after its last K slice, while the block is still in that core's cache (jit's GEMM
+// epilogue fusion runs the elementwise chain that follows a matrix product there). Identity columns only.
+struct BlockEpilogue {
+  virtual void block(i64 i0, i64 i1, i64 j0, i64 j1, int tid) const = 0;
+};
+
 template <class T, class LA, class LB, class CM>
 bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc, const CM& cm, bool parallel,
-                 bool accumulate);
+                 bool accumulate, const BlockEpilogue* ep = nullptr);
 
 template <class T, class LA, class LB>
-bool gemm(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc, bool parallel, bool accumulate) {
-  return gemm_mapped<T>(M, N, K, la, lb, C, ldc, IdentityColumns{}, parallel, accumulate);
+bool gemm(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc, bool parallel, bool accumulate,
+          const BlockEpilogue* ep = nullptr) {
+  return gemm_mapped<T>(M, N, K, la, lb, C, ldc, IdentityColumns{}, parallel, accumulate, ep);
 }
 
 template <class T, class LA, class LB, class CM>
 bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc, const CM& cm, bool parallel,
-                 bool accumulate) {
+                 bool accumulate, const BlockEpilogue* ep) {
   using B = Blocking<T>;
   constexpr int MR = B::MR;
   constexpr int NR = B::NR;
@@ -227,6 +235,7 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
           const int nr = cm.valid(j, (int)imin<i64>(NR, N - j));
           if (nr > 0) std::memset(C + i * ldc + cm.offset(j), 0, nr * sizeof(T));
         }
+    if (ep) ep->block(0, M, 0, N, pool_tid());
     return true;
   }
   const int nth = parallel ? pool_threads() : 1;
@@ -270,7 +279,8 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
       const i64 pa = (na + ta - 1) / ta, pb = (nb + tb - 1) / tb;
       ta = (na + pa - 1) / pa;
       tb = (nb + pb - 1) / pb;
-      auto compute = [&](i64 b, i64 e, int) {
+      const bool final_slice = pc + kc >= K;
+      auto compute = [&](i64 b, i64 e, int ctid) {
         for (i64 t = b; t < e; t++) {
           const i64 a0 = (t / tb) * pa, a1 = imin(na, a0 + pa);
           const i64 b0 = (t % tb) * pb, b1 = imin(nb, b0 + pb);
@@ -286,6 +296,8 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
               micro_kernel<T>(kc, Ap + ib * kc * MR, bp, cj + i * ldc, ldc, mr, nr, acc);
             }
           }
+          if (ep && final_slice && a0 < a1 && b0 < b1)
+            ep->block(a0 * MR, imin(M, a1 * MR), jc + b0 * NR, jc + imin(nc, b1 * NR), ctid);
         }
       };
       if (nth > 1) {

@@ -9,14 +9,17 @@
  * Two loops per program: a flat one when every input is contiguous in the output's order or a single value
  * broadcast everywhere (the common case: registers of broadcast inputs, consts and whatever depends only on them
  * are computed once, before the loop), and a strided one (an odometer over the coalesced axes, one running
- * offset per input) for anything else. Where code generation is refused (a Content-Security-Policy without
+ * offset per input) for anything else. A program with a reduction terminal runs the strided loop folding each
+ * element of the reduced register into a float64 accumulator in the order of the js `reduce` kernel (row-major
+ * over the reduced axes), so its result is that kernel's bit for bit. Where code generation is refused (a Content-Security-Policy without
  * 'unsafe-eval'), an interpreter runs the program one instruction at a time over whole arrays.
  */
 import { allocTyped, type TypedArray } from "../../dtype.ts";
-import { isContiguous, sizeOf } from "../../shape.ts";
+import { contiguousStrides, isContiguous, sizeOf } from "../../shape.ts";
 import type { BinaryOp, FusedProgram, UnaryOp, View } from "../backend.ts";
-import { checkFusedArgs, fusedShape } from "../fused.ts";
+import { checkFusedArgs, fusedShape, reducedShape } from "../fused.ts";
 import { BINARY, UNARY } from "./elementwise.ts";
+import { reduce as jsReduce } from "./reduce.ts";
 import { type Coalesced, coalesceAxes, contiguousData } from "./strided.ts";
 
 /** Expressions of the ops written inline (the same arithmetic, or the same Math function, as UNARY/BINARY). */
@@ -196,6 +199,103 @@ function compileStrided(prog: FusedProgram): StridedFn {
   return new Function("U", "B", src)(UNARY, BINARY) as StridedFn;
 }
 
+/** A compiled reducing loop: the strided loop's arguments, then the accumulators and their strides. */
+type ReduceFn = (
+  d: TypedArray[],
+  o: number[],
+  st: number[][],
+  shape: number[],
+  c: Float64Array,
+  outs: readonly TypedArray[],
+  n: number,
+  acc: Float64Array,
+  accStrides: number[],
+) => void;
+const reduceCache = new Map<string, ReduceFn>();
+
+/**
+ * The loop of a program with a reduction terminal: the strided loop (output row-major order), where each
+ * element's value of the reduced register is also folded into its accumulator (a float64 number; its index
+ * advances by `accStrides`: the reduced output's contiguous strides, 0 along reduced axes). Elements reach an
+ * accumulator in row-major order of the reduced axes, the order of the js `reduce` kernel; while the innermost
+ * axis is reduced, the accumulator is a local. Elementwise outputs are stored as in the plain loops.
+ */
+function compileReduce(prog: FusedProgram): ReduceFn {
+  const K = prog.numInputs;
+  const red = prog.reduce!;
+  const { pre, body } = statements(
+    prog,
+    () => true,
+    (k) => `d${k}[p${k} + j * s${k}]`,
+  );
+  const v = `r${red.reg}`;
+  const fold =
+    red.op === "sum"
+      ? (a: string) => `${a} + ${v}`
+      : red.op === "max"
+        ? (a: string) => `(${v} > ${a} || ${v} !== ${v}) ? ${v} : ${a}`
+        : (a: string) => `(${v} < ${a} || ${v} !== ${v}) ? ${v} : ${a}`;
+  let head = "const nd = shape.length, last = nd - 1, L = shape[last];\n";
+  head += "const idx = new Array(nd).fill(0);\nconst sa = AS[last];\nlet pa = 0;\n";
+  let step = "pa += AS[ax]; ";
+  let back = "pa -= AS[ax] * (shape[ax] - 1); ";
+  for (let k = 0; k < K; k++) {
+    head += `const d${k} = D[${k}], t${k} = ST[${k}], s${k} = t${k}[last];\nlet p${k} = O[${k}];\n`;
+    step += `p${k} += t${k}[ax]; `;
+    back += `p${k} -= t${k}[ax] * (shape[ax] - 1); `;
+  }
+  const { decl, store } = stores(prog, "i");
+  const src =
+    `"use strict";\nconst fr = Math.fround;\n${helpers(prog)}` +
+    `return function fusedReduce(D, O, ST, shape, C, W, n, A, AS) {\n${head}${decl}${pre}` +
+    "let i = 0;\nwhile (i < n) {\n" +
+    `if (sa === 0) {\nlet a = A[pa];\nfor (let j = 0; j < L; j++) {\n${body}${store}a = ${fold("a")};\ni++;\n}\nA[pa] = a;\n}` +
+    ` else {\nfor (let j = 0; j < L; j++) {\n${body}${store}const q = pa + j * sa;\nA[q] = ${fold("A[q]")};\ni++;\n}\n}\n` +
+    "for (let ax = last - 1; ax >= 0; ax--) {\n" +
+    `if (++idx[ax] < shape[ax]) { ${step}break; }\nidx[ax] = 0; ${back}\n}\n}\n};`;
+  return new Function("U", "B", src)(UNARY, BINARY) as ReduceFn;
+}
+
+/** The accumulators' start: sum 0, max -Infinity, min +Infinity. */
+function reduceInit(op: "sum" | "max" | "min"): number {
+  return op === "sum" ? 0 : op === "max" ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+}
+
+/** Run a reducing program (compiled): accumulate, then store the reduced output (rounding to its dtype). */
+function runReduce(
+  prog: FusedProgram,
+  inputs: readonly View[],
+  outs: readonly TypedArray[],
+  shape: readonly number[],
+  n: number,
+): void {
+  const red = prog.reduce!;
+  const out = outs[outs.length - 1];
+  const kshape = reducedShape(shape, red.axes);
+  const k = sizeOf(kshape);
+  const acc = new Float64Array(k).fill(reduceInit(red.op));
+  if (n > 0) {
+    const kst = contiguousStrides(kshape);
+    const accStrides = new Array<number>(shape.length);
+    for (let d = 0, j = 0; d < shape.length; d++) accStrides[d] = red.axes.includes(d) ? 0 : kst[j++];
+    const fn = cached(reduceCache, prog.key, () => compileReduce(prog));
+    const g = coalesce(shape, [...inputs.map((v) => v.strides), accStrides]);
+    const as = g.strides.pop()!;
+    fn(
+      inputs.map((v) => v.data),
+      inputs.map((v) => v.offset),
+      g.strides,
+      g.shape,
+      prog.consts,
+      outs,
+      n,
+      acc,
+      as,
+    );
+  }
+  for (let j = 0; j < k; j++) out[j] = acc[j];
+}
+
 function cached<F>(cache: Map<string, F>, key: string, make: () => F): F {
   let f = cache.get(key);
   if (f === undefined) {
@@ -265,14 +365,34 @@ function interpret(
     if (typeof r === "number") outs[j].fill(r, 0, n);
     else outs[j].set(r.subarray(0, n));
   });
+  const red = prog.reduce;
+  if (red !== undefined) {
+    let r = regs[red.reg];
+    if (typeof r === "number") r = allocTyped(prog.dtype, n).fill(r);
+    const shape = fusedShape(inputs, outs);
+    const x: View = { data: r, shape, strides: contiguousStrides(shape), offset: 0 };
+    jsReduce(red.op, x, red.axes, outs[outs.length - 1]);
+  }
 }
 
-/** Backend.fused of the js backend (see the module comment). */
+/** Backend.fused of the js backend (see the module comment); reducing programs included (`fusedReduce`). */
 export function fused(prog: FusedProgram, inputs: readonly View[], outs: readonly TypedArray[]): void {
   checkFusedArgs(prog, inputs, outs);
   const shape = fusedShape(inputs, outs);
   const n = sizeOf(shape);
-  if (n === 0) return;
+  if (prog.reduce !== undefined && !noCodegen) {
+    try {
+      runReduce(prog, inputs, outs, shape, n);
+      return;
+    } catch (e) {
+      if (!(e instanceof EvalError)) throw e;
+      noCodegen = true;
+    }
+  }
+  if (n === 0) {
+    if (prog.reduce !== undefined) runReduce(prog, inputs, outs, shape, 0);
+    return;
+  }
   if (noCodegen) {
     interpret(prog, inputs, outs, n);
     return;

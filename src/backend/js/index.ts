@@ -71,4 +71,5 @@ export const jsBackend: Backend = {
   gruCellBackward,
   adamUpdate,
   fused,
+  fusedReduce: true,
 };

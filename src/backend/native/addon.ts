@@ -113,6 +113,15 @@ export interface NativeAddon {
   rnnCell(kind: number, out: TypedArray, ...inputs: TypedArray[]): void;
   /** jit's fused elementwise program (absent from an addon built before it): code, consts, out, the inputs. */
   fused?(code: Int32Array, consts: Float64Array, out: TypedArray, ...inputs: TypedArray[]): void;
+  /** jit's GEMM epilogue (absent from an addon built before it): a, b, code, consts, out, the list. */
+  dotFused?(
+    a: TypedArray,
+    b: TypedArray,
+    code: Int32Array,
+    consts: Float64Array,
+    out: TypedArray,
+    ...views: TypedArray[]
+  ): void;
   /** float16 / bfloat16 casts (native/src/kernels/half.cc; absent from an addon built before them). */
   halfCast?(kind: number, x: TypedArray, out: TypedArray): void;
   /** The bfloat16 GEMM with float32 accumulation (throws when the CPU or ISA build lacks AVX512_BF16). */

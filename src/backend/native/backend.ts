@@ -32,7 +32,17 @@ import {
   type View,
 } from "../backend.ts";
 import { completeBackend } from "../complete.ts";
-import { checkFusedArgs, FUSED_BINARY, FUSED_STORE, FUSED_UNARY, fusedByOps, fusedShape } from "../fused.ts";
+import {
+  checkFusedArgs,
+  FUSED_BINARY,
+  FUSED_REDUCE,
+  FUSED_STORE,
+  FUSED_UNARY,
+  dotFusedByOps,
+  fusedByOps,
+  fusedShape,
+  reducedShape,
+} from "../fused.ts";
 import { registerHalfKernels } from "../half.ts";
 import { contiguousStrides } from "../../shape.ts";
 import type { NativeAddon, NativeDescription } from "./addon.ts";
@@ -387,10 +397,23 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     let c = nativeCode.get(prog);
     if (c === undefined) {
       const code = prog.code;
-      c = new Int32Array(code.length + 4 * prog.outputs.length);
+      const red = prog.reduce;
+      c = new Int32Array(code.length + 4 * prog.outputs.length + (red === undefined ? 0 : 4));
       c.set(code);
       for (let j = 0; j < prog.outputs.length; j++)
         c.set([FUSED_STORE, 0, prog.outputs[j], j], code.length + 4 * j);
+      if (red !== undefined) {
+        // the reduction terminal [5, op, register, mask of the reduced axes] (ranks up to 30)
+        let mask = 0;
+        for (const a of red.axes) mask = a < 30 ? mask | (1 << a) : -1;
+        const op = reduceCode[red.op];
+        if (mask < 0 || op === undefined || op < 0) c = null;
+        else c.set([FUSED_REDUCE, op, red.reg, mask], c.length - 4);
+      }
+      if (c === null) {
+        nativeCode.set(prog, null);
+        return null;
+      }
       for (let i = 0; i < code.length; i += 4) {
         if (c[i] === FUSED_UNARY) c[i + 1] = unaryCode[UNARY_OPS[c[i + 1]]] ?? -1;
         else if (c[i] === FUSED_BINARY) c[i + 1] = binaryCode[BINARY_OPS[c[i + 1]]] ?? -1;
@@ -401,10 +424,11 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     }
     return c;
   };
-  const fused: Pick<Backend, "fused"> =
+  const fused: Pick<Backend, "fused" | "fusedReduce"> =
     fusedFn === undefined
       ? {}
       : {
+          fusedReduce: true,
           fused(prog, inputs, outs) {
             checkFusedArgs(prog, inputs, outs);
             const code = translate(prog);
@@ -417,26 +441,79 @@ export function createNativeBackend(addon: NativeAddon): Backend {
               return;
             }
             const shape = fusedShape(inputs, outs);
+            // a reducing program: `shape` and `out` are the reduced output's, every stored output a view
+            const red = prog.reduce !== undefined;
+            const first = red ? outs.length - 1 : 0;
+            const oshape = red ? reducedShape(shape, prog.reduce!.axes) : shape;
             p = 0;
-            meta[p++] = shape.length;
-            list(shape);
+            meta[p++] = oshape.length;
+            list(oshape);
             args.length = 0;
             args.push(
+              put({ data: code, shape: [code.length], strides: [1], offset: 0 }),
+              put({ data: prog.consts, shape: [prog.consts.length], strides: [1], offset: 0 }),
+              output(outs[first]),
+            );
+            meta[p++] = inputs.length + outs.length - 1;
+            for (const v of inputs) args.push(put(v));
+            if (outs.length > 1) {
+              const strides = contiguousStrides(shape);
+              for (let j = 0; j < outs.length; j++)
+                if (j !== first) args.push(put({ data: outs[j], shape, strides, offset: 0 }));
+            }
+            try {
+              fusedFn.apply(addon, args as [Int32Array, Float64Array, TypedArray, ...TypedArray[]]);
+            } finally {
+              args.length = 0; // hold no tensor storage between calls
+            }
+          },
+        };
+  // jit's GEMM epilogues (Backend.dotFused): a, b, the program's code and consts, the output (holding the
+  // product while the epilogue runs over it), then the list: the program's other inputs and the other outputs.
+  const dotFusedFn = kinds.has("dotFused") && fusedFn !== undefined ? addon.dotFused : undefined;
+  const dotFused: Pick<Backend, "dotFused"> =
+    dotFusedFn === undefined
+      ? {}
+      : {
+          dotFused(prog, a, b, inputs, outs) {
+            const nd = a.shape.length;
+            const shape = [...a.shape.slice(0, nd - 1), b.shape[nd - 1]];
+            const code = prog.reduce === undefined ? translate(prog) : null;
+            if (
+              code === null ||
+              nd < 2 ||
+              b.shape.length !== nd ||
+              inputs.length + outs.length > FUSED_MAX_INPUTS ||
+              prog.instrs.length + outs.length > FUSED_MAX_INSTRS ||
+              !(a.data instanceof Float32Array || a.data instanceof Float64Array)
+            ) {
+              dotFusedByOps(backend, prog, a, b, inputs, outs);
+              return;
+            }
+            // (the kernel checks the views' shapes and dtypes against the product; no array built per call here)
+            if (outs.length !== prog.outputs.length || inputs.length !== prog.numInputs - 1) {
+              throw new TypeError(
+                `dotFused: the program reads ${prog.numInputs - 1} inputs besides the product and writes ${prog.outputs.length} outputs, got ${inputs.length} and ${outs.length}`,
+              );
+            }
+            const strides = contiguousStrides(shape);
+            p = 0;
+            args.length = 0;
+            args.push(
+              put(a),
+              put(b),
               put({ data: code, shape: [code.length], strides: [1], offset: 0 }),
               put({ data: prog.consts, shape: [prog.consts.length], strides: [1], offset: 0 }),
               output(outs[0]),
             );
             meta[p++] = inputs.length + outs.length - 1;
             for (const v of inputs) args.push(put(v));
-            if (outs.length > 1) {
-              const strides = contiguousStrides(shape);
-              for (let j = 1; j < outs.length; j++)
-                args.push(put({ data: outs[j], shape, strides, offset: 0 }));
-            }
+            for (let j = 1; j < outs.length; j++)
+              args.push(put({ data: outs[j], shape, strides, offset: 0 }));
             try {
-              fusedFn.apply(addon, args as [Int32Array, Float64Array, TypedArray, ...TypedArray[]]);
+              dotFusedFn.apply(addon, args as [TypedArray, TypedArray, Int32Array, Float64Array, TypedArray]);
             } finally {
-              args.length = 0; // hold no tensor storage between calls
+              args.length = 0;
             }
           },
         };
@@ -446,6 +523,7 @@ export function createNativeBackend(addon: NativeAddon): Backend {
   const impl: BackendImpl = {
     ...all,
     ...fused,
+    ...dotFused,
     unaryOps: implemented(UNARY_OPS, d.unary),
     binaryOps: implemented(BINARY_OPS, d.binary),
     reduceOps: implemented(REDUCE_OPS, d.reduce),

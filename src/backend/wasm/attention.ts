@@ -51,6 +51,29 @@ function floatDtype(arrays: readonly TypedArray[]): "float32" | "float64" | null
   return arrays.every((a) => dtypeOfTyped(a) === dt) ? dt : null;
 }
 
+/**
+ * Whether every element of the view is finite. Causal attention over a NaN or an infinity runs the js kernel:
+ * the spec skips the keys j > i, whereas the tiled products multiply them by an exact 0 (0 x Inf = NaN).
+ */
+function allFinite(v: View): boolean {
+  const { data, shape, strides } = v;
+  const n = sizeOf(shape);
+  if (n === 0) return true;
+  const nd = shape.length;
+  const idx = new Array<number>(nd).fill(0);
+  let off = v.offset;
+  for (let t = 0; t < n; t++) {
+    if (!Number.isFinite(data[off])) return false;
+    for (let d = nd - 1; d >= 0; d--) {
+      off += strides[d];
+      if (++idx[d] < shape[d]) break;
+      off -= strides[d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+  return true;
+}
+
 /** A staged operand: its element pointer and element strides (an empty view gets a harmless pointer). */
 function stage(c: Ctx, s: Scope, v: View | null, dummy: number): Operand | null {
   if (v === null) return null;
@@ -184,6 +207,7 @@ export function attention(
   const dt = floatDtype([q.data, k.data, v.data, out, ...(mask === null ? [] : [mask.data])]);
   const d = dims(q, k, v, mask);
   if (dt === null || d === null) return false;
+  if (causal && ![q, k, v].every(allFinite)) return false;
   const { lead, nb, l, s, e, ev } = d;
   const n = nb * l * (ev + 1);
   assertOutSize("attention", out, n);
@@ -264,6 +288,7 @@ export function attentionBackward(
   ]);
   const d = dims(q, k, v, mask);
   if (dt === null || d === null) return false;
+  if (causal && ![q, k, v, dout].every(allFinite)) return false;
   const { lead, nb, l, s, e, ev } = d;
   const nd = q.shape.length;
   for (const t of [o, dout]) {

@@ -157,11 +157,24 @@ function isIndex(p: string): boolean {
   return c >= 48 && c <= 57;
 }
 
+/** `fill(v)` over a whole device array whose host copy is stale: a new host copy (zeros: none), uploaded on use. */
+function fillAll(s: GpuStorage, arr: unknown, v: number, start?: number, end?: number): unknown {
+  if ((start ?? 0) !== 0 || (end ?? s.length) < s.length) return s.hostArray().fill(v, start, end);
+  s.host = v === 0 ? null : allocTyped(s.dtype, s.length).fill(v);
+  s.hostOk = true;
+  s.devOk = false;
+  s.ver++;
+  return arr;
+}
+
 /** One handler for every device array: element access goes to the host copy, with the validity rules. */
 const handler: ProxyHandler<GpuStorage> = {
-  get(s, p) {
+  get(s, p, receiver) {
     if (typeof p === "string") {
       if (isIndex(p)) return (s.hostArray() as unknown as Record<string, number>)[p];
+      // filling the whole array needs no old values (jit's arena zeroes reused storage this way)
+      if (p === "fill" && !s.hostOk)
+        return (v: number, start?: number, end?: number) => fillAll(s, receiver, v, start, end);
       if (p === "length") return s.length;
       if (p === "BYTES_PER_ELEMENT") return s.dtype === "bool" ? 1 : 4;
       // the host array's sizes (memory accounting reads them; they need no values)

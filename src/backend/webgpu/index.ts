@@ -13,7 +13,7 @@
 import { type Backend, type BackendImpl, KERNELS, type KernelName, type View } from "../backend.ts";
 import { jsBackend as js } from "../js/index.ts";
 import { allocTyped, type DType, type TypedArray } from "../../dtype.ts";
-import { Gpu, type GpuMemory } from "./gpu.ts";
+import { Gpu, type GpuMemory, gpuStorage } from "./gpu.ts";
 import { Kernels, onHost } from "./kernels.ts";
 
 export type { GpuMemory } from "./gpu.ts";
@@ -107,10 +107,62 @@ function hostKernel(name: KernelName): Backend[KernelName] {
   }) as Backend[KernelName];
 }
 
+/** A plain array, or a device array whose values only the host has (never uploaded or since rewritten there). */
+function hostOnly(a: TypedArray): boolean {
+  const s = gpuStorage(a);
+  return s === undefined || (s.hostOk && !s.devOk);
+}
+
+/**
+ * Kernels over bool / int32 values that only the host has (e.g. a mask made from float64 values inside a
+ * float64 backward, then negated or combined) run the js kernel on the host, into the output's host copy: on
+ * the GPU their result could not be read synchronously by the float64 (host) kernels that consume it. Float32
+ * operands or outputs, and values already on the GPU, keep the WGSL path (scatterAdd of int32 counts: scatter's
+ * check that no position is written twice reads them on the host).
+ */
+function hostFirst(
+  name: "unary" | "binary" | "where" | "cast" | "copy" | "reduce" | "argReduce" | "cumsum" | "scatterAdd",
+  impl: BackendImpl,
+) {
+  const f = js[name] as (...args: unknown[]) => void;
+  const k = impl[name] as (...args: unknown[]) => void;
+  return (...args: unknown[]) => {
+    // the output: the typed-array argument (axes and shapes are plain arrays), or copy's destination view
+    const last = args[args.length - 1] as View;
+    const out = (args.find(
+      (a) => a !== null && typeof a === "object" && !Array.isArray(a) && !("strides" in a),
+    ) ?? last.data) as TypedArray;
+    const onHostOnly =
+      !(out instanceof Float32Array) &&
+      (gpuStorage(out)?.hostOk ?? true) &&
+      args.every(
+        (a) =>
+          a === null ||
+          typeof a !== "object" ||
+          !("data" in a && "strides" in a) ||
+          (!((a as View).data instanceof Float32Array) && hostOnly((a as View).data)),
+      );
+    if (onHostOnly) f(...args);
+    else k(...args);
+  };
+}
+
 function build(g: Gpu): BackendImpl {
   const impl = gpuKernels(g);
   const host: Partial<Record<KernelName, unknown>> = {};
   for (const name of KERNELS) if (impl[name] === undefined) host[name] = hostKernel(name);
+  for (const name of [
+    "unary",
+    "binary",
+    "where",
+    "cast",
+    "copy",
+    "reduce",
+    "argReduce",
+    "cumsum",
+    "scatterAdd",
+  ] as const)
+    host[name] = hostFirst(name, impl);
   return { ...impl, ...host } as BackendImpl;
 }
 
@@ -150,6 +202,17 @@ function gpuKernels(g: Gpu): BackendImpl {
     maxPool2dBackward: k.maxPool2dBackward.bind(k),
     avgPool2d: k.avgPool2d.bind(k),
     avgPool2dBackward: k.avgPool2dBackward.bind(k),
+    // fused attention, recurrent cells (wgsl-attention.ts, wgsl-rnn.ts)
+    attention: k.attention.bind(k),
+    attentionBackward: k.attentionBackward.bind(k),
+    lstmCell: k.lstmCell.bind(k),
+    lstmCellBackward: k.lstmCellBackward.bind(k),
+    gruCell: k.gruCell.bind(k),
+    gruCellBackward: k.gruCellBackward.bind(k),
+    // jit's elementwise fusion: one dispatch per fused group (wgsl-fused.ts)
+    fused: k.fused.bind(k),
+    // the optional argsort: sort, argsort and topk indices on the device (wgsl-sort.ts)
+    argsort: k.argsort.bind(k),
   };
 }
 

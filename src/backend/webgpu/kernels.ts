@@ -11,12 +11,15 @@ import {
   type BinaryOp,
   type Conv2dParams,
   type ConvEpilogue,
+  type FusedProgram,
   type Pool2dParams,
   type ReduceOp,
   type UnaryOp,
+  type Backend,
   type View,
 } from "../backend.ts";
 import { DeviceReadError, deviceReadMessage } from "../device.ts";
+import { checkFusedArgs, fusedByOps, fusedShape } from "../fused.ts";
 import { jsBackend as js } from "../js/index.ts";
 import type { TypedArray } from "../../dtype.ts";
 import { type Gpu, type GpuDType, gpuStorage } from "./gpu.ts";
@@ -25,9 +28,14 @@ import {
   actGradExpr,
   adamShader,
   binaryExpr,
+  conv2dBackInputGemmShader,
   conv2dBackInputShader,
+  conv2dBackWeightGemmShader,
   conv2dBackWeightShader,
+  conv2dGemmShader,
   conv2dShader,
+  BIG_TILE,
+  dotBlockedShader,
   dotShader,
   EW_GROUP,
   elementwiseShader,
@@ -43,6 +51,22 @@ import {
   unaryExpr,
   wgslType,
 } from "./wgsl.ts";
+import {
+  ATT_BQ,
+  ATT_DC,
+  attentionBackwardShader,
+  attentionParams,
+  attentionShader,
+} from "./wgsl-attention.ts";
+import { fusedShader } from "./wgsl-fused.ts";
+import { CELL_WIDTHS, type CellKind, cellShader } from "./wgsl-rnn.ts";
+import {
+  argsortBlockShader,
+  argsortFinalShader,
+  argsortShader,
+  argsortStepShader,
+  LOCAL_SORT,
+} from "./wgsl-sort.ts";
 
 const MAX_GROUPS = 65535;
 
@@ -295,7 +319,12 @@ export class Kernels {
       ],
       out,
     );
-    const pipe = this.gpu.pipeline(`dot:${d}`, () => dotShader(d));
+    // register blocking (64 x 64 blocks, 4 x 4 per thread) once both sides fill more than a 16 x 16 tile
+    const blocked = M > TILE && N > TILE;
+    const tile = blocked ? BIG_TILE : TILE;
+    const pipe = blocked
+      ? this.gpu.pipeline(`dot64:${d}`, () => dotBlockedShader(d))
+      : this.gpu.pipeline(`dot:${d}`, () => dotShader(d));
     const tail = [a.offset, a.strides[r - 2], a.strides[r - 1], b.offset, b.strides[r - 2], b.strides[r - 1]];
     for (let base = 0; base < B; base += MAX_GROUPS) {
       const params = [
@@ -310,8 +339,8 @@ export class Kernels {
         ...tail,
       ];
       const groups: [number, number, number] = [
-        Math.ceil(N / TILE),
-        Math.ceil(M / TILE),
+        Math.ceil(N / tile),
+        Math.ceil(M / tile),
         Math.min(MAX_GROUPS, B - base),
       ];
       this.gpu.dispatch(pipe, bufs, params, groups);
@@ -449,6 +478,14 @@ export class Kernels {
     this.gpu.dispatch(pipe, bufs, params, grid(Math.ceil(n / EW_GROUP)));
   }
 
+  /**
+   * Whether a convolution runs as an implicit GEMM per group ([rows, cols] per group): once both sides fill
+   * more than a 16 x 16 tile (and the column blocks fit one grid dimension, the groups being the third).
+   */
+  private gemmFits(rows: number, cols: number): boolean {
+    return rows > TILE && cols > TILE && Math.ceil(cols / BIG_TILE) <= MAX_GROUPS;
+  }
+
   /** The convolution parameter block (CONV_PARAMS order) for views a (the "x" slot) and b (the "w" slot). */
   private convParams(
     dims: readonly number[],
@@ -503,6 +540,14 @@ export class Kernels {
     if (bias !== null) ins.push([bias.data, "float32"]);
     const bufs = this.buffers(ins, out);
     const params = this.convParams([N, C, H, W, O, outShape[2], outShape[3], KH, KW], p, x, w, bias, act);
+    // an implicit GEMM per group once a group has more than 16 output channels and positions
+    const og = O / p.groups;
+    const cols = N * outShape[2] * outShape[3];
+    if (this.gemmFits(og, cols)) {
+      const pipe = this.gpu.pipeline(`convgemm:${bias !== null}`, () => conv2dGemmShader(bias !== null));
+      this.gpu.dispatch(pipe, bufs, params, gemmGrid(og, cols, p.groups));
+      return;
+    }
     const pipe = this.gpu.pipeline(`conv:${bias !== null}`, () => conv2dShader(bias !== null));
     this.gpu.dispatch(pipe, bufs, params, grid(Math.ceil(n / EW_GROUP)));
   }
@@ -525,6 +570,12 @@ export class Kernels {
       out,
     );
     const params = this.convParams([N, C, H, W, O, dy.shape[2], dy.shape[3], KH, KW], p, dy, w, null, 0);
+    const cols = N * H * W;
+    if (this.gemmFits(C / p.groups, cols)) {
+      const pipe = this.gpu.pipeline("convbigemm", conv2dBackInputGemmShader);
+      this.gpu.dispatch(pipe, bufs, params, gemmGrid(C / p.groups, cols, p.groups));
+      return;
+    }
     const pipe = this.gpu.pipeline("convbi", conv2dBackInputShader);
     this.gpu.dispatch(pipe, bufs, params, grid(Math.ceil(n / EW_GROUP)));
   }
@@ -547,6 +598,12 @@ export class Kernels {
       out,
     );
     const params = this.convParams([N, C, H, W, O, dy.shape[2], dy.shape[3], KH, KW], p, x, dy, null, 0);
+    const cols = (C / p.groups) * KH * KW;
+    if (this.gemmFits(O / p.groups, cols)) {
+      const pipe = this.gpu.pipeline("convbwgemm", conv2dBackWeightGemmShader);
+      this.gpu.dispatch(pipe, bufs, params, gemmGrid(O / p.groups, cols, p.groups));
+      return;
+    }
     const pipe = this.gpu.pipeline("convbw", conv2dBackWeightShader);
     this.gpu.dispatch(pipe, bufs, params, grid(n));
   }
@@ -650,6 +707,227 @@ export class Kernels {
     );
   }
 
+  // ---- fused attention and recurrent cells (wgsl-attention.ts, wgsl-rnn.ts) --------------------------------
+
+  attention(
+    q: View,
+    k: View,
+    v: View,
+    mask: View | null,
+    causal: boolean,
+    scale: number,
+    out: TypedArray,
+  ): void {
+    if (dtypeOf(out) !== "float32" || !this.gpuOut(out)) {
+      onHost("attention", [q.data, k.data, v.data, mask?.data ?? null]);
+      js.attention(q, k, v, mask, causal, scale, out);
+      return;
+    }
+    const d = attentionDims(q, k, v);
+    if (d.nb * d.l === 0) return;
+    const nc = Math.max(1, Math.ceil(d.ev / ATT_DC));
+    const ins = mask === null ? [q, k, v] : [q, k, v, mask];
+    const bufs = this.buffers(
+      ins.map((x) => [x.data, "float32"]),
+      out,
+    );
+    const params = attentionParams(d, d.lead, causal, scale, nc, [q, k, v, mask]);
+    const pipe = this.gpu.pipeline(`att:${mask !== null}`, () => attentionShader(mask !== null));
+    this.gpu.dispatch(pipe, bufs, params, grid(d.nb * Math.ceil(d.l / ATT_BQ) * nc));
+  }
+
+  attentionBackward(
+    q: View,
+    k: View,
+    v: View,
+    mask: View | null,
+    o: View,
+    dout: View,
+    causal: boolean,
+    scale: number,
+    out: TypedArray,
+  ): void {
+    if (dtypeOf(out) !== "float32" || !this.gpuOut(out)) {
+      onHost("attentionBackward", [q.data, k.data, v.data, mask?.data ?? null, o.data, dout.data]);
+      js.attentionBackward(q, k, v, mask, o, dout, causal, scale, out);
+      return;
+    }
+    const d = attentionDims(q, k, v);
+    if (d.nb * (d.l * d.e + d.s * d.e + d.s * d.ev) === 0) return;
+    const ins = mask === null ? [q, k, v, o, dout] : [q, k, v, mask, o, dout];
+    // one preparation for both dispatches (each writes its part of out)
+    const bufs = this.buffers(
+      ins.map((x) => [x.data, "float32"]),
+      out,
+    );
+    const params = attentionParams(d, d.lead, causal, scale, 0, [q, k, v, mask, o, dout]);
+    const m = mask !== null;
+    const kvGroups = d.nb * Math.ceil(d.s / ATT_BQ) * (Math.ceil(d.e / ATT_DC) + Math.ceil(d.ev / ATT_DC));
+    if (kvGroups > 0) {
+      const pipe = this.gpu.pipeline(`attb:dkv:${m}`, () => attentionBackwardShader("dkv", m));
+      this.gpu.dispatch(pipe, bufs, params, grid(kvGroups));
+    }
+    const qGroups = d.nb * Math.ceil(d.l / ATT_BQ) * Math.ceil(d.e / ATT_DC);
+    if (qGroups > 0) {
+      const pipe = this.gpu.pipeline(`attb:dq:${m}`, () => attentionBackwardShader("dq", m));
+      this.gpu.dispatch(pipe, bufs, params, grid(qGroups));
+    }
+  }
+
+  /** One of the fused recurrent cells: rows over the leading axes, one thread per (row, hidden unit). */
+  private cell(kind: CellKind, views: readonly View[], out: TypedArray): void {
+    if (dtypeOf(out) !== "float32" || !this.gpuOut(out)) {
+      onHost(
+        kind,
+        views.map((v) => v.data),
+      );
+      (js[kind] as (...a: unknown[]) => void)(...views, out);
+      return;
+    }
+    const x = views[0];
+    const nd = x.shape.length;
+    const H = x.shape[nd - 1] / CELL_WIDTHS[kind].ins[0];
+    const lead = x.shape.slice(0, nd - 1);
+    const n = size(lead) * H;
+    if (n === 0) return;
+    const bufs = this.buffers(
+      views.map((v) => [v.data, "float32"]),
+      out,
+    );
+    const params = [n, H, lead.length, ...lead];
+    for (const v of views) params.push(v.offset, ...v.strides.slice(0, nd - 1), v.strides[nd - 1]);
+    const pipe = this.gpu.pipeline(`cell:${kind}`, () => cellShader(kind));
+    this.gpu.dispatch(pipe, bufs, params, grid(Math.ceil(n / EW_GROUP)));
+  }
+
+  lstmCell(gates: View, c: View, out: TypedArray): void {
+    this.cell("lstmCell", [gates, c], out);
+  }
+
+  lstmCellBackward(gates: View, c: View, ct: View, out: TypedArray): void {
+    this.cell("lstmCellBackward", [gates, c, ct], out);
+  }
+
+  gruCell(xp: View, hp: View, h: View, out: TypedArray): void {
+    this.cell("gruCell", [xp, hp, h], out);
+  }
+
+  gruCellBackward(xp: View, hp: View, h: View, ct: View, out: TypedArray): void {
+    this.cell("gruCellBackward", [xp, hp, h, ct], out);
+  }
+
+  // ---- argsort (wgsl-sort.ts) --------------------------------------------------------------------------------
+
+  /**
+   * The stable sorting permutation along `axis` by bitonic networks: in workgroup memory for rows of at most
+   * LOCAL_SORT elements, else through a scratch buffer with one dispatch per compare-exchange stage.
+   */
+  argsort(x: View, axis: number, descending: boolean, out: TypedArray): void {
+    const d = dtypeOf(x.data);
+    if (!onGpu(d) || !this.gpuOut(out)) {
+      onHost("argsort", [x.data]);
+      js.argsort!(x, axis, descending, out);
+      return;
+    }
+    const xv = x.shape.length === 0 ? { ...x, shape: [1], strides: [0] } : x;
+    const ax = x.shape.length === 0 ? 0 : axis;
+    const { R, L, params } = this.rowParams([xv, contiguousView(out, xv.shape)], ax);
+    if (R * L === 0) return;
+    const NP = 2 ** Math.ceil(Math.log2(L));
+    params.push(NP, descending ? 1 : 0);
+    const g = this.gpu;
+    if (NP <= LOCAL_SORT) {
+      const bufs = this.buffers([[x.data, d]], out);
+      g.dispatch(
+        g.pipeline(`sort:${d}`, () => argsortShader(d)),
+        bufs,
+        params,
+        grid(R),
+      );
+      return;
+    }
+    const total = R * NP;
+    const blocks = total / LOCAL_SORT;
+    const pairs = g.acquire(total * 8);
+    g.reserve();
+    const xb = this.input(x.data, d);
+    g.dispatch(
+      g.pipeline(`sortb:${d}`, () => argsortBlockShader(d, true)),
+      [xb, pairs],
+      params,
+      grid(blocks),
+    );
+    const step = g.pipeline("sort1", argsortStepShader);
+    const merge = g.pipeline("sortm", () => argsortBlockShader(d, false));
+    for (let k = 2 * LOCAL_SORT; k <= NP; k *= 2) {
+      for (let j = k >> 1; j >= LOCAL_SORT; j >>= 1) {
+        g.dispatch(step, [pairs], [total, NP, k, j], grid(Math.ceil(total / EW_GROUP)));
+      }
+      g.dispatch(merge, [pairs], [blocks, NP, k], grid(blocks));
+    }
+    g.reserve();
+    const ob = gpuStorage(out)!.writeBuffer(false);
+    g.dispatch(
+      g.pipeline("sort2", argsortFinalShader),
+      [pairs, ob],
+      params,
+      grid(Math.ceil((R * L) / EW_GROUP)),
+    );
+    g.free(pairs);
+  }
+
+  // ---- jit's fused elementwise kernel (wgsl-fused.ts) --------------------------------------------------------
+
+  /**
+   * One dispatch per fused program (its shader compiled once per `prog.key`). float64 programs and outputs in
+   * host memory run js's fused kernel on the host copies; a program with more inputs and outputs than a shader
+   * may bind runs instruction by instruction through this backend's own kernels (the same values).
+   */
+  fused(prog: FusedProgram, inputs: readonly View[], outs: readonly TypedArray[]): void {
+    checkFusedArgs(prog, inputs, outs);
+    if (prog.dtype !== "float32" || outs.some((o) => !this.gpuOut(o))) {
+      onHost(
+        "fused",
+        inputs.map((v) => v.data),
+      );
+      js.fused!(prog, inputs, outs);
+      return;
+    }
+    const shape = fusedShape(inputs, outs);
+    const n = size(shape);
+    if (n === 0) return;
+    if (inputs.length + outs.length + 1 > this.gpu.device.limits.maxStorageBuffersPerShaderStage) {
+      fusedByOps(this.asBackend(), prog, inputs, outs);
+      return;
+    }
+    this.gpu.reserve();
+    const ins = inputs.map((v) => this.input(v.data, "float32"));
+    const obs = outs.map((o) => gpuStorage(o)!.writeBuffer(false));
+    // jit writes in place over a dying input: read it from a snapshot (a dispatch may not read and write one buffer)
+    const bufs = ins.map((b) => (obs.includes(b) ? this.gpu.snapshot(b) : b));
+    const rank = Math.max(1, shape.length);
+    const params = [n, rank, ...(shape.length === 0 ? [1] : shape)];
+    for (const v of inputs) params.push(v.offset, ...(shape.length === 0 ? [0] : v.strides));
+    const pipe = this.gpu.pipeline(`fused:${prog.key}`, () => fusedShader(prog));
+    this.gpu.dispatch(
+      pipe,
+      [...bufs, ...obs],
+      params,
+      grid(Math.ceil(n / EW_GROUP)),
+      [...prog.consts, 0], // the consts, then the zero word wgsl-fused.ts's opq reads
+    );
+  }
+
+  /** The kernels fusedByOps needs, as a Backend (the allocator and the elementwise kernels of this device). */
+  private asBackend(): Backend {
+    return {
+      alloc: (d: GpuDType, n: number) => this.gpu.alloc(d, n),
+      unary: this.unary.bind(this),
+      binary: this.binary.bind(this),
+      copy: this.copy.bind(this),
+    } as unknown as Backend;
+  }
+
   adamUpdate(
     p: TypedArray,
     g: View,
@@ -685,6 +963,25 @@ export class Kernels {
     const pipe = this.gpu.pipeline(`adam:${vmax !== null}`, () => adamShader(vmax !== null));
     this.gpu.dispatch(pipe, [gbuf, ...bufs], params, grid(Math.ceil(n / EW_GROUP)), floats);
   }
+}
+
+/** The workgroups of a convolution's implicit GEMM: 64 x 64 blocks of [rows, cols], one layer per group. */
+function gemmGrid(rows: number, cols: number, groups: number): [number, number, number] {
+  return [Math.ceil(cols / BIG_TILE), Math.ceil(rows / BIG_TILE), groups];
+}
+
+/** The sizes of an attention call (the primitive checked the shapes): q [...B, L, E], k [...B, S, E], v [..., Ev]. */
+function attentionDims(q: View, k: View, v: View) {
+  const nd = q.shape.length;
+  const lead = q.shape.slice(0, nd - 2);
+  return {
+    lead,
+    nb: size(lead),
+    l: q.shape[nd - 2],
+    e: q.shape[nd - 1],
+    s: k.shape[nd - 2],
+    ev: v.shape[nd - 1],
+  };
 }
 
 function isContiguous(v: View): boolean {

@@ -23,7 +23,7 @@ export const RED_GROUP = 64;
 export const TILE = 16;
 
 /** Float helpers the op expressions use (unused ones cost nothing: compilers drop them). */
-const FLOAT_PRELUDE = /* wgsl */ `
+export const FLOAT_PRELUDE = /* wgsl */ `
 fn f_isnan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
 // NaN and Infinity are no WGSL constants (constant expressions reject them): read them from private variables
 var<private> NAN_BITS: u32 = 0x7fc00000u;
@@ -204,7 +204,11 @@ export function actGradExpr(act: Activation, y: string, ct: string): string {
   return `(${ct} * (${y} * (1.0 - ${y})))`;
 }
 
-function header(inputs: readonly GpuDType[], outputs: readonly GpuDType[]): string {
+/**
+ * The bindings of a shader (inputs in0.. read-only, outputs out0.. read-write, then the parameter block P) and
+ * the float helpers.
+ */
+export function header(inputs: readonly GpuDType[], outputs: readonly GpuDType[]): string {
   const lines: string[] = [];
   inputs.forEach((d, k) => {
     lines.push(`@group(0) @binding(${k}) var<storage, read> in${k}: array<${wgslType(d)}>;`);
@@ -218,8 +222,10 @@ function header(inputs: readonly GpuDType[], outputs: readonly GpuDType[]): stri
   return lines.join("\n");
 }
 
-const LINEAR_ID = `let i = i32(gid.x + gid.y * nwg.x * ${EW_GROUP}u);`;
-const MAIN = `@compute @workgroup_size(${EW_GROUP})
+/** The linear thread index `i` of a one-thread-per-element kernel (2-D grids past 65535 workgroups). */
+export const LINEAR_ID = `let i = i32(gid.x + gid.y * nwg.x * ${EW_GROUP}u);`;
+/** The entry point of a one-thread-per-element kernel (EW_GROUP threads per workgroup). */
+export const MAIN = `@compute @workgroup_size(${EW_GROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)`;
 
 /**
@@ -420,7 +426,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
  * memory. Parameters: [R (rows), L (row length), rank (of the other axes), shape, then per operand (inputs, then
  * the contiguous output) (off, axisStride, strides[rank])].
  */
-function rowHeader(n: number, rowExpr = "i32(wid.x + wid.y * nwg.x)"): string {
+export function rowHeader(n: number, rowExpr = "i32(wid.x + wid.y * nwg.x)"): string {
   const lines = [
     "  let R = P[0];",
     "  let L = P[1];",
@@ -564,6 +570,88 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`;
 }
 
+/** Output tile edge of the register-blocked matrix product (each of its 16 x 16 threads computes 4 x 4). */
+export const BIG_TILE = 64;
+
+/**
+ * Batched matrix product with register blocking: a 16 x 16 workgroup computes a 64 x 64 block of the output,
+ * each thread a 4 x 4 sub-block (rows ty + 16 i, columns tx + 16 j: neighbouring threads write neighbouring
+ * columns), from 64 x 16 tiles of a and 16 x 64 tiles of b staged in workgroup memory (8 KiB for f32); every
+ * value read from workgroup memory feeds four products. Each output still sums its K terms in order, as the
+ * 16 x 16 kernel does. Parameters as dotShader's.
+ */
+export function dotBlockedShader(d: GpuDType): string {
+  const t = wgslType(d);
+  const zero = d === "float32" ? "0.0" : "0";
+  return `${header([d, d], [d])}
+var<workgroup> ta: array<array<${t}, 64>, 16>;
+var<workgroup> tb: array<array<${t}, 64>, 16>;
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let M = P[0];
+  let N = P[1];
+  let K = P[2];
+  let br = P[3];
+  let e = 5 + 3 * br;
+  var rem = i32(wid.z) + P[4];
+  var oa = P[e];
+  var ob = P[e + 3];
+  for (var q = br - 1; q >= 0; q--) {
+    let s = P[5 + q];
+    let c = rem % s;
+    rem = rem / s;
+    oa += c * P[5 + br + q];
+    ob += c * P[5 + 2 * br + q];
+  }
+  let aSM = P[e + 1];
+  let aSK = P[e + 2];
+  let bSK = P[e + 4];
+  let bSN = P[e + 5];
+  let tx = i32(lid.x);
+  let ty = i32(lid.y);
+  let tid = ty * 16 + tx;
+  let row0 = i32(wid.y) * 64;
+  let col0 = i32(wid.x) * 64;
+  var acc: array<${t}, 16>;
+  for (var k0 = 0; k0 < K; k0 += 16) {
+    for (var u = 0; u < 4; u++) {
+      let idx = tid + u * 256;
+      let m = idx / 16;
+      let ka = k0 + idx % 16;
+      var va: ${t} = ${zero};
+      if (row0 + m < M && ka < K) { va = in0[oa + (row0 + m) * aSM + ka * aSK]; }
+      ta[idx % 16][m] = va;
+      let kb = k0 + idx / 64;
+      let n = idx % 64;
+      var vb: ${t} = ${zero};
+      if (col0 + n < N && kb < K) { vb = in1[ob + kb * bSK + (col0 + n) * bSN]; }
+      tb[idx / 64][n] = vb;
+    }
+    workgroupBarrier();
+    for (var k = 0; k < 16; k++) {
+      var a: array<${t}, 4>;
+      var b: array<${t}, 4>;
+      for (var i = 0; i < 4; i++) {
+        a[i] = ta[k][ty + 16 * i];
+        b[i] = tb[k][tx + 16 * i];
+      }
+      for (var i = 0; i < 4; i++) {
+        for (var j = 0; j < 4; j++) { acc[i * 4 + j] += a[i] * b[j]; }
+      }
+    }
+    workgroupBarrier();
+  }
+  let base = (i32(wid.z) + P[4]) * M * N;
+  for (var i = 0; i < 4; i++) {
+    let row = row0 + ty + 16 * i;
+    for (var j = 0; j < 4; j++) {
+      let col = col0 + tx + 16 * j;
+      if (row < M && col < N) { out0[base + row * N + col] = acc[i * 4 + j]; }
+    }
+  }
+}`;
+}
+
 /**
  * Adam/AdamW in place: p, m, v (and vmax) contiguous read-write, g = in0 strided like an elementwise input.
  * Parameters: [n, rank, shape, gOff, gStrides] then floats [decay, l2, b1, b2, step, bc2Sqrt, eps, sign].
@@ -679,6 +767,183 @@ ${named(CONV_PARAMS)}
   if (act == 1) { acc = f_relu(acc); } else if (act == 2) { acc = f_tanh(acc); } else if (act == 3) { acc = f_sigmoid(acc); }
   out0[i] = acc;
 }`;
+}
+
+/**
+ * An implicit GEMM per group g = wid.z over the convolution parameters (CONV_PARAMS), register-blocked like
+ * dotBlockedShader: a 16 x 16 workgroup computes a 64 x 64 block of the group's [M, NC] result, 4 x 4 per
+ * thread, from 64 x 16 tiles of A and 16 x 64 tiles of B gathered on the fly (`loadA` sets va from row m and
+ * reduction index ka, `loadB` sets vb from reduction index kb and column col; both run only in range), then
+ * `store` writes y for (m, col). Terms are added in the order of the reduction index.
+ */
+function convGemm(
+  ins: readonly GpuDType[],
+  dims: { M: string; NC: string; KK: string },
+  loadA: string,
+  loadB: string,
+  store: string,
+): string {
+  return `${header(ins, ["float32"])}
+var<workgroup> ta: array<array<f32, 64>, 16>;
+var<workgroup> tb: array<array<f32, 64>, 16>;
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+${named(CONV_PARAMS)}
+  let g = i32(wid.z);
+  let cg = C / G;
+  let og = O / G;
+  let M = ${dims.M};
+  let NC = ${dims.NC};
+  let KK = ${dims.KK};
+  let tx = i32(lid.x);
+  let ty = i32(lid.y);
+  let tid = ty * 16 + tx;
+  let row0 = i32(wid.y) * 64;
+  let col0 = i32(wid.x) * 64;
+  var acc: array<f32, 16>;
+  for (var k0 = 0; k0 < KK; k0 += 16) {
+    for (var u = 0; u < 4; u++) {
+      let idx = tid + u * 256;
+      let m = row0 + idx / 16;
+      let ka = k0 + idx % 16;
+      var va = 0.0;
+      if (m < M && ka < KK) {${loadA}
+      }
+      ta[idx % 16][idx / 16] = va;
+      let kb = k0 + idx / 64;
+      let col = col0 + idx % 64;
+      var vb = 0.0;
+      if (col < NC && kb < KK) {${loadB}
+      }
+      tb[idx / 64][idx % 64] = vb;
+    }
+    workgroupBarrier();
+    for (var k = 0; k < 16; k++) {
+      var a: array<f32, 4>;
+      var b: array<f32, 4>;
+      for (var i = 0; i < 4; i++) {
+        a[i] = ta[k][ty + 16 * i];
+        b[i] = tb[k][tx + 16 * i];
+      }
+      for (var i = 0; i < 4; i++) {
+        for (var j = 0; j < 4; j++) { acc[i * 4 + j] += a[i] * b[j]; }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0; i < 4; i++) {
+    let m = row0 + ty + 16 * i;
+    if (m >= M) { continue; }
+    for (var j = 0; j < 4; j++) {
+      let col = col0 + tx + 16 * j;
+      if (col >= NC) { continue; }
+      var y = acc[i * 4 + j];${store}
+    }
+  }
+}`;
+}
+
+/**
+ * conv2d as an implicit GEMM per group: rows the group's output channels, columns the output positions
+ * (n, oh, ow), reduction (ci, kh, kw) in the direct kernel's order; the x tile is gathered on the fly (im2col
+ * never exists; padding taps read 0). Bindings and parameters as conv2dShader's, and its epilogue.
+ */
+export function conv2dGemmShader(bias: boolean): string {
+  const ins: GpuDType[] = bias ? ["float32", "float32", "float32"] : ["float32", "float32"];
+  return convGemm(
+    ins,
+    { M: "og", NC: "N * OH * OW", KK: "cg * KH * KW" },
+    `
+        let kw = ka % KW;
+        let kh = (ka / KW) % KH;
+        let ci = ka / (KW * KH);
+        va = in1[wo + (g * og + m) * ws0 + ci * ws1 + kh * ws2 + kw * ws3];`,
+    `
+        let kw = kb % KW;
+        let kh = (kb / KW) % KH;
+        let ci = kb / (KW * KH);
+        let ow = col % OW;
+        let oh = (col / OW) % OH;
+        let n = col / (OW * OH);
+        let ih = oh * sh - ph + kh * dh;
+        let iw = ow * sw - pw + kw * dw;
+        if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
+          vb = in0[xo + n * xs0 + (g * cg + ci) * xs1 + ih * xs2 + iw * xs3];
+        }`,
+    `
+      let o = g * og + m;
+      ${bias ? "y = y + in2[bo + o * bs];" : ""}
+      if (act == 1) { y = f_relu(y); } else if (act == 2) { y = f_tanh(y); } else if (act == 3) { y = f_sigmoid(y); }
+      let ow = col % OW;
+      let oh = (col / OW) % OH;
+      let n = col / (OW * OH);
+      out0[((n * O + o) * OH + oh) * OW + ow] = y;`,
+  );
+}
+
+/**
+ * conv2dBackInput as an implicit GEMM per group: rows the group's input channels ci, columns the input
+ * positions (n, ih, iw), reduction (kh, kw, oo) in the direct kernel's order; the dy tile gathered on the fly
+ * (0 where no output position reaches the input one). Bindings and parameters as conv2dBackInputShader's.
+ */
+export function conv2dBackInputGemmShader(): string {
+  return convGemm(
+    ["float32", "float32"],
+    { M: "cg", NC: "N * H * W", KK: "KH * KW * og" },
+    `
+        let oo = ka % og;
+        let kw = (ka / og) % KW;
+        let kh = ka / (og * KW);
+        va = in1[wo + (g * og + oo) * ws0 + m * ws1 + kh * ws2 + kw * ws3];`,
+    `
+        let oo = kb % og;
+        let kw = (kb / og) % KW;
+        let kh = kb / (og * KW);
+        let iw = col % W;
+        let ih = (col / W) % H;
+        let n = col / (W * H);
+        let th = ih + ph - kh * dh;
+        let tw = iw + pw - kw * dw;
+        if (th >= 0 && tw >= 0 && th % sh == 0 && tw % sw == 0 && th / sh < OH && tw / sw < OW) {
+          vb = in0[xo + n * xs0 + (g * og + oo) * xs1 + (th / sh) * xs2 + (tw / sw) * xs3];
+        }`,
+    `
+      let iw = col % W;
+      let ih = (col / W) % H;
+      let n = col / (W * H);
+      out0[((n * C + g * cg + m) * H + ih) * W + iw] = y;`,
+  );
+}
+
+/**
+ * conv2dBackWeight as an implicit GEMM per group: rows the group's output channels, columns (ci, kh, kw),
+ * reduction over the N * OH * OW output positions (dy rows and x columns gathered on the fly). Bindings and
+ * parameters as conv2dBackWeightShader's (x in the x slots, dy in the w slots).
+ */
+export function conv2dBackWeightGemmShader(): string {
+  return convGemm(
+    ["float32", "float32"],
+    { M: "og", NC: "cg * KH * KW", KK: "N * OH * OW" },
+    `
+        let ow = ka % OW;
+        let oh = (ka / OW) % OH;
+        let n = ka / (OW * OH);
+        va = in1[wo + n * ws0 + (g * og + m) * ws1 + oh * ws2 + ow * ws3];`,
+    `
+        let ow = kb % OW;
+        let oh = (kb / OW) % OH;
+        let n = kb / (OW * OH);
+        let kw = col % KW;
+        let kh = (col / KW) % KH;
+        let ci = col / (KW * KH);
+        let ih = oh * sh - ph + kh * dh;
+        let iw = ow * sw - pw + kw * dw;
+        if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
+          vb = in0[xo + n * xs0 + (g * cg + ci) * xs1 + ih * xs2 + iw * xs3];
+        }`,
+    `
+      out0[(g * og + m) * cg * KH * KW + col] = y;`,
+  );
 }
 
 /** Gradient of conv2d with respect to x: one thread per [n, c, h, w] (dy = in0 as "x", w = in1). */
