@@ -17,11 +17,25 @@
  */
 import { type DType, isHalf } from "./dtype.ts";
 import type { Optimizer } from "./optim/optimizer.ts";
+import { dotBF16Float32 } from "./prims/half.ts";
 import type { Tensor } from "./tensor/tensor.ts";
-import { noGrad } from "./core/trace.ts";
+import { bindCall, type CallRule, noGrad, state } from "./core/trace.ts";
 
 /** The lower-precision dtype autocast casts to, or null when autocast is off (the fast path: one load). */
 const amp: { dtype: "bfloat16" | "float16" | null } = { dtype: null };
+
+/** A cached cast of a leaf: the version of the leaf's storage it was made from, and the cast. */
+interface CachedCast {
+  ver: number;
+  cast: Tensor;
+}
+/**
+ * The casts of float32 leaves that require gradients (parameters), made in the outermost autocast region in
+ * progress (null outside one): PyTorch's autocast cache. A weight used several times in a region (an
+ * unrolled recurrence, tied embeddings) is cast once; an in-place write to it (an optimizer step) bumps its
+ * version, and the next use casts again. The cache is dropped when the outermost region exits.
+ */
+let castCache: { bfloat16: WeakMap<Tensor, CachedCast>; float16: WeakMap<Tensor, CachedCast> } | null = null;
 
 export interface AutocastOpts {
   /** The lower-precision dtype (default bfloat16, PyTorch's CPU default). */
@@ -46,11 +60,14 @@ export function autocast<T>(opts: AutocastOpts, fn: () => T): T {
     throw new TypeError(`autocast: dtype must be "bfloat16" or "float16", got ${String(dtype)}`);
   }
   const prev = amp.dtype;
+  const outer = castCache === null;
   amp.dtype = opts.enabled === false ? null : dtype;
+  if (outer) castCache = { bfloat16: new WeakMap(), float16: new WeakMap() };
   try {
     return fn();
   } finally {
     amp.dtype = prev;
+    if (outer) castCache = null;
   }
 }
 
@@ -62,7 +79,70 @@ export function autocastDtype(): DType | null {
 /** @internal An operand of a lower-precision op: float32 becomes the autocast dtype while autocast is on. */
 export function castLow(x: Tensor): Tensor {
   const d = amp.dtype;
-  return d === null || x.dtype !== "float32" ? x : x.to(d);
+  if (d === null || x.dtype !== "float32") return x;
+  // cache the casts of concrete leaves that require gradients (recorded on the eager tape: grad mode on)
+  const cache = castCache?.[d];
+  if (cache === undefined || !x.requiresGrad || x._node !== null || x._ver === null || !state.gradEnabled) {
+    return x.to(d);
+  }
+  const hit = cache.get(x);
+  if (hit !== undefined && hit.ver === x._ver.v && hit.cast._node?.freed !== true) {
+    return hit.cast;
+  }
+  const cast = x.to(d);
+  cache.set(x, { ver: x._ver.v, cast });
+  return cast;
+}
+
+/**
+ * @internal The product `x weight^T` of a linear layer under autocast, for a float32 `weight` [out, in] (a
+ * master weight) and x [..., in] (float32 or the autocast dtype): the forward is the composition (both cast
+ * to the autocast dtype, the low-precision GEMM, its output in the autocast dtype), and its reverse mode gives
+ * the weight its float32 gradient straight from one float32-accumulated GEMM in the weight's own layout,
+ * dp^T x, of the widened cotangent and input (products of 16-bit values are exact in float32), instead of a
+ * 16-bit GEMM output of the transposed shape that is rounded, transposed and widened again. (PyTorch rounds
+ * that gradient to the 16-bit dtype before widening it; this one is not rounded.) The input's cotangent is
+ * the low-precision product dp weight, as in the composition. Forward mode and vmap trace the composition;
+ * the backward is made of differentiable ops.
+ */
+export function lowLinear(x: Tensor, weight: Tensor): Tensor {
+  const d = amp.dtype;
+  if (d === null) throw new Error("lowLinear: autocast is off");
+  const low = (t: Tensor) => (t.dtype === "float32" ? t.to(d) : t);
+  // an input that needs no gradient (the data) is a constant of the call, so its cotangent is never computed
+  const needX = x._trace !== null || x.requiresGrad;
+  const split = (args: readonly Tensor[]): [Tensor, Tensor] => (needX ? [args[0], args[1]] : [x, args[0]]);
+  const rule: CallRule = {
+    name: "autocastLinear",
+    fn: (args) => {
+      const [xa, w] = split(args);
+      return [low(xa).matmul(low(w).transpose(0, 1))];
+    },
+    vjp: (args) => {
+      const [xa, w] = split(args);
+      const xl = low(xa);
+      const wl = low(w);
+      return {
+        outs: [xl.matmul(wl.transpose(0, 1))],
+        backward: ([dp]) => {
+          const n = w.shape[0];
+          const k = w.shape[1];
+          const p2 = dp.reshape([-1, n]);
+          const x2 = xl.reshape([-1, k]);
+          // values that need no further derivative: the bfloat16 GEMM's float32 accumulators directly
+          const plain =
+            dp._trace === null &&
+            xl._trace === null &&
+            !(state.gradEnabled && (dp.requiresGrad || xl.requiresGrad));
+          const dw =
+            (plain ? dotBF16Float32(p2.transpose(0, 1), x2) : null) ??
+            p2.to("float32").transpose(0, 1).matmul(x2.to("float32"));
+          return needX ? [dp.matmul(wl), dw] : [dw];
+        },
+      };
+    },
+  };
+  return bindCall(rule, needX ? [x, weight] : [weight])[0];
 }
 
 /** @internal `castLow` for an optional operand (a bias). */

@@ -17,6 +17,7 @@ import {
   type Tensor,
   tensor,
 } from "../src/node.ts";
+import { castLow } from "../src/amp.ts";
 
 describe("autocast", () => {
   test("matmul, linear, conv2d and attention run in the autocast dtype; softmax and losses in float32", () => {
@@ -91,6 +92,113 @@ describe("autocast", () => {
     for (const p of model.parameters()) assert.equal(p.dtype, "float32");
     return losses;
   }
+
+  // small (the widened float32 GEMM) and large enough for the native bfloat16 GEMM's float32 accumulators
+  for (const [B, T, K, N] of [
+    [2, 3, 24, 17],
+    [3, 50, 64, 41],
+  ])
+    test(`linear under autocast [${B}, ${T}, ${K}] x [${N}, ${K}]: the composition's forward; float32 weight gradients from one float32-accumulated GEMM`, () => {
+      manualSeed(4);
+      const x = randn([B, T, K]).requiresGrad_();
+      const w = randn([N, K]).requiresGrad_();
+      const b = randn([N]).requiresGrad_();
+      const ct = randn([B, T, N]);
+      const y = autocast({ dtype: "bfloat16" }, () => nn.linear(x, w, b));
+      assert.equal(y.dtype, "bfloat16");
+      // forward: bit for bit the composition of the casts, the bfloat16 product and the bias add
+      const xb = x.detach().to("bfloat16");
+      const wb = w.detach().to("bfloat16");
+      const want = xb.matmul(wb.T).add(b.detach().to("bfloat16"));
+      assert.deepEqual(Array.from(y.storageSync()), Array.from(want.storageSync()));
+      y.to("float32").mul(ct).sum().backward();
+      assert.deepEqual([x.grad!.dtype, w.grad!.dtype, b.grad!.dtype], ["float32", "float32", "float32"]);
+      // dw = dp^T x_b in float64 from the bfloat16 cotangent and the rounded input (an independent computation):
+      // within float32 accumulation error, not rounded to bfloat16
+      const dp = ct
+        .to("bfloat16")
+        .to("float64")
+        .reshape([B * T, N]);
+      const ref = dp.T.matmul(xb.to("float64").reshape([B * T, K])).dataSync();
+      const mag = dp
+        .abs()
+        .T.matmul(
+          xb
+            .to("float64")
+            .abs()
+            .reshape([B * T, K]),
+        )
+        .dataSync();
+      const got = w.grad!.dataSync();
+      for (let i = 0; i < ref.length; i++)
+        assert.ok(
+          Math.abs(got[i] - ref[i]) <= (B * T + 2) * 2 ** -24 * mag[i] + 1e-30,
+          `dw[${i}]: ${got[i]} vs ${ref[i]}`,
+        );
+      // dx: the bfloat16 product dp w_b widened, as the composition computes it
+      const dx = ct.to("bfloat16").matmul(wb).to("float32");
+      assert.deepEqual(Array.from(x.grad!.dataSync()), Array.from(dx.dataSync()));
+      // a data input that needs no gradient: the same weight gradient
+      const w2 = w.detach().clone().requiresGrad_();
+      autocast({ dtype: "bfloat16" }, () => nn.linear(x.detach(), w2, b.detach()))
+        .to("float32")
+        .mul(ct)
+        .sum()
+        .backward();
+      assert.deepEqual(Array.from(w2.grad!.dataSync()), Array.from(got));
+    });
+
+  test("casts of parameters are cached within a region, recast after an in-place update, dropped on exit", () => {
+    manualSeed(3);
+    const w = randn([8, 5]).requiresGrad_();
+    const x = randn([3, 8]);
+    let first: Tensor | null = null;
+    autocast({ dtype: "bfloat16" }, () => {
+      first = castLow(w);
+      assert.equal(castLow(w), first, "the second use of the weight reuses its cast");
+      assert.equal(first.dtype, "bfloat16");
+      assert.notEqual(castLow(x), castLow(x), "a tensor that does not require gradients is not cached");
+      assert.equal(castLow(w.mul(1)).dtype, "bfloat16");
+      // two uses of the cached cast: the gradient has both contributions, d/dw sum(3 x w^T) = 3 colsum(x)
+      const y = x.matmul(w).sum().add(x.matmul(w).mul(2).sum());
+      y.backward();
+      const colsum = x.sum(0).dataSync();
+      const g = w.grad!.dataSync();
+      assert.equal(w.grad!.dtype, "float32");
+      for (let j = 0; j < 8; j++)
+        for (let i = 0; i < 5; i++)
+          assert.ok(Math.abs(g[j * 5 + i] - 3 * colsum[j]) <= 0.02 * (1 + Math.abs(3 * colsum[j])));
+      // that backward freed the cast's graph: the next use casts again and can be differentiated
+      const again = castLow(w);
+      assert.notEqual(again, first);
+      w.grad = null;
+      x.matmul(w).sum().backward();
+      assert.ok(w.grad !== null);
+      // an optimizer step writes the weight in place (its version changes): the next use sees the new values
+      const before = castLow(w);
+      assert.equal(castLow(w), before);
+      new optim.SGD([w], { lr: 0.5 }).step();
+      const after = castLow(w);
+      assert.notEqual(after, before);
+      assert.deepEqual(Array.from(after.storageSync()), Array.from(w.detach().to("bfloat16").storageSync()));
+      // float16 in a nested region is cached separately
+      autocast({ dtype: "float16" }, () => assert.equal(castLow(w).dtype, "float16"));
+      assert.equal(castLow(w), after);
+    });
+    autocast({ dtype: "bfloat16" }, () => assert.notEqual(castLow(w), first, "a new region casts afresh"));
+  });
+
+  test("recurrent layers run in float32 under autocast, as PyTorch 1.13's LSTM and GRU on CPU", () => {
+    const x = randn([4, 2, 3]);
+    autocast({ dtype: "bfloat16" }, () => {
+      const [o, [h, c]] = new nn.LSTM(3, 5).call(x);
+      assert.deepEqual([o.dtype, h.dtype, c.dtype], ["float32", "float32", "float32"]);
+      assert.equal(new nn.GRU(3, 5).call(x)[0].dtype, "float32");
+      assert.equal(new nn.LSTMCell(3, 5).call(x.index(0))[0].dtype, "float32");
+      // and the enclosing region is still on afterwards
+      assert.equal(autocastDtype(), "bfloat16");
+    });
+  });
 
   test("an MLP trained under bfloat16 / float16 autocast follows float32 training", () => {
     const f32 = train(null);

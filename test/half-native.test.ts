@@ -12,6 +12,7 @@ import { halfKernelsOf } from "../src/backend/half.ts";
 import { jsBackend } from "../src/backend/js/index.ts";
 import { nativeInfo, setNativeIsa } from "../src/backend/native/index.ts";
 import { BFloat16Bits, Float16Bits } from "../src/dtype.ts";
+import { castKernel } from "../src/prims/half.ts";
 import { isContiguous } from "../src/shape.ts";
 import { getBackend, randn, setBackend, type Tensor, tensor } from "../src/node.ts";
 
@@ -130,6 +131,71 @@ describe("native half casts", { skip: !native && "the native backend is not load
         new Float32Array(100),
       ),
     );
+  });
+});
+
+describe("casts of strided views through the native kernels", {
+  skip: !native && "the native backend is not loaded",
+}, () => {
+  // transposed, broadcast (stride 0), negative-stride and sparse (span > 2n) views of sizes above the js cutoff
+  const views = (n: number) => [
+    { name: "transposed", shape: [48, 40], strides: [1, 48], offset: 0, len: 48 * 40 },
+    { name: "broadcast", shape: [64, 40], strides: [0, 1], offset: 3, len: 43 },
+    { name: "negative", shape: [40, 48], strides: [-48, -1], offset: 40 * 48 - 1, len: 40 * 48 },
+    { name: "sparse", shape: [40, 30], strides: [100, 3], offset: 5, len: n },
+  ];
+  test("16-bit -> float32 equals the js cast", () => {
+    for (const Ctor of [Float16Bits, BFloat16Bits]) {
+      for (const v of views(4100)) {
+        const src = new Ctor(v.len);
+        for (let i = 0; i < v.len; i++) src[i] = (i * 40503) & 0xffff;
+        const view = { data: src, shape: v.shape, strides: v.strides, offset: v.offset };
+        const n = v.shape[0] * v.shape[1];
+        const want = new Float32Array(n);
+        jsBackend.cast(view, want);
+        const got = new Float32Array(n);
+        castKernel(view, got);
+        for (let i = 0; i < n; i++) {
+          if (Number.isNaN(want[i])) assert.ok(Number.isNaN(got[i]), `${Ctor.name} ${v.name} ${i}`);
+          else
+            assert.ok(Object.is(got[i], want[i]), `${Ctor.name} ${v.name} [${i}]: ${got[i]} vs ${want[i]}`);
+        }
+      }
+    }
+  });
+  test("ops on strided 16-bit views (broadcast, transposed, reversed) equal the ops on float32 copies, rounded once", () => {
+    for (const dtype of ["bfloat16", "float16"] as const) {
+      const a = randn([64, 40]).to(dtype);
+      const b = randn([40]).to(dtype);
+      const m = randn([40, 64]).to(dtype);
+      const cases: [string, Tensor, Tensor][] = [
+        ["broadcast", a.add(b), a.to("float32").add(b.to("float32")).to(dtype)],
+        ["transposed", m.T.mul(a), m.T.contiguous().to("float32").mul(a.to("float32")).to(dtype)],
+        [
+          "reversed",
+          a.flip([0, 1]).sub(m.T),
+          a.flip([0, 1]).contiguous().to("float32").sub(m.T.to("float32")).to(dtype),
+        ],
+      ];
+      for (const [name, got, want] of cases)
+        assert.deepEqual(Array.from(got.storageSync()), Array.from(want.storageSync()), `${dtype} ${name}`);
+    }
+  });
+
+  test("float32 -> 16-bit equals the js cast bit for bit", () => {
+    for (const Ctor of [Float16Bits, BFloat16Bits]) {
+      for (const v of views(4100)) {
+        const src = new Float32Array(v.len);
+        for (let i = 0; i < v.len; i++) src[i] = Math.sin(i) * 2 ** ((i % 60) - 30);
+        const view = { data: src, shape: v.shape, strides: v.strides, offset: v.offset };
+        const n = v.shape[0] * v.shape[1];
+        const want = new Ctor(n);
+        jsBackend.cast(view, want);
+        const got = new Ctor(n);
+        castKernel(view, got);
+        assert.deepEqual(Array.from(got), Array.from(want), `${Ctor.name} ${v.name}`);
+      }
+    }
   });
 });
 

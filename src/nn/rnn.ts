@@ -9,13 +9,20 @@
  * sequence (`x W_ih^T + b`), then a loop over time adds the hidden projection `h W_hh^T` and applies the gate
  * nonlinearities. For LSTM and GRU that elementwise part of a step (the gates' sigmoid/tanh and the state
  * update) is one fused primitive each (`lstmCell`, `gruCell` in src/prims/rnn.ts: one kernel forward, one for
- * the VJP, instead of ~10 elementwise ops and their temporaries). The loop is a `scan` (core/control.ts): a traced program (jit, makeJaxpr, a jitted
- * makeTrainStep) holds one scan equation instead of T copies of the cell, reverse mode is the reverse scan, and
- * eagerly the scan body runs through a compiled executor that reuses its buffers. Measured eagerly (native
- * backend, one thread pinned to a core of a shared 2-core machine; LSTM(28, 128), 28 steps, batch 128, forward
- * and backward; 5 alternating runs of 15 steps each) the scan took 65-80 ms per step (median; best 40-58 ms)
- * against 117-233 ms (best 93-117 ms) for a JavaScript loop of eager ops over the same cells, so the scan is
- * the default; the loop (`setRnnTimeLoop("unrolled")`, internal) stays as the tests' independent reference.
+ * the VJP, instead of ~10 elementwise ops and their temporaries; their float32 rows are vectorised). The loop
+ * is a `scan` (core/control.ts): a traced program (jit, makeJaxpr, a jitted makeTrainStep) holds one scan per
+ * layer and direction instead of T copies of the cell, and eagerly the scan body runs through a compiled
+ * executor that reuses its buffers. An LSTM layer without projections is one differentiable call around that
+ * scan (`lstmSequence`) whose reverse mode is shaped like cuDNN's: the forward keeps each step's gates; the
+ * backward is a reverse scan of the fused cell VJP and `dgates W_hh`, the gradient of W_hh is one GEMM over
+ * all steps (dgates [T B, 4H]^T h_prev [T B, H]) and that of the projected input is the stacked dgates, in
+ * place of scan's generic reverse mode (a GEMM and an accumulation of dW_hh per step, the packed cell output
+ * unsliced per step). Measured against the generic reverse mode with the scalar cell kernels (the bench's
+ * LSTM step, 28 steps, hidden 128, batch 64, Adam, native, one thread; whole processes pinned to one core of a
+ * shared 2-core machine, alternating, the CPU time of 60 steps less that of none): 54.2 ms per step before,
+ * 20.0 ms after (2.7x; 1.8x interleaved in one unpinned process at load 6-19). The JavaScript loop
+ * (`setRnnTimeLoop("unrolled")`, internal) and the plain scan ("plainScan") stay as the tests' references.
+ * Under autocast the layers and cells compute in float32, as PyTorch 1.13's LSTM and GRU on CPU do.
  *
  * Equations (gate order in the weights as PyTorch's):
  * - RNN: h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh), act tanh or relu.
@@ -24,14 +31,16 @@
  * - GRU (r, z, n): r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r (h W_hn^T + b_hn)),
  *   h' = (1 - z) n + z h, the reset gate applied to the hidden projection including its bias, as PyTorch.
  */
+import { autocast, autocastDtype } from "../amp.ts";
 import { scan } from "../core/control.ts";
+import { bindCall, type CallRule } from "../core/trace.ts";
 import type { DType } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
 import type { Generator } from "../ops/creation.ts";
 import { zeros } from "../ops/creation.ts";
 import { linear } from "../ops/nn.ts";
 import { cat, stack } from "../ops/shape.ts";
-import { gruCell, lstmCell } from "../prims/rnn.ts";
+import { gruCell, lstmCell, lstmCellBackward } from "../prims/rnn.ts";
 import { fmtShape } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { Dropout } from "./dropout.ts";
@@ -125,16 +134,102 @@ function cellStep(mode: Mode, xp: Tensor, s: Carry, w: CellWeights): Carry {
 }
 
 /** How the time loop runs: one `scan` (the default), or a JavaScript loop of eager ops. */
-let rnnTimeLoop: "scan" | "unrolled" = "scan";
-/** @internal Select the time loop (tests and the measurement of the two). */
-export function setRnnTimeLoop(v: "scan" | "unrolled"): void {
+let rnnTimeLoop: "scan" | "plainScan" | "unrolled" = "scan";
+/**
+ * @internal Select the time loop (tests and the measurement): "scan" (an LSTM without projections runs as
+ * `lstmSequence`, the others as a plain scan), "plainScan" (every layer a plain scan, differentiated by scan's
+ * generic rules), "unrolled" (a JavaScript loop of eager ops).
+ */
+export function setRnnTimeLoop(v: "scan" | "plainScan" | "unrolled"): void {
   rnnTimeLoop = v;
+}
+
+/** The LSTM recursion over a sequence as one scan: xp [T, ...B, 4H] -> [ys [T, ...B, H], hN, cN]. */
+function lstmScan(xp: Tensor, h0: Tensor, c0: Tensor, wHh: Tensor, reverse: boolean) {
+  const n = h0.shape[h0.ndim - 1];
+  const wT = wHh.transpose(0, 1);
+  const [fin, ys] = scan(
+    (carry: Tensor[], xt: Tensor) => {
+      const gates = xt.add(carry[0].matmul(wT));
+      const hc = lstmCell(gates, carry[1]);
+      const next: Tensor[] = [hc.narrow(-1, 0, n), hc.narrow(-1, n, n)];
+      return [next, [hc, gates]] as const;
+    },
+    [h0, c0],
+    xp,
+    { reverse },
+  );
+  return { hN: fin[0], cN: fin[1], hcs: ys[0], gates: ys[1] };
+}
+
+/**
+ * The state before each step, stacked: [T, ...B, H] from the per-step states `all` (each step's new state) and
+ * the initial one: step t's previous state is step t - 1's (t + 1's when reversed), the first step's is `first`.
+ */
+function previous(all: Tensor, first: Tensor, reverse: boolean): Tensor {
+  const T = all.shape[0];
+  const f = first.unsqueeze(0);
+  if (T === 1) return f;
+  return reverse ? cat([all.narrow(0, 1, T - 1), f], 0) : cat([f, all.narrow(0, 0, T - 1)], 0);
+}
+
+/**
+ * One LSTM layer and direction without projections, as one differentiable call whose reverse mode is shaped
+ * like cuDNN's: the forward scan keeps each step's gates (pre-activation) and states; the backward is a reverse
+ * scan of the fused cell VJP and `dgates W_hh` (the recurrent GEMM a step cannot avoid), and the gradient of
+ * W_hh is then one GEMM over all steps, dgates[T B, 4H]^T h_prev[T B, H], instead of a GEMM and an accumulation
+ * per step. The cotangent of the projected input xp is the stacked dgates itself. Forward mode and vmap trace
+ * the plain scan (`lstmScan`); the backward is made of differentiable ops (scan, the cell VJP primitive,
+ * matmul), so higher orders work.
+ */
+function lstmSequence(xp: Tensor, h0: Tensor, c0: Tensor, wHh: Tensor, reverse: boolean): Tensor[] {
+  const n = h0.shape[h0.ndim - 1];
+  const plain = ([x, h, c, w]: readonly Tensor[]): Tensor[] => {
+    const r = lstmScan(x, h, c, w, reverse);
+    return [r.hcs.narrow(-1, 0, n), r.hN, r.cN];
+  };
+  const rule: CallRule = {
+    name: "lstmSequence",
+    fn: plain,
+    vjp: ([x, h, c, w]) => {
+      const r = lstmScan(x, h, c, w, reverse);
+      const ys = r.hcs.narrow(-1, 0, n);
+      return {
+        outs: [ys, r.hN, r.cN],
+        backward: ([dys, dhN, dcN]) => {
+          const hPrev = previous(ys, h, reverse);
+          const cPrev = previous(r.hcs.narrow(-1, n, n), c, reverse);
+          const [dFin, dGates] = scan(
+            (carry: Tensor[], [g, cp, dy]: Tensor[]) => {
+              const d = lstmCellBackward(g, cp, cat([carry[0].add(dy), carry[1]], -1));
+              const dg = d.narrow(-1, 0, 4 * n);
+              const next: Tensor[] = [dg.matmul(w), d.narrow(-1, 4 * n, n)];
+              return [next, dg] as const;
+            },
+            [dhN, dcN],
+            [r.gates, cPrev, dys],
+            { reverse: !reverse },
+          );
+          const dW = dGates
+            .reshape([-1, 4 * n])
+            .transpose(0, 1)
+            .matmul(hPrev.reshape([-1, n]));
+          return [dGates, dFin[0], dFin[1], dW];
+        },
+      };
+    },
+  };
+  return bindCall(rule, [xp, h0, c0, wHh]);
 }
 
 /** One layer and direction over a whole sequence: xp [T, B, G*H] -> ys [T, B, H'] and the final carry. */
 function runSequence(mode: Mode, xp: Tensor, s0: Carry, w: CellWeights, reverse: boolean): [Tensor, Carry] {
   const T = xp.shape[0];
-  if (rnnTimeLoop === "scan") {
+  if (rnnTimeLoop === "scan" && mode === "LSTM" && w.wHr === null && T > 0) {
+    const [ys, h, c] = lstmSequence(xp, s0.h, s0.c!, w.wHh, reverse);
+    return [ys, { h, c }];
+  }
+  if (rnnTimeLoop !== "unrolled") {
     const init = s0.c === null ? [s0.h] : [s0.h, s0.c];
     const [fin, ys] = scan(
       (carry: Tensor[], xt: Tensor) => {
@@ -268,6 +363,8 @@ abstract class RNNBase<H> extends Module<[Tensor, H?], [Tensor, H]> {
   protected abstract get _op(): string;
 
   forward(input: Tensor, hx?: H): [Tensor, H] {
+    // autocast: the recurrent layers compute in float32, as PyTorch 1.13's LSTM and GRU on CPU do
+    if (autocastDtype() !== null) return autocast({ enabled: false }, () => this.forward(input, hx));
     const op = this._op;
     const mode = this.#mode;
     if (input.ndim !== 2 && input.ndim !== 3) {
@@ -469,6 +566,7 @@ abstract class CellBase<H> extends Module<[Tensor, H?], H> {
 
   /** One step on input [B, in] (or unbatched [in]) from h (and c) [B, H] (or [H]); zeros when not given. */
   protected _step(input: Tensor, h: Tensor | null, c: Tensor | null): Carry {
+    if (autocastDtype() !== null) return autocast({ enabled: false }, () => this._step(input, h, c));
     const op = this._op;
     if ((input.ndim !== 1 && input.ndim !== 2) || input.shape[input.ndim - 1] !== this.inputSize) {
       throw new ShapeError(

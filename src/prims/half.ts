@@ -16,7 +16,8 @@ import { halfKernelsOf } from "../backend/half.ts";
 import { jsBackend } from "../backend/js/index.ts";
 import type { Aval, Primitive } from "../core/primitive.ts";
 import { type DType, isHalf, type TypedArray } from "../dtype.ts";
-import type { Tensor } from "../tensor/tensor.ts";
+import { contiguousStrides, isContiguous, sizeOf } from "../shape.ts";
+import { Tensor } from "../tensor/tensor.ts";
 import { allocOut, getBackend, viewOf } from "./impl.ts";
 
 /** Primitives whose kernels only move, select or convert elements: they run on 16-bit storage directly. */
@@ -42,15 +43,84 @@ export function backendFor(dtype: DType): Backend {
 export function castKernel(x: View, out: TypedArray): void {
   if (x.data instanceof Uint16Array || out instanceof Uint16Array) {
     const k = halfKernelsOf(getBackend().name);
-    if (k?.castHalf?.(x, out)) return;
+    if (k?.castHalf !== undefined && (k.castHalf(x, out) || castStrided(k.castHalf, x, out))) return;
     jsBackend.cast(x, out);
     return;
   }
   getBackend().cast(x, out);
 }
 
-/** A fresh float32 tensor holding the values of half `t` (exact). */
+/** Below this many elements a strided cast stays in the js kernel. */
+const STRIDED_MIN = 1024;
+
+/**
+ * A cast between float32 and a 16-bit float of a strided view (a transposed weight, a broadcast bias) through
+ * the backend's contiguous cast and its strided copy, instead of the js kernel's per-element loop: float32 ->
+ * 16-bit copies the view contiguous first; 16-bit -> float32 widens the storage range the view spans (when it
+ * is at most twice the view's size: transposes, broadcasts, most slices) and copies the view out of it, else
+ * copies the 16-bit view contiguous (js) and widens that. Returns false for what it does not handle.
+ */
+function castStrided(cast: (x: View, out: TypedArray) => boolean, x: View, out: TypedArray): boolean {
+  const { shape, strides } = x;
+  const n = sizeOf(shape);
+  if (n < STRIDED_MIN) return false;
+  const dense = contiguousStrides(shape);
+  const backend = getBackend();
+  if (x.data instanceof Float32Array && out instanceof Uint16Array) {
+    const tmp = new Float32Array(n);
+    backend.copy(x, { data: tmp, shape, strides: dense, offset: 0 });
+    return cast({ data: tmp, shape, strides: dense, offset: 0 }, out);
+  }
+  if (x.data instanceof Uint16Array && out instanceof Float32Array) {
+    let lo = x.offset;
+    let hi = x.offset;
+    for (let i = 0; i < shape.length; i++) {
+      const e = (shape[i] - 1) * strides[i];
+      if (e < 0) lo += e;
+      else hi += e;
+    }
+    const span = hi - lo + 1;
+    if (span <= 2 * n) {
+      const wide = new Float32Array(span);
+      if (!cast({ data: x.data, shape: [span], strides: [1], offset: lo }, wide)) return false;
+      backend.copy(
+        { data: wide, shape, strides, offset: x.offset - lo },
+        { data: out, shape, strides: dense, offset: 0 },
+      );
+      return true;
+    }
+    const Ctor = x.data.constructor as new (n: number) => Uint16Array;
+    const packed = new Ctor(n);
+    jsBackend.copy(x, { data: packed, shape, strides: dense, offset: 0 });
+    return cast({ data: packed, shape, strides: dense, offset: 0 }, out);
+  }
+  return false;
+}
+
+/**
+ * A fresh float32 tensor holding the values of half `t` (exact). A strided view (a broadcast bias, a
+ * transposed matrix) whose storage range is at most twice its size is widened over that range and returned
+ * as the same view of the widened copy (the kernels take any strides), without a strided copy.
+ */
 export function widen(t: Tensor): Tensor {
+  const k = halfKernelsOf(getBackend().name);
+  if (k?.castHalf !== undefined && t._data !== null && !isContiguous(t.shape, t._strides)) {
+    let lo = t._offset;
+    let hi = t._offset;
+    for (let i = 0; i < t.shape.length; i++) {
+      const e = (t.shape[i] - 1) * t._strides[i];
+      if (e < 0) lo += e;
+      else hi += e;
+    }
+    const span = hi - lo + 1;
+    const n = sizeOf(t.shape);
+    if (n >= STRIDED_MIN && span <= 2 * n) {
+      const wide = new Float32Array(span);
+      if (k.castHalf({ data: t._data, shape: [span], strides: [1], offset: lo }, wide)) {
+        return Tensor._concrete(wide, t.shape, "float32", t._strides, t._offset - lo);
+      }
+    }
+  }
   const o = allocOut({ shape: t.shape, dtype: "float32" });
   castKernel(viewOf(t), o._data!);
   return o;
@@ -61,6 +131,20 @@ export function narrow(t: Tensor, dtype: DType): Tensor {
   const o = allocOut({ shape: t.shape, dtype });
   castKernel(viewOf(t), o._data!);
   return o;
+}
+
+/**
+ * The float32 product a @ b of two concrete bfloat16 matrices straight from the backend's bfloat16 GEMM (its
+ * float32 accumulators, not rounded), or null when the backend has none or declines (the caller widens and
+ * multiplies). Not differentiable: for values that need no further derivative (autocast's weight gradient).
+ */
+export function dotBF16Float32(a: Tensor, b: Tensor): Tensor | null {
+  if (a.dtype !== "bfloat16" || b.dtype !== "bfloat16" || a._data === null || b._data === null) return null;
+  if (a.ndim !== 2 || b.ndim !== 2 || a.shape[1] !== b.shape[0]) return null;
+  const k = halfKernelsOf(getBackend().name);
+  if (k?.dotBF16 === undefined) return null;
+  const o = allocOut({ shape: [a.shape[0], b.shape[1]], dtype: "float32" });
+  return k.dotBF16(viewOf(a), viewOf(b), o._data as Float32Array) ? o : null;
 }
 
 /** Whether any argument is a 16-bit float tensor. */

@@ -202,6 +202,13 @@ export const rnnPrimitives = {
 export function lstmCell(gates: Tensor, c: Tensor): Tensor {
   return bind(lstmCellP, [gates, c], null);
 }
+/**
+ * The VJP of one LSTM step: gates [...B, 4H], c [...B, H] and the cotangent [dh', dc'] [...B, 2H] ->
+ * [d gates, dc] [...B, 5H].
+ */
+export function lstmCellBackward(gates: Tensor, c: Tensor, ct: Tensor): Tensor {
+  return bind(lstmCellBackwardP, [gates, c, ct], null);
+}
 /** One fused GRU step: xp, hp [...B, 3H] (r, z, n), h [...B, H] -> h' [...B, H]. */
 export function gruCell(xp: Tensor, hp: Tensor, h: Tensor): Tensor {
   return bind(gruCellP, [xp, hp, h], null);

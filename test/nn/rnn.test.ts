@@ -488,6 +488,81 @@ test("the scan time loop equals a JavaScript loop of the cells, forward and grad
   a.forEach((t, k) => void close(t, Array.from(b[k].dataSync()), 1e-12, `result ${k}`));
 });
 
+test("LSTM: lstmSequence (one dW_hh GEMM over time) equals scan's generic reverse mode and the JavaScript loop", () => {
+  manualSeed(6);
+  const cases: [string, LSTM, number[], boolean][] = [
+    [
+      "2 layers, bidirectional",
+      new LSTM(3, 5, { numLayers: 2, bidirectional: true, ...f64 }),
+      [7, 2, 3],
+      true,
+    ],
+    ["batchFirst", new LSTM(4, 3, { batchFirst: true, ...f64 }), [3, 5, 4], true],
+    ["unbatched, one step", new LSTM(2, 3, f64), [1, 2], false],
+  ];
+  for (const [name, lstm, shape, withState] of cases) {
+    const dirs = lstm.bidirectional ? 2 : 1;
+    const batched = shape.length === 3;
+    const B = batched ? (lstm.batchFirst ? shape[0] : shape[1]) : 0;
+    const sShape = batched ? [lstm.numLayers * dirs, B, 5] : [lstm.numLayers * dirs, 3];
+    sShape[sShape.length - 1] = lstm.hiddenSize;
+    const x = randn(shape, f64).requiresGrad_();
+    const h0 = randn(sShape, f64).requiresGrad_();
+    const c0 = randn(sShape, f64).requiresGrad_();
+    const w = randn(
+      batched ? [...shape.slice(0, 2), lstm.hiddenSize * dirs] : [shape[0], lstm.hiddenSize * dirs],
+      f64,
+    );
+    const run = (mode: "scan" | "plainScan" | "unrolled") => {
+      setRnnTimeLoop(mode);
+      try {
+        lstm.zeroGrad();
+        for (const t of [x, h0, c0]) t.grad = null;
+        const [o, [h, c]] = withState ? lstm.call(x, [h0, c0]) : lstm.call(x);
+        const l = o.mul(w).sum().add(h.square().sum()).add(c.tanh().sum());
+        l.backward();
+        const ins = withState ? [x, h0, c0] : [x];
+        return [o, h, c, ...ins.map((t) => t.grad!), ...lstm.parameters().map((p) => p.grad!)];
+      } finally {
+        setRnnTimeLoop("scan");
+      }
+    };
+    const a = run("scan");
+    for (const mode of ["plainScan", "unrolled"] as const) {
+      const b = run(mode);
+      assert.equal(a.length, b.length);
+      a.forEach((t, k) => void close(t, Array.from(b[k].dataSync()), 1e-12, `${name}: ${mode} result ${k}`));
+    }
+  }
+});
+
+test("LSTM: second-order gradients through lstmSequence equal the generic scan's", () => {
+  manualSeed(7);
+  const lstm = new LSTM(2, 3, { bidirectional: true, ...f64 });
+  const x = randn([4, 2, 2], f64);
+  const names = lstm.namedParameters().map(([n]) => n);
+  // the squared norm of the input gradient, differentiated with respect to the weights
+  const gg = grad((ps: Tensor[]) => {
+    const gx = grad((xi: Tensor) => {
+      const [o] = functionalCall(lstm, Object.fromEntries(names.map((n, i) => [n, ps[i]])), xi) as [
+        Tensor,
+        unknown,
+      ];
+      return o.tanh().sum();
+    })(x) as Tensor;
+    return gx.square().sum();
+  });
+  const a = gg(lstm.parameters()) as Tensor[];
+  setRnnTimeLoop("plainScan");
+  let b: Tensor[];
+  try {
+    b = gg(lstm.parameters()) as Tensor[];
+  } finally {
+    setRnnTimeLoop("scan");
+  }
+  a.forEach((t, k) => void close(t, Array.from(b[k].dataSync()), 1e-12, `second order ${names[k]}`));
+});
+
 /** gradCheck of f(input, h0 (, c0), ...params) = module(input, state) with the parameters replaced. */
 function checkModule(m: AnyRec, kind: Kind, x: Tensor, h0: Tensor | null, c0: Tensor | null): void {
   const named = m.namedParameters();
@@ -584,7 +659,10 @@ test("jit(forward) equals eager and holds one scan per layer and direction; jit(
   const jitted = jit(fwd)(x, h0, c0);
   eager.forEach((t, k) => void close(jitted[k], Array.from(t.dataSync()), 1e-13, `jit result ${k}`));
   const prog = makeJaxpr(fwd)(x, h0, c0);
-  assert.equal(prog.eqns.filter((e) => e.name === "scan").length, 4);
+  // each layer and direction is one lstmSequence call (its own reverse mode) holding one scan
+  const calls = prog.eqns.filter((e) => e.name === "lstmSequence");
+  assert.equal(calls.length, 4);
+  for (const e of calls) assert.equal(e.sub!.eqns.filter((q) => q.name === "scan").length, 1);
   // gradients with respect to the weights through functionalCall, eager against jitted
   const names = lstm.namedParameters().map(([n]) => n);
   const loss = (ps: Tensor[], a: Tensor) => {
