@@ -1,5 +1,5 @@
 /**
- * Browser-page checks of the webgpu backend's linalg kernels (wgsl-linalg.ts: lu, det, triangularSolve, cholesky, qr, eigh)
+ * Browser-page checks of the webgpu backend's linalg kernels (wgsl-linalg.ts: every kernel)
  * against the js reference (src/backend/js/decomp.ts) on batched, strided and odd-sized matrices and empty
  * batches, plus the value-dependent failures: a zero pivot column, a zero diagonal with `op` (host-readable
  * and device-only), a matrix that is not positive-definite. Called by webgpu-page.ts with its checking kit.
@@ -309,6 +309,48 @@ async function eighChecks(kit: CheckKit): Promise<void> {
   );
 }
 
+async function svdChecks(kit: CheckKit): Promise<void> {
+  const cases: [number[], number, number, boolean][] = [
+    [[], 1, 1, false],
+    [[], 3, 3, true],
+    [[2], 17, 17, false],
+    [[], 33, 5, false],
+    [[], 12, 5, true],
+    [[2], 5, 33, false],
+    [[2], 4, 9, true],
+    [[3, 2], 6, 4, false],
+    [[0], 3, 3, false],
+    [[2], 0, 3, true],
+    [[2], 3, 0, false],
+  ];
+  let w = 0;
+  for (const [batch, m, n, full] of cases) {
+    const k = Math.min(m, n);
+    const [ku, kv] = full ? [m, n] : [k, k];
+    const a = matPair(kit, batch, m, n, () => (kit.rng() - 0.5) * 4, WHERE[w++ % 3]);
+    const shape = [...batch, m + 1 + kv, Math.max(ku, n)];
+    await kit.check(
+      `svd [${batch}] ${m}x${n} full=${full}`,
+      "float32",
+      shape,
+      TOL(Math.max(m, n)),
+      (b, s, o) => (s === "js" ? J : b.linalg!).svd(a[s], full, o),
+    );
+  }
+  // rank-deficient (a zero column: its vectors completed) and non-finite (NaN throughout) matrices
+  const a = matPair(
+    kit,
+    [2],
+    4,
+    3,
+    (b, i, j) => (j === 1 ? 0 : b === 1 && i === 3 && j === 2 ? NaN : i + 2 * j * j - 3),
+    "device",
+  );
+  await kit.check("svd rank-deficient / non-finite", "float32", [2, 8, 4], TOL(4), (b, s, o) =>
+    (s === "js" ? J : b.linalg!).svd(a[s], true, o),
+  );
+}
+
 /** The linalg kernels' checks (each call compared with the js reference by `kit.check`). */
 export async function linalgKernelChecks(kit: CheckKit): Promise<void> {
   await luChecks(kit);
@@ -316,4 +358,5 @@ export async function linalgKernelChecks(kit: CheckKit): Promise<void> {
   await choleskyChecks(kit);
   await qrChecks(kit);
   await eighChecks(kit);
+  await svdChecks(kit);
 }

@@ -476,6 +476,194 @@ ${ENTRY}
 }`;
 }
 
+/**
+ * SVD by one-sided Jacobi, as the js reference, one thread per matrix (serial: correct, slow for big matrices):
+ * in0 a [..., m, n] (flags bit 0: full), out0 the packed [..., m + 1 + kv, max(ku, n)], out1 scratch (P[5 + 2 nb
+ * + 3]: words per matrix) holding W (r x k: A, or A^T when wide), Vk (k x k), s, the order, the validity flags,
+ * the long-side vectors (r x rc) and two candidate vectors of the basis completion. Parameters as the others,
+ * then the scratch stride.
+ */
+export function svdShader(): string {
+  return `${header(["float32"], ["float32", "float32"])}
+${OPERANDS}
+@compute @workgroup_size(${LA_GROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let b = i32(gid.x + gid.y * nwg.x * ${LA_GROUP}u);
+  if (b >= P[0]) { return; }
+  let m = P[2 + P[1]];
+  let n = P[3 + P[1]];
+  let full = (P[4 + P[1]] & 1) != 0;
+  let qa = opq(0);
+  let ao = opOff(qa, b);
+  let rs = rowStride(qa);
+  let cs = colStride(qa);
+  let k = min(m, n);
+  let ku = select(k, m, full);
+  let kv = select(k, n, full);
+  let w = max(ku, n);
+  let per = (m + 1 + kv) * w;
+  let o = b * per;
+  let tall = m >= n;
+  let r = max(m, n);
+  let rc = select(kv, ku, tall);
+  let W = b * P[opq(1)];
+  let VK = W + r * k;
+  let SV = VK + k * k;
+  let ORD = SV + k;
+  let VAL = ORD + k;
+  let LG = VAL + rc;
+  let CA = LG + r * rc;
+  let BE = CA + r;
+  var finite = true;
+  for (var i = 0; i < m; i++) {
+    for (var j = 0; j < n; j++) {
+      let x = in0[ao + i * rs + j * cs];
+      if (f_isnan(x) || abs(x) == f_inf()) { finite = false; }
+      if (tall) { out1[W + i * k + j] = x; } else { out1[W + j * k + i] = x; }
+    }
+  }
+  for (var e = 0; e < per; e++) { out0[o + e] = select(f_nan(), 0.0, finite); }
+  if (!finite) { return; }
+  for (var e = 0; e < k * k; e++) { out1[VK + e] = select(0.0, 1.0, e / k == e % k); }
+  for (var sweep = 0; sweep < 80; sweep++) {
+    var rotated = false;
+    for (var p = 0; p < k - 1; p++) {
+      for (var q = p + 1; q < k; q++) {
+        var al = 0.0;
+        var be = 0.0;
+        var ga = 0.0;
+        for (var i = 0; i < r; i++) {
+          let wp = out1[W + i * k + p];
+          let wq = out1[W + i * k + q];
+          al += wp * wp;
+          be += wq * wq;
+          ga += wp * wq;
+        }
+        if (ga == 0.0 || !(abs(ga) > ${(2 ** -23).toExponential()} * sqrt(al) * sqrt(be))) { continue; }
+        rotated = true;
+        let zeta = (be - al) / (2.0 * ga);
+        let t = select(-1.0, 1.0, zeta >= 0.0) / (abs(zeta) + sqrt(1.0 + zeta * zeta));
+        let c = 1.0 / sqrt(1.0 + t * t);
+        let sn = c * t;
+        for (var i = 0; i < r; i++) {
+          let wp = out1[W + i * k + p];
+          let wq = out1[W + i * k + q];
+          out1[W + i * k + p] = c * wp - sn * wq;
+          out1[W + i * k + q] = sn * wp + c * wq;
+        }
+        for (var i = 0; i < k; i++) {
+          let vp = out1[VK + i * k + p];
+          let vq = out1[VK + i * k + q];
+          out1[VK + i * k + p] = c * vp - sn * vq;
+          out1[VK + i * k + q] = sn * vp + c * vq;
+        }
+      }
+    }
+    if (!rotated) { break; }
+  }
+  for (var j = 0; j < k; j++) {
+    var mx = 0.0;
+    for (var i = 0; i < r; i++) { mx = max(mx, abs(out1[W + i * k + j])); }
+    var acc = 0.0;
+    if (mx > 0.0) {
+      for (var i = 0; i < r; i++) {
+        let x = out1[W + i * k + j] / mx;
+        acc += x * x;
+      }
+    }
+    out1[SV + j] = mx * sqrt(acc);
+  }
+  // descending order, ties by index: old column j goes to its rank
+  for (var j = 0; j < k; j++) {
+    let sj = out1[SV + j];
+    var rank = 0;
+    for (var i = 0; i < k; i++) {
+      let si = out1[SV + i];
+      if (si > sj || (si == sj && i < j)) { rank++; }
+    }
+    out1[ORD + rank] = f32(j);
+  }
+  var top = 0.0;
+  if (k > 0) { top = out1[SV + i32(out1[ORD])]; }
+  let tol = top * f32(r) * ${(2 ** -23).toExponential()};
+  for (var j = 0; j < rc; j++) {
+    var ok = false;
+    var sj = 0.0;
+    var src = 0;
+    if (j < k) {
+      src = i32(out1[ORD + j]);
+      sj = out1[SV + src];
+      ok = sj > tol && sj > 0.0;
+    }
+    out1[VAL + j] = select(0.0, 1.0, ok);
+    for (var i = 0; i < r; i++) {
+      var x = 0.0;
+      if (j < k) {
+        x = out1[W + i * k + src];
+        if (ok) { x = x / sj; }
+      }
+      out1[LG + i * rc + j] = x;
+    }
+  }
+  // the columns not valid: the unit vector with the largest residual after two Gram-Schmidt passes
+  for (var j = 0; j < rc; j++) {
+    if (out1[VAL + j] != 0.0) { continue; }
+    var bestNorm = -1.0;
+    for (var e = 0; e < r; e++) {
+      for (var i = 0; i < r; i++) { out1[CA + i] = select(0.0, 1.0, i == e); }
+      for (var gs = 0; gs < 2; gs++) {
+        for (var q = 0; q < rc; q++) {
+          if (out1[VAL + q] == 0.0) { continue; }
+          var d = 0.0;
+          for (var i = 0; i < r; i++) { d += out1[LG + i * rc + q] * out1[CA + i]; }
+          for (var i = 0; i < r; i++) { out1[CA + i] = out1[CA + i] - d * out1[LG + i * rc + q]; }
+        }
+      }
+      var nrm = 0.0;
+      for (var i = 0; i < r; i++) { nrm += out1[CA + i] * out1[CA + i]; }
+      nrm = sqrt(nrm);
+      if (nrm > bestNorm) {
+        bestNorm = nrm;
+        for (var i = 0; i < r; i++) { out1[BE + i] = out1[CA + i] / nrm; }
+      }
+      if (nrm > 0.7) { break; }
+    }
+    for (var i = 0; i < r; i++) { out1[LG + i * rc + j] = out1[BE + i]; }
+    out1[VAL + j] = 1.0;
+  }
+  // U (m x ku) and V (n x kv): tall, U the long vectors and V Vk reordered; wide, the other way round
+  for (var j = 0; j < k; j++) {
+    var best = 0.0;
+    var at = 0;
+    for (var i = 0; i < m; i++) {
+      var u = 0.0;
+      if (tall) { u = out1[LG + i * rc + j]; } else { u = out1[VK + i * k + i32(out1[ORD + j])]; }
+      if (abs(u) > best) { best = abs(u); at = i; }
+    }
+    var ua = 0.0;
+    if (tall) { ua = out1[LG + at * rc + j]; } else { ua = out1[VK + at * k + i32(out1[ORD + j])]; }
+    out1[CA + j] = select(-1.0, 1.0, ua >= 0.0);
+    out0[o + m * w + j] = out1[SV + i32(out1[ORD + j])];
+  }
+  for (var i = 0; i < m; i++) {
+    for (var j = 0; j < ku; j++) {
+      var u = 0.0;
+      if (tall) { u = out1[LG + i * rc + j]; } else { u = out1[VK + i * k + i32(out1[ORD + j])]; }
+      if (j < k) { u = u * out1[CA + j]; }
+      out0[o + i * w + j] = u;
+    }
+  }
+  for (var i = 0; i < kv; i++) {
+    for (var j = 0; j < n; j++) {
+      var v = 0.0;
+      if (tall) { v = out1[VK + j * k + i32(out1[ORD + i])]; } else { v = out1[LG + j * rc + i]; }
+      if (i < k) { v = v * out1[CA + i]; }
+      out0[o + (m + 1 + i) * w + j] = v;
+    }
+  }
+}`;
+}
+
 /** Workgroup counts for one workgroup per matrix. */
 function grid(groups: number): [number, number, number] {
   if (groups <= MAX_GROUPS) return [groups, 1, 1];
@@ -537,14 +725,6 @@ export function webgpuLinalg(g: Gpu): LinalgKernels {
     });
     g.dispatch(g.pipeline(key, code), [...bufs, ob, ...extra], p, grid(p[0]));
   };
-
-  /** A kernel without WGSL: js on the host copies, failing with a message naming it for device-only values. */
-  const host =
-    <K extends "svd">(name: K) =>
-    (...args: Parameters<LinalgKernels[K]>): void => {
-      onHost(name, [(args[0] as View).data]);
-      (jsLinalg[name] as (...a: unknown[]) => void)(...args);
-    };
 
   return {
     lu(a: View, out: TypedArray): void {
@@ -623,7 +803,29 @@ export function webgpuLinalg(g: Gpu): LinalgKernels {
       run("la:eigh", eighShader, [a], out, p, [scratch]);
       g.free(scratch);
     },
-    svd: host("svd"),
+    svd(a: View, full: boolean, out: TypedArray): void {
+      if (!onDevice(out, [a])) {
+        onHost("svd", [a.data]);
+        jsLinalg.svd(a, full, out);
+        return;
+      }
+      const m = a.shape[a.shape.length - 2];
+      const n = a.shape[a.shape.length - 1];
+      const k = Math.min(m, n);
+      const r = Math.max(m, n);
+      const rc = m >= n ? (full ? m : k) : full ? n : k;
+      const stride = Math.max(1, r * k + k * k + 2 * k + rc + r * rc + 2 * r);
+      const p = params([a], m, n, full ? 1 : 0);
+      if (p[0] === 0 || out.length === 0) return;
+      p.push(stride);
+      const scratch = g.acquire(p[0] * stride * 4);
+      g.reserve();
+      const s = gpuStorage(a.data);
+      const ab = s === undefined ? g.temporary(a.data, "float32") : s.deviceBuffer();
+      const ob = gpuStorage(out)!.writeBuffer(false);
+      g.dispatch(g.pipeline("la:svd", svdShader), [ab, ob, scratch], p, grid(Math.ceil(p[0] / LA_GROUP)));
+      g.free(scratch);
+    },
     det(a: View, out: TypedArray): void {
       if (!onDevice(out, [a])) {
         onHost("det", [a.data]);
