@@ -214,7 +214,7 @@ function gpuKernels(g: Gpu): BackendImpl {
     fused: k.fused.bind(k),
     // the optional argsort: sort, argsort and topk indices on the device (wgsl-sort.ts)
     argsort: k.argsort.bind(k),
-    // the optional linalg kernels, all but svd on the device (wgsl-linalg.ts)
+    // the optional linalg kernels (wgsl-linalg.ts)
     linalg: webgpuLinalg(g),
   };
 }

@@ -2,9 +2,10 @@
 /**
  * The optional `linalg` kernels of the webgpu backend (Backend.linalg; src/backend/js/decomp.ts is the
  * specification): LU with partial pivoting, the determinant (from LU), triangular solve, Cholesky,
- * Householder QR and the symmetric eigendecomposition (cyclic Jacobi) in WGSL, float32 only. One workgroup
- * per matrix of the batch works in place in the (contiguous) output buffer: serial over the pivot / diagonal
- * column, parallel over the rows and columns it updates, with a storage barrier between the steps. The input
+ * Householder QR, the symmetric eigendecomposition (cyclic Jacobi) and the SVD (one-sided Jacobi) in WGSL,
+ * float32 only. One workgroup per matrix of the batch works in place in the (contiguous) output buffer or a
+ * scratch buffer: serial over the pivot / diagonal column or rotation, parallel over the rows and columns it
+ * updates, with a storage barrier between the steps; the SVD is one thread per matrix (serial). The input
  * views may be strided (any batch shape and strides).
  *
  * Differences from the js reference, which computes in float64 and rounds once: the arithmetic is float32
@@ -15,8 +16,7 @@
  *   is thrown as on the other backends;
  * - triangularSolve with `op` checks for a zero diagonal on the host when `a`'s host copy is valid (the
  *   LinAlgError of the contract); on device-only values the zero diagonal gives inf/NaN, as with `op` null.
- * svd runs the js reference on the host copies (a DeviceReadError naming the kernel when an
- * input's values are on the GPU only); float64 operands and host outputs run js as every kernel here does.
+ * float64 operands and host outputs run the js reference (on the host copies) as every kernel here does.
  *
  * Parameters (int32 words): [batch, nb, batchShape[nb], rows, cols, flags, then per matrix operand
  * (offset, batchStrides[nb], rowStride, colStride)].
@@ -696,8 +696,8 @@ function hostReadable(a: TypedArray): boolean {
 }
 
 /**
- * The webgpu backend's linalg kernels on device `g`: all but svd in WGSL for float32 device outputs; svd (and
- * float64) on the js reference over the host copies.
+ * The webgpu backend's linalg kernels on device `g`: WGSL for float32 device outputs, the js reference over
+ * the host copies otherwise (float64).
  */
 export function webgpuLinalg(g: Gpu): LinalgKernels {
   /** The output is a float32 device array (or empty) and every input float32: the WGSL path. */
