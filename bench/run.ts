@@ -137,6 +137,15 @@ function pinned(spec: FrameworkSpec, cmd: string, args: string[]): [string, stri
   return ["taskset", ["-c", String(PIN_CORE), cmd, ...args]];
 }
 
+/**
+ * glibc malloc settings for the PyTorch processes. With glibc's defaults, PyTorch returns freed heap to the OS
+ * after every step when nothing large ran before (its mmap threshold adapts only upwards), so each MLP step pays
+ * fresh page faults: measured 11-17 ms per step when the MLP case runs first in its process against 3.9 ms when the
+ * sgemm cases ran before it. Raising the thresholds makes PyTorch's figures independent of the order of cases;
+ * chainrule keeps its own buffer pool and is unaffected.
+ */
+const TORCH_MALLOC = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728";
+
 /** Run one variant's process; resolve with its records (a crash or timeout becomes an error record). */
 function runChild(spec: FrameworkSpec, inputs: string, cases: string[], o: Options, onRec: (r: Rec) => void) {
   let proc: ChildProcess;
@@ -144,7 +153,7 @@ function runChild(spec: FrameworkSpec, inputs: string, cases: string[], o: Optio
   if (spec.kind === "torch") {
     const args = [TORCH_SCRIPT, "--inputs", inputs, "--threads", String(spec.threads ?? 1), "--fw", spec.id];
     const [cmd, argv] = pinned(spec, PYTHON, [...args, "--cases", cases.join(","), ...flags]);
-    proc = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"] });
+    proc = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, GLIBC_TUNABLES: TORCH_MALLOC } });
   } else {
     const args = [
       "--import",
@@ -438,7 +447,9 @@ function markdown(
       "process CPU time over the timed calls divided by their wall time: about 1 for one busy thread, 2 for two; " +
       "below 1 means the process waited for a core (other load on the machine). Single-threaded variants of every " +
       "framework run pinned to one core (taskset), so helper threads (V8's GC and compiler) count against their " +
-      "time. GFLOP/s rows show the fraction of the measured FMA peak (bench/fma-peak.c: one core for 1-thread " +
+      "time. PyTorch runs with glibc's malloc trim and mmap thresholds raised (GLIBC_TUNABLES), since with the " +
+      "defaults its MLP step pays page faults every step unless larger cases ran first (3-4x slower). " +
+      "GFLOP/s rows show the fraction of the measured FMA peak (bench/fma-peak.c: one core for 1-thread " +
       "variants, all cores otherwise).",
     "- Each timed call ends by reading a value back from the framework (so lazy frameworks finish their work; jax-js " +
       "waits with blockUntilReady).",
