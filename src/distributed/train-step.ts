@@ -2,31 +2,20 @@
  * Data-parallel training with a jitted step: `makeDistributedTrainStep` is `makeTrainStep` (optim/functional-step.ts)
  * for DDP. A collective cannot run inside a traced program, and DistributedDataParallel's gradient hooks never
  * fire under `jit` (the program differentiates a pytree of parameters, not the module's tensors), so the step is
- * two compiled programs with the gradient average between them:
+ * makeTrainStep's two-program form, with the gradient average as its gradient hook:
  *
  *   1. forward, loss (times a per-step weight) and backward: `[loss, grads, newBuffers, output]`;
  *   2. on the host: the gradients averaged over the ranks (`allReduceGradients`: one all-reduce per dtype over a
  *      flat buffer, or DDP's deterministic tree);
- *   3. the optimizer update, with the parameters and optimizer state donated.
+ *   3. the optimizer update, with the parameters, the optimizer state and the averaged gradients donated.
  *
  * Every rank then holds the same parameters, as with DistributedDataParallel: `init()` takes rank 0's parameters
  * and buffers, and each step starts from rank 0's buffers (DDP's `broadcastBuffers`).
  */
-import { vjpFlat } from "../core/autodiff.ts";
-import { jit } from "../core/jit.ts";
 import { allocTyped, type DType, type TypedArray } from "../dtype.ts";
-import { onesLike, tensor } from "../ops/creation.ts";
-import {
-  dropoutRequests,
-  drawDropoutMasks,
-  functionalApply,
-  type MaskRequest,
-  moduleState,
-  needsDropoutMasks,
-} from "../nn/functional.ts";
-import type { AnyModule, Module } from "../nn/module.ts";
-import type { FunctionalOptimizer, FunctionalState, HyperValue } from "../optim/functional.ts";
-import type { TrainState } from "../optim/functional-step.ts";
+import type { Module } from "../nn/module.ts";
+import type { FunctionalOptimizer, HyperValue } from "../optim/functional.ts";
+import { buildTrainStep, type TrainState } from "../optim/functional-step.ts";
 import { contiguousStrides } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { treeFlatten, treeUnflatten } from "../tree.ts";
@@ -114,13 +103,6 @@ export function allReduceGradients(
   return out;
 }
 
-/** The training flags of every layer: part of the programs' signature (eval mode is another program). */
-function modeKey(model: AnyModule): string {
-  let k = "";
-  for (const m of model.modules()) k += m.training ? "1" : "0";
-  return k;
-}
-
 /**
  * Build a data-parallel training step of `model` (see the module comment): `makeTrainStep`'s contract, with the
  * gradients averaged over the ranks of the process group between backward and the optimizer update. The loss
@@ -143,81 +125,14 @@ export function makeDistributedTrainStep<X, Y, Out>(
 ): DistributedTrainStep<X, Y, Out> {
   const op = "makeDistributedTrainStep";
   currentGroup(op);
-
-  const gradCore = (
-    params: Record<string, Tensor>,
-    buffers: Record<string, Tensor>,
-    x: X,
-    y: Y,
-    weight: Tensor,
-    masks: Tensor[],
-    _mode: string,
-  ): [Tensor, Tensor[], Record<string, Tensor>, Out] => {
-    const [leaves, def] = treeFlatten(params);
-    let bufDef = treeFlatten({})[1];
-    let outDef = bufDef;
-    const { outs, backward } = vjpFlat(
-      (ps) => {
-        const p = treeUnflatten(def, ps) as Record<string, Tensor>;
-        const [out, nb] = functionalApply(model, { params: p, buffers }, [x], { masks });
-        const l = loss(out, y);
-        if (!(l instanceof Tensor) || l.size !== 1) {
-          throw new TypeError(`${op}: the loss function must return a scalar Tensor`);
-        }
-        const [bl, bd] = treeFlatten(nb);
-        const [ol, od] = treeFlatten(out);
-        bufDef = bd;
-        outDef = od;
-        const l0 = l.reshape([]);
-        return [l0.mul(weight.to(l0.dtype)), l0, ...bl, ...ol];
-      },
-      leaves,
-      { retain: false },
-    );
-    const nBuf = treeFlatten(buffers)[0].length;
-    const newBuffers = treeUnflatten(bufDef, outs.slice(2, 2 + nBuf)) as Record<string, Tensor>;
-    const output = treeUnflatten(outDef, outs.slice(2 + nBuf)) as Out;
-    const grads = backward([onesLike(outs[0])]);
-    return [outs[1], grads, newBuffers, output];
-  };
-  const updateCore = (
-    grads: Record<string, Tensor>,
-    optState: FunctionalState,
-    params: Record<string, Tensor>,
-    hyper: Record<string, Tensor>,
-  ): [Record<string, Tensor>, FunctionalState] =>
-    opt.update(grads, optState, params, hyper) as [Record<string, Tensor>, FunctionalState];
-
-  const gradStep = jit(gradCore, { staticArgnums: 6 });
-  const updateStep = jit(updateCore, { donateArgnums: [0, 1, 2] });
-
-  const requestCache = new Map<string, MaskRequest[]>();
-  const masksFor = (state: TrainState, x: X, mode: string): Tensor[] => {
-    if (!needsDropoutMasks(model)) return [];
-    const [xs] = treeFlatten(x);
-    const key = `${mode}|${xs.map((t) => `${t.dtype}[${t.shape.join(",")}]`).join(";")}`;
-    let req = requestCache.get(key);
-    if (req === undefined) {
-      req = dropoutRequests(model, { params: state.params, buffers: state.buffers }, [x]);
-      requestCache.set(key, req);
-    }
-    return drawDropoutMasks(req);
-  };
-  const hyperOf = (given: Readonly<Record<string, HyperValue | undefined>>): Record<string, Tensor> => {
-    for (const k of Object.keys(given)) {
-      if (!opt.dynamic.includes(k)) {
-        throw new TypeError(
-          `${op}: "${k}" is not a per-step hyper-parameter of ${opt.name} (those are ${opt.dynamic.join(", ")})`,
-        );
-      }
-    }
-    const h: Record<string, Tensor> = {};
-    for (const k of opt.dynamic) {
-      const v = given[k] ?? (opt.options[k] as number);
-      h[k] = v instanceof Tensor ? v.reshape([]).to("float64") : tensor(v, { dtype: "float64" });
-    }
-    return h;
-  };
+  const parts = buildTrainStep(model, loss, opt, {
+    op,
+    weighted: true,
+    gradHook: (grads) => {
+      const [leaves, def] = treeFlatten(grads);
+      return treeUnflatten(def, allReduceGradients(leaves, opts)) as Record<string, Tensor>;
+    },
+  });
   const fromRank0 = (tree: Record<string, Tensor>): void => {
     const works = treeFlatten(tree)[0].map((t) => broadcast(t, 0, { async: true }));
     for (const w of works) w.wait();
@@ -230,35 +145,23 @@ export function makeDistributedTrainStep<X, Y, Out>(
     hyper: Readonly<Record<string, HyperValue | undefined>> = {},
     weight = 1,
   ): [Tensor, TrainState, Out] => {
-    const mode = modeKey(model);
     if (currentGroup(op).worldSize > 1) fromRank0(state.buffers);
-    const w = tensor(weight, { dtype: "float64" });
-    const [l, grads, buffers, out] = gradStep(
-      state.params,
-      state.buffers,
-      x,
-      y,
-      w,
-      masksFor(state, x, mode),
-      mode,
-    );
-    const [leaves, def] = treeFlatten(state.params);
-    if (grads.length !== leaves.length) throw new Error(`${op}: internal: gradient count mismatch`);
-    const avg = treeUnflatten(def, allReduceGradients(grads, opts)) as Record<string, Tensor>;
-    const [params, optState] = updateStep(avg, state.opt, state.params, hyperOf(hyper));
-    return [l, { params, buffers, opt: optState }, out];
+    return parts.run(state, x, y, hyper, weight);
   };
   Object.defineProperty(step, "traceCount", {
-    get: () => ({ grad: gradStep.traceCount, update: updateStep.traceCount }),
+    get: () => {
+      const [grad, update] = parts.traces();
+      return { grad, update };
+    },
   });
   return Object.assign(step, {
     init: (): TrainState => {
-      const s = moduleState(model);
+      const s = parts.init();
       if (currentGroup(op).worldSize > 1) {
         fromRank0(s.params);
         fromRank0(s.buffers);
       }
-      return { params: s.params, buffers: s.buffers, opt: opt.init(s.params) };
+      return s;
     },
   }) as DistributedTrainStep<X, Y, Out>;
 }

@@ -407,6 +407,45 @@ describe("makeTrainStep: jit(step) = eager step = eager training", () => {
     assert.throws(() => functionalApply(new Sequential(new Dropout(0.5)), {}, [ones([3])]), /mask 0/);
   });
 
+  test("gradHook: called between backward and the update; doubled gradients equal a doubled learning rate", () => {
+    const x = randn([6, 4], F64);
+    const y = randn([6, 3], F64);
+    for (const jit of [true, false]) {
+      manualSeed(4);
+      const net = new Sequential(new Linear(4, 3, F64), new BatchNorm1d(3, F64));
+      const seen: string[][] = [];
+      const hooked = makeTrainStep(net, mseLoss, functional.sgd({ lr: 0.05 }), {
+        jit,
+        gradHook: (g) => {
+          seen.push(Object.keys(g));
+          return Object.fromEntries(Object.entries(g).map(([k, t]) => [k, t.mul(2)]));
+        },
+      });
+      const plain = makeTrainStep(net, mseLoss, functional.sgd({ lr: 0.1 }), { jit });
+      let a = hooked.init();
+      let b = plain.init();
+      let la: Tensor | undefined;
+      let lb: Tensor | undefined;
+      for (let i = 0; i < 3; i++) {
+        [la, a] = hooked(a, x, y);
+        [lb, b] = plain(b, x, y);
+        // the loss is computed before the update: both steps start from the same state
+        assertClose(values(la), values(lb), 0, `loss at step ${i}`);
+      }
+      assert.deepEqual(
+        seen,
+        [0, 1, 2].map(() => ["0.weight", "0.bias", "1.weight", "1.bias"]),
+      );
+      for (const k of Object.keys(b.params)) assertClose(values(a.params[k]), values(b.params[k]), 0, k);
+      for (const k of Object.keys(b.buffers)) assertClose(values(a.buffers[k]), values(b.buffers[k]), 0, k);
+      // two programs, each traced once; no single program to lower
+      assert.equal(hooked.traceCount, jit ? 2 : 0);
+      assert.throws(() => hooked.lower(a, x, y), /lower needs \{ jit: true \} and no gradHook/);
+      const bad = makeTrainStep(net, mseLoss, functional.sgd({ lr: 0.1 }), { jit, gradHook: () => ({}) });
+      assert.throws(() => bad(bad.init(), x, y), /gradHook returned 0 gradients for 4 parameters/);
+    }
+  });
+
   test("makeTrainStep rejects unknown per-step hyper-parameters", () => {
     const net = new Linear(2, 1);
     const step = makeTrainStep(net, mseLoss, functional.adagrad());
