@@ -9,39 +9,27 @@
  * unfused.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import type { Backend, FusedInstr, View } from "../src/backend/backend.ts";
 import { dotFusedByOps, fusedProgram } from "../src/backend/fused.ts";
 import { jsBackend } from "../src/backend/js/index.ts";
-import { getBackend, setBackend } from "../src/backend/registry.ts";
-import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { Executor } from "../src/core/jit-exec.ts";
 import { planFusion } from "../src/core/jit-fuse.ts";
 import { grad, jit, randn, type Tensor } from "../src/index.ts";
+import {
+  assertSameBits,
+  contiguous,
+  nativeBackend,
+  nativeConfigs,
+  onBackend,
+  size,
+  wasm,
+} from "./fuse-programs.ts";
 import { prng } from "./prng.ts";
 
-const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
-
-function contiguous(shape: readonly number[]): number[] {
-  const st = new Array<number>(shape.length);
-  let s = 1;
-  for (let d = shape.length - 1; d >= 0; d--) {
-    st[d] = s;
-    s *= shape[d];
-  }
-  return st;
-}
-
-function assertSameBits(got: ArrayLike<number>, want: ArrayLike<number>, what: string): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  for (let i = 0; i < want.length; i++) {
-    const a = got[i];
-    const b = want[i];
-    if (!(Object.is(a, b) || (Number.isNaN(a) && Number.isNaN(b))))
-      assert.fail(`${what}: element ${i}: got ${a}, expected ${b}`);
-  }
-}
+/** The native backend, where its addon loads (a local const, so that closures see it narrowed). */
+const native = nativeBackend;
 
 type Dt = "float32" | "float64";
 
@@ -137,31 +125,10 @@ function dotFusedMatches(b: () => Backend, label: string): void {
   });
 }
 
-const nativeLoaded = loadNativeBackend();
-const native = "backend" in nativeLoaded ? nativeLoaded.backend : undefined;
 if (native !== undefined) {
-  const isa0 = nativeInfo().isa as "avx512" | "avx2" | "base";
-  const threads0 = nativeInfo().threads;
-  const isas = (["avx512", "avx2", "base"] as const).filter((i) => setNativeIsa(i));
-  setNativeIsa(isa0);
-  after(() => {
-    setNativeIsa(isa0);
-    setNumThreads(threads0);
-  });
   test("native declares the GEMM epilogue kernel", () => assert.equal(typeof native.dotFused, "function"));
-  for (const isa of isas) {
-    for (const threads of [1, 2]) {
-      dotFusedMatches(
-        () => {
-          assert.ok(setNativeIsa(isa));
-          setNumThreads(threads);
-          return native;
-        },
-        `native ${isa}, ${threads} thread${threads > 1 ? "s" : ""}`,
-      );
-    }
-  }
 }
+for (const { label, select } of nativeConfigs()) dotFusedMatches(select, label);
 
 test("js and wasm have no GEMM epilogue kernel (the product stays a step of its own)", () => {
   const r = loadWasmBackend();
@@ -212,14 +179,7 @@ describe("the fusion pass with GEMM epilogues", () => {
 
 function jitSuite(label: string, b: () => Backend): void {
   describe(`${label}: jit with GEMM epilogues equals eager`, () => {
-    let prev: Backend | null = null;
-    before(() => {
-      prev = getBackend();
-      setBackend(b());
-    });
-    after(() => {
-      if (prev !== null) setBackend(prev);
-    });
+    onBackend(b);
     const fns: [string, (...xs: Tensor[]) => Tensor, number[][]][] = [
       ["linear + relu", (x, w, c) => x.matmul(w.mT).add(c).relu(), [[64, 100], [48, 100], [48]]],
       [
@@ -282,11 +242,7 @@ function jitSuite(label: string, b: () => Backend): void {
 }
 
 jitSuite("js", () => jsBackend);
-jitSuite("wasm", () => {
-  const r = loadWasmBackend();
-  if ("error" in r) throw new Error(r.error);
-  return r.backend;
-});
+jitSuite("wasm", wasm);
 if (native !== undefined) jitSuite("native", () => native);
 
 test("native dotFused rejects inputs of another shape or dtype, naming the problem", {

@@ -8,82 +8,34 @@
  * execution on js, wasm (which does not fuse reductions: unfused there) and native.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import type { Backend, BinaryOp, FusedInstr, FusedReduce, UnaryOp, View } from "../src/backend/backend.ts";
 import { fusedByOps, fusedProgram, reducedShape } from "../src/backend/fused.ts";
 import { jsBackend } from "../src/backend/js/index.ts";
 import { setFusedCodegen } from "../src/backend/js/fused.ts";
-import { getBackend, setBackend } from "../src/backend/registry.ts";
-import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
-import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { Executor } from "../src/core/jit-exec.ts";
 import { planFusion } from "../src/core/jit-fuse.ts";
 import { grad, jit, randn, type Tensor } from "../src/index.ts";
-import { prng } from "./prng.ts";
+import {
+  assertSameBits,
+  type Layout,
+  makeView,
+  nativeBackend,
+  nativeConfigs,
+  onBackend,
+  Rng,
+  randomProgram,
+  size,
+  wasm,
+} from "./fuse-programs.ts";
+
+/** The native backend, where its addon loads (a local const, so that closures see it narrowed). */
+const native = nativeBackend;
 
 const UNARY: UnaryOp[] = ["neg", "abs", "exp", "tanh", "sigmoid", "sin", "relu", "sqrt", "log1p"];
 const BINARY: BinaryOp[] = ["add", "sub", "mul", "div", "maximum", "minimum"];
 
-class Rng {
-  readonly next: () => number;
-  constructor(seed: number) {
-    this.next = prng(seed);
-  }
-  int(lo: number, hi: number): number {
-    return lo + Math.floor(this.next() * (hi - lo));
-  }
-  choice<T>(xs: readonly T[]): T {
-    return xs[this.int(0, xs.length)];
-  }
-}
-
-const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
-
-function contiguous(shape: readonly number[]): number[] {
-  const st = new Array<number>(shape.length);
-  let s = 1;
-  for (let d = shape.length - 1; d >= 0; d--) {
-    st[d] = s;
-    s *= shape[d];
-  }
-  return st;
-}
-
-type Layout = "contiguous" | "broadcast" | "transposed" | "scalar";
-
-/** A view of `shape` over fresh random data in [-2, 2]. */
-function makeView(rng: Rng, dtype: "float32" | "float64", shape: number[], layout: Layout): View {
-  const T = dtype === "float32" ? Float32Array : Float64Array;
-  const fill = (n: number) => {
-    const d = new T(n);
-    for (let i = 0; i < n; i++) d[i] = rng.next() * 4 - 2;
-    return d;
-  };
-  const nd = shape.length;
-  if (layout === "scalar" || size(shape) === 0)
-    return { data: fill(2), shape, strides: shape.map(() => 0), offset: 1 };
-  if (layout === "broadcast" && nd >= 2) {
-    return {
-      data: fill(size(shape.slice(1))),
-      shape,
-      strides: [0, ...contiguous(shape.slice(1))],
-      offset: 0,
-    };
-  }
-  if (layout === "transposed" && nd >= 2) {
-    const sh = [...shape.slice(0, -2), shape[nd - 1], shape[nd - 2]];
-    const st = contiguous(sh);
-    return {
-      data: fill(size(shape)),
-      shape,
-      strides: [...st.slice(0, -2), st[nd - 1], st[nd - 2]],
-      offset: 0,
-    };
-  }
-  return { data: fill(size(shape) + 1), shape, strides: contiguous(shape), offset: 1 };
-}
-
-/** A random elementwise program over `nIn` inputs whose last register is reduced; maybe more outputs. */
+/** An elementwise program over `nIn` inputs (randomProgram's, on the ops above) whose last register is reduced; maybe more outputs. */
 function randomReducing(
   rng: Rng,
   dtype: "float32" | "float64",
@@ -91,32 +43,13 @@ function randomReducing(
   nOps: number,
   red: Omit<FusedReduce, "reg">,
 ) {
-  const instrs: FusedInstr[] = [];
-  for (let k = 0; k < nIn; k++) instrs.push({ kind: "input", index: k });
-  if (rng.next() < 0.5) instrs.push({ kind: "const", value: rng.choice([0.5, -1.25, 2]) });
-  for (let k = 0; k < nOps; k++) {
-    const r = instrs.length;
-    const pick = () => Math.max(0, r - 1 - rng.int(0, Math.min(r, 3)));
-    if (rng.next() < 0.4) instrs.push({ kind: "unary", op: rng.choice(UNARY), a: pick() });
-    else instrs.push({ kind: "binary", op: rng.choice(BINARY), a: pick(), b: rng.int(0, r) });
-  }
+  const { instrs } = randomProgram(rng, dtype, nIn, nOps, { unary: UNARY, binary: BINARY });
   const last = instrs.length - 1;
   const ops = instrs.flatMap((ins, r) =>
     (ins.kind === "unary" || ins.kind === "binary") && r !== last ? [r] : [],
   );
   const outputs = ops.length > 0 && rng.next() < 0.4 ? [rng.choice(ops)] : [];
   return fusedProgram(dtype, instrs, outputs, { ...red, reg: last });
-}
-
-/** Equal bits (any NaN equals any NaN). */
-function assertSameBits(got: ArrayLike<number>, want: ArrayLike<number>, what: string): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  for (let i = 0; i < want.length; i++) {
-    const a = got[i];
-    const b = want[i];
-    if (!(Object.is(a, b) || (Number.isNaN(a) && Number.isNaN(b))))
-      assert.fail(`${what}: element ${i}: got ${a}, expected ${b}`);
-  }
 }
 
 /**
@@ -297,37 +230,14 @@ test("fusedProgram checks the reduction terminal", () => {
   );
 });
 
-function wasm(): Backend {
-  const r = loadWasmBackend();
-  if ("error" in r) throw new Error(r.error);
-  return r.backend;
-}
-
-const nativeLoaded = loadNativeBackend();
-const native = "backend" in nativeLoaded ? nativeLoaded.backend : undefined;
 if (native !== undefined) {
-  const isa0 = nativeInfo().isa as "avx512" | "avx2" | "base";
-  const threads0 = nativeInfo().threads;
-  const isas = (["avx512", "avx2", "base"] as const).filter((i) => setNativeIsa(i));
-  setNativeIsa(isa0);
-  after(() => {
-    setNativeIsa(isa0);
-    setNumThreads(threads0);
-  });
   test("native fuses reductions", () => assert.equal(native.fusedReduce, true));
-  for (const isa of isas) {
-    for (const threads of [1, 2]) {
-      const select = () => {
-        assert.ok(setNativeIsa(isa));
-        setNumThreads(threads);
-        return native;
-      };
-      // exact where the fold has reduce.cc's association: innermost axes, 2-d tensors, max / min
-      const exact = (shape: number[], axes: number[], op: string) =>
-        op !== "sum" || innerAxes(shape, axes) || shape.filter((d) => d > 1).length <= 2;
-      reduceMatchesOps(select, `native ${isa}, ${threads} thread${threads > 1 ? "s" : ""}`, exact);
-    }
-  }
+}
+for (const { label, select } of nativeConfigs()) {
+  // exact where the fold has reduce.cc's association: innermost axes, 2-d tensors, max / min
+  const exact = (shape: number[], axes: number[], op: string) =>
+    op !== "sum" || innerAxes(shape, axes) || shape.filter((d) => d > 1).length <= 2;
+  reduceMatchesOps(select, label, exact);
 }
 
 describe("the fusion pass with reductions", () => {
@@ -379,14 +289,7 @@ describe("the fusion pass with reductions", () => {
 
 function jitSuite(label: string, b: () => Backend): void {
   describe(`${label}: jit with reduction fusion equals eager`, () => {
-    let prev: Backend | null = null;
-    before(() => {
-      prev = getBackend();
-      setBackend(b());
-    });
-    after(() => {
-      if (prev !== null) setBackend(prev);
-    });
+    onBackend(b);
     const fns: [string, (...xs: Tensor[]) => Tensor, number[][]][] = [
       [
         "mse",

@@ -6,162 +6,30 @@
  * functions with fusion equal eager execution while memory planning keeps working.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import type { Backend, BinaryOp, FusedInstr, UnaryOp, View } from "../src/backend/backend.ts";
+import { describe, test } from "node:test";
+import type { Backend, UnaryOp, View } from "../src/backend/backend.ts";
 import { fusedByOps, fusedProgram } from "../src/backend/fused.ts";
 import { jsBackend } from "../src/backend/js/index.ts";
 import { setFusedCodegen } from "../src/backend/js/fused.ts";
 import { getBackend, setBackend } from "../src/backend/registry.ts";
-import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
-import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { Executor } from "../src/core/jit-exec.ts";
 import { planFusion } from "../src/core/jit-fuse.ts";
 import { jit, randn, type Tensor, tensor } from "../src/index.ts";
-import { prng } from "./prng.ts";
+import {
+  assertSameBits,
+  contiguous,
+  type Layout,
+  makeView,
+  nativeBackend,
+  nativeConfigs,
+  onBackend,
+  Rng,
+  randomProgram,
+  wasm,
+} from "./fuse-programs.ts";
 
-/** Seeded random helpers over the tests' PRNG. */
-class Rng {
-  readonly next: () => number;
-  constructor(seed: number) {
-    this.next = prng(seed);
-  }
-  /** An integer in [lo, hi). */
-  int(lo: number, hi: number): number {
-    return lo + Math.floor(this.next() * (hi - lo));
-  }
-  choice<T>(xs: readonly T[]): T {
-    return xs[this.int(0, xs.length)];
-  }
-}
-
-const UNARY: UnaryOp[] = [
-  "neg",
-  "abs",
-  "sign",
-  "exp",
-  "log",
-  "log1p",
-  "expm1",
-  "sqrt",
-  "sin",
-  "cos",
-  "tan",
-  "tanh",
-  "sigmoid",
-  "erf",
-  "relu",
-  "floor",
-  "ceil",
-  "round",
-];
-const BINARY: BinaryOp[] = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "atan2"];
-
-function wasm(): Backend {
-  const r = loadWasmBackend();
-  if ("error" in r) throw new Error(r.error);
-  return r.backend;
-}
-
-/** Equal bits, except that any NaN equals any NaN (payloads are not specified). */
-function assertSameBits(got: ArrayLike<number>, want: ArrayLike<number>, what: string): void {
-  assert.equal(got.length, want.length, `${what}: length`);
-  for (let i = 0; i < want.length; i++) {
-    const a = got[i];
-    const b = want[i];
-    if (!(Object.is(a, b) || (Number.isNaN(a) && Number.isNaN(b)))) {
-      assert.fail(`${what}: element ${i}: got ${a}, expected ${b}`);
-    }
-  }
-}
-
-/** A random program: `nIn` inputs, a few consts, then `nOps` ops over earlier registers (the last one an op). */
-function randomProgram(rng: Rng, dtype: "float32" | "float64", nIn: number, nOps: number, ops?: UnaryOp[]) {
-  const instrs: FusedInstr[] = [];
-  for (let k = 0; k < nIn; k++) instrs.push({ kind: "input", index: k });
-  const nConst = rng.int(0, 3);
-  for (let k = 0; k < nConst; k++)
-    instrs.push({ kind: "const", value: rng.choice([0.5, -1.25, 2, 3, 0, 1e-3]) });
-  for (let k = 0; k < nOps; k++) {
-    const r = instrs.length;
-    // prefer recent registers, so programs are chains with side branches
-    const pick = () => Math.max(0, r - 1 - rng.int(0, Math.min(r, 4)));
-    if (rng.next() < 0.45) instrs.push({ kind: "unary", op: rng.choice(ops ?? UNARY), a: pick() });
-    else instrs.push({ kind: "binary", op: rng.choice(BINARY), a: pick(), b: rng.int(0, r) });
-  }
-  return fusedProgram(dtype, instrs);
-}
-
-type Layout = "contiguous" | "broadcast" | "transposed" | "sliced" | "flipped" | "scalar";
-
-/** A view of `shape` with the given layout over fresh random data (values in [-3, 3]). */
-function makeView(rng: Rng, dtype: "float32" | "float64", shape: number[], layout: Layout): View {
-  const T = dtype === "float32" ? Float32Array : Float64Array;
-  const nd = shape.length;
-  const fill = (n: number) => {
-    const d = new T(n);
-    for (let i = 0; i < n; i++) d[i] = rng.next() * 6 - 3;
-    return d;
-  };
-  const contiguous = (sh: number[]) => {
-    const st = new Array<number>(sh.length);
-    let s = 1;
-    for (let d = sh.length - 1; d >= 0; d--) {
-      st[d] = s;
-      s *= sh[d];
-    }
-    return st;
-  };
-  const size = shape.reduce((a, b) => a * b, 1);
-  if (layout === "scalar" || size === 0) {
-    return { data: fill(3), shape, strides: shape.map(() => 0), offset: 1 };
-  }
-  if (layout === "broadcast" && nd >= 1) {
-    // stride 0 on the first axis (a row broadcast down), contiguous otherwise
-    const inner = shape.slice(1);
-    const st = contiguous(inner);
-    return {
-      data: fill(
-        Math.max(
-          1,
-          inner.reduce((a, b) => a * b, 1),
-        ),
-      ),
-      shape,
-      strides: [0, ...st],
-      offset: 0,
-    };
-  }
-  if (layout === "transposed" && nd >= 2) {
-    // storage [..., b, a] read as [..., a, b]
-    const sh = [...shape.slice(0, -2), shape[nd - 1], shape[nd - 2]];
-    const st = contiguous(sh);
-    const strides = [...st.slice(0, -2), st[nd - 1], st[nd - 2]];
-    return { data: fill(size), shape, strides, offset: 0 };
-  }
-  if (layout === "sliced") {
-    // every other element of the last axis of a larger array, at an offset
-    const sh = [...shape];
-    sh[nd - 1] = 2 * shape[nd - 1] + 1;
-    const st = contiguous(sh);
-    return { data: fill(st[0] * sh[0] + 3), shape, strides: [...st.slice(0, -1), 2], offset: 3 };
-  }
-  if (layout === "flipped") {
-    const st = contiguous(shape);
-    return { data: fill(size), shape, strides: [...st.slice(0, -1), -1], offset: shape[nd - 1] - 1 };
-  }
-  return { data: fill(size + 2), shape, strides: contiguous(shape), offset: 2 };
-}
-
-/** Row-major strides of `shape`. */
-function contiguous(shape: readonly number[]): number[] {
-  const st = new Array<number>(shape.length);
-  let s = 1;
-  for (let d = shape.length - 1; d >= 0; d--) {
-    st[d] = s;
-    s *= shape[d];
-  }
-  return st;
-}
+/** The native backend, where its addon loads (a local const, so that closures see it narrowed). */
+const native = nativeBackend;
 
 const SHAPES: number[][] = [[0], [1], [7], [3, 5], [1031], [4, 33, 9], [2, 1, 6]];
 const LAYOUTS: Layout[] = ["contiguous", "broadcast", "transposed", "sliced", "flipped", "scalar"];
@@ -326,30 +194,11 @@ function fusedMatchesOps(b: () => Backend, label: string, large = false): void {
 fusedMatchesOps(() => jsBackend, "js");
 fusedMatchesOps(wasm, "wasm");
 
-const nativeLoaded = loadNativeBackend();
-const native = "backend" in nativeLoaded ? nativeLoaded.backend : undefined;
 if (native !== undefined) {
-  // every instruction-set build this CPU runs, with one thread and two (each test selects its configuration)
-  const isa0 = nativeInfo().isa as "avx512" | "avx2" | "base";
-  const threads0 = nativeInfo().threads;
-  const isas = (["avx512", "avx2", "base"] as const).filter((i) => setNativeIsa(i));
-  setNativeIsa(isa0);
-  after(() => {
-    setNativeIsa(isa0);
-    setNumThreads(threads0);
-  });
   test("native declares the fused kernel", () => assert.equal(typeof native.fused, "function"));
-  for (const isa of isas) {
-    for (const threads of [1, 2]) {
-      const select = () => {
-        assert.ok(setNativeIsa(isa));
-        setNumThreads(threads);
-        return native;
-      };
-      fusedMatchesOps(select, `native ${isa}, ${threads} thread${threads > 1 ? "s" : ""}`, true);
-    }
-  }
 }
+// every instruction-set build this CPU runs, with one thread and two (each test selects its configuration)
+for (const { label, select } of nativeConfigs()) fusedMatchesOps(select, label, true);
 
 test("js: the interpreter (no code generation) gives the compiled kernel's bits", () => {
   const rng = new Rng(3);
@@ -542,14 +391,7 @@ describe("the fusion pass", () => {
 
 function jitSuite(label: string, b: () => Backend): void {
   describe(`${label}: jit with fusion equals eager`, () => {
-    let prev: Backend | null = null;
-    before(() => {
-      prev = getBackend();
-      setBackend(b());
-    });
-    after(() => {
-      if (prev !== null) setBackend(prev);
-    });
+    onBackend(b);
     const chain = (v: Tensor) =>
       v.mul(1.5).add(0.5).tanh().mul(v).sub(0.25).exp().mul(0.1).add(v).sigmoid().mul(2);
 

@@ -1,0 +1,198 @@
+/**
+ * What the jit fusion tests share (jit-fuse, jit-fuse-reduce, jit-fuse-epilogue): seeded random fused programs,
+ * strided views of random data in every layout a kernel must read, the bit-for-bit comparison, and the backends
+ * the kernels run on (js, wasm, and native on each instruction set with one and two threads).
+ */
+import assert from "node:assert/strict";
+import { after, before } from "node:test";
+import type { Backend, BinaryOp, FusedInstr, FusedProgram, UnaryOp, View } from "../src/backend/backend.ts";
+import { fusedProgram } from "../src/backend/fused.ts";
+import { getBackend, setBackend } from "../src/backend/registry.ts";
+import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
+import { loadWasmBackend } from "../src/backend/wasm/index.ts";
+import { prng } from "./prng.ts";
+
+/** Seeded random helpers over the tests' PRNG. */
+export class Rng {
+  readonly next: () => number;
+  constructor(seed: number) {
+    this.next = prng(seed);
+  }
+  /** An integer in [lo, hi). */
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.next() * (hi - lo));
+  }
+  choice<T>(xs: readonly T[]): T {
+    return xs[this.int(0, xs.length)];
+  }
+}
+
+/** Every float unary op a fused program may hold. */
+export const UNARY: readonly UnaryOp[] = [
+  "neg",
+  "abs",
+  "sign",
+  "exp",
+  "log",
+  "log1p",
+  "expm1",
+  "sqrt",
+  "sin",
+  "cos",
+  "tan",
+  "tanh",
+  "sigmoid",
+  "erf",
+  "relu",
+  "floor",
+  "ceil",
+  "round",
+];
+/** Every float binary op a fused program may hold. */
+export const BINARY: readonly BinaryOp[] = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "atan2"];
+
+/**
+ * A random program: `nIn` inputs, a few consts, then `nOps` ops over earlier registers (the last one an op),
+ * drawn from `pools` (default every op). Its one output is the last register.
+ */
+export function randomProgram(
+  rng: Rng,
+  dtype: "float32" | "float64",
+  nIn: number,
+  nOps: number,
+  pools: { unary?: readonly UnaryOp[]; binary?: readonly BinaryOp[] } = {},
+): FusedProgram {
+  const instrs: FusedInstr[] = [];
+  for (let k = 0; k < nIn; k++) instrs.push({ kind: "input", index: k });
+  const nConst = rng.int(0, 3);
+  for (let k = 0; k < nConst; k++)
+    instrs.push({ kind: "const", value: rng.choice([0.5, -1.25, 2, 3, 0, 1e-3]) });
+  for (let k = 0; k < nOps; k++) {
+    const r = instrs.length;
+    // prefer recent registers, so programs are chains with side branches
+    const pick = () => Math.max(0, r - 1 - rng.int(0, Math.min(r, 4)));
+    if (rng.next() < 0.45) instrs.push({ kind: "unary", op: rng.choice(pools.unary ?? UNARY), a: pick() });
+    else instrs.push({ kind: "binary", op: rng.choice(pools.binary ?? BINARY), a: pick(), b: rng.int(0, r) });
+  }
+  return fusedProgram(dtype, instrs);
+}
+
+/** How a view reads its storage. */
+export type Layout = "contiguous" | "broadcast" | "transposed" | "sliced" | "flipped" | "scalar";
+
+/** The number of elements of `shape`. */
+export const size = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+
+/** Row-major strides of `shape`. */
+export function contiguous(shape: readonly number[]): number[] {
+  const st = new Array<number>(shape.length);
+  let s = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    st[d] = s;
+    s *= shape[d];
+  }
+  return st;
+}
+
+/** A view of `shape` with the given layout over fresh random data (values in [-3, 3]). */
+export function makeView(rng: Rng, dtype: "float32" | "float64", shape: number[], layout: Layout): View {
+  const T = dtype === "float32" ? Float32Array : Float64Array;
+  const nd = shape.length;
+  const fill = (n: number) => {
+    const d = new T(n);
+    for (let i = 0; i < n; i++) d[i] = rng.next() * 6 - 3;
+    return d;
+  };
+  const n = size(shape);
+  if (layout === "scalar" || n === 0) {
+    return { data: fill(3), shape, strides: shape.map(() => 0), offset: 1 };
+  }
+  if (layout === "broadcast" && nd >= 1) {
+    // stride 0 on the first axis (a row broadcast down), contiguous otherwise
+    const inner = shape.slice(1);
+    return { data: fill(Math.max(1, size(inner))), shape, strides: [0, ...contiguous(inner)], offset: 0 };
+  }
+  if (layout === "transposed" && nd >= 2) {
+    // storage [..., b, a] read as [..., a, b]
+    const sh = [...shape.slice(0, -2), shape[nd - 1], shape[nd - 2]];
+    const st = contiguous(sh);
+    const strides = [...st.slice(0, -2), st[nd - 1], st[nd - 2]];
+    return { data: fill(n), shape, strides, offset: 0 };
+  }
+  if (layout === "sliced") {
+    // every other element of the last axis of a larger array, at an offset
+    const sh = [...shape];
+    sh[nd - 1] = 2 * shape[nd - 1] + 1;
+    const st = contiguous(sh);
+    return { data: fill(st[0] * sh[0] + 3), shape, strides: [...st.slice(0, -1), 2], offset: 3 };
+  }
+  if (layout === "flipped") {
+    const st = contiguous(shape);
+    return { data: fill(n), shape, strides: [...st.slice(0, -1), -1], offset: shape[nd - 1] - 1 };
+  }
+  return { data: fill(n + 2), shape, strides: contiguous(shape), offset: 2 };
+}
+
+/** Equal bits, except that any NaN equals any NaN (payloads are not specified). */
+export function assertSameBits(got: ArrayLike<number>, want: ArrayLike<number>, what: string): void {
+  assert.equal(got.length, want.length, `${what}: length`);
+  for (let i = 0; i < want.length; i++) {
+    const a = got[i];
+    const b = want[i];
+    if (!(Object.is(a, b) || (Number.isNaN(a) && Number.isNaN(b)))) {
+      assert.fail(`${what}: element ${i}: got ${a}, expected ${b}`);
+    }
+  }
+}
+
+/** The wasm backend (an error if it does not load). */
+export function wasm(): Backend {
+  const r = loadWasmBackend();
+  if ("error" in r) throw new Error(r.error);
+  return r.backend;
+}
+
+const nativeLoaded = loadNativeBackend();
+/** The native backend, or undefined where its addon does not load. */
+export const nativeBackend: Backend | undefined =
+  "backend" in nativeLoaded ? nativeLoaded.backend : undefined;
+
+/**
+ * Every instruction-set build of native this CPU runs, with one thread and with two: `select()` switches native to
+ * that configuration and returns it (each test calls it, so the tests can run in any order). Registers an `after`
+ * hook that restores native's instruction set and thread count. Empty without native.
+ */
+export function nativeConfigs(): { label: string; select: () => Backend }[] {
+  const be = nativeBackend;
+  if (be === undefined) return [];
+  const isa0 = nativeInfo().isa as "avx512" | "avx2" | "base";
+  const threads0 = nativeInfo().threads;
+  const isas = (["avx512", "avx2", "base"] as const).filter((i) => setNativeIsa(i));
+  setNativeIsa(isa0);
+  after(() => {
+    setNativeIsa(isa0);
+    setNumThreads(threads0);
+  });
+  return isas.flatMap((isa) =>
+    [1, 2].map((threads) => ({
+      label: `native ${isa}, ${threads} thread${threads > 1 ? "s" : ""}`,
+      select: () => {
+        assert.ok(setNativeIsa(isa));
+        setNumThreads(threads);
+        return be;
+      },
+    })),
+  );
+}
+
+/** Inside a `describe`: its tests run on `b()`, and the backend before them is restored after them. */
+export function onBackend(b: () => Backend): void {
+  let prev: Backend | null = null;
+  before(() => {
+    prev = getBackend();
+    setBackend(b());
+  });
+  after(() => {
+    if (prev !== null) setBackend(prev);
+  });
+}
