@@ -77,7 +77,7 @@ import {
 } from "./setup.ts";
 import { checkResumeExtra, MODEL_META, savedModelInfo } from "./saved.ts";
 import { startDistributedRun } from "../distributed/train-run.ts";
-import { makeDistributedTrainStep } from "../distributed/train-step.ts";
+import { type DistributedTrainStep, makeDistributedTrainStep } from "../distributed/train-step.ts";
 
 /** Metadata keys of model.safetensors (defined in saved.ts, which validates them when read back). */
 export { MODEL_META } from "./saved.ts";
@@ -191,38 +191,6 @@ function readResume(resume: string): {
   return { path, extra, model: ck.model, optim: ck.optimizer as OptimizerStateDict };
 }
 
-/**
- * The --jit path (also of the text model): parameters, buffers and optimizer state live in one state pytree stepped by a jitted training
- * step (forward, cross-entropy, backward, update; the state donated), with the learning rate and momentum read
- * from the stateful optimizer's group each step, so its scheduler drives the run as in the eager path. `sync`
- * writes the state back into the model and the optimizer (before evaluation and checkpoints). Dropout masks are
- * drawn by the layers' generator outside the program, in the order the eager forward draws them.
- */
-export function jitTrainer(
-  net: Module<[Tensor], Tensor>,
-  opt: Optimizer<{ lr: number }>,
-  loss: (logits: Tensor, y: Tensor) => Tensor,
-  clipGrad: number,
-) {
-  const f: FunctionalOptimizer = fromOptimizer(opt);
-  const named = Object.fromEntries(net.namedParameters().filter(([, p]) => p.requiresGrad));
-  const step = makeTrainStep(net, loss, clipGrad > 0 ? clippedOptimizer(f, clipGrad) : f);
-  let state: TrainState | null = null; // made at the first step, from the model and optimizer as loaded
-  return {
-    step(x: Tensor, y: Tensor): [Tensor, Tensor] {
-      state ??= { ...step.init(), opt: stateFromOptimizer(f, opt, named) };
-      const [l, next, logits] = step(state, x, y, hyperOf(f, opt));
-      state = next;
-      return [l, logits];
-    },
-    sync(): void {
-      if (state === null) return;
-      loadModuleState(net, state);
-      stateToOptimizer(f, state.opt, opt, named);
-    },
-  };
-}
-
 /** A jitted trainer: `step` returns [loss, logits]; `sync` writes the state back into the model and optimizer. */
 interface JitTrainer {
   /** One step; `weight` multiplies the loss before backward (a rank's share, --distributed). */
@@ -230,22 +198,39 @@ interface JitTrainer {
   sync(): void;
 }
 
+/** makeDistributedTrainStep's call, which makeTrainStep's (no weight) can stand for. */
+type WeightedStep = ((
+  ...a: Parameters<DistributedTrainStep<Tensor, Tensor, Tensor>>
+) => [Tensor, TrainState, Tensor]) & {
+  init(): TrainState;
+};
+
 /**
- * --jit with --distributed: jitTrainer's contract on the ranks of the process group, through
+ * The --jit path (also of the text model): parameters, buffers and optimizer state live in one state pytree stepped by a jitted training
+ * step (forward, cross-entropy, backward, update; the state donated), with the learning rate and momentum read
+ * from the stateful optimizer's group each step, so its scheduler drives the run as in the eager path. `sync`
+ * writes the state back into the model and the optimizer (before evaluation and checkpoints). Dropout masks are
+ * drawn by the layers' generator outside the program, in the order the eager forward draws them.
+ *
+ * With `distributed` (--jit with --distributed) the step runs on the ranks of the process group, through
  * distributed.makeDistributedTrainStep (forward and backward compiled, the gradients averaged over the ranks,
  * then the clipped update compiled), so that clipping sees the averaged gradients, as in the eager DDP path.
  * The first step starts every rank from rank 0's parameters and buffers.
  */
-function jitDistributedTrainer(
+export function jitTrainer(
   net: Module<[Tensor], Tensor>,
   opt: Optimizer<{ lr: number }>,
   loss: (logits: Tensor, y: Tensor) => Tensor,
   clipGrad: number,
+  distributed = false,
 ): JitTrainer {
   const f: FunctionalOptimizer = fromOptimizer(opt);
   const named = Object.fromEntries(net.namedParameters().filter(([, p]) => p.requiresGrad));
-  const step = makeDistributedTrainStep(net, loss, clipGrad > 0 ? clippedOptimizer(f, clipGrad) : f);
-  let state: TrainState | null = null;
+  const update = clipGrad > 0 ? clippedOptimizer(f, clipGrad) : f;
+  const step: WeightedStep = distributed
+    ? makeDistributedTrainStep(net, loss, update)
+    : makeTrainStep(net, loss, update); // (no weight: it is 1 without --distributed)
+  let state: TrainState | null = null; // made at the first step, from the model and optimizer as loaded
   return {
     step(x, y, weight = 1) {
       state ??= { ...step.init(), opt: stateFromOptimizer(f, opt, named) };
@@ -359,9 +344,7 @@ export async function runTrain(input: TrainInput, opts: TrainOptions = {}): Prom
   const sched = makeScheduler(config, opt, stepsPerEpoch);
   const jitted: JitTrainer | null = !config.jit
     ? null
-    : dist !== null
-      ? jitDistributedTrainer(net, opt, oneHotCrossEntropy(data.classes.length), config.clipGrad)
-      : jitTrainer(net, opt, oneHotCrossEntropy(data.classes.length), config.clipGrad);
+    : jitTrainer(net, opt, oneHotCrossEntropy(data.classes.length), config.clipGrad, dist !== null);
   let pos: Position = { epoch: 0, step: 0, globalStep: 0 };
   let sums: EpochSums = { loss: 0, correct: 0, count: 0, seconds: 0 };
   const epochs: EpochMetrics[] = saved?.extra.epochs ?? [];
