@@ -39,6 +39,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import * as cr from "../src/index.ts";
 import { grad, type InterpolateOpts, nn, type Tensor, tensor } from "../src/index.ts";
+import { close, seq } from "./torch-ref.ts";
 
 const TORCH: Record<string, { shape: number[]; y: number[]; gx: number[] }> = {
   "nearest x2": {
@@ -278,23 +279,6 @@ const TORCH: Record<string, { shape: number[]; y: number[]; gx: number[] }> = {
     ],
   },
 };
-
-function seq(shape: number[], a: number): Tensor {
-  const n = shape.reduce((p, s) => p * s, 1);
-  const data = Float64Array.from({ length: n }, (_, k) => Math.sin(k * 0.37 + a));
-  return tensor(data, { dtype: "float64", shape });
-}
-
-function close(got: Tensor, want: number[], what: string, rtol = 1e-10): void {
-  const g = Array.from(got.dataSync(), Number);
-  assert.equal(g.length, want.length, `${what}: length`);
-  for (let i = 0; i < want.length; i++) {
-    assert.ok(
-      Math.abs(g[i] - want[i]) <= rtol * Math.max(1, Math.abs(want[i])),
-      `${what}[${i}]: got ${g[i]}, expected ${want[i]}`,
-    );
-  }
-}
 
 /**
  * Output and gradient against TORCH[name]. `sources` replaces torch's gradient by the transpose of the forward

@@ -32,7 +32,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import * as cr from "../../src/index.ts";
-import { grad, nn, type Tensor, tensor } from "../../src/index.ts";
+import { grad, nn, type Tensor } from "../../src/index.ts";
+import { close, seq } from "../torch-ref.ts";
 
 const TORCH: Record<string, { shape: number[]; y: number[]; gx: number[]; gw: number[]; gb?: number[] }> = {
   "conv1d g2 s2 p1 d2": {
@@ -228,23 +229,6 @@ const TORCH: Record<string, { shape: number[]; y: number[]; gx: number[]; gw: nu
     gb: [-8.20188686633, 8.73715274487],
   },
 };
-
-function seq(shape: number[], a: number): Tensor {
-  const n = shape.reduce((p, s) => p * s, 1);
-  const data = Float64Array.from({ length: n }, (_, k) => Math.sin(k * 0.37 + a));
-  return tensor(data, { dtype: "float64", shape });
-}
-
-function close(got: Tensor, want: number[], what: string, rtol = 1e-10): void {
-  const g = Array.from(got.dataSync(), Number);
-  assert.equal(g.length, want.length, `${what}: length`);
-  for (let i = 0; i < want.length; i++) {
-    assert.ok(
-      Math.abs(g[i] - want[i]) <= rtol * Math.max(1, Math.abs(want[i])),
-      `${what}[${i}]: got ${g[i]}, expected ${want[i]}`,
-    );
-  }
-}
 
 type Fn = (x: Tensor, w: Tensor, b: Tensor | null) => Tensor;
 
