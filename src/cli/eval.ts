@@ -47,6 +47,18 @@ export interface LoadedModel {
   path: string;
 }
 
+/** The model file `--model-path` names: the file itself, or model.safetensors in the run directory it names. */
+export function modelFile(modelPath: string): string {
+  const path =
+    existsSync(modelPath) && statSync(modelPath).isDirectory()
+      ? join(modelPath, "model.safetensors")
+      : modelPath;
+  if (!existsSync(path)) {
+    throw new Error(`--model-path: ${path} does not exist (give a run directory or its model.safetensors)`);
+  }
+  return path;
+}
+
 /**
  * Load model.safetensors (or the model file of a run directory, or a checkpoint.safetensors) and rebuild the
  * network it holds.
@@ -58,13 +70,7 @@ export interface LoadedModel {
  * ```
  */
 export function loadModel(modelPath: string): LoadedModel {
-  const path =
-    existsSync(modelPath) && statSync(modelPath).isDirectory()
-      ? join(modelPath, "model.safetensors")
-      : modelPath;
-  if (!existsSync(path)) {
-    throw new Error(`--model-path: ${path} does not exist (give a run directory or its model.safetensors)`);
-  }
+  const path = modelFile(modelPath);
   // Header first (regular files only, bounded header): the spec in the metadata is validated and compared
   // with the tensors' shapes before the data is read or a layer is built.
   const header = readSafetensorsFileHeader(path);

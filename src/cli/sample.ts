@@ -5,14 +5,13 @@
  * and the next character drawn from the softmax by `multinomial` with a seeded generator (temperature 0:
  * always the most likely character).
  */
-import { existsSync, statSync } from "node:fs";
-import { join } from "node:path";
 import { noGrad } from "../core/trace.ts";
 import { FormatError } from "../errors.ts";
 import { readSafetensorsFileHeader } from "../io/files-node.ts";
 import { loadSafetensors } from "../io/tensors-node.ts";
 import { Generator, tensor } from "../ops/creation.ts";
 import { multinomial } from "../ops/random.ts";
+import { modelFile } from "./eval.ts";
 import { ConfigError, parseNonNegativeInt, parseNumberIn, parsePositiveInt, LIMITS } from "./args.ts";
 import { metadataJson } from "./saved.ts";
 import { CharTransformer, checkTextSpec, TEXT_MODEL_META, type TextModelSpec, Vocab } from "./text-model.ts";
@@ -61,13 +60,7 @@ export interface LoadedTextModel {
  * it): the spec and vocabulary from its metadata (checked before any layer is built), then the weights.
  */
 export function loadTextModel(modelPath: string): LoadedTextModel {
-  const path =
-    existsSync(modelPath) && statSync(modelPath).isDirectory()
-      ? join(modelPath, "model.safetensors")
-      : modelPath;
-  if (!existsSync(path)) {
-    throw new Error(`--model-path: ${path} does not exist (give a run directory or its model.safetensors)`);
-  }
+  const path = modelFile(modelPath);
   const header = readSafetensorsFileHeader(path);
   const raw = header.metadata[TEXT_MODEL_META];
   if (raw === undefined) {
