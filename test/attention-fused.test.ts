@@ -53,10 +53,10 @@ import { test } from "node:test";
 import type { Backend } from "../src/backend/backend.ts";
 import { jsBackend } from "../src/backend/js/index.ts";
 import { loadNativeBackend, nativeInfo, setNumThreads } from "../src/backend/native/index.ts";
-import { getBackend, setBackend } from "../src/backend/registry.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { grad, jit, makeJaxpr, manualSeed, nn, randn, type Tensor, tensor } from "../src/index.ts";
 import { _attention } from "../src/nn/attention.ts";
+import { onBackend } from "./backends.ts";
 
 const TORCH = {
   plain: {
@@ -247,16 +247,6 @@ const BACKENDS: Backend[] = [
   ...("backend" in wasm ? [wasm.backend] : []),
 ];
 
-function on<T>(b: Backend, f: () => T): T {
-  const prev = getBackend();
-  setBackend(b);
-  try {
-    return f();
-  } finally {
-    setBackend(prev);
-  }
-}
-
 function close(
   got: Tensor | Float64Array | number[],
   want: readonly number[],
@@ -306,7 +296,7 @@ const CASES: [keyof typeof TORCH, nn.SDPAOpts][] = [
 
 for (const b of BACKENDS) {
   test(`${b.name}: values and gradients against PyTorch 1.13 (float64)`, () => {
-    on(b, () => {
+    onBackend(b, () => {
       for (const [name, opts] of CASES) {
         const want = TORCH[name] as { out: number[]; dq: number[]; dk: number[]; dv: number[] };
         close(nn.scaledDotProductAttention(Q, K, V, opts), want.out, 1e-12, `${name} out`);
@@ -321,7 +311,7 @@ for (const b of BACKENDS) {
   });
 
   test(`${b.name}: a fully masked row is NaN (as PyTorch), the other rows are not affected`, () => {
-    on(b, () => {
+    onBackend(b, () => {
       const keep = KEEP.toArray() as boolean[][];
       keep[1] = keep[1].map(() => false);
       const out = nn.scaledDotProductAttention(Q, K, V, { attnMask: tensor(keep) });
@@ -332,7 +322,7 @@ for (const b of BACKENDS) {
   });
 
   test(`${b.name}: fused against the composition, odd sizes, masks, causal, float32 and float64`, () => {
-    on(b, () => {
+    onBackend(b, () => {
       manualSeed(7);
       const sizes: [number[], number, number, number, number][] = [
         [[1], 1, 1, 1, 1],
@@ -382,7 +372,7 @@ for (const b of BACKENDS) {
   });
 
   test(`${b.name}: the native kernel's block edges: L, S around 64, head dims 1 to 128, causal L != S, fully masked rows`, () => {
-    on(b, () => {
+    onBackend(b, () => {
       manualSeed(17);
       // the native kernels tile 64 queries x 64 keys and pad head dims to the SIMD width (16 or 32 floats)
       const sizes: [number[], number, number, number, number][] = [
@@ -477,7 +467,7 @@ for (const b of BACKENDS) {
   });
 
   test(`${b.name}: MultiheadAttention's fused path (needWeights false) equals its composed path`, () => {
-    on(b, () => {
+    onBackend(b, () => {
       manualSeed(3);
       const mha = new nn.MultiheadAttention(12, 3, { batchFirst: true, dtype: "float64" });
       const x = randn([2, 7, 12], { dtype: "float64" });
@@ -512,7 +502,7 @@ test("native: a long sequence (L = S = 2048, E = 64) runs without an [L, S] matr
   skip: !("backend" in loaded),
 }, () => {
   if (!("backend" in loaded)) return;
-  on(loaded.backend, () => {
+  onBackend(loaded.backend, () => {
     manualSeed(11);
     const [h, n, e] = [4, 2048, 64];
     const q = randn([h, n, e]);
@@ -614,7 +604,7 @@ test("native: one batch entry (the two-pass backward on several threads) gives t
   skip: !("backend" in loaded),
 }, () => {
   if (!("backend" in loaded)) return;
-  on(loaded.backend, () => {
+  onBackend(loaded.backend, () => {
     manualSeed(6);
     const q = randn([1, 300, 40]);
     const k = randn([1, 250, 40]);
@@ -648,7 +638,7 @@ test("native: attention and its backward give the same bits on 1 thread and on a
   skip: !("backend" in loaded),
 }, () => {
   if (!("backend" in loaded)) return;
-  on(loaded.backend, () => {
+  onBackend(loaded.backend, () => {
     manualSeed(5);
     const q = randn([3, 2, 100, 24]);
     const k = randn([3, 2, 130, 24]);

@@ -4,10 +4,9 @@
  * the kernels run on (js, wasm, and native on each instruction set with one and two threads).
  */
 import assert from "node:assert/strict";
-import { after, before } from "node:test";
+import { after } from "node:test";
 import type { Backend, BinaryOp, FusedInstr, FusedProgram, UnaryOp, View } from "../src/backend/backend.ts";
 import { fusedProgram } from "../src/backend/fused.ts";
-import { getBackend, setBackend } from "../src/backend/registry.ts";
 import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { prng } from "./prng.ts";
@@ -183,16 +182,4 @@ export function nativeConfigs(): { label: string; select: () => Backend }[] {
       },
     })),
   );
-}
-
-/** Inside a `describe`: its tests run on `b()`, and the backend before them is restored after them. */
-export function onBackend(b: () => Backend): void {
-  let prev: Backend | null = null;
-  before(() => {
-    prev = getBackend();
-    setBackend(b());
-  });
-  after(() => {
-    if (prev !== null) setBackend(prev);
-  });
 }

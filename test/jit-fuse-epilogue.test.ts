@@ -17,15 +17,8 @@ import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { Executor } from "../src/core/jit-exec.ts";
 import { planFusion } from "../src/core/jit-fuse.ts";
 import { grad, jit, randn, type Tensor } from "../src/index.ts";
-import {
-  assertSameBits,
-  contiguous,
-  nativeBackend,
-  nativeConfigs,
-  onBackend,
-  size,
-  wasm,
-} from "./fuse-programs.ts";
+import { assertSameBits, contiguous, nativeBackend, nativeConfigs, size, wasm } from "./fuse-programs.ts";
+import { useBackend } from "./backends.ts";
 import { prng } from "./prng.ts";
 
 /** The native backend, where its addon loads (a local const, so that closures see it narrowed). */
@@ -179,7 +172,7 @@ describe("the fusion pass with GEMM epilogues", () => {
 
 function jitSuite(label: string, b: () => Backend): void {
   describe(`${label}: jit with GEMM epilogues equals eager`, () => {
-    onBackend(b);
+    useBackend(b);
     const fns: [string, (...xs: Tensor[]) => Tensor, number[][]][] = [
       ["linear + relu", (x, w, c) => x.matmul(w.mT).add(c).relu(), [[64, 100], [48, 100], [48]]],
       [

@@ -22,12 +22,12 @@ import {
   makeView,
   nativeBackend,
   nativeConfigs,
-  onBackend,
   Rng,
   randomProgram,
   size,
   wasm,
 } from "./fuse-programs.ts";
+import { useBackend } from "./backends.ts";
 
 /** The native backend, where its addon loads (a local const, so that closures see it narrowed). */
 const native = nativeBackend;
@@ -289,7 +289,7 @@ describe("the fusion pass with reductions", () => {
 
 function jitSuite(label: string, b: () => Backend): void {
   describe(`${label}: jit with reduction fusion equals eager`, () => {
-    onBackend(b);
+    useBackend(b);
     const fns: [string, (...xs: Tensor[]) => Tensor, number[][]][] = [
       [
         "mse",

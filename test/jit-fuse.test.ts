@@ -22,11 +22,11 @@ import {
   makeView,
   nativeBackend,
   nativeConfigs,
-  onBackend,
   Rng,
   randomProgram,
   wasm,
 } from "./fuse-programs.ts";
+import { useBackend } from "./backends.ts";
 
 /** The native backend, where its addon loads (a local const, so that closures see it narrowed). */
 const native = nativeBackend;
@@ -391,7 +391,7 @@ describe("the fusion pass", () => {
 
 function jitSuite(label: string, b: () => Backend): void {
   describe(`${label}: jit with fusion equals eager`, () => {
-    onBackend(b);
+    useBackend(b);
     const chain = (v: Tensor) =>
       v.mul(1.5).add(0.5).tanh().mul(v).sub(0.25).exp().mul(0.1).add(v).sigmoid().mul(2);
 

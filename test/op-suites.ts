@@ -4,10 +4,11 @@
  * the VJP map), eager backward agreeing with functional grad, and zero derivatives of non-differentiable ops.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import type { Backend } from "../src/backend/backend.ts";
-import { getBackend, setBackend } from "../src/backend/registry.ts";
+import { getBackend } from "../src/backend/registry.ts";
 import { grad, gradCheck, type Tensor, tensor, vjp } from "../src/index.ts";
+import { useBackend } from "./backends.ts";
 import { mk, type OpInfo, OPS } from "./opinfo.ts";
 import { type Nd, nd } from "./ref.ts";
 
@@ -48,16 +49,7 @@ export function checkSecondOrder(op: OpInfo): void {
  * call this with their backend, so the full op table and derivative suites run on every backend.
  */
 export function opSuites(label: string, backend?: () => Backend): void {
-  let prev: Backend | null = null;
-  before(() => {
-    if (backend !== undefined) {
-      prev = getBackend();
-      setBackend(backend());
-    }
-  });
-  after(() => {
-    if (prev !== null) setBackend(prev);
-  });
+  useBackend(backend);
   describe(`${label}: forward against the float64 reference`, () => {
     test("runs on the selected backend", () => {
       assert.equal(getBackend().name, label);

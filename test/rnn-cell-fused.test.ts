@@ -12,23 +12,13 @@ import { test } from "node:test";
 import type { Backend } from "../src/backend/backend.ts";
 import { jsBackend } from "../src/backend/js/index.ts";
 import { loadNativeBackend } from "../src/backend/native/index.ts";
-import { getBackend, setBackend } from "../src/backend/registry.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { manualSeed, randn, type Tensor, tensor } from "../src/index.ts";
 import { GRU, GRUCell, LSTM, LSTMCell, type Module } from "../src/nn/index.ts";
+import { onBackend } from "./backends.ts";
 
 const loaded = loadNativeBackend();
 const wasm = loadWasmBackend();
-
-function on<T>(b: Backend, f: () => T): T {
-  const prev = getBackend();
-  setBackend(b);
-  try {
-    return f();
-  } finally {
-    setBackend(prev);
-  }
-}
 
 for (const [label, load] of [
   ["native", loaded],
@@ -64,7 +54,7 @@ function tiesToJs(label: string, native: Backend): void {
     for (const [name, m, x0, f] of cases) {
       const w = randn(f(x0).shape, { dtype });
       const run = (b: Backend): number[][] =>
-        on(b, () => {
+        onBackend(b, () => {
           const x = tensor(x0, { requiresGrad: true });
           for (const p of m.parameters()) p.grad = null;
           const out = f(x);

@@ -5,11 +5,12 @@
  * gradients, which reaches the batching rules of the backward primitives). Run per backend by vmapSuites.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import type { Backend } from "../src/backend/backend.ts";
-import { getBackend, setBackend } from "../src/backend/registry.ts";
+import { getBackend } from "../src/backend/registry.ts";
 import { isFloat } from "../src/dtype.ts";
 import { grad, stack, type Tensor, vmap } from "../src/index.ts";
+import { useBackend } from "./backends.ts";
 import { mk, type OpInfo, OPS } from "./opinfo.ts";
 import { nd } from "./ref.ts";
 
@@ -85,16 +86,7 @@ export function checkBatchedGrad(op: OpInfo): void {
 /** Register the vmap suites over the op table, run with `backend` selected (the js reference when omitted). */
 export function vmapSuites(label: string, backend?: () => Backend): void {
   describe(`${label}: vmap over the op table`, () => {
-    let prev: Backend | null = null;
-    before(() => {
-      if (backend !== undefined) {
-        prev = getBackend();
-        setBackend(backend());
-      }
-    });
-    after(() => {
-      if (prev !== null) setBackend(prev);
-    });
+    useBackend(backend);
     test("runs on the selected backend", () => {
       assert.equal(getBackend().name, label);
     });
