@@ -90,7 +90,7 @@ test("transformer: first loss is ln(vocabulary), held-out bpc finite and falling
 test("sample: requested length, vocabulary characters only, deterministic under a seed", async () => {
   const r = await trainedRun();
   const vocab = new Set(TEXT);
-  const a = await run([
+  const args = [
     "sample",
     "--model-path",
     r.outDir,
@@ -102,26 +102,15 @@ test("sample: requested length, vocabulary characters only, deterministic under 
     "5",
     "--backend",
     "js",
-  ]);
+  ];
+  const a = await run(args);
   assert.equal(a.code, 0, a.err);
   const outA = a.out.replace(/\n$/, "");
   assert.ok(outA.startsWith("the "));
   const gen = [...outA.slice(4)];
   assert.equal(gen.length, 80);
   for (const c of gen) assert.ok(vocab.has(c), `${JSON.stringify(c)} is not in the vocabulary`);
-  const b = await run([
-    "sample",
-    "--model-path",
-    r.outDir,
-    "--prompt",
-    "the ",
-    "--length",
-    "80",
-    "--seed",
-    "5",
-    "--backend",
-    "js",
-  ]);
+  const b = await run(args); // the same run again
   assert.equal(b.out, a.out);
   const c = runSample({ modelPath: r.outDir, prompt: "the ", length: 80, seed: 6 });
   assert.notEqual(c.text, outA.slice(4));
