@@ -289,9 +289,8 @@ async function derivativeChecks(): Promise<DerivReport> {
  * row's first sample with webgpu selected. Bool / int32 intermediates of a float64 computation must stay on the
  * host for this to work (index.ts, hostFirst).
  */
-async function float64Checks(): Promise<{ passed: number; failures: string[]; known: string[] }> {
+async function float64Checks(): Promise<{ passed: number; failures: string[] }> {
   const failures: string[] = [];
-  const known: string[] = [];
   let passed = 0;
   for (const op of OPS) {
     if (!op.diff) continue;
@@ -300,19 +299,11 @@ async function float64Checks(): Promise<{ passed: number; failures: string[]; kn
       if (r.ok) passed++;
       else failures.push(`${op.name}: ${r.worst}`);
     } catch (e) {
-      const m = `${op.name}: threw ${(e as Error).name}: ${msg(e)}`;
-      if (isDeviceRead(e) && op.name in F64_KNOWN) known.push(`${m} (${F64_KNOWN[op.name]})`);
-      else failures.push(m);
+      failures.push(`${op.name}: threw ${(e as Error).name}: ${msg(e)}`);
     }
   }
-  return { passed, failures, known };
+  return { passed, failures };
 }
-
-/** float64 rows that fail on webgpu for a reason the float64 check reports rather than fails on. */
-const F64_KNOWN: Record<string, string> = {
-  "scaledDotProductAttention bool mask":
-    "its bool mask is a module-level constant the float32 checks already uploaded, so `logicalNot` runs on the GPU and the float64 `where` after it cannot read the result",
-};
 
 /**
  * The forwards of the rows that end in `.to("float64")` of a bool / int32 / float32 device result (comparisons,

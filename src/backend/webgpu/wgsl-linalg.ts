@@ -9,13 +9,13 @@
  * views may be strided (any batch shape and strides).
  *
  * Differences from the js reference, which computes in float64 and rounds once: the arithmetic is float32
- * (pivots are chosen on float32 values), and a value-dependent failure cannot throw from the device (that
- * would need a synchronous read of GPU values):
- * - cholesky writes NaN throughout a matrix that is not positive-definite; when the input's host copy is
- *   valid, the js kernel also runs on it first (into a scratch array) so that the LinAlgError of the contract
- *   is thrown as on the other backends;
- * - triangularSolve with `op` checks for a zero diagonal on the host when `a`'s host copy is valid (the
- *   LinAlgError of the contract); on device-only values the zero diagonal gives inf/NaN, as with `op` null.
+ * (pivots are chosen on float32 values), and a value-dependent failure cannot throw from the device at once
+ * (that would need a synchronous read of GPU values). cholesky and triangularSolve write an info word per
+ * matrix (the failing minor, the zero on the diagonal); with an `op` to raise, it becomes a device check
+ * (gpu.ts, DeviceCheck) that the output and everything computed from it carry, and reading such a value
+ * (`await t.data()`) throws the LinAlgError of the contract. When the input's host copy is valid the check
+ * also runs on the host first (the js kernel into a scratch array), so the error is thrown at once, as on the
+ * other backends.
  * float64 operands and host outputs run the js reference (on the host copies) as every kernel here does.
  *
  * Parameters (int32 words): [batch, nb, batchShape[nb], rows, cols, flags, then per matrix operand
@@ -23,7 +23,8 @@
  */
 import type { TypedArray } from "../../dtype.ts";
 import type { LinalgKernels, View } from "../backend.ts";
-import { linalgKernels as jsLinalg } from "../js/decomp.ts";
+import { LinAlgError } from "../../errors.ts";
+import { batchElement, choleskyMessage, linalgKernels as jsLinalg, singularMessage } from "../js/decomp.ts";
 import { type Gpu, gpuStorage } from "./gpu.ts";
 import { header } from "./wgsl.ts";
 import { onHost } from "./kernels.ts";
@@ -135,11 +136,12 @@ ${ENTRY}
 
 /**
  * x = a^-1 b: in0 a [..., n, n], in1 b [..., n, k], out0 [..., n, k]; flags bit 0 lower, bit 1 unit diagonal.
+ * out1 [batch] (int32): the 1-based index of the first zero on the diagonal, 0 if none (or unit diagonal).
  * Column-oriented: once row i of x is final, it is divided by the diagonal and subtracted from the rows after
  * it (before it, upper), one (row, column) pair per thread.
  */
 export function triangularSolveShader(): string {
-  return `${header(["float32", "float32"], ["float32"])}
+  return `${header(["float32", "float32"], ["float32", "int32"])}
 ${OPERANDS}
 ${ENTRY}
   let k = P[3 + P[1]];
@@ -154,6 +156,15 @@ ${ENTRY}
   let brs = rowStride(qb);
   let bcs = colStride(qb);
   let o = b * n * k;
+  if (t == 0) {
+    var zero = 0;
+    if (!unit) {
+      for (var i = 0; i < n; i++) {
+        if (in0[ao + i * ars + i * acs] == 0.0) { zero = i + 1; break; }
+      }
+    }
+    out1[b] = zero;
+  }
   for (var e = t; e < n * k; e += ${LA_GROUP}) { out0[o + e] = in1[bo + (e / k) * brs + (e % k) * bcs]; }
   storageBarrier();
   for (var s = 0; s < n; s++) {
@@ -177,13 +188,14 @@ ${ENTRY}
 
 /**
  * Lower Cholesky factor: in0 a [..., n, n] (lower triangle read), out0 [..., n, n]. Right-looking: the column
- * is scaled by the root of its diagonal, then the trailing lower triangle updated. A diagonal that is not
- * positive (or NaN) marks the matrix, which is then overwritten with NaN.
+ * is scaled by the root of its diagonal, then the trailing lower triangle updated. The first diagonal that is
+ * not positive (or NaN), at column j, fails the matrix: out1 [batch] (int32) gets j + 1 (0 if none), and the
+ * columns from j on are NaN (the js reference's contract without an error).
  */
 export function choleskyShader(): string {
-  return `${header(["float32"], ["float32"])}
+  return `${header(["float32"], ["float32", "int32"])}
 ${OPERANDS}
-var<workgroup> bad: u32;
+var<workgroup> bad: i32;
 ${ENTRY}
   let qa = opq(0);
   let ao = opOff(qa, b);
@@ -200,7 +212,7 @@ ${ENTRY}
   storageBarrier();
   for (var j = 0; j < n; j++) {
     let d = out0[o + j * n + j];
-    if (t == 0 && !(d > 0.0)) { bad = 1u; }
+    if (t == 0 && bad == 0 && !(d > 0.0)) { bad = j + 1; }
     let r = sqrt(d);
     storageBarrier();
     for (var i = j + t; i < n; i += ${LA_GROUP}) {
@@ -215,9 +227,13 @@ ${ENTRY}
     }
     storageBarrier();
   }
-  workgroupBarrier();
-  if (bad != 0u) {
-    for (var e = t; e < n * n; e += ${LA_GROUP}) { out0[o + e] = f_nan(); }
+  let failed = workgroupUniformLoad(&bad);
+  if (t == 0) { out1[b] = failed; }
+  if (failed != 0) {
+    for (var e = t; e < n * n; e += ${LA_GROUP}) {
+      let c = e % n;
+      if (c >= failed - 1 && c <= e / n) { out0[o + e] = f_nan(); }
+    }
   }
 }`;
 }
@@ -706,6 +722,14 @@ export function webgpuLinalg(g: Gpu): LinalgKernels {
     (out.length === 0 || gpuStorage(out) !== undefined) &&
     ins.every((v) => v.data instanceof Float32Array);
 
+  /**
+   * A buffer for `count` info words: with `fail`, a device check of the current kernel call (its outputs, and
+   * everything computed from them, raise `fail`'s error when read while a word is not 0); without, scratch the
+   * caller frees after the dispatch.
+   */
+  const infoWords = (count: number, fail: ((b: number, word: number) => Error) | null): GPUBuffer =>
+    fail === null ? g.acquire(Math.max(1, count) * 4) : g.addCheck(count, fail).info;
+
   /** Record one dispatch over `ins` into `out`, one workgroup per matrix. */
   const run = (
     key: string,
@@ -762,18 +786,36 @@ export function webgpuLinalg(g: Gpu): LinalgKernels {
         jsLinalg.triangularSolve(a, none, lower, false, op, new Float32Array(0));
       }
       const flags = (lower ? 1 : 0) | (unitDiagonal ? 2 : 0);
-      run("la:trsv", triangularSolveShader, [a, b], out, params([a, b], n, k, flags));
+      const p = params([a, b], n, k, flags);
+      if (p[0] === 0 || out.length === 0) return;
+      const batched = a.shape.length > 2;
+      const info = infoWords(
+        p[0],
+        op === null || unitDiagonal
+          ? null
+          : (i, w) => new LinAlgError(singularMessage(op, batchElement(batched, i), w)),
+      );
+      run("la:trsv", triangularSolveShader, [a, b], out, p, [info]);
+      if (op === null || unitDiagonal) g.free(info);
     },
-    cholesky(a: View, out: TypedArray): void {
+    cholesky(a: View, out: TypedArray, op: string | null = "linalg.cholesky"): void {
       if (!onDevice(out, [a])) {
         onHost("cholesky", [a.data]);
-        jsLinalg.cholesky(a, out);
+        jsLinalg.cholesky(a, out, op);
         return;
       }
-      // the LinAlgError of the contract where the values can be read (device-only values get NaN instead)
-      if (hostReadable(a.data)) jsLinalg.cholesky(a, new Float64Array(out.length));
+      // the LinAlgError of the contract at once where the values can be read (else a device check below)
+      if (op !== null && hostReadable(a.data)) jsLinalg.cholesky(a, new Float64Array(out.length), op);
       const n = a.shape[a.shape.length - 1];
-      run("la:chol", choleskyShader, [a], out, params([a], n, n, 0));
+      const p = params([a], n, n, 0);
+      if (p[0] === 0 || out.length === 0) return;
+      const batched = a.shape.length > 2;
+      const info = infoWords(
+        p[0],
+        op === null ? null : (i, w) => new LinAlgError(choleskyMessage(op, batchElement(batched, i), w)),
+      );
+      run("la:chol", choleskyShader, [a], out, p, [info]);
+      if (op === null) g.free(info);
     },
     qr(a: View, complete: boolean, out: TypedArray): void {
       if (!onDevice(out, [a])) {

@@ -168,6 +168,13 @@ export function unaryExpr(op: UnaryOp, d: GpuDType, x: string): string | null {
 export function binaryExpr(op: BinaryOp, d: GpuDType, a: string, b: string): string | null {
   const cmp: Partial<Record<BinaryOp, string>> = { eq: "==", ne: "!=", lt: "<", le: "<=", gt: ">", ge: ">=" };
   const c = cmp[op];
+  if (c !== undefined && d === "float32") {
+    // IEEE: a comparison with NaN is false (ne true); NaN is tested by bit pattern, since compilers may take
+    // floats as never NaN and fold the bare comparison (lavapipe gave NaN != NaN as false)
+    const ordered = `!f_isnan(${a}) && !f_isnan(${b})`;
+    if (op === "ne") return `select(1u, 0u, ${ordered} && ${a} == ${b})`;
+    return `select(0u, 1u, ${ordered} && ${a} ${c} ${b})`;
+  }
   if (c !== undefined) return `select(0u, 1u, ${a} ${c} ${b})`;
   if (d === "bool") {
     if (op === "and") return `(${a} & ${b})`;
