@@ -108,6 +108,20 @@ function hostKernel(name: KernelName): Backend[KernelName] {
   }) as Backend[KernelName];
 }
 
+/** Whether `hostFirst` may run kernels on the host (tests of the WGSL kernels turn it off). */
+let hostFirstOn = true;
+
+/**
+ * Let (true, the default) or forbid (false) the bool / int32 kernels of host-readable operands to run on the
+ * host (`hostFirst`); returns the previous setting. For tests that call the kernels to check their WGSL.
+ * @internal
+ */
+export function setWebgpuHostFirst(on: boolean): boolean {
+  const old = hostFirstOn;
+  hostFirstOn = on;
+  return old;
+}
+
 /** A plain array, or a device array whose host copy is valid (fresh, written on the host, or read back). */
 function hostValid(a: TypedArray): boolean {
   return gpuStorage(a)?.hostOk ?? true;
@@ -133,7 +147,8 @@ function hostFirst(
     const out = (args.find(
       (a) => a !== null && typeof a === "object" && !Array.isArray(a) && !("strides" in a),
     ) ?? last.data) as TypedArray;
-    const onHostOnly =
+    const onHost =
+      hostFirstOn &&
       !(out instanceof Float32Array) &&
       hostValid(out) &&
       args.every(
@@ -143,7 +158,7 @@ function hostFirst(
           !("data" in a && "strides" in a) ||
           hostValid((a as View).data),
       );
-    if (onHostOnly) f(...args);
+    if (onHost) f(...args);
     else k(...args);
   };
 }
