@@ -26,7 +26,7 @@ import type { LinalgKernels, View } from "../backend.ts";
 import { LinAlgError } from "../../errors.ts";
 import { batchElement, choleskyMessage, linalgKernels as jsLinalg, singularMessage } from "../js/decomp.ts";
 import { type Gpu, gpuStorage } from "./gpu.ts";
-import { header } from "./wgsl.ts";
+import { groupMain, header, linearId, threadMain } from "./wgsl.ts";
 import { onHost } from "./kernels.ts";
 
 /** Threads per workgroup (one workgroup per matrix). */
@@ -50,8 +50,7 @@ fn opOff(q: i32, b: i32) -> i32 {
 fn rowStride(q: i32) -> i32 { return P[q + 1 + P[1]]; }
 fn colStride(q: i32) -> i32 { return P[q + 2 + P[1]]; }`;
 
-const ENTRY = `@compute @workgroup_size(${LA_GROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+const ENTRY = `${groupMain(LA_GROUP)} {
   let b = i32(wid.x + wid.y * nwg.x);
   if (b >= P[0]) { return; }
   let t = i32(lid.x);
@@ -351,9 +350,8 @@ ${ENTRY}
  */
 export function detShader(): string {
   return `${header(["float32"], ["float32"])}
-@compute @workgroup_size(${LA_GROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let b = i32(gid.x + gid.y * nwg.x * ${LA_GROUP}u);
+${threadMain(LA_GROUP)} {
+  ${linearId("b", LA_GROUP)}
   if (b >= P[0]) { return; }
   let n = P[1];
   let o = b * (n + 1) * n;
@@ -502,9 +500,8 @@ ${ENTRY}
 export function svdShader(): string {
   return `${header(["float32"], ["float32", "float32"])}
 ${OPERANDS}
-@compute @workgroup_size(${LA_GROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let b = i32(gid.x + gid.y * nwg.x * ${LA_GROUP}u);
+${threadMain(LA_GROUP)} {
+  ${linearId("b", LA_GROUP)}
   if (b >= P[0]) { return; }
   let m = P[2 + P[1]];
   let n = P[3 + P[1]];
