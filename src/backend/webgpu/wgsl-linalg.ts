@@ -5,7 +5,8 @@
  * Householder QR, the symmetric eigendecomposition (cyclic Jacobi) and the SVD (one-sided Jacobi) in WGSL,
  * float32 only. One workgroup per matrix of the batch works in place in the (contiguous) output buffer or a
  * scratch buffer: serial over the pivot / diagonal column or rotation, parallel over the rows and columns it
- * updates, with a storage barrier between the steps; the SVD is one thread per matrix (serial). The input
+ * updates, with a storage barrier between the steps; the SVD rotates disjoint column pairs in parallel
+ * (round-robin order) and finishes on one thread. The input
  * views may be strided (any batch shape and strides).
  *
  * Differences from the js reference, which computes in float64 and rounds once: the arithmetic is float32
@@ -491,18 +492,29 @@ ${ENTRY}
 }
 
 /**
- * SVD by one-sided Jacobi, as the js reference, one thread per matrix (serial: correct, slow for big matrices):
- * in0 a [..., m, n] (flags bit 0: full), out0 the packed [..., m + 1 + kv, max(ku, n)], out1 scratch (P[5 + 2 nb
- * + 3]: words per matrix) holding W (r x k: A, or A^T when wide), Vk (k x k), s, the order, the validity flags,
- * the long-side vectors (r x rc) and two candidate vectors of the basis completion. Parameters as the others,
- * then the scratch stride.
+ * SVD by one-sided Jacobi, one workgroup per matrix: in0 a [..., m, n] (flags bit 0: full), out0 the packed
+ * [..., m + 1 + kv, max(ku, n)], out1 scratch (P[5 + 2 nb + 3]: words per matrix) holding W (r x k: A, or A^T
+ * when wide), Vk (k x k), s, the order, the validity flags, the long-side vectors (r x rc) and two candidate
+ * vectors of the basis completion. Parameters as the others, then the scratch stride.
+ *
+ * The sweeps are parallel: each sweep is k' - 1 rounds (k' = k rounded up to even) of the round-robin
+ * tournament (pair (rd, k'-1) and the pairs (rd + j, rd - j) mod k'-1), whose k'/2 column pairs are disjoint,
+ * so the workgroup's threads rotate them at once (a pair per thread: its three dot products over the r rows,
+ * then the rotation of its two columns of W and of Vk), a storage barrier between rounds. A pair is rotated
+ * unless its columns are already orthogonal to float32 eps (as the js reference's cyclic order, which visits
+ * the same pairs in another order); the sweeps end when none rotates (at most 80). The rest (norms, descending
+ * order, the basis completion of the negligible and full-matrices columns, the sign rule, the packed output) is
+ * the js reference's, on one thread.
  */
 export function svdShader(): string {
   return `${header(["float32"], ["float32", "float32"])}
 ${OPERANDS}
-${threadMain(LA_GROUP)} {
-  ${linearId("b", LA_GROUP)}
+var<workgroup> flags: array<u32, ${LA_GROUP}>;
+var<workgroup> orFlag: u32;
+${groupMain(LA_GROUP)} {
+  let b = i32(wid.x + wid.y * nwg.x);
   if (b >= P[0]) { return; }
+  let t = i32(lid.x);
   let m = P[2 + P[1]];
   let n = P[3 + P[1]];
   let full = (P[4 + P[1]] & 1) != 0;
@@ -527,21 +539,40 @@ ${threadMain(LA_GROUP)} {
   let LG = VAL + rc;
   let CA = LG + r * rc;
   let BE = CA + r;
-  var finite = true;
-  for (var i = 0; i < m; i++) {
-    for (var j = 0; j < n; j++) {
-      let x = in0[ao + i * rs + j * cs];
-      if (f_isnan(x) || abs(x) == f_inf()) { finite = false; }
-      if (tall) { out1[W + i * k + j] = x; } else { out1[W + j * k + i] = x; }
-    }
+  var bad = 0u;
+  for (var e = t; e < m * n; e += ${LA_GROUP}) {
+    let i = e / n;
+    let j = e % n;
+    let x = in0[ao + i * rs + j * cs];
+    if (f_isnan(x) || abs(x) == f_inf()) { bad = 1u; }
+    if (tall) { out1[W + i * k + j] = x; } else { out1[W + j * k + i] = x; }
   }
-  for (var e = 0; e < per; e++) { out0[o + e] = select(f_nan(), 0.0, finite); }
+  for (var e = t; e < k * k; e += ${LA_GROUP}) { out1[VK + e] = select(0.0, 1.0, e / k == e % k); }
+  flags[t] = bad;
+  workgroupBarrier();
+  if (t == 0) {
+    var f = 0u;
+    for (var i = 0; i < ${LA_GROUP}; i++) { f = f | flags[i]; }
+    orFlag = f;
+  }
+  let finite = workgroupUniformLoad(&orFlag) == 0u;
+  for (var e = t; e < per; e += ${LA_GROUP}) { out0[o + e] = select(f_nan(), 0.0, finite); }
+  storageBarrier();
   if (!finite) { return; }
-  for (var e = 0; e < k * k; e++) { out1[VK + e] = select(0.0, 1.0, e / k == e % k); }
+  let kk = k + (k & 1);
   for (var sweep = 0; sweep < 80; sweep++) {
-    var rotated = false;
-    for (var p = 0; p < k - 1; p++) {
-      for (var q = p + 1; q < k; q++) {
+    var rot = 0u;
+    for (var rd = 0; rd < kk - 1; rd++) {
+      for (var j = t; j < kk / 2; j += ${LA_GROUP}) {
+        var pa = kk - 1;
+        var pb = rd;
+        if (j > 0) {
+          pa = (rd + j) % (kk - 1);
+          pb = (rd - j + kk - 1) % (kk - 1);
+        }
+        let p = min(pa, pb);
+        let q = max(pa, pb);
+        if (q >= k) { continue; }
         var al = 0.0;
         var be = 0.0;
         var ga = 0.0;
@@ -553,11 +584,11 @@ ${threadMain(LA_GROUP)} {
           ga += wp * wq;
         }
         if (ga == 0.0 || !(abs(ga) > ${(2 ** -23).toExponential()} * sqrt(al) * sqrt(be))) { continue; }
-        rotated = true;
+        rot = 1u;
         let zeta = (be - al) / (2.0 * ga);
-        let t = select(-1.0, 1.0, zeta >= 0.0) / (abs(zeta) + sqrt(1.0 + zeta * zeta));
-        let c = 1.0 / sqrt(1.0 + t * t);
-        let sn = c * t;
+        let tn = select(-1.0, 1.0, zeta >= 0.0) / (abs(zeta) + sqrt(1.0 + zeta * zeta));
+        let c = 1.0 / sqrt(1.0 + tn * tn);
+        let sn = c * tn;
         for (var i = 0; i < r; i++) {
           let wp = out1[W + i * k + p];
           let wq = out1[W + i * k + q];
@@ -571,9 +602,19 @@ ${threadMain(LA_GROUP)} {
           out1[VK + i * k + q] = sn * vp + c * vq;
         }
       }
+      storageBarrier();
     }
-    if (!rotated) { break; }
+    flags[t] = rot;
+    workgroupBarrier();
+    if (t == 0) {
+      var f = 0u;
+      for (var i = 0; i < ${LA_GROUP}; i++) { f = f | flags[i]; }
+      orFlag = f;
+    }
+    if (workgroupUniformLoad(&orFlag) == 0u) { break; }
   }
+  // the rest on one thread, as the js reference
+  if (t != 0) { return; }
   for (var j = 0; j < k; j++) {
     var mx = 0.0;
     for (var i = 0; i < r; i++) { mx = max(mx, abs(out1[W + i * k + j])); }
@@ -862,7 +903,7 @@ export function webgpuLinalg(g: Gpu): LinalgKernels {
       const s = gpuStorage(a.data);
       const ab = s === undefined ? g.temporary(a.data, "float32") : s.deviceBuffer();
       const ob = gpuStorage(out)!.writeBuffer(false);
-      g.dispatch(g.pipeline("la:svd", svdShader), [ab, ob, scratch], p, grid(Math.ceil(p[0] / LA_GROUP)));
+      g.dispatch(g.pipeline("la:svd", svdShader), [ab, ob, scratch], p, grid(p[0]));
       g.free(scratch);
     },
     det(a: View, out: TypedArray): void {
