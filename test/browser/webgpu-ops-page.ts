@@ -311,6 +311,7 @@ async function float64Checks(): Promise<{ passed: number; failures: string[] }> 
  * deferred (`to("float64")` of a non-float64 tensor returns it unchanged while the row runs), the result is read
  * with `await t.data()` and converted to float64 numbers on the host, then compared with the float64 reference
  * (exactly for bool/int32 results). Rows that still need a GPU value synchronously are reported with the error.
+ * The inputs are device-only values, so the kernels run their WGSL.
  */
 async function deferredCastForwards(): Promise<{
   checked: number;
@@ -332,7 +333,10 @@ async function deferredCastForwards(): Promise<{
     for (const op of OPS) {
       const samples = op.samples();
       for (let k = 0; k < samples.length; k++) {
-        const xs32 = samples[k].map((x) => x.to("float32"));
+        // inputs only the GPU holds (written by a kernel): with host-readable ones, the bool / int32 kernels
+        // of these rows would run on the host (index.ts, hostFirst) and their WGSL would go unchecked here
+        const host32 = samples[k].map((x) => x.to("float32"));
+        const xs32 = host32.map((x) => x.mul(1));
         try {
           // rows that run without the deferral are the webgpu test's; only the others are counted here
           const y0 = op.fn(...xs32);
@@ -355,7 +359,7 @@ async function deferredCastForwards(): Promise<{
           }
           await y.data();
           const got = nd(y);
-          const want = op.ref(...xs32.map(nd));
+          const want = op.ref(...host32.map(nd));
           const exact = y.dtype === "bool" || y.dtype === "int32";
           const tol = exact ? 0 : (op.tol ?? 2e-5);
           const m = mismatch(Float64Array.from(got.data), Float64Array.from(want.data), tol, tol);

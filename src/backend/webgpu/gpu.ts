@@ -293,14 +293,19 @@ export class Gpu {
   endCall(): void {
     if (--this.callDepth > 0) return;
     this.assignChecks();
-    this.callChecks = [];
-    this.callOutputs = [];
+    this.resetCall();
   }
 
   private assignChecks(): void {
     if (this.callOutputs.length === 0) return;
-    const live = this.callChecks.filter((c) => c.state !== 1);
-    for (const s of this.callOutputs) s.checks = live.length === 0 ? null : live;
+    // the usual case: no input carries a check (no array made)
+    const live = this.callChecks.length === 0 ? null : this.callChecks.filter((c) => c.state !== 1);
+    for (const s of this.callOutputs) s.checks = live === null || live.length === 0 ? null : live;
+  }
+
+  private resetCall(): void {
+    this.callChecks.length = 0;
+    this.callOutputs.length = 0;
   }
 
   /** An input of the current call carries `checks`. */
@@ -469,8 +474,7 @@ export class Gpu {
     this.temps = [];
     if (this.callDepth === 0) {
       this.assignChecks();
-      this.callChecks = [];
-      this.callOutputs = [];
+      this.resetCall();
     }
   }
 

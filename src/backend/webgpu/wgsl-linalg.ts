@@ -511,6 +511,16 @@ export function svdShader(): string {
 ${OPERANDS}
 var<workgroup> flags: array<u32, ${LA_GROUP}>;
 var<workgroup> orFlag: u32;
+fn anyThread(v: u32, t: i32) -> bool {
+  flags[t] = v;
+  workgroupBarrier();
+  if (t == 0) {
+    var f = 0u;
+    for (var i = 0; i < ${LA_GROUP}; i++) { f = f | flags[i]; }
+    orFlag = f;
+  }
+  return workgroupUniformLoad(&orFlag) != 0u;
+}
 ${groupMain(LA_GROUP)} {
   let b = i32(wid.x + wid.y * nwg.x);
   if (b >= P[0]) { return; }
@@ -548,14 +558,7 @@ ${groupMain(LA_GROUP)} {
     if (tall) { out1[W + i * k + j] = x; } else { out1[W + j * k + i] = x; }
   }
   for (var e = t; e < k * k; e += ${LA_GROUP}) { out1[VK + e] = select(0.0, 1.0, e / k == e % k); }
-  flags[t] = bad;
-  workgroupBarrier();
-  if (t == 0) {
-    var f = 0u;
-    for (var i = 0; i < ${LA_GROUP}; i++) { f = f | flags[i]; }
-    orFlag = f;
-  }
-  let finite = workgroupUniformLoad(&orFlag) == 0u;
+  let finite = !anyThread(bad, t);
   for (var e = t; e < per; e += ${LA_GROUP}) { out0[o + e] = select(f_nan(), 0.0, finite); }
   storageBarrier();
   if (!finite) { return; }
@@ -604,14 +607,7 @@ ${groupMain(LA_GROUP)} {
       }
       storageBarrier();
     }
-    flags[t] = rot;
-    workgroupBarrier();
-    if (t == 0) {
-      var f = 0u;
-      for (var i = 0; i < ${LA_GROUP}; i++) { f = f | flags[i]; }
-      orFlag = f;
-    }
-    if (workgroupUniformLoad(&orFlag) == 0u) { break; }
+    if (!anyThread(rot, t)) { break; }
   }
   // the rest on one thread, as the js reference
   if (t != 0) { return; }
