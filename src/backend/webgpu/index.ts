@@ -133,7 +133,8 @@ function hostValid(a: TypedArray): boolean {
  * into the output's host copy, which is uploaded when a device kernel needs it. Such a result is then readable
  * by both sides: float64 (host) kernels consume it synchronously (a mask negated or combined inside float64
  * work), WGSL kernels after an upload. On the GPU it could only be read asynchronously, which a float64 kernel
- * cannot do. Float32 outputs, and operands only the GPU holds, keep the WGSL path.
+ * cannot do (nor can scatter's check that no position is written twice, which reads scatterAdd's int32 counts
+ * on the host). Float32 outputs, and operands only the GPU holds, keep the WGSL path.
  */
 function hostFirst(
   name: "unary" | "binary" | "where" | "cast" | "copy" | "reduce" | "argReduce" | "cumsum" | "scatterAdd",
