@@ -91,20 +91,6 @@ export interface TrainStepConfig extends TrainStepOpts {
   weighted?: boolean;
 }
 
-/** @internal A built step: `run` is the step (with the weight when `weighted`), `traces` one count per program. */
-export interface TrainStepParts<X, Y, Out> {
-  run(
-    state: TrainState,
-    x: X,
-    y: Y,
-    hyper?: Readonly<Record<string, HyperValue | undefined>>,
-    weight?: number,
-  ): [Tensor, TrainState, Out];
-  init(): TrainState;
-  lower(state: TrainState, x: X, y: Y): Program;
-  traces(): number[];
-}
-
 /** The training flags of every layer: part of the step's signature (eval mode is another program). */
 function modeKey(model: AnyModule): string {
   let k = "";
@@ -157,16 +143,18 @@ export function buildTrainStep<X, Y, Out>(
   loss: (output: Out, y: Y) => Tensor,
   opt: FunctionalOptimizer,
   config: TrainStepConfig,
-): TrainStepParts<X, Y, Out> {
+) {
   const { op, gradHook } = config;
   const useJit = config.jit ?? true;
   const donate = useJit && (config.donate ?? true);
-  if (config.weighted && gradHook === undefined)
+  if (config.weighted && gradHook === undefined) {
     throw new Error(`${op}: internal: a loss weight needs a gradHook`);
+  }
 
   /**
    * Forward, loss and backward: the loss, the gradients (flat, in the order of `params`' leaves), the new
    * buffers and the output. With a weight, the weighted loss is differentiated and the plain one returned.
+   * `_mode` (the layers' training flags) only keys the compiled program.
    */
   const forwardBackward = (
     params: Record<string, Tensor>,
@@ -175,6 +163,7 @@ export function buildTrainStep<X, Y, Out>(
     y: Y,
     weight: Tensor | null,
     masks: Tensor[],
+    _mode: string,
   ): [Tensor, Tensor[], Record<string, Tensor>, Out] => {
     const [leaves, def] = treeFlatten(params);
     let bufDef = treeFlatten({})[1];
@@ -217,21 +206,12 @@ export function buildTrainStep<X, Y, Out>(
     masks: Tensor[],
     _mode: string,
   ): [Tensor, TrainState, Out] => {
-    const [l, g, newBuffers, output] = forwardBackward(params, buffers, x, y, null, masks);
+    const [l, g, newBuffers, output] = forwardBackward(params, buffers, x, y, null, masks, _mode);
     const grads = treeUnflatten(treeFlatten(params)[1], g) as Record<string, Tensor>;
     const [newParams, newOpt] = opt.update(grads, optState, params, hyper);
     return [l, { params: newParams, buffers: newBuffers, opt: newOpt }, output];
   };
-  // with a gradHook: forward and backward, then (after the hook) the update
-  const gradCore = (
-    params: Record<string, Tensor>,
-    buffers: Record<string, Tensor>,
-    x: X,
-    y: Y,
-    weight: Tensor | null,
-    masks: Tensor[],
-    _mode: string,
-  ): [Tensor, Tensor[], Record<string, Tensor>, Out] => forwardBackward(params, buffers, x, y, weight, masks);
+  // with a gradHook: forwardBackward, then (after the hook) the update
   const updateCore = (
     grads: Record<string, Tensor>,
     optState: FunctionalState,
@@ -251,7 +231,7 @@ export function buildTrainStep<X, Y, Out>(
       ? null
       : {
           hook: gradHook,
-          grad: maybeJit(gradCore, { staticArgnums: 6 }),
+          grad: maybeJit(forwardBackward, { staticArgnums: 6 }),
           update: maybeJit(updateCore, { donateArgnums: donated }),
         };
 
