@@ -153,7 +153,10 @@ function runChild(spec: FrameworkSpec, inputs: string, cases: string[], o: Optio
   if (spec.kind === "torch") {
     const args = [TORCH_SCRIPT, "--inputs", inputs, "--threads", String(spec.threads ?? 1), "--fw", spec.id];
     const [cmd, argv] = pinned(spec, PYTHON, [...args, "--cases", cases.join(","), ...flags]);
-    proc = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, GLIBC_TUNABLES: TORCH_MALLOC } });
+    proc = spawn(cmd, argv, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, GLIBC_TUNABLES: TORCH_MALLOC },
+    });
   } else {
     const args = [
       "--import",
