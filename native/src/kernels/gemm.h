@@ -6,6 +6,7 @@
 // A[i..i+MR, k]); then for each NC-wide column block the slice of B is packed into NR-wide panels (row k of a
 // panel holds B[k, j..j+NR), zero-padded), shared by all threads. Each MR-panel of A then stays in L1 while the
 // B panels of the block stream past it from L2 (KC, NC, MC come from the CPU's cache sizes: cache_blocking).
+// A small row-major B (a quarter of L2 at most) is not packed: the micro-kernel reads its rows in place.
 // The micro-kernel computes an MR x NR tile of C as KC rank-1 updates: per k it loads NR/W vectors of the
 // B panel, broadcasts MR scalars of the A panel and issues MR * NR/W fused multiply-adds into accumulators that
 // stay in registers for the whole slice (AVX-512 float32: a 12 x 32 tile = 24 zmm accumulators).
@@ -74,6 +75,7 @@ struct Blocking {
 // a packed B block (KC x NC) about half of L2. MC only bounds the packing buffer of A for very tall products.
 struct CacheBlocking {
   i64 kc, nc, mc;
+  i64 l2;  // bytes
 };
 
 template <class T>
@@ -91,7 +93,7 @@ CacheBlocking cache_blocking() {
   nc = imax<i64>(4 * NR, imin<i64>(nc, 4096));
   // packed A up to ~8 MB
   i64 mc = (i64)(8 << 20) / (kc * (i64)sizeof(T)) / MR * MR;
-  return CacheBlocking{kc, nc, imax<i64>(mc, 16 * MR)};
+  return CacheBlocking{kc, nc, imax<i64>(mc, 16 * MR), l2};
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -99,7 +101,7 @@ CacheBlocking cache_blocking() {
 // Ap is an MR-interleaved A panel, Bp an NR-interleaved B panel (both 64-byte aligned, zero-padded). R <= MR is
 // the number of rows computed (a short last panel of A runs a shorter kernel), mr <= R the rows stored.
 template <class T, int R>
-__attribute__((noinline)) void micro_kernel(i64 kc, const T* __restrict Ap, const T* __restrict Bp, T* C,
+__attribute__((noinline)) void micro_kernel(i64 kc, const T* __restrict Ap, const T* __restrict Bp, i64 ldb, T* C,
                                             i64 ldc, int mr, int nr, bool accumulate) {
   using S = Simd<T>;
   using V = typename S::V;
@@ -123,7 +125,7 @@ __attribute__((noinline)) void micro_kernel(i64 kc, const T* __restrict Ap, cons
   for (i64 k = 0; k < kc; k++) {
     V b[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) b[v] = S::load(Bp + v * W);
+    for (int v = 0; v < NV; v++) b[v] = S::loadu(Bp + v * W);
 #pragma GCC unroll 32
     for (int r = 0; r < R; r++) {
       V a = S::set1(Ap[r]);
@@ -131,7 +133,7 @@ __attribute__((noinline)) void micro_kernel(i64 kc, const T* __restrict Ap, cons
       for (int v = 0; v < NV; v++) acc[r][v] = S::fma(a, b[v], acc[r][v]);
     }
     Ap += MR;
-    Bp += NR;
+    Bp += ldb;
   }
 
   if (nr == NR) {
@@ -164,11 +166,17 @@ __attribute__((noinline)) void micro_kernel(i64 kc, const T* __restrict Ap, cons
 
 // The micro-kernel for a panel of mr <= MR real rows: the full tile, or half of it for a short last panel.
 template <class T>
-CR_INLINE void run_micro_kernel(i64 kc, const T* Ap, const T* Bp, T* C, i64 ldc, int mr, int nr, bool acc) {
+CR_INLINE void run_micro_kernel(i64 kc, const T* Ap, const T* Bp, i64 ldb, T* C, i64 ldc, int mr, int nr, bool acc) {
   constexpr int MR = Blocking<T>::MR, HR = (MR + 1) / 2;
-  if (mr > HR) micro_kernel<T, MR>(kc, Ap, Bp, C, ldc, mr, nr, acc);
-  else micro_kernel<T, HR>(kc, Ap, Bp, C, ldc, mr, nr, acc);
+  if (mr > HR) micro_kernel<T, MR>(kc, Ap, Bp, ldb, C, ldc, mr, nr, acc);
+  else micro_kernel<T, HR>(kc, Ap, Bp, ldb, C, ldc, mr, nr, acc);
 }
+
+// Loaders whose B operand can be read in place (direct_b): a row-major matrix needs no packing when it is small.
+template <class L, class = void>
+struct HasDirectB : std::false_type {};
+template <class L>
+struct HasDirectB<L, std::void_t<decltype(&L::direct_b)>> : std::true_type {};
 
 // ---------------------------------------------------------------------------------------------------------
 // Loader of a strided matrix: element (i, j) is p[i * rs + j * cs] (any strides, including 0 and negative).
@@ -237,6 +245,9 @@ struct StridedMat {
       for (k = 0; k < kc; k++) dst[k * MR + r] = p[k];
     }
   }
+
+  // Element (k, j) of B in place, if rows are contiguous (then row k + 1 starts rs elements later), else null.
+  const T* direct_b(i64 k, i64 j) const { return cs == 1 ? p + k * rs + j : nullptr; }
 
   // B panels for rows [k0, k0 + kc) and columns [j0, j0 + n): ceil(n / NR) panels of kc x NR.
   void pack_b(T* dst, i64 k0, i64 kc, i64 j0, i64 n) const {
@@ -329,6 +340,16 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
   T* Ap = static_cast<T*>(scratch(tid, 0, sizeof(T) * MCb * imin(K, KCb)));
   T* Bp = static_cast<T*>(scratch(tid, 1, sizeof(T) * NCb * imin(K, KCb)));
   if (!Ap || !Bp) return false;
+  // A small row-major B (within a quarter of L2) is read in place rather than packed: its full NR-wide panels
+  // go to the micro-kernel with the row stride of B (the packing cost as much as the arithmetic for n <= 256).
+  const T* Bd = nullptr;
+  i64 ldbd = 0;
+  if constexpr (HasDirectB<LB>::value) {
+    if ((double)K * (double)N * sizeof(T) <= 0.25 * (double)cb.l2) {
+      Bd = lb.direct_b(0, 0);
+      ldbd = Bd && K > 1 ? lb.direct_b(1, 0) - Bd : 0;
+    }
+  }
 
   for (i64 pc = 0; pc < K; pc += KCb) {
     const i64 kc = imin(KCb, K - pc);
@@ -347,6 +368,7 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
           for (i64 t = b; t < e; t++) {
             if (t < nb) {
               const i64 j = t * NR;
+              if (Bd && nc - j >= NR) continue;  // read in place
               lb.pack_b(Bp + t * kc * NR, pc, kc, jc + j, imin<i64>(NR, nc - j));
             } else {
               const i64 i = (t - nb) * MR;
@@ -380,7 +402,10 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
                 const i64 j = jb * NR;
                 const int nr = cm.valid(jc + j, (int)imin<i64>(NR, nc - j));
                 if (nr <= 0) continue;
-                run_micro_kernel<T>(kc, ap, Bp + jb * kc * NR, ci + cm.offset(jc + j), ldc, mr, nr, acc);
+                if (Bd && nc - j >= NR)
+                  run_micro_kernel<T>(kc, ap, Bd + pc * ldbd + jc + j, ldbd, ci + cm.offset(jc + j), ldc, mr, nr, acc);
+                else
+                  run_micro_kernel<T>(kc, ap, Bp + jb * kc * NR, NR, ci + cm.offset(jc + j), ldc, mr, nr, acc);
               }
             }
             if (ep && final_slice && a0 < a1 && b0 < b1)
