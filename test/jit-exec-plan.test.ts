@@ -167,3 +167,70 @@ for (const which of ["js", "native"] as const) {
     });
   });
 }
+
+describe("matrix products in the execution program (native)", () => {
+  let prev: Backend | null = null;
+  let skip = false;
+  before(() => {
+    prev = getBackend();
+    const r = loadNativeBackend();
+    if ("error" in r) skip = true;
+    else setBackend(r.backend);
+  });
+  after(() => {
+    if (prev !== null) setBackend(prev);
+  });
+
+  test("a weight shared over the batch: one product, the values of one product per matrix", (t) => {
+    if (skip) return t.skip("native backend not built");
+    for (const [B, M, K, N] of [
+      [3, 40, 24, 36],
+      [2, 130, 70, 90],
+      [4, 5, 3, 6],
+    ]) {
+      const x = randn([B, M, K]);
+      const w = randn([K, N]);
+      const y = x.matmul(w); // w broadcast over the batch (stride 0): folded into one [B M, K] product
+      for (let b = 0; b < B; b++) {
+        const want = x.index(b).contiguous().matmul(w);
+        const got = y.index(b).contiguous();
+        assert.deepEqual(
+          [...got.dataSync()],
+          [...want.dataSync()],
+          `[${B},${M},${K}]x[${K},${N}] matrix ${b}`,
+        );
+      }
+    }
+  });
+
+  test("weight gradients of a linear layer on [B, T, in]: one GEMM over B T, in the weight's layout", (t) => {
+    if (skip) return t.skip("native backend not built");
+    const x = randn([4, 33, 20]);
+    const ct = randn([4, 33, 17]);
+    const loss = (w: Tensor, xx: Tensor) => xx.matmul(w.mT).mul(ct).sum();
+    const f = jit((w: Tensor, xx: Tensor) => grad(loss)(w, xx));
+    const w = randn([17, 20]);
+    const got = f(w, x) as Tensor;
+    const want = grad(loss)(w, x) as Tensor;
+    // float32 sums over B T = 132 terms in another association: rounding differences only
+    assertClose(got, want, 2e-5 * 132, "dW");
+    const run = f.executed(w, x);
+    const dots = run.eqns.filter((e) => e.name === "dot");
+    assert.equal(dots.length, 1);
+    assert.deepEqual(dots[0].outputs[0].shape, [17, 20], "computed as [out, in] directly");
+    assert.equal(count(run, "sum"), 0, "no batch sum");
+  });
+
+  test("a transposed product is computed transposed: same bits, no transpose step", (t) => {
+    if (skip) return t.skip("native backend not built");
+    const f = jit((a: Tensor, b: Tensor) => a.matmul(b).mT.mul(2));
+    const a = randn([37, 19]);
+    const b = randn([19, 23]);
+    const got = f(a, b) as Tensor;
+    const want = a.matmul(b).mT.mul(2);
+    assert.deepEqual([...got.dataSync()], [...want.contiguous().dataSync()]);
+    const run = f.executed(a, b);
+    const dot = run.eqns.find((e) => e.name === "dot")!;
+    assert.deepEqual(dot.outputs[0].shape, [23, 37]);
+  });
+});

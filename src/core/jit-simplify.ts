@@ -21,6 +21,7 @@
 import type { TypedArray } from "../dtype.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { type Atom, type Eqn, Literal, Program, type Var } from "./jaxpr.ts";
+import { rewriteProducts } from "./jit-rewrite.ts";
 
 /** The value of a literal (one distinct element). */
 function literalValue(l: Literal): number {
@@ -245,10 +246,13 @@ function duplicateConsts(p: Program, fresh: WeakSet<TypedArray> | null): Map<Var
  * The program an executor runs for `p` (simplified): `p` with every call that has a sub-program inlined too, so
  * that equations inside custom-rule calls (whose rules matter only to transforms, not to evaluation) take part
  * in common subexpressions and fusion with the rest: a forward pass computed once through a custom-VJP call
- * and once by its VJP's forward half is computed once.
+ * and once by its VJP's forward half is computed once. Matrix products are then rewritten into the shapes
+ * the GEMM runs best (core/jit-rewrite.ts).
  */
 export function executionProgram(p: Program): Program {
-  return simplifyProgram(p, { inlineAll: true });
+  const q = simplifyProgram(p, { inlineAll: true });
+  const r = rewriteProducts(q);
+  return r === q ? q : simplifyProgram(r);
 }
 
 /** Simplify `p` (see the module comment). The result computes the same outputs from the same inputs. */
