@@ -202,11 +202,20 @@ for (const name of only) {
   }
   const warm = name === "transformer" ? 2 : 5;
   for (const v of variants) for (let i = 0; i < warm; i++) fns[v]();
+  if (jitted !== null) {
+    const a0 = jitted.step.memoryStats().allocations;
+    jitted.run();
+    jitted.run();
+    const a1 = jitted.step.memoryStats();
+    console.log(
+      `${name} jit: ${(a1.allocations - a0) / 2} fresh buffers per call in steady state, ${(a1.pooledBytes / 2 ** 20).toFixed(1)} MiB pooled`,
+    );
+  }
   if (jitted !== null && flag("program")) {
-    const prog = jitted.step.lower(...jitted.args());
+    const prog = jitted.step.executed(...jitted.args());
     const byName = new Map<string, number>();
     for (const e of prog.eqns) byName.set(e.name, (byName.get(e.name) ?? 0) + 1);
-    console.log(`${name}: ${prog.eqns.length} equations`, Object.fromEntries(byName));
+    console.log(`${name}: ${prog.eqns.length} equations executed`, Object.fromEntries(byName));
   }
   if (jitted !== null && flag("profile")) {
     const prof: JitProfile = new Map();

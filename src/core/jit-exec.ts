@@ -455,19 +455,35 @@ export class Executor {
     }
   }
 
-  /** Copy the outputs `dest` asks for into it; recycle the storage they leave that no other output holds. */
+  /**
+   * Copy the outputs `dest` asks for into it. The other outputs that view part of a buffer of this run (a scan's
+   * carry sliced from a step's packed result) are copied into buffers of their own, so that every buffer the
+   * copies leave behind is recycled now and the next step can take its carries back as donations.
+   */
   private deliver(outs: Tensor[], dest: readonly (Tensor | null)[]): void {
     const owned = this.arena.owned;
+    const backend = getBackend();
     let left: TypedArray[] | null = null;
     for (let j = 0; j < outs.length; j++) {
       const d = dest[j];
       if (d === null || d === undefined) continue;
       const o = outs[j];
-      getBackend().copy(viewOf(o), viewOf(d));
+      backend.copy(viewOf(o), viewOf(d));
       if (o._data !== null && owned.has(o._data)) (left ??= []).push(o._data);
       outs[j] = d;
     }
     if (left === null) return;
+    for (let j = 0; j < outs.length; j++) {
+      const o = outs[j];
+      const b = o._data;
+      if (b === null || !owned.has(b) || (o._offset === 0 && b.length === o.size && isContiguousLayout(o))) {
+        continue;
+      }
+      if (!left.includes(b)) continue;
+      const c = allocOut(this.program.outs[j] as Var);
+      backend.copy(viewOf(o), viewOf(c));
+      outs[j] = c;
+    }
     for (const b of left) {
       if (outs.some((o) => o._data === b) || !owned.has(b)) continue;
       this.pool.put(owned.get(b)!, b);
