@@ -4,7 +4,7 @@
  * compares with eager code, measured interleaved in one process.
  *
  *   node --import tsx bench/jit-profile.ts [--only mlp,lstm,transformer] [--threads 1] [--rounds 15]
- *     [--profile] [--program] [--variants eager,jit]
+ *     [--profile] [--program] [--variants eager,jit,jit-sums,jit-norewrite]
  *
  * `--profile` prints the jitted step's exclusive time per executor step kind (core/jit-exec.ts
  * `setJitProfile`); `--program` prints its step count and equations by name. The A/B part alternates the
@@ -15,6 +15,7 @@ import { PerformanceObserver } from "node:perf_hooks";
 import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
 import { setBackend } from "../src/backend/registry.ts";
 import { setJitProfile, type JitProfile } from "../src/core/jit-exec.ts";
+import { setProductRewrites } from "../src/core/jit-simplify.ts";
 import { arange, grad, jit, manualSeed, type Tensor, tensor } from "../src/index.ts";
 import { CharTransformer } from "../src/cli/text-model.ts";
 import { crossEntropy, functionalCall, Linear, LSTM, Module, ReLU, Sequential } from "../src/nn/index.ts";
@@ -198,6 +199,13 @@ for (const name of only) {
     else if (v === "jit") {
       jitted = jitAdamStep(w.model(), w.x, w.y, w.classes);
       fns[v] = jitted.run;
+    } else if (v === "jit-norewrite" || v === "jit-sums") {
+      // the executor is built at the first call: built without (some of) the product rewrites
+      const j = jitAdamStep(w.model(), w.x, w.y, w.classes);
+      const prev = setProductRewrites(v === "jit-sums" ? "sums" : "none");
+      j.run();
+      setProductRewrites(prev);
+      fns[v] = j.run;
     }
   }
   const warm = name === "transformer" ? 2 : 5;

@@ -40,7 +40,7 @@ const isSwapLast = (perm: readonly number[]): boolean => {
 const prod = (xs: readonly number[]): number => xs.reduce((a, b) => a * b, 1);
 
 /** The program with the products rewritten (see the module comment); `p` itself if nothing applies. */
-export function rewriteProducts(p: Program): Program {
+export function rewriteProducts(p: Program, transposes = true): Program {
   const producer = new Map<Var, Eqn>();
   const readers = new Map<Var, number>();
   for (const e of p.eqns) {
@@ -102,7 +102,7 @@ export function rewriteProducts(p: Program): Program {
       changed = true;
       continue;
     }
-    if (e.name === "permute" && isSwapLast((e.params as { perm: number[] }).perm)) {
+    if (transposes && e.name === "permute" && isSwapLast((e.params as { perm: number[] }).perm)) {
       const d = soleDot(e.inputs[0]);
       if (d === null) continue;
       const [a, b] = d.inputs;

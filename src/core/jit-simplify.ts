@@ -242,6 +242,19 @@ function duplicateConsts(p: Program, fresh: WeakSet<TypedArray> | null): Map<Var
   return out;
 }
 
+// (the transposed products measured slower: see docs/jit.md)
+let productRewrites: "all" | "sums" | "none" = "sums";
+
+/**
+ * @internal Which product rewrites `executionProgram` applies (measurements): all, the batch sums only, none.
+ * Returns the previous setting.
+ */
+export function setProductRewrites(on: "all" | "sums" | "none"): "all" | "sums" | "none" {
+  const prev = productRewrites;
+  productRewrites = on;
+  return prev;
+}
+
 /**
  * The program an executor runs for `p` (simplified): `p` with every call that has a sub-program inlined too, so
  * that equations inside custom-rule calls (whose rules matter only to transforms, not to evaluation) take part
@@ -251,7 +264,8 @@ function duplicateConsts(p: Program, fresh: WeakSet<TypedArray> | null): Map<Var
  */
 export function executionProgram(p: Program): Program {
   const q = simplifyProgram(p, { inlineAll: true });
-  const r = rewriteProducts(q);
+  if (productRewrites === "none") return q;
+  const r = rewriteProducts(q, productRewrites === "all");
   return r === q ? q : simplifyProgram(r);
 }
 
