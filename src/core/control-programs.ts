@@ -19,7 +19,7 @@ import { evalFlat } from "./jaxpr-eval.ts";
 import { type Atom, type Eqn, Literal, Program, Var } from "./jaxpr.ts";
 import { traceFlat } from "./jaxpr-trace.ts";
 import { Executor } from "./jit-exec.ts";
-import { simplifyProgram } from "./jit-simplify.ts";
+import { executionProgram, simplifyProgram } from "./jit-simplify.ts";
 import type { Aval } from "./primitive.ts";
 import { popLevel, pushLevel, state } from "./trace.ts";
 import { BatchTrace } from "./vmap.ts";
@@ -109,12 +109,14 @@ export function allConcrete(xs: readonly Tensor[]): boolean {
  * Run a program: on concrete values through its jit executor (compiled once per program and backend, reused at
  * every iteration: no tracing, dispatch or argument checks, intermediates from the executor's pool, elementwise
  * chains fused where the backend can), else through the
- * evaluator (each equation bound, so enclosing traces see it).
+ * evaluator (each equation bound, so enclosing traces see it). `dest` as in `Executor.run` (only on the executor
+ * path: the caller copies otherwise).
  */
 export function runProgram(
   p: Program,
   args: readonly Tensor[],
   donated: ReadonlySet<number> | null = null,
+  dest: readonly (Tensor | null)[] | null = null,
 ): Tensor[] {
   if (!allConcrete(args)) return evalFlat(p, args);
   let byBackend = executors.get(p);
@@ -126,7 +128,7 @@ export function runProgram(
   const b = getBackend();
   let ex = byBackend.get(b);
   if (ex === undefined) {
-    ex = new Executor(byBackend.values().next().value?.program ?? simplifyProgram(p), {
+    ex = new Executor(byBackend.values().next().value?.program ?? executionProgram(p), {
       fuse: b.fused !== undefined,
       fuseReduce: b.fusedReduce === true,
       fuseEpilogue: b.dotFused !== undefined,
@@ -134,7 +136,7 @@ export function runProgram(
     byBackend.set(b, ex);
   }
   if (ex.busy) return evalFlat(p, args);
-  return ex.run(args, donated);
+  return ex.run(args, donated, dest);
 }
 
 /** Split `xs` into consecutive groups of the given sizes. */

@@ -20,6 +20,7 @@ import { AutodiffError } from "../errors.ts";
 import { any } from "../ops/reduce.ts";
 import { where } from "../ops/math.ts";
 import { broadcast, concat, permute, reshape, slice } from "../prims/movement.ts";
+import { allocOut, getBackend, viewOf } from "../prims/impl.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import {
   allConcrete,
@@ -112,21 +113,52 @@ function scanEval(params: ScanParams, args: readonly Tensor[]): Tensor[] {
   let carry = args.slice(nc, nc + nk);
   const xs = args.slice(nc + nk);
   const ny = body.outs.length - nk;
-  const ys: Tensor[][] = Array.from({ length: ny }, () => new Array<Tensor>(length));
-  // storage the loop must never recycle: the operands, and every per-step output kept in ys
-  const donate =
-    allConcrete(args) && memo(body, "loop-donate", () => body.eqns.every((e) => e.prim !== null));
-  const kept = donate ? new Set(args.map((a) => a._data)) : null;
+  const concrete = allConcrete(args);
+  if (!concrete || length === 0) return scanEvalRows(params, args);
+  // the stacked ys are allocated once (from the enclosing executor's arena when a jitted program runs this
+  // scan) and each step's ys are written into their rows: no per-step result is kept alive
+  const stacked = body.outs.slice(nk).map((o) => allocOut({ shape: [length, ...o.shape], dtype: o.dtype }));
+  // storage the loop must never recycle: the operands and the stacked ys
+  const donate = memo(body, "loop-donate", () => body.eqns.every((e) => e.prim !== null));
+  const kept = donate
+    ? new Set<unknown>([...args.map((a) => a._data), ...stacked.map((y) => y._data)])
+    : null;
+  const dest: (Tensor | null)[] = new Array(nk + ny).fill(null);
+  const ins: Tensor[] = new Array(nc + nk + xs.length);
+  for (let j = 0; j < nc; j++) ins[j] = consts[j];
   for (let t = 0; t < length; t++) {
     const i = reverse ? length - 1 - t : t;
-    const ins = [...consts, ...carry, ...xs.map((x) => rowOf(x, i))];
-    const outs = runProgram(body, ins, t > 0 ? donatable(carry, nc, kept) : null);
+    for (let j = 0; j < nk; j++) ins[nc + j] = carry[j];
+    for (let j = 0; j < xs.length; j++) ins[nc + nk + j] = rowOf(xs[j], i);
+    for (let j = 0; j < ny; j++) dest[nk + j] = rowOf(stacked[j], i);
+    const outs = runProgram(body, ins, t > 0 ? donatable(carry, nc, kept) : null, dest);
     carry = outs.slice(0, nk);
     for (let j = 0; j < ny; j++) {
       const y = outs[nk + j];
-      ys[j][i] = y;
-      kept?.add(y._data);
+      if (y !== dest[nk + j]) copyInto(y, dest[nk + j]!); // (evaluated, not run by the executor)
     }
+  }
+  return [...carry, ...stacked];
+}
+
+/** Copy `src` into the contiguous `dst` of its shape. */
+function copyInto(src: Tensor, dst: Tensor): void {
+  getBackend().copy(viewOf(src), viewOf(dst));
+}
+
+/** scanEval on operands that may be tracers: every step's ys kept and stacked at the end. */
+function scanEvalRows(params: ScanParams, args: readonly Tensor[]): Tensor[] {
+  const { body, length, reverse, numConsts: nc, numCarry: nk } = params;
+  const consts = args.slice(0, nc);
+  let carry = args.slice(nc, nc + nk);
+  const xs = args.slice(nc + nk);
+  const ny = body.outs.length - nk;
+  const ys: Tensor[][] = Array.from({ length: ny }, () => new Array<Tensor>(length));
+  for (let t = 0; t < length; t++) {
+    const i = reverse ? length - 1 - t : t;
+    const outs = runProgram(body, [...consts, ...carry, ...xs.map((x) => rowOf(x, i))]);
+    carry = outs.slice(0, nk);
+    for (let j = 0; j < ny; j++) ys[j][i] = outs[nk + j];
   }
   return [...carry, ...ys.map((rows, j) => stackRows(rows, body.outs[nk + j]))];
 }

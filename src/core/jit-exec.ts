@@ -112,6 +112,38 @@ class Arena implements OutArena {
   }
 }
 
+/** Exclusive time and count of executor steps, by kind (see `setJitProfile`). */
+export type JitProfile = Map<string, { n: number; ms: number; cpuMs: number }>;
+
+let profile: JitProfile | null = null;
+/** Milliseconds of step time (wall, process CPU) already attributed (nested executors' times are exclusive). */
+let attributed = 0;
+let attributedCpu = 0;
+
+/** Process CPU time in milliseconds. */
+function cpuNow(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+/**
+ * Start (a map) or stop (null) recording the time every executor step takes, by kind: the primitive's name, or
+ * `fused`, `fused-reduce`, `dot+epilogue` for fused steps, `call:NAME` for call equations (their nested
+ * executors' steps are recorded separately, so the times are exclusive): wall time and process CPU time (Node
+ * only). Returns the previous map.
+ */
+export function setJitProfile(p: JitProfile | null): JitProfile | null {
+  const prev = profile;
+  profile = p;
+  return prev;
+}
+
+function stepKind(s: Step): string {
+  if (s.fused !== null)
+    return s.dot ? "dot+epilogue" : s.fused.reduce !== undefined ? "fused-reduce" : "fused";
+  return s.prim !== null ? s.eqn.name : `call:${s.eqn.name}`;
+}
+
 /** Options of an executor. */
 export interface ExecutorOpts {
   /**
@@ -278,9 +310,15 @@ export class Executor {
 
   /**
    * Run on concrete inputs. Buffers of `donated` inputs may be reused for intermediates and outputs once their
-   * last reader has run.
+   * last reader has run. `dest[j]`, when given, is a contiguous tensor of output j's aval that receives output
+   * j and is returned in its place (a scan writes each step's ys into rows of the stacked result): the storage
+   * the executor produced the output in is then recycled, unless another returned output refers to it.
    */
-  run(inputs: readonly Tensor[], donated: ReadonlySet<number> | null = null): Tensor[] {
+  run(
+    inputs: readonly Tensor[],
+    donated: ReadonlySet<number> | null = null,
+    dest: readonly (Tensor | null)[] | null = null,
+  ): Tensor[] {
     if (this.busy) throw new Error("internal: a jit executor was re-entered");
     this.busy = true;
     const slots = this.slots;
@@ -314,6 +352,11 @@ export class Executor {
     try {
       for (let si = 0; si < this.steps.length; si++) {
         const step = this.steps[si];
+        const prof = profile;
+        const t0 = prof === null ? 0 : performance.now();
+        const c0 = prof === null ? 0 : cpuNow();
+        const a0 = attributed;
+        const ac0 = attributedCpu;
         const ins = step.args;
         for (let k = 0; k < ins.length; k++) ins[k] = slots[step.ins[k]]!;
         if (step.prim !== null || step.fused !== null) {
@@ -351,6 +394,17 @@ export class Executor {
             slots[step.outs[j]] = results[j];
             this.retain(results[j]);
           }
+        } else if (step.eqn.name === "scan" && step.eqn.rule?.staged !== undefined) {
+          // a scan allocates its stacked ys (and nothing else it keeps) from this arena: pooled across calls
+          arena.stepBufs = [];
+          const outs = evalCall(step.eqn, ins);
+          for (const b of arena.stepBufs) {
+            if (!refs.has(b) && !outs.some((o) => o._data === b)) this.pool.put(arena.owned.get(b)!, b);
+          }
+          for (let i = 0; i < outs.length; i++) {
+            slots[step.outs[i]] = outs[i];
+            this.retain(outs[i]);
+          }
         } else {
           setOutArena(null);
           const outs = evalCall(step.eqn, ins);
@@ -368,8 +422,24 @@ export class Executor {
         if (donatedLast !== null) {
           for (const [i, at] of donatedLast) if (at === si) this.release(inputs[i]);
         }
+        if (prof !== null) {
+          const self = performance.now() - t0 - (attributed - a0);
+          const selfCpu = cpuNow() - c0 - (attributedCpu - ac0);
+          attributed += self;
+          attributedCpu += selfCpu;
+          const k = stepKind(step);
+          const r = prof.get(k);
+          if (r === undefined) prof.set(k, { n: 1, ms: self, cpuMs: selfCpu });
+          else {
+            r.n++;
+            r.ms += self;
+            r.cpuMs += selfCpu;
+          }
+        }
       }
-      return this.outSlots.map((o) => (typeof o === "number" ? slots[o]! : o));
+      const outs = this.outSlots.map((o) => (typeof o === "number" ? slots[o]! : o));
+      if (dest !== null) this.deliver(outs, dest);
+      return outs;
     } finally {
       setOutArena(prev);
       slots.fill(undefined);
@@ -382,6 +452,42 @@ export class Executor {
       if (arena.owned.size > 0) arena.owned.clear();
       if (refs.size > 0) refs.clear();
       this.busy = false;
+    }
+  }
+
+  /**
+   * Copy the outputs `dest` asks for into it. The other outputs that view part of a buffer of this run (a scan's
+   * carry sliced from a step's packed result) are copied into buffers of their own, so that every buffer the
+   * copies leave behind is recycled now and the next step can take its carries back as donations.
+   */
+  private deliver(outs: Tensor[], dest: readonly (Tensor | null)[]): void {
+    const owned = this.arena.owned;
+    const backend = getBackend();
+    let left: TypedArray[] | null = null;
+    for (let j = 0; j < outs.length; j++) {
+      const d = dest[j];
+      if (d === null || d === undefined) continue;
+      const o = outs[j];
+      backend.copy(viewOf(o), viewOf(d));
+      if (o._data !== null && owned.has(o._data)) (left ??= []).push(o._data);
+      outs[j] = d;
+    }
+    if (left === null) return;
+    for (let j = 0; j < outs.length; j++) {
+      const o = outs[j];
+      const b = o._data;
+      if (b === null || !owned.has(b) || (o._offset === 0 && b.length === o.size && isContiguousLayout(o))) {
+        continue;
+      }
+      if (!left.includes(b)) continue;
+      const c = allocOut(this.program.outs[j] as Var);
+      backend.copy(viewOf(o), viewOf(c));
+      outs[j] = c;
+    }
+    for (const b of left) {
+      if (outs.some((o) => o._data === b) || !owned.has(b)) continue;
+      this.pool.put(owned.get(b)!, b);
+      owned.delete(b); // (once, if two outputs shared it)
     }
   }
 
@@ -410,8 +516,22 @@ export class Executor {
     }
   }
 
-  /** For each donated input (by index) not returned as an output: the step that reads it last, or -1. */
+  /** donatedLastUse's answers, by the donated indices. */
+  private readonly lastUseMemo = new Map<string, Map<number, number>>();
+
+  /** For each donated input (by index) not returned as an output: the step that reads it last, or -1 (a copy). */
   private donatedLastUse(donated: ReadonlySet<number>): Map<number, number> {
+    let key = "";
+    for (const i of donated) key += `${i},`;
+    let m = this.lastUseMemo.get(key);
+    if (m === undefined) {
+      m = this.computeLastUse(donated);
+      this.lastUseMemo.set(key, m);
+    }
+    return new Map(m);
+  }
+
+  private computeLastUse(donated: ReadonlySet<number>): Map<number, number> {
     const res = new Map<number, number>();
     const outs = new Set(this.outSlots.filter((o): o is number => typeof o === "number"));
     for (const i of donated) {

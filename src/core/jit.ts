@@ -18,6 +18,8 @@
  */
 import type { Backend } from "../backend/backend.ts";
 import { getBackend } from "../backend/registry.ts";
+import type { TypedArray } from "../dtype.ts";
+import { setAllocLog } from "../prims/impl.ts";
 import { deletedTensors, Tensor } from "../tensor/tensor.ts";
 import { type TreeDef, treeUnflatten } from "../tree.ts";
 import { toTensorLeaf, vjpFlat } from "./autodiff.ts";
@@ -26,7 +28,7 @@ import { evalFlat } from "./jaxpr-eval.ts";
 import type { Program } from "./jaxpr.ts";
 import { makeJaxpr } from "./jaxpr-trace.ts";
 import { Executor } from "./jit-exec.ts";
-import { simplifyProgram } from "./jit-simplify.ts";
+import { executionProgram, simplifyProgram } from "./jit-simplify.ts";
 import { bindCall, type CallRule, state } from "./trace.ts";
 
 export interface JitOpts {
@@ -45,8 +47,16 @@ export interface JitOpts {
 
 /** A jitted function: call it like f; `lower` shows the compiled program for a signature. */
 export type Jitted<F extends (...args: any[]) => any> = F & {
-  /** The simplified program the executor runs for these arguments (traced now if not cached). */
+  /**
+   * The simplified program for these arguments (traced now if not cached): what transforms of the jitted
+   * function (grad, vmap, jvp) see, with calls such as custom-VJP functions kept as calls.
+   */
   lower(...args: Parameters<F>): Program;
+  /**
+   * The program the executor runs for these arguments: `lower`'s with every call that has a sub-program inlined
+   * and simplified again (see core/jit-simplify.ts `executionProgram`).
+   */
+  executed(...args: Parameters<F>): Program;
   /** How many signatures have been traced (each trace is one cache entry). */
   readonly traceCount: number;
   /** Drop every compiled signature. */
@@ -57,6 +67,8 @@ export type Jitted<F extends (...args: any[]) => any> = F & {
 
 interface Entry {
   readonly program: Program;
+  /** The program executors run (built on first use). */
+  runnable(): Program;
   /**
    * The executors built so far, one per backend (fusion depends on whether the backend has a `fused` kernel,
    * so `setBackend` switches to another executor).
@@ -212,19 +224,28 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
     const { st, dyn } = p;
     const call = (...dynArgs: unknown[]) => f(...args.map((a, i) => (st.has(i) ? a : dynArgs[i])));
     state.jitTracing++;
+    // buffers the trace allocates hold values computed at trace time: equal ones may be merged
+    const fresh = new WeakSet<TypedArray>();
+    const prevLog = setAllocLog(fresh);
     let raw: Program;
     try {
       raw = makeJaxpr(call)(...dyn);
     } finally {
+      setAllocLog(prevLog);
       state.jitTracing--;
     }
     traces++;
-    const program = simplifyProgram(raw);
+    const program = simplifyProgram(raw, { fresh });
     const execs = new Map<Backend, Executor>();
+    let runnableProgram: Program | null = null;
+    const runnable = () => {
+      runnableProgram ??= executionProgram(program);
+      return runnableProgram;
+    };
     const execFor = (b: Backend): Executor => {
       let x = execs.get(b);
       if (x === undefined) {
-        x = new Executor(program, {
+        x = new Executor(runnable(), {
           fuse: b.fused !== undefined,
           fuseReduce: b.fusedReduce === true,
           fuseEpilogue: b.dotFused !== undefined,
@@ -254,7 +275,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
         return vjpFlat(flat, primals);
       },
     };
-    return { program, execs, donatedLeaves, rule };
+    return { program, runnable, execs, donatedLeaves, rule };
   };
 
   const entryFor = (args: unknown[]) => {
@@ -277,6 +298,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
   Object.defineProperty(jitted, "name", { value: `jit(${f.name || "anonymous"})` });
   return Object.assign(jitted, {
     lower: (...args: unknown[]) => entryFor(args).e.program,
+    executed: (...args: unknown[]) => entryFor(args).e.runnable(),
     clearCache: () => {
       for (const e of cache.values())
         for (const x of e.execs.values()) allocationsOfCleared += x.pool.allocations;

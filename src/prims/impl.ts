@@ -51,6 +51,19 @@ export function allocOut(av: Aval, zeroed = false): Tensor {
   return Tensor._concrete(data, av.shape, av.dtype, contiguousStrides(av.shape));
 }
 
+let allocLog: WeakSet<TypedArray> | null = null;
+
+/**
+ * @internal Record (a set) or stop recording (null) every buffer `allocData` hands out; returns the previous
+ * set. jit records what a trace allocated: those buffers are new values no caller holds (constants computed at
+ * trace time), which it may merge by value.
+ */
+export function setAllocLog(s: WeakSet<TypedArray> | null): WeakSet<TypedArray> | null {
+  const prev = allocLog;
+  allocLog = s;
+  return prev;
+}
+
 /**
  * Storage for a tensor of `shape` from the current backend. A runtime's own allocation failure ("Invalid typed
  * array length", "Array buffer allocation failed", a Buffer size error) names nothing: it becomes an
@@ -65,7 +78,9 @@ export function allocData(
 ): TypedArray {
   const n = sizeOf(shape);
   try {
-    return getBackend().alloc(dtype, n, uninitialized);
+    const d = getBackend().alloc(dtype, n, uninitialized);
+    if (allocLog !== null) allocLog.add(d);
+    return d;
   } catch (e) {
     const bytes = n * bytesPerElement(dtype);
     const why = e instanceof Error ? e.message : String(e);

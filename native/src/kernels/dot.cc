@@ -212,6 +212,29 @@ Err dot_ep(const View& a, const View& b, const Out& out, const DotEpilogue* ep) 
   s.bit.init(nd - 2, a.shape, st);
   s.batch = s.bit.size;
   if (s.batch == 0 || s.M == 0 || s.N == 0) return nullptr;
+  // A right operand shared by every matrix of the batch (stride 0 along the batch axes: a linear layer's
+  // weight applied to [B, T, K] activations) and a left operand whose batch axes continue its rows: one
+  // [batch M, K] @ [K, N] product instead of `batch` products that pack the same b again and again. The output
+  // is contiguous, so its rows are the batch's rows in order (an epilogue sees matrix 0 with batch M rows).
+  if (nd > 2 && s.batch > 1 && a.dtype != I32) {
+    bool shared = true, rows = a.strides[nd - 2] != 0 && s.M > 1;
+    i64 expect = s.M * a.strides[nd - 2];
+    for (int d = nd - 3; d >= 0; d--) {
+      if (a.shape[d] == 1) continue;
+      shared = shared && b.strides[d] == 0;
+      rows = rows && a.strides[d] == expect;
+      expect *= a.shape[d];
+    }
+    if (shared && rows) {
+      View a2 = a, b2 = b;
+      a2.ndim = b2.ndim = 2;
+      a2.shape[0] = s.batch * s.M, a2.shape[1] = s.K;
+      a2.strides[0] = a.strides[nd - 2], a2.strides[1] = a.strides[nd - 1];
+      b2.shape[0] = s.K, b2.shape[1] = s.N;
+      b2.strides[0] = b.strides[nd - 2], b2.strides[1] = b.strides[nd - 1];
+      return dot_ep(a2, b2, out, ep);
+    }
+  }
   switch (a.dtype) {
     case F32: return dot_float<float>(a, b, static_cast<float*>(out.data), s, ep);
     case F64: return dot_float<double>(a, b, static_cast<double*>(out.data), s, ep);

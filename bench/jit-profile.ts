@@ -1,0 +1,294 @@
+/**
+ * The bench's MLP, LSTM and Transformer training steps (bench/peers/chainrule.ts: same shapes, Adam, one-hot
+ * cross-entropy), eager and jitted, on the native backend: where a jitted step spends its time, and how it
+ * compares with eager code, measured interleaved in one process.
+ *
+ *   node --import tsx bench/jit-profile.ts [--only mlp,lstm,transformer] [--threads 1] [--rounds 15]
+ *     [--profile] [--program] [--variants eager,jit,jit-sums,jit-norewrite]
+ *
+ * `--profile` prints the jitted step's exclusive time per executor step kind (core/jit-exec.ts
+ * `setJitProfile`); `--program` prints its step count and equations by name. The A/B part alternates the
+ * variants call by call (A, B, A, B, ...) and reports medians of wall and process CPU time per call, the
+ * ratio, and garbage collections per call. Run it pinned (`taskset -c 1`) and state the load (`uptime`).
+ */
+import { PerformanceObserver } from "node:perf_hooks";
+import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
+import { setBackend } from "../src/backend/registry.ts";
+import { setJitProfile, type JitProfile } from "../src/core/jit-exec.ts";
+import { setProductRewrites } from "../src/core/jit-simplify.ts";
+import { arange, grad, jit, manualSeed, type Tensor, tensor } from "../src/index.ts";
+import { CharTransformer } from "../src/cli/text-model.ts";
+import { crossEntropy, functionalCall, Linear, LSTM, Module, ReLU, Sequential } from "../src/nn/index.ts";
+import { Adam } from "../src/optim/index.ts";
+
+const args = process.argv.slice(2);
+const opt = (name: string, def: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : def;
+};
+const flag = (name: string) => args.includes(`--${name}`);
+const only = opt("only", "mlp,lstm,transformer").split(",");
+const rounds = Number(opt("rounds", "15"));
+const variants = opt("variants", "eager,jit").split(",");
+
+const r = loadNativeBackend();
+if ("error" in r) throw new Error(r.error);
+setBackend(r.backend);
+setNumThreads(Number(opt("threads", "1")));
+manualSeed(1);
+
+type Dict = Record<string, Tensor>;
+type StepFn = () => number;
+
+/** Logits [B, T, V] -> [B * T, V]. */
+class Positions extends Module {
+  forward(x: Tensor): Tensor {
+    return x.reshape([-1, x.shape[2]]);
+  }
+}
+
+class RowLstm extends Module {
+  lstm = new LSTM(28, 128, { batchFirst: true });
+  fc = new Linear(128, 10);
+  forward(x: Tensor): Tensor {
+    const [out] = this.lstm.call(x);
+    return this.fc.call(out.narrow(1, x.shape[1] - 1, 1).reshape([x.shape[0], 128]));
+  }
+}
+
+/** The bench's jitted Adam step (bench/peers/chainrule.ts jitAdamStep). */
+function jitAdamStep(model: Module, x: Tensor, y: Int32Array, classes: number) {
+  const y1h = tensor(y, { dtype: "int32" })
+    .unsqueeze(1)
+    .eq(arange(classes, undefined, 1, { dtype: "int32" }))
+    .to("float32");
+  const loss = (p: Dict) =>
+    (functionalCall(model, p, x) as Tensor).logSoftmax(-1).mul(y1h).sum().neg().div(y.length);
+  const [b1, b2, eps] = [0.9, 0.999, 1e-8];
+  const step = jit(
+    (p: Dict, m: Dict, v: Dict, a: Tensor, c: Tensor) => {
+      const l = loss(p);
+      const g = grad(loss)(p) as Dict;
+      const p2: Dict = {};
+      const m2: Dict = {};
+      const v2: Dict = {};
+      for (const k of Object.keys(p)) {
+        m2[k] = m[k].mul(b1).add(g[k].mul(1 - b1));
+        v2[k] = v[k].mul(b2).add(g[k].square().mul(1 - b2));
+        p2[k] = p[k].sub(m2[k].mul(a).div(v2[k].sqrt().mul(c).add(eps)));
+      }
+      return [l, p2, m2, v2] as const;
+    },
+    { donateArgnums: [0, 1, 2] },
+  );
+  let p: Dict = Object.fromEntries(model.namedParameters().map(([n, t]) => [n, t.detach().clone()]));
+  let m: Dict = Object.fromEntries(Object.entries(p).map(([n, t]) => [n, t.mul(0)]));
+  let v: Dict = Object.fromEntries(Object.entries(p).map(([n, t]) => [n, t.mul(0)]));
+  let t = 0;
+  const args = () => [p, m, v, tensor(1e-3 / (1 - b1 ** t)), tensor(1 / Math.sqrt(1 - b2 ** t))] as const;
+  const run: StepFn = () => {
+    t++;
+    const out = step(...args());
+    [, p, m, v] = out;
+    return out[0].item();
+  };
+  return { run, step, args };
+}
+
+function eagerStep(model: Module, x: Tensor, y: Int32Array): StepFn {
+  const opt = new Adam(model.parameters(), { lr: 1e-3 });
+  const yt = tensor(y, { dtype: "int32" });
+  return () => {
+    opt.zeroGrad();
+    const loss = crossEntropy(model.call(x) as Tensor, yt);
+    loss.backward();
+    opt.step();
+    return loss.item();
+  };
+}
+
+function labels(n: number, classes: number): Int32Array {
+  return Int32Array.from({ length: n }, (_, i) => (i * 7 + 3) % classes);
+}
+
+function workload(name: string): { model: () => Module; x: Tensor; y: Int32Array; classes: number } {
+  switch (name) {
+    case "mlp":
+      return {
+        model: () =>
+          new Sequential(
+            new Linear(784, 512),
+            new ReLU(),
+            new Linear(512, 256),
+            new ReLU(),
+            new Linear(256, 10),
+          ),
+        x: tensor(
+          Float32Array.from({ length: 128 * 784 }, (_, i) => ((i * 37) % 101) / 101),
+          {
+            shape: [128, 784],
+          },
+        ),
+        y: labels(128, 10),
+        classes: 10,
+      };
+    case "lstm":
+      return {
+        model: () => new Sequential(new RowLstm()),
+        x: tensor(
+          Float32Array.from({ length: 64 * 784 }, (_, i) => ((i * 37) % 101) / 101),
+          {
+            shape: [64, 28, 28],
+          },
+        ),
+        y: labels(64, 10),
+        classes: 10,
+      };
+    case "transformer": {
+      const vocab = 96;
+      const chars = Array.from({ length: vocab }, (_, i) => String.fromCharCode(32 + i));
+      return {
+        model: () =>
+          new Sequential(
+            new CharTransformer({
+              name: "transformer",
+              vocab: chars,
+              layers: 4,
+              width: 128,
+              heads: 4,
+              context: 128,
+              dropout: 0,
+            }),
+            new Positions(),
+          ),
+        x: tensor(
+          Int32Array.from({ length: 32 * 128 }, (_, i) => (i * 13) % vocab),
+          {
+            dtype: "int32",
+            shape: [32, 128],
+          },
+        ),
+        y: labels(32 * 128, vocab),
+        classes: vocab,
+      };
+    }
+    default:
+      throw new Error(`unknown workload ${name}`);
+  }
+}
+
+// gc entries are queued for the event loop: collected after the timed loop, attributed by time to each call
+const gcSeen: PerformanceEntry[] = [];
+const gcObs = new PerformanceObserver((list) => {
+  gcSeen.push(...list.getEntries());
+});
+gcObs.observe({ entryTypes: ["gc"] });
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const k = s.length >> 1;
+  return s.length % 2 === 1 ? s[k] : (s[k - 1] + s[k]) / 2;
+}
+
+for (const name of only) {
+  const w = workload(name);
+  const fns: Record<string, StepFn> = {};
+  let jitted: ReturnType<typeof jitAdamStep> | null = null;
+  for (const v of variants) {
+    if (v === "eager") fns[v] = eagerStep(w.model(), w.x, w.y);
+    else if (v === "jit") {
+      jitted = jitAdamStep(w.model(), w.x, w.y, w.classes);
+      fns[v] = jitted.run;
+    } else if (v === "jit-norewrite" || v === "jit-sums") {
+      // the executor is built at the first call: built without (some of) the product rewrites
+      const j = jitAdamStep(w.model(), w.x, w.y, w.classes);
+      const prev = setProductRewrites(v === "jit-sums" ? "sums" : "none");
+      j.run();
+      setProductRewrites(prev);
+      fns[v] = j.run;
+    }
+  }
+  const warm = name === "transformer" ? 2 : 5;
+  for (const v of variants) for (let i = 0; i < warm; i++) fns[v]();
+  if (jitted !== null) {
+    const a0 = jitted.step.memoryStats().allocations;
+    jitted.run();
+    jitted.run();
+    const a1 = jitted.step.memoryStats();
+    console.log(
+      `${name} jit: ${(a1.allocations - a0) / 2} fresh buffers per call in steady state, ${(a1.pooledBytes / 2 ** 20).toFixed(1)} MiB pooled`,
+    );
+  }
+  if (jitted !== null && flag("program")) {
+    const prog = jitted.step.executed(...jitted.args());
+    const byName = new Map<string, number>();
+    for (const e of prog.eqns) byName.set(e.name, (byName.get(e.name) ?? 0) + 1);
+    console.log(`${name}: ${prog.eqns.length} equations executed`, Object.fromEntries(byName));
+  }
+  if (jitted !== null && flag("profile")) {
+    const prof: JitProfile = new Map();
+    const n = name === "transformer" ? 3 : Number(opt("profile-calls", "20"));
+    const t0 = performance.now();
+    setJitProfile(prof);
+    for (let i = 0; i < n; i++) jitted.run();
+    setJitProfile(null);
+    const total = (performance.now() - t0) / n;
+    const rows = [...prof.entries()].sort((a, b) => b[1].ms - a[1].ms);
+    rows.sort((a, b) => b[1].cpuMs - a[1].cpuMs);
+    let sum = 0;
+    let sumCpu = 0;
+    for (const [, x] of rows) {
+      sum += x.ms / n;
+      sumCpu += x.cpuMs / n;
+    }
+    console.log(
+      `${name} jit profile: ${total.toFixed(2)} ms per call, steps ${sum.toFixed(2)} ms wall, ${sumCpu.toFixed(2)} ms cpu`,
+    );
+    for (const [k, x] of rows.slice(0, 25)) {
+      console.log(
+        `  ${k.padEnd(24)} cpu ${(x.cpuMs / n).toFixed(3).padStart(8)} ms  wall ${(x.ms / n).toFixed(3).padStart(8)} ms  ${(x.n / n).toFixed(0).padStart(5)}x`,
+      );
+    }
+  }
+  if (variants.length === 0) continue;
+  const wall: Record<string, number[]> = {};
+  const cpu: Record<string, number[]> = {};
+  const gcs: Record<string, [number, number]> = {};
+  for (const v of variants) {
+    wall[v] = [];
+    cpu[v] = [];
+    gcs[v] = [0, 0];
+  }
+  const n = name === "transformer" ? Math.min(rounds, 7) : rounds;
+  const windows: [number, number, string][] = [];
+  for (let i = 0; i < n; i++) {
+    for (const v of variants) {
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      fns[v]();
+      const t1 = performance.now();
+      wall[v].push(t1 - t0);
+      windows.push([t0, t1, v]);
+      const c = process.cpuUsage(c0);
+      cpu[v].push((c.user + c.system) / 1000);
+    }
+  }
+  for (let i = 0; i < 3; i++) await new Promise((res) => setImmediate(res));
+  for (const e of [...gcSeen.splice(0), ...gcObs.takeRecords()]) {
+    const w = windows.find(([a, b]) => e.startTime >= a && e.startTime <= b);
+    if (w !== undefined) {
+      gcs[w[2]][0]++;
+      gcs[w[2]][1] += e.duration;
+    }
+  }
+  const line = variants.map(
+    (v) =>
+      `${v} ${median(wall[v]).toFixed(2)} ms (cpu ${median(cpu[v]).toFixed(2)}, GC ${(gcs[v][0] / n).toFixed(1)}/call ${(gcs[v][1] / n).toFixed(1)} ms)`,
+  );
+  let ratio = "";
+  if (variants.length === 2) {
+    const [a, b] = variants;
+    ratio = `  ${a}/${b}: wall ${(median(wall[a]) / median(wall[b])).toFixed(2)}x, cpu ${(median(cpu[a]) / median(cpu[b])).toFixed(2)}x`;
+  }
+  console.log(`${name} (${n} rounds): ${line.join(" | ")}${ratio}`);
+}
