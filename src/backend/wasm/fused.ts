@@ -1,22 +1,38 @@
 /**
- * The wasm backend's fused elementwise kernel (`Backend.fused`): stages the inputs into the arena, describes the
- * program to the tile interpreter of wasm/assembly/fused.ts (register tile buffers assigned by liveness, consts
- * and broadcast scalars as stride-0 values, strided inputs gathered per tile, output registers written straight
- * into their staged outputs) and copies the outputs out.
+ * The wasm backend's fused kernel (`Backend.fused`, reduction terminals included: `fusedReduce`). By default
+ * it runs a WebAssembly function generated for the program at run time (codegen.ts; one module per program
+ * signature, cached): inputs staged into the arena (strided ones made contiguous by the copy kernel), one pass
+ * over the elements with every register in a local, outputs copied out. A reduction terminal's register is
+ * computed into the arena in that pass and then folded by the reduce kernel's own passes (reduce.ts
+ * reduceStaged), so reductions give `reduce`'s bits; what fusion saves there is the separate kernel launches,
+ * the tensor of the register and its copies in and out of wasm memory, not the pass over the register.
+ *
+ * The previous path, a tile interpreter in wasm/assembly/fused.ts (register tile buffers assigned by
+ * liveness, consts and broadcast scalars as stride-0 values, strided inputs gathered per tile), stays behind
+ * `setFusedCodegen(false)` for A/B measurements and tests; it runs elementwise programs only.
  *
  * Returns false, and the backend runs the program op by op through its own kernels (fused.ts's fusedByOps,
- * the same bits), for what the interpreter does not reproduce exactly: an op outside the module's lists (atan2),
- * and a unary op with a SIMD form reading an input whose rows
- * the unfused kernel would split into SIMD and scalar parts differently from a contiguous array (contiguous
- * rows whose length is not a multiple of 4, as in a slice).
- */
+ * the same bits), for what neither reproduces exactly: an op outside the module's lists (atan2, asin, ...),
+ * and a float32 unary op with a SIMD approximation reading an input whose rows the unfused kernel would split
+ * into SIMD and scalar parts differently from a contiguous array (contiguous rows whose length is not a
+ * multiple of 4, as in a slice). */
 import type { TypedArray } from "../../dtype.ts";
 import { contiguousStrides, sizeOf } from "../../shape.ts";
 import type { FusedProgram, View } from "../backend.ts";
-import { checkFusedArgs, FUSED_BINARY, FUSED_CONST, FUSED_INPUT, FUSED_UNARY, fusedShape } from "../fused.ts";
-import { coalesce, type Ctx, stageIn, stageOut, withScope } from "./context.ts";
+import {
+  checkFusedArgs,
+  FUSED_BINARY,
+  FUSED_CONST,
+  FUSED_INPUT,
+  FUSED_UNARY,
+  fusedShape,
+  reducedShape,
+} from "../fused.ts";
+import { APPROX_F32, type GenSpec, kernelFor } from "./codegen.ts";
+import { coalesce, copyRaw, type Ctx, type Scope, stageIn, stageOut, withScope } from "./context.ts";
 import { WASM_BINARY_OPS, WASM_UNARY_OPS } from "./elementwise.ts";
 import { viewAt } from "./heap.ts";
+import { reduceStaged } from "./reduce.ts";
 
 /** Instruction kinds of the interpreter's descriptor (wasm/assembly/fused.ts). */
 const FLAT = 0;
@@ -47,6 +63,15 @@ const VEC_F64 = new Set(
   ),
 );
 
+/**
+ * Whether `fused` runs generated code (codegen.ts; the default) or the tile interpreter. A switch for A/B
+ * measurements and tests; both give the same bits.
+ */
+export function setFusedCodegen(on: boolean): void {
+  useCodegen = on;
+}
+let useCodegen = true;
+
 /** Run `prog` in wasm (see the module comment); false if it must run op by op. */
 export function fused(
   c: Ctx,
@@ -57,7 +82,6 @@ export function fused(
   checkFusedArgs(prog, inputs, outs);
   const code = prog.code;
   const m = code.length >> 2;
-  const outputs = prog.outputs;
   for (let i = 0; i < m; i++) {
     const k = code[4 * i];
     // the module's op codes are the contract's positions up to the end of its lists
@@ -66,7 +90,128 @@ export function fused(
   }
   const shape = fusedShape(inputs, outs);
   const n = sizeOf(shape);
-  if (n === 0) return true;
+  const red = prog.reduce;
+  if (n === 0) {
+    // the sum of nothing is 0 (max / min of an empty axis never reaches a kernel)
+    if (red !== undefined) outs[outs.length - 1].fill(0, 0, sizeOf(reducedShape(shape, red.axes)));
+    return true;
+  }
+  if (useCodegen) return withScope(c, (s) => generated(c, s, prog, inputs, outs, shape, n));
+  if (red !== undefined) return false;
+  return interpreted(c, prog, inputs, outs, shape, n);
+}
+
+/**
+ * `fused` through a generated kernel (codegen.ts): inputs staged, those neither contiguous nor fixed made
+ * contiguous first (copy kernel), outputs computed into the arena and copied out; with a reduction terminal the
+ * reduced register is computed into the arena (an output's buffer if it is one) and folded by `reduce`'s
+ * passes (reduce.ts reduceStaged). False (run op by op) for a float32 exp / log / tanh / sigmoid reading
+ * directly an input whose rows the unfused kernel would split into SIMD and scalar parts differently from a
+ * contiguous array.
+ */
+function generated(
+  c: Ctx,
+  s: Scope,
+  prog: FusedProgram,
+  inputs: readonly View[],
+  outs: readonly TypedArray[],
+  shape: readonly number[],
+  n: number,
+): boolean {
+  const code = prog.code;
+  const m = code.length >> 2;
+  const f32 = prog.dtype === "float32";
+  const es = f32 ? 4 : 8;
+  const cs = contiguousStrides(shape);
+  const fixed: boolean[] = [];
+  const ptrs: number[] = [n];
+  const layout: number[] = []; // 0 contiguous or fixed, 1 strided rows (scalar), 2 rows not a multiple of 4
+  for (const v of inputs) {
+    const X = stageIn(c, s, v);
+    const g = coalesce(shape, [X.strides, cs]);
+    if (g === null) return false;
+    const nd = g.shape.length;
+    const st = g.strides[0];
+    if (nd === 0 || (nd === 1 && st[0] === 1)) {
+      fixed.push(false);
+      layout.push(0);
+      ptrs.push(X.ptr);
+    } else if (st.every((x) => x === 0)) {
+      fixed.push(true);
+      layout.push(0);
+      ptrs.push(X.ptr);
+    } else {
+      fixed.push(false);
+      layout.push(st[nd - 1] !== 1 ? 1 : g.shape[nd - 1] % 4 !== 0 ? 2 : 0);
+      const p = s.alloc(n * es);
+      copyRaw(c, es, shape, X, { ptr: p, strides: cs });
+      ptrs.push(p);
+    }
+  }
+  const scalarOnly = new Array<boolean>(m).fill(false);
+  for (let i = 0; i < m; i++) {
+    const a = code[4 * i + 2];
+    if (!f32 || code[4 * i] !== FUSED_UNARY || code[4 * a] !== FUSED_INPUT) continue;
+    if (!APPROX_F32.has(code[4 * i + 1])) continue;
+    const l = layout[code[4 * a + 2]];
+    if (l === 2) return false;
+    scalarOnly[i] = l === 1;
+  }
+  const red = prog.reduce;
+  const outRegs = Array.from(prog.outputs);
+  const staged =
+    prog.outputs.length === 0 ? [] : outs.slice(0, prog.outputs.length).map((o) => stageOut(c, s, o, n));
+  for (const o of staged) ptrs.push(o.ptr);
+  let redPtr = -1;
+  if (red !== undefined) {
+    const j = outRegs.indexOf(red.reg);
+    if (j >= 0) redPtr = staged[j].ptr;
+    else {
+      redPtr = s.alloc(n * es);
+      outRegs.push(red.reg);
+      ptrs.push(redPtr);
+    }
+  }
+  const spec: GenSpec = {
+    dtype: prog.dtype,
+    code,
+    numInputs: prog.numInputs,
+    numConsts: prog.consts.length,
+    fixed,
+    scalarOnly,
+    outputs: outRegs,
+  };
+  const run = kernelFor(c.k, c.heap.memory, c.heap.shared, spec);
+  for (let i = 0; i < prog.consts.length; i++) ptrs.push(prog.consts[i]);
+  run(...ptrs);
+  for (const o of staged) o.finish();
+  if (red !== undefined) {
+    reduceStaged(
+      c,
+      s,
+      red.op,
+      prog.dtype,
+      shape,
+      { ptr: redPtr, strides: cs },
+      red.axes,
+      outs[outs.length - 1],
+    );
+  }
+  return true;
+}
+
+/** `fused` through the tile interpreter (wasm/assembly/fused.ts); elementwise programs only. */
+function interpreted(
+  c: Ctx,
+  prog: FusedProgram,
+  inputs: readonly View[],
+  outs: readonly TypedArray[],
+  shape: readonly number[],
+  n: number,
+): boolean {
+  const code = prog.code;
+  const m = code.length >> 2;
+  const outputs = prog.outputs;
   const f32 = prog.dtype === "float32";
   const es = f32 ? 4 : 8;
   const vec = f32 ? VEC_F32 : VEC_F64;

@@ -162,8 +162,10 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
     avgPool2d: kernel("avgPool2d", (x, out, outShape, p) => R.pool(c, 2, x, out, outShape, p)),
     avgPool2dBackward: kernel("avgPool2dBackward", (dy, out, s, p) => R.avgPoolBackward(c, dy, out, s, p)),
     scatterAdd: kernel("scatterAdd", (src, axis, idx, out, s) => X.scatterAdd(c, src, axis, idx, out, s)),
-    // jit's fused chains: a tile interpreter; programs it declines run op by op through this backend's own
-    // kernels (the same bits), not counted as fallbacks unless scratch ran out
+    // jit's fused chains (with a reduction terminal too): a kernel generated at run time per program
+    // (codegen.ts); programs it declines run op by op through this backend's own kernels (the same bits), not
+    // counted as fallbacks unless scratch ran out
+    fusedReduce: true,
     fused: kernel(
       "fused",
       (prog, inputs, outs) => {
