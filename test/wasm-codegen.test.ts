@@ -141,7 +141,20 @@ function randomInstrs(rng: Rng, nIn: number, nOps: number, unary = UNARY): Fused
   return instrs;
 }
 
-const SHAPES: number[][] = [[0], [1], [2], [3], [7], [3, 5], [4, 8], [1031], [4, 33, 9], [2, 1, 6], []];
+const SHAPES: number[][] = [
+  [0],
+  [1],
+  [2],
+  [3],
+  [7],
+  [3, 5],
+  [4, 8],
+  [6, 12],
+  [1031],
+  [4, 33, 9],
+  [2, 1, 6],
+  [],
+];
 
 describe("wasm fused kernels generated at run time", () => {
   const be = wasm();
@@ -176,7 +189,7 @@ describe("wasm fused kernels generated at run time", () => {
         code: fusedProgram("float64", instrs(2)).code,
         numInputs: 1,
         numConsts: 1,
-        fixed: [false],
+        layout: ["c"],
         scalarOnly: [false, false, false, false],
         outputs: [3],
       },
@@ -286,6 +299,43 @@ describe("wasm fused kernels generated at run time", () => {
               inputs[j] = { data, shape, strides: contiguous(shape), offset: 0 };
               outs[j] = data;
             }
+          }
+          const wants = outs.map(() => typed(dtype, n));
+          fusedByOps(be, prog, inputs, wants);
+          be.fused!(prog, inputs, outs);
+          for (let j = 0; j < outs.length; j++) {
+            assertSameBits(outs[j], wants[j], `${prog.key} out ${j} on [${shape}]`);
+          }
+        }
+      }
+    }
+  });
+
+  test("large sizes: streamed in several chunks, bias rows read periodically, outputs over inputs", () => {
+    // chunks are a whole number of vectors; a broadcast row whose length divides into vectors is read with a
+    // phase that continues across chunk boundaries
+    const rng = new Rng(41);
+    for (const dtype of ["float32", "float64"] as const) {
+      for (const shape of [[70001], [200, 300], [64, 1024], [3, 5, 4099], [130, 70]]) {
+        for (let trial = 0; trial < 3; trial++) {
+          const nIn = rng.int(2, 5);
+          const instrs = randomInstrs(rng, nIn, rng.int(4, 14));
+          const ops = instrs.flatMap((ins, r) => (ins.kind === "unary" || ins.kind === "binary" ? [r] : []));
+          const regs = new Set<number>([instrs.length - 1]);
+          const k = Math.min(rng.int(1, 4), ops.length);
+          while (regs.size < k) regs.add(rng.choice(ops));
+          const outputs = [...regs];
+          const prog = fusedProgram(dtype, instrs, outputs);
+          const n = size(shape);
+          const inputs = Array.from({ length: nIn }, (_, j) =>
+            makeView(rng, dtype, shape, j === 1 ? "broadcast" : rng.choice(LAYOUTS)),
+          );
+          const outs = outputs.map(() => typed(dtype, n));
+          if (trial > 0) {
+            // input 0 contiguous, its storage also output 0
+            const data = typed(dtype, n).map(() => rng.next() * 6 - 3);
+            inputs[0] = { data, shape, strides: contiguous(shape), offset: 0 };
+            outs[0] = data;
           }
           const wants = outs.map(() => typed(dtype, n));
           fusedByOps(be, prog, inputs, wants);

@@ -3,10 +3,12 @@
  * program signature, written byte by byte here (no dependency), compiled with `new WebAssembly.Module`
  * (synchronous, fine for modules of a few hundred bytes) and cached by signature.
  *
- * The generated function `run(n, in_0 .. in_k-1, out_0 .. out_m-1, const_0 ..)` evaluates the program over n
- * contiguous elements of the shared wasm memory (the backend's arena, imported as env.memory): each register
- * is a local, so the chain makes one pass over memory with no tile buffers. Inputs are contiguous arrays or
- * fixed values (stride 0: read once, splat); the caller (fused.ts) makes any other layout contiguous first.
+ * The generated function `run(n, in_0 .. in_k-1, out_0 .. out_m-1, (phase, period) per periodic input,
+ * const_0 ..)` evaluates the program over n contiguous elements of the shared wasm memory (the backend's arena,
+ * imported as env.memory): each register is a local, so the chain makes one pass over memory with no tile
+ * buffers. Inputs are contiguous arrays, fixed values (stride 0: read once, splat) or periodic rows (a bias
+ * row broadcast down: element i reads row[(phase + i) mod period], the period a whole number of vectors);
+ * the caller (fused.ts) makes any other layout contiguous first.
  *
  * Bit-identity with the unfused kernels (wasm/assembly/elementwise.ts) is kept by computing every element in
  * the form the unfused kernel uses for it:
@@ -29,15 +31,18 @@ export interface GenSpec {
   readonly code: Int32Array;
   readonly numInputs: number;
   readonly numConsts: number;
-  /** Per input: read as one fixed value (every stride 0) instead of a contiguous array. */
-  readonly fixed: readonly boolean[];
+  /**
+   * Per input: "c" a contiguous array, "x" one fixed value (every stride 0), "p" a periodic row (its length
+   * a multiple of the vector's lanes).
+   */
+  readonly layout: readonly ("c" | "x" | "p")[];
   /** Per instruction: a unary op the unfused kernel computes in scalar at every element (strided operand). */
   readonly scalarOnly: readonly boolean[];
   /** The registers stored, in the order of the out pointers. */
   readonly outputs: readonly number[];
 }
 
-/** A generated kernel: run(n, ...inputPointers, ...outputPointers, ...consts). */
+/** A generated kernel: run(n, ...inputPointers, ...outputPointers, ...periodicPhasesAndPeriods, ...consts). */
 export type GenKernel = (...args: number[]) => void;
 
 // ------------------------------------------------------------------------------------------- byte emitter
@@ -123,8 +128,10 @@ const OP = {
   i32Const: 0x41,
   f32Const: 0x43,
   f64Const: 0x44,
+  select: 0x1b,
   i32GeU: 0x4f,
   i32Add: 0x6a,
+  i32Sub: 0x6b,
   i32And: 0x71,
   i32Shl: 0x74,
   f32Add: 0x92,
@@ -409,7 +416,7 @@ const F_POW = 1;
 /** The cache key of a spec. */
 export function specKey(s: GenSpec): string {
   let k = `${s.dtype}|${s.code.join(",")}|${s.numInputs}|${s.numConsts}|`;
-  k += s.fixed.map((x) => (x ? "x" : "c")).join("");
+  k += s.layout.join("");
   k += `|${s.scalarOnly.map((x) => (x ? 1 : 0)).join("")}|${s.outputs.join(",")}`;
   return k;
 }
@@ -428,10 +435,12 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
   const P_N = 0;
   const pIn = (k: number) => 1 + k;
   const pOut = (j: number) => 1 + nIn + j;
-  const pConst = (c: number) => 1 + nIn + nOut + c;
+  const periodic = spec.layout.flatMap((l, k) => (l === "p" ? [k] : []));
+  const pPhase = (k: number) => 1 + nIn + nOut + 2 * periodic.indexOf(k);
+  const pConst = (c: number) => 1 + nIn + nOut + 2 * periodic.length + c;
   const params = [
     I32,
-    ...new Array<number>(nIn + nOut).fill(I32),
+    ...new Array<number>(nIn + nOut + 2 * periodic.length).fill(I32),
     ...new Array<number>(spec.numConsts).fill(T),
   ];
   const f = new Func(params.length);
@@ -439,7 +448,7 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
   const vend = f.local(I32);
   const end = f.local(I32);
   const kind = (i: number) => code[4 * i];
-  const isFixed = (i: number) => (kind(i) === 0 && spec.fixed[code[4 * i + 2]]) || kind(i) === 1;
+  const isFixed = (i: number) => (kind(i) === 0 && spec.layout[code[4 * i + 2]] === "x") || kind(i) === 1;
   const vSplat = f32 ? V.f32x4Splat : V.f64x2Splat;
   const load = f32 ? OP.f32Load : OP.f64Load;
   const align = f32 ? 2 : 3;
@@ -457,7 +466,7 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
   };
   for (let i = 0; i < m; i++) {
     const k = kind(i);
-    if (k === 0 && spec.fixed[code[4 * i + 2]]) {
+    if (k === 0 && spec.layout[code[4 * i + 2]] === "x") {
       scal[i] = f.local(T);
       f.get(pIn(code[4 * i + 2]))
         .op(load)
@@ -487,6 +496,24 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
   f.op(OP.block, 0x40, OP.loop, 0x40);
   f.get(off).get(vend).op(OP.i32GeU, OP.brIf).uleb(1);
   const addr = (p: number) => f.get(p).get(off).op(OP.i32Add);
+  /** The address of input k's current element. */
+  const inAddr = (k: number) =>
+    spec.layout[k] === "p" ? f.get(pIn(k)).get(pPhase(k)).op(OP.i32Add) : addr(pIn(k));
+  /** Advance every periodic input's phase by `step` bytes, wrapping at its period. */
+  const advance = (step: number) => {
+    for (const k of periodic) {
+      const ph = pPhase(k);
+      f.get(ph).i32(step).op(OP.i32Add).set(ph);
+      f.get(ph)
+        .get(ph + 1)
+        .op(OP.i32Sub)
+        .get(ph)
+        .get(ph)
+        .get(ph + 1)
+        .op(OP.i32GeU, OP.select)
+        .set(ph);
+    }
+  };
   /** Lane by lane through the scalar path: r[l] = g(a[l], b[l]) where g emits the scalar op. */
   const lanewise = (a: number, b: number, g: (ea: () => void, eb: () => void) => void): number => {
     const r = f.local(V128);
@@ -512,7 +539,7 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
     }
     if (k === 0) {
       vr[i] = f.local(V128);
-      addr(pIn(code[4 * i + 2]))
+      inAddr(code[4 * i + 2])
         .simd(V.load)
         .mem(4)
         .set(vr[i]);
@@ -595,6 +622,7 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
     f.get(vr[r]).simd(V.store).mem(4);
   });
   f.get(off).i32(16).op(OP.i32Add).set(off);
+  advance(16);
   f.op(OP.br).uleb(0);
   f.op(OP.end, OP.end);
 
@@ -611,7 +639,7 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
     }
     sr[i] = f.local(T);
     if (k === 0) {
-      addr(pIn(code[4 * i + 2]))
+      inAddr(code[4 * i + 2])
         .op(load)
         .mem(align);
     } else if (k === 3) {
@@ -637,6 +665,7 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
       .mem(align);
   });
   f.get(off).i32(es).op(OP.i32Add).set(off);
+  advance(es);
   f.op(OP.br).uleb(0);
   f.op(OP.end, OP.end);
 

@@ -17,7 +17,7 @@
  * into SIMD and scalar parts differently from a contiguous array (contiguous rows whose length is not a
  * multiple of 4, as in a slice). */
 import type { TypedArray } from "../../dtype.ts";
-import { contiguousStrides, sizeOf } from "../../shape.ts";
+import { contiguousStrides, isContiguous, sizeOf } from "../../shape.ts";
 import type { FusedProgram, View } from "../backend.ts";
 import {
   checkFusedArgs,
@@ -101,13 +101,19 @@ export function fused(
   return interpreted(c, prog, inputs, outs, shape, n);
 }
 
+/** Bytes of arena one chunk of the streamed operands may take (they stay in the L2 cache). */
+const CHUNK_BYTES = 192 * 1024;
+
 /**
- * `fused` through a generated kernel (codegen.ts): inputs staged, those neither contiguous nor fixed made
- * contiguous first (copy kernel), outputs computed into the arena and copied out; with a reduction terminal the
- * reduced register is computed into the arena (an output's buffer if it is one) and folded by `reduce`'s
- * passes (reduce.ts reduceStaged). False (run op by op) for a float32 exp / log / tanh / sigmoid reading
- * directly an input whose rows the unfused kernel would split into SIMD and scalar parts differently from a
- * contiguous array.
+ * `fused` through a generated kernel (codegen.ts). Contiguous inputs and the outputs are streamed: copied in
+ * and out one chunk at a time (a whole number of vectors, so the SIMD / scalar split stays the unfused
+ * kernel's), each chunk run while its operands are in cache, which also keeps an output over an input's
+ * storage right (chunk k is read before it is written, later chunks after). Other inputs are staged whole: fixed
+ * values (stride 0) and bias rows broadcast down (periodic) as they are, anything else made contiguous by the
+ * copy kernel. With a reduction terminal the reduced register is also stored whole in the arena and folded by
+ * `reduce`'s passes (reduce.ts reduceStaged). False (run op by op) for a float32 exp / log / tanh / sigmoid
+ * reading directly an input whose rows the unfused kernel would split into SIMD and scalar parts differently
+ * from a contiguous array.
  */
 function generated(
   c: Ctx,
@@ -122,30 +128,46 @@ function generated(
   const m = code.length >> 2;
   const f32 = prog.dtype === "float32";
   const es = f32 ? 4 : 8;
+  const lanes = 16 / es;
   const cs = contiguousStrides(shape);
-  const fixed: boolean[] = [];
-  const ptrs: number[] = [n];
-  const layout: number[] = []; // 0 contiguous or fixed, 1 strided rows (scalar), 2 rows not a multiple of 4
-  for (const v of inputs) {
+  const layout: ("c" | "x" | "p")[] = [];
+  const split: number[] = []; // 0 as a contiguous array, 1 strided rows (scalar), 2 rows not a multiple of 4
+  const inPtr: number[] = []; // the staged pointer (-1: streamed)
+  const period: number[] = [];
+  const streamed: number[] = [];
+  for (let k = 0; k < inputs.length; k++) {
+    const v = inputs[k];
+    period.push(0);
+    inPtr.push(-1);
+    if (isContiguous(v.shape, v.strides)) {
+      layout.push("c");
+      split.push(0);
+      streamed.push(k);
+      continue;
+    }
     const X = stageIn(c, s, v);
     const g = coalesce(shape, [X.strides, cs]);
     if (g === null) return false;
     const nd = g.shape.length;
     const st = g.strides[0];
+    const L = g.shape[nd - 1];
+    // (the unary kernel's rows: SIMD on contiguous ones only; a fixed input's ops are computed in scalar)
+    split.push(nd === 0 ? 0 : st[nd - 1] !== 1 ? 1 : L % 4 !== 0 ? 2 : 0);
     if (nd === 0 || (nd === 1 && st[0] === 1)) {
-      fixed.push(false);
-      layout.push(0);
-      ptrs.push(X.ptr);
+      layout.push("c");
+      inPtr[k] = X.ptr;
     } else if (st.every((x) => x === 0)) {
-      fixed.push(true);
-      layout.push(0);
-      ptrs.push(X.ptr);
+      layout.push("x");
+      inPtr[k] = X.ptr;
+    } else if (nd === 2 && st[0] === 0 && st[1] === 1 && L % lanes === 0) {
+      layout.push("p");
+      inPtr[k] = X.ptr;
+      period[k] = L * es;
     } else {
-      fixed.push(false);
-      layout.push(st[nd - 1] !== 1 ? 1 : g.shape[nd - 1] % 4 !== 0 ? 2 : 0);
+      layout.push("c");
       const p = s.alloc(n * es);
       copyRaw(c, es, shape, X, { ptr: p, strides: cs });
-      ptrs.push(p);
+      inPtr[k] = p;
     }
   }
   const scalarOnly = new Array<boolean>(m).fill(false);
@@ -153,38 +175,63 @@ function generated(
     const a = code[4 * i + 2];
     if (!f32 || code[4 * i] !== FUSED_UNARY || code[4 * a] !== FUSED_INPUT) continue;
     if (!APPROX_F32.has(code[4 * i + 1])) continue;
-    const l = layout[code[4 * a + 2]];
+    const l = split[code[4 * a + 2]];
     if (l === 2) return false;
     scalarOnly[i] = l === 1;
   }
   const red = prog.reduce;
+  const nOut = prog.outputs.length;
   const outRegs = Array.from(prog.outputs);
-  const staged =
-    prog.outputs.length === 0 ? [] : outs.slice(0, prog.outputs.length).map((o) => stageOut(c, s, o, n));
-  for (const o of staged) ptrs.push(o.ptr);
   let redPtr = -1;
   if (red !== undefined) {
-    const j = outRegs.indexOf(red.reg);
-    if (j >= 0) redPtr = staged[j].ptr;
-    else {
-      redPtr = s.alloc(n * es);
-      outRegs.push(red.reg);
-      ptrs.push(redPtr);
-    }
+    redPtr = s.alloc(n * es);
+    outRegs.push(red.reg);
   }
+  // chunks: a whole number of 64-element blocks, the streamed operands of one chunk within CHUNK_BYTES
+  const perElem = (streamed.length + nOut) * es;
+  const chunk = perElem === 0 ? n : Math.max(1024, Math.floor(CHUNK_BYTES / perElem / 64) * 64);
+  const len0 = Math.min(n, chunk);
+  const inChunk = streamed.map(() => s.alloc(len0 * es));
+  const outChunk = outs.slice(0, nOut).map(() => s.alloc(len0 * es));
   const spec: GenSpec = {
     dtype: prog.dtype,
     code,
     numInputs: prog.numInputs,
     numConsts: prog.consts.length,
-    fixed,
+    layout,
     scalarOnly,
     outputs: outRegs,
   };
   const run = kernelFor(c.k, c.heap.memory, c.heap.shared, spec);
-  for (let i = 0; i < prog.consts.length; i++) ptrs.push(prog.consts[i]);
-  run(...ptrs);
-  for (const o of staged) o.finish();
+  const buf = c.heap.buffer;
+  const inViews = streamed.map((_, j) => viewAt(buf, prog.dtype, inChunk[j], len0));
+  const outViews = outChunk.map((p) => viewAt(buf, prog.dtype, p, len0));
+  const args: number[] = [0];
+  for (let k = 0; k < inputs.length; k++) args.push(0);
+  for (let j = 0; j < outRegs.length; j++) args.push(j < nOut ? outChunk[j] : redPtr);
+  const phaseAt = args.length;
+  for (let k = 0; k < inputs.length; k++) if (layout[k] === "p") args.push(0, period[k]);
+  for (let i = 0; i < prog.consts.length; i++) args.push(prog.consts[i]);
+  for (let start = 0; start < n; start += chunk) {
+    const len = Math.min(chunk, n - start);
+    args[0] = len;
+    streamed.forEach((k, j) => {
+      const v = inputs[k];
+      inViews[j].set(v.data.subarray(v.offset + start, v.offset + start + len));
+      args[1 + k] = inChunk[j];
+    });
+    let q = phaseAt;
+    for (let k = 0; k < inputs.length; k++) {
+      if (layout[k] === "p") {
+        args[1 + k] = inPtr[k];
+        args[q] = (start * es) % period[k];
+        q += 2;
+      } else if (inPtr[k] >= 0) args[1 + k] = layout[k] === "x" ? inPtr[k] : inPtr[k] + start * es;
+    }
+    if (red !== undefined) args[1 + inputs.length + nOut] = redPtr + start * es;
+    run(...args);
+    for (let j = 0; j < nOut; j++) outs[j].set(outViews[j].subarray(0, len), start);
+  }
   if (red !== undefined) {
     reduceStaged(
       c,
