@@ -411,6 +411,56 @@ describe("wasm fused kernels generated at run time", () => {
     assert.ok(cases > 200);
   });
 
+  test("biasAct runs the generated kernels: the unfused add then the unary kernel, bit for bit", () => {
+    const rng = new Rng(91);
+    for (const dtype of ["float32", "float64"] as const) {
+      for (const act of ["relu", "tanh", "sigmoid"] as const) {
+        for (const shape of [[0, 4], [7], [3, 5], [128, 512], [6, 12], [2, 3, 8], [33, 1031], []]) {
+          const n = size(shape);
+          const last = shape.length - 1;
+          const rowLen = last >= 0 ? shape[last] : 1;
+          const row = makeView(rng, dtype, [rowLen], "contiguous");
+          const bias: View | null =
+            shape.length === 0
+              ? null
+              : {
+                  data: row.data,
+                  shape,
+                  strides: shape.map((_, d) => (d === last ? 1 : 0)),
+                  offset: row.offset,
+                };
+          for (const layout of ["contiguous", "transposed", "sliced"] as const) {
+            const x = makeView(rng, dtype, shape, layout);
+            for (const b of [bias, null]) {
+              const got = typed(dtype, n);
+              be.biasAct(act, x, b, got);
+              const sum = typed(dtype, n);
+              const want = typed(dtype, n);
+              if (b === null) be.unary(act, x, want);
+              else {
+                be.binary("add", x, b, sum);
+                be.unary(act, { data: sum, shape, strides: contiguous(shape), offset: 0 }, want);
+              }
+              assertSameBits(got, want, `${dtype} ${act} ${layout} [${shape}] bias ${b !== null}`);
+              // and within the SIMD approximations' few ulp of the js reference
+              const ref = typed(dtype, n);
+              jsBackend.biasAct(act, x, b, ref);
+              for (let i = 0; i < n; i++) {
+                if (Number.isNaN(ref[i])) assert.ok(Number.isNaN(got[i]));
+                else if (got[i] === ref[i]) continue;
+                else
+                  assert.ok(
+                    Math.abs(got[i] - ref[i]) <= 4e-7 * Math.abs(ref[i]) + 1e-30,
+                    `js ${i}: ${got[i]} vs ${ref[i]} ${dtype} ${act}`,
+                  );
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+
   test("wasm declares fusedReduce; jitted reductions equal eager execution", () => {
     assert.equal(be.fusedReduce, true);
     const prev = getBackend();

@@ -16,18 +16,20 @@
  * and a float32 unary op with a SIMD approximation reading an input whose rows the unfused kernel would split
  * into SIMD and scalar parts differently from a contiguous array (contiguous rows whose length is not a
  * multiple of 4, as in a slice). */
-import type { TypedArray } from "../../dtype.ts";
+import { dtypeOfTyped, type TypedArray } from "../../dtype.ts";
 import { contiguousStrides, isContiguous, sizeOf } from "../../shape.ts";
-import type { FusedProgram, View } from "../backend.ts";
+import type { Activation, FusedProgram, View } from "../backend.ts";
 import {
   checkFusedArgs,
   FUSED_BINARY,
   FUSED_CONST,
   FUSED_INPUT,
   FUSED_UNARY,
+  fusedProgram,
   fusedShape,
   reducedShape,
 } from "../fused.ts";
+import { assertOutSize, assertSameShape } from "../js/strided.ts";
 import { APPROX_F32, type GenSpec, kernelFor } from "./codegen.ts";
 import { coalesce, copyRaw, type Ctx, type Scope, stageIn, stageOut, withScope } from "./context.ts";
 import { WASM_BINARY_OPS, WASM_UNARY_OPS } from "./elementwise.ts";
@@ -245,6 +247,45 @@ function generated(
     );
   }
   return true;
+}
+
+/** The programs of `biasAct`: act(x + b) or act(x), per dtype and activation. */
+const ACT_PROGRAMS = new Map<string, FusedProgram>();
+
+/**
+ * `Backend.biasAct` in wasm: the program act(x + b) (or act(x)) through the generated kernels, so the result
+ * is this backend's unfused add followed by its unary kernel, bit for bit (relu exact; float32 tanh and
+ * sigmoid the unary kernel's SIMD approximations where it uses them). The bias, a row broadcast by stride 0,
+ * is read periodically. False (the js kernel runs) for dtypes other than float32 / float64 or a layout the
+ * generated kernel declines.
+ */
+export function biasAct(c: Ctx, act: Activation, x: View, b: View | null, out: TypedArray): boolean {
+  const dt = dtypeOfTyped(out);
+  if (dt !== "float32" && dt !== "float64") return false;
+  if (dtypeOfTyped(x.data) !== dt || (b !== null && dtypeOfTyped(b.data) !== dt)) return false;
+  const n = sizeOf(x.shape);
+  assertOutSize("biasAct", out, n);
+  if (b !== null) assertSameShape("biasAct", x.shape, b.shape);
+  if (n === 0) return true;
+  const key = `${dt} ${act} ${b === null ? 0 : 1}`;
+  let prog = ACT_PROGRAMS.get(key);
+  if (prog === undefined) {
+    prog =
+      b === null
+        ? fusedProgram(dt, [
+            { kind: "input", index: 0 },
+            { kind: "unary", op: act, a: 0 },
+          ])
+        : fusedProgram(dt, [
+            { kind: "input", index: 0 },
+            { kind: "input", index: 1 },
+            { kind: "binary", op: "add", a: 0, b: 1 },
+            { kind: "unary", op: act, a: 2 },
+          ]);
+    ACT_PROGRAMS.set(key, prog);
+  }
+  const p = prog;
+  return withScope(c, (s) => generated(c, s, p, b === null ? [x] : [x, b], [out], x.shape, n));
 }
 
 /** `fused` through the tile interpreter (wasm/assembly/fused.ts); elementwise programs only. */
