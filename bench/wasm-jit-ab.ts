@@ -4,10 +4,14 @@
  * jit with the tile interpreter (the previous fused path), and jax-js jit on its wasm device. Run it pinned to
  * one core; it prints medians of wall and process CPU time per step and the ratios.
  *
+ * Then the issue's 10-op elementwise chain on 1M float32 elements, the same way: eager, jit generated, jit
+ * interpreter.
+ *
  *   taskset -c 1 node --import tsx bench/wasm-jit-ab.ts [--rounds 40] [--no-jax]
  */
 import { performance } from "node:perf_hooks";
 import { setFusedCodegen } from "../src/backend/wasm/fused.ts";
+import { jit, randn, type Tensor } from "../src/index.ts";
 import type { Step } from "./harness.ts";
 import { prng } from "./harness.ts";
 import { isSkip, type Peer } from "./peers/types.ts";
@@ -62,11 +66,30 @@ async function main() {
     if ("unavailable" in j) console.log(`jax-js: ${j.unavailable}`);
     else cases.push({ name: "jax-js wasm jit", step: await stepOf(j.peer, d) });
   }
+  await measure("MLP step", cases);
+  // the 10-op chain (the backend the chainrule peers selected: wasm, one thread)
+  const chain = (v: Tensor) =>
+    v.mul(1.5).add(0.5).tanh().mul(v).sub(0.25).exp().mul(0.1).add(v).sigmoid().mul(2);
+  const x = randn([1 << 20]);
+  const jc = jit(chain);
+  await measure("10-op chain on 1M float32", [
+    { name: "cr wasm eager", step: () => chain(x).dataSync()[0] },
+    { name: "cr wasm jit (generated)", step: () => jc(x).dataSync()[0], before: () => setFusedCodegen(true) },
+    {
+      name: "cr wasm jit (interpreter)",
+      step: () => jc(x).dataSync()[0],
+      before: () => setFusedCodegen(false),
+    },
+  ]);
+}
+
+/** Run the cases interleaved (after a warm-up) and print medians of wall and CPU time, ratios to case 1. */
+async function measure(title: string, cases: { name: string; step: Step; before?: () => void }[]) {
   const wall = cases.map(() => [] as number[]);
   const cpu = cases.map(() => [] as number[]);
   const last = cases.map(() => 0);
-  // warm-up (traces, compiles, tier-up)
-  for (let w = 0; w < 5; w++) {
+  // warm-up (traces, compiles, tier-up; the first ~10 calls of a new jitted function run slower)
+  for (let w = 0; w < 15; w++) {
     for (const c of cases) {
       c.before?.();
       await c.step();
@@ -90,7 +113,7 @@ async function main() {
   const base = med(cpu[1]);
   const baseW = med(wall[1]);
   console.log(
-    `MLP step, ${rounds} interleaved rounds (medians per step; ratios: other / cr wasm jit generated)`,
+    `${title}, ${rounds} interleaved rounds (medians per call; ratios: other / cr wasm jit generated)`,
   );
   cases.forEach((c, k) => {
     const w = med(wall[k]);

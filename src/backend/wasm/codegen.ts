@@ -214,6 +214,9 @@ type Expr = number | { i32: number } | { f32x4: number } | { i32x4: number } | {
 /** The body of the one generated function: locals and code. */
 class Func {
   readonly code = new Bytes();
+  /** Code run first: the v128 constants, each set once into a local (hoisted out of the loops). */
+  private readonly pre = new Bytes();
+  private readonly consts = new Map<string, number>();
   private readonly localTypes: number[] = [];
   constructor(private readonly numParams: number) {}
   local(type: number): number {
@@ -253,20 +256,25 @@ class Func {
   emit(e: Expr): this {
     if (typeof e === "number") return this.get(e);
     if ("i32" in e) return this.i32(e.i32);
-    if ("f32x4" in e) {
-      this.simd(V.const);
-      for (let l = 0; l < 4; l++) this.code.f32(e.f32x4);
-      return this;
-    }
-    if ("i32x4" in e) {
-      this.simd(V.const);
-      const v = new DataView(new ArrayBuffer(4));
-      v.setInt32(0, e.i32x4, true);
-      for (let l = 0; l < 4; l++) for (let i = 0; i < 4; i++) this.code.u8(v.getUint8(i));
-      return this;
-    }
+    if ("f32x4" in e || "i32x4" in e) return this.get(this.constant(e));
     for (const a of e.args) this.emit(a);
     return this.simd(e.v);
+  }
+  /** The local holding a v128 constant of four equal float32 or int32 lanes (set once, at the start). */
+  constant(e: { f32x4: number } | { i32x4: number }): number {
+    const v = new DataView(new ArrayBuffer(4));
+    if ("f32x4" in e) v.setFloat32(0, e.f32x4, true);
+    else v.setInt32(0, e.i32x4, true);
+    const bits = v.getUint32(0, true);
+    let l = this.consts.get(String(bits));
+    if (l === undefined) {
+      l = this.local(V128);
+      this.consts.set(String(bits), l);
+      this.pre.u8(0xfd).uleb(V.const);
+      for (let lane = 0; lane < 4; lane++) for (let i = 0; i < 4; i++) this.pre.u8(v.getUint8(i));
+      this.pre.u8(OP.localSet).uleb(l);
+    }
+    return l;
   }
   /** Emit `e` into a fresh v128 local and return it. */
   let(e: Expr): number {
@@ -278,7 +286,7 @@ class Func {
   body(): Bytes {
     const b = new Bytes().uleb(this.localTypes.length);
     for (const t of this.localTypes) b.uleb(1).u8(t);
-    b.append(this.code).u8(OP.end);
+    b.append(this.pre).append(this.code).u8(OP.end);
     return new Bytes().uleb(b.b.length).append(b);
   }
 }
