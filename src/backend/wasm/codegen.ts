@@ -42,7 +42,10 @@ export interface GenSpec {
   readonly outputs: readonly number[];
 }
 
-/** A generated kernel: run(n, ...inputPointers, ...outputPointers, ...periodicPhasesAndPeriods, ...consts). */
+/**
+ * A generated kernel: run(n, ...inputPointers, ...outputPointers, ...periodicPhasesAndPeriods, scratch,
+ * ...consts); scratch: scratchBytes(spec) bytes.
+ */
 export type GenKernel = (...args: number[]) => void;
 
 // ------------------------------------------------------------------------------------------- byte emitter
@@ -129,6 +132,7 @@ const OP = {
   f32Const: 0x43,
   f64Const: 0x44,
   select: 0x1b,
+  i32LtU: 0x49,
   i32GeU: 0x4f,
   i32Add: 0x6a,
   i32Sub: 0x6b,
@@ -421,6 +425,65 @@ export const APPROX_F32 = new Set<number>([U.exp, U.log, U.sigmoid, U.tanh]);
 const F_UNARY = 0;
 const F_POW = 1;
 
+/** Bytes of one scratch slot: a tile of a value that crosses stages (see stagePlan). */
+const TILE_BYTES = 2048;
+
+/** Ops that are long instruction sequences or calls: the float32 SIMD approximations, the lane-wise ops. */
+function heavy(spec: GenSpec, i: number): boolean {
+  const k = spec.code[4 * i];
+  const op = spec.code[4 * i + 1];
+  if (k === 3) return op === B.pow;
+  if (k !== 2) return false;
+  const f32 = spec.dtype === "float32";
+  if (!(f32 ? VEC_UNARY_F32 : VEC_UNARY_F64).has(op) || spec.scalarOnly[i]) return true;
+  return f32 && APPROX_F32.has(op);
+}
+
+/**
+ * How the SIMD part is split into stages (loop fission): a program with several heavy ops (exp, log, tanh,
+ * sigmoid, pow, calls) runs tile by tile, one loop per stage and at most one heavy op per stage, because one
+ * loop holding all of them ran up to 1.4x slower than separate loops (register pressure: x64 V8 has 16 vector
+ * registers). A value read in a later stage than its own is stored to a scratch slot of TILE_BYTES. Returns each
+ * instruction's stage, each slot (-1: none), the counts.
+ */
+function stagePlan(spec: GenSpec): { stage: Int32Array; slot: Int32Array; stages: number; slots: number } {
+  const code = spec.code;
+  const m = code.length >> 2;
+  const stage = new Int32Array(m);
+  let st = 0;
+  let hasHeavy = false;
+  for (let i = 0; i < m; i++) {
+    if (code[4 * i] < 2) continue;
+    if (heavy(spec, i)) {
+      if (hasHeavy) st++;
+      hasHeavy = true;
+    }
+    stage[i] = st;
+  }
+  const slot = new Int32Array(m).fill(-1);
+  let slots = 0;
+  if (st > 0) {
+    for (let i = 0; i < m; i++) {
+      const k = code[4 * i];
+      if (k < 2) continue;
+      const later = (r: number) => r === i;
+      for (let j = i + 1; j < m; j++) {
+        if (code[4 * j] < 2 || stage[j] === stage[i]) continue;
+        if (later(code[4 * j + 2]) || (code[4 * j] === 3 && later(code[4 * j + 3]))) {
+          slot[i] = slots++;
+          break;
+        }
+      }
+    }
+  }
+  return { stage, slot, stages: st + 1, slots };
+}
+
+/** Bytes of scratch the generated kernel for `spec` needs (its scratch pointer; 0: none). */
+export function scratchBytes(spec: GenSpec): number {
+  return stagePlan(spec).slots * TILE_BYTES;
+}
+
 /** The cache key of a spec. */
 export function specKey(s: GenSpec): string {
   let k = `${s.dtype}|${s.code.join(",")}|${s.numInputs}|${s.numConsts}|`;
@@ -445,10 +508,11 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
   const pOut = (j: number) => 1 + nIn + j;
   const periodic = spec.layout.flatMap((l, k) => (l === "p" ? [k] : []));
   const pPhase = (k: number) => 1 + nIn + nOut + 2 * periodic.indexOf(k);
-  const pConst = (c: number) => 1 + nIn + nOut + 2 * periodic.length + c;
+  const pScratch = 1 + nIn + nOut + 2 * periodic.length;
+  const pConst = (c: number) => pScratch + 1 + c;
   const params = [
     I32,
-    ...new Array<number>(nIn + nOut + 2 * periodic.length).fill(I32),
+    ...new Array<number>(nIn + nOut + 2 * periodic.length + 1).fill(I32),
     ...new Array<number>(spec.numConsts).fill(T),
   ];
   const f = new Func(params.length);
@@ -499,10 +563,11 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
   f.get(P_N).i32(Math.log2(es)).op(OP.i32Shl).set(end);
   f.i32(0).set(off);
 
-  // ---- the SIMD loop
+  // ---- the SIMD part
+  const hasVecForm = (i: number) =>
+    (f32 ? VEC_UNARY_F32 : VEC_UNARY_F64).has(code[4 * i + 1]) && !spec.scalarOnly[i];
+  const plan = stagePlan(spec);
   const vr = new Int32Array(m).fill(-1);
-  f.op(OP.block, 0x40, OP.loop, 0x40);
-  f.get(off).get(vend).op(OP.i32GeU, OP.brIf).uleb(1);
   const addr = (p: number) => f.get(p).get(off).op(OP.i32Add);
   /** The address of input k's current element. */
   const inAddr = (k: number) =>
@@ -538,101 +603,145 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
     }
     return r;
   };
-  for (let i = 0; i < m; i++) {
+  /** Emit instruction i (an input load or an op) with operands from `get`; returns the local of its value. */
+  const emitOp = (i: number, get: (r: number) => number): number => {
     const k = kind(i);
     const op = code[4 * i + 1];
-    if (vec[i] >= 0) {
-      vr[i] = vec[i];
-      continue;
-    }
     if (k === 0) {
-      vr[i] = f.local(V128);
+      const r = f.local(V128);
       inAddr(code[4 * i + 2])
         .simd(V.load)
         .mem(4)
-        .set(vr[i]);
-      continue;
+        .set(r);
+      return r;
     }
-    const a = vr[code[4 * i + 2]];
+    const a = get(code[4 * i + 2]);
     if (k === 3) {
-      const b = vr[code[4 * i + 3]];
+      const b = get(code[4 * i + 3]);
       const t = BIN[op];
-      if (t !== undefined) vr[i] = f.let(x4(f32 ? t[0] : t[1], a, b));
-      else {
-        // pow: scalar float64 at every element
-        vr[i] = lanewise(a, b, (ea, eb) => {
-          ea();
-          if (f32) f.op(OP.f64PromoteF32);
-          eb();
-          if (f32) f.op(OP.f64PromoteF32);
-          f.op(OP.call).uleb(F_POW);
-          if (f32) f.op(OP.f32DemoteF64);
-        });
-      }
-      continue;
+      if (t !== undefined) return f.let(x4(f32 ? t[0] : t[1], a, b));
+      // pow: scalar float64 at every element
+      return lanewise(a, b, (ea, eb) => {
+        ea();
+        if (f32) f.op(OP.f64PromoteF32);
+        eb();
+        if (f32) f.op(OP.f64PromoteF32);
+        f.op(OP.call).uleb(F_POW);
+        if (f32) f.op(OP.f32DemoteF64);
+      });
     }
     // unary
-    const hasVec = (f32 ? VEC_UNARY_F32 : VEC_UNARY_F64).has(op) && !spec.scalarOnly[i];
-    if (!hasVec) {
-      vr[i] = lanewise(a, a, (ea) => callUnary(op, ea));
-      continue;
-    }
+    if (!hasVecForm(i)) return lanewise(a, a, (ea) => callUnary(op, ea));
     switch (op) {
       case U.neg:
-        vr[i] = f.let(x4(f32 ? V.f32x4Neg : V.f64x2Neg, a));
-        break;
+        return f.let(x4(f32 ? V.f32x4Neg : V.f64x2Neg, a));
       case U.abs:
-        vr[i] = f.let(x4(f32 ? V.f32x4Abs : V.f64x2Abs, a));
-        break;
+        return f.let(x4(f32 ? V.f32x4Abs : V.f64x2Abs, a));
       case U.sqrt:
-        vr[i] = f.let(x4(f32 ? V.f32x4Sqrt : V.f64x2Sqrt, a));
-        break;
-      case U.relu: {
-        const zero = f.local(V128);
-        f.emit(c4(0)).set(zero); // (+0 in every lane, float32 or float64)
-        vr[i] = f.let(x4(f32 ? V.f32x4Max : V.f64x2Max, a, zero));
-        break;
-      }
+        return f.let(x4(f32 ? V.f32x4Sqrt : V.f64x2Sqrt, a));
+      case U.relu:
+        // (+0 in every lane, float32 or float64)
+        return f.let(x4(f32 ? V.f32x4Max : V.f64x2Max, a, c4(0)));
       case U.floor:
-        vr[i] = f.let(x4(f32 ? V.f32x4Floor : V.f64x2Floor, a));
-        break;
+        return f.let(x4(f32 ? V.f32x4Floor : V.f64x2Floor, a));
       case U.ceil:
-        vr[i] = f.let(x4(f32 ? V.f32x4Ceil : V.f64x2Ceil, a));
-        break;
+        return f.let(x4(f32 ? V.f32x4Ceil : V.f64x2Ceil, a));
       case U.round:
-        vr[i] = f.let(x4(f32 ? V.f32x4Nearest : V.f64x2Nearest, a));
-        break;
+        return f.let(x4(f32 ? V.f32x4Nearest : V.f64x2Nearest, a));
       case U.sign: {
         // float32 only: 1 where x > 0, -1 where x < 0, 0 at zero, NaN kept
         const r = x4(
           V.or,
           x4(V.and, x4(V.f32x4Gt, a, c4(0)), c4(1)),
-          x4(V.and, x4(V.f32x4Lt, a, c4(0)), x4(V.f32x4Neg, c4(1))),
+          x4(V.and, x4(V.f32x4Lt, a, c4(0)), c4(-1)),
         );
-        vr[i] = f.let(x4(V.bitselect, a, r, x4(V.f32x4Ne, a, a)));
-        break;
+        return f.let(x4(V.bitselect, a, r, x4(V.f32x4Ne, a, a)));
       }
       case U.exp:
-        vr[i] = expF32x4(f, a);
-        break;
+        return expF32x4(f, a);
       case U.log:
-        vr[i] = logF32x4(f, a);
-        break;
+        return logF32x4(f, a);
       case U.sigmoid:
-        vr[i] = sigmoidF32x4(f, a);
-        break;
+        return sigmoidF32x4(f, a);
       default:
-        vr[i] = tanhF32x4(f, a);
+        return tanhF32x4(f, a);
     }
+  };
+  if (plan.stages === 1) {
+    // one loop over the vectors, every register a local
+    f.op(OP.block, 0x40, OP.loop, 0x40);
+    f.get(off).get(vend).op(OP.i32GeU, OP.brIf).uleb(1);
+    for (let i = 0; i < m; i++) vr[i] = vec[i] >= 0 ? vec[i] : emitOp(i, (r) => vr[r]);
+    spec.outputs.forEach((r, j) => {
+      addr(pOut(j));
+      f.get(vr[r]).simd(V.store).mem(4);
+    });
+    f.get(off).i32(16).op(OP.i32Add).set(off);
+    advance(16);
+    f.op(OP.br).uleb(0);
+    f.op(OP.end, OP.end);
+  } else {
+    // tiles of TILE_BYTES; per tile one loop per stage, values crossing stages through the scratch slots
+    const t0 = f.local(I32);
+    const t1 = f.local(I32);
+    const saved = periodic.map(() => f.local(I32));
+    const outsOf = new Map<number, number[]>();
+    spec.outputs.forEach((r, j) => outsOf.set(r, [...(outsOf.get(r) ?? []), j]));
+    f.i32(0).set(t0);
+    f.op(OP.block, 0x40, OP.loop, 0x40);
+    f.get(t0).get(vend).op(OP.i32GeU, OP.brIf).uleb(1);
+    // t1 = min(t0 + TILE_BYTES, vend)
+    f.get(t0).i32(TILE_BYTES).op(OP.i32Add).get(vend).get(t0).i32(TILE_BYTES).op(OP.i32Add).get(vend);
+    f.op(OP.i32LtU, OP.select).set(t1);
+    periodic.forEach((k, q) => f.get(pPhase(k)).set(saved[q]));
+    const slotAddr = (r: number) =>
+      f
+        .get(pScratch)
+        .i32(plan.slot[r] * TILE_BYTES)
+        .op(OP.i32Add)
+        .get(off)
+        .op(OP.i32Add)
+        .get(t0)
+        .op(OP.i32Sub);
+    for (let st = 0; st < plan.stages; st++) {
+      f.get(t0).set(off);
+      periodic.forEach((k, q) => f.get(saved[q]).set(pPhase(k)));
+      f.op(OP.block, 0x40, OP.loop, 0x40);
+      f.get(off).get(t1).op(OP.i32GeU, OP.brIf).uleb(1);
+      const cur = new Int32Array(m).fill(-1);
+      const get = (r: number): number => {
+        if (vec[r] >= 0) return vec[r];
+        if (cur[r] < 0) {
+          if (kind(r) === 0) cur[r] = emitOp(r, get);
+          else {
+            cur[r] = f.local(V128);
+            slotAddr(r).simd(V.load).mem(4).set(cur[r]);
+          }
+        }
+        return cur[r];
+      };
+      for (let i = 0; i < m; i++) {
+        if (plan.stage[i] !== st) continue;
+        cur[i] = emitOp(i, get);
+        for (const j of outsOf.get(i) ?? []) {
+          addr(pOut(j));
+          f.get(cur[i]).simd(V.store).mem(4);
+        }
+        if (plan.slot[i] >= 0) {
+          slotAddr(i);
+          f.get(cur[i]).simd(V.store).mem(4);
+        }
+      }
+      f.get(off).i32(16).op(OP.i32Add).set(off);
+      advance(16);
+      f.op(OP.br).uleb(0);
+      f.op(OP.end, OP.end);
+    }
+    f.get(t1).set(t0);
+    f.op(OP.br).uleb(0);
+    f.op(OP.end, OP.end);
+    f.get(vend).set(off);
   }
-  spec.outputs.forEach((r, j) => {
-    addr(pOut(j));
-    f.get(vr[r]).simd(V.store).mem(4);
-  });
-  f.get(off).i32(16).op(OP.i32Add).set(off);
-  advance(16);
-  f.op(OP.br).uleb(0);
-  f.op(OP.end, OP.end);
 
   // ---- the scalar tail
   const sr = new Int32Array(m).fill(-1);

@@ -30,7 +30,7 @@ import {
   reducedShape,
 } from "../fused.ts";
 import { assertOutSize, assertSameShape } from "../js/strided.ts";
-import { APPROX_F32, type GenSpec, kernelFor } from "./codegen.ts";
+import { APPROX_F32, type GenSpec, kernelFor, scratchBytes } from "./codegen.ts";
 import { coalesce, copyRaw, type Ctx, type Scope, stageIn, stageOut, withScope } from "./context.ts";
 import { WASM_BINARY_OPS, WASM_UNARY_OPS } from "./elementwise.ts";
 import { viewAt } from "./heap.ts";
@@ -204,6 +204,8 @@ function generated(
     scalarOnly,
     outputs: outRegs,
   };
+  const sb = scratchBytes(spec);
+  const scratch = sb > 0 ? s.alloc(sb) : 0;
   const run = kernelFor(c.k, c.heap.memory, c.heap.shared, spec);
   const buf = c.heap.buffer;
   const inViews = streamed.map((_, j) => viewAt(buf, prog.dtype, inChunk[j], len0));
@@ -213,6 +215,7 @@ function generated(
   for (let j = 0; j < outRegs.length; j++) args.push(j < nOut ? outChunk[j] : redPtr);
   const phaseAt = args.length;
   for (let k = 0; k < inputs.length; k++) if (layout[k] === "p") args.push(0, period[k]);
+  args.push(scratch);
   for (let i = 0; i < prog.consts.length; i++) args.push(prog.consts[i]);
   for (let start = 0; start < n; start += chunk) {
     const len = Math.min(chunk, n - start);
