@@ -461,6 +461,37 @@ describe("wasm fused kernels generated at run time", () => {
     }
   });
 
+  test("actGrad runs the generated kernels: the js reference's bits (relu's select, rounded products)", () => {
+    const rng = new Rng(93);
+    for (const dtype of ["float32", "float64"] as const) {
+      for (const act of ["relu", "tanh", "sigmoid"] as const) {
+        for (const shape of [[0], [7], [3, 5], [128, 512], [4, 33, 9], []]) {
+          for (const [ly, lc] of [
+            ["contiguous", "contiguous"],
+            ["transposed", "broadcast"],
+            ["sliced", "flipped"],
+            ["scalar", "contiguous"],
+          ] as const) {
+            const yv = makeView(rng, dtype, shape, ly);
+            const data = yv.data.map((v) => (act === "relu" ? v : Math.tanh(v)));
+            if (data.length > 2) {
+              data[0] = Number.NaN;
+              data[1] = -0;
+            }
+            const y = { ...yv, data };
+            const ct = makeView(rng, dtype, shape, lc);
+            const n = size(shape);
+            const got = typed(dtype, n);
+            const want = typed(dtype, n);
+            be.actGrad(act, y, ct, got);
+            jsBackend.actGrad(act, y, ct, want);
+            assertSameBits(got, want, `${dtype} ${act} y ${ly} ct ${lc} [${shape}]`);
+          }
+        }
+      }
+    }
+  });
+
   test("wasm declares fusedReduce; jitted reductions equal eager execution", () => {
     assert.equal(be.fusedReduce, true);
     const prev = getBackend();

@@ -134,6 +134,8 @@ const OP = {
   select: 0x1b,
   i32LtU: 0x49,
   i32GeU: 0x4f,
+  f32Gt: 0x5e,
+  f64Gt: 0x64,
   i32Add: 0x6a,
   i32Sub: 0x6b,
   i32And: 0x71,
@@ -172,6 +174,7 @@ const V = {
   f32x4Ne: 66,
   f32x4Lt: 67,
   f32x4Gt: 68,
+  f64x2Gt: 74,
   and: 78,
   or: 80,
   bitselect: 82,
@@ -388,6 +391,11 @@ const U = {
 } as const;
 /** Binary op codes (positions in BINARY_OPS). */
 const B = { add: 0, sub: 1, mul: 2, div: 3, pow: 4, maximum: 5, minimum: 6 } as const;
+/**
+ * A binary op code of the generator's own, outside BINARY_OPS (never in a FusedProgram): a > 0 ? b : 0, with
+ * 0 for a NaN `a` (relu's gradient through its output, `actGrad`).
+ */
+export const RELU_GRAD = 64;
 
 /** Binary ops with a vector form: [f32x4 op, f64x2 op, f32 op, f64 op]. */
 const BIN: Record<number, readonly [number, number, number, number]> = {
@@ -618,6 +626,8 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
     const a = get(code[4 * i + 2]);
     if (k === 3) {
       const b = get(code[4 * i + 3]);
+      // b where a > 0, else +0 (the comparison's mask is all zeros for NaN)
+      if (op === RELU_GRAD) return f.let(x4(V.and, b, x4(f32 ? V.f32x4Gt : V.f64x2Gt, a, c4(0))));
       const t = BIN[op];
       if (t !== undefined) return f.let(x4(f32 ? t[0] : t[1], a, b));
       // pow: scalar float64 at every element
@@ -759,6 +769,15 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
       inAddr(code[4 * i + 2])
         .op(load)
         .mem(align);
+    } else if (k === 3 && op === RELU_GRAD) {
+      // b where a > 0, else +0 (NaN a: 0)
+      f.get(sr[code[4 * i + 3]]);
+      if (f32) f.op(OP.f32Const).code.f32(0);
+      else f.op(OP.f64Const).code.f64(0);
+      f.get(sr[code[4 * i + 2]]);
+      if (f32) f.op(OP.f32Const).code.f32(0);
+      else f.op(OP.f64Const).code.f64(0);
+      f.op(f32 ? OP.f32Gt : OP.f64Gt, OP.select);
     } else if (k === 3) {
       const t = BIN[op];
       f.get(sr[code[4 * i + 2]]);

@@ -30,7 +30,7 @@ import {
   reducedShape,
 } from "../fused.ts";
 import { assertOutSize, assertSameShape } from "../js/strided.ts";
-import { APPROX_F32, type GenSpec, kernelFor, scratchBytes } from "./codegen.ts";
+import { APPROX_F32, type GenSpec, kernelFor, RELU_GRAD, scratchBytes } from "./codegen.ts";
 import { coalesce, copyRaw, type Ctx, type Scope, stageIn, stageOut, withScope } from "./context.ts";
 import { WASM_BINARY_OPS, WASM_UNARY_OPS } from "./elementwise.ts";
 import { viewAt } from "./heap.ts";
@@ -289,6 +289,64 @@ export function biasAct(c: Ctx, act: Activation, x: View, b: View | null, out: T
   }
   const p = prog;
   return withScope(c, (s) => generated(c, s, p, b === null ? [x] : [x, b], [out], x.shape, n));
+}
+
+/** The programs of `actGrad`, per dtype and activation. */
+const GRAD_PROGRAMS = new Map<string, FusedProgram>();
+
+/**
+ * `Backend.actGrad` in wasm through the generated kernels: relu ct where y > 0 else 0 (the generator's own
+ * RELU_GRAD op), tanh ct (1 - y y), sigmoid ct (y (1 - y)), each op rounded to the dtype: the js kernel's
+ * roundings, so the same bits. False (the js kernel runs) for other dtypes or a layout the kernels decline.
+ */
+export function actGrad(c: Ctx, act: Activation, y: View, ct: View, out: TypedArray): boolean {
+  const dt = dtypeOfTyped(out);
+  if (dt !== "float32" && dt !== "float64") return false;
+  if (dtypeOfTyped(y.data) !== dt || dtypeOfTyped(ct.data) !== dt) return false;
+  assertSameShape("actGrad", y.shape, ct.shape);
+  const n = sizeOf(y.shape);
+  assertOutSize("actGrad", out, n);
+  if (n === 0) return true;
+  const key = `${dt} ${act}`;
+  let prog = GRAD_PROGRAMS.get(key);
+  if (prog === undefined) {
+    const yIn = { kind: "input", index: 0 } as const;
+    const ctIn = { kind: "input", index: 1 } as const;
+    const one = { kind: "const", value: 1 } as const;
+    if (act === "relu") {
+      // [y, ct, relu_grad(y, ct)]: built by hand, the op is the generator's own
+      prog = {
+        dtype: dt,
+        instrs: [yIn, ctIn],
+        code: Int32Array.from([FUSED_INPUT, 0, 0, 0, FUSED_INPUT, 0, 1, 0, FUSED_BINARY, RELU_GRAD, 0, 1]),
+        consts: new Float64Array(0),
+        numInputs: 2,
+        outputs: Int32Array.from([2]),
+        key: `${dt};relu_grad`,
+      };
+    } else if (act === "tanh") {
+      prog = fusedProgram(dt, [
+        yIn,
+        ctIn,
+        { kind: "binary", op: "mul", a: 0, b: 0 },
+        one,
+        { kind: "binary", op: "sub", a: 3, b: 2 },
+        { kind: "binary", op: "mul", a: 1, b: 4 },
+      ]);
+    } else {
+      prog = fusedProgram(dt, [
+        yIn,
+        ctIn,
+        one,
+        { kind: "binary", op: "sub", a: 2, b: 0 },
+        { kind: "binary", op: "mul", a: 0, b: 3 },
+        { kind: "binary", op: "mul", a: 1, b: 4 },
+      ]);
+    }
+    GRAD_PROGRAMS.set(key, prog);
+  }
+  const p = prog;
+  return withScope(c, (s) => generated(c, s, p, [y, ct], [out], y.shape, n));
 }
 
 /** `fused` through the tile interpreter (wasm/assembly/fused.ts); elementwise programs only. */
