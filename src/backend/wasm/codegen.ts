@@ -696,14 +696,18 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
     const t1 = f.local(I32);
     const saved = periodic.map(() => f.local(I32));
     const outsOf = new Map<number, number[]>();
-    spec.outputs.forEach((r, j) => outsOf.set(r, [...(outsOf.get(r) ?? []), j]));
+    spec.outputs.forEach((r, j) => {
+      outsOf.set(r, [...(outsOf.get(r) ?? []), j]);
+    });
     f.i32(0).set(t0);
     f.op(OP.block, 0x40, OP.loop, 0x40);
     f.get(t0).get(vend).op(OP.i32GeU, OP.brIf).uleb(1);
     // t1 = min(t0 + TILE_BYTES, vend)
     f.get(t0).i32(TILE_BYTES).op(OP.i32Add).get(vend).get(t0).i32(TILE_BYTES).op(OP.i32Add).get(vend);
     f.op(OP.i32LtU, OP.select).set(t1);
-    periodic.forEach((k, q) => f.get(pPhase(k)).set(saved[q]));
+    periodic.forEach((k, q) => {
+      f.get(pPhase(k)).set(saved[q]);
+    });
     const slotAddr = (r: number) =>
       f
         .get(pScratch)
@@ -715,7 +719,9 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
         .op(OP.i32Sub);
     for (let st = 0; st < plan.stages; st++) {
       f.get(t0).set(off);
-      periodic.forEach((k, q) => f.get(saved[q]).set(pPhase(k)));
+      periodic.forEach((k, q) => {
+        f.get(saved[q]).set(pPhase(k));
+      });
       f.op(OP.block, 0x40, OP.loop, 0x40);
       f.get(off).get(t1).op(OP.i32GeU, OP.brIf).uleb(1);
       const cur = new Int32Array(m).fill(-1);
