@@ -70,6 +70,7 @@ function collectGarbage(): void {
 export type ChainruleVariant =
   | "js"
   | "wasm-1t"
+  | "wasm-1t-jit"
   | "wasm-all"
   | "native-1t"
   | "native-all"
@@ -483,7 +484,7 @@ export async function create(variant: ChainruleVariant, opts: AdapterOpts): Prom
     setBackend(loaded.backend);
     if (kind === "wasm") {
       const t = (loaded.backend as Backend & { threads?: number }).threads ?? 1;
-      label = `chainrule wasm ${t === 1 ? "1 thread" : `${t} threads`}`;
+      label = `chainrule wasm${useJitVariant(variant) ? " jit" : ""} ${t === 1 ? "1 thread" : `${t} threads`}`;
       if (t !== want) notes.push(`asked for ${want} thread(s), the wasm backend runs ${t}`);
     } else {
       const setN = mod?.setNumThreads;
