@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { lowConvRoute, lowConvStats } from "../src/amp-conv.ts";
 import { halfKernelsOf } from "../src/backend/half.ts";
+import { nativeInfo, setNativeIsa } from "../src/backend/native/index.ts";
 import { autocast, conv2d, getBackend, manualSeed, randn, type Tensor } from "../src/node.ts";
 
 /** Whether this process runs the bfloat16 GEMM (native backend, AVX512_BF16). */
@@ -181,6 +182,34 @@ describe("conv2d under bfloat16 autocast", () => {
       assert.equal(w.grad!.dtype, "float32");
       assert.ok(Number.isFinite(w.grad!.sum().item()));
     } finally {
+      lowConvRoute.mode = "auto";
+    }
+  });
+
+  test("native without AVX512_BF16 (the avx2 and base builds): the widened float32 path, same values", {
+    skip: getBackend().name !== "native" && "the native backend is not loaded",
+  }, () => {
+    manualSeed(13);
+    const x = randn([2, 4, 7, 7]);
+    const w = randn([5, 4, 3, 3]);
+    const b = randn([5]);
+    const run = () =>
+      autocast({ dtype: "bfloat16" }, () => conv2d(x, w, b, { padding: 1, activation: "relu" }));
+    const isa = nativeInfo().isa as "avx512";
+    const want = run().to("float32").dataSync();
+    lowConvRoute.mode = "always";
+    try {
+      for (const other of ["avx2", "base"] as const) {
+        if (!setNativeIsa(other)) continue;
+        const before = lowConvStats.calls;
+        const y = run();
+        assert.equal(lowConvStats.calls, before, `${other}: no bfloat16 GEMM, the widened path`);
+        // the same widened computation; float32 accumulation order may differ per build: one bfloat16 step
+        const got = y.to("float32").dataSync();
+        want.forEach((v, i) => assert.ok(Math.abs(got[i] - v) <= 2 ** -7 * Math.abs(v), `${other} [${i}]`));
+      }
+    } finally {
+      setNativeIsa(isa);
       lowConvRoute.mode = "auto";
     }
   });
