@@ -206,7 +206,8 @@ describe("conv2d under bfloat16 autocast", () => {
         assert.equal(lowConvStats.calls, before, `${other}: no bfloat16 GEMM, the widened path`);
         // the same widened computation; float32 accumulation order may differ per build: one bfloat16 step
         const got = y.to("float32").dataSync();
-        want.forEach((v, i) => assert.ok(Math.abs(got[i] - v) <= 2 ** -7 * Math.abs(v), `${other} [${i}]`));
+        for (let i = 0; i < want.length; i++)
+          assert.ok(Math.abs(got[i] - want[i]) <= 2 ** -7 * Math.abs(want[i]), `${other} [${i}]`);
       }
     } finally {
       setNativeIsa(isa);
