@@ -7,7 +7,7 @@
  * survive later passes that reuse the pool.
  */
 import assert from "node:assert/strict";
-import { afterEach, test } from "node:test";
+import { afterEach, beforeEach, test } from "node:test";
 import { loadNativeBackend } from "../src/backend/native/index.ts";
 import { eagerPoolBytes, eagerPoolOpts, eagerPoolStats } from "../src/core/eager-pool.ts";
 import {
@@ -22,9 +22,15 @@ import {
   type Tensor,
 } from "../src/index.ts";
 
+// these graphs are small: recycle every pass, whatever its size
+const MIN_PASS_BYTES = eagerPoolOpts.minPassBytes;
+beforeEach(() => {
+  eagerPoolOpts.minPassBytes = 0;
+});
 afterEach(() => {
   eagerPoolOpts.enabled = true;
   eagerPoolOpts.poison = false;
+  eagerPoolOpts.minPassBytes = MIN_PASS_BYTES;
 });
 
 /** Exact copy of a tensor's values as a plain array. */
@@ -212,4 +218,17 @@ test("createGraph: second-order gradients are unaffected (that pass does not rec
     const s2 = 1 - Math.tanh(v) ** 2;
     assert.ok(Math.abs(got[i] - (2 * s2 - 2 * v * Math.tanh(v) * s2)) < 1e-5);
   });
+});
+
+test("only passes that make at least minPassBytes of outputs recycle", () => {
+  eagerPoolOpts.minPassBytes = MIN_PASS_BYTES;
+  manualSeed(8);
+  const w = randn([64, 64]).requiresGrad_();
+  const before = eagerPoolStats.recycled;
+  randn([32, 64]).matmul(w).tanh().matmul(w).sum().backward(); // ~50 KB of outputs
+  assert.equal(eagerPoolStats.recycled, before, "a small pass keeps no books");
+  const big = randn([MIN_PASS_BYTES / 4 / 64 / 2, 64]); // two [rows, 64] outputs: the threshold exactly
+  w.grad = null;
+  big.matmul(w).tanh().sum().backward();
+  assert.ok(eagerPoolStats.recycled > before, "a large pass recycles");
 });

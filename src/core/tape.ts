@@ -17,11 +17,11 @@
  * PyTorch's message, to use one that was modified since; otherwise the rule would silently use the new values.
  * `retainGrad()` registers a non-leaf on its node, and backward accumulates the node's cotangent into `.grad`.
  */
-import { isFloat } from "../dtype.ts";
+import { bytesPerElement, isFloat } from "../dtype.ts";
 import { AutodiffError, internal, ShapeError } from "../errors.ts";
-import { fmtShape, shapesEqual } from "../shape.ts";
+import { fmtShape, shapesEqual, sizeOf } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import { type Recycler, startRecycling, stopRecycling } from "./eager-pool.ts";
+import { eagerPoolOpts, type Recycler, startRecycling, stopRecycling } from "./eager-pool.ts";
 import { accumulate, onesLike, zerosLike } from "./helpers.ts";
 import { type Aval, isZero, type MaybeZero, type Primitive, ruleRecorder } from "./primitive.ts";
 import { adjointScope, currentScope, restoreScope, type ScopeFrame } from "./scope.ts";
@@ -218,7 +218,7 @@ export function runBackward(
   retain: boolean,
   what: string,
   onLeafDone?: (leaf: Tensor, ct: Tensor) => void,
-  rc: Recycler | null = null,
+  recycle = false,
 ): Map<Tensor, Tensor> {
   const leafCts = new Map<Tensor, Tensor>();
   const nodeCts = new Map<TapeNode, (Tensor | undefined)[]>();
@@ -235,6 +235,36 @@ export function runBackward(
   // (lowest position in `order`), so the hooks overlap the rest of the pass (DistributedDataParallel starts
   // reducing gradients there). Not computed when no leaf has a hook.
   const doneAt = onLeafDone !== undefined && hookedLeafCount > 0 ? leavesDoneAt(order) : null;
+  const rc = recycle && worthRecycling(order) ? startRecycling() : null;
+  try {
+    backwardNodes(order, nodeCts, leafCts, retain, what, onLeafDone, doneAt, rc);
+  } finally {
+    if (rc !== null) stopRecycling(rc);
+  }
+  return leafCts;
+}
+
+/** Whether a pass over `order` makes enough storage for recycling it to save collections (eager-pool.ts). */
+function worthRecycling(order: readonly TapeNode[]): boolean {
+  let bytes = 0;
+  for (let k = 0; k < order.length; k++) {
+    const outs = order[k].outAvals;
+    for (let i = 0; i < outs.length; i++) bytes += sizeOf(outs[i].shape) * bytesPerElement(outs[i].dtype);
+  }
+  return bytes >= eagerPoolOpts.minPassBytes;
+}
+
+/** The node loop of `runBackward`: each node's VJP, in reverse topological order. */
+function backwardNodes(
+  order: readonly TapeNode[],
+  nodeCts: Map<TapeNode, (Tensor | undefined)[]>,
+  leafCts: Map<Tensor, Tensor>,
+  retain: boolean,
+  what: string,
+  onLeafDone: ((leaf: Tensor, ct: Tensor) => void) | undefined,
+  doneAt: Map<number, Tensor[]> | null,
+  rc: Recycler | null,
+): void {
   for (let k = order.length - 1; k >= 0; k--) {
     const node = order[k];
     const cts = nodeCts.get(node);
@@ -301,7 +331,6 @@ export function runBackward(
       }
     }
   }
-  return leafCts;
 }
 
 /** For each hooked leaf fed by a node of `order`, the lowest such position: where its cotangent is final. */
@@ -522,21 +551,12 @@ export function backwardEager(
   const prev = state.gradEnabled;
   state.gradEnabled = createGraph;
   // recycle backward's own storage only at top level: no transform or jit trace can then hold a temporary
-  const rc = !createGraph && state.nextLevel === 2 && state.jitTracing === 0 ? startRecycling() : null;
+  const recycle = !createGraph && state.nextLevel === 2 && state.jitTracing === 0;
   try {
     const s = seed;
-    const onLeaf =
-      rc === null
-        ? accumulateLeaf
-        : (leaf: Tensor, g: Tensor) => {
-            rc.pause();
-            accumulateLeaf(leaf, g);
-          };
-    const leafCts = runBackward([{ value: t, ct: s }], retain, "backward", onLeaf, rc);
-    if (rc !== null) stopRecycling(rc);
+    const leafCts = runBackward([{ value: t, ct: s }], retain, "backward", accumulateLeaf, recycle);
     for (const [leaf, g] of leafCts) accumulateLeaf(leaf, g);
   } finally {
-    if (rc !== null) stopRecycling(rc);
     state.gradEnabled = prev;
   }
 }
