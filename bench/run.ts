@@ -153,7 +153,10 @@ function runChild(spec: FrameworkSpec, inputs: string, cases: string[], o: Optio
   if (spec.kind === "torch") {
     const args = [TORCH_SCRIPT, "--inputs", inputs, "--threads", String(spec.threads ?? 1), "--fw", spec.id];
     const [cmd, argv] = pinned(spec, PYTHON, [...args, "--cases", cases.join(","), ...flags]);
-    proc = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, GLIBC_TUNABLES: TORCH_MALLOC } });
+    proc = spawn(cmd, argv, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, GLIBC_TUNABLES: TORCH_MALLOC },
+    });
   } else {
     const args = [
       "--import",
@@ -298,7 +301,7 @@ function summary(c: (typeof CASES)[number], r: CaseResult): string {
   if ("e2e" in r) return `${r.e2e.seconds.toFixed(2)} s, accuracy ${(100 * r.e2e.accuracy).toFixed(2)}%`;
   const ms = r.sample.medianMs;
   if (c.unit === "GFLOP/s") {
-    const n = Number(c.id.split(".")[1]);
+    const n = Number(c.id.split(".")[1].replace(/^\D+/, "")); // sgemm.256, bf16.gemm256
     return `${fmtNum((2 * n ** 3) / (ms * 1e6))} GFLOP/s`;
   }
   return `${fmtNum(ms)} ms per sample (${r.sample.reps} samples)`;

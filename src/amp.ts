@@ -17,7 +17,11 @@
  */
 import { type DType, isHalf } from "./dtype.ts";
 import type { Optimizer } from "./optim/optimizer.ts";
+import type { View } from "./backend/backend.ts";
+import { type HalfKernels, halfKernelsOf } from "./backend/half.ts";
+import { allocOut, getBackend, viewOf } from "./prims/impl.ts";
 import { dotBF16Float32 } from "./prims/half.ts";
+import { isContiguous } from "./shape.ts";
 import type { Tensor } from "./tensor/tensor.ts";
 import { bindCall, type CallRule, noGrad, state } from "./core/trace.ts";
 
@@ -105,9 +109,9 @@ export function castLow(x: Tensor): Tensor {
  * the low-precision product dp weight, as in the composition. Forward mode and vmap trace the composition;
  * the backward is made of differentiable ops.
  */
-export function lowLinear(x: Tensor, weight: Tensor): Tensor {
+export function lowMatmulT(x: Tensor, weight: Tensor): Tensor {
   const d = amp.dtype;
-  if (d === null) throw new Error("lowLinear: autocast is off");
+  if (d === null) throw new Error("lowMatmulT: autocast is off");
   const low = (t: Tensor) => (t.dtype === "float32" ? t.to(d) : t);
   // an input that needs no gradient (the data) is a constant of the call, so its cotangent is never computed
   const needX = x._trace !== null || x.requiresGrad;
@@ -143,6 +147,153 @@ export function lowLinear(x: Tensor, weight: Tensor): Tensor {
     },
   };
   return bindCall(rule, needX ? [x, weight] : [weight])[0];
+}
+
+/** bfloat16 ones [n] (the left operand of the bias gradient's GEMM), one per length. */
+const onesBF16 = new Map<number, Tensor>();
+function ones16(n: number): Tensor {
+  let t = onesBF16.get(n);
+  if (t === undefined) {
+    t = allocOut({ shape: [1, n], dtype: "bfloat16" });
+    (t._data as Uint16Array).fill(0x3f80);
+    onesBF16.set(n, t);
+  }
+  return t;
+}
+
+/** The view of 2-d `t` transposed (no copy). */
+function viewT(t: Tensor): View {
+  const v = viewOf(t);
+  return {
+    data: v.data,
+    shape: [v.shape[1], v.shape[0]],
+    strides: [v.strides[1], v.strides[0]],
+    offset: v.offset,
+  };
+}
+
+/** `t` as a 2-d [-1, k] tensor, contiguous (a copy only when it is not). */
+function rows2(t: Tensor, k: number): Tensor {
+  const c = isContiguous(t.shape, t._strides) ? t : t.contiguous();
+  return c.ndim === 2 ? c : c.reshape([-1, k]);
+}
+
+/**
+ * @internal autocast's linear layer act(x weight^T + bias) in bfloat16 as one fused call, for a float32 master
+ * `weight` [out, in], an optional float32 `bias` [out], x [..., in] (float32 or bfloat16) and activation none or
+ * relu, when the backend has the bfloat16 GEMM with an epilogue (native with AVX512_BF16) and every operand is
+ * concrete outside any transform; null otherwise (the caller composes casts, matmul and the bias add).
+ *
+ * Forward: one GEMM that rounds x and the weight to bfloat16 while packing them (no bfloat16 copies), accumulates
+ * in float32 and adds the bias (rounded to bfloat16) and relu before rounding the output to bfloat16 once
+ * (PyTorch's addmm rounds once too). Backward, from the bfloat16 cotangent dy: relu's derivative is applied by
+ * the GEMMs as they pack dy (a mask from the output), the weight's and bias's float32 gradients come straight
+ * from float32 accumulators (dy^T x and a ones-row GEMM: not rounded, where PyTorch rounds them to bfloat16
+ * before widening), and x's gradient dy weight is rounded to bfloat16 for a bfloat16 x and left in float32 for
+ * a float32 one. Under create_graph the backward runs differentiable ops.
+ */
+export function lowLinear(
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor | null,
+  activation: string | undefined,
+): Tensor | null {
+  if (amp.dtype !== "bfloat16" || (activation !== undefined && activation !== "relu")) return null;
+  const gemm = halfKernelsOf(getBackend().name);
+  if (gemm?.gemmBF16 === undefined || gemm.gemmBF16Ready?.() !== true) return null;
+  if (weight.dtype !== "float32" || (x.dtype !== "float32" && x.dtype !== "bfloat16")) return null;
+  if (bias !== null && bias.dtype !== "float32") return null;
+  for (const t of [x, weight, bias]) if (t !== null && (t._trace !== null || t._data === null)) return null;
+  const kern = gemm.gemmBF16;
+  const relu = activation === "relu";
+  const n = weight.shape[0];
+  const k = weight.shape[1];
+  const outShape = [...x.shape.slice(0, -1), n];
+  const needX = x.requiresGrad;
+  const forward = (args: readonly Tensor[]): Tensor => {
+    const xa = needX ? args[0] : x;
+    const w = args[needX ? 1 : 0];
+    const b = bias === null ? null : args[needX ? 2 : 1];
+    const x2 = rows2(xa, k);
+    const y = allocOut({ shape: [x2.shape[0], n], dtype: "bfloat16" });
+    const ok = kern(viewOf(x2), viewT(w), y._data as Uint16Array, {
+      bias: b === null ? null : viewOf(b),
+      relu,
+    });
+    if (!ok) throw new Error("lowLinear: the bfloat16 GEMM declined a call it had accepted");
+    return y;
+  };
+  const rule: CallRule = {
+    name: "autocastLinear",
+    fn: (args) => [forward(args).reshape(outShape)],
+    vjp: (args) => {
+      const xa = needX ? args[0] : x;
+      const w = args[needX ? 1 : 0];
+      const y = forward(args);
+      return {
+        outs: [y.reshape(outShape)],
+        backward: ([dy]) => {
+          const x2 = rows2(xa, k);
+          const dy2 = rows2(dy, n);
+          const plain = dy._trace === null && !(state.gradEnabled && dy.requiresGrad);
+          const grads = plain ? fusedGrads(kern, dy2, y, x2, w, relu, needX, bias !== null) : null;
+          if (grads !== null) {
+            if (grads[0] !== null) grads[0] = grads[0].reshape(xa.shape);
+            return grads.filter((g): g is Tensor => g !== null);
+          }
+          // differentiable ops (create_graph)
+          const dz = relu ? dy2.mul(y.gt(0).to(dy2.dtype)) : dy2;
+          const dz32 = dz.to("float32");
+          const out: Tensor[] = [];
+          if (needX) out.push(dz.matmul(w.to("bfloat16")).to(xa.dtype).reshape(xa.shape));
+          out.push(dz32.transpose(0, 1).matmul(x2.to("bfloat16").to("float32")));
+          if (bias !== null) out.push(dz32.sum(0));
+          return out;
+        },
+      };
+    },
+  };
+  const args = [...(needX ? [x] : []), weight, ...(bias === null ? [] : [bias])];
+  return bindCall(rule, args)[0];
+}
+
+/**
+ * The gradients [dx or null, dweight, dbias?] of lowLinear from concrete 2-d dy, y (the forward's bfloat16
+ * output), x, weight through the bfloat16 GEMM; null if it declines.
+ */
+function fusedGrads(
+  kern: NonNullable<HalfKernels["gemmBF16"]>,
+  dy: Tensor,
+  y: Tensor,
+  x: Tensor,
+  w: Tensor,
+  relu: boolean,
+  needX: boolean,
+  hasBias: boolean,
+): (Tensor | null)[] | null {
+  if (dy.dtype !== "bfloat16") dy = dy.to("bfloat16");
+  const [m, n] = dy.shape;
+  const k = w.shape[1];
+  const dyT = viewT(dy);
+  const yT = relu ? viewT(y) : null;
+  const dw = allocOut({ shape: [n, k], dtype: "float32" });
+  if (!kern(dyT, viewOf(x), dw._data as Float32Array, { maskA: yT })) return null;
+  const out: (Tensor | null)[] = [null, dw];
+  if (hasBias) {
+    const db = allocOut({ shape: [1, n], dtype: "float32" });
+    if (!kern(viewOf(ones16(m)), viewOf(dy), db._data as Float32Array, { maskB: relu ? viewOf(y) : null }))
+      return null;
+    out.push(db.reshape([n]));
+  }
+  if (needX) {
+    const dx = allocOut({ shape: [m, k], dtype: x.dtype });
+    if (
+      !kern(viewOf(dy), viewOf(w), dx._data as Float32Array | Uint16Array, { maskA: relu ? viewOf(y) : null })
+    )
+      return null;
+    out[0] = dx;
+  }
+  return out;
 }
 
 /** @internal `castLow` for an optional operand (a bias). */

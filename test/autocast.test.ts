@@ -10,6 +10,7 @@ import {
   autocastDtype,
   conv2d,
   GradScaler,
+  getBackend,
   manualSeed,
   nn,
   optim,
@@ -18,6 +19,7 @@ import {
   tensor,
 } from "../src/node.ts";
 import { castLow } from "../src/amp.ts";
+import { halfKernelsOf } from "../src/backend/half.ts";
 
 describe("autocast", () => {
   test("matmul, linear, conv2d and attention run in the autocast dtype; softmax and losses in float32", () => {
@@ -93,60 +95,118 @@ describe("autocast", () => {
     return losses;
   }
 
-  // small (the widened float32 GEMM) and large enough for the native bfloat16 GEMM's float32 accumulators
-  for (const [B, T, K, N] of [
-    [2, 3, 24, 17],
-    [3, 50, 64, 41],
-  ])
-    test(`linear under autocast [${B}, ${T}, ${K}] x [${N}, ${K}]: the composition's forward; float32 weight gradients from one float32-accumulated GEMM`, () => {
+  /** |got - want| <= rel |want| + (K + 2) 2^-24 mag (float32 accumulation of K terms), elementwise. */
+  function assertNear(
+    got: ArrayLike<number>,
+    want: ArrayLike<number>,
+    mag: ArrayLike<number>,
+    K: number,
+    rel: number,
+    what: string,
+  ) {
+    assert.equal(got.length, want.length, what);
+    for (let i = 0; i < want.length; i++) {
+      const tol = rel * Math.abs(want[i]) + (K + 2) * 2 ** -24 * mag[i] + 1e-30;
+      assert.ok(Math.abs(got[i] - want[i]) <= tol, `${what} [${i}]: ${got[i]} vs ${want[i]} (tol ${tol})`);
+    }
+  }
+
+  // small and large; with and without relu (native with AVX512_BF16 runs the fused bfloat16 GEMM, elsewhere
+  // the composition of casts, the bfloat16 product and the bias add)
+  for (const [B, T, K, N, act] of [
+    [2, 3, 24, 17, undefined],
+    [3, 50, 64, 41, undefined],
+    [3, 50, 64, 41, "relu"],
+    [1, 130, 100, 70, "relu"],
+  ] as const)
+    test(`linear under autocast [${B}, ${T}, ${K}] x [${N}, ${K}]${act ? ` + ${act}` : ""}: the rounded operands' product rounded once; float32 gradients`, () => {
       manualSeed(4);
       const x = randn([B, T, K]).requiresGrad_();
       const w = randn([N, K]).requiresGrad_();
       const b = randn([N]).requiresGrad_();
       const ct = randn([B, T, N]);
-      const y = autocast({ dtype: "bfloat16" }, () => nn.linear(x, w, b));
+      const y = autocast({ dtype: "bfloat16" }, () => nn.linear(x, w, b, { activation: act }));
       assert.equal(y.dtype, "bfloat16");
-      // forward: bit for bit the composition of the casts, the bfloat16 product and the bias add
-      const xb = x.detach().to("bfloat16");
-      const wb = w.detach().to("bfloat16");
-      const want = xb.matmul(wb.T).add(b.detach().to("bfloat16"));
-      assert.deepEqual(Array.from(y.storageSync()), Array.from(want.storageSync()));
+      // forward against float64 of the rounded operands: within one bfloat16 rounding of the float32 result
+      // (2^-8 relative; the composition rounds the product and the sum, so twice) plus accumulation error
+      const x64 = x
+        .detach()
+        .to("bfloat16")
+        .to("float64")
+        .reshape([B * T, K]);
+      const w64 = w.detach().to("bfloat16").to("float64");
+      const b64 = b.detach().to("bfloat16").to("float64");
+      const pre = x64.matmul(w64.T).add(b64);
+      const mag = x64.abs().matmul(w64.abs().T).add(b64.abs()).dataSync();
+      const y64 = act === "relu" ? pre.relu() : pre;
+      // the fused layer (native with AVX512_BF16) rounds once: within 2^-8 of the result; the composition rounds
+      // the product, then the sum: within 2^-8 of each
+      const fused = getBackend().name === "native" && halfKernelsOf("native")?.gemmBF16Ready?.() === true;
+      const want = y64.dataSync();
+      const got = y.to("float32").dataSync();
+      for (let i = 0; i < want.length; i++) {
+        const tol =
+          2 ** -8 * (Math.abs(want[i]) + (fused ? 0 : mag[i])) + (K + 2) * 2 ** -24 * mag[i] + 1e-30;
+        assert.ok(Math.abs(got[i] - want[i]) <= tol, `forward [${i}]: ${got[i]} vs ${want[i]} (tol ${tol})`);
+      }
       y.to("float32").mul(ct).sum().backward();
       assert.deepEqual([x.grad!.dtype, w.grad!.dtype, b.grad!.dtype], ["float32", "float32", "float32"]);
-      // dw = dp^T x_b in float64 from the bfloat16 cotangent and the rounded input (an independent computation):
-      // within float32 accumulation error, not rounded to bfloat16
-      const dp = ct
+      // the cotangent through relu (where the bfloat16 output is > 0), in float64
+      const yv = y.to("float64").reshape([B * T, N]);
+      let dz = ct
         .to("bfloat16")
         .to("float64")
         .reshape([B * T, N]);
-      const ref = dp.T.matmul(xb.to("float64").reshape([B * T, K])).dataSync();
-      const mag = dp
-        .abs()
-        .T.matmul(
-          xb
-            .to("float64")
-            .abs()
-            .reshape([B * T, K]),
-        )
-        .dataSync();
-      const got = w.grad!.dataSync();
-      for (let i = 0; i < ref.length; i++)
-        assert.ok(
-          Math.abs(got[i] - ref[i]) <= (B * T + 2) * 2 ** -24 * mag[i] + 1e-30,
-          `dw[${i}]: ${got[i]} vs ${ref[i]}`,
-        );
-      // dx: the bfloat16 product dp w_b widened, as the composition computes it
-      const dx = ct.to("bfloat16").matmul(wb).to("float32");
-      assert.deepEqual(Array.from(x.grad!.dataSync()), Array.from(dx.dataSync()));
+      if (act === "relu") dz = dz.mul(yv.gt(0).to("float64"));
+      // dw = dz^T x_b: within float32 accumulation error, not rounded to bfloat16
+      const refW = dz.T.matmul(x64).dataSync();
+      const magW = dz.abs().T.matmul(x64.abs()).dataSync();
+      const gotW = w.grad!.dataSync();
+      assertNear(gotW, refW, magW, B * T, 0, "dw");
+      // db = column sums of dz, not rounded by the fused layer (the composition's sum is rounded to bfloat16)
+      const relB = fused ? 0 : 2 ** -8;
+      assertNear(b.grad!.dataSync(), dz.sum(0).dataSync(), dz.abs().sum(0).dataSync(), B * T, relB, "db");
+      // dx = dz w_b (float32 x: within one bfloat16 rounding)
+      const refX = dz.matmul(w64).dataSync();
+      const magX = dz.abs().matmul(w64.abs()).dataSync();
+      assertNear(x.grad!.dataSync(), refX, magX, N, 2 ** -8, "dx");
       // a data input that needs no gradient: the same weight gradient
       const w2 = w.detach().clone().requiresGrad_();
-      autocast({ dtype: "bfloat16" }, () => nn.linear(x.detach(), w2, b.detach()))
+      autocast({ dtype: "bfloat16" }, () => nn.linear(x.detach(), w2, b.detach(), { activation: act }))
         .to("float32")
         .mul(ct)
         .sum()
         .backward();
-      assert.deepEqual(Array.from(w2.grad!.dataSync()), Array.from(got));
+      assert.deepEqual(Array.from(w2.grad!.dataSync()), Array.from(gotW));
     });
+
+  test("linear under autocast: second-order gradients through the fused layer (create_graph)", () => {
+    manualSeed(5);
+    const x = randn([6, 9]).requiresGrad_();
+    const w = randn([5, 9]).requiresGrad_();
+    const b = randn([5]).requiresGrad_();
+    const f = () =>
+      autocast({ dtype: "bfloat16" }, () => nn.linear(x, w, b, { activation: "relu" })).to("float32");
+    f().square().sum().backward();
+    const first = [x.grad!.dataSync().slice(), w.grad!.dataSync().slice(), b.grad!.dataSync().slice()];
+    for (const p of [x, w, b]) p.grad = null;
+    // with createGraph the backward runs differentiable ops: the same first-order gradients (within bfloat16
+    // rounding of x's), themselves differentiable
+    f().square().sum().backward(undefined, { createGraph: true });
+    const again = [x.grad!, w.grad!, b.grad!];
+    again.forEach((g, i) => {
+      assert.equal(g.dtype, "float32");
+      const got = g.dataSync();
+      for (let j = 0; j < got.length; j++)
+        assert.ok(Math.abs(got[j] - first[i][j]) <= 2 ** -7 * (1 + Math.abs(first[i][j])), `${i} [${j}]`);
+    });
+    assert.equal(x.grad!.requiresGrad, true);
+    const gx = x.grad!;
+    w.grad = null;
+    gx.sum().backward();
+    assert.equal(w.grad!.dtype, "float32");
+    assert.ok(Number.isFinite(w.grad!.sum().item()));
+  });
 
   test("casts of parameters are cached within a region, recast after an in-place update, dropped on exit", () => {
     manualSeed(3);

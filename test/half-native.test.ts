@@ -290,6 +290,119 @@ describe("native bfloat16 GEMM", { skip: !native && "the native backend is not l
     });
   });
 
+  test("gemmBF16: float32 or bfloat16 operands (rounded while packed), bias, relu, masks, float32 or bfloat16 out", {
+    skip: !hasBF16 && "no AVX512_BF16",
+  }, () => {
+    assert.equal(half!.gemmBF16Ready!(), true);
+    const view = (t: Tensor) => ({ data: t._data!, shape: t.shape, strides: t._strides, offset: t._offset });
+    /** The bfloat16 value of float32 v (the js cast: round to nearest even). */
+    const r16 = (t: Tensor) => (t.dtype === "bfloat16" ? t : t.to("bfloat16")).to("float64");
+    // [name, a, b, bias, relu, mask on a / b] with odd sizes, strided, negative strides and an odd K
+    const cases: [string, Tensor, Tensor, Tensor | null, boolean, "a" | "b" | null][] = [
+      ["f32 x f32^T, bias, relu", randn([37, 61]), randn([45, 61]).T, randn([45]), true, null],
+      ["f32 a transposed, f32 b", randn([61, 37]).T, randn([61, 45]), null, false, null],
+      [
+        "bf16 x f32 with a bf16 bias",
+        randn([13, 20]).to("bfloat16"),
+        randn([20, 70]),
+        randn([70]).to("bfloat16"),
+        false,
+        null,
+      ],
+      [
+        "bf16 masked a x f32 (relu backward)",
+        randn([40, 33]).to("bfloat16"),
+        randn([33, 50]),
+        null,
+        false,
+        "a",
+      ],
+      [
+        "bf16 masked a transposed",
+        randn([33, 40]).to("bfloat16").T,
+        randn([33, 50]).to("bfloat16"),
+        null,
+        false,
+        "a",
+      ],
+      [
+        "ones x masked bf16 b",
+        randn([1, 64]).abs().to("bfloat16"),
+        randn([64, 70]).to("bfloat16"),
+        null,
+        false,
+        "b",
+      ],
+      [
+        "strided f32 and flipped bf16",
+        randn([60, 90]).index([0, 60, 2]),
+        randn([90, 19]).to("bfloat16").flip(0),
+        randn([19]),
+        true,
+        null,
+      ],
+      ["batched", randn([2, 20, 35]), randn([2, 35, 40]).to("bfloat16"), randn([40]), false, null],
+    ];
+    for (const [name, a, b, bias, relu, maskOn] of cases) {
+      const nd = a.ndim;
+      const [M, K, N] = [a.shape[nd - 2], a.shape[nd - 1], b.shape[nd - 1]];
+      const batch = a.shape.slice(0, nd - 2);
+      const target = maskOn === "a" ? a : b;
+      // a mask with the masked operand's shape and strides, about half of it > 0 (and some -0, NaN, Infinity)
+      let mask: Tensor | null = null;
+      if (maskOn !== null) {
+        const m = randn(target.shape).to("bfloat16");
+        const bits = m._data as Uint16Array;
+        bits[0] = 0x8000;
+        bits[1] = 0x7fc0;
+        bits[2] = 0x7f80;
+        mask = maskOn === "a" && !isContiguous(target.shape, target._strides) ? m.T.contiguous().T : m;
+        assert.deepEqual(mask._strides, target._strides, `${name}: mask strided like its operand`);
+      }
+      const keep = (t: Tensor, on: boolean) => {
+        if (!on || mask === null) return r16(t);
+        const mv = mask.to("float64");
+        const pos = mv.gt(0).logicalAnd(mv.eq(mv)); // > 0, not NaN
+        return r16(t).mul(pos.to("float64"));
+      };
+      let ref = keep(a, maskOn === "a").matmul(keep(b, maskOn === "b"));
+      const mag = r16(a).abs().matmul(r16(b).abs()).dataSync();
+      if (bias !== null) ref = ref.add(r16(bias));
+      if (relu) ref = ref.relu();
+      const want = ref.dataSync();
+      const opts = {
+        bias: bias === null ? null : view(bias),
+        relu,
+        maskA: maskOn === "a" ? view(mask!) : null,
+        maskB: maskOn === "b" ? view(mask!) : null,
+      };
+      const n = [...batch, M, N].reduce((p, q) => p * q, 1);
+      const o32 = new Float32Array(n);
+      assert.equal(half!.gemmBF16!(view(a), view(b), o32, opts), true, name);
+      for (let i = 0; i < n; i++) {
+        const tol = (K + 2) * 2 ** -23 * mag[i] + 2 ** -126;
+        assert.ok(Math.abs(o32[i] - want[i]) <= tol, `${name} f32 [${i}]: ${o32[i]} vs ${want[i]}`);
+      }
+      // bfloat16 out: the float32 result rounded once (the js cast of the float32 out)
+      const o16 = new BFloat16Bits(n);
+      assert.equal(half!.gemmBF16!(view(a), view(b), o16, opts), true, name);
+      const rounded = new BFloat16Bits(n);
+      jsBackend.cast({ data: o32, shape: [n], strides: [1], offset: 0 }, rounded);
+      assert.deepEqual(Array.from(o16), Array.from(rounded), `${name}: bfloat16 out`);
+    }
+    // a mask on a float32 operand, or strided unlike it, is refused
+    const a = randn([20, 30]);
+    const b = randn([30, 40]).to("bfloat16");
+    assert.throws(
+      () => half!.gemmBF16!(view(a), view(b), new Float32Array(800), { maskA: view(a.to("bfloat16")) }),
+      /dotBF16: a mask needs a bfloat16 operand/,
+    );
+    assert.throws(
+      () => half!.gemmBF16!(view(a), view(b), new Float32Array(800), { maskB: view(b.T.contiguous().T) }),
+      /dotBF16: the mask must have its operand's shape and strides/,
+    );
+  });
+
   test("the GEMM kernel checks its operands' shapes and spans", {
     skip: !hasBF16 && "no AVX512_BF16",
   }, () => {

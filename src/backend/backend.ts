@@ -518,8 +518,13 @@ export interface LinalgKernels {
     op: string | null,
     out: TypedArray,
   ): void;
-  /** Lower Cholesky factor of a [..., n, n] (lower triangle read); a LinAlgError if not positive-definite. */
-  cholesky(a: View, out: TypedArray): void;
+  /**
+   * Lower Cholesky factor of a [..., n, n] (lower triangle read). A matrix that is not positive-definite is a
+   * LinAlgError naming `op` (default "linalg.cholesky"), the batch element and the failing leading minor; with
+   * `op` null it is no error: its columns from the failing one on are NaN (so the first NaN on the diagonal
+   * names the minor; a factor that succeeds has none there).
+   */
+  cholesky(a: View, out: TypedArray, op?: string | null): void;
   /**
    * Householder QR of a [..., m, n] (R's diagonal signs as LAPACK's geqrf): Q [m, c] and R [c, n] with c =
    * min(m, n), or c = m with `complete`; packed as out [..., m + c, max(c, n)], Q in rows 0..m-1, columns

@@ -19,6 +19,26 @@ export interface HalfKernels {
    * is exact in float32. Returns false when it cannot run (the caller widens and runs the float32 GEMM).
    */
   dotBF16?(a: View, b: View, out: Float32Array): boolean;
+  /**
+   * The bfloat16 GEMM with an epilogue, for autocast's fused linear layer: out = act(a @ b + bias) where a
+   * [...batch, M, K] and b [...batch, K, N] are each float32 (rounded to bfloat16 while the kernel packs them,
+   * no bfloat16 copy) or bfloat16 views, products accumulate in float32, `bias` (float32 or bfloat16 [N], rounded
+   * to bfloat16) is added, relu applied, and out (contiguous) is float32 or bfloat16 storage (rounded once).
+   * `maskA` / `maskB`: a bfloat16 view with a's / b's shape and strides (that operand bfloat16) zeroing its
+   * elements whose mask value is not > 0 (relu's derivative through its output). Returns false when it cannot
+   * run.
+   */
+  gemmBF16?(a: View, b: View, out: Float32Array | Uint16Array, opts?: GemmBF16Opts): boolean;
+  /** Whether `gemmBF16` runs here (the CPU and the selected instruction-set build have AVX512_BF16). */
+  gemmBF16Ready?(): boolean;
+}
+
+/** The epilogue and operand mask of `HalfKernels.gemmBF16`. */
+export interface GemmBF16Opts {
+  bias?: View | null;
+  relu?: boolean;
+  maskA?: View | null;
+  maskB?: View | null;
 }
 
 const registered = new Map<string, HalfKernels>();

@@ -9,7 +9,8 @@ import { DTypeError, ShapeError } from "../errors.ts";
 import * as X from "../prims/lax.ts";
 import { broadcastShapes, fmtShape, shapesEqual } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { zeros } from "./creation.ts";
+import { eye, zeros } from "./creation.ts";
+import { where } from "./math.ts";
 
 const L = X.linalg;
 
@@ -49,14 +50,13 @@ export interface SolveOpts {
   left?: boolean;
 }
 
-/**
- * The solution X of A X = B (torch.linalg.solve): A [*, n, n], B [*, n, k] or a vector [*, n] (B 1-d, or B's
- * shape is A's without its last dim), batch shapes broadcast; A and B of one float dtype. LU with partial
- * pivoting and two triangular solves; an exactly singular A (a zero pivot) is a LinAlgError naming the batch
- * element, as PyTorch's. `left: false` solves X A = B.
- */
-export function solve(A: Tensor, B: Tensor, opts: SolveOpts = {}): Tensor {
-  const op = "linalg.solve";
+/** A and B as the batched matrices luSolve takes (solve's shape rules), and how to shape its result back. */
+function solveOperands(
+  op: string,
+  A: Tensor,
+  B: Tensor,
+  left: boolean,
+): [Tensor, Tensor, (x: Tensor) => Tensor] {
   checkMatrix(op, A, true);
   if (B.dtype !== A.dtype) {
     throw new DTypeError(
@@ -65,7 +65,6 @@ export function solve(A: Tensor, B: Tensor, opts: SolveOpts = {}): Tensor {
   }
   const n = A.shape[A.ndim - 1];
   const vector = B.ndim === 1 || (B.ndim === A.ndim - 1 && shapesEqual(B.shape, A.shape.slice(0, -1)));
-  const left = opts.left ?? true;
   let b = vector ? B.unsqueeze(-1) : B;
   if (b.ndim < 2) {
     throw new ShapeError(`${op}: B must have at least 1 dimension, got shape ${fmtShape(B.shape)}`);
@@ -84,9 +83,20 @@ export function solve(A: Tensor, B: Tensor, opts: SolveOpts = {}): Tensor {
   const batch = broadcastShapes(op, a.shape.slice(0, -2), b.shape.slice(0, -2));
   const ab = X.broadcast(a, [...batch, n, n]);
   const bb = X.broadcast(b, [...batch, ...b.shape.slice(-2)]);
-  const x = L.luSolve(ab, bb, op);
-  if (vector) return x.squeeze(-1);
-  return left ? x : L.mT(x);
+  const back = (x: Tensor) => (vector ? x.squeeze(-1) : left ? x : L.mT(x));
+  return [ab, bb, back];
+}
+
+/**
+ * The solution X of A X = B (torch.linalg.solve): A [*, n, n], B [*, n, k] or a vector [*, n] (B 1-d, or B's
+ * shape is A's without its last dim), batch shapes broadcast; A and B of one float dtype. LU with partial
+ * pivoting and two triangular solves; an exactly singular A (a zero pivot) is a LinAlgError naming the batch
+ * element, as PyTorch's. `left: false` solves X A = B.
+ */
+export function solve(A: Tensor, B: Tensor, opts: SolveOpts = {}): Tensor {
+  const op = "linalg.solve";
+  const [a, b, back] = solveOperands(op, A, B, opts.left ?? true);
+  return back(L.luSolve(a, b, op));
 }
 
 /** The inverse of a square matrix (torch.linalg.inv); a LinAlgError if it is singular. */
@@ -95,6 +105,78 @@ export function inv(A: Tensor): Tensor {
   checkMatrix(op, A, true);
   const n = A.shape[A.ndim - 1];
   return L.luSolve(A, L.eyeOf(n, A.dtype).expand(A.shape), op);
+}
+
+// ---- the *Ex variants: an info tensor instead of an error ------------------------------------------------------
+
+/** A result with LAPACK's info per matrix, readable as `[result, info]` or by name. */
+export type WithInfo<K extends string> = [Tensor, Tensor] & { readonly [k in K | "info"]: Tensor };
+
+export interface ExOpts {
+  /**
+   * Raise the LinAlgError of the plain function (naming this one) where info is not zero, as PyTorch's
+   * `check_errors=True` (default false: never an error). On the webgpu backend, where the values stay on the
+   * device, the error is raised when a value computed from the result is read (docs/linalg.md).
+   */
+  checkErrors?: boolean;
+}
+
+/** The diagonals of [*, n, n] as [*, n] (exact: other entries are dropped, not multiplied by zero). */
+function diagonalOf(x: Tensor): Tensor {
+  const n = x.shape[x.ndim - 1];
+  return where(eye(n, n, { dtype: "bool" }), x, zeros([], { dtype: x.dtype })).sum(-1);
+}
+
+/** LAPACK's info along the last axis of a bool mask: 1 + the index of the first true entry, 0 where none is (int32). */
+function firstTrue(mask: Tensor): Tensor {
+  const m = mask.to("int32");
+  if (m.size === 0) return zeros(m.shape.slice(0, -1), { dtype: "int32" });
+  return m.argmax(-1).add(1).mul(m.max(-1));
+}
+
+/** x from LU and two triangular solves (a LinAlgError of `op` where a pivot is zero) and info (its index). */
+function luSolveEx(a: Tensor, b: Tensor, op: string | null): [Tensor, Tensor] {
+  const { L: lower, U, P } = L.luUnpack(L.lu(a));
+  const x = L.triangularSolve(U, L.triangularSolve(lower, P.matmul(b), true, true), false, false, op);
+  return [x, firstTrue(diagonalOf(U).eq(0))];
+}
+
+/**
+ * torch.linalg.solve_ex: solve's result and `info` (int32 [*]): 0, or the 1-based index of the first zero
+ * pivot of A's LU factorization (A singular: the result then holds inf/NaN). No error unless `checkErrors`.
+ */
+export function solveEx(A: Tensor, B: Tensor, opts: SolveOpts & ExOpts = {}): WithInfo<"result"> {
+  const op = "linalg.solveEx";
+  const [a, b, back] = solveOperands(op, A, B, opts.left ?? true);
+  const [x, info] = luSolveEx(a, b, opts.checkErrors ? op : null);
+  return named("result", back(x), "info", info) as WithInfo<"result">;
+}
+
+/**
+ * torch.linalg.inv_ex: inv's result and `info` (int32 [*]): 0, or the 1-based index of the first zero pivot
+ * of A's LU factorization (A singular: the inverse then holds inf/NaN). No error unless `checkErrors`.
+ */
+export function invEx(A: Tensor, opts: ExOpts = {}): WithInfo<"inverse"> {
+  const op = "linalg.invEx";
+  checkMatrix(op, A, true);
+  const n = A.shape[A.ndim - 1];
+  const [x, info] = luSolveEx(A, L.eyeOf(n, A.dtype).expand(A.shape), opts.checkErrors ? op : null);
+  return named("inverse", x, "info", info) as WithInfo<"inverse">;
+}
+
+/**
+ * torch.linalg.cholesky_ex: the Cholesky factor and `info` (int32 [*]): 0, or the order of the first leading
+ * minor that is not positive-definite; such a matrix's factor is NaN from that column on (PyTorch leaves
+ * LAPACK's partial values there). No error unless `checkErrors`. As `cholesky` here, a NaN input fails (info
+ * > 0; PyTorch's LAPACK reports 0 and returns NaN).
+ */
+export function choleskyEx(A: Tensor, opts: CholeskyOpts & ExOpts = {}): WithInfo<"L"> {
+  const op = "linalg.choleskyEx";
+  checkMatrix(op, A, true);
+  const l = L.cholesky(A, opts.checkErrors ? op : null);
+  const d = diagonalOf(l);
+  const info = firstTrue(d.ne(d));
+  return named("L", opts.upper ? L.mT(l) : l, "info", info) as WithInfo<"L">;
 }
 
 /**
@@ -137,7 +219,7 @@ export interface CholeskyOpts {
  */
 export function cholesky(A: Tensor, opts: CholeskyOpts = {}): Tensor {
   checkMatrix("linalg.cholesky", A, true);
-  const l = L.cholesky(A);
+  const l = L.cholesky(A, "linalg.cholesky");
   return opts.upper ? L.mT(l) : l;
 }
 

@@ -2,7 +2,7 @@
  * Functional layers: convolution and pooling (NCHW), linear, and the fused bias + activation they can end in,
  * with PyTorch's argument conventions and checks that name the op, the shapes and what was expected.
  */
-import { autocastDtype, castLow, castLowOpt, lowLinear } from "../amp.ts";
+import { autocastDtype, castLow, castLowOpt, lowLinear, lowMatmulT } from "../amp.ts";
 import { ACTIVATIONS, type Activation } from "../backend/backend.ts";
 import { isFloat } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
@@ -96,12 +96,14 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Li
       `linear: expected input [..., ${weight.shape[1]}] for weight ${fmtShape(weight.shape)}, got ${fmtShape(x.shape)}`,
     );
   }
-  // autocast: a float32 weight's gradient comes from one float32-accumulated GEMM in its layout (src/amp.ts)
+  // autocast: bfloat16 GEMM with the bias and relu fused, float32 master gradients (src/amp.ts)
   const low = autocastDtype();
-  const y =
-    low !== null && weight.dtype === "float32" && (x.dtype === "float32" || x.dtype === low)
-      ? lowLinear(x, weight)
-      : matmul(x, transpose(weight, 0, 1));
+  const lowW = low !== null && weight.dtype === "float32" && (x.dtype === "float32" || x.dtype === low);
+  if (lowW && (bias == null || (bias.ndim === 1 && bias.shape[0] === weight.shape[0]))) {
+    const fused = lowLinear(x, weight, bias ?? null, opts.activation);
+    if (fused !== null) return fused;
+  }
+  const y = lowW ? lowMatmulT(x, weight) : matmul(x, transpose(weight, 0, 1));
   const b = castLowOpt(bias) ?? null; // autocast: the bias in the product's dtype, as PyTorch's linear
   if (b !== null && (b.ndim !== 1 || b.shape[0] !== weight.shape[0])) {
     throw new ShapeError(`linear: bias must have shape [${weight.shape[0]}], got ${fmtShape(b.shape)}`);

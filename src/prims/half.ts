@@ -147,6 +147,9 @@ export function dotBF16Float32(a: Tensor, b: Tensor): Tensor | null {
   return k.dotBF16(viewOf(a), viewOf(b), o._data as Float32Array) ? o : null;
 }
 
+/** From this many multiply-adds a bfloat16 product runs the bfloat16 GEMM with a bfloat16 output. */
+const DIRECT_MIN = 4096;
+
 /** Whether any argument is a 16-bit float tensor. */
 function anyHalf(args: readonly Tensor[]): boolean {
   for (let i = 0; i < args.length; i++) {
@@ -166,9 +169,15 @@ export function runImpl<P>(prim: Primitive<P>, args: readonly Tensor[], params: 
   if (ON_STORAGE.has(prim.name)) return prim.impl(args, params, out);
   if (prim.name === "dot" && od === "bfloat16" && args[0].dtype === od && args[1].dtype === od) {
     const k = halfKernelsOf(getBackend().name);
+    const [a, b] = args;
+    if (k?.gemmBF16 !== undefined && sizeOf(out.shape) * a.shape[a.ndim - 1] >= DIRECT_MIN) {
+      // the GEMM rounds its float32 accumulators to bfloat16 as it stores them
+      const o = allocOut(out);
+      if (k.gemmBF16(viewOf(a), viewOf(b), o._data as Uint16Array)) return o;
+    }
     if (k?.dotBF16 !== undefined) {
       const o = allocOut({ shape: out.shape, dtype: "float32" });
-      if (k.dotBF16(viewOf(args[0]), viewOf(args[1]), o._data as Float32Array)) return narrow(o, od);
+      if (k.dotBF16(viewOf(a), viewOf(b), o._data as Float32Array)) return narrow(o, od);
     }
   }
   const wide = args.map((a) => (isHalf(a.dtype) ? widen(a) : a));

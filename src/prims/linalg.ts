@@ -302,23 +302,29 @@ function sym(x: Tensor): Tensor {
   return x.add(mT(x)).mul(0.5);
 }
 
+export interface CholeskyParams {
+  /** The op a matrix that is not positive-definite is a LinAlgError of; null: no error, NaN columns instead. */
+  readonly op: string | null;
+}
+
 /**
- * Lower Cholesky factor (the lower triangle of a is read; a LinAlgError if it is not positive-definite).
+ * Lower Cholesky factor (the lower triangle of a is read; a LinAlgError naming `op` if it is not
+ * positive-definite, or with `op` null NaN columns from the failing one on).
  * With sym(dA) the symmetric part of the tangent: dL = L phi(L^-1 sym(dA) L^-T), phi = tril with the diagonal
  * halved; reverse: dA-bar = sym(L^-T phi(L^T gL) L^-1) (PyTorch's cholesky_backward).
  */
-export const choleskyP: Primitive<null> = {
+export const choleskyP: Primitive<CholeskyParams> = {
   name: "cholesky",
   abstract([a]) {
     checkFloatMatrix("cholesky", a, true);
     return a;
   },
-  impl([a], _p, out) {
+  impl([a], p, out) {
     const o = allocOut(out);
-    kernels().cholesky(viewOf(a), o._data!);
+    kernels().cholesky(viewOf(a), o._data!, p.op);
     return o;
   },
-  derivative: rule<null>(
+  derivative: rule<CholeskyParams>(
     (_xs, [ta], L) => {
       const Y = triangularSolve(L, sym(ta as Tensor), true);
       const M = solveRight(Y, mT(L), false);
@@ -331,7 +337,7 @@ export const choleskyP: Primitive<null> = {
     },
     { saveInputs: false, saveOutput: true },
   ),
-  batch: batchAll<null>(),
+  batch: batchAll<CholeskyParams>(),
 };
 
 // ---- qr --------------------------------------------------------------------------------------------------------
@@ -645,8 +651,8 @@ export const linalgPrimitives = {
 export function lu(a: Tensor): Tensor {
   return bind(luP, [a], null);
 }
-export function cholesky(a: Tensor): Tensor {
-  return bind(choleskyP, [a], null);
+export function cholesky(a: Tensor, op: string | null = "linalg.cholesky"): Tensor {
+  return bind(choleskyP, [a], { op });
 }
 export function qr(a: Tensor, complete: boolean): Tensor {
   return bind(qrP, [a], { complete });

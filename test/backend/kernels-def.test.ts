@@ -251,7 +251,12 @@ const SAMPLES: Record<string, Sample[]> = {
   dotBF16: [
     {
       call: (b) => half(b).dotBF16!(view(gA, [40, 30], [30, 1], 0), view(gB, [30, 20], [1, 30], 2), gOut),
-      views: [view(bytesOf(gA), [40, 30, 2], [60, 2, 1], 0), view(bytesOf(gB), [30, 20, 2], [2, 60, 1], 4)],
+      views: [
+        view(bytesOf(gA), [40, 30, 2], [60, 2, 1], 0),
+        view(bytesOf(gB), [30, 20, 2], [2, 60, 1], 4),
+        null, // no bias
+        null, // no mask
+      ],
       outs: [gOut],
       values: { shape: [40, 20] },
     },

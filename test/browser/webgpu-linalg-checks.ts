@@ -2,7 +2,8 @@
  * Browser-page checks of the webgpu backend's linalg kernels (wgsl-linalg.ts: every kernel)
  * against the js reference (src/backend/js/decomp.ts) on batched, strided and odd-sized matrices and empty
  * batches, plus the value-dependent failures: a zero pivot column, a zero diagonal with `op` (host-readable
- * and device-only), a matrix that is not positive-definite. Called by webgpu-page.ts with its checking kit.
+ * and device-only: the LinAlgError at once or when the result is read) and without, a matrix that is not
+ * positive-definite (the same, and the NaN columns without `op`). Called by webgpu-page.ts with its checking kit.
  */
 import type { View } from "../../src/backend/backend.ts";
 import { syncToHost } from "../../src/backend/device.ts";
@@ -162,8 +163,8 @@ async function triangularSolveChecks(kit: CheckKit): Promise<void> {
       }
     }
   }
-  // a zero on the diagonal with `op`: a LinAlgError where a's values can be read on the host, inf/NaN in the
-  // solution on device-only values (no synchronous read); unitDiagonal never reads it
+  // a zero on the diagonal with `op`: a LinAlgError, at once where a's values can be read on the host, when the
+  // solution is read (`await`) on device-only values (the kernel's info word); unitDiagonal never reads it
   const g = cr.getBackend();
   for (const where of WHERE) {
     const a = matPair(
@@ -177,22 +178,32 @@ async function triangularSolveChecks(kit: CheckKit): Promise<void> {
     const rhs = matPair(kit, [2], 4, 2, () => 1, "host");
     const out = g.alloc("float32", 16);
     let failure: string | null = null;
+    let thrown = "";
     try {
       g.linalg!.triangularSolve(a.gpu, rhs.gpu, true, false, "linalg.solve", out);
+      thrown = "on reading";
       await syncToHost(out);
-      if (where !== "device") failure = `triangularSolve zero diagonal (${where}): no LinAlgError`;
-      else if (
-        out.slice(0, 8).some((x) => !Number.isFinite(x)) ||
-        !out.slice(8).some((x) => !Number.isFinite(x))
-      )
-        failure = `triangularSolve zero diagonal (device): want inf/NaN in batch element 1 only, got ${out}`;
+      failure = `triangularSolve zero diagonal (${where}): no LinAlgError`;
     } catch (e) {
       const want = "linalg.solve: (Batch element 1): The solver failed because the input matrix is singular.";
-      if (where === "device" || !(e instanceof LinAlgError) || e.message !== want) {
-        failure = `triangularSolve zero diagonal (${where}): threw ${e}`;
+      if (
+        (where === "device") !== (thrown === "on reading") ||
+        !(e instanceof LinAlgError) ||
+        e.message !== want
+      ) {
+        failure = `triangularSolve zero diagonal (${where}): threw ${thrown || "at once"}: ${e}`;
       }
     }
     kit.note(failure);
+    // without `op`: no error, inf/NaN in batch element 1 only
+    const o2 = g.alloc("float32", 16);
+    g.linalg!.triangularSolve(a.gpu, rhs.gpu, true, false, null, o2);
+    await syncToHost(o2);
+    kit.note(
+      o2.slice(0, 8).some((x) => !Number.isFinite(x)) || !o2.slice(8).some((x) => !Number.isFinite(x))
+        ? `triangularSolve zero diagonal without op (${where}): want inf/NaN in batch element 1 only, got ${o2}`
+        : null,
+    );
   }
 }
 
@@ -213,8 +224,9 @@ async function choleskyChecks(kit: CheckKit): Promise<void> {
       (s === "js" ? J : b.linalg!).cholesky(a[s], o),
     );
   }
-  // not positive-definite (batch element 1, its leading minor of order 2): the LinAlgError where the values
-  // can be read on the host; NaN throughout that matrix (only) on device-only values
+  // not positive-definite (batch element 1, its leading minor of order 2): the LinAlgError, at once where the
+  // values can be read on the host, when the factor is read (`await`) on device-only values; with `op` null no
+  // error, and batch element 1 has its first column and NaN in the others, as js
   const g = cr.getBackend();
   const m0 = [4, 0, 0, 2, 5, 0, 1, 1, 6];
   const m1 = [1, 0, 0, 2, 1, 0, 0, 0, 1];
@@ -222,23 +234,29 @@ async function choleskyChecks(kit: CheckKit): Promise<void> {
     const a = matPair(kit, [2], 3, 3, (b, i, j) => (b === 0 ? m0 : m1)[i * 3 + j], where);
     const out = g.alloc("float32", 18);
     let failure: string | null = null;
+    let thrown = "";
     try {
       g.linalg!.cholesky(a.gpu, out);
+      thrown = "on reading";
       await syncToHost(out);
-      const want = new Float32Array(9);
-      J.cholesky({ data: new Float32Array(m0), shape: [3, 3], strides: [3, 1], offset: 0 }, want);
-      if (where !== "device") failure = `cholesky not positive-definite (${where}): no LinAlgError`;
-      else if (
-        !out.slice(9).every(Number.isNaN) ||
-        out.slice(0, 9).some((x, i) => Math.abs(x - want[i]) > 1e-5)
-      )
-        failure = `cholesky not positive-definite (device): want the first factor and NaN, got ${out}`;
+      failure = `cholesky not positive-definite (${where}): no LinAlgError`;
     } catch (e) {
-      if (where === "device" || !(e instanceof LinAlgError) || !/Batch element 1.*order 2/.test(e.message)) {
-        failure = `cholesky not positive-definite (${where}): threw ${e}`;
+      if (
+        (where === "device") !== (thrown === "on reading") ||
+        !(e instanceof LinAlgError) ||
+        !/^linalg\.cholesky: \(Batch element 1\).*order 2 /.test(e.message)
+      ) {
+        failure = `cholesky not positive-definite (${where}): threw ${thrown || "at once"}: ${e}`;
       }
     }
     kit.note(failure);
+    await kit.check(
+      `cholesky not positive-definite, op null (${where})`,
+      "float32",
+      [2, 3, 3],
+      TOL(3),
+      (b, s, o) => (s === "js" ? J : b.linalg!).cholesky(a[s], o, null),
+    );
   }
 }
 

@@ -21,13 +21,14 @@ import type {
 import { syncToHost } from "../../src/backend/device.ts";
 import { jsBackend as J } from "../../src/backend/js/index.ts";
 import { gpuStorage } from "../../src/backend/webgpu/gpu.ts";
-import { webgpuInfo, webgpuMemory } from "../../src/backend/webgpu/index.ts";
+import { setWebgpuHostFirst, webgpuInfo, webgpuMemory } from "../../src/backend/webgpu/index.ts";
 import { allocTyped, type DType, type TypedArray } from "../../src/dtype.ts";
 import * as cr from "../../src/index.ts";
 import { OPS } from "../opinfo.ts";
 import { type Nd, nd } from "../ref.ts";
 import type { WebgpuReport } from "./webgpu-report.ts";
 import { cnnStepsAsync, mlpStepsAsync } from "./webgpu-scenario.ts";
+import { deviceErrorChecks } from "./webgpu-errors-checks.ts";
 import { linalgKernelChecks } from "./webgpu-linalg-checks.ts";
 import { wgslKernelChecks } from "./webgpu-wgsl-checks.ts";
 
@@ -106,8 +107,8 @@ function randView(shape: readonly number[], dtype: DType, gen: Gen, broadcast = 
   const host = allocTyped(dtype, total);
   for (let i = 0; i < total; i++) host[i] = gen(rng);
   let dev: TypedArray = host;
-  // int32 / bool values only the host has run on the host (index.ts, hostFirst): upload them, so that their
-  // kernels run the WGSL
+  // every other float32 input, and every int32 / bool one, is a device array already uploaded (the others are
+  // ordinary arrays, uploaded as temporaries); the checks run with hostFirst off (runWebgpuChecks)
   if (flip++ % 2 === 0 || dtype !== "float32") {
     dev = cr.getBackend().alloc(dtype, total);
     for (let i = 0; i < total; i++) dev[i] = host[i];
@@ -639,6 +640,8 @@ export async function runWebgpuChecks(
   const init = await cr.init({ backend: "webgpu" });
   if (init.backend !== "webgpu") return { skip: init.fallback ?? `init chose ${init.backend}` };
   const t0 = performance.now();
+  // the kernel checks test the WGSL: bool / int32 results of host-readable operands run it too (index.ts)
+  const hostFirst = setWebgpuHostFirst(false);
   await kernelChecks();
   // the WGSL kernels of attention, the recurrent cells, argsort and jit's fusion (webgpu-wgsl-checks.ts)
   await wgslKernelChecks({
@@ -660,6 +663,7 @@ export async function runWebgpuChecks(
       if (failure !== null) failures.push(failure);
     },
   });
+  setWebgpuHostFirst(hostFirst);
   const kernelsMs = performance.now() - t0;
   const syncRead = await syncReadChecks();
   const memory = await memoryChecks();
@@ -667,7 +671,10 @@ export async function runWebgpuChecks(
   const cnn = await cnnStepsAsync(4);
   const opTable = opts.opTable === false ? null : await opTableChecks();
   const jit = await jitCheck();
+  // LinAlgErrors of device-only values, NaN comparisons, a bool mask in float64 work (webgpu-errors-checks.ts)
+  const deviceErrors = await deviceErrorChecks();
   return {
+    deviceErrors,
     init,
     info: webgpuInfo()!,
     checked,

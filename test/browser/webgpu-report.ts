@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { setBackend } from "../../src/index.ts";
+import type { DeviceErrorReport } from "./webgpu-errors-checks.ts";
 import { cnnStepsAsync, type MlpResult, mlpStepsAsync } from "./webgpu-scenario.ts";
 
 /** What `runWebgpuChecks` reports (as JSON from the page, or directly in Node). */
@@ -29,6 +30,77 @@ export interface WebgpuReport {
   /** Null when the run left the op table out. */
   opTable: { checked: number; failures: string[]; syncOnly: string[] } | null;
   jit: number[];
+  deviceErrors: DeviceErrorReport;
+}
+
+const CHOLESKY_1_2 =
+  "(Batch element 1): The factorization could not be completed because the input is not positive-definite " +
+  "(the leading minor of order 2 is not positive-definite).";
+
+/** The device-error checks (webgpu-errors-checks.ts): PyTorch's messages when values are read, info, NaN, masks. */
+function assertDeviceErrors(d: DeviceErrorReport): void {
+  const chol = `LinAlgError: linalg.cholesky: ${CHOLESKY_1_2}`;
+  assert.equal(d.cholesky.factor, chol, "cholesky of device-only values: the error when the factor is read");
+  assert.equal(d.cholesky.derived, chol, "... when a value computed from it is read");
+  assert.equal(d.cholesky.again, chol, "... and again on a second read");
+  assert.match(d.cholesky.dataSync, /^DeviceReadError: /, "no host copy after the failed read");
+  assert.deepEqual(d.cholesky.unrelated, [2, 3], "unrelated values read fine");
+  assert.equal(d.jit, chol, "through jit");
+  assert.equal(d.atOnce, chol, "host-readable values: at once");
+  assert.equal(
+    d.inv,
+    "LinAlgError: linalg.inv: (Batch element 0): The diagonal element 2 is zero, the inversion could not be completed because the input matrix is singular.",
+  );
+  assert.equal(
+    d.solve,
+    "LinAlgError: linalg.solve: (Batch element 0): The solver failed because the input matrix is singular.",
+  );
+  assert.equal(
+    d.invSingle,
+    "LinAlgError: linalg.inv: The diagonal element 2 is zero, the inversion could not be completed because the input matrix is singular.",
+  );
+  // the good results (by hand: L of [[4,2],[2,3]] and [[9,3],[3,5]], their inverses and solutions)
+  const num = (v: (number | string)[]) => v.map(Number);
+  close(num(d.good.chol), [2, 0, 1, Math.SQRT2, 3, 0, 1, 2], 1e-6, "good cholesky");
+  close(num(d.good.inv), [0.375, -0.25, -0.25, 0.5, 1, 0, 0, 1], 1e-6, "good inv");
+  close(num(d.good.solve), [-1 / 36, 15 / 36, 1, 2], 1e-6, "good solve");
+  // the *Ex functions: info on the device (PyTorch's values: cholesky_ex info [0, 2, 0], inv_ex [2, 0])
+  assert.deepEqual(d.ex.cholInfo, [0, 2, 0]);
+  const L = d.ex.cholL;
+  assert.equal(L[7], "NaN", "choleskyEx: NaN from the failing column on");
+  close(
+    num([...L.slice(0, 7), ...L.slice(8)]),
+    [2, 0, 1, Math.SQRT2, 1, 0, 2, 3, 0, 1, 2],
+    1e-6,
+    "choleskyEx L",
+  );
+  assert.deepEqual(d.ex.invInfo, [2, 0]);
+  assert.ok(
+    d.ex.inverse.slice(0, 4).every((v) => typeof v === "string"),
+    `invEx inf/NaN: ${d.ex.inverse}`,
+  );
+  assert.deepEqual(d.ex.inverse.slice(4), [1, 0, 0, 1]);
+  assert.deepEqual(d.ex.solveInfo, [2, 0]);
+  assert.equal(d.ex.checkErrors, `LinAlgError: linalg.choleskyEx: ${CHOLESKY_1_2}`);
+  // IEEE comparisons with NaN, as JavaScript's
+  const x = [Number.NaN, 1, Number.NaN, 2, 3];
+  const z = [Number.NaN, 1, 3, Number.NaN, 3];
+  const cmp: Record<string, (a: number, b: number) => boolean> = {
+    eq: (a, b) => a === b,
+    ne: (a, b) => a !== b,
+    lt: (a, b) => a < b,
+    le: (a, b) => a <= b,
+    gt: (a, b) => a > b,
+    ge: (a, b) => a >= b,
+  };
+  for (const [op, f] of Object.entries(cmp)) {
+    assert.deepEqual(
+      d.nan[op],
+      x.map((a, i) => (f(a, z[i]) ? 1 : 0)),
+      `${op} with NaN on the GPU`,
+    );
+  }
+  assert.equal(d.boolMask.float64, "ok", "a bool mask used on the GPU, then negated inside float64 work");
 }
 
 /** Elementwise |got - want| <= tol (1 + |want|), naming `what` and the index on failure. */
@@ -86,6 +158,8 @@ export async function assertWebgpuReport(
   // jit on webgpu: relu(a * b + 1) = [[3, 0, 0], [1.5, 5, 0]]; times b^T, summed over rows:
   // row 0: [3*2, 3*1] -> 6 + 3 = 9; row 1: [1.5*2 + 5*1, 1.5 + 5] -> 8 + 6.5 = 14.5
   assert.deepEqual(r.jit, [9, 14.5, 9, 14.5], "jitted function on webgpu, twice");
+
+  assertDeviceErrors(r.deviceErrors);
 
   // the op table's float32 forward checks on webgpu (ops reading GPU values synchronously listed apart)
   if (!opts.opTable) return;

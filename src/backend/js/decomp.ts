@@ -29,7 +29,31 @@ function batchOf(v: View): number {
 
 /** "(Batch element i): " when the operand has batch dimensions, as PyTorch prefixes its messages. */
 function batchPrefix(v: View, b: number): string {
-  return v.shape.length > 2 ? `(Batch element ${b}): ` : "";
+  return batchElement(v.shape.length > 2, b);
+}
+
+/**
+ * PyTorch's message for a zero on U's diagonal (1-based `i`) in solve / inv (`op` names the function; inv
+ * names the element, solve does not), after the batch prefix.
+ */
+export function singularMessage(op: string, prefix: string, i: number): string {
+  const why = /\binv/.test(op)
+    ? `The diagonal element ${i} is zero, the inversion could not be completed because the input matrix is singular.`
+    : "The solver failed because the input matrix is singular.";
+  return `${op}: ${prefix}${why}`;
+}
+
+/** PyTorch's message for a Cholesky factorization failing at the leading minor of (1-based) `order`. */
+export function choleskyMessage(op: string, prefix: string, order: number): string {
+  return (
+    `${op}: ${prefix}The factorization could not be completed because the input is not positive-definite ` +
+    `(the leading minor of order ${order} is not positive-definite).`
+  );
+}
+
+/** "(Batch element b): " for batched operands (`batched`), as PyTorch prefixes its messages; else "". */
+export function batchElement(batched: boolean, b: number): string {
+  return batched ? `(Batch element ${b}): ` : "";
 }
 
 /** Matrix `b` (rows x cols) of the flat row-major `src` as a float64 copy. */
@@ -132,14 +156,7 @@ function triangularSolve(
     const ao = b * n * n;
     if (op !== null && !unitDiagonal) {
       for (let i = 0; i < n; i++) {
-        if (A[ao + i * n + i] === 0) {
-          // PyTorch's wording: inv names the (1-based) zero diagonal element of U, solve does not
-          const why =
-            op === "linalg.inv"
-              ? `The diagonal element ${i + 1} is zero, the inversion could not be completed because the input matrix is singular.`
-              : "The solver failed because the input matrix is singular.";
-          throw new LinAlgError(`${op}: ${batchPrefix(a, b)}${why}`);
-        }
+        if (A[ao + i * n + i] === 0) throw new LinAlgError(singularMessage(op, batchPrefix(a, b), i + 1));
       }
     }
     const x = load(B, b, n, k);
@@ -159,7 +176,7 @@ function triangularSolve(
   }
 }
 
-function cholesky(a: View, out: TypedArray): void {
+function cholesky(a: View, out: TypedArray, op: string | null = "linalg.cholesky"): void {
   const n = a.shape[a.shape.length - 1];
   const batch = batchOf(a);
   assertOutSize("cholesky", out, batch * n * n);
@@ -171,10 +188,10 @@ function cholesky(a: View, out: TypedArray): void {
       let s = A[j * n + j];
       for (let p = 0; p < j; p++) s -= L[j * n + p] * L[j * n + p];
       if (!(s > 0)) {
-        throw new LinAlgError(
-          `linalg.cholesky: ${batchPrefix(a, b)}The factorization could not be completed because the input is ` +
-            `not positive-definite (the leading minor of order ${j + 1} is not positive-definite).`,
-        );
+        if (op !== null) throw new LinAlgError(choleskyMessage(op, batchPrefix(a, b), j + 1));
+        // no error: the columns from the failing one on are NaN (the first NaN diagonal names the minor)
+        for (let c = j; c < n; c++) for (let i = c; i < n; i++) L[i * n + c] = Number.NaN;
+        break;
       }
       const d = Math.sqrt(s);
       L[j * n + j] = d;

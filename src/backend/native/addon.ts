@@ -124,8 +124,18 @@ export interface NativeAddon {
   ): void;
   /** float16 / bfloat16 casts (native/src/kernels/half.cc; absent from an addon built before them). */
   halfCast?(kind: number, x: TypedArray, out: TypedArray): void;
-  /** The bfloat16 GEMM with float32 accumulation (throws when the CPU or ISA build lacks AVX512_BF16). */
-  dotBF16?(a: TypedArray, b: TypedArray, out: TypedArray): void;
+  /**
+   * The bfloat16 GEMM with float32 accumulation and an epilogue (throws when the CPU or ISA build lacks
+   * AVX512_BF16): kind bit 0 relu, bit 1 / 2 the mask applies to a / b; bias and mask may be null.
+   */
+  dotBF16?(
+    kind: number,
+    a: TypedArray,
+    b: TypedArray,
+    bias: TypedArray | null,
+    mask: TypedArray | null,
+    out: TypedArray,
+  ): void;
 }
 
 /**

@@ -4,12 +4,12 @@
  * dtype codes have no 16-bit type, so 16-bit storage is passed as a Uint8Array over the same bytes and each view
  * gains a trailing axis of the two bytes of a value (extent 2, stride 1; the other strides and the offset
  * doubled): the addon then bounds-checks every byte the kernel reads (native/src/kernels/half.cc). Layouts are
- * kernels.def's (`half_cast`: "kind shape[#] view out:shape"; `gemm_bf16`: "shape[#] view view out:shape").
+ * kernels.def's (`half_cast`: "kind shape[#] view out:shape"; `gemm_bf16`: "kind shape[#] view view view? view? out:shape").
  */
 import { BFloat16Bits, type TypedArray } from "../../dtype.ts";
 import { isContiguous, sizeOf } from "../../shape.ts";
 import type { View } from "../backend.ts";
-import type { HalfKernels } from "../half.ts";
+import type { GemmBF16Opts, HalfKernels } from "../half.ts";
 import type { NativeAddon } from "./addon.ts";
 
 /** Below this many elements a cast stays in js (a call costs about as much as the loop). */
@@ -18,6 +18,9 @@ const CAST_MIN = 64;
 const GEMM_MIN = 4096;
 /** The largest rank of a native view (kMaxDims); a 16-bit view needs one more axis. */
 const MAX_RANK = 32;
+
+/** A 1 x 1 float32 matrix (gemmBF16Ready's probe). */
+const ONE_F32: View = { data: new Float32Array(1), shape: [1, 1], strides: [1, 1], offset: 0 };
 
 const byteViews = new WeakMap<Uint16Array, Uint8Array>();
 
@@ -44,6 +47,8 @@ export function createNativeHalfKernels(addon: NativeAddon, meta: Float64Array):
   if (typeof halfCast !== "function" || typeof dotBF16 !== "function") return undefined;
   /** ISA builds whose dotBF16 reported that it cannot run (no AVX512_BF16). */
   const noGemm = new Set<string>();
+  /** ISA builds gemmBF16Ready has probed. */
+  const probed = new Set<string>();
   let p = 0;
   /** A float32 view: dtype code 0, offset, rank, shape, strides. */
   function putF32(offset: number, shape: readonly number[], strides: readonly number[]): void {
@@ -62,6 +67,60 @@ export function createNativeHalfKernels(addon: NativeAddon, meta: Float64Array):
     meta[p++] = 2;
     for (const s of strides) meta[p++] = 2 * s;
     meta[p++] = 1;
+  }
+  /** A float32 view or a bfloat16 one (as bytes); false for any other storage. */
+  function putOperand(v: View): boolean {
+    if (v.data instanceof Float32Array) putF32(v.offset, v.shape, v.strides);
+    else if (v.data instanceof BFloat16Bits) put16(v.offset, v.shape, v.strides);
+    else return false;
+    return true;
+  }
+  const arrayOf = (v: View): TypedArray =>
+    v.data instanceof BFloat16Bits ? bytesOf(v.data) : (v.data as TypedArray);
+  function gemm(
+    av: View,
+    bv: View,
+    out: Float32Array | Uint16Array,
+    opts: GemmBF16Opts | undefined,
+    small = false,
+  ): boolean {
+    const nd = av.shape.length;
+    if (nd < 2 || nd + 1 > MAX_RANK || bv.shape.length !== nd) return false;
+    const shape = [...av.shape.slice(0, nd - 1), bv.shape[nd - 1]];
+    if (!small && sizeOf(shape) * av.shape[nd - 1] < GEMM_MIN) return false;
+    const isa = addon.isa();
+    if (noGemm.has(isa)) return false;
+    const bias = opts?.bias ?? null;
+    const mask = opts?.maskA ?? opts?.maskB ?? null;
+    const kind = (opts?.relu ? 1 : 0) | (opts?.maskA ? 2 : 0) | (opts?.maskB ? 4 : 0);
+    if (opts?.maskA && opts?.maskB) return false;
+    if (mask !== null && !(mask.data instanceof BFloat16Bits)) return false;
+    p = 0;
+    meta[p++] = nd;
+    for (const d of shape) meta[p++] = d;
+    if (!putOperand(av) || !putOperand(bv)) return false;
+    if (bias !== null && !putOperand(bias)) return false;
+    if (mask !== null) put16(mask.offset, mask.shape, mask.strides);
+    meta[p++] = out instanceof BFloat16Bits ? 3 : 0;
+    try {
+      dotBF16!.call(
+        addon,
+        kind,
+        arrayOf(av),
+        arrayOf(bv),
+        bias === null ? null : arrayOf(bias),
+        mask === null ? null : arrayOf(mask),
+        out instanceof BFloat16Bits ? bytesOf(out) : out,
+      );
+    } catch (e) {
+      // the ISA build or the CPU has no AVX512_BF16: the caller widens and runs the float32 GEMM
+      if (e instanceof Error && e.message.includes("AVX512_BF16")) {
+        noGemm.add(isa);
+        return false;
+      }
+      throw e;
+    }
+    return true;
   }
   return {
     castHalf(x: View, out: TypedArray): boolean {
@@ -88,30 +147,22 @@ export function createNativeHalfKernels(addon: NativeAddon, meta: Float64Array):
       return false;
     },
     dotBF16(av: View, bv: View, out: Float32Array): boolean {
-      const nd = av.shape.length;
-      if (nd < 2 || nd + 1 > MAX_RANK || bv.shape.length !== nd) return false;
       if (!(av.data instanceof BFloat16Bits && bv.data instanceof BFloat16Bits)) return false;
-      const shape = [...av.shape.slice(0, nd - 1), bv.shape[nd - 1]];
-      if (sizeOf(shape) * av.shape[nd - 1] < GEMM_MIN) return false;
+      return gemm(av, bv, out, undefined);
+    },
+    gemmBF16Ready(): boolean {
       const isa = addon.isa();
       if (noGemm.has(isa)) return false;
-      p = 0;
-      meta[p++] = nd;
-      for (const d of shape) meta[p++] = d;
-      put16(av.offset, av.shape, av.strides);
-      put16(bv.offset, bv.shape, bv.strides);
-      meta[p++] = 0;
-      try {
-        dotBF16.call(addon, bytesOf(av.data), bytesOf(bv.data), out);
-      } catch (e) {
-        // the ISA build or the CPU has no AVX512_BF16: the caller widens and runs the float32 GEMM
-        if (e instanceof Error && e.message.includes("AVX512_BF16")) {
-          noGemm.add(isa);
-          return false;
-        }
-        throw e;
+      if (!probed.has(isa)) {
+        probed.add(isa);
+        // a 1 x 1 x 1 product: throws (and marks the ISA) where there is no AVX512_BF16
+        gemm(ONE_F32, ONE_F32, new Float32Array(1), undefined, true);
       }
-      return true;
+      return !noGemm.has(isa);
+    },
+    gemmBF16(av: View, bv: View, out: Float32Array | Uint16Array, opts?: GemmBF16Opts): boolean {
+      if (out instanceof Uint16Array && !(out instanceof BFloat16Bits)) return false;
+      return gemm(av, bv, out, opts, true);
     },
   };
 }

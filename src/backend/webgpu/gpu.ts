@@ -72,6 +72,28 @@ const READ_ONLY_METHODS = new Set<string | symbol>([
 ]);
 
 /**
+ * A value-dependent failure a kernel may have found on the device (a matrix that is not positive-definite, a
+ * zero pivot): the kernel writes one int32 info word per matrix (0: fine) into `info`; the words are read back
+ * with the next read-back of any storage, and the error is raised by reading a value computed from the
+ * kernel's output (its storage carries the check; see `Gpu.readBack`).
+ */
+export class DeviceCheck {
+  /** 0 not read yet, 1 fine, 2 failed (`error` set). */
+  state = 0;
+  error: Error | null = null;
+  /** Resolves when a read-back in flight has resolved this check. */
+  reading: Promise<void> | null = null;
+
+  constructor(
+    /** The info words (`count` int32, at least 16 bytes). */
+    readonly info: GPUBuffer,
+    readonly count: number,
+    /** The error for the first matrix `b` whose info word is `word` (not 0). */
+    readonly fail: (b: number, word: number) => Error,
+  ) {}
+}
+
+/**
  * The storage behind one device array: a GPU buffer (allocated on first device use) and a host copy (allocated
  * on first host access), with a validity flag each. A kernel writing the buffer invalidates the host copy; a
  * host write invalidates the buffer (it is uploaded again before the next kernel reads it).
@@ -87,6 +109,8 @@ export class GpuStorage implements DeviceStorage {
   lastUsed = 0;
   /** Bumped by every device write (a read-back in flight checks it). */
   ver = 0;
+  /** The device checks of the kernels the values were computed from, not yet known to be fine (or null). */
+  checks: DeviceCheck[] | null = null;
 
   constructor(
     readonly gpu: Gpu,
@@ -120,6 +144,7 @@ export class GpuStorage implements DeviceStorage {
       this.devOk = true;
     }
     this.lastUsed = g.epoch;
+    if (this.checks !== null) g.noteChecks(this.checks);
     return this.buffer!;
   }
 
@@ -135,6 +160,7 @@ export class GpuStorage implements DeviceStorage {
     this.host = null;
     this.ver++;
     this.lastUsed = g.epoch;
+    g.noteOutput(this);
     return this.buffer!;
   }
 }
@@ -164,6 +190,7 @@ function fillAll(s: GpuStorage, arr: unknown, v: number, start?: number, end?: n
   s.hostOk = true;
   s.devOk = false;
   s.ver++;
+  s.checks = null;
   return arr;
 }
 
@@ -227,6 +254,13 @@ export class Gpu {
   private inUseCount = 0;
   private pooled = 0;
   private pooledCount = 0;
+  /** Device checks of the kernel call being recorded: those its inputs carry and those it adds. */
+  private callChecks: DeviceCheck[] = [];
+  /** The storages the kernel call being recorded writes (they get `callChecks`). */
+  private callOutputs: GpuStorage[] = [];
+  private callDepth = 0;
+  /** Device checks whose info words have not been read back yet. */
+  private unread: DeviceCheck[] = [];
   /** Submissions so far (for tests: batching keeps this well below the number of kernels). */
   submits = 0;
   dispatches = 0;
@@ -246,6 +280,53 @@ export class Gpu {
     registerDeviceArray(arr, s);
     this.finalizer.register(arr, s);
     return arr;
+  }
+
+  // ---- device checks (docs/webgpu.md, "Errors that depend on GPU values") --------------------------------
+
+  /** Start a kernel call: the checks its inputs carry pass to the storages it writes (calls may nest). */
+  beginCall(): void {
+    this.callDepth++;
+  }
+
+  /** End a kernel call: its outputs carry the checks of its inputs and its own (or none). */
+  endCall(): void {
+    if (--this.callDepth > 0) return;
+    this.assignChecks();
+    this.resetCall();
+  }
+
+  private assignChecks(): void {
+    if (this.callOutputs.length === 0) return;
+    // the usual case: no input carries a check (no array made)
+    const live = this.callChecks.length === 0 ? null : this.callChecks.filter((c) => c.state !== 1);
+    for (const s of this.callOutputs) s.checks = live === null || live.length === 0 ? null : live;
+  }
+
+  private resetCall(): void {
+    this.callChecks.length = 0;
+    this.callOutputs.length = 0;
+  }
+
+  /** An input of the current call carries `checks`. */
+  noteChecks(checks: readonly DeviceCheck[]): void {
+    for (const c of checks) if (c.state !== 1 && !this.callChecks.includes(c)) this.callChecks.push(c);
+  }
+
+  /** The current call writes `s`. */
+  noteOutput(s: GpuStorage): void {
+    if (!this.callOutputs.includes(s)) this.callOutputs.push(s);
+  }
+
+  /**
+   * A check of the current call: `count` info words (a fresh buffer the kernel writes, 0 per fine matrix) and
+   * the error of a failing one. The call's outputs carry it.
+   */
+  addCheck(count: number, fail: (b: number, word: number) => Error): DeviceCheck {
+    const c = new DeviceCheck(this.acquire(Math.max(1, count) * DEVICE_BYTES), count, fail);
+    this.unread.push(c);
+    this.callChecks.push(c);
+    return c;
   }
 
   // ---- buffers ----------------------------------------------------------------------------------------------
@@ -391,6 +472,10 @@ export class Gpu {
     this.dispatches++;
     for (const b of this.temps) this.free(b);
     this.temps = [];
+    if (this.callDepth === 0) {
+      this.assignChecks();
+      this.resetCall();
+    }
   }
 
   /** Submit the pending batch (parameters first), and let the buffers freed meanwhile be reused. */
@@ -411,29 +496,68 @@ export class Gpu {
     this.pendingFree = [];
   }
 
-  /** Read a storage's buffer back into its host copy. */
+  /**
+   * Read a storage's buffer back into its host copy. The info words of every device check not read yet come
+   * back in the same copy; if a check the storage carries failed, its error is thrown and the host copy stays
+   * stale (reading again throws again).
+   */
   async readBack(s: GpuStorage): Promise<void> {
     while (!s.hostOk) {
       const ver = s.ver;
+      const carried = s.checks;
       const bytes = s.length * DEVICE_BYTES;
       if (bytes === 0 || s.buffer === null) {
         s.hostOk = true;
         return;
       }
-      const staging = this.device.createBuffer({ size: Math.max(16, bytes), usage: 0x01 | 0x08 }); // MAP_READ | COPY_DST
-      this.endPass().copyBufferToBuffer(s.buffer, 0, staging, 0, bytes);
+      const checks = this.unread;
+      this.unread = [];
+      let total = bytes;
+      for (const c of checks) total += c.count * DEVICE_BYTES;
+      const staging = this.device.createBuffer({ size: Math.max(16, total), usage: 0x01 | 0x08 }); // MAP_READ | COPY_DST
+      const enc = this.endPass();
+      enc.copyBufferToBuffer(s.buffer, 0, staging, 0, bytes);
+      let at = bytes;
+      for (const c of checks) {
+        if (c.count > 0) enc.copyBufferToBuffer(c.info, 0, staging, at, c.count * DEVICE_BYTES);
+        at += c.count * DEVICE_BYTES;
+      }
+      let done = () => {};
+      const reading = new Promise<void>((r) => {
+        done = r;
+      });
+      for (const c of checks) c.reading = reading;
       this.flush();
-      await staging.mapAsync(1); // GPUMapMode.READ
-      const raw = staging.getMappedRange(0, bytes);
-      let host: TypedArray;
-      if (s.dtype === "bool") host = Uint8Array.from(new Uint32Array(raw));
-      else if (s.dtype === "int32") host = new Int32Array(raw.slice(0));
-      else host = new Float32Array(raw.slice(0));
-      staging.unmap();
-      staging.destroy();
-      if (s.ver === ver) {
-        s.host = host;
-        s.hostOk = true;
+      try {
+        await staging.mapAsync(1); // GPUMapMode.READ
+        const raw = staging.getMappedRange(0, total);
+        let host: TypedArray;
+        if (s.dtype === "bool") host = Uint8Array.from(new Uint32Array(raw, 0, s.length));
+        else if (s.dtype === "int32") host = new Int32Array(raw.slice(0, bytes));
+        else host = new Float32Array(raw.slice(0, bytes));
+        const words = new Int32Array(raw.slice(bytes, total));
+        at = 0;
+        for (const c of checks) {
+          const w = words.subarray(at, at + c.count);
+          at += c.count;
+          const bad = w.findIndex((x) => x !== 0);
+          c.state = bad < 0 ? 1 : 2;
+          if (bad >= 0) c.error = c.fail(bad, w[bad]);
+          this.free(c.info);
+        }
+        staging.unmap();
+        staging.destroy();
+        // the checks this storage carries (read by this read-back or by one in flight)
+        for (const c of carried ?? []) if (c.state === 0 && c.reading !== null) await c.reading;
+        const failed = carried?.find((c) => c.state === 2);
+        if (failed !== undefined) throw failed.error!;
+        if (s.ver === ver) {
+          s.host = host;
+          s.hostOk = true;
+          s.checks = null;
+        }
+      } finally {
+        done();
       }
     }
   }

@@ -108,18 +108,33 @@ function hostKernel(name: KernelName): Backend[KernelName] {
   }) as Backend[KernelName];
 }
 
-/** A plain array, or a device array whose values only the host has (never uploaded or since rewritten there). */
-function hostOnly(a: TypedArray): boolean {
-  const s = gpuStorage(a);
-  return s === undefined || (s.hostOk && !s.devOk);
+/** Whether `hostFirst` may run kernels on the host (tests of the WGSL kernels turn it off). */
+let hostFirstOn = true;
+
+/**
+ * Let (true, the default) or forbid (false) the bool / int32 kernels of host-readable operands to run on the
+ * host (`hostFirst`); returns the previous setting. For tests that call the kernels to check their WGSL.
+ * @internal
+ */
+export function setWebgpuHostFirst(on: boolean): boolean {
+  const old = hostFirstOn;
+  hostFirstOn = on;
+  return old;
+}
+
+/** A plain array, or a device array whose host copy is valid (fresh, written on the host, or read back). */
+function hostValid(a: TypedArray): boolean {
+  return gpuStorage(a)?.hostOk ?? true;
 }
 
 /**
- * Kernels over bool / int32 values that only the host has (e.g. a mask made from float64 values inside a
- * float64 backward, then negated or combined) run the js kernel on the host, into the output's host copy: on
- * the GPU their result could not be read synchronously by the float64 (host) kernels that consume it. Float32
- * operands or outputs, and values already on the GPU, keep the WGSL path (scatterAdd of int32 counts: scatter's
- * check that no position is written twice reads them on the host).
+ * Kernels with a bool / int32 result whose every operand the host can read (freshly created, computed on the
+ * host, or read back; also float32 operands, e.g. a mask `tensor(keep).gt(0)`) run the js kernel on the host,
+ * into the output's host copy, which is uploaded when a device kernel needs it. Such a result is then readable
+ * by both sides: float64 (host) kernels consume it synchronously (a mask negated or combined inside float64
+ * work), WGSL kernels after an upload. On the GPU it could only be read asynchronously, which a float64 kernel
+ * cannot do (nor can scatter's check that no position is written twice, which reads scatterAdd's int32 counts
+ * on the host). Float32 outputs, and operands only the GPU holds, keep the WGSL path.
  */
 function hostFirst(
   name: "unary" | "binary" | "where" | "cast" | "copy" | "reduce" | "argReduce" | "cumsum" | "scatterAdd",
@@ -133,19 +148,36 @@ function hostFirst(
     const out = (args.find(
       (a) => a !== null && typeof a === "object" && !Array.isArray(a) && !("strides" in a),
     ) ?? last.data) as TypedArray;
-    const onHostOnly =
+    const onHost =
+      hostFirstOn &&
       !(out instanceof Float32Array) &&
-      (gpuStorage(out)?.hostOk ?? true) &&
+      hostValid(out) &&
       args.every(
         (a) =>
           a === null ||
           typeof a !== "object" ||
           !("data" in a && "strides" in a) ||
-          (!((a as View).data instanceof Float32Array) && hostOnly((a as View).data)),
+          hostValid((a as View).data),
       );
-    if (onHostOnly) f(...args);
+    if (onHost) f(...args);
     else k(...args);
   };
+}
+
+/**
+ * `f` as one kernel call of device `g`: the device checks its inputs carry (and those it adds: the linalg
+ * kernels' info words) pass to the storages it writes, so that reading any value computed from a failed
+ * factorization raises its error (gpu.ts, DeviceCheck).
+ */
+function call<F extends (...args: never[]) => unknown>(g: Gpu, f: F): F {
+  return ((...args: Parameters<F>) => {
+    g.beginCall();
+    try {
+      return f(...args);
+    } finally {
+      g.endCall();
+    }
+  }) as F;
 }
 
 function build(g: Gpu): BackendImpl {
@@ -164,7 +196,15 @@ function build(g: Gpu): BackendImpl {
     "scatterAdd",
   ] as const)
     host[name] = hostFirst(name, impl);
-  return { ...impl, ...host } as BackendImpl;
+  const all: Record<string, unknown> = { ...impl, ...host };
+  for (const [name, f] of Object.entries(all)) {
+    if (name !== "alloc" && typeof f === "function") all[name] = call(g, f as (...a: never[]) => unknown);
+  }
+  const la = impl.linalg!;
+  all.linalg = Object.fromEntries(
+    Object.entries(la).map(([name, f]) => [name, call(g, (f as (...a: never[]) => unknown).bind(la))]),
+  );
+  return all as unknown as BackendImpl;
 }
 
 function gpuKernels(g: Gpu): BackendImpl {

@@ -24,7 +24,7 @@
  * per operand slot q, k, v, mask, o, dout: (offset, leadStrides[lr], rowStride, colStride)] (absent operands
  * zeros). out is contiguous: [nb, L, Ev + 1] forward, [nb, L E + S E + S Ev] backward.
  */
-import { FLOAT_PRELUDE } from "./wgsl.ts";
+import { FLOAT_PRELUDE, groupMain } from "./wgsl.ts";
 
 /** Query rows per workgroup tile (and keys per streamed block). */
 export const ATT_BQ = 16;
@@ -107,8 +107,7 @@ fn dots_${name}(i0: i32, j0: i32, t: i32, ao: i32, bo: i32, rowsA: i32, rowsB: i
 }`;
 }
 
-const HEAD = `@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+const HEAD = `${groupMain(64)} {
   let g = i32(wid.x + wid.y * nwg.x);
   let nb = P[0];
   let L = P[1];

@@ -9,18 +9,12 @@
  * a 0 word (the opaque identity between registers).
  */
 import type { FusedProgram } from "../backend.ts";
-import { binaryExpr, header, LINEAR_ID, MAIN, unaryExpr } from "./wgsl.ts";
+import { binaryExpr, header, LINEAR_ID, MAIN, stridedOffsets, unaryExpr } from "./wgsl.ts";
 
 /** The shader of `prog` (float32). */
 export function fusedShader(prog: FusedProgram): string {
   const k = prog.numInputs;
   const lines: string[] = [];
-  const decl: string[] = [];
-  const acc: string[] = [];
-  for (let j = 0; j < k; j++) {
-    decl.push(`var o${j} = P[2 + rank + ${j} * (rank + 1)];`);
-    acc.push(`o${j} += q * P[3 + rank + ${j} * (rank + 1) + d];`);
-  }
   let ci = 0;
   prog.instrs.forEach((ins, i) => {
     let e: string | null;
@@ -51,14 +45,7 @@ ${MAIN} {
   let rank = P[1];
   let cbase = 2 + rank + ${k} * (rank + 1);
   zmask = bitcast<u32>(P[cbase + ${prog.consts.length}]);
-  var rem = i;
-  ${decl.join("\n  ")}
-  for (var d = rank - 1; d >= 0; d--) {
-    let s = P[2 + d];
-    let q = rem % s;
-    rem = rem / s;
-    ${acc.join("\n    ")}
-  }
+${stridedOffsets(k)}
   ${lines.join("\n  ")}
 }`;
 }

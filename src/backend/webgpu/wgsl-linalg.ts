@@ -5,17 +5,18 @@
  * Householder QR, the symmetric eigendecomposition (cyclic Jacobi) and the SVD (one-sided Jacobi) in WGSL,
  * float32 only. One workgroup per matrix of the batch works in place in the (contiguous) output buffer or a
  * scratch buffer: serial over the pivot / diagonal column or rotation, parallel over the rows and columns it
- * updates, with a storage barrier between the steps; the SVD is one thread per matrix (serial). The input
+ * updates, with a storage barrier between the steps; the SVD rotates disjoint column pairs in parallel
+ * (round-robin order) and finishes on one thread. The input
  * views may be strided (any batch shape and strides).
  *
  * Differences from the js reference, which computes in float64 and rounds once: the arithmetic is float32
- * (pivots are chosen on float32 values), and a value-dependent failure cannot throw from the device (that
- * would need a synchronous read of GPU values):
- * - cholesky writes NaN throughout a matrix that is not positive-definite; when the input's host copy is
- *   valid, the js kernel also runs on it first (into a scratch array) so that the LinAlgError of the contract
- *   is thrown as on the other backends;
- * - triangularSolve with `op` checks for a zero diagonal on the host when `a`'s host copy is valid (the
- *   LinAlgError of the contract); on device-only values the zero diagonal gives inf/NaN, as with `op` null.
+ * (pivots are chosen on float32 values), and a value-dependent failure cannot throw from the device at once
+ * (that would need a synchronous read of GPU values). cholesky and triangularSolve write an info word per
+ * matrix (the failing minor, the zero on the diagonal); with an `op` to raise, it becomes a device check
+ * (gpu.ts, DeviceCheck) that the output and everything computed from it carry, and reading such a value
+ * (`await t.data()`) throws the LinAlgError of the contract. When the input's host copy is valid the check
+ * also runs on the host first (the js kernel into a scratch array), so the error is thrown at once, as on the
+ * other backends.
  * float64 operands and host outputs run the js reference (on the host copies) as every kernel here does.
  *
  * Parameters (int32 words): [batch, nb, batchShape[nb], rows, cols, flags, then per matrix operand
@@ -23,9 +24,10 @@
  */
 import type { TypedArray } from "../../dtype.ts";
 import type { LinalgKernels, View } from "../backend.ts";
-import { linalgKernels as jsLinalg } from "../js/decomp.ts";
+import { LinAlgError } from "../../errors.ts";
+import { batchElement, choleskyMessage, linalgKernels as jsLinalg, singularMessage } from "../js/decomp.ts";
 import { type Gpu, gpuStorage } from "./gpu.ts";
-import { header } from "./wgsl.ts";
+import { groupMain, header, linearId, threadMain } from "./wgsl.ts";
 import { onHost } from "./kernels.ts";
 
 /** Threads per workgroup (one workgroup per matrix). */
@@ -49,8 +51,7 @@ fn opOff(q: i32, b: i32) -> i32 {
 fn rowStride(q: i32) -> i32 { return P[q + 1 + P[1]]; }
 fn colStride(q: i32) -> i32 { return P[q + 2 + P[1]]; }`;
 
-const ENTRY = `@compute @workgroup_size(${LA_GROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+const ENTRY = `${groupMain(LA_GROUP)} {
   let b = i32(wid.x + wid.y * nwg.x);
   if (b >= P[0]) { return; }
   let t = i32(lid.x);
@@ -135,11 +136,12 @@ ${ENTRY}
 
 /**
  * x = a^-1 b: in0 a [..., n, n], in1 b [..., n, k], out0 [..., n, k]; flags bit 0 lower, bit 1 unit diagonal.
+ * out1 [batch] (int32): the 1-based index of the first zero on the diagonal, 0 if none (or unit diagonal).
  * Column-oriented: once row i of x is final, it is divided by the diagonal and subtracted from the rows after
  * it (before it, upper), one (row, column) pair per thread.
  */
 export function triangularSolveShader(): string {
-  return `${header(["float32", "float32"], ["float32"])}
+  return `${header(["float32", "float32"], ["float32", "int32"])}
 ${OPERANDS}
 ${ENTRY}
   let k = P[3 + P[1]];
@@ -154,6 +156,15 @@ ${ENTRY}
   let brs = rowStride(qb);
   let bcs = colStride(qb);
   let o = b * n * k;
+  if (t == 0) {
+    var zero = 0;
+    if (!unit) {
+      for (var i = 0; i < n; i++) {
+        if (in0[ao + i * ars + i * acs] == 0.0) { zero = i + 1; break; }
+      }
+    }
+    out1[b] = zero;
+  }
   for (var e = t; e < n * k; e += ${LA_GROUP}) { out0[o + e] = in1[bo + (e / k) * brs + (e % k) * bcs]; }
   storageBarrier();
   for (var s = 0; s < n; s++) {
@@ -177,13 +188,14 @@ ${ENTRY}
 
 /**
  * Lower Cholesky factor: in0 a [..., n, n] (lower triangle read), out0 [..., n, n]. Right-looking: the column
- * is scaled by the root of its diagonal, then the trailing lower triangle updated. A diagonal that is not
- * positive (or NaN) marks the matrix, which is then overwritten with NaN.
+ * is scaled by the root of its diagonal, then the trailing lower triangle updated. The first diagonal that is
+ * not positive (or NaN), at column j, fails the matrix: out1 [batch] (int32) gets j + 1 (0 if none), and the
+ * columns from j on are NaN (the js reference's contract without an error).
  */
 export function choleskyShader(): string {
-  return `${header(["float32"], ["float32"])}
+  return `${header(["float32"], ["float32", "int32"])}
 ${OPERANDS}
-var<workgroup> bad: u32;
+var<workgroup> bad: i32;
 ${ENTRY}
   let qa = opq(0);
   let ao = opOff(qa, b);
@@ -200,7 +212,7 @@ ${ENTRY}
   storageBarrier();
   for (var j = 0; j < n; j++) {
     let d = out0[o + j * n + j];
-    if (t == 0 && !(d > 0.0)) { bad = 1u; }
+    if (t == 0 && bad == 0 && !(d > 0.0)) { bad = j + 1; }
     let r = sqrt(d);
     storageBarrier();
     for (var i = j + t; i < n; i += ${LA_GROUP}) {
@@ -215,9 +227,13 @@ ${ENTRY}
     }
     storageBarrier();
   }
-  workgroupBarrier();
-  if (bad != 0u) {
-    for (var e = t; e < n * n; e += ${LA_GROUP}) { out0[o + e] = f_nan(); }
+  let failed = workgroupUniformLoad(&bad);
+  if (t == 0) { out1[b] = failed; }
+  if (failed != 0) {
+    for (var e = t; e < n * n; e += ${LA_GROUP}) {
+      let c = e % n;
+      if (c >= failed - 1 && c <= e / n) { out0[o + e] = f_nan(); }
+    }
   }
 }`;
 }
@@ -335,9 +351,8 @@ ${ENTRY}
  */
 export function detShader(): string {
   return `${header(["float32"], ["float32"])}
-@compute @workgroup_size(${LA_GROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let b = i32(gid.x + gid.y * nwg.x * ${LA_GROUP}u);
+${threadMain(LA_GROUP)} {
+  ${linearId("b", LA_GROUP)}
   if (b >= P[0]) { return; }
   let n = P[1];
   let o = b * (n + 1) * n;
@@ -477,19 +492,39 @@ ${ENTRY}
 }
 
 /**
- * SVD by one-sided Jacobi, as the js reference, one thread per matrix (serial: correct, slow for big matrices):
- * in0 a [..., m, n] (flags bit 0: full), out0 the packed [..., m + 1 + kv, max(ku, n)], out1 scratch (P[5 + 2 nb
- * + 3]: words per matrix) holding W (r x k: A, or A^T when wide), Vk (k x k), s, the order, the validity flags,
- * the long-side vectors (r x rc) and two candidate vectors of the basis completion. Parameters as the others,
- * then the scratch stride.
+ * SVD by one-sided Jacobi, one workgroup per matrix: in0 a [..., m, n] (flags bit 0: full), out0 the packed
+ * [..., m + 1 + kv, max(ku, n)], out1 scratch (P[5 + 2 nb + 3]: words per matrix) holding W (r x k: A, or A^T
+ * when wide), Vk (k x k), s, the order, the validity flags, the long-side vectors (r x rc) and two candidate
+ * vectors of the basis completion. Parameters as the others, then the scratch stride.
+ *
+ * The sweeps are parallel: each sweep is k' - 1 rounds (k' = k rounded up to even) of the round-robin
+ * tournament (pair (rd, k'-1) and the pairs (rd + j, rd - j) mod k'-1), whose k'/2 column pairs are disjoint,
+ * so the workgroup's threads rotate them at once (a pair per thread: its three dot products over the r rows,
+ * then the rotation of its two columns of W and of Vk), a storage barrier between rounds. A pair is rotated
+ * unless its columns are already orthogonal to float32 eps (as the js reference's cyclic order, which visits
+ * the same pairs in another order); the sweeps end when none rotates (at most 80). The rest (norms, descending
+ * order, the basis completion of the negligible and full-matrices columns, the sign rule, the packed output) is
+ * the js reference's, on one thread.
  */
 export function svdShader(): string {
   return `${header(["float32"], ["float32", "float32"])}
 ${OPERANDS}
-@compute @workgroup_size(${LA_GROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let b = i32(gid.x + gid.y * nwg.x * ${LA_GROUP}u);
+var<workgroup> flags: array<u32, ${LA_GROUP}>;
+var<workgroup> orFlag: u32;
+fn anyThread(v: u32, t: i32) -> bool {
+  flags[t] = v;
+  workgroupBarrier();
+  if (t == 0) {
+    var f = 0u;
+    for (var i = 0; i < ${LA_GROUP}; i++) { f = f | flags[i]; }
+    orFlag = f;
+  }
+  return workgroupUniformLoad(&orFlag) != 0u;
+}
+${groupMain(LA_GROUP)} {
+  let b = i32(wid.x + wid.y * nwg.x);
   if (b >= P[0]) { return; }
+  let t = i32(lid.x);
   let m = P[2 + P[1]];
   let n = P[3 + P[1]];
   let full = (P[4 + P[1]] & 1) != 0;
@@ -514,21 +549,33 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let LG = VAL + rc;
   let CA = LG + r * rc;
   let BE = CA + r;
-  var finite = true;
-  for (var i = 0; i < m; i++) {
-    for (var j = 0; j < n; j++) {
-      let x = in0[ao + i * rs + j * cs];
-      if (f_isnan(x) || abs(x) == f_inf()) { finite = false; }
-      if (tall) { out1[W + i * k + j] = x; } else { out1[W + j * k + i] = x; }
-    }
+  var bad = 0u;
+  for (var e = t; e < m * n; e += ${LA_GROUP}) {
+    let i = e / n;
+    let j = e % n;
+    let x = in0[ao + i * rs + j * cs];
+    if (f_isnan(x) || abs(x) == f_inf()) { bad = 1u; }
+    if (tall) { out1[W + i * k + j] = x; } else { out1[W + j * k + i] = x; }
   }
-  for (var e = 0; e < per; e++) { out0[o + e] = select(f_nan(), 0.0, finite); }
+  for (var e = t; e < k * k; e += ${LA_GROUP}) { out1[VK + e] = select(0.0, 1.0, e / k == e % k); }
+  let finite = !anyThread(bad, t);
+  for (var e = t; e < per; e += ${LA_GROUP}) { out0[o + e] = select(f_nan(), 0.0, finite); }
+  storageBarrier();
   if (!finite) { return; }
-  for (var e = 0; e < k * k; e++) { out1[VK + e] = select(0.0, 1.0, e / k == e % k); }
+  let kk = k + (k & 1);
   for (var sweep = 0; sweep < 80; sweep++) {
-    var rotated = false;
-    for (var p = 0; p < k - 1; p++) {
-      for (var q = p + 1; q < k; q++) {
+    var rot = 0u;
+    for (var rd = 0; rd < kk - 1; rd++) {
+      for (var j = t; j < kk / 2; j += ${LA_GROUP}) {
+        var pa = kk - 1;
+        var pb = rd;
+        if (j > 0) {
+          pa = (rd + j) % (kk - 1);
+          pb = (rd - j + kk - 1) % (kk - 1);
+        }
+        let p = min(pa, pb);
+        let q = max(pa, pb);
+        if (q >= k) { continue; }
         var al = 0.0;
         var be = 0.0;
         var ga = 0.0;
@@ -540,11 +587,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
           ga += wp * wq;
         }
         if (ga == 0.0 || !(abs(ga) > ${(2 ** -23).toExponential()} * sqrt(al) * sqrt(be))) { continue; }
-        rotated = true;
+        rot = 1u;
         let zeta = (be - al) / (2.0 * ga);
-        let t = select(-1.0, 1.0, zeta >= 0.0) / (abs(zeta) + sqrt(1.0 + zeta * zeta));
-        let c = 1.0 / sqrt(1.0 + t * t);
-        let sn = c * t;
+        let tn = select(-1.0, 1.0, zeta >= 0.0) / (abs(zeta) + sqrt(1.0 + zeta * zeta));
+        let c = 1.0 / sqrt(1.0 + tn * tn);
+        let sn = c * tn;
         for (var i = 0; i < r; i++) {
           let wp = out1[W + i * k + p];
           let wq = out1[W + i * k + q];
@@ -558,9 +605,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
           out1[VK + i * k + q] = sn * vp + c * vq;
         }
       }
+      storageBarrier();
     }
-    if (!rotated) { break; }
+    if (!anyThread(rot, t)) { break; }
   }
+  // the rest on one thread, as the js reference
+  if (t != 0) { return; }
   for (var j = 0; j < k; j++) {
     var mx = 0.0;
     for (var i = 0; i < r; i++) { mx = max(mx, abs(out1[W + i * k + j])); }
@@ -706,6 +756,14 @@ export function webgpuLinalg(g: Gpu): LinalgKernels {
     (out.length === 0 || gpuStorage(out) !== undefined) &&
     ins.every((v) => v.data instanceof Float32Array);
 
+  /**
+   * A buffer for `count` info words: with `fail`, a device check of the current kernel call (its outputs, and
+   * everything computed from them, raise `fail`'s error when read while a word is not 0); without, scratch the
+   * caller frees after the dispatch.
+   */
+  const infoWords = (count: number, fail: ((b: number, word: number) => Error) | null): GPUBuffer =>
+    fail === null ? g.acquire(Math.max(1, count) * 4) : g.addCheck(count, fail).info;
+
   /** Record one dispatch over `ins` into `out`, one workgroup per matrix. */
   const run = (
     key: string,
@@ -762,18 +820,36 @@ export function webgpuLinalg(g: Gpu): LinalgKernels {
         jsLinalg.triangularSolve(a, none, lower, false, op, new Float32Array(0));
       }
       const flags = (lower ? 1 : 0) | (unitDiagonal ? 2 : 0);
-      run("la:trsv", triangularSolveShader, [a, b], out, params([a, b], n, k, flags));
+      const p = params([a, b], n, k, flags);
+      if (p[0] === 0 || out.length === 0) return;
+      const batched = a.shape.length > 2;
+      const info = infoWords(
+        p[0],
+        op === null || unitDiagonal
+          ? null
+          : (i, w) => new LinAlgError(singularMessage(op, batchElement(batched, i), w)),
+      );
+      run("la:trsv", triangularSolveShader, [a, b], out, p, [info]);
+      if (op === null || unitDiagonal) g.free(info);
     },
-    cholesky(a: View, out: TypedArray): void {
+    cholesky(a: View, out: TypedArray, op: string | null = "linalg.cholesky"): void {
       if (!onDevice(out, [a])) {
         onHost("cholesky", [a.data]);
-        jsLinalg.cholesky(a, out);
+        jsLinalg.cholesky(a, out, op);
         return;
       }
-      // the LinAlgError of the contract where the values can be read (device-only values get NaN instead)
-      if (hostReadable(a.data)) jsLinalg.cholesky(a, new Float64Array(out.length));
+      // the LinAlgError of the contract at once where the values can be read (else a device check below)
+      if (op !== null && hostReadable(a.data)) jsLinalg.cholesky(a, new Float64Array(out.length), op);
       const n = a.shape[a.shape.length - 1];
-      run("la:chol", choleskyShader, [a], out, params([a], n, n, 0));
+      const p = params([a], n, n, 0);
+      if (p[0] === 0 || out.length === 0) return;
+      const batched = a.shape.length > 2;
+      const info = infoWords(
+        p[0],
+        op === null ? null : (i, w) => new LinAlgError(choleskyMessage(op, batchElement(batched, i), w)),
+      );
+      run("la:chol", choleskyShader, [a], out, p, [info]);
+      if (op === null) g.free(info);
     },
     qr(a: View, complete: boolean, out: TypedArray): void {
       if (!onDevice(out, [a])) {
@@ -823,7 +899,7 @@ export function webgpuLinalg(g: Gpu): LinalgKernels {
       const s = gpuStorage(a.data);
       const ab = s === undefined ? g.temporary(a.data, "float32") : s.deviceBuffer();
       const ob = gpuStorage(out)!.writeBuffer(false);
-      g.dispatch(g.pipeline("la:svd", svdShader), [ab, ob, scratch], p, grid(Math.ceil(p[0] / LA_GROUP)));
+      g.dispatch(g.pipeline("la:svd", svdShader), [ab, ob, scratch], p, grid(p[0]));
       g.free(scratch);
     },
     det(a: View, out: TypedArray): void {

@@ -16,7 +16,7 @@
  * Row parameters as the row kernels' (wgsl.ts rowHeader: x, then the contiguous int32 out), then [NP, desc].
  */
 import type { GpuDType } from "./gpu.ts";
-import { FLOAT_PRELUDE, header, LINEAR_ID, MAIN, rowHeader, wgslType } from "./wgsl.ts";
+import { FLOAT_PRELUDE, groupMain, header, LINEAR_ID, MAIN, rowHeader, wgslType } from "./wgsl.ts";
 
 /** Longest row sorted in workgroup memory (8 KiB of keys and indices). */
 export const LOCAL_SORT = 1024;
@@ -50,8 +50,7 @@ export function argsortShader(d: GpuDType): string {
 ${keyFn(d)}
 var<workgroup> sk: array<u32, ${LOCAL_SORT}>;
 var<workgroup> si: array<u32, ${LOCAL_SORT}>;
-@compute @workgroup_size(${SORT_GROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+${groupMain(SORT_GROUP)} {
 ${rowHeader(2)}
   let NP = P[${TAIL}];
   let desc = P[${TAIL} + 1] != 0;
@@ -171,8 +170,7 @@ ${rowHeader(2, "g / nblk")}
   return `${bindings}
 var<workgroup> sk: array<u32, ${B}>;
 var<workgroup> si: array<u32, ${B}>;
-@compute @workgroup_size(${SORT_GROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+${groupMain(SORT_GROUP)} {
   let g = i32(wid.x + wid.y * nwg.x);
 ${load}
   for (var t = i32(lid.x); t < ${B}; t += ${SORT_GROUP}) {

@@ -168,6 +168,13 @@ export function unaryExpr(op: UnaryOp, d: GpuDType, x: string): string | null {
 export function binaryExpr(op: BinaryOp, d: GpuDType, a: string, b: string): string | null {
   const cmp: Partial<Record<BinaryOp, string>> = { eq: "==", ne: "!=", lt: "<", le: "<=", gt: ">", ge: ">=" };
   const c = cmp[op];
+  if (c !== undefined && d === "float32") {
+    // IEEE: a comparison with NaN is false (ne true); NaN is tested by bit pattern, since compilers may take
+    // floats as never NaN and fold the bare comparison (lavapipe gave NaN != NaN as false)
+    const ordered = `!f_isnan(${a}) && !f_isnan(${b})`;
+    if (op === "ne") return `select(1u, 0u, ${ordered} && ${a} == ${b})`;
+    return `select(0u, 1u, ${ordered} && ${a} ${c} ${b})`;
+  }
   if (c !== undefined) return `select(0u, 1u, ${a} ${c} ${b})`;
   if (d === "bool") {
     if (op === "and") return `(${a} & ${b})`;
@@ -222,11 +229,50 @@ export function header(inputs: readonly GpuDType[], outputs: readonly GpuDType[]
   return lines.join("\n");
 }
 
-/** The linear thread index `i` of a one-thread-per-element kernel (2-D grids past 65535 workgroups). */
-export const LINEAR_ID = `let i = i32(gid.x + gid.y * nwg.x * ${EW_GROUP}u);`;
-/** The entry point of a one-thread-per-element kernel (EW_GROUP threads per workgroup). */
-export const MAIN = `@compute @workgroup_size(${EW_GROUP})
+/**
+ * The entry point of a one-thread-per-item kernel, `size` threads per workgroup (`gid`, `nwg` in scope; the body
+ * follows); `linearId` names the thread's item.
+ */
+export function threadMain(size: number): string {
+  return `@compute @workgroup_size(${size})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)`;
+}
+
+/** `let name` = the linear item index of a threadMain(size) kernel (2-D grids past 65535 workgroups). */
+export function linearId(name: string, size: number): string {
+  return `let ${name} = i32(gid.x + gid.y * nwg.x * ${size}u);`;
+}
+
+/**
+ * The entry point of a kernel with one workgroup of `size` threads per item (`wid`, `lid`, `nwg` in scope; the
+ * item is `i32(wid.x + wid.y * nwg.x)`).
+ */
+export function groupMain(size: number | string): string {
+  return `@compute @workgroup_size(${size})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)`;
+}
+
+/** The entry point of a 16 x 16 (or `x` x `y`) tiled kernel (`wid`, `lid` in scope). */
+function tileMain(x: number | string, y: number | string): string {
+  return `@compute @workgroup_size(${x}, ${y})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>)`;
+}
+
+/**
+ * A tree over `arr` (RED_GROUP entries in workgroup memory, thread `t`'s own at arr[t]): halving steps
+ * combining entry t with entry t + s, so arr[0] ends with the combination of all (the caller stores first).
+ */
+function treeSteps(arr: string, t: string, comb: (a: string, b: string) => string): string {
+  return `for (var s = ${RED_GROUP / 2}u; s > 0u; s = s >> 1u) {
+    if (${t} < s) { ${arr}[${t}] = ${comb(`${arr}[${t}]`, `${arr}[${t} + s]`)}; }
+    workgroupBarrier();
+  }`;
+}
+
+/** The linear thread index `i` of a one-thread-per-element kernel (2-D grids past 65535 workgroups). */
+export const LINEAR_ID = linearId("i", EW_GROUP);
+/** The entry point of a one-thread-per-element kernel (EW_GROUP threads per workgroup). */
+export const MAIN = threadMain(EW_GROUP);
 
 /**
  * One thread per element of a contiguous (or, with `stridedOut`, strided) output of rank P[1] and shape
@@ -241,14 +287,7 @@ export function elementwiseShader(
   stridedOut = false,
 ): string {
   const k = inputs.length;
-  const decl: string[] = [];
-  const acc: string[] = [];
   const load: string[] = [];
-  const blocks = stridedOut ? k + 1 : k;
-  for (let j = 0; j < blocks; j++) {
-    decl.push(`var o${j} = P[2 + rank + ${j} * (rank + 1)];`);
-    acc.push(`o${j} += q * P[3 + rank + ${j} * (rank + 1) + d];`);
-  }
   for (let j = 0; j < k; j++) load.push(`let x${j} = in${j}[o${j}];`);
   const dst = stridedOut ? `o${k}` : "i";
   return `${header(inputs, [out])}
@@ -256,17 +295,31 @@ ${MAIN} {
   ${LINEAR_ID}
   if (i >= P[0]) { return; }
   let rank = P[1];
-  var rem = i;
+${stridedOffsets(stridedOut ? k + 1 : k)}
+  ${load.join("\n  ")}
+  out0[${dst}] = ${body};
+}`;
+}
+
+/**
+ * The offsets o0 .. o{count-1} of element i (rank, i in scope) in `count` strided views laid out as the
+ * elementwise parameters: shape at P[2..], view j's (offset, strides[rank]) at 2 + rank + j (rank + 1).
+ */
+export function stridedOffsets(count: number): string {
+  const decl: string[] = [];
+  const acc: string[] = [];
+  for (let j = 0; j < count; j++) {
+    decl.push(`var o${j} = P[2 + rank + ${j} * (rank + 1)];`);
+    acc.push(`o${j} += q * P[3 + rank + ${j} * (rank + 1) + d];`);
+  }
+  return `  var rem = i;
   ${decl.join("\n  ")}
   for (var d = rank - 1; d >= 0; d--) {
     let s = P[2 + d];
     let q = rem % s;
     rem = rem / s;
     ${acc.join("\n    ")}
-  }
-  ${load.join("\n  ")}
-  out0[${dst}] = ${body};
-}`;
+  }`;
 }
 
 /**
@@ -399,8 +452,7 @@ ${MAIN} {
   }
   return `${header([d], [d])}
 var<workgroup> sh: array<${t}, ${RED_GROUP}>;
-@compute @workgroup_size(${RED_GROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+${groupMain(RED_GROUP)} {
   let o = i32(wid.x + wid.y * nwg.x);
   let valid = o < P[0];
   ${base}
@@ -413,10 +465,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
   sh[lid.x] = acc;
   workgroupBarrier();
-  for (var s = ${RED_GROUP / 2}u; s > 0u; s = s >> 1u) {
-    if (lid.x < s) { sh[lid.x] = ${comb("sh[lid.x]", "sh[lid.x + s]")}; }
-    workgroupBarrier();
-  }
+  ${treeSteps("sh", "lid.x", comb)}
   if (valid && lid.x == 0u) { out0[o] = sh[0]; }
 }`;
 }
@@ -448,31 +497,22 @@ export function rowHeader(n: number, rowExpr = "i32(wid.x + wid.y * nwg.x)"): st
   return lines.join("\n");
 }
 
+/** A WGSL function `name(v, lid)`: the combination of every thread's v by a tree over `sh`, for all threads. */
+function treeFn(name: string, comb: (a: string, b: string) => string): string {
+  return `fn ${name}(v: f32, lid: u32) -> f32 {
+  sh[lid] = v;
+  workgroupBarrier();
+  ${treeSteps("sh", "lid", comb)}
+  let r = sh[0];
+  workgroupBarrier();
+  return r;
+}`;
+}
+
 const ROW_MAIN = `var<workgroup> sh: array<f32, ${RED_GROUP}>;
-fn tree_max(v: f32, lid: u32) -> f32 {
-  sh[lid] = v;
-  workgroupBarrier();
-  for (var s = ${RED_GROUP / 2}u; s > 0u; s = s >> 1u) {
-    if (lid < s) { sh[lid] = f_max(sh[lid], sh[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = sh[0];
-  workgroupBarrier();
-  return r;
-}
-fn tree_sum(v: f32, lid: u32) -> f32 {
-  sh[lid] = v;
-  workgroupBarrier();
-  for (var s = ${RED_GROUP / 2}u; s > 0u; s = s >> 1u) {
-    if (lid < s) { sh[lid] = sh[lid] + sh[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = sh[0];
-  workgroupBarrier();
-  return r;
-}
-@compute @workgroup_size(${RED_GROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>)`;
+${treeFn("tree_max", (a, b) => `f_max(${a}, ${b})`)}
+${treeFn("tree_sum", (a, b) => `${a} + ${b}`)}
+${groupMain(RED_GROUP)}`;
 
 /** softmax / log-softmax of in0 along the axis into out0 (float32). */
 export function softmaxShader(log: boolean): string {
@@ -519,19 +559,10 @@ ${rowHeader(3)}
 }
 
 /**
- * Batched matrix product, tiled in workgroup memory: a TILE x TILE workgroup computes a TILE x TILE block of
- * one batch's output, loading TILE x TILE tiles of a and b per step. Parameters: [M, N, K, batchRank,
- * batchBase, batchShape, aBatchStrides, bBatchStrides, aOff, aSM, aSK, bOff, bSK, bSN].
+ * The start of both matrix products: sizes M, N, K, the batch element wid.z + P[4] decoded into the operands'
+ * offsets oa, ob, their row and column strides, the thread's tx, ty.
  */
-export function dotShader(d: GpuDType): string {
-  const t = wgslType(d);
-  const zero = d === "float32" ? "0.0" : "0";
-  return `${header([d, d], [d])}
-var<workgroup> ta: array<array<${t}, ${TILE}>, ${TILE}>;
-var<workgroup> tb: array<array<${t}, ${TILE}>, ${TILE}>;
-@compute @workgroup_size(${TILE}, ${TILE})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let M = P[0];
+const DOT_PRELUDE = `  let M = P[0];
   let N = P[1];
   let K = P[2];
   let br = P[3];
@@ -551,7 +582,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let bSK = P[e + 4];
   let bSN = P[e + 5];
   let tx = i32(lid.x);
-  let ty = i32(lid.y);
+  let ty = i32(lid.y);`;
+
+/**
+ * Batched matrix product, tiled in workgroup memory: a TILE x TILE workgroup computes a TILE x TILE block of
+ * one batch's output, loading TILE x TILE tiles of a and b per step. Parameters: [M, N, K, batchRank,
+ * batchBase, batchShape, aBatchStrides, bBatchStrides, aOff, aSM, aSK, bOff, bSK, bSN].
+ */
+export function dotShader(d: GpuDType): string {
+  const t = wgslType(d);
+  const zero = d === "float32" ? "0.0" : "0";
+  return `${header([d, d], [d])}
+var<workgroup> ta: array<array<${t}, ${TILE}>, ${TILE}>;
+var<workgroup> tb: array<array<${t}, ${TILE}>, ${TILE}>;
+${tileMain(TILE, TILE)} {
+${DOT_PRELUDE}
   let row = i32(wid.y) * ${TILE} + ty;
   let col = i32(wid.x) * ${TILE} + tx;
   var acc: ${t} = ${zero};
@@ -573,6 +618,36 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 /** Output tile edge of the register-blocked matrix product (each of its 16 x 16 threads computes 4 x 4). */
 export const BIG_TILE = 64;
 
+/** The register-blocked kernels' tiles (64 x 16 of A, transposed, and 16 x 64 of B) and entry point. */
+function blockedMain(t: string): string {
+  return `var<workgroup> ta: array<array<${t}, 64>, 16>;
+var<workgroup> tb: array<array<${t}, 64>, 16>;
+${tileMain(16, 16)}`;
+}
+
+/** The thread's place in a register-blocked kernel (tx, ty in scope): tid, the block's row0, col0, and acc. */
+function blockedThread(t: string): string {
+  return `  let tid = ty * 16 + tx;
+  let row0 = i32(wid.y) * 64;
+  let col0 = i32(wid.x) * 64;
+  var acc: array<${t}, 16>;`;
+}
+
+/** acc (4 x 4: rows ty + 16 i, columns tx + 16 j) += the products of the staged tiles, k in order. */
+function blockedProducts(t: string): string {
+  return `    for (var k = 0; k < 16; k++) {
+      var a: array<${t}, 4>;
+      var b: array<${t}, 4>;
+      for (var i = 0; i < 4; i++) {
+        a[i] = ta[k][ty + 16 * i];
+        b[i] = tb[k][tx + 16 * i];
+      }
+      for (var i = 0; i < 4; i++) {
+        for (var j = 0; j < 4; j++) { acc[i * 4 + j] += a[i] * b[j]; }
+      }
+    }`;
+}
+
 /**
  * Batched matrix product with register blocking: a 16 x 16 workgroup computes a 64 x 64 block of the output,
  * each thread a 4 x 4 sub-block (rows ty + 16 i, columns tx + 16 j: neighbouring threads write neighbouring
@@ -584,35 +659,9 @@ export function dotBlockedShader(d: GpuDType): string {
   const t = wgslType(d);
   const zero = d === "float32" ? "0.0" : "0";
   return `${header([d, d], [d])}
-var<workgroup> ta: array<array<${t}, 64>, 16>;
-var<workgroup> tb: array<array<${t}, 64>, 16>;
-@compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let M = P[0];
-  let N = P[1];
-  let K = P[2];
-  let br = P[3];
-  let e = 5 + 3 * br;
-  var rem = i32(wid.z) + P[4];
-  var oa = P[e];
-  var ob = P[e + 3];
-  for (var q = br - 1; q >= 0; q--) {
-    let s = P[5 + q];
-    let c = rem % s;
-    rem = rem / s;
-    oa += c * P[5 + br + q];
-    ob += c * P[5 + 2 * br + q];
-  }
-  let aSM = P[e + 1];
-  let aSK = P[e + 2];
-  let bSK = P[e + 4];
-  let bSN = P[e + 5];
-  let tx = i32(lid.x);
-  let ty = i32(lid.y);
-  let tid = ty * 16 + tx;
-  let row0 = i32(wid.y) * 64;
-  let col0 = i32(wid.x) * 64;
-  var acc: array<${t}, 16>;
+${blockedMain(t)} {
+${DOT_PRELUDE}
+${blockedThread(t)}
   for (var k0 = 0; k0 < K; k0 += 16) {
     for (var u = 0; u < 4; u++) {
       let idx = tid + u * 256;
@@ -628,17 +677,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       tb[idx / 64][n] = vb;
     }
     workgroupBarrier();
-    for (var k = 0; k < 16; k++) {
-      var a: array<${t}, 4>;
-      var b: array<${t}, 4>;
-      for (var i = 0; i < 4; i++) {
-        a[i] = ta[k][ty + 16 * i];
-        b[i] = tb[k][tx + 16 * i];
-      }
-      for (var i = 0; i < 4; i++) {
-        for (var j = 0; j < 4; j++) { acc[i * 4 + j] += a[i] * b[j]; }
-      }
-    }
+${blockedProducts(t)}
     workgroupBarrier();
   }
   let base = (i32(wid.z) + P[4]) * M * N;
@@ -694,6 +733,21 @@ ${MAIN} {
 }
 
 // ------------------------------------------------------------------------------------ convolution, pooling
+
+/**
+ * `let` c, b, a = the digits of x in the mixed radix (_, B, A): a = x % A, b = (x / A) % B, c = x / (A B) (the
+ * convolutions' positions and reduction indices).
+ */
+function unravel3(x: string, c: string, b: string, a: string, B: string, A: string): string {
+  return `let ${a} = ${x} % ${A};
+  let ${b} = (${x} / ${A}) % ${B};
+  let ${c} = ${x} / (${A} * ${B});`;
+}
+
+/** The convolutions' epilogue activation of `v` in place: the parameter act is 0 none, 1 relu, 2 tanh, 3 sigmoid. */
+function actCode(v: string): string {
+  return `if (act == 1) { ${v} = f_relu(${v}); } else if (act == 2) { ${v} = f_tanh(${v}); } else if (act == 3) { ${v} = f_sigmoid(${v}); }`;
+}
 
 /** `let` declarations of named int parameters P[0..], in order. */
 function named(names: readonly string[]): string {
@@ -764,7 +818,7 @@ ${named(CONV_PARAMS)}
     }
   }
   ${bias ? "acc = acc + in2[bo + o * bs];" : ""}
-  if (act == 1) { acc = f_relu(acc); } else if (act == 2) { acc = f_tanh(acc); } else if (act == 3) { acc = f_sigmoid(acc); }
+  ${actCode("acc")}
   out0[i] = acc;
 }`;
 }
@@ -784,10 +838,7 @@ function convGemm(
   store: string,
 ): string {
   return `${header(ins, ["float32"])}
-var<workgroup> ta: array<array<f32, 64>, 16>;
-var<workgroup> tb: array<array<f32, 64>, 16>;
-@compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+${blockedMain("f32")} {
 ${named(CONV_PARAMS)}
   let g = i32(wid.z);
   let cg = C / G;
@@ -797,10 +848,7 @@ ${named(CONV_PARAMS)}
   let KK = ${dims.KK};
   let tx = i32(lid.x);
   let ty = i32(lid.y);
-  let tid = ty * 16 + tx;
-  let row0 = i32(wid.y) * 64;
-  let col0 = i32(wid.x) * 64;
-  var acc: array<f32, 16>;
+${blockedThread("f32")}
   for (var k0 = 0; k0 < KK; k0 += 16) {
     for (var u = 0; u < 4; u++) {
       let idx = tid + u * 256;
@@ -818,17 +866,7 @@ ${named(CONV_PARAMS)}
       tb[idx / 64][idx % 64] = vb;
     }
     workgroupBarrier();
-    for (var k = 0; k < 16; k++) {
-      var a: array<f32, 4>;
-      var b: array<f32, 4>;
-      for (var i = 0; i < 4; i++) {
-        a[i] = ta[k][ty + 16 * i];
-        b[i] = tb[k][tx + 16 * i];
-      }
-      for (var i = 0; i < 4; i++) {
-        for (var j = 0; j < 4; j++) { acc[i * 4 + j] += a[i] * b[j]; }
-      }
-    }
+${blockedProducts("f32")}
     workgroupBarrier();
   }
   for (var i = 0; i < 4; i++) {
@@ -854,17 +892,11 @@ export function conv2dGemmShader(bias: boolean): string {
     ins,
     { M: "og", NC: "N * OH * OW", KK: "cg * KH * KW" },
     `
-        let kw = ka % KW;
-        let kh = (ka / KW) % KH;
-        let ci = ka / (KW * KH);
+        ${unravel3("ka", "ci", "kh", "kw", "KH", "KW")}
         va = in1[wo + (g * og + m) * ws0 + ci * ws1 + kh * ws2 + kw * ws3];`,
     `
-        let kw = kb % KW;
-        let kh = (kb / KW) % KH;
-        let ci = kb / (KW * KH);
-        let ow = col % OW;
-        let oh = (col / OW) % OH;
-        let n = col / (OW * OH);
+        ${unravel3("kb", "ci", "kh", "kw", "KH", "KW")}
+        ${unravel3("col", "n", "oh", "ow", "OH", "OW")}
         let ih = oh * sh - ph + kh * dh;
         let iw = ow * sw - pw + kw * dw;
         if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
@@ -873,10 +905,8 @@ export function conv2dGemmShader(bias: boolean): string {
     `
       let o = g * og + m;
       ${bias ? "y = y + in2[bo + o * bs];" : ""}
-      if (act == 1) { y = f_relu(y); } else if (act == 2) { y = f_tanh(y); } else if (act == 3) { y = f_sigmoid(y); }
-      let ow = col % OW;
-      let oh = (col / OW) % OH;
-      let n = col / (OW * OH);
+      ${actCode("y")}
+      ${unravel3("col", "n", "oh", "ow", "OH", "OW")}
       out0[((n * O + o) * OH + oh) * OW + ow] = y;`,
   );
 }
@@ -891,26 +921,18 @@ export function conv2dBackInputGemmShader(): string {
     ["float32", "float32"],
     { M: "cg", NC: "N * H * W", KK: "KH * KW * og" },
     `
-        let oo = ka % og;
-        let kw = (ka / og) % KW;
-        let kh = ka / (og * KW);
+        ${unravel3("ka", "kh", "kw", "oo", "KW", "og")}
         va = in1[wo + (g * og + oo) * ws0 + m * ws1 + kh * ws2 + kw * ws3];`,
     `
-        let oo = kb % og;
-        let kw = (kb / og) % KW;
-        let kh = kb / (og * KW);
-        let iw = col % W;
-        let ih = (col / W) % H;
-        let n = col / (W * H);
+        ${unravel3("kb", "kh", "kw", "oo", "KW", "og")}
+        ${unravel3("col", "n", "ih", "iw", "H", "W")}
         let th = ih + ph - kh * dh;
         let tw = iw + pw - kw * dw;
         if (th >= 0 && tw >= 0 && th % sh == 0 && tw % sw == 0 && th / sh < OH && tw / sw < OW) {
           vb = in0[xo + n * xs0 + (g * og + oo) * xs1 + (th / sh) * xs2 + (tw / sw) * xs3];
         }`,
     `
-      let iw = col % W;
-      let ih = (col / W) % H;
-      let n = col / (W * H);
+      ${unravel3("col", "n", "ih", "iw", "H", "W")}
       out0[((n * C + g * cg + m) * H + ih) * W + iw] = y;`,
   );
 }
@@ -925,17 +947,11 @@ export function conv2dBackWeightGemmShader(): string {
     ["float32", "float32"],
     { M: "og", NC: "cg * KH * KW", KK: "N * OH * OW" },
     `
-        let ow = ka % OW;
-        let oh = (ka / OW) % OH;
-        let n = ka / (OW * OH);
+        ${unravel3("ka", "n", "oh", "ow", "OH", "OW")}
         va = in1[wo + n * ws0 + (g * og + m) * ws1 + oh * ws2 + ow * ws3];`,
     `
-        let ow = kb % OW;
-        let oh = (kb / OW) % OH;
-        let n = kb / (OW * OH);
-        let kw = col % KW;
-        let kh = (col / KW) % KH;
-        let ci = col / (KW * KH);
+        ${unravel3("kb", "n", "oh", "ow", "OH", "OW")}
+        ${unravel3("col", "ci", "kh", "kw", "KH", "KW")}
         let ih = oh * sh - ph + kh * dh;
         let iw = ow * sw - pw + kw * dw;
         if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
@@ -989,8 +1005,7 @@ ${named(CONV_PARAMS)}
 export function conv2dBackWeightShader(): string {
   return `${header(["float32", "float32"], ["float32"])}
 var<workgroup> sh_: array<f32, ${RED_GROUP}>;
-@compute @workgroup_size(${RED_GROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+${groupMain(RED_GROUP)} {
   let i = i32(wid.x + wid.y * nwg.x);
 ${named(CONV_PARAMS)}
   let cg = C / G;
@@ -1004,9 +1019,7 @@ ${named(CONV_PARAMS)}
   var acc = 0.0;
   if (valid) {
     for (var t = i32(lid.x); t < N * OH * OW; t += ${RED_GROUP}) {
-      let ow = t % OW;
-      let oh = (t / OW) % OH;
-      let n = t / (OW * OH);
+      ${unravel3("t", "n", "oh", "ow", "OH", "OW")}
       let ih = oh * sh - ph + kh * dh;
       let iw = ow * sw - pw + kw * dw;
       if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
@@ -1016,10 +1029,7 @@ ${named(CONV_PARAMS)}
   }
   sh_[lid.x] = acc;
   workgroupBarrier();
-  for (var s = ${RED_GROUP / 2}u; s > 0u; s = s >> 1u) {
-    if (lid.x < s) { sh_[lid.x] = sh_[lid.x] + sh_[lid.x + s]; }
-    workgroupBarrier();
-  }
+  ${treeSteps("sh_", "lid.x", (a, b) => `${a} + ${b}`)}
   if (valid && lid.x == 0u) { out0[i] = sh_[0]; }
 }`;
 }
