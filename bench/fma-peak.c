@@ -2,15 +2,25 @@
  * The measured FMA peak of one core, for the benchmark's "fraction of peak" column: independent chains of
  * fused multiply-adds (enough to cover the FMA latency on any current x86-64 core), timed for about 0.2 s per
  * instruction width. Prints one line per width the CPU supports: "<width> <GFLOP/s float32>".
- * Built and run by bench/run.ts (cc -O2, pinned with taskset); not part of the library.
+ * Built and run by bench/run.ts (cc -O2, pinned with taskset); not part of the library. With FMA_PEAK_CLOCK=cpu in
+ * the environment it times with the process CPU clock instead of the wall clock (bench/gemm-native.ts and
+ * bench/conv-native.ts: a figure that other processes sharing the core barely change).
  */
 #include <immintrin.h>
 #include <stdio.h>
 #include <time.h>
 
+#include <stdlib.h>
+#include <string.h>
+
 static double now(void) {
+  static int cpu = -1;
+  if (cpu < 0) {
+    const char* c = getenv("FMA_PEAK_CLOCK");
+    cpu = c && strcmp(c, "cpu") == 0;
+  }
   struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
+  clock_gettime(cpu ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &t);
   return t.tv_sec + t.tv_nsec * 1e-9;
 }
 

@@ -1,14 +1,26 @@
 /**
  * float32 GEMM throughput of the native backend: C = A B for square n x n matrices, n = 128, 256, 512, 1024,
- * on one thread and on all threads. Prints GFLOP/s (2 n^3 flops per product) as the median of several timed
- * runs after warm-up, with the min-max range, plus the transposed-operand case (A^T B, A B^T) at n = 512 and
- * float64 for comparison.
+ * on one thread and on all threads, plus the transposed-operand cases (A^T B, A B^T) at n = 512 and float64.
  *
- * Run: node --import tsx bench/gemm-native.ts   (after `npm run build:native`)
+ * Each figure is the median over several samples (each at least ~50 ms of back-to-back products after warm-up)
+ * of 2 n^3 flops per product divided by
+ *   - wall time ("wall"), and
+ *   - process CPU time divided by the thread count ("cpu"): for one thread pinned to a core this is nearly
+ *     independent of other processes sharing the machine (they delay the product, they do not make it use
+ *     more CPU time), so it is the figure to compare while the machine is busy;
+ * and "% peak" is the cpu figure over the FMA peak of the core measured with the same clock right before
+ * (bench/fma-peak.c; times the thread count). The load average is printed next to the figures.
+ *
+ * Run pinned: `taskset -c 1 node --import tsx bench/gemm-native.ts` (one core: the 1-thread rows only), or
+ * `taskset -c 0,1 ...` for the 2-thread rows too. Options: --isa avx2|base (a lesser kernel build than the
+ * best the CPU runs), --sizes 256,1024, --threads 1 (only that count).
  */
+import { loadavg } from "node:os";
+import { parseArgs } from "node:util";
 import type { Backend, View } from "../src/backend/backend.ts";
+import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
 import type { DType } from "../src/dtype.ts";
-import { loadNativeBackend, nativeInfo, setNumThreads } from "../src/backend/native/index.ts";
+import { fmaPeak, peakForIsa, rates } from "./native-rates.ts";
 
 function matrix(b: Backend, n: number, seed: number, dtype: DType, transposed = false): View {
   const data = b.alloc(dtype, n * n);
@@ -20,58 +32,57 @@ function matrix(b: Backend, n: number, seed: number, dtype: DType, transposed = 
   return { data, shape: [n, n], strides: transposed ? [1, n] : [n, 1], offset: 0 };
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((x, y) => x - y);
-  return s[Math.floor(s.length / 2)];
-}
-
-/** GFLOP/s figures (median, min, max) of `b.dot` at size n. */
-function measure(b: Backend, n: number, runs: number, dtype: DType = "float32", ta = false, tb = false) {
-  const a = matrix(b, n, 1, dtype, ta);
-  const m = matrix(b, n, 2, dtype, tb);
-  const out = b.alloc(dtype, n * n);
-  const flops = 2 * n ** 3;
-  // warm-up: at least 3 products and 0.2 s
-  const t0 = performance.now();
-  for (let i = 0; i < 3 || performance.now() - t0 < 200; i++) b.dot(a, m, out);
-  const rates: number[] = [];
-  for (let r = 0; r < runs; r++) {
-    // repeat small products so that one sample lasts at least ~50 ms
-    let reps = 0;
-    const s = performance.now();
-    let e = s;
-    while (e - s < 50) {
-      b.dot(a, m, out);
-      reps++;
-      e = performance.now();
-    }
-    rates.push((flops * reps) / ((e - s) / 1000) / 1e9);
+function main() {
+  const { values } = parseArgs({
+    options: { isa: { type: "string" }, sizes: { type: "string" }, threads: { type: "string" } },
+  });
+  const loaded = loadNativeBackend();
+  if ("error" in loaded) {
+    console.error(loaded.error);
+    process.exit(1);
   }
-  return [median(rates), Math.min(...rates), Math.max(...rates)] as const;
-}
-
-const loaded = loadNativeBackend();
-if ("error" in loaded) {
-  console.error(loaded.error);
-  process.exit(1);
-}
-const b = loaded.backend;
-const info = nativeInfo();
-const fmt = ([med, lo, hi]: readonly [number, number, number]) =>
-  `${med.toFixed(1).padStart(6)} [${lo.toFixed(1)}-${hi.toFixed(1)}]`;
-
-console.log(`native backend (${info.isa} kernels), GFLOP/s: median [min-max] of 7 runs`);
-const threadCounts = info.threads > 1 ? [1, info.threads] : [1];
-for (const threads of threadCounts) {
-  setNumThreads(threads);
-  for (const n of [128, 256, 512, 1024]) {
+  const b = loaded.backend;
+  if (values.isa && !setNativeIsa(values.isa as "avx512" | "avx2" | "base")) {
+    console.error(`gemm-native: this CPU cannot run the ${values.isa} kernels`);
+    process.exit(1);
+  }
+  const info = nativeInfo();
+  const sizes = values.sizes ? values.sizes.split(",").map(Number) : [128, 256, 512, 1024];
+  const threadCounts = values.threads ? [Number(values.threads)] : info.threads > 1 ? [1, info.threads] : [1];
+  const peak = () => peakForIsa(fmaPeak("cpu"), info.isa);
+  const p0 = peak();
+  console.log(
+    `native backend (${info.isa} kernels), ${info.threads} threads available; FMA peak per core for them (cpu ` +
+      `clock): ${p0 ? p0.toFixed(1) : "unknown"} GFLOP/s; load average ${loadavg()[0].toFixed(2)}`,
+  );
+  console.log("case                               wall GFLOP/s   cpu GFLOP/s   % peak (cpu)");
+  const row = (label: string, r: { wall: number; cpu: number }, threads: number, pk: number | undefined) =>
     console.log(
-      `float32 n=${String(n).padEnd(5)} ${threads} thread${threads > 1 ? "s" : " "}  ${fmt(measure(b, n, 7))}`,
+      `${label.padEnd(34)} ${r.wall.toFixed(1).padStart(12)} ${r.cpu.toFixed(1).padStart(13)} ${
+        pk ? `${((100 * r.cpu) / (pk * threads)).toFixed(1)}%`.padStart(14) : "             -"
+      }`,
     );
+  const gemm = (n: number, dtype: DType, ta: boolean, tb: boolean, threads: number) => {
+    const a = matrix(b, n, 1, dtype, ta);
+    const m = matrix(b, n, 2, dtype, tb);
+    const out = b.alloc(dtype, n * n);
+    return rates(() => b.dot(a, m, out), 2 * n ** 3, threads, 7);
+  };
+  for (const threads of threadCounts) {
+    setNumThreads(threads);
+    for (const n of sizes) {
+      const pk = peak(); // measured next to each figure: the load changes
+      const r = gemm(n, "float32", false, false, threads);
+      row(`float32 n=${n} ${threads} thread${threads > 1 ? "s" : ""}`, r, threads, pk);
+    }
   }
+  setNumThreads(1);
+  const pk = peak();
+  row("float32 n=512 A^T B 1 thread", gemm(512, "float32", true, false, 1), 1, pk);
+  row("float32 n=512 A B^T 1 thread", gemm(512, "float32", false, true, 1), 1, pk);
+  row("float64 n=512 1 thread", gemm(512, "float64", false, false, 1), 1, pk ? pk / 2 : undefined);
+  setNumThreads(0);
+  console.log(`load average after: ${loadavg()[0].toFixed(2)}`);
 }
-setNumThreads(1);
-console.log(`float32 n=512   A^T B, 1 thread   ${fmt(measure(b, 512, 5, "float32", true, false))}`);
-console.log(`float32 n=512   A B^T, 1 thread   ${fmt(measure(b, 512, 5, "float32", false, true))}`);
-console.log(`float64 n=512   1 thread          ${fmt(measure(b, 512, 5, "float64"))}`);
-setNumThreads(0);
+
+main();

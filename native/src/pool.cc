@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #if defined(__linux__)
 #include <pthread.h>
 #include <sched.h>
@@ -274,6 +276,19 @@ void pool_set_threads(int n) {
   std::lock_guard<std::mutex> run_lock(p.run_mu);
   p.shutdown();
   p.start(n);
+}
+
+int64_t cache_size(int level) {
+  static const int64_t sizes[3] = {
+#if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE) && defined(_SC_LEVEL3_CACHE_SIZE)
+      sysconf(_SC_LEVEL1_DCACHE_SIZE), sysconf(_SC_LEVEL2_CACHE_SIZE), sysconf(_SC_LEVEL3_CACHE_SIZE)
+#else
+      0, 0, 0
+#endif
+  };
+  if (level < 1 || level > 3) return 0;
+  const int64_t s = sizes[level - 1];
+  return s > 0 ? s : 0;
 }
 
 static std::atomic<bool> g_scratch_failed{false};

@@ -33,6 +33,10 @@ int pool_tid();
 // tid 0, so the buffers are only safe because addon.cc runs one kernel call at a time (g_call_mu).
 void* scratch(int tid, int slot, size_t bytes);
 
+// Size in bytes of the level-`level` data cache (1 = L1d, 2 = L2, 3 = L3) of the CPU the process runs on, as the
+// C library reports it (cpuid on x86-64), or 0 when unknown. Read once; the GEMM chooses its blocking from it.
+int64_t cache_size(int level);
+
 // Whether a scratch allocation failed since the last call (the kernel's result is then invalid and the
 // N-API layer throws "out of memory"); clears the flag.
 bool scratch_failed();

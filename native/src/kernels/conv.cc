@@ -203,11 +203,15 @@ bool conv_back_weight_direct(const T* xp, const i64* xs, const T* dp, const i64*
   if (!ok) return false;
   // out[(gi * Og + o) * K + k] = sum over chunks of part[(chunk, gi)][k * LD + o]
   par_for(g.O * d.K, 4096, [&](i64 b, i64 e, int) {
+    i64 oa = b / d.K, k = b % d.K, gi = oa / g.Og, o = oa % g.Og;  // advanced incrementally below
     for (i64 i = b; i < e; i++) {
-      const i64 oa = i / d.K, k = i % d.K, gi = oa / g.Og, o = oa % g.Og;
       T s = 0;
       for (i64 c = 0; c < chunks; c++) s += part[(c * g.G + gi) * psize + k * LD + o];
       out[i] = s;
+      if (++k == d.K) {
+        k = 0;
+        if (++o == g.Og) o = 0, gi++;
+      }
     }
   });
   return true;

@@ -219,10 +219,40 @@ void transpose_dy(T* dyT, i64 LD, const T* dyn, i64 s1, i64 s2, i64 s3, const DG
   const i64 P = d.OH * d.OW;
   for (i64 p = 0; p < P; p++)
     for (i64 o = d.Cout; o < LD; o++) dyT[p * LD + o] = T(0);
+  i64 o_done = 0;
+#if defined(__SSE__)
+  // Contiguous planes of float: 4 x 4 blocks transposed in SSE registers (with few taps the scalar copy below
+  // cost as much as the weight gradient's arithmetic).
+  if constexpr (std::is_same<T, float>::value) {
+    const float* src = dyn;
+    float* dst = dyT;
+    const bool contiguous = s3 == 1 && (d.OH == 1 || s2 == d.OW);
+    for (; contiguous && o_done + 4 <= d.Cout; o_done += 4) {
+      const float* r0 = src + o_done * s1;
+      const float* r1 = r0 + s1;
+      const float* r2 = r1 + s1;
+      const float* r3 = r2 + s1;
+      i64 p = 0;
+      for (; p + 4 <= P; p += 4) {
+        __m128 a = _mm_loadu_ps(r0 + p), b = _mm_loadu_ps(r1 + p), c = _mm_loadu_ps(r2 + p), e = _mm_loadu_ps(r3 + p);
+        _MM_TRANSPOSE4_PS(a, b, c, e);
+        float* o = dst + p * LD + o_done;
+        _mm_storeu_ps(o, a);
+        _mm_storeu_ps(o + LD, b);
+        _mm_storeu_ps(o + 2 * LD, c);
+        _mm_storeu_ps(o + 3 * LD, e);
+      }
+      for (; p < P; p++) {
+        float* o = dst + p * LD + o_done;
+        o[0] = r0[p], o[1] = r1[p], o[2] = r2[p], o[3] = r3[p];
+      }
+    }
+  }
+#endif
   // Blocks of 8 channels: 8 sequential read streams, one 8-element run written per position (a channel at a
   // time would write one element per cache line; this runs once per image, with few taps it is not small).
   constexpr int B = 8;
-  for (i64 o0 = 0; o0 < d.Cout; o0 += B) {
+  for (i64 o0 = o_done; o0 < d.Cout; o0 += B) {
     const int nb = (int)imin<i64>(B, d.Cout - o0);
     const T* src[B];
     for (int r = 0; r < B; r++) src[r] = dyn + (o0 + imin(r, nb - 1)) * s1;

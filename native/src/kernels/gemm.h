@@ -1,10 +1,13 @@
 // Packed-panel GEMM (C = A B, float32 / float64) in the style of BLIS/GotoBLAS, with a register-blocked
 // micro-kernel per instruction set.
 //
-// C (M x N, row-major, leading dimension ldc) is computed in blocks: for each NC-wide column block and each
-// KC-deep slice of the K dimension, the slice of B is packed into NR-wide panels (row k of a panel holds the NR
-// values B[k, j..j+NR), zero-padded) and the slice of A into MR-tall panels (column k holds A[i..i+MR, k]).
-// The micro-kernel then computes an MR x NR tile of C as KC rank-1 updates: per k it loads NR/W vectors of the
+// C (M x N, row-major, leading dimension ldc) is computed in blocks: for each KC-deep slice of the K dimension
+// and each (large) MC-tall row block, the slice of A is packed once into MR-tall panels (column k holds
+// A[i..i+MR, k]); then for each NC-wide column block the slice of B is packed into NR-wide panels (row k of a
+// panel holds B[k, j..j+NR), zero-padded), shared by all threads. Each MR-panel of A then stays in L1 while the
+// B panels of the block stream past it from L2 (KC, NC, MC come from the CPU's cache sizes: cache_blocking).
+// A small row-major B (a quarter of L2 at most) is not packed: the micro-kernel reads its rows in place.
+// The micro-kernel computes an MR x NR tile of C as KC rank-1 updates: per k it loads NR/W vectors of the
 // B panel, broadcasts MR scalars of the A panel and issues MR * NR/W fused multiply-adds into accumulators that
 // stay in registers for the whole slice (AVX-512 float32: a 12 x 32 tile = 24 zmm accumulators).
 //
@@ -57,21 +60,48 @@ CR_SIMD(double, __m128d, _mm, pd, 2, 4)
 #undef CR_SIMD
 #undef CR_SIMD_FMA
 
-// Blocking: KC deep slices (an A panel of MR x KC stays in L1 next to a B panel), NC wide B blocks (a packed
-// B block of KC x NC fits in L2).
+// Register blocking (compile-time: the micro-kernel's tile) and cache blocking (chosen at run time from the
+// cache sizes of the CPU, see cache_blocking below).
 template <class T>
 struct Blocking {
   static constexpr int MR = Simd<T>::MR;
   static constexpr int NR = Simd<T>::NV * Simd<T>::W;
-  static constexpr i64 KC = sizeof(T) == 4 ? 384 : 256;
-  static constexpr i64 NC = sizeof(T) == 4 ? 768 : 512;
 };
 
-// ---------------------------------------------------------------------------------------------------------
-// The micro-kernel: C[0..mr, 0..nr) (+)= sum_k Ap[k][0..MR) (outer) Bp[k][0..NR), over kc steps.
-// Ap is an MR-interleaved A panel, Bp an NR-interleaved B panel (both 64-byte aligned, zero-padded).
+// Cache blocking of one GEMM: KC-deep slices of K, NC-wide column blocks of B, MC-tall row blocks of A.
+// Loop order (see gemm_mapped): for each K slice and each MC row block, A is packed once; for each NC column
+// block B is packed once (shared by all threads); then each MR-panel of A is held in L1 while the NR-panels of
+// the B block (kept in L2) stream past it. So an A micro-panel (MR x KC) should take well under half of L1d and
+// a packed B block (KC x NC) about half of L2. MC only bounds the packing buffer of A for very tall products.
+struct CacheBlocking {
+  i64 kc, nc, mc;
+  i64 l2;  // bytes
+};
+
 template <class T>
-__attribute__((noinline)) void micro_kernel(i64 kc, const T* __restrict Ap, const T* __restrict Bp, T* C,
+CacheBlocking cache_blocking() {
+  constexpr int MR = Blocking<T>::MR, NR = Blocking<T>::NR;
+  i64 l1 = cache_size(1), l2 = cache_size(2);
+  if (l1 < 16384 || l1 > (1 << 20)) l1 = 32768;
+  if (l2 < 131072 || l2 > (64 << 20)) l2 = 512 << 10;
+  // A micro-panel within ~40% of L1d, rounded down to a multiple of 16 k-steps, in [128, 512] (deeper slices
+  // re-read C less often; shallower ones keep the panel resident next to the B stream).
+  i64 kc = (i64)(0.4 * (double)l1) / (MR * (i64)sizeof(T)) / 16 * 16;
+  kc = imax<i64>(128, imin<i64>(kc, sizeof(T) == 4 ? 384 : 256));
+  // the packed B block within ~45% of L2
+  i64 nc = (i64)(0.45 * (double)l2) / (kc * (i64)sizeof(T)) / NR * NR;
+  nc = imax<i64>(4 * NR, imin<i64>(nc, 4096));
+  // packed A up to ~8 MB
+  i64 mc = (i64)(8 << 20) / (kc * (i64)sizeof(T)) / MR * MR;
+  return CacheBlocking{kc, nc, imax<i64>(mc, 16 * MR), l2};
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The micro-kernel: C[0..mr, 0..nr) (+)= sum_k Ap[k][0..R) (outer) Bp[k][0..NR), over kc steps.
+// Ap is an MR-interleaved A panel, Bp an NR-interleaved B panel (both 64-byte aligned, zero-padded). R <= MR is
+// the number of rows computed (a short last panel of A runs a shorter kernel), mr <= R the rows stored.
+template <class T, int R>
+__attribute__((noinline)) void micro_kernel(i64 kc, const T* __restrict Ap, const T* __restrict Bp, i64 ldb, T* C,
                                             i64 ldc, int mr, int nr, bool accumulate) {
   using S = Simd<T>;
   using V = typename S::V;
@@ -79,29 +109,36 @@ __attribute__((noinline)) void micro_kernel(i64 kc, const T* __restrict Ap, cons
   constexpr int NV = S::NV;
   constexpr int W = S::W;
   constexpr int NR = NV * W;
-  V acc[MR][NV];
+  V acc[R][NV];
 #pragma GCC unroll 32
-  for (int r = 0; r < MR; r++)
+  for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) acc[r][v] = S::zero();
+#if defined(__SSE__)
+  // The C tile is read (or written) right after the loop: start bringing it in now.
+  for (int r = 0; r < mr; r++) {
+    _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc + nr - 1), _MM_HINT_T0);
+  }
+#endif
 
   for (i64 k = 0; k < kc; k++) {
     V b[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) b[v] = S::load(Bp + v * W);
+    for (int v = 0; v < NV; v++) b[v] = S::loadu(Bp + v * W);
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; r++) {
+    for (int r = 0; r < R; r++) {
       V a = S::set1(Ap[r]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; v++) acc[r][v] = S::fma(a, b[v], acc[r][v]);
     }
     Ap += MR;
-    Bp += NR;
+    Bp += ldb;
   }
 
   if (nr == NR) {
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; r++) {
+    for (int r = 0; r < R; r++) {
       if (r < mr) {
         T* c = C + r * ldc;
 #pragma GCC unroll 4
@@ -112,9 +149,9 @@ __attribute__((noinline)) void micro_kernel(i64 kc, const T* __restrict Ap, cons
       }
     }
   } else {
-    alignas(64) T tile[MR * NR];
+    alignas(64) T tile[R * NR];
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; r++)
+    for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
       for (int v = 0; v < NV; v++) S::storeu(tile + r * NR + v * W, acc[r][v]);
     for (int r = 0; r < mr; r++) {
@@ -126,6 +163,20 @@ __attribute__((noinline)) void micro_kernel(i64 kc, const T* __restrict Ap, cons
     }
   }
 }
+
+// The micro-kernel for a panel of mr <= MR real rows: the full tile, or half of it for a short last panel.
+template <class T>
+CR_INLINE void run_micro_kernel(i64 kc, const T* Ap, const T* Bp, i64 ldb, T* C, i64 ldc, int mr, int nr, bool acc) {
+  constexpr int MR = Blocking<T>::MR, HR = (MR + 1) / 2;
+  if (mr > HR) micro_kernel<T, MR>(kc, Ap, Bp, ldb, C, ldc, mr, nr, acc);
+  else micro_kernel<T, HR>(kc, Ap, Bp, ldb, C, ldc, mr, nr, acc);
+}
+
+// Loaders whose B operand can be read in place (direct_b): a row-major matrix needs no packing when it is small.
+template <class L, class = void>
+struct HasDirectB : std::false_type {};
+template <class L>
+struct HasDirectB<L, std::void_t<decltype(&L::direct_b)>> : std::true_type {};
 
 // ---------------------------------------------------------------------------------------------------------
 // Loader of a strided matrix: element (i, j) is p[i * rs + j * cs] (any strides, including 0 and negative).
@@ -141,11 +192,7 @@ struct StridedMat {
       const int rows = (int)imin<i64>(MR, m - ip);
       const T* base = p + (i0 + ip) * rs + k0 * cs;
       if (rows == MR && cs == 1) {
-        const T* rp[MR];
-        for (int r = 0; r < MR; r++) rp[r] = base + r * rs;
-        for (i64 k = 0; k < kc; k++)
-#pragma GCC unroll 16
-          for (int r = 0; r < MR; r++) dst[k * MR + r] = rp[r][k];
+        pack_rows(dst, base, rs, kc);
       } else if (rows == MR && rs == 1) {
         for (i64 k = 0; k < kc; k++) {
           const T* s = base + k * cs;
@@ -162,6 +209,45 @@ struct StridedMat {
       }
     }
   }
+
+  // One full A panel from MR rows that are contiguous along k (row r at base + r * rs): a transpose, done in
+  // 4 x 4 blocks in SSE registers for float (the scalar loop costs about as much as the GEMM for small n).
+  static CR_INLINE void pack_rows(T* __restrict dst, const T* base, i64 rs, i64 kc) {
+    constexpr int MR = Blocking<T>::MR;
+    i64 k = 0;
+    int r0 = 0;
+#if defined(__SSE__)
+    if constexpr (std::is_same<T, float>::value) {
+      for (; r0 + 4 <= MR; r0 += 4) {
+        const float* p0 = base + r0 * rs;
+        const float* p1 = p0 + rs;
+        const float* p2 = p1 + rs;
+        const float* p3 = p2 + rs;
+        for (k = 0; k + 4 <= kc; k += 4) {
+          __m128 a = _mm_loadu_ps(p0 + k), b = _mm_loadu_ps(p1 + k), c = _mm_loadu_ps(p2 + k),
+                 d = _mm_loadu_ps(p3 + k);
+          _MM_TRANSPOSE4_PS(a, b, c, d);
+          float* o = dst + k * MR + r0;
+          _mm_storeu_ps(o, a);
+          _mm_storeu_ps(o + MR, b);
+          _mm_storeu_ps(o + 2 * MR, c);
+          _mm_storeu_ps(o + 3 * MR, d);
+        }
+        for (; k < kc; k++) {
+          float* o = dst + k * MR + r0;
+          o[0] = p0[k], o[1] = p1[k], o[2] = p2[k], o[3] = p3[k];
+        }
+      }
+    }
+#endif
+    for (int r = r0; r < MR; r++) {
+      const T* p = base + r * rs;
+      for (k = 0; k < kc; k++) dst[k * MR + r] = p[k];
+    }
+  }
+
+  // Element (k, j) of B in place, if rows are contiguous (then row k + 1 starts rs elements later), else null.
+  const T* direct_b(i64 k, i64 j) const { return cs == 1 ? p + k * rs + j : nullptr; }
 
   // B panels for rows [k0, k0 + kc) and columns [j0, j0 + n): ceil(n / NR) panels of kc x NR.
   void pack_b(T* dst, i64 k0, i64 kc, i64 j0, i64 n) const {
@@ -238,74 +324,101 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
     if (ep) ep->block(0, M, 0, N, pool_tid());
     return true;
   }
+  static const CacheBlocking cb = cache_blocking<T>();
   const int nth = parallel ? pool_threads() : 1;
   const int tid = pool_tid();
-  const i64 kc_max = imin(K, B::KC);
-  const i64 nc_max = imin(N, B::NC);
-  const i64 mpad = (M + MR - 1) / MR * MR;
-  const i64 npad = (nc_max + NR - 1) / NR * NR;
-  T* Ap = static_cast<T*>(scratch(tid, 0, sizeof(T) * mpad * kc_max));
-  T* Bp = static_cast<T*>(scratch(tid, 1, sizeof(T) * npad * kc_max));
+  // Equal slices rather than full ones and a remainder (K = 512 runs as 2 x 256, not 384 + 128); column and
+  // row blocks are multiples of the register tile.
+  auto split = [](i64 n, i64 cap, i64 mult) {
+    const i64 parts = (n + cap - 1) / cap;
+    const i64 size = (n + parts - 1) / parts;
+    return (size + mult - 1) / mult * mult;
+  };
+  const i64 KCb = split(K, cb.kc, 8);
+  const i64 NCb = split(N, cb.nc, NR);
+  const i64 MCb = split(M, cb.mc, MR);
+  T* Ap = static_cast<T*>(scratch(tid, 0, sizeof(T) * MCb * imin(K, KCb)));
+  T* Bp = static_cast<T*>(scratch(tid, 1, sizeof(T) * NCb * imin(K, KCb)));
   if (!Ap || !Bp) return false;
-  const i64 na = mpad / MR;  // A panels
+  // A small row-major B (within a quarter of L2) is read in place rather than packed: its full NR-wide panels
+  // go to the micro-kernel with the row stride of B (the packing cost as much as the arithmetic for n <= 256).
+  const T* Bd = nullptr;
+  i64 ldbd = 0;
+  if constexpr (HasDirectB<LB>::value) {
+    if ((double)K * (double)N * sizeof(T) <= 0.25 * (double)cb.l2) {
+      Bd = lb.direct_b(0, 0);
+      ldbd = Bd && K > 1 ? lb.direct_b(1, 0) - Bd : 0;
+    }
+  }
 
-  for (i64 jc = 0; jc < N; jc += B::NC) {
-    const i64 nc = imin(B::NC, N - jc);
-    const i64 nb = (nc + NR - 1) / NR;  // B panels in this block
-    for (i64 pc = 0; pc < K; pc += B::KC) {
-      const i64 kc = imin(B::KC, K - pc);
-      const bool acc = accumulate || pc > 0;
-      // Pack: tasks [0, nb) are B panels, [nb, nb + na) are A panels (re-packed per column block: A is the
-      // smaller operand in every use here, and this keeps the packed slice of A next to the work).
-      auto pack = [&](i64 b, i64 e, int) {
-        for (i64 t = b; t < e; t++) {
-          if (t < nb) {
-            const i64 j = t * NR;
-            lb.pack_b(Bp + t * kc * NR, pc, kc, jc + j, imin<i64>(NR, nc - j));
-          } else {
-            const i64 i = (t - nb) * MR;
-            la.pack_a(Ap + (t - nb) * kc * MR, i, imin<i64>(MR, M - i), pc, kc);
-          }
-        }
-      };
-      // Compute: a grid of tasks, each a block of MR-panels of A times a block of NR-panels of B. With one
-      // thread it is a single task; with several, about 4 tasks per thread for dynamic balance.
-      i64 ta = 1, tb = 1;
-      if (nth > 1) {
-        const i64 want = 4 * nth;
-        ta = imin(na, want);
-        tb = imin(nb, (want + ta - 1) / ta);
-      }
-      const i64 pa = (na + ta - 1) / ta, pb = (nb + tb - 1) / tb;
-      ta = (na + pa - 1) / pa;
-      tb = (nb + pb - 1) / pb;
-      const bool final_slice = pc + kc >= K;
-      auto compute = [&](i64 b, i64 e, int ctid) {
-        for (i64 t = b; t < e; t++) {
-          const i64 a0 = (t / tb) * pa, a1 = imin(na, a0 + pa);
-          const i64 b0 = (t % tb) * pb, b1 = imin(nb, b0 + pb);
-          for (i64 jb = b0; jb < b1; jb++) {
-            const i64 j = jb * NR;
-            const int nr = cm.valid(jc + j, (int)imin<i64>(NR, nc - j));
-            if (nr <= 0) continue;
-            const T* bp = Bp + jb * kc * NR;
-            T* cj = C + cm.offset(jc + j);
-            for (i64 ib = a0; ib < a1; ib++) {
-              const i64 i = ib * MR;
-              const int mr = (int)imin<i64>(MR, M - i);
-              micro_kernel<T>(kc, Ap + ib * kc * MR, bp, cj + i * ldc, ldc, mr, nr, acc);
+  for (i64 pc = 0; pc < K; pc += KCb) {
+    const i64 kc = imin(KCb, K - pc);
+    const bool acc = accumulate || pc > 0;
+    const bool final_slice = pc + kc >= K;
+    for (i64 ic = 0; ic < M; ic += MCb) {
+      const i64 mc = imin(MCb, M - ic);
+      const i64 na = (mc + MR - 1) / MR;  // A panels of this row block
+      for (i64 jc = 0; jc < N; jc += NCb) {
+        const i64 nc = imin(NCb, N - jc);
+        const i64 nb = (nc + NR - 1) / NR;  // B panels of this column block
+        // Pack: tasks [0, nb) are the B panels of this block; with the first column block, tasks
+        // [nb, nb + na) pack the row block of A, which then serves every column block.
+        const i64 npack = nb + (jc == 0 ? na : 0);
+        auto pack = [&](i64 b, i64 e, int) {
+          for (i64 t = b; t < e; t++) {
+            if (t < nb) {
+              const i64 j = t * NR;
+              if (Bd && nc - j >= NR) continue;  // read in place
+              lb.pack_b(Bp + t * kc * NR, pc, kc, jc + j, imin<i64>(NR, nc - j));
+            } else {
+              const i64 i = (t - nb) * MR;
+              la.pack_a(Ap + (t - nb) * kc * MR, ic + i, imin<i64>(MR, mc - i), pc, kc);
             }
           }
-          if (ep && final_slice && a0 < a1 && b0 < b1)
-            ep->block(a0 * MR, imin(M, a1 * MR), jc + b0 * NR, jc + imin(nc, b1 * NR), ctid);
+        };
+        // Compute: a grid of tasks, each a range of A panels times a range of B panels; each A panel stays in
+        // L1 while the task's B panels stream past it from L2. One task on one thread; with several, about 4
+        // per thread (split along A first, so that every thread reads the whole shared B block) for dynamic
+        // balance.
+        i64 ta = 1, tb = 1;
+        if (nth > 1) {
+          const i64 want = 4 * nth;
+          ta = imin(na, want);
+          tb = imin(nb, (want + ta - 1) / ta);
         }
-      };
-      if (nth > 1) {
-        par_for(nb + na, 1, pack);
-        par_for(ta * tb, 1, compute);
-      } else {
-        pack(0, nb + na, tid);
-        compute(0, ta * tb, tid);
+        const i64 pa = (na + ta - 1) / ta, pb = (nb + tb - 1) / tb;
+        ta = (na + pa - 1) / pa;
+        tb = (nb + pb - 1) / pb;
+        auto compute = [&](i64 b, i64 e, int ctid) {
+          for (i64 t = b; t < e; t++) {
+            const i64 a0 = (t / tb) * pa, a1 = imin(na, a0 + pa);
+            const i64 b0 = (t % tb) * pb, b1 = imin(nb, b0 + pb);
+            for (i64 ib = a0; ib < a1; ib++) {
+              const i64 i = ib * MR;
+              const int mr = (int)imin<i64>(MR, mc - i);
+              const T* ap = Ap + ib * kc * MR;
+              T* ci = C + (ic + i) * ldc;
+              for (i64 jb = b0; jb < b1; jb++) {
+                const i64 j = jb * NR;
+                const int nr = cm.valid(jc + j, (int)imin<i64>(NR, nc - j));
+                if (nr <= 0) continue;
+                if (Bd && nc - j >= NR)
+                  run_micro_kernel<T>(kc, ap, Bd + pc * ldbd + jc + j, ldbd, ci + cm.offset(jc + j), ldc, mr, nr, acc);
+                else
+                  run_micro_kernel<T>(kc, ap, Bp + jb * kc * NR, NR, ci + cm.offset(jc + j), ldc, mr, nr, acc);
+              }
+            }
+            if (ep && final_slice && a0 < a1 && b0 < b1)
+              ep->block(ic + a0 * MR, ic + imin(mc, a1 * MR), jc + b0 * NR, jc + imin(nc, b1 * NR), ctid);
+          }
+        };
+        if (nth > 1) {
+          par_for(npack, 1, pack);
+          par_for(ta * tb, 1, compute);
+        } else {
+          pack(0, npack, tid);
+          compute(0, ta * tb, tid);
+        }
       }
     }
   }

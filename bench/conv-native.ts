@@ -1,0 +1,90 @@
+/**
+ * conv2d throughput of the native backend, float32: the forward pass and both backward passes (input and weight
+ * gradients) for the two convolutions of the benchmark's CNN (bench/workloads.ts `cnn`, batch 64):
+ *   conv1  x [64, 1, 28, 28],  w [32, 1, 5, 5],  padding 2
+ *   conv2  x [64, 32, 14, 14], w [64, 32, 5, 5], padding 2
+ * Each pass does 2 N O OH OW (C/groups) KH KW flops (the input gradient of conv1 is not needed by the CNN's
+ * training step but is measured too). Figures as in bench/gemm-native.ts: median GFLOP/s by wall time and by
+ * process CPU time / threads, and the cpu figure as a fraction of the FMA peak measured with the same clock.
+ *
+ * Run pinned: `taskset -c 1 node --import tsx bench/conv-native.ts [--threads 1] [--isa avx2]`.
+ */
+import { loadavg } from "node:os";
+import { parseArgs } from "node:util";
+import type { Backend, Conv2dParams, View } from "../src/backend/backend.ts";
+import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
+import { fmaPeak, peakForIsa, rates } from "./native-rates.ts";
+
+function tensor(b: Backend, shape: number[], seed: number): View {
+  const n = shape.reduce((x, y) => x * y, 1);
+  const data = b.alloc("float32", n);
+  let s = seed;
+  for (let i = 0; i < n; i++) {
+    s = (s * 1103515245 + 12345) >>> 0;
+    data[i] = s / 2 ** 32 - 0.5;
+  }
+  const strides = shape.map((_, i) => shape.slice(i + 1).reduce((x, y) => x * y, 1));
+  return { data, shape, strides, offset: 0 };
+}
+
+const CONVS = [
+  { name: "conv1", x: [64, 1, 28, 28], w: [32, 1, 5, 5], pad: 2 },
+  { name: "conv2", x: [64, 32, 14, 14], w: [64, 32, 5, 5], pad: 2 },
+] as const;
+
+function main() {
+  const { values } = parseArgs({ options: { isa: { type: "string" }, threads: { type: "string" } } });
+  const loaded = loadNativeBackend();
+  if ("error" in loaded) {
+    console.error(loaded.error);
+    process.exit(1);
+  }
+  const b = loaded.backend;
+  if (values.isa && !setNativeIsa(values.isa as "avx512" | "avx2" | "base")) {
+    console.error(`conv-native: this CPU cannot run the ${values.isa} kernels`);
+    process.exit(1);
+  }
+  const info = nativeInfo();
+  const threadCounts = values.threads ? [Number(values.threads)] : info.threads > 1 ? [1, info.threads] : [1];
+  const peak = () => peakForIsa(fmaPeak("cpu"), info.isa);
+  console.log(
+    `native backend (${info.isa} kernels), conv2d float32 of the CNN bench, batch 64; load average ${loadavg()[0].toFixed(2)}`,
+  );
+  console.log("case                                    wall GFLOP/s   cpu GFLOP/s   % peak (cpu)");
+  for (const threads of threadCounts) {
+    setNumThreads(threads);
+    for (const c of CONVS) {
+      const [N, C, H, W] = c.x;
+      const [O, , KH, KW] = c.w;
+      const OH = H + 2 * c.pad - KH + 1;
+      const OW = W + 2 * c.pad - KW + 1;
+      const p: Conv2dParams = { stride: [1, 1], padding: [c.pad, c.pad], dilation: [1, 1], groups: 1 };
+      const x = tensor(b, [...c.x], 1);
+      const w = tensor(b, [...c.w], 2);
+      const dy = tensor(b, [N, O, OH, OW], 3);
+      const y = b.alloc("float32", N * O * OH * OW);
+      const dx = b.alloc("float32", N * C * H * W);
+      const dw = b.alloc("float32", O * C * KH * KW);
+      const flops = 2 * N * O * OH * OW * C * KH * KW;
+      const passes: [string, () => void][] = [
+        ["forward", () => b.conv2d(x, w, y, [N, O, OH, OW], p)],
+        ["input grad", () => b.conv2dBackInput(dy, w, dx, [...c.x], p)],
+        ["weight grad", () => b.conv2dBackWeight(x, dy, dw, [...c.w], p)],
+      ];
+      for (const [pass, run] of passes) {
+        const pk = peak();
+        const r = rates(run, flops, threads, 5);
+        const frac = pk ? `${((100 * r.cpu) / (pk * threads)).toFixed(1)}%` : "-";
+        console.log(
+          `${`${c.name} ${pass} ${threads} thread${threads > 1 ? "s" : ""}`.padEnd(39)} ${r.wall
+            .toFixed(1)
+            .padStart(12)} ${r.cpu.toFixed(1).padStart(13)} ${frac.padStart(14)}`,
+        );
+      }
+    }
+  }
+  setNumThreads(0);
+  console.log(`load average after: ${loadavg()[0].toFixed(2)}`);
+}
+
+main();

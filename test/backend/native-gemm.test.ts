@@ -1,0 +1,44 @@
+/**
+ * The packed GEMM behind the native `dot` at sizes the conformance rows do not reach: several K slices (the
+ * second and later slices accumulate into C), several row blocks of A (M above the packing bound of about 8 MB
+ * of A, 5460 rows at float32 on any cache size) and several column blocks, on every instruction-set build with
+ * all threads and with one, against the js backend's plain loops. Transposed operands are read through their
+ * strides by the packing routines, so each shape runs with every transpose pair.
+ */
+import { test } from "node:test";
+import type { DType } from "../../src/dtype.ts";
+import { check, makeView, N, prng, tolFor } from "./native-helpers.ts";
+
+function matrix(m: number, n: number, transposed: boolean, dtype: DType, rng: () => number) {
+  const v = makeView(transposed ? [n, m] : [m, n], dtype, "contiguous", rng, "small");
+  return transposed ? { ...v, shape: [m, n], strides: [v.strides[1], v.strides[0]] } : v;
+}
+
+const PAIRS = [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+] as const;
+
+for (const [dtype, m, k, n] of [
+  ["float32", 37, 1000, 45], // 3 K slices, a 1-row last A panel (the half-height kernel)
+  ["float32", 26, 390, 700], // 2 K slices, several column blocks
+  ["float32", 5500, 20, 9], // 2 row blocks of A
+  ["float64", 29, 700, 33], // 3 K slices at float64
+] as const) {
+  test(`dot ${dtype} ${m}x${k} @ ${k}x${n}: K slices, row and column blocks`, { skip: !N }, () => {
+    const rng = prng(m * 7 + k * 3 + n);
+    // |error| <= K eps sum |a||b| with |a|, |b| < 1: an absolute bound for outputs near 0
+    const tol = tolFor(dtype, { rtol: 1e-4, atol: k * 1.2e-7 }, { rtol: 1e-12, atol: k * 2.3e-16 });
+    for (const [ta, tb] of PAIRS) {
+      const a = matrix(m, k, ta, dtype, rng);
+      const b = matrix(k, n, tb, dtype, rng);
+      check(`dot ta=${ta} tb=${tb}`, tol, (be) => {
+        const out = be.alloc(dtype, m * n);
+        be.dot(a, b, out);
+        return out;
+      });
+    }
+  });
+}
