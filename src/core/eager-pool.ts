@@ -59,11 +59,6 @@ export class Recycler {
     this.tracking = true;
   }
 
-  /** Stop recording allocations. */
-  pause(): void {
-    this.tracking = false;
-  }
-
   /** A pending cotangent now refers to `t`'s storage. */
   ref(t: Tensor): void {
     const d = t._data;
