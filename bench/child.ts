@@ -48,6 +48,7 @@ function prepare(peer: Peer, store: Store, caseId: string): Step | Skip | undefi
       return peer.mlpStep?.(mlpInputs(store));
     case "bf16": {
       if (arg === "mlp") return peer.bf16MlpStep?.(mlpInputs(store));
+      if (arg === "cnn") return peer.bf16CnnStep?.(cnnInputs(store));
       const n = Number(arg.replace("gemm", ""));
       const { a, b } = sgemmInputs(store, n);
       return peer.bf16Gemm?.(n, a, b);

@@ -54,6 +54,13 @@ export const FRAMEWORKS: readonly FrameworkSpec[] = [
     singleThread: true,
   },
   {
+    id: "cr-wasm-jit-1t",
+    label: "chainrule wasm jit 1 thread",
+    kind: "chainrule",
+    variant: "wasm-1t-jit",
+    singleThread: true,
+  },
+  {
     id: "cr-wasm-all",
     label: `chainrule wasm ${ALL} threads`,
     kind: "chainrule",

@@ -201,8 +201,8 @@ def main():
 
         return step
 
-    def case_cnn():
-        model = nn.Sequential(
+    def cnn_model():
+        return nn.Sequential(
             conv("cnn.c1", 1, 32),
             nn.ReLU(),
             nn.MaxPool2d(2),
@@ -214,10 +214,29 @@ def main():
             nn.ReLU(),
             linear("cnn.f2", 128, 10),
         )
+
+    def case_cnn():
+        model = cnn_model()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         x = t("cnn.x", (64, 1, 28, 28))
         y = t("cnn.y", (64,)).long()
         return lambda: train_step(model, opt, x, y).item()
+
+    def case_bf16_cnn():
+        model = cnn_model()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        x = t("cnn.x", (64, 1, 28, 28))
+        y = t("cnn.y", (64,)).long()
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss.item()
+
+        return step
 
     def load_state(model, prefix):
         # the shared initial weights, by state-dict name (flat arrays reshaped to the model's shapes)
@@ -404,6 +423,7 @@ def main():
     factories = {
         "mlp.step": case_mlp,
         "bf16.mlp": case_bf16_mlp,
+        "bf16.cnn": case_bf16_cnn,
         "cnn.step": case_cnn,
         "transformer.step": case_transformer,
         "lstm.step": case_lstm,

@@ -173,6 +173,13 @@ export const CASES: readonly CaseSpec[] = [
     higherIsBetter: false,
   },
   {
+    id: "bf16.cnn",
+    workload: "bf16",
+    title: "CNN training step as cnn.step under bfloat16 autocast, float32 master weights (ms per step)",
+    unit: "ms",
+    higherIsBetter: false,
+  },
+  {
     id: "attn.fused",
     workload: "attn",
     title: `attention forward + backward, batch ${ATTN.batch}, ${ATTN.heads} heads, L = S = ${ATTN.len}, E = ${ATTN.dim}, float32: fused kernel (ms)`,

@@ -70,6 +70,7 @@ function collectGarbage(): void {
 export type ChainruleVariant =
   | "js"
   | "wasm-1t"
+  | "wasm-1t-jit"
   | "wasm-all"
   | "native-1t"
   | "native-all"
@@ -123,6 +124,30 @@ function linear(l: LinearInit): Linear {
 
 function mlp(layers: LinearInit[]): Sequential {
   return new Sequential(linear(layers[0]), new ReLU(), linear(layers[1]), new ReLU(), linear(layers[2]));
+}
+
+/** The bench CNN (conv5x5x32-pool-conv5x5x64-pool-fc128-fc10) with the shared initial weights. */
+function cnn(d: CnnData): Sequential {
+  const c1 = new Conv2d(1, 32, 5, { padding: 2 });
+  const c2 = new Conv2d(32, 64, 5, { padding: 2 });
+  noGrad(() => {
+    c1.weight.copy_(tensor(d.c1.w, { shape: [32, 1, 5, 5] }));
+    c1.bias?.copy_(tensor(d.c1.b));
+    c2.weight.copy_(tensor(d.c2.w, { shape: [64, 32, 5, 5] }));
+    c2.bias?.copy_(tensor(d.c2.b));
+  });
+  return new Sequential(
+    c1,
+    new ReLU(),
+    new MaxPool2d(2),
+    c2,
+    new ReLU(),
+    new MaxPool2d(2),
+    new Flatten(),
+    linear(d.f1),
+    new ReLU(),
+    linear(d.f2),
+  );
 }
 
 function trainStep(model: Sequential, opt: Adam, x: Tensor, y: Tensor, bf16 = false): Tensor {
@@ -289,27 +314,16 @@ function cpuPeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
       const y = tensor(d.y, { dtype: "int32" });
       return () => readOne(trainStep(model, opt, x, y), dev);
     },
+    bf16CnnStep(d: CnnData): Step | Skip {
+      if (useJit) return { skip: "the bf16 row runs eagerly (autocast under jit is traced like any op)" };
+      const model = cnn(d);
+      const opt = new Adam(model.parameters(), { lr: 1e-3 });
+      const x = tensor(d.x, { shape: [d.batch, 1, 28, 28] });
+      const y = tensor(d.y, { dtype: "int32" });
+      return () => trainStep(model, opt, x, y, true).item();
+    },
     cnnStep(d: CnnData): Step {
-      const c1 = new Conv2d(1, 32, 5, { padding: 2 });
-      const c2 = new Conv2d(32, 64, 5, { padding: 2 });
-      noGrad(() => {
-        c1.weight.copy_(tensor(d.c1.w, { shape: [32, 1, 5, 5] }));
-        c1.bias?.copy_(tensor(d.c1.b));
-        c2.weight.copy_(tensor(d.c2.w, { shape: [64, 32, 5, 5] }));
-        c2.bias?.copy_(tensor(d.c2.b));
-      });
-      const model = new Sequential(
-        c1,
-        new ReLU(),
-        new MaxPool2d(2),
-        c2,
-        new ReLU(),
-        new MaxPool2d(2),
-        new Flatten(),
-        linear(d.f1),
-        new ReLU(),
-        linear(d.f2),
-      );
+      const model = cnn(d);
       if (useJit) return jitAdamStep(model, tensor(d.x, { shape: [d.batch, 1, 28, 28] }), d.y, 10);
       const opt = new Adam(model.parameters(), { lr: 1e-3 });
       const x = tensor(d.x, { shape: [d.batch, 1, 28, 28] });
@@ -483,7 +497,7 @@ export async function create(variant: ChainruleVariant, opts: AdapterOpts): Prom
     setBackend(loaded.backend);
     if (kind === "wasm") {
       const t = (loaded.backend as Backend & { threads?: number }).threads ?? 1;
-      label = `chainrule wasm ${t === 1 ? "1 thread" : `${t} threads`}`;
+      label = `chainrule wasm${useJitVariant(variant) ? " jit" : ""} ${t === 1 ? "1 thread" : `${t} threads`}`;
       if (t !== want) notes.push(`asked for ${want} thread(s), the wasm backend runs ${t}`);
     } else {
       const setN = mod?.setNumThreads;

@@ -37,6 +37,8 @@ export interface Peer {
   bf16Gemm?(n: number, a: Float32Array, b: Float32Array): Step | Skip;
   /** mlpStep with the forward under bfloat16 autocast, weights and optimizer in float32 (bf16.mlp). */
   bf16MlpStep?(d: MlpData): Step | Skip;
+  /** cnnStep with the forward under bfloat16 autocast, weights and optimizer in float32 (bf16.cnn). */
+  bf16CnnStep?(d: CnnData): Step | Skip;
   cnnStep?(d: CnnData): Step | Skip;
   /** One training step (forward, cross-entropy over every position, backward, Adam) of the char Transformer. */
   transformerStep?(d: TransformerData): Step | Skip;

@@ -17,10 +17,11 @@
  * PyTorch's message, to use one that was modified since; otherwise the rule would silently use the new values.
  * `retainGrad()` registers a non-leaf on its node, and backward accumulates the node's cotangent into `.grad`.
  */
-import { isFloat } from "../dtype.ts";
+import { bytesPerElement, isFloat } from "../dtype.ts";
 import { AutodiffError, internal, ShapeError } from "../errors.ts";
-import { fmtShape, shapesEqual } from "../shape.ts";
+import { fmtShape, shapesEqual, sizeOf } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
+import { eagerPoolOpts, type Recycler, startRecycling, stopRecycling } from "./eager-pool.ts";
 import { accumulate, onesLike, zerosLike } from "./helpers.ts";
 import { type Aval, isZero, type MaybeZero, type Primitive, ruleRecorder } from "./primitive.ts";
 import { adjointScope, currentScope, restoreScope, type ScopeFrame } from "./scope.ts";
@@ -217,14 +218,15 @@ export function runBackward(
   retain: boolean,
   what: string,
   onLeafDone?: (leaf: Tensor, ct: Tensor) => void,
+  recycle = false,
 ): Map<Tensor, Tensor> {
   const leafCts = new Map<Tensor, Tensor>();
   const nodeCts = new Map<TapeNode, (Tensor | undefined)[]>();
   const starts: TapeNode[] = [];
   for (const { value, ct } of roots) {
-    if (value._node === null) addLeaf(leafCts, value, ct);
+    if (value._node === null) addLeaf(leafCts, value, ct, null);
     else {
-      addNodeCt(nodeCts, value._node, value._outIndex, ct);
+      addNodeCt(nodeCts, value._node, value._outIndex, ct, null);
       starts.push(value._node);
     }
   }
@@ -233,6 +235,36 @@ export function runBackward(
   // (lowest position in `order`), so the hooks overlap the rest of the pass (DistributedDataParallel starts
   // reducing gradients there). Not computed when no leaf has a hook.
   const doneAt = onLeafDone !== undefined && hookedLeafCount > 0 ? leavesDoneAt(order) : null;
+  const rc = recycle && worthRecycling(order) ? startRecycling() : null;
+  try {
+    backwardNodes(order, nodeCts, leafCts, retain, what, onLeafDone, doneAt, rc);
+  } finally {
+    if (rc !== null) stopRecycling(rc);
+  }
+  return leafCts;
+}
+
+/** Whether a pass over `order` makes enough storage for recycling it to save collections (eager-pool.ts). */
+function worthRecycling(order: readonly TapeNode[]): boolean {
+  let bytes = 0;
+  for (let k = 0; k < order.length; k++) {
+    const outs = order[k].outAvals;
+    for (let i = 0; i < outs.length; i++) bytes += sizeOf(outs[i].shape) * bytesPerElement(outs[i].dtype);
+  }
+  return bytes >= eagerPoolOpts.minPassBytes;
+}
+
+/** The node loop of `runBackward`: each node's VJP, in reverse topological order. */
+function backwardNodes(
+  order: readonly TapeNode[],
+  nodeCts: Map<TapeNode, (Tensor | undefined)[]>,
+  leafCts: Map<Tensor, Tensor>,
+  retain: boolean,
+  what: string,
+  onLeafDone: ((leaf: Tensor, ct: Tensor) => void) | undefined,
+  doneAt: Map<number, Tensor[]> | null,
+  rc: Recycler | null,
+): void {
   for (let k = order.length - 1; k >= 0; k--) {
     const node = order[k];
     const cts = nodeCts.get(node);
@@ -246,18 +278,23 @@ export function runBackward(
       }
       if (node.retained !== null) {
         node.retained.forEach((t, i) => {
-          if (t !== null && cts[i] !== undefined)
+          if (t !== null && cts[i] !== undefined) {
+            rc?.escape(cts[i]!);
             t.grad = t.grad === null ? cts[i]! : accumulate(t.grad, cts[i]!);
+          }
         });
       }
       const outer = currentScope();
       restoreScope(adjointScope(node.scope));
       let grads: readonly (MaybeZero | undefined)[];
+      // a higher-order call's backward (checkpoint, custom rules, jit) may keep what it allocates: not recorded
+      if (rc !== null && node.prim !== null) rc.begin();
       try {
         grads = nodeVjp(node, cts);
       } finally {
         restoreScope(outer);
       }
+      if (rc !== null && node.prim === null) rc.begin();
       for (let i = 0; i < node.needs.length; i++) {
         const g = grads[i];
         if (!node.needs[i] || g === undefined || isZero(g)) continue;
@@ -269,8 +306,13 @@ export function runBackward(
         }
         const gi = g.dtype === av.dtype ? g : g.to(av.dtype);
         const p = node.parents[i];
-        if (p !== null) addNodeCt(nodeCts, p, node.parentIdx[i], gi);
-        else if (node.leaves[i] !== null) addLeaf(leafCts, node.leaves[i]!, gi);
+        if (p !== null) addNodeCt(nodeCts, p, node.parentIdx[i], gi, rc);
+        else if (node.leaves[i] !== null) addLeaf(leafCts, node.leaves[i]!, gi, rc);
+      }
+      if (rc !== null) {
+        // the cotangents this node consumed are dead unless a VJP passed them on (counted above)
+        for (let i = 0; i < cts.length; i++) if (cts[i] !== undefined) rc.unref(cts[i]!);
+        rc.sweep();
       }
     }
     if (!retain) {
@@ -289,7 +331,6 @@ export function runBackward(
       }
     }
   }
-  return leafCts;
 }
 
 /** For each hooked leaf fed by a node of `order`, the lowest such position: where its cotangent is final. */
@@ -414,19 +455,37 @@ export function retainGradOf(t: Tensor): void {
   node.retained[t._outIndex] = t;
 }
 
-function addLeaf(m: Map<Tensor, Tensor>, leaf: Tensor, ct: Tensor): void {
+/** Add `ct` to a leaf's cotangent; with a recycler, both leave the pass (they become `.grad`). */
+function addLeaf(m: Map<Tensor, Tensor>, leaf: Tensor, ct: Tensor, rc: Recycler | null): void {
   const prev = m.get(leaf);
-  m.set(leaf, prev === undefined ? ct : accumulate(prev, ct));
+  const v = prev === undefined ? ct : accumulate(prev, ct);
+  m.set(leaf, v);
+  if (rc !== null) {
+    rc.escape(ct);
+    rc.escape(v);
+  }
 }
 
-function addNodeCt(m: Map<TapeNode, (Tensor | undefined)[]>, node: TapeNode, idx: number, ct: Tensor): void {
+/** Add `ct` to a node's pending cotangent; with a recycler, count the pending value's reference. */
+function addNodeCt(
+  m: Map<TapeNode, (Tensor | undefined)[]>,
+  node: TapeNode,
+  idx: number,
+  ct: Tensor,
+  rc: Recycler | null,
+): void {
   let arr = m.get(node);
   if (arr === undefined) {
     arr = new Array(node.outAvals.length).fill(undefined);
     m.set(node, arr);
   }
   const prev = arr[idx];
-  arr[idx] = prev === undefined ? ct : accumulate(prev, ct);
+  const v = prev === undefined ? ct : accumulate(prev, ct);
+  arr[idx] = v;
+  if (rc !== null) {
+    rc.ref(v);
+    if (prev !== undefined) rc.unref(prev);
+  }
 }
 
 /** Nodes reachable from `starts`, parents before children (iterative DFS post-order). */
@@ -491,9 +550,11 @@ export function backwardEager(
   const retain = opts.retainGraph ?? createGraph;
   const prev = state.gradEnabled;
   state.gradEnabled = createGraph;
+  // recycle backward's own storage only at top level: no transform or jit trace can then hold a temporary
+  const recycle = !createGraph && state.nextLevel === 2 && state.jitTracing === 0;
   try {
     const s = seed;
-    const leafCts = runBackward([{ value: t, ct: s }], retain, "backward", accumulateLeaf);
+    const leafCts = runBackward([{ value: t, ct: s }], retain, "backward", accumulateLeaf, recycle);
     for (const [leaf, g] of leafCts) accumulateLeaf(leaf, g);
   } finally {
     state.gradEnabled = prev;

@@ -3,6 +3,7 @@
  * with PyTorch's argument conventions and checks that name the op, the shapes and what was expected.
  */
 import { autocastDtype, castLow, castLowOpt, lowLinear, lowMatmulT } from "../amp.ts";
+import { lowConv2d } from "../amp-conv.ts";
 import { ACTIVATIONS, type Activation } from "../backend/backend.ts";
 import { isFloat } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
@@ -130,15 +131,20 @@ export interface Conv2dOpts {
  * ```
  */
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv2dOpts = {}): Tensor {
-  // autocast: float32 operands in the autocast dtype (src/amp.ts)
-  x = castLow(x);
-  weight = castLow(weight);
-  bias = castLowOpt(bias);
   const stride = pair("conv2d", "stride", opts.stride ?? 1, 1);
   const padding = pair("conv2d", "padding", opts.padding ?? 0, 0);
   const dilation = pair("conv2d", "dilation", opts.dilation ?? 1, 1);
   const groups = opts.groups ?? 1;
   checkActivation("conv2d", opts.activation);
+  // autocast: the bfloat16 im2col GEMM where it is faster (src/amp-conv.ts), else float32 operands in the
+  // autocast dtype (src/amp.ts)
+  if (autocastDtype() !== null) {
+    const low = lowConv2d(x, weight, bias ?? null, opts.activation, stride, padding, dilation, groups);
+    if (low !== null) return low;
+  }
+  x = castLow(x);
+  weight = castLow(weight);
+  bias = castLowOpt(bias);
   if (x.ndim !== 4) throw new ShapeError(`conv2d: input must be 4-d [N, C, H, W], got ${fmtShape(x.shape)}`);
   if (weight.ndim !== 4)
     throw new ShapeError(`conv2d: weight must be 4-d [O, C/groups, KH, KW], got ${fmtShape(weight.shape)}`);

@@ -253,6 +253,42 @@ function scoreRow<T>(row: usize, je: i32, ncp: i32, scale: T, mrow: usize, mss: 
 }
 
 /**
+ * The score tile of the query rows [i0, i0 + nr) against the keys [j0, j0 + nc), shared by the forward and
+ * backward passes: ST[nrp, ncp] (row stride BC) = Q[i0.., :E] K^T[:, j0..] by one small GEMM (qt and kt point at
+ * the tile's first row of the staged Q [., ep] and column of K^T [E, sp]), then each of its nr rows scaled,
+ * masked and set to -Infinity past the row's last key (causal exclusions, padding): scoreRow.
+ */
+@inline
+function scoreTile<T>(
+  nr: i32,
+  nrp: i32,
+  nc: i32,
+  ncp: i32,
+  e: i32,
+  qt: usize,
+  ep: i32,
+  kt: usize,
+  sp: i32,
+  st: usize,
+  i0: i32,
+  j0: i32,
+  causal: bool,
+  scale: T,
+  pm: usize,
+  msl: i32,
+  mss: i32,
+): void {
+  const es = sizeof<T>();
+  const rowB = <usize>BC * es;
+  tileGemm<T>(nrp, ncp, e, qt, <usize>ep * es, es, kt, <usize>sp * es, st, rowB, false);
+  for (let i = 0; i < nr; i++) {
+    const je = causal ? max(0, min(nc, i0 + i - j0 + 1)) : nc;
+    const mrow = pm == 0 ? 0 : pm + <usize>((i0 + i) * msl) + <usize>(j0 * mss);
+    scoreRow<T>(st + <usize>i * rowB, je, ncp, scale, mrow, mss);
+  }
+}
+
+/**
  * Bytes of scratch one attnFwd (backward = 0) or attnBwd (backward = 1) call needs for its entries, in float64
  * (the JS side refuses sizes beyond the memory instead of seeing a wrapped i32).
  */
@@ -341,25 +377,11 @@ function attnForward<T>(
     for (let j0 = 0; j0 < send; j0 += BC) {
       const nc = min(BC, send - j0);
       const ncp = roundUp(nc, NR);
-      // scores: ST[nrp, ncp] = Q[i0.., :E] K^T[:, j0..]
-      tileGemm<T>(
-        nrp,
-        ncp,
-        e,
-        Q + <usize>(i0 * ep) * es,
-        <usize>ep * es,
-        es,
-        KT + <usize>j0 * es,
-        <usize>sp * es,
-        ST,
-        rowB,
-        false,
-      );
+      // scores: ST[nrp, ncp] = Q[i0.., :E] K^T[:, j0..], scaled and masked
+      const qt = Q + <usize>(i0 * ep) * es;
+      scoreTile<T>(nr, nrp, nc, ncp, e, qt, ep, KT + <usize>j0 * es, sp, ST, i0, j0, causal, scale, pm, msl, mss);
       for (let i = 0; i < nr; i++) {
         const row = ST + <usize>i * rowB;
-        const je = causal ? max(0, min(nc, i0 + i - j0 + 1)) : nc;
-        const mrow = pm == 0 ? 0 : pm + <usize>((i0 + i) * msl) + <usize>(j0 * mss);
-        scoreRow<T>(row, je, ncp, scale, mrow, mss);
         let vm = v128.splat<T>(<T>-Infinity);
         for (let j = 0; j < ncp; j += 16 / <i32>es) vm = v128.max<T>(vm, v128.load(row + <usize>j * es));
         const mo = load<f64>(M + <usize>i * 8);
@@ -520,15 +542,13 @@ function attnBackward<T>(
         const ncp = roundUp(nc, NR);
         const qt = Q + <usize>(i0 * ep) * es;
         const gt = GO + <usize>(i0 * evp) * es;
-        // scores and dP = dO V^T for the tile
-        tileGemm<T>(nrp, ncp, e, qt, <usize>ep * es, es, KT + <usize>j0 * es, <usize>sp * es, ST, rowB, false);
+        // scores (scaled and masked) and dP = dO V^T for the tile
+        scoreTile<T>(nr, nrp, nc, ncp, e, qt, ep, KT + <usize>j0 * es, sp, ST, i0, j0, causal, scale, pm, msl, mss);
         tileGemm<T>(nrp, ncp, ev, gt, <usize>evp * es, es, VT + <usize>j0 * es, <usize>sp * es, DP, rowB, false);
         for (let i = 0; i < nr; i++) {
           const row = ST + <usize>i * rowB;
           const drow = DP + <usize>i * rowB;
           const je = causal ? max(0, min(nc, i0 + i - j0 + 1)) : nc;
-          const mrow = pm == 0 ? 0 : pm + <usize>((i0 + i) * msl) + <usize>(j0 * mss);
-          scoreRow<T>(row, je, ncp, scale, mrow, mss);
           const vl = v128.splat<T>(<T>load<f64>(LSE + <usize>(i0 + i) * 8));
           const vd = v128.splat<T>(<T>load<f64>(DD + <usize>(i0 + i) * 8));
           // P = exp(x - lse) and dS = scale P (dP - D) over whole vectors, then exact zeros from je on

@@ -23,6 +23,21 @@
  * is.
  */
 import { binRowF32, binRowF64, unaryScalar, unRowF32, unRowF64 } from "./elementwise";
+import { pow64 } from "./math";
+
+/**
+ * The scalar float64 form of unary op `op` (elementwise.ts unaryScalar), for the fused kernels generated at
+ * run time (src/backend/wasm/codegen.ts), which import it for the elements the unfused kernel computes in
+ * scalar (tails, strided rows, ops without a SIMD form); float32 promotes the operand and rounds the result.
+ */
+export function unaryF64(op: i32, x: f64): f64 {
+  return unaryScalar(op, x);
+}
+
+/** pow as the binary kernel computes it (math.ts pow64), imported by the generated fused kernels. */
+export function powF64(a: f64, b: f64): f64 {
+  return pow64(a, b);
+}
 
 const FLAT = 0;
 const GATHER = 1;

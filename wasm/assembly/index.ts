@@ -4,7 +4,7 @@
  * pointers. Built by wasm/build.mjs into src/backend/wasm/kernels.generated.ts.
  */
 export { binary, unary } from "./elementwise";
-export { fused } from "./fused";
+export { fused, powF64, unaryF64 } from "./fused";
 export { cast, copy, transpose32, where } from "./misc";
 export { reduceF32, reduceF64, reduceI32 } from "./reduce";
 export { dgemm, sgemm, sgemmBufA, sgemmBufB } from "./gemm";

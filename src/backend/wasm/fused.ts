@@ -1,22 +1,40 @@
 /**
- * The wasm backend's fused elementwise kernel (`Backend.fused`): stages the inputs into the arena, describes the
- * program to the tile interpreter of wasm/assembly/fused.ts (register tile buffers assigned by liveness, consts
- * and broadcast scalars as stride-0 values, strided inputs gathered per tile, output registers written straight
- * into their staged outputs) and copies the outputs out.
+ * The wasm backend's fused kernel (`Backend.fused`, reduction terminals included: `fusedReduce`). By default
+ * it runs a WebAssembly function generated for the program at run time (codegen.ts; one module per program
+ * signature, cached): inputs staged into the arena (strided ones made contiguous by the copy kernel), one pass
+ * over the elements with every register in a local, outputs copied out. A reduction terminal's register is
+ * computed into the arena in that pass and then folded by the reduce kernel's own passes (reduce.ts
+ * reduceStaged), so reductions give `reduce`'s bits; what fusion saves there is the separate kernel launches,
+ * the tensor of the register and its copies in and out of wasm memory, not the pass over the register.
+ *
+ * The previous path, a tile interpreter in wasm/assembly/fused.ts (register tile buffers assigned by
+ * liveness, consts and broadcast scalars as stride-0 values, strided inputs gathered per tile), stays behind
+ * `setFusedCodegen(false)` for A/B measurements and tests; it runs elementwise programs only.
  *
  * Returns false, and the backend runs the program op by op through its own kernels (fused.ts's fusedByOps,
- * the same bits), for what the interpreter does not reproduce exactly: an op outside the module's lists (atan2),
- * and a unary op with a SIMD form reading an input whose rows
- * the unfused kernel would split into SIMD and scalar parts differently from a contiguous array (contiguous
- * rows whose length is not a multiple of 4, as in a slice).
- */
-import type { TypedArray } from "../../dtype.ts";
-import { contiguousStrides, sizeOf } from "../../shape.ts";
-import type { FusedProgram, View } from "../backend.ts";
-import { checkFusedArgs, FUSED_BINARY, FUSED_CONST, FUSED_INPUT, FUSED_UNARY, fusedShape } from "../fused.ts";
-import { coalesce, type Ctx, stageIn, stageOut, withScope } from "./context.ts";
+ * the same bits), for what neither reproduces exactly: an op outside the module's lists (atan2, asin, ...),
+ * and a float32 unary op with a SIMD approximation reading an input whose rows the unfused kernel would split
+ * into SIMD and scalar parts differently from a contiguous array (contiguous rows whose length is not a
+ * multiple of 4, as in a slice). */
+import { dtypeOfTyped, type TypedArray } from "../../dtype.ts";
+import { contiguousStrides, isContiguous, sizeOf } from "../../shape.ts";
+import type { Activation, FusedProgram, View } from "../backend.ts";
+import {
+  checkFusedArgs,
+  FUSED_BINARY,
+  FUSED_CONST,
+  FUSED_INPUT,
+  FUSED_UNARY,
+  fusedProgram,
+  fusedShape,
+  reducedShape,
+} from "../fused.ts";
+import { assertOutSize, assertSameShape } from "../js/strided.ts";
+import { APPROX_F32, type GenSpec, kernelFor, RELU_GRAD, scratchBytes } from "./codegen.ts";
+import { coalesce, copyRaw, type Ctx, type Scope, stageIn, stageOut, withScope } from "./context.ts";
 import { WASM_BINARY_OPS, WASM_UNARY_OPS } from "./elementwise.ts";
 import { viewAt } from "./heap.ts";
+import { reduceStaged } from "./reduce.ts";
 
 /** Instruction kinds of the interpreter's descriptor (wasm/assembly/fused.ts). */
 const FLAT = 0;
@@ -47,6 +65,15 @@ const VEC_F64 = new Set(
   ),
 );
 
+/**
+ * Whether `fused` runs generated code (codegen.ts; the default) or the tile interpreter. A switch for A/B
+ * measurements and tests; both give the same bits.
+ */
+export function setFusedCodegen(on: boolean): void {
+  useCodegen = on;
+}
+let useCodegen = true;
+
 /** Run `prog` in wasm (see the module comment); false if it must run op by op. */
 export function fused(
   c: Ctx,
@@ -57,7 +84,6 @@ export function fused(
   checkFusedArgs(prog, inputs, outs);
   const code = prog.code;
   const m = code.length >> 2;
-  const outputs = prog.outputs;
   for (let i = 0; i < m; i++) {
     const k = code[4 * i];
     // the module's op codes are the contract's positions up to the end of its lists
@@ -66,7 +92,275 @@ export function fused(
   }
   const shape = fusedShape(inputs, outs);
   const n = sizeOf(shape);
+  const red = prog.reduce;
+  if (n === 0) {
+    // the sum of nothing is 0 (max / min of an empty axis never reaches a kernel)
+    if (red !== undefined) outs[outs.length - 1].fill(0, 0, sizeOf(reducedShape(shape, red.axes)));
+    return true;
+  }
+  if (useCodegen) return withScope(c, (s) => generated(c, s, prog, inputs, outs, shape, n));
+  if (red !== undefined) return false;
+  return interpreted(c, prog, inputs, outs, shape, n);
+}
+
+/** Bytes of arena one chunk of the streamed operands may take (they stay in the L2 cache). */
+const CHUNK_BYTES = 192 * 1024;
+
+/**
+ * `fused` through a generated kernel (codegen.ts). Contiguous inputs and the outputs are streamed: copied in
+ * and out one chunk at a time (a whole number of vectors, so the SIMD / scalar split stays the unfused
+ * kernel's), each chunk run while its operands are in cache, which also keeps an output over an input's
+ * storage right (chunk k is read before it is written, later chunks after). Other inputs are staged whole: fixed
+ * values (stride 0) and bias rows broadcast down (periodic) as they are, anything else made contiguous by the
+ * copy kernel. With a reduction terminal the reduced register is also stored whole in the arena and folded by
+ * `reduce`'s passes (reduce.ts reduceStaged). False (run op by op) for a float32 exp / log / tanh / sigmoid
+ * reading directly an input whose rows the unfused kernel would split into SIMD and scalar parts differently
+ * from a contiguous array.
+ */
+function generated(
+  c: Ctx,
+  s: Scope,
+  prog: FusedProgram,
+  inputs: readonly View[],
+  outs: readonly TypedArray[],
+  shape: readonly number[],
+  n: number,
+): boolean {
+  const code = prog.code;
+  const m = code.length >> 2;
+  const f32 = prog.dtype === "float32";
+  const es = f32 ? 4 : 8;
+  const lanes = 16 / es;
+  const cs = contiguousStrides(shape);
+  const layout: ("c" | "x" | "p")[] = [];
+  const split: number[] = []; // 0 as a contiguous array, 1 strided rows (scalar), 2 rows not a multiple of 4
+  const inPtr: number[] = []; // the staged pointer (-1: streamed)
+  const period: number[] = [];
+  const streamed: number[] = [];
+  for (let k = 0; k < inputs.length; k++) {
+    const v = inputs[k];
+    period.push(0);
+    inPtr.push(-1);
+    if (isContiguous(v.shape, v.strides)) {
+      layout.push("c");
+      split.push(0);
+      streamed.push(k);
+      continue;
+    }
+    const X = stageIn(c, s, v);
+    const g = coalesce(shape, [X.strides, cs]);
+    if (g === null) return false;
+    const nd = g.shape.length;
+    const st = g.strides[0];
+    const L = g.shape[nd - 1];
+    // (the unary kernel's rows: SIMD on contiguous ones only; a fixed input's ops are computed in scalar)
+    split.push(nd === 0 ? 0 : st[nd - 1] !== 1 ? 1 : L % 4 !== 0 ? 2 : 0);
+    if (nd === 0 || (nd === 1 && st[0] === 1)) {
+      layout.push("c");
+      inPtr[k] = X.ptr;
+    } else if (st.every((x) => x === 0)) {
+      layout.push("x");
+      inPtr[k] = X.ptr;
+    } else if (nd === 2 && st[0] === 0 && st[1] === 1 && L % lanes === 0) {
+      layout.push("p");
+      inPtr[k] = X.ptr;
+      period[k] = L * es;
+    } else {
+      layout.push("c");
+      const p = s.alloc(n * es);
+      copyRaw(c, es, shape, X, { ptr: p, strides: cs });
+      inPtr[k] = p;
+    }
+  }
+  const scalarOnly = new Array<boolean>(m).fill(false);
+  for (let i = 0; i < m; i++) {
+    const a = code[4 * i + 2];
+    if (!f32 || code[4 * i] !== FUSED_UNARY || code[4 * a] !== FUSED_INPUT) continue;
+    if (!APPROX_F32.has(code[4 * i + 1])) continue;
+    const l = split[code[4 * a + 2]];
+    if (l === 2) return false;
+    scalarOnly[i] = l === 1;
+  }
+  const red = prog.reduce;
+  const nOut = prog.outputs.length;
+  const outRegs = Array.from(prog.outputs);
+  let redPtr = -1;
+  if (red !== undefined) {
+    redPtr = s.alloc(n * es);
+    outRegs.push(red.reg);
+  }
+  // chunks: a whole number of 64-element blocks, the streamed operands of one chunk within CHUNK_BYTES
+  const perElem = (streamed.length + nOut) * es;
+  const chunk = perElem === 0 ? n : Math.max(1024, Math.floor(CHUNK_BYTES / perElem / 64) * 64);
+  const len0 = Math.min(n, chunk);
+  const inChunk = streamed.map(() => s.alloc(len0 * es));
+  const outChunk = outs.slice(0, nOut).map(() => s.alloc(len0 * es));
+  const spec: GenSpec = {
+    dtype: prog.dtype,
+    code,
+    numInputs: prog.numInputs,
+    numConsts: prog.consts.length,
+    layout,
+    scalarOnly,
+    outputs: outRegs,
+  };
+  const sb = scratchBytes(spec);
+  const scratch = sb > 0 ? s.alloc(sb) : 0;
+  const run = kernelFor(c.k, c.heap.memory, c.heap.shared, spec);
+  const buf = c.heap.buffer;
+  const inViews = streamed.map((_, j) => viewAt(buf, prog.dtype, inChunk[j], len0));
+  const outViews = outChunk.map((p) => viewAt(buf, prog.dtype, p, len0));
+  const args: number[] = [0];
+  for (let k = 0; k < inputs.length; k++) args.push(0);
+  for (let j = 0; j < outRegs.length; j++) args.push(j < nOut ? outChunk[j] : redPtr);
+  const phaseAt = args.length;
+  for (let k = 0; k < inputs.length; k++) if (layout[k] === "p") args.push(0, period[k]);
+  args.push(scratch);
+  for (let i = 0; i < prog.consts.length; i++) args.push(prog.consts[i]);
+  for (let start = 0; start < n; start += chunk) {
+    const len = Math.min(chunk, n - start);
+    args[0] = len;
+    streamed.forEach((k, j) => {
+      const v = inputs[k];
+      inViews[j].set(v.data.subarray(v.offset + start, v.offset + start + len));
+      args[1 + k] = inChunk[j];
+    });
+    let q = phaseAt;
+    for (let k = 0; k < inputs.length; k++) {
+      if (layout[k] === "p") {
+        args[1 + k] = inPtr[k];
+        args[q] = (start * es) % period[k];
+        q += 2;
+      } else if (inPtr[k] >= 0) args[1 + k] = layout[k] === "x" ? inPtr[k] : inPtr[k] + start * es;
+    }
+    if (red !== undefined) args[1 + inputs.length + nOut] = redPtr + start * es;
+    run(...args);
+    for (let j = 0; j < nOut; j++) outs[j].set(outViews[j].subarray(0, len), start);
+  }
+  if (red !== undefined) {
+    reduceStaged(
+      c,
+      s,
+      red.op,
+      prog.dtype,
+      shape,
+      { ptr: redPtr, strides: cs },
+      red.axes,
+      outs[outs.length - 1],
+    );
+  }
+  return true;
+}
+
+/** The programs of `biasAct`: act(x + b) or act(x), per dtype and activation. */
+const ACT_PROGRAMS = new Map<string, FusedProgram>();
+
+/**
+ * `Backend.biasAct` in wasm: the program act(x + b) (or act(x)) through the generated kernels, so the result
+ * is this backend's unfused add followed by its unary kernel, bit for bit (relu exact; float32 tanh and
+ * sigmoid the unary kernel's SIMD approximations where it uses them). The bias, a row broadcast by stride 0,
+ * is read periodically. False (the js kernel runs) for dtypes other than float32 / float64 or a layout the
+ * generated kernel declines.
+ */
+export function biasAct(c: Ctx, act: Activation, x: View, b: View | null, out: TypedArray): boolean {
+  const dt = dtypeOfTyped(out);
+  if (dt !== "float32" && dt !== "float64") return false;
+  if (dtypeOfTyped(x.data) !== dt || (b !== null && dtypeOfTyped(b.data) !== dt)) return false;
+  const n = sizeOf(x.shape);
+  assertOutSize("biasAct", out, n);
+  if (b !== null) assertSameShape("biasAct", x.shape, b.shape);
   if (n === 0) return true;
+  const key = `${dt} ${act} ${b === null ? 0 : 1}`;
+  let prog = ACT_PROGRAMS.get(key);
+  if (prog === undefined) {
+    prog =
+      b === null
+        ? fusedProgram(dt, [
+            { kind: "input", index: 0 },
+            { kind: "unary", op: act, a: 0 },
+          ])
+        : fusedProgram(dt, [
+            { kind: "input", index: 0 },
+            { kind: "input", index: 1 },
+            { kind: "binary", op: "add", a: 0, b: 1 },
+            { kind: "unary", op: act, a: 2 },
+          ]);
+    ACT_PROGRAMS.set(key, prog);
+  }
+  const p = prog;
+  return withScope(c, (s) => generated(c, s, p, b === null ? [x] : [x, b], [out], x.shape, n));
+}
+
+/** The programs of `actGrad`, per dtype and activation. */
+const GRAD_PROGRAMS = new Map<string, FusedProgram>();
+
+/**
+ * `Backend.actGrad` in wasm through the generated kernels: relu ct where y > 0 else 0 (the generator's own
+ * RELU_GRAD op), tanh ct (1 - y y), sigmoid ct (y (1 - y)), each op rounded to the dtype: the js kernel's
+ * roundings, so the same bits. False (the js kernel runs) for other dtypes or a layout the kernels decline.
+ */
+export function actGrad(c: Ctx, act: Activation, y: View, ct: View, out: TypedArray): boolean {
+  const dt = dtypeOfTyped(out);
+  if (dt !== "float32" && dt !== "float64") return false;
+  if (dtypeOfTyped(y.data) !== dt || dtypeOfTyped(ct.data) !== dt) return false;
+  assertSameShape("actGrad", y.shape, ct.shape);
+  const n = sizeOf(y.shape);
+  assertOutSize("actGrad", out, n);
+  if (n === 0) return true;
+  const key = `${dt} ${act}`;
+  let prog = GRAD_PROGRAMS.get(key);
+  if (prog === undefined) {
+    const yIn = { kind: "input", index: 0 } as const;
+    const ctIn = { kind: "input", index: 1 } as const;
+    const one = { kind: "const", value: 1 } as const;
+    if (act === "relu") {
+      // [y, ct, relu_grad(y, ct)]: built by hand, the op is the generator's own
+      prog = {
+        dtype: dt,
+        instrs: [yIn, ctIn],
+        code: Int32Array.from([FUSED_INPUT, 0, 0, 0, FUSED_INPUT, 0, 1, 0, FUSED_BINARY, RELU_GRAD, 0, 1]),
+        consts: new Float64Array(0),
+        numInputs: 2,
+        outputs: Int32Array.from([2]),
+        key: `${dt};relu_grad`,
+      };
+    } else if (act === "tanh") {
+      prog = fusedProgram(dt, [
+        yIn,
+        ctIn,
+        { kind: "binary", op: "mul", a: 0, b: 0 },
+        one,
+        { kind: "binary", op: "sub", a: 3, b: 2 },
+        { kind: "binary", op: "mul", a: 1, b: 4 },
+      ]);
+    } else {
+      prog = fusedProgram(dt, [
+        yIn,
+        ctIn,
+        one,
+        { kind: "binary", op: "sub", a: 2, b: 0 },
+        { kind: "binary", op: "mul", a: 0, b: 3 },
+        { kind: "binary", op: "mul", a: 1, b: 4 },
+      ]);
+    }
+    GRAD_PROGRAMS.set(key, prog);
+  }
+  const p = prog;
+  return withScope(c, (s) => generated(c, s, p, [y, ct], [out], y.shape, n));
+}
+
+/** `fused` through the tile interpreter (wasm/assembly/fused.ts); elementwise programs only. */
+function interpreted(
+  c: Ctx,
+  prog: FusedProgram,
+  inputs: readonly View[],
+  outs: readonly TypedArray[],
+  shape: readonly number[],
+  n: number,
+): boolean {
+  const code = prog.code;
+  const m = code.length >> 2;
+  const outputs = prog.outputs;
   const f32 = prog.dtype === "float32";
   const es = f32 ? 4 : 8;
   const vec = f32 ? VEC_F32 : VEC_F64;

@@ -24,7 +24,8 @@
  * matmul, conv2d and both adjoints (im2col + GEMM), elementwise unary / binary (SIMD on contiguous and
  * broadcast rows, strided fallback), where, cast, copy, reductions, pooling, scatterAdd, the fused Adam
  * update, flash-style attention and its VJP (attention.ts) and the fused LSTM / GRU cells (rnn.ts); softmax and its VJP are one js pass on small inputs and a composition of those wasm kernels on
- * large ones (softmax.ts). The kernels it omits (gather, see indexing.ts; argReduce, cumsum, biasAct, actGrad)
+ * large ones (softmax.ts); jit's fused programs, biasAct and actGrad run WebAssembly generated at run time per
+ * program (fused.ts, codegen.ts). The kernels it omits (gather, see indexing.ts; argReduce, cumsum)
  * are filled with the js reference by ../complete.ts; every (op, dtype) pair not implemented in wasm runs the
  * js kernel on the same arrays, as does any call whose scratch does not fit in the memory.
  * Results agree with the js backend exactly for exact operations (+ - * / sqrt, comparisons, casts, max/min,
@@ -86,8 +87,8 @@ export interface WasmBackend extends Backend {
   /**
    * How many calls of each kernel ran the js reference kernel instead of wasm (a dtype or op wasm does not
    * implement, or no scratch memory). Kernels and op codes wasm does not declare (gather, argReduce, cumsum,
-   * biasAct, actGrad; ops outside WASM_UNARY_OPS / WASM_BINARY_OPS) run js and are not counted, nor are small
-   * softmax / softmaxBackward calls (see softmax.ts).
+   * ops outside WASM_UNARY_OPS / WASM_BINARY_OPS) run js and are not counted, nor are small softmax /
+   * softmaxBackward calls (see softmax.ts) or biasAct / actGrad calls on layouts the generated kernels decline.
    */
   fallbacks(): Record<string, number>;
   /** True if the module uses relaxed SIMD (fused multiply-add). */
@@ -131,7 +132,7 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
   }
   const conv2d = kernel("conv2d", (x, w, out, outShape, p) => L.conv2d(c, x, w, out, outShape, p));
   // The kernels wasm implements; the registry's completeBackend adds the js kernels for the rest (gather,
-  // argReduce, cumsum, biasAct, actGrad) and for op codes outside the module's lists.
+  // argReduce, cumsum) and for op codes outside the module's lists.
   const impl: BackendImpl = {
     name: "wasm",
     // ordinary garbage-collected storage (see the module comment)
@@ -162,8 +163,10 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
     avgPool2d: kernel("avgPool2d", (x, out, outShape, p) => R.pool(c, 2, x, out, outShape, p)),
     avgPool2dBackward: kernel("avgPool2dBackward", (dy, out, s, p) => R.avgPoolBackward(c, dy, out, s, p)),
     scatterAdd: kernel("scatterAdd", (src, axis, idx, out, s) => X.scatterAdd(c, src, axis, idx, out, s)),
-    // jit's fused chains: a tile interpreter; programs it declines run op by op through this backend's own
-    // kernels (the same bits), not counted as fallbacks unless scratch ran out
+    // jit's fused chains (with a reduction terminal too): a kernel generated at run time per program
+    // (codegen.ts); programs it declines run op by op through this backend's own kernels (the same bits), not
+    // counted as fallbacks unless scratch ran out
+    fusedReduce: true,
     fused: kernel(
       "fused",
       (prog, inputs, outs) => {
@@ -172,6 +175,25 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
       },
       (prog, inputs, outs) => fusedByOps(backend, prog, inputs, outs),
     ),
+    // act(x + b) through the generated fused kernels; a layout they decline runs the js kernel (not counted)
+    biasAct: (act, x, b, out) => {
+      try {
+        if (F.biasAct(c, act, x, b, out)) return;
+      } catch (e) {
+        if (!(e instanceof OutOfHeap)) throw e;
+        fallbacks.set("biasAct", (fallbacks.get("biasAct") ?? 0) + 1);
+      }
+      js.biasAct(act, x, b, out);
+    },
+    actGrad: (act, y, ct, out) => {
+      try {
+        if (F.actGrad(c, act, y, ct, out)) return;
+      } catch (e) {
+        if (!(e instanceof OutOfHeap)) throw e;
+        fallbacks.set("actGrad", (fallbacks.get("actGrad") ?? 0) + 1);
+      }
+      js.actGrad(act, y, ct, out);
+    },
     softmax: (x, axis, log, out) => S.softmax(backend, x, axis, log, out),
     softmaxBackward: (y, ct, axis, log, out) => S.softmaxBackward(backend, y, ct, axis, log, out),
     adamUpdate: kernel("adamUpdate", (p, g, m, v, vmax, h) => O.adamUpdate(c, p, g, m, v, vmax, h)),

@@ -40,6 +40,8 @@ const KERNEL_NAMES = [
   "adamF64",
   "scatterAdd",
   "fused",
+  "unaryF64",
+  "powF64",
   "attnFwd",
   "attnBwd",
   "attnWork",

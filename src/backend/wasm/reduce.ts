@@ -10,11 +10,21 @@
  */
 import { dtypeOfTyped, type TypedArray } from "../../dtype.ts";
 import { internal } from "../../errors.ts";
-import { contiguousStrides, sizeOf } from "../../shape.ts";
+import { contiguousStrides, isContiguous, sizeOf } from "../../shape.ts";
 import type { Pool2dParams, ReduceOp, View } from "../backend.ts";
 import { maxPoolBackwardDims, type PoolDims, poolDims } from "../js/pool.ts";
 import { assertOutSize } from "../js/strided.ts";
-import { copyRaw, type Ctx, stageContiguous, stageIn, stageOut, withScope, writeInts } from "./context.ts";
+import {
+  copyRaw,
+  type Ctx,
+  type Operand,
+  type Scope,
+  stageContiguous,
+  stageIn,
+  stageOut,
+  withScope,
+  writeInts,
+} from "./context.ts";
 
 const REDUCE_CODE: Record<ReduceOp, number> = { sum: 0, prod: 1, max: 2, min: 3 };
 
@@ -42,51 +52,75 @@ export function reduce(c: Ctx, op: ReduceOp, x: View, axes: readonly number[], o
     out.fill(op === "prod" ? 1 : 0, 0, kept);
     return true;
   }
+  return withScope(c, (s) => {
+    reduceStaged(c, s, op, dt as "float32" | "float64" | "int32", x.shape, stageIn(c, s, x), axes, out);
+    return true;
+  });
+}
+
+/**
+ * The reduction of an operand already in wasm memory (`x`: pointer and element strides, not empty) over
+ * `axes` of `shape` into `out` (kept elements, not 0): `reduce`'s passes, so the same bits. Used by `reduce`
+ * and by the fused kernel's reduction terminal (fused.ts).
+ */
+export function reduceStaged(
+  c: Ctx,
+  s: Scope,
+  op: ReduceOp,
+  dt: "float32" | "float64" | "int32",
+  shape: readonly number[],
+  x: Operand,
+  axes: readonly number[],
+  out: TypedArray,
+): void {
+  const nd = shape.length;
+  const reduced = new Array<boolean>(nd).fill(false);
+  for (const a of axes) reduced[a] = true;
+  let kept = 1;
+  for (let i = 0; i < nd; i++) if (!reduced[i]) kept *= shape[i];
   // runs of kept / reduced axes, size-1 axes dropped
   const sizes: number[] = [];
   const red: boolean[] = [];
   for (let i = 0; i < nd; i++) {
-    if (x.shape[i] === 1) continue;
-    if (red.length > 0 && red[red.length - 1] === reduced[i]) sizes[sizes.length - 1] *= x.shape[i];
+    if (shape[i] === 1) continue;
+    if (red.length > 0 && red[red.length - 1] === reduced[i]) sizes[sizes.length - 1] *= shape[i];
     else {
-      sizes.push(x.shape[i]);
+      sizes.push(shape[i]);
       red.push(reduced[i]);
     }
   }
   const es = out.BYTES_PER_ELEMENT;
-  return withScope(c, (s) => {
-    if (!red.includes(true)) {
-      // nothing to reduce (no axes, or only size-1 axes): a copy into the contiguous out
-      const O = stageOut(c, s, out, kept);
-      copyRaw(c, es, x.shape, stageIn(c, s, x), { ptr: O.ptr, strides: contiguousStrides(x.shape) });
-      O.finish();
-      return true;
-    }
-    let cur = stageContiguous(c, s, x);
+  if (!red.includes(true)) {
+    // nothing to reduce (no axes, or only size-1 axes): a copy into the contiguous out
     const O = stageOut(c, s, out, kept);
-    let acc = 0;
-    if (dt === "float32") {
-      let maxInner = 1;
-      for (let b = 0; b < sizes.length; b++) if (red[b]) maxInner = Math.max(maxInner, prod(sizes, b + 1));
-      acc = s.alloc(maxInner * 8);
-    }
-    for (let b = sizes.length - 1; b >= 0; b--) {
-      if (!red[b]) continue;
-      const outer = prod(sizes, 0, b);
-      const inner = prod(sizes, b + 1);
-      const last = !red.slice(0, b).includes(true);
-      const dst = last ? O.ptr : s.alloc(outer * inner * es);
-      const code = REDUCE_CODE[op];
-      if (dt === "float32") c.k.reduceF32(code, outer, sizes[b], inner, cur, dst, acc);
-      else if (dt === "float64") c.k.reduceF64(code, outer, sizes[b], inner, cur, dst);
-      else c.k.reduceI32(code, outer, sizes[b], inner, cur, dst);
-      cur = dst;
-      sizes.splice(b, 1);
-      red.splice(b, 1);
-    }
+    copyRaw(c, es, shape, x, { ptr: O.ptr, strides: contiguousStrides(shape) });
     O.finish();
-    return true;
-  });
+    return;
+  }
+  let cur = isContiguous(shape, x.strides) ? x.ptr : s.alloc(sizeOf(shape) * es);
+  if (cur !== x.ptr) copyRaw(c, es, shape, x, { ptr: cur, strides: contiguousStrides(shape) });
+  const O = stageOut(c, s, out, kept);
+  let acc = 0;
+  if (dt === "float32") {
+    let maxInner = 1;
+    for (let b = 0; b < sizes.length; b++) if (red[b]) maxInner = Math.max(maxInner, prod(sizes, b + 1));
+    acc = s.alloc(maxInner * 8);
+  }
+  for (let b = sizes.length - 1; b >= 0; b--) {
+    if (!red[b]) continue;
+    const outer = prod(sizes, 0, b);
+    const inner = prod(sizes, b + 1);
+    const last = !red.slice(0, b).includes(true);
+    const dst = last ? O.ptr : s.alloc(outer * inner * es);
+    const code = REDUCE_CODE[op];
+    if (dt === "float32") c.k.reduceF32(code, outer, sizes[b], inner, cur, dst, acc);
+    else if (dt === "float64") c.k.reduceF64(code, outer, sizes[b], inner, cur, dst);
+    else c.k.reduceI32(code, outer, sizes[b], inner, cur, dst);
+    cur = dst;
+    sizes.splice(b, 1);
+    red.splice(b, 1);
+  }
+  O.finish();
 }
 
 function prod(a: readonly number[], from: number, to = a.length): number {

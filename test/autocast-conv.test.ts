@@ -1,0 +1,217 @@
+/**
+ * autocast's conv2d under bfloat16 (issue 13): values and float32 gradients against float64 references of the
+ * bfloat16-rounded operands, for the im2col bfloat16 GEMM path (src/amp-conv.ts; native with AVX512_BF16, forced
+ * on for every shape here) and for the widened float32 path that every other backend / CPU runs: odd sizes,
+ * stride, padding, dilation, groups, batch 1, a non-contiguous input, a bfloat16 input, relu, no bias.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { lowConvRoute, lowConvStats } from "../src/amp-conv.ts";
+import { halfKernelsOf } from "../src/backend/half.ts";
+import { nativeInfo, setNativeIsa } from "../src/backend/native/index.ts";
+import { autocast, conv2d, getBackend, manualSeed, randn, type Tensor } from "../src/node.ts";
+
+/** Whether this process runs the bfloat16 GEMM (native backend, AVX512_BF16). */
+const fused = getBackend().name === "native" && halfKernelsOf("native")?.gemmBF16Ready?.() === true;
+
+/** |got - want| <= rel |want| + (K + 2) 2^-24 mag (float32 accumulation of K terms), elementwise. */
+function assertNear(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  mag: ArrayLike<number>,
+  K: number,
+  rel: number,
+  what: string,
+) {
+  assert.equal(got.length, want.length, what);
+  for (let i = 0; i < want.length; i++) {
+    const tol = rel * Math.abs(want[i]) + (K + 2) * 2 ** -24 * mag[i] + 1e-30;
+    assert.ok(Math.abs(got[i] - want[i]) <= tol, `${what} [${i}]: ${got[i]} vs ${want[i]} (tol ${tol})`);
+  }
+}
+
+interface Case {
+  x: [number, number, number, number];
+  w: [number, number, number, number];
+  stride?: [number, number] | number;
+  padding?: [number, number] | number;
+  dilation?: [number, number] | number;
+  groups?: number;
+  relu?: boolean;
+  bias?: boolean;
+  /** the input as a transposed (non-contiguous) view */
+  strided?: boolean;
+  bf16In?: boolean;
+}
+
+const cases: Case[] = [
+  { x: [2, 3, 7, 6], w: [4, 3, 3, 3], padding: 1 },
+  { x: [1, 5, 9, 11], w: [6, 5, 3, 2], stride: 2, padding: [2, 1], relu: true },
+  { x: [3, 4, 10, 9], w: [5, 4, 3, 3], dilation: [2, 1], padding: 2, relu: true, strided: true },
+  { x: [2, 6, 8, 7], w: [9, 2, 3, 3], groups: 3, padding: 1, stride: [1, 2], bf16In: true },
+  { x: [1, 7, 5, 5], w: [3, 7, 5, 5], bias: false },
+  { x: [2, 16, 6, 5], w: [8, 16, 1, 1], relu: true, bf16In: true, strided: true },
+  { x: [4, 1, 12, 12], w: [8, 1, 5, 5], padding: 2, relu: true },
+];
+
+function label(c: Case): string {
+  const o = [`x ${c.x}`, `w ${c.w}`];
+  for (const k of ["stride", "padding", "dilation", "groups"] as const)
+    if (c[k] !== undefined) o.push(`${k} ${c[k]}`);
+  if (c.relu) o.push("relu");
+  if (c.bias === false) o.push("no bias");
+  if (c.strided) o.push("strided input");
+  if (c.bf16In) o.push("bfloat16 input");
+  return o.join(", ");
+}
+
+describe("conv2d under bfloat16 autocast", () => {
+  for (const c of cases)
+    for (const mode of ["always", "auto"] as const)
+      test(`${label(c)} (route ${mode})`, () => {
+        manualSeed(11);
+        const [n, ch, h, wd] = c.x;
+        let xv: Tensor = c.strided ? randn([n, ch, wd, h]).transpose(2, 3) : randn(c.x);
+        if (c.bf16In) xv = xv.to("bfloat16");
+        const x = xv.detach().requiresGrad_();
+        const w = randn(c.w).requiresGrad_();
+        const b = c.bias === false ? null : randn([c.w[0]]).requiresGrad_();
+        const opts = {
+          stride: c.stride,
+          padding: c.padding,
+          dilation: c.dilation,
+          groups: c.groups,
+          activation: c.relu ? ("relu" as const) : undefined,
+        };
+        lowConvRoute.mode = mode;
+        const before = lowConvStats.calls;
+        let y: Tensor;
+        try {
+          y = autocast({ dtype: "bfloat16" }, () => conv2d(x, w, b, opts));
+        } finally {
+          lowConvRoute.mode = "auto";
+        }
+        if (fused && mode === "always")
+          assert.equal(lowConvStats.calls, before + 1, "the bfloat16 GEMM path ran");
+        if (!fused) assert.equal(lowConvStats.calls, before, "no bfloat16 GEMM here: the widened path");
+        assert.equal(y.dtype, "bfloat16");
+        // float64 reference of the rounded operands (the bias too: both paths round it to bfloat16)
+        const x64 = x.detach().to("bfloat16").to("float64");
+        const w64 = w.detach().to("bfloat16").to("float64");
+        const b64 = b === null ? null : b.detach().to("bfloat16").to("float64");
+        const o64 = { ...opts, activation: undefined };
+        const pre = conv2d(x64, w64, b64, o64);
+        const mag = conv2d(x64.abs(), w64.abs(), b64?.abs() ?? null, o64).dataSync();
+        const want = (c.relu ? pre.relu() : pre).dataSync();
+        const K = c.w[1] * c.w[2] * c.w[3] + 1;
+        // one rounding of the float32 result to bfloat16
+        assertNear(y.to("float32").dataSync(), want, mag, K, 2 ** -8, "forward");
+
+        const ct = randn(y.shape);
+        y.to("float32").mul(ct).sum().backward();
+        assert.deepEqual(
+          [x.grad!.dtype, w.grad!.dtype, b?.grad?.dtype ?? "float32"],
+          [x.dtype, "float32", "float32"],
+        );
+        // the cotangent reaching the convolution: ct rounded to bfloat16 (y's dtype), through relu's mask
+        let dz = ct.to("bfloat16").to("float64");
+        if (c.relu) dz = dz.mul(y.to("float64").gt(0).to("float64"));
+        const dzAbs = dz.abs();
+        // references by float64 reverse mode of sum(conv(x, w) * dz) (linear in each operand)
+        const grads = (xa: Tensor, wa: Tensor, d: Tensor): Tensor[] => {
+          const xr = xa.detach().requiresGrad_();
+          const wr = wa.detach().requiresGrad_();
+          conv2d(xr, wr, null, o64).mul(d).sum().backward();
+          return [xr.grad!, wr.grad!];
+        };
+        const [dx64, dw64] = grads(x64, w64, dz);
+        const [mx, mw] = grads(x64.abs(), w64.abs(), dzAbs);
+        const P = y.shape[0] * y.shape[2] * y.shape[3];
+        // weight and bias gradients: float32 accumulators of the GEMM path (not rounded); the widened path
+        // rounds them to bfloat16 once
+        const rel = fused && mode === "always" ? 0 : 2 ** -8;
+        assertNear(w.grad!.dataSync(), dw64.dataSync(), mw.dataSync(), P, rel, "dw");
+        if (b !== null) {
+          const db64 = dz.sum([0, 2, 3]);
+          assertNear(b.grad!.dataSync(), db64.dataSync(), dzAbs.sum([0, 2, 3]).dataSync(), P, rel, "db");
+        }
+        // input gradient: within one bfloat16 rounding (float32 accumulation of the output channels' terms)
+        const Kx = (c.w[0] / (c.groups ?? 1)) * c.w[2] * c.w[3];
+        assertNear(x.grad!.to("float32").dataSync(), dx64.dataSync(), mx.dataSync(), Kx, 2 ** -8, "dx");
+      });
+
+  test("a data input (no gradient), a retained graph's second backward, and create_graph", () => {
+    manualSeed(12);
+    const x = randn([2, 5, 9, 8]);
+    const w = randn([6, 5, 3, 3]).requiresGrad_();
+    const b = randn([6]).requiresGrad_();
+    lowConvRoute.mode = "always";
+    try {
+      const y = autocast({ dtype: "bfloat16" }, () => conv2d(x, w, b, { padding: 1, activation: "relu" }));
+      const l = y.to("float32").square().sum();
+      l.backward(undefined, { retainGraph: true });
+      const g1 = [w.grad!.dataSync().slice(), b.grad!.dataSync().slice()];
+      w.grad = null;
+      b.grad = null;
+      // another convolution of the same geometry in between takes the pooled im2col matrix
+      autocast({ dtype: "bfloat16" }, () =>
+        conv2d(randn([2, 5, 9, 8]), w, b, { padding: 1, activation: "relu" }),
+      );
+      l.backward();
+      assert.deepEqual(Array.from(w.grad!.dataSync()), Array.from(g1[0]), "second backward: the same dw");
+      assert.deepEqual(Array.from(b.grad!.dataSync()), Array.from(g1[1]), "second backward: the same db");
+      // create_graph: the backward runs differentiable ops; the same first-order gradients within bfloat16
+      w.grad = null;
+      b.grad = null;
+      const xg = x.detach().requiresGrad_();
+      autocast({ dtype: "bfloat16" }, () => conv2d(xg, w, b, { padding: 1, activation: "relu" }))
+        .to("float32")
+        .square()
+        .sum()
+        .backward(undefined, { createGraph: true });
+      const got = w.grad!.dataSync();
+      for (let i = 0; i < got.length; i++)
+        assert.ok(
+          Math.abs(got[i] - g1[0][i]) <= 2 ** -6 * (1 + Math.abs(g1[0][i])),
+          `create_graph dw [${i}]`,
+        );
+      assert.equal(xg.grad!.requiresGrad, true);
+      const gx = xg.grad!;
+      w.grad = null;
+      gx.sum().backward();
+      assert.equal(w.grad!.dtype, "float32");
+      assert.ok(Number.isFinite(w.grad!.sum().item()));
+    } finally {
+      lowConvRoute.mode = "auto";
+    }
+  });
+
+  test("native without AVX512_BF16 (the avx2 and base builds): the widened float32 path, same values", {
+    skip: getBackend().name !== "native" && "the native backend is not loaded",
+  }, () => {
+    manualSeed(13);
+    const x = randn([2, 4, 7, 7]);
+    const w = randn([5, 4, 3, 3]);
+    const b = randn([5]);
+    const run = () =>
+      autocast({ dtype: "bfloat16" }, () => conv2d(x, w, b, { padding: 1, activation: "relu" }));
+    const isa = nativeInfo().isa as "avx512";
+    const want = run().to("float32").dataSync();
+    lowConvRoute.mode = "always";
+    try {
+      for (const other of ["avx2", "base"] as const) {
+        if (!setNativeIsa(other)) continue;
+        const before = lowConvStats.calls;
+        const y = run();
+        assert.equal(lowConvStats.calls, before, `${other}: no bfloat16 GEMM, the widened path`);
+        // the same widened computation; float32 accumulation order may differ per build: one bfloat16 step
+        const got = y.to("float32").dataSync();
+        for (let i = 0; i < want.length; i++)
+          assert.ok(Math.abs(got[i] - want[i]) <= 2 ** -7 * Math.abs(want[i]), `${other} [${i}]`);
+      }
+    } finally {
+      setNativeIsa(isa);
+      lowConvRoute.mode = "auto";
+    }
+  });
+});
