@@ -15,7 +15,7 @@ export { EarlyStopping } from "./early-stopping.ts";
 export * as functional from "./functional.ts";
 export type { FunctionalOptimizer, FunctionalState, HyperValue } from "./functional.ts";
 export { makeTrainStep } from "./functional-step.ts";
-export type { TrainState, TrainStep, TrainStepOpts } from "./functional-step.ts";
+export type { GradHook, TrainState, TrainStep, TrainStepOpts } from "./functional-step.ts";
 export type { EarlyStoppingOptions } from "./early-stopping.ts";
 export { LBFGS } from "./lbfgs.ts";
 export type { LBFGSOptions } from "./lbfgs.ts";
