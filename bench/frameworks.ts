@@ -47,6 +47,13 @@ export const FRAMEWORKS: readonly FrameworkSpec[] = [
     singleThread: false,
   },
   {
+    id: "cr-native-jit-all",
+    label: `chainrule native jit ${ALL} threads`,
+    kind: "chainrule",
+    variant: "native-all-jit",
+    singleThread: false,
+  },
+  {
     id: "cr-wasm-1t",
     label: "chainrule wasm 1 thread",
     kind: "chainrule",

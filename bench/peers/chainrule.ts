@@ -75,6 +75,7 @@ export type ChainruleVariant =
   | "native-1t"
   | "native-all"
   | "native-1t-jit"
+  | "native-all-jit"
   | "webgpu";
 
 async function importBackendModule(kind: "native" | "wasm"): Promise<Record<string, unknown> | string> {
