@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
-import type { Backend, BinaryOp, FusedInstr, FusedReduce, UnaryOp, View } from "../src/backend/backend.ts";
+import type { Backend, FusedInstr, FusedReduce, UnaryOp, View } from "../src/backend/backend.ts";
 import { fusedByOps, fusedProgram, reducedShape } from "../src/backend/fused.ts";
 import { jsBackend } from "../src/backend/js/index.ts";
 import { getBackend, setBackend } from "../src/backend/registry.ts";
@@ -16,6 +16,7 @@ import { codegenStats, generate } from "../src/backend/wasm/codegen.ts";
 import { setFusedCodegen } from "../src/backend/wasm/fused.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { jit, randn, type Tensor } from "../src/index.ts";
+import { BINARY as ALL_BINARY, UNARY } from "./fuse-programs.ts";
 import { prng } from "./prng.ts";
 
 class Rng {
@@ -37,28 +38,8 @@ function wasm(): Backend {
   return r.backend;
 }
 
-/** Every float unary op of the wasm module (its list ends at `not`, which is not a float op). */
-const UNARY: UnaryOp[] = [
-  "neg",
-  "abs",
-  "sign",
-  "exp",
-  "log",
-  "log1p",
-  "expm1",
-  "sqrt",
-  "sin",
-  "cos",
-  "tan",
-  "tanh",
-  "sigmoid",
-  "erf",
-  "relu",
-  "floor",
-  "ceil",
-  "round",
-];
-const BINARY: BinaryOp[] = ["add", "sub", "mul", "div", "pow", "maximum", "minimum"];
+/** Every float binary op of the wasm module's fused kernels (atan2 has no wasm kernel). */
+const BINARY = ALL_BINARY.filter((op) => op !== "atan2");
 type Dtype = "float32" | "float64";
 type Layout = "contiguous" | "broadcast" | "transposed" | "sliced" | "flipped" | "scalar";
 const LAYOUTS: Layout[] = ["contiguous", "broadcast", "transposed", "sliced", "flipped", "scalar"];
