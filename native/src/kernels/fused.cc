@@ -158,6 +158,7 @@ struct Prog {
   int out_reg[kMaxListViews + 1];
   void* out_data[kMaxListViews + 1];  // each output's first element
   bool out_direct[kMaxListViews + 1];  // written by its register's op, with no copy
+  bool out_fetch[kMaxListViews + 1];   // prefetched for writing (not the storage of a flat input, which is)
   int npanel = 0;                      // a blocked iteration's gathered inputs (one panel each)
   // Blocked iteration: the output is 2-d (size-1 axes aside, extents A x B along axes d0, d1) and an input
   // is read transposed; tiles are then blocks of the output, each input's strides along d0, d1 in st0, st1.
@@ -430,6 +431,13 @@ void plan(Prog& P, const View& consts, const Views& in, T* fixed) {
       P.out_direct[j] = true;
     }
   }
+  for (int j = 0; j < P.nout; j++) {
+    P.out_fetch[j] = true;
+    for (int k = 0; k < P.nin; k++)
+      if (P.input_mode[k] == M_FLAT && static_cast<const char*>(in.v[k].data) + (size_t)in.v[k].offset * es ==
+                                           static_cast<const char*>(P.out_data[j]))
+        P.out_fetch[j] = false;
+  }
   int nfree = 0;
   for (int i = 0; i < P.ninstr; i++) {
     Ins& s = ins[i];
@@ -455,12 +463,33 @@ constexpr i64 block_rows() {
 }
 constexpr i64 kBlockCols = 256;
 
-// Elements [t0, t0 + len) of the output (output order), each instruction over them in turn. A blocked
-// iteration's gathered inputs are read from their panels (`pan`, row offset prow) instead.
+// Prefetch elements [next, next + len) (output order) of the flat inputs and of the outputs: the tile after
+// this one. Each op streams a tile of one input at a time, a page or less, which the hardware prefetchers
+// (stopping at page boundaries) would leave to miss at every tile's start.
 template <class T>
-void run_tile(const Prog& P, const Views& in, i64 t0, i64 len, T* tiles, const T** cur, const T* pan = nullptr,
-              i64 prow = 0) {
+CR_INLINE void prefetch_tile(const Prog& P, const Views& in, i64 next, i64 len) {
+  if (next < 0 || next >= P.nelem) return;
+  const i64 bytes = imin(len, P.nelem - next) * (i64)sizeof(T);
+  for (int k = 0; k < P.nin; k++) {
+    if (P.input_mode[k] != M_FLAT) continue;
+    const char* p = reinterpret_cast<const char*>(static_cast<const T*>(in.v[k].data) + in.v[k].offset + next);
+    for (i64 b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 3);
+  }
+  for (int j = 0; j < P.nout; j++) {
+    if (!P.out_fetch[j]) continue;
+    const char* p = reinterpret_cast<const char*>(static_cast<const T*>(P.out_data[j]) + next);
+    for (i64 b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 1, 3);
+  }
+}
+
+// Elements [t0, t0 + len) of the output (output order), each instruction over them in turn; `next` (or -1)
+// is where the next tile starts (prefetched). A blocked iteration's gathered inputs are read from their
+// panels (`pan`, row offset prow) instead.
+template <class T>
+void run_tile(const Prog& P, const Views& in, i64 t0, i64 len, T* tiles, const T** cur, i64 next = -1,
+              const T* pan = nullptr, i64 prow = 0) {
   constexpr i64 tile = tile_of<T>();
+  prefetch_tile<T>(P, in, next, len);
   constexpr i64 panel = block_rows<T>() * kBlockCols;
   for (int i = 0; i <= P.last; i++) {
     const Ins& s = P.ins[i];
@@ -500,17 +529,32 @@ void run_tile(const Prog& P, const Views& in, i64 t0, i64 len, T* tiles, const T
 }
 
 // One block of a blocked iteration: rows [i0, i0 + r), columns [j0, j0 + c) of the 2-d output. The gathered
-// inputs' blocks go into their panels (row-major, rows of c), then each row runs as a tile.
+// inputs' blocks go into their panels (row-major, rows of c), then each row runs as a tile. The next block
+// (rows from ni0, columns [nj0, nj0 + nc); ni0 < 0: none) is prefetched as this one runs: the cache lines
+// of its transposed inputs (one per column: no hardware prefetcher follows them), and its first row.
 template <class T>
-void run_block(const Prog& P, const Views& in, i64 i0, i64 j0, i64 r, i64 c, T* tiles, const T** cur, T* pan) {
+void run_block(const Prog& P, const Views& in, i64 i0, i64 j0, i64 r, i64 c, T* tiles, const T** cur, T* pan,
+               i64 ni0, i64 nj0, i64 nc) {
   constexpr i64 panel = block_rows<T>() * kBlockCols;
   for (int i = 0; i <= P.last; i++) {
     const Ins& s = P.ins[i];
     if (s.mode != M_GATHER) continue;
     const T* base = static_cast<const T*>(in.v[s.a].data) + in.v[s.a].offset;
-    gather_block<T>(base, P.st0[s.a], P.st1[s.a], i0, j0, r, c, pan + s.buf * panel);
+    const i64 s0 = P.st0[s.a], s1 = P.st1[s.a];
+    gather_block<T>(base, s0, s1, i0, j0, r, c, pan + s.buf * panel);
+    if (ni0 >= 0 && (s0 < 0 ? -s0 : s0) < (s1 < 0 ? -s1 : s1)) {
+      const i64 nr = imin(block_rows<T>(), P.A - ni0);
+      for (i64 jj = 0; jj < nc; jj++) {
+        const T* q = base + ni0 * s0 + (nj0 + jj) * s1;
+        __builtin_prefetch(q, 0, 3);
+        __builtin_prefetch(q + (nr - 1) * s0, 0, 3);  // (the run may span two lines)
+      }
+    }
   }
-  for (i64 ii = 0; ii < r; ii++) run_tile<T>(P, in, (i0 + ii) * P.B + j0, c, tiles, cur, pan, ii * c);
+  for (i64 ii = 0; ii < r; ii++) {
+    const i64 t0 = (i0 + ii) * P.B + j0;
+    run_tile<T>(P, in, t0, c, tiles, cur, ii + 1 < r ? t0 + P.B : ni0 >= 0 ? ni0 * P.B + nj0 : -1, pan, ii * c);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -599,7 +643,7 @@ bool reduce_tiles(const Prog& P, const Views& in, T* fixed, T* out, i64 n, size_
       rf.start(R);
       for (i64 t0 = b * R, t1 = e * R; t0 < t1; t0 += tile) {
         const i64 len = imin(tile, t1 - t0);
-        run_tile<T>(P, in, t0, len, tiles, cur);
+        run_tile<T>(P, in, t0, len, tiles, cur, t0 + tile < t1 ? t0 + tile : -1);
         const T* v = cur[reg];
         for (i64 p = 0; p < len;) {
           const i64 m = imin(len - p, R - r);
@@ -631,7 +675,7 @@ bool reduce_tiles(const Prog& P, const Views& in, T* fixed, T* out, i64 n, size_
   const i64 sa = it.st[0][it.nd - 1];
   for (i64 t0 = 0; t0 < n; t0 += tile) {
     const i64 len = imin(tile, n - t0);
-    run_tile<T>(P, in, t0, len, tiles, cur);
+    run_tile<T>(P, in, t0, len, tiles, cur, t0 + tile);
     const T* v = cur[reg];
     i64 p = 0;
     it.walk(t0, t0 + len, [&](const i64* off, i64 run) {
@@ -689,11 +733,14 @@ Err fused_typed(const View& consts, const Views& in, i64 n, Prog& P, T* red_out)
     if (P.blocked) {
       for (i64 t = b; t < e; t++) {
         const i64 i0 = (t / nbc) * br, j0 = (t % nbc) * bc;
-        run_block<T>(P, in, i0, j0, imin(br, P.A - i0), imin(bc, P.B - j0), tiles, cur, pan);
+        const i64 ni0 = t + 1 < e ? ((t + 1) / nbc) * br : -1, nj0 = ((t + 1) % nbc) * bc;
+        run_block<T>(P, in, i0, j0, imin(br, P.A - i0), imin(bc, P.B - j0), tiles, cur, pan, ni0, nj0,
+                     imin(bc, P.B - nj0));
       }
       return;
     }
-    for (i64 t = b; t < e; t++) run_tile<T>(P, in, t * tile, imin(tile, n - t * tile), tiles, cur);
+    for (i64 t = b; t < e; t++)
+      run_tile<T>(P, in, t * tile, imin(tile, n - t * tile), tiles, cur, t + 1 < e ? (t + 1) * tile : -1);
   });
   std::free(fixed);
   return nullptr;
