@@ -112,8 +112,13 @@ class Arena implements OutArena {
   }
 }
 
-/** Exclusive time and count of executor steps, by kind (see `setJitProfile`). */
-export type JitProfile = Map<string, { n: number; ms: number; cpuMs: number }>;
+/**
+ * Exclusive time and count of executor steps, by kind (see `setJitProfile`). `best` holds, per step (of any
+ * executor) of the kind, its shortest exclusive wall time over the recorded runs: on a shared machine the sum
+ * of a kind's bests is its cost without the time other processes took from it (which lands on whatever step
+ * is running, short ones included).
+ */
+export type JitProfile = Map<string, { n: number; ms: number; cpuMs: number; best: Map<object, number> }>;
 
 let profile: JitProfile | null = null;
 /** Milliseconds of step time (wall, process CPU) already attributed (nested executors' times are exclusive). */
@@ -429,11 +434,13 @@ export class Executor {
           attributedCpu += selfCpu;
           const k = stepKind(step);
           const r = prof.get(k);
-          if (r === undefined) prof.set(k, { n: 1, ms: self, cpuMs: selfCpu });
+          if (r === undefined) prof.set(k, { n: 1, ms: self, cpuMs: selfCpu, best: new Map([[step, self]]) });
           else {
             r.n++;
             r.ms += self;
             r.cpuMs += selfCpu;
+            const b = r.best.get(step);
+            if (b === undefined || self < b) r.best.set(step, self);
           }
         }
       }
