@@ -365,7 +365,7 @@ export class Executor {
         const ins = step.args;
         for (let k = 0; k < ins.length; k++) ins[k] = slots[step.ins[k]]!;
         if (step.prim !== null || step.fused !== null) {
-          arena.stepBufs = [];
+          arena.stepBufs.length = 0; // (reused: no array per step)
           // in place: an operand that dies here, owned by nothing else, lends its storage to an output
           const results = step.results;
           for (const k of step.lend) {
@@ -401,7 +401,7 @@ export class Executor {
           }
         } else if (step.eqn.name === "scan" && step.eqn.rule?.staged !== undefined) {
           // a scan allocates its stacked ys (and nothing else it keeps) from this arena: pooled across calls
-          arena.stepBufs = [];
+          arena.stepBufs.length = 0; // (reused: no array per step)
           const outs = evalCall(step.eqn, ins);
           for (const b of arena.stepBufs) {
             if (!refs.has(b) && !outs.some((o) => o._data === b)) this.pool.put(arena.owned.get(b)!, b);
