@@ -4,7 +4,8 @@
  * compares with eager code, measured interleaved in one process.
  *
  *   node --import tsx bench/jit-profile.ts [--only mlp,lstm,transformer] [--threads 1] [--rounds 15]
- *     [--profile] [--program] [--variants eager,jit,jit-all,jit-sums,jit-norewrite]
+ *     [--profile] [--program] [--variants eager,jit,jit-all,jit-all-noepilogue,jit-sums,jit-norewrite]
+ *     [--backend native|wasm]
  *
  * `--profile` prints the jitted step's exclusive time per executor step kind (core/jit-exec.ts
  * `setJitProfile`); `--program` prints its step count and equations by name. The A/B part alternates the
@@ -14,6 +15,7 @@
 import { PerformanceObserver } from "node:perf_hooks";
 import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
 import { setBackend } from "../src/backend/registry.ts";
+import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { setJitProfile, type JitProfile } from "../src/core/jit-exec.ts";
 import { setProductRewrites } from "../src/core/jit-simplify.ts";
 import { arange, grad, jit, manualSeed, type Tensor, tensor } from "../src/index.ts";
@@ -31,7 +33,8 @@ const only = opt("only", "mlp,lstm,transformer").split(",");
 const rounds = Number(opt("rounds", "15"));
 const variants = opt("variants", "eager,jit").split(",");
 
-const r = loadNativeBackend();
+// (--backend wasm: the jitted steps on wasm, e.g. to check an execution-program change there)
+const r = opt("backend", "native") === "wasm" ? loadWasmBackend() : loadNativeBackend();
 if ("error" in r) throw new Error(r.error);
 setBackend(r.backend);
 setNumThreads(Number(opt("threads", "1")));
