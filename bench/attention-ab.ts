@@ -16,6 +16,9 @@
  * `--threads n` sets the native pool's threads (for CPU time, run `taskset -c 1 ... --threads 1`). With
  * `--mem`, `--autocast` runs that path under autocast.
  */
+import { readFileSync, writeFileSync } from "node:fs";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
 import { setBackend } from "../src/backend/registry.ts";
 import { autocast, grad, manualSeed, nn, randn, type Tensor } from "../src/index.ts";
@@ -98,8 +101,16 @@ if (mem === "" && low !== "") {
 } else if (mem !== "") {
   const f = step(Number(arg("len", "1024")), mem === "fused");
   for (let i = 0; i < Number(arg("steps", "3")); i++) f();
+  // one more step's peak above the resident set before it (VmHWM reset through clear_refs, after a full GC),
+  // as bench/peers/chainrule.ts's peak-memory rows
+  setFlagsFromString("--expose-gc");
+  (runInNewContext("gc") as () => void)();
+  writeFileSync("/proc/self/clear_refs", "5");
+  const before = process.memoryUsage().rss;
+  f();
+  const hwm = Number(/VmHWM:\s*(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? Number.NaN);
   console.log(
-    `${mem} L=${arg("len", "1024")}: done, rss now ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`,
+    `${mem}${low === "" ? " float32" : ` under ${low} autocast`} L=${arg("len", "1024")}: one step's peak ${((hwm * 1024 - before) / 2 ** 20).toFixed(0)} MiB above the resident set before it (${(before / 2 ** 20).toFixed(0)} MiB); rss now ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`,
   );
 } else {
   const rounds = Number(arg("rounds", "9"));
