@@ -45,9 +45,7 @@ function step(len: number, fused: boolean, dtype: "" | "bfloat16" | "float16" = 
     ? (a: Tensor, b: Tensor, c: Tensor) => nn.scaledDotProductAttention(a, b, c, { isCausal: causal })
     : (a: Tensor, b: Tensor, c: Tensor) => _attention("attention", a, b, c, { isCausal: causal }, "keep")[0];
   const run =
-    dtype === ""
-      ? attn
-      : (a: Tensor, b: Tensor, c: Tensor) => autocast({ dtype }, () => attn(a, b, c));
+    dtype === "" ? attn : (a: Tensor, b: Tensor, c: Tensor) => autocast({ dtype }, () => attn(a, b, c));
   const g = grad((a: Tensor, b: Tensor, c: Tensor) => run(a, b, c).mul(w).sum(), { argnums: [0, 1, 2] });
   return () => (g(q, k, v) as Tensor[])[0].index(0, 0, 0, 0).item();
 }

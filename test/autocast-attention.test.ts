@@ -72,7 +72,8 @@ function near(got: number[], want: number[], unit: number, absTol: number, what:
 }
 
 /** The float64 composition (q, k, v, a float mask already float64; no autocast). */
-const ref64 = (q: Tensor, k: Tensor, v: Tensor, opts: nn.SDPAOpts) => _attention("ref", q, k, v, opts, "keep")[0];
+const ref64 = (q: Tensor, k: Tensor, v: Tensor, opts: nn.SDPAOpts) =>
+  _attention("ref", q, k, v, opts, "keep")[0];
 
 /** opts with a float mask rounded to `dt` and widened to float64 (a bool mask as it is). */
 function refOpts(opts: nn.SDPAOpts, dt: Half): nn.SDPAOpts {
@@ -111,9 +112,15 @@ function checkCase(
   const wr = rounded(w, dt);
   const args = maskGrad ? [q, k, v, opts.attnMask!] : [q, k, v];
   const argnums = args.map((_, i) => i);
-  const got = grad((...xs: Tensor[]) => (fused as (...a: Tensor[]) => Tensor)(...xs).mul(w).sum(), {
-    argnums,
-  })(...args) as Tensor[];
+  const got = grad(
+    (...xs: Tensor[]) =>
+      (fused as (...a: Tensor[]) => Tensor)(...xs)
+        .mul(w)
+        .sum(),
+    {
+      argnums,
+    },
+  )(...args) as Tensor[];
   const refArgs = maskGrad ? [qr, kr, vr, ro.attnMask!] : [qr, kr, vr];
   const wantG = grad(
     (a: Tensor, b: Tensor, c: Tensor, m?: Tensor) =>
@@ -177,8 +184,12 @@ for (const b of BACKENDS) {
         checkCase(dt, q, k, v, { isCausal: true }, `${dt} broadcast causal`, false, 4);
         checkCase(dt, q, k, v, { attnMask: randn([9, 13]) }, `${dt} broadcast, mask gradient`, true, 4);
         // row 2 fully masked: NaN in that row, as PyTorch and the composition; the other rows unaffected
-        const keep = Array.from({ length: 9 }, (_, i) => Array.from({ length: 13 }, (_, j) => i !== 2 && j <= i));
-        const out = autocast({ dtype: dt }, () => nn.scaledDotProductAttention(q, k, v, { attnMask: tensor(keep) }));
+        const keep = Array.from({ length: 9 }, (_, i) =>
+          Array.from({ length: 13 }, (_, j) => i !== 2 && j <= i),
+        );
+        const out = autocast({ dtype: dt }, () =>
+          nn.scaledDotProductAttention(q, k, v, { attnMask: tensor(keep) }),
+        );
         const want = ref64(...([q, k, v].map((t) => rounded(t, dt)) as [Tensor, Tensor, Tensor]), {
           attnMask: tensor(keep),
         });
@@ -225,10 +236,7 @@ test("16-bit q, k, v outside autocast: the fused primitive, output and gradients
       v,
     ) as Tensor[];
     const wantG = grad(
-      (a: Tensor, b: Tensor, c: Tensor) =>
-        ref64(a, b, c, { isCausal: true })
-          .mul(w.to("float64"))
-          .sum(),
+      (a: Tensor, b: Tensor, c: Tensor) => ref64(a, b, c, { isCausal: true }).mul(w.to("float64")).sum(),
       { argnums: [0, 1, 2] },
     )(q.to("float64"), k.to("float64"), v.to("float64")) as Tensor[];
     for (const [i, gi] of g.entries()) {

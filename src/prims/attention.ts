@@ -255,11 +255,7 @@ export const sdpaBackwardP: Primitive<SdpaParams> = {
     const want = [...lead, l, ev + 1];
     const od = sdpaOutDtype(args[0].dtype);
     for (const a of args.slice(-2)) {
-      if (
-        a.dtype !== od ||
-        a.shape.length !== want.length ||
-        a.shape.some((d, i) => d !== want[i])
-      ) {
+      if (a.dtype !== od || a.shape.length !== want.length || a.shape.some((d, i) => d !== want[i])) {
         throw new ShapeError(
           `sdpaBackward: the output and its cotangent must be ${fmtShape(want)} ${od}, got ${fmtShape(a.shape)} ${a.dtype}`,
         );
@@ -346,7 +342,8 @@ export const sdpaBackwardP: Primitive<SdpaParams> = {
       const grads: MaybeZero[] = avals.map((a) => new Zero(a.shape, a.dtype));
       const as = (i: number, t: Tensor) => asDtype(t, avals[i].dtype);
       if (needs[0]) grads[0] = as(0, dS.matmul(gk).add(gS.matmul(k)).mul(c));
-      if (needs[1]) grads[1] = as(1, dS.transpose(-2, -1).matmul(gq).add(gS.transpose(-2, -1).matmul(q)).mul(c));
+      if (needs[1])
+        grads[1] = as(1, dS.transpose(-2, -1).matmul(gq).add(gS.transpose(-2, -1).matmul(q)).mul(c));
       if (needs[2]) grads[2] = as(2, gdSP.transpose(-2, -1).matmul(dO));
       if (withMask && needs[3]) grads[3] = as(3, gS);
       if (needs[n - 2]) grads[n - 2] = concat([gD.mul(dO), rowSum(gS).neg()], O.ndim - 1);
