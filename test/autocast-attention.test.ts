@@ -374,3 +374,21 @@ test("native: long autocast attention (L = S = 4096) runs without an [L, S] matr
     near(row, want, UNIT.bfloat16, 1e-5, "row 3000 of head 3");
   });
 });
+
+test("TransformerEncoderLayer under autocast: self-attention is one sdpa, gradients float32 near float32's", () => {
+  manualSeed(28);
+  const layer = new nn.TransformerEncoderLayer(16, 2, { dimFeedforward: 32, dropout: 0, batchFirst: true });
+  const x = randn([2, 10, 16]);
+  const run = (xx: Tensor) => autocast({ dtype: "bfloat16" }, () => layer.call(xx, { isCausal: true }));
+  const text = makeJaxpr(run)(x).toString();
+  assert.equal(text.match(/sdpa/g)?.length, 1, text);
+  assert.doesNotMatch(text, /softmax/);
+  const w = randn([2, 10, 16]);
+  run(x).mul(w).sum().backward();
+  const g16 = f64(layer.self_attn.in_proj_weight!.grad!);
+  assert.equal(layer.self_attn.in_proj_weight!.grad!.dtype, "float32");
+  layer.zeroGrad();
+  layer.call(x, { isCausal: true }).mul(w).sum().backward();
+  // bfloat16 projections, attention and feed-forward: a few ulps of 2^-8 each, against the largest entry
+  near(g16, f64(layer.self_attn.in_proj_weight!.grad!), 2 ** -4, 3e-2, "in_proj_weight grad against float32");
+});
