@@ -22,6 +22,7 @@ import {
   autocast,
   grad,
   jit,
+  jvp,
   makeJaxpr,
   manualSeed,
   nn,
@@ -391,4 +392,34 @@ test("TransformerEncoderLayer under autocast: self-attention is one sdpa, gradie
   layer.call(x, { isCausal: true }).mul(w).sum().backward();
   // bfloat16 projections, attention and feed-forward: a few ulps of 2^-8 each, against the largest entry
   near(g16, f64(layer.self_attn.in_proj_weight!.grad!), 2 ** -4, 3e-2, "in_proj_weight grad against float32");
+});
+
+test("16-bit sdpa: forward mode and second order (the rules in float32) near the float64 ones", () => {
+  manualSeed(29);
+  const [q, k, v] = [randn([2, 5, 4]), randn([2, 6, 4]), randn([2, 6, 3])].map((t) => t.to("bfloat16"));
+  const [w, r] = [randn([2, 5, 3]), randn([2, 5, 4])];
+  const mask = randn([5, 6]);
+  // d/dq of sum(dq(q) * r), dq the gradient of sum(attention * w): through sdpaBackward's own VJP
+  const second = (dtype: "bfloat16" | "float64") => {
+    const [qq, kk, vv, m] = [q, k, v, mask].map((t) => t.to(dtype));
+    const loss = (a: Tensor) =>
+      nn.scaledDotProductAttention(a, kk, vv, { attnMask: m }).to("float64").mul(w.to("float64")).sum();
+    const h = (a: Tensor) => grad(loss)(a).to("float64").mul(r.to("float64")).sum();
+    return grad(h)(qq);
+  };
+  const g16 = second("bfloat16");
+  assert.equal(g16.dtype, "bfloat16");
+  // bfloat16 operands of the composed second-order rules: a few roundings of 2^-8 against the largest entry
+  near(f64(g16), f64(second("float64")), 2 ** -5, 2 ** -5, "second order");
+  // forward mode: the JVP of the 16-bit path against float64's
+  const tq = randn([2, 5, 4]).to("bfloat16");
+  const jv = (dtype: "bfloat16" | "float64") =>
+    jvp(
+      (a: Tensor) => nn.scaledDotProductAttention(a, k.to(dtype), v.to(dtype)),
+      [q.to(dtype)],
+      [tq.to(dtype)],
+    )[1];
+  const t16 = jv("bfloat16");
+  assert.equal(t16.dtype, "bfloat16");
+  near(f64(t16), f64(jv("float64")), 2 ** -6, 2 ** -7, "jvp");
 });
