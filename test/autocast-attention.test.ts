@@ -423,3 +423,34 @@ test("16-bit sdpa: forward mode and second order (the rules in float32) near the
   assert.equal(t16.dtype, "bfloat16");
   near(f64(t16), f64(jv("float64")), 2 ** -6, 2 ** -7, "jvp");
 });
+
+test("autocast attention with dropout composes, a float32 mask cast with q, k, v as on the fused path", () => {
+  manualSeed(30);
+  const [q, k, v] = [randn([2, 4, 6]), randn([2, 5, 6]), randn([2, 5, 3])];
+  const fm = randn([4, 5]);
+  const dropoutMask = randn([2, 4, 5])
+    .gt(-0.5)
+    .to("float32")
+    .mul(1 / 0.7);
+  const f = (opts: nn.SDPAOpts) =>
+    autocast({ dtype: "bfloat16" }, () => nn.scaledDotProductAttention(q, k, v, { attnMask: fm, ...opts }));
+  const dropped = f({ dropoutMask });
+  assert.equal(dropped.dtype, "bfloat16");
+  // the composition's reference: softmax of the bfloat16 scores plus the rounded mask, the mask applied
+  const [qr, kr, vr] = [q, k, v].map((t) => rounded(t, "bfloat16"));
+  const sc = qr
+    .matmul(kr.transpose(-2, -1))
+    .mul(1 / Math.sqrt(6))
+    .add(rounded(fm, "bfloat16"));
+  const want = sc.softmax(-1).mul(dropoutMask.to("float64")).matmul(vr);
+  // two 16-bit matmuls and the rounded scores: a few roundings against the largest entry
+  near(f64(dropped), f64(want), 2 ** -6, 2 ** -6, "dropout composition");
+  // without dropout the same mask takes the fused path
+  near(
+    f64(f({})),
+    f64(ref64(qr, kr, vr, { attnMask: rounded(fm, "bfloat16") })),
+    UNIT.bfloat16,
+    2e-6,
+    "fused",
+  );
+});
