@@ -31,6 +31,23 @@ export interface HalfKernels {
   gemmBF16?(a: View, b: View, out: Float32Array | Uint16Array, opts?: GemmBF16Opts): boolean;
   /** Whether `gemmBF16` runs here (the CPU and the selected instruction-set build have AVX512_BF16). */
   gemmBF16Ready?(): boolean;
+  /**
+   * Backend.attention on 16-bit q, k, v and mask (one 16-bit dtype, any strides) into a float32 out: the values
+   * of the float32 kernel on the widened operands. Returns false when it cannot run (the caller widens).
+   */
+  attention?(q: View, k: View, v: View, mask: View | null, causal: boolean, scale: number, out: Float32Array): boolean;
+  /** Backend.attentionBackward likewise: 16-bit q, k, v and mask, float32 o, dout and out. */
+  attentionBackward?(
+    q: View,
+    k: View,
+    v: View,
+    mask: View | null,
+    o: View,
+    dout: View,
+    causal: boolean,
+    scale: number,
+    out: Float32Array,
+  ): boolean;
 }
 
 /** The epilogue and operand mask of `HalfKernels.gemmBF16`. */

@@ -18,6 +18,7 @@ import type { Aval, Primitive } from "../core/primitive.ts";
 import { type DType, isHalf, type TypedArray } from "../dtype.ts";
 import { contiguousStrides, isContiguous, sizeOf } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
+import type { SdpaParams } from "./attention.ts";
 import { allocOut, getBackend, viewOf } from "./impl.ts";
 
 /** Primitives whose kernels only move, select or convert elements: they run on 16-bit storage directly. */
@@ -180,8 +181,33 @@ export function runImpl<P>(prim: Primitive<P>, args: readonly Tensor[], params: 
       if (k.dotBF16(viewOf(a), viewOf(b), o._data as Float32Array)) return narrow(o, od);
     }
   }
+  if ((prim.name === "sdpa" || prim.name === "sdpaBackward") && isHalf(args[0].dtype)) {
+    const r = sdpaHalf(prim.name === "sdpaBackward", args, params as SdpaParams, out);
+    if (r !== null) return r;
+  }
   const wide = args.map((a) => (isHalf(a.dtype) ? widen(a) : a));
   if (!isHalf(od)) return prim.impl(wide, params, out);
   const r = prim.impl(wide, params, { shape: out.shape, dtype: "float32" });
   return narrow(r, od);
+}
+
+/**
+ * sdpa / sdpaBackward on 16-bit q, k, v (and mask) straight from the backend's 16-bit attention kernels (native:
+ * they widen the operands, any strides, inside the kernel; the float32 output is the float32 kernel's on the
+ * widened operands), or null when the backend has none or declines (the caller widens).
+ */
+function sdpaHalf(backward: boolean, args: readonly Tensor[], p: SdpaParams, out: Aval): Tensor | null {
+  const k = halfKernelsOf(getBackend().name);
+  const run = backward ? k?.attentionBackward : k?.attention;
+  if (run === undefined || out.dtype !== "float32" || args.some((a) => a._data === null)) return null;
+  const n = args.length;
+  const o = allocOut(out);
+  const vs = args.map(viewOf);
+  const data = o._data as Float32Array;
+  const withMask = n === (backward ? 6 : 4);
+  const mask = withMask ? vs[3] : null;
+  const done = backward
+    ? k!.attentionBackward!(vs[0], vs[1], vs[2], mask, vs[n - 2], vs[n - 1], p.causal, p.scale, data)
+    : k!.attention!(vs[0], vs[1], vs[2], mask, p.causal, p.scale, data);
+  return done ? o : null;
 }

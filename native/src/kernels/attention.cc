@@ -27,6 +27,9 @@
 //
 // Semantics of the special rows are the js kernel's: causal skips the keys j > i, no keys gives output 0 and
 // lse -Infinity, a row of only -Infinity scores output NaN and lse -Infinity, NaN or +Infinity scores NaN.
+#include <memory>
+#include <new>
+
 #include "gemm.h"
 #include "map.h"
 #include "vmath.h"
@@ -881,10 +884,114 @@ void backward_dispatch(const Dims& d, const View& q, const View& k, const View& 
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// 16-bit operands (autocast's attention: float16 or bfloat16 q, k, v and mask, kind bit 1 or 2). The addon has
+// no 16-bit dtype code, so such a view arrives as bytes (BOOL) of shape [..., 2] with last stride 1 (the byte
+// offset and strides of each value; the addon checked every byte against the array). Each is widened here,
+// exactly, into a contiguous float32 copy (any strides: a permuted or sliced projection output reads in place),
+// and the float32 kernels run on the copies: the same bits as the widened operands the primitive layer used to
+// pass, without its js strided copies and short-lived float32 tensors.
+
+CR_INLINE float bf16_f32(uint16_t h) {
+  const uint32_t u = (uint32_t)h << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+CR_INLINE float f16_f32(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+  const uint32_t ex = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  uint32_t u;
+  if (ex == 0) {
+    const float v = (float)m * 5.9604644775390625e-8f;  // m 2^-24, exact
+    return sign ? -v : v;
+  }
+  if (ex == 31) u = sign | 0x7f800000u | (m << 13);
+  else u = sign | ((ex + 112) << 23) | (m << 13);
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// dst[c] = the value of the 16-bit element at byte src + c sc, c < n.
+void widen_row(const uint8_t* src, i64 sc, i64 n, bool bf, float* __restrict dst) {
+  i64 c = 0;
+#if CR_ISA_LEVEL == 2
+  if (sc == 2) {
+    for (; c + 16 <= n; c += 16) {
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2 * c));
+      if (bf) _mm512_storeu_si512(dst + c, _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+      else _mm512_storeu_ps(dst + c, _mm512_cvtph_ps(h));
+    }
+  }
+#endif
+  for (; c < n; c++) {
+    const uint8_t* p = src + c * sc;
+    const uint16_t h = (uint16_t)(p[0] | (p[1] << 8));
+    dst[c] = bf ? bf16_f32(h) : f16_f32(h);
+  }
+}
+
+// A 16-bit byte view x [...X, 2] widened into buf (allocated here) as the float32 view w [...X]: contiguous,
+// except that an axis x broadcasts (stride 0: a mask shared by the batch) stays a stride-0 axis of one copy.
+Err widen_view(const char* op, const char* name, const View& x, bool bf, std::unique_ptr<float[]>& buf, View& w) {
+  const int r = x.ndim - 1;
+  if (x.dtype != BOOL || r < 1 || x.shape[r] != 2 || x.strides[r] != 1)
+    return err_fmt("%s: %s must be a 16-bit byte view [..., 2] with last stride 1", op, name);
+  i64 cs[kMaxDims];  // the copy's extents: 1 along broadcast axes
+  i64 n = 1;
+  for (int a = 0; a < r; a++) {
+    cs[a] = x.strides[a] == 0 ? 1 : x.shape[a];
+    n *= cs[a];  // a sub-product of the view's extents: bounded by the addon's checks
+  }
+  buf.reset(new (std::nothrow) float[(size_t)imax<i64>(n, 1)]);
+  if (!buf) return err_fmt("%s: out of memory widening %s (%lld values)", op, name, (long long)n);
+  w.data = buf.get();
+  w.dtype = F32;
+  w.ndim = r;
+  w.offset = 0;
+  i64 st = 1;
+  for (int a = r - 1; a >= 0; a--) {
+    w.shape[a] = x.shape[a];
+    w.strides[a] = cs[a] == 1 ? 0 : st;
+    st *= cs[a];
+  }
+  const i64 cols = cs[r - 1], rows = cols == 0 ? 0 : n / cols;
+  const uint8_t* base = static_cast<const uint8_t*>(x.data) + x.offset;
+  float* dst = buf.get();
+  par_for(rows, imax<i64>(1, elem_grain(n, 16384) / imax<i64>(cols, 1)), [&](i64 lo, i64 hi, int) {
+    for (i64 row = lo; row < hi; row++) {
+      i64 off = 0, t = row;
+      for (int a = r - 2; a >= 0; a--) {
+        off += (t % cs[a]) * x.strides[a];
+        t /= cs[a];
+      }
+      widen_row(base + off, x.strides[r - 1], cols, bf, dst + row * cols);
+    }
+  });
+  return nullptr;
+}
+
+// The 16-bit format of kind's bits 1-2: 0 none (float32 / float64 views), 1 float16, 2 bfloat16.
+CR_INLINE int half_kind(int kind) { return (kind >> 1) & 3; }
+
 }  // namespace
 
 Err attention(int causal, const AttnParams& ap, int nd, const int64_t* shape, const View& q, const View& k,
               const View& v, const View* mask, const Out& out) {
+  if (causal < 0 || causal > 5 || half_kind(causal) == 3) return "attention: kind must be 0..5";
+  if (const int hk = half_kind(causal)) {
+    // 16-bit q, k, v (and mask): widened copies, then the float32 kernels (out float32)
+    if (out.dtype != F32) return "attention: out must be float32 for 16-bit q, k, v";
+    std::unique_ptr<float[]> b[4];
+    View w[4];
+    const View* in[4] = {&q, &k, &v, mask};
+    const char* names[4] = {"q", "k", "v", "mask"};
+    for (int i = 0; i < (mask ? 4 : 3); i++)
+      if (Err err = widen_view("attention", names[i], *in[i], hk == 2, b[i], w[i])) return err;
+    return attention(causal & 1, ap, nd, shape, w[0], w[1], w[2], mask ? &w[3] : nullptr, out);
+  }
   Dims d;
   if (Err err = check_dims("attention", q, k, v, mask, nd, shape, false, d)) return err;
   if (out.dtype != q.dtype) return "attention: out must have the dtype of q";
@@ -908,6 +1015,21 @@ Err attention(int causal, const AttnParams& ap, int nd, const int64_t* shape, co
 Err attention_backward(int causal, const AttnParams& ap, int nd, const int64_t* shape, const Out& out,
                        const Views& in) {
   if (in.n != 5 && in.n != 6) return err_fmt("attentionBackward: expected 5 or 6 views (q, k, v, [mask,] o, dout), got %d", in.n);
+  if (causal < 0 || causal > 5 || half_kind(causal) == 3) return "attentionBackward: kind must be 0..5";
+  if (const int hk = half_kind(causal)) {
+    // 16-bit q, k, v (and mask), float32 o and dout: widened copies, then the float32 kernels (out float32)
+    std::unique_ptr<float[]> b[4];
+    View w[6];
+    const char* names[4] = {"q", "k", "v", "mask"};
+    for (int i = 0; i < in.n - 2; i++)
+      if (Err err = widen_view("attentionBackward", names[i], in.v[i], hk == 2, b[i], w[i])) return err;
+    w[in.n - 2] = in.v[in.n - 2];
+    w[in.n - 1] = in.v[in.n - 1];
+    if (w[in.n - 2].dtype != F32 || out.dtype != F32)
+      return "attentionBackward: o, dout and out must be float32 for 16-bit q, k, v";
+    const Views wv{in.n, w};
+    return attention_backward(causal & 1, ap, nd, shape, out, wv);
+  }
   const View& q = in.v[0];
   const View& k = in.v[1];
   const View& v = in.v[2];

@@ -122,7 +122,72 @@ export function createNativeHalfKernels(addon: NativeAddon, meta: Float64Array):
     }
     return true;
   }
+  /** ISA builds whose attention kernel predates 16-bit operands (it rejects them before reading anything). */
+  const noAttn16 = new Set<string>();
+  /**
+   * The attention kernels on 16-bit operands: kind bit 0 causal, bits 1-2 the format (1 float16, 2 bfloat16);
+   * q, k, v and mask as byte views, o and dout float32, out float32 (kernels.def's `attention` layouts).
+   */
+  function attention16(views: readonly View[], nq: number, causal: boolean, scale: number, out: Float32Array): boolean {
+    const q = views[0];
+    const nd = q.shape.length;
+    if (nd < 2 || nd + 1 > MAX_RANK) return false;
+    const isa = addon.isa();
+    if (noAttn16.has(isa)) return false;
+    const bf = q.data instanceof BFloat16Bits;
+    for (let i = 0; i < nq; i++) {
+      const x = views[i].data;
+      if (!(x instanceof Uint16Array) || x instanceof BFloat16Bits !== bf) return false;
+    }
+    const kind = (causal ? 1 : 0) | (bf ? 4 : 2);
+    const e = q.shape[nd - 1];
+    const [s, ev] = views[2].shape.slice(nd - 2);
+    const backward = views.length > nq;
+    p = 0;
+    meta[p++] = scale;
+    meta[p++] = nd;
+    for (let i = 0; i < nd - 2; i++) meta[p++] = q.shape[i];
+    if (backward) {
+      meta[p++] = 1;
+      meta[p++] = q.shape[nd - 2] * e + s * e + s * ev;
+      meta[p++] = 0;
+      meta[p++] = views.length;
+    } else {
+      meta[p++] = q.shape[nd - 2];
+      meta[p++] = ev + 1;
+    }
+    const arrays: TypedArray[] = [];
+    for (let i = 0; i < views.length; i++) {
+      const x = views[i];
+      if (i < nq) put16(x.offset, x.shape, x.strides);
+      else if (x.data instanceof Float32Array) putF32(x.offset, x.shape, x.strides);
+      else return false;
+      arrays.push(i < nq ? bytesOf(x.data as Uint16Array) : (x.data as TypedArray));
+    }
+    try {
+      if (backward) addon.attentionBackward.call(addon, kind, out, ...arrays);
+      else {
+        meta[p++] = 0;
+        addon.attention.call(addon, kind, arrays[0], arrays[1], arrays[2], arrays[3] ?? null, out);
+      }
+    } catch (err) {
+      // an addon built before 16-bit operands: the caller widens
+      if (err instanceof Error && err.message.includes("float32 or float64 expected")) {
+        noAttn16.add(isa);
+        return false;
+      }
+      throw err;
+    }
+    return true;
+  }
   return {
+    attention(q, k, v, mask, causal, scale, out) {
+      return attention16(mask === null ? [q, k, v] : [q, k, v, mask], mask === null ? 3 : 4, causal, scale, out);
+    },
+    attentionBackward(q, k, v, mask, o, dout, causal, scale, out) {
+      const vs = mask === null ? [q, k, v, o, dout] : [q, k, v, mask, o, dout];
+      return attention16(vs, mask === null ? 3 : 4, causal, scale, out);
+    },
     castHalf(x: View, out: TypedArray): boolean {
       const n = sizeOf(x.shape);
       if (n < CAST_MIN || !isContiguous(x.shape, x.strides)) return false;
