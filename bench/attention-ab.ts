@@ -14,12 +14,15 @@
  * around a float32 softmax) and the float32 fused primitive without autocast; each call's wall time and the
  * process's CPU time (process.cpuUsage, user + system) are recorded, medians and per-round ratios reported.
  * `--threads n` sets the native pool's threads (for CPU time, run `taskset -c 1 ... --threads 1`). With
- * `--mem`, `--autocast` runs that path under autocast.
+ * `--mem`, `--autocast` runs that path under autocast. `--widened` adds a fourth path: the fused primitive under
+ * autocast with the native 16-bit attention kernels switched off (the primitive layer widens q, k, v to float32
+ * tensors first, as before they existed), and reports fused / widened.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
+import { halfKernelsOf } from "../src/backend/half.ts";
 import { setBackend } from "../src/backend/registry.ts";
 import { autocast, grad, manualSeed, nn, randn, type Tensor } from "../src/index.ts";
 import { _attention } from "../src/nn/attention.ts";
@@ -32,7 +35,8 @@ function arg(name: string, dflt: string): string {
 
 const loaded = loadNativeBackend();
 if (!("backend" in loaded)) throw new Error(`native backend: ${loaded.error}`);
-setBackend(loaded.backend);
+const native = loaded.backend;
+setBackend(native);
 const causal = process.argv.includes("--causal");
 const low = arg("autocast", "") as "" | "bfloat16" | "float16";
 if (arg("threads", "") !== "") setNumThreads(Number(arg("threads", "")));
@@ -48,6 +52,22 @@ function step(len: number, fused: boolean, dtype: "" | "bfloat16" | "float16" = 
     dtype === "" ? attn : (a: Tensor, b: Tensor, c: Tensor) => autocast({ dtype }, () => attn(a, b, c));
   const g = grad((a: Tensor, b: Tensor, c: Tensor) => run(a, b, c).mul(w).sum(), { argnums: [0, 1, 2] });
   return () => (g(q, k, v) as Tensor[])[0].index(0, 0, 0, 0).item();
+}
+
+/** f with the native 16-bit attention kernels switched off during each call (the primitive layer widens). */
+function widened(f: () => number): () => number {
+  const k = halfKernelsOf(native.name) ?? {};
+  return () => {
+    const [a, b] = [k.attention, k.attentionBackward];
+    k.attention = undefined;
+    k.attentionBackward = undefined;
+    try {
+      return f();
+    } finally {
+      k.attention = a;
+      k.attentionBackward = b;
+    }
+  };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -73,27 +93,35 @@ if (mem === "" && low !== "") {
   console.log(
     `batch ${ATTN.batch}, heads ${ATTN.heads}, E ${ATTN.dim}, forward + backward${causal ? ", causal" : ""}: fused ${low} (autocast) / composed ${low} (autocast) / fused float32`,
   );
+  const withWidened = process.argv.includes("--widened");
   for (const len of arg("lens", "512,1024").split(",").map(Number)) {
     const paths = [step(len, true), step(len, false), step(len, true, "")];
+    if (withWidened) paths.push(widened(step(len, true)));
+    const np = paths.length;
     for (const f of paths) f();
-    const wall: number[][] = [[], [], []];
-    const cpu: number[][] = [[], [], []];
+    const wall: number[][] = paths.map(() => []);
+    const cpu: number[][] = paths.map(() => []);
     const rFC: number[] = [];
     const rF32: number[] = [];
+    const rW: number[] = [];
     for (let r = 0; r < rounds; r++) {
       // rotate the order each round so no path always runs right after another
-      for (let j = 0; j < 3; j++) {
-        const i = (r + j) % 3;
+      for (let j = 0; j < np; j++) {
+        const i = (r + j) % np;
         const [w, c] = times(paths[i]);
         wall[i].push(w);
         cpu[i].push(c);
       }
       rFC.push(cpu[0][r] / cpu[1][r]);
       rF32.push(cpu[0][r] / cpu[2][r]);
+      if (withWidened) rW.push(cpu[0][r] / cpu[3][r]);
     }
     const fmt = (xs: number[]) => median(xs).toFixed(1);
+    const wide = withWidened
+      ? `; widened ${fmt(cpu[3])} CPU ms (wall ${fmt(wall[3])}), median ratio fused/widened ${median(rW).toFixed(3)}`
+      : "";
     console.log(
-      `L=${len}: CPU ms fused ${fmt(cpu[0])}, composed ${fmt(cpu[1])}, float32 fused ${fmt(cpu[2])}; wall ms ${fmt(wall[0])} / ${fmt(wall[1])} / ${fmt(wall[2])}; median ratios (CPU) fused/composed ${median(rFC).toFixed(3)}, fused ${low}/fused float32 ${median(rF32).toFixed(3)}`,
+      `L=${len}: CPU ms fused ${fmt(cpu[0])}, composed ${fmt(cpu[1])}, float32 fused ${fmt(cpu[2])}; wall ms ${fmt(wall[0])} / ${fmt(wall[1])} / ${fmt(wall[2])}; median ratios (CPU) fused/composed ${median(rFC).toFixed(3)}, fused ${low}/fused float32 ${median(rF32).toFixed(3)}${wide}`,
     );
   }
 } else if (mem !== "") {

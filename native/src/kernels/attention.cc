@@ -44,6 +44,42 @@ constexpr i64 BC = 64;  // keys per tile of the exact loops
 CR_INLINE float exp_t(float v) { return CR_ISA_LEVEL >= 1 ? exp_f32(v) : std::exp(v); }
 CR_INLINE double exp_t(double v) { return std::exp(v); }
 
+CR_INLINE float bf16_f32(uint16_t h) {
+  const uint32_t u = (uint32_t)h << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+CR_INLINE float f16_f32(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+  const uint32_t ex = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  uint32_t u;
+  if (ex == 0) {
+    const float v = (float)m * 5.9604644775390625e-8f;  // m 2^-24, exact
+    return sign ? -v : v;
+  }
+  if (ex == 31) u = sign | 0x7f800000u | (m << 13);
+  else u = sign | ((ex + 112) << 23) | (m << 13);
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Element idx of a view as T: idx in T elements (H 0), or the byte offset of a 16-bit value (H 1 float16, 2
+// bfloat16; both of its bytes inside the checked view).
+template <class T, int H>
+CR_INLINE T ld(const void* data, i64 idx) {
+  if constexpr (H == 0) {
+    return static_cast<const T*>(data)[idx];
+  } else {
+    const uint8_t* p = static_cast<const uint8_t*>(data) + idx;
+    const uint16_t h = (uint16_t)(p[0] | (p[1] << 8));
+    return (T)(H == 2 ? bf16_f32(h) : f16_f32(h));
+  }
+}
+
+
 // The checked sizes of one call: nb batch entries (the leading axes, the same in every view), L queries, S keys,
 // E the q/k feature size, Ev the v feature size.
 struct Dims {
@@ -66,14 +102,19 @@ CR_INLINE i64 batch_offset(const View& x, const Dims& d, i64 b) {
 // Check q [...B, L, E], k [...B, S, E], v [...B, S, Ev], mask [...B, L, S] and the output shape `shape` (nd
 // extents: [...B, L, Ev + 1] for the forward, [...B, 1, L E + S E + S Ev] for the backward).
 Err check_dims(const char* op, const View& q, const View& k, const View& v, const View* mask, int nd,
-               const int64_t* shape, bool backward, Dims& d) {
+               const int64_t* shape, bool backward, Dims& d, bool half = false) {
   if (q.ndim < 2 || k.ndim != q.ndim || v.ndim != q.ndim || (mask && mask->ndim != q.ndim))
     return err_fmt("%s: q, k, v%s must have one rank >= 2, got %d, %d, %d", op, mask ? ", mask" : "", q.ndim, k.ndim,
                    v.ndim);
   if (nd != q.ndim) return err_fmt("%s: the output shape has %d dims, q has %d", op, nd, q.ndim);
-  if (q.dtype != F32 && q.dtype != F64) return err_fmt("%s: float32 or float64 expected", op);
-  if (k.dtype != q.dtype || v.dtype != q.dtype || (mask && mask->dtype != q.dtype))
-    return err_fmt("%s: q, k, v%s must share a dtype", op, mask ? ", mask" : "");
+  if (half) {  // 16-bit q, k, v (byte views without their trailing [2]), a widened float32 mask
+    if (q.dtype != BOOL || k.dtype != BOOL || v.dtype != BOOL || (mask && mask->dtype != F32))
+      return err_fmt("%s: expected 16-bit q, k, v", op);
+  } else {
+    if (q.dtype != F32 && q.dtype != F64) return err_fmt("%s: float32 or float64 expected", op);
+    if (k.dtype != q.dtype || v.dtype != q.dtype || (mask && mask->dtype != q.dtype))
+      return err_fmt("%s: q, k, v%s must share a dtype", op, mask ? ", mask" : "");
+  }
   const int r = q.ndim;
   d.nd = r;
   d.lead = q.shape;
@@ -481,16 +522,16 @@ CR_INLINE void fl_mm(i64 mp, i64 np, i64 kc, const T* a, i64 aps, const T* b, i6
 
 // Rows [r0, r1) of a [.., R, C] view (batch offset base) as MR-row panels: dst[((r - r0) / MR * cols + c) MR +
 // (r - r0) % MR] = x[r][c] for r < n (the view's rows), zero after; r0 a multiple of MR, r1 of MR too.
-template <class T>
+// (H: the 16-bit format of x's elements, see ld; every packer widens them exactly as it packs.)
+template <class T, int H = 0>
 void fl_pack_panels(const View& x, i64 base, i64 r0, i64 r1, i64 n, i64 cols, T* __restrict dst) {
   constexpr int MR = Fl<T>::MR;
-  const T* p = static_cast<const T*>(x.data) + base;
   const i64 sr = x.strides[x.ndim - 2], sc = x.strides[x.ndim - 1];
   for (i64 r = r0; r < r1; r++) {
     T* d = dst + ((r - r0) / MR) * cols * MR + (r - r0) % MR;
     if (r < n) {
-      const T* row = p + r * sr;
-      for (i64 c = 0; c < cols; c++) d[c * MR] = row[c * sc];
+      const i64 row = base + r * sr;
+      for (i64 c = 0; c < cols; c++) d[c * MR] = ld<T, H>(x.data, row + c * sc);
     } else {
       for (i64 c = 0; c < cols; c++) d[c * MR] = 0;
     }
@@ -498,51 +539,48 @@ void fl_pack_panels(const View& x, i64 base, i64 r0, i64 r1, i64 n, i64 cols, T*
 }
 
 // Rows [r0, r1) as padded rows: dst[(r - r0) ld + c] = x[r][c] for r < n and c < cols, zero elsewhere (c < ld).
-template <class T>
-void fl_pack_rows(const View& x, i64 base, i64 r0, i64 r1, i64 n, i64 cols, i64 ld, T* __restrict dst) {
-  const T* p = static_cast<const T*>(x.data) + base;
+template <class T, int H = 0>
+void fl_pack_rows(const View& x, i64 base, i64 r0, i64 r1, i64 n, i64 cols, i64 ldd, T* __restrict dst) {
   const i64 sr = x.strides[x.ndim - 2], sc = x.strides[x.ndim - 1];
   for (i64 r = r0; r < r1; r++) {
-    T* d = dst + (r - r0) * ld;
+    T* d = dst + (r - r0) * ldd;
     i64 c = 0;
     if (r < n) {
-      const T* row = p + r * sr;
-      if (sc == 1) {
-        std::memcpy(d, row, sizeof(T) * (size_t)cols);
+      const i64 row = base + r * sr;
+      if (H == 0 && sc == 1) {
+        std::memcpy(d, static_cast<const T*>(x.data) + row, sizeof(T) * (size_t)cols);
         c = cols;
       } else {
-        for (; c < cols; c++) d[c] = row[c * sc];
+        for (; c < cols; c++) d[c] = ld<T, H>(x.data, row + c * sc);
       }
     }
-    for (; c < ld; c++) d[c] = 0;
+    for (; c < ldd; c++) d[c] = 0;
   }
 }
 
 // The query block [i0, i0 + FBR) transposed: dst[c FBR + i] = x[i0 + i][c] (zero for rows past n).
-template <class T, i64 FBR>
+template <class T, i64 FBR, int H = 0>
 void fl_pack_lanes(const View& x, i64 base, i64 i0, i64 n, i64 cols, T* __restrict dst) {
-  const T* p = static_cast<const T*>(x.data) + base;
   const i64 sr = x.strides[x.ndim - 2], sc = x.strides[x.ndim - 1];
   const i64 nr = imin(FBR, n - i0);
   for (i64 i = 0; i < nr; i++) {
-    const T* row = p + (i0 + i) * sr;
-    for (i64 c = 0; c < cols; c++) dst[c * FBR + i] = row[c * sc];
+    const i64 row = base + (i0 + i) * sr;
+    for (i64 c = 0; c < cols; c++) dst[c * FBR + i] = ld<T, H>(x.data, row + c * sc);
   }
   for (i64 c = 0; c < cols; c++)
     for (i64 i = nr; i < FBR; i++) dst[c * FBR + i] = 0;
 }
 
 // Whether every element of x's first `cols` columns (all batch entries and rows) is finite.
-template <class T>
+template <class T, int H = 0>
 bool fl_finite(const View& x, const Dims& d, i64 rows, i64 cols) {
-  const T* p = static_cast<const T*>(x.data);
   const i64 sr = x.strides[x.ndim - 2], sc = x.strides[x.ndim - 1];
   for (i64 b = 0; b < d.nb; b++) {
-    const T* pb = p + batch_offset(x, d, b);
+    const i64 pb = batch_offset(x, d, b);
     for (i64 r = 0; r < rows; r++) {
       bool ok = true;
       for (i64 c = 0; c < cols; c++) {
-        const T y = pb[r * sr + c * sc];
+        const T y = ld<T, H>(x.data, pb + r * sr + c * sc);
         ok &= y - y == 0;  // false for NaN and +-Infinity
       }
       if (!ok) return false;
@@ -570,7 +608,7 @@ CR_INLINE void fl_score_row(T* __restrict s, T scale, const T* mrow, i64 msr, i6
     for (i64 i = 0, ce = imin(FBR, jj - i0); i < ce; i++) s[i] = -(T)INFINITY;
 }
 
-template <class T, i64 FBR>
+template <class T, i64 FBR, int H = 0>
 void fast_forward(const Dims& d, const View& q, const View& k, const View& v, const View* mask, bool causal, T scale,
                   T* out) {
   using F = Fl<T>;
@@ -604,11 +642,11 @@ void fast_forward(const Dims& d, const View& q, const View& k, const View& v, co
       const i64 qo = batch_offset(q, d, b);
       const T* mb = mask ? mdata + batch_offset(*mask, d, b) : nullptr;
       const i64 kend = rup(causal ? imin(S, qb1 * FBR) : S, MR);  // keys any query of the task sees (whole panels)
-      fl_pack_panels(k, batch_offset(k, d, b), 0, kend, S, e, ka);
-      fl_pack_rows(v, batch_offset(v, d, b), 0, kend, S, ev, evp, vr);
+      fl_pack_panels<T, H>(k, batch_offset(k, d, b), 0, kend, S, e, ka);
+      fl_pack_rows<T, H>(v, batch_offset(v, d, b), 0, kend, S, ev, evp, vr);
       for (i64 qb = qb0; qb < qb1; qb++) {
         const i64 i0 = qb * FBR, nr = imin(FBR, L - i0);
-        fl_pack_lanes<T, FBR>(q, qo, i0, L, e, qt);
+        fl_pack_lanes<T, FBR, H>(q, qo, i0, L, e, qt);
         for (i64 i = 0; i < FBR; i++) {
           m[i] = -(T)INFINITY;
           l[i] = 0;
@@ -680,7 +718,7 @@ struct FlBack {
   T *ka, *va, *kr;       // k, v as MR-row panels [spad][E or Ev]; k rows [spad][ep]
 };
 
-template <class T, i64 FBR>
+template <class T, i64 FBR, int H = 0>
 void fast_backward(const Dims& d, const View& q, const View& k, const View& v, const View* mask, const View& g,
                    const T* dl, bool causal, T scale, T* out) {
   using F = Fl<T>;
@@ -713,12 +751,12 @@ void fast_backward(const Dims& d, const View& q, const View& k, const View& v, c
   auto pack_queries = [&](FlBack<T>& P, i64 b, i64 qb0, i64 qb1) {
     const i64 qo = batch_offset(q, d, b), go = batch_offset(g, d, b);
     for (i64 qb = qb0; qb < qb1; qb++) {
-      fl_pack_lanes<T, FBR>(q, qo, qb * FBR, L, e, P.qt + qb * FBR * e);
+      fl_pack_lanes<T, FBR, H>(q, qo, qb * FBR, L, e, P.qt + qb * FBR * e);
       fl_pack_lanes<T, FBR>(g, go, qb * FBR, L, ev, P.gt + qb * FBR * ev);
     }
     // rows past L are never read (the products' depth is the block's real queries)
     const i64 r1 = imin(qb1 * FBR, L);
-    fl_pack_rows(q, qo, qb0 * FBR, r1, L, e, ep, P.qr + qb0 * FBR * ep);
+    fl_pack_rows<T, H>(q, qo, qb0 * FBR, r1, L, e, ep, P.qr + qb0 * FBR * ep);
     fl_pack_rows(g, go, qb0 * FBR, r1, L, ev, evp, P.gr + qb0 * FBR * evp);
     for (i64 i = qb0 * FBR; i < qb1 * FBR; i++) {
       P.dd[i] = i < L ? dl[2 * (b * L + i)] : (T)0;
@@ -729,9 +767,9 @@ void fast_backward(const Dims& d, const View& q, const View& k, const View& v, c
     const i64 ko = batch_offset(k, d, b), vo = batch_offset(v, d, b);
     // up to the last whole panel of keys (the products read ceil(nc / MR) panels, nc rows)
     const i64 r1 = imin(kb1 * FBC, rup(S, MR));
-    fl_pack_panels(k, ko, kb0 * FBC, r1, S, e, P.ka + kb0 * FBC * e);
-    fl_pack_panels(v, vo, kb0 * FBC, r1, S, ev, P.va + kb0 * FBC * ev);
-    fl_pack_rows(k, ko, kb0 * FBC, r1, S, e, ep, P.kr + kb0 * FBC * ep);
+    fl_pack_panels<T, H>(k, ko, kb0 * FBC, r1, S, e, P.ka + kb0 * FBC * e);
+    fl_pack_panels<T, H>(v, vo, kb0 * FBC, r1, S, ev, P.va + kb0 * FBC * ev);
+    fl_pack_rows<T, H>(k, ko, kb0 * FBC, r1, S, e, ep, P.kr + kb0 * FBC * ep);
   };
   // One (query block, key block) pair: P^T into st, scale dS^T into dpt, then dk, dv (rows of the key block,
   // when given) and dq (rows of the query block, when given) accumulate.
@@ -870,17 +908,19 @@ void fast_backward(const Dims& d, const View& q, const View& k, const View& v, c
 }
 
 // The exact loops for causal attention over non-finite q, k or dout (see attention()), else the tiled kernels.
-template <class T>
+// (H: q, k, v 16-bit, see ld; the tiled kernels only, the caller having checked that the exact loops are not
+// needed.)
+template <class T, int H = 0>
 void backward_dispatch(const Dims& d, const View& q, const View& k, const View& v, const View* mask, const View& o,
                        const View& g, bool causal, T scale, T* out) {
-  if (causal && (!fl_finite<T>(q, d, d.l, d.e) || !fl_finite<T>(k, d, d.s, d.e) || !fl_finite<T>(g, d, d.l, d.ev))) {
+  if (H == 0 && causal && (!fl_finite<T>(q, d, d.l, d.e) || !fl_finite<T>(k, d, d.s, d.e) || !fl_finite<T>(g, d, d.l, d.ev))) {
     exact_backward<T>(d, q, k, v, mask, o, g, true, scale, out);
     return;
   }
   const T* dl = d_and_lse<T>(d, o, g);
   if (dl) {
-    if (d.l <= 32) fast_backward<T, 32>(d, q, k, v, mask, g, dl, causal, scale, out);
-    else fast_backward<T, 64>(d, q, k, v, mask, g, dl, causal, scale, out);
+    if (d.l <= 32) fast_backward<T, 32, H>(d, q, k, v, mask, g, dl, causal, scale, out);
+    else fast_backward<T, 64, H>(d, q, k, v, mask, g, dl, causal, scale, out);
   }
 }
 
@@ -891,28 +931,6 @@ void backward_dispatch(const Dims& d, const View& q, const View& k, const View& 
 // exactly, into a contiguous float32 copy (any strides: a permuted or sliced projection output reads in place),
 // and the float32 kernels run on the copies: the same bits as the widened operands the primitive layer used to
 // pass, without its js strided copies and short-lived float32 tensors.
-
-CR_INLINE float bf16_f32(uint16_t h) {
-  const uint32_t u = (uint32_t)h << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-CR_INLINE float f16_f32(uint16_t h) {
-  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-  const uint32_t ex = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-  uint32_t u;
-  if (ex == 0) {
-    const float v = (float)m * 5.9604644775390625e-8f;  // m 2^-24, exact
-    return sign ? -v : v;
-  }
-  if (ex == 31) u = sign | 0x7f800000u | (m << 13);
-  else u = sign | ((ex + 112) << 23) | (m << 13);
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 // dst[c] = the value of the 16-bit element at byte src + c sc, c < n.
 void widen_row(const uint8_t* src, i64 sc, i64 n, bool bf, float* __restrict dst) {
@@ -973,6 +991,17 @@ Err widen_view(const char* op, const char* name, const View& x, bool bf, std::un
   return nullptr;
 }
 
+// A 16-bit byte view x [...X, 2] as the view [...X] of the byte offsets of its values (dtype still BOOL): what
+// the packers read with H > 0.
+Err view16(const char* op, const char* name, const View& x, View& w) {
+  const int r = x.ndim - 1;
+  if (x.dtype != BOOL || r < 1 || x.shape[r] != 2 || x.strides[r] != 1)
+    return err_fmt("%s: %s must be a 16-bit byte view [..., 2] with last stride 1", op, name);
+  w = x;
+  w.ndim = r;
+  return nullptr;
+}
+
 // The 16-bit format of kind's bits 1-2: 0 none (float32 / float64 views), 1 float16, 2 bfloat16.
 CR_INLINE int half_kind(int kind) { return (kind >> 1) & 3; }
 
@@ -982,15 +1011,40 @@ Err attention(int causal, const AttnParams& ap, int nd, const int64_t* shape, co
               const View& v, const View* mask, const Out& out) {
   if (causal < 0 || causal > 5 || half_kind(causal) == 3) return "attention: kind must be 0..5";
   if (const int hk = half_kind(causal)) {
-    // 16-bit q, k, v (and mask): widened copies, then the float32 kernels (out float32)
+    // 16-bit q, k, v (and mask), out float32: the tiled kernels widen q, k, v as they pack them (a 16-bit mask
+    // is widened first); causal attention over a non-finite v runs the exact loops on widened copies
     if (out.dtype != F32) return "attention: out must be float32 for 16-bit q, k, v";
-    std::unique_ptr<float[]> b[4];
-    View w[4];
     const View* in[4] = {&q, &k, &v, mask};
     const char* names[4] = {"q", "k", "v", "mask"};
-    for (int i = 0; i < (mask ? 4 : 3); i++)
-      if (Err err = widen_view("attention", names[i], *in[i], hk == 2, b[i], w[i])) return err;
-    return attention(causal & 1, ap, nd, shape, w[0], w[1], w[2], mask ? &w[3] : nullptr, out);
+    View h[3], w[4];
+    std::unique_ptr<float[]> b[4];
+    for (int i = 0; i < 3; i++)
+      if (Err err = view16("attention", names[i], *in[i], h[i])) return err;
+    if (mask)
+      if (Err err = widen_view("attention", "mask", *mask, hk == 2, b[3], w[3])) return err;
+    Dims d;
+    if (Err err = check_dims("attention", h[0], h[1], h[2], mask ? &w[3] : nullptr, nd, shape, false, d, true))
+      return err;
+    if (d.nb == 0 || d.l == 0) return nullptr;
+    const bool exact =
+        (causal & 1) && (hk == 2 ? !fl_finite<float, 2>(h[2], d, d.s, d.ev) : !fl_finite<float, 1>(h[2], d, d.s, d.ev));
+    if (exact) {
+      for (int i = 0; i < 3; i++)
+        if (Err err = widen_view("attention", names[i], *in[i], hk == 2, b[i], w[i])) return err;
+      return attention(causal & 1, ap, nd, shape, w[0], w[1], w[2], mask ? &w[3] : nullptr, out);
+    }
+    float* o = static_cast<float*>(out.data);
+    const View* m = mask ? &w[3] : nullptr;
+    const float sc = (float)ap.scale;
+    const bool c = (causal & 1) != 0;
+    if (hk == 2) {
+      if (d.l <= 32) fast_forward<float, 32, 2>(d, h[0], h[1], h[2], m, c, sc, o);
+      else fast_forward<float, 64, 2>(d, h[0], h[1], h[2], m, c, sc, o);
+    } else {
+      if (d.l <= 32) fast_forward<float, 32, 1>(d, h[0], h[1], h[2], m, c, sc, o);
+      else fast_forward<float, 64, 1>(d, h[0], h[1], h[2], m, c, sc, o);
+    }
+    return nullptr;
   }
   Dims d;
   if (Err err = check_dims("attention", q, k, v, mask, nd, shape, false, d)) return err;
@@ -1017,18 +1071,53 @@ Err attention_backward(int causal, const AttnParams& ap, int nd, const int64_t* 
   if (in.n != 5 && in.n != 6) return err_fmt("attentionBackward: expected 5 or 6 views (q, k, v, [mask,] o, dout), got %d", in.n);
   if (causal < 0 || causal > 5 || half_kind(causal) == 3) return "attentionBackward: kind must be 0..5";
   if (const int hk = half_kind(causal)) {
-    // 16-bit q, k, v (and mask), float32 o and dout: widened copies, then the float32 kernels (out float32)
-    std::unique_ptr<float[]> b[4];
-    View w[6];
+    // 16-bit q, k, v (and mask), float32 o and dout: the tiled kernels widen q, k, v as they pack them (a 16-bit
+    // mask is widened first); causal attention over non-finite values runs the exact loops on widened copies
+    const char* op = "attentionBackward";
     const char* names[4] = {"q", "k", "v", "mask"};
-    for (int i = 0; i < in.n - 2; i++)
-      if (Err err = widen_view("attentionBackward", names[i], in.v[i], hk == 2, b[i], w[i])) return err;
-    w[in.n - 2] = in.v[in.n - 2];
-    w[in.n - 1] = in.v[in.n - 1];
-    if (w[in.n - 2].dtype != F32 || out.dtype != F32)
+    const View& o = in.v[in.n - 2];
+    const View& g = in.v[in.n - 1];
+    if (o.dtype != F32 || g.dtype != F32 || out.dtype != F32)
       return "attentionBackward: o, dout and out must be float32 for 16-bit q, k, v";
-    const Views wv{in.n, w};
-    return attention_backward(causal & 1, ap, nd, shape, out, wv);
+    View h[3], w[6];
+    std::unique_ptr<float[]> b[4];
+    for (int i = 0; i < 3; i++)
+      if (Err err = view16(op, names[i], in.v[i], h[i])) return err;
+    const bool withMask = in.n == 6;
+    if (withMask)
+      if (Err err = widen_view(op, "mask", in.v[3], hk == 2, b[3], w[3])) return err;
+    const View* m = withMask ? &w[3] : nullptr;
+    Dims d;
+    if (Err err = check_dims(op, h[0], h[1], h[2], m, nd, shape, true, d, true)) return err;
+    const View* saved[2] = {&o, &g};
+    for (const View* x : saved) {
+      bool same = x->ndim == d.nd && x->shape[d.nd - 2] == d.l && x->shape[d.nd - 1] == d.ev + 1;
+      for (int a = 0; same && a < d.nd - 2; a++) same = x->shape[a] == d.lead[a];
+      if (!same) return "attentionBackward: o and dout must be [...B, L, Ev + 1]";
+    }
+    const i64 per = d.l * d.e + d.s * d.e + d.s * d.ev;
+    if (d.nb == 0 || per == 0) return nullptr;
+    if (d.l == 0) {  // no query rows: dk and dv are zero
+      std::memset(out.data, 0, (size_t)(d.nb * per) * 4);
+      return nullptr;
+    }
+    auto finite = [&](const View& x, i64 rows, i64 cols) {
+      return hk == 2 ? fl_finite<float, 2>(x, d, rows, cols) : fl_finite<float, 1>(x, d, rows, cols);
+    };
+    if ((causal & 1) && (!finite(h[0], d.l, d.e) || !finite(h[1], d.s, d.e) || !fl_finite<float>(g, d, d.l, d.ev))) {
+      for (int i = 0; i < 3; i++)
+        if (Err err = widen_view(op, names[i], in.v[i], hk == 2, b[i], w[i])) return err;
+      w[in.n - 2] = o;
+      w[in.n - 1] = g;
+      const Views wv{in.n, w};
+      return attention_backward(causal & 1, ap, nd, shape, out, wv);
+    }
+    float* po = static_cast<float*>(out.data);
+    const float sc = (float)ap.scale;
+    const bool c = (causal & 1) != 0;
+    if (hk == 2) backward_dispatch<float, 2>(d, h[0], h[1], h[2], m, o, g, c, sc, po);
+    else backward_dispatch<float, 1>(d, h[0], h[1], h[2], m, o, g, c, sc, po);
+    return nullptr;
   }
   const View& q = in.v[0];
   const View& k = in.v[1];
