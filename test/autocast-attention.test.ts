@@ -11,15 +11,26 @@
  * at most 2^-8 relative for bfloat16, 2^-11 for float16) plus float32 accumulation error: far tighter than the
  * composition under autocast meets (its scores and probabilities are rounded to the 16-bit dtype), which one
  * test also checks.
+ *
+ * The native bfloat16 forward (vdpbf16ps, where the CPU has AVX512_BF16) also rounds P to bfloat16 before P v,
+ * as PyTorch's bfloat16 flash attention does (the row sums stay float32): each p_ij v_j term is off by at most
+ * 2^-9 |p_ij v_j|, so the float32 output by at most 2^-9 (P |v|)_i, computed here in float64 as the attention
+ * of |v|. The backward (float32 products) sees that output through D_i = dO_i . O_i only, |dD_i| <= bD_i =
+ * 2^-9 sum_c |dO_ic| (P |v|)_ic, and dS_ij = P_ij (dP_ij - D_i) moves by P_ij dD_i: dq_i by at most
+ * scale bD_i (P |k|)_i, dk by scale P^T (bD |q|), a mask's gradient by P_ij bD_i, dv not at all. The native
+ * bfloat16 checks add exactly these bounds (they hold whether or not the CPU rounds P).
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Backend } from "../src/backend/backend.ts";
 import { jsBackend } from "../src/backend/js/index.ts";
 import { loadNativeBackend } from "../src/backend/native/index.ts";
+import { halfKernelsOf } from "../src/backend/half.ts";
+import { getBackend } from "../src/backend/registry.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import {
   autocast,
+  eye,
   grad,
   jit,
   jvp,
@@ -50,11 +61,25 @@ const f64 = (t: Tensor) => Array.from(t.to("float64").dataSync());
 /** t rounded to `dt` and back to float64: the values the 16-bit path computes with. */
 const rounded = (t: Tensor, dt: Half) => t.to(dt).to("float64");
 
+/** 2^-9: the unit roundoff of bfloat16, the relative error of each probability rounded to it. */
+const P_UNIT = 2 ** -9;
+/** Whether the current backend rounds P to bfloat16 for `dt` (the native bfloat16 forward may). */
+const roundsP = (dt: Half) =>
+  dt === "bfloat16" && "backend" in loaded && getBackend().name === loaded.backend.name;
+
 /**
- * Assert |got - want| <= unit |want| + abs for every element (NaN where want is NaN), abs = absTol times the
- * largest |want| (float32 accumulation error scales with the magnitudes summed, not with each result).
+ * Assert |got - want| <= unit |want| + abs + extra[i] for every element (NaN where want is NaN), abs = absTol
+ * times the largest |want| (float32 accumulation error scales with the magnitudes summed, not with each
+ * result), extra an optional per-element bound.
  */
-function near(got: number[], want: number[], unit: number, absTol: number, what: string): void {
+function near(
+  got: number[],
+  want: number[],
+  unit: number,
+  absTol: number,
+  what: string,
+  extra?: number[],
+): void {
   assert.equal(got.length, want.length, `${what}: length`);
   let big = 0;
   for (const w of want) if (Number.isFinite(w)) big = Math.max(big, Math.abs(w));
@@ -66,7 +91,7 @@ function near(got: number[], want: number[], unit: number, absTol: number, what:
     }
     const err = Math.abs(got[i] - want[i]);
     assert.ok(
-      err <= unit * Math.abs(want[i]) + abs,
+      err <= unit * Math.abs(want[i]) + abs + (extra === undefined ? 0 : extra[i]),
       `${what}[${i}]: got ${got[i]}, expected ${want[i]} (error ${err.toExponential(2)})`,
     );
   }
@@ -107,10 +132,34 @@ function checkCase(
   const [qr, kr, vr] = [q, k, v].map((t) => rounded(t, dt));
   const ro = refOpts(opts, dt);
   const want = ref64(qr, kr, vr, ro);
-  near(f64(out), f64(want), UNIT[dt], 2e-6, `${what} out`);
+  // P rounded to bfloat16 (see the header): P |v| bounds the output's error before its own rounding
+  const pRound = roundsP(dt);
+  const pAbsV = pRound ? ref64(qr, kr, vr.abs(), ro) : null;
+  const outExtra = pAbsV === null ? undefined : f64(pAbsV.mul(P_UNIT * (1 + UNIT[dt])));
+  near(f64(out), f64(want), UNIT[dt], 2e-6, `${what} out`, outExtra);
   // gradients: the float32 leaves get the float32 widening of gradients rounded once to dt
   const w = randn(out.shape);
   const wr = rounded(w, dt);
+  const gradExtra: (number[] | undefined)[] = [];
+  if (pAbsV !== null) {
+    const scale = opts.scale ?? 1 / Math.sqrt(q.shape[q.ndim - 1]);
+    const bD = wr.abs().mul(pAbsV).sum(-1, true).mul(P_UNIT);
+    const y = bD.mul(qr.abs());
+    // P^T y: the gradient of sum(attention(q, k, z) y) with respect to z (linear in z)
+    const pty = grad((z: Tensor) => ref64(qr, kr, z, ro).mul(y).sum())(kr.mul(0));
+    gradExtra.push(
+      f64(bD.mul(ref64(qr, kr, kr.abs(), ro)).mul(scale * (1 + UNIT[dt]))),
+      f64(pty.mul(scale * (1 + UNIT[dt]))),
+      undefined,
+    );
+    if (maskGrad) {
+      const sLen = k.shape[k.ndim - 2];
+      const p = ref64(qr, kr, eye(sLen, sLen, { dtype: "float64" }), ro);
+      let m = p.mul(bD);
+      while (m.ndim > opts.attnMask!.ndim) m = m.sum(0);
+      gradExtra.push(f64(m.mul(1 + 2 * UNIT[dt])));
+    }
+  }
   const args = maskGrad ? [q, k, v, opts.attnMask!] : [q, k, v];
   const argnums = args.map((_, i) => i);
   const got = grad(
@@ -134,7 +183,14 @@ function checkCase(
     assert.equal(g.dtype, args[i].dtype, `${what} grad ${i} dtype`);
     // the mask's gradient is composed from 16-bit-free float32 ops but reaches a 16-bit cast twice (the
     // mask's castLow and the rounding of dS): one more rounding's worth
-    near(f64(g), f64(wantG[i]), UNIT[dt] * (i === 3 ? 2 : 1), 2e-5 + sumAbs * UNIT[dt], `${what} grad ${i}`);
+    near(
+      f64(g),
+      f64(wantG[i]),
+      UNIT[dt] * (i === 3 ? 2 : 1),
+      2e-5 + sumAbs * UNIT[dt],
+      `${what} grad ${i}`,
+      gradExtra[i],
+    );
   }
 }
 
@@ -194,7 +250,16 @@ for (const b of BACKENDS) {
         const want = ref64(...([q, k, v].map((t) => rounded(t, dt)) as [Tensor, Tensor, Tensor]), {
           attnMask: tensor(keep),
         });
-        near(f64(out), f64(want), UNIT[dt], 2e-6, `${dt} fully masked row`);
+        const [qr, kr, vr] = [q, k, v].map((t) => rounded(t, dt));
+        const extra = roundsP(dt) ? f64(ref64(qr, kr, vr.abs(), { attnMask: tensor(keep) })) : undefined;
+        near(
+          f64(out),
+          f64(want),
+          UNIT[dt],
+          2e-6,
+          `${dt} fully masked row`,
+          extra?.map((x) => x * P_UNIT * (1 + UNIT[dt])),
+        );
       }
     });
   });
@@ -245,6 +310,70 @@ test("16-bit q, k, v outside autocast: the fused primitive, output and gradients
       near(f64(gi), f64(wantG[i]), UNIT[dt], 2e-5, `${dt} grad ${i}`);
     }
   }
+});
+
+test("native: 16-bit strided q, k, v (slices of one packed tensor) and a broadcast mask, read in place", {
+  skip: !("backend" in loaded),
+}, () => {
+  if (!("backend" in loaded)) return;
+  const native = loaded.backend;
+  onBackend(native, () => {
+    manualSeed(29);
+    const kernels = halfKernelsOf(native.name)!;
+    const [fwd, bwd] = [kernels.attention!, kernels.attentionBackward!];
+    // calls that ran (returned true) of the forward and the backward 16-bit kernels
+    const calls = [0, 0];
+    kernels.attention = (...a) => {
+      const ran = fwd(...a);
+      calls[0] += ran ? 1 : 0;
+      return ran;
+    };
+    kernels.attentionBackward = (...a) => {
+      const ran = bwd(...a);
+      calls[1] += ran ? 1 : 0;
+      return ran;
+    };
+    try {
+      for (const dt of ["bfloat16", "float16"] as const) {
+        calls.fill(0);
+        // [B, L, 3, H, E] as a fused q/k/v projection lays it out; each of q, k, v a strided [B, H, L, E] view
+        const qkv = randn([2, 37, 3, 2, 24]).to(dt);
+        const [q, k, v] = [0, 1, 2].map((i) => qkv.narrow(2, i, 1).squeeze(2).transpose(1, 2));
+        const mask = randn([37, 37]).to(dt);
+        const f = (a: Tensor, b: Tensor, c: Tensor) =>
+          nn.scaledDotProductAttention(a, b, c, { attnMask: mask });
+        const out = f(q, k, v);
+        const [q64, k64, v64] = [q, k, v].map((t) => t.to("float64"));
+        const o64 = { attnMask: mask.to("float64") };
+        const want = ref64(q64, k64, v64, o64);
+        const extra = roundsP(dt)
+          ? f64(ref64(q64, k64, v64.abs(), o64)).map((x) => x * P_UNIT * (1 + UNIT[dt]))
+          : undefined;
+        near(f64(out), f64(want), UNIT[dt], 2e-6, `${dt} strided out`, extra);
+        const w = randn(out.shape).to(dt);
+        const g = grad((a: Tensor, b: Tensor, c: Tensor) => f(a, b, c).mul(w).sum(), { argnums: [0, 1, 2] })(
+          q,
+          k,
+          v,
+        ) as Tensor[];
+        assert.ok(calls[0] >= 1 && calls[1] === 1, `${dt}: the native 16-bit kernels ran (${calls})`);
+        if (dt === "float16") {
+          // no rounding of P: the gradients within one rounding of the float64 ones
+          const wantG = grad(
+            (a: Tensor, b: Tensor, c: Tensor) => ref64(a, b, c, o64).mul(w.to("float64")).sum(),
+            {
+              argnums: [0, 1, 2],
+            },
+          )(q64, k64, v64) as Tensor[];
+          for (const [i, gi] of g.entries())
+            near(f64(gi), f64(wantG[i]), UNIT[dt], 2e-5, `${dt} strided grad ${i}`);
+        }
+      }
+    } finally {
+      kernels.attention = fwd;
+      kernels.attentionBackward = bwd;
+    }
+  });
 });
 
 test("autocast attention: empty sequences and batches", () => {
@@ -366,13 +495,20 @@ test("native: long autocast attention (L = S = 4096) runs without an [L, S] matr
     const z = p.reduce((a, b) => a + b, 0);
     const row: number[] = [];
     const want: number[] = [];
+    // the bound of P's rounding to bfloat16 (see the header): 2^-9 (P |v|)_i
+    const extra: number[] = [];
     for (let c = 0; c < e; c++) {
       let s = 0;
-      for (let j = 0; j <= i; j++) s += (p[j] / z) * va[(hh * n + j) * e + c];
+      let sa = 0;
+      for (let j = 0; j <= i; j++) {
+        s += (p[j] / z) * va[(hh * n + j) * e + c];
+        sa += (p[j] / z) * Math.abs(va[(hh * n + j) * e + c]);
+      }
       want.push(s);
+      extra.push(P_UNIT * (1 + UNIT.bfloat16) * sa);
       row.push(o[(hh * n + i) * e + c]);
     }
-    near(row, want, UNIT.bfloat16, 1e-5, "row 3000 of head 3");
+    near(row, want, UNIT.bfloat16, 1e-5, "row 3000 of head 3", extra);
   });
 });
 

@@ -35,7 +35,15 @@ export interface HalfKernels {
    * Backend.attention on 16-bit q, k, v and mask (one 16-bit dtype, any strides) into a float32 out: the values
    * of the float32 kernel on the widened operands. Returns false when it cannot run (the caller widens).
    */
-  attention?(q: View, k: View, v: View, mask: View | null, causal: boolean, scale: number, out: Float32Array): boolean;
+  attention?(
+    q: View,
+    k: View,
+    v: View,
+    mask: View | null,
+    causal: boolean,
+    scale: number,
+    out: Float32Array,
+  ): boolean;
   /** Backend.attentionBackward likewise: 16-bit q, k, v and mask, float32 o, dout and out. */
   attentionBackward?(
     q: View,

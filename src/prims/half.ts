@@ -65,6 +65,7 @@ function castStrided(cast: (x: View, out: TypedArray) => boolean, x: View, out: 
   const { shape, strides } = x;
   const n = sizeOf(shape);
   if (n < STRIDED_MIN) return false;
+  if (castBlocks(cast, x, out)) return true;
   const dense = contiguousStrides(shape);
   const backend = getBackend();
   if (x.data instanceof Float32Array && out instanceof Uint16Array) {
@@ -96,6 +97,36 @@ function castStrided(cast: (x: View, out: TypedArray) => boolean, x: View, out: 
     return cast({ data: packed, shape, strides: dense, offset: 0 }, out);
   }
   return false;
+}
+
+/** The smallest contiguous block castBlocks casts with one call. */
+const BLOCK_MIN = 4096;
+
+/**
+ * A cast of a view made of contiguous blocks (its trailing axes dense, e.g. one of the gradients sliced out of
+ * sdpaBackward's packed output), one contiguous cast per block straight into `out`: no copy. Returns false when
+ * the blocks are smaller than BLOCK_MIN elements (or the cast declines one).
+ */
+function castBlocks(cast: (x: View, out: TypedArray) => boolean, x: View, out: TypedArray): boolean {
+  const { shape, strides } = x;
+  const nd = shape.length;
+  let a = nd;
+  let block = 1;
+  while (a > 0 && (shape[a - 1] === 1 || strides[a - 1] === block)) block *= shape[--a];
+  if (block < BLOCK_MIN || a === 0) return false;
+  const outer = sizeOf(shape.slice(0, a));
+  const flat = [block];
+  const unit = [1];
+  for (let i = 0; i < outer; i++) {
+    let off = x.offset;
+    for (let j = a - 1, r = i; j >= 0; j--) {
+      off += (r % shape[j]) * strides[j];
+      r = Math.floor(r / shape[j]);
+    }
+    const dst = out.subarray(i * block, (i + 1) * block);
+    if (!cast({ data: x.data, shape: flat, strides: unit, offset: off }, dst)) return false;
+  }
+  return true;
 }
 
 /**

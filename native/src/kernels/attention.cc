@@ -27,6 +27,7 @@
 //
 // Semantics of the special rows are the js kernel's: causal skips the keys j > i, no keys gives output 0 and
 // lse -Infinity, a row of only -Infinity scores output NaN and lse -Infinity, NaN or +Infinity scores NaN.
+#include <cstdlib>
 #include <memory>
 #include <new>
 
@@ -710,6 +711,210 @@ void fast_forward(const Dims& d, const View& q, const View& k, const View& v, co
   });
 }
 
+#if CR_ISA_LEVEL == 2
+// ---------------------------------------------------------------------------------------------------------
+// The bfloat16 forward (AVX512_BF16): fast_forward's blocks and online softmax, with both products on
+// vdpbf16ps, which multiplies pairs of bfloat16 values (exact in float32) and adds both products to a float32
+// lane. Operands are packed as pairs along the products' depth: K as MR-row panels of (k[j][2c], k[j][2c+1]),
+// q blocks transposed as (q[i][2c], q[i][2c+1]) per query lane, V as rows of (v[2j][c], v[2j + 1][c]), and P,
+// after the float32 softmax, rounded to bfloat16 (to nearest even) as (p[i][2j], p[i][2j + 1]) per query lane,
+// as PyTorch's bfloat16 flash attention rounds P before its P V product. The row sums l are the float32 P's.
+// Padding (an odd E, keys past the block) is zero pairs.
+#define CR_ATTN_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+
+constexpr int BMR = 8;   // rows of the bfloat16 register tile
+constexpr int BNR = 32;  // columns (two vectors of 16 float32 lanes)
+
+CR_INLINE uint32_t bits16(const void* data, i64 idx) {
+  const uint8_t* p = static_cast<const uint8_t*>(data) + idx;
+  return (uint32_t)(p[0] | (p[1] << 8));
+}
+
+// float32 bits -> bfloat16 bits, to nearest even (NaN quiet, sign kept).
+CR_INLINE uint32_t round16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return ((x >> 16) & 0x8000u) | 0x7fc0u;
+  return (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+}
+
+// C[BMR][BNR] (+)= sum_{k < kc} A(r, k) . B[k][0..BNR) over pairs: A(r, k) = a[r ARS + k AKS] and B row k at
+// b + k ldb hold bfloat16 pairs (uint32).
+template <int ARS, int AKS>
+CR_ATTN_BF16 __attribute__((noinline)) void bf_kernel(i64 kc, const uint32_t* __restrict a, const uint32_t* __restrict b,
+                                                      i64 ldb, float* __restrict c, i64 ldc, bool accumulate) {
+  __m512 acc[BMR][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < BMR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (i64 k = 0; k < kc; k++) {
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b);
+    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < BMR; r++) {
+      const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r * ARS]);
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
+    }
+    a += AKS;
+    b += ldb;
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < BMR; r++) {
+    float* cr = c + r * ldc;
+    for (int x = 0; x < 2; x++)
+      _mm512_storeu_ps(cr + 16 * x, accumulate ? _mm512_add_ps(_mm512_loadu_ps(cr + 16 * x), acc[r][x]) : acc[r][x]);
+  }
+}
+
+template <int ARS, int AKS>
+CR_INLINE void bf_mm(i64 mp, i64 np, i64 kc, const uint32_t* a, i64 aps, const uint32_t* b, i64 ldb, float* c, i64 ldc,
+                     bool accumulate) {
+  for (i64 x = 0; x < np; x++)
+    for (i64 p = 0; p < mp; p++)
+      bf_kernel<ARS, AKS>(kc, a + p * aps, b + x * BNR, ldb, c + p * BMR * ldc + x * BNR, ldc, accumulate);
+}
+
+// The bfloat16 pair (x[r][c], x[r][c + 1]) of a 16-bit view (byte offsets; 0 past cols).
+CR_INLINE uint32_t pair_row(const View& x, i64 row, i64 c, i64 cols, i64 sc) {
+  const uint32_t lo = bits16(x.data, row + c * sc);
+  return c + 1 < cols ? lo | (bits16(x.data, row + (c + 1) * sc) << 16) : lo;
+}
+
+// The forward on bfloat16 q, k, v (views of byte offsets, see view16); out float32 as fast_forward's.
+template <i64 FBR>
+void bf16_forward(const Dims& d, const View& q, const View& k, const View& v, const View* mask, bool causal,
+                  float scale, float* out) {
+  const i64 e = d.e, ev = d.ev, w = d.ev + 1, L = d.l, S = d.s;
+  const i64 e2 = (e + 1) / 2, evp = rup(ev, BNR), spad = rup(S, FBC);
+  const i64 qblocks = (L + FBR - 1) / FBR;
+  const i64 split = imin(qblocks, imax<i64>(1, (4 * pool_threads() + d.nb - 1) / d.nb));
+  const i64 per = (qblocks + split - 1) / split;
+  const float* mdata = mask ? static_cast<const float*>(mask->data) : nullptr;
+  const i64 msr = mask ? mask->strides[mask->ndim - 2] : 0, msc = mask ? mask->strides[mask->ndim - 1] : 0;
+  const i64 ksr = k.strides[k.ndim - 2], ksc = k.strides[k.ndim - 1];
+  const i64 vsr = v.strides[v.ndim - 2], vsc = v.strides[v.ndim - 1];
+  const i64 qsr = q.strides[q.ndim - 2], qsc = q.strides[q.ndim - 1];
+  par_for(d.nb * split, 1, [&](i64 t0, i64 t1, int tid) {
+    // slot 0: ka [spad / BMR][e2][BMR] pairs, vr [spad / 2][evp] pairs; slot 1: qt [e2][FBR] pairs, pt [FBC / 2][FBR]
+    // pairs, st [FBC][FBR], acc [FBR][evp], state
+    uint32_t* ka = static_cast<uint32_t*>(scratch(tid, 0, 4 * (size_t)(spad * e2 + spad / 2 * evp) + 64));
+    const size_t n1 = (size_t)(e2 * FBR + FBC / 2 * FBR + FBC * FBR + FBR * evp + 4 * FBR);
+    uint32_t* qt = static_cast<uint32_t*>(scratch(tid, 1, 4 * n1 + sizeof(double) * FBR + 128));
+    if (!ka || !qt) return;  // out of memory: the N-API layer reports it
+    uint32_t* vr = ka + spad * e2;
+    uint32_t* pt = qt + e2 * FBR;
+    float* st = reinterpret_cast<float*>(pt + FBC / 2 * FBR);
+    float* acc = st + FBC * FBR;
+    float* m = acc + FBR * evp;
+    float* bm = m + FBR;
+    float* ms = bm + FBR;
+    float* cs = ms + FBR;
+    alignas(64) double l[FBR];
+    for (i64 task = t0; task < t1; task++) {
+      const i64 b = task / split, qb0 = (task % split) * per, qb1 = imin(qblocks, qb0 + per);
+      if (qb0 >= qb1) continue;
+      const i64 qo = batch_offset(q, d, b), ko = batch_offset(k, d, b), vo = batch_offset(v, d, b);
+      const float* mb = mask ? mdata + batch_offset(*mask, d, b) : nullptr;
+      const i64 kend = rup(causal ? imin(S, qb1 * FBR) : S, 2 * BMR);  // keys any query of the task sees
+      for (i64 r = 0; r < kend; r++) {
+        uint32_t* dst = ka + (r / BMR) * e2 * BMR + r % BMR;
+        const i64 row = ko + r * ksr;
+        for (i64 c2 = 0; c2 < e2; c2++) dst[c2 * BMR] = r < S ? pair_row(k, row, 2 * c2, e, ksc) : 0u;
+      }
+      for (i64 r2 = 0; r2 < kend / 2; r2++) {
+        uint32_t* dst = vr + r2 * evp;
+        const i64 j = 2 * r2;
+        for (i64 c = 0; c < evp; c++) {
+          const uint32_t lo = j < S && c < ev ? bits16(v.data, vo + j * vsr + c * vsc) : 0u;
+          const uint32_t hi = j + 1 < S && c < ev ? bits16(v.data, vo + (j + 1) * vsr + c * vsc) : 0u;
+          dst[c] = lo | (hi << 16);
+        }
+      }
+      for (i64 qb = qb0; qb < qb1; qb++) {
+        const i64 i0 = qb * FBR, nr = imin(FBR, L - i0);
+        for (i64 i = 0; i < FBR; i++) {
+          const i64 row = qo + (i0 + i) * qsr;
+          for (i64 c2 = 0; c2 < e2; c2++) qt[c2 * FBR + i] = i < nr ? pair_row(q, row, 2 * c2, e, qsc) : 0u;
+        }
+        for (i64 i = 0; i < FBR; i++) {
+          m[i] = -INFINITY;
+          l[i] = 0;
+        }
+        for (i64 x = 0; x < FBR * evp; x++) acc[x] = 0;
+        const i64 send = causal ? imin(S, i0 + nr) : S;
+        for (i64 j0 = 0; j0 < send; j0 += FBC) {
+          const i64 nc = imin(FBC, send - j0);
+          bf_mm<1, BMR>((nc + BMR - 1) / BMR, FBR / BNR, e2, ka + j0 * e2, BMR * e2, qt, FBR, st, FBR, false);
+          const bool cz = causal && j0 + nc - 1 > i0;
+          for (i64 i = 0; i < FBR; i++) bm[i] = -INFINITY;
+          for (i64 j = 0; j < nc; j++) {
+            float* sr = st + j * FBR;
+            fl_score_row<float, FBR>(sr, scale, mb ? mb + (j0 + j) * msc + i0 * msr : nullptr, msr, i0, nr, j0 + j, cz);
+            for (i64 i = 0; i < FBR; i++) bm[i] = (sr[i] > bm[i] || sr[i] != sr[i]) ? sr[i] : bm[i];
+          }
+          for (i64 i = 0; i < FBR; i++) {
+            const float mo = m[i], bb = bm[i];
+            const float mn = (bb > mo || bb != bb || mo != mo) ? (mo != mo ? mo : bb) : mo;
+            const float off = mn == -INFINITY ? 0.f : mn;
+            cs[i] = exp_t((float)(mo - off));
+            m[i] = mn;
+            ms[i] = off;
+          }
+          for (i64 i = 0; i < FBR; i++) {
+            const float al = cs[i];
+            l[i] *= (double)al;
+            float* a = acc + i * evp;
+            for (i64 c = 0; c < evp; c++) a[c] *= al;
+          }
+          for (i64 i = 0; i < FBR; i++) cs[i] = 0;
+          for (i64 j = 0; j < nc; j++) {
+            float* sr = st + j * FBR;
+            for (i64 i = 0; i < FBR; i++) {
+              const float p = exp_t((float)(sr[i] - ms[i]));
+              sr[i] = p;
+              cs[i] += p;
+            }
+          }
+          for (i64 i = 0; i < FBR; i++) l[i] += (double)cs[i];
+          // P rounded to bfloat16, as pairs of keys per query lane (0 past the block's keys)
+          const i64 nc2 = (nc + 1) / 2;
+          for (i64 j2 = 0; j2 < nc2; j2++) {
+            const float* s0 = st + 2 * j2 * FBR;
+            const float* s1 = s0 + FBR;
+            uint32_t* pr = pt + j2 * FBR;
+            const bool two = 2 * j2 + 1 < nc;
+            for (i64 i = 0; i < FBR; i++) pr[i] = round16(s0[i]) | (two ? round16(s1[i]) << 16 : 0u);
+          }
+          // acc += P V: A(query, key pair) = pt[pair][query]
+          bf_mm<1, FBR>(FBR / BMR, evp / BNR, nc2, pt, BMR, vr + (j0 / 2) * evp, evp, acc, evp, true);
+        }
+        for (i64 i = 0; i < nr; i++) {
+          float* o = out + (b * L + i0 + i) * w;
+          if (S == 0) {
+            for (i64 c = 0; c < ev; c++) o[c] = 0;
+            o[ev] = -INFINITY;
+          } else if (l[i] == 0) {
+            for (i64 c = 0; c < ev; c++) o[c] = NAN;
+            o[ev] = -INFINITY;
+          } else {
+            const double inv = 1.0 / l[i];
+            const float* a = acc + i * evp;
+            for (i64 c = 0; c < ev; c++) o[c] = (float)((double)a[c] * inv);
+            o[ev] = (float)((double)m[i] + std::log(l[i]));
+          }
+        }
+      }
+    }
+  });
+}
+
+// Whether this CPU runs vdpbf16ps (checked once).
+bool have_bf16() {
+  static const bool yes = __builtin_cpu_supports("avx512bf16");
+  return yes;
+}
+#endif
+
 // One batch entry's operands in the backward's layouts (per thread; a range of blocks is filled per task).
 template <class T>
 struct FlBack {
@@ -1037,6 +1242,15 @@ Err attention(int causal, const AttnParams& ap, int nd, const int64_t* shape, co
     const View* m = mask ? &w[3] : nullptr;
     const float sc = (float)ap.scale;
     const bool c = (causal & 1) != 0;
+#if CR_ISA_LEVEL == 2
+    // bfloat16 on vdpbf16ps (P rounded to bfloat16 for P V), unless CHAINRULE_ATTN_BF16=0
+    static const bool dot16 = have_bf16() && !(std::getenv("CHAINRULE_ATTN_BF16") && std::getenv("CHAINRULE_ATTN_BF16")[0] == '0');
+    if (hk == 2 && dot16) {
+      if (d.l <= 32) bf16_forward<32>(d, h[0], h[1], h[2], m, c, sc, o);
+      else bf16_forward<64>(d, h[0], h[1], h[2], m, c, sc, o);
+      return nullptr;
+    }
+#endif
     if (hk == 2) {
       if (d.l <= 32) fast_forward<float, 32, 2>(d, h[0], h[1], h[2], m, c, sc, o);
       else fast_forward<float, 64, 2>(d, h[0], h[1], h[2], m, c, sc, o);

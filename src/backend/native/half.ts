@@ -128,7 +128,13 @@ export function createNativeHalfKernels(addon: NativeAddon, meta: Float64Array):
    * The attention kernels on 16-bit operands: kind bit 0 causal, bits 1-2 the format (1 float16, 2 bfloat16);
    * q, k, v and mask as byte views, o and dout float32, out float32 (kernels.def's `attention` layouts).
    */
-  function attention16(views: readonly View[], nq: number, causal: boolean, scale: number, out: Float32Array): boolean {
+  function attention16(
+    views: readonly View[],
+    nq: number,
+    causal: boolean,
+    scale: number,
+    out: Float32Array,
+  ): boolean {
     const q = views[0];
     const nd = q.shape.length;
     if (nd < 2 || nd + 1 > MAX_RANK) return false;
@@ -182,7 +188,13 @@ export function createNativeHalfKernels(addon: NativeAddon, meta: Float64Array):
   }
   return {
     attention(q, k, v, mask, causal, scale, out) {
-      return attention16(mask === null ? [q, k, v] : [q, k, v, mask], mask === null ? 3 : 4, causal, scale, out);
+      return attention16(
+        mask === null ? [q, k, v] : [q, k, v, mask],
+        mask === null ? 3 : 4,
+        causal,
+        scale,
+        out,
+      );
     },
     attentionBackward(q, k, v, mask, o, dout, causal, scale, out) {
       const vs = mask === null ? [q, k, v, o, dout] : [q, k, v, mask, o, dout];
