@@ -31,6 +31,28 @@ export interface HalfKernels {
   gemmBF16?(a: View, b: View, out: Float32Array | Uint16Array, opts?: GemmBF16Opts): boolean;
   /** Whether `gemmBF16` runs here (the CPU and the selected instruction-set build have AVX512_BF16). */
   gemmBF16Ready?(): boolean;
+  /**
+   * The bfloat16 convolution (an implicit GEMM, no im2col matrix; runs where `gemmBF16Ready`), operands rounded to
+   * bfloat16, products accumulated in float32. "forward": out [N, O, OH, OW] (contiguous, float32 or bfloat16
+   * storage, rounded once) = act(conv2d(p, q) + bias) for p = x [N, C, H, W] (float32 or bfloat16, any strides),
+   * q = the float32 weight [O, C / groups, KH, KW], bias float32 [O] or null (rounded to bfloat16), relu or
+   * not. "weight": out (float32 [O, C / groups, KH, KW], the float32 accumulators) = the weight gradient of
+   * p = x and q = dz [N, O, OH, OW] (float32 or bfloat16). Returns false when it cannot run.
+   */
+  convBF16?(
+    kind: "forward" | "weight",
+    p: View,
+    q: View,
+    out: Float32Array | Uint16Array,
+    outShape: readonly number[],
+    params: {
+      stride: readonly number[];
+      padding: readonly number[];
+      dilation: readonly number[];
+      groups: number;
+    },
+    opts?: { bias?: View | null; relu?: boolean },
+  ): boolean;
 }
 
 /** The epilogue and operand mask of `HalfKernels.gemmBF16`. */

@@ -136,6 +136,12 @@ export interface NativeAddon {
     mask: TypedArray | null,
     out: TypedArray,
   ): void;
+  /**
+   * The bfloat16 convolution as an implicit GEMM (throws without AVX512_BF16): kind 0 forward (x, w, bias?), 1
+   * weight gradient (x, dz); layout "kind shape[4] stride[2] padding[2] dilation[2] groups act view view view?
+   * out:shape".
+   */
+  convBF16?(kind: number, p: TypedArray, q: TypedArray, bias: TypedArray | null, out: TypedArray): void;
 }
 
 /**
