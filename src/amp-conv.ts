@@ -178,9 +178,9 @@ function bindLowConv(
             if (b !== null) out.push(dz.to("float32").sum([0, 2, 3]));
             return out;
           }
-          // relu's derivative through its output; dz keeps dy's dtype (bfloat16 from a bfloat16 output)
-          let dz = dy.dtype === "float32" || dy.dtype === "bfloat16" ? dy : dy.to("float32");
-          if (relu) dz = dz.mul(y.gt(0).to(dz.dtype));
+          // dz = dy through relu's derivative: the kernels zero dy where the (bfloat16) output is not > 0
+          const dz = dy.dtype === "float32" || dy.dtype === "bfloat16" ? dy : dy.to("float32");
+          const mask = relu ? viewOf(y) : null;
           const out: Tensor[] = [];
           if (needX) {
             if (backInputAsConv) {
@@ -205,22 +205,33 @@ function bindLowConv(
                   dilation: geo.dilation,
                   groups,
                 },
+                { mask },
               );
               if (!ok) throw new Error("lowConv2d: the bfloat16 convolution declined the input gradient");
               out.push(dx);
             } else {
               // the float32 transposed convolution of dz and the weight as the forward rounded it
               const wb = widen(narrow(w, "bfloat16"));
-              const dz32 = dz.dtype === "float32" ? dz : widen(dz);
+              let dz32 = dz.dtype === "float32" ? dz : widen(dz);
+              if (relu) dz32 = dz32.mul(widen(y).gt(0).to("float32"));
               const dx = X.conv2dBackInput(dz32, wb, cp, xa.shape);
               out.push(xa.dtype === "bfloat16" ? dx.to("bfloat16") : dx);
             }
           }
-          const dw = allocOut({ shape: w.shape, dtype: "float32" });
-          const ok = conv("weight", viewOf(xa), viewOf(dz), dw._data as Float32Array, w.shape, cp);
+          // the weight's gradient and after it the bias's, float32 accumulators
+          const kg = cg * kh * kw;
+          const dwb = allocOut({ shape: [o * kg + (b === null ? 0 : o)], dtype: "float32" });
+          const ok = conv("weight", viewOf(xa), viewOf(dz), dwb._data as Float32Array, w.shape, cp, {
+            mask,
+            biasGrad: b !== null,
+          });
           if (!ok) throw new Error("lowConv2d: the bfloat16 convolution declined the weight gradient");
-          out.push(dw);
-          if (b !== null) out.push((dz.dtype === "float32" ? dz : widen(dz)).sum([0, 2, 3]));
+          out.push(b === null ? dwb.reshape(w.shape) : dwb.index([0, o * kg]).reshape(w.shape));
+          if (b !== null) {
+            const db = allocOut({ shape: [o], dtype: "float32" });
+            (db._data as Float32Array).set((dwb._data as Float32Array).subarray(o * kg, o * kg + o));
+            out.push(db);
+          }
           return out;
         },
       };

@@ -37,7 +37,10 @@ export interface HalfKernels {
    * storage, rounded once) = act(conv2d(p, q) + bias) for p = x [N, C, H, W] (float32 or bfloat16, any strides),
    * q = the float32 weight [O, C / groups, KH, KW], bias float32 [O] or null (rounded to bfloat16), relu or
    * not. "weight": out (float32 [O, C / groups, KH, KW], the float32 accumulators) = the weight gradient of
-   * p = x and q = dz [N, O, OH, OW] (float32 or bfloat16). Returns false when it cannot run.
+   * p = x and q = dz [N, O, OH, OW] (float32 or bfloat16); with `biasGrad` out holds O more values after them, the
+   * bias gradient (dz summed over N, OH, OW). `mask` (bfloat16, the shape of "forward"'s x / "weight"'s dz; no
+   * bias then) zeroes that operand's elements whose mask is not > 0: relu's derivative through its output.
+   * Returns false when it cannot run.
    */
   convBF16?(
     kind: "forward" | "weight",
@@ -51,7 +54,7 @@ export interface HalfKernels {
       dilation: readonly number[];
       groups: number;
     },
-    opts?: { bias?: View | null; relu?: boolean },
+    opts?: { bias?: View | null; relu?: boolean; mask?: View | null; biasGrad?: boolean },
   ): boolean;
 }
 

@@ -576,23 +576,42 @@ struct Seg {
 // The bfloat16 values of an operand element at byte address q (float32 rounded, or bfloat16).
 CR_INLINE uint16_t val16(const uint8_t* q, bool f32) { return f32 ? (uint16_t)to_bf16(load32(q)) : load16(q); }
 
-// A run of n values of a float32 / bfloat16 row (byte stride s) as bfloat16 into dst.
-CR_BF16 void row16(const uint8_t* src, i64 s, bool f32, i64 n, uint16_t* dst) {
+// A run of n values of a float32 / bfloat16 row (byte stride s) as bfloat16 into dst; with a mask row (bfloat16,
+// byte stride ms, or null) the values whose mask is not > 0 become 0 (relu's derivative through its output).
+CR_BF16 void row16(const uint8_t* src, i64 s, bool f32, i64 n, uint16_t* dst, const uint8_t* msk = nullptr,
+                   i64 ms = 0) {
   i64 i = 0;
-  if (f32 && s == 4) {
-    for (; i + 16 <= n; i += 16)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
-                          _mm512_cvtepi32_epi16(rnd16(_mm512_loadu_si512(src + 4 * i))));
-  } else if (!f32 && s == 2) {
-    std::memcpy(dst, src, (size_t)n * 2);
-    return;
+  if (msk == nullptr || ms == 2) {
+    const __m256i one = _mm256_set1_epi16(1), lim = _mm256_set1_epi16(0x7f80);
+    if (f32 && s == 4) {
+      for (; i + 16 <= n; i += 16) {
+        __m256i v = _mm512_cvtepi32_epi16(rnd16(_mm512_loadu_si512(src + 4 * i)));
+        if (msk != nullptr) {
+          const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(msk + 2 * i));
+          v = _mm256_maskz_mov_epi16(_mm256_cmplt_epu16_mask(_mm256_sub_epi16(m, one), lim), v);
+        }
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), v);
+      }
+    } else if (!f32 && s == 2) {
+      if (msk == nullptr) {
+        std::memcpy(dst, src, (size_t)n * 2);
+        return;
+      }
+      for (; i + 16 <= n; i += 16) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2 * i));
+        const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(msk + 2 * i));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
+                            _mm256_maskz_mov_epi16(_mm256_cmplt_epu16_mask(_mm256_sub_epi16(m, one), lim), v));
+      }
+    }
   }
-  for (; i < n; i++) dst[i] = val16(src + i * s, f32);
+  for (; i < n; i++) dst[i] = msk != nullptr && !pos16(load16(msk + i * ms)) ? 0 : val16(src + i * s, f32);
 }
 
 // xp[(n C + c) Hp Wp + (h + ph) Wp + w + pw] = bfloat16 of x[n, c, h, w], zero in the frame; 32 zeros follow
 // (vector loads of a segment may read past the last plane).
-CR_BF16 void pad_copy(const uint8_t* base, const i64* xs, bool f32, const CGeo& g, uint16_t* xp) {
+CR_BF16 void pad_copy(const uint8_t* base, const i64* xs, bool f32, const uint8_t* mbase, const i64* mst,
+                      const CGeo& g, uint16_t* xp) {
   const i64 plane = g.Hp * g.Wp;
   par_for(g.N * g.C, imax<i64>(1, 16384 / imax<i64>(1, plane)), [&](i64 lo, i64 hi, int) {
     for (i64 nc = lo; nc < hi; nc++) {
@@ -604,7 +623,10 @@ CR_BF16 void pad_copy(const uint8_t* base, const i64* xs, bool f32, const CGeo& 
       for (i64 h = 0; h < g.H; h++) {
         uint16_t* d = dst + (h + g.ph) * g.Wp;
         for (i64 w = 0; w < g.pw; w++) d[w] = d[g.pw + g.W + w] = 0;
-        row16(src + h * xs[2], xs[3], f32, g.W, d + g.pw);
+        if (mbase == nullptr)
+          row16(src + h * xs[2], xs[3], f32, g.W, d + g.pw);
+        else
+          row16(src + h * xs[2], xs[3], f32, g.W, d + g.pw, mbase + n * mst[0] + c * mst[1] + h * mst[2], mst[3]);
       }
     }
   });
@@ -750,22 +772,26 @@ bool conv_operand(const View& v, const uint8_t** base, i64* bs, bool* f32) {
 
 // kind 0: out = act(conv2d(p = x, q = w) + bias), x [N, C, H, W] float32 or bfloat16 bytes [N, C, H, W, 2], w float32
 // [O, C / groups, KH, KW], bias null or float32 [O] (rounded to bfloat16), act -1 or A_RELU; out float32 or
-// bfloat16 bytes [N, O, OH, OW] (`shape`). kind 1: out = the weight gradient [O, C / groups, KH, KW] (`shape`,
-// float32) of p = x and q = dz [N, O, OH, OW] (float32 or bfloat16 bytes), no bias or act. Any strides. Operands
-// are rounded to bfloat16, products accumulate in float32 (vdpbf16ps). Needs AVX512_BF16.
+// bfloat16 bytes [N, O, OH, OW] (`shape`). kind 2: the same without bias and act, x's elements whose mask (the
+// third view: bfloat16 bytes of x's shape, or null) is not > 0 taken as 0 (the input gradient as a convolution
+// of dz through relu). kind 1: out = the weight gradient [O, C / groups, KH, KW] (`shape`, float32) of p = x and
+// q = dz [N, O, OH, OW] (float32 or bfloat16 bytes), dz masked likewise by the third view (dz's shape, or null);
+// act 1: out also holds the bias gradient (the sum of the masked dz over N, OH, OW per channel, float32) after
+// the weight's O C/groups KH KW values. Any strides. Operands are rounded to bfloat16, products accumulate in
+// float32 (vdpbf16ps). Needs AVX512_BF16.
 Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int64_t* shape, const ConvParams& cp,
               const View* bias, int act) {
 #if CR_ISA_LEVEL == 2
   if (!__builtin_cpu_supports("avx512bf16")) return "convBF16: this CPU lacks AVX512_BF16";
-  if (kind != 0 && kind != 1) return "convBF16: kind must be 0 (forward) or 1 (weight gradient)";
+  if (kind < 0 || kind > 2) return "convBF16: kind must be 0 (forward), 1 (weight gradient) or 2 (masked forward)";
   const uint8_t *xb, *qb;
   i64 xs[4], qs[4];
   bool xf = false, qf = false;
   if (!conv_operand(p, &xb, xs, &xf)) return "convBF16: x must be float32 [N, C, H, W] or bfloat16 bytes [N, C, H, W, 2]";
   if (!conv_operand(q, &qb, qs, &qf)) return "convBF16: the second operand must be float32 or bfloat16 bytes of rank 4";
-  if (kind == 0 && !qf) return "convBF16: the weight must be float32";
-  const i64* ws = kind == 0 ? q.shape : shape;
-  const i64* ys = kind == 0 ? shape : q.shape;
+  if (kind != 1 && !qf) return "convBF16: the weight must be float32";
+  const i64* ws = kind != 1 ? q.shape : shape;
+  const i64* ys = kind != 1 ? shape : q.shape;
   CGeo g;
   g.N = p.shape[0], g.C = p.shape[1], g.H = p.shape[2], g.W = p.shape[3];
   g.O = ws[0], g.Cg = ws[1], g.KH = ws[2], g.KW = ws[3];
@@ -780,19 +806,35 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
   const __int128 ew = (__int128)g.W + 2 * (__int128)g.pw - (__int128)g.dw * (g.KW - 1) - 1;
   if ((__int128)g.OH != (eh >= 0 ? eh / g.sh + 1 : 0) || (__int128)g.OW != (ew >= 0 ? ew / g.sw + 1 : 0))
     return "convBF16: the output extents do not match the input, kernel, stride, padding and dilation";
-  if (kind == 1 && (bias != nullptr || act >= 0)) return "convBF16: the weight gradient takes no bias or activation";
-  if (act >= 0 && act != A_RELU) return "convBF16: the activation must be relu or none";
-  if (bias != nullptr && (bias->dtype != F32 || bias->ndim != 1 || bias->shape[0] != g.O))
+  if (kind == 0 ? act >= 0 && act != A_RELU : kind == 1 ? act != -1 && act != 1 : act != -1)
+    return "convBF16: act must be -1 or relu (forward), -1 or 1 (weight gradient), -1 (masked forward)";
+  const bool dbias = kind == 1 && act == 1;
+  if (kind == 0 && bias != nullptr && (bias->dtype != F32 || bias->ndim != 1 || bias->shape[0] != g.O))
     return "convBF16: bias must be float32 [O]";
+  // the mask of x (kind 2) or dz (kind 1): bfloat16 bytes of that operand's shape
+  const uint8_t* mk = nullptr;
+  i64 mst[4] = {0, 0, 0, 0};
+  if (kind != 0 && bias != nullptr) {
+    const View& mv = *bias;
+    const View& tgt = kind == 2 ? p : q;
+    bool mf = true;
+    if (!conv_operand(mv, &mk, mst, &mf) || mf) return "convBF16: the mask must be bfloat16 bytes of rank 4";
+    for (int d = 0; d < 4; d++)
+      if (mv.shape[d] != tgt.shape[d]) return "convBF16: the mask must have its operand's shape";
+  }
   const bool outbf = out.dtype == BOOL;
-  if (out.dtype != F32 && !(outbf && kind == 0)) return "convBF16: the output must be float32 (or bfloat16 bytes, forward)";
+  if (out.dtype != F32 && !(outbf && kind != 1))
+    return "convBF16: the output must be float32 (or bfloat16 bytes, forward)";
   g.Og = g.O / g.G, g.Hp = g.H + 2 * g.ph, g.Wp = g.W + 2 * g.pw, g.P = g.OH * g.OW, g.Kg = g.Cg * g.KH * g.KW;
   const __int128 osize = (__int128)shape[0] * shape[1] * shape[2] * shape[3];
-  if (outbf ? (__int128)out.length / 2 < osize : (__int128)out.length < osize) return "convBF16: the output is too small";
+  const __int128 need = osize + (dbias ? g.O : 0);
+  if (outbf ? (__int128)out.length / 2 < need : (__int128)out.length < need) return "convBF16: the output is too small";
   const __int128 padded = (__int128)g.N * g.C * g.Hp * g.Wp;
   if (padded > ((__int128)1 << 38) || (__int128)g.N * g.P > ((__int128)1 << 40) || g.Kg > (1 << 24))
     return "convBF16: operands too large";
   if (osize == 0) return nullptr;
+  const View* bv = kind == 0 ? bias : nullptr;  // kinds 1 and 2 pass a mask there
+  if (kind == 2) kind = 0;                      // the mask is applied by the padded copy of x
   const i64 NP = g.N * g.P;
   const i64 M = g.Og, K = kind == 0 ? g.Kg : NP, NC = kind == 0 ? NP : g.Kg;
   const i64 kp = (K + 1) / 2, nb = (NC + kNR - 1) / kNR, mb = (M + kMR - 1) / kMR;
@@ -805,11 +847,11 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
   const i64 ablk = mb * kMR * kp;  // packed A words per group
   uint16_t* xp = static_cast<uint16_t*>(scratch(0, 0, (size_t)padded * 2 + 64));
   uint32_t* pa = static_cast<uint32_t*>(scratch(0, 6, (size_t)(g.G * ablk) * 4 + 64));
-  float* bq = bias != nullptr ? static_cast<float*>(scratch(0, 4, (size_t)g.O * 4)) : nullptr;
-  if (xp == nullptr || pa == nullptr || (bias != nullptr && bq == nullptr)) return nullptr;  // scratch_failed()
-  for (i64 o = 0; o < (bias != nullptr ? g.O : 0); o++)
-    bq[o] = bits_f32((uint32_t)to_bf16(f32_bits(static_cast<const float*>(bias->data)[bias->offset + o * bias->strides[0]])) << 16);
-  pad_copy(xb, xs, xf, g, xp);
+  float* bq = bv != nullptr ? static_cast<float*>(scratch(0, 4, (size_t)g.O * 4)) : nullptr;
+  if (xp == nullptr || pa == nullptr || (bv != nullptr && bq == nullptr)) return nullptr;  // scratch_failed()
+  for (i64 o = 0; o < (bv != nullptr ? g.O : 0); o++)
+    bq[o] = bits_f32((uint32_t)to_bf16(f32_bits(static_cast<const float*>(bv->data)[bv->offset + o * bv->strides[0]])) << 16);
+  pad_copy(xb, xs, xf, kind == 0 ? mk : nullptr, mst, g, xp);
   // packed A: per group, mb blocks of kp x kMR words (rows past Og zero)
   par_for(g.G * mb, 1, [&](i64 lo, i64 hi, int tid) {
     uint16_t* line = kind == 1 ? static_cast<uint16_t*>(scratch(tid, 5, (size_t)(NP + 32) * 2)) : nullptr;
@@ -841,8 +883,21 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
           // dz[n, o, oh, ow] over the positions (n, oh, ow), as bfloat16
           for (i64 n = 0; n < g.N; n++)
             for (i64 oh = 0; oh < g.OH; oh++)
-              row16(qb + n * qs[0] + o * qs[1] + oh * qs[2], qs[3], qf, g.OW, line + (n * g.OH + oh) * g.OW);
+              row16(qb + n * qs[0] + o * qs[1] + oh * qs[2], qs[3], qf, g.OW, line + (n * g.OH + oh) * g.OW,
+                    mk != nullptr ? mk + n * mst[0] + o * mst[1] + oh * mst[2] : nullptr, mst[3]);
           line[NP] = 0;
+          if (dbias) {  // the bias gradient: the float32 sum of the line (16 lanes, then across them)
+            __m512 acc = _mm512_setzero_ps();
+            i64 e = 0;
+            for (; e + 16 <= NP; e += 16)
+              acc = _mm512_add_ps(acc, _mm512_castsi512_ps(_mm512_slli_epi32(
+                                           _mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                                               reinterpret_cast<const __m256i*>(line + e))),
+                                           16)));
+            float sum = _mm512_reduce_add_ps(acc);
+            for (; e < NP; e++) sum += bits_f32((uint32_t)line[e] << 16);
+            reinterpret_cast<float*>(out.data)[g.O * g.Kg + o] = sum;
+          }
           const uint32_t* l32 = reinterpret_cast<const uint32_t*>(line);
           for (i64 pp = 0; pp < kp; pp++) blk[pp * kMR + t] = l32[pp];
         }

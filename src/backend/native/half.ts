@@ -176,22 +176,29 @@ export function createNativeHalfKernels(addon: NativeAddon, meta: Float64Array):
       if (convBF16 === undefined || noGemm.has(isa)) return false;
       if (out instanceof Uint16Array && !(out instanceof BFloat16Bits)) return false;
       const bias = opts?.bias ?? null;
-      if (bias !== null && !(bias.data instanceof Float32Array)) return false;
+      const mask = opts?.mask ?? null;
+      if (bias !== null && (mask !== null || kind !== "forward" || !(bias.data instanceof Float32Array)))
+        return false;
+      if (mask !== null && !(mask.data instanceof BFloat16Bits)) return false;
+      if ((opts?.relu && (kind !== "forward" || mask !== null)) || (opts?.biasGrad && kind !== "weight"))
+        return false;
       p = 0;
       for (const d of outShape) meta[p++] = d;
       for (const v of [params.stride, params.padding, params.dilation]) for (const d of v) meta[p++] = d;
       meta[p++] = params.groups;
-      meta[p++] = opts?.relu ? reluCode() : -1;
+      meta[p++] = opts?.relu ? reluCode() : opts?.biasGrad ? 1 : -1;
       if (!putOperand(pv) || !putOperand(qv)) return false;
       if (bias !== null) putF32(bias.offset, bias.shape, bias.strides);
+      if (mask !== null) put16(mask.offset, mask.shape, mask.strides);
       meta[p++] = out instanceof BFloat16Bits ? 3 : 0;
+      const third = mask ?? bias;
       try {
         convBF16.call(
           addon,
-          kind === "forward" ? 0 : 1,
+          kind === "weight" ? 1 : mask !== null ? 2 : 0,
           arrayOf(pv),
           arrayOf(qv),
-          bias === null ? null : arrayOf(bias),
+          third === null ? null : arrayOf(third),
           out instanceof BFloat16Bits ? bytesOf(out) : out,
         );
       } catch (e) {
