@@ -679,6 +679,33 @@ CR_BF16 void gather_row(const uint16_t* xp, i64 koff, const Seg* s, i64 ns, i64 
 CR_BF16 void pack_fwd(const CGeo& g, i64 gi, const uint16_t* xp, const Seg* s, i64 ns, i64 xn, i64 p0, i64 pc,
                       uint16_t* r0, uint16_t* r1, uint32_t* bc) {
   const i64 xpad = (xn + 31) / 32 * 32;
+  if (g.sw == 1) {
+    // the two taps' rows read and interleaved in one pass, segment by segment, into words at r0 (as uint32)
+    uint32_t* wb = reinterpret_cast<uint32_t*>(r0);
+    for (i64 pl = 0; pl < pc; pl++) {
+      const i64 k = 2 * (p0 + pl);
+      const i64 k0 = tap_off(g, gi, k);
+      const bool two = k + 1 < g.Kg;
+      const i64 k1 = two ? tap_off(g, gi, k + 1) : 0;
+      for (i64 e = 0; e < ns; e++) {
+        const uint16_t* s0 = xp + s[e].off + k0;
+        const uint16_t* s1 = xp + s[e].off + k1;
+        uint32_t* dst = wb + s[e].t;
+        for (int l = 0; l < s[e].len; l += 16) {
+          const __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s0 + l)));
+          const __m512i hi = two ? _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                                                         reinterpret_cast<const __m256i*>(s1 + l))),
+                                                     16)
+                                 : _mm512_setzero_si512();
+          _mm512_storeu_si512(dst + l, _mm512_or_si512(lo, hi));
+        }
+      }
+      for (i64 t = xn; t < xpad; t++) wb[t] = 0;
+      for (i64 t = 0; t < xpad; t += 16)
+        _mm512_storeu_si512(bc + (t / 32) * pc * 32 + pl * 32 + (t & 31), _mm512_loadu_si512(wb + t));
+    }
+    return;
+  }
   for (i64 pl = 0; pl < pc; pl++) {
     const i64 k = 2 * (p0 + pl);
     gather_row(xp, tap_off(g, gi, k), s, ns, g.sw, r0);
@@ -913,7 +940,7 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
     float* cb = static_cast<float*>(scratch(tid, 3, (size_t)(mper * kMR * kNP * kNR) * 4));
     Seg* segs = static_cast<Seg*>(scratch(tid, 2, (size_t)segmax * sizeof(Seg)));
     uint16_t* rows = static_cast<uint16_t*>(
-        scratch(tid, 1, kind == 0 ? (size_t)(2 * (kNP * kNR + 32)) * 2 : (size_t)(kNP * kNR * lw) * 2));
+        scratch(tid, 1, kind == 0 ? (size_t)(4 * (kNP * kNR + 32)) * 2 : (size_t)(kNP * kNR * lw) * 2));
     if (bc == nullptr || cb == nullptr || segs == nullptr || rows == nullptr) return;  // scratch_failed()
     for (i64 w = lo; w < hi; w++) {
       const i64 ms = w % msplit, gc = w / msplit, gi = gc / nchunks, chunk = gc % nchunks;
@@ -927,7 +954,7 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
         const i64 p0 = kb * kc, pc = imin<i64>(kc, kp - p0);
         const bool fin = p0 + pc >= kp;
         if (kind == 0) {
-          pack_fwd(g, gi, xp, segs, ns, xn, p0, pc, rows, rows + kNP * kNR + 32, bc);
+          pack_fwd(g, gi, xp, segs, ns, xn, p0, pc, rows, rows + 2 * (kNP * kNR + 32), bc);
         } else {
           const i64 cnt = imin<i64>(2 * pc, K - 2 * p0);
           ns = build_segs(g, 2 * p0, cnt, segs);
