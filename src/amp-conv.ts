@@ -1,27 +1,25 @@
 /**
- * autocast's conv2d in bfloat16 on the backend's bfloat16 GEMM (src/backend/half.ts: native with AVX512_BF16).
+ * autocast's conv2d in bfloat16 on the backend's bfloat16 convolution (src/backend/half.ts `convBF16`: native with
+ * AVX512_BF16, native/src/kernels/half.cc conv_bf16), an implicit GEMM with no im2col matrix.
  *
- * Forward: the im2col matrix of the input, laid out [groups, Cg*KH*KW (+1), N, OH, OW] (a row per kernel tap and
- * input channel, the columns the output positions of the whole batch), is written once by the backend's strided
- * copy in the input's own dtype (float32, or the 16-bit storage copied as bytes; padding is a zeroed frame, no
- * padded copy of the input), then one batched bfloat16 GEMM per image and group multiplies the float32 weight
- * viewed [O, Cg*KH*KW] by it: float32 operands are rounded to bfloat16 while the GEMM packs them, the products
- * accumulate in float32, and the output is rounded to bfloat16 once, straight into the [N, O, OH, OW] layout
- * conv2d returns. The bias rides along as an extra row of ones in the matrix and an extra weight column (so it
- * is rounded to bfloat16, as the GEMM's bias epilogue would round it); relu is the GEMM's epilogue.
+ * Forward: the kernel copies the input once into bfloat16 with a zero frame of the padding (a float32 input is
+ * rounded there), then per group multiplies the float32 weight [Og, Cg*KH*KW] (rounded to bfloat16 while packed)
+ * by panels of the patch matrix gathered straight from that copy (a tap's values along an output row are
+ * contiguous there), accumulating in float32 (vdpbf16ps); bias (rounded to bfloat16) and relu are the epilogue,
+ * and the output is rounded to bfloat16 once, into the [N, O, OH, OW] layout conv2d returns.
  *
- * Backward (from the cotangent dy, bfloat16 or float32): relu's derivative is applied to the widened dy, which is
- * then laid out [O, N, OH, OW] (one strided copy of the output's size); the weight's and the bias's float32
- * gradients are one bfloat16 GEMM of it against the forward's im2col matrix (kept for the backward) whose
- * float32 accumulators are the gradients (the ones row gives the bias's), not rounded to bfloat16; the input's
- * gradient is the float32 transposed convolution (conv2dBackInput) of the widened cotangent and the
- * bfloat16-rounded weight (a bfloat16 GEMM plus a col2im fold would need a fold kernel, which the native
- * backend does not expose), rounded to bfloat16 for a bfloat16 input. Under create_graph the backward runs
- * differentiable ops.
+ * Backward (from the cotangent dy, bfloat16 or float32), relu's derivative through the output applied by the
+ * kernels as they read dy (the output as a mask): the weight's and the bias's float32 gradients are one call
+ * (float32 accumulators, not rounded to bfloat16: dz against the input's patches, and dz summed per channel);
+ * the input's gradient, for stride 1 with padding within the kernel's reach, is the same forward convolution of
+ * the masked dz with the weight's channel axes swapped (per group) and its taps flipped, padded by the kernel's
+ * reach less the padding (rounded once to x's dtype); otherwise the float32 transposed convolution
+ * (conv2dBackInput) of the widened, masked dz and the bfloat16-rounded weight. Under create_graph the backward
+ * runs differentiable ops.
  *
  * `lowConv2d` declines (null: conv2d's usual autocast path of casts and the float32 convolution runs) outside
  * bfloat16 autocast, without the kernel, under any transform (jit, vmap, grad, forward mode), for activations
- * other than none and relu, and for the shapes where measurement found it slower (`preferLowConv`).
+ * other than none and relu, for an empty batch, and for the shapes `preferLowConv` rejects (none, measured).
  */
 import { autocastDtype } from "./amp.ts";
 import { type HalfKernels, halfKernelsOf } from "./backend/half.ts";
@@ -60,17 +58,15 @@ export const lowConvStats = { calls: 0 };
 export const lowConvRoute: { mode: "auto" | "always" | "never" } = { mode: "auto" };
 
 /**
- * Whether autocast takes the bfloat16 im2col GEMM for this shape. Measured against the widened float32
- * convolution (bench/bf16-conv-ab.ts, interleaved in one pinned process, docs/mixed-precision.md), it was not
- * faster for forward + backward on any shape tried (the bench CNN's two convolutions: 1.33x and 1.42x the CPU
- * time; 3x3 convolutions of 64-256 channels and a 1x1 one: 0.97-1.08x; few or grouped channels: 1.45-2.4x):
- * the bfloat16 GEMM, which packs its whole inner dimension per call, runs these K = Cg*KH*KW of hundreds at
- * about the float32 convolution's speed, and writing the im2col matrix comes on top. So it declines every shape
- * (autocast keeps the widened float32 convolution) until the GEMM blocks K; `lowConvRoute.mode = "always"`
- * forces it (tests, the measurement).
+ * Whether autocast takes the bfloat16 convolution for this shape: every shape. Measured against the widened
+ * float32 convolution (bench/bf16-conv-ab.ts, interleaved in one pinned process, process CPU time,
+ * docs/mixed-precision.md), forward + backward took 0.47-0.95x its time on every shape tried (the bench CNN's
+ * conv1 0.47x and conv2 0.77x; 3x3 convolutions of 64-256 channels 0.61-0.64x, 1x1 0.72x, 7x7 stride 2 0.51x,
+ * few or grouped channels 0.66-0.95x), and the forward alone 0.47-1.02x. `lowConvRoute.mode = "never"` keeps the
+ * widened path (the measurement's other side).
  */
 export function preferLowConv(_g: ConvGeo): boolean {
-  return false;
+  return true;
 }
 
 /** The geometry of conv2d(x, weight) with these options, or null when a check fails (conv2d then reports it). */
