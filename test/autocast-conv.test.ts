@@ -208,6 +208,89 @@ describe("conv2d under bfloat16 autocast", () => {
     assertNear(out16.to("float32").dataSync(), want, mag, K, 2 ** -8, "bfloat16 out");
   });
 
+  test("convBF16 checks every size it is handed and writes only its output", {
+    skip: !fused && "no AVX512_BF16",
+  }, () => {
+    manualSeed(15);
+    const kern = halfKernelsOf("native")!;
+    const view = (t: Tensor) => ({ data: t._data!, shape: t.shape, strides: t._strides, offset: t._offset });
+    const x = randn([2, 4, 7, 6]).to("bfloat16");
+    const w = randn([6, 2, 3, 3]);
+    const b = randn([6]);
+    const cp = { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 2 };
+    const yShape = [2, 6, 7, 6];
+    const ny = 2 * 6 * 7 * 6;
+    /** A bfloat16 output window of n values inside guard values. */
+    const guarded = (n: number) => {
+      const buf = allocOut({ shape: [n + 64], dtype: "bfloat16" })._data as Uint16Array;
+      buf.fill(0xa5a5);
+      return { buf, win: buf.subarray(32, 32 + n) as Uint16Array };
+    };
+    const g = guarded(ny);
+    assert.equal(
+      kern.convBF16!("forward", view(x), view(w), g.win, yShape, cp, { bias: view(b), relu: true }),
+      true,
+    );
+    for (const i of [...Array(32).keys(), ...Array.from({ length: 32 }, (_, i) => 32 + ny + i)])
+      assert.equal(g.buf[i], 0xa5a5, `guard ${i}`);
+    const bad: [string, () => boolean][] = [
+      [
+        "output one value short",
+        () => kern.convBF16!("forward", view(x), view(w), guarded(ny - 1).win, yShape, cp),
+      ],
+      [
+        "output extents off by one",
+        () => kern.convBF16!("forward", view(x), view(w), guarded(ny).win, [2, 6, 8, 6], cp),
+      ],
+      [
+        "groups not dividing",
+        () => kern.convBF16!("forward", view(x), view(w), guarded(ny).win, yShape, { ...cp, groups: 3 }),
+      ],
+      [
+        "bias of 5 values",
+        () =>
+          kern.convBF16!("forward", view(x), view(w), guarded(ny).win, yShape, cp, {
+            bias: view(randn([5])),
+          }),
+      ],
+      [
+        "x strides past its storage",
+        () =>
+          kern.convBF16!(
+            "forward",
+            { ...view(x), strides: [168, 42, 6, 2] },
+            view(w),
+            guarded(ny).win,
+            yShape,
+            cp,
+          ),
+      ],
+      [
+        "a mask of another shape",
+        () =>
+          kern.convBF16!("forward", view(x), view(w), guarded(ny).win, yShape, cp, {
+            mask: view(randn([2, 4, 7, 5]).to("bfloat16")),
+          }),
+      ],
+      [
+        "a weight gradient without room for the bias's",
+        () =>
+          kern.convBF16!(
+            "weight",
+            view(x),
+            view(randn([2, 6, 7, 6])),
+            new Float32Array(6 * 18),
+            [6, 2, 3, 3],
+            cp,
+            {
+              biasGrad: true,
+            },
+          ),
+      ],
+    ];
+    for (const [what, call] of bad) assert.throws(call, Error, what);
+  });
+
   test("a data input (no gradient), a retained graph's second backward, and create_graph", () => {
     manualSeed(12);
     const x = randn([2, 5, 9, 8]);
