@@ -57,6 +57,8 @@ const cases: Case[] = [
   // more than one K block (600 taps; 630 positions in the weight gradient), several column chunks and a partial
   // row block (13 output channels)
   { x: [3, 24, 15, 14], w: [13, 24, 5, 5], padding: 2, relu: true, bf16In: true },
+  // 7 output channels (the 8-row micro-tile) over two K blocks (550 taps)
+  { x: [2, 22, 13, 12], w: [7, 22, 5, 5], padding: 2, bf16In: true },
   // stride 2 with dilation and groups: the input gradient takes the float32 transposed convolution
   {
     x: [2, 6, 11, 10],

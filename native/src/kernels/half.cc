@@ -336,29 +336,30 @@ CR_BF16 void pack_range(const Opnd& o, i64 X, i64 K, int width, uint32_t* dst, u
 // when `fin`, the epilogue: + bias (float32 of bfloat16 values, or null), relu, stored as float32 or rounded to
 // bfloat16, for r < rows, columns < cols. Resuming from cb continues each float32 sum in the same order, so a
 // product split into K blocks equals the unsplit one bit for bit.
-CR_BF16 void micro_bf16(i64 kp, const uint32_t* ap, const uint32_t* bp, float* cb, bool load, bool fin, uint8_t* c,
+template <int MR>
+CR_BF16 void micro_rows(i64 kp, const uint32_t* ap, const uint32_t* bp, float* cb, bool load, bool fin, uint8_t* c,
                         i64 ldc, int rows, int cols, const float* bias, bool relu, bool bf) {
-  __m512 acc[kMR][2];
+  __m512 acc[MR][2];
   if (load) {
-    for (int r = 0; r < kMR; r++) {
+    for (int r = 0; r < MR; r++) {
       acc[r][0] = _mm512_load_ps(cb + r * kNR);
       acc[r][1] = _mm512_load_ps(cb + r * kNR + 16);
     }
   } else {
-    for (int r = 0; r < kMR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   }
   for (i64 p = 0; p < kp; p++) {
     const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + p * kNR);
     const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + p * kNR + 16);
     const uint32_t* a = ap + p * kMR;
-    for (int r = 0; r < kMR; r++) {
+    for (int r = 0; r < MR; r++) {
       const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r]);
       acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
       acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
     }
   }
   if (!fin) {
-    for (int r = 0; r < kMR; r++) {
+    for (int r = 0; r < MR; r++) {
       _mm512_store_ps(cb + r * kNR, acc[r][0]);
       _mm512_store_ps(cb + r * kNR + 16, acc[r][1]);
     }
@@ -390,6 +391,18 @@ CR_BF16 void micro_bf16(i64 kp, const uint32_t* ap, const uint32_t* bp, float* c
       _mm512_mask_storeu_ps(o + 16, m1, v1);
     }
   }
+}
+
+// The micro-tile for `rows` valid rows (the ones computed; the tile buffer keeps 12-row tiles): a 4-, 8- or
+// 12-row kernel (the packed A keeps its 12-word stride), so a partial row block does not pay for 12 rows.
+CR_BF16 void micro_bf16(i64 kp, const uint32_t* ap, const uint32_t* bp, float* cb, bool load, bool fin, uint8_t* c,
+                        i64 ldc, int rows, int cols, const float* bias, bool relu, bool bf) {
+  if (rows <= 4)
+    micro_rows<4>(kp, ap, bp, cb, load, fin, c, ldc, rows, cols, bias, relu, bf);
+  else if (rows <= 8)
+    micro_rows<8>(kp, ap, bp, cb, load, fin, c, ldc, rows, cols, bias, relu, bf);
+  else
+    micro_rows<kMR>(kp, ap, bp, cb, load, fin, c, ldc, rows, cols, bias, relu, bf);
 }
 
 // Blocking of the product: K in blocks of at most kKC pairs (a B micro-panel of kKC x 32 words, 32 KB, stays in
@@ -967,7 +980,7 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
             float* tile = cb + ((qq - q0) * (r1 - r0) + (r - r0)) * kMR * kNR;
             if (kind == 0) {
               micro_bf16(pc, pag + r * kMR * kp + p0 * kMR, bc + (qq - q0) * pc * kNR, tile, kb > 0, false, nullptr,
-                         0, 0, 0, nullptr, false, false);
+                         0, nrow, cols, nullptr, false, false);
               if (fin)
                 epi_scatter(tile, g, gi * g.Og + r * kMR, nrow, qq * kNR, cols, bq, relu, outbf, y);
             } else {
