@@ -44,7 +44,13 @@ for (let e = 0; e < epochs; e++) {
 }
 
 const PHASES = ["gather", "forward", "backward", "zeroGrad", "step"] as const;
-function run(): { wall: number; cpu: number; phases: Record<string, number>; loss: number } {
+function run(): {
+  wall: number;
+  cpu: number;
+  phases: Record<string, number>;
+  cpuPhases: Record<string, number>;
+  loss: number;
+} {
   const X = tensor(d.images, { shape: [n, 784] });
   const Y = tensor(d.labels, { dtype: "int32" });
   const model = new Sequential(
@@ -57,6 +63,13 @@ function run(): { wall: number; cpu: number; phases: Record<string, number>; los
   const opt = new Adam(model.parameters(), { lr: 1e-3 });
   const steps = Math.floor(n / 128);
   const ph: Record<string, number> = Object.fromEntries(PHASES.map((p) => [p, 0]));
+  const pc: Record<string, number> = Object.fromEntries(PHASES.map((p) => [p, 0]));
+  const cpuMs = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
+  let ca = 0;
+  let cb = 0;
   let lossT = null as ReturnType<typeof crossEntropy> | null;
   const c0 = process.cpuUsage();
   const t0 = performance.now();
@@ -64,34 +77,49 @@ function run(): { wall: number; cpu: number; phases: Record<string, number>; los
     for (let s = 0; s < steps; s++) {
       const start = e * n + s * 128;
       let a = performance.now();
+      ca = cpuMs();
       const idx = tensor(perm.subarray(start, start + 128));
       const x = X.indexSelect(0, idx);
       const y = Y.indexSelect(0, idx);
       let b = performance.now();
       ph.gather += b - a;
+      cb = cpuMs();
+      pc.gather += cb - ca;
+      ca = cb;
       a = b;
       opt.zeroGrad();
       b = performance.now();
       ph.zeroGrad += b - a;
+      cb = cpuMs();
+      pc.zeroGrad += cb - ca;
+      ca = cb;
       a = b;
       const loss = crossEntropy(model.call(x), y);
       b = performance.now();
       ph.forward += b - a;
+      cb = cpuMs();
+      pc.forward += cb - ca;
+      ca = cb;
       a = b;
       loss.backward();
       b = performance.now();
       ph.backward += b - a;
+      cb = cpuMs();
+      pc.backward += cb - ca;
+      ca = cb;
       a = b;
       opt.step();
       b = performance.now();
       ph.step += b - a;
+      cb = cpuMs();
+      pc.step += cb - ca;
       lossT = loss;
     }
   }
   const loss = lossT!.item();
   const wall = performance.now() - t0;
   const c = process.cpuUsage(c0);
-  return { wall, cpu: (c.user + c.system) / 1000, phases: ph, loss };
+  return { wall, cpu: (c.user + c.system) / 1000, phases: ph, cpuPhases: pc, loss };
 }
 
 console.log(
@@ -107,7 +135,9 @@ for (let r = 0; r < rounds; r++) {
   const steps = epochs * Math.floor(n / 128);
   console.log(
     `round ${r}: wall ${(res.wall / 1000).toFixed(3)} s, cpu ${(res.cpu / 1000).toFixed(3)} s, loss ${res.loss.toFixed(4)}; per step (ms): ` +
-      PHASES.map((p) => `${p} ${(res.phases[p] / steps).toFixed(3)}`).join(", "),
+      PHASES.map((p) => `${p} ${(res.phases[p] / steps).toFixed(3)}`).join(", ") +
+      "; cpu per step (ms): " +
+      PHASES.map((p) => `${p} ${(res.cpuPhases[p] / steps).toFixed(3)}`).join(", "),
   );
 }
 console.log(
