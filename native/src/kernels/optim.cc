@@ -52,8 +52,9 @@ void adam_dense(T* __restrict ps, const T* __restrict gs, T* __restrict ms, T* _
 // A 2-d gradient whose rows are not contiguous, typically a Linear weight's gradient, which backward leaves as
 // the transposed view of x^T dy: walking it along p's rows would touch a new cache line per element, so each
 // block of kTileRows rows is transposed, kTileCols columns at a time, into a small contiguous buffer (reading
-// g down its contiguous axis) and updated by the dense loop.
-constexpr i64 kTileRows = 16, kTileCols = 256;
+// g down its contiguous axis) and updated by the dense loop. 32 x 128 was the best of 16 x 256, 32 x 128 and
+// 64 x 64 on the MLP's 256 x 784 weight (1.45x the contiguous update's time, against 2x for 16 x 256).
+constexpr i64 kTileRows = 32, kTileCols = 128;
 
 template <class T>
 void adam_tiled(T* p, const T* gp, T* m, T* v, i64 rows, i64 cols, i64 sgr, i64 sgc, const AdamConsts<T>& k) {
