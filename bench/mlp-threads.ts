@@ -1,9 +1,10 @@
 /**
  * The eager MLP step (784-512-256-10, batch 128, Adam) on 1 and 2 native threads, interleaved in one process
- * (setNumThreads between rounds), with a per-phase breakdown (forward, backward, optimizer step): why 2 threads
+ * (setNumThreads between rounds), with a per-phase breakdown (forward, backward, optimizer step) and the garbage collector's pauses: why 2 threads
  * can be slower than 1. Run: `node --import tsx bench/mlp-threads.ts [--rounds 20] [--steps 50]`.
  */
 import { loadavg } from "node:os";
+import { PerformanceObserver } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
 import { setBackend } from "../src/backend/registry.ts";
@@ -28,7 +29,13 @@ const model = new Sequential(
 const opt = new Adam(model.parameters(), { lr: 1e-3 });
 const x = rand([128, 784]);
 const y = randint(0, 10, [128], { dtype: "int32" });
-const PH = ["forward", "backward", "step", "total"] as const;
+const PH = ["forward", "backward", "step", "total", "gc"] as const;
+// garbage collection pauses (V8's gc performance entries), summed per mode
+let gcMs = 0;
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) gcMs += e.duration;
+}).observe({ entryTypes: ["gc"] });
+const turn = () => new Promise((r) => setImmediate(r));
 const res: Record<number, Record<string, number[]>> = {};
 for (const t of [1, 2]) res[t] = Object.fromEntries(PH.map((p) => [p, [] as number[]]));
 const steps = Number(values.steps);
@@ -40,7 +47,9 @@ console.log(
 for (let r = 0; r < Number(values.rounds); r++) {
   for (const t of r % 2 === 0 ? [1, 2] : [2, 1]) {
     setNumThreads(t);
-    const acc = { forward: 0, backward: 0, step: 0, total: 0 };
+    await turn(); // deliver the previous mode's gc entries
+    gcMs = 0;
+    const acc = { forward: 0, backward: 0, step: 0, total: 0, gc: 0 };
     const t0 = performance.now();
     for (let s = 0; s < steps; s++) {
       let a = performance.now();
@@ -59,13 +68,16 @@ for (let r = 0; r < Number(values.rounds); r++) {
       loss.item();
     }
     acc.total = performance.now() - t0;
+    await turn();
+    acc.gc = gcMs;
     if (r > 0) for (const p of PH) res[t][p].push(acc[p] / steps);
   }
 }
 const med = (a: number[]) => [...a].sort((p, q) => p - q)[a.length >> 1];
+const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
 for (const t of [1, 2])
   console.log(
-    `${t} thread(s), median ms per step: ${PH.map((p) => `${p} ${med(res[t][p]).toFixed(3)}`).join(", ")}`,
+    `${t} thread(s), ms per step (median; gc: mean): ${PH.map((p) => `${p} ${(p === "gc" ? mean : med)(res[t][p]).toFixed(3)}`).join(", ")}`,
   );
 console.log(
   `load average ${loadavg()
