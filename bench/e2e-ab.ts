@@ -2,7 +2,8 @@
  * A/B of two native addon builds on the bench's e2e loop (MLP 784-256-128-10, batch 128, Adam 1e-3, digits),
  * in one process, alternating run by run: this checkout's build (B) against another build (A, e.g. a copy of
  * main's native/build/Release/chainrule_native.node). Reports median process CPU and wall time per epoch.
- *   taskset -c 1 node --import tsx bench/e2e-ab.ts --old /tmp/old.node [--rounds 10] [--threads 1]
+ * `--case mlp` runs the bench's MLP step instead (784-512-256-10, one fixed batch of 128, 78 steps a run).
+ *   taskset -c 1 node --import tsx bench/e2e-ab.ts --old /tmp/old.node [--rounds 10] [--threads 1] [--case mlp]
  */
 import { createRequire } from "node:module";
 import { loadavg } from "node:os";
@@ -22,11 +23,13 @@ const { values } = parseArgs({
     old: { type: "string" },
     rounds: { type: "string", default: "10" },
     threads: { type: "string", default: "1" },
+    case: { type: "string", default: "e2e" },
   },
 });
 if (values.old === undefined)
   throw new Error("e2e-ab: --old PATH (the A build's chainrule_native.node) is required");
 const threads = Number(values.threads);
+const mlpCase = values.case === "mlp";
 const loaded = loadNativeBackend();
 if ("error" in loaded) throw new Error(loaded.error);
 setNumThreads(threads);
@@ -53,19 +56,20 @@ function epoch(be: Backend): [number, number, number] {
   setBackend(be);
   const X = tensor(d.images, { shape: [d.n, 784] });
   const Y = tensor(d.labels, { dtype: "int32" });
+  const [h1, h2] = mlpCase ? [512, 256] : [256, 128];
   const model = new Sequential(
-    new Linear(784, 256),
+    new Linear(784, h1),
     new ReLU(),
-    new Linear(256, 128),
+    new Linear(h1, h2),
     new ReLU(),
-    new Linear(128, 10),
+    new Linear(h2, 10),
   );
   const opt = new Adam(model.parameters(), { lr: 1e-3 });
   let loss = 0;
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   for (let s = 0; s < steps; s++) {
-    const idx = tensor(perm.subarray(s * 128, (s + 1) * 128));
+    const idx = tensor(perm.subarray(mlpCase ? 0 : s * 128, mlpCase ? 128 : (s + 1) * 128));
     opt.zeroGrad();
     const l = crossEntropy(model.call(X.indexSelect(0, idx)), Y.indexSelect(0, idx));
     l.backward();
@@ -81,7 +85,7 @@ const load = () =>
   loadavg()
     .map((x) => x.toFixed(2))
     .join(" ");
-console.log(`load average ${load()}; ${threads} thread(s)`);
+console.log(`load average ${load()}; ${threads} thread(s); ${mlpCase ? "MLP step" : "e2e"}`);
 const res = backends.map(() => ({ cpu: [] as number[], wall: [] as number[], loss: 0 }));
 const rounds = Number(values.rounds);
 for (let r = 0; r < rounds; r++) {
