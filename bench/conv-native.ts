@@ -7,7 +7,12 @@
  * training step but is measured too). Figures as in bench/gemm-native.ts: median GFLOP/s by wall time and by
  * process CPU time / threads, and the cpu figure as a fraction of the FMA peak measured with the same clock.
  *
- * Run pinned: `taskset -c 1 node --import tsx bench/conv-native.ts [--threads 1] [--isa avx2]`.
+ * Run pinned: `taskset -c 1 node --import tsx bench/conv-native.ts [--threads 1] [--isa avx2] [--ab]`.
+ *
+ * `--ab` compares the few-taps kernels (conv_direct.h: forward tiles stored straight into the output, the weight
+ * gradient vectorised over positions) with the paths they replace, interleaved in this process: the native
+ * code reads CHAINRULE_CONV_SMALL (0: off) at every call, so the two alternate sample by sample, and the table
+ * gives the median cpu GFLOP/s of each, its fraction of peak and the ratio new / old.
  */
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
@@ -32,8 +37,37 @@ const CONVS = [
   { name: "conv2", x: [64, 32, 14, 14], w: [64, 32, 5, 5], pad: 2 },
 ] as const;
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** Median cpu GFLOP/s of `run` with CHAINRULE_CONV_SMALL=0 (old) and =1 (new), alternating ~40 ms samples. */
+function abRates(run: () => void, flops: number, threads: number, rounds: number): { old: number; new: number } {
+  const r: Record<"0" | "1", number[]> = { "0": [], "1": [] };
+  for (let i = 0; i < rounds; i++) {
+    for (const mode of ["0", "1"] as const) {
+      process.env.CHAINRULE_CONV_SMALL = mode;
+      run(); // the first call after a switch warms its own buffers
+      let reps = 0;
+      const c0 = process.cpuUsage();
+      const s = performance.now();
+      while (performance.now() - s < 40) {
+        run();
+        reps++;
+      }
+      const c = process.cpuUsage(c0);
+      r[mode].push((flops * reps) / ((c.user + c.system) / 1e6 / threads) / 1e9);
+    }
+  }
+  delete process.env.CHAINRULE_CONV_SMALL;
+  return { old: median(r["0"]), new: median(r["1"]) };
+}
+
 function main() {
-  const { values } = parseArgs({ options: { isa: { type: "string" }, threads: { type: "string" } } });
+  const { values } = parseArgs({
+    options: { isa: { type: "string" }, threads: { type: "string" }, ab: { type: "boolean" } },
+  });
   const loaded = loadNativeBackend();
   if ("error" in loaded) {
     console.error(loaded.error);
@@ -50,7 +84,11 @@ function main() {
   console.log(
     `native backend (${info.isa} kernels), conv2d float32 of the CNN bench, batch 64; load average ${loadavg()[0].toFixed(2)}`,
   );
-  console.log("case                                    wall GFLOP/s   cpu GFLOP/s   % peak (cpu)");
+  console.log(
+    values.ab
+      ? "case                                    old cpu GFLOP/s (% peak)   new cpu GFLOP/s (% peak)   new/old"
+      : "case                                    wall GFLOP/s   cpu GFLOP/s   % peak (cpu)",
+  );
   for (const threads of threadCounts) {
     setNumThreads(threads);
     for (const c of CONVS) {
@@ -73,6 +111,15 @@ function main() {
       ];
       for (const [pass, run] of passes) {
         const pk = peak();
+        const pct = (g: number) => (pk ? `${((100 * g) / (pk * threads)).toFixed(1)}%` : "-");
+        const label = `${c.name} ${pass} ${threads} thread${threads > 1 ? "s" : ""}`.padEnd(39);
+        if (values.ab) {
+          const r = abRates(run, flops, threads, 15);
+          console.log(
+            `${label} ${`${r.old.toFixed(1)} (${pct(r.old)})`.padStart(24)} ${`${r.new.toFixed(1)} (${pct(r.new)})`.padStart(26)} ${(r.new / r.old).toFixed(2).padStart(9)}`,
+          );
+          continue;
+        }
         const r = rates(run, flops, threads, 5);
         const frac = pk ? `${((100 * r.cpu) / (pk * threads)).toFixed(1)}%` : "-";
         console.log(

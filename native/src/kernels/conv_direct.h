@@ -176,6 +176,273 @@ CR_INLINE i64 direct_forward_tasks(const DGeo& d, int mr, int nr) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// "Few taps": Cin * KH * KW up to this many. Row tiles (below) win more easily and the weight gradient takes
+// small_wgrad_tile.
+constexpr i64 kSmallTaps = 100;
+
+// Partial vectors: lanes [a, b) of a vector, for the edges of output rows and of dy rows.
+template <class T>
+struct Part {
+  using S = Simd<T>;
+  using V = typename S::V;
+  static constexpr int W = S::W;
+  // dst[0 .. b - a) = lanes a .. b of v (a < b <= W).
+  static CR_INLINE void store(T* dst, V v, int a, int b) {
+#if CR_ISA_LEVEL == 2
+    // shift the lanes down in registers, then a masked store of the first b - a (vcompress straight to memory
+    // is slow on AMD)
+    const unsigned m = ((1u << b) - 1u) & ~((1u << a) - 1u), n = (1u << (b - a)) - 1u;
+    if (a == 0) {
+      if constexpr (std::is_same<T, float>::value) _mm512_mask_storeu_ps(dst, (__mmask16)n, v);
+      else _mm512_mask_storeu_pd(dst, (__mmask8)n, v);
+      return;
+    }
+    if constexpr (std::is_same<T, float>::value)
+      _mm512_mask_storeu_ps(dst, (__mmask16)n, _mm512_maskz_compress_ps((__mmask16)m, v));
+    else
+      _mm512_mask_storeu_pd(dst, (__mmask8)n, _mm512_maskz_compress_pd((__mmask8)m, v));
+#else
+    alignas(64) T tmp[W];
+    S::storeu(tmp, v);
+    for (int i = a; i < b; i++) dst[i - a] = tmp[i];
+#endif
+  }
+  // The first n lanes of p (0 < n < W), zeros in the others; reads nothing past p + n.
+  static CR_INLINE V load(const T* p, int n) {
+#if CR_ISA_LEVEL == 2
+    if constexpr (std::is_same<T, float>::value) return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
+    else return _mm512_maskz_loadu_pd((__mmask8)((1u << n) - 1u), p);
+#elif CR_ISA_LEVEL == 1
+    alignas(32) static const int64_t iota[4] = {0, 1, 2, 3};
+    if constexpr (std::is_same<T, float>::value) {
+      const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      return _mm256_maskload_ps(p, m);
+    } else {
+      const __m256i m = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_load_si256((const __m256i*)iota));
+      return _mm256_maskload_pd(p, m);
+    }
+#else
+    alignas(16) T tmp[W] = {};
+    for (int i = 0; i < n; i++) tmp[i] = p[i];
+    return S::loadu(tmp);
+#endif
+  }
+};
+
+// The forward epilogue applied in registers: v + bias, then relu if act is A_RELU (the values of act_apply:
+// relu(NaN) = NaN, relu(-0) = +0). Other activations take the tile-buffer path of direct_forward_tiles.
+template <class T>
+CR_INLINE typename Simd<T>::V bias_relu(typename Simd<T>::V v, T b, bool add, bool relu) {
+  using S = Simd<T>;
+  if (add) v = S::add(v, S::set1(b));
+  if (!relu) return v;
+#if CR_ISA_LEVEL == 2
+  // keep v where v > 0 or v is NaN (not less-or-equal, unordered), else +0
+  if constexpr (std::is_same<T, float>::value)
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, S::zero(), _CMP_NLE_UQ), v);
+  else
+    return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(v, S::zero(), _CMP_NLE_UQ), v);
+#elif CR_ISA_LEVEL == 1
+  if constexpr (std::is_same<T, float>::value) return _mm256_and_ps(_mm256_cmp_ps(v, S::zero(), _CMP_NLE_UQ), v);
+  else return _mm256_and_pd(_mm256_cmp_pd(v, S::zero(), _CMP_NLE_UQ), v);
+#else
+  if constexpr (std::is_same<T, float>::value) return _mm_and_ps(_mm_cmpnle_ps(v, S::zero()), v);
+  else return _mm_and_pd(_mm_cmpnle_pd(v, S::zero()), v);
+#endif
+}
+
+// Row tiles: the forward pass with tiles that start at the beginning of an output row instead of running along
+// the wide positions. A tile covers ow0 .. ow0 + NR of one row oh (lanes past OW computed and dropped), so its
+// vectors go straight into the output with plain stores and one partial store at the row's end, the same for
+// every tile of a column: no tile buffer, no per-row copies, no branches that vary from tile to tile. With few
+// taps per output (K = Cin * KH * KW small) those copies cost as much as the arithmetic of the wide tiles;
+// row tiles waste the lanes past OW instead (4 of 32 for a 28-wide row), so conv.cc picks them by comparing
+// the two fractions of useful lanes (row_tiles_pay).
+//
+// Tile (panel pa, row oh, column jt): out[(o0 + r) * P + oh * OW + ow0 + i] for r < rows, i < valid, plus
+// bias[r] (bias may be null) and relu if `relu`; other activations are applied by the caller afterwards.
+template <class T>
+__attribute__((noinline)) void direct_row_tile(i64 K, const T* __restrict Ap, const T* __restrict xb,
+                                               const i64* __restrict off, T* __restrict out, i64 P, int rows,
+                                               int valid, const T* bias, bool relu) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int MR = DirectBlocking<T>::MR, NV = DirectBlocking<T>::NV, W = S::W;
+  V acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) acc[r][v] = S::zero();
+  for (i64 k = 0; k < K; k++) {
+    const T* b = xb + off[k];
+    V bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) bv[v] = S::loadu(b + v * W);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++) {
+      const V a = S::set1(Ap[r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) acc[r][v] = S::fma(a, bv[v], acc[r][v]);
+    }
+    Ap += MR;
+  }
+  const int full = valid / W, tail = valid % W;
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++) {
+    if (r >= rows) break;
+    T* row = out + r * P;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) {
+      const V y = bias_relu<T>(acc[r][v], bias ? bias[r] : T(0), bias != nullptr, relu);
+      if (v < full) S::storeu(row + v * W, y);
+      else if (v == full && tail) Part<T>::store(row + v * W, y, 0, tail);
+    }
+  }
+}
+
+// Row tiles t0 .. t1 of one image, t = (panel * OH + oh) * cols + jt with cols = ceil(OW / NR).
+template <class T>
+void direct_row_tiles(const T* xp, const T* Ap, const i64* off, T* out, const DGeo& d, i64 t0, i64 t1,
+                      const T* bias, bool relu) {
+  constexpr int MR = DirectBlocking<T>::MR, NR = DirectBlocking<T>::NR;
+  const i64 cols = (d.OW + NR - 1) / NR, P = d.OH * d.OW;
+  for (i64 t = t0; t < t1; t++) {
+    const i64 jt = t % cols, oh = t / cols % d.OH, pa = t / cols / d.OH;
+    const i64 o0 = pa * MR, ow0 = jt * NR;
+    const int rows = (int)imin<i64>(MR, d.Cout - o0), valid = (int)imin<i64>(NR, d.OW - ow0);
+    direct_row_tile<T>(d.K, Ap + pa * d.K * MR, xp + oh * d.Wp + ow0, off, out + o0 * P + oh * d.OW + ow0, P,
+                       rows, valid, bias ? bias + o0 : nullptr, relu);
+  }
+}
+
+CR_INLINE i64 direct_row_tasks(const DGeo& d, int mr, int nr) {
+  return (d.Cout + mr - 1) / mr * d.OH * ((d.OW + nr - 1) / nr);
+}
+
+// Whether row tiles beat the wide tiles: their fraction of useful lanes, with a margin for the copies they save
+// when the taps are few (those cost little next to a long K loop).
+CR_INLINE bool row_tiles_pay(const DGeo& d, int nr, i64 small_taps) {
+  const double rows = (double)d.OW / (double)((d.OW + nr - 1) / nr * nr);
+  const double wide = (double)(d.OH * d.OW) / (double)((d.OH * d.Wp + nr - 1) / nr * nr);
+  return rows >= wide - (d.K <= small_taps ? 0.1 : 0.0);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Weight gradient with few taps (Cin * KH * KW up to kSmallTaps): vectorised over the output positions of a
+// row (dy read in place, no transpose), with an MO x MK register tile of accumulators [output channel, tap]:
+//   acc[i][j] += dy[o0 + i, oh, ow .. ow + W) * xpad[off[k0 + j] + oh * Wp + ow .. + W)
+// MO + MK loads per MO * MK multiply-adds; the lanes are summed once per tile at the end. Rows end in a
+// partial vector (both operands zero past OW, so a wide position that wraps into the next row contributes
+// exactly nothing, even against an infinite input).
+
+template <class T>
+struct SmallWgrad {
+#if CR_ISA_LEVEL == 2
+  static constexpr int MO = 4;  // 4 x MK accumulators (MK <= 6) + 4 dy vectors + 1 input vector of 32 zmm
+#else
+  static constexpr int MO = 2;  // 2 x MK + 2 + 1 of 16 ymm / xmm
+#endif
+  // Taps per tile: the MK in 3..6 that wastes the fewest (ties: the larger).
+  static int mk(i64 K) {
+    int best = 6;
+    i64 waste = (6 - K % 6) % 6;
+    for (int m = 5; m >= 3; m--) {
+      const i64 w = (m - K % m) % m;
+      if (w < waste) best = m, waste = w;
+    }
+    return best;
+  }
+};
+
+// One tile over images [0, nimg): xpads[i] the wide-row copy of image i, dys[i] its dy at channel o0 (channel
+// i of the tile at dys + ooff[i]), koff the MK tap offsets. acc (MO * MK vectors) is loaded and stored back.
+template <class T, int MO, int MK>
+__attribute__((noinline)) void small_wgrad_tile(const T* const* xpads, const T* const* dys, int nimg,
+                                                const i64* ooff, const i64* koff, i64 s2, const DGeo& d,
+                                                T* __restrict accm) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  V acc[MO][MK];
+#pragma GCC unroll 8
+  for (int i = 0; i < MO; i++)
+#pragma GCC unroll 8
+    for (int j = 0; j < MK; j++) acc[i][j] = S::loadu(accm + (i * MK + j) * W);
+  const i64 full = d.OW / W * W;
+  const int tail = (int)(d.OW - full);
+  for (int img = 0; img < nimg; img++) {
+    const T* dr[MO];
+    const T* xr[MK];
+#pragma GCC unroll 8
+    for (int i = 0; i < MO; i++) dr[i] = dys[img] + ooff[i];
+#pragma GCC unroll 8
+    for (int j = 0; j < MK; j++) xr[j] = xpads[img] + koff[j];
+    for (i64 oh = 0; oh < d.OH; oh++) {
+      for (i64 ow = 0; ow < full; ow += W) {
+        V dv[MO];
+#pragma GCC unroll 8
+        for (int i = 0; i < MO; i++) dv[i] = S::loadu(dr[i] + ow);
+#pragma GCC unroll 8
+        for (int j = 0; j < MK; j++) {
+          const V xv = S::loadu(xr[j] + ow);
+#pragma GCC unroll 8
+          for (int i = 0; i < MO; i++) acc[i][j] = S::fma(dv[i], xv, acc[i][j]);
+        }
+      }
+      if (tail) {
+        V dv[MO];
+#pragma GCC unroll 8
+        for (int i = 0; i < MO; i++) dv[i] = Part<T>::load(dr[i] + full, tail);
+#pragma GCC unroll 8
+        for (int j = 0; j < MK; j++) {
+          const V xv = Part<T>::load(xr[j] + full, tail);
+#pragma GCC unroll 8
+          for (int i = 0; i < MO; i++) acc[i][j] = S::fma(dv[i], xv, acc[i][j]);
+        }
+      }
+#pragma GCC unroll 8
+      for (int i = 0; i < MO; i++) dr[i] += s2;
+#pragma GCC unroll 8
+      for (int j = 0; j < MK; j++) xr[j] += d.Wp;
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MO; i++)
+#pragma GCC unroll 8
+    for (int j = 0; j < MK; j++) S::storeu(accm + (i * MK + j) * W, acc[i][j]);
+}
+
+// The tiles [t0, t1) of one batch of images, tile t = (o tile, tap tile) with tap tiles fastest; acc holds
+// MO * MK vectors per tile. dys[i] is image i's dy at channel 0 of the group (channel stride s1).
+template <class T, int MK>
+void small_wgrad_tiles(const T* const* xpads, const T* const* dys, int nimg, const i64* off, i64 s1, i64 s2,
+                       const DGeo& d, T* acc, i64 t0, i64 t1) {
+  constexpr int MO = SmallWgrad<T>::MO, W = Simd<T>::W;
+  const i64 ktiles = (d.K + MK - 1) / MK;
+  for (i64 t = t0; t < t1; t++) {
+    const i64 o0 = t / ktiles * MO, k0 = t % ktiles * MK;
+    i64 ooff[MO], koff[MK];
+    for (int i = 0; i < MO; i++) ooff[i] = imin<i64>(o0 + i, d.Cout - 1) * s1;  // past Cout: dropped
+    for (int j = 0; j < MK; j++) koff[j] = off[imin<i64>(k0 + j, d.K - 1)];     // past K: dropped
+    small_wgrad_tile<T, MO, MK>(xpads, dys, nimg, ooff, koff, s2, d, acc + t * (MO * MK * W));
+  }
+}
+
+// dW[o * K + k] (o < Cout, k < K) = the lane sums of the tiles' accumulators.
+template <class T>
+void small_wgrad_reduce(const T* acc, int mk, const DGeo& d, T* dw) {
+  constexpr int MO = SmallWgrad<T>::MO, W = Simd<T>::W;
+  const i64 ktiles = (d.K + mk - 1) / mk;
+  for (i64 o = 0; o < d.Cout; o++)
+    for (i64 k = 0; k < d.K; k++) {
+      const T* v = acc + ((o / MO * ktiles + k / mk) * (MO * mk) + (o % MO) * mk + k % mk) * W;
+      T s = 0;
+      for (int l = 0; l < W; l++) s += v[l];
+      dw[o * d.K + k] = s;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Weight gradient. dyT holds one image's cotangent for the group transposed, dyT[p * LD + o] (LD = Cout rounded
 // up to the tile width NV * W, zero columns past Cout). acc (MR x LD, row-major) += the image's contribution to
 // the taps k0 .. k0 + MR (rows past K read tap K - 1 and are dropped by the caller). MR x NV: 8 x 2 by default;
