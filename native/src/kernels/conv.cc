@@ -87,31 +87,41 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
   i64* off = static_cast<i64*>(scratch(caller, 7, sizeof(i64) * (size_t)d.K));
   if (!Ap || !off) return false;
   for (i64 gi = 0; gi < G; gi++) pack_filter<T>(Ap + gi * fsz, d, [&](i64 o, i64 k) { return a(gi, o, k); });
-  tap_offsets(off, d);
-  // row tiles (conv_direct.h) when they waste fewer lanes than the wide tiles save in copies
-  const bool rows = g_small && row_tiles_pay(d, NR, kSmallTaps), inreg = ep.act < 0 || ep.act == A_RELU;
-  const i64 P = d.OH * d.OW, ntiles = rows ? direct_row_tasks(d, MR, NR) : direct_forward_tasks(d, MR, NR);
+  // The tiles (conv_direct.h): flat over shifted planes for few taps, else row tiles when they waste fewer
+  // lanes than the wide tiles save in copies, else wide.
+  const bool flat = g_small && d.K <= kSmallTaps, rows = !flat && g_small && row_tiles_pay(d, NR, kSmallTaps);
+  const bool inreg = ep.act < 0 || ep.act == A_RELU;
+  if (flat) xshift_offsets(off, d);
+  else tap_offsets(off, d);
+  const i64 P = d.OH * d.OW, xsize = flat ? xshift_size(d) : xpad_size(d);
+  const i64 ntiles = flat   ? direct_flat_tasks(d, MR, NR)
+                     : rows ? direct_row_tasks(d, MR, NR)
+                            : direct_forward_tasks(d, MR, NR);
   bool ok = true;
   auto image = [&](i64 t, int tid, bool par) {
     const i64 n = t / G, gi = t % G;
-    T* xpad = static_cast<T*>(scratch(tid, 4, sizeof(T) * (size_t)xpad_size(d)));
+    T* xpad = static_cast<T*>(scratch(tid, 4, sizeof(T) * (size_t)xsize));
     if (!xpad) {
       ok = false;
       return;
     }
-    build_xpad(xpad, in + n * is[0] + gi * d.Cin * is[1], is[1], is[2], is[3], d);
+    const T* xn = in + n * is[0] + gi * d.Cin * is[1];
+    if (flat) build_xshift(xpad, xn, is[1], is[2], is[3], d);
+    else build_xpad(xpad, xn, is[1], is[2], is[3], d);
     T* y = out + (n * out_channels + gi * d.Cout) * P;
     const T* ap = Ap + gi * fsz;
     auto post = [&](T* row, i64 n, i64 o) {
       if (ep.any()) ep.apply(row, n, gi * d.Cout + o);
     };
-    if (rows) {  // bias + relu (or nothing) in registers, other epilogues as a pass over the planes
+    if (flat || rows) {  // bias + relu (or nothing) in registers, other epilogues as a pass over the planes
       const T* b = ep.bias && inreg ? ep.bias + gi * d.Cout : nullptr;
       const bool relu = ep.act == A_RELU;
-      if (par)
-        par_for(ntiles, 1, [&](i64 b0, i64 e, int) { direct_row_tiles<T>(xpad, ap, off, y, d, b0, e, b, relu); });
-      else
-        direct_row_tiles<T>(xpad, ap, off, y, d, 0, ntiles, b, relu);
+      auto run = [&](i64 b0, i64 e) {
+        if (flat) direct_flat_tiles<T>(xpad, ap, off, y, d, b0, e, b, relu);
+        else direct_row_tiles<T>(xpad, ap, off, y, d, b0, e, b, relu);
+      };
+      if (par) par_for(ntiles, 1, [&](i64 b0, i64 e, int) { run(b0, e); });
+      else run(0, ntiles);
       if (!inreg)
         for (i64 o = 0; o < d.Cout; o++) ep.apply(y + o * P, P, gi * d.Cout + o);
     } else if (par) {
@@ -236,46 +246,39 @@ bool conv_back_weight_direct(const T* xp, const i64* xs, const T* dp, const i64*
   return true;
 }
 
-// Unit-stride weight gradient with few taps (conv_direct.h, small_wgrad_tile): per (image chunk, group) task,
-// the images in batches of 8 wide-row copies, every (channel tile, tap tile) of the batch, then the lane sums
-// into the chunk's partial dW; partials summed in chunk order. With few tasks the tiles of each batch are
-// split over the pool (each tile's summation order is fixed, so results do not depend on the thread count).
+// Unit-stride weight gradient with few taps (conv_direct.h, small_wgrad_tile), dy's planes flat: per (image
+// chunk, group) task, each image's shifted planes, then every (channel tile, tap tile) of it, then the lane sums
+// into the chunk's partial dW; partials summed in chunk order. With few tasks the tiles of each image are split
+// over the pool (each tile's summation order is fixed, so results do not depend on the thread count).
 template <class T, int MK>
 bool conv_back_weight_small(const T* xp, const i64* xs, const T* dp, const i64* ds, T* out, const Geo& g,
                             i64 chunks, i64 per) {
-  constexpr int MO = SmallWgrad<T>::MO, W = Simd<T>::W, IB = 8;
+  constexpr int MO = SmallWgrad<T>::MO, W = Simd<T>::W;
   const DGeo d = dgeo<T>(g.Cg, g.H, g.W, g.Og, g.KH, g.KW, g.ph, g.pw, g.dh, g.dw, g.OH, g.OW);
   const int caller = pool_tid();
   const i64 ktiles = (d.K + MK - 1) / MK, ntiles = (g.Og + MO - 1) / MO * ktiles, wsize = g.Og * d.K;
-  const i64 xsz = xpad_size(d), asz = ntiles * MO * MK * W;
+  const i64 asz = ntiles * MO * MK * W;
   T* part = static_cast<T*>(scratch(caller, 3, sizeof(T) * (size_t)(chunks * g.G * wsize)));
   i64* off = static_cast<i64*>(scratch(caller, 7, sizeof(i64) * (size_t)d.K));
   if (!part || !off) return false;
-  tap_offsets(off, d);
+  xshift_offsets(off, d);
   bool ok = true;
   auto task = [&](i64 t, int tid, bool par) {
     const i64 chunk = t / g.G, gi = t % g.G;
-    T* xpads = static_cast<T*>(scratch(tid, 4, sizeof(T) * (size_t)(IB * xsz)));
+    T* xsh = static_cast<T*>(scratch(tid, 4, sizeof(T) * (size_t)xshift_size(d)));
     T* acc = static_cast<T*>(scratch(tid, 5, sizeof(T) * (size_t)asz));
-    if (!xpads || !acc) {
+    if (!xsh || !acc) {
       ok = false;
       return;
     }
     std::memset(acc, 0, sizeof(T) * (size_t)asz);
-    const i64 n1 = imin(g.N, (chunk + 1) * per);
-    for (i64 n0 = chunk * per; n0 < n1; n0 += IB) {
-      const int nimg = (int)imin<i64>(IB, n1 - n0);
-      const T* xv[IB];
-      const T* dv[IB];
-      for (int i = 0; i < nimg; i++) {
-        build_xpad(xpads + i * xsz, xp + (n0 + i) * xs[0] + gi * g.Cg * xs[1], xs[1], xs[2], xs[3], d);
-        xv[i] = xpads + i * xsz;
-        dv[i] = dp + (n0 + i) * ds[0] + gi * g.Og * ds[1];
-      }
+    for (i64 n = chunk * per; n < imin(g.N, (chunk + 1) * per); n++) {
+      build_xshift(xsh, xp + n * xs[0] + gi * g.Cg * xs[1], xs[1], xs[2], xs[3], d);
+      const T* dy = dp + n * ds[0] + gi * g.Og * ds[1];
       if (par)
-        par_for(ntiles, 1, [&](i64 b, i64 e, int) { small_wgrad_tiles<T, MK>(xv, dv, nimg, off, ds[1], ds[2], d, acc, b, e); });
+        par_for(ntiles, 1, [&](i64 b, i64 e, int) { small_wgrad_tiles<T, MK>(xsh, dy, off, ds[1], d, acc, b, e); });
       else
-        small_wgrad_tiles<T, MK>(xv, dv, nimg, off, ds[1], ds[2], d, acc, 0, ntiles);
+        small_wgrad_tiles<T, MK>(xsh, dy, off, ds[1], d, acc, 0, ntiles);
     }
     small_wgrad_reduce<T>(acc, MK, d, part + t * wsize);
   };
@@ -311,7 +314,9 @@ bool conv_back_weight(const View& x, const View& dy, T* out, const Geo& g) {
   // computes partial weight gradients for every group, and the partials are summed in chunk order.
   const i64 chunks = imin<i64>(g.N, 8);
   const i64 per = (g.N + chunks - 1) / chunks;
-  if (g.sh == 1 && g.sw == 1 && g_small && CKK <= kSmallTaps && (ds[3] == 1 || g.OW == 1)) {
+  // dy's planes flat (element (oh, ow) at oh * OW + ow) for the few-taps kernel
+  const bool flat = (g.OW == 1 || ds[3] == 1) && (g.OH == 1 || ds[2] == g.OW);
+  if (g.sh == 1 && g.sw == 1 && g_small && CKK <= kSmallTaps && flat) {
     switch (SmallWgrad<T>::mk(CKK)) {
       case 3: return conv_back_weight_small<T, 3>(xp, xs, dp, ds, out, g, chunks, per);
       case 4: return conv_back_weight_small<T, 4>(xp, xs, dp, ds, out, g, chunks, per);

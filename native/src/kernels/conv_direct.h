@@ -319,6 +319,68 @@ CR_INLINE i64 direct_row_tasks(const DGeo& d, int mr, int nr) {
   return (d.Cout + mr - 1) / mr * d.OH * ((d.OW + nr - 1) / nr);
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Shifted planes, for few taps: the layout that makes output positions flat. Each input plane c is copied KW
+// times, copy kw shifted left by kw * dw and cut to OW columns, with the padding rows and columns as zeros:
+//   xs[(c * KW + kw) * SP + ih * OW + ow] = x[c, ih - ph, ow + kw * dw - pw]   (ih < Hp, ow < OW)
+// Then input tap (c, kh, kw) of output p = oh * OW + ow is xs[soff(c, kh, kw) + p] with
+// soff = (c * KW + kw) * SP + kh * dh * OW: consecutive outputs read consecutive inputs across row ends too, so
+// tiles run over the flat output plane (P = OH * OW lanes, padded only once at the plane's end) and store into
+// it with plain stores, and the weight gradient reads dy's planes as they are. The copies cost
+// Cin * KW * Hp * OW writes per image against Cout * K * P multiply-adds: nothing when K is small (the only
+// case that uses them, so KW copies of the input stay small).
+CR_INLINE i64 xshift_plane(const DGeo& d) { return d.Hp * d.OW + 64; }  // 64 >= NR: slack for the last tile
+CR_INLINE i64 xshift_size(const DGeo& d) { return d.Cin * d.KW * xshift_plane(d); }
+
+template <class T>
+void build_xshift(T* xs, const T* xn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
+  const i64 SP = xshift_plane(d);
+  std::memset(xs, 0, sizeof(T) * (size_t)xshift_size(d));
+  for (i64 c = 0; c < d.Cin; c++)
+    for (i64 kw = 0; kw < d.KW; kw++) {
+      // ow range with 0 <= ow + kw * dw - pw < W
+      const i64 sh = kw * d.dw - d.pw;
+      const i64 lo = imin(d.OW, imax<i64>(0, -sh)), hi = imax(lo, imin(d.OW, d.W - sh));
+      T* plane = xs + (c * d.KW + kw) * SP;
+      for (i64 ih = 0; ih < d.H; ih++) {
+        T* dst = plane + (ih + d.ph) * d.OW;
+        const T* src = xn + c * s1 + ih * s2;  // x[c, ih, ow + sh] = src[(ow + sh) * s3]
+        if (s3 == 1)
+          std::memcpy(dst + lo, src + lo + sh, sizeof(T) * (size_t)(hi - lo));
+        else
+          for (i64 ow = lo; ow < hi; ow++) dst[ow] = src[(ow + sh) * s3];
+      }
+    }
+}
+
+// Tap offsets into the shifted planes, k = (c, kh, kw) row-major.
+CR_INLINE void xshift_offsets(i64* off, const DGeo& d) {
+  const i64 SP = xshift_plane(d);
+  i64 k = 0;
+  for (i64 c = 0; c < d.Cin; c++)
+    for (i64 kh = 0; kh < d.KH; kh++)
+      for (i64 kw = 0; kw < d.KW; kw++) off[k++] = (c * d.KW + kw) * SP + kh * d.dh * d.OW;
+}
+
+// Flat tiles t0 .. t1 of one image over its shifted planes, t = panel * cols + jt, cols = ceil(P / NR): the
+// row tile kernel with the whole output plane as one row.
+template <class T>
+void direct_flat_tiles(const T* xs, const T* Ap, const i64* off, T* out, const DGeo& d, i64 t0, i64 t1,
+                       const T* bias, bool relu) {
+  constexpr int MR = DirectBlocking<T>::MR, NR = DirectBlocking<T>::NR;
+  const i64 P = d.OH * d.OW, cols = (P + NR - 1) / NR;
+  for (i64 t = t0; t < t1; t++) {
+    const i64 o0 = t / cols * MR, p0 = t % cols * NR;
+    const int rows = (int)imin<i64>(MR, d.Cout - o0), valid = (int)imin<i64>(NR, P - p0);
+    direct_row_tile<T>(d.K, Ap + t / cols * d.K * MR, xs + p0, off, out + o0 * P + p0, P, rows, valid,
+                       bias ? bias + o0 : nullptr, relu);
+  }
+}
+
+CR_INLINE i64 direct_flat_tasks(const DGeo& d, int mr, int nr) {
+  return (d.Cout + mr - 1) / mr * ((d.OH * d.OW + nr - 1) / nr);
+}
+
 // Whether row tiles beat the wide tiles: their fraction of useful lanes, with a margin for the copies they save
 // when the taps are few (those cost little next to a long K loop).
 CR_INLINE bool row_tiles_pay(const DGeo& d, int nr, i64 small_taps) {
@@ -328,13 +390,12 @@ CR_INLINE bool row_tiles_pay(const DGeo& d, int nr, i64 small_taps) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Weight gradient with few taps (Cin * KH * KW up to kSmallTaps): vectorised over the output positions of a
-// row (dy read in place, no transpose), with an MO x MK register tile of accumulators [output channel, tap]:
-//   acc[i][j] += dy[o0 + i, oh, ow .. ow + W) * xpad[off[k0 + j] + oh * Wp + ow .. + W)
-// MO + MK loads per MO * MK multiply-adds; the lanes are summed once per tile at the end. Rows end in a
-// partial vector (both operands zero past OW, so a wide position that wraps into the next row contributes
-// exactly nothing, even against an infinite input).
-
+// Weight gradient with few taps (Cin * KH * KW up to kSmallTaps): vectorised over the flat output plane (dy's
+// planes read in place, no transpose) against the shifted planes, with an MO x MK register tile of
+// accumulators [output channel, tap]:
+//   acc[i][j] += dy[o0 + i, p .. p + W) * xs[soff[k0 + j] + p .. + W)
+// MO + MK loads per MO * MK multiply-adds; the lanes are summed once at the end. The plane ends in a partial
+// vector with both operands zero past P.
 template <class T>
 struct SmallWgrad {
 #if CR_ISA_LEVEL == 2
@@ -354,12 +415,11 @@ struct SmallWgrad {
   }
 };
 
-// One tile over images [0, nimg): xpads[i] the wide-row copy of image i, dys[i] its dy at channel o0 (channel
-// i of the tile at dys + ooff[i]), koff the MK tap offsets. acc (MO * MK vectors) is loaded and stored back.
+// One tile of one image: xs its shifted planes, dy its dy plane of channel o0 (channel i of the tile at
+// dy + ooff[i]), koff the MK tap offsets. acc (MO * MK vectors) is loaded and stored back.
 template <class T, int MO, int MK>
-__attribute__((noinline)) void small_wgrad_tile(const T* const* xpads, const T* const* dys, int nimg,
-                                                const i64* ooff, const i64* koff, i64 s2, const DGeo& d,
-                                                T* __restrict accm) {
+__attribute__((noinline)) void small_wgrad_tile(const T* __restrict xs, const T* __restrict dy, const i64* ooff,
+                                                const i64* koff, i64 P, T* __restrict accm) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int W = S::W;
@@ -368,42 +428,33 @@ __attribute__((noinline)) void small_wgrad_tile(const T* const* xpads, const T* 
   for (int i = 0; i < MO; i++)
 #pragma GCC unroll 8
     for (int j = 0; j < MK; j++) acc[i][j] = S::loadu(accm + (i * MK + j) * W);
-  const i64 full = d.OW / W * W;
-  const int tail = (int)(d.OW - full);
-  for (int img = 0; img < nimg; img++) {
-    const T* dr[MO];
-    const T* xr[MK];
+  const T* dr[MO];
+  const T* xr[MK];
 #pragma GCC unroll 8
-    for (int i = 0; i < MO; i++) dr[i] = dys[img] + ooff[i];
+  for (int i = 0; i < MO; i++) dr[i] = dy + ooff[i];
 #pragma GCC unroll 8
-    for (int j = 0; j < MK; j++) xr[j] = xpads[img] + koff[j];
-    for (i64 oh = 0; oh < d.OH; oh++) {
-      for (i64 ow = 0; ow < full; ow += W) {
-        V dv[MO];
+  for (int j = 0; j < MK; j++) xr[j] = xs + koff[j];
+  const i64 full = P / W * W;
+  for (i64 p = 0; p < full; p += W) {
+    V dv[MO];
 #pragma GCC unroll 8
-        for (int i = 0; i < MO; i++) dv[i] = S::loadu(dr[i] + ow);
+    for (int i = 0; i < MO; i++) dv[i] = S::loadu(dr[i] + p);
 #pragma GCC unroll 8
-        for (int j = 0; j < MK; j++) {
-          const V xv = S::loadu(xr[j] + ow);
+    for (int j = 0; j < MK; j++) {
+      const V xv = S::loadu(xr[j] + p);
 #pragma GCC unroll 8
-          for (int i = 0; i < MO; i++) acc[i][j] = S::fma(dv[i], xv, acc[i][j]);
-        }
-      }
-      if (tail) {
-        V dv[MO];
+      for (int i = 0; i < MO; i++) acc[i][j] = S::fma(dv[i], xv, acc[i][j]);
+    }
+  }
+  if (const int tail = (int)(P - full)) {
+    V dv[MO];
 #pragma GCC unroll 8
-        for (int i = 0; i < MO; i++) dv[i] = Part<T>::load(dr[i] + full, tail);
+    for (int i = 0; i < MO; i++) dv[i] = Part<T>::load(dr[i] + full, tail);
 #pragma GCC unroll 8
-        for (int j = 0; j < MK; j++) {
-          const V xv = Part<T>::load(xr[j] + full, tail);
+    for (int j = 0; j < MK; j++) {
+      const V xv = Part<T>::load(xr[j] + full, tail);
 #pragma GCC unroll 8
-          for (int i = 0; i < MO; i++) acc[i][j] = S::fma(dv[i], xv, acc[i][j]);
-        }
-      }
-#pragma GCC unroll 8
-      for (int i = 0; i < MO; i++) dr[i] += s2;
-#pragma GCC unroll 8
-      for (int j = 0; j < MK; j++) xr[j] += d.Wp;
+      for (int i = 0; i < MO; i++) acc[i][j] = S::fma(dv[i], xv, acc[i][j]);
     }
   }
 #pragma GCC unroll 8
@@ -412,19 +463,19 @@ __attribute__((noinline)) void small_wgrad_tile(const T* const* xpads, const T* 
     for (int j = 0; j < MK; j++) S::storeu(accm + (i * MK + j) * W, acc[i][j]);
 }
 
-// The tiles [t0, t1) of one batch of images, tile t = (o tile, tap tile) with tap tiles fastest; acc holds
-// MO * MK vectors per tile. dys[i] is image i's dy at channel 0 of the group (channel stride s1).
+// The tiles [t0, t1) of one image, tile t = (channel tile, tap tile) with tap tiles fastest (they share the
+// channel tile's dy planes, which stay in L1); acc holds MO * MK vectors per tile. dy is the image's plane of
+// the group's channel 0, s1 the channel stride.
 template <class T, int MK>
-void small_wgrad_tiles(const T* const* xpads, const T* const* dys, int nimg, const i64* off, i64 s1, i64 s2,
-                       const DGeo& d, T* acc, i64 t0, i64 t1) {
+void small_wgrad_tiles(const T* xs, const T* dy, const i64* off, i64 s1, const DGeo& d, T* acc, i64 t0, i64 t1) {
   constexpr int MO = SmallWgrad<T>::MO, W = Simd<T>::W;
   const i64 ktiles = (d.K + MK - 1) / MK;
   for (i64 t = t0; t < t1; t++) {
     const i64 o0 = t / ktiles * MO, k0 = t % ktiles * MK;
     i64 ooff[MO], koff[MK];
-    for (int i = 0; i < MO; i++) ooff[i] = imin<i64>(o0 + i, d.Cout - 1) * s1;  // past Cout: dropped
-    for (int j = 0; j < MK; j++) koff[j] = off[imin<i64>(k0 + j, d.K - 1)];     // past K: dropped
-    small_wgrad_tile<T, MO, MK>(xpads, dys, nimg, ooff, koff, s2, d, acc + t * (MO * MK * W));
+    for (int i = 0; i < MO; i++) ooff[i] = (imin<i64>(o0 + i, d.Cout - 1) - o0) * s1;  // past Cout: dropped
+    for (int j = 0; j < MK; j++) koff[j] = off[imin<i64>(k0 + j, d.K - 1)];            // past K: dropped
+    small_wgrad_tile<T, MO, MK>(xs, dy + o0 * s1, ooff, koff, d.OH * d.OW, acc + t * (MO * MK * W));
   }
 }
 
