@@ -280,7 +280,7 @@ bool conv_back_weight_small(const T* xp, const i64* xs, const T* dp, const i64* 
       else
         small_wgrad_tiles<T, MK>(xsh, dy, off, ds[1], d, acc, 0, ntiles);
     }
-    small_wgrad_reduce<T>(acc, MK, d, part + t * wsize);
+    small_wgrad_reduce<T, MK>(acc, d, part + t * wsize);
   };
   const i64 tasks = chunks * g.G;
   if (tasks >= 2 * pool_threads()) {
