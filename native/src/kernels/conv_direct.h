@@ -176,35 +176,25 @@ CR_INLINE i64 direct_forward_tasks(const DGeo& d, int mr, int nr) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// "Few taps": Cin * KH * KW up to this many. Row tiles (below) win more easily and the weight gradient takes
-// small_wgrad_tile.
+// "Few taps": Cin * KH * KW up to this many. The forward pass then runs flat tiles over shifted planes and the
+// weight gradient small_wgrad_tile (both below); row tiles need a smaller lane advantage to be chosen.
 constexpr i64 kSmallTaps = 100;
 
-// Partial vectors: lanes [a, b) of a vector, for the edges of output rows and of dy rows.
+// Partial vectors: the first n lanes, for the end of an output row or plane.
 template <class T>
 struct Part {
   using S = Simd<T>;
   using V = typename S::V;
   static constexpr int W = S::W;
-  // dst[0 .. b - a) = lanes a .. b of v (a < b <= W).
-  static CR_INLINE void store(T* dst, V v, int a, int b) {
+  // dst[0 .. n) = the first n lanes of v (0 < n < W); writes nothing past dst + n.
+  static CR_INLINE void store(T* dst, V v, int n) {
 #if CR_ISA_LEVEL == 2
-    // shift the lanes down in registers, then a masked store of the first b - a (vcompress straight to memory
-    // is slow on AMD)
-    const unsigned m = ((1u << b) - 1u) & ~((1u << a) - 1u), n = (1u << (b - a)) - 1u;
-    if (a == 0) {
-      if constexpr (std::is_same<T, float>::value) _mm512_mask_storeu_ps(dst, (__mmask16)n, v);
-      else _mm512_mask_storeu_pd(dst, (__mmask8)n, v);
-      return;
-    }
-    if constexpr (std::is_same<T, float>::value)
-      _mm512_mask_storeu_ps(dst, (__mmask16)n, _mm512_maskz_compress_ps((__mmask16)m, v));
-    else
-      _mm512_mask_storeu_pd(dst, (__mmask8)n, _mm512_maskz_compress_pd((__mmask8)m, v));
+    if constexpr (std::is_same<T, float>::value) _mm512_mask_storeu_ps(dst, (__mmask16)((1u << n) - 1u), v);
+    else _mm512_mask_storeu_pd(dst, (__mmask8)((1u << n) - 1u), v);
 #else
     alignas(64) T tmp[W];
     S::storeu(tmp, v);
-    for (int i = a; i < b; i++) dst[i - a] = tmp[i];
+    for (int i = 0; i < n; i++) dst[i] = tmp[i];
 #endif
   }
   // The first n lanes of p (0 < n < W), zeros in the others; reads nothing past p + n.
@@ -230,7 +220,7 @@ struct Part {
 };
 
 // The forward epilogue applied in registers: v + bias, then relu if act is A_RELU (the values of act_apply:
-// relu(NaN) = NaN, relu(-0) = +0). Other activations take the tile-buffer path of direct_forward_tiles.
+// relu(NaN) = NaN, relu(-0) = +0). The caller applies other activations after the tiles.
 template <class T>
 CR_INLINE typename Simd<T>::V bias_relu(typename Simd<T>::V v, T b, bool add, bool relu) {
   using S = Simd<T>;
@@ -295,7 +285,7 @@ __attribute__((noinline)) void direct_row_tile(i64 K, const T* __restrict Ap, co
     for (int v = 0; v < NV; v++) {
       const V y = bias_relu<T>(acc[r][v], bias ? bias[r] : T(0), bias != nullptr, relu);
       if (v < full) S::storeu(row + v * W, y);
-      else if (v == full && tail) Part<T>::store(row + v * W, y, 0, tail);
+      else if (v == full && tail) Part<T>::store(row + v * W, y, tail);
     }
   }
 }
