@@ -60,10 +60,11 @@ export const lowConvRoute: { mode: "auto" | "always" | "never" } = { mode: "auto
 /**
  * Whether autocast takes the bfloat16 convolution for this shape: every shape. Measured against the widened
  * float32 convolution (bench/bf16-conv-ab.ts, interleaved in one pinned process, process CPU time,
- * docs/mixed-precision.md), forward + backward took 0.47-0.95x its time on every shape tried (the bench CNN's
- * conv1 0.47x and conv2 0.77x; 3x3 convolutions of 64-256 channels 0.61-0.64x, 1x1 0.72x, 7x7 stride 2 0.51x,
- * few or grouped channels 0.66-0.95x), and the forward alone 0.47-1.02x. `lowConvRoute.mode = "never"` keeps the
- * widened path (the measurement's other side).
+ * docs/mixed-precision.md), forward + backward took 0.46-0.92x its time on every shape tried (the bench CNN's
+ * conv1 0.46x and conv2 0.80x; 3x3 convolutions of 64-256 channels 0.54-0.62x, 1x1 0.74x, 7x7 stride 2 0.56x,
+ * few or grouped channels 0.70-0.92x); the forward alone 0.51-1.11x (parity on few or grouped channels, within
+ * the noise of the measurement). `lowConvRoute.mode = "never"` keeps the widened path (the measurement's other
+ * side).
  */
 export function preferLowConv(_g: ConvGeo): boolean {
   return true;
