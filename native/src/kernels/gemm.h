@@ -419,13 +419,14 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
         };
         // Compute: a grid of tasks, each a range of A panels times a range of B panels; each A panel stays in
         // L1 while the task's B panels stream past it from L2. One task on one thread. With several, up to 32
-        // tasks per thread of at least ~0.25 MFLOP each (one A panel times all B panels, or a part of them when
-        // A has few panels), so that dynamic scheduling leaves no thread idle for long at the end of the block
-        // (4 tasks per thread left one idle for up to 10% of the time at n = 256 and 512).
+        // tasks per thread of about 1 MFLOP or more (one A panel times all B panels, or a part of them when A
+        // has few panels), so that dynamic scheduling leaves no thread idle for long at the end of the block
+        // (4 tasks per thread left one idle for up to 10% of the time at n = 256 and 512), while each task
+        // (~5 us at least) stays long next to the cross-core hand-off of the shared task counter (~0.1 us).
         i64 pa = na, pb = nb;
         if (nth > 1) {
           const double flops = 2.0 * (double)mc * (double)nc * (double)kc;
-          const i64 want = imax<i64>(2 * nth, imin<i64>(32 * nth, (i64)(flops / 2.5e5)));
+          const i64 want = imax<i64>(2 * nth, imin<i64>(32 * nth, (i64)(flops / 1e6)));
           if (want <= na) {
             pa = na / want;  // rounded down: at least `want` tasks
           } else {
