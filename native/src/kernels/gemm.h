@@ -417,29 +417,31 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
             la.pack_a(Ap + (t - nb) * kc * MR, ic + i, imin<i64>(MR, mc - i), pc, kc);
           }
         };
-        // Compute: a grid of tasks, each a range of A panels times a range of B panels; each A panel stays in
-        // L1 while the task's B panels stream past it from L2. One task on one thread. With several, up to 32
-        // tasks per thread of about 1 MFLOP or more (one A panel times all B panels, or a part of them when A
-        // has few panels), so that dynamic scheduling leaves no thread idle for long at the end of the block
-        // (4 tasks per thread left one idle for up to 10% of the time at n = 256 and 512), while each task
-        // (~5 us at least) stays long next to the cross-core hand-off of the shared task counter (~0.1 us).
-        i64 pa = na, pb = nb;
-        if (nth > 1) {
-          const double flops = 2.0 * (double)mc * (double)nc * (double)kc;
-          const i64 want = imax<i64>(2 * nth, imin<i64>(32 * nth, (i64)(flops / 1e6)));
-          if (want <= na) {
-            pa = na / want;  // rounded down: at least `want` tasks
-          } else {
-            pa = 1;
-            const i64 tb = imin(nb, (want + na - 1) / na);
-            pb = (nb + tb - 1) / tb;
-          }
+        // Compute: units of one A panel times a range of B panels (all of them, or a part when A has few
+        // panels); each A panel stays in L1 while the unit's B panels stream past it from L2. One thread runs
+        // every unit in one task. Several take tasks of consecutive units, guided: each task is 1 / (2 threads)
+        // of the units left, so tasks start large (few hand-offs of the shared task counter) and end at single
+        // units (no thread idles long at the end of the block; 4 equal tasks per thread left one idle for up
+        // to 10% of the time at n = 256 and 512).
+        i64 tb = 1;
+        if (nth > 1 && na < 8 * nth) tb = imin(nb, (8 * nth + na - 1) / na);
+        const i64 pb = (nb + tb - 1) / tb;
+        tb = (nb + pb - 1) / pb;
+        const i64 units = na * tb;
+        constexpr int kMaxTasks = 256;
+        i64 bound[kMaxTasks + 1];
+        bound[0] = 0;
+        int ntask = 0;
+        for (i64 u = 0; u < units;) {
+          i64 c = nth > 1 ? imax<i64>(1, (units - u) / (2 * nth)) : units - u;
+          if (ntask == kMaxTasks - 1) c = units - u;
+          u += c;
+          bound[++ntask] = u;
         }
-        const i64 ta = (na + pa - 1) / pa, tb = (nb + pb - 1) / pb;
         auto compute = [&](i64 t, int ctid) {
-          const i64 a0 = (t / tb) * pa, a1 = imin(na, a0 + pa);
-          const i64 b0 = (t % tb) * pb, b1 = imin(nb, b0 + pb);
-          for (i64 ib = a0; ib < a1; ib++) {
+          for (i64 u = bound[t]; u < bound[t + 1]; u++) {
+            const i64 ib = u / tb;
+            const i64 b0 = (u % tb) * pb, b1 = imin(nb, b0 + pb);
             const i64 i = ib * MR;
             const int mr = (int)imin<i64>(MR, mc - i);
             const T* ap = Ap + ib * kc * MR;
@@ -453,9 +455,9 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
               else
                 run_micro_kernel<T>(kc, ap, Bp + jb * kc * NR, NR, ci + cm.offset(jc + j), ldc, mr, nr, acc);
             }
+            if (ep && final_slice && b0 < b1)
+              ep->block(ic + i, ic + imin(mc, i + MR), jc + b0 * NR, jc + imin(nc, b1 * NR), ctid);
           }
-          if (ep && final_slice && a0 < a1 && b0 < b1)
-            ep->block(ic + a0 * MR, ic + imin(mc, a1 * MR), jc + b0 * NR, jc + imin(nc, b1 * NR), ctid);
         };
         if (nth > 1) {
           // One parallel region per block: the pack items first, then the compute tasks, which wait until
@@ -463,7 +465,7 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
           // a join per block). Items are handed out in order, so by the time a thread takes a compute task
           // every pack item has been taken by a thread that is running it: the wait always ends.
           i64 packed = 0;
-          par_for(npack + ta * tb, 1, [&](i64 b, i64 e, int ctid) {
+          par_for(npack + ntask, 1, [&](i64 b, i64 e, int ctid) {
             for (i64 t = b; t < e; t++) {
               if (t < npack) {
                 pack(t);
