@@ -59,6 +59,11 @@ export const UNARY_OPS = [
   "atanh",
   "log2",
   "log10",
+  // the exact GELU x Phi(x) (Phi the standard normal CDF; NaN at -Infinity, as 0.5 x (1 + erf(x / sqrt 2))) and
+  // its derivative Phi(x) + x phi(x) (phi the normal density; 0 at -Infinity, 1 at +Infinity); float dtypes.
+  // Phi(x) keeps its relative precision in the lower tail (computed from erfc, not 1 + erf).
+  "gelu",
+  "geluDeriv",
 ] as const;
 
 export type UnaryOp = (typeof UNARY_OPS)[number];

@@ -68,6 +68,19 @@ fn f_erf(x: f32) -> f32 {
   let y = t * exp(-a * a - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
   return sign(x) * (1.0 - y);
 }
+// Phi(x), the standard normal CDF: erfc(|x| / sqrt 2) / 2 by the same Chebyshev fit (relative precision in the
+// lower tail), 1 minus it for x >= 0; gelu = x Phi(x), geluDeriv = Phi(x) + x phi(x) (0 at -inf, 1 at +inf)
+fn f_normcdf(x: f32) -> f32 {
+  let z = abs(x) * 0.70710678118654752;
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let h = 0.5 * t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return select(1.0 - h, h, x < 0.0);
+}
+fn f_gelu(x: f32) -> f32 { return x * f_normcdf(x); }
+fn f_geluDeriv(x: f32) -> f32 {
+  let xphi = select(0.0, x * exp(-0.5 * x * x) * 0.39894228040143268, abs(x) < f_inf());
+  return f_normcdf(x) + xphi;
+}
 // sin, cos, asin, acos: WGSL guarantees only 2^-11 absolute error for the built-ins (SwiftShader is that
 // coarse), so they are computed here in the manner of Cephes' single-precision routines: reduction by pi/4 in
 // three parts (Cody-Waite) and minimax polynomials, a few ulp for |x| < 8192.
