@@ -75,7 +75,15 @@ const y = tensor(
 function stepFn(fused: boolean): () => number {
   manualSeed(1);
   const model = new Sequential(
-    new CharTransformer({ name: "transformer", vocab: chars, layers: 4, width: 128, heads: 4, context: 128, dropout: 0 }),
+    new CharTransformer({
+      name: "transformer",
+      vocab: chars,
+      layers: 4,
+      width: 128,
+      heads: 4,
+      context: 128,
+      dropout: 0,
+    }),
     new Positions(),
   );
   const opt = new Adam(model.parameters(), { lr: 1e-3 });

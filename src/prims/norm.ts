@@ -31,7 +31,8 @@ export interface LayerNormParams {
 
 function checkInput(name: string, x: Aval): void {
   if (!isFloat(x.dtype)) throw new DTypeError(`${name}: expected a float tensor, got ${x.dtype}`);
-  if (x.shape.length === 0) throw new ShapeError(`${name}: expected rank >= 1 (rows along the last axis), got a 0-d tensor`);
+  if (x.shape.length === 0)
+    throw new ShapeError(`${name}: expected rank >= 1 (rows along the last axis), got a 0-d tensor`);
 }
 
 /** r = (var + eps)^(-1/2) of each row of x, kept as a trailing axis of 1 (a composition: differentiable). */
@@ -68,7 +69,9 @@ export const layerNormBackwardP: Primitive<LayerNormParams> = {
   abstract([x, g]) {
     checkInput("layerNormBackward", x);
     if (g.dtype !== x.dtype) {
-      throw new DTypeError(`layerNormBackward: cotangent dtype ${g.dtype} differs from the input's ${x.dtype}`);
+      throw new DTypeError(
+        `layerNormBackward: cotangent dtype ${g.dtype} differs from the input's ${x.dtype}`,
+      );
     }
     if (g.shape.length !== x.shape.length || g.shape.some((d, i) => d !== x.shape[i])) {
       throw new ShapeError(

@@ -405,7 +405,9 @@ const SAMPLES: Record<string, Sample[]> = {
   softmaxBackward: [
     { call: (b) => b.softmaxBackward(x, y, 0, false, out), views: [x, y], outs: [out], values: { axis: 0 } },
   ],
-  layerNorm: [{ call: (b) => b.layerNorm(x, 1e-5, out), views: [x, null], outs: [out], values: { eps: 1e-5 } }],
+  layerNorm: [
+    { call: (b) => b.layerNorm(x, 1e-5, out), views: [x, null], outs: [out], values: { eps: 1e-5 } },
+  ],
   layerNormBackward: [
     { call: (b) => b.layerNormBackward(x, y, 0.25, out), views: [x, y], outs: [out], values: { eps: 0.25 } },
   ],
