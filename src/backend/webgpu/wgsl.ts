@@ -550,6 +550,58 @@ ${rowHeader(2)}
 }`;
 }
 
+/** An f32 WGSL literal of `v` (eps of the layerNorm shaders, baked into the pipeline). */
+function f32Literal(v: number): string {
+  const t = Math.fround(v).toExponential(9);
+  return t.includes("e") ? t.replace("e+", "e") : t;
+}
+
+/**
+ * Layer normalisation of the rows of in0 along the (last) axis into out0, float32: the workgroup sums the row,
+ * then its squared deviations from the mean (two sweeps, as the other backends); out = (x - mean) rstd. With
+ * `backward`, in1 is g and out0 = rstd (g - mean(g) - xhat mean(xhat g)) (Backend.layerNormBackward).
+ */
+export function layerNormShader(backward: boolean, eps: number): string {
+  const stats = `  let t = i32(lid.x);
+  let n = f32(L);
+  var s = 0.0;
+  if (valid) { for (var j = t; j < L; j += ${RED_GROUP}) { s += in0[b0 + j * a0]; } }
+  let mean = tree_sum(s, lid.x) / n;
+  var q = 0.0;
+  if (valid) { for (var j = t; j < L; j += ${RED_GROUP}) { let d = in0[b0 + j * a0] - mean; q += d * d; } }
+  let r = 1.0 / sqrt(tree_sum(q, lid.x) / n + ${f32Literal(eps)});`;
+  if (!backward) {
+    return `${header(["float32"], ["float32"])}
+${ROW_MAIN} {
+${rowHeader(2)}
+${stats}
+  if (valid) { for (var j = t; j < L; j += ${RED_GROUP}) { out0[b1 + j * a1] = (in0[b0 + j * a0] - mean) * r; } }
+}`;
+  }
+  return `${header(["float32", "float32"], ["float32"])}
+${ROW_MAIN} {
+${rowHeader(3)}
+${stats}
+  var sg = 0.0;
+  var sgx = 0.0;
+  if (valid) {
+    for (var j = t; j < L; j += ${RED_GROUP}) {
+      let g = in1[b1 + j * a1];
+      sg += g;
+      sgx += g * ((in0[b0 + j * a0] - mean) * r);
+    }
+  }
+  let mg = tree_sum(sg, lid.x) / n;
+  let mgx = tree_sum(sgx, lid.x) / n;
+  if (valid) {
+    for (var j = t; j < L; j += ${RED_GROUP}) {
+      let h = (in0[b0 + j * a0] - mean) * r;
+      out0[b2 + j * a2] = r * (in1[b1 + j * a1] - mg - h * mgx);
+    }
+  }
+}`;
+}
+
 /** The VJP of softmax (log: ct - exp(y) sum(ct); else y (ct - sum(ct y))): y = in0, ct = in1, out0. */
 export function softmaxBackwardShader(log: boolean): string {
   const term = log ? "in1[b1 + j * a1]" : "in1[b1 + j * a1] * in0[b0 + j * a0]";
