@@ -65,6 +65,7 @@ function prepare(peer: Peer, store: Store, caseId: string): Step | Skip | undefi
       return { skip: `unknown case ${caseId}` };
     case "attn": {
       // attn.fused, attn.composed; attn.fused1024, attn.composed1024 also report their peak memory
+      if (arg === "bf16") return peer.attention?.(attnInputs(store), true, false, "bfloat16");
       const long = arg.endsWith(String(ATTN_LONG));
       return peer.attention?.(attnInputs(store, long ? ATTN_LONG : undefined), arg.startsWith("fused"), long);
     }

@@ -4,7 +4,8 @@
  * compares with eager code, measured interleaved in one process.
  *
  *   node --import tsx bench/jit-profile.ts [--only mlp,lstm,transformer] [--threads 1] [--rounds 15]
- *     [--profile] [--program] [--variants eager,jit,jit-sums,jit-norewrite]
+ *     [--profile] [--program] [--variants eager,jit,jit-all,jit-all-noepilogue,jit-sums,jit-norewrite]
+ *     [--backend native|wasm]
  *
  * `--profile` prints the jitted step's exclusive time per executor step kind (core/jit-exec.ts
  * `setJitProfile`); `--program` prints its step count and equations by name. The A/B part alternates the
@@ -14,6 +15,7 @@
 import { PerformanceObserver } from "node:perf_hooks";
 import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
 import { setBackend } from "../src/backend/registry.ts";
+import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { setJitProfile, type JitProfile } from "../src/core/jit-exec.ts";
 import { setProductRewrites } from "../src/core/jit-simplify.ts";
 import { arange, grad, jit, manualSeed, type Tensor, tensor } from "../src/index.ts";
@@ -31,7 +33,8 @@ const only = opt("only", "mlp,lstm,transformer").split(",");
 const rounds = Number(opt("rounds", "15"));
 const variants = opt("variants", "eager,jit").split(",");
 
-const r = loadNativeBackend();
+// (--backend wasm: the jitted steps on wasm, e.g. to check an execution-program change there)
+const r = opt("backend", "native") === "wasm" ? loadWasmBackend() : loadNativeBackend();
 if ("error" in r) throw new Error(r.error);
 setBackend(r.backend);
 setNumThreads(Number(opt("threads", "1")));
@@ -199,10 +202,26 @@ for (const name of only) {
     else if (v === "jit") {
       jitted = jitAdamStep(w.model(), w.x, w.y, w.classes);
       fns[v] = jitted.run;
-    } else if (v === "jit-norewrite" || v === "jit-sums") {
-      // the executor is built at the first call: built without (some of) the product rewrites
+    } else if (v === "jit-all-noepilogue") {
+      // transposed products without GEMM epilogues: the backend seen without dotFused (its own executor)
       const j = jitAdamStep(w.model(), w.x, w.y, w.classes);
-      const prev = setProductRewrites(v === "jit-sums" ? "sums" : "none");
+      const noEp = { ...r.backend, dotFused: undefined };
+      const prev = setProductRewrites("all");
+      const run = () => {
+        setBackend(noEp);
+        try {
+          return j.run();
+        } finally {
+          setBackend(r.backend);
+        }
+      };
+      run();
+      setProductRewrites(prev);
+      fns[v] = run;
+    } else if (v === "jit-norewrite" || v === "jit-sums" || v === "jit-all") {
+      // the executor is built at the first call: built with other product rewrites than the default
+      const j = jitAdamStep(w.model(), w.x, w.y, w.classes);
+      const prev = setProductRewrites(v === "jit-sums" ? "sums" : v === "jit-all" ? "all" : "none");
       j.run();
       setProductRewrites(prev);
       fns[v] = j.run;
@@ -244,13 +263,20 @@ for (const name of only) {
     console.log(
       `${name} jit profile: ${total.toFixed(2)} ms per call, steps ${sum.toFixed(2)} ms wall, ${sumCpu.toFixed(2)} ms cpu`,
     );
+    let sumBest = 0;
+    for (const [, x] of rows) for (const b of x.best.values()) sumBest += b;
+    console.log(
+      `  (best: per step, its shortest wall time over the ${n} calls, summed by kind: ${sumBest.toFixed(2)} ms per call in all)`,
+    );
     for (const [k, x] of rows.slice(0, 25)) {
+      let best = 0;
+      for (const b of x.best.values()) best += b;
       console.log(
-        `  ${k.padEnd(24)} cpu ${(x.cpuMs / n).toFixed(3).padStart(8)} ms  wall ${(x.ms / n).toFixed(3).padStart(8)} ms  ${(x.n / n).toFixed(0).padStart(5)}x`,
+        `  ${k.padEnd(24)} cpu ${(x.cpuMs / n).toFixed(3).padStart(8)} ms  wall ${(x.ms / n).toFixed(3).padStart(8)} ms  best ${best.toFixed(3).padStart(8)} ms  ${(x.n / n).toFixed(0).padStart(5)}x`,
       );
     }
   }
-  if (variants.length === 0) continue;
+  if (variants.length === 0 || rounds === 0) continue;
   const wall: Record<string, number[]> = {};
   const cpu: Record<string, number[]> = {};
   const gcs: Record<string, [number, number]> = {};

@@ -194,6 +194,14 @@ export const CASES: readonly CaseSpec[] = [
     higherIsBetter: false,
   },
   {
+    id: "attn.bf16",
+    workload: "attn",
+    title:
+      "the same attention under bfloat16 autocast (float32 q, k, v cast, gradients back to float32): fused kernel (ms)",
+    unit: "ms",
+    higherIsBetter: false,
+  },
+  {
     id: "attn.fused1024",
     workload: "attn",
     title: `the fused attention at L = S = ${ATTN_LONG} (ms, including a forced GC; check column: the step's peak memory above the resident set before it, MiB)`,

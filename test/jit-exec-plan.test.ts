@@ -218,7 +218,8 @@ describe("matrix products in the execution program (native)", () => {
     const run = f.executed(w, x);
     const dots = run.eqns.filter((e) => e.name === "dot");
     assert.equal(dots.length, 1);
-    assert.deepEqual(dots[0].outputs[0].shape, [20, 17], "[in, out], one product");
+    // one product, computed in the weight's [out, in] layout by the transposed-product rewrite (on by default)
+    assert.deepEqual(dots[0].outputs[0].shape, [17, 20], "[out, in], one product");
     assert.equal(count(run, "sum"), 0, "no batch sum");
   });
 
@@ -227,7 +228,7 @@ describe("matrix products in the execution program (native)", () => {
     const f = jit((a: Tensor, b: Tensor) => a.matmul(b).mT.mul(2));
     const a = randn([37, 19]);
     const b = randn([19, 23]);
-    const prev = setProductRewrites("all"); // (off by default: measured slower, see docs/jit.md)
+    const prev = setProductRewrites("all"); // (the default)
     let got: Tensor;
     try {
       got = f(a, b) as Tensor; // (the executor is built at the first call)

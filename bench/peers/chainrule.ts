@@ -380,12 +380,16 @@ function cpuPeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
       const g = grad((q: MlpParams) => mlpLoss(q, x, y1h, d.batch));
       return () => (g(p) as MlpParams)[2].b.index(3).item();
     },
-    attention(d: AttnData, fused: boolean, peakMemory = false): Step {
+    attention(d: AttnData, fused: boolean, peakMemory = false, low?: "bfloat16"): Step {
       const shape = [d.batch, d.heads, d.len, d.dim];
       const [q, k, v, w] = [d.q, d.k, d.v, d.w].map((a) => tensor(a, { shape }));
-      const attn = fused
+      const attn0 = fused
         ? (a: Tensor, b: Tensor, c: Tensor) => scaledDotProductAttention(a, b, c)
         : (a: Tensor, b: Tensor, c: Tensor) => _attention("attention", a, b, c, {}, "keep")[0];
+      const attn =
+        low === undefined
+          ? attn0
+          : (a: Tensor, b: Tensor, c: Tensor) => autocast({ dtype: low }, () => attn0(a, b, c));
       const g = grad((a: Tensor, b: Tensor, c: Tensor) => attn(a, b, c).mul(w).sum(), { argnums: [0, 1, 2] });
       const step = () => (g(q, k, v) as Tensor[])[0].index(0, 0, 0, 0).item();
       if (!peakMemory) return step;

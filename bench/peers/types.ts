@@ -61,9 +61,10 @@ export interface Peer {
    * Attention forward and backward: the gradients of sum(attention(q, k, v) * w) with respect to q, k and v,
    * through the framework's fused attention (`fused`) or the composition softmax(q k^T / sqrt(E)) v; reads
    * dq[0, 0, 0, 0]. With `peakMemory` the step returns instead its peak resident memory above the resident set
-   * before it, in MiB (after a garbage collection, from VmHWM reset through /proc/self/clear_refs).
+   * before it, in MiB (after a garbage collection, from VmHWM reset through /proc/self/clear_refs). With
+   * `autocast`, the step runs under that autocast dtype (float32 inputs, float32 gradients).
    */
-  attention?(d: AttnData, fused: boolean, peakMemory?: boolean): Step | Skip;
+  attention?(d: AttnData, fused: boolean, peakMemory?: boolean, autocast?: "bfloat16"): Step | Skip;
   /** Train for d.epochs epochs and evaluate training accuracy. */
   e2e?(d: E2EData): Promise<E2EResult | Skip>;
 }

@@ -452,7 +452,8 @@ export interface Backend {
 
   /**
    * Optional fused kernel: one Adam/AdamW step in place, elementwise over contiguous arrays of one float dtype
-   * (g may be any view of the same shape). With float64 arithmetic per element:
+   * (g may be any view of the same shape). With float64 arithmetic per element (float32 parameters may be
+   * computed in float32 instead, as PyTorch does; native does, within a few ulp of the float64 result):
    *   decoupled: p *= 1 - lr wd;   g' = (maximize ? -g : g) (+ wd p unless decoupled)
    *   m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2;  vmax = max(vmax, v) if vmax;
    *   p -= (lr / bc1) m / (sqrt(vmax or v) / bc2Sqrt + eps)

@@ -112,8 +112,13 @@ class Arena implements OutArena {
   }
 }
 
-/** Exclusive time and count of executor steps, by kind (see `setJitProfile`). */
-export type JitProfile = Map<string, { n: number; ms: number; cpuMs: number }>;
+/**
+ * Exclusive time and count of executor steps, by kind (see `setJitProfile`). `best` holds, per step (of any
+ * executor) of the kind, its shortest exclusive wall time over the recorded runs: on a shared machine the sum
+ * of a kind's bests is its cost without the time other processes took from it (which lands on whatever step
+ * is running, short ones included).
+ */
+export type JitProfile = Map<string, { n: number; ms: number; cpuMs: number; best: Map<object, number> }>;
 
 let profile: JitProfile | null = null;
 /** Milliseconds of step time (wall, process CPU) already attributed (nested executors' times are exclusive). */
@@ -360,7 +365,7 @@ export class Executor {
         const ins = step.args;
         for (let k = 0; k < ins.length; k++) ins[k] = slots[step.ins[k]]!;
         if (step.prim !== null || step.fused !== null) {
-          arena.stepBufs = [];
+          arena.stepBufs.length = 0; // (reused: no array per step)
           // in place: an operand that dies here, owned by nothing else, lends its storage to an output
           const results = step.results;
           for (const k of step.lend) {
@@ -396,7 +401,7 @@ export class Executor {
           }
         } else if (step.eqn.name === "scan" && step.eqn.rule?.staged !== undefined) {
           // a scan allocates its stacked ys (and nothing else it keeps) from this arena: pooled across calls
-          arena.stepBufs = [];
+          arena.stepBufs.length = 0; // (reused: no array per step)
           const outs = evalCall(step.eqn, ins);
           for (const b of arena.stepBufs) {
             if (!refs.has(b) && !outs.some((o) => o._data === b)) this.pool.put(arena.owned.get(b)!, b);
@@ -429,11 +434,13 @@ export class Executor {
           attributedCpu += selfCpu;
           const k = stepKind(step);
           const r = prof.get(k);
-          if (r === undefined) prof.set(k, { n: 1, ms: self, cpuMs: selfCpu });
+          if (r === undefined) prof.set(k, { n: 1, ms: self, cpuMs: selfCpu, best: new Map([[step, self]]) });
           else {
             r.n++;
             r.ms += self;
             r.cpuMs += selfCpu;
+            const b = r.best.get(step);
+            if (b === undefined || self < b) r.best.set(step, self);
           }
         }
       }

@@ -152,6 +152,14 @@ export function planFusion(program: Program, opts: FusionOptions | boolean = {})
     members.forEach((m, g) => {
       const root = m[0];
       if (!fusable(eqns[root])) return; // (a reducing group: no epilogue)
+      // one value out (an activation, not an optimizer's parameter and moments): the epilogue runs the program
+      // over each finished block's row segments, measured slower than one flat pass for several outputs
+      let escaping = 0;
+      for (const k of m) {
+        const v = eqns[k].outputs[0];
+        if (outputs.has(v) || (consumers.get(v) ?? []).some((c) => groupOf[c] !== g)) escaping++;
+      }
+      if (escaping > 1) return;
       const dt = eqns[root].outputs[0].dtype;
       for (let k = m.length - 1; k >= 0 && !dotOf.has(g); k--) {
         for (const a of eqns[m[k]].inputs) {

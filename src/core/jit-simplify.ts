@@ -242,8 +242,9 @@ function duplicateConsts(p: Program, fresh: WeakSet<TypedArray> | null): Map<Var
   return out;
 }
 
-// (the transposed products measured slower: see docs/jit.md)
-let productRewrites: "all" | "sums" | "none" = "sums";
+// (all: the transposed products too, measured faster once optimizer updates stopped becoming GEMM epilogues
+// (core/jit-fuse.ts): see docs/jit.md)
+let productRewrites: "all" | "sums" | "none" = "all";
 
 /**
  * @internal Which product rewrites `executionProgram` applies (measurements): all, the batch sums only, none.

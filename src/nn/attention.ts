@@ -12,10 +12,16 @@
  * attention weights themselves are needed, and the composition `_attention` runs instead (softmax of masked
  * matmuls, materialising [..., L, S]); MultiheadAttention also composes when it returns its weights
  * (needWeights, the default). `_attention` stays the reference the fused path is tested against.
+ *
+ * Under autocast (src/amp.ts) q, k, v are cast to the autocast dtype (castLow, as for a matmul) and the fused
+ * primitive runs on them as well: float32 scores, softmax and accumulation inside, the output rounded once to
+ * the autocast dtype (src/prims/attention.ts), gradients flowing back through the casts to float32 leaves. A
+ * float32 additive mask is cast with them (PyTorch's autocast casts every floating argument of such an op).
+ * The composition, under autocast, runs two 16-bit matmuls around a float32 softmax.
  */
 import { autocastDtype, castLow } from "../amp.ts";
 import { checkNotJitTracing } from "../core/trace.ts";
-import type { DType } from "../dtype.ts";
+import { type DType, isHalf } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
 import { type Generator, ones, tensor, zeros } from "../ops/creation.ts";
 import { linear } from "../ops/nn.ts";
@@ -81,6 +87,13 @@ export function _applyMask(scores: Tensor, mask: Tensor, boolMeans: "keep" | "dr
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: SDPAOpts = {}): Tensor {
   const op = "scaledDotProductAttention";
+  // autocast: float32 q, k, v and float mask in the autocast dtype (src/amp.ts)
+  q = castLow(q);
+  k = castLow(k);
+  v = castLow(v);
+  if (opts.attnMask != null && opts.attnMask.dtype === "float32" && autocastDtype() !== null) {
+    opts = { ...opts, attnMask: castLow(opts.attnMask) };
+  }
   if ((opts.dropoutP ?? 0) === 0 && opts.dropoutMask === undefined && fusable(q, k, v)) {
     checkQKV(op, q, k, v);
     if (opts.isCausal && opts.attnMask != null) {
@@ -94,15 +107,14 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
 }
 
 /**
- * The fused primitive serves q, k, v of one float dtype (the composition promotes mixed dtypes), outside
- * autocast (whose lower-precision attention is the composition's, src/amp.ts).
+ * The fused primitive serves q, k, v of one float dtype (the composition promotes mixed dtypes): float32,
+ * float64, or a 16-bit one (autocast's, after castLow; float32 inside the kernels, the output rounded once).
  */
 function fusable(q: Tensor, k: Tensor, v: Tensor): boolean {
   return (
-    (q.dtype === "float32" || q.dtype === "float64") &&
+    (q.dtype === "float32" || q.dtype === "float64" || isHalf(q.dtype)) &&
     k.dtype === q.dtype &&
-    v.dtype === q.dtype &&
-    autocastDtype() === null
+    v.dtype === q.dtype
   );
 }
 
@@ -165,7 +177,8 @@ export function _fusedAttention(
     mask === null ? null : to(mask, l, s),
     { scale, causal },
   );
-  return out.narrow(-1, 0, ev);
+  // 16-bit operands: the float32 output rounded once to their dtype
+  return out.narrow(-1, 0, ev).to(q.dtype);
 }
 
 /** @internal SDPA returning [output, attention weights after dropout]. */
@@ -177,10 +190,13 @@ export function _attention(
   opts: SDPAOpts & { dropout?: (w: Tensor) => Tensor },
   boolMeans: "keep" | "drop",
 ): [Tensor, Tensor] {
-  // autocast: float32 q, k, v in the autocast dtype (src/amp.ts)
+  // autocast: float32 q, k, v and float mask in the autocast dtype (src/amp.ts)
   q = castLow(q);
   k = castLow(k);
   v = castLow(v);
+  if (opts.attnMask != null && opts.attnMask.dtype === "float32" && autocastDtype() !== null) {
+    opts = { ...opts, attnMask: castLow(opts.attnMask) };
+  }
   if (q.ndim < 2 || k.ndim < 2 || v.ndim < 2) {
     throw new ShapeError(
       `${op}: q, k, v must have at least 2 dims [..., L, E], got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}, ${fmtShape(v.shape)}`,
@@ -387,7 +403,8 @@ export class MultiheadAttention extends Module<
     const heads = (t: Tensor, len: number) => t.reshape([n, len, h, d]).permute([0, 2, 1, 3]);
     const dtype = q.dtype;
     let mask: Tensor | null = null; // additive or bool "drop", broadcast against [N, H, L, S]
-    const am = opts.attnMask ?? null;
+    // autocast: a float32 mask in the autocast dtype, as q, k, v (the projections' outputs)
+    const am = opts.attnMask == null ? null : castLow(opts.attnMask);
     if (am !== null) {
       checkFloatMask(op, am, dtype);
       if (am.ndim === 2 && am.shape[0] === l && am.shape[1] === s) mask = am;
@@ -400,7 +417,7 @@ export class MultiheadAttention extends Module<
       }
     }
     const causal = am === null && (opts.isCausal ?? false);
-    const kpm = opts.keyPaddingMask ?? null;
+    const kpm = opts.keyPaddingMask == null ? null : castLow(opts.keyPaddingMask);
     if (kpm !== null) {
       checkFloatMask(op, kpm, dtype);
       const want = batched ? [n, s] : [s];

@@ -18,15 +18,28 @@
  * The JVP of sdpa and both rules of sdpaBackward are written in ops (they materialise P: fine for forward mode
  * and for second order), so derivatives nest to any order. Batching: every leading axis is a batch axis of the
  * kernels, so vmap binds once on the batched operands (batchAll).
+ *
+ * 16-bit operands (float16 / bfloat16 q, k, v and mask, one dtype: autocast's attention): the scores, the
+ * softmax and both products accumulate in float32, and the packed output is float32 (the attention output
+ * unrounded, for the caller to round once to the 16-bit dtype, and the logsumexp, which the backward pass
+ * needs in float32: rounded to bfloat16 it would be off by up to |lse| 2^-9, scaling every recomputed
+ * probability by as much). sdpaBackward then takes that float32 output and a float32 cotangent and returns
+ * the packed gradients in float32, which sdpa's VJP rounds once each to the operands' 16-bit dtype (PyTorch's
+ * convention: gradients in the input dtype). (Packed float32 and rounded per gradient, rather than packed in
+ * the 16-bit dtype: a float32 strided gradient rounds through the backend's copy and cast, where a 16-bit one
+ * would widen through the js strided copy; measured 3-4% faster per attention step.) The kernels see float32
+ * only: the primitive layer widens 16-bit operands (src/prims/half.ts; O(L E) copies, still no [L, S] matrix).
+ * The derivative rules widen 16-bit operands to float32 first.
  */
 import type { Aval, MaybeZero, Primitive } from "../core/primitive.ts";
 import { isZero, Zero } from "../core/primitive.ts";
 import { bind } from "../core/trace.ts";
-import { allocTyped, type DType } from "../dtype.ts";
+import { allocTyped, type DType, isHalf } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
 import { fmtShape } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { batchAll } from "./batching.ts";
+import { castTo } from "./elementwise.ts";
 import { allocOut, fromData, getBackend, instantiate, viewOf } from "./impl.ts";
 import { concat, reshape } from "./movement.ts";
 import { rule } from "./rules.ts";
@@ -47,8 +60,8 @@ function checkArgs(
   const mask = withMask ? avals[3] : null;
   const shapes = () => avals.map((a) => fmtShape(a.shape)).join(", ");
   const dtype = q.dtype;
-  if (dtype !== "float32" && dtype !== "float64") {
-    throw new DTypeError(`${name}: expected float32 or float64 q, k, v, got ${q.dtype}`);
+  if (dtype !== "float32" && dtype !== "float64" && !isHalf(dtype)) {
+    throw new DTypeError(`${name}: expected float32, float64, float16 or bfloat16 q, k, v, got ${q.dtype}`);
   }
   for (const a of avals) {
     if (a.dtype !== dtype) {
@@ -96,6 +109,15 @@ function scores(q: Tensor, k: Tensor, mask: Tensor | null, p: SdpaParams): Tenso
   return sc;
 }
 
+/** The dtype of sdpa's output (and of sdpaBackward's operands out, ct and its output) for operands of `d`. */
+export function sdpaOutDtype(d: DType): DType {
+  return isHalf(d) ? "float32" : d;
+}
+/** A 16-bit operand widened to float32 for the derivative rules (others as they are). */
+const wide = (t: Tensor): Tensor => (isHalf(t.dtype) ? castTo(t, "float32") : t);
+/** A float32 gradient as the cotangent of an operand of dtype `d` (rounded once when `d` is 16-bit). */
+const asDtype = (t: Tensor, d: DType): Tensor => castTo(t, d);
+
 const rowSum = (x: Tensor) => x.sum(-1, true);
 const lastDim = (t: Tensor | Aval) => t.shape[t.shape.length - 1];
 /** [..., L, Ev + 1] -> [..., L, Ev] and [..., L, 1]. */
@@ -136,7 +158,7 @@ export const sdpaP: Primitive<SdpaParams> = {
     if (args.length !== 3 && args.length !== 4)
       throw new ShapeError(`sdpa: expected 3 or 4 operands, got ${args.length}`);
     const { lead, l, ev } = checkArgs("sdpa", args, args.length === 4);
-    return { shape: [...lead, l, ev + 1], dtype: args[0].dtype };
+    return { shape: [...lead, l, ev + 1], dtype: sdpaOutDtype(args[0].dtype) };
   },
   impl(args, p, out) {
     const o = allocOut(out);
@@ -154,7 +176,9 @@ export const sdpaP: Primitive<SdpaParams> = {
   },
   batch: batchAll<SdpaParams>(),
   derivative: rule<SdpaParams>(
-    (args, ts, out, p) => {
+    (args0, ts0, out, p) => {
+      const args = args0.map(wide);
+      const ts = ts0.map((t) => (isZero(t) ? t : wide(t)));
       const [q, k, v] = args;
       const mask = args.length === 4 ? args[3] : null;
       const [tq, tk, tv] = ts;
@@ -176,26 +200,33 @@ export const sdpaP: Primitive<SdpaParams> = {
       const tO = oParts.reduce((a, b) => a.add(b));
       return concat([tO, tl ?? instantiate(new Zero([...tO.shape.slice(0, -1), 1], tO.dtype))], tO.ndim - 1);
     },
-    (ct, args, out, p, needs, avals) => {
-      const [q, k, v] = args as Tensor[];
-      const mask = args.length === 4 ? (args[3] as Tensor) : null;
+    (ct, args0, out, p, needs, avals) => {
+      const args = (args0 as Tensor[]).map(wide);
+      const [q, k, v] = args;
+      const mask = args.length === 4 ? args[3] : null;
       const o = out!;
       const [l, e] = avals[0].shape.slice(-2);
       const [s, ev] = avals[2].shape.slice(-2);
       const grads: MaybeZero[] = avals.map((a) => new Zero(a.shape, a.dtype));
       if (needs[0] || needs[1] || needs[2]) {
-        const g = sdpaBackward(q, k, v, mask, o, ct, p);
+        // the operands as they are; 16-bit ones get their float32 gradients rounded once to their dtype
+        const [q0, k0, v0] = args0 as Tensor[];
+        const m0 = args0.length === 4 ? (args0[3] as Tensor) : null;
+        const g = sdpaBackward(q0, k0, v0, m0, o, ct, p);
         const [dq, dk, dv] = unpack(g, l, s, e, ev);
-        grads[0] = dq;
-        grads[1] = dk;
-        grads[2] = dv;
+        grads[0] = asDtype(dq, avals[0].dtype);
+        grads[1] = asDtype(dk, avals[1].dtype);
+        grads[2] = asDtype(dv, avals[2].dtype);
       }
       if (mask !== null && needs[3]) {
         // dS = P (dO v^T - D), D = rowsum(dO O) - dlse: the [L, S] cotangent of an additive mask
         const [oo, lse] = split(o);
         const [dO, dl] = split(ct);
         const P = scores(q, k, mask, p).sub(lse).exp();
-        grads[3] = P.mul(dO.matmul(v.transpose(-2, -1)).sub(rowSum(dO.mul(oo)).sub(dl)));
+        grads[3] = asDtype(
+          P.mul(dO.matmul(v.transpose(-2, -1)).sub(rowSum(dO.mul(oo)).sub(dl))),
+          avals[3].dtype,
+        );
       }
       return grads;
     },
@@ -224,18 +255,15 @@ export const sdpaBackwardP: Primitive<SdpaParams> = {
     const withMask = args.length === 6;
     const { lead, l, s, e, ev } = checkArgs("sdpaBackward", args.slice(0, withMask ? 4 : 3), withMask);
     const want = [...lead, l, ev + 1];
+    const od = sdpaOutDtype(args[0].dtype);
     for (const a of args.slice(-2)) {
-      if (
-        a.dtype !== args[0].dtype ||
-        a.shape.length !== want.length ||
-        a.shape.some((d, i) => d !== want[i])
-      ) {
+      if (a.dtype !== od || a.shape.length !== want.length || a.shape.some((d, i) => d !== want[i])) {
         throw new ShapeError(
-          `sdpaBackward: the output and its cotangent must be ${fmtShape(want)} ${args[0].dtype}, got ${fmtShape(a.shape)} ${a.dtype}`,
+          `sdpaBackward: the output and its cotangent must be ${fmtShape(want)} ${od}, got ${fmtShape(a.shape)} ${a.dtype}`,
         );
       }
     }
-    return { shape: [...lead, l * e + s * e + s * ev], dtype: args[0].dtype };
+    return { shape: [...lead, l * e + s * e + s * ev], dtype: od };
   },
   impl(args, p, out) {
     const o = allocOut(out);
@@ -256,7 +284,9 @@ export const sdpaBackwardP: Primitive<SdpaParams> = {
   },
   batch: batchAll<SdpaParams>(),
   derivative: rule<SdpaParams>(
-    (args, ts, _out, p) => {
+    (args0, ts0, _out, p) => {
+      const args = args0.map(wide);
+      const ts = ts0.map((t) => (isZero(t) ? t : wide(t)));
       const n = args.length;
       const withMask = n === 6;
       const [q, k, v] = args;
@@ -286,11 +316,12 @@ export const sdpaBackwardP: Primitive<SdpaParams> = {
       const tdv = tP.transpose(-2, -1).matmul(dO).add(P.transpose(-2, -1).matmul(tdO));
       return pack([tdq, tdk, tdv]);
     },
-    (u, args, _out, p, needs, avals) => {
+    (u, args0, _out, p, needs, avals) => {
+      const args = (args0 as Tensor[]).map(wide);
       const n = args.length;
       const withMask = n === 6;
-      const [q, k, v] = args as Tensor[];
-      const mask = withMask ? (args[3] as Tensor) : null;
+      const [q, k, v] = args;
+      const mask = withMask ? args[3] : null;
       const [O, lse] = split(args[n - 2]!);
       const [dO, dl] = split(args[n - 1]!);
       const [l, e] = avals[0].shape.slice(-2);
@@ -311,10 +342,12 @@ export const sdpaBackwardP: Primitive<SdpaParams> = {
       const gP = dO.matmul(gv.transpose(-2, -1)).add(gdS.mul(dP.sub(D)));
       const gS = gP.mul(P);
       const grads: MaybeZero[] = avals.map((a) => new Zero(a.shape, a.dtype));
-      if (needs[0]) grads[0] = dS.matmul(gk).add(gS.matmul(k)).mul(c);
-      if (needs[1]) grads[1] = dS.transpose(-2, -1).matmul(gq).add(gS.transpose(-2, -1).matmul(q)).mul(c);
-      if (needs[2]) grads[2] = gdSP.transpose(-2, -1).matmul(dO);
-      if (withMask && needs[3]) grads[3] = gS;
+      const as = (i: number, t: Tensor) => asDtype(t, avals[i].dtype);
+      if (needs[0]) grads[0] = as(0, dS.matmul(gk).add(gS.matmul(k)).mul(c));
+      if (needs[1])
+        grads[1] = as(1, dS.transpose(-2, -1).matmul(gq).add(gS.transpose(-2, -1).matmul(q)).mul(c));
+      if (needs[2]) grads[2] = as(2, gdSP.transpose(-2, -1).matmul(dO));
+      if (withMask && needs[3]) grads[3] = as(3, gS);
       if (needs[n - 2]) grads[n - 2] = concat([gD.mul(dO), rowSum(gS).neg()], O.ndim - 1);
       if (needs[n - 1]) {
         const gdO = sumAll([P.matmul(gv), gdSP.matmul(v), gD.mul(O)], O);
