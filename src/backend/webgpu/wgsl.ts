@@ -557,16 +557,21 @@ function f32Literal(v: number): string {
 }
 
 /**
- * Layer normalisation of the rows of in0 along the (last) axis into out0, float32: the workgroup sums the row,
- * then its squared deviations from the mean (two sweeps, as the other backends); out = (x - mean) rstd. With
+ * Layer normalisation of the rows of in0 along the (last) axis into out0, float32: the workgroup sums the row
+ * (shifted by its first element), then its squared deviations from the mean (two sweeps, as the other
+ * backends); out = (x - mean) rstd. With
  * `backward`, in1 is g and out0 = rstd (g - mean(g) - xhat mean(xhat g)) (Backend.layerNormBackward).
  */
 export function layerNormShader(backward: boolean, eps: number): string {
   const stats = `  let t = i32(lid.x);
   let n = f32(L);
+  // the sum shifted by the row's first element: a constant row (a broadcast) then has mean x0 exactly and
+  // normalises to exactly 0, as on the other backends (whose float64 sums are exact there)
+  var x0 = 0.0;
+  if (valid && L > 0) { x0 = in0[b0]; }
   var s = 0.0;
-  if (valid) { for (var j = t; j < L; j += ${RED_GROUP}) { s += in0[b0 + j * a0]; } }
-  let mean = tree_sum(s, lid.x) / n;
+  if (valid) { for (var j = t; j < L; j += ${RED_GROUP}) { s += in0[b0 + j * a0] - x0; } }
+  let mean = x0 + tree_sum(s, lid.x) / n;
   var q = 0.0;
   if (valid) { for (var j = t; j < L; j += ${RED_GROUP}) { let d = in0[b0 + j * a0] - mean; q += d * d; } }
   let r = 1.0 / sqrt(tree_sum(q, lid.x) / n + ${f32Literal(eps)});`;
