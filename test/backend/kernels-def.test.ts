@@ -144,6 +144,7 @@ function fakeAddon(d: NativeDescription): { addon: NativeAddon; calls: Call[]; r
     activation: rec("activation"),
     softmax: rec("softmax"),
     softmaxBackward: rec("softmaxBackward"),
+    layerNorm: rec("layerNorm"),
     attention: rec("attention"),
     attentionBackward: rec("attentionBackward"),
     rnnCell: rec("rnnCell"),
@@ -437,6 +438,12 @@ const SAMPLES: Record<string, Sample[]> = {
   softmax: [{ call: (b) => b.softmax(x, 1, true, out), views: [x], outs: [out], values: { axis: 1 } }],
   softmaxBackward: [
     { call: (b) => b.softmaxBackward(x, y, 0, false, out), views: [x, y], outs: [out], values: { axis: 0 } },
+  ],
+  layerNorm: [
+    { call: (b) => b.layerNorm(x, 1e-5, out), views: [x, null], outs: [out], values: { eps: 1e-5 } },
+  ],
+  layerNormBackward: [
+    { call: (b) => b.layerNormBackward(x, y, 0.25, out), views: [x, y], outs: [out], values: { eps: 0.25 } },
   ],
   attention: [
     {

@@ -98,6 +98,7 @@ export interface NativeAddon {
   activation(kind: number, x: TypedArray, b: TypedArray | null, out: TypedArray): void;
   softmax(log: number, x: TypedArray, out: TypedArray): void;
   softmaxBackward(log: number, y: TypedArray, ct: TypedArray, out: TypedArray): void;
+  layerNorm(kind: number, x: TypedArray, g: TypedArray | null, out: TypedArray): void;
   /** Fused attention (kind: causal 0/1): q, k, v, mask or null, out. */
   attention(
     causal: number,
