@@ -1,8 +1,9 @@
 /**
  * autocast's conv2d under bfloat16: the widened float32 convolution (the casts, then conv2d's float32 kernel on
- * widened operands, its output rounded) against the bfloat16 im2col GEMM (src/amp-conv.ts), alternating call by
- * call in one process (issue 13), on the bench CNN's two convolutions and larger ones, forward alone and
- * forward + backward; then the bench CNN's training step under autocast with each route. The report is the
+ * widened operands, its output rounded) against the bfloat16 implicit-GEMM convolution (src/amp-conv.ts, native
+ * conv_bf16), alternating call by call in one process (issue 13), on the bench CNN's two convolutions and larger
+ * ones, forward alone and forward + backward; then the bench CNN's training step: float32, and under autocast
+ * with each route. The report is the
  * median process CPU time and wall time per call of each route and their ratio (new / old). Run pinned to one
  * core, native backend, one thread:
  *
@@ -29,18 +30,28 @@ const only = process.argv.includes("--step-only");
 type Mode = "never" | "always" | "auto";
 const med = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1];
 
-/** Alternate the routes call by call; returns [cpu ms, wall ms] medians per route. */
-function ab(run: () => void, modes: Mode[], inner: number): { cpu: number; wall: number }[] {
+/**
+ * Alternate the variants call by call (`modes[v]` is the route of variant v; `pick(v)`, when given, selects
+ * variant v before its calls); returns [cpu ms, wall ms] medians per variant.
+ */
+function ab(
+  run: () => void,
+  modes: Mode[],
+  inner: number,
+  pick?: (v: number) => void,
+): { cpu: number; wall: number }[] {
   const cpu: number[][] = modes.map(() => []);
   const wall: number[][] = modes.map(() => []);
   for (let i = 0; i < 2; i++)
-    for (const m of modes) {
+    modes.forEach((m, v) => {
       lowConvRoute.mode = m;
+      pick?.(v);
       run();
-    }
+    });
   for (let r = 0; r < rounds; r++) {
     modes.forEach((m, v) => {
       lowConvRoute.mode = m;
+      pick?.(v);
       const c0 = process.cpuUsage();
       const t0 = performance.now();
       for (let i = 0; i < inner; i++) run();
@@ -149,14 +160,30 @@ const step = () => {
   opt.step();
   l.item();
 };
-const r = ab(step, ["never", "auto", "always"], 2);
-low = false;
-const f32 = ab(step, ["never"], 2)[0];
-console.log(`cnn step float32 ${fmt(f32)}`);
-console.log(`cnn step bf16 autocast, conv widened (old) ${fmt(r[0])}`);
+// four variants interleaved call by call: the float32 step ("f32" runs with autocast off), then autocast with
+// both convolutions widened (the old route), the rule, and both on the bfloat16 convolution
+const variants = ["f32", "never", "auto", "always"] as const;
+let at = 0;
+const r = ab(
+  () => {
+    const v = variants[at];
+    low = v !== "f32";
+    lowConvRoute.mode = v === "f32" ? "auto" : v;
+    step();
+  },
+  variants.map(() => "auto" as Mode),
+  2,
+  (i) => {
+    at = i;
+  },
+);
+console.log(`cnn step float32 ${fmt(r[0])}`);
 console.log(
-  `cnn step bf16 autocast, conv rule (new)  ${fmt(r[1])}  ratio new/old cpu ${(r[1].cpu / r[0].cpu).toFixed(2)}`,
+  `cnn step bf16 autocast, conv widened (old) ${fmt(r[1])}  ratio /float32 cpu ${(r[1].cpu / r[0].cpu).toFixed(2)}`,
 );
 console.log(
-  `cnn step bf16 autocast, conv all GEMM    ${fmt(r[2])}  ratio /old cpu ${(r[2].cpu / r[0].cpu).toFixed(2)}`,
+  `cnn step bf16 autocast, conv rule (new)  ${fmt(r[2])}  ratio new/old cpu ${(r[2].cpu / r[1].cpu).toFixed(2)}, /float32 cpu ${(r[2].cpu / r[0].cpu).toFixed(2)}`,
+);
+console.log(
+  `cnn step bf16 autocast, conv all bf16    ${fmt(r[3])}  ratio /old cpu ${(r[3].cpu / r[1].cpu).toFixed(2)}, /float32 cpu ${(r[3].cpu / r[0].cpu).toFixed(2)}`,
 );

@@ -7,12 +7,23 @@
  * training step but is measured too). Figures as in bench/gemm-native.ts: median GFLOP/s by wall time and by
  * process CPU time / threads, and the cpu figure as a fraction of the FMA peak measured with the same clock.
  *
- * Run pinned: `taskset -c 1 node --import tsx bench/conv-native.ts [--threads 1] [--isa avx2]`.
+ * Run pinned: `taskset -c 1 node --import tsx bench/conv-native.ts [--threads 1] [--isa avx2] [--ab]`.
+ *
+ * `--ab` compares the few-taps kernels (conv_direct.h: forward tiles stored straight into the output, the weight
+ * gradient vectorised over positions) with the paths they replace, interleaved in this process: the native
+ * code reads CHAINRULE_CONV_SMALL (0: off) at every call, so the two alternate sample by sample, and the table
+ * gives the median cpu GFLOP/s of each, its fraction of peak and the ratio new / old. `--ab --cnn` instead times
+ * the bench CNN's eager training step (bench/workloads.ts `cnn`: batch 64, Adam) the same way, with
+ * CHAINRULE_CONV_SMALL switched between steps.
  */
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import type { Backend, Conv2dParams, View } from "../src/backend/backend.ts";
 import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
+import { setBackend } from "../src/backend/registry.ts";
+import { manualSeed, randint, randn, type Tensor } from "../src/index.ts";
+import { Conv2d, crossEntropy, Flatten, Linear, MaxPool2d, ReLU, Sequential } from "../src/nn/index.ts";
+import { Adam } from "../src/optim/index.ts";
 import { fmaPeak, peakForIsa, rates } from "./native-rates.ts";
 
 function tensor(b: Backend, shape: number[], seed: number): View {
@@ -32,8 +43,93 @@ const CONVS = [
   { name: "conv2", x: [64, 32, 14, 14], w: [64, 32, 5, 5], pad: 2 },
 ] as const;
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** Median cpu GFLOP/s of `run` with CHAINRULE_CONV_SMALL=0 (old) and =1 (new), alternating ~40 ms samples. */
+function abRates(
+  run: () => void,
+  flops: number,
+  threads: number,
+  rounds: number,
+): { old: number; new: number } {
+  const r: Record<"0" | "1", number[]> = { "0": [], "1": [] };
+  for (let i = 0; i < rounds; i++) {
+    for (const mode of ["0", "1"] as const) {
+      process.env.CHAINRULE_CONV_SMALL = mode;
+      run(); // the first call after a switch warms its own buffers
+      let reps = 0;
+      const c0 = process.cpuUsage();
+      const s = performance.now();
+      while (performance.now() - s < 40) {
+        run();
+        reps++;
+      }
+      const c = process.cpuUsage(c0);
+      r[mode].push((flops * reps) / ((c.user + c.system) / 1e6 / threads) / 1e9);
+    }
+  }
+  delete process.env.CHAINRULE_CONV_SMALL;
+  return { old: median(r["0"]), new: median(r["1"]) };
+}
+
+/** The bench CNN's eager training step, old and new conv kernels alternating step by step: median ms. */
+function cnnAb(threads: number, rounds: number) {
+  manualSeed(2);
+  const model = new Sequential(
+    new Conv2d(1, 32, 5, { padding: 2 }),
+    new ReLU(),
+    new MaxPool2d(2),
+    new Conv2d(32, 64, 5, { padding: 2 }),
+    new ReLU(),
+    new MaxPool2d(2),
+    new Flatten(),
+    new Linear(64 * 7 * 7, 128),
+    new ReLU(),
+    new Linear(128, 10),
+  );
+  const opt = new Adam(model.parameters(), { lr: 1e-3 });
+  const x = randn([64, 1, 28, 28]);
+  const y = randint(0, 10, [64], { dtype: "int32" });
+  const step = () => {
+    opt.zeroGrad();
+    const l = crossEntropy(model.call(x) as Tensor, y);
+    l.backward();
+    opt.step();
+    l.item();
+  };
+  const cpu: Record<"0" | "1", number[]> = { "0": [], "1": [] };
+  const wall: Record<"0" | "1", number[]> = { "0": [], "1": [] };
+  for (let i = 0; i < rounds + 2; i++) {
+    for (const mode of ["0", "1"] as const) {
+      process.env.CHAINRULE_CONV_SMALL = mode;
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      for (let k = 0; k < 3; k++) step();
+      const c = process.cpuUsage(c0);
+      if (i < 2) continue; // warm-up rounds
+      wall[mode].push((performance.now() - t0) / 3);
+      cpu[mode].push((c.user + c.system) / 1000 / 3 / threads);
+    }
+  }
+  delete process.env.CHAINRULE_CONV_SMALL;
+  const f = (m: "0" | "1") => `cpu ${median(cpu[m]).toFixed(2)} ms, wall ${median(wall[m]).toFixed(2)} ms`;
+  console.log(
+    `cnn step eager ${threads} thread${threads > 1 ? "s" : ""}: old ${f("0")} | new ${f("1")} | new/old cpu ${(median(cpu["1"]) / median(cpu["0"])).toFixed(3)} wall ${(median(wall["1"]) / median(wall["0"])).toFixed(3)}`,
+  );
+}
+
 function main() {
-  const { values } = parseArgs({ options: { isa: { type: "string" }, threads: { type: "string" } } });
+  const { values } = parseArgs({
+    options: {
+      isa: { type: "string" },
+      threads: { type: "string" },
+      ab: { type: "boolean" },
+      cnn: { type: "boolean" },
+    },
+  });
   const loaded = loadNativeBackend();
   if ("error" in loaded) {
     console.error(loaded.error);
@@ -47,10 +143,27 @@ function main() {
   const info = nativeInfo();
   const threadCounts = values.threads ? [Number(values.threads)] : info.threads > 1 ? [1, info.threads] : [1];
   const peak = () => peakForIsa(fmaPeak("cpu"), info.isa);
+  if (values.cnn) {
+    setBackend(b);
+    console.log(
+      `native backend (${info.isa} kernels), bench CNN step; load average ${loadavg()[0].toFixed(2)}`,
+    );
+    for (const threads of threadCounts) {
+      setNumThreads(threads);
+      cnnAb(threads, 15);
+    }
+    setNumThreads(0);
+    console.log(`load average after: ${loadavg()[0].toFixed(2)}`);
+    return;
+  }
   console.log(
     `native backend (${info.isa} kernels), conv2d float32 of the CNN bench, batch 64; load average ${loadavg()[0].toFixed(2)}`,
   );
-  console.log("case                                    wall GFLOP/s   cpu GFLOP/s   % peak (cpu)");
+  console.log(
+    values.ab
+      ? "case                                    old cpu GFLOP/s (% peak)   new cpu GFLOP/s (% peak)   new/old"
+      : "case                                    wall GFLOP/s   cpu GFLOP/s   % peak (cpu)",
+  );
   for (const threads of threadCounts) {
     setNumThreads(threads);
     for (const c of CONVS) {
@@ -73,6 +186,15 @@ function main() {
       ];
       for (const [pass, run] of passes) {
         const pk = peak();
+        const pct = (g: number) => (pk ? `${((100 * g) / (pk * threads)).toFixed(1)}%` : "-");
+        const label = `${c.name} ${pass} ${threads} thread${threads > 1 ? "s" : ""}`.padEnd(39);
+        if (values.ab) {
+          const r = abRates(run, flops, threads, 15);
+          console.log(
+            `${label} ${`${r.old.toFixed(1)} (${pct(r.old)})`.padStart(24)} ${`${r.new.toFixed(1)} (${pct(r.new)})`.padStart(26)} ${(r.new / r.old).toFixed(2).padStart(9)}`,
+          );
+          continue;
+        }
         const r = rates(run, flops, threads, 5);
         const frac = pk ? `${((100 * r.cpu) / (pk * threads)).toFixed(1)}%` : "-";
         console.log(

@@ -11,9 +11,13 @@
  * and "% peak" is the cpu figure over the FMA peak of the core measured with the same clock right before
  * (bench/fma-peak.c; times the thread count). The load average is printed next to the figures.
  *
+ * With --mlp, the products of one training step of the MLP 784-512-256-10 at batch 128 instead (the shapes of
+ * bench/workloads.ts; nn.Linear keeps its weight as [out, in], so the forward product reads a transposed B, the
+ * weight gradient a transposed A; both orientations of the weight gradient are listed, as either may be formed).
+ *
  * Run pinned: `taskset -c 1 node --import tsx bench/gemm-native.ts` (one core: the 1-thread rows only), or
  * `taskset -c 0,1 ...` for the 2-thread rows too. Options: --isa avx2|base (a lesser kernel build than the
- * best the CPU runs), --sizes 256,1024, --threads 1 (only that count).
+ * best the CPU runs), --sizes 256,1024, --threads 1 (only that count), --mlp.
  */
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
@@ -22,19 +26,39 @@ import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../s
 import type { DType } from "../src/dtype.ts";
 import { fmaPeak, peakForIsa, rates } from "./native-rates.ts";
 
-function matrix(b: Backend, n: number, seed: number, dtype: DType, transposed = false): View {
-  const data = b.alloc(dtype, n * n);
+/** An r x c matrix of pseudo-random values in [-0.5, 0.5); `transposed`: stored column-major (a .mT view). */
+function matrix(b: Backend, r: number, c: number, seed: number, dtype: DType, transposed = false): View {
+  const data = b.alloc(dtype, r * c);
   let s = seed;
   for (let i = 0; i < data.length; i++) {
     s = (s * 1103515245 + 12345) >>> 0;
     data[i] = s / 2 ** 32 - 0.5;
   }
-  return { data, shape: [n, n], strides: transposed ? [1, n] : [n, 1], offset: 0 };
+  return { data, shape: [r, c], strides: transposed ? [1, r] : [c, 1], offset: 0 };
 }
+
+/** The matrix products of one MLP 784-512-256-10 training step at batch 128: [label, M, K, N, A^T, B^T]. */
+const MLP_PRODUCTS: [string, number, number, number, boolean, boolean][] = [
+  ["fwd 1: x W1^T", 128, 784, 512, false, true],
+  ["fwd 2: h1 W2^T", 128, 512, 256, false, true],
+  ["fwd 3: h2 W3^T", 128, 256, 10, false, true],
+  ["bwd 3: dY3 W3", 128, 10, 256, false, false],
+  ["bwd 2: dY2 W2", 128, 256, 512, false, false],
+  ["dW3: dY3^T h2", 10, 128, 256, true, false],
+  ["dW2: dY2^T h1", 256, 128, 512, true, false],
+  ["dW1: dY1^T x", 512, 128, 784, true, false],
+  ["dW2^T: h1^T dY2", 512, 128, 256, true, false],
+  ["dW1^T: x^T dY1", 784, 128, 512, true, false],
+];
 
 function main() {
   const { values } = parseArgs({
-    options: { isa: { type: "string" }, sizes: { type: "string" }, threads: { type: "string" } },
+    options: {
+      isa: { type: "string" },
+      sizes: { type: "string" },
+      threads: { type: "string" },
+      mlp: { type: "boolean" },
+    },
   });
   const loaded = loadNativeBackend();
   if ("error" in loaded) {
@@ -62,12 +86,44 @@ function main() {
         pk ? `${((100 * r.cpu) / (pk * threads)).toFixed(1)}%`.padStart(14) : "             -"
       }`,
     );
-  const gemm = (n: number, dtype: DType, ta: boolean, tb: boolean, threads: number) => {
-    const a = matrix(b, n, 1, dtype, ta);
-    const m = matrix(b, n, 2, dtype, tb);
-    const out = b.alloc(dtype, n * n);
-    return rates(() => b.dot(a, m, out), 2 * n ** 3, threads, 7);
+  const product = (
+    M: number,
+    K: number,
+    N: number,
+    dtype: DType,
+    ta: boolean,
+    tb: boolean,
+    threads: number,
+  ) => {
+    const a = matrix(b, M, K, 1, dtype, ta);
+    const m = matrix(b, K, N, 2, dtype, tb);
+    const out = b.alloc(dtype, M * N);
+    return rates(() => b.dot(a, m, out), 2 * M * N * K, threads, 7);
   };
+  const gemm = (n: number, dtype: DType, ta: boolean, tb: boolean, threads: number) =>
+    product(n, n, n, dtype, ta, tb, threads);
+  if (values.mlp) {
+    let flops = 0;
+    let time = 0;
+    for (const threads of threadCounts) {
+      setNumThreads(threads);
+      for (const [label, M, K, N, ta, tb] of MLP_PRODUCTS) {
+        const pk = peak();
+        const r = product(M, K, N, "float32", ta, tb, threads);
+        row(`${label} ${M}x${K}@${K}x${N} ${threads}T`, r, threads, pk);
+        if (threads === 1 && !label.startsWith("dW1^T") && !label.startsWith("dW2^T")) {
+          flops += 2 * M * N * K;
+          time += (2 * M * N * K) / (r.cpu * 1e9);
+        }
+      }
+    }
+    console.log(
+      `one step's products (first orientation of dW), 1 thread: ${(time * 1e3).toFixed(3)} ms cpu, ${(flops / time / 1e9).toFixed(1)} GFLOP/s`,
+    );
+    setNumThreads(0);
+    console.log(`load average after: ${loadavg()[0].toFixed(2)}`);
+    return;
+  }
   for (const threads of threadCounts) {
     setNumThreads(threads);
     for (const n of sizes) {

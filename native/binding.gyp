@@ -16,6 +16,7 @@
       "src/kernels/indexing.cc",
       "src/kernels/optim.cc",
       "src/kernels/softmax.cc",
+      "src/kernels/norm.cc",
       "src/kernels/attention.cc",
       "src/kernels/rnn_cell.cc",
       "src/kernels/half.cc",

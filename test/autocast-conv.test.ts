@@ -1,8 +1,9 @@
 /**
  * autocast's conv2d under bfloat16 (issue 13): values and float32 gradients against float64 references of the
- * bfloat16-rounded operands, for the im2col bfloat16 GEMM path (src/amp-conv.ts; native with AVX512_BF16, forced
- * on for every shape here) and for the widened float32 path that every other backend / CPU runs: odd sizes,
- * stride, padding, dilation, groups, batch 1, a non-contiguous input, a bfloat16 input, relu, no bias.
+ * bfloat16-rounded operands, for the bfloat16 implicit-GEMM convolution (src/amp-conv.ts, native/src/kernels/half.cc
+ * conv_bf16; native with AVX512_BF16, forced on for every shape here) and for the widened float32 path that every
+ * other backend / CPU runs: odd sizes, more than one K block, stride, padding, dilation, groups, batch 1, an empty
+ * batch, a non-contiguous input, a bfloat16 input, relu, no bias; and the K / N blocking of the bfloat16 GEMM.
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -10,6 +11,7 @@ import { lowConvRoute, lowConvStats } from "../src/amp-conv.ts";
 import { halfKernelsOf } from "../src/backend/half.ts";
 import { nativeInfo, setNativeIsa } from "../src/backend/native/index.ts";
 import { autocast, conv2d, getBackend, manualSeed, randn, type Tensor } from "../src/node.ts";
+import { allocOut } from "../src/prims/impl.ts";
 
 /** Whether this process runs the bfloat16 GEMM (native backend, AVX512_BF16). */
 const fused = getBackend().name === "native" && halfKernelsOf("native")?.gemmBF16Ready?.() === true;
@@ -52,6 +54,29 @@ const cases: Case[] = [
   { x: [1, 7, 5, 5], w: [3, 7, 5, 5], bias: false },
   { x: [2, 16, 6, 5], w: [8, 16, 1, 1], relu: true, bf16In: true, strided: true },
   { x: [4, 1, 12, 12], w: [8, 1, 5, 5], padding: 2, relu: true },
+  // more than one K block (600 taps; 630 positions in the weight gradient), several column chunks and a partial
+  // row block (13 output channels)
+  { x: [3, 24, 15, 14], w: [13, 24, 5, 5], padding: 2, relu: true, bf16In: true },
+  // 7 output channels (the 8-row micro-tile) over two K blocks (550 taps)
+  { x: [2, 22, 13, 12], w: [7, 22, 5, 5], padding: 2, bf16In: true },
+  // stride 2 with dilation and groups: the input gradient takes the float32 transposed convolution
+  {
+    x: [2, 6, 11, 10],
+    w: [4, 3, 3, 2],
+    stride: 2,
+    dilation: [1, 2],
+    padding: [1, 2],
+    groups: 2,
+    bf16In: true,
+    relu: true,
+  },
+  // padding beyond the kernel's reach (a 1x1 kernel, padding 1): the float32 transposed convolution too
+  { x: [2, 3, 5, 4], w: [4, 3, 1, 1], padding: 1, relu: true },
+  // stride 1, dilation 2, groups: the input gradient as a convolution with the flipped weight
+  { x: [2, 4, 9, 9], w: [6, 2, 3, 3], dilation: 2, padding: [1, 2], groups: 2, relu: true, bf16In: true },
+  // width-1 images (a segment of one position) and rows longer than a vector (37 positions)
+  { x: [3, 4, 6, 1], w: [5, 4, 3, 1], padding: [1, 0], relu: true },
+  { x: [2, 3, 5, 37], w: [4, 3, 3, 3], padding: 1, bf16In: true, strided: true },
 ];
 
 function label(c: Case): string {
@@ -140,6 +165,134 @@ describe("conv2d under bfloat16 autocast", () => {
         assertNear(x.grad!.to("float32").dataSync(), dx64.dataSync(), mx.dataSync(), Kx, 2 ** -8, "dx");
       });
 
+  test("an empty batch: the widened path, an empty output and zero gradients", () => {
+    const x = randn([0, 3, 6, 6]).requiresGrad_();
+    const w = randn([4, 3, 3, 3]).requiresGrad_();
+    const b = randn([4]).requiresGrad_();
+    lowConvRoute.mode = "always";
+    try {
+      const before = lowConvStats.calls;
+      const y = autocast({ dtype: "bfloat16" }, () => conv2d(x, w, b, { padding: 1, activation: "relu" }));
+      assert.equal(lowConvStats.calls, before);
+      assert.deepEqual(y.shape, [0, 4, 6, 6]);
+      y.to("float32").sum().backward();
+      assert.deepEqual(Array.from(w.grad!.dataSync()), new Array(4 * 27).fill(0));
+      assert.deepEqual(Array.from(b.grad!.dataSync()), [0, 0, 0, 0]);
+    } finally {
+      lowConvRoute.mode = "auto";
+    }
+  });
+
+  test("the bfloat16 GEMM's K and N blocks: K = 1101 (three K blocks, odd), N = 700 (three column chunks)", {
+    skip: !fused && "no AVX512_BF16",
+  }, () => {
+    manualSeed(14);
+    const kern = halfKernelsOf("native")!;
+    const view = (t: Tensor) => ({ data: t._data!, shape: t.shape, strides: t._strides, offset: t._offset });
+    const [M, K, N] = [50, 1101, 700];
+    const a = randn([M, K]);
+    const bT = randn([N, K]).to("bfloat16");
+    const bias = randn([N]);
+    // float64 products of the rounded operands
+    const a64 = a.to("bfloat16").to("float64");
+    const b64 = bT.to("float64").T;
+    const want = a64.matmul(b64).add(bias.to("bfloat16").to("float64")).relu().dataSync();
+    const mag = a64.abs().matmul(b64.abs()).add(bias.to("bfloat16").to("float64").abs()).dataSync();
+    const out = new Float32Array(M * N);
+    assert.equal(kern.gemmBF16!(view(a), view(bT.T), out, { bias: view(bias), relu: true }), true);
+    assertNear(out, want, mag, K, 0, "float32 out");
+    // a bfloat16 output is the float32 result rounded once
+    const out16 = allocOut({ shape: [M, N], dtype: "bfloat16" });
+    assert.equal(
+      kern.gemmBF16!(view(a), view(bT.T), out16._data as Uint16Array, { bias: view(bias), relu: true }),
+      true,
+    );
+    assertNear(out16.to("float32").dataSync(), want, mag, K, 2 ** -8, "bfloat16 out");
+  });
+
+  test("convBF16 checks every size it is handed and writes only its output", {
+    skip: !fused && "no AVX512_BF16",
+  }, () => {
+    manualSeed(15);
+    const kern = halfKernelsOf("native")!;
+    const view = (t: Tensor) => ({ data: t._data!, shape: t.shape, strides: t._strides, offset: t._offset });
+    const x = randn([2, 4, 7, 6]).to("bfloat16");
+    const w = randn([6, 2, 3, 3]);
+    const b = randn([6]);
+    const cp = { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 2 };
+    const yShape = [2, 6, 7, 6];
+    const ny = 2 * 6 * 7 * 6;
+    /** A bfloat16 output window of n values inside guard values. */
+    const guarded = (n: number) => {
+      const buf = allocOut({ shape: [n + 64], dtype: "bfloat16" })._data as Uint16Array;
+      buf.fill(0xa5a5);
+      return { buf, win: buf.subarray(32, 32 + n) as Uint16Array };
+    };
+    const g = guarded(ny);
+    assert.equal(
+      kern.convBF16!("forward", view(x), view(w), g.win, yShape, cp, { bias: view(b), relu: true }),
+      true,
+    );
+    for (const i of [...Array(32).keys(), ...Array.from({ length: 32 }, (_, i) => 32 + ny + i)])
+      assert.equal(g.buf[i], 0xa5a5, `guard ${i}`);
+    const bad: [string, () => boolean][] = [
+      [
+        "output one value short",
+        () => kern.convBF16!("forward", view(x), view(w), guarded(ny - 1).win, yShape, cp),
+      ],
+      [
+        "output extents off by one",
+        () => kern.convBF16!("forward", view(x), view(w), guarded(ny).win, [2, 6, 8, 6], cp),
+      ],
+      [
+        "groups not dividing",
+        () => kern.convBF16!("forward", view(x), view(w), guarded(ny).win, yShape, { ...cp, groups: 3 }),
+      ],
+      [
+        "bias of 5 values",
+        () =>
+          kern.convBF16!("forward", view(x), view(w), guarded(ny).win, yShape, cp, {
+            bias: view(randn([5])),
+          }),
+      ],
+      [
+        "x strides past its storage",
+        () =>
+          kern.convBF16!(
+            "forward",
+            { ...view(x), strides: [168, 42, 6, 2] },
+            view(w),
+            guarded(ny).win,
+            yShape,
+            cp,
+          ),
+      ],
+      [
+        "a mask of another shape",
+        () =>
+          kern.convBF16!("forward", view(x), view(w), guarded(ny).win, yShape, cp, {
+            mask: view(randn([2, 4, 7, 5]).to("bfloat16")),
+          }),
+      ],
+      [
+        "a weight gradient without room for the bias's",
+        () =>
+          kern.convBF16!(
+            "weight",
+            view(x),
+            view(randn([2, 6, 7, 6])),
+            new Float32Array(6 * 18),
+            [6, 2, 3, 3],
+            cp,
+            {
+              biasGrad: true,
+            },
+          ),
+      ],
+    ];
+    for (const [what, call] of bad) assert.throws(call, Error, what);
+  });
+
   test("a data input (no gradient), a retained graph's second backward, and create_graph", () => {
     manualSeed(12);
     const x = randn([2, 5, 9, 8]);
@@ -153,7 +306,7 @@ describe("conv2d under bfloat16 autocast", () => {
       const g1 = [w.grad!.dataSync().slice(), b.grad!.dataSync().slice()];
       w.grad = null;
       b.grad = null;
-      // another convolution of the same geometry in between takes the pooled im2col matrix
+      // another convolution of the same geometry in between (reusing the kernels' scratch buffers)
       autocast({ dtype: "bfloat16" }, () =>
         conv2d(randn([2, 5, 9, 8]), w, b, { padding: 1, activation: "relu" }),
       );

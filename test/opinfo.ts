@@ -30,6 +30,8 @@ import {
   convTranspose2dNd,
   erfRef,
   interpolateNd,
+  layerNormNd,
+  layerNormVjpNd,
   mapN,
   matmulNd,
   maxPoolBackNd,
@@ -660,6 +662,48 @@ export const OPS: OpInfo[] = [
         const l = lse(v);
         return v.map((a) => a - l);
       }),
+    diff: true,
+  },
+  // layerNorm (the fused normalisation primitive plus the affine ops): odd rows, a row of one, 2 normalised
+  // dims, non-contiguous input, no affine / weight only
+  {
+    name: "layerNorm",
+    samples: () => [
+      [mk([3, 5], "real", true), mk([5]), mk([5])],
+      [mk([2, 3, 17]), mk([17]), mk([17])],
+      [mk([7]), mk([7]), mk([7])],
+      [mk([4, 1]), mk([1]), mk([1])],
+    ],
+    fn: (x, w, b) => cr.nn.layerNorm(x, x.shape[x.ndim - 1], w, b),
+    ref: (x, w, b) => layerNormNd(x, 1, w, b, 1e-5),
+    diff: true,
+  },
+  {
+    name: "layerNorm 2 dims",
+    samples: () => [
+      [mk([2, 3, 4]), mk([3, 4]), mk([3, 4])],
+      [mk([5, 2, 3], "real", true), mk([2, 3]), mk([2, 3])],
+    ],
+    fn: (x, w, b) => cr.nn.layerNorm(x, x.shape.slice(-2), w, b, 0.1),
+    ref: (x, w, b) => layerNormNd(x, 2, w, b, 0.1),
+    diff: true,
+  },
+  {
+    name: "layerNorm no affine",
+    samples: () => [[mk([4, 9], "real", true)], [mk([3, 33])], [mk([2, 2, 3])]],
+    fn: (x) => cr.nn.layerNorm(x, [x.shape[x.ndim - 1]], null, null, 0.01),
+    ref: (x) => layerNormNd(x, 1, null, null, 0.01),
+    diff: true,
+  },
+  {
+    name: "layerNormBackward",
+    samples: () => [
+      [mk([3, 5], "real", true), mk([3, 5])],
+      [mk([2, 17]), mk([2, 17], "real", true)],
+      [mk([6]), mk([6])],
+    ],
+    fn: (x, g) => lax.layerNormBackward(x, g, 0.05),
+    ref: (x, g) => layerNormVjpNd(x, g, 0.05),
     diff: true,
   },
   // The fused softmax / log-softmax primitives: every axis position, odd sizes, strided views, 0-d, large

@@ -706,3 +706,51 @@ export function gruCellNd(x: Nd, hp: Nd, hv: Nd): Nd {
   }
   return { shape: [...hv.shape], data };
 }
+
+/**
+ * Layer normalisation over the last k dims of x (rows of the row-major data), in plain loops:
+ * (x - mean) / sqrt(var + eps) * w + b with the biased variance; w and b (the last k dims' shape) optional.
+ */
+export function layerNormNd(x: Nd, k: number, w: Nd | null, b: Nd | null, eps: number): Nd {
+  const r = size(x.shape.slice(x.shape.length - k));
+  const data = new Array<number>(x.data.length);
+  for (let base = 0; base < x.data.length; base += r) {
+    let s = 0;
+    for (let i = 0; i < r; i++) s += x.data[base + i];
+    const mean = s / r;
+    let q = 0;
+    for (let i = 0; i < r; i++) q += (x.data[base + i] - mean) ** 2;
+    const rstd = 1 / Math.sqrt(q / r + eps);
+    for (let i = 0; i < r; i++) {
+      data[base + i] = (x.data[base + i] - mean) * rstd * (w ? w.data[i] : 1) + (b ? b.data[i] : 0);
+    }
+  }
+  return { shape: [...x.shape], data };
+}
+
+/**
+ * The VJP of layerNormNd (no affine, k = 1) at x applied to g, from the Jacobian written out entry by entry:
+ * d xhat_i / d x_j = rstd (delta_ij - 1/N - xhat_i xhat_j / N), out_j = sum_i g_i d xhat_i / d x_j.
+ */
+export function layerNormVjpNd(x: Nd, g: Nd, eps: number): Nd {
+  const r = x.shape[x.shape.length - 1];
+  const xhat = layerNormNd(x, 1, null, null, eps);
+  const data = new Array<number>(x.data.length).fill(0);
+  for (let base = 0; base < x.data.length; base += r) {
+    let s = 0;
+    for (let i = 0; i < r; i++) s += x.data[base + i];
+    const mean = s / r;
+    let q = 0;
+    for (let i = 0; i < r; i++) q += (x.data[base + i] - mean) ** 2;
+    const rstd = 1 / Math.sqrt(q / r + eps);
+    for (let j = 0; j < r; j++) {
+      let acc = 0;
+      for (let i = 0; i < r; i++) {
+        const jac = rstd * ((i === j ? 1 : 0) - 1 / r - (xhat.data[base + i] * xhat.data[base + j]) / r);
+        acc += g.data[base + i] * jac;
+      }
+      data[base + j] = acc;
+    }
+  }
+  return { shape: [...x.shape], data };
+}

@@ -85,6 +85,11 @@ struct AttnParams {
   double scale;  // multiplies q k^T (attention, attention_backward)
 };
 
+struct NormParams {
+  using Member = double;
+  double eps;  // added to the variance (layer_norm)
+};
+
 // Every kernel returns nullptr on success or a static error message (unsupported dtype combination ...).
 using Err = const char*;
 

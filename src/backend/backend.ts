@@ -59,6 +59,11 @@ export const UNARY_OPS = [
   "atanh",
   "log2",
   "log10",
+  // the exact GELU x Phi(x) (Phi the standard normal CDF; NaN at -Infinity, as 0.5 x (1 + erf(x / sqrt 2))) and
+  // its derivative Phi(x) + x phi(x) (phi the normal density; 0 at -Infinity, 1 at +Infinity); float dtypes.
+  // Phi(x) keeps its relative precision in the lower tail (computed from erfc, not 1 + erf).
+  "gelu",
+  "geluDeriv",
 ] as const;
 
 export type UnaryOp = (typeof UNARY_OPS)[number];
@@ -351,6 +356,26 @@ export interface Backend {
   softmaxBackward(y: View, ct: View, axis: number, log: boolean, out: TypedArray): void;
 
   /**
+   * Layer normalisation of x (float32 or float64, rank >= 1) over its last axis: out (x's shape and dtype,
+   * contiguous) gets per row (the elements along the last axis at fixed other indices)
+   *   out = (x - mean) * rstd,   rstd = 1 / sqrt(var + eps),
+   * mean and the biased variance var of the row (the variance from the deviations, not E[x^2] - mean^2). NaN and
+   * infinities propagate through the arithmetic (a row holding one is NaN throughout). An empty x writes nothing.
+   * Precision: js computes in float64 and rounds once; other backends may take float32 rows in float32 with
+   * float64 sums (agreeing with js to ~1e-6 relative, the float32 tolerance of the backend tests).
+   */
+  layerNorm(x: View, eps: number, out: TypedArray): void;
+
+  /**
+   * The VJP of `layerNorm` at x applied to g (g with x's shape, any strides, e.g. a stride-0 broadcast; the
+   * Jacobian is symmetric, so this is the JVP too). Per row, with xhat and rstd of the forward pass (recomputed
+   * from x):
+   *   out = rstd (g - mean(g) - xhat mean(xhat g)).
+   * Precision as for `layerNorm`.
+   */
+  layerNormBackward(x: View, g: View, eps: number, out: TypedArray): void;
+
+  /**
    * Fused scaled dot-product attention, computed blockwise with an online softmax (no [L, S] score matrix).
    * q [...B, L, E], k [...B, S, E], v [...B, S, Ev], mask null or [...B, L, S] (additive, e.g. -Infinity to
    * drop a score; any strides, a broadcast mask has stride 0): the same batch shape B everywhere, one float
@@ -427,7 +452,8 @@ export interface Backend {
 
   /**
    * Optional fused kernel: one Adam/AdamW step in place, elementwise over contiguous arrays of one float dtype
-   * (g may be any view of the same shape). With float64 arithmetic per element:
+   * (g may be any view of the same shape). With float64 arithmetic per element (float32 parameters may be
+   * computed in float32 instead, as PyTorch does; native does, within a few ulp of the float64 result):
    *   decoupled: p *= 1 - lr wd;   g' = (maximize ? -g : g) (+ wd p unless decoupled)
    *   m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2;  vmax = max(vmax, v) if vmax;
    *   p -= (lr / bc1) m / (sqrt(vmax or v) / bc2Sqrt + eps)
@@ -583,6 +609,8 @@ const KERNEL_SET: Record<KernelName, true> = {
   scatterAdd: true,
   softmax: true,
   softmaxBackward: true,
+  layerNorm: true,
+  layerNormBackward: true,
   attention: true,
   attentionBackward: true,
   lstmCell: true,
@@ -592,7 +620,7 @@ const KERNEL_SET: Record<KernelName, true> = {
   adamUpdate: true,
 };
 
-/** The 30 kernel names, in the order of the interface. */
+/** The 32 kernel names, in the order of the interface. */
 export const KERNELS = Object.keys(KERNEL_SET) as KernelName[];
 
 /**

@@ -33,7 +33,8 @@ export interface HalfKernels {
   gemmBF16Ready?(): boolean;
   /**
    * Backend.attention on 16-bit q, k, v and mask (one 16-bit dtype, any strides) into a float32 out: the values
-   * of the float32 kernel on the widened operands. Returns false when it cannot run (the caller widens).
+   * of the float32 kernel on the widened operands, except that a bfloat16 forward may round P to bfloat16 for
+   * P v (native/src/kernels/attention.cc). Returns false when it cannot run (the caller widens).
    */
   attention?(
     q: View,
@@ -55,6 +56,31 @@ export interface HalfKernels {
     causal: boolean,
     scale: number,
     out: Float32Array,
+  ): boolean;
+  /**
+   * The bfloat16 convolution (an implicit GEMM, no im2col matrix; runs where `gemmBF16Ready`), operands rounded to
+   * bfloat16, products accumulated in float32. "forward": out [N, O, OH, OW] (contiguous, float32 or bfloat16
+   * storage, rounded once) = act(conv2d(p, q) + bias) for p = x [N, C, H, W] (float32 or bfloat16, any strides),
+   * q = the float32 weight [O, C / groups, KH, KW], bias float32 [O] or null (rounded to bfloat16), relu or
+   * not. "weight": out (float32 [O, C / groups, KH, KW], the float32 accumulators) = the weight gradient of
+   * p = x and q = dz [N, O, OH, OW] (float32 or bfloat16); with `biasGrad` out holds O more values after them, the
+   * bias gradient (dz summed over N, OH, OW). `mask` (bfloat16, the shape of "forward"'s x / "weight"'s dz; no
+   * bias then) zeroes that operand's elements whose mask is not > 0: relu's derivative through its output.
+   * Returns false when it cannot run.
+   */
+  convBF16?(
+    kind: "forward" | "weight",
+    p: View,
+    q: View,
+    out: Float32Array | Uint16Array,
+    outShape: readonly number[],
+    params: {
+      stride: readonly number[];
+      padding: readonly number[];
+      dilation: readonly number[];
+      groups: number;
+    },
+    opts?: { bias?: View | null; relu?: boolean; mask?: View | null; biasGrad?: boolean },
   ): boolean;
 }
 

@@ -59,7 +59,7 @@ export {
   needsDropoutMasks,
 } from "./functional.ts";
 export * as init from "./init.ts";
-export { type Activation, biasActivation, type LinearFnOpts, linear } from "../ops/nn.ts";
+export { type Activation, biasActivation, layerNorm, type LinearFnOpts, linear } from "../ops/nn.ts";
 export { Flatten, Identity, Linear, type LinearOpts } from "./linear.ts";
 export {
   type BCEOpts,

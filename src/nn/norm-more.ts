@@ -5,6 +5,7 @@
 import type { DType } from "../dtype.ts";
 import { ShapeError } from "../errors.ts";
 import { noGrad } from "../core/trace.ts";
+import { layerNorm } from "../ops/nn.ts";
 import { fmtShape } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { Module, parameter } from "./module.ts";
@@ -111,10 +112,8 @@ export class GroupNorm extends Module {
     }
     const n = x.shape[0];
     const g = x.reshape([n, this.numGroups, -1]);
-    const mean = g.mean(2, true);
-    const centered = g.sub(mean);
-    const variance = centered.square().mean(2, true);
-    let y = centered.div(variance.add(this.eps).sqrt()).reshape(x.shape);
+    // each group's values are one row of the fused layer normalisation
+    let y = layerNorm(g, [g.shape[2]], null, null, this.eps).reshape(x.shape);
     const bshape = [this.numChannels, ...x.shape.slice(2).map(() => 1)];
     if (this.weight !== null) y = y.mul(this.weight.reshape(bshape));
     if (this.bias !== null) y = y.add(this.bias.reshape(bshape));

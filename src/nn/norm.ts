@@ -13,6 +13,7 @@ import { noGrad } from "../core/trace.ts";
 import type { DType } from "../dtype.ts";
 import { ShapeError } from "../errors.ts";
 import { full, ones, tensor, zeros } from "../ops/creation.ts";
+import { layerNorm } from "../ops/nn.ts";
 import { fmtShape, sizeOf } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { functionalContext } from "./functional-context.ts";
@@ -234,14 +235,7 @@ export class LayerNorm extends Module {
         `LayerNorm: expected input [..., ${this.normalizedShape.join(", ")}], got ${fmtShape(x.shape)}`,
       );
     }
-    const axes = this.normalizedShape.map((_, i) => x.ndim - k + i);
-    const mean = x.mean(axes, true);
-    const centered = x.sub(mean);
-    const variance = centered.square().mean(axes, true);
-    let y = centered.div(variance.add(this.eps).sqrt());
-    if (this.weight !== null) y = y.mul(this.weight);
-    if (this.bias !== null) y = y.add(this.bias);
-    return y;
+    return layerNorm(x, this.normalizedShape, this.weight, this.bias, this.eps);
   }
 
   override extraRepr(): string {

@@ -177,13 +177,19 @@ export function leakyRelu(x: Tensor, slope = 0.01): Tensor {
 export function elu(x: Tensor, alpha = 1): Tensor {
   return where(gt(x, 0), x, mul(expm1(minimum(x, 0)), alpha));
 }
-/** Gaussian error linear unit: x Phi(x) (exact, with erf), or the tanh approximation. */
+/**
+ * Gaussian error linear unit: x Phi(x) exact (one fused primitive: the forward pass and the derivative
+ * Phi(x) + x phi(x) are one kernel each; integers as float32), or the tanh approximation.
+ */
 export function gelu(x: Tensor, approximate: "none" | "tanh" = "none"): Tensor {
   if (approximate === "tanh") {
     const inner = mul(add(x, mul(mul(mul(x, x), x), 0.044715)), Math.sqrt(2 / Math.PI));
     return mul(mul(x, 0.5), add(tanh(inner), 1));
   }
-  return mul(mul(x, 0.5), add(erf(mul(x, Math.SQRT1_2)), 1));
+  if (approximate !== "none") {
+    throw new RangeError(`gelu: approximate must be "none" or "tanh", got ${String(approximate)}`);
+  }
+  return unaryOp(E.geluP, "gelu", x, true);
 }
 /**
  * log(1 + exp(x)), computed stably as max(x, 0) + log1p(exp(-|x|)). Both pieces are written with one `where`

@@ -2,7 +2,7 @@
  * Functional layers: convolution and pooling (NCHW), linear, and the fused bias + activation they can end in,
  * with PyTorch's argument conventions and checks that name the op, the shapes and what was expected.
  */
-import { autocastDtype, castLow, castLowOpt, lowLinear, lowMatmulT } from "../amp.ts";
+import { autocastDtype, castFloat32, castLow, castLowOpt, lowLinear, lowMatmulT } from "../amp.ts";
 import { lowConv2d } from "../amp-conv.ts";
 import { ACTIVATIONS, type Activation } from "../backend/backend.ts";
 import { isFloat } from "../dtype.ts";
@@ -111,6 +111,58 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Li
   }
   if (opts.activation !== undefined) return biasActivation(y, b, opts.activation, -1);
   return b === null ? y : add(y, b);
+}
+
+/**
+ * Layer normalisation over the trailing dims `normalizedShape` (PyTorch's F.layer_norm):
+ * y = (x - mean) / sqrt(var + eps) * weight + bias, mean and biased variance over those dims of each sample;
+ * weight and bias (shape normalizedShape) are optional. The normalisation is one fused kernel forward and one
+ * backward (prims/norm.ts); integer inputs compute in float32, and so do half ones under autocast.
+ *
+ * @example
+ * ```ts
+ * layerNorm(randn([8, 10, 64]), [64], weight, bias); // each of the 80 vectors normalised, then scaled and shifted
+ * ```
+ */
+export function layerNorm(
+  x: Tensor,
+  normalizedShape: number | readonly number[],
+  weight?: Tensor | null,
+  bias?: Tensor | null,
+  eps = 1e-5,
+): Tensor {
+  const op = "layerNorm";
+  const ns = typeof normalizedShape === "number" ? [normalizedShape] : [...normalizedShape];
+  if (!ns.every((d) => Number.isInteger(d) && d >= 0)) {
+    throw new RangeError(`${op}: normalizedShape must be integers >= 0, got ${fmtShape(ns)}`);
+  }
+  const k = ns.length;
+  if (x.ndim < k || ns.some((d, i) => d !== x.shape[x.ndim - k + i])) {
+    throw new ShapeError(`${op}: expected input [..., ${ns.join(", ")}], got ${fmtShape(x.shape)}`);
+  }
+  for (const [name, t] of [
+    ["weight", weight],
+    ["bias", bias],
+  ] as const) {
+    if (t != null && (t.ndim !== k || t.shape.some((d, i) => d !== ns[i]))) {
+      throw new ShapeError(`${op}: ${name} must have shape ${fmtShape(ns)}, got ${fmtShape(t.shape)}`);
+    }
+  }
+  let xf = isFloat(x.dtype) ? castFloat32(x) : X.castTo(x, "float32");
+  let y: Tensor;
+  if (k === 0) {
+    // nothing to normalise over: each element is its own row of one, (x - x) / sqrt(0 + eps)
+    y = xf.sub(xf).div(Math.sqrt(eps));
+  } else {
+    const lead = xf.shape.slice(0, xf.ndim - k);
+    const n = ns.reduce((a, b) => a * b, 1);
+    if (k > 1) xf = reshape(xf, [...lead, n]);
+    y = X.layerNorm(xf, eps);
+    if (k > 1) y = reshape(y, x.shape);
+  }
+  if (weight != null) y = y.mul(weight);
+  if (bias != null) y = y.add(bias);
+  return y;
 }
 
 export interface Conv2dOpts {

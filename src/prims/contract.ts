@@ -76,9 +76,24 @@ export const dotP: Primitive<null> = {
   batch: batchDot,
   derivative: bilinear<null>(
     (ct, b) => dot(ct, mT(b)),
-    (ct, a) => dot(mT(a), ct),
+    // b a concrete transposed matrix (a Linear layer's weight^T): its gradient made as (ct^T a)^T, so that the
+    // weight's own gradient (through permute's rule) is contiguous in the weight's layout, as PyTorch's is
+    (ct, a, _p, _s, b) => (isTransposedMatrix(b) ? mT(dot(mT(ct), a)) : dot(mT(a), ct)),
   ),
 };
+
+/** A concrete 2-d tensor laid out as the transpose of a contiguous matrix (strides [1, rows]). */
+function isTransposedMatrix(t: Tensor): boolean {
+  const s = t._strides;
+  return (
+    t._data !== null &&
+    t.shape.length === 2 &&
+    t.shape[0] > 1 &&
+    t.shape[1] > 1 &&
+    s[0] === 1 &&
+    s[1] === t.shape[0]
+  );
+}
 
 export interface ConvParams extends Conv2dParams {
   /** Shape of the output (known for the transposes, which cannot infer it). */

@@ -114,6 +114,17 @@ export const atanhP = ofInput("atanh", (x) => x.mul(x).neg().add(1).reciprocal()
 export const log2P = ofInput("log2", (x) => x.mul(Math.LN2).reciprocal());
 // d log10(x) = dx / (x ln 10)
 export const log10P = ofInput("log10", (x) => x.mul(Math.LN10).reciprocal());
+// d gelu(x) = (Phi(x) + x phi(x)) dx, one fused kernel (geluDeriv) on the saved input
+export const geluP = ofInput("gelu", (x) => bind(geluDerivP, [x], null));
+// d geluDeriv(x) = (2 - x^2) phi(x) dx, phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+export const geluDerivP = ofInput("geluDeriv", (x) => {
+  const x2 = x.mul(x);
+  return x2
+    .mul(-0.5)
+    .exp()
+    .mul(1 / Math.sqrt(2 * Math.PI))
+    .mul(x2.neg().add(2));
+});
 /**
  * Rules of an activation whose derivative is a function of its output y (relu: [y > 0], tanh: 1 - y^2,
  * sigmoid: y (1 - y)): both directions are one fused `actGrad` kernel on the saved output.
@@ -462,7 +473,8 @@ export const elementwisePrimitives = {
   actGrad: actGradP, floor: floorP, ceil: ceilP, round: roundP, not: notP, add: addP, sub: subP, mul: mulP,
   div: divP, pow: powP, maximum: maximumP, minimum: minimumP, atan2: atan2P, eq: eqP, ne: neP, lt: ltP, le: leP, gt: gtP, ge: geP,
   and: andP, or: orP, xor: xorP, where: whereP, cast: castP, asin: asinP, acos: acosP, atan: atanP, sinh: sinhP,
-  cosh: coshP, asinh: asinhP, acosh: acoshP, atanh: atanhP, log2: log2P, log10: log10P,
+  cosh: coshP, asinh: asinhP, acosh: acoshP, atanh: atanhP, log2: log2P, log10: log10P, gelu: geluP,
+  geluDeriv: geluDerivP,
 };
 
 // Binders (JAX's lax): bind one primitive with exact params (equal shapes, no promotion). Rules and the ops layer

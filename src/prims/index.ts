@@ -10,6 +10,7 @@ import * as A from "./attention.ts";
 import * as C from "./contract.ts";
 import * as E from "./elementwise.ts";
 import * as V from "./movement.ts";
+import * as N from "./norm.ts";
 import * as R from "./reduce.ts";
 import * as Rn from "./rnn.ts";
 import * as La from "./linalg.ts";
@@ -18,6 +19,7 @@ import * as So from "./sort.ts";
 export const primitives = {
   ...E.elementwisePrimitives,
   ...R.reducePrimitives,
+  ...N.normPrimitives,
   ...V.movementPrimitives,
   ...C.contractPrimitives,
   ...So.sortPrimitives,

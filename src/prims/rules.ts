@@ -104,11 +104,12 @@ export function linearIn<P>(
 
 /**
  * A bilinear primitive f(a, b): the JVP is f(ta, b) + f(a, tb) (the primitive bound twice), the VJP the
- * transposes with respect to each argument (each uses the other primal).
+ * transposes with respect to each argument (each uses the other primal; the argument's own primal is passed
+ * last, for a rule that picks the cotangent's layout from it).
  */
 export function bilinear<P>(
-  transposeA: (ct: Tensor, b: Tensor, params: P, aShape: readonly number[]) => Tensor,
-  transposeB: (ct: Tensor, a: Tensor, params: P, bShape: readonly number[]) => Tensor,
+  transposeA: (ct: Tensor, b: Tensor, params: P, aShape: readonly number[], a: Tensor) => Tensor,
+  transposeB: (ct: Tensor, a: Tensor, params: P, bShape: readonly number[], b: Tensor) => Tensor,
 ): Derivative<P> {
   return rule<P>(
     ([a, b], [ta, tb], out, params, self) => {
@@ -117,8 +118,8 @@ export function bilinear<P>(
       return l === null ? (r ?? new Zero(out.shape, out.dtype)) : r === null ? l : l.add(r);
     },
     (ct, [a, b], _out, params, needs, avals) => [
-      needs[0] ? transposeA(ct, b!, params, avals[0].shape) : new Zero(avals[0].shape, avals[0].dtype),
-      needs[1] ? transposeB(ct, a!, params, avals[1].shape) : new Zero(avals[1].shape, avals[1].dtype),
+      needs[0] ? transposeA(ct, b!, params, avals[0].shape, a!) : new Zero(avals[0].shape, avals[0].dtype),
+      needs[1] ? transposeB(ct, a!, params, avals[1].shape, b!) : new Zero(avals[1].shape, avals[1].dtype),
     ],
   );
 }

@@ -66,7 +66,7 @@ const def = parseDef();
  * and GEMM epilogues), and the
  * float16 / bfloat16 kernels registered beside the Backend (src/backend/half.ts).
  */
-const HALF = ["castHalf", "dotBF16"];
+const HALF = ["castHalf", "dotBF16", "convBF16"];
 const SERVED = [...KERNELS, "fused", "dotFused", ...HALF];
 
 test("kernels.def: every Backend kernel is served by exactly one family, and nothing else", () => {
@@ -144,6 +144,7 @@ function fakeAddon(d: NativeDescription): { addon: NativeAddon; calls: Call[]; r
     activation: rec("activation"),
     softmax: rec("softmax"),
     softmaxBackward: rec("softmaxBackward"),
+    layerNorm: rec("layerNorm"),
     attention: rec("attention"),
     attentionBackward: rec("attentionBackward"),
     rnnCell: rec("rnnCell"),
@@ -151,6 +152,7 @@ function fakeAddon(d: NativeDescription): { addon: NativeAddon; calls: Call[]; r
     dotFused: rec("dotFused"),
     halfCast: rec("halfCast"),
     dotBF16: rec("dotBF16"),
+    convBF16: rec("convBF16"),
   };
   // NaN marks the unwritten tail, so the test sees how much each call wrote
   return { addon, calls, reset: () => meta.fill(Number.NaN) };
@@ -232,6 +234,12 @@ const gA = new BFloat16Bits(1200);
 const gB = new BFloat16Bits(602);
 const gOut = new Float32Array(800);
 const half = (b: Backend) => halfKernelsOf(b.name)!;
+const cX = new BFloat16Bits(20);
+const cW = view(new Float32Array(9), [1, 1, 3, 3], [9, 9, 3, 1], 0);
+const cB = view(new Float32Array(1), [1], [1], 0);
+const cOut = new BFloat16Bits(6);
+const cDz = view(new Float32Array(6), [1, 1, 2, 3], [6, 6, 3, 1], 0);
+const cGw = new Float32Array(9);
 
 const SAMPLES: Record<string, Sample[]> = {
   castHalf: [
@@ -259,6 +267,33 @@ const SAMPLES: Record<string, Sample[]> = {
       ],
       outs: [gOut],
       values: { shape: [40, 20] },
+    },
+  ],
+  convBF16: [
+    {
+      call: (b) =>
+        half(b).convBF16!(
+          "forward",
+          view(cX, [1, 1, 4, 4], [16, 16, 4, 1], 2),
+          cW,
+          cOut,
+          [1, 1, 2, 3],
+          conv,
+          {
+            bias: cB,
+            relu: true,
+          },
+        ),
+      views: [view(bytesOf(cX), [1, 1, 4, 4, 2], [32, 32, 8, 2, 1], 4), cW, cB],
+      outs: [bytesOf(cOut)],
+      values: { shape: [1, 1, 2, 3], ...convVals, act: def.activation.indexOf("relu") },
+    },
+    {
+      call: (b) =>
+        half(b).convBF16!("weight", view(cX, [1, 1, 4, 4], [16, 16, 4, 1], 2), cDz, cGw, [1, 1, 3, 3], conv),
+      views: [view(bytesOf(cX), [1, 1, 4, 4, 2], [32, 32, 8, 2, 1], 4), cDz, null],
+      outs: [cGw],
+      values: { shape: [1, 1, 3, 3], ...convVals, act: -1 },
     },
   ],
   fused: [
@@ -403,6 +438,12 @@ const SAMPLES: Record<string, Sample[]> = {
   softmax: [{ call: (b) => b.softmax(x, 1, true, out), views: [x], outs: [out], values: { axis: 1 } }],
   softmaxBackward: [
     { call: (b) => b.softmaxBackward(x, y, 0, false, out), views: [x, y], outs: [out], values: { axis: 0 } },
+  ],
+  layerNorm: [
+    { call: (b) => b.layerNorm(x, 1e-5, out), views: [x, null], outs: [out], values: { eps: 1e-5 } },
+  ],
+  layerNormBackward: [
+    { call: (b) => b.layerNormBackward(x, y, 0.25, out), views: [x, y], outs: [out], values: { eps: 0.25 } },
   ],
   attention: [
     {

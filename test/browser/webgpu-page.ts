@@ -396,6 +396,23 @@ async function kernelChecks(): Promise<void> {
       }
     }
   }
+  // layerNorm and its VJP along the last axis (odd rows, a row of one, longer than a workgroup, empty)
+  for (const shape of [[7], [3, 5], [4, 1], [2, 17, 3], [3, 300], [0, 4]]) {
+    for (const eps of [1e-5, 0.5]) {
+      const x = randView(shape, "float32", GENS.any, true);
+      await check(`layerNorm eps=${eps} [${shape}]`, "float32", shape, F32, (b, s, o) =>
+        b.layerNorm(x[s], eps, o),
+      );
+      const g = randView(shape, "float32", GENS.any, true);
+      await check(
+        `layerNormBackward eps=${eps} [${shape}]`,
+        "float32",
+        shape,
+        { rtol: 1e-5, atol: 1e-5 },
+        (b, s, o) => b.layerNormBackward(x[s], g[s], eps, o),
+      );
+    }
+  }
   // gather and scatterAdd along every axis
   for (const dtype of ["float32", "int32"] as DType[]) {
     const base = [4, 5, 6];

@@ -164,3 +164,25 @@ test("eager backward through a model agrees with grad of functionalCall", () => 
     for (let k = 0; k < a.length; k++) assert.ok(Math.abs(a[k] - b[k]) < 1e-12, `${names[i]}[${k}]`);
   });
 });
+
+test("a Linear weight's eager gradient is laid out as the weight (contiguous), values x^T-products of the cotangent", () => {
+  manualSeed(3);
+  const layer = new Linear(5, 3);
+  const x = randn([4, 5]);
+  const dy = randn([4, 3]);
+  layer.call(x).mul(dy).sum().backward();
+  const g = layer.weight.grad!;
+  assert.deepEqual(g.shape, [3, 5]);
+  assert.deepEqual(g._strides, [5, 1]);
+  // dW[o, i] = sum_b dy[b, o] x[b, i], computed here by hand
+  const xs = x.toArray() as number[][];
+  const ds = dy.toArray() as number[][];
+  const got = g.toArray() as number[][];
+  for (let o = 0; o < 3; o++) {
+    for (let i = 0; i < 5; i++) {
+      let s = 0;
+      for (let b = 0; b < 4; b++) s += ds[b][o] * xs[b][i];
+      assert.ok(Math.abs(got[o][i] - s) < 1e-5, `dW[${o}, ${i}] = ${got[o][i]}, expected ${s}`);
+    }
+  }
+});

@@ -11,6 +11,8 @@
 //   input grad   cols (CgKK x P)     = W_g^T (CgKK x Og) @ dy[n, g] (Og x P), then col2im adds each column
 //                                      back into the input window it came from (exact work for any stride)
 // int32 convolutions use direct loops with float64 sums, like the js backend.
+#include <cstdlib>
+
 #include "act.h"
 #include "conv_direct.h"
 #include "conv_loaders.h"
@@ -22,6 +24,11 @@ namespace CR_ISA_NS {
 namespace {
 
 CR_INLINE bool in_range(i64 v, i64 n) { return (uint64_t)v < (uint64_t)n; }
+
+// Whether the few-taps kernels of conv_direct.h are used (the forward row tiles, the weight gradient vectorised
+// over positions). CHAINRULE_CONV_SMALL=0 turns them off, read at every call,
+// so a benchmark can compare both paths in one process. Set by conv2d before any kernel runs.
+bool g_small = true;
 
 // The forward epilogue out = act(out + bias[o]): bias a contiguous copy of the O values (null: none), act an
 // ActOp or -1.
@@ -80,26 +87,48 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
   i64* off = static_cast<i64*>(scratch(caller, 7, sizeof(i64) * (size_t)d.K));
   if (!Ap || !off) return false;
   for (i64 gi = 0; gi < G; gi++) pack_filter<T>(Ap + gi * fsz, d, [&](i64 o, i64 k) { return a(gi, o, k); });
-  tap_offsets(off, d);
-  const i64 P = d.OH * d.OW, ntiles = direct_forward_tasks(d, MR, NR);
+  // The tiles (conv_direct.h): flat over shifted planes for few taps, else row tiles when they waste fewer
+  // lanes than the wide tiles save in copies, else wide.
+  const bool flat = g_small && d.K <= kSmallTaps, rows = !flat && g_small && row_tiles_pay(d, NR, kSmallTaps);
+  const bool inreg = ep.act < 0 || ep.act == A_RELU;
+  if (flat) xshift_offsets(off, d);
+  else tap_offsets(off, d);
+  const i64 P = d.OH * d.OW, xsize = flat ? xshift_size(d) : xpad_size(d);
+  const i64 ntiles = flat   ? direct_flat_tasks(d, MR, NR)
+                     : rows ? direct_row_tasks(d, MR, NR)
+                            : direct_forward_tasks(d, MR, NR);
   bool ok = true;
   auto image = [&](i64 t, int tid, bool par) {
     const i64 n = t / G, gi = t % G;
-    T* xpad = static_cast<T*>(scratch(tid, 4, sizeof(T) * (size_t)xpad_size(d)));
+    T* xpad = static_cast<T*>(scratch(tid, 4, sizeof(T) * (size_t)xsize));
     if (!xpad) {
       ok = false;
       return;
     }
-    build_xpad(xpad, in + n * is[0] + gi * d.Cin * is[1], is[1], is[2], is[3], d);
+    const T* xn = in + n * is[0] + gi * d.Cin * is[1];
+    if (flat) build_xshift(xpad, xn, is[1], is[2], is[3], d);
+    else build_xpad(xpad, xn, is[1], is[2], is[3], d);
     T* y = out + (n * out_channels + gi * d.Cout) * P;
     const T* ap = Ap + gi * fsz;
     auto post = [&](T* row, i64 n, i64 o) {
       if (ep.any()) ep.apply(row, n, gi * d.Cout + o);
     };
-    if (par)
+    if (flat || rows) {  // bias + relu (or nothing) in registers, other epilogues as a pass over the planes
+      const T* b = ep.bias && inreg ? ep.bias + gi * d.Cout : nullptr;
+      const bool relu = ep.act == A_RELU;
+      auto run = [&](i64 b0, i64 e) {
+        if (flat) direct_flat_tiles<T>(xpad, ap, off, y, d, b0, e, b, relu);
+        else direct_row_tiles<T>(xpad, ap, off, y, d, b0, e, b, relu);
+      };
+      if (par) par_for(ntiles, 1, [&](i64 b0, i64 e, int) { run(b0, e); });
+      else run(0, ntiles);
+      if (!inreg)
+        for (i64 o = 0; o < d.Cout; o++) ep.apply(y + o * P, P, gi * d.Cout + o);
+    } else if (par) {
       par_for(ntiles, 1, [&](i64 b, i64 e, int) { direct_forward_tiles<T>(xpad, ap, off, y, d, b, e, post); });
-    else
+    } else {
       direct_forward_tiles<T>(xpad, ap, off, y, d, 0, ntiles, post);
+    }
   };
   const i64 tasks = N * G;
   if (tasks >= 2 * pool_threads()) {
@@ -217,6 +246,63 @@ bool conv_back_weight_direct(const T* xp, const i64* xs, const T* dp, const i64*
   return true;
 }
 
+// Unit-stride weight gradient with few taps (conv_direct.h, small_wgrad_tile), dy's planes flat: per (image
+// chunk, group) task, each image's shifted planes, then every (channel tile, tap tile) of it, then the lane sums
+// into the chunk's partial dW; partials summed in chunk order. With few tasks the tiles of each image are split
+// over the pool (each tile's summation order is fixed, so results do not depend on the thread count).
+template <class T, int MK>
+bool conv_back_weight_small(const T* xp, const i64* xs, const T* dp, const i64* ds, T* out, const Geo& g,
+                            i64 chunks, i64 per) {
+  constexpr int MO = SmallWgrad<T>::MO, W = Simd<T>::W;
+  const DGeo d = dgeo<T>(g.Cg, g.H, g.W, g.Og, g.KH, g.KW, g.ph, g.pw, g.dh, g.dw, g.OH, g.OW);
+  const int caller = pool_tid();
+  const i64 ktiles = (d.K + MK - 1) / MK, ntiles = (g.Og + MO - 1) / MO * ktiles, wsize = g.Og * d.K;
+  const i64 asz = ntiles * MO * MK * W;
+  T* part = static_cast<T*>(scratch(caller, 3, sizeof(T) * (size_t)(chunks * g.G * wsize)));
+  i64* off = static_cast<i64*>(scratch(caller, 7, sizeof(i64) * (size_t)d.K));
+  if (!part || !off) return false;
+  xshift_offsets(off, d);
+  bool ok = true;
+  auto task = [&](i64 t, int tid, bool par) {
+    const i64 chunk = t / g.G, gi = t % g.G;
+    T* xsh = static_cast<T*>(scratch(tid, 4, sizeof(T) * (size_t)xshift_size(d)));
+    T* acc = static_cast<T*>(scratch(tid, 5, sizeof(T) * (size_t)asz));
+    if (!xsh || !acc) {
+      ok = false;
+      return;
+    }
+    std::memset(acc, 0, sizeof(T) * (size_t)asz);
+    for (i64 n = chunk * per; n < imin(g.N, (chunk + 1) * per); n++) {
+      build_xshift(xsh, xp + n * xs[0] + gi * g.Cg * xs[1], xs[1], xs[2], xs[3], d);
+      const T* dy = dp + n * ds[0] + gi * g.Og * ds[1];
+      if (par)
+        par_for(ntiles, 1, [&](i64 b, i64 e, int) { small_wgrad_tiles<T, MK>(xsh, dy, off, ds[1], d, acc, b, e); });
+      else
+        small_wgrad_tiles<T, MK>(xsh, dy, off, ds[1], d, acc, 0, ntiles);
+    }
+    small_wgrad_reduce<T, MK>(acc, d, part + t * wsize);
+  };
+  const i64 tasks = chunks * g.G;
+  if (tasks >= 2 * pool_threads()) {
+    par_for(tasks, 1, [&](i64 b, i64 e, int tid) {
+      for (i64 t = b; t < e; t++) task(t, tid, false);
+    });
+  } else {
+    for (i64 t = 0; t < tasks; t++) task(t, caller, true);
+  }
+  if (!ok) return false;
+  // out[(gi * Og + o) * K + k] = sum over chunks of part[(chunk, gi)][o * K + k]
+  par_for(g.O * d.K, 4096, [&](i64 b, i64 e, int) {
+    for (i64 i = b; i < e; i++) {
+      const i64 gi = i / wsize, r = i % wsize;
+      T s = 0;
+      for (i64 c = 0; c < chunks; c++) s += part[(c * g.G + gi) * wsize + r];
+      out[i] = s;
+    }
+  });
+  return true;
+}
+
 template <class T>
 bool conv_back_weight(const View& x, const View& dy, T* out, const Geo& g) {
   const T* xp = static_cast<const T*>(x.data) + x.offset;
@@ -228,6 +314,16 @@ bool conv_back_weight(const View& x, const View& dy, T* out, const Geo& g) {
   // computes partial weight gradients for every group, and the partials are summed in chunk order.
   const i64 chunks = imin<i64>(g.N, 8);
   const i64 per = (g.N + chunks - 1) / chunks;
+  // dy's planes flat (element (oh, ow) at oh * OW + ow) for the few-taps kernel
+  const bool flat = (g.OW == 1 || ds[3] == 1) && (g.OH == 1 || ds[2] == g.OW);
+  if (g.sh == 1 && g.sw == 1 && g_small && CKK <= kSmallTaps && flat) {
+    switch (SmallWgrad<T>::mk(CKK)) {
+      case 3: return conv_back_weight_small<T, 3>(xp, xs, dp, ds, out, g, chunks, per);
+      case 4: return conv_back_weight_small<T, 4>(xp, xs, dp, ds, out, g, chunks, per);
+      case 5: return conv_back_weight_small<T, 5>(xp, xs, dp, ds, out, g, chunks, per);
+      default: return conv_back_weight_small<T, 6>(xp, xs, dp, ds, out, g, chunks, per);
+    }
+  }
   if (g.sh == 1 && g.sw == 1) {
 #if CR_ISA_LEVEL == 2
     if (g.Og >= 64) return conv_back_weight_direct<T, 6, 4>(xp, xs, dp, ds, out, g, chunks, per);
@@ -465,6 +561,8 @@ Err conv2d(int kind, const View& p, const View& q, const Out& out, const int64_t
   if (g.G < 1 || (__int128)g.Cg * g.G != g.C || g.O % g.G != 0 || ys[0] != g.N || ys[1] != g.O || g.sh < 1 || g.sw < 1)
     return "conv2d: inconsistent shapes or parameters";
   g.Og = g.O / g.G;
+  const char* small = std::getenv("CHAINRULE_CONV_SMALL");
+  g_small = !(small && small[0] == '0');
   if ((bias || act >= 0) && kind != 0) return "conv2d: only the forward pass takes a bias / activation epilogue";
   if (act >= A_COUNT) return "conv2d: unknown activation";
   if (bias && (bias->ndim != 1 || bias->shape[0] != g.O || bias->dtype != out.dtype))

@@ -176,6 +176,328 @@ CR_INLINE i64 direct_forward_tasks(const DGeo& d, int mr, int nr) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// "Few taps": Cin * KH * KW up to this many. The forward pass then runs flat tiles over shifted planes and the
+// weight gradient small_wgrad_tile (both below); row tiles need a smaller lane advantage to be chosen.
+constexpr i64 kSmallTaps = 100;
+
+// Partial vectors: the first n lanes, for the end of an output row or plane.
+template <class T>
+struct Part {
+  using S = Simd<T>;
+  using V = typename S::V;
+  static constexpr int W = S::W;
+  // dst[0 .. n) = the first n lanes of v (0 < n < W); writes nothing past dst + n.
+  static CR_INLINE void store(T* dst, V v, int n) {
+#if CR_ISA_LEVEL == 2
+    if constexpr (std::is_same<T, float>::value) _mm512_mask_storeu_ps(dst, (__mmask16)((1u << n) - 1u), v);
+    else _mm512_mask_storeu_pd(dst, (__mmask8)((1u << n) - 1u), v);
+#else
+    alignas(64) T tmp[W];
+    S::storeu(tmp, v);
+    for (int i = 0; i < n; i++) dst[i] = tmp[i];
+#endif
+  }
+  // The first n lanes of p (0 < n < W), zeros in the others; reads nothing past p + n.
+  static CR_INLINE V load(const T* p, int n) {
+#if CR_ISA_LEVEL == 2
+    if constexpr (std::is_same<T, float>::value) return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
+    else return _mm512_maskz_loadu_pd((__mmask8)((1u << n) - 1u), p);
+#elif CR_ISA_LEVEL == 1
+    alignas(32) static const int64_t iota[4] = {0, 1, 2, 3};
+    if constexpr (std::is_same<T, float>::value) {
+      const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      return _mm256_maskload_ps(p, m);
+    } else {
+      const __m256i m = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_load_si256((const __m256i*)iota));
+      return _mm256_maskload_pd(p, m);
+    }
+#else
+    alignas(16) T tmp[W] = {};
+    for (int i = 0; i < n; i++) tmp[i] = p[i];
+    return S::loadu(tmp);
+#endif
+  }
+};
+
+// The forward epilogue applied in registers: v + bias, then relu if act is A_RELU (the values of act_apply:
+// relu(NaN) = NaN, relu(-0) = +0). The caller applies other activations after the tiles.
+template <class T>
+CR_INLINE typename Simd<T>::V bias_relu(typename Simd<T>::V v, T b, bool add, bool relu) {
+  using S = Simd<T>;
+  if (add) v = S::add(v, S::set1(b));
+  if (!relu) return v;
+#if CR_ISA_LEVEL == 2
+  // keep v where v > 0 or v is NaN (not less-or-equal, unordered), else +0
+  if constexpr (std::is_same<T, float>::value)
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, S::zero(), _CMP_NLE_UQ), v);
+  else
+    return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(v, S::zero(), _CMP_NLE_UQ), v);
+#elif CR_ISA_LEVEL == 1
+  if constexpr (std::is_same<T, float>::value) return _mm256_and_ps(_mm256_cmp_ps(v, S::zero(), _CMP_NLE_UQ), v);
+  else return _mm256_and_pd(_mm256_cmp_pd(v, S::zero(), _CMP_NLE_UQ), v);
+#else
+  if constexpr (std::is_same<T, float>::value) return _mm_and_ps(_mm_cmpnle_ps(v, S::zero()), v);
+  else return _mm_and_pd(_mm_cmpnle_pd(v, S::zero()), v);
+#endif
+}
+
+// Row tiles: the forward pass with tiles that start at the beginning of an output row instead of running along
+// the wide positions. A tile covers ow0 .. ow0 + NR of one row oh (lanes past OW computed and dropped), so its
+// vectors go straight into the output with plain stores and one partial store at the row's end, the same for
+// every tile of a column: no tile buffer, no per-row copies, no branches that vary from tile to tile. With few
+// taps per output (K = Cin * KH * KW small) those copies cost as much as the arithmetic of the wide tiles;
+// row tiles waste the lanes past OW instead (4 of 32 for a 28-wide row), so conv.cc picks them by comparing
+// the two fractions of useful lanes (row_tiles_pay).
+//
+// Tile (panel pa, row oh, column jt): out[(o0 + r) * P + oh * OW + ow0 + i] for r < rows, i < valid, plus
+// bias[r] (bias may be null) and relu if `relu`; other activations are applied by the caller afterwards.
+template <class T>
+__attribute__((noinline)) void direct_row_tile(i64 K, const T* __restrict Ap, const T* __restrict xb,
+                                               const i64* __restrict off, T* __restrict out, i64 P, int rows,
+                                               int valid, const T* bias, bool relu) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int MR = DirectBlocking<T>::MR, NV = DirectBlocking<T>::NV, W = S::W;
+  V acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) acc[r][v] = S::zero();
+  for (i64 k = 0; k < K; k++) {
+    const T* b = xb + off[k];
+    V bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) bv[v] = S::loadu(b + v * W);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++) {
+      const V a = S::set1(Ap[r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) acc[r][v] = S::fma(a, bv[v], acc[r][v]);
+    }
+    Ap += MR;
+  }
+  const int full = valid / W, tail = valid % W;
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; r++) {
+    if (r >= rows) break;
+    T* row = out + r * P;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) {
+      const V y = bias_relu<T>(acc[r][v], bias ? bias[r] : T(0), bias != nullptr, relu);
+      if (v < full) S::storeu(row + v * W, y);
+      else if (v == full && tail) Part<T>::store(row + v * W, y, tail);
+    }
+  }
+}
+
+// Row tiles t0 .. t1 of one image, t = (panel * OH + oh) * cols + jt with cols = ceil(OW / NR).
+template <class T>
+void direct_row_tiles(const T* xp, const T* Ap, const i64* off, T* out, const DGeo& d, i64 t0, i64 t1,
+                      const T* bias, bool relu) {
+  constexpr int MR = DirectBlocking<T>::MR, NR = DirectBlocking<T>::NR;
+  const i64 cols = (d.OW + NR - 1) / NR, P = d.OH * d.OW;
+  for (i64 t = t0; t < t1; t++) {
+    const i64 jt = t % cols, oh = t / cols % d.OH, pa = t / cols / d.OH;
+    const i64 o0 = pa * MR, ow0 = jt * NR;
+    const int rows = (int)imin<i64>(MR, d.Cout - o0), valid = (int)imin<i64>(NR, d.OW - ow0);
+    direct_row_tile<T>(d.K, Ap + pa * d.K * MR, xp + oh * d.Wp + ow0, off, out + o0 * P + oh * d.OW + ow0, P,
+                       rows, valid, bias ? bias + o0 : nullptr, relu);
+  }
+}
+
+CR_INLINE i64 direct_row_tasks(const DGeo& d, int mr, int nr) {
+  return (d.Cout + mr - 1) / mr * d.OH * ((d.OW + nr - 1) / nr);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Shifted planes, for few taps: the layout that makes output positions flat. Each input plane c is copied KW
+// times, copy kw shifted left by kw * dw and cut to OW columns, with the padding rows and columns as zeros:
+//   xs[(c * KW + kw) * SP + ih * OW + ow] = x[c, ih - ph, ow + kw * dw - pw]   (ih < Hp, ow < OW)
+// Then input tap (c, kh, kw) of output p = oh * OW + ow is xs[soff(c, kh, kw) + p] with
+// soff = (c * KW + kw) * SP + kh * dh * OW: consecutive outputs read consecutive inputs across row ends too, so
+// tiles run over the flat output plane (P = OH * OW lanes, padded only once at the plane's end) and store into
+// it with plain stores, and the weight gradient reads dy's planes as they are. The copies cost
+// Cin * KW * Hp * OW writes per image against Cout * K * P multiply-adds: nothing when K is small (the only
+// case that uses them, so KW copies of the input stay small).
+CR_INLINE i64 xshift_plane(const DGeo& d) { return d.Hp * d.OW + 64; }  // 64 >= NR: slack for the last tile
+CR_INLINE i64 xshift_size(const DGeo& d) { return d.Cin * d.KW * xshift_plane(d); }
+
+template <class T>
+void build_xshift(T* xs, const T* xn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
+  // every element written once, row by row (zeros, the copied stretch, zeros): this runs once per image and
+  // with few taps the library calls of a memset + memcpy version cost a tenth of the arithmetic
+  const i64 SP = xshift_plane(d), OW = d.OW;
+  for (i64 c = 0; c < d.Cin; c++)
+    for (i64 kw = 0; kw < d.KW; kw++) {
+      // ow range with 0 <= ow + sh < W
+      const i64 sh = kw * d.dw - d.pw;
+      const i64 lo = imin(OW, imax<i64>(0, -sh)), hi = imax(lo, imin(OW, d.W - sh));
+      T* dst = xs + (c * d.KW + kw) * SP;
+      for (i64 ihp = 0; ihp < d.Hp; ihp++, dst += OW) {
+        const i64 ih = ihp - d.ph;
+        if (ih < 0 || ih >= d.H) {
+          for (i64 ow = 0; ow < OW; ow++) dst[ow] = T(0);
+          continue;
+        }
+        const T* src = xn + c * s1 + ih * s2;  // x[c, ih, ow + sh] = src[(ow + sh) * s3]
+        for (i64 ow = 0; ow < lo; ow++) dst[ow] = T(0);
+        if (s3 == 1)
+          for (i64 ow = lo; ow < hi; ow++) dst[ow] = src[ow + sh];
+        else
+          for (i64 ow = lo; ow < hi; ow++) dst[ow] = src[(ow + sh) * s3];
+        for (i64 ow = hi; ow < OW; ow++) dst[ow] = T(0);
+      }
+      for (i64 i = d.Hp * OW; i < SP; i++) xs[(c * d.KW + kw) * SP + i] = T(0);
+    }
+}
+
+// Tap offsets into the shifted planes, k = (c, kh, kw) row-major.
+CR_INLINE void xshift_offsets(i64* off, const DGeo& d) {
+  const i64 SP = xshift_plane(d);
+  i64 k = 0;
+  for (i64 c = 0; c < d.Cin; c++)
+    for (i64 kh = 0; kh < d.KH; kh++)
+      for (i64 kw = 0; kw < d.KW; kw++) off[k++] = (c * d.KW + kw) * SP + kh * d.dh * d.OW;
+}
+
+// Flat tiles t0 .. t1 of one image over its shifted planes, t = panel * cols + jt, cols = ceil(P / NR): the
+// row tile kernel with the whole output plane as one row.
+template <class T>
+void direct_flat_tiles(const T* xs, const T* Ap, const i64* off, T* out, const DGeo& d, i64 t0, i64 t1,
+                       const T* bias, bool relu) {
+  constexpr int MR = DirectBlocking<T>::MR, NR = DirectBlocking<T>::NR;
+  const i64 P = d.OH * d.OW, cols = (P + NR - 1) / NR;
+  for (i64 t = t0; t < t1; t++) {
+    const i64 o0 = t / cols * MR, p0 = t % cols * NR;
+    const int rows = (int)imin<i64>(MR, d.Cout - o0), valid = (int)imin<i64>(NR, P - p0);
+    direct_row_tile<T>(d.K, Ap + t / cols * d.K * MR, xs + p0, off, out + o0 * P + p0, P, rows, valid,
+                       bias ? bias + o0 : nullptr, relu);
+  }
+}
+
+CR_INLINE i64 direct_flat_tasks(const DGeo& d, int mr, int nr) {
+  return (d.Cout + mr - 1) / mr * ((d.OH * d.OW + nr - 1) / nr);
+}
+
+// Whether row tiles beat the wide tiles: their fraction of useful lanes, with a margin for the copies they save
+// when the taps are few (those cost little next to a long K loop).
+CR_INLINE bool row_tiles_pay(const DGeo& d, int nr, i64 small_taps) {
+  const double rows = (double)d.OW / (double)((d.OW + nr - 1) / nr * nr);
+  const double wide = (double)(d.OH * d.OW) / (double)((d.OH * d.Wp + nr - 1) / nr * nr);
+  return rows >= wide - (d.K <= small_taps ? 0.1 : 0.0);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Weight gradient with few taps (Cin * KH * KW up to kSmallTaps): vectorised over the flat output plane (dy's
+// planes read in place, no transpose) against the shifted planes, with an MO x MK register tile of
+// accumulators [output channel, tap]:
+//   acc[i][j] += dy[o0 + i, p .. p + W) * xs[soff[k0 + j] + p .. + W)
+// MO + MK loads per MO * MK multiply-adds; the lanes are summed once at the end. The plane ends in a partial
+// vector with both operands zero past P.
+template <class T>
+struct SmallWgrad {
+#if CR_ISA_LEVEL == 2
+  static constexpr int MO = 4;  // 4 x MK accumulators (MK <= 6) + 4 dy vectors + 1 input vector of 32 zmm
+#else
+  static constexpr int MO = 2;  // 2 x MK + 2 + 1 of 16 ymm / xmm
+#endif
+  // Taps per tile: the MK in 3..6 that wastes the fewest (ties: the larger).
+  static int mk(i64 K) {
+    int best = 6;
+    i64 waste = (6 - K % 6) % 6;
+    for (int m = 5; m >= 3; m--) {
+      const i64 w = (m - K % m) % m;
+      if (w < waste) best = m, waste = w;
+    }
+    return best;
+  }
+};
+
+// One tile of one image: xs its shifted planes, dy its dy plane of channel o0 (channel i of the tile at
+// dy + ooff[i]), koff the MK tap offsets. acc (MO * MK vectors) is loaded and stored back.
+template <class T, int MO, int MK>
+__attribute__((noinline)) void small_wgrad_tile(const T* __restrict xs, const T* __restrict dy, const i64* ooff,
+                                                const i64* koff, i64 P, T* __restrict accm) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  V acc[MO][MK];
+#pragma GCC unroll 8
+  for (int i = 0; i < MO; i++)
+#pragma GCC unroll 8
+    for (int j = 0; j < MK; j++) acc[i][j] = S::loadu(accm + (i * MK + j) * W);
+  const T* dr[MO];
+  const T* xr[MK];
+#pragma GCC unroll 8
+  for (int i = 0; i < MO; i++) dr[i] = dy + ooff[i];
+#pragma GCC unroll 8
+  for (int j = 0; j < MK; j++) xr[j] = xs + koff[j];
+  const i64 full = P / W * W;
+  for (i64 p = 0; p < full; p += W) {
+    V dv[MO];
+#pragma GCC unroll 8
+    for (int i = 0; i < MO; i++) dv[i] = S::loadu(dr[i] + p);
+#pragma GCC unroll 8
+    for (int j = 0; j < MK; j++) {
+      V xv = S::loadu(xr[j] + p);
+      // one load into a register: GCC otherwise folds it into each of the MO multiply-adds as a memory operand
+      // (AVX2: MO loads of it per step, the kernel at 60% of peak instead of 90%)
+      asm("" : "+x"(xv));
+#pragma GCC unroll 8
+      for (int i = 0; i < MO; i++) acc[i][j] = S::fma(dv[i], xv, acc[i][j]);
+    }
+  }
+  if (const int tail = (int)(P - full)) {
+    V dv[MO];
+#pragma GCC unroll 8
+    for (int i = 0; i < MO; i++) dv[i] = Part<T>::load(dr[i] + full, tail);
+#pragma GCC unroll 8
+    for (int j = 0; j < MK; j++) {
+      const V xv = Part<T>::load(xr[j] + full, tail);
+#pragma GCC unroll 8
+      for (int i = 0; i < MO; i++) acc[i][j] = S::fma(dv[i], xv, acc[i][j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MO; i++)
+#pragma GCC unroll 8
+    for (int j = 0; j < MK; j++) S::storeu(accm + (i * MK + j) * W, acc[i][j]);
+}
+
+// The tiles [t0, t1) of one image, tile t = (channel tile, tap tile) with tap tiles fastest (they share the
+// channel tile's dy planes, which stay in L1); acc holds MO * MK vectors per tile. dy is the image's plane of
+// the group's channel 0, s1 the channel stride.
+template <class T, int MK>
+void small_wgrad_tiles(const T* xs, const T* dy, const i64* off, i64 s1, const DGeo& d, T* acc, i64 t0, i64 t1) {
+  constexpr int MO = SmallWgrad<T>::MO, W = Simd<T>::W;
+  const i64 ktiles = (d.K + MK - 1) / MK;
+  for (i64 t = t0; t < t1; t++) {
+    const i64 o0 = t / ktiles * MO, k0 = t % ktiles * MK;
+    i64 ooff[MO], koff[MK];
+    for (int i = 0; i < MO; i++) ooff[i] = (imin<i64>(o0 + i, d.Cout - 1) - o0) * s1;  // past Cout: dropped
+    for (int j = 0; j < MK; j++) koff[j] = off[imin<i64>(k0 + j, d.K - 1)];            // past K: dropped
+    small_wgrad_tile<T, MO, MK>(xs, dy + o0 * s1, ooff, koff, d.OH * d.OW, acc + t * (MO * MK * W));
+  }
+}
+
+// dW[o * K + k] (o < Cout, k < K) = the lane sums of the tiles' accumulators (in a fixed order), tile by tile.
+template <class T, int MK>
+void small_wgrad_reduce(const T* acc, const DGeo& d, T* dw) {
+  constexpr int MO = SmallWgrad<T>::MO, W = Simd<T>::W;
+  for (i64 o0 = 0; o0 < d.Cout; o0 += MO)
+    for (i64 k0 = 0; k0 < d.K; k0 += MK, acc += MO * MK * W) {
+      const int ni = (int)imin<i64>(MO, d.Cout - o0), nj = (int)imin<i64>(MK, d.K - k0);
+      for (int i = 0; i < ni; i++)
+        for (int j = 0; j < nj; j++) {
+          const T* v = acc + (i * MK + j) * W;
+          T s = 0;
+          for (int l = 0; l < W; l++) s += v[l];
+          dw[(o0 + i) * d.K + k0 + j] = s;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Weight gradient. dyT holds one image's cotangent for the group transposed, dyT[p * LD + o] (LD = Cout rounded
 // up to the tile width NV * W, zero columns past Cout). acc (MR x LD, row-major) += the image's contribution to
 // the taps k0 .. k0 + MR (rows past K read tap K - 1 and are dropped by the caller). MR x NV: 8 x 2 by default;

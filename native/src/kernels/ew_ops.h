@@ -10,6 +10,7 @@
 #pragma once
 
 #include "act.h"
+#include "gelu.h"
 #include "map.h"
 
 namespace cr {
@@ -24,6 +25,8 @@ CR_INLINE bool with_float_unary(int op, G&& g) {
       case U_LOG: g([](T v) { return (T)log_f32((float)v); }, C); return true;
       case U_TANH: g([](T v) { return (T)tanh_f32((float)v); }, C); return true;
       case U_SIGMOID: g([](T v) { return (T)sigmoid_f32((float)v); }, C); return true;
+      case U_GELU: g([](T v) { return (T)gelu_f32((float)v); }, C); return true;
+      case U_GELU_DERIV: g([](T v) { return (T)gelu_deriv_f32((float)v); }, C); return true;
       default: break;
     }
   }
@@ -59,6 +62,8 @@ CR_INLINE bool with_float_unary(int op, G&& g) {
     case U_CEIL: g([](T v) { return std::ceil(v); }, C); break;
     case U_ROUND: g([](T v) { return std::rint(v); }, C); break;  // ties to even
     case U_NOT: g([](T v) { return v == 0 ? T(1) : T(0); }, C); break;
+    case U_GELU: g([](T v) { return (T)gelu_d((double)v); }, E); break;
+    case U_GELU_DERIV: g([](T v) { return (T)gelu_deriv_d((double)v); }, E); break;
     default: return false;
   }
   return true;

@@ -18,6 +18,8 @@
 
 #include "isa.h"
 
+#include <sched.h>
+
 namespace cr {
 namespace CR_ISA_NS {
 
@@ -179,6 +181,79 @@ template <class L>
 struct HasDirectB<L, std::void_t<decltype(&L::direct_b)>> : std::true_type {};
 
 // ---------------------------------------------------------------------------------------------------------
+// W rows that are contiguous along k (row r at base + r * rs), interleaved into a panel: dst[k * W + r] =
+// base[r * rs + k] for r < W, k < kc. A transpose, done in 8 x 8 blocks in AVX registers (4 x 4 in SSE ones)
+// for float: a full A panel of a row-major A, or a full B panel of a transposed B (x @ W^T of a linear layer).
+// The scalar loop cost about as much as the GEMM itself for n <= 256.
+template <class T, int W>
+CR_INLINE void pack_interleaved(T* __restrict dst, const T* base, i64 rs, i64 kc) {
+  int r0 = 0;
+#if defined(__AVX__)
+  if constexpr (std::is_same<T, float>::value) {
+    for (; r0 + 8 <= W; r0 += 8) {
+      const float* p = base + r0 * rs;
+      i64 k = 0;
+      for (; k + 8 <= kc; k += 8) {
+        __m256 x0 = _mm256_loadu_ps(p + k), x1 = _mm256_loadu_ps(p + rs + k), x2 = _mm256_loadu_ps(p + 2 * rs + k),
+               x3 = _mm256_loadu_ps(p + 3 * rs + k), x4 = _mm256_loadu_ps(p + 4 * rs + k),
+               x5 = _mm256_loadu_ps(p + 5 * rs + k), x6 = _mm256_loadu_ps(p + 6 * rs + k),
+               x7 = _mm256_loadu_ps(p + 7 * rs + k);
+        // rows (r, k..k+8) -> columns: pairs, then quads within each 128-bit lane, then across lanes
+        const __m256 t0 = _mm256_unpacklo_ps(x0, x1), t1 = _mm256_unpackhi_ps(x0, x1);
+        const __m256 t2 = _mm256_unpacklo_ps(x2, x3), t3 = _mm256_unpackhi_ps(x2, x3);
+        const __m256 t4 = _mm256_unpacklo_ps(x4, x5), t5 = _mm256_unpackhi_ps(x4, x5);
+        const __m256 t6 = _mm256_unpacklo_ps(x6, x7), t7 = _mm256_unpackhi_ps(x6, x7);
+        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+        const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        float* o = dst + k * W + r0;
+        _mm256_storeu_ps(o + 0 * W, _mm256_permute2f128_ps(u0, u4, 0x20));
+        _mm256_storeu_ps(o + 1 * W, _mm256_permute2f128_ps(u1, u5, 0x20));
+        _mm256_storeu_ps(o + 2 * W, _mm256_permute2f128_ps(u2, u6, 0x20));
+        _mm256_storeu_ps(o + 3 * W, _mm256_permute2f128_ps(u3, u7, 0x20));
+        _mm256_storeu_ps(o + 4 * W, _mm256_permute2f128_ps(u0, u4, 0x31));
+        _mm256_storeu_ps(o + 5 * W, _mm256_permute2f128_ps(u1, u5, 0x31));
+        _mm256_storeu_ps(o + 6 * W, _mm256_permute2f128_ps(u2, u6, 0x31));
+        _mm256_storeu_ps(o + 7 * W, _mm256_permute2f128_ps(u3, u7, 0x31));
+      }
+      for (; k < kc; k++)
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) dst[k * W + r0 + r] = p[r * rs + k];
+    }
+  }
+#endif
+#if defined(__SSE__)
+  if constexpr (std::is_same<T, float>::value) {
+    for (; r0 + 4 <= W; r0 += 4) {
+      const float* p0 = base + r0 * rs;
+      const float* p1 = p0 + rs;
+      const float* p2 = p1 + rs;
+      const float* p3 = p2 + rs;
+      i64 k = 0;
+      for (; k + 4 <= kc; k += 4) {
+        __m128 a = _mm_loadu_ps(p0 + k), b = _mm_loadu_ps(p1 + k), c = _mm_loadu_ps(p2 + k), d = _mm_loadu_ps(p3 + k);
+        _MM_TRANSPOSE4_PS(a, b, c, d);
+        float* o = dst + k * W + r0;
+        _mm_storeu_ps(o, a);
+        _mm_storeu_ps(o + W, b);
+        _mm_storeu_ps(o + 2 * W, c);
+        _mm_storeu_ps(o + 3 * W, d);
+      }
+      for (; k < kc; k++) {
+        float* o = dst + k * W + r0;
+        o[0] = p0[k], o[1] = p1[k], o[2] = p2[k], o[3] = p3[k];
+      }
+    }
+  }
+#endif
+  for (int r = r0; r < W; r++) {
+    const T* p = base + r * rs;
+    for (i64 k = 0; k < kc; k++) dst[k * W + r] = p[k];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Loader of a strided matrix: element (i, j) is p[i * rs + j * cs] (any strides, including 0 and negative).
 template <class T>
 struct StridedMat {
@@ -192,7 +267,7 @@ struct StridedMat {
       const int rows = (int)imin<i64>(MR, m - ip);
       const T* base = p + (i0 + ip) * rs + k0 * cs;
       if (rows == MR && cs == 1) {
-        pack_rows(dst, base, rs, kc);
+        pack_interleaved<T, MR>(dst, base, rs, kc);
       } else if (rows == MR && rs == 1) {
         for (i64 k = 0; k < kc; k++) {
           const T* s = base + k * cs;
@@ -210,42 +285,6 @@ struct StridedMat {
     }
   }
 
-  // One full A panel from MR rows that are contiguous along k (row r at base + r * rs): a transpose, done in
-  // 4 x 4 blocks in SSE registers for float (the scalar loop costs about as much as the GEMM for small n).
-  static CR_INLINE void pack_rows(T* __restrict dst, const T* base, i64 rs, i64 kc) {
-    constexpr int MR = Blocking<T>::MR;
-    i64 k = 0;
-    int r0 = 0;
-#if defined(__SSE__)
-    if constexpr (std::is_same<T, float>::value) {
-      for (; r0 + 4 <= MR; r0 += 4) {
-        const float* p0 = base + r0 * rs;
-        const float* p1 = p0 + rs;
-        const float* p2 = p1 + rs;
-        const float* p3 = p2 + rs;
-        for (k = 0; k + 4 <= kc; k += 4) {
-          __m128 a = _mm_loadu_ps(p0 + k), b = _mm_loadu_ps(p1 + k), c = _mm_loadu_ps(p2 + k),
-                 d = _mm_loadu_ps(p3 + k);
-          _MM_TRANSPOSE4_PS(a, b, c, d);
-          float* o = dst + k * MR + r0;
-          _mm_storeu_ps(o, a);
-          _mm_storeu_ps(o + MR, b);
-          _mm_storeu_ps(o + 2 * MR, c);
-          _mm_storeu_ps(o + 3 * MR, d);
-        }
-        for (; k < kc; k++) {
-          float* o = dst + k * MR + r0;
-          o[0] = p0[k], o[1] = p1[k], o[2] = p2[k], o[3] = p3[k];
-        }
-      }
-    }
-#endif
-    for (int r = r0; r < MR; r++) {
-      const T* p = base + r * rs;
-      for (k = 0; k < kc; k++) dst[k * MR + r] = p[k];
-    }
-  }
-
   // Element (k, j) of B in place, if rows are contiguous (then row k + 1 starts rs elements later), else null.
   const T* direct_b(i64 k, i64 j) const { return cs == 1 ? p + k * rs + j : nullptr; }
 
@@ -257,6 +296,8 @@ struct StridedMat {
       const T* base = p + k0 * rs + (j0 + jp) * cs;
       if (cols == NR && cs == 1) {
         for (i64 k = 0; k < kc; k++) std::memcpy(dst + k * NR, base + k * rs, NR * sizeof(T));
+      } else if (cols == NR && rs == 1) {
+        pack_interleaved<T, NR>(dst, base, cs, kc);
       } else if (rs == 1) {
         int c = 0;
         for (; c < cols; c++) {
@@ -340,12 +381,14 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
   T* Ap = static_cast<T*>(scratch(tid, 0, sizeof(T) * MCb * imin(K, KCb)));
   T* Bp = static_cast<T*>(scratch(tid, 1, sizeof(T) * NCb * imin(K, KCb)));
   if (!Ap || !Bp) return false;
-  // A small row-major B (within a quarter of L2) is read in place rather than packed: its full NR-wide panels
-  // go to the micro-kernel with the row stride of B (the packing cost as much as the arithmetic for n <= 256).
+  // A row-major B is read in place rather than packed when it is small (within a quarter of L2: the packing
+  // cost as much as the arithmetic for n <= 256) or when few rows of A pass over it (at most 16 A panels: the
+  // copy of B is then several percent of the product, e.g. the batch-128 products of an MLP). Its full
+  // NR-wide panels go to the micro-kernel with the row stride of B.
   const T* Bd = nullptr;
   i64 ldbd = 0;
   if constexpr (HasDirectB<LB>::value) {
-    if ((double)K * (double)N * sizeof(T) <= 0.25 * (double)cb.l2) {
+    if ((double)K * (double)N * sizeof(T) <= 0.25 * (double)cb.l2 || M <= 16 * MR) {
       Bd = lb.direct_b(0, 0);
       ldbd = Bd && K > 1 ? lb.direct_b(1, 0) - Bd : 0;
     }
@@ -361,63 +404,86 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
       for (i64 jc = 0; jc < N; jc += NCb) {
         const i64 nc = imin(NCb, N - jc);
         const i64 nb = (nc + NR - 1) / NR;  // B panels of this column block
-        // Pack: tasks [0, nb) are the B panels of this block; with the first column block, tasks
+        // Pack: items [0, nb) are the B panels of this block; with the first column block, items
         // [nb, nb + na) pack the row block of A, which then serves every column block.
         const i64 npack = nb + (jc == 0 ? na : 0);
-        auto pack = [&](i64 b, i64 e, int) {
-          for (i64 t = b; t < e; t++) {
-            if (t < nb) {
-              const i64 j = t * NR;
-              if (Bd && nc - j >= NR) continue;  // read in place
-              lb.pack_b(Bp + t * kc * NR, pc, kc, jc + j, imin<i64>(NR, nc - j));
-            } else {
-              const i64 i = (t - nb) * MR;
-              la.pack_a(Ap + (t - nb) * kc * MR, ic + i, imin<i64>(MR, mc - i), pc, kc);
-            }
+        auto pack = [&](i64 t) {
+          if (t < nb) {
+            const i64 j = t * NR;
+            if (Bd && nc - j >= NR) return;  // read in place
+            lb.pack_b(Bp + t * kc * NR, pc, kc, jc + j, imin<i64>(NR, nc - j));
+          } else {
+            const i64 i = (t - nb) * MR;
+            la.pack_a(Ap + (t - nb) * kc * MR, ic + i, imin<i64>(MR, mc - i), pc, kc);
           }
         };
-        // Compute: a grid of tasks, each a range of A panels times a range of B panels; each A panel stays in
-        // L1 while the task's B panels stream past it from L2. One task on one thread; with several, about 4
-        // per thread (split along A first, so that every thread reads the whole shared B block) for dynamic
-        // balance.
-        i64 ta = 1, tb = 1;
-        if (nth > 1) {
-          const i64 want = 4 * nth;
-          ta = imin(na, want);
-          tb = imin(nb, (want + ta - 1) / ta);
-        }
-        const i64 pa = (na + ta - 1) / ta, pb = (nb + tb - 1) / tb;
-        ta = (na + pa - 1) / pa;
+        // Compute: units of one A panel times a range of B panels (all of them, or a part when A has few
+        // panels); each A panel stays in L1 while the unit's B panels stream past it from L2. One thread runs
+        // every unit in one task. Several take tasks of consecutive units, guided: each task is 1 / (2 threads)
+        // of the units left, so tasks start large (few hand-offs of the shared task counter) and end at single
+        // units (no thread idles long at the end of the block; 4 equal tasks per thread left one idle for up
+        // to 10% of the time at n = 256 and 512).
+        i64 tb = 1;
+        if (nth > 1 && na < 8 * nth) tb = imin(nb, (8 * nth + na - 1) / na);
+        const i64 pb = (nb + tb - 1) / tb;
         tb = (nb + pb - 1) / pb;
-        auto compute = [&](i64 b, i64 e, int ctid) {
-          for (i64 t = b; t < e; t++) {
-            const i64 a0 = (t / tb) * pa, a1 = imin(na, a0 + pa);
-            const i64 b0 = (t % tb) * pb, b1 = imin(nb, b0 + pb);
-            for (i64 ib = a0; ib < a1; ib++) {
-              const i64 i = ib * MR;
-              const int mr = (int)imin<i64>(MR, mc - i);
-              const T* ap = Ap + ib * kc * MR;
-              T* ci = C + (ic + i) * ldc;
-              for (i64 jb = b0; jb < b1; jb++) {
-                const i64 j = jb * NR;
-                const int nr = cm.valid(jc + j, (int)imin<i64>(NR, nc - j));
-                if (nr <= 0) continue;
-                if (Bd && nc - j >= NR)
-                  run_micro_kernel<T>(kc, ap, Bd + pc * ldbd + jc + j, ldbd, ci + cm.offset(jc + j), ldc, mr, nr, acc);
-                else
-                  run_micro_kernel<T>(kc, ap, Bp + jb * kc * NR, NR, ci + cm.offset(jc + j), ldc, mr, nr, acc);
-              }
+        const i64 units = na * tb;
+        constexpr int kMaxTasks = 256;
+        i64 bound[kMaxTasks + 1];
+        bound[0] = 0;
+        int ntask = 0;
+        for (i64 u = 0; u < units;) {
+          i64 c = nth > 1 ? imax<i64>(1, (units - u) / (2 * nth)) : units - u;
+          if (ntask == kMaxTasks - 1) c = units - u;
+          u += c;
+          bound[++ntask] = u;
+        }
+        auto compute = [&](i64 t, int ctid) {
+          for (i64 u = bound[t]; u < bound[t + 1]; u++) {
+            const i64 ib = u / tb;
+            const i64 b0 = (u % tb) * pb, b1 = imin(nb, b0 + pb);
+            const i64 i = ib * MR;
+            const int mr = (int)imin<i64>(MR, mc - i);
+            const T* ap = Ap + ib * kc * MR;
+            T* ci = C + (ic + i) * ldc;
+            for (i64 jb = b0; jb < b1; jb++) {
+              const i64 j = jb * NR;
+              const int nr = cm.valid(jc + j, (int)imin<i64>(NR, nc - j));
+              if (nr <= 0) continue;
+              if (Bd && nc - j >= NR)
+                run_micro_kernel<T>(kc, ap, Bd + pc * ldbd + jc + j, ldbd, ci + cm.offset(jc + j), ldc, mr, nr, acc);
+              else
+                run_micro_kernel<T>(kc, ap, Bp + jb * kc * NR, NR, ci + cm.offset(jc + j), ldc, mr, nr, acc);
             }
-            if (ep && final_slice && a0 < a1 && b0 < b1)
-              ep->block(ic + a0 * MR, ic + imin(mc, a1 * MR), jc + b0 * NR, jc + imin(nc, b1 * NR), ctid);
+            if (ep && final_slice && b0 < b1)
+              ep->block(ic + i, ic + imin(mc, i + MR), jc + b0 * NR, jc + imin(nc, b1 * NR), ctid);
           }
         };
         if (nth > 1) {
-          par_for(npack, 1, pack);
-          par_for(ta * tb, 1, compute);
+          // One parallel region per block: the pack items first, then the compute tasks, which wait until
+          // every pack item is done (a spin on a counter rather than a second region: it saves a wake-up and
+          // a join per block). Items are handed out in order, so by the time a thread takes a compute task
+          // every pack item has been taken by a thread that is running it: the wait always ends.
+          i64 packed = 0;
+          par_for(npack + ntask, 1, [&](i64 b, i64 e, int ctid) {
+            for (i64 t = b; t < e; t++) {
+              if (t < npack) {
+                pack(t);
+                __atomic_add_fetch(&packed, 1, __ATOMIC_RELEASE);
+                continue;
+              }
+              for (int spins = 0; __atomic_load_n(&packed, __ATOMIC_ACQUIRE) < npack; spins++) {
+#if defined(__SSE2__)
+                _mm_pause();
+#endif
+                if ((spins & 1023) == 1023) sched_yield();  // the packing thread may share our CPU
+              }
+              compute(t - npack, ctid);
+            }
+          });
         } else {
-          pack(0, npack, tid);
-          compute(0, ta * tb, tid);
+          for (i64 t = 0; t < npack; t++) pack(t);
+          compute(0, tid);
         }
       }
     }

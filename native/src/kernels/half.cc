@@ -306,21 +306,64 @@ CR_BF16 void pack_blocks(const Opnd& o, i64 X, i64 K, int width, uint32_t* dst) 
   });
 }
 
-// One micro-tile: acc[r][0..32) = sum over pairs p of a[p][r] . b[p][0..32), then the epilogue: + bias (float32
-// of bfloat16 values, or null), relu, stored as float32 or rounded to bfloat16, for r < rows, columns < cols.
-CR_BF16 void micro_bf16(i64 kp, const uint32_t* ap, const uint32_t* bp, uint8_t* c, i64 ldc, int rows, int cols,
-                        const float* bias, bool relu, bool bf) {
-  __m512 acc[kMR][2];
-  for (int r = 0; r < kMR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+// Pack lines [0, X) of operand o (k in [0, K)) serially into `width`-wide blocks as pack_blocks does (block g:
+// kp rows of `width` words, zero past X); tmp holds (kp + 16) words for the line-wise read.
+CR_BF16 void pack_range(const Opnd& o, i64 X, i64 K, int width, uint32_t* dst, uint32_t* tmp) {
+  const i64 kp = (K + 1) / 2, nblk = (X + width - 1) / width;
+  const bool by_line = (o.sk < 0 ? -o.sk : o.sk) <= (o.sx < 0 ? -o.sx : o.sx);
+  for (i64 g = 0; g < nblk; g++) {
+    uint32_t* blk = dst + g * kp * width;
+    const int cnt = (int)imin<i64>(width, X - g * width);
+    if (by_line) {
+      for (int t = 0; t < cnt; t++) {
+        line_pairs(o, g * width + t, K, tmp);
+        for (i64 p = 0; p < kp; p++) blk[p * width + t] = tmp[p];
+      }
+      if (cnt < width)
+        for (i64 p = 0; p < kp; p++)
+          for (int t = cnt; t < width; t++) blk[p * width + t] = 0;
+    } else {
+      for (i64 p = 0; p < kp; p++) {
+        cols_words(o, p, K, g * width, cnt, blk + p * width);
+        for (int t = cnt; t < width; t++) blk[p * width + t] = 0;
+      }
+    }
+  }
+}
+
+// One micro-tile over kp pairs: acc[r][0..32) (+)= sum over pairs p of a[p][r] . b[p][0..32). The accumulators
+// start at zero, or from the tile buffer cb (12 x 32 float32) when `load`. Unless `fin`, they go back to cb;
+// when `fin`, the epilogue: + bias (float32 of bfloat16 values, or null), relu, stored as float32 or rounded to
+// bfloat16, for r < rows, columns < cols. Resuming from cb continues each float32 sum in the same order, so a
+// product split into K blocks equals the unsplit one bit for bit.
+template <int MR>
+CR_BF16 void micro_rows(i64 kp, const uint32_t* ap, const uint32_t* bp, float* cb, bool load, bool fin, uint8_t* c,
+                        i64 ldc, int rows, int cols, const float* bias, bool relu, bool bf) {
+  __m512 acc[MR][2];
+  if (load) {
+    for (int r = 0; r < MR; r++) {
+      acc[r][0] = _mm512_load_ps(cb + r * kNR);
+      acc[r][1] = _mm512_load_ps(cb + r * kNR + 16);
+    }
+  } else {
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  }
   for (i64 p = 0; p < kp; p++) {
     const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + p * kNR);
     const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + p * kNR + 16);
     const uint32_t* a = ap + p * kMR;
-    for (int r = 0; r < kMR; r++) {
+    for (int r = 0; r < MR; r++) {
       const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r]);
       acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
       acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
     }
+  }
+  if (!fin) {
+    for (int r = 0; r < MR; r++) {
+      _mm512_store_ps(cb + r * kNR, acc[r][0]);
+      _mm512_store_ps(cb + r * kNR + 16, acc[r][1]);
+    }
+    return;
   }
   const __mmask16 m0 = cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1);
   const __mmask16 m1 =
@@ -349,6 +392,24 @@ CR_BF16 void micro_bf16(i64 kp, const uint32_t* ap, const uint32_t* bp, uint8_t*
     }
   }
 }
+
+// The micro-tile for `rows` valid rows (the ones computed; the tile buffer keeps 12-row tiles): a 4-, 8- or
+// 12-row kernel (the packed A keeps its 12-word stride), so a partial row block does not pay for 12 rows.
+CR_BF16 void micro_bf16(i64 kp, const uint32_t* ap, const uint32_t* bp, float* cb, bool load, bool fin, uint8_t* c,
+                        i64 ldc, int rows, int cols, const float* bias, bool relu, bool bf) {
+  if (rows <= 4)
+    micro_rows<4>(kp, ap, bp, cb, load, fin, c, ldc, rows, cols, bias, relu, bf);
+  else if (rows <= 8)
+    micro_rows<8>(kp, ap, bp, cb, load, fin, c, ldc, rows, cols, bias, relu, bf);
+  else
+    micro_rows<kMR>(kp, ap, bp, cb, load, fin, c, ldc, rows, cols, bias, relu, bf);
+}
+
+// Blocking of the product: K in blocks of at most kKC pairs (a B micro-panel of kKC x 32 words, 32 KB, stays in
+// L1 while the row blocks pass over it), N in chunks of kNP micro-panels (a packed B chunk of at most 256 KB in
+// L2; the A rows of one K block, M x kKC words, beside it).
+constexpr i64 kKC = 256;
+constexpr i64 kNP = 8;
 
 // The checks and strides of one operand view: float32 of rank nd, or bfloat16 bytes of rank nd + 1 with a
 // trailing [2] of stride 1. Byte strides go to `bs` (nd of them).
@@ -418,13 +479,21 @@ Err gemm_bf16(int kind, int nd, const int64_t* shape, const View& a, const View&
   if (batch == 0 || M == 0 || N == 0) return nullptr;
   const i64 kp = (K + 1) / 2;
   const i64 nb = (N + kNR - 1) / kNR, mb = (M + kMR - 1) / kMR;
-  // packed A: mb blocks of kp x kMR words; packed B: nb panels of kp x kNR words (zero-padded)
-  const double abytes = (double)mb * kMR * kp * 4, bbytes = (double)nb * kp * kNR * 4;
-  if (abytes > 0x1p40 || bbytes > 0x1p40) return "dotBF16: operands too large";
+  // K blocks of kc pairs (balanced), N chunks of kNP panels; with fewer chunks than two per thread, the row
+  // blocks of a chunk are split too (each split packs the chunk's B itself)
+  const i64 nkb = imax<i64>(1, (kp + kKC - 1) / kKC), kc = imax<i64>(1, (kp + nkb - 1) / nkb);
+  const i64 nchunks = (nb + kNP - 1) / kNP;
+  const i64 threads = pool_threads();
+  const i64 msplit = threads == 1 || nchunks >= 2 * threads ? 1 : imin<i64>(mb, (2 * threads + nchunks - 1) / nchunks);
+  const i64 mper = (mb + msplit - 1) / imax<i64>(1, msplit);
+  // packed A: mb blocks of kp x kMR words (the whole K); per thread: a packed B chunk of kc x kNP*kNR words, the
+  // float32 tile buffers of a chunk's row blocks (only with more than one K block) and a line of pairs
+  const double abytes = (double)mb * kMR * kp * 4;
+  if (abytes > 0x1p40) return "dotBF16: operands too large";
+  const size_t bcbytes = (size_t)(kc * kNP * kNR * 4), cbbytes = (size_t)(mper * kMR * kNP * kNR * 4);
   uint32_t* pa = static_cast<uint32_t*>(scratch(0, 6, (size_t)abytes));
-  uint32_t* pb = static_cast<uint32_t*>(scratch(0, 7, (size_t)bbytes));
   float* bq = bias != nullptr ? static_cast<float*>(scratch(0, 4, (size_t)(N + kNR) * 4)) : nullptr;
-  if (pa == nullptr || pb == nullptr || (bias != nullptr && bq == nullptr)) return nullptr;  // scratch_failed()
+  if (pa == nullptr || (bias != nullptr && bq == nullptr)) return nullptr;  // scratch_failed()
   if (bias != nullptr) {
     const uint8_t* bb = static_cast<const uint8_t*>(bias->data);
     for (i64 j = 0; j < N; j++) {
@@ -452,15 +521,36 @@ Err gemm_bf16(int kind, int nd, const int64_t* shape, const View& a, const View&
     const Opnd oa{A + ao, (kind & 2) ? Mk + mo : nullptr, as[nd - 1], as[nd - 2], af};
     const Opnd ob{B + bo, (kind & 4) ? Mk + mo : nullptr, bs[nd - 2], bs[nd - 1], bf32};
     pack_blocks(oa, M, K, kMR, pa);
-    pack_blocks(ob, N, K, kNR, pb);
     uint8_t* ct = c + t * M * N * esz;
-    // tiles: column panel outer (a panel stays in cache while a thread walks the row blocks)
-    par_for(nb * mb, imax<i64>(1, mb / 2), [&](i64 lo, i64 hi, int) {
+    par_for(nchunks * msplit, 1, [&](i64 lo, i64 hi, int tid) {
+      uint32_t* bc = static_cast<uint32_t*>(scratch(tid, 7, bcbytes));
+      float* cb = nkb > 1 ? static_cast<float*>(scratch(tid, 3, cbbytes)) : nullptr;
+      uint32_t* tmp = static_cast<uint32_t*>(scratch(tid, 5, (size_t)(kc + 16) * 4));
+      if (bc == nullptr || tmp == nullptr || (nkb > 1 && cb == nullptr)) return;  // scratch_failed() reports it
       for (i64 w = lo; w < hi; w++) {
-        const i64 q = w / mb, r = w % mb;
-        const int rows = (int)imin<i64>(kMR, M - r * kMR), cols = (int)imin<i64>(kNR, N - q * kNR);
-        micro_bf16(kp, pa + r * kMR * kp, pb + q * kp * kNR, ct + (r * kMR * N + q * kNR) * esz, N, rows, cols,
-                   bq != nullptr ? bq + q * kNR : nullptr, relu, outbf);
+        const i64 chunk = w / msplit, r0 = (w % msplit) * mper, r1 = imin<i64>(mb, r0 + mper);
+        if (r0 >= r1) continue;
+        const i64 q0 = chunk * kNP, q1 = imin<i64>(nb, q0 + kNP);
+        const i64 x0 = q0 * kNR, xn = imin<i64>(N - x0, (q1 - q0) * kNR);
+        for (i64 kb = 0; kb < nkb; kb++) {
+          const i64 p0 = kb * kc, pc = imin<i64>(kc, kp - p0);
+          const bool fin = p0 + pc >= kp;
+          // B's lines x0 .. x0 + xn over k in [2 p0, min(K, 2 (p0 + pc)))
+          const i64 boff = 2 * p0 * ob.sk + x0 * ob.sx;
+          const Opnd os{ob.base + boff, ob.mask != nullptr ? ob.mask + boff : nullptr, ob.sk, ob.sx, ob.f32};
+          pack_range(os, xn, imin<i64>(K - 2 * p0, 2 * pc), kNR, bc, tmp);
+          for (i64 q = q0; q < q1; q++) {
+            const int cols = (int)imin<i64>(kNR, N - q * kNR);
+            for (i64 r = r0; r < r1; r++) {
+              const int rows = (int)imin<i64>(kMR, M - r * kMR);
+              float* tile = cb != nullptr ? cb + ((q - q0) * (r1 - r0) + (r - r0)) * kMR * kNR : nullptr;
+              micro_bf16(pc, pa + r * kMR * kp + p0 * kMR, bc + (q - q0) * pc * kNR, tile, kb > 0, fin,
+                         ct + (r * kMR * N + q * kNR) * esz, N, rows, cols, bq != nullptr ? bq + q * kNR : nullptr,
+                         relu, outbf);
+            }
+          }
+          if (fin) break;
+        }
       }
     });
   }
@@ -468,6 +558,446 @@ Err gemm_bf16(int kind, int nd, const int64_t* shape, const View& a, const View&
 #else
   (void)kind, (void)nd, (void)shape, (void)a, (void)b, (void)bias, (void)mask, (void)out;
   return "dotBF16: this build has no AVX512_BF16 kernel";
+#endif
+}
+
+
+// ---------------------------------------------------------------------------------------------------------
+// The bfloat16 convolution (conv_bf16) as an implicit GEMM on the micro-tile above: no im2col matrix. The input
+// is copied once into a bfloat16 buffer with a zero frame of the padding (float32 input rounded there), and the
+// GEMM's packed panels are gathered from it directly, a row segment (one output row's positions, stride 1 along
+// the row: one vector load per 16 positions) at a time.
+//   kind 0 (forward), per group g: y[n, g Og + o, p] = act(sum_k W[g Og + o, k] xp(k, n, p) + bias[o]), the GEMM
+//     M = Og output channels, K = Cg KH KW taps, N = the batch's N OH OW output positions; output float32 or
+//     bfloat16 (rounded once after bias and relu) in [N, O, OH, OW].
+//   kind 1 (weight gradient), per group g: dW[g Og + o, k] = sum over positions (n, p) of dz[n, g Og + o, p] xp(k,
+//     n, p): M = Og, K = N OH OW positions, N = Cg KH KW taps; float32 accumulators are the output.
+#if CR_ISA_LEVEL == 2
+namespace {
+
+struct CGeo {
+  i64 N, C, H, W, O, Cg, KH, KW, OH, OW, G, Og, sh, sw, ph, pw, dh, dw, Hp, Wp, P, Kg;
+};
+
+// Columns [t, t + len) of a run of positions lie on one output row: their first input element (channel 0, tap
+// (0, 0)) is xp[off], the next ones every sw.
+struct Seg {
+  int32_t t, len;
+  i64 off;
+};
+
+// The bfloat16 values of an operand element at byte address q (float32 rounded, or bfloat16).
+CR_INLINE uint16_t val16(const uint8_t* q, bool f32) { return f32 ? (uint16_t)to_bf16(load32(q)) : load16(q); }
+
+// A run of n values of a float32 / bfloat16 row (byte stride s) as bfloat16 into dst; with a mask row (bfloat16,
+// byte stride ms, or null) the values whose mask is not > 0 become 0 (relu's derivative through its output).
+CR_BF16 void row16(const uint8_t* src, i64 s, bool f32, i64 n, uint16_t* dst, const uint8_t* msk = nullptr,
+                   i64 ms = 0) {
+  i64 i = 0;
+  if (msk == nullptr || ms == 2) {
+    const __m256i one = _mm256_set1_epi16(1), lim = _mm256_set1_epi16(0x7f80);
+    if (f32 && s == 4) {
+      for (; i + 16 <= n; i += 16) {
+        __m256i v = _mm512_cvtepi32_epi16(rnd16(_mm512_loadu_si512(src + 4 * i)));
+        if (msk != nullptr) {
+          const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(msk + 2 * i));
+          v = _mm256_maskz_mov_epi16(_mm256_cmplt_epu16_mask(_mm256_sub_epi16(m, one), lim), v);
+        }
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), v);
+      }
+    } else if (!f32 && s == 2) {
+      if (msk == nullptr) {
+        std::memcpy(dst, src, (size_t)n * 2);
+        return;
+      }
+      for (; i + 16 <= n; i += 16) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2 * i));
+        const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(msk + 2 * i));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
+                            _mm256_maskz_mov_epi16(_mm256_cmplt_epu16_mask(_mm256_sub_epi16(m, one), lim), v));
+      }
+    }
+  }
+  for (; i < n; i++) dst[i] = msk != nullptr && !pos16(load16(msk + i * ms)) ? 0 : val16(src + i * s, f32);
+}
+
+// xp[(n C + c) Hp Wp + (h + ph) Wp + w + pw] = bfloat16 of x[n, c, h, w], zero in the frame; 32 zeros follow
+// (vector loads of a segment may read past the last plane).
+CR_BF16 void pad_copy(const uint8_t* base, const i64* xs, bool f32, const uint8_t* mbase, const i64* mst,
+                      const CGeo& g, uint16_t* xp) {
+  const i64 plane = g.Hp * g.Wp;
+  par_for(g.N * g.C, imax<i64>(1, 16384 / imax<i64>(1, plane)), [&](i64 lo, i64 hi, int) {
+    for (i64 nc = lo; nc < hi; nc++) {
+      const i64 n = nc / g.C, c = nc % g.C;
+      uint16_t* dst = xp + nc * plane;
+      const uint8_t* src = base + n * xs[0] + c * xs[1];
+      std::memset(dst, 0, (size_t)(g.ph * g.Wp) * 2);
+      std::memset(dst + (g.ph + g.H) * g.Wp, 0, (size_t)(g.ph * g.Wp) * 2);
+      for (i64 h = 0; h < g.H; h++) {
+        uint16_t* d = dst + (h + g.ph) * g.Wp;
+        for (i64 w = 0; w < g.pw; w++) d[w] = d[g.pw + g.W + w] = 0;
+        if (mbase == nullptr)
+          row16(src + h * xs[2], xs[3], f32, g.W, d + g.pw);
+        else
+          row16(src + h * xs[2], xs[3], f32, g.W, d + g.pw, mbase + n * mst[0] + c * mst[1] + h * mst[2], mst[3]);
+      }
+    }
+  });
+  std::memset(xp + g.N * g.C * plane, 0, 64);
+}
+
+// The segments of the positions [q0, q0 + cnt) of the batch (n, oh, ow row-major); returns their number.
+i64 build_segs(const CGeo& g, i64 q0, i64 cnt, Seg* s) {
+  if (cnt <= 0) return 0;
+  i64 n = q0 / g.P, p = q0 % g.P, oh = p / g.OW, ow = p % g.OW, t = 0, ns = 0;
+  const i64 plane = g.Hp * g.Wp;
+  while (t < cnt) {
+    const i64 len = imin<i64>(g.OW - ow, cnt - t);
+    s[ns++] = Seg{(int32_t)t, (int32_t)len, n * g.C * plane + oh * g.sh * g.Wp + ow * g.sw};
+    t += len;
+    ow = 0;
+    if (++oh == g.OH) oh = 0, n++;
+  }
+  return ns;
+}
+
+// The element offset in xp of tap k = (c, i, j) of group gi, relative to a segment's offset.
+CR_INLINE i64 tap_off(const CGeo& g, i64 gi, i64 k) {
+  const i64 kk = g.KH * g.KW, c = k / kk, i = (k % kk) / g.KW, j = k % g.KW;
+  return (gi * g.Cg + c) * g.Hp * g.Wp + i * g.dh * g.Wp + j * g.dw;
+}
+
+// row[t] = xp value of tap offset koff at the segments' positions (16 values past each segment may be written:
+// the next segment or the caller overwrites them).
+CR_BF16 void gather_row(const uint16_t* xp, i64 koff, const Seg* s, i64 ns, i64 sw, uint16_t* row) {
+  if (sw == 1) {
+    for (i64 e = 0; e < ns; e++) {
+      const uint16_t* src = xp + s[e].off + koff;
+      uint16_t* dst = row + s[e].t;
+      for (int l = 0; l < s[e].len; l += 16)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + l),
+                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + l)));
+    }
+  } else {
+    for (i64 e = 0; e < ns; e++) {
+      const uint16_t* src = xp + s[e].off + koff;
+      uint16_t* dst = row + s[e].t;
+      for (int l = 0; l < s[e].len; l++) dst[l] = src[l * sw];
+    }
+  }
+}
+
+// Forward B panels: taps [2 p0, 2 (p0 + pc)) x positions of the segments (xn columns, zero up to a multiple of
+// 32): bc[(t / 32) pc 32 + pl 32 + t % 32] = the pair (tap 2 (p0 + pl), the next) at column t.
+CR_BF16 void pack_fwd(const CGeo& g, i64 gi, const uint16_t* xp, const Seg* s, i64 ns, i64 xn, i64 p0, i64 pc,
+                      uint16_t* r0, uint16_t* r1, uint32_t* bc) {
+  const i64 xpad = (xn + 31) / 32 * 32;
+  if (g.sw == 1) {
+    // the two taps' rows read and interleaved in one pass, segment by segment, into words at r0 (as uint32)
+    uint32_t* wb = reinterpret_cast<uint32_t*>(r0);
+    for (i64 pl = 0; pl < pc; pl++) {
+      const i64 k = 2 * (p0 + pl);
+      const i64 k0 = tap_off(g, gi, k);
+      const bool two = k + 1 < g.Kg;
+      const i64 k1 = two ? tap_off(g, gi, k + 1) : 0;
+      for (i64 e = 0; e < ns; e++) {
+        const uint16_t* s0 = xp + s[e].off + k0;
+        const uint16_t* s1 = xp + s[e].off + k1;
+        uint32_t* dst = wb + s[e].t;
+        for (int l = 0; l < s[e].len; l += 16) {
+          const __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s0 + l)));
+          const __m512i hi = two ? _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                                                         reinterpret_cast<const __m256i*>(s1 + l))),
+                                                     16)
+                                 : _mm512_setzero_si512();
+          _mm512_storeu_si512(dst + l, _mm512_or_si512(lo, hi));
+        }
+      }
+      for (i64 t = xn; t < xpad; t++) wb[t] = 0;
+      for (i64 t = 0; t < xpad; t += 16)
+        _mm512_storeu_si512(bc + (t / 32) * pc * 32 + pl * 32 + (t & 31), _mm512_loadu_si512(wb + t));
+    }
+    return;
+  }
+  for (i64 pl = 0; pl < pc; pl++) {
+    const i64 k = 2 * (p0 + pl);
+    gather_row(xp, tap_off(g, gi, k), s, ns, g.sw, r0);
+    if (k + 1 < g.Kg)
+      gather_row(xp, tap_off(g, gi, k + 1), s, ns, g.sw, r1);
+    else
+      std::memset(r1, 0, (size_t)xpad * 2);
+    for (i64 t = xn; t < xpad; t++) r0[t] = r1[t] = 0;
+    for (i64 t = 0; t < xpad; t += 16) {
+      const __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + t)));
+      const __m512i hi = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r1 + t)));
+      _mm512_storeu_si512(bc + (t / 32) * pc * 32 + pl * 32 + (t & 31), _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+    }
+  }
+}
+
+// Weight-gradient B panels: positions [2 p0, 2 p0 + cnt) (the segments) x taps [x0, x0 + xn): line t (tap x0 + t)
+// gathered at lines + t lw (u16, zero at cnt when cnt is odd), then bc[(t / 32) pc 32 + pl 32 + t % 32] = word pl
+// of line t (zero for t >= xn).
+CR_BF16 void pack_wg(const CGeo& g, i64 gi, const uint16_t* xp, const Seg* s, i64 ns, i64 cnt, i64 x0, i64 xn,
+                     i64 pc, i64 lw, uint16_t* lines, uint32_t* bc) {
+  for (i64 t = 0; t < xn; t++) {
+    uint16_t* ln = lines + t * lw;
+    gather_row(xp, tap_off(g, gi, x0 + t), s, ns, g.sw, ln);
+    ln[cnt] = 0;
+  }
+  const uint32_t* l32 = reinterpret_cast<const uint32_t*>(lines);
+  const __m512i step = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32((int)(lw / 2)));
+  for (i64 b = 0; b * 32 < xn; b++) {
+    const i64 nb = imin<i64>(32, xn - b * 32);
+    const __mmask16 k0 = nb >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nb) - 1);
+    const __mmask16 k1 = nb >= 32 ? (__mmask16)0xffff : nb <= 16 ? (__mmask16)0 : (__mmask16)((1u << (nb - 16)) - 1);
+    const uint32_t* base0 = l32 + b * 32 * (lw / 2);
+    const uint32_t* base1 = base0 + 16 * (lw / 2);
+    uint32_t* dst = bc + b * pc * 32;
+    for (i64 pl = 0; pl < pc; pl++) {
+      const __m512i v0 = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k0, step, base0 + pl, 4);
+      const __m512i v1 = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k1, step, base1 + pl, 4);
+      _mm512_storeu_si512(dst + pl * 32, v0);
+      _mm512_storeu_si512(dst + pl * 32 + 16, v1);
+    }
+  }
+}
+
+// The forward epilogue of one 12 x 32 float32 tile (columns: positions col0 .. col0 + cols of the batch, rows:
+// output channels o0 .. o0 + rows): + bias[o], relu, stored as float32 or bfloat16 into y [N, O, OH, OW].
+CR_BF16 void epi_scatter(const float* tile, const CGeo& g, i64 o0, int rows, i64 col0, int cols, const float* bias,
+                         bool relu, bool bf, uint8_t* y) {
+  const __m512 zero = _mm512_setzero_ps();
+  int t = 0;
+  while (t < cols) {
+    const i64 q = col0 + t, n = q / g.P, p = q % g.P;
+    const int len = (int)imin<i64>(cols - t, g.P - p);
+    for (int r = 0; r < rows; r++) {
+      const __m512 bv = bias != nullptr ? _mm512_set1_ps(bias[o0 + r]) : zero;
+      const i64 at = (n * g.O + o0 + r) * g.P + p;
+      for (int l = 0; l < len; l += 16) {
+        const __mmask16 m = len - l >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (len - l)) - 1);
+        __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, tile + r * kNR + t + l), bv);
+        if (relu) v = _mm512_max_ps(zero, v);
+        if (bf)
+          _mm512_mask_cvtepi32_storeu_epi16(reinterpret_cast<uint16_t*>(y) + at + l, m, rnd16(_mm512_castps_si512(v)));
+        else
+          _mm512_mask_storeu_ps(reinterpret_cast<float*>(y) + at + l, m, v);
+      }
+    }
+    t += len;
+  }
+}
+
+// A float32 [..4 dims] view or bfloat16 bytes [..4 dims, 2]: its base address and byte strides.
+bool conv_operand(const View& v, const uint8_t** base, i64* bs, bool* f32) {
+  if (v.dtype == F32 && v.ndim == 4) {
+    for (int d = 0; d < 4; d++) bs[d] = 4 * v.strides[d];
+    *base = static_cast<const uint8_t*>(v.data) + 4 * v.offset;
+    *f32 = true;
+    return true;
+  }
+  if (v.dtype == BOOL && v.ndim == 5 && v.shape[4] == 2 && v.strides[4] == 1) {
+    for (int d = 0; d < 4; d++) bs[d] = v.strides[d];
+    *base = static_cast<const uint8_t*>(v.data) + v.offset;
+    *f32 = false;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+#endif
+
+// kind 0: out = act(conv2d(p = x, q = w) + bias), x [N, C, H, W] float32 or bfloat16 bytes [N, C, H, W, 2], w float32
+// [O, C / groups, KH, KW], bias null or float32 [O] (rounded to bfloat16), act -1 or A_RELU; out float32 or
+// bfloat16 bytes [N, O, OH, OW] (`shape`). kind 2: the same without bias and act, x's elements whose mask (the
+// third view: bfloat16 bytes of x's shape, or null) is not > 0 taken as 0 (the input gradient as a convolution
+// of dz through relu). kind 1: out = the weight gradient [O, C / groups, KH, KW] (`shape`, float32) of p = x and
+// q = dz [N, O, OH, OW] (float32 or bfloat16 bytes), dz masked likewise by the third view (dz's shape, or null);
+// act 1: out also holds the bias gradient (the sum of the masked dz over N, OH, OW per channel, float32) after
+// the weight's O C/groups KH KW values. Any strides. Operands are rounded to bfloat16, products accumulate in
+// float32 (vdpbf16ps). Needs AVX512_BF16.
+Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int64_t* shape, const ConvParams& cp,
+              const View* bias, int act) {
+#if CR_ISA_LEVEL == 2
+  if (!__builtin_cpu_supports("avx512bf16")) return "convBF16: this CPU lacks AVX512_BF16";
+  if (kind < 0 || kind > 2) return "convBF16: kind must be 0 (forward), 1 (weight gradient) or 2 (masked forward)";
+  const uint8_t *xb, *qb;
+  i64 xs[4], qs[4];
+  bool xf = false, qf = false;
+  if (!conv_operand(p, &xb, xs, &xf)) return "convBF16: x must be float32 [N, C, H, W] or bfloat16 bytes [N, C, H, W, 2]";
+  if (!conv_operand(q, &qb, qs, &qf)) return "convBF16: the second operand must be float32 or bfloat16 bytes of rank 4";
+  if (kind != 1 && !qf) return "convBF16: the weight must be float32";
+  const i64* ws = kind != 1 ? q.shape : shape;
+  const i64* ys = kind != 1 ? shape : q.shape;
+  CGeo g;
+  g.N = p.shape[0], g.C = p.shape[1], g.H = p.shape[2], g.W = p.shape[3];
+  g.O = ws[0], g.Cg = ws[1], g.KH = ws[2], g.KW = ws[3];
+  g.OH = ys[2], g.OW = ys[3];
+  g.G = cp.groups, g.sh = cp.sh, g.sw = cp.sw, g.ph = cp.ph, g.pw = cp.pw, g.dh = cp.dh, g.dw = cp.dw;
+  if (g.G < 1 || (__int128)g.Cg * g.G != g.C || g.O % g.G != 0 || ys[0] != g.N || ys[1] != g.O)
+    return "convBF16: inconsistent shapes or groups";
+  if (g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.ph < 0 || g.pw < 0)
+    return "convBF16: invalid stride, padding or dilation";
+  if (g.KH < 1 || g.KW < 1) return "convBF16: the kernel must have positive extents";
+  const __int128 eh = (__int128)g.H + 2 * (__int128)g.ph - (__int128)g.dh * (g.KH - 1) - 1;
+  const __int128 ew = (__int128)g.W + 2 * (__int128)g.pw - (__int128)g.dw * (g.KW - 1) - 1;
+  if ((__int128)g.OH != (eh >= 0 ? eh / g.sh + 1 : 0) || (__int128)g.OW != (ew >= 0 ? ew / g.sw + 1 : 0))
+    return "convBF16: the output extents do not match the input, kernel, stride, padding and dilation";
+  if (kind == 0 ? act >= 0 && act != A_RELU : kind == 1 ? act != -1 && act != 1 : act != -1)
+    return "convBF16: act must be -1 or relu (forward), -1 or 1 (weight gradient), -1 (masked forward)";
+  const bool dbias = kind == 1 && act == 1;
+  if (kind == 0 && bias != nullptr && (bias->dtype != F32 || bias->ndim != 1 || bias->shape[0] != g.O))
+    return "convBF16: bias must be float32 [O]";
+  // the mask of x (kind 2) or dz (kind 1): bfloat16 bytes of that operand's shape
+  const uint8_t* mk = nullptr;
+  i64 mst[4] = {0, 0, 0, 0};
+  if (kind != 0 && bias != nullptr) {
+    const View& mv = *bias;
+    const View& tgt = kind == 2 ? p : q;
+    bool mf = true;
+    if (!conv_operand(mv, &mk, mst, &mf) || mf) return "convBF16: the mask must be bfloat16 bytes of rank 4";
+    for (int d = 0; d < 4; d++)
+      if (mv.shape[d] != tgt.shape[d]) return "convBF16: the mask must have its operand's shape";
+  }
+  const bool outbf = out.dtype == BOOL;
+  if (out.dtype != F32 && !(outbf && kind != 1))
+    return "convBF16: the output must be float32 (or bfloat16 bytes, forward)";
+  g.Og = g.O / g.G, g.Hp = g.H + 2 * g.ph, g.Wp = g.W + 2 * g.pw, g.P = g.OH * g.OW, g.Kg = g.Cg * g.KH * g.KW;
+  const __int128 osize = (__int128)shape[0] * shape[1] * shape[2] * shape[3];
+  const __int128 need = osize + (dbias ? g.O : 0);
+  if (outbf ? (__int128)out.length / 2 < need : (__int128)out.length < need) return "convBF16: the output is too small";
+  const __int128 padded = (__int128)g.N * g.C * g.Hp * g.Wp;
+  if (padded > ((__int128)1 << 38) || (__int128)g.N * g.P > ((__int128)1 << 40) || g.Kg > (1 << 24))
+    return "convBF16: operands too large";
+  if (osize == 0) return nullptr;
+  const View* bv = kind == 0 ? bias : nullptr;  // kinds 1 and 2 pass a mask there
+  if (kind == 2) kind = 0;                      // the mask is applied by the padded copy of x
+  const i64 NP = g.N * g.P;
+  const i64 M = g.Og, K = kind == 0 ? g.Kg : NP, NC = kind == 0 ? NP : g.Kg;
+  const i64 kp = (K + 1) / 2, nb = (NC + kNR - 1) / kNR, mb = (M + kMR - 1) / kMR;
+  const i64 nkb = imax<i64>(1, (kp + kKC - 1) / kKC), kc = imax<i64>(1, (kp + nkb - 1) / nkb);
+  const i64 nchunks = (nb + kNP - 1) / kNP;
+  const i64 threads = pool_threads();
+  const i64 work = g.G * nchunks;
+  const i64 msplit = threads == 1 || work >= 2 * threads ? 1 : imin<i64>(mb, (2 * threads + work - 1) / work);
+  const i64 mper = (mb + msplit - 1) / msplit;
+  const i64 ablk = mb * kMR * kp;  // packed A words per group
+  uint16_t* xp = static_cast<uint16_t*>(scratch(0, 0, (size_t)padded * 2 + 64));
+  uint32_t* pa = static_cast<uint32_t*>(scratch(0, 6, (size_t)(g.G * ablk) * 4 + 64));
+  float* bq = bv != nullptr ? static_cast<float*>(scratch(0, 4, (size_t)g.O * 4)) : nullptr;
+  if (xp == nullptr || pa == nullptr || (bv != nullptr && bq == nullptr)) return nullptr;  // scratch_failed()
+  for (i64 o = 0; o < (bv != nullptr ? g.O : 0); o++)
+    bq[o] = bits_f32((uint32_t)to_bf16(f32_bits(static_cast<const float*>(bv->data)[bv->offset + o * bv->strides[0]])) << 16);
+  pad_copy(xb, xs, xf, kind == 0 ? mk : nullptr, mst, g, xp);
+  // packed A: per group, mb blocks of kp x kMR words (rows past Og zero)
+  par_for(g.G * mb, 1, [&](i64 lo, i64 hi, int tid) {
+    uint16_t* line = kind == 1 ? static_cast<uint16_t*>(scratch(tid, 5, (size_t)(NP + 32) * 2)) : nullptr;
+    if (kind == 1 && line == nullptr) return;
+    for (i64 w = lo; w < hi; w++) {
+      const i64 gi = w / mb, r = w % mb;
+      uint32_t* blk = pa + gi * ablk + r * kMR * kp;
+      for (int t = 0; t < kMR; t++) {
+        const i64 m = r * kMR + t;
+        if (m >= M) {
+          for (i64 pp = 0; pp < kp; pp++) blk[pp * kMR + t] = 0;
+          continue;
+        }
+        const i64 o = gi * g.Og + m;
+        if (kind == 0) {
+          const uint8_t* wo = qb + o * qs[0];
+          const i64 kk = g.KH * g.KW;
+          for (i64 pp = 0; pp < kp; pp++) {
+            uint32_t word = 0;
+            for (int h = 0; h < 2; h++) {
+              const i64 k = 2 * pp + h;
+              if (k >= K) break;
+              const i64 c = k / kk, i = (k % kk) / g.KW, j = k % g.KW;
+              word |= (uint32_t)val16(wo + c * qs[1] + i * qs[2] + j * qs[3], true) << (16 * h);
+            }
+            blk[pp * kMR + t] = word;
+          }
+        } else {
+          // dz[n, o, oh, ow] over the positions (n, oh, ow), as bfloat16
+          for (i64 n = 0; n < g.N; n++)
+            for (i64 oh = 0; oh < g.OH; oh++)
+              row16(qb + n * qs[0] + o * qs[1] + oh * qs[2], qs[3], qf, g.OW, line + (n * g.OH + oh) * g.OW,
+                    mk != nullptr ? mk + n * mst[0] + o * mst[1] + oh * mst[2] : nullptr, mst[3]);
+          line[NP] = 0;
+          if (dbias) {  // the bias gradient: the float32 sum of the line (16 lanes, then across them)
+            __m512 acc = _mm512_setzero_ps();
+            i64 e = 0;
+            for (; e + 16 <= NP; e += 16)
+              acc = _mm512_add_ps(acc, _mm512_castsi512_ps(_mm512_slli_epi32(
+                                           _mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                                               reinterpret_cast<const __m256i*>(line + e))),
+                                           16)));
+            float sum = _mm512_reduce_add_ps(acc);
+            for (; e < NP; e++) sum += bits_f32((uint32_t)line[e] << 16);
+            reinterpret_cast<float*>(out.data)[g.O * g.Kg + o] = sum;
+          }
+          const uint32_t* l32 = reinterpret_cast<const uint32_t*>(line);
+          for (i64 pp = 0; pp < kp; pp++) blk[pp * kMR + t] = l32[pp];
+        }
+      }
+    }
+  });
+  const bool relu = act == A_RELU;
+  uint8_t* y = static_cast<uint8_t*>(out.data);
+  const i64 lw = 2 * kc + 32;  // u16 per line (kind 1)
+  const i64 segmax = (kind == 0 ? kNP * kNR : 2 * kc) + 2;
+  par_for(work * msplit, 1, [&](i64 lo, i64 hi, int tid) {
+    uint32_t* bc = static_cast<uint32_t*>(scratch(tid, 7, (size_t)(kc * kNP * kNR) * 4));
+    float* cb = static_cast<float*>(scratch(tid, 3, (size_t)(mper * kMR * kNP * kNR) * 4));
+    Seg* segs = static_cast<Seg*>(scratch(tid, 2, (size_t)segmax * sizeof(Seg)));
+    uint16_t* rows = static_cast<uint16_t*>(
+        scratch(tid, 1, kind == 0 ? (size_t)(4 * (kNP * kNR + 32)) * 2 : (size_t)(kNP * kNR * lw) * 2));
+    if (bc == nullptr || cb == nullptr || segs == nullptr || rows == nullptr) return;  // scratch_failed()
+    for (i64 w = lo; w < hi; w++) {
+      const i64 ms = w % msplit, gc = w / msplit, gi = gc / nchunks, chunk = gc % nchunks;
+      const i64 r0 = ms * mper, r1 = imin<i64>(mb, r0 + mper);
+      if (r0 >= r1) continue;
+      const i64 q0 = chunk * kNP, q1 = imin<i64>(nb, q0 + kNP);
+      const i64 x0 = q0 * kNR, xn = imin<i64>(NC - x0, (q1 - q0) * kNR);
+      i64 ns = kind == 0 ? build_segs(g, x0, xn, segs) : 0;
+      const uint32_t* pag = pa + gi * ablk;
+      for (i64 kb = 0; kb < nkb; kb++) {
+        const i64 p0 = kb * kc, pc = imin<i64>(kc, kp - p0);
+        const bool fin = p0 + pc >= kp;
+        if (kind == 0) {
+          pack_fwd(g, gi, xp, segs, ns, xn, p0, pc, rows, rows + 2 * (kNP * kNR + 32), bc);
+        } else {
+          const i64 cnt = imin<i64>(2 * pc, K - 2 * p0);
+          ns = build_segs(g, 2 * p0, cnt, segs);
+          pack_wg(g, gi, xp, segs, ns, cnt, x0, xn, pc, lw, rows, bc);
+        }
+        for (i64 qq = q0; qq < q1; qq++) {
+          const int cols = (int)imin<i64>(kNR, NC - qq * kNR);
+          for (i64 r = r0; r < r1; r++) {
+            const int nrow = (int)imin<i64>(kMR, M - r * kMR);
+            float* tile = cb + ((qq - q0) * (r1 - r0) + (r - r0)) * kMR * kNR;
+            if (kind == 0) {
+              micro_bf16(pc, pag + r * kMR * kp + p0 * kMR, bc + (qq - q0) * pc * kNR, tile, kb > 0, false, nullptr,
+                         0, nrow, cols, nullptr, false, false);
+              if (fin)
+                epi_scatter(tile, g, gi * g.Og + r * kMR, nrow, qq * kNR, cols, bq, relu, outbf, y);
+            } else {
+              uint8_t* ct = y + ((gi * g.Og + r * kMR) * g.Kg + qq * kNR) * 4;
+              micro_bf16(pc, pag + r * kMR * kp + p0 * kMR, bc + (qq - q0) * pc * kNR, tile, kb > 0, fin, ct, g.Kg,
+                         nrow, cols, nullptr, false, false);
+            }
+          }
+        }
+        if (fin) break;
+      }
+    }
+  });
+  return nullptr;
+#else
+  (void)kind, (void)p, (void)q, (void)out, (void)shape, (void)cp, (void)bias, (void)act;
+  return "convBF16: this build has no AVX512_BF16 kernel";
 #endif
 }
 

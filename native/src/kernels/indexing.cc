@@ -1,4 +1,5 @@
 // Indexing kernels: gather along an axis and its transpose, scatter_add.
+// A gather whose index is broadcast along contiguous trailing axes of x (indexSelect of rows) copies whole rows.
 //
 //   gather:      out[..., i, ...] = x[..., idx[..., i, ...], ...]      (out has idx's shape)
 //   scatter_add: out[..., idx[..., i, ...], ...] += src[..., i, ...]   (out is accumulated into)
@@ -11,6 +12,8 @@
 // the axis: two different such positions never write the same output element, so no atomics are needed.
 // float32 scatter sums accumulate in float64 like the js backend (when the output fits a 32 MB buffer;
 // larger outputs accumulate in float32 rather than doubling their memory).
+#include <cstring>
+
 #include "map.h"
 #include "scalar.h"
 
@@ -19,7 +22,13 @@ namespace CR_ISA_NS {
 namespace {
 
 // Whether every index of idx lies in [0, bound); if not, records a bad one (note_bad_index).
-bool indices_in_range(const View& idx, uint64_t bound) {
+bool indices_in_range(const View& idx_in, uint64_t bound) {
+  if (shape_size(idx_in.ndim, idx_in.shape) == 0) return true;
+  // A broadcast axis (stride 0) repeats the same indices: check them once (indexSelect's index is broadcast
+  // over every axis but one, e.g. 128 row indices standing for 128 x 784 positions).
+  View idx = idx_in;
+  for (int d = 0; d < idx.ndim; d++)
+    if (idx.strides[d] == 0) idx.shape[d] = 1;
   const i64* st[1] = {idx.strides};
   Iter<1> it;
   it.init(idx.ndim, idx.shape, st);
@@ -58,8 +67,63 @@ bool indices_in_range(const View& idx, uint64_t bound) {
   return !bad;
 }
 
+// Rows at least this long are copied whole (memcpy) by gather_rows.
+constexpr i64 kRowMin = 16;
+
+// gather of whole rows (indexSelect's case, e.g. a batch of examples out of a dataset): the axes after `axis`
+// are contiguous in x and broadcast (stride 0) in idx, so out[..., i, :] = x[..., idx[..., i], :] is one
+// memcpy of `inner` elements per index. Returns false (nothing done) when the layouts are not of this kind.
+template <class T>
+bool gather_rows(const View& x, int axis, const View& idx, T* out, bool shared) {
+  const int nd = idx.ndim;
+  i64 inner = 1;
+  for (int d = nd - 1; d > axis; d--) {
+    if (idx.shape[d] != 1 && (idx.strides[d] != 0 || x.strides[d] != inner)) return false;
+    inner *= idx.shape[d];
+  }
+  if (inner < kRowMin) return false;
+  // iteration over the axes up to and including `axis`; out's strides count whole rows
+  i64 xst[kMaxDims], ost[kMaxDims];
+  contiguous_strides(axis + 1, idx.shape, ost);
+  for (int d = 0; d <= axis; d++) {
+    ost[d] *= inner;
+    xst[d] = d == axis ? 0 : x.strides[d];
+  }
+  const i64* st[3] = {xst, idx.strides, ost};
+  Iter<3> it;
+  it.init(axis + 1, idx.shape, st);
+  if (it.size == 0) return true;
+  const T* xp = static_cast<const T*>(x.data) + x.offset;
+  const int32_t* ip = static_cast<const int32_t*>(idx.data) + idx.offset;
+  const i64 sax = x.strides[axis];
+  const i64 sx = it.st[0][it.nd - 1], si = it.st[1][it.nd - 1], so = it.st[2][it.nd - 1];
+  const uint64_t bound = (uint64_t)x.shape[axis];
+  View outer = idx;  // the indices themselves, without the broadcast row axes
+  outer.ndim = axis + 1;
+  if (!shared && !indices_in_range(outer, bound)) return true;  // nothing written
+  const size_t row_bytes = sizeof(T) * (size_t)inner;
+  par_for(it.size, imax<i64>(1, elem_grain(it.size * inner, kGrainCheap) / inner), [&](i64 b, i64 e, int) {
+    it.walk(b, e, [&](const i64* off, i64 len) {
+      const T* xs = xp + off[0];
+      const int32_t* is = ip + off[1];
+      T* o = out + off[2];
+      for (i64 i = 0; i < len; i++) {
+        const i64 v = is[i * si];  // read once: shared indices may change under us
+        if (shared && (uint64_t)v >= bound) {  // negative values wrap to huge
+          note_bad_index(v);
+          std::memset(o + i * so, 0, row_bytes);
+          continue;
+        }
+        std::memcpy(o + i * so, xs + i * sx + v * sax, row_bytes);
+      }
+    });
+  });
+  return true;
+}
+
 template <class T>
 void gather_typed(const View& x, int axis, const View& idx, T* out, bool shared) {
+  if (gather_rows<T>(x, axis, idx, out, shared)) return;
   i64 ost[kMaxDims], xst[kMaxDims];
   contiguous_strides(idx.ndim, idx.shape, ost);
   for (int d = 0; d < x.ndim; d++) xst[d] = d == axis ? 0 : x.strides[d];

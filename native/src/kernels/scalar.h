@@ -98,6 +98,16 @@ CR_INLINE double sigmoid_d(double x) {
 CR_INLINE double sign_d(double x) { return x > 0 ? 1.0 : x < 0 ? -1.0 : x == 0 ? 0.0 : x; }
 CR_INLINE double relu_d(double x) { return x > 0 ? x : x != x ? x : 0.0; }
 
+// The exact GELU x Phi(x) and its derivative Phi(x) + x phi(x) in float64 (see gelu.h).
+constexpr double kInvSqrt2Pi = 0.3989422804014327;  // 1 / sqrt(2 pi)
+
+CR_INLINE double normal_cdf_d(double x) { return 0.5 * std::erfc(-x * 0.7071067811865476); }
+CR_INLINE double gelu_d(double x) { return x * normal_cdf_d(x); }
+CR_INLINE double gelu_deriv_d(double x) {
+  const double xphi = std::fabs(x) < INFINITY ? x * std::exp(-0.5 * x * x) * kInvSqrt2Pi : 0.0;
+  return normal_cdf_d(x) + xphi;
+}
+
 // The scalar definition of every unary op in float64 (the js backend's table).
 CR_INLINE double unary_ref(int op, double x) {
   switch (op) {
@@ -119,6 +129,8 @@ CR_INLINE double unary_ref(int op, double x) {
     case U_FLOOR: return std::floor(x);
     case U_CEIL: return std::ceil(x);
     case U_ROUND: return std::nearbyint(x);  // default rounding mode: ties to even, keeps -0
+    case U_GELU: return gelu_d(x);
+    case U_GELU_DERIV: return gelu_deriv_d(x);
     default: return x == 0 ? 1.0 : 0.0;      // U_NOT
   }
 }

@@ -11,7 +11,18 @@
 import { castHalf } from "./half.ts";
 import type { TypedArray } from "../../dtype.ts";
 import type { Activation, BinaryOp, UnaryOp, View } from "../backend.ts";
-import { divInt32, erf, powFloat, powInt32, relu, roundHalfEven, sigmoid, sign } from "./scalar.ts";
+import {
+  divInt32,
+  erf,
+  gelu,
+  geluDeriv,
+  powFloat,
+  powInt32,
+  relu,
+  roundHalfEven,
+  sigmoid,
+  sign,
+} from "./scalar.ts";
 import { assertOutSize, assertSameShape, contiguousData, viewSize } from "./strided.ts";
 
 type Fn1 = (x: number) => number;
@@ -48,6 +59,8 @@ export const UNARY: Record<UnaryOp, Fn1> = {
   atanh: Math.atanh,
   log2: Math.log2,
   log10: Math.log10,
+  gelu,
+  geluDeriv,
 };
 
 /** The scalar definition of every binary op (float, bool, and int32 unless overridden below). */

@@ -16,6 +16,7 @@ import { actGrad, biasAct, binary, cast, unary, where } from "./elementwise.ts";
 import { fused } from "./fused.ts";
 import { gather, scatterAdd } from "./indexing.ts";
 import { dot } from "./linalg.ts";
+import { layerNorm, layerNormBackward } from "./norm.ts";
 import { adamUpdate } from "./optim.ts";
 import { avgPool2d, avgPool2dBackward, maxPool2d, maxPool2dArgmax, maxPool2dBackward } from "./pool.ts";
 import { argReduce, cumsum, reduce } from "./reduce.ts";
@@ -63,6 +64,8 @@ export const jsBackend: Backend = {
   scatterAdd,
   softmax,
   softmaxBackward,
+  layerNorm,
+  layerNormBackward,
   attention,
   attentionBackward,
   lstmCell,

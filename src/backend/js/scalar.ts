@@ -77,6 +77,29 @@ export function erf(x: number): number {
   return x < 0 ? -r : r;
 }
 
+const INV_SQRT_2PI = 0.3989422804014327; // 1 / sqrt(2 pi)
+
+/**
+ * The standard normal CDF Phi(x) = erfc(-x / sqrt 2) / 2. Below x = -sqrt 2 it is erfc from the continued
+ * fraction (relative precision kept far into the lower tail, where 1 + erf would cancel); above, (1 + erf) / 2.
+ */
+export function normalCdf(x: number): number {
+  const z = -x * Math.SQRT1_2;
+  if (z === Number.POSITIVE_INFINITY) return 0;
+  return z >= 1 ? 0.5 * erfcLarge(z) : 0.5 * (1 + erf(-z));
+}
+
+/** The exact GELU x Phi(x) (NaN at -Infinity: -Infinity * 0, as the composition 0.5 x (1 + erf(x / sqrt 2))). */
+export function gelu(x: number): number {
+  return x * normalCdf(x);
+}
+
+/** The GELU's derivative Phi(x) + x phi(x), with x phi(x) taken as its limit 0 at +-Infinity. */
+export function geluDeriv(x: number): number {
+  const xphi = Math.abs(x) < Number.POSITIVE_INFINITY ? x * Math.exp(-0.5 * x * x) * INV_SQRT_2PI : 0;
+  return normalCdf(x) + xphi;
+}
+
 /** Logistic sigmoid 1 / (1 + exp(-x)), written so that exp never overflows: for x < 0 use e^x / (1 + e^x). */
 export function sigmoid(x: number): number {
   if (x >= 0) return 1 / (1 + Math.exp(-x));

@@ -98,6 +98,7 @@ export interface NativeAddon {
   activation(kind: number, x: TypedArray, b: TypedArray | null, out: TypedArray): void;
   softmax(log: number, x: TypedArray, out: TypedArray): void;
   softmaxBackward(log: number, y: TypedArray, ct: TypedArray, out: TypedArray): void;
+  layerNorm(kind: number, x: TypedArray, g: TypedArray | null, out: TypedArray): void;
   /** Fused attention (kind: causal 0/1): q, k, v, mask or null, out. */
   attention(
     causal: number,
@@ -136,6 +137,12 @@ export interface NativeAddon {
     mask: TypedArray | null,
     out: TypedArray,
   ): void;
+  /**
+   * The bfloat16 convolution as an implicit GEMM (throws without AVX512_BF16): kind 0 forward (x, w, bias?), 1
+   * weight gradient (x, dz); layout "kind shape[4] stride[2] padding[2] dilation[2] groups act view view view?
+   * out:shape".
+   */
+  convBF16?(kind: number, p: TypedArray, q: TypedArray, bias: TypedArray | null, out: TypedArray): void;
 }
 
 /**

@@ -340,6 +340,16 @@ export function createNativeBackend(addon: NativeAddon): Backend {
       meta[p++] = axis;
       addon.softmaxBackward(log ? 1 : 0, put(y), put(ct), output(out));
     },
+    layerNorm(x, eps, out) {
+      p = 0;
+      meta[p++] = eps;
+      addon.layerNorm(0, put(x), opt(null), output(out));
+    },
+    layerNormBackward(x, g, eps, out) {
+      p = 0;
+      meta[p++] = eps;
+      addon.layerNorm(1, put(x), opt(g), output(out));
+    },
     attention(q, k, v, mask, causal, scale, out) {
       p = 0;
       meta[p++] = scale;

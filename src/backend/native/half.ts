@@ -44,6 +44,13 @@ export function bytesOf(u: Uint16Array): Uint8Array {
 export function createNativeHalfKernels(addon: NativeAddon, meta: Float64Array): HalfKernels | undefined {
   const halfCast = addon.halfCast;
   const dotBF16 = addon.dotBF16;
+  const convBF16 = addon.convBF16;
+  let relu = -2;
+  /** relu's activation code, as the addon reports it. */
+  const reluCode = () => {
+    if (relu === -2) relu = addon.describe().activation.indexOf("relu");
+    return relu;
+  };
   if (typeof halfCast !== "function" || typeof dotBF16 !== "function") return undefined;
   /** ISA builds whose dotBF16 reported that it cannot run (no AVX512_BF16). */
   const noGemm = new Set<string>();
@@ -240,6 +247,45 @@ export function createNativeHalfKernels(addon: NativeAddon, meta: Float64Array):
     gemmBF16(av: View, bv: View, out: Float32Array | Uint16Array, opts?: GemmBF16Opts): boolean {
       if (out instanceof Uint16Array && !(out instanceof BFloat16Bits)) return false;
       return gemm(av, bv, out, opts, true);
+    },
+    convBF16(kind, pv, qv, out, outShape, params, opts): boolean {
+      const isa = addon.isa();
+      if (convBF16 === undefined || noGemm.has(isa)) return false;
+      if (out instanceof Uint16Array && !(out instanceof BFloat16Bits)) return false;
+      const bias = opts?.bias ?? null;
+      const mask = opts?.mask ?? null;
+      if (bias !== null && (mask !== null || kind !== "forward" || !(bias.data instanceof Float32Array)))
+        return false;
+      if (mask !== null && !(mask.data instanceof BFloat16Bits)) return false;
+      if ((opts?.relu && (kind !== "forward" || mask !== null)) || (opts?.biasGrad && kind !== "weight"))
+        return false;
+      p = 0;
+      for (const d of outShape) meta[p++] = d;
+      for (const v of [params.stride, params.padding, params.dilation]) for (const d of v) meta[p++] = d;
+      meta[p++] = params.groups;
+      meta[p++] = opts?.relu ? reluCode() : opts?.biasGrad ? 1 : -1;
+      if (!putOperand(pv) || !putOperand(qv)) return false;
+      if (bias !== null) putF32(bias.offset, bias.shape, bias.strides);
+      if (mask !== null) put16(mask.offset, mask.shape, mask.strides);
+      meta[p++] = out instanceof BFloat16Bits ? 3 : 0;
+      const third = mask ?? bias;
+      try {
+        convBF16.call(
+          addon,
+          kind === "weight" ? 1 : mask !== null ? 2 : 0,
+          arrayOf(pv),
+          arrayOf(qv),
+          third === null ? null : arrayOf(third),
+          out instanceof BFloat16Bits ? bytesOf(out) : out,
+        );
+      } catch (e) {
+        if (e instanceof Error && e.message.includes("AVX512_BF16")) {
+          noGemm.add(isa);
+          return false;
+        }
+        throw e;
+      }
+      return true;
     },
   };
 }

@@ -232,6 +232,8 @@ function gpuKernels(g: Gpu): BackendImpl {
     scatterAdd: k.scatterAdd.bind(k),
     softmax: k.softmax.bind(k),
     softmaxBackward: k.softmaxBackward.bind(k),
+    layerNorm: k.layerNorm.bind(k),
+    layerNormBackward: k.layerNormBackward.bind(k),
     adamUpdate: k.adamUpdate.bind(k),
     argReduce: k.argReduce.bind(k),
     cumsum: k.cumsum.bind(k),

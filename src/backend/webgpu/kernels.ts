@@ -45,6 +45,7 @@ import {
   reduceShader,
   rowScanShader,
   scatterAddShader,
+  layerNormShader,
   softmaxBackwardShader,
   softmaxShader,
   TILE,
@@ -393,6 +394,40 @@ export class Kernels {
       out,
     );
     const pipe = this.gpu.pipeline(`smb:${log}`, () => softmaxBackwardShader(log));
+    this.gpu.dispatch(pipe, bufs, params, grid(R));
+  }
+
+  layerNorm(x: View, eps: number, out: TypedArray): void {
+    if (dtypeOf(out) !== "float32" || !this.gpuOut(out)) {
+      onHost("layerNorm", [x.data]);
+      js.layerNorm(x, eps, out);
+      return;
+    }
+    const axis = x.shape.length - 1;
+    const { R, L, params } = this.rowParams([x, contiguousView(out, x.shape)], axis);
+    if (R * L === 0) return;
+    const bufs = this.buffers([[x.data, "float32"]], out);
+    const pipe = this.gpu.pipeline(`ln:${eps}`, () => layerNormShader(false, eps));
+    this.gpu.dispatch(pipe, bufs, params, grid(R));
+  }
+
+  layerNormBackward(x: View, g: View, eps: number, out: TypedArray): void {
+    if (dtypeOf(out) !== "float32" || !this.gpuOut(out)) {
+      onHost("layerNormBackward", [x.data, g.data]);
+      js.layerNormBackward(x, g, eps, out);
+      return;
+    }
+    const axis = x.shape.length - 1;
+    const { R, L, params } = this.rowParams([x, g, contiguousView(out, x.shape)], axis);
+    if (R * L === 0) return;
+    const bufs = this.buffers(
+      [
+        [x.data, "float32"],
+        [g.data, "float32"],
+      ],
+      out,
+    );
+    const pipe = this.gpu.pipeline(`lnb:${eps}`, () => layerNormShader(true, eps));
     this.gpu.dispatch(pipe, bufs, params, grid(R));
   }
 

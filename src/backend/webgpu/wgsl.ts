@@ -68,6 +68,19 @@ fn f_erf(x: f32) -> f32 {
   let y = t * exp(-a * a - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
   return sign(x) * (1.0 - y);
 }
+// Phi(x), the standard normal CDF: erfc(|x| / sqrt 2) / 2 by the same Chebyshev fit (relative precision in the
+// lower tail), 1 minus it for x >= 0; gelu = x Phi(x), geluDeriv = Phi(x) + x phi(x) (0 at -inf, 1 at +inf)
+fn f_normcdf(x: f32) -> f32 {
+  let z = abs(x) * 0.70710678118654752;
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let h = 0.5 * t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return select(1.0 - h, h, x < 0.0);
+}
+fn f_gelu(x: f32) -> f32 { return x * f_normcdf(x); }
+fn f_geluDeriv(x: f32) -> f32 {
+  let xphi = select(0.0, x * exp(-0.5 * x * x) * 0.39894228040143268, abs(x) < f_inf());
+  return f_normcdf(x) + xphi;
+}
 // sin, cos, asin, acos: WGSL guarantees only 2^-11 absolute error for the built-ins (SwiftShader is that
 // coarse), so they are computed here in the manner of Cephes' single-precision routines: reduction by pi/4 in
 // three parts (Cody-Waite) and minimax polynomials, a few ulp for |x| < 8192.
@@ -532,6 +545,63 @@ ${rowHeader(2)}
     for (var j = t; j < L; j += ${RED_GROUP}) {
       let x = in0[b0 + j * a0];
       out0[b1 + j * a1] = ${write};
+    }
+  }
+}`;
+}
+
+/** An f32 WGSL literal of `v` (eps of the layerNorm shaders, baked into the pipeline). */
+function f32Literal(v: number): string {
+  const t = Math.fround(v).toExponential(9);
+  return t.includes("e") ? t.replace("e+", "e") : t;
+}
+
+/**
+ * Layer normalisation of the rows of in0 along the (last) axis into out0, float32: the workgroup sums the row
+ * (shifted by its first element), then its squared deviations from the mean (two sweeps, as the other
+ * backends); out = (x - mean) rstd. With
+ * `backward`, in1 is g and out0 = rstd (g - mean(g) - xhat mean(xhat g)) (Backend.layerNormBackward).
+ */
+export function layerNormShader(backward: boolean, eps: number): string {
+  const stats = `  let t = i32(lid.x);
+  let n = f32(L);
+  // the sum shifted by the row's first element: a constant row (a broadcast) then has mean x0 exactly and
+  // normalises to exactly 0, as on the other backends (whose float64 sums are exact there)
+  var x0 = 0.0;
+  if (valid && L > 0) { x0 = in0[b0]; }
+  var s = 0.0;
+  if (valid) { for (var j = t; j < L; j += ${RED_GROUP}) { s += in0[b0 + j * a0] - x0; } }
+  let mean = x0 + tree_sum(s, lid.x) / n;
+  var q = 0.0;
+  if (valid) { for (var j = t; j < L; j += ${RED_GROUP}) { let d = in0[b0 + j * a0] - mean; q += d * d; } }
+  let r = 1.0 / sqrt(tree_sum(q, lid.x) / n + ${f32Literal(eps)});`;
+  if (!backward) {
+    return `${header(["float32"], ["float32"])}
+${ROW_MAIN} {
+${rowHeader(2)}
+${stats}
+  if (valid) { for (var j = t; j < L; j += ${RED_GROUP}) { out0[b1 + j * a1] = (in0[b0 + j * a0] - mean) * r; } }
+}`;
+  }
+  return `${header(["float32", "float32"], ["float32"])}
+${ROW_MAIN} {
+${rowHeader(3)}
+${stats}
+  var sg = 0.0;
+  var sgx = 0.0;
+  if (valid) {
+    for (var j = t; j < L; j += ${RED_GROUP}) {
+      let g = in1[b1 + j * a1];
+      sg += g;
+      sgx += g * ((in0[b0 + j * a0] - mean) * r);
+    }
+  }
+  let mg = tree_sum(sg, lid.x) / n;
+  let mgx = tree_sum(sgx, lid.x) / n;
+  if (valid) {
+    for (var j = t; j < L; j += ${RED_GROUP}) {
+      let h = (in0[b0 + j * a0] - mean) * r;
+      out0[b2 + j * a2] = r * (in1[b1 + j * a1] - mg - h * mgx);
     }
   }
 }`;

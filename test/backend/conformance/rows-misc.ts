@@ -1,6 +1,6 @@
 /**
- * Table rows of the indexing, softmax and optimizer kernels: gather and scatterAdd per dtype, softmax and
- * softmaxBackward (plain and log) per dtype, and the fused Adam update per dtype. The softmax rows include the
+ * Table rows of the indexing, softmax, layerNorm and optimizer kernels: gather and scatterAdd per dtype, softmax and
+ * softmaxBackward (plain and log) per dtype, layerNorm and layerNormBackward per dtype, and the fused Adam update per dtype. The softmax rows include the
  * special rows of the contract (a NaN, a +Infinity, all -Infinity, some -Infinity entries) along a row and
  * along a column, 0-d and empty inputs, and sizes that take wasm's composed path (>= 8192 elements).
  */
@@ -252,6 +252,62 @@ function softmaxBackwardRow(dtype: DType, log: boolean): Row {
   };
 }
 
+// --------------------------------------------------------------------------------------------- layerNorm
+/** Rows along the last axis: odd lengths, a row of one, rank 1 to 4; large ones for native's parallel chunks. */
+const LN_SHAPES = [
+  [1],
+  [7],
+  [33],
+  [257],
+  [3, 5],
+  [4, 1],
+  [4, 1, 9],
+  [2, 3, 4, 5],
+  [3, 40, 5],
+  [2, 7, 37],
+  [5, 64],
+];
+const LN_LARGE = [
+  [300, 401],
+  [4096, 128],
+  [50, 30, 40],
+];
+
+function layerNormRow(dtype: DType, backward: boolean): Row {
+  return {
+    kernel: backward ? "layerNormBackward" : "layerNorm",
+    variant: dtype,
+    covers: `rows along the last axis: rotating layouts${backward ? " of x and g (incl. broadcast g)" : ""}, special rows (NaN, +-Infinity), eps 1e-5 and 0.5, empty, large`,
+    cases: () => {
+      const rng = prng(9001 + dtype.length + (backward ? 1 : 0));
+      const out: Case[] = [];
+      const tol = (backward ? TOL.bwd : TOL.fwd)[dtype]!;
+      const add = (x: View, eps: number, label: string) => {
+        const g = backward ? makeView(x.shape, dtype, lay(out.length + 1), rng, "plain") : null;
+        out.push(
+          kcase(label, dtype, tol, x.shape, dtype, (b, y) => {
+            if (g === null) b.layerNorm(x, eps, y);
+            else b.layerNormBackward(x, g, eps, y);
+          }),
+        );
+      };
+      let i = 0;
+      for (const shape of LN_SHAPES) {
+        const how = lay(i++);
+        add(makeView(shape, dtype, how, rng), i % 2 === 0 ? 1e-5 : 0.5, `[${shape}] ${how}`);
+      }
+      for (const shape of LN_LARGE) {
+        const how = lay(i++, ["contiguous", "transposed", "reversed"]);
+        add(makeView(shape, dtype, how, rng, "plain"), 1e-5, `large [${shape}] ${how}`);
+      }
+      add(specialRows(dtype), 1e-5, "special rows [40, 37]");
+      for (const shape of [[0], [3, 0], [0, 4, 2]])
+        add(makeView(shape, dtype, "contiguous", rng), 1e-5, `empty [${shape}]`);
+      return out;
+    },
+  };
+}
+
 // ------------------------------------------------------------------------------------------------- adam
 function adamRow(dtype: DType): Row {
   return {
@@ -324,5 +380,6 @@ export const MISC_ROWS: readonly Row[] = [
     softmaxBackwardRow(d, false),
     softmaxBackwardRow(d, true),
   ]),
+  ...(["float32", "float64"] as const).flatMap((d) => [layerNormRow(d, false), layerNormRow(d, true)]),
   ...(["float32", "float64"] as const).map(adamRow),
 ];

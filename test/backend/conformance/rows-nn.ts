@@ -173,6 +173,8 @@ interface ConvShape {
   x: number[];
   w: number[];
   p: Conv2dParams;
+  /** dy's layout (default: rotating through DY_LAYOUTS) */
+  dy?: Layout;
 }
 const cp = (
   s: [number, number],
@@ -207,6 +209,21 @@ const CONVS: ConvShape[] = [
   // empty batch and an empty image with padding (every output a padding tap)
   { x: [0, 2, 5, 5], w: [3, 2, 3, 3], p: cp([1, 1], [1, 1], [1, 1], 1) },
   { x: [1, 1, 0, 2], w: [2, 1, 1, 1], p: cp([1, 1], [1, 1], [1, 1], 1) },
+  // few taps (Cin * KH * KW <= 100, unit stride): native's shifted-plane forward tiles and its weight gradient
+  // over flat dy planes (dy contiguous, or at an offset, else the older kernel): 1-3 input channels, odd widths,
+  // batch 1, output channels off the register tiles, tap counts for each tap tile (3, 4, 5, 6 and their
+  // remainders), padding wider than the window reach, dilation, groups, a one-position image, 100 taps, empty
+  { x: [1, 1, 9, 13], w: [5, 1, 3, 3], p: cp([1, 1], [1, 1], [1, 1], 1), dy: "contiguous" },
+  { x: [2, 2, 7, 5], w: [9, 2, 5, 3], p: cp([1, 1], [2, 0], [1, 1], 1), dy: "offset" },
+  { x: [3, 3, 11, 17], w: [7, 3, 3, 5], p: cp([1, 1], [1, 3], [2, 1], 1), dy: "contiguous" },
+  { x: [2, 4, 6, 6], w: [6, 2, 3, 3], p: cp([1, 1], [1, 1], [1, 1], 2), dy: "contiguous" },
+  { x: [1, 1, 1, 1], w: [3, 1, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1), dy: "contiguous" },
+  { x: [2, 1, 5, 40], w: [33, 1, 2, 2], p: cp([1, 1], [0, 0], [1, 1], 1), dy: "offset" },
+  { x: [2, 1, 8, 9], w: [3, 1, 1, 7], p: cp([1, 1], [0, 3], [1, 1], 1), dy: "contiguous" },
+  { x: [1, 2, 6, 6], w: [4, 2, 1, 3], p: cp([1, 1], [0, 4], [1, 1], 1), dy: "contiguous" },
+  { x: [1, 4, 6, 7], w: [5, 4, 5, 5], p: cp([1, 1], [2, 2], [1, 1], 1), dy: "contiguous" },
+  { x: [2, 3, 13, 31], w: [17, 3, 3, 3], p: cp([1, 1], [1, 1], [1, 1], 1), dy: "contiguous" },
+  { x: [0, 1, 6, 6], w: [4, 1, 3, 3], p: cp([1, 1], [1, 1], [1, 1], 1), dy: "contiguous" },
 ];
 
 function convOut(c: ConvShape): number[] {
@@ -237,7 +254,8 @@ function convRow(kernel: ConvKernel, epilogue = false): Row {
           const y = convOut(c);
           const x = makeView(c.x, dtype, lay(i, X_LAYOUTS), rng, gen);
           const w = makeView(c.w, dtype, lay(i, W_LAYOUTS), rng, gen);
-          const dy = makeView(y, dtype, lay(i, DY_LAYOUTS), rng, gen);
+          const dyLay = c.dy ?? lay(i, DY_LAYOUTS);
+          const dy = makeView(y, dtype, dyLay, rng, gen);
           const what = `${dtype} x [${c.x}] ${lay(i, X_LAYOUTS)} w [${c.w}] ${lay(i, W_LAYOUTS)} ${JSON.stringify(c.p)}`;
           const [o, cg, kh, kw] = c.w;
           if (kernel === "conv2d" && !epilogue)
@@ -278,7 +296,7 @@ function convRow(kernel: ConvKernel, epilogue = false): Row {
             out.push(
               convCase(
                 dtype,
-                `${what} dy ${lay(i, DY_LAYOUTS)}`,
+                `${what} dy ${dyLay}`,
                 c.x,
                 o * kh * kw,
                 (b, r) => b.conv2dBackInput(dy, w, r, c.x, c.p),
@@ -289,7 +307,7 @@ function convRow(kernel: ConvKernel, epilogue = false): Row {
             out.push(
               convCase(
                 dtype,
-                `${what} dy ${lay(i, DY_LAYOUTS)}`,
+                `${what} dy ${dyLay}`,
                 c.w,
                 c.x[0] * y[2] * y[3],
                 (b, r) => b.conv2dBackWeight(x, dy, r, c.w, c.p),

@@ -1,0 +1,147 @@
+/**
+ * Phase breakdown of the bench's e2e workload (MLP 784-256-128-10 on the 10,000 digits, batch 128, Adam 1e-3,
+ * eager, native backend): per step, the batch gather, forward + loss, backward, zeroGrad and the optimizer step,
+ * by wall and process CPU time. Run pinned for the 1-thread figure:
+ *   taskset -c 1 node --import tsx bench/e2e-profile.ts --threads 1 [--epochs 5] [--rounds 3]
+ */
+import { loadavg } from "node:os";
+import { parseArgs } from "node:util";
+import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
+import { setBackend } from "../src/backend/registry.ts";
+import { loadDigits } from "../src/data/digits.ts";
+import { crossEntropy, Linear, ReLU, Sequential } from "../src/nn/index.ts";
+import { Adam } from "../src/optim/index.ts";
+import { tensor } from "../src/index.ts";
+
+const { values } = parseArgs({
+  options: {
+    threads: { type: "string", default: "1" },
+    epochs: { type: "string", default: "5" },
+    rounds: { type: "string", default: "3" },
+  },
+});
+const loaded = loadNativeBackend();
+if ("error" in loaded) throw new Error(loaded.error);
+setBackend(loaded.backend);
+setNumThreads(Number(values.threads));
+
+const d = loadDigits();
+const n = d.n;
+const epochs = Number(values.epochs);
+let seed = 1;
+const rand = () => {
+  seed = (seed * 1103515245 + 12345) % 2 ** 31;
+  return seed / 2 ** 31;
+};
+const perm = new Int32Array(epochs * n);
+for (let e = 0; e < epochs; e++) {
+  const p = Int32Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [p[i], p[j]] = [p[j], p[i]];
+  }
+  perm.set(p, e * n);
+}
+
+const PHASES = ["gather", "forward", "backward", "zeroGrad", "step"] as const;
+function run(): {
+  wall: number;
+  cpu: number;
+  phases: Record<string, number>;
+  cpuPhases: Record<string, number>;
+  loss: number;
+} {
+  const X = tensor(d.images, { shape: [n, 784] });
+  const Y = tensor(d.labels, { dtype: "int32" });
+  const model = new Sequential(
+    new Linear(784, 256),
+    new ReLU(),
+    new Linear(256, 128),
+    new ReLU(),
+    new Linear(128, 10),
+  );
+  const opt = new Adam(model.parameters(), { lr: 1e-3 });
+  const steps = Math.floor(n / 128);
+  const ph: Record<string, number> = Object.fromEntries(PHASES.map((p) => [p, 0]));
+  const pc: Record<string, number> = Object.fromEntries(PHASES.map((p) => [p, 0]));
+  const cpuMs = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
+  let ca = 0;
+  let cb = 0;
+  let lossT = null as ReturnType<typeof crossEntropy> | null;
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (let e = 0; e < epochs; e++) {
+    for (let s = 0; s < steps; s++) {
+      const start = e * n + s * 128;
+      let a = performance.now();
+      ca = cpuMs();
+      const idx = tensor(perm.subarray(start, start + 128));
+      const x = X.indexSelect(0, idx);
+      const y = Y.indexSelect(0, idx);
+      let b = performance.now();
+      ph.gather += b - a;
+      cb = cpuMs();
+      pc.gather += cb - ca;
+      ca = cb;
+      a = b;
+      opt.zeroGrad();
+      b = performance.now();
+      ph.zeroGrad += b - a;
+      cb = cpuMs();
+      pc.zeroGrad += cb - ca;
+      ca = cb;
+      a = b;
+      const loss = crossEntropy(model.call(x), y);
+      b = performance.now();
+      ph.forward += b - a;
+      cb = cpuMs();
+      pc.forward += cb - ca;
+      ca = cb;
+      a = b;
+      loss.backward();
+      b = performance.now();
+      ph.backward += b - a;
+      cb = cpuMs();
+      pc.backward += cb - ca;
+      ca = cb;
+      a = b;
+      opt.step();
+      b = performance.now();
+      ph.step += b - a;
+      cb = cpuMs();
+      pc.step += cb - ca;
+      lossT = loss;
+    }
+  }
+  const loss = lossT!.item();
+  const wall = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return { wall, cpu: (c.user + c.system) / 1000, phases: ph, cpuPhases: pc, loss };
+}
+
+console.log(
+  `load average ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ")}, threads ${values.threads}`,
+);
+const rounds = Number(values.rounds);
+const all: ReturnType<typeof run>[] = [];
+for (let r = 0; r < rounds; r++) {
+  const res = run();
+  all.push(res);
+  const steps = epochs * Math.floor(n / 128);
+  console.log(
+    `round ${r}: wall ${(res.wall / 1000).toFixed(3)} s, cpu ${(res.cpu / 1000).toFixed(3)} s, loss ${res.loss.toFixed(4)}; per step (ms): ` +
+      PHASES.map((p) => `${p} ${(res.phases[p] / steps).toFixed(3)}`).join(", ") +
+      "; cpu per step (ms): " +
+      PHASES.map((p) => `${p} ${(res.cpuPhases[p] / steps).toFixed(3)}`).join(", "),
+  );
+}
+console.log(
+  `load average ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ")}`,
+);

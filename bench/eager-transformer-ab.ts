@@ -1,0 +1,159 @@
+/**
+ * The bench's eager char Transformer step (4 pre-norm GELU layers, width 128, batch 32 x 128, Adam; the
+ * `transformer` workload of bench/peers/chainrule.ts) on the native backend, one thread: variants alternated
+ * call by call in one process, medians of wall and process CPU time per step and GCs per step.
+ *
+ *   taskset -c 1 node --import tsx bench/eager-transformer-ab.ts [--rounds 9] [--variants fused,composed]
+ *
+ * Variants: `fused` (the library as it is) and `composed` (the exact GELU and LayerNorm's forward swapped for the
+ * compositions of elementwise ops and reductions they were before issue 13's fusion, for the step's duration).
+ */
+import { PerformanceObserver } from "node:perf_hooks";
+import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
+import { setBackend } from "../src/backend/registry.ts";
+import { CharTransformer } from "../src/cli/text-model.ts";
+import { manualSeed, Tensor, tensor } from "../src/index.ts";
+import { crossEntropy, LayerNorm, Module, Sequential } from "../src/nn/index.ts";
+import { Adam } from "../src/optim/index.ts";
+
+const args = process.argv.slice(2);
+const opt = (name: string, def: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : def;
+};
+const rounds = Number(opt("rounds", "9"));
+const variants = opt("variants", "fused,composed").split(",");
+
+const r = loadNativeBackend();
+if ("error" in r) throw new Error(r.error);
+setBackend(r.backend);
+setNumThreads(1);
+manualSeed(1);
+
+/** Logits [B, T, V] -> [B * T, V]. */
+class Positions extends Module {
+  forward(x: Tensor): Tensor {
+    return x.reshape([-1, x.shape[2]]);
+  }
+}
+
+const fusedGelu = Tensor.prototype.gelu;
+const fusedLayerNorm = LayerNorm.prototype.forward;
+/** The exact GELU as it was: 0.5 x (1 + erf(x / sqrt 2)). */
+function composedGelu(this: Tensor, approximate: "none" | "tanh" = "none"): Tensor {
+  if (approximate !== "none") return fusedGelu.call(this, approximate);
+  return this.mul(0.5).mul(this.mul(Math.SQRT1_2).erf().add(1));
+}
+/** LayerNorm's forward as it was: mean, centre, variance, divide by sqrt(var + eps), affine. */
+function composedLayerNorm(this: LayerNorm, x: Tensor): Tensor {
+  const k = this.normalizedShape.length;
+  const axes = this.normalizedShape.map((_, i) => x.ndim - k + i);
+  const mean = x.mean(axes, true);
+  const centered = x.sub(mean);
+  const variance = centered.square().mean(axes, true);
+  let y = centered.div(variance.add(this.eps).sqrt());
+  if (this.weight !== null) y = y.mul(this.weight);
+  if (this.bias !== null) y = y.add(this.bias);
+  return y;
+}
+function setFused(on: boolean): void {
+  Tensor.prototype.gelu = on ? fusedGelu : composedGelu;
+  LayerNorm.prototype.forward = on ? fusedLayerNorm : composedLayerNorm;
+}
+
+const vocab = 96;
+const chars = Array.from({ length: vocab }, (_, i) => String.fromCharCode(32 + i));
+const x = tensor(
+  Int32Array.from({ length: 32 * 128 }, (_, i) => (i * 13) % vocab),
+  { dtype: "int32", shape: [32, 128] },
+);
+const y = tensor(
+  Int32Array.from({ length: 32 * 128 }, (_, i) => (i * 7 + 3) % vocab),
+  { dtype: "int32" },
+);
+
+function stepFn(fused: boolean): () => number {
+  manualSeed(1);
+  const model = new Sequential(
+    new CharTransformer({
+      name: "transformer",
+      vocab: chars,
+      layers: 4,
+      width: 128,
+      heads: 4,
+      context: 128,
+      dropout: 0,
+    }),
+    new Positions(),
+  );
+  const opt = new Adam(model.parameters(), { lr: 1e-3 });
+  return () => {
+    setFused(fused);
+    try {
+      opt.zeroGrad();
+      const loss = crossEntropy(model.call(x) as Tensor, y);
+      loss.backward();
+      opt.step();
+      return loss.item();
+    } finally {
+      setFused(true);
+    }
+  };
+}
+
+const gcSeen: PerformanceEntry[] = [];
+const gcObs = new PerformanceObserver((list) => {
+  gcSeen.push(...list.getEntries());
+});
+gcObs.observe({ entryTypes: ["gc"] });
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const k = s.length >> 1;
+  return s.length % 2 === 1 ? s[k] : (s[k - 1] + s[k]) / 2;
+};
+
+const fns: Record<string, () => number> = {};
+for (const v of variants) fns[v] = stepFn(v === "fused");
+const losses: Record<string, number[]> = {};
+for (const v of variants) losses[v] = [fns[v](), fns[v]()];
+console.log("first two losses:", JSON.stringify(losses));
+const wall: Record<string, number[]> = {};
+const cpu: Record<string, number[]> = {};
+const gcs: Record<string, [number, number]> = {};
+for (const v of variants) {
+  wall[v] = [];
+  cpu[v] = [];
+  gcs[v] = [0, 0];
+}
+const windows: [number, number, string][] = [];
+for (let i = 0; i < rounds; i++) {
+  for (const v of variants) {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    fns[v]();
+    const t1 = performance.now();
+    const c = process.cpuUsage(c0);
+    wall[v].push(t1 - t0);
+    cpu[v].push((c.user + c.system) / 1000);
+    windows.push([t0, t1, v]);
+  }
+}
+for (let i = 0; i < 3; i++) await new Promise((res) => setImmediate(res));
+for (const e of [...gcSeen.splice(0), ...gcObs.takeRecords()]) {
+  const w = windows.find(([a, b]) => e.startTime >= a && e.startTime <= b);
+  if (w !== undefined) {
+    gcs[w[2]][0]++;
+    gcs[w[2]][1] += e.duration;
+  }
+}
+const line = variants.map(
+  (v) =>
+    `${v} ${median(wall[v]).toFixed(1)} ms (cpu ${median(cpu[v]).toFixed(1)}, GC ${(gcs[v][0] / rounds).toFixed(1)}/step ${(gcs[v][1] / rounds).toFixed(1)} ms)`,
+);
+let ratio = "";
+if (variants.length === 2) {
+  const [a, b] = variants;
+  ratio = `  ${a}/${b}: wall ${(median(wall[a]) / median(wall[b])).toFixed(3)}x, cpu ${(median(cpu[a]) / median(cpu[b])).toFixed(3)}x`;
+}
+console.log(`transformer eager (${rounds} rounds): ${line.join(" | ")}${ratio}`);

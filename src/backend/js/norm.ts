@@ -1,0 +1,72 @@
+/**
+ * Layer normalisation over the last axis, the js reference (Backend.layerNorm, Backend.layerNormBackward): one
+ * kernel per call, each row (the elements along the last axis at fixed other indices) in float64, with the mean
+ * and the biased variance from two sweeps (mean first, then the squared deviations: no cancellation).
+ */
+import type { TypedArray } from "../../dtype.ts";
+import { internal } from "../../errors.ts";
+import type { View } from "../backend.ts";
+import { assertOutSize, assertSameShape, contiguousData } from "./strided.ts";
+
+function checkRows(op: string, x: View): [number, number] {
+  if (x.shape.length === 0) throw internal(`${op}: rank >= 1 expected`);
+  if (!(x.data instanceof Float32Array || x.data instanceof Float64Array)) {
+    throw internal(`${op}: float32 or float64 input expected`);
+  }
+  let n = 1;
+  for (const d of x.shape) n *= d;
+  return [n, x.shape[x.shape.length - 1]];
+}
+
+/** Mean and 1 / sqrt(biased variance + eps) of the row [base, base + r) of src. */
+function rowStats(src: TypedArray, base: number, r: number, eps: number): [number, number] {
+  let s = 0;
+  for (let i = 0; i < r; i++) s += src[base + i];
+  const mean = s / r;
+  let q = 0;
+  for (let i = 0; i < r; i++) {
+    const d = src[base + i] - mean;
+    q += d * d;
+  }
+  return [mean, 1 / Math.sqrt(q / r + eps)];
+}
+
+/** out = (x - mean) / sqrt(var + eps) per row of the last axis (see Backend.layerNorm). */
+export function layerNorm(x: View, eps: number, out: TypedArray): void {
+  const [n, r] = checkRows("layerNorm", x);
+  assertOutSize("layerNorm", out, n);
+  if (n === 0) return;
+  const src = contiguousData(x);
+  for (let base = 0; base < n; base += r) {
+    const [mean, rstd] = rowStats(src, base, r, eps);
+    for (let i = 0; i < r; i++) out[base + i] = (src[base + i] - mean) * rstd;
+  }
+}
+
+/**
+ * The VJP (and JVP) of layerNorm at x applied to g: with xhat = layerNorm(x) and rstd as there, per row
+ * out = rstd (g - mean(g) - xhat mean(xhat g)) (see Backend.layerNormBackward).
+ */
+export function layerNormBackward(x: View, g: View, eps: number, out: TypedArray): void {
+  const [n, r] = checkRows("layerNormBackward", x);
+  assertSameShape("layerNormBackward", x.shape, g.shape);
+  assertOutSize("layerNormBackward", out, n);
+  if (n === 0) return;
+  const src = contiguousData(x);
+  const gs = contiguousData(g);
+  const xhat = new Float64Array(r);
+  for (let base = 0; base < n; base += r) {
+    const [mean, rstd] = rowStats(src, base, r, eps);
+    let sg = 0;
+    let sgx = 0;
+    for (let i = 0; i < r; i++) {
+      const h = (src[base + i] - mean) * rstd;
+      xhat[i] = h;
+      sg += gs[base + i];
+      sgx += gs[base + i] * h;
+    }
+    const mg = sg / r;
+    const mgx = sgx / r;
+    for (let i = 0; i < r; i++) out[base + i] = rstd * (gs[base + i] - mg - xhat[i] * mgx);
+  }
+}
