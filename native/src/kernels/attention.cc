@@ -908,9 +908,10 @@ void bf16_forward(const Dims& d, const View& q, const View& k, const View& v, co
   });
 }
 
-// Whether this CPU runs vdpbf16ps (checked once).
-bool have_bf16() {
-  static const bool yes = __builtin_cpu_supports("avx512bf16");
+// Whether the bfloat16 products run: the CPU has vdpbf16ps and CHAINRULE_ATTN_BF16 is not 0 (checked once).
+bool use_dot16() {
+  static const bool yes = __builtin_cpu_supports("avx512bf16") &&
+                          !(std::getenv("CHAINRULE_ATTN_BF16") && std::getenv("CHAINRULE_ATTN_BF16")[0] == '0');
   return yes;
 }
 #endif
@@ -921,6 +922,10 @@ struct FlBack {
   T *qt, *qr, *gt, *gr;  // q and dout blocks transposed [qblocks][E or Ev][FBR]; q, dout rows [lpad][ep / evp]
   T *lse, *dd;           // [lpad] (padding: +Infinity, 0)
   T *ka, *va, *kr;       // k, v as MR-row panels [spad][E or Ev]; k rows [spad][ep]
+  // bfloat16 q, k, v on vdpbf16ps (bf16_backward): k, v as pair panels [spad][E2 or Ev2], q and dout blocks
+  // transposed as pairs [qblocks][E2 or Ev2][FBR]; g16: the packed dout values are all bfloat16 (exact pairs)
+  uint32_t *ka2 = nullptr, *va2 = nullptr, *qt2 = nullptr, *gt2 = nullptr;
+  bool g16 = false;
 };
 
 template <class T, i64 FBR, int H = 0>
@@ -937,10 +942,26 @@ void fast_backward(const Dims& d, const View& q, const View& k, const View& v, c
   const i64 msr = mask ? mask->strides[mask->ndim - 2] : 0, msc = mask ? mask->strides[mask->ndim - 1] : 0;
   const int nth = pool_threads();
   const size_t npack = (size_t)(lpad * (e + ev + ep + evp + 2) + spad * (e + ev + ep));
+  // bfloat16 operands on vdpbf16ps: the two products of depth E and Ev (St = K Qt, dPt = V dOt, the latter
+  // only when dout's values are bfloat16, as under autocast, so that no rounding is added) on pairs
+#if CR_ISA_LEVEL == 2
+  const bool bfk = H == 2 && std::is_same<T, float>::value && MR == BMR && use_dot16();
+#else
+  const bool bfk = false;
+#endif
+  const i64 e2 = (e + 1) / 2, ev2 = (ev + 1) / 2;
 
   auto setup = [&](int tid, FlBack<T>& P) -> bool {
     T* p = static_cast<T*>(scratch(tid, 0, sizeof(T) * npack + 64));
     if (!p) return false;
+    if (bfk) {
+      uint32_t* u = static_cast<uint32_t*>(scratch(tid, 3, 4 * (size_t)((spad + lpad) * (e2 + ev2)) + 64));
+      if (!u) return false;
+      P.ka2 = u;
+      P.va2 = P.ka2 + spad * e2;
+      P.qt2 = P.va2 + spad * ev2;
+      P.gt2 = P.qt2 + lpad * e2;
+    }
     P.qt = p;
     P.gt = P.qt + lpad * e;
     P.qr = P.gt + lpad * ev;
@@ -967,6 +988,32 @@ void fast_backward(const Dims& d, const View& q, const View& k, const View& v, c
       P.dd[i] = i < L ? dl[2 * (b * L + i)] : (T)0;
       P.lse[i] = i < L ? dl[2 * (b * L + i) + 1] : (T)INFINITY;
     }
+#if CR_ISA_LEVEL == 2
+    if (bfk) {
+      // q pairs from its bfloat16 bits; dout pairs from the float32 lanes just packed (exact when bfloat16)
+      const i64 qsr = q.strides[q.ndim - 2], qsc = q.strides[q.ndim - 1];
+      bool exact = true;
+      for (i64 qb = qb0; qb < qb1; qb++) {
+        uint32_t* qd = P.qt2 + qb * FBR * e2;
+        for (i64 i = 0; i < FBR; i++) {
+          const i64 row = qo + (qb * FBR + i) * qsr;
+          const bool in = qb * FBR + i < L;
+          for (i64 c2 = 0; c2 < e2; c2++) qd[c2 * FBR + i] = in ? pair_row(q, row, 2 * c2, e, qsc) : 0u;
+        }
+        const T* gl = P.gt + qb * FBR * ev;  // [Ev][FBR], zero past L
+        uint32_t* gd = P.gt2 + qb * FBR * ev2;
+        for (i64 c2 = 0; c2 < ev2; c2++)
+          for (i64 i = 0; i < FBR; i++) {
+            uint32_t lo, hi = 0;
+            std::memcpy(&lo, gl + 2 * c2 * FBR + i, 4);
+            if (2 * c2 + 1 < ev) std::memcpy(&hi, gl + (2 * c2 + 1) * FBR + i, 4);
+            exact &= ((lo | hi) & 0xffffu) == 0;
+            gd[c2 * FBR + i] = (lo >> 16) | (hi & 0xffff0000u);
+          }
+      }
+      P.g16 = exact;
+    }
+#endif
   };
   auto pack_keys = [&](FlBack<T>& P, i64 b, i64 kb0, i64 kb1) {
     const i64 ko = batch_offset(k, d, b), vo = batch_offset(v, d, b);
@@ -975,14 +1022,40 @@ void fast_backward(const Dims& d, const View& q, const View& k, const View& v, c
     fl_pack_panels<T, H>(k, ko, kb0 * FBC, r1, S, e, P.ka + kb0 * FBC * e);
     fl_pack_panels<T, H>(v, vo, kb0 * FBC, r1, S, ev, P.va + kb0 * FBC * ev);
     fl_pack_rows<T, H>(k, ko, kb0 * FBC, r1, S, e, ep, P.kr + kb0 * FBC * ep);
+#if CR_ISA_LEVEL == 2
+    if (bfk) {
+      const i64 ksr = k.strides[k.ndim - 2], ksc = k.strides[k.ndim - 1];
+      const i64 vsr = v.strides[v.ndim - 2], vsc = v.strides[v.ndim - 1];
+      for (i64 r = kb0 * FBC; r < r1; r++) {
+        uint32_t* kd = P.ka2 + (r / BMR) * e2 * BMR + r % BMR;
+        uint32_t* vd = P.va2 + (r / BMR) * ev2 * BMR + r % BMR;
+        for (i64 c2 = 0; c2 < e2; c2++) kd[c2 * BMR] = r < S ? pair_row(k, ko + r * ksr, 2 * c2, e, ksc) : 0u;
+        for (i64 c2 = 0; c2 < ev2; c2++) vd[c2 * BMR] = r < S ? pair_row(v, vo + r * vsr, 2 * c2, ev, vsc) : 0u;
+      }
+    }
+#endif
   };
   // One (query block, key block) pair: P^T into st, scale dS^T into dpt, then dk, dv (rows of the key block,
   // when given) and dq (rows of the query block, when given) accumulate.
   auto pair = [&](const FlBack<T>& P, T* st, T* dpt, const T* mb, i64 qb, i64 kb, T* dk, T* dv, T* dq) {
     const i64 i0 = qb * FBR, j0 = kb * FBC, nr = imin(FBR, L - i0), nc = imin(FBC, S - j0);
     const i64 mpk = (nc + MR - 1) / MR;
-    fl_mm<T, 1, MR>(mpk, FBR / NR, e, P.ka + j0 * e, MR * e, P.qt + qb * FBR * e, FBR, st, FBR, false);
-    fl_mm<T, 1, MR>(mpk, FBR / NR, ev, P.va + j0 * ev, MR * ev, P.gt + qb * FBR * ev, FBR, dpt, FBR, false);
+    bool st16 = false, dp16 = false;
+#if CR_ISA_LEVEL == 2
+    if constexpr (std::is_same<T, float>::value) {
+      if (bfk) {
+        bf_mm<1, BMR>(mpk, FBR / BNR, e2, P.ka2 + j0 * e2, BMR * e2, P.qt2 + qb * FBR * e2, FBR, st, FBR, false);
+        st16 = true;
+        if (P.g16) {
+          bf_mm<1, BMR>(mpk, FBR / BNR, ev2, P.va2 + j0 * ev2, BMR * ev2, P.gt2 + qb * FBR * ev2, FBR, dpt, FBR, false);
+          dp16 = true;
+        }
+      }
+    }
+#endif
+    if (!st16) fl_mm<T, 1, MR>(mpk, FBR / NR, e, P.ka + j0 * e, MR * e, P.qt + qb * FBR * e, FBR, st, FBR, false);
+    if (!dp16)
+      fl_mm<T, 1, MR>(mpk, FBR / NR, ev, P.va + j0 * ev, MR * ev, P.gt + qb * FBR * ev, FBR, dpt, FBR, false);
     const bool cz = causal && j0 + nc - 1 > i0;
     const T* ls = P.lse + i0;
     const T* dd = P.dd + i0;
@@ -1244,8 +1317,7 @@ Err attention(int causal, const AttnParams& ap, int nd, const int64_t* shape, co
     const bool c = (causal & 1) != 0;
 #if CR_ISA_LEVEL == 2
     // bfloat16 on vdpbf16ps (P rounded to bfloat16 for P V), unless CHAINRULE_ATTN_BF16=0
-    static const bool dot16 = have_bf16() && !(std::getenv("CHAINRULE_ATTN_BF16") && std::getenv("CHAINRULE_ATTN_BF16")[0] == '0');
-    if (hk == 2 && dot16) {
+    if (hk == 2 && use_dot16()) {
       if (d.l <= 32) bf16_forward<32>(d, h[0], h[1], h[2], m, c, sc, o);
       else bf16_forward<64>(d, h[0], h[1], h[2], m, c, sc, o);
       return nullptr;
