@@ -27,9 +27,11 @@
  * the packed gradients in float32, which sdpa's VJP rounds once each to the operands' 16-bit dtype (PyTorch's
  * convention: gradients in the input dtype). (Packed float32 and rounded per gradient, rather than packed in
  * the 16-bit dtype: a float32 strided gradient rounds through the backend's copy and cast, where a 16-bit one
- * would widen through the js strided copy; measured 3-4% faster per attention step.) The kernels see float32
- * only: the primitive layer widens 16-bit operands (src/prims/half.ts; O(L E) copies, still no [L, S] matrix).
- * The derivative rules widen 16-bit operands to float32 first.
+ * would widen through the js strided copy; measured 3-4% faster per attention step.) Backends with 16-bit
+ * attention kernels (HalfKernels.attention: native, which reads q, k, v in place and runs bfloat16 products on
+ * vdpbf16ps, rounding P to bfloat16 for P v) get the 16-bit operands; the others get float32 widenings from the
+ * primitive layer (src/prims/half.ts; O(L E) copies, still no [L, S] matrix). The derivative rules widen
+ * 16-bit operands to float32 first.
  */
 import type { Aval, MaybeZero, Primitive } from "../core/primitive.ts";
 import { isZero, Zero } from "../core/primitive.ts";

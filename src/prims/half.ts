@@ -9,7 +9,9 @@
  * kernel on operands widened to float32 (exact), its output rounded back to the half dtype once (to nearest,
  * ties to even), like PyTorch's CPU half ops computing in float. A bfloat16 matrix product uses the backend's
  * bfloat16 GEMM when it registered one (src/backend/half.ts: native with AVX512_BF16), which accumulates in
- * float32 exactly as the widened float32 GEMM would (products of bfloat16 values are exact in float32).
+ * float32 exactly as the widened float32 GEMM would (products of bfloat16 values are exact in float32). sdpa and
+ * sdpaBackward on 16-bit operands run the backend's 16-bit attention kernels when it registered them (native:
+ * q, k, v read in place, any strides).
  */
 import type { Backend, View } from "../backend/backend.ts";
 import { halfKernelsOf } from "../backend/half.ts";
