@@ -8,7 +8,7 @@
  * Variants: `fused` (the library as it is) and `composed` (the exact GELU and LayerNorm's forward swapped for the
  * compositions of elementwise ops and reductions they were before issue 13's fusion, for the step's duration).
  */
-import { PerformanceObserver } from "node:perf_hooks";
+import { interleavedAB } from "./harness.ts";
 import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
 import { setBackend } from "../src/backend/registry.ts";
 import { CharTransformer } from "../src/cli/text-model.ts";
@@ -101,59 +101,9 @@ function stepFn(fused: boolean): () => number {
   };
 }
 
-const gcSeen: PerformanceEntry[] = [];
-const gcObs = new PerformanceObserver((list) => {
-  gcSeen.push(...list.getEntries());
-});
-gcObs.observe({ entryTypes: ["gc"] });
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const k = s.length >> 1;
-  return s.length % 2 === 1 ? s[k] : (s[k - 1] + s[k]) / 2;
-};
-
 const fns: Record<string, () => number> = {};
 for (const v of variants) fns[v] = stepFn(v === "fused");
 const losses: Record<string, number[]> = {};
 for (const v of variants) losses[v] = [fns[v](), fns[v]()];
 console.log("first two losses:", JSON.stringify(losses));
-const wall: Record<string, number[]> = {};
-const cpu: Record<string, number[]> = {};
-const gcs: Record<string, [number, number]> = {};
-for (const v of variants) {
-  wall[v] = [];
-  cpu[v] = [];
-  gcs[v] = [0, 0];
-}
-const windows: [number, number, string][] = [];
-for (let i = 0; i < rounds; i++) {
-  for (const v of variants) {
-    const c0 = process.cpuUsage();
-    const t0 = performance.now();
-    fns[v]();
-    const t1 = performance.now();
-    const c = process.cpuUsage(c0);
-    wall[v].push(t1 - t0);
-    cpu[v].push((c.user + c.system) / 1000);
-    windows.push([t0, t1, v]);
-  }
-}
-for (let i = 0; i < 3; i++) await new Promise((res) => setImmediate(res));
-for (const e of [...gcSeen.splice(0), ...gcObs.takeRecords()]) {
-  const w = windows.find(([a, b]) => e.startTime >= a && e.startTime <= b);
-  if (w !== undefined) {
-    gcs[w[2]][0]++;
-    gcs[w[2]][1] += e.duration;
-  }
-}
-const line = variants.map(
-  (v) =>
-    `${v} ${median(wall[v]).toFixed(1)} ms (cpu ${median(cpu[v]).toFixed(1)}, GC ${(gcs[v][0] / rounds).toFixed(1)}/step ${(gcs[v][1] / rounds).toFixed(1)} ms)`,
-);
-let ratio = "";
-if (variants.length === 2) {
-  const [a, b] = variants;
-  ratio = `  ${a}/${b}: wall ${(median(wall[a]) / median(wall[b])).toFixed(3)}x, cpu ${(median(cpu[a]) / median(cpu[b])).toFixed(3)}x`;
-}
-console.log(`transformer eager (${rounds} rounds): ${line.join(" | ")}${ratio}`);
+console.log(await interleavedAB("transformer eager", fns, rounds, 1));

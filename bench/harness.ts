@@ -72,12 +72,6 @@ export interface Sample {
 /** A step: one sample's work, returning a number read back from the framework (which forces completion). */
 export type Step = () => number | Promise<number>;
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 async function call(step: Step): Promise<number> {
   const r = step();
   return typeof r === "number" ? r : await r;
@@ -163,4 +157,71 @@ export function packageVersion(name: string): string {
   } catch {
     return "unknown";
   }
+}
+
+/** Median of a list of numbers (the mean of the middle two for an even count). */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const k = s.length >> 1;
+  return s.length % 2 === 1 ? s[k] : (s[k - 1] + s[k]) / 2;
+}
+
+/**
+ * Run `fns` interleaved, call by call (A, B, A, B, ...), `rounds` times, and report per variant the medians of
+ * wall and process CPU time per call and the garbage collections per call (attributed by start time to the
+ * call that was running), and for two variants their ratio: the A/B method of the tuning scripts.
+ */
+export async function interleavedAB(
+  label: string,
+  fns: Record<string, () => unknown>,
+  rounds: number,
+  digits = 2,
+): Promise<string> {
+  const variants = Object.keys(fns);
+  const seen: PerformanceEntry[] = [];
+  const obs = new PerformanceObserver((list) => {
+    seen.push(...list.getEntries());
+  });
+  obs.observe({ entryTypes: ["gc"] });
+  const wall: Record<string, number[]> = {};
+  const cpu: Record<string, number[]> = {};
+  const gcs: Record<string, [number, number]> = {};
+  for (const v of variants) {
+    wall[v] = [];
+    cpu[v] = [];
+    gcs[v] = [0, 0];
+  }
+  const windows: [number, number, string][] = [];
+  for (let i = 0; i < rounds; i++) {
+    for (const v of variants) {
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      fns[v]();
+      const t1 = performance.now();
+      const c = process.cpuUsage(c0);
+      wall[v].push(t1 - t0);
+      cpu[v].push((c.user + c.system) / 1000);
+      windows.push([t0, t1, v]);
+    }
+  }
+  // gc entries are queued for the event loop: collected after the timed loop
+  for (let i = 0; i < 3; i++) await new Promise((res) => setImmediate(res));
+  for (const e of [...seen, ...obs.takeRecords()]) {
+    const w = windows.find(([a, b]) => e.startTime >= a && e.startTime <= b);
+    if (w !== undefined) {
+      gcs[w[2]][0]++;
+      gcs[w[2]][1] += e.duration;
+    }
+  }
+  obs.disconnect();
+  const line = variants.map(
+    (v) =>
+      `${v} ${median(wall[v]).toFixed(digits)} ms (cpu ${median(cpu[v]).toFixed(digits)}, GC ${(gcs[v][0] / rounds).toFixed(1)}/call ${(gcs[v][1] / rounds).toFixed(1)} ms)`,
+  );
+  let ratio = "";
+  if (variants.length === 2) {
+    const [a, b] = variants;
+    ratio = `  ${a}/${b}: wall ${(median(wall[a]) / median(wall[b])).toFixed(3)}x, cpu ${(median(cpu[a]) / median(cpu[b])).toFixed(3)}x`;
+  }
+  return `${label} (${rounds} rounds): ${line.join(" | ")}${ratio}`;
 }

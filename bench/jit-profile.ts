@@ -12,7 +12,7 @@
  * variants call by call (A, B, A, B, ...) and reports medians of wall and process CPU time per call, the
  * ratio, and garbage collections per call. Run it pinned (`taskset -c 1`) and state the load (`uptime`).
  */
-import { PerformanceObserver } from "node:perf_hooks";
+import { interleavedAB } from "./harness.ts";
 import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
 import { setBackend } from "../src/backend/registry.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
@@ -180,19 +180,6 @@ function workload(name: string): { model: () => Module; x: Tensor; y: Int32Array
   }
 }
 
-// gc entries are queued for the event loop: collected after the timed loop, attributed by time to each call
-const gcSeen: PerformanceEntry[] = [];
-const gcObs = new PerformanceObserver((list) => {
-  gcSeen.push(...list.getEntries());
-});
-gcObs.observe({ entryTypes: ["gc"] });
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const k = s.length >> 1;
-  return s.length % 2 === 1 ? s[k] : (s[k - 1] + s[k]) / 2;
-}
-
 for (const name of only) {
   const w = workload(name);
   const fns: Record<string, StepFn> = {};
@@ -277,44 +264,8 @@ for (const name of only) {
     }
   }
   if (variants.length === 0 || rounds === 0) continue;
-  const wall: Record<string, number[]> = {};
-  const cpu: Record<string, number[]> = {};
-  const gcs: Record<string, [number, number]> = {};
-  for (const v of variants) {
-    wall[v] = [];
-    cpu[v] = [];
-    gcs[v] = [0, 0];
-  }
   const n = name === "transformer" ? Math.min(rounds, 7) : rounds;
-  const windows: [number, number, string][] = [];
-  for (let i = 0; i < n; i++) {
-    for (const v of variants) {
-      const c0 = process.cpuUsage();
-      const t0 = performance.now();
-      fns[v]();
-      const t1 = performance.now();
-      wall[v].push(t1 - t0);
-      windows.push([t0, t1, v]);
-      const c = process.cpuUsage(c0);
-      cpu[v].push((c.user + c.system) / 1000);
-    }
-  }
-  for (let i = 0; i < 3; i++) await new Promise((res) => setImmediate(res));
-  for (const e of [...gcSeen.splice(0), ...gcObs.takeRecords()]) {
-    const w = windows.find(([a, b]) => e.startTime >= a && e.startTime <= b);
-    if (w !== undefined) {
-      gcs[w[2]][0]++;
-      gcs[w[2]][1] += e.duration;
-    }
-  }
-  const line = variants.map(
-    (v) =>
-      `${v} ${median(wall[v]).toFixed(2)} ms (cpu ${median(cpu[v]).toFixed(2)}, GC ${(gcs[v][0] / n).toFixed(1)}/call ${(gcs[v][1] / n).toFixed(1)} ms)`,
-  );
-  let ratio = "";
-  if (variants.length === 2) {
-    const [a, b] = variants;
-    ratio = `  ${a}/${b}: wall ${(median(wall[a]) / median(wall[b])).toFixed(2)}x, cpu ${(median(cpu[a]) / median(cpu[b])).toFixed(2)}x`;
-  }
-  console.log(`${name} (${n} rounds): ${line.join(" | ")}${ratio}`);
+  const picked: Record<string, () => unknown> = {};
+  for (const v of variants) picked[v] = fns[v];
+  console.log(await interleavedAB(name, picked, n));
 }
