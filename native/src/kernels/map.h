@@ -35,6 +35,21 @@ CR_INLINE i64 shape_size(int nd, const i64* shape) {
   return n;
 }
 
+// float64 sum of term(i) over a row of r in 16 independent lanes (the order depends on the row length alone).
+template <class F>
+CR_INLINE double lanes_sum(i64 r, F term) {
+  constexpr int L = 16;
+  double sv[L];
+  for (int l = 0; l < L; l++) sv[l] = 0;
+  i64 i = 0;
+  for (; i + L <= r; i += L)
+    for (int l = 0; l < L; l++) sv[l] += term(i + l);
+  double s = 0;
+  for (int l = 0; l < L; l++) s += sv[l];
+  for (; i < r; i++) s += term(i);
+  return s;
+}
+
 // Minimum number of elements per parallel chunk: cheap ops need large chunks to beat the scheduling cost.
 constexpr i64 kGrainCheap = 32768;
 constexpr i64 kGrainCostly = 2048;

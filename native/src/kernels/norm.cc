@@ -14,26 +14,12 @@ namespace cr {
 namespace CR_ISA_NS {
 namespace {
 
-template <class F>
-CR_INLINE double lane_sum(i64 r, F term) {
-  constexpr int L = 16;
-  double sv[L];
-  for (int l = 0; l < L; l++) sv[l] = 0;
-  i64 i = 0;
-  for (; i + L <= r; i += L)
-    for (int l = 0; l < L; l++) sv[l] += term(i + l);
-  double s = 0;
-  for (int l = 0; l < L; l++) s += sv[l];
-  for (; i < r; i++) s += term(i);
-  return s;
-}
-
 // Mean and rstd of a unit-stride row.
 template <class T>
 CR_INLINE void row_stats(const T* __restrict x, i64 r, double eps, double& mean, double& rstd) {
-  mean = lane_sum(r, [&](i64 i) { return (double)x[i]; }) / (double)r;
+  mean = lanes_sum(r, [&](i64 i) { return (double)x[i]; }) / (double)r;
   const double m = mean;
-  const double q = lane_sum(r, [&](i64 i) {
+  const double q = lanes_sum(r, [&](i64 i) {
     const double d = (double)x[i] - m;
     return d * d;
   });
@@ -55,8 +41,8 @@ void row_backward(const T* __restrict x, const T* __restrict g, T* __restrict o,
   const T m = (T)mean, s = (T)rstd;
   // xhat into o first (a plain map), then the two sums while the row is in L1, then the result over it
   for (i64 i = 0; i < r; i++) o[i] = (x[i] - m) * s;
-  const double sg = lane_sum(r, [&](i64 i) { return (double)g[i]; });
-  const double sgx = lane_sum(r, [&](i64 i) { return (double)g[i] * (double)o[i]; });
+  const double sg = lanes_sum(r, [&](i64 i) { return (double)g[i]; });
+  const double sgx = lanes_sum(r, [&](i64 i) { return (double)g[i] * (double)o[i]; });
   const T mg = (T)(sg / (double)r), mgx = (T)(sgx / (double)r);
   for (i64 i = 0; i < r; i++) o[i] = s * (g[i] - mg - o[i] * mgx);
 }

@@ -49,21 +49,6 @@ CR_INLINE T row_max(const T* x, i64 r) {
   return m;
 }
 
-// float64 sum of term(i) over a row of r in 16 independent lanes (the order depends on the row length alone).
-template <class F>
-CR_INLINE double lanes_sum(i64 r, F term) {
-  constexpr int L = 16;
-  double sv[L];
-  for (int l = 0; l < L; l++) sv[l] = 0;
-  i64 i = 0;
-  for (; i + L <= r; i += L)
-    for (int l = 0; l < L; l++) sv[l] += term(i + l);
-  double s = 0;
-  for (int l = 0; l < L; l++) s += sv[l];
-  for (; i < r; i++) s += term(i);
-  return s;
-}
-
 // float64 sum of a unit-stride row.
 template <class T>
 CR_INLINE double row_sum(const T* __restrict x, i64 r) {
