@@ -549,26 +549,8 @@ void transpose_dy(T* dyT, i64 LD, const T* dyn, i64 s1, i64 s2, i64 s3, const DG
     const float* src = dyn;
     float* dst = dyT;
     const bool contiguous = s3 == 1 && (d.OH == 1 || s2 == d.OW);
-    for (; contiguous && o_done + 4 <= d.Cout; o_done += 4) {
-      const float* r0 = src + o_done * s1;
-      const float* r1 = r0 + s1;
-      const float* r2 = r1 + s1;
-      const float* r3 = r2 + s1;
-      i64 p = 0;
-      for (; p + 4 <= P; p += 4) {
-        __m128 a = _mm_loadu_ps(r0 + p), b = _mm_loadu_ps(r1 + p), c = _mm_loadu_ps(r2 + p), e = _mm_loadu_ps(r3 + p);
-        _MM_TRANSPOSE4_PS(a, b, c, e);
-        float* o = dst + p * LD + o_done;
-        _mm_storeu_ps(o, a);
-        _mm_storeu_ps(o + LD, b);
-        _mm_storeu_ps(o + 2 * LD, c);
-        _mm_storeu_ps(o + 3 * LD, e);
-      }
-      for (; p < P; p++) {
-        float* o = dst + p * LD + o_done;
-        o[0] = r0[p], o[1] = r1[p], o[2] = r2[p], o[3] = r3[p];
-      }
-    }
+    for (; contiguous && o_done + 4 <= d.Cout; o_done += 4)
+      transpose_4_rows(src + o_done * s1, s1, P, dst + o_done, LD);
   }
 #endif
   // Blocks of 8 channels: 8 sequential read streams, one 8-element run written per position (a channel at a

@@ -181,6 +181,31 @@ template <class L>
 struct HasDirectB<L, std::void_t<decltype(&L::direct_b)>> : std::true_type {};
 
 // ---------------------------------------------------------------------------------------------------------
+// Four float rows (row r at r0 + r * rs, n long) transposed into four columns: dst[k * ld + r] = row r's [k],
+// for k < n, in 4 x 4 blocks in SSE registers (the GEMM's panel packing and conv's weight-gradient layout).
+#if defined(__SSE__)
+CR_INLINE void transpose_4_rows(const float* r0, i64 rs, i64 n, float* dst, i64 ld) {
+  const float* r1 = r0 + rs;
+  const float* r2 = r1 + rs;
+  const float* r3 = r2 + rs;
+  i64 k = 0;
+  for (; k + 4 <= n; k += 4) {
+    __m128 a = _mm_loadu_ps(r0 + k), b = _mm_loadu_ps(r1 + k), c = _mm_loadu_ps(r2 + k), d = _mm_loadu_ps(r3 + k);
+    _MM_TRANSPOSE4_PS(a, b, c, d);
+    float* o = dst + k * ld;
+    _mm_storeu_ps(o, a);
+    _mm_storeu_ps(o + ld, b);
+    _mm_storeu_ps(o + 2 * ld, c);
+    _mm_storeu_ps(o + 3 * ld, d);
+  }
+  for (; k < n; k++) {
+    float* o = dst + k * ld;
+    o[0] = r0[k], o[1] = r1[k], o[2] = r2[k], o[3] = r3[k];
+  }
+}
+#endif
+
+// ---------------------------------------------------------------------------------------------------------
 // W rows that are contiguous along k (row r at base + r * rs), interleaved into a panel: dst[k * W + r] =
 // base[r * rs + k] for r < W, k < kc. A transpose, done in 8 x 8 blocks in AVX registers (4 x 4 in SSE ones)
 // for float: a full A panel of a row-major A, or a full B panel of a transposed B (x @ W^T of a linear layer).
@@ -225,26 +250,7 @@ CR_INLINE void pack_interleaved(T* __restrict dst, const T* base, i64 rs, i64 kc
 #endif
 #if defined(__SSE__)
   if constexpr (std::is_same<T, float>::value) {
-    for (; r0 + 4 <= W; r0 += 4) {
-      const float* p0 = base + r0 * rs;
-      const float* p1 = p0 + rs;
-      const float* p2 = p1 + rs;
-      const float* p3 = p2 + rs;
-      i64 k = 0;
-      for (; k + 4 <= kc; k += 4) {
-        __m128 a = _mm_loadu_ps(p0 + k), b = _mm_loadu_ps(p1 + k), c = _mm_loadu_ps(p2 + k), d = _mm_loadu_ps(p3 + k);
-        _MM_TRANSPOSE4_PS(a, b, c, d);
-        float* o = dst + k * W + r0;
-        _mm_storeu_ps(o, a);
-        _mm_storeu_ps(o + W, b);
-        _mm_storeu_ps(o + 2 * W, c);
-        _mm_storeu_ps(o + 3 * W, d);
-      }
-      for (; k < kc; k++) {
-        float* o = dst + k * W + r0;
-        o[0] = p0[k], o[1] = p1[k], o[2] = p2[k], o[3] = p3[k];
-      }
-    }
+    for (; r0 + 4 <= W; r0 += 4) transpose_4_rows(base + r0 * rs, rs, kc, dst + r0, W);
   }
 #endif
   for (int r = r0; r < W; r++) {
