@@ -4,7 +4,7 @@
  * compares with eager code, measured interleaved in one process.
  *
  *   node --import tsx bench/jit-profile.ts [--only mlp,lstm,transformer] [--threads 1] [--rounds 15]
- *     [--profile] [--program] [--variants eager,jit,jit-all,jit-all-noepilogue,jit-sums,jit-norewrite]
+ *     [--profile] [--program] [--variants eager,jit,jit-epmulti,jit-all,jit-all-noepilogue,jit-sums,jit-norewrite]
  *     [--backend native|wasm]
  *
  * `--profile` prints the jitted step's exclusive time per executor step kind (core/jit-exec.ts
@@ -17,6 +17,7 @@ import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts
 import { setBackend } from "../src/backend/registry.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { setJitProfile, type JitProfile } from "../src/core/jit-exec.ts";
+import { setEpilogueOutputs } from "../src/core/jit-fuse.ts";
 import { setProductRewrites } from "../src/core/jit-simplify.ts";
 import { arange, grad, jit, manualSeed, type Tensor, tensor } from "../src/index.ts";
 import { CharTransformer } from "../src/cli/text-model.ts";
@@ -205,6 +206,14 @@ for (const name of only) {
       run();
       setProductRewrites(prev);
       fns[v] = run;
+    } else if (v === "jit-epmulti") {
+      // GEMM epilogues with several outputs (optimizer updates run on the weight gradients' blocks): the
+      // executor is built at the first call
+      const j = jitAdamStep(w.model(), w.x, w.y, w.classes);
+      const prev = setEpilogueOutputs(8);
+      j.run();
+      setEpilogueOutputs(prev);
+      fns[v] = j.run;
     } else if (v === "jit-norewrite" || v === "jit-sums" || v === "jit-all") {
       // the executor is built at the first call: built with other product rewrites than the default
       const j = jitAdamStep(w.model(), w.x, w.y, w.classes);

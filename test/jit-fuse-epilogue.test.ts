@@ -15,7 +15,7 @@ import { dotFusedByOps, fusedProgram } from "../src/backend/fused.ts";
 import { jsBackend } from "../src/backend/js/index.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { Executor } from "../src/core/jit-exec.ts";
-import { planFusion } from "../src/core/jit-fuse.ts";
+import { planFusion, setEpilogueOutputs } from "../src/core/jit-fuse.ts";
 import { grad, jit, randn, type Tensor } from "../src/index.ts";
 import { assertSameBits, contiguous, nativeBackend, nativeConfigs, size, wasm } from "./fuse-programs.ts";
 import { useBackend } from "./backends.ts";
@@ -217,6 +217,48 @@ function jitSuite(label: string, b: () => Backend): void {
         }
       });
     }
+
+    test("an optimizer update as a multi-output epilogue, moments donated, equals eager bit for bit", () => {
+      // Adam on a weight gradient g = dy^T x: with epilogues of several outputs the update runs on the GEMM's
+      // blocks, its later outputs in the donated moments' storage; dy and x (the GEMM's operands, square here so
+      // that they could fit an output) are donated and die at that step too, and must not be written
+      const adam = (p: Tensor, m: Tensor, v: Tensor, dy: Tensor, x: Tensor) => {
+        const g = dy.mT.matmul(x);
+        const m2 = m.mul(0.9).add(g.mul(0.1));
+        const v2 = v.mul(0.999).add(g.square().mul(0.001));
+        return [p.sub(m2.mul(1e-3).div(v2.sqrt().add(1e-8))), m2, v2];
+      };
+      const prev = setEpilogueOutputs(8);
+      try {
+        for (const dtype of ["float32", "float64"] as const) {
+          for (const n of [5, 40, 200]) {
+            type Args = [Tensor, Tensor, Tensor, Tensor, Tensor];
+            const xs = [0, 1, 2, 3, 4].map(() => randn([n, n], { dtype })) as Args;
+            const copies = () => xs.map((t) => t.clone()) as Args;
+            const want = adam(...xs).map((t) => t.dataSync());
+            const step = jit(adam, { donateArgnums: [0, 1, 2, 3, 4] });
+            const groups = planFusion(step.executed(...copies()), { epilogue: true });
+            assert.ok(
+              groups.some((g) => g.dot !== undefined && g.outputs.length === 3) || !("dotFused" in b()),
+              "the update is the product's epilogue",
+            );
+            for (let call = 0; call < 2; call++) {
+              const args = copies();
+              const buffers = args.map((t) => t._data);
+              const got = step(...args);
+              for (let j = 0; j < 3; j++)
+                assertSameBits(got[j].dataSync(), want[j], `${dtype} n=${n} output ${j}`);
+              if (b().dotFused !== undefined && call === 1) {
+                const reused = got.slice(1).filter((t) => buffers.slice(0, 3).includes(t._data)).length;
+                assert.ok(reused >= 1, `${dtype} n=${n}: a later output takes a donated moment's storage`);
+              }
+            }
+          }
+        }
+      } finally {
+        setEpilogueOutputs(prev);
+      }
+    });
 
     test("a two-layer MLP's loss gradient through jit equals the eager gradient", () => {
       const loss = (w1: Tensor, w2: Tensor, x: Tensor) =>

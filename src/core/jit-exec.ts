@@ -56,24 +56,29 @@ interface Step {
 
 /** Storage served by the arena, keyed by dtype and length. */
 class Pool {
-  private readonly free = new Map<string, TypedArray[]>();
+  /** Free buffers by dtype, then length (no key string built per call). */
+  private readonly free = new Map<DType, Map<number, TypedArray[]>>();
   /** Bytes currently held in the pool. */
   bytes = 0;
   /** Buffers allocated fresh by the arena over the executor's lifetime (a test's measure of reuse). */
   allocations = 0;
   take(dtype: DType, n: number): TypedArray | null {
-    const list = this.free.get(`${dtype}:${n}`);
+    const list = this.free.get(dtype)?.get(n);
     const b = list?.pop();
     if (b === undefined) return null;
     this.bytes -= b.byteLength;
     return b;
   }
   put(dtype: DType, b: TypedArray): void {
-    const key = `${dtype}:${b.length}`;
-    let list = this.free.get(key);
+    let byLen = this.free.get(dtype);
+    if (byLen === undefined) {
+      byLen = new Map();
+      this.free.set(dtype, byLen);
+    }
+    let list = byLen.get(b.length);
     if (list === undefined) {
       list = [];
-      this.free.set(key, list);
+      byLen.set(b.length, list);
     }
     list.push(b);
     this.bytes += b.byteLength;
@@ -89,12 +94,16 @@ class Arena implements OutArena {
   constructor(private readonly pool: Pool) {}
   /** Storage operands dying at this step lend to its outputs; served first, each once, where it fits. */
   readonly lent: TypedArray[] = [];
+  /** True while an output that must not take lent storage is allocated (a GEMM epilogue's first). */
+  lendHeld = false;
   take(dtype: DType, shape: readonly number[], n: number, zeroed: boolean): TypedArray {
     const lent = this.lent;
-    for (let i = 0; i < lent.length; i++) {
+    for (let i = 0; i < lent.length && !this.lendHeld; i++) {
       const l = lent[i];
       if (!zeroed && l.length === n && this.owned.get(l) === dtype) {
-        lent.splice(i, 1);
+        // (removed in place: no array per call, as splice returns)
+        for (let j = i + 1; j < lent.length; j++) lent[j - 1] = lent[j];
+        lent.length--;
         this.stepBufs.push(l);
         return l;
       }
@@ -181,6 +190,10 @@ export class Executor {
   private readonly arena = new Arena(this.pool);
   private readonly refs = new Map<TypedArray, number>();
   private readonly slots: (Tensor | undefined)[];
+  /** Per slot, the input it holds (its index) or -1. */
+  private readonly inputOfSlot: Int32Array;
+  /** Per input, 1 while a donated input's storage is owned by the current run (see run). */
+  private readonly donatedLive: Uint8Array;
 
   /** The fusion groups the steps run as fused kernels (empty without fusion). */
   readonly fusion: readonly FusionGroup[];
@@ -262,6 +275,11 @@ export class Executor {
     });
     this.outSlots = program.outs.map((o) => (o instanceof Literal ? o.value : slot(o)));
     this.slots = new Array(n);
+    this.inputOfSlot = new Int32Array(n).fill(-1);
+    this.inSlots.forEach((s, i) => {
+      if (this.inputOfSlot[s] < 0) this.inputOfSlot[s] = i;
+    });
+    this.donatedLive = new Uint8Array(this.inSlots.length);
     // last use of every slot; outputs, inputs and fixed slots are never freed
     const keep = new Set<number>([...this.inSlots, ...this.fixed.map(([s]) => s)]);
     for (const o of this.outSlots) if (typeof o === "number") keep.add(o);
@@ -277,9 +295,11 @@ export class Executor {
       // (a fused step's outputs share one shape, but a reducing step's last: its first output decides)
       const out = r.outVars[0];
       const lend: number[] = [];
-      // (not a GEMM epilogue: the product is stored in its first output before the chain reads the operands)
-      if ((r.fused !== null && !r.dot) || (r.prim !== null && POINTWISE.has(r.eqn.name))) {
+      // A GEMM epilogue lends only its chain's operands (the GEMM reads its own while the epilogue writes
+      // finished blocks), and only to outputs after the first, which holds the product (see runFused).
+      if (r.fused !== null || (r.prim !== null && POINTWISE.has(r.eqn.name))) {
         r.atoms.forEach((a, k) => {
+          if (r.dot && k < 2) return;
           const s = r.ins[k];
           // dies here: an intermediate freed after this step, or an input (lends only if donated, see run)
           const dies = freeAt[i].includes(s) || (this.inSlots.includes(s) && last.get(s) === i);
@@ -334,23 +354,19 @@ export class Executor {
     const refs = this.refs;
     // donated inputs whose storage is theirs alone become owned: one reference held by their input slot,
     // dropped after their last reader (below), so the buffer is recycled once nothing reads it any more
-    const donatedLast = donated === null ? null : this.donatedLastUse(donated);
-    if (donatedLast !== null) {
-      for (const [i, at] of donatedLast) {
+    // (live[i]: donated input i is owned in this run, released after step lastAt[i])
+    const don = donated === null ? null : this.donatedLastUse(donated);
+    const live = this.donatedLive;
+    if (don !== null) {
+      for (const i of don.inputs) {
         const t = inputs[i];
-        const shared =
-          inputs.some((u, j) => j !== i && u._data === t._data) ||
-          this.fixed.some(([, c]) => c._data === t._data);
-        if (t._data === null || t._offset !== 0 || t._data.length !== t.size || shared) {
-          donatedLast.delete(i);
+        live[i] = 0;
+        if (t._data === null || t._offset !== 0 || t._data.length !== t.size || this.shared(inputs, i))
           continue;
-        }
         arena.owned.set(t._data, t.dtype);
         this.retain(t);
-        if (at === -1) {
-          this.release(t);
-          donatedLast.delete(i);
-        }
+        if (don.lastAt[i] === -1) this.release(t);
+        else live[i] = 1;
       }
     }
     const prev = setOutArena(arena);
@@ -373,16 +389,17 @@ export class Executor {
             const d = t._data;
             // an input's storage is owned (so counted) only when it was donated and is dying here
             if (d !== null && this.refs.get(d) === 1 && t._offset === 0 && d.length === t.size) {
-              const inputIdx = this.inSlots.indexOf(step.ins[k]);
-              if (inputIdx >= 0 && donatedLast?.get(inputIdx) !== si) continue;
+              const inputIdx = this.inputOfSlot[step.ins[k]];
+              if (inputIdx >= 0 && (don === null || live[inputIdx] !== 1 || don.lastAt[inputIdx] !== si))
+                continue;
               if (!isContiguousLayout(t)) continue;
               // its one reference stays with the operand's slot, released after this step as usual
               arena.lent.push(d);
-              if (arena.lent.length === results.length) break;
+              if (arena.lent.length === results.length - (step.dot ? 1 : 0)) break;
             }
           }
           try {
-            if (step.fused !== null) runFused(step, ins);
+            if (step.fused !== null) runFused(step, ins, arena);
             else results[0] = runImpl(step.prim!, ins, step.eqn.params, step.eqn.outputs[0]);
           } catch (e) {
             if (e instanceof AllocationError && e.op === undefined) {
@@ -424,8 +441,10 @@ export class Executor {
           this.release(slots[s]);
           slots[s] = undefined;
         }
-        if (donatedLast !== null) {
-          for (const [i, at] of donatedLast) if (at === si) this.release(inputs[i]);
+        if (don !== null) {
+          const rel = don.byStep[si];
+          if (rel !== null)
+            for (let j = 0; j < rel.length; j++) if (live[rel[j]] === 1) this.release(inputs[rel[j]]);
         }
         if (prof !== null) {
           const self = performance.now() - t0 - (attributed - a0);
@@ -449,12 +468,17 @@ export class Executor {
       return outs;
     } finally {
       setOutArena(prev);
+      arena.lendHeld = false;
       slots.fill(undefined);
-      for (const st of this.steps) {
-        st.args.fill(undefined as unknown as Tensor);
-        st.views.fill(undefined as unknown as View);
-        st.results.fill(undefined as unknown as Tensor);
-        st.outData.fill(undefined as unknown as TypedArray);
+      // (the references a run leaves in the steps' reused arrays are dropped: plain loops, no call per array)
+      const steps = this.steps;
+      for (let i = 0; i < steps.length; i++) {
+        const st = steps[i];
+        const { args, views, results, outData } = st;
+        for (let k = 0; k < args.length; k++) args[k] = undefined as unknown as Tensor;
+        for (let k = 0; k < views.length; k++) views[k] = undefined as unknown as View;
+        for (let k = 0; k < results.length; k++) results[k] = undefined as unknown as Tensor;
+        for (let k = 0; k < outData.length; k++) outData[k] = undefined as unknown as TypedArray;
       }
       if (arena.owned.size > 0) arena.owned.clear();
       if (refs.size > 0) refs.clear();
@@ -523,42 +547,77 @@ export class Executor {
     }
   }
 
-  /** donatedLastUse's answers, by the donated indices. */
-  private readonly lastUseMemo = new Map<string, Map<number, number>>();
+  /** True if input i's storage is also another input's or a constant's (then it is not the run's to reuse). */
+  private shared(inputs: readonly Tensor[], i: number): boolean {
+    const d = inputs[i]._data;
+    for (let j = 0; j < inputs.length; j++) if (j !== i && inputs[j]._data === d) return true;
+    const fixed = this.fixed;
+    for (let j = 0; j < fixed.length; j++) if (fixed[j][1]._data === d) return true;
+    return false;
+  }
 
-  /** For each donated input (by index) not returned as an output: the step that reads it last, or -1 (a copy). */
-  private donatedLastUse(donated: ReadonlySet<number>): Map<number, number> {
+  /** donatedLastUse's answers, by the donated set itself (jit passes the same one at every call) and by value. */
+  private readonly lastUseBySet = new WeakMap<ReadonlySet<number>, DonationPlan>();
+  private readonly lastUseMemo = new Map<string, DonationPlan>();
+
+  /** Where each donated input (not returned as an output) is read last; see DonationPlan. */
+  private donatedLastUse(donated: ReadonlySet<number>): DonationPlan {
+    let m = this.lastUseBySet.get(donated);
+    if (m !== undefined) return m;
     let key = "";
     for (const i of donated) key += `${i},`;
-    let m = this.lastUseMemo.get(key);
+    m = this.lastUseMemo.get(key);
     if (m === undefined) {
       m = this.computeLastUse(donated);
       this.lastUseMemo.set(key, m);
     }
-    return new Map(m);
+    this.lastUseBySet.set(donated, m);
+    return m;
   }
 
-  private computeLastUse(donated: ReadonlySet<number>): Map<number, number> {
-    const res = new Map<number, number>();
+  private computeLastUse(donated: ReadonlySet<number>): DonationPlan {
     const outs = new Set(this.outSlots.filter((o): o is number => typeof o === "number"));
+    const inputs: number[] = [];
+    const lastAt = new Int32Array(this.inSlots.length).fill(-2);
+    const byStep: (number[] | null)[] = this.steps.map(() => null);
     for (const i of donated) {
       const s = this.inSlots[i];
-      if (outs.has(s)) continue; // returned as it is
+      if (s === undefined || outs.has(s)) continue; // returned as it is
       let at = -1;
       this.steps.forEach((st, k) => {
         if (st.ins.includes(s)) at = k;
       });
-      res.set(i, at);
+      inputs.push(i);
+      lastAt[i] = at;
+      if (at >= 0) (byStep[at] ??= []).push(i);
     }
-    return res;
+    return { inputs, lastAt, byStep };
   }
 }
 
-/** A fused step: the outputs from the arena, the program run by the current backend's `fused` kernel. */
-function runFused(step: Step, ins: readonly Tensor[]): void {
+/**
+ * The donated inputs of a run and where each is read last: `inputs` (indices, those not returned as outputs),
+ * `lastAt[i]` the step reading input i last (-1: none, -2: not among `inputs`), `byStep[k]` the inputs whose
+ * last reader is step k (or null).
+ */
+interface DonationPlan {
+  readonly inputs: readonly number[];
+  readonly lastAt: Int32Array;
+  readonly byStep: readonly (readonly number[] | null)[];
+}
+
+/**
+ * A fused step: the outputs from the arena, the program run by the current backend's `fused` kernel. A GEMM
+ * epilogue's first output holds the product while the chain runs over it, so it never takes lent storage (an
+ * operand of the chain, read after the GEMM has written blocks of the product): it is allocated with the lent
+ * buffers held back, which the later outputs may then take.
+ */
+function runFused(step: Step, ins: readonly Tensor[], arena: Arena): void {
   const { results, outData, views } = step;
   for (let j = 0; j < results.length; j++) {
+    arena.lendHeld = j === 0 && step.dot;
     results[j] = allocOut(step.outAvals[j]);
+    arena.lendHeld = false;
     outData[j] = results[j]._data!;
   }
   if (step.dot) {

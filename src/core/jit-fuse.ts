@@ -47,6 +47,25 @@ export interface FusionGroup {
 /** Largest group (equations); a longer chain becomes several groups. */
 const MAX_GROUP = 256;
 
+/**
+ * The most values a GEMM epilogue group may hand on: one (an activation). An optimizer update reading a weight
+ * gradient (new parameter and moments) runs as one flat pass instead: as an epilogue, with the moments written
+ * in place and the next block's operands prefetched into L2 while the GEMM computes it, it measured no faster
+ * (MLP 784-512-256-10 weight gradients with Adam, 1 thread: 1.06-1.11x slower in the step; alone, equal), the
+ * update's ~13 ops per element costing as much over the blocks as in one pass.
+ */
+let epilogueOutputs = 1;
+
+/**
+ * @internal How many outputs a GEMM epilogue group may have (measurements: more than 1 lets optimizer updates
+ * into epilogues). Returns the previous setting.
+ */
+export function setEpilogueOutputs(n: number): number {
+  const prev = epilogueOutputs;
+  epilogueOutputs = n;
+  return prev;
+}
+
 function fusable(e: Eqn): boolean {
   if (e.prim === null || e.outputs.length !== 1 || !isFusableOp(e.name)) return false;
   const dt = e.outputs[0].dtype;
@@ -152,14 +171,14 @@ export function planFusion(program: Program, opts: FusionOptions | boolean = {})
     members.forEach((m, g) => {
       const root = m[0];
       if (!fusable(eqns[root])) return; // (a reducing group: no epilogue)
-      // one value out (an activation, not an optimizer's parameter and moments): the epilogue runs the program
-      // over each finished block's row segments, measured slower than one flat pass for several outputs
+      // values out: an activation, or (epilogueOutputs > 1) an optimizer's parameter and moments computed from
+      // the weight gradient as the GEMM finishes each block of it (the gradient never stored and read back)
       let escaping = 0;
       for (const k of m) {
         const v = eqns[k].outputs[0];
         if (outputs.has(v) || (consumers.get(v) ?? []).some((c) => groupOf[c] !== g)) escaping++;
       }
-      if (escaping > 1) return;
+      if (escaping > epilogueOutputs) return;
       const dt = eqns[root].outputs[0].dtype;
       for (let k = m.length - 1; k >= 0 && !dotOf.has(g); k--) {
         for (const a of eqns[m[k]].inputs) {
