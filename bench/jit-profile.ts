@@ -4,7 +4,7 @@
  * compares with eager code, measured interleaved in one process.
  *
  *   node --import tsx bench/jit-profile.ts [--only mlp,lstm,transformer] [--threads 1] [--rounds 15]
- *     [--profile] [--program] [--variants eager,jit,jit-epmulti,jit-all,jit-all-noepilogue,jit-sums,jit-norewrite]
+ *     [--profile] [--program] [--variants eager,jit,jit-biasact,jit-epmulti,jit-all,jit-all-noepilogue,jit-sums,jit-norewrite]
  *     [--backend native|wasm]
  *
  * `--profile` prints the jitted step's exclusive time per executor step kind (core/jit-exec.ts
@@ -18,6 +18,7 @@ import { setBackend } from "../src/backend/registry.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { setJitProfile, type JitProfile } from "../src/core/jit-exec.ts";
 import { setEpilogueOutputs } from "../src/core/jit-fuse.ts";
+import { setBiasReluSplit } from "../src/core/jit-rewrite.ts";
 import { setProductRewrites } from "../src/core/jit-simplify.ts";
 import { arange, grad, jit, manualSeed, type Tensor, tensor } from "../src/index.ts";
 import { CharTransformer } from "../src/cli/text-model.ts";
@@ -206,6 +207,13 @@ for (const name of only) {
       run();
       setProductRewrites(prev);
       fns[v] = run;
+    } else if (v === "jit-biasact") {
+      // ReLU layers' bias and activation as biasAct steps, not their products' epilogues
+      const j = jitAdamStep(w.model(), w.x, w.y, w.classes);
+      const prev = setBiasReluSplit(false);
+      j.run();
+      setBiasReluSplit(prev);
+      fns[v] = j.run;
     } else if (v === "jit-epmulti") {
       // GEMM epilogues with several outputs (optimizer updates run on the weight gradients' blocks): the
       // executor is built at the first call

@@ -16,7 +16,9 @@ import { jsBackend } from "../src/backend/js/index.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { Executor } from "../src/core/jit-exec.ts";
 import { planFusion, setEpilogueOutputs } from "../src/core/jit-fuse.ts";
-import { grad, jit, randn, type Tensor } from "../src/index.ts";
+import { splitBiasRelu } from "../src/core/jit-rewrite.ts";
+import { grad, jit, randn, type Tensor, tensor } from "../src/index.ts";
+import { functionalCall, Linear, ReLU, Sequential, Tanh } from "../src/nn/index.ts";
 import { assertSameBits, contiguous, nativeBackend, nativeConfigs, size, wasm } from "./fuse-programs.ts";
 import { useBackend } from "./backends.ts";
 import { prng } from "./prng.ts";
@@ -160,6 +162,32 @@ describe("the fusion pass with GEMM epilogues", () => {
     assert.equal(gs[0].members.length, 4, "dot, add, relu, add");
   });
 
+  test("a Linear + ReLU layer's biasAct becomes add and relu, the product's epilogue", () => {
+    const model = new Sequential(new Linear(8, 4), new ReLU());
+    const f = (x: Tensor, w: Tensor, b: Tensor) =>
+      functionalCall(model, { "0.weight": w, "0.bias": b }, x) as Tensor;
+    const p = jit(f).executed(randn([16, 8]), randn([4, 8]), randn([4]));
+    assert.ok(
+      p.eqns.some((e) => e.name === "biasAct"),
+      "the layer traces to biasAct",
+    );
+    const q = splitBiasRelu(p);
+    assert.deepEqual(
+      q.eqns.filter((e) => ["biasAct", "add", "relu"].includes(e.name)).map((e) => e.name),
+      ["add", "relu"],
+    );
+    const gs = planFusion(q, { epilogue: true });
+    assert.equal(gs.length, 1);
+    assert.equal(gs[0].dot?.name, "dot");
+    assert.equal(gs[0].members.length, 3, "dot, add, relu");
+    // tanh keeps its biasAct; a product read elsewhere too keeps it (no epilogue to gain)
+    const t = new Sequential(new Linear(8, 4), new Tanh());
+    const g = (x: Tensor, w: Tensor, b: Tensor) =>
+      functionalCall(t, { "0.weight": w, "0.bias": b }, x) as Tensor;
+    const pt = jit(g).executed(randn([16, 8]), randn([4, 8]), randn([4]));
+    assert.equal(splitBiasRelu(pt), pt);
+  });
+
   test("a product read elsewhere too is not an epilogue's", () => {
     const f = (x: Tensor, w: Tensor) => {
       const y = x.matmul(w);
@@ -217,6 +245,25 @@ function jitSuite(label: string, b: () => Backend): void {
         }
       });
     }
+
+    test("Linear + ReLU layers (biasAct, split into the product's epilogue) equal eager bit for bit", () => {
+      for (const dtype of ["float32", "float64"] as const) {
+        const model = new Sequential(new Linear(70, 300), new ReLU(), new Linear(300, 33), new ReLU());
+        if (dtype === "float64") model.to("float64");
+        const ps = Object.fromEntries(model.namedParameters().map(([n, t]) => [n, t.detach()]));
+        const f = (x: Tensor, p: Record<string, Tensor>) => functionalCall(model, p, x) as Tensor;
+        const x = randn([45, 70], { dtype });
+        // a NaN and an infinity in the input: relu keeps NaN, as biasAct does
+        const xd = x.dataSync().slice();
+        xd[3] = Number.NaN;
+        xd[80] = Number.POSITIVE_INFINITY;
+        const x2 = tensor(xd, { shape: [45, 70], dtype });
+        const want = f(x2, ps).dataSync();
+        const jf = jit(f);
+        assertSameBits(jf(x2, ps).dataSync(), want, `${dtype}`);
+        assertSameBits(jf(x2, ps).dataSync(), want, `${dtype}, second call`);
+      }
+    });
 
     test("an optimizer update as a multi-output epilogue, moments donated, equals eager bit for bit", () => {
       // Adam on a weight gradient g = dy^T x: with epilogues of several outputs the update runs on the GEMM's

@@ -16,6 +16,7 @@
  *   is 1, where the matrix-vector kernels would sum in another order).
  */
 import { dotP } from "../prims/contract.ts";
+import { addP, reluP } from "../prims/elementwise.ts";
 import { permuteP, reshapeP } from "../prims/movement.ts";
 import { type Atom, type Eqn, Literal, Program, Var } from "./jaxpr.ts";
 import type { Primitive } from "./primitive.ts";
@@ -146,4 +147,55 @@ export function rewriteProducts(p: Program, transposes = true): Program {
 function producerEqnOf(d: Eqn, replaced: Map<Eqn, Eqn[]>): Eqn {
   for (const [orig, list] of replaced) if (list.includes(d)) return orig;
   return d;
+}
+
+let biasReluSplit = true;
+
+/** @internal Whether `splitBiasRelu` applies (measurements); returns the previous setting. */
+export function setBiasReluSplit(on: boolean): boolean {
+  const prev = biasReluSplit;
+  biasReluSplit = on;
+  return prev;
+}
+
+/**
+ * The program with every ReLU `biasAct(x, b)` whose x is a float product read by nothing else split into
+ * `relu(add(x, b))`, for an executor with GEMM epilogues (core/jit-fuse.ts): the add and the relu then run on
+ * each block of the product as the GEMM finishes it, instead of as a pass of their own over the stored product.
+ * The same values: biasAct's ReLU rounds x + b to the dtype and applies max(., 0) with NaN kept, as the add and
+ * relu kernels do. (Other activations stay fused as they are: their kernels agree with the unary ones only on
+ * some instruction sets.) `p` itself if nothing applies.
+ */
+export function splitBiasRelu(p: Program): Program {
+  if (!biasReluSplit) return p;
+  const producer = new Map<Var, Eqn>();
+  const readers = new Map<Var, number>();
+  for (const e of p.eqns) {
+    for (const o of e.outputs) producer.set(o, e);
+    for (const a of e.inputs) if (!(a instanceof Literal)) readers.set(a, (readers.get(a) ?? 0) + 1);
+  }
+  for (const o of p.outs) if (!(o instanceof Literal)) readers.set(o, (readers.get(o) ?? 0) + 1);
+  let changed = false;
+  const eqns: Eqn[] = [];
+  for (const e of p.eqns) {
+    const [x, b] = e.inputs;
+    const ok =
+      e.name === "biasAct" &&
+      e.prim !== null &&
+      e.inputs.length === 2 &&
+      (e.params as { act: string }).act === "relu" &&
+      !(x instanceof Literal) &&
+      (x.dtype === "float32" || x.dtype === "float64") &&
+      readers.get(x) === 1 &&
+      producer.get(x)?.name === "dot";
+    if (!ok) {
+      eqns.push(e);
+      continue;
+    }
+    const sum = newVar(x.shape, x);
+    eqns.push(eqn(addP as Primitive<unknown>, null, [x, b], sum, e));
+    eqns.push(eqn(reluP as Primitive<unknown>, null, [sum], e.outputs[0], e));
+    changed = true;
+  }
+  return changed ? new Program(p.constvars, p.consts, p.invars, eqns, p.outs, p.inTree, p.outTree) : p;
 }

@@ -28,6 +28,7 @@ import { evalFlat } from "./jaxpr-eval.ts";
 import type { Program } from "./jaxpr.ts";
 import { makeJaxpr } from "./jaxpr-trace.ts";
 import { Executor } from "./jit-exec.ts";
+import { splitBiasRelu } from "./jit-rewrite.ts";
 import { executionProgram, simplifyProgram } from "./jit-simplify.ts";
 import { bindCall, type CallRule, state } from "./trace.ts";
 
@@ -245,7 +246,9 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
     const execFor = (b: Backend): Executor => {
       let x = execs.get(b);
       if (x === undefined) {
-        x = new Executor(runnable(), {
+        // with GEMM epilogues, a ReLU layer's bias and activation become its product's epilogue
+        const prog = b.dotFused !== undefined ? splitBiasRelu(runnable()) : runnable();
+        x = new Executor(prog, {
           fuse: b.fused !== undefined,
           fuseReduce: b.fusedReduce === true,
           fuseEpilogue: b.dotFused !== undefined,
