@@ -768,6 +768,17 @@ struct RowsEpilogue final : DotEpilogue {
     const T** cur = reinterpret_cast<const T**>(mem + tiles_bytes);
     for (int i = 0; i < P->ninstr; i++) cur[i] = &fixed[i];
     const i64 nr = i1 - i0;
+    if (j0 == 0 && j1 == N) {
+      // Whole rows: one contiguous run of the product, taken a tile at a time (a narrow product, e.g. an MLP's
+      // 10 logits, would otherwise run the program once per row of a few elements).
+      const i64 e0 = (mat * M + i0) * N, e1 = (mat * M + i1) * N, ahead = e1 - e0;
+      for (i64 t = e0; t < e1; t += tile) {
+        const i64 len = imin(tile, e1 - t);
+        if (i1 < M) prefetch_l2(t + ahead, imin(len, (mat * M + M) * N - (t + ahead)));
+        run_tile<T>(*P, *in, t, len, tiles, cur);
+      }
+      return;
+    }
     for (i64 i = i0; i < i1; i++) {
       const i64 base = (mat * M + i) * N;
       // The same row of the block below, which the GEMM finishes next: its operands (not the product) start
