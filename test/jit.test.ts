@@ -314,6 +314,29 @@ describe("simplification", () => {
     );
     assertSame(jf(a), a.sin().mul(a.sin()), "sin^2");
   });
+
+  test("chains of views collapse: a transpose transposed back is gone, a reshape of a reshape is one", () => {
+    const f = (x: Tensor) => {
+      const back = x.permute([2, 0, 1]).permute([1, 2, 0]); // the identity
+      const moved = x.permute([1, 0, 2]).permute([0, 2, 1]); // one permute, [1, 2, 0]
+      const flat = x.reshape([6, 4]).reshape([24]).reshape([2, 12]); // one reshape
+      return [back.exp(), moved.exp(), flat.exp()];
+    };
+    const x = randn([2, 3, 4]);
+    const p = jit(f).lower(x);
+    const views = p.eqns.filter((e) => e.name === "permute" || e.name === "reshape");
+    assert.deepEqual(
+      views.map((e) => [e.name, e.params]),
+      [
+        ["permute", { perm: [1, 2, 0] }],
+        ["reshape", { shape: [2, 12] }],
+      ],
+      String(p),
+    );
+    const want = f(x);
+    const got = jit(f)(x) as Tensor[];
+    for (let i = 0; i < 3; i++) assertSame(got[i], want[i], `output ${i}`);
+  });
 });
 
 describe("memory planning", () => {

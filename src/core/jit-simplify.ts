@@ -4,8 +4,10 @@
  * - Inlining: a nested `jit` call equation (jit of a function that calls a jitted function) is replaced by its
  *   sub-program, so the executor sees one flat list.
  * - Algebra: equations that are the identity on one input (`x * 1`, `x + 0`, `x - 0`, `x / 1`, a reshape or
- *   broadcast to the same shape, a cast to the same dtype, `neg(neg x)`) are dropped and their output replaced
- *   by that input. The adjoint program of `grad` is full of these (the seed 1 multiplied through).
+ *   broadcast to the same shape, a permute that keeps the axes, a cast to the same dtype, `neg(neg x)`) are
+ *   dropped and their output replaced by that input. The adjoint program of `grad` is full of these (the seed 1
+ *   multiplied through). A reshape of a reshape and a permute of a permute become one view of the first one's
+ *   input (so a transpose transposed back is the identity).
  * - Common subexpressions: two equations applying the same primitive with the same params to the same atoms
  *   compute the same value (primitives are pure); the second is dropped.
  * - Dead code: equations none of whose outputs reach the program's outputs are dropped.
@@ -61,6 +63,11 @@ function identityOf(e: Eqn, producer: Map<Var, Eqn>): Atom | null {
     case "cast":
       cand = a;
       break;
+    case "permute": {
+      const perm = (e.params as { perm: readonly number[] }).perm;
+      cand = perm.every((d, i) => d === i) ? a : null;
+      break;
+    }
     case "neg": {
       const p = a instanceof Literal ? undefined : producer.get(a);
       cand = p !== undefined && p.name === "neg" ? p.inputs[0] : null;
@@ -69,6 +76,23 @@ function identityOf(e: Eqn, producer: Map<Var, Eqn>): Atom | null {
   }
   // the output must be exactly the candidate: same shape (no broadcasting happened) and dtype (no promotion)
   return cand !== null && sameAval(cand, out) ? cand : null;
+}
+
+/**
+ * A reshape of a reshape, or a permute of a permute, as one view of the first one's input (the same elements in
+ * the same order): the product rewrites (core/jit-rewrite.ts) and the bias gradients' unbroadcast leave such
+ * chains (a transpose transposed back, [256] -> [1, 256] -> [256]); collapsed, a chain that comes back to its
+ * input becomes an identity and is dropped, and the executor runs one view step or none instead of two.
+ */
+function collapseViews(e: Eqn, producer: Map<Var, Eqn>): Eqn {
+  if (e.prim === null || (e.name !== "reshape" && e.name !== "permute")) return e;
+  const x = e.inputs[0];
+  const p = x instanceof Literal ? undefined : producer.get(x);
+  if (p === undefined || p.prim !== e.prim || p.inputs[0] instanceof Literal) return e;
+  if (e.name === "reshape") return { ...e, inputs: [p.inputs[0]] };
+  const inner = (p.params as { perm: readonly number[] }).perm;
+  const outer = (e.params as { perm: readonly number[] }).perm;
+  return { ...e, inputs: [p.inputs[0]], params: { perm: outer.map((d) => inner[d]) } };
 }
 
 /** A key for a params value, or null when it cannot be compared structurally (then no CSE for that equation). */
@@ -298,11 +322,13 @@ export function simplifyProgram(p: Program, opts: SimplifyOpts = {}): Program {
   };
   const kept: Eqn[] = [];
   for (const e0 of inlineCalls(p, opts.inlineAll === true)) {
-    const e: Eqn = { ...e0, inputs: e0.inputs.map(resolve) };
+    let e: Eqn = { ...e0, inputs: e0.inputs.map(resolve) };
     if (e.name === "alias" && e.prim === null) {
       subst.set(e.outputs[0], e.inputs[0]);
       continue;
     }
+    const e2 = collapseViews(e, producer);
+    if (e2 !== e) e = e2;
     const id = identityOf(e, producer);
     if (id !== null) {
       subst.set(e.outputs[0], id);
