@@ -4,8 +4,9 @@
  * Two variants are embedded (kernels.generated.ts): relaxed SIMD (fused multiply-add; Node 20 needs
  * --experimental-wasm-relaxed-simd, current browsers have it) and plain SIMD128, both importing a shared
  * memory. Relaxed SIMD is detected by WebAssembly.validate of the relaxed module itself; shared memory by
- * trying to create one (browsers without cross-origin isolation refuse), and without it the module's memory
- * import is rewritten to non-shared (unshareMemoryImport). Either memory starts at 1 MiB and grows on demand
+ * trying to create one (browsers without cross-origin isolation refuse), and without it, or with `threads: 1`
+ * (no worker to share it with), the module's memory import is rewritten to non-shared (unshareMemoryImport).
+ * Either memory starts at 1 MiB and grows on demand
  * (heap.ts) up to `maxMemoryMiB` (default 4 GiB, wasm32's limit; a shared memory takes less if the runtime
  * refuses to reserve that much). A non-shared memory may grow because no tensor lives in it (index.ts).
  * Synchronous compilation (`new WebAssembly.Module`) is fine in Node and workers; browsers refuse it for
