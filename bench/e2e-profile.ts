@@ -2,7 +2,8 @@
  * Phase breakdown of the bench's e2e workload (MLP 784-256-128-10 on the 10,000 digits, batch 128, Adam 1e-3,
  * eager, native backend): per step, the batch gather, forward + loss, backward, zeroGrad and the optimizer step,
  * by wall and process CPU time. Run pinned for the 1-thread figure:
- *   taskset -c 1 node --import tsx bench/e2e-profile.ts --threads 1 [--epochs 5] [--rounds 3]
+ *   taskset -c 1 node --import tsx bench/e2e-profile.ts --threads 1 [--epochs 5] [--rounds 3] [--warm 0]
+ * `--warm N` runs N untimed epochs first in each round (steady state without the JIT's and the heap's warm-up).
  */
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
@@ -18,6 +19,7 @@ const { values } = parseArgs({
     threads: { type: "string", default: "1" },
     epochs: { type: "string", default: "5" },
     rounds: { type: "string", default: "3" },
+    warm: { type: "string", default: "0" },
   },
 });
 const loaded = loadNativeBackend();
@@ -28,13 +30,14 @@ setNumThreads(Number(values.threads));
 const d = loadDigits();
 const n = d.n;
 const epochs = Number(values.epochs);
+const warm = Number(values.warm);
 let seed = 1;
 const rand = () => {
   seed = (seed * 1103515245 + 12345) % 2 ** 31;
   return seed / 2 ** 31;
 };
-const perm = new Int32Array(epochs * n);
-for (let e = 0; e < epochs; e++) {
+const perm = new Int32Array((warm + epochs) * n);
+for (let e = 0; e < warm + epochs; e++) {
   const p = Int32Array.from({ length: n }, (_, i) => i);
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
@@ -71,6 +74,14 @@ function run(): {
   let ca = 0;
   let cb = 0;
   let lossT = null as ReturnType<typeof crossEntropy> | null;
+  for (let e = epochs; e < epochs + warm; e++) {
+    for (let s = 0; s < steps; s++) {
+      const idx = tensor(perm.subarray(e * n + s * 128, e * n + s * 128 + 128));
+      opt.zeroGrad();
+      crossEntropy(model.call(X.indexSelect(0, idx)), Y.indexSelect(0, idx)).backward();
+      opt.step();
+    }
+  }
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   for (let e = 0; e < epochs; e++) {
