@@ -3,7 +3,9 @@
  * eager, native backend): per step, the batch gather, forward + loss, backward, zeroGrad and the optimizer step,
  * by wall and process CPU time. Run pinned for the 1-thread figure:
  *   taskset -c 1 node --import tsx bench/e2e-profile.ts --threads 1 [--epochs 5] [--rounds 3] [--warm 0]
- * `--warm N` runs N untimed epochs first in each round (steady state without the JIT's and the heap's warm-up).
+ * `--warm N` runs N untimed epochs first in each round (steady state without the JIT's and the heap's warm-up);
+ * `--mlp-warm N` first runs N steps of the bench's MLP case (784-512-256-10, one batch), as bench/run.ts does
+ * before the e2e row when both run (`--only e2e,mlp`).
  */
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
@@ -20,6 +22,7 @@ const { values } = parseArgs({
     epochs: { type: "string", default: "5" },
     rounds: { type: "string", default: "3" },
     warm: { type: "string", default: "0" },
+    "mlp-warm": { type: "string", default: "0" },
   },
 });
 const loaded = loadNativeBackend();
@@ -138,6 +141,21 @@ console.log(
     .map((x) => x.toFixed(2))
     .join(" ")}, threads ${values.threads}`,
 );
+const mlpWarm = Number(values["mlp-warm"]);
+if (mlpWarm > 0) {
+  const m = new Sequential(new Linear(784, 512), new ReLU(), new Linear(512, 256), new ReLU(), new Linear(256, 10));
+  const o = new Adam(m.parameters(), { lr: 1e-3 });
+  const xb = tensor(d.images.subarray(0, 128 * 784), { shape: [128, 784] });
+  const yb = tensor(d.labels.subarray(0, 128), { dtype: "int32" });
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < mlpWarm; i++) {
+    o.zeroGrad();
+    crossEntropy(m.call(xb), yb).backward();
+    o.step();
+  }
+  const c = process.cpuUsage(c0);
+  console.log(`MLP warm-up: ${mlpWarm} steps, cpu ${((c.user + c.system) / 1000 / mlpWarm).toFixed(3)} ms per step`);
+}
 const rounds = Number(values.rounds);
 const all: ReturnType<typeof run>[] = [];
 for (let r = 0; r < rounds; r++) {
