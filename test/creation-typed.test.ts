@@ -23,12 +23,20 @@ describe("tensor() from a typed array", () => {
     const vals = [0.1, 1 / 3, -2.5e-39, 3.4028235677973366e38, 1e39, -0, Number.NaN, 16777217];
     const t = tensor(new Float64Array(vals), { dtype: "float32" });
     const got = Array.from(t.dataSync());
-    vals.forEach((v, i) => assert.ok(Object.is(got[i], Math.fround(v)), `element ${i}: ${got[i]} vs ${v}`));
+    for (const [i, v] of vals.entries()) {
+      assert.ok(Object.is(got[i], Math.fround(v)), `element ${i}: ${got[i]} vs ${v}`);
+    }
   });
 
   test("float32 integers to int32, and int32 to float64, exactly", () => {
     const f = new Float32Array([0, -1, 2 ** 24, -(2 ** 31), 12345]);
-    assert.deepEqual(Array.from(tensor(f, { dtype: "int32" }).dataSync()), [0, -1, 2 ** 24, -(2 ** 31), 12345]);
+    assert.deepEqual(Array.from(tensor(f, { dtype: "int32" }).dataSync()), [
+      0,
+      -1,
+      2 ** 24,
+      -(2 ** 31),
+      12345,
+    ]);
     const i = new Int32Array([2 ** 31 - 1, -(2 ** 31), 0, 7]);
     const t = tensor(i, { dtype: "float64" });
     assert.equal(t.dtype, "float64");
