@@ -556,7 +556,7 @@ export class Executor {
     return false;
   }
 
-  /** donatedLastUse's answers, by the donated set itself (jit passes the same one at every call) and by value. */
+  /** donatedLastUse's answers, by the donated set first seen (jit passes the same one at every call) and by value. */
   private readonly lastUseBySet = new WeakMap<ReadonlySet<number>, DonationPlan>();
   private readonly lastUseMemo = new Map<string, DonationPlan>();
 
@@ -570,8 +570,9 @@ export class Executor {
     if (m === undefined) {
       m = this.computeLastUse(donated);
       this.lastUseMemo.set(key, m);
+      // (only the set that was new: a scan passes a fresh set per iteration, which would fill the WeakMap)
+      this.lastUseBySet.set(donated, m);
     }
-    this.lastUseBySet.set(donated, m);
     return m;
   }
 
