@@ -299,7 +299,7 @@ export class Executor {
       // finished blocks), and only to outputs after the first, which holds the product (see runFused).
       if (r.fused !== null || (r.prim !== null && POINTWISE.has(r.eqn.name))) {
         r.atoms.forEach((a, k) => {
-          if (r.dot && k < 2) return;
+          if (r.dot && (k < 2 || r.outVars.length < 2)) return;
           const s = r.ins[k];
           // dies here: an intermediate freed after this step, or an input (lends only if donated, see run)
           const dies = freeAt[i].includes(s) || (this.inSlots.includes(s) && last.get(s) === i);
