@@ -101,16 +101,18 @@ CacheBlocking cache_blocking() {
 // ---------------------------------------------------------------------------------------------------------
 // The micro-kernel: C[0..mr, 0..nr) (+)= sum_k Ap[k][0..R) (outer) Bp[k][0..NR), over kc steps.
 // Ap is an MR-interleaved A panel, Bp an NR-interleaved B panel (both 64-byte aligned, zero-padded). R <= MR is
-// the number of rows computed (a short last panel of A runs a shorter kernel), mr <= R the rows stored.
-template <class T, int R>
+// the number of rows computed (a short last panel of A runs a shorter kernel), mr <= R the rows stored. NV <=
+// Simd::NV is the number of vectors of each B row that are read: a B panel with at most W real columns (the last
+// panel when N mod NR <= W, e.g. N = 10 for a classifier's output layer) runs on its first vector only, half
+// the multiply-adds of the full tile.
+template <class T, int R, int NV = Simd<T>::NV>
 __attribute__((noinline)) void micro_kernel(i64 kc, const T* __restrict Ap, const T* __restrict Bp, i64 ldb, T* C,
                                             i64 ldc, int mr, int nr, bool accumulate) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int MR = S::MR;
-  constexpr int NV = S::NV;
   constexpr int W = S::W;
-  constexpr int NR = NV * W;
+  constexpr int NR = NV * W;  // columns computed
   V acc[R][NV];
 #pragma GCC unroll 32
   for (int r = 0; r < R; r++)
@@ -166,12 +168,19 @@ __attribute__((noinline)) void micro_kernel(i64 kc, const T* __restrict Ap, cons
   }
 }
 
-// The micro-kernel for a panel of mr <= MR real rows: the full tile, or half of it for a short last panel.
+// The micro-kernel for a panel of mr <= MR real rows and nr <= NR real columns: the full tile, or half of its
+// rows for a short last A panel, or one vector of columns for a narrow last B panel.
 template <class T>
 CR_INLINE void run_micro_kernel(i64 kc, const T* Ap, const T* Bp, i64 ldb, T* C, i64 ldc, int mr, int nr, bool acc) {
-  constexpr int MR = Blocking<T>::MR, HR = (MR + 1) / 2;
-  if (mr > HR) micro_kernel<T, MR>(kc, Ap, Bp, ldb, C, ldc, mr, nr, acc);
-  else micro_kernel<T, HR>(kc, Ap, Bp, ldb, C, ldc, mr, nr, acc);
+  constexpr int MR = Blocking<T>::MR, HR = (MR + 1) / 2, W = Simd<T>::W;
+  if (nr <= W && Simd<T>::NV > 1) {
+    if (mr > HR) micro_kernel<T, MR, 1>(kc, Ap, Bp, ldb, C, ldc, mr, nr, acc);
+    else micro_kernel<T, HR, 1>(kc, Ap, Bp, ldb, C, ldc, mr, nr, acc);
+  } else if (mr > HR) {
+    micro_kernel<T, MR>(kc, Ap, Bp, ldb, C, ldc, mr, nr, acc);
+  } else {
+    micro_kernel<T, HR>(kc, Ap, Bp, ldb, C, ldc, mr, nr, acc);
+  }
 }
 
 // Loaders whose B operand can be read in place (direct_b): a row-major matrix needs no packing when it is small.
@@ -372,7 +381,9 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
     return true;
   }
   static const CacheBlocking cb = cache_blocking<T>();
-  const int nth = parallel ? pool_threads() : 1;
+  // Below ~2 MFLOP (about 10 us on one core) a second thread costs more than it saves (the wake-up, the shared
+  // packing and the wait for it: products of an MLP's 10-wide output layer ran ~10% slower on 2 threads).
+  const int nth = parallel && 2.0 * (double)M * (double)N * (double)K >= 2e6 ? pool_threads() : 1;
   const int tid = pool_tid();
   // Equal slices rather than full ones and a remainder (K = 512 runs as 2 x 256, not 384 + 128); column and
   // row blocks are multiples of the register tile.

@@ -1,0 +1,47 @@
+/**
+ * The GEMM's narrow last B panel (at most one vector of real columns runs a one-vector micro-kernel) and its
+ * one-thread path for small products (under ~2 MFLOP the pool is not used), on every instruction-set build with
+ * all threads and with one, against the js backend's plain loops. Widths straddle the vector widths of every
+ * build (4, 8, 16 floats; 2, 4, 8 doubles): exactly one vector, one column more, one full panel plus a narrow one;
+ * heights leave short A panels; every transpose pair (the packing reads transposed operands through strides).
+ */
+import { test } from "node:test";
+import type { DType } from "../../src/dtype.ts";
+import { check, makeView, N, prng, tolFor } from "./native-helpers.ts";
+
+function matrix(m: number, n: number, transposed: boolean, dtype: DType, rng: () => number) {
+  const v = makeView(transposed ? [n, m] : [m, n], dtype, "contiguous", rng, "small");
+  return transposed ? { ...v, shape: [m, n], strides: [v.strides[1], v.strides[0]] } : v;
+}
+
+const PAIRS = [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+] as const;
+
+for (const [dtype, m, k, n] of [
+  ["float32", 128, 256, 10], // an MLP's output layer: one narrow panel, a one-thread product
+  ["float32", 25, 300, 16], // exactly one AVX-512 vector of columns; a 1-row last A panel
+  ["float32", 31, 70, 17], // one column more than a vector
+  ["float32", 200, 600, 48], // a full 32-column panel and a 16-column one, on all threads
+  ["float32", 13, 50, 4], // one SSE vector
+  ["float64", 40, 500, 8], // one AVX-512 vector of doubles
+  ["float64", 27, 90, 9],
+] as const) {
+  test(`dot ${dtype} ${m}x${k} @ ${k}x${n}: narrow last column panel`, { skip: !N }, () => {
+    const rng = prng(m * 5 + k * 11 + n);
+    // |error| <= K eps sum |a||b| with |a|, |b| < 1: an absolute bound for outputs near 0
+    const tol = tolFor(dtype, { rtol: 1e-4, atol: k * 1.2e-7 }, { rtol: 1e-12, atol: k * 2.3e-16 });
+    for (const [ta, tb] of PAIRS) {
+      const a = matrix(m, k, ta, dtype, rng);
+      const b = matrix(k, n, tb, dtype, rng);
+      check(`dot ta=${ta} tb=${tb}`, tol, (be) => {
+        const out = be.alloc(dtype, m * n);
+        be.dot(a, b, out);
+        return out;
+      });
+    }
+  });
+}
