@@ -122,11 +122,14 @@ struct Pool {
           break;
         }
         CR_PAUSE();
-        // Every few microseconds, give the CPU to any other runnable thread (on a 2-core machine, V8's GC and
-        // compiler helpers would otherwise wait for the spin to end or for the scheduler to preempt it).
+        // After 20 us without a job, give the CPU to any other runnable thread every few microseconds (on a
+        // 2-core machine, V8's GC and compiler helpers would otherwise wait for the spin to end or for the
+        // scheduler to preempt it). Not sooner: a yield delays noticing a job by a system call (a job 5 us after
+        // the last one was joined after ~1.9 us instead of ~0.8 us with a yield every few microseconds).
         if ((spins & 255) == 255) {
-          if (std::chrono::steady_clock::now() - start > std::chrono::microseconds(100)) break;
-          std::this_thread::yield();
+          const auto spun = std::chrono::steady_clock::now() - start;
+          if (spun > std::chrono::microseconds(100)) break;
+          if (spun > std::chrono::microseconds(20)) std::this_thread::yield();
         }
       }
       if (!got) {
