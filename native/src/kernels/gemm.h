@@ -381,9 +381,10 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
     return true;
   }
   static const CacheBlocking cb = cache_blocking<T>();
-  // Below ~2 MFLOP (about 10 us on one core) a second thread costs more than it saves (the wake-up, the shared
-  // packing and the wait for it: products of an MLP's 10-wide output layer ran ~10% slower on 2 threads).
-  const int nth = parallel && 2.0 * (double)M * (double)N * (double)K >= 2e6 ? pool_threads() : 1;
+  // Below ~5 MFLOP (about 25 us on one core) more threads did not pay on the 2-core machine this was measured
+  // on: the products of an MLP's 10-wide output layer (0.65 MFLOP) ran 5-30% slower on 2 threads than on 1 and
+  // n = 128 (4.2 MFLOP) 2-5% slower, while 128 x 128 @ 128 x 256 (8.4 MFLOP) ran 1.3-1.4x faster.
+  const int nth = parallel && 2.0 * (double)M * (double)N * (double)K >= 5e6 ? pool_threads() : 1;
   const int tid = pool_tid();
   // Equal slices rather than full ones and a remainder (K = 512 runs as 2 x 256, not 384 + 128); column and
   // row blocks are multiples of the register tile.
