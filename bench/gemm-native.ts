@@ -15,7 +15,9 @@
  * bench/workloads.ts; nn.Linear keeps its weight as [out, in], so the forward product reads a transposed B, the
  * weight gradient a transposed A; both orientations of the weight gradient are listed, as either may be formed),
  * and the step's total per thread count (wall, and the CPU time of all threads: what spinning and waiting cost).
- * With --mlp --e2e, the products of the e2e workload's MLP 784-256-128-10 at batch 128.
+ * With --mlp --e2e, the products of the e2e workload's MLP 784-256-128-10 at batch 128. (Products under 5 MFLOP run
+ * on one thread whatever the thread count, see gemm.h: their 2-thread "cpu" and "% peak" figures, CPU time divided
+ * by 2, are then twice the real per-thread rate.)
  *
  * Run pinned: `taskset -c 1 node --import tsx bench/gemm-native.ts` (one core: the 1-thread rows only), or
  * `taskset -c 0,1 ...` for the 2-thread rows too. Options: --isa avx2|base (a lesser kernel build than the
@@ -92,10 +94,10 @@ function main() {
     `native backend (${info.isa} kernels), ${info.threads} threads available; FMA peak per core for them (cpu ` +
       `clock): ${p0 ? p0.toFixed(1) : "unknown"} GFLOP/s; load average ${loadavg()[0].toFixed(2)}`,
   );
-  console.log("case                               wall GFLOP/s   cpu GFLOP/s   % peak (cpu)");
+  console.log("case                                     wall GFLOP/s   cpu GFLOP/s   % peak (cpu)");
   const row = (label: string, r: { wall: number; cpu: number }, threads: number, pk: number | undefined) =>
     console.log(
-      `${label.padEnd(34)} ${r.wall.toFixed(1).padStart(12)} ${r.cpu.toFixed(1).padStart(13)} ${
+      `${label.padEnd(40)} ${r.wall.toFixed(1).padStart(12)} ${r.cpu.toFixed(1).padStart(13)} ${
         pk ? `${((100 * r.cpu) / (pk * threads)).toFixed(1)}%`.padStart(14) : "             -"
       }`,
     );
