@@ -260,6 +260,22 @@ CR_INLINE void pack_interleaved(T* __restrict dst, const T* base, i64 rs, i64 kc
 #if defined(__SSE__)
   if constexpr (std::is_same<T, float>::value) {
     for (; r0 + 4 <= W; r0 += 4) transpose_4_rows(base + r0 * rs, rs, kc, dst + r0, W);
+    // two rows left (the AVX2 build's 6-row A panels): pairs (row 0, row 1) of 4 columns at a time
+    for (; r0 + 2 <= W; r0 += 2) {
+      const float* p0 = base + r0 * rs;
+      const float* p1 = p0 + rs;
+      i64 k = 0;
+      for (; k + 4 <= kc; k += 4) {
+        const __m128 a = _mm_loadu_ps(p0 + k), b = _mm_loadu_ps(p1 + k);
+        const __m128 lo = _mm_unpacklo_ps(a, b), hi = _mm_unpackhi_ps(a, b);
+        float* o = dst + k * W + r0;
+        _mm_storel_pi(reinterpret_cast<__m64*>(o), lo);
+        _mm_storeh_pi(reinterpret_cast<__m64*>(o + W), lo);
+        _mm_storel_pi(reinterpret_cast<__m64*>(o + 2 * W), hi);
+        _mm_storeh_pi(reinterpret_cast<__m64*>(o + 3 * W), hi);
+      }
+      for (; k < kc; k++) dst[k * W + r0] = p0[k], dst[k * W + r0 + 1] = p1[k];
+    }
   }
 #endif
   for (int r = r0; r < W; r++) {
