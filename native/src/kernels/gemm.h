@@ -379,9 +379,99 @@ bool gemm(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc, bool p
   return gemm_mapped<T>(M, N, K, la, lb, C, ldc, IdentityColumns{}, parallel, accumulate, ep);
 }
 
+// Loader wrappers for the split below: rows from r0 of A, columns from j0 of B and of C's column map.
+template <class L>
+struct RowsFrom {
+  const L& l;
+  i64 r0;
+  template <class T>
+  void pack_a(T* dst, i64 i0, i64 m, i64 k0, i64 kc) const {
+    l.pack_a(dst, r0 + i0, m, k0, kc);
+  }
+};
+template <class T, class L>
+struct ColsFrom {
+  const L& l;
+  i64 j0;
+  void pack_b(T* dst, i64 k0, i64 kc, i64 j, i64 n) const { l.pack_b(dst, k0, kc, j0 + j, n); }
+  CR_INLINE const T* direct_b(i64 k, i64 j) const {
+    if constexpr (HasDirectB<L>::value) return l.direct_b(k, j0 + j);
+    else return nullptr;
+  }
+};
+template <class CM>
+struct ColsMapFrom {
+  const CM& cm;
+  i64 j0;
+  CR_INLINE i64 offset(i64 j) const { return cm.offset(j0 + j); }
+  CR_INLINE int valid(i64 j, int nr) const { return cm.valid(j0 + j, nr); }
+};
+struct OffsetEpilogue final : BlockEpilogue {
+  const BlockEpilogue* ep;
+  i64 di, dj;
+  void block(i64 i0, i64 i1, i64 j0, i64 j1, int tid) const override { ep->block(i0 + di, i1 + di, j0 + dj, j1 + dj, tid); }
+};
+
+template <class T, class LA, class LB, class CM>
+bool gemm_blocked(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc, const CM& cm, bool parallel,
+                  bool accumulate, const BlockEpilogue* ep);
+
 template <class T, class LA, class LB, class CM>
 bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc, const CM& cm, bool parallel,
                  bool accumulate, const BlockEpilogue* ep) {
+  using B = Blocking<T>;
+  constexpr int MR = B::MR;
+  constexpr int NR = B::NR;
+  // Below ~5 MFLOP (about 25 us on one core) more threads did not pay on the 2-core machine this was measured
+  // on: the products of an MLP's 10-wide output layer (0.65 MFLOP) ran 5-30% slower on 2 threads than on 1 and
+  // n = 128 (4.2 MFLOP) 2-5% slower, while 128 x 128 @ 128 x 256 (8.4 MFLOP) ran 1.3-1.4x faster.
+  const int nth = parallel && K > 0 && 2.0 * (double)M * (double)N * (double)K >= 5e6 ? pool_threads() : 1;
+  // Few rows of A (under 8 panels per thread, e.g. the batch-128 products of an MLP) or a product under 64 MFLOP
+  // (~0.3 ms on one core, so a thread is rarely preempted halfway through its part): rather than share the
+  // packed panels (a panel packed by one core and read by another is invalidated in the reader's cache when it is
+  // packed again, which made packing ~5x slower on 2 threads and left 128-row products no faster than on 1),
+  // each thread computes its own part of C with its own packing: a range of rows of A (B read in place, or
+  // packed by each thread when that copy is the smaller one) or a range of columns of B (A packed by each).
+  if (nth > 1 && ((M + MR - 1) / MR < 8 * nth || 2.0 * (double)M * (double)N * (double)K < 64e6)) {
+    static const CacheBlocking cb = cache_blocking<T>();
+    const i64 rows = (M + nth - 1) / nth;
+    bool direct = false;
+    if constexpr (HasDirectB<LB>::value)
+      direct = lb.direct_b(0, 0) != nullptr &&
+               ((double)K * (double)N * sizeof(T) <= 0.25 * (double)cb.l2 || rows <= 16 * MR);
+    const i64 nb = (N + NR - 1) / NR;
+    const bool by_rows = direct || nb < nth || N <= M;
+    const i64 cols = (nb + nth - 1) / nth * NR;
+    bool ok = true;
+    par_for(nth, 1, [&](i64 b, i64 e, int) {
+      for (i64 r = b; r < e; r++) {
+        OffsetEpilogue oe;
+        oe.ep = ep;
+        bool done;
+        if (by_rows) {
+          const i64 i0 = r * rows, m = imin(rows, M - i0);
+          if (m <= 0) continue;
+          oe.di = i0, oe.dj = 0;
+          done = gemm_blocked<T>(m, N, K, RowsFrom<LA>{la, i0}, lb, C + i0 * ldc, ldc, cm, false, accumulate,
+                                 ep ? &oe : nullptr);
+        } else {
+          const i64 j0 = r * cols, n = imin(cols, N - j0);
+          if (n <= 0) continue;
+          oe.di = 0, oe.dj = j0;
+          done = gemm_blocked<T>(M, n, K, la, ColsFrom<T, LB>{lb, j0}, C, ldc, ColsMapFrom<CM>{cm, j0}, false,
+                                 accumulate, ep ? &oe : nullptr);
+        }
+        if (!done) __atomic_store_n(&ok, false, __ATOMIC_RELAXED);
+      }
+    });
+    return ok;
+  }
+  return gemm_blocked<T>(M, N, K, la, lb, C, ldc, cm, nth > 1, accumulate, ep);
+}
+
+template <class T, class LA, class LB, class CM>
+bool gemm_blocked(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc, const CM& cm, bool parallel,
+                  bool accumulate, const BlockEpilogue* ep) {
   using B = Blocking<T>;
   constexpr int MR = B::MR;
   constexpr int NR = B::NR;
@@ -397,10 +487,7 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
     return true;
   }
   static const CacheBlocking cb = cache_blocking<T>();
-  // Below ~5 MFLOP (about 25 us on one core) more threads did not pay on the 2-core machine this was measured
-  // on: the products of an MLP's 10-wide output layer (0.65 MFLOP) ran 5-30% slower on 2 threads than on 1 and
-  // n = 128 (4.2 MFLOP) 2-5% slower, while 128 x 128 @ 128 x 256 (8.4 MFLOP) ran 1.3-1.4x faster.
-  const int nth = parallel && 2.0 * (double)M * (double)N * (double)K >= 5e6 ? pool_threads() : 1;
+  const int nth = parallel ? pool_threads() : 1;
   const int tid = pool_tid();
   // Equal slices rather than full ones and a remainder (K = 512 runs as 2 x 256, not 384 + 128); column and
   // row blocks are multiples of the register tile.
