@@ -15,7 +15,7 @@
  * bench/workloads.ts; nn.Linear keeps its weight as [out, in], so the forward product reads a transposed B, the
  * weight gradient a transposed A; both orientations of the weight gradient are listed, as either may be formed),
  * and the step's total per thread count (wall, and the CPU time of all threads: what spinning and waiting cost).
- * With --mlp --e2e, the products of the e2e workload's MLP 784-256-128-10 at batch 128. (Products under 5 MFLOP run
+ * With --mlp --e2e, the products of the e2e workload's MLP 784-256-128-10 at batch 128. (Products under 2 MFLOP run
  * on one thread whatever the thread count, see gemm.h: their 2-thread "cpu" and "% peak" figures, CPU time divided
  * by 2, are then twice the real per-thread rate.)
  *

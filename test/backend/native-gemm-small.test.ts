@@ -3,7 +3,7 @@
  * backend's plain loops, with every transpose pair (the packing reads transposed operands through strides):
  * - the narrow last B panel (at most one vector of real columns runs a one-vector micro-kernel), at widths that
  *   straddle the vector widths of every build (4, 8, 16 floats; 2, 4, 8 doubles), with short A panels;
- * - the one-thread path of products under ~5 MFLOP;
+ * - the one-thread path of products under ~2 MFLOP;
  * - the per-thread split of products with few rows of A or under 64 MFLOP: each thread computes a range of rows
  *   (B read in place or packed by each thread) or of columns (A packed by each), uneven ranges included.
  */

@@ -422,10 +422,10 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
   using B = Blocking<T>;
   constexpr int MR = B::MR;
   constexpr int NR = B::NR;
-  // Below ~5 MFLOP (about 25 us on one core) more threads did not pay on the 2-core machine this was measured
-  // on: the products of an MLP's 10-wide output layer (0.65 MFLOP) ran 5-30% slower on 2 threads than on 1 and
-  // n = 128 (4.2 MFLOP) 2-5% slower, while 128 x 128 @ 128 x 256 (8.4 MFLOP) ran 1.3-1.4x faster.
-  const int nth = parallel && K > 0 && 2.0 * (double)M * (double)N * (double)K >= 5e6 ? pool_threads() : 1;
+  // Below ~2 MFLOP (about 10 us on one core) more threads did not pay on the 2-core machine this was measured
+  // on: with the split below, the products of an MLP's 10-wide output layer (0.65 MFLOP) ran 0.95-1.3x as fast
+  // on 2 threads as on 1, n = 128 (4.2 MFLOP) 1.6x.
+  const int nth = parallel && K > 0 && 2.0 * (double)M * (double)N * (double)K >= 2e6 ? pool_threads() : 1;
   // Few rows of A (under 8 panels per thread, e.g. the batch-128 products of an MLP) or a product under 64 MFLOP
   // (~0.3 ms on one core, so a thread is rarely preempted halfway through its part): rather than share the
   // packed panels (a panel packed by one core and read by another is invalidated in the reader's cache when it is
