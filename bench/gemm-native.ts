@@ -13,11 +13,15 @@
  *
  * With --mlp, the products of one training step of the MLP 784-512-256-10 at batch 128 instead (the shapes of
  * bench/workloads.ts; nn.Linear keeps its weight as [out, in], so the forward product reads a transposed B, the
- * weight gradient a transposed A; both orientations of the weight gradient are listed, as either may be formed).
+ * weight gradient a transposed A; both orientations of the weight gradient are listed, as either may be formed),
+ * and the step's total per thread count (wall, and the CPU time of all threads: what spinning and waiting cost).
+ * With --mlp --e2e, the products of the e2e workload's MLP 784-256-128-10 at batch 128. (Products under 2 MFLOP run
+ * on one thread whatever the thread count, see gemm.h: their 2-thread "cpu" and "% peak" figures, CPU time divided
+ * by 2, are then twice the real per-thread rate.)
  *
  * Run pinned: `taskset -c 1 node --import tsx bench/gemm-native.ts` (one core: the 1-thread rows only), or
  * `taskset -c 0,1 ...` for the 2-thread rows too. Options: --isa avx2|base (a lesser kernel build than the
- * best the CPU runs), --sizes 256,1024, --threads 1 (only that count), --mlp.
+ * best the CPU runs), --sizes 256,1024, --threads 1 (only that count), --mlp [--e2e].
  */
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
@@ -37,19 +41,29 @@ function matrix(b: Backend, r: number, c: number, seed: number, dtype: DType, tr
   return { data, shape: [r, c], strides: transposed ? [1, r] : [c, 1], offset: 0 };
 }
 
-/** The matrix products of one MLP 784-512-256-10 training step at batch 128: [label, M, K, N, A^T, B^T]. */
-const MLP_PRODUCTS: [string, number, number, number, boolean, boolean][] = [
-  ["fwd 1: x W1^T", 128, 784, 512, false, true],
-  ["fwd 2: h1 W2^T", 128, 512, 256, false, true],
-  ["fwd 3: h2 W3^T", 128, 256, 10, false, true],
-  ["bwd 3: dY3 W3", 128, 10, 256, false, false],
-  ["bwd 2: dY2 W2", 128, 256, 512, false, false],
-  ["dW3: dY3^T h2", 10, 128, 256, true, false],
-  ["dW2: dY2^T h1", 256, 128, 512, true, false],
-  ["dW1: dY1^T x", 512, 128, 784, true, false],
-  ["dW2^T: h1^T dY2", 512, 128, 256, true, false],
-  ["dW1^T: x^T dY1", 784, 128, 512, true, false],
-];
+/** A product of an MLP training step: [label, M, K, N, A^T, B^T]. */
+type Product = [string, number, number, number, boolean, boolean];
+
+/**
+ * The matrix products of one training step of an MLP with layer widths `widths` at batch `batch` (nn.Linear keeps
+ * its weight as [out, in]: the forward product reads a transposed B, the weight gradient a transposed A, the input
+ * gradient a plain B; the first layer's input gradient is not formed). With `both`, the weight gradients are also
+ * listed in their other orientation (W^T's gradient), as either may be formed; they are marked "alt".
+ */
+function mlpProducts(widths: number[], batch: number, both: boolean): Product[] {
+  const out: Product[] = [];
+  const L = widths.length - 1;
+  for (let l = 0; l < L; l++)
+    out.push([`fwd ${l + 1}: h${l} W${l + 1}^T`, batch, widths[l], widths[l + 1], false, true]);
+  for (let l = L - 1; l >= 0; l--) {
+    out.push([`dW${l + 1}: dY${l + 1}^T h${l}`, widths[l + 1], batch, widths[l], true, false]);
+    if (both)
+      out.push([`alt dW${l + 1}^T: h${l}^T dY${l + 1}`, widths[l], batch, widths[l + 1], true, false]);
+    if (l > 0)
+      out.push([`bwd ${l + 1}: dY${l + 1} W${l + 1}`, batch, widths[l + 1], widths[l], false, false]);
+  }
+  return out;
+}
 
 function main() {
   const { values } = parseArgs({
@@ -58,6 +72,7 @@ function main() {
       sizes: { type: "string" },
       threads: { type: "string" },
       mlp: { type: "boolean" },
+      e2e: { type: "boolean" },
     },
   });
   const loaded = loadNativeBackend();
@@ -79,10 +94,10 @@ function main() {
     `native backend (${info.isa} kernels), ${info.threads} threads available; FMA peak per core for them (cpu ` +
       `clock): ${p0 ? p0.toFixed(1) : "unknown"} GFLOP/s; load average ${loadavg()[0].toFixed(2)}`,
   );
-  console.log("case                               wall GFLOP/s   cpu GFLOP/s   % peak (cpu)");
+  console.log("case                                     wall GFLOP/s   cpu GFLOP/s   % peak (cpu)");
   const row = (label: string, r: { wall: number; cpu: number }, threads: number, pk: number | undefined) =>
     console.log(
-      `${label.padEnd(34)} ${r.wall.toFixed(1).padStart(12)} ${r.cpu.toFixed(1).padStart(13)} ${
+      `${label.padEnd(40)} ${r.wall.toFixed(1).padStart(12)} ${r.cpu.toFixed(1).padStart(13)} ${
         pk ? `${((100 * r.cpu) / (pk * threads)).toFixed(1)}%`.padStart(14) : "             -"
       }`,
     );
@@ -103,23 +118,29 @@ function main() {
   const gemm = (n: number, dtype: DType, ta: boolean, tb: boolean, threads: number) =>
     product(n, n, n, dtype, ta, tb, threads);
   if (values.mlp) {
-    let flops = 0;
-    let time = 0;
+    // the bench's MLP (784-512-256-10) or, with --e2e, the e2e workload's (784-256-128-10); batch 128
+    const widths = values.e2e ? [784, 256, 128, 10] : [784, 512, 256, 10];
     for (const threads of threadCounts) {
       setNumThreads(threads);
-      for (const [label, M, K, N, ta, tb] of MLP_PRODUCTS) {
+      let flops = 0;
+      let cpu = 0;
+      let wall = 0;
+      for (const [label, M, K, N, ta, tb] of mlpProducts(widths, 128, !values.e2e)) {
         const pk = peak();
         const r = product(M, K, N, "float32", ta, tb, threads);
         row(`${label} ${M}x${K}@${K}x${N} ${threads}T`, r, threads, pk);
-        if (threads === 1 && !label.startsWith("dW1^T") && !label.startsWith("dW2^T")) {
+        if (!label.startsWith("alt")) {
           flops += 2 * M * N * K;
-          time += (2 * M * N * K) / (r.cpu * 1e9);
+          cpu += (2 * M * N * K) / (r.cpu * 1e9);
+          wall += (2 * M * N * K) / (r.wall * 1e9);
         }
       }
+      console.log(
+        `one step's products (first orientation of dW), ${threads} thread${threads > 1 ? "s" : ""}: ` +
+          `${(wall * 1e3).toFixed(3)} ms wall (${(flops / wall / 1e9).toFixed(1)} GFLOP/s), ` +
+          `${(cpu * threads * 1e3).toFixed(3)} ms total cpu of ${threads} thread${threads > 1 ? "s" : ""}`,
+      );
     }
-    console.log(
-      `one step's products (first orientation of dW), 1 thread: ${(time * 1e3).toFixed(3)} ms cpu, ${(flops / time / 1e9).toFixed(1)} GFLOP/s`,
-    );
     setNumThreads(0);
     console.log(`load average after: ${loadavg()[0].toFixed(2)}`);
     return;

@@ -101,16 +101,18 @@ CacheBlocking cache_blocking() {
 // ---------------------------------------------------------------------------------------------------------
 // The micro-kernel: C[0..mr, 0..nr) (+)= sum_k Ap[k][0..R) (outer) Bp[k][0..NR), over kc steps.
 // Ap is an MR-interleaved A panel, Bp an NR-interleaved B panel (both 64-byte aligned, zero-padded). R <= MR is
-// the number of rows computed (a short last panel of A runs a shorter kernel), mr <= R the rows stored.
-template <class T, int R>
+// the number of rows computed (a short last panel of A runs a shorter kernel), mr <= R the rows stored. NV <=
+// Simd::NV is the number of vectors of each B row that are read: a B panel with at most W real columns (the last
+// panel when N mod NR <= W, e.g. N = 10 for a classifier's output layer) runs on its first vector only, half
+// the multiply-adds of the full tile.
+template <class T, int R, int NV = Simd<T>::NV>
 __attribute__((noinline)) void micro_kernel(i64 kc, const T* __restrict Ap, const T* __restrict Bp, i64 ldb, T* C,
                                             i64 ldc, int mr, int nr, bool accumulate) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int MR = S::MR;
-  constexpr int NV = S::NV;
   constexpr int W = S::W;
-  constexpr int NR = NV * W;
+  constexpr int NR = NV * W;  // columns computed
   V acc[R][NV];
 #pragma GCC unroll 32
   for (int r = 0; r < R; r++)
@@ -166,12 +168,19 @@ __attribute__((noinline)) void micro_kernel(i64 kc, const T* __restrict Ap, cons
   }
 }
 
-// The micro-kernel for a panel of mr <= MR real rows: the full tile, or half of it for a short last panel.
+// The micro-kernel for a panel of mr <= MR real rows and nr <= NR real columns: the full tile, or half of its
+// rows for a short last A panel, or one vector of columns for a narrow last B panel.
 template <class T>
 CR_INLINE void run_micro_kernel(i64 kc, const T* Ap, const T* Bp, i64 ldb, T* C, i64 ldc, int mr, int nr, bool acc) {
-  constexpr int MR = Blocking<T>::MR, HR = (MR + 1) / 2;
-  if (mr > HR) micro_kernel<T, MR>(kc, Ap, Bp, ldb, C, ldc, mr, nr, acc);
-  else micro_kernel<T, HR>(kc, Ap, Bp, ldb, C, ldc, mr, nr, acc);
+  constexpr int MR = Blocking<T>::MR, HR = (MR + 1) / 2, W = Simd<T>::W;
+  if (nr <= W && Simd<T>::NV > 1) {
+    if (mr > HR) micro_kernel<T, MR, 1>(kc, Ap, Bp, ldb, C, ldc, mr, nr, acc);
+    else micro_kernel<T, HR, 1>(kc, Ap, Bp, ldb, C, ldc, mr, nr, acc);
+  } else if (mr > HR) {
+    micro_kernel<T, MR>(kc, Ap, Bp, ldb, C, ldc, mr, nr, acc);
+  } else {
+    micro_kernel<T, HR>(kc, Ap, Bp, ldb, C, ldc, mr, nr, acc);
+  }
 }
 
 // Loaders whose B operand can be read in place (direct_b): a row-major matrix needs no packing when it is small.
@@ -251,6 +260,22 @@ CR_INLINE void pack_interleaved(T* __restrict dst, const T* base, i64 rs, i64 kc
 #if defined(__SSE__)
   if constexpr (std::is_same<T, float>::value) {
     for (; r0 + 4 <= W; r0 += 4) transpose_4_rows(base + r0 * rs, rs, kc, dst + r0, W);
+    // two rows left (the AVX2 build's 6-row A panels): pairs (row 0, row 1) of 4 columns at a time
+    for (; r0 + 2 <= W; r0 += 2) {
+      const float* p0 = base + r0 * rs;
+      const float* p1 = p0 + rs;
+      i64 k = 0;
+      for (; k + 4 <= kc; k += 4) {
+        const __m128 a = _mm_loadu_ps(p0 + k), b = _mm_loadu_ps(p1 + k);
+        const __m128 lo = _mm_unpacklo_ps(a, b), hi = _mm_unpackhi_ps(a, b);
+        float* o = dst + k * W + r0;
+        _mm_storel_pi(reinterpret_cast<__m64*>(o), lo);
+        _mm_storeh_pi(reinterpret_cast<__m64*>(o + W), lo);
+        _mm_storel_pi(reinterpret_cast<__m64*>(o + 2 * W), hi);
+        _mm_storeh_pi(reinterpret_cast<__m64*>(o + 3 * W), hi);
+      }
+      for (; k < kc; k++) dst[k * W + r0] = p0[k], dst[k * W + r0 + 1] = p1[k];
+    }
   }
 #endif
   for (int r = r0; r < W; r++) {
@@ -354,9 +379,99 @@ bool gemm(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc, bool p
   return gemm_mapped<T>(M, N, K, la, lb, C, ldc, IdentityColumns{}, parallel, accumulate, ep);
 }
 
+// Loader wrappers for the split below: rows from r0 of A, columns from j0 of B and of C's column map.
+template <class L>
+struct RowsFrom {
+  const L& l;
+  i64 r0;
+  template <class T>
+  void pack_a(T* dst, i64 i0, i64 m, i64 k0, i64 kc) const {
+    l.pack_a(dst, r0 + i0, m, k0, kc);
+  }
+};
+template <class T, class L>
+struct ColsFrom {
+  const L& l;
+  i64 j0;
+  void pack_b(T* dst, i64 k0, i64 kc, i64 j, i64 n) const { l.pack_b(dst, k0, kc, j0 + j, n); }
+  CR_INLINE const T* direct_b(i64 k, i64 j) const {
+    if constexpr (HasDirectB<L>::value) return l.direct_b(k, j0 + j);
+    else return nullptr;
+  }
+};
+template <class CM>
+struct ColsMapFrom {
+  const CM& cm;
+  i64 j0;
+  CR_INLINE i64 offset(i64 j) const { return cm.offset(j0 + j); }
+  CR_INLINE int valid(i64 j, int nr) const { return cm.valid(j0 + j, nr); }
+};
+struct OffsetEpilogue final : BlockEpilogue {
+  const BlockEpilogue* ep;
+  i64 di, dj;
+  void block(i64 i0, i64 i1, i64 j0, i64 j1, int tid) const override { ep->block(i0 + di, i1 + di, j0 + dj, j1 + dj, tid); }
+};
+
+template <class T, class LA, class LB, class CM>
+bool gemm_blocked(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc, const CM& cm, bool parallel,
+                  bool accumulate, const BlockEpilogue* ep);
+
 template <class T, class LA, class LB, class CM>
 bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc, const CM& cm, bool parallel,
                  bool accumulate, const BlockEpilogue* ep) {
+  using B = Blocking<T>;
+  constexpr int MR = B::MR;
+  constexpr int NR = B::NR;
+  // Below ~2 MFLOP (about 10 us on one core) more threads did not pay on the 2-core machine this was measured
+  // on: with the split below, the products of an MLP's 10-wide output layer (0.65 MFLOP) ran 0.95-1.3x as fast
+  // on 2 threads as on 1, n = 128 (4.2 MFLOP) 1.6x.
+  const int nth = parallel && K > 0 && 2.0 * (double)M * (double)N * (double)K >= 2e6 ? pool_threads() : 1;
+  // Few rows of A (under 8 panels per thread, e.g. the batch-128 products of an MLP) or a product under 64 MFLOP
+  // (~0.3 ms on one core, so a thread is rarely preempted halfway through its part): rather than share the
+  // packed panels (a panel packed by one core and read by another is invalidated in the reader's cache when it is
+  // packed again, which made packing ~5x slower on 2 threads and left 128-row products no faster than on 1),
+  // each thread computes its own part of C with its own packing: a range of rows of A (B read in place, or
+  // packed by each thread when that copy is the smaller one) or a range of columns of B (A packed by each).
+  if (nth > 1 && ((M + MR - 1) / MR < 8 * nth || 2.0 * (double)M * (double)N * (double)K < 64e6)) {
+    static const CacheBlocking cb = cache_blocking<T>();
+    const i64 rows = (M + nth - 1) / nth;
+    bool direct = false;
+    if constexpr (HasDirectB<LB>::value)
+      direct = lb.direct_b(0, 0) != nullptr &&
+               ((double)K * (double)N * sizeof(T) <= 0.25 * (double)cb.l2 || rows <= 16 * MR);
+    const i64 nb = (N + NR - 1) / NR;
+    const bool by_rows = direct || nb < nth || N <= M;
+    const i64 cols = (nb + nth - 1) / nth * NR;
+    bool ok = true;
+    par_for(nth, 1, [&](i64 b, i64 e, int) {
+      for (i64 r = b; r < e; r++) {
+        OffsetEpilogue oe;
+        oe.ep = ep;
+        bool done;
+        if (by_rows) {
+          const i64 i0 = r * rows, m = imin(rows, M - i0);
+          if (m <= 0) continue;
+          oe.di = i0, oe.dj = 0;
+          done = gemm_blocked<T>(m, N, K, RowsFrom<LA>{la, i0}, lb, C + i0 * ldc, ldc, cm, false, accumulate,
+                                 ep ? &oe : nullptr);
+        } else {
+          const i64 j0 = r * cols, n = imin(cols, N - j0);
+          if (n <= 0) continue;
+          oe.di = 0, oe.dj = j0;
+          done = gemm_blocked<T>(M, n, K, la, ColsFrom<T, LB>{lb, j0}, C, ldc, ColsMapFrom<CM>{cm, j0}, false,
+                                 accumulate, ep ? &oe : nullptr);
+        }
+        if (!done) __atomic_store_n(&ok, false, __ATOMIC_RELAXED);
+      }
+    });
+    return ok;
+  }
+  return gemm_blocked<T>(M, N, K, la, lb, C, ldc, cm, nth > 1, accumulate, ep);
+}
+
+template <class T, class LA, class LB, class CM>
+bool gemm_blocked(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc, const CM& cm, bool parallel,
+                  bool accumulate, const BlockEpilogue* ep) {
   using B = Blocking<T>;
   constexpr int MR = B::MR;
   constexpr int NR = B::NR;
