@@ -29,6 +29,9 @@ CR_INLINE bool in_range(i64 v, i64 n) { return (uint64_t)v < (uint64_t)n; }
 // over positions). CHAINRULE_CONV_SMALL=0 turns them off, read at every call,
 // so a benchmark can compare both paths in one process. Set by conv2d before any kernel runs.
 bool g_small = true;
+// Whether the few-taps weight gradient prefetches the dy planes of its next tile (conv_direct.h
+// small_wgrad_tile). CHAINRULE_CONV_PREFETCH=0 turns it off, read at every call like CHAINRULE_CONV_SMALL.
+bool g_prefetch = true;
 
 // The forward epilogue out = act(out + bias[o]): bias a contiguous copy of the O values (null: none), act an
 // ActOp or -1.
@@ -275,10 +278,14 @@ bool conv_back_weight_small(const T* xp, const i64* xs, const T* dp, const i64* 
     for (i64 n = chunk * per; n < imin(g.N, (chunk + 1) * per); n++) {
       build_xshift(xsh, xp + n * xs[0] + gi * g.Cg * xs[1], xs[1], xs[2], xs[3], d);
       const T* dy = dp + n * ds[0] + gi * g.Og * ds[1];
+      const i64 last = imin(g.N, (chunk + 1) * per) - 1;
+      const T* next = n < last ? dy + ds[0] : nullptr;  // this task's next image
       if (par)
-        par_for(ntiles, 1, [&](i64 b, i64 e, int) { small_wgrad_tiles<T, MK>(xsh, dy, off, ds[1], d, acc, b, e); });
+        par_for(ntiles, 1, [&](i64 b, i64 e, int) {
+          small_wgrad_tiles<T, MK>(xsh, dy, off, ds[1], d, acc, b, e, nullptr, g_prefetch);
+        });
       else
-        small_wgrad_tiles<T, MK>(xsh, dy, off, ds[1], d, acc, 0, ntiles);
+        small_wgrad_tiles<T, MK>(xsh, dy, off, ds[1], d, acc, 0, ntiles, next, g_prefetch);
     }
     small_wgrad_reduce<T, MK>(acc, d, part + t * wsize);
   };
@@ -563,6 +570,8 @@ Err conv2d(int kind, const View& p, const View& q, const Out& out, const int64_t
   g.Og = g.O / g.G;
   const char* small = std::getenv("CHAINRULE_CONV_SMALL");
   g_small = !(small && small[0] == '0');
+  const char* pf = std::getenv("CHAINRULE_CONV_PREFETCH");
+  g_prefetch = !(pf && pf[0] == '0');
   if ((bias || act >= 0) && kind != 0) return "conv2d: only the forward pass takes a bias / activation epilogue";
   if (act >= A_COUNT) return "conv2d: unknown activation";
   if (bias && (bias->ndim != 1 || bias->shape[0] != g.O || bias->dtype != out.dtype))
