@@ -257,14 +257,18 @@ function cpuIdLine(): string {
   try {
     const info = readFileSync("/proc/cpuinfo", "utf8");
     const get = (k: string) => new RegExp(`^${k}\\s*:\\s*(.*)$`, "m").exec(info)?.[1] ?? "?";
-    const cache = (lvl: string) => {
+    // sysfs first; virtual machines often lack /sys/.../cache, and then the C library's answer (cpuid), which is
+    // also what the native GEMM blocks for (pool.cc cache_size), via getconf
+    const conf = spawnSync("getconf", ["-a"], { encoding: "utf8" }).stdout ?? "";
+    const cache = (lvl: string, key: string) => {
       try {
         return readFileSync(`/sys/devices/system/cpu/cpu0/cache/index${lvl}/size`, "utf8").trim();
       } catch {
-        return "?";
+        const bytes = Number(new RegExp(`^${key}\\s+(\\d+)`, "m").exec(conf)?.[1] ?? 0);
+        return bytes > 0 ? `${Math.round(bytes / 1024)}K (getconf)` : "?";
       }
     };
-    return `CPU id: ${get("vendor_id")} family ${get("cpu family")} model ${get("model")}; L2 ${cache("2")}, L3 ${cache("3")}`;
+    return `CPU id: ${get("vendor_id")} family ${get("cpu family")} model ${get("model")}; L1d ${cache("0", "LEVEL1_DCACHE_SIZE")}, L2 ${cache("2", "LEVEL2_CACHE_SIZE")}, L3 ${cache("3", "LEVEL3_CACHE_SIZE")}`;
   } catch {
     return "CPU id: unknown";
   }
