@@ -219,15 +219,15 @@ struct Part {
   }
 };
 
-// dst[0 .. n) = 0 and dst[0 .. n) = src[0 .. n) in vectors, the last one partial (nothing written past n): the
-// short rows of the shifted planes (28 elements for a 28-wide "same" convolution), where the library calls and
-// the compiler's scalar remainders cost more than the copy.
+// dst[0 .. n) = 0 and dst[0 .. n) = src[0 .. n) in whole vectors: the short rows of the shifted planes (28
+// elements for a 28-wide "same" convolution), where the library calls and the compiler's scalar remainders cost
+// more than the copy. Both may write up to W - 1 elements past dst + n (zeros, for copy_n: src is read with a
+// partial load, nothing past src + n): the caller writes rows in ascending order, so what spills into the
+// next row or segment is overwritten, and a plane's last row spills into its slack.
 template <class T>
 CR_INLINE void zero_n(T* dst, i64 n) {
   using S = Simd<T>;
-  i64 i = 0;
-  for (; i + S::W <= n; i += S::W) S::storeu(dst + i, S::zero());
-  if (i < n) Part<T>::store(dst + i, S::zero(), (int)(n - i));
+  for (i64 i = 0; i < n; i += S::W) S::storeu(dst + i, S::zero());
 }
 
 template <class T>
@@ -235,7 +235,7 @@ CR_INLINE void copy_n(T* __restrict dst, const T* __restrict src, i64 n) {
   using S = Simd<T>;
   i64 i = 0;
   for (; i + S::W <= n; i += S::W) S::storeu(dst + i, S::loadu(src + i));
-  if (i < n) Part<T>::store(dst + i, Part<T>::load(src + i, (int)(n - i)), (int)(n - i));
+  if (i < n) S::storeu(dst + i, Part<T>::load(src + i, (int)(n - i)));
 }
 
 // The forward epilogue applied in registers: v + bias, then relu if act is A_RELU (the values of act_apply:
@@ -338,13 +338,15 @@ CR_INLINE i64 direct_row_tasks(const DGeo& d, int mr, int nr) {
 // it with plain stores, and the weight gradient reads dy's planes as they are. The copies cost
 // Cin * KW * Hp * OW writes per image against Cout * K * P multiply-adds: nothing when K is small (the only
 // case that uses them, so KW copies of the input stay small).
-CR_INLINE i64 xshift_plane(const DGeo& d) { return d.Hp * d.OW + 64; }  // 64 >= NR: slack for the last tile
+// 64 >= NR: slack for the last tile (and for the whole-vector stores of build_xshift's last row)
+CR_INLINE i64 xshift_plane(const DGeo& d) { return d.Hp * d.OW + 64; }
 CR_INLINE i64 xshift_size(const DGeo& d) { return d.Cin * d.KW * xshift_plane(d); }
 
 template <class T>
 void build_xshift(T* xs, const T* xn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
-  // every element written once, row by row (zeros, the copied stretch, zeros) in vectors: this runs once per
-  // image, and with few taps its scalar version cost a tenth of the weight gradient's arithmetic
+  // row by row (zeros, the copied stretch, zeros) in whole vectors, each segment overwriting what the one
+  // before spilled into it: this runs once per image, and with few taps its scalar version cost a tenth of the
+  // weight gradient's arithmetic (masked stores at the row ends, half of that)
   const i64 SP = xshift_plane(d), OW = d.OW;
   for (i64 c = 0; c < d.Cin; c++)
     for (i64 kw = 0; kw < d.KW; kw++) {
