@@ -233,17 +233,23 @@ bool conv_back_weight_direct(const T* xp, const i64* xs, const T* dp, const i64*
     for (i64 t = 0; t < tasks; t++) task(t, caller, true);
   }
   if (!ok) return false;
-  // out[(gi * Og + o) * K + k] = sum over chunks of part[(chunk, gi)][k * LD + o]
-  par_for(g.O * d.K, 4096, [&](i64 b, i64 e, int) {
-    i64 oa = b / d.K, k = b % d.K, gi = oa / g.Og, o = oa % g.Og;  // advanced incrementally below
-    for (i64 i = b; i < e; i++) {
-      T s = 0;
-      for (i64 c = 0; c < chunks; c++) s += part[(c * g.G + gi) * psize + k * LD + o];
-      out[i] = s;
-      if (++k == d.K) {
-        k = 0;
-        if (++o == g.Og) o = 0, gi++;
-      }
+  // out[(gi * Og + o) * K + k] = sum over chunks of part[(chunk, gi)][k * LD + o], in two passes: the chunks'
+  // partials summed into chunk 0's in chunk order (0 + p0 + p1 + ..., as one sum from zero: -0 partials give
+  // +0), streaming and vectorised; then chunk 0's tap-major partials transposed into out. (One strided scalar
+  // sum per element cost a tenth of a 32 -> 64 channel 5x5 weight gradient.)
+  const i64 total = g.G * psize;  // chunk c's partials start at part + c * total
+  par_for(total, 8192, [&](i64 b, i64 e, int) {
+    for (i64 i = b; i < e; i++) part[i] = T(0) + part[i];
+    for (i64 c = 1; c < chunks; c++) {
+      const T* q = part + c * total;
+      for (i64 i = b; i < e; i++) part[i] += q[i];
+    }
+  });
+  par_for(g.O, imax<i64>(1, 8192 / imax<i64>(d.K, 1)), [&](i64 b, i64 e, int) {
+    for (i64 oa = b; oa < e; oa++) {
+      const T* src = part + (oa / g.Og) * psize + oa % g.Og;
+      T* dst = out + oa * d.K;
+      for (i64 k = 0; k < d.K; k++) dst[k] = src[k * LD];
     }
   });
   return true;

@@ -61,7 +61,13 @@ DGeo dgeo(i64 Cin, i64 H, i64 W, i64 Cout, i64 KH, i64 KW, i64 ph, i64 pw, i64 d
 // Elements of one image's xpad: Cin planes and one plane of zeros that over-reads of the last plane land in.
 CR_INLINE i64 xpad_size(const DGeo& d) { return (d.Cin + 1) * d.PS; }
 
-// Copy image planes x[c, ih, iw] = xn[c * s1 + ih * s2 + iw * s3] into the wide-row layout.
+template <class T>
+CR_INLINE void copy_n(T* __restrict dst, const T* __restrict src, i64 n);
+
+// Copy image planes x[c, ih, iw] = xn[c * s1 + ih * s2 + iw * s3] into the wide-row layout. Contiguous rows are
+// copied in whole vectors (copy_n: a library memcpy per short row cost a few percent of a 32-channel pass); a
+// row's last vector spills zeros past it, into its right padding and then only into zeros or rows written
+// after it (the last row's into the zero rows below).
 template <class T>
 void build_xpad(T* xp, const T* xn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
   std::memset(xp, 0, sizeof(T) * (size_t)xpad_size(d));
@@ -70,7 +76,7 @@ void build_xpad(T* xp, const T* xn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
       T* dst = xp + c * d.PS + (ih + d.ph) * d.Wp + d.pw;
       const T* src = xn + c * s1 + ih * s2;
       if (s3 == 1)
-        std::memcpy(dst, src, sizeof(T) * (size_t)d.W);
+        copy_n(dst, src, d.W);
       else
         for (i64 iw = 0; iw < d.W; iw++) dst[iw] = src[iw * s3];
     }
