@@ -90,14 +90,13 @@ CR_INLINE void tap_offsets(i64* off, const DGeo& d) {
       for (i64 kw = 0; kw < d.KW; kw++) off[k++] = c * d.PS + kh * d.dh * d.Wp + kw * d.dw;
 }
 
-// Packed filter of one group: ceil(Cout / MR) panels, panel p holding A[p*MR + r, k] at [k * MR + r] (zero rows
-// past Cout). a(o, k) gives the element.
+// The packed filter of one group is ceil(Cout / MR) panels, panel p holding A[p*MR + r, k] at [k * MR + r] (zero
+// rows past Cout). This packs the panel of rows o0 .. o0 + MR into dst; a(o, k) gives the element.
 template <class T, class F>
-void pack_filter(T* dst, const DGeo& d, F a) {
+void pack_filter_panel(T* dst, const DGeo& d, i64 o0, F a) {
   constexpr int MR = DirectBlocking<T>::MR;
-  for (i64 o0 = 0; o0 < d.Cout; o0 += MR, dst += d.K * MR)
-    for (i64 k = 0; k < d.K; k++)
-      for (int r = 0; r < MR; r++) dst[k * MR + r] = o0 + r < d.Cout ? a(o0 + r, k) : T(0);
+  for (i64 k = 0; k < d.K; k++)
+    for (int r = 0; r < MR; r++) dst[k * MR + r] = o0 + r < d.Cout ? a(o0 + r, k) : T(0);
 }
 
 CR_INLINE i64 filter_panels_size(const DGeo& d, int mr) { return (d.Cout + mr - 1) / mr * mr * d.K; }
