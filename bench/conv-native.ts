@@ -18,7 +18,8 @@
  * CHAINRULE_CONV_PREFETCH (the few-taps weight gradient's prefetch of its next dy planes), or
  * `--ab-env poolBeforeRelu` (with `--cnn`: Sequential's Conv2d, ReLU, MaxPool2d run as relu(maxPool(conv))).
  *
- * `--breakdown` times every backend call of the bench CNN's eager step (see `breakdown`).
+ * `--breakdown` times every backend call of the bench CNN's eager step (see `breakdown`); `--no-pool-first` runs
+ * the CNN's Conv2d, ReLU, MaxPool2d as written instead of as relu(maxPool(conv)).
  */
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
@@ -230,6 +231,7 @@ function main() {
       cnn: { type: "boolean" },
       breakdown: { type: "boolean" },
       "ab-env": { type: "string" },
+      "no-pool-first": { type: "boolean" },
     },
   });
   if (values["ab-env"]) abVar = values["ab-env"];
@@ -246,6 +248,7 @@ function main() {
   const info = nativeInfo();
   const threadCounts = values.threads ? [Number(values.threads)] : info.threads > 1 ? [1, info.threads] : [1];
   const peak = () => peakForIsa(fmaPeak("cpu"), info.isa);
+  if (values["no-pool-first"]) sequentialOpts.poolBeforeRelu = false;
   if (values.breakdown) {
     for (const threads of threadCounts) breakdown(b, threads, 30);
     console.log(`load average after: ${loadavg()[0].toFixed(2)}`);
