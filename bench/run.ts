@@ -11,6 +11,8 @@
  *   --full             also run the cases skipped by default for being very slow (js e2e, jax-js jit CNN, ...)
  *   --out FILE         where to write the Markdown results (default bench/RESULTS.md; --quick writes nothing
  *                      unless --out is given); --no-write to only print
+ *   --node-flags "..." V8/Node flags of the Node processes (chainrule, TF.js, jax-js); default
+ *                      "--max-semi-space-size=32" (see NODE_FLAGS below); --node-flags "" runs Node's defaults
  * Env: BENCH_INSTALL_TORCH=1 lets the bench `apt-get install` python3-torch and OpenBLAS when missing.
  *
  * The parent generates the inputs once (bench/workloads.ts), then runs each variant in its own child process
@@ -39,6 +41,7 @@ interface Options {
   only: Workload[];
   fws: FrameworkSpec[];
   out: string | null;
+  nodeFlags: string[];
 }
 
 function parseOptions(): Options | { child: string[] } {
@@ -54,6 +57,7 @@ function parseOptions(): Options | { child: string[] } {
       child: { type: "string" },
       inputs: { type: "string" },
       cases: { type: "string" },
+      "node-flags": { type: "string", default: NODE_FLAGS },
     },
   });
   if (values.help) {
@@ -94,7 +98,8 @@ function parseOptions(): Options | { child: string[] } {
   const fws = ids === undefined ? [...FRAMEWORKS] : FRAMEWORKS.filter((f) => ids.includes(f.id));
   const defaultOut = fileURLToPath(new URL("./RESULTS.md", import.meta.url));
   const out = values["no-write"] ? null : (values.out ?? (values.quick ? null : defaultOut));
-  return { quick: values.quick, full: values.full, only, fws, out };
+  const nodeFlags = (values["node-flags"] ?? "").split(/\s+/).filter(Boolean);
+  return { quick: values.quick, full: values.full, only, fws, out, nodeFlags };
 }
 
 /** Check that python3 can import torch, installing it (and OpenBLAS) first if BENCH_INSTALL_TORCH=1. */
@@ -146,6 +151,16 @@ function pinned(spec: FrameworkSpec, cmd: string, args: string[]): [string, stri
  */
 const TORCH_MALLOC = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728";
 
+/**
+ * V8 settings of the Node processes, the counterpart of TORCH_MALLOC. With Node's default young generation (16 MB
+ * semi-spaces), an eager training loop whose tensors' storage lives outside the JavaScript heap gets some of each
+ * step's tensors promoted at every young collection, and V8 then runs a full mark-compact every ~15 steps: in the
+ * e2e row (MLP on the digits, after the MLP row in the same process) 14 mark-compacts per 237 steps and ~1.5x the
+ * CPU time; with 32 MB semi-spaces, 1 (bench/e2e-profile.ts --mlp-warm 200, docs/performance.md). Users set it
+ * the same way: `node --max-semi-space-size=32 train.js` or NODE_OPTIONS.
+ */
+const NODE_FLAGS = "--max-semi-space-size=32";
+
 /** Run one variant's process; resolve with its records (a crash or timeout becomes an error record). */
 function runChild(spec: FrameworkSpec, inputs: string, cases: string[], o: Options, onRec: (r: Rec) => void) {
   let proc: ChildProcess;
@@ -159,6 +174,7 @@ function runChild(spec: FrameworkSpec, inputs: string, cases: string[], o: Optio
     });
   } else {
     const args = [
+      ...o.nodeFlags,
       "--import",
       "tsx",
       SELF,
@@ -274,6 +290,12 @@ function cpuIdLine(): string {
   }
 }
 
+/** The runtime settings every process of the run gets (NODE_FLAGS, TORCH_MALLOC). */
+function runtimeLine(o: Options): string {
+  const node = o.nodeFlags.length > 0 ? o.nodeFlags.join(" ") : "none (Node's defaults)";
+  return `runtime settings: Node processes ${node}; PyTorch processes GLIBC_TUNABLES=${TORCH_MALLOC}`;
+}
+
 let peakInfo: { line: string; perCore: number } | null | undefined;
 
 function machineLines(): string[] {
@@ -327,6 +349,7 @@ async function main(): Promise<void> {
     `chainrule bench${o.quick ? " --quick" : ""}: ${o.only.join(", ")} on ${o.fws.map((f) => f.id).join(", ")}`,
   );
   for (const l of machineLines()) console.log(`  ${l}`);
+  console.log(`  ${runtimeLine(o)}`);
   if (busy) console.log(`  WARNING: ${busy}`);
   const epochs = o.quick ? 1 : E2E_EPOCHS;
   const dir = mkdtempSync(join(tmpdir(), "chainrule-bench-"));
@@ -427,6 +450,7 @@ function markdown(
     "## Machine",
     "",
     ...machineLines().map((l) => `- ${l}`),
+    `- ${runtimeLine(o)}`,
     `- load average (1, 5, 15 min): ${load0.map((x) => x.toFixed(2)).join(", ")} at start, ${load1.map((x) => x.toFixed(2)).join(", ")} at end` +
       " (other work on the machine skews figures, multi-threaded ones most)",
     ...(busy ? [`- **${busy}**`] : []),

@@ -57,21 +57,28 @@ export class TapeNode {
     /** Versions of saved eager tensors when recorded, to detect in-place modification. */
     readonly versions: readonly number[] | null,
     inputs: readonly Tensor[],
-    isActive: (t: Tensor) => boolean,
+    /** The trace recording the node: which inputs are its traced values. */
+    trace: { isActive(t: Tensor): boolean },
   ) {
     const n = inputs.length;
-    this.parents = new Array(n).fill(null);
-    this.parentIdx = new Array(n).fill(0);
-    this.leaves = new Array(n).fill(null);
+    const parents = new Array<TapeNode | null>(n);
+    const parentIdx = new Array<number>(n);
+    const leaves = new Array<Tensor | null>(n);
     for (let i = 0; i < n; i++) {
+      parents[i] = null;
+      parentIdx[i] = 0;
+      leaves[i] = null;
       if (!needs[i]) continue;
       const a = inputs[i];
-      if (!isActive(a)) continue;
+      if (!trace.isActive(a)) continue;
       if (a._node !== null) {
-        this.parents[i] = a._node;
-        this.parentIdx[i] = a._outIndex;
-      } else this.leaves[i] = a;
+        parents[i] = a._node;
+        parentIdx[i] = a._outIndex;
+      } else leaves[i] = a;
     }
+    this.parents = parents;
+    this.parentIdx = parentIdx;
+    this.leaves = leaves;
   }
 }
 
@@ -92,30 +99,51 @@ abstract class TapeTraceBase implements Trace {
   abstract saveValue(arg: Tensor): Tensor;
 
   process<P>(prim: Primitive<P>, args: readonly Tensor[], params: P): Tensor {
+    // one pass over the arguments: their primals, and which ones the node differentiates (whether an argument
+    // is active cannot change while the primitive evaluates)
     const n = args.length;
     const primals = new Array<Tensor>(n);
-    for (let i = 0; i < n; i++) primals[i] = this.isActive(args[i]) ? this.unwrap(args[i]) : args[i];
+    const needs = new Array<boolean>(n);
+    let anyNeeded = false;
+    for (let i = 0; i < n; i++) {
+      const a = args[i];
+      const active = this.isActive(a);
+      primals[i] = active ? this.unwrap(a) : a;
+      const need = active && isFloat(a.dtype);
+      needs[i] = need;
+      if (need) anyNeeded = true;
+    }
     const out = this.lower(() => bind(prim, primals, params));
     const d = prim.derivative;
-    if (d.kind === "zero" || !isFloat(out.dtype)) return out;
-    const needs = args.map((a) => this.isActive(a) && isFloat(a.dtype));
-    if (!needs.includes(true)) return out;
+    if (d.kind === "zero" || !isFloat(out.dtype) || !anyNeeded) return out;
     if (d.kind === "none") throw new AutodiffError(`${prim.name}: cannot differentiate: ${d.why}`);
     checkKink(prim, primals, out, params);
-    const saved = d.saveInputs ? args.map((a) => this.saveValue(a)) : null;
+    const avals = new Array<Aval>(n);
+    for (let i = 0; i < n; i++) avals[i] = avalOf(args[i]);
+    let saved: Tensor[] | null = null;
+    let versions: number[] | null = null;
+    if (d.saveInputs) {
+      saved = new Array<Tensor>(n);
+      versions = new Array<number>(n);
+      for (let i = 0; i < n; i++) {
+        const s = this.saveValue(args[i]);
+        saved[i] = s;
+        versions[i] = s._ver === null ? 0 : s._ver.v;
+      }
+    }
     const node = new TapeNode(
       prim.name,
       prim as Primitive<unknown>,
       params,
       null,
       needs,
-      args.map(avalOf),
+      avals,
       [avalOf(out)],
       saved,
       null,
-      saved === null ? null : saved.map((s) => s._ver?.v ?? 0),
+      versions,
       args,
-      (t) => this.isActive(t),
+      this,
     );
     const res = this.wrap(out, node, 0);
     if (d.saveOutput) {
@@ -142,7 +170,7 @@ abstract class TapeTraceBase implements Trace {
       null,
       null,
       args,
-      (t) => this.isActive(t),
+      this,
     );
     return outs.map((o, k) => (isFloat(o.dtype) ? this.wrap(o, node, k) : o));
   }
@@ -400,12 +428,15 @@ function nodeVjp(node: TapeNode, cts: readonly (Tensor | undefined)[]): readonly
   if (node.prim !== null) {
     const d = node.prim.derivative;
     if (d.kind !== "rule") throw internal(`node '${node.name}' has no rule`);
-    if (node.versions !== null && node.saved !== null) {
-      node.saved.forEach((s, i) => {
-        if (s !== null && s._ver !== null && s._ver.v !== node.versions![i]) {
-          throw modifiedInPlace(node, `input ${i}`, s, node.versions![i]);
+    const versions = node.versions;
+    const saved = node.saved;
+    if (versions !== null && saved !== null) {
+      for (let i = 0; i < saved.length; i++) {
+        const s = saved[i];
+        if (s !== null && s._ver !== null && s._ver.v !== versions[i]) {
+          throw modifiedInPlace(node, `input ${i}`, s, versions[i]);
         }
-      });
+      }
     }
     const o = node.out;
     if (o !== null && o._ver !== null && o._ver.v !== node.outVersion) {

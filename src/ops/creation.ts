@@ -138,20 +138,23 @@ export function tensor(
         if (!fitsInt32(src[i])) throw int32Overflow("tensor", `element ${i}`, src[i]);
       }
     }
+    // every path below writes each element of `out`: no zero fill first
     if (src instanceof Uint16Array && dtypeOfTyped(src) === d) {
       // float16 / bfloat16 bit patterns of the same format: copied as they are
-      const out = allocData(d, [src.length], false, "tensor");
+      const out = allocData(d, [src.length], true, "tensor");
       out.set(src);
       return finish(fromData(out, shape, d), opts);
     }
     if (src instanceof Uint16Array || isHalf(d)) {
       // a conversion to or from a 16-bit float: the cast kernel (through float32, rounding to nearest even)
-      const out = allocData(d, [src.length], false, "tensor");
+      const out = allocData(d, [src.length], true, "tensor");
       castKernel({ data: src, shape: [src.length], strides: [1], offset: 0 }, out);
       return finish(fromData(out, shape, d), opts);
     }
-    const out = allocData(d, [src.length], false, "tensor");
-    for (let i = 0; i < src.length; i++) out[i] = src[i];
+    // TypedArray.prototype.set converts each element exactly as `out[i] = src[i]` does (a plain copy when the
+    // element types agree), in one call: a 31 MB dataset no longer goes through a JavaScript loop
+    const out = allocData(d, [src.length], true, "tensor");
+    out.set(src);
     return finish(fromData(out, shape, d), opts);
   }
   const shape = inferShape(data as Nested);

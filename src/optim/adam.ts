@@ -138,7 +138,9 @@ function fusedAdam(
     },
   );
   if (vmax !== null) state.maxExpAvgSq = vmax;
-  for (const x of [p, state.expAvg, state.expAvgSq]) x._ver!.v++;
+  p._ver!.v++;
+  state.expAvg._ver!.v++;
+  state.expAvgSq._ver!.v++;
   return true;
 }
 

@@ -205,7 +205,8 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
         `${this.name}.step: gradient of shape ${fmtShape(g.shape)} for a parameter of shape ${fmtShape(p.shape)}`,
       );
     }
-    const d = g.detach();
+    // a gradient without history (the usual case) is passed as it is: detach would only make a view of it
+    const d = g._node === null && !g._requiresGrad && g._trace === null ? g : g.detach();
     return d.dtype === p.dtype ? d : d.to(p.dtype);
   }
 

@@ -136,7 +136,11 @@ function packB(kc: i32, nc: i32, b: usize, rsb: i32, csb: i32, dst: usize): void
   }
 }
 
-/** The MR x NR micro-kernel: C[4, 8] (+)= Apanel[kc, 4]^T Bpanel[kc, 8]; ldc in bytes. */
+/**
+ * The MR x NR micro-kernel: C[4, 8] (+)= Apanel[kc, 4]^T Bpanel[kc, 8]; ldc in bytes. Inlined: V8 runs the
+ * loop ~20% faster inside sgemm's body than behind a call (measured on the MLP's products, plain SIMD128).
+ */
+@inline
 function micro(kc: i32, pa: usize, pb: usize, c: usize, ldc: usize, beta: bool): void {
   let c0a = f32x4.splat(0);
   let c0b = c0a;
@@ -220,8 +224,11 @@ export function sgemm(
   const TILE = bufB + <usize>packedB(n, k);
   for (let jc = 0; jc < n; jc += NC) {
     const nc = min(NC, n - jc);
-    for (let p0 = 0; p0 < k; p0 += KC) {
-      const kc = min(KC, k - p0);
+    // k in equal slices of at most KC (784 = 4 x 196 rather than 3 x 256 + 16)
+    const slices = (k + KC - 1) / KC;
+    const kstep = (k + slices - 1) / slices;
+    for (let p0 = 0; p0 < k; p0 += kstep) {
+      const kc = min(kstep, k - p0);
       packB(kc, nc, pb + <usize>(p0 * rsb) + <usize>(jc * csb), rsb, csb, bufB);
       const beta = accumulate != 0 || p0 > 0;
       for (let ic = 0; ic < m; ic += MC) {

@@ -4,8 +4,9 @@
  * Two variants are embedded (kernels.generated.ts): relaxed SIMD (fused multiply-add; Node 20 needs
  * --experimental-wasm-relaxed-simd, current browsers have it) and plain SIMD128, both importing a shared
  * memory. Relaxed SIMD is detected by WebAssembly.validate of the relaxed module itself; shared memory by
- * trying to create one (browsers without cross-origin isolation refuse), and without it the module's memory
- * import is rewritten to non-shared (unshareMemoryImport). Either memory starts at 1 MiB and grows on demand
+ * trying to create one (browsers without cross-origin isolation refuse), and without it, or with `threads: 1`
+ * (no worker to share it with), the module's memory import is rewritten to non-shared (unshareMemoryImport).
+ * Either memory starts at 1 MiB and grows on demand
  * (heap.ts) up to `maxMemoryMiB` (default 4 GiB, wasm32's limit; a shared memory takes less if the runtime
  * refuses to reserve that much). A non-shared memory may grow because no tensor lives in it (index.ts).
  * Synchronous compilation (`new WebAssembly.Module`) is fine in Node and workers; browsers refuse it for
@@ -75,7 +76,11 @@ export interface WasmOptions {
    * fit in it, or that call runs the js kernel.
    */
   maxMemoryMiB?: number;
-  /** Force a memory kind (tests): "shared" or "fixed" (non-shared; no GEMM worker threads). */
+  /**
+   * Force a memory kind (tests): "shared" or "fixed" (non-shared; no GEMM worker threads). Default: shared
+   * where the runtime has it, except with `threads: 1`, where a non-shared memory makes the copies in and out
+   * of wasm memory faster.
+   */
   memory?: "shared" | "fixed";
   /** Disable relaxed SIMD even where it validates (tests, benchmarks). */
   noRelaxed?: boolean;
@@ -170,7 +175,10 @@ export function prepare(opts: WasmOptions = {}): Prepared {
   const relaxedBytes = opts.noRelaxed ? null : decode(relaxedB64);
   const relaxed = relaxedBytes !== null && WebAssembly.validate(relaxedBytes);
   const bytes = relaxed ? relaxedBytes! : decode(simdB64);
-  const mem = opts.memory === "fixed" ? null : sharedMemory(opts);
+  // one thread asked for and no memory kind: non-shared (no worker needs it, and copies between typed
+  // arrays and a non-shared memory run ~1.5x faster in V8 than into a SharedArrayBuffer)
+  const oneThread = opts.memory === undefined && opts.threads !== undefined && opts.threads < 2;
+  const mem = opts.memory === "fixed" || oneThread ? null : sharedMemory(opts);
   if (mem !== null) return { bytes, memory: mem[0], shared: true, relaxed, maxPages: mem[1] };
   if (opts.memory === "shared") throw new Error("shared WebAssembly memory is not available here");
   const top = Math.min(MAX_PAGES, Math.max(16, Math.floor((opts.maxMemoryMiB ?? 4096) * PAGE_MIB)));
