@@ -14,7 +14,12 @@
  * code reads CHAINRULE_CONV_SMALL (0: off) at every call, so the two alternate sample by sample, and the table
  * gives the median cpu GFLOP/s of each, its fraction of peak and the ratio new / old. `--ab --cnn` instead times
  * the bench CNN's eager training step (bench/workloads.ts `cnn`: batch 64, Adam) the same way, with
- * CHAINRULE_CONV_SMALL switched between steps.
+ * CHAINRULE_CONV_SMALL switched between steps. `--ab-env NAME` flips another switch instead, e.g.
+ * CHAINRULE_CONV_PREFETCH (the few-taps weight gradient's prefetch of its next dy planes), or
+ * `--ab-env poolBeforeRelu` (with `--cnn`: Sequential's Conv2d, ReLU, MaxPool2d run as relu(maxPool(conv))).
+ *
+ * `--breakdown` times every backend call of the bench CNN's eager step (see `breakdown`); `--no-pool-first` runs
+ * the CNN's Conv2d, ReLU, MaxPool2d as written instead of as relu(maxPool(conv)).
  */
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
@@ -22,6 +27,7 @@ import type { Backend, Conv2dParams, View } from "../src/backend/backend.ts";
 import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
 import { setBackend } from "../src/backend/registry.ts";
 import { manualSeed, randint, randn, type Tensor } from "../src/index.ts";
+import { sequentialOpts } from "../src/nn/container.ts";
 import { Conv2d, crossEntropy, Flatten, Linear, MaxPool2d, ReLU, Sequential } from "../src/nn/index.ts";
 import { Adam } from "../src/optim/index.ts";
 import { fmaPeak, peakForIsa, rates } from "./native-rates.ts";
@@ -43,6 +49,17 @@ const CONVS = [
   { name: "conv2", x: [64, 32, 14, 14], w: [64, 32, 5, 5], pad: 2 },
 ] as const;
 
+/** The switch `--ab` flips between 0 (old) and 1 (new), read by the native code at every call. */
+let abVar = "CHAINRULE_CONV_SMALL";
+
+/** Switch to the old (0) or new (1) path, or back to the default (undefined). `poolBeforeRelu` is not an
+ * environment variable but Sequential's reordering of Conv2d, ReLU, MaxPool2d (sequentialOpts). */
+function setMode(mode: "0" | "1" | undefined) {
+  if (abVar === "poolBeforeRelu") sequentialOpts.poolBeforeRelu = mode !== "0";
+  else if (mode === undefined) delete process.env[abVar];
+  else process.env[abVar] = mode;
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
@@ -58,7 +75,7 @@ function abRates(
   const r: Record<"0" | "1", number[]> = { "0": [], "1": [] };
   for (let i = 0; i < rounds; i++) {
     for (const mode of ["0", "1"] as const) {
-      process.env.CHAINRULE_CONV_SMALL = mode;
+      setMode(mode);
       run(); // the first call after a switch warms its own buffers
       let reps = 0;
       const c0 = process.cpuUsage();
@@ -71,7 +88,7 @@ function abRates(
       r[mode].push((flops * reps) / ((c.user + c.system) / 1e6 / threads) / 1e9);
     }
   }
-  delete process.env.CHAINRULE_CONV_SMALL;
+  setMode(undefined);
   return { old: median(r["0"]), new: median(r["1"]) };
 }
 
@@ -104,7 +121,7 @@ function cnnAb(threads: number, rounds: number) {
   const wall: Record<"0" | "1", number[]> = { "0": [], "1": [] };
   for (let i = 0; i < rounds + 2; i++) {
     for (const mode of ["0", "1"] as const) {
-      process.env.CHAINRULE_CONV_SMALL = mode;
+      setMode(mode);
       const c0 = process.cpuUsage();
       const t0 = performance.now();
       for (let k = 0; k < 3; k++) step();
@@ -114,11 +131,95 @@ function cnnAb(threads: number, rounds: number) {
       cpu[mode].push((c.user + c.system) / 1000 / 3 / threads);
     }
   }
-  delete process.env.CHAINRULE_CONV_SMALL;
+  setMode(undefined);
   const f = (m: "0" | "1") => `cpu ${median(cpu[m]).toFixed(2)} ms, wall ${median(wall[m]).toFixed(2)} ms`;
   console.log(
     `cnn step eager ${threads} thread${threads > 1 ? "s" : ""}: old ${f("0")} | new ${f("1")} | new/old cpu ${(median(cpu["1"]) / median(cpu["0"])).toFixed(3)} wall ${(median(wall["1"]) / median(wall["0"])).toFixed(3)}`,
   );
+}
+
+/**
+ * Per-op breakdown of the bench CNN's eager training step: every backend method wrapped with a timer around
+ * the call (so it includes the N-API crossing; process CPU time on one thread, wall time on more), medians per
+ * step over `rounds` steps. `alloc` includes the garbage collections V8 runs when a new array buffer pushes its
+ * external memory over the limit; the rest of the step (JS autograd and tensor bookkeeping) is the step's time
+ * minus the ops' total. Run pinned: `taskset -c 1 node --import tsx bench/conv-native.ts --breakdown --threads 1`.
+ */
+function breakdown(b: Backend, threads: number, rounds: number) {
+  // one thread: process CPU time (far less sensitive to other load than wall time), else wall time
+  const clock =
+    threads === 1
+      ? () => {
+          const c = process.cpuUsage();
+          return (c.user + c.system) / 1000;
+        }
+      : () => performance.now();
+  const wrapped = Object.create(b) as Record<string, unknown>;
+  const acc = new Map<string, number[]>();
+  let cur = new Map<string, number>();
+  const names = new Set<string>();
+  for (let o: object | null = b; o && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+    for (const k of Object.getOwnPropertyNames(o)) names.add(k);
+  }
+  for (const k of names) {
+    const f = (b as unknown as Record<string, unknown>)[k];
+    if (typeof f !== "function" || k === "constructor") continue;
+    wrapped[k] = (...args: unknown[]) => {
+      const t0 = clock();
+      const r = (f as (...a: unknown[]) => unknown).apply(b, args);
+      const dt = clock() - t0;
+      // the conv passes and pooling by kind and shape, the rest by name
+      let key = k;
+      if (k.startsWith("conv2d") || k.startsWith("maxPool2d"))
+        key = `${k} ${(args[0] as View).shape.join("x")}`;
+      else if (k === "alloc" && (args[1] as number) >= 65536)
+        key = `alloc ${args[1]}${args[2] ? " uninit" : ""}`;
+      cur.set(key, (cur.get(key) ?? 0) + dt);
+      return r;
+    };
+  }
+  setBackend(wrapped as unknown as Backend);
+  setNumThreads(threads);
+  manualSeed(2);
+  const model = new Sequential(
+    new Conv2d(1, 32, 5, { padding: 2 }),
+    new ReLU(),
+    new MaxPool2d(2),
+    new Conv2d(32, 64, 5, { padding: 2 }),
+    new ReLU(),
+    new MaxPool2d(2),
+    new Flatten(),
+    new Linear(64 * 7 * 7, 128),
+    new ReLU(),
+    new Linear(128, 10),
+  );
+  const opt = new Adam(model.parameters(), { lr: 1e-3 });
+  const x = randn([64, 1, 28, 28]);
+  const y = randint(0, 10, [64], { dtype: "int32" });
+  const steps: number[] = [];
+  for (let i = 0; i < rounds + 3; i++) {
+    cur = new Map();
+    const t0 = clock();
+    opt.zeroGrad();
+    const l = crossEntropy(model.call(x) as Tensor, y);
+    l.backward();
+    opt.step();
+    l.item();
+    const dt = clock() - t0;
+    if (i < 3) continue;
+    steps.push(dt);
+    for (const [k, v] of cur) {
+      if (!acc.has(k)) acc.set(k, []);
+      acc.get(k)?.push(v);
+    }
+  }
+  const rows = [...acc].map(([k, v]) => [k, median(v)] as const).sort((p, q) => q[1] - p[1]);
+  const total = rows.reduce((s, r) => s + r[1], 0);
+  console.log(
+    `cnn step eager, ${threads} thread(s): median step ${median(steps).toFixed(2)} ms, backend ops ${total.toFixed(2)} ms; load ${loadavg()[0].toFixed(2)}`,
+  );
+  for (const [k, v] of rows) if (v >= 0.02) console.log(`  ${k.padEnd(44)} ${v.toFixed(3).padStart(8)} ms`);
+  setBackend(b);
 }
 
 function main() {
@@ -128,8 +229,12 @@ function main() {
       threads: { type: "string" },
       ab: { type: "boolean" },
       cnn: { type: "boolean" },
+      breakdown: { type: "boolean" },
+      "ab-env": { type: "string" },
+      "no-pool-first": { type: "boolean" },
     },
   });
+  if (values["ab-env"]) abVar = values["ab-env"];
   const loaded = loadNativeBackend();
   if ("error" in loaded) {
     console.error(loaded.error);
@@ -143,6 +248,12 @@ function main() {
   const info = nativeInfo();
   const threadCounts = values.threads ? [Number(values.threads)] : info.threads > 1 ? [1, info.threads] : [1];
   const peak = () => peakForIsa(fmaPeak("cpu"), info.isa);
+  if (values["no-pool-first"]) sequentialOpts.poolBeforeRelu = false;
+  if (values.breakdown) {
+    for (const threads of threadCounts) breakdown(b, threads, 30);
+    console.log(`load average after: ${loadavg()[0].toFixed(2)}`);
+    return;
+  }
   if (values.cnn) {
     setBackend(b);
     console.log(

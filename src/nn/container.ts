@@ -9,6 +9,7 @@ import type { Activation } from "../ops/nn.ts";
 import { ReLU, Sigmoid, Tanh } from "./activation.ts";
 import { Conv2d } from "./conv.ts";
 import { Linear } from "./linear.ts";
+import { MaxPool2d } from "./pool.ts";
 import { type AnyModule, Module, parameter } from "./module.ts";
 
 /** Activation modules that fuse into a preceding Linear or Conv2d (exact classes: a subclass may differ). */
@@ -28,6 +29,29 @@ function fusedActivation(m: AnyModule, next: AnyModule | undefined): Activation 
   if (next === undefined || (layer !== Linear && layer !== Conv2d)) return undefined;
   const act = FUSABLE.get(next.constructor);
   return act !== undefined && !m._hasHooks() && !next._hasHooks() ? act : undefined;
+}
+
+/**
+ * @internal Sequential's reordering of Conv2d, ReLU, MaxPool2d (see `poolsBeforeRelu`); false runs the three as
+ * written, for benchmarks that compare the two.
+ */
+export const sequentialOpts = { poolBeforeRelu: true };
+
+/**
+ * Whether `m`, `a`, `p` are Conv2d, ReLU and an unpadded MaxPool2d (exact classes, no hooks). Sequential then
+ * runs them as relu(maxPool(conv(x))): relu is monotone, so the values are those of maxPool(relu(conv(x))), and
+ * so are the gradients (where a window's maximum is positive, the first maximum of relu(z) is the first maximum
+ * of z; elsewhere relu' is 0 at both), while relu and its backward run over the pooled tensor (a quarter of the
+ * elements for a 2x2 pool) and the convolution's backward takes the pool's gradient as it is. Padding would
+ * let a window see only padding (-Infinity, which relu would turn into 0), so padded pools are left alone.
+ */
+function poolsBeforeRelu(m: AnyModule, a: AnyModule | undefined, p: AnyModule | undefined): boolean {
+  if (!sequentialOpts.poolBeforeRelu || a === undefined || p === undefined) return false;
+  const classes: unknown[] = [m.constructor, a.constructor, p.constructor];
+  if (classes[0] !== Conv2d || classes[1] !== ReLU || classes[2] !== MaxPool2d) return false;
+  if (m._hasHooks() || a._hasHooks() || p._hasHooks()) return false;
+  const pad = (p as MaxPool2d).opts.padding ?? 0;
+  return typeof pad === "number" ? pad === 0 : pad[0] === 0 && pad[1] === 0;
 }
 
 /** A module taking and returning one tensor: what a Sequential chains. */
@@ -59,6 +83,11 @@ export class Sequential extends Module implements Iterable<TensorModule> {
     let y = x;
     for (let i = 0; i < mods.length; i++) {
       const m = mods[i];
+      if (poolsBeforeRelu(m, mods[i + 1], mods[i + 2])) {
+        y = mods[i + 1].call(mods[i + 2].call(m.call(y)));
+        i += 2;
+        continue;
+      }
       const act = fusedActivation(m, mods[i + 1]);
       if (act === undefined) {
         y = m.call(y);

@@ -101,6 +101,48 @@ test("Sequential does not fuse past a hook, a subclass, or a layer without a fol
   assert.equal(tail.biasAct, 0);
 });
 
+test("Sequential runs Conv2d, ReLU, unpadded MaxPool2d as relu(maxPool(conv)): same outputs and gradients", () => {
+  manualSeed(11);
+  const { MaxPool2d } = nn;
+  const model = new Sequential(
+    new Conv2d(2, 4, 3, { padding: 1, dtype: "float64" }),
+    new ReLU(),
+    new MaxPool2d(2),
+    new Conv2d(4, 3, 3, { dtype: "float64" }),
+    new ReLU(),
+    new MaxPool2d(2, { stride: 1 }), // overlapping windows
+    new Conv2d(3, 2, 1, { dtype: "float64" }),
+    new ReLU(),
+    new MaxPool2d(2, { padding: 1 }), // padded: a window may hold only padding, so run as written
+  );
+  // shifted so that many windows are all negative (zero gradient) and many mix signs
+  const x = randn([3, 2, 9, 9], { dtype: "float64" }).sub(0.3);
+  const pooledInputs: number[] = [];
+  const base = getBackend();
+  setBackend({
+    ...base,
+    maxPool2d(v, out, shape, p) {
+      pooledInputs.push(Math.min(...(v.data as Float64Array).subarray(v.offset, v.offset + shape[0] * 8)));
+      base.maxPool2d(v, out, shape, p);
+    },
+  });
+  let plain: { y: number[]; grads: number[][] };
+  let fused: { y: number[]; grads: number[][] };
+  try {
+    plain = run(model, x, false);
+    pooledInputs.length = 0;
+    fused = run(model, x, true);
+  } finally {
+    setBackend(base);
+  }
+  assert.ok(pooledInputs[0] < 0 && pooledInputs[1] < 0, "the unpadded pools see the pre-activations");
+  assert.ok(pooledInputs[2] >= 0, "the padded pool sees relu's output");
+  assert.ok(plain.y.some((v) => v === 0) && plain.y.some((v) => v > 0));
+  assert.deepEqual(fused.y, plain.y);
+  assert.deepEqual(fused.grads, plain.grads);
+  assert.ok(fused.grads[0].some((v) => v !== 0));
+});
+
 test("biasActivation and linear check their arguments", () => {
   const x = randn([2, 3]);
   assert.throws(() => nn.biasActivation(x, randn([2]), "relu"), /biasActivation: bias must have shape \[3\]/);

@@ -29,6 +29,9 @@ CR_INLINE bool in_range(i64 v, i64 n) { return (uint64_t)v < (uint64_t)n; }
 // over positions). CHAINRULE_CONV_SMALL=0 turns them off, read at every call,
 // so a benchmark can compare both paths in one process. Set by conv2d before any kernel runs.
 bool g_small = true;
+// Whether the few-taps weight gradient prefetches the dy planes of its next tile (conv_direct.h
+// small_wgrad_tile). CHAINRULE_CONV_PREFETCH=0 turns it off, read at every call like CHAINRULE_CONV_SMALL.
+bool g_prefetch = true;
 
 // The forward epilogue out = act(out + bias[o]): bias a contiguous copy of the O values (null: none), act an
 // ActOp or -1.
@@ -86,7 +89,15 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
   T* Ap = static_cast<T*>(scratch(caller, 2, sizeof(T) * (size_t)(fsz * G)));
   i64* off = static_cast<i64*>(scratch(caller, 7, sizeof(i64) * (size_t)d.K));
   if (!Ap || !off) return false;
-  for (i64 gi = 0; gi < G; gi++) pack_filter<T>(Ap + gi * fsz, d, [&](i64 o, i64 k) { return a(gi, o, k); });
+  // the panels packed in parallel (with two threads, a serial packing of the flipped 64 x 800 filter of an
+  // input gradient was a few percent of the pass)
+  const i64 panels = (d.Cout + MR - 1) / MR;
+  par_for(G * panels, imax<i64>(1, 16384 / imax<i64>(d.K * MR, 1)), [&](i64 b, i64 e, int) {
+    for (i64 t = b; t < e; t++) {
+      const i64 gi = t / panels, pa = t % panels;
+      pack_filter_panel<T>(Ap + gi * fsz + pa * d.K * MR, d, pa * MR, [&](i64 o, i64 k) { return a(gi, o, k); });
+    }
+  });
   // The tiles (conv_direct.h): flat over shifted planes for few taps, else row tiles when they waste fewer
   // lanes than the wide tiles save in copies, else wide.
   const bool flat = g_small && d.K <= kSmallTaps, rows = !flat && g_small && row_tiles_pay(d, NR, kSmallTaps);
@@ -230,17 +241,23 @@ bool conv_back_weight_direct(const T* xp, const i64* xs, const T* dp, const i64*
     for (i64 t = 0; t < tasks; t++) task(t, caller, true);
   }
   if (!ok) return false;
-  // out[(gi * Og + o) * K + k] = sum over chunks of part[(chunk, gi)][k * LD + o]
-  par_for(g.O * d.K, 4096, [&](i64 b, i64 e, int) {
-    i64 oa = b / d.K, k = b % d.K, gi = oa / g.Og, o = oa % g.Og;  // advanced incrementally below
-    for (i64 i = b; i < e; i++) {
-      T s = 0;
-      for (i64 c = 0; c < chunks; c++) s += part[(c * g.G + gi) * psize + k * LD + o];
-      out[i] = s;
-      if (++k == d.K) {
-        k = 0;
-        if (++o == g.Og) o = 0, gi++;
-      }
+  // out[(gi * Og + o) * K + k] = sum over chunks of part[(chunk, gi)][k * LD + o], in two passes: the chunks'
+  // partials summed into chunk 0's in chunk order (0 + p0 + p1 + ..., as one sum from zero: -0 partials give
+  // +0), streaming and vectorised; then chunk 0's tap-major partials transposed into out. (One strided scalar
+  // sum per element cost a tenth of a 32 -> 64 channel 5x5 weight gradient.)
+  const i64 total = g.G * psize;  // chunk c's partials start at part + c * total
+  par_for(total, 8192, [&](i64 b, i64 e, int) {
+    for (i64 i = b; i < e; i++) part[i] = T(0) + part[i];
+    for (i64 c = 1; c < chunks; c++) {
+      const T* q = part + c * total;
+      for (i64 i = b; i < e; i++) part[i] += q[i];
+    }
+  });
+  par_for(g.O, imax<i64>(1, 8192 / imax<i64>(d.K, 1)), [&](i64 b, i64 e, int) {
+    for (i64 oa = b; oa < e; oa++) {
+      const T* src = part + (oa / g.Og) * psize + oa % g.Og;
+      T* dst = out + oa * d.K;
+      for (i64 k = 0; k < d.K; k++) dst[k] = src[k * LD];
     }
   });
   return true;
@@ -275,10 +292,14 @@ bool conv_back_weight_small(const T* xp, const i64* xs, const T* dp, const i64* 
     for (i64 n = chunk * per; n < imin(g.N, (chunk + 1) * per); n++) {
       build_xshift(xsh, xp + n * xs[0] + gi * g.Cg * xs[1], xs[1], xs[2], xs[3], d);
       const T* dy = dp + n * ds[0] + gi * g.Og * ds[1];
+      const i64 last = imin(g.N, (chunk + 1) * per) - 1;
+      const T* next = n < last ? dy + ds[0] : nullptr;  // this task's next image
       if (par)
-        par_for(ntiles, 1, [&](i64 b, i64 e, int) { small_wgrad_tiles<T, MK>(xsh, dy, off, ds[1], d, acc, b, e); });
+        par_for(ntiles, 1, [&](i64 b, i64 e, int) {
+          small_wgrad_tiles<T, MK>(xsh, dy, off, ds[1], d, acc, b, e, nullptr, g_prefetch);
+        });
       else
-        small_wgrad_tiles<T, MK>(xsh, dy, off, ds[1], d, acc, 0, ntiles);
+        small_wgrad_tiles<T, MK>(xsh, dy, off, ds[1], d, acc, 0, ntiles, next, g_prefetch);
     }
     small_wgrad_reduce<T, MK>(acc, d, part + t * wsize);
   };
@@ -563,6 +584,8 @@ Err conv2d(int kind, const View& p, const View& q, const Out& out, const int64_t
   g.Og = g.O / g.G;
   const char* small = std::getenv("CHAINRULE_CONV_SMALL");
   g_small = !(small && small[0] == '0');
+  const char* pf = std::getenv("CHAINRULE_CONV_PREFETCH");
+  g_prefetch = !(pf && pf[0] == '0');
   if ((bias || act >= 0) && kind != 0) return "conv2d: only the forward pass takes a bias / activation epilogue";
   if (act >= A_COUNT) return "conv2d: unknown activation";
   if (bias && (bias->ndim != 1 || bias->shape[0] != g.O || bias->dtype != out.dtype))

@@ -61,7 +61,13 @@ DGeo dgeo(i64 Cin, i64 H, i64 W, i64 Cout, i64 KH, i64 KW, i64 ph, i64 pw, i64 d
 // Elements of one image's xpad: Cin planes and one plane of zeros that over-reads of the last plane land in.
 CR_INLINE i64 xpad_size(const DGeo& d) { return (d.Cin + 1) * d.PS; }
 
-// Copy image planes x[c, ih, iw] = xn[c * s1 + ih * s2 + iw * s3] into the wide-row layout.
+template <class T>
+CR_INLINE void copy_n(T* __restrict dst, const T* __restrict src, i64 n);
+
+// Copy image planes x[c, ih, iw] = xn[c * s1 + ih * s2 + iw * s3] into the wide-row layout. Contiguous rows are
+// copied in whole vectors (copy_n: a library memcpy per short row cost a few percent of a 32-channel pass); a
+// row's last vector spills zeros past it, into its right padding and then only into zeros or rows written
+// after it (the last row's into the zero rows below).
 template <class T>
 void build_xpad(T* xp, const T* xn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
   std::memset(xp, 0, sizeof(T) * (size_t)xpad_size(d));
@@ -70,7 +76,7 @@ void build_xpad(T* xp, const T* xn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
       T* dst = xp + c * d.PS + (ih + d.ph) * d.Wp + d.pw;
       const T* src = xn + c * s1 + ih * s2;
       if (s3 == 1)
-        std::memcpy(dst, src, sizeof(T) * (size_t)d.W);
+        copy_n(dst, src, d.W);
       else
         for (i64 iw = 0; iw < d.W; iw++) dst[iw] = src[iw * s3];
     }
@@ -84,14 +90,13 @@ CR_INLINE void tap_offsets(i64* off, const DGeo& d) {
       for (i64 kw = 0; kw < d.KW; kw++) off[k++] = c * d.PS + kh * d.dh * d.Wp + kw * d.dw;
 }
 
-// Packed filter of one group: ceil(Cout / MR) panels, panel p holding A[p*MR + r, k] at [k * MR + r] (zero rows
-// past Cout). a(o, k) gives the element.
+// The packed filter of one group is ceil(Cout / MR) panels, panel p holding A[p*MR + r, k] at [k * MR + r] (zero
+// rows past Cout). This packs the panel of rows o0 .. o0 + MR into dst; a(o, k) gives the element.
 template <class T, class F>
-void pack_filter(T* dst, const DGeo& d, F a) {
+void pack_filter_panel(T* dst, const DGeo& d, i64 o0, F a) {
   constexpr int MR = DirectBlocking<T>::MR;
-  for (i64 o0 = 0; o0 < d.Cout; o0 += MR, dst += d.K * MR)
-    for (i64 k = 0; k < d.K; k++)
-      for (int r = 0; r < MR; r++) dst[k * MR + r] = o0 + r < d.Cout ? a(o0 + r, k) : T(0);
+  for (i64 k = 0; k < d.K; k++)
+    for (int r = 0; r < MR; r++) dst[k * MR + r] = o0 + r < d.Cout ? a(o0 + r, k) : T(0);
 }
 
 CR_INLINE i64 filter_panels_size(const DGeo& d, int mr) { return (d.Cout + mr - 1) / mr * mr * d.K; }
@@ -219,6 +224,25 @@ struct Part {
   }
 };
 
+// dst[0 .. n) = 0 and dst[0 .. n) = src[0 .. n) in whole vectors: the short rows of the shifted planes (28
+// elements for a 28-wide "same" convolution), where the library calls and the compiler's scalar remainders cost
+// more than the copy. Both may write up to W - 1 elements past dst + n (zeros, for copy_n: src is read with a
+// partial load, nothing past src + n): the caller writes rows in ascending order, so what spills into the
+// next row or segment is overwritten, and a plane's last row spills into its slack.
+template <class T>
+CR_INLINE void zero_n(T* dst, i64 n) {
+  using S = Simd<T>;
+  for (i64 i = 0; i < n; i += S::W) S::storeu(dst + i, S::zero());
+}
+
+template <class T>
+CR_INLINE void copy_n(T* __restrict dst, const T* __restrict src, i64 n) {
+  using S = Simd<T>;
+  i64 i = 0;
+  for (; i + S::W <= n; i += S::W) S::storeu(dst + i, S::loadu(src + i));
+  if (i < n) S::storeu(dst + i, Part<T>::load(src + i, (int)(n - i)));
+}
+
 // The forward epilogue applied in registers: v + bias, then relu if act is A_RELU (the values of act_apply:
 // relu(NaN) = NaN, relu(-0) = +0). The caller applies other activations after the tiles.
 template <class T>
@@ -319,13 +343,15 @@ CR_INLINE i64 direct_row_tasks(const DGeo& d, int mr, int nr) {
 // it with plain stores, and the weight gradient reads dy's planes as they are. The copies cost
 // Cin * KW * Hp * OW writes per image against Cout * K * P multiply-adds: nothing when K is small (the only
 // case that uses them, so KW copies of the input stay small).
-CR_INLINE i64 xshift_plane(const DGeo& d) { return d.Hp * d.OW + 64; }  // 64 >= NR: slack for the last tile
+// 64 >= NR: slack for the last tile (and for the whole-vector stores of build_xshift's last row)
+CR_INLINE i64 xshift_plane(const DGeo& d) { return d.Hp * d.OW + 64; }
 CR_INLINE i64 xshift_size(const DGeo& d) { return d.Cin * d.KW * xshift_plane(d); }
 
 template <class T>
 void build_xshift(T* xs, const T* xn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
-  // every element written once, row by row (zeros, the copied stretch, zeros): this runs once per image and
-  // with few taps the library calls of a memset + memcpy version cost a tenth of the arithmetic
+  // row by row (zeros, the copied stretch, zeros) in whole vectors, each segment overwriting what the one
+  // before spilled into it: this runs once per image, and with few taps its scalar version cost a tenth of the
+  // weight gradient's arithmetic (masked stores at the row ends, half of that)
   const i64 SP = xshift_plane(d), OW = d.OW;
   for (i64 c = 0; c < d.Cin; c++)
     for (i64 kw = 0; kw < d.KW; kw++) {
@@ -336,18 +362,18 @@ void build_xshift(T* xs, const T* xn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
       for (i64 ihp = 0; ihp < d.Hp; ihp++, dst += OW) {
         const i64 ih = ihp - d.ph;
         if (ih < 0 || ih >= d.H) {
-          for (i64 ow = 0; ow < OW; ow++) dst[ow] = T(0);
+          zero_n(dst, OW);
           continue;
         }
         const T* src = xn + c * s1 + ih * s2;  // x[c, ih, ow + sh] = src[(ow + sh) * s3]
-        for (i64 ow = 0; ow < lo; ow++) dst[ow] = T(0);
+        if (lo > 0) zero_n(dst, lo);
         if (s3 == 1)
-          for (i64 ow = lo; ow < hi; ow++) dst[ow] = src[ow + sh];
+          copy_n(dst + lo, src + lo + sh, hi - lo);
         else
           for (i64 ow = lo; ow < hi; ow++) dst[ow] = src[(ow + sh) * s3];
-        for (i64 ow = hi; ow < OW; ow++) dst[ow] = T(0);
+        if (hi < OW) zero_n(dst + hi, OW - hi);
       }
-      for (i64 i = d.Hp * OW; i < SP; i++) xs[(c * d.KW + kw) * SP + i] = T(0);
+      zero_n(xs + (c * d.KW + kw) * SP + d.Hp * OW, SP - d.Hp * OW);
     }
 }
 
@@ -415,9 +441,15 @@ struct SmallWgrad {
 
 // One tile of one image: xs its shifted planes, dy its dy plane of channel o0 (channel i of the tile at
 // dy + ooff[i]), koff the MK tap offsets. acc (MO * MK vectors) is loaded and stored back.
+// pf (null: none) is the first of MO planes of P elements, pf_s apart, that the next tile reads for the first
+// time (the next channel tile's dy, or the next image's): prefetched line by line alongside this tile's loop,
+// one tile's work ahead. dy comes from memory (a CNN's first dy is megabytes) and the tap tiles of a channel
+// tile reuse it from L1, so without this the first tap tile of every channel tile waits on it (the kernel ran
+// at 50% of peak on AVX-512, its dy loads taking half the samples).
 template <class T, int MO, int MK>
 __attribute__((noinline)) void small_wgrad_tile(const T* __restrict xs, const T* __restrict dy, const i64* ooff,
-                                                const i64* koff, i64 P, T* __restrict accm) {
+                                                const i64* koff, i64 P, T* __restrict accm, const T* pf,
+                                                i64 pf_s) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int W = S::W;
@@ -433,7 +465,12 @@ __attribute__((noinline)) void small_wgrad_tile(const T* __restrict xs, const T*
 #pragma GCC unroll 8
   for (int j = 0; j < MK; j++) xr[j] = xs + koff[j];
   const i64 full = P / W * W;
+  constexpr i64 LINE = 64 / sizeof(T);  // elements per cache line, a multiple of W
   for (i64 p = 0; p < full; p += W) {
+    if (pf && p % LINE == 0) {
+#pragma GCC unroll 8
+      for (int i = 0; i < MO; i++) __builtin_prefetch(pf + i * pf_s + p, 0, 3);
+    }
     V dv[MO];
 #pragma GCC unroll 8
     for (int i = 0; i < MO; i++) dv[i] = S::loadu(dr[i] + p);
@@ -466,9 +503,12 @@ __attribute__((noinline)) void small_wgrad_tile(const T* __restrict xs, const T*
 
 // The tiles [t0, t1) of one image, tile t = (channel tile, tap tile) with tap tiles fastest (they share the
 // channel tile's dy planes, which stay in L1); acc holds MO * MK vectors per tile. dy is the image's plane of
-// the group's channel 0, s1 the channel stride.
+// the group's channel 0, s1 the channel stride; dy_next (null: none) the same for the image that comes next,
+// whose first channel tile the last tiles here prefetch. The last tap tile of each channel tile prefetches the
+// planes of the next one (channels past Cout are not touched: the prefetch stops at the last channel).
 template <class T, int MK>
-void small_wgrad_tiles(const T* xs, const T* dy, const i64* off, i64 s1, const DGeo& d, T* acc, i64 t0, i64 t1) {
+void small_wgrad_tiles(const T* xs, const T* dy, const i64* off, i64 s1, const DGeo& d, T* acc, i64 t0, i64 t1,
+                       const T* dy_next, bool prefetch = true) {
   constexpr int MO = SmallWgrad<T>::MO, W = Simd<T>::W;
   const i64 ktiles = (d.K + MK - 1) / MK;
   for (i64 t = t0; t < t1; t++) {
@@ -476,7 +516,14 @@ void small_wgrad_tiles(const T* xs, const T* dy, const i64* off, i64 s1, const D
     i64 ooff[MO], koff[MK];
     for (int i = 0; i < MO; i++) ooff[i] = (imin<i64>(o0 + i, d.Cout - 1) - o0) * s1;  // past Cout: dropped
     for (int j = 0; j < MK; j++) koff[j] = off[imin<i64>(k0 + j, d.K - 1)];            // past K: dropped
-    small_wgrad_tile<T, MO, MK>(xs, dy + o0 * s1, ooff, koff, d.OH * d.OW, acc + t * (MO * MK * W));
+    // the planes the next channel tile reads: MO of them when all exist, else none (a partial last tile
+    // repeats channel Cout - 1, already in cache)
+    const T* pf = nullptr;
+    if (prefetch && k0 + MK >= d.K) {
+      if (o0 + 2 * MO <= d.Cout) pf = dy + (o0 + MO) * s1;
+      else if (o0 + MO >= d.Cout && dy_next && MO <= d.Cout) pf = dy_next;
+    }
+    small_wgrad_tile<T, MO, MK>(xs, dy + o0 * s1, ooff, koff, d.OH * d.OW, acc + t * (MO * MK * W), pf, s1);
   }
 }
 
