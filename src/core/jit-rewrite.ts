@@ -40,8 +40,8 @@ const isSwapLast = (perm: readonly number[]): boolean => {
 
 const prod = (xs: readonly number[]): number => xs.reduce((a, b) => a * b, 1);
 
-/** The program with the products rewritten (see the module comment); `p` itself if nothing applies. */
-export function rewriteProducts(p: Program, transposes = true): Program {
+/** Each variable's producing equation, and how many times it is read (by equations and as an output). */
+function producersAndReaders(p: Program): { producer: Map<Var, Eqn>; readers: Map<Var, number> } {
   const producer = new Map<Var, Eqn>();
   const readers = new Map<Var, number>();
   for (const e of p.eqns) {
@@ -49,6 +49,12 @@ export function rewriteProducts(p: Program, transposes = true): Program {
     for (const a of e.inputs) if (!(a instanceof Literal)) readers.set(a, (readers.get(a) ?? 0) + 1);
   }
   for (const o of p.outs) if (!(o instanceof Literal)) readers.set(o, (readers.get(o) ?? 0) + 1);
+  return { producer, readers };
+}
+
+/** The program with the products rewritten (see the module comment); `p` itself if nothing applies. */
+export function rewriteProducts(p: Program, transposes = true): Program {
+  const { producer, readers } = producersAndReaders(p);
   /** The dot producing `a`, read only once (by the equation being rewritten). */
   const soleDot = (a: Atom): Eqn | null => {
     if (a instanceof Literal || readers.get(a) !== 1) return null;
@@ -168,13 +174,7 @@ export function setBiasReluSplit(on: boolean): boolean {
  */
 export function splitBiasRelu(p: Program): Program {
   if (!biasReluSplit) return p;
-  const producer = new Map<Var, Eqn>();
-  const readers = new Map<Var, number>();
-  for (const e of p.eqns) {
-    for (const o of e.outputs) producer.set(o, e);
-    for (const a of e.inputs) if (!(a instanceof Literal)) readers.set(a, (readers.get(a) ?? 0) + 1);
-  }
-  for (const o of p.outs) if (!(o instanceof Literal)) readers.set(o, (readers.get(o) ?? 0) + 1);
+  const { producer, readers } = producersAndReaders(p);
   let changed = false;
   const eqns: Eqn[] = [];
   for (const e of p.eqns) {

@@ -6,20 +6,7 @@
  * strides by the packing routines, so each shape runs with every transpose pair.
  */
 import { test } from "node:test";
-import type { DType } from "../../src/dtype.ts";
-import { check, makeView, N, prng, tolFor } from "./native-helpers.ts";
-
-function matrix(m: number, n: number, transposed: boolean, dtype: DType, rng: () => number) {
-  const v = makeView(transposed ? [n, m] : [m, n], dtype, "contiguous", rng, "small");
-  return transposed ? { ...v, shape: [m, n], strides: [v.strides[1], v.strides[0]] } : v;
-}
-
-const PAIRS = [
-  [false, false],
-  [true, false],
-  [false, true],
-  [true, true],
-] as const;
+import { check, gemmOperand, N, prng, TRANSPOSE_PAIRS, tolFor } from "./native-helpers.ts";
 
 for (const [dtype, m, k, n] of [
   ["float32", 37, 1000, 45], // 3 K slices, a 1-row last A panel (the half-height kernel)
@@ -31,9 +18,9 @@ for (const [dtype, m, k, n] of [
     const rng = prng(m * 7 + k * 3 + n);
     // |error| <= K eps sum |a||b| with |a|, |b| < 1: an absolute bound for outputs near 0
     const tol = tolFor(dtype, { rtol: 1e-4, atol: k * 1.2e-7 }, { rtol: 1e-12, atol: k * 2.3e-16 });
-    for (const [ta, tb] of PAIRS) {
-      const a = matrix(m, k, ta, dtype, rng);
-      const b = matrix(k, n, tb, dtype, rng);
+    for (const [ta, tb] of TRANSPOSE_PAIRS) {
+      const a = gemmOperand(m, k, ta, dtype, rng);
+      const b = gemmOperand(k, n, tb, dtype, rng);
       check(`dot ta=${ta} tb=${tb}`, tol, (be) => {
         const out = be.alloc(dtype, m * n);
         be.dot(a, b, out);

@@ -74,6 +74,20 @@ export function makeView(
 
 export const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
+/** An m x n matrix of random values, stored transposed (an [n, m] buffer read with swapped strides) or not. */
+export function gemmOperand(m: number, n: number, transposed: boolean, dtype: DType, rng: () => number) {
+  const v = makeView(transposed ? [n, m] : [m, n], dtype, "contiguous", rng, "small");
+  return transposed ? { ...v, shape: [m, n], strides: [v.strides[1], v.strides[0]] } : v;
+}
+
+/** Whether A and B of a product are stored transposed: all four combinations. */
+export const TRANSPOSE_PAIRS = [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+] as const;
+
 // ---------------------------------------------------------------------------------------------------------
 // Comparison.
 
