@@ -99,8 +99,17 @@ function run(): {
     const u = process.cpuUsage();
     return (u.user + u.system) / 1000;
   };
-  let ca = 0;
-  let cb = 0;
+  // the end of the previous phase, wall and CPU; `lap(k)` charges the time since then to phase k
+  let wallAt = 0;
+  let cpuAt = 0;
+  const lap = (k: string) => {
+    const w = performance.now();
+    const c = cpuMs();
+    ph[k] += w - wallAt;
+    pc[k] += c - cpuAt;
+    wallAt = w;
+    cpuAt = c;
+  };
   let lossT = null as ReturnType<typeof crossEntropy> | null;
   for (let e = epochs; e < epochs + warm; e++) {
     for (let s = 0; s < steps; s++) {
@@ -115,43 +124,20 @@ function run(): {
   for (let e = 0; e < epochs; e++) {
     for (let s = 0; s < steps; s++) {
       const start = e * n + s * 128;
-      let a = performance.now();
-      ca = cpuMs();
+      wallAt = performance.now();
+      cpuAt = cpuMs();
       const idx = tensor(perm.subarray(start, start + 128));
       const x = X.indexSelect(0, idx);
       const y = Y.indexSelect(0, idx);
-      let b = performance.now();
-      ph.gather += b - a;
-      cb = cpuMs();
-      pc.gather += cb - ca;
-      ca = cb;
-      a = b;
+      lap("gather");
       opt.zeroGrad();
-      b = performance.now();
-      ph.zeroGrad += b - a;
-      cb = cpuMs();
-      pc.zeroGrad += cb - ca;
-      ca = cb;
-      a = b;
+      lap("zeroGrad");
       const loss = crossEntropy(model.call(x), y);
-      b = performance.now();
-      ph.forward += b - a;
-      cb = cpuMs();
-      pc.forward += cb - ca;
-      ca = cb;
-      a = b;
+      lap("forward");
       loss.backward();
-      b = performance.now();
-      ph.backward += b - a;
-      cb = cpuMs();
-      pc.backward += cb - ca;
-      ca = cb;
-      a = b;
+      lap("backward");
       opt.step();
-      b = performance.now();
-      ph.step += b - a;
-      cb = cpuMs();
-      pc.step += cb - ca;
+      lap("step");
       lossT = loss;
     }
   }
