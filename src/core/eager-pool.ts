@@ -121,8 +121,11 @@ class EagerPool implements OutArena {
       }
     }
     if (d === undefined) {
-      d = allocData(dtype, shape, !zeroed);
-      eagerPoolStats.fresh++;
+      d = stepPool.takeExact(dtype, n);
+      if (d === undefined) {
+        d = allocData(dtype, shape, !zeroed);
+        eagerPoolStats.fresh++;
+      } else if (zeroed) d.fill(0);
     }
     const rc = this.active;
     // storage too small to pool is left to the garbage collector without bookkeeping
@@ -135,10 +138,7 @@ class EagerPool implements OutArena {
 
   put(dtype: DType, d: TypedArray): void {
     if (d.byteLength < MIN_BYTES || this.bytes + d.byteLength > POOL_CAP_BYTES) return;
-    if (eagerPoolOpts.poison) {
-      if (dtype === "float32" || dtype === "float64") d.fill(Number.NaN);
-      else new Uint8Array(d.buffer, d.byteOffset, d.byteLength).fill(0x55);
-    }
+    if (eagerPoolOpts.poison) poison(dtype, d);
     let byLen = this.free.get(dtype);
     if (byLen === undefined) {
       byLen = new Map();
@@ -151,8 +151,11 @@ class EagerPool implements OutArena {
     eagerPoolStats.recycled++;
   }
 
-  /** Drop every pooled storage (the garbage collector frees it). */
+  /** Hand every pooled storage to the step pool, for the next steps. */
   clear(): void {
+    for (const [dtype, byLen] of this.free) {
+      for (const list of byLen.values()) for (const d of list) stepPool.put(dtype, d, true);
+    }
     this.free.clear();
     this.bytes = 0;
   }
@@ -193,7 +196,138 @@ export function stopRecycling(rc: Recycler): void {
   setOutArena(null);
 }
 
-/** Bytes of dead storage the pool holds now (zero outside a backward pass). */
+/** Bytes of dead storage the per-pass pool holds now (zero outside a backward pass). */
 export function eagerPoolBytes(): number {
   return pool.heldBytes;
+}
+
+/**
+ * Forward activations recycled across steps.
+ *
+ * A container whose whole module tree is known to keep nothing it computes (`nn.Sequential` of built-in layers
+ * without hooks) runs its forward pass inside an `ActivationScope`: kernel outputs are served from `stepPool`,
+ * storage that survived earlier steps, and every storage handed out is recorded. When the forward returns, the
+ * recorded storage minus the output's and the module state's is reachable only through the tape (saved values)
+ * or not at all. It is attached to the output's tape node and given back to the pool when a backward pass frees
+ * that node (every node reachable from it is freed by the same pass: `recycleFreed` in tape.ts); with no tape
+ * node it is dead at once. A pass that retains the graph forfeits the recycling of the nodes it visits (a
+ * `createGraph` pass may have saved the activations in a second graph).
+ *
+ * This is what the per-pass pool above must not do, turned around: storage from `stepPool` goes only to values
+ * whose death the library proves, so it comes back instead of dying in the old generation. The steady state of
+ * a training loop then makes no fresh activation storage at all, and V8's external-memory collections (one
+ * young collection per ~32 MB of new array buffers, and the full collections that free activations promoted
+ * while backward ran) go away with it.
+ */
+export class ActivationScope implements OutArena {
+  /** Storage handed out in the scope, with its dtype. */
+  readonly owned = new Map<TypedArray, DType>();
+  prev: OutArena | null = null;
+
+  take(dtype: DType, shape: readonly number[], n: number, zeroed: boolean): TypedArray {
+    let d = stepPool.takeExact(dtype, n);
+    if (d === undefined) {
+      d = allocData(dtype, shape, !zeroed);
+      eagerPoolStats.fresh++;
+    } else if (zeroed) d.fill(0);
+    if (d.byteLength >= MIN_BYTES) this.owned.set(d, dtype);
+    return d;
+  }
+}
+
+/** Storage recycled from forward activations, kept from one step to the next (at most `POOL_CAP_BYTES`). */
+class StepPool {
+  private free = new Map<DType, Map<number, TypedArray[]>>();
+  bytes = 0;
+
+  takeExact(dtype: DType, n: number): TypedArray | undefined {
+    if (this.bytes === 0) return undefined;
+    const list = this.free.get(dtype)?.get(n);
+    if (list === undefined || list.length === 0) return undefined;
+    const d = list.pop()!;
+    this.bytes -= d.byteLength;
+    eagerPoolStats.reused++;
+    return d;
+  }
+
+  /** Pool `d`; `moved` when it comes from a pass's pool (already poisoned and counted). */
+  put(dtype: DType, d: TypedArray, moved = false): void {
+    // a full pool holds sizes the steps no longer use (the batch size changed): start over
+    if (this.bytes + d.byteLength > POOL_CAP_BYTES) this.clear();
+    if (!moved && eagerPoolOpts.poison) poison(dtype, d);
+    let byLen = this.free.get(dtype);
+    if (byLen === undefined) {
+      byLen = new Map();
+      this.free.set(dtype, byLen);
+    }
+    const list = byLen.get(d.length);
+    if (list === undefined) byLen.set(d.length, [d]);
+    else list.push(d);
+    this.bytes += d.byteLength;
+    if (!moved) eagerPoolStats.recycled++;
+  }
+
+  clear(): void {
+    this.free.clear();
+    this.bytes = 0;
+  }
+}
+
+const stepPool = new StepPool();
+
+/**
+ * Start recording a container's forward pass (see `ActivationScope`), or return null when it must not: recycling
+ * off, a backend whose storage is not a plain typed array, or another arena (jit's executor, a backward pass)
+ * serving outputs. The caller checks the rest (top-level eager evaluation, no autocast, its module tree).
+ */
+export function beginActivations(): ActivationScope | null {
+  if (!eagerPoolOpts.enabled || !POOLED_BACKENDS.has(getBackend().name)) return null;
+  const scope = new ActivationScope();
+  const prev = setOutArena(scope);
+  if (prev !== null) {
+    setOutArena(prev);
+    return null;
+  }
+  return scope;
+}
+
+/**
+ * End a forward pass started by `beginActivations`. `out` is what the container returns and `state` its module
+ * state (parameters and buffers): their storage escapes. The rest is given back now when `out` has no tape
+ * node, or is returned for the caller to attach to `out`'s node.
+ */
+export function endActivations(
+  scope: ActivationScope,
+  out: Tensor | null,
+  state: Iterable<Tensor>,
+): Map<TypedArray, DType> | null {
+  setOutArena(null);
+  const owned = scope.owned;
+  if (out === null || owned.size === 0) return null;
+  if (out._data !== null) owned.delete(out._data);
+  for (const t of state) if (t._data !== null) owned.delete(t._data);
+  if (out._node !== null) return owned;
+  giveBack(owned);
+  return null;
+}
+
+/** Give recycled activation storage to the step pool. */
+export function giveBack(owned: Map<TypedArray, DType>): void {
+  for (const [d, dtype] of owned) stepPool.put(dtype, d);
+}
+
+/** Bytes the step pool holds now. */
+export function stepPoolBytes(): number {
+  return stepPool.bytes;
+}
+
+/** Drop the step pool's storage (the garbage collector frees it). */
+export function clearStepPool(): void {
+  stepPool.clear();
+}
+
+/** Fill recycled storage with NaN (or 0x55 bytes) to expose any use after recycling (tests). */
+function poison(dtype: DType, d: TypedArray): void {
+  if (dtype === "float32" || dtype === "float64") d.fill(Number.NaN);
+  else new Uint8Array(d.buffer, d.byteOffset, d.byteLength).fill(0x55);
 }

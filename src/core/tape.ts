@@ -17,11 +17,11 @@
  * PyTorch's message, to use one that was modified since; otherwise the rule would silently use the new values.
  * `retainGrad()` registers a non-leaf on its node, and backward accumulates the node's cotangent into `.grad`.
  */
-import { bytesPerElement, isFloat } from "../dtype.ts";
+import { bytesPerElement, type DType, isFloat, type TypedArray } from "../dtype.ts";
 import { AutodiffError, internal, ShapeError } from "../errors.ts";
 import { fmtShape, shapesEqual, sizeOf } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import { eagerPoolOpts, type Recycler, startRecycling, stopRecycling } from "./eager-pool.ts";
+import { eagerPoolOpts, giveBack, type Recycler, startRecycling, stopRecycling } from "./eager-pool.ts";
 import { accumulate, onesLike, zerosLike } from "./helpers.ts";
 import { type Aval, isZero, type MaybeZero, type Primitive, ruleRecorder } from "./primitive.ts";
 import { adjointScope, currentScope, restoreScope, type ScopeFrame } from "./scope.ts";
@@ -38,6 +38,11 @@ export class TapeNode {
   /** Tensors whose `.grad` should be kept (retainGrad), by output index. */
   retained: (Tensor | null)[] | null = null;
   freed = false;
+  /**
+   * Forward activations to recycle once a backward pass frees this node (an `nn.Sequential`'s intermediates,
+   * see `ActivationScope` in eager-pool.ts), or null.
+   */
+  recycle: Map<TypedArray, DType> | null = null;
   /** Version of the saved output `out` when it was recorded (see `versions`). */
   outVersion = 0;
   /** The named scope (module call) it was recorded in; backward binds its adjoint equations there too. */
@@ -264,12 +269,37 @@ export function runBackward(
   // reducing gradients there). Not computed when no leaf has a hook.
   const doneAt = onLeafDone !== undefined && hookedLeafCount > 0 ? leavesDoneAt(order) : null;
   const rc = recycle && worthRecycling(order) ? startRecycling() : null;
+  state.inBackward++;
   try {
     backwardNodes(order, nodeCts, leafCts, retain, what, onLeafDone, doneAt, rc);
   } finally {
+    state.inBackward--;
     if (rc !== null) stopRecycling(rc);
   }
+  recycleFreed(order, retain, leafCts);
   return leafCts;
+}
+
+/**
+ * After a pass over `order`: the forward activations attached to its nodes are dead once the pass freed them,
+ * since every node reachable from one of them was in `order` and freed too (a leaf's gradient is checked all the
+ * same). A pass that retains the graph forfeits them: it may have saved them in a new graph (createGraph).
+ */
+function recycleFreed(order: readonly TapeNode[], retain: boolean, leafCts: Map<Tensor, Tensor>): void {
+  let escaped: Set<TypedArray> | null = null;
+  for (let k = 0; k < order.length; k++) {
+    const node = order[k];
+    const owned = node.recycle;
+    if (owned === null) continue;
+    node.recycle = null;
+    if (retain) continue;
+    if (escaped === null) {
+      escaped = new Set();
+      for (const ct of leafCts.values()) if (ct._data !== null) escaped.add(ct._data);
+    }
+    for (const d of escaped) owned.delete(d);
+    giveBack(owned);
+  }
 }
 
 /** Whether a pass over `order` makes enough storage for recycling it to save collections (eager-pool.ts). */
