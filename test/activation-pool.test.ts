@@ -36,7 +36,34 @@ function values(t: Tensor): number[] {
   return Array.from(t.contiguous().dataSync() as ArrayLike<number>);
 }
 
-type Make = () => { model: nn.Sequential; x: Tensor; y: Tensor };
+type Make = () => { model: nn.Module; x: Tensor; y: Tensor };
+
+/** A pre-norm Transformer layer over embeddings (custom root: the layer's call recycles, its own code does not). */
+class TinyLm extends nn.Module {
+  emb = new nn.Embedding(13, 16);
+  layer = new nn.TransformerEncoderLayer(16, 2, {
+    dimFeedforward: 40,
+    dropout: 0.1,
+    activation: "gelu",
+    batchFirst: true,
+    normFirst: true,
+  });
+  head = new nn.Linear(16, 13);
+  forward(x: Tensor): Tensor {
+    const h = this.layer.call(this.emb.call(x), { isCausal: true });
+    return this.head.call(h).reshape([-1, 13]);
+  }
+}
+
+/** An LSTM whose last output feeds a Linear: the final states (h, c) are returned and never used. */
+class RowLstm extends nn.Module {
+  lstm = new nn.LSTM(9, 24, { batchFirst: true, numLayers: 2 });
+  fc = new nn.Linear(24, 4);
+  forward(x: Tensor): Tensor {
+    const [out] = this.lstm.call(x);
+    return this.fc.call(out.narrow(1, x.shape[1] - 1, 1).reshape([x.shape[0], 24]));
+  }
+}
 
 /** Model families: every intermediate is at least 1 KiB (smaller storage is left to the collector). */
 const MODELS: Record<string, Make> = {
@@ -67,6 +94,8 @@ const MODELS: Record<string, Make> = {
     x: randn([7, 2, 10, 10]),
     y: randint(0, 6, [7]),
   }),
+  transformer: () => ({ model: new TinyLm(), x: randint(0, 13, [5, 11]), y: randint(0, 13, [55]) }),
+  lstm: () => ({ model: new RowLstm(), x: randn([12, 7, 9]), y: randint(0, 4, [12]) }),
 };
 
 /** Losses, outputs, final parameters and gradients of `steps` Adam steps. */
@@ -79,8 +108,8 @@ function train(make: Make, steps: number, batches?: number[]) {
   for (let s = 0; s < steps; s++) {
     const n = batches?.[s % batches.length] ?? x.shape[0];
     opt.zeroGrad();
-    const out = model.call(x.narrow(0, 0, n));
-    const loss = nn.crossEntropy(out, y.narrow(0, 0, n));
+    const out = (batches === undefined ? model.call(x) : model.call(x.narrow(0, 0, n))) as Tensor;
+    const loss = nn.crossEntropy(out, batches === undefined ? y : y.narrow(0, 0, n));
     loss.backward();
     opt.step();
     losses.push(loss.item() as number);
@@ -129,6 +158,7 @@ for (const backend of ["js", "native"] as const) {
 }
 
 test("a changing batch size (and a full pool) still gives the same training", () => {
+  // (the models above whose targets are per row: the MLP)
   eagerPoolOpts.enabled = false;
   const ref = train(MODELS.mlp, 8, [33, 20, 33, 7]);
   eagerPoolOpts.enabled = true;
@@ -270,7 +300,7 @@ test("hooks, a custom layer, transforms, jit and checkpoint turn recycling off o
   const stepLoss = () => nn.crossEntropy(model.call(x), y);
   // a forward hook sees an intermediate (here: keeps the first Linear's output)
   const seen: Tensor[] = [];
-  const h = model.at(0).registerForwardHook((_m, _i, o) => seen.push(o as Tensor));
+  const h = (model as nn.Sequential).at(0).registerForwardHook((_m, _i, o) => seen.push(o as Tensor));
   const recycled = eagerPoolStats.recycled;
   stepLoss().backward();
   stepLoss().backward();
@@ -309,5 +339,5 @@ test("hooks, a custom layer, transforms, jit and checkpoint turn recycling off o
   assert.deepEqual(values(gx), ref);
   assert.deepEqual(values(gc), ref);
   const gjv = values(gj);
-  gjv.forEach((v, i) => assert.ok(Math.abs(v - ref[i]) <= 1e-12 * (1 + Math.abs(ref[i]))));
+  for (let i = 0; i < ref.length; i++) assert.ok(Math.abs(gjv[i] - ref[i]) <= 1e-12 * (1 + Math.abs(ref[i])));
 });

@@ -22,6 +22,7 @@
 import type { DType, TypedArray } from "../dtype.ts";
 import { allocData, getBackend, type OutArena, setOutArena } from "../prims/impl.ts";
 import type { Tensor } from "../tensor/tensor.ts";
+import type { TapeNode } from "./tape.ts";
 
 /** The most bytes the pool keeps; storage given back beyond it is left to the garbage collector. */
 export const POOL_CAP_BYTES = 512 * 2 ** 20;
@@ -222,7 +223,8 @@ export function eagerPoolBytes(): number {
 export class ActivationScope implements OutArena {
   /** Storage handed out in the scope, with its dtype. */
   readonly owned = new Map<TypedArray, DType>();
-  prev: OutArena | null = null;
+  /** Tape nodes recorded in the scope that saved a value (or hold a backward closure). */
+  readonly nodes: TapeNode[] = [];
 
   take(dtype: DType, shape: readonly number[], n: number, zeroed: boolean): TypedArray {
     let d = stepPool.takeExact(dtype, n);
@@ -288,27 +290,54 @@ export function beginActivations(): ActivationScope | null {
     setOutArena(prev);
     return null;
   }
+  recording = scope;
   return scope;
 }
 
+/** The recording in progress, if any. */
+let recording: ActivationScope | null = null;
+
+/** The tape recorded `node`, which saved a value: the recording in progress must outlive it. */
+export function noteSavingNode(node: TapeNode): void {
+  if (recording !== null) recording.nodes.push(node);
+}
+
 /**
- * End a forward pass started by `beginActivations`. `out` is what the container returns and `state` its module
- * state (parameters and buffers): their storage escapes. The rest is given back now when `out` has no tape
- * node, or is returned for the caller to attach to `out`'s node.
+ * The activations of one recording, attached to the tape nodes it recorded that saved a value: given back once
+ * backward passes have freed all `pending` of them, unless a pass that retained the graph visited one
+ * (`forfeit`). Nothing else can reach them: the outputs' and the module state's storage is left out, the other
+ * intermediates were local to the call, and nodes that saved nothing hold no tensor.
+ */
+export interface ActivationRecord {
+  readonly owned: Map<TypedArray, DType>;
+  pending: number;
+  forfeit: boolean;
+}
+
+/**
+ * End a recording started by `beginActivations`. `outs` are the tensors the call returns (null when it threw:
+ * everything is then left to the garbage collector) and `state()` its module state (parameters and buffers):
+ * their storage escapes. The rest is given back now when no node saved anything (no grad, or a linear graph),
+ * or attached to the nodes that did (see `ActivationRecord`).
  */
 export function endActivations(
   scope: ActivationScope,
-  out: Tensor | null,
-  state: Iterable<Tensor>,
-): Map<TypedArray, DType> | null {
+  outs: readonly Tensor[] | null,
+  state: () => Iterable<Tensor>,
+): void {
   setOutArena(null);
+  recording = null;
   const owned = scope.owned;
-  if (out === null || owned.size === 0) return null;
-  if (out._data !== null) owned.delete(out._data);
-  for (const t of state) if (t._data !== null) owned.delete(t._data);
-  if (out._node !== null) return owned;
-  giveBack(owned);
-  return null;
+  if (outs === null || owned.size === 0) return;
+  for (const t of state()) if (t._data !== null) owned.delete(t._data);
+  for (const o of outs) if (o._data !== null) owned.delete(o._data);
+  const nodes = scope.nodes;
+  if (nodes.length === 0) {
+    giveBack(owned);
+    return;
+  }
+  const rec: ActivationRecord = { owned, pending: nodes.length, forfeit: false };
+  for (const n of nodes) n.recycle = rec;
 }
 
 /** Give recycled activation storage to the step pool. */

@@ -3,30 +3,14 @@
  * decides), `ModuleDict` (modules by key) and `ParameterList`. Children of the lists are named by position,
  * "0", "1", ..., so a Sequential's parameters are "0.weight", "0.bias", "2.weight", ... as in PyTorch.
  */
-import { autocastDtype } from "../amp.ts";
-import { beginActivations, endActivations } from "../core/eager-pool.ts";
-import { noGrad, state } from "../core/trace.ts";
+import { noGrad } from "../core/trace.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import type { Activation } from "../ops/nn.ts";
-import {
-  ELU,
-  GELU,
-  LeakyReLU,
-  LogSoftmax,
-  ReLU,
-  Sigmoid,
-  SiLU,
-  Softmax,
-  Softplus,
-  Tanh,
-} from "./activation.ts";
-import { Conv1d, Conv2d } from "./conv.ts";
-import { Dropout } from "./dropout.ts";
-import { functionalContext } from "./functional-context.ts";
-import { Flatten, Identity, Linear } from "./linear.ts";
-import { AdaptiveAvgPool2d, AvgPool2d, MaxPool2d } from "./pool.ts";
+import { ReLU, Sigmoid, Tanh } from "./activation.ts";
+import { Conv2d } from "./conv.ts";
+import { Linear } from "./linear.ts";
+import { MaxPool2d } from "./pool.ts";
 import { type AnyModule, Module, parameter } from "./module.ts";
-import { BatchNorm1d, BatchNorm2d, LayerNorm } from "./norm.ts";
 
 /** Activation modules that fuse into a preceding Linear or Conv2d (exact classes: a subclass may differ). */
 const FUSABLE = new Map<unknown, Activation>([
@@ -95,26 +79,6 @@ export class Sequential extends Module implements Iterable<TensorModule> {
   }
 
   forward(x: Tensor): Tensor {
-    if (!recyclesActivations(this)) return this.#run(x);
-    const scope = beginActivations();
-    if (scope === null) return this.#run(x);
-    let y: Tensor | null = null;
-    try {
-      y = this.#run(x);
-    } finally {
-      const owned = endActivations(scope, y, this.#state());
-      if (owned !== null) y!._node!.recycle = owned;
-    }
-    return y;
-  }
-
-  /** Parameters and buffers of the whole module tree. */
-  *#state(): Iterable<Tensor> {
-    for (const [, p] of this.namedParameters()) yield p;
-    for (const [, b] of this.namedBuffers()) yield b;
-  }
-
-  #run(x: Tensor): Tensor {
     const mods = this.#mods;
     let y = x;
     for (let i = 0; i < mods.length; i++) {
@@ -162,62 +126,6 @@ export class Sequential extends Module implements Iterable<TensorModule> {
   [Symbol.iterator](): Iterator<TensorModule> {
     return this.#mods[Symbol.iterator]();
   }
-}
-
-/**
- * Built-in layers that keep nothing they compute in a forward pass (exact classes: a subclass may). A Sequential
- * of these (and of such Sequentials), none with hooks, recycles its intermediate activations across steps.
- */
-const KEEPS_NOTHING = new Set<unknown>([
-  Sequential,
-  Linear,
-  Identity,
-  Flatten,
-  Conv1d,
-  Conv2d,
-  MaxPool2d,
-  AvgPool2d,
-  AdaptiveAvgPool2d,
-  Dropout,
-  BatchNorm1d,
-  BatchNorm2d,
-  LayerNorm,
-  ReLU,
-  LeakyReLU,
-  ELU,
-  GELU,
-  Sigmoid,
-  Tanh,
-  SiLU,
-  Softplus,
-  Softmax,
-  LogSoftmax,
-]);
-
-/** Whether every module under `m` keeps nothing it computes and has no hooks. */
-function keepsNothing(m: AnyModule): boolean {
-  if (!KEEPS_NOTHING.has(m.constructor) || m._hasHooks()) return false;
-  if (m instanceof Sequential) {
-    for (const c of m) if (!keepsNothing(c)) return false;
-  }
-  return true;
-}
-
-/**
- * Whether `seq`'s forward pass may recycle its intermediate activations (`ActivationScope` in core/eager-pool.ts):
- * top-level eager evaluation (no transform, jit trace, backward pass or functional call in progress; a checkpoint
- * recomputes inside backward), no autocast (it caches casts of the weights across a forward pass), and a module
- * tree that keeps nothing it computes. A Sequential nested in one that recycles finds the arena taken and just runs.
- */
-function recyclesActivations(seq: Sequential): boolean {
-  return (
-    state.nextLevel === 2 &&
-    state.jitTracing === 0 &&
-    state.inBackward === 0 &&
-    functionalContext() === null &&
-    autocastDtype() === null &&
-    keepsNothing(seq)
-  );
 }
 
 /**
