@@ -11,7 +11,9 @@ import { afterEach, test } from "node:test";
 import { loadNativeBackend } from "../src/backend/native/index.ts";
 import { clearStepPool, eagerPoolOpts, eagerPoolStats, stepPoolBytes } from "../src/core/eager-pool.ts";
 import {
+  cachedMemory,
   checkpoint,
+  emptyCache,
   getBackend,
   grad,
   jit,
@@ -184,6 +186,11 @@ test("steady state: a training step's forward makes no fresh storage but its out
   step();
   assert.equal(step(), 1, "later steps take every intermediate from the pool; the output escapes");
   assert.ok(stepPoolBytes() >= 33 * (64 + 48) * 8, "the pool holds the intermediates between steps");
+  const held = cachedMemory();
+  assert.equal(held, stepPoolBytes());
+  assert.equal(emptyCache(), held, "emptyCache releases what was cached");
+  assert.equal(cachedMemory(), 0);
+  assert.ok(step() > 1, "after emptyCache the next step allocates afresh");
 });
 
 test("inference under noGrad recycles at once, and earlier outputs stay intact", () => {

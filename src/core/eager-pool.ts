@@ -12,10 +12,12 @@
  * count drops to zero after its consumer ran (or that a VJP rule allocated and did not return) goes to a pool
  * keyed by dtype and length. Anything that leaves the pass (a leaf's `.grad`, a retained gradient, a value
  * handed to a hook) is never recycled. While the pass runs, kernel outputs (`allocOut`) are served from the pool.
- * The pool lives for one pass and holds at most `POOL_CAP_BYTES`: keeping it for the next forward pass would
- * hand storage that has survived collections (old generation) to activations and gradients that then die there,
- * which costs full mark-compact collections instead of cheap young ones (measured: an MLP training loop went
- * from 5 to 156 mark-compacts per 3,000 steps). Only top-level eager backward passes recycle (no transform or
+ * The pass's pool holds at most `POOL_CAP_BYTES`; when the pass ends, what it holds moves to the step pool below,
+ * which serves the next passes and the forward activations of built-in layers. Storage that has survived
+ * collections (old generation) must only go to values the library takes back itself: handed to arbitrary
+ * activations that then die unseen, it costs full mark-compact collections instead of cheap young ones (measured
+ * before the step pool existed, with every forward output served from the pool: an MLP training loop went from 5
+ * to 156 mark-compacts per 3,000 steps). Only top-level eager backward passes recycle (no transform or
  * jit trace in progress, no `createGraph`): then every value is concrete and every op evaluates directly, so
  * nothing else can hold a reference to a temporary. Recycling only typed-array storage of the CPU backends.
  */
@@ -103,7 +105,7 @@ export class Recycler {
   }
 }
 
-/** The pool of dead storage, served to kernel outputs. */
+/** The pool of dead storage of one backward pass, served to its kernel outputs (then from the step pool). */
 class EagerPool implements OutArena {
   private free = new Map<DType, Map<number, TypedArray[]>>();
   private bytes = 0;
@@ -188,7 +190,7 @@ export function startRecycling(): Recycler | null {
   return rc;
 }
 
-/** End the pass started by `startRecycling`: the pool is emptied and outputs are allocated fresh again. */
+/** End the pass started by `startRecycling`: the pool's storage moves to the step pool, outputs are allocated fresh again. */
 export function stopRecycling(rc: Recycler): void {
   rc.tracking = false;
   if (pool.active !== rc) return;
@@ -350,13 +352,35 @@ export function stepPoolBytes(): number {
   return stepPool.bytes;
 }
 
-/** Drop the step pool's storage (the garbage collector frees it). */
-export function clearStepPool(): void {
+/** Drop the step pool's storage (the garbage collector frees it); returns the bytes it held. */
+export function clearStepPool(): number {
+  const bytes = stepPool.bytes;
   stepPool.clear();
+  return bytes;
 }
 
 /** Fill recycled storage with NaN (or 0x55 bytes) to expose any use after recycling (tests). */
 function poison(dtype: DType, d: TypedArray): void {
   if (dtype === "float32" || dtype === "float64") d.fill(Number.NaN);
   else new Uint8Array(d.buffer, d.byteOffset, d.byteLength).fill(0x55);
+}
+
+/**
+ * Release the tensor storage the library keeps for reuse between training steps (the forward activations and
+ * backward temporaries of built-in layers, see `ActivationScope`), like PyTorch's `torch.cuda.empty_cache()`.
+ * Returns the bytes released; the garbage collector frees them. Later steps allocate afresh and refill it.
+ *
+ * @example
+ * ```ts
+ * for (const [x, y] of loader) trainStep(x, y);
+ * emptyCache(); // training is over: give its cached activations back
+ * ```
+ */
+export function emptyCache(): number {
+  return clearStepPool();
+}
+
+/** Bytes of tensor storage kept for reuse between steps (what `emptyCache` would release). */
+export function cachedMemory(): number {
+  return stepPool.bytes;
 }
