@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 import { loadNativeBackend } from "../src/backend/native/index.ts";
+import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { clearStepPool, eagerPoolOpts, eagerPoolStats, stepPoolBytes } from "../src/core/eager-pool.ts";
 import {
   cachedMemory,
@@ -125,10 +126,10 @@ function train(make: Make, steps: number, batches?: number[]) {
   };
 }
 
-function onBackend<T>(backend: "js" | "native", fn: () => T): T {
+function onBackend<T>(backend: "js" | "native" | "wasm", fn: () => T): T {
   const prev = getBackend();
-  if (backend === "native") {
-    const r = loadNativeBackend();
+  if (backend !== "js") {
+    const r = backend === "native" ? loadNativeBackend() : loadWasmBackend();
     if ("error" in r) throw new Error(r.error);
     setBackend(r.backend);
   } else setBackend("js");
@@ -139,7 +140,7 @@ function onBackend<T>(backend: "js" | "native", fn: () => T): T {
   }
 }
 
-for (const backend of ["js", "native"] as const) {
+for (const backend of ["js", "native", "wasm"] as const) {
   for (const [name, make] of Object.entries(MODELS)) {
     test(`${backend}: ${name} training with recycled, poisoned activations is bit-identical`, () =>
       onBackend(backend, () => {
