@@ -105,31 +105,74 @@ export class Recycler {
   }
 }
 
+/** Dead storage by dtype and length, and the bytes it holds. */
+class FreeLists {
+  private lists = new Map<DType, Map<number, TypedArray[]>>();
+  bytes = 0;
+
+  /** A storage of exactly `n` elements of `dtype`, if one is held. */
+  take(dtype: DType, n: number): TypedArray | undefined {
+    if (this.bytes === 0) return undefined;
+    const list = this.lists.get(dtype)?.get(n);
+    if (list === undefined || list.length === 0) return undefined;
+    const d = list.pop()!;
+    this.bytes -= d.byteLength;
+    eagerPoolStats.reused++;
+    return d;
+  }
+
+  put(dtype: DType, d: TypedArray): void {
+    let byLen = this.lists.get(dtype);
+    if (byLen === undefined) {
+      byLen = new Map();
+      this.lists.set(dtype, byLen);
+    }
+    const list = byLen.get(d.length);
+    if (list === undefined) byLen.set(d.length, [d]);
+    else list.push(d);
+    this.bytes += d.byteLength;
+  }
+
+  /** Empty the lists, handing each storage to `f` (or to the garbage collector). */
+  drain(f?: (dtype: DType, d: TypedArray) => void): void {
+    if (f !== undefined) {
+      for (const [dtype, byLen] of this.lists)
+        for (const list of byLen.values()) for (const d of list) f(dtype, d);
+    }
+    this.lists.clear();
+    this.bytes = 0;
+  }
+}
+
+/**
+ * Storage kept from one step to the next (at most `POOL_CAP_BYTES`): forward activations of built-in layers
+ * (`ActivationScope`) and what backward passes' pools held when they ended.
+ */
+const stepPool = new FreeLists();
+
+/** Give `d` to the step pool; `moved` when it comes from a pass's pool (already poisoned and counted). */
+function stepPut(dtype: DType, d: TypedArray, moved = false): void {
+  // a full pool holds sizes the steps no longer use (the batch size changed): start over
+  if (stepPool.bytes + d.byteLength > POOL_CAP_BYTES) stepPool.drain();
+  if (!moved) {
+    if (eagerPoolOpts.poison) poison(dtype, d);
+    eagerPoolStats.recycled++;
+  }
+  stepPool.put(dtype, d);
+}
+
 /** The pool of dead storage of one backward pass, served to its kernel outputs (then from the step pool). */
 class EagerPool implements OutArena {
-  private free = new Map<DType, Map<number, TypedArray[]>>();
-  private bytes = 0;
+  private free = new FreeLists();
   /** The recycling pass in progress, if any. */
   active: Recycler | null = null;
 
   take(dtype: DType, shape: readonly number[], n: number, zeroed: boolean): TypedArray {
-    let d: TypedArray | undefined;
-    if (this.bytes > 0) {
-      const list = this.free.get(dtype)?.get(n);
-      if (list !== undefined && list.length > 0) {
-        d = list.pop()!;
-        this.bytes -= d.byteLength;
-        eagerPoolStats.reused++;
-        if (zeroed) d.fill(0);
-      }
-    }
+    let d = this.free.take(dtype, n) ?? stepPool.take(dtype, n);
     if (d === undefined) {
-      d = stepPool.takeExact(dtype, n);
-      if (d === undefined) {
-        d = allocData(dtype, shape, !zeroed);
-        eagerPoolStats.fresh++;
-      } else if (zeroed) d.fill(0);
-    }
+      d = allocData(dtype, shape, !zeroed);
+      eagerPoolStats.fresh++;
+    } else if (zeroed) d.fill(0);
     const rc = this.active;
     // storage too small to pool is left to the garbage collector without bookkeeping
     if (rc?.tracking && d.byteLength >= MIN_BYTES) {
@@ -140,32 +183,20 @@ class EagerPool implements OutArena {
   }
 
   put(dtype: DType, d: TypedArray): void {
-    if (d.byteLength < MIN_BYTES || this.bytes + d.byteLength > POOL_CAP_BYTES) return;
+    if (d.byteLength < MIN_BYTES || this.free.bytes + d.byteLength > POOL_CAP_BYTES) return;
     if (eagerPoolOpts.poison) poison(dtype, d);
-    let byLen = this.free.get(dtype);
-    if (byLen === undefined) {
-      byLen = new Map();
-      this.free.set(dtype, byLen);
-    }
-    const list = byLen.get(d.length);
-    if (list === undefined) byLen.set(d.length, [d]);
-    else list.push(d);
-    this.bytes += d.byteLength;
+    this.free.put(dtype, d);
     eagerPoolStats.recycled++;
   }
 
   /** Hand every pooled storage to the step pool, for the next steps. */
   clear(): void {
-    for (const [dtype, byLen] of this.free) {
-      for (const list of byLen.values()) for (const d of list) stepPool.put(dtype, d, true);
-    }
-    this.free.clear();
-    this.bytes = 0;
+    this.free.drain((dtype, d) => stepPut(dtype, d, true));
   }
 
   /** Bytes held now. */
   get heldBytes(): number {
-    return this.bytes;
+    return this.free.bytes;
   }
 }
 
@@ -229,7 +260,7 @@ export class ActivationScope implements OutArena {
   readonly nodes: TapeNode[] = [];
 
   take(dtype: DType, shape: readonly number[], n: number, zeroed: boolean): TypedArray {
-    let d = stepPool.takeExact(dtype, n);
+    let d = stepPool.take(dtype, n);
     if (d === undefined) {
       d = allocData(dtype, shape, !zeroed);
       eagerPoolStats.fresh++;
@@ -238,46 +269,6 @@ export class ActivationScope implements OutArena {
     return d;
   }
 }
-
-/** Storage recycled from forward activations, kept from one step to the next (at most `POOL_CAP_BYTES`). */
-class StepPool {
-  private free = new Map<DType, Map<number, TypedArray[]>>();
-  bytes = 0;
-
-  takeExact(dtype: DType, n: number): TypedArray | undefined {
-    if (this.bytes === 0) return undefined;
-    const list = this.free.get(dtype)?.get(n);
-    if (list === undefined || list.length === 0) return undefined;
-    const d = list.pop()!;
-    this.bytes -= d.byteLength;
-    eagerPoolStats.reused++;
-    return d;
-  }
-
-  /** Pool `d`; `moved` when it comes from a pass's pool (already poisoned and counted). */
-  put(dtype: DType, d: TypedArray, moved = false): void {
-    // a full pool holds sizes the steps no longer use (the batch size changed): start over
-    if (this.bytes + d.byteLength > POOL_CAP_BYTES) this.clear();
-    if (!moved && eagerPoolOpts.poison) poison(dtype, d);
-    let byLen = this.free.get(dtype);
-    if (byLen === undefined) {
-      byLen = new Map();
-      this.free.set(dtype, byLen);
-    }
-    const list = byLen.get(d.length);
-    if (list === undefined) byLen.set(d.length, [d]);
-    else list.push(d);
-    this.bytes += d.byteLength;
-    if (!moved) eagerPoolStats.recycled++;
-  }
-
-  clear(): void {
-    this.free.clear();
-    this.bytes = 0;
-  }
-}
-
-const stepPool = new StepPool();
 
 /**
  * Start recording a container's forward pass (see `ActivationScope`), or return null when it must not: recycling
@@ -344,7 +335,7 @@ export function endActivations(
 
 /** Give recycled activation storage to the step pool. */
 export function giveBack(owned: Map<TypedArray, DType>): void {
-  for (const [d, dtype] of owned) stepPool.put(dtype, d);
+  for (const [d, dtype] of owned) stepPut(dtype, d);
 }
 
 /** Bytes the step pool holds now. */
@@ -355,7 +346,7 @@ export function stepPoolBytes(): number {
 /** Drop the step pool's storage (the garbage collector frees it); returns the bytes it held. */
 export function clearStepPool(): number {
   const bytes = stepPool.bytes;
-  stepPool.clear();
+  stepPool.drain();
   return bytes;
 }
 
