@@ -11,6 +11,7 @@ import { afterEach, test } from "node:test";
 import { loadNativeBackend } from "../src/backend/native/index.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { clearStepPool, eagerPoolOpts, eagerPoolStats, stepPoolBytes } from "../src/core/eager-pool.ts";
+import { setOutArena } from "../src/prims/impl.ts";
 import {
   cachedMemory,
   checkpoint,
@@ -348,4 +349,27 @@ test("hooks, a custom layer, transforms, jit and checkpoint turn recycling off o
   assert.deepEqual(values(gc), ref);
   const gjv = values(gj);
   for (let i = 0; i < ref.length; i++) assert.ok(Math.abs(gjv[i] - ref[i]) <= 1e-12 * (1 + Math.abs(ref[i])));
+});
+
+test("a call that throws leaves no recording behind", () => {
+  eagerPoolOpts.poison = true;
+  manualSeed(10);
+  const { model, x, y } = MODELS.mlp();
+  assert.throws(() => model.call(randn([4, 36], { dtype: "float64" })), /Linear|shape/i);
+  const arena = setOutArena(null);
+  assert.equal(arena, null, "no arena is left installed");
+  eagerPoolOpts.enabled = false;
+  const ref = nn.crossEntropy(model.call(x), y);
+  ref.backward();
+  const g = model.parameters().map((p) => values(p.grad!));
+  model.zeroGrad();
+  eagerPoolOpts.enabled = true;
+  for (let i = 0; i < 3; i++) {
+    model.zeroGrad();
+    nn.crossEntropy(model.call(x), y).backward();
+  }
+  assert.deepEqual(
+    model.parameters().map((p) => values(p.grad!)),
+    g,
+  );
 });

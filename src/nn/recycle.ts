@@ -57,10 +57,11 @@ function keepsNothing(m: ModuleLike): boolean {
   return true;
 }
 
-/** The tensors of an output: a tensor, or arrays of them (null and other values skipped). */
+/** The tensors of an output: a tensor, or arrays and plain objects of them (other values skipped). */
 function outputTensors(out: unknown, acc: Tensor[]): Tensor[] {
   if (out instanceof Tensor) acc.push(out);
   else if (Array.isArray(out)) for (const o of out) outputTensors(o, acc);
+  else if (out !== null && typeof out === "object") for (const o of Object.values(out)) outputTensors(o, acc);
   return acc;
 }
 
