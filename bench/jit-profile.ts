@@ -5,7 +5,7 @@
  *
  *   node --import tsx bench/jit-profile.ts [--only mlp,lstm,transformer] [--threads 1] [--rounds 15]
  *     [--profile] [--program] [--variants eager,jit,jit-biasact,jit-epmulti,jit-all,jit-all-noepilogue,jit-sums,jit-norewrite]
- *     [--backend native|wasm] [--isa avx512|avx2|base]
+ *     [--backend native|wasm] [--isa avx512|avx2|base] [--calls]
  *   node --import tsx bench/jit-profile.ts --only adam-calls [--rounds 15] [--reps 10]
  *
  * `--profile` prints the jitted step's exclusive time per executor step kind (core/jit-exec.ts
@@ -23,7 +23,7 @@ import { interleavedAB } from "./harness.ts";
 import type { Backend, FusedInstr, View } from "../src/backend/backend.ts";
 import { fusedProgram } from "../src/backend/fused.ts";
 import { loadNativeBackend, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
-import { setBackend } from "../src/backend/registry.ts";
+import { getBackend, setBackend } from "../src/backend/registry.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { setJitProfile, type JitProfile } from "../src/core/jit-exec.ts";
 import { setEpilogueOutputs } from "../src/core/jit-fuse.ts";
@@ -367,5 +367,51 @@ for (const name of only) {
   const n = name === "transformer" ? Math.min(rounds, 7) : rounds;
   const picked: Record<string, () => unknown> = {};
   for (const v of variants) picked[v] = fns[v];
+  const calls = flag("calls") ? timeCalls(getBackend()) : null;
   console.log(await interleavedAB(name, picked, n));
+  calls?.report();
+}
+
+/**
+ * `--calls`: while the A/B part runs, time every `fused` and `adamUpdate` call of the backend (wall time per
+ * call, by kernel and element count) and print their 25th percentile and median: the optimizer's update in
+ * jitted and eager steps, measured inside the steps.
+ */
+function timeCalls(be: Backend): { report: () => void } {
+  const times = new Map<string, number[]>();
+  const record = (key: string, t0: number) => {
+    const t = performance.now() - t0;
+    const xs = times.get(key);
+    if (xs === undefined) times.set(key, [t]);
+    else xs.push(t);
+  };
+  const b = be as { -readonly [K in keyof Backend]: Backend[K] };
+  const fused = b.fused;
+  const adam = b.adamUpdate;
+  if (fused !== undefined) {
+    b.fused = (prog, inputs, outs) => {
+      const t0 = performance.now();
+      fused.call(be, prog, inputs, outs);
+      record(`fused ${prog.outputs.length} out ${outs[0].length}`, t0);
+    };
+  }
+  if (adam !== undefined) {
+    b.adamUpdate = (p, g, m, v, vmax, h) => {
+      const t0 = performance.now();
+      adam.call(be, p, g, m, v, vmax, h);
+      record(`adamUpdate ${p.length}`, t0);
+    };
+  }
+  return {
+    report() {
+      b.fused = fused;
+      b.adamUpdate = adam;
+      const q = (xs: number[], f: number) => [...xs].sort((x, y) => x - y)[Math.floor(f * (xs.length - 1))];
+      for (const [k, xs] of [...times.entries()].sort()) {
+        console.log(
+          `  ${k.padEnd(28)} ${String(xs.length).padStart(6)} calls  p25 ${(q(xs, 0.25) * 1000).toFixed(0).padStart(5)} us  median ${(q(xs, 0.5) * 1000).toFixed(0).padStart(5)} us`,
+        );
+      }
+    },
+  };
 }

@@ -738,6 +738,8 @@ struct PNode {
   int kind, op, a, b;
 };
 constexpr int kPatMaxVars = 8, kPatMaxOuts = 4;
+// How far ahead (bytes) a compiled loop prefetches each stream.
+constexpr long kPatAhead = 1024;
 
 // Hide a value from the optimiser (no contraction across it); it stays in its register.
 template <class V>
@@ -852,6 +854,29 @@ CR_INLINE i64 pat_loop(const PatArgs<T>& A, i64 i0, i64 i1) {
   V s[PAT::ns > 0 ? PAT::ns : 1];
   for (int k = 0; k < PAT::ns; k++) s[k] = K::set1(A.s[k]);
   i64 i = i0;
+  if (K::W > 1) {
+    // a cache line of every stream per step, the line kAhead bytes on prefetched (outputs that are not also
+    // inputs: for writing)
+    constexpr i64 line = 64 / (i64)sizeof(T), ahead = kPatAhead / (i64)sizeof(T);
+    bool fetch_out[PAT::nout];
+    for (int j = 0; j < PAT::nout; j++) {
+      fetch_out[j] = true;
+      for (int k = 0; k < PAT::nx; k++) fetch_out[j] = fetch_out[j] && os[j] != xs[k];
+    }
+    for (; i + line <= i1; i += line) {
+      if (i + ahead + line <= i1) {
+        for (int k = 0; k < PAT::nx; k++) __builtin_prefetch(xs[k] + i + ahead, 0, 3);
+        for (int j = 0; j < PAT::nout; j++)
+          if (fetch_out[j]) __builtin_prefetch(os[j] + i + ahead, 1, 3);
+      }
+      for (i64 u = i; u < i + line; u += K::W) {
+        V x[PAT::nx], o[PAT::nout];
+        for (int k = 0; k < PAT::nx; k++) x[k] = K::load(xs[k] + u);
+        pat_outs<K, PAT, 0>(x, s, o);
+        for (int j = 0; j < PAT::nout; j++) K::store(os[j] + u, o[j]);
+      }
+    }
+  }
   for (; i + K::W <= i1; i += K::W) {
     V x[PAT::nx], o[PAT::nout];
     for (int k = 0; k < PAT::nx; k++) x[k] = K::load(xs[k] + i);
