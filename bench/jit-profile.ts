@@ -1,9 +1,9 @@
 /**
- * The bench's MLP, LSTM and Transformer training steps (bench/peers/chainrule.ts: same shapes, Adam, one-hot
+ * The bench's MLP, CNN, LSTM and Transformer training steps (bench/peers/chainrule.ts: same shapes, Adam, one-hot
  * cross-entropy), eager and jitted, on the native backend: where a jitted step spends its time, and how it
  * compares with eager code, measured interleaved in one process.
  *
- *   node --import tsx bench/jit-profile.ts [--only mlp,lstm,transformer] [--threads 1] [--rounds 15]
+ *   node --import tsx bench/jit-profile.ts [--only mlp,cnn,lstm,transformer] [--threads 1] [--rounds 15]
  *     [--profile] [--program] [--variants eager,jit,jit-biasact,jit-epmulti,jit-all,jit-all-noepilogue,jit-sums,jit-norewrite]
  *     [--backend native|wasm] [--isa avx512|avx2|base] [--calls]
  *   node --import tsx bench/jit-profile.ts --only adam-calls [--rounds 15] [--reps 10]
@@ -31,7 +31,18 @@ import { setBiasReluSplit } from "../src/core/jit-rewrite.ts";
 import { setProductRewrites } from "../src/core/jit-simplify.ts";
 import { arange, grad, jit, manualSeed, type Tensor, tensor } from "../src/index.ts";
 import { CharTransformer } from "../src/cli/text-model.ts";
-import { crossEntropy, functionalCall, Linear, LSTM, Module, ReLU, Sequential } from "../src/nn/index.ts";
+import {
+  Conv2d,
+  crossEntropy,
+  Flatten,
+  functionalCall,
+  Linear,
+  LSTM,
+  MaxPool2d,
+  Module,
+  ReLU,
+  Sequential,
+} from "../src/nn/index.ts";
 import { Adam } from "../src/optim/index.ts";
 
 const args = process.argv.slice(2);
@@ -147,6 +158,31 @@ function workload(name: string): { model: () => Module; x: Tensor; y: Int32Array
           },
         ),
         y: labels(128, 10),
+        classes: 10,
+      };
+    case "cnn":
+      // the bench's CNN (conv5x5x32-pool-conv5x5x64-pool-fc128-fc10), batch 64
+      return {
+        model: () =>
+          new Sequential(
+            new Conv2d(1, 32, 5, { padding: 2 }),
+            new ReLU(),
+            new MaxPool2d(2),
+            new Conv2d(32, 64, 5, { padding: 2 }),
+            new ReLU(),
+            new MaxPool2d(2),
+            new Flatten(),
+            new Linear(64 * 7 * 7, 128),
+            new ReLU(),
+            new Linear(128, 10),
+          ),
+        x: tensor(
+          Float32Array.from({ length: 64 * 784 }, (_, i) => ((i * 37) % 101) / 101),
+          {
+            shape: [64, 1, 28, 28],
+          },
+        ),
+        y: labels(64, 10),
         classes: 10,
       };
     case "lstm":
