@@ -1008,6 +1008,8 @@ bool pat_match_outs(const Prog& P, int j, PatMatch& m) {
 // the same position and no other output; false (nothing written) otherwise.
 template <class T, class PAT>
 bool try_pattern(const Prog& P, const Views& in, const T* fixed, i64 n) {
+  static_assert(PAT::nx <= kPatMaxVars && PAT::ns <= kPatMaxVars && PAT::nout <= kPatMaxOuts,
+                "a pattern's variables and outputs fit PatMatch and PatArgs");
   if (P.nout != PAT::nout) return false;
   PatMatch m;
   for (int k = 0; k < kPatMaxVars; k++) m.x[k] = m.s[k] = -1;
