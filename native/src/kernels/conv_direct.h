@@ -595,15 +595,16 @@ CR_INLINE typename Simd<T>::V fold_blocks(const typename Simd<T>::V* v) {
 #endif
 }
 
-// One tile of one image: xs its shifted planes, dy its dy plane of channel o0 (channel i of the tile at
+// One tile of one image: xs its shifted planes, dy the dy plane of the tile's first channel (channel i at
 // dy + ooff[i]), koff the MK tap offsets. accm: MO * MK blocks of BL lanes, element (i, j) at block i * MK + j,
-// overwritten if `first`, else added to. pf .. pf_end: a contiguous stretch of dy that a later tile reads for the
-// first time, prefetched a few lines per step (a CNN's first dy is megabytes, read from memory; the tap tiles
-// of a channel tile reuse it from L1, so without this the first tap tile of every channel tile waits on it).
+// overwritten if `first`, else added to. pf (null: none): np dy planes pf_s bytes apart that the next tile
+// reads for the first time; this tile prefetches their bytes c0 .. c1, all planes at the same offset per step,
+// in the order the next tile reads them (a CNN's first dy is megabytes, read from memory; the tap tiles of a
+// channel tile reuse it from L1, so without this the first tap tile of every channel tile waits on it).
 template <class T, int MO, int MK>
 __attribute__((noinline)) void small_wgrad_tile(const T* __restrict xs, const T* __restrict dy, const i64* ooff,
                                                 const i64* koff, i64 P, T* __restrict accm, bool first,
-                                                const char* pf, const char* pf_end) {
+                                                const char* pf, i64 pf_s, int np, i64 c0, i64 c1) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int W = S::W, BL = SmallWgrad<T>::BL, R = SmallWgrad<T>::R, E = MO * MK;
@@ -618,13 +619,16 @@ __attribute__((noinline)) void small_wgrad_tile(const T* __restrict xs, const T*
 #pragma GCC unroll 8
   for (int j = 0; j < MK; j++) xr[j] = xs + koff[j];
   const i64 full = P / W * W;
-  // prefetch lines per step: the stretch spread over the steps
-  const i64 steps = full / W, lines = pf ? (pf_end - pf + 63) / 64 : 0;
-  const int rate = steps > 0 ? (int)imin<i64>((lines + steps - 1) / steps, 8) : 0;
+  // the prefetch offset advances by `adv` bytes per step (at least a line; more only for planes that end in a
+  // partial vector, which a tile's steps do not cover: those are left to the next tile's loads)
+  const i64 steps = full / W;
+  const i64 adv = pf && steps > 0 ? imax<i64>(64, (c1 - c0 + steps - 1) / steps) : 0;
+  if (adv > 64) c1 = c0;
+  pf += c0;
   for (i64 p = 0; p < full; p += W) {
-    if (pf < pf_end) {
-      for (int r = 0; r < rate; r++) __builtin_prefetch(pf + r * 64, 0, 3);
-      pf += rate * 64;
+    if (c0 < c1) {
+      for (int i = 0; i < np; i++) __builtin_prefetch(pf + i * pf_s, 0, 3);
+      pf += adv, c0 += adv;
     }
     V dv[MO];
 #pragma GCC unroll 8
@@ -662,8 +666,10 @@ __attribute__((noinline)) void small_wgrad_tile(const T* __restrict xs, const T*
 // The tiles [t0, t1) of one image, tile t = (channel tile, tap tile) with tap tiles fastest (they share the
 // channel tile's dy planes, which stay in L1); acc holds MO * MK blocks per tile, overwritten if `first`. dy is
 // the image's plane of the group's channel 0, s1 the channel stride; dy_next (null: none) the same for the image
-// that comes next. With `prefetch` and planes that follow each other (s1 = P), the last tap tile of each channel
-// tile prefetches the dy planes of the next channel tile (the last channel tile: of dy_next's first).
+// that comes next. Channel tile ct holds the channels ct + i * CT (i < MO, CT = the number of channel tiles), so
+// that with contiguous planes each of the MO dy streams runs on from one channel tile into the next (which the
+// hardware prefetchers follow). With `prefetch`, the last tap tile of each channel tile prefetches the dy planes
+// of the next one (the last channel tile: of dy_next's first).
 template <class T, int MK>
 void small_wgrad_tiles(const T* xs, const T* dy, const i64* off, i64 s1, const DGeo& d, T* acc, i64 t0, i64 t1,
                        bool first, const T* dy_next, bool prefetch = true) {
@@ -672,18 +678,19 @@ void small_wgrad_tiles(const T* xs, const T* dy, const i64* off, i64 s1, const D
   i64 koffs[kSmallTaps + 8];  // tap tile kt's offsets at koffs + kt * MK; past K: tap K - 1, dropped
   for (i64 j = 0; j < ktiles * MK; j++) koffs[j] = off[imin<i64>(j, d.K - 1)];
   for (i64 t = t0; t < t1;) {
-    const i64 ct = t / ktiles, o0 = ct * MO;
+    const i64 ct = t / ktiles;
     i64 ooff[MO];
-    for (int i = 0; i < MO; i++) ooff[i] = (imin<i64>(o0 + i, d.Cout - 1) - o0) * s1;  // past Cout: dropped
+    for (int i = 0; i < MO; i++) ooff[i] = (imin<i64>(ct + i * ctiles, d.Cout - 1) - ct) * s1;  // past Cout: dropped
     // the dy planes read next for the first time: the next channel tile's, or the next image's first
-    const T* next = !prefetch || (s1 != P && d.Cout > 1) ? nullptr : ct + 1 < ctiles ? dy + (o0 + MO) * s1 : dy_next;
-    const i64 planes = next ? imin<i64>(MO, d.Cout - (ct + 1 < ctiles ? o0 + MO : 0)) : 0;
-    const char* pf = (const char*)next;
-    const char* pf_end = pf + planes * P * (i64)sizeof(T);
+    const i64 o1 = ct + 1 < ctiles ? ct + 1 : 0;
+    const T* next = !prefetch ? nullptr : ct + 1 < ctiles ? dy + o1 * s1 : dy_next;
+    int planes = 0;
+    while (next && planes < MO && o1 + planes * ctiles < d.Cout) planes++;
     for (i64 kt = t % ktiles; kt < ktiles && t < t1; kt++, t++) {
-      const bool last = kt == ktiles - 1;
-      small_wgrad_tile<T, MO, MK>(xs, dy + o0 * s1, ooff, koffs + kt * MK, P, acc + t * (E * BL), first,
-                                  last ? pf : nullptr, last ? pf_end : nullptr);
+      const bool pf = next && kt == ktiles - 1;
+      small_wgrad_tile<T, MO, MK>(xs, dy + ct * s1, ooff, koffs + kt * MK, P, acc + t * (E * BL), first,
+                                  pf ? (const char*)next : nullptr, ctiles * s1 * (i64)sizeof(T), planes, 0,
+                                  pf ? P * (i64)sizeof(T) : 0);
     }
   }
 }
@@ -693,16 +700,17 @@ void small_wgrad_tiles(const T* xs, const T* dy, const i64* off, i64 s1, const D
 template <class T, int MK>
 void small_wgrad_reduce(const T* acc, const DGeo& d, T* dw) {
   constexpr int MO = SmallWgrad<T>::MO, BL = SmallWgrad<T>::BL;
-  for (i64 o0 = 0; o0 < d.Cout; o0 += MO)
+  const i64 ctiles = (d.Cout + MO - 1) / MO;  // channel i of tile ct: ct + i * ctiles
+  for (i64 ct = 0; ct < ctiles; ct++)
     for (i64 k0 = 0; k0 < d.K; k0 += MK, acc += MO * MK * BL) {
-      const int ni = (int)imin<i64>(MO, d.Cout - o0), nj = (int)imin<i64>(MK, d.K - k0);
-      for (int i = 0; i < ni; i++)
+      const int nj = (int)imin<i64>(MK, d.K - k0);
+      for (int i = 0; i < MO && ct + i * ctiles < d.Cout; i++)
         for (int j = 0; j < nj; j++) {
           const T* b = acc + (i * MK + j) * BL;
           T s;
           if constexpr (BL == 4) s = (b[0] + b[2]) + (b[1] + b[3]);
           else s = b[0] + b[1];
-          dw[(o0 + i) * d.K + k0 + j] = T(0) + s;
+          dw[(ct + i * ctiles) * d.K + k0 + j] = T(0) + s;
         }
     }
 }
