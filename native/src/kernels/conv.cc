@@ -30,7 +30,8 @@ CR_INLINE bool in_range(i64 v, i64 n) { return (uint64_t)v < (uint64_t)n; }
 // so a benchmark can compare both paths in one process. Set by conv2d before any kernel runs.
 bool g_small = true;
 // Whether the few-taps weight gradient prefetches the dy planes of its next tile (conv_direct.h
-// small_wgrad_tile). CHAINRULE_CONV_PREFETCH=0 turns it off, read at every call like CHAINRULE_CONV_SMALL.
+// small_wgrad_tile), and the direct passes and that weight gradient the next image's input (prefetch_planes).
+// CHAINRULE_CONV_PREFETCH=0 turns them off, read at every call like CHAINRULE_CONV_SMALL.
 bool g_prefetch = true;
 
 // The forward epilogue out = act(out + bias[o]): bias a contiguous copy of the O values (null: none), act an
