@@ -1,20 +1,29 @@
 /**
- * The bench's MLP, LSTM and Transformer training steps (bench/peers/chainrule.ts: same shapes, Adam, one-hot
+ * The bench's MLP, CNN, LSTM and Transformer training steps (bench/peers/chainrule.ts: same shapes, Adam, one-hot
  * cross-entropy), eager and jitted, on the native backend: where a jitted step spends its time, and how it
  * compares with eager code, measured interleaved in one process.
  *
- *   node --import tsx bench/jit-profile.ts [--only mlp,lstm,transformer] [--threads 1] [--rounds 15]
+ *   node --import tsx bench/jit-profile.ts [--only mlp,cnn,lstm,transformer] [--threads 1] [--rounds 15]
  *     [--profile] [--program] [--variants eager,jit,jit-biasact,jit-epmulti,jit-all,jit-all-noepilogue,jit-sums,jit-norewrite]
- *     [--backend native|wasm]
+ *     [--backend native|wasm] [--isa avx512|avx2|base] [--calls]
+ *   node --import tsx bench/jit-profile.ts --only adam-calls [--rounds 15] [--reps 10]
  *
  * `--profile` prints the jitted step's exclusive time per executor step kind (core/jit-exec.ts
  * `setJitProfile`); `--program` prints its step count and equations by name. The A/B part alternates the
  * variants call by call (A, B, A, B, ...) and reports medians of wall and process CPU time per call, the
  * ratio, and garbage collections per call. Run it pinned (`taskset -c 1`) and state the load (`uptime`).
+ *
+ * `--only adam-calls` times one parameter's Adam update alone, per size of the MLP's parameters, three ways
+ * interleaved: the program jit fuses from the step's Adam (native runs it as a compiled loop, kernels/fused.cc),
+ * the same program with one product's operands swapped (which the compiled shapes do not match: the tile
+ * interpreter, the cost before), and eager's `adamUpdate`; each on its own parameter and moments, in place,
+ * `--reps` calls per timed sample.
  */
 import { interleavedAB } from "./harness.ts";
-import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
-import { setBackend } from "../src/backend/registry.ts";
+import type { Backend, FusedInstr, View } from "../src/backend/backend.ts";
+import { fusedProgram } from "../src/backend/fused.ts";
+import { loadNativeBackend, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
+import { getBackend, setBackend } from "../src/backend/registry.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { setJitProfile, type JitProfile } from "../src/core/jit-exec.ts";
 import { setEpilogueOutputs } from "../src/core/jit-fuse.ts";
@@ -22,7 +31,18 @@ import { setBiasReluSplit } from "../src/core/jit-rewrite.ts";
 import { setProductRewrites } from "../src/core/jit-simplify.ts";
 import { arange, grad, jit, manualSeed, type Tensor, tensor } from "../src/index.ts";
 import { CharTransformer } from "../src/cli/text-model.ts";
-import { crossEntropy, functionalCall, Linear, LSTM, Module, ReLU, Sequential } from "../src/nn/index.ts";
+import {
+  Conv2d,
+  crossEntropy,
+  Flatten,
+  functionalCall,
+  Linear,
+  LSTM,
+  MaxPool2d,
+  Module,
+  ReLU,
+  Sequential,
+} from "../src/nn/index.ts";
 import { Adam } from "../src/optim/index.ts";
 
 const args = process.argv.slice(2);
@@ -40,6 +60,9 @@ const r = opt("backend", "native") === "wasm" ? loadWasmBackend() : loadNativeBa
 if ("error" in r) throw new Error(r.error);
 setBackend(r.backend);
 setNumThreads(Number(opt("threads", "1")));
+if (args.includes("--isa") && !setNativeIsa(opt("isa", "avx512") as "avx512" | "avx2" | "base")) {
+  throw new Error(`--isa ${opt("isa", "")}: not available on this CPU`);
+}
 manualSeed(1);
 
 type Dict = Record<string, Tensor>;
@@ -137,6 +160,31 @@ function workload(name: string): { model: () => Module; x: Tensor; y: Int32Array
         y: labels(128, 10),
         classes: 10,
       };
+    case "cnn":
+      // the bench's CNN (conv5x5x32-pool-conv5x5x64-pool-fc128-fc10), batch 64
+      return {
+        model: () =>
+          new Sequential(
+            new Conv2d(1, 32, 5, { padding: 2 }),
+            new ReLU(),
+            new MaxPool2d(2),
+            new Conv2d(32, 64, 5, { padding: 2 }),
+            new ReLU(),
+            new MaxPool2d(2),
+            new Flatten(),
+            new Linear(64 * 7 * 7, 128),
+            new ReLU(),
+            new Linear(128, 10),
+          ),
+        x: tensor(
+          Float32Array.from({ length: 64 * 784 }, (_, i) => ((i * 37) % 101) / 101),
+          {
+            shape: [64, 1, 28, 28],
+          },
+        ),
+        y: labels(64, 10),
+        classes: 10,
+      };
     case "lstm":
       return {
         model: () => new Sequential(new RowLstm()),
@@ -182,7 +230,78 @@ function workload(name: string): { model: () => Module; x: Tensor; y: Int32Array
   }
 }
 
+/**
+ * The Adam program jit fuses for one parameter of the step above (inputs m, g, v, a, c, p; outputs m', v', p'),
+ * as it traces it; `swapped` writes m b1 as b1 m (the same values; not a compiled shape).
+ */
+function adamProgram(swapped: boolean) {
+  const [b1, b2, eps] = [0.9, 0.999, 1e-8];
+  const f = (x: number) => Math.fround(x);
+  const ins: FusedInstr[] = [];
+  const push = (i: FusedInstr) => ins.push(i) - 1;
+  const bin = (op: "add" | "sub" | "mul" | "div", a: number, b: number) => push({ kind: "binary", op, a, b });
+  const konst = (value: number) => push({ kind: "const", value: f(value) });
+  const input = (index: number) => push({ kind: "input", index });
+  const m = input(0);
+  const mb = swapped ? bin("mul", konst(b1), m) : bin("mul", m, konst(b1));
+  const g = input(1);
+  const m2 = bin("add", mb, bin("mul", g, konst(1 - b1)));
+  const v2 = bin("add", bin("mul", input(2), konst(b2)), bin("mul", bin("mul", g, g), konst(1 - b2)));
+  const num = bin("mul", m2, input(3));
+  const den = bin("add", bin("mul", push({ kind: "unary", op: "sqrt", a: v2 }), input(4)), konst(eps));
+  const p2 = bin("sub", input(5), bin("div", num, den));
+  return fusedProgram("float32", ins, [m2, v2, p2]);
+}
+
+/** One parameter's Adam update alone: compiled program, interpreted program and adamUpdate, interleaved. */
+async function adamCalls(be: Backend): Promise<void> {
+  const reps = Number(opt("reps", "10"));
+  const compiled = adamProgram(false);
+  const interpreted = adamProgram(true);
+  for (const n of [401408, 131072, 2560, 512]) {
+    const state = () => {
+      const p = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 0.1);
+      const g = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.7) * 0.01);
+      return { p, g, m: new Float32Array(n), v: new Float32Array(n) };
+    };
+    const flat = (data: Float32Array): View => ({ data, shape: [n], strides: [1], offset: 0 });
+    const scalar = (x: number): View => ({ data: Float32Array.of(x), shape: [n], strides: [0], offset: 0 });
+    const runProgram = (prog: ReturnType<typeof adamProgram>) => {
+      const s = state();
+      const inputs = [flat(s.m), flat(s.g), flat(s.v), scalar(0.01), scalar(31.6), flat(s.p)];
+      return () => {
+        for (let r = 0; r < reps; r++) be.fused!(prog, inputs, [s.m, s.v, s.p]);
+      };
+    };
+    const s = state();
+    const h = {
+      lr: 1e-3,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0,
+      decoupled: false,
+      maximize: false,
+      bc1: 0.1,
+      bc2Sqrt: 0.0316,
+    };
+    const fns = {
+      compiled: runProgram(compiled),
+      interpreted: runProgram(interpreted),
+      adamUpdate: () => {
+        for (let r = 0; r < reps; r++) be.adamUpdate!(s.p, flat(s.g), s.m, s.v, null, h);
+      },
+    };
+    for (const f of Object.values(fns)) f();
+    console.log(await interleavedAB(`adam ${n} elements, ${reps} calls per sample`, fns, rounds, 3));
+  }
+}
+
 for (const name of only) {
+  if (name === "adam-calls") {
+    await adamCalls(r.backend);
+    continue;
+  }
   const w = workload(name);
   const fns: Record<string, StepFn> = {};
   let jitted: ReturnType<typeof jitAdamStep> | null = null;
@@ -284,5 +403,51 @@ for (const name of only) {
   const n = name === "transformer" ? Math.min(rounds, 7) : rounds;
   const picked: Record<string, () => unknown> = {};
   for (const v of variants) picked[v] = fns[v];
+  const calls = flag("calls") ? timeCalls(getBackend()) : null;
   console.log(await interleavedAB(name, picked, n));
+  calls?.report();
+}
+
+/**
+ * `--calls`: while the A/B part runs, time every `fused` and `adamUpdate` call of the backend (wall time per
+ * call, by kernel and element count) and print their 25th percentile and median: the optimizer's update in
+ * jitted and eager steps, measured inside the steps.
+ */
+function timeCalls(be: Backend): { report: () => void } {
+  const times = new Map<string, number[]>();
+  const record = (key: string, t0: number) => {
+    const t = performance.now() - t0;
+    const xs = times.get(key);
+    if (xs === undefined) times.set(key, [t]);
+    else xs.push(t);
+  };
+  const b = be as { -readonly [K in keyof Backend]: Backend[K] };
+  const fused = b.fused;
+  const adam = b.adamUpdate;
+  if (fused !== undefined) {
+    b.fused = (prog, inputs, outs) => {
+      const t0 = performance.now();
+      fused.call(be, prog, inputs, outs);
+      record(`fused ${prog.outputs.length} out ${outs[0].length}`, t0);
+    };
+  }
+  if (adam !== undefined) {
+    b.adamUpdate = (p, g, m, v, vmax, h) => {
+      const t0 = performance.now();
+      adam.call(be, p, g, m, v, vmax, h);
+      record(`adamUpdate ${p.length}`, t0);
+    };
+  }
+  return {
+    report() {
+      b.fused = fused;
+      b.adamUpdate = adam;
+      const q = (xs: number[], f: number) => [...xs].sort((x, y) => x - y)[Math.floor(f * (xs.length - 1))];
+      for (const [k, xs] of [...times.entries()].sort()) {
+        console.log(
+          `  ${k.padEnd(28)} ${String(xs.length).padStart(6)} calls  p25 ${(q(xs, 0.25) * 1000).toFixed(0).padStart(5)} us  median ${(q(xs, 0.5) * 1000).toFixed(0).padStart(5)} us`,
+        );
+      }
+    },
+  };
 }

@@ -19,7 +19,7 @@ import { type DType, isHalf } from "./dtype.ts";
 import type { Optimizer } from "./optim/optimizer.ts";
 import type { View } from "./backend/backend.ts";
 import { type HalfKernels, halfKernelsOf } from "./backend/half.ts";
-import { allocOut, getBackend, viewOf } from "./prims/impl.ts";
+import { allocOut, getBackend, setOutArena, viewOf } from "./prims/impl.ts";
 import { dotBF16Float32 } from "./prims/half.ts";
 import { isContiguous } from "./shape.ts";
 import type { Tensor } from "./tensor/tensor.ts";
@@ -154,7 +154,13 @@ const onesBF16 = new Map<number, Tensor>();
 function ones16(n: number): Tensor {
   let t = onesBF16.get(n);
   if (t === undefined) {
-    t = allocOut({ shape: [1, n], dtype: "bfloat16" });
+    // from the allocator itself, never from a recycling arena: the cache outlives the pass
+    const arena = setOutArena(null);
+    try {
+      t = allocOut({ shape: [1, n], dtype: "bfloat16" });
+    } finally {
+      setOutArena(arena);
+    }
     (t._data as Uint16Array).fill(0x3f80);
     onesBF16.set(n, t);
   }

@@ -19,6 +19,7 @@ export { type JitOpts, type Jitted, jit } from "./core/jit.ts";
 export { simplifyProgram } from "./core/jit-simplify.ts";
 export { type Atom, type Eqn, Literal, Program, Var } from "./core/jaxpr.ts";
 export { enableGrad, noGrad } from "./core/trace.ts";
+export { cachedMemory, emptyCache } from "./core/eager-pool.ts";
 export { vmap } from "./core/vmap.ts";
 export type { AxisSpec, VmapOpts } from "./core/vmap.ts";
 export type { KinkReport } from "./core/trace.ts";

@@ -17,11 +17,19 @@
  * PyTorch's message, to use one that was modified since; otherwise the rule would silently use the new values.
  * `retainGrad()` registers a non-leaf on its node, and backward accumulates the node's cotangent into `.grad`.
  */
-import { bytesPerElement, isFloat } from "../dtype.ts";
+import { bytesPerElement, isFloat, type TypedArray } from "../dtype.ts";
 import { AutodiffError, internal, ShapeError } from "../errors.ts";
 import { fmtShape, shapesEqual, sizeOf } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import { eagerPoolOpts, type Recycler, startRecycling, stopRecycling } from "./eager-pool.ts";
+import {
+  type ActivationRecord,
+  eagerPoolOpts,
+  giveBack,
+  noteSavingNode,
+  type Recycler,
+  startRecycling,
+  stopRecycling,
+} from "./eager-pool.ts";
 import { accumulate, onesLike, zerosLike } from "./helpers.ts";
 import { type Aval, isZero, type MaybeZero, type Primitive, ruleRecorder } from "./primitive.ts";
 import { adjointScope, currentScope, restoreScope, type ScopeFrame } from "./scope.ts";
@@ -38,6 +46,11 @@ export class TapeNode {
   /** Tensors whose `.grad` should be kept (retainGrad), by output index. */
   retained: (Tensor | null)[] | null = null;
   freed = false;
+  /**
+   * The forward activations of the module call that recorded this node, which saved some value
+   * (`ActivationRecord` in eager-pool.ts): recycled once backward passes have freed every such node, or null.
+   */
+  recycle: ActivationRecord | null = null;
   /** Version of the saved output `out` when it was recorded (see `versions`). */
   outVersion = 0;
   /** The named scope (module call) it was recorded in; backward binds its adjoint equations there too. */
@@ -151,6 +164,7 @@ abstract class TapeTraceBase implements Trace {
       node.out = o;
       node.outVersion = o._ver === null ? 0 : o._ver.v;
     }
+    if (saved !== null || d.saveOutput) noteSavingNode(node);
     return res;
   }
 
@@ -172,6 +186,7 @@ abstract class TapeTraceBase implements Trace {
       args,
       this,
     );
+    noteSavingNode(node); // its backward closure holds what it saved
     return outs.map((o, k) => (isFloat(o.dtype) ? this.wrap(o, node, k) : o));
   }
 }
@@ -264,12 +279,38 @@ export function runBackward(
   // reducing gradients there). Not computed when no leaf has a hook.
   const doneAt = onLeafDone !== undefined && hookedLeafCount > 0 ? leavesDoneAt(order) : null;
   const rc = recycle && worthRecycling(order) ? startRecycling() : null;
+  state.inBackward++;
   try {
     backwardNodes(order, nodeCts, leafCts, retain, what, onLeafDone, doneAt, rc);
   } finally {
+    state.inBackward--;
     if (rc !== null) stopRecycling(rc);
   }
+  recycleFreed(order, retain, leafCts);
   return leafCts;
+}
+
+/**
+ * After a pass over `order`: a recording's forward activations (`ActivationRecord`) are dead once passes have
+ * freed every node of the recording that saved anything (a leaf's gradient is checked all the same). A pass
+ * that retains the graph forfeits them: it may have saved them in a new graph (createGraph).
+ */
+function recycleFreed(order: readonly TapeNode[], retain: boolean, leafCts: Map<Tensor, Tensor>): void {
+  let escaped: Set<TypedArray> | null = null;
+  for (let k = 0; k < order.length; k++) {
+    const node = order[k];
+    const rec = node.recycle;
+    if (rec === null) continue;
+    node.recycle = null;
+    if (retain) rec.forfeit = true;
+    if (--rec.pending > 0 || rec.forfeit) continue;
+    if (escaped === null) {
+      escaped = new Set();
+      for (const ct of leafCts.values()) if (ct._data !== null) escaped.add(ct._data);
+    }
+    for (const d of escaped) rec.owned.delete(d);
+    giveBack(rec.owned);
+  }
 }
 
 /** Whether a pass over `order` makes enough storage for recycling it to save collections (eager-pool.ts). */

@@ -72,6 +72,8 @@ export const state = {
   kinkLog: null as null | KinkReport[],
   /** Depth of `jit` traces in progress: random number generation is an error inside (it would be frozen). */
   jitTracing: 0,
+  /** Depth of eager backward passes in progress (a checkpoint recomputes its forward inside one). */
+  inBackward: 0,
 };
 
 export interface KinkReport {

@@ -2,6 +2,9 @@
  * `nn`: modules, layers, initialisers and losses (PyTorch's `torch.nn`). Public exports only; the top-level
  * index re-exports this as the `nn` namespace.
  */
+// registers the built-in layers whose calls recycle forward activations (recycle.ts)
+import "./recycle-classes.ts";
+
 export {
   ELU,
   GELU,

@@ -24,6 +24,7 @@ import { ShapeError } from "../errors.ts";
 import { zeros } from "../ops/creation.ts";
 import { fmtShape, shapesEqual } from "../shape.ts";
 import { Tensor } from "../tensor/tensor.ts";
+import { isRecyclingRoot, recycledCall } from "./recycle.ts";
 import { summarize } from "./summary.ts";
 
 /** Any module, whatever its forward signature. */
@@ -116,7 +117,9 @@ export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
     const outer = enterScope(this);
     try {
       for (const h of this.#preHooks) h(this, args);
-      const out = this.forward(...args);
+      const out = isRecyclingRoot(this)
+        ? recycledCall(this, () => this.forward(...args))
+        : this.forward(...args);
       for (const h of this.#hooks) h(this, args, out);
       return out;
     } finally {

@@ -709,12 +709,354 @@ bool reduce_tiles(const Prog& P, const Views& in, T* fixed, T* out, i64 n, size_
   return true;
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Compiled programs (superinstructions for whole programs). The tile interpreter above runs an optimizer's
+// update, e.g. Adam written out in jitted code (13 ops, 4 streams in, 3 out), as 13 passes over each tile:
+// 2.5-3.5x the time of eager's hand-written adamUpdate over the same bytes, most of it the passes' loads,
+// stores and loop control. Programs of a few common shapes are instead matched, after plan(), against the
+// patterns below and run by a loop the compiler generates for that shape: each vector of elements is loaded
+// once per input, every op computed in registers, each output stored once.
+//
+// A pattern is a tree per output over flat inputs (read in the output's order), fixed values (one value for
+// the whole output: a const or a broadcast scalar) and earlier outputs; it matches a program whose outputs
+// are exactly its outputs (in any store order), op for op and operand for operand (commutative operands are
+// not swapped to make a program match). Every op's result passes
+// through cr_opaque(), which hides it from the optimiser, so no multiply and add are contracted into an FMA
+// (these files compile with -mfma and GCC's default -ffp-contract=fast): each op rounds to the dtype exactly
+// as its unfused kernel does, and add, sub, mul, div and sqrt are correctly rounded IEEE operations in a
+// vector lane as alone, so the results are the unfused kernels' bits (the vector body, the scalar tail and
+// any split over the threads alike).
+//
+// Each output is written only after the same element of every input has been read, so an output may be the
+// storage of an input at the same position (jit's donated parameters and moments); any other overlap falls
+// back to the tile interpreter.
+
+enum PatKind : int { PK_FLAT, PK_FIXED, PK_OUT, PK_UN, PK_BIN };
+// One node: PK_FLAT / PK_FIXED / PK_OUT: a = the variable (flat input, fixed value) or earlier output;
+// PK_UN: op (U_SQRT), operand node a; PK_BIN: op (B_ADD, B_SUB, B_MUL, B_DIV), operand nodes a, b.
+struct PNode {
+  int kind, op, a, b;
+};
+constexpr int kPatMaxVars = 8, kPatMaxOuts = 4;
+// How far ahead (bytes) a compiled loop prefetches each stream.
+constexpr long kPatAhead = 1024;
+
+// Hide a value from the optimiser (no contraction across it); it stays in its register.
+template <class V>
+CR_INLINE V cr_opaque(V v) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  asm("" : "+v"(v));
+#else
+  volatile V w = v;
+  v = w;
+#endif
+  return v;
+}
+
+// Vector and scalar operations of the compiled loops: V, W lanes, loadu / storeu / set1 and the ops.
+template <class T>
+struct ScalarOps {
+  using V = T;
+  static constexpr int W = 1;
+  static CR_INLINE V load(const T* p) { return *p; }
+  static CR_INLINE void store(T* p, V v) { *p = v; }
+  static CR_INLINE V set1(T x) { return x; }
+  static CR_INLINE V add(V a, V b) { return a + b; }
+  static CR_INLINE V sub(V a, V b) { return a - b; }
+  static CR_INLINE V mul(V a, V b) { return a * b; }
+  static CR_INLINE V div(V a, V b) { return a / b; }
+  static CR_INLINE V sqrt(V a) { return std::sqrt(a); }
+};
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CR_VEC_OPS(NAME, T, VT, W_, PRE, SUF)                                              \
+  struct NAME {                                                                            \
+    using V = VT;                                                                          \
+    static constexpr int W = W_;                                                           \
+    static CR_INLINE V load(const T* p) { return PRE##_loadu_##SUF(p); }                   \
+    static CR_INLINE void store(T* p, V v) { PRE##_storeu_##SUF(p, v); }                   \
+    static CR_INLINE V set1(T x) { return PRE##_set1_##SUF(x); }                           \
+    static CR_INLINE V add(V a, V b) { return PRE##_add_##SUF(a, b); }                     \
+    static CR_INLINE V sub(V a, V b) { return PRE##_sub_##SUF(a, b); }                     \
+    static CR_INLINE V mul(V a, V b) { return PRE##_mul_##SUF(a, b); }                     \
+    static CR_INLINE V div(V a, V b) { return PRE##_div_##SUF(a, b); }                     \
+    static CR_INLINE V sqrt(V a) { return PRE##_sqrt_##SUF(a); }                           \
+  };
+#if CR_ISA_LEVEL == 2
+CR_VEC_OPS(VecOpsF, float, __m512, 16, _mm512, ps)
+CR_VEC_OPS(VecOpsD, double, __m512d, 8, _mm512, pd)
+#elif CR_ISA_LEVEL == 1
+CR_VEC_OPS(VecOpsF, float, __m256, 8, _mm256, ps)
+CR_VEC_OPS(VecOpsD, double, __m256d, 4, _mm256, pd)
+#else
+CR_VEC_OPS(VecOpsF, float, __m128, 4, _mm, ps)
+CR_VEC_OPS(VecOpsD, double, __m128d, 2, _mm, pd)
+#endif
+#undef CR_VEC_OPS
+template <class T>
+using VecOps = typename std::conditional<sizeof(T) == 4, VecOpsF, VecOpsD>::type;
+#else
+template <class T>
+using VecOps = ScalarOps<T>;
+#endif
+
+// Node I of pattern PAT on the loaded inputs x, the fixed values s and the outputs computed so far o.
+template <class K, class PAT, int I>
+CR_INLINE typename K::V pat_eval(const typename K::V* x, const typename K::V* s, const typename K::V* o) {
+  constexpr PNode nd = PAT::nodes[I];
+  if constexpr (nd.kind == PK_FLAT) {
+    return x[nd.a];
+  } else if constexpr (nd.kind == PK_FIXED) {
+    return s[nd.a];
+  } else if constexpr (nd.kind == PK_OUT) {
+    return o[nd.a];
+  } else if constexpr (nd.kind == PK_UN) {
+    static_assert(nd.op == U_SQRT, "a compiled pattern's unary op is sqrt");
+    return cr_opaque(K::sqrt(pat_eval<K, PAT, nd.a>(x, s, o)));
+  } else {
+    const auto a = pat_eval<K, PAT, nd.a>(x, s, o);
+    const auto b = pat_eval<K, PAT, nd.b>(x, s, o);
+    static_assert(nd.op == B_ADD || nd.op == B_SUB || nd.op == B_MUL || nd.op == B_DIV,
+                  "a compiled pattern's binary ops are add, sub, mul and div");
+    if constexpr (nd.op == B_ADD) return cr_opaque(K::add(a, b));
+    else if constexpr (nd.op == B_SUB) return cr_opaque(K::sub(a, b));
+    else if constexpr (nd.op == B_MUL) return cr_opaque(K::mul(a, b));
+    else return cr_opaque(K::div(a, b));
+  }
+}
+
+template <class K, class PAT, int J>
+CR_INLINE void pat_outs(const typename K::V* x, const typename K::V* s, typename K::V* o) {
+  if constexpr (J < PAT::nout) {
+    o[J] = pat_eval<K, PAT, PAT::roots[J]>(x, s, o);
+    pat_outs<K, PAT, J + 1>(x, s, o);
+  }
+}
+
+// A matched program's streams: the flat inputs (by pattern variable), the outputs (by pattern output) and
+// the fixed values.
+template <class T>
+struct PatArgs {
+  const T* x[kPatMaxVars];
+  T* o[kPatMaxOuts];
+  T s[kPatMaxVars];
+};
+
+// Elements [i0, i1) through K's loop (whole vectors from i0; returns where it stopped).
+template <class T, class K, class PAT>
+CR_INLINE i64 pat_loop(const PatArgs<T>& A, i64 i0, i64 i1) {
+  using V = typename K::V;
+  // (local copies: the stores, through may-alias vector types, would otherwise reload the pointers)
+  const T* xs[PAT::nx];
+  T* os[PAT::nout];
+  for (int k = 0; k < PAT::nx; k++) xs[k] = A.x[k];
+  for (int j = 0; j < PAT::nout; j++) os[j] = A.o[j];
+  V s[PAT::ns > 0 ? PAT::ns : 1];
+  for (int k = 0; k < PAT::ns; k++) s[k] = K::set1(A.s[k]);
+  i64 i = i0;
+  if (K::W > 1) {
+    // a cache line of every stream per step, the line kAhead bytes on prefetched (outputs that are not also
+    // inputs: for writing)
+    constexpr i64 line = 64 / (i64)sizeof(T), ahead = kPatAhead / (i64)sizeof(T);
+    bool fetch_out[PAT::nout];
+    for (int j = 0; j < PAT::nout; j++) {
+      fetch_out[j] = true;
+      for (int k = 0; k < PAT::nx; k++) fetch_out[j] = fetch_out[j] && os[j] != xs[k];
+    }
+    for (; i + line <= i1; i += line) {
+      if (i + ahead + line <= i1) {
+        for (int k = 0; k < PAT::nx; k++) __builtin_prefetch(xs[k] + i + ahead, 0, 3);
+        for (int j = 0; j < PAT::nout; j++)
+          if (fetch_out[j]) __builtin_prefetch(os[j] + i + ahead, 1, 3);
+      }
+      for (i64 u = i; u < i + line; u += K::W) {
+        V x[PAT::nx], o[PAT::nout];
+        for (int k = 0; k < PAT::nx; k++) x[k] = K::load(xs[k] + u);
+        pat_outs<K, PAT, 0>(x, s, o);
+        for (int j = 0; j < PAT::nout; j++) K::store(os[j] + u, o[j]);
+      }
+    }
+  }
+  for (; i + K::W <= i1; i += K::W) {
+    V x[PAT::nx], o[PAT::nout];
+    for (int k = 0; k < PAT::nx; k++) x[k] = K::load(xs[k] + i);
+    pat_outs<K, PAT, 0>(x, s, o);
+    for (int j = 0; j < PAT::nout; j++) K::store(os[j] + i, o[j]);
+  }
+  return i;
+}
+
+// The elements before the first at which most streams (outputs counted twice) start a cache line, so that
+// the vector loop splits as few loads and stores across lines as it can: 0 .. 64 / sizeof(T) - 1.
+template <class T, class PAT>
+i64 pat_peel(const PatArgs<T>& A, i64 b) {
+  constexpr int L = 64 / (int)sizeof(T);
+  int votes[L] = {};
+  auto vote = [&](const T* p, int w) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p + b);
+    if (a % sizeof(T) != 0) return;
+    votes[(L - (int)((a % 64) / sizeof(T))) % L] += w;
+  };
+  for (int k = 0; k < PAT::nx; k++) vote(A.x[k], 1);
+  for (int j = 0; j < PAT::nout; j++) vote(A.o[j], 2);
+  int best = 0;
+  for (int l = 1; l < L; l++)
+    if (votes[l] > votes[best]) best = l;
+  return best;
+}
+
+template <class T, class PAT>
+void pat_run(const PatArgs<T>& A, i64 n) {
+  par_for(n, elem_grain(n, kGrainCostly * 8), [&](i64 b, i64 e, int) {
+    const i64 h = imin(e, b + pat_peel<T, PAT>(A, b));
+    pat_loop<T, ScalarOps<T>, PAT>(A, b, h);
+    const i64 i = pat_loop<T, VecOps<T>, PAT>(A, h, e);
+    pat_loop<T, ScalarOps<T>, PAT>(A, i, e);
+  });
+}
+
+// The patterns. pF(v): flat input v; pS(v): fixed value v; pO(j): output j; pU(op, a), pB(op, a, b): ops of
+// earlier nodes.
+constexpr PNode pF(int v) { return {PK_FLAT, 0, v, 0}; }
+constexpr PNode pS(int v) { return {PK_FIXED, 0, v, 0}; }
+constexpr PNode pO(int j) { return {PK_OUT, 0, j, 0}; }
+constexpr PNode pU(int op, int a) { return {PK_UN, op, a, 0}; }
+constexpr PNode pB(int op, int a, int b) { return {PK_BIN, op, a, b}; }
+
+// Adam as jit traces it written out with the step's scalars as inputs (bench/peers/chainrule.ts jitAdamStep):
+//   m' = m b1 + g (1 - b1);  v' = v b2 + g^2 (1 - b2);  p' = p - m' a / (sqrt(v') c + eps)
+struct PatAdam {
+  static constexpr PNode nodes[] = {
+      pF(0), pS(0), pB(B_MUL, 0, 1), pF(1), pS(1), pB(B_MUL, 3, 4), pB(B_ADD, 2, 5),  // 6: m'
+      pF(2), pS(2), pB(B_MUL, 7, 8), pB(B_MUL, 3, 3), pS(3), pB(B_MUL, 10, 11), pB(B_ADD, 9, 12),  // 13: v'
+      pF(3), pO(0), pS(4), pB(B_MUL, 15, 16), pO(1), pU(U_SQRT, 18), pS(5), pB(B_MUL, 19, 20), pS(6),
+      pB(B_ADD, 21, 22), pB(B_DIV, 17, 23), pB(B_SUB, 14, 24),  // 25: p'
+  };
+  static constexpr int roots[] = {6, 13, 25};
+  static constexpr int nout = 3, nx = 4, ns = 7;
+};
+// The same with the usual denominator sqrt(v') + eps (p' = p - m' a / (sqrt(v') + eps)).
+struct PatAdamEps {
+  static constexpr PNode nodes[] = {
+      pF(0), pS(0), pB(B_MUL, 0, 1), pF(1), pS(1), pB(B_MUL, 3, 4), pB(B_ADD, 2, 5),  // 6: m'
+      pF(2), pS(2), pB(B_MUL, 7, 8), pB(B_MUL, 3, 3), pS(3), pB(B_MUL, 10, 11), pB(B_ADD, 9, 12),  // 13: v'
+      pF(3), pO(0), pS(4), pB(B_MUL, 15, 16), pO(1), pU(U_SQRT, 18), pS(5), pB(B_ADD, 19, 20), pB(B_DIV, 17, 21),
+      pB(B_SUB, 14, 22),  // 23: p'
+  };
+  static constexpr int roots[] = {6, 13, 23};
+  static constexpr int nout = 3, nx = 4, ns = 6;
+};
+// SGD with momentum: b' = b mu + g;  p' = p - b' lr.
+struct PatMomentum {
+  static constexpr PNode nodes[] = {
+      pF(0), pS(0), pB(B_MUL, 0, 1), pF(1), pB(B_ADD, 2, 3),  // 4: b'
+      pF(2), pO(0), pS(1), pB(B_MUL, 6, 7), pB(B_SUB, 5, 8),  // 9: p'
+  };
+  static constexpr int roots[] = {4, 9};
+  static constexpr int nout = 2, nx = 3, ns = 2;
+};
+
+// Matching state: per pattern variable its input (flat) or register (fixed), per pattern output its
+// program output.
+struct PatMatch {
+  int x[kPatMaxVars], s[kPatMaxVars], out[kPatMaxOuts];
+};
+
+// Does register r of the program compute node i of pattern PAT (binding variables in m)?
+template <class PAT>
+bool pat_match(const Prog& P, int i, int r, PatMatch& m) {
+  const PNode& nd = PAT::nodes[i];
+  const Ins& s = P.ins[r];
+  switch (nd.kind) {
+    case PK_FLAT:
+      if (s.kind != kInput || s.mode != M_FLAT) return false;
+      if (m.x[nd.a] >= 0) return m.x[nd.a] == s.a;
+      m.x[nd.a] = s.a;
+      return true;
+    case PK_FIXED:
+      if (s.mode != M_FIXED) return false;
+      if (m.s[nd.a] >= 0) return m.s[nd.a] == r;
+      m.s[nd.a] = r;
+      return true;
+    case PK_OUT: return r == P.out_reg[m.out[nd.a]];
+    case PK_UN: return s.kind == kUnary && s.mode == M_OP && s.op == nd.op && pat_match<PAT>(P, nd.a, s.a, m);
+    default:
+      return s.kind == kBinary && s.mode == M_OP && s.op == nd.op && pat_match<PAT>(P, nd.a, s.a, m) &&
+             pat_match<PAT>(P, nd.b, s.b, m);
+  }
+}
+
+// Match the program's outputs against PAT's (each pattern output against each program output not yet taken).
+template <class PAT>
+bool pat_match_outs(const Prog& P, int j, PatMatch& m) {
+  if (j == PAT::nout) return true;
+  for (int k = 0; k < P.nout; k++) {
+    bool taken = false;
+    for (int q = 0; q < j; q++) taken = taken || m.out[q] == k;
+    if (taken) continue;
+    PatMatch t = m;
+    t.out[j] = k;
+    if (pat_match<PAT>(P, PAT::roots[j], P.out_reg[k], t) && pat_match_outs<PAT>(P, j + 1, t)) {
+      m = t;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Run the program through PAT's compiled loop if it matches and its outputs overlap no input other than at
+// the same position and no other output; false (nothing written) otherwise.
+template <class T, class PAT>
+bool try_pattern(const Prog& P, const Views& in, const T* fixed, i64 n) {
+  static_assert(PAT::nx <= kPatMaxVars && PAT::ns <= kPatMaxVars && PAT::nout <= kPatMaxOuts,
+                "a pattern's variables and outputs fit PatMatch and PatArgs");
+  if (P.nout != PAT::nout) return false;
+  PatMatch m;
+  for (int k = 0; k < kPatMaxVars; k++) m.x[k] = m.s[k] = -1;
+  for (int k = 0; k < kPatMaxOuts; k++) m.out[k] = -1;
+  if (!pat_match_outs<PAT>(P, 0, m)) return false;
+  PatArgs<T> A;
+  for (int k = 0; k < PAT::nx; k++) {
+    if (m.x[k] < 0) return false;
+    const View& v = in.v[m.x[k]];
+    A.x[k] = static_cast<const T*>(v.data) + v.offset;
+  }
+  for (int k = 0; k < PAT::ns; k++) {
+    if (m.s[k] < 0) return false;
+    A.s[k] = fixed[m.s[k]];
+  }
+  for (int j = 0; j < PAT::nout; j++) A.o[j] = static_cast<T*>(P.out_data[m.out[j]]);
+  // [p, p + n) of two streams: the same, or disjoint
+  auto apart = [n](const T* a, const T* b) { return a == b || a + n <= b || b + n <= a; };
+  for (int j = 0; j < PAT::nout; j++) {
+    for (int k = 0; k < PAT::nx; k++)
+      if (!apart(A.o[j], A.x[k])) return false;
+    for (int q = 0; q < j; q++)
+      if (A.o[j] == A.o[q] || !apart(A.o[j], A.o[q])) return false;
+  }
+  pat_run<T, PAT>(A, n);
+  return true;
+}
+
+// A purely elementwise program whose registers are inputs read flat, fixed values and ops: one of the
+// compiled patterns, run (true), or not.
+template <class T>
+bool run_compiled(const Prog& P, const Views& in, const T* fixed, i64 n) {
+  if (P.blocked || P.red_op >= 0) return false;
+  return try_pattern<T, PatAdam>(P, in, fixed, n) || try_pattern<T, PatAdamEps>(P, in, fixed, n) ||
+         try_pattern<T, PatMomentum>(P, in, fixed, n);
+}
+
 template <class T>
 Err fused_typed(const View& consts, const Views& in, i64 n, Prog& P, T* red_out) {
   // fixed values, then (as ints) last_use and the free list of plan()
   T* fixed = static_cast<T*>(std::malloc(sizeof(T) * P.ninstr + 2 * sizeof(int) * P.ninstr));
   if (!fixed) return "out of memory";
   plan<T>(P, consts, in, fixed);
+  if (run_compiled<T>(P, in, fixed, n)) {
+    std::free(fixed);
+    return nullptr;
+  }
   constexpr i64 tile = tile_of<T>();
   // blocks of br x bc elements, row-major over the output
   constexpr i64 bc = kBlockCols, br = block_rows<T>();
