@@ -18,12 +18,20 @@
  * CHAINRULE_CONV_PREFETCH (the few-taps weight gradient's prefetch of its next dy planes), or
  * `--ab-env poolBeforeRelu` (with `--cnn`: Sequential's Conv2d, ReLU, MaxPool2d run as relu(maxPool(conv))).
  *
+ * `--ab-addon PATH` instead compares another build of the addon (e.g. a copy of main's
+ * native/build/Release/chainrule_native.node) as "old" with this checkout's as "new", both loaded in this process
+ * and set to the same instruction set and thread count, alternating sample by sample like `--ab`.
+ *
  * `--breakdown` times every backend call of the bench CNN's eager step (see `breakdown`); `--no-pool-first` runs
  * the CNN's Conv2d, ReLU, MaxPool2d as written instead of as relu(maxPool(conv)).
  */
+import { createRequire } from "node:module";
 import { loadavg } from "node:os";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Backend, Conv2dParams, View } from "../src/backend/backend.ts";
+import type { NativeAddon } from "../src/backend/native/addon.ts";
+import { createNativeBackend } from "../src/backend/native/backend.ts";
 import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
 import { setBackend } from "../src/backend/registry.ts";
 import { manualSeed, randint, randn, type Tensor } from "../src/index.ts";
@@ -65,9 +73,13 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-/** Median cpu GFLOP/s of `run` with CHAINRULE_CONV_SMALL=0 (old) and =1 (new), alternating ~40 ms samples. */
+/**
+ * Median cpu GFLOP/s of the old (mode "0": CHAINRULE_CONV_SMALL=0, or `runOld` on the other addon) and the new
+ * path, alternating ~40 ms samples.
+ */
 function abRates(
   run: () => void,
+  runOld: (() => void) | undefined,
   flops: number,
   threads: number,
   rounds: number,
@@ -75,20 +87,21 @@ function abRates(
   const r: Record<"0" | "1", number[]> = { "0": [], "1": [] };
   for (let i = 0; i < rounds; i++) {
     for (const mode of ["0", "1"] as const) {
-      setMode(mode);
-      run(); // the first call after a switch warms its own buffers
+      if (!runOld) setMode(mode);
+      const go = mode === "0" && runOld ? runOld : run;
+      go(); // the first call after a switch warms its own buffers
       let reps = 0;
       const c0 = process.cpuUsage();
       const s = performance.now();
       while (performance.now() - s < 40) {
-        run();
+        go();
         reps++;
       }
       const c = process.cpuUsage(c0);
       r[mode].push((flops * reps) / ((c.user + c.system) / 1e6 / threads) / 1e9);
     }
   }
-  setMode(undefined);
+  if (!runOld) setMode(undefined);
   return { old: median(r["0"]), new: median(r["1"]) };
 }
 
@@ -231,6 +244,7 @@ function main() {
       cnn: { type: "boolean" },
       breakdown: { type: "boolean" },
       "ab-env": { type: "string" },
+      "ab-addon": { type: "string" },
       "no-pool-first": { type: "boolean" },
     },
   });
@@ -246,6 +260,16 @@ function main() {
     process.exit(1);
   }
   const info = nativeInfo();
+  // the other build for --ab-addon, on the same instruction set
+  let other: { addon: NativeAddon; backend: Backend } | undefined;
+  if (values["ab-addon"]) {
+    const addon = createRequire(import.meta.url)(resolve(values["ab-addon"])) as NativeAddon;
+    if (!addon.setIsa(info.isa)) {
+      console.error(`conv-native: ${values["ab-addon"]} cannot run the ${info.isa} kernels`);
+      process.exit(1);
+    }
+    other = { addon, backend: createNativeBackend(addon) };
+  }
   const threadCounts = values.threads ? [Number(values.threads)] : info.threads > 1 ? [1, info.threads] : [1];
   const peak = () => peakForIsa(fmaPeak("cpu"), info.isa);
   if (values["no-pool-first"]) sequentialOpts.poolBeforeRelu = false;
@@ -271,12 +295,13 @@ function main() {
     `native backend (${info.isa} kernels), conv2d float32 of the CNN bench, batch 64; load average ${loadavg()[0].toFixed(2)}`,
   );
   console.log(
-    values.ab
+    values.ab || other
       ? "case                                    old cpu GFLOP/s (% peak)   new cpu GFLOP/s (% peak)   new/old"
       : "case                                    wall GFLOP/s   cpu GFLOP/s   % peak (cpu)",
   );
   for (const threads of threadCounts) {
     setNumThreads(threads);
+    other?.addon.setNumThreads(threads);
     for (const c of CONVS) {
       const [N, C, H, W] = c.x;
       const [O, , KH, KW] = c.w;
@@ -290,17 +315,19 @@ function main() {
       const dx = b.alloc("float32", N * C * H * W);
       const dw = b.alloc("float32", O * C * KH * KW);
       const flops = 2 * N * O * OH * OW * C * KH * KW;
-      const passes: [string, () => void][] = [
+      const passesOf = (b: Backend): [string, () => void][] => [
         ["forward", () => b.conv2d(x, w, y, [N, O, OH, OW], p)],
         ["input grad", () => b.conv2dBackInput(dy, w, dx, [...c.x], p)],
         ["weight grad", () => b.conv2dBackWeight(x, dy, dw, [...c.w], p)],
       ];
-      for (const [pass, run] of passes) {
+      const passes = passesOf(b);
+      const oldPasses = other ? passesOf(other.backend) : undefined;
+      for (const [i, [pass, run]] of passes.entries()) {
         const pk = peak();
         const pct = (g: number) => (pk ? `${((100 * g) / (pk * threads)).toFixed(1)}%` : "-");
         const label = `${c.name} ${pass} ${threads} thread${threads > 1 ? "s" : ""}`.padEnd(39);
-        if (values.ab) {
-          const r = abRates(run, flops, threads, 15);
+        if (values.ab || oldPasses) {
+          const r = abRates(run, oldPasses?.[i][1], flops, threads, 15);
           console.log(
             `${label} ${`${r.old.toFixed(1)} (${pct(r.old)})`.padStart(24)} ${`${r.new.toFixed(1)} (${pct(r.new)})`.padStart(26)} ${(r.new / r.old).toFixed(2).padStart(9)}`,
           );

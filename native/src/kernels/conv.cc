@@ -30,7 +30,8 @@ CR_INLINE bool in_range(i64 v, i64 n) { return (uint64_t)v < (uint64_t)n; }
 // so a benchmark can compare both paths in one process. Set by conv2d before any kernel runs.
 bool g_small = true;
 // Whether the few-taps weight gradient prefetches the dy planes of its next tile (conv_direct.h
-// small_wgrad_tile). CHAINRULE_CONV_PREFETCH=0 turns it off, read at every call like CHAINRULE_CONV_SMALL.
+// small_wgrad_tile), and the direct passes and that weight gradient the next image's input (prefetch_planes).
+// CHAINRULE_CONV_PREFETCH=0 turns them off, read at every call like CHAINRULE_CONV_SMALL.
 bool g_prefetch = true;
 
 // The forward epilogue out = act(out + bias[o]): bias a contiguous copy of the O values (null: none), act an
@@ -109,7 +110,8 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
                      : rows ? direct_row_tasks(d, MR, NR)
                             : direct_forward_tasks(d, MR, NR);
   bool ok = true;
-  auto image = [&](i64 t, int tid, bool par) {
+  // image t (n * G + gi) by thread tid; `next` the image this thread takes next (-1: none), prefetched
+  auto image = [&](i64 t, int tid, bool par, i64 next) {
     const i64 n = t / G, gi = t % G;
     T* xpad = static_cast<T*>(scratch(tid, 4, sizeof(T) * (size_t)xsize));
     if (!xpad) {
@@ -119,6 +121,8 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
     const T* xn = in + n * is[0] + gi * d.Cin * is[1];
     if (flat) build_xshift(xpad, xn, is[1], is[2], is[3], d);
     else build_xpad(xpad, xn, is[1], is[2], is[3], d);
+    if (g_prefetch && next >= 0)
+      prefetch_planes(in + next / G * is[0] + next % G * d.Cin * is[1], is[1], is[2], is[3], d);
     T* y = out + (n * out_channels + gi * d.Cout) * P;
     const T* ap = Ap + gi * fsz;
     auto post = [&](T* row, i64 n, i64 o) {
@@ -144,10 +148,10 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
   const i64 tasks = N * G;
   if (tasks >= 2 * pool_threads()) {
     par_for(tasks, 1, [&](i64 b, i64 e, int tid) {
-      for (i64 t = b; t < e; t++) image(t, tid, false);
+      for (i64 t = b; t < e; t++) image(t, tid, false, t + 1 < e ? t + 1 : -1);
     });
   } else {
-    for (i64 t = 0; t < tasks; t++) image(t, caller, true);
+    for (i64 t = 0; t < tasks; t++) image(t, caller, true, t + 1 < tasks ? t + 1 : -1);
   }
   return ok;
 }
@@ -264,17 +268,18 @@ bool conv_back_weight_direct(const T* xp, const i64* xs, const T* dp, const i64*
 }
 
 // Unit-stride weight gradient with few taps (conv_direct.h, small_wgrad_tile), dy's planes flat: per (image
-// chunk, group) task, each image's shifted planes, then every (channel tile, tap tile) of it, then the lane sums
-// into the chunk's partial dW; partials summed in chunk order. With few tasks the tiles of each image are split
-// over the pool (each tile's summation order is fixed, so results do not depend on the thread count).
+// chunk, group) task, each image's shifted planes, then every (channel tile, tap tile) of it into the task's
+// partial sums (a 16-byte block of lanes per dW element, overwritten by the first image), then their lane sums
+// into the chunk's partial dW; partials summed in chunk order. With few tasks the tiles of each image are split over the pool
+// (each tile's summation order is fixed, so results do not depend on the thread count).
 template <class T, int MK>
 bool conv_back_weight_small(const T* xp, const i64* xs, const T* dp, const i64* ds, T* out, const Geo& g,
                             i64 chunks, i64 per) {
-  constexpr int MO = SmallWgrad<T>::MO, W = Simd<T>::W;
+  constexpr int MO = SmallWgrad<T>::MO;
   const DGeo d = dgeo<T>(g.Cg, g.H, g.W, g.Og, g.KH, g.KW, g.ph, g.pw, g.dh, g.dw, g.OH, g.OW);
   const int caller = pool_tid();
   const i64 ktiles = (d.K + MK - 1) / MK, ntiles = (g.Og + MO - 1) / MO * ktiles, wsize = g.Og * d.K;
-  const i64 asz = ntiles * MO * MK * W;
+  const i64 asz = ntiles * MO * MK * SmallWgrad<T>::BL;
   T* part = static_cast<T*>(scratch(caller, 3, sizeof(T) * (size_t)(chunks * g.G * wsize)));
   i64* off = static_cast<i64*>(scratch(caller, 7, sizeof(i64) * (size_t)d.K));
   if (!part || !off) return false;
@@ -282,24 +287,28 @@ bool conv_back_weight_small(const T* xp, const i64* xs, const T* dp, const i64* 
   bool ok = true;
   auto task = [&](i64 t, int tid, bool par) {
     const i64 chunk = t / g.G, gi = t % g.G;
+    const i64 n0 = chunk * per, n1 = imin(g.N, (chunk + 1) * per);
+    if (n1 <= n0) {  // a chunk past the last image (N = 9: 8 chunks of 2)
+      std::memset(part + t * wsize, 0, sizeof(T) * (size_t)wsize);
+      return;
+    }
     T* xsh = static_cast<T*>(scratch(tid, 4, sizeof(T) * (size_t)xshift_size(d)));
     T* acc = static_cast<T*>(scratch(tid, 5, sizeof(T) * (size_t)asz));
     if (!xsh || !acc) {
       ok = false;
       return;
     }
-    std::memset(acc, 0, sizeof(T) * (size_t)asz);
-    for (i64 n = chunk * per; n < imin(g.N, (chunk + 1) * per); n++) {
+    for (i64 n = n0; n < n1; n++) {
       build_xshift(xsh, xp + n * xs[0] + gi * g.Cg * xs[1], xs[1], xs[2], xs[3], d);
+      if (n + 1 < n1 && g_prefetch) prefetch_planes(xp + (n + 1) * xs[0] + gi * g.Cg * xs[1], xs[1], xs[2], xs[3], d);
       const T* dy = dp + n * ds[0] + gi * g.Og * ds[1];
-      const i64 last = imin(g.N, (chunk + 1) * per) - 1;
-      const T* next = n < last ? dy + ds[0] : nullptr;  // this task's next image
+      const T* next = n + 1 < n1 ? dy + ds[0] : nullptr;  // this task's next image
       if (par)
         par_for(ntiles, 1, [&](i64 b, i64 e, int) {
-          small_wgrad_tiles<T, MK>(xsh, dy, off, ds[1], d, acc, b, e, nullptr, g_prefetch);
+          small_wgrad_tiles<T, MK>(xsh, dy, off, ds[1], d, acc, b, e, n == n0, nullptr, g_prefetch);
         });
       else
-        small_wgrad_tiles<T, MK>(xsh, dy, off, ds[1], d, acc, 0, ntiles, next, g_prefetch);
+        small_wgrad_tiles<T, MK>(xsh, dy, off, ds[1], d, acc, 0, ntiles, n == n0, next, g_prefetch);
     }
     small_wgrad_reduce<T, MK>(acc, d, part + t * wsize);
   };

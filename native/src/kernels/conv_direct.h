@@ -82,6 +82,23 @@ void build_xpad(T* xp, const T* xn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
     }
 }
 
+// Prefetch the Cin x H x W planes at xn (strides s1, s2, s3) into the cache, row by row, up to 64 KiB: the next
+// image's input, requested before the current image's tiles so that its copy (build_xpad / build_xshift) does not
+// wait on memory (for conv1's weight gradient that wait was most of the copy's time). Rows with a non-unit stride
+// are left to the copy.
+template <class T>
+void prefetch_planes(const T* xn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
+  if (s3 != 1 && d.W > 1) return;
+  const i64 row = d.W * (i64)sizeof(T);
+  i64 budget = 16384;
+  for (i64 c = 0; c < d.Cin; c++)
+    for (i64 ih = 0; ih < d.H; ih++) {
+      const uintptr_t a = (uintptr_t)(xn + c * s1 + ih * s2);
+      for (uintptr_t l = a - a % 64; l < a + (uintptr_t)row; l += 64) __builtin_prefetch((const void*)l, 0, 3);
+      if ((budget -= row) <= 0) return;
+    }
+}
+
 // Tap offsets off[k], k = (c, kh, kw) row-major.
 CR_INLINE void tap_offsets(i64* off, const DGeo& d) {
   i64 k = 0;
@@ -222,6 +239,31 @@ struct Part {
     return S::loadu(tmp);
 #endif
   }
+  // Lanes a .. b of the vector at address `at` (0 <= a < b <= W), zeros in the others; reads nothing outside
+  // at + a .. at + b. `at` is an address, not a pointer, because the vector may start before its array.
+  static CR_INLINE V load_range(uintptr_t at, int a, int b) {
+#if CR_ISA_LEVEL == 2
+    const unsigned m = ((1u << b) - 1u) & ~((1u << a) - 1u);
+    if constexpr (std::is_same<T, float>::value) return _mm512_maskz_loadu_ps((__mmask16)m, (const void*)at);
+    else return _mm512_maskz_loadu_pd((__mmask8)m, (const void*)at);
+#elif CR_ISA_LEVEL == 1
+    if constexpr (std::is_same<T, float>::value) {
+      const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+      const __m256i m = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(a), iota),
+                                            _mm256_cmpgt_epi32(_mm256_set1_epi32(b), iota));
+      return _mm256_maskload_ps((const float*)at, m);
+    } else {
+      const __m256i iota = _mm256_setr_epi64x(0, 1, 2, 3);
+      const __m256i m = _mm256_andnot_si256(_mm256_cmpgt_epi64(_mm256_set1_epi64x(a), iota),
+                                            _mm256_cmpgt_epi64(_mm256_set1_epi64x(b), iota));
+      return _mm256_maskload_pd((const double*)at, m);
+    }
+#else
+    alignas(16) T tmp[W] = {};
+    for (int i = a; i < b; i++) tmp[i] = ((const T*)at)[i];
+    return S::loadu(tmp);
+#endif
+  }
 };
 
 // dst[0 .. n) = 0 and dst[0 .. n) = src[0 .. n) in whole vectors: the short rows of the shifted planes (28
@@ -347,6 +389,84 @@ CR_INLINE i64 direct_row_tasks(const DGeo& d, int mr, int nr) {
 CR_INLINE i64 xshift_plane(const DGeo& d) { return d.Hp * d.OW + 64; }
 CR_INLINE i64 xshift_size(const DGeo& d) { return d.Cin * d.KW * xshift_plane(d); }
 
+// dst[ow] = the element at address src + ow * sizeof(T) for lo <= ow < hi, 0 for the other ow < OW, in whole
+// vectors: one (masked) load and one store per vector, no library call (GCC turned the copy loop of copy_n into
+// a memcpy call per row, which with its zero stretches cost a tenth of conv1's weight gradient). Reads nothing
+// outside the lo .. hi stretch; writes up to W - 1 elements past dst + OW.
+template <class T>
+CR_INLINE void shift_row(T* __restrict dst, uintptr_t src, i64 lo, i64 hi, i64 OW) {
+  using S = Simd<T>;
+  constexpr int W = S::W;
+  for (i64 ow = 0; ow < OW; ow += W) {
+    const i64 a = imax<i64>(lo - ow, 0), b = imin<i64>(hi - ow, W);
+    typename S::V v;
+    if (a >= b) v = S::zero();
+    else if (a == 0 && b == W) v = S::loadu((const T*)(src + (uintptr_t)ow * sizeof(T)));
+    else v = Part<T>::load_range(src + (uintptr_t)ow * sizeof(T), (int)a, (int)b);
+    S::storeu(dst + ow, v);
+  }
+}
+
+// The lane masks of shift_row for one (lo, hi, OW), computed once per shifted plane: then each row is one masked
+// load and one store per vector with no branch (the masks: all lanes, none, or the row's ends). Rows of up to
+// kMaxV vectors on AVX-512 and AVX2; init returns false for longer rows and on the baseline build.
+template <class T>
+struct RowMasks {
+  using S = Simd<T>;
+  static constexpr int W = S::W, kMaxV = 16;
+#if CR_ISA_LEVEL == 2
+  unsigned m[kMaxV];
+#elif CR_ISA_LEVEL == 1
+  __m256i m[kMaxV];
+#endif
+  int nv = 0;
+  bool init(i64 lo, i64 hi, i64 OW) {
+#if CR_ISA_LEVEL >= 1
+    if (OW > kMaxV * W) return false;
+    nv = (int)((OW + W - 1) / W);
+    for (int v = 0; v < nv; v++) {
+      const int a = (int)imin<i64>(imax<i64>(lo - v * W, 0), W), b = (int)imax<i64>(imin<i64>(hi - v * W, W), a);
+#if CR_ISA_LEVEL == 2
+      m[v] = ((1u << b) - 1u) & ~((1u << a) - 1u);
+#else
+      if constexpr (std::is_same<T, float>::value) {
+        const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        m[v] = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(a), iota),
+                                   _mm256_cmpgt_epi32(_mm256_set1_epi32(b), iota));
+      } else {
+        const __m256i iota = _mm256_setr_epi64x(0, 1, 2, 3);
+        m[v] = _mm256_andnot_si256(_mm256_cmpgt_epi64(_mm256_set1_epi64x(a), iota),
+                                   _mm256_cmpgt_epi64(_mm256_set1_epi64x(b), iota));
+      }
+#endif
+    }
+    return true;
+#else
+    (void)lo, (void)hi, (void)OW;
+    return false;
+#endif
+  }
+  // shift_row(dst, src, lo, hi, OW) with the masks of init
+  CR_INLINE void row(T* __restrict dst, uintptr_t src) const {
+#if CR_ISA_LEVEL >= 1
+    for (int v = 0; v < nv; v++) {
+      const uintptr_t at = src + (uintptr_t)(v * W) * sizeof(T);
+#if CR_ISA_LEVEL == 2
+      if constexpr (std::is_same<T, float>::value)
+        S::storeu(dst + v * W, _mm512_maskz_loadu_ps((__mmask16)m[v], (const void*)at));
+      else
+        S::storeu(dst + v * W, _mm512_maskz_loadu_pd((__mmask8)m[v], (const void*)at));
+#else
+      if constexpr (std::is_same<T, float>::value) S::storeu(dst + v * W, _mm256_maskload_ps((const float*)at, m[v]));
+      else S::storeu(dst + v * W, _mm256_maskload_pd((const double*)at, m[v]));
+#endif
+    }
+#else
+    (void)dst, (void)src;
+#endif
+  }
+};
+
 template <class T>
 void build_xshift(T* xs, const T* xn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
   // row by row (zeros, the copied stretch, zeros) in whole vectors, each segment overwriting what the one
@@ -359,18 +479,23 @@ void build_xshift(T* xs, const T* xn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
       const i64 sh = kw * d.dw - d.pw;
       const i64 lo = imin(OW, imax<i64>(0, -sh)), hi = imax(lo, imin(OW, d.W - sh));
       T* dst = xs + (c * d.KW + kw) * SP;
+      RowMasks<T> rm;
+      const bool masks = s3 == 1 && rm.init(lo, hi, OW);
       for (i64 ihp = 0; ihp < d.Hp; ihp++, dst += OW) {
         const i64 ih = ihp - d.ph;
-        if (ih < 0 || ih >= d.H) {
-          zero_n(dst, OW);
+        if (ih < 0 || ih >= d.H) {  // (through shift_row: GCC makes zero_n's loop a memset call)
+          shift_row(dst, 0, 0, 0, OW);
           continue;
         }
         const T* src = xn + c * s1 + ih * s2;  // x[c, ih, ow + sh] = src[(ow + sh) * s3]
+        if (s3 == 1) {
+          const uintptr_t at = (uintptr_t)src + (uintptr_t)(sh * (i64)sizeof(T));
+          if (masks) rm.row(dst, at);
+          else shift_row(dst, at, lo, hi, OW);
+          continue;
+        }
         if (lo > 0) zero_n(dst, lo);
-        if (s3 == 1)
-          copy_n(dst + lo, src + lo + sh, hi - lo);
-        else
-          for (i64 ow = lo; ow < hi; ow++) dst[ow] = src[(ow + sh) * s3];
+        for (i64 ow = lo; ow < hi; ow++) dst[ow] = src[(ow + sh) * s3];
         if (hi < OW) zero_n(dst + hi, OW - hi);
       }
       zero_n(xs + (c * d.KW + kw) * SP + d.Hp * OW, SP - d.Hp * OW);
@@ -418,8 +543,12 @@ CR_INLINE bool row_tiles_pay(const DGeo& d, int nr, i64 small_taps) {
 // planes read in place, no transpose) against the shifted planes, with an MO x MK register tile of
 // accumulators [output channel, tap]:
 //   acc[i][j] += dy[o0 + i, p .. p + W) * xs[soff[k0 + j] + p .. + W)
-// MO + MK loads per MO * MK multiply-adds; the lanes are summed once at the end. The plane ends in a partial
-// vector with both operands zero past P.
+// MO + MK loads per MO * MK multiply-adds. The tile starts from zeros for each image and at its end folds each
+// accumulator's W lanes to one 16-byte block (4 float / 2 double lanes) and adds it into the task's partial
+// sums in memory: a quarter of the memory traffic of keeping all W lanes on AVX-512 (whose 51 KB per image for
+// conv1 did not stay in L1: loading and storing them took a fifth of the kernel's time), and the tile's first
+// multiply-adds wait on no load. The blocks' lanes are summed once per image chunk (small_wgrad_reduce). The
+// plane ends in a partial vector with both operands zero past P.
 template <class T>
 struct SmallWgrad {
 #if CR_ISA_LEVEL == 2
@@ -427,6 +556,8 @@ struct SmallWgrad {
 #else
   static constexpr int MO = 2;  // 2 x MK + 2 + 1 of 16 ymm / xmm
 #endif
+  // lanes of a 16-byte block, and blocks per vector
+  static constexpr int BL = 16 / (int)sizeof(T), R = Simd<T>::W / BL;
   // Taps per tile: the MK in 3..6 that wastes the fewest (ties: the larger).
   static int mk(i64 K) {
     int best = 6;
@@ -439,25 +570,48 @@ struct SmallWgrad {
   }
 };
 
-// One tile of one image: xs its shifted planes, dy its dy plane of channel o0 (channel i of the tile at
-// dy + ooff[i]), koff the MK tap offsets. acc (MO * MK vectors) is loaded and stored back.
-// pf (null: none) is the first of MO planes of P elements, pf_s apart, that the next tile reads for the first
-// time (the next channel tile's dy, or the next image's): prefetched line by line alongside this tile's loop,
-// one tile's work ahead. dy comes from memory (a CNN's first dy is megabytes) and the tap tiles of a channel
-// tile reuse it from L1, so without this the first tap tile of every channel tile waits on it (the kernel ran
-// at 50% of peak on AVX-512, its dy loads taking half the samples).
+// R accumulators v[0 .. R) folded to one vector whose block r holds the sum of v[r]'s blocks (halves added
+// pairwise, in a fixed order).
+template <class T>
+CR_INLINE typename Simd<T>::V fold_blocks(const typename Simd<T>::V* v) {
+#if CR_ISA_LEVEL == 2
+  // v[0] = [a0 a1 a2 a3] (blocks) .. v[3]: u = [a0+a2, a1+a3, b0+b2, b1+b3], then [a, b, c, d]
+  if constexpr (std::is_same<T, float>::value) {
+    const __m512 u = _mm512_add_ps(_mm512_shuffle_f32x4(v[0], v[1], 0x44), _mm512_shuffle_f32x4(v[0], v[1], 0xEE));
+    const __m512 w = _mm512_add_ps(_mm512_shuffle_f32x4(v[2], v[3], 0x44), _mm512_shuffle_f32x4(v[2], v[3], 0xEE));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(u, w, 0x88), _mm512_shuffle_f32x4(u, w, 0xDD));
+  } else {
+    const __m512d u = _mm512_add_pd(_mm512_shuffle_f64x2(v[0], v[1], 0x44), _mm512_shuffle_f64x2(v[0], v[1], 0xEE));
+    const __m512d w = _mm512_add_pd(_mm512_shuffle_f64x2(v[2], v[3], 0x44), _mm512_shuffle_f64x2(v[2], v[3], 0xEE));
+    return _mm512_add_pd(_mm512_shuffle_f64x2(u, w, 0x88), _mm512_shuffle_f64x2(u, w, 0xDD));
+  }
+#elif CR_ISA_LEVEL == 1
+  if constexpr (std::is_same<T, float>::value)
+    return _mm256_add_ps(_mm256_permute2f128_ps(v[0], v[1], 0x20), _mm256_permute2f128_ps(v[0], v[1], 0x31));
+  else
+    return _mm256_add_pd(_mm256_permute2f128_pd(v[0], v[1], 0x20), _mm256_permute2f128_pd(v[0], v[1], 0x31));
+#else
+  return v[0];
+#endif
+}
+
+// One tile of one image: xs its shifted planes, dy the dy plane of the tile's first channel (channel i at
+// dy + ooff[i]), koff the MK tap offsets. accm: MO * MK blocks of BL lanes, element (i, j) at block i * MK + j,
+// overwritten if `first`, else added to. pf (null: none): np dy planes pf_s bytes apart that the next tile
+// reads for the first time; this tile prefetches their bytes c0 .. c1, all planes at the same offset per step,
+// in the order the next tile reads them (a CNN's first dy is megabytes, read from memory; the tap tiles of a
+// channel tile reuse it from L1, so without this the first tap tile of every channel tile waits on it).
 template <class T, int MO, int MK>
 __attribute__((noinline)) void small_wgrad_tile(const T* __restrict xs, const T* __restrict dy, const i64* ooff,
-                                                const i64* koff, i64 P, T* __restrict accm, const T* pf,
-                                                i64 pf_s) {
+                                                const i64* koff, i64 P, T* __restrict accm, bool first,
+                                                const char* pf, i64 pf_s, int np, i64 c0, i64 c1) {
   using S = Simd<T>;
   using V = typename S::V;
-  constexpr int W = S::W;
-  V acc[MO][MK];
-#pragma GCC unroll 8
-  for (int i = 0; i < MO; i++)
-#pragma GCC unroll 8
-    for (int j = 0; j < MK; j++) acc[i][j] = S::loadu(accm + (i * MK + j) * W);
+  constexpr int W = S::W, BL = SmallWgrad<T>::BL, R = SmallWgrad<T>::R, E = MO * MK;
+  static_assert(E % R == 0, "the tile's accumulators fold R to a vector");
+  V acc[E];
+#pragma GCC unroll 32
+  for (int e = 0; e < E; e++) acc[e] = S::zero();
   const T* dr[MO];
   const T* xr[MK];
 #pragma GCC unroll 8
@@ -465,11 +619,16 @@ __attribute__((noinline)) void small_wgrad_tile(const T* __restrict xs, const T*
 #pragma GCC unroll 8
   for (int j = 0; j < MK; j++) xr[j] = xs + koff[j];
   const i64 full = P / W * W;
-  constexpr i64 LINE = 64 / sizeof(T);  // elements per cache line, a multiple of W
+  // the prefetch offset advances by `adv` bytes per step (at least a line; more only for planes that end in a
+  // partial vector, which a tile's steps do not cover: those are left to the next tile's loads)
+  const i64 steps = full / W;
+  const i64 adv = pf && steps > 0 ? imax<i64>(64, (c1 - c0 + steps - 1) / steps) : 0;
+  if (adv > 64) c1 = c0;
+  pf += c0;
   for (i64 p = 0; p < full; p += W) {
-    if (pf && p % LINE == 0) {
-#pragma GCC unroll 8
-      for (int i = 0; i < MO; i++) __builtin_prefetch(pf + i * pf_s + p, 0, 3);
+    if (c0 < c1) {
+      for (int i = 0; i < np; i++) __builtin_prefetch(pf + i * pf_s, 0, 3);
+      pf += adv, c0 += adv;
     }
     V dv[MO];
 #pragma GCC unroll 8
@@ -481,7 +640,7 @@ __attribute__((noinline)) void small_wgrad_tile(const T* __restrict xs, const T*
       // (AVX2: MO loads of it per step, the kernel at 60% of peak instead of 90%)
       asm("" : "+x"(xv));
 #pragma GCC unroll 8
-      for (int i = 0; i < MO; i++) acc[i][j] = S::fma(dv[i], xv, acc[i][j]);
+      for (int i = 0; i < MO; i++) acc[i * MK + j] = S::fma(dv[i], xv, acc[i * MK + j]);
     }
   }
   if (const int tail = (int)(P - full)) {
@@ -492,54 +651,66 @@ __attribute__((noinline)) void small_wgrad_tile(const T* __restrict xs, const T*
     for (int j = 0; j < MK; j++) {
       const V xv = Part<T>::load(xr[j] + full, tail);
 #pragma GCC unroll 8
-      for (int i = 0; i < MO; i++) acc[i][j] = S::fma(dv[i], xv, acc[i][j]);
+      for (int i = 0; i < MO; i++) acc[i * MK + j] = S::fma(dv[i], xv, acc[i * MK + j]);
     }
   }
 #pragma GCC unroll 8
-  for (int i = 0; i < MO; i++)
-#pragma GCC unroll 8
-    for (int j = 0; j < MK; j++) S::storeu(accm + (i * MK + j) * W, acc[i][j]);
+  for (int q = 0; q < E / R; q++) {
+    V f = fold_blocks<T>(acc + q * R);
+    T* at = accm + q * R * BL;
+    if (!first) f = S::add(S::loadu(at), f);
+    S::storeu(at, f);
+  }
 }
 
 // The tiles [t0, t1) of one image, tile t = (channel tile, tap tile) with tap tiles fastest (they share the
-// channel tile's dy planes, which stay in L1); acc holds MO * MK vectors per tile. dy is the image's plane of
-// the group's channel 0, s1 the channel stride; dy_next (null: none) the same for the image that comes next,
-// whose first channel tile the last tiles here prefetch. The last tap tile of each channel tile prefetches the
-// planes of the next one (channels past Cout are not touched: the prefetch stops at the last channel).
+// channel tile's dy planes, which stay in L1); acc holds MO * MK blocks per tile, overwritten if `first`. dy is
+// the image's plane of the group's channel 0, s1 the channel stride; dy_next (null: none) the same for the image
+// that comes next. Channel tile ct holds the channels ct + i * CT (i < MO, CT = the number of channel tiles), so
+// that with contiguous planes each of the MO dy streams runs on from one channel tile into the next (which the
+// hardware prefetchers follow). With `prefetch`, the last tap tile of each channel tile prefetches the dy planes
+// of the next one (the last channel tile: of dy_next's first).
 template <class T, int MK>
 void small_wgrad_tiles(const T* xs, const T* dy, const i64* off, i64 s1, const DGeo& d, T* acc, i64 t0, i64 t1,
-                       const T* dy_next, bool prefetch = true) {
-  constexpr int MO = SmallWgrad<T>::MO, W = Simd<T>::W;
-  const i64 ktiles = (d.K + MK - 1) / MK;
-  for (i64 t = t0; t < t1; t++) {
-    const i64 o0 = t / ktiles * MO, k0 = t % ktiles * MK;
-    i64 ooff[MO], koff[MK];
-    for (int i = 0; i < MO; i++) ooff[i] = (imin<i64>(o0 + i, d.Cout - 1) - o0) * s1;  // past Cout: dropped
-    for (int j = 0; j < MK; j++) koff[j] = off[imin<i64>(k0 + j, d.K - 1)];            // past K: dropped
-    // the planes the next channel tile reads: MO of them when all exist, else none (a partial last tile
-    // repeats channel Cout - 1, already in cache)
-    const T* pf = nullptr;
-    if (prefetch && k0 + MK >= d.K) {
-      if (o0 + 2 * MO <= d.Cout) pf = dy + (o0 + MO) * s1;
-      else if (o0 + MO >= d.Cout && dy_next && MO <= d.Cout) pf = dy_next;
+                       bool first, const T* dy_next, bool prefetch = true) {
+  constexpr int MO = SmallWgrad<T>::MO, E = MO * MK, BL = SmallWgrad<T>::BL;
+  const i64 ktiles = (d.K + MK - 1) / MK, ctiles = (d.Cout + MO - 1) / MO, P = d.OH * d.OW;
+  i64 koffs[kSmallTaps + 8];  // tap tile kt's offsets at koffs + kt * MK; past K: tap K - 1, dropped
+  for (i64 j = 0; j < ktiles * MK; j++) koffs[j] = off[imin<i64>(j, d.K - 1)];
+  for (i64 t = t0; t < t1;) {
+    const i64 ct = t / ktiles;
+    i64 ooff[MO];
+    for (int i = 0; i < MO; i++) ooff[i] = (imin<i64>(ct + i * ctiles, d.Cout - 1) - ct) * s1;  // past Cout: dropped
+    // the dy planes read next for the first time: the next channel tile's, or the next image's first
+    const i64 o1 = ct + 1 < ctiles ? ct + 1 : 0;
+    const T* next = !prefetch ? nullptr : ct + 1 < ctiles ? dy + o1 * s1 : dy_next;
+    int planes = 0;
+    while (next && planes < MO && o1 + planes * ctiles < d.Cout) planes++;
+    for (i64 kt = t % ktiles; kt < ktiles && t < t1; kt++, t++) {
+      const bool pf = next && kt == ktiles - 1;
+      small_wgrad_tile<T, MO, MK>(xs, dy + ct * s1, ooff, koffs + kt * MK, P, acc + t * (E * BL), first,
+                                  pf ? (const char*)next : nullptr, ctiles * s1 * (i64)sizeof(T), planes, 0,
+                                  pf ? P * (i64)sizeof(T) : 0);
     }
-    small_wgrad_tile<T, MO, MK>(xs, dy + o0 * s1, ooff, koff, d.OH * d.OW, acc + t * (MO * MK * W), pf, s1);
   }
 }
 
-// dW[o * K + k] (o < Cout, k < K) = the lane sums of the tiles' accumulators (in a fixed order), tile by tile.
+// dW[o * K + k] (o < Cout, k < K): the lane sums of the tiles' blocks (in a fixed order, plus +0: an all -0 sum
+// gives +0, as the other kernels' sums from zero do).
 template <class T, int MK>
 void small_wgrad_reduce(const T* acc, const DGeo& d, T* dw) {
-  constexpr int MO = SmallWgrad<T>::MO, W = Simd<T>::W;
-  for (i64 o0 = 0; o0 < d.Cout; o0 += MO)
-    for (i64 k0 = 0; k0 < d.K; k0 += MK, acc += MO * MK * W) {
-      const int ni = (int)imin<i64>(MO, d.Cout - o0), nj = (int)imin<i64>(MK, d.K - k0);
-      for (int i = 0; i < ni; i++)
+  constexpr int MO = SmallWgrad<T>::MO, BL = SmallWgrad<T>::BL;
+  const i64 ctiles = (d.Cout + MO - 1) / MO;  // channel i of tile ct: ct + i * ctiles
+  for (i64 ct = 0; ct < ctiles; ct++)
+    for (i64 k0 = 0; k0 < d.K; k0 += MK, acc += MO * MK * BL) {
+      const int nj = (int)imin<i64>(MK, d.K - k0);
+      for (int i = 0; i < MO && ct + i * ctiles < d.Cout; i++)
         for (int j = 0; j < nj; j++) {
-          const T* v = acc + (i * MK + j) * W;
-          T s = 0;
-          for (int l = 0; l < W; l++) s += v[l];
-          dw[(o0 + i) * d.K + k0 + j] = s;
+          const T* b = acc + (i * MK + j) * BL;
+          T s;
+          if constexpr (BL == 4) s = (b[0] + b[2]) + (b[1] + b[3]);
+          else s = b[0] + b[1];
+          dw[(ct + i * ctiles) * d.K + k0 + j] = T(0) + s;
         }
     }
 }

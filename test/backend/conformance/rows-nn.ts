@@ -224,6 +224,8 @@ const CONVS: ConvShape[] = [
   { x: [1, 4, 6, 7], w: [5, 4, 5, 5], p: cp([1, 1], [2, 2], [1, 1], 1), dy: "contiguous" },
   { x: [2, 3, 13, 31], w: [17, 3, 3, 3], p: cp([1, 1], [1, 1], [1, 1], 1), dy: "contiguous" },
   { x: [0, 1, 6, 6], w: [4, 1, 3, 3], p: cp([1, 1], [1, 1], [1, 1], 1), dy: "contiguous" },
+  // rows wider than native's precomputed row masks for the shifted planes (256 float lanes on AVX-512)
+  { x: [1, 1, 3, 300], w: [3, 1, 2, 3], p: cp([1, 1], [0, 1], [1, 1], 1), dy: "contiguous" },
 ];
 
 function convOut(c: ConvShape): number[] {
