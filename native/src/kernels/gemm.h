@@ -426,13 +426,17 @@ bool gemm_mapped(i64 M, i64 N, i64 K, const LA& la, const LB& lb, T* C, i64 ldc,
   // on: with the split below, the products of an MLP's 10-wide output layer (0.65 MFLOP) ran 0.95-1.3x as fast
   // on 2 threads as on 1, n = 128 (4.2 MFLOP) 1.6x.
   const int nth = parallel && K > 0 && 2.0 * (double)M * (double)N * (double)K >= 2e6 ? pool_threads() : 1;
-  // Few rows of A (under 8 panels per thread, e.g. the batch-128 products of an MLP) or a product under 64 MFLOP
-  // (~0.3 ms on one core, so a thread is rarely preempted halfway through its part): rather than share the
-  // packed panels (a panel packed by one core and read by another is invalidated in the reader's cache when it is
-  // packed again, which made packing ~5x slower on 2 threads and left 128-row products no faster than on 1),
-  // each thread computes its own part of C with its own packing: a range of rows of A (B read in place, or
-  // packed by each thread when that copy is the smaller one) or a range of columns of B (A packed by each).
-  if (nth > 1 && ((M + MR - 1) / MR < 8 * nth || 2.0 * (double)M * (double)N * (double)K < 64e6)) {
+  // Up to 4 threads, few rows of A (under 8 panels per thread, e.g. the batch-128 products of an MLP) or a
+  // product under 64 MFLOP: rather than share the packed panels, each thread computes its own part of C with its
+  // own packing: a range of rows of A (B read in place, or packed by each thread when that copy is the smaller
+  // one) or a range of columns of B (A packed by each). A panel packed by one core and read by another is
+  // invalidated in the reader's cache when it is packed again: that made packing ~5x slower on 2 threads and left
+  // 128-row products no faster than on 1, and square products on the shared panels reached only 1.36-1.6x one
+  // thread at n = 512 / 1024 on this project's 2-core machine (AMD EPYC, Zen 5) against 1.94-1.98x with their own
+  // panels (bench/gemm-native.ts, idle, December 2026). The copies each thread makes of the other operand cost
+  // about 2 / (rows per thread) of its arithmetic, little with few threads; with many, sharing the packed panels
+  // saves more (and a thread preempted halfway is waited for here, where the shared path balances its tasks).
+  if (nth > 1 && (nth <= 4 || (M + MR - 1) / MR < 8 * nth || 2.0 * (double)M * (double)N * (double)K < 64e6)) {
     static const CacheBlocking cb = cache_blocking<T>();
     const i64 rows = (M + nth - 1) / nth;
     bool direct = false;
