@@ -13,8 +13,9 @@ import { lowConvRoute } from "../src/amp-conv.ts";
 import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
 import { setBackend } from "../src/backend/registry.ts";
 import { autocast, conv2d, manualSeed, randint, randn, type Tensor } from "../src/index.ts";
-import { Conv2d, crossEntropy, Flatten, Linear, MaxPool2d, ReLU, Sequential } from "../src/nn/index.ts";
+import { crossEntropy } from "../src/nn/index.ts";
 import { Adam } from "../src/optim/index.ts";
+import { benchCnn } from "./cnn-model.ts";
 
 const loaded = loadNativeBackend();
 if (!("backend" in loaded)) throw new Error(`native backend: ${loaded.error}`);
@@ -136,18 +137,7 @@ if (!only) {
 // the bench CNN step (bench/peers/chainrule.ts cnnStep) under bfloat16 autocast: the float32 step, and the
 // autocast step with each conv route (never: both convolutions widened; auto: the rule; always: both GEMM)
 manualSeed(2);
-const model = new Sequential(
-  new Conv2d(1, 32, 5, { padding: 2 }),
-  new ReLU(),
-  new MaxPool2d(2),
-  new Conv2d(32, 64, 5, { padding: 2 }),
-  new ReLU(),
-  new MaxPool2d(2),
-  new Flatten(),
-  new Linear(64 * 7 * 7, 128),
-  new ReLU(),
-  new Linear(128, 10),
-);
+const model = benchCnn();
 const opt = new Adam(model.parameters(), { lr: 1e-3 });
 const x = randn([64, 1, 28, 28]);
 const y = randint(0, 10, [64], { dtype: "int32" });

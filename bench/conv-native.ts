@@ -36,8 +36,9 @@ import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../s
 import { setBackend } from "../src/backend/registry.ts";
 import { manualSeed, randint, randn, type Tensor } from "../src/index.ts";
 import { sequentialOpts } from "../src/nn/container.ts";
-import { Conv2d, crossEntropy, Flatten, Linear, MaxPool2d, ReLU, Sequential } from "../src/nn/index.ts";
+import { crossEntropy } from "../src/nn/index.ts";
 import { Adam } from "../src/optim/index.ts";
+import { benchCnn } from "./cnn-model.ts";
 import { fmaPeak, peakForIsa, rates } from "./native-rates.ts";
 
 function tensor(b: Backend, shape: number[], seed: number): View {
@@ -108,18 +109,7 @@ function abRates(
 /** The bench CNN's eager training step, old and new conv kernels alternating step by step: median ms. */
 function cnnAb(threads: number, rounds: number) {
   manualSeed(2);
-  const model = new Sequential(
-    new Conv2d(1, 32, 5, { padding: 2 }),
-    new ReLU(),
-    new MaxPool2d(2),
-    new Conv2d(32, 64, 5, { padding: 2 }),
-    new ReLU(),
-    new MaxPool2d(2),
-    new Flatten(),
-    new Linear(64 * 7 * 7, 128),
-    new ReLU(),
-    new Linear(128, 10),
-  );
+  const model = benchCnn();
   const opt = new Adam(model.parameters(), { lr: 1e-3 });
   const x = randn([64, 1, 28, 28]);
   const y = randint(0, 10, [64], { dtype: "int32" });
@@ -194,18 +184,7 @@ function breakdown(b: Backend, threads: number, rounds: number) {
   setBackend(wrapped as unknown as Backend);
   setNumThreads(threads);
   manualSeed(2);
-  const model = new Sequential(
-    new Conv2d(1, 32, 5, { padding: 2 }),
-    new ReLU(),
-    new MaxPool2d(2),
-    new Conv2d(32, 64, 5, { padding: 2 }),
-    new ReLU(),
-    new MaxPool2d(2),
-    new Flatten(),
-    new Linear(64 * 7 * 7, 128),
-    new ReLU(),
-    new Linear(128, 10),
-  );
+  const model = benchCnn();
   const opt = new Adam(model.parameters(), { lr: 1e-3 });
   const x = randn([64, 1, 28, 28]);
   const y = randint(0, 10, [64], { dtype: "int32" });

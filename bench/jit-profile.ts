@@ -31,19 +31,9 @@ import { setBiasReluSplit } from "../src/core/jit-rewrite.ts";
 import { setProductRewrites } from "../src/core/jit-simplify.ts";
 import { arange, grad, jit, manualSeed, type Tensor, tensor } from "../src/index.ts";
 import { CharTransformer } from "../src/cli/text-model.ts";
-import {
-  Conv2d,
-  crossEntropy,
-  Flatten,
-  functionalCall,
-  Linear,
-  LSTM,
-  MaxPool2d,
-  Module,
-  ReLU,
-  Sequential,
-} from "../src/nn/index.ts";
+import { crossEntropy, functionalCall, Linear, LSTM, Module, ReLU, Sequential } from "../src/nn/index.ts";
 import { Adam } from "../src/optim/index.ts";
+import { benchCnn } from "./cnn-model.ts";
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -163,19 +153,7 @@ function workload(name: string): { model: () => Module; x: Tensor; y: Int32Array
     case "cnn":
       // the bench's CNN (conv5x5x32-pool-conv5x5x64-pool-fc128-fc10), batch 64
       return {
-        model: () =>
-          new Sequential(
-            new Conv2d(1, 32, 5, { padding: 2 }),
-            new ReLU(),
-            new MaxPool2d(2),
-            new Conv2d(32, 64, 5, { padding: 2 }),
-            new ReLU(),
-            new MaxPool2d(2),
-            new Flatten(),
-            new Linear(64 * 7 * 7, 128),
-            new ReLU(),
-            new Linear(128, 10),
-          ),
+        model: () => benchCnn(),
         x: tensor(
           Float32Array.from({ length: 64 * 784 }, (_, i) => ((i * 37) % 101) / 101),
           {
