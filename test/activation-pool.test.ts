@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 import { loadNativeBackend } from "../src/backend/native/index.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
+import { buildModel, type ModelSpec } from "../src/cli/models.ts";
 import { clearStepPool, eagerPoolOpts, eagerPoolStats, stepPoolBytes } from "../src/core/eager-pool.ts";
 import { setOutArena } from "../src/prims/impl.ts";
 import {
@@ -372,4 +373,31 @@ test("a call that throws leaves no recording behind", () => {
     model.parameters().map((p) => values(p.grad!)),
     g,
   );
+});
+
+test("the CLI's zoo models (Standardize first, RowLSTM) recycle and train exactly", () => {
+  const spec = (name: "cnn" | "lstm"): ModelSpec => ({
+    name,
+    inputShape: [1, 12, 12],
+    numClasses: 5,
+    hidden: name === "lstm" ? [16] : [],
+    dropout: 0,
+    mean: 0.1,
+    std: 0.3,
+  });
+  for (const name of ["cnn", "lstm"] as const) {
+    const make = () => ({
+      model: buildModel(spec(name)).net,
+      x: randn([6, 1, 12, 12]),
+      y: randint(0, 5, [6]),
+    });
+    eagerPoolOpts.enabled = false;
+    const ref = train(make, 4);
+    eagerPoolOpts.enabled = true;
+    eagerPoolOpts.poison = true;
+    const reused = eagerPoolStats.reused;
+    const got = train(make, 4);
+    assert.ok(eagerPoolStats.reused > reused, `${name}: later steps reuse recycled activations`);
+    assert.deepEqual(got, ref);
+  }
 });

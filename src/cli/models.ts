@@ -33,6 +33,9 @@ import { Module } from "../nn/module.ts";
 import { BatchNorm2d } from "../nn/norm.ts";
 import { AdaptiveAvgPool2d, MaxPool2d } from "../nn/pool.ts";
 import { LSTM } from "../nn/rnn.ts";
+import { recycle } from "../nn/recycle.ts";
+// the built-in layers' recycling registry (nn/index.ts loads it too; the CLI may not load nn/index.ts)
+import "../nn/recycle-classes.ts";
 import { ShapeError } from "../errors.ts";
 
 /** The image classifiers of the zoo (what a {@link ModelSpec} describes). */
@@ -111,6 +114,9 @@ export class RowLSTM extends Module {
     return `rows of ${this.inputSize} -> ${this.hiddenSize}${this.numLayers > 1 ? `, numLayers=${this.numLayers}` : ""}`;
   }
 }
+
+// Both keep nothing they compute: the zoo's Sequentials recycle their activations (nn/recycle.ts)
+recycle.keepsNothing(Standardize, RowLSTM);
 
 /** The LSTM's hidden size and layer count from spec.hidden (all sizes equal; [] means the default 128). */
 function lstmSize(spec: ModelSpec): { hidden: number; layers: number } {

@@ -276,7 +276,7 @@ export class ActivationScope implements OutArena {
  * serving outputs. The caller checks the rest (top-level eager evaluation, no autocast, its module tree).
  */
 export function beginActivations(): ActivationScope | null {
-  if (!eagerPoolOpts.enabled || !POOLED_BACKENDS.has(getBackend().name)) return null;
+  if (recording !== null || !eagerPoolOpts.enabled || !POOLED_BACKENDS.has(getBackend().name)) return null;
   const scope = new ActivationScope();
   const prev = setOutArena(scope);
   if (prev !== null) {
@@ -289,6 +289,11 @@ export function beginActivations(): ActivationScope | null {
 
 /** The recording in progress, if any. */
 let recording: ActivationScope | null = null;
+
+/** Whether a recording is in progress (a root nested in it just runs: the outer one records for it). */
+export function recordingActivations(): boolean {
+  return recording !== null;
+}
 
 /** The tape recorded `node`, which saved a value: the recording in progress must outlive it. */
 export function noteSavingNode(node: TapeNode): void {

@@ -13,7 +13,7 @@
  * file imports no layer and `Module.call` can consult it.
  */
 import { autocastDtype } from "../amp.ts";
-import { beginActivations, endActivations } from "../core/eager-pool.ts";
+import { beginActivations, endActivations, recordingActivations } from "../core/eager-pool.ts";
 import { state } from "../core/trace.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { functionalContext } from "./functional-context.ts";
@@ -68,6 +68,7 @@ function outputTensors(out: unknown, acc: Tensor[]): Tensor[] {
 /** Run `forward` of root `m`, recycling its intermediates when allowed (see the module comment). */
 export function recycledCall<Out>(m: ModuleLike, forward: () => Out): Out {
   if (
+    recordingActivations() ||
     state.nextLevel !== 2 ||
     state.jitTracing !== 0 ||
     state.inBackward !== 0 ||
