@@ -99,9 +99,15 @@ const MODELS: Record<string, Make> = {
     x: randn([7, 2, 10, 10]),
     y: randint(0, 6, [7]),
   }),
-  // BatchNorm1d wide enough (300 channels, 1.2 KB) for its new running statistics to come from the pool
+  // BatchNorm1d wide enough (300 channels, 1.2 KB) for its running statistics to be pool-sized: updated in place,
+  // they must survive later steps
   batchnorm: () => ({
-    model: new nn.Sequential(new nn.Linear(9, 300), new nn.BatchNorm1d(300), new nn.ReLU(), new nn.Linear(300, 4)),
+    model: new nn.Sequential(
+      new nn.Linear(9, 300),
+      new nn.BatchNorm1d(300),
+      new nn.ReLU(),
+      new nn.Linear(300, 4),
+    ),
     x: randn([6, 9]),
     y: randint(0, 4, [6]),
   }),
