@@ -19,13 +19,23 @@
  * on one thread whatever the thread count, see gemm.h: their 2-thread "cpu" and "% peak" figures, CPU time divided
  * by 2, are then twice the real per-thread rate.)
  *
+ * With --ab-addon PATH, every row instead compares another build of the addon (e.g. a copy of main's
+ * native/build/Release/chainrule_native.node) as "old" with this checkout's as "new", both loaded in this process
+ * and set to the same instruction set and thread count, alternating sample by sample (CPU time, median of
+ * --rounds samples of ~40 ms each), so that a change in the machine's load hits both alike.
+ *
  * Run pinned: `taskset -c 1 node --import tsx bench/gemm-native.ts` (one core: the 1-thread rows only), or
  * `taskset -c 0,1 ...` for the 2-thread rows too. Options: --isa avx2|base (a lesser kernel build than the
- * best the CPU runs), --sizes 256,1024, --threads 1 (only that count), --mlp [--e2e].
+ * best the CPU runs), --sizes 256,1024, --threads 1 (only that count), --mlp [--e2e], --ab-addon PATH
+ * [--rounds 15].
  */
+import { createRequire } from "node:module";
 import { loadavg } from "node:os";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Backend, View } from "../src/backend/backend.ts";
+import type { NativeAddon } from "../src/backend/native/addon.ts";
+import { createNativeBackend } from "../src/backend/native/backend.ts";
 import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
 import type { DType } from "../src/dtype.ts";
 import { fmaPeak, peakForIsa, rates } from "./native-rates.ts";
@@ -39,6 +49,32 @@ function matrix(b: Backend, r: number, c: number, seed: number, dtype: DType, tr
     data[i] = s / 2 ** 32 - 0.5;
   }
   return { data, shape: [r, c], strides: transposed ? [1, r] : [c, 1], offset: 0 };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** CPU-time GFLOP/s (per thread) of `runOld` and `run` alternating sample by sample: medians over `rounds`. */
+function abRates(run: () => void, runOld: () => void, flops: number, threads: number, rounds: number) {
+  const r: { old: number[]; new: number[] } = { old: [], new: [] };
+  for (let i = 0; i < rounds; i++) {
+    for (const mode of i % 2 === 0 ? (["old", "new"] as const) : (["new", "old"] as const)) {
+      const go = mode === "old" ? runOld : run;
+      go(); // the first call after a switch warms its own buffers
+      let reps = 0;
+      const c0 = process.cpuUsage();
+      const s = performance.now();
+      while (performance.now() - s < 40) {
+        go();
+        reps++;
+      }
+      const c = process.cpuUsage(c0);
+      r[mode].push((flops * reps) / ((c.user + c.system) / 1e6 / threads) / 1e9);
+    }
+  }
+  return { old: median(r.old), new: median(r.new) };
 }
 
 /** A product of an MLP training step: [label, M, K, N, A^T, B^T]. */
@@ -73,6 +109,8 @@ function main() {
       threads: { type: "string" },
       mlp: { type: "boolean" },
       e2e: { type: "boolean" },
+      "ab-addon": { type: "string" },
+      rounds: { type: "string" },
     },
   });
   const loaded = loadNativeBackend();
@@ -86,6 +124,21 @@ function main() {
     process.exit(1);
   }
   const info = nativeInfo();
+  // the other build for --ab-addon, on the same instruction set
+  let other: { addon: NativeAddon; backend: Backend } | undefined;
+  if (values["ab-addon"]) {
+    const addon = createRequire(import.meta.url)(resolve(values["ab-addon"])) as NativeAddon;
+    if (!addon.setIsa(info.isa)) {
+      console.error(`gemm-native: ${values["ab-addon"]} cannot run the ${info.isa} kernels`);
+      process.exit(1);
+    }
+    other = { addon, backend: createNativeBackend(addon) };
+  }
+  const rounds = values.rounds ? Number(values.rounds) : 15;
+  const setThreads = (n: number) => {
+    setNumThreads(n);
+    other?.addon.setNumThreads(n);
+  };
   const sizes = values.sizes ? values.sizes.split(",").map(Number) : [128, 256, 512, 1024];
   const threadCounts = values.threads ? [Number(values.threads)] : info.threads > 1 ? [1, info.threads] : [1];
   const peak = () => peakForIsa(fmaPeak("cpu"), info.isa);
@@ -94,13 +147,28 @@ function main() {
     `native backend (${info.isa} kernels), ${info.threads} threads available; FMA peak per core for them (cpu ` +
       `clock): ${p0 ? p0.toFixed(1) : "unknown"} GFLOP/s; load average ${loadavg()[0].toFixed(2)}`,
   );
-  console.log("case                                     wall GFLOP/s   cpu GFLOP/s   % peak (cpu)");
-  const row = (label: string, r: { wall: number; cpu: number }, threads: number, pk: number | undefined) =>
-    console.log(
-      `${label.padEnd(40)} ${r.wall.toFixed(1).padStart(12)} ${r.cpu.toFixed(1).padStart(13)} ${
-        pk ? `${((100 * r.cpu) / (pk * threads)).toFixed(1)}%`.padStart(14) : "             -"
-      }`,
-    );
+  console.log(
+    other
+      ? "case                                     old cpu GFLOP/s (% peak)   new cpu GFLOP/s (% peak)   new/old"
+      : "case                                     wall GFLOP/s   cpu GFLOP/s   % peak (cpu)",
+  );
+  const pct = (g: number, pk: number | undefined, threads: number) =>
+    pk ? `${((100 * g) / (pk * threads)).toFixed(1)}%` : "-";
+  const row = (
+    label: string,
+    r: { wall: number; cpu: number; old?: number },
+    threads: number,
+    pk: number | undefined,
+  ) =>
+    r.old !== undefined
+      ? console.log(
+          `${label.padEnd(40)} ${`${r.old.toFixed(1)} (${pct(r.old, pk, threads)})`.padStart(24)} ${`${r.cpu.toFixed(1)} (${pct(r.cpu, pk, threads)})`.padStart(26)} ${(r.cpu / r.old).toFixed(3).padStart(9)}`,
+        )
+      : console.log(
+          `${label.padEnd(40)} ${r.wall.toFixed(1).padStart(12)} ${r.cpu.toFixed(1).padStart(13)} ${
+            pk ? `${((100 * r.cpu) / (pk * threads)).toFixed(1)}%`.padStart(14) : "             -"
+          }`,
+        );
   const product = (
     M: number,
     K: number,
@@ -109,11 +177,24 @@ function main() {
     ta: boolean,
     tb: boolean,
     threads: number,
-  ) => {
+  ): { wall: number; cpu: number; old?: number } => {
     const a = matrix(b, M, K, 1, dtype, ta);
     const m = matrix(b, K, N, 2, dtype, tb);
     const out = b.alloc(dtype, M * N);
-    return rates(() => b.dot(a, m, out), 2 * M * N * K, threads, 7);
+    const flops = 2 * M * N * K;
+    if (other) {
+      const ob = other.backend;
+      const out2 = ob.alloc(dtype, M * N);
+      const r = abRates(
+        () => b.dot(a, m, out),
+        () => ob.dot(a, m, out2),
+        flops,
+        threads,
+        rounds,
+      );
+      return { wall: r.new, cpu: r.new, old: r.old };
+    }
+    return rates(() => b.dot(a, m, out), flops, threads, 7);
   };
   const gemm = (n: number, dtype: DType, ta: boolean, tb: boolean, threads: number) =>
     product(n, n, n, dtype, ta, tb, threads);
@@ -121,10 +202,11 @@ function main() {
     // the bench's MLP (784-512-256-10) or, with --e2e, the e2e workload's (784-256-128-10); batch 128
     const widths = values.e2e ? [784, 256, 128, 10] : [784, 512, 256, 10];
     for (const threads of threadCounts) {
-      setNumThreads(threads);
+      setThreads(threads);
       let flops = 0;
       let cpu = 0;
       let wall = 0;
+      let cpuOld = 0;
       for (const [label, M, K, N, ta, tb] of mlpProducts(widths, 128, !values.e2e)) {
         const pk = peak();
         const r = product(M, K, N, "float32", ta, tb, threads);
@@ -133,7 +215,15 @@ function main() {
           flops += 2 * M * N * K;
           cpu += (2 * M * N * K) / (r.cpu * 1e9);
           wall += (2 * M * N * K) / (r.wall * 1e9);
+          if (r.old !== undefined) cpuOld += (2 * M * N * K) / (r.old * 1e9);
         }
+      }
+      if (other) {
+        console.log(
+          `one step's products (first orientation of dW), ${threads} thread${threads > 1 ? "s" : ""}: ` +
+            `${(cpuOld * threads * 1e3).toFixed(3)} ms (old) -> ${(cpu * threads * 1e3).toFixed(3)} ms (new) total cpu`,
+        );
+        continue;
       }
       console.log(
         `one step's products (first orientation of dW), ${threads} thread${threads > 1 ? "s" : ""}: ` +
@@ -141,24 +231,24 @@ function main() {
           `${(cpu * threads * 1e3).toFixed(3)} ms total cpu of ${threads} thread${threads > 1 ? "s" : ""}`,
       );
     }
-    setNumThreads(0);
+    setThreads(0);
     console.log(`load average after: ${loadavg()[0].toFixed(2)}`);
     return;
   }
   for (const threads of threadCounts) {
-    setNumThreads(threads);
+    setThreads(threads);
     for (const n of sizes) {
       const pk = peak(); // measured next to each figure: the load changes
       const r = gemm(n, "float32", false, false, threads);
       row(`float32 n=${n} ${threads} thread${threads > 1 ? "s" : ""}`, r, threads, pk);
     }
   }
-  setNumThreads(1);
+  setThreads(1);
   const pk = peak();
   row("float32 n=512 A^T B 1 thread", gemm(512, "float32", true, false, 1), 1, pk);
   row("float32 n=512 A B^T 1 thread", gemm(512, "float32", false, true, 1), 1, pk);
   row("float64 n=512 1 thread", gemm(512, "float64", false, false, 1), 1, pk ? pk / 2 : undefined);
-  setNumThreads(0);
+  setThreads(0);
   console.log(`load average after: ${loadavg()[0].toFixed(2)}`);
 }
 
