@@ -3,7 +3,7 @@
  * every instruction-set build with all threads and with one, against the js backend's plain loops:
  * - a row-major A read in place by the micro-kernel (full panels of rows), its short last panel packed, with
  *   last panels of every height class (the 12-row AVX-512 tile ends in 7-8 rows: a two-thirds-height kernel; 1-6
- *   rows: half height; the 6-row AVX2 tile ends in 4 rows: two thirds);
+ *   rows: half height, or a third for at most 4; the 6-row AVX2 tile ends in 4 rows: two thirds);
  * - x @ W^T with M small against N and K, computed as (W x^T)^T: W read in place, x^T packed, the product
  *   transposed from scratch; also with W's rows reversed (a negative row stride), in batches, and in float64;
  * - a transposed B narrower than a panel (N = 10: a classifier's output layer), packed with its zero padding.
@@ -35,6 +35,7 @@ for (const [dtype, m, k, n] of [
   ["float32", 20, 70, 150], // 12 + 8 rows; swapped: 150 rows of W = 12 x 12 + 6
   ["float32", 31, 300, 200], // 24 + 7 rows (30 + 1 on AVX2)
   ["float32", 10, 90, 64], // 6 + 4 rows on AVX2, one short panel on AVX-512
+  ["float32", 40, 150, 30], // 36 + 4 rows: a third-height last panel on AVX-512
   ["float32", 128, 256, 10], // a narrow transposed B (one panel of 10 real columns), not swapped
   ["float32", 45, 33, 7], // narrower than an SSE vector pair; short panels everywhere
   ["float64", 21, 200, 97], // float64 swapped: 97 rows of W end in a 1-row panel

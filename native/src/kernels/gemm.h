@@ -194,16 +194,19 @@ __attribute__((noinline)) void micro_kernel(i64 kc, const T* __restrict Ap, i64 
   }
 }
 
-// The micro-kernel for a panel of mr <= MR real rows and nr <= NR real columns: the full tile, or two thirds or
-// half of its rows for a short last A panel (M = 128 ends in an 8-row panel on the 12-row AVX-512 tile: the full
-// tile would spend a third of that panel's multiply-adds on padding), or one vector of columns for a narrow last
+// The micro-kernel for a panel of mr <= MR real rows and nr <= NR real columns: the full tile, or two thirds, half
+// or (when its 2 x MR / 3 accumulators still cover the FMA latency: at least 8) a third of its rows for a short
+// last A panel (M = 128 ends in an 8-row panel on the 12-row AVX-512 tile, M = 256 in a 4-row one: the full tile
+// would spend a third or two of that panel's multiply-adds on padding), or one vector of columns for a narrow last
 // B panel. Every variant computes each element of C with the same sequence of operations, so the results do not
 // depend on which one runs. With DA, A is read in place (rows lda apart, see micro_kernel): full panels only.
 template <class T, bool DA = false, int NV>
 CR_INLINE void run_rows(i64 kc, const T* Ap, i64 lda, const T* Bp, i64 ldb, T* C, i64 ldc, int mr, int nr, bool acc) {
-  constexpr int MR = Blocking<T>::MR, HR = (MR + 1) / 2, TR = 2 * MR / 3;
+  constexpr int MR = Blocking<T>::MR, HR = (MR + 1) / 2, TR = 2 * MR / 3, QR = MR / 3;
   if (DA || mr > TR) micro_kernel<T, MR, NV, DA>(kc, Ap, lda, Bp, ldb, C, ldc, mr, nr, acc);
   else if (TR > HR && mr > HR) micro_kernel<T, (TR > HR ? TR : MR), NV>(kc, Ap, lda, Bp, ldb, C, ldc, mr, nr, acc);
+  else if (QR * NV >= 8 && mr <= QR)
+    micro_kernel<T, (QR * NV >= 8 ? QR : MR), NV>(kc, Ap, lda, Bp, ldb, C, ldc, mr, nr, acc);
   else micro_kernel<T, HR, NV>(kc, Ap, lda, Bp, ldb, C, ldc, mr, nr, acc);
 }
 template <class T, bool DA = false>
