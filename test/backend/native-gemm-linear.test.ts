@@ -6,9 +6,11 @@
  *   rows: half height, or a third for at most 4; the 6-row AVX2 tile ends in 4 rows: two thirds);
  * - x @ W^T with M small against N and K, computed as (W x^T)^T: W read in place, x^T packed, the product
  *   transposed from scratch; also with W's rows reversed (a negative row stride), in batches, and in float64;
- * - a transposed B narrower than a panel (N = 10: a classifier's output layer), packed with its zero padding.
- * Every element of C is the same sum in the same order whichever path runs, so x @ W^T must equal x @ (W^T made
- * contiguous) bit for bit on each build and thread count.
+ * - x @ W^T with a narrow W (N <= 12: a classifier's output layer) as dot products along k, two rows of x at a
+ *   time on AVX-512 (odd M leaves one), K a multiple of the vector width or not; with x transposed, the GEMM's
+ *   narrow last panel instead (a transposed B packed with its zero padding).
+ * For N > 12 every element of C is the same sum in the same order whichever path runs, so x @ W^T must equal
+ * x @ (W^T made contiguous) bit for bit on each build and thread count.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -38,6 +40,10 @@ for (const [dtype, m, k, n] of [
   ["float32", 40, 150, 30], // 36 + 4 rows: a third-height last panel on AVX-512
   ["float32", 128, 256, 10], // a narrow transposed B (one panel of 10 real columns), not swapped
   ["float32", 45, 33, 7], // narrower than an SSE vector pair; short panels everywhere
+  ["float32", 37, 131, 12], // narrow W: 18 pairs of rows and one; K = 8 x 16 + 3
+  ["float32", 128, 128, 10], // the e2e MLP's output layer
+  ["float32", 20, 64, 2], // narrow W of 2 rows, K exactly 4 AVX-512 vectors
+  ["float64", 25, 77, 11], // narrow W in float64, K = 9 x 8 + 5
   ["float64", 21, 200, 97], // float64 swapped: 97 rows of W end in a 1-row panel
   ["float64", 32, 50, 40], // float64 with a two-thirds panel (12 + 12 + 8)
 ] as const) {
