@@ -109,11 +109,11 @@ CR_INLINE void tap_offsets(i64* off, const DGeo& d) {
 
 // The packed filter of one group is ceil(Cout / MR) panels, panel p holding A[p*MR + r, k] at [k * MR + r] (zero
 // rows past Cout). This packs the panel of rows o0 .. o0 + MR into dst; a(o, k) gives the element.
+// (The channel tiles below use the same layout with panels ChanBlocking<T>::NR rows tall: mr.)
 template <class T, class F>
-void pack_filter_panel(T* dst, const DGeo& d, i64 o0, F a) {
-  constexpr int MR = DirectBlocking<T>::MR;
+void pack_filter_panel(T* dst, const DGeo& d, i64 o0, F a, int mr = DirectBlocking<T>::MR) {
   for (i64 k = 0; k < d.K; k++)
-    for (int r = 0; r < MR; r++) dst[k * MR + r] = o0 + r < d.Cout ? a(o0 + r, k) : T(0);
+    for (int r = 0; r < mr; r++) dst[k * mr + r] = o0 + r < d.Cout ? a(o0 + r, k) : T(0);
 }
 
 CR_INLINE i64 filter_panels_size(const DGeo& d, int mr) { return (d.Cout + mr - 1) / mr * mr * d.K; }
@@ -528,6 +528,112 @@ void direct_flat_tiles(const T* xs, const T* Ap, const i64* off, T* out, const D
 
 CR_INLINE i64 direct_flat_tasks(const DGeo& d, int mr, int nr) {
   return (d.Cout + mr - 1) / mr * ((d.OH * d.OW + nr - 1) / nr);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Channel tiles: the forward pass vectorised over output channels instead of positions (the structure of the
+// weight gradient below, turned around). A tile is MP consecutive outputs of one row (oh, ow0 .. ow0 + MP) by
+// NR = NV * W output channels o0 .. o0 + NR; per tap k it loads the NV filter vectors of the packed panel
+// (NR rows tall) and broadcasts the MP inputs xpad[off[k] + oh * Wp + ow0 + i]:
+//   acc[i][v] += xpad[off[k] + q0 + i] * A[o0 + v * W .., k]
+// NV + MP loads per NV * MP multiply-adds (AVX-512: 16 per 28, against 10 per 16 for the wide tiles), and no
+// lane holds a position that is dropped: the wide tiles compute Wp - OW of every Wp positions for nothing (2 of
+// 16 for a 5x5 "same" convolution of 14 x 14 planes, the bench CNN's second convolution and its input
+// gradient), row tiles the lanes past OW. The lanes wasted are channels past Cout instead, none for the usual
+// multiples of 32 (conv.cc picks the tiles that waste fewer: chan_tiles_pay). Results come out transposed,
+// yT[p * ld + o] for the image's P positions, and are transposed back into its planes (untranspose_planes).
+template <class T>
+struct ChanBlocking {
+  static constexpr int NV = 2, NR = NV * Simd<T>::W;
+#if CR_ISA_LEVEL == 2
+  static constexpr int MP = 14;  // 28 accumulators + 2 filter vectors + 1 broadcast of 32 zmm
+#else
+  static constexpr int MP = 6;  // 12 + 2 + 1 of 16 ymm / xmm
+#endif
+  // Output rows are split into chunks of at most MP positions, as even as possible; chunk j of a row covers
+  // ow in [j * OW / chunks, (j + 1) * OW / chunks).
+  static i64 chunks(const DGeo& d) { return (d.OW + MP - 1) / MP; }
+};
+
+// One tile: dst[i * ld + v * W ..] = sum over k of xb[off[k] + i] * Ap[k * NR + v * W ..], i < MP, v < NV.
+template <class T, int MP, int NV>
+__attribute__((noinline)) void chan_tile(i64 K, const T* __restrict Ap, const T* __restrict xb,
+                                         const i64* __restrict off, T* __restrict dst, i64 ld) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::W, NR = NV * W;
+  V acc[MP][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MP; i++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) acc[i][v] = S::zero();
+  for (i64 k = 0; k < K; k++) {
+    const T* b = xb + off[k];
+    V w[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) w[v] = S::loadu(Ap + v * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MP; i++) {
+      const V a = S::set1(b[i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) acc[i][v] = S::fma(a, w[v], acc[i][v]);
+    }
+    Ap += NR;
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MP; i++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) S::storeu(dst + i * ld + v * W, acc[i][v]);
+}
+
+// chan_tile<T, m, NV> for a run-time m in 1 .. M
+template <class T, int NV, int M>
+CR_INLINE void chan_tile_m(int m, i64 K, const T* Ap, const T* xb, const i64* off, T* dst, i64 ld) {
+  if constexpr (M >= 1) {
+    if (m == M) chan_tile<T, M, NV>(K, Ap, xb, off, dst, ld);
+    else chan_tile_m<T, NV, M - 1>(m, K, Ap, xb, off, dst, ld);
+  }
+}
+
+// Channel tiles [t0, t1) of one image from its xpad into yT (P rows of ld >= Cout rounded up to NR),
+// t = (panel * OH + oh) * chunks + j: each panel's filter (K x NR) streams past the image's rows.
+template <class T>
+void direct_chan_tiles(const T* xp, const T* Ap, const i64* off, T* yT, i64 ld, const DGeo& d, i64 t0, i64 t1) {
+  using B = ChanBlocking<T>;
+  const i64 chunks = B::chunks(d);
+  for (i64 t = t0; t < t1; t++) {
+    const i64 j = t % chunks, oh = t / chunks % d.OH, pa = t / chunks / d.OH;
+    const i64 ow0 = j * d.OW / chunks, ow1 = (j + 1) * d.OW / chunks;
+    chan_tile_m<T, B::NV, B::MP>((int)(ow1 - ow0), d.K, Ap + pa * d.K * B::NR, xp + oh * d.Wp + ow0, off,
+                                 yT + (oh * d.OW + ow0) * ld + pa * B::NR, ld);
+  }
+}
+
+CR_INLINE i64 direct_chan_tasks(const DGeo& d, i64 chunks, int nr) { return (d.Cout + nr - 1) / nr * d.OH * chunks; }
+
+// out[o * P + p] = yT[p * ld + o] for o < Cout, p in [p0, p1) (4 x 4 blocks in SSE registers for float).
+template <class T>
+void untranspose_planes(const T* yT, i64 ld, i64 P, i64 Cout, T* out, i64 p0, i64 p1) {
+  i64 p = p0;
+#if defined(__SSE__)
+  if constexpr (std::is_same<T, float>::value)
+    for (; p + 4 <= p1; p += 4) transpose_4_rows(yT + p * ld, ld, Cout, out + p, P);
+#endif
+  for (; p < p1; p++)
+    for (i64 o = 0; o < Cout; o++) out[o * P + p] = yT[p * ld + o];
+}
+
+// Whether channel tiles beat the position tiles (wide or row tiles, whichever direct_pass would run, with
+// `pos` their fraction of useful lanes times that of their MR-row panels): the channel tiles' fraction of
+// useful channel lanes, if their shortest chunk keeps enough accumulators in flight to cover the FMA latency
+// (NV * MP >= 8), with a margin for the transposes.
+template <class T>
+bool chan_tiles_pay(const DGeo& d, double pos) {
+  using B = ChanBlocking<T>;
+  const i64 chunks = B::chunks(d);
+  if (d.OW / chunks * B::NV < 8) return false;
+  const double chan = (double)d.Cout / (double)((d.Cout + B::NR - 1) / B::NR * B::NR);
+  return chan >= pos + 0.04;
 }
 
 // Whether row tiles beat the wide tiles: their fraction of useful lanes, with a margin for the copies they save
