@@ -101,7 +101,9 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
     const double row_lanes = (double)d.OW / (double)((d.OW + NR - 1) / NR * NR);
     const double wide_lanes = (double)P / (double)((d.OH * d.Wp + NR - 1) / NR * NR);
     const double panel_rows = (double)d.Cout / (double)((d.Cout + MR0 - 1) / MR0 * MR0);
-    chan = chan_tiles_pay<T>(d, (rows ? row_lanes : wide_lanes) * panel_rows);
+    // (and their transposed output, one image's planes per thread, within 2^24 elements: 64 MiB of float)
+    const i64 ldc = (d.Cout + NRC - 1) / NRC * NRC;
+    chan = (__int128)P * ldc <= ((__int128)1 << 24) && chan_tiles_pay<T>(d, (rows ? row_lanes : wide_lanes) * panel_rows);
     if (chan) rows = false;
   }
   const int MR = chan ? NRC : DirectBlocking<T>::MR;  // rows per filter panel
