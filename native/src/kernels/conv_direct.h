@@ -731,11 +731,8 @@ __attribute__((noinline)) void small_wgrad_tile(const T* __restrict xs, const T*
   const i64 adv = pf && steps > 0 ? imax<i64>(64, (c1 - c0 + steps - 1) / steps) : 0;
   if (adv > 64) c1 = c0;
   pf += c0;
-  for (i64 p = 0; p < full; p += W) {
-    if (c0 < c1) {
-      for (int i = 0; i < np; i++) __builtin_prefetch(pf + i * pf_s, 0, 3);
-      pf += adv, c0 += adv;
-    }
+  // one step: MO dy vectors times MK input vectors at plane offset p
+  auto step = [&](i64 p) __attribute__((always_inline)) {
     V dv[MO];
 #pragma GCC unroll 8
     for (int i = 0; i < MO; i++) dv[i] = S::loadu(dr[i] + p);
@@ -748,7 +745,17 @@ __attribute__((noinline)) void small_wgrad_tile(const T* __restrict xs, const T*
 #pragma GCC unroll 8
       for (int i = 0; i < MO; i++) acc[i * MK + j] = S::fma(dv[i], xv, acc[i * MK + j]);
     }
+  };
+  // the steps that prefetch, then the others, unrolled by 2 (a test per step of whether to prefetch cost a few
+  // percent of conv1's weight gradient)
+  const i64 pfull = c0 < c1 && adv > 0 ? imin<i64>(full, (c1 - c0 + adv - 1) / adv * W) : 0;
+  for (i64 p = 0; p < pfull; p += W) {
+    for (int i = 0; i < np; i++) __builtin_prefetch(pf + i * pf_s, 0, 3);
+    pf += adv;
+    step(p);
   }
+#pragma GCC unroll 2
+  for (i64 p = pfull; p < full; p += W) step(p);
   if (const int tail = (int)(P - full)) {
     V dv[MO];
 #pragma GCC unroll 8
