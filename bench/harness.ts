@@ -5,7 +5,8 @@
  * One *sample* is one call of a step function that computes and synchronises (reads a value back), so lazy
  * or asynchronous frameworks cannot hide work. The rules:
  * - warm-up: at least one call, and more until `warmupMs` has passed or 2,000 calls were made (JIT compilation,
- *   allocator growth and V8 tier-up land here, not in the figures; a 30 us step needs hundreds of calls);
+ *   allocator growth and V8 tier-up land here, not in the figures; a 30 us step needs hundreds of calls; the
+ *   LSTM step, ~2,000 ops in 10-20 ms, took about 60 calls (~1 s) before V8 stopped recompiling it);
  * - timed: at least `minReps` samples, then more until `budgetMs` has passed or `maxReps` is reached;
  * - a step whose first call already exceeded `slowMs` is "slow": warm-up stops after that call and only
  *   `slowReps` samples are taken (`verySlowReps` past `verySlowMs`); the note on the figure says so.
@@ -30,7 +31,7 @@ export interface Method {
 
 /** The full run: about 2 s of samples per figure. */
 export const FULL_METHOD: Method = {
-  warmupMs: 400,
+  warmupMs: 1500,
   budgetMs: 2000,
   minReps: 5,
   maxReps: 30,

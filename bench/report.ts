@@ -37,7 +37,8 @@ export type CaseResult =
         gcMsPerCall?: number;
       };
     }
-  | { e2e: { seconds: number; accuracy: number; finalLoss: number; cpu?: number } }
+  /** seconds: the median of `runs` (each run a fresh process) when there are several. */
+  | { e2e: { seconds: number; accuracy: number; finalLoss: number; cpu?: number; runs?: number[] } }
   | { skip: string }
   | { error: string };
 
@@ -49,15 +50,19 @@ interface Figure {
   cpu: string;
   check: string;
   note?: string;
+  /** end-to-end rows: how many fresh-process runs the figure is the median of */
+  runs?: number;
 }
 
 function figureOf(c: CaseSpec, r: CaseResult): Figure | null {
   if ("e2e" in r) {
     const { seconds, accuracy, finalLoss } = r.e2e;
+    const runs = r.e2e.runs ?? [seconds];
     return {
       value: seconds,
-      lo: seconds,
-      hi: seconds,
+      lo: Math.min(...runs),
+      hi: Math.max(...runs),
+      runs: runs.length,
       cpu: fmtCpu(r.e2e.cpu),
       check: `acc ${(100 * accuracy).toFixed(2)}%, loss ${finalLoss.toFixed(4)}`,
     };
@@ -171,7 +176,11 @@ function tableRows(
       cells.push(
         fmtNum(f.value),
         ...(withPeak ? [ofPeak] : []),
-        f.lo === f.hi ? "(1 run)" : `${fmtNum(f.lo)}-${fmtNum(f.hi)}`,
+        f.runs === 1
+          ? "(1 run)"
+          : f.runs !== undefined
+            ? `${fmtNum(f.lo)}-${fmtNum(f.hi)} (${f.runs} runs)`
+            : `${fmtNum(f.lo)}-${fmtNum(f.hi)}`,
         f.cpu,
         f.check,
       );

@@ -17,7 +17,7 @@ import sys
 import time
 
 FULL = dict(
-    warmup_ms=400, budget_ms=2000, min_reps=5, max_reps=30, slow_ms=1500, slow_reps=3, very_slow_ms=10000, very_slow_reps=1
+    warmup_ms=1500, budget_ms=2000, min_reps=5, max_reps=30, slow_ms=1500, slow_reps=3, very_slow_ms=10000, very_slow_reps=1
 )
 QUICK = dict(
     warmup_ms=50, budget_ms=250, min_reps=2, max_reps=5, slow_ms=500, slow_reps=1, very_slow_ms=10000, very_slow_reps=1

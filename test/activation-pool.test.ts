@@ -99,11 +99,23 @@ const MODELS: Record<string, Make> = {
     x: randn([7, 2, 10, 10]),
     y: randint(0, 6, [7]),
   }),
+  // BatchNorm1d wide enough (300 channels, 1.2 KB) for its running statistics to be pool-sized: updated in place,
+  // they must survive later steps
+  batchnorm: () => ({
+    model: new nn.Sequential(
+      new nn.Linear(9, 300),
+      new nn.BatchNorm1d(300),
+      new nn.ReLU(),
+      new nn.Linear(300, 4),
+    ),
+    x: randn([6, 9]),
+    y: randint(0, 4, [6]),
+  }),
   transformer: () => ({ model: new TinyLm(), x: randint(0, 13, [5, 11]), y: randint(0, 13, [55]) }),
   lstm: () => ({ model: new RowLstm(), x: randn([12, 7, 9]), y: randint(0, 4, [12]) }),
 };
 
-/** Losses, outputs, final parameters and gradients of `steps` Adam steps. */
+/** Losses, outputs, final parameters, gradients and buffers of `steps` Adam steps. */
 function train(make: Make, steps: number, batches?: number[]) {
   manualSeed(11);
   const { model, x, y } = make();
@@ -125,6 +137,8 @@ function train(make: Make, steps: number, batches?: number[]) {
     outs,
     params: model.parameters().map(values),
     grads: model.parameters().map((p) => values(p.grad!)),
+    // BatchNorm's running statistics, replaced by every training forward (recycle.writesState)
+    buffers: model.buffers().map(values),
   };
 }
 
@@ -157,6 +171,7 @@ for (const backend of ["js", "native", "wasm"] as const) {
         assert.deepEqual(got.outs, ref.outs, "the outputs survive later steps");
         assert.deepEqual(got.grads, ref.grads);
         assert.deepEqual(got.params, ref.params);
+        assert.deepEqual(got.buffers, ref.buffers, "module state written by the forward survives");
         assert.ok(got.losses.every(Number.isFinite));
       }));
   }

@@ -315,19 +315,19 @@ export interface ActivationRecord {
 /**
  * End a recording started by `beginActivations`. `outs` are the tensors the call returns (null when it threw:
  * everything is then left to the garbage collector) and `state()` its module state (parameters and buffers):
- * their storage escapes. The rest is given back now when no node saved anything (no grad, or a linear graph),
+ * their storage escapes (null when no module of the call replaces its state: then none of it is new storage). The rest is given back now when no node saved anything (no grad, or a linear graph),
  * or attached to the nodes that did (see `ActivationRecord`).
  */
 export function endActivations(
   scope: ActivationScope,
   outs: readonly Tensor[] | null,
-  state: () => Iterable<Tensor>,
+  state: (() => Iterable<Tensor>) | null,
 ): void {
   setOutArena(null);
   recording = null;
   const owned = scope.owned;
   if (outs === null || owned.size === 0) return;
-  for (const t of state()) if (t._data !== null) owned.delete(t._data);
+  if (state !== null) for (const t of state()) if (t._data !== null) owned.delete(t._data);
   for (const o of outs) if (o._data !== null) owned.delete(o._data);
   const nodes = scope.nodes;
   if (nodes.length === 0) {

@@ -81,3 +81,6 @@ recycle.roots(
   LSTM,
   GRU,
 );
+// BatchNorm's forward replaces its running statistics with tensors it computes under functionalCall (where nothing
+// recycles; eagerly it updates them in place): marked anyway, the only registered class with such a path
+recycle.writesState(BatchNorm1d, BatchNorm2d);

@@ -28,12 +28,21 @@ interface ModuleLike {
 
 const KEEPS_NOTHING = new Set<unknown>();
 const ROOTS = new Set<unknown>();
+const WRITES_STATE = new Set<unknown>();
 
 /** The registry `recycle-classes.ts` fills. */
 export const recycle = {
   /** Register built-in layer classes that keep nothing they compute in a forward pass. */
   keepsNothing(...classes: unknown[]): void {
     for (const c of classes) KEEPS_NOTHING.add(c);
+  },
+  /**
+   * Mark registered classes whose forward may replace a buffer with a tensor it computes (BatchNorm's running
+   * statistics): a recycling call then excludes the module state's storage from what it takes back. Calls whose
+   * tree has none skip collecting the state.
+   */
+  writesState(...classes: unknown[]): void {
+    for (const c of classes) WRITES_STATE.add(c);
   },
   /** Register built-in composite classes whose calls recycle their intermediates (they keep nothing either). */
   roots(...classes: unknown[]): void {
@@ -49,12 +58,23 @@ export function isRecyclingRoot(m: object): boolean {
   return ROOTS.has(m.constructor);
 }
 
-/** Whether every module under `m` keeps nothing it computes and has no hooks. */
-function keepsNothing(m: ModuleLike): boolean {
-  if (!KEEPS_NOTHING.has(m.constructor) || m._hasHooks()) return false;
+/** The tree may not recycle / may, and no module in it writes state / may, and some module writes state. */
+const INELIGIBLE = 0;
+const STATELESS = 1;
+const WRITES = 2;
+
+/** Whether every module under `m` keeps nothing it computes and has no hooks, and whether any writes state. */
+function treeStatus(m: ModuleLike): number {
+  const c = m.constructor;
+  if (!KEEPS_NOTHING.has(c) || m._hasHooks()) return INELIGIBLE;
+  let status = WRITES_STATE.has(c) ? WRITES : STATELESS;
   const cs = m.children();
-  for (let i = 0; i < cs.length; i++) if (!keepsNothing(cs[i])) return false;
-  return true;
+  for (let i = 0; i < cs.length; i++) {
+    const k = treeStatus(cs[i]);
+    if (k === INELIGIBLE) return INELIGIBLE;
+    if (k === WRITES) status = WRITES;
+  }
+  return status;
 }
 
 /** The tensors of an output: a tensor, or arrays and plain objects of them (other values skipped). */
@@ -73,11 +93,12 @@ export function recycledCall<Out>(m: ModuleLike, forward: () => Out): Out {
     state.jitTracing !== 0 ||
     state.inBackward !== 0 ||
     functionalContext() !== null ||
-    autocastDtype() !== null ||
-    !keepsNothing(m)
+    autocastDtype() !== null
   ) {
     return forward();
   }
+  const status = treeStatus(m);
+  if (status === INELIGIBLE) return forward();
   const scope = beginActivations();
   if (scope === null) return forward();
   let out: Out | undefined;
@@ -87,7 +108,11 @@ export function recycledCall<Out>(m: ModuleLike, forward: () => Out): Out {
     done = true;
   } finally {
     // on an exception, everything recorded is left to the garbage collector
-    endActivations(scope, done ? outputTensors(out, []) : null, () => [...m.parameters(), ...m.buffers()]);
+    endActivations(
+      scope,
+      done ? outputTensors(out, []) : null,
+      status === WRITES ? () => [...m.parameters(), ...m.buffers()] : null,
+    );
   }
   return out as Out;
 }
