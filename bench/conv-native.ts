@@ -15,7 +15,8 @@
  * gives the median cpu GFLOP/s of each, its fraction of peak and the ratio new / old. `--ab --cnn` instead times
  * the bench CNN's eager training step (bench/workloads.ts `cnn`: batch 64, Adam) the same way, with
  * CHAINRULE_CONV_SMALL switched between steps. `--ab-env NAME` flips another switch instead, e.g.
- * CHAINRULE_CONV_PREFETCH (the few-taps weight gradient's prefetch of its next dy planes), or
+ * CHAINRULE_CONV_PREFETCH (the few-taps weight gradient's prefetch of its next dy planes), CHAINRULE_CONV_CHAN (the
+ * channel tiles of conv_direct.h, which conv2's forward pass and input gradient run), or
  * `--ab-env poolBeforeRelu` (with `--cnn`: Sequential's Conv2d, ReLU, MaxPool2d run as relu(maxPool(conv))).
  *
  * `--ab-addon PATH` instead compares another build of the addon (e.g. a copy of main's

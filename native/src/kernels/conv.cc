@@ -33,6 +33,10 @@ bool g_small = true;
 // small_wgrad_tile), and the direct passes and that weight gradient the next image's input (prefetch_planes).
 // CHAINRULE_CONV_PREFETCH=0 turns them off, read at every call like CHAINRULE_CONV_SMALL.
 bool g_prefetch = true;
+// Whether unit-stride passes may run the channel tiles of conv_direct.h (direct_chan_tiles) where they waste
+// fewer lanes than the position tiles. CHAINRULE_CONV_CHAN=0 turns them off, read at every call like
+// CHAINRULE_CONV_SMALL.
+bool g_chan = true;
 
 // The forward epilogue out = act(out + bias[o]): bias a contiguous copy of the O values (null: none), act an
 // ActOp or -1.
@@ -84,8 +88,25 @@ WeightMat<T> weight_matrix(const View& w, const Geo& g, int slot) {
 template <class T, class F>
 bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out, i64 out_channels, F a,
                  Epilogue<T> ep = Epilogue<T>{nullptr, -1}) {
-  constexpr int MR = DirectBlocking<T>::MR, NR = DirectBlocking<T>::NR;
+  constexpr int NR = DirectBlocking<T>::NR, NRC = ChanBlocking<T>::NR;
   const int caller = pool_tid();
+  // The tiles (conv_direct.h): flat over shifted planes for few taps, else row tiles when they waste fewer
+  // lanes than the wide tiles save in copies, else wide; but channel tiles (vectorised over output channels)
+  // instead of rows or wide tiles when they waste fewer lanes than both.
+  const bool flat = g_small && d.K <= kSmallTaps;
+  const i64 P = d.OH * d.OW;
+  bool rows = !flat && g_small && row_tiles_pay(d, NR, kSmallTaps), chan = false;
+  if (!flat && g_small && g_chan) {
+    constexpr int MR0 = DirectBlocking<T>::MR;
+    const double row_lanes = (double)d.OW / (double)((d.OW + NR - 1) / NR * NR);
+    const double wide_lanes = (double)P / (double)((d.OH * d.Wp + NR - 1) / NR * NR);
+    const double panel_rows = (double)d.Cout / (double)((d.Cout + MR0 - 1) / MR0 * MR0);
+    // (and their transposed output, one image's planes per thread, within 2^24 elements: 64 MiB of float)
+    const i64 ldc = (d.Cout + NRC - 1) / NRC * NRC;
+    chan = (__int128)P * ldc <= ((__int128)1 << 24) && chan_tiles_pay<T>(d, (rows ? row_lanes : wide_lanes) * panel_rows);
+    if (chan) rows = false;
+  }
+  const int MR = chan ? NRC : DirectBlocking<T>::MR;  // rows per filter panel
   const i64 fsz = filter_panels_size(d, MR);
   T* Ap = static_cast<T*>(scratch(caller, 2, sizeof(T) * (size_t)(fsz * G)));
   i64* off = static_cast<i64*>(scratch(caller, 7, sizeof(i64) * (size_t)d.K));
@@ -96,18 +117,18 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
   par_for(G * panels, imax<i64>(1, 16384 / imax<i64>(d.K * MR, 1)), [&](i64 b, i64 e, int) {
     for (i64 t = b; t < e; t++) {
       const i64 gi = t / panels, pa = t % panels;
-      pack_filter_panel<T>(Ap + gi * fsz + pa * d.K * MR, d, pa * MR, [&](i64 o, i64 k) { return a(gi, o, k); });
+      pack_filter_panel<T>(
+          Ap + gi * fsz + pa * d.K * MR, d, pa * MR, [&](i64 o, i64 k) { return a(gi, o, k); }, MR);
     }
   });
-  // The tiles (conv_direct.h): flat over shifted planes for few taps, else row tiles when they waste fewer
-  // lanes than the wide tiles save in copies, else wide.
-  const bool flat = g_small && d.K <= kSmallTaps, rows = !flat && g_small && row_tiles_pay(d, NR, kSmallTaps);
   const bool inreg = ep.act < 0 || ep.act == A_RELU;
   if (flat) xshift_offsets(off, d);
   else tap_offsets(off, d);
-  const i64 P = d.OH * d.OW, xsize = flat ? xshift_size(d) : xpad_size(d);
+  const i64 xsize = flat ? xshift_size(d) : xpad_size(d);
+  const i64 ldc = panels * NRC;  // the channel tiles' transposed output: P rows of ldc
   const i64 ntiles = flat   ? direct_flat_tasks(d, MR, NR)
                      : rows ? direct_row_tasks(d, MR, NR)
+                     : chan ? direct_chan_tasks(d, ChanBlocking<T>::chunks(d), NRC)
                             : direct_forward_tasks(d, MR, NR);
   bool ok = true;
   // image t (n * G + gi) by thread tid; `next` the image this thread takes next (-1: none), prefetched
@@ -128,7 +149,24 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
     auto post = [&](T* row, i64 n, i64 o) {
       if (ep.any()) ep.apply(row, n, gi * d.Cout + o);
     };
-    if (flat || rows) {  // bias + relu (or nothing) in registers, other epilogues as a pass over the planes
+    if (chan) {  // into the transposed planes, then back, then the epilogue as a pass over the planes
+      T* yT = static_cast<T*>(scratch(tid, 5, sizeof(T) * (size_t)(P * ldc)));
+      if (!yT) {
+        ok = false;
+        return;
+      }
+      if (par) {
+        par_for(ntiles, 1, [&](i64 b0, i64 e, int) { direct_chan_tiles<T>(xpad, ap, off, yT, ldc, d, b0, e); });
+        par_for((P + 3) / 4, 16, [&](i64 b0, i64 e, int) {
+          untranspose_planes<T>(yT, ldc, P, d.Cout, y, b0 * 4, imin(P, e * 4));
+        });
+      } else {
+        direct_chan_tiles<T>(xpad, ap, off, yT, ldc, d, 0, ntiles);
+        untranspose_planes<T>(yT, ldc, P, d.Cout, y, 0, P);
+      }
+      if (ep.any())
+        for (i64 o = 0; o < d.Cout; o++) ep.apply(y + o * P, P, gi * d.Cout + o);
+    } else if (flat || rows) {  // bias + relu (or nothing) in registers, other epilogues as a pass over the planes
       const T* b = ep.bias && inreg ? ep.bias + gi * d.Cout : nullptr;
       const bool relu = ep.act == A_RELU;
       auto run = [&](i64 b0, i64 e) {
@@ -595,6 +633,8 @@ Err conv2d(int kind, const View& p, const View& q, const Out& out, const int64_t
   g_small = !(small && small[0] == '0');
   const char* pf = std::getenv("CHAINRULE_CONV_PREFETCH");
   g_prefetch = !(pf && pf[0] == '0');
+  const char* chan = std::getenv("CHAINRULE_CONV_CHAN");
+  g_chan = !(chan && chan[0] == '0');
   if ((bias || act >= 0) && kind != 0) return "conv2d: only the forward pass takes a bias / activation epilogue";
   if (act >= A_COUNT) return "conv2d: unknown activation";
   if (bias && (bias->ndim != 1 || bias->shape[0] != g.O || bias->dtype != out.dtype))

@@ -109,11 +109,11 @@ CR_INLINE void tap_offsets(i64* off, const DGeo& d) {
 
 // The packed filter of one group is ceil(Cout / MR) panels, panel p holding A[p*MR + r, k] at [k * MR + r] (zero
 // rows past Cout). This packs the panel of rows o0 .. o0 + MR into dst; a(o, k) gives the element.
+// (The channel tiles below use the same layout with panels ChanBlocking<T>::NR rows tall: mr.)
 template <class T, class F>
-void pack_filter_panel(T* dst, const DGeo& d, i64 o0, F a) {
-  constexpr int MR = DirectBlocking<T>::MR;
+void pack_filter_panel(T* dst, const DGeo& d, i64 o0, F a, int mr = DirectBlocking<T>::MR) {
   for (i64 k = 0; k < d.K; k++)
-    for (int r = 0; r < MR; r++) dst[k * MR + r] = o0 + r < d.Cout ? a(o0 + r, k) : T(0);
+    for (int r = 0; r < mr; r++) dst[k * mr + r] = o0 + r < d.Cout ? a(o0 + r, k) : T(0);
 }
 
 CR_INLINE i64 filter_panels_size(const DGeo& d, int mr) { return (d.Cout + mr - 1) / mr * mr * d.K; }
@@ -467,8 +467,69 @@ struct RowMasks {
   }
 };
 
+// build_xshift for rows of up to 32 float (W <= 32, OW <= 32) with unit column stride on AVX-512: each input
+// row is loaded once (two masked loads) and each of its KW shifted copies made from those two registers with
+// one zero-masked two-table permute per vector, where the general copy below loads every row KW times (its
+// loads waited on the input: 7% of conv1's weight gradient). Returns false (nothing done) for other shapes.
+template <class T>
+bool build_xshift_rows32(T* xs, const T* xn, i64 s1, i64 s2, const DGeo& d) {
+#if CR_ISA_LEVEL == 2
+  if constexpr (std::is_same<T, float>::value) {
+    constexpr int kMaxKW = 8;
+    if (d.W > 32 || d.OW > 32 || d.KW > kMaxKW || d.W < 1) return false;
+    const i64 SP = xshift_plane(d), OW = d.OW, nv = (OW + 15) / 16;
+    // per kw and output vector: lane l (ow = v * 16 + l) takes input column ow + sh, zero outside [0, W) or ow >= OW
+    __m512i idx[kMaxKW][2];
+    __mmask16 msk[kMaxKW][2];
+    for (i64 kw = 0; kw < d.KW; kw++) {
+      const i64 sh = kw * d.dw - d.pw;
+      for (int v = 0; v < 2; v++) {
+        alignas(64) int32_t ix[16];
+        unsigned m = 0;
+        for (int l = 0; l < 16; l++) {
+          const i64 ow = v * 16 + l, src = ow + sh;
+          const bool ok = ow < OW && src >= 0 && src < d.W;
+          ix[l] = ok ? (int32_t)src : 0;
+          if (ok) m |= 1u << l;
+        }
+        idx[kw][v] = _mm512_load_si512(ix);
+        msk[kw][v] = (__mmask16)m;
+      }
+    }
+    const __mmask16 lm0 = (__mmask16)(d.W >= 16 ? 0xFFFFu : (1u << d.W) - 1u);
+    const __mmask16 lm1 = (__mmask16)(d.W > 16 ? (1u << (d.W - 16)) - 1u : 0u);
+    for (i64 c = 0; c < d.Cin; c++) {
+      T* plane = xs + c * d.KW * SP;
+      // rows in ascending order in every plane: each row's last vector spills zeros (masked lanes) into the next
+      // row, which is written after it, and the last row's into the plane's slack, zeroed below
+      for (i64 ihp = 0; ihp < d.Hp; ihp++) {
+        const i64 ih = ihp - d.ph;
+        if (ih < 0 || ih >= d.H) {
+          for (i64 kw = 0; kw < d.KW; kw++)
+            for (i64 v = 0; v < nv; v++) _mm512_storeu_ps(plane + kw * SP + ihp * OW + v * 16, _mm512_setzero_ps());
+          continue;
+        }
+        const float* src = xn + c * s1 + ih * s2;
+        const __m512 r0 = _mm512_maskz_loadu_ps(lm0, src);
+        const __m512 r1 = d.W > 16 ? _mm512_maskz_loadu_ps(lm1, src + 16) : _mm512_setzero_ps();
+        for (i64 kw = 0; kw < d.KW; kw++) {
+          float* dst = plane + kw * SP + ihp * OW;
+          _mm512_storeu_ps(dst, _mm512_maskz_permutex2var_ps(msk[kw][0], r0, idx[kw][0], r1));
+          if (nv > 1) _mm512_storeu_ps(dst + 16, _mm512_maskz_permutex2var_ps(msk[kw][1], r0, idx[kw][1], r1));
+        }
+      }
+      for (i64 kw = 0; kw < d.KW; kw++) zero_n(plane + kw * SP + d.Hp * OW, SP - d.Hp * OW);
+    }
+    return true;
+  }
+#endif
+  (void)xs, (void)xn, (void)s1, (void)s2, (void)d;
+  return false;
+}
+
 template <class T>
 void build_xshift(T* xs, const T* xn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
+  if (s3 == 1 && build_xshift_rows32(xs, xn, s1, s2, d)) return;
   // row by row (zeros, the copied stretch, zeros) in whole vectors, each segment overwriting what the one
   // before spilled into it: this runs once per image, and with few taps its scalar version cost a tenth of the
   // weight gradient's arithmetic (masked stores at the row ends, half of that)
@@ -528,6 +589,112 @@ void direct_flat_tiles(const T* xs, const T* Ap, const i64* off, T* out, const D
 
 CR_INLINE i64 direct_flat_tasks(const DGeo& d, int mr, int nr) {
   return (d.Cout + mr - 1) / mr * ((d.OH * d.OW + nr - 1) / nr);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Channel tiles: the forward pass vectorised over output channels instead of positions (the structure of the
+// weight gradient below, turned around). A tile is MP consecutive outputs of one row (oh, ow0 .. ow0 + MP) by
+// NR = NV * W output channels o0 .. o0 + NR; per tap k it loads the NV filter vectors of the packed panel
+// (NR rows tall) and broadcasts the MP inputs xpad[off[k] + oh * Wp + ow0 + i]:
+//   acc[i][v] += xpad[off[k] + q0 + i] * A[o0 + v * W .., k]
+// NV + MP loads per NV * MP multiply-adds (AVX-512: 16 per 28, against 10 per 16 for the wide tiles), and no
+// lane holds a position that is dropped: the wide tiles compute Wp - OW of every Wp positions for nothing (2 of
+// 16 for a 5x5 "same" convolution of 14 x 14 planes, the bench CNN's second convolution and its input
+// gradient), row tiles the lanes past OW. The lanes wasted are channels past Cout instead, none for the usual
+// multiples of 32 (conv.cc picks the tiles that waste fewer: chan_tiles_pay). Results come out transposed,
+// yT[p * ld + o] for the image's P positions, and are transposed back into its planes (untranspose_planes).
+template <class T>
+struct ChanBlocking {
+  static constexpr int NV = 2, NR = NV * Simd<T>::W;
+#if CR_ISA_LEVEL == 2
+  static constexpr int MP = 14;  // 28 accumulators + 2 filter vectors + 1 broadcast of 32 zmm
+#else
+  static constexpr int MP = 6;  // 12 + 2 + 1 of 16 ymm / xmm
+#endif
+  // Output rows are split into chunks of at most MP positions, as even as possible; chunk j of a row covers
+  // ow in [j * OW / chunks, (j + 1) * OW / chunks).
+  static i64 chunks(const DGeo& d) { return (d.OW + MP - 1) / MP; }
+};
+
+// One tile: dst[i * ld + v * W ..] = sum over k of xb[off[k] + i] * Ap[k * NR + v * W ..], i < MP, v < NV.
+template <class T, int MP, int NV>
+__attribute__((noinline)) void chan_tile(i64 K, const T* __restrict Ap, const T* __restrict xb,
+                                         const i64* __restrict off, T* __restrict dst, i64 ld) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::W, NR = NV * W;
+  V acc[MP][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MP; i++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) acc[i][v] = S::zero();
+  for (i64 k = 0; k < K; k++) {
+    const T* b = xb + off[k];
+    V w[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) w[v] = S::loadu(Ap + v * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MP; i++) {
+      const V a = S::set1(b[i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) acc[i][v] = S::fma(a, w[v], acc[i][v]);
+    }
+    Ap += NR;
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MP; i++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) S::storeu(dst + i * ld + v * W, acc[i][v]);
+}
+
+// chan_tile<T, m, NV> for a run-time m in 1 .. M
+template <class T, int NV, int M>
+CR_INLINE void chan_tile_m(int m, i64 K, const T* Ap, const T* xb, const i64* off, T* dst, i64 ld) {
+  if constexpr (M >= 1) {
+    if (m == M) chan_tile<T, M, NV>(K, Ap, xb, off, dst, ld);
+    else chan_tile_m<T, NV, M - 1>(m, K, Ap, xb, off, dst, ld);
+  }
+}
+
+// Channel tiles [t0, t1) of one image from its xpad into yT (P rows of ld >= Cout rounded up to NR),
+// t = (panel * OH + oh) * chunks + j: each panel's filter (K x NR) streams past the image's rows.
+template <class T>
+void direct_chan_tiles(const T* xp, const T* Ap, const i64* off, T* yT, i64 ld, const DGeo& d, i64 t0, i64 t1) {
+  using B = ChanBlocking<T>;
+  const i64 chunks = B::chunks(d);
+  for (i64 t = t0; t < t1; t++) {
+    const i64 j = t % chunks, oh = t / chunks % d.OH, pa = t / chunks / d.OH;
+    const i64 ow0 = j * d.OW / chunks, ow1 = (j + 1) * d.OW / chunks;
+    chan_tile_m<T, B::NV, B::MP>((int)(ow1 - ow0), d.K, Ap + pa * d.K * B::NR, xp + oh * d.Wp + ow0, off,
+                                 yT + (oh * d.OW + ow0) * ld + pa * B::NR, ld);
+  }
+}
+
+CR_INLINE i64 direct_chan_tasks(const DGeo& d, i64 chunks, int nr) { return (d.Cout + nr - 1) / nr * d.OH * chunks; }
+
+// out[o * P + p] = yT[p * ld + o] for o < Cout, p in [p0, p1) (4 x 4 blocks in SSE registers for float).
+template <class T>
+void untranspose_planes(const T* yT, i64 ld, i64 P, i64 Cout, T* out, i64 p0, i64 p1) {
+  i64 p = p0;
+#if defined(__SSE__)
+  if constexpr (std::is_same<T, float>::value)
+    for (; p + 4 <= p1; p += 4) transpose_4_rows(yT + p * ld, ld, Cout, out + p, P);
+#endif
+  for (; p < p1; p++)
+    for (i64 o = 0; o < Cout; o++) out[o * P + p] = yT[p * ld + o];
+}
+
+// Whether channel tiles beat the position tiles (wide or row tiles, whichever direct_pass would run, with
+// `pos` their fraction of useful lanes times that of their MR-row panels): the channel tiles' fraction of
+// useful channel lanes, if their shortest chunk keeps enough accumulators in flight to cover the FMA latency
+// (NV * MP >= 8), with a margin for the transposes.
+template <class T>
+bool chan_tiles_pay(const DGeo& d, double pos) {
+  using B = ChanBlocking<T>;
+  const i64 chunks = B::chunks(d);
+  if (d.OW / chunks * B::NV < 8) return false;
+  const double chan = (double)d.Cout / (double)((d.Cout + B::NR - 1) / B::NR * B::NR);
+  return chan >= pos + 0.04;
 }
 
 // Whether row tiles beat the wide tiles: their fraction of useful lanes, with a margin for the copies they save
@@ -625,11 +792,8 @@ __attribute__((noinline)) void small_wgrad_tile(const T* __restrict xs, const T*
   const i64 adv = pf && steps > 0 ? imax<i64>(64, (c1 - c0 + steps - 1) / steps) : 0;
   if (adv > 64) c1 = c0;
   pf += c0;
-  for (i64 p = 0; p < full; p += W) {
-    if (c0 < c1) {
-      for (int i = 0; i < np; i++) __builtin_prefetch(pf + i * pf_s, 0, 3);
-      pf += adv, c0 += adv;
-    }
+  // one step: MO dy vectors times MK input vectors at plane offset p
+  auto step = [&](i64 p) __attribute__((always_inline)) {
     V dv[MO];
 #pragma GCC unroll 8
     for (int i = 0; i < MO; i++) dv[i] = S::loadu(dr[i] + p);
@@ -642,7 +806,17 @@ __attribute__((noinline)) void small_wgrad_tile(const T* __restrict xs, const T*
 #pragma GCC unroll 8
       for (int i = 0; i < MO; i++) acc[i * MK + j] = S::fma(dv[i], xv, acc[i * MK + j]);
     }
+  };
+  // the steps that prefetch, then the others, unrolled by 2 (a test per step of whether to prefetch cost a few
+  // percent of conv1's weight gradient)
+  const i64 pfull = c0 < c1 && adv > 0 ? imin<i64>(full, (c1 - c0 + adv - 1) / adv * W) : 0;
+  for (i64 p = 0; p < pfull; p += W) {
+    for (int i = 0; i < np; i++) __builtin_prefetch(pf + i * pf_s, 0, 3);
+    pf += adv;
+    step(p);
   }
+#pragma GCC unroll 2
+  for (i64 p = pfull; p < full; p += W) step(p);
   if (const int tail = (int)(P - full)) {
     V dv[MO];
 #pragma GCC unroll 8

@@ -200,6 +200,12 @@ const CONVS: ConvShape[] = [
   { x: [2, 3, 6, 7], w: [70, 3, 3, 3], p: cp([1, 1], [1, 1], [1, 1], 1) },
   { x: [5, 4, 5, 5], w: [128, 2, 3, 3], p: cp([1, 1], [1, 2], [1, 1], 2) },
   { x: [3, 1, 28, 28], w: [32, 1, 5, 5], p: cp([1, 1], [2, 2], [1, 1], 1) },
+  // native's channel tiles (vectorised over output channels, rows split into chunks): the benchmark's second
+  // layer (forward and input gradient), channels off the tile with groups, dilation and uneven chunks, and an
+  // input gradient whose forward pass over dy has 31 output channels
+  { x: [2, 32, 14, 14], w: [64, 32, 5, 5], p: cp([1, 1], [2, 2], [1, 1], 1) },
+  { x: [2, 20, 11, 13], w: [30, 10, 5, 3], p: cp([1, 1], [1, 2], [1, 2], 2) },
+  { x: [2, 31, 6, 11], w: [16, 31, 3, 3], p: cp([1, 1], [1, 1], [1, 1], 1) },
   // wasm's im2col paths: 1x1 without im2col, strided 1x1 with groups, a 1-row image
   { x: [2, 6, 5, 6], w: [3, 2, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 3) },
   { x: [1, 2, 9, 7], w: [2, 2, 2, 3], p: cp([3, 2], [2, 1], [2, 1], 1) },
