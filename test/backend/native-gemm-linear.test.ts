@@ -10,11 +10,14 @@
  *   time on AVX-512 (odd M leaves one), K a multiple of the vector width or not; with x transposed, the GEMM's
  *   narrow last panel instead (a transposed B packed with its zero padding).
  * For N > 12 every element of C is the same sum in the same order whichever path runs, so x @ W^T must equal
- * x @ (W^T made contiguous) bit for bit on each build and thread count.
+ * x @ (W^T made contiguous) bit for bit on each build and thread count. A GEMM epilogue (jit's fusion of the
+ * chain after a product) runs on the swapped and the narrow paths' output rows: `dotFused` must equal `dot`
+ * then the chain, bit for bit.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { View } from "../../src/backend/backend.ts";
+import type { FusedInstr, View } from "../../src/backend/backend.ts";
+import { dotFusedByOps, fusedProgram } from "../../src/backend/fused.ts";
 import { setNativeIsa, setNumThreads } from "../../src/backend/native/index.ts";
 import type { DType } from "../../src/dtype.ts";
 import {
@@ -135,5 +138,51 @@ test("dot x @ W^T equals x @ contiguous(W^T) bit for bit on every build", { skip
     }
     setNumThreads(0);
     setNativeIsa(ISAS[0]);
+  }
+});
+
+test("dotFused (a bias-and-ReLU epilogue) on the swapped and narrow x @ W^T paths equals dot then the chain", {
+  skip: !N,
+}, () => {
+  for (const dtype of ["float32", "float64"] as const) {
+    // relu(product * 0.75 + bias)
+    const instrs: FusedInstr[] = [
+      { kind: "input", index: 0 },
+      { kind: "input", index: 1 },
+      { kind: "const", value: 0.75 },
+      { kind: "binary", op: "mul", a: 0, b: 2 },
+      { kind: "binary", op: "add", a: 3, b: 1 },
+      { kind: "unary", op: "relu", a: 4 },
+    ];
+    const prog = fusedProgram(dtype, instrs);
+    for (const [m, k, n] of [
+      [128, 784, 512], // swapped, 4 chunks of 32 rows
+      [37, 50, 1000], // swapped, a short last chunk
+      [128, 256, 10], // narrow
+      [31, 131, 12], // narrow, odd rows
+    ] as const) {
+      const rng = prng(m + 3 * n);
+      const x = gemmOperand(m, k, false, dtype, rng);
+      const wt = gemmOperand(k, n, true, dtype, rng);
+      const bias = gemmOperand(1, n, false, dtype, rng);
+      const biasRow: View = { ...bias, shape: [m, n], strides: [0, 1] };
+      for (const isa of ISAS) {
+        setNativeIsa(isa);
+        for (const threads of DEFAULT_THREADS > 1 ? [DEFAULT_THREADS, 1] : [1]) {
+          setNumThreads(threads);
+          const got = [N!.alloc(dtype, m * n)];
+          const want = [N!.alloc(dtype, m * n)];
+          N!.dotFused!(prog, x, wt, [biasRow], got);
+          dotFusedByOps(N!, prog, x, wt, [biasRow], want);
+          for (let i = 0; i < m * n; i++)
+            if (!Object.is(got[0][i], want[0][i]))
+              assert.fail(
+                `${dtype} ${m}x${k}@${k}x${n} [${isa}, ${threads}T]: element ${i} ${got[0][i]} vs ${want[0][i]}`,
+              );
+        }
+      }
+      setNumThreads(0);
+      setNativeIsa(ISAS[0]);
+    }
   }
 });
