@@ -26,13 +26,10 @@
  * `--breakdown` times every backend call of the bench CNN's eager step (see `breakdown`); `--no-pool-first` runs
  * the CNN's Conv2d, ReLU, MaxPool2d as written instead of as relu(maxPool(conv)).
  */
-import { createRequire } from "node:module";
 import { loadavg } from "node:os";
-import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Backend, Conv2dParams, View } from "../src/backend/backend.ts";
 import type { NativeAddon } from "../src/backend/native/addon.ts";
-import { createNativeBackend } from "../src/backend/native/backend.ts";
 import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
 import { setBackend } from "../src/backend/registry.ts";
 import { manualSeed, randint, randn, type Tensor } from "../src/index.ts";
@@ -40,7 +37,7 @@ import { sequentialOpts } from "../src/nn/container.ts";
 import { crossEntropy } from "../src/nn/index.ts";
 import { Adam } from "../src/optim/index.ts";
 import { benchCnn } from "./cnn-model.ts";
-import { fmaPeak, peakForIsa, rates } from "./native-rates.ts";
+import { cpuRateSample, fmaPeak, otherAddon, peakForIsa, rates } from "./native-rates.ts";
 
 function tensor(b: Backend, shape: number[], seed: number): View {
   const n = shape.reduce((x, y) => x * y, 1);
@@ -91,16 +88,7 @@ function abRates(
     for (const mode of ["0", "1"] as const) {
       if (!runOld) setMode(mode);
       const go = mode === "0" && runOld ? runOld : run;
-      go(); // the first call after a switch warms its own buffers
-      let reps = 0;
-      const c0 = process.cpuUsage();
-      const s = performance.now();
-      while (performance.now() - s < 40) {
-        go();
-        reps++;
-      }
-      const c = process.cpuUsage(c0);
-      r[mode].push((flops * reps) / ((c.user + c.system) / 1e6 / threads) / 1e9);
+      r[mode].push(cpuRateSample(go, flops, threads));
     }
   }
   if (!runOld) setMode(undefined);
@@ -242,14 +230,7 @@ function main() {
   const info = nativeInfo();
   // the other build for --ab-addon, on the same instruction set
   let other: { addon: NativeAddon; backend: Backend } | undefined;
-  if (values["ab-addon"]) {
-    const addon = createRequire(import.meta.url)(resolve(values["ab-addon"])) as NativeAddon;
-    if (!addon.setIsa(info.isa)) {
-      console.error(`conv-native: ${values["ab-addon"]} cannot run the ${info.isa} kernels`);
-      process.exit(1);
-    }
-    other = { addon, backend: createNativeBackend(addon) };
-  }
+  if (values["ab-addon"]) other = otherAddon("conv-native", values["ab-addon"], info.isa);
   const threadCounts = values.threads ? [Number(values.threads)] : info.threads > 1 ? [1, info.threads] : [1];
   const peak = () => peakForIsa(fmaPeak("cpu"), info.isa);
   if (values["no-pool-first"]) sequentialOpts.poolBeforeRelu = false;

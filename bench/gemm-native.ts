@@ -29,16 +29,13 @@
  * best the CPU runs), --sizes 256,1024, --threads 1 (only that count), --mlp [--e2e], --ab-addon PATH
  * [--rounds 15].
  */
-import { createRequire } from "node:module";
 import { loadavg } from "node:os";
-import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Backend, View } from "../src/backend/backend.ts";
 import type { NativeAddon } from "../src/backend/native/addon.ts";
-import { createNativeBackend } from "../src/backend/native/backend.ts";
 import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
 import type { DType } from "../src/dtype.ts";
-import { fmaPeak, peakForIsa, rates } from "./native-rates.ts";
+import { cpuRateSample, fmaPeak, otherAddon, peakForIsa, rates } from "./native-rates.ts";
 
 /** An r x c matrix of pseudo-random values in [-0.5, 0.5); `transposed`: stored column-major (a .mT view). */
 function matrix(b: Backend, r: number, c: number, seed: number, dtype: DType, transposed = false): View {
@@ -62,16 +59,7 @@ function abRates(run: () => void, runOld: () => void, flops: number, threads: nu
   for (let i = 0; i < rounds; i++) {
     for (const mode of i % 2 === 0 ? (["old", "new"] as const) : (["new", "old"] as const)) {
       const go = mode === "old" ? runOld : run;
-      go(); // the first call after a switch warms its own buffers
-      let reps = 0;
-      const c0 = process.cpuUsage();
-      const s = performance.now();
-      while (performance.now() - s < 40) {
-        go();
-        reps++;
-      }
-      const c = process.cpuUsage(c0);
-      r[mode].push((flops * reps) / ((c.user + c.system) / 1e6 / threads) / 1e9);
+      r[mode].push(cpuRateSample(go, flops, threads));
     }
   }
   return { old: median(r.old), new: median(r.new) };
@@ -126,14 +114,7 @@ function main() {
   const info = nativeInfo();
   // the other build for --ab-addon, on the same instruction set
   let other: { addon: NativeAddon; backend: Backend } | undefined;
-  if (values["ab-addon"]) {
-    const addon = createRequire(import.meta.url)(resolve(values["ab-addon"])) as NativeAddon;
-    if (!addon.setIsa(info.isa)) {
-      console.error(`gemm-native: ${values["ab-addon"]} cannot run the ${info.isa} kernels`);
-      process.exit(1);
-    }
-    other = { addon, backend: createNativeBackend(addon) };
-  }
+  if (values["ab-addon"]) other = otherAddon("gemm-native", values["ab-addon"], info.isa);
   const rounds = values.rounds ? Number(values.rounds) : 15;
   const setThreads = (n: number) => {
     setNumThreads(n);

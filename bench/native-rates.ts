@@ -7,8 +7,12 @@
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { createRequire } from "node:module";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { Backend } from "../src/backend/backend.ts";
+import type { NativeAddon } from "../src/backend/native/addon.ts";
+import { createNativeBackend } from "../src/backend/native/backend.ts";
 
 let exe: string | null | undefined;
 
@@ -78,4 +82,35 @@ export function rates(run: () => void, flops: number, threads: number, samples: 
     cpu.push((flops * reps) / ((c.user + c.system) / 1e6 / threads) / 1e9);
   }
   return { wall: median(wall), cpu: median(cpu) };
+}
+
+/** GFLOP/s by CPU time / threads of `go` (which does `flops` flops) over ~`ms` of back-to-back calls, after one call. */
+export function cpuRateSample(go: () => void, flops: number, threads: number, ms = 40): number {
+  go(); // the first call after a switch warms its own buffers
+  let reps = 0;
+  const c0 = process.cpuUsage();
+  const s = performance.now();
+  while (performance.now() - s < ms) {
+    go();
+    reps++;
+  }
+  const c = process.cpuUsage(c0);
+  return (flops * reps) / ((c.user + c.system) / 1e6 / threads) / 1e9;
+}
+
+/**
+ * Another build of the addon for `--ab-addon PATH` (e.g. a copy of main's), set to the instruction set `isa`
+ * of the loaded one; exits with a message naming `tool` when it cannot run it.
+ */
+export function otherAddon(
+  tool: string,
+  path: string,
+  isa: string,
+): { addon: NativeAddon; backend: Backend } {
+  const addon = createRequire(import.meta.url)(resolve(path)) as NativeAddon;
+  if (!addon.setIsa(isa)) {
+    console.error(`${tool}: ${path} cannot run the ${isa} kernels`);
+    process.exit(1);
+  }
+  return { addon, backend: createNativeBackend(addon) };
 }
