@@ -19,21 +19,16 @@ import { test } from "node:test";
 import type { FusedInstr, View } from "../../src/backend/backend.ts";
 import { dotFusedByOps, fusedProgram } from "../../src/backend/fused.ts";
 import { setNativeIsa, setNumThreads } from "../../src/backend/native/index.ts";
-import type { DType } from "../../src/dtype.ts";
 import {
   check,
+  checkDotLayouts,
   DEFAULT_THREADS,
   gemmOperand,
+  gemmTol,
   ISAS,
   N,
   prng,
-  TRANSPOSE_PAIRS,
-  tolFor,
 } from "./native-helpers.ts";
-
-// |error| <= K eps sum |a||b| with |a|, |b| < 1: an absolute bound for outputs near 0
-const tolK = (dtype: DType, k: number) =>
-  tolFor(dtype, { rtol: 1e-4, atol: k * 1.2e-7 }, { rtol: 1e-12, atol: k * 2.3e-16 });
 
 for (const [dtype, m, k, n] of [
   ["float32", 128, 784, 512], // an MLP's first layer at batch 128: swapped, 3 K slices
@@ -52,16 +47,7 @@ for (const [dtype, m, k, n] of [
 ] as const) {
   test(`dot ${dtype} ${m}x${k} @ ${k}x${n}: row-major A in place, x W^T swapped`, { skip: !N }, () => {
     const rng = prng(m * 13 + k * 7 + n);
-    const tol = tolK(dtype, k);
-    for (const [ta, tb] of TRANSPOSE_PAIRS) {
-      const a = gemmOperand(m, k, ta, dtype, rng);
-      const b = gemmOperand(k, n, tb, dtype, rng);
-      check(`dot ta=${ta} tb=${tb}`, tol, (be) => {
-        const out = be.alloc(dtype, m * n);
-        be.dot(a, b, out);
-        return out;
-      });
-    }
+    checkDotLayouts(dtype, m, k, n, rng);
   });
 }
 
@@ -84,7 +70,7 @@ test("dot x @ W^T with W's rows reversed (negative strides), and in batches", { 
     const wr = rowsReversed(w, n, k);
     // W^T of the reversed view: [k, n] with strides [1, -k]
     const wt: View = { ...wr, shape: [k, n], strides: [1, -k] };
-    check(`dot ${dtype} x @ W^T, W rows reversed`, tolK(dtype, k), (be) => {
+    check(`dot ${dtype} x @ W^T, W rows reversed`, gemmTol(dtype, k), (be) => {
       const out = be.alloc(dtype, m * n);
       be.dot(x, wt, out);
       return out;
@@ -99,7 +85,7 @@ test("dot x @ W^T with W's rows reversed (negative strides), and in batches", { 
       ["own W", ws],
       ["shared W", shared],
     ] as const) {
-      check(`dot ${dtype} batched x @ W^T, ${what}`, tolK(dtype, k), (be) => {
+      check(`dot ${dtype} batched x @ W^T, ${what}`, gemmTol(dtype, k), (be) => {
         const out = be.alloc(dtype, 3 * m * n);
         be.dot(xs, b, out);
         return out;

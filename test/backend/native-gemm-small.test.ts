@@ -8,7 +8,7 @@
  *   (B read in place or packed by each thread) or of columns (A packed by each), uneven ranges included.
  */
 import { test } from "node:test";
-import { check, gemmOperand, N, prng, TRANSPOSE_PAIRS, tolFor } from "./native-helpers.ts";
+import { checkDotLayouts, N, prng } from "./native-helpers.ts";
 
 for (const [dtype, m, k, n] of [
   ["float32", 128, 256, 10], // an MLP's output layer: one narrow panel, a one-thread product
@@ -27,16 +27,6 @@ for (const [dtype, m, k, n] of [
 ] as const) {
   test(`dot ${dtype} ${m}x${k} @ ${k}x${n}: small-product paths`, { skip: !N }, () => {
     const rng = prng(m * 5 + k * 11 + n);
-    // |error| <= K eps sum |a||b| with |a|, |b| < 1: an absolute bound for outputs near 0
-    const tol = tolFor(dtype, { rtol: 1e-4, atol: k * 1.2e-7 }, { rtol: 1e-12, atol: k * 2.3e-16 });
-    for (const [ta, tb] of TRANSPOSE_PAIRS) {
-      const a = gemmOperand(m, k, ta, dtype, rng);
-      const b = gemmOperand(k, n, tb, dtype, rng);
-      check(`dot ta=${ta} tb=${tb}`, tol, (be) => {
-        const out = be.alloc(dtype, m * n);
-        be.dot(a, b, out);
-        return out;
-      });
-    }
+    checkDotLayouts(dtype, m, k, n, rng);
   });
 }

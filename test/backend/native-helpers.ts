@@ -133,3 +133,21 @@ export function check(what: string, tol: Tol, run: (b: Backend) => TypedArray): 
   setNumThreads(0);
   setNativeIsa(ISAS[0]);
 }
+
+/** The tolerance of a k-deep product of values below 1: |error| <= k eps sum |a||b|, absolute near 0. */
+export function gemmTol(dtype: DType, k: number): Tol {
+  return tolFor(dtype, { rtol: 1e-4, atol: k * 1.2e-7 }, { rtol: 1e-12, atol: k * 2.3e-16 });
+}
+
+/** `dot` of random m x k and k x n operands, each stored transposed or not (all four pairs), checked by `check`. */
+export function checkDotLayouts(dtype: DType, m: number, k: number, n: number, rng: () => number): void {
+  for (const [ta, tb] of TRANSPOSE_PAIRS) {
+    const a = gemmOperand(m, k, ta, dtype, rng);
+    const b = gemmOperand(k, n, tb, dtype, rng);
+    check(`dot ta=${ta} tb=${tb}`, gemmTol(dtype, k), (be) => {
+      const out = be.alloc(dtype, m * n);
+      be.dot(a, b, out);
+      return out;
+    });
+  }
+}
