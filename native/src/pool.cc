@@ -38,32 +38,44 @@ namespace {
 
 thread_local int t_tid = 0;
 
-// Pin worker t to the t-th CPU the process may run on, counting from the CPU the caller (the JS thread) ran on
-// when the pool started, so worker 1 lands on another CPU than the caller. Without this, a worker woken by
-// the caller is often queued on the caller's own CPU and, as both then spin, never runs in parallel with it
-// (observed on a 2-vCPU VM: 10x slower small GEMMs). The caller itself is never pinned.
-void pin_to_cpu(int t, int caller_cpu) {
+// The CPUs the process may run on, in order starting from `first` (the CPU the caller ran on), or an empty list
+// when there is only one or the affinity cannot be read (workers are then not pinned).
+std::vector<int> cpus_from(int first) {
+  std::vector<int> out;
 #if defined(__linux__)
   cpu_set_t allowed;
-  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;
-  int count = CPU_COUNT(&allowed);
-  if (count <= 1) return;
-  int want = t % count, seen = 0;
-  if (caller_cpu < 0 || caller_cpu >= CPU_SETSIZE) caller_cpu = 0;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0 || CPU_COUNT(&allowed) <= 1) return out;
+  if (first < 0 || first >= CPU_SETSIZE) first = 0;
   for (int i = 0; i < CPU_SETSIZE; i++) {
-    const int c = (caller_cpu + i) % CPU_SETSIZE;
-    if (!CPU_ISSET(c, &allowed)) continue;
-    if (seen++ == want) {
-      cpu_set_t one;
-      CPU_ZERO(&one);
-      CPU_SET(c, &one);
-      pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
-      return;
-    }
+    const int c = (first + i) % CPU_SETSIZE;
+    if (CPU_ISSET(c, &allowed)) out.push_back(c);
   }
 #else
-  (void)t;
-  (void)caller_cpu;
+  (void)first;
+#endif
+  return out;
+}
+
+// Pin thread `th` to CPU `cpu` (no-op off Linux or for cpu < 0).
+void pin_thread(std::thread& th, int cpu) {
+#if defined(__linux__)
+  if (cpu < 0) return;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  pthread_setaffinity_np(th.native_handle(), sizeof(one), &one);
+#else
+  (void)th;
+  (void)cpu;
+#endif
+}
+
+// The CPU the calling thread runs on, or -1 where unknown.
+int current_cpu() {
+#if defined(__linux__)
+  return sched_getcpu();
+#else
+  return -1;
 #endif
 }
 thread_local bool t_in_parallel = false;
@@ -71,6 +83,16 @@ thread_local bool t_in_parallel = false;
 struct Pool {
   int nthreads = 1;  // including the caller
   std::vector<std::thread> workers;
+  // Worker t (1-based) is pinned to worker_cpu[t - 1], the CPUs after the caller's, so that a worker woken by the
+  // caller runs beside it rather than queued on its CPU (without pinning, that was often the case on a 2-vCPU VM:
+  // small GEMMs 10x slower). The caller (the JavaScript thread) is never pinned, so the scheduler may move it
+  // onto a worker's CPU, where both then share one CPU: a 2-thread product runs no faster than 1 thread (seen in
+  // a 3,000-call n = 128 loop: the caller on the worker's CPU in 1,361 of 2,000 pool jobs). run() therefore checks
+  // where the caller is (sched_getcpu, a few ns) and moves a worker found there to the CPU the caller left. In
+  // loops of n = 256 products on 2 threads (2-core Zen 5 VM), 100-call stretches at the 1-thread rate went from
+  // 16 of 120 to 4 of 120.
+  std::vector<int> worker_cpu;
+  int caller_cpu = -1;
   std::mutex mu;
   std::condition_variable cv;
   // (job number << 1) | open. A job is open while its chunks may be taken.
@@ -108,10 +130,14 @@ struct Pool {
   // a worker either registered before the close, and is waited for, or sees the job closed and leaves
   // without touching it. Late or sleeping workers therefore never delay the caller: it simply does more of
   // the chunks itself.
-  void worker_main(int tid, uint64_t last, int caller_cpu) {
+  void worker_main(int tid, uint64_t last) {
     t_tid = tid;
-    pin_to_cpu(tid, caller_cpu);
     t_in_parallel = true;
+#if defined(__linux__)
+    char name[16];
+    std::snprintf(name, sizeof(name), "cr-pool-%d", tid);  // as `top -H` and /proc/<pid>/task/*/comm show it
+    pthread_setname_np(pthread_self(), name);
+#endif
     for (;;) {
       // Spin for a short while: consecutive kernel calls then start without a futex wake-up.
       auto start = std::chrono::steady_clock::now();
@@ -152,12 +178,26 @@ struct Pool {
     nthreads = n_threads;
     stop.store(false);
     const uint64_t s = state.load();
-#if defined(__linux__)
-    const int cpu = sched_getcpu();
-#else
-    const int cpu = 0;
-#endif
-    for (int t = 1; t < nthreads; t++) workers.emplace_back([this, t, s, cpu] { worker_main(t, s, cpu); });
+    caller_cpu = current_cpu();
+    const std::vector<int> cpus = cpus_from(caller_cpu);
+    worker_cpu.clear();
+    for (int t = 1; t < nthreads; t++) {
+      workers.emplace_back([this, t, s] { worker_main(t, s); });
+      const int cpu = cpus.empty() ? -1 : cpus[t % cpus.size()];
+      worker_cpu.push_back(cpu);
+      pin_thread(workers.back(), cpu);
+    }
+    if (cpus.empty()) caller_cpu = -1;
+  }
+
+  // The caller moved from caller_cpu to `cpu`: a worker pinned to `cpu` moves to the CPU the caller left.
+  void follow_caller(int cpu) {
+    for (size_t i = 0; i < workers.size(); i++)
+      if (worker_cpu[i] == cpu) {
+        worker_cpu[i] = caller_cpu;
+        pin_thread(workers[i], caller_cpu);
+      }
+    caller_cpu = cpu;
   }
 
   void shutdown() {
@@ -168,10 +208,15 @@ struct Pool {
     cv.notify_all();
     for (auto& w : workers) w.join();
     workers.clear();
+    worker_cpu.clear();
     nthreads = 1;
   }
 
   void run(int64_t n_, int64_t grain_, TaskFn fn_, void* ctx_) {
+    if (caller_cpu >= 0) {
+      const int cpu = current_cpu();
+      if (cpu >= 0 && cpu != caller_cpu) follow_caller(cpu);
+    }
     fn = fn_;
     ctx = ctx_;
     n = n_;
