@@ -325,7 +325,13 @@ function staticBound(op: string, v: number | Tensor, what: string): number | nul
   if (!(v instanceof Tensor) || v.ndim !== 0) {
     throw new ShapeError(`${op}: ${what} must be an integer or a scalar tensor`);
   }
-  if (isFloat(v.dtype)) throw new DTypeError(`${op}: ${what} must be an integer scalar, got ${v.dtype}`);
+  if (isFloat(v.dtype)) {
+    throw new DTypeError(
+      `${op}: ${what} must be an integer scalar, got ${v.dtype} (a number passed to a jitted function is traced ` +
+        "as a float32 scalar: make that argument static with staticArgnums, which also keeps the bounds " +
+        "concrete so reverse mode works, or pass an int32 tensor)",
+    );
+  }
   if (v._trace !== null || v._data === null) return null;
   return v._data[v._offset];
 }

@@ -14,12 +14,14 @@
  */
 import { AutodiffError } from "../errors.ts";
 import { contiguousStrides } from "../shape.ts";
-import { Tensor } from "../tensor/tensor.ts";
+import { stagedValues, Tensor } from "../tensor/tensor.ts";
 import { treeDescribe, treeFlatten, treeUnflatten } from "../tree.ts";
 import { type Atom, type Eqn, Literal, Program, Var } from "./jaxpr.ts";
 import type { Aval, Primitive } from "./primitive.ts";
+import { evalTrace } from "./eval.ts";
 import { currentScope } from "./scope.ts";
-import { type CallRule, popLevel, pushLevel, type Trace } from "./trace.ts";
+import type { TypedArray } from "../dtype.ts";
+import { type CallRule, isClosedOver, popLevel, pushLevel, state, type Trace } from "./trace.ts";
 
 /** The trace recording one program (the top-level one, or a call's body). */
 class JaxprTrace implements Trace {
@@ -32,7 +34,14 @@ class JaxprTrace implements Trace {
   readonly eqns: Eqn[] = [];
   private nextId = 0;
 
-  constructor(readonly level: number) {}
+  /**
+   * @param stage when set (jit's trace), the buffers the trace allocated: a concrete scalar held elsewhere (a
+   *   closed-over scalar parameter) is then a constant read at each call, not a literal fixed now.
+   */
+  constructor(
+    readonly level: number,
+    private readonly stage: WeakSet<TypedArray> | null = null,
+  ) {}
 
   /** A fresh abstract tracer bound to a fresh variable of aval `av`. */
   fresh(av: Aval): [Tensor, Var] {
@@ -48,7 +57,9 @@ class JaxprTrace implements Trace {
   /** The atom standing for `t`: its variable, a literal (concrete scalar) or a constant variable. */
   atom(t: Tensor): Atom {
     if (t._trace === this) return this.vars.get(t)!;
-    if (t._trace === null && isUniform(t)) return new Literal(t);
+    if (t._trace === null && isUniform(t) && (this.stage === null || !isClosedOver(t, this.stage))) {
+      return new Literal(t);
+    }
     let v = this.constIndex.get(t);
     if (v === undefined) {
       v = new Var(this.nextId++, [...t.shape], t.dtype);
@@ -63,6 +74,11 @@ class JaxprTrace implements Trace {
     const aval = prim.abstract(args, params);
     const inputs = args.map((a) => this.atom(a));
     const [t, v] = this.fresh(aval);
+    if (this.stage !== null) {
+      // computed from closed-over tensors alone: recorded, and also computed now for ops that read values
+      const known = knownValues(args);
+      if (known !== null) stagedValues.set(t, evalTrace.process(prim, known, params));
+    }
     this.eqns.push({
       prim: prim as Primitive<unknown>,
       name: prim.name,
@@ -144,6 +160,17 @@ class JaxprTrace implements Trace {
   }
 }
 
+/** The values of `args` if every one is concrete or a staged value known at trace time, else null. */
+function knownValues(args: readonly Tensor[]): Tensor[] | null {
+  const out: Tensor[] = [];
+  for (const a of args) {
+    const k = a._trace === null ? a : stagedValues.get(a);
+    if (k === undefined || k._data === null) return null;
+    out.push(k);
+  }
+  return out;
+}
+
 /** A concrete scalar, or a broadcast view of one element (a scalar operand broadcast eagerly): a literal. */
 function isUniform(t: Tensor): boolean {
   if (t._data === null || t.size === 0) return false;
@@ -160,9 +187,12 @@ export function traceFlat(
   avals: readonly Aval[],
   inTree: Program["inTree"],
   outTreeOf: ((outs: unknown) => [Tensor[], Program["outTree"]]) | null,
+  stage: WeakSet<TypedArray> | null = null,
 ): Program {
   const level = pushLevel();
-  const trace = new JaxprTrace(level);
+  const trace = new JaxprTrace(level, stage);
+  const prevStage = state.jitStage;
+  if (stage !== null) state.jitStage = { trace, fresh: stage };
   try {
     const ins = avals.map((a) => trace.fresh(a)[0]);
     const outs = fn(ins);
@@ -170,6 +200,7 @@ export function traceFlat(
     const [leaves, outTree] = outTreeOf(outs);
     return trace.finish(ins, leaves, inTree, outTree);
   } finally {
+    state.jitStage = prevStage;
     trace.alive = false;
     popLevel(level);
   }
@@ -187,6 +218,17 @@ export function traceFlat(
  * ```
  */
 export function makeJaxpr(f: (...args: any[]) => unknown): (...args: unknown[]) => Program {
+  return stagedJaxpr(f, null);
+}
+
+/**
+ * @internal makeJaxpr for jit: with `fresh` (the buffers the trace allocates, see setAllocLog), computations on
+ * tensors the function closes over are recorded rather than done at trace time (see state.jitStage).
+ */
+export function stagedJaxpr(
+  f: (...args: unknown[]) => unknown,
+  fresh: WeakSet<TypedArray> | null,
+): (...args: unknown[]) => Program {
   return (...args: unknown[]): Program => {
     const [leaves, inTree] = treeFlatten(args);
     let result: unknown;
@@ -194,16 +236,22 @@ export function makeJaxpr(f: (...args: any[]) => unknown): (...args: unknown[]) 
       result = f(...(treeUnflatten(inTree, xs) as unknown[]));
       return [];
     };
-    return traceFlat(flat, leaves, inTree, () => {
-      const [outs, outTree] = treeFlatten(result);
-      if (outs.length === 0) {
-        throw new AutodiffError(
-          `makeJaxpr: the traced function must return a tensor or a pytree of tensors, got ${describe(result)} ` +
-            `(arguments: ${treeDescribe(inTree)})`,
-        );
-      }
-      return [outs, outTree];
-    });
+    return traceFlat(
+      flat,
+      leaves,
+      inTree,
+      () => {
+        const [outs, outTree] = treeFlatten(result);
+        if (outs.length === 0) {
+          throw new AutodiffError(
+            `makeJaxpr: the traced function must return a tensor or a pytree of tensors, got ${describe(result)} ` +
+              `(arguments: ${treeDescribe(inTree)})`,
+          );
+        }
+        return [outs, outTree];
+      },
+      fresh,
+    );
   };
 }
 

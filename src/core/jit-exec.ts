@@ -547,8 +547,12 @@ export class Executor {
     }
   }
 
-  /** True if input i's storage is also another input's or a constant's (then it is not the run's to reuse). */
+  /**
+   * True if input i's storage is also another input's or a constant's, or views of it have been made (a tensor
+   * the caller still holds may read it): then it is not the run's to reuse.
+   */
   private shared(inputs: readonly Tensor[], i: number): boolean {
+    if (inputs[i]._ver?.views === true) return true;
     const d = inputs[i]._data;
     for (let j = 0; j < inputs.length; j++) if (j !== i && inputs[j]._data === d) return true;
     const fixed = this.fixed;

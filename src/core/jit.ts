@@ -26,7 +26,7 @@ import { toTensorLeaf, vjpFlat } from "./autodiff.ts";
 import { recomputingVjp } from "./custom.ts";
 import { evalFlat } from "./jaxpr-eval.ts";
 import type { Program } from "./jaxpr.ts";
-import { makeJaxpr } from "./jaxpr-trace.ts";
+import { stagedJaxpr } from "./jaxpr-trace.ts";
 import { Executor } from "./jit-exec.ts";
 import { splitBiasRelu } from "./jit-rewrite.ts";
 import { executionProgram, simplifyProgram } from "./jit-simplify.ts";
@@ -105,23 +105,39 @@ function resolve(what: string, list: readonly number[], n: number): Set<number> 
 const objectIds = new WeakMap<object, number>();
 let nextObjectId = 0;
 
-/** The signature key of a static argument's value. */
-function staticKey(v: unknown, pos: number): string {
+/**
+ * The signature key of a static argument's value. `open` holds the arrays and plain objects being keyed (a value
+ * containing itself has no key by value).
+ */
+function staticKey(v: unknown, pos: number, open: unknown[] = []): string {
   if (v instanceof Tensor) {
     throw new TypeError(
       `jit: static argument ${pos} is a Tensor; tensors cannot be static (their values are not part of a ` +
-        "signature): pass it as an ordinary argument",
+        "signature): pass it as an ordinary argument (grad, vjp, jvp and hessian turn number arguments into " +
+        "scalar tensors: to keep a static number, close over it, as in grad((x) => jitted(x, n)))",
     );
   }
   if (v === null || v === undefined) return String(v);
   const t = typeof v;
+  if (t === "number" && Object.is(v, -0)) return "number:-0"; // 1 / x tells -0 from 0
   if (t === "number" || t === "boolean" || t === "bigint") return `${t}:${String(v)}`;
   if (t === "string") return JSON.stringify(v);
-  if (Array.isArray(v)) return `[${v.map((x) => staticKey(x, pos)).join(",")}]`;
-  if (t === "object" && Object.getPrototypeOf(v) === Object.prototype) {
-    return `{${Object.entries(v as object)
-      .map(([k, x]) => `${JSON.stringify(k)}:${staticKey(x, pos)}`)
-      .join(",")}}`;
+  const plain = t === "object" && Object.getPrototypeOf(v) === Object.prototype;
+  if (Array.isArray(v) || plain) {
+    if (open.includes(v)) {
+      throw new TypeError(
+        `jit: static argument ${pos} contains itself (a cyclic array or object), so it cannot be compared by ` +
+          "value; pass an instance of a class (compared by identity) or make the value acyclic",
+      );
+    }
+    open.push(v);
+    const key = Array.isArray(v)
+      ? `[${v.map((x) => staticKey(x, pos, open)).join(",")}]`
+      : `{${Object.entries(v as object)
+          .map(([k, x]) => `${JSON.stringify(k)}:${staticKey(x, pos, open)}`)
+          .join(",")}}`;
+    open.pop();
+    return key;
   }
   let id = objectIds.get(v as object);
   if (id === undefined) {
@@ -230,7 +246,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
     const prevLog = setAllocLog(fresh);
     let raw: Program;
     try {
-      raw = makeJaxpr(call)(...dyn);
+      raw = stagedJaxpr(call, fresh)(...dyn);
     } finally {
       setAllocLog(prevLog);
       state.jitTracing--;

@@ -9,6 +9,7 @@
  * perturbation confusion. A tracer used after its transform returned is reported as a leak.
  */
 import { AutodiffError } from "../errors.ts";
+import type { TypedArray } from "../dtype.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { evalTrace } from "./eval.ts";
 import { type Aval, kinkMessage, type Primitive } from "./primitive.ts";
@@ -74,7 +75,19 @@ export const state = {
   jitTracing: 0,
   /** Depth of eager backward passes in progress (a checkpoint recomputes its forward inside one). */
   inBackward: 0,
+  /**
+   * While jit traces a function: its trace, and the buffers allocated during the trace. An application whose
+   * arguments are all concrete but one holds storage the trace did not allocate (a tensor the function closes
+   * over, such as a parameter or a BatchNorm buffer) is recorded by that trace instead of being computed now,
+   * so the program reads the tensor's current values at every call (see topTrace).
+   */
+  jitStage: null as null | { readonly trace: Trace; readonly fresh: WeakSet<TypedArray> },
 };
+
+/** True if `t` is a concrete tensor whose storage the current jit trace did not allocate (see state.jitStage). */
+export function isClosedOver(t: Tensor, fresh: WeakSet<TypedArray>): boolean {
+  return t._trace === null && t._data !== null && !fresh.has(t._data);
+}
 
 export interface KinkReport {
   readonly op: string;
@@ -143,6 +156,11 @@ export function topTrace(args: readonly Tensor[]): Trace {
       level = 1;
       top = eagerTrace;
     }
+  }
+  if (level < 2 && state.jitStage !== null) {
+    // inside a jit trace, computing from a closed-over tensor is staged (see state.jitStage)
+    const { trace, fresh } = state.jitStage;
+    for (let i = 0; i < args.length; i++) if (isClosedOver(args[i], fresh)) return trace;
   }
   if (top === null) return evalTrace;
   if (!top.alive) {

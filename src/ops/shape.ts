@@ -21,7 +21,7 @@ import {
   sizeOf,
   viewStrides,
 } from "../shape.ts";
-import { deletedTensors, Tensor } from "../tensor/tensor.ts";
+import { deletedTensors, stagedValues, Tensor } from "../tensor/tensor.ts";
 import * as X from "../prims/lax.ts";
 import { selectByMask } from "./indexing.ts";
 import { add, asTensor, cast, lt, where } from "./math.ts";
@@ -48,7 +48,9 @@ export function concreteOf(t: Tensor): Tensor {
  * patterns); `op` names the caller in the error for an abstract value (makeJaxpr).
  */
 export function contiguousData(t: Tensor, op = "dataSync", wantStorage = false): TypedArray {
-  const c = concreteOf(t);
+  let c = concreteOf(t);
+  // a value jit computed at trace time from closed-over tensors alone (it also records the computation)
+  if (c._data === null) c = stagedValues.get(c) ?? c;
   if (c._trace !== null && c._trace.kind === "vmap") {
     throw new AutodiffError(
       `${op}: needs the values of a tensor of shape ${fmtShape(t.shape)}, but under vmap it stands for a whole ` +
@@ -58,6 +60,14 @@ export function contiguousData(t: Tensor, op = "dataSync", wantStorage = false):
   if (c._data === null) {
     const gone = deletedTensors.get(c);
     if (gone !== undefined) throw new AutodiffError(`${op}: this tensor was deleted: ${gone}`);
+    if (state.jitTracing > 0) {
+      throw new AutodiffError(
+        `${op}: needs the values of a tensor of shape ${fmtShape(t.shape)} and dtype ${t.dtype}, but jit is ` +
+          "tracing the function (or a scan, cond or whileLoop body) from shapes and dtypes only, once per input " +
+          "signature, so the values are not known yet; branch on a traced value with cond or switchCase, loop " +
+          "with whileLoop or foriLoop, or make the argument static (jit's staticArgnums: a new value traces again)",
+      );
+    }
     throw new AutodiffError(
       `${op}: needs the values of a tensor of shape ${fmtShape(t.shape)} and dtype ${t.dtype}, but the value is ` +
         "abstract under makeJaxpr (a program is being traced from shapes and dtypes only); keep data-dependent " +

@@ -9,7 +9,7 @@ import { allocTyped, bytesPerElement, type DType, type TypedArray } from "../dty
 import { AllocationError, AutodiffError, internal } from "../errors.ts";
 import { toBF16Bits, toF16Bits } from "../io/half.ts";
 import { contiguousStrides, fmtShape, sizeOf } from "../shape.ts";
-import { deletedTensors, Tensor } from "../tensor/tensor.ts";
+import { deletedTensors, setCreationLog, Tensor } from "../tensor/tensor.ts";
 
 export { getBackend };
 
@@ -61,6 +61,7 @@ let allocLog: WeakSet<TypedArray> | null = null;
 export function setAllocLog(s: WeakSet<TypedArray> | null): WeakSet<TypedArray> | null {
   const prev = allocLog;
   allocLog = s;
+  setCreationLog(s);
   return prev;
 }
 
@@ -115,13 +116,14 @@ export function constant(v: number, dtype: DType): Tensor {
   return Tensor._concrete(d, [], dtype, []);
 }
 
-/** A view sharing `t`'s storage (and version counter) with new geometry. */
+/** A view sharing `t`'s storage (and version counter, marked as viewed) with new geometry. */
 export function viewTensor(
   t: Tensor,
   shape: readonly number[],
   strides: readonly number[],
   offset: number,
 ): Tensor {
+  if (t._ver !== null) t._ver.views = true;
   return Tensor._concrete(t._data!, shape, t.dtype, strides, offset, t._ver);
 }
 

@@ -41,6 +41,23 @@ export interface ReduceOpts {
  */
 export const deletedTensors = new WeakMap<Tensor, string>();
 
+/**
+ * @internal Values known at trace time of jit tracers computed from closed-over tensors alone: jit records such
+ * computations (the program reads the tensors' current values at each call) and also computes them now, so that
+ * an op that must read values while tracing (an index check, `item`) still can (see `state.jitStage`).
+ */
+export const stagedValues = new WeakMap<Tensor, Tensor>();
+
+let creationLog: WeakSet<TypedArray> | null = null;
+
+/**
+ * @internal Record (a set) or stop recording (null) the storage of every concrete tensor created (not views),
+ * with the buffers `allocData` hands out (prims/impl.ts `setAllocLog` sets both): jit's trace-time values.
+ */
+export function setCreationLog(s: WeakSet<TypedArray> | null): void {
+  creationLog = s;
+}
+
 export class Tensor {
   /** @internal Typed array storage (concrete tensors only). */
   _data: TypedArray | null = null;
@@ -48,8 +65,12 @@ export class Tensor {
   _strides: readonly number[] = [];
   /** @internal Offset of element [0, ..., 0] in `_data`. */
   _offset = 0;
-  /** @internal Version counter shared by all views of one storage; bumped by in-place writes. */
-  _ver: { v: number } | null = null;
+  /**
+   * @internal Version counter shared by all views of one storage; bumped by in-place writes. `views` is set once
+   * a view of the storage has been made (jit then never reuses it for a donated argument: another tensor may
+   * still read it).
+   */
+  _ver: { v: number; views?: boolean } | null = null;
   /** @internal The trace this tensor is a tracer of (null for concrete tensors). */
   _trace: Trace | null = null;
   /** @internal The value one level down (tracers only). */
@@ -80,13 +101,16 @@ export class Tensor {
     dtype: DType,
     strides: readonly number[],
     offset = 0,
-    ver: { v: number } | null = null,
+    ver: { v: number; views?: boolean } | null = null,
   ): Tensor {
     const t = new Tensor(shape, dtype);
     t._data = data;
     t._strides = strides;
     t._offset = offset;
-    t._ver = ver ?? { v: 0 };
+    if (ver === null) {
+      t._ver = { v: 0, views: false };
+      if (creationLog !== null) creationLog.add(data);
+    } else t._ver = ver;
     return t;
   }
 
@@ -200,6 +224,22 @@ export class Tensor {
   /** PyTorch-like display: values, shape and dtype. */
   toString(): string {
     return formatTensor(this);
+  }
+  /**
+   * JavaScript's conversion of an object to a primitive. A tracer (a value under jit, grad, vmap, ...) used as a
+   * number (`x > 0`, `x * 2`, `Math.exp(x)`) is an error: JavaScript would compare or compute with NaN and
+   * silently take one branch. Concrete tensors convert as any object does (their text).
+   */
+  [Symbol.toPrimitive](hint: "number" | "string" | "default"): string {
+    if (hint === "number" && this._trace !== null) {
+      throw new TypeError(
+        `a traced tensor of shape ${fmtShape(this.shape)} and dtype ${this.dtype} was used as a JavaScript number ` +
+          "(a comparison or arithmetic such as x > 0 or x * 2, which JavaScript cannot do on an object: it " +
+          "would compute with NaN); use tensor ops (x.gt(0), x.mul(2)); to branch on a value under jit use " +
+          "cond or switchCase, or make the argument static (staticArgnums)",
+      );
+    }
+    return this.toString();
   }
   /** Convert to another dtype (differentiable between float dtypes). */
   to(dtype: DType): Tensor {
