@@ -221,7 +221,9 @@ function valueAndGradUntyped(
   const argnums = opts.argnums ?? 0;
   const nums = typeof argnums === "number" ? [argnums] : [...argnums];
   return (...rawArgs: unknown[]) => {
-    const args = rawArgs.map(toTensorLeaf);
+    // only differentiated numbers become tensors: the others reach f as they were given (as in JAX), so a
+    // static argument of a jitted f, a loop bound or a flag stays a number
+    const args = rawArgs.map((a, i) => (nums.includes(i) ? toTensorLeaf(a) : a));
     for (const n of nums) {
       if (!Number.isInteger(n) || n < 0 || n >= args.length) {
         throw new RangeError(`grad: argnums ${n} is out of range for ${args.length} arguments`);

@@ -488,7 +488,8 @@ export function bindWhile(params: WhileParams, args: readonly Tensor[]): Tensor[
     fn: (xs) => whileEval(params, xs),
     jvp: (ps, ts) => whileJvp(params, ps, ts),
     vjp: (ps) => ({
-      outs: whileEval(params, ps),
+      // on tracers of a lower level (grad inside jit) the forward is staged there; backward is the error
+      outs: allConcrete(ps) ? whileEval(params, ps) : bindWhile(params, ps),
       backward: () => {
         throw new AutodiffError(
           "whileLoop: reverse-mode differentiation (grad, vjp, backward) is not supported: the trip count is only " +

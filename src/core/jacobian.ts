@@ -107,7 +107,8 @@ function prepare(
   rawArgs: unknown[],
 ): Prepared {
   const { nums, single } = argnums;
-  const args = rawArgs.map(toTensorLeaf);
+  // only differentiated numbers become tensors (see grad)
+  const args = rawArgs.map((a, i) => (nums.includes(i) ? toTensorLeaf(a) : a));
   for (const n of nums) {
     if (n >= args.length)
       throw new RangeError(`${op}: argnums ${n} is out of range for ${args.length} arguments`);

@@ -1,0 +1,749 @@
+/**
+ * Adversarial checks of jit as a JAX user would try it: cache keys, donation, closures, errors inside the traced
+ * function, every composition order, control flow, training and edge shapes. Expected values come from the same
+ * function run eagerly (in float64 where derivatives are involved) or from math, never from jit itself.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import {
+  arange,
+  checkpoint,
+  cond,
+  foriLoop,
+  grad,
+  hessian,
+  jit,
+  jvp,
+  manualSeed,
+  ones,
+  randn,
+  scan,
+  switchCase,
+  type Tensor,
+  tensor,
+  vjp,
+  vmap,
+  whileLoop,
+  zeros,
+} from "../src/index.ts";
+import {
+  BatchNorm1d,
+  Dropout,
+  drawDropoutMasks,
+  dropoutRequests,
+  functionalApply,
+  functionalCall,
+  Linear,
+  moduleState,
+  ReLU,
+  Sequential,
+  Tanh,
+} from "../src/nn/index.ts";
+import { Adam, functional, SGD } from "../src/optim/index.ts";
+
+const f64 = { dtype: "float64" as const };
+
+function assertClose(got: Tensor, want: Tensor, tol: number, what: string): void {
+  assert.deepEqual(got.shape, want.shape, `${what}: shape`);
+  assert.equal(got.dtype, want.dtype, `${what}: dtype`);
+  const a = got.toArray() as unknown;
+  const b = want.toArray() as unknown;
+  const fa = [a].flat(Number.POSITIVE_INFINITY) as number[];
+  const fb = [b].flat(Number.POSITIVE_INFINITY) as number[];
+  for (let i = 0; i < fb.length; i++) {
+    const d = Math.abs(fa[i] - fb[i]);
+    assert.ok(
+      d <= tol * (1 + Math.abs(fb[i])) || Object.is(fa[i], fb[i]),
+      `${what}: element ${i}: got ${fa[i]}, expected ${fb[i]}`,
+    );
+  }
+}
+
+describe("cache keys", () => {
+  test("same shapes, different dtypes: one trace each, each in its own dtype", () => {
+    const f = (x: Tensor) => x.mul(0.1).exp().sum(0);
+    const jf = jit(f);
+    const v = [
+      [1, 2],
+      [3, 4],
+    ];
+    const r32 = jf(tensor(v));
+    const r64 = jf(tensor(v, f64));
+    assert.equal(jf.traceCount, 2);
+    assertClose(r32, f(tensor(v)), 0, "float32");
+    assertClose(r64, f(tensor(v, f64)), 0, "float64");
+    // int32 and bool leaves are keys too
+    const g = jit((x: Tensor) => x.add(x));
+    assert.deepEqual(g(tensor([1, 2], { dtype: "int32" })).toArray(), [2, 4]);
+    assert.equal(g(tensor([1, 2], { dtype: "int32" })).dtype, "int32");
+    assert.equal(g(tensor([true, false])).dtype, promoteBoolAdd());
+    assert.equal(g.traceCount, 2);
+  });
+
+  test("non-contiguous, offset and broadcast inputs give the eager values under one signature", () => {
+    const f = (x: Tensor) => x.mul(2).add(x.sin()).cumsum(1);
+    const jf = jit(f);
+    const base = arange(24).to("float64").reshape([4, 6]);
+    const inputs: [string, Tensor][] = [
+      ["contiguous", base.narrow(1, 0, 4)],
+      ["transposed", arange(24).to("float64").reshape([4, 6]).permute([1, 0]).narrow(0, 0, 4)],
+      ["offset slice", base.narrow(0, 1, 3).narrow(1, 2, 4).contiguous().reshape([3, 4]).narrow(0, 0, 3)],
+      ["broadcast (stride 0)", tensor([1, 2, 3, 4], f64).expand([3, 4])],
+    ];
+    for (const [what, x] of inputs) {
+      const want = f(x.contiguous());
+      assertClose(jf(x.narrow(0, 0, 3)), f(x.narrow(0, 0, 3).contiguous()), 0, what);
+      assertClose(jf(x.narrow(0, 0, 3)), want.narrow(0, 0, 3), 0, `${what} (rows)`);
+    }
+    assert.equal(jf.traceCount, 1, "strides and offsets are not part of the signature");
+  });
+
+  test("pytrees: key order, null / undefined / number / string leaves, nested arrays", () => {
+    const jf = jit((p: { a: Tensor; b: Tensor }) => p.a.sub(p.b));
+    assert.deepEqual(jf({ a: tensor(3), b: tensor(1) }).toArray(), 2);
+    assert.deepEqual(jf({ b: tensor(1), a: tensor(3) } as { a: Tensor; b: Tensor }).toArray(), 2);
+    const g = jit((p: { t: [Tensor, [Tensor]]; n: number; s: string; z: null; u: undefined }) => ({
+      sum: p.t[0].add(p.t[1][0]).mul(p.n),
+      s: p.s,
+      z: p.z,
+      u: p.u,
+    }));
+    const r = g({ t: [tensor(1), [tensor(2)]], n: 2, s: "x", z: null, u: undefined });
+    assert.equal(r.sum.item(), 6);
+    assert.equal(r.s, "x");
+    assert.equal(r.z, null);
+    assert.equal(r.u, undefined);
+    // a number nested in a pytree is part of the signature (by value)
+    assert.equal(g({ t: [tensor(1), [tensor(2)]], n: 5, s: "x", z: null, u: undefined }).sum.item(), 15);
+    assert.equal(g({ t: [tensor(1), [tensor(2)]], n: 2, s: "x", z: null, u: undefined }).sum.item(), 6);
+    assert.equal(g.traceCount, 2);
+  });
+
+  test("staticArgnums: numbers, strings, arrays, functions, negative positions; a new value traces again", () => {
+    const jf = jit(
+      (x: Tensor, how: string, axes: number[], act: (t: Tensor) => Tensor) =>
+        act(how === "sum" ? x.sum(axes) : x.square().sum(axes)),
+      { staticArgnums: [1, -2, -1] },
+    );
+    const x = tensor([
+      [1, -2],
+      [3, -4],
+    ]);
+    const neg = (t: Tensor) => t.neg();
+    assert.deepEqual(jf(x, "sum", [0], neg).toArray(), [-4, 6]);
+    assert.deepEqual(jf(x, "sum", [0], neg).toArray(), [-4, 6]);
+    assert.equal(jf.traceCount, 1);
+    assert.deepEqual(jf(x, "sq", [0], neg).toArray(), [-10, -20]);
+    assert.deepEqual(jf(x, "sum", [1], neg).toArray(), [1, 1]);
+    assert.deepEqual(jf(x, "sum", [1], (t: Tensor) => t).toArray(), [-1, -1]);
+    assert.equal(jf.traceCount, 4);
+  });
+
+  test("static -0 and 0 are different values; a cyclic static value is a clear error", () => {
+    const jf = jit((x: Tensor, s: number) => x.div(s), { staticArgnums: 1 });
+    assert.equal(jf(tensor(1), 0).item(), Number.POSITIVE_INFINITY);
+    assert.equal(jf(tensor(1), -0).item(), Number.NEGATIVE_INFINITY);
+    const cyc: Record<string, unknown> = { a: 1 };
+    cyc.self = cyc;
+    assert.throws(
+      () => jit((x: Tensor, _o: unknown) => x, { staticArgnums: 1 })(tensor(1), cyc),
+      /jit: static argument 1 contains itself/,
+    );
+  });
+
+  test("a class instance is static by identity: the same object hits the cache, another traces again", () => {
+    class Cfg {
+      constructor(readonly k: number) {}
+    }
+    const jf = jit((x: Tensor, c: Cfg) => x.mul(c.k), { staticArgnums: 1 });
+    const c2 = new Cfg(2);
+    assert.equal(jf(tensor(1), c2).item(), 2);
+    assert.equal(jf(tensor(1), c2).item(), 2);
+    assert.equal(jf(tensor(1), new Cfg(3)).item(), 3);
+    assert.equal(jf.traceCount, 2);
+  });
+
+  test("bad argnums name jit and the option", () => {
+    assert.throws(
+      () => jit((x: Tensor) => x, { donateArgnums: 2 })(tensor(1)),
+      /jit: donateArgnums entry 2 is out of range for a call with 1 arguments/,
+    );
+    assert.throws(
+      () => jit((x: Tensor) => x, { staticArgnums: -2 })(tensor(1)),
+      /jit: staticArgnums entry -2 is out of range/,
+    );
+    assert.throws(
+      () => jit((x: Tensor) => x, { donateArgnums: [0.5] }),
+      /jit: donateArgnums must be integers/,
+    );
+  });
+});
+
+/** The dtype eager `add` gives two bool tensors (jit must agree with it). */
+function promoteBoolAdd(): string {
+  return tensor([true]).add(tensor([true])).dtype;
+}
+
+describe("donateArgnums", () => {
+  const f = (x: Tensor) => x.mul(2).add(1);
+
+  test("the donated tensor is deleted (a clear error when used), the result is right", () => {
+    const t = tensor([1, 2, 3]);
+    const r = jit(f, { donateArgnums: 0 })(t);
+    assert.deepEqual(r.toArray(), [3, 5, 7]);
+    assert.throws(() => t.add(1), /this tensor was deleted: it was donated to a jitted function/);
+    assert.throws(() => t.toArray(), /deleted/);
+  });
+
+  test("a donated argument that is also returned stays valid", () => {
+    const t = tensor([1, 2]);
+    const [same, twice] = jit((a: Tensor) => [a, a.mul(2)], { donateArgnums: 0 })(t) as Tensor[];
+    assert.deepEqual(same.toArray(), [1, 2]);
+    assert.deepEqual(twice.toArray(), [2, 4]);
+    assert.deepEqual(t.toArray(), [1, 2]);
+  });
+
+  test("the same tensor passed twice, donated once: the other reads are not overwritten", () => {
+    const g = (a: Tensor, b: Tensor) => a.add(1).mul(b).add(a.exp()).add(b.square());
+    const t = tensor([1, 2, 3], f64);
+    const want = g(t, t);
+    const r = jit(g, { donateArgnums: 0 })(t, t);
+    assertClose(r, want, 0, "f(t, t)");
+  });
+
+  test("donating a view never corrupts the tensor it views, nor a view of a donated base", () => {
+    // a reshape covering the whole storage
+    const base = tensor([1, 2, 3, 4]);
+    const r = jit(f, { donateArgnums: 0 })(base.reshape([2, 2]));
+    assert.deepEqual(r.toArray(), [
+      [3, 5],
+      [7, 9],
+    ]);
+    assert.deepEqual(base.toArray(), [1, 2, 3, 4], "the caller's base");
+    // a slice, a broadcast
+    const b2 = tensor([1, 2, 3, 4]);
+    assert.deepEqual(jit(f, { donateArgnums: 0 })(b2.narrow(0, 1, 2)).toArray(), [5, 7]);
+    assert.deepEqual(b2.toArray(), [1, 2, 3, 4]);
+    const b3 = tensor([1, 2]);
+    assert.deepEqual(jit(f, { donateArgnums: 0 })(b3.expand([2, 2])).toArray(), [
+      [3, 5],
+      [3, 5],
+    ]);
+    assert.deepEqual(b3.toArray(), [1, 2]);
+    // the base donated while the caller keeps a view of it
+    const b4 = tensor([1, 2, 3, 4]);
+    const view = b4.reshape([2, 2]);
+    assert.deepEqual(jit(f, { donateArgnums: 0 })(b4).toArray(), [3, 5, 7, 9]);
+    assert.deepEqual(view.toArray(), [
+      [1, 2],
+      [3, 4],
+    ]);
+  });
+
+  test("a donated update still reuses the storage when nothing else shares it", () => {
+    const step = jit((w: Tensor, g: Tensor) => w.sub(g.mul(0.5)), { donateArgnums: 0 });
+    let w = tensor([1, 2, 3]);
+    const g = tensor([2, 2, 2]);
+    w = step(w, g);
+    const storage = w._data;
+    w = step(w, g);
+    assert.deepEqual(w.toArray(), [-1, 0, 1]);
+    assert.equal(w._data, storage);
+  });
+});
+
+describe("closures", () => {
+  test("values computed from a closed-over tensor follow its in-place updates", () => {
+    const w = tensor([1, 2], f64);
+    const jf = jit((x: Tensor) => x.mul(w.exp()).add(w.square().sum()));
+    const x = tensor([1, 1], f64);
+    assertClose(jf(x), x.mul(w.exp()).add(w.square().sum()), 0, "before");
+    w.mul_(2);
+    assertClose(jf(x), x.mul(w.exp()).add(w.square().sum()), 0, "after w.mul_(2)");
+    assert.equal(jf.traceCount, 1);
+  });
+
+  test("a closed-over scalar parameter is read at each call (not baked in as a literal, even when it is 1)", () => {
+    const s = tensor(1, f64);
+    const jf = jit((x: Tensor) => x.mul(s));
+    const x = tensor([2, 3], f64);
+    assert.deepEqual(jf(x).toArray(), [2, 3]);
+    s.fill_(5);
+    assert.deepEqual(jf(x).toArray(), [10, 15]);
+  });
+
+  test("a jitted eval of a BatchNorm model sees running statistics updated by later training", () => {
+    const bn = new BatchNorm1d(2, f64);
+    const x = tensor(
+      [
+        [1, 2],
+        [3, 5],
+      ],
+      f64,
+    );
+    bn.eval();
+    const evalFn = jit((a: Tensor) => bn.call(a));
+    evalFn(x);
+    bn.train();
+    bn.call(
+      tensor(
+        [
+          [10, 20],
+          [30, 50],
+        ],
+        f64,
+      ),
+    );
+    bn.eval();
+    assertClose(evalFn(x), bn.call(x), 1e-15, "after a training step");
+  });
+
+  test("a jitted forward follows the parameters an eager optimizer updates", () => {
+    const net = new Sequential(new Linear(3, 4, f64), new Tanh(), new Linear(4, 1, f64));
+    const fwd = jit((a: Tensor) => net.call(a));
+    const opt = new SGD(net.parameters(), { lr: 0.1, momentum: 0.9 });
+    const x = randn([5, 3], f64);
+    for (let i = 0; i < 3; i++) {
+      assertClose(fwd(x), net.call(x).detach(), 1e-14, `step ${i}`);
+      opt.zeroGrad();
+      net.call(x).square().mean().backward();
+      opt.step();
+    }
+    assert.equal(fwd.traceCount, 1);
+  });
+
+  test("a closed-over index tensor whose values an op checks while tracing still works", () => {
+    const idx = tensor(
+      [
+        [0, 2],
+        [1, 0],
+      ],
+      { dtype: "int32" },
+    );
+    const g = (x: Tensor, src: Tensor) => x.scatter(1, idx, src);
+    const x = zeros([2, 3]);
+    const src = tensor([
+      [1, 2],
+      [3, 4],
+    ]);
+    assert.deepEqual(jit(g)(x, src).toArray(), g(x, src).toArray());
+  });
+});
+
+describe("errors inside the traced function", () => {
+  test("an exception keeps its message and does not poison the cache", () => {
+    let fail = true;
+    const jf = jit((x: Tensor) => {
+      if (fail) throw new Error("user error 42");
+      return x.add(1);
+    });
+    assert.throws(() => jf(tensor([1])), /user error 42/);
+    fail = false;
+    assert.deepEqual(jf(tensor([1])).toArray(), [2]);
+    assert.equal(jf.traceCount, 1);
+    // the same after a failing call of an already compiled signature's neighbour
+    assert.throws(() => jit((x: Tensor) => x.matmul(x))(tensor([1, 2, 3]).reshape([1, 3])), /matmul/);
+  });
+
+  test("reading a traced value (item, toArray) names jit and the fixes", () => {
+    const jf = jit((x: Tensor) => (x.item() > 0 ? x : x.neg()));
+    assert.throws(
+      () => jf(tensor(1)),
+      /item: needs the values .* jit is tracing .*cond or switchCase.*staticArgnums/s,
+    );
+    assert.throws(() => jit((x: Tensor) => tensor(x.toArray() as number[]))(tensor([1])), /toArray: .*jit/s);
+    // the fix: cond, one program for both signs
+    const fixed = jit((x: Tensor) =>
+      cond(
+        x.gt(0),
+        (a: Tensor) => a,
+        (a: Tensor) => a.neg(),
+        x,
+      ),
+    );
+    assert.equal(fixed(tensor(2)).item(), 2);
+    assert.equal(fixed(tensor(-3)).item(), 3);
+    assert.equal(fixed.traceCount, 1);
+  });
+
+  test("a traced tensor used as a JS number (x > 0, s * 2) is an error, never a silent NaN branch", () => {
+    const branchy = jit((x: Tensor) => ((x as unknown as number) > 0 ? x : x.neg()));
+    assert.throws(() => branchy(tensor(-1)), /traced tensor .* used as a JavaScript number/);
+    const arith = jit((x: Tensor, s: number) => x.mul(s * 2));
+    assert.throws(() => arith(tensor([1]), 3), /used as a JavaScript number/);
+    // static: a plain JS number again
+    const ok = jit((x: Tensor, s: number) => x.mul(s * 2), { staticArgnums: 1 });
+    assert.deepEqual(ok(tensor([1]), 3).toArray(), [6]);
+    // concrete tensors keep converting as objects do (their text)
+    assert.match(`${tensor([1])}`, /1/);
+  });
+});
+
+describe("composition in every order", () => {
+  const f = (x: Tensor, y: Tensor) => x.sin().mul(y).add(x.square().mul(y.exp())).sum();
+  const x = randn([4], f64);
+  const y = randn([4], f64);
+
+  test("grad and vjp with some arguments only; jit(grad) and grad(jit) agree with eager", () => {
+    const want = grad(f, { argnums: 1 })(x, y) as Tensor;
+    assertClose(grad(jit(f), { argnums: 1 })(x, y) as Tensor, want, 1e-14, "grad(jit) argnums 1");
+    assertClose(jit(grad(f, { argnums: 1 }))(x, y) as Tensor, want, 1e-14, "jit(grad) argnums 1");
+    const [out, pb] = vjp(
+      jit((a: Tensor) => [a.sin(), a.cos()]),
+      x,
+    );
+    const [ct] = pb([ones([4], f64), ones([4], f64)]) as Tensor[];
+    assertClose((out as Tensor[])[0], x.sin(), 0, "vjp(jit) out");
+    assertClose(ct, x.cos().sub(x.sin()), 1e-15, "vjp(jit) ct");
+  });
+
+  test("hessian(jit(f)), jit(hessian(f)), grad(grad(jit)) equal the math", () => {
+    const g = (a: Tensor) => a.pow(3).sum().add(a.prod());
+    const a = tensor([1, 2, 3], f64);
+    // d2/da_i da_j: 6 a_i on the diagonal, prod / (a_i a_j) off it
+    const want = tensor(
+      [
+        [6, 3, 2],
+        [3, 12, 1],
+        [2, 1, 18],
+      ],
+      f64,
+    );
+    assertClose(hessian(jit(g))(a) as Tensor, want, 1e-14, "hessian(jit)");
+    assertClose(jit(hessian(g))(a) as Tensor, want, 1e-14, "jit(hessian)");
+    const gg = jit((b: Tensor) => grad((c: Tensor) => (grad(jit(g))(c) as Tensor).sum())(b) as Tensor);
+    assertClose(gg(a), want.sum(1), 1e-14, "jit(grad(grad(jit)))");
+  });
+
+  test("jvp(jit) with pytrees, jit(jvp), and jvp through a jitted grad", () => {
+    const h = (p: { a: Tensor; b: Tensor }) => ({ o: p.a.mul(p.b), s: p.a.exp() });
+    const p = { a: tensor([2], f64), b: tensor([3], f64) };
+    const t = { a: tensor([1], f64), b: tensor([0.5], f64) };
+    const [o1, t1] = jvp(jit(h), [p], [t]) as [{ o: Tensor; s: Tensor }, { o: Tensor; s: Tensor }];
+    assertClose(o1.o, tensor([6], f64), 0, "primal");
+    assertClose(t1.o, tensor([3 + 2 * 0.5], f64), 1e-15, "tangent o"); // b da + a db
+    assertClose(t1.s, tensor([Math.exp(2)], f64), 1e-15, "tangent s");
+    const inner = jit((a: Tensor, v: Tensor) => jvp((q: Tensor) => q.sin(), [a], [v])[1] as Tensor);
+    assertClose(inner(x, y), x.cos().mul(y), 1e-15, "jit(jvp)");
+    const [, hv] = jvp(jit(grad((q: Tensor) => q.pow(3).sum())), [x], [y]);
+    assertClose(hv as Tensor, x.mul(6).mul(y), 1e-14, "jvp(jit(grad)): a Hessian-vector product");
+  });
+
+  test("vmap with inAxes / outAxes around and inside jit; per-example grads", () => {
+    const g = (a: Tensor, w: Tensor) => a.mul(w).sum().tanh();
+    const xs = randn([4, 3], f64);
+    const w = randn([3], f64);
+    const want = tensor(
+      [0, 1, 2, 3].map((i) => g(xs.narrow(0, i, 1).reshape([3]), w).item()),
+      f64,
+    );
+    assertClose(vmap(jit(g), { inAxes: [0, null] })(xs, w), want, 1e-15, "vmap(jit) inAxes [0, null]");
+    assertClose(jit(vmap(g, { inAxes: [0, null] }))(xs, w), want, 1e-15, "jit(vmap)");
+    assertClose(
+      vmap(jit(g), { inAxes: [1, null] })(xs.permute([1, 0]).contiguous(), w),
+      want,
+      1e-15,
+      "inAxes 1",
+    );
+    const m = (a: Tensor) => a.mul(2);
+    assertClose(vmap(jit(m), { outAxes: 1 })(xs), xs.mul(2).permute([1, 0]), 0, "vmap(jit) outAxes 1");
+    assertClose(jit(vmap(m, { outAxes: 1 }))(xs), xs.mul(2).permute([1, 0]), 0, "jit(vmap) outAxes 1");
+    const perEx = jit(vmap(grad(jit(g), { argnums: 1 }), { inAxes: [0, null] }))(xs, w);
+    for (let i = 0; i < 4; i++) {
+      const xi = xs.narrow(0, i, 1).reshape([3]);
+      assertClose(
+        perEx.narrow(0, i, 1).reshape([3]),
+        grad(g, { argnums: 1 })(xi, w) as Tensor,
+        1e-14,
+        `ex ${i}`,
+      );
+    }
+  });
+
+  test("checkpoint(jit(f)) and jit(checkpoint(f)) give the eager gradient; nested jit with statics", () => {
+    const g = (a: Tensor) => a.sin().exp().mul(a).sum();
+    const want = grad(g)(x) as Tensor;
+    assertClose(grad(checkpoint(jit(g)))(x) as Tensor, want, 1e-14, "grad(checkpoint(jit))");
+    assertClose(grad(jit(checkpoint(g)))(x) as Tensor, want, 1e-14, "grad(jit(checkpoint))");
+    assertClose(jit(grad(checkpoint(jit(g))))(x) as Tensor, want, 1e-14, "jit(grad(checkpoint(jit)))");
+    const pw = jit((a: Tensor, k: number) => a.pow(k), { staticArgnums: 1 });
+    const mid = jit((a: Tensor, k: number) => pw(a, k).add(pw(a, k + 1)), { staticArgnums: 1 });
+    const top = jit((a: Tensor) => mid(a, 2).sum());
+    assertClose(top(x), x.pow(2).add(x.pow(3)).sum(), 1e-15, "three levels");
+    assertClose(grad(top)(x) as Tensor, x.mul(2).add(x.square().mul(3)), 1e-14, "grad of three levels");
+  });
+
+  test("outputs: several, pytrees, inputs returned unchanged, constants, non-tensor leaves", () => {
+    const jf = jit((a: Tensor, b: Tensor) => ({
+      same: a,
+      pair: [a.add(b), b],
+      k: tensor([7, 8]),
+      n: 3,
+      s: "tag",
+    }));
+    const a = tensor([1, 2]);
+    const b = tensor([3, 4]);
+    const r = jf(a, b);
+    assert.deepEqual(r.same.toArray(), [1, 2]);
+    assert.deepEqual(r.pair[0].toArray(), [4, 6]);
+    assert.deepEqual(r.pair[1].toArray(), [3, 4]);
+    assert.deepEqual(r.k.toArray(), [7, 8]);
+    assert.equal(r.n, 3);
+    assert.equal(r.s, "tag");
+    const r2 = jf(tensor([0, 0]), b);
+    assert.deepEqual(r2.k.toArray(), [7, 8], "the constant is the same at every call");
+    assert.deepEqual(r.same.toArray(), [1, 2], "an earlier result is not overwritten by a later call");
+  });
+});
+
+describe("control flow", () => {
+  test("scan with a pytree carry, forward and reverse, under jit and grad(jit)", () => {
+    type C = { h: Tensor; acc: [Tensor, Tensor] };
+    const body = (c: C, x: Tensor): [C, Tensor] => {
+      const h = c.h.mul(x).add(x.sin());
+      return [{ h, acc: [c.acc[0].add(h), c.acc[1].mul(x.cos())] }, h.square()];
+    };
+    const run = (xs: Tensor, h0: Tensor, reverse: boolean) => {
+      const [c, ys] = scan(body, { h: h0, acc: [h0.mul(0), h0.mul(0).add(1)] }, xs, { reverse });
+      return c.h.add(c.acc[0]).add(c.acc[1]).sum().add(ys.sum());
+    };
+    const xs = randn([5, 3], f64).mul(0.5);
+    const h0 = randn([3], f64);
+    for (const reverse of [false, true]) {
+      const jr = jit((a: Tensor, b: Tensor) => run(a, b, reverse));
+      assertClose(jr(xs, h0), run(xs, h0, reverse), 1e-14, `value reverse=${reverse}`);
+      const want = grad((a: Tensor, b: Tensor) => run(a, b, reverse), { argnums: [0, 1] })(
+        xs,
+        h0,
+      ) as Tensor[];
+      const got = grad(jr, { argnums: [0, 1] })(xs, h0) as Tensor[];
+      assertClose(got[0], want[0], 1e-13, `dxs reverse=${reverse}`);
+      assertClose(got[1], want[1], 1e-13, `dh0 reverse=${reverse}`);
+    }
+  });
+
+  test("scans of length 0 and 1 under jit and grad", () => {
+    const loss = (xs: Tensor, c0: Tensor) =>
+      scan((c: Tensor, r: Tensor): [Tensor, Tensor] => [c.mul(r), c], c0, xs)[0].sum();
+    // length 0: the carry passes through; d/dc0 = 1, no rows of xs to differentiate
+    const [g0x, g0c] = grad(jit(loss), { argnums: [0, 1] })(zeros([0, 3], f64), ones([3], f64)) as Tensor[];
+    assert.deepEqual(g0x.shape, [0, 3]);
+    assertClose(g0c, ones([3], f64), 0, "length 0: d/dc0");
+    assert.deepEqual(
+      jit((xs: Tensor) => scan((c: Tensor, r: Tensor) => [c.add(r), c], zeros([3]), xs)[1])(zeros([0, 3]))
+        .shape,
+      [0, 3],
+    );
+    // length 1: sum(c0 * r): d/dr = c0, d/dc0 = r
+    const r = tensor([[2, 3, 4]], f64);
+    const c0 = tensor([5, 6, 7], f64);
+    const [g1x, g1c] = grad(jit(loss), { argnums: [0, 1] })(r, c0) as Tensor[];
+    assertClose(g1x, c0.reshape([1, 3]), 0, "length 1: d/dxs");
+    assertClose(g1c, r.reshape([3]), 0, "length 1: d/dc0");
+  });
+
+  test("cond / switchCase: branches of another structure are an error; a traced index picks at run time", () => {
+    assert.throws(
+      () =>
+        jit((p: Tensor, x: Tensor) =>
+          cond(
+            p,
+            (a: Tensor) => [a],
+            (a: Tensor) => a,
+            x,
+          ),
+        )(tensor(true), tensor(1)),
+      /cond: .*structure/,
+    );
+    const sw = jit((i: Tensor, x: Tensor) =>
+      switchCase(i, [(a: Tensor) => a.add(1), (a: Tensor) => a.mul(10), (a: Tensor) => a.neg()], x),
+    );
+    const i32 = { dtype: "int32" as const };
+    assert.equal(sw(tensor(0, i32), tensor(2)).item(), 3);
+    assert.equal(sw(tensor(1, i32), tensor(2)).item(), 20);
+    assert.equal(sw(tensor(7, i32), tensor(2)).item(), -2, "clamped like JAX");
+    assert.equal(sw.traceCount, 1);
+  });
+
+  test("whileLoop: reverse mode through or inside jit is a clear error; forward mode works", () => {
+    const loop = (x: Tensor) =>
+      whileLoop(
+        (v: Tensor) => v.lt(10),
+        (v: Tensor) => v.mul(2),
+        x,
+      );
+    assert.throws(
+      () => grad(jit(loop))(tensor(1)),
+      /whileLoop: reverse-mode differentiation .* not supported/s,
+    );
+    assert.throws(() => jit(grad(loop))(tensor(1)), /whileLoop: reverse-mode/);
+    // 1.5 -> 3 -> 6 -> 12: three doublings, d/dx = 8
+    const [v, t] = jvp(jit(loop), [tensor(1.5)], [tensor(1)]);
+    assert.equal((v as Tensor).item(), 12);
+    assert.equal((t as Tensor).item(), 8);
+  });
+
+  test("foriLoop: static bounds are reverse-differentiable through jit; a traced bound says what to do", () => {
+    const pow = (x: Tensor, n: number) => foriLoop(0, n, (_i: Tensor, v: Tensor) => v.mul(x), ones([], f64));
+    const x = tensor(1.5, f64);
+    // d/dx x^4 = 4 x^3
+    assertClose(grad(jit((a: Tensor) => pow(a, 4)))(x) as Tensor, tensor(4 * 1.5 ** 3, f64), 1e-14, "closed");
+    const js = jit(
+      grad((a: Tensor, n: number) => pow(a, n)),
+      { staticArgnums: 1 },
+    );
+    assertClose(js(x, 3) as Tensor, tensor(3 * 1.5 ** 2, f64), 1e-14, "static n");
+    assertClose(js(x, 5) as Tensor, tensor(5 * 1.5 ** 4, f64), 1e-14, "static n = 5");
+    assert.throws(() => jit(pow)(x, 3), /foriLoop: upper must be an integer scalar.*staticArgnums/s);
+    // the same bound as a traced int32 tensor: forward values work
+    const ti = jit((a: Tensor, n: Tensor) =>
+      foriLoop(0, n, (_i: Tensor, v: Tensor) => v.mul(a), ones([], f64)),
+    );
+    assertClose(ti(x, tensor(3, { dtype: "int32" })), tensor(1.5 ** 3, f64), 1e-15, "traced int32 bound");
+  });
+
+  test("vmap of cond and whileLoop with per-example predicates, through jit", () => {
+    const c = (x: Tensor) =>
+      cond(
+        x.gt(0),
+        (a: Tensor) => a.mul(2),
+        (a: Tensor) => a.neg(),
+        x,
+      );
+    assert.deepEqual(vmap(jit(c))(tensor([1, -3, 2])).toArray(), [2, 3, 4]);
+    assert.deepEqual(jit(vmap(c))(tensor([1, -3, 2])).toArray(), [2, 3, 4]);
+    const w = (x: Tensor) =>
+      whileLoop(
+        (v: Tensor) => v.lt(10),
+        (v: Tensor) => v.mul(2),
+        x,
+      );
+    // 1 -> 16, 3 -> 12, 20 stays
+    assert.deepEqual(vmap(jit(w))(tensor([1, 3, 20])).toArray(), [16, 12, 20]);
+    assert.deepEqual(jit(vmap(w))(tensor([1, 3, 20])).toArray(), [16, 12, 20]);
+  });
+});
+
+describe("training", () => {
+  const makeNet = () => {
+    manualSeed(11);
+    return new Sequential(new Linear(5, 7, f64), new ReLU(), new Linear(7, 2, f64));
+  };
+  const x = randn([9, 5], f64);
+  const y = randn([9, 2], f64);
+
+  for (const [name, fopt, stateful] of [
+    ["Adam", () => functional.adam({ lr: 0.01 }), (p: Tensor[]) => new Adam(p, { lr: 0.01 })],
+    [
+      "SGD with momentum and Nesterov",
+      () => functional.sgd({ lr: 0.05, momentum: 0.9, nesterov: true }),
+      (p: Tensor[]) => new SGD(p, { lr: 0.05, momentum: 0.9, nesterov: true }),
+    ],
+  ] as const) {
+    test(`jit(trainStep) with functional ${name} equals the eager stateful optimizer over 5 steps`, () => {
+      const eagerNet = makeNet();
+      const opt = stateful(eagerNet.parameters());
+      const net = makeNet();
+      const fo = fopt();
+      const loss = (p: Record<string, Tensor>) => functionalCall(net, p, x).sub(y).square().mean();
+      const step = jit(
+        (p: Record<string, Tensor>, s: ReturnType<typeof fo.init>) => {
+          const g = grad(loss)(p) as Record<string, Tensor>;
+          const [np, ns] = fo.update(g, s, p);
+          return [loss(p), np, ns] as const;
+        },
+        { donateArgnums: [0, 1] },
+      );
+      let p = moduleState(net).params;
+      let s = fo.init(p);
+      for (let i = 0; i < 5; i++) {
+        opt.zeroGrad();
+        const le = eagerNet.call(x).sub(y).square().mean();
+        le.backward();
+        opt.step();
+        const [lj, np, ns] = step(p, s);
+        assertClose(lj, le.detach(), 1e-13, `loss ${i}`);
+        p = np as Record<string, Tensor>;
+        s = ns;
+      }
+      for (const [n, w] of eagerNet.namedParameters()) assertClose(p[n], w.detach(), 1e-12, n);
+      assert.equal(step.traceCount, 1);
+    });
+  }
+
+  test("BatchNorm buffers through functionalApply under jit equal eager training-mode updates", () => {
+    manualSeed(3);
+    const net = new Sequential(new Linear(4, 3, f64), new BatchNorm1d(3, f64));
+    manualSeed(3);
+    const ref = new Sequential(new Linear(4, 3, f64), new BatchNorm1d(3, f64));
+    const fwd = jit((st: ReturnType<typeof moduleState>, a: Tensor) => functionalApply(net, st, [a]));
+    let st = moduleState(net);
+    for (let i = 0; i < 3; i++) {
+      const a = randn([6, 4], f64);
+      const [out, buffers] = fwd(st, a);
+      const want = ref.call(a);
+      assertClose(out, want.detach(), 1e-14, `output ${i}`);
+      st = { params: st.params, buffers };
+    }
+    for (const [n, b] of ref.namedBuffers()) {
+      if (b.dtype === "float64") assertClose(st.buffers[n], b, 1e-14, n);
+      else assert.deepEqual(st.buffers[n].toArray(), b.toArray(), n);
+    }
+  });
+
+  test("Dropout under jit with explicitly drawn masks reproduces the eager forward of the same seed", () => {
+    const net = new Sequential(new Linear(6, 6, f64), new Dropout(0.5), new Linear(6, 2, f64));
+    const a = randn([4, 6], f64);
+    const st = moduleState(net);
+    const fwd = jit((s: typeof st, b: Tensor, masks: Tensor[]) => functionalApply(net, s, [b], { masks })[0]);
+    const req = dropoutRequests(net, st, [a]);
+    manualSeed(99);
+    const want = net.call(a).detach();
+    manualSeed(99);
+    const got1 = fwd(st, a, drawDropoutMasks(req));
+    assertClose(got1, want, 1e-15, "same seed, same numbers");
+    manualSeed(99);
+    assertClose(fwd(st, a, drawDropoutMasks(req)), got1, 0, "reproducible");
+    assert.equal(fwd.traceCount, 1);
+  });
+});
+
+describe("edge shapes and dtypes", () => {
+  test("zero-size tensors: values and gradients", () => {
+    const f = (a: Tensor) => a.exp().sum(0);
+    assert.deepEqual(jit(f)(zeros([0, 3])).toArray(), [0, 0, 0]);
+    const g = grad(jit((a: Tensor) => a.exp().sum()))(zeros([0, 3], f64)) as Tensor;
+    assert.deepEqual(g.shape, [0, 3]);
+    assert.deepEqual(jit((a: Tensor) => a.mul(2))(zeros([2, 0])).shape, [2, 0]);
+  });
+
+  test("rank 0 and rank 8 inputs", () => {
+    assert.equal(jit((a: Tensor) => a.mul(a).add(1))(tensor(3)).item(), 10);
+    const f = (a: Tensor) =>
+      a
+        .exp()
+        .sum([1, 3, 5])
+        .mul(a.sum(7).mean([0, 2, 4, 6]).sum());
+    const a = randn([2, 1, 2, 1, 2, 1, 2, 3], f64);
+    assertClose(jit(f)(a), f(a), 1e-14, "rank 8");
+    assertClose(
+      grad(jit((b: Tensor) => f(b).sum()))(a) as Tensor,
+      grad((b: Tensor) => f(b).sum())(a) as Tensor,
+      1e-13,
+      "grad rank 8",
+    );
+  });
+
+  test("int32 and bool inputs and outputs keep their dtypes", () => {
+    const i32 = { dtype: "int32" as const };
+    const f = (a: Tensor, m: Tensor) => [a.mul(3).add(1), m.logicalNot(), a.gt(1), a.sum()];
+    const a = tensor([1, 2, 3], i32);
+    const m = tensor([true, false, true]);
+    const got = jit(f)(a, m) as Tensor[];
+    const want = f(a, m);
+    for (let i = 0; i < 4; i++) {
+      assert.equal(got[i].dtype, want[i].dtype, `output ${i} dtype`);
+      assert.deepEqual(got[i].toArray(), want[i].toArray(), `output ${i}`);
+    }
+  });
+});
