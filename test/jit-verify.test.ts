@@ -179,6 +179,60 @@ describe("cache keys", () => {
   });
 });
 
+describe("numbers as (non-static) arguments", () => {
+  const i32 = { dtype: "int32" as const };
+  const fs: [string, (x: Tensor, s: number) => Tensor][] = [
+    ["x * s", (x, s) => x.mul(s)],
+    ["x + s", (x, s) => x.add(s)],
+    ["x / s", (x, s) => x.div(s)],
+    ["x ** s", (x, s) => x.pow(s)],
+    // what a user writes inside the traced function, where s is a tensor: 2 s and exp(s) as JS computes them
+    ["x * (2 s)", (x, s) => x.mul(typeof s === "number" ? 2 * s : (s as Tensor).mul(2))],
+    ["x * exp(s)", (x, s) => x.mul(typeof s === "number" ? Math.exp(s) : (s as Tensor).exp())],
+  ];
+  for (const [name, f] of fs) {
+    test(`${name}: the eager dtype and value for float64, float32 and int32 x, integral and fractional s`, () => {
+      const jf = jit(f);
+      for (const x of [tensor([1, 2], f64), tensor([1, 2]), tensor([1, 2], i32)]) {
+        for (const s of [0.1, 3, -2.75]) {
+          const want = f(x, s);
+          const got = jf(x, s);
+          assert.equal(got.dtype, want.dtype, `${x.dtype}, s = ${s}: dtype`);
+          assert.deepEqual(got.toArray(), want.toArray(), `${x.dtype}, s = ${s}`);
+        }
+      }
+      // one trace per dtype of x and kind of number (integral or not), not per value
+      assert.equal(jf.traceCount, 6);
+    });
+  }
+
+  test("a new value does not retrace; float64 keeps the number's full precision; nested jit forwards it", () => {
+    const jf = jit((x: Tensor, lr: number) => x.sub(x.square().mul(lr)));
+    const x = tensor([0.3, 0.7], f64);
+    for (const lr of [0.1, 0.01, 0.001])
+      assert.deepEqual(jf(x, lr).toArray(), x.sub(x.square().mul(lr)).toArray());
+    assert.equal(jf.traceCount, 1);
+    const inner = jit((a: Tensor, s: number) => a.mul(s));
+    const outer = jit((a: Tensor, s: number) => inner(a, s).add(s));
+    const a = tensor([1, 2]);
+    const got = outer(a, 0.1);
+    assert.equal(got.dtype, "float32");
+    assert.deepEqual(got.toArray(), a.mul(0.1).add(0.1).toArray());
+    // documented limitation: a number's kind is that of the value given, not of what is computed from it (as a
+    // weak type in JAX): 2 * 2.5 is integral in JS, so eager int32 * 5 stays int32, but under jit it is float32
+    const twice = jit((b: Tensor, v: number) => b.mul((v as unknown as Tensor).mul(2)));
+    assert.equal(twice(tensor([1], i32), 2.5).dtype, "float32");
+    assert.equal(twice(tensor([1], i32), 2).dtype, "int32");
+    // grad of a jitted function through a number it is given (not differentiated) and through x
+    assertClose(
+      grad(jit((b: Tensor, s: number) => b.mul(s).sum()))(x, 0.1) as Tensor,
+      tensor([0.1, 0.1], f64),
+      0,
+      "d/dx",
+    );
+  });
+});
+
 /** The dtype eager `add` gives two bool tensors (jit must agree with it). */
 function promoteBoolAdd(): string {
   return tensor([true]).add(tensor([true])).dtype;
@@ -546,7 +600,7 @@ describe("control flow", () => {
     assert.throws(
       () =>
         jit((p: Tensor, x: Tensor) =>
-          cond(
+          cond<Tensor | Tensor[]>(
             p,
             (a: Tensor) => [a],
             (a: Tensor) => a,

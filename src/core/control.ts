@@ -328,8 +328,8 @@ function staticBound(op: string, v: number | Tensor, what: string): number | nul
   if (isFloat(v.dtype)) {
     throw new DTypeError(
       `${op}: ${what} must be an integer scalar, got ${v.dtype} (a number passed to a jitted function is traced ` +
-        "as a float32 scalar: make that argument static with staticArgnums, which also keeps the bounds " +
-        "concrete so reverse mode works, or pass an int32 tensor)",
+        "as a float64 scalar whose value is known only when the program runs: make that argument static with " +
+        "staticArgnums, which also keeps the bounds concrete so reverse mode works, or pass an int32 tensor)",
     );
   }
   if (v._trace !== null || v._data === null) return null;

@@ -14,7 +14,7 @@
  */
 import { AutodiffError } from "../errors.ts";
 import { contiguousStrides } from "../shape.ts";
-import { stagedValues, Tensor } from "../tensor/tensor.ts";
+import { stagedValues, Tensor, weakScalars } from "../tensor/tensor.ts";
 import { treeDescribe, treeFlatten, treeUnflatten } from "../tree.ts";
 import { type Atom, type Eqn, Literal, Program, Var } from "./jaxpr.ts";
 import type { Aval, Primitive } from "./primitive.ts";
@@ -194,7 +194,13 @@ export function traceFlat(
   const prevStage = state.jitStage;
   if (stage !== null) state.jitStage = { trace, fresh: stage };
   try {
-    const ins = avals.map((a) => trace.fresh(a)[0]);
+    const ins = avals.map((a) => {
+      const t = trace.fresh(a)[0];
+      // a weakly typed scalar (a number jit was given) stays weak as the trace's input
+      const weak = weakScalars.kinds.get(a as Tensor);
+      if (weak !== undefined) weakScalars.kinds.set(t, weak);
+      return t;
+    });
     const outs = fn(ins);
     if (outTreeOf === null) return trace.finish(ins, outs, inTree, null);
     const [leaves, outTree] = outTreeOf(outs);

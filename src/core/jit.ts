@@ -20,9 +20,9 @@ import type { Backend } from "../backend/backend.ts";
 import { getBackend } from "../backend/registry.ts";
 import type { TypedArray } from "../dtype.ts";
 import { setAllocLog } from "../prims/impl.ts";
-import { deletedTensors, Tensor } from "../tensor/tensor.ts";
+import { deletedTensors, Tensor, weakScalars } from "../tensor/tensor.ts";
 import { type TreeDef, treeUnflatten } from "../tree.ts";
-import { toTensorLeaf, vjpFlat } from "./autodiff.ts";
+import { vjpFlat } from "./autodiff.ts";
 import { recomputingVjp } from "./custom.ts";
 import { evalFlat } from "./jaxpr-eval.ts";
 import type { Program } from "./jaxpr.ts";
@@ -147,10 +147,22 @@ function staticKey(v: unknown, pos: number, open: unknown[] = []): string {
   return `@${id}`;
 }
 
+/**
+ * A number passed as a whole argument: a float64 scalar tensor, weakly typed (see `weakScalars`), so the traced
+ * function computes with it as with the JS number (`x.mul(s)` keeps x's dtype and s's float64 value).
+ */
+function weakScalar(v: number): Tensor {
+  const t = Tensor._concrete(new Float64Array([v]), [], "float64", []);
+  weakScalars.kinds.set(t, Number.isInteger(v) ? "int" : "float");
+  return t;
+}
+
 /** Flatten a dynamic argument into `leaves` (as treeFlatten does) and return its signature: structure, avals. */
 function signature(x: unknown, leaves: Tensor[]): string {
   if (x instanceof Tensor) {
     leaves.push(x);
+    const weak = weakScalars.kinds.get(x);
+    if (weak !== undefined) return `weak ${weak}`;
     return x.shape.length === 0 ? x.dtype : `${x.dtype}[${x.shape.join(",")}]`;
   }
   if (Array.isArray(x)) {
@@ -225,7 +237,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
         key += `|s${staticKey(a, i)}`;
         continue;
       }
-      const d = toTensorLeaf(a);
+      const d = typeof a === "number" ? weakScalar(a) : a;
       dyn[i] = d;
       const first = leaves.length;
       key += `|${signature(d, leaves)}`;
@@ -244,10 +256,14 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
     // buffers the trace allocates hold values computed at trace time: equal ones may be merged
     const fresh = new WeakSet<TypedArray>();
     const prevLog = setAllocLog(fresh);
+    // numbers among the arguments promote as numbers while the trace runs
+    const weak = p.leaves.some((t) => weakScalars.kinds.has(t)) ? 1 : 0;
+    weakScalars.active += weak;
     let raw: Program;
     try {
       raw = stagedJaxpr(call, fresh)(...dyn);
     } finally {
+      weakScalars.active -= weak;
       setAllocLog(prevLog);
       state.jitTracing--;
     }

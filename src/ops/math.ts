@@ -11,7 +11,7 @@ import { DTypeError } from "../errors.ts";
 import * as E from "../prims/elementwise.ts";
 import { constant } from "../prims/impl.ts";
 import { broadcastShapes, shapesEqual } from "../shape.ts";
-import { Tensor } from "../tensor/tensor.ts";
+import { Tensor, weakScalars } from "../tensor/tensor.ts";
 import * as X from "../prims/lax.ts";
 
 export type TensorLike = Tensor | number | boolean;
@@ -24,6 +24,7 @@ function checkTensor(op: string, x: unknown): void {
 
 /** The common dtype of a mix of tensors and scalars. */
 export function resultType(args: readonly TensorLike[]): DType {
+  if (weakScalars.active > 0) return resultTypeWeak(args);
   let d: DType | null = null;
   for (const a of args) if (a instanceof Tensor) d = d === null ? a.dtype : promoteTypes(d, a.dtype);
   if (d === null) {
@@ -36,6 +37,50 @@ export function resultType(args: readonly TensorLike[]): DType {
   }
   for (const a of args) if (!(a instanceof Tensor)) d = promoteWithScalar(d, a);
   return d;
+}
+
+/**
+ * resultType when weakly typed scalars exist (see `weakScalars`): such a tensor promotes as a JS number of its
+ * kind does; weak scalars and numbers alone compute in float64, as JS numbers do.
+ */
+function resultTypeWeak(args: readonly TensorLike[]): DType {
+  const kinds = weakScalars.kinds;
+  let d: DType | null = null;
+  let weak = false;
+  for (const a of args) {
+    if (!(a instanceof Tensor)) continue;
+    if (kinds.has(a)) weak = true;
+    else d = d === null ? a.dtype : promoteTypes(d, a.dtype);
+  }
+  if (d === null) {
+    if (weak) return "float64";
+    return resultType(args.filter((a) => !(a instanceof Tensor)));
+  }
+  for (const a of args) {
+    if (!(a instanceof Tensor)) d = promoteWithScalar(d, a);
+    else if (weak && kinds.has(a)) d = promoteWithScalar(d, kinds.get(a) === "int" ? 1 : 0.5);
+  }
+  return d;
+}
+
+/**
+ * The result of an op on weak scalars and numbers alone is weak too (of kind "int" when `intOk` and every operand
+ * is integral), so `x.mul(s.mul(2))` promotes as `x.mul(2 * s)` would.
+ */
+function markWeak(out: Tensor, args: readonly TensorLike[], intOk: boolean): Tensor {
+  const kinds = weakScalars.kinds;
+  let weak = false;
+  let int = intOk;
+  for (const a of args) {
+    if (a instanceof Tensor) {
+      const k = kinds.get(a);
+      if (k === undefined) return out;
+      weak = true;
+      if (k === "float") int = false;
+    } else if (typeof a === "number" && !Number.isInteger(a)) int = false;
+  }
+  if (weak) kinds.set(out, int ? "int" : "float");
+  return out;
 }
 
 /** Convert to a tensor of `dtype` (numbers become 0-d constants). */
@@ -63,7 +108,8 @@ function arith(prim: Primitive<null>, op: string, a: TensorLike, b: TensorLike, 
     b instanceof Tensor &&
     a.dtype === b.dtype &&
     (floatOnly ? isFloat(a.dtype) : a.dtype !== "bool") &&
-    shapesEqual(a.shape, b.shape)
+    shapesEqual(a.shape, b.shape) &&
+    weakScalars.active === 0
   ) {
     return bind(prim, [a, b], null);
   }
@@ -71,7 +117,8 @@ function arith(prim: Primitive<null>, op: string, a: TensorLike, b: TensorLike, 
   if (d === "bool") d = "int32";
   if (floatOnly && !isFloat(d)) d = "float32";
   const [x, y] = prepare(op, [a, b], d);
-  return bind(prim, [x, y], null);
+  const out = bind(prim, [x, y], null);
+  return weakScalars.active > 0 ? markWeak(out, [a, b], !floatOnly && prim !== E.powP) : out;
 }
 
 /** a + b, broadcasting. */
@@ -117,7 +164,8 @@ function unaryOp(prim: Primitive<null>, op: string, x: TensorLike, float: boolea
   let t = x instanceof Tensor ? x : asTensor(x, resultType([x]));
   if (float && !isFloat(t.dtype)) t = X.castTo(t, "float32");
   if (!float && t.dtype === "bool" && op !== "not") t = X.castTo(t, "int32");
-  return bind(prim, [t], null);
+  const out = bind(prim, [t], null);
+  return weakScalars.active > 0 ? markWeak(out, [x], op === "neg" || op === "abs") : out;
 }
 
 export const neg = (x: TensorLike) => unaryOp(E.negP, "neg", x, false);

@@ -48,6 +48,14 @@ export const deletedTensors = new WeakMap<Tensor, string>();
  */
 export const stagedValues = new WeakMap<Tensor, Tensor>();
 
+/**
+ * @internal Weakly typed scalars: the numbers a jitted function receives as arguments, traced as float64 scalars
+ * that promote like JS numbers (`x.mul(s)` keeps x's dtype, an integral s keeps an int32 x int32), with the
+ * kind of number ("int" or "float") that the signature holds. `active` counts the jit traces in progress that
+ * have such arguments: promotion looks them up only then (they exist only as a trace's inputs and values).
+ */
+export const weakScalars = { kinds: new WeakMap<Tensor, "int" | "float">(), active: 0 };
+
 let creationLog: WeakSet<TypedArray> | null = null;
 
 /**
