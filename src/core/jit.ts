@@ -10,11 +10,12 @@
  * parameters get their `.grad` as in eager code. `jit(grad(f))` compiles the whole gradient program.
  *
  * Semantics follow JAX: the function must be pure. Values it closes over are constants of the program: a closed
- * over tensor is read from its storage at every call (so in-place updates of a parameter are seen), but anything
- * computed from such values alone is computed once, at trace time; random numbers drawn while tracing would be
- * frozen into the program, so drawing them is an error. Arguments are pytrees of tensors; numbers at the top
- * level are traced as float32 scalars, numbers nested in a pytree and `staticArgnums` arguments are part of the
- * signature (a new value traces again).
+ * over tensor is read from its storage at every call (so in-place updates of a parameter are seen), and so is
+ * anything computed from it (the computation is recorded, not done at trace time); random numbers drawn while
+ * tracing would be frozen into the program, so drawing them is an error. Arguments are pytrees of tensors;
+ * numbers at the top level are traced as weakly typed float64 scalars (they promote like JS numbers; the
+ * signature holds whether they are integral), numbers nested in a pytree and `staticArgnums` arguments are part
+ * of the signature (a new value traces again). See docs/jit.md, "Semantics and limitations".
  */
 import type { Backend } from "../backend/backend.ts";
 import { getBackend } from "../backend/registry.ts";
