@@ -294,6 +294,28 @@ describe("donateArgnums", () => {
     ]);
   });
 
+  test("a donated input the function returns a view of: the view stays right across calls", () => {
+    const jf = jit((a: Tensor) => [a.reshape([2, 2]).permute([1, 0]), a.exp().sum()], { donateArgnums: 0 });
+    const r1 = jf(tensor([1, 2, 3, 4])) as Tensor[];
+    const r2 = jf(tensor([5, 6, 7, 8])) as Tensor[];
+    assert.deepEqual(r1[0].toArray(), [
+      [1, 3],
+      [2, 4],
+    ]);
+    assert.deepEqual(r2[0].toArray(), [
+      [5, 7],
+      [6, 8],
+    ]);
+  });
+
+  test("with requiresGrad inputs (recorded for backward) donation is skipped, so backward works", () => {
+    const x = tensor([1, 2, 3], { ...f64, requiresGrad: true });
+    const y = jit((a: Tensor) => a.mul(a).sum(), { donateArgnums: 0 })(x);
+    y.backward();
+    assert.deepEqual(x.grad!.toArray(), [2, 4, 6]);
+    assert.deepEqual(x.detach().toArray(), [1, 2, 3]);
+  });
+
   test("a donated update still reuses the storage when nothing else shares it", () => {
     const step = jit((w: Tensor, g: Tensor) => w.sub(g.mul(0.5)), { donateArgnums: 0 });
     let w = tensor([1, 2, 3]);
@@ -397,6 +419,17 @@ describe("errors inside the traced function", () => {
     assert.equal(jf.traceCount, 1);
     // the same after a failing call of an already compiled signature's neighbour
     assert.throws(() => jit((x: Tensor) => x.matmul(x))(tensor([1, 2, 3]).reshape([1, 3])), /matmul/);
+  });
+
+  test("an error when the program runs (an index out of range) leaves the compiled function usable", () => {
+    const jf = jit((a: Tensor, i: Tensor) => a.gather(0, i).mul(2));
+    const i32 = { dtype: "int32" as const };
+    assert.throws(() => jf(tensor([1, 2, 3]), tensor([5], i32)), /gather: index 5 is out of bounds/);
+    assert.deepEqual(jf(tensor([1, 2, 3]), tensor([2], i32)).toArray(), [6]);
+    const r1 = jf(tensor([1, 2, 3]), tensor([0], i32));
+    jf(tensor([7, 8, 9]), tensor([0], i32));
+    assert.deepEqual(r1.toArray(), [2], "an earlier result is not overwritten by the next call");
+    assert.equal(jf.traceCount, 1);
   });
 
   test("reading a traced value (item, toArray) names jit and the fixes", () => {

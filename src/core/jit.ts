@@ -354,12 +354,17 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
   }) as unknown as Jitted<F>;
 }
 
-/** Delete the donated input tensors after a call (their storage may now hold results), except any returned. */
+/**
+ * Delete the donated input tensors after a call (their storage may now hold results), except any returned. A
+ * call recorded on the eager tape (an input requires grad) donated nothing: its backward recomputes the forward
+ * from the inputs, so they stay.
+ */
 function deleteDonated(
   leaves: readonly Tensor[],
   donated: ReadonlySet<number>,
   outs: readonly Tensor[],
 ): void {
+  for (const o of outs) if (o._node !== null) return;
   const returned = new Set(outs);
   for (const i of donated) {
     const t = leaves[i];
