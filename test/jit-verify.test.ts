@@ -388,6 +388,48 @@ describe("closures", () => {
     assert.equal(fwd.traceCount, 1);
   });
 
+  test("a scan body and cond branches inside jit follow in-place updates of what they close over", () => {
+    const w = tensor([0.5, -1], f64);
+    const g = (xs: Tensor, p: Tensor) => {
+      const [c] = scan(
+        (h: Tensor, r: Tensor): [Tensor, null] => [h.mul(w.exp()).add(r), null],
+        zeros([2], f64),
+        xs,
+      );
+      return cond(
+        p,
+        (a: Tensor) => a.mul(w.square()),
+        (a: Tensor) => a.sub(w),
+        c,
+      );
+    };
+    const jg = jit(g);
+    const xs = randn([3, 2], f64);
+    for (const p of [true, false]) assertClose(jg(xs, tensor(p)), g(xs, tensor(p)), 1e-15, `before, ${p}`);
+    w.add_(1);
+    for (const p of [true, false]) assertClose(jg(xs, tensor(p)), g(xs, tensor(p)), 1e-15, `after, ${p}`);
+    assert.equal(jg.traceCount, 1);
+  });
+
+  test("a jitted function closing over a tracer of an enclosing grad, vmap or jvp (closure conversion)", () => {
+    const w = tensor([2, 3], f64);
+    const z = tensor([1, 1], f64);
+    // sum(z * x * w): d/dx = z * w
+    const f = (x: Tensor) => jit((y: Tensor) => y.mul(x.mul(w)).sum())(z);
+    assertClose(grad(f)(tensor([1, 2], f64)) as Tensor, tensor([2, 3], f64), 0, "grad");
+    assertClose(grad(f)(tensor([5, 7], f64)) as Tensor, tensor([2, 3], f64), 0, "grad, another call");
+    const xs = tensor(
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      f64,
+    );
+    assertClose(vmap(f)(xs), tensor([8, 18], f64), 0, "vmap");
+    const [, t] = jvp(f, [tensor([1, 2], f64)], [tensor([1, 0], f64)]);
+    assertClose(t as Tensor, tensor(2, f64), 0, "jvp");
+  });
+
   test("a closed-over index tensor whose values an op checks while tracing still works", () => {
     const idx = tensor(
       [

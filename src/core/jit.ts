@@ -26,7 +26,7 @@ import { type TreeDef, treeUnflatten } from "../tree.ts";
 import { vjpFlat } from "./autodiff.ts";
 import { recomputingVjp } from "./custom.ts";
 import { evalFlat } from "./jaxpr-eval.ts";
-import type { Program } from "./jaxpr.ts";
+import { Program, type Var } from "./jaxpr.ts";
 import { stagedJaxpr } from "./jaxpr-trace.ts";
 import { Executor } from "./jit-exec.ts";
 import { splitBiasRelu } from "./jit-rewrite.ts";
@@ -79,6 +79,12 @@ interface Entry {
   /** Indices, among the flat input leaves, of the tensors of donated arguments. */
   readonly donatedLeaves: ReadonlySet<number> | null;
   readonly rule: CallRule;
+  /**
+   * Tracers of enclosing transforms the function closes over (`grad((x) => jit((y) => y.mul(x))(z))`): inputs
+   * of the call ahead of the arguments' leaves, so the enclosing transform sees them. Such an entry belongs to
+   * one call and is not cached (the next call closes over other tracers).
+   */
+  readonly lifted: readonly Tensor[];
 }
 
 function argnums(what: string, v: number | readonly number[] | undefined): number[] {
@@ -269,7 +275,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
       state.jitTracing--;
     }
     traces++;
-    const program = simplifyProgram(raw, { fresh });
+    const [program, lifted] = liftTracers(simplifyProgram(raw, { fresh }));
     const execs = new Map<Backend, Executor>();
     let runnableProgram: Program | null = null;
     const runnable = () => {
@@ -291,7 +297,10 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
       return x;
     };
     const flat = (xs: readonly Tensor[]) => evalFlat(program, xs);
-    const donatedLeaves = p.donatedLeaves;
+    const donatedLeaves =
+      p.donatedLeaves === null || lifted.length === 0
+        ? p.donatedLeaves
+        : new Set([...p.donatedLeaves].map((i) => i + lifted.length));
     const rule: CallRule = {
       name: "jit",
       fn: (xs) => {
@@ -311,7 +320,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
         return vjpFlat(flat, primals);
       },
     };
-    return { program, runnable, execs, donatedLeaves, rule };
+    return { program, runnable, execs, donatedLeaves: p.donatedLeaves, rule, lifted };
   };
 
   const entryFor = (args: unknown[]) => {
@@ -319,14 +328,14 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
     let e = cache.get(p.key);
     if (e === undefined) {
       e = compile(args, p);
-      cache.set(p.key, e);
+      if (e.lifted.length === 0) cache.set(p.key, e);
     }
     return { e, p };
   };
 
   const jitted = (...args: unknown[]) => {
     const { e, p } = entryFor(args);
-    const outs = bindCall(e.rule, p.leaves);
+    const outs = bindCall(e.rule, e.lifted.length === 0 ? p.leaves : [...e.lifted, ...p.leaves]);
     if (e.donatedLeaves !== null) deleteDonated(p.leaves, e.donatedLeaves, outs);
     return treeUnflatten(e.program.outTree as TreeDef, outs);
   };
@@ -352,6 +361,30 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
       return { allocations, pooledBytes };
     },
   }) as unknown as Jitted<F>;
+}
+
+/**
+ * Closure conversion: the constants of `p` that are tracers of an enclosing transform become its leading inputs
+ * (returned in order), so the call passes them and the enclosing transform differentiates or batches through
+ * them; concrete constants stay constants.
+ */
+function liftTracers(p: Program): [Program, Tensor[]] {
+  if (!p.consts.some((c) => c._trace !== null)) return [p, []];
+  const constvars: Var[] = [];
+  const consts: Tensor[] = [];
+  const liftedVars: Var[] = [];
+  const lifted: Tensor[] = [];
+  p.consts.forEach((c, i) => {
+    if (c._trace !== null) {
+      liftedVars.push(p.constvars[i]);
+      lifted.push(c);
+    } else {
+      constvars.push(p.constvars[i]);
+      consts.push(c);
+    }
+  });
+  const q = new Program(constvars, consts, [...liftedVars, ...p.invars], p.eqns, p.outs, p.inTree, p.outTree);
+  return [q, lifted];
 }
 
 /**

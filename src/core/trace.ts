@@ -188,10 +188,32 @@ export function checkKink<P>(prim: Primitive<P>, primals: readonly Tensor[], out
 
 /** Apply a primitive: the one path every operation takes. */
 export function bind<P>(prim: Primitive<P>, args: readonly Tensor[], params: P): Tensor {
-  return topTrace(args).process(prim, args, params);
+  const t = topTrace(args);
+  if (state.jitStage !== null && outsideStage(t)) return unstaged(() => t.process(prim, args, params));
+  return t.process(prim, args, params);
 }
 
 /** Apply a higher-order call rule. */
 export function bindCall(call: CallRule, args: readonly Tensor[]): Tensor[] {
-  return topTrace(args).processCall(call, args);
+  const t = topTrace(args);
+  if (state.jitStage !== null && outsideStage(t)) return unstaged(() => t.processCall(call, args));
+  return t.processCall(call, args);
+}
+
+/**
+ * True if `t` is a transform enclosing the jit trace in progress (a jitted function closing over a grad or
+ * vmap tracer): what it computes on its own values is outside the jitted function, so not staged.
+ */
+function outsideStage(t: Trace): boolean {
+  return t.level > 1 && t.level < state.jitStage!.trace.level;
+}
+
+function unstaged<T>(fn: () => T): T {
+  const stage = state.jitStage;
+  state.jitStage = null;
+  try {
+    return fn();
+  } finally {
+    state.jitStage = stage;
+  }
 }
