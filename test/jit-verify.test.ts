@@ -474,6 +474,16 @@ describe("errors inside the traced function", () => {
     assert.equal(jf.traceCount, 1);
   });
 
+  test("a function returning no tensor is an error naming jit", () => {
+    assert.throws(
+      () =>
+        jit((x: Tensor) => {
+          x.add(1);
+        })(tensor(1)),
+      /jit: the jitted function must return a tensor or a pytree of tensors, got undefined/,
+    );
+  });
+
   test("reading a traced value (item, toArray) names jit and the fixes", () => {
     const jf = jit((x: Tensor) => (x.item() > 0 ? x : x.neg()));
     assert.throws(

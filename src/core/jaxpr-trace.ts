@@ -250,7 +250,8 @@ export function stagedJaxpr(
         const [outs, outTree] = treeFlatten(result);
         if (outs.length === 0) {
           throw new AutodiffError(
-            `makeJaxpr: the traced function must return a tensor or a pytree of tensors, got ${describe(result)} ` +
+            `${fresh === null ? "makeJaxpr: the traced" : "jit: the jitted"} function must return a tensor or a ` +
+              `pytree of tensors, got ${describe(result)} ` +
               `(arguments: ${treeDescribe(inTree)})`,
           );
         }
