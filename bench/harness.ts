@@ -4,10 +4,15 @@
  *
  * One *sample* is one call of a step function that computes and synchronises (reads a value back), so lazy
  * or asynchronous frameworks cannot hide work. The rules:
- * - warm-up: at least one call, and more until `warmupMs` has passed or 2,000 calls were made (JIT compilation,
- *   allocator growth and V8 tier-up land here, not in the figures; a 30 us step needs hundreds of calls; the
- *   LSTM step, ~2,000 ops in 10-20 ms, took about 60 calls (~1 s) before V8 stopped recompiling it);
- * - timed: at least `minReps` samples, then more until `budgetMs` has passed or `maxReps` is reached;
+ * - warm-up: at least one call, and more until `warmupMs` has passed or 100,000 calls were made (JIT
+ *   compilation, allocator growth and V8 tier-up land here, not in the figures; the LSTM step, ~2,000 ops in
+ *   10-20 ms, took about 60 calls (~1 s) before V8 stopped recompiling it; a loop of 128-cube products, which
+ *   drops its outputs to the garbage collector, page-faulted fresh heap for its first ~500 calls, ~60 ms, and
+ *   the former cap of 2,000 calls ended the warm-up after 60 ms);
+ * - timed: at least `minReps` samples spanning at least `windowMs`, then more until `budgetMs` has passed or
+ *   `maxReps` is reached. The window matters for fast steps: 30 samples of a 90 us product span 3 ms, so one
+ *   stretch of scheduling (a worker thread sharing its CPU for ~10 ms) decided the figure; 300 ms of samples
+ *   (thousands of calls) give the typical call;
  * - a step whose first call already exceeded `slowMs` is "slow": warm-up stops after that call and only
  *   `slowReps` samples are taken (`verySlowReps` past `verySlowMs`); the note on the figure says so.
  * The figure is the median of the samples, with min and max. The process CPU time over the timed samples
@@ -20,6 +25,7 @@ import { PerformanceObserver } from "node:perf_hooks";
 /** How many samples to take (see the module comment). */
 export interface Method {
   warmupMs: number;
+  windowMs: number;
   budgetMs: number;
   minReps: number;
   maxReps: number;
@@ -32,6 +38,7 @@ export interface Method {
 /** The full run: about 2 s of samples per figure. */
 export const FULL_METHOD: Method = {
   warmupMs: 1500,
+  windowMs: 300,
   budgetMs: 2000,
   minReps: 5,
   maxReps: 30,
@@ -44,6 +51,7 @@ export const FULL_METHOD: Method = {
 /** `--quick`: a smoke test of the whole harness, figures are rough. */
 export const QUICK_METHOD: Method = {
   warmupMs: 50,
+  windowMs: 20,
   budgetMs: 250,
   minReps: 2,
   maxReps: 5,
@@ -78,6 +86,9 @@ async function call(step: Step): Promise<number> {
   return typeof r === "number" ? r : await r;
 }
 
+/** The most warm-up calls (a bound for steps of a few microseconds; warm-up is otherwise `warmupMs`). */
+const WARMUP_MAX_CALLS = 100_000;
+
 /**
  * Time `step` by the rules above.
  *
@@ -93,7 +104,7 @@ export async function measure(step: Step, m: Method): Promise<Sample> {
   if (!slow) {
     const warmStart = performance.now();
     let n = 1;
-    while (performance.now() - warmStart + first < m.warmupMs && n < 2000) {
+    while (performance.now() - warmStart + first < m.warmupMs && n < WARMUP_MAX_CALLS) {
       await call(step);
       n++;
     }
@@ -110,7 +121,11 @@ export async function measure(step: Step, m: Method): Promise<Sample> {
   gcs.observe({ entryTypes: ["gc"] });
   const cpu0 = process.cpuUsage();
   const start = performance.now();
-  while (times.length < minReps || (times.length < maxReps && performance.now() - start < m.budgetMs)) {
+  const windowMs = slow ? 0 : m.windowMs;
+  for (;;) {
+    const elapsed = performance.now() - start;
+    if (times.length >= minReps && elapsed >= windowMs && (times.length >= maxReps || elapsed >= m.budgetMs))
+      break;
     t = performance.now();
     await call(step);
     times.push(performance.now() - t);

@@ -17,10 +17,10 @@ import sys
 import time
 
 FULL = dict(
-    warmup_ms=1500, budget_ms=2000, min_reps=5, max_reps=30, slow_ms=1500, slow_reps=3, very_slow_ms=10000, very_slow_reps=1
+    warmup_ms=1500, window_ms=300, budget_ms=2000, min_reps=5, max_reps=30, slow_ms=1500, slow_reps=3, very_slow_ms=10000, very_slow_reps=1
 )
 QUICK = dict(
-    warmup_ms=50, budget_ms=250, min_reps=2, max_reps=5, slow_ms=500, slow_reps=1, very_slow_ms=10000, very_slow_reps=1
+    warmup_ms=50, window_ms=20, budget_ms=250, min_reps=2, max_reps=5, slow_ms=500, slow_reps=1, very_slow_ms=10000, very_slow_reps=1
 )
 DISPATCH_K = {"add": 1000, "grad": 200, "jvp": 200}
 ATTN = {"batch": 8, "heads": 8, "len": 512, "dim": 64}  # ATTN of bench/workloads.ts
@@ -37,6 +37,9 @@ def now_ms():
     return time.perf_counter() * 1000.0
 
 
+WARMUP_MAX_CALLS = 100000
+
+
 def measure(step, m):
     """Time step() by the rules in bench/harness.ts; step returns a float read back from the tensors."""
     t = now_ms()
@@ -46,7 +49,7 @@ def measure(step, m):
     if not slow:
         warm_start = now_ms()
         n = 1
-        while now_ms() - warm_start + first < m["warmup_ms"] and n < 2000:
+        while now_ms() - warm_start + first < m["warmup_ms"] and n < WARMUP_MAX_CALLS:
             step()
             n += 1
     slow_reps = m["very_slow_reps"] if first > m["very_slow_ms"] else m["slow_reps"]
@@ -55,7 +58,11 @@ def measure(step, m):
     times = []
     cpu0 = time.process_time()
     start = now_ms()
-    while len(times) < min_reps or (len(times) < max_reps and now_ms() - start < m["budget_ms"]):
+    window_ms = 0 if slow else m["window_ms"]
+    while True:
+        elapsed = now_ms() - start
+        if len(times) >= min_reps and elapsed >= window_ms and (len(times) >= max_reps or elapsed >= m["budget_ms"]):
+            break
         t = now_ms()
         step()
         times.append(now_ms() - t)
