@@ -106,8 +106,22 @@ export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
   return out;
 }
 
+/**
+ * What to add to the error for a dim or size given as an object: a tensor there is most often a number that a
+ * jitted function received as an argument (traced as a scalar tensor), which shape arguments cannot be.
+ */
+function tracedNumberHint(v: unknown): string {
+  return v !== null && typeof v === "object"
+    ? " (a tensor: a number passed to a jitted function is traced as a scalar tensor, and dims and sizes must " +
+        "be plain numbers; make that argument static with jit's staticArgnums)"
+    : "";
+}
+
 /** Normalise a possibly negative axis for a tensor of rank `ndim`. */
 export function normAxis(op: string, axis: number, ndim: number): number {
+  if (typeof axis !== "number") {
+    throw new TypeError(`${op}: dim must be an integer, got ${String(axis)}${tracedNumberHint(axis)}`);
+  }
   if (!Number.isInteger(axis) || axis < -Math.max(ndim, 1) || axis >= Math.max(ndim, 1)) {
     throw new RangeError(
       `${op}: dim ${axis} is out of range for a tensor of rank ${ndim} (expected ${-Math.max(ndim, 1)} to ${Math.max(ndim, 1) - 1})`,
@@ -119,7 +133,7 @@ export function normAxis(op: string, axis: number, ndim: number): number {
 /** Normalise a list of axes (undefined = all), sorted and de-duplicated; throws on repeats. */
 export function normAxes(op: string, axes: number | readonly number[] | undefined, ndim: number): number[] {
   if (axes === undefined) return Array.from({ length: ndim }, (_, i) => i);
-  const list = typeof axes === "number" ? [axes] : axes;
+  const list = typeof axes === "number" || !Array.isArray(axes) ? [axes as number] : axes;
   const out = list.map((a) => normAxis(op, a, ndim));
   const sorted = [...out].sort((x, y) => x - y);
   for (let i = 1; i < sorted.length; i++) {
@@ -146,7 +160,7 @@ export function checkShape(op: string, shape: readonly number[], size?: number):
       infer = i;
     } else if (typeof d !== "number" || !Number.isInteger(d) || d < 0) {
       throw new ShapeError(
-        `${op}: invalid dimension ${String(d)} in shape ${fmtDims(shape)} (expected a non-negative integer${size !== undefined ? " or one -1" : ""})`,
+        `${op}: invalid dimension ${String(d)} in shape ${fmtDims(shape)} (expected a non-negative integer${size !== undefined ? " or one -1" : ""})${tracedNumberHint(d)}`,
       );
     } else known *= d;
   }

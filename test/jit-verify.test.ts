@@ -206,6 +206,22 @@ describe("numbers as (non-static) arguments", () => {
     });
   }
 
+  test("a number argument used as a dim or a size is an error pointing to staticArgnums", () => {
+    const x = tensor([1, 2, 3, 4]);
+    assert.throws(
+      () => jit((a: Tensor, d: number) => a.sum(d))(x, 0),
+      /sum: dim must be an integer.*staticArgnums/s,
+    );
+    assert.throws(
+      () => jit((a: Tensor, n: number) => a.reshape([n, -1]))(x, 2),
+      /reshape: invalid dimension .*staticArgnums/s,
+    );
+    assert.deepEqual(
+      jit((a: Tensor, n: number) => a.reshape([n, -1]), { staticArgnums: 1 })(x, 2).shape,
+      [2, 2],
+    );
+  });
+
   test("a new value does not retrace; float64 keeps the number's full precision; nested jit forwards it", () => {
     const jf = jit((x: Tensor, lr: number) => x.sub(x.square().mul(lr)));
     const x = tensor([0.3, 0.7], f64);
