@@ -490,6 +490,24 @@ describe("errors inside the traced function", () => {
     assert.equal(jf.traceCount, 1);
   });
 
+  test("writing into a closed-over tensor or a training-mode BatchNorm under plain jit is an error with the fix", () => {
+    const w = tensor([1, 2]);
+    assert.throws(
+      () =>
+        jit((x: Tensor) => {
+          w.add_(1);
+          return x;
+        })(tensor([1])),
+      /in-place write into a concrete tensor .*under jit a function must not write into tensors it closes over/s,
+    );
+    assert.deepEqual(w.toArray(), [1, 2], "nothing was written");
+    const bn = new BatchNorm1d(3);
+    assert.throws(
+      () => jit((x: Tensor) => bn.call(x))(randn([4, 3])),
+      /nn\.functionalApply or optim\.makeTrainStep/,
+    );
+  });
+
   test("a function returning no tensor is an error naming jit", () => {
     assert.throws(
       () =>

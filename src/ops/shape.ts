@@ -566,9 +566,16 @@ export function copyInto(dst: Tensor, src: Tensor | number): void {
   const value = src instanceof Tensor ? detach(src) : asTensor(src, dst.dtype);
   if (value._trace !== null) {
     // e.g. a running-statistics update inside makeJaxpr: the written value exists only as a traced one
+    const jitHint =
+      state.jitTracing > 0
+        ? "; under jit a function must not write into tensors it closes over (it would happen once, at trace " +
+          "time): return the new value instead; a module updating its buffers (BatchNorm in training mode) runs " +
+          "under jit through nn.functionalApply or optim.makeTrainStep, or in eval mode"
+        : "";
     throw new AutodiffError(
       `in-place write into a concrete tensor of shape ${fmtShape(dst.shape)}: the value written is a traced value ` +
-        `of a ${value._trace.kind} transform (abstract under makeJaxpr, a whole batch under vmap), not concrete values`,
+        `of a ${value._trace.kind} transform (abstract under makeJaxpr, a whole batch under vmap), not concrete ` +
+        `values${jitHint}`,
     );
   }
   noGrad(() => {
