@@ -332,6 +332,14 @@ describe("donateArgnums", () => {
     assert.deepEqual(x.detach().toArray(), [1, 2, 3]);
   });
 
+  test("a call that fails when the program runs still invalidates its donated arguments", () => {
+    const jf = jit((a: Tensor, i: Tensor) => a.mul(2).gather(0, i), { donateArgnums: 0 });
+    const a = tensor([1, 2, 3]);
+    assert.throws(() => jf(a, tensor([5], { dtype: "int32" })), /gather: index 5 is out of bounds/);
+    assert.throws(() => a.toArray(), /this tensor was deleted: it was donated/);
+    assert.deepEqual(jf(tensor([1, 2, 3]), tensor([1], { dtype: "int32" })).toArray(), [4]);
+  });
+
   test("a donated update still reuses the storage when nothing else shares it", () => {
     const step = jit((w: Tensor, g: Tensor) => w.sub(g.mul(0.5)), { donateArgnums: 0 });
     let w = tensor([1, 2, 3]);

@@ -335,7 +335,16 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
 
   const jitted = (...args: unknown[]) => {
     const { e, p } = entryFor(args);
-    const outs = bindCall(e.rule, e.lifted.length === 0 ? p.leaves : [...e.lifted, ...p.leaves]);
+    let outs: Tensor[];
+    try {
+      outs = bindCall(e.rule, e.lifted.length === 0 ? p.leaves : [...e.lifted, ...p.leaves]);
+    } catch (err) {
+      // a run that failed part way may have written over donated storage: those tensors are gone too
+      if (e.donatedLeaves !== null && !p.leaves.some((t) => t.requiresGrad && state.gradEnabled)) {
+        deleteDonated(p.leaves, e.donatedLeaves, []);
+      }
+      throw err;
+    }
     if (e.donatedLeaves !== null) deleteDonated(p.leaves, e.donatedLeaves, outs);
     return treeUnflatten(e.program.outTree as TreeDef, outs);
   };
