@@ -678,6 +678,57 @@ describe("composition in every order", () => {
 });
 
 describe("control flow", () => {
+  test("a scan + cond loss in every composition order equals its eager counterpart", () => {
+    const W = randn([3, 3], f64).mul(0.5);
+    const rnn = (xs: Tensor, h0: Tensor) =>
+      scan(
+        (h: Tensor, x: Tensor): [Tensor, Tensor] => {
+          const n = h.matmul(W).add(x).tanh();
+          return [n, n.sum()];
+        },
+        h0,
+        xs,
+      );
+    const loss = (xs: Tensor, h0: Tensor) => {
+      const [h, ys] = rnn(xs, h0);
+      return cond(
+        h.sum().gt(0),
+        (a: Tensor) => a.square().sum(),
+        (a: Tensor) => a.exp().sum(),
+        h,
+      ).add(ys.sum());
+    };
+    const batch = randn([4, 4, 2, 3], f64);
+    const h0 = randn([2, 3], f64);
+    const ex = (i: number) => batch.narrow(0, i, 1).reshape([4, 2, 3]);
+    const values = tensor(
+      [0, 1, 2, 3].map((i) => loss(ex(i), h0).item()),
+      f64,
+    );
+    const gradOf = (i: number) => grad(loss, { argnums: 1 })(ex(i), h0) as Tensor;
+    const gradSum = [0, 1, 2, 3].map(gradOf).reduce((a, b) => a.add(b));
+    const tol = 1e-13;
+    assertClose(vmap(jit(loss), { inAxes: [0, null] })(batch, h0), values, tol, "vmap(jit)");
+    assertClose(jit(vmap(loss, { inAxes: [0, null] }))(batch, h0), values, tol, "jit(vmap)");
+    assertClose(grad(jit(loss), { argnums: 1 })(ex(0), h0) as Tensor, gradOf(0), tol, "grad(jit)");
+    assertClose(jit(grad(loss, { argnums: 1 }))(ex(0), h0) as Tensor, gradOf(0), tol, "jit(grad)");
+    const perEx = jit(vmap(grad(jit(loss), { argnums: 1 }), { inAxes: [0, null] }))(batch, h0);
+    assertClose(perEx.sum(0), gradSum, tol, "jit(vmap(grad(jit)))");
+    const t = randn([2, 3], f64);
+    const want = jvp((h: Tensor) => loss(ex(1), h), [h0], [t])[1] as Tensor;
+    assertClose(jvp((h: Tensor) => jit(loss)(ex(1), h), [h0], [t])[1] as Tensor, want, tol, "jvp(jit)");
+    const l2 = (h: Tensor) => loss(ex(2), h);
+    const H = hessian(l2)(h0) as Tensor;
+    assertClose(hessian(jit(l2))(h0) as Tensor, H, tol, "hessian(jit)");
+    assertClose(jit(hessian(l2))(h0) as Tensor, H, tol, "jit(hessian)");
+    assertClose(
+      grad(checkpoint(jit(loss)), { argnums: 1 })(ex(0), h0) as Tensor,
+      gradOf(0),
+      tol,
+      "checkpoint",
+    );
+  });
+
   test("scan with a pytree carry, forward and reverse, under jit and grad(jit)", () => {
     type C = { h: Tensor; acc: [Tensor, Tensor] };
     const body = (c: C, x: Tensor): [C, Tensor] => {
