@@ -398,6 +398,34 @@ describe("closures", () => {
     assertClose(evalFn(x), bn.call(x), 1e-15, "after a training step");
   });
 
+  test("loss = jit(f)(x); loss.backward() reaches the closed-over parameters when x needs no grad", () => {
+    manualSeed(5);
+    const net = new Sequential(new Linear(3, 4, f64), new Tanh(), new Linear(4, 1, f64));
+    manualSeed(5);
+    const ref = new Sequential(new Linear(3, 4, f64), new Tanh(), new Linear(4, 1, f64));
+    const lossJ = jit((a: Tensor, b: Tensor) => net.call(a).sub(b).square().mean());
+    const opt = new SGD(net.parameters(), { lr: 0.1 });
+    const optRef = new SGD(ref.parameters(), { lr: 0.1 });
+    const x = randn([6, 3], f64);
+    const y = randn([6, 1], f64);
+    for (let i = 0; i < 3; i++) {
+      opt.zeroGrad();
+      optRef.zeroGrad();
+      const l = lossJ(x, y);
+      l.backward();
+      ref.call(x).sub(y).square().mean().backward();
+      for (const [[n, p], [, q]] of net
+        .namedParameters()
+        .map((e, k) => [e, ref.namedParameters()[k]] as const)) {
+        assert.ok(p.grad !== null, `${n}: no gradient`);
+        assertClose(p.grad!, q.grad!, 1e-14, `step ${i}: ${n}.grad`);
+      }
+      opt.step();
+      optRef.step();
+    }
+    assert.equal(lossJ.traceCount, 1);
+  });
+
   test("a jitted forward follows the parameters an eager optimizer updates", () => {
     const net = new Sequential(new Linear(3, 4, f64), new Tanh(), new Linear(4, 1, f64));
     const fwd = jit((a: Tensor) => net.call(a));

@@ -80,9 +80,10 @@ interface Entry {
   readonly donatedLeaves: ReadonlySet<number> | null;
   readonly rule: CallRule;
   /**
-   * Tracers of enclosing transforms the function closes over (`grad((x) => jit((y) => y.mul(x))(z))`): inputs
-   * of the call ahead of the arguments' leaves, so the enclosing transform sees them. Such an entry belongs to
-   * one call and is not cached (the next call closes over other tracers).
+   * Constants passed as inputs of the call, ahead of the arguments' leaves (closure conversion): tracers of
+   * enclosing transforms the function closes over (`grad((x) => jit((y) => y.mul(x))(z))`), so the enclosing
+   * transform sees them, and tensors that require grad (a module's parameters), so an eager `backward()` of the
+   * result reaches them. An entry with tracers belongs to one call and is not cached.
    */
   readonly lifted: readonly Tensor[];
 }
@@ -275,7 +276,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
       state.jitTracing--;
     }
     traces++;
-    const [program, lifted] = liftTracers(simplifyProgram(raw, { fresh }));
+    const [program, lifted] = liftConsts(simplifyProgram(raw, { fresh }));
     const execs = new Map<Backend, Executor>();
     let runnableProgram: Program | null = null;
     const runnable = () => {
@@ -328,7 +329,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
     let e = cache.get(p.key);
     if (e === undefined) {
       e = compile(args, p);
-      if (e.lifted.length === 0) cache.set(p.key, e);
+      if (!e.lifted.some((t) => t._trace !== null)) cache.set(p.key, e);
     }
     return { e, p };
   };
@@ -372,19 +373,24 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
   }) as unknown as Jitted<F>;
 }
 
+/** A constant the call must pass as an input (see Entry.lifted). */
+function mustLift(c: Tensor): boolean {
+  return c._trace !== null || c._requiresGrad || c._node !== null;
+}
+
 /**
- * Closure conversion: the constants of `p` that are tracers of an enclosing transform become its leading inputs
- * (returned in order), so the call passes them and the enclosing transform differentiates or batches through
- * them; concrete constants stay constants.
+ * Closure conversion: the constants of `p` that are tracers of an enclosing transform or require grad become its
+ * leading inputs (returned in order), so the call passes them and the enclosing transform (or the eager tape)
+ * differentiates or batches through them; other constants stay constants.
  */
-function liftTracers(p: Program): [Program, Tensor[]] {
-  if (!p.consts.some((c) => c._trace !== null)) return [p, []];
+function liftConsts(p: Program): [Program, Tensor[]] {
+  if (!p.consts.some(mustLift)) return [p, []];
   const constvars: Var[] = [];
   const consts: Tensor[] = [];
   const liftedVars: Var[] = [];
   const lifted: Tensor[] = [];
   p.consts.forEach((c, i) => {
-    if (c._trace !== null) {
+    if (mustLift(c)) {
       liftedVars.push(p.constvars[i]);
       lifted.push(c);
     } else {
