@@ -9,6 +9,7 @@ import {
   arange,
   checkpoint,
   cond,
+  evalJaxpr,
   foriLoop,
   grad,
   hessian,
@@ -424,6 +425,8 @@ describe("closures", () => {
       optRef.step();
     }
     assert.equal(lossJ.traceCount, 1);
+    // lower() still shows the parameters as constants: the program evaluates on the arguments alone
+    assertClose(evalJaxpr(lossJ.lower(x, y), x, y) as Tensor, lossJ(x, y).detach(), 0, "evalJaxpr(lower)");
   });
 
   test("a jitted forward follows the parameters an eager optimizer updates", () => {

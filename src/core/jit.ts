@@ -69,7 +69,7 @@ export type Jitted<F extends (...args: any[]) => any> = F & {
 
 interface Entry {
   readonly program: Program;
-  /** The program executors run (built on first use). */
+  /** `program` as executors run it (built on first use; `lifted` constants aside, see there). */
   runnable(): Program;
   /**
    * The executors built so far, one per backend (fusion depends on whether the backend has a `fused` kernel,
@@ -276,12 +276,20 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
       state.jitTracing--;
     }
     traces++;
-    const [program, lifted] = liftConsts(simplifyProgram(raw, { fresh }));
+    // `program` is what lower() shows (closed-over values as constants); the call runs `called`, whose leading
+    // inputs are the lifted constants (see Entry.lifted)
+    const program = simplifyProgram(raw, { fresh });
+    const [called, lifted] = liftConsts(program);
     const execs = new Map<Backend, Executor>();
     let runnableProgram: Program | null = null;
     const runnable = () => {
-      runnableProgram ??= executionProgram(program);
+      runnableProgram ??= executionProgram(called);
       return runnableProgram;
+    };
+    let shownProgram: Program | null = null;
+    const shown = () => {
+      shownProgram ??= called === program ? runnable() : executionProgram(program);
+      return shownProgram;
     };
     const execFor = (b: Backend): Executor => {
       let x = execs.get(b);
@@ -297,7 +305,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
       }
       return x;
     };
-    const flat = (xs: readonly Tensor[]) => evalFlat(program, xs);
+    const flat = (xs: readonly Tensor[]) => evalFlat(called, xs);
     const donatedLeaves =
       p.donatedLeaves === null || lifted.length === 0
         ? p.donatedLeaves
@@ -321,7 +329,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
         return vjpFlat(flat, primals);
       },
     };
-    return { program, runnable, execs, donatedLeaves: p.donatedLeaves, rule, lifted };
+    return { program, runnable: shown, execs, donatedLeaves: p.donatedLeaves, rule, lifted };
   };
 
   const entryFor = (args: unknown[]) => {
