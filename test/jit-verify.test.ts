@@ -41,6 +41,10 @@ import {
   Tanh,
 } from "../src/nn/index.ts";
 import { Adam, functional, SGD } from "../src/optim/index.ts";
+import type { Backend } from "../src/backend/backend.ts";
+import { getBackend, setBackend } from "../src/backend/registry.ts";
+import { loadNativeBackend } from "../src/backend/native/index.ts";
+import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 
 const f64 = { dtype: "float64" as const };
 
@@ -995,6 +999,28 @@ describe("edge shapes and dtypes", () => {
       1e-13,
       "grad rank 8",
     );
+  });
+
+  test("one jitted function across backends (js, wasm, native): rank 12, permuted input, its gradient", () => {
+    const f = (a: Tensor) => a.mul(2).exp().add(a.sin()).sum([0, 5, 11]).tanh();
+    const jf = jit(f);
+    const jg = jit(grad((x: Tensor) => f(x).sum()));
+    const shape = [2, 1, 2, 1, 2, 3, 1, 2, 1, 2, 1, 2];
+    const prev = getBackend();
+    const backends: Backend[] = [prev];
+    for (const r of [loadWasmBackend(), loadNativeBackend()]) if ("backend" in r) backends.push(r.backend);
+    try {
+      for (const b of backends) {
+        setBackend(b);
+        const a = randn(shape, f64);
+        const p = randn(shape, f64).permute([11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
+        assertClose(jf(a), f(a), 0, `${b.name}: rank 12`);
+        assertClose(jf(p), f(p), 0, `${b.name}: permuted`);
+        assertClose(jg(a) as Tensor, grad((x: Tensor) => f(x).sum())(a) as Tensor, 0, `${b.name}: grad`);
+      }
+    } finally {
+      setBackend(prev);
+    }
   });
 
   test("int32 and bool inputs and outputs keep their dtypes", () => {
