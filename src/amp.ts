@@ -93,7 +93,15 @@ export function castLow(x: Tensor): Tensor {
   if (hit !== undefined && hit.ver === x._ver.v && hit.cast._node?.freed !== true) {
     return hit.cast;
   }
-  const cast = x.to(d);
+  // from the allocator itself, never from a recycling arena (a module call's ActivationScope): the cache
+  // outlives the call, so the scope must not take the cast's storage back
+  const arena = setOutArena(null);
+  let cast: Tensor;
+  try {
+    cast = x.to(d);
+  } finally {
+    setOutArena(arena);
+  }
   cache.set(x, { ver: x._ver.v, cast });
   return cast;
 }

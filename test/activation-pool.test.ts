@@ -14,6 +14,7 @@ import { buildModel, type ModelSpec } from "../src/cli/models.ts";
 import { clearStepPool, eagerPoolOpts, eagerPoolStats, stepPoolBytes } from "../src/core/eager-pool.ts";
 import { setOutArena } from "../src/prims/impl.ts";
 import {
+  autocast,
   cachedMemory,
   checkpoint,
   emptyCache,
@@ -416,3 +417,94 @@ test("the CLI's zoo models (Standardize first, RowLSTM) recycle and train exactl
     assert.deepEqual(got, ref);
   }
 });
+
+/**
+ * A float32 CNN for autocast (which leaves float64 alone) whose second convolution's weight is large enough for
+ * its bfloat16 cast (4.6 KB) to be pooled: convolutions cast their weights through autocast's cache.
+ */
+const cnn32: Make = () => ({
+  model: new nn.Sequential(
+    new nn.Conv2d(3, 16, 3, { padding: 1 }),
+    new nn.ReLU(),
+    new nn.MaxPool2d(2),
+    new nn.Conv2d(16, 16, 3, { padding: 1 }),
+    new nn.ReLU(),
+    new nn.Flatten(),
+    new nn.Linear(16 * 4 * 4, 6),
+  ),
+  x: randn([5, 3, 8, 8]),
+  y: randint(0, 6, [5]),
+});
+
+/** A float32 MLP (autocast leaves float64 alone). */
+const mlp32: Make = () => ({
+  model: new nn.Sequential(
+    new nn.Linear(37, 64),
+    new nn.ReLU(),
+    new nn.Linear(64, 48),
+    new nn.ReLU(),
+    new nn.Linear(48, 5),
+  ),
+  x: randn([33, 37]),
+  y: randint(0, 5, [33]),
+});
+
+/**
+ * `steps` Adam steps of two forwards and two backward passes each, under bfloat16 autocast: each forward in a
+ * region of its own ("step"), or the whole loop in one region ("loop"), where the second forward reuses
+ * autocast's cached casts of the weights, which the second graph saves and still reads after the first pass has
+ * freed the first graph and given back its activations.
+ */
+function trainAmp(make: Make, steps: number, region: "step" | "loop") {
+  manualSeed(12);
+  const { model, x, y } = make();
+  const opt = new optim.Adam(model.parameters(), { lr: 1e-2 });
+  const losses: number[] = [];
+  const x2 = x.mul(0.5);
+  const run = (perStep: boolean) => {
+    for (let s = 0; s < steps; s++) {
+      opt.zeroGrad();
+      const forward = (input: Tensor) => {
+        const f = () => nn.crossEntropy(model.call(input) as Tensor, y);
+        return perStep ? autocast({ dtype: "bfloat16" }, f) : f();
+      };
+      const l1 = forward(x);
+      const l2 = forward(x2);
+      l1.backward();
+      l2.backward();
+      losses.push(l1.item() as number, l2.item() as number);
+      opt.step();
+    }
+  };
+  if (region === "step") run(true);
+  else autocast({ dtype: "bfloat16" }, () => run(false));
+  return {
+    losses,
+    params: model.parameters().map(values),
+    grads: model.parameters().map((p) => values(p.grad!)),
+  };
+}
+
+for (const backend of ["js", "native"] as const) {
+  for (const [name, make] of [
+    ["cnn", cnn32],
+    ["mlp", mlp32],
+  ] as const) {
+    for (const region of ["step", "loop"] as const) {
+      test(`${backend}: ${name} under bfloat16 autocast (one region per ${region}) recycles and stays bit-identical`, () =>
+        onBackend(backend, () => {
+          eagerPoolOpts.enabled = false;
+          const ref = trainAmp(make, 4, region);
+          eagerPoolOpts.enabled = true;
+          eagerPoolOpts.poison = true;
+          const reused = eagerPoolStats.reused;
+          const got = trainAmp(make, 4, region);
+          assert.ok(eagerPoolStats.reused > reused, "later steps reuse recycled storage");
+          assert.deepEqual(got.losses, ref.losses);
+          assert.deepEqual(got.grads, ref.grads);
+          assert.deepEqual(got.params, ref.params);
+          assert.ok(got.losses.every(Number.isFinite));
+        }));
+    }
+  }
+}

@@ -180,6 +180,28 @@ describe("bad input gives clear errors and leaves state intact", () => {
     assert.equal(grad((x: Tensor) => x.square())(tensor(3)).item(), 6);
   });
 
+  test("nodes that saved nothing can be differentiated through again, as in PyTorch", () => {
+    // PyTorch: h = w + 1; l1 = h.sum(); l2 = (h * 3).sum(); l1.backward(); l2.backward() -> w.grad = [4, 4]
+    const w = tensor([1, 2], { requiresGrad: true });
+    const h = w.add(1);
+    const l1 = h.sum();
+    const l2 = h.mul(3).sum();
+    l1.backward();
+    l2.backward();
+    assert.deepEqual(w.grad!.toArray(), [4, 4]);
+    // a graph of such nodes only: backward twice accumulates twice
+    const s = w.add(1).sum();
+    s.backward();
+    s.backward();
+    assert.deepEqual(w.grad!.toArray(), [6, 6]);
+    // a shared node that saved a value (exp saves its output) is still freed by the first pass
+    const e = w.exp();
+    const m1 = e.sum();
+    const m2 = e.mul(2).sum();
+    m1.backward();
+    assert.throws(() => m2.backward(), /the graph through 'exp' was already freed.*retainGraph/);
+  });
+
   test("backward twice, non-scalar backward, and in-place modification of a saved tensor", () => {
     const w = tensor([1, 2], { requiresGrad: true });
     const y = w.exp().sum();

@@ -10,7 +10,8 @@
  * Two tapes share this machinery: the eager tape at level 1 (PyTorch-style `requiresGrad` tensors, where the
  * tracer is the concrete tensor itself and `backward()` accumulates into `.grad`), and one functional tape per
  * `vjp`/`grad` call at levels >= 2. Saved values are dropped as soon as backward has used them, unless the graph
- * is retained; a second backward over a freed graph is an error.
+ * is retained; a second backward through a freed node that saved values is an error (one that saved none, a cast
+ * or an add shared by two graphs, can be differentiated through again, as in PyTorch).
  *
  * Saved values are guarded by version counters (shared by all views of one storage, bumped by in-place writes):
  * the version of every saved input and of a saved output is recorded with the node, and backward refuses, with
@@ -46,6 +47,11 @@ export class TapeNode {
   /** Tensors whose `.grad` should be kept (retainGrad), by output index. */
   retained: (Tensor | null)[] | null = null;
   freed = false;
+  /**
+   * Whether the node saved values for its backward (inputs, its output, or a call's closure). A freed node that
+   * saved none can be differentiated through again, as in PyTorch (a cast or an add shared by two graphs).
+   */
+  savesValues = false;
   /**
    * The forward activations of the module call that recorded this node, which saved some value
    * (`ActivationRecord` in eager-pool.ts): recycled once backward passes have freed every such node, or null.
@@ -164,7 +170,10 @@ abstract class TapeTraceBase implements Trace {
       node.out = o;
       node.outVersion = o._ver === null ? 0 : o._ver.v;
     }
-    if (saved !== null || d.saveOutput) noteSavingNode(node);
+    if (saved !== null || d.saveOutput) {
+      node.savesValues = true;
+      noteSavingNode(node);
+    }
     return res;
   }
 
@@ -186,6 +195,7 @@ abstract class TapeTraceBase implements Trace {
       args,
       this,
     );
+    node.savesValues = true;
     noteSavingNode(node); // its backward closure holds what it saved
     return outs.map((o, k) => (isFloat(o.dtype) ? this.wrap(o, node, k) : o));
   }
@@ -313,12 +323,18 @@ function recycleFreed(order: readonly TapeNode[], retain: boolean, leafCts: Map<
   }
 }
 
-/** Whether a pass over `order` makes enough storage for recycling it to save collections (eager-pool.ts). */
+/**
+ * Whether a pass over `order` makes enough storage for recycling it to save collections (eager-pool.ts). A
+ * 16-bit output counts as float32: the CPU backends run 16-bit kernels on float32 copies of their operands
+ * (prims/half.ts), so its backward allocates float32 temporaries of its size (an autocast CNN step, whose
+ * bfloat16 activations add up to under the threshold, allocated 36 MiB per step unrecycled).
+ */
 function worthRecycling(order: readonly TapeNode[]): boolean {
   let bytes = 0;
   for (let k = 0; k < order.length; k++) {
     const outs = order[k].outAvals;
-    for (let i = 0; i < outs.length; i++) bytes += sizeOf(outs[i].shape) * bytesPerElement(outs[i].dtype);
+    for (let i = 0; i < outs.length; i++)
+      bytes += sizeOf(outs[i].shape) * Math.max(4, bytesPerElement(outs[i].dtype));
   }
   return bytes >= eagerPoolOpts.minPassBytes;
 }
@@ -339,7 +355,7 @@ function backwardNodes(
     const cts = nodeCts.get(node);
     nodeCts.delete(node);
     if (cts !== undefined) {
-      if (node.freed) {
+      if (node.freed && node.savesValues) {
         throw new AutodiffError(
           `${what}: the graph through '${node.name}' was already freed by an earlier backward pass; ` +
             "pass {retainGraph: true} to the first backward() to differentiate the same graph twice",

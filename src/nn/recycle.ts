@@ -4,15 +4,15 @@
  * A call may recycle when the module tree it runs is made only of built-in layers known to keep nothing they
  * compute (exact classes: a subclass may keep anything), none with hooks, and it runs as top-level eager
  * evaluation: no transform, jit trace, backward pass (a checkpoint recomputes inside one) or functional call in
- * progress, and no autocast (which caches casts of the weights for the rest of its region). Its intermediates
- * are then reachable only through the tape, and the pool takes them back when backward frees the graph.
+ * progress. Its intermediates are then reachable only through the tape, and the pool takes them back when backward
+ * frees the graph. Under autocast too: the casts of the weights that autocast caches for the rest of its region
+ * are allocated outside the scope (`castLow` in amp.ts), so the scope never takes them back.
  *
  * Only "roots" open a scope: containers and composite layers with intermediates of their own (Sequential, the
  * Transformer layers and stacks, MultiheadAttention, the recurrent layers). A root nested in a recycling one
  * finds the arena taken and just runs. The classes register themselves here (`recycle-classes.ts`), so this
  * file imports no layer and `Module.call` can consult it.
  */
-import { autocastDtype } from "../amp.ts";
 import { beginActivations, endActivations, recordingActivations } from "../core/eager-pool.ts";
 import { state } from "../core/trace.ts";
 import { Tensor } from "../tensor/tensor.ts";
@@ -92,8 +92,7 @@ export function recycledCall<Out>(m: ModuleLike, forward: () => Out): Out {
     state.nextLevel !== 2 ||
     state.jitTracing !== 0 ||
     state.inBackward !== 0 ||
-    functionalContext() !== null ||
-    autocastDtype() !== null
+    functionalContext() !== null
   ) {
     return forward();
   }
