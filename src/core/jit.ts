@@ -344,12 +344,14 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
 
   const jitted = (...args: unknown[]) => {
     const { e, p } = entryFor(args);
+    const ins = e.lifted.length === 0 ? p.leaves : [...e.lifted, ...p.leaves];
     let outs: Tensor[];
     try {
-      outs = bindCall(e.rule, e.lifted.length === 0 ? p.leaves : [...e.lifted, ...p.leaves]);
+      outs = bindCall(e.rule, ins);
     } catch (err) {
-      // a run that failed part way may have written over donated storage: those tensors are gone too
-      if (e.donatedLeaves !== null && !p.leaves.some((t) => t.requiresGrad && state.gradEnabled)) {
+      // a run that failed part way may have written over donated storage: those tensors are gone too (unless
+      // the call was being recorded for backward, which donates nothing)
+      if (e.donatedLeaves !== null && !(state.gradEnabled && ins.some((t) => t.requiresGrad))) {
         deleteDonated(p.leaves, e.donatedLeaves, []);
       }
       throw err;
