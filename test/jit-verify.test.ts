@@ -861,7 +861,14 @@ describe("control flow", () => {
     );
     assertClose(js(x, 3) as Tensor, tensor(3 * 1.5 ** 2, f64), 1e-14, "static n");
     assertClose(js(x, 5) as Tensor, tensor(5 * 1.5 ** 4, f64), 1e-14, "static n = 5");
-    assert.throws(() => jit(pow)(x, 3), /foriLoop: upper must be an integer scalar.*staticArgnums/s);
+    // an integral number argument as the bound: traced, so a whileLoop (forward values; reverse mode is its error)
+    assertClose(jit(pow)(x, 3), tensor(1.5 ** 3, f64), 1e-15, "traced number bound");
+    assertClose(jit(pow)(x, 4), tensor(1.5 ** 4, f64), 1e-15, "traced number bound, another value");
+    assert.throws(
+      () => grad((a: Tensor) => jit(pow)(a, 3))(x),
+      /whileLoop: reverse-mode .*foriLoop with a static/s,
+    );
+    assert.throws(() => jit(pow)(x, 2.5), /foriLoop: upper must be an integer scalar.*staticArgnums/s);
     // the same bound as a traced int32 tensor: forward values work
     const ti = jit((a: Tensor, n: Tensor) =>
       foriLoop(0, n, (_i: Tensor, v: Tensor) => v.mul(a), ones([], f64)),

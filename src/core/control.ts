@@ -11,7 +11,7 @@
 import { isFloat } from "../dtype.ts";
 import { DTypeError, ShapeError } from "../errors.ts";
 import { fmtShape, shapesEqual } from "../shape.ts";
-import { Tensor } from "../tensor/tensor.ts";
+import { Tensor, weakScalars } from "../tensor/tensor.ts";
 import { type TreeDef, treeDescribe, treeFlatten, treeUnflatten } from "../tree.ts";
 import { avalOf, closeOver } from "./control-programs.ts";
 import { bindCond, bindScan, bindWhile } from "./control-rules.ts";
@@ -325,11 +325,13 @@ function staticBound(op: string, v: number | Tensor, what: string): number | nul
   if (!(v instanceof Tensor) || v.ndim !== 0) {
     throw new ShapeError(`${op}: ${what} must be an integer or a scalar tensor`);
   }
+  // an integral number a jitted function received (traced): a bound known when the program runs
+  if (weakScalars.kinds.get(v) === "int") return null;
   if (isFloat(v.dtype)) {
     throw new DTypeError(
-      `${op}: ${what} must be an integer scalar, got ${v.dtype} (a number passed to a jitted function is traced ` +
-        "as a float64 scalar whose value is known only when the program runs: make that argument static with " +
-        "staticArgnums, which also keeps the bounds concrete so reverse mode works, or pass an int32 tensor)",
+      `${op}: ${what} must be an integer scalar, got ${v.dtype} (a non-integral number passed to a jitted ` +
+        "function is traced as a float64 scalar: make that argument static with staticArgnums, which also " +
+        "keeps the bounds concrete so reverse mode works, or pass an int32 tensor)",
     );
   }
   if (v._trace !== null || v._data === null) return null;
