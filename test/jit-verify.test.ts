@@ -88,17 +88,18 @@ describe("cache keys", () => {
   test("non-contiguous, offset and broadcast inputs give the eager values under one signature", () => {
     const f = (x: Tensor) => x.mul(2).add(x.sin()).cumsum(1);
     const jf = jit(f);
-    const base = arange(24).to("float64").reshape([4, 6]);
+    const r = (n: number) => arange(n).to("float64");
     const inputs: [string, Tensor][] = [
-      ["contiguous", base.narrow(1, 0, 4)],
-      ["transposed", arange(24).to("float64").reshape([4, 6]).permute([1, 0]).narrow(0, 0, 4)],
-      ["offset slice", base.narrow(0, 1, 3).narrow(1, 2, 4).contiguous().reshape([3, 4]).narrow(0, 0, 3)],
+      ["contiguous", r(12).reshape([3, 4])],
+      ["transposed", r(12).reshape([4, 3]).permute([1, 0])],
+      ["offset and strided", r(30).reshape([5, 6]).narrow(0, 1, 3).narrow(1, 2, 4)],
       ["broadcast (stride 0)", tensor([1, 2, 3, 4], f64).expand([3, 4])],
     ];
     for (const [what, x] of inputs) {
-      const want = f(x.contiguous());
-      assertClose(jf(x.narrow(0, 0, 3)), f(x.narrow(0, 0, 3).contiguous()), 0, what);
-      assertClose(jf(x.narrow(0, 0, 3)), want.narrow(0, 0, 3), 0, `${what} (rows)`);
+      assert.deepEqual(x.shape, [3, 4]);
+      // eager on the same view, and on a contiguous copy of it
+      assertClose(jf(x), f(x), 0, what);
+      assertClose(jf(x), f(x.contiguous()), 0, `${what} (contiguous copy)`);
     }
     assert.equal(jf.traceCount, 1, "strides and offsets are not part of the signature");
   });
