@@ -86,7 +86,15 @@ export function castLow(x: Tensor): Tensor {
   if (d === null || x.dtype !== "float32") return x;
   // cache the casts of concrete leaves that require gradients (recorded on the eager tape: grad mode on)
   const cache = castCache?.[d];
-  if (cache === undefined || !x.requiresGrad || x._node !== null || x._ver === null || !state.gradEnabled) {
+  // (not while jit traces: the cast is recorded there, read from the parameter at each call)
+  if (
+    cache === undefined ||
+    !x.requiresGrad ||
+    x._node !== null ||
+    x._ver === null ||
+    !state.gradEnabled ||
+    state.jitStage !== null
+  ) {
     return x.to(d);
   }
   const hit = cache.get(x);

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
   arange,
+  autocast,
   checkpoint,
   cond,
   evalJaxpr,
@@ -16,6 +17,7 @@ import {
   jit,
   jvp,
   manualSeed,
+  noGrad,
   ones,
   randn,
   scan,
@@ -432,6 +434,17 @@ describe("closures", () => {
     assert.equal(lossJ.traceCount, 1);
     // lower() still shows the parameters as constants: the program evaluates on the arguments alone
     assertClose(evalJaxpr(lossJ.lower(x, y), x, y) as Tensor, lossJ(x, y).detach(), 0, "evalJaxpr(lower)");
+  });
+
+  test("under autocast, jit and eager code in one region share no cast (no leaked tracer, no stale cast)", () => {
+    const lin = new Linear(4, 3);
+    const x = randn([2, 4]);
+    const jf = jit((a: Tensor) => lin.call(a).sum());
+    const [a, b] = autocast({ dtype: "bfloat16" }, () => [jf(x), lin.call(x).sum()]);
+    assert.deepEqual(a.toArray(), b.toArray());
+    noGrad(() => lin.weight.mul_(2));
+    const [c, d] = autocast({ dtype: "bfloat16" }, () => [jf(x), lin.call(x).sum()]);
+    assert.deepEqual(c.toArray(), d.toArray());
   });
 
   test("a jitted forward follows the parameters an eager optimizer updates", () => {
