@@ -37,6 +37,7 @@ import {
   functionalApply,
   functionalCall,
   Linear,
+  Module,
   moduleState,
   ReLU,
   Sequential,
@@ -501,6 +502,29 @@ describe("closures", () => {
     assertClose(vmap(f)(xs), tensor([8, 18], f64), 0, "vmap");
     const [, t] = jvp(f, [tensor([1, 2], f64)], [tensor([1, 0], f64)]);
     assertClose(t as Tensor, tensor(2, f64), 0, "jvp");
+  });
+
+  test("a training flag read while tracing is a guard: train() / eval() trace again, also through nested jit", () => {
+    class Twice extends Module {
+      forward(x: Tensor): Tensor {
+        return this.training ? x.mul(2) : x;
+      }
+    }
+    const m = new Twice();
+    const x = tensor([1, 2]);
+    const fwd = jit((a: Tensor) => m.call(a).add(1));
+    const outer = jit((a: Tensor) => fwd(a).neg());
+    m.eval();
+    assert.deepEqual(fwd(x).toArray(), [2, 3]);
+    assert.deepEqual(outer(x).toArray(), [-2, -3]);
+    m.train();
+    assert.deepEqual(fwd(x).toArray(), [3, 5]);
+    assert.deepEqual(outer(x).toArray(), [-3, -5]);
+    m.eval();
+    assert.deepEqual(fwd(x).toArray(), [2, 3]);
+    assert.deepEqual(outer(x).toArray(), [-2, -3]);
+    assert.equal(fwd.traceCount, 2, "one program per mode, kept");
+    assert.equal(outer.traceCount, 2);
   });
 
   test("a closed-over index tensor whose values an op checks while tracing still works", () => {

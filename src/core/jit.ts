@@ -86,6 +86,15 @@ interface Entry {
    * result reaches them. An entry with tracers belongs to one call and is not cached.
    */
   readonly lifted: readonly Tensor[];
+  /** The modules whose training flag the trace read, with the values read: the entry holds only for those. */
+  readonly guards: readonly (readonly [{ readonly training: boolean }, boolean])[];
+}
+
+/** True if every training flag the entry's trace read still has the value it read. */
+function guardsHold(e: Entry): boolean {
+  const g = e.guards;
+  for (let i = 0; i < g.length; i++) if (g[i][0].training !== g[i][1]) return false;
+  return true;
 }
 
 function argnums(what: string, v: number | readonly number[] | undefined): number[] {
@@ -209,7 +218,8 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
   if (typeof f !== "function") throw new TypeError("jit: expected a function");
   const statics = argnums("staticArgnums", opts.staticArgnums);
   const donates = argnums("donateArgnums", opts.donateArgnums);
-  const cache = new Map<string, Entry>();
+  // per signature, the entries traced for it (more than one when a training flag the trace read changed)
+  const cache = new Map<string, Entry[]>();
   let traces = 0;
   let allocationsOfCleared = 0;
 
@@ -267,14 +277,20 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
     // numbers among the arguments promote as numbers while the trace runs
     const weak = p.leaves.some((t) => weakScalars.kinds.has(t)) ? 1 : 0;
     weakScalars.active += weak;
+    // the training flags the function reads become the entry's guards
+    const prevReads = state.modeReads;
+    const reads = new Map<{ readonly training: boolean }, boolean>();
+    state.modeReads = reads;
     let raw: Program;
     try {
       raw = stagedJaxpr(call, fresh)(...dyn);
     } finally {
+      state.modeReads = prevReads;
       weakScalars.active -= weak;
       setAllocLog(prevLog);
       state.jitTracing--;
     }
+    const guards = [...reads];
     traces++;
     // `program` is what lower() shows (closed-over values as constants); the call runs `called`, whose leading
     // inputs are the lifted constants (see Entry.lifted)
@@ -329,16 +345,31 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
         return vjpFlat(flat, primals);
       },
     };
-    return { program, runnable: shown, execs, donatedLeaves: p.donatedLeaves, rule, lifted };
+    return { program, runnable: shown, execs, donatedLeaves: p.donatedLeaves, rule, lifted, guards };
   };
 
   const entryFor = (args: unknown[]) => {
     const p = prepare(args);
-    let e = cache.get(p.key);
+    const list = cache.get(p.key);
+    let e: Entry | undefined;
+    if (list !== undefined) {
+      for (let i = 0; i < list.length; i++) {
+        if (guardsHold(list[i])) {
+          e = list[i];
+          break;
+        }
+      }
+    }
     if (e === undefined) {
       e = compile(args, p);
-      if (!e.lifted.some((t) => t._trace !== null)) cache.set(p.key, e);
+      if (!e.lifted.some((t) => t._trace !== null)) {
+        if (list === undefined) cache.set(p.key, [e]);
+        else list.push(e);
+      }
     }
+    // inside an enclosing jit trace, this program's guards are the enclosing program's too
+    const reads = state.modeReads;
+    if (reads !== null) for (const [m, v] of e.guards) if (!reads.has(m)) reads.set(m, v);
     return { e, p };
   };
 
@@ -365,17 +396,19 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
     lower: (...args: unknown[]) => entryFor(args).e.program,
     executed: (...args: unknown[]) => entryFor(args).e.runnable(),
     clearCache: () => {
-      for (const e of cache.values())
-        for (const x of e.execs.values()) allocationsOfCleared += x.pool.allocations;
+      for (const list of cache.values())
+        for (const e of list) for (const x of e.execs.values()) allocationsOfCleared += x.pool.allocations;
       cache.clear();
     },
     memoryStats: () => {
       let allocations = allocationsOfCleared;
       let pooledBytes = 0;
-      for (const e of cache.values()) {
-        for (const x of e.execs.values()) {
-          allocations += x.pool.allocations;
-          pooledBytes += x.pool.bytes;
+      for (const list of cache.values()) {
+        for (const e of list) {
+          for (const x of e.execs.values()) {
+            allocations += x.pool.allocations;
+            pooledBytes += x.pool.bytes;
+          }
         }
       }
       return { allocations, pooledBytes };

@@ -82,6 +82,11 @@ export const state = {
    * so the program reads the tensor's current values at every call (see topTrace).
    */
   jitStage: null as null | { readonly trace: Trace; readonly fresh: WeakSet<TypedArray> },
+  /**
+   * While jit traces a function: the modules whose `training` flag it read, with the value read (nn/module.ts
+   * records them). The compiled program holds only for those values: jit traces again when one changes.
+   */
+  modeReads: null as null | Map<{ readonly training: boolean }, boolean>,
 };
 
 /** True if `t` is a concrete tensor whose storage the current jit trace did not allocate (see state.jitStage). */

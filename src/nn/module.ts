@@ -18,7 +18,7 @@
  * a parameter position are remembered in a WeakSet (identity-based, no mark on the Tensor itself).
  */
 import { enterScope, restoreScope } from "../core/scope.ts";
-import { noGrad } from "../core/trace.ts";
+import { noGrad, state } from "../core/trace.ts";
 import { type DType, isFloat } from "../dtype.ts";
 import { ShapeError } from "../errors.ts";
 import { zeros } from "../ops/creation.ts";
@@ -103,8 +103,19 @@ export function parameter(shape: readonly number[], dtype: DType = "float32"): T
  * ```
  */
 export abstract class Module<In extends unknown[] = [Tensor], Out = Tensor> {
-  /** Training mode flag (Dropout and BatchNorm behave differently in eval mode). Set with train()/eval(). */
-  training = true;
+  #training = true;
+  /**
+   * Training mode flag (Dropout and BatchNorm behave differently in eval mode). Set with train()/eval(). A jitted
+   * function that read it while tracing traces again when it changes (core/trace.ts `state.modeReads`).
+   */
+  get training(): boolean {
+    const log = state.modeReads;
+    if (log !== null && !log.has(this)) log.set(this, this.#training);
+    return this.#training;
+  }
+  set training(v: boolean) {
+    this.#training = v;
+  }
   #buffers = new Map<string, boolean>(); // buffer field name -> persistent
   #preHooks: ForwardPreHook[] = [];
   #hooks: ForwardHook[] = [];
