@@ -196,8 +196,9 @@ export function traceFlat(
   try {
     const ins = avals.map((a) => {
       const t = trace.fresh(a)[0];
-      // a weakly typed scalar (a number jit was given) stays weak as the trace's input
-      const weak = weakScalars.kinds.get(a as Tensor);
+      // a weakly typed scalar (a number jit was given) stays weak as jit's input (not as a loop's carry,
+      // whose dtype is fixed)
+      const weak = stage === null ? undefined : weakScalars.kinds.get(a as Tensor);
       if (weak !== undefined) weakScalars.kinds.set(t, weak);
       return t;
     });
