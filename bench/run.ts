@@ -508,8 +508,8 @@ function markdown(
       "runs each workload (e.g. the four sgemm sizes, or the MLP step) in a process of its own, as a program that " +
       "trains one model would. The `check` column is the value the first call read back (C[0,0] for sgemm, the " +
       "initial loss for training steps, the result or derivative for dispatch): rows must agree.",
-    `- Each figure: warm-up (>= 1 call, ${m.warmupMs} ms: long enough for V8's optimizing compiler to settle on a training step of ~2,000 ops; the end-to-end row measures the cold start), then at least ${m.minReps} and at most ${m.maxReps} timed calls ` +
-      `within ${m.budgetMs} ms; median with min-max. A step whose first call took over ${m.slowMs} ms gets only ` +
+    `- Each figure: warm-up (>= 1 call, ${m.warmupMs} ms: long enough for V8's optimizing compiler to settle on a training step of ~2,000 ops; the end-to-end row measures the cold start), then timed calls: at least ${m.minReps} spanning at least ${m.windowMs} ms (thousands of calls for a fast step, so that one stretch of scheduling does not decide the figure), then more up to ${m.maxReps} ` +
+      `or ${m.budgetMs} ms; median with min-max. A step whose first call took over ${m.slowMs} ms gets only ` +
       `${m.slowReps} timed call(s), over ${m.verySlowMs} ms ${m.verySlowReps} (noted in the table). cpu/wall is the ` +
       "process CPU time over the timed calls divided by their wall time: about 1 for one busy thread, 2 for two; " +
       "below 1 means the process waited for a core (other load on the machine). Single-threaded variants of every " +

@@ -11,6 +11,7 @@ import { afterEach, beforeEach, test } from "node:test";
 import { loadNativeBackend } from "../src/backend/native/index.ts";
 import { eagerPoolBytes, eagerPoolOpts, eagerPoolStats } from "../src/core/eager-pool.ts";
 import {
+  autocast,
   getBackend,
   grad,
   manualSeed,
@@ -77,7 +78,41 @@ class TinyLm extends nn.Module {
   }
 }
 
+/** A 2-layer LSTM (bidirectional or not) whose last output feeds a Linear: the lstmSequence call's backward. */
+class RowLstm extends nn.Module {
+  lstm: nn.LSTM;
+  fc: nn.Linear;
+  constructor(bidirectional: boolean) {
+    super();
+    this.lstm = new nn.LSTM(9, 24, { batchFirst: true, numLayers: 2, bidirectional });
+    this.fc = new nn.Linear(bidirectional ? 48 : 24, 4);
+  }
+  forward(x: Tensor): Tensor {
+    const [out] = this.lstm.call(x);
+    return this.fc.call(out.narrow(1, x.shape[1] - 1, 1).reshape([x.shape[0], -1]));
+  }
+}
+
+/** A CNN whose forward runs under bfloat16 autocast (16-bit activations, float32 master weights). */
+class AmpCnn extends nn.Module {
+  net = new nn.Sequential(
+    new nn.Conv2d(3, 16, 3, { padding: 1 }),
+    new nn.ReLU(),
+    new nn.MaxPool2d(2),
+    new nn.Conv2d(16, 16, 3, { padding: 1 }),
+    new nn.ReLU(),
+    new nn.Flatten(),
+    new nn.Linear(16 * 4 * 4, 6),
+  );
+  forward(x: Tensor): Tensor {
+    return autocast({ dtype: "bfloat16" }, () => this.net.call(x) as Tensor);
+  }
+}
+
 const MODELS: Record<string, () => { model: nn.Module; x: Tensor; y: Tensor }> = {
+  lstm: () => ({ model: new RowLstm(false), x: randn([6, 5, 9]), y: randint(0, 4, [6]) }),
+  lstmBidirectional: () => ({ model: new RowLstm(true), x: randn([6, 5, 9]), y: randint(0, 4, [6]) }),
+  cnnAutocast: () => ({ model: new AmpCnn(), x: randn([5, 3, 8, 8]), y: randint(0, 6, [5]) }),
   mlp: () => ({
     model: new nn.Sequential(
       new nn.Linear(37, 64),

@@ -52,6 +52,8 @@ export class TapeNode {
    * saved none can be differentiated through again, as in PyTorch (a cast or an add shared by two graphs).
    */
   savesValues = false;
+  /** A call whose backward keeps nothing it allocates (`CallRule.backwardKeepsNothing`): its temporaries recycle. */
+  recyclableCall = false;
   /**
    * The forward activations of the module call that recorded this node, which saved some value
    * (`ActivationRecord` in eager-pool.ts): recycled once backward passes have freed every such node, or null.
@@ -196,6 +198,7 @@ abstract class TapeTraceBase implements Trace {
       this,
     );
     node.savesValues = true;
+    node.recyclableCall = call.backwardKeepsNothing === true;
     noteSavingNode(node); // its backward closure holds what it saved
     return outs.map((o, k) => (isFloat(o.dtype) ? this.wrap(o, node, k) : o));
   }
@@ -372,14 +375,16 @@ function backwardNodes(
       const outer = currentScope();
       restoreScope(adjointScope(node.scope));
       let grads: readonly (MaybeZero | undefined)[];
-      // a higher-order call's backward (checkpoint, custom rules, jit) may keep what it allocates: not recorded
-      if (rc !== null && node.prim !== null) rc.begin();
+      // a higher-order call's backward (checkpoint, custom rules, jit) may keep what it allocates: not recorded,
+      // unless the call says it keeps nothing (library calls with hand-written VJPs)
+      const tracked = node.prim !== null || node.recyclableCall;
+      if (rc !== null && tracked) rc.begin();
       try {
         grads = nodeVjp(node, cts);
       } finally {
         restoreScope(outer);
       }
-      if (rc !== null && node.prim === null) rc.begin();
+      if (rc !== null && !tracked) rc.begin();
       for (let i = 0; i < node.needs.length; i++) {
         const g = grads[i];
         if (!node.needs[i] || g === undefined || isZero(g)) continue;

@@ -47,6 +47,12 @@ export interface CallRule {
     eager: boolean,
   ) => { outs: Tensor[]; backward: (cts: readonly Tensor[]) => Tensor[] };
   /**
+   * The backward closure keeps none of the storage it allocates beyond the cotangents it returns (library calls
+   * with hand-written VJPs): a recycling eager backward pass may then take back its temporaries, as it does a
+   * primitive's (core/eager-pool.ts). Unset: whatever the closure allocates is left to the garbage collector.
+   */
+  readonly backwardKeepsNothing?: boolean;
+  /**
    * Control flow (scan, cond, while, core/control.ts): a call whose bodies are already closed programs, held in
    * `params`. makeJaxpr records it as one equation with these params and output avals instead of tracing `fn`,
    * and the evaluator binds the same rule again (it depends on the programs alone).

@@ -190,6 +190,8 @@ function lstmSequence(xp: Tensor, h0: Tensor, c0: Tensor, wHh: Tensor, reverse: 
   };
   const rule: CallRule = {
     name: "lstmSequence",
+    // the backward's temporaries (previous states, the stacked gate cotangents once consumed) may recycle
+    backwardKeepsNothing: true,
     fn: plain,
     vjp: ([x, h, c, w]) => {
       const r = lstmScan(x, h, c, w, reverse);

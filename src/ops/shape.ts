@@ -512,6 +512,16 @@ export function flip(t: Tensor, dims: number | readonly number[]): Tensor {
 
 function checkIndex(op: string, idx: Tensor, n: number): void {
   if (idx.dtype !== "int32") throw new DTypeError(`${op}: index must be int32, got ${idx.dtype}`);
+  // a concrete contiguous index in host memory is read in place (a training loop's batch indices: no copy)
+  const c = concreteOf(idx);
+  const d = c._data;
+  if (c._trace === null && d instanceof Int32Array && isContiguous(c.shape, c._strides)) {
+    const end = c._offset + c.size;
+    for (let i = c._offset; i < end; i++) {
+      if (d[i] < 0 || d[i] >= n) throw new RangeError(`${op}: index ${d[i]} is out of range for size ${n}`);
+    }
+    return;
+  }
   const data = hostValues(idx, op);
   if (data === null) return; // traced: the gather/scatter kernels check every index when the program runs
   for (let i = 0; i < data.length; i++) {
