@@ -22,7 +22,7 @@
       "src/kernels/half.cc",
       "src/kernels/table.cc"
     ],
-    "common_cflags": ["-O3", "-fno-math-errno", "-fPIC", "-std=gnu++17", "-fno-exceptions", "-fno-rtti", "-Wno-unused-parameter"]
+    "common_cflags": ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-std=gnu++17", "-fno-exceptions", "-fno-rtti", "-Wno-unused-parameter"]
   },
   "target_defaults": {
     "cflags!": ["-O2", "-O0", "-fno-omit-frame-pointer"],
