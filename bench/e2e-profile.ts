@@ -28,6 +28,7 @@ const { values } = parseArgs({
     warm: { type: "string", default: "0" },
     "mlp-warm": { type: "string", default: "0" },
     "v8-flags": { type: "string" },
+    kernels: { type: "boolean" },
   },
 });
 if (values["v8-flags"] !== undefined) setFlagsFromString(values["v8-flags"]);
@@ -50,6 +51,31 @@ async function gcSummary(t0: number, t1: number): Promise<string> {
 }
 const loaded = loadNativeBackend();
 if ("error" in loaded) throw new Error(loaded.error);
+/** With --kernels, every backend method is wrapped to add up its wall time per call name (kernel time per step). */
+const kernelMs = new Map<string, { ms: number; calls: number }>();
+if (values.kernels) {
+  const be = loaded.backend as unknown as Record<string, unknown>;
+  for (const k of Object.keys(be)) {
+    const f = be[k];
+    if (typeof f !== "function" || k === "alloc") continue;
+    be[k] = function (this: unknown, ...args: unknown[]) {
+      const t = performance.now();
+      try {
+        return (f as (...a: unknown[]) => unknown).apply(this, args);
+      } finally {
+        // products by shape: [..., M, K] @ [..., K, N]
+        const key =
+          k === "dot"
+            ? `dot ${(args[0] as { shape: number[] }).shape.join("x")}@${(args[1] as { shape: number[] }).shape.join("x")}${(args[1] as { strides: number[] }).strides.at(-1) === 1 ? "" : "^T"}`
+            : k;
+        const e = kernelMs.get(key) ?? { ms: 0, calls: 0 };
+        e.ms += performance.now() - t;
+        e.calls++;
+        kernelMs.set(key, e);
+      }
+    };
+  }
+}
 setBackend(loaded.backend);
 setNumThreads(Number(values.threads));
 
@@ -130,7 +156,7 @@ function run(): {
       const x = X.indexSelect(0, idx);
       const y = Y.indexSelect(0, idx);
       lap("gather");
-      opt.zeroGrad();
+      opt.zeroGrad(process.env.KEEP_GRAD !== "1");
       lap("zeroGrad");
       const loss = crossEntropy(model.call(x), y);
       lap("forward");
@@ -178,6 +204,7 @@ if (mlpWarm > 0) {
 const rounds = Number(values.rounds);
 const all: ReturnType<typeof run>[] = [];
 for (let r = 0; r < rounds; r++) {
+  kernelMs.clear();
   const res = run();
   all.push(res);
   const steps = epochs * Math.floor(n / 128);
@@ -188,6 +215,14 @@ for (let r = 0; r < rounds; r++) {
       PHASES.map((p) => `${p} ${(res.cpuPhases[p] / steps).toFixed(3)}`).join(", ") +
       `; ${await gcSummary(res.t0, res.t1)}`,
   );
+  if (values.kernels) {
+    const rows = [...kernelMs].sort((a, b) => b[1].ms - a[1].ms);
+    const total = rows.reduce((a, [, e]) => a + e.ms, 0);
+    console.log(
+      `  backend calls per step: ${(total / steps).toFixed(3)} ms; ` +
+        rows.map(([k, e]) => `${k} ${(e.ms / steps).toFixed(3)} (${(e.calls / steps).toFixed(1)})`).join(", "),
+    );
+  }
 }
 console.log(
   `load average ${loadavg()

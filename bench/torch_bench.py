@@ -475,7 +475,7 @@ def blas_info(torch):
         real = "unknown"
     if "openblas" in real:
         return "OpenBLAS (%s)" % real
-    if real.endswith("/blas/libblas.so.3"):
+    if "/blas/libblas.so" in real:  # netlib's reference BLAS (libblas.so.3 or libblas.so.3.x.y)
         return "reference BLAS (%s): slow; install libopenblas0-openmp for a fair comparison" % real
     return real
 
