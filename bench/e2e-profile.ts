@@ -220,7 +220,9 @@ for (let r = 0; r < rounds; r++) {
     const total = rows.reduce((a, [, e]) => a + e.ms, 0);
     console.log(
       `  backend calls per step: ${(total / steps).toFixed(3)} ms; ` +
-        rows.map(([k, e]) => `${k} ${(e.ms / steps).toFixed(3)} (${(e.calls / steps).toFixed(1)})`).join(", "),
+        rows
+          .map(([k, e]) => `${k} ${(e.ms / steps).toFixed(3)} (${(e.calls / steps).toFixed(1)})`)
+          .join(", "),
     );
   }
 }
