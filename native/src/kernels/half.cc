@@ -427,6 +427,193 @@ const char* operand_strides(const View& v, int nd, i64* bs, bool* f32) {
   return "dotBF16: an operand must be a float32 view [..., R, C] or bfloat16 bytes [..., R, C, 2] (last stride 1)";
 }
 
+
+// ---------------------------------------------------------------------------------------------------------
+// The AMX path (Intel Advanced Matrix Extensions, used when amx_enabled(): see pool.h). Eight tile registers,
+// configured alike as 16 rows of 64 bytes: tmm0..3 hold a 32 x 32 float32 block of C (tile 2i + j: rows
+// 16i.., columns 16j..), tmm4/5 the two 16-row halves of A (16 pairs of bfloat16 per row), tmm6/7 the two
+// 16-column halves of a B panel (16 pair rows of 16 words, the packed B panel of 32 words per pair row read
+// with a 128-byte stride). tdpbf16ps accumulates in float32 like vdpbf16ps, but flushes bfloat16 subnormal
+// inputs and float32 subnormal results to zero and sums in its own order; the results stay within the
+// float32 accumulation tolerance of the vdpbf16ps path. Tile state is per thread: each task loads the
+// configuration (ldtilecfg) before its first tile instruction and releases the tiles (tilerelease) when it ends,
+// so no thread keeps 8 KiB of tile state live between calls.
+//
+// Blocking: A is packed once per matrix as row-major pairs, rows padded to a multiple of 32 and K to a multiple
+// of 16 pairs (zeros); K runs in blocks of kc pairs, a multiple of 16, so only the last block has a tail, which
+// the packed B pads with zero pair rows (padding is zero in both operands, so it adds 0 * 0 and never
+// 0 * inf). N runs in chunks of kNP panels of 32 columns, as on the vdpbf16ps path.
+
+#define CR_AMX __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")))
+
+constexpr i64 kAMB = 32;   // rows of a C block
+constexpr i64 kAKC = 256;  // the most pairs per K block (a B panel of 256 x 32 words, 32 KiB)
+
+CR_INLINE i64 up16(i64 v) { return (v + 15) & ~(i64)15; }
+
+// ldtilecfg's 64-byte operand, palette 1. Static and constant: the instruction reads all 64 bytes, which the
+// intrinsic's asm does not tell the compiler, so no byte of it may be a store the compiler could drop.
+struct alignas(64) TileConfig {
+  uint8_t palette, start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+const TileConfig kTileConfig = {1, 0, {}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
+
+CR_AMX __attribute__((noinline)) void amx_begin() { _tile_loadconfig(&kTileConfig); }
+CR_AMX __attribute__((noinline)) void amx_end() { _tile_release(); }
+
+// The 32 x 32 float32 block cb (rows of 32 floats) = (load ? cb : 0) + A . B over pcp pairs (a multiple of 16):
+// A's 32 rows of pairs at a, lda bytes apart; B a packed panel of pcp rows of 32 words.
+CR_AMX __attribute__((noinline)) void amx_block(i64 pcp, const uint32_t* a, i64 lda, const uint32_t* b, float* cb,
+                                                bool load) {
+  // the tile loads' asm names only their address registers: make the packed operands' stores visible first
+  __asm__ volatile("" ::: "memory");
+  if (load) {
+    _tile_loadd(0, cb, 128);
+    _tile_loadd(1, cb + 16, 128);
+    _tile_loadd(2, cb + 16 * 32, 128);
+    _tile_loadd(3, cb + 16 * 32 + 16, 128);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  const uint32_t* a1 = a + 16 * (lda / 4);
+  for (i64 p = 0; p < pcp; p += 16) {
+    _tile_loadd(4, a + p, lda);
+    _tile_loadd(6, b + p * kNR, 128);
+    _tile_loadd(7, b + p * kNR + 16, 128);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_loadd(5, a1 + p, lda);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, cb, 128);
+  _tile_stored(1, cb + 16, 128);
+  _tile_stored(2, cb + 16 * 32, 128);
+  _tile_stored(3, cb + 16 * 32 + 16, 128);
+}
+
+// The epilogue of a 32 x 32 float32 block t: + bias (float32 of bfloat16 values, or null), relu, stored as
+// float32 or rounded to bfloat16 into c (ldc elements per row), for r < rows, columns < cols.
+CR_BF16 void amx_epilogue(const float* t, int rows, int cols, uint8_t* c, i64 ldc, const float* bias, bool relu,
+                          bool bf) {
+  const __mmask16 m0 = cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1);
+  const __mmask16 m1 =
+      cols >= 32 ? (__mmask16)0xffff : cols <= 16 ? (__mmask16)0 : (__mmask16)((1u << (cols - 16)) - 1);
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512 bv0 = bias != nullptr ? _mm512_maskz_loadu_ps(m0, bias) : zero;
+  const __m512 bv1 = bias != nullptr ? _mm512_maskz_loadu_ps(m1, bias + 16) : zero;
+  for (int r = 0; r < rows; r++) {
+    __m512 v0 = _mm512_load_ps(t + r * 32), v1 = _mm512_load_ps(t + r * 32 + 16);
+    if (bias != nullptr) {
+      v0 = _mm512_add_ps(v0, bv0);
+      v1 = _mm512_add_ps(v1, bv1);
+    }
+    if (relu) {  // max(0, v): NaN stays NaN
+      v0 = _mm512_max_ps(zero, v0);
+      v1 = _mm512_max_ps(zero, v1);
+    }
+    if (bf) {
+      uint16_t* o = reinterpret_cast<uint16_t*>(c) + r * ldc;
+      _mm512_mask_cvtepi32_storeu_epi16(o, m0, rnd16(_mm512_castps_si512(v0)));
+      _mm512_mask_cvtepi32_storeu_epi16(o + 16, m1, rnd16(_mm512_castps_si512(v1)));
+    } else {
+      float* o = reinterpret_cast<float*>(c) + r * ldc;
+      _mm512_mask_storeu_ps(o, m0, v0);
+      _mm512_mask_storeu_ps(o + 16, m1, v1);
+    }
+  }
+}
+
+// Pack operand o (X lines along x, K along k) as row-major pairs: row x (x < xpad, a multiple of 16) at
+// dst + x kpad holds the pairs p < ceil(K / 2) of line x, then zeros up to kpad; rows past X are zero.
+CR_BF16 void amx_pack_rows(const Opnd& o, i64 X, i64 K, i64 xpad, i64 kpad, uint32_t* dst) {
+  const i64 kp = (K + 1) / 2;
+  const bool by_line = (o.sk < 0 ? -o.sk : o.sk) <= (o.sx < 0 ? -o.sx : o.sx);
+  par_for(xpad / 16, imax<i64>(1, 4096 / imax<i64>(1, 16 * kpad)), [&](i64 lo, i64 hi, int tid) {
+    uint32_t tmp[16];
+    for (i64 g = lo; g < hi; g++) {
+      const i64 x0 = g * 16, cnt = imax<i64>(0, imin<i64>(16, X - x0));
+      if (!by_line && cnt > 0) {
+        for (i64 p = 0; p < kp; p++) {
+          cols_words(o, p, K, x0, (int)cnt, tmp);
+          for (i64 t = 0; t < cnt; t++) dst[(x0 + t) * kpad + p] = tmp[t];
+        }
+      }
+      for (i64 t = 0; t < 16; t++) {
+        uint32_t* row = dst + (x0 + t) * kpad;
+        if (t < cnt) {
+          if (by_line) line_pairs(o, x0 + t, K, row);
+          for (i64 p = kp; p < kpad; p++) row[p] = 0;
+        } else {
+          for (i64 p = 0; p < kpad; p++) row[p] = 0;
+        }
+      }
+    }
+  });
+}
+
+// The space the AMX path packs A into (bytes) for an M x K operand.
+CR_INLINE double amx_abytes(i64 M, i64 K) { return (double)((M + kAMB - 1) / kAMB * kAMB) * up16((K + 1) / 2) * 4; }
+
+// One matrix of gemm_bf16 on AMX: c (ldc = N elements of esz bytes) = epilogue(a . b).
+void amx_matrix(const Opnd& oa, const Opnd& ob, i64 M, i64 N, i64 K, uint8_t* c, const float* bq, bool relu,
+                bool outbf) {
+  const i64 kp = (K + 1) / 2, kpad = up16(kp);
+  const i64 nkb = imax<i64>(1, (kp + kAKC - 1) / kAKC), kc = up16((kp + nkb - 1) / nkb);
+  const i64 mb = (M + kAMB - 1) / kAMB, nb = (N + kNR - 1) / kNR, nchunks = (nb + kNP - 1) / kNP;
+  const i64 threads = pool_threads();
+  const i64 msplit = threads == 1 || nchunks >= 2 * threads ? 1 : imin<i64>(mb, (2 * threads + nchunks - 1) / nchunks);
+  const i64 mper = (mb + msplit - 1) / msplit;
+  const bool kblocks = kc < kp;  // more than one K block: the C blocks of a chunk wait in cb between blocks
+  uint32_t* pa = static_cast<uint32_t*>(scratch(0, 6, (size_t)amx_abytes(M, K)));
+  if (pa == nullptr) return;  // scratch_failed() reports it
+  amx_pack_rows(oa, M, K, mb * kAMB, kpad, pa);
+  const i64 esz = outbf ? 2 : 4;
+  const size_t bcbytes = (size_t)(kNP * kc * kNR * 4);
+  const size_t cbbytes = (size_t)((kblocks ? mper * kNP : 1) * kAMB * kNR * 4);
+  par_for(nchunks * msplit, 1, [&](i64 lo, i64 hi, int tid) {
+    uint32_t* bc = static_cast<uint32_t*>(scratch(tid, 7, bcbytes));
+    float* cb = static_cast<float*>(scratch(tid, 3, cbbytes));
+    uint32_t* tmp = static_cast<uint32_t*>(scratch(tid, 5, (size_t)(kc + 16) * 4));
+    if (bc == nullptr || cb == nullptr || tmp == nullptr) return;  // scratch_failed() reports it
+    amx_begin();
+    for (i64 w = lo; w < hi; w++) {
+      const i64 chunk = w / msplit, r0 = (w % msplit) * mper, r1 = imin<i64>(mb, r0 + mper);
+      if (r0 >= r1) continue;
+      const i64 q0 = chunk * kNP, q1 = imin<i64>(nb, q0 + kNP);
+      for (i64 p0 = 0; p0 < kp; p0 += kc) {
+        const i64 pc = imin<i64>(kc, kp - p0), pcp = up16(pc);
+        const bool fin = p0 + pc >= kp;
+        // the chunk's panels: B's columns q * 32 .. over k in [2 p0, min(K, 2 (p0 + pc))), pcp pair rows each
+        for (i64 q = q0; q < q1; q++) {
+          const i64 x = q * kNR, cnt = imin<i64>(kNR, N - x);
+          const i64 boff = 2 * p0 * ob.sk + x * ob.sx;
+          const Opnd os{ob.base + boff, ob.mask != nullptr ? ob.mask + boff : nullptr, ob.sk, ob.sx, ob.f32};
+          uint32_t* panel = bc + (q - q0) * pcp * kNR;
+          pack_range(os, cnt, imin<i64>(K - 2 * p0, 2 * pc), (int)kNR, panel, tmp);
+          std::memset(panel + pc * kNR, 0, (size_t)((pcp - pc) * kNR * 4));
+        }
+        for (i64 q = q0; q < q1; q++) {
+          const int cols = (int)imin<i64>(kNR, N - q * kNR);
+          for (i64 r = r0; r < r1; r++) {
+            float* tile = kblocks ? cb + ((q - q0) * (r1 - r0) + (r - r0)) * kAMB * kNR : cb;
+            amx_block(pcp, pa + r * kAMB * kpad + p0, kpad * 4, bc + (q - q0) * pcp * kNR, tile, p0 > 0);
+            if (fin)
+              amx_epilogue(tile, (int)imin<i64>(kAMB, M - r * kAMB), cols, c + (r * kAMB * N + q * kNR) * esz, N,
+                           bq != nullptr ? bq + q * kNR : nullptr, relu, outbf);
+          }
+        }
+      }
+    }
+    amx_end();
+  });
+}
 }  // namespace
 #endif
 
@@ -488,12 +675,15 @@ Err gemm_bf16(int kind, int nd, const int64_t* shape, const View& a, const View&
   const i64 mper = (mb + msplit - 1) / imax<i64>(1, msplit);
   // packed A: mb blocks of kp x kMR words (the whole K); per thread: a packed B chunk of kc x kNP*kNR words, the
   // float32 tile buffers of a chunk's row blocks (only with more than one K block) and a line of pairs
-  const double abytes = (double)mb * kMR * kp * 4;
+  // AMX tiles where the CPU and OS have them (and they are not switched off), read once per call; that path packs
+  // A its own way (amx_matrix)
+  const bool amx = amx_enabled();
+  const double abytes = amx ? amx_abytes(M, K) : (double)mb * kMR * kp * 4;
   if (abytes > 0x1p40) return "dotBF16: operands too large";
   const size_t bcbytes = (size_t)(kc * kNP * kNR * 4), cbbytes = (size_t)(mper * kMR * kNP * kNR * 4);
-  uint32_t* pa = static_cast<uint32_t*>(scratch(0, 6, (size_t)abytes));
+  uint32_t* pa = amx ? nullptr : static_cast<uint32_t*>(scratch(0, 6, (size_t)abytes));
   float* bq = bias != nullptr ? static_cast<float*>(scratch(0, 4, (size_t)(N + kNR) * 4)) : nullptr;
-  if (pa == nullptr || (bias != nullptr && bq == nullptr)) return nullptr;  // scratch_failed()
+  if ((!amx && pa == nullptr) || (bias != nullptr && bq == nullptr)) return nullptr;  // scratch_failed()
   if (bias != nullptr) {
     const uint8_t* bb = static_cast<const uint8_t*>(bias->data);
     for (i64 j = 0; j < N; j++) {
@@ -520,8 +710,12 @@ Err gemm_bf16(int kind, int nd, const int64_t* shape, const View& a, const View&
     }
     const Opnd oa{A + ao, (kind & 2) ? Mk + mo : nullptr, as[nd - 1], as[nd - 2], af};
     const Opnd ob{B + bo, (kind & 4) ? Mk + mo : nullptr, bs[nd - 2], bs[nd - 1], bf32};
-    pack_blocks(oa, M, K, kMR, pa);
     uint8_t* ct = c + t * M * N * esz;
+    if (amx) {
+      amx_matrix(oa, ob, M, N, K, ct, bq, relu, outbf);
+      continue;
+    }
+    pack_blocks(oa, M, K, kMR, pa);
     par_for(nchunks * msplit, 1, [&](i64 lo, i64 hi, int tid) {
       uint32_t* bc = static_cast<uint32_t*>(scratch(tid, 7, bcbytes));
       float* cb = nkb > 1 ? static_cast<float*>(scratch(tid, 3, cbbytes)) : nullptr;
