@@ -447,7 +447,10 @@ const char* operand_strides(const View& v, int nd, i64* bs, bool* f32) {
 #define CR_AMX __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")))
 
 constexpr i64 kAMB = 32;   // rows of a C block
-constexpr i64 kAKC = 256;  // the most pairs per K block (a B panel of 256 x 32 words, 32 KiB)
+// The most pairs per K block: a B panel of up to 1024 x 32 words (128 KiB), a chunk of kNP of them (1 MiB, in
+// L2). Larger K blocks measured faster than 256 or 512 pairs (n = 1024: 900 against 870 and 780 GFLOP/s; n = 2048:
+// 1000 against 800): each extra K block stores and reloads the C blocks of the chunk.
+constexpr i64 kAKC = 1024;
 
 CR_INLINE i64 up16(i64 v) { return (v + 15) & ~(i64)15; }
 
@@ -464,10 +467,11 @@ const TileConfig kTileConfig = {1, 0, {}, {64, 64, 64, 64, 64, 64, 64, 64}, {16,
 CR_AMX __attribute__((noinline)) void amx_begin() { _tile_loadconfig(&kTileConfig); }
 CR_AMX __attribute__((noinline)) void amx_end() { _tile_release(); }
 
-// The 32 x 32 float32 block cb (rows of 32 floats) = (load ? cb : 0) + A . B over pcp pairs (a multiple of 16):
-// A's 32 rows of pairs at a, lda bytes apart; B a packed panel of pcp rows of 32 words.
-CR_AMX __attribute__((noinline)) void amx_block(i64 pcp, const uint32_t* a, i64 lda, const uint32_t* b, float* cb,
-                                                bool load) {
+// The 32 x 32 float32 block (load ? cb : 0) + A . B over pcp pairs (a multiple of 16), stored at dst (rows ldd
+// bytes apart: cb itself with ldd 128, or a float32 output): A's 32 rows of pairs at a, lda bytes apart; B a
+// packed panel of pcp rows of 32 words.
+CR_AMX __attribute__((noinline)) void amx_block(i64 pcp, const uint8_t* a, i64 lda, const uint32_t* b,
+                                                const float* cb, bool load, float* dst, i64 ldd) {
   // the tile loads' asm names only their address registers: make the packed operands' stores visible first
   __asm__ volatile("" ::: "memory");
   if (load) {
@@ -481,21 +485,62 @@ CR_AMX __attribute__((noinline)) void amx_block(i64 pcp, const uint32_t* a, i64 
     _tile_zero(2);
     _tile_zero(3);
   }
-  const uint32_t* a1 = a + 16 * (lda / 4);
+  const uint8_t* a1 = a + 16 * lda;
   for (i64 p = 0; p < pcp; p += 16) {
-    _tile_loadd(4, a + p, lda);
+    _tile_loadd(4, a + 4 * p, lda);
     _tile_loadd(6, b + p * kNR, 128);
     _tile_loadd(7, b + p * kNR + 16, 128);
     _tile_dpbf16ps(0, 4, 6);
     _tile_dpbf16ps(1, 4, 7);
-    _tile_loadd(5, a1 + p, lda);
+    _tile_loadd(5, a1 + 4 * p, lda);
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
   }
-  _tile_stored(0, cb, 128);
-  _tile_stored(1, cb + 16, 128);
-  _tile_stored(2, cb + 16 * 32, 128);
-  _tile_stored(3, cb + 16 * 32 + 16, 128);
+  float* dst1 = dst + 16 * (ldd / 4);
+  _tile_stored(0, dst, ldd);
+  _tile_stored(1, dst + 16, ldd);
+  _tile_stored(2, dst1, ldd);
+  _tile_stored(3, dst1 + 16, ldd);
+}
+
+// Pack the B panel of lines [0, cnt) (cnt <= 32) of operand o over k in [0, K): pair rows p < pc = ceil(K / 2) of
+// 32 words (word t: the pair p of line t; zero past cnt), then zero rows up to pcp. Whole panels of bfloat16
+// lines or float32 lines one element apart (row-major B, unmasked) interleave two k rows with vector permutes;
+// anything else goes through pack_range.
+CR_BF16 void amx_pack_panel(const Opnd& o, int cnt, i64 K, i64 pcp, uint32_t* dst, uint32_t* tmp) {
+  const i64 pc = (K + 1) / 2;
+  if (cnt == 32 && o.mask == nullptr && o.sx == (o.f32 ? 4 : 2)) {
+    // words 0..15: (r0[j], r1[j]) for j < 16, as 16-bit lanes 2j, 2j + 1; words 16..31: j + 16
+    alignas(64) static const uint16_t lo_idx[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
+                                                    8,  40, 9,  41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+    alignas(64) static const uint16_t hi_idx[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+                                                    24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+    const __m512i il = _mm512_load_si512(lo_idx), ih = _mm512_load_si512(hi_idx);
+    for (i64 p = 0; p < pc; p++) {
+      const uint8_t* r0 = o.base + 2 * p * o.sk;
+      const bool two = 2 * p + 1 < K;
+      __m512i v0, v1;
+      if (o.f32) {
+        // float32 -> bfloat16 in the low halves of 32-bit lanes, then packed to 32 16-bit lanes
+        const __m512i a0 = rnd16(_mm512_loadu_si512(r0)), a1 = rnd16(_mm512_loadu_si512(r0 + 64));
+        v0 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(a0)), _mm512_cvtepi32_epi16(a1), 1);
+        if (two) {
+          const __m512i b0 = rnd16(_mm512_loadu_si512(r0 + o.sk)), b1 = rnd16(_mm512_loadu_si512(r0 + o.sk + 64));
+          v1 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(b0)), _mm512_cvtepi32_epi16(b1), 1);
+        } else {
+          v1 = _mm512_setzero_si512();
+        }
+      } else {
+        v0 = _mm512_loadu_si512(r0);
+        v1 = two ? _mm512_loadu_si512(r0 + o.sk) : _mm512_setzero_si512();
+      }
+      _mm512_storeu_si512(dst + p * kNR, _mm512_permutex2var_epi16(v0, il, v1));
+      _mm512_storeu_si512(dst + p * kNR + 16, _mm512_permutex2var_epi16(v0, ih, v1));
+    }
+  } else {
+    pack_range(o, cnt, K, (int)kNR, dst, tmp);
+  }
+  std::memset(dst + pc * kNR, 0, (size_t)((pcp - pc) * kNR * 4));
 }
 
 // The epilogue of a 32 x 32 float32 block t: + bias (float32 of bfloat16 values, or null), relu, stored as
@@ -531,8 +576,8 @@ CR_BF16 void amx_epilogue(const float* t, int rows, int cols, uint8_t* c, i64 ld
 }
 
 // Pack operand o (X lines along x, K along k) as row-major pairs: row x (x < xpad, a multiple of 16) at
-// dst + x kpad holds the pairs p < ceil(K / 2) of line x, then zeros up to kpad; rows past X are zero.
-CR_BF16 void amx_pack_rows(const Opnd& o, i64 X, i64 K, i64 xpad, i64 kpad, uint32_t* dst) {
+// dst + x ld holds the pairs p < ceil(K / 2) of line x, then zeros up to kpad (<= ld); rows past X are zero.
+CR_BF16 void amx_pack_rows(const Opnd& o, i64 X, i64 K, i64 xpad, i64 kpad, i64 ld, uint32_t* dst) {
   const i64 kp = (K + 1) / 2;
   const bool by_line = (o.sk < 0 ? -o.sk : o.sk) <= (o.sx < 0 ? -o.sx : o.sx);
   par_for(xpad / 16, imax<i64>(1, 4096 / imax<i64>(1, 16 * kpad)), [&](i64 lo, i64 hi, int tid) {
@@ -542,11 +587,11 @@ CR_BF16 void amx_pack_rows(const Opnd& o, i64 X, i64 K, i64 xpad, i64 kpad, uint
       if (!by_line && cnt > 0) {
         for (i64 p = 0; p < kp; p++) {
           cols_words(o, p, K, x0, (int)cnt, tmp);
-          for (i64 t = 0; t < cnt; t++) dst[(x0 + t) * kpad + p] = tmp[t];
+          for (i64 t = 0; t < cnt; t++) dst[(x0 + t) * ld + p] = tmp[t];
         }
       }
       for (i64 t = 0; t < 16; t++) {
-        uint32_t* row = dst + (x0 + t) * kpad;
+        uint32_t* row = dst + (x0 + t) * ld;
         if (t < cnt) {
           if (by_line) line_pairs(o, x0 + t, K, row);
           for (i64 p = kp; p < kpad; p++) row[p] = 0;
@@ -566,17 +611,28 @@ void amx_matrix(const Opnd& oa, const Opnd& ob, i64 M, i64 N, i64 K, uint8_t* c,
                 bool outbf) {
   const i64 kp = (K + 1) / 2, kpad = up16(kp);
   const i64 nkb = imax<i64>(1, (kp + kAKC - 1) / kAKC), kc = up16((kp + nkb - 1) / nkb);
-  const i64 mb = (M + kAMB - 1) / kAMB, nb = (N + kNR - 1) / kNR, nchunks = (nb + kNP - 1) / kNP;
+  const i64 np = kNP;
+  const i64 mb = (M + kAMB - 1) / kAMB, nb = (N + kNR - 1) / kNR, nchunks = (nb + np - 1) / np;
   const i64 threads = pool_threads();
   const i64 msplit = threads == 1 || nchunks >= 2 * threads ? 1 : imin<i64>(mb, (2 * threads + nchunks - 1) / nchunks);
   const i64 mper = (mb + msplit - 1) / msplit;
   const bool kblocks = kc < kp;  // more than one K block: the C blocks of a chunk wait in cb between blocks
-  uint32_t* pa = static_cast<uint32_t*>(scratch(0, 6, (size_t)amx_abytes(M, K)));
-  if (pa == nullptr) return;  // scratch_failed() reports it
-  amx_pack_rows(oa, M, K, mb * kAMB, kpad, pa);
+  // A bfloat16 A with rows of whole 16-pair groups (K a multiple of 32, pairs contiguous) and whole 32-row blocks
+  // is read in place, rows oa.sx bytes apart, when it spans at most 512 KiB (larger ones ran slower in place than
+  // packed: 2 MiB at n = 1024, 700 against 870 GFLOP/s); anything else is packed.
+  const bool inplace = !oa.f32 && oa.mask == nullptr && oa.sk == 2 && kp == kpad && M % kAMB == 0 && oa.sx > 0 &&
+                       M * oa.sx <= (i64)1 << 19;
+  const uint8_t* pa = oa.base;
+  const i64 lda = inplace ? oa.sx : kpad * 4;
+  if (!inplace) {
+    uint32_t* pk = static_cast<uint32_t*>(scratch(0, 6, (size_t)(mb * kAMB * lda)));
+    if (pk == nullptr) return;  // scratch_failed() reports it
+    amx_pack_rows(oa, M, K, mb * kAMB, kpad, lda / 4, pk);
+    pa = reinterpret_cast<const uint8_t*>(pk);
+  }
   const i64 esz = outbf ? 2 : 4;
-  const size_t bcbytes = (size_t)(kNP * kc * kNR * 4);
-  const size_t cbbytes = (size_t)((kblocks ? mper * kNP : 1) * kAMB * kNR * 4);
+  const size_t bcbytes = (size_t)(np * kc * kNR * 4);
+  const size_t cbbytes = (size_t)((kblocks ? mper * np : 1) * kAMB * kNR * 4);
   par_for(nchunks * msplit, 1, [&](i64 lo, i64 hi, int tid) {
     uint32_t* bc = static_cast<uint32_t*>(scratch(tid, 7, bcbytes));
     float* cb = static_cast<float*>(scratch(tid, 3, cbbytes));
@@ -586,7 +642,7 @@ void amx_matrix(const Opnd& oa, const Opnd& ob, i64 M, i64 N, i64 K, uint8_t* c,
     for (i64 w = lo; w < hi; w++) {
       const i64 chunk = w / msplit, r0 = (w % msplit) * mper, r1 = imin<i64>(mb, r0 + mper);
       if (r0 >= r1) continue;
-      const i64 q0 = chunk * kNP, q1 = imin<i64>(nb, q0 + kNP);
+      const i64 q0 = chunk * np, q1 = imin<i64>(nb, q0 + np);
       for (i64 p0 = 0; p0 < kp; p0 += kc) {
         const i64 pc = imin<i64>(kc, kp - p0), pcp = up16(pc);
         const bool fin = p0 + pc >= kp;
@@ -595,18 +651,21 @@ void amx_matrix(const Opnd& oa, const Opnd& ob, i64 M, i64 N, i64 K, uint8_t* c,
           const i64 x = q * kNR, cnt = imin<i64>(kNR, N - x);
           const i64 boff = 2 * p0 * ob.sk + x * ob.sx;
           const Opnd os{ob.base + boff, ob.mask != nullptr ? ob.mask + boff : nullptr, ob.sk, ob.sx, ob.f32};
-          uint32_t* panel = bc + (q - q0) * pcp * kNR;
-          pack_range(os, cnt, imin<i64>(K - 2 * p0, 2 * pc), (int)kNR, panel, tmp);
-          std::memset(panel + pc * kNR, 0, (size_t)((pcp - pc) * kNR * 4));
+          amx_pack_panel(os, (int)cnt, imin<i64>(K - 2 * p0, 2 * pc), pcp, bc + (q - q0) * pcp * kNR, tmp);
         }
-        for (i64 q = q0; q < q1; q++) {
-          const int cols = (int)imin<i64>(kNR, N - q * kNR);
-          for (i64 r = r0; r < r1; r++) {
+        // row blocks outside: A's 32 x kc block (32 KiB) stays in L1 while the chunk's panels (in L2) pass
+        for (i64 r = r0; r < r1; r++) {
+          for (i64 q = q0; q < q1; q++) {
+            const int cols = (int)imin<i64>(kNR, N - q * kNR);
             float* tile = kblocks ? cb + ((q - q0) * (r1 - r0) + (r - r0)) * kAMB * kNR : cb;
-            amx_block(pcp, pa + r * kAMB * kpad + p0, kpad * 4, bc + (q - q0) * pcp * kNR, tile, p0 > 0);
-            if (fin)
-              amx_epilogue(tile, (int)imin<i64>(kAMB, M - r * kAMB), cols, c + (r * kAMB * N + q * kNR) * esz, N,
-                           bq != nullptr ? bq + q * kNR : nullptr, relu, outbf);
+            const int rows = (int)imin<i64>(kAMB, M - r * kAMB);
+            uint8_t* cq = c + (r * kAMB * N + q * kNR) * esz;
+            // a whole block of a plain float32 result goes straight from the tiles to the output
+            const bool direct = fin && rows == kAMB && cols == kNR && !outbf && bq == nullptr && !relu;
+            amx_block(pcp, pa + r * kAMB * lda + p0 * 4, lda, bc + (q - q0) * pcp * kNR, tile, p0 > 0,
+                      direct ? reinterpret_cast<float*>(cq) : tile, direct ? N * 4 : kNR * 4);
+            if (fin && !direct)
+              amx_epilogue(tile, rows, cols, cq, N, bq != nullptr ? bq + q * kNR : nullptr, relu, outbf);
           }
         }
       }
