@@ -27,7 +27,9 @@ const f32 = process.argv.includes("--f32");
 const half = halfKernelsOf("native");
 if (half?.gemmBF16 === undefined || !half.gemmBF16Ready!()) throw new Error("no native bfloat16 GEMM here");
 const hasAmx = setNativeAmx(true);
-console.log(JSON.stringify({ ...nativeInfo(), amxAvailable: hasAmx, operands: f32 ? "float32" : "bfloat16" }));
+console.log(
+  JSON.stringify({ ...nativeInfo(), amxAvailable: hasAmx, operands: f32 ? "float32" : "bfloat16" }),
+);
 const view = (t: Tensor) => ({ data: t._data!, shape: t.shape, strides: t._strides, offset: t._offset });
 const median = (v: number[]) => [...v].sort((p, q) => p - q)[v.length >> 1];
 
@@ -39,7 +41,9 @@ for (const n of sizes) {
   // calls per sample: about 10 ms of work at 500 GFLOP/s
   const reps = Math.max(1, Math.round(5e9 / flop));
   const only = arg("--only", "");
-  const modes = (hasAmx ? [true, false] : [false]).filter((m) => only === "" || only === (m ? "amx" : "vdpbf16ps"));
+  const modes = (hasAmx ? [true, false] : [false]).filter(
+    (m) => only === "" || only === (m ? "amx" : "vdpbf16ps"),
+  );
   const times = new Map<boolean, number[]>(modes.map((m) => [m, []]));
   for (let r = 0; r < rounds; r++) {
     for (const m of modes) {

@@ -79,7 +79,13 @@ export function setNumThreads(n: number): void {
  * nativeInfo(); // { threads: 2, isa: "avx512", amx: false, source: "prebuild", path: ".../prebuilds/linux-x64/node.napi.glibc.node" }
  * ```
  */
-export function nativeInfo(): { threads: number; isa: string; amx: boolean; source: AddonSource; path: string } {
+export function nativeInfo(): {
+  threads: number;
+  isa: string;
+  amx: boolean;
+  source: AddonSource;
+  path: string;
+} {
   const r = load();
   if ("error" in r) throw new Error(`nativeInfo: ${r.error}`);
   const amx = typeof r.addon.amx === "function" ? r.addon.amx() : false;
