@@ -941,9 +941,10 @@ CR_BF16 void gather_row(const uint16_t* xp, i64 koff, const Seg* s, i64 ns, i64 
 }
 
 // Forward B panels: taps [2 p0, 2 (p0 + pc)) x positions of the segments (xn columns, zero up to a multiple of
-// 32): bc[(t / 32) pc 32 + pl 32 + t % 32] = the pair (tap 2 (p0 + pl), the next) at column t.
+// 32): bc[(t / 32) ps 32 + pl 32 + t % 32] = the pair (tap 2 (p0 + pl), the next) at column t (panels ps >= pc pair
+// rows apart; rows pc .. ps are left alone).
 CR_BF16 void pack_fwd(const CGeo& g, i64 gi, const uint16_t* xp, const Seg* s, i64 ns, i64 xn, i64 p0, i64 pc,
-                      uint16_t* r0, uint16_t* r1, uint32_t* bc) {
+                      i64 ps, uint16_t* r0, uint16_t* r1, uint32_t* bc) {
   const i64 xpad = (xn + 31) / 32 * 32;
   if (g.sw == 1) {
     // the two taps' rows read and interleaved in one pass, segment by segment, into words at r0 (as uint32)
@@ -968,7 +969,7 @@ CR_BF16 void pack_fwd(const CGeo& g, i64 gi, const uint16_t* xp, const Seg* s, i
       }
       for (i64 t = xn; t < xpad; t++) wb[t] = 0;
       for (i64 t = 0; t < xpad; t += 16)
-        _mm512_storeu_si512(bc + (t / 32) * pc * 32 + pl * 32 + (t & 31), _mm512_loadu_si512(wb + t));
+        _mm512_storeu_si512(bc + (t / 32) * ps * 32 + pl * 32 + (t & 31), _mm512_loadu_si512(wb + t));
     }
     return;
   }
@@ -983,16 +984,16 @@ CR_BF16 void pack_fwd(const CGeo& g, i64 gi, const uint16_t* xp, const Seg* s, i
     for (i64 t = 0; t < xpad; t += 16) {
       const __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + t)));
       const __m512i hi = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r1 + t)));
-      _mm512_storeu_si512(bc + (t / 32) * pc * 32 + pl * 32 + (t & 31), _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+      _mm512_storeu_si512(bc + (t / 32) * ps * 32 + pl * 32 + (t & 31), _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
     }
   }
 }
 
 // Weight-gradient B panels: positions [2 p0, 2 p0 + cnt) (the segments) x taps [x0, x0 + xn): line t (tap x0 + t)
 // gathered at lines + t lw (u16, zero at cnt when cnt is odd), then bc[(t / 32) pc 32 + pl 32 + t % 32] = word pl
-// of line t (zero for t >= xn).
+// of line t (zero for t >= xn); panels ps >= pc pair rows apart (rows pc .. ps left alone).
 CR_BF16 void pack_wg(const CGeo& g, i64 gi, const uint16_t* xp, const Seg* s, i64 ns, i64 cnt, i64 x0, i64 xn,
-                     i64 pc, i64 lw, uint16_t* lines, uint32_t* bc) {
+                     i64 pc, i64 ps, i64 lw, uint16_t* lines, uint32_t* bc) {
   for (i64 t = 0; t < xn; t++) {
     uint16_t* ln = lines + t * lw;
     gather_row(xp, tap_off(g, gi, x0 + t), s, ns, g.sw, ln);
@@ -1007,7 +1008,7 @@ CR_BF16 void pack_wg(const CGeo& g, i64 gi, const uint16_t* xp, const Seg* s, i6
     const __mmask16 k1 = nb >= 32 ? (__mmask16)0xffff : nb <= 16 ? (__mmask16)0 : (__mmask16)((1u << (nb - 16)) - 1);
     const uint32_t* base0 = l32 + b * 32 * (lw / 2);
     const uint32_t* base1 = base0 + 16 * (lw / 2);
-    uint32_t* dst = bc + b * pc * 32;
+    uint32_t* dst = bc + b * ps * 32;
     for (i64 pl = 0; pl < pc; pl++) {
       const __m512i v0 = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k0, step, base0 + pl, 4);
       const __m512i v1 = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k1, step, base1 + pl, 4);
@@ -1199,6 +1200,85 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
   });
   const bool relu = act == A_RELU;
   uint8_t* y = static_cast<uint8_t*>(out.data);
+  if (amx_enabled()) {
+    // AMX (see amx_matrix): the packed A rewritten as row-major pairs in 32-row blocks (K padded to 16 pairs), K
+    // blocks of a multiple of 16 pairs with the panels' tail rows zero, 32 x 32 C blocks through the tiles
+    const i64 kpad = up16(kp), amb = (M + kAMB - 1) / kAMB, ablk2 = amb * kAMB * kpad, kc2 = up16(kc);
+    uint32_t* pa2 = static_cast<uint32_t*>(scratch(0, 5, (size_t)(g.G * ablk2) * 4 + 64));
+    if (pa2 == nullptr) return nullptr;  // scratch_failed()
+    par_for(g.G * amb, 1, [&](i64 lo, i64 hi, int) {
+      for (i64 w = lo; w < hi; w++) {
+        const i64 gi = w / amb, r = w % amb;
+        for (i64 t = 0; t < kAMB; t++) {
+          const i64 m = r * kAMB + t;
+          uint32_t* row = pa2 + gi * ablk2 + m * kpad;
+          i64 pp = 0;
+          if (m < M) {
+            const uint32_t* src = pa + gi * ablk + (m / kMR) * kMR * kp + m % kMR;
+            for (; pp < kp; pp++) row[pp] = src[pp * kMR];
+          }
+          for (; pp < kpad; pp++) row[pp] = 0;
+        }
+      }
+    });
+    const i64 msplit2 = threads == 1 || work >= 2 * threads ? 1 : imin<i64>(amb, (2 * threads + work - 1) / work);
+    const i64 mper2 = (amb + msplit2 - 1) / msplit2;
+    const i64 lw2 = 2 * kc2 + 32;  // u16 per line (kind 1)
+    const i64 segmax2 = (kind == 0 ? kNP * kNR : 2 * kc2) + 2;
+    par_for(work * msplit2, 1, [&](i64 lo, i64 hi, int tid) {
+      uint32_t* bc = static_cast<uint32_t*>(scratch(tid, 7, (size_t)(kc2 * kNP * kNR) * 4));
+      float* cb = static_cast<float*>(scratch(tid, 3, (size_t)(mper2 * kAMB * kNP * kNR) * 4));
+      Seg* segs = static_cast<Seg*>(scratch(tid, 2, (size_t)segmax2 * sizeof(Seg)));
+      uint16_t* rows = static_cast<uint16_t*>(
+          scratch(tid, 1, kind == 0 ? (size_t)(4 * (kNP * kNR + 32)) * 2 : (size_t)(kNP * kNR * lw2) * 2));
+      if (bc == nullptr || cb == nullptr || segs == nullptr || rows == nullptr) return;  // scratch_failed()
+      amx_begin();
+      for (i64 w = lo; w < hi; w++) {
+        const i64 ms = w % msplit2, gc = w / msplit2, gi = gc / nchunks, chunk = gc % nchunks;
+        const i64 r0 = ms * mper2, r1 = imin<i64>(amb, r0 + mper2);
+        if (r0 >= r1) continue;
+        const i64 q0 = chunk * kNP, q1 = imin<i64>(nb, q0 + kNP);
+        const i64 x0 = q0 * kNR, xn = imin<i64>(NC - x0, (q1 - q0) * kNR);
+        i64 ns = kind == 0 ? build_segs(g, x0, xn, segs) : 0;
+        const uint32_t* pag = pa2 + gi * ablk2;
+        for (i64 p0 = 0; p0 < kp; p0 += kc2) {
+          const i64 pc = imin<i64>(kc2, kp - p0), pcp = up16(pc);
+          const bool fin = p0 + pc >= kp;
+          if (kind == 0) {
+            pack_fwd(g, gi, xp, segs, ns, xn, p0, pc, pcp, rows, rows + 2 * (kNP * kNR + 32), bc);
+          } else {
+            const i64 cnt = imin<i64>(2 * pc, K - 2 * p0);
+            ns = build_segs(g, 2 * p0, cnt, segs);
+            pack_wg(g, gi, xp, segs, ns, cnt, x0, xn, pc, pcp, lw2, rows, bc);
+          }
+          if (pcp > pc)
+            for (i64 qq = q0; qq < q1; qq++)
+              std::memset(bc + (qq - q0) * pcp * kNR + pc * kNR, 0, (size_t)((pcp - pc) * kNR * 4));
+          for (i64 r = r0; r < r1; r++) {
+            const int nrow = (int)imin<i64>(kAMB, M - r * kAMB);
+            for (i64 qq = q0; qq < q1; qq++) {
+              const int cols = (int)imin<i64>(kNR, NC - qq * kNR);
+              float* tile = cb + ((qq - q0) * (r1 - r0) + (r - r0)) * kAMB * kNR;
+              const uint8_t* ar = reinterpret_cast<const uint8_t*>(pag + r * kAMB * kpad + p0);
+              const uint32_t* bp = bc + (qq - q0) * pcp * kNR;
+              if (kind == 0) {
+                amx_block(pcp, ar, kpad * 4, bp, tile, p0 > 0, tile, kNR * 4);
+                if (fin) epi_scatter(tile, g, gi * g.Og + r * kAMB, nrow, qq * kNR, cols, bq, relu, outbf, y);
+              } else {
+                float* ct = reinterpret_cast<float*>(y) + (gi * g.Og + r * kAMB) * g.Kg + qq * kNR;
+                const bool direct = fin && nrow == kAMB && cols == kNR;
+                amx_block(pcp, ar, kpad * 4, bp, tile, p0 > 0, direct ? ct : tile, direct ? g.Kg * 4 : kNR * 4);
+                if (fin && !direct)
+                  amx_epilogue(tile, nrow, cols, reinterpret_cast<uint8_t*>(ct), g.Kg, nullptr, false, false);
+              }
+            }
+          }
+        }
+      }
+      amx_end();
+    });
+    return nullptr;
+  }
   const i64 lw = 2 * kc + 32;  // u16 per line (kind 1)
   const i64 segmax = (kind == 0 ? kNP * kNR : 2 * kc) + 2;
   par_for(work * msplit, 1, [&](i64 lo, i64 hi, int tid) {
@@ -1220,11 +1300,11 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
         const i64 p0 = kb * kc, pc = imin<i64>(kc, kp - p0);
         const bool fin = p0 + pc >= kp;
         if (kind == 0) {
-          pack_fwd(g, gi, xp, segs, ns, xn, p0, pc, rows, rows + 2 * (kNP * kNR + 32), bc);
+          pack_fwd(g, gi, xp, segs, ns, xn, p0, pc, pc, rows, rows + 2 * (kNP * kNR + 32), bc);
         } else {
           const i64 cnt = imin<i64>(2 * pc, K - 2 * p0);
           ns = build_segs(g, 2 * p0, cnt, segs);
-          pack_wg(g, gi, xp, segs, ns, cnt, x0, xn, pc, lw, rows, bc);
+          pack_wg(g, gi, xp, segs, ns, cnt, x0, xn, pc, pc, lw, rows, bc);
         }
         for (i64 qq = q0; qq < q1; qq++) {
           const int cols = (int)imin<i64>(kNR, NC - qq * kNR);
