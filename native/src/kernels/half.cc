@@ -503,12 +503,58 @@ CR_AMX __attribute__((noinline)) void amx_block(i64 pcp, const uint8_t* a, i64 l
   _tile_stored(3, dst1 + 16, ldd);
 }
 
+// dst row j (rows ds words apart) = column j of the 16 x 16 words at src (rows ss words apart), j < 16: 32-bit
+// unpacks pair rows, 64-bit unpacks gather four rows of each column in every 128-bit lane, and two rounds of
+// lane shuffles put a column's four lanes together.
+CR_BF16 void transpose16(const uint32_t* src, i64 ss, uint32_t* dst, i64 ds) {
+  __m512i r[16], t[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(src + i * ss);
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  // r[4 g + c], lane L: rows 4g .. 4g + 3 of column 4 L + c
+  for (int g = 0; g < 4; g++) {
+    r[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+    r[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+    r[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+    r[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+  }
+  for (int c = 0; c < 4; c++) {
+    const __m512i s0 = _mm512_shuffle_i32x4(r[c], r[4 + c], 0x44), s1 = _mm512_shuffle_i32x4(r[c], r[4 + c], 0xee);
+    const __m512i s2 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0x44);
+    const __m512i s3 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0xee);
+    _mm512_storeu_si512(dst + c * ds, _mm512_shuffle_i32x4(s0, s2, 0x88));
+    _mm512_storeu_si512(dst + (4 + c) * ds, _mm512_shuffle_i32x4(s0, s2, 0xdd));
+    _mm512_storeu_si512(dst + (8 + c) * ds, _mm512_shuffle_i32x4(s1, s3, 0x88));
+    _mm512_storeu_si512(dst + (12 + c) * ds, _mm512_shuffle_i32x4(s1, s3, 0xdd));
+  }
+}
+
 // Pack the B panel of lines [0, cnt) (cnt <= 32) of operand o over k in [0, K): pair rows p < pc = ceil(K / 2) of
 // 32 words (word t: the pair p of line t; zero past cnt), then zero rows up to pcp. Whole panels of bfloat16
 // lines or float32 lines one element apart (row-major B, unmasked) interleave two k rows with vector permutes;
-// anything else goes through pack_range.
+// lines along k (a transposed B, such as a Linear layer's weight) are read line by line into tmp (32 (pcp + 16)
+// words) and transposed 16 x 16 words at a time; anything else goes through pack_range.
 CR_BF16 void amx_pack_panel(const Opnd& o, int cnt, i64 K, i64 pcp, uint32_t* dst, uint32_t* tmp) {
   const i64 pc = (K + 1) / 2;
+  if ((o.sk < 0 ? -o.sk : o.sk) <= (o.sx < 0 ? -o.sx : o.sx)) {
+    const i64 ls = pcp + 16;  // tmp's line stride: not a multiple of 4 KiB
+    for (int t = 0; t < 32; t++) {
+      uint32_t* w = tmp + t * ls;
+      i64 p = 0;
+      if (t < cnt) {
+        line_pairs(o, t, K, w);
+        p = pc;
+      }
+      for (; p < pcp; p++) w[p] = 0;
+    }
+    for (i64 p = 0; p < pcp; p += 16) {
+      transpose16(tmp + p, ls, dst + p * kNR, kNR);
+      transpose16(tmp + 16 * ls + p, ls, dst + p * kNR + 16, kNR);
+    }
+    return;
+  }
   if (cnt == 32 && o.mask == nullptr && o.sx == (o.f32 ? 4 : 2)) {
     // words 0..15: (r0[j], r1[j]) for j < 16, as 16-bit lanes 2j, 2j + 1; words 16..31: j + 16
     alignas(64) static const uint16_t lo_idx[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
@@ -581,19 +627,25 @@ CR_BF16 void amx_pack_rows(const Opnd& o, i64 X, i64 K, i64 xpad, i64 kpad, i64 
   const i64 kp = (K + 1) / 2;
   const bool by_line = (o.sk < 0 ? -o.sk : o.sk) <= (o.sx < 0 ? -o.sx : o.sx);
   par_for(xpad / 16, imax<i64>(1, 4096 / imax<i64>(1, 16 * kpad)), [&](i64 lo, i64 hi, int tid) {
-    uint32_t tmp[16];
+    alignas(64) uint32_t tmp[16 * 16];
     for (i64 g = lo; g < hi; g++) {
       const i64 x0 = g * 16, cnt = imax<i64>(0, imin<i64>(16, X - x0));
-      if (!by_line && cnt > 0) {
-        for (i64 p = 0; p < kp; p++) {
-          cols_words(o, p, K, x0, (int)cnt, tmp);
-          for (i64 t = 0; t < cnt; t++) dst[(x0 + t) * ld + p] = tmp[t];
+      if (!by_line) {
+        // 16 pairs of the 16 lines at a time (pair rows, zero past kp and past X), transposed into the rows
+        for (i64 p0 = 0; p0 < kpad; p0 += 16) {
+          for (i64 p = p0; p < p0 + 16; p++) {
+            uint32_t* w = tmp + (p - p0) * 16;
+            for (int t = 0; t < 16; t++) w[t] = 0;
+            if (p < kp && cnt > 0) cols_words(o, p, K, x0, (int)cnt, w);
+          }
+          transpose16(tmp, 16, dst + x0 * ld + p0, ld);
         }
+        continue;
       }
       for (i64 t = 0; t < 16; t++) {
         uint32_t* row = dst + (x0 + t) * ld;
         if (t < cnt) {
-          if (by_line) line_pairs(o, x0 + t, K, row);
+          line_pairs(o, x0 + t, K, row);
           for (i64 p = kp; p < kpad; p++) row[p] = 0;
         } else {
           for (i64 p = 0; p < kpad; p++) row[p] = 0;
@@ -636,7 +688,7 @@ void amx_matrix(const Opnd& oa, const Opnd& ob, i64 M, i64 N, i64 K, uint8_t* c,
   par_for(nchunks * msplit, 1, [&](i64 lo, i64 hi, int tid) {
     uint32_t* bc = static_cast<uint32_t*>(scratch(tid, 7, bcbytes));
     float* cb = static_cast<float*>(scratch(tid, 3, cbbytes));
-    uint32_t* tmp = static_cast<uint32_t*>(scratch(tid, 5, (size_t)(kc + 16) * 4));
+    uint32_t* tmp = static_cast<uint32_t*>(scratch(tid, 5, (size_t)(kNR * (kc + 16)) * 4));
     if (bc == nullptr || cb == nullptr || tmp == nullptr) return;  // scratch_failed() reports it
     amx_begin();
     for (i64 w = lo; w < hi; w++) {
