@@ -1,5 +1,6 @@
 // float16 / bfloat16 kernels: the casts between float32 and the 16-bit formats (`half_cast`) and a bfloat16
-// matrix product accumulating in float32 (`gemm_bf16`, with AVX512_BF16's vdpbf16ps).
+// matrix product and convolution accumulating in float32 (`gemm_bf16`, `conv_bf16`: AVX512_BF16's vdpbf16ps, or
+// Intel AMX tiles where the CPU and OS have them, see amx_matrix).
 //
 // The addon's dtype codes have no 16-bit type, so 16-bit data arrives as bytes (code BOOL): the TypeScript side
 // (src/backend/native/half.ts) passes a Uint8Array over the 16-bit storage, and a view of n 16-bit values as a
@@ -729,7 +730,8 @@ void amx_matrix(const Opnd& oa, const Opnd& ob, i64 M, i64 N, i64 K, uint8_t* c,
 #endif
 
 // out[b] = epilogue(a[b] @ b[b]) for a [..., M, K] and b [..., K, N], each float32 (rounded to bfloat16 while
-// packed) or bfloat16 (byte views [..., R, C, 2]); products accumulate in float32 (vdpbf16ps). `shape` is out's
+// packed) or bfloat16 (byte views [..., R, C, 2]); products accumulate in float32 (vdpbf16ps, or AMX tiles when
+// amx_enabled()). `shape` is out's
 // shape [..., M, N]. kind: bit 0 relu after the bias; bit 1 / bit 2: `mask` (bfloat16 bytes shaped and strided
 // like a / b, which must then be bfloat16) zeroes the elements of a / b whose mask value is not > 0. bias: null
 // or a float32 / bfloat16 vector [N] (rounded to bfloat16), added to every row. out: float32, or bfloat16 bytes
@@ -1124,7 +1126,7 @@ bool conv_operand(const View& v, const uint8_t** base, i64* bs, bool* f32) {
 // q = dz [N, O, OH, OW] (float32 or bfloat16 bytes), dz masked likewise by the third view (dz's shape, or null);
 // act 1: out also holds the bias gradient (the sum of the masked dz over N, OH, OW per channel, float32) after
 // the weight's O C/groups KH KW values. Any strides. Operands are rounded to bfloat16, products accumulate in
-// float32 (vdpbf16ps). Needs AVX512_BF16.
+// float32 (vdpbf16ps, or AMX tiles when amx_enabled()). Needs AVX512_BF16.
 Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int64_t* shape, const ConvParams& cp,
               const View* bias, int act) {
 #if CR_ISA_LEVEL == 2
