@@ -335,8 +335,14 @@ void pool_set_threads(int n) {
 }
 
 // AMX detection (see pool.h). Baseline code: cpuid, xgetbv and a system call, no AMX instruction.
+// (Only where the compiler has the AMX headers: half.cc builds its AMX path under the same condition.)
 static bool amx_detect() {
-#if defined(__linux__) && defined(__x86_64__)
+#if defined(__linux__) && defined(__x86_64__) && defined(__has_include)
+#if __has_include(<amxtileintrin.h>) && __has_include(<amxbf16intrin.h>)
+#define CR_AMX_DETECT 1
+#endif
+#endif
+#if defined(CR_AMX_DETECT)
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid_max(0, nullptr) < 7) return false;
   __cpuid_count(1, 0, a, b, c, d);

@@ -429,6 +429,19 @@ const char* operand_strides(const View& v, int nd, i64* bs, bool* f32) {
 }
 
 
+// Whether the compiler knows AMX (GCC 11+, clang 12+ ship these headers): older ones build without the AMX path,
+// and pool.cc's detection, compiled by the same compiler, then reports no AMX.
+// (-DCR_AMX_BUILD=0 builds without it, to check that build.)
+#if !defined(CR_AMX_BUILD) && defined(__has_include)
+#if __has_include(<amxtileintrin.h>) && __has_include(<amxbf16intrin.h>)
+#define CR_AMX_BUILD 1
+#endif
+#endif
+#ifndef CR_AMX_BUILD
+#define CR_AMX_BUILD 0
+#endif
+
+#if CR_AMX_BUILD
 // ---------------------------------------------------------------------------------------------------------
 // The AMX path (Intel Advanced Matrix Extensions, used when amx_enabled(): see pool.h). Eight tile registers,
 // configured alike as 16 rows of 64 bytes: tmm0..3 hold a 32 x 32 float32 block of C (tile 2i + j: rows
@@ -726,6 +739,13 @@ void amx_matrix(const Opnd& oa, const Opnd& ob, i64 M, i64 N, i64 K, uint8_t* c,
     amx_end();
   });
 }
+#else
+// no AMX in this compiler: amx_enabled() is false (pool.cc), so these never run
+constexpr i64 kAMB = 32;
+CR_INLINE i64 up16(i64 v) { return (v + 15) & ~(i64)15; }
+CR_INLINE double amx_abytes(i64, i64) { return 0; }
+inline void amx_matrix(const Opnd&, const Opnd&, i64, i64, i64, uint8_t*, const float*, bool, bool) {}
+#endif  // CR_AMX_BUILD
 }  // namespace
 #endif
 
@@ -1254,6 +1274,7 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
   });
   const bool relu = act == A_RELU;
   uint8_t* y = static_cast<uint8_t*>(out.data);
+#if CR_AMX_BUILD
   if (amx_enabled()) {
     // AMX (see amx_matrix): the packed A rewritten as row-major pairs in 32-row blocks (K padded to 16 pairs), K
     // blocks of a multiple of 16 pairs with the panels' tail rows zero, 32 x 32 C blocks through the tiles
@@ -1333,6 +1354,7 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
     });
     return nullptr;
   }
+#endif
   const i64 lw = 2 * kc + 32;  // u16 per line (kind 1)
   const i64 segmax = (kind == 0 ? kNP * kNR : 2 * kc) + 2;
   par_for(work * msplit, 1, [&](i64 lo, i64 hi, int tid) {
