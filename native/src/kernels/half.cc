@@ -1212,7 +1212,16 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
   const i64 work = g.G * nchunks;
   const i64 msplit = threads == 1 || work >= 2 * threads ? 1 : imin<i64>(mb, (2 * threads + work - 1) / work);
   const i64 mper = (mb + msplit - 1) / msplit;
-  const i64 ablk = mb * kMR * kp;  // packed A words per group
+#if CR_AMX_BUILD
+  const bool amx = amx_enabled();  // AMX tiles (see amx_matrix), read once per call
+#else
+  const bool amx = false;
+#endif
+  // packed A words per group: mb blocks of kp x kMR words (vdpbf16ps), or amb blocks of 32 rows of kpad words
+  // (AMX: row-major pairs, K padded to 16 pairs)
+  const i64 kpad = up16(kp), amb = (M + kAMB - 1) / kAMB;
+  const i64 ablk = amx ? amb * kAMB * kpad : mb * kMR * kp;
+  const i64 rb = amx ? kAMB : kMR, nrb = amx ? amb : mb;  // rows per block, blocks per group
   uint16_t* xp = static_cast<uint16_t*>(scratch(0, 0, (size_t)padded * 2 + 64));
   uint32_t* pa = static_cast<uint32_t*>(scratch(0, 6, (size_t)(g.G * ablk) * 4 + 64));
   float* bq = bv != nullptr ? static_cast<float*>(scratch(0, 4, (size_t)g.O * 4)) : nullptr;
@@ -1220,17 +1229,21 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
   for (i64 o = 0; o < (bv != nullptr ? g.O : 0); o++)
     bq[o] = bits_f32((uint32_t)to_bf16(f32_bits(static_cast<const float*>(bv->data)[bv->offset + o * bv->strides[0]])) << 16);
   pad_copy(xb, xs, xf, kind == 0 ? mk : nullptr, mst, g, xp);
-  // packed A: per group, mb blocks of kp x kMR words (rows past Og zero)
-  par_for(g.G * mb, 1, [&](i64 lo, i64 hi, int tid) {
+  // packed A: per group, nrb blocks of rb rows (rows past Og zero); the word of pair pp of row t of a block at
+  // blk[pp ds + t] (ds = kMR) or, on AMX, at row t's blk[t kpad + pp] (ds = 1; zero from kp to kpad)
+  par_for(g.G * nrb, 1, [&](i64 lo, i64 hi, int tid) {
     uint16_t* line = kind == 1 ? static_cast<uint16_t*>(scratch(tid, 5, (size_t)(NP + 32) * 2)) : nullptr;
     if (kind == 1 && line == nullptr) return;
+    const i64 ds = amx ? 1 : kMR;
     for (i64 w = lo; w < hi; w++) {
-      const i64 gi = w / mb, r = w % mb;
-      uint32_t* blk = pa + gi * ablk + r * kMR * kp;
-      for (int t = 0; t < kMR; t++) {
-        const i64 m = r * kMR + t;
+      const i64 gi = w / nrb, r = w % nrb;
+      uint32_t* blk = pa + gi * ablk + r * rb * (amx ? kpad : kp);
+      for (int t = 0; t < rb; t++) {
+        const i64 m = r * rb + t;
+        uint32_t* dst = amx ? blk + t * kpad : blk + t;
+        for (i64 pp = kp; pp < (amx ? kpad : 0); pp++) dst[pp] = 0;
         if (m >= M) {
-          for (i64 pp = 0; pp < kp; pp++) blk[pp * kMR + t] = 0;
+          for (i64 pp = 0; pp < kp; pp++) dst[pp * ds] = 0;
           continue;
         }
         const i64 o = gi * g.Og + m;
@@ -1245,7 +1258,7 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
               const i64 c = k / kk, i = (k % kk) / g.KW, j = k % g.KW;
               word |= (uint32_t)val16(wo + c * qs[1] + i * qs[2] + j * qs[3], true) << (16 * h);
             }
-            blk[pp * kMR + t] = word;
+            dst[pp * ds] = word;
           }
         } else {
           // dz[n, o, oh, ow] over the positions (n, oh, ow), as bfloat16
@@ -1267,7 +1280,10 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
             reinterpret_cast<float*>(out.data)[g.O * g.Kg + o] = sum;
           }
           const uint32_t* l32 = reinterpret_cast<const uint32_t*>(line);
-          for (i64 pp = 0; pp < kp; pp++) blk[pp * kMR + t] = l32[pp];
+          if (amx)
+            std::memcpy(dst, l32, (size_t)kp * 4);
+          else
+            for (i64 pp = 0; pp < kp; pp++) dst[pp * kMR] = l32[pp];
         }
       }
     }
@@ -1275,27 +1291,10 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
   const bool relu = act == A_RELU;
   uint8_t* y = static_cast<uint8_t*>(out.data);
 #if CR_AMX_BUILD
-  if (amx_enabled()) {
-    // AMX (see amx_matrix): the packed A rewritten as row-major pairs in 32-row blocks (K padded to 16 pairs), K
-    // blocks of a multiple of 16 pairs with the panels' tail rows zero, 32 x 32 C blocks through the tiles
-    const i64 kpad = up16(kp), amb = (M + kAMB - 1) / kAMB, ablk2 = amb * kAMB * kpad, kc2 = up16(kc);
-    uint32_t* pa2 = static_cast<uint32_t*>(scratch(0, 5, (size_t)(g.G * ablk2) * 4 + 64));
-    if (pa2 == nullptr) return nullptr;  // scratch_failed()
-    par_for(g.G * amb, 1, [&](i64 lo, i64 hi, int) {
-      for (i64 w = lo; w < hi; w++) {
-        const i64 gi = w / amb, r = w % amb;
-        for (i64 t = 0; t < kAMB; t++) {
-          const i64 m = r * kAMB + t;
-          uint32_t* row = pa2 + gi * ablk2 + m * kpad;
-          i64 pp = 0;
-          if (m < M) {
-            const uint32_t* src = pa + gi * ablk + (m / kMR) * kMR * kp + m % kMR;
-            for (; pp < kp; pp++) row[pp] = src[pp * kMR];
-          }
-          for (; pp < kpad; pp++) row[pp] = 0;
-        }
-      }
-    });
+  if (amx) {
+    // AMX (see amx_matrix): the packed A in 32-row blocks of row-major pairs, K blocks of a multiple of 16 pairs
+    // with the panels' tail rows zero, 32 x 32 C blocks through the tiles
+    const i64 kc2 = up16(kc);
     const i64 msplit2 = threads == 1 || work >= 2 * threads ? 1 : imin<i64>(amb, (2 * threads + work - 1) / work);
     const i64 mper2 = (amb + msplit2 - 1) / msplit2;
     const i64 lw2 = 2 * kc2 + 32;  // u16 per line (kind 1)
@@ -1315,7 +1314,7 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
         const i64 q0 = chunk * kNP, q1 = imin<i64>(nb, q0 + kNP);
         const i64 x0 = q0 * kNR, xn = imin<i64>(NC - x0, (q1 - q0) * kNR);
         i64 ns = kind == 0 ? build_segs(g, x0, xn, segs) : 0;
-        const uint32_t* pag = pa2 + gi * ablk2;
+        const uint32_t* pag = pa + gi * ablk;
         for (i64 p0 = 0; p0 < kp; p0 += kc2) {
           const i64 pc = imin<i64>(kc2, kp - p0), pcp = up16(pc);
           const bool fin = p0 + pc >= kp;
