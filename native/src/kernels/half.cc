@@ -637,10 +637,11 @@ CR_BF16 void amx_epilogue(const float* t, int rows, int cols, uint8_t* c, i64 ld
 
 // Pack operand o (X lines along x, K along k) as row-major pairs: row x (x < xpad, a multiple of 16) at
 // dst + x ld holds the pairs p < ceil(K / 2) of line x, then zeros up to kpad (<= ld); rows past X are zero.
-CR_BF16 void amx_pack_rows(const Opnd& o, i64 X, i64 K, i64 xpad, i64 kpad, i64 ld, uint32_t* dst) {
+CR_BF16 void amx_pack_rows(const Opnd& o, i64 X, i64 K, i64 xpad, i64 kpad, i64 ld, uint32_t* dst, bool serial) {
   const i64 kp = (K + 1) / 2;
   const bool by_line = (o.sk < 0 ? -o.sk : o.sk) <= (o.sx < 0 ? -o.sx : o.sx);
-  par_for(xpad / 16, imax<i64>(1, 4096 / imax<i64>(1, 16 * kpad)), [&](i64 lo, i64 hi, int tid) {
+  const i64 grain = serial ? xpad / 16 : imax<i64>(1, 4096 / imax<i64>(1, 16 * kpad));
+  par_for(xpad / 16, grain, [&](i64 lo, i64 hi, int tid) {
     alignas(64) uint32_t tmp[16 * 16];
     for (i64 g = lo; g < hi; g++) {
       const i64 x0 = g * 16, cnt = imax<i64>(0, imin<i64>(16, X - x0));
@@ -679,7 +680,10 @@ void amx_matrix(const Opnd& oa, const Opnd& ob, i64 M, i64 N, i64 K, uint8_t* c,
   const i64 nkb = imax<i64>(1, (kp + kAKC - 1) / kAKC), kc = up16((kp + nkb - 1) / nkb);
   const i64 np = kNP;
   const i64 mb = (M + kAMB - 1) / kAMB, nb = (N + kNR - 1) / kNR, nchunks = (nb + np - 1) / np;
-  const i64 threads = pool_threads();
+  // products under 2^24 multiply-adds (n = 256) run on one thread: about 15 us on AMX, where splitting them (each
+  // part packing its own B) measured no faster on two cores; n = 384 ran 1.7x faster on two
+  const bool serial = (double)M * N * K < 0x1p24;
+  const i64 threads = serial ? 1 : pool_threads();
   const i64 msplit = threads == 1 || nchunks >= 2 * threads ? 1 : imin<i64>(mb, (2 * threads + nchunks - 1) / nchunks);
   const i64 mper = (mb + msplit - 1) / msplit;
   const bool kblocks = kc < kp;  // more than one K block: the C blocks of a chunk wait in cb between blocks
@@ -693,13 +697,13 @@ void amx_matrix(const Opnd& oa, const Opnd& ob, i64 M, i64 N, i64 K, uint8_t* c,
   if (!inplace) {
     uint32_t* pk = static_cast<uint32_t*>(scratch(0, 6, (size_t)(mb * kAMB * lda)));
     if (pk == nullptr) return;  // scratch_failed() reports it
-    amx_pack_rows(oa, M, K, mb * kAMB, kpad, lda / 4, pk);
+    amx_pack_rows(oa, M, K, mb * kAMB, kpad, lda / 4, pk, serial);
     pa = reinterpret_cast<const uint8_t*>(pk);
   }
   const i64 esz = outbf ? 2 : 4;
   const size_t bcbytes = (size_t)(np * kc * kNR * 4);
   const size_t cbbytes = (size_t)((kblocks ? mper * np : 1) * kAMB * kNR * 4);
-  par_for(nchunks * msplit, 1, [&](i64 lo, i64 hi, int tid) {
+  par_for(nchunks * msplit, serial ? nchunks * msplit : 1, [&](i64 lo, i64 hi, int tid) {
     uint32_t* bc = static_cast<uint32_t*>(scratch(tid, 7, bcbytes));
     float* cb = static_cast<float*>(scratch(tid, 3, cbbytes));
     uint32_t* tmp = static_cast<uint32_t*>(scratch(tid, 5, (size_t)(kNR * (kc + 16)) * 4));
