@@ -128,20 +128,30 @@ function reference(a: View, b: View, opts: GemmBF16Opts): { want: Float64Array; 
   const mag = new Float64Array(batch * M * N);
   const mA = opts.maskA ?? null;
   const mB = opts.maskB ?? null;
+  // dense copies of one matrix of the batch: a's rows, and b's columns (as rows), masked
+  const ad = new Float64Array(M * K);
+  const bd = new Float64Array(N * K);
   for (let t = 0; t < batch; t++) {
+    for (let i = 0; i < M; i++)
+      for (let k = 0; k < K; k++) {
+        const ia = at(a, t, i, k);
+        const keep = mA === null || positive((mA.data as BFloat16Bits)[ia]);
+        ad[i * K + k] = keep ? valueAt(a, ia) : 0;
+      }
+    for (let k = 0; k < K; k++)
+      for (let j = 0; j < N; j++) {
+        const ib = at(b, t, k, j);
+        const keep = mB === null || positive((mB.data as BFloat16Bits)[ib]);
+        bd[j * K + k] = keep ? valueAt(b, ib) : 0;
+      }
     for (let i = 0; i < M; i++) {
       for (let j = 0; j < N; j++) {
         let s = 0;
         let m = 0;
         for (let k = 0; k < K; k++) {
-          const ia = at(a, t, i, k);
-          const ib = at(b, t, k, j);
-          let x = valueAt(a, ia);
-          let y = valueAt(b, ib);
-          if (mA !== null && !positive((mA.data as BFloat16Bits)[ia])) x = 0;
-          if (mB !== null && !positive((mB.data as BFloat16Bits)[ib])) y = 0;
-          s += x * y;
-          m += Math.abs(x * y);
+          const p = ad[i * K + k] * bd[j * K + k];
+          s += p;
+          m += Math.abs(p);
         }
         if (opts.bias) s += valueAt(opts.bias, opts.bias.offset + j * opts.bias.strides[0]);
         if (opts.relu) s = Math.max(0, s);
@@ -241,6 +251,10 @@ describe("native bfloat16 GEMM on AMX tiles", () => {
         [64, 64, 64], // whole blocks: a bfloat16 a is read in place, float32 blocks stored from the tiles
         [7, 130, 290], // N over one chunk of 8 panels
         [40, 2100, 37], // K over one K block (1050 pairs > 1024)
+        // over 2^24 multiply-adds (the smaller products run on one thread): split between threads by panel
+        // chunks, or by row blocks too (each part packing its own B)
+        [300, 400, 150],
+        [70, 600, 520],
       ]) {
         for (let v = 0; v < 6; v++) {
           const abf = v % 2 === 0;
