@@ -225,239 +225,231 @@ function assertClose(
   }
 }
 
-if (native && !hasAmx) {
+/** The bfloat16 GEMM tests on one path (run below for each of GEMM_PATHS). */
+const gemmSuite = (path: (typeof GEMM_PATHS)[number]) => () => {
+  before(() => {
+    if (native) assert.equal(setNativeAmx(path === "AMX"), path === "AMX");
+  });
+  after(() => {
+    if (native) setNativeAmx(defaultAmx);
+  });
+
+  test("vdpbf16ps is used where the CPU has AVX512_BF16, and agrees with the float32 GEMM", () => {
+    const a = randn([37, 45]).to("bfloat16");
+    const b = randn([45, 29]).to("bfloat16");
+    const out = new Float32Array(37 * 29);
+    const view = (t: Tensor) => ({ data: t._data!, shape: t.shape, strides: t._strides, offset: t._offset });
+    const ran = half!.dotBF16!(view(a), view(b), out);
+    assert.equal(defaultIsa, hasBF16 ? "avx512" : defaultIsa);
+    assert.equal(ran, hasBF16, "the bf16 kernel runs exactly when the CPU has it");
+    if (!ran) return;
+    const bound = a.to("float32").abs().matmul(b.to("float32").abs()).dataSync();
+    assertClose(out, widenedProduct(a, b), bound, 45, "37x45 @ 45x29");
+    // the float32 products before rounding, on strided and batched operands (K odd: a zero-padded pair)
+    // (views taken after the cast: a cast writes a contiguous tensor)
+    const bf = (s: number[]) => randn(s).to("bfloat16");
+    const more: [string, Tensor, Tensor][] = [
+      ["batched, b transposed", bf([3, 13, 101]), bf([3, 70, 101]).transpose(1, 2)],
+      ["a transposed, b with gaps", bf([90, 41]).T, bf([180, 77]).index([0, 180, 2])],
+      ["one row block, negative strides", bf([5, 300]).flip(1), bf([300, 33]).flip(0)],
+    ];
+    for (const [name, xa, ya] of more) {
+      const shape = [...xa.shape.slice(0, -1), ya.shape[ya.ndim - 1]];
+      const o = new Float32Array(shape.reduce((p, q) => p * q, 1));
+      assert.ok(!isContiguous(ya.shape, ya._strides), `${name}: b is a strided view`);
+      assert.equal(half!.dotBF16!(view(xa), view(ya), o), true, name);
+      const bnd = xa.to("float32").abs().matmul(ya.to("float32").abs()).dataSync();
+      assertClose(o, widenedProduct(xa, ya), bnd, xa.shape[xa.ndim - 1], name);
+    }
+  });
+
+  test("matmul of bfloat16 tensors: odd sizes, transposed, batched, broadcast, sliced and empty operands", () => {
+    const cases: [string, () => [Tensor, Tensor]][] = [
+      ["odd", () => [randn([33, 17]), randn([17, 65])]],
+      ["K = 1", () => [randn([80, 1]), randn([1, 70])]],
+      ["transposed b (linear)", () => [randn([31, 50]), randn([47, 50]).T]],
+      ["transposed a", () => [randn([50, 31]).T, randn([50, 47])]],
+      ["batched", () => [randn([3, 2, 20, 30]), randn([3, 2, 30, 25])]],
+      ["broadcast batch", () => [randn([4, 20, 30]), randn([30, 25])]],
+      [
+        "sliced rows and columns",
+        () => [randn([60, 80]).index([1, 50, 2], [3, 70]), randn([67, 90]).index(":", [5, 80, 3])],
+      ],
+      ["negative strides", () => [randn([30, 40]).flip(0), randn([40, 33]).flip(1)]],
+      ["M = 0", () => [randn([0, 30]), randn([30, 20])]],
+      ["K = 0", () => [randn([20, 0]), randn([0, 30])]],
+      ["N = 0", () => [randn([20, 30]), randn([30, 0])]],
+    ];
+    onEachIsa((isa) => {
+      for (const [name, make] of cases) {
+        const [a32, b32] = make();
+        const a = a32.to("bfloat16");
+        const b = b32.to("bfloat16");
+        const got = a.matmul(b);
+        assert.equal(got.dtype, "bfloat16");
+        // chainrule's bfloat16 matmul is the float32 product rounded once: compare the float32 products before
+        // rounding through the kernel directly where it runs, and the rounded results always
+        const want = a.to("float32").matmul(b.to("float32"));
+        const K = a.shape[a.ndim - 1];
+        const bound = a.to("float32").abs().matmul(b.to("float32").abs()).to("bfloat16").dataSync();
+        const g = got.dataSync();
+        const w = want.to("bfloat16").dataSync();
+        for (let i = 0; i < w.length; i++) {
+          // one bfloat16 rounding of values that may differ by the float32 accumulation error
+          const tol = 2 ** -8 * Math.abs(w[i]) + (K + 2) * 2 ** -22 * bound[i];
+          assert.ok(Math.abs(g[i] - w[i]) <= tol, `${isa} ${name} [${i}]: ${g[i]} vs ${w[i]}`);
+        }
+        assert.deepEqual(got.shape, want.shape, `${isa} ${name}`);
+      }
+    });
+  });
+
+  test("gemmBF16: float32 or bfloat16 operands (rounded while packed), bias, relu, masks, float32 or bfloat16 out", {
+    skip: !hasBF16 && "no AVX512_BF16",
+  }, () => {
+    assert.equal(half!.gemmBF16Ready!(), true);
+    const view = (t: Tensor) => ({ data: t._data!, shape: t.shape, strides: t._strides, offset: t._offset });
+    /** The bfloat16 value of float32 v (the js cast: round to nearest even). */
+    const r16 = (t: Tensor) => (t.dtype === "bfloat16" ? t : t.to("bfloat16")).to("float64");
+    // [name, a, b, bias, relu, mask on a / b] with odd sizes, strided, negative strides and an odd K
+    const cases: [string, Tensor, Tensor, Tensor | null, boolean, "a" | "b" | null][] = [
+      ["f32 x f32^T, bias, relu", randn([37, 61]), randn([45, 61]).T, randn([45]), true, null],
+      ["f32 a transposed, f32 b", randn([61, 37]).T, randn([61, 45]), null, false, null],
+      [
+        "bf16 x f32 with a bf16 bias",
+        randn([13, 20]).to("bfloat16"),
+        randn([20, 70]),
+        randn([70]).to("bfloat16"),
+        false,
+        null,
+      ],
+      [
+        "bf16 masked a x f32 (relu backward)",
+        randn([40, 33]).to("bfloat16"),
+        randn([33, 50]),
+        null,
+        false,
+        "a",
+      ],
+      [
+        "bf16 masked a transposed",
+        randn([33, 40]).to("bfloat16").T,
+        randn([33, 50]).to("bfloat16"),
+        null,
+        false,
+        "a",
+      ],
+      [
+        "ones x masked bf16 b",
+        randn([1, 64]).abs().to("bfloat16"),
+        randn([64, 70]).to("bfloat16"),
+        null,
+        false,
+        "b",
+      ],
+      [
+        "strided f32 and flipped bf16",
+        randn([60, 90]).index([0, 60, 2]),
+        randn([90, 19]).to("bfloat16").flip(0),
+        randn([19]),
+        true,
+        null,
+      ],
+      ["batched", randn([2, 20, 35]), randn([2, 35, 40]).to("bfloat16"), randn([40]), false, null],
+    ];
+    for (const [name, a, b, bias, relu, maskOn] of cases) {
+      const nd = a.ndim;
+      const [M, K, N] = [a.shape[nd - 2], a.shape[nd - 1], b.shape[nd - 1]];
+      const batch = a.shape.slice(0, nd - 2);
+      const target = maskOn === "a" ? a : b;
+      // a mask with the masked operand's shape and strides, about half of it > 0 (and some -0, NaN, Infinity)
+      let mask: Tensor | null = null;
+      if (maskOn !== null) {
+        const m = randn(target.shape).to("bfloat16");
+        const bits = m._data as Uint16Array;
+        bits[0] = 0x8000;
+        bits[1] = 0x7fc0;
+        bits[2] = 0x7f80;
+        mask = maskOn === "a" && !isContiguous(target.shape, target._strides) ? m.T.contiguous().T : m;
+        assert.deepEqual(mask._strides, target._strides, `${name}: mask strided like its operand`);
+      }
+      const keep = (t: Tensor, on: boolean) => {
+        if (!on || mask === null) return r16(t);
+        const mv = mask.to("float64");
+        const pos = mv.gt(0).logicalAnd(mv.eq(mv)); // > 0, not NaN
+        return r16(t).mul(pos.to("float64"));
+      };
+      let ref = keep(a, maskOn === "a").matmul(keep(b, maskOn === "b"));
+      const mag = r16(a).abs().matmul(r16(b).abs()).dataSync();
+      if (bias !== null) ref = ref.add(r16(bias));
+      if (relu) ref = ref.relu();
+      const want = ref.dataSync();
+      const opts = {
+        bias: bias === null ? null : view(bias),
+        relu,
+        maskA: maskOn === "a" ? view(mask!) : null,
+        maskB: maskOn === "b" ? view(mask!) : null,
+      };
+      const n = [...batch, M, N].reduce((p, q) => p * q, 1);
+      const o32 = new Float32Array(n);
+      assert.equal(half!.gemmBF16!(view(a), view(b), o32, opts), true, name);
+      for (let i = 0; i < n; i++) {
+        const tol = (K + 2) * 2 ** -23 * mag[i] + 2 ** -126;
+        assert.ok(Math.abs(o32[i] - want[i]) <= tol, `${name} f32 [${i}]: ${o32[i]} vs ${want[i]}`);
+      }
+      // bfloat16 out: the float32 result rounded once (the js cast of the float32 out)
+      const o16 = new BFloat16Bits(n);
+      assert.equal(half!.gemmBF16!(view(a), view(b), o16, opts), true, name);
+      const rounded = new BFloat16Bits(n);
+      jsBackend.cast({ data: o32, shape: [n], strides: [1], offset: 0 }, rounded);
+      assert.deepEqual(Array.from(o16), Array.from(rounded), `${name}: bfloat16 out`);
+    }
+    // a mask on a float32 operand, or strided unlike it, is refused
+    const a = randn([20, 30]);
+    const b = randn([30, 40]).to("bfloat16");
+    assert.throws(
+      () => half!.gemmBF16!(view(a), view(b), new Float32Array(800), { maskA: view(a.to("bfloat16")) }),
+      /dotBF16: a mask needs a bfloat16 operand/,
+    );
+    assert.throws(
+      () => half!.gemmBF16!(view(a), view(b), new Float32Array(800), { maskB: view(b.T.contiguous().T) }),
+      /dotBF16: the mask must have its operand's shape and strides/,
+    );
+  });
+
+  test("the GEMM kernel checks its operands' shapes and spans", {
+    skip: !hasBF16 && "no AVX512_BF16",
+  }, () => {
+    const view = (data: BFloat16Bits, shape: number[], offset = 0) => ({
+      data,
+      shape,
+      strides: [shape[1], 1],
+      offset,
+    });
+    const a = new BFloat16Bits(40 * 30);
+    const b = new BFloat16Bits(30 * 25);
+    // inner dimensions differ (a's K is 30, b has 20 rows)
+    assert.throws(
+      () => half!.dotBF16!(view(a, [40, 30]), view(b, [20, 25]), new Float32Array(40 * 25)),
+      /dotBF16: operand shapes do not match/,
+    );
+    // an output smaller than [40, 25]
+    assert.throws(() => half!.dotBF16!(view(a, [40, 30]), view(b, [30, 25]), new Float32Array(40 * 25 - 1)));
+    // an operand view reaching past its storage
+    assert.throws(() => half!.dotBF16!(view(a, [40, 30], 1), view(b, [30, 25]), new Float32Array(40 * 25)));
+    assert.equal(half!.dotBF16!(view(a, [40, 30]), view(b, [30, 25]), new Float32Array(40 * 25)), true);
+  });
+};
+for (const path of GEMM_PATHS)
+  describe(
+    `native bfloat16 GEMM (${path})`,
+    { skip: !native && "the native backend is not loaded" },
+    gemmSuite(path),
+  );
+if (native && !hasAmx)
   test("native bfloat16 GEMM (AMX)", {
     skip: "this CPU or OS has no AMX: only the vdpbf16ps path is tested here",
   }, () => {});
-}
-
-for (const path of GEMM_PATHS)
-  describe(`native bfloat16 GEMM (${path})`, { skip: !native && "the native backend is not loaded" }, () => {
-    before(() => {
-      if (native) assert.equal(setNativeAmx(path === "AMX"), path === "AMX");
-    });
-    after(() => {
-      if (native) setNativeAmx(defaultAmx);
-    });
-
-    test("vdpbf16ps is used where the CPU has AVX512_BF16, and agrees with the float32 GEMM", () => {
-      const a = randn([37, 45]).to("bfloat16");
-      const b = randn([45, 29]).to("bfloat16");
-      const out = new Float32Array(37 * 29);
-      const view = (t: Tensor) => ({
-        data: t._data!,
-        shape: t.shape,
-        strides: t._strides,
-        offset: t._offset,
-      });
-      const ran = half!.dotBF16!(view(a), view(b), out);
-      assert.equal(defaultIsa, hasBF16 ? "avx512" : defaultIsa);
-      assert.equal(ran, hasBF16, "the bf16 kernel runs exactly when the CPU has it");
-      if (!ran) return;
-      const bound = a.to("float32").abs().matmul(b.to("float32").abs()).dataSync();
-      assertClose(out, widenedProduct(a, b), bound, 45, "37x45 @ 45x29");
-      // the float32 products before rounding, on strided and batched operands (K odd: a zero-padded pair)
-      // (views taken after the cast: a cast writes a contiguous tensor)
-      const bf = (s: number[]) => randn(s).to("bfloat16");
-      const more: [string, Tensor, Tensor][] = [
-        ["batched, b transposed", bf([3, 13, 101]), bf([3, 70, 101]).transpose(1, 2)],
-        ["a transposed, b with gaps", bf([90, 41]).T, bf([180, 77]).index([0, 180, 2])],
-        ["one row block, negative strides", bf([5, 300]).flip(1), bf([300, 33]).flip(0)],
-      ];
-      for (const [name, xa, ya] of more) {
-        const shape = [...xa.shape.slice(0, -1), ya.shape[ya.ndim - 1]];
-        const o = new Float32Array(shape.reduce((p, q) => p * q, 1));
-        assert.ok(!isContiguous(ya.shape, ya._strides), `${name}: b is a strided view`);
-        assert.equal(half!.dotBF16!(view(xa), view(ya), o), true, name);
-        const bnd = xa.to("float32").abs().matmul(ya.to("float32").abs()).dataSync();
-        assertClose(o, widenedProduct(xa, ya), bnd, xa.shape[xa.ndim - 1], name);
-      }
-    });
-
-    test("matmul of bfloat16 tensors: odd sizes, transposed, batched, broadcast, sliced and empty operands", () => {
-      const cases: [string, () => [Tensor, Tensor]][] = [
-        ["odd", () => [randn([33, 17]), randn([17, 65])]],
-        ["K = 1", () => [randn([80, 1]), randn([1, 70])]],
-        ["transposed b (linear)", () => [randn([31, 50]), randn([47, 50]).T]],
-        ["transposed a", () => [randn([50, 31]).T, randn([50, 47])]],
-        ["batched", () => [randn([3, 2, 20, 30]), randn([3, 2, 30, 25])]],
-        ["broadcast batch", () => [randn([4, 20, 30]), randn([30, 25])]],
-        [
-          "sliced rows and columns",
-          () => [randn([60, 80]).index([1, 50, 2], [3, 70]), randn([67, 90]).index(":", [5, 80, 3])],
-        ],
-        ["negative strides", () => [randn([30, 40]).flip(0), randn([40, 33]).flip(1)]],
-        ["M = 0", () => [randn([0, 30]), randn([30, 20])]],
-        ["K = 0", () => [randn([20, 0]), randn([0, 30])]],
-        ["N = 0", () => [randn([20, 30]), randn([30, 0])]],
-      ];
-      onEachIsa((isa) => {
-        for (const [name, make] of cases) {
-          const [a32, b32] = make();
-          const a = a32.to("bfloat16");
-          const b = b32.to("bfloat16");
-          const got = a.matmul(b);
-          assert.equal(got.dtype, "bfloat16");
-          // chainrule's bfloat16 matmul is the float32 product rounded once: compare the float32 products before
-          // rounding through the kernel directly where it runs, and the rounded results always
-          const want = a.to("float32").matmul(b.to("float32"));
-          const K = a.shape[a.ndim - 1];
-          const bound = a.to("float32").abs().matmul(b.to("float32").abs()).to("bfloat16").dataSync();
-          const g = got.dataSync();
-          const w = want.to("bfloat16").dataSync();
-          for (let i = 0; i < w.length; i++) {
-            // one bfloat16 rounding of values that may differ by the float32 accumulation error
-            const tol = 2 ** -8 * Math.abs(w[i]) + (K + 2) * 2 ** -22 * bound[i];
-            assert.ok(Math.abs(g[i] - w[i]) <= tol, `${isa} ${name} [${i}]: ${g[i]} vs ${w[i]}`);
-          }
-          assert.deepEqual(got.shape, want.shape, `${isa} ${name}`);
-        }
-      });
-    });
-
-    test("gemmBF16: float32 or bfloat16 operands (rounded while packed), bias, relu, masks, float32 or bfloat16 out", {
-      skip: !hasBF16 && "no AVX512_BF16",
-    }, () => {
-      assert.equal(half!.gemmBF16Ready!(), true);
-      const view = (t: Tensor) => ({
-        data: t._data!,
-        shape: t.shape,
-        strides: t._strides,
-        offset: t._offset,
-      });
-      /** The bfloat16 value of float32 v (the js cast: round to nearest even). */
-      const r16 = (t: Tensor) => (t.dtype === "bfloat16" ? t : t.to("bfloat16")).to("float64");
-      // [name, a, b, bias, relu, mask on a / b] with odd sizes, strided, negative strides and an odd K
-      const cases: [string, Tensor, Tensor, Tensor | null, boolean, "a" | "b" | null][] = [
-        ["f32 x f32^T, bias, relu", randn([37, 61]), randn([45, 61]).T, randn([45]), true, null],
-        ["f32 a transposed, f32 b", randn([61, 37]).T, randn([61, 45]), null, false, null],
-        [
-          "bf16 x f32 with a bf16 bias",
-          randn([13, 20]).to("bfloat16"),
-          randn([20, 70]),
-          randn([70]).to("bfloat16"),
-          false,
-          null,
-        ],
-        [
-          "bf16 masked a x f32 (relu backward)",
-          randn([40, 33]).to("bfloat16"),
-          randn([33, 50]),
-          null,
-          false,
-          "a",
-        ],
-        [
-          "bf16 masked a transposed",
-          randn([33, 40]).to("bfloat16").T,
-          randn([33, 50]).to("bfloat16"),
-          null,
-          false,
-          "a",
-        ],
-        [
-          "ones x masked bf16 b",
-          randn([1, 64]).abs().to("bfloat16"),
-          randn([64, 70]).to("bfloat16"),
-          null,
-          false,
-          "b",
-        ],
-        [
-          "strided f32 and flipped bf16",
-          randn([60, 90]).index([0, 60, 2]),
-          randn([90, 19]).to("bfloat16").flip(0),
-          randn([19]),
-          true,
-          null,
-        ],
-        ["batched", randn([2, 20, 35]), randn([2, 35, 40]).to("bfloat16"), randn([40]), false, null],
-      ];
-      for (const [name, a, b, bias, relu, maskOn] of cases) {
-        const nd = a.ndim;
-        const [M, K, N] = [a.shape[nd - 2], a.shape[nd - 1], b.shape[nd - 1]];
-        const batch = a.shape.slice(0, nd - 2);
-        const target = maskOn === "a" ? a : b;
-        // a mask with the masked operand's shape and strides, about half of it > 0 (and some -0, NaN, Infinity)
-        let mask: Tensor | null = null;
-        if (maskOn !== null) {
-          const m = randn(target.shape).to("bfloat16");
-          const bits = m._data as Uint16Array;
-          bits[0] = 0x8000;
-          bits[1] = 0x7fc0;
-          bits[2] = 0x7f80;
-          mask = maskOn === "a" && !isContiguous(target.shape, target._strides) ? m.T.contiguous().T : m;
-          assert.deepEqual(mask._strides, target._strides, `${name}: mask strided like its operand`);
-        }
-        const keep = (t: Tensor, on: boolean) => {
-          if (!on || mask === null) return r16(t);
-          const mv = mask.to("float64");
-          const pos = mv.gt(0).logicalAnd(mv.eq(mv)); // > 0, not NaN
-          return r16(t).mul(pos.to("float64"));
-        };
-        let ref = keep(a, maskOn === "a").matmul(keep(b, maskOn === "b"));
-        const mag = r16(a).abs().matmul(r16(b).abs()).dataSync();
-        if (bias !== null) ref = ref.add(r16(bias));
-        if (relu) ref = ref.relu();
-        const want = ref.dataSync();
-        const opts = {
-          bias: bias === null ? null : view(bias),
-          relu,
-          maskA: maskOn === "a" ? view(mask!) : null,
-          maskB: maskOn === "b" ? view(mask!) : null,
-        };
-        const n = [...batch, M, N].reduce((p, q) => p * q, 1);
-        const o32 = new Float32Array(n);
-        assert.equal(half!.gemmBF16!(view(a), view(b), o32, opts), true, name);
-        for (let i = 0; i < n; i++) {
-          const tol = (K + 2) * 2 ** -23 * mag[i] + 2 ** -126;
-          assert.ok(Math.abs(o32[i] - want[i]) <= tol, `${name} f32 [${i}]: ${o32[i]} vs ${want[i]}`);
-        }
-        // bfloat16 out: the float32 result rounded once (the js cast of the float32 out)
-        const o16 = new BFloat16Bits(n);
-        assert.equal(half!.gemmBF16!(view(a), view(b), o16, opts), true, name);
-        const rounded = new BFloat16Bits(n);
-        jsBackend.cast({ data: o32, shape: [n], strides: [1], offset: 0 }, rounded);
-        assert.deepEqual(Array.from(o16), Array.from(rounded), `${name}: bfloat16 out`);
-      }
-      // a mask on a float32 operand, or strided unlike it, is refused
-      const a = randn([20, 30]);
-      const b = randn([30, 40]).to("bfloat16");
-      assert.throws(
-        () => half!.gemmBF16!(view(a), view(b), new Float32Array(800), { maskA: view(a.to("bfloat16")) }),
-        /dotBF16: a mask needs a bfloat16 operand/,
-      );
-      assert.throws(
-        () => half!.gemmBF16!(view(a), view(b), new Float32Array(800), { maskB: view(b.T.contiguous().T) }),
-        /dotBF16: the mask must have its operand's shape and strides/,
-      );
-    });
-
-    test("the GEMM kernel checks its operands' shapes and spans", {
-      skip: !hasBF16 && "no AVX512_BF16",
-    }, () => {
-      const view = (data: BFloat16Bits, shape: number[], offset = 0) => ({
-        data,
-        shape,
-        strides: [shape[1], 1],
-        offset,
-      });
-      const a = new BFloat16Bits(40 * 30);
-      const b = new BFloat16Bits(30 * 25);
-      // inner dimensions differ (a's K is 30, b has 20 rows)
-      assert.throws(
-        () => half!.dotBF16!(view(a, [40, 30]), view(b, [20, 25]), new Float32Array(40 * 25)),
-        /dotBF16: operand shapes do not match/,
-      );
-      // an output smaller than [40, 25]
-      assert.throws(() =>
-        half!.dotBF16!(view(a, [40, 30]), view(b, [30, 25]), new Float32Array(40 * 25 - 1)),
-      );
-      // an operand view reaching past its storage
-      assert.throws(() => half!.dotBF16!(view(a, [40, 30], 1), view(b, [30, 25]), new Float32Array(40 * 25)));
-      assert.equal(half!.dotBF16!(view(a, [40, 30]), view(b, [30, 25]), new Float32Array(40 * 25)), true);
-    });
-  });
 
 test("js backend: half tensors never reach the native kernels", () => {
   const prev = getBackend().name;
