@@ -1,15 +1,16 @@
 /**
  * The bfloat16 GEMM kernel (native/src/kernels/half.cc, gemm_bf16) on its AMX path and on its AVX512_BF16
  * vdpbf16ps path, alternating (setNativeAmx) so that the noise of a shared machine falls on both: GFLOP/s of
- * n x n x n products from the median CPU time per call (one thread) or wall time (more threads), and the best sample, bfloat16
- * operands and float32 output, or float32 operands rounded while packed (--f32); --only amx|vdpbf16ps runs one
- * path (for a profiler). Run pinned:
+ * n x n x n products from the median CPU time per call (one thread) or wall time (more threads), and from the
+ * best sample. bfloat16 operands and float32 output by default; --out16 a bfloat16 output, --f32 float32 operands
+ * (rounded while packed); --only amx|vdpbf16ps runs one path (for a profiler). Run pinned:
  *
- *   taskset -c 0 npx tsx bench/amx-gemm.ts [--threads 1] [--sizes 256,1024] [--rounds 7] [--f32] [--only amx]
+ *   taskset -c 0 npx tsx bench/amx-gemm.ts [--threads 1] [--sizes 256,1024] [--rounds 7] [--f32] [--out16] [--only amx]
  */
 import { halfKernelsOf } from "../src/backend/half.ts";
 import { loadNativeBackend, nativeInfo, setNativeAmx, setNumThreads } from "../src/backend/native/index.ts";
 import { setBackend } from "../src/backend/registry.ts";
+import { BFloat16Bits } from "../src/dtype.ts";
 import { randn, type Tensor } from "../src/node.ts";
 
 const arg = (name: string, dflt: string) => {
@@ -24,6 +25,7 @@ setNumThreads(threads);
 const sizes = arg("--sizes", "256,1024").split(",").map(Number);
 const rounds = Number(arg("--rounds", "7"));
 const f32 = process.argv.includes("--f32");
+const out16 = process.argv.includes("--out16");
 const half = halfKernelsOf("native");
 if (half?.gemmBF16 === undefined || !half.gemmBF16Ready!()) throw new Error("no native bfloat16 GEMM here");
 const hasAmx = setNativeAmx(true);
@@ -36,7 +38,7 @@ const median = (v: number[]) => [...v].sort((p, q) => p - q)[v.length >> 1];
 for (const n of sizes) {
   const a = f32 ? randn([n, n]) : randn([n, n]).to("bfloat16");
   const b = f32 ? randn([n, n]) : randn([n, n]).to("bfloat16");
-  const out = new Float32Array(n * n);
+  const out = out16 ? new BFloat16Bits(n * n) : new Float32Array(n * n);
   const flop = 2 * n * n * n;
   // calls per sample: about 10 ms of work at 500 GFLOP/s
   const reps = Math.max(1, Math.round(5e9 / flop));
