@@ -309,6 +309,25 @@ describe("native bfloat16 GEMM on AMX tiles", () => {
     );
   });
 
+  test("an odd K never reads past a row (a bfloat16 a of whole 32-row blocks, K = 31: packed, not read in place)", {
+    skip: noAmx,
+  }, () => {
+    const next = rng(8);
+    const [M, K, N] = [64, 31, 20];
+    const a = operand(M, K, true, "rows", next);
+    const b = operand(K, N, true, "rows", next);
+    // +inf first in every odd row: the element just past the even rows' last one
+    for (let i = 1; i < M; i += 2) (a.data as BFloat16Bits)[at(a, 0, i, 0)] = 0x7f80;
+    const { want } = reference(a, b, {});
+    const [x32] = run(true, a, b, {}, M * N);
+    for (let i = 0; i < M; i += 2)
+      for (let j = 0; j < N; j++) {
+        const g = x32[i * N + j];
+        assert.ok(Number.isFinite(g), `row ${i} [${j}]: ${g} (read past the row?)`);
+        assert.ok(Math.abs(g - want[i * N + j]) <= 1e-3 * (1 + Math.abs(want[i * N + j])), `row ${i} [${j}]`);
+      }
+  });
+
   test("infinities and NaN propagate as on the vdpbf16ps path (zero padding never meets an infinity)", {
     skip: noAmx,
   }, () => {

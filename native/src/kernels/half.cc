@@ -690,7 +690,8 @@ void amx_matrix(const Opnd& oa, const Opnd& ob, i64 M, i64 N, i64 K, uint8_t* c,
   // A bfloat16 A with rows of whole 16-pair groups (K a multiple of 32, pairs contiguous) and whole 32-row blocks
   // is read in place, rows oa.sx bytes apart, when it spans at most 512 KiB (larger ones ran slower in place than
   // packed: 2 MiB at n = 1024, 700 against 870 GFLOP/s); anything else is packed.
-  const bool inplace = !oa.f32 && oa.mask == nullptr && oa.sk == 2 && kp == kpad && M % kAMB == 0 && oa.sx > 0 &&
+  // (K itself a multiple of 32, not only kp of 16: an odd K's last pair would read the element past the row)
+  const bool inplace = !oa.f32 && oa.mask == nullptr && oa.sk == 2 && K % 32 == 0 && M % kAMB == 0 && oa.sx > 0 &&
                        M * oa.sx <= (i64)1 << 19;
   const uint8_t* pa = oa.base;
   const i64 lda = inplace ? oa.sx : kpad * 4;
