@@ -6,10 +6,10 @@
  * batch, a non-contiguous input, a bfloat16 input, relu, no bias; and the K / N blocking of the bfloat16 GEMM.
  */
 import assert from "node:assert/strict";
-import { describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import { lowConvRoute, lowConvStats } from "../src/amp-conv.ts";
 import { halfKernelsOf } from "../src/backend/half.ts";
-import { nativeInfo, setNativeIsa } from "../src/backend/native/index.ts";
+import { nativeInfo, setNativeAmx, setNativeIsa } from "../src/backend/native/index.ts";
 import { autocast, conv2d, getBackend, manualSeed, randn, type Tensor } from "../src/node.ts";
 import { allocOut } from "../src/prims/impl.ts";
 
@@ -77,6 +77,8 @@ const cases: Case[] = [
   // width-1 images (a segment of one position) and rows longer than a vector (37 positions)
   { x: [3, 4, 6, 1], w: [5, 4, 3, 1], padding: [1, 0], relu: true },
   { x: [2, 3, 5, 37], w: [4, 3, 3, 3], padding: 1, bf16In: true, strided: true },
+  // 40 output channels and 36 input channels (AMX: two 32-row blocks both ways), 324 taps
+  { x: [2, 36, 9, 9], w: [40, 36, 3, 3], padding: 1, relu: true },
 ];
 
 function label(c: Case): string {
@@ -90,7 +92,22 @@ function label(c: Case): string {
   return o.join(", ");
 }
 
-describe("conv2d under bfloat16 autocast", () => {
+// The bfloat16 GEMM's paths: AMX tiles where the CPU and OS have them, and vdpbf16ps (AMX switched off).
+const native = getBackend().name === "native";
+const defaultAmx = native ? nativeInfo().amx : false;
+const hasAmx = native ? setNativeAmx(true) : false;
+if (native) setNativeAmx(defaultAmx);
+const PATHS = hasAmx ? (["AMX", "vdpbf16ps"] as const) : (["vdpbf16ps"] as const);
+
+/** The tests on one path of the bfloat16 GEMM (run below for each of PATHS). */
+const convSuite = (path: (typeof PATHS)[number]) => () => {
+  before(() => {
+    if (native) assert.equal(setNativeAmx(path === "AMX"), path === "AMX");
+  });
+  after(() => {
+    if (native) setNativeAmx(defaultAmx);
+  });
+
   for (const c of cases)
     for (const mode of ["always", "auto"] as const)
       test(`${label(c)} (route ${mode})`, () => {
@@ -367,4 +384,9 @@ describe("conv2d under bfloat16 autocast", () => {
       lowConvRoute.mode = "auto";
     }
   });
-});
+};
+for (const path of PATHS) describe(`conv2d under bfloat16 autocast (${path})`, convSuite(path));
+if (fused && !hasAmx)
+  test("conv2d under bfloat16 autocast (AMX)", {
+    skip: "this CPU or OS has no AMX: only the vdpbf16ps path is tested here",
+  }, () => {});

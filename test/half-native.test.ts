@@ -7,10 +7,10 @@
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import { halfKernelsOf } from "../src/backend/half.ts";
 import { jsBackend } from "../src/backend/js/index.ts";
-import { nativeInfo, setNativeIsa } from "../src/backend/native/index.ts";
+import { nativeInfo, setNativeAmx, setNativeIsa } from "../src/backend/native/index.ts";
 import { BFloat16Bits, Float16Bits } from "../src/dtype.ts";
 import { castKernel } from "../src/prims/half.ts";
 import { isContiguous } from "../src/shape.ts";
@@ -30,6 +30,12 @@ const hasBF16 = (() => {
     return false;
   }
 })();
+
+// The bfloat16 GEMM's paths: AMX tiles where the CPU and OS have them, and vdpbf16ps (AMX switched off).
+const defaultAmx = native ? nativeInfo().amx : false;
+const hasAmx = native ? setNativeAmx(true) : false;
+if (native) setNativeAmx(defaultAmx);
+const GEMM_PATHS = hasAmx ? (["AMX", "vdpbf16ps"] as const) : (["vdpbf16ps"] as const);
 
 function onEachIsa(f: (isa: string) => void): void {
   try {
@@ -219,7 +225,15 @@ function assertClose(
   }
 }
 
-describe("native bfloat16 GEMM", { skip: !native && "the native backend is not loaded" }, () => {
+/** The bfloat16 GEMM tests on one path (run below for each of GEMM_PATHS). */
+const gemmSuite = (path: (typeof GEMM_PATHS)[number]) => () => {
+  before(() => {
+    if (native) assert.equal(setNativeAmx(path === "AMX"), path === "AMX");
+  });
+  after(() => {
+    if (native) setNativeAmx(defaultAmx);
+  });
+
   test("vdpbf16ps is used where the CPU has AVX512_BF16, and agrees with the float32 GEMM", () => {
     const a = randn([37, 45]).to("bfloat16");
     const b = randn([45, 29]).to("bfloat16");
@@ -425,7 +439,17 @@ describe("native bfloat16 GEMM", { skip: !native && "the native backend is not l
     assert.throws(() => half!.dotBF16!(view(a, [40, 30], 1), view(b, [30, 25]), new Float32Array(40 * 25)));
     assert.equal(half!.dotBF16!(view(a, [40, 30]), view(b, [30, 25]), new Float32Array(40 * 25)), true);
   });
-});
+};
+for (const path of GEMM_PATHS)
+  describe(
+    `native bfloat16 GEMM (${path})`,
+    { skip: !native && "the native backend is not loaded" },
+    gemmSuite(path),
+  );
+if (native && !hasAmx)
+  test("native bfloat16 GEMM (AMX)", {
+    skip: "this CPU or OS has no AMX: only the vdpbf16ps path is tested here",
+  }, () => {});
 
 test("js backend: half tensors never reach the native kernels", () => {
   const prev = getBackend().name;

@@ -751,6 +751,39 @@ napi_value SetIsa(napi_env env, napi_callback_info info) {
   return v;
 }
 
+// amx(): whether the bfloat16 kernels use AMX tiles (the CPU and OS have them and they are not switched off).
+napi_value Amx(napi_env env, napi_callback_info) {
+  bool on;
+  {
+    std::lock_guard<std::mutex> lock(g_call_mu);
+    on = amx_enabled();
+  }
+  napi_value v;
+  napi_get_boolean(env, on, &v);
+  return v;
+}
+
+// setAmx(on): switch the AMX path of the bfloat16 kernels on or off (for tests and A/B measurements; the
+// vdpbf16ps path runs otherwise); returns whether AMX is now used (false where the CPU or OS lacks it).
+napi_value SetAmx(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  bool want = false;
+  if (argc < 1 || napi_get_value_bool(env, argv[0], &want) != napi_ok) {
+    napi_throw_type_error(env, nullptr, "setAmx: expected a boolean");
+    return nullptr;
+  }
+  bool on;
+  {
+    std::lock_guard<std::mutex> lock(g_call_mu);
+    on = amx_set_enabled(want);
+  }
+  napi_value v;
+  napi_get_boolean(env, on, &v);
+  return v;
+}
+
 // describe(): what kernels.def declares, for the TypeScript side to build its tables from (once, at load):
 // { unary, binary, reduce, activation: op names in code order, families: [{ name, serves, meta }] } where
 // name is the export, serves the Backend methods in `kind` order and meta the meta-buffer layout.
@@ -859,7 +892,7 @@ NAPI_MODULE_INIT() {
   } fns[] = {
       {"init", Init},       {"setNumThreads", SetNumThreads}, {"getNumThreads", GetNumThreads},
       {"isa", Isa},         {"setIsa", SetIsa},               {"describe", Describe},
-      {"adviseHeap", AdviseHeap},
+      {"adviseHeap", AdviseHeap}, {"amx", Amx},                    {"setAmx", SetAmx},
 #define CR_KERNEL(name, js, params, serves, meta) {#js, entry<F_##name, &Kernels::name>},
 #include "kernels.def"
   };

@@ -26,7 +26,12 @@
 #include <sched.h>
 #endif
 
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#endif
+
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define CR_PAUSE() _mm_pause()
 #else
@@ -327,6 +332,58 @@ void pool_set_threads(int n) {
   std::lock_guard<std::mutex> run_lock(p.run_mu);
   p.shutdown();
   p.start(n);
+}
+
+// AMX detection (see pool.h). Baseline code: cpuid, xgetbv and a system call, no AMX instruction.
+// (Only where the compiler has the AMX headers: half.cc builds its AMX path under the same condition.)
+static bool amx_detect() {
+#if defined(__linux__) && defined(__x86_64__) && defined(__has_include)
+#if __has_include(<amxtileintrin.h>) && __has_include(<amxbf16intrin.h>)
+#define CR_AMX_DETECT 1
+#endif
+#endif
+#if defined(CR_AMX_DETECT)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_max(0, nullptr) < 7) return false;
+  __cpuid_count(1, 0, a, b, c, d);
+  if (!(c & (1u << 27))) return false;  // OSXSAVE: xgetbv is usable
+  __cpuid_count(7, 0, a, b, c, d);
+  const bool tile = (d >> 24) & 1, bf16 = (d >> 22) & 1;
+  if (!tile || !bf16) return false;
+  unsigned lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  if (((lo >> 17) & 3u) != 3u) return false;  // XCR0 bits 17 (XTILECFG) and 18 (XTILEDATA)
+  // Linux (5.16+) hands out the 8 KiB tile data state only on request; without it the first tile instruction
+  // raises SIGILL. The permission is per process: every thread, including pool workers started later, has it.
+  const long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+
+static bool amx_has() {
+  static const bool has = amx_detect();
+  return has;
+}
+
+static std::atomic<int> g_amx_on{-1};  // -1: not yet read from CHAINRULE_NATIVE_AMX
+
+bool amx_available() { return amx_has(); }
+
+bool amx_enabled() {
+  int on = g_amx_on.load(std::memory_order_relaxed);
+  if (on < 0) {
+    const char* env = std::getenv("CHAINRULE_NATIVE_AMX");
+    int want = env != nullptr && env[0] == '0' ? 0 : 1;
+    if (g_amx_on.compare_exchange_strong(on, want)) on = want;
+  }
+  return on == 1 && amx_has();
+}
+
+bool amx_set_enabled(bool on) {
+  g_amx_on.store(on ? 1 : 0);
+  return amx_enabled();
 }
 
 int64_t cache_size(int level) {

@@ -37,6 +37,16 @@ void* scratch(int tid, int slot, size_t bytes);
 // C library reports it (cpuid on x86-64), or 0 when unknown. Read once; the GEMM chooses its blocking from it.
 int64_t cache_size(int level);
 
+// Intel AMX (tile registers with bfloat16 dot products) for the bfloat16 GEMM. amx_available(): the CPU reports
+// AMX-TILE and AMX-BF16 (cpuid leaf 7), the OS enables the tile state in XCR0, and Linux granted this process
+// the tile data (arch_prctl ARCH_REQ_XCOMP_PERM, asked once per process, at the first call); false anywhere
+// else. amx_enabled(): available and not switched off, by CHAINRULE_NATIVE_AMX=0 at the first call or by
+// amx_set_enabled(false) (tests run both paths). Kernels run AMX instructions only when amx_enabled() is true.
+bool amx_available();
+bool amx_enabled();
+// Switch AMX on or off (for tests and A/B measurements); returns amx_enabled() afterwards.
+bool amx_set_enabled(bool on);
+
 // Whether a scratch allocation failed since the last call (the kernel's result is then invalid and the
 // N-API layer throws "out of memory"); clears the flag.
 bool scratch_failed();

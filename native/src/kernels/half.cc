@@ -1,5 +1,6 @@
 // float16 / bfloat16 kernels: the casts between float32 and the 16-bit formats (`half_cast`) and a bfloat16
-// matrix product accumulating in float32 (`gemm_bf16`, with AVX512_BF16's vdpbf16ps).
+// matrix product and convolution accumulating in float32 (`gemm_bf16`, `conv_bf16`: AVX512_BF16's vdpbf16ps, or
+// Intel AMX tiles where the CPU and OS have them, see amx_matrix).
 //
 // The addon's dtype codes have no 16-bit type, so 16-bit data arrives as bytes (code BOOL): the TypeScript side
 // (src/backend/native/half.ts) passes a Uint8Array over the 16-bit storage, and a view of n 16-bit values as a
@@ -427,11 +428,335 @@ const char* operand_strides(const View& v, int nd, i64* bs, bool* f32) {
   return "dotBF16: an operand must be a float32 view [..., R, C] or bfloat16 bytes [..., R, C, 2] (last stride 1)";
 }
 
+
+// Whether the compiler knows AMX (GCC 11+, clang 12+ ship these headers): older ones build without the AMX path,
+// and pool.cc's detection, compiled by the same compiler, then reports no AMX.
+// (-DCR_AMX_BUILD=0 builds without it, to check that build.)
+#if !defined(CR_AMX_BUILD) && defined(__has_include)
+#if __has_include(<amxtileintrin.h>) && __has_include(<amxbf16intrin.h>)
+#define CR_AMX_BUILD 1
+#endif
+#endif
+#ifndef CR_AMX_BUILD
+#define CR_AMX_BUILD 0
+#endif
+
+#if CR_AMX_BUILD
+// ---------------------------------------------------------------------------------------------------------
+// The AMX path (Intel Advanced Matrix Extensions, used when amx_enabled(): see pool.h). Eight tile registers,
+// configured alike as 16 rows of 64 bytes: tmm0..3 hold a 32 x 32 float32 block of C (tile 2i + j: rows
+// 16i.., columns 16j..), tmm4/5 the two 16-row halves of A (16 pairs of bfloat16 per row), tmm6/7 the two
+// 16-column halves of a B panel (16 pair rows of 16 words, the packed B panel of 32 words per pair row read
+// with a 128-byte stride). tdpbf16ps accumulates in float32 like vdpbf16ps, but flushes bfloat16 subnormal
+// inputs and float32 subnormal results to zero and sums in its own order; the results stay within the
+// float32 accumulation tolerance of the vdpbf16ps path. Tile state is per thread: each task loads the
+// configuration (ldtilecfg) before its first tile instruction and releases the tiles (tilerelease) when it ends,
+// so no thread keeps 8 KiB of tile state live between calls.
+//
+// Blocking: A is packed once per matrix as row-major pairs, rows padded to a multiple of 32 and K to a multiple
+// of 16 pairs (zeros); K runs in blocks of kc pairs, a multiple of 16, so only the last block has a tail, which
+// the packed B pads with zero pair rows (padding is zero in both operands, so it adds 0 * 0 and never
+// 0 * inf). N runs in chunks of kNP panels of 32 columns, as on the vdpbf16ps path.
+
+#define CR_AMX __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")))
+
+constexpr i64 kAMB = 32;   // rows of a C block
+// The most pairs per K block: a B panel of up to 1024 x 32 words (128 KiB), a chunk of kNP of them (1 MiB, in
+// L2). Larger K blocks measured faster than 256 or 512 pairs (n = 1024: 900 against 870 and 780 GFLOP/s; n = 2048:
+// 1000 against 800): each extra K block stores and reloads the C blocks of the chunk.
+constexpr i64 kAKC = 1024;
+
+CR_INLINE i64 up16(i64 v) { return (v + 15) & ~(i64)15; }
+
+// ldtilecfg's 64-byte operand, palette 1. Static and constant: the instruction reads all 64 bytes, which the
+// intrinsic's asm does not tell the compiler, so no byte of it may be a store the compiler could drop.
+struct alignas(64) TileConfig {
+  uint8_t palette, start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+const TileConfig kTileConfig = {1, 0, {}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
+
+CR_AMX __attribute__((noinline)) void amx_begin() { _tile_loadconfig(&kTileConfig); }
+CR_AMX __attribute__((noinline)) void amx_end() { _tile_release(); }
+
+// The 32 x 32 float32 block (load ? cb : 0) + A . B over pcp pairs (a multiple of 16), stored at dst (rows ldd
+// bytes apart: cb itself with ldd 128, or a float32 output): A's 32 rows of pairs at a, lda bytes apart; B a
+// packed panel of pcp rows of 32 words.
+CR_AMX __attribute__((noinline)) void amx_block(i64 pcp, const uint8_t* a, i64 lda, const uint32_t* b,
+                                                const float* cb, bool load, float* dst, i64 ldd) {
+  // the tile loads' asm names only their address registers: make the packed operands' stores visible first
+  __asm__ volatile("" ::: "memory");
+  if (load) {
+    _tile_loadd(0, cb, 128);
+    _tile_loadd(1, cb + 16, 128);
+    _tile_loadd(2, cb + 16 * 32, 128);
+    _tile_loadd(3, cb + 16 * 32 + 16, 128);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  const uint8_t* a1 = a + 16 * lda;
+  for (i64 p = 0; p < pcp; p += 16) {
+    _tile_loadd(4, a + 4 * p, lda);
+    _tile_loadd(6, b + p * kNR, 128);
+    _tile_loadd(7, b + p * kNR + 16, 128);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_loadd(5, a1 + 4 * p, lda);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  float* dst1 = dst + 16 * (ldd / 4);
+  _tile_stored(0, dst, ldd);
+  _tile_stored(1, dst + 16, ldd);
+  _tile_stored(2, dst1, ldd);
+  _tile_stored(3, dst1 + 16, ldd);
+}
+
+// dst row j (rows ds words apart) = column j of the 16 x 16 words at src (rows ss words apart), j < 16: 32-bit
+// unpacks pair rows, 64-bit unpacks gather four rows of each column in every 128-bit lane, and two rounds of
+// lane shuffles put a column's four lanes together.
+CR_BF16 void transpose16(const uint32_t* src, i64 ss, uint32_t* dst, i64 ds) {
+  __m512i r[16], t[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(src + i * ss);
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  // r[4 g + c], lane L: rows 4g .. 4g + 3 of column 4 L + c
+  for (int g = 0; g < 4; g++) {
+    r[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+    r[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+    r[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+    r[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+  }
+  for (int c = 0; c < 4; c++) {
+    const __m512i s0 = _mm512_shuffle_i32x4(r[c], r[4 + c], 0x44), s1 = _mm512_shuffle_i32x4(r[c], r[4 + c], 0xee);
+    const __m512i s2 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0x44);
+    const __m512i s3 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0xee);
+    _mm512_storeu_si512(dst + c * ds, _mm512_shuffle_i32x4(s0, s2, 0x88));
+    _mm512_storeu_si512(dst + (4 + c) * ds, _mm512_shuffle_i32x4(s0, s2, 0xdd));
+    _mm512_storeu_si512(dst + (8 + c) * ds, _mm512_shuffle_i32x4(s1, s3, 0x88));
+    _mm512_storeu_si512(dst + (12 + c) * ds, _mm512_shuffle_i32x4(s1, s3, 0xdd));
+  }
+}
+
+// Pack the B panel of lines [0, cnt) (cnt <= 32) of operand o over k in [0, K): pair rows p < pc = ceil(K / 2) of
+// 32 words (word t: the pair p of line t; zero past cnt), then zero rows up to pcp. Whole panels of bfloat16
+// lines or float32 lines one element apart (row-major B, unmasked) interleave two k rows with vector permutes;
+// lines along k (a transposed B, such as a Linear layer's weight) are read line by line into tmp (32 (pcp + 16)
+// words) and transposed 16 x 16 words at a time; anything else goes through pack_range.
+CR_BF16 void amx_pack_panel(const Opnd& o, int cnt, i64 K, i64 pcp, uint32_t* dst, uint32_t* tmp) {
+  const i64 pc = (K + 1) / 2;
+  if ((o.sk < 0 ? -o.sk : o.sk) <= (o.sx < 0 ? -o.sx : o.sx)) {
+    const i64 ls = pcp + 16;  // tmp's line stride: not a multiple of 4 KiB
+    for (int t = 0; t < 32; t++) {
+      uint32_t* w = tmp + t * ls;
+      i64 p = 0;
+      if (t < cnt) {
+        line_pairs(o, t, K, w);
+        p = pc;
+      }
+      for (; p < pcp; p++) w[p] = 0;
+    }
+    for (i64 p = 0; p < pcp; p += 16) {
+      transpose16(tmp + p, ls, dst + p * kNR, kNR);
+      transpose16(tmp + 16 * ls + p, ls, dst + p * kNR + 16, kNR);
+    }
+    return;
+  }
+  if (cnt == 32 && o.mask == nullptr && o.sx == (o.f32 ? 4 : 2)) {
+    // words 0..15: (r0[j], r1[j]) for j < 16, as 16-bit lanes 2j, 2j + 1; words 16..31: j + 16
+    alignas(64) static const uint16_t lo_idx[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
+                                                    8,  40, 9,  41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+    alignas(64) static const uint16_t hi_idx[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+                                                    24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+    const __m512i il = _mm512_load_si512(lo_idx), ih = _mm512_load_si512(hi_idx);
+    for (i64 p = 0; p < pc; p++) {
+      const uint8_t* r0 = o.base + 2 * p * o.sk;
+      const bool two = 2 * p + 1 < K;
+      __m512i v0, v1;
+      if (o.f32) {
+        // float32 -> bfloat16 in the low halves of 32-bit lanes, then packed to 32 16-bit lanes
+        const __m512i a0 = rnd16(_mm512_loadu_si512(r0)), a1 = rnd16(_mm512_loadu_si512(r0 + 64));
+        v0 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(a0)), _mm512_cvtepi32_epi16(a1), 1);
+        if (two) {
+          const __m512i b0 = rnd16(_mm512_loadu_si512(r0 + o.sk)), b1 = rnd16(_mm512_loadu_si512(r0 + o.sk + 64));
+          v1 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(b0)), _mm512_cvtepi32_epi16(b1), 1);
+        } else {
+          v1 = _mm512_setzero_si512();
+        }
+      } else {
+        v0 = _mm512_loadu_si512(r0);
+        v1 = two ? _mm512_loadu_si512(r0 + o.sk) : _mm512_setzero_si512();
+      }
+      _mm512_storeu_si512(dst + p * kNR, _mm512_permutex2var_epi16(v0, il, v1));
+      _mm512_storeu_si512(dst + p * kNR + 16, _mm512_permutex2var_epi16(v0, ih, v1));
+    }
+  } else {
+    pack_range(o, cnt, K, (int)kNR, dst, tmp);
+  }
+  std::memset(dst + pc * kNR, 0, (size_t)((pcp - pc) * kNR * 4));
+}
+
+// The epilogue of a 32 x 32 float32 block t: + bias (float32 of bfloat16 values, or null), relu, stored as
+// float32 or rounded to bfloat16 into c (ldc elements per row), for r < rows, columns < cols.
+CR_BF16 void amx_epilogue(const float* t, int rows, int cols, uint8_t* c, i64 ldc, const float* bias, bool relu,
+                          bool bf) {
+  const __mmask16 m0 = cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1);
+  const __mmask16 m1 =
+      cols >= 32 ? (__mmask16)0xffff : cols <= 16 ? (__mmask16)0 : (__mmask16)((1u << (cols - 16)) - 1);
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512 bv0 = bias != nullptr ? _mm512_maskz_loadu_ps(m0, bias) : zero;
+  const __m512 bv1 = bias != nullptr ? _mm512_maskz_loadu_ps(m1, bias + 16) : zero;
+  for (int r = 0; r < rows; r++) {
+    __m512 v0 = _mm512_load_ps(t + r * 32), v1 = _mm512_load_ps(t + r * 32 + 16);
+    if (bias != nullptr) {
+      v0 = _mm512_add_ps(v0, bv0);
+      v1 = _mm512_add_ps(v1, bv1);
+    }
+    if (relu) {  // max(0, v): NaN stays NaN
+      v0 = _mm512_max_ps(zero, v0);
+      v1 = _mm512_max_ps(zero, v1);
+    }
+    if (bf) {
+      uint16_t* o = reinterpret_cast<uint16_t*>(c) + r * ldc;
+      _mm512_mask_cvtepi32_storeu_epi16(o, m0, rnd16(_mm512_castps_si512(v0)));
+      _mm512_mask_cvtepi32_storeu_epi16(o + 16, m1, rnd16(_mm512_castps_si512(v1)));
+    } else {
+      float* o = reinterpret_cast<float*>(c) + r * ldc;
+      _mm512_mask_storeu_ps(o, m0, v0);
+      _mm512_mask_storeu_ps(o + 16, m1, v1);
+    }
+  }
+}
+
+// Pack operand o (X lines along x, K along k) as row-major pairs: row x (x < xpad, a multiple of 16) at
+// dst + x ld holds the pairs p < ceil(K / 2) of line x, then zeros up to kpad (<= ld); rows past X are zero.
+CR_BF16 void amx_pack_rows(const Opnd& o, i64 X, i64 K, i64 xpad, i64 kpad, i64 ld, uint32_t* dst, bool serial) {
+  const i64 kp = (K + 1) / 2;
+  const bool by_line = (o.sk < 0 ? -o.sk : o.sk) <= (o.sx < 0 ? -o.sx : o.sx);
+  const i64 grain = serial ? xpad / 16 : imax<i64>(1, 4096 / imax<i64>(1, 16 * kpad));
+  par_for(xpad / 16, grain, [&](i64 lo, i64 hi, int tid) {
+    alignas(64) uint32_t tmp[16 * 16];
+    for (i64 g = lo; g < hi; g++) {
+      const i64 x0 = g * 16, cnt = imax<i64>(0, imin<i64>(16, X - x0));
+      if (!by_line) {
+        // 16 pairs of the 16 lines at a time (pair rows, zero past kp and past X), transposed into the rows
+        for (i64 p0 = 0; p0 < kpad; p0 += 16) {
+          for (i64 p = p0; p < p0 + 16; p++) {
+            uint32_t* w = tmp + (p - p0) * 16;
+            for (int t = 0; t < 16; t++) w[t] = 0;
+            if (p < kp && cnt > 0) cols_words(o, p, K, x0, (int)cnt, w);
+          }
+          transpose16(tmp, 16, dst + x0 * ld + p0, ld);
+        }
+        continue;
+      }
+      for (i64 t = 0; t < 16; t++) {
+        uint32_t* row = dst + (x0 + t) * ld;
+        if (t < cnt) {
+          line_pairs(o, x0 + t, K, row);
+          for (i64 p = kp; p < kpad; p++) row[p] = 0;
+        } else {
+          for (i64 p = 0; p < kpad; p++) row[p] = 0;
+        }
+      }
+    }
+  });
+}
+
+// The space the AMX path packs A into (bytes) for an M x K operand.
+CR_INLINE double amx_abytes(i64 M, i64 K) { return (double)((M + kAMB - 1) / kAMB * kAMB) * up16((K + 1) / 2) * 4; }
+
+// One matrix of gemm_bf16 on AMX: c (ldc = N elements of esz bytes) = epilogue(a . b).
+void amx_matrix(const Opnd& oa, const Opnd& ob, i64 M, i64 N, i64 K, uint8_t* c, const float* bq, bool relu,
+                bool outbf) {
+  const i64 kp = (K + 1) / 2, kpad = up16(kp);
+  const i64 nkb = imax<i64>(1, (kp + kAKC - 1) / kAKC), kc = up16((kp + nkb - 1) / nkb);
+  const i64 np = kNP;
+  const i64 mb = (M + kAMB - 1) / kAMB, nb = (N + kNR - 1) / kNR, nchunks = (nb + np - 1) / np;
+  // products under 2^24 multiply-adds (n = 256) run on one thread: about 15 us on AMX, where splitting them (each
+  // part packing its own B) measured no faster on two cores; n = 384 ran 1.7x faster on two
+  const bool serial = (double)M * N * K < 0x1p24;
+  const i64 threads = serial ? 1 : pool_threads();
+  const i64 msplit = threads == 1 || nchunks >= 2 * threads ? 1 : imin<i64>(mb, (2 * threads + nchunks - 1) / nchunks);
+  const i64 mper = (mb + msplit - 1) / msplit;
+  const bool kblocks = kc < kp;  // more than one K block: the C blocks of a chunk wait in cb between blocks
+  // A bfloat16 A with rows of whole 16-pair groups (K a multiple of 32, pairs contiguous) and whole 32-row blocks
+  // is read in place, rows oa.sx bytes apart, when it spans at most 512 KiB (larger ones ran slower in place than
+  // packed: 2 MiB at n = 1024, 700 against 870 GFLOP/s); anything else is packed.
+  // (K itself a multiple of 32, not only kp of 16: an odd K's last pair would read the element past the row)
+  const bool inplace = !oa.f32 && oa.mask == nullptr && oa.sk == 2 && K % 32 == 0 && M % kAMB == 0 && oa.sx > 0 &&
+                       M * oa.sx <= (i64)1 << 19;
+  const uint8_t* pa = oa.base;
+  const i64 lda = inplace ? oa.sx : kpad * 4;
+  if (!inplace) {
+    uint32_t* pk = static_cast<uint32_t*>(scratch(0, 6, (size_t)(mb * kAMB * lda)));
+    if (pk == nullptr) return;  // scratch_failed() reports it
+    amx_pack_rows(oa, M, K, mb * kAMB, kpad, lda / 4, pk, serial);
+    pa = reinterpret_cast<const uint8_t*>(pk);
+  }
+  const i64 esz = outbf ? 2 : 4;
+  const size_t bcbytes = (size_t)(np * kc * kNR * 4);
+  const size_t cbbytes = (size_t)((kblocks ? mper * np : 1) * kAMB * kNR * 4);
+  par_for(nchunks * msplit, serial ? nchunks * msplit : 1, [&](i64 lo, i64 hi, int tid) {
+    uint32_t* bc = static_cast<uint32_t*>(scratch(tid, 7, bcbytes));
+    float* cb = static_cast<float*>(scratch(tid, 3, cbbytes));
+    uint32_t* tmp = static_cast<uint32_t*>(scratch(tid, 5, (size_t)(kNR * (kc + 16)) * 4));
+    if (bc == nullptr || cb == nullptr || tmp == nullptr) return;  // scratch_failed() reports it
+    amx_begin();
+    for (i64 w = lo; w < hi; w++) {
+      const i64 chunk = w / msplit, r0 = (w % msplit) * mper, r1 = imin<i64>(mb, r0 + mper);
+      if (r0 >= r1) continue;
+      const i64 q0 = chunk * np, q1 = imin<i64>(nb, q0 + np);
+      for (i64 p0 = 0; p0 < kp; p0 += kc) {
+        const i64 pc = imin<i64>(kc, kp - p0), pcp = up16(pc);
+        const bool fin = p0 + pc >= kp;
+        // the chunk's panels: B's columns q * 32 .. over k in [2 p0, min(K, 2 (p0 + pc))), pcp pair rows each
+        for (i64 q = q0; q < q1; q++) {
+          const i64 x = q * kNR, cnt = imin<i64>(kNR, N - x);
+          const i64 boff = 2 * p0 * ob.sk + x * ob.sx;
+          const Opnd os{ob.base + boff, ob.mask != nullptr ? ob.mask + boff : nullptr, ob.sk, ob.sx, ob.f32};
+          amx_pack_panel(os, (int)cnt, imin<i64>(K - 2 * p0, 2 * pc), pcp, bc + (q - q0) * pcp * kNR, tmp);
+        }
+        // row blocks outside: A's 32 x kc block (32 KiB) stays in L1 while the chunk's panels (in L2) pass
+        for (i64 r = r0; r < r1; r++) {
+          for (i64 q = q0; q < q1; q++) {
+            const int cols = (int)imin<i64>(kNR, N - q * kNR);
+            float* tile = kblocks ? cb + ((q - q0) * (r1 - r0) + (r - r0)) * kAMB * kNR : cb;
+            const int rows = (int)imin<i64>(kAMB, M - r * kAMB);
+            uint8_t* cq = c + (r * kAMB * N + q * kNR) * esz;
+            // a whole block of a plain float32 result goes straight from the tiles to the output
+            const bool direct = fin && rows == kAMB && cols == kNR && !outbf && bq == nullptr && !relu;
+            amx_block(pcp, pa + r * kAMB * lda + p0 * 4, lda, bc + (q - q0) * pcp * kNR, tile, p0 > 0,
+                      direct ? reinterpret_cast<float*>(cq) : tile, direct ? N * 4 : kNR * 4);
+            if (fin && !direct)
+              amx_epilogue(tile, rows, cols, cq, N, bq != nullptr ? bq + q * kNR : nullptr, relu, outbf);
+          }
+        }
+      }
+    }
+    amx_end();
+  });
+}
+#else
+// no AMX in this compiler: amx_enabled() is false (pool.cc), so these never run
+constexpr i64 kAMB = 32;
+CR_INLINE i64 up16(i64 v) { return (v + 15) & ~(i64)15; }
+CR_INLINE double amx_abytes(i64, i64) { return 0; }
+inline void amx_matrix(const Opnd&, const Opnd&, i64, i64, i64, uint8_t*, const float*, bool, bool) {}
+#endif  // CR_AMX_BUILD
 }  // namespace
 #endif
 
 // out[b] = epilogue(a[b] @ b[b]) for a [..., M, K] and b [..., K, N], each float32 (rounded to bfloat16 while
-// packed) or bfloat16 (byte views [..., R, C, 2]); products accumulate in float32 (vdpbf16ps). `shape` is out's
+// packed) or bfloat16 (byte views [..., R, C, 2]); products accumulate in float32 (vdpbf16ps, or AMX tiles when
+// amx_enabled()). `shape` is out's
 // shape [..., M, N]. kind: bit 0 relu after the bias; bit 1 / bit 2: `mask` (bfloat16 bytes shaped and strided
 // like a / b, which must then be bfloat16) zeroes the elements of a / b whose mask value is not > 0. bias: null
 // or a float32 / bfloat16 vector [N] (rounded to bfloat16), added to every row. out: float32, or bfloat16 bytes
@@ -488,12 +813,15 @@ Err gemm_bf16(int kind, int nd, const int64_t* shape, const View& a, const View&
   const i64 mper = (mb + msplit - 1) / imax<i64>(1, msplit);
   // packed A: mb blocks of kp x kMR words (the whole K); per thread: a packed B chunk of kc x kNP*kNR words, the
   // float32 tile buffers of a chunk's row blocks (only with more than one K block) and a line of pairs
-  const double abytes = (double)mb * kMR * kp * 4;
+  // AMX tiles where the CPU and OS have them (and they are not switched off), read once per call; that path packs
+  // A its own way (amx_matrix)
+  const bool amx = amx_enabled();
+  const double abytes = amx ? amx_abytes(M, K) : (double)mb * kMR * kp * 4;
   if (abytes > 0x1p40) return "dotBF16: operands too large";
   const size_t bcbytes = (size_t)(kc * kNP * kNR * 4), cbbytes = (size_t)(mper * kMR * kNP * kNR * 4);
-  uint32_t* pa = static_cast<uint32_t*>(scratch(0, 6, (size_t)abytes));
+  uint32_t* pa = amx ? nullptr : static_cast<uint32_t*>(scratch(0, 6, (size_t)abytes));
   float* bq = bias != nullptr ? static_cast<float*>(scratch(0, 4, (size_t)(N + kNR) * 4)) : nullptr;
-  if (pa == nullptr || (bias != nullptr && bq == nullptr)) return nullptr;  // scratch_failed()
+  if ((!amx && pa == nullptr) || (bias != nullptr && bq == nullptr)) return nullptr;  // scratch_failed()
   if (bias != nullptr) {
     const uint8_t* bb = static_cast<const uint8_t*>(bias->data);
     for (i64 j = 0; j < N; j++) {
@@ -520,8 +848,12 @@ Err gemm_bf16(int kind, int nd, const int64_t* shape, const View& a, const View&
     }
     const Opnd oa{A + ao, (kind & 2) ? Mk + mo : nullptr, as[nd - 1], as[nd - 2], af};
     const Opnd ob{B + bo, (kind & 4) ? Mk + mo : nullptr, bs[nd - 2], bs[nd - 1], bf32};
-    pack_blocks(oa, M, K, kMR, pa);
     uint8_t* ct = c + t * M * N * esz;
+    if (amx) {
+      amx_matrix(oa, ob, M, N, K, ct, bq, relu, outbf);
+      continue;
+    }
+    pack_blocks(oa, M, K, kMR, pa);
     par_for(nchunks * msplit, 1, [&](i64 lo, i64 hi, int tid) {
       uint32_t* bc = static_cast<uint32_t*>(scratch(tid, 7, bcbytes));
       float* cb = nkb > 1 ? static_cast<float*>(scratch(tid, 3, cbbytes)) : nullptr;
@@ -688,9 +1020,10 @@ CR_BF16 void gather_row(const uint16_t* xp, i64 koff, const Seg* s, i64 ns, i64 
 }
 
 // Forward B panels: taps [2 p0, 2 (p0 + pc)) x positions of the segments (xn columns, zero up to a multiple of
-// 32): bc[(t / 32) pc 32 + pl 32 + t % 32] = the pair (tap 2 (p0 + pl), the next) at column t.
+// 32): bc[(t / 32) ps 32 + pl 32 + t % 32] = the pair (tap 2 (p0 + pl), the next) at column t (panels ps >= pc pair
+// rows apart; rows pc .. ps are left alone).
 CR_BF16 void pack_fwd(const CGeo& g, i64 gi, const uint16_t* xp, const Seg* s, i64 ns, i64 xn, i64 p0, i64 pc,
-                      uint16_t* r0, uint16_t* r1, uint32_t* bc) {
+                      i64 ps, uint16_t* r0, uint16_t* r1, uint32_t* bc) {
   const i64 xpad = (xn + 31) / 32 * 32;
   if (g.sw == 1) {
     // the two taps' rows read and interleaved in one pass, segment by segment, into words at r0 (as uint32)
@@ -715,7 +1048,7 @@ CR_BF16 void pack_fwd(const CGeo& g, i64 gi, const uint16_t* xp, const Seg* s, i
       }
       for (i64 t = xn; t < xpad; t++) wb[t] = 0;
       for (i64 t = 0; t < xpad; t += 16)
-        _mm512_storeu_si512(bc + (t / 32) * pc * 32 + pl * 32 + (t & 31), _mm512_loadu_si512(wb + t));
+        _mm512_storeu_si512(bc + (t / 32) * ps * 32 + pl * 32 + (t & 31), _mm512_loadu_si512(wb + t));
     }
     return;
   }
@@ -730,16 +1063,16 @@ CR_BF16 void pack_fwd(const CGeo& g, i64 gi, const uint16_t* xp, const Seg* s, i
     for (i64 t = 0; t < xpad; t += 16) {
       const __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + t)));
       const __m512i hi = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r1 + t)));
-      _mm512_storeu_si512(bc + (t / 32) * pc * 32 + pl * 32 + (t & 31), _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+      _mm512_storeu_si512(bc + (t / 32) * ps * 32 + pl * 32 + (t & 31), _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
     }
   }
 }
 
 // Weight-gradient B panels: positions [2 p0, 2 p0 + cnt) (the segments) x taps [x0, x0 + xn): line t (tap x0 + t)
 // gathered at lines + t lw (u16, zero at cnt when cnt is odd), then bc[(t / 32) pc 32 + pl 32 + t % 32] = word pl
-// of line t (zero for t >= xn).
+// of line t (zero for t >= xn); panels ps >= pc pair rows apart (rows pc .. ps left alone).
 CR_BF16 void pack_wg(const CGeo& g, i64 gi, const uint16_t* xp, const Seg* s, i64 ns, i64 cnt, i64 x0, i64 xn,
-                     i64 pc, i64 lw, uint16_t* lines, uint32_t* bc) {
+                     i64 pc, i64 ps, i64 lw, uint16_t* lines, uint32_t* bc) {
   for (i64 t = 0; t < xn; t++) {
     uint16_t* ln = lines + t * lw;
     gather_row(xp, tap_off(g, gi, x0 + t), s, ns, g.sw, ln);
@@ -754,7 +1087,7 @@ CR_BF16 void pack_wg(const CGeo& g, i64 gi, const uint16_t* xp, const Seg* s, i6
     const __mmask16 k1 = nb >= 32 ? (__mmask16)0xffff : nb <= 16 ? (__mmask16)0 : (__mmask16)((1u << (nb - 16)) - 1);
     const uint32_t* base0 = l32 + b * 32 * (lw / 2);
     const uint32_t* base1 = base0 + 16 * (lw / 2);
-    uint32_t* dst = bc + b * pc * 32;
+    uint32_t* dst = bc + b * ps * 32;
     for (i64 pl = 0; pl < pc; pl++) {
       const __m512i v0 = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k0, step, base0 + pl, 4);
       const __m512i v1 = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k1, step, base1 + pl, 4);
@@ -818,7 +1151,7 @@ bool conv_operand(const View& v, const uint8_t** base, i64* bs, bool* f32) {
 // q = dz [N, O, OH, OW] (float32 or bfloat16 bytes), dz masked likewise by the third view (dz's shape, or null);
 // act 1: out also holds the bias gradient (the sum of the masked dz over N, OH, OW per channel, float32) after
 // the weight's O C/groups KH KW values. Any strides. Operands are rounded to bfloat16, products accumulate in
-// float32 (vdpbf16ps). Needs AVX512_BF16.
+// float32 (vdpbf16ps, or AMX tiles when amx_enabled()). Needs AVX512_BF16.
 Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int64_t* shape, const ConvParams& cp,
               const View* bias, int act) {
 #if CR_ISA_LEVEL == 2
@@ -884,7 +1217,16 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
   const i64 work = g.G * nchunks;
   const i64 msplit = threads == 1 || work >= 2 * threads ? 1 : imin<i64>(mb, (2 * threads + work - 1) / work);
   const i64 mper = (mb + msplit - 1) / msplit;
-  const i64 ablk = mb * kMR * kp;  // packed A words per group
+#if CR_AMX_BUILD
+  const bool amx = amx_enabled();  // AMX tiles (see amx_matrix), read once per call
+#else
+  const bool amx = false;
+#endif
+  // packed A words per group: mb blocks of kp x kMR words (vdpbf16ps), or amb blocks of 32 rows of kpad words
+  // (AMX: row-major pairs, K padded to 16 pairs)
+  const i64 kpad = up16(kp), amb = (M + kAMB - 1) / kAMB;
+  const i64 ablk = amx ? amb * kAMB * kpad : mb * kMR * kp;
+  const i64 rb = amx ? kAMB : kMR, nrb = amx ? amb : mb;  // rows per block, blocks per group
   uint16_t* xp = static_cast<uint16_t*>(scratch(0, 0, (size_t)padded * 2 + 64));
   uint32_t* pa = static_cast<uint32_t*>(scratch(0, 6, (size_t)(g.G * ablk) * 4 + 64));
   float* bq = bv != nullptr ? static_cast<float*>(scratch(0, 4, (size_t)g.O * 4)) : nullptr;
@@ -892,17 +1234,21 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
   for (i64 o = 0; o < (bv != nullptr ? g.O : 0); o++)
     bq[o] = bits_f32((uint32_t)to_bf16(f32_bits(static_cast<const float*>(bv->data)[bv->offset + o * bv->strides[0]])) << 16);
   pad_copy(xb, xs, xf, kind == 0 ? mk : nullptr, mst, g, xp);
-  // packed A: per group, mb blocks of kp x kMR words (rows past Og zero)
-  par_for(g.G * mb, 1, [&](i64 lo, i64 hi, int tid) {
+  // packed A: per group, nrb blocks of rb rows (rows past Og zero); the word of pair pp of row t of a block at
+  // blk[pp ds + t] (ds = kMR) or, on AMX, at row t's blk[t kpad + pp] (ds = 1; zero from kp to kpad)
+  par_for(g.G * nrb, 1, [&](i64 lo, i64 hi, int tid) {
     uint16_t* line = kind == 1 ? static_cast<uint16_t*>(scratch(tid, 5, (size_t)(NP + 32) * 2)) : nullptr;
     if (kind == 1 && line == nullptr) return;
+    const i64 ds = amx ? 1 : kMR;
     for (i64 w = lo; w < hi; w++) {
-      const i64 gi = w / mb, r = w % mb;
-      uint32_t* blk = pa + gi * ablk + r * kMR * kp;
-      for (int t = 0; t < kMR; t++) {
-        const i64 m = r * kMR + t;
+      const i64 gi = w / nrb, r = w % nrb;
+      uint32_t* blk = pa + gi * ablk + r * rb * (amx ? kpad : kp);
+      for (int t = 0; t < rb; t++) {
+        const i64 m = r * rb + t;
+        uint32_t* dst = amx ? blk + t * kpad : blk + t;
+        for (i64 pp = kp; pp < (amx ? kpad : 0); pp++) dst[pp] = 0;
         if (m >= M) {
-          for (i64 pp = 0; pp < kp; pp++) blk[pp * kMR + t] = 0;
+          for (i64 pp = 0; pp < kp; pp++) dst[pp * ds] = 0;
           continue;
         }
         const i64 o = gi * g.Og + m;
@@ -917,7 +1263,7 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
               const i64 c = k / kk, i = (k % kk) / g.KW, j = k % g.KW;
               word |= (uint32_t)val16(wo + c * qs[1] + i * qs[2] + j * qs[3], true) << (16 * h);
             }
-            blk[pp * kMR + t] = word;
+            dst[pp * ds] = word;
           }
         } else {
           // dz[n, o, oh, ow] over the positions (n, oh, ow), as bfloat16
@@ -939,13 +1285,80 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
             reinterpret_cast<float*>(out.data)[g.O * g.Kg + o] = sum;
           }
           const uint32_t* l32 = reinterpret_cast<const uint32_t*>(line);
-          for (i64 pp = 0; pp < kp; pp++) blk[pp * kMR + t] = l32[pp];
+          if (amx)
+            std::memcpy(dst, l32, (size_t)kp * 4);
+          else
+            for (i64 pp = 0; pp < kp; pp++) dst[pp * kMR] = l32[pp];
         }
       }
     }
   });
   const bool relu = act == A_RELU;
   uint8_t* y = static_cast<uint8_t*>(out.data);
+#if CR_AMX_BUILD
+  if (amx) {
+    // AMX (see amx_matrix): the packed A in 32-row blocks of row-major pairs, K blocks of a multiple of 16 pairs
+    // with the panels' tail rows zero, 32 x 32 C blocks through the tiles
+    const i64 kc2 = up16(kc);
+    const i64 msplit2 = threads == 1 || work >= 2 * threads ? 1 : imin<i64>(amb, (2 * threads + work - 1) / work);
+    const i64 mper2 = (amb + msplit2 - 1) / msplit2;
+    const i64 lw2 = 2 * kc2 + 32;  // u16 per line (kind 1)
+    const i64 segmax2 = (kind == 0 ? kNP * kNR : 2 * kc2) + 2;
+    par_for(work * msplit2, 1, [&](i64 lo, i64 hi, int tid) {
+      uint32_t* bc = static_cast<uint32_t*>(scratch(tid, 7, (size_t)(kc2 * kNP * kNR) * 4));
+      float* cb = static_cast<float*>(scratch(tid, 3, (size_t)(mper2 * kAMB * kNP * kNR) * 4));
+      Seg* segs = static_cast<Seg*>(scratch(tid, 2, (size_t)segmax2 * sizeof(Seg)));
+      uint16_t* rows = static_cast<uint16_t*>(
+          scratch(tid, 1, kind == 0 ? (size_t)(4 * (kNP * kNR + 32)) * 2 : (size_t)(kNP * kNR * lw2) * 2));
+      if (bc == nullptr || cb == nullptr || segs == nullptr || rows == nullptr) return;  // scratch_failed()
+      amx_begin();
+      for (i64 w = lo; w < hi; w++) {
+        const i64 ms = w % msplit2, gc = w / msplit2, gi = gc / nchunks, chunk = gc % nchunks;
+        const i64 r0 = ms * mper2, r1 = imin<i64>(amb, r0 + mper2);
+        if (r0 >= r1) continue;
+        const i64 q0 = chunk * kNP, q1 = imin<i64>(nb, q0 + kNP);
+        const i64 x0 = q0 * kNR, xn = imin<i64>(NC - x0, (q1 - q0) * kNR);
+        i64 ns = kind == 0 ? build_segs(g, x0, xn, segs) : 0;
+        const uint32_t* pag = pa + gi * ablk;
+        for (i64 p0 = 0; p0 < kp; p0 += kc2) {
+          const i64 pc = imin<i64>(kc2, kp - p0), pcp = up16(pc);
+          const bool fin = p0 + pc >= kp;
+          if (kind == 0) {
+            pack_fwd(g, gi, xp, segs, ns, xn, p0, pc, pcp, rows, rows + 2 * (kNP * kNR + 32), bc);
+          } else {
+            const i64 cnt = imin<i64>(2 * pc, K - 2 * p0);
+            ns = build_segs(g, 2 * p0, cnt, segs);
+            pack_wg(g, gi, xp, segs, ns, cnt, x0, xn, pc, pcp, lw2, rows, bc);
+          }
+          if (pcp > pc)
+            for (i64 qq = q0; qq < q1; qq++)
+              std::memset(bc + (qq - q0) * pcp * kNR + pc * kNR, 0, (size_t)((pcp - pc) * kNR * 4));
+          for (i64 r = r0; r < r1; r++) {
+            const int nrow = (int)imin<i64>(kAMB, M - r * kAMB);
+            for (i64 qq = q0; qq < q1; qq++) {
+              const int cols = (int)imin<i64>(kNR, NC - qq * kNR);
+              float* tile = cb + ((qq - q0) * (r1 - r0) + (r - r0)) * kAMB * kNR;
+              const uint8_t* ar = reinterpret_cast<const uint8_t*>(pag + r * kAMB * kpad + p0);
+              const uint32_t* bp = bc + (qq - q0) * pcp * kNR;
+              if (kind == 0) {
+                amx_block(pcp, ar, kpad * 4, bp, tile, p0 > 0, tile, kNR * 4);
+                if (fin) epi_scatter(tile, g, gi * g.Og + r * kAMB, nrow, qq * kNR, cols, bq, relu, outbf, y);
+              } else {
+                float* ct = reinterpret_cast<float*>(y) + (gi * g.Og + r * kAMB) * g.Kg + qq * kNR;
+                const bool direct = fin && nrow == kAMB && cols == kNR;
+                amx_block(pcp, ar, kpad * 4, bp, tile, p0 > 0, direct ? ct : tile, direct ? g.Kg * 4 : kNR * 4);
+                if (fin && !direct)
+                  amx_epilogue(tile, nrow, cols, reinterpret_cast<uint8_t*>(ct), g.Kg, nullptr, false, false);
+              }
+            }
+          }
+        }
+      }
+      amx_end();
+    });
+    return nullptr;
+  }
+#endif
   const i64 lw = 2 * kc + 32;  // u16 per line (kind 1)
   const i64 segmax = (kind == 0 ? kNP * kNR : 2 * kc) + 2;
   par_for(work * msplit, 1, [&](i64 lo, i64 hi, int tid) {
@@ -967,11 +1380,11 @@ Err conv_bf16(int kind, const View& p, const View& q, const Out& out, const int6
         const i64 p0 = kb * kc, pc = imin<i64>(kc, kp - p0);
         const bool fin = p0 + pc >= kp;
         if (kind == 0) {
-          pack_fwd(g, gi, xp, segs, ns, xn, p0, pc, rows, rows + 2 * (kNP * kNR + 32), bc);
+          pack_fwd(g, gi, xp, segs, ns, xn, p0, pc, pc, rows, rows + 2 * (kNP * kNR + 32), bc);
         } else {
           const i64 cnt = imin<i64>(2 * pc, K - 2 * p0);
           ns = build_segs(g, 2 * p0, cnt, segs);
-          pack_wg(g, gi, xp, segs, ns, cnt, x0, xn, pc, lw, rows, bc);
+          pack_wg(g, gi, xp, segs, ns, cnt, x0, xn, pc, pc, lw, rows, bc);
         }
         for (i64 qq = q0; qq < q1; qq++) {
           const int cols = (int)imin<i64>(kNR, NC - qq * kNR);

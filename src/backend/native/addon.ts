@@ -77,6 +77,10 @@ export interface NativeAddon {
   getNumThreads(): number;
   isa(): string;
   setIsa(name: string): boolean;
+  /** Whether the bfloat16 kernels use AMX tiles (absent from addons built before AMX support). */
+  amx?(): boolean;
+  /** Switch the AMX path of the bfloat16 kernels on or off; returns whether AMX is now used. */
+  setAmx?(on: boolean): boolean;
   describe(): NativeDescription;
   /** Ask for huge pages on the malloc heap grown since the last call (after a large allocation). */
   adviseHeap(): void;

@@ -69,18 +69,42 @@ export function setNumThreads(n: number): void {
 }
 
 /**
- * The native backend's thread count, the instruction set its kernels run ("avx512", "avx2" or "base"), and
- * which addon file loaded (the package's prebuild, a local compile, or $CHAINRULE_NATIVE_ADDON).
+ * The native backend's thread count, the instruction set its kernels run ("avx512", "avx2" or "base"),
+ * whether its bfloat16 products run on Intel AMX tiles (`amx`: the CPU has AMX-BF16, the OS granted the tile
+ * state, and neither `CHAINRULE_NATIVE_AMX=0` nor {@link setNativeAmx} switched it off), and which addon
+ * file loaded (the package's prebuild, a local compile, or $CHAINRULE_NATIVE_ADDON).
  *
  * @example
  * ```ts
- * nativeInfo(); // { threads: 2, isa: "avx512", source: "prebuild", path: ".../prebuilds/linux-x64/node.napi.glibc.node" }
+ * nativeInfo(); // { threads: 2, isa: "avx512", amx: false, source: "prebuild", path: ".../prebuilds/linux-x64/node.napi.glibc.node" }
  * ```
  */
-export function nativeInfo(): { threads: number; isa: string; source: AddonSource; path: string } {
+export function nativeInfo(): {
+  threads: number;
+  isa: string;
+  amx: boolean;
+  source: AddonSource;
+  path: string;
+} {
   const r = load();
   if ("error" in r) throw new Error(`nativeInfo: ${r.error}`);
-  return { threads: r.addon.getNumThreads(), isa: r.addon.isa(), source: r.source, path: r.path };
+  const amx = typeof r.addon.amx === "function" ? r.addon.amx() : false;
+  return { threads: r.addon.getNumThreads(), isa: r.addon.isa(), amx, source: r.source, path: r.path };
+}
+
+/**
+ * Switch the AMX path of the native bfloat16 GEMM on or off (the AVX512_BF16 vdpbf16ps path runs when it is
+ * off); returns whether AMX is used afterwards, false where the CPU or OS lacks it. Meant for tests and A/B
+ * measurements, which run both paths; `CHAINRULE_NATIVE_AMX=0` switches it off for a whole process.
+ *
+ * @example
+ * ```ts
+ * setNativeAmx(false); // vdpbf16ps even on an AMX machine
+ * ```
+ */
+export function setNativeAmx(on: boolean): boolean {
+  const a = addon("setNativeAmx");
+  return typeof a.setAmx === "function" ? a.setAmx(on) : false;
 }
 
 /**
