@@ -187,8 +187,14 @@ export function setupMlp(el: MlpElements) {
       (last === undefined ? "" : `, loss ${last.toFixed(4)}, accuracy ${(100 * acc).toFixed(1)}%`);
   };
 
+  // the training loop's promise: a step still running after a pause (or a reset) writes the parameters on the
+  // device, so the step graph waits for the loop to end before it reads them
+  let loopDone: Promise<void> = Promise.resolve();
+
   const drawStepGraph = async () => {
     const gen = ++graphGen;
+    await loopDone;
+    if (gen !== graphGen) return;
     const t = state.trainer;
     const idx = cr.tensor([0, 1, 2, 3], { dtype: "int32" });
     const x4 = t.data.x.indexSelect(0, idx);
@@ -219,7 +225,8 @@ export function setupMlp(el: MlpElements) {
   const loop = async () => {
     while (state.running) {
       // a few steps, then let the page paint
-      for (let i = Number(el.speed.value); i > 0; i--) await state.trainer.step();
+      const t = state.trainer;
+      for (let i = Number(el.speed.value); i > 0 && state.running && t === state.trainer; i--) await t.step();
       await redraw();
       await new Promise((r) => requestAnimationFrame(r));
     }
@@ -229,7 +236,8 @@ export function setupMlp(el: MlpElements) {
     if (state.running === on) return;
     state.running = on;
     el.train.textContent = on ? "Pause" : "Train";
-    if (on) void loop();
+    if (on)
+      loopDone = loopDone.then(loop); // one loop at a time: a quick pause and resume waits for the old one
     else void drawStepGraph();
   };
 

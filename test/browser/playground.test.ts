@@ -77,7 +77,7 @@ async function withPlayground(
     const page = await browser.newPage();
     await page.setViewport({ width: 1400, height: 900 });
     const errors: string[] = [];
-    page.on("pageerror", (e) => errors.push(String(e)));
+    page.on("pageerror", (e) => errors.push(String((e as Error).stack ?? e)));
     page.on("console", (m) => {
       if (m.type() === "error") errors.push(`console.error: ${m.text()}`);
     });
