@@ -332,6 +332,45 @@ CR_BF16 void pack_range(const Opnd& o, i64 X, i64 K, int width, uint32_t* dst, u
   }
 }
 
+// The epilogue of rows of 32 float32 results: masks for the valid columns (cols of 32), the bias vectors (float32
+// of bfloat16 values, or zeros), relu, and the output format; epi32_row stores one row (v0: columns 0-15, v1:
+// 16-31) at o, as float32 or rounded to bfloat16.
+struct Epi32 {
+  __mmask16 m0, m1;
+  __m512 bv0, bv1;
+  bool bias, relu, bf;
+};
+CR_BF16 inline Epi32 epi32(int cols, const float* bias, bool relu, bool bf) {
+  Epi32 e;
+  e.m0 = cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1);
+  e.m1 = cols >= 32 ? (__mmask16)0xffff : cols <= 16 ? (__mmask16)0 : (__mmask16)((1u << (cols - 16)) - 1);
+  e.bv0 = bias != nullptr ? _mm512_maskz_loadu_ps(e.m0, bias) : _mm512_setzero_ps();
+  e.bv1 = bias != nullptr ? _mm512_maskz_loadu_ps(e.m1, bias + 16) : _mm512_setzero_ps();
+  e.bias = bias != nullptr;
+  e.relu = relu;
+  e.bf = bf;
+  return e;
+}
+CR_BF16 inline void epi32_row(const Epi32& e, __m512 v0, __m512 v1, uint8_t* o) {
+  if (e.bias) {
+    v0 = _mm512_add_ps(v0, e.bv0);
+    v1 = _mm512_add_ps(v1, e.bv1);
+  }
+  if (e.relu) {  // max(0, v): NaN stays NaN
+    v0 = _mm512_max_ps(_mm512_setzero_ps(), v0);
+    v1 = _mm512_max_ps(_mm512_setzero_ps(), v1);
+  }
+  if (e.bf) {
+    uint16_t* h = reinterpret_cast<uint16_t*>(o);
+    _mm512_mask_cvtepi32_storeu_epi16(h, e.m0, rnd16(_mm512_castps_si512(v0)));
+    _mm512_mask_cvtepi32_storeu_epi16(h + 16, e.m1, rnd16(_mm512_castps_si512(v1)));
+  } else {
+    float* f = reinterpret_cast<float*>(o);
+    _mm512_mask_storeu_ps(f, e.m0, v0);
+    _mm512_mask_storeu_ps(f + 16, e.m1, v1);
+  }
+}
+
 // One micro-tile over kp pairs: acc[r][0..32) (+)= sum over pairs p of a[p][r] . b[p][0..32). The accumulators
 // start at zero, or from the tile buffer cb (12 x 32 float32) when `load`. Unless `fin`, they go back to cb;
 // when `fin`, the epilogue: + bias (float32 of bfloat16 values, or null), relu, stored as float32 or rounded to
@@ -366,32 +405,8 @@ CR_BF16 void micro_rows(i64 kp, const uint32_t* ap, const uint32_t* bp, float* c
     }
     return;
   }
-  const __mmask16 m0 = cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1);
-  const __mmask16 m1 =
-      cols >= 32 ? (__mmask16)0xffff : cols <= 16 ? (__mmask16)0 : (__mmask16)((1u << (cols - 16)) - 1);
-  const __m512 zero = _mm512_setzero_ps();
-  const __m512 bv0 = bias != nullptr ? _mm512_maskz_loadu_ps(m0, bias) : zero;
-  const __m512 bv1 = bias != nullptr ? _mm512_maskz_loadu_ps(m1, bias + 16) : zero;
-  for (int r = 0; r < rows; r++) {
-    __m512 v0 = acc[r][0], v1 = acc[r][1];
-    if (bias != nullptr) {
-      v0 = _mm512_add_ps(v0, bv0);
-      v1 = _mm512_add_ps(v1, bv1);
-    }
-    if (relu) {  // max(0, v): NaN stays NaN
-      v0 = _mm512_max_ps(zero, v0);
-      v1 = _mm512_max_ps(zero, v1);
-    }
-    if (bf) {
-      uint16_t* o = reinterpret_cast<uint16_t*>(c) + r * ldc;
-      _mm512_mask_cvtepi32_storeu_epi16(o, m0, rnd16(_mm512_castps_si512(v0)));
-      _mm512_mask_cvtepi32_storeu_epi16(o + 16, m1, rnd16(_mm512_castps_si512(v1)));
-    } else {
-      float* o = reinterpret_cast<float*>(c) + r * ldc;
-      _mm512_mask_storeu_ps(o, m0, v0);
-      _mm512_mask_storeu_ps(o + 16, m1, v1);
-    }
-  }
+  const Epi32 e = epi32(cols, bias, relu, bf);
+  for (int r = 0; r < rows; r++) epi32_row(e, acc[r][0], acc[r][1], c + r * ldc * (bf ? 2 : 4));
 }
 
 // The micro-tile for `rows` valid rows (the ones computed; the tile buffer keeps 12-row tiles): a 4-, 8- or
@@ -607,32 +622,9 @@ CR_BF16 void amx_pack_panel(const Opnd& o, int cnt, i64 K, i64 pcp, uint32_t* ds
 // float32 or rounded to bfloat16 into c (ldc elements per row), for r < rows, columns < cols.
 CR_BF16 void amx_epilogue(const float* t, int rows, int cols, uint8_t* c, i64 ldc, const float* bias, bool relu,
                           bool bf) {
-  const __mmask16 m0 = cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1);
-  const __mmask16 m1 =
-      cols >= 32 ? (__mmask16)0xffff : cols <= 16 ? (__mmask16)0 : (__mmask16)((1u << (cols - 16)) - 1);
-  const __m512 zero = _mm512_setzero_ps();
-  const __m512 bv0 = bias != nullptr ? _mm512_maskz_loadu_ps(m0, bias) : zero;
-  const __m512 bv1 = bias != nullptr ? _mm512_maskz_loadu_ps(m1, bias + 16) : zero;
-  for (int r = 0; r < rows; r++) {
-    __m512 v0 = _mm512_load_ps(t + r * 32), v1 = _mm512_load_ps(t + r * 32 + 16);
-    if (bias != nullptr) {
-      v0 = _mm512_add_ps(v0, bv0);
-      v1 = _mm512_add_ps(v1, bv1);
-    }
-    if (relu) {  // max(0, v): NaN stays NaN
-      v0 = _mm512_max_ps(zero, v0);
-      v1 = _mm512_max_ps(zero, v1);
-    }
-    if (bf) {
-      uint16_t* o = reinterpret_cast<uint16_t*>(c) + r * ldc;
-      _mm512_mask_cvtepi32_storeu_epi16(o, m0, rnd16(_mm512_castps_si512(v0)));
-      _mm512_mask_cvtepi32_storeu_epi16(o + 16, m1, rnd16(_mm512_castps_si512(v1)));
-    } else {
-      float* o = reinterpret_cast<float*>(c) + r * ldc;
-      _mm512_mask_storeu_ps(o, m0, v0);
-      _mm512_mask_storeu_ps(o + 16, m1, v1);
-    }
-  }
+  const Epi32 e = epi32(cols, bias, relu, bf);
+  for (int r = 0; r < rows; r++)
+    epi32_row(e, _mm512_load_ps(t + r * 32), _mm512_load_ps(t + r * 32 + 16), c + r * ldc * (bf ? 2 : 4));
 }
 
 // Pack operand o (X lines along x, K along k) as row-major pairs: row x (x < xpad, a multiple of 16) at
