@@ -2,13 +2,15 @@
  * The native fused Adam update with a transposed gradient (a Linear weight's gradient as backward leaves it:
  * the transposed view of x^T dy), which the kernel reads in tiles: agrees with the js reference for sizes
  * around the tile (32 rows x 128 columns), float32 (computed in float32: a few ulp) and float64 (within 1e-12),
- * Adam and AdamW, over several steps.
+ * Adam and AdamW, over several steps; and subnormal moments flushed to zero (the kernel's FTZ/DAZ).
  */
+import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { AdamUpdateParams, View } from "../../src/backend/backend.ts";
+import { setNativeIsa, setNumThreads } from "../../src/backend/native/index.ts";
 import type { DType, TypedArray } from "../../src/dtype.ts";
 import { allocTyped } from "../../src/dtype.ts";
-import { check, N, prng } from "./native-helpers.ts";
+import { check, DEFAULT_THREADS, ISAS, N, prng } from "./native-helpers.ts";
 
 function randomArray(dtype: DType, n: number, rng: () => number, scale = 1): TypedArray {
   const a = allocTyped(dtype, n);
@@ -66,4 +68,68 @@ test("Adam with a transposed gradient agrees with js (tile edges, several steps)
       }
     }
   }
+});
+
+test("Adam flushes subnormal moments to zero (FTZ/DAZ in the kernel) and leaves the caller's MXCSR as it was", {
+  skip: !N,
+}, () => {
+  const b = N!;
+  // gradients of 1e-20: g^2 = 1e-40 is subnormal in float32, so v would be; m = 0.1 g is normal
+  const n = 70_000; // above the kernel's parallel grain: both threads run a part on 2 threads
+  const h: AdamUpdateParams = {
+    lr: 1e-3,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0,
+    decoupled: false,
+    maximize: false,
+    bc1: 0.1,
+    bc2Sqrt: Math.sqrt(1 - 0.999),
+  };
+  for (const isa of ISAS) {
+    setNativeIsa(isa);
+    for (const threads of [1, DEFAULT_THREADS]) {
+      setNumThreads(threads);
+      for (const strided of [false, true]) {
+        const p = new Float32Array(n).fill(0.5);
+        const m = new Float32Array(n);
+        const v = new Float32Array(n);
+        const g = new Float32Array(n).fill(1e-20);
+        const view: View = strided
+          ? { data: g, shape: [350, 200], strides: [1, 350], offset: 0 }
+          : { data: g, shape: [n], strides: [1], offset: 0 };
+        b.adamUpdate!(p, view, m, v, null, h);
+        const what = `${isa}, ${threads} thread(s), ${strided ? "transposed" : "contiguous"} gradient`;
+        assert.ok(
+          v.every((x) => x === 0),
+          `${what}: v flushed to zero`,
+        );
+        assert.ok(
+          m.every((x) => Math.abs(x - Math.fround(0.1 * 1e-20)) <= 1e-27),
+          `${what}: m = (1 - b1) g`,
+        );
+        // p -= (lr / bc1) m / (sqrt(0) / bc2 + eps) = 0.01 * 1e-21 / 1e-8 = 1e-15: below an ulp of 0.5
+        assert.ok(
+          p.every((x) => x === 0.5),
+          `${what}: p unchanged at float32 precision`,
+        );
+      }
+    }
+  }
+  setNativeIsa(ISAS[0]);
+  setNumThreads(DEFAULT_THREADS);
+  // the calling thread's floating-point mode is restored: a subnormal product still comes out subnormal
+  const x = new Float32Array([1e-20]);
+  const out = new Float32Array(1);
+  b.binary!(
+    "mul",
+    { data: x, shape: [1], strides: [1], offset: 0 },
+    { data: x, shape: [1], strides: [1], offset: 0 },
+    out,
+  );
+  assert.ok(
+    out[0] > 0 && out[0] < 1.2e-38,
+    `1e-20 * 1e-20 after the update: ${out[0]} (subnormal, not flushed)`,
+  );
 });
