@@ -6,7 +6,8 @@
  * fresh or in place of their inputs (jit's donated parameters and moments), give exactly the bits of the same
  * program run op by op on the same backend; near misses (operands swapped, a transposed gradient, an extra
  * output, an output overlapping an input elsewhere) run on the interpreter with the same bits; a jitted Adam step
- * equals its eager ops.
+ * equals its eager ops. The one difference: the Adam patterns flush subnormal values to zero, as the eager fused
+ * Adam does (momentum keeps them), and leave the caller's floating-point mode as it was.
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -326,4 +327,71 @@ test("a jitted Adam step equals its eager ops, bit for bit", { skip: nativeBacke
     }
     assert.ok(Object.keys(p).length === 3);
   });
+});
+
+describe("the compiled Adam patterns flush subnormals to zero, as the eager fused Adam; momentum keeps them", () => {
+  for (const cfg of nativeConfigs()) {
+    test(cfg.label, () => {
+      const be = cfg.select();
+      // 70,000 elements: above the loop's parallel grain, so on 2 threads both run a part
+      const n = 70_000;
+      for (const variant of ["adam", "adam-eps", "momentum"] as const) {
+        for (const scalarInputs of variant === "momentum" ? [false] : [true, false]) {
+          const { prog, names } = program(
+            "float32",
+            variant,
+            scalarInputs,
+            variant === "momentum" ? [0, 1] : [0, 1, 2],
+          );
+          const inputs = names.map((name): View => {
+            if (name === "a" || name === "c") {
+              return {
+                data: Float32Array.of(name === "a" ? 0.0123 : 1.7),
+                shape: [n],
+                strides: [0],
+                offset: 0,
+              };
+            }
+            // Adam: g = 1e-20, so g^2 (1 - b2) = 1e-43 is subnormal and v' would be; momentum: g = 1e-40 itself
+            const fill = name === "g" ? (variant === "momentum" ? 1e-40 : 1e-20) : name === "p" ? 0.5 : 0;
+            return flat(new Float32Array(n).fill(fill), [n]);
+          });
+          const want = Array.from(prog.outputs, () => new Float32Array(n));
+          fusedByOps(be, prog, inputs, want);
+          const outs = Array.from(prog.outputs, () => new Float32Array(n));
+          be.fused!(prog, inputs, outs);
+          const what = `${variant} scalars ${scalarInputs ? "inputs" : "consts"}`;
+          if (variant === "momentum") {
+            // b' = 0.9 b + g = 1e-40 (subnormal): kept, the op-by-op bits
+            assert.ok(
+              want[0][0] > 0 && want[0][0] < 1.2e-38,
+              `${what}: op by op b' is subnormal (${want[0][0]})`,
+            );
+            for (const [j, o] of outs.entries()) assertSameBits(o, want[j], `${what}: output ${j}`);
+            continue;
+          }
+          // op by op v' is subnormal; compiled it is flushed, and m', p' are the op-by-op bits
+          assert.ok(
+            want[1][0] > 0 && want[1][0] < 1.2e-38,
+            `${what}: op by op v' is subnormal (${want[1][0]})`,
+          );
+          assert.ok(
+            outs[1].every((x) => x === 0),
+            `${what}: v' flushed to zero`,
+          );
+          assertSameBits(outs[0], want[0], `${what}: m'`);
+          // p' = 0.5 - m' a / (sqrt(v') c + eps): sqrt of 0 or of 1e-43 (3e-22) against eps = 1e-8 changes nothing
+          assertSameBits(outs[2], want[2], `${what}: p'`);
+        }
+      }
+      // the calling thread's floating-point mode is restored: a subnormal product still comes out subnormal
+      const x: View = flat(Float32Array.of(1e-20), [1]);
+      const out = new Float32Array(1);
+      be.binary!("mul", x, x, out);
+      assert.ok(
+        out[0] > 0 && out[0] < 1.2e-38,
+        `1e-20 * 1e-20 after the update: ${out[0]} (subnormal, not flushed)`,
+      );
+    });
+  }
 });

@@ -725,7 +725,7 @@ bool reduce_tiles(const Prog& P, const Views& in, T* fixed, T* out, i64 n, size_
 // (these files compile with -mfma and GCC's default -ffp-contract=fast): each op rounds to the dtype exactly
 // as its unfused kernel does, and add, sub, mul, div and sqrt are correctly rounded IEEE operations in a
 // vector lane as alone, so the results are the unfused kernels' bits (the vector body, the scalar tail and
-// any split over the threads alike).
+// any split over the threads alike), except that the Adam patterns flush subnormals to zero (see PatAdam).
 //
 // Each output is written only after the same element of every input has been read, so an output may be the
 // storage of an input at the same position (jit's donated parameters and moments); any other overlap falls
@@ -905,9 +905,17 @@ i64 pat_peel(const PatArgs<T>& A, i64 b) {
   return best;
 }
 
+// FlushSubnormals in scope for a pattern that flushes (the optimizer updates, as the eager fused Adam), nothing
+// otherwise.
+template <bool on>
+struct FlushIf {};
+template <>
+struct FlushIf<true> : FlushSubnormals {};
+
 template <class T, class PAT>
 void pat_run(const PatArgs<T>& A, i64 n) {
   par_for(n, elem_grain(n, kGrainCostly * 8), [&](i64 b, i64 e, int) {
+    const FlushIf<PAT::flush> ftz;
     const i64 h = imin(e, b + pat_peel<T, PAT>(A, b));
     pat_loop<T, ScalarOps<T>, PAT>(A, b, h);
     const i64 i = pat_loop<T, VecOps<T>, PAT>(A, h, e);
@@ -925,6 +933,9 @@ constexpr PNode pB(int op, int a, int b) { return {PK_BIN, op, a, b}; }
 
 // Adam as jit traces it written out with the step's scalars as inputs (bench/peers/chainrule.ts jitAdamStep):
 //   m' = m b1 + g (1 - b1);  v' = v b2 + g^2 (1 - b2);  p' = p - m' a / (sqrt(v') c + eps)
+// The Adam patterns run with subnormals flushed to zero, as the eager fused Adam does (optim.cc: on Intel cores
+// a converging model's subnormal moments made the update up to 9x slower); with normal values their bits are the
+// op-by-op program's.
 struct PatAdam {
   static constexpr PNode nodes[] = {
       pF(0), pS(0), pB(B_MUL, 0, 1), pF(1), pS(1), pB(B_MUL, 3, 4), pB(B_ADD, 2, 5),  // 6: m'
@@ -934,6 +945,7 @@ struct PatAdam {
   };
   static constexpr int roots[] = {6, 13, 25};
   static constexpr int nout = 3, nx = 4, ns = 7;
+  static constexpr bool flush = true;
 };
 // The same with the usual denominator sqrt(v') + eps (p' = p - m' a / (sqrt(v') + eps)).
 struct PatAdamEps {
@@ -945,6 +957,7 @@ struct PatAdamEps {
   };
   static constexpr int roots[] = {6, 13, 23};
   static constexpr int nout = 3, nx = 4, ns = 6;
+  static constexpr bool flush = true;
 };
 // SGD with momentum: b' = b mu + g;  p' = p - b' lr.
 struct PatMomentum {
@@ -954,6 +967,7 @@ struct PatMomentum {
   };
   static constexpr int roots[] = {4, 9};
   static constexpr int nout = 2, nx = 3, ns = 2;
+  static constexpr bool flush = false;
 };
 
 // Matching state: per pattern variable its input (flat) or register (fixed), per pattern output its

@@ -184,5 +184,18 @@ void map2_index(const View& a, const View& b, i64 grain, F f) {
   });
 }
 
+// Flush subnormal results and inputs to zero on this thread while in scope (FTZ and DAZ in MXCSR), restoring the
+// caller's mode after: the optimizer updates (optim.cc, and jit's compiled Adam in fused.cc) run under it, since
+// on Intel cores each operation on a subnormal takes a microcode assist (see optim.cc).
+struct FlushSubnormals {
+#if defined(__SSE__)
+  unsigned saved;
+  FlushSubnormals() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040); }  // FTZ (bit 15) and DAZ (bit 6)
+  ~FlushSubnormals() { _mm_setcsr(saved); }
+  FlushSubnormals(const FlushSubnormals&) = delete;
+  FlushSubnormals& operator=(const FlushSubnormals&) = delete;
+#endif
+};
+
 }  // namespace CR_ISA_NS
 }  // namespace cr

@@ -23,15 +23,6 @@ namespace cr {
 namespace CR_ISA_NS {
 namespace {
 
-// Flush subnormal results and inputs to zero on this thread while in scope (see the file's comment).
-struct FlushSubnormals {
-#if defined(__SSE__)
-  unsigned saved;
-  FlushSubnormals() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040); }  // FTZ (bit 15) and DAZ (bit 6)
-  ~FlushSubnormals() { _mm_setcsr(saved); }
-#endif
-};
-
 // The constants of one step, in the compute type C.
 template <class C>
 struct AdamConsts {
