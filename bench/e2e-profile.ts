@@ -7,7 +7,8 @@
  * `--mlp-warm N` first runs N steps of the bench's MLP case (784-512-256-10, one batch), as bench/run.ts does
  * before the e2e row when both run (`--only e2e,mlp`). Each round also reports the garbage collections in its timed
  * epochs (count and total duration, minor/major). `--v8-flags "..."` applies V8 flags at start (v8.setFlagsFromString),
- * e.g. "--no-incremental-marking" to compare the collector's schedules.
+ * e.g. "--no-incremental-marking" to compare the collector's schedules. `--curve` prints each epoch's wall time and the
+ * first 20 steps' (the warm-up of a fresh process).
  */
 import { loadavg } from "node:os";
 import { constants as perfConstants, PerformanceObserver } from "node:perf_hooks";
@@ -29,6 +30,7 @@ const { values } = parseArgs({
     "mlp-warm": { type: "string", default: "0" },
     "v8-flags": { type: "string" },
     kernels: { type: "boolean" },
+    curve: { type: "boolean" },
   },
 });
 if (values["v8-flags"] !== undefined) setFlagsFromString(values["v8-flags"]);
@@ -107,6 +109,8 @@ function run(): {
   loss: number;
   t0: number;
   t1: number;
+  epochMs: number[];
+  firstSteps: number[];
 } {
   const X = tensor(d.images, { shape: [n, 784] });
   const Y = tensor(d.labels, { dtype: "int32" });
@@ -147,8 +151,12 @@ function run(): {
   }
   const c0 = process.cpuUsage();
   const t0 = performance.now();
+  const epochMs: number[] = [];
+  const firstSteps: number[] = [];
   for (let e = 0; e < epochs; e++) {
+    const te = performance.now();
     for (let s = 0; s < steps; s++) {
+      const ts = performance.now();
       const start = e * n + s * 128;
       wallAt = performance.now();
       cpuAt = cpuMs();
@@ -165,12 +173,24 @@ function run(): {
       opt.step();
       lap("step");
       lossT = loss;
+      if (firstSteps.length < 20) firstSteps.push(performance.now() - ts);
     }
+    epochMs.push(performance.now() - te);
   }
   const loss = lossT!.item();
   const wall = performance.now() - t0;
   const c = process.cpuUsage(c0);
-  return { wall, cpu: (c.user + c.system) / 1000, phases: ph, cpuPhases: pc, loss, t0, t1: t0 + wall };
+  return {
+    wall,
+    cpu: (c.user + c.system) / 1000,
+    phases: ph,
+    cpuPhases: pc,
+    loss,
+    t0,
+    t1: t0 + wall,
+    epochMs,
+    firstSteps,
+  };
 }
 
 console.log(
@@ -215,6 +235,11 @@ for (let r = 0; r < rounds; r++) {
       PHASES.map((p) => `${p} ${(res.cpuPhases[p] / steps).toFixed(3)}`).join(", ") +
       `; ${await gcSummary(res.t0, res.t1)}`,
   );
+  if (values.curve) {
+    console.log(
+      `  epochs (ms): ${res.epochMs.map((x) => x.toFixed(0)).join(", ")}; first steps (ms): ${res.firstSteps.map((x) => x.toFixed(2)).join(" ")}`,
+    );
+  }
   if (values.kernels) {
     const rows = [...kernelMs].sort((a, b) => b[1].ms - a[1].ms);
     const total = rows.reduce((a, [, e]) => a + e.ms, 0);
