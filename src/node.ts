@@ -12,7 +12,7 @@ export * as files from "./node-files.ts";
 export * as distributed from "./distributed/index.ts";
 export { type GraphHtmlOptions, graphHtml } from "./viz/graph-html.ts";
 
-export { nativeInfo, setNumThreads } from "./backend/native/index.ts";
+export { nativeInfo, setFlushDenormal, setNumThreads } from "./backend/native/index.ts";
 
 registerBackend("native", () => {
   const r = loadNativeBackend();

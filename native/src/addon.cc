@@ -218,6 +218,15 @@ constexpr const char* kExports[] = {
 // ---------------------------------------------------------------------------------------------------------
 // Argument decoding. A Call reads the arguments and the meta buffer; on the first problem it records a message
 // and the entry point throws it.
+// Flush-denormal mode (pool.h) on the calling thread for one kernel call, the thread's own mode restored after.
+struct DenormalScope {
+  unsigned saved;
+  DenormalScope() : saved(flush_denormal_enter()) {}
+  ~DenormalScope() { flush_denormal_leave(saved); }
+  DenormalScope(const DenormalScope&) = delete;
+  DenormalScope& operator=(const DenormalScope&) = delete;
+};
+
 struct Call {
   napi_env env;
   napi_value argv[kMaxArgs];
@@ -402,6 +411,7 @@ struct Call {
     int64_t v = 0;
     {
       std::lock_guard<std::mutex> lock(g_call_mu);
+      const DenormalScope flush;  // setFlushDenormal(true): FTZ / DAZ on this thread for the call only
       e = kernel();
       oom = scratch_failed();  // both clear their flag, so the next call starts clean
       bad = take_bad_index(&v);
@@ -751,6 +761,34 @@ napi_value SetIsa(napi_env env, napi_callback_info info) {
   return v;
 }
 
+// flushDenormal(): whether flush-denormal mode is on (see pool.h).
+napi_value FlushDenormal(napi_env env, napi_callback_info) {
+  napi_value v;
+  napi_get_boolean(env, flush_denormal(), &v);
+  return v;
+}
+
+// setFlushDenormal(on): switch flush-denormal mode (pool.h); returns whether the request took effect (false:
+// on asked where the CPU has no such mode).
+napi_value SetFlushDenormal(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  bool want = false;
+  if (argc < 1 || napi_get_value_bool(env, argv[0], &want) != napi_ok) {
+    napi_throw_type_error(env, nullptr, "setFlushDenormal: expected a boolean");
+    return nullptr;
+  }
+  bool ok;
+  {
+    std::lock_guard<std::mutex> lock(g_call_mu);  // not in the middle of another thread's kernel call
+    ok = flush_denormal_set(want);
+  }
+  napi_value v;
+  napi_get_boolean(env, ok, &v);
+  return v;
+}
+
 // amx(): whether the bfloat16 kernels use AMX tiles (the CPU and OS have them and they are not switched off).
 napi_value Amx(napi_env env, napi_callback_info) {
   bool on;
@@ -893,6 +931,7 @@ NAPI_MODULE_INIT() {
       {"init", Init},       {"setNumThreads", SetNumThreads}, {"getNumThreads", GetNumThreads},
       {"isa", Isa},         {"setIsa", SetIsa},               {"describe", Describe},
       {"adviseHeap", AdviseHeap}, {"amx", Amx},                    {"setAmx", SetAmx},
+      {"flushDenormal", FlushDenormal}, {"setFlushDenormal", SetFlushDenormal},
 #define CR_KERNEL(name, js, params, serves, meta) {#js, entry<F_##name, &Kernels::name>},
 #include "kernels.def"
   };

@@ -85,6 +85,24 @@ int current_cpu() {
 }
 thread_local bool t_in_parallel = false;
 
+// Flush-denormal mode (pool.h): the switch, and whether this worker's MXCSR has FTZ / DAZ set.
+std::atomic<bool> g_flush_denormal{false};
+thread_local bool t_flushing = false;
+constexpr unsigned kFtzDaz = 0x8040;  // MXCSR: FTZ (bit 15) and DAZ (bit 6)
+// The sentinel of flush_denormal_enter for "nothing changed" (no MXCSR value has its reserved bit 31 set).
+constexpr unsigned kNoRestore = 0x80000000u;
+
+// A worker's MXCSR follows the switch at the start of each job (workers never run JavaScript).
+void worker_follow_flush() {
+#if defined(__x86_64__) || defined(__i386__)
+  const bool on = g_flush_denormal.load(std::memory_order_relaxed);
+  if (on == t_flushing) return;
+  const unsigned c = _mm_getcsr();
+  _mm_setcsr(on ? (c | kFtzDaz) : (c & ~kFtzDaz));
+  t_flushing = on;
+#endif
+}
+
 struct Pool {
   int nthreads = 1;  // including the caller
   std::vector<std::thread> workers;
@@ -174,6 +192,7 @@ struct Pool {
       last = s;
       if ((s & 1) == 0) continue;
       active.fetch_add(1);
+      worker_follow_flush();
       if (state.load() == s) work(tid);
       active.fetch_sub(1);
     }
@@ -379,6 +398,36 @@ bool amx_enabled() {
     if (g_amx_on.compare_exchange_strong(on, want)) on = want;
   }
   return on == 1 && amx_has();
+}
+
+bool flush_denormal_set(bool on) {
+#if defined(__x86_64__) || defined(__i386__)
+  g_flush_denormal.store(on);
+  return true;
+#else
+  return !on;
+#endif
+}
+
+bool flush_denormal() { return g_flush_denormal.load(); }
+
+unsigned flush_denormal_enter() {
+#if defined(__x86_64__) || defined(__i386__)
+  if (!g_flush_denormal.load(std::memory_order_relaxed)) return kNoRestore;
+  const unsigned c = _mm_getcsr();
+  _mm_setcsr(c | kFtzDaz);
+  return c;
+#else
+  return kNoRestore;
+#endif
+}
+
+void flush_denormal_leave(unsigned saved) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (saved != kNoRestore) _mm_setcsr(saved);
+#else
+  (void)saved;
+#endif
 }
 
 bool amx_set_enabled(bool on) {

@@ -47,6 +47,16 @@ bool amx_enabled();
 // Switch AMX on or off (for tests and A/B measurements); returns amx_enabled() afterwards.
 bool amx_set_enabled(bool on);
 
+// Flush-denormal mode (PyTorch's torch.set_flush_denormal): while on, every kernel runs with subnormal inputs read
+// as zero and subnormal results flushed to zero (DAZ and FTZ in MXCSR), on the calling thread for the duration of
+// the call (addon.cc: the JavaScript thread's own mode is restored after, since V8's arithmetic shares it) and on
+// the pool's workers from their next job on. Off by default (IEEE subnormals). x86-64 only: elsewhere
+// flush_denormal_set returns false and nothing changes.
+bool flush_denormal_set(bool on);
+bool flush_denormal();
+// Enter / leave the mode on the calling thread around one kernel call: enter returns the state to restore.
+unsigned flush_denormal_enter();
+void flush_denormal_leave(unsigned saved);
 // Whether a scratch allocation failed since the last call (the kernel's result is then invalid and the
 // N-API layer throws "out of memory"); clears the flag.
 bool scratch_failed();

@@ -81,6 +81,10 @@ export interface NativeAddon {
   amx?(): boolean;
   /** Switch the AMX path of the bfloat16 kernels on or off; returns whether AMX is now used. */
   setAmx?(on: boolean): boolean;
+  /** Whether flush-denormal mode is on (absent from addons built before it). */
+  flushDenormal?(): boolean;
+  /** Switch flush-denormal mode (FTZ / DAZ during kernel calls); false where the CPU has no such mode. */
+  setFlushDenormal?(on: boolean): boolean;
   describe(): NativeDescription;
   /** Ask for huge pages on the malloc heap grown since the last call (after a large allocation). */
   adviseHeap(): void;
