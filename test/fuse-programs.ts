@@ -1,7 +1,8 @@
 /**
- * What the jit fusion tests share (jit-fuse, jit-fuse-reduce, jit-fuse-epilogue): seeded random fused programs,
- * strided views of random data in every layout a kernel must read, the bit-for-bit comparison, and the backends
- * the kernels run on (js, wasm, and native on each instruction set with one and two threads).
+ * What the jit fusion tests share (jit-fuse, jit-fuse-reduce, jit-fuse-epilogue, jit-fuse-compiled, the wasm
+ * codegen tests): seeded random fused programs, the optimizer programs as jit traces them (Adam, momentum, near
+ * misses), strided views of random data in every layout a kernel must read, the bit-for-bit comparison, and the
+ * backends the kernels run on (js, wasm, and native on each instruction set with one and two threads).
  */
 import assert from "node:assert/strict";
 import { after } from "node:test";
@@ -142,6 +143,94 @@ export function assertSameBits(got: ArrayLike<number>, want: ArrayLike<number>, 
       assert.fail(`${what}: element ${i}: got ${a}, expected ${b}`);
     }
   }
+}
+
+/** A program written as jit traces it: `input(k)`, `konst(x)`, ops of earlier registers. */
+class Builder {
+  readonly instrs: FusedInstr[] = [];
+  private push(i: FusedInstr): number {
+    this.instrs.push(i);
+    return this.instrs.length - 1;
+  }
+  input(index: number): number {
+    return this.push({ kind: "input", index });
+  }
+  konst(value: number): number {
+    return this.push({ kind: "const", value });
+  }
+  bin(op: "add" | "sub" | "mul" | "div", a: number, b: number): number {
+    return this.push({ kind: "binary", op, a, b });
+  }
+  sqrt(a: number): number {
+    return this.push({ kind: "unary", op: "sqrt", a });
+  }
+}
+
+export type OptimizerVariant = "adam" | "adam-eps" | "momentum" | "swapped" | "extra-output";
+
+/**
+ * The program of `variant` and its named inputs in input order. Adam: inputs m, g, v, [a, c,] p; outputs m', v',
+ * p' (in `order`); with `scalarInputs`, the step's scalars a and c are broadcast inputs (as in the bench's step),
+ * else consts. Momentum: inputs b, g, p; outputs b', p'.
+ */
+export function optimizerProgram(
+  dtype: "float32" | "float64",
+  variant: OptimizerVariant,
+  scalarInputs: boolean,
+  order: number[],
+): { prog: FusedProgram; names: string[] } {
+  const B = new Builder();
+  const names: string[] = [];
+  const inp = (name: string) => {
+    names.push(name);
+    return B.input(names.length - 1);
+  };
+  if (variant === "momentum") {
+    const b = B.bin("mul", inp("m"), B.konst(0.9));
+    const b2 = B.bin("add", b, inp("g"));
+    const p2 = B.bin("sub", inp("p"), B.bin("mul", b2, B.konst(0.01)));
+    const outs = [b2, p2];
+    return {
+      prog: fusedProgram(
+        dtype,
+        B.instrs,
+        order.map((j) => outs[j]),
+      ),
+      names,
+    };
+  }
+  const m = inp("m");
+  const m2 =
+    variant === "swapped"
+      ? B.bin("add", B.bin("mul", B.konst(0.9), m), B.bin("mul", B.input(1), B.konst(0.1)))
+      : B.bin("add", B.bin("mul", m, B.konst(0.9)), B.bin("mul", B.input(1), B.konst(0.1)));
+  names.push("g");
+  const g = B.instrs.findIndex((i) => i.kind === "input" && i.index === 1);
+  const v2 = B.bin(
+    "add",
+    B.bin("mul", inp("v"), B.konst(0.999)),
+    B.bin("mul", B.bin("mul", g, g), B.konst(0.001)),
+  );
+  const a = scalarInputs ? inp("a") : B.konst(0.0123);
+  const num = B.bin("mul", m2, a);
+  const root = B.sqrt(v2);
+  let den: number;
+  if (variant === "adam-eps") den = B.bin("add", root, B.konst(1e-8));
+  else {
+    const c = scalarInputs ? inp("c") : B.konst(1.7);
+    den = B.bin("add", B.bin("mul", root, c), B.konst(1e-8));
+  }
+  const q = B.bin("div", num, den);
+  const p2 = B.bin("sub", inp("p"), q);
+  const outs = variant === "extra-output" ? [m2, v2, p2, q] : [m2, v2, p2];
+  return {
+    prog: fusedProgram(
+      dtype,
+      B.instrs,
+      order.map((j) => outs[j]),
+    ),
+    names,
+  };
 }
 
 /** The wasm backend (an error if it does not load). */

@@ -16,7 +16,7 @@ import { codegenStats, generate } from "../src/backend/wasm/codegen.ts";
 import { setFusedCodegen } from "../src/backend/wasm/fused.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { jit, randn, type Tensor } from "../src/index.ts";
-import { BINARY as ALL_BINARY, UNARY } from "./fuse-programs.ts";
+import { BINARY as ALL_BINARY, optimizerProgram, UNARY } from "./fuse-programs.ts";
 import { prng } from "./prng.ts";
 
 class Rng {
@@ -173,6 +173,7 @@ describe("wasm fused kernels generated at run time", () => {
         layout: ["c"],
         scalarOnly: [false, false, false, false],
         outputs: [3],
+        flush: false,
       },
       false,
     );
@@ -390,6 +391,54 @@ describe("wasm fused kernels generated at run time", () => {
       }
     }
     assert.ok(cases > 200);
+  });
+
+  test("the Adam programs (which flush subnormals) give the op-by-op bits with normal and special values", () => {
+    // the float32 ones run flushing code (test/backend/wasm-fused-flush.test.ts): with no subnormal anywhere it
+    // must not change a bit, signed zeros, NaN and infinities included; in place of m, v, p too (jit's donation)
+    const rng = new Rng(57);
+    const SPECIAL = [Number.NaN, Infinity, -Infinity, 0, -0, 1e30, -1e-30, 1, -1];
+    for (const dtype of ["float32", "float64"] as const) {
+      for (const variant of ["adam", "adam-eps"] as const) {
+        for (const scalarInputs of [false, true]) {
+          for (const n of [1, 3, 4, 5, 8, 17, 1031, 70001]) {
+            for (const [order, inPlace] of [
+              [[0, 1, 2], false],
+              [[1, 2, 0], true],
+            ] as const) {
+              const { prog, names } = optimizerProgram(dtype, variant, scalarInputs, [...order]);
+              const inputs = names.map((name): View => {
+                if (name === "a" || name === "c") {
+                  const x = rng.next() < 0.8 ? rng.next() * 2 : rng.choice(SPECIAL);
+                  return { data: typed(dtype, 1).fill(x), shape: [n], strides: [0], offset: 0 };
+                }
+                const d = typed(dtype, n).map(() => {
+                  const u = rng.next();
+                  if (u < 0.08) return rng.choice(SPECIAL);
+                  return name === "v" ? rng.next() * 2 : rng.next() * 6 - 3;
+                });
+                return { data: d, shape: [n], strides: [1], offset: 0 };
+              });
+              const copies = inputs.map((v) => ({ ...v, data: v.data.slice() }));
+              const wants = order.map(() => typed(dtype, n));
+              fusedByOps(be, prog, copies, wants);
+              // outputs m', v', p' (in `order`) over the storage of m, v, p
+              const outs = order.map((o) =>
+                inPlace ? inputs[names.indexOf(["m", "v", "p"][o])].data : typed(dtype, n),
+              );
+              be.fused!(prog, inputs, outs);
+              for (let j = 0; j < outs.length; j++) {
+                assertSameBits(
+                  outs[j],
+                  wants[j],
+                  `${dtype} ${variant} scalars ${scalarInputs} n ${n} out ${j}`,
+                );
+              }
+            }
+          }
+        }
+      }
+    }
   });
 
   test("biasAct runs the generated kernels: the unfused add then the unary kernel, bit for bit", () => {

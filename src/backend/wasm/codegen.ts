@@ -21,6 +21,27 @@
  *   a unary op reading a fixed value or a strided input): a call of the kernel module's own `unaryF64` /
  *   `powF64` exports, imported (the very code the unfused kernel runs), lane by lane;
  * - a unary op reading a fixed value (a const, a broadcast scalar) is computed once before the loops.
+ *
+ * Subnormals (`spec.flush`, set by fused.ts for the float32 Adam programs alone, as native runs its compiled Adam
+ * patterns with FTZ and DAZ): WebAssembly has no such mode, and on Intel cores every float operation on a
+ * subnormal input or result takes a microcode assist (the jitted Adam update of 401,408 parameters took 14 ms
+ * with g = 1e-20 against 0.64 with normal values). So no register ever holds a subnormal: lanes are zeroed by
+ * integer compares of their magnitude bits (i32x4.lt_s, v128.andnot; the same on i32 in the scalar tail), a
+ * zeroed lane keeping its sign, so that no float op touches a subnormal:
+ * - an input lane below FLT_MIN as it is loaded (DAZ), a fixed value once;
+ * - before a multiply by a fixed value c, the other operand's lanes below FLT_MIN / |c| (the bound computed once
+ *   per call from c, with a 2^-20 margin upward as wasm/assembly/optim.ts flushBound, and at least FLT_MIN, so
+ *   it also does the DAZ of an input read only there). c = 0 zeroes every finite lane (keeping its sign, so
+ *   x * 0 keeps its IEEE bits, NaN for an infinite x); a NaN or infinite c only the subnormal lanes;
+ * - a square x * x: x below sqrt(FLT_MIN), or below sqrt(FLT_MIN / |c|) when the square is only multiplied by a
+ *   fixed c (Adam's g^2 (1 - b2)), which then needs no flush of its own;
+ * - every other op's result below FLT_MIN (FTZ: a cancellation in add or sub, an underflow in div), but sqrt's,
+ *   never subnormal (sqrt(FLT_MIN) > FLT_MIN).
+ * The results are those of float32 with FTZ and DAZ (test/backend/wasm-fused-flush.test.ts has a model), except
+ * that a product within 2^-20 above FLT_MIN may be flushed too; with no subnormal anywhere they are the unfused
+ * kernels' bits. The SIMD loop, the scalar tail and the staged loops all flush (emitOp is shared). The cost is
+ * about 4 integer ops per flush, 12 flushes per vector of Adam (11 with sqrt(v') + eps): 0.64 -> 1.23 ms for
+ * that update with normal values, 14 -> 1.2 ms with g = 1e-20 (Intel Xeon, one thread).
  */
 import type { Kernels } from "./module.ts";
 
@@ -40,6 +61,12 @@ export interface GenSpec {
   readonly scalarOnly: readonly boolean[];
   /** The registers stored, in the order of the out pointers. */
   readonly outputs: readonly number[];
+  /**
+   * Flush subnormal values to zero (float32 only; fused.ts sets it for the Adam programs alone): see "Subnormals"
+   * in the module comment. With it the results are no longer the unfused kernels' bits where a value is
+   * subnormal.
+   */
+  readonly flush: boolean;
 }
 
 /**
@@ -132,14 +159,19 @@ const OP = {
   f32Const: 0x43,
   f64Const: 0x44,
   select: 0x1b,
+  i32LtS: 0x48,
   i32LtU: 0x49,
+  i32GtS: 0x4a,
   i32GeU: 0x4f,
+  f32Eq: 0x5b,
   f32Gt: 0x5e,
   f64Gt: 0x64,
   i32Add: 0x6a,
   i32Sub: 0x6b,
   i32And: 0x71,
   i32Shl: 0x74,
+  f32Abs: 0x8b,
+  f64Sqrt: 0x9f,
   f32Add: 0x92,
   f32Sub: 0x93,
   f32Mul: 0x94,
@@ -154,6 +186,8 @@ const OP = {
   f64Max: 0xa5,
   f32DemoteF64: 0xb6,
   f64PromoteF32: 0xbb,
+  i32ReinterpretF32: 0xbc,
+  f32ReinterpretI32: 0xbe,
 } as const;
 
 /** SIMD opcodes (after the 0xfd prefix). */
@@ -174,8 +208,10 @@ const V = {
   f32x4Ne: 66,
   f32x4Lt: 67,
   f32x4Gt: 68,
+  i32x4LtS: 57,
   f64x2Gt: 74,
   and: 78,
+  andnot: 79,
   or: 80,
   bitselect: 82,
   f32x4Ceil: 103,
@@ -433,6 +469,21 @@ export const APPROX_F32 = new Set<number>([U.exp, U.log, U.sigmoid, U.tanh]);
 const F_UNARY = 0;
 const F_POW = 1;
 
+/** Bits of float32's smallest normal value, FLT_MIN = 2^-126. */
+const FLT_MIN_BITS = 0x00800000;
+/** The magnitude and sign bits of a float32. */
+const ABS_BITS = 0x7fffffff;
+const SIGN_BITS = 0x80000000 | 0;
+/**
+ * The flush bound of a square x * x: sqrt(FLT_MIN) = 2^-63 with a margin of 2^-20 upward, so that |x| at or above
+ * it gives x * x >= FLT_MIN.
+ */
+const SQUARE_BITS = new Int32Array(Float32Array.of(2 ** -63 * (1 + 2 ** -20)).buffer)[0];
+/** The margin of a bound FLT_MIN / |c| (rounded to float32 afterwards, well within it). */
+const BOUND_MARGIN = 1 + 2 ** -20;
+/** preBound of a square (see generate). */
+const SQUARE = -2;
+
 /** Bytes of one scratch slot: a tile of a value that crosses stages (see stagePlan). */
 const TILE_BYTES = 2048;
 
@@ -496,7 +547,7 @@ export function scratchBytes(spec: GenSpec): number {
 export function specKey(s: GenSpec): string {
   let k = `${s.dtype}|${s.code.join(",")}|${s.numInputs}|${s.numConsts}|`;
   k += s.layout.join("");
-  k += `|${s.scalarOnly.map((x) => (x ? 1 : 0)).join("")}|${s.outputs.join(",")}`;
+  k += `|${s.scalarOnly.map((x) => (x ? 1 : 0)).join("")}|${s.outputs.join(",")}|${s.flush ? 1 : 0}`;
   return k;
 }
 
@@ -533,6 +584,80 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
   const load = f32 ? OP.f32Load : OP.f64Load;
   const align = f32 ? 2 : 3;
 
+  // ---- subnormals (spec.flush, float32 only; see "Subnormals" in the module comment). No register ever holds
+  // a subnormal: inputs are flushed as loaded (DAZ), fixed values once; an operand multiplied by a fixed value c
+  // is flushed below FLT_MIN / |c| before (and that bound is at least FLT_MIN, so it also stands for the DAZ of an
+  // input read only there), x * x below sqrt(FLT_MIN), or below sqrt(FLT_MIN / |c|) when the square is only
+  // multiplied by a fixed c (that product then needs no flush of its own); every other op's result is flushed
+  // below FLT_MIN (FTZ) but sqrt's, never subnormal (sqrt(FLT_MIN) > FLT_MIN).
+  const flush = f32 && spec.flush;
+  /** Per multiply: the operand flushed before it (-1: none) and its bound (a fixed register's, or SQUARE). */
+  const preReg = new Int32Array(m).fill(-1);
+  const preBound = new Int32Array(m).fill(-1);
+  /** Per square: the fixed register c of the one multiply reading it (-1: none), whose bound it takes on. */
+  const sqBy = new Int32Array(m).fill(-1);
+  /** Per register: its value (an input as loaded, an op's result) flushed below FLT_MIN. */
+  const post = new Uint8Array(m);
+  if (flush) {
+    for (let i = 0; i < m; i++) {
+      if (kind(i) !== 3 || code[4 * i + 1] !== B.mul) continue;
+      const a = code[4 * i + 2];
+      const b = code[4 * i + 3];
+      if (a === b && !isFixed(a)) {
+        preReg[i] = a;
+        preBound[i] = SQUARE;
+      } else if (isFixed(a) !== isFixed(b)) {
+        preReg[i] = isFixed(b) ? a : b;
+        preBound[i] = isFixed(b) ? b : a;
+      }
+    }
+    // a square read only by a multiply by a fixed value: flushed against both at once
+    const readers = (r: number) => {
+      let n = spec.outputs.includes(r) ? 2 : 0;
+      for (let j = 0; j < m; j++) {
+        if (kind(j) >= 2 && code[4 * j + 2] === r) n++;
+        if (kind(j) === 3 && code[4 * j + 3] === r) n++;
+      }
+      return n;
+    };
+    for (let j = 0; j < m; j++) {
+      const i = preReg[j];
+      if (i < 0 || preBound[j] < 0 || preBound[i] !== SQUARE || readers(i) !== 1) continue;
+      sqBy[i] = preBound[j];
+      preReg[j] = -1;
+      preBound[j] = -1;
+    }
+    // a register read only by multiplies that flush it before needs no flush of its own
+    const onlyPre = new Uint8Array(m).fill(1);
+    for (const r of spec.outputs) onlyPre[r] = 0;
+    for (let j = 0; j < m; j++) {
+      const k = kind(j);
+      if (k < 2) continue;
+      if (preReg[j] !== code[4 * j + 2]) onlyPre[code[4 * j + 2]] = 0;
+      if (k === 3 && preReg[j] !== code[4 * j + 3]) onlyPre[code[4 * j + 3]] = 0;
+    }
+    for (let i = 0; i < m; i++) {
+      const k = kind(i);
+      if (k === 0) post[i] = !isFixed(i) && !onlyPre[i] ? 1 : 0;
+      else if (k === 2) post[i] = code[4 * i + 1] === U.sqrt ? 0 : 1;
+      else if (k === 3)
+        post[i] = preReg[i] >= 0 || sqBy[code[4 * i + 2]] >= 0 || sqBy[code[4 * i + 3]] >= 0 ? 0 : 1;
+    }
+  }
+  const bits = flush ? f.local(I32) : -1;
+  /** Vector x with the magnitude of each lane below `bound` (positive float32 bits) cleared (+-0, its sign kept). */
+  const flushV = (x: number, bound: Expr): number =>
+    f.let(x4(V.andnot, x, x4(V.and, x4(V.i32x4LtS, x4(V.and, x, i4(ABS_BITS)), bound), i4(ABS_BITS))));
+  /** The scalar flushV into local `to`; `bound` emits the bound's bits (i32). */
+  const flushS = (x: number, to: number, bound: () => void) => {
+    f.get(x).op(OP.i32ReinterpretF32).set(bits);
+    f.get(bits).i32(SIGN_BITS).op(OP.i32And).get(bits);
+    f.get(bits).i32(ABS_BITS).op(OP.i32And);
+    bound();
+    f.op(OP.i32LtS, OP.select, OP.f32ReinterpretI32).set(to);
+  };
+  const daz = () => f.i32(FLT_MIN_BITS);
+
   // scalar value of fixed registers and of unary ops on them (computed once), splat into vectors
   const scal = new Int32Array(m).fill(-1); // scalar local of a register that is uniform (fixed)
   const vec = new Int32Array(m).fill(-1); // vector local holding a fixed register's splat
@@ -562,8 +687,42 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
       f.set(scal[i]);
     }
     if (scal[i] >= 0) {
+      if (flush) flushS(scal[i], scal[i], daz);
       vec[i] = f.local(V128);
       f.get(scal[i]).simd(vSplat).set(vec[i]);
+    }
+  }
+  // the bound of each fixed value c that multiplies a flushed operand: the bits of the float32 FLT_MIN / |c| (with
+  // the margin), at least FLT_MIN's. c = 0 flushes every finite operand (keeping its sign, so x * 0 keeps its
+  // IEEE bits), an infinite or NaN c only the subnormal ones (DAZ): inf and NaN operands are never flushed
+  // (a square's bound by c: sqrt(FLT_MIN / |c|) with the margin, at least sqrt(FLT_MIN)'s; NaN c: sqrt(FLT_MIN)'s)
+  const boundS = new Int32Array(m).fill(-1);
+  const boundV = new Int32Array(m).fill(-1);
+  const sqBoundS = new Int32Array(m).fill(-1);
+  const sqBoundV = new Int32Array(m).fill(-1);
+  for (let i = 0; i < m; i++) {
+    for (const sq of [false, true]) {
+      const c = sq ? sqBy[i] : preBound[i];
+      const S = sq ? sqBoundS : boundS;
+      if (c < 0 || S[c] >= 0) continue;
+      const t = f.local(I32);
+      S[c] = t;
+      const floor = sq ? SQUARE_BITS : FLT_MIN_BITS;
+      f.op(OP.f64Const).code.f64(2 ** -126);
+      f.get(scal[c]).op(OP.f32Abs, OP.f64PromoteF32, OP.f64Div);
+      if (sq) f.op(OP.f64Sqrt);
+      f.op(OP.f64Const).code.f64(BOUND_MARGIN);
+      f.op(OP.f64Mul, OP.f32DemoteF64, OP.i32ReinterpretF32).set(t);
+      f.get(t)
+        .i32(sq ? floor : 0)
+        .get(scal[c])
+        .get(scal[c])
+        .op(OP.f32Eq, OP.select)
+        .set(t);
+      f.get(t).i32(floor).get(t).i32(floor).op(OP.i32GtS, OP.select).set(t);
+      const tv = f.local(V128);
+      f.get(t).simd(V.i32x4Splat).set(tv);
+      (sq ? sqBoundV : boundV)[c] = tv;
     }
   }
   // vend = n rounded down to whole vectors, in bytes; end = n in bytes
@@ -613,6 +772,10 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
   };
   /** Emit instruction i (an input load or an op) with operands from `get`; returns the local of its value. */
   const emitOp = (i: number, get: (r: number) => number): number => {
+    const r = emitRaw(i, get);
+    return post[i] ? flushV(r, i4(FLT_MIN_BITS)) : r;
+  };
+  const emitRaw = (i: number, get: (r: number) => number): number => {
     const k = kind(i);
     const op = code[4 * i + 1];
     if (k === 0) {
@@ -623,9 +786,16 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
         .set(r);
       return r;
     }
-    const a = get(code[4 * i + 2]);
+    let a = get(code[4 * i + 2]);
     if (k === 3) {
-      const b = get(code[4 * i + 3]);
+      let b = get(code[4 * i + 3]);
+      if (preBound[i] === SQUARE) {
+        // (the square's sign is + whatever the operand's: a flushed lane may be +0)
+        const bound = sqBy[i] >= 0 ? sqBoundV[sqBy[i]] : i4(SQUARE_BITS);
+        a = f.let(x4(V.andnot, a, x4(V.i32x4LtS, x4(V.and, a, i4(ABS_BITS)), bound)));
+        b = a;
+      } else if (preReg[i] === code[4 * i + 2]) a = flushV(a, boundV[preBound[i]]);
+      else if (preReg[i] >= 0) b = flushV(b, boundV[preBound[i]]);
       // b where a > 0, else +0 (the comparison's mask is all zeros for NaN)
       if (op === RELU_GRAD) return f.let(x4(V.and, b, x4(f32 ? V.f32x4Gt : V.f64x2Gt, a, c4(0))));
       const t = BIN[op];
@@ -786,9 +956,22 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
       f.op(f32 ? OP.f32Gt : OP.f64Gt, OP.select);
     } else if (k === 3) {
       const t = BIN[op];
-      f.get(sr[code[4 * i + 2]]);
+      let a = sr[code[4 * i + 2]];
+      let b = sr[code[4 * i + 3]];
+      if (preReg[i] >= 0) {
+        const x = f.local(T);
+        const c = preBound[i];
+        const sq = sqBy[i] >= 0 ? sqBoundS[sqBy[i]] : -1;
+        flushS(preReg[i] === code[4 * i + 2] ? a : b, x, () =>
+          c !== SQUARE ? f.get(boundS[c]) : sq >= 0 ? f.get(sq) : f.i32(SQUARE_BITS),
+        );
+        if (c === SQUARE) a = b = x;
+        else if (preReg[i] === code[4 * i + 2]) a = x;
+        else b = x;
+      }
+      f.get(a);
       if (f32 && t === undefined) f.op(OP.f64PromoteF32);
-      f.get(sr[code[4 * i + 3]]);
+      f.get(b);
       if (t !== undefined) f.op(f32 ? t[2] : t[3]);
       else {
         if (f32) f.op(OP.f64PromoteF32);
@@ -799,6 +982,7 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
       callUnary(op, () => f.get(sr[code[4 * i + 2]]));
     }
     f.set(sr[i]);
+    if (post[i]) flushS(sr[i], sr[i], daz);
   }
   spec.outputs.forEach((r, j) => {
     addr(pOut(j));

@@ -11,6 +11,16 @@
  * liveness, consts and broadcast scalars as stride-0 values, strided inputs gathered per tile), stays behind
  * `setFusedCodegen(false)` for A/B measurements and tests; it runs elementwise programs only.
  *
+ * One exception to the unfused kernels' bits, by design: a float32 program that is exactly Adam as jit traces it,
+ * native's compiled patterns PatAdam and PatAdamEps (m' = m b1 + g (1 - b1); v' = v b2 + (g g) (1 - b2);
+ * p' = p - m' a / (sqrt(v') c + eps), or with sqrt(v') + eps; the scalars consts or broadcast inputs, the outputs
+ * in any order), matched op for op and operand for operand against the same patterns written as data here
+ * (`isAdam`), runs with subnormal values flushed to zero (codegen.ts "Subnormals"), as native and the eager
+ * wasm Adam (wasm/assembly/optim.ts) do: as a model converges, g^2 and then v fall below FLT_MIN, and each
+ * operation on a subnormal takes a microcode assist on Intel cores. With normal values its results are the
+ * op-by-op bits. Momentum, float64 and every other program (operands swapped, another output) keep IEEE
+ * subnormals.
+ *
  * Returns false, and the backend runs the program op by op through its own kernels (fused.ts's fusedByOps,
  * the same bits), for what neither reproduces exactly: an op outside the module's lists (atan2, asin, ...),
  * and a float32 unary op with a SIMD approximation reading an input whose rows the unfused kernel would split
@@ -18,7 +28,7 @@
  * multiple of 4, as in a slice). */
 import { dtypeOfTyped, type TypedArray } from "../../dtype.ts";
 import { contiguousStrides, isContiguous, sizeOf } from "../../shape.ts";
-import type { Activation, FusedProgram, View } from "../backend.ts";
+import { type Activation, BINARY_OPS, type FusedProgram, UNARY_OPS, type View } from "../backend.ts";
 import {
   checkFusedArgs,
   FUSED_BINARY,
@@ -141,6 +151,14 @@ function generated(
     const v = inputs[k];
     period.push(0);
     inPtr.push(-1);
+    if (n === 1 && v.strides.length > 0 && v.strides.every((x) => x === 0)) {
+      // one element broadcast (contiguous too, a shape of 1s): a fixed value, as when there are more, so that an
+      // Adam program's step scalars stay fixed (the same bits: one element is computed in scalar either way)
+      layout.push("x");
+      split.push(0);
+      inPtr[k] = stageIn(c, s, v).ptr;
+      continue;
+    }
     if (isContiguous(v.shape, v.strides)) {
       layout.push("c");
       split.push(0);
@@ -203,6 +221,7 @@ function generated(
     layout,
     scalarOnly,
     outputs: outRegs,
+    flush: f32 && red === undefined && isAdam(code, prog.outputs, layout),
   };
   const sb = scratchBytes(spec);
   const scratch = sb > 0 ? s.alloc(sb) : 0;
@@ -250,6 +269,131 @@ function generated(
     );
   }
   return true;
+}
+
+// ------------------------------------------------------------------------------------ the Adam patterns
+
+/**
+ * A node of a pattern (as native/src/kernels/fused.cc's PNode): a flat input (variable v: any input that is
+ * not fixed), a fixed value (variable v: a const or a broadcast scalar input), an earlier output j of the
+ * pattern, sqrt of node a, a binary op of nodes a and b.
+ */
+type PatNode =
+  | { readonly k: "flat"; readonly v: number }
+  | { readonly k: "fixed"; readonly v: number }
+  | { readonly k: "out"; readonly j: number }
+  | { readonly k: "sqrt"; readonly a: number }
+  | { readonly k: "bin"; readonly op: "add" | "sub" | "mul" | "div"; readonly a: number; readonly b: number };
+
+/** A pattern: its nodes and, per output, its root node. */
+interface Pattern {
+  readonly nodes: readonly PatNode[];
+  readonly roots: readonly number[];
+}
+
+const pF = (v: number): PatNode => ({ k: "flat", v });
+const pS = (v: number): PatNode => ({ k: "fixed", v });
+const pO = (j: number): PatNode => ({ k: "out", j });
+const pSqrt = (a: number): PatNode => ({ k: "sqrt", a });
+const pB = (op: "add" | "sub" | "mul" | "div", a: number, b: number): PatNode => ({ k: "bin", op, a, b });
+
+/**
+ * Adam as jit traces it, native's PatAdam: m' = m b1 + g (1 - b1); v' = v b2 + (g g) (1 - b2);
+ * p' = p - m' a / (sqrt(v') c + eps). Flat variables m, g, v, p; fixed b1, 1 - b1, b2, 1 - b2, a, c, eps.
+ */
+const ADAM: Pattern = {
+  // biome-ignore format: rows read better than one node per line
+  nodes: [
+    pF(0), pS(0), pB("mul", 0, 1), pF(1), pS(1), pB("mul", 3, 4), pB("add", 2, 5), // 6: m'
+    pF(2), pS(2), pB("mul", 7, 8), pB("mul", 3, 3), pS(3), pB("mul", 10, 11), pB("add", 9, 12), // 13: v'
+    pF(3), pO(0), pS(4), pB("mul", 15, 16), pO(1), pSqrt(18), pS(5), pB("mul", 19, 20), pS(6),
+    pB("add", 21, 22), pB("div", 17, 23), pB("sub", 14, 24), // 25: p'
+  ],
+  roots: [6, 13, 25],
+};
+
+/** The same with the usual denominator, native's PatAdamEps: p' = p - m' a / (sqrt(v') + eps). */
+const ADAM_EPS: Pattern = {
+  // biome-ignore format: rows read better than one node per line
+  nodes: [
+    pF(0), pS(0), pB("mul", 0, 1), pF(1), pS(1), pB("mul", 3, 4), pB("add", 2, 5), // 6: m'
+    pF(2), pS(2), pB("mul", 7, 8), pB("mul", 3, 3), pS(3), pB("mul", 10, 11), pB("add", 9, 12), // 13: v'
+    pF(3), pO(0), pS(4), pB("mul", 15, 16), pO(1), pSqrt(18), pS(5), pB("add", 19, 20), pB("div", 17, 21),
+    pB("sub", 14, 22), // 23: p'
+  ],
+  roots: [6, 13, 23],
+};
+
+const SQRT = UNARY_OPS.indexOf("sqrt");
+const BIN_CODE = {
+  add: BINARY_OPS.indexOf("add"),
+  sub: BINARY_OPS.indexOf("sub"),
+  mul: BINARY_OPS.indexOf("mul"),
+  div: BINARY_OPS.indexOf("div"),
+};
+
+/** A match in progress: per flat variable its input, per fixed variable its register, per output its position. */
+interface Binding {
+  readonly x: number[];
+  readonly s: number[];
+  readonly out: number[];
+}
+
+/**
+ * Is `code` with `outputs` exactly pattern `pat` (its outputs in any order; op for op and operand for operand,
+ * commutative operands not swapped)? `layout`: the inputs' layouts ("x": fixed).
+ */
+function matches(pat: Pattern, code: Int32Array, outputs: Int32Array, layout: readonly string[]): boolean {
+  if (outputs.length !== pat.roots.length) return false;
+  const isInput = (r: number) => code[4 * r] === FUSED_INPUT;
+  const node = (i: number, r: number, b: Binding): boolean => {
+    const nd = pat.nodes[i];
+    const k = code[4 * r];
+    switch (nd.k) {
+      case "flat": {
+        if (!isInput(r) || layout[code[4 * r + 2]] === "x") return false;
+        const x = code[4 * r + 2];
+        if (b.x[nd.v] >= 0) return b.x[nd.v] === x;
+        b.x[nd.v] = x;
+        return true;
+      }
+      case "fixed":
+        if (!(k === FUSED_CONST || (isInput(r) && layout[code[4 * r + 2]] === "x"))) return false;
+        if (b.s[nd.v] >= 0) return b.s[nd.v] === r;
+        b.s[nd.v] = r;
+        return true;
+      case "out":
+        return r === outputs[b.out[nd.j]];
+      case "sqrt":
+        return k === FUSED_UNARY && code[4 * r + 1] === SQRT && node(nd.a, code[4 * r + 2], b);
+      default:
+        return (
+          k === FUSED_BINARY &&
+          code[4 * r + 1] === BIN_CODE[nd.op] &&
+          node(nd.a, code[4 * r + 2], b) &&
+          node(nd.b, code[4 * r + 3], b)
+        );
+    }
+  };
+  // pattern output j against each program output not yet taken (backtracking over the orders)
+  const outs = (j: number, b: Binding): boolean => {
+    if (j === pat.roots.length) return true;
+    for (let q = 0; q < outputs.length; q++) {
+      if (b.out.includes(q)) continue;
+      const t: Binding = { x: [...b.x], s: [...b.s], out: [...b.out, q] };
+      if (node(pat.roots[j], outputs[q], t) && outs(j + 1, t)) return true;
+    }
+    return false;
+  };
+  return outs(0, { x: new Array<number>(8).fill(-1), s: new Array<number>(8).fill(-1), out: [] });
+}
+
+/**
+ * Is the program one of the Adam patterns (so its generated kernel flushes subnormals, see the module comment)?
+ * Momentum and every other program keep IEEE subnormals.
+ */
+function isAdam(code: Int32Array, outputs: Int32Array, layout: readonly string[]): boolean {
+  return matches(ADAM, code, outputs, layout) || matches(ADAM_EPS, code, outputs, layout);
 }
 
 /** The programs of `biasAct`: act(x + b) or act(x), per dtype and activation. */
