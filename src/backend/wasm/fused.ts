@@ -19,7 +19,9 @@
  * wasm Adam (wasm/assembly/optim.ts) do: as a model converges, g^2 and then v fall below FLT_MIN, and each
  * operation on a subnormal takes a microcode assist on Intel cores. With normal values its results are the
  * op-by-op bits. Momentum, float64 and every other program (operands swapped, another output) keep IEEE
- * subnormals.
+ * subnormals. (A one-element program reads a broadcast input as a fixed value, so a parameter of shape [1]
+ * matches; with inputs of shape [] nothing tells the step's scalars from the arrays, and only the consts form
+ * matches.)
  *
  * Returns false, and the backend runs the program op by op through its own kernels (fused.ts's fusedByOps,
  * the same bits), for what neither reproduces exactly: an op outside the module's lists (atan2, asin, ...),
