@@ -2,11 +2,13 @@
  * The wasm backend's generated fused kernels flush subnormals to zero for the float32 Adam programs as jit traces
  * them (src/backend/wasm/fused.ts isAdam, codegen.ts "Subnormals"), as native's compiled Adam patterns and the
  * eager wasm Adam do: WebAssembly has no FTZ mode, so the generated code clears, by integer compares of the
- * magnitude bits, the inputs below FLT_MIN as loaded, the operands of a multiply whose product would be
- * subnormal, and the results of the other ops that are. Both Adam variants, the step's scalars as consts or
- * broadcast inputs, sizes with and without a SIMD part and a scalar tail: with g = 1e-20, v' is +0 where the
- * op-by-op program stores a subnormal, m' and p' keep its bits; around FLT_MIN the results are those of a
- * float32 machine with FTZ and DAZ (a model in JavaScript); NaN and infinities propagate as op by op;
+ * magnitude bits, the operands of a multiply whose product would be subnormal (and the step's scalars), not the
+ * results of add, sub or div. Both Adam variants, the step's scalars as consts or broadcast inputs, sizes with
+ * and without a SIMD part and a scalar tail: with g = 1e-20, v' is +0 where the op-by-op program stores a
+ * subnormal, m' and p' keep its bits; around FLT_MIN the results are those of a model in JavaScript (float32 op
+ * by op, the multiplies' operands flushed), in which no multiply reads or makes a subnormal, and where neither p
+ * nor an add, sub or div result is subnormal those of a float32 machine with FTZ and DAZ; NaN and infinities
+ * propagate as op by op;
  * momentum, near misses and float64 keep IEEE subnormals; a jitted Adam step on wasm leaves v at 0.
  */
 import assert from "node:assert/strict";
@@ -119,16 +121,47 @@ describe("wasm fused Adam flushes subnormals to zero", () => {
     }
   });
 
-  test("around FLT_MIN, subnormal inputs, scalars and consts at their edges: float32 with FTZ and DAZ", () => {
-    // the model: every operand and every result below FLT_MIN is a zero of its sign (x86 with FTZ and DAZ)
-    const ftz = (x: number) => (Math.abs(x) < FLT_MIN ? (x < 0 || Object.is(x, -0) ? -0 : 0) : x);
+  test("around FLT_MIN, subnormal inputs, scalars and consts at their edges: no multiply reads or makes a subnormal", () => {
+    // What the flush guarantees, as a model: float32 op by op (IEEE: add, sub, div and sqrt keep subnormals),
+    // but the step's scalars and consts are flushed once below FLT_MIN (to a zero of their sign), the operand x
+    // of each multiply by a fixed c below B(c) = max(FLT_MIN, FLT_MIN / |c| (1 + 2^-20)) (a zero of x's sign),
+    // and g in g g (1 - b2) below max(sqrt(FLT_MIN / |1 - b2|) (1 + 2^-20), 2^-63 (1 + 2^-20)) (+0). So no
+    // multiply has a subnormal operand or result (checked on the model), and where neither p nor an add, sub or
+    // div result is subnormal the outputs are those of a float32 machine with FTZ and DAZ (checked too).
     const f = Math.fround;
+    const zero = (x: number) => (x < 0 || Object.is(x, -0) ? -0 : 0);
+    const flushBelow = (x: number, bound: number) => (Math.abs(x) < bound ? zero(x) : x);
+    const fixed = (x: number) => flushBelow(f(x), FLT_MIN);
+    const bound = (c: number, sq: boolean) => {
+      const floor = sq ? f(2 ** -63 * (1 + 2 ** -20)) : FLT_MIN;
+      if (Number.isNaN(c)) return floor;
+      const q = FLT_MIN / Math.abs(c);
+      return Math.max(floor, f((sq ? Math.sqrt(q) : q) * (1 + 2 ** -20)));
+    };
+    let multiplies = 0;
+    /** x * c, x flushed below `b` to `z(x)` first; neither its operands nor its result subnormal. */
+    const mulc = (x: number, c: number, b: number, z: (x: number) => number) => {
+      const y = Math.abs(x) < b ? z(x) : x;
+      const r = f(y * c);
+      assert.ok(!subnormal(y) && !subnormal(c) && !subnormal(r), `multiply ${y} * ${c} = ${r}`);
+      multiplies++;
+      return r;
+    };
+    /** g g, g flushed below `b` to +0 first (the sign of a square's zero is +). */
+    const square = (g: number, b: number) => {
+      const y = Math.abs(g) < b ? 0 : g;
+      const r = f(y * y);
+      assert.ok(!subnormal(y) && !subnormal(r), `square of ${y} = ${r}`);
+      return r;
+    };
+    // float32 with FTZ and DAZ: every operand and every result below FLT_MIN is a zero of its sign
+    const ftz = (x: number) => flushBelow(x, FLT_MIN);
     const op = (g: (x: number, y: number) => number) => (x: number, y: number) => ftz(f(g(ftz(x), ftz(y))));
-    const add = op((x, y) => x + y);
-    const sub = op((x, y) => x - y);
-    const mul = op((x, y) => x * y);
-    const div = op((x, y) => x / y);
-    const sqrt = (x: number) => ftz(f(Math.sqrt(ftz(x))));
+    const fAdd = op((x, y) => x + y);
+    const fSub = op((x, y) => x - y);
+    const fMul = op((x, y) => x * y);
+    const fDiv = op((x, y) => x / y);
+    const fSqrt = (x: number) => ftz(f(Math.sqrt(ftz(x))));
     const rng = new Rng(9);
     // magnitudes 2^-136 .. 2^-116 (subnormal to a little above FLT_MIN), then a few normal values and zeros
     const tiny = () => {
@@ -153,6 +186,7 @@ describe("wasm fused Adam flushes subnormals to zero", () => {
       [0.9, 3e-38, 0.999, 3e-38, 0.0123, Number.NaN, 1e-8],
       [0.9, 0.1, 0.999, -0.001, Infinity, 1.7, 1e-8],
     ];
+    let ftzChecked = 0;
     for (const variant of ADAMS) {
       for (const scalarInputs of [false, true]) {
         for (const n of SIZES) {
@@ -174,35 +208,54 @@ describe("wasm fused Adam flushes subnormals to zero", () => {
               return x;
             };
             const { got, want } = run("float32", variant, scalarInputs, [0, 1, 2], n, fill, scalars, consts);
-            const [b1, c1, b2, c2] = cc.map(f);
-            const a = f(scalarInputs ? scalars.a : cc[4]);
-            const c = f(scalarInputs ? scalars.c : cc[5]);
-            const eps = f(cc[6]);
+            const [b1, c1, b2, c2] = cc.map(fixed);
+            const a = fixed(scalarInputs ? scalars.a : cc[4]);
+            const c = fixed(scalarInputs ? scalars.c : cc[5]);
+            const eps = fixed(cc[6]);
+            const [B1, C1, B2, A, C] = [b1, c1, b2, a, c].map((x) => bound(x, false));
+            const G2 = bound(c2, true);
             let differs = 0;
             for (let i = 0; i < n; i++) {
               const [m, g, v, p] = [data.m[i], data.g[i], data.v[i], data.p[i]];
-              const m2 = add(mul(m, b1), mul(g, c1));
-              const v2 = add(mul(v, b2), mul(mul(g, g), c2));
-              const r = sqrt(v2);
-              const den = variant === "adam" ? add(mul(r, c), eps) : add(r, eps);
-              const p2 = sub(p, div(mul(m2, a), den));
-              for (const [name, x] of [
-                ["m", m2],
-                ["v", v2],
-                ["p", p2],
-              ] as const) {
+              const m2 = f(mulc(m, b1, B1, zero) + mulc(g, c1, C1, zero));
+              const v2 = f(mulc(v, b2, B2, zero) + mulc(square(g, G2), c2, 0, zero));
+              const r = f(Math.sqrt(v2));
+              const den = variant === "adam" ? f(mulc(r, c, C, zero) + eps) : f(r + eps);
+              const q = f(mulc(m2, a, A, zero) / den);
+              const p2 = f(p - q);
+              const model = { m: m2, v: v2, p: p2 };
+              for (const name of ["m", "v", "p"] as const) {
                 assert.ok(
-                  Object.is(got[name][i], x),
-                  `${what}: ${name}'[${i}] = ${show(got[name][i])}, model ${show(x)}`,
+                  Object.is(got[name][i], model[name]),
+                  `${what}: ${name}'[${i}] = ${show(got[name][i])}, model ${show(model[name])}`,
                 );
-                if (!Object.is(want[name][i], x)) differs++;
+                if (!Object.is(want[name][i], model[name])) differs++;
               }
+              // FTZ and DAZ: the same where p and the add, sub and div results are not subnormal
+              if ([p, m2, v2, den, q, p2].some(subnormal)) continue;
+              const fm2 = fAdd(fMul(m, b1), fMul(g, c1));
+              const fv2 = fAdd(fMul(v, b2), fMul(fMul(g, g), c2));
+              const fr = fSqrt(fv2);
+              const fden = variant === "adam" ? fAdd(fMul(fr, c), eps) : fAdd(fr, eps);
+              const fp2 = fSub(p, fDiv(fMul(fm2, a), fden));
+              const ftzModel = { m: fm2, v: fv2, p: fp2 };
+              for (const name of ["m", "v", "p"] as const)
+                assert.ok(
+                  Object.is(got[name][i], ftzModel[name]),
+                  `${what}: ${name}'[${i}] = ${show(got[name][i])}, FTZ and DAZ ${show(ftzModel[name])}`,
+                );
+              ftzChecked++;
             }
             if (n === 1031) assert.ok(differs > 0, `${what}: op by op differs from the model somewhere`);
           }
         }
       }
     }
+    // not vacuous: many multiplies checked, and many elements against FTZ and DAZ
+    assert.ok(
+      multiplies > 10000 && ftzChecked > 1000,
+      `${multiplies} multiplies, ${ftzChecked} FTZ elements`,
+    );
   });
 
   test("NaN and infinities (in the arrays and as the step's scalars) propagate as op by op", () => {

@@ -23,25 +23,34 @@
  * - a unary op reading a fixed value (a const, a broadcast scalar) is computed once before the loops.
  *
  * Subnormals (`spec.flush`, set by fused.ts for the float32 Adam programs alone, as native runs its compiled Adam
- * patterns with FTZ and DAZ): WebAssembly has no such mode, and on Intel cores every float operation on a
- * subnormal input or result takes a microcode assist (the jitted Adam update of 401,408 parameters took 14 ms
- * with g = 1e-20 against 0.64 with normal values). So no register ever holds a subnormal: lanes are zeroed by
- * integer compares of their magnitude bits (i32x4.lt_s, v128.andnot; the same on i32 in the scalar tail), a
- * zeroed lane keeping its sign, so that no float op touches a subnormal:
- * - an input lane below FLT_MIN as it is loaded (DAZ), a fixed value once;
+ * patterns with FTZ and DAZ): WebAssembly has no such mode, and on Intel cores a multiply, divide or square root
+ * with a subnormal operand or result takes a microcode assist (the jitted Adam update of 401,408 parameters took
+ * 14 ms with g = 1e-20 against 0.6 with normal values); add and sub do not (measured on the Intel Xeon: full
+ * speed with subnormal operands and results). So, following the eager kernel (wasm/assembly/optim.ts), no
+ * multiply reads or makes a subnormal: lanes are zeroed by integer compares of their magnitude bits
+ * (i32x4.lt_s, v128.andnot; the same on i32 in the scalar tail) before the multiplies alone:
  * - before a multiply by a fixed value c, the other operand's lanes below FLT_MIN / |c| (the bound computed once
- *   per call from c, with a 2^-20 margin upward as wasm/assembly/optim.ts flushBound, and at least FLT_MIN, so
- *   it also does the DAZ of an input read only there). c = 0 zeroes every finite lane (keeping its sign, so
- *   x * 0 keeps its IEEE bits, NaN for an infinite x); a NaN or infinite c only the subnormal lanes;
+ *   per call from c, with a 2^-20 margin upward as optim.ts flushBound, and at least FLT_MIN, so it also does the
+ *   DAZ of an input read there), to a zero of their sign, so that the product is FTZ's (4 ops: the sign of that
+ *   zero can reach the stored bits, m' = +-0 + +-0 or p - +-0). c = 0 zeroes every finite lane (x * 0 keeps its
+ *   IEEE bits, NaN for an infinite x); a NaN or infinite c only the subnormal lanes;
  * - a square x * x: x below sqrt(FLT_MIN), or below sqrt(FLT_MIN / |c|) when the square is only multiplied by a
- *   fixed c (Adam's g^2 (1 - b2)), which then needs no flush of its own;
- * - every other op's result below FLT_MIN (FTZ: a cancellation in add or sub, an underflow in div), but sqrt's,
- *   never subnormal (sqrt(FLT_MIN) > FLT_MIN).
- * The results are those of float32 with FTZ and DAZ (test/backend/wasm-fused-flush.test.ts has a model), except
- * that a product within 2^-20 above FLT_MIN may be flushed too; with no subnormal anywhere they are the unfused
- * kernels' bits. The SIMD loop, the scalar tail and the staged loops all flush (emitOp is shared). The cost is
- * about 4 integer ops per flush, 12 flushes per vector of Adam (11 with sqrt(v') + eps): 0.64 -> 1.23 ms for
- * that update with normal values, 14 -> 1.2 ms with g = 1e-20 (Intel Xeon, one thread).
+ *   fixed c (Adam's g^2 (1 - b2)), which then needs no flush of its own; to +0 (3 ops: a square's zero is +0
+ *   whatever the operand's sign), x's magnitude shared with its other flush (g (1 - b1));
+ * - fixed values once, before the loops; an input as loaded only when an op other than those multiplies, add and
+ *   sub reads it (none in Adam: m, g, v are read by multiplies, p by the last sub).
+ * add, sub and div results are not flushed: a subnormal there needs a near-cancellation (m') or an underflowing
+ * quotient, rare, and the next step's flush before m * b1 catches a stored m' (Adam's v' = v b2 + g^2 (1 - b2)
+ * never is one: both terms are 0 or at least FLT_MIN, so sqrt(v') never reads one either). The outputs are then those of
+ * float32 op by op with each multiply's operand flushed so (test/backend/wasm-fused-flush.test.ts has the model),
+ * and those of float32 with FTZ and DAZ wherever no add, sub or div result and no input read by add or sub is
+ * subnormal (but a product within 2^-20 above FLT_MIN, flushed too); with no subnormal anywhere they are the
+ * unfused kernels' bits. The SIMD loop, the scalar tail and the staged loops all flush (emitOp is shared). Adam
+ * has 6 flushes per vector (5 with sqrt(v') + eps), 21 integer ops: 401,408 parameters, one thread of the Intel
+ * Xeon, normal values 0.59-0.60 ms before flushing -> 0.75-0.77 (flushing after every op and every input too, as
+ * first written: 1.2), g = 1e-20 14 -> 0.76 ms. The SIMD loop tests its condition at its end (after a check
+ * before it), so that V8 hoists the splats of fixed values and bounds out of it (with the exit at its head they
+ * were recomputed, or reloaded, in every iteration: Adam unflushed 0.59-0.60 -> 0.54-0.55 ms).
  */
 import type { Kernels } from "./module.ts";
 
@@ -584,19 +593,19 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
   const load = f32 ? OP.f32Load : OP.f64Load;
   const align = f32 ? 2 : 3;
 
-  // ---- subnormals (spec.flush, float32 only; see "Subnormals" in the module comment). No register ever holds
-  // a subnormal: inputs are flushed as loaded (DAZ), fixed values once; an operand multiplied by a fixed value c
-  // is flushed below FLT_MIN / |c| before (and that bound is at least FLT_MIN, so it also stands for the DAZ of an
-  // input read only there), x * x below sqrt(FLT_MIN), or below sqrt(FLT_MIN / |c|) when the square is only
-  // multiplied by a fixed c (that product then needs no flush of its own); every other op's result is flushed
-  // below FLT_MIN (FTZ) but sqrt's, never subnormal (sqrt(FLT_MIN) > FLT_MIN).
+  // ---- subnormals (spec.flush, float32 only; see "Subnormals" in the module comment). No multiply reads or makes
+  // a subnormal: an operand multiplied by a fixed value c is flushed below FLT_MIN / |c| before (a bound of at
+  // least FLT_MIN, so it also stands for the DAZ of an input read there), x * x below sqrt(FLT_MIN), or below
+  // sqrt(FLT_MIN / |c|) when the square is only multiplied by a fixed c (that product then needs no flush of its
+  // own); fixed values are flushed once, an input as loaded only when an op other than those multiplies, add and
+  // sub reads it. add and sub results are not flushed (nor div's, sqrt's is never subnormal).
   const flush = f32 && spec.flush;
   /** Per multiply: the operand flushed before it (-1: none) and its bound (a fixed register's, or SQUARE). */
   const preReg = new Int32Array(m).fill(-1);
   const preBound = new Int32Array(m).fill(-1);
   /** Per square: the fixed register c of the one multiply reading it (-1: none), whose bound it takes on. */
   const sqBy = new Int32Array(m).fill(-1);
-  /** Per register: its value (an input as loaded, an op's result) flushed below FLT_MIN. */
+  /** Per register: an input flushed below FLT_MIN as loaded (DAZ). */
   const post = new Uint8Array(m);
   if (flush) {
     for (let i = 0; i < m; i++) {
@@ -627,28 +636,37 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
       preReg[j] = -1;
       preBound[j] = -1;
     }
-    // a register read only by multiplies that flush it before needs no flush of its own
-    const onlyPre = new Uint8Array(m).fill(1);
-    for (const r of spec.outputs) onlyPre[r] = 0;
+    // DAZ for an input some op reads unflushed, but add and sub: on the Intel Xeon they take subnormal operands
+    // (and make subnormal results) at full speed, where mul, div and sqrt take a microcode assist
     for (let j = 0; j < m; j++) {
       const k = kind(j);
       if (k < 2) continue;
-      if (preReg[j] !== code[4 * j + 2]) onlyPre[code[4 * j + 2]] = 0;
-      if (k === 3 && preReg[j] !== code[4 * j + 3]) onlyPre[code[4 * j + 3]] = 0;
-    }
-    for (let i = 0; i < m; i++) {
-      const k = kind(i);
-      if (k === 0) post[i] = !isFixed(i) && !onlyPre[i] ? 1 : 0;
-      else if (k === 2) post[i] = code[4 * i + 1] === U.sqrt ? 0 : 1;
-      else if (k === 3)
-        post[i] = preReg[i] >= 0 || sqBy[code[4 * i + 2]] >= 0 || sqBy[code[4 * i + 3]] >= 0 ? 0 : 1;
+      const op = code[4 * j + 1];
+      if (k === 3 && (op === B.add || op === B.sub)) continue;
+      for (const r of k === 3 ? [code[4 * j + 2], code[4 * j + 3]] : [code[4 * j + 2]])
+        if (kind(r) === 0 && !isFixed(r) && preReg[j] !== r) post[r] = 1;
     }
   }
   const bits = flush ? f.local(I32) : -1;
-  /** Vector x with the magnitude of each lane below `bound` (positive float32 bits) cleared (+-0, its sign kept). */
-  const flushV = (x: number, bound: Expr): number =>
-    f.let(x4(V.andnot, x, x4(V.and, x4(V.i32x4LtS, x4(V.and, x, i4(ABS_BITS)), bound), i4(ABS_BITS))));
-  /** The scalar flushV into local `to`; `bound` emits the bound's bits (i32). */
+  /** The magnitude bits of each vector value flushed (by its local), computed once per value. */
+  const mags = new Map<number, number>();
+  const magOf = (x: number): number => {
+    let r = mags.get(x);
+    if (r === undefined) {
+      r = f.let(x4(V.and, x, i4(ABS_BITS)));
+      mags.set(x, r);
+    }
+    return r;
+  };
+  /**
+   * Vector x with each lane whose magnitude is below `bound` (positive float32 bits) cleared: to a zero of its
+   * sign (4 ops, the magnitude shared between flushes of x), or to +0 where the sign cannot matter (3 ops).
+   */
+  const flushV = (x: number, bound: Expr, keepSign = true): number => {
+    const lt = x4(V.i32x4LtS, magOf(x), bound);
+    return f.let(x4(V.andnot, x, keepSign ? x4(V.and, lt, i4(ABS_BITS)) : lt));
+  };
+  /** The scalar flushV (keeping the sign) into local `to`; `bound` emits the bound's bits (i32). */
   const flushS = (x: number, to: number, bound: () => void) => {
     f.get(x).op(OP.i32ReinterpretF32).set(bits);
     f.get(bits).i32(SIGN_BITS).op(OP.i32And).get(bits);
@@ -791,9 +809,7 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
       let b = get(code[4 * i + 3]);
       if (preBound[i] === SQUARE) {
         // (the square's sign is + whatever the operand's: a flushed lane may be +0)
-        const bound = sqBy[i] >= 0 ? sqBoundV[sqBy[i]] : i4(SQUARE_BITS);
-        a = f.let(x4(V.andnot, a, x4(V.i32x4LtS, x4(V.and, a, i4(ABS_BITS)), bound)));
-        b = a;
+        a = b = flushV(a, sqBy[i] >= 0 ? sqBoundV[sqBy[i]] : i4(SQUARE_BITS), false);
       } else if (preReg[i] === code[4 * i + 2]) a = flushV(a, boundV[preBound[i]]);
       else if (preReg[i] >= 0) b = flushV(b, boundV[preBound[i]]);
       // b where a > 0, else +0 (the comparison's mask is all zeros for NaN)
@@ -848,9 +864,11 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
     }
   };
   if (plan.stages === 1) {
-    // one loop over the vectors, every register a local
-    f.op(OP.block, 0x40, OP.loop, 0x40);
-    f.get(off).get(vend).op(OP.i32GeU, OP.brIf).uleb(1);
+    // one loop over the vectors, every register a local; its test at its end, so that V8 hoists the splats of
+    // fixed values and flush bounds out of it (see the module comment)
+    f.op(OP.block, 0x40);
+    f.get(off).get(vend).op(OP.i32GeU, OP.brIf).uleb(0);
+    f.op(OP.loop, 0x40);
     for (let i = 0; i < m; i++) vr[i] = vec[i] >= 0 ? vec[i] : emitOp(i, (r) => vr[r]);
     spec.outputs.forEach((r, j) => {
       addr(pOut(j));
@@ -858,7 +876,7 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
     });
     f.get(off).i32(16).op(OP.i32Add).set(off);
     advance(16);
-    f.op(OP.br).uleb(0);
+    f.get(off).get(vend).op(OP.i32LtU, OP.brIf).uleb(0);
     f.op(OP.end, OP.end);
   } else {
     // tiles of TILE_BYTES; per tile one loop per stage, values crossing stages through the scratch slots

@@ -15,9 +15,10 @@
  * native's compiled patterns PatAdam and PatAdamEps (m' = m b1 + g (1 - b1); v' = v b2 + (g g) (1 - b2);
  * p' = p - m' a / (sqrt(v') c + eps), or with sqrt(v') + eps; the scalars consts or broadcast inputs, the outputs
  * in any order), matched op for op and operand for operand against the same patterns written as data here
- * (`isAdam`), runs with subnormal values flushed to zero (codegen.ts "Subnormals"), as native and the eager
- * wasm Adam (wasm/assembly/optim.ts) do: as a model converges, g^2 and then v fall below FLT_MIN, and each
- * operation on a subnormal takes a microcode assist on Intel cores. With normal values its results are the
+ * (`isAdam`), runs with the multiplies' subnormal operands and products flushed to zero (codegen.ts
+ * "Subnormals"), as the eager wasm Adam (wasm/assembly/optim.ts) does and close to native's FTZ and DAZ: as a
+ * model converges, g^2 and then v fall below FLT_MIN, and a multiply on a subnormal takes a microcode assist on
+ * Intel cores. With normal values its results are the
  * op-by-op bits. Momentum, float64 and every other program (operands swapped, another output) keep IEEE
  * subnormals. (A one-element program reads a broadcast input as a fixed value, so a parameter of shape [1]
  * matches; with inputs of shape [] nothing tells the step's scalars from the arrays, and only the consts form
