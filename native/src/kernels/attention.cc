@@ -18,7 +18,8 @@
 // skips the blocks above the diagonal and writes exact zeros (P, dS) for the keys j > i inside diagonal blocks.
 // The operands of a batch entry are repacked once per task (K and V as MR-row panels, K, q and dout as padded
 // rows, q and dout blocks transposed): O((L + S)(E + Ev)) scratch per thread, never an [L, S] matrix.
-// float32 runs in float32 (exp through vmath.h's exp_f32 in the AVX builds) with float64 row sums l; float64 in
+// float32 runs in float32 (exp through vmath.h's exp_f32_flush in the AVX builds: probabilities below e^-87 are
+// 0, so that masked and far-underflowing scores take no subnormal assists) with float64 row sums l; float64 in
 // float64.
 //
 // The exact loops (exact_forward, exact_backward; the previous kernels, 32 x 64 tiles of scalar-vectorised
@@ -42,7 +43,8 @@ namespace {
 constexpr i64 BR = 32;  // query rows per tile of the exact loops
 constexpr i64 BC = 64;  // keys per tile of the exact loops
 
-CR_INLINE float exp_t(float v) { return CR_ISA_LEVEL >= 1 ? exp_f32(v) : std::exp(v); }
+// (probabilities below e^-87 flushed to 0 in the AVX builds: see exp_f32_flush)
+CR_INLINE float exp_t(float v) { return CR_ISA_LEVEL >= 1 ? exp_f32_flush(v) : std::exp(v); }
 CR_INLINE double exp_t(double v) { return std::exp(v); }
 
 CR_INLINE float bf16_f32(uint16_t h) {
