@@ -22,7 +22,9 @@ if ("error" in r) throw new Error(r.error);
 const shapeOf = (a: unknown) =>
   a !== null && typeof a === "object" && "shape" in a ? (a as { shape: number[] }).shape.join("x") : "";
 const stridesOf = (a: unknown) =>
-  a !== null && typeof a === "object" && "strides" in a ? `[${(a as { strides: number[] }).strides.join(",")}]` : "";
+  a !== null && typeof a === "object" && "strides" in a
+    ? `[${(a as { strides: number[] }).strides.join(",")}]`
+    : "";
 const kernelMs = new Map<string, { ms: number; calls: number }>();
 const be = r.backend as unknown as Record<string, unknown>;
 for (const k of Object.keys(be)) {
