@@ -9,10 +9,11 @@
 import { parseArgs } from "node:util";
 import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
 import { setBackend } from "../src/backend/registry.ts";
-import { CharTransformer } from "../src/cli/text-model.ts";
-import { manualSeed, type Tensor, tensor } from "../src/index.ts";
-import { crossEntropy, Module, Sequential } from "../src/nn/index.ts";
+import { manualSeed, type Tensor } from "../src/index.ts";
+import { crossEntropy } from "../src/nn/index.ts";
 import { Adam } from "../src/optim/index.ts";
+import { charBatch, charTransformer } from "./char-transformer.ts";
+import { timeBackendCalls } from "./harness.ts";
 
 const { values } = parseArgs({
   options: { steps: { type: "string", default: "10" }, warm: { type: "string", default: "3" } },
@@ -25,61 +26,19 @@ const stridesOf = (a: unknown) =>
   a !== null && typeof a === "object" && "strides" in a
     ? `[${(a as { strides: number[] }).strides.join(",")}]`
     : "";
-const kernelMs = new Map<string, { ms: number; calls: number }>();
-const be = r.backend as unknown as Record<string, unknown>;
-for (const k of Object.keys(be)) {
-  const f = be[k];
-  if (typeof f !== "function" || k === "alloc") continue;
-  be[k] = function (this: unknown, ...args: unknown[]) {
-    const t = performance.now();
-    try {
-      return (f as (...a: unknown[]) => unknown).apply(this, args);
-    } finally {
-      const key =
-        k === "dot" || k.startsWith("attention")
-          ? `${k} ${shapeOf(args[0])}@${shapeOf(args[1])}`
-          : k === "unary" || k === "binary" || k === "reduce"
-            ? `${k} ${String(args[0])} ${shapeOf(args[1])}${k === "binary" ? ` ${shapeOf(args[2])}` : ""} ${stridesOf(args[1])}`
-            : `${k} ${shapeOf(args[0])}`;
-      const e = kernelMs.get(key) ?? { ms: 0, calls: 0 };
-      e.ms += performance.now() - t;
-      e.calls++;
-      kernelMs.set(key, e);
-    }
-  };
-}
+const kernelMs = timeBackendCalls(r.backend, (k, args) =>
+  k === "dot" || k.startsWith("attention")
+    ? `${k} ${shapeOf(args[0])}@${shapeOf(args[1])}`
+    : k === "unary" || k === "binary" || k === "reduce"
+      ? `${k} ${String(args[0])} ${shapeOf(args[1])}${k === "binary" ? ` ${shapeOf(args[2])}` : ""} ${stridesOf(args[1])}`
+      : `${k} ${shapeOf(args[0])}`,
+);
 setBackend(r.backend);
 setNumThreads(1);
 manualSeed(1);
 
-/** Logits [B, T, V] -> [B * T, V]. */
-class Positions extends Module {
-  forward(x: Tensor): Tensor {
-    return x.reshape([-1, x.shape[2]]);
-  }
-}
-const vocab = 96;
-const chars = Array.from({ length: vocab }, (_, i) => String.fromCharCode(32 + i));
-const x = tensor(
-  Int32Array.from({ length: 32 * 128 }, (_, i) => (i * 13) % vocab),
-  { dtype: "int32", shape: [32, 128] },
-);
-const y = tensor(
-  Int32Array.from({ length: 32 * 128 }, (_, i) => (i * 7 + 3) % vocab),
-  { dtype: "int32" },
-);
-const model = new Sequential(
-  new CharTransformer({
-    name: "transformer",
-    vocab: chars,
-    layers: 4,
-    width: 128,
-    heads: 4,
-    context: 128,
-    dropout: 0,
-  }),
-  new Positions(),
-);
+const model = charTransformer();
+const { x, y } = charBatch();
 const opt = new Adam(model.parameters(), { lr: 1e-3 });
 const step = () => {
   opt.zeroGrad();
