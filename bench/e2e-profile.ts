@@ -20,6 +20,7 @@ import { loadDigits } from "../src/data/digits.ts";
 import { crossEntropy, Linear, ReLU, Sequential } from "../src/nn/index.ts";
 import { Adam } from "../src/optim/index.ts";
 import { tensor } from "../src/index.ts";
+import { timeBackendCalls } from "./harness.ts";
 
 const { values } = parseArgs({
   options: {
@@ -54,30 +55,14 @@ async function gcSummary(t0: number, t1: number): Promise<string> {
 const loaded = loadNativeBackend();
 if ("error" in loaded) throw new Error(loaded.error);
 /** With --kernels, every backend method is wrapped to add up its wall time per call name (kernel time per step). */
-const kernelMs = new Map<string, { ms: number; calls: number }>();
-if (values.kernels) {
-  const be = loaded.backend as unknown as Record<string, unknown>;
-  for (const k of Object.keys(be)) {
-    const f = be[k];
-    if (typeof f !== "function" || k === "alloc") continue;
-    be[k] = function (this: unknown, ...args: unknown[]) {
-      const t = performance.now();
-      try {
-        return (f as (...a: unknown[]) => unknown).apply(this, args);
-      } finally {
-        // products by shape: [..., M, K] @ [..., K, N]
-        const key =
-          k === "dot"
-            ? `dot ${(args[0] as { shape: number[] }).shape.join("x")}@${(args[1] as { shape: number[] }).shape.join("x")}${(args[1] as { strides: number[] }).strides.at(-1) === 1 ? "" : "^T"}`
-            : k;
-        const e = kernelMs.get(key) ?? { ms: 0, calls: 0 };
-        e.ms += performance.now() - t;
-        e.calls++;
-        kernelMs.set(key, e);
-      }
-    };
-  }
-}
+const kernelMs = values.kernels
+  ? timeBackendCalls(loaded.backend, (k, args) =>
+      // products by shape: [..., M, K] @ [..., K, N]
+      k === "dot"
+        ? `dot ${(args[0] as { shape: number[] }).shape.join("x")}@${(args[1] as { shape: number[] }).shape.join("x")}${(args[1] as { strides: number[] }).strides.at(-1) === 1 ? "" : "^T"}`
+        : k,
+    )
+  : new Map<string, { ms: number; calls: number }>();
 setBackend(loaded.backend);
 setNumThreads(Number(values.threads));
 

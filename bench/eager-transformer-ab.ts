@@ -11,10 +11,10 @@
 import { interleavedAB } from "./harness.ts";
 import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
 import { setBackend } from "../src/backend/registry.ts";
-import { CharTransformer } from "../src/cli/text-model.ts";
-import { manualSeed, Tensor, tensor } from "../src/index.ts";
-import { crossEntropy, LayerNorm, Module, Sequential } from "../src/nn/index.ts";
+import { manualSeed, Tensor } from "../src/index.ts";
+import { crossEntropy, LayerNorm } from "../src/nn/index.ts";
 import { Adam } from "../src/optim/index.ts";
+import { charBatch, charTransformer } from "./char-transformer.ts";
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -29,13 +29,6 @@ if ("error" in r) throw new Error(r.error);
 setBackend(r.backend);
 setNumThreads(1);
 manualSeed(1);
-
-/** Logits [B, T, V] -> [B * T, V]. */
-class Positions extends Module {
-  forward(x: Tensor): Tensor {
-    return x.reshape([-1, x.shape[2]]);
-  }
-}
 
 const fusedGelu = Tensor.prototype.gelu;
 const fusedLayerNorm = LayerNorm.prototype.forward;
@@ -61,31 +54,11 @@ function setFused(on: boolean): void {
   LayerNorm.prototype.forward = on ? fusedLayerNorm : composedLayerNorm;
 }
 
-const vocab = 96;
-const chars = Array.from({ length: vocab }, (_, i) => String.fromCharCode(32 + i));
-const x = tensor(
-  Int32Array.from({ length: 32 * 128 }, (_, i) => (i * 13) % vocab),
-  { dtype: "int32", shape: [32, 128] },
-);
-const y = tensor(
-  Int32Array.from({ length: 32 * 128 }, (_, i) => (i * 7 + 3) % vocab),
-  { dtype: "int32" },
-);
+const { x, y } = charBatch();
 
 function stepFn(fused: boolean): () => number {
   manualSeed(1);
-  const model = new Sequential(
-    new CharTransformer({
-      name: "transformer",
-      vocab: chars,
-      layers: 4,
-      width: 128,
-      heads: 4,
-      context: 128,
-      dropout: 0,
-    }),
-    new Positions(),
-  );
+  const model = charTransformer();
   const opt = new Adam(model.parameters(), { lr: 1e-3 });
   return () => {
     setFused(fused);

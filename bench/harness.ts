@@ -241,3 +241,33 @@ export async function interleavedAB(
   }
   return `${label} (${rounds} rounds): ${line.join(" | ")}${ratio}`;
 }
+
+/**
+ * Wrap every method of backend `be` (but `alloc`) in place to add up its wall time per key (`key(name, args)`:
+ * the method's name, or with its operands' shapes): the kernel time of a step, by call. Returns the running
+ * totals (clear() it after warm-up).
+ */
+export function timeBackendCalls(
+  be: object,
+  key: (name: string, args: unknown[]) => string,
+): Map<string, { ms: number; calls: number }> {
+  const totals = new Map<string, { ms: number; calls: number }>();
+  const methods = be as Record<string, unknown>;
+  for (const k of Object.keys(methods)) {
+    const f = methods[k];
+    if (typeof f !== "function" || k === "alloc") continue;
+    methods[k] = function (this: unknown, ...args: unknown[]) {
+      const t = performance.now();
+      try {
+        return (f as (...a: unknown[]) => unknown).apply(this, args);
+      } finally {
+        const name = key(k, args);
+        const e = totals.get(name) ?? { ms: 0, calls: 0 };
+        e.ms += performance.now() - t;
+        e.calls++;
+        totals.set(name, e);
+      }
+    };
+  }
+  return totals;
+}

@@ -30,9 +30,9 @@ import { setEpilogueOutputs } from "../src/core/jit-fuse.ts";
 import { setBiasReluSplit } from "../src/core/jit-rewrite.ts";
 import { setProductRewrites } from "../src/core/jit-simplify.ts";
 import { arange, grad, jit, manualSeed, type Tensor, tensor } from "../src/index.ts";
-import { CharTransformer } from "../src/cli/text-model.ts";
 import { crossEntropy, functionalCall, Linear, LSTM, Module, ReLU, Sequential } from "../src/nn/index.ts";
 import { Adam } from "../src/optim/index.ts";
+import { CHAR_VOCAB, charTransformer } from "./char-transformer.ts";
 import { benchCnn } from "./cnn-model.ts";
 
 const args = process.argv.slice(2);
@@ -57,13 +57,6 @@ manualSeed(1);
 
 type Dict = Record<string, Tensor>;
 type StepFn = () => number;
-
-/** Logits [B, T, V] -> [B * T, V]. */
-class Positions extends Module {
-  forward(x: Tensor): Tensor {
-    return x.reshape([-1, x.shape[2]]);
-  }
-}
 
 class RowLstm extends Module {
   lstm = new LSTM(28, 128, { batchFirst: true });
@@ -176,22 +169,9 @@ function workload(name: string): { model: () => Module; x: Tensor; y: Int32Array
         classes: 10,
       };
     case "transformer": {
-      const vocab = 96;
-      const chars = Array.from({ length: vocab }, (_, i) => String.fromCharCode(32 + i));
+      const vocab = CHAR_VOCAB;
       return {
-        model: () =>
-          new Sequential(
-            new CharTransformer({
-              name: "transformer",
-              vocab: chars,
-              layers: 4,
-              width: 128,
-              heads: 4,
-              context: 128,
-              dropout: 0,
-            }),
-            new Positions(),
-          ),
+        model: charTransformer,
         x: tensor(
           Int32Array.from({ length: 32 * 128 }, (_, i) => (i * 13) % vocab),
           {

@@ -761,65 +761,55 @@ napi_value SetIsa(napi_env env, napi_callback_info info) {
   return v;
 }
 
+// A boolean getter or switch of the addon (flushDenormal / setFlushDenormal, amx / setAmx): `get()` or, with its
+// one boolean argument, `set(on)` run under g_call_mu (never in the middle of another thread's kernel call);
+// the result is returned as a boolean. A missing or non-boolean argument throws a TypeError naming `name`.
+template <class F>
+napi_value bool_call(napi_env env, F&& f) {
+  bool r;
+  {
+    std::lock_guard<std::mutex> lock(g_call_mu);
+    r = f();
+  }
+  napi_value v;
+  napi_get_boolean(env, r, &v);
+  return v;
+}
+template <class F>
+napi_value bool_switch(napi_env env, napi_callback_info info, const char* name, F&& set) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  bool want = false;
+  if (argc < 1 || napi_get_value_bool(env, argv[0], &want) != napi_ok) {
+    char msg[96];
+    std::snprintf(msg, sizeof(msg), "%s: expected a boolean", name);
+    napi_throw_type_error(env, nullptr, msg);
+    return nullptr;
+  }
+  return bool_call(env, [&] { return set(want); });
+}
+
 // flushDenormal(): whether flush-denormal mode is on (see pool.h).
 napi_value FlushDenormal(napi_env env, napi_callback_info) {
-  napi_value v;
-  napi_get_boolean(env, flush_denormal(), &v);
-  return v;
+  return bool_call(env, [] { return flush_denormal(); });
 }
 
 // setFlushDenormal(on): switch flush-denormal mode (pool.h); returns whether the request took effect (false:
 // on asked where the CPU has no such mode).
 napi_value SetFlushDenormal(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  bool want = false;
-  if (argc < 1 || napi_get_value_bool(env, argv[0], &want) != napi_ok) {
-    napi_throw_type_error(env, nullptr, "setFlushDenormal: expected a boolean");
-    return nullptr;
-  }
-  bool ok;
-  {
-    std::lock_guard<std::mutex> lock(g_call_mu);  // not in the middle of another thread's kernel call
-    ok = flush_denormal_set(want);
-  }
-  napi_value v;
-  napi_get_boolean(env, ok, &v);
-  return v;
+  return bool_switch(env, info, "setFlushDenormal", [](bool on) { return flush_denormal_set(on); });
 }
 
 // amx(): whether the bfloat16 kernels use AMX tiles (the CPU and OS have them and they are not switched off).
 napi_value Amx(napi_env env, napi_callback_info) {
-  bool on;
-  {
-    std::lock_guard<std::mutex> lock(g_call_mu);
-    on = amx_enabled();
-  }
-  napi_value v;
-  napi_get_boolean(env, on, &v);
-  return v;
+  return bool_call(env, [] { return amx_enabled(); });
 }
 
 // setAmx(on): switch the AMX path of the bfloat16 kernels on or off (for tests and A/B measurements; the
 // vdpbf16ps path runs otherwise); returns whether AMX is now used (false where the CPU or OS lacks it).
 napi_value SetAmx(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  bool want = false;
-  if (argc < 1 || napi_get_value_bool(env, argv[0], &want) != napi_ok) {
-    napi_throw_type_error(env, nullptr, "setAmx: expected a boolean");
-    return nullptr;
-  }
-  bool on;
-  {
-    std::lock_guard<std::mutex> lock(g_call_mu);
-    on = amx_set_enabled(want);
-  }
-  napi_value v;
-  napi_get_boolean(env, on, &v);
-  return v;
+  return bool_switch(env, info, "setAmx", [](bool on) { return amx_set_enabled(on); });
 }
 
 // describe(): what kernels.def declares, for the TypeScript side to build its tables from (once, at load):

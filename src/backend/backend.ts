@@ -340,8 +340,9 @@ export interface Backend {
    * axis (or any empty x) writes nothing.
    * Precision: the js reference computes in float64 and rounds once into a float32 out. Other backends may
    * evaluate float32 rows with float32 exp (a few ulp) and a float64 sum: they agree with js to ~1e-6
-   * relative (softmax) / absolute (log-softmax), the float32 tolerance of the backend tests. float64 rows are
-   * computed in float64 everywhere.
+   * relative (softmax) / absolute (log-softmax), the float32 tolerance of the backend tests, and may flush
+   * float32 probabilities below e^-87 (1.6e-38) to 0 (native does: subnormal results cost a microcode assist
+   * on Intel cores). float64 rows are computed in float64 everywhere.
    */
   softmax(x: View, axis: number, log: boolean, out: TypedArray): void;
 

@@ -197,9 +197,11 @@ abstract class TapeTraceBase implements Trace {
       args,
       this,
     );
-    node.savesValues = true;
     node.recyclableCall = call.backwardKeepsNothing === true;
-    noteSavingNode(node); // its backward closure holds what it saved
+    if (call.savesNothing !== true) {
+      node.savesValues = true;
+      noteSavingNode(node); // its backward closure holds what it saved
+    }
     return outs.map((o, k) => (isFloat(o.dtype) ? this.wrap(o, node, k) : o));
   }
 }
@@ -409,7 +411,7 @@ function backwardNodes(
       node.freed = true;
       node.saved = null;
       node.out = null;
-      node.call = null;
+      if (node.savesValues) node.call = null; // (a call that saved nothing keeps its closure for a later pass)
     }
     const done = doneAt?.get(k);
     if (done !== undefined) {

@@ -53,6 +53,12 @@ export interface CallRule {
    */
   readonly backwardKeepsNothing?: boolean;
   /**
+   * The backward closure holds no tensor, only shapes and constants (split's, which concatenates the
+   * cotangents): like a primitive that saves nothing, its node may then be differentiated through again after a
+   * pass without retainGraph (PyTorch's SplitBackward saves only sizes).
+   */
+  readonly savesNothing?: boolean;
+  /**
    * Control flow (scan, cond, while, core/control.ts): a call whose bodies are already closed programs, held in
    * `params`. makeJaxpr records it as one equation with these params and output avals instead of tracing `fn`,
    * and the evaluator binds the same rule again (it depends on the programs alone).

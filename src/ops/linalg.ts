@@ -40,6 +40,16 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
       `matmul: inner dimensions do not match: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)} (${k} vs ${y.shape[y.ndim - 2]})`,
     );
   }
+  if (x.ndim > 2 && y.ndim === 2) {
+    // A batch of matrices times one matrix (a linear layer on [B, T, K] activations) is one [B T, K] @ [K, N]
+    // product, as PyTorch folds it: its gradient for y is then one product over all B T rows, instead of B
+    // products into a [B, K, N] temporary summed over the batch by broadcast's VJP (the bench Transformer's
+    // weight gradients: 8 MB written and read again per product).
+    const lead = x.shape.slice(0, -1);
+    let r = reshape(X.dot(reshape(x, [-1, k]), y), [...lead, y.shape[1]]);
+    if (vecB) r = squeeze(r, r.ndim - 1);
+    return r;
+  }
   const batch = broadcastShapes("matmul", x.shape.slice(0, -2), y.shape.slice(0, -2));
   x = X.broadcast(x, [...batch, ...x.shape.slice(-2)]);
   y = X.broadcast(y, [...batch, ...y.shape.slice(-2)]);

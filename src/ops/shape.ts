@@ -3,7 +3,7 @@
  * split/chunk, cat/stack, pad, flip, gather/indexSelect; reading values out; detach; in-place copies.
  * Most are views (no copy) through the movement primitives.
  */
-import { noGrad, state } from "../core/trace.ts";
+import { bindCall, type CallRule, noGrad, state } from "../core/trace.ts";
 import { allocTyped, isHalf, type TypedArray } from "../dtype.ts";
 import { AutodiffError, DTypeError, ShapeError } from "../errors.ts";
 import { backendFor, castKernel } from "../prims/half.ts";
@@ -426,12 +426,26 @@ export function split(t: Tensor, sizeOrSections: number | readonly number[], dim
     if (total !== n)
       throw new ShapeError(`split: sections ${fmtShape(sizes)} sum to ${total}, but dim ${d} has size ${n}`);
   }
-  let start = 0;
-  return sizes.map((len) => {
-    const r = narrow(t, d, start, len);
-    start += len;
-    return r;
-  });
+  const pieces = (x: Tensor): Tensor[] => {
+    let start = 0;
+    return sizes.map((len) => {
+      const r = narrow(x, d, start, len);
+      start += len;
+      return r;
+    });
+  };
+  if (sizes.length < 2) return pieces(t);
+  // One call whose reverse mode concatenates the pieces' cotangents (zeros for unused pieces) in one kernel, as
+  // PyTorch's SplitBackward does: as separate slices, each cotangent was padded to t's shape and the pads added
+  // (an attention layer's q, k, v from one projection: 3 pads and 2 adds of the whole [B, T, 3E] per step).
+  const rule: CallRule = {
+    name: "split",
+    savesNothing: true,
+    backwardKeepsNothing: true,
+    fn: ([x]) => pieces(x),
+    vjp: ([x]) => ({ outs: pieces(x), backward: (cts) => [X.concat(cts, d)] }),
+  };
+  return bindCall(rule, [t]);
 }
 
 export function chunk(t: Tensor, chunks: number, dim = 0): Tensor[] {

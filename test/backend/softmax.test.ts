@@ -12,6 +12,13 @@ import { grad, gradCheck, hvp, logSoftmax, softmax, type Tensor, tensor, vjp } f
 import { mk } from "../opinfo.ts";
 import { size } from "./conformance/views.ts";
 import { jsBackend as J } from "../../src/backend/js/index.ts";
+import { loadNativeBackend, nativeInfo, setNativeIsa } from "../../src/backend/native/index.ts";
+
+const nativeLoaded = loadNativeBackend();
+/** The native backend, or undefined where the addon does not load. */
+function nativeBackendOrUndefined(): Backend | undefined {
+  return "backend" in nativeLoaded ? nativeLoaded.backend : undefined;
+}
 
 function view(data: number[], shape: number[], dtype: DType = "float64"): View {
   const a = allocTyped(dtype, data.length);
@@ -175,4 +182,45 @@ test("softmax / logSoftmax ops: integer input computes in float32, dims are chec
   near(y.dataSync(), Array.from(run(J, view([1, 2, 3], [1, 3], "float32"), 1, true)), 0);
   assert.throws(() => softmax(t, 2), /softmax: dim 2 is out of range for a tensor of rank 2/);
   assert.throws(() => logSoftmax(t, -3), /logSoftmax: dim -3 is out of range/);
+});
+
+test("native float32 softmax and attention flush probabilities below e^-87 to zero (no subnormal results)", {
+  skip: nativeBackendOrUndefined() === undefined,
+}, () => {
+  const N = nativeBackendOrUndefined()!;
+  const isa0 = nativeInfo().isa;
+  // the AVX builds (vmath.h exp_f32_flush); the baseline SSE2 build keeps libm's expf
+  const isas = (["avx512", "avx2"] as const).filter((i) => setNativeIsa(i));
+  try {
+    for (const isa of isas) {
+      assert.ok(setNativeIsa(isa));
+      // e^-90 = 8.2e-40 and e^-100 = 3.7e-44 are float32 subnormals in the js reference; native gives exact zeros
+      const x = view([0, -90, -100, Number.NEGATIVE_INFINITY, -80], [5], "float32");
+      const js = run(J, x, 0, false);
+      assert.ok(
+        js[1] > 0 && js[1] < 1.2e-38 && js[2] > 0,
+        `js keeps subnormal probabilities: ${js[1]}, ${js[2]}`,
+      );
+      const nat = run(N, x, 0, false);
+      assert.deepEqual(Array.from(nat.subarray(0, 4)), [1, 0, 0, 0], isa);
+      // e^-80 = 1.8e-35 is normal: kept, within float32 precision of js
+      assert.ok(Math.abs(nat[4] - js[4]) <= 1e-6 * js[4], `${isa} e^-80: ${nat[4]} vs ${js[4]}`);
+      // log-softmax keeps its finite values (no exp of them is stored)
+      const lg = run(N, x, 0, true);
+      assert.ok(
+        Math.abs(lg[2] + 100) < 1e-4 && lg[3] === Number.NEGATIVE_INFINITY,
+        `${isa} log-softmax ${lg[2]}`,
+      );
+      // attention: one query whose second key scores -100 below the first (scale 1): its weight is an exact 0
+      const q = view([1], [1, 1, 1], "float32");
+      const k = view([0, -100], [1, 2, 1], "float32");
+      const v = view([2, 5], [1, 2, 1], "float32");
+      const out = new Float32Array(2);
+      N.attention!(q, k, v, null, false, 1, out);
+      assert.equal(out[0], 2, `${isa}: output = v of the first key exactly`);
+      assert.ok(Math.abs(out[1]) < 1e-6, `${isa}: lse = log(1 + 0) = ${out[1]}`);
+    }
+  } finally {
+    setNativeIsa(isa0 as "avx512" | "avx2" | "base");
+  }
 });

@@ -219,3 +219,34 @@ test("wasm attention of one long entry on the worker pool: rows and keys split, 
   assert.deepEqual(pool.fallbacks(), {});
   pool.stopThreads();
 });
+
+test("wasm attention: weights below e^-87 are exact zeros; causal over a non-finite value takes the js kernel", () => {
+  const W = createWasmBackend({ threads: 1 });
+  const flat = (data: number[], shape: number[]): View => ({
+    data: Float32Array.from(data),
+    shape,
+    strides: shape.map((_, d) => shape.slice(d + 1).reduce((a, b) => a * b, 1)),
+    offset: 0,
+  });
+  // one query, 9 keys (SIMD lanes and a tail): key 0 scores 0, the others -100 below it (scale 1)
+  const q = flat([1], [1, 1, 1]);
+  const k = flat([0, -100, -100, -100, -100, -100, -100, -100, -100], [1, 9, 1]);
+  const v = flat([2, 5, 5, 5, 5, 5, 5, 5, 5], [1, 9, 1]);
+  const out = new Float32Array(2);
+  W.attention!(q, k, v, null, false, 1, out);
+  assert.equal(out[0], 2, "the output is v of key 0 exactly");
+  // causal, an Infinity in a key the first query may not see: the spec skips it (the tiled products would
+  // multiply it by 0), so every output is finite and equals the js reference
+  const q2 = flat([0.5, -0.25, 1, 0.75], [1, 4, 1]);
+  const k2 = flat([0.1, 0.2, Infinity, -0.3], [1, 4, 1]);
+  const v2 = flat([1, 2, 3, 4], [1, 4, 1]);
+  const o2 = new Float32Array(4 * 2);
+  const r2 = new Float32Array(4 * 2);
+  W.attention!(q2, k2, v2, null, true, 1, o2);
+  J.attention(q2, k2, v2, null, true, 1, r2);
+  for (let i = 0; i < 2; i++) {
+    assert.ok(Number.isFinite(o2[i * 2]), `row ${i} (keys before the Infinity): ${o2[i * 2]}`);
+  }
+  for (let i = 0; i < o2.length; i++)
+    assert.ok(Object.is(o2[i], r2[i]) || Math.abs(o2[i] - r2[i]) <= 1e-6 * Math.abs(r2[i]), `element ${i}`);
+});

@@ -26,7 +26,7 @@
  * the specification: no keys gives output 0 and lse -Infinity, only -Infinity scores give NaN and -Infinity,
  * NaN or +Infinity scores NaN (f32x4.max and f32.max propagate NaN).
  */
-import { expF32x4, fmaF32, fmaF64 } from "./math";
+import { expFlushF32x4, fmaF32, fmaF64 } from "./math";
 
 /** Query rows per tile. */
 const BR = 32;
@@ -77,10 +77,13 @@ function hsum<T>(v: v128): f64 {
   return f64x2.extract_lane(v, 0) + f64x2.extract_lane(v, 1);
 }
 
-/** exp of each lane: the float32 SIMD exp (math.ts, ~2 ulp) or float64 Math.exp per lane. */
+/**
+ * exp of each lane: the float32 SIMD exp (math.ts, ~2 ulp; probabilities below e^-87 flushed to 0, see
+ * expFlushF32x4) or float64 Math.exp per lane.
+ */
 @inline
 function expV<T>(x: v128): v128 {
-  if (sizeof<T>() == 4) return expF32x4(x);
+  if (sizeof<T>() == 4) return expFlushF32x4(x);
   return f64x2.replace_lane(
     f64x2.splat(Math.exp(f64x2.extract_lane(x, 0))),
     1,
@@ -90,7 +93,7 @@ function expV<T>(x: v128): v128 {
 
 @inline
 function expS<T>(x: T): T {
-  if (sizeof<T>() == 4) return <T>Mathf.exp(<f32>x);
+  if (sizeof<T>() == 4) return <f32>x < -87 ? <T>0 : <T>Mathf.exp(<f32>x);
   return <T>Math.exp(<f64>x);
 }
 

@@ -18,7 +18,8 @@
 // skips the blocks above the diagonal and writes exact zeros (P, dS) for the keys j > i inside diagonal blocks.
 // The operands of a batch entry are repacked once per task (K and V as MR-row panels, K, q and dout as padded
 // rows, q and dout blocks transposed): O((L + S)(E + Ev)) scratch per thread, never an [L, S] matrix.
-// float32 runs in float32 (exp through vmath.h's exp_f32 in the AVX builds) with float64 row sums l; float64 in
+// float32 runs in float32 (exp through vmath.h's exp_f32_flush in the AVX builds: probabilities below e^-87 are
+// 0, so that masked and far-underflowing scores take no subnormal assists) with float64 row sums l; float64 in
 // float64.
 //
 // The exact loops (exact_forward, exact_backward; the previous kernels, 32 x 64 tiles of scalar-vectorised
@@ -42,7 +43,8 @@ namespace {
 constexpr i64 BR = 32;  // query rows per tile of the exact loops
 constexpr i64 BC = 64;  // keys per tile of the exact loops
 
-CR_INLINE float exp_t(float v) { return CR_ISA_LEVEL >= 1 ? exp_f32(v) : std::exp(v); }
+// (probabilities below e^-87 flushed to 0 in the AVX builds: see exp_f32_flush)
+CR_INLINE float exp_t(float v) { return CR_ISA_LEVEL >= 1 ? exp_f32_flush(v) : std::exp(v); }
 CR_INLINE double exp_t(double v) { return std::exp(v); }
 
 CR_INLINE float bf16_f32(uint16_t h) {
@@ -572,10 +574,31 @@ void fl_pack_lanes(const View& x, i64 base, i64 i0, i64 n, i64 cols, T* __restri
     for (i64 i = nr; i < FBR; i++) dst[c * FBR + i] = 0;
 }
 
-// Whether every element of x's first `cols` columns (all batch entries and rows) is finite.
+// Whether every element of x's first `cols` columns (all batch entries and rows) is finite. Rows at unit stride
+// (float32 / float64) test the exponent bits with integer operations, which vectorise: the causal kernels scan
+// q, k (and dout) with it before every call, and the element-by-element loop took ~0.8 ns per element, more
+// than a causal block's masking saved (B64 H4 L64 D32 on an Intel Xeon: causal backward 5.3 ms against 3.9
+// unmasked).
 template <class T, int H = 0>
 bool fl_finite(const View& x, const Dims& d, i64 rows, i64 cols) {
   const i64 sr = x.strides[x.ndim - 2], sc = x.strides[x.ndim - 1];
+  if constexpr (H == 0) {
+    if (sc == 1) {
+      using U0 = typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type;
+      typedef U0 __attribute__((may_alias)) U;  // the float storage read as its bits
+      constexpr U E = sizeof(T) == 4 ? (U)0x7f800000u : (U)0x7ff0000000000000ull;  // exponent all ones: Inf, NaN
+      for (i64 b = 0; b < d.nb; b++) {
+        const i64 pb = batch_offset(x, d, b);
+        U bad = 0;
+        for (i64 r = 0; r < rows; r++) {
+          const U* p = reinterpret_cast<const U*>(static_cast<const T*>(x.data) + pb + r * sr);
+          for (i64 c = 0; c < cols; c++) bad |= (U)((p[c] & E) == E);
+        }
+        if (bad) return false;
+      }
+      return true;
+    }
+  }
   for (i64 b = 0; b < d.nb; b++) {
     const i64 pb = batch_offset(x, d, b);
     for (i64 r = 0; r < rows; r++) {

@@ -3,8 +3,8 @@
 // (x - m) - log s (log-softmax) or exp(x - m) / s (softmax). This replaces the ~8 kernels of the composed
 // x - logsumexp(x), each of which allocated and walked a full-size temporary.
 //
-// Numerics (the Backend.softmax contract): float32 rows take exp in float32 (vmath.h's exp_f32 in the AVX
-// builds, libm's expf in the baseline build) and sum it in float64; the log-softmax write is done in float64
+// Numerics (the Backend.softmax contract): float32 rows take exp in float32 (vmath.h's exp_f32_flush in the AVX
+// builds: probabilities below e^-87 = 1.6e-38 come out 0; libm's expf in the baseline build) and sum it in float64; the log-softmax write is done in float64
 // and rounded once. float64 rows are float64 throughout. NaN needs no special case, so the max may skip NaN
 // (a plain compare-and-select, which vectorises): a NaN entry makes s NaN, a +Inf max makes x - m NaN at the
 // +Inf entries, an all -Inf row gives -Inf - -Inf = NaN, and every output of such a row then reads the NaN s
@@ -24,7 +24,9 @@ namespace {
 
 constexpr bool kVecMath = CR_ISA_LEVEL >= 1;
 
-CR_INLINE float exp_of(float v) { return kVecMath ? exp_f32(v) : std::exp(v); }
+// (probabilities below e^-87 flushed to 0 in the AVX builds: masked -Infinity entries and far-underflowing ones
+// would otherwise take a subnormal assist per vector on Intel cores, see vmath.h exp_f32_flush)
+CR_INLINE float exp_of(float v) { return kVecMath ? exp_f32_flush(v) : std::exp(v); }
 CR_INLINE double exp_of(double v) { return std::exp(v); }
 
 // Max of a unit-stride row, NaN skipped (see the top): one 64-byte vector of lanes with GCC vector extensions

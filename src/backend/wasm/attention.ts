@@ -10,7 +10,7 @@
  * then runs and reports the error).
  */
 import { dtypeOfTyped, type TypedArray } from "../../dtype.ts";
-import { sizeOf } from "../../shape.ts";
+import { isContiguous, sizeOf } from "../../shape.ts";
 import type { View } from "../backend.ts";
 import { assertOutSize } from "../js/strided.ts";
 import { type Ctx, type Operand, type Scope, stageIn, stageOut, withScope } from "./context.ts";
@@ -59,6 +59,13 @@ function allFinite(v: View): boolean {
   const { data, shape, strides } = v;
   const n = sizeOf(shape);
   if (n === 0) return true;
+  if (isContiguous(shape, strides)) {
+    // x * 0 is NaN for NaN and +-Infinity, +-0 otherwise: one sum and no branch per element (the index walk
+    // below cost ~4 ns per element, 6 ms of a 13.6 ms causal forward over three [64, 4, 64, 32] operands)
+    let acc = 0;
+    for (let i = v.offset, end = v.offset + n; i < end; i++) acc += (data[i] as number) * 0;
+    return acc === 0;
+  }
   const nd = shape.length;
   const idx = new Array<number>(nd).fill(0);
   let off = v.offset;
