@@ -11,6 +11,8 @@ import { afterEach, test } from "node:test";
 import { loadNativeBackend } from "../src/backend/native/index.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { buildModel, type ModelSpec } from "../src/cli/models.ts";
+import { CharTransformer } from "../src/cli/text-model.ts";
+import { isRecyclingRoot } from "../src/nn/recycle.ts";
 import { clearStepPool, eagerPoolOpts, eagerPoolStats, stepPoolBytes } from "../src/core/eager-pool.ts";
 import { setOutArena } from "../src/prims/impl.ts";
 import {
@@ -416,6 +418,42 @@ test("the CLI's zoo models (Standardize first, RowLSTM) recycle and train exactl
     assert.ok(eagerPoolStats.reused > reused, `${name}: later steps reuse recycled activations`);
     assert.deepEqual(got, ref);
   }
+});
+
+test("the CLI's char Transformer recycles as a root, nested in a container with a custom layer, and trains exactly", () => {
+  /** Logits [B, T, V] -> [B T, V]: a user's layer, which keeps the outer Sequential from recycling. */
+  class Flat extends nn.Module {
+    forward(x: Tensor): Tensor {
+      return x.reshape([-1, x.shape[2]]);
+    }
+  }
+  const vocab = [..."abcdefg"];
+  const make = () => ({
+    model: new nn.Sequential(
+      new CharTransformer({
+        name: "transformer",
+        vocab,
+        layers: 2,
+        width: 16,
+        heads: 2,
+        context: 8,
+        dropout: 0,
+      }),
+      new Flat(),
+    ),
+    x: randint(0, vocab.length, [3, 8], { dtype: "int32" }),
+    y: randint(0, vocab.length, [3 * 8]),
+  });
+  // registered as a root: its own call opens the scope (embeddings and head included) though its parent does not
+  assert.ok(isRecyclingRoot(make().model.children()[0]), "CharTransformer is a recycling root");
+  eagerPoolOpts.enabled = false;
+  const ref = train(make, 4);
+  eagerPoolOpts.enabled = true;
+  eagerPoolOpts.poison = true;
+  const reused = eagerPoolStats.reused;
+  const got = train(make, 4);
+  assert.ok(eagerPoolStats.reused > reused, "later steps reuse recycled activations");
+  assert.deepEqual(got, ref);
 });
 
 /**

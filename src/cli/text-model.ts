@@ -13,6 +13,8 @@ import { normal } from "../nn/init.ts";
 import { Linear } from "../nn/linear.ts";
 import { Module } from "../nn/module.ts";
 import { LayerNorm } from "../nn/norm.ts";
+import { recycle } from "../nn/recycle.ts";
+import "../nn/recycle-classes.ts";
 import { TransformerEncoder, TransformerEncoderLayer } from "../nn/transformer.ts";
 
 /** Metadata key of a text model's spec in model.safetensors (an image model uses "chainrule.model"). */
@@ -102,6 +104,10 @@ export class CharTransformer extends Module {
     return `vocab=${s.vocab.length}, layers=${s.layers}, width=${s.width}, heads=${s.heads}, context=${s.context}`;
   }
 }
+
+// Its forward keeps nothing it computes (embeddings, the encoder stack, the head, all built-in): a call recycles
+// its activations (nn/recycle.ts), the embeddings' and the head's included, where the stack alone did before.
+recycle.roots(CharTransformer);
 
 /** Parameter count a spec implies (embeddings, per-layer attention and feed-forward blocks, norms, head). */
 export function textModelParameters(s: TextModelSpec): number {
