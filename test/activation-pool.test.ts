@@ -159,24 +159,31 @@ function onBackend<T>(backend: "js" | "native" | "wasm", fn: () => T): T {
   }
 }
 
+/**
+ * Train `make`'s model `steps` steps without the pool, then with it (poisoned: a recycled buffer is filled with
+ * NaN when taken back); the second run must reuse activations and give the same losses, outputs, gradients,
+ * parameters and buffers.
+ */
+function assertRecyclesExactly(make: Make, steps: number): void {
+  eagerPoolOpts.enabled = false;
+  const ref = train(make, steps);
+  eagerPoolOpts.enabled = true;
+  eagerPoolOpts.poison = true;
+  const reused = eagerPoolStats.reused;
+  const got = train(make, steps);
+  assert.ok(eagerPoolStats.reused > reused, "later steps reuse recycled activations");
+  assert.deepEqual(got.losses, ref.losses);
+  assert.deepEqual(got.outs, ref.outs, "the outputs survive later steps");
+  assert.deepEqual(got.grads, ref.grads);
+  assert.deepEqual(got.params, ref.params);
+  assert.deepEqual(got.buffers, ref.buffers, "module state written by the forward survives");
+  assert.ok(got.losses.every(Number.isFinite));
+}
+
 for (const backend of ["js", "native", "wasm"] as const) {
   for (const [name, make] of Object.entries(MODELS)) {
     test(`${backend}: ${name} training with recycled, poisoned activations is bit-identical`, () =>
-      onBackend(backend, () => {
-        eagerPoolOpts.enabled = false;
-        const ref = train(make, 5);
-        eagerPoolOpts.enabled = true;
-        eagerPoolOpts.poison = true;
-        const reused = eagerPoolStats.reused;
-        const got = train(make, 5);
-        assert.ok(eagerPoolStats.reused > reused, "later steps reuse recycled activations");
-        assert.deepEqual(got.losses, ref.losses);
-        assert.deepEqual(got.outs, ref.outs, "the outputs survive later steps");
-        assert.deepEqual(got.grads, ref.grads);
-        assert.deepEqual(got.params, ref.params);
-        assert.deepEqual(got.buffers, ref.buffers, "module state written by the forward survives");
-        assert.ok(got.losses.every(Number.isFinite));
-      }));
+      onBackend(backend, () => assertRecyclesExactly(make, 5)));
   }
 }
 
@@ -409,14 +416,7 @@ test("the CLI's zoo models (Standardize first, RowLSTM) recycle and train exactl
       x: randn([6, 1, 12, 12]),
       y: randint(0, 5, [6]),
     });
-    eagerPoolOpts.enabled = false;
-    const ref = train(make, 4);
-    eagerPoolOpts.enabled = true;
-    eagerPoolOpts.poison = true;
-    const reused = eagerPoolStats.reused;
-    const got = train(make, 4);
-    assert.ok(eagerPoolStats.reused > reused, `${name}: later steps reuse recycled activations`);
-    assert.deepEqual(got, ref);
+    assertRecyclesExactly(make, 4);
   }
 });
 
@@ -446,14 +446,7 @@ test("the CLI's char Transformer recycles as a root, nested in a container with 
   });
   // registered as a root: its own call opens the scope (embeddings and head included) though its parent does not
   assert.ok(isRecyclingRoot(make().model.children()[0]), "CharTransformer is a recycling root");
-  eagerPoolOpts.enabled = false;
-  const ref = train(make, 4);
-  eagerPoolOpts.enabled = true;
-  eagerPoolOpts.poison = true;
-  const reused = eagerPoolStats.reused;
-  const got = train(make, 4);
-  assert.ok(eagerPoolStats.reused > reused, "later steps reuse recycled activations");
-  assert.deepEqual(got, ref);
+  assertRecyclesExactly(make, 4);
 });
 
 /**
