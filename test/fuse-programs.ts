@@ -10,6 +10,7 @@ import type { Backend, BinaryOp, FusedInstr, FusedProgram, UnaryOp, View } from 
 import { fusedProgram } from "../src/backend/fused.ts";
 import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
+import type { Tensor } from "../src/tensor/tensor.ts";
 import { prng } from "./prng.ts";
 
 /** Seeded random helpers over the tests' PRNG. */
@@ -234,6 +235,34 @@ export function optimizerProgram(
 }
 
 /** The wasm backend (an error if it does not load). */
+/** Tensors by parameter name. */
+export type TensorDict = Record<string, Tensor>;
+
+/**
+ * Adam as a user writes it for jit (the step's scalars a = lr / bc1 and c = 1 / bc2Sqrt as tensors), over dicts of
+ * parameters p, gradients g and moments m, v: returns [p', m', v']. Jitted with p, m, v donated, its update
+ * programs are the compiled Adam shapes (kernels/fused.cc PatAdam; wasm codegen's flush).
+ */
+export function adamUpdateOps(
+  p: TensorDict,
+  g: TensorDict,
+  m: TensorDict,
+  v: TensorDict,
+  a: Tensor,
+  c: Tensor,
+): readonly [TensorDict, TensorDict, TensorDict] {
+  const [b1, b2, eps] = [0.9, 0.999, 1e-8];
+  const p2: TensorDict = {};
+  const m2: TensorDict = {};
+  const v2: TensorDict = {};
+  for (const k of Object.keys(p)) {
+    m2[k] = m[k].mul(b1).add(g[k].mul(1 - b1));
+    v2[k] = v[k].mul(b2).add(g[k].square().mul(1 - b2));
+    p2[k] = p[k].sub(m2[k].mul(a).div(v2[k].sqrt().mul(c).add(eps)));
+  }
+  return [p2, m2, v2] as const;
+}
+
 export function wasm(): Backend {
   const r = loadWasmBackend();
   if ("error" in r) throw new Error(r.error);
