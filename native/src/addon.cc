@@ -675,15 +675,30 @@ napi_value SetNumThreads(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-napi_value GetNumThreads(napi_env env, napi_callback_info) {
-  int n;
-  {
-    std::lock_guard<std::mutex> lock(g_call_mu);
-    n = pool_threads();
-  }
+// A value read under g_call_mu (never in the middle of another thread's kernel call), returned to JavaScript:
+// a boolean or an int32 (getNumThreads, amx, flushDenormal).
+inline napi_value to_js(napi_env env, bool b) {
+  napi_value v;
+  napi_get_boolean(env, b, &v);
+  return v;
+}
+inline napi_value to_js(napi_env env, int n) {
   napi_value v;
   napi_create_int32(env, n, &v);
   return v;
+}
+template <class F>
+napi_value locked_call(napi_env env, F&& f) {
+  decltype(f()) r;
+  {
+    std::lock_guard<std::mutex> lock(g_call_mu);
+    r = f();
+  }
+  return to_js(env, r);
+}
+
+napi_value GetNumThreads(napi_env env, napi_callback_info) {
+  return locked_call(env, [] { return pool_threads(); });
 }
 
 napi_value string(napi_env env, const char* s) {
@@ -761,20 +776,8 @@ napi_value SetIsa(napi_env env, napi_callback_info info) {
   return v;
 }
 
-// A boolean getter or switch of the addon (flushDenormal / setFlushDenormal, amx / setAmx): `get()` or, with its
-// one boolean argument, `set(on)` run under g_call_mu (never in the middle of another thread's kernel call);
-// the result is returned as a boolean. A missing or non-boolean argument throws a TypeError naming `name`.
-template <class F>
-napi_value bool_call(napi_env env, F&& f) {
-  bool r;
-  {
-    std::lock_guard<std::mutex> lock(g_call_mu);
-    r = f();
-  }
-  napi_value v;
-  napi_get_boolean(env, r, &v);
-  return v;
-}
+// A boolean switch of the addon (setFlushDenormal, setAmx): `set(on)` with its one boolean argument, under
+// g_call_mu; returns its boolean result. A missing or non-boolean argument throws a TypeError naming `name`.
 template <class F>
 napi_value bool_switch(napi_env env, napi_callback_info info, const char* name, F&& set) {
   size_t argc = 1;
@@ -787,12 +790,12 @@ napi_value bool_switch(napi_env env, napi_callback_info info, const char* name, 
     napi_throw_type_error(env, nullptr, msg);
     return nullptr;
   }
-  return bool_call(env, [&] { return set(want); });
+  return locked_call(env, [&] { return set(want); });
 }
 
 // flushDenormal(): whether flush-denormal mode is on (see pool.h).
 napi_value FlushDenormal(napi_env env, napi_callback_info) {
-  return bool_call(env, [] { return flush_denormal(); });
+  return locked_call(env, [] { return flush_denormal(); });
 }
 
 // setFlushDenormal(on): switch flush-denormal mode (pool.h); returns whether the request took effect (false:
@@ -803,7 +806,7 @@ napi_value SetFlushDenormal(napi_env env, napi_callback_info info) {
 
 // amx(): whether the bfloat16 kernels use AMX tiles (the CPU and OS have them and they are not switched off).
 napi_value Amx(napi_env env, napi_callback_info) {
-  return bool_call(env, [] { return amx_enabled(); });
+  return locked_call(env, [] { return amx_enabled(); });
 }
 
 // setAmx(on): switch the AMX path of the bfloat16 kernels on or off (for tests and A/B measurements; the
