@@ -4,11 +4,18 @@
  * call by call in one process, medians of wall and process CPU time per step and GCs per step.
  *
  *   taskset -c 1 node --import tsx bench/eager-transformer-ab.ts [--rounds 9] [--variants fused,composed]
+ *   taskset -c 1 node --import tsx bench/eager-transformer-ab.ts --old PATH [--rounds 9]
  *
  * Variants: `fused` (the library as it is) and `composed` (the exact GELU and LayerNorm's forward swapped for the
  * compositions of elementwise ops and reductions they were before issue 13's fusion, for the step's duration).
+ * With `--old PATH` (another native addon build, e.g. a copy of main's native/build/Release/chainrule_native.node)
+ * the variants are instead `new` (this checkout's addon) and `old` (that build as the backend for the step's
+ * duration), both under this checkout's TypeScript: compares kernels.
  */
 import { interleavedAB } from "./harness.ts";
+import { createRequire } from "node:module";
+import type { NativeAddon } from "../src/backend/native/addon.ts";
+import { createNativeBackend } from "../src/backend/native/backend.ts";
 import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
 import { setBackend } from "../src/backend/registry.ts";
 import { manualSeed, Tensor } from "../src/index.ts";
@@ -22,12 +29,16 @@ const opt = (name: string, def: string) => {
   return i >= 0 ? args[i + 1] : def;
 };
 const rounds = Number(opt("rounds", "9"));
-const variants = opt("variants", "fused,composed").split(",");
+const oldPath = opt("old", "");
+const variants = oldPath ? ["new", "old"] : opt("variants", "fused,composed").split(",");
 
 const r = loadNativeBackend();
 if ("error" in r) throw new Error(r.error);
 setBackend(r.backend);
 setNumThreads(1);
+const oldAddon = oldPath ? (createRequire(import.meta.url)(oldPath) as NativeAddon) : null;
+oldAddon?.setNumThreads(1);
+const oldBackend = oldAddon ? createNativeBackend(oldAddon) : null;
 manualSeed(1);
 
 const fusedGelu = Tensor.prototype.gelu;
@@ -56,12 +67,14 @@ function setFused(on: boolean): void {
 
 const { x, y } = charBatch();
 
-function stepFn(fused: boolean): () => number {
+function stepFn(variant: string): () => number {
+  const fused = variant !== "composed";
   manualSeed(1);
   const model = charTransformer();
   const opt = new Adam(model.parameters(), { lr: 1e-3 });
   return () => {
     setFused(fused);
+    if (variant === "old") setBackend(oldBackend!);
     try {
       opt.zeroGrad();
       const loss = crossEntropy(model.call(x) as Tensor, y);
@@ -70,12 +83,13 @@ function stepFn(fused: boolean): () => number {
       return loss.item();
     } finally {
       setFused(true);
+      setBackend(r.backend);
     }
   };
 }
 
 const fns: Record<string, () => number> = {};
-for (const v of variants) fns[v] = stepFn(v === "fused");
+for (const v of variants) fns[v] = stepFn(v);
 const losses: Record<string, number[]> = {};
 for (const v of variants) losses[v] = [fns[v](), fns[v]()];
 console.log("first two losses:", JSON.stringify(losses));

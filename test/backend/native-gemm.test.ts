@@ -13,6 +13,13 @@ for (const [dtype, m, k, n] of [
   ["float32", 26, 390, 700], // 2 K slices, several column blocks
   ["float32", 5500, 20, 9], // 2 row blocks of A
   ["float64", 29, 700, 33], // 3 K slices at float64
+  // a transposed A packed several panels per pass (column by column: 8 full panels, then 2 and a short one) and a
+  // row-major B packed several panels per pass (16 full panels and a short one), 2 K slices
+  ["float32", 130, 700, 530],
+  ["float64", 100, 300, 200],
+  // few rows of A (M <= 16 panels) over a row-major B larger than L2 on every CPU this runs on (4.8 MB): B packed,
+  // not read in place
+  ["float32", 40, 2400, 500],
 ] as const) {
   test(`dot ${dtype} ${m}x${k} @ ${k}x${n}: K slices, row and column blocks`, { skip: !N }, () => {
     const rng = prng(m * 7 + k * 3 + n);
