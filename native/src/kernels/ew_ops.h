@@ -27,6 +27,15 @@ CR_INLINE bool with_float_unary(int op, G&& g) {
       case U_SIGMOID: g([](T v) { return (T)sigmoid_f32((float)v); }, C); return true;
       case U_GELU: g([](T v) { return (T)gelu_f32((float)v); }, C); return true;
       case U_GELU_DERIV: g([](T v) { return (T)gelu_deriv_f32((float)v); }, C); return true;
+      case U_LOG1P: g([](T v) { return (T)log1p_f32((float)v); }, C); return true;
+      case U_EXPM1: g([](T v) { return (T)expm1_f32((float)v); }, C); return true;
+      case U_SINH: g([](T v) { return (T)sinh_f32((float)v); }, C); return true;
+      case U_COSH: g([](T v) { return (T)cosh_f32((float)v); }, C); return true;
+      case U_ASINH: g([](T v) { return (T)asinh_f32((float)v); }, C); return true;
+      case U_ACOSH: g([](T v) { return (T)acosh_f32((float)v); }, C); return true;
+      case U_ATANH: g([](T v) { return (T)atanh_f32((float)v); }, C); return true;
+      case U_LOG2: g([](T v) { return (T)log2_f32((float)v); }, C); return true;
+      case U_LOG10: g([](T v) { return (T)log10_f32((float)v); }, C); return true;
       default: break;
     }
   }
@@ -64,6 +73,16 @@ CR_INLINE bool with_float_unary(int op, G&& g) {
     case U_NOT: g([](T v) { return v == 0 ? T(1) : T(0); }, C); break;
     case U_GELU: g([](T v) { return (T)gelu_d((double)v); }, E); break;
     case U_GELU_DERIV: g([](T v) { return (T)gelu_deriv_d((double)v); }, E); break;
+    case U_ASIN: g([](T v) { return std::asin(v); }, E); break;
+    case U_ACOS: g([](T v) { return std::acos(v); }, E); break;
+    case U_ATAN: g([](T v) { return std::atan(v); }, E); break;
+    case U_SINH: g([](T v) { return std::sinh(v); }, E); break;
+    case U_COSH: g([](T v) { return std::cosh(v); }, E); break;
+    case U_ASINH: g([](T v) { return std::asinh(v); }, E); break;
+    case U_ACOSH: g([](T v) { return std::acosh(v); }, E); break;
+    case U_ATANH: g([](T v) { return std::atanh(v); }, E); break;
+    case U_LOG2: g([](T v) { return std::log2(v); }, E); break;
+    case U_LOG10: g([](T v) { return std::log10(v); }, E); break;
     default: return false;
   }
   return true;

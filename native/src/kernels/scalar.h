@@ -131,6 +131,16 @@ CR_INLINE double unary_ref(int op, double x) {
     case U_ROUND: return std::nearbyint(x);  // default rounding mode: ties to even, keeps -0
     case U_GELU: return gelu_d(x);
     case U_GELU_DERIV: return gelu_deriv_d(x);
+    case U_ASIN: return std::asin(x);
+    case U_ACOS: return std::acos(x);
+    case U_ATAN: return std::atan(x);
+    case U_SINH: return std::sinh(x);
+    case U_COSH: return std::cosh(x);
+    case U_ASINH: return std::asinh(x);
+    case U_ACOSH: return std::acosh(x);
+    case U_ATANH: return std::atanh(x);
+    case U_LOG2: return std::log2(x);
+    case U_LOG10: return std::log10(x);
     default: return x == 0 ? 1.0 : 0.0;      // U_NOT
   }
 }

@@ -48,8 +48,13 @@ CR_INLINE float exp_f32_flush(float x) {
   return x < -87.0f ? 0.0f : e;
 }
 
-// ln x. x = m 2^e with m in [sqrt(1/2), sqrt(2)); ln m = f - f^2/2 + f^3 P(f), f = m - 1.
-CR_INLINE float log_f32(float x) {
+// The parts of ln x that log_f32, log2_f32 and log10_f32 share: x = m 2^e with m in [sqrt(1/2), sqrt(2)),
+// f = m - 1, z = f^2, y = f^3 P(f); then ln m = f - z / 2 + y. Positive finite x only (the callers select the
+// special cases with log_special).
+struct LogParts {
+  float f, z, y, fe;
+};
+CR_INLINE LogParts log_parts(float x) {
   const bool sub = x < 1.17549435e-38f;  // subnormal (or <= 0, handled at the end)
   const float xs = sub ? x * 8388608.0f : x;
   const int32_t b = float_to_bits(xs);
@@ -69,16 +74,126 @@ CR_INLINE float log_f32(float x) {
   y = y * f - 2.4999993993e-1f;
   y = y * f + 3.3333331174e-1f;
   y = y * f * z;
-  const float fe = (float)e;
-  y += -2.12194440e-4f * fe;
-  y += -0.5f * z;
-  float r = f + y;
-  r += 0.693359375f * fe;
-  // Special cases: log(+-0) = -Inf, log(x < 0) = NaN, log(+Inf) = +Inf, log(NaN) = NaN.
+  return LogParts{f, z, y, (float)e};
+}
+// Special cases of every logarithm: log(+-0) = -Inf, log(x < 0) = NaN, log(+Inf) = +Inf, log(NaN) = NaN; r for
+// the other x.
+CR_INLINE float log_special(float x, float r) {
   r = x == 0.0f ? -__builtin_inff() : r;
   r = x < 0.0f ? __builtin_nanf("") : r;
   r = x == __builtin_inff() ? x : r;
   return x != x ? x : r;
+}
+
+// ln x = e ln 2 + ln m, ln 2 in two parts (the first exact in e * 0.693359375).
+CR_INLINE float log_f32(float x) {
+  const LogParts p = log_parts(x);
+  float y = p.y;
+  y += -2.12194440e-4f * p.fe;
+  y += -0.5f * p.z;
+  float r = p.f + y;
+  r += 0.693359375f * p.fe;
+  return log_special(x, r);
+}
+
+// log2 x = e + ln m / ln 2: exact at powers of 2 (m = 1).
+CR_INLINE float log2_f32(float x) {
+  const LogParts p = log_parts(x);
+  const float lnm = p.f + (p.y - 0.5f * p.z);
+  return log_special(x, lnm * 1.44269504088896341f + p.fe);
+}
+
+// log10 x = e log10(2) + ln m log10(e), log10(2) in two parts (the first, 77 / 256, exact in e * 0.30078125).
+CR_INLINE float log10_f32(float x) {
+  const LogParts p = log_parts(x);
+  const float lnm = p.f + (p.y - 0.5f * p.z);
+  return log_special(x, p.fe * 0.30078125f + (lnm * 0.434294481903251828f + p.fe * 2.48745663981195214e-4f));
+}
+
+// ln(1 + x): with u = 1 + x rounded, ln(u) x / (u - 1) corrects the rounding of the sum (x itself where u = 1);
+// x = -1 gives -Inf, x < -1 NaN, +Inf +Inf.
+CR_INLINE float log1p_f32(float x) {
+  const float u = 1.0f + x;
+  const float d = u - 1.0f;
+  const float r = log_f32(u) * (x / d);
+  const float s = d == 0.0f ? x : r;
+  return u == __builtin_inff() ? u : s;
+}
+
+// e^x - 1: for |x| < 0.7 the Taylor series to x^10 / 10! (truncation below 1e-9 of the result), else e^x - 1,
+// which there cancels less than a bit.
+CR_INLINE float expm1_f32(float x) {
+  float p = 2.75573192e-7f;  // 1 / 10!
+  p = p * x + 2.75573192e-6f;
+  p = p * x + 2.48015873e-5f;
+  p = p * x + 1.98412698e-4f;
+  p = p * x + 1.38888889e-3f;
+  p = p * x + 8.33333333e-3f;
+  p = p * x + 4.16666667e-2f;
+  p = p * x + 1.66666667e-1f;
+  p = p * x + 0.5f;
+  const float small = (p * x) * x + x;
+  const float big = exp_f32(x) - 1.0f;
+  const float r = __builtin_fabsf(x) < 0.7f ? small : big;
+  return x == 0.0f ? x : r;  // -0 stays -0 ((p x) x + x gives +0 there)
+}
+
+// e^|x| / 2 for sinh and cosh, finite as long as they are: e^|x| / 2 directly below |x| = 88, above it as
+// (e^{|x|/2} / 2) e^{|x|/2}, whose factors do not overflow (halving |x| is exact; subtracting ln 2 instead would
+// round |x|, 4e-6 of the result at |x| = 88).
+CR_INLINE float half_exp_abs(float a) {
+  const bool big = a >= 88.0f;
+  const float e = exp_f32(big ? 0.5f * a : a);
+  const float h = 0.5f * e;
+  return big ? h * e : h;
+}
+
+// sinh x: the odd Taylor series to x^13 / 13! for |x| < 1, else sign(x) (h - 1 / (4 h)) with h = e^|x| / 2.
+CR_INLINE float sinh_f32(float x) {
+  const float a = __builtin_fabsf(x);
+  const float z = x * x;
+  float p = 1.60590438e-10f;  // 1 / 13!
+  p = p * z + 2.50521084e-8f;
+  p = p * z + 2.75573192e-6f;
+  p = p * z + 1.98412698e-4f;
+  p = p * z + 8.33333333e-3f;
+  p = p * z + 1.66666667e-1f;
+  const float small = (p * z) * x + x;
+  const float h = half_exp_abs(a);
+  const float big = __builtin_copysignf(h - 0.25f / h, x);
+  return a < 1.0f ? small : big;  // NaN: big is NaN
+}
+
+// cosh x = h + 1 / (4 h) with h = e^|x| / 2.
+CR_INLINE float cosh_f32(float x) {
+  const float h = half_exp_abs(__builtin_fabsf(x));
+  return h + 0.25f / h;
+}
+
+// asinh x = sign(x) ln(1 + a + a^2 / (1 + sqrt(1 + a^2))), a = |x|; for a >= 4096, sign(x) (ln a + ln 2) (the
+// rest, 1 / (4 a^2), is below a float's resolution there, and a^2 would overflow further on).
+CR_INLINE float asinh_f32(float x) {
+  const float a = __builtin_fabsf(x);
+  const float a2 = a * a;
+  const float small = log1p_f32(a + a2 / (1.0f + __builtin_sqrtf(1.0f + a2)));
+  const float big = log_f32(a) + 0.693147180559945309f;
+  return __builtin_copysignf(a < 4096.0f ? small : big, x);  // NaN: big is NaN
+}
+
+// acosh x = ln(1 + t + sqrt(t (x + 1))), t = x - 1 (exact near 1); for x >= 4096, ln x + ln 2; NaN below 1.
+CR_INLINE float acosh_f32(float x) {
+  const float t = x - 1.0f;
+  const float small = log1p_f32(t + __builtin_sqrtf(t * (x + 1.0f)));
+  const float big = log_f32(x) + 0.693147180559945309f;
+  const float r = x < 4096.0f ? small : big;  // NaN: big is NaN
+  return x < 1.0f ? __builtin_nanf("") : r;
+}
+
+// atanh x = sign(x) ln(1 + 2 a / (1 - a)) / 2, a = |x|: +-Inf at +-1, NaN beyond (the argument of ln is then
+// below 0).
+CR_INLINE float atanh_f32(float x) {
+  const float a = __builtin_fabsf(x);
+  return __builtin_copysignf(0.5f * log1p_f32((a + a) / (1.0f - a)), x);
 }
 
 // tanh x: an odd polynomial for |x| < 0.625, else sign(x) (1 - 2 / (e^{2|x|} + 1)).

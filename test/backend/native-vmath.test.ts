@@ -1,0 +1,121 @@
+/**
+ * The float32 transcendental functions of the native backend's AVX2 / AVX-512 builds (kernels/vmath.h: log1p,
+ * expm1, sinh, cosh, asinh, acosh, atanh, log2, log10, and log and exp they build on), against the float64
+ * Math function rounded to float32, on every instruction-set build: at most MAX_ULP units in the last place over
+ * a sweep of every binade from the smallest subnormal to the largest float, a dense sweep of [-12, 12], and the
+ * points where each formula switches branch or meets its domain's edge; the special values (NaN, +-Infinity,
+ * +-0, poles, outside the domain) exactly as Math gives them; log2 exact at every power of 2. The baseline build
+ * runs libm's functions and is held to the same bounds.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { UnaryOp } from "../../src/backend/backend.ts";
+import { setNativeIsa } from "../../src/backend/native/index.ts";
+import { ISAS, N } from "./native-helpers.ts";
+
+const MAX_ULP = 4;
+
+const REF: Partial<Record<UnaryOp, (x: number) => number>> = {
+  exp: Math.exp,
+  log: Math.log,
+  log1p: Math.log1p,
+  expm1: Math.expm1,
+  sinh: Math.sinh,
+  cosh: Math.cosh,
+  asinh: Math.asinh,
+  acosh: Math.acosh,
+  atanh: Math.atanh,
+  log2: Math.log2,
+  log10: Math.log10,
+};
+
+/** The points where some formula of vmath.h changes branch or its domain ends, and a little either side. */
+const EDGES = [0.5, 0.7, 1, 2, 88, 89, 89.4, 4096, 1e-19, 1e-20, 1.17549435e-38, 87.3, 103, 104, 20, 17.3];
+
+function inputs(): Float32Array {
+  const xs: number[] = [];
+  // every binade: 1.4e-45 (2^-149) .. 3.4e38, both signs, a few mantissas each
+  for (let e = -149; e <= 127; e++) {
+    for (const m of [1, 1.1, 1.37, 1.5, 1.73, 1.999]) xs.push(m * 2 ** e, -m * 2 ** e);
+  }
+  for (let i = -2400; i <= 2400; i++) xs.push(i / 200 + 0.00123);
+  for (const e of EDGES) {
+    for (const d of [0, 1e-7, -1e-7, 1e-5, -1e-5, 1e-3, -1e-3]) xs.push(e * (1 + d), -e * (1 + d));
+  }
+  for (const d of [1e-7, 1e-6, 1e-4, 1e-2]) xs.push(-1 + d, 1 - d, 1 + d, -1 - d);
+  xs.push(1, -1, 2, -2, 10, -10, 0.5, -0.5);
+  return Float32Array.from(xs);
+}
+
+/** Inputs whose results (NaN, an infinity or a signed zero) must be exactly Math's. */
+const SPECIAL = [Number.NaN, Infinity, -Infinity, 0, -0];
+
+/** Distance in float32 units in the last place between two finite floats (through zero if signs differ). */
+function ulps(a: number, b: number): number {
+  const bits = new Int32Array(new Float32Array([a, b]).buffer);
+  const ord = (i: number) => (bits[i] < 0 ? -(bits[i] & 0x7fffffff) : bits[i]);
+  return Math.abs(ord(0) - ord(1));
+}
+
+function run(op: UnaryOp, xs: Float32Array): Float32Array {
+  const out = N!.alloc("float32", xs.length) as Float32Array;
+  N!.unary(op, { data: xs, shape: [xs.length], strides: [1], offset: 0 }, out);
+  return out;
+}
+
+for (const [op, ref] of Object.entries(REF) as [UnaryOp, (x: number) => number][]) {
+  test(`native float32 ${op}: within ${MAX_ULP} ulp of Math.${op} over every binade, specials exact`, {
+    skip: !N,
+  }, () => {
+    const xs = inputs();
+    for (const isa of ISAS) {
+      setNativeIsa(isa);
+      const got = run(op, xs);
+      let worst = 0;
+      let at = 0;
+      for (let i = 0; i < xs.length; i++) {
+        const want = Math.fround(ref(xs[i]));
+        const g = got[i];
+        if (!Number.isFinite(want) || !Number.isFinite(g) || want === 0 || g === 0) {
+          // NaN, infinities and zeros (and results that underflow) as Math gives them, sign included
+          if (Number.isNaN(want) || Number.isNaN(g) || !Number.isFinite(want) || !Number.isFinite(g)) {
+            assert.ok(Object.is(g, want), `${op}(${xs[i]}) [${isa}]: got ${g}, Math gives ${want}`);
+            continue;
+          }
+        }
+        const u = ulps(g, want);
+        if (u > worst) {
+          worst = u;
+          at = xs[i];
+        }
+      }
+      assert.ok(
+        worst <= MAX_ULP,
+        `${op} [${isa}]: ${worst} ulp at x = ${at} (got ${run(op, Float32Array.of(at))[0]}, Math gives ${Math.fround(ref(at))})`,
+      );
+      const sp = run(op, Float32Array.from(SPECIAL));
+      SPECIAL.forEach((x, i) => {
+        const want = Math.fround(ref(x));
+        assert.ok(Object.is(sp[i], want), `${op}(${x}) [${isa}]: got ${sp[i]}, Math gives ${want}`);
+      });
+    }
+    setNativeIsa(ISAS[0]);
+  });
+}
+
+test("native float32 log2 is exact at every power of 2, log10 at powers of 10 within 1 ulp", {
+  skip: !N,
+}, () => {
+  const pow2 = Float32Array.from({ length: 277 }, (_, i) => 2 ** (i - 149));
+  const pow10 = Float32Array.from({ length: 76 }, (_, i) => 10 ** (i - 37));
+  for (const isa of ISAS) {
+    setNativeIsa(isa);
+    const l2 = run("log2", pow2);
+    pow2.forEach((_, i) => assert.equal(l2[i], i - 149, `log2(2^${i - 149}) [${isa}]`));
+    const l10 = run("log10", pow10);
+    pow10.forEach((x, i) =>
+      assert.ok(ulps(l10[i], Math.fround(Math.log10(x))) <= 1, `log10(${x}) [${isa}]: ${l10[i]}`),
+    );
+  }
+  setNativeIsa(ISAS[0]);
+});
