@@ -5,11 +5,14 @@
  * a sweep of every binade from the smallest subnormal to the largest float, a dense sweep of [-12, 12], and the
  * points where each formula switches branch or meets its domain's edge; the special values (NaN, +-Infinity,
  * +-0, poles, outside the domain) exactly as Math gives them; log2 exact at every power of 2. The baseline build
- * runs libm's functions and is held to the same bounds.
+ * runs libm's functions and is held to the same bounds. sin, cos and tan reduce their argument in double up to
+ * |x| = 2^28 and leave larger ones to libm: the sweep covers both sides, and the jit's fused kernels (which
+ * evaluate the same functions on register tiles) are checked against the plain kernel bit for bit.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { UnaryOp } from "../../src/backend/backend.ts";
+import { fusedProgram } from "../../src/backend/fused.ts";
 import { setNativeIsa } from "../../src/backend/native/index.ts";
 import { ISAS, N } from "./native-helpers.ts";
 
@@ -27,10 +30,46 @@ const REF: Partial<Record<UnaryOp, (x: number) => number>> = {
   atanh: Math.atanh,
   log2: Math.log2,
   log10: Math.log10,
+  sin: Math.sin,
+  cos: Math.cos,
+  tan: Math.tan,
 };
 
 /** The points where some formula of vmath.h changes branch or its domain ends, and a little either side. */
-const EDGES = [0.5, 0.7, 1, 2, 88, 89, 89.4, 4096, 1e-19, 1e-20, 1.17549435e-38, 87.3, 103, 104, 20, 17.3];
+const EDGES = [
+  0.5,
+  0.7,
+  1,
+  2,
+  88,
+  89,
+  89.4,
+  4096,
+  1e-19,
+  1e-20,
+  1.17549435e-38,
+  87.3,
+  103,
+  104,
+  20,
+  17.3,
+  // sin, cos, tan: quadrant boundaries, floats next to multiples of pi / 2, and the libm range from 2^28 on
+  Math.PI / 4,
+  Math.PI / 2,
+  Math.PI,
+  (3 * Math.PI) / 2,
+  2 * Math.PI,
+  100 * Math.PI,
+  1e4 * Math.PI,
+  2 ** 28,
+  2 ** 27,
+  1e5,
+  1e7,
+  16367173,
+  71476,
+  2.5e8,
+  3e9,
+];
 
 function inputs(): Float32Array {
   const xs: number[] = [];
@@ -116,6 +155,32 @@ test("native float32 log2 is exact at every power of 2, log10 at powers of 10 wi
     for (let i = 0; i < pow10.length; i++) {
       const want = Math.fround(Math.log10(pow10[i]));
       assert.ok(ulps(l10[i], want) <= 1, `log10(${pow10[i]}) [${isa}]: ${l10[i]}`);
+    }
+  }
+  setNativeIsa(ISAS[0]);
+});
+
+test("native float32 sin, cos, tan: the fused kernel gives the plain kernel's bits, huge arguments included", {
+  skip: !N,
+}, () => {
+  const xs = inputs();
+  const view = { data: xs, shape: [xs.length], strides: [1], offset: 0 };
+  for (const isa of ISAS) {
+    setNativeIsa(isa);
+    for (const op of ["sin", "cos", "tan"] as const) {
+      const plain = run(op, xs);
+      const prog = fusedProgram("float32", [
+        { kind: "input", index: 0 },
+        { kind: "unary", op, a: 0 },
+      ]);
+      const fused = N!.alloc("float32", xs.length) as Float32Array;
+      N!.fused!(prog, [view], [fused]);
+      for (let i = 0; i < xs.length; i++) {
+        assert.ok(
+          Object.is(fused[i], plain[i]),
+          `${op}(${xs[i]}) [${isa}]: fused ${fused[i]}, plain ${plain[i]}`,
+        );
+      }
     }
   }
   setNativeIsa(ISAS[0]);

@@ -19,6 +19,14 @@ namespace {
 template <class T>
 Err unary_float(int op, const View& x, void* o) {
   const bool known = with_float_unary<T>(op, [&](auto f, i64 grain) { map1<T, T>(x, o, grain, f); });
+  if (known && needs_trig_fixup<T>(op)) {
+    const T* xd = static_cast<const T*>(x.data);
+    T* od = static_cast<T*>(o);
+    map1_index(x, kGrainCheap, [&](i64 i, i64 j) {
+      const T v = xd[i];
+      if (__builtin_fabs((double)v) >= (double)kTrigMax && __builtin_isfinite(v)) od[j] = trig_libm<T>(op, v);
+    });
+  }
   return known ? nullptr : "unary: unknown op";
 }
 

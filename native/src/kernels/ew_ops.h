@@ -36,6 +36,10 @@ CR_INLINE bool with_float_unary(int op, G&& g) {
       case U_ATANH: g([](T v) { return (T)atanh_f32((float)v); }, C); return true;
       case U_LOG2: g([](T v) { return (T)log2_f32((float)v); }, C); return true;
       case U_LOG10: g([](T v) { return (T)log10_f32((float)v); }, C); return true;
+      // NaN at |x| >= kTrigMax: the callers run trig_fixup after them
+      case U_SIN: g([](T v) { return (T)sin_f32((float)v); }, C); return true;
+      case U_COS: g([](T v) { return (T)cos_f32((float)v); }, C); return true;
+      case U_TAN: g([](T v) { return (T)tan_f32((float)v); }, C); return true;
       default: break;
     }
   }
@@ -86,6 +90,17 @@ CR_INLINE bool with_float_unary(int op, G&& g) {
     default: return false;
   }
   return true;
+}
+
+// After with_float_unary's sin, cos or tan (the vectorised float32 ones): the finite |x| >= kTrigMax, which they
+// leave NaN, through libm. x(i) reads the input of result i; true if op needs this.
+template <class T>
+CR_INLINE constexpr bool needs_trig_fixup(int op) {
+  return sizeof(T) == 4 && kVecMath && (op == U_SIN || op == U_COS || op == U_TAN);
+}
+template <class T>
+CR_INLINE T trig_libm(int op, T v) {
+  return op == U_SIN ? std::sin(v) : op == U_COS ? std::cos(v) : std::tan(v);
 }
 
 template <class T, class G>

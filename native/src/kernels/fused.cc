@@ -102,6 +102,9 @@ CR_INLINE void unary_row(int op, const T* x, T* d, i64 len) {
     T* __restrict o = d;
     for (i64 j = 0; j < len; j++) o[j] = f(s[j]);
   });
+  if (needs_trig_fixup<T>(op))
+    for (i64 j = 0; j < len; j++)
+      if (__builtin_fabs((double)x[j]) >= (double)kTrigMax && __builtin_isfinite(x[j])) d[j] = trig_libm<T>(op, x[j]);
 }
 
 // At most one of the operands is fixed (an op of two fixed registers is fixed itself).

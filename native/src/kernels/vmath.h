@@ -196,6 +196,55 @@ CR_INLINE float atanh_f32(float x) {
   return __builtin_copysignf(0.5f * log1p_f32((a + a) / (1.0f - a)), x);
 }
 
+// sin, cos and tan. x = k pi/2 + r, |r| <= pi/4, reduced in double with pi/2 in three parts (24, 24 and 53 bits,
+// so k P1 and k P2 are exact for |k| < 2^29 and r keeps its relative precision even next to a multiple of pi/2);
+// sin r and cos r by their Taylor series to r^9 / 9! and r^10 / 10! (truncation below 3e-9); the quadrant k mod 4
+// picks the result. |x| >= kTrigMax (2^28, where k could reach 2^29) and the infinities give NaN here: the
+// callers recompute the finite ones with libm (trig_fixup).
+constexpr float kTrigMax = 268435456.0f;
+struct TrigParts {
+  float s, c;  // sin r, cos r
+  double q;    // k mod 4
+};
+CR_INLINE TrigParts trig_parts(float x) {
+  const double xd = (double)(__builtin_fabsf(x) < kTrigMax ? x : 0.0f);
+  const double k = (xd * 0.6366197723675814 + 6755399441055744.0) - 6755399441055744.0;  // + 1.5 2^52: rounds
+  const double rd = ((xd - k * 1.570796251296997) - k * 7.549789415861596e-08) - k * 5.390302858158119e-15;
+  const float r = (float)rd;
+  const float z = r * r;
+  float ps = 2.75573192e-6f;  // 1 / 9!
+  ps = ps * z - 1.98412698e-4f;
+  ps = ps * z + 8.33333333e-3f;
+  ps = ps * z - 1.66666667e-1f;
+  float pc = -2.75573192e-7f;  // -1 / 10!
+  pc = pc * z + 2.48015873e-5f;
+  pc = pc * z - 1.38888889e-3f;
+  pc = pc * z + 4.16666667e-2f;
+  pc = pc * z - 0.5f;
+  return TrigParts{(ps * z) * r + r, pc * z + 1.0f, k - 4.0 * __builtin_floor(k * 0.25)};
+}
+CR_INLINE float trig_out_of_range(float x, float v) {
+  return __builtin_fabsf(x) < kTrigMax ? v : __builtin_nanf("");  // NaN passes through v
+}
+CR_INLINE float sin_f32(float x) {
+  const TrigParts t = trig_parts(x);
+  const float v = t.q == 0.0 ? t.s : t.q == 1.0 ? t.c : t.q == 2.0 ? -t.s : -t.c;
+  return x == 0.0f ? x : trig_out_of_range(x, v);  // -0 stays -0 (the series gives +0 there)
+}
+CR_INLINE float cos_f32(float x) {
+  const TrigParts t = trig_parts(x);
+  const float v = t.q == 0.0 ? t.c : t.q == 1.0 ? -t.s : t.q == 2.0 ? -t.c : t.s;
+  return trig_out_of_range(x, v);
+}
+CR_INLINE float tan_f32(float x) {
+  const TrigParts t = trig_parts(x);
+  // s / c in even quadrants, -c / s in odd ones (selects on q itself: a bool of the double compare, reused by
+  // float selects, kept GCC from vectorising the loop)
+  const float num = t.q == 0.0 ? t.s : t.q == 1.0 ? -t.c : t.q == 2.0 ? t.s : -t.c;
+  const float den = t.q == 0.0 ? t.c : t.q == 1.0 ? t.s : t.q == 2.0 ? t.c : t.s;
+  return x == 0.0f ? x : trig_out_of_range(x, num / den);
+}
+
 // tanh x: an odd polynomial for |x| < 0.625, else sign(x) (1 - 2 / (e^{2|x|} + 1)).
 CR_INLINE float tanh_f32(float x) {
   const float ax = __builtin_fabsf(x);
