@@ -4,7 +4,8 @@
  * (1 MB: the operand and the result stay in L2 on the CPUs this project meets, so the figures are the functions'
  * arithmetic rather than memory), median of 41 calls after a warm-up of every op. Inputs are in each function's domain: (-1, 1)
  * for asin, acos and atanh, [1, 3) for acosh, (0, 3) for the logarithms, [-3, 3) for the others. The ratio column
- * is PyTorch's time over chainrule's (> 1: chainrule faster). A standalone script (not part of `npm run bench`).
+ * is PyTorch's time over chainrule's (> 1: chainrule faster). atan2(x, y) takes y = the same values reversed.
+ * A standalone script (not part of `npm run bench`).
  *
  *   taskset -c 1 node --import tsx bench/unary-rates.ts [--threads 1]
  */
@@ -45,6 +46,7 @@ const OPS = [
   "asinh",
   "acosh",
   "atanh",
+  "atan2",
 ] as const;
 type Op = (typeof OPS)[number];
 
@@ -70,7 +72,12 @@ function median(xs: number[]): number {
 
 const ours = new Map<Op, number>();
 const calls = OPS.map((op) => {
-  const x = tensor(input(op));
+  const xs = input(op);
+  const x = tensor(xs);
+  if (op === "atan2") {
+    const y = tensor(xs.slice().reverse());
+    return () => x.atan2(y);
+  }
   return () => (x[op] as () => Tensor).call(x);
 });
 // warm-up of every op first: the first products of a fresh process also fill the buffer pool (fresh memory's
@@ -97,6 +104,9 @@ for op in ops:
     i = torch.arange(N, dtype=torch.int64)
     x = (lo + (hi - lo) * ((i * 7919) % N).double() / N).float()
     f = getattr(torch, op)
+    if op == "atan2":
+        y = x.flip(0)
+        f = lambda v, g=f: g(v, y)
     for _ in range(5): f(x)
     ts = []
     for _ in range(41):

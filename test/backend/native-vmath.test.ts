@@ -1,7 +1,7 @@
 /**
  * The float32 transcendental functions of the native backend's AVX2 / AVX-512 builds (kernels/vmath.h: log1p,
- * expm1, sinh, cosh, asinh, acosh, atanh, log2, log10, and log and exp they build on), against the float64
- * Math function rounded to float32, on every instruction-set build: at most MAX_ULP units in the last place over
+ * expm1, sinh, cosh, asinh, acosh, atanh, log2, log10, sin, cos, tan, atan, asin, acos, erf, atan2, and log and
+ * exp they build on), against the float64 Math function (the js backend's erf) rounded to float32, on every instruction-set build: at most MAX_ULP units in the last place over
  * a sweep of every binade from the smallest subnormal to the largest float, a dense sweep of [-12, 12], and the
  * points where each formula switches branch or meets its domain's edge; the special values (NaN, +-Infinity,
  * +-0, poles, outside the domain) exactly as Math gives them; log2 exact at every power of 2. The baseline build
@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { UnaryOp } from "../../src/backend/backend.ts";
+import { erf as erf64 } from "../../src/backend/js/scalar.ts";
 import { fusedProgram } from "../../src/backend/fused.ts";
 import { setNativeIsa } from "../../src/backend/native/index.ts";
 import { ISAS, N } from "./native-helpers.ts";
@@ -33,6 +34,10 @@ const REF: Partial<Record<UnaryOp, (x: number) => number>> = {
   sin: Math.sin,
   cos: Math.cos,
   tan: Math.tan,
+  atan: Math.atan,
+  asin: Math.asin,
+  acos: Math.acos,
+  erf: erf64,
 };
 
 /** The points where some formula of vmath.h changes branch or its domain ends, and a little either side. */
@@ -181,6 +186,64 @@ test("native float32 sin, cos, tan: the fused kernel gives the plain kernel's bi
           `${op}(${xs[i]}) [${isa}]: fused ${fused[i]}, plain ${plain[i]}`,
         );
       }
+    }
+  }
+  setNativeIsa(ISAS[0]);
+});
+
+test(`native float32 atan2: within ${MAX_ULP} ulp of Math.atan2 over a grid of both operands, C's special cases exact`, {
+  skip: !N,
+}, () => {
+  const vals = [
+    0,
+    -0,
+    Infinity,
+    -Infinity,
+    Number.NaN,
+    1,
+    -1,
+    1e-30,
+    -1e-30,
+    1e30,
+    -1e30,
+    1e-40,
+    -1e-40,
+    0.5,
+    -0.5,
+    2,
+    -2,
+    3.7,
+    -3.7,
+    0.4142,
+    -2.4142,
+    123.5,
+    -0.001,
+    7e5,
+    -7e5,
+  ];
+  for (let i = -40; i <= 40; i++) vals.push(i / 7 + 0.01);
+  const ys: number[] = [];
+  const xs: number[] = [];
+  for (const y of vals) for (const x of vals) ys.push(y), xs.push(x);
+  const yv = Float32Array.from(ys);
+  const xv = Float32Array.from(xs);
+  const view = (d: Float32Array) => ({ data: d, shape: [d.length], strides: [1], offset: 0 });
+  for (const isa of ISAS) {
+    setNativeIsa(isa);
+    const out = N!.alloc("float32", yv.length) as Float32Array;
+    N!.binary("atan2", view(yv), view(xv), out);
+    for (let i = 0; i < yv.length; i++) {
+      const want = Math.fround(Math.atan2(yv[i], xv[i]));
+      const exact =
+        Number.isNaN(want) ||
+        want === 0 ||
+        !Number.isFinite(yv[i]) ||
+        !Number.isFinite(xv[i]) ||
+        yv[i] === 0 ||
+        xv[i] === 0;
+      const what = `atan2(${yv[i]}, ${xv[i]}) [${isa}]: got ${out[i]}, Math gives ${want}`;
+      if (exact) assert.ok(Object.is(out[i], want), what);
+      else assert.ok(ulps(out[i], want) <= MAX_ULP, what);
     }
   }
   setNativeIsa(ISAS[0]);

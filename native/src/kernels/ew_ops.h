@@ -36,6 +36,10 @@ CR_INLINE bool with_float_unary(int op, G&& g) {
       case U_ATANH: g([](T v) { return (T)atanh_f32((float)v); }, C); return true;
       case U_LOG2: g([](T v) { return (T)log2_f32((float)v); }, C); return true;
       case U_LOG10: g([](T v) { return (T)log10_f32((float)v); }, C); return true;
+      case U_ERF: g([](T v) { return (T)erf_f32((float)v); }, C); return true;
+      case U_ATAN: g([](T v) { return (T)atan_f32((float)v); }, C); return true;
+      case U_ASIN: g([](T v) { return (T)asin_f32((float)v); }, C); return true;
+      case U_ACOS: g([](T v) { return (T)acos_f32((float)v); }, C); return true;
       // NaN at |x| >= kTrigMax: the callers run trig_fixup after them
       case U_SIN: g([](T v) { return (T)sin_f32((float)v); }, C); return true;
       case U_COS: g([](T v) { return (T)cos_f32((float)v); }, C); return true;
@@ -106,6 +110,10 @@ CR_INLINE T trig_libm(int op, T v) {
 template <class T, class G>
 CR_INLINE bool with_float_binary(int op, G&& g) {
   constexpr i64 C = kGrainCheap, E = kGrainCostly;
+  if (sizeof(T) == 4 && kVecMath && op == B_ATAN2) {
+    g([](T y, T x) { return (T)atan2_f32((float)y, (float)x); }, C);
+    return true;
+  }
   switch (op) {
     case B_ADD: g([](T x, T y) { return x + y; }, C); return true;
     case B_SUB: g([](T x, T y) { return x - y; }, C); return true;

@@ -17,19 +17,7 @@ namespace CR_ISA_NS {
 
 // Phi(x) in float32, branch-free (selects only).
 CR_INLINE float normal_cdf_f32(float x) {
-  const float z = std::fabs(x) * 0.70710678118654752f;
-  const float t = 1.0f / (1.0f + 0.5f * z);
-  float p = 0.17087277f;
-  p = p * t - 0.82215223f;
-  p = p * t + 1.48851587f;
-  p = p * t - 1.13520398f;
-  p = p * t + 0.27886807f;
-  p = p * t - 0.18628806f;
-  p = p * t + 0.09678418f;
-  p = p * t + 0.37409196f;
-  p = p * t + 1.00002368f;
-  p = p * t - 1.26551223f;
-  const float h = 0.5f * t * exp_f32(p - z * z);  // Phi(-|x|)
+  const float h = 0.5f * erfc_pos_f32(std::fabs(x) * 0.70710678118654752f);  // Phi(-|x|)
   return x < 0.0f ? h : 1.0f - h;
 }
 CR_INLINE float gelu_f32(float x) { return x * normal_cdf_f32(x); }

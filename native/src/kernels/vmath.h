@@ -245,6 +245,99 @@ CR_INLINE float tan_f32(float x) {
   return x == 0.0f ? x : trig_out_of_range(x, num / den);
 }
 
+// atan x = sign(x) (b + atan t), a = |x| reduced to |t| <= tan(pi/8): t = a (b = 0) up to sqrt 2 - 1, t = -1 / a
+// (b = pi/2) from sqrt 2 + 1, t = (a - 1) / (a + 1) (b = pi/4) between; atan t by its series to t^21 / 21
+// (truncation below 1e-9 of t); b in two parts (hi + (lo + atan t)).
+CR_INLINE float atan_f32(float x) {
+  const float a = __builtin_fabsf(x);
+  const bool big = a > 2.41421356f, mid = a > 0.414213562f;
+  const float t = big ? -1.0f / a : mid ? (a - 1.0f) / (a + 1.0f) : a;
+  const float hi = big ? 1.57079637f : mid ? 0.785398185f : 0.0f;
+  const float lo = big ? -4.37113883e-8f : mid ? -2.18556941e-8f : 0.0f;
+  const float z = t * t;
+  float p = -4.76190476e-2f;  // -1 / 21
+  p = p * z + 5.26315789e-2f;
+  p = p * z - 5.88235294e-2f;
+  p = p * z + 6.66666667e-2f;
+  p = p * z - 7.69230769e-2f;
+  p = p * z + 9.09090909e-2f;
+  p = p * z - 1.11111111e-1f;
+  p = p * z + 1.42857143e-1f;
+  p = p * z - 2.0e-1f;
+  p = p * z + 3.33333333e-1f;
+  const float at = t - (p * z) * t;
+  return __builtin_copysignf(hi + (lo + at), x);  // NaN: t is NaN
+}
+
+// asin x = atan(x / sqrt((1 - a)(1 + a))), a = |x| (1 - a exact from a = 1/2 on): +-pi/2 at +-1, NaN beyond.
+CR_INLINE float asin_f32(float x) {
+  const float a = __builtin_fabsf(x);
+  return atan_f32(x / __builtin_sqrtf((1.0f - a) * (1.0f + a)));
+}
+
+// acos x = 2 atan(sqrt((1 - x) / (1 + x))): no cancellation near 1 (where acos is small), pi at -1, NaN beyond.
+CR_INLINE float acos_f32(float x) {
+  return 2.0f * atan_f32(__builtin_sqrtf((1.0f - x) / (1.0f + x)));
+}
+
+// atan2(y, x), the angle of the point (x, y): with a = |y|, b = |x| and t = atan(min / max) in [0, pi/4], the
+// angle is one of t, pi/2 - t, pi/2 + t, pi - t (by a > b and x's sign bit), its constant in two parts so that
+// the result is rounded once; sign of y. C's special cases: both zero gives +-0 or +-pi (x = -0 or x < 0), both
+// infinite +-pi/4 or +-3pi/4, NaN in NaN out.
+CR_INLINE float atan2_f32(float y, float x) {
+  const float a = __builtin_fabsf(y), b = __builtin_fabsf(x);
+  const bool swap = a > b, neg = float_to_bits(x) < 0;  // x's sign bit (-0 included)
+  const float t = atan_f32((swap ? b : a) / (swap ? a : b));  // NaN in: NaN here, and out
+  const float hi = swap ? 1.57079637f : neg ? 3.14159274f : 0.0f;
+  const float lo = swap ? -4.37113883e-8f : neg ? -8.74227766e-8f : 0.0f;
+  const float st = swap ^ neg ? -t : t;  // pi/2 - t (x >= 0) or pi/2 + t (x < 0); t or pi - t
+  float r = hi + (lo + st);
+  // (the special angles as named values and & rather than &&: otherwise GCC did not vectorise the loop)
+  const float both_zero = neg ? 3.14159274f : 0.0f, both_inf = neg ? 2.3561945f : 0.785398185f;
+  r = (a == 0.0f) & (b == 0.0f) ? both_zero : r;
+  r = (a == __builtin_inff()) & (b == __builtin_inff()) ? both_inf : r;
+  return __builtin_copysignf(r, y);
+}
+
+// erfc z for z >= 0 by the Chebyshev fit of Numerical Recipes (erfcc): t = 1 / (1 + z / 2),
+// erfc z = t e^{-z^2 + P(t)}, fractional error below 1.2e-7 for every z >= 0 (gelu.h's Phi builds on it).
+CR_INLINE float erfc_pos_f32(float z) {
+  const float t = 1.0f / (1.0f + 0.5f * z);
+  float p = 0.17087277f;
+  p = p * t - 0.82215223f;
+  p = p * t + 1.48851587f;
+  p = p * t - 1.13520398f;
+  p = p * t + 0.27886807f;
+  p = p * t - 0.18628806f;
+  p = p * t + 0.09678418f;
+  p = p * t + 0.37409196f;
+  p = p * t + 1.00002368f;
+  p = p * t - 1.26551223f;
+  return t * exp_f32(p - z * z);
+}
+
+// erf x: for |x| < 1 its series 2/sqrt(pi) x sum (-1)^n x^2n / (n! (2n + 1)) to n = 10 (truncation below 2e-9),
+// else sign(x) (1 - erfc |x|), erfc taken at min(|x|, 4) (erf is 1 in float32 from there on, and e^{-x^2} of
+// larger |x| would be subnormal, slow on some cores).
+CR_INLINE float erf_f32(float x) {
+  const float z = x * x;
+  float p = 1.31225330e-8f;  // 1 / (10! 21)
+  p = p * z - 1.45038522e-7f;
+  p = p * z + 1.45891690e-6f;
+  p = p * z - 1.32275132e-5f;
+  p = p * z + 1.06837607e-4f;
+  p = p * z - 7.57575758e-4f;
+  p = p * z + 4.62962963e-3f;
+  p = p * z - 2.38095238e-2f;
+  p = p * z + 1.0e-1f;
+  p = p * z - 3.33333333e-1f;
+  const float small = ((p * z) * x + x) * 1.12837917f;
+  const float a = __builtin_fabsf(x);
+  const float big = __builtin_copysignf(1.0f - erfc_pos_f32(a > 4.0f ? 4.0f : a), x);  // NaN stays NaN
+  const float r = a < 1.0f ? small : big;  // NaN: big is NaN
+  return x == 0.0f ? x : r;                // -0 stays -0 (the series gives +0 there)
+}
+
 // tanh x: an odd polynomial for |x| < 0.625, else sign(x) (1 - 2 / (e^{2|x|} + 1)).
 CR_INLINE float tanh_f32(float x) {
   const float ax = __builtin_fabsf(x);

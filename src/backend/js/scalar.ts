@@ -74,7 +74,7 @@ export function erf(x: number): number {
   } else {
     r = 1;
   }
-  return x < 0 ? -r : r;
+  return x < 0 ? -r : x === 0 ? x : r; // odd: erf(-0) = -0, as C's erf
 }
 
 const INV_SQRT_2PI = 0.3989422804014327; // 1 / sqrt(2 pi)
