@@ -15,7 +15,10 @@
  * bench/workloads.ts; nn.Linear keeps its weight as [out, in], so the forward product reads a transposed B, the
  * weight gradient a transposed A; both orientations of the weight gradient are listed, as either may be formed),
  * and the step's total per thread count (wall, and the CPU time of all threads: what spinning and waiting cost).
- * With --mlp --e2e, the products of the e2e workload's MLP 784-256-128-10 at batch 128. (Products under 2 MFLOP run
+ * With --mlp --e2e, the products of the e2e workload's MLP 784-256-128-10 at batch 128. With --shapes, the products
+ * listed instead, each as M,K,N with an optional t after M (A stored transposed) or after N (B stored transposed),
+ * separated by colons: `--shapes 128,4096,512t:4096t,128,512` (a Transformer's weight gradient x^T dy, and the
+ * forward product of a Linear, x W^T, with the roles turned). (Products under 2 MFLOP run
  * on one thread whatever the thread count, see gemm.h: their 2-thread "cpu" and "% peak" figures, CPU time divided
  * by 2, are then twice the real per-thread rate.)
  *
@@ -94,6 +97,7 @@ function main() {
     options: {
       isa: { type: "string" },
       sizes: { type: "string" },
+      shapes: { type: "string" },
       threads: { type: "string" },
       mlp: { type: "boolean" },
       e2e: { type: "boolean" },
@@ -214,6 +218,24 @@ function main() {
     }
     setThreads(0);
     console.log(`load average after: ${loadavg()[0].toFixed(2)}`);
+    return;
+  }
+  if (values.shapes) {
+    for (const threads of threadCounts) {
+      setThreads(threads);
+      for (const spec of values.shapes.split(":")) {
+        const [m, k, n] = spec.split(",");
+        const [M, K, N] = [m, k, n].map((v) => Number.parseInt(v, 10));
+        if (![M, K, N].every((v) => Number.isInteger(v) && v > 0))
+          throw new Error(`gemm-native: bad shape ${spec}`);
+        const ta = m.endsWith("t");
+        const tb = n.endsWith("t");
+        const pk = peak();
+        const r = product(M, K, N, "float32", ta, tb, threads);
+        row(`${M}x${K}${ta ? "^T" : ""}@${K}x${N}${tb ? "^T" : ""} ${threads}T`, r, threads, pk);
+      }
+    }
+    setThreads(0);
     return;
   }
   for (const threads of threadCounts) {
