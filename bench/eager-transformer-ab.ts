@@ -10,7 +10,9 @@
  * compositions of elementwise ops and reductions they were before issue 13's fusion, for the step's duration).
  * With `--old PATH` (another native addon build, e.g. a copy of main's native/build/Release/chainrule_native.node)
  * the variants are instead `new` (this checkout's addon) and `old` (that build as the backend for the step's
- * duration), both under this checkout's TypeScript: compares kernels.
+ * duration), both under this checkout's TypeScript: compares kernels. Measured on the Intel Xeon of session 28,
+ * this harness favours the variant it runs second ("old") by ~2% (the two builds swapped gave the same ratio):
+ * smaller differences are not differences; alternate whole processes instead (bench/run.ts --only transformer).
  */
 import { interleavedAB } from "./harness.ts";
 import { createRequire } from "node:module";
@@ -34,7 +36,8 @@ const variants = oldPath ? ["new", "old"] : opt("variants", "fused,composed").sp
 
 const r = loadNativeBackend();
 if ("error" in r) throw new Error(r.error);
-setBackend(r.backend);
+const mainBackend = r.backend;
+setBackend(mainBackend);
 setNumThreads(1);
 const oldAddon = oldPath ? (createRequire(import.meta.url)(oldPath) as NativeAddon) : null;
 oldAddon?.setNumThreads(1);
@@ -83,7 +86,7 @@ function stepFn(variant: string): () => number {
       return loss.item();
     } finally {
       setFused(true);
-      setBackend(r.backend);
+      setBackend(mainBackend);
     }
   };
 }
