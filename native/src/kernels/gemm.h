@@ -335,6 +335,18 @@ CR_INLINE void pack_interleaved(T* __restrict dst, const T* base, i64 rs, i64 kc
       for (int r = n; r < W; r++) dst[k * W + r] = T(0);
 }
 
+// `full` panels of R consecutive elements per line from kc lines `stride` apart (line k at base + k * stride, panel
+// q's part of it at + q R), written line by line across all the panels: each line is read as one sequential
+// stretch. Panel q is kc x R at dst + q kc R.
+template <class T, int R>
+CR_INLINE void pack_across(T* __restrict dst, const T* base, i64 stride, i64 kc, i64 full) {
+  for (i64 k = 0; k < kc; k++) {
+    const T* s = base + k * stride;
+    T* d = dst + k * R;
+    for (i64 q = 0; q < full; q++) std::memcpy(d + q * kc * R, s + q * R, R * sizeof(T));
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Loader of a strided matrix: element (i, j) is p[i * rs + j * cs] (any strides, including 0 and negative).
 template <class T>
@@ -356,12 +368,7 @@ struct StridedMat {
       // sequential stream (MR-row pieces of it, panel by panel, were strided reads that left the copy waiting on
       // memory: 28% of a 512 x 4096 @ 4096 x 128 product's time, on the Intel Xeon of session 28).
       const i64 full = m / MR;
-      const T* base = p + i0 + k0 * cs;
-      for (i64 k = 0; k < kc; k++) {
-        const T* s = base + k * cs;
-        T* d = dst + k * MR;
-        for (i64 q = 0; q < full; q++) std::memcpy(d + q * kc * MR, s + q * MR, MR * sizeof(T));
-      }
+      pack_across<T, MR>(dst, p + i0 + k0 * cs, cs, kc, full);
       dst += full * kc * MR;
       i0 += full * MR;
       m -= full * MR;
@@ -392,12 +399,7 @@ struct StridedMat {
       // Row-major B: its full panels are copied row by row across all of them, so each row of B is read as one
       // sequential stream (see pack_a's transposed case).
       const i64 full = n / NR;
-      const T* base = p + k0 * rs + j0;
-      for (i64 k = 0; k < kc; k++) {
-        const T* s = base + k * rs;
-        T* d = dst + k * NR;
-        for (i64 q = 0; q < full; q++) std::memcpy(d + q * kc * NR, s + q * NR, NR * sizeof(T));
-      }
+      pack_across<T, NR>(dst, p + k0 * rs + j0, rs, kc, full);
       dst += full * kc * NR;
       j0 += full * NR;
       n -= full * NR;
