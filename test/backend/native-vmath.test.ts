@@ -248,3 +248,35 @@ test(`native float32 atan2: within ${MAX_ULP} ulp of Math.atan2 over a grid of b
   }
   setNativeIsa(ISAS[0]);
 });
+
+test("native float32 sin, cos, tan in place (the output over the input, as jit's planning may give): huge arguments too", {
+  skip: !N,
+}, () => {
+  const xs = inputs();
+  const view = (d: Float32Array) => ({ data: d, shape: [d.length], strides: [1], offset: 0 });
+  for (const isa of ISAS) {
+    setNativeIsa(isa);
+    for (const op of ["sin", "cos", "tan"] as const) {
+      const want = run(op, xs);
+      const a = xs.slice();
+      N!.unary(op, view(a), a);
+      const b = xs.slice();
+      N!.fused!(
+        fusedProgram("float32", [
+          { kind: "input", index: 0 },
+          { kind: "unary", op, a: 0 },
+        ]),
+        [view(b)],
+        [b],
+      );
+      for (let i = 0; i < xs.length; i++) {
+        assert.ok(Object.is(a[i], want[i]), `${op}(${xs[i]}) in place [${isa}]: ${a[i]}, not ${want[i]}`);
+        assert.ok(
+          Object.is(b[i], want[i]),
+          `fused ${op}(${xs[i]}) in place [${isa}]: ${b[i]}, not ${want[i]}`,
+        );
+      }
+    }
+  }
+  setNativeIsa(ISAS[0]);
+});

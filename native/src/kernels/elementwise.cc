@@ -18,15 +18,17 @@ namespace {
 
 template <class T>
 Err unary_float(int op, const View& x, void* o) {
-  const bool known = with_float_unary<T>(op, [&](auto f, i64 grain) { map1<T, T>(x, o, grain, f); });
-  if (known && needs_trig_fixup<T>(op)) {
+  bool libm = false;  // sin, cos, tan: does x hold finite values beyond the vector functions' range?
+  if (trig_op<T>(op)) {
     const T* xd = static_cast<const T*>(x.data);
-    T* od = static_cast<T*>(o);
-    map1_index(x, kGrainCheap, [&](i64 i, i64 j) {
-      const T v = xd[i];
-      if (__builtin_fabs((double)v) >= (double)kTrigMax && __builtin_isfinite(v)) od[j] = trig_libm<T>(op, v);
+    map1_index(x, kGrainCheap, [&](i64 i, i64) {
+      if (trig_libm_needed(xd[i])) __atomic_store_n(&libm, true, __ATOMIC_RELAXED);
     });
   }
+  const bool known = with_float_unary<T>(op, [&](auto f, i64 grain) {
+    if (libm) map1<T, T>(x, o, kGrainCostly, [&](T v) { return trig_or_libm<T>(op, v, f); });
+    else map1<T, T>(x, o, grain, f);
+  });
   return known ? nullptr : "unary: unknown op";
 }
 

@@ -40,7 +40,7 @@ CR_INLINE bool with_float_unary(int op, G&& g) {
       case U_ATAN: g([](T v) { return (T)atan_f32((float)v); }, C); return true;
       case U_ASIN: g([](T v) { return (T)asin_f32((float)v); }, C); return true;
       case U_ACOS: g([](T v) { return (T)acos_f32((float)v); }, C); return true;
-      // NaN at |x| >= kTrigMax: the callers run trig_fixup after them
+      // NaN at the finite |x| >= kTrigMax: their callers use trig_or_libm where an input has such values
       case U_SIN: g([](T v) { return (T)sin_f32((float)v); }, C); return true;
       case U_COS: g([](T v) { return (T)cos_f32((float)v); }, C); return true;
       case U_TAN: g([](T v) { return (T)tan_f32((float)v); }, C); return true;
@@ -96,14 +96,21 @@ CR_INLINE bool with_float_unary(int op, G&& g) {
   return true;
 }
 
-// After with_float_unary's sin, cos or tan (the vectorised float32 ones): the finite |x| >= kTrigMax, which they
-// leave NaN, through libm. x(i) reads the input of result i; true if op needs this.
+// with_float_unary's vectorised float32 sin, cos and tan leave NaN at the finite |x| >= kTrigMax (vmath.h). Their
+// callers look for such x first (trig_libm_needed over the input) and, where there are any, map with trig_or_libm
+// instead: libm's result there, the vector function's elsewhere, each element from its own input in one pass
+// (an output may be its input's storage: jit's memory planning reuses dead inputs).
 template <class T>
-CR_INLINE constexpr bool needs_trig_fixup(int op) {
+CR_INLINE constexpr bool trig_op(int op) {
   return sizeof(T) == 4 && kVecMath && (op == U_SIN || op == U_COS || op == U_TAN);
 }
 template <class T>
-CR_INLINE T trig_libm(int op, T v) {
+CR_INLINE bool trig_libm_needed(T v) {
+  return (__builtin_fabs((double)v) >= (double)kTrigMax) & (bool)__builtin_isfinite(v);
+}
+template <class T, class F>
+CR_INLINE T trig_or_libm(int op, T v, F f) {
+  if (!trig_libm_needed(v)) return f(v);
   return op == U_SIN ? std::sin(v) : op == U_COS ? std::cos(v) : std::tan(v);
 }
 

@@ -97,14 +97,18 @@ constexpr i64 tile_of() {
 
 template <class T>
 CR_INLINE void unary_row(int op, const T* x, T* d, i64 len) {
+  bool libm = false;  // sin, cos, tan beyond the vector functions' range (see trig_or_libm)
+  if (trig_op<T>(op))
+    for (i64 j = 0; j < len; j++) libm |= trig_libm_needed(x[j]);
   with_float_unary<T>(op, [&](auto f, i64) {
+    if (libm) {
+      for (i64 j = 0; j < len; j++) d[j] = trig_or_libm<T>(op, x[j], f);
+      return;
+    }
     const T* __restrict s = x;
     T* __restrict o = d;
     for (i64 j = 0; j < len; j++) o[j] = f(s[j]);
   });
-  if (needs_trig_fixup<T>(op))
-    for (i64 j = 0; j < len; j++)
-      if (__builtin_fabs((double)x[j]) >= (double)kTrigMax && __builtin_isfinite(x[j])) d[j] = trig_libm<T>(op, x[j]);
 }
 
 // At most one of the operands is fixed (an op of two fixed registers is fixed itself).

@@ -200,7 +200,7 @@ CR_INLINE float atanh_f32(float x) {
 // so k P1 and k P2 are exact for |k| < 2^29 and r keeps its relative precision even next to a multiple of pi/2);
 // sin r and cos r by their Taylor series to r^9 / 9! and r^10 / 10! (truncation below 3e-9); the quadrant k mod 4
 // picks the result. |x| >= kTrigMax (2^28, where k could reach 2^29) and the infinities give NaN here: the
-// callers recompute the finite ones with libm (trig_fixup).
+// callers compute the finite ones with libm (ew_ops.h, trig_or_libm).
 constexpr float kTrigMax = 268435456.0f;
 struct TrigParts {
   float s, c;  // sin r, cos r
