@@ -7,16 +7,27 @@
  * is PyTorch's time over chainrule's (> 1: chainrule faster). atan2(x, y) takes y = the same values reversed.
  * A standalone script (not part of `npm run bench`).
  *
- *   taskset -c 1 node --import tsx bench/unary-rates.ts [--threads 1]
+ *   taskset -c 1 node --import tsx bench/unary-rates.ts [--threads 1] [--ops sin,cos] [--ab-addon PATH]
+ *
+ * `--ab-addon PATH` compares another build of the addon (e.g. a copy of main's
+ * native/build/Release/chainrule_native.node) as "old" with this checkout's as "new" instead of PyTorch, both in
+ * this process on the same instruction set, alternating call by call (medians of 41 pairs).
  */
 import { spawnSync } from "node:child_process";
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
-import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
+import { loadNativeBackend, nativeInfo, setNumThreads } from "../src/backend/native/index.ts";
+import { otherAddon } from "./native-rates.ts";
 import { setBackend } from "../src/backend/registry.ts";
 import { type Tensor, tensor } from "../src/index.ts";
 
-const { values } = parseArgs({ options: { threads: { type: "string", default: "1" } } });
+const { values } = parseArgs({
+  options: {
+    threads: { type: "string", default: "1" },
+    ops: { type: "string" },
+    "ab-addon": { type: "string" },
+  },
+});
 const threads = Number(values.threads);
 const r = loadNativeBackend();
 if ("error" in r) throw new Error(r.error);
@@ -24,7 +35,7 @@ setBackend(r.backend);
 setNumThreads(threads);
 
 const N = 1 << 18;
-const OPS = [
+const ALL_OPS = [
   "exp",
   "log",
   "log1p",
@@ -48,7 +59,9 @@ const OPS = [
   "atanh",
   "atan2",
 ] as const;
-type Op = (typeof OPS)[number];
+type Op = (typeof ALL_OPS)[number];
+const OPS: readonly Op[] = values.ops === undefined ? ALL_OPS : (values.ops.split(",") as Op[]);
+for (const op of OPS) if (!ALL_OPS.includes(op)) throw new Error(`unary-rates: unknown op ${op}`);
 
 /** The input range of each function (lo, hi), and the same formula for PyTorch. */
 function range(op: Op): [number, number] {
@@ -83,6 +96,30 @@ const calls = OPS.map((op) => {
 // warm-up of every op first: the first products of a fresh process also fill the buffer pool (fresh memory's
 // page faults would otherwise be charged to whichever op runs first)
 for (let i = 0; i < 10; i++) for (const f of calls) f();
+if (values["ab-addon"] !== undefined) {
+  const other = otherAddon("unary-rates", values["ab-addon"], nativeInfo().isa);
+  other.addon.setNumThreads(threads);
+  console.log(
+    `${cpus()[0]?.model ?? "unknown CPU"}, ${threads} thread(s); float32, ${N} elements; ns per element`,
+  );
+  console.log("op           old       new   old / new");
+  for (const [k, op] of OPS.entries()) {
+    const ts: [number[], number[]] = [[], []];
+    for (let i = 0; i < 41; i++) {
+      for (const [j, be] of [other.backend, r.backend].entries()) {
+        setBackend(be);
+        const t0 = performance.now();
+        calls[k]();
+        ts[j].push(performance.now() - t0);
+      }
+    }
+    const [a, b] = ts.map((t) => (median(t) * 1e6) / N);
+    console.log(
+      `${op.padEnd(8)} ${a.toFixed(2).padStart(8)} ${b.toFixed(2).padStart(9)} ${(a / b).toFixed(3).padStart(11)}`,
+    );
+  }
+  process.exit(0);
+}
 for (const [k, op] of OPS.entries()) {
   const f = calls[k];
   const ts: number[] = [];

@@ -280,3 +280,49 @@ test("native float32 sin, cos, tan in place (the output over the input, as jit's
   }
   setNativeIsa(ISAS[0]);
 });
+
+test("native float32 sin, cos, tan: the scan for arguments beyond the vector range, on strided and contiguous views", {
+  skip: !N,
+}, () => {
+  // One argument needing libm among small ones, at every position of a 37-element run (the scan's vector body
+  // and its tail), on a contiguous view and on a stride-2 view with an offset; the boundary 2^28 and the floats
+  // next to it, and non-finite values (which the scan must not count).
+  const near = [
+    2 ** 28,
+    2 ** 28 * (1 - 2 ** -24),
+    2 ** 28 * (1 + 2 ** -23),
+    3e38,
+    -1e30,
+    Infinity,
+    Number.NaN,
+  ];
+  for (const isa of ISAS) {
+    setNativeIsa(isa);
+    for (const op of ["sin", "cos", "tan"] as const) {
+      const ref = op === "sin" ? Math.sin : op === "cos" ? Math.cos : Math.tan;
+      for (const v of near) {
+        for (let at = 0; at < 37; at++) {
+          const xs = new Float32Array(37).map((_, i) => (i === at ? v : 0.25 * i - 3));
+          const strided = new Float32Array(75);
+          for (let i = 0; i < 37; i++) strided[1 + 2 * i] = xs[i];
+          for (const view of [
+            { data: xs, shape: [37], strides: [1], offset: 0 },
+            { data: strided, shape: [37], strides: [2], offset: 1 },
+          ]) {
+            const out = N!.alloc("float32", 37) as Float32Array;
+            N!.unary(op, view, out);
+            for (let i = 0; i < 37; i++) {
+              const want = Math.fround(ref(xs[i]));
+              const ok = Number.isNaN(want) ? Number.isNaN(out[i]) : ulps(out[i], want) <= MAX_ULP;
+              assert.ok(
+                ok,
+                `${op}(${xs[i]}) at ${i} (stride ${view.strides[0]}) [${isa}]: ${out[i]}, not ${want}`,
+              );
+            }
+          }
+        }
+      }
+    }
+  }
+  setNativeIsa(ISAS[0]);
+});

@@ -16,14 +16,35 @@ namespace CR_ISA_NS {
 namespace {
 
 
+// Whether the float view x holds a finite value beyond the vector sin/cos/tan's range: trig_libm_any over each
+// contiguous run, the element test over strided ones.
+bool trig_libm_in(const View& x) {
+  i64 ost[kMaxDims];
+  contiguous_strides(x.ndim, x.shape, ost);
+  const i64* st[2] = {x.strides, ost};
+  Iter<2> it;
+  it.init(x.ndim, x.shape, st);
+  if (it.size == 0) return false;
+  const float* xd = static_cast<const float*>(x.data) + x.offset;
+  const i64 sx = it.st[0][it.nd - 1];
+  bool any = false;
+  par_for(it.size, elem_grain(it.size, kGrainCheap), [&](i64 b, i64 e, int) {
+    bool local = false;
+    it.walk(b, e, [&](const i64* off, i64 len) {
+      if (sx == 1) local = local || trig_libm_any(xd + off[0], len);
+      else
+        for (i64 i = 0; i < len; i++) local = local || trig_libm_needed(xd[off[0] + i * sx]);
+    });
+    if (local) __atomic_store_n(&any, true, __ATOMIC_RELAXED);
+  });
+  return any;
+}
+
 template <class T>
 Err unary_float(int op, const View& x, void* o) {
   bool libm = false;  // sin, cos, tan: does x hold finite values beyond the vector functions' range?
-  if (trig_op<T>(op)) {
-    const T* xd = static_cast<const T*>(x.data);
-    map1_index(x, kGrainCheap, [&](i64 i, i64) {
-      if (trig_libm_needed(xd[i])) __atomic_store_n(&libm, true, __ATOMIC_RELAXED);
-    });
+  if constexpr (trig_op<T>(U_SIN)) {
+    if (trig_op<T>(op)) libm = trig_libm_in(x);
   }
   const bool known = with_float_unary<T>(op, [&](auto f, i64 grain) {
     if (libm) map1<T, T>(x, o, kGrainCostly, [&](T v) { return trig_or_libm<T>(op, v, f); });

@@ -98,8 +98,9 @@ constexpr i64 tile_of() {
 template <class T>
 CR_INLINE void unary_row(int op, const T* x, T* d, i64 len) {
   bool libm = false;  // sin, cos, tan beyond the vector functions' range (see trig_or_libm)
-  if (trig_op<T>(op))
-    for (i64 j = 0; j < len; j++) libm |= trig_libm_needed(x[j]);
+  if constexpr (trig_op<T>(U_SIN)) {
+    if (trig_op<T>(op)) libm = trig_libm_any(reinterpret_cast<const float*>(x), len);
+  }
   with_float_unary<T>(op, [&](auto f, i64) {
     if (libm) {
       for (i64 j = 0; j < len; j++) d[j] = trig_or_libm<T>(op, x[j], f);
