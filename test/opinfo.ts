@@ -706,6 +706,42 @@ export const OPS: OpInfo[] = [
     ref: (x, g) => layerNormVjpNd(x, g, 0.05),
     diff: true,
   },
+  // LayerNorm's affine form's backward primitives (prims/norm.ts): layerNormBackward(x, g w), and the sums over
+  // the rows [g xhat, g]; odd rows, a row of one, a single row, strided inputs
+  {
+    name: "layerNormScaledBackward",
+    samples: () => [
+      [mk([3, 5], "real", true), mk([5]), mk([3, 5])],
+      [mk([2, 3, 7]), mk([7], "real", true), mk([2, 3, 7], "real", true)],
+      [mk([6]), mk([6]), mk([6])],
+      [mk([4, 1]), mk([1]), mk([4, 1])],
+    ],
+    fn: (x, w, g) => lax.layerNormScaledBackward(x, w, g, 0.05),
+    ref: (x, w, g) =>
+      layerNormVjpNd(x, { shape: g.shape, data: g.data.map((v, i) => v * w.data[i % w.data.length]) }, 0.05),
+    diff: true,
+  },
+  {
+    name: "layerNormAffineGrads",
+    samples: () => [
+      [mk([3, 5], "real", true), mk([3, 5])],
+      [mk([2, 3, 7]), mk([2, 3, 7], "real", true)],
+      [mk([6]), mk([6])],
+      [mk([4, 1]), mk([4, 1])],
+    ],
+    fn: (x, g) => lax.layerNormAffineGrads(x, g, 0.05),
+    ref: (x, g) => {
+      const n = x.shape[x.shape.length - 1];
+      const xhat = layerNormNd(x, 1, null, null, 0.05);
+      const data = new Array<number>(2 * n).fill(0);
+      for (let i = 0; i < g.data.length; i++) {
+        data[i % n] += g.data[i] * xhat.data[i];
+        data[n + (i % n)] += g.data[i];
+      }
+      return { shape: [2, n], data };
+    },
+    diff: true,
+  },
   // The fused softmax / log-softmax primitives: every axis position, odd sizes, strided views, 0-d, large
   // magnitudes and -Infinity entries (masking).
   {

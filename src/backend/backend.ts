@@ -377,6 +377,20 @@ export interface Backend {
   layerNormBackward(x: View, g: View, eps: number, out: TypedArray): void;
 
   /**
+   * Optional fused kernels of LayerNorm's affine form (prims/norm.ts falls back to `layerNorm`, `binary` and
+   * `reduce` when a backend omits them; completion never fills them). w and b: [N] views (N the last axis of x,
+   * any stride), x and g as for `layerNormBackward`, precision as for `layerNorm`:
+   *   layerNormAffine:         out (x's shape) = layerNorm(x) * w + b
+   *   layerNormScaledBackward: out (x's shape) = layerNormBackward(x, g * w), the VJP of the affine form in x
+   *   layerNormAffineGrads:    out ([2, N]) = [sum of g * layerNorm(x), sum of g] over every row (the VJP in w
+   *                            and b), float64 sums added row block by row block in an order that depends on the
+   *                            shape alone
+   */
+  layerNormAffine?(x: View, w: View, b: View, eps: number, out: TypedArray): void;
+  layerNormScaledBackward?(x: View, w: View, g: View, eps: number, out: TypedArray): void;
+  layerNormAffineGrads?(x: View, g: View, eps: number, out: TypedArray): void;
+
+  /**
    * Fused scaled dot-product attention, computed blockwise with an online softmax (no [L, S] score matrix).
    * q [...B, L, E], k [...B, S, E], v [...B, S, Ev], mask null or [...B, L, S] (additive, e.g. -Infinity to
    * drop a score; any strides, a broadcast mask has stride 0): the same batch shape B everywhere, one float
@@ -582,8 +596,11 @@ export interface LinalgKernels {
  */
 export type KernelName = Exclude<
   keyof Backend,
-  "name" | "alloc" | "fused" | "fusedReduce" | "dotFused" | "argsort" | "linalg"
+  "name" | "alloc" | "fused" | "fusedReduce" | "dotFused" | "argsort" | "linalg" | LayerNormAffineKernel
 >;
+
+/** The optional fused kernels of LayerNorm's affine form (never filled in by completion). */
+export type LayerNormAffineKernel = "layerNormAffine" | "layerNormScaledBackward" | "layerNormAffineGrads";
 
 /** Every kernel name once (a Record, so the compiler rejects a missing or unknown one). */
 const KERNEL_SET: Record<KernelName, true> = {
@@ -632,7 +649,12 @@ export const KERNELS = Object.keys(KERNEL_SET) as KernelName[];
  * it. Fallback for other reasons (a dtype the backend lacks, no scratch memory) stays inside the backend.
  */
 export type BackendImpl = Pick<Backend, "name" | "alloc"> &
-  Partial<Pick<Backend, KernelName | "fused" | "fusedReduce" | "dotFused" | "argsort" | "linalg">> & {
+  Partial<
+    Pick<
+      Backend,
+      KernelName | "fused" | "fusedReduce" | "dotFused" | "argsort" | "linalg" | LayerNormAffineKernel
+    >
+  > & {
     /** The unary op codes `unary` implements (default: all of UNARY_OPS). */
     readonly unaryOps?: readonly UnaryOp[];
     /** The binary op codes `binary` implements (default: all of BINARY_OPS). */

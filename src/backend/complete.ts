@@ -78,6 +78,10 @@ export function completeBackend(impl: BackendImpl): Backend {
     fused: impl.fused,
     fusedReduce: impl.fused !== undefined && impl.fusedReduce === true,
     dotFused: impl.dotFused,
+    // LayerNorm's affine kernels: only a backend's own (prims/norm.ts composes the others' kernels instead)
+    layerNormAffine: impl.layerNormAffine,
+    layerNormScaledBackward: impl.layerNormScaledBackward,
+    layerNormAffineGrads: impl.layerNormAffineGrads,
   };
   for (const k of KERNELS) take(b, impl, k);
   // the declared lists stay readable on the result (the conformance suite reports which ops run js)

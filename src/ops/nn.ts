@@ -149,6 +149,13 @@ export function layerNorm(
     }
   }
   let xf = isFloat(x.dtype) ? castFloat32(x) : X.castTo(x, "float32");
+  if (k > 0 && weight != null && bias != null && weight.dtype === xf.dtype && bias.dtype === xf.dtype) {
+    // the affine form as one primitive: one kernel forward, two backward (prims/norm.ts)
+    const n = ns.reduce((a, b) => a * b, 1);
+    const rows = k > 1 ? reshape(xf, [...xf.shape.slice(0, xf.ndim - k), n]) : xf;
+    const y = X.layerNormAffine(rows, reshape(weight, [n]), reshape(bias, [n]), eps);
+    return k > 1 ? reshape(y, x.shape) : y;
+  }
   let y: Tensor;
   if (k === 0) {
     // nothing to normalise over: each element is its own row of one, (x - x) / sqrt(0 + eps)

@@ -19,6 +19,12 @@ export {
 } from "./contract.ts";
 export { broadcast, concat, flip, gather, permute, reshape, scatterAdd, slice, unslice } from "./movement.ts";
 export { cumsumAxis, maxAxes, minAxes, prodAxes, softmaxAxis, softmaxBackward, sumAxes } from "./reduce.ts";
-export { layerNorm, layerNormBackward } from "./norm.ts";
+export {
+  layerNorm,
+  layerNormAffine,
+  layerNormAffineGrads,
+  layerNormBackward,
+  layerNormScaledBackward,
+} from "./norm.ts";
 export { argsortAxis } from "./sort.ts";
 export * as linalg from "./linalg.ts";

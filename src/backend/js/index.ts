@@ -16,7 +16,13 @@ import { actGrad, biasAct, binary, cast, unary, where } from "./elementwise.ts";
 import { fused } from "./fused.ts";
 import { gather, scatterAdd } from "./indexing.ts";
 import { dot } from "./linalg.ts";
-import { layerNorm, layerNormBackward } from "./norm.ts";
+import {
+  layerNorm,
+  layerNormAffine,
+  layerNormAffineGrads,
+  layerNormBackward,
+  layerNormScaledBackward,
+} from "./norm.ts";
 import { adamUpdate } from "./optim.ts";
 import { avgPool2d, avgPool2dBackward, maxPool2d, maxPool2dArgmax, maxPool2dBackward } from "./pool.ts";
 import { argReduce, cumsum, reduce } from "./reduce.ts";
@@ -66,6 +72,9 @@ export const jsBackend: Backend = {
   softmaxBackward,
   layerNorm,
   layerNormBackward,
+  layerNormAffine,
+  layerNormScaledBackward,
+  layerNormAffineGrads,
   attention,
   attentionBackward,
   lstmCell,

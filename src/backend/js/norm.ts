@@ -70,3 +70,78 @@ export function layerNormBackward(x: View, g: View, eps: number, out: TypedArray
     for (let i = 0; i < r; i++) out[base + i] = rstd * (gs[base + i] - mg - xhat[i] * mgx);
   }
 }
+
+/** Element i of a 1-d view (any stride). */
+function at(v: View, i: number): number {
+  return v.data[v.offset + i * v.strides[0]] as number;
+}
+
+function checkVec(op: string, name: string, v: View, r: number): void {
+  if (v.shape.length !== 1 || v.shape[0] !== r)
+    throw internal(`${op}: ${name} must have shape [${r}], got [${v.shape.join(", ")}]`);
+}
+
+/** out = layerNorm(x) * w + b per row of the last axis (see Backend.layerNormAffine). */
+export function layerNormAffine(x: View, w: View, b: View, eps: number, out: TypedArray): void {
+  const [n, r] = checkRows("layerNormAffine", x);
+  checkVec("layerNormAffine", "w", w, r);
+  checkVec("layerNormAffine", "b", b, r);
+  assertOutSize("layerNormAffine", out, n);
+  if (n === 0) return;
+  const src = contiguousData(x);
+  for (let base = 0; base < n; base += r) {
+    const [mean, rstd] = rowStats(src, base, r, eps);
+    for (let i = 0; i < r; i++) out[base + i] = (src[base + i] - mean) * rstd * at(w, i) + at(b, i);
+  }
+}
+
+/** out = layerNormBackward(x, g * w) (see Backend.layerNormScaledBackward). */
+export function layerNormScaledBackward(x: View, w: View, g: View, eps: number, out: TypedArray): void {
+  const [n, r] = checkRows("layerNormScaledBackward", x);
+  checkVec("layerNormScaledBackward", "w", w, r);
+  assertSameShape("layerNormScaledBackward", x.shape, g.shape);
+  assertOutSize("layerNormScaledBackward", out, n);
+  if (n === 0) return;
+  const src = contiguousData(x);
+  const gs = contiguousData(g);
+  const xhat = new Float64Array(r);
+  const gw = new Float64Array(r);
+  for (let base = 0; base < n; base += r) {
+    const [mean, rstd] = rowStats(src, base, r, eps);
+    let sg = 0;
+    let sgx = 0;
+    for (let i = 0; i < r; i++) {
+      const h = (src[base + i] - mean) * rstd;
+      const v = gs[base + i] * at(w, i);
+      xhat[i] = h;
+      gw[i] = v;
+      sg += v;
+      sgx += v * h;
+    }
+    const mg = sg / r;
+    const mgx = sgx / r;
+    for (let i = 0; i < r; i++) out[base + i] = rstd * (gw[i] - mg - xhat[i] * mgx);
+  }
+}
+
+/** out ([2, N]) = [sum of g * layerNorm(x), sum of g] over the rows (see Backend.layerNormAffineGrads). */
+export function layerNormAffineGrads(x: View, g: View, eps: number, out: TypedArray): void {
+  const [n, r] = checkRows("layerNormAffineGrads", x);
+  assertSameShape("layerNormAffineGrads", x.shape, g.shape);
+  assertOutSize("layerNormAffineGrads", out, 2 * r);
+  const src = contiguousData(x);
+  const gs = contiguousData(g);
+  const sw = new Float64Array(r);
+  const sb = new Float64Array(r);
+  for (let base = 0; base < n; base += r) {
+    const [mean, rstd] = rowStats(src, base, r, eps);
+    for (let i = 0; i < r; i++) {
+      sw[i] += gs[base + i] * ((src[base + i] - mean) * rstd);
+      sb[i] += gs[base + i];
+    }
+  }
+  for (let i = 0; i < r; i++) {
+    out[i] = sw[i];
+    out[r + i] = sb[i];
+  }
+}
