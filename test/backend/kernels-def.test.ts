@@ -63,11 +63,12 @@ const def = parseDef();
 
 /**
  * The methods native serves: every Backend kernel, the optional `fused` and `dotFused` (jit's fused programs
- * and GEMM epilogues), and the
+ * and GEMM epilogues) and LayerNorm's affine kernels, and the
  * float16 / bfloat16 kernels registered beside the Backend (src/backend/half.ts).
  */
 const HALF = ["castHalf", "dotBF16", "convBF16"];
-const SERVED = [...KERNELS, "fused", "dotFused", ...HALF];
+const LN_AFFINE = ["layerNormAffine", "layerNormScaledBackward", "layerNormAffineGrads"];
+const SERVED = [...KERNELS, "fused", "dotFused", ...LN_AFFINE, ...HALF];
 
 test("kernels.def: every Backend kernel is served by exactly one family, and nothing else", () => {
   const served = def.families.flatMap((f) => f.serves.split(" "));
@@ -145,6 +146,7 @@ function fakeAddon(d: NativeDescription): { addon: NativeAddon; calls: Call[]; r
     softmax: rec("softmax"),
     softmaxBackward: rec("softmaxBackward"),
     layerNorm: rec("layerNorm"),
+    layerNormAffine: rec("layerNormAffine"),
     attention: rec("attention"),
     attentionBackward: rec("attentionBackward"),
     rnnCell: rec("rnnCell"),
@@ -224,6 +226,9 @@ const dotProg = fusedProgram("float32", [
   { kind: "unary", op: "relu", a: 2 },
 ]);
 const y32 = view(new Float32Array(12), [3, 2], [2, 1], 0);
+const w3 = view(Float32Array.from([1, 2, 3]), [3], [1], 0);
+const b3 = view(Float32Array.from([4, 5, 6]), [3], [1], 0);
+const w3s = view(Float32Array.from([1, 2, 3, 4, 5]), [3], [2], 0);
 const bias22 = view(new Float32Array(2), [2, 2], [0, 1], 0);
 // float16 / bfloat16: 16-bit storage travels as its bytes with a trailing [2] axis (src/backend/native/half.ts)
 const h32 = view(new Float32Array(80), [70], [1], 5);
@@ -444,6 +449,39 @@ const SAMPLES: Record<string, Sample[]> = {
   ],
   layerNormBackward: [
     { call: (b) => b.layerNormBackward(x, y, 0.25, out), views: [x, y], outs: [out], values: { eps: 0.25 } },
+  ],
+  // w and b travel as one contiguous [2, N] copy; a unit-stride w as it is, a strided one as a copy
+  layerNormAffine: [
+    {
+      call: (b) => b.layerNormAffine?.(x, w3, b3, 0.5, out),
+      views: [x, view(Float32Array.from([1, 2, 3, 4, 5, 6]), [2, 3], [3, 1], 0), null],
+      outs: [out],
+      values: { eps: 0.5, shape: [2, 3] },
+      byValue: [1],
+    },
+  ],
+  layerNormScaledBackward: [
+    {
+      call: (b) => b.layerNormScaledBackward?.(x, w3, y, 0.5, out),
+      views: [x, w3, y],
+      outs: [out],
+      values: { eps: 0.5, shape: [2, 3] },
+    },
+    {
+      call: (b) => b.layerNormScaledBackward?.(x, w3s, y, 0.5, out),
+      views: [x, view(Float32Array.from([1, 3, 5]), [3], [1], 0), y],
+      outs: [out],
+      values: { eps: 0.5, shape: [2, 3] },
+      byValue: [1],
+    },
+  ],
+  layerNormAffineGrads: [
+    {
+      call: (b) => b.layerNormAffineGrads?.(x, y, 0.5, out),
+      views: [x, null, y],
+      outs: [out],
+      values: { eps: 0.5, shape: [2, 3] },
+    },
   ],
   attention: [
     {

@@ -107,6 +107,13 @@ export interface NativeAddon {
   softmax(log: number, x: TypedArray, out: TypedArray): void;
   softmaxBackward(log: number, y: TypedArray, ct: TypedArray, out: TypedArray): void;
   layerNorm(kind: number, x: TypedArray, g: TypedArray | null, out: TypedArray): void;
+  layerNormAffine?(
+    kind: number,
+    x: TypedArray,
+    a: TypedArray | null,
+    g: TypedArray | null,
+    out: TypedArray,
+  ): void;
   /** Fused attention (kind: causal 0/1): q, k, v, mask or null, out. */
   attention(
     causal: number,

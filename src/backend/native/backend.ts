@@ -11,7 +11,14 @@
  * typed arrays (garbage-collected, like the js backend); large outputs that the kernel overwrites entirely skip the zero fill (Buffer.allocUnsafeSlow), which with the addon's malloc
  * settings makes them reused heap memory: no zeroing pass and no page faults.
  */
-import { allocTyped, bytesPerElement, type DType, type TypedArray, typedOver } from "../../dtype.ts";
+import {
+  allocTyped,
+  bytesPerElement,
+  type DType,
+  dtypeOfTyped,
+  type TypedArray,
+  typedOver,
+} from "../../dtype.ts";
 import {
   ACTIVATIONS,
   type Activation,
@@ -24,6 +31,7 @@ import {
   type FusedProgram,
   KERNELS,
   type KernelName,
+  type LayerNormAffineKernel,
   type Pool2dParams,
   REDUCE_OPS,
   type ReduceOp,
@@ -527,6 +535,58 @@ export function createNativeBackend(addon: NativeAddon): Backend {
             }
           },
         };
+  // LayerNorm's affine kernels (optional in the Backend contract): w and b go to the kernel as one contiguous
+  // [2, N] array ([N] for the scaled backward), copied per call (2N numbers).
+  const lnAffineFn = kinds.has("layerNormAffine") ? addon.layerNormAffine : undefined;
+  const vecData = (x: View, vs: View[]): TypedArray => {
+    const n = x.shape[x.shape.length - 1];
+    const d = allocTyped(dtypeOfTyped(x.data), vs.length * n);
+    vs.forEach((v, k) => {
+      for (let i = 0; i < n; i++) d[k * n + i] = v.data[v.offset + i * v.strides[0]] as number;
+    });
+    return d;
+  };
+  const lnAffine: Pick<Backend, LayerNormAffineKernel> =
+    lnAffineFn === undefined
+      ? {}
+      : {
+          layerNormAffine(x, w, b, eps, out) {
+            const n = x.shape[x.shape.length - 1];
+            const wb = vecData(x, [w, b]);
+            p = 0;
+            meta[p++] = eps;
+            meta[p++] = x.shape.length;
+            list(x.shape);
+            lnAffineFn.call(
+              addon,
+              0,
+              put(x),
+              put({ data: wb, shape: [2, n], strides: [n, 1], offset: 0 }),
+              opt(null),
+              output(out),
+            );
+          },
+          layerNormScaledBackward(x, w, g, eps, out) {
+            const n = x.shape[x.shape.length - 1];
+            const wv: View =
+              w.strides[0] === 1 || n <= 1
+                ? { ...w, strides: [1] }
+                : { data: vecData(x, [w]), shape: [n], strides: [1], offset: 0 };
+            p = 0;
+            meta[p++] = eps;
+            meta[p++] = x.shape.length;
+            list(x.shape);
+            lnAffineFn.call(addon, 1, put(x), put(wv), put(g), output(out));
+          },
+          layerNormAffineGrads(x, g, eps, out) {
+            p = 0;
+            meta[p++] = eps;
+            meta[p++] = 2;
+            meta[p++] = 2;
+            meta[p++] = x.shape[x.shape.length - 1];
+            lnAffineFn.call(addon, 2, put(x), opt(null), put(g), output(out));
+          },
+        };
   // Offer only what the addon declares; the registry fills the rest with js kernels. Built by one spread (a
   // literal's fast properties): adding the 24 methods by keyed stores would leave the object in dictionary
   // mode, a hash lookup on every getBackend().<kernel> (measured: +30-60 ns per eager op).
@@ -534,6 +594,7 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     ...all,
     ...fused,
     ...dotFused,
+    ...lnAffine,
     unaryOps: implemented(UNARY_OPS, d.unary),
     binaryOps: implemented(BINARY_OPS, d.binary),
     reduceOps: implemented(REDUCE_OPS, d.reduce),

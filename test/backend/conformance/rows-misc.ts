@@ -1,6 +1,6 @@
 /**
  * Table rows of the indexing, softmax, layerNorm and optimizer kernels: gather and scatterAdd per dtype, softmax and
- * softmaxBackward (plain and log) per dtype, layerNorm and layerNormBackward per dtype, and the fused Adam update per dtype. The softmax rows include the
+ * softmaxBackward (plain and log) per dtype, layerNorm, layerNormBackward and the affine forms' kernels per dtype, and the fused Adam update per dtype. The softmax rows include the
  * special rows of the contract (a NaN, a +Infinity, all -Infinity, some -Infinity entries) along a row and
  * along a column, 0-d and empty inputs, and sizes that take wasm's composed path (>= 8192 elements).
  */
@@ -308,6 +308,60 @@ function layerNormRow(dtype: DType, backward: boolean): Row {
   };
 }
 
+/** LayerNorm's affine kernels (optional: wasm runs the js kernel, checked to equal it exactly). */
+function layerNormAffineRow(
+  dtype: DType,
+  kernel: "layerNormAffine" | "layerNormScaledBackward" | "layerNormAffineGrads",
+): Row {
+  return {
+    kernel,
+    variant: dtype,
+    covers:
+      "rows along the last axis: rotating layouts of x, g, w and b (strided, reversed, broadcast), eps 1e-5 and 0.5, special rows, empty, large (native's row chunks)",
+    cases: () => {
+      const rng = prng(9101 + dtype.length + kernel.length);
+      const out: Case[] = [];
+      // the sums over the rows in float32: relative to the sum of magnitudes rather than to the (cancelling) sum
+      const tol =
+        kernel === "layerNormAffine"
+          ? TOL.fwd[dtype]!
+          : kernel === "layerNormScaledBackward"
+            ? TOL.bwd[dtype]!
+            : dtype === "float32"
+              ? { rtol: 3e-5, atol: 3e-4 }
+              : { rtol: 1e-11, atol: 1e-10 };
+      const add = (x: View, eps: number, label: string) => {
+        const n = x.shape[x.shape.length - 1];
+        const k = out.length;
+        const w = makeView([n], dtype, lay(k + 1), rng, "plain");
+        const b = makeView([n], dtype, lay(k + 2), rng, "plain");
+        const g = makeView(x.shape, dtype, lay(k + 3), rng, "plain");
+        const oshape = kernel === "layerNormAffineGrads" ? [2, n] : x.shape;
+        out.push(
+          kcase(label, dtype, tol, oshape, dtype, (be, y) => {
+            if (kernel === "layerNormAffine") be.layerNormAffine!(x, w, b, eps, y);
+            else if (kernel === "layerNormScaledBackward") be.layerNormScaledBackward!(x, w, g, eps, y);
+            else be.layerNormAffineGrads!(x, g, eps, y);
+          }),
+        );
+      };
+      let i = 0;
+      for (const shape of LN_SHAPES) {
+        const how = lay(i++);
+        add(makeView(shape, dtype, how, rng, "plain"), i % 2 === 0 ? 1e-5 : 0.5, `[${shape}] ${how}`);
+      }
+      for (const shape of [...LN_LARGE, [70, 33], [129, 5]]) {
+        const how = lay(i++, ["contiguous", "transposed", "reversed"]);
+        add(makeView(shape, dtype, how, rng, "plain"), 1e-5, `large [${shape}] ${how}`);
+      }
+      if (kernel !== "layerNormAffineGrads") add(specialRows(dtype), 1e-5, "special rows [40, 37]");
+      for (const shape of [[0], [3, 0], [0, 4, 2]])
+        add(makeView(shape, dtype, "contiguous", rng), 1e-5, `empty [${shape}]`);
+      return out;
+    },
+  };
+}
+
 // ------------------------------------------------------------------------------------------------- adam
 function adamRow(dtype: DType): Row {
   return {
@@ -381,5 +435,10 @@ export const MISC_ROWS: readonly Row[] = [
     softmaxBackwardRow(d, true),
   ]),
   ...(["float32", "float64"] as const).flatMap((d) => [layerNormRow(d, false), layerNormRow(d, true)]),
+  ...(["float32", "float64"] as const).flatMap((d) =>
+    (["layerNormAffine", "layerNormScaledBackward", "layerNormAffineGrads"] as const).map((k) =>
+      layerNormAffineRow(d, k),
+    ),
+  ),
   ...(["float32", "float64"] as const).map(adamRow),
 ];

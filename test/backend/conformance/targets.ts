@@ -10,7 +10,12 @@
  * happens is declared below (`wasmRunsJs`), and the suite checks the counters against the declaration, so a
  * kernel that silently stops running in wasm fails.
  */
-import { type Backend, KERNELS, type KernelName } from "../../../src/backend/backend.ts";
+import {
+  type Backend,
+  KERNELS,
+  type KernelName,
+  type LayerNormAffineKernel,
+} from "../../../src/backend/backend.ts";
 import { jsBackend as J } from "../../../src/backend/js/index.ts";
 import {
   loadNativeBackend,
@@ -23,7 +28,7 @@ import type { DType } from "../../../src/dtype.ts";
 
 /** Every kernel of the Backend contract: the contract's own list (src/backend/backend.ts, checked complete there). */
 export { KERNELS };
-export type Kernel = KernelName;
+export type Kernel = KernelName | LayerNormAffineKernel;
 
 /** One backend in one configuration. */
 export interface Target {
