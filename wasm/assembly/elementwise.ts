@@ -4,12 +4,31 @@
  * Each op is a tiny class whose inlined methods give the SIMD form `v` (on a v128 of lanes) and the scalar
  * form `s`; generic row functions instantiate them for the three layouts that matter after coalescing, all
  * contiguous (SIMD), one operand broadcast (stride 0: splat once, SIMD), and any other strides (scalar), and
- * `walk` drives the rows over the outer axes. Op codes are the positions of the ops in the JS tables
- * (src/backend/wasm/ops.ts). Float32 arithmetic is exact IEEE single precision, which equals the js backend's
+ * `walk` drives the rows over the outer axes. Op codes are the positions of the ops in the contract's lists
+ * (UNARY_OPS, BINARY_OPS in src/backend/backend.ts; src/backend/wasm/elementwise.ts says which prefix of them
+ * the module implements). Float32 arithmetic is exact IEEE single precision, which equals the js backend's
  * "compute in float64, round once" for + - * / sqrt (float64 carries more than 2 * 24 + 2 bits). Transcendental
- * float32 ops evaluate in float64 and round once, like the js backend. The output is always contiguous.
+ * float32 ops run SIMD approximations (math.ts, within 4 ulp of float64 rounded once) on contiguous rows, and
+ * evaluate in float64 and round once, like the js backend, on strided rows and row tails (fewer than 4
+ * elements). The output is always contiguous.
  */
-import { erf64, expF32x4, logF32x4, pow64, relu64, sigmoid64, sigmoidF32x4, sign64, tanhF32x4 } from "./math";
+import {
+  cosF32x4,
+  erf64,
+  erfF32x4,
+  expF32x4,
+  expm1F32x4,
+  log1pF32x4,
+  logF32x4,
+  pow64,
+  relu64,
+  sigmoid64,
+  sigmoidF32x4,
+  sign64,
+  sinF32x4,
+  tanF32x4,
+  tanhF32x4,
+} from "./math";
 import { walk } from "./walk";
 
 // ------------------------------------------------------------------------------------------- binary ops
@@ -41,7 +60,7 @@ class AndU8 { @inline v(a: v128, b: v128): v128 { return v128.and(a, b); } @inli
 class OrU8 { @inline v(a: v128, b: v128): v128 { return v128.or(a, b); } @inline s(a: u8, b: u8): u8 { return a | b; } }
 class XorU8 { @inline v(a: v128, b: v128): v128 { return v128.xor(a, b); } @inline s(a: u8, b: u8): u8 { return a ^ b; } }
 
-/** Binary op codes (the order of BINARY_OPS in src/backend/wasm/ops.ts). */
+/** Binary op codes (the order of BINARY_OPS in src/backend/backend.ts). */
 const ADD = 0, SUB = 1, MUL = 2, DIV = 3, POW = 4, MAXIMUM = 5, MINIMUM = 6;
 const EQ = 7, NE = 8, LT = 9, LE = 10, GT = 11, GE = 12, AND = 13, OR = 14, XOR = 15;
 
@@ -220,7 +239,7 @@ export function binary(kind: i32, op: i32, nd: i32, args: usize, pa: usize, pb: 
 
 // ------------------------------------------------------------------------------------------- unary ops
 
-/** Unary op codes (the order of UNARY_OPS in src/backend/wasm/ops.ts). */
+/** Unary op codes (the order of UNARY_OPS in src/backend/backend.ts, up to not). */
 const NEG = 0, ABS = 1, SIGN = 2, EXP = 3, LOG = 4, LOG1P = 5, EXPM1 = 6, SQRT = 7, SIN = 8, COS = 9;
 const TAN = 10, TANH = 11, SIGMOID = 12, ERF = 13, RELU = 14, FLOOR = 15, CEIL = 16, ROUND = 17, NOT = 18;
 
@@ -265,6 +284,12 @@ function unaryVecF32(op: i32, x: v128): v128 {
     case LOG: return logF32x4(x);
     case SIGMOID: return sigmoidF32x4(x);
     case TANH: return tanhF32x4(x);
+    case LOG1P: return log1pF32x4(x);
+    case EXPM1: return expm1F32x4(x);
+    case SIN: return sinF32x4(x);
+    case COS: return cosF32x4(x);
+    case TAN: return tanF32x4(x);
+    case ERF: return erfF32x4(x);
     default: {
       // SIGN: 1 where x > 0, -1 where x < 0, 0 at zero, NaN kept
       const one = f32x4.splat(1);
@@ -292,10 +317,23 @@ function hasVec(op: i32): bool {
   return op == NEG || op == ABS || op == SQRT || op == RELU || op == FLOOR || op == CEIL || op == ROUND || op == SIGN;
 }
 
-/** float32 ops with a SIMD approximation (1-2 ulp instead of the float64 route rounded once). */
+/**
+ * float32 ops with a SIMD approximation (math.ts; a few ulp instead of the float64 route rounded once): every
+ * float unary op but the exact ones without a vector form.
+ */
 @inline
 function hasVecF32(op: i32): bool {
-  return hasVec(op) || op == EXP || op == LOG || op == SIGMOID || op == TANH;
+  return hasVec(op) || op == EXP || op == LOG || op == SIGMOID || op == TANH || op == LOG1P || op == EXPM1 ||
+    op == SIN || op == COS || op == TAN || op == ERF;
+}
+
+/**
+ * The float32 SIMD form of unary op `op` (an op with hasVecF32), for the fused kernels generated at run time
+ * (src/backend/wasm/codegen.ts imports it: the very code the unary kernel runs, for the approximations it does
+ * not emit inline).
+ */
+export function unaryF32x4(op: i32, x: v128): v128 {
+  return unaryVecF32(op, x);
 }
 
 export function unRowF32(op: i32, n: i32, pa: usize, sa: i32, po: usize): void {

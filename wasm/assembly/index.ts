@@ -3,7 +3,7 @@
  * never allocates: the JS side (src/backend/wasm/heap.ts) owns the heap above `heapBase()` and passes
  * pointers. Built by wasm/build.mjs into src/backend/wasm/kernels.generated.ts.
  */
-export { binary, unary } from "./elementwise";
+export { binary, unary, unaryF32x4 } from "./elementwise";
 export { fused, powF64, unaryF64 } from "./fused";
 export { cast, copy, transpose32, where } from "./misc";
 export { reduceF32, reduceF64, reduceI32 } from "./reduce";

@@ -232,3 +232,364 @@ export function logF32x4(x0: v128): v128 {
   r = v128.bitselect(f32x4.splat(-Infinity), r, f32x4.eq(x0, f32x4.splat(0)));
   return v128.bitselect(f32x4.splat(NaN), r, f32x4.lt(x0, f32x4.splat(0)));
 }
+
+// ----------------------------------------------------------------------------------------------------------
+// float32 transcendental functions on f32x4 (session 29): Cody-Waite argument reductions and short polynomials,
+// branch-free (lane selects) except where a lane leaves the reduced range (sin, cos, tan beyond 2^28 and their
+// non-finite arguments: those lanes alone are recomputed by the scalar float64 route). Plain multiplies and adds
+// throughout (no relaxed_madd), so that the relaxed-SIMD and SIMD128 builds give the same bits. Worst errors
+// against float64 Math rounded to float32 are in test/backend/wasm-vmath.test.ts (at most 4 ulp).
+
+/** Lanes of a where mask is set, else b. */
+@inline
+function sel(mask: v128, a: v128, b: v128): v128 {
+  return v128.bitselect(a, b, mask);
+}
+
+/** |a| with the sign bit of s. */
+@inline
+function copySignF32x4(a: v128, s: v128): v128 {
+  return v128.or(v128.and(a, i32x4.splat(0x7fffffff)), v128.and(s, i32x4.splat(0x80000000)));
+}
+
+/** Horner step p * x + c. */
+@inline
+function hf(p: v128, x: v128, c: f32): v128 {
+  return f32x4.add(f32x4.mul(p, x), f32x4.splat(c));
+}
+
+/**
+ * The logarithm in base e (base 0; logF32x4's bits), 2 (base 1) or 10 (base 2), sharing logF32x4's reduction:
+ * x = 2^e m with m in [sqrt(1/2), sqrt(2)), f = m - 1, ln m = f - f^2 / 2 + f^3 P(f). log2 = e + ln m / ln 2
+ * (exact at powers of 2: f = 0); log10 = e log10(2) + ln m log10(e), log10(2) in two parts (the first, 77 / 256,
+ * exact in e * 0.30078125). Special values as logF32x4.
+ */
+@inline
+function logBaseF32x4(x0: v128, base: i32): v128 {
+  if (base == 0) return logF32x4(x0);
+  const tiny = f32x4.lt(x0, f32x4.splat(1.17549435e-38));
+  const x = sel(tiny, f32x4.mul(x0, f32x4.splat(8388608)), x0);
+  let e = i32x4.sub(i32x4.shr_s(x, 23), i32x4.splat(126));
+  e = sel(tiny, i32x4.sub(e, i32x4.splat(23)), e);
+  let m = v128.or(v128.and(x, i32x4.splat(0x807fffff)), i32x4.splat(0x3f000000));
+  const below = f32x4.lt(m, f32x4.splat(0.707106781186547524));
+  e = i32x4.add(e, below);
+  m = f32x4.add(f32x4.sub(m, f32x4.splat(1)), v128.and(m, below));
+  const z = f32x4.mul(m, m);
+  let y = f32x4.splat(7.0376836292e-2);
+  y = hf(y, m, -1.1514610310e-1);
+  y = hf(y, m, 1.1676998740e-1);
+  y = hf(y, m, -1.2420140846e-1);
+  y = hf(y, m, 1.4249322787e-1);
+  y = hf(y, m, -1.6668057665e-1);
+  y = hf(y, m, 2.0000714765e-1);
+  y = hf(y, m, -2.4999993993e-1);
+  y = hf(y, m, 3.3333331174e-1);
+  y = f32x4.mul(f32x4.mul(y, m), z);
+  const fe = f32x4.convert_i32x4_s(e);
+  const lnm = f32x4.add(m, f32x4.sub(y, f32x4.mul(z, f32x4.splat(0.5))));
+  let r: v128;
+  if (base == 1) {
+    r = f32x4.add(f32x4.mul(lnm, f32x4.splat(1.44269504088896341)), fe);
+  } else {
+    const t = f32x4.add(f32x4.mul(lnm, f32x4.splat(0.434294481903251828)), f32x4.mul(fe, f32x4.splat(2.48745663981195214e-4)));
+    r = f32x4.add(f32x4.mul(fe, f32x4.splat(0.30078125)), t);
+  }
+  r = sel(f32x4.eq(x0, f32x4.splat(Infinity)), x0, r);
+  r = sel(f32x4.ne(x0, x0), x0, r);
+  r = sel(f32x4.eq(x0, f32x4.splat(0)), f32x4.splat(-Infinity), r);
+  return sel(f32x4.lt(x0, f32x4.splat(0)), f32x4.splat(NaN), r);
+}
+
+@inline
+export function log2F32x4(x: v128): v128 {
+  return logBaseF32x4(x, 1);
+}
+
+@inline
+export function log10F32x4(x: v128): v128 {
+  return logBaseF32x4(x, 2);
+}
+
+/**
+ * ln(1 + x): with u = 1 + x rounded, ln(u) x / (u - 1) corrects the rounding of the sum (x itself where
+ * u - 1 = 0, which keeps -0); -1 gives -Infinity, x < -1 NaN, +Infinity +Infinity.
+ */
+@inline
+export function log1pF32x4(x: v128): v128 {
+  const u = f32x4.add(f32x4.splat(1), x);
+  const d = f32x4.sub(u, f32x4.splat(1));
+  const r = f32x4.mul(logF32x4(u), f32x4.div(x, d));
+  const s = sel(f32x4.eq(d, f32x4.splat(0)), x, r);
+  return sel(f32x4.eq(u, f32x4.splat(Infinity)), u, s);
+}
+
+/**
+ * e^x - 1: for |x| < 0.7 the Taylor series to x^10 / 10! (the rest below 1e-9 of the result), else e^x - 1,
+ * which cancels less than a bit there. Zeros keep their sign.
+ */
+@inline
+export function expm1F32x4(x: v128): v128 {
+  let p = f32x4.splat(2.75573192e-7);
+  p = hf(p, x, 2.75573192e-6);
+  p = hf(p, x, 2.48015873e-5);
+  p = hf(p, x, 1.98412698e-4);
+  p = hf(p, x, 1.38888889e-3);
+  p = hf(p, x, 8.33333333e-3);
+  p = hf(p, x, 4.16666667e-2);
+  p = hf(p, x, 1.66666667e-1);
+  p = hf(p, x, 0.5);
+  const small = f32x4.add(f32x4.mul(f32x4.mul(p, x), x), x);
+  const big = f32x4.sub(expF32x4(x), f32x4.splat(1));
+  const r = sel(f32x4.lt(f32x4.abs(x), f32x4.splat(0.7)), small, big);
+  return sel(f32x4.eq(x, f32x4.splat(0)), x, r);
+}
+
+/**
+ * e^a / 2 for a = |x| >= 0 (sinh, cosh), finite as long as they are: directly below 88, above as
+ * (e^(a/2) / 2) e^(a/2) (halving is exact).
+ */
+@inline
+function halfExpAbs(a: v128): v128 {
+  const big = f32x4.ge(a, f32x4.splat(88));
+  const e = expF32x4(sel(big, f32x4.mul(a, f32x4.splat(0.5)), a));
+  const h = f32x4.mul(e, f32x4.splat(0.5));
+  return sel(big, f32x4.mul(h, e), h);
+}
+
+/** sinh: the odd Taylor series to x^13 / 13! for |x| < 1, else sign(x) (h - 1 / (4 h)), h = e^|x| / 2. */
+@inline
+export function sinhF32x4(x: v128): v128 {
+  const a = f32x4.abs(x);
+  const z = f32x4.mul(x, x);
+  let p = f32x4.splat(1.60590438e-10);
+  p = hf(p, z, 2.50521084e-8);
+  p = hf(p, z, 2.75573192e-6);
+  p = hf(p, z, 1.98412698e-4);
+  p = hf(p, z, 8.33333333e-3);
+  p = hf(p, z, 1.66666667e-1);
+  const small = f32x4.add(f32x4.mul(f32x4.mul(p, z), x), x);
+  const h = halfExpAbs(a);
+  const big = copySignF32x4(f32x4.sub(h, f32x4.div(f32x4.splat(0.25), h)), x);
+  return sel(f32x4.lt(a, f32x4.splat(1)), small, big); // NaN: big is NaN
+}
+
+/** cosh = h + 1 / (4 h), h = e^|x| / 2. */
+@inline
+export function coshF32x4(x: v128): v128 {
+  const h = halfExpAbs(f32x4.abs(x));
+  return f32x4.add(h, f32x4.div(f32x4.splat(0.25), h));
+}
+
+/**
+ * asinh = sign(x) ln(1 + a + a^2 / (1 + sqrt(1 + a^2))), a = |x|; from a = 4096 on, sign(x) (ln a + ln 2) (the
+ * rest is below float32's resolution there, and a^2 would overflow further on).
+ */
+@inline
+export function asinhF32x4(x: v128): v128 {
+  const one = f32x4.splat(1);
+  const a = f32x4.abs(x);
+  const a2 = f32x4.mul(a, a);
+  const small = log1pF32x4(f32x4.add(a, f32x4.div(a2, f32x4.add(one, f32x4.sqrt(f32x4.add(one, a2))))));
+  const big = f32x4.add(logF32x4(a), f32x4.splat(0.693147180559945309));
+  return copySignF32x4(sel(f32x4.lt(a, f32x4.splat(4096)), small, big), x);
+}
+
+/** acosh = ln(1 + t + sqrt(t (x + 1))), t = x - 1 (exact near 1); from 4096 on ln x + ln 2; NaN below 1. */
+@inline
+export function acoshF32x4(x: v128): v128 {
+  const one = f32x4.splat(1);
+  const t = f32x4.sub(x, one);
+  const small = log1pF32x4(f32x4.add(t, f32x4.sqrt(f32x4.mul(t, f32x4.add(x, one)))));
+  const big = f32x4.add(logF32x4(x), f32x4.splat(0.693147180559945309));
+  const r = sel(f32x4.lt(x, f32x4.splat(4096)), small, big); // NaN: big is NaN
+  return sel(f32x4.lt(x, one), f32x4.splat(NaN), r);
+}
+
+/** atanh = sign(x) ln(1 + 2 a / (1 - a)) / 2, a = |x|: +-Infinity at +-1, NaN beyond. */
+@inline
+export function atanhF32x4(x: v128): v128 {
+  const a = f32x4.abs(x);
+  const q = f32x4.div(f32x4.add(a, a), f32x4.sub(f32x4.splat(1), a));
+  return copySignF32x4(f32x4.mul(f32x4.splat(0.5), log1pF32x4(q)), x);
+}
+
+/**
+ * atan = sign(x) (b + atan t), a = |x| reduced to |t| <= tan(pi/8): t = a (b = 0) up to sqrt 2 - 1, t = -1 / a
+ * (b = pi/2) above sqrt 2 + 1, t = (a - 1) / (a + 1) (b = pi/4) between; atan t by its series to t^21 / 21; b in
+ * two parts, added as hi + (lo + atan t).
+ */
+@inline
+export function atanF32x4(x: v128): v128 {
+  const one = f32x4.splat(1);
+  const a = f32x4.abs(x);
+  const big = f32x4.gt(a, f32x4.splat(2.41421356));
+  const mid = f32x4.gt(a, f32x4.splat(0.414213562));
+  const t = sel(big, f32x4.div(f32x4.splat(-1), a), sel(mid, f32x4.div(f32x4.sub(a, one), f32x4.add(a, one)), a));
+  const hi = sel(big, f32x4.splat(1.57079637), v128.and(mid, f32x4.splat(0.785398185)));
+  const lo = sel(big, f32x4.splat(-4.37113883e-8), v128.and(mid, f32x4.splat(-2.18556941e-8)));
+  const z = f32x4.mul(t, t);
+  let p = f32x4.splat(-4.76190476e-2);
+  p = hf(p, z, 5.26315789e-2);
+  p = hf(p, z, -5.88235294e-2);
+  p = hf(p, z, 6.66666667e-2);
+  p = hf(p, z, -7.69230769e-2);
+  p = hf(p, z, 9.09090909e-2);
+  p = hf(p, z, -1.11111111e-1);
+  p = hf(p, z, 1.42857143e-1);
+  p = hf(p, z, -2.0e-1);
+  p = hf(p, z, 3.33333333e-1);
+  const at = f32x4.sub(t, f32x4.mul(f32x4.mul(p, z), t));
+  return copySignF32x4(f32x4.add(hi, f32x4.add(lo, at)), x); // NaN: t is NaN
+}
+
+/** asin = atan(x / sqrt((1 - a)(1 + a))), a = |x|: +-pi/2 at +-1, NaN beyond. */
+@inline
+export function asinF32x4(x: v128): v128 {
+  const one = f32x4.splat(1);
+  const a = f32x4.abs(x);
+  return atanF32x4(f32x4.div(x, f32x4.sqrt(f32x4.mul(f32x4.sub(one, a), f32x4.add(one, a)))));
+}
+
+/** acos = 2 atan(sqrt((1 - x) / (1 + x))): no cancellation near 1, pi at -1, NaN beyond. */
+@inline
+export function acosF32x4(x: v128): v128 {
+  const one = f32x4.splat(1);
+  const s = f32x4.sqrt(f32x4.div(f32x4.sub(one, x), f32x4.add(one, x)));
+  return f32x4.mul(f32x4.splat(2), atanF32x4(s));
+}
+
+/**
+ * erfc z for z >= 0 by the Chebyshev fit of Numerical Recipes (erfcc): t = 1 / (1 + z / 2),
+ * erfc z = t e^(-z^2 + P(t)), fractional error below 1.2e-7.
+ */
+@inline
+function erfcPosF32x4(z: v128): v128 {
+  const t = f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.splat(0.5), z)));
+  let p = f32x4.splat(0.17087277);
+  p = hf(p, t, -0.82215223);
+  p = hf(p, t, 1.48851587);
+  p = hf(p, t, -1.13520398);
+  p = hf(p, t, 0.27886807);
+  p = hf(p, t, -0.18628806);
+  p = hf(p, t, 0.09678418);
+  p = hf(p, t, 0.37409196);
+  p = hf(p, t, 1.00002368);
+  p = hf(p, t, -1.26551223);
+  return f32x4.mul(t, expF32x4(f32x4.sub(p, f32x4.mul(z, z))));
+}
+
+/**
+ * erf: for |x| < 1 the series 2/sqrt(pi) x sum (-1)^n x^2n / (n! (2n + 1)) to n = 10, else sign(x) (1 - erfc |x|)
+ * with erfc at min(|x|, 4) (erf rounds to 1 from there on, and e^(-x^2) would go subnormal). Zeros keep their
+ * sign.
+ */
+@inline
+export function erfF32x4(x: v128): v128 {
+  const z = f32x4.mul(x, x);
+  let p = f32x4.splat(1.31225330e-8);
+  p = hf(p, z, -1.45038522e-7);
+  p = hf(p, z, 1.45891690e-6);
+  p = hf(p, z, -1.32275132e-5);
+  p = hf(p, z, 1.06837607e-4);
+  p = hf(p, z, -7.57575758e-4);
+  p = hf(p, z, 4.62962963e-3);
+  p = hf(p, z, -2.38095238e-2);
+  p = hf(p, z, 1.0e-1);
+  p = hf(p, z, -3.33333333e-1);
+  const small = f32x4.mul(f32x4.add(f32x4.mul(f32x4.mul(p, z), x), x), f32x4.splat(1.12837917));
+  const a = f32x4.abs(x);
+  const big = copySignF32x4(f32x4.sub(f32x4.splat(1), erfcPosF32x4(f32x4.pmin(a, f32x4.splat(4)))), x);
+  const r = sel(f32x4.lt(a, f32x4.splat(1)), small, big); // NaN: pmin keeps it, big is NaN
+  return sel(f32x4.eq(x, f32x4.splat(0)), x, r);
+}
+
+/** sin, cos, tan: where the vector reduction holds (|x| below it; its k stays below 2^29). */
+const TRIG_MAX: f32 = 268435456.0;
+
+/** The scalar float64 route of sin (which 0), cos (1), tan (2), rounded to float32. */
+function trigScalar(which: i32, x: f32): f32 {
+  const d = <f64>x;
+  return <f32>(which == 0 ? Math.sin(d) : which == 1 ? Math.cos(d) : Math.tan(d));
+}
+
+/** r with the lanes whose `ok` is clear recomputed by trigScalar (the huge and non-finite arguments). */
+function trigLanes(which: i32, x: v128, r: v128, ok: v128): v128 {
+  if (!i32x4.extract_lane(ok, 0)) r = f32x4.replace_lane(r, 0, trigScalar(which, f32x4.extract_lane(x, 0)));
+  if (!i32x4.extract_lane(ok, 1)) r = f32x4.replace_lane(r, 1, trigScalar(which, f32x4.extract_lane(x, 1)));
+  if (!i32x4.extract_lane(ok, 2)) r = f32x4.replace_lane(r, 2, trigScalar(which, f32x4.extract_lane(x, 2)));
+  if (!i32x4.extract_lane(ok, 3)) r = f32x4.replace_lane(r, 3, trigScalar(which, f32x4.extract_lane(x, 3)));
+  return r;
+}
+
+/** x - k pi/2 in float64 for the two float32 lanes promoted in xd (pi/2 in three parts: 24, 24, 53 bits). */
+@inline
+function reduceF64x2(xd: v128, k: v128): v128 {
+  let r = f64x2.sub(xd, f64x2.mul(k, f64x2.splat(1.570796251296997)));
+  r = f64x2.sub(r, f64x2.mul(k, f64x2.splat(7.549789415861596e-8)));
+  return f64x2.sub(r, f64x2.mul(k, f64x2.splat(5.390302858158119e-15)));
+}
+
+/**
+ * sin (which 0), cos (1), tan (2) on f32x4. x = k pi/2 + r, |r| <= pi/4, reduced in float64 (f64x2, two lanes at
+ * a time): k P1 and k P2 are exact for |k| < 2^29, so r keeps its relative precision even next to a multiple of
+ * pi/2; sin r and cos r by their Taylor series to r^9 / 9! and r^10 / 10! in float32; the quadrant k mod 4
+ * picks +-sin r, +-cos r (tan: their quotient). Lanes with |x| >= 2^28, infinite or NaN are recomputed by the
+ * scalar float64 route (trigLanes); zeros keep their sign (sin, tan).
+ */
+@inline
+function trigF32x4(x: v128, which: i32): v128 {
+  const ok = f32x4.lt(f32x4.abs(x), f32x4.splat(TRIG_MAX));
+  const xs = v128.and(x, ok); // out-of-range lanes reduced as 0, replaced below
+  const twoOverPi = f64x2.splat(0.6366197723675814);
+  const xlo = f64x2.promote_low_f32x4(xs);
+  const xhi = f64x2.promote_low_f32x4(v128.shuffle<i64>(xs, xs, 1, 1));
+  const klo = f64x2.nearest(f64x2.mul(xlo, twoOverPi));
+  const khi = f64x2.nearest(f64x2.mul(xhi, twoOverPi));
+  const rlo = f32x4.demote_f64x2_zero(reduceF64x2(xlo, klo));
+  const rhi = f32x4.demote_f64x2_zero(reduceF64x2(xhi, khi));
+  const r = v128.shuffle<i64>(rlo, rhi, 0, 2);
+  const q = v128.shuffle<i64>(i32x4.trunc_sat_f64x2_s_zero(klo), i32x4.trunc_sat_f64x2_s_zero(khi), 0, 2);
+  const z = f32x4.mul(r, r);
+  let ps = f32x4.splat(2.75573192e-6);
+  ps = hf(ps, z, -1.98412698e-4);
+  ps = hf(ps, z, 8.33333333e-3);
+  ps = hf(ps, z, -1.66666667e-1);
+  let pc = f32x4.splat(-2.75573192e-7);
+  pc = hf(pc, z, 2.48015873e-5);
+  pc = hf(pc, z, -1.38888889e-3);
+  pc = hf(pc, z, 4.16666667e-2);
+  pc = hf(pc, z, -0.5);
+  const s = f32x4.add(f32x4.mul(f32x4.mul(ps, z), r), r);
+  const c = f32x4.add(f32x4.mul(pc, z), f32x4.splat(1));
+  // odd quadrant: the roles of sin r and cos r swap
+  const odd = i32x4.eq(v128.and(q, i32x4.splat(1)), i32x4.splat(1));
+  let v: v128;
+  if (which == 2) {
+    // s / c in even quadrants, -c / s in odd ones
+    v = f32x4.div(sel(odd, f32x4.neg(c), s), sel(odd, s, c));
+  } else {
+    // sin: q = 0 s, 1 c, 2 -s, 3 -c; cos is sin of quadrant q + 1
+    const qq = which == 1 ? i32x4.add(q, i32x4.splat(1)) : q;
+    const oddq = which == 1 ? v128.not(odd) : odd;
+    v = v128.xor(sel(oddq, c, s), i32x4.shl(v128.and(qq, i32x4.splat(2)), 30));
+  }
+  if (which != 1) v = sel(f32x4.eq(x, f32x4.splat(0)), x, v);
+  if (i32x4.all_true(ok)) return v;
+  return trigLanes(which, x, v, ok);
+}
+
+@inline
+export function sinF32x4(x: v128): v128 {
+  return trigF32x4(x, 0);
+}
+
+@inline
+export function cosF32x4(x: v128): v128 {
+  return trigF32x4(x, 1);
+}
+
+@inline
+export function tanF32x4(x: v128): v128 {
+  return trigF32x4(x, 2);
+}

@@ -17,6 +17,9 @@
  * - + - * / max min: f32x4 / f64x2 ops and their scalar twins (exact IEEE, equal in both forms);
  * - float32 exp, log, tanh, sigmoid on the SIMD part: the same instruction sequences as math.ts (expF32x4,
  *   logF32x4, tanhF32x4, sigmoidF32x4) emitted inline; the other cheap unary ops as their SIMD instructions;
+ * - the other float32 approximations of math.ts (log1p, expm1, sin, cos, tan, erf, ...) on the SIMD part: a call
+ *   per vector of the kernel module's `unaryF32x4` export (imported as env.un4: a wasm-to-wasm call, v128 in and
+ *   out), the very code the unary kernel runs, its scalar fallback for huge trigonometric arguments included;
  * - everything the unfused kernel computes in scalar float64 (the tails, pow, the unary ops without a SIMD form,
  *   a unary op reading a fixed value or a strided input): a call of the kernel module's own `unaryF64` /
  *   `powF64` exports, imported (the very code the unfused kernel runs), lane by lane;
@@ -426,9 +429,15 @@ const U = {
   sign: 2,
   exp: 3,
   log: 4,
+  log1p: 5,
+  expm1: 6,
   sqrt: 7,
+  sin: 8,
+  cos: 9,
+  tan: 10,
   tanh: 11,
   sigmoid: 12,
+  erf: 13,
   relu: 14,
   floor: 15,
   ceil: 16,
@@ -452,6 +461,12 @@ const BIN: Record<number, readonly [number, number, number, number]> = {
   [B.minimum]: [V.f32x4Min, V.f64x2Min, OP.f32Min, OP.f64Min],
 };
 
+/**
+ * The float32 unary ops whose SIMD form (math.ts) the generated code calls from the kernel module (its export
+ * unaryF32x4, imported as env.un4) rather than emitting it inline: a call per vector, the unary kernel's bits.
+ */
+const CALLED_F32 = new Set<number>([U.log1p, U.expm1, U.sin, U.cos, U.tan, U.erf]);
+
 /** The unary ops the unfused kernel computes with SIMD on contiguous rows, per dtype (elementwise.ts). */
 const VEC_UNARY_F32 = new Set<number>([
   U.neg,
@@ -466,17 +481,19 @@ const VEC_UNARY_F32 = new Set<number>([
   U.log,
   U.sigmoid,
   U.tanh,
+  ...CALLED_F32,
 ]);
 const VEC_UNARY_F64 = new Set<number>([U.neg, U.abs, U.sqrt, U.relu, U.floor, U.ceil, U.round]);
 
 /** The float32 unary ops whose SIMD form differs from the scalar one (approximations). */
-export const APPROX_F32 = new Set<number>([U.exp, U.log, U.sigmoid, U.tanh]);
+export const APPROX_F32 = new Set<number>([U.exp, U.log, U.sigmoid, U.tanh, ...CALLED_F32]);
 
 // ------------------------------------------------------------------------------------------- generation
 
 /** Import indices of the kernel module's scalar functions. */
 const F_UNARY = 0;
 const F_POW = 1;
+const F_UNARY4 = 2;
 
 /** Bits of float32's smallest normal value, FLT_MIN = 2^-126. */
 const FLT_MIN_BITS = 0x00800000;
@@ -560,7 +577,7 @@ export function specKey(s: GenSpec): string {
   return k;
 }
 
-/** The bytes of the module for `spec` (imports env.memory, env.un, env.pow; exports run). */
+/** The bytes of the module for `spec` (imports env.memory, env.un, env.pow, env.un4; exports run). */
 export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<ArrayBuffer> {
   const f32 = spec.dtype === "float32";
   const T = f32 ? F32 : F64;
@@ -828,6 +845,11 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
     }
     // unary
     if (!hasVecForm(i)) return lanewise(a, a, (ea) => callUnary(op, ea));
+    if (f32 && CALLED_F32.has(op)) {
+      const r = f.local(V128);
+      f.i32(op).get(a).op(OP.call).uleb(F_UNARY4).set(r);
+      return r;
+    }
     switch (op) {
       case U.neg:
         return f.let(x4(f32 ? V.f32x4Neg : V.f64x2Neg, a));
@@ -1015,7 +1037,7 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
 
   // ---- the module
   const mod = new Bytes().u8(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00);
-  const types = new Bytes().uleb(3);
+  const types = new Bytes().uleb(4);
   types
     .u8(0x60)
     .uleb(params.length)
@@ -1023,16 +1045,18 @@ export function generate(spec: GenSpec, sharedMemory: boolean): Uint8Array<Array
     .uleb(0); // run
   types.u8(0x60).uleb(2).u8(I32, F64).uleb(1).u8(F64); // un(op, x) -> f64
   types.u8(0x60).uleb(2).u8(F64, F64).uleb(1).u8(F64); // pow(a, b) -> f64
+  types.u8(0x60).uleb(2).u8(I32, V128).uleb(1).u8(V128); // un4(op, x) -> v128
   mod.section(1, types);
-  const imports = new Bytes().uleb(3);
+  const imports = new Bytes().uleb(4);
   imports.str("env").str("un").u8(0x00).uleb(1);
   imports.str("env").str("pow").u8(0x00).uleb(2);
+  imports.str("env").str("un4").u8(0x00).uleb(3);
   imports.str("env").str("memory").u8(0x02);
   if (sharedMemory) imports.u8(0x03).uleb(0).uleb(65536);
   else imports.u8(0x00).uleb(0);
   mod.section(2, imports);
   mod.section(3, new Bytes().uleb(1).uleb(0));
-  mod.section(7, new Bytes().uleb(1).str("run").u8(0x00).uleb(2));
+  mod.section(7, new Bytes().uleb(1).str("run").u8(0x00).uleb(3));
   mod.section(10, new Bytes().uleb(1).append(f.body()));
   return new Uint8Array(mod.b);
 }
@@ -1052,7 +1076,7 @@ export function kernelFor(k: Kernels, memory: WebAssembly.Memory, shared: boolea
   if (run === undefined) {
     const module = new WebAssembly.Module(generate(spec, shared));
     const inst = new WebAssembly.Instance(module, {
-      env: { memory, un: k.unaryF64, pow: k.powF64 },
+      env: { memory, un: k.unaryF64, pow: k.powF64, un4: k.unaryF32x4 },
     });
     run = inst.exports.run as GenKernel;
     byKey.set(key, run);

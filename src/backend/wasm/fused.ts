@@ -68,9 +68,26 @@ const TILE = 512;
  * input's layout decides which elements take the SIMD form.
  */
 const VEC_F32 = new Set(
-  ["neg", "abs", "sqrt", "relu", "floor", "ceil", "round", "sign", "exp", "log", "sigmoid", "tanh"].map(
-    (op) => WASM_UNARY_OPS.indexOf(op as (typeof WASM_UNARY_OPS)[number]),
-  ),
+  [
+    "neg",
+    "abs",
+    "sqrt",
+    "relu",
+    "floor",
+    "ceil",
+    "round",
+    "sign",
+    "exp",
+    "log",
+    "sigmoid",
+    "tanh",
+    "log1p",
+    "expm1",
+    "sin",
+    "cos",
+    "tan",
+    "erf",
+  ].map((op) => WASM_UNARY_OPS.indexOf(op as (typeof WASM_UNARY_OPS)[number])),
 );
 const VEC_F64 = new Set(
   ["neg", "abs", "sqrt", "relu", "floor", "ceil", "round"].map((op) =>
@@ -126,8 +143,8 @@ const CHUNK_BYTES = 192 * 1024;
  * storage right (chunk k is read before it is written, later chunks after). Other inputs are staged whole: fixed
  * values (stride 0) and bias rows broadcast down (periodic) as they are, anything else made contiguous by the
  * copy kernel. With a reduction terminal the reduced register is also stored whole in the arena and folded by
- * `reduce`'s passes (reduce.ts reduceStaged). False (run op by op) for a float32 exp / log / tanh / sigmoid
- * reading directly an input whose rows the unfused kernel would split into SIMD and scalar parts differently
+ * `reduce`'s passes (reduce.ts reduceStaged). False (run op by op) for a float32 unary op with a SIMD
+ * approximation (exp, log, tanh, sigmoid, log1p, sin, ...: codegen.ts APPROX_F32) reading directly an input whose rows the unfused kernel would split into SIMD and scalar parts differently
  * from a contiguous array.
  */
 function generated(

@@ -42,6 +42,7 @@ const KERNEL_NAMES = [
   "scatterAdd",
   "fused",
   "unaryF64",
+  "unaryF32x4",
   "powF64",
   "attnFwd",
   "attnBwd",

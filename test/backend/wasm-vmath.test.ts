@@ -1,0 +1,254 @@
+/**
+ * The float32 transcendental functions of the wasm backend's SIMD kernels (wasm/assembly/math.ts: log1p, expm1,
+ * sin, cos, tan, erf, and asin, acos, atan, sinh, cosh, asinh, acosh, atanh, log2, log10), against the float64
+ * Math function (the js backend's erf) rounded to float32: at most MAX_ULP units in the last place over a sweep
+ * of every binade from the smallest subnormal to the largest float (both signs), a dense sweep of [-12, 12],
+ * and the points where a formula switches branch or meets its domain's edge; the special values (NaN,
+ * +-Infinity, +-0, poles, outside the domain) exactly as Math gives them; log2 exact at every power of 2. sin,
+ * cos and tan reduce their argument in float64 lanes up to |x| = 2^28 and leave the larger (and non-finite)
+ * lanes to the scalar float64 route: the sweep covers both sides, huge arguments (1e30, 3e38) are checked
+ * alone, and the output over the input (in place) and the jit's fused kernels (generated code and the tile
+ * interpreter) give the plain kernel's bits. The float64 forms run Math's functions (checked exactly).
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { UnaryOp, View } from "../../src/backend/backend.ts";
+import { fusedProgram } from "../../src/backend/fused.ts";
+import { erf as erf64 } from "../../src/backend/js/scalar.ts";
+import { codegenStats } from "../../src/backend/wasm/codegen.ts";
+import { setFusedCodegen } from "../../src/backend/wasm/fused.ts";
+import { inWasm, W } from "./wasm-helpers.ts";
+
+const MAX_ULP = 4;
+
+const REF: Partial<Record<UnaryOp, (x: number) => number>> = {
+  log1p: Math.log1p,
+  expm1: Math.expm1,
+  sin: Math.sin,
+  cos: Math.cos,
+  tan: Math.tan,
+  erf: erf64,
+};
+
+/** The points where some formula of math.ts changes branch or its domain ends, and a little either side. */
+const EDGES = [
+  0.5,
+  0.7, // expm1: series / exp
+  1, // sinh, erf: series / exp; acosh, atanh, asin, acos: domain
+  0.625,
+  0.414213562, // atan: reduction intervals
+  2.41421356,
+  4, // erf: erfc clamped
+  88, // sinh, cosh: e^(x/2) twice
+  89,
+  89.4,
+  4096, // asinh, acosh: ln 2x
+  1e-19,
+  1e-20,
+  1.17549435e-38,
+  87.3,
+  103,
+  104,
+  20,
+  17.3,
+  // sin, cos, tan: quadrant boundaries, floats next to multiples of pi / 2, and the scalar range from 2^28 on
+  Math.PI / 4,
+  Math.PI / 2,
+  Math.PI,
+  (3 * Math.PI) / 2,
+  2 * Math.PI,
+  100 * Math.PI,
+  1e4 * Math.PI,
+  2 ** 28,
+  2 ** 27,
+  1e5,
+  1e7,
+  16367173,
+  71476,
+  2.5e8,
+  3e9,
+];
+
+function inputs(): Float32Array {
+  const xs: number[] = [];
+  // every binade: 1.4e-45 (2^-149) .. 3.4e38, both signs, a few mantissas each
+  for (let e = -149; e <= 127; e++) {
+    for (const m of [1, 1.1, 1.37, 1.5, 1.73, 1.999]) xs.push(m * 2 ** e, -m * 2 ** e);
+  }
+  for (let i = -24000; i <= 24000; i++) xs.push(i / 2000 + 0.000123);
+  for (const e of EDGES) {
+    for (const d of [0, 1e-7, -1e-7, 1e-5, -1e-5, 1e-3, -1e-3]) xs.push(e * (1 + d), -e * (1 + d));
+  }
+  for (const d of [1e-7, 1e-6, 1e-4, 1e-2]) xs.push(-1 + d, 1 - d, 1 + d, -1 - d);
+  xs.push(1, -1, 2, -2, 10, -10, 0.5, -0.5, 1e30, -1e30, 3e38, -3e38);
+  // the float32 values nearest to multiples of pi / 2 up to 2^28 (r next to 0), and their neighbours
+  for (let k = 1; k < 2 ** 28; k = Math.ceil(k * 1.37)) {
+    const x = Math.fround((k * Math.PI) / 2);
+    const up = new Float32Array([x]);
+    const bits = new Int32Array(up.buffer);
+    bits[0] += 1;
+    xs.push(x, -x, up[0]);
+    bits[0] -= 2;
+    xs.push(up[0]);
+  }
+  return Float32Array.from(xs);
+}
+
+/** Every 1009th float32 bit pattern (4.3 million, every range and sign; NaN patterns included). */
+function bitSweep(): Float32Array {
+  const bits = new Uint32Array(Math.ceil(2 ** 32 / 1009));
+  for (let i = 0; i < bits.length; i++) bits[i] = i * 1009;
+  return new Float32Array(bits.buffer);
+}
+
+/** Inputs whose results (NaN, an infinity or a signed zero) must be exactly Math's. */
+const SPECIAL = [Number.NaN, Infinity, -Infinity, 0, -0, 1, -1, 2, -2, 1e30, -3e38];
+
+/** Distance in float32 units in the last place between two finite floats (through zero if signs differ). */
+function ulps(a: number, b: number): number {
+  const bits = new Int32Array(new Float32Array([a, b]).buffer);
+  const ord = (i: number) => (bits[i] < 0 ? -(bits[i] & 0x7fffffff) : bits[i]);
+  return Math.abs(ord(0) - ord(1));
+}
+
+const view = (d: Float32Array | Float64Array): View => ({
+  data: d,
+  shape: [d.length],
+  strides: [1],
+  offset: 0,
+});
+
+function run(op: UnaryOp, xs: Float32Array): Float32Array {
+  const out = new Float32Array(xs.length);
+  assert.ok(
+    inWasm("unary", () => W.unary(op, view(xs), out)),
+    `${op} ran in wasm`,
+  );
+  return out;
+}
+
+/** Worst ulp error of `op` over `xs` (asserting the non-finite and zero results exact), and where. */
+function worstError(op: UnaryOp, ref: (x: number) => number, xs: Float32Array, got: Float32Array) {
+  let worst = 0;
+  let at = 0;
+  for (let i = 0; i < xs.length; i++) {
+    const want = Math.fround(ref(xs[i]));
+    const g = got[i];
+    if (!Number.isFinite(want) || !Number.isFinite(g) || Object.is(want, -0) || Object.is(g, -0)) {
+      // NaN, infinities and negative zeros as Math gives them
+      assert.ok(Object.is(g, want), `${op}(${xs[i]}): got ${g}, Math gives ${want}`);
+      continue;
+    }
+    const u = ulps(g, want);
+    if (u > worst) {
+      worst = u;
+      at = xs[i];
+    }
+  }
+  return { worst, at };
+}
+
+for (const [op, ref] of Object.entries(REF) as [UnaryOp, (x: number) => number][]) {
+  test(`wasm float32 ${op}: within ${MAX_ULP} ulp of Math.${op} over every binade, specials exact`, (t) => {
+    for (const [what, xs] of [
+      ["binades, [-12, 12], edges", inputs()],
+      ["every 1009th bit pattern", bitSweep()],
+    ] as const) {
+      const got = run(op, xs);
+      const { worst, at } = worstError(op, ref, xs, got);
+      t.diagnostic(`${op}: worst ${worst} ulp over ${what}, at x = ${at}`);
+      assert.ok(
+        worst <= MAX_ULP,
+        `${op}: ${worst} ulp at x = ${at} (got ${run(op, Float32Array.of(at))[0]}, Math gives ${Math.fround(ref(at))})`,
+      );
+    }
+    const xs = inputs();
+    // the special values alone and in every lane position, each vector also holding ordinary values
+    for (let lane = 0; lane < 4; lane++) {
+      const sx = new Float32Array(4 * SPECIAL.length).fill(0.3);
+      SPECIAL.forEach((x, i) => {
+        sx[4 * i + lane] = x;
+      });
+      const sp = run(op, sx);
+      for (let i = 0; i < sx.length; i++) {
+        const want = Math.fround(ref(sx[i]));
+        const exact = Object.is(sp[i], want);
+        assert.ok(
+          exact || ulps(sp[i], want) <= MAX_ULP,
+          `${op}(${sx[i]}) lane ${lane}: got ${sp[i]}, Math gives ${want}`,
+        );
+        if (!Number.isFinite(want) || want === 0)
+          assert.ok(exact, `${op}(${sx[i]}): got ${sp[i]}, Math gives ${want}`);
+      }
+    }
+    // float64 runs the float64 scalar route (AssemblyScript's Math, whose last bits may differ from V8's, and
+    // the js backend's erf algorithm): within 2 ulp of float64
+    const xd = Float64Array.from(xs);
+    const od = new Float64Array(xd.length);
+    assert.ok(inWasm("unary", () => W.unary(op, view(xd), od)));
+    for (let i = 0; i < xd.length; i++) {
+      const want = ref(xd[i]);
+      assert.ok(
+        Object.is(od[i], want) || Math.abs(od[i] - want) <= 2 ** -51 * Math.abs(want),
+        `float64 ${op}(${xd[i]}): ${od[i]}, Math gives ${want}`,
+      );
+    }
+  });
+}
+
+const TRIG = ["sin", "cos", "tan"] as const;
+
+test("wasm float32 sin, cos, tan at huge arguments (1e30, 3e38, beyond the vector reduction): Math's values", () => {
+  const xs = Float32Array.from([1e30, -1e30, 3e38, -3e38, 2 ** 28, 3e9, 1e20, 123456789012, 0.5, 1, 2, 3]);
+  for (const op of TRIG) {
+    const got = run(op, xs);
+    for (let i = 0; i < xs.length; i++) {
+      const want = Math.fround(Math[op](xs[i]));
+      assert.ok(ulps(got[i], want) <= 1, `${op}(${xs[i]}): got ${got[i]}, Math gives ${want}`);
+    }
+    // the huge lanes are the scalar route's, whatever their neighbours
+    assert.equal(got[0], Math.fround(Math[op](xs[0])), `${op}(1e30)`);
+    assert.equal(got[2], Math.fround(Math[op](xs[2])), `${op}(3e38)`);
+  }
+});
+
+/** A one-op fused program on float32. */
+const oneOp = (op: UnaryOp) =>
+  fusedProgram("float32", [
+    { kind: "input", index: 0 },
+    { kind: "unary", op, a: 0 },
+  ]);
+
+test("wasm float32 math: in place (output over input) and fused (generated code and interpreter) give the plain bits", () => {
+  const xs = inputs();
+  const compiled = codegenStats.compiled;
+  let compared = 0;
+  for (const op of Object.keys(REF) as UnaryOp[]) {
+    const want = run(op, xs);
+    const a = xs.slice();
+    W.unary(op, view(a), a);
+    for (const codegen of [true, false]) {
+      setFusedCodegen(codegen);
+      const b = xs.slice();
+      const c = new Float32Array(xs.length);
+      try {
+        W.fused!(oneOp(op), [view(b)], [b]);
+        W.fused!(oneOp(op), [view(xs)], [c]);
+      } finally {
+        setFusedCodegen(true);
+      }
+      for (let i = 0; i < xs.length; i++) {
+        const w = want[i];
+        assert.ok(Object.is(a[i], w), `${op}(${xs[i]}) in place: ${a[i]}, not ${w}`);
+        assert.ok(
+          Object.is(b[i], w),
+          `fused ${op}(${xs[i]}) in place [codegen ${codegen}]: ${b[i]}, not ${w}`,
+        );
+        assert.ok(Object.is(c[i], w), `fused ${op}(${xs[i]}) [codegen ${codegen}]: ${c[i]}, not ${w}`);
+        compared++;
+      }
+    }
+  }
+  assert.ok(compared > 1e5);
+  assert.ok(codegenStats.compiled >= compiled + Object.keys(REF).length, "the generated kernels ran");
+});
