@@ -232,7 +232,20 @@ describe("wasm fused kernels generated at run time", () => {
 
   test("float32 exp, log, tanh, sigmoid reading inputs of every layout, fixed values and ops on them", () => {
     const rng = new Rng(5);
-    for (const op of ["exp", "log", "tanh", "sigmoid", "sign", "sin", "tan", "erf", "expm1"] as UnaryOp[]) {
+    for (const op of [
+      "exp",
+      "log",
+      "tanh",
+      "sigmoid",
+      "sign",
+      "sin",
+      "tan",
+      "erf",
+      "expm1",
+      "asin",
+      "cosh",
+      "log2",
+    ] as UnaryOp[]) {
       for (const shape of [[7], [5, 6], [5, 8], [3, 9], [1031], [2, 4, 4]]) {
         for (const layout of LAYOUTS) {
           const prog = fusedProgram("float32", [

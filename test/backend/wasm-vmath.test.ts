@@ -28,6 +28,16 @@ const REF: Partial<Record<UnaryOp, (x: number) => number>> = {
   cos: Math.cos,
   tan: Math.tan,
   erf: erf64,
+  asin: Math.asin,
+  acos: Math.acos,
+  atan: Math.atan,
+  sinh: Math.sinh,
+  cosh: Math.cosh,
+  asinh: Math.asinh,
+  acosh: Math.acosh,
+  atanh: Math.atanh,
+  log2: Math.log2,
+  log10: Math.log10,
 };
 
 /** The points where some formula of math.ts changes branch or its domain ends, and a little either side. */
@@ -251,4 +261,16 @@ test("wasm float32 math: in place (output over input) and fused (generated code 
   }
   assert.ok(compared > 1e5);
   assert.ok(codegenStats.compiled >= compiled + Object.keys(REF).length, "the generated kernels ran");
+});
+
+test("wasm float32 log2 is exact at every power of 2, log10 at powers of 10 within 1 ulp", () => {
+  const pow2 = Float32Array.from({ length: 277 }, (_, i) => 2 ** (i - 149));
+  const l2 = run("log2", pow2);
+  for (let i = 0; i < pow2.length; i++) assert.equal(l2[i], i - 149, `log2(2^${i - 149})`);
+  const pow10 = Float32Array.from({ length: 76 }, (_, i) => 10 ** (i - 37));
+  const l10 = run("log10", pow10);
+  for (let i = 0; i < pow10.length; i++) {
+    const want = Math.fround(Math.log10(pow10[i]));
+    assert.ok(ulps(l10[i], want) <= 1, `log10(${pow10[i]}): ${l10[i]}, Math gives ${want}`);
+  }
 });

@@ -13,12 +13,21 @@
  * elements). The output is always contiguous.
  */
 import {
+  acosF32x4,
+  acoshF32x4,
+  asinF32x4,
+  asinhF32x4,
+  atanF32x4,
+  atanhF32x4,
+  coshF32x4,
   cosF32x4,
   erf64,
   erfF32x4,
   expF32x4,
   expm1F32x4,
+  log10F32x4,
   log1pF32x4,
+  log2F32x4,
   logF32x4,
   pow64,
   relu64,
@@ -26,6 +35,7 @@ import {
   sigmoidF32x4,
   sign64,
   sinF32x4,
+  sinhF32x4,
   tanF32x4,
   tanhF32x4,
 } from "./math";
@@ -239,9 +249,11 @@ export function binary(kind: i32, op: i32, nd: i32, args: usize, pa: usize, pb: 
 
 // ------------------------------------------------------------------------------------------- unary ops
 
-/** Unary op codes (the order of UNARY_OPS in src/backend/backend.ts, up to not). */
+/** Unary op codes (the order of UNARY_OPS in src/backend/backend.ts, up to log10). */
 const NEG = 0, ABS = 1, SIGN = 2, EXP = 3, LOG = 4, LOG1P = 5, EXPM1 = 6, SQRT = 7, SIN = 8, COS = 9;
 const TAN = 10, TANH = 11, SIGMOID = 12, ERF = 13, RELU = 14, FLOOR = 15, CEIL = 16, ROUND = 17, NOT = 18;
+const ASIN = 19, ACOS = 20, ATAN = 21, SINH = 22, COSH = 23, ASINH = 24, ACOSH = 25, ATANH = 26, LOG2 = 27;
+const LOG10 = 28;
 
 /** The float64 scalar definition of every float unary op (float32 rounds the result once). */
 @inline
@@ -265,6 +277,16 @@ export function unaryScalar(op: i32, x: f64): f64 {
     case FLOOR: return Math.floor(x);
     case CEIL: return Math.ceil(x);
     case ROUND: return nearest<f64>(x);
+    case ASIN: return Math.asin(x);
+    case ACOS: return Math.acos(x);
+    case ATAN: return Math.atan(x);
+    case SINH: return Math.sinh(x);
+    case COSH: return Math.cosh(x);
+    case ASINH: return Math.asinh(x);
+    case ACOSH: return Math.acosh(x);
+    case ATANH: return Math.atanh(x);
+    case LOG2: return Math.log2(x);
+    case LOG10: return Math.log10(x);
     default: return x;
   }
 }
@@ -290,6 +312,16 @@ function unaryVecF32(op: i32, x: v128): v128 {
     case COS: return cosF32x4(x);
     case TAN: return tanF32x4(x);
     case ERF: return erfF32x4(x);
+    case ASIN: return asinF32x4(x);
+    case ACOS: return acosF32x4(x);
+    case ATAN: return atanF32x4(x);
+    case SINH: return sinhF32x4(x);
+    case COSH: return coshF32x4(x);
+    case ASINH: return asinhF32x4(x);
+    case ACOSH: return acoshF32x4(x);
+    case ATANH: return atanhF32x4(x);
+    case LOG2: return log2F32x4(x);
+    case LOG10: return log10F32x4(x);
     default: {
       // SIGN: 1 where x > 0, -1 where x < 0, 0 at zero, NaN kept
       const one = f32x4.splat(1);
@@ -324,7 +356,7 @@ function hasVec(op: i32): bool {
 @inline
 function hasVecF32(op: i32): bool {
   return hasVec(op) || op == EXP || op == LOG || op == SIGMOID || op == TANH || op == LOG1P || op == EXPM1 ||
-    op == SIN || op == COS || op == TAN || op == ERF;
+    op == SIN || op == COS || op == TAN || op == ERF || (op >= ASIN && op <= LOG10);
 }
 
 /**

@@ -442,6 +442,16 @@ const U = {
   floor: 15,
   ceil: 16,
   round: 17,
+  asin: 19,
+  acos: 20,
+  atan: 21,
+  sinh: 22,
+  cosh: 23,
+  asinh: 24,
+  acosh: 25,
+  atanh: 26,
+  log2: 27,
+  log10: 28,
 } as const;
 /** Binary op codes (positions in BINARY_OPS). */
 const B = { add: 0, sub: 1, mul: 2, div: 3, pow: 4, maximum: 5, minimum: 6 } as const;
@@ -465,7 +475,24 @@ const BIN: Record<number, readonly [number, number, number, number]> = {
  * The float32 unary ops whose SIMD form (math.ts) the generated code calls from the kernel module (its export
  * unaryF32x4, imported as env.un4) rather than emitting it inline: a call per vector, the unary kernel's bits.
  */
-const CALLED_F32 = new Set<number>([U.log1p, U.expm1, U.sin, U.cos, U.tan, U.erf]);
+const CALLED_F32 = new Set<number>([
+  U.log1p,
+  U.expm1,
+  U.sin,
+  U.cos,
+  U.tan,
+  U.erf,
+  U.asin,
+  U.acos,
+  U.atan,
+  U.sinh,
+  U.cosh,
+  U.asinh,
+  U.acosh,
+  U.atanh,
+  U.log2,
+  U.log10,
+]);
 
 /** The unary ops the unfused kernel computes with SIMD on contiguous rows, per dtype (elementwise.ts). */
 const VEC_UNARY_F32 = new Set<number>([

@@ -87,6 +87,16 @@ const VEC_F32 = new Set(
     "cos",
     "tan",
     "erf",
+    "asin",
+    "acos",
+    "atan",
+    "sinh",
+    "cosh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "log2",
+    "log10",
   ].map((op) => WASM_UNARY_OPS.indexOf(op as (typeof WASM_UNARY_OPS)[number])),
 );
 const VEC_F64 = new Set(
