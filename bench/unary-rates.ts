@@ -5,13 +5,15 @@
  * arithmetic rather than memory), median of 41 calls after a warm-up of every op. Inputs are in each function's domain: (-1, 1)
  * for asin, acos and atanh, [1, 3) for acosh, (0, 3) for the logarithms, [-3, 3) for the others. The ratio column
  * is PyTorch's time over chainrule's (> 1: chainrule faster). atan2(x, y) takes y = the same values reversed.
- * A standalone script (not part of `npm run bench`).
+ * A standalone script (not part of `npm run bench`). With `--backend wasm` it times the wasm backend instead
+ * (its elementwise kernels are single-threaded; no PyTorch column).
  *
  *   taskset -c 1 node --import tsx bench/unary-rates.ts [--threads 1] [--ops sin,cos] [--ab-addon PATH]
+ *     [--backend native|wasm]
  *
  * `--ab-addon PATH` compares another build of the addon (e.g. a copy of main's
  * native/build/Release/chainrule_native.node) as "old" with this checkout's as "new" instead of PyTorch, both in
- * this process on the same instruction set, alternating call by call (medians of 41 pairs).
+ * this process on the same instruction set, alternating call by call (medians of 41 pairs; native only).
  */
 import { spawnSync } from "node:child_process";
 import { cpus } from "node:os";
@@ -19,6 +21,7 @@ import { parseArgs } from "node:util";
 import { loadNativeBackend, nativeInfo, setNumThreads } from "../src/backend/native/index.ts";
 import { otherAddon } from "./native-rates.ts";
 import { setBackend } from "../src/backend/registry.ts";
+import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { type Tensor, tensor } from "../src/index.ts";
 
 const { values } = parseArgs({
@@ -26,13 +29,18 @@ const { values } = parseArgs({
     threads: { type: "string", default: "1" },
     ops: { type: "string" },
     "ab-addon": { type: "string" },
+    backend: { type: "string", default: "native" },
   },
 });
 const threads = Number(values.threads);
-const r = loadNativeBackend();
+const wasm = values.backend === "wasm";
+if (!wasm && values.backend !== "native") throw new Error(`--backend: native or wasm, not ${values.backend}`);
+if (wasm && values["ab-addon"] !== undefined)
+  throw new Error("--ab-addon compares native addons: not with --backend wasm");
+const r = wasm ? loadWasmBackend({ threads }) : loadNativeBackend();
 if ("error" in r) throw new Error(r.error);
 setBackend(r.backend);
-setNumThreads(threads);
+if (!wasm) setNumThreads(threads);
 
 const N = 1 << 18;
 const ALL_OPS = [
@@ -152,22 +160,22 @@ for op in ops:
     print(op, ts[len(ts) // 2] * 1e9 / N)
 `;
 const torch = new Map<Op, number>();
-const res = spawnSync(
-  "/usr/bin/python3",
-  ["-c", py, OPS.join(","), ...OPS.map((op) => range(op).join(":"))],
-  { encoding: "utf8" },
-);
-if (res.status === 0) {
+const res = wasm
+  ? null
+  : spawnSync("/usr/bin/python3", ["-c", py, OPS.join(","), ...OPS.map((op) => range(op).join(":"))], {
+      encoding: "utf8",
+    });
+if (res?.status === 0) {
   for (const line of res.stdout.trim().split("\n")) {
     const [op, ns] = line.split(" ");
     torch.set(op as Op, Number(ns));
   }
-} else {
+} else if (res !== null) {
   console.log(`PyTorch unavailable (${(res.stderr ?? "").trim().split("\n").pop()}): chainrule only`);
 }
 
 console.log(
-  `${cpus()[0]?.model ?? "unknown CPU"}, ${threads} thread(s); float32, ${N} elements; ns per element (median)`,
+  `${cpus()[0]?.model ?? "unknown CPU"}, ${values.backend} backend, ${threads} thread(s); float32, ${N} elements; ns per element (median)`,
 );
 console.log("op        chainrule   PyTorch   PyTorch / chainrule");
 for (const op of OPS) {
