@@ -8,16 +8,20 @@
  * cos and tan reduce their argument in float64 lanes up to |x| = 2^28 and leave the larger (and non-finite)
  * lanes to the scalar float64 route: the sweep covers both sides, huge arguments (1e30, 3e38) are checked
  * alone, and the output over the input (in place) and the jit's fused kernels (generated code and the tile
- * interpreter) give the plain kernel's bits. The float64 forms run Math's functions (checked exactly).
+ * interpreter) give the plain kernel's bits. atan2 (binary) over a grid of both operands, C's special cases
+ * exact. The relaxed-SIMD and SIMD128 builds give the same bits (a child process with relaxed SIMD enabled,
+ * wasm-vmath-child.ts). The float64 forms run AssemblyScript's Math (within 2 ulp of V8's).
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { test } from "node:test";
+import { fileURLToPath } from "node:url";
 import type { UnaryOp, View } from "../../src/backend/backend.ts";
 import { fusedProgram } from "../../src/backend/fused.ts";
 import { erf as erf64 } from "../../src/backend/js/scalar.ts";
 import { codegenStats } from "../../src/backend/wasm/codegen.ts";
 import { setFusedCodegen } from "../../src/backend/wasm/fused.ts";
-import { inWasm, W } from "./wasm-helpers.ts";
+import { inWasm, prng, W } from "./wasm-helpers.ts";
 
 const MAX_ULP = 4;
 
@@ -273,4 +277,123 @@ test("wasm float32 log2 is exact at every power of 2, log10 at powers of 10 with
     const want = Math.fround(Math.log10(pow10[i]));
     assert.ok(ulps(l10[i], want) <= 1, `log10(${pow10[i]}): ${l10[i]}, Math gives ${want}`);
   }
+});
+
+test(`wasm float32 atan2: within ${MAX_ULP} ulp of Math.atan2 over a grid of both operands, C's special cases exact`, (t) => {
+  const vals = [
+    0,
+    -0,
+    Infinity,
+    -Infinity,
+    Number.NaN,
+    1,
+    -1,
+    1e-30,
+    -1e-30,
+    1e30,
+    -1e30,
+    1e-40,
+    -1e-40,
+    0.5,
+  ];
+  vals.push(-0.5, 2, -2, 3.7, -3.7, 0.4142, -2.4142, 123.5, -0.001, 7e5, -7e5, 3e38, -3e38, 1e-45);
+  for (let i = -40; i <= 40; i++) vals.push(i / 7 + 0.01);
+  const rng = prng(29);
+  for (let i = 0; i < 200; i++) vals.push((rng() - 0.5) * 2 ** Math.floor(rng() * 60 - 30));
+  const ys: number[] = [];
+  const xs: number[] = [];
+  for (const y of vals) {
+    for (const x of vals) {
+      ys.push(y);
+      xs.push(x);
+    }
+  }
+  const yv = Float32Array.from(ys);
+  const xv = Float32Array.from(xs);
+  const out = new Float32Array(yv.length);
+  assert.ok(
+    inWasm("binary", () => W.binary("atan2", view(yv), view(xv), out)),
+    "atan2 ran in wasm",
+  );
+  let worst = 0;
+  for (let i = 0; i < yv.length; i++) {
+    const want = Math.fround(Math.atan2(yv[i], xv[i]));
+    const exact =
+      Number.isNaN(want) ||
+      want === 0 ||
+      !Number.isFinite(yv[i]) ||
+      !Number.isFinite(xv[i]) ||
+      yv[i] === 0 ||
+      xv[i] === 0;
+    const what = `atan2(${yv[i]}, ${xv[i]}): got ${out[i]}, Math gives ${want}`;
+    if (exact) assert.ok(Object.is(out[i], want), what);
+    else {
+      const u = ulps(out[i], want);
+      worst = Math.max(worst, u);
+      assert.ok(u <= MAX_ULP, what);
+    }
+  }
+  t.diagnostic(`atan2: worst ${worst} ulp over ${yv.length} pairs`);
+  // a broadcast operand (stride 0, the SIMD form with a splat), in place, and a fused program (run op by op)
+  const y0 = new Float32Array(xv.length).fill(0.75);
+  const bc = new Float32Array(xv.length);
+  W.binary(
+    "atan2",
+    { data: Float32Array.of(0.75), shape: [xv.length], strides: [0], offset: 0 },
+    view(xv),
+    bc,
+  );
+  const full = new Float32Array(xv.length);
+  W.binary("atan2", view(y0), view(xv), full);
+  const inPlace = yv.slice();
+  W.binary("atan2", view(inPlace), view(xv), inPlace);
+  const fused = new Float32Array(yv.length);
+  W.fused!(
+    fusedProgram("float32", [
+      { kind: "input", index: 0 },
+      { kind: "input", index: 1 },
+      { kind: "binary", op: "atan2", a: 0, b: 1 },
+    ]),
+    [view(yv), view(xv)],
+    [fused],
+  );
+  for (let i = 0; i < xv.length; i++) {
+    assert.ok(Object.is(bc[i], full[i]), `atan2(0.75, ${xv[i]}) broadcast: ${bc[i]}, not ${full[i]}`);
+    assert.ok(
+      Object.is(inPlace[i], out[i]),
+      `atan2(${yv[i]}, ${xv[i]}) in place: ${inPlace[i]}, not ${out[i]}`,
+    );
+    assert.ok(Object.is(fused[i], out[i]), `fused atan2(${yv[i]}, ${xv[i]}): ${fused[i]}, not ${out[i]}`);
+  }
+  // float64: Math.atan2 (AssemblyScript's), within 2 ulp of V8's
+  const od = new Float64Array(yv.length);
+  assert.ok(
+    inWasm("binary", () => W.binary("atan2", view(Float64Array.from(yv)), view(Float64Array.from(xv)), od)),
+  );
+  for (let i = 0; i < yv.length; i++) {
+    const want = Math.atan2(yv[i], xv[i]);
+    assert.ok(
+      Object.is(od[i], want) || Math.abs(od[i] - want) <= 2 ** -51 * Math.abs(want),
+      `float64 atan2(${yv[i]}, ${xv[i]}): ${od[i]}, Math gives ${want}`,
+    );
+  }
+});
+
+test("wasm float32 math: the relaxed-SIMD and SIMD128 builds give the same bits (no relaxed instructions)", () => {
+  // a child process with relaxed SIMD enabled (Node 20 validates it only behind a flag)
+  const child = fileURLToPath(new URL("./wasm-vmath-child.ts", import.meta.url));
+  const r = spawnSync(process.execPath, ["--experimental-wasm-relaxed-simd", "--import", "tsx", child], {
+    encoding: "utf8",
+  });
+  assert.equal(r.status, 0, `child failed: ${r.stderr}`);
+  const report = JSON.parse(r.stdout.trim().split("\n").pop()!) as {
+    relaxed: boolean;
+    compared: number;
+    mismatches: string[];
+    fallbacks: Record<string, number>;
+  };
+  assert.ok(report.relaxed, "the child loaded the relaxed-SIMD build and the SIMD128 one");
+  assert.ok(report.compared > 7e7, `compared ${report.compared}`);
+  assert.deepEqual(report.mismatches, []);
+  assert.deepEqual(report.fallbacks, {}, "every call ran in wasm");
 });

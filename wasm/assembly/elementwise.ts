@@ -17,6 +17,7 @@ import {
   acoshF32x4,
   asinF32x4,
   asinhF32x4,
+  atan2F32x4,
   atanF32x4,
   atanhF32x4,
   coshF32x4,
@@ -50,6 +51,7 @@ class DivF32 { @inline v(a: v128, b: v128): v128 { return f32x4.div(a, b); } @in
 class MaxF32 { @inline v(a: v128, b: v128): v128 { return f32x4.max(a, b); } @inline s(a: f32, b: f32): f32 { return max<f32>(a, b); } }
 class MinF32 { @inline v(a: v128, b: v128): v128 { return f32x4.min(a, b); } @inline s(a: f32, b: f32): f32 { return min<f32>(a, b); } }
 class PowF32 { @inline v(a: v128, b: v128): v128 { return a; } @inline s(a: f32, b: f32): f32 { return <f32>pow64(<f64>a, <f64>b); } }
+class Atan2F32 { @inline v(a: v128, b: v128): v128 { return atan2F32x4(a, b); } @inline s(a: f32, b: f32): f32 { return <f32>Math.atan2(<f64>a, <f64>b); } }
 
 class AddF64 { @inline v(a: v128, b: v128): v128 { return f64x2.add(a, b); } @inline s(a: f64, b: f64): f64 { return a + b; } }
 class SubF64 { @inline v(a: v128, b: v128): v128 { return f64x2.sub(a, b); } @inline s(a: f64, b: f64): f64 { return a - b; } }
@@ -58,6 +60,7 @@ class DivF64 { @inline v(a: v128, b: v128): v128 { return f64x2.div(a, b); } @in
 class MaxF64 { @inline v(a: v128, b: v128): v128 { return f64x2.max(a, b); } @inline s(a: f64, b: f64): f64 { return max<f64>(a, b); } }
 class MinF64 { @inline v(a: v128, b: v128): v128 { return f64x2.min(a, b); } @inline s(a: f64, b: f64): f64 { return min<f64>(a, b); } }
 class PowF64 { @inline v(a: v128, b: v128): v128 { return a; } @inline s(a: f64, b: f64): f64 { return pow64(a, b); } }
+class Atan2F64 { @inline v(a: v128, b: v128): v128 { return a; } @inline s(a: f64, b: f64): f64 { return Math.atan2(a, b); } }
 
 class AddI32 { @inline v(a: v128, b: v128): v128 { return i32x4.add(a, b); } @inline s(a: i32, b: i32): i32 { return a + b; } }
 class SubI32 { @inline v(a: v128, b: v128): v128 { return i32x4.sub(a, b); } @inline s(a: i32, b: i32): i32 { return a - b; } }
@@ -72,7 +75,7 @@ class XorU8 { @inline v(a: v128, b: v128): v128 { return v128.xor(a, b); } @inli
 
 /** Binary op codes (the order of BINARY_OPS in src/backend/backend.ts). */
 const ADD = 0, SUB = 1, MUL = 2, DIV = 3, POW = 4, MAXIMUM = 5, MINIMUM = 6;
-const EQ = 7, NE = 8, LT = 9, LE = 10, GT = 11, GE = 12, AND = 13, OR = 14, XOR = 15;
+const EQ = 7, NE = 8, LT = 9, LE = 10, GT = 11, GE = 12, AND = 13, OR = 14, XOR = 15, ATAN2 = 16;
 
 /**
  * One row of out[i] = o(a[i], b[i]) with T elements: SIMD when both operands are contiguous or one of them is
@@ -192,6 +195,7 @@ export function binRowF32(op: i32, n: i32, pa: usize, sa: i32, pb: usize, sb: i3
     case POW: row2<f32, PowF32>(changetype<PowF32>(0), false, n, pa, sa, pb, sb, po); break;
     case MAXIMUM: row2<f32, MaxF32>(changetype<MaxF32>(0), true, n, pa, sa, pb, sb, po); break;
     case MINIMUM: row2<f32, MinF32>(changetype<MinF32>(0), true, n, pa, sa, pb, sb, po); break;
+    case ATAN2: row2<f32, Atan2F32>(changetype<Atan2F32>(0), true, n, pa, sa, pb, sb, po); break;
     default: cmpRow4<f32>(op, n, pa, sa, pb, sb, po);
   }
 }
@@ -205,6 +209,7 @@ export function binRowF64(op: i32, n: i32, pa: usize, sa: i32, pb: usize, sb: i3
     case POW: row2<f64, PowF64>(changetype<PowF64>(0), false, n, pa, sa, pb, sb, po); break;
     case MAXIMUM: row2<f64, MaxF64>(changetype<MaxF64>(0), true, n, pa, sa, pb, sb, po); break;
     case MINIMUM: row2<f64, MinF64>(changetype<MinF64>(0), true, n, pa, sa, pb, sb, po); break;
+    case ATAN2: row2<f64, Atan2F64>(changetype<Atan2F64>(0), false, n, pa, sa, pb, sb, po); break;
     default: cmpRow<f64>(op, n, pa, sa, pb, sb, po);
   }
 }

@@ -593,3 +593,29 @@ export function cosF32x4(x: v128): v128 {
 export function tanF32x4(x: v128): v128 {
   return trigF32x4(x, 2);
 }
+
+/**
+ * atan2(y, x) on f32x4, the angle of the point (x, y): with a = |y|, b = |x| and t = atan(min / max) in
+ * [0, pi/4], the angle is t, pi/2 - t, pi/2 + t or pi - t (by a > b and the sign bit of x), its constant in two
+ * parts so that the sum is rounded once; the sign of y. C's special cases: both zero +-0 or +-pi (x = -0 or
+ * x < 0), both infinite +-pi/4 or +-3pi/4; NaN in, NaN out.
+ */
+@inline
+export function atan2F32x4(y: v128, x: v128): v128 {
+  const a = f32x4.abs(y);
+  const b = f32x4.abs(x);
+  const swap = f32x4.gt(a, b);
+  const neg = i32x4.lt_s(x, i32x4.splat(0)); // x's sign bit, -0 included
+  const t = atanF32x4(f32x4.div(sel(swap, b, a), sel(swap, a, b))); // NaN in: NaN here and out
+  const hi = sel(swap, f32x4.splat(1.57079637), v128.and(neg, f32x4.splat(3.14159274)));
+  const lo = sel(swap, f32x4.splat(-4.37113883e-8), v128.and(neg, f32x4.splat(-8.74227766e-8)));
+  const st = v128.xor(t, v128.and(v128.xor(swap, neg), i32x4.splat(0x80000000))); // -t where swap != neg
+  let r = f32x4.add(hi, f32x4.add(lo, st));
+  const zero = f32x4.splat(0);
+  const inf = f32x4.splat(Infinity);
+  const bothZero = v128.and(f32x4.eq(a, zero), f32x4.eq(b, zero));
+  const bothInf = v128.and(f32x4.eq(a, inf), f32x4.eq(b, inf));
+  r = sel(bothZero, v128.and(neg, f32x4.splat(3.14159274)), r);
+  r = sel(bothInf, sel(neg, f32x4.splat(2.3561945), f32x4.splat(0.785398185)), r);
+  return copySignF32x4(r, y);
+}

@@ -25,7 +25,7 @@
  * matches.)
  *
  * Returns false, and the backend runs the program op by op through its own kernels (fused.ts's fusedByOps,
- * the same bits), for what neither reproduces exactly: an op outside the module's lists (atan2, asin, ...),
+ * the same bits), for what neither reproduces exactly: an op outside the module's lists (gelu, geluDeriv), atan2,
  * and a float32 unary op with a SIMD approximation reading an input whose rows the unfused kernel would split
  * into SIMD and scalar parts differently from a contiguous array (contiguous rows whose length is not a
  * multiple of 4, as in a slice). */
@@ -128,6 +128,8 @@ export function fused(
     const k = code[4 * i];
     // the module's op codes are the contract's positions up to the end of its lists
     if (k === FUSED_BINARY && code[4 * i + 1] >= WASM_BINARY_OPS.length) return false;
+    // atan2 has no form in the generated kernels: op by op (the binary kernel's bits)
+    if (k === FUSED_BINARY && code[4 * i + 1] === ATAN2) return false;
     if (k === FUSED_UNARY && code[4 * i + 1] >= WASM_UNARY_OPS.length) return false;
   }
   const shape = fusedShape(inputs, outs);
@@ -355,6 +357,7 @@ const ADAM_EPS: Pattern = {
 };
 
 const SQRT = UNARY_OPS.indexOf("sqrt");
+const ATAN2 = BINARY_OPS.indexOf("atan2");
 const BIN_CODE = {
   add: BINARY_OPS.indexOf("add"),
   sub: BINARY_OPS.indexOf("sub"),
