@@ -30,9 +30,11 @@
  * js kernel on the same arrays, as does any call whose scratch does not fit in the memory.
  * Results agree with the js backend exactly for exact operations (+ - * / sqrt, comparisons, casts, max/min,
  * pooling, scatterAdd), within float32 summation error for GEMM / conv (they accumulate in float32; the
- * reference in float64), within about 2 ulp for the float32 SIMD exp, log, sigmoid and tanh and within a few
- * ulp for float32 Adam (computed in float32; the reference in float64); other transcendental ops evaluate in
- * float64 and round once, like js. Large float32 GEMMs (and so convolutions) and the heads of large attention
+ * reference in float64), within about 2 ulp for the float32 SIMD exp, log, sigmoid and tanh, within 4 ulp for
+ * the other float32 SIMD math (log1p, expm1, sin, cos, tan, erf, the inverse trigonometric and hyperbolic
+ * functions, log2, log10, atan2: test/backend/wasm-vmath.test.ts) and within a few ulp for float32 Adam
+ * (computed in float32; the reference in float64); float64 transcendental ops evaluate in float64 (AssemblyScript's
+ * Math, within an ulp or two of V8's), as do float32 ones on strided rows and row tails, rounded once. Large float32 GEMMs (and so convolutions) and the heads of large attention
  * calls are split over worker threads sharing the memory (threads.ts) where Node's worker_threads exist.
  *
  * @example
