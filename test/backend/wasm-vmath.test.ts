@@ -397,3 +397,38 @@ test("wasm float32 math: the relaxed-SIMD and SIMD128 builds give the same bits 
   assert.deepEqual(report.mismatches, []);
   assert.deepEqual(report.fallbacks, {}, "every call ran in wasm");
 });
+
+test("wasm sin, cos, tan where AssemblyScript's reduction misread its table (2^20 pi/2 <= |x| < 2^22): float64 and strided float32", () => {
+  // 1855979.52 is the differential fuzzer's case; then a sweep of the range, both signs; float32 through a
+  // stride-2 view (the scalar route, as row tails take it)
+  const xs: number[] = [1855979.52, -1855979.52, 1647099.5, 4194303.9];
+  for (let i = 0; i < 4000; i++) {
+    const v = 1647099.5 + (4194303 - 1647099.5) * (i / 4000) + 0.37;
+    xs.push(i % 2 === 0 ? v : -v);
+  }
+  const x64 = Float64Array.from(xs);
+  const x32 = new Float32Array(2 * xs.length);
+  xs.forEach((v, i) => {
+    x32[2 * i + 1] = v;
+  });
+  for (const [op, f] of [
+    ["sin", Math.sin],
+    ["cos", Math.cos],
+    ["tan", Math.tan],
+  ] as const) {
+    const o64 = new Float64Array(xs.length);
+    W.unary(op, { data: x64, shape: [xs.length], strides: [1], offset: 0 }, o64);
+    const o32 = new Float32Array(xs.length);
+    W.unary(op, { data: x32, shape: [xs.length], strides: [2], offset: 1 }, o32);
+    for (let i = 0; i < xs.length; i++) {
+      const want = f(x64[i]);
+      assert.ok(
+        Math.abs(o64[i] - want) <= 1e-14 * Math.max(1, Math.abs(want)),
+        `float64 ${op}(${x64[i]}): ${o64[i]}, Math gives ${want}`,
+      );
+      const x = x32[2 * i + 1];
+      const w32 = Math.fround(f(x));
+      assert.ok(ulps(o32[i], w32) <= 1, `float32 ${op}(${x}) strided: ${o32[i]}, Math gives ${w32}`);
+    }
+  }
+});

@@ -21,6 +21,7 @@ import {
   atanF32x4,
   atanhF32x4,
   coshF32x4,
+  cos64,
   cosF32x4,
   erf64,
   erfF32x4,
@@ -35,8 +36,10 @@ import {
   sigmoid64,
   sigmoidF32x4,
   sign64,
+  sin64,
   sinF32x4,
   sinhF32x4,
+  tan64,
   tanF32x4,
   tanhF32x4,
 } from "./math";
@@ -272,9 +275,9 @@ export function unaryScalar(op: i32, x: f64): f64 {
     case LOG1P: return Math.log1p(x);
     case EXPM1: return Math.expm1(x);
     case SQRT: return Math.sqrt(x);
-    case SIN: return Math.sin(x);
-    case COS: return Math.cos(x);
-    case TAN: return Math.tan(x);
+    case SIN: return sin64(x);
+    case COS: return cos64(x);
+    case TAN: return tan64(x);
     case TANH: return Math.tanh(x);
     case SIGMOID: return sigmoid64(x);
     case ERF: return erf64(x);

@@ -510,7 +510,31 @@ const TRIG_MAX: f32 = 268435456.0;
 /** The scalar float64 route of sin (which 0), cos (1), tan (2), rounded to float32. */
 function trigScalar(which: i32, x: f32): f32 {
   const d = <f64>x;
-  return <f32>(which == 0 ? Math.sin(d) : which == 1 ? Math.cos(d) : Math.tan(d));
+  return <f32>(which == 0 ? sin64(d) : which == 1 ? cos64(d) : tan64(d));
+}
+
+/**
+ * sin, cos and tan of a float64: the host's Math functions (imported as env.sin, env.cos, env.tan; V8's in Node
+ * and Chromium, so the js backend's values exactly). AssemblyScript's own reduction of 2^20 pi / 2 <= |x| < 2^22
+ * (exponents 20 and 21 of its "large" path) indexes its 2/pi bit table at a negative offset and reads the 8
+ * bytes the module's layout puts before it: in this module they are not zero, and its cos and sin of 1855979.52
+ * came out with the wrong sign (found by the differential fuzzer; a module of those functions alone gave the
+ * right value). Reducing by a multiple of 2 pi in float64 first left up to 60 ulp next to tan's poles.
+ */
+@external("env", "sin")
+declare function hostSin(x: f64): f64;
+@external("env", "cos")
+declare function hostCos(x: f64): f64;
+@external("env", "tan")
+declare function hostTan(x: f64): f64;
+export function sin64(x: f64): f64 {
+  return hostSin(x);
+}
+export function cos64(x: f64): f64 {
+  return hostCos(x);
+}
+export function tan64(x: f64): f64 {
+  return hostTan(x);
 }
 
 /** r with the lanes whose `ok` is clear recomputed by trigScalar (the huge and non-finite arguments). */

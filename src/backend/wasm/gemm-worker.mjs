@@ -28,7 +28,9 @@ const callArgs = new Float64Array(workerData.control, SLOTS * 4, MAX_CALL_ARGS);
 let sgemm;
 let calls = [];
 try {
-  const inst = new WebAssembly.Instance(workerData.module, { env: { memory: workerData.memory } });
+  // the kernel module's imports (module.ts kernelImports: its memory and the host's float64 sin, cos, tan)
+  const env = { memory: workerData.memory, sin: Math.sin, cos: Math.cos, tan: Math.tan };
+  const inst = new WebAssembly.Instance(workerData.module, { env });
   sgemm = inst.exports.sgemm;
   calls = CALLS.map((name) => inst.exports[name]);
 } catch {

@@ -131,7 +131,7 @@ function sharedMemory(opts: WasmOptions): [WebAssembly.Memory, number] | null {
 
 /**
  * The module bytes with its memory import made non-shared, for a fixed (non-shared) memory: the import
- * section (id 2) holds one entry, env.memory, whose limits flags byte is 0x03 (maximum present, shared);
+ * section (id 2) holds env.memory, whose limits flags byte is 0x03 (maximum present, shared), and functions;
  * 0x01 keeps the maximum and drops "shared". The modules use no atomics, so nothing else changes.
  */
 export function unshareMemoryImport(src: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
@@ -152,18 +152,26 @@ export function unshareMemoryImport(src: Uint8Array<ArrayBuffer>): Uint8Array<Ar
     const size = leb();
     const end = p + size;
     if (id === 2) {
-      // the only import: count (1), module name "env", field name "memory", kind 2, limits
+      // the imports: env.memory (kind 2, limits) and functions (kind 0, a type index)
       const count = leb();
-      const moduleLen = leb();
-      p += moduleLen;
-      const fieldLen = leb();
-      p += fieldLen;
-      const kind = b[p++];
-      if (count !== 1 || kind !== 2 || b[p] !== 0x03) {
-        throw new Error("unexpected imports in the kernel module (expected only a shared env.memory)");
+      for (let i = 0; i < count; i++) {
+        const moduleLen = leb();
+        p += moduleLen; // (not `p += leb()`: that adds to p as it was before leb moved it)
+        const fieldLen = leb();
+        p += fieldLen;
+        const kind = b[p++];
+        if (kind === 0) {
+          leb();
+          continue;
+        }
+        if (kind !== 2 || b[p] !== 0x03) {
+          throw new Error(
+            "unexpected imports in the kernel module (expected a shared env.memory and functions)",
+          );
+        }
+        b[p] = 0x01;
+        return b;
       }
-      b[p] = 0x01;
-      return b;
     }
     p = end;
   }
@@ -206,11 +214,19 @@ export interface Instance {
   module: WebAssembly.Module;
 }
 
+/**
+ * What the kernel module imports: its memory, and the host's float64 sin, cos and tan (wasm/assembly/math.ts
+ * says why: AssemblyScript's misread their table for some arguments). The GEMM workers pass the same.
+ */
+export function kernelImports(memory: WebAssembly.Memory): WebAssembly.Imports {
+  return { env: { memory, sin: Math.sin, cos: Math.cos, tan: Math.tan } };
+}
+
 /** Compile and instantiate synchronously (Node, workers; not the browser main thread). */
 export function instantiateKernels(p: Prepared): Instance {
   checkSimd(p.bytes);
   const module = new WebAssembly.Module(p.bytes);
-  const inst = new WebAssembly.Instance(module, { env: { memory: p.memory } });
+  const inst = new WebAssembly.Instance(module, kernelImports(p.memory));
   return { kernels: bindExports(inst.exports), module };
 }
 
@@ -218,6 +234,6 @@ export function instantiateKernels(p: Prepared): Instance {
 export async function instantiateKernelsAsync(p: Prepared): Promise<Instance> {
   checkSimd(p.bytes);
   const module = await WebAssembly.compile(p.bytes);
-  const inst = await WebAssembly.instantiate(module, { env: { memory: p.memory } });
+  const inst = await WebAssembly.instantiate(module, kernelImports(p.memory));
   return { kernels: bindExports(inst.exports), module };
 }
