@@ -50,8 +50,10 @@ void row_backward(const T* __restrict x, const T* __restrict g, T* __restrict o,
   for (i64 i = 0; i < r; i++) o[i] = s * (g[i] - mg - o[i] * mgx);
 }
 
-template <class T, bool BACK>
-void layer_norm_typed(const View& x, const View* g, double eps, T* out) {
+// Every row of x (and of g, x's shape, when HAS_G) with its output row: row(x_row, g_row, out_row), the rows at
+// unit stride (gathered into scratch slot 3 first when they are not), split over the pool.
+template <class T, bool HAS_G, class F>
+void for_each_row(const View& x, const View* g, T* out, F row) {
   const int axis = x.ndim - 1;
   i64 ofull[kMaxDims];
   contiguous_strides(x.ndim, x.shape, ofull);
@@ -60,7 +62,7 @@ void layer_norm_typed(const View& x, const View* g, double eps, T* out) {
   for (int d = 0; d < axis; d++) {
     ks[nk] = x.shape[d];
     kx[nk] = x.strides[d];
-    kg[nk] = BACK ? g->strides[d] : 0;
+    kg[nk] = HAS_G ? g->strides[d] : 0;
     ko[nk++] = ofull[d];
   }
   Iter<3> kept;
@@ -68,31 +70,39 @@ void layer_norm_typed(const View& x, const View* g, double eps, T* out) {
   kept.init(nk, ks, kst);
   const i64 K = kept.size, R = x.shape[axis];
   if (K == 0 || R == 0) return;
-  const i64 xs = x.strides[axis], gs = BACK ? g->strides[axis] : 1;
+  const i64 xs = x.strides[axis], gs = HAS_G ? g->strides[axis] : 1;
   const i64 kxs = kept.st[0][kept.nd - 1], kgs = kept.st[1][kept.nd - 1], kos = kept.st[2][kept.nd - 1];
   const bool unit = xs == 1 && gs == 1;
   const T* xp = static_cast<const T*>(x.data) + x.offset;
-  const T* gp = BACK ? static_cast<const T*>(g->data) + g->offset : nullptr;
+  const T* gp = HAS_G ? static_cast<const T*>(g->data) + g->offset : nullptr;
   par_for(K, imax<i64>(1, 16384 / imax<i64>(R, 1)), [&](i64 b, i64 e, int tid) {
     T* tmp = unit ? nullptr : static_cast<T*>(scratch(tid, 3, sizeof(T) * 2 * (size_t)R));
     if (!unit && !tmp) return;  // out of memory: the N-API layer reports it
     kept.walk(b, e, [&](const i64* off, i64 len) {
       for (i64 j = 0; j < len; j++) {
         const T* xr = xp + off[0] + j * kxs;
-        const T* gr = BACK ? gp + off[1] + j * kgs : nullptr;
+        const T* gr = HAS_G ? gp + off[1] + j * kgs : nullptr;
         T* orow = out + off[2] + j * kos;
         if (!unit) {
           for (i64 i = 0; i < R; i++) tmp[i] = xr[i * xs];
           xr = tmp;
-          if (BACK) {
+          if (HAS_G) {
             for (i64 i = 0; i < R; i++) tmp[R + i] = gr[i * gs];
             gr = tmp + R;
           }
         }
-        if (BACK) row_backward<T>(xr, gr, orow, R, eps);
-        else row_forward<T>(xr, gr, orow, R, eps);
+        row(xr, gr, orow);
       }
     });
+  });
+}
+
+template <class T, bool BACK>
+void layer_norm_typed(const View& x, const View* g, double eps, T* out) {
+  const i64 R = x.shape[x.ndim - 1];
+  for_each_row<T, BACK>(x, g, out, [&](const T* xr, const T* gr, T* orow) {
+    if (BACK) row_backward<T>(xr, gr, orow, R, eps);
+    else row_forward<T>(xr, gr, orow, R, eps);
   });
 }
 
@@ -126,47 +136,10 @@ void row_scaled_backward(const T* __restrict x, const T* __restrict w, const T* 
 // a = w), rows as in layer_norm_typed.
 template <class T, int KIND>
 void layer_norm_affine_rows(const View& x, const T* a, const View* g, double eps, T* out) {
-  const int axis = x.ndim - 1;
-  i64 ofull[kMaxDims];
-  contiguous_strides(x.ndim, x.shape, ofull);
-  i64 ks[kMaxDims], kx[kMaxDims], kg[kMaxDims], ko[kMaxDims];
-  int nk = 0;
-  for (int d = 0; d < axis; d++) {
-    ks[nk] = x.shape[d];
-    kx[nk] = x.strides[d];
-    kg[nk] = KIND == 1 ? g->strides[d] : 0;
-    ko[nk++] = ofull[d];
-  }
-  Iter<3> kept;
-  const i64* kst[3] = {kx, kg, ko};
-  kept.init(nk, ks, kst);
-  const i64 K = kept.size, R = x.shape[axis];
-  if (K == 0 || R == 0) return;
-  const i64 xs = x.strides[axis], gs = KIND == 1 ? g->strides[axis] : 1;
-  const i64 kxs = kept.st[0][kept.nd - 1], kgs = kept.st[1][kept.nd - 1], kos = kept.st[2][kept.nd - 1];
-  const bool unit = xs == 1 && gs == 1;
-  const T* xp = static_cast<const T*>(x.data) + x.offset;
-  const T* gp = KIND == 1 ? static_cast<const T*>(g->data) + g->offset : nullptr;
-  par_for(K, imax<i64>(1, 16384 / imax<i64>(R, 1)), [&](i64 b, i64 e, int tid) {
-    T* tmp = unit ? nullptr : static_cast<T*>(scratch(tid, 3, sizeof(T) * 2 * (size_t)R));
-    if (!unit && !tmp) return;  // out of memory: the N-API layer reports it
-    kept.walk(b, e, [&](const i64* off, i64 len) {
-      for (i64 j = 0; j < len; j++) {
-        const T* xr = xp + off[0] + j * kxs;
-        const T* gr = KIND == 1 ? gp + off[1] + j * kgs : nullptr;
-        T* orow = out + off[2] + j * kos;
-        if (!unit) {
-          for (i64 i = 0; i < R; i++) tmp[i] = xr[i * xs];
-          xr = tmp;
-          if (KIND == 1) {
-            for (i64 i = 0; i < R; i++) tmp[R + i] = gr[i * gs];
-            gr = tmp + R;
-          }
-        }
-        if (KIND == 0) row_affine<T>(xr, a, a + R, orow, R, eps);
-        else row_scaled_backward<T>(xr, a, gr, orow, R, eps);
-      }
-    });
+  const i64 R = x.shape[x.ndim - 1];
+  for_each_row<T, KIND == 1>(x, g, out, [&](const T* xr, const T* gr, T* orow) {
+    if (KIND == 0) row_affine<T>(xr, a, a + R, orow, R, eps);
+    else row_scaled_backward<T>(xr, a, gr, orow, R, eps);
   });
 }
 

@@ -48,26 +48,35 @@ export function layerNorm(x: View, eps: number, out: TypedArray): void {
  * out = rstd (g - mean(g) - xhat mean(xhat g)) (see Backend.layerNormBackward).
  */
 export function layerNormBackward(x: View, g: View, eps: number, out: TypedArray): void {
-  const [n, r] = checkRows("layerNormBackward", x);
-  assertSameShape("layerNormBackward", x.shape, g.shape);
-  assertOutSize("layerNormBackward", out, n);
+  backwardRows("layerNormBackward", x, null, g, eps, out);
+}
+
+/** layerNormBackward(x, g w), or with w null layerNormBackward(x, g), row by row in float64. */
+function backwardRows(op: string, x: View, w: View | null, g: View, eps: number, out: TypedArray): void {
+  const [n, r] = checkRows(op, x);
+  if (w !== null) checkVec(op, "w", w, r);
+  assertSameShape(op, x.shape, g.shape);
+  assertOutSize(op, out, n);
   if (n === 0) return;
   const src = contiguousData(x);
   const gs = contiguousData(g);
   const xhat = new Float64Array(r);
+  const gw = new Float64Array(r);
   for (let base = 0; base < n; base += r) {
     const [mean, rstd] = rowStats(src, base, r, eps);
     let sg = 0;
     let sgx = 0;
     for (let i = 0; i < r; i++) {
       const h = (src[base + i] - mean) * rstd;
+      const v = w === null ? gs[base + i] : gs[base + i] * at(w, i);
       xhat[i] = h;
-      sg += gs[base + i];
-      sgx += gs[base + i] * h;
+      gw[i] = v;
+      sg += v;
+      sgx += v * h;
     }
     const mg = sg / r;
     const mgx = sgx / r;
-    for (let i = 0; i < r; i++) out[base + i] = rstd * (gs[base + i] - mg - xhat[i] * mgx);
+    for (let i = 0; i < r; i++) out[base + i] = rstd * (gw[i] - mg - xhat[i] * mgx);
   }
 }
 
@@ -97,31 +106,7 @@ export function layerNormAffine(x: View, w: View, b: View, eps: number, out: Typ
 
 /** out = layerNormBackward(x, g * w) (see Backend.layerNormScaledBackward). */
 export function layerNormScaledBackward(x: View, w: View, g: View, eps: number, out: TypedArray): void {
-  const [n, r] = checkRows("layerNormScaledBackward", x);
-  checkVec("layerNormScaledBackward", "w", w, r);
-  assertSameShape("layerNormScaledBackward", x.shape, g.shape);
-  assertOutSize("layerNormScaledBackward", out, n);
-  if (n === 0) return;
-  const src = contiguousData(x);
-  const gs = contiguousData(g);
-  const xhat = new Float64Array(r);
-  const gw = new Float64Array(r);
-  for (let base = 0; base < n; base += r) {
-    const [mean, rstd] = rowStats(src, base, r, eps);
-    let sg = 0;
-    let sgx = 0;
-    for (let i = 0; i < r; i++) {
-      const h = (src[base + i] - mean) * rstd;
-      const v = gs[base + i] * at(w, i);
-      xhat[i] = h;
-      gw[i] = v;
-      sg += v;
-      sgx += v * h;
-    }
-    const mg = sg / r;
-    const mgx = sgx / r;
-    for (let i = 0; i < r; i++) out[base + i] = rstd * (gw[i] - mg - xhat[i] * mgx);
-  }
+  backwardRows("layerNormScaledBackward", x, w, g, eps, out);
 }
 
 /** out ([2, N]) = [sum of g * layerNorm(x), sum of g] over the rows (see Backend.layerNormAffineGrads). */
