@@ -95,8 +95,12 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
   // instead of rows or wide tiles when they waste fewer lanes than both.
   const bool flat = g_small && d.K <= kSmallTaps;
   const i64 P = d.OH * d.OW;
-  bool rows = !flat && g_small && row_tiles_pay(d, NR, kSmallTaps), chan = false;
-  if (!flat && g_small && g_chan) {
+  // One output channel per group (a depthwise convolution and its input gradient, the input gradient of a
+  // one-channel input): tiles of 1 x NV1 vectors, flat or wide, rather than MR-row panels of which one row is real.
+  constexpr int NV1 = 4, NR1 = NV1 * Simd<T>::W;
+  const bool one = g_small && d.Cout == 1;
+  bool rows = !flat && !one && g_small && row_tiles_pay(d, NR, kSmallTaps), chan = false;
+  if (!flat && !one && g_small && g_chan) {
     constexpr int MR0 = DirectBlocking<T>::MR;
     const double row_lanes = (double)d.OW / (double)((d.OW + NR - 1) / NR * NR);
     const double wide_lanes = (double)P / (double)((d.OH * d.Wp + NR - 1) / NR * NR);
@@ -106,7 +110,7 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
     chan = (__int128)P * ldc <= ((__int128)1 << 24) && chan_tiles_pay<T>(d, (rows ? row_lanes : wide_lanes) * panel_rows);
     if (chan) rows = false;
   }
-  const int MR = chan ? NRC : DirectBlocking<T>::MR;  // rows per filter panel
+  const int MR = chan ? NRC : one ? 1 : DirectBlocking<T>::MR;  // rows per filter panel
   const i64 fsz = filter_panels_size(d, MR);
   T* Ap = static_cast<T*>(scratch(caller, 2, sizeof(T) * (size_t)(fsz * G)));
   i64* off = static_cast<i64*>(scratch(caller, 7, sizeof(i64) * (size_t)d.K));
@@ -126,10 +130,11 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
   else tap_offsets(off, d);
   const i64 xsize = flat ? xshift_size(d) : xpad_size(d);
   const i64 ldc = panels * NRC;  // the channel tiles' transposed output: P rows of ldc
-  const i64 ntiles = flat   ? direct_flat_tasks(d, MR, NR)
+  const int NRt = one ? NR1 : NR;  // positions per tile
+  const i64 ntiles = flat   ? direct_flat_tasks(d, MR, NRt)
                      : rows ? direct_row_tasks(d, MR, NR)
                      : chan ? direct_chan_tasks(d, ChanBlocking<T>::chunks(d), NRC)
-                            : direct_forward_tasks(d, MR, NR);
+                            : direct_forward_tasks(d, MR, NRt);
   bool ok = true;
   // image t (n * G + gi) by thread tid; `next` the image this thread takes next (-1: none), prefetched
   auto image = [&](i64 t, int tid, bool par, i64 next) {
@@ -170,17 +175,21 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
       const T* b = ep.bias && inreg ? ep.bias + gi * d.Cout : nullptr;
       const bool relu = ep.act == A_RELU;
       auto run = [&](i64 b0, i64 e) {
-        if (flat) direct_flat_tiles<T>(xpad, ap, off, y, d, b0, e, b, relu);
+        if (flat && one) direct_flat_tiles<T, 1, NV1>(xpad, ap, off, y, d, b0, e, b, relu);
+        else if (flat) direct_flat_tiles<T>(xpad, ap, off, y, d, b0, e, b, relu);
         else direct_row_tiles<T>(xpad, ap, off, y, d, b0, e, b, relu);
       };
       if (par) par_for(ntiles, 1, [&](i64 b0, i64 e, int) { run(b0, e); });
       else run(0, ntiles);
       if (!inreg)
         for (i64 o = 0; o < d.Cout; o++) ep.apply(y + o * P, P, gi * d.Cout + o);
-    } else if (par) {
-      par_for(ntiles, 1, [&](i64 b, i64 e, int) { direct_forward_tiles<T>(xpad, ap, off, y, d, b, e, post); });
     } else {
-      direct_forward_tiles<T>(xpad, ap, off, y, d, 0, ntiles, post);
+      auto run = [&](i64 b0, i64 e) {
+        if (one) direct_forward_tiles<T, 1, NV1>(xpad, ap, off, y, d, b0, e, post);
+        else direct_forward_tiles<T>(xpad, ap, off, y, d, b0, e, post);
+      };
+      if (par) par_for(ntiles, 1, [&](i64 b0, i64 e, int) { run(b0, e); });
+      else run(0, ntiles);
     }
   };
   const i64 tasks = N * G;

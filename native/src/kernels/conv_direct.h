@@ -118,30 +118,67 @@ void pack_filter_panel(T* dst, const DGeo& d, i64 o0, F a, int mr = DirectBlocki
 
 CR_INLINE i64 filter_panels_size(const DGeo& d, int mr) { return (d.Cout + mr - 1) / mr * mr * d.K; }
 
-// tile[r][0..NR) = sum_k Ap[k][r] * xb[off[k] + 0..NR)
-template <class T>
+// The single-row sum of direct_tile / direct_row_tile (MR = 1): acc[v] = sum_k Ap[k] * xb[off[k] + v * W ..], in two
+// chains (even and odd taps, added at the end), so that 2 NV independent multiply-adds cover the FMA latency.
+template <class T, int NV>
+CR_INLINE void one_row_sum(i64 K, const T* __restrict Ap, const T* __restrict xb, const i64* __restrict off,
+                           typename Simd<T>::V* acc) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  V a0[NV], a1[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; v++) a0[v] = S::zero(), a1[v] = S::zero();
+  i64 k = 0;
+  for (; k + 2 <= K; k += 2) {
+    const T* b0 = xb + off[k];
+    const T* b1 = xb + off[k + 1];
+    const V w0 = S::set1(Ap[k]), w1 = S::set1(Ap[k + 1]);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) {
+      a0[v] = S::fma(w0, S::loadu(b0 + v * W), a0[v]);
+      a1[v] = S::fma(w1, S::loadu(b1 + v * W), a1[v]);
+    }
+  }
+  if (k < K) {
+    const T* b0 = xb + off[k];
+    const V w0 = S::set1(Ap[k]);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) a0[v] = S::fma(w0, S::loadu(b0 + v * W), a0[v]);
+  }
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; v++) acc[v] = S::add(a0[v], a1[v]);
+}
+
+// tile[r][0..NR) = sum_k Ap[k][r] * xb[off[k] + 0..NR). MR rows (output channels) by NV vectors (positions):
+// the full tile, or (a single output channel: a depthwise convolution, conv1's input gradient) 1 x 4.
+template <class T, int MR = DirectBlocking<T>::MR, int NV = DirectBlocking<T>::NV>
 __attribute__((noinline)) void direct_tile(i64 K, const T* __restrict Ap, const T* __restrict xb,
                                            const i64* __restrict off, T* __restrict tile) {
   using S = Simd<T>;
   using V = typename S::V;
-  constexpr int MR = DirectBlocking<T>::MR, NV = DirectBlocking<T>::NV, W = S::W, NR = NV * W;
+  constexpr int W = S::W, NR = NV * W;
   V acc[MR][NV];
+  if constexpr (MR == 1) {
+    one_row_sum<T, NV>(K, Ap, xb, off, acc[0]);
+  } else {
 #pragma GCC unroll 16
-  for (int r = 0; r < MR; r++)
+    for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) acc[r][v] = S::zero();
-  for (i64 k = 0; k < K; k++) {
-    const T* b = xb + off[k];
-    V bv[NV];
+      for (int v = 0; v < NV; v++) acc[r][v] = S::zero();
+    for (i64 k = 0; k < K; k++) {
+      const T* b = xb + off[k];
+      V bv[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) bv[v] = S::loadu(b + v * W);
+      for (int v = 0; v < NV; v++) bv[v] = S::loadu(b + v * W);
 #pragma GCC unroll 16
-    for (int r = 0; r < MR; r++) {
-      const V a = S::set1(Ap[r]);
+      for (int r = 0; r < MR; r++) {
+        const V a = S::set1(Ap[r]);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; v++) acc[r][v] = S::fma(a, bv[v], acc[r][v]);
+        for (int v = 0; v < NV; v++) acc[r][v] = S::fma(a, bv[v], acc[r][v]);
+      }
+      Ap += MR;
     }
-    Ap += MR;
   }
 #pragma GCC unroll 16
   for (int r = 0; r < MR; r++)
@@ -172,16 +209,16 @@ CR_INLINE int tile_segments(const DGeo& d, i64 q0, int nr, Seg* segs) {
 // Output planes of one image from its xpad: out[o * OH * OW + p] for the (panel, tile) grid flattened as
 // t = panel * ntiles + tile over [t0, t1). post(row, NR, o) may rewrite a tile row of channel o before it is
 // stored (the bias + activation epilogue).
-template <class T, class F>
+template <class T, int MR = DirectBlocking<T>::MR, int NV = DirectBlocking<T>::NV, class F>
 void direct_forward_tiles(const T* xp, const T* Ap, const i64* off, T* out, const DGeo& d, i64 t0, i64 t1, F post) {
-  constexpr int MR = DirectBlocking<T>::MR, NR = DirectBlocking<T>::NR;
+  constexpr int NR = NV * Simd<T>::W;
   const i64 ntiles = (d.OH * d.Wp + NR - 1) / NR, P = d.OH * d.OW;
   alignas(64) T tile[MR * NR];
   Seg segs[NR];
   for (i64 t = t0; t < t1; t++) {
     const i64 pa = t / ntiles, jt = t % ntiles;
     const i64 q0 = jt * NR, o0 = pa * MR;
-    direct_tile<T>(d.K, Ap + pa * d.K * MR, xp + q0, off, tile);
+    direct_tile<T, MR, NV>(d.K, Ap + pa * d.K * MR, xp + q0, off, tile);
     const int ns = tile_segments(d, q0, NR, segs);
     const int rows = (int)imin<i64>(MR, d.Cout - o0);
     for (int r = 0; r < rows; r++) {
@@ -317,30 +354,35 @@ CR_INLINE typename Simd<T>::V bias_relu(typename Simd<T>::V v, T b, bool add, bo
 //
 // Tile (panel pa, row oh, column jt): out[(o0 + r) * P + oh * OW + ow0 + i] for r < rows, i < valid, plus
 // bias[r] (bias may be null) and relu if `relu`; other activations are applied by the caller afterwards.
-template <class T>
+// MR x NV as in direct_tile.
+template <class T, int MR = DirectBlocking<T>::MR, int NV = DirectBlocking<T>::NV>
 __attribute__((noinline)) void direct_row_tile(i64 K, const T* __restrict Ap, const T* __restrict xb,
                                                const i64* __restrict off, T* __restrict out, i64 P, int rows,
                                                int valid, const T* bias, bool relu) {
   using S = Simd<T>;
   using V = typename S::V;
-  constexpr int MR = DirectBlocking<T>::MR, NV = DirectBlocking<T>::NV, W = S::W;
+  constexpr int W = S::W;
   V acc[MR][NV];
+  if constexpr (MR == 1) {
+    one_row_sum<T, NV>(K, Ap, xb, off, acc[0]);
+  } else {
 #pragma GCC unroll 16
-  for (int r = 0; r < MR; r++)
+    for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) acc[r][v] = S::zero();
-  for (i64 k = 0; k < K; k++) {
-    const T* b = xb + off[k];
-    V bv[NV];
+      for (int v = 0; v < NV; v++) acc[r][v] = S::zero();
+    for (i64 k = 0; k < K; k++) {
+      const T* b = xb + off[k];
+      V bv[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) bv[v] = S::loadu(b + v * W);
+      for (int v = 0; v < NV; v++) bv[v] = S::loadu(b + v * W);
 #pragma GCC unroll 16
-    for (int r = 0; r < MR; r++) {
-      const V a = S::set1(Ap[r]);
+      for (int r = 0; r < MR; r++) {
+        const V a = S::set1(Ap[r]);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; v++) acc[r][v] = S::fma(a, bv[v], acc[r][v]);
+        for (int v = 0; v < NV; v++) acc[r][v] = S::fma(a, bv[v], acc[r][v]);
+      }
+      Ap += MR;
     }
-    Ap += MR;
   }
   const int full = valid / W, tail = valid % W;
 #pragma GCC unroll 16
@@ -357,16 +399,16 @@ __attribute__((noinline)) void direct_row_tile(i64 K, const T* __restrict Ap, co
 }
 
 // Row tiles t0 .. t1 of one image, t = (panel * OH + oh) * cols + jt with cols = ceil(OW / NR).
-template <class T>
+template <class T, int MR = DirectBlocking<T>::MR, int NV = DirectBlocking<T>::NV>
 void direct_row_tiles(const T* xp, const T* Ap, const i64* off, T* out, const DGeo& d, i64 t0, i64 t1,
                       const T* bias, bool relu) {
-  constexpr int MR = DirectBlocking<T>::MR, NR = DirectBlocking<T>::NR;
+  constexpr int NR = NV * Simd<T>::W;
   const i64 cols = (d.OW + NR - 1) / NR, P = d.OH * d.OW;
   for (i64 t = t0; t < t1; t++) {
     const i64 jt = t % cols, oh = t / cols % d.OH, pa = t / cols / d.OH;
     const i64 o0 = pa * MR, ow0 = jt * NR;
     const int rows = (int)imin<i64>(MR, d.Cout - o0), valid = (int)imin<i64>(NR, d.OW - ow0);
-    direct_row_tile<T>(d.K, Ap + pa * d.K * MR, xp + oh * d.Wp + ow0, off, out + o0 * P + oh * d.OW + ow0, P,
+    direct_row_tile<T, MR, NV>(d.K, Ap + pa * d.K * MR, xp + oh * d.Wp + ow0, off, out + o0 * P + oh * d.OW + ow0, P,
                        rows, valid, bias ? bias + o0 : nullptr, relu);
   }
 }
@@ -574,15 +616,15 @@ CR_INLINE void xshift_offsets(i64* off, const DGeo& d) {
 
 // Flat tiles t0 .. t1 of one image over its shifted planes, t = panel * cols + jt, cols = ceil(P / NR): the
 // row tile kernel with the whole output plane as one row.
-template <class T>
+template <class T, int MR = DirectBlocking<T>::MR, int NV = DirectBlocking<T>::NV>
 void direct_flat_tiles(const T* xs, const T* Ap, const i64* off, T* out, const DGeo& d, i64 t0, i64 t1,
                        const T* bias, bool relu) {
-  constexpr int MR = DirectBlocking<T>::MR, NR = DirectBlocking<T>::NR;
+  constexpr int NR = NV * Simd<T>::W;
   const i64 P = d.OH * d.OW, cols = (P + NR - 1) / NR;
   for (i64 t = t0; t < t1; t++) {
     const i64 o0 = t / cols * MR, p0 = t % cols * NR;
     const int rows = (int)imin<i64>(MR, d.Cout - o0), valid = (int)imin<i64>(NR, P - p0);
-    direct_row_tile<T>(d.K, Ap + t / cols * d.K * MR, xs + p0, off, out + o0 * P + p0, P, rows, valid,
+    direct_row_tile<T, MR, NV>(d.K, Ap + t / cols * d.K * MR, xs + p0, off, out + o0 * P + p0, P, rows, valid,
                        bias ? bias + o0 : nullptr, relu);
   }
 }

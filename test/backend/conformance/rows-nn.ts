@@ -232,6 +232,15 @@ const CONVS: ConvShape[] = [
   { x: [0, 1, 6, 6], w: [4, 1, 3, 3], p: cp([1, 1], [1, 1], [1, 1], 1), dy: "contiguous" },
   // rows wider than native's precomputed row masks for the shifted planes (256 float lanes on AVX-512)
   { x: [1, 1, 3, 300], w: [3, 1, 2, 3], p: cp([1, 1], [0, 1], [1, 1], 1), dy: "contiguous" },
+  // one output channel per group (native's 1 x 4-vector tiles): depthwise 3x3 over planes of more and fewer
+  // positions than a tile, with dilation; one output channel of few taps and of many (the wide tiles), with
+  // groups; and their input gradients (one input channel per group)
+  { x: [2, 5, 9, 13], w: [5, 1, 3, 3], p: cp([1, 1], [1, 1], [1, 1], 5), dy: "contiguous" },
+  { x: [1, 3, 4, 5], w: [3, 1, 3, 3], p: cp([1, 1], [1, 1], [1, 1], 3), dy: "contiguous" },
+  { x: [2, 4, 11, 21], w: [4, 1, 3, 5], p: cp([1, 1], [2, 1], [2, 1], 4), dy: "contiguous" },
+  { x: [2, 5, 11, 70], w: [1, 5, 3, 5], p: cp([1, 1], [1, 2], [1, 1], 1) },
+  { x: [2, 12, 9, 37], w: [2, 6, 5, 5], p: cp([1, 1], [2, 2], [1, 1], 2) },
+  { x: [3, 9, 6, 5], w: [1, 9, 4, 4], p: cp([1, 1], [0, 3], [1, 1], 1) },
 ];
 
 function convOut(c: ConvShape): number[] {
