@@ -203,6 +203,109 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
   return ok;
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Pointwise convolutions (1 x 1 filter, no padding, unit stride): every pass is a matrix product per image and
+// group over the P = H * W positions as one axis, with nothing copied (the direct passes built a padded copy
+// of every input image and ran 8-row panels over it; PyTorch's 1x1 passes ran 1.2-1.4x faster than those):
+//   forward      y[n, g] (Og x P)  = W_g (Og x Cg) @ x[n, g] (Cg x P)
+//   input grad   dx[n, g] (Cg x P) = W_g^T @ dy[n, g] (Og x P)
+//   weight grad  dW_g (Og x Cg)    = sum_n dy[n, g] @ x[n, g]^T, in the fixed image chunks of conv_back_weight.
+// A view whose (h, w) axes do not merge into one stride takes the general paths.
+CR_INLINE bool pointwise(const Geo& g) {
+  return g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0 && g.sh == 1 && g.sw == 1 && g.OH == g.H && g.OW == g.W;
+}
+// The positions stride of a [N, C, H, W] view's (h, w) axes merged, or 0 when they do not merge.
+CR_INLINE i64 merged_stride(const i64* s, i64 H, i64 W) {
+  if (W == 1) return H == 1 ? 1 : s[2];
+  return H == 1 || s[2] == W * s[3] ? s[3] : 0;
+}
+
+// The forward epilogue on a finished block of y[n, g]: rows are channels gi * Og + i, columns positions.
+template <class T>
+struct PlaneEpilogue final : BlockEpilogue {
+  const Epilogue<T>* ep;
+  T* y;
+  i64 ldy, o0;
+  void block(i64 i0, i64 i1, i64 j0, i64 j1, int) const override {
+    for (i64 i = i0; i < i1; i++) ep->apply(y + i * ldy + j0, j1 - j0, o0 + i);
+  }
+};
+
+// Runs run(t, par) for t < tasks: over the pool when there are enough tasks (each product on one thread), else
+// one after the other with each product split over the pool.
+template <class F>
+void over_tasks(i64 tasks, F run) {
+  if (tasks >= 2 * pool_threads()) {
+    par_for(tasks, 1, [&](i64 b, i64 e, int) {
+      for (i64 t = b; t < e; t++) run(t, false);
+    });
+  } else {
+    for (i64 t = 0; t < tasks; t++) run(t, true);
+  }
+}
+
+template <class T>
+bool pointwise_forward(const T* xp, const i64* xs, i64 xps, const WeightMat<T>& wm, T* out, const Geo& g,
+                       const Epilogue<T>& ep) {
+  const i64 P = g.H * g.W;
+  bool ok = true;
+  over_tasks(g.N * g.G, [&](i64 t, bool par) {
+    const i64 n = t / g.G, gi = t % g.G;
+    StridedMat<T> la{wm.p + gi * g.Og * wm.rs, wm.rs, wm.cs};
+    la.direct = true;
+    StridedMat<T> lb{xp + n * xs[0] + gi * g.Cg * xs[1], xs[1], xps};
+    T* y = out + (n * g.O + gi * g.Og) * P;
+    PlaneEpilogue<T> pe;
+    pe.ep = &ep, pe.y = y, pe.ldy = P, pe.o0 = gi * g.Og;
+    if (!gemm<T>(g.Og, P, g.Cg, la, lb, y, P, par, false, ep.any() ? &pe : nullptr)) ok = false;
+  });
+  return ok;
+}
+
+template <class T>
+bool pointwise_back_input(const T* dp, const i64* ds, i64 dps, const WeightMat<T>& wm, T* out, const Geo& g) {
+  const i64 P = g.H * g.W;
+  bool ok = true;
+  over_tasks(g.N * g.G, [&](i64 t, bool par) {
+    const i64 n = t / g.G, gi = t % g.G;
+    StridedMat<T> la{wm.p + gi * g.Og * wm.rs, wm.cs, wm.rs};  // W_g^T: element (c, o) = w[g*Og + o, c]
+    StridedMat<T> lb{dp + n * ds[0] + gi * g.Og * ds[1], ds[1], dps};
+    if (!gemm<T>(g.Cg, P, g.Og, la, lb, out + (n * g.C + gi * g.Cg) * P, P, par, false)) ok = false;
+  });
+  return ok;
+}
+
+template <class T>
+bool pointwise_back_weight(const T* xp, const i64* xs, i64 xps, const T* dp, const i64* ds, i64 dps, T* out,
+                           const Geo& g, i64 chunks, i64 per) {
+  const i64 P = g.H * g.W, wsize = g.O * g.Cg;
+  T* part = chunks > 1 ? static_cast<T*>(scratch(pool_tid(), 3, sizeof(T) * (size_t)(chunks * wsize))) : out;
+  if (!part) return false;
+  bool ok = true;
+  over_tasks(chunks * g.G, [&](i64 t, bool par) {
+    const i64 chunk = t / g.G, gi = t % g.G;
+    T* c = part + chunk * wsize + gi * g.Og * g.Cg;
+    const i64 n0 = chunk * per, n1 = imin(g.N, n0 + per);
+    if (n1 <= n0 || P == 0) std::memset(c, 0, sizeof(T) * (size_t)(g.Og * g.Cg));
+    for (i64 n = n0; n < n1 && P > 0; n++) {
+      StridedMat<T> la{dp + n * ds[0] + gi * g.Og * ds[1], ds[1], dps};
+      la.direct = true;
+      StridedMat<T> lb{xp + n * xs[0] + gi * g.Cg * xs[1], xps, xs[1]};  // x[n, g]^T: element (p, c)
+      if (!gemm<T>(g.Og, g.Cg, P, la, lb, c, g.Cg, par, n > n0)) ok = false;
+    }
+  });
+  if (!ok || chunks == 1) return ok;
+  // out = 0 + part_0 + part_1 + ... in chunk order (one sum from zero: -0 partials give +0)
+  par_for(wsize, 8192, [&](i64 b, i64 e, int) {
+    for (i64 i = b; i < e; i++) {
+      T s = T(0);
+      for (i64 c = 0; c < chunks; c++) s += part[c * wsize + i];
+      out[i] = s;
+    }
+  });
+  return true;
+}
+
 template <class T>
 bool conv_forward(const View& x, const View& w, T* out, const Geo& g, const View* bias, int act) {
   constexpr int NR = Blocking<T>::NR;
@@ -217,6 +320,12 @@ bool conv_forward(const View& x, const View& w, T* out, const Geo& g, const View
     const T* bp = static_cast<const T*>(bias->data) + bias->offset;
     for (i64 o = 0; o < g.O; o++) bc[o] = bp[o * bias->strides[0]];
     ep.bias = bc;
+  }
+  // (planes of under two column panels, e.g. 7 x 7, run faster as direct passes: a product per image then
+  // re-reads the whole filter for a few columns; measured 34 against 31 ms for [32, 512, 7, 7] -> 2048 channels)
+  if (pointwise(g) && g.H * g.W >= 2 * NR) {
+    const i64 xps = merged_stride(xs, g.H, g.W);
+    if (xps != 0) return pointwise_forward<T>(xp, xs, xps, wm, out, g, ep);
   }
   if (g.sh == 1 && g.sw == 1) {
     const DGeo d = dgeo<T>(g.Cg, g.H, g.W, g.Og, g.KH, g.KW, g.ph, g.pw, g.dh, g.dw, g.OH, g.OW);
@@ -391,6 +500,10 @@ bool conv_back_weight(const View& x, const View& dy, T* out, const Geo& g) {
   // computes partial weight gradients for every group, and the partials are summed in chunk order.
   const i64 chunks = imin<i64>(g.N, 8);
   const i64 per = (g.N + chunks - 1) / chunks;
+  if (pointwise(g) && chunks > 0) {
+    const i64 xps = merged_stride(xs, g.H, g.W), dps = merged_stride(ds, g.H, g.W);
+    if (xps != 0 && dps != 0) return pointwise_back_weight<T>(xp, xs, xps, dp, ds, dps, out, g, chunks, per);
+  }
   // dy's planes flat (element (oh, ow) at oh * OW + ow) for the few-taps kernel
   const bool flat = (g.OW == 1 || ds[3] == 1) && (g.OH == 1 || ds[2] == g.OW);
   if (g.sh == 1 && g.sw == 1 && g_small && CKK <= kSmallTaps && flat) {
@@ -489,6 +602,10 @@ bool conv_back_input(const View& dy, const View& w, T* out, const Geo& g) {
   const i64* ds = dy.strides;
   const WeightMat<T> wm = weight_matrix<T>(w, g, 3);
   if (!wm.p) return false;
+  if (pointwise(g)) {
+    const i64 dps = merged_stride(ds, g.H, g.W);
+    if (dps != 0) return pointwise_back_input<T>(dp, ds, dps, wm, out, g);
+  }
   // Unit stride: dx is a unit-stride convolution of dy, padded by d(K-1) - p, with the filter flipped in
   // space and its channel axes swapped: w'[c, o, kh, kw] = w[o, c, KH-1-kh, KW-1-kw].
   // That pass multiplies the filter by dy's padding zeros too, which turns an infinite or NaN weight into NaN

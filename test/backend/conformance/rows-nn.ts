@@ -241,6 +241,19 @@ const CONVS: ConvShape[] = [
   { x: [2, 5, 11, 70], w: [1, 5, 3, 5], p: cp([1, 1], [1, 2], [1, 1], 1) },
   { x: [2, 12, 9, 37], w: [2, 6, 5, 5], p: cp([1, 1], [2, 2], [1, 1], 2) },
   { x: [3, 9, 6, 5], w: [1, 9, 4, 4], p: cp([1, 1], [0, 3], [1, 1], 1) },
+  // pointwise (1 x 1, no padding, unit stride: native's per-image products): groups, dilation (no effect),
+  // planes larger than a GEMM tile, more images than the weight gradient's chunks, one-row and one-column images
+  // (forward passes only from 64 positions per plane on AVX-512, 32 on AVX2; x's layout rotates with the row:
+  // contiguous and offset views run the products, transposed and scrambled ones the general paths)
+  { x: [2, 70, 1, 67], w: [33, 70, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1) },
+  { x: [2, 6, 8, 9], w: [4, 3, 1, 1], p: cp([1, 1], [0, 0], [2, 3], 2), dy: "contiguous" },
+  { x: [11, 40, 9, 13], w: [27, 40, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1) },
+  { x: [4, 8, 9, 8], w: [6, 4, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 2) },
+  { x: [2, 6, 5, 6], w: [4, 3, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 2), dy: "contiguous" },
+  { x: [3, 5, 70, 1], w: [130, 5, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1) },
+  { x: [2, 70, 1, 67], w: [33, 70, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1) },
+  { x: [4, 8, 9, 8], w: [6, 4, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 2) },
+  { x: [2, 6, 5, 6], w: [4, 3, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 2), dy: "contiguous" },
 ];
 
 function convOut(c: ConvShape): number[] {
