@@ -43,23 +43,64 @@ struct DirectBlocking {
 #endif
 };
 
-// One unit-stride convolution pass of one group: Cin input planes H x W -> Cout output planes OH x OW.
+// One convolution pass of one group: Cin input planes H x W -> Cout output planes OH x OW.
+//
+// Strides (sh, sw > 1) use "phase planes": the padded image split by the residues of its rows mod sh and columns
+// mod sw. Phase (a, b) of channel c holds xpadded[c, i * sh + a, j * sw + b] at (i, j) (xpadded: x with ph zero
+// rows above and pw zero columns at the left). Tap (c, kh, kw) of output (oh, ow) reads xpadded[c, oh * sh +
+// kh * dh, ow * sw + kw * dw], which is phase ((kh * dh) mod sh, (kw * dw) mod sw) at (oh + (kh * dh) div sh,
+// ow + (kw * dw) div sw): again one constant offset per tap from the wide index q = oh * Wp + ow, so every unit-
+// stride tile below serves strided passes unchanged, with no tap wasted. Only the phases some tap reads are
+// built (a 1 x 1 stride-2 filter reads one of four). Phase planes have Wp = OW + (KW - 1) dw div sw columns and
+// OH + (KH - 1) dh div sh rows, zero where they fall outside x: a valid output never reads past its row.
+constexpr int kMaxPhase = 8;  // strides up to this take the phase planes (larger ones: conv.cc's im2col GEMM)
+
 struct DGeo {
   i64 Cin, H, W, Cout, KH, KW, ph, pw, dh, dw, OH, OW;
   i64 Wp, Hp, PS, K;  // row pitch, padded rows, plane stride of xpad, taps per output (Cin * KH * KW)
+  i64 sh = 1, sw = 1;
+  // phases read: na row residues ua[0 .. na), nb column residues ub[0 .. nb); amap / bmap: residue -> index
+  int na = 1, nb = 1;
+  int ua[kMaxPhase] = {0}, ub[kMaxPhase] = {0}, amap[kMaxPhase] = {0}, bmap[kMaxPhase] = {0};
+  i64 planes() const { return (i64)na * nb; }  // xpad planes per input channel
 };
 
+// Whether a pass with these strides can run the direct tiles (phase planes).
+CR_INLINE bool direct_strides(i64 sh, i64 sw) { return sh >= 1 && sw >= 1 && sh <= kMaxPhase && sw <= kMaxPhase; }
+
 template <class T>
-DGeo dgeo(i64 Cin, i64 H, i64 W, i64 Cout, i64 KH, i64 KW, i64 ph, i64 pw, i64 dh, i64 dw, i64 OH, i64 OW) {
+DGeo dgeo(i64 Cin, i64 H, i64 W, i64 Cout, i64 KH, i64 KW, i64 ph, i64 pw, i64 dh, i64 dw, i64 OH, i64 OW,
+          i64 sh = 1, i64 sw = 1) {
   DGeo d{Cin, H, W, Cout, KH, KW, ph, pw, dh, dw, OH, OW, 0, 0, 0, Cin * KH * KW};
-  d.Wp = imax(W + pw, OW);
-  d.Hp = H + 2 * ph;
-  d.PS = (d.Hp + 1) * d.Wp + DirectBlocking<T>::NR;
+  if (sh == 1 && sw == 1) {
+    d.Wp = imax(W + pw, OW);
+    d.Hp = H + 2 * ph;
+    d.PS = (d.Hp + 1) * d.Wp + DirectBlocking<T>::NR;
+    return d;
+  }
+  d.sh = sh, d.sw = sw;
+  // the residues some tap reads, in increasing order
+  auto residues = [](i64 K, i64 dil, i64 st, int* list, int* map) {
+    bool used[kMaxPhase] = {false};
+    for (i64 k = 0; k < K; k++) used[(k * dil) % st] = true;
+    int n = 0;
+    for (int r = 0; r < st; r++) {
+      map[r] = used[r] ? n : -1;
+      if (used[r]) list[n++] = r;
+    }
+    return n;
+  };
+  d.na = residues(KH, dh, sh, d.ua, d.amap);
+  d.nb = residues(KW, dw, sw, d.ub, d.bmap);
+  d.Wp = OW + (KW - 1) * dw / sw;
+  d.Hp = OH + (KH - 1) * dh / sh;
+  d.PS = (d.Hp + 1) * d.Wp + 64;  // 64: the widest tile's over-read past a plane
   return d;
 }
 
-// Elements of one image's xpad: Cin planes and one plane of zeros that over-reads of the last plane land in.
-CR_INLINE i64 xpad_size(const DGeo& d) { return (d.Cin + 1) * d.PS; }
+// Elements of one image's xpad: Cin planes (Cin x phases when strided) and one plane of zeros that over-reads
+// of the last plane land in.
+CR_INLINE i64 xpad_size(const DGeo& d) { return (d.Cin * d.planes() + 1) * d.PS; }
 
 template <class T>
 CR_INLINE void copy_n(T* __restrict dst, const T* __restrict src, i64 n);
@@ -71,6 +112,27 @@ CR_INLINE void copy_n(T* __restrict dst, const T* __restrict src, i64 n);
 template <class T>
 void build_xpad(T* xp, const T* xn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
   std::memset(xp, 0, sizeof(T) * (size_t)xpad_size(d));
+  if (d.sh != 1 || d.sw != 1) {  // phase planes
+    const i64 NP = d.planes();
+    for (i64 c = 0; c < d.Cin; c++)
+      for (int ia = 0; ia < d.na; ia++)
+        for (i64 i = 0; i < d.Hp; i++) {
+          const i64 r = i * d.sh + d.ua[ia] - d.ph;
+          if (r < 0 || r >= d.H) continue;
+          const T* src = xn + c * s1 + r * s2;
+          for (int ib = 0; ib < d.nb; ib++) {
+            // columns j with 0 <= j * sw + b - pw < W, j < Wp
+            const i64 b = d.ub[ib], lo = d.pw - b;
+            const i64 j0 = lo > 0 ? (lo + d.sw - 1) / d.sw : 0;
+            const i64 j1 = imin<i64>(d.Wp, (d.W - 1 + lo) >= 0 ? (d.W - 1 + lo) / d.sw + 1 : 0);
+            T* dst = xp + ((c * NP + ia * d.nb + ib) * d.PS) + i * d.Wp;
+            const T* s0 = src + (j0 * d.sw - lo) * s3;
+            const i64 step = d.sw * s3;
+            for (i64 j = j0; j < j1; j++) dst[j] = s0[(j - j0) * step];
+          }
+        }
+    return;
+  }
   for (i64 c = 0; c < d.Cin; c++)
     for (i64 ih = 0; ih < d.H; ih++) {
       T* dst = xp + c * d.PS + (ih + d.ph) * d.Wp + d.pw;
@@ -102,9 +164,13 @@ void prefetch_planes(const T* xn, i64 s1, i64 s2, i64 s3, const DGeo& d) {
 // Tap offsets off[k], k = (c, kh, kw) row-major.
 CR_INLINE void tap_offsets(i64* off, const DGeo& d) {
   i64 k = 0;
+  const i64 NP = d.planes();
   for (i64 c = 0; c < d.Cin; c++)
     for (i64 kh = 0; kh < d.KH; kh++)
-      for (i64 kw = 0; kw < d.KW; kw++) off[k++] = c * d.PS + kh * d.dh * d.Wp + kw * d.dw;
+      for (i64 kw = 0; kw < d.KW; kw++) {
+        const i64 a = kh * d.dh % d.sh, b = kw * d.dw % d.sw;
+        off[k++] = (c * NP + d.amap[a] * d.nb + d.bmap[b]) * d.PS + kh * d.dh / d.sh * d.Wp + kw * d.dw / d.sw;
+      }
 }
 
 // The packed filter of one group is ceil(Cout / MR) panels, panel p holding A[p*MR + r, k] at [k * MR + r] (zero

@@ -254,6 +254,18 @@ const CONVS: ConvShape[] = [
   { x: [2, 70, 1, 67], w: [33, 70, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1) },
   { x: [4, 8, 9, 8], w: [6, 4, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 2) },
   { x: [2, 6, 5, 6], w: [4, 3, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 2), dy: "contiguous" },
+  // strides up to 8 with filters wider than 1 (native's phase planes): residues some taps skip (stride 4 with
+  // dilation 2 reads 2 of 4 row phases), padding wider than the filter, planes of one output row or column,
+  // channel counts for the channel tiles and the 64-wide weight-gradient tile, a stem-like 7x7 stride 2 over 3
+  // channels, depthwise stride 2, and a stride of 9 (the im2col GEMM)
+  { x: [2, 3, 17, 19], w: [5, 3, 3, 3], p: cp([4, 3], [1, 2], [2, 1], 1) },
+  { x: [1, 4, 9, 8], w: [6, 4, 2, 3], p: cp([2, 2], [3, 4], [1, 1], 1) },
+  { x: [2, 6, 5, 23], w: [4, 3, 5, 3], p: cp([8, 2], [1, 1], [1, 2], 2) },
+  { x: [2, 32, 15, 15], w: [64, 32, 3, 3], p: cp([2, 2], [1, 1], [1, 1], 1) },
+  { x: [2, 16, 12, 12], w: [70, 16, 3, 3], p: cp([2, 2], [1, 1], [1, 1], 1) },
+  { x: [2, 3, 33, 30], w: [8, 3, 7, 7], p: cp([2, 2], [3, 3], [1, 1], 1) },
+  { x: [2, 8, 13, 11], w: [8, 1, 3, 3], p: cp([2, 2], [1, 1], [1, 1], 8) },
+  { x: [1, 2, 20, 20], w: [3, 2, 3, 3], p: cp([9, 9], [1, 1], [1, 1], 1) },
 ];
 
 function convOut(c: ConvShape): number[] {
