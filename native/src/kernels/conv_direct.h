@@ -30,7 +30,11 @@ namespace CR_ISA_NS {
 template <class T>
 struct DirectBlocking {
   static constexpr int W = Simd<T>::W;
+#if CR_ISA_LEVEL == 2
+  static constexpr int NV = 3;
+#else
   static constexpr int NV = 2;
+#endif
   static constexpr int NR = NV * W;
   // Rows per micro-tile: MR x NV accumulators plus NV + 1 operands must fit the register file (32 zmm, 16 ymm
   // or xmm). 8 rows waste nothing on the usual 8k channel counts.
