@@ -4,10 +4,13 @@
  * to add up its wall time per call name (products and attention by shape), after warm-up steps. Whatever the
  * kernels do not account for is JavaScript (ops, tape, allocation) and collection.
  *
- *   taskset -c 1 node --import tsx bench/transformer-kernels.ts [--steps 10] [--warm 3]
+ *   taskset -c 1 node --import tsx bench/transformer-kernels.ts [--steps 10] [--warm 3] [--backend wasm]
+ *
+ * `--backend wasm` times the wasm backend's calls instead (one thread).
  */
 import { parseArgs } from "node:util";
 import { loadNativeBackend, setNumThreads } from "../src/backend/native/index.ts";
+import { loadWasmBackend } from "../src/backend/wasm/index.ts";
 import { setBackend } from "../src/backend/registry.ts";
 import { manualSeed, type Tensor } from "../src/index.ts";
 import { crossEntropy } from "../src/nn/index.ts";
@@ -16,9 +19,14 @@ import { charBatch, charTransformer } from "./char-transformer.ts";
 import { timeBackendCalls } from "./harness.ts";
 
 const { values } = parseArgs({
-  options: { steps: { type: "string", default: "10" }, warm: { type: "string", default: "3" } },
+  options: {
+    steps: { type: "string", default: "10" },
+    warm: { type: "string", default: "3" },
+    backend: { type: "string", default: "native" },
+  },
 });
-const r = loadNativeBackend();
+const wasm = values.backend === "wasm";
+const r = wasm ? loadWasmBackend({ threads: 1 }) : loadNativeBackend();
 if ("error" in r) throw new Error(r.error);
 const shapeOf = (a: unknown) =>
   a !== null && typeof a === "object" && "shape" in a ? (a as { shape: number[] }).shape.join("x") : "";
@@ -34,7 +42,7 @@ const kernelMs = timeBackendCalls(r.backend, (k, args) =>
       : `${k} ${shapeOf(args[0])}`,
 );
 setBackend(r.backend);
-setNumThreads(1);
+if (!wasm) setNumThreads(1);
 manualSeed(1);
 
 const model = charTransformer();

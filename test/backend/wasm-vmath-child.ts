@@ -1,6 +1,6 @@
 /**
  * Child process of test/backend/wasm-vmath.test.ts, run with --experimental-wasm-relaxed-simd (Node 20 does not
- * validate relaxed SIMD without it): the float32 math ops of the relaxed-SIMD build against the SIMD128 build
+ * validate relaxed SIMD without it): the float32 math ops (gelu and geluDeriv too) of the relaxed-SIMD build against the SIMD128 build
  * over every 1009th float32 bit pattern and a dense sweep of [-12, 12], unary and atan2. Prints
  * {relaxed, compared, mismatches: [first few]} as JSON on its last line.
  */
@@ -8,7 +8,7 @@ import type { UnaryOp, View } from "../../src/backend/backend.ts";
 import { createWasmBackend } from "../../src/backend/wasm/index.ts";
 
 const OPS: UnaryOp[] = ["log1p", "expm1", "sin", "cos", "tan", "erf", "asin", "acos", "atan", "sinh", "cosh"];
-OPS.push("asinh", "acosh", "atanh", "log2", "log10");
+OPS.push("asinh", "acosh", "atanh", "log2", "log10", "gelu", "geluDeriv");
 const relaxed = createWasmBackend({ threads: 1 });
 const plain = createWasmBackend({ threads: 1, noRelaxed: true });
 const bits = new Uint32Array(Math.ceil(2 ** 32 / 1009) + 48001);

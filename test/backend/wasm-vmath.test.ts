@@ -10,7 +10,8 @@
  * alone, and the output over the input (in place) and the jit's fused kernels (generated code and the tile
  * interpreter) give the plain kernel's bits. atan2 (binary) over a grid of both operands, C's special cases
  * exact. The relaxed-SIMD and SIMD128 builds give the same bits (a child process with relaxed SIMD enabled,
- * wasm-vmath-child.ts). The float64 forms run AssemblyScript's Math (within 2 ulp of V8's).
+ * wasm-vmath-child.ts). The float64 forms run AssemblyScript's Math (within 2 ulp of V8's). gelu and geluDeriv
+ * against the js backend's float64 kernels, with bounds of their own (below).
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -18,7 +19,12 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { UnaryOp, View } from "../../src/backend/backend.ts";
 import { fusedProgram } from "../../src/backend/fused.ts";
-import { erf as erf64 } from "../../src/backend/js/scalar.ts";
+import {
+  erf as erf64,
+  gelu as geluRef,
+  geluDeriv as geluDerivRef,
+  normalCdf,
+} from "../../src/backend/js/scalar.ts";
 import { codegenStats } from "../../src/backend/wasm/codegen.ts";
 import { setFusedCodegen } from "../../src/backend/wasm/fused.ts";
 import { inWasm, prng, W } from "./wasm-helpers.ts";
@@ -429,6 +435,107 @@ test("wasm sin, cos, tan where AssemblyScript's reduction misread its table (2^2
       const x = x32[2 * i + 1];
       const w32 = Math.fround(f(x));
       assert.ok(ulps(o32[i], w32) <= 1, `float32 ${op}(${x}) strided: ${o32[i]}, Math gives ${w32}`);
+    }
+  }
+});
+
+/** ulp(v) of float32, for the GELU bounds: 2^-149 in the subnormal range. */
+function ulpOf(v: number): number {
+  const f = Math.abs(Math.fround(v));
+  return f < 2 ** -126 ? 2 ** -149 : 2 ** (Math.floor(Math.log2(f)) - 23);
+}
+
+test("wasm float32 gelu within 8 ulp and geluDeriv within 4 ulp + 2^-24 (|Phi| + |x phi|) of the js backend's float64, specials exact; in place and fused give the plain bits", (t) => {
+  // geluDeriv = Phi(x) + x phi(x) has a zero near x = -0.7518, where the two terms cancel: its bound counts
+  // units of ulp(result) + 2^-24 times the terms' magnitudes (what float32 arithmetic on them can promise);
+  // gelu = x Phi(x) is a product, bounded in ulp of the result (Phi keeps its relative precision in the lower
+  // tail, down to the subnormal range)
+  const xs = Float32Array.from([...inputs(), ...bitSweep()]);
+  for (const [op, ref, bound] of [
+    ["gelu", geluRef, 8],
+    ["geluDeriv", geluDerivRef, 4],
+  ] as const) {
+    const got = run(op, xs);
+    let worst = 0;
+    let at = 0;
+    for (let i = 0; i < xs.length; i++) {
+      const x = xs[i];
+      const want = Math.fround(ref(x));
+      const g = got[i];
+      if (!Number.isFinite(want) || !Number.isFinite(g)) {
+        assert.ok(Object.is(g, want), `${op}(${x}): got ${g}, the js backend gives ${want}`);
+        continue;
+      }
+      if (want === 0) {
+        // a zero of either sign: far in the lower tail both terms underflow, and the js backend's sign of
+        // zero there comes from its float64 e^(-x^2) split (gelu(-3e38) is +0 in js, -0 here and on native)
+        assert.ok(g === 0, `${op}(${x}): got ${g}, the js backend gives ${want}`);
+        continue;
+      }
+      const terms =
+        op === "gelu"
+          ? 0
+          : Math.abs(normalCdf(x)) + Math.abs((x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI));
+      const e = Math.abs(g - want) / (ulpOf(want) + 2 ** -24 * terms);
+      if (e > worst) {
+        worst = e;
+        at = x;
+      }
+    }
+    t.diagnostic(`${op}: worst ${worst.toFixed(2)} units at x = ${at}`);
+    assert.ok(worst <= bound, `${op}: ${worst} units at x = ${at}`);
+    // specials in every lane: NaN, gelu(-Inf) = NaN, gelu(+Inf) = +Inf, geluDeriv(-Inf) = 0, (+Inf) = 1, signed zeros
+    for (let lane = 0; lane < 4; lane++) {
+      const sx = new Float32Array(4 * SPECIAL.length).fill(0.3);
+      SPECIAL.forEach((x, i) => {
+        sx[4 * i + lane] = x;
+      });
+      const sp = run(op, sx);
+      for (let i = 0; i < sx.length; i++) {
+        const want = Math.fround(ref(sx[i]));
+        if (!Number.isFinite(want))
+          assert.ok(Object.is(sp[i], want), `${op}(${sx[i]}) lane ${lane}: got ${sp[i]}, want ${want}`);
+        // signed zeros in, the sign of zero out (gelu(+-0) = +-0, geluDeriv(+-0) = 1/2); other zeros as above
+        if (Object.is(sx[i], 0) || Object.is(sx[i], -0))
+          assert.ok(Object.is(sp[i], want), `${op}(${sx[i]}): ${sp[i]}`);
+        else if (want === 0) assert.ok(sp[i] === 0, `${op}(${sx[i]}) lane ${lane}: got ${sp[i]}`);
+      }
+    }
+    // in place, and one-op fused programs (generated code and the tile interpreter): the plain kernel's bits
+    const a = xs.slice();
+    W.unary(op, view(a), a);
+    for (const codegen of [true, false]) {
+      setFusedCodegen(codegen);
+      const c = new Float32Array(xs.length);
+      try {
+        W.fused!(oneOp(op), [view(xs)], [c]);
+      } finally {
+        setFusedCodegen(true);
+      }
+      for (let i = 0; i < xs.length; i += 7) {
+        assert.ok(Object.is(a[i], got[i]), `${op}(${xs[i]}) in place: ${a[i]}, not ${got[i]}`);
+        assert.ok(
+          Object.is(c[i], got[i]),
+          `fused ${op}(${xs[i]}) [codegen ${codegen}]: ${c[i]}, not ${got[i]}`,
+        );
+      }
+    }
+    // float64: the js backend's algorithm on AssemblyScript's Math (exp within 2 ulp of V8's; Phi = (1 + erf(-z)) / 2
+    // for z < 1 magnifies erf's last bits up to 5x near z = 1)
+    const xd = Float64Array.from(inputs());
+    const od = new Float64Array(xd.length);
+    assert.ok(inWasm("unary", () => W.unary(op, view(xd), od)));
+    for (let i = 0; i < xd.length; i++) {
+      const want = ref(xd[i]);
+      const x = xd[i];
+      const terms =
+        op === "gelu"
+          ? 0
+          : Math.abs(normalCdf(x)) + Math.abs((x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI));
+      assert.ok(
+        Object.is(od[i], want) || Math.abs(od[i] - want) <= 2 ** -46 * (Math.abs(want) + terms + 1e-300),
+        `float64 ${op}(${xd[i]}): ${od[i]}, the js backend gives ${want}`,
+      );
     }
   }
 });

@@ -25,6 +25,10 @@ import {
   cosF32x4,
   erf64,
   erfF32x4,
+  gelu64,
+  geluDeriv64,
+  geluF32x4,
+  geluDerivF32x4,
   expF32x4,
   expm1F32x4,
   log10F32x4,
@@ -257,11 +261,11 @@ export function binary(kind: i32, op: i32, nd: i32, args: usize, pa: usize, pb: 
 
 // ------------------------------------------------------------------------------------------- unary ops
 
-/** Unary op codes (the order of UNARY_OPS in src/backend/backend.ts, up to log10). */
+/** Unary op codes (the order of UNARY_OPS in src/backend/backend.ts). */
 const NEG = 0, ABS = 1, SIGN = 2, EXP = 3, LOG = 4, LOG1P = 5, EXPM1 = 6, SQRT = 7, SIN = 8, COS = 9;
 const TAN = 10, TANH = 11, SIGMOID = 12, ERF = 13, RELU = 14, FLOOR = 15, CEIL = 16, ROUND = 17, NOT = 18;
 const ASIN = 19, ACOS = 20, ATAN = 21, SINH = 22, COSH = 23, ASINH = 24, ACOSH = 25, ATANH = 26, LOG2 = 27;
-const LOG10 = 28;
+const LOG10 = 28, GELU = 29, GELU_DERIV = 30;
 
 /** The float64 scalar definition of every float unary op (float32 rounds the result once). */
 @inline
@@ -295,6 +299,8 @@ export function unaryScalar(op: i32, x: f64): f64 {
     case ATANH: return Math.atanh(x);
     case LOG2: return Math.log2(x);
     case LOG10: return Math.log10(x);
+    case GELU: return gelu64(x);
+    case GELU_DERIV: return geluDeriv64(x);
     default: return x;
   }
 }
@@ -330,6 +336,8 @@ function unaryVecF32(op: i32, x: v128): v128 {
     case ATANH: return atanhF32x4(x);
     case LOG2: return log2F32x4(x);
     case LOG10: return log10F32x4(x);
+    case GELU: return geluF32x4(x);
+    case GELU_DERIV: return geluDerivF32x4(x);
     default: {
       // SIGN: 1 where x > 0, -1 where x < 0, 0 at zero, NaN kept
       const one = f32x4.splat(1);
@@ -364,7 +372,7 @@ function hasVec(op: i32): bool {
 @inline
 function hasVecF32(op: i32): bool {
   return hasVec(op) || op == EXP || op == LOG || op == SIGMOID || op == TANH || op == LOG1P || op == EXPM1 ||
-    op == SIN || op == COS || op == TAN || op == ERF || (op >= ASIN && op <= LOG10);
+    op == SIN || op == COS || op == TAN || op == ERF || (op >= ASIN && op <= LOG10) || op == GELU || op == GELU_DERIV;
 }
 
 /**

@@ -486,6 +486,16 @@ function erfcPosF32x4(z: v128): v128 {
  */
 @inline
 export function erfF32x4(x: v128): v128 {
+  const small = erfSeriesF32x4(x);
+  const a = f32x4.abs(x);
+  const big = copySignF32x4(f32x4.sub(f32x4.splat(1), erfcPosF32x4(f32x4.pmin(a, f32x4.splat(4)))), x);
+  const r = sel(f32x4.lt(a, f32x4.splat(1)), small, big); // NaN: pmin keeps it, big is NaN
+  return sel(f32x4.eq(x, f32x4.splat(0)), x, r);
+}
+
+/** erfF32x4's series for |x| < 1 (2/sqrt(pi) x sum (-1)^n x^2n / (n! (2n + 1)) to n = 10). */
+@inline
+function erfSeriesF32x4(x: v128): v128 {
   const z = f32x4.mul(x, x);
   let p = f32x4.splat(1.31225330e-8);
   p = hf(p, z, -1.45038522e-7);
@@ -497,11 +507,122 @@ export function erfF32x4(x: v128): v128 {
   p = hf(p, z, -2.38095238e-2);
   p = hf(p, z, 1.0e-1);
   p = hf(p, z, -3.33333333e-1);
-  const small = f32x4.mul(f32x4.add(f32x4.mul(f32x4.mul(p, z), x), x), f32x4.splat(1.12837917));
-  const a = f32x4.abs(x);
-  const big = copySignF32x4(f32x4.sub(f32x4.splat(1), erfcPosF32x4(f32x4.pmin(a, f32x4.splat(4)))), x);
-  const r = sel(f32x4.lt(a, f32x4.splat(1)), small, big); // NaN: pmin keeps it, big is NaN
-  return sel(f32x4.eq(x, f32x4.splat(0)), x, r);
+  return f32x4.mul(f32x4.add(f32x4.mul(f32x4.mul(p, z), x), x), f32x4.splat(1.12837917));
+}
+
+/** 1 / sqrt(2 pi), as the js backend's scalar.ts writes it. */
+const INV_SQRT_2PI: f64 = 0.3989422804014327;
+
+/** The standard normal CDF Phi(x) in float64, the js backend's normalCdf: erfc(-x / sqrt 2) / 2. */
+function normalCdf64(x: f64): f64 {
+  const z = -x * Math.SQRT1_2;
+  if (z == Infinity) return 0;
+  return z >= 1 ? 0.5 * erfcLarge(z) : 0.5 * (1 + erf64(-z));
+}
+
+/** The exact GELU x Phi(x) in float64 (NaN at -Infinity, as the js backend's gelu). */
+export function gelu64(x: f64): f64 {
+  return x * normalCdf64(x);
+}
+
+/** The GELU's derivative Phi(x) + x phi(x) in float64, x phi(x) taken as 0 at +-Infinity (the js backend's). */
+export function geluDeriv64(x: f64): f64 {
+  const xphi = Math.abs(x) < Infinity ? x * Math.exp(-0.5 * x * x) * INV_SQRT_2PI : 0;
+  return normalCdf64(x) + xphi;
+}
+
+/**
+ * e^(-x^2 / 2) for the GELU, as two factors: x is split as a = ah + al with ah holding the top 12 bits of its
+ * significand, so that hi = ah^2 / 2 is exact in float32, and e^(-x^2/2 + c) = e^(-hi) e^(c - lo) with
+ * lo = al (ah + al / 2). Rounding -x^2 / 2 + c to float32 first would leave an error of about x^2 2^-24 in the
+ * exponent: 80 ulp of Phi at x = -13. Returns e^(-hi); `lo` the correction.
+ */
+@inline
+function halfSquareSplit(a: v128): v128 {
+  const ah = v128.and(a, i32x4.splat(0xfffff000));
+  return f32x4.mul(f32x4.mul(ah, ah), f32x4.splat(0.5));
+}
+@inline
+function halfSquareLo(a: v128): v128 {
+  const ah = v128.and(a, i32x4.splat(0xfffff000));
+  const al = f32x4.sub(a, ah);
+  return f32x4.mul(al, f32x4.add(ah, f32x4.mul(al, f32x4.splat(0.5))));
+}
+
+/**
+ * Phi(-|x|) / e^(-hi) = t e^(P(t) - lo) / 2: erfcPosF32x4's fit of erfc(z) / 2 at z = |x| / sqrt 2 with
+ * z^2 = x^2 / 2 split as above (the caller multiplies e^(-hi) in last, so that a result in the subnormal range
+ * is rounded there once). Phi(-|x|) keeps its relative precision into the lower tail.
+ */
+@inline
+function lowerCdfScaled(a: v128, lo: v128): v128 {
+  const z = f32x4.mul(a, f32x4.splat(0.70710678118654752));
+  const t = f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.splat(0.5), z)));
+  let p = f32x4.splat(0.17087277);
+  p = hf(p, t, -0.82215223);
+  p = hf(p, t, 1.48851587);
+  p = hf(p, t, -1.13520398);
+  p = hf(p, t, 0.27886807);
+  p = hf(p, t, -0.18628806);
+  p = hf(p, t, 0.09678418);
+  p = hf(p, t, 0.37409196);
+  p = hf(p, t, 1.00002368);
+  p = hf(p, t, -1.26551223);
+  return f32x4.mul(f32x4.mul(f32x4.splat(0.5), t), expF32x4(f32x4.sub(p, lo)));
+}
+
+/**
+ * The pieces of the GELU and its derivative at x (|x| clamped to 20: Phi(-20) is below float32's range, and
+ * infinities stay finite in the split; pmin keeps NaN):
+ *   - near 0 (|x| < 1 / sqrt 2) Phi(x) = (1 + erf(x / sqrt 2)) / 2 by erfF32x4's series, free of the fit's
+ *     rounding there (|erf| < 0.52, so no cancellation either side);
+ *   - elsewhere Phi(-|x|) = hs e^(-hi) (lowerCdfScaled), and Phi(x) = 1 - Phi(-|x|) for x > 0;
+ *   - e^(-x^2 / 2) = e^(-hi) e^(-lo) (geluDeriv's density).
+ */
+// geluParts' results (module globals rather than an object: a kernel allocates nothing)
+let gTail: v128 = i32x4.splat(0); // lanes x <= -1 / sqrt 2, where e^(-hi) is factored out
+let gPhi: v128 = i32x4.splat(0); // Phi(x) where not gTail
+let gHs: v128 = i32x4.splat(0); // Phi(-|x|) / e^(-hi)
+let gEh: v128 = i32x4.splat(0); // e^(-hi)
+let gLo: v128 = i32x4.splat(0); // lo
+
+@inline
+function geluParts(x: v128): void {
+  const a = f32x4.pmin(f32x4.abs(x), f32x4.splat(20));
+  const small = f32x4.lt(a, f32x4.splat(0.70710678118654752));
+  const lo = halfSquareLo(a);
+  gLo = lo;
+  gEh = expF32x4(f32x4.neg(halfSquareSplit(a)));
+  gHs = lowerCdfScaled(a, lo);
+  // (the series at a clamped argument: lanes beyond it take `far`; NaN stays NaN)
+  const zs = f32x4.pmin(f32x4.pmax(f32x4.mul(x, f32x4.splat(0.70710678118654752)), f32x4.splat(-1)), f32x4.splat(1));
+  const near = f32x4.mul(f32x4.splat(0.5), f32x4.add(f32x4.splat(1), erfSeriesF32x4(zs)));
+  const far = f32x4.sub(f32x4.splat(1), f32x4.mul(gHs, gEh));
+  gPhi = sel(small, near, far);
+  gTail = v128.andnot(f32x4.lt(x, f32x4.splat(0)), small);
+}
+
+/** The exact GELU x Phi(x) on f32x4 (NaN at -Infinity: -Infinity * 0, as the js backend's). */
+@inline
+export function geluF32x4(x: v128): v128 {
+  geluParts(x);
+  // lower tail: (x hs) e^(-hi), the tiny factor last
+  return sel(gTail, f32x4.mul(f32x4.mul(x, gHs), gEh), f32x4.mul(x, gPhi));
+}
+
+/**
+ * The GELU's derivative Phi(x) + x phi(x) on f32x4, phi(x) = e^(-x^2 / 2) / sqrt(2 pi); the x phi(x) term is 0 at
+ * +-Infinity (so 0 at -Infinity, 1 at +Infinity), NaN propagates. In the lower tail both terms carry e^(-hi),
+ * multiplied in once at the end.
+ */
+@inline
+export function geluDerivF32x4(x: v128): v128 {
+  geluParts(x);
+  const finite = f32x4.lt(f32x4.abs(x), f32x4.splat(Infinity));
+  const elo = expF32x4(f32x4.neg(gLo));
+  const xe = sel(finite, f32x4.mul(f32x4.mul(x, elo), f32x4.splat(0.3989422804014327)), f32x4.splat(0));
+  const tail = f32x4.mul(f32x4.add(gHs, xe), gEh);
+  return sel(gTail, tail, f32x4.add(gPhi, f32x4.mul(xe, gEh)));
 }
 
 /** sin, cos, tan: where the vector reduction holds (|x| below it; its k stays below 2^29). */

@@ -452,6 +452,8 @@ const U = {
   atanh: 26,
   log2: 27,
   log10: 28,
+  gelu: 29,
+  geluDeriv: 30,
 } as const;
 /** Binary op codes (positions in BINARY_OPS). */
 const B = { add: 0, sub: 1, mul: 2, div: 3, pow: 4, maximum: 5, minimum: 6 } as const;
@@ -492,6 +494,8 @@ const CALLED_F32 = new Set<number>([
   U.atanh,
   U.log2,
   U.log10,
+  U.gelu,
+  U.geluDeriv,
 ]);
 
 /** The unary ops the unfused kernel computes with SIMD on contiguous rows, per dtype (elementwise.ts). */

@@ -13,15 +13,15 @@ import { viewAt } from "./heap.ts";
 /**
  * The ops this backend implements (its BackendImpl lists; others run the js kernel, see ../complete.ts). The
  * wasm module's op codes are positions in the contract's lists (wasm/assembly/elementwise.ts follows their
- * order): the unary ops up to log10 (neg .. not, then asin, acos, atan, sinh, cosh, asinh, acosh, atanh, log2,
- * log10; gelu and geluDeriv run the js kernel), and the binary ops up to atan2 (float dtypes; float32 atan2 is
+ * order): every unary op (neg .. not, then asin, acos, atan, sinh, cosh, asinh, acosh, atanh, log2, log10,
+ * gelu, geluDeriv), and the binary ops up to atan2 (float dtypes; float32 atan2 is
  * a SIMD approximation too, float64 Math.atan2). A code out of step with the module computes the wrong op, which the kernel conformance suite
  * reports. Float32 transcendental ops run SIMD approximations (wasm/assembly/math.ts, within 4 ulp of float64
  * rounded to float32, test/backend/wasm-vmath.test.ts) on contiguous rows and the float64 route rounded once on
  * strided rows and row tails; float64 runs the scalar float64 functions (AssemblyScript's Math, the js
  * backend's erf algorithm).
  */
-export const WASM_UNARY_OPS: readonly UnaryOp[] = UNARY_OPS.slice(0, UNARY_OPS.indexOf("log10") + 1);
+export const WASM_UNARY_OPS: readonly UnaryOp[] = UNARY_OPS.slice(0, UNARY_OPS.indexOf("geluDeriv") + 1);
 export const WASM_BINARY_OPS: readonly BinaryOp[] = BINARY_OPS.slice(0, BINARY_OPS.indexOf("atan2") + 1);
 
 const UNARY_CODE = new Map(WASM_UNARY_OPS.map((op, i) => [op, i]));

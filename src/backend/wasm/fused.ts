@@ -25,7 +25,7 @@
  * matches.)
  *
  * Returns false, and the backend runs the program op by op through its own kernels (fused.ts's fusedByOps,
- * the same bits), for what neither reproduces exactly: an op outside the module's lists (gelu, geluDeriv), atan2,
+ * the same bits), for what neither reproduces exactly: an op outside the module's lists, atan2,
  * and a float32 unary op with a SIMD approximation reading an input whose rows the unfused kernel would split
  * into SIMD and scalar parts differently from a contiguous array (contiguous rows whose length is not a
  * multiple of 4, as in a slice). */
@@ -97,6 +97,8 @@ const VEC_F32 = new Set(
     "atanh",
     "log2",
     "log10",
+    "gelu",
+    "geluDeriv",
   ].map((op) => WASM_UNARY_OPS.indexOf(op as (typeof WASM_UNARY_OPS)[number])),
 );
 const VEC_F64 = new Set(
