@@ -13,6 +13,7 @@ export { adamF32, adamF64 } from "./optim";
 export { scatterAdd } from "./indexing";
 export { attnBwd, attnFwd, attnWork } from "./attention";
 export { gruCell, gruCellBack, lstmCell, lstmCellBack } from "./rnn";
+export { layerNormF32 } from "./norm";
 
 /** Zero `bytes` bytes at `ptr` (bulk memory.fill: far faster than a JS fill on a shared buffer). */
 export function zero(ptr: usize, bytes: usize): void {

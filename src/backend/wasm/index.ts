@@ -23,7 +23,8 @@
  * The kernels that training spends its time in run in wasm: float32 GEMM (packed, blocked, SIMD) and float64
  * matmul, conv2d and both adjoints (im2col + GEMM), elementwise unary / binary (SIMD on contiguous and
  * broadcast rows, strided fallback), where, cast, copy, reductions, pooling, scatterAdd, the fused Adam
- * update, flash-style attention and its VJP (attention.ts) and the fused LSTM / GRU cells (rnn.ts); softmax and its VJP are one js pass on small inputs and a composition of those wasm kernels on
+ * update, flash-style attention and its VJP (attention.ts), the fused LSTM / GRU cells (rnn.ts), layerNorm, its VJP
+ * and the affine LayerNorm kernels on float32 (norm.ts); softmax and its VJP are one js pass on small inputs and a composition of those wasm kernels on
  * large ones (softmax.ts); jit's fused programs, biasAct and actGrad run WebAssembly generated at run time per
  * program (fused.ts, codegen.ts). The kernels it omits (gather, see indexing.ts; argReduce, cumsum)
  * are filled with the js reference by ../complete.ts; every (op, dtype) pair not implemented in wasm runs the
@@ -45,7 +46,7 @@
  * ```
  */
 import { allocTyped } from "../../dtype.ts";
-import type { Backend, BackendImpl, KernelName } from "../backend.ts";
+import type { Backend, BackendImpl, KernelName, LayerNormAffineKernel } from "../backend.ts";
 import { completeBackend } from "../complete.ts";
 import { fusedByOps } from "../fused.ts";
 import { convEpilogue } from "../js/conv.ts";
@@ -68,13 +69,14 @@ import {
 } from "./module.ts";
 import * as R from "./reduce.ts";
 import * as C from "./rnn.ts";
+import * as N from "./norm.ts";
 import * as S from "./softmax.ts";
 import { defaultWorkers, GemmPool } from "./threads.ts";
 
 export type { HeapStats } from "./heap.ts";
 
 /** A kernel of the Backend interface by name (the optional ones included). */
-type Kernel<K extends KernelName | "fused"> = NonNullable<Backend[K]>;
+type Kernel<K extends KernelName | "fused" | LayerNormAffineKernel> = NonNullable<Backend[K]>;
 export type { WasmOptions } from "./module.ts";
 
 /** The wasm backend object, with its memory statistics. */
@@ -117,7 +119,7 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
    * Kernel `name` running `fast` (wasm); if it declines (false) or the heap is out of scratch, the call is
    * counted and `slow` runs (by default the js kernel of the same name).
    */
-  function kernel<K extends KernelName | "fused">(
+  function kernel<K extends KernelName | "fused" | LayerNormAffineKernel>(
     name: K,
     fast: (...a: Parameters<Kernel<K>>) => boolean,
     slow = js[name] as Kernel<K>,
@@ -199,6 +201,21 @@ function makeBackend(p: Prepared, inst: Instance, opts: WasmOptions = {}): WasmB
     softmax: (x, axis, log, out) => S.softmax(backend, x, axis, log, out),
     softmaxBackward: (y, ct, axis, log, out) => S.softmaxBackward(backend, y, ct, axis, log, out),
     adamUpdate: kernel("adamUpdate", (p, g, m, v, vmax, h) => O.adamUpdate(c, p, g, m, v, vmax, h)),
+    layerNorm: kernel("layerNorm", (x, eps, out) =>
+      N.layerNormKernel(c, N.LN_FORWARD, x, null, null, null, eps, out),
+    ),
+    layerNormBackward: kernel("layerNormBackward", (x, g, eps, out) =>
+      N.layerNormKernel(c, N.LN_BACKWARD, x, g, null, null, eps, out),
+    ),
+    layerNormAffine: kernel("layerNormAffine", (x, w, b, eps, out) =>
+      N.layerNormKernel(c, N.LN_AFFINE, x, null, w, b, eps, out),
+    ),
+    layerNormScaledBackward: kernel("layerNormScaledBackward", (x, w, g, eps, out) =>
+      N.layerNormKernel(c, N.LN_SCALED_BACKWARD, x, g, w, null, eps, out),
+    ),
+    layerNormAffineGrads: kernel("layerNormAffineGrads", (x, g, eps, out) =>
+      N.layerNormKernel(c, N.LN_AFFINE_GRADS, x, g, null, null, eps, out),
+    ),
     attention: kernel("attention", (q, k, v, mask, causal, scale, out) =>
       A.attention(c, q, k, v, mask, causal, scale, out),
     ),

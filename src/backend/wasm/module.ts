@@ -51,6 +51,7 @@ const KERNEL_NAMES = [
   "lstmCellBack",
   "gruCell",
   "gruCellBack",
+  "layerNormF32",
 ] as const;
 
 /** A kernel export: numbers (i32 values, pointers, byte strides) in, a number or nothing out. */

@@ -140,6 +140,12 @@ export function wasmRunsJs(kernel: Kernel, dtype: DType, op: string | undefined)
     case "scatterAdd":
     case "reduce":
       return dtype === "bool";
+    case "layerNorm":
+    case "layerNormBackward":
+    case "layerNormAffine":
+    case "layerNormScaledBackward":
+    case "layerNormAffineGrads":
+      return dtype !== "float32";
     case "where":
     case "cast":
     case "copy":
