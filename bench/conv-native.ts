@@ -37,19 +37,9 @@ import { sequentialOpts } from "../src/nn/container.ts";
 import { crossEntropy } from "../src/nn/index.ts";
 import { Adam } from "../src/optim/index.ts";
 import { benchCnn } from "./cnn-model.ts";
-import { cpuRateSample, fmaPeak, otherAddon, peakForIsa, rates } from "./native-rates.ts";
+import { cpuRateSample, fmaPeak, otherAddon, peakForIsa, rates, seededView } from "./native-rates.ts";
 
-function tensor(b: Backend, shape: number[], seed: number): View {
-  const n = shape.reduce((x, y) => x * y, 1);
-  const data = b.alloc("float32", n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    data[i] = s / 2 ** 32 - 0.5;
-  }
-  const strides = shape.map((_, i) => shape.slice(i + 1).reduce((x, y) => x * y, 1));
-  return { data, shape, strides, offset: 0 };
-}
+const tensor = seededView;
 
 const CONVS = [
   { name: "conv1", x: [64, 1, 28, 28], w: [32, 1, 5, 5], pad: 2 },

@@ -17,9 +17,9 @@ import { spawnSync } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import type { Backend, Conv2dParams, View } from "../src/backend/backend.ts";
+import type { Backend, Conv2dParams } from "../src/backend/backend.ts";
 import { loadNativeBackend, nativeInfo, setNumThreads } from "../src/backend/native/index.ts";
-import { otherAddon } from "./native-rates.ts";
+import { otherAddon, seededView } from "./native-rates.ts";
 
 const { values } = parseArgs({
   options: {
@@ -53,17 +53,7 @@ setNumThreads(1);
 const other = values["ab-addon"] ? otherAddon("conv-shapes", values["ab-addon"], "avx512") : null;
 other?.addon.setNumThreads(1);
 
-function view(b: Backend, shape: number[], seed: number): View {
-  const n = shape.reduce((x, y) => x * y, 1);
-  const data = b.alloc("float32", n);
-  let s = seed;
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) >>> 0;
-    data[i] = s / 2 ** 32 - 0.5;
-  }
-  const strides = shape.map((_, i) => shape.slice(i + 1).reduce((x, y) => x * y, 1));
-  return { data, shape, strides, offset: 0 };
-}
+const view = seededView;
 
 type Pass = { run: () => void; out: Float32Array };
 function passes(b: Backend, [N, C, H, O, K, s, pd, g]: Shape): Pass[] {

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Backend } from "../src/backend/backend.ts";
+import type { Backend, View } from "../src/backend/backend.ts";
 import type { NativeAddon } from "../src/backend/native/addon.ts";
 import { createNativeBackend } from "../src/backend/native/backend.ts";
 
@@ -113,4 +113,17 @@ export function otherAddon(
     process.exit(1);
   }
   return { addon, backend: createNativeBackend(addon) };
+}
+
+/** A contiguous float32 view of `shape` allocated by `b`, filled with values in [-0.5, 0.5) from an LCG seeded by `seed`. */
+export function seededView(b: Backend, shape: number[], seed: number): View {
+  const n = shape.reduce((x, y) => x * y, 1);
+  const data = b.alloc("float32", n);
+  let s = seed;
+  for (let i = 0; i < n; i++) {
+    s = (s * 1103515245 + 12345) >>> 0;
+    data[i] = s / 2 ** 32 - 0.5;
+  }
+  const strides = shape.map((_, i) => shape.slice(i + 1).reduce((x, y) => x * y, 1));
+  return { data, shape, strides, offset: 0 };
 }

@@ -465,7 +465,19 @@ export function acosF32x4(x: v128): v128 {
  */
 @inline
 function erfcPosF32x4(z: v128): v128 {
-  const t = f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.splat(0.5), z)));
+  const t = erfcT(z);
+  return f32x4.mul(t, expF32x4(f32x4.sub(erfcPoly(t), f32x4.mul(z, z))));
+}
+
+/** The fit's t = 1 / (1 + z / 2). */
+@inline
+function erfcT(z: v128): v128 {
+  return f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.splat(0.5), z)));
+}
+
+/** The fit's P(t). */
+@inline
+function erfcPoly(t: v128): v128 {
   let p = f32x4.splat(0.17087277);
   p = hf(p, t, -0.82215223);
   p = hf(p, t, 1.48851587);
@@ -476,7 +488,7 @@ function erfcPosF32x4(z: v128): v128 {
   p = hf(p, t, 0.37409196);
   p = hf(p, t, 1.00002368);
   p = hf(p, t, -1.26551223);
-  return f32x4.mul(t, expF32x4(f32x4.sub(p, f32x4.mul(z, z))));
+  return p;
 }
 
 /**
@@ -556,19 +568,8 @@ function halfSquareLo(a: v128): v128 {
  */
 @inline
 function lowerCdfScaled(a: v128, lo: v128): v128 {
-  const z = f32x4.mul(a, f32x4.splat(0.70710678118654752));
-  const t = f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.splat(0.5), z)));
-  let p = f32x4.splat(0.17087277);
-  p = hf(p, t, -0.82215223);
-  p = hf(p, t, 1.48851587);
-  p = hf(p, t, -1.13520398);
-  p = hf(p, t, 0.27886807);
-  p = hf(p, t, -0.18628806);
-  p = hf(p, t, 0.09678418);
-  p = hf(p, t, 0.37409196);
-  p = hf(p, t, 1.00002368);
-  p = hf(p, t, -1.26551223);
-  return f32x4.mul(f32x4.mul(f32x4.splat(0.5), t), expF32x4(f32x4.sub(p, lo)));
+  const t = erfcT(f32x4.mul(a, f32x4.splat(0.70710678118654752)));
+  return f32x4.mul(f32x4.mul(f32x4.splat(0.5), t), expF32x4(f32x4.sub(erfcPoly(t), lo)));
 }
 
 /**

@@ -33,6 +33,15 @@ function demote2(a: v128, b: v128): v128 {
   return i32x4.shuffle(f32x4.demote_f64x2_zero(a), f32x4.demote_f64x2_zero(b), 0, 1, 4, 5);
 }
 
+/** Lanes 0, 1 (hi false) or 2, 3 (hi true) of g at byte k, times w's (mode 3), as float64. */
+@inline
+function gwPair(mode: i32, gv: v128, pw: usize, k: usize, hi: bool): v128 {
+  const g = hi ? highPair(gv) : lowPair(gv);
+  if (mode != 3) return g;
+  const wv = v128.load(pw + k);
+  return f64x2.mul(g, hi ? highPair(wv) : lowPair(wv));
+}
+
 /** The row's mean and 1 / sqrt(biased variance + eps) into gMean, gRstd. */
 @inline
 function rowStats(p: usize, r: i32, eps: f64): void {
@@ -120,14 +129,9 @@ export function layerNormF32(
       for (; i + 4 <= r; i += 4) {
         const k = <usize>i << 2;
         const v = v128.load(x + k);
-        let gv = v128.load(g + k);
-        let g0 = lowPair(gv);
-        let g1 = highPair(gv);
-        if (mode == 3) {
-          const wv = v128.load(pw + k);
-          g0 = f64x2.mul(g0, lowPair(wv));
-          g1 = f64x2.mul(g1, highPair(wv));
-        }
+        const gv = v128.load(g + k);
+        const g0 = gwPair(mode, gv, pw, k, false);
+        const g1 = gwPair(mode, gv, pw, k, true);
         sg0 = f64x2.add(sg0, g0);
         sg1 = f64x2.add(sg1, g1);
         sx0 = f64x2.add(sx0, f64x2.mul(g0, f64x2.mul(f64x2.sub(lowPair(v), m), rs)));
@@ -150,13 +154,8 @@ export function layerNormF32(
         const k = <usize>i << 2;
         const v = v128.load(x + k);
         const gv = v128.load(g + k);
-        let g0 = lowPair(gv);
-        let g1 = highPair(gv);
-        if (mode == 3) {
-          const wv = v128.load(pw + k);
-          g0 = f64x2.mul(g0, lowPair(wv));
-          g1 = f64x2.mul(g1, highPair(wv));
-        }
+        const g0 = gwPair(mode, gv, pw, k, false);
+        const g1 = gwPair(mode, gv, pw, k, true);
         const h0 = f64x2.mul(f64x2.sub(lowPair(v), m), rs);
         const h1 = f64x2.mul(f64x2.sub(highPair(v), m), rs);
         const a = f64x2.mul(rs, f64x2.sub(f64x2.sub(g0, mg), f64x2.mul(h0, mgx)));
