@@ -40,6 +40,9 @@ bool g_chan = true;
 // Whether strided passes run the direct tiles over phase planes (conv_direct.h) rather than the im2col GEMM.
 // CHAINRULE_CONV_PHASE=0 turns them off, read at every call like CHAINRULE_CONV_SMALL.
 bool g_phase = true;
+// Whether pointwise forward passes on small planes run one product over all images (pointwise_forward_images);
+// CHAINRULE_CONV_IMAGES=0 turns it off, read at every call like CHAINRULE_CONV_SMALL.
+bool g_images = true;
 
 // Whether a forward pass or weight gradient runs the direct tiles: unit stride, or strides the phase planes
 // take, except for 1 x 1 filters (one phase, and the GEMM's larger register tile: the phase planes ran a
@@ -255,6 +258,58 @@ void over_tasks(i64 tasks, F run) {
   }
 }
 
+// B of a product over all images at once: K x (N P), column j = (image j / P, position j % P), element (k, j) at
+// p + (j / P) s0 + k s1 + (j % P) sp. For planes too small for a product per image (7 x 7: 49 columns, two
+// column panels, the filter re-read per image): one product over N P columns keeps the filter's panels in use.
+template <class T>
+struct ImageColumns {
+  const T* p;
+  i64 s0, s1, sp, P;
+  void pack_b(T* dst, i64 k0, i64 kc, i64 j0, i64 n) const {
+    constexpr int NR = Blocking<T>::NR;
+    for (i64 jp = 0; jp < n; jp += NR, dst += kc * NR) {
+      const int cols = (int)imin<i64>(NR, n - jp);
+      const T* src[NR];
+      for (int c = 0; c < cols; c++) {
+        const i64 j = j0 + jp + c;
+        src[c] = p + (j / P) * s0 + (j % P) * sp + k0 * s1;
+      }
+      for (i64 k = 0; k < kc; k++) {
+        T* d = dst + k * NR;
+        const i64 o = k * s1;
+        int c = 0;
+        for (; c < cols; c++) d[c] = src[c][o];
+        for (; c < NR; c++) d[c] = T(0);
+      }
+    }
+  }
+};
+
+// The forward pass of a pointwise layer on small planes: per group one product W_g (Og x Cg) @ [x[0, g] .. x[N-1,
+// g]] (Cg x N P) into a contiguous scratch [Og, N P], then copied into y's planes with the epilogue.
+template <class T>
+bool pointwise_forward_images(const T* xp, const i64* xs, i64 xps, const WeightMat<T>& wm, T* out, const Geo& g,
+                              const Epilogue<T>& ep) {
+  const i64 P = g.H * g.W, NP = g.N * P;
+  T* tmp = static_cast<T*>(scratch(pool_tid(), 5, sizeof(T) * (size_t)(g.Og * NP)));
+  if (!tmp) return false;
+  for (i64 gi = 0; gi < g.G; gi++) {
+    StridedMat<T> la{wm.p + gi * g.Og * wm.rs, wm.rs, wm.cs};
+    la.direct = true;
+    ImageColumns<T> lb{xp + gi * g.Cg * xs[1], xs[0], xs[1], xps, P};
+    if (!gemm<T>(g.Og, NP, g.Cg, la, lb, tmp, NP, true, false)) return false;
+    par_for(g.N * g.Og, imax<i64>(1, 16384 / imax<i64>(P, 1)), [&](i64 b, i64 e, int) {
+      for (i64 t = b; t < e; t++) {
+        const i64 n = t / g.Og, o = t % g.Og;
+        T* y = out + (n * g.O + gi * g.Og + o) * P;
+        std::memcpy(y, tmp + o * NP + n * P, sizeof(T) * (size_t)P);
+        if (ep.any()) ep.apply(y, P, gi * g.Og + o);
+      }
+    });
+  }
+  return true;
+}
+
 template <class T>
 bool pointwise_forward(const T* xp, const i64* xs, i64 xps, const WeightMat<T>& wm, T* out, const Geo& g,
                        const Epilogue<T>& ep) {
@@ -334,9 +389,11 @@ bool conv_forward(const View& x, const View& w, T* out, const Geo& g, const View
   }
   // (planes of under two column panels, e.g. 7 x 7, run faster as direct passes: a product per image then
   // re-reads the whole filter for a few columns; measured 34 against 31 ms for [32, 512, 7, 7] -> 2048 channels)
-  if (pointwise(g) && g.H * g.W >= 2 * NR) {
+  if (pointwise(g)) {
     const i64 xps = merged_stride(xs, g.H, g.W);
-    if (xps != 0) return pointwise_forward<T>(xp, xs, xps, wm, out, g, ep);
+    if (xps != 0 && g.H * g.W >= 2 * NR) return pointwise_forward<T>(xp, xs, xps, wm, out, g, ep);
+    if (xps != 0 && g_images && g.N > 1 && (__int128)g.Og * g.N * g.H * g.W <= ((__int128)1 << 26))
+      return pointwise_forward_images<T>(xp, xs, xps, wm, out, g, ep);
   }
   if (direct_ok(g)) {
     const DGeo d = dgeo<T>(g.Cg, g.H, g.W, g.Og, g.KH, g.KW, g.ph, g.pw, g.dh, g.dw, g.OH, g.OW, g.sh, g.sw);
@@ -770,6 +827,8 @@ Err conv2d(int kind, const View& p, const View& q, const Out& out, const int64_t
   g_small = !(small && small[0] == '0');
   const char* pf = std::getenv("CHAINRULE_CONV_PREFETCH");
   g_prefetch = !(pf && pf[0] == '0');
+  const char* images = std::getenv("CHAINRULE_CONV_IMAGES");
+  g_images = !(images && images[0] == '0');
   const char* phase = std::getenv("CHAINRULE_CONV_PHASE");
   g_phase = !(phase && phase[0] == '0');
   const char* chan = std::getenv("CHAINRULE_CONV_CHAN");

@@ -266,6 +266,14 @@ const CONVS: ConvShape[] = [
   { x: [2, 3, 33, 30], w: [8, 3, 7, 7], p: cp([2, 2], [3, 3], [1, 1], 1) },
   { x: [2, 8, 13, 11], w: [8, 1, 3, 3], p: cp([2, 2], [1, 1], [1, 1], 8) },
   { x: [1, 2, 20, 20], w: [3, 2, 3, 3], p: cp([9, 9], [1, 1], [1, 1], 1) },
+  // pointwise forward passes on planes under 64 positions (native's one product over all images): rows 59, 60, 63
+  // and 64 take contiguous or offset x (the layouts rotate by row), with groups, 7 x 7 planes and 1 x 1 ones
+  { x: [3, 8, 5, 6], w: [12, 8, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1) },
+  { x: [4, 6, 3, 7], w: [8, 3, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 2) },
+  { x: [2, 6, 5, 6], w: [4, 3, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 2) },
+  { x: [1, 4, 3, 3], w: [5, 4, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1) },
+  { x: [5, 40, 7, 7], w: [70, 40, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1) },
+  { x: [3, 3, 1, 1], w: [4, 3, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1) },
 ];
 
 function convOut(c: ConvShape): number[] {
