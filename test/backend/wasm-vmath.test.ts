@@ -124,6 +124,15 @@ function bitSweep(): Float32Array {
 /** Inputs whose results (NaN, an infinity or a signed zero) must be exactly Math's. */
 const SPECIAL = [Number.NaN, Infinity, -Infinity, 0, -0, 1, -1, 2, -2, 1e30, -3e38];
 
+/** SPECIAL, each value in lane `lane` of its own vector, the other lanes 0.3. */
+function specialsInLane(lane: number): Float32Array {
+  const sx = new Float32Array(4 * SPECIAL.length).fill(0.3);
+  SPECIAL.forEach((x, i) => {
+    sx[4 * i + lane] = x;
+  });
+  return sx;
+}
+
 /** Distance in float32 units in the last place between two finite floats (through zero if signs differ). */
 function ulps(a: number, b: number): number {
   const bits = new Int32Array(new Float32Array([a, b]).buffer);
@@ -185,10 +194,7 @@ for (const [op, ref] of Object.entries(REF) as [UnaryOp, (x: number) => number][
     const xs = inputs();
     // the special values alone and in every lane position, each vector also holding ordinary values
     for (let lane = 0; lane < 4; lane++) {
-      const sx = new Float32Array(4 * SPECIAL.length).fill(0.3);
-      SPECIAL.forEach((x, i) => {
-        sx[4 * i + lane] = x;
-      });
+      const sx = specialsInLane(lane);
       const sp = run(op, sx);
       for (let i = 0; i < sx.length; i++) {
         const want = Math.fround(ref(sx[i]));
@@ -486,10 +492,7 @@ test("wasm float32 gelu within 8 ulp and geluDeriv within 4 ulp + 2^-24 (|Phi| +
     assert.ok(worst <= bound, `${op}: ${worst} units at x = ${at}`);
     // specials in every lane: NaN, gelu(-Inf) = NaN, gelu(+Inf) = +Inf, geluDeriv(-Inf) = 0, (+Inf) = 1, signed zeros
     for (let lane = 0; lane < 4; lane++) {
-      const sx = new Float32Array(4 * SPECIAL.length).fill(0.3);
-      SPECIAL.forEach((x, i) => {
-        sx[4 * i + lane] = x;
-      });
+      const sx = specialsInLane(lane);
       const sp = run(op, sx);
       for (let i = 0; i < sx.length; i++) {
         const want = Math.fround(ref(sx[i]));

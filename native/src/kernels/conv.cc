@@ -245,16 +245,17 @@ struct PlaneEpilogue final : BlockEpilogue {
   }
 };
 
-// Runs run(t, par) for t < tasks: over the pool when there are enough tasks (each product on one thread), else
-// one after the other with each product split over the pool.
+// Runs run(t, tid, par) for t < tasks: over the pool when there are enough tasks (each on one thread, tid its
+// pool thread, par false), else one after the other on the calling thread, each split over the pool (par true).
 template <class F>
 void over_tasks(i64 tasks, F run) {
   if (tasks >= 2 * pool_threads()) {
-    par_for(tasks, 1, [&](i64 b, i64 e, int) {
-      for (i64 t = b; t < e; t++) run(t, false);
+    par_for(tasks, 1, [&](i64 b, i64 e, int tid) {
+      for (i64 t = b; t < e; t++) run(t, tid, false);
     });
   } else {
-    for (i64 t = 0; t < tasks; t++) run(t, true);
+    const int caller = pool_tid();
+    for (i64 t = 0; t < tasks; t++) run(t, caller, true);
   }
 }
 
@@ -315,7 +316,7 @@ bool pointwise_forward(const T* xp, const i64* xs, i64 xps, const WeightMat<T>& 
                        const Epilogue<T>& ep) {
   const i64 P = g.H * g.W;
   bool ok = true;
-  over_tasks(g.N * g.G, [&](i64 t, bool par) {
+  over_tasks(g.N * g.G, [&](i64 t, int, bool par) {
     const i64 n = t / g.G, gi = t % g.G;
     StridedMat<T> la{wm.p + gi * g.Og * wm.rs, wm.rs, wm.cs};
     la.direct = true;
@@ -332,7 +333,7 @@ template <class T>
 bool pointwise_back_input(const T* dp, const i64* ds, i64 dps, const WeightMat<T>& wm, T* out, const Geo& g) {
   const i64 P = g.H * g.W;
   bool ok = true;
-  over_tasks(g.N * g.G, [&](i64 t, bool par) {
+  over_tasks(g.N * g.G, [&](i64 t, int, bool par) {
     const i64 n = t / g.G, gi = t % g.G;
     StridedMat<T> la{wm.p + gi * g.Og * wm.rs, wm.cs, wm.rs};  // W_g^T: element (c, o) = w[g*Og + o, c]
     StridedMat<T> lb{dp + n * ds[0] + gi * g.Og * ds[1], ds[1], dps};
@@ -348,7 +349,7 @@ bool pointwise_back_weight(const T* xp, const i64* xs, i64 xps, const T* dp, con
   T* part = chunks > 1 ? static_cast<T*>(scratch(pool_tid(), 3, sizeof(T) * (size_t)(chunks * wsize))) : out;
   if (!part) return false;
   bool ok = true;
-  over_tasks(chunks * g.G, [&](i64 t, bool par) {
+  over_tasks(chunks * g.G, [&](i64 t, int, bool par) {
     const i64 chunk = t / g.G, gi = t % g.G;
     T* c = part + chunk * wsize + gi * g.Og * g.Cg;
     const i64 n0 = chunk * per, n1 = imin(g.N, n0 + per);
@@ -410,13 +411,7 @@ bool conv_forward(const View& x, const View& w, T* out, const Geo& g, const View
     Im2colCols<T> lb{xp + gi * g.Cg * xs[1], xs[0], xs[1], xs[2], xs[3], Ppad, &g};
     if (!gemm_mapped<T>(g.Og, g.N * Ppad, Kd, la, lb, out + gi * g.Og * P, P, cm, par, false)) ok = false;
   };
-  if (g.G >= 2 * pool_threads()) {
-    par_for(g.G, 1, [&](i64 b, i64 e, int) {
-      for (i64 t = b; t < e; t++) run(t, false);
-    });
-  } else {
-    for (i64 t = 0; t < g.G; t++) run(t, true);
-  }
+  over_tasks(g.G, [&](i64 t, int, bool par) { run(t, par); });
   if (ok && ep.any()) {  // the epilogue as a pass over each (image, channel) plane
     par_for(g.N * g.O, imax<i64>(1, 32768 / imax<i64>(P, 1)), [&](i64 b, i64 e, int) {
       for (i64 t = b; t < e; t++) ep.apply(out + t * P, P, t % g.O);
@@ -460,14 +455,7 @@ bool conv_back_weight_direct(const T* xp, const i64* xs, const T* dp, const i64*
         direct_wgrad_image<T, MR, NV>(xpad, off, dyT, LD, d, acc, 0, ktiles);
     }
   };
-  const i64 tasks = chunks * g.G;
-  if (tasks >= 2 * pool_threads()) {
-    par_for(tasks, 1, [&](i64 b, i64 e, int tid) {
-      for (i64 t = b; t < e; t++) task(t, tid, false);
-    });
-  } else {
-    for (i64 t = 0; t < tasks; t++) task(t, caller, true);
-  }
+  over_tasks(chunks * g.G, task);
   if (!ok) return false;
   // out[(gi * Og + o) * K + k] = sum over chunks of part[(chunk, gi)][k * LD + o], in two passes: the chunks'
   // partials summed into chunk 0's in chunk order (0 + p0 + p1 + ..., as one sum from zero: -0 partials give
@@ -536,14 +524,7 @@ bool conv_back_weight_small(const T* xp, const i64* xs, const T* dp, const i64* 
     }
     small_wgrad_reduce<T, MK>(acc, d, part + t * wsize);
   };
-  const i64 tasks = chunks * g.G;
-  if (tasks >= 2 * pool_threads()) {
-    par_for(tasks, 1, [&](i64 b, i64 e, int tid) {
-      for (i64 t = b; t < e; t++) task(t, tid, false);
-    });
-  } else {
-    for (i64 t = 0; t < tasks; t++) task(t, caller, true);
-  }
+  over_tasks(chunks * g.G, task);
   if (!ok) return false;
   // out[(gi * Og + o) * K + k] = sum over chunks of part[(chunk, gi)][o * K + k]
   par_for(g.O * d.K, 4096, [&](i64 b, i64 e, int) {
@@ -603,14 +584,7 @@ bool conv_back_weight(const View& x, const View& dy, T* out, const Geo& g) {
     T* c = part + chunk * wsize + gi * g.Og * CKK;
     if (!gemm<T>(g.Og, CKK, (n1 - n0) * P, la, lb, c, CKK, par, false)) ok = false;
   };
-  const i64 tasks = chunks * g.G;
-  if (tasks >= 2 * pool_threads()) {
-    par_for(tasks, 1, [&](i64 b, i64 e, int) {
-      for (i64 t = b; t < e; t++) run(t / g.G, t % g.G, false);
-    });
-  } else {
-    for (i64 t = 0; t < tasks; t++) run(t / g.G, t % g.G, true);
-  }
+  over_tasks(chunks * g.G, [&](i64 t, int, bool par) { run(t / g.G, t % g.G, par); });
   if (chunks > 1) {
     par_for(wsize, 4096, [&](i64 b, i64 e, int) {
       for (i64 i = b; i < e; i++) {
@@ -697,7 +671,6 @@ bool conv_back_input(const View& dy, const View& w, T* out, const Geo& g) {
   // dy[n, o] as a matrix row needs (oh, ow) to merge into one stride; otherwise go through a copy.
   const bool merged = g.OH == 1 || ds[2] == g.OW * ds[3];
   const i64 tasks = g.N * g.G;
-  const bool per_task = tasks >= 2 * pool_threads();
   bool ok = true;
   auto run = [&](i64 t, bool par) {
     const i64 n = t / g.G, gi = t % g.G;
@@ -730,13 +703,7 @@ bool conv_back_input(const View& dy, const View& w, T* out, const Geo& g) {
     std::memset(dx, 0, sizeof(T) * (size_t)(g.Cg * HW));
     col2im(cols, dx, g);
   };
-  if (per_task) {
-    par_for(tasks, 1, [&](i64 b, i64 e, int) {
-      for (i64 t = b; t < e; t++) run(t, false);
-    });
-  } else {
-    for (i64 t = 0; t < tasks; t++) run(t, true);
-  }
+  over_tasks(tasks, [&](i64 t, int, bool par) { run(t, par); });
   return ok;
 }
 
