@@ -15,8 +15,8 @@
  *                      "--max-semi-space-size=32" (see NODE_FLAGS below); --node-flags "" runs Node's defaults
  * Env: BENCH_INSTALL_TORCH=1 lets the bench `apt-get install` python3-torch and OpenBLAS when missing.
  *
- * The parent generates the inputs once (bench/workloads.ts), then runs each variant in its own child process
- * (bench/child.ts, bench/torch_bench.py) one after the other, and prints one table per case.
+ * The parent generates the inputs once (bench/workloads.ts), then runs each workload in every variant in turn, each
+ * in a child process of its own (bench/child.ts, bench/torch_bench.py), and prints one table per case.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -391,6 +391,7 @@ async function main(): Promise<void> {
   const torchWhy = o.fws.some((f) => f.kind === "torch") ? torchStatus() : null;
   const t0 = performance.now();
   try {
+    const live: { spec: FrameworkSpec; info: FwInfo; onRec: (r: Rec) => void }[] = [];
     for (const [i, spec] of o.fws.entries()) {
       const info = infos[i];
       if (spec.kind === "torch" && torchWhy !== null) {
@@ -398,8 +399,6 @@ async function main(): Promise<void> {
         console.log(`[${spec.id}] unavailable: ${torchWhy}`);
         continue;
       }
-      const ts = performance.now();
-      console.log(`[${spec.id}] starting`);
       const onRec = (r: Rec) => {
         if (r.type === "info") {
           // every process of the framework (one per workload) says the same; keep the first and any fatal notes
@@ -424,24 +423,39 @@ async function main(): Promise<void> {
           console.log(`[${spec.id}] ${c.id}: ${summary(c, res)}`);
         }
       };
-      // One process per workload (its cases together, e.g. the four sgemm sizes), as a user's program trains one
-      // model: V8's inline caches and optimized code then serve that model only (after the CNN and Transformer
-      // cases in one process, the eager LSTM step measured 21.8 ms against 15.9 in a process of its own).
-      for (const w of new Set(cases.filter((c) => c.workload !== "e2e").map((c) => c.workload))) {
-        if (info.unavailable !== undefined) break;
-        const ids = cases.filter((c) => c.workload === w).map((c) => c.id);
-        await runChild(spec, inputs, ids, o, onRec);
+      live.push({ spec, info, onRec });
+    }
+    // Workload by workload, every framework in turn, so that the runs a ratio compares are minutes apart at most.
+    // (Run framework by framework, a whole bench apart, they fell in different stretches of a host whose speed
+    // wanders by 10-30% over the half hour: PyTorch's MLP step measured 3.68, 4.01 and 5.26 ms in three runs of
+    // one day on the Intel Xeon of sessions 26-31.)
+    // One process per workload (its cases together, e.g. the four sgemm sizes), as a user's program trains one
+    // model: V8's inline caches and optimized code then serve that model only (after the CNN and Transformer
+    // cases in one process, the eager LSTM step measured 21.8 ms against 15.9 in a process of its own).
+    for (const w of new Set(cases.filter((c) => c.workload !== "e2e").map((c) => c.workload))) {
+      const tw = performance.now();
+      const ids = cases.filter((c) => c.workload === w).map((c) => c.id);
+      for (const { spec, info, onRec } of live) {
+        if (info.unavailable === undefined) await runChild(spec, inputs, ids, o, onRec);
       }
-      // The end-to-end row is a user's training script: each run gets a fresh process of its own, for every
-      // framework, so that no earlier case's heap, compiled code or allocator state carries over.
-      for (const c of cases.filter((x) => x.workload === "e2e")) {
-        for (let run = 0; run < E2E_RUNS && info.unavailable === undefined; run++) {
-          await runChild(spec, inputs, [c.id], o, onRec);
+      console.log(`[${w}] done in ${((performance.now() - tw) / 1000).toFixed(1)} s`);
+    }
+    // The end-to-end row is a user's training script: each run gets a fresh process of its own, for every
+    // framework, so that no earlier case's heap, compiled code or allocator state carries over. The frameworks
+    // take turns run by run (A, B, C, A, B, C, ...), so that the host's drift hits each alike.
+    for (const c of cases.filter((x) => x.workload === "e2e")) {
+      const tw = performance.now();
+      for (let run = 0; run < E2E_RUNS; run++) {
+        for (const { spec, info, onRec } of live) {
+          if (info.unavailable !== undefined) continue;
           const got = results.get(c.id)?.get(spec.id);
-          if (got === undefined || !("e2e" in got) || got.e2e.seconds > E2E_REPEAT_UNDER_S) break;
+          // a framework whose first run failed or was slow (TF.js cpu takes about 90 s) runs once
+          if (run > 0 && (got === undefined || !("e2e" in got) || got.e2e.seconds > E2E_REPEAT_UNDER_S))
+            continue;
+          await runChild(spec, inputs, [c.id], o, onRec);
         }
       }
-      console.log(`[${spec.id}] done in ${((performance.now() - ts) / 1000).toFixed(1)} s`);
+      console.log(`[${c.id}] done in ${((performance.now() - tw) / 1000).toFixed(1)} s`);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
