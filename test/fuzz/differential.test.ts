@@ -13,20 +13,10 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Backend } from "../../src/backend/backend.ts";
 import { jsBackend } from "../../src/backend/js/index.ts";
-import { loadBackend, setBackend, tensor } from "../../src/node.ts";
-import { type Case, drawCase } from "./cases.ts";
-import {
-  build,
-  compare,
-  describeInput,
-  EPS,
-  type Input,
-  magnitude,
-  type Outcome,
-  outcome,
-  prng,
-  size,
-} from "./gen.ts";
+import { loadBackend, setBackend } from "../../src/node.ts";
+import { drawCase } from "./cases.ts";
+import { prng } from "./gen.ts";
+import { backward, cotangent, type Finding, forward, runCase } from "./run.ts";
 
 const SEEDS = [11, 23, 37, 41, 59, 67];
 const CASES_PER_SEED = 6000;
@@ -37,64 +27,10 @@ function backend(name: string): Backend {
   return b;
 }
 
-/** Run the case's forward pass on backend `b`. */
-function forward(b: Backend, c: Case): Outcome {
-  setBackend(b);
-  return outcome(() => c.run(c.inputs.map((i) => build(i).view)));
-}
-
-/** The seed cotangent u: multiples of 1/8 in [-2, 2] (exact in every float dtype; zeros included). */
-function cotangent(seed: number, shape: readonly number[]): number[] {
-  const rng = prng(seed);
-  return Array.from({ length: size(shape) }, () => Math.round((rng() * 4 - 2) * 8) / 8);
-}
-
-/** Gradients of sum(op(x) * u) with respect to the base storage of every float input, on backend `b`. */
-function backward(b: Backend, c: Case, seed: number, outShape: number[]): Outcome {
-  setBackend(b);
-  const u = cotangent(seed, outShape);
-  return outcome(() => {
-    const float = (i: Input) => i.dtype === "float32" || i.dtype === "float64";
-    const built = c.inputs.map((i) => build(i, float(i)));
-    const y = c.run(built.map((b) => b.view));
-    y.mul(tensor(u.length === 0 ? [] : u, { dtype: y.dtype }).reshape(outShape))
-      .sum()
-      .backward();
-    // an input left without a gradient on one backend only is a difference too: a marker no gradient equals
-    return built.filter((_, i) => float(c.inputs[i])).map((b) => b.leaf.grad ?? tensor([Number.NaN, -1, -2]));
-  });
-}
-
-interface Finding {
-  where: string;
-  what: string;
-}
-
-/** Run case `index` of `seed` on every backend; return what differs from js. */
-function runCase(seed: number, index: number, others: Backend[]): Finding[] {
+/** Case `index` of `seed`, run on every backend against js. */
+function caseAt(seed: number, index: number, others: Backend[]): Finding[] {
   const caseSeed = seed * 100003 + index;
-  const c = drawCase(prng(caseSeed));
-  const label = `seed ${seed} case ${index}: ${c.name} on ${c.inputs.map(describeInput).join(", ")}`;
-  const found: Finding[] = [];
-  const want = forward(jsBackend, c);
-  const atol = (dt: string) => 8 * (EPS[dt] ?? 0) * c.scale;
-  for (const b of others) {
-    const got = forward(b, c);
-    const d = compare(got, want, c.ulps, want.ok ? atol(want.dtype) : 0);
-    if (d !== null) found.push({ where: `${label} [${b.name}]`, what: d });
-  }
-  if (c.grad && want.ok) {
-    const gWant = backward(jsBackend, c, caseSeed + 1, want.shape);
-    const m = magnitude(c.inputs);
-    // a gradient sums up to (terms of the forward) x (cotangent <= 2) products per element
-    const gAtol = (dt: string) => 64 * (EPS[dt] ?? 0) * (c.scale + m) * Math.max(1, m);
-    for (const b of others) {
-      const got = backward(b, c, caseSeed + 1, want.shape);
-      const d = compare(got, gWant, 4 * c.ulps + 8, gWant.ok ? gAtol(gWant.dtype) : 0);
-      if (d !== null) found.push({ where: `${label} [${b.name}, gradient]`, what: d });
-    }
-  }
-  return found;
+  return runCase(drawCase(prng(caseSeed)), caseSeed, `seed ${seed} case ${index}`, others);
 }
 
 const only = process.env.CHAINRULE_FUZZ_CASE;
@@ -127,7 +63,7 @@ for (const seed of SEEDS) {
       for (let i = 0; i < CASES_PER_SEED; i++) {
         if (only !== undefined && Number(only.split(":")[1]) !== i) continue;
         if (only !== undefined) printCase(seed, i, others);
-        found.push(...runCase(seed, i, others));
+        found.push(...caseAt(seed, i, others));
       }
     } finally {
       setBackend(prev);
@@ -163,7 +99,7 @@ test("the fuzzer notices a wrong kernel: a 1e-5 relative error in exp, a NaN fro
   const prev = setBackend("js");
   const found: Finding[] = [];
   try {
-    for (let i = 0; i < 800; i++) found.push(...runCase(11, i, [broken])); // a fixed seed: its cases include exp and max
+    for (let i = 0; i < 800; i++) found.push(...caseAt(11, i, [broken])); // a fixed seed: its cases include exp and max
   } finally {
     setBackend(prev);
   }

@@ -1,0 +1,117 @@
+/**
+ * Seeded differential fuzzer for conv2d over the layer shapes whose kernels differ on the native backend: strides
+ * up to 9 (the phase planes serve strides up to 8 for filters wider than 1x1), filters up to 7x7, dilation,
+ * wide and asymmetric padding, pointwise layers (1x1, no padding, unit stride: products per image, or one
+ * product over all images on small planes), depthwise layers and channel multipliers (one output channel per
+ * group has tiles of its own), groups, channel counts past the register tiles, a bias and a fused activation,
+ * inputs in every layout. Each case runs forward and backward (the gradients of sum(conv(x, w, b) * u) with
+ * respect to x, w and b) on native in every instruction-set build this CPU runs with 1 and 2 threads, and on
+ * wasm, against the js reference (test/fuzz/run.ts: same shapes, values within an ulp- and magnitude-aware
+ * tolerance, the same error class).
+ *
+ * The seeds are fixed (CHAINRULE_FUZZ_SEEDS=a,b,... runs others); a failure names the seed and case index.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { DType } from "../../src/dtype.ts";
+import * as C from "../../src/index.ts";
+import { setBackend } from "../../src/node.ts";
+import { restoreDefaults, TARGETS } from "../backend/conformance/targets.ts";
+import type { Case } from "./cases.ts";
+import { input, int, magnitude, pick, prng, type Rng, type Values } from "./gen.ts";
+import { type Finding, type FuzzTarget, runCase } from "./run.ts";
+
+const SEEDS = (process.env.CHAINRULE_FUZZ_SEEDS ?? "5,17,29").split(",").map(Number);
+const CASES_PER_SEED = 120;
+
+/** One convolution layer drawn from the shapes the native kernels tell apart. */
+function wideConv(rng: Rng): Case {
+  const kind = pick(rng, ["dense", "dense", "pointwise", "depthwise", "grouped", "strided"] as const);
+  let groups = 1;
+  let cg = int(rng, 1, 6);
+  let og = int(rng, 1, 12);
+  let [kh, kw] = [int(rng, 1, 7), int(rng, 1, 7)];
+  let stride = [int(rng, 1, 3), int(rng, 1, 3)];
+  let dilation = rng() < 0.2 ? [int(rng, 1, 3), int(rng, 1, 3)] : [1, 1];
+  let padding = [int(rng, 0, kh), int(rng, 0, kw)];
+  if (kind === "pointwise") {
+    [kh, kw] = [1, 1];
+    stride = rng() < 0.8 ? [1, 1] : [2, 2];
+    dilation = [1, 1];
+    padding = [0, 0];
+    groups = rng() < 0.3 ? int(rng, 2, 4) : 1;
+    cg = int(rng, 1, 40);
+    og = int(rng, 1, 40);
+  } else if (kind === "depthwise") {
+    cg = 1;
+    groups = int(rng, 1, 12);
+    og = rng() < 0.7 ? 1 : int(rng, 2, 3);
+    stride = rng() < 0.5 ? [1, 1] : [2, 2];
+  } else if (kind === "grouped") {
+    groups = int(rng, 2, 4);
+  } else if (kind === "strided") {
+    stride = [int(rng, 2, 9), int(rng, 2, 9)];
+  }
+  const ext = (k: number, d: number, p: number) => Math.max(1, d * (k - 1) + 1 - 2 * p);
+  // planes from one output row or column up to past 64 positions (the pointwise paths switch there)
+  const h = ext(kh, dilation[0], padding[0]) + int(rng, 0, kind === "pointwise" ? 12 : 14);
+  const w = ext(kw, dilation[1], padding[1]) + int(rng, 0, kind === "pointwise" ? 12 : 14);
+  const n = int(rng, 1, 3);
+  const dt: DType = rng() < 0.8 ? "float32" : "float64";
+  const vals: Values = rng() < 0.1 ? "special" : "plain";
+  const inputs = [
+    input(rng, [n, cg * groups, h, w], dt, vals),
+    input(rng, [og * groups, cg, kh, kw], dt, vals, rng() < 0.7 ? "contiguous" : undefined),
+  ];
+  if (rng() < 0.4) inputs.push(input(rng, [og * groups], dt, vals, "contiguous"));
+  const act = rng() < 0.2 ? pick(rng, ["relu", "tanh", "sigmoid"] as const) : undefined;
+  const mg = magnitude(inputs);
+  return {
+    name:
+      `conv2d ${kind} groups ${groups} stride ${stride} padding ${padding} dilation ${dilation}` +
+      `${inputs.length > 2 ? " bias" : ""}${act ? ` ${act}` : ""}`,
+    inputs,
+    run: ([x, wt, b]) =>
+      C.conv2d(x, wt, b ?? null, {
+        stride: [stride[0], stride[1]],
+        padding: [padding[0], padding[1]],
+        dilation: [dilation[0], dilation[1]],
+        groups,
+        activation: act,
+      }),
+    scale: (cg * kh * kw + 1) * mg * mg,
+    ulps: 8,
+    grad: true,
+  };
+}
+
+const targets: FuzzTarget[] = TARGETS.map((t) => ({
+  name: t.label,
+  backend: t.backend,
+  enter: () => t.enter(),
+}));
+
+for (const seed of SEEDS) {
+  test(`conv2d fuzz: seed ${seed}, ${CASES_PER_SEED} layers, native (every ISA, 1 and 2 threads) and wasm against js`, () => {
+    const prev = setBackend("js");
+    const found: Finding[] = [];
+    try {
+      for (let i = 0; i < CASES_PER_SEED; i++) {
+        const caseSeed = seed * 100003 + i;
+        found.push(...runCase(wideConv(prng(caseSeed)), caseSeed, `seed ${seed} case ${i}`, targets));
+      }
+    } finally {
+      restoreDefaults();
+      setBackend(prev);
+    }
+    assert.equal(
+      found.length,
+      0,
+      `${found.length} disagreement(s) with the js reference:\n` +
+        found
+          .slice(0, 20)
+          .map((f) => `${f.where}\n    ${f.what}`)
+          .join("\n"),
+    );
+  });
+}
