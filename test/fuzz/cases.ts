@@ -300,17 +300,33 @@ function conv(rng: Rng): Case {
   if (rng() < 0.3) inputs.push(input(rng, [og * groups], dt, kind));
   noProductOverflow(inputs);
   const act = rng() < 0.2 ? pick(rng, ["relu", "tanh", "sigmoid"] as const) : undefined;
+  return convCase(`conv2d groups ${groups}`, inputs, { stride, padding, dilation, groups, act });
+}
+
+/** The layer of a conv2d case: strides, padding and dilation per axis, groups, a fused activation. */
+export interface ConvLayer {
+  stride: number[];
+  padding: number[];
+  dilation: number[];
+  groups: number;
+  act?: "relu" | "tanh" | "sigmoid";
+}
+
+/** A conv2d case on inputs [x, w] or [x, w, b] (shared with conv-wide.test.ts). */
+export function convCase(label: string, inputs: Input[], l: ConvLayer): Case {
+  const [, cg, kh, kw] = inputs[1].shape;
   const mg = magnitude(inputs);
+  const { stride, padding, dilation } = l;
   return {
-    name: `conv2d groups ${groups} stride ${stride} padding ${padding} dilation ${dilation}${act ? ` ${act}` : ""}`,
+    name: `${label} stride ${stride} padding ${padding} dilation ${dilation}${l.act ? ` ${l.act}` : ""}`,
     inputs,
     run: ([x, wt, b]) =>
       C.conv2d(x, wt, b ?? null, {
         stride: [stride[0], stride[1]],
         padding: [padding[0], padding[1]],
         dilation: [dilation[0], dilation[1]],
-        groups,
-        activation: act,
+        groups: l.groups,
+        activation: l.act,
       }),
     scale: (cg * kh * kw + 1) * mg * mg,
     ulps: 8,

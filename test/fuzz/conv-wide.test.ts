@@ -14,11 +14,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { DType } from "../../src/dtype.ts";
-import * as C from "../../src/index.ts";
 import { setBackend } from "../../src/node.ts";
 import { restoreDefaults, TARGETS } from "../backend/conformance/targets.ts";
-import type { Case } from "./cases.ts";
-import { input, int, magnitude, pick, prng, type Rng, type Values } from "./gen.ts";
+import { type Case, convCase } from "./cases.ts";
+import { input, int, pick, prng, type Rng, type Values } from "./gen.ts";
 import { type Finding, type FuzzTarget, runCase } from "./run.ts";
 
 const SEEDS = (process.env.CHAINRULE_FUZZ_SEEDS ?? "5,17,29").split(",").map(Number);
@@ -65,24 +64,8 @@ function wideConv(rng: Rng): Case {
   ];
   if (rng() < 0.4) inputs.push(input(rng, [og * groups], dt, vals, "contiguous"));
   const act = rng() < 0.2 ? pick(rng, ["relu", "tanh", "sigmoid"] as const) : undefined;
-  const mg = magnitude(inputs);
-  return {
-    name:
-      `conv2d ${kind} groups ${groups} stride ${stride} padding ${padding} dilation ${dilation}` +
-      `${inputs.length > 2 ? " bias" : ""}${act ? ` ${act}` : ""}`,
-    inputs,
-    run: ([x, wt, b]) =>
-      C.conv2d(x, wt, b ?? null, {
-        stride: [stride[0], stride[1]],
-        padding: [padding[0], padding[1]],
-        dilation: [dilation[0], dilation[1]],
-        groups,
-        activation: act,
-      }),
-    scale: (cg * kh * kw + 1) * mg * mg,
-    ulps: 8,
-    grad: true,
-  };
+  const label = `conv2d ${kind} groups ${groups}${inputs.length > 2 ? " bias" : ""}`;
+  return convCase(label, inputs, { stride, padding, dilation, groups, act });
 }
 
 const targets: FuzzTarget[] = TARGETS.map((t) => ({
