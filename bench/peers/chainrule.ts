@@ -290,6 +290,11 @@ function cpuPeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
         return { skip: "js reference: skipped at n=1024 (seconds per product)" };
       const ta = tensor(a, { shape: [n, n] });
       const tb = tensor(b, { shape: [n, n] });
+      if (useJit) {
+        // the jit variants time the product as a jitted function (the program's dispatch and its output buffer)
+        const mm = jit((x: Tensor, y: Tensor) => x.matmul(y));
+        return () => readOne((mm(ta, tb) as Tensor).index(0, 0), dev);
+      }
       return () => readOne(ta.matmul(tb).index(0, 0), dev);
     },
     bf16Gemm(n: number, a: Float32Array, b: Float32Array): Step | Skip {
