@@ -33,6 +33,7 @@ import {
   functionalCall,
   Linear,
   LSTM,
+  loadModuleState,
   MaxPool2d,
   Module,
   ReLU,
@@ -41,7 +42,7 @@ import {
 } from "../../src/nn/index.ts";
 import { CharTransformer } from "../../src/cli/text-model.ts";
 import { _attention } from "../../src/nn/attention.ts";
-import { Adam } from "../../src/optim/index.ts";
+import { Adam, functional as optFunctional, makeTrainStep } from "../../src/optim/index.ts";
 import type { Step } from "../harness.ts";
 import {
   type AttnData,
@@ -302,6 +303,10 @@ function cpuPeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
         return { skip: "js reference: skipped at n=1024 (seconds per product)" };
       const ta = tensor(a, { shape: [n, n] }).to("bfloat16");
       const tb = tensor(b, { shape: [n, n] }).to("bfloat16");
+      if (useJit) {
+        const mm = jit((x: Tensor, y: Tensor) => x.matmul(y));
+        return () => (mm(ta, tb) as Tensor).index(0, 0).item();
+      }
       return () => ta.matmul(tb).index(0, 0).item();
     },
     bf16MlpStep(d: MlpData): Step | Skip {
@@ -370,19 +375,21 @@ function cpuPeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
       const p = mlpParams(d);
       const x = tensor(d.x, { shape: [d.batch, 784] });
       const y1h = oneHot10(d);
-      const perEx = vmap(
+      const perEx0 = vmap(
         grad((q: MlpParams, xi: Tensor, yi: Tensor) => mlpLoss(q, xi, yi, 1)),
         {
           inAxes: [null, 0, 0],
         },
       );
+      const perEx = useJit ? jit(perEx0) : perEx0;
       return () => (perEx(p, x, y1h) as MlpParams)[2].b.index(5, 3).item();
     },
     batchedGrad(d: MlpData): Step {
       const p = mlpParams(d);
       const x = tensor(d.x, { shape: [d.batch, 784] });
       const y1h = oneHot10(d);
-      const g = grad((q: MlpParams) => mlpLoss(q, x, y1h, d.batch));
+      const g0 = grad((q: MlpParams) => mlpLoss(q, x, y1h, d.batch));
+      const g = useJit ? jit(g0) : g0;
       return () => (g(p) as MlpParams)[2].b.index(3).item();
     },
     attention(d: AttnData, fused: boolean, peakMemory = false, low?: "bfloat16"): Step {
@@ -395,7 +402,10 @@ function cpuPeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
         low === undefined
           ? attn0
           : (a: Tensor, b: Tensor, c: Tensor) => autocast({ dtype: low }, () => attn0(a, b, c));
-      const g = grad((a: Tensor, b: Tensor, c: Tensor) => attn(a, b, c).mul(w).sum(), { argnums: [0, 1, 2] });
+      const g0 = grad((a: Tensor, b: Tensor, c: Tensor) => attn(a, b, c).mul(w).sum(), {
+        argnums: [0, 1, 2],
+      });
+      const g = useJit ? jit(g0) : g0;
       const step = () => (g(q, k, v) as Tensor[])[0].index(0, 0, 0, 0).item();
       if (!peakMemory) return step;
       return () => {
@@ -410,7 +420,8 @@ function cpuPeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
         return (hwm * 1024 - before) / 2 ** 20;
       };
     },
-    dispatchAdd(k: number): Step {
+    dispatchAdd(k: number): Step | Skip {
+      if (useJit) return { skip: "the eager dispatch row (the jitted x*y+z row below times jit's dispatch)" };
       const zero = tensor([0]);
       const one = tensor([1]);
       return () => {
@@ -446,9 +457,15 @@ function cpuPeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
       const p: [Tensor, Tensor, Tensor] = [tensor(2), tensor(3), tensor(1)];
       const t: [Tensor, Tensor, Tensor] = [tensor(1), tensor(1), tensor(1)];
       const f = (x: Tensor, y: Tensor, z: Tensor) => x.mul(y).add(z);
+      const fj = jit((x: Tensor, y: Tensor, z: Tensor, tx: Tensor, ty: Tensor, tz: Tensor) =>
+        jvp(f, [x, y, z], [tx, ty, tz]),
+      );
+      const once = useJit
+        ? () => fj(p[0], p[1], p[2], t[0], t[1], t[2]) as [Tensor, Tensor]
+        : () => jvp(f, p, t);
       return () => {
         let r: [Tensor, Tensor] | null = null;
-        for (let i = 0; i < k; i++) r = jvp(f, p, t);
+        for (let i = 0; i < k; i++) r = once();
         return r === null ? Number.NaN : r[1].item();
       };
     },
@@ -457,15 +474,37 @@ function cpuPeer(variant: ChainruleVariant, opts: AdapterOpts): Peer {
       const X = tensor(d.images, { shape: [d.n, 784] });
       const Y = tensor(d.labels, { dtype: "int32" });
       const model = mlp(d.layers);
-      const opt = new Adam(model.parameters(), { lr: d.lr });
       const steps = Math.floor(d.n / d.batch);
       let loss: Tensor | null = null;
       const t0 = performance.now();
-      for (let e = 0; e < d.epochs; e++) {
-        for (let s = 0; s < steps; s++) {
-          const start = e * d.n + s * d.batch;
-          const idx = tensor(d.perm.subarray(start, start + d.batch));
-          loss = trainStep(model, opt, X.indexSelect(0, idx), Y.indexSelect(0, idx));
+      if (useJit) {
+        // the library's jitted functional step (forward, backward and Adam in one program; state donated), the
+        // targets one-hot (a traced loss cannot check int32 class indices on the host)
+        const Y1h = Y.unsqueeze(1)
+          .eq(arange(10, undefined, 1, { dtype: "int32" }))
+          .to("float32");
+        const step = makeTrainStep(
+          model,
+          (out: Tensor, y1h: Tensor) => out.logSoftmax(-1).mul(y1h).sum().neg().div(d.batch),
+          optFunctional.adam({ lr: d.lr }),
+        );
+        let state = step.init();
+        for (let e = 0; e < d.epochs; e++) {
+          for (let s = 0; s < steps; s++) {
+            const start = e * d.n + s * d.batch;
+            const idx = tensor(d.perm.subarray(start, start + d.batch));
+            [loss, state] = step(state, X.indexSelect(0, idx), Y1h.indexSelect(0, idx));
+          }
+        }
+        loadModuleState(model, state);
+      } else {
+        const opt = new Adam(model.parameters(), { lr: d.lr });
+        for (let e = 0; e < d.epochs; e++) {
+          for (let s = 0; s < steps; s++) {
+            const start = e * d.n + s * d.batch;
+            const idx = tensor(d.perm.subarray(start, start + d.batch));
+            loss = trainStep(model, opt, X.indexSelect(0, idx), Y.indexSelect(0, idx));
+          }
         }
       }
       const finalLoss = loss === null ? Number.NaN : loss.item();

@@ -192,8 +192,19 @@ struct Prog {
   Ins* ins = nullptr;
   Iter<2>* iters = nullptr;  // per input, over (input strides, output strides)
   int* input_mode = nullptr;   // per input: M_FIXED, M_FLAT or M_GATHER
+  // plan()'s space: the fixed values (ninstr of float64 at most), then last_use and the free list (ninstr ints
+  // each)
+  void* fixed = nullptr;
+  // The memory of all of the above: `small` for short programs of few inputs (the common case; a one-element
+  // jitted x * y + z paid two malloc / free pairs per call), else one malloc.
   void* mem = nullptr;
-  ~Prog() { std::free(mem); }
+  alignas(64) char small[4096];
+  Prog() = default;
+  Prog(const Prog&) = delete;  // the pointers above may point into `small`
+  Prog& operator=(const Prog&) = delete;
+  ~Prog() {
+    if (mem != small) std::free(mem);
+  }
 };
 
 // Decode and check the program against the inputs; class the inputs. nullptr or the problem.
@@ -275,12 +286,14 @@ Err decode(int nd, const int64_t* shape, const View& code, const View& consts, c
     }
     P.out_data[j] = static_cast<char*>(v.data) + (size_t)v.offset * es;
   }
-  const size_t bytes = sizeof(Ins) * P.ninstr + sizeof(Iter<2>) * in.n + sizeof(int) * in.n;
-  P.mem = std::malloc(bytes);
+  const size_t fixed_bytes = (sizeof(double) + 2 * sizeof(int)) * (size_t)P.ninstr;
+  const size_t bytes = sizeof(Ins) * P.ninstr + sizeof(Iter<2>) * in.n + fixed_bytes + sizeof(int) * in.n;
+  P.mem = bytes <= sizeof(P.small) ? static_cast<void*>(P.small) : std::malloc(bytes);
   if (!P.mem) return "out of memory";
   P.ins = static_cast<Ins*>(P.mem);
   P.iters = reinterpret_cast<Iter<2>*>(P.ins + P.ninstr);
-  P.input_mode = reinterpret_cast<int*>(P.iters + in.n);
+  P.fixed = P.iters + in.n;  // (8-byte aligned: Iter's members are)
+  P.input_mode = reinterpret_cast<int*>(static_cast<char*>(P.fixed) + fixed_bytes);
   const i64 nconst = consts.shape[0];
   int reads = 0;  // 1 + the largest input index read
   for (int i = 0; i < P.ninstr; i++) {
@@ -1072,13 +1085,9 @@ bool run_compiled(const Prog& P, const Views& in, const T* fixed, i64 n) {
 template <class T>
 Err fused_typed(const View& consts, const Views& in, i64 n, Prog& P, T* red_out) {
   // fixed values, then (as ints) last_use and the free list of plan()
-  T* fixed = static_cast<T*>(std::malloc(sizeof(T) * P.ninstr + 2 * sizeof(int) * P.ninstr));
-  if (!fixed) return "out of memory";
+  T* fixed = static_cast<T*>(P.fixed);
   plan<T>(P, consts, in, fixed);
-  if (run_compiled<T>(P, in, fixed, n)) {
-    std::free(fixed);
-    return nullptr;
-  }
+  if (run_compiled<T>(P, in, fixed, n)) return nullptr;
   constexpr i64 tile = tile_of<T>();
   // blocks of br x bc elements, row-major over the output
   constexpr i64 bc = kBlockCols, br = block_rows<T>();
@@ -1093,7 +1102,6 @@ Err fused_typed(const View& consts, const Views& in, i64 n, Prog& P, T* red_out)
       case R_MAX: ok = reduce_tiles<T, R_MAX>(P, in, fixed, red_out, n, tiles_bytes); break;
       default: ok = reduce_tiles<T, R_MIN>(P, in, fixed, red_out, n, tiles_bytes); break;
     }
-    std::free(fixed);
     return ok ? nullptr : "out of memory";
   }
   const size_t panel_bytes = sizeof(T) * (size_t)(P.npanel * br * bc);
@@ -1117,7 +1125,6 @@ Err fused_typed(const View& consts, const Views& in, i64 n, Prog& P, T* red_out)
     for (i64 t = b; t < e; t++)
       run_tile<T>(P, in, t * tile, imin(tile, n - t * tile), tiles, cur, t + 2 < e ? (t + 2) * tile : -1);
   });
-  std::free(fixed);
   return nullptr;
 }
 
@@ -1180,15 +1187,12 @@ struct RowsEpilogue final : DotEpilogue {
 template <class T>
 Err dot_fused_typed(const View& a, const View& b, const View& consts, const Out& out, const Views& in, Prog& P,
                     i64 M, i64 N) {
-  T* fixed = static_cast<T*>(std::malloc(sizeof(T) * P.ninstr + 2 * sizeof(int) * P.ninstr));
-  if (!fixed) return "out of memory";
+  T* fixed = static_cast<T*>(P.fixed);
   plan<T>(P, consts, in, fixed);
   RowsEpilogue<T> ep;
   ep.P = &P, ep.in = &in, ep.fixed = fixed, ep.M = M, ep.N = N;
   ep.tiles_bytes = sizeof(T) * (size_t)(P.nbuf * tile_of<T>());
-  Err e = dot_ep(a, b, out, &ep);
-  std::free(fixed);
-  return e;
+  return dot_ep(a, b, out, &ep);
 }
 
 }  // namespace

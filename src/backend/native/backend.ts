@@ -169,6 +169,15 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     return data;
   }
   const opt = (v: View | null | undefined) => (v == null ? null : put(v));
+  /** put() of a whole 1-d array (a fused program's code or constants): no view object built per call. */
+  function putFlat(data: TypedArray): TypedArray {
+    meta[p++] = code(data);
+    meta[p++] = 0;
+    meta[p++] = 1;
+    meta[p++] = data.length;
+    meta[p++] = 1;
+    return data;
+  }
   /** A recurrent cell: the output's shape (the first operand's with last dim `width`), the output, the operands. */
   function cell(k: number, width: number, out: TypedArray, ...vs: View[]): void {
     p = 0;
@@ -406,7 +415,24 @@ export function createNativeBackend(addon: NativeAddon): Backend {
   // Programs beyond the kernel's limits (never made by jit's fusion pass) or with an op the addon does not
   // declare run op by op.
   const fusedFn = kinds.has("fused") ? addon.fused : undefined;
-  const args: TypedArray[] = [];
+  // The argument list of a fused / dotFused call, one array per length, reused: filled per call and emptied
+  // after it (truncating and regrowing one array went through V8's runtime each call: a tenth of a one-element
+  // program's call).
+  const argLists: TypedArray[][] = [];
+  const NO_ARG = new Float32Array(0);
+  let nargs = 0;
+  let argv: TypedArray[] = [];
+  const beginArgs = (n: number) => {
+    argv = argLists[n] ??= new Array<TypedArray>(n).fill(NO_ARG);
+    nargs = 0;
+  };
+  const arg = (a: TypedArray) => {
+    argv[nargs++] = a;
+  };
+  const endArgs = () => {
+    // hold no tensor storage between calls
+    for (let i = 0; i < nargs; i++) argv[i] = NO_ARG;
+  };
   // A program's code with the addon's op codes (FusedProgram.code holds positions in UNARY_OPS / BINARY_OPS)
   // and its stores ([4, 0, register, j] per output j), once per program; null when it uses an op the addon
   // does not declare.
@@ -466,23 +492,21 @@ export function createNativeBackend(addon: NativeAddon): Backend {
             p = 0;
             meta[p++] = oshape.length;
             list(oshape);
-            args.length = 0;
-            args.push(
-              put({ data: code, shape: [code.length], strides: [1], offset: 0 }),
-              put({ data: prog.consts, shape: [prog.consts.length], strides: [1], offset: 0 }),
-              output(outs[first]),
-            );
+            beginArgs(2 + inputs.length + outs.length);
+            arg(putFlat(code));
+            arg(putFlat(prog.consts));
+            arg(output(outs[first]));
             meta[p++] = inputs.length + outs.length - 1;
-            for (const v of inputs) args.push(put(v));
+            for (const v of inputs) arg(put(v));
             if (outs.length > 1) {
               const strides = contiguousStrides(shape);
               for (let j = 0; j < outs.length; j++)
-                if (j !== first) args.push(put({ data: outs[j], shape, strides, offset: 0 }));
+                if (j !== first) arg(put({ data: outs[j], shape, strides, offset: 0 }));
             }
             try {
-              fusedFn.apply(addon, args as [Int32Array, Float64Array, TypedArray, ...TypedArray[]]);
+              fusedFn.apply(addon, argv as [Int32Array, Float64Array, TypedArray, ...TypedArray[]]);
             } finally {
-              args.length = 0; // hold no tensor storage between calls
+              endArgs();
             }
           },
         };
@@ -516,22 +540,19 @@ export function createNativeBackend(addon: NativeAddon): Backend {
             }
             const strides = contiguousStrides(shape);
             p = 0;
-            args.length = 0;
-            args.push(
-              put(a),
-              put(b),
-              put({ data: code, shape: [code.length], strides: [1], offset: 0 }),
-              put({ data: prog.consts, shape: [prog.consts.length], strides: [1], offset: 0 }),
-              output(outs[0]),
-            );
+            beginArgs(4 + inputs.length + outs.length);
+            arg(put(a));
+            arg(put(b));
+            arg(putFlat(code));
+            arg(putFlat(prog.consts));
+            arg(output(outs[0]));
             meta[p++] = inputs.length + outs.length - 1;
-            for (const v of inputs) args.push(put(v));
-            for (let j = 1; j < outs.length; j++)
-              args.push(put({ data: outs[j], shape, strides, offset: 0 }));
+            for (const v of inputs) arg(put(v));
+            for (let j = 1; j < outs.length; j++) arg(put({ data: outs[j], shape, strides, offset: 0 }));
             try {
-              dotFusedFn.apply(addon, args as [TypedArray, TypedArray, Int32Array, Float64Array, TypedArray]);
+              dotFusedFn.apply(addon, argv as [TypedArray, TypedArray, Int32Array, Float64Array, TypedArray]);
             } finally {
-              args.length = 0;
+              endArgs();
             }
           },
         };
