@@ -43,7 +43,7 @@ import {
   Sequential,
   Tanh,
 } from "../src/nn/index.ts";
-import { Adam, functional, SGD } from "../src/optim/index.ts";
+import { Adam, functional, makeTrainStep, SGD } from "../src/optim/index.ts";
 import type { Backend } from "../src/backend/backend.ts";
 import { getBackend, setBackend } from "../src/backend/registry.ts";
 import { loadNativeBackend } from "../src/backend/native/index.ts";
@@ -272,6 +272,30 @@ describe("donateArgnums", () => {
     assert.deepEqual(r.toArray(), [3, 5, 7]);
     assert.throws(() => t.add(1), /this tensor was deleted: it was donated to a jitted function/);
     assert.throws(() => t.toArray(), /deleted/);
+  });
+
+  test("a donated tensor read through a view (a transposed weight, a train step's old state) is the same clear error", () => {
+    const lin = jit((w: Tensor, x: Tensor) => x.matmul(w.transpose(0, 1)), { donateArgnums: 0 });
+    const w = tensor([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
+    const x = ones([4, 3]);
+    assert.deepEqual(lin(w, x).toArray()[0], [6, 15]);
+    const deleted = /this tensor was deleted: it was donated to a jitted function/;
+    assert.throws(() => lin(w, x), deleted);
+    assert.throws(() => jit((a: Tensor) => a.transpose(0, 1).add(1))(w), deleted);
+    assert.throws(() => w.transpose(0, 1), deleted);
+    assert.throws(() => w.narrow(0, 0, 1), deleted);
+    const m = new Linear(3, 2);
+    const step = makeTrainStep(
+      m,
+      (o: Tensor, y: Tensor) => o.sub(y).square().mean(),
+      functional.sgd({ lr: 0.1 }),
+    );
+    const s0 = step.init();
+    step(s0, x, zeros([4, 2]));
+    assert.throws(() => step(s0, x, zeros([4, 2])), deleted);
   });
 
   test("a donated argument that is also returned stays valid", () => {
