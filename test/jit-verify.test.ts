@@ -431,6 +431,30 @@ describe("closures", () => {
     assertClose(evalFn(x), bn.call(x), 1e-15, "after a training step");
   });
 
+  test("backward with createGraph through jit: the gradients keep their history (a gradient penalty)", () => {
+    // the penalty |d loss / d x|^2 + |d loss / d w|^2, differentiated again: jit must give eager's values
+    const x0 = tensor([0.3, -1.2, 0.8], f64);
+    const w0 = tensor([1.5, 0.4, -0.7], f64);
+    const run = (wrap: (f: (t: Tensor) => Tensor) => (t: Tensor) => Tensor) => {
+      const w = w0.clone().requiresGrad_();
+      const x = x0.clone().requiresGrad_();
+      wrap((t: Tensor) => t.mul(w).sin().sum().mul(t.square().sum()))(x).backward(undefined, {
+        createGraph: true,
+      });
+      const gx = x.grad!;
+      const gw = w.grad!;
+      assert.ok(gx.requiresGrad && gw.requiresGrad, "the first gradients have a history");
+      x.grad = null;
+      w.grad = null;
+      gx.square().sum().add(gw.square().sum()).backward();
+      return [x.grad!, w.grad!];
+    };
+    const want = run((f) => f);
+    const got = run((f) => jit(f));
+    assertClose(got[0], want[0], 1e-12, "x");
+    assertClose(got[1], want[1], 1e-12, "w");
+  });
+
   test("loss = jit(f)(x); loss.backward() reaches the closed-over parameters when x needs no grad", () => {
     manualSeed(5);
     const net = new Sequential(new Linear(3, 4, f64), new Tanh(), new Linear(4, 1, f64));

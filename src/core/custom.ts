@@ -8,7 +8,7 @@ import type { Tensor } from "../tensor/tensor.ts";
 import { treeFlatten, treeUnflatten, type TreeDef } from "../tree.ts";
 import { jvpFlat, vjpFlat } from "./autodiff.ts";
 import { zerosLike } from "./helpers.ts";
-import { bindCall, type CallRule, enableGrad } from "./trace.ts";
+import { bindCall, type CallRule, enableGrad, state } from "./trace.ts";
 
 /** Wrap f (pytrees in and out) as a flat function of tensors, remembering the output structure. */
 function flatten(f: (...args: any[]) => unknown, inDef: TreeDef) {
@@ -25,16 +25,21 @@ function flatten(f: (...args: any[]) => unknown, inDef: TreeDef) {
  * Reverse mode by recomputation (checkpoint, and jit on the eager tape): the outputs come from `forward`; the
  * backward pass differentiates `fn` again from the saved inputs. On the eager tape (`eager`) it records with grad
  * enabled and runs backward into the leaves `fn` closes over (module parameters), as PyTorch's checkpoint does.
+ * `closesOverNoGradLeaf` (jit, whose closed-over tensors that require grad are inputs of the call) lets a
+ * `createGraph` backward differentiate `fn` functionally from the inputs themselves, so the cotangents it returns
+ * carry their history (double backward); the detached recomputation would give gradients without one.
  */
 export function recomputingVjp(
   fn: (xs: readonly Tensor[]) => Tensor[],
   forward: (xs: readonly Tensor[]) => Tensor[],
   primals: readonly Tensor[],
   eager: boolean,
+  closesOverNoGradLeaf = false,
 ): { outs: Tensor[]; backward: (cts: readonly Tensor[]) => Tensor[] } {
   const outs = forward(primals);
   const backward = (cts: readonly Tensor[]): Tensor[] => {
-    if (eager) {
+    // state.gradEnabled is true in a backward pass only with createGraph
+    if (eager && !(closesOverNoGradLeaf && state.gradEnabled)) {
       return enableGrad(() => {
         const xs = primals.map((p) => {
           const d = p.detach();
