@@ -12,6 +12,7 @@ import {
   cond,
   evalJaxpr,
   foriLoop,
+  full,
   grad,
   hessian,
   jit,
@@ -795,6 +796,53 @@ describe("composition in every order", () => {
     const r2 = jf(tensor([0, 0]), b);
     assert.deepEqual(r2.k.toArray(), [7, 8], "the constant is the same at every call");
     assert.deepEqual(r.same.toArray(), [1, 2], "an earlier result is not overwritten by a later call");
+  });
+
+  test("a returned constant (also through cond, or as a scan carry) written into by the caller changes no later call", () => {
+    const direct = jit((x: Tensor) => [x.add(1), ones([2]), arange(0, 3)]);
+    const r = direct(zeros([2])) as Tensor[];
+    r[1].add_(5);
+    r[2].mul_(0);
+    const r2 = direct(zeros([2])) as Tensor[];
+    assert.deepEqual(r2[1].toArray(), [1, 1]);
+    assert.deepEqual(r2[2].toArray(), [0, 1, 2]);
+    const branch = jit((x: Tensor) =>
+      cond(
+        x.sum().gt(0),
+        () => ones([2]),
+        () => zeros([2]),
+      ),
+    );
+    branch(ones([1])).add_(7);
+    assert.deepEqual(branch(ones([1])).toArray(), [1, 1]);
+    // a carry reset to a constant: the caller's write must not reach the next call's carry or its ys
+    const xs = ones([4, 2]);
+    const reset = jit((v: Tensor) =>
+      scan((c: Tensor, x: Tensor) => [full([2], 5), c.add(x).mul(2)], ones([2]), v),
+    );
+    const [c1] = reset(xs) as Tensor[];
+    c1.add_(100);
+    const [c2, ys] = reset(xs) as Tensor[];
+    assert.deepEqual(c2.toArray(), [5, 5]);
+    assert.deepEqual(ys.toArray(), [
+      [4, 4],
+      [12, 12],
+      [12, 12],
+      [12, 12],
+    ]);
+    // the same with a scalar literal as the carry
+    const lit = jit((v: Tensor) => scan((c: Tensor, x: Tensor) => [tensor(7), c.add(x)], tensor(1), v));
+    const [k1] = lit(ones([3])) as Tensor[];
+    k1.add_(100);
+    const [k2, ks] = lit(ones([3])) as Tensor[];
+    assert.equal(k2.item(), 7);
+    assert.deepEqual(ks.toArray(), [2, 8, 8]);
+    // a constant returned twice is one tensor, as in eager code
+    const twice = jit((x: Tensor) => {
+      const k = full([2], 3);
+      return [x, k, k];
+    })(ones([2])) as Tensor[];
+    assert.equal(twice[1], twice[2]);
   });
 });
 
