@@ -227,6 +227,28 @@ describe("checkpoint", () => {
       .backward();
     closeArr(w.grad!, [3 * Math.cos(3), 4 * Math.cos(8)]);
   });
+
+  test("backward with createGraph: gradients keep their history through the inputs and closed-over tensors", () => {
+    // a gradient penalty |dL/da0|^2 + |dL/dw|^2 differentiated again; the input is a non-leaf, the body closes
+    // over a parameter and a non-leaf computed from it: the checkpointed values must be the plain ones
+    const run = (wrap: (f: (t: Tensor) => Tensor) => (t: Tensor) => Tensor): number[] => {
+      const w = tensor([0.7, -1.1, 0.4], { dtype: "float64", requiresGrad: true });
+      const a0 = tensor([0.3, 1.2, -0.8], { dtype: "float64", requiresGrad: true });
+      const hidden = w.exp();
+      const f = wrap((t: Tensor) => t.mul(w).sin().sum().mul(t.square().sum()).add(hidden.mul(t).sum()));
+      f(a0.mul(1.5)).backward(undefined, { createGraph: true });
+      const ga = a0.grad!;
+      const gw = w.grad!;
+      assert.ok(ga.requiresGrad && gw.requiresGrad, "the first gradients have a history");
+      a0.grad = null;
+      w.grad = null;
+      ga.square().sum().add(gw.square().sum()).backward();
+      return [ga, gw, a0.grad!, w.grad!].flatMap((t) => Array.from(t.dataSync(), Number));
+    };
+    const want = run((f) => f);
+    const got = run((f) => checkpoint(f));
+    for (const [i, v] of got.entries()) close(v, want[i], 1e-12);
+  });
 });
 
 describe("custom rules", () => {

@@ -6,7 +6,10 @@
 import { AutodiffError } from "../errors.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { treeFlatten, treeUnflatten, type TreeDef } from "../tree.ts";
+import { isFloat } from "../dtype.ts";
 import { jvpFlat, vjpFlat } from "./autodiff.ts";
+import { closeOver } from "./control-programs.ts";
+import { evalFlat } from "./jaxpr-eval.ts";
 import { zerosLike } from "./helpers.ts";
 import { bindCall, type CallRule, enableGrad, state } from "./trace.ts";
 
@@ -39,7 +42,8 @@ export function recomputingVjp(
   const outs = forward(primals);
   const backward = (cts: readonly Tensor[]): Tensor[] => {
     // state.gradEnabled is true in a backward pass only with createGraph
-    if (eager && !(closesOverNoGradLeaf && state.gradEnabled)) {
+    if (eager && state.gradEnabled && !closesOverNoGradLeaf) return createGraphBackward(fn, primals, cts);
+    if (eager && !state.gradEnabled) {
       return enableGrad(() => {
         const xs = primals.map((p) => {
           const d = p.detach();
@@ -56,6 +60,29 @@ export function recomputingVjp(
     return vjpFlat(fn, primals, { retain: false }).backward(cts);
   };
   return { outs, backward };
+}
+
+/**
+ * The eager recomputing backward under `createGraph`: `fn` traced with what it closes over (module parameters)
+ * as explicit inputs, then differentiated functionally from the inputs themselves while grad mode is on, so every
+ * cotangent carries its history (double backward). The cotangents of the closed-over tensors that take part in
+ * the eager graph continue backward from them (into `.grad`, with their history); those of the call's inputs are
+ * returned.
+ */
+function createGraphBackward(
+  fn: (xs: readonly Tensor[]) => Tensor[],
+  primals: readonly Tensor[],
+  cts: readonly Tensor[],
+): Tensor[] {
+  const { prog, captured } = closeOver(
+    fn,
+    primals.map((p) => ({ shape: p.shape, dtype: p.dtype })),
+  );
+  const g = vjpFlat((zs) => evalFlat(prog, zs), [...captured, ...primals], { retain: false }).backward(cts);
+  captured.forEach((c, i) => {
+    if (c._trace === null && c.requiresGrad && isFloat(c.dtype)) c.backward(g[i], { createGraph: true });
+  });
+  return g.slice(captured.length);
 }
 
 /**
