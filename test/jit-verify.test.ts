@@ -282,7 +282,7 @@ describe("donateArgnums", () => {
       [4, 5, 6],
     ]);
     const x = ones([4, 3]);
-    assert.deepEqual(lin(w, x).toArray()[0], [6, 15]);
+    assert.deepEqual((lin(w, x).toArray() as number[][])[0], [6, 15]);
     const deleted = /this tensor was deleted: it was donated to a jitted function/;
     assert.throws(() => lin(w, x), deleted);
     assert.throws(() => jit((a: Tensor) => a.transpose(0, 1).add(1))(w), deleted);

@@ -17,7 +17,10 @@ import {
   jacrev,
   jvp,
   linearize,
+  manualSeed,
   noGrad,
+  ones,
+  rand,
   randn,
   stopGradient,
   type Tensor,
@@ -26,6 +29,7 @@ import {
   vjp,
 } from "../src/index.ts";
 import type { TapeNode } from "../src/core/tape.ts";
+import { Dropout } from "../src/nn/index.ts";
 
 const f64 = { dtype: "float64" as const };
 const close = (a: number, b: number, tol = 1e-9) =>
@@ -226,6 +230,40 @@ describe("checkpoint", () => {
       .sum()
       .backward();
     closeArr(w.grad!, [3 * Math.cos(3), 4 * Math.cos(8)]);
+  });
+
+  test("the recomputation draws the forward's random numbers (a Dropout mask) and leaves the generator as plain code", () => {
+    const drop = new Dropout(0.5);
+    const body = (t: Tensor) => drop.call(t).mul(t);
+    const run = (wrap: (f: (t: Tensor) => Tensor) => (t: Tensor) => Tensor, mode: string): number[][] => {
+      manualSeed(3);
+      const x = ones([16], f64).requiresGrad_();
+      let y: Tensor;
+      let g: Tensor;
+      if (mode === "grad") {
+        y = wrap(body)(ones([16], f64));
+        manualSeed(3);
+        g = grad((t: Tensor) => wrap(body)(t).sum())(ones([16], f64));
+      } else {
+        y = wrap(body)(x);
+        y.sum().backward(undefined, { createGraph: mode === "createGraph" });
+        g = x.grad!;
+      }
+      return [y, g, rand([3])].map((t) => Array.from(t.dataSync(), Number));
+    };
+    for (const mode of ["backward", "createGraph", "grad"]) {
+      const [y, g, next] = run((f) => checkpoint(f), mode);
+      assert.deepEqual(
+        [y, g, next],
+        run((f) => f, mode),
+        mode,
+      );
+      assert.deepEqual(
+        g,
+        y.map((v) => 2 * v),
+        `${mode}: the gradient uses the forward's mask`,
+      );
+    }
   });
 
   test("backward with createGraph: gradients keep their history through the inputs and closed-over tensors", () => {

@@ -43,13 +43,19 @@ let liftedId = -1;
  * `makeJaxpr`) become explicit leading inputs, so every transform sees them as operands of the control-flow
  * call. Random numbers drawn while tracing are an error (they would be frozen into every iteration).
  */
-export function closeOver(fn: (xs: readonly Tensor[]) => Tensor[], avals: readonly Aval[]): Closed {
-  state.jitTracing++;
+export function closeOver(
+  fn: (xs: readonly Tensor[]) => Tensor[],
+  avals: readonly Aval[],
+  opts: { randomAsConstants?: boolean } = {},
+): Closed {
+  // randomAsConstants: numbers drawn while tracing become constants of a program that runs once (checkpoint)
+  const counts = opts.randomAsConstants !== true;
+  if (counts) state.jitTracing++;
   let p: Program;
   try {
     p = traceFlat(fn, avals, null, null);
   } finally {
-    state.jitTracing--;
+    if (counts) state.jitTracing--;
   }
   const captured = [...p.consts];
   const constIn = [...p.constvars];

@@ -4,6 +4,7 @@
  * estimator). Each is a `CallRule` bound through `bindCall`, so every trace decides what it means for it.
  */
 import { AutodiffError } from "../errors.ts";
+import { logRng, replayRng } from "../ops/creation.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { treeFlatten, treeUnflatten, type TreeDef } from "../tree.ts";
 import { isFloat } from "../dtype.ts";
@@ -74,9 +75,11 @@ function createGraphBackward(
   primals: readonly Tensor[],
   cts: readonly Tensor[],
 ): Tensor[] {
+  // the program runs once, here: random numbers the body draws (replayed by checkpoint) are its constants
   const { prog, captured } = closeOver(
     fn,
     primals.map((p) => ({ shape: p.shape, dtype: p.dtype })),
+    { randomAsConstants: true },
   );
   const g = vjpFlat((zs) => evalFlat(prog, zs), [...captured, ...primals], { retain: false }).backward(cts);
   captured.forEach((c, i) => {
@@ -104,7 +107,17 @@ export function checkpoint<F extends (...args: any[]) => any>(f: F): F {
     const rule: CallRule = {
       name: "checkpoint",
       fn,
-      vjp: (primals, eager) => recomputingVjp(fn, fn, primals, eager),
+      vjp: (primals, eager) => {
+        // the recomputation draws the forward's random numbers again (a Dropout mask), as PyTorch's checkpoint
+        let drawn: ReturnType<typeof logRng>[1] | null = null;
+        const forward = (xs: readonly Tensor[]) => {
+          const [outs, log] = logRng(() => fn(xs));
+          drawn = log;
+          return outs;
+        };
+        const again = (xs: readonly Tensor[]) => (drawn === null ? fn(xs) : replayRng(drawn, () => fn(xs)));
+        return recomputingVjp(again, forward, primals, eager);
+      },
     };
     const outs = bindCall(rule, leaves);
     return treeUnflatten(box.outDef!, outs);
