@@ -438,7 +438,7 @@ describe("scan: derivatives", () => {
       return [ga, gw, a.grad!, w.grad!];
     };
     const want = run("unrolled");
-    run("scan").forEach((t, i) => assertClose(t, vals(want[i]), 1e-12, `part ${i}`));
+    for (const [i, t] of run("scan").entries()) assertClose(t, vals(want[i]), 1e-12, `part ${i}`);
   });
 });
 

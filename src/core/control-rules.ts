@@ -34,13 +34,12 @@ import {
   traceProgram,
   vjpProgram,
 } from "./control-programs.ts";
-import { vjpFlat } from "./autodiff.ts";
 import { accumulate, zerosLike } from "./helpers.ts";
 import { evalFlat } from "./jaxpr-eval.ts";
 import { Program } from "./jaxpr.ts";
 import { simplifyProgram } from "./jit-simplify.ts";
 import type { Aval } from "./primitive.ts";
-import { bindCall, type CallRule, state } from "./trace.ts";
+import { bindCall, type CallRule } from "./trace.ts";
 
 const isF = (a: Aval) => isFloat(a.dtype);
 const castTo = (t: Tensor, like: Aval) => (t.dtype === like.dtype ? t : t.to(like.dtype));
@@ -66,33 +65,10 @@ export function bindScan(params: ScanParams, args: readonly Tensor[]): Tensor[] 
     staged: { params, outAvals },
     fn: (xs) => scanEval(params, xs),
     jvp: (ps, ts) => scanJvp(params, ps, ts),
-    vjp: (ps, eager) => withGraphBackward(rule, ps, eager, scanVjp(params, ps)),
+    vjp: (ps) => scanVjp(params, ps),
     batch: (vals, b, size) => scanBatch(params, vals, b, size),
   };
   return bindCall(rule, args);
-}
-
-/**
- * On the eager tape, a `createGraph` backward differentiates the construct again from its operands (a functional
- * vjp of the same call while grad mode is on), so the residuals it reads, and with them the gradients, carry their
- * history: the residuals of the recorded forward were computed without one, which made double backward through a
- * scan lose every second-order term that goes through them.
- */
-function withGraphBackward(
-  rule: CallRule,
-  ps: readonly Tensor[],
-  eager: boolean,
-  r: { outs: Tensor[]; backward: (cts: readonly Tensor[]) => Tensor[] },
-): { outs: Tensor[]; backward: (cts: readonly Tensor[]) => Tensor[] } {
-  if (!eager) return r;
-  return {
-    outs: r.outs,
-    // state.gradEnabled is true in a backward pass only with createGraph
-    backward: (cts) =>
-      state.gradEnabled
-        ? vjpFlat((xs) => bindCall(rule, xs), ps, { retain: false }).backward(cts)
-        : r.backward(cts),
-  };
 }
 
 /** Row i of x (a view). */
@@ -362,7 +338,7 @@ export function bindCond(params: CondParams, args: readonly Tensor[]): Tensor[] 
     staged: { params, outAvals: params.branches[0].outs.map(avalOf) },
     fn: (xs) => condEval(params, xs),
     jvp: (ps, ts) => condJvp(params, ps, ts),
-    vjp: (ps, eager) => withGraphBackward(rule, ps, eager, condVjp(params, ps)),
+    vjp: (ps) => condVjp(params, ps),
     batch: (vals, b, size) => condBatch(params, vals, b, size),
   };
   return bindCall(rule, args);

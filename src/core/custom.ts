@@ -29,22 +29,20 @@ function flatten(f: (...args: any[]) => unknown, inDef: TreeDef) {
  * Reverse mode by recomputation (checkpoint, and jit on the eager tape): the outputs come from `forward`; the
  * backward pass differentiates `fn` again from the saved inputs. On the eager tape (`eager`) it records with grad
  * enabled and runs backward into the leaves `fn` closes over (module parameters), as PyTorch's checkpoint does.
- * `closesOverNoGradLeaf` (jit, whose closed-over tensors that require grad are inputs of the call) lets a
- * `createGraph` backward differentiate `fn` functionally from the inputs themselves, so the cotangents it returns
- * carry their history (double backward); the detached recomputation would give gradients without one.
+ * A `createGraph` backward on the eager tape (grad mode on while it runs) differentiates `fn` again with what it
+ * closes over as inputs (createGraphBackward), so the gradients keep their history.
  */
 export function recomputingVjp(
   fn: (xs: readonly Tensor[]) => Tensor[],
   forward: (xs: readonly Tensor[]) => Tensor[],
   primals: readonly Tensor[],
   eager: boolean,
-  closesOverNoGradLeaf = false,
 ): { outs: Tensor[]; backward: (cts: readonly Tensor[]) => Tensor[] } {
   const outs = forward(primals);
   const backward = (cts: readonly Tensor[]): Tensor[] => {
     // state.gradEnabled is true in a backward pass only with createGraph
-    if (eager && state.gradEnabled && !closesOverNoGradLeaf) return createGraphBackward(fn, primals, cts);
-    if (eager && !state.gradEnabled) {
+    if (eager && state.gradEnabled) return createGraphBackward(fn, primals, cts);
+    if (eager) {
       return enableGrad(() => {
         const xs = primals.map((p) => {
           const d = p.detach();
@@ -106,6 +104,7 @@ export function checkpoint<F extends (...args: any[]) => any>(f: F): F {
     const { fn, box } = flatten(f, inDef);
     const rule: CallRule = {
       name: "checkpoint",
+      ownsCreateGraph: true,
       fn,
       vjp: (primals, eager) => {
         // the recomputation draws the forward's random numbers again (a Dropout mask), as PyTorch's checkpoint

@@ -365,7 +365,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
             const exec = execFor(getBackend());
             return exec.busy ? flat(xs) : copyConsts(exec.run(xs, null));
           };
-          return recomputingVjp(flat, run, primals, true, true);
+          return recomputingVjp(flat, run, primals, true);
         }
         return vjpFlat(flat, primals);
       },
