@@ -401,6 +401,45 @@ describe("scan: derivatives", () => {
     // d total / d scale is 0: scale multiplies and divides the ys term
     assertClose(scale.grad!, 0, 1e-12, "scale.grad");
   });
+
+  test("eager tape, createGraph: double backward through scan and cond equals the unrolled loop", () => {
+    // a gradient penalty |dL/da|^2 + |dL/dw|^2 differentiated again, w closed over by the body
+    const X = rand([4, 3], 71);
+    const run = (kind: "scan" | "unrolled"): Tensor[] => {
+      const w = rand([3], 72);
+      w.requiresGrad = true;
+      const a = rand([3], 73);
+      a.requiresGrad = true;
+      const step = (c: Tensor, e: Tensor) =>
+        cond(
+          e.sum().gt(0),
+          (q: Tensor) => q.mul(e).add(w).sin(),
+          (q: Tensor) => q.mul(w).tanh(),
+          c,
+        );
+      let loss: Tensor;
+      if (kind === "scan")
+        loss = scan((c: Tensor, e: Tensor) => [step(c, e), c.sum()], a.mul(1.3), X)[1].sum();
+      else {
+        let c = a.mul(1.3);
+        loss = c.sum().mul(0);
+        for (let i = 0; i < 4; i++) {
+          loss = loss.add(c.sum());
+          const e = X.narrow(0, i, 1).reshape([3]);
+          c = e.sum().item() > 0 ? c.mul(e).add(w).sin() : c.mul(w).tanh();
+        }
+      }
+      loss.backward(undefined, { createGraph: true });
+      const ga = a.grad!;
+      const gw = w.grad!;
+      a.grad = null;
+      w.grad = null;
+      ga.square().sum().add(gw.square().sum()).backward();
+      return [ga, gw, a.grad!, w.grad!];
+    };
+    const want = run("unrolled");
+    for (const [i, t] of run("scan").entries()) assertClose(t, vals(want[i]), 1e-12, `part ${i}`);
+  });
 });
 
 describe("scan: vmap", () => {

@@ -12,6 +12,7 @@ import {
   cond,
   evalJaxpr,
   foriLoop,
+  full,
   grad,
   hessian,
   jit,
@@ -43,7 +44,7 @@ import {
   Sequential,
   Tanh,
 } from "../src/nn/index.ts";
-import { Adam, functional, SGD } from "../src/optim/index.ts";
+import { Adam, functional, makeTrainStep, SGD } from "../src/optim/index.ts";
 import type { Backend } from "../src/backend/backend.ts";
 import { getBackend, setBackend } from "../src/backend/registry.ts";
 import { loadNativeBackend } from "../src/backend/native/index.ts";
@@ -274,6 +275,30 @@ describe("donateArgnums", () => {
     assert.throws(() => t.toArray(), /deleted/);
   });
 
+  test("a donated tensor read through a view (a transposed weight, a train step's old state) is the same clear error", () => {
+    const lin = jit((w: Tensor, x: Tensor) => x.matmul(w.transpose(0, 1)), { donateArgnums: 0 });
+    const w = tensor([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
+    const x = ones([4, 3]);
+    assert.deepEqual((lin(w, x).toArray() as number[][])[0], [6, 15]);
+    const deleted = /this tensor was deleted: it was donated to a jitted function/;
+    assert.throws(() => lin(w, x), deleted);
+    assert.throws(() => jit((a: Tensor) => a.transpose(0, 1).add(1))(w), deleted);
+    assert.throws(() => w.transpose(0, 1), deleted);
+    assert.throws(() => w.narrow(0, 0, 1), deleted);
+    const m = new Linear(3, 2);
+    const step = makeTrainStep(
+      m,
+      (o: Tensor, y: Tensor) => o.sub(y).square().mean(),
+      functional.sgd({ lr: 0.1 }),
+    );
+    const s0 = step.init();
+    step(s0, x, zeros([4, 2]));
+    assert.throws(() => step(s0, x, zeros([4, 2])), deleted);
+  });
+
   test("a donated argument that is also returned stays valid", () => {
     const t = tensor([1, 2]);
     const [same, twice] = jit((a: Tensor) => [a, a.mul(2)], { donateArgnums: 0 })(t) as Tensor[];
@@ -405,6 +430,30 @@ describe("closures", () => {
     );
     bn.eval();
     assertClose(evalFn(x), bn.call(x), 1e-15, "after a training step");
+  });
+
+  test("backward with createGraph through jit: the gradients keep their history (a gradient penalty)", () => {
+    // the penalty |d loss / d x|^2 + |d loss / d w|^2, differentiated again: jit must give eager's values
+    const x0 = tensor([0.3, -1.2, 0.8], f64);
+    const w0 = tensor([1.5, 0.4, -0.7], f64);
+    const run = (wrap: (f: (t: Tensor) => Tensor) => (t: Tensor) => Tensor) => {
+      const w = w0.clone().requiresGrad_();
+      const x = x0.clone().requiresGrad_();
+      wrap((t: Tensor) => t.mul(w).sin().sum().mul(t.square().sum()))(x).backward(undefined, {
+        createGraph: true,
+      });
+      const gx = x.grad!;
+      const gw = w.grad!;
+      assert.ok(gx.requiresGrad && gw.requiresGrad, "the first gradients have a history");
+      x.grad = null;
+      w.grad = null;
+      gx.square().sum().add(gw.square().sum()).backward();
+      return [x.grad!, w.grad!];
+    };
+    const want = run((f) => f);
+    const got = run((f) => jit(f));
+    assertClose(got[0], want[0], 1e-12, "x");
+    assertClose(got[1], want[1], 1e-12, "w");
   });
 
   test("loss = jit(f)(x); loss.backward() reaches the closed-over parameters when x needs no grad", () => {
@@ -747,6 +796,53 @@ describe("composition in every order", () => {
     const r2 = jf(tensor([0, 0]), b);
     assert.deepEqual(r2.k.toArray(), [7, 8], "the constant is the same at every call");
     assert.deepEqual(r.same.toArray(), [1, 2], "an earlier result is not overwritten by a later call");
+  });
+
+  test("a returned constant (also through cond, or as a scan carry) written into by the caller changes no later call", () => {
+    const direct = jit((x: Tensor) => [x.add(1), ones([2]), arange(0, 3)]);
+    const r = direct(zeros([2])) as Tensor[];
+    r[1].add_(5);
+    r[2].mul_(0);
+    const r2 = direct(zeros([2])) as Tensor[];
+    assert.deepEqual(r2[1].toArray(), [1, 1]);
+    assert.deepEqual(r2[2].toArray(), [0, 1, 2]);
+    const branch = jit((x: Tensor) =>
+      cond(
+        x.sum().gt(0),
+        () => ones([2]),
+        () => zeros([2]),
+      ),
+    );
+    branch(ones([1])).add_(7);
+    assert.deepEqual(branch(ones([1])).toArray(), [1, 1]);
+    // a carry reset to a constant: the caller's write must not reach the next call's carry or its ys
+    const xs = ones([4, 2]);
+    const reset = jit((v: Tensor) =>
+      scan((c: Tensor, x: Tensor) => [full([2], 5), c.add(x).mul(2)], ones([2]), v),
+    );
+    const [c1] = reset(xs) as Tensor[];
+    c1.add_(100);
+    const [c2, ys] = reset(xs) as Tensor[];
+    assert.deepEqual(c2.toArray(), [5, 5]);
+    assert.deepEqual(ys.toArray(), [
+      [4, 4],
+      [12, 12],
+      [12, 12],
+      [12, 12],
+    ]);
+    // the same with a scalar literal as the carry
+    const lit = jit((v: Tensor) => scan((c: Tensor, x: Tensor) => [tensor(7), c.add(x)], tensor(1), v));
+    const [k1] = lit(ones([3])) as Tensor[];
+    k1.add_(100);
+    const [k2, ks] = lit(ones([3])) as Tensor[];
+    assert.equal(k2.item(), 7);
+    assert.deepEqual(ks.toArray(), [2, 8, 8]);
+    // a constant returned twice is one tensor, as in eager code
+    const twice = jit((x: Tensor) => {
+      const k = full([2], 3);
+      return [x, k, k];
+    })(ones([2])) as Tensor[];
+    assert.equal(twice[1], twice[2]);
   });
 });
 

@@ -17,7 +17,10 @@ import {
   jacrev,
   jvp,
   linearize,
+  manualSeed,
   noGrad,
+  ones,
+  rand,
   randn,
   stopGradient,
   type Tensor,
@@ -26,6 +29,7 @@ import {
   vjp,
 } from "../src/index.ts";
 import type { TapeNode } from "../src/core/tape.ts";
+import { Dropout } from "../src/nn/index.ts";
 
 const f64 = { dtype: "float64" as const };
 const close = (a: number, b: number, tol = 1e-9) =>
@@ -226,6 +230,62 @@ describe("checkpoint", () => {
       .sum()
       .backward();
     closeArr(w.grad!, [3 * Math.cos(3), 4 * Math.cos(8)]);
+  });
+
+  test("the recomputation draws the forward's random numbers (a Dropout mask) and leaves the generator as plain code", () => {
+    const drop = new Dropout(0.5);
+    const body = (t: Tensor) => drop.call(t).mul(t);
+    const run = (wrap: (f: (t: Tensor) => Tensor) => (t: Tensor) => Tensor, mode: string): number[][] => {
+      manualSeed(3);
+      const x = ones([16], f64).requiresGrad_();
+      let y: Tensor;
+      let g: Tensor;
+      if (mode === "grad") {
+        y = wrap(body)(ones([16], f64));
+        manualSeed(3);
+        g = grad((t: Tensor) => wrap(body)(t).sum())(ones([16], f64));
+      } else {
+        y = wrap(body)(x);
+        y.sum().backward(undefined, { createGraph: mode === "createGraph" });
+        g = x.grad!;
+      }
+      return [y, g, rand([3])].map((t) => Array.from(t.dataSync(), Number));
+    };
+    for (const mode of ["backward", "createGraph", "grad"]) {
+      const [y, g, next] = run((f) => checkpoint(f), mode);
+      assert.deepEqual(
+        [y, g, next],
+        run((f) => f, mode),
+        mode,
+      );
+      assert.deepEqual(
+        g,
+        y.map((v) => 2 * v),
+        `${mode}: the gradient uses the forward's mask`,
+      );
+    }
+  });
+
+  test("backward with createGraph: gradients keep their history through the inputs and closed-over tensors", () => {
+    // a gradient penalty |dL/da0|^2 + |dL/dw|^2 differentiated again; the input is a non-leaf, the body closes
+    // over a parameter and a non-leaf computed from it: the checkpointed values must be the plain ones
+    const run = (wrap: (f: (t: Tensor) => Tensor) => (t: Tensor) => Tensor): number[] => {
+      const w = tensor([0.7, -1.1, 0.4], { dtype: "float64", requiresGrad: true });
+      const a0 = tensor([0.3, 1.2, -0.8], { dtype: "float64", requiresGrad: true });
+      const hidden = w.exp();
+      const f = wrap((t: Tensor) => t.mul(w).sin().sum().mul(t.square().sum()).add(hidden.mul(t).sum()));
+      f(a0.mul(1.5)).backward(undefined, { createGraph: true });
+      const ga = a0.grad!;
+      const gw = w.grad!;
+      assert.ok(ga.requiresGrad && gw.requiresGrad, "the first gradients have a history");
+      a0.grad = null;
+      w.grad = null;
+      ga.square().sum().add(gw.square().sum()).backward();
+      return [ga, gw, a0.grad!, w.grad!].flatMap((t) => Array.from(t.dataSync(), Number));
+    };
+    const want = run((f) => f);
+    const got = run((f) => checkpoint(f));
+    for (const [i, v] of got.entries()) close(v, want[i], 1e-12);
   });
 });
 

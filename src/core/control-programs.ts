@@ -11,7 +11,7 @@ import type { Backend } from "../backend/backend.ts";
 import { getBackend } from "../backend/registry.ts";
 import { isFloat } from "../dtype.ts";
 import { internal } from "../errors.ts";
-import { broadcast } from "../prims/movement.ts";
+import { broadcast, materialize } from "../prims/movement.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { jvpFlat, vjpFlat } from "./autodiff.ts";
 import { zerosLike } from "./helpers.ts";
@@ -43,13 +43,19 @@ let liftedId = -1;
  * `makeJaxpr`) become explicit leading inputs, so every transform sees them as operands of the control-flow
  * call. Random numbers drawn while tracing are an error (they would be frozen into every iteration).
  */
-export function closeOver(fn: (xs: readonly Tensor[]) => Tensor[], avals: readonly Aval[]): Closed {
-  state.jitTracing++;
+export function closeOver(
+  fn: (xs: readonly Tensor[]) => Tensor[],
+  avals: readonly Aval[],
+  opts: { randomAsConstants?: boolean } = {},
+): Closed {
+  // randomAsConstants: numbers drawn while tracing become constants of a program that runs once (checkpoint)
+  const counts = opts.randomAsConstants !== true;
+  if (counts) state.jitTracing++;
   let p: Program;
   try {
     p = traceFlat(fn, avals, null, null);
   } finally {
-    state.jitTracing--;
+    if (counts) state.jitTracing--;
   }
   const captured = [...p.consts];
   const constIn = [...p.constvars];
@@ -135,8 +141,36 @@ export function runProgram(
     });
     byBackend.set(b, ex);
   }
-  if (ex.busy) return evalFlat(p, args);
-  return ex.run(args, donated, dest);
+  if (ex.busy) return copyConstOuts(p, evalFlat(p, args), null);
+  return copyConstOuts(p, ex.run(args, donated, dest), dest);
+}
+
+const constOutsOf = new WeakMap<Program, number[]>();
+
+/**
+ * A body's outputs that are its constants (values its trace made: a carry reset to `zeros`, a branch returning
+ * `ones`) copied: the program is cached and runs again, and the caller may write into what it returns (a scan's
+ * final carry, a cond's result), which must not change the constant.
+ */
+function copyConstOuts(p: Program, outs: Tensor[], dest: readonly (Tensor | null)[] | null): Tensor[] {
+  let idx = constOutsOf.get(p);
+  if (idx === undefined) {
+    idx = [];
+    for (let i = 0; i < p.outs.length; i++) {
+      const a = p.outs[i];
+      if (a instanceof Literal || (a instanceof Var && p.constvars.includes(a))) idx.push(i);
+    }
+    constOutsOf.set(p, idx);
+  }
+  const orig = idx.length > 1 ? outs.slice() : outs;
+  for (const i of idx) {
+    const o = orig[i];
+    if ((dest === null || dest[i] === null) && o._trace === null && o._data !== null) {
+      const j = orig.indexOf(o); // a constant returned twice: one copy
+      outs[i] = j < i && outs[j] !== o ? outs[j] : materialize(o);
+    }
+  }
+  return outs;
 }
 
 /** Split `xs` into consecutive groups of the given sizes. */

@@ -4,11 +4,15 @@
  * estimator). Each is a `CallRule` bound through `bindCall`, so every trace decides what it means for it.
  */
 import { AutodiffError } from "../errors.ts";
+import { logRng, replayRng } from "../ops/creation.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { treeFlatten, treeUnflatten, type TreeDef } from "../tree.ts";
+import { isFloat } from "../dtype.ts";
 import { jvpFlat, vjpFlat } from "./autodiff.ts";
+import { closeOver } from "./control-programs.ts";
+import { evalFlat } from "./jaxpr-eval.ts";
 import { zerosLike } from "./helpers.ts";
-import { bindCall, type CallRule, enableGrad } from "./trace.ts";
+import { bindCall, type CallRule, enableGrad, state } from "./trace.ts";
 
 /** Wrap f (pytrees in and out) as a flat function of tensors, remembering the output structure. */
 function flatten(f: (...args: any[]) => unknown, inDef: TreeDef) {
@@ -25,6 +29,8 @@ function flatten(f: (...args: any[]) => unknown, inDef: TreeDef) {
  * Reverse mode by recomputation (checkpoint, and jit on the eager tape): the outputs come from `forward`; the
  * backward pass differentiates `fn` again from the saved inputs. On the eager tape (`eager`) it records with grad
  * enabled and runs backward into the leaves `fn` closes over (module parameters), as PyTorch's checkpoint does.
+ * A `createGraph` backward on the eager tape (grad mode on while it runs) differentiates `fn` again with what it
+ * closes over as inputs (createGraphBackward), so the gradients keep their history.
  */
 export function recomputingVjp(
   fn: (xs: readonly Tensor[]) => Tensor[],
@@ -34,6 +40,8 @@ export function recomputingVjp(
 ): { outs: Tensor[]; backward: (cts: readonly Tensor[]) => Tensor[] } {
   const outs = forward(primals);
   const backward = (cts: readonly Tensor[]): Tensor[] => {
+    // state.gradEnabled is true in a backward pass only with createGraph
+    if (eager && state.gradEnabled) return createGraphBackward(fn, primals, cts);
     if (eager) {
       return enableGrad(() => {
         const xs = primals.map((p) => {
@@ -54,6 +62,31 @@ export function recomputingVjp(
 }
 
 /**
+ * The eager recomputing backward under `createGraph`: `fn` traced with what it closes over (module parameters)
+ * as explicit inputs, then differentiated functionally from the inputs themselves while grad mode is on, so every
+ * cotangent carries its history (double backward). The cotangents of the closed-over tensors that take part in
+ * the eager graph continue backward from them (into `.grad`, with their history); those of the call's inputs are
+ * returned.
+ */
+function createGraphBackward(
+  fn: (xs: readonly Tensor[]) => Tensor[],
+  primals: readonly Tensor[],
+  cts: readonly Tensor[],
+): Tensor[] {
+  // the program runs once, here: random numbers the body draws (replayed by checkpoint) are its constants
+  const { prog, captured } = closeOver(
+    fn,
+    primals.map((p) => ({ shape: p.shape, dtype: p.dtype })),
+    { randomAsConstants: true },
+  );
+  const g = vjpFlat((zs) => evalFlat(prog, zs), [...captured, ...primals], { retain: false }).backward(cts);
+  captured.forEach((c, i) => {
+    if (c._trace === null && c.requiresGrad && isFloat(c.dtype)) c.backward(g[i], { createGraph: true });
+  });
+  return g.slice(captured.length);
+}
+
+/**
  * Gradient checkpointing: `checkpoint(f)` computes like f, but reverse mode keeps only f's inputs and recomputes
  * f's intermediates during backward. In eager mode the recomputation records a fresh graph (so parameters that
  * f closes over receive gradients, as in PyTorch); inside `grad`/`vjp`, pass everything f differentiates as
@@ -71,8 +104,19 @@ export function checkpoint<F extends (...args: any[]) => any>(f: F): F {
     const { fn, box } = flatten(f, inDef);
     const rule: CallRule = {
       name: "checkpoint",
+      ownsCreateGraph: true,
       fn,
-      vjp: (primals, eager) => recomputingVjp(fn, fn, primals, eager),
+      vjp: (primals, eager) => {
+        // the recomputation draws the forward's random numbers again (a Dropout mask), as PyTorch's checkpoint
+        let drawn: ReturnType<typeof logRng>[1] | null = null;
+        const forward = (xs: readonly Tensor[]) => {
+          const [outs, log] = logRng(() => fn(xs));
+          drawn = log;
+          return outs;
+        };
+        const again = (xs: readonly Tensor[]) => (drawn === null ? fn(xs) : replayRng(drawn, () => fn(xs)));
+        return recomputingVjp(again, forward, primals, eager);
+      },
     };
     const outs = bindCall(rule, leaves);
     return treeUnflatten(box.outDef!, outs);

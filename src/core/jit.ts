@@ -21,12 +21,13 @@ import type { Backend } from "../backend/backend.ts";
 import { getBackend } from "../backend/registry.ts";
 import type { TypedArray } from "../dtype.ts";
 import { setAllocLog } from "../prims/impl.ts";
+import { materialize } from "../prims/movement.ts";
 import { deletedTensors, Tensor, weakScalars } from "../tensor/tensor.ts";
 import { type TreeDef, treeUnflatten } from "../tree.ts";
 import { vjpFlat } from "./autodiff.ts";
 import { recomputingVjp } from "./custom.ts";
 import { evalFlat } from "./jaxpr-eval.ts";
-import { Program, type Var } from "./jaxpr.ts";
+import { Literal, Program, type Var } from "./jaxpr.ts";
 import { stagedJaxpr } from "./jaxpr-trace.ts";
 import { Executor } from "./jit-exec.ts";
 import { splitBiasRelu } from "./jit-rewrite.ts";
@@ -321,7 +322,31 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
       }
       return x;
     };
-    const flat = (xs: readonly Tensor[]) => evalFlat(called, xs);
+    // an output whose storage is a value the trace made (a returned `ones`, also through a cond or as a scan's
+    // carry, a literal): a fresh copy at each call, as eager code returns, so that a caller writing into it
+    // changes neither the program's constant nor later results
+    const constData = new Set<TypedArray>();
+    for (const c of called.consts) if (c._data !== null && fresh.has(c._data)) constData.add(c._data);
+    for (const a of called.outs)
+      if (a instanceof Literal && a.value._data !== null) constData.add(a.value._data);
+    const copyConsts = (outs: Tensor[]): Tensor[] => {
+      if (constData.size === 0) return outs;
+      let copies: Map<Tensor, Tensor> | null = null; // one copy of a constant returned twice, as eager returns
+      for (let i = 0; i < outs.length; i++) {
+        const o = outs[i];
+        if (o._trace === null && o._data !== null && constData.has(o._data)) {
+          copies ??= new Map();
+          let c = copies.get(o);
+          if (c === undefined) {
+            c = materialize(o);
+            copies.set(o, c);
+          }
+          outs[i] = c;
+        }
+      }
+      return outs;
+    };
+    const flat = (xs: readonly Tensor[]) => copyConsts(evalFlat(called, xs));
     const donatedLeaves =
       p.donatedLeaves === null || lifted.length === 0
         ? p.donatedLeaves
@@ -332,13 +357,13 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
         const exec = execFor(getBackend());
         if (exec.busy) return flat(xs);
         for (const x of xs) if (x._trace !== null || x._data === null) return flat(xs);
-        return exec.run(xs, donatedLeaves);
+        return copyConsts(exec.run(xs, donatedLeaves));
       },
       vjp: (primals, eager) => {
         if (eager) {
           const run = (xs: readonly Tensor[]) => {
             const exec = execFor(getBackend());
-            return exec.busy ? flat(xs) : exec.run(xs, null);
+            return exec.busy ? flat(xs) : copyConsts(exec.run(xs, null));
           };
           return recomputingVjp(flat, run, primals, true);
         }

@@ -34,7 +34,17 @@ import {
 import { accumulate, onesLike, zerosLike } from "./helpers.ts";
 import { type Aval, isZero, type MaybeZero, type Primitive, ruleRecorder } from "./primitive.ts";
 import { adjointScope, currentScope, restoreScope, type ScopeFrame } from "./scope.ts";
-import { bind, type CallRule, checkKink, noGrad, state, type Trace } from "./trace.ts";
+import {
+  bind,
+  bindCall,
+  type CallRule,
+  checkKink,
+  noGrad,
+  popLevel,
+  pushLevel,
+  state,
+  type Trace,
+} from "./trace.ts";
 
 /** One recorded application of a primitive (or a higher-order call) on a tape. */
 export class TapeNode {
@@ -181,7 +191,15 @@ abstract class TapeTraceBase implements Trace {
 
   processCall(call: CallRule, args: readonly Tensor[]): Tensor[] {
     const primals = args.map((a) => (this.isActive(a) ? this.unwrap(a) : a));
-    const { outs, backward } = this.lower(() => call.vjp(primals, this.level === 1));
+    const eager = this.level === 1;
+    const r = this.lower(() => call.vjp(primals, eager));
+    const { outs } = r;
+    // a createGraph backward (grad mode on while it runs) differentiates the call again, see graphBackward
+    const backward =
+      eager && call.ownsCreateGraph !== true && call.savesNothing !== true
+        ? (cts: readonly Tensor[]) =>
+            state.gradEnabled ? graphBackward(call, primals, cts) : r.backward(cts)
+        : r.backward;
     const needs = args.map((a) => this.isActive(a) && isFloat(a.dtype));
     const node = new TapeNode(
       call.name,
@@ -204,6 +222,32 @@ abstract class TapeTraceBase implements Trace {
     }
     return outs.map((o, k) => (isFloat(o.dtype) ? this.wrap(o, node, k) : o));
   }
+}
+
+/**
+ * The backward of a call on the eager tape in a `createGraph` pass: a functional vjp of the same call from its
+ * inputs (the eager tensors themselves) while grad mode is on, so everything it computes, the residuals of its
+ * forward included, is recorded on the eager tape and the input cotangents carry their history. The recorded
+ * forward computed its residuals without one (a scan's per-step values, an LSTM's gates): differentiating through
+ * them gave gradients with no second-order terms through the residuals (double backward lost them).
+ */
+function graphBackward(call: CallRule, primals: readonly Tensor[], cts: readonly Tensor[]): Tensor[] {
+  const level = pushLevel();
+  const trace = new TapeTrace(level);
+  const inputs = primals.map((p) => trace.newInput(p));
+  let traced: Tensor[];
+  try {
+    traced = bindCall(call, inputs);
+  } finally {
+    trace.alive = false;
+    popLevel(level);
+  }
+  const roots: { value: Tensor; ct: Tensor }[] = [];
+  traced.forEach((o, i) => {
+    if (o._trace === trace && cts[i] !== undefined) roots.push({ value: o, ct: cts[i] });
+  });
+  const leafCts = runBackward(roots, false, "backward");
+  return inputs.map((x) => leafCts.get(x) ?? zerosLike(x));
 }
 
 function avalOf(t: Aval): Aval {

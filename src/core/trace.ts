@@ -59,6 +59,12 @@ export interface CallRule {
    */
   readonly savesNothing?: boolean;
   /**
+   * The eager vjp's backward handles a `createGraph` pass itself (checkpoint: the gradients of what its body
+   * closes over). Unset: on the eager tape a createGraph backward differentiates the call again from its inputs
+   * (core/tape.ts), so the residuals its recorded forward computed without history do not cut the gradients' own.
+   */
+  readonly ownsCreateGraph?: boolean;
+  /**
    * Control flow (scan, cond, while, core/control.ts): a call whose bodies are already closed programs, held in
    * `params`. makeJaxpr records it as one equation with these params and output avals instead of tracing `fn`,
    * and the evaluator binds the same rule again (it depends on the programs alone).

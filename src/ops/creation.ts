@@ -317,6 +317,15 @@ export class Generator {
   constructor(seed = 0) {
     this.seed(seed);
   }
+  /** @internal The state (to replay the numbers drawn after it, see `logRng`). */
+  _state(): GeneratorState {
+    return { s: this.s.slice(), spare: this.spare };
+  }
+  /** @internal */
+  _setState(st: GeneratorState): void {
+    this.s.set(st.s);
+    this.spare = st.spare;
+  }
   seed(seed: number): void {
     let x = seed >>> 0;
     for (let i = 0; i < 4; i++) {
@@ -330,6 +339,7 @@ export class Generator {
   }
   /** A uniform 32-bit unsigned integer. */
   nextU32(): number {
+    if (rngLog !== null && !rngLog.has(this)) rngLog.set(this, this._state());
     const s = this.s;
     const result = Math.imul(rotl(Math.imul(s[1], 5), 7), 9) >>> 0;
     const t = s[1] << 9;
@@ -349,6 +359,7 @@ export class Generator {
   }
   /** Standard normal (Box-Muller, both values used). */
   normal(): number {
+    if (rngLog !== null && !rngLog.has(this)) rngLog.set(this, this._state());
     if (this.spare !== null) {
       const v = this.spare;
       this.spare = null;
@@ -364,6 +375,44 @@ export class Generator {
   /** Uniform integer in [low, high). */
   int(low: number, high: number): number {
     return low + Math.floor(this.uniform() * (high - low));
+  }
+}
+
+/** @internal A generator's state. */
+export interface GeneratorState {
+  readonly s: Uint32Array;
+  readonly spare: number | null;
+}
+
+/** The state of every generator before its first draw while a log is open (null: none open). */
+let rngLog: Map<Generator, GeneratorState> | null = null;
+
+/**
+ * @internal Run `f`, returning its result and the state of every generator it drew from, taken before its first
+ * draw, so that `replayRng` can draw the same numbers again (checkpoint's recomputation, as PyTorch's
+ * preserve_rng_state). Nested logs: what an inner one saw is seen by the outer one too.
+ */
+export function logRng<T>(f: () => T): [T, Map<Generator, GeneratorState>] {
+  const prev = rngLog;
+  const log = new Map<Generator, GeneratorState>();
+  rngLog = log;
+  try {
+    return [f(), log];
+  } finally {
+    rngLog = prev;
+    if (prev !== null) for (const [g, st] of log) if (!prev.has(g)) prev.set(g, st);
+  }
+}
+
+/** @internal Run `f` with the generators of `log` set back to its states, and their current states restored after. */
+export function replayRng<T>(log: Map<Generator, GeneratorState>, f: () => T): T {
+  if (log.size === 0) return f();
+  const now = [...log.keys()].map((g) => [g, g._state()] as const);
+  for (const [g, st] of log) g._setState(st);
+  try {
+    return f();
+  } finally {
+    for (const [g, st] of now) g._setState(st);
   }
 }
 

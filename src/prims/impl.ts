@@ -123,6 +123,11 @@ export function viewTensor(
   strides: readonly number[],
   offset: number,
 ): Tensor {
+  if (t._data === null) {
+    // a view of a tensor deleted by donation would carry no storage and fail later with an internal error
+    const gone = deletedTensors.get(t);
+    if (gone !== undefined) throw new AutodiffError(`this tensor was deleted: ${gone}`);
+  }
   if (t._ver !== null) t._ver.views = true;
   return Tensor._concrete(t._data!, shape, t.dtype, strides, offset, t._ver);
 }

@@ -563,6 +563,23 @@ test("LSTM: second-order gradients through lstmSequence equal the generic scan's
   a.forEach((t, k) => void close(t, Array.from(b[k].dataSync()), 1e-12, `second order ${names[k]}`));
 });
 
+test("LSTM: eager backward with createGraph, differentiated again, equals grad of grad", () => {
+  manualSeed(8);
+  const lstm = new LSTM(2, 3, { ...f64 });
+  const x = randn([4, 2], f64);
+  // functional: d/dx |d/dx sum(tanh(out))|^2
+  const outOf = (xi: Tensor) => (lstm.call(xi) as [Tensor, unknown])[0].tanh().sum();
+  const want = grad((xi: Tensor) => (grad(outOf)(xi) as Tensor).square().sum())(x) as Tensor;
+  const xe = x.clone().requiresGrad_();
+  outOf(xe).backward(undefined, { createGraph: true });
+  const gx = xe.grad!;
+  xe.grad = null;
+  for (const p of lstm.parameters()) p.grad = null;
+  gx.square().sum().backward();
+  assert.ok(xe.grad !== null, "the input gradient has a history through the input");
+  close(xe.grad, Array.from(want.dataSync()), 1e-12, "second order");
+});
+
 /** gradCheck of f(input, h0 (, c0), ...params) = module(input, state) with the parameters replaced. */
 function checkModule(m: AnyRec, kind: Kind, x: Tensor, h0: Tensor | null, c0: Tensor | null): void {
   const named = m.namedParameters();
