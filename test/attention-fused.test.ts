@@ -570,13 +570,19 @@ for (const nb of BACKENDS.filter((b) => b !== jsBackend))
       const v = view([2, 11, 3], (i) => Math.sin(0.45 * i + 1));
       const vInf = view([2, 11, 3], (i) => (i === 22 ? Number.POSITIVE_INFINITY : Math.sin(0.45 * i + 1)));
       const dout = view([2, 9, 4], (i) => Math.cos(0.21 * i));
-      for (const [name, qq, kk, vv] of [
-        ["NaN in q and k", q, k, v],
+      const q0 = view([2, 9, 4], (i) => Math.sin(0.7 * i));
+      const k0 = view([2, 11, 4], (i) => Math.cos(0.3 * i));
+      for (const [name, qq, kk, vv, dd] of [
+        ["NaN in q and k", q, k, v, dout],
+        ["Infinity in v", q0, k0, vInf, dout],
+        // the cotangent's output part and its lse column (index 3 of each row)
+        ["NaN in dout", q0, k0, v, view([2, 9, 4], (i) => (i === 5 ? Number.NaN : Math.cos(0.21 * i)))],
         [
-          "Infinity in v",
-          view([2, 9, 4], (i) => Math.sin(0.7 * i)),
-          view([2, 11, 4], (i) => Math.cos(0.3 * i)),
-          vInf,
+          "-Infinity in dout's lse column",
+          q0,
+          k0,
+          v,
+          view([2, 9, 4], (i) => (i === 27 ? Number.NEGATIVE_INFINITY : Math.cos(0.21 * i))),
         ],
       ] as const) {
         const want = jsBackend.alloc(dtype, 2 * 9 * 4);
@@ -588,8 +594,8 @@ for (const nb of BACKENDS.filter((b) => b !== jsBackend))
         const per = 9 * 4 + 11 * 4 + 11 * 3;
         const gw = jsBackend.alloc(dtype, 2 * per);
         const gg = nb.alloc(dtype, 2 * per);
-        jsBackend.attentionBackward(qq, kk, vv, null, o, dout, true, 0.5, gw);
-        nb.attentionBackward(qq, kk, vv, null, o, dout, true, 0.5, gg);
+        jsBackend.attentionBackward(qq, kk, vv, null, o, dd, true, 0.5, gw);
+        nb.attentionBackward(qq, kk, vv, null, o, dd, true, 0.5, gg);
         same(gg, gw, 1e-4, `${dtype} ${name} backward`);
         // and the contract holds something finite to compare: rows before the bad key are numbers
         assert.ok(

@@ -13,13 +13,20 @@
  *
  * Backward (FlashAttention-2, one pass): for each (query tile, key tile) the scores are recomputed, P = exp(s -
  * lse), dP = dO V^T, dS = scale P (dP - D) with D_i = dout_i . o_i - dlse_i, and four more small GEMMs
- * accumulate dv += P^T dO, dk += dS^T Q (into whole-sequence dk, dv buffers) and dq += dS K.
+ * accumulate dv += P^T dO, dk += dS^T Q (into whole-sequence dk, dv buffers) and dq += dS K. Under a causal mask
+ * the tiles on the diagonal run only their unmasked register blocks (tileGemmCausal): the score and dP columns
+ * left of the diagonal, dq's sum up to the row block's last key, dk's and dv's from the key block's first query;
+ * the exp runs only over the vectors holding unmasked keys.
  *
  * Operands are staged once per call into zero-padded contiguous buffers (gathered through any byte strides: a
  * broadcast mask has stride 0): Q [Lp, Ep], K^T [E, Sp], V [Sp, Evp] and, for the backward, K [Sp, Ep], V^T
  * [Ev, Sp], dO [Lp, Evp]; rows are padded to MR and columns to NR so that the micro-kernel has no edge cases.
  * Padded rows and columns only feed outputs that are never written out, and the probabilities beyond a row's
  * last key (causal exclusions, tile padding) are set to exactly 0, so nothing leaks from padding.
+ *
+ * Under a causal mask the products meet the excluded keys as exact zeros, and 0 x Inf = NaN where the
+ * specification skips them: each kernel checks its staged operands and, if one holds a NaN or an infinity, sets
+ * the caller's flag word and leaves the entry (the JS side then runs the js kernel).
  *
  * float32 runs in float32 (scores, SIMD exp, products; row sums gathered in float64), float64 in float64 with
  * a scalar exp. The fused multiply-add of the relaxed-SIMD build is used in the products. Special rows follow
@@ -101,7 +108,9 @@ function expS<T>(x: T): T {
  * The micro-kernel: C[MR, NR] (+)= sum_{p < kc} A(i, p) B(p, :), with A(i, p) at a + i rsa + p csa (any byte
  * strides: a row-major tile or a transposed one), row p of B contiguous at b + p rsb and row i of C at
  * c + i ldc. Per p: two loads of B, four broadcasts of A, eight multiply-adds (fused in the relaxed build).
+ * Inlined into its two callers (a call per register tile cost ~5% of the backward).
  */
+@inline
 function micro<T>(
   kc: i32,
   a: usize,
@@ -195,6 +204,95 @@ function tileGemm<T>(
   }
 }
 
+/** tileGemmCausal's limits: which part of each MR-row block of C a causal tile needs. */
+const CAUSAL_COLS = 0;
+const CAUSAL_KC_END = 1;
+const CAUSAL_KC_START = 2;
+
+/**
+ * tileGemm over the part of a causal tile that is not masked, for the tile of query rows i0.. and keys j0.. with
+ * d = i0 - j0 (query row i0 + r sees the keys j0 + c with c <= r + d). Per block of MR rows i.. of C:
+ *   CAUSAL_COLS (C = scores or dP, rows = queries, columns = keys): only the columns c < i + MR + d, rounded up
+ *     to NR (the rest of the block's columns is left as it was: the caller zeroes the masked keys);
+ *   CAUSAL_KC_END (C = dq, rows = queries, A = dS, the sum over keys p): only p < i + MR + d (the later dS are
+ *     exact zeros);
+ *   CAUSAL_KC_START (C = dk or dv, rows = keys, A = dS^T or P^T, the sum over query rows p): only p >= i - d
+ *     (the earlier rows' dS and P are exact zeros, and skipping leading zero terms leaves the sum's bits as
+ *     they were).
+ * The limits depend only on indices, so every output element still sums its terms in one order whatever the
+ * thread split.
+ */
+function tileGemmCausal<T>(
+  m: i32,
+  n: i32,
+  kc: i32,
+  a: usize,
+  rsa: usize,
+  csa: usize,
+  b: usize,
+  rsb: usize,
+  c: usize,
+  ldc: usize,
+  beta: bool,
+  how: i32,
+  d: i32,
+): void {
+  const NR = nrOf<T>();
+  for (let i = 0; i < m; i += MR) {
+    let ai = a + <usize>i * rsa;
+    const ci = c + <usize>i * ldc;
+    let ni = n;
+    let ki = kc;
+    let bi = b;
+    if (how == CAUSAL_COLS) ni = min(n, max(0, roundUp(i + MR + d, NR)));
+    else if (how == CAUSAL_KC_END) ki = min(kc, max(0, i + MR + d));
+    else {
+      const p0 = min(kc, max(0, i - d));
+      ki = kc - p0;
+      ai += <usize>p0 * csa;
+      bi += <usize>p0 * rsb;
+    }
+    if (ki == 0 && beta) continue;
+    for (let j = 0; j < ni; j += NR) {
+      const off = <usize>j * sizeof<T>();
+      micro<T>(ki, ai, rsa, csa, bi + off, rsb, ci + off, ldc, beta);
+    }
+  }
+}
+
+/**
+ * Whether the n elements at p (contiguous, n a multiple of the lanes) are all finite: x * 0 is NaN for NaN and
+ * +-Infinity and +-0 otherwise, so one vector of sums over the buffer stays 0 exactly when every element is.
+ */
+function allFinite<T>(p: usize, n: i32): bool {
+  let acc = v128.splat<T>(0);
+  const z = v128.splat<T>(0);
+  const end = p + <usize>n * sizeof<T>();
+  for (let q = p; q < end; q += 16) acc = v128.add<T>(acc, v128.mul<T>(v128.load(q), z));
+  return hsum<T>(acc) == 0;
+}
+
+/**
+ * Copy n bytes (a multiple of 4) from s to d, not overlapping, by vectors: for the short rows of the staging and
+ * the output copies, where memory.copy's call into the runtime cost more than the copy (~1000 calls per batch
+ * entry of the Transformer step's backward).
+ */
+@inline
+function copyShort(d: usize, s: usize, n: usize): void {
+  let o: usize = 0;
+  for (; o + 16 <= n; o += 16) v128.store(d + o, v128.load(s + o));
+  for (; o < n; o += 4) store<u32>(d + o, load<u32>(s + o));
+}
+
+/** Zero n bytes (a multiple of 4) at d by vectors (as copyShort). */
+@inline
+function zeroShort(d: usize, n: usize): void {
+  const z = v128.splat<i32>(0);
+  let o: usize = 0;
+  for (; o + 16 <= n; o += 16) v128.store(d + o, z);
+  for (; o < n; o += 4) store<u32>(d + o, 0);
+}
+
 /**
  * Copy a [rows, cols] operand (byte strides rs, cs) into dst [rowsPad, colsPad] row-major (row stride ldd
  * elements), zero-filling the padding.
@@ -213,24 +311,57 @@ function stageRows<T>(
   for (let r = 0; r < rows; r++) {
     const s = src + <usize>(r * rs);
     const d = dst + <usize>(r * ldd) * es;
-    if (cs == <i32>es) memory.copy(d, s, <usize>cols * es);
+    if (cs == <i32>es) copyShort(d, s, <usize>cols * es);
     else for (let c = 0; c < cols; c++) store<T>(d + <usize>c * es, load<T>(s + <usize>(c * cs)));
-    if (ldd > cols) memory.fill(d + <usize>cols * es, 0, <usize>(ldd - cols) * es);
+    if (ldd > cols) zeroShort(d + <usize>cols * es, <usize>(ldd - cols) * es);
   }
   if (rowsPad > rows) memory.fill(dst + <usize>(rows * ldd) * es, 0, <usize>((rowsPad - rows) * ldd) * es);
 }
 
 /**
  * Copy the transpose of a [rows, cols] operand (byte strides rs, cs) into dst [cols, ldd] row-major:
- * dst[c][r] = src[r][c], the columns r in [rows, ldd) zero.
+ * dst[c][r] = src[r][c], the columns r in [rows, ldd) zero. Rows of contiguous elements go by register
+ * transposes of 4 x 4 float32 or 2 x 2 float64 blocks, the edges element by element.
  */
 function stageT<T>(src: usize, rs: i32, cs: i32, rows: i32, cols: i32, dst: usize, ldd: i32): void {
   const es = sizeof<T>();
+  const B = 16 / <i32>es;
+  const rb = cs == <i32>es ? rows - (rows % B) : 0;
+  const cb = rb > 0 ? cols - (cols % B) : 0;
+  const ldb = <usize>ldd * es;
+  for (let r = 0; r < rb; r += B) {
+    const s0 = src + <usize>(r * rs);
+    const d0 = dst + <usize>r * es;
+    for (let c = 0; c < cb; c += B) {
+      const s = s0 + <usize>c * es;
+      const d = d0 + <usize>c * ldb;
+      if (sizeof<T>() == 4) {
+        const a0 = v128.load(s);
+        const a1 = v128.load(s + <usize>rs);
+        const a2 = v128.load(s + <usize>(2 * rs));
+        const a3 = v128.load(s + <usize>(3 * rs));
+        const t0 = v128.shuffle<f32>(a0, a1, 0, 4, 1, 5);
+        const t1 = v128.shuffle<f32>(a0, a1, 2, 6, 3, 7);
+        const t2 = v128.shuffle<f32>(a2, a3, 0, 4, 1, 5);
+        const t3 = v128.shuffle<f32>(a2, a3, 2, 6, 3, 7);
+        v128.store(d, v128.shuffle<f32>(t0, t2, 0, 1, 4, 5));
+        v128.store(d + ldb, v128.shuffle<f32>(t0, t2, 2, 3, 6, 7));
+        v128.store(d + 2 * ldb, v128.shuffle<f32>(t1, t3, 0, 1, 4, 5));
+        v128.store(d + 3 * ldb, v128.shuffle<f32>(t1, t3, 2, 3, 6, 7));
+      } else {
+        const a0 = v128.load(s);
+        const a1 = v128.load(s + <usize>rs);
+        v128.store(d, v128.shuffle<f64>(a0, a1, 0, 2));
+        v128.store(d + ldb, v128.shuffle<f64>(a0, a1, 1, 3));
+      }
+    }
+  }
   for (let c = 0; c < cols; c++) {
     const s = src + <usize>(c * cs);
-    const d = dst + <usize>(c * ldd) * es;
-    for (let r = 0; r < rows; r++) store<T>(d + <usize>r * es, load<T>(s + <usize>(r * rs)));
-    if (ldd > rows) memory.fill(d + <usize>rows * es, 0, <usize>(ldd - rows) * es);
+    const d = dst + <usize>c * ldb;
+    // the columns c < cb have their rows below rb from the blocks
+    for (let r = c < cb ? rb : 0; r < rows; r++) store<T>(d + <usize>r * es, load<T>(s + <usize>(r * rs)));
+    if (ldd > rows) zeroShort(d + <usize>rows * es, <usize>(ldd - rows) * es);
   }
 }
 
@@ -344,6 +475,7 @@ function attnForward<T>(
   work: usize,
   r0: i32,
   r1: i32,
+  flag: usize,
 ): void {
   if (r1 <= r0) return;
   const es = sizeof<T>();
@@ -365,6 +497,18 @@ function attnForward<T>(
   if (sees > 0) {
     stageT<T>(pk, ksl, kse, sees, e, KT, sp);
     stageRows<T>(pv, vsl, vse, sees, ev, V, evp, sp);
+  }
+  // under a causal mask the excluded keys meet exact zeros in the products (0 x Inf = NaN where the specification
+  // skips them): a non-finite staged element sets the flag, and the JS side runs the js kernel instead
+  if (causal) {
+    const fin =
+      allFinite<T>(Q + <usize>(r0 * ep) * es, roundUp(r1 - r0, MR) * ep) &&
+      allFinite<T>(KT, e * sp) &&
+      allFinite<T>(V, sp * evp);
+    if (!fin) {
+      store<i32>(flag, 1);
+      return;
+    }
   }
   const w = ev + 1;
   const rowB = <usize>BC * es;
@@ -488,6 +632,7 @@ function attnBackward<T>(
   r1: i32,
   c0: i32,
   c1: i32,
+  flag: usize,
 ): void {
   const es = sizeof<T>();
   const NR = nrOf<T>();
@@ -524,8 +669,22 @@ function attnBackward<T>(
       store<f64>(DD + <usize>i * 8, d - <f64>load<T>(grow + <usize>(ev * gse)));
       store<f64>(LSE + <usize>i * 8, <f64>load<T>(orow + <usize>(ev * ose)));
     }
+    // as in the forward: under a causal mask, non-finite q, k, v or dout run the js kernel (0 x Inf = NaN; the
+    // lse column of dout only enters D, which meets the excluded keys as the exact zeros written into dS)
+    if (causal) {
+      const fin =
+        allFinite<T>(Q, lp * ep) &&
+        allFinite<T>(K, sp * ep) &&
+        allFinite<T>(VT, ev * sp) &&
+        allFinite<T>(GO, lp * evp);
+      if (!fin) {
+        store<i32>(flag, 1);
+        return;
+      }
+    }
   }
   const rowB = <usize>BC * es;
+  const lanes = 16 / <i32>es;
   const vscale = v128.splat<T>(scale);
   const whole = r0 <= 0 && r1 >= l && c0 <= 0 && c1 >= s;
   // pass 0: everything at once; pass 1: keys [c0, c1), dk and dv only; pass 2: rows [r0, r1), dq only
@@ -545,58 +704,81 @@ function attnBackward<T>(
         const ncp = roundUp(nc, NR);
         const qt = Q + <usize>(i0 * ep) * es;
         const gt = GO + <usize>(i0 * evp) * es;
-        // scores (scaled and masked) and dP = dO V^T for the tile
-        scoreTile<T>(nr, nrp, nc, ncp, e, qt, ep, KT + <usize>j0 * es, sp, ST, i0, j0, causal, scale, pm, msl, mss);
-        tileGemm<T>(nrp, ncp, ev, gt, <usize>evp * es, es, VT + <usize>j0 * es, <usize>sp * es, DP, rowB, false);
+        // scores and dP = dO V^T for the tile (under a causal mask only the blocks left of the diagonal)
+        const d = i0 - j0;
+        const kt = KT + <usize>j0 * es;
+        const vt = VT + <usize>j0 * es;
+        if (causal) {
+          tileGemmCausal<T>(nrp, ncp, e, qt, <usize>ep * es, es, kt, <usize>sp * es, ST, rowB, false, CAUSAL_COLS, d);
+          tileGemmCausal<T>(nrp, ncp, ev, gt, <usize>evp * es, es, vt, <usize>sp * es, DP, rowB, false, CAUSAL_COLS, d);
+        } else {
+          tileGemm<T>(nrp, ncp, e, qt, <usize>ep * es, es, kt, <usize>sp * es, ST, rowB, false);
+          tileGemm<T>(nrp, ncp, ev, gt, <usize>evp * es, es, vt, <usize>sp * es, DP, rowB, false);
+        }
         for (let i = 0; i < nr; i++) {
           const row = ST + <usize>i * rowB;
           const drow = DP + <usize>i * rowB;
-          const je = causal ? max(0, min(nc, i0 + i - j0 + 1)) : nc;
+          const je = causal ? max(0, min(nc, i + d + 1)) : nc;
+          const jv = roundUp(je, lanes);
+          // x = scale s (+ mask): with a mask x is formed in place first (same operations as scoreRow), and the
+          // vector pass below then multiplies by 1
+          let vs = vscale;
+          if (pm != 0) {
+            const mrow = pm + <usize>((i0 + i) * msl) + <usize>(j0 * mss);
+            for (let j = 0; j < je; j++) {
+              const q = row + <usize>j * es;
+              store<T>(q, load<T>(q) * scale + load<T>(mrow + <usize>(j * mss)));
+            }
+            vs = v128.splat<T>(<T>1);
+          }
           const vl = v128.splat<T>(<T>load<f64>(LSE + <usize>(i0 + i) * 8));
           const vd = v128.splat<T>(<T>load<f64>(DD + <usize>(i0 + i) * 8));
-          // P = exp(x - lse) and dS = scale P (dP - D) over whole vectors, then exact zeros from je on
-          for (let j = 0; j < ncp; j += 16 / <i32>es) {
+          // P = exp(x - lse) and dS = scale P (dP - D) over the vectors holding keys < je, then exact zeros
+          for (let j = 0; j < jv; j += lanes) {
             const o = <usize>j * es;
-            const p = expV<T>(v128.sub<T>(v128.load(row + o), vl));
+            const p = expV<T>(v128.sub<T>(v128.mul<T>(v128.load(row + o), vs), vl));
             v128.store(row + o, p);
             v128.store(drow + o, v128.mul<T>(vscale, v128.mul<T>(p, v128.sub<T>(v128.load(drow + o), vd))));
           }
-          for (let j = je; j < ncp; j++) {
+          for (let j = je; j < jv; j++) {
             store<T>(row + <usize>j * es, 0);
             store<T>(drow + <usize>j * es, 0);
           }
+          if (ncp > jv) {
+            zeroShort(row + <usize>jv * es, <usize>(ncp - jv) * es);
+            zeroShort(drow + <usize>jv * es, <usize>(ncp - jv) * es);
+          }
         }
         // dv[j0.., :] += P^T dO,  dk[j0.., :] += dS^T Q   (P^T read through swapped strides; kc = the tile's rows)
-        if (doKV) {
-          tileGemm<T>(ncp, evp, nr, ST, es, rowB, gt, <usize>evp * es, DV + <usize>(j0 * evp) * es, <usize>evp * es, true);
-          tileGemm<T>(ncp, ep, nr, DP, es, rowB, qt, <usize>ep * es, DK + <usize>(j0 * ep) * es, <usize>ep * es, true);
+        const dvt = DV + <usize>(j0 * evp) * es;
+        const dkt = DK + <usize>(j0 * ep) * es;
+        if (doKV && causal) {
+          tileGemmCausal<T>(ncp, evp, nr, ST, es, rowB, gt, <usize>evp * es, dvt, <usize>evp * es, true, CAUSAL_KC_START, d);
+          tileGemmCausal<T>(ncp, ep, nr, DP, es, rowB, qt, <usize>ep * es, dkt, <usize>ep * es, true, CAUSAL_KC_START, d);
+        } else if (doKV) {
+          tileGemm<T>(ncp, evp, nr, ST, es, rowB, gt, <usize>evp * es, dvt, <usize>evp * es, true);
+          tileGemm<T>(ncp, ep, nr, DP, es, rowB, qt, <usize>ep * es, dkt, <usize>ep * es, true);
         }
         // dq[i0.., :] += dS K[j0.., :]   (rows nr..nrp of dS are never zeroed: they only reach padded dq rows)
-        if (doQ) tileGemm<T>(
-          nrp,
-          ep,
-          nc,
-          DP,
-          rowB,
-          es,
-          K + <usize>(j0 * ep) * es,
-          <usize>ep * es,
-          DQ + <usize>(i0 * ep) * es,
-          <usize>ep * es,
-          true,
-        );
+        const kr = K + <usize>(j0 * ep) * es;
+        const dqt = DQ + <usize>(i0 * ep) * es;
+        if (doQ && causal) {
+          tileGemmCausal<T>(nrp, ep, nc, DP, rowB, es, kr, <usize>ep * es, dqt, <usize>ep * es, true, CAUSAL_KC_END, d);
+        } else if (doQ) {
+          tileGemm<T>(nrp, ep, nc, DP, rowB, es, kr, <usize>ep * es, dqt, <usize>ep * es, true);
+        }
       }
     }
   }
   // out: dq [L, E], dk [S, E], dv [S, Ev]; the rows this call owns
   const ue = <usize>e * es;
   const uev = <usize>ev * es;
-  for (let i = max(r0, 0); i < min(r1, l); i++) memory.copy(out + <usize>i * ue, DQ + <usize>(i * ep) * es, ue);
+  for (let i = max(r0, 0); i < min(r1, l); i++) copyShort(out + <usize>i * ue, DQ + <usize>(i * ep) * es, ue);
   const dkOut = out + <usize>l * ue;
   const dvOut = dkOut + <usize>s * ue;
   for (let j = max(c0, 0); j < min(c1, s); j++) {
-    memory.copy(dkOut + <usize>j * ue, DK + <usize>(j * ep) * es, ue);
-    memory.copy(dvOut + <usize>j * uev, DV + <usize>(j * evp) * es, uev);
+    copyShort(dkOut + <usize>j * ue, DK + <usize>(j * ep) * es, ue);
+    copyShort(dvOut + <usize>j * uev, DV + <usize>(j * evp) * es, uev);
   }
 }
 
@@ -604,7 +786,8 @@ function attnBackward<T>(
  * Forward attention of `count` batch entries: entry t's pointers (q, k, v, mask or 0, out) are the five i32 at
  * table + 20 t; sizes and byte strides as for attnForward, shared by every entry. es: 4 (float32) or 8
  * (float64). Entries run one after the other on this thread, reusing `work` (attnWork(..., 0) bytes); each
- * computes its query rows [r0, r1) (r0 a multiple of 32), so that threads may share one entry's rows.
+ * computes its query rows [r0, r1) (r0 a multiple of 32), so that threads may share one entry's rows. flag: an
+ * i32 the JS side zeroed, set to 1 when a causal entry stages a non-finite operand (see the header).
  */
 export function attnFwd(
   es: i32,
@@ -627,6 +810,7 @@ export function attnFwd(
   work: usize,
   r0: i32,
   r1: i32,
+  flag: usize,
 ): void {
   for (let t = 0; t < count; t++) {
     const p = table + <usize>t * 20;
@@ -636,9 +820,9 @@ export function attnFwd(
     const pm = <usize>load<u32>(p, 12);
     const po = <usize>load<u32>(p, 16);
     if (es == 4) {
-      attnForward<f32>(l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, causal != 0, <f32>scale, po, work, r0, r1);
+      attnForward<f32>(l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, causal != 0, <f32>scale, po, work, r0, r1, flag);
     } else {
-      attnForward<f64>(l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, causal != 0, scale, po, work, r0, r1);
+      attnForward<f64>(l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, causal != 0, scale, po, work, r0, r1, flag);
     }
   }
 }
@@ -646,7 +830,7 @@ export function attnFwd(
 /**
  * The attention VJP of `count` batch entries: entry t's pointers (q, k, v, mask or 0, o, dout, out) are the
  * seven i32 at table + 28 t; the rest as for attnFwd and attnBackward (work: attnWork(..., 1) bytes): each
- * entry's dq rows [r0, r1) and dk, dv rows [c0, c1), so that threads may share one entry.
+ * entry's dq rows [r0, r1) and dk, dv rows [c0, c1), so that threads may share one entry; flag as for attnFwd.
  */
 export function attnBwd(
   es: i32,
@@ -675,6 +859,7 @@ export function attnBwd(
   r1: i32,
   c0: i32,
   c1: i32,
+  flag: usize,
 ): void {
   for (let t = 0; t < count; t++) {
     const p = table + <usize>t * 28;
@@ -688,12 +873,12 @@ export function attnBwd(
     if (es == 4) {
       attnBackward<f32>(
         l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, po, osl, ose, pg, gsl, gse,
-        causal != 0, <f32>scale, out, work, r0, r1, c0, c1,
+        causal != 0, <f32>scale, out, work, r0, r1, c0, c1, flag,
       );
     } else {
       attnBackward<f64>(
         l, s, e, ev, pq, qsl, qse, pk, ksl, kse, pv, vsl, vse, pm, msl, mss, po, osl, ose, pg, gsl, gse,
-        causal != 0, scale, out, work, r0, r1, c0, c1,
+        causal != 0, scale, out, work, r0, r1, c0, c1, flag,
       );
     }
   }

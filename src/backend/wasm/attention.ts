@@ -10,10 +10,19 @@
  * then runs and reports the error).
  */
 import { dtypeOfTyped, type TypedArray } from "../../dtype.ts";
-import { isContiguous, sizeOf } from "../../shape.ts";
+import { sizeOf } from "../../shape.ts";
 import type { View } from "../backend.ts";
 import { assertOutSize } from "../js/strided.ts";
-import { type Ctx, type Operand, type Scope, stageIn, stageOut, withScope } from "./context.ts";
+import {
+  type Ctx,
+  type Operand,
+  type Scope,
+  compact,
+  span,
+  stageIn,
+  stageOut,
+  withScope,
+} from "./context.ts";
 import type { CALLS } from "./threads.ts";
 
 /** Calls with fewer multiply-adds than this run on one thread (a hand-off costs ~10-50 us). */
@@ -52,33 +61,43 @@ function floatDtype(arrays: readonly TypedArray[]): "float32" | "float64" | null
 }
 
 /**
- * Whether every element of the view is finite. Causal attention over a NaN or an infinity runs the js kernel:
- * the spec skips the keys j > i, whereas the tiled products multiply them by an exact 0 (0 x Inf = NaN).
+ * The kernels' flag word, zeroed: under a causal mask a kernel that stages a NaN or an infinity in q, k, v or
+ * dout sets it and stops, and the call returns false so that the js kernel runs (the specification skips the
+ * keys j > i, whereas the tiled products multiply them by an exact 0, and 0 x Inf = NaN). The check runs over
+ * the kernel's staged copies, which it reads anyway (a check in JavaScript over strided views cost ~2 ms per
+ * [32, 4, 128, 32] operand, a fifth of the Transformer step's attention backward).
  */
-function allFinite(v: View): boolean {
-  const { data, shape, strides } = v;
-  const n = sizeOf(shape);
-  if (n === 0) return true;
-  if (isContiguous(shape, strides)) {
-    // x * 0 is NaN for NaN and +-Infinity, +-0 otherwise: one sum and no branch per element (the index walk
-    // below cost ~4 ns per element, 6 ms of a 13.6 ms causal forward over three [64, 4, 64, 32] operands)
-    let acc = 0;
-    for (let i = v.offset, end = v.offset + n; i < end; i++) acc += (data[i] as number) * 0;
-    return acc === 0;
-  }
-  const nd = shape.length;
-  const idx = new Array<number>(nd).fill(0);
-  let off = v.offset;
-  for (let t = 0; t < n; t++) {
-    if (!Number.isFinite(data[off])) return false;
-    for (let d = nd - 1; d >= 0; d--) {
-      off += strides[d];
-      if (++idx[d] < shape[d]) break;
-      off -= strides[d] * shape[d];
-      idx[d] = 0;
+function newFlag(c: Ctx, sc: Scope): number {
+  const flag = sc.alloc(16);
+  c.heap.i32[flag >> 2] = 0;
+  return flag;
+}
+
+/**
+ * Views into one array (q, k and v split from one packed projection) copied in as one span when that is no
+ * longer than their separate spans: stageIn's copies then find it (Scope.copyIn reuses an enclosing copy), so
+ * the packed [B, L, 3 H E] buffer is copied once instead of three nearly whole times.
+ */
+function stageShared(sc: Scope, views: readonly (View | null)[]): void {
+  const seen = new Set<TypedArray>();
+  for (const v of views) {
+    if (v === null || seen.has(v.data) || sizeOf(v.shape) === 0) continue;
+    seen.add(v.data);
+    const group = views.filter((w): w is View => w !== null && w.data === v.data && sizeOf(w.shape) > 0);
+    if (group.length < 2) continue;
+    let lo = Infinity;
+    let hi = -Infinity;
+    let sum = 0;
+    let copies = true; // stageIn copies each one's span (rather than gathering its elements)
+    for (const w of group) {
+      const [a, b] = span(w);
+      lo = Math.min(lo, a);
+      hi = Math.max(hi, b);
+      sum += b - a + 1;
+      copies &&= compact(b - a + 1, sizeOf(w.shape));
     }
+    if (copies && hi - lo + 1 <= sum) sc.copyIn(v.data, lo, hi - lo + 1);
   }
-  return true;
 }
 
 /** A staged operand: its element pointer and element strides (an empty view gets a harmless pointer). */
@@ -214,7 +233,6 @@ export function attention(
   const dt = floatDtype([q.data, k.data, v.data, out, ...(mask === null ? [] : [mask.data])]);
   const d = dims(q, k, v, mask);
   if (dt === null || d === null) return false;
-  if (causal && ![q, k, v].every(allFinite)) return false;
   const { lead, nb, l, s, e, ev } = d;
   const n = nb * l * (ev + 1);
   assertOutSize("attention", out, n);
@@ -223,6 +241,8 @@ export function attention(
   return withScope(c, (sc) => {
     const O = stageOut(c, sc, out, n);
     const table = sc.alloc(nb * 5 * 4);
+    const flag = newFlag(c, sc);
+    stageShared(sc, [q, k, v, mask]);
     const ops = [q, k, v, mask].map((x) => stage(c, sc, x, table));
     const [Q, K, V, M] = ops;
     const [qsl, qse] = inner(Q, es);
@@ -264,8 +284,10 @@ export function attention(
         wk,
         r0,
         r1,
+        flag,
       ],
     );
+    if (c.heap.i32[flag >> 2] !== 0) return false;
     O.finish();
     return true;
   });
@@ -295,7 +317,6 @@ export function attentionBackward(
   ]);
   const d = dims(q, k, v, mask);
   if (dt === null || d === null) return false;
-  if (causal && ![q, k, v, dout].every(allFinite)) return false;
   const { lead, nb, l, s, e, ev } = d;
   const nd = q.shape.length;
   for (const t of [o, dout]) {
@@ -309,6 +330,8 @@ export function attentionBackward(
   return withScope(c, (sc) => {
     const O = stageOut(c, sc, out, nb * per);
     const table = sc.alloc(nb * 7 * 4);
+    const flag = newFlag(c, sc);
+    stageShared(sc, [q, k, v, mask, o, dout]);
     const ops = [q, k, v, mask, o, dout].map((x) => stage(c, sc, x, table));
     const [Q, K, V, M, OO, G] = ops;
     const [qsl, qse] = inner(Q, es);
@@ -358,8 +381,10 @@ export function attentionBackward(
         r1,
         c0,
         c1,
+        flag,
       ],
     );
+    if (c.heap.i32[flag >> 2] !== 0) return false;
     O.finish();
     return true;
   });

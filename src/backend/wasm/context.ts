@@ -104,7 +104,7 @@ export function span(v: View): [number, number] {
  * True if copying a view's whole span beats gathering its elements: a memcpy runs at 10-30 GB/s, a strided
  * gather in JS at well under 1, so a span several times the element count is still the cheaper copy.
  */
-function compact(len: number, n: number): boolean {
+export function compact(len: number, n: number): boolean {
   return len <= 8 * n + 4096;
 }
 

@@ -4,7 +4,8 @@
  * dims to 128), one case large enough for wasm's worker pool (eight batch entries, L = S = 80), L != S, E != Ev,
  * empty L, S, E, Ev and
  * batch, causal and not, no mask / a full mask / a mask broadcast over batch and rows (stride 0) / a mask with
- * -Infinity entries and a fully masked row, q, k, v in rotating layouts, and NaN inputs. The backward rows read
+ * -Infinity entries and a fully masked row, q, k, v in rotating layouts or as views into one packed [B, L, 3 H E]
+ * array, and NaN inputs. The backward rows read
  * a real forward output (js) and a cotangent whose lse column is non-zero.
  */
 import type { View } from "../../../src/backend/backend.ts";
@@ -109,6 +110,26 @@ function inputs(dtype: DType, seed: number): Inputs[] {
       }
     }
   }
+  // q, k and v as views into one packed projection [B, L, 3 H E] (heads split by strides, as a Transformer's QKV
+  // layer leaves them): wasm copies the shared array in once; lengths off the 32 x 64 tiles, causal and not
+  for (const [b, h, n, e] of [
+    [2, 3, 70, 16],
+    [1, 2, 33, 8],
+  ]) {
+    const packed = makeView([b, n, 3 * h * e], dtype, "contiguous", rng, "plain");
+    const [q, k, v] = [0, 1, 2].map(
+      (t): View => ({
+        data: packed.data,
+        shape: [b, h, n, e],
+        strides: [n * 3 * h * e, e, 3 * h * e, 1],
+        offset: packed.offset + t * h * e,
+      }),
+    );
+    for (const causal of [false, true]) {
+      const label = `packed q k v [${b}, ${h}, ${n}, ${e}]${causal ? " causal" : ""}`;
+      out.push({ q, k, v, mask: null, causal, scale: 1 / Math.sqrt(e), label });
+    }
+  }
   // NaN in one query and one key
   const q = makeView([2, 9, 4], dtype, "contiguous", rng, "plain");
   const k = makeView([2, 11, 4], dtype, "contiguous", rng, "plain");
@@ -131,7 +152,7 @@ function forwardRow(dtype: "float32" | "float64"): Row {
     kernel: "attention",
     variant: dtype,
     covers:
-      "odd sizes around the tiles, empty dims, causal, full / broadcast / -Infinity masks, strided q k v, NaN",
+      "odd sizes around the tiles, empty dims, causal, full / broadcast / -Infinity masks, strided q k v, q k v packed in one array, NaN",
     cases: () =>
       inputs(dtype, 9101 + dtype.length).map(
         (c): Case =>
