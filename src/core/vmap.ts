@@ -183,8 +183,14 @@ function checkAxis(axis: number, ndim: number, what: string): number {
  * const perExample = vmap(grad(loss), { inAxes: [null, 0, 0] })(params, xs, ys);
  * ```
  */
-export function vmap<A extends unknown[], R>(f: (...args: A) => R, opts: VmapOpts = {}): (...args: A) => R {
-  return (...args: A): R => {
+// Typed as the function it maps (F in, F out) rather than through its parameter and result types: inferred
+// from them, a vmap written inside another transform's call, jvp(vmap(f), [x], [t]), took its parameters from
+// that call's constraint and became (...args: never[]) => R.
+// biome-ignore lint/suspicious/noExplicitAny: any function (unknown[] parameters would reject typed ones)
+export function vmap<F extends (...args: any[]) => any>(f: F, opts: VmapOpts = {}): F {
+  type A = Parameters<F>;
+  type R = ReturnType<F>;
+  return ((...args: A): R => {
     const inSpec = opts.inAxes === undefined ? 0 : opts.inAxes;
     if (Array.isArray(inSpec) && inSpec.length !== args.length) {
       throw new ShapeError(
@@ -243,5 +249,5 @@ export function vmap<A extends unknown[], R>(f: (...args: A) => R, opts: VmapOpt
       return moveAxis(b, 0, checkAxis(a, b.ndim, `output leaf ${i} (batched shape ${fmtShape(b.shape)})`));
     });
     return treeUnflatten(outDef, res) as R;
-  };
+  }) as F;
 }

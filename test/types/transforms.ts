@@ -16,6 +16,7 @@ import {
   tensor,
   valueAndGrad,
   vjp,
+  vmap,
 } from "../../src/index.ts";
 
 /** True when A and B are mutually assignable in the strict sense (the usual identity check on generic functions). */
@@ -116,4 +117,14 @@ export function checks(x: Tensor, y: Tensor, p: Params): void {
   const wrong: number = grad((a: Tensor) => a.sum())(x);
   void wrong;
   void tensor;
+}
+
+// A transform written inside another's call: vmap's parameters come from the function it maps, not from the
+// outer call's constraint (jvp(vmap(f), [x], [t]) once typed vmap(f) as (...args: never[]) => R).
+function _nested(): void {
+  const perRow = (r: Tensor) => r.sum();
+  const xs = tensor([[1, 2]]);
+  const [, tOut] = jvp(vmap(perRow), [xs], [xs]);
+  const _t: Tensor = tOut;
+  linearize(vmap(perRow), xs);
 }

@@ -1,4 +1,4 @@
-import { check, close, done, expectThrow, f64, fdGrad, flat } from "./h.ts";
+import { check, close, done, f64, fdGrad, flat } from "./h.ts";
 import {
   conv2d,
   cumsum,
@@ -30,11 +30,8 @@ import {
   cat,
   stack,
   tril,
-  prod,
-  argmax,
   interpolate,
-  cumsum as cs,
-} from "../src/index.ts";
+} from "../../src/index.ts";
 console.log("backend", getBackend().name);
 manualSeed(11);
 function same(a: Tensor, b: Tensor, what = "") {

@@ -20,7 +20,7 @@ import {
   checkpoint,
   stack,
   vjp,
-} from "../src/index.ts";
+} from "../../src/index.ts";
 console.log("backend", getBackend().name);
 manualSeed(2);
 // pytree scan
@@ -417,23 +417,23 @@ check("fori vmap(grad)", () => {
   );
 });
 check("fori static upper", () => {
-  const g = jit((x: Tensor, n: number) => foriLoop(0, n, (i: Tensor, v: Tensor) => v.add(1), x), {
+  const g = jit((x: Tensor, n: number) => foriLoop(0, n, (_i: Tensor, v: Tensor) => v.add(1), x), {
     staticArgnums: 1,
   });
   close(grad((x: Tensor) => g(x, 3).sum())(ones([2])) as Tensor, ones([2]), 0);
   return `${flat(g(ones([2]), 5))}`;
 });
 check("fori lower>upper -> no iterations", () =>
-  close(jit((x: Tensor) => foriLoop(5, 2, (i: Tensor, v: Tensor) => v.add(1), x))(ones([2])), ones([2]), 0),
+  close(jit((x: Tensor) => foriLoop(5, 2, (_i: Tensor, v: Tensor) => v.add(1), x))(ones([2])), ones([2]), 0),
 );
 check("fori traced bound integral number", () => {
-  const g = jit((x: Tensor, n: number) => foriLoop(0, n, (i: Tensor, v: Tensor) => v.add(1), x));
+  const g = jit((x: Tensor, n: number) => foriLoop(0, n, (_i: Tensor, v: Tensor) => v.add(1), x));
   return `${flat(g(ones([2]), 3))} ${flat(g(ones([2]), 5))} traces ${g.traceCount}`;
 });
 expectThrow(
   "fori traced bound, grad",
   () => {
-    const g = jit((x: Tensor, n: number) => foriLoop(0, n, (i: Tensor, v: Tensor) => v.mul(2), x));
+    const g = jit((x: Tensor, n: number) => foriLoop(0, n, (_i: Tensor, v: Tensor) => v.mul(2), x));
     return grad((x: Tensor) => g(x, 3).sum())(ones([2]));
   },
   /whileLoop|static/i,
@@ -453,7 +453,8 @@ expectThrow(
 check("scan int counter + float carry grad", () => {
   const f2 = (x: Tensor) =>
     scan(
-      ([k, v]: [Tensor, Tensor], e: Tensor) => [[k.add(1), v.mul(e).add(k.to("float64"))], null],
+      ([k, v]: [Tensor, Tensor], e: Tensor) =>
+        [[k.add(1), v.mul(e).add(k.to("float64"))] as [Tensor, Tensor], null] as const,
       [tensor(0, { dtype: "int32" }), x],
       tensor([2, 3], f64),
     )[0][1];

@@ -7,14 +7,12 @@ import {
   ones,
   randn,
   scan,
-  tensor,
   type Tensor,
   vmap,
   zeros,
   cond,
-  whileLoop,
   makeJaxpr,
-} from "../src/index.ts";
+} from "../../src/index.ts";
 console.log("backend", getBackend().name);
 const x = randn([3], f64),
   X = randn([4, 3], f64);
@@ -114,11 +112,13 @@ check("cond pred from float tensor (nonzero)", () => {
 check(
   "makeJaxpr(vmap(jit(grad(scan))))",
   () =>
-    String(
-      makeJaxpr(
-        vmap(jit(grad((a: Tensor) => scan((c: Tensor, e: Tensor) => [c.mul(e), null], a, X)[0].sum()))),
-      )(X),
-    ).split("\n").length + " lines",
+    `${
+      String(
+        makeJaxpr(
+          vmap(jit(grad((a: Tensor) => scan((c: Tensor, e: Tensor) => [c.mul(e), null], a, X)[0].sum()))),
+        )(X),
+      ).split("\n").length
+    } lines`,
 );
 check("jit of fn with default param", () => {
   const jf = jit((a: Tensor, k = 2) => a.mul(k));

@@ -1,18 +1,7 @@
-import { check, close, done, expectThrow, f64, flat } from "./h.ts";
-import {
-  getBackend,
-  jit,
-  randn,
-  tensor,
-  type Tensor,
-  manualSeed,
-  randint,
-  grad,
-  vmap,
-  zeros,
-} from "../src/index.ts";
-import * as nn from "../src/nn/index.ts";
-import { functional, makeTrainStep, Adam } from "../src/optim/index.ts";
+import { check, close, done, f64 } from "./h.ts";
+import { getBackend, jit, randn, type Tensor, manualSeed, randint, grad, vmap } from "../../src/index.ts";
+import * as nn from "../../src/nn/index.ts";
+import { functional, makeTrainStep } from "../../src/optim/index.ts";
 console.log("backend", getBackend().name);
 class Seq2 extends nn.Module<[Tensor], Tensor> {
   emb = new nn.Embedding(11, 8);

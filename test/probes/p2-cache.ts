@@ -8,10 +8,9 @@ import {
   type Tensor,
   zeros,
   ones,
-  arange,
   vmap,
   full,
-} from "../src/index.ts";
+} from "../../src/index.ts";
 console.log("backend", getBackend().name);
 const f = (x: Tensor) => x.mul(2).add(1);
 const jf = jit(f);
@@ -147,7 +146,7 @@ check("donate then toArray/item/print", () => {
     try {
       const r = fn();
       out.push(`${n}: NO ERROR ${JSON.stringify(r)?.slice(0, 60)}`);
-    } catch (er) {
+    } catch (_er) {
       out.push(`${n}: err`);
     }
   }

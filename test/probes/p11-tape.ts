@@ -1,18 +1,17 @@
-import { check, close, done, expectThrow, f64, flat } from "./h.ts";
+import { check, close, done, f64, flat } from "./h.ts";
 import {
   getBackend,
   grad,
   jit,
   noGrad,
-  ones,
   randn,
   scan,
   cond,
   tensor,
   type Tensor,
   autocast,
-} from "../src/index.ts";
-import * as nn from "../src/nn/index.ts";
+} from "../../src/index.ts";
+import * as nn from "../../src/nn/index.ts";
 console.log("backend", getBackend().name);
 const x = randn([3], f64);
 check("noGrad around jit with requiresGrad input: no history", () => {

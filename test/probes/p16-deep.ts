@@ -1,4 +1,4 @@
-import { check, close, done, f64, fdGrad } from "./h.ts";
+import { check, close, done, f64 } from "./h.ts";
 import {
   cond,
   customVjp,
@@ -7,22 +7,20 @@ import {
   grad,
   jit,
   jvp,
-  ones,
   randn,
   scan,
   tensor,
   type Tensor,
   vmap,
   whileLoop,
-  zeros,
   stack,
-} from "../src/index.ts";
+} from "../../src/index.ts";
 console.log("backend", getBackend().name);
 const X = randn([4, 3], f64),
   x = randn([3], f64);
 const wsc = (a: Tensor) =>
   whileLoop(
-    ([i, v]: [Tensor, Tensor]) => i.lt(2),
+    ([i, _v]: [Tensor, Tensor]) => i.lt(2),
     ([i, v]: [Tensor, Tensor]) =>
       [
         i.add(1),

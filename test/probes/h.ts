@@ -1,7 +1,7 @@
-import { getBackend, setBackend, type Tensor, tensor } from "../src/index.ts";
-import { loadNativeBackend } from "../src/backend/native/index.ts";
-import { loadWasmBackend } from "../src/backend/wasm/index.ts";
-import { getBackend as gb } from "../src/backend/registry.ts";
+import { setBackend, type Tensor, tensor } from "../../src/index.ts";
+import { loadNativeBackend } from "../../src/backend/native/index.ts";
+import { loadWasmBackend } from "../../src/backend/wasm/index.ts";
+import { getBackend as gb } from "../../src/backend/registry.ts";
 
 export function pickBackend(): string {
   const want = process.env.PB;
@@ -20,7 +20,7 @@ export function pickBackend(): string {
 }
 export const f64 = { dtype: "float64" as const };
 let fails = 0;
-export function check(name: string, fn: () => void | string): void {
+export function check(name: string, fn: () => unknown): void {
   try {
     const r = fn();
     console.log(`PASS ${name}${r ? `: ${r}` : ""}`);
@@ -77,6 +77,7 @@ export function fdGrad(f: (x: Tensor) => Tensor, x: Tensor, h = 1e-6): Tensor {
 }
 export function done(): void {
   console.log(`== ${fails} failures on ${gb().name}`);
+  if (fails > 0) process.exitCode = 1;
 }
 {
   const want = process.env.PB;

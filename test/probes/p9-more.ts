@@ -12,7 +12,6 @@ import {
   ones,
   randn,
   scan,
-  stack,
   switchCase,
   tensor,
   type Tensor,
@@ -21,14 +20,14 @@ import {
   zeros,
   checkpoint,
   manualSeed,
-} from "../src/index.ts";
+} from "../../src/index.ts";
 console.log("backend", getBackend().name);
 manualSeed(9);
 const x = randn([3], f64),
   X = randn([4, 3], f64);
 const wl = (a: Tensor) =>
   whileLoop(
-    ([i, v]: [Tensor, Tensor]) => i.lt(3),
+    ([i, _v]: [Tensor, Tensor]) => i.lt(3),
     ([i, v]: [Tensor, Tensor]) => [i.add(1), v.sin().mul(v)] as [Tensor, Tensor],
     [tensor(0, { dtype: "int32" }), a] as [Tensor, Tensor],
   )[1];

@@ -1,4 +1,4 @@
-import { check, close, done, expectThrow, f64, flat } from "./h.ts";
+import { check, close, done, expectThrow, f64 } from "./h.ts";
 import {
   getBackend,
   grad,
@@ -14,7 +14,7 @@ import {
   cond,
   whileLoop,
   switchCase,
-} from "../src/index.ts";
+} from "../../src/index.ts";
 console.log("backend", getBackend().name);
 const X = randn([4, 3], f64),
   x = randn([3], f64);
@@ -23,7 +23,7 @@ check("vmap(jit) output independent of batch is broadcast", () => {
   return `${r[0].shape} ${r[1].shape}`;
 });
 check("vmap output closed-over unbatched", () => {
-  const r = vmap((a: Tensor) => x)(X) as Tensor;
+  const r = vmap((_a: Tensor) => x)(X) as Tensor;
   return `${r.shape}`;
 });
 expectThrow(

@@ -1,4 +1,4 @@
-import { check, close, done, expectThrow, f64, flat } from "./h.ts";
+import { check, close, done, expectThrow, flat } from "./h.ts";
 import {
   arange,
   getBackend,
@@ -13,7 +13,7 @@ import {
   zeros,
   full,
   cond,
-} from "../src/index.ts";
+} from "../../src/index.ts";
 console.log("backend", getBackend().name);
 check("mutating a returned trace-time constant does not change the next call", () => {
   const jf = jit((x: Tensor) => [x.add(1), ones([2]), arange(0, 3)]);

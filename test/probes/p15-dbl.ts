@@ -1,16 +1,6 @@
 import { check, close, done, f64 } from "./h.ts";
-import {
-  checkpoint,
-  cond,
-  customJvp,
-  getBackend,
-  jit,
-  randn,
-  scan,
-  tensor,
-  type Tensor,
-} from "../src/index.ts";
-import * as nn from "../src/nn/index.ts";
+import { checkpoint, cond, customJvp, getBackend, jit, randn, scan, type Tensor } from "../../src/index.ts";
+import * as nn from "../../src/nn/index.ts";
 console.log("backend", getBackend().name);
 const x0 = randn([3], f64),
   w0 = randn([3], f64),
