@@ -47,21 +47,21 @@ test("results do not depend on the thread count (bitwise)", { skip: !N || DEFAUL
 test("pointwise convolutions on small planes: the same bits on one thread and all", {
   skip: !N || DEFAULT_THREADS < 2,
 }, () => {
-  // 7 x 7 planes: the forward pass and both gradients run one product per group over all images, split over the
-  // pool inside the product (7.5 MFLOP each, above the 2 MFLOP from which the GEMM uses more threads; the weight
-  // gradient's 392-deep sums in two K slices)
+  // 7 x 7 planes, 200 output and 64 input channels per group: the forward pass and both gradients run one product
+  // per group over all images, split over the pool inside the product (10 MFLOP each, above the 2 MFLOP from which
+  // the GEMM uses more threads; the weight gradient's 392-deep sums in two K slices)
   const rng = prng(31);
   const p: Conv2dParams = { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 2 };
-  const x = makeView([8, 96, 7, 7], "float32", "contiguous", rng, "small");
-  const w = makeView([400, 48, 1, 1], "float32", "contiguous", rng, "small");
+  const x = makeView([8, 128, 7, 7], "float32", "contiguous", rng, "small");
+  const w = makeView([400, 64, 1, 1], "float32", "contiguous", rng, "small");
   const dy = makeView([8, 400, 7, 7], "float32", "contiguous", rng, "small");
   const run = () => {
     const y = N!.alloc("float32", 8 * 400 * 49);
     N!.conv2d(x, w, y, [8, 400, 7, 7], p);
-    const dx = N!.alloc("float32", 8 * 96 * 49);
-    N!.conv2dBackInput(dy, w, dx, [8, 96, 7, 7], p);
-    const dw = N!.alloc("float32", 400 * 48);
-    N!.conv2dBackWeight(x, dy, dw, [400, 48, 1, 1], p);
+    const dx = N!.alloc("float32", 8 * 128 * 49);
+    N!.conv2dBackInput(dy, w, dx, [8, 128, 7, 7], p);
+    const dw = N!.alloc("float32", 400 * 64);
+    N!.conv2dBackWeight(x, dy, dw, [400, 64, 1, 1], p);
     return [y, dx, dw];
   };
   setNumThreads(1);

@@ -268,21 +268,35 @@ template <class T>
 struct ImageColumns {
   const T* p;
   i64 s0, s1, sp, P;
+  // A panel's columns are runs of consecutive positions of one image (two runs for a 32-column panel over 49-position
+  // planes), copied run by run: a gather of one element per column weighed on products of small K (groups of 16
+  // channels: the input gradient ran at 0.61x the products per image with the gather, 0.89-0.94x with runs).
   void pack_b(T* dst, i64 k0, i64 kc, i64 j0, i64 n) const {
     constexpr int NR = Blocking<T>::NR;
     for (i64 jp = 0; jp < n; jp += NR, dst += kc * NR) {
       const int cols = (int)imin<i64>(NR, n - jp);
       const T* src[NR];
-      for (int c = 0; c < cols; c++) {
-        const i64 j = j0 + jp + c;
-        src[c] = p + (j / P) * s0 + (j % P) * sp + k0 * s1;
+      int at[NR + 1], runs = 0;
+      for (int c = 0; c < cols;) {
+        const i64 j = j0 + jp + c, q = j % P;
+        src[runs] = p + (j / P) * s0 + q * sp + k0 * s1;
+        at[runs++] = c;
+        c += (int)imin<i64>(cols - c, P - q);
       }
+      at[runs] = cols;
       for (i64 k = 0; k < kc; k++) {
         T* d = dst + k * NR;
         const i64 o = k * s1;
-        int c = 0;
-        for (; c < cols; c++) d[c] = src[c][o];
-        for (; c < NR; c++) d[c] = T(0);
+        for (int r = 0; r < runs; r++) {
+          const T* s = src[r] + o;
+          T* dr = d + at[r];
+          const int len = at[r + 1] - at[r];
+          if (sp == 1)
+            for (int c = 0; c < len; c++) dr[c] = s[c];
+          else
+            for (int c = 0; c < len; c++) dr[c] = s[c * sp];
+        }
+        for (int c = cols; c < NR; c++) d[c] = T(0);
       }
     }
   }
@@ -631,8 +645,12 @@ bool conv_back_weight(const View& x, const View& dy, T* out, const Geo& g) {
   const i64 per = (g.N + chunks - 1) / chunks;
   if (pointwise(g) && chunks > 0) {
     const i64 xps = merged_stride(xs, g.H, g.W), dps = merged_stride(ds, g.H, g.W);
-    // (planes under two column panels, as the forward pass: 14 x 14 planes ran 0.90-1.02x the chunked products)
-    if (xps != 0 && dps != 0 && g.H * g.W < 2 * Blocking<T>::NR && g_images && g.N > 1)
+    // (planes under two column panels, as the forward pass: 14 x 14 planes ran 0.90-1.02x the chunked products).
+    // It packs dy (Og x N P, a transpose) where the products per image read it in place, a copy amortised over
+    // Cg columns: 32 -> 512 channels ran at 0.85x; with 64 and more, or Og <= Cg (groups of 16 x 16 channels,
+    // whose per-image products were tiny: 1.6x), it ran 0.98-1.6x (1 thread, Intel Xeon).
+    if (xps != 0 && dps != 0 && g.H * g.W < 2 * Blocking<T>::NR && g_images && g.N > 1 &&
+        (g.Cg >= 64 || g.Og <= g.Cg))
       return pointwise_back_weight_images<T>(xp, xs, xps, dp, ds, dps, out, g);
     if (xps != 0 && dps != 0) return pointwise_back_weight<T>(xp, xs, xps, dp, ds, dps, out, g, chunks, per);
   }
@@ -730,8 +748,10 @@ bool conv_back_input(const View& dy, const View& w, T* out, const Geo& g) {
   if (pointwise(g)) {
     const i64 dps = merged_stride(ds, g.H, g.W);
     // (the planes of conv_forward's one product over all images, under two column panels; on 14 x 14 planes it
-    // ran 0.93-1.18x the product per image, within the host's noise, so those stay per image)
-    if (dps != 0 && g.H * g.W < 2 * Blocking<T>::NR && g_images && g.N > 1 &&
+    // ran 0.93-1.18x the product per image, within the host's noise, so those stay per image). Its result goes
+    // through a scratch, a copy amortised over the Og-deep sums: with 16 output channels per group it ran at
+    // 0.89-0.94x the products per image, with 32 at 0.98-1.02x, with 64 and more at 1.15-1.8x (1 thread, Intel Xeon).
+    if (dps != 0 && g.H * g.W < 2 * Blocking<T>::NR && g_images && g.N > 1 && g.Og >= 64 &&
         (__int128)g.Cg * g.N * g.H * g.W <= ((__int128)1 << 26))
       return pointwise_back_input_images<T>(dp, ds, dps, wm, out, g);
     if (dps != 0) return pointwise_back_input<T>(dp, ds, dps, wm, out, g);
