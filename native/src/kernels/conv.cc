@@ -40,8 +40,9 @@ bool g_chan = true;
 // Whether strided passes run the direct tiles over phase planes (conv_direct.h) rather than the im2col GEMM.
 // CHAINRULE_CONV_PHASE=0 turns them off, read at every call like CHAINRULE_CONV_SMALL.
 bool g_phase = true;
-// Whether pointwise forward passes on small planes run one product over all images (pointwise_forward_images);
-// CHAINRULE_CONV_IMAGES=0 turns it off, read at every call like CHAINRULE_CONV_SMALL.
+// Whether pointwise passes on small planes run one product over all images (pointwise_forward_images and the two
+// gradients' pointwise_back_*_images); CHAINRULE_CONV_IMAGES=0 turns them off, read at every call like
+// CHAINRULE_CONV_SMALL.
 bool g_images = true;
 
 // Whether a forward pass or weight gradient runs the direct tiles: unit stride, or strides the phase planes
@@ -647,8 +648,8 @@ bool conv_back_weight(const View& x, const View& dy, T* out, const Geo& g) {
     const i64 xps = merged_stride(xs, g.H, g.W), dps = merged_stride(ds, g.H, g.W);
     // (planes under two column panels, as the forward pass: 14 x 14 planes ran 0.90-1.02x the chunked products).
     // It packs dy (Og x N P, a transpose) where the products per image read it in place, a copy amortised over
-    // Cg columns: 32 -> 512 channels ran at 0.85x; with 64 and more, or Og <= Cg (groups of 16 x 16 channels,
-    // whose per-image products were tiny: 1.6x), it ran 0.98-1.6x (1 thread, Intel Xeon).
+    // Cg columns: 32 -> 512 channels ran at 0.85x; with 64 and more it ran 0.96-1.5x, and with Og <= Cg in groups
+    // of 16 x 16 channels, whose per-image products were tiny, 1.2-1.9x (1 thread, Intel Xeon, a loaded host).
     if (xps != 0 && dps != 0 && g.H * g.W < 2 * Blocking<T>::NR && g_images && g.N > 1 &&
         (g.Cg >= 64 || g.Og <= g.Cg))
       return pointwise_back_weight_images<T>(xp, xs, xps, dp, ds, dps, out, g);
@@ -750,7 +751,8 @@ bool conv_back_input(const View& dy, const View& w, T* out, const Geo& g) {
     // (the planes of conv_forward's one product over all images, under two column panels; on 14 x 14 planes it
     // ran 0.93-1.18x the product per image, within the host's noise, so those stay per image). Its result goes
     // through a scratch, a copy amortised over the Og-deep sums: with 16 output channels per group it ran at
-    // 0.89-0.94x the products per image, with 32 at 0.98-1.02x, with 64 and more at 1.15-1.8x (1 thread, Intel Xeon).
+    // 0.89-0.94x the products per image, with 32 at 0.98-1.02x, with 64 and more at 1.07-1.8x (1 thread, Intel
+    // Xeon, a loaded host: once 0.89x for 64, in a run where passes with the same code in both builds gave 0.81x).
     if (dps != 0 && g.H * g.W < 2 * Blocking<T>::NR && g_images && g.N > 1 && g.Og >= 64 &&
         (__int128)g.Cg * g.N * g.H * g.W <= ((__int128)1 << 26))
       return pointwise_back_input_images<T>(dp, ds, dps, wm, out, g);
