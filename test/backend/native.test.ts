@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { Pool2dParams } from "../../src/backend/backend.ts";
+import type { Conv2dParams, Pool2dParams } from "../../src/backend/backend.ts";
 import { setNativeIsa, setNumThreads } from "../../src/backend/native/index.ts";
 import { DEFAULT_THREADS, ISAS, makeView, N, prng } from "./native-helpers.ts";
 
@@ -35,6 +35,34 @@ test("results do not depend on the thread count (bitwise)", { skip: !N || DEFAUL
     const o2 = N!.alloc("float32", 1);
     N!.reduce("sum", big, [0], o2);
     return [o1, o2];
+  };
+  setNumThreads(1);
+  const one = run();
+  setNumThreads(DEFAULT_THREADS);
+  const all = run();
+  setNumThreads(0);
+  assert.deepEqual(all, one);
+});
+
+test("pointwise convolutions on small planes: the same bits on one thread and all", {
+  skip: !N || DEFAULT_THREADS < 2,
+}, () => {
+  // 7 x 7 planes, 200 output and 64 input channels per group: the forward pass and both gradients run one product
+  // per group over all images, split over the pool inside the product (10 MFLOP each, above the 2 MFLOP from which
+  // the GEMM uses more threads; the weight gradient's 392-deep sums in two K slices)
+  const rng = prng(31);
+  const p: Conv2dParams = { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 2 };
+  const x = makeView([8, 128, 7, 7], "float32", "contiguous", rng, "small");
+  const w = makeView([400, 64, 1, 1], "float32", "contiguous", rng, "small");
+  const dy = makeView([8, 400, 7, 7], "float32", "contiguous", rng, "small");
+  const run = () => {
+    const y = N!.alloc("float32", 8 * 400 * 49);
+    N!.conv2d(x, w, y, [8, 400, 7, 7], p);
+    const dx = N!.alloc("float32", 8 * 128 * 49);
+    N!.conv2dBackInput(dy, w, dx, [8, 128, 7, 7], p);
+    const dw = N!.alloc("float32", 400 * 64);
+    N!.conv2dBackWeight(x, dy, dw, [400, 64, 1, 1], p);
+    return [y, dx, dw];
   };
   setNumThreads(1);
   const one = run();

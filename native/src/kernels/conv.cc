@@ -40,8 +40,9 @@ bool g_chan = true;
 // Whether strided passes run the direct tiles over phase planes (conv_direct.h) rather than the im2col GEMM.
 // CHAINRULE_CONV_PHASE=0 turns them off, read at every call like CHAINRULE_CONV_SMALL.
 bool g_phase = true;
-// Whether pointwise forward passes on small planes run one product over all images (pointwise_forward_images);
-// CHAINRULE_CONV_IMAGES=0 turns it off, read at every call like CHAINRULE_CONV_SMALL.
+// Whether pointwise passes on small planes run one product over all images (pointwise_forward_images and the two
+// gradients' pointwise_back_*_images); CHAINRULE_CONV_IMAGES=0 turns them off, read at every call like
+// CHAINRULE_CONV_SMALL.
 bool g_images = true;
 
 // Whether a forward pass or weight gradient runs the direct tiles: unit stride, or strides the phase planes
@@ -224,6 +225,8 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
 //   forward      y[n, g] (Og x P)  = W_g (Og x Cg) @ x[n, g] (Cg x P)
 //   input grad   dx[n, g] (Cg x P) = W_g^T @ dy[n, g] (Og x P)
 //   weight grad  dW_g (Og x Cg)    = sum_n dy[n, g] @ x[n, g]^T, in the fixed image chunks of conv_back_weight.
+// Planes of under two column panels (7 x 7) run each pass as one product per group over all images instead
+// (pointwise_*_images, CHAINRULE_CONV_IMAGES=0 turns them off).
 // A view whose (h, w) axes do not merge into one stride takes the general paths.
 CR_INLINE bool pointwise(const Geo& g) {
   return g.KH == 1 && g.KW == 1 && g.ph == 0 && g.pw == 0 && g.sh == 1 && g.sw == 1 && g.OH == g.H && g.OW == g.W;
@@ -266,21 +269,35 @@ template <class T>
 struct ImageColumns {
   const T* p;
   i64 s0, s1, sp, P;
+  // A panel's columns are runs of consecutive positions of one image (two runs for a 32-column panel over 49-position
+  // planes), copied run by run: a gather of one element per column weighed on products of small K (groups of 16
+  // channels: the input gradient ran at 0.61x the products per image with the gather, 0.89-0.94x with runs).
   void pack_b(T* dst, i64 k0, i64 kc, i64 j0, i64 n) const {
     constexpr int NR = Blocking<T>::NR;
     for (i64 jp = 0; jp < n; jp += NR, dst += kc * NR) {
       const int cols = (int)imin<i64>(NR, n - jp);
       const T* src[NR];
-      for (int c = 0; c < cols; c++) {
-        const i64 j = j0 + jp + c;
-        src[c] = p + (j / P) * s0 + (j % P) * sp + k0 * s1;
+      int at[NR + 1], runs = 0;
+      for (int c = 0; c < cols;) {
+        const i64 j = j0 + jp + c, q = j % P;
+        src[runs] = p + (j / P) * s0 + q * sp + k0 * s1;
+        at[runs++] = c;
+        c += (int)imin<i64>(cols - c, P - q);
       }
+      at[runs] = cols;
       for (i64 k = 0; k < kc; k++) {
         T* d = dst + k * NR;
         const i64 o = k * s1;
-        int c = 0;
-        for (; c < cols; c++) d[c] = src[c][o];
-        for (; c < NR; c++) d[c] = T(0);
+        for (int r = 0; r < runs; r++) {
+          const T* s = src[r] + o;
+          T* dr = d + at[r];
+          const int len = at[r + 1] - at[r];
+          if (sp == 1)
+            for (int c = 0; c < len; c++) dr[c] = s[c];
+          else
+            for (int c = 0; c < len; c++) dr[c] = s[c * sp];
+        }
+        for (int c = cols; c < NR; c++) d[c] = T(0);
       }
     }
   }
@@ -329,6 +346,30 @@ bool pointwise_forward(const T* xp, const i64* xs, i64 xps, const WeightMat<T>& 
   return ok;
 }
 
+// The input gradient of a pointwise layer on small planes, as pointwise_forward_images: per group one product
+// W_g^T (Cg x Og) @ [dy[0, g] .. dy[N-1, g]] (Og x N P) into a contiguous scratch [Cg, N P], then copied into dx's
+// planes. A product per image packed the whole filter (W_g^T, a transposed copy) again for every 49 columns; on
+// [32, 2048, 7, 7] dy into 512 channels this ran 138 against 87 GFLOP/s, into 2048 channels from 512 140 against
+// 80 (alternated, Intel Xeon, 1 thread).
+template <class T>
+bool pointwise_back_input_images(const T* dp, const i64* ds, i64 dps, const WeightMat<T>& wm, T* out, const Geo& g) {
+  const i64 P = g.H * g.W, NP = g.N * P;
+  T* tmp = static_cast<T*>(scratch(pool_tid(), 5, sizeof(T) * (size_t)(g.Cg * NP)));
+  if (!tmp) return false;
+  for (i64 gi = 0; gi < g.G; gi++) {
+    StridedMat<T> la{wm.p + gi * g.Og * wm.rs, wm.cs, wm.rs};  // W_g^T: element (c, o) = w[g*Og + o, c]
+    ImageColumns<T> lb{dp + gi * g.Og * ds[1], ds[0], ds[1], dps, P};
+    if (!gemm<T>(g.Cg, NP, g.Og, la, lb, tmp, NP, true, false)) return false;
+    par_for(g.N * g.Cg, imax<i64>(1, 16384 / imax<i64>(P, 1)), [&](i64 b, i64 e, int) {
+      for (i64 t = b; t < e; t++) {
+        const i64 n = t / g.Cg, c = t % g.Cg;
+        std::memcpy(out + (n * g.C + gi * g.Cg + c) * P, tmp + c * NP + n * P, sizeof(T) * (size_t)P);
+      }
+    });
+  }
+  return true;
+}
+
 template <class T>
 bool pointwise_back_input(const T* dp, const i64* ds, i64 dps, const WeightMat<T>& wm, T* out, const Geo& g) {
   const i64 P = g.H * g.W;
@@ -340,6 +381,60 @@ bool pointwise_back_input(const T* dp, const i64* ds, i64 dps, const WeightMat<T
     if (!gemm<T>(g.Cg, P, g.Og, la, lb, out + (n * g.C + gi * g.Cg) * P, P, par, false)) ok = false;
   });
   return ok;
+}
+
+// A or B of a product whose inner dimension runs over all images: K = N P, k = (image k / P, position k % P), the
+// other axis channels. Element (i, k) of A, or (k, j) of B with j for i, is at p + i s1 + (k / P) s0 + (k % P) sp.
+// Each image's stretch of k is one run of positions, transposed into the panel (contiguous when sp = 1).
+template <class T>
+struct ImageDepth {
+  const T* p;
+  i64 s0, s1, sp, P;
+  // R channels from c0 (n <= R real, the rest zeros) over k0 .. k0 + kc into one R-interleaved panel.
+  template <int R>
+  void panel(T* dst, i64 c0, int n, i64 k0, i64 kc) const {
+    for (i64 k = k0; k < k0 + kc;) {
+      const i64 img = k / P, q = k % P, len = imin(P - q, k0 + kc - k);
+      const T* base = p + c0 * s1 + img * s0 + q * sp;
+      T* d = dst + (k - k0) * R;
+      if (sp == 1) {
+        pack_interleaved<T, R>(d, base, s1, len, n);
+      } else {
+        for (i64 t = 0; t < len; t++) {
+          int r = 0;
+          for (; r < n; r++) d[t * R + r] = base[r * s1 + t * sp];
+          for (; r < R; r++) d[t * R + r] = T(0);
+        }
+      }
+      k += len;
+    }
+  }
+  void pack_a(T* dst, i64 i0, i64 m, i64 k0, i64 kc) const {
+    constexpr int MR = Blocking<T>::MR;
+    for (i64 ip = 0; ip < m; ip += MR, dst += kc * MR) panel<MR>(dst, i0 + ip, (int)imin<i64>(MR, m - ip), k0, kc);
+  }
+  void pack_b(T* dst, i64 k0, i64 kc, i64 j0, i64 n) const {
+    constexpr int NR = Blocking<T>::NR;
+    for (i64 jp = 0; jp < n; jp += NR, dst += kc * NR) panel<NR>(dst, j0 + jp, (int)imin<i64>(NR, n - jp), k0, kc);
+  }
+};
+
+// The weight gradient of a pointwise layer on small planes: per group one product dy[:, g] (Og x N P) @ x[:, g]^T
+// (N P x Cg) with the images in the inner dimension (ImageDepth), split over the pool inside the product. The
+// fixed image chunks of pointwise_back_weight ran one product per image, each of depth P (49 for 7 x 7) reading
+// and writing its chunk's whole dW_g (4 MB for 2048 x 512), and then summed the chunks' partials: 147 against
+// 116-122 GFLOP/s for those two 7 x 7 layers (alternated, Intel Xeon, 1 thread). Here every element of dW is one
+// sum over k in order (the product's K slices, then k within a slice), whatever the thread count.
+template <class T>
+bool pointwise_back_weight_images(const T* xp, const i64* xs, i64 xps, const T* dp, const i64* ds, i64 dps, T* out,
+                                  const Geo& g) {
+  const i64 P = g.H * g.W;
+  for (i64 gi = 0; gi < g.G; gi++) {
+    ImageDepth<T> la{dp + gi * g.Og * ds[1], ds[0], ds[1], dps, P};
+    ImageDepth<T> lb{xp + gi * g.Cg * xs[1], xs[0], xs[1], xps, P};
+    if (!gemm<T>(g.Og, g.Cg, g.N * P, la, lb, out + gi * g.Og * g.Cg, g.Cg, true, false)) return false;
+  }
+  return true;
 }
 
 template <class T>
@@ -551,6 +646,13 @@ bool conv_back_weight(const View& x, const View& dy, T* out, const Geo& g) {
   const i64 per = (g.N + chunks - 1) / chunks;
   if (pointwise(g) && chunks > 0) {
     const i64 xps = merged_stride(xs, g.H, g.W), dps = merged_stride(ds, g.H, g.W);
+    // (planes under two column panels, as the forward pass: 14 x 14 planes ran 0.90-1.02x the chunked products).
+    // It packs dy (Og x N P, a transpose) where the products per image read it in place, a copy amortised over
+    // Cg columns: 32 -> 512 channels ran at 0.85x; with 64 and more it ran 0.96-1.5x, and with Og <= Cg in groups
+    // of 16 x 16 channels, whose per-image products were tiny, 1.2-1.9x (1 thread, Intel Xeon, a loaded host).
+    if (xps != 0 && dps != 0 && g.H * g.W < 2 * Blocking<T>::NR && g_images && g.N > 1 &&
+        (g.Cg >= 64 || g.Og <= g.Cg))
+      return pointwise_back_weight_images<T>(xp, xs, xps, dp, ds, dps, out, g);
     if (xps != 0 && dps != 0) return pointwise_back_weight<T>(xp, xs, xps, dp, ds, dps, out, g, chunks, per);
   }
   // dy's planes flat (element (oh, ow) at oh * OW + ow) for the few-taps kernel
@@ -646,6 +748,14 @@ bool conv_back_input(const View& dy, const View& w, T* out, const Geo& g) {
   if (!wm.p) return false;
   if (pointwise(g)) {
     const i64 dps = merged_stride(ds, g.H, g.W);
+    // (the planes of conv_forward's one product over all images, under two column panels; on 14 x 14 planes it
+    // ran 0.93-1.18x the product per image, within the host's noise, so those stay per image). Its result goes
+    // through a scratch, a copy amortised over the Og-deep sums: with 16 output channels per group it ran at
+    // 0.89-0.94x the products per image, with 32 at 0.98-1.02x, with 64 and more at 1.07-1.8x (1 thread, Intel
+    // Xeon, a loaded host: once 0.89x for 64, in a run where passes with the same code in both builds gave 0.81x).
+    if (dps != 0 && g.H * g.W < 2 * Blocking<T>::NR && g_images && g.N > 1 && g.Og >= 64 &&
+        (__int128)g.Cg * g.N * g.H * g.W <= ((__int128)1 << 26))
+      return pointwise_back_input_images<T>(dp, ds, dps, wm, out, g);
     if (dps != 0) return pointwise_back_input<T>(dp, ds, dps, wm, out, g);
   }
   // Unit stride: dx is a unit-stride convolution of dy, padded by d(K-1) - p, with the filter flipped in

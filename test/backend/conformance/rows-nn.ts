@@ -274,6 +274,25 @@ const CONVS: ConvShape[] = [
   { x: [1, 4, 3, 3], w: [5, 4, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1) },
   { x: [5, 40, 7, 7], w: [70, 40, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1) },
   { x: [3, 3, 1, 1], w: [4, 3, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1) },
+  // pointwise input and weight gradients on planes under two column panels (native's one product over all
+  // images). The input gradient takes it with 64 and more output channels per group and dy contiguous or offset;
+  // the weight gradient with 64 and more input channels per group (or no more output than input channels) and x
+  // contiguous, offset or a transposed one-row plane (rows 67-69, 71, 72, 75, 76). Groups, planes just under and
+  // at the threshold (64 positions for float32 on AVX-512, 32 for float64 there and float32 on AVX2), one product
+  // deep enough for two K slices (400 output channels; 8 images of 49 positions), and one-row planes whose
+  // positions are not contiguous (x transposed, dy read backwards)
+  { x: [3, 8, 7, 9], w: [128, 4, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 2), dy: "contiguous" },
+  { x: [4, 6, 8, 8], w: [192, 2, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 3), dy: "offset" },
+  { x: [5, 128, 7, 9], w: [130, 64, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 2), dy: "offset" },
+  { x: [2, 128, 8, 8], w: [128, 64, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 2), dy: "contiguous" },
+  { x: [3, 128, 1, 31], w: [128, 64, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 2), dy: "contiguous" },
+  { x: [2, 8, 4, 8], w: [64, 8, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1), dy: "offset" },
+  { x: [4, 64, 1, 31], w: [64, 32, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 2), dy: "offset" },
+  { x: [3, 16, 4, 8], w: [16, 16, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1), dy: "contiguous" },
+  { x: [2, 4, 2, 3], w: [64, 4, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1), dy: "contiguous" },
+  { x: [8, 64, 7, 7], w: [400, 64, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1), dy: "offset" },
+  { x: [8, 64, 7, 7], w: [400, 64, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 1), dy: "contiguous" },
+  { x: [3, 128, 1, 20], w: [128, 64, 1, 1], p: cp([1, 1], [0, 0], [1, 1], 2), dy: "reversed" },
 ];
 
 function convOut(c: ConvShape): number[] {
