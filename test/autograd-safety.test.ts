@@ -12,7 +12,10 @@ import { describe, test } from "node:test";
 import { checkKinks } from "../src/core/check.ts";
 import {
   AutodiffError,
+  conv1d,
   conv2d,
+  convTranspose1d,
+  convTranspose2d,
   grad,
   jvp,
   logSoftmax,
@@ -223,5 +226,41 @@ describe("checkKinks states the value used at each kink", () => {
       report(() => grad((x: Tensor) => x.abs().sum())(tensor([0], f64)))[0],
       /abs .*convention \(0\),/,
     );
+  });
+});
+
+describe("arguments in the wrong place get a clear error", () => {
+  test("backward takes its options alone or after the seed; anything else is named", () => {
+    const x = tensor([1, 2], { requiresGrad: true });
+    const y = x.mul(x).sum();
+    y.backward({ retainGraph: true }); // the options alone, on a scalar
+    y.backward(undefined, { retainGraph: true });
+    y.backward(null, {});
+    assert.deepEqual([...x.grad!.dataSync()], [6, 12]);
+    assert.throws(
+      () => y.backward({ retain_graph: true } as never),
+      /backward: unknown option "retain_graph"/,
+    );
+    assert.throws(
+      () => y.backward([1] as never),
+      /backward: the first argument is the seed cotangent .* got an array/,
+    );
+    assert.throws(() => y.backward(2 as never), /got number/);
+  });
+  test("conv2d, conv1d, the transposed convolutions and linear name options passed where the bias goes", () => {
+    const x4 = tensor(Array(16).fill(1)).reshape([1, 1, 4, 4]);
+    const w4 = tensor(Array(9).fill(1)).reshape([1, 1, 3, 3]);
+    const re = /bias must be a Tensor or null, got an object with keys padding; options come after it/;
+    assert.throws(() => conv2d(x4, w4, { padding: 1 } as never), re);
+    const x3 = tensor(Array(8).fill(1)).reshape([1, 1, 8]);
+    const w3 = tensor([1, 1, 1]).reshape([1, 1, 3]);
+    assert.throws(() => conv1d(x3, w3, { padding: 1 } as never), re);
+    assert.throws(() => convTranspose2d(x4, w4, { stride: 2 } as never), /convTranspose2d: bias must be/);
+    assert.throws(() => convTranspose1d(x3, w3, { stride: 2 } as never), /convTranspose1d: bias must be/);
+    assert.throws(
+      () => linear(tensor([[1, 2]]), tensor([[1, 2]]), { activation: "relu" } as never),
+      /linear: bias/,
+    );
+    assert.equal(conv2d(x4, w4, null, { padding: 1 }).shape.join(), "1,1,4,4");
   });
 });

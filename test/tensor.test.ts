@@ -40,6 +40,17 @@ describe("creation and dtypes", () => {
     assert.deepEqual(tensor([]).shape, [0]);
     assert.throws(() => tensor([[1, 2], [3]]), /ragged/);
     assert.throws(() => tensor(new Float32Array(5), { shape: [2, 3] }), ShapeError);
+    // the shape option applies to nested arrays and tensors too (it was ignored there)
+    assert.deepEqual(tensor([1, 2, 3, 4, 5, 6], { shape: [2, 3] }).toArray(), [
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
+    assert.deepEqual(tensor(tensor([1, 2, 3, 4]), { shape: [2, 2] }).shape, [2, 2]);
+    assert.throws(
+      () => tensor([1, 2, 3], { shape: [2, 2] }),
+      /tensor: shape \[2, 2\] needs 4 elements, the data has 3/,
+    );
+    assert.throws(() => tensor(tensor([1, 2]), { shape: [3] }), ShapeError);
   });
 
   test("fills, ranges and identity", () => {

@@ -661,6 +661,10 @@ export function backwardEager(
   seed?: Tensor,
   opts: { retainGraph?: boolean; createGraph?: boolean } = {},
 ): void {
+  for (const k of Object.keys(opts)) {
+    if (k !== "retainGraph" && k !== "createGraph")
+      throw new TypeError(`backward: unknown option "${k}" (the options are retainGraph and createGraph)`);
+  }
   if (t._trace !== null) {
     throw new AutodiffError(
       "backward: called on a tracer inside a transform (grad, vjp, jvp ...); use the transform's result instead",

@@ -9,7 +9,7 @@ import * as X from "../prims/lax.ts";
 import { fmtShape } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { resultType } from "./math.ts";
-import { conv2d } from "./nn.ts";
+import { checkOptionalTensor, conv2d } from "./nn.ts";
 import { pad, reshape } from "./shape.ts";
 
 type Pair = number | readonly [number, number];
@@ -59,6 +59,7 @@ export interface Conv1dOpts {
  * ```
  */
 export function conv1d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv1dOpts = {}): Tensor {
+  checkOptionalTensor("conv1d", "bias", bias, "conv1d(x, w, null, { padding: 1 })");
   const op = "conv1d";
   const [stride] = ints(op, "stride", opts.stride ?? 1, 1, 1);
   const [dilation] = ints(op, "dilation", opts.dilation ?? 1, 1, 1);
@@ -136,6 +137,7 @@ export function convTranspose2d(
   bias?: Tensor | null,
   opts: ConvTranspose2dOpts = {},
 ): Tensor {
+  checkOptionalTensor("convTranspose2d", "bias", bias, "convTranspose2d(x, w, null, { stride: 2 })");
   return convTransposeNd("convTranspose2d", 2, x, weight, bias ?? null, opts);
 }
 
@@ -159,6 +161,7 @@ export function convTranspose1d(
   bias?: Tensor | null,
   opts: ConvTranspose1dOpts = {},
 ): Tensor {
+  checkOptionalTensor("convTranspose1d", "bias", bias, "convTranspose1d(x, w, null, { stride: 2 })");
   return convTransposeNd("convTranspose1d", 1, x, weight, bias ?? null, opts);
 }
 

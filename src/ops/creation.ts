@@ -118,7 +118,7 @@ export function tensor(
       .detach()
       .contiguous()
       .to(dtype ?? data.dtype);
-    return finish(fromData(contiguousStorage(c, "tensor"), c.shape, c.dtype), opts);
+    return finish(fromData(contiguousStorage(c, "tensor"), shapeFor(opts, c.shape, c.size), c.dtype), opts);
   }
   if (ArrayBuffer.isView(data)) {
     // a plain Uint16Array holds numbers (int32 by default); only Float16Bits / BFloat16Bits hold 16-bit floats
@@ -126,12 +126,7 @@ export function tensor(
     const plain16 =
       given instanceof Uint16Array && !(given instanceof Float16Bits || given instanceof BFloat16Bits);
     const src = plain16 ? Int32Array.from(given) : given;
-    const shape = opts?.shape ? checkShape("tensor", opts.shape) : [src.length];
-    if (sizeOf(shape) !== src.length) {
-      throw new ShapeError(
-        `tensor: shape ${fmtShape(shape)} needs ${sizeOf(shape)} elements, the array has ${src.length}`,
-      );
-    }
+    const shape = shapeFor(opts, [src.length], src.length);
     const d = dtype ?? dtypeOfTyped(src);
     if (d === "int32" && !(src instanceof Int32Array)) {
       for (let i = 0; i < src.length; i++) {
@@ -189,7 +184,23 @@ export function tensor(
     const v = flat[i];
     out[i] = typeof v === "boolean" ? (v ? 1 : 0) : d === "bool" ? (v !== 0 ? 1 : 0) : v;
   }
-  return finish(fromData(asStored(out, d, "tensor"), shape, d), opts);
+  return finish(fromData(asStored(out, d, "tensor"), shapeFor(opts, shape, flat.length), d), opts);
+}
+
+/** The shape `opts.shape` asks for (checked against the number of elements given), else the data's own. */
+function shapeFor(
+  opts: { shape?: readonly number[] } | undefined,
+  own: readonly number[],
+  n: number,
+): number[] {
+  if (opts?.shape === undefined) return [...own];
+  const shape = checkShape("tensor", opts.shape);
+  if (sizeOf(shape) !== n) {
+    throw new ShapeError(
+      `tensor: shape ${fmtShape(shape)} needs ${sizeOf(shape)} elements, the data has ${n}`,
+    );
+  }
+  return shape;
 }
 
 /** A tensor of `shape` filled with `value`. */

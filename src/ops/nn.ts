@@ -88,7 +88,21 @@ export interface LinearFnOpts {
  * linear(randn([32, 784]), randn([128, 784]), zeros([128]), { activation: "relu" }); // [32, 128]
  * ```
  */
+/**
+ * Throw a TypeError unless `v` is a tensor, null or undefined: `conv2d(x, w, { padding: 1 })` passes the options
+ * where the bias goes (they come after it, as in PyTorch's signature) and would fail later with a message about
+ * something else.
+ */
+export function checkOptionalTensor(op: string, name: string, v: unknown, call: string): void {
+  if (v === null || v === undefined) return;
+  const t = v as { shape?: unknown; dtype?: unknown };
+  if (typeof v === "object" && Array.isArray(t.shape) && typeof t.dtype === "string") return;
+  const got = typeof v === "object" ? `an object with keys ${Object.keys(v as object).join(", ")}` : typeof v;
+  throw new TypeError(`${op}: ${name} must be a Tensor or null, got ${got}; options come after it: ${call}`);
+}
+
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: LinearFnOpts = {}): Tensor {
+  checkOptionalTensor("linear", "bias", bias, "linear(x, w, null, { activation })");
   checkActivation("linear", opts.activation);
   if (weight.ndim !== 2)
     throw new ShapeError(`linear: weight must be 2-d [out, in], got ${fmtShape(weight.shape)}`);
@@ -190,6 +204,7 @@ export interface Conv2dOpts {
  * ```
  */
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv2dOpts = {}): Tensor {
+  checkOptionalTensor("conv2d", "bias", bias, "conv2d(x, w, null, { padding: 1 })");
   const stride = pair("conv2d", "stride", opts.stride ?? 1, 1);
   const padding = pair("conv2d", "padding", opts.padding ?? 0, 0);
   const dilation = pair("conv2d", "dilation", opts.dilation ?? 1, 1);

@@ -66,6 +66,12 @@ export function setCreationLog(s: WeakSet<TypedArray> | null): void {
   creationLog = s;
 }
 
+/** Options of `Tensor.backward`: keep the graph for another backward pass; record the gradients' own history. */
+export interface BackwardOpts {
+  retainGraph?: boolean;
+  createGraph?: boolean;
+}
+
 export class Tensor {
   /** @internal Typed array storage (concrete tensors only). */
   _data: TypedArray | null = null;
@@ -283,8 +289,20 @@ export class Tensor {
    * explicit seed cotangent of its shape. The graph is freed afterwards unless `retainGraph`; `createGraph`
    * records the backward computation so that gradients can be differentiated again.
    */
-  backward(seed?: Tensor, opts?: { retainGraph?: boolean; createGraph?: boolean }): void {
-    backwardEager(this, seed, opts);
+  backward(opts?: BackwardOpts): void;
+  backward(seed?: Tensor | null, opts?: BackwardOpts): void;
+  backward(seed?: Tensor | BackwardOpts | null, opts?: BackwardOpts): void {
+    // backward({ retainGraph: true }) on a scalar: the options alone (PyTorch's keyword arguments)
+    if (seed !== undefined && seed !== null && !(seed instanceof Tensor)) {
+      if (typeof seed !== "object" || Array.isArray(seed) || opts !== undefined) {
+        throw new TypeError(
+          `backward: the first argument is the seed cotangent (a Tensor of the output's shape) or the options, got ${Array.isArray(seed) ? "an array" : typeof seed}${opts !== undefined ? " and options" : ""}`,
+        );
+      }
+      backwardEager(this, undefined, seed);
+      return;
+    }
+    backwardEager(this, seed ?? undefined, opts);
   }
 
   // ---- elementwise math -------------------------------------------------------------------------------------
