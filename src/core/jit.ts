@@ -201,6 +201,18 @@ function signature(x: unknown, leaves: Tensor[]): string {
 }
 
 /**
+ * A fresh copy of a returned constant: a small one in host memory copied here (a backend call cost more than the
+ * rest of a jitted scalar function: jit(grad(x * y + z)) returns the constant 1), others by the backend.
+ */
+function copyOf(o: Tensor): Tensor {
+  const d = o._data;
+  if (ArrayBuffer.isView(d) && o._offset === 0 && d.length === o.size && d.length <= 64) {
+    return Tensor._concrete((d as TypedArray).slice(), o.shape, o.dtype, o._strides);
+  }
+  return materialize(o);
+}
+
+/**
  * Compile `f`: the first call with a new signature (the structure, shapes and dtypes of the arguments, and the
  * values of static ones) traces f into a program, simplifies it (nested jit inlined, identities, common
  * subexpressions and dead code removed) and builds its executor; later calls with that signature run the
@@ -338,7 +350,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
           copies ??= new Map();
           let c = copies.get(o);
           if (c === undefined) {
-            c = materialize(o);
+            c = copyOf(o);
             copies.set(o, c);
           }
           outs[i] = c;
