@@ -46,7 +46,7 @@ export { einsum, matmul, outer } from "./ops/linalg.ts";
 export * as linalg from "./ops/decomp.ts";
 export { type MultinomialOpts, multinomial } from "./ops/random.ts";
 export * from "./ops/math.ts";
-export { cumprod, meshgrid, repeat, roll, tile, tril, triu } from "./ops/manip.ts";
+export { cumprod, diag, diagonal, meshgrid, repeat, roll, tile, tril, triu } from "./ops/manip.ts";
 export { indexPut, maskedSelect, scatter } from "./ops/indexing.ts";
 export { argsort, type SortOpts, sort, type TopkOpts, topk, type ValuesIndices } from "./ops/sort.ts";
 export { avgPool2d, conv2d, maxPool2d } from "./ops/nn.ts";

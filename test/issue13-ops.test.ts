@@ -410,3 +410,73 @@ describe("index with null as a new axis (PyTorch's None) and an ellipsis (torch 
     assert.match(String(prog), /reshape/);
   });
 });
+
+describe("diagonal and diag (torch 1.13 values)", () => {
+  const x = () => cr.arange(24, undefined, 1, { dtype: "float64" }).reshape([2, 3, 4]);
+  test("diagonal: offsets, other dims, batches, past the matrix", () => {
+    const m = x().index(0);
+    assert.deepEqual(cr.diagonal(m).toArray(), [0, 5, 10]);
+    assert.deepEqual(m.diagonal(1).toArray(), [1, 6, 11]);
+    assert.deepEqual(m.diagonal(-1).toArray(), [4, 9]);
+    assert.deepEqual(m.diagonal(5).shape, [0]);
+    assert.deepEqual(x().diagonal(0, 1, 2).toArray(), [
+      [0, 5, 10],
+      [12, 17, 22],
+    ]);
+    assert.deepEqual(x().diagonal(1, 0, 2).toArray(), [
+      [1, 14],
+      [5, 18],
+      [9, 22],
+    ]);
+    assert.deepEqual(x().diagonal(-1, 2, 1).toArray(), [
+      [1, 6, 11],
+      [13, 18, 23],
+    ]);
+    assert.throws(() => m.diagonal(0, 1, 1), /diagonal: dim1 and dim2 must differ/);
+    assert.throws(() => cr.diagonal(f64([1, 2])), /diagonal: expected a tensor of at least 2 dims/);
+  });
+  test("diag: a vector onto a diagonal, a matrix's diagonal", () => {
+    const v = f64([1, 2, 3]);
+    assert.deepEqual(cr.diag(v, 1).toArray(), [
+      [0, 1, 0, 0],
+      [0, 0, 2, 0],
+      [0, 0, 0, 3],
+      [0, 0, 0, 0],
+    ]);
+    assert.deepEqual(v.diag(-2).toArray(), [
+      [0, 0, 0, 0, 0],
+      [0, 0, 0, 0, 0],
+      [1, 0, 0, 0, 0],
+      [0, 2, 0, 0, 0],
+      [0, 0, 3, 0, 0],
+    ]);
+    assert.deepEqual(x().index(0).diag(-1).toArray(), [4, 9]);
+    assert.throws(() => cr.diag(x()), /diag: expected a 1-d or 2-d tensor, got shape \[2, 3, 4\]/);
+  });
+  test("derivatives against finite differences, and under vmap", () => {
+    const w = f64([0.5, -1, 2, 0.25]);
+    const a = cr.randn([3, 4], { dtype: "float64" });
+    for (const f of [
+      (t: Tensor) =>
+        t
+          .diagonal(1)
+          .mul(w.narrow(0, 0, 3))
+          .sum(),
+      (t: Tensor) => t.diagonal(-1).square().sum(),
+      (t: Tensor) => t.diagonal(0).diag(1).exp().sum(),
+    ]) {
+      const r = cr.gradCheck(f, [a]);
+      assert.ok(r.ok, JSON.stringify(r).slice(0, 300));
+    }
+    // per-example diagonals: vmap over a batch of matrices equals the batched diagonal
+    const b = cr.randn([5, 3, 4], { dtype: "float64" });
+    const per = cr.vmap((t: Tensor) => t.diagonal(1))(b) as Tensor;
+    assert.deepEqual(per.toArray(), b.diagonal(1, 1, 2).toArray());
+    const g = grad((t: Tensor) => t.diagonal(-1).sum())(a) as Tensor;
+    assert.deepEqual(g.toArray(), [
+      [0, 0, 0, 0],
+      [1, 0, 0, 0],
+      [0, 1, 0, 0],
+    ]);
+  });
+});

@@ -1,6 +1,7 @@
 /**
  * Shape manipulations of PyTorch built from movement and select primitives (no rules of their own): tril/triu
- * (a select with a constant index mask), repeat/tile (a broadcast of interleaved size-1 dims, then a reshape),
+ * (a select with a constant index mask), diagonal (a strided slice of the flattened matrices), diag (a select of
+ * the padded vector with a diagonal mask, or diagonal), repeat/tile (a broadcast of interleaved size-1 dims, then a reshape),
  * roll (two slices and a concat per dim), meshgrid (broadcasts) and cumprod (a product over a masked expansion).
  */
 import { allocTyped } from "../dtype.ts";
@@ -10,7 +11,7 @@ import * as X from "../prims/lax.ts";
 import { checkDims, fmtShape, normAxis } from "../shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { cast } from "./math.ts";
-import { cat, flatten, narrow, reshape } from "./shape.ts";
+import { cat, flatten, index, narrow, pad, permute, reshape } from "./shape.ts";
 
 function checkInt(op: string, what: string, v: unknown): number {
   if (typeof v !== "number" || !Number.isInteger(v)) {
@@ -50,6 +51,51 @@ export function tril(x: Tensor, diagonal = 0): Tensor {
 /** The upper triangle (PyTorch's `triu`): entries with j - i >= diagonal kept, the others 0. */
 export function triu(x: Tensor, diagonal = 0): Tensor {
   return triangle("triu", x, diagonal);
+}
+
+/**
+ * The diagonal of the matrices in dims `dim1`, `dim2` (PyTorch's `torch.diagonal`): entries (i, i + offset),
+ * offset > 0 above the main diagonal, < 0 below; those two dims are removed and the diagonal appended as the last
+ * dim (empty when the offset passes the matrix). A copy (PyTorch returns a view): writing into it leaves x as it
+ * was. Differentiable (the gradient scatters back onto the diagonal), and batched under vmap.
+ */
+export function diagonal(x: Tensor, offset = 0, dim1 = 0, dim2 = 1): Tensor {
+  const op = "diagonal";
+  const k = checkInt(op, "offset", offset);
+  if (x.ndim < 2) {
+    throw new ShapeError(`${op}: expected a tensor of at least 2 dims, got shape ${fmtShape(x.shape)}`);
+  }
+  const d1 = normAxis(op, dim1, x.ndim);
+  const d2 = normAxis(op, dim2, x.ndim);
+  if (d1 === d2) throw new ShapeError(`${op}: dim1 and dim2 must differ, both are ${d1}`);
+  const rest = x.shape.map((_, i) => i).filter((i) => i !== d1 && i !== d2);
+  const moved = permute(x, [...rest, d1, d2]);
+  const n = x.shape[d1];
+  const m = x.shape[d2];
+  const len = Math.max(0, Math.min(n + Math.min(k, 0), m - Math.max(k, 0)));
+  const flat = reshape(moved, [...rest.map((i) => x.shape[i]), n * m]);
+  const start = k >= 0 ? k : -k * m;
+  // entries start, start + (m + 1), ... (len of them) of each flattened matrix
+  const stop = len === 0 ? start : start + (len - 1) * (m + 1) + 1;
+  return index(flat, [...rest.map(() => ":" as const), [start, stop, m + 1] as [number, number, number]]);
+}
+
+/**
+ * PyTorch's `torch.diag`: a 1-d x of length n becomes the [n + |diagonal|, n + |diagonal|] matrix with x on
+ * that diagonal and zeros elsewhere; a 2-d x gives its `diagonal`-th diagonal as a 1-d tensor.
+ */
+export function diag(x: Tensor, diagonal_ = 0): Tensor {
+  const op = "diag";
+  const k = checkInt(op, "diagonal", diagonal_);
+  if (x.ndim === 2) return diagonal(x, k);
+  if (x.ndim !== 1)
+    throw new ShapeError(`${op}: expected a 1-d or 2-d tensor, got shape ${fmtShape(x.shape)}`);
+  const n = x.shape[0] + Math.abs(k);
+  // x padded to n: entry (i, j) of the result is xp[i] (k >= 0: row i holds x[i] at column i + k) or xp[j]
+  const xp = pad(x, [0, Math.abs(k)]);
+  const along = k >= 0 ? X.broadcast(reshape(xp, [n, 1]), [n, n]) : X.broadcast(reshape(xp, [1, n]), [n, n]);
+  const mask = indexMask(n, n, (i, j) => j - i === k);
+  return X.where(mask, along, X.broadcast(constant(0, x.dtype), [n, n]));
 }
 
 /**

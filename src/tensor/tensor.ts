@@ -654,6 +654,14 @@ export class Tensor {
   triu(diagonal = 0): Tensor {
     return P.triu(this, diagonal);
   }
+  /** The diagonal of the matrices in dims dim1, dim2 as the last dim (PyTorch's `diagonal`; a copy). */
+  diagonal(offset = 0, dim1 = 0, dim2 = 1): Tensor {
+    return P.diagonal(this, offset, dim1, dim2);
+  }
+  /** A 1-d tensor as a diagonal matrix, or a 2-d tensor's diagonal (PyTorch's `diag`). */
+  diag(diagonal = 0): Tensor {
+    return P.diag(this, diagonal);
+  }
   /** Tiled `reps[i]` times along dim i (PyTorch's `repeat`: at least one count per dim). */
   repeat(...reps: number[] | [readonly number[]]): Tensor {
     return P.repeat(this, S.shapeArg(reps));
