@@ -206,15 +206,20 @@ export function checkFusedArgs(
       throw new TypeError(`fused: reduce axes [${ax.join(", ")}] out of range for shape [${shape}]`);
     }
   }
-  inputs.forEach((v, k) => {
+  // (plain loops: this runs at every call of a jitted program's fused steps)
+  for (let k = 0; k < inputs.length; k++) {
+    const v = inputs[k];
     if (!(v.data instanceof want)) throw new TypeError(`fused: input ${k} is not ${prog.dtype}`);
-    if (v.shape.length !== shape.length || v.shape.some((d, i) => d !== shape[i])) {
+    let same = v.shape.length === shape.length;
+    for (let i = 0; same && i < shape.length; i++) same = v.shape[i] === shape[i];
+    if (!same) {
       throw new TypeError(
         `fused: input ${k} has shape [${v.shape}], expected [${shape}] (broadcast already)`,
       );
     }
-  });
-  outs.forEach((out, j) => {
+  }
+  for (let j = 0; j < outs.length; j++) {
+    const out = outs[j];
     if (!(out instanceof want)) throw new TypeError(`fused: out ${j} is not ${prog.dtype}`);
     const sh = j === prog.outputs.length ? reducedShape(shape, prog.reduce!.axes) : shape;
     if (out.length < sizeOf(sh)) {
@@ -222,9 +227,9 @@ export function checkFusedArgs(
         `fused: out ${j} has ${out.length} elements, the shape [${sh}] needs ${sizeOf(sh)}`,
       );
     }
-    if (outs.indexOf(out) !== j)
-      throw new TypeError(`fused: outs ${outs.indexOf(out)} and ${j} are one array`);
-  });
+    for (let i = 0; i < j; i++)
+      if (outs[i] === out) throw new TypeError(`fused: outs ${i} and ${j} are one array`);
+  }
 }
 
 /**

@@ -381,7 +381,7 @@ export class Executor {
         const ins = step.args;
         for (let k = 0; k < ins.length; k++) ins[k] = slots[step.ins[k]]!;
         if (step.prim !== null || step.fused !== null) {
-          arena.stepBufs.length = 0; // (reused: no array per step)
+          if (arena.stepBufs.length !== 0) arena.stepBufs.length = 0; // (reused; a length write is a runtime call)
           // in place: an operand that dies here, owned by nothing else, lends its storage to an output
           const results = step.results;
           for (const k of step.lend) {
@@ -407,7 +407,7 @@ export class Executor {
             }
             throw e;
           }
-          arena.lent.length = 0; // if not taken (the impl made no output of its own), the storage stays the operand's
+          if (arena.lent.length !== 0) arena.lent.length = 0; // if not taken (the impl made no output of its own), the storage stays the operand's
           // temporaries the impl took but did not return are dead now
           for (const b of arena.stepBufs) {
             if (!refs.has(b) && !isResult(results, b)) this.pool.put(arena.owned.get(b)!, b);
@@ -418,7 +418,7 @@ export class Executor {
           }
         } else if (step.eqn.name === "scan" && step.eqn.rule?.staged !== undefined) {
           // a scan allocates its stacked ys (and nothing else it keeps) from this arena: pooled across calls
-          arena.stepBufs.length = 0; // (reused: no array per step)
+          if (arena.stepBufs.length !== 0) arena.stepBufs.length = 0; // (reused; a length write is a runtime call)
           const outs = evalCall(step.eqn, ins);
           for (const b of arena.stepBufs) {
             if (!refs.has(b) && !outs.some((o) => o._data === b)) this.pool.put(arena.owned.get(b)!, b);
