@@ -85,10 +85,98 @@ class Pool {
   }
 }
 
-/** What the arena handed out during one step, and the dtype of each buffer it owns. */
+/**
+ * The storage a run owns (the arena handed it out, or a donated input's): per buffer its dtype and how many live
+ * slots refer to it. A run of a small program owns a few buffers, found by a scan of two arrays; past
+ * `Owned.LINEAR` a Map indexes them. Nothing is allocated per run: a Map cleared after every run would be (V8's
+ * Map.clear allocates a fresh table, in the old generation for a long-lived Map, and on a heap that has grown
+ * it took a scalar program's run from 1.7 to 3.5 us).
+ */
+class Owned {
+  private static readonly LINEAR = 24;
+  private bufs: TypedArray[] = [];
+  private dtypes: DType[] = [];
+  private counts: number[] = [];
+  private n = 0;
+  private index: Map<TypedArray, number> | null = null;
+
+  get size(): number {
+    return this.n;
+  }
+  private find(b: TypedArray): number {
+    if (this.index !== null) return this.index.get(b) ?? -1;
+    const bufs = this.bufs;
+    for (let i = this.n - 1; i >= 0; i--) if (bufs[i] === b) return i;
+    return -1;
+  }
+  has(b: TypedArray): boolean {
+    return this.find(b) >= 0;
+  }
+  /** The dtype of owned storage `b` (undefined: not owned). */
+  dtypeOf(b: TypedArray): DType | undefined {
+    const i = this.find(b);
+    return i < 0 ? undefined : this.dtypes[i];
+  }
+  /** Live slots referring to `b` (0 if none, or not owned). */
+  refs(b: TypedArray): number {
+    const i = this.find(b);
+    return i < 0 ? 0 : this.counts[i];
+  }
+  /** Own `b` (again: a buffer back from the pool keeps its entry, with no references). */
+  own(b: TypedArray, dtype: DType): void {
+    const i = this.find(b);
+    if (i >= 0) {
+      this.dtypes[i] = dtype;
+      return;
+    }
+    const k = this.n++;
+    this.bufs[k] = b;
+    this.dtypes[k] = dtype;
+    this.counts[k] = 0;
+    if (this.index !== null) this.index.set(b, k);
+    else if (this.n > Owned.LINEAR) {
+      this.index = new Map();
+      for (let j = 0; j < this.n; j++) this.index.set(this.bufs[j], j);
+    }
+  }
+  /** One more live slot refers to `b` (owned storage only). */
+  retain(b: TypedArray): void {
+    const i = this.find(b);
+    if (i >= 0) this.counts[i]++;
+  }
+  /** A slot referring to `b` died: true if that was the last one (owned storage with references only). */
+  release(b: TypedArray): boolean {
+    const i = this.find(b);
+    if (i < 0 || this.counts[i] === 0) return false;
+    return --this.counts[i] === 0;
+  }
+  /** Stop owning `b` (its references dropped). */
+  drop(b: TypedArray): void {
+    const i = this.find(b);
+    if (i < 0) return;
+    const last = --this.n;
+    if (i !== last) {
+      this.bufs[i] = this.bufs[last];
+      this.dtypes[i] = this.dtypes[last];
+      this.counts[i] = this.counts[last];
+      this.index?.set(this.bufs[i], i);
+    }
+    this.index?.delete(b);
+    this.bufs[last] = undefined as unknown as TypedArray;
+  }
+  /** Own nothing (after a run). */
+  clear(): void {
+    const bufs = this.bufs;
+    for (let i = 0; i < this.n; i++) bufs[i] = undefined as unknown as TypedArray;
+    this.n = 0;
+    this.index = null;
+  }
+}
+
+/** What the arena handed out during one step, and the storage the run owns. */
 class Arena implements OutArena {
-  /** dtype of every buffer handed out during this run (owned: may be recycled when its readers are gone). */
-  readonly owned = new Map<TypedArray, DType>();
+  /** Every buffer handed out during this run (owned: may be recycled when its readers are gone), its refs. */
+  readonly owned = new Owned();
   /** Buffers handed out during the current step. */
   stepBufs: TypedArray[] = [];
   constructor(private readonly pool: Pool) {}
@@ -100,7 +188,7 @@ class Arena implements OutArena {
     const lent = this.lent;
     for (let i = 0; i < lent.length && !this.lendHeld; i++) {
       const l = lent[i];
-      if (!zeroed && l.length === n && this.owned.get(l) === dtype) {
+      if (!zeroed && l.length === n && this.owned.dtypeOf(l) === dtype) {
         // (removed in place: no array per call, as splice returns)
         for (let j = i + 1; j < lent.length; j++) lent[j - 1] = lent[j];
         lent.length--;
@@ -115,7 +203,7 @@ class Arena implements OutArena {
     } else if (zeroed) {
       b.fill(0);
     }
-    this.owned.set(b, dtype);
+    this.owned.own(b, dtype);
     this.stepBufs.push(b);
     return b;
   }
@@ -188,7 +276,6 @@ export class Executor {
   /** True while `run` runs (a re-entrant call, from a custom rule calling the same jitted function, evaluates). */
   busy = false;
   private readonly arena = new Arena(this.pool);
-  private readonly refs = new Map<TypedArray, number>();
   private readonly slots: (Tensor | undefined)[];
   /** Per slot, the input it holds (its index) or -1. */
   private readonly inputOfSlot: Int32Array;
@@ -351,7 +438,7 @@ export class Executor {
     for (let i = 0; i < this.inSlots.length; i++) slots[this.inSlots[i]] = inputs[i];
     const arena = this.arena;
     // (Map.clear allocates a fresh table in V8: the maps are cleared in `finally`, only when non-empty)
-    const refs = this.refs;
+    const owned = arena.owned;
     // donated inputs whose storage is theirs alone become owned: one reference held by their input slot,
     // dropped after their last reader (below), so the buffer is recycled once nothing reads it any more
     // (live[i]: donated input i is owned in this run, released after step lastAt[i])
@@ -363,7 +450,7 @@ export class Executor {
         live[i] = 0;
         if (t._data === null || t._offset !== 0 || t._data.length !== t.size || this.shared(inputs, i))
           continue;
-        arena.owned.set(t._data, t.dtype);
+        owned.own(t._data, t.dtype);
         this.retain(t);
         if (don.lastAt[i] === -1) this.release(t);
         else live[i] = 1;
@@ -388,7 +475,7 @@ export class Executor {
             const t = ins[k];
             const d = t._data;
             // an input's storage is owned (so counted) only when it was donated and is dying here
-            if (d !== null && this.refs.get(d) === 1 && t._offset === 0 && d.length === t.size) {
+            if (d !== null && owned.refs(d) === 1 && t._offset === 0 && d.length === t.size) {
               const inputIdx = this.inputOfSlot[step.ins[k]];
               if (inputIdx >= 0 && (don === null || live[inputIdx] !== 1 || don.lastAt[inputIdx] !== si))
                 continue;
@@ -410,7 +497,7 @@ export class Executor {
           if (arena.lent.length !== 0) arena.lent.length = 0; // if not taken (the impl made no output of its own), the storage stays the operand's
           // temporaries the impl took but did not return are dead now
           for (const b of arena.stepBufs) {
-            if (!refs.has(b) && !isResult(results, b)) this.pool.put(arena.owned.get(b)!, b);
+            if (owned.refs(b) === 0 && !isResult(results, b)) this.pool.put(owned.dtypeOf(b)!, b);
           }
           for (let j = 0; j < results.length; j++) {
             slots[step.outs[j]] = results[j];
@@ -421,7 +508,7 @@ export class Executor {
           if (arena.stepBufs.length !== 0) arena.stepBufs.length = 0; // (reused; a length write is a runtime call)
           const outs = evalCall(step.eqn, ins);
           for (const b of arena.stepBufs) {
-            if (!refs.has(b) && !outs.some((o) => o._data === b)) this.pool.put(arena.owned.get(b)!, b);
+            if (owned.refs(b) === 0 && !outs.some((o) => o._data === b)) this.pool.put(owned.dtypeOf(b)!, b);
           }
           for (let i = 0; i < outs.length; i++) {
             slots[step.outs[i]] = outs[i];
@@ -469,7 +556,7 @@ export class Executor {
     } finally {
       setOutArena(prev);
       arena.lendHeld = false;
-      slots.fill(undefined);
+      for (let i = 0; i < slots.length; i++) slots[i] = undefined; // (a loop: fill is a runtime call)
       // (the references a run leaves in the steps' reused arrays are dropped: plain loops, no call per array)
       const steps = this.steps;
       for (let i = 0; i < steps.length; i++) {
@@ -480,8 +567,7 @@ export class Executor {
         for (let k = 0; k < results.length; k++) results[k] = undefined as unknown as Tensor;
         for (let k = 0; k < outData.length; k++) outData[k] = undefined as unknown as TypedArray;
       }
-      if (arena.owned.size > 0) arena.owned.clear();
-      if (refs.size > 0) refs.clear();
+      owned.clear();
       this.busy = false;
     }
   }
@@ -517,8 +603,8 @@ export class Executor {
     }
     for (const b of left) {
       if (outs.some((o) => o._data === b) || !owned.has(b)) continue;
-      this.pool.put(owned.get(b)!, b);
-      owned.delete(b); // (once, if two outputs shared it)
+      this.pool.put(owned.dtypeOf(b)!, b);
+      owned.drop(b); // (once, if two outputs shared it)
     }
   }
 
@@ -530,21 +616,15 @@ export class Executor {
   /** One more live slot refers to `t`'s storage (counted only for storage the arena owns). */
   private retain(t: Tensor): void {
     const d = t._data;
-    if (d !== null && this.arena.owned.has(d)) this.refs.set(d, (this.refs.get(d) ?? 0) + 1);
+    if (d !== null) this.arena.owned.retain(d);
   }
 
   /** A slot referring to `t`'s storage died: at the last one, owned storage returns to the pool. */
   private release(t: Tensor | undefined): void {
     const d = t?._data;
     if (d === null || d === undefined) return;
-    const r = this.refs.get(d);
-    if (r === undefined) return;
-    if (r > 1) {
-      this.refs.set(d, r - 1);
-    } else {
-      this.refs.delete(d);
-      this.pool.put(this.arena.owned.get(d)!, d);
-    }
+    const owned = this.arena.owned;
+    if (owned.release(d)) this.pool.put(owned.dtypeOf(d)!, d);
   }
 
   /**

@@ -385,7 +385,40 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
     return { program, runnable: shown, execs, donatedLeaves: p.donatedLeaves, rule, lifted, guards };
   };
 
+  // The last signature of tensor arguments only (no statics, no pytrees, no numbers), and its entry: a call
+  // with the same dtypes, shapes and weak kinds takes it without building the signature string (the common
+  // case of a loop calling with the same shapes; a scalar program's whole call costs about a microsecond).
+  let fast: {
+    e: Entry;
+    key: string;
+    dtypes: string[];
+    shapes: number[][];
+    weak: (string | undefined)[];
+  } | null = null;
+  const fastHit = (args: unknown[]): boolean => {
+    const f = fast!;
+    const n = args.length;
+    if (n !== f.dtypes.length || !guardsHold(f.e)) return false;
+    for (let i = 0; i < n; i++) {
+      const a = args[i];
+      if (!(a instanceof Tensor) || a.dtype !== f.dtypes[i]) return false;
+      const sh = a.shape;
+      const fs = f.shapes[i];
+      if (sh.length !== fs.length) return false;
+      for (let d = 0; d < sh.length; d++) if (sh[d] !== fs[d]) return false;
+      if (weakScalars.kinds.get(a) !== f.weak[i]) return false;
+    }
+    return true;
+  };
+
   const entryFor = (args: unknown[]) => {
+    if (fast !== null && fastHit(args)) {
+      const e = fast.e;
+      const reads = state.modeReads;
+      if (reads !== null) for (const [m, v] of e.guards) if (!reads.has(m)) reads.set(m, v);
+      const leaves = args as Tensor[];
+      return { e, p: { st, dyn: args, leaves, key: fast.key, donatedLeaves: e.donatedLeaves } };
+    }
     const p = prepare(args);
     const list = cache.get(p.key);
     let e: Entry | undefined;
@@ -403,6 +436,21 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
         if (list === undefined) cache.set(p.key, [e]);
         else list.push(e);
       }
+    }
+    if (
+      !e.lifted.some((t) => t._trace !== null) &&
+      args.every((a, i) => a instanceof Tensor && !isStatic[i])
+    ) {
+      const ts = args as Tensor[];
+      fast = {
+        e,
+        key: p.key,
+        dtypes: ts.map((t) => t.dtype),
+        shapes: ts.map((t) => [...t.shape]),
+        weak: ts.map((t) => weakScalars.kinds.get(t)),
+      };
+    } else {
+      fast = null;
     }
     // inside an enclosing jit trace, this program's guards are the enclosing program's too
     const reads = state.modeReads;
@@ -436,6 +484,7 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
       for (const list of cache.values())
         for (const e of list) for (const x of e.execs.values()) allocationsOfCleared += x.pool.allocations;
       cache.clear();
+      fast = null;
     },
     memoryStats: () => {
       let allocations = allocationsOfCleared;

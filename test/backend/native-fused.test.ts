@@ -18,6 +18,7 @@ import {
   type View,
 } from "../../src/backend/backend.ts";
 import { fusedByOps, fusedProgram } from "../../src/backend/fused.ts";
+import { setFlushDenormal } from "../../src/backend/native/index.ts";
 import { N, prng } from "./native-helpers.ts";
 
 const skip = !N;
@@ -223,4 +224,63 @@ test("64 inputs run in the kernel; more run op by op, with the same bits", { ski
     fusedByOps(N!, prog, inputs, [want]);
     assert.deepEqual(got, want, `${k} inputs`);
   }
+});
+
+test("small programs of exact ops (run in JavaScript) give the kernels' bits; flush-denormal mode sends them to the addon", {
+  skip,
+}, () => {
+  const rng = prng(5);
+  // out0 = sqrt(abs(x * y + z) / w) - floor(x) + ceil(-y), out1 = x * y + z
+  const instrs: FusedInstr[] = [
+    { kind: "input", index: 0 },
+    { kind: "input", index: 1 },
+    { kind: "binary", op: "mul", a: 0, b: 1 },
+    { kind: "input", index: 2 },
+    { kind: "binary", op: "add", a: 2, b: 3 },
+    { kind: "unary", op: "abs", a: 4 },
+    { kind: "input", index: 3 },
+    { kind: "binary", op: "div", a: 5, b: 6 },
+    { kind: "unary", op: "sqrt", a: 7 },
+    { kind: "unary", op: "floor", a: 0 },
+    { kind: "binary", op: "sub", a: 8, b: 9 },
+    { kind: "unary", op: "neg", a: 1 },
+    { kind: "unary", op: "ceil", a: 11 },
+    { kind: "binary", op: "add", a: 10, b: 12 },
+  ];
+  const specials = [0, -0, 1e-39, -3e-40, 1e-310, Number.NaN, Infinity, -Infinity, 1e-20, 3e38, 0.5, -2.5];
+  const bytes = (a: Float32Array | Float64Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  for (const dtype of ["float32", "float64"] as const) {
+    const prog = fusedProgram(dtype, instrs, [13, 4]);
+    const T = dtype === "float32" ? Float32Array : Float64Array;
+    for (const n of [1, 5, 64, 65]) {
+      const inputs = Array.from({ length: 4 }, (_, k) => {
+        const data = T.from({ length: n }, (_, i) =>
+          (i + k) % 3 === 0 ? specials[(i * 7 + k) % specials.length] : rng() * 8 - 4,
+        );
+        return { data, shape: [n], strides: [1], offset: 0 };
+      });
+      const got = [new T(n), new T(n)];
+      const want = [new T(n), new T(n)];
+      N!.fused!(prog, inputs, got);
+      fusedByOps(N!, prog, inputs, want);
+      for (let j = 0; j < 2; j++)
+        assert.deepEqual(bytes(got[j]), bytes(want[j]), `${dtype}, ${n} elements, output ${j}`);
+    }
+  }
+  // a subnormal product: IEEE in JavaScript, flushed to zero by the kernels while the mode is on
+  const prog = fusedProgram("float32", instrs.slice(0, 3));
+  const x = { data: Float32Array.of(1e-20), shape: [1], strides: [1], offset: 0 };
+  const y = { data: Float32Array.of(1e-20), shape: [1], strides: [1], offset: 0 };
+  const out = new Float32Array(1);
+  N!.fused!(prog, [x, y], [out]);
+  assert.equal(out[0], Math.fround(1e-40));
+  assert.ok(setFlushDenormal(true), "flush-denormal mode is available on x86-64");
+  try {
+    N!.fused!(prog, [x, y], [out]);
+    assert.equal(out[0], 0, "flushed, as the kernels flush");
+  } finally {
+    setFlushDenormal(false);
+  }
+  N!.fused!(prog, [x, y], [out]);
+  assert.equal(out[0], Math.fround(1e-40), "IEEE again once the mode is off");
 });

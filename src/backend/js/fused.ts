@@ -77,6 +77,8 @@ type Pattern = string;
 const flatCache = new Map<string, FlatFn>();
 const stridedCache = new Map<string, StridedFn>();
 const CACHE_LIMIT = 2048;
+/** flatCache's functions per program object and input pattern (base-3 digits, see fusedChecked). */
+const flatByProgram = new WeakMap<FusedProgram, Map<number, FlatFn>>();
 /** Set when `new Function` throws (a CSP forbids it): the interpreter runs from then on. */
 let noCodegen = false;
 
@@ -378,6 +380,11 @@ function interpret(
 /** Backend.fused of the js backend (see the module comment); reducing programs included (`fusedReduce`). */
 export function fused(prog: FusedProgram, inputs: readonly View[], outs: readonly TypedArray[]): void {
   checkFusedArgs(prog, inputs, outs);
+  fusedChecked(prog, inputs, outs);
+}
+
+/** `fused` on arguments checkFusedArgs has already passed (another backend's small programs run here). */
+export function fusedChecked(prog: FusedProgram, inputs: readonly View[], outs: readonly TypedArray[]): void {
   const shape = fusedShape(inputs, outs);
   const n = sizeOf(shape);
   if (prog.reduce !== undefined && !noCodegen) {
@@ -400,12 +407,33 @@ export function fused(prog: FusedProgram, inputs: readonly View[], outs: readonl
   const D = inputs.map((v) => v.data);
   const O = inputs.map((v) => v.offset);
   try {
-    let pattern = "";
-    for (const v of inputs) {
-      pattern += isBroadcastScalar(v) ? "s" : isContiguous(v.shape, v.strides) ? "f" : "g";
+    // the inputs' pattern as base-3 digits (0 s, 1 f, 2 g: a broadcast scalar, flat, gathered)
+    let digits = 0;
+    let gathered = false;
+    for (let i = inputs.length - 1; i >= 0; i--) {
+      const v = inputs[i];
+      const d = isBroadcastScalar(v) ? 0 : isContiguous(v.shape, v.strides) ? 1 : 2;
+      gathered ||= d === 2;
+      digits = digits * 3 + d;
     }
-    if (!pattern.includes("g")) {
-      const fn = cached(flatCache, `${prog.key}|${pattern}`, () => compileFlat(prog, pattern));
+    if (!gathered) {
+      // per program, by pattern (no key string built per call; the structural cache shares compiled code
+      // between equal programs)
+      let byPattern = flatByProgram.get(prog);
+      if (byPattern === undefined) {
+        byPattern = new Map();
+        flatByProgram.set(prog, byPattern);
+      }
+      const exact = inputs.length <= 30;
+      let fn = exact ? byPattern.get(digits) : undefined;
+      if (fn === undefined) {
+        let pattern = "";
+        for (const v of inputs) {
+          pattern += isBroadcastScalar(v) ? "s" : isContiguous(v.shape, v.strides) ? "f" : "g";
+        }
+        fn = cached(flatCache, `${prog.key}|${pattern}`, () => compileFlat(prog, pattern));
+        if (exact) byPattern.set(digits, fn);
+      }
       fn(D, O, prog.consts, outs, n);
       return;
     }

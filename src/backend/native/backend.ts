@@ -28,6 +28,7 @@ import {
   type BinaryOp,
   type Conv2dParams,
   type ConvEpilogue,
+  type FusedInstr,
   type FusedProgram,
   KERNELS,
   type KernelName,
@@ -48,10 +49,12 @@ import {
   FUSED_UNARY,
   dotFusedByOps,
   fusedByOps,
+  fusedProgram,
   fusedShape,
   reducedShape,
 } from "../fused.ts";
 import { registerHalfKernels } from "../half.ts";
+import { fusedChecked as jsFused } from "../js/fused.ts";
 import { contiguousStrides } from "../../shape.ts";
 import type { NativeAddon, NativeDescription } from "./addon.ts";
 import { createNativeHalfKernels } from "./half.ts";
@@ -125,6 +128,42 @@ function kindsOf(addon: NativeAddon, d: NativeDescription): Map<string, number> 
  * Build the Backend over a loaded addon. The meta buffer holds the largest call: `fused` with 66 views of rank
  * 32 (the program's code and consts, 64 inputs) and the output's shape, 66 * (3 + 64) + 36 numbers.
  */
+/** Largest output (elements) of a fused program of exact ops run in JavaScript rather than by the addon. */
+const SMALL_FUSED = 64;
+const EXACT_UNARY = new Set<string>(["neg", "abs", "sqrt", "floor", "ceil"]);
+const EXACT_BINARY = new Set<string>(["add", "sub", "mul", "div"]);
+
+function isExactInstr(i: FusedInstr): boolean {
+  if (i.kind === "unary") return EXACT_UNARY.has(i.op);
+  if (i.kind === "binary") return EXACT_BINARY.has(i.op);
+  return true;
+}
+
+/**
+ * True if `prog`'s flat form and consts are those its instructions build (fusedProgram's): the JavaScript kernel
+ * runs the instructions, the addon the flat form, which it checks; a program whose two forms disagree goes to
+ * the addon, whatever its size, so that it is rejected there.
+ */
+function selfConsistent(prog: FusedProgram): boolean {
+  let built: FusedProgram;
+  try {
+    built = fusedProgram(prog.dtype, prog.instrs, Array.from(prog.outputs));
+  } catch {
+    return false;
+  }
+  const same = (a: ArrayLike<number>, b: ArrayLike<number>) =>
+    a.length === b.length && Array.prototype.every.call(a, (v: number, i: number) => Object.is(v, b[i]));
+  return built.numInputs === prog.numInputs && same(built.code, prog.code) && same(built.consts, prog.consts);
+}
+
+/** Per addon, the backend's record of its flush-denormal mode (set by index.ts setFlushDenormal). */
+const flushDenormalSetters = new WeakMap<NativeAddon, (on: boolean) => void>();
+
+/** Tell the backends over `addon` that its flush-denormal mode is now `on`. */
+export function flushDenormalChanged(addon: NativeAddon, on: boolean): void {
+  flushDenormalSetters.get(addon)?.(on);
+}
+
 export function createNativeBackend(addon: NativeAddon): Backend {
   const meta = new Float64Array(4608);
   addon.init(meta);
@@ -437,6 +476,24 @@ export function createNativeBackend(addon: NativeAddon): Backend {
   // and its stores ([4, 0, register, j] per output j), once per program; null when it uses an op the addon
   // does not declare.
   const nativeCode = new WeakMap<FusedProgram, Int32Array | null>();
+  // Small programs of correctly rounded ops run in JavaScript (js/fused.ts): the same bits as the kernel (each
+  // op's exact result rounded once to the dtype, in both; a float32 op computed in double and then rounded is
+  // the float32 op), without the N-API call and the output's externalisation, which cost more than the work
+  // (a scalar x * y + z: 1.45 us through the addon). Not while flush-denormal mode is on, which only the
+  // addon's kernels honour.
+  let flushDenormal = typeof addon.flushDenormal === "function" ? addon.flushDenormal() : false;
+  flushDenormalSetters.set(addon, (on) => {
+    flushDenormal = on;
+  });
+  const exactMemo = new WeakMap<FusedProgram, boolean>();
+  const exactOnly = (prog: FusedProgram): boolean => {
+    let r = exactMemo.get(prog);
+    if (r === undefined) {
+      r = prog.reduce === undefined && prog.instrs.every(isExactInstr) && selfConsistent(prog);
+      exactMemo.set(prog, r);
+    }
+    return r;
+  };
   const translate = (prog: FusedProgram): Int32Array | null => {
     let c = nativeCode.get(prog);
     if (c === undefined) {
@@ -475,6 +532,10 @@ export function createNativeBackend(addon: NativeAddon): Backend {
           fusedReduce: true,
           fused(prog, inputs, outs) {
             checkFusedArgs(prog, inputs, outs);
+            if (outs[0].length <= SMALL_FUSED && !flushDenormal && exactOnly(prog)) {
+              jsFused(prog, inputs, outs);
+              return;
+            }
             const code = translate(prog);
             if (
               code === null ||

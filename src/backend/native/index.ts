@@ -6,7 +6,7 @@
  */
 import type { Backend } from "../backend.ts";
 import { type AddonSource, loadAddon, type NativeAddon } from "./addon.ts";
-import { createNativeBackend } from "./backend.ts";
+import { createNativeBackend, flushDenormalChanged } from "./backend.ts";
 
 let cached:
   | { backend: Backend; addon: NativeAddon; source: AddonSource; path: string }
@@ -123,7 +123,9 @@ export function setFlushDenormal(on: boolean): boolean {
   if (typeof on !== "boolean") throw new TypeError(`setFlushDenormal: expected a boolean, got ${typeof on}`);
   const a = addon("setFlushDenormal");
   if (typeof a.setFlushDenormal !== "function") return !on;
-  return a.setFlushDenormal(on);
+  const took = a.setFlushDenormal(on);
+  flushDenormalChanged(a, typeof a.flushDenormal === "function" ? a.flushDenormal() : took && on);
+  return took;
 }
 
 /**
