@@ -3,7 +3,8 @@
  * up to 9 (the phase planes serve strides up to 8 for filters wider than 1x1), filters up to 7x7, dilation,
  * wide and asymmetric padding, pointwise layers (1x1, no padding, unit stride: products per image, or one
  * product over all images on small planes), depthwise layers and channel multipliers (one output channel per
- * group has tiles of its own), groups, channel counts past the register tiles, a bias and a fused activation,
+ * group has tiles of its own; over many taps, row tiles, as conv1's input gradient), groups, channel counts past
+ * the register tiles, a bias and a fused activation,
  * inputs in every layout. Each case runs forward and backward (the gradients of sum(conv(x, w, b) * u) with
  * respect to x, w and b) on native in every instruction-set build this CPU runs with 1 and 2 threads, and on
  * wasm, against the js reference (test/fuzz/run.ts: same shapes, values within an ulp- and magnitude-aware
@@ -25,7 +26,16 @@ const CASES_PER_SEED = 120;
 
 /** One convolution layer drawn from the shapes the native kernels tell apart. */
 function wideConv(rng: Rng): Case {
-  const kind = pick(rng, ["dense", "dense", "pointwise", "depthwise", "grouped", "strided"] as const);
+  const kind = pick(rng, [
+    "dense",
+    "dense",
+    "pointwise",
+    "depthwise",
+    "grouped",
+    "strided",
+    "one-out",
+    "one-in",
+  ] as const);
   let groups = 1;
   let cg = int(rng, 1, 6);
   let og = int(rng, 1, 12);
@@ -50,11 +60,23 @@ function wideConv(rng: Rng): Case {
     groups = int(rng, 2, 4);
   } else if (kind === "strided") {
     stride = [int(rng, 2, 9), int(rng, 2, 9)];
+  } else if (kind === "one-out" || kind === "one-in") {
+    // one output channel over many taps (a forward pass; with one input channel, the input gradient): the
+    // row tiles of native's OneRows (unit stride, filters 2 to 7 rows, 10 or more output rows)
+    [kh, kw] = [int(rng, 2, 7), int(rng, 1, 7)];
+    stride = [1, 1];
+    dilation = [1, rng() < 0.3 ? 2 : 1];
+    padding = [int(rng, 0, kh), int(rng, 0, kw)];
+    groups = rng() < 0.2 ? 2 : 1;
+    if (kind === "one-out") [cg, og] = [int(rng, 5, 40), 1];
+    else [cg, og] = [1, int(rng, 5, 40)];
   }
   const ext = (k: number, d: number, p: number) => Math.max(1, d * (k - 1) + 1 - 2 * p);
   // planes from one output row or column up to past 64 positions (the pointwise paths switch there)
-  const h = ext(kh, dilation[0], padding[0]) + int(rng, 0, kind === "pointwise" ? 12 : 14);
-  const w = ext(kw, dilation[1], padding[1]) + int(rng, 0, kind === "pointwise" ? 12 : 14);
+  const one = kind === "one-out" || kind === "one-in";
+  const h =
+    ext(kh, dilation[0], padding[0]) + int(rng, one ? 8 : 0, kind === "pointwise" ? 12 : one ? 30 : 14);
+  const w = ext(kw, dilation[1], padding[1]) + int(rng, 0, kind === "pointwise" ? 12 : one ? 40 : 14);
   const n = int(rng, 1, 3);
   const dt: DType = rng() < 0.8 ? "float32" : "float64";
   const vals: Values = rng() < 0.1 ? "special" : "plain";

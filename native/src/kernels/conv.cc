@@ -44,6 +44,9 @@ bool g_phase = true;
 // gradients' pointwise_back_*_images); CHAINRULE_CONV_IMAGES=0 turns them off, read at every call like
 // CHAINRULE_CONV_SMALL.
 bool g_images = true;
+// Whether passes with one output channel and many taps run the row tiles of conv_direct.h (OneRows);
+// CHAINRULE_CONV_ONEROWS=0 turns them off, read at every call like CHAINRULE_CONV_SMALL.
+bool g_onerows = true;
 
 // Whether a forward pass or weight gradient runs the direct tiles: unit stride, or strides the phase planes
 // take, except for 1 x 1 filters (one phase, and the GEMM's larger register tile: the phase planes ran a
@@ -114,6 +117,9 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
   // one-channel input): tiles of 1 x NV1 vectors, flat or wide, rather than MR-row panels of which one row is real.
   constexpr int NV1 = 4, NR1 = NV1 * Simd<T>::W;
   const bool one = g_small && d.Cout == 1;
+  // ... and of those with many taps, row tiles that reuse each load over the filter's rows (OneRows)
+  const int onev = OneRows<T>::nv(d);
+  const bool one_rows = one && !flat && g_onerows && !ep.any() && OneRows<T>::fits(d, is[3]);
   bool rows = !flat && !one && g_small && row_tiles_pay(d, NR, kSmallTaps), chan = false;
   if (!flat && !one && g_small && g_chan) {
     constexpr int MR0 = DirectBlocking<T>::MR;
@@ -146,7 +152,8 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
   const i64 xsize = flat ? xshift_size(d) : xpad_size(d);
   const i64 ldc = panels * NRC;  // the channel tiles' transposed output: P rows of ldc
   const int NRt = one ? NR1 : NR;  // positions per tile
-  const i64 ntiles = flat   ? direct_flat_tasks(d, MR, NRt)
+  const i64 ntiles = one_rows ? OneRows<T>::tasks(d, onev)
+                     : flat   ? direct_flat_tasks(d, MR, NRt)
                      : rows ? direct_row_tasks(d, MR, NR)
                      : chan ? direct_chan_tasks(d, ChanBlocking<T>::chunks(d), NRC)
                             : direct_forward_tasks(d, MR, NRt);
@@ -154,12 +161,22 @@ bool direct_pass(const T* in, const i64* is, i64 N, i64 G, const DGeo& d, T* out
   // image t (n * G + gi) by thread tid; `next` the image this thread takes next (-1: none), prefetched
   auto image = [&](i64 t, int tid, bool par, i64 next) {
     const i64 n = t / G, gi = t % G;
+    const T* xn = in + n * is[0] + gi * d.Cin * is[1];
+    if (one_rows) {  // (reads the input in place: no padded copy)
+      T* y = out + (n * out_channels + gi * d.Cout) * P;
+      const T* ap = Ap + gi * fsz;
+      if (par) {
+        par_for(ntiles, 1, [&](i64 b0, i64 e, int) { one_rows_tiles<T>(xn, is[1], is[2], ap, d, onev, y, b0, e); });
+      } else {
+        one_rows_tiles<T>(xn, is[1], is[2], ap, d, onev, y, 0, ntiles);
+      }
+      return;
+    }
     T* xpad = static_cast<T*>(scratch(tid, 4, sizeof(T) * (size_t)xsize));
     if (!xpad) {
       ok = false;
       return;
     }
-    const T* xn = in + n * is[0] + gi * d.Cin * is[1];
     if (flat) build_xshift(xpad, xn, is[1], is[2], is[3], d);
     else build_xpad(xpad, xn, is[1], is[2], is[3], d);
     if (g_prefetch && next >= 0)
@@ -908,6 +925,8 @@ Err conv2d(int kind, const View& p, const View& q, const Out& out, const int64_t
   g_images = !(images && images[0] == '0');
   const char* phase = std::getenv("CHAINRULE_CONV_PHASE");
   g_phase = !(phase && phase[0] == '0');
+  const char* onerows = std::getenv("CHAINRULE_CONV_ONEROWS");
+  g_onerows = !(onerows && onerows[0] == '0');
   const char* chan = std::getenv("CHAINRULE_CONV_CHAN");
   g_chan = !(chan && chan[0] == '0');
   if ((bias || act >= 0) && kind != 0) return "conv2d: only the forward pass takes a bias / activation epilogue";

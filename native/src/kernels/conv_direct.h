@@ -304,6 +304,7 @@ CR_INLINE i64 direct_forward_tasks(const DGeo& d, int mr, int nr) {
   return (d.Cout + mr - 1) / mr * ((d.OH * d.Wp + nr - 1) / nr);
 }
 
+
 // ---------------------------------------------------------------------------------------------------------
 // "Few taps": Cin * KH * KW up to this many. The forward pass then runs flat tiles over shifted planes and the
 // weight gradient small_wgrad_tile (both below); row tiles need a smaller lane advantage to be chosen.
@@ -372,6 +373,147 @@ struct Part {
 #endif
   }
 };
+
+// ---------------------------------------------------------------------------------------------------------
+// One output channel over many taps, unit stride and vertical dilation 1 (conv1's input gradient: dy's 32
+// channels through the flipped 5 x 5 filter into one dx plane), with AVX-512's masked loads. The wide tiles
+// above (direct_tile<T, 1, NV>) load one vector per multiply-add, most of them split over two cache lines,
+// after copying each image into its padded planes: they ran that pass at 23% of the FMA peak. Here a tile is
+// R output rows x NV vectors of one column range (an output row's positions from ow0): for each input channel
+// c and filter column kw, the R + KH - 1 input rows the tile reads are loaded once, straight from the input,
+// and each serves the KH taps (kh) that read it for R different output rows: (R + KH - 1) NV loads per
+// R KH NV multiply-adds. A load's lanes outside the input (its padding: rows above and below, columns left
+// and right) are masked off, so nothing is copied and nothing outside the input is read. Each output sums its
+// taps in (c, kw, kh) order.
+template <class T>
+struct OneRows {
+  static constexpr int R = 10;  // R x NV accumulators + KH weights + NV loads: at most 20 + 7 + 2 of 32 zmm
+  static constexpr int maxKH = 7;
+  // Whether pass d, over an input whose rows are contiguous (s3 == 1), may run these tiles.
+  static bool fits(const DGeo& d, i64 s3) {
+    return CR_ISA_LEVEL == 2 && s3 == 1 && d.Cout == 1 && d.sh == 1 && d.sw == 1 && d.dh == 1 && d.KH >= 2 &&
+           d.KH <= maxKH && d.OH >= R;
+  }
+  // Vectors per tile row: one for output rows of at most one vector, else two.
+  static int nv(const DGeo& d) { return d.OW <= Simd<T>::W ? 1 : 2; }
+  static i64 tasks(const DGeo& d, int nv) {
+    const i64 cols = (d.OW + nv * Simd<T>::W - 1) / (nv * Simd<T>::W);
+    return (d.OH + R - 1) / R * cols;
+  }
+};
+
+#if CR_ISA_LEVEL == 2
+// The lanes x of a vector whose input column b + x lies in [0, W): a load mask.
+CR_INLINE unsigned col_mask(i64 b, i64 W, int lanes) {
+  const i64 lo = imax<i64>(0, -b), hi = imin<i64>(lanes, W - b);
+  return hi <= lo ? 0u : ((hi >= 32 ? ~0u : (1u << hi) - 1u) & ~((1u << lo) - 1u));
+}
+
+template <class T>
+CR_INLINE typename Simd<T>::V masked_load(uintptr_t at, unsigned m) {
+  if constexpr (std::is_same<T, float>::value) return _mm512_maskz_loadu_ps((__mmask16)m, (const void*)at);
+  else return _mm512_maskz_loadu_pd((__mmask8)m, (const void*)at);
+}
+
+// One tile: output rows oh0 .. oh0 + R, columns ow0 .. ow0 + NV W (those < OW stored) of the plane y, from the
+// input xn (channel stride s1, row stride s2, unit column stride) and the packed filter Ap[k], k = (c, kh, kw).
+template <class T, int KH, int NV>
+__attribute__((noinline)) void one_rows_tile(const T* xn, i64 s1, i64 s2, const T* __restrict Ap, const DGeo& d,
+                                             T* __restrict y, i64 oh0, i64 ow0) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::W, R = OneRows<T>::R;
+  alignas(64) static const T zeros[NV * W] = {};
+  V acc[R][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; v++) acc[r][v] = S::zero();
+  const i64 KW = d.KW;
+  // input rows ir = oh0 - ph + j, j < R + KH - 1: those inside the input, [j0, j1)
+  const i64 ir0 = oh0 - d.ph;
+  const int j0 = (int)imax<i64>(0, -ir0), j1 = (int)imin<i64>(R + KH - 1, d.H - ir0);
+  for (i64 c = 0; c < d.Cin; c++) {
+    const uintptr_t xc = (uintptr_t)(xn + c * s1);
+    const T* ac = Ap + c * KH * KW;
+    for (i64 kw = 0; kw < KW; kw++) {
+      V wk[KH];
+#pragma GCC unroll 8
+      for (int kh = 0; kh < KH; kh++) wk[kh] = S::set1(ac[kh * KW + kw]);
+      const i64 b = ow0 + kw * d.dw - d.pw;  // the input column of lane 0 of vector 0
+      unsigned m[NV];
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; v++) m[v] = col_mask(b + v * W, d.W, W);
+      const uintptr_t col = xc + (uintptr_t)(b * (i64)sizeof(T));
+      // rows outside the input read a vector of zeros instead (a select, not a branch or a mask per row)
+      const uintptr_t zrow = (uintptr_t)zeros - (uintptr_t)(b * 0);
+#pragma GCC unroll 16
+      for (int j = 0; j < R + KH - 1; j++) {
+        const bool in = j >= j0 && j < j1;
+        const uintptr_t row = in ? col + (uintptr_t)((ir0 + j) * s2 * (i64)sizeof(T)) : zrow;
+        V l[NV];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) l[v] = masked_load<T>(row + (uintptr_t)(v * W * (i64)sizeof(T)), m[v]);
+#pragma GCC unroll 8
+        for (int kh = 0; kh < KH; kh++) {
+          const int r = j - kh;
+          if (r >= 0 && r < R) {
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++) acc[r][v] = S::fma(wk[kh], l[v], acc[r][v]);
+          }
+        }
+      }
+    }
+  }
+  const i64 n = imin<i64>(NV * W, d.OW - ow0);
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++) {
+    T* dst = y + (oh0 + r) * d.OW + ow0;
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; v++) {
+      const i64 rem = n - v * W;
+      if (rem >= W) S::storeu(dst + v * W, acc[r][v]);
+      else if (rem > 0) Part<T>::store(dst + v * W, acc[r][v], (int)rem);
+    }
+  }
+}
+
+// Tiles t0 .. t1 of one image's output plane y (t = row tile * column tiles + column tile). The last row tile is
+// moved up to end at row OH (its rows overlap the previous tile's, recomputed with the same bits).
+template <class T, int KH, int NV>
+void one_rows_tiles_kh(const T* xn, i64 s1, i64 s2, const T* Ap, const DGeo& d, T* y, i64 t0, i64 t1) {
+  constexpr int R = OneRows<T>::R, NR = NV * Simd<T>::W;
+  const i64 cols = (d.OW + NR - 1) / NR;
+  for (i64 t = t0; t < t1; t++) {
+    const i64 rt = t / cols, ct = t % cols;
+    one_rows_tile<T, KH, NV>(xn, s1, s2, Ap, d, y, imin<i64>(rt * R, d.OH - R), ct * NR);
+  }
+}
+#endif
+
+template <class T>
+void one_rows_tiles(const T* xn, i64 s1, i64 s2, const T* Ap, const DGeo& d, int nv, T* y, i64 t0, i64 t1) {
+#if CR_ISA_LEVEL == 2
+#define CR_ONE_ROWS(KH)                                                     \
+  case KH:                                                                  \
+    if (nv == 1) one_rows_tiles_kh<T, KH, 1>(xn, s1, s2, Ap, d, y, t0, t1); \
+    else one_rows_tiles_kh<T, KH, 2>(xn, s1, s2, Ap, d, y, t0, t1);         \
+    return;
+  switch (d.KH) {
+    CR_ONE_ROWS(2)
+    CR_ONE_ROWS(3)
+    CR_ONE_ROWS(4)
+    CR_ONE_ROWS(5)
+    CR_ONE_ROWS(6)
+    CR_ONE_ROWS(7)
+    default:
+      return;
+  }
+#undef CR_ONE_ROWS
+#else
+  (void)xn, (void)s1, (void)s2, (void)Ap, (void)d, (void)nv, (void)y, (void)t0, (void)t1;
+#endif
+}
 
 // dst[0 .. n) = 0 and dst[0 .. n) = src[0 .. n) in whole vectors: the short rows of the shifted planes (28
 // elements for a 28-wide "same" convolution), where the library calls and the compiler's scalar remainders cost
