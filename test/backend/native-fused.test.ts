@@ -254,8 +254,10 @@ test("small programs of exact ops (run in JavaScript) give the kernels' bits; fl
     const T = dtype === "float32" ? Float32Array : Float64Array;
     for (const n of [1, 5, 64, 65]) {
       const inputs = Array.from({ length: 4 }, (_, k) => {
-        const data = T.from({ length: n }, (_, i) =>
-          (i + k) % 3 === 0 ? specials[(i * 7 + k) % specials.length] : rng() * 8 - 4,
+        const data = T.from(
+          Array.from({ length: n }, (_, i) =>
+            (i + k) % 3 === 0 ? specials[(i * 7 + k) % specials.length] : rng() * 8 - 4,
+          ),
         );
         return { data, shape: [n], strides: [1], offset: 0 };
       });
