@@ -412,13 +412,27 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
   };
 
   const entryFor = (args: unknown[]) => {
-    if (fast !== null && fastHit(args)) {
-      const e = fast.e;
-      const reads = state.modeReads;
-      if (reads !== null) for (const [m, v] of e.guards) if (!reads.has(m)) reads.set(m, v);
-      const leaves = args as Tensor[];
-      return { e, p: { st, dyn: args, leaves, key: fast.key, donatedLeaves: e.donatedLeaves } };
-    }
+    const { e, p } =
+      fast !== null && fastHit(args)
+        ? {
+            e: fast.e,
+            p: {
+              st,
+              dyn: args,
+              leaves: args as Tensor[],
+              key: fast.key,
+              donatedLeaves: fast.e.donatedLeaves,
+            },
+          }
+        : lookup(args);
+    // inside an enclosing jit trace, this program's guards are the enclosing program's too
+    const reads = state.modeReads;
+    if (reads !== null) for (const [m, v] of e.guards) if (!reads.has(m)) reads.set(m, v);
+    return { e, p };
+  };
+
+  /** The cache entry for a call's signature (traced now on a miss), and the call split by `prepare`. */
+  const lookup = (args: unknown[]) => {
     const p = prepare(args);
     const list = cache.get(p.key);
     let e: Entry | undefined;
@@ -452,9 +466,6 @@ export function jit<F extends (...args: any[]) => any>(f: F, opts: JitOpts = {})
     } else {
       fast = null;
     }
-    // inside an enclosing jit trace, this program's guards are the enclosing program's too
-    const reads = state.modeReads;
-    if (reads !== null) for (const [m, v] of e.guards) if (!reads.has(m)) reads.set(m, v);
     return { e, p };
   };
 

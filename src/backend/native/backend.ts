@@ -124,10 +124,6 @@ function kindsOf(addon: NativeAddon, d: NativeDescription): Map<string, number> 
   return kinds;
 }
 
-/**
- * Build the Backend over a loaded addon. The meta buffer holds the largest call: `fused` with 66 views of rank
- * 32 (the program's code and consts, 64 inputs) and the output's shape, 66 * (3 + 64) + 36 numbers.
- */
 /** Largest output (elements) of a fused program of exact ops run in JavaScript rather than by the addon. */
 const SMALL_FUSED = 64;
 const EXACT_UNARY = new Set<string>(["neg", "abs", "sqrt", "floor", "ceil"]);
@@ -164,6 +160,10 @@ export function flushDenormalChanged(addon: NativeAddon, on: boolean): void {
   flushDenormalSetters.get(addon)?.(on);
 }
 
+/**
+ * Build the Backend over a loaded addon. The meta buffer holds the largest call: `fused` with 66 views of rank
+ * 32 (the program's code and consts, 64 inputs) and the output's shape, 66 * (3 + 64) + 36 numbers.
+ */
 export function createNativeBackend(addon: NativeAddon): Backend {
   const meta = new Float64Array(4608);
   addon.init(meta);
