@@ -20,6 +20,10 @@ for (const [dtype, m, k, n] of [
   // few rows of A (M <= 16 panels) over a row-major B larger than L2 on every CPU this runs on (4.8 MB): B packed,
   // not read in place
   ["float32", 40, 2400, 500],
+  // a row-major A whose rows are 4 KB apart (all on one L1 set): packed rather than read in place (gemm.h,
+  // direct_a_conflicts), at float32 and float64
+  ["float32", 40, 1024, 70],
+  ["float64", 30, 512, 40],
 ] as const) {
   test(`dot ${dtype} ${m}x${k} @ ${k}x${n}: K slices, row and column blocks`, { skip: !N }, () => {
     const rng = prng(m * 7 + k * 3 + n);
