@@ -167,11 +167,18 @@ class Builder {
   }
 }
 
-export type OptimizerVariant = "adam" | "adam-eps" | "momentum" | "swapped" | "extra-output";
+export type OptimizerVariant =
+  | "adam"
+  | "adam-eps"
+  | "adam-lib"
+  | "adamw-lib"
+  | "momentum"
+  | "swapped"
+  | "extra-output";
 
 /**
  * The program of `variant` and its named inputs in input order. Adam: inputs m, g, v, [a, c,] p; outputs m', v',
- * p' (in `order`); with `scalarInputs`, the step's scalars a and c are broadcast inputs (as in the bench's step),
+ * p' (in `order`); "adam-lib" / "adamw-lib": the library's functional Adam / AdamW (inputs m, g, v, [c,] [a,] p); with `scalarInputs`, the step's scalars a and c are broadcast inputs (as in the bench's step),
  * else consts. Momentum: inputs b, g, p; outputs b', p'.
  */
 export function optimizerProgram(
@@ -212,6 +219,25 @@ export function optimizerProgram(
     B.bin("mul", inp("v"), B.konst(0.999)),
     B.bin("mul", B.bin("mul", g, g), B.konst(0.001)),
   );
+  if (variant === "adam-lib" || variant === "adamw-lib") {
+    // the library's functional Adam (optim/functional.ts): p' = p [d] - (m' / (sqrt(v') / c + eps)) a
+    const den = B.bin(
+      "add",
+      B.bin("div", B.sqrt(v2), scalarInputs ? inp("c") : B.konst(0.95)),
+      B.konst(1e-8),
+    );
+    const upd = B.bin("mul", B.bin("div", m2, den), scalarInputs ? inp("a") : B.konst(0.0123));
+    const base = variant === "adamw-lib" ? B.bin("mul", inp("p"), B.konst(0.99)) : inp("p");
+    const outs = [m2, v2, B.bin("sub", base, upd)];
+    return {
+      prog: fusedProgram(
+        dtype,
+        B.instrs,
+        order.map((j) => outs[j]),
+      ),
+      names,
+    };
+  }
   const a = scalarInputs ? inp("a") : B.konst(0.0123);
   const num = B.bin("mul", m2, a);
   const root = B.sqrt(v2);

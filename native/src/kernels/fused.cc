@@ -980,6 +980,32 @@ struct PatAdamEps {
   static constexpr int nout = 3, nx = 4, ns = 6;
   static constexpr bool flush = true;
 };
+// Adam as the library writes it (optim/functional.ts adamLike: makeTrainStep, the CLI's --jit):
+//   m' = m b1 + g (1 - b1);  v' = v b2 + g^2 (1 - b2);  p' = p - (m' / (sqrt(v') / c + eps)) a
+// with c = sqrt(1 - b2^t) and a the step size lr / (1 - b1^t). Its v' and m' are PatAdam's.
+struct PatAdamLib {
+  static constexpr PNode nodes[] = {
+      pF(0), pS(0), pB(B_MUL, 0, 1), pF(1), pS(1), pB(B_MUL, 3, 4), pB(B_ADD, 2, 5),  // 6: m'
+      pF(2), pS(2), pB(B_MUL, 7, 8), pB(B_MUL, 3, 3), pS(3), pB(B_MUL, 10, 11), pB(B_ADD, 9, 12),  // 13: v'
+      pF(3), pO(0), pO(1), pU(U_SQRT, 16), pS(4), pB(B_DIV, 17, 18), pS(5), pB(B_ADD, 19, 20), pB(B_DIV, 15, 21),
+      pS(6), pB(B_MUL, 22, 23), pB(B_SUB, 14, 24),  // 25: p'
+  };
+  static constexpr int roots[] = {6, 13, 25};
+  static constexpr int nout = 3, nx = 4, ns = 7;
+  static constexpr bool flush = true;
+};
+// The same for AdamW, whose decoupled decay scales the parameter first: p' = p d - (m' / (sqrt(v') / c + eps)) a.
+struct PatAdamWLib {
+  static constexpr PNode nodes[] = {
+      pF(0), pS(0), pB(B_MUL, 0, 1), pF(1), pS(1), pB(B_MUL, 3, 4), pB(B_ADD, 2, 5),  // 6: m'
+      pF(2), pS(2), pB(B_MUL, 7, 8), pB(B_MUL, 3, 3), pS(3), pB(B_MUL, 10, 11), pB(B_ADD, 9, 12),  // 13: v'
+      pF(3), pO(0), pO(1), pU(U_SQRT, 16), pS(4), pB(B_DIV, 17, 18), pS(5), pB(B_ADD, 19, 20), pB(B_DIV, 15, 21),
+      pS(6), pB(B_MUL, 22, 23), pS(7), pB(B_MUL, 14, 25), pB(B_SUB, 26, 24),  // 27: p'
+  };
+  static constexpr int roots[] = {6, 13, 27};
+  static constexpr int nout = 3, nx = 4, ns = 8;
+  static constexpr bool flush = true;
+};
 // SGD with momentum: b' = b mu + g;  p' = p - b' lr.
 struct PatMomentum {
   static constexpr PNode nodes[] = {
@@ -1079,6 +1105,7 @@ template <class T>
 bool run_compiled(const Prog& P, const Views& in, const T* fixed, i64 n) {
   if (P.blocked || P.red_op >= 0) return false;
   return try_pattern<T, PatAdam>(P, in, fixed, n) || try_pattern<T, PatAdamEps>(P, in, fixed, n) ||
+         try_pattern<T, PatAdamLib>(P, in, fixed, n) || try_pattern<T, PatAdamWLib>(P, in, fixed, n) ||
          try_pattern<T, PatMomentum>(P, in, fixed, n);
 }
 
