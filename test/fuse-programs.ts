@@ -193,19 +193,21 @@ export function optimizerProgram(
     names.push(name);
     return B.input(names.length - 1);
   };
+  /** The program with `outs` (by role) stored in `order`. */
+  const done = (outs: number[]) => ({
+    prog: fusedProgram(
+      dtype,
+      B.instrs,
+      order.map((j) => outs[j]),
+    ),
+    names,
+  });
   if (variant === "momentum") {
     const b = B.bin("mul", inp("m"), B.konst(0.9));
     const b2 = B.bin("add", b, inp("g"));
     const p2 = B.bin("sub", inp("p"), B.bin("mul", b2, B.konst(0.01)));
     const outs = [b2, p2];
-    return {
-      prog: fusedProgram(
-        dtype,
-        B.instrs,
-        order.map((j) => outs[j]),
-      ),
-      names,
-    };
+    return done(outs);
   }
   const m = inp("m");
   const m2 =
@@ -229,14 +231,7 @@ export function optimizerProgram(
     const upd = B.bin("mul", B.bin("div", m2, den), scalarInputs ? inp("a") : B.konst(0.0123));
     const base = variant === "adamw-lib" ? B.bin("mul", inp("p"), B.konst(0.99)) : inp("p");
     const outs = [m2, v2, B.bin("sub", base, upd)];
-    return {
-      prog: fusedProgram(
-        dtype,
-        B.instrs,
-        order.map((j) => outs[j]),
-      ),
-      names,
-    };
+    return done(outs);
   }
   const a = scalarInputs ? inp("a") : B.konst(0.0123);
   const num = B.bin("mul", m2, a);
@@ -250,14 +245,7 @@ export function optimizerProgram(
   const q = B.bin("div", num, den);
   const p2 = B.bin("sub", inp("p"), q);
   const outs = variant === "extra-output" ? [m2, v2, p2, q] : [m2, v2, p2];
-  return {
-    prog: fusedProgram(
-      dtype,
-      B.instrs,
-      order.map((j) => outs[j]),
-    ),
-    names,
-  };
+  return done(outs);
 }
 
 /** The wasm backend (an error if it does not load). */

@@ -952,6 +952,12 @@ constexpr PNode pO(int j) { return {PK_OUT, 0, j, 0}; }
 constexpr PNode pU(int op, int a) { return {PK_UN, op, a, 0}; }
 constexpr PNode pB(int op, int a, int b) { return {PK_BIN, op, a, b}; }
 
+// The moments of every Adam pattern, nodes 0-13: m b1 (2) + g (1 - b1) (5) = m' (6); v b2 (9) + (g g) (1 - b2) (12)
+// = v' (13). Flat variables m = 0, g = 1, v = 2; fixed b1 = 0, 1 - b1 = 1, b2 = 2, 1 - b2 = 3.
+#define CR_PAT_ADAM_MOMENTS                                                                                      \
+  pF(0), pS(0), pB(B_MUL, 0, 1), pF(1), pS(1), pB(B_MUL, 3, 4), pB(B_ADD, 2, 5), pF(2), pS(2), pB(B_MUL, 7, 8), \
+      pB(B_MUL, 3, 3), pS(3), pB(B_MUL, 10, 11), pB(B_ADD, 9, 12)
+
 // Adam as jit traces it written out with the step's scalars as inputs (bench/peers/chainrule.ts jitAdamStep):
 //   m' = m b1 + g (1 - b1);  v' = v b2 + g^2 (1 - b2);  p' = p - m' a / (sqrt(v') c + eps)
 // The Adam patterns run with subnormals flushed to zero, as the eager fused Adam does (optim.cc: on Intel cores
@@ -959,8 +965,7 @@ constexpr PNode pB(int op, int a, int b) { return {PK_BIN, op, a, b}; }
 // op-by-op program's.
 struct PatAdam {
   static constexpr PNode nodes[] = {
-      pF(0), pS(0), pB(B_MUL, 0, 1), pF(1), pS(1), pB(B_MUL, 3, 4), pB(B_ADD, 2, 5),  // 6: m'
-      pF(2), pS(2), pB(B_MUL, 7, 8), pB(B_MUL, 3, 3), pS(3), pB(B_MUL, 10, 11), pB(B_ADD, 9, 12),  // 13: v'
+      CR_PAT_ADAM_MOMENTS,
       pF(3), pO(0), pS(4), pB(B_MUL, 15, 16), pO(1), pU(U_SQRT, 18), pS(5), pB(B_MUL, 19, 20), pS(6),
       pB(B_ADD, 21, 22), pB(B_DIV, 17, 23), pB(B_SUB, 14, 24),  // 25: p'
   };
@@ -971,8 +976,7 @@ struct PatAdam {
 // The same with the usual denominator sqrt(v') + eps (p' = p - m' a / (sqrt(v') + eps)).
 struct PatAdamEps {
   static constexpr PNode nodes[] = {
-      pF(0), pS(0), pB(B_MUL, 0, 1), pF(1), pS(1), pB(B_MUL, 3, 4), pB(B_ADD, 2, 5),  // 6: m'
-      pF(2), pS(2), pB(B_MUL, 7, 8), pB(B_MUL, 3, 3), pS(3), pB(B_MUL, 10, 11), pB(B_ADD, 9, 12),  // 13: v'
+      CR_PAT_ADAM_MOMENTS,
       pF(3), pO(0), pS(4), pB(B_MUL, 15, 16), pO(1), pU(U_SQRT, 18), pS(5), pB(B_ADD, 19, 20), pB(B_DIV, 17, 21),
       pB(B_SUB, 14, 22),  // 23: p'
   };
@@ -982,13 +986,14 @@ struct PatAdamEps {
 };
 // Adam as the library writes it (optim/functional.ts adamLike: makeTrainStep, the CLI's --jit):
 //   m' = m b1 + g (1 - b1);  v' = v b2 + g^2 (1 - b2);  p' = p - (m' / (sqrt(v') / c + eps)) a
-// with c = sqrt(1 - b2^t) and a the step size lr / (1 - b1^t). Its v' and m' are PatAdam's.
+// with c = sqrt(1 - b2^t) and a the step size lr / (1 - b1^t). Nodes 14-24 (flat p = 3; fixed c = 4, eps = 5, a = 6):
+// p (14), sqrt(v') / c + eps (21), m' / that (22), times a (24).
+#define CR_PAT_ADAM_LIB_STEP                                                                                     \
+  pF(3), pO(0), pO(1), pU(U_SQRT, 16), pS(4), pB(B_DIV, 17, 18), pS(5), pB(B_ADD, 19, 20), pB(B_DIV, 15, 21), pS(6), \
+      pB(B_MUL, 22, 23)
 struct PatAdamLib {
   static constexpr PNode nodes[] = {
-      pF(0), pS(0), pB(B_MUL, 0, 1), pF(1), pS(1), pB(B_MUL, 3, 4), pB(B_ADD, 2, 5),  // 6: m'
-      pF(2), pS(2), pB(B_MUL, 7, 8), pB(B_MUL, 3, 3), pS(3), pB(B_MUL, 10, 11), pB(B_ADD, 9, 12),  // 13: v'
-      pF(3), pO(0), pO(1), pU(U_SQRT, 16), pS(4), pB(B_DIV, 17, 18), pS(5), pB(B_ADD, 19, 20), pB(B_DIV, 15, 21),
-      pS(6), pB(B_MUL, 22, 23), pB(B_SUB, 14, 24),  // 25: p'
+      CR_PAT_ADAM_MOMENTS, CR_PAT_ADAM_LIB_STEP, pB(B_SUB, 14, 24),  // 25: p'
   };
   static constexpr int roots[] = {6, 13, 25};
   static constexpr int nout = 3, nx = 4, ns = 7;
@@ -997,15 +1002,14 @@ struct PatAdamLib {
 // The same for AdamW, whose decoupled decay scales the parameter first: p' = p d - (m' / (sqrt(v') / c + eps)) a.
 struct PatAdamWLib {
   static constexpr PNode nodes[] = {
-      pF(0), pS(0), pB(B_MUL, 0, 1), pF(1), pS(1), pB(B_MUL, 3, 4), pB(B_ADD, 2, 5),  // 6: m'
-      pF(2), pS(2), pB(B_MUL, 7, 8), pB(B_MUL, 3, 3), pS(3), pB(B_MUL, 10, 11), pB(B_ADD, 9, 12),  // 13: v'
-      pF(3), pO(0), pO(1), pU(U_SQRT, 16), pS(4), pB(B_DIV, 17, 18), pS(5), pB(B_ADD, 19, 20), pB(B_DIV, 15, 21),
-      pS(6), pB(B_MUL, 22, 23), pS(7), pB(B_MUL, 14, 25), pB(B_SUB, 26, 24),  // 27: p'
+      CR_PAT_ADAM_MOMENTS, CR_PAT_ADAM_LIB_STEP, pS(7), pB(B_MUL, 14, 25), pB(B_SUB, 26, 24),  // 27: p'
   };
   static constexpr int roots[] = {6, 13, 27};
   static constexpr int nout = 3, nx = 4, ns = 8;
   static constexpr bool flush = true;
 };
+#undef CR_PAT_ADAM_MOMENTS
+#undef CR_PAT_ADAM_LIB_STEP
 // SGD with momentum: b' = b mu + g;  p' = p - b' lr.
 struct PatMomentum {
   static constexpr PNode nodes[] = {
