@@ -10,7 +10,10 @@ import type { Backend, BinaryOp, FusedInstr, FusedProgram, UnaryOp, View } from 
 import { fusedProgram } from "../src/backend/fused.ts";
 import { loadNativeBackend, nativeInfo, setNativeIsa, setNumThreads } from "../src/backend/native/index.ts";
 import { loadWasmBackend } from "../src/backend/wasm/index.ts";
+import { jit, tensor } from "../src/index.ts";
+import { functional as optFunctional } from "../src/optim/index.ts";
 import type { Tensor } from "../src/tensor/tensor.ts";
+import { onBackend } from "./backends.ts";
 import { prng } from "./prng.ts";
 
 /** Seeded random helpers over the tests' PRNG. */
@@ -314,4 +317,44 @@ export function nativeConfigs(): { label: string; select: () => Backend }[] {
       },
     })),
   );
+}
+
+/**
+ * A jitted step of the library's functional Adam or AdamW (`functional.adam` / `adamw`, whose programs the backends
+ * flush as the Adam patterns: native PatAdamLib / PatAdamWLib, wasm's ADAM_LIB / ADAMW_LIB) on backend `be`, three
+ * steps over 3,000 float32 parameters against the same update run op by op: p and m are the op-by-op bits; every
+ * third gradient is 1e-20, whose second moment (1e-43) op by op is subnormal and jitted is flushed to 0.
+ */
+export function checkFunctionalAdamFlush(be: Backend, name: "adam" | "adamw"): void {
+  onBackend(be, () => {
+    const rng = new Rng(5);
+    const n = 3000;
+    const f = optFunctional[name]({ lr: 1e-3 });
+    const init = Float32Array.from({ length: n }, () => rng.next() * 2 - 1);
+    let params = { w: tensor(init.slice(), { shape: [n] }) };
+    let state = f.init(params);
+    let refParams = { w: tensor(init.slice(), { shape: [n] }) };
+    let refState = f.init(refParams);
+    const step = jit((ps: { w: Tensor }, g: { w: Tensor }, st: typeof state) => f.update(g, st, ps), {
+      donateArgnums: [0, 2],
+    });
+    const moment = (st: typeof state, k: string) => (st[k] as { w: Tensor }).w.dataSync();
+    for (let t = 1; t <= 3; t++) {
+      const g = Float32Array.from({ length: n }, (_, i) => (i % 3 === 0 ? 1e-20 : rng.next() * 2 - 1));
+      [refParams, refState] = f.update({ w: tensor(g.slice(), { shape: [n] }) }, refState, refParams);
+      [params, state] = step(params, { w: tensor(g, { shape: [n] }) }, state);
+      const what = `${name} step ${t}`;
+      assertSameBits(params.w.dataSync(), refParams.w.dataSync(), `${what}: p`);
+      assertSameBits(moment(state, "expAvg"), moment(refState, "expAvg"), `${what}: m`);
+      const [v, vRef] = [moment(state, "expAvgSq"), moment(refState, "expAvgSq")];
+      for (let i = 0; i < n; i++) {
+        if (i % 3 === 0 && t === 1) {
+          assert.ok(vRef[i] > 0 && vRef[i] < 1.2e-38, `${what}: op-by-op v[${i}] is subnormal (${vRef[i]})`);
+          assert.equal(v[i], 0, `${what}: jitted v[${i}] flushed`);
+        } else if (vRef[i] >= 1.2e-38) {
+          assert.ok(Object.is(v[i], vRef[i]), `${what}: v[${i}] ${v[i]} against ${vRef[i]}`);
+        }
+      }
+    }
+  });
 }

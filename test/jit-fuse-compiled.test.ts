@@ -13,12 +13,12 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { Backend, FusedProgram, View } from "../src/backend/backend.ts";
 import { fusedByOps } from "../src/backend/fused.ts";
-import { jit, tensor, type Tensor } from "../src/index.ts";
-import { functional as optFunctional } from "../src/optim/index.ts";
+import { jit, tensor } from "../src/index.ts";
 import { onBackend } from "./backends.ts";
 import {
   adamUpdateOps,
   assertSameBits,
+  checkFunctionalAdamFlush,
   nativeBackend,
   nativeConfigs,
   type OptimizerVariant as Variant,
@@ -246,49 +246,13 @@ test("a jitted Adam step equals its eager ops, bit for bit", { skip: nativeBacke
 // flushes a subnormal second moment to zero (as the stateful optimizers' fused kernel does), which the tile
 // interpreter would not: the flush shows that the compiled loop ran.
 for (const name of ["adam", "adamw"] as const) {
-  test(`jitted functional ${name} runs the compiled loop: the op-by-op bits, subnormal moments flushed`, {
-    skip: nativeBackend === undefined,
-  }, () => {
-    onBackend(nativeBackend!, () => {
-      const rng = new Rng(5);
-      const n = 3000;
-      const f = optFunctional[name]({ lr: 1e-3 });
-      const init = Float32Array.from({ length: n }, () => rng.next() * 2 - 1);
-      let params = { w: tensor(init.slice(), { shape: [n] }) };
-      let state = f.init(params);
-      let refParams = { w: tensor(init.slice(), { shape: [n] }) };
-      let refState = f.init(refParams);
-      const step = jit((ps: { w: Tensor }, g: { w: Tensor }, st: typeof state) => f.update(g, st, ps), {
-        donateArgnums: [0, 2],
-      });
-      const vOf = (st: typeof state) => (st.expAvgSq as { w: Tensor }).w.dataSync();
-      for (let t = 1; t <= 3; t++) {
-        // every third gradient 1e-20: its g^2 (1 - b2) = 1e-43 makes a subnormal second moment op by op
-        const g = Float32Array.from({ length: n }, (_, i) => (i % 3 === 0 ? 1e-20 : rng.next() * 2 - 1));
-        [refParams, refState] = f.update({ w: tensor(g.slice(), { shape: [n] }) }, refState, refParams);
-        [params, state] = step(params, { w: tensor(g, { shape: [n] }) }, state);
-        const what = `${name} step ${t}`;
-        assertSameBits(params.w.dataSync(), refParams.w.dataSync(), `${what}: p`);
-        assertSameBits(
-          (state.expAvg as { w: Tensor }).w.dataSync(),
-          (refState.expAvg as { w: Tensor }).w.dataSync(),
-          `${what}: m`,
-        );
-        const [v, vRef] = [vOf(state), vOf(refState)];
-        for (let i = 0; i < n; i++) {
-          if (i % 3 === 0 && t === 1) {
-            assert.ok(
-              vRef[i] > 0 && vRef[i] < 1.2e-38,
-              `${what}: op-by-op v[${i}] is subnormal (${vRef[i]})`,
-            );
-            assert.equal(v[i], 0, `${what}: jitted v[${i}] flushed`);
-          } else if (vRef[i] >= 1.2e-38) {
-            assert.ok(Object.is(v[i], vRef[i]), `${what}: v[${i}] ${v[i]} against ${vRef[i]}`);
-          }
-        }
-      }
-    });
-  });
+  test(
+    `jitted functional ${name} runs the compiled loop: the op-by-op bits, subnormal moments flushed`,
+    {
+      skip: nativeBackend === undefined,
+    },
+    () => checkFunctionalAdamFlush(nativeBackend!, name),
+  );
 }
 
 describe("the compiled Adam patterns flush subnormals to zero, as the eager fused Adam; momentum keeps them", () => {

@@ -20,6 +20,7 @@ import { onBackend } from "../backends.ts";
 import {
   adamUpdateOps,
   assertSameBits,
+  checkFunctionalAdamFlush,
   type OptimizerVariant,
   optimizerProgram,
   Rng,
@@ -91,7 +92,8 @@ const ORDERS = [
 describe("wasm fused Adam flushes subnormals to zero", () => {
   test("g = 1e-20: v' is +0 where op by op it is subnormal, m' and p' are the op-by-op bits", () => {
     const rng = new Rng(5);
-    for (const variant of ADAMS) {
+    // (the library's functional Adam and AdamW, "adam-lib" / "adamw-lib", flush by the same rules)
+    for (const variant of [...ADAMS, "adam-lib", "adamw-lib"] as const) {
       for (const scalarInputs of [false, true]) {
         for (const n of SIZES) {
           for (const order of ORDERS) {
@@ -343,6 +345,11 @@ describe("wasm fused Adam flushes subnormals to zero", () => {
       }
     }
   });
+
+  for (const name of ["adam", "adamw"] as const) {
+    test(`a jitted functional ${name} step on wasm flushes its subnormal moments; p and m are the op-by-op bits`, () =>
+      checkFunctionalAdamFlush(be, name));
+  }
 
   test("a jitted Adam step on wasm with g = 1e-20 leaves v at 0; p and m are the eager bits", () => {
     onBackend(be, () => {
