@@ -14,9 +14,9 @@
  * One exception to the unfused kernels' bits, by design: a float32 program that is exactly Adam as jit traces it,
  * native's compiled patterns PatAdam and PatAdamEps (m' = m b1 + g (1 - b1); v' = v b2 + (g g) (1 - b2);
  * p' = p - m' a / (sqrt(v') c + eps), or with sqrt(v') + eps), or the library's own functional Adam and AdamW,
- * PatAdamLib and PatAdamWLib (p' = p [d] - (m' / (sqrt(v') / c + eps)) a) (the scalars consts or broadcast inputs,
- * the outputs in any order), matched op for op and operand for operand against the same patterns written as data here
- * (`isAdam`), runs with the multiplies' subnormal operands and products flushed to zero (codegen.ts
+ * PatAdamLib and PatAdamWLib (p' = p [d] - (m' / (sqrt(v') / c + eps)) a) (the scalars consts or broadcast
+ * inputs, the outputs in any order), matched op for op and operand for operand against the same patterns written
+ * as data here (`isAdam`), runs with the multiplies' subnormal operands and products flushed to zero (codegen.ts
  * "Subnormals"), as the eager wasm Adam (wasm/assembly/optim.ts) does and close to native's FTZ and DAZ: as a
  * model converges, g^2 and then v fall below FLT_MIN, and a multiply on a subnormal takes a microcode assist on
  * Intel cores. With normal values its results are the
@@ -366,8 +366,7 @@ const ADAM_EPS: Pattern = {
 const ADAM_LIB: Pattern = {
   // biome-ignore format: rows read better than one node per line
   nodes: [
-    pF(0), pS(0), pB("mul", 0, 1), pF(1), pS(1), pB("mul", 3, 4), pB("add", 2, 5), // 6: m'
-    pF(2), pS(2), pB("mul", 7, 8), pB("mul", 3, 3), pS(3), pB("mul", 10, 11), pB("add", 9, 12), // 13: v'
+    ...ADAM.nodes.slice(0, 14), // m' (6) and v' (13), as in ADAM
     pF(3), pO(0), pO(1), pSqrt(16), pS(4), pB("div", 17, 18), pS(5), pB("add", 19, 20), pB("div", 15, 21),
     pS(6), pB("mul", 22, 23), pB("sub", 14, 24), // 25: p'
   ],
@@ -379,6 +378,8 @@ const ADAMW_LIB: Pattern = {
   nodes: [...ADAM_LIB.nodes.slice(0, 25), pS(7), pB("mul", 14, 25), pB("sub", 26, 24)], // 27: p'
   roots: [6, 13, 27],
 };
+
+const ADAM_PATTERNS = [ADAM, ADAM_EPS, ADAM_LIB, ADAMW_LIB];
 
 const SQRT = UNARY_OPS.indexOf("sqrt");
 const ATAN2 = BINARY_OPS.indexOf("atan2");
@@ -450,7 +451,7 @@ function matches(pat: Pattern, code: Int32Array, outputs: Int32Array, layout: re
  * Momentum and every other program keep IEEE subnormals.
  */
 function isAdam(code: Int32Array, outputs: Int32Array, layout: readonly string[]): boolean {
-  return [ADAM, ADAM_EPS, ADAM_LIB, ADAMW_LIB].some((pat) => matches(pat, code, outputs, layout));
+  return ADAM_PATTERNS.some((pat) => matches(pat, code, outputs, layout));
 }
 
 /** The programs of `biasAct`: act(x + b) or act(x), per dtype and activation. */
