@@ -1,12 +1,12 @@
 /**
  * Native fused programs of the compiled shapes (kernels/fused.cc "Compiled programs": Adam as jit traces it,
- * Adam with the usual sqrt(v) + eps, SGD with momentum), which run as one generated loop instead of the tile
+ * Adam with the usual sqrt(v) + eps, the library's functional Adam and AdamW, SGD with momentum), which run as one generated loop instead of the tile
  * interpreter: every instruction set, one and two threads, float32 and float64, sizes around every vector width
  * (the scalar tails), special values, the step's scalars as consts or as broadcast inputs, outputs in any order,
  * fresh or in place of their inputs (jit's donated parameters and moments), give exactly the bits of the same
  * program run op by op on the same backend; near misses (operands swapped, a transposed gradient, an extra
  * output, an output overlapping an input elsewhere) run on the interpreter with the same bits; a jitted Adam step
- * equals its eager ops. The one difference: the Adam patterns flush subnormal values to zero, as the eager fused
+ * equals its eager ops, and a jitted functional Adam / AdamW its op-by-op update. The one difference: the Adam patterns flush subnormal values to zero, as the eager fused
  * Adam does (momentum keeps them), and leave the caller's floating-point mode as it was.
  */
 import assert from "node:assert/strict";

@@ -3,7 +3,8 @@
  * them (src/backend/wasm/fused.ts isAdam, codegen.ts "Subnormals"), as native's compiled Adam patterns and the
  * eager wasm Adam do: WebAssembly has no FTZ mode, so the generated code clears, by integer compares of the
  * magnitude bits, the operands of a multiply whose product would be subnormal (and the step's scalars), not the
- * results of add, sub or div. Both Adam variants, the step's scalars as consts or broadcast inputs, sizes with
+ * results of add, sub or div. The Adam variants (the g = 1e-20 case also the library's functional Adam and
+ * AdamW, alone and jitted), the step's scalars as consts or broadcast inputs, sizes with
  * and without a SIMD part and a scalar tail: with g = 1e-20, v' is +0 where the op-by-op program stores a
  * subnormal, m' and p' keep its bits; around FLT_MIN the results are those of a model in JavaScript (float32 op
  * by op, the multiplies' operands flushed), in which no multiply reads or makes a subnormal, and where neither p
